@@ -1,0 +1,243 @@
+//! Header fields: the ordered list a message carries, and typed views of the headers the core
+//! reads (Via, From/To, Contact, CSeq, digest credentials, ...). A message keeps every header as
+//! text; a typed view is parsed from that text when asked for.
+
+mod auth;
+mod cseq;
+mod name;
+mod name_addr;
+mod via;
+
+pub use auth::{Challenge, Credentials, DigestParams};
+pub use cseq::CSeq;
+pub use name::HeaderName;
+pub use name_addr::{Contact, NameAddr};
+pub use via::{BRANCH_COOKIE, Via};
+
+use bytestring::ByteString;
+
+use crate::scan::{parse_delta_seconds, split_commas};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: HeaderName,
+    /// The value with folding replaced by single spaces and surrounding whitespace trimmed.
+    pub value: ByteString,
+}
+
+/// The headers of a message in their order on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<Header>);
+
+impl Headers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Header> {
+        self.0.iter()
+    }
+
+    /// Appends a header.
+    pub fn push(&mut self, name: HeaderName, value: impl Into<ByteString>) {
+        self.0.push(Header {
+            name,
+            value: value.into(),
+        });
+    }
+
+    /// Puts a header before all others of its name (a new top Via, a Record-Route).
+    pub fn push_front(&mut self, name: HeaderName, value: impl Into<ByteString>) {
+        let at = self.0.iter().position(|h| h.name == name).unwrap_or(0);
+        self.0.insert(
+            at,
+            Header {
+                name,
+                value: value.into(),
+            },
+        );
+    }
+
+    /// Replaces every header of this name by one with `value`, where the first one stood.
+    pub fn set(&mut self, name: HeaderName, value: impl Into<ByteString>) {
+        let value = value.into();
+        match self.0.iter().position(|h| h.name == name) {
+            Some(at) => {
+                self.0[at].value = value;
+                let mut i = 0;
+                self.0.retain(|h| {
+                    let keep = i <= at || h.name != name;
+                    i += 1;
+                    keep
+                });
+            }
+            None => self.push(name, value),
+        }
+    }
+
+    pub fn remove(&mut self, name: &HeaderName) {
+        self.0.retain(|h| &h.name != name);
+    }
+
+    /// Removes the first header of this name (the top Via of a response being forwarded).
+    pub fn remove_first(&mut self, name: &HeaderName) -> Option<ByteString> {
+        let at = self.0.iter().position(|h| &h.name == name)?;
+        Some(self.0.remove(at).value)
+    }
+
+    /// The first header of this name.
+    pub fn get(&self, name: &HeaderName) -> Option<&ByteString> {
+        self.0.iter().find(|h| &h.name == name).map(|h| &h.value)
+    }
+
+    /// Every header of this name, in order.
+    pub fn get_all<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a ByteString> {
+        self.0
+            .iter()
+            .filter(move |h| &h.name == name)
+            .map(|h| &h.value)
+    }
+
+    pub fn count(&self, name: &HeaderName) -> usize {
+        self.get_all(name).count()
+    }
+
+    pub fn contains(&self, name: &HeaderName) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Every comma-separated value of every header of this name (RFC 3261 7.3.1), as slices
+    /// of the header text.
+    pub fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = ByteString> + 'a {
+        self.get_all(name).flat_map(|text| {
+            split_commas(text)
+                .filter(|v| !v.is_empty())
+                .map(|v| text.slice_ref(v))
+        })
+    }
+
+    /// The option tags or tokens of list headers such as Require, Supported and Allow.
+    pub fn tokens<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = ByteString> + 'a {
+        self.values(name)
+    }
+
+    /// A `delta-seconds` header (Expires, Min-Expires): `None` when absent, an error when it
+    /// does not parse. Values past 2^32-1 are clamped.
+    pub fn delta_seconds(&self, name: &HeaderName) -> Result<Option<u32>, crate::InvalidSyntax> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => parse_delta_seconds(v)
+                .map(Some)
+                .ok_or(crate::InvalidSyntax("delta-seconds")),
+        }
+    }
+
+    /// The Via headers, parsed, top first.
+    pub fn vias(&self) -> impl Iterator<Item = Result<Via, crate::InvalidSyntax>> + '_ {
+        self.values(&HeaderName::Via).map(|v| Via::parse(&v))
+    }
+
+    /// The top Via, parsed.
+    pub fn top_via(&self) -> Option<Result<Via, crate::InvalidSyntax>> {
+        self.vias().next()
+    }
+
+    pub fn call_id(&self) -> Option<&ByteString> {
+        self.get(&HeaderName::CallId)
+    }
+
+    pub fn cseq(&self) -> Option<Result<CSeq, crate::InvalidSyntax>> {
+        self.get(&HeaderName::CSeq).map(CSeq::parse)
+    }
+
+    pub fn from(&self) -> Option<Result<NameAddr, crate::InvalidSyntax>> {
+        self.get(&HeaderName::From).map(NameAddr::parse)
+    }
+
+    pub fn to(&self) -> Option<Result<NameAddr, crate::InvalidSyntax>> {
+        self.get(&HeaderName::To).map(NameAddr::parse)
+    }
+
+    /// The Contact values, parsed.
+    pub fn contacts(&self) -> impl Iterator<Item = Result<Contact, crate::InvalidSyntax>> + '_ {
+        self.values(&HeaderName::Contact)
+            .map(|v| Contact::parse(&v))
+    }
+
+    pub fn max_forwards(&self) -> Option<Result<u8, crate::InvalidSyntax>> {
+        self.get(&HeaderName::MaxForwards).map(|v| {
+            let n = crate::scan::parse_u64(v).ok_or(crate::InvalidSyntax("Max-Forwards"))?;
+            u8::try_from(n).map_err(|_| crate::InvalidSyntax("Max-Forwards"))
+        })
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = &'a Header;
+    type IntoIter = std::slice::Iter<'a, Header>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(list: &[(HeaderName, &'static str)]) -> Headers {
+        let mut h = Headers::new();
+        for (n, v) in list {
+            h.push(n.clone(), ByteString::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn multi_valued_headers_split() {
+        let h = headers(&[
+            (HeaderName::Contact, "<sip:a@x>;q=0.5, \"B, b\" <sip:b@x>"),
+            (HeaderName::Via, "SIP/2.0/UDP a"),
+            (HeaderName::Contact, "sip:c@x"),
+        ]);
+        let v: Vec<_> = h.values(&HeaderName::Contact).collect();
+        assert_eq!(v, ["<sip:a@x>;q=0.5", "\"B, b\" <sip:b@x>", "sip:c@x"]);
+        assert_eq!(h.count(&HeaderName::Contact), 2);
+    }
+
+    #[test]
+    fn set_push_front_remove() {
+        let mut h = headers(&[
+            (HeaderName::Via, "SIP/2.0/UDP a"),
+            (HeaderName::Expires, "10"),
+            (HeaderName::Via, "SIP/2.0/UDP b"),
+            (HeaderName::Expires, "20"),
+        ]);
+        h.push_front(HeaderName::Via, "SIP/2.0/UDP top");
+        h.set(HeaderName::Expires, "30");
+        let v: Vec<_> = h.iter().map(|x| x.value.to_string()).collect();
+        assert_eq!(
+            v,
+            ["SIP/2.0/UDP top", "SIP/2.0/UDP a", "30", "SIP/2.0/UDP b"]
+        );
+        assert_eq!(
+            h.remove_first(&HeaderName::Via).as_deref(),
+            Some("SIP/2.0/UDP top")
+        );
+        h.remove(&HeaderName::Via);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.delta_seconds(&HeaderName::Expires), Ok(Some(30)));
+    }
+}

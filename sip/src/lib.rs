@@ -1,0 +1,20 @@
+//! SIP for switchboard: the message model over `bytes`, parser and printer, URIs and typed
+//! header views, sans-io transactions, server-side digest authentication, and the UDP/TCP
+//! transports that carry it all.
+
+mod error;
+pub mod header;
+mod message;
+mod params;
+mod parse;
+mod print;
+mod scan;
+pub mod uri;
+
+pub use bytestring::ByteString;
+pub use error::{Error, InvalidSyntax, ParseError, ParseErrorKind, Result};
+pub use header::{HeaderName, Headers};
+pub use message::{Message, Method, Request, Response, reason_phrase};
+pub use params::{Param, Params};
+pub use parse::{FramingError, StreamItem, parse_datagram, parse_stream};
+pub use uri::{Host, SipUri, Uri};

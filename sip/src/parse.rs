@@ -1,0 +1,558 @@
+//! The parser: datagrams (one message each, bytes past Content-Length ignored) and streams
+//! (messages framed by Content-Length, where "incomplete, read more" is told apart from
+//! "invalid, close the connection"). Parsing does no I/O.
+//!
+//! A message is accepted only when the headers every element relies on are valid: Via, From,
+//! To, Call-ID, CSeq, Max-Forwards, Content-Length, and, where present, Contact, Route,
+//! Record-Route and Expires. Other headers are kept as text and checked when they are used.
+
+use bytes::{Buf, Bytes, BytesMut};
+use bytestring::ByteString;
+use memchr::memchr_iter;
+
+use crate::error::{ParseError, ParseErrorKind};
+use crate::header::{CSeq, Contact, HeaderName, Headers, NameAddr, Via};
+use crate::message::{Message, Method, Request, Response};
+use crate::scan::{is_word, is_ws, parse_delta_seconds, split_commas};
+use crate::uri::Uri;
+
+/// Parses one datagram. Leading CRLFs are skipped, and bytes past Content-Length are ignored
+/// (RFC 3261 18.3); without a Content-Length the body is the rest of the datagram.
+pub fn parse_datagram(buf: Bytes) -> Result<Message, ParseError> {
+    let start = leading_crlf(&buf);
+    let Some((head_len, body_start)) = find_head_end(&buf[start..]) else {
+        return Err(ParseError::bare(ParseErrorKind::NoHeadEnd));
+    };
+    let head = RawHead::read(buf.slice(start..start + head_len))?;
+    let body_start = start + body_start;
+    let available = buf.len() - body_start;
+    let body = match head.content_length {
+        Err(()) => return Err(head.error(ParseErrorKind::ContentLength)),
+        Ok(Some(len)) if len > available => return Err(head.error(ParseErrorKind::BodyTruncated)),
+        Ok(Some(len)) => buf.slice(body_start..body_start + len),
+        Ok(None) => buf.slice(body_start..),
+    };
+    head.into_message(body)
+}
+
+/// One item read off a stream.
+#[derive(Debug)]
+pub enum StreamItem {
+    /// A complete message; the parse may still have rejected its content, in which case the
+    /// connection stays usable (the framing was sound).
+    Message(Result<Message, ParseError>),
+    /// An RFC 5626 keep-alive (a double CRLF), to be answered with a single CRLF.
+    Ping,
+}
+
+/// A stream whose framing is broken: the connection must be closed. `reply` holds the error
+/// for a request that can still be answered first.
+#[derive(Debug, thiserror::Error)]
+pub enum FramingError {
+    #[error("message exceeds {limit} bytes")]
+    TooLarge {
+        limit: usize,
+        reply: Option<ParseError>,
+    },
+    #[error("unframeable message: {0}")]
+    Invalid(ParseError),
+}
+
+/// Takes the next item off the front of a stream buffer: `Ok(None)` means "incomplete, read
+/// more". `max` bounds a message, head and body together.
+pub fn parse_stream(buf: &mut BytesMut, max: usize) -> Result<Option<StreamItem>, FramingError> {
+    // RFC 3261 7.5: CRLFs before a start line are ignored; RFC 5626 3.5.1: a double CRLF is
+    // a keep-alive ping, a single one its pong.
+    loop {
+        if buf.starts_with(b"\r\n\r\n") {
+            buf.advance(4);
+            return Ok(Some(StreamItem::Ping));
+        }
+        if buf.starts_with(b"\r\n") && buf.len() >= 3 && buf[2] != b'\r' {
+            buf.advance(2);
+        } else if buf.first() == Some(&b'\n') {
+            buf.advance(1);
+        } else {
+            break;
+        }
+    }
+    if buf.is_empty() || buf.starts_with(b"\r") && buf.len() < 4 {
+        return Ok(None);
+    }
+    let Some((head_len, body_start)) = find_head_end(buf) else {
+        if buf.len() > max {
+            return Err(FramingError::TooLarge {
+                limit: max,
+                reply: None,
+            });
+        }
+        return Ok(None);
+    };
+    let head =
+        RawHead::read(Bytes::copy_from_slice(&buf[..head_len])).map_err(FramingError::Invalid)?;
+    let len = match head.content_length {
+        Err(()) => {
+            return Err(FramingError::Invalid(
+                head.error(ParseErrorKind::ContentLength),
+            ));
+        }
+        // RFC 3261 18.3 makes Content-Length mandatory on streams; without one there is no
+        // body.
+        Ok(len) => len.unwrap_or(0),
+    };
+    if body_start + len > max {
+        let reply = head
+            .is_request()
+            .then(|| head.error(ParseErrorKind::ContentLength));
+        return Err(FramingError::TooLarge { limit: max, reply });
+    }
+    if buf.len() < body_start + len {
+        return Ok(None);
+    }
+    let mut frame = buf.split_to(body_start + len).freeze();
+    let body = frame.split_off(body_start);
+    Ok(Some(StreamItem::Message(head.into_message(body))))
+}
+
+fn leading_crlf(buf: &[u8]) -> usize {
+    buf.iter()
+        .take_while(|&&c| c == b'\r' || c == b'\n')
+        .count()
+}
+
+/// Finds the empty line that ends a message head: returns the length of the head (its last
+/// header line included, without the empty line) and where the body starts. Lines may end in
+/// CRLF or, leniently, in a bare LF.
+pub(crate) fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
+    for nl in memchr_iter(b'\n', buf) {
+        match buf.get(nl + 1) {
+            Some(b'\n') => return Some((nl + 1, nl + 2)),
+            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some((nl + 1, nl + 3)),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A message head split into its start line and headers, before the checks that need the
+/// body or decide validity.
+struct RawHead {
+    start: ByteString,
+    headers: Headers,
+    content_length: Result<Option<usize>, ()>,
+    line_error: bool,
+}
+
+impl RawHead {
+    fn read(raw: Bytes) -> Result<Self, ParseError> {
+        let text =
+            ByteString::try_from(raw).map_err(|_| ParseError::bare(ParseErrorKind::NotUtf8))?;
+        let s: &str = &text;
+        let mut lines = Lines { s, pos: 0 };
+        let start = lines.next().unwrap_or("");
+        let mut headers = Headers::with_capacity(16);
+        let mut line_error = false;
+        let mut content_length = Ok(None);
+
+        let mut current: Option<(&str, &str, Option<String>)> = None;
+        let flush = |current: &mut Option<(&str, &str, Option<String>)>,
+                     headers: &mut Headers,
+                     content_length: &mut Result<Option<usize>, ()>| {
+            if let Some((name, value, folded)) = current.take() {
+                let value = match folded {
+                    None => text.slice_ref(value),
+                    Some(joined) => ByteString::from(joined),
+                };
+                let name = HeaderName::from_wire(&text, name);
+                if name == HeaderName::ContentLength {
+                    *content_length = match (*content_length, parse_content_length(&value)) {
+                        (Ok(None), Some(len)) => Ok(Some(len)),
+                        _ => Err(()),
+                    };
+                }
+                headers.push(name, value);
+            }
+        };
+        for line in lines {
+            if line.is_empty() {
+                continue;
+            }
+            if is_ws(line.as_bytes()[0]) {
+                let more = line.trim_matches(|c| c == ' ' || c == '\t');
+                match &mut current {
+                    Some((_, value, folded)) => {
+                        let joined = folded.get_or_insert_with(|| value.to_owned());
+                        if !more.is_empty() {
+                            if !joined.is_empty() {
+                                joined.push(' ');
+                            }
+                            joined.push_str(more);
+                        }
+                    }
+                    None => line_error = true,
+                }
+                continue;
+            }
+            flush(&mut current, &mut headers, &mut content_length);
+            let Some(colon) = line.find(':') else {
+                line_error = true;
+                continue;
+            };
+            let name = line[..colon].trim_end_matches([' ', '\t']);
+            if name.is_empty() || !name.bytes().all(crate::scan::is_token) {
+                line_error = true;
+                continue;
+            }
+            let value = line[colon + 1..].trim_matches(|c| c == ' ' || c == '\t');
+            current = Some((name, value, None));
+        }
+        flush(&mut current, &mut headers, &mut content_length);
+        Ok(Self {
+            start: text.slice_ref(start),
+            headers,
+            content_length,
+            line_error,
+        })
+    }
+
+    fn is_request(&self) -> bool {
+        !self
+            .start
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+    }
+
+    fn error(&self, kind: ParseErrorKind) -> ParseError {
+        let echo = self.is_request().then(|| {
+            let mut echo = Headers::with_capacity(6);
+            for h in &self.headers {
+                if matches!(
+                    h.name,
+                    HeaderName::Via
+                        | HeaderName::From
+                        | HeaderName::To
+                        | HeaderName::CallId
+                        | HeaderName::CSeq
+                ) {
+                    echo.push(h.name.clone(), h.value.clone());
+                }
+            }
+            Box::new(echo)
+        });
+        ParseError { kind, echo }
+    }
+
+    fn into_message(self, body: Bytes) -> Result<Message, ParseError> {
+        if self.is_request() {
+            let checked = self.request_line().and_then(|line| {
+                if self.line_error {
+                    return Err(ParseErrorKind::HeaderLine);
+                }
+                check_request(&line.0, &self.headers)?;
+                Ok(line)
+            });
+            match checked {
+                Ok((method, uri)) => Ok(Message::Request(Request {
+                    method,
+                    uri,
+                    headers: self.headers,
+                    body,
+                })),
+                Err(kind) => Err(self.error(kind)),
+            }
+        } else {
+            let checked = self.status_line().and_then(|line| {
+                if self.line_error {
+                    return Err(ParseErrorKind::HeaderLine);
+                }
+                check_common(&self.headers)?;
+                Ok(line)
+            });
+            match checked {
+                Ok((status, reason)) => Ok(Message::Response(Response {
+                    status,
+                    reason,
+                    headers: self.headers,
+                    body,
+                })),
+                Err(kind) => Err(self.error(kind)),
+            }
+        }
+    }
+
+    /// `Method SP Request-URI SP SIP-Version`, single spaces, nothing around.
+    fn request_line(&self) -> Result<(Method, Uri), ParseErrorKind> {
+        let mut parts = self.start.split(' ');
+        let (Some(method), Some(uri), Some(version), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(ParseErrorKind::StartLine);
+        };
+        check_version(version)?;
+        let method = Method::parse(&self.start, method).ok_or(ParseErrorKind::StartLine)?;
+        let uri = Uri::parse(&self.start, uri).map_err(|_| ParseErrorKind::RequestUri)?;
+        // RFC 3261 19.1.1: no headers in a Request-URI (RFC 4475 escruri).
+        if uri.as_sip().is_some_and(|u| u.headers.is_some()) {
+            return Err(ParseErrorKind::RequestUri);
+        }
+        Ok((method, uri))
+    }
+
+    /// `SIP-Version SP Status-Code SP Reason-Phrase`; the reason may be empty.
+    fn status_line(&self) -> Result<(u16, ByteString), ParseErrorKind> {
+        let s: &str = &self.start;
+        let (version, rest) = s.split_once(' ').ok_or(ParseErrorKind::StartLine)?;
+        check_version(version)?;
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        if code.len() != 3 || !code.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(ParseErrorKind::Status);
+        }
+        let status: u16 = code.parse().map_err(|_| ParseErrorKind::Status)?;
+        if !(100..700).contains(&status) {
+            return Err(ParseErrorKind::Status);
+        }
+        Ok((status, self.start.slice_ref(reason)))
+    }
+}
+
+/// `SIP/2.0` (case-insensitive) is the version; another well-formed `SIP/x.y` is unsupported
+/// (505); anything else is a syntax error.
+fn check_version(v: &str) -> Result<(), ParseErrorKind> {
+    if v.eq_ignore_ascii_case("SIP/2.0") {
+        return Ok(());
+    }
+    let well_formed = v.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+        && v[4..].split_once('.').is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
+        });
+    Err(if well_formed {
+        ParseErrorKind::Version
+    } else {
+        ParseErrorKind::StartLine
+    })
+}
+
+fn parse_content_length(v: &str) -> Option<usize> {
+    if v.is_empty() || v.len() > 9 || !v.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+struct Lines<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.pos >= self.s.len() {
+            return None;
+        }
+        let rest = &self.s[self.pos..];
+        let (line, advance) = match memchr::memchr(b'\n', rest.as_bytes()) {
+            Some(nl) => (&rest[..nl], nl + 1),
+            None => (rest, rest.len()),
+        };
+        self.pos += advance;
+        Some(line.strip_suffix('\r').unwrap_or(line))
+    }
+}
+
+/// Exactly one header of this name, parsed.
+fn single<'a>(
+    headers: &'a Headers,
+    name: &'a HeaderName,
+    what: &'static str,
+) -> Result<&'a ByteString, ParseErrorKind> {
+    let mut all = headers.get_all(name);
+    let first = all.next().ok_or(ParseErrorKind::Missing(what))?;
+    if all.next().is_some() {
+        return Err(ParseErrorKind::Repeated(what));
+    }
+    Ok(first)
+}
+
+/// The headers both requests and responses must carry, and carry well-formed.
+fn check_common(headers: &Headers) -> Result<CSeq, ParseErrorKind> {
+    let mut vias = 0;
+    for via in headers.values(&HeaderName::Via) {
+        Via::parse(&via)?;
+        vias += 1;
+    }
+    if vias == 0 || headers.get_all(&HeaderName::Via).any(|v| v.is_empty()) {
+        return Err(ParseErrorKind::Missing("Via"));
+    }
+    NameAddr::parse(single(headers, &HeaderName::From, "From")?)?;
+    NameAddr::parse(single(headers, &HeaderName::To, "To")?)?;
+    let call_id = single(headers, &HeaderName::CallId, "Call-ID")?;
+    let valid_call_id = match call_id.split_once('@') {
+        Some((a, b)) => is_words(a) && is_words(b),
+        None => is_words(call_id),
+    };
+    if !valid_call_id {
+        return Err(ParseErrorKind::Invalid(crate::InvalidSyntax("Call-ID")));
+    }
+    Ok(CSeq::parse(single(headers, &HeaderName::CSeq, "CSeq")?)?)
+}
+
+fn is_words(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_word)
+}
+
+fn check_request(method: &Method, headers: &Headers) -> Result<(), ParseErrorKind> {
+    let cseq = check_common(headers)?;
+    if &cseq.method != method {
+        return Err(ParseErrorKind::CSeqMethod);
+    }
+    // Max-Forwards may be missing (RFC 2543 clients, RFC 4475 inv2543) but not repeated or
+    // out of range.
+    if headers.count(&HeaderName::MaxForwards) > 1 {
+        return Err(ParseErrorKind::Repeated("Max-Forwards"));
+    }
+    if let Some(mf) = headers.max_forwards() {
+        mf?;
+    }
+    for contact in headers.values(&HeaderName::Contact) {
+        Contact::parse(&contact)?;
+    }
+    if headers.count(&HeaderName::Contact) > 1
+        && headers
+            .values(&HeaderName::Contact)
+            .any(|c| c.trim() == "*")
+    {
+        return Err(ParseErrorKind::Invalid(crate::InvalidSyntax("Contact")));
+    }
+    for name in [HeaderName::Route, HeaderName::RecordRoute] {
+        for value in headers.values(&name) {
+            NameAddr::parse(&value)?;
+        }
+    }
+    if headers.count(&HeaderName::Expires) > 1 {
+        return Err(ParseErrorKind::Repeated("Expires"));
+    }
+    if let Some(e) = headers.get(&HeaderName::Expires)
+        && parse_delta_seconds(e).is_none()
+    {
+        return Err(ParseErrorKind::Invalid(crate::InvalidSyntax("Expires")));
+    }
+    for name in [HeaderName::Require, HeaderName::ProxyRequire] {
+        for v in headers.get_all(&name) {
+            if split_commas(v).any(|t| t.is_empty() || !crate::scan::is_token_str(t)) {
+                return Err(ParseErrorKind::Invalid(crate::InvalidSyntax("Require")));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(s: &str) -> Result<Message, ParseError> {
+        parse_datagram(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    const REGISTER: &str = "REGISTER sip:demo.local SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK776;rport\r\n\
+        Max-Forwards: 70\r\n\
+        To: <sip:1001@demo.local>\r\n\
+        From: <sip:1001@demo.local>;tag=456\r\n\
+        Call-ID: reg1@127.0.0.1\r\n\
+        CSeq: 1 REGISTER\r\n\
+        Contact: <sip:1001@127.0.0.1:5062>;expires=600\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn register_parses() {
+        let Ok(Message::Request(r)) = msg(REGISTER) else {
+            panic!("expected a request");
+        };
+        assert_eq!(r.method, Method::Register);
+        assert_eq!(r.uri.to_string(), "sip:demo.local");
+        assert_eq!(r.headers.len(), 8);
+        assert_eq!(r.headers.call_id().map(|c| &**c), Some("reg1@127.0.0.1"));
+        assert!(r.body.is_empty());
+    }
+
+    #[test]
+    fn folding_joins_with_one_space() {
+        let m = msg(
+            "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+            To: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1\r\n  OPTIONS\r\n\
+            Subject: one\r\n\t two \r\n   three\r\nl: 0\r\n\r\n",
+        )
+        .expect("valid");
+        let h = m.headers();
+        assert_eq!(
+            h.get(&HeaderName::Subject).map(|v| &**v),
+            Some("one two three")
+        );
+        assert_eq!(h.get(&HeaderName::CSeq).map(|v| &**v), Some("1 OPTIONS"));
+    }
+
+    #[test]
+    fn rejections_carry_the_echo() {
+        let bad = REGISTER.replace("CSeq: 1 REGISTER", "CSeq: 1 INVITE");
+        let e = msg(&bad).expect_err("mismatch");
+        assert_eq!(e.kind, ParseErrorKind::CSeqMethod);
+        assert_eq!(e.status(), 400);
+        let echo = e.echo.expect("echo");
+        assert_eq!(echo.len(), 5);
+        let e = msg(&REGISTER.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia")).expect_err("version");
+        assert_eq!(e.status(), 505);
+        let e =
+            msg(&REGISTER.replace("Content-Length: 0", "Content-Length: 10")).expect_err("short");
+        assert_eq!(e.kind, ParseErrorKind::BodyTruncated);
+    }
+
+    #[test]
+    fn responses_have_no_echo() {
+        let e = msg("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n")
+            .expect_err("missing headers");
+        assert!(e.echo.is_none());
+    }
+
+    #[test]
+    fn stream_framing() {
+        let mut buf = BytesMut::new();
+        assert!(matches!(parse_stream(&mut buf, 1000), Ok(None)));
+        buf.extend_from_slice(b"\r\n\r\n");
+        assert!(matches!(
+            parse_stream(&mut buf, 1000),
+            Ok(Some(StreamItem::Ping))
+        ));
+        let with_body = REGISTER.replace("Content-Length: 0", "Content-Length: 4");
+        buf.extend_from_slice(with_body.as_bytes());
+        assert!(matches!(parse_stream(&mut buf, 1000), Ok(None)));
+        buf.extend_from_slice(b"abcdREGI");
+        let Ok(Some(StreamItem::Message(Ok(Message::Request(r))))) = parse_stream(&mut buf, 1000)
+        else {
+            panic!("expected a request");
+        };
+        assert_eq!(&r.body[..], b"abcd");
+        assert_eq!(&buf[..], b"REGI");
+        buf.clear();
+        buf.extend_from_slice(
+            REGISTER
+                .replace("Content-Length: 0", "Content-Length: -1")
+                .as_bytes(),
+        );
+        assert!(matches!(
+            parse_stream(&mut buf, 1000),
+            Err(FramingError::Invalid(_))
+        ));
+        buf.clear();
+        buf.extend_from_slice(&[b'x'; 1001]);
+        assert!(matches!(
+            parse_stream(&mut buf, 1000),
+            Err(FramingError::TooLarge { .. })
+        ));
+    }
+}

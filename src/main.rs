@@ -1,0 +1,2 @@
+//! The switchboard node.
+fn main() {}
