@@ -167,7 +167,7 @@ fn specific_rejections() {
     assert_eq!(kind("ncl"), ParseErrorKind::ContentLength);
     assert_eq!(kind("mcl01"), ParseErrorKind::ContentLength);
     assert_eq!(kind("insuf"), ParseErrorKind::Missing("From"));
-    assert_eq!(kind("multi01"), ParseErrorKind::Repeated("To"));
+    assert_eq!(kind("multi01"), ParseErrorKind::Repeated("From"));
     assert_eq!(kind("ltgtruri"), ParseErrorKind::RequestUri);
     assert_eq!(kind("escruri"), ParseErrorKind::RequestUri);
     assert_eq!(kind("lwsruri"), ParseErrorKind::StartLine);
