@@ -8,7 +8,9 @@ mod message;
 mod params;
 mod parse;
 mod print;
+mod random;
 mod scan;
+pub mod transaction;
 pub mod uri;
 
 pub use bytestring::ByteString;
@@ -17,4 +19,5 @@ pub use header::{HeaderName, Headers};
 pub use message::{Message, Method, Request, Response, reason_phrase};
 pub use params::{Param, Params};
 pub use parse::{FramingError, StreamItem, parse_datagram, parse_stream};
+pub use random::token;
 pub use uri::{Host, SipUri, Uri};
