@@ -2,6 +2,7 @@
 //! header views, sans-io transactions, server-side digest authentication, and the UDP/TCP
 //! transports that carry it all.
 
+pub mod auth;
 mod error;
 pub mod header;
 mod message;
