@@ -12,6 +12,7 @@ mod print;
 mod random;
 mod scan;
 pub mod transaction;
+pub mod transport;
 pub mod uri;
 
 pub use bytestring::ByteString;

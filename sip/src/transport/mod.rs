@@ -1,0 +1,246 @@
+//! UDP and TCP transports: sockets that turn bytes into parsed messages for a handler, and an
+//! [`Endpoint`] handle that sends bytes back out, reusing a TCP connection to the same peer
+//! where one is open and connecting where none is.
+//!
+//! The transports parse but do not interpret: every message, valid or not, goes to the handler
+//! with where it came from. Only what cannot reach a handler is dealt with here: oversized
+//! datagrams are dropped, keep-alives are answered, and a TCP connection whose framing breaks is
+//! answered 400 (when the request can be answered) and closed.
+
+mod tcp;
+mod udp;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::error::{Error, ParseError, Result};
+use crate::message::Message;
+
+/// A transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// Reliable transports need no retransmissions (RFC 3261 17).
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+
+    /// The name as it appears in a Via (`UDP`, `TCP`).
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+
+    pub fn from_via_name(name: &str) -> Option<Self> {
+        if name.eq_ignore_ascii_case("UDP") {
+            Some(Transport::Udp)
+        } else if name.eq_ignore_ascii_case("TCP") {
+            Some(Transport::Tcp)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        })
+    }
+}
+
+/// Limits and timeouts of the transports.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// The largest message accepted, head and body (Kamailio drops requests past 16 KB).
+    pub max_message_size: usize,
+    /// A TCP connection with nothing received for this long is closed.
+    pub tcp_idle_timeout: Duration,
+    /// Open TCP connections allowed from one address.
+    pub max_connections_per_ip: usize,
+    /// Open TCP connections allowed in all.
+    pub max_connections: usize,
+    /// Tasks reading the UDP socket (each parses what it reads).
+    pub udp_readers: usize,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            max_message_size: 16 * 1024,
+            tcp_idle_timeout: Duration::from_secs(600),
+            max_connections_per_ip: 64,
+            max_connections: 10_000,
+            udp_readers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// A message that arrived, valid or not, with where it came from.
+#[derive(Debug)]
+pub struct Inbound {
+    pub message: Result<Message, ParseError>,
+    pub source: SocketAddr,
+    pub transport: Transport,
+    pub received_at: Instant,
+}
+
+/// Receives every inbound message; called on the transport's tasks, so it must not block.
+pub type InboundHandler = Arc<dyn Fn(Inbound) + Send + Sync>;
+
+/// The sockets of one listening address, and the way out.
+#[derive(Clone)]
+pub struct Endpoint {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    udp: Arc<UdpSocket>,
+    udp_addr: SocketAddr,
+    tcp_addr: SocketAddr,
+    config: TransportConfig,
+    handler: InboundHandler,
+    connections: Mutex<Connections>,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("udp", &self.inner.udp_addr)
+            .field("tcp", &self.inner.tcp_addr)
+            .finish()
+    }
+}
+
+/// Open TCP connections by peer address, and how many each remote IP holds.
+#[derive(Default)]
+struct Connections {
+    by_peer: HashMap<SocketAddr, Connection>,
+    per_ip: HashMap<IpAddr, usize>,
+    next_id: u64,
+}
+
+#[derive(Clone)]
+struct Connection {
+    id: u64,
+    outbound: mpsc::Sender<Bytes>,
+}
+
+impl Endpoint {
+    /// Binds UDP and TCP on `addr` (port 0 picks a free port, the same for both where
+    /// possible) and starts reading. Every message goes to `handler`.
+    pub async fn bind(
+        addr: SocketAddr,
+        config: TransportConfig,
+        handler: InboundHandler,
+    ) -> Result<Self> {
+        let (udp, listener) = bind_pair(addr).await?;
+        let udp = Arc::new(udp);
+        let inner = Arc::new(Inner {
+            udp_addr: udp.local_addr()?,
+            tcp_addr: listener.local_addr()?,
+            udp: udp.clone(),
+            config,
+            handler,
+            connections: Mutex::new(Connections::default()),
+            tasks: Mutex::new(JoinSet::new()),
+        });
+        let endpoint = Self { inner };
+        for _ in 0..endpoint.inner.config.udp_readers.max(1) {
+            endpoint.spawn(udp::read_loop(endpoint.clone()));
+        }
+        endpoint.spawn(tcp::accept_loop(endpoint.clone(), listener));
+        Ok(endpoint)
+    }
+
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.inner.udp_addr
+    }
+
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.inner.tcp_addr
+    }
+
+    pub fn config(&self) -> &TransportConfig {
+        &self.inner.config
+    }
+
+    /// Sends `bytes` to `dest`. Over UDP this is one datagram, sent now if the socket can take
+    /// it. Over TCP the bytes are queued on the open connection to `dest`, or a connection is
+    /// opened first. Failures after queueing are logged, not returned.
+    pub fn send(&self, transport: Transport, dest: SocketAddr, bytes: Bytes) -> Result<()> {
+        match transport {
+            Transport::Udp => udp::send(&self.inner.udp, dest, &bytes),
+            Transport::Tcp => tcp::send(self, dest, bytes),
+        }
+    }
+
+    /// How many TCP connections are open.
+    pub fn tcp_connections(&self) -> usize {
+        self.connections().by_peer.len()
+    }
+
+    /// Stops every task of the endpoint; open connections close.
+    pub fn shutdown(&self) {
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            tasks.abort_all();
+        }
+        self.connections().by_peer.clear();
+    }
+
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            // Reap finished tasks so the set does not grow with every connection.
+            while tasks.try_join_next().is_some() {}
+            tasks.spawn(task);
+        }
+    }
+
+    fn deliver(&self, inbound: Inbound) {
+        (self.inner.handler)(inbound);
+    }
+
+    fn connections(&self) -> std::sync::MutexGuard<'_, Connections> {
+        // A panic while holding this lock leaves plain maps behind; keep using them.
+        self.inner
+            .connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Binds a UDP socket and a TCP listener on the same address; with port 0, tries a few ports
+/// until both are free.
+async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, tokio::net::TcpListener)> {
+    let mut last = None;
+    for _ in 0..16 {
+        let udp = UdpSocket::bind(addr).await?;
+        let mut tcp_addr = addr;
+        tcp_addr.set_port(udp.local_addr()?.port());
+        match tokio::net::TcpListener::bind(tcp_addr).await {
+            Ok(listener) => return Ok((udp, listener)),
+            Err(e) if addr.port() == 0 => last = Some(e),
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+    Err(Error::Io(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free port pair")
+    })))
+}

@@ -1,0 +1,202 @@
+//! The TCP side: accepting connections within the limits, framing each byte stream into
+//! messages, queueing sends on the connection to a peer (opening one when needed), answering
+//! keep-alives and closing idle or broken connections.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::{Connection, Endpoint, Inbound, Transport};
+use crate::error::{Error, ParseError, Result};
+use crate::message::Response;
+use crate::parse::{FramingError, StreamItem, parse_stream};
+
+/// Messages that may wait for a connection's writer.
+const QUEUE: usize = 1024;
+
+pub(super) async fn accept_loop(endpoint: Endpoint, listener: TcpListener) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!(error = %e, "tcp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match register(&endpoint, peer, true) {
+            Ok((id, outbound)) => {
+                endpoint.spawn(run(endpoint.clone(), stream, peer, id, outbound));
+            }
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "tcp connection refused");
+                drop(stream);
+            }
+        }
+    }
+}
+
+/// Queues `bytes` on the connection to `dest`, opening one if there is none.
+pub(super) fn send(endpoint: &Endpoint, dest: SocketAddr, bytes: Bytes) -> Result<()> {
+    let existing = endpoint.connections().by_peer.get(&dest).cloned();
+    let connection = match existing {
+        Some(c) => c,
+        None => {
+            let (id, outbound) = register(endpoint, dest, false)?;
+            let ep = endpoint.clone();
+            endpoint.spawn(async move {
+                match TcpStream::connect(dest).await {
+                    Ok(stream) => run(ep, stream, dest, id, outbound).await,
+                    Err(e) => {
+                        tracing::info!(%dest, error = %e, "tcp connect failed");
+                        unregister(&ep, dest, id);
+                    }
+                }
+            });
+            endpoint
+                .connections()
+                .by_peer
+                .get(&dest)
+                .cloned()
+                .ok_or(Error::Closed)?
+        }
+    };
+    connection
+        .outbound
+        .try_send(bytes)
+        .map_err(|_| Error::Closed)
+}
+
+/// Records a connection to or from `peer`, within the limits (which apply to inbound
+/// connections only).
+fn register(
+    endpoint: &Endpoint,
+    peer: SocketAddr,
+    inbound: bool,
+) -> Result<(u64, mpsc::Receiver<Bytes>)> {
+    let config = &endpoint.inner.config;
+    let mut conns = endpoint.connections();
+    if inbound {
+        if conns.by_peer.len() >= config.max_connections {
+            return Err(Error::ConnectionLimit(peer.ip()));
+        }
+        if conns.per_ip.get(&peer.ip()).copied().unwrap_or(0) >= config.max_connections_per_ip {
+            return Err(Error::ConnectionLimit(peer.ip()));
+        }
+    }
+    conns.next_id += 1;
+    let id = conns.next_id;
+    let (tx, rx) = mpsc::channel(QUEUE);
+    if let Some(old) = conns.by_peer.insert(peer, Connection { id, outbound: tx }) {
+        tracing::debug!(%peer, old = old.id, "tcp connection replaced");
+    } else {
+        *conns.per_ip.entry(peer.ip()).or_default() += 1;
+    }
+    Ok((id, rx))
+}
+
+fn unregister(endpoint: &Endpoint, peer: SocketAddr, id: u64) {
+    let mut conns = endpoint.connections();
+    if conns.by_peer.get(&peer).is_some_and(|c| c.id == id) {
+        conns.by_peer.remove(&peer);
+        if let Some(n) = conns.per_ip.get_mut(&peer.ip()) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                conns.per_ip.remove(&peer.ip());
+            }
+        }
+    }
+}
+
+/// Why a connection ended, for the log.
+enum Closed {
+    ByPeer,
+    Idle,
+    Error(std::io::Error),
+    Framing(FramingError),
+    Shutdown,
+}
+
+async fn run(
+    endpoint: Endpoint,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    mut outbound: mpsc::Receiver<Bytes>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let config = endpoint.inner.config.clone();
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut deadline = tokio::time::Instant::now() + config.tcp_idle_timeout;
+    tracing::debug!(%peer, "tcp connection open");
+    let closed = 'conn: loop {
+        // Everything complete in the buffer first.
+        loop {
+            match parse_stream(&mut buf, config.max_message_size) {
+                Ok(Some(StreamItem::Message(message))) => endpoint.deliver(Inbound {
+                    message,
+                    source: peer,
+                    transport: Transport::Tcp,
+                    received_at: Instant::now(),
+                }),
+                Ok(Some(StreamItem::Ping)) => {
+                    if let Err(e) = writer.write_all(b"\r\n").await {
+                        break 'conn Closed::Error(e);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let reply = match &e {
+                        FramingError::Invalid(p) => Some((p, 400)),
+                        FramingError::TooLarge { reply: Some(p), .. } => Some((p, 513)),
+                        FramingError::TooLarge { reply: None, .. } => None,
+                    };
+                    if let Some(bytes) = reply.and_then(|(p, status)| error_response(p, status)) {
+                        let _ = writer.write_all(&bytes).await;
+                    }
+                    break 'conn Closed::Framing(e);
+                }
+            }
+        }
+        tokio::select! {
+            read = reader.read_buf(&mut buf) => match read {
+                Ok(0) => break Closed::ByPeer,
+                Ok(_) => deadline = tokio::time::Instant::now() + config.tcp_idle_timeout,
+                Err(e) => break Closed::Error(e),
+            },
+            out = outbound.recv() => match out {
+                Some(bytes) => {
+                    if let Err(e) = writer.write_all(&bytes).await {
+                        break Closed::Error(e);
+                    }
+                }
+                None => break Closed::Shutdown,
+            },
+            () = tokio::time::sleep_until(deadline) => break Closed::Idle,
+        }
+    };
+    unregister(&endpoint, peer, id);
+    let _ = writer.shutdown().await;
+    match closed {
+        Closed::Framing(e) => {
+            tracing::info!(%peer, error = %e, "tcp connection closed: broken framing");
+        }
+        Closed::Error(e) => tracing::debug!(%peer, error = %e, "tcp connection closed: error"),
+        Closed::ByPeer => tracing::debug!(%peer, "tcp connection closed by peer"),
+        Closed::Idle => tracing::debug!(%peer, "tcp connection closed: idle"),
+        Closed::Shutdown => tracing::debug!(%peer, "tcp connection closed: shutdown"),
+    }
+}
+
+/// The stateless answer to a request the framing could not carry on from.
+fn error_response(error: &ParseError, status: u16) -> Option<Bytes> {
+    let echo = error.echo.as_deref()?;
+    let response = Response::to_request(echo, status).with_to_tag(&crate::random::token::<8>());
+    Some(response.to_bytes())
+}
