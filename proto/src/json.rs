@@ -1,0 +1,160 @@
+//! The JSON form of events (the protobuf JSON mapping: lowerCamelCase names, 64-bit integers as
+//! strings), and the flat field list a Redis stream entry holds: the envelope's fields side by
+//! side, readable with `XRANGE`, and the payload as one JSON field.
+
+use serde_json::{Map, Value, json};
+
+use crate::events::{Binding, Event, Payload};
+
+/// The payload in the protobuf JSON mapping.
+pub fn payload_json(payload: &Payload) -> Value {
+    match payload {
+        Payload::Binding(b) => json!({
+            "aor": b.aor,
+            "dn": b.dn,
+            "contact": b.contact,
+            "expires": b.expires,
+            "q": b.q,
+            "source": b.source,
+            "transport": b.transport,
+            "userAgent": b.user_agent,
+            "callId": b.call_id,
+            "cseq": b.cseq,
+            "expiresAtMs": b.expires_at_ms.to_string(),
+            "reason": b.reason,
+        }),
+    }
+}
+
+/// The whole event in the protobuf JSON mapping.
+pub fn event_json(event: &Event) -> Value {
+    let mut v = json!({
+        "id": event.id,
+        "tenant": event.tenant,
+        "topic": event.topic,
+        "key": event.key,
+        "seq": event.seq.to_string(),
+        "atMs": event.at_ms.to_string(),
+        "kind": event.kind,
+    });
+    if let (Some(payload), Value::Object(map)) = (&event.payload, &mut v) {
+        let name = match payload {
+            Payload::Binding(_) => "binding",
+        };
+        map.insert(name.to_owned(), payload_json(payload));
+    }
+    v
+}
+
+/// The fields of a Redis stream entry for `event`, in order.
+pub fn event_fields(event: &Event) -> Vec<(&'static str, String)> {
+    let mut fields = vec![
+        ("id", event.id.clone()),
+        ("tenant", event.tenant.clone()),
+        ("topic", event.topic.clone()),
+        ("key", event.key.clone()),
+        ("seq", event.seq.to_string()),
+        ("at", event.at_ms.to_string()),
+        ("kind", event.kind.clone()),
+    ];
+    if let Some(p) = &event.payload {
+        fields.push(("payload", payload_json(p).to_string()));
+    }
+    fields
+}
+
+/// Reads an event back from the fields of a Redis stream entry; `None` when a field is missing
+/// or malformed.
+pub fn event_from_fields<'a>(
+    fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Option<Event> {
+    let map: std::collections::HashMap<&str, &str> = fields.into_iter().collect();
+    let kind = map.get("kind")?.to_string();
+    let payload = match map.get("payload") {
+        None => None,
+        Some(text) => {
+            let v: Map<String, Value> = serde_json::from_str(text).ok()?;
+            let s = |k: &str| {
+                v.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0) as u32;
+            kind.starts_with("Binding").then(|| {
+                Payload::Binding(Binding {
+                    aor: s("aor"),
+                    dn: s("dn"),
+                    contact: s("contact"),
+                    expires: n("expires"),
+                    q: n("q"),
+                    source: s("source"),
+                    transport: s("transport"),
+                    user_agent: s("userAgent"),
+                    call_id: s("callId"),
+                    cseq: n("cseq"),
+                    expires_at_ms: s("expiresAtMs").parse().unwrap_or(0),
+                    reason: s("reason"),
+                })
+            })
+        }
+    };
+    Some(Event {
+        id: map.get("id")?.to_string(),
+        tenant: map.get("tenant")?.to_string(),
+        topic: map.get("topic")?.to_string(),
+        key: map.get("key")?.to_string(),
+        seq: map.get("seq")?.parse().ok()?,
+        at_ms: map.get("at")?.parse().ok()?,
+        kind,
+        payload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Event {
+        Event {
+            id: "0190b7e4-0000-7000-8000-000000000001".into(),
+            tenant: "demo".into(),
+            topic: "voice-registrar".into(),
+            key: "demo:sip:1001@demo.local".into(),
+            seq: 3,
+            at_ms: 1_800_000_000_123,
+            kind: "BindingAdded".into(),
+            payload: Some(Payload::Binding(Binding {
+                aor: "sip:1001@demo.local".into(),
+                dn: "1001".into(),
+                contact: "sip:1001@127.0.0.1:5062;transport=udp".into(),
+                expires: 600,
+                q: 500,
+                source: "127.0.0.1:5062".into(),
+                transport: "udp".into(),
+                user_agent: "baresip".into(),
+                call_id: "abc@host".into(),
+                cseq: 2,
+                expires_at_ms: 1_800_000_600_123,
+                reason: String::new(),
+            })),
+        }
+    }
+
+    #[test]
+    fn fields_round_trip() {
+        let e = sample();
+        let fields = event_fields(&e);
+        let back = event_from_fields(fields.iter().map(|(k, v)| (*k, v.as_str()))).expect("event");
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn json_mapping_names() {
+        let v = event_json(&sample());
+        assert_eq!(v["atMs"], "1800000000123");
+        assert_eq!(v["seq"], "3");
+        assert_eq!(v["binding"]["callId"], "abc@host");
+        assert_eq!(v["binding"]["expires"], 600);
+    }
+}
