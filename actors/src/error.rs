@@ -1,0 +1,17 @@
+//! Errors of the actor systems and their stores.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("stored data does not decode: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("sip: {0}")]
+    Sip(#[from] switchboard_sip::Error),
+    #[error("actor failed to start: {0}")]
+    Spawn(#[from] ractor::SpawnErr),
+    #[error("tenant configuration: {0}")]
+    Config(#[from] crate::tenant::ConfigError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

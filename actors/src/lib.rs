@@ -1,0 +1,17 @@
+//! switchboard's actor systems, one module each, named as in design.md: `sip_proxy` (the SIP
+//! edge), `registrar` (bindings and digest authentication) and `tenant` (configuration), with
+//! the event sink they share. Each system's store sits beside it behind a trait.
+
+mod error;
+pub mod events;
+pub mod registrar;
+pub mod tenant;
+
+pub use error::{Error, Result};
+
+/// Milliseconds since the Unix epoch, the time stamps of bindings, nonces and events.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

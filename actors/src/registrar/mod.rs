@@ -1,0 +1,336 @@
+//! The registrar system: bindings of DNs' addresses of record to the contacts of their phones,
+//! with digest authentication (RFC 3261 10.3).
+//!
+//! [`Registrar`] routes each REGISTER to one of its shards by address of record, so that the
+//! changes to one address of record happen in order while different ones proceed side by side
+//! (each shard awaits its store on its own). A sweeper removes bindings whose time is up and
+//! reports each with an event.
+
+pub mod logic;
+mod redis;
+mod store;
+
+pub use self::redis::RedisStore;
+pub use logic::{Binding, Policy};
+pub use store::{BindingStore, MemoryStore};
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use switchboard_proto::events::Payload;
+use switchboard_sip::auth::{NonceCounts, NonceKey};
+use switchboard_sip::transport::Transport;
+use switchboard_sip::{HeaderName, Request, Response};
+
+use crate::events::{EventSink, TOPIC_REGISTRAR, new_event};
+use crate::tenant::{Directory, Tenant};
+use crate::unix_ms;
+use logic::{ChangeKind, Register};
+
+/// A REGISTER for the registrar, from the proxy.
+#[derive(Debug)]
+pub struct RegisterRequest {
+    pub tenant: Arc<Tenant>,
+    pub request: Request,
+    pub source: SocketAddr,
+    pub transport: Transport,
+}
+
+pub enum RegistrarMsg {
+    /// Answers with the response to send.
+    Register(RegisterRequest, RpcReplyPort<Response>),
+    /// A new tenant configuration.
+    ConfigChanged(Arc<Directory>),
+}
+
+/// How the registrar is set up.
+#[derive(Debug, Clone)]
+pub struct RegistrarConfig<S> {
+    pub store: S,
+    pub events: EventSink,
+    pub policy: Policy,
+    pub nonce_key: NonceKey,
+    pub directory: Arc<Directory>,
+    /// REGISTERs in progress at once (one per shard).
+    pub shards: usize,
+    /// How often expired bindings are swept.
+    pub sweep_interval: Duration,
+}
+
+/// The registrar's front actor.
+#[derive(Debug)]
+pub struct Registrar<S>(PhantomData<S>);
+
+impl<S> Default for Registrar<S> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+pub struct RegistrarState {
+    shards: Vec<ActorRef<ShardMsg>>,
+    sweeper: ActorRef<SweeperMsg>,
+}
+
+impl<S: BindingStore> Actor for Registrar<S> {
+    type Msg = RegistrarMsg;
+    type State = RegistrarState;
+    type Arguments = RegistrarConfig<S>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        config: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut shards = Vec::with_capacity(config.shards.max(1));
+        for _ in 0..config.shards.max(1) {
+            let (shard, _) = Actor::spawn_linked(
+                None,
+                Shard::<S>(PhantomData),
+                config.clone(),
+                myself.get_cell(),
+            )
+            .await?;
+            shards.push(shard);
+        }
+        let (sweeper, _) =
+            Actor::spawn_linked(None, Sweeper::<S>(PhantomData), config, myself.get_cell()).await?;
+        Ok(RegistrarState { shards, sweeper })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RegistrarMsg::Register(register, reply) => {
+                // Shard by the To header's text: the same phone always lands on one shard.
+                let mut h = DefaultHasher::new();
+                register.tenant.name.hash(&mut h);
+                if let Some(to) = register.request.headers.get(&HeaderName::To) {
+                    to.split(';').next().unwrap_or_default().hash(&mut h);
+                }
+                let shard = &state.shards[(h.finish() % state.shards.len() as u64) as usize];
+                shard.cast(ShardMsg::Register(register, reply))?;
+            }
+            RegistrarMsg::ConfigChanged(directory) => {
+                state
+                    .sweeper
+                    .cast(SweeperMsg::ConfigChanged(directory.clone()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Shard<S>(PhantomData<S>);
+
+enum ShardMsg {
+    Register(RegisterRequest, RpcReplyPort<Response>),
+}
+
+struct ShardState<S> {
+    config: RegistrarConfig<S>,
+    counts: NonceCounts,
+}
+
+impl<S: BindingStore> Actor for Shard<S> {
+    type Msg = ShardMsg;
+    type State = ShardState<S>;
+    type Arguments = RegistrarConfig<S>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        config: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(ShardState {
+            config,
+            counts: NonceCounts::default(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let ShardMsg::Register(register, reply) = message;
+        let response = state.register(&register).await;
+        let _ = reply.send(response);
+        Ok(())
+    }
+}
+
+impl<S: BindingStore> ShardState<S> {
+    async fn register(&mut self, r: &RegisterRequest) -> Response {
+        let now_ms = unix_ms();
+        let tenant = &r.tenant;
+        let input = Register {
+            request: &r.request,
+            source: r.source,
+            transport: r.transport,
+            now_ms,
+        };
+        let to_tag = switchboard_sip::token::<6>();
+        let fail = |status| Response::to_request(&r.request.headers, status).with_to_tag(&to_tag);
+        let dn = match logic::target_dn(tenant, &r.request) {
+            Ok(dn) => dn,
+            Err(status) => return fail(status),
+        };
+        if let Err((response, why)) = logic::authenticate(
+            tenant,
+            &dn,
+            input,
+            &self.config.nonce_key,
+            &mut self.counts,
+            &to_tag,
+        ) {
+            if let Some(why) = why {
+                tracing::info!(tenant = %tenant.name, dn = %dn, source = %r.source, reason = ?why,
+                    "registration refused: authentication failed");
+            }
+            return response;
+        }
+        let aor = tenant.aor(&dn);
+        let current = match self.config.store.load(&tenant.name, &aor).await {
+            Ok(current) => current,
+            Err(e) => return unavailable(fail, &tenant.name, &aor, &e),
+        };
+        let plan = match logic::plan(tenant, &dn, input, &current, &self.config.policy, &to_tag) {
+            Ok(plan) => plan,
+            Err(response) => {
+                tracing::debug!(tenant = %tenant.name, aor = %aor, status = response.status,
+                    "registration refused");
+                return response;
+            }
+        };
+        if let Err(e) = self
+            .config
+            .store
+            .save(&tenant.name, &aor, &plan.changes)
+            .await
+        {
+            return unavailable(fail, &tenant.name, &aor, &e);
+        }
+        for (kind, binding) in &plan.events {
+            publish(&self.config.events, &tenant.name, *kind, binding, now_ms).await;
+        }
+        logic::ok_response(&r.request, &plan.after, now_ms, &to_tag)
+    }
+}
+
+/// The store failed: the phone should try again shortly (RFC 3261 21.5.4).
+fn unavailable(
+    fail: impl Fn(u16) -> Response,
+    tenant: &str,
+    aor: &str,
+    error: &crate::Error,
+) -> Response {
+    tracing::warn!(tenant, aor, error = %error, "binding store unavailable");
+    fail(503).with_header(HeaderName::RetryAfter, "5")
+}
+
+async fn publish(
+    events: &EventSink,
+    tenant: &str,
+    kind: ChangeKind,
+    binding: &Binding,
+    now_ms: u64,
+) {
+    let event = new_event(
+        tenant,
+        TOPIC_REGISTRAR,
+        format!("{tenant}:{}", binding.aor),
+        kind.event_kind(),
+        Payload::Binding(binding.to_event(now_ms, kind.reason())),
+        now_ms,
+    );
+    match events.publish(event).await {
+        Ok(e) => {
+            tracing::debug!(tenant, aor = %binding.aor, kind = %e.kind, seq = e.seq, "binding event")
+        }
+        Err(err) => {
+            tracing::warn!(tenant, aor = %binding.aor, error = %err, "binding event not stored");
+        }
+    }
+}
+
+/// Removes expired bindings and reports them.
+struct Sweeper<S>(PhantomData<S>);
+
+enum SweeperMsg {
+    Sweep,
+    ConfigChanged(Arc<Directory>),
+}
+
+struct SweeperState<S> {
+    config: RegistrarConfig<S>,
+}
+
+/// Bindings taken per tenant per sweep; more wait for the next sweep.
+const SWEEP_BATCH: usize = 1000;
+
+impl<S: BindingStore> Actor for Sweeper<S> {
+    type Msg = SweeperMsg;
+    type State = SweeperState<S>;
+    type Arguments = RegistrarConfig<S>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        config: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_interval(config.sweep_interval, || SweeperMsg::Sweep);
+        Ok(SweeperState { config })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SweeperMsg::ConfigChanged(directory) => state.config.directory = directory,
+            SweeperMsg::Sweep => {
+                let now_ms = unix_ms();
+                for tenant in state.config.directory.tenants() {
+                    match state
+                        .config
+                        .store
+                        .take_expired(&tenant.name, now_ms, SWEEP_BATCH)
+                        .await
+                    {
+                        Ok(expired) => {
+                            for b in &expired {
+                                tracing::info!(tenant = %tenant.name, aor = %b.aor,
+                                    contact = %b.contact, "binding expired");
+                                publish(
+                                    &state.config.events,
+                                    &tenant.name,
+                                    ChangeKind::Expired,
+                                    b,
+                                    now_ms,
+                                )
+                                .await;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(tenant = %tenant.name, error = %e, "expiry sweep failed");
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

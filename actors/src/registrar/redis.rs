@@ -1,0 +1,169 @@
+//! Bindings in Redis, so they survive a restart and every node sees them:
+//!
+//! - `sb:{tenant}:reg:{aor}`: a hash from contact key to the binding (JSON), which expires by
+//!   itself a minute after its last binding should have;
+//! - `sb:{tenant}:reg-expiry`: a sorted set of `aor \n key` by expiry time, from which a script
+//!   takes expired bindings atomically, so one node alone reports each expiry.
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+use std::sync::Arc;
+
+use super::logic::{Binding, Changes};
+use super::store::BindingStore;
+use crate::error::Result;
+
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    take_expired: Arc<Script>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisStore")
+    }
+}
+
+fn hash_key(tenant: &str, aor: &str) -> String {
+    format!("sb:{tenant}:reg:{aor}")
+}
+
+fn expiry_key(tenant: &str) -> String {
+    format!("sb:{tenant}:reg-expiry")
+}
+
+/// KEYS[1] the expiry set; ARGV[1] now, ARGV[2] limit, ARGV[3] the hash key prefix.
+/// Returns the bindings removed, as stored.
+const TAKE_EXPIRED: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local taken = {}
+for _, member in ipairs(due) do
+  local sep = string.find(member, '\n', 1, true)
+  local hash = ARGV[3] .. string.sub(member, 1, sep - 1)
+  local field = string.sub(member, sep + 1)
+  local value = redis.call('HGET', hash, field)
+  redis.call('ZREM', KEYS[1], member)
+  if value then
+    redis.call('HDEL', hash, field)
+    taken[#taken + 1] = value
+  end
+end
+return taken
+";
+
+impl RedisStore {
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self {
+            conn,
+            take_expired: Arc::new(Script::new(TAKE_EXPIRED)),
+        }
+    }
+}
+
+impl BindingStore for RedisStore {
+    async fn load(&self, tenant: &str, aor: &str) -> Result<Vec<Binding>> {
+        let mut conn = self.conn.clone();
+        let values: Vec<String> = redis::cmd("HVALS")
+            .arg(hash_key(tenant, aor))
+            .query_async(&mut conn)
+            .await?;
+        values
+            .iter()
+            .map(|v| serde_json::from_str(v).map_err(Into::into))
+            .collect()
+    }
+
+    async fn save(&self, tenant: &str, aor: &str, changes: &Changes) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let hash = hash_key(tenant, aor);
+        let expiry = expiry_key(tenant);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for key in &changes.removals {
+            pipe.cmd("HDEL").arg(&hash).arg(key).ignore();
+            pipe.cmd("ZREM")
+                .arg(&expiry)
+                .arg(format!("{aor}\n{key}"))
+                .ignore();
+        }
+        let mut latest = 0;
+        for b in &changes.upserts {
+            pipe.cmd("HSET")
+                .arg(&hash)
+                .arg(&b.key)
+                .arg(serde_json::to_string(b)?)
+                .ignore();
+            pipe.cmd("ZADD")
+                .arg(&expiry)
+                .arg(b.expires_at_ms)
+                .arg(format!("{aor}\n{}", b.key))
+                .ignore();
+            latest = latest.max(b.expires_at_ms);
+        }
+        if latest > 0 {
+            // The hash outlives its last binding by a minute at most, swept or not; GT keeps a
+            // later expiry set by another binding of the same address of record.
+            pipe.cmd("PEXPIREAT")
+                .arg(&hash)
+                .arg(latest + 60_000)
+                .arg("GT")
+                .ignore();
+            pipe.cmd("PEXPIREAT")
+                .arg(&hash)
+                .arg(latest + 60_000)
+                .arg("NX")
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn take_expired(&self, tenant: &str, now_ms: u64, limit: usize) -> Result<Vec<Binding>> {
+        let mut conn = self.conn.clone();
+        let values: Vec<String> = self
+            .take_expired
+            .key(expiry_key(tenant))
+            .arg(now_ms)
+            .arg(limit)
+            .arg(format!("sb:{tenant}:reg:"))
+            .invoke_async(&mut conn)
+            .await?;
+        values
+            .iter()
+            .map(|v| serde_json::from_str(v).map_err(Into::into))
+            .collect()
+    }
+
+    async fn all(&self, tenant: &str) -> Result<Vec<Binding>> {
+        let mut conn = self.conn.clone();
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("sb:{tenant}:reg:*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut all = Vec::new();
+        for key in keys {
+            let values: Vec<String> = redis::cmd("HVALS").arg(&key).query_async(&mut conn).await?;
+            for v in values {
+                all.push(serde_json::from_str(&v)?);
+            }
+        }
+        Ok(all)
+    }
+}

@@ -1,0 +1,59 @@
+//! The tenant actor: owns the configuration and publishes each new snapshot to subscribers.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, OutputPort, RpcReplyPort};
+
+use super::Directory;
+
+#[derive(Debug)]
+pub struct TenantActor;
+
+pub enum TenantMsg {
+    /// The current snapshot.
+    Snapshot(RpcReplyPort<Arc<Directory>>),
+    /// Replaces the configuration and tells every subscriber.
+    Replace(Arc<Directory>),
+}
+
+pub struct TenantState {
+    current: Arc<Directory>,
+    changed: Arc<OutputPort<Arc<Directory>>>,
+}
+
+impl Actor for TenantActor {
+    type Msg = TenantMsg;
+    type State = TenantState;
+    /// The initial snapshot and the port subscribers listen on.
+    type Arguments = (Arc<Directory>, Arc<OutputPort<Arc<Directory>>>);
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        (current, changed): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(TenantState { current, changed })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            TenantMsg::Snapshot(reply) => {
+                let _ = reply.send(state.current.clone());
+            }
+            TenantMsg::Replace(next) => {
+                tracing::info!(
+                    tenants = next.tenants().count(),
+                    "tenant configuration replaced"
+                );
+                state.current = next.clone();
+                state.changed.send(next);
+            }
+        }
+        Ok(())
+    }
+}
