@@ -5,6 +5,7 @@
 mod error;
 pub mod events;
 pub mod registrar;
+pub mod sip_proxy;
 pub mod tenant;
 
 pub use error::{Error, Result};

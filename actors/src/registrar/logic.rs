@@ -203,12 +203,10 @@ pub fn authenticate(
     };
     let username = credentials.get("username").unwrap_or_default();
     let password = tenant.extensions.get(username).map(|e| e.password.as_str());
-    let uri = request.uri.to_string();
     let verdict = auth::verify(
         &credentials,
         DigestRequest {
             method: request.method.as_str(),
-            uri: &uri,
             realm: &tenant.realm,
             algorithms,
         },

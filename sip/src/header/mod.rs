@@ -18,6 +18,12 @@ use bytestring::ByteString;
 
 use crate::scan::{parse_delta_seconds, split_commas};
 
+/// Splits a header value at the commas between its values (RFC 3261 7.3.1), ignoring commas
+/// in quoted strings and angle brackets.
+pub fn split_values(value: &str) -> impl Iterator<Item = &str> {
+    split_commas(value).filter(|v| !v.is_empty())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     pub name: HeaderName,
@@ -89,6 +95,13 @@ impl Headers {
 
     pub fn remove(&mut self, name: &HeaderName) {
         self.0.retain(|h| &h.name != name);
+    }
+
+    /// Replaces the value of the first header of this name only.
+    pub fn replace_first(&mut self, name: &HeaderName, value: impl Into<ByteString>) {
+        if let Some(h) = self.0.iter_mut().find(|h| &h.name == name) {
+            h.value = value.into();
+        }
     }
 
     /// Removes the first header of this name (the top Via of a response being forwarded).

@@ -1,0 +1,423 @@
+//! The SIP edge: the node's UDP and TCP sockets, the server transactions of requests that reach
+//! it, the checks of [`edge`], and the hand-over of REGISTER to the registrar.
+//!
+//! The actor never waits for another: a REGISTER goes to the registrar with a reply port, a
+//! small task waits for the answer and returns it to the proxy as a message, and the transaction
+//! sends it. Transaction timers are driven by a tick.
+
+pub mod edge;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use switchboard_sip::transaction::{ServerEvent, ServerTransaction, TimerConfig, TransactionKey};
+use switchboard_sip::transport::{Endpoint, Inbound, Transport, TransportConfig};
+use switchboard_sip::{HeaderName, Host, Message, ParseError, Request, Response};
+
+use crate::registrar::{RegisterRequest, RegistrarMsg};
+use crate::tenant::Directory;
+use edge::{Core, Decision};
+
+/// How the edge is set up.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Where to listen, UDP and TCP.
+    pub listen: SocketAddr,
+    /// Further names of this node (an advertised address, a DNS name), besides the listening
+    /// address and the tenants' domains.
+    pub aliases: Vec<Host>,
+    pub transport: TransportConfig,
+    pub timers: TimerConfig,
+    /// Messages waiting for the proxy beyond which new requests get 503 at once.
+    pub max_backlog: usize,
+    /// How long the registrar may take before the proxy answers 503 itself.
+    pub registrar_timeout: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            aliases: Vec::new(),
+            transport: TransportConfig::default(),
+            timers: TimerConfig::default(),
+            max_backlog: 20_000,
+            registrar_timeout: Duration::from_secs(8),
+        }
+    }
+}
+
+pub struct ProxyArgs {
+    pub config: ProxyConfig,
+    pub directory: Arc<Directory>,
+    pub registrar: ActorRef<RegistrarMsg>,
+}
+
+pub enum ProxyMsg {
+    Inbound(Inbound),
+    /// The answer to a request handed on, for its transaction.
+    Reply {
+        key: TransactionKey,
+        response: Response,
+    },
+    Tick,
+    ConfigChanged(Arc<Directory>),
+    /// The addresses the sockets are bound to (UDP, TCP).
+    LocalAddrs(RpcReplyPort<(SocketAddr, SocketAddr)>),
+}
+
+#[derive(Debug)]
+pub struct SipProxy;
+
+pub struct ProxyState {
+    endpoint: Endpoint,
+    directory: Arc<Directory>,
+    registrar: ActorRef<RegistrarMsg>,
+    core: Core,
+    config: ProxyConfig,
+    transactions: HashMap<TransactionKey, Entry>,
+    /// Transactions by next wake-up; the number tells apart equal instants.
+    timers: BTreeMap<(Instant, u64), TransactionKey>,
+    timer_seq: u64,
+    backlog: Arc<AtomicUsize>,
+}
+
+struct Entry {
+    txn: ServerTransaction,
+    transport: Transport,
+    dest: SocketAddr,
+    scheduled: Option<(Instant, u64)>,
+}
+
+/// How often transaction timers are looked at; well below T1.
+const TICK: Duration = Duration::from_millis(20);
+
+impl Actor for SipProxy {
+    type Msg = ProxyMsg;
+    type State = ProxyState;
+    type Arguments = ProxyArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let handler = {
+            let myself = myself.clone();
+            let backlog = backlog.clone();
+            let max = args.config.max_backlog;
+            let shed: Arc<std::sync::OnceLock<Endpoint>> = Arc::new(std::sync::OnceLock::new());
+            let shed_endpoint = shed.clone();
+            let handler = Arc::new(move |inbound: Inbound| {
+                if backlog.load(Ordering::Relaxed) >= max {
+                    if let Some(ep) = shed_endpoint.get() {
+                        shed_load(ep, &inbound);
+                    }
+                    return;
+                }
+                backlog.fetch_add(1, Ordering::Relaxed);
+                if myself.cast(ProxyMsg::Inbound(inbound)).is_err() {
+                    backlog.fetch_sub(1, Ordering::Relaxed);
+                }
+            });
+            (handler, shed)
+        };
+        let endpoint =
+            Endpoint::bind(args.config.listen, args.config.transport.clone(), handler.0).await?;
+        let _ = handler.1.set(endpoint.clone());
+        let mut hosts = vec![Host::from(endpoint.udp_addr().ip())];
+        if endpoint.udp_addr().ip().is_loopback() {
+            hosts.push(Host::Domain("localhost".into()));
+        }
+        hosts.extend(args.config.aliases.iter().cloned());
+        tracing::info!(udp = %endpoint.udp_addr(), tcp = %endpoint.tcp_addr(), "sip listening");
+        myself.send_interval(TICK, || ProxyMsg::Tick);
+        Ok(ProxyState {
+            core: Core {
+                hosts,
+                port: endpoint.udp_addr().port(),
+            },
+            endpoint,
+            directory: args.directory,
+            registrar: args.registrar,
+            config: args.config,
+            transactions: HashMap::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            backlog,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.endpoint.shutdown();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ProxyMsg::Inbound(inbound) => {
+                state.backlog.fetch_sub(1, Ordering::Relaxed);
+                state.inbound(inbound, &myself);
+            }
+            ProxyMsg::Reply { key, response } => state.respond(&key, &response, Instant::now()),
+            ProxyMsg::Tick => state.tick(Instant::now()),
+            ProxyMsg::ConfigChanged(directory) => state.directory = directory,
+            ProxyMsg::LocalAddrs(reply) => {
+                let _ = reply.send((state.endpoint.udp_addr(), state.endpoint.tcp_addr()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ProxyState {
+    fn inbound(&mut self, inbound: Inbound, myself: &ActorRef<ProxyMsg>) {
+        let Inbound {
+            message,
+            source,
+            transport,
+            received_at,
+        } = inbound;
+        match message {
+            Err(error) => self.reject_unparsed(&error, source, transport),
+            // No client transactions yet: a response here answers nothing of ours (RFC 3261
+            // 18.1.2 drops it; RFC 4475 bcast).
+            Ok(Message::Response(r)) => {
+                tracing::debug!(%source, status = r.status, "stray response dropped");
+            }
+            Ok(Message::Request(request)) => {
+                self.request(request, source, transport, received_at, myself);
+            }
+        }
+    }
+
+    fn request(
+        &mut self,
+        mut request: Request,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+        myself: &ActorRef<ProxyMsg>,
+    ) {
+        stamp_top_via(&mut request, source);
+        let Some(key) = TransactionKey::for_request(&request) else {
+            return;
+        };
+        if let Some(entry) = self.transactions.get_mut(&key) {
+            entry.txn.receive(&request, now);
+            self.flush(&key, now);
+            return;
+        }
+        // An ACK without its INVITE transaction is never answered.
+        if request.method == switchboard_sip::Method::Ack {
+            tracing::debug!(%source, "ACK without a transaction dropped");
+            return;
+        }
+        let dest = self.response_destination(&request, source, transport);
+        let txn = ServerTransaction::new(&request, transport.is_reliable(), self.config.timers);
+        self.transactions.insert(
+            key.clone(),
+            Entry {
+                txn,
+                transport,
+                dest,
+                scheduled: None,
+            },
+        );
+        let to_tag = switchboard_sip::token::<6>();
+        match edge::decide(&request, &self.directory, &self.core, &to_tag) {
+            Decision::Respond(response) => {
+                if response.status >= 300 {
+                    tracing::debug!(%source, method = %request.method, status = response.status,
+                        "request answered at the edge");
+                }
+                self.respond(&key, &response, now);
+            }
+            Decision::Register(tenant) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let headers = request.headers.clone();
+                let register = RegisterRequest {
+                    tenant,
+                    request,
+                    source,
+                    transport,
+                };
+                if self
+                    .registrar
+                    .cast(RegistrarMsg::Register(register, tx.into()))
+                    .is_err()
+                {
+                    let unavailable = Response::to_request(&headers, 503)
+                        .with_to_tag(&to_tag)
+                        .with_header(HeaderName::RetryAfter, "5");
+                    self.respond(&key, &unavailable, now);
+                    return;
+                }
+                let myself = myself.clone();
+                let timeout = self.config.registrar_timeout;
+                tokio::spawn(async move {
+                    let response = match tokio::time::timeout(timeout, rx).await {
+                        Ok(Ok(response)) => response,
+                        _ => {
+                            tracing::warn!("registrar did not answer in time");
+                            Response::to_request(&headers, 503)
+                                .with_to_tag(&to_tag)
+                                .with_header(HeaderName::RetryAfter, "5")
+                        }
+                    };
+                    let _ = myself.cast(ProxyMsg::Reply { key, response });
+                });
+            }
+        }
+    }
+
+    /// Sends a response through its transaction.
+    fn respond(&mut self, key: &TransactionKey, response: &Response, now: Instant) {
+        if let Some(entry) = self.transactions.get_mut(key) {
+            entry.txn.respond(response, now);
+            self.flush(key, now);
+        }
+    }
+
+    /// Sends what the transaction has queued, forgets it once terminated, and keeps its next
+    /// wake-up scheduled.
+    fn flush(&mut self, key: &TransactionKey, _now: Instant) {
+        let Some(entry) = self.transactions.get_mut(key) else {
+            return;
+        };
+        while let Some(bytes) = entry.txn.poll_transmit() {
+            send(&self.endpoint, entry.transport, entry.dest, bytes);
+        }
+        let mut terminated = false;
+        while let Some(event) = entry.txn.poll_event() {
+            match event {
+                ServerEvent::Terminated => terminated = true,
+                ServerEvent::AckTimeout => {
+                    tracing::debug!(dest = %entry.dest, "no ACK for a final response");
+                }
+                ServerEvent::Ack(_) => {}
+            }
+        }
+        if terminated {
+            if let Some(scheduled) = entry.scheduled {
+                self.timers.remove(&scheduled);
+            }
+            self.transactions.remove(key);
+            return;
+        }
+        let next = entry.txn.poll_timeout();
+        if next != entry.scheduled.map(|(at, _)| at) {
+            if let Some(old) = entry.scheduled.take() {
+                self.timers.remove(&old);
+            }
+            if let Some(at) = next {
+                self.timer_seq += 1;
+                entry.scheduled = Some((at, self.timer_seq));
+                self.timers.insert((at, self.timer_seq), key.clone());
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let key = entry.remove();
+            if let Some(t) = self.transactions.get_mut(&key) {
+                t.scheduled = None;
+                t.txn.handle_timeout(now);
+                self.flush(&key, now);
+            }
+        }
+    }
+
+    /// Where responses to a request go (RFC 3261 18.2.2, RFC 3581): back over the connection
+    /// it came on; over UDP, to the source address, port included, which is what reaches a
+    /// phone behind NAT whether or not it asked with `rport`.
+    fn response_destination(
+        &self,
+        _request: &Request,
+        source: SocketAddr,
+        _transport: Transport,
+    ) -> SocketAddr {
+        source
+    }
+
+    /// A request the parser rejected: answered statelessly when its head allowed (400, or
+    /// 505), dropped otherwise.
+    fn reject_unparsed(&self, error: &ParseError, source: SocketAddr, transport: Transport) {
+        let Some(echo) = error.echo.as_deref() else {
+            tracing::debug!(%source, %transport, error = %error, "unparseable message dropped");
+            return;
+        };
+        tracing::info!(%source, %transport, error = %error, status = error.status(),
+            "malformed request rejected");
+        let mut response =
+            Response::to_request(echo, error.status()).with_to_tag(&switchboard_sip::token::<6>());
+        response.reason = format!("{} ({error})", response.reason).into();
+        send(&self.endpoint, transport, source, response.to_bytes());
+    }
+}
+
+/// Notes the source address in the top Via (RFC 3261 18.2.1, RFC 3581), so responses carry
+/// `received` and `rport` back to a phone behind NAT.
+fn stamp_top_via(request: &mut Request, source: SocketAddr) {
+    let Some(Ok(mut via)) = request.headers.top_via() else {
+        return;
+    };
+    let before = via.to_string();
+    via.stamp_source(source);
+    let mut value = via.to_string();
+    if value == before {
+        return;
+    }
+    // The top Via may share a header line with others; rewrite that line's first value.
+    let Some(line) = request.headers.get(&HeaderName::Via).cloned() else {
+        return;
+    };
+    for r in switchboard_sip::header::split_values(&line).skip(1) {
+        value.push_str(", ");
+        value.push_str(r);
+    }
+    request.headers.replace_first(&HeaderName::Via, value);
+}
+
+fn send(endpoint: &Endpoint, transport: Transport, dest: SocketAddr, bytes: Bytes) {
+    if let Err(e) = endpoint.send(transport, dest, bytes) {
+        tracing::debug!(%dest, %transport, error = %e, "send failed");
+    }
+}
+
+/// Over capacity: requests get 503 with Retry-After at once, without queueing (RFC 3261
+/// 21.5.4); everything else is dropped.
+fn shed_load(endpoint: &Endpoint, inbound: &Inbound) {
+    if let Ok(Message::Request(r)) = &inbound.message
+        && r.method != switchboard_sip::Method::Ack
+    {
+        let response = Response::to_request(&r.headers, 503)
+            .with_to_tag(&switchboard_sip::token::<6>())
+            .with_header(HeaderName::RetryAfter, "2");
+        send(
+            endpoint,
+            inbound.transport,
+            inbound.source,
+            response.to_bytes(),
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! The node's configuration: plain structs with defaults, read once from the TOML file (if
+//! any), then the environment and flags, and passed down.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Deserialize;
+use switchboard_actors::tenant::TenantConfig;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct NodeConfig {
+    pub(crate) sip: SipConfig,
+    pub(crate) http: HttpConfig,
+    pub(crate) stores: StoresConfig,
+    pub(crate) registrar: RegistrarConfig,
+    pub(crate) auth: AuthConfig,
+    pub(crate) events: EventsConfig,
+    /// Inline tenants; none means the built-in demo tenant.
+    pub(crate) tenants: Vec<TenantConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SipConfig {
+    /// UDP and TCP.
+    pub(crate) listen: SocketAddr,
+    /// Other names of this node that requests may address it by.
+    pub(crate) aliases: Vec<String>,
+    pub(crate) max_message_size: usize,
+    pub(crate) tcp_idle_timeout_secs: u64,
+    pub(crate) max_connections_per_ip: usize,
+    pub(crate) max_connections: usize,
+    /// Requests waiting for the edge beyond which new ones get 503 at once.
+    pub(crate) max_backlog: usize,
+    /// RFC 3261 T1 in milliseconds (500); every transaction timer follows from it.
+    pub(crate) t1_ms: u64,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            aliases: Vec::new(),
+            max_message_size: 16 * 1024,
+            tcp_idle_timeout_secs: 600,
+            max_connections_per_ip: 64,
+            max_connections: 10_000,
+            max_backlog: 20_000,
+            t1_ms: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct HttpConfig {
+    /// /livez and /readyz.
+    pub(crate) listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9102)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StoresConfig {
+    /// `redis://host:port/db`; without it, bindings and events stay in memory.
+    pub(crate) redis: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RegistrarConfig {
+    pub(crate) min_expires: u32,
+    pub(crate) max_expires: u32,
+    pub(crate) default_expires: u32,
+    pub(crate) max_contacts: usize,
+    /// REGISTERs processed at once.
+    pub(crate) shards: usize,
+    pub(crate) sweep_interval_ms: u64,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        let policy = switchboard_actors::registrar::Policy::default();
+        Self {
+            min_expires: policy.min_expires,
+            max_expires: policy.max_expires,
+            default_expires: policy.default_expires,
+            max_contacts: policy.max_contacts,
+            shards: 16,
+            sweep_interval_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AuthConfig {
+    /// Shared by the nodes of a cluster so each accepts the others' nonces; random when absent
+    /// (nonces then do not outlive a restart, which clients recover from at once).
+    pub(crate) nonce_secret: Option<String>,
+    pub(crate) nonce_lifetime_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            nonce_secret: None,
+            nonce_lifetime_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct EventsConfig {
+    /// Entries each Redis stream keeps (approximately).
+    pub(crate) stream_length: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            stream_length: switchboard_actors::events::DEFAULT_STREAM_LENGTH,
+        }
+    }
+}
+
+impl NodeConfig {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("invalid configuration in {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_parses() {
+        let c: NodeConfig = toml::from_str(
+            r#"
+            [sip]
+            listen = "127.0.0.1:5070"
+            [stores]
+            redis = "redis://127.0.0.1:6390"
+            [registrar]
+            max_expires = 600
+            [[tenants]]
+            name = "acme"
+            domain = "acme.example"
+            digest = ["SHA-256", "MD5"]
+            [[tenants.extensions]]
+            dn = "2001"
+            password = "secret"
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(c.sip.listen.port(), 5070);
+        assert_eq!(c.registrar.max_expires, 600);
+        assert_eq!(c.registrar.min_expires, 60);
+        assert_eq!(c.tenants[0].extensions[0].dn, "2001");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = toml::from_str::<NodeConfig>("[sip]\nlisten_port = 5060\n").expect_err("typo");
+        assert!(e.to_string().contains("listen_port"), "{e}");
+    }
+}

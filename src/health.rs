@@ -1,0 +1,74 @@
+//! HTTP health endpoints for orchestrators and load balancers: `/livez` (the process answers)
+//! and `/readyz` (it can take traffic: its stores answer). A few lines of HTTP/1.1, enough for
+//! probes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Tells whether the node can take traffic.
+pub(crate) trait Readiness: Send + Sync + 'static {
+    fn check(&self) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+pub(crate) async fn serve<R: Readiness>(listener: TcpListener, readiness: Arc<R>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let readiness = readiness.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(stream, &*readiness).await {
+                tracing::debug!(%peer, error = %e, "health request failed");
+            }
+        });
+    }
+}
+
+async fn answer<R: Readiness>(mut stream: TcpStream, readiness: &R) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let read = async {
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    if tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    let line = String::from_utf8_lossy(buf.split(|&c| c == b'\r').next().unwrap_or_default());
+    let mut parts = line.split(' ');
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, body) = match (method, path) {
+        ("GET", "/livez") => ("200 OK", "ok\n".to_owned()),
+        ("GET", "/readyz") => match readiness.check().await {
+            Ok(()) => ("200 OK", "ready\n".to_owned()),
+            Err(why) => ("503 Service Unavailable", format!("not ready: {why}\n")),
+        },
+        ("GET", _) => ("404 Not Found", "not found\n".to_owned()),
+        _ => ("405 Method Not Allowed", "method not allowed\n".to_owned()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// The address the health server listens on, for logs.
+pub(crate) fn describe(addr: SocketAddr) -> String {
+    format!("http://{addr}/livez, /readyz")
+}

@@ -1,0 +1,234 @@
+//! Wiring a node: the tenant directory, the stores, the event sink, the registrar, the SIP edge
+//! and the health endpoints, started in that order and stopped together.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ractor::{Actor, ActorRef, OutputPort};
+use redis::aio::ConnectionManager;
+use switchboard_actors::events::{EventSink, MemorySink, RedisSink};
+use switchboard_actors::registrar::{
+    BindingStore, MemoryStore, Policy, RedisStore, Registrar, RegistrarConfig, RegistrarMsg,
+};
+use switchboard_actors::sip_proxy::{ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
+use switchboard_actors::tenant::{Directory, TenantActor, TenantMsg, demo_tenant};
+use switchboard_sip::Host;
+use switchboard_sip::auth::NonceKey;
+use switchboard_sip::transaction::TimerConfig;
+use switchboard_sip::transport::TransportConfig;
+
+use crate::config::NodeConfig;
+use crate::health;
+
+/// A running node.
+pub(crate) struct Node {
+    proxy: ActorRef<ProxyMsg>,
+    registrar: ActorRef<RegistrarMsg>,
+    tenant: ActorRef<TenantMsg>,
+    health: tokio::task::JoinHandle<()>,
+}
+
+struct Ready {
+    redis: Option<ConnectionManager>,
+}
+
+impl health::Readiness for Ready {
+    async fn check(&self) -> Result<(), String> {
+        let Some(conn) = &self.redis else {
+            return Ok(());
+        };
+        let mut conn = conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        match tokio::time::timeout(Duration::from_millis(500), ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("redis: {e}")),
+            Err(_) => Err("redis: no answer within 500 ms".into()),
+        }
+    }
+}
+
+impl Node {
+    pub(crate) async fn start(config: NodeConfig) -> anyhow::Result<Self> {
+        let tenants = if config.tenants.is_empty() {
+            tracing::info!(
+                "no tenants configured: running the demo tenant (domain demo.local, DNs 1001-1020, password demo<dn>)"
+            );
+            vec![demo_tenant()]
+        } else {
+            config.tenants.clone()
+        };
+        let directory = Arc::new(Directory::new(&tenants).context("invalid tenant configuration")?);
+
+        let redis = match &config.stores.redis {
+            Some(url) => Some(connect_redis(url).await?),
+            None => None,
+        };
+        let events = match &redis {
+            Some(conn) => {
+                EventSink::Redis(RedisSink::new(conn.clone(), config.events.stream_length))
+            }
+            None => EventSink::Memory(MemorySink::default()),
+        };
+        let nonce_lifetime = Duration::from_secs(config.auth.nonce_lifetime_secs);
+        let nonce_key = match &config.auth.nonce_secret {
+            Some(secret) => NonceKey::from_secret(secret, nonce_lifetime),
+            None => NonceKey::random(nonce_lifetime),
+        };
+        let policy = Policy {
+            min_expires: config.registrar.min_expires,
+            max_expires: config.registrar.max_expires,
+            default_expires: config.registrar.default_expires,
+            max_contacts: config.registrar.max_contacts,
+        };
+        let registrar = match &redis {
+            Some(conn) => {
+                tracing::info!("bindings and events in redis");
+                spawn_registrar(
+                    RedisStore::new(conn.clone()),
+                    &config,
+                    events,
+                    policy,
+                    nonce_key,
+                    &directory,
+                )
+                .await?
+            }
+            None => {
+                tracing::info!("bindings and events in memory (no --redis)");
+                spawn_registrar(
+                    MemoryStore::default(),
+                    &config,
+                    events,
+                    policy,
+                    nonce_key,
+                    &directory,
+                )
+                .await?
+            }
+        };
+
+        let changes = Arc::new(OutputPort::<Arc<Directory>>::default());
+        let (tenant, _) = Actor::spawn(
+            Some("tenant".into()),
+            TenantActor,
+            (directory.clone(), changes.clone()),
+        )
+        .await
+        .context("tenant actor")?;
+
+        let t1 = Duration::from_millis(config.sip.t1_ms.max(1));
+        let proxy_config = ProxyConfig {
+            listen: config.sip.listen,
+            aliases: config
+                .sip
+                .aliases
+                .iter()
+                .map(|a| Host::parse_str(a).map_err(|e| anyhow::anyhow!("sip alias {a:?}: {e}")))
+                .collect::<anyhow::Result<_>>()?,
+            transport: TransportConfig {
+                max_message_size: config.sip.max_message_size,
+                tcp_idle_timeout: Duration::from_secs(config.sip.tcp_idle_timeout_secs),
+                max_connections_per_ip: config.sip.max_connections_per_ip,
+                max_connections: config.sip.max_connections,
+                ..TransportConfig::default()
+            },
+            timers: TimerConfig {
+                t1,
+                t2: t1 * 8,
+                t4: t1 * 10,
+            },
+            max_backlog: config.sip.max_backlog,
+            ..ProxyConfig::default()
+        };
+        let (proxy, _) = Actor::spawn(
+            Some("sip_proxy".into()),
+            SipProxy,
+            ProxyArgs {
+                config: proxy_config,
+                directory: directory.clone(),
+                registrar: registrar.clone(),
+            },
+        )
+        .await
+        .with_context(|| format!("cannot listen for SIP on {}", config.sip.listen))?;
+        changes.subscribe(proxy.clone(), |d| Some(ProxyMsg::ConfigChanged(d)));
+        changes.subscribe(registrar.clone(), |d| Some(RegistrarMsg::ConfigChanged(d)));
+        let (sip_udp, sip_tcp) = ractor::call!(proxy, ProxyMsg::LocalAddrs).context("sip proxy")?;
+
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
+        let http = listener.local_addr()?;
+        let health = tokio::spawn(health::serve(listener, Arc::new(Ready { redis })));
+        if sip_udp.ip().is_loopback() {
+            tracing::info!(
+                "listening on the loopback address only; set [sip] listen to serve other hosts"
+            );
+        }
+        tracing::info!(sip_udp = %sip_udp, sip_tcp = %sip_tcp, health = %health::describe(http), "switchboard ready");
+        Ok(Self {
+            proxy,
+            registrar,
+            tenant,
+            health,
+        })
+    }
+
+    pub(crate) async fn stop(self) {
+        self.health.abort();
+        self.proxy.stop(None);
+        self.registrar.stop(None);
+        self.tenant.stop(None);
+        // Give the actors a moment to close their sockets.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn spawn_registrar<S: BindingStore>(
+    store: S,
+    config: &NodeConfig,
+    events: EventSink,
+    policy: Policy,
+    nonce_key: NonceKey,
+    directory: &Arc<Directory>,
+) -> anyhow::Result<ActorRef<RegistrarMsg>> {
+    let (registrar, _) = Actor::spawn(
+        Some("registrar".into()),
+        Registrar::<S>::default(),
+        RegistrarConfig {
+            store,
+            events,
+            policy,
+            nonce_key,
+            directory: directory.clone(),
+            shards: config.registrar.shards,
+            sweep_interval: Duration::from_millis(config.registrar.sweep_interval_ms.max(10)),
+        },
+    )
+    .await
+    .context("registrar")?;
+    Ok(registrar)
+}
+
+/// Connects to Redis, trying for a few seconds so a node started alongside its Redis waits
+/// for it.
+async fn connect_redis(url: &str) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url).with_context(|| format!("invalid redis URL {url:?}"))?;
+    let mut last = None;
+    for _ in 0..20 {
+        match ConnectionManager::new(client.clone()).await {
+            Ok(conn) => {
+                tracing::info!(url, "redis connected");
+                return Ok(conn);
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(anyhow::anyhow!(
+        "cannot reach redis at {url}: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
+}
