@@ -39,9 +39,9 @@ pub enum ParseErrorKind {
     Status,
 }
 
-/// A rejected message. When it was a request whose head could be read, `echo` holds the
-/// headers an error response must copy (Via, From, To, Call-ID, CSeq), so the sender can be
-/// told what was wrong.
+/// A rejected message. When it was a request whose head could be read and that has a Via and a
+/// CSeq, `echo` holds the headers an error response must copy (Via, From, To, Call-ID, CSeq),
+/// so the sender can be told what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}")]
 pub struct ParseError {

@@ -223,7 +223,11 @@ impl RawHead {
     }
 
     fn error(&self, kind: ParseErrorKind) -> ParseError {
-        let echo = self.is_request().then(|| {
+        // A response can only find its way back with a Via, and be matched with a CSeq.
+        let answerable = self.is_request()
+            && self.headers.contains(&HeaderName::Via)
+            && self.headers.contains(&HeaderName::CSeq);
+        let echo = answerable.then(|| {
             let mut echo = Headers::with_capacity(6);
             for h in &self.headers {
                 if matches!(

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every test of switchboard on a fresh Debian 12 machine: installs the peers the tests talk
+# to (SIPp, Redis, protoc) when missing, starts a private Redis on a free port in a temporary
+# directory, runs the whole cargo test suite, and stops what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v sipp >/dev/null || missing+=(sip-tester)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Builds outside the checkout, so a fresh clone reuses earlier work.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchboard/target}"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-test.XXXXXX")
+redis_pid=""
+cleanup() {
+  [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  local port
+  for _ in $(seq 1 50); do
+    port=$((20000 + RANDOM % 20000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return
+    fi
+  done
+  echo "no free port found" >&2
+  exit 1
+}
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save "" --appendonly no \
+  --logfile "$work/redis.log" &
+redis_pid=$!
+for _ in $(seq 1 50); do
+  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+redis-cli -p "$redis_port" ping >/dev/null
+export SWITCHBOARD_TEST_REDIS="redis://127.0.0.1:$redis_port"
+echo "private redis on $SWITCHBOARD_TEST_REDIS"
+
+cargo test --workspace --locked "$@"

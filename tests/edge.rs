@@ -1,0 +1,217 @@
+//! The SIP edge of a running `switchboard serve` (demo tenant, bindings in memory), spoken to
+//! over raw UDP and TCP: what a phone or an SBC sees on the wire.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use support::{Server, Udp, challenges, register, with_credentials};
+use switchboard_sip::HeaderName;
+
+fn header<'a>(r: &'a switchboard_sip::Response, name: HeaderName) -> Option<&'a str> {
+    r.headers.get(&name).map(|v| &**v)
+}
+
+#[test]
+fn health_endpoints_answer() {
+    let server = Server::start(&[]);
+    let live = support::http_get(server.http, "/livez").expect("http");
+    assert!(live.starts_with("HTTP/1.1 200"), "{live}");
+    let ready = support::http_get(server.http, "/readyz").expect("http");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    let other = support::http_get(server.http, "/nope").expect("http");
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+}
+
+#[test]
+fn options_to_the_core_is_a_keepalive() {
+    let server = Server::start(&[]);
+    let udp = Udp::new(server.sip);
+    let options = format!(
+        "OPTIONS sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKopt1\r\n\
+         Max-Forwards: 0\r\nTo: <sip:{}>\r\nFrom: <sip:probe@sbc>;tag=1\r\nCall-ID: opt1\r\n\
+         CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        server.sip,
+        udp.port(),
+        server.sip
+    );
+    let r = udp.request(options.as_bytes());
+    assert_eq!(r.status, 200);
+    assert_eq!(header(&r, HeaderName::Allow), Some("REGISTER, OPTIONS"));
+    // The same over TCP.
+    let mut tcp = std::net::TcpStream::connect(server.sip).expect("tcp");
+    tcp.set_read_timeout(Some(support::WAIT)).expect("timeout");
+    let over_tcp = options
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+        .replace("z9hG4bKopt1", "z9hG4bKopt2");
+    tcp.write_all(over_tcp.as_bytes()).expect("write");
+    let mut buf = [0u8; 2048];
+    let n = tcp.read(&mut buf).expect("read");
+    assert!(buf[..n].starts_with(b"SIP/2.0 200 OK\r\n"));
+}
+
+#[test]
+fn a_phone_registers_refreshes_and_unregisters() {
+    let server = Server::start(&[]);
+    let phone = Udp::new(server.sip);
+    let port = phone.port();
+    let contact = format!("Contact: <sip:1001@127.0.0.1:{port}>;expires=600\r\n");
+    let first = register("1001", port, "reg-a", 1, &contact);
+    let challenge = phone.request(first.as_bytes());
+    assert_eq!(challenge.status, 401);
+    let algorithms: Vec<_> = challenges(&challenge).into_iter().map(|c| c.1).collect();
+    assert_eq!(
+        algorithms,
+        ["MD5", "SHA-256"],
+        "the demo tenant offers MD5 first"
+    );
+    // NAT: the response tells the phone where its request came from.
+    let via = header(&challenge, HeaderName::Via).expect("via");
+    assert!(via.contains(&format!("rport={port}")), "{via}");
+    assert!(via.contains("received=127.0.0.1"), "{via}");
+
+    let second = with_credentials(
+        &register("1001", port, "reg-a", 2, &contact),
+        &challenge,
+        "1001",
+        "demo1001",
+        1,
+    );
+    let ok = phone.request(second.as_bytes());
+    assert_eq!(ok.status, 200, "{}", server.log_text());
+    assert_eq!(
+        header(&ok, HeaderName::Contact),
+        Some(format!("<sip:1001@127.0.0.1:{port}>;expires=600").as_str())
+    );
+
+    // A query lists the binding without changing it.
+    let query = with_credentials(
+        &register("1001", port, "reg-a", 3, ""),
+        &challenge,
+        "1001",
+        "demo1001",
+        2,
+    );
+    let listed = phone.request(query.as_bytes());
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.headers.count(&HeaderName::Contact), 1);
+
+    // Too short an expiry: 423 with the minimum.
+    let short = with_credentials(
+        &register(
+            "1001",
+            port,
+            "reg-a",
+            4,
+            &format!("Contact: <sip:1001@127.0.0.1:{port}>;expires=5\r\n"),
+        ),
+        &challenge,
+        "1001",
+        "demo1001",
+        3,
+    );
+    let brief = phone.request(short.as_bytes());
+    assert_eq!(brief.status, 423);
+    assert_eq!(header(&brief, HeaderName::MinExpires), Some("60"));
+
+    // Unregister everything.
+    let star = with_credentials(
+        &register("1001", port, "reg-a", 5, "Contact: *\r\nExpires: 0\r\n"),
+        &challenge,
+        "1001",
+        "demo1001",
+        4,
+    );
+    let gone = phone.request(star.as_bytes());
+    assert_eq!(gone.status, 200);
+    assert_eq!(gone.headers.count(&HeaderName::Contact), 0);
+}
+
+#[test]
+fn replays_and_wrong_credentials_are_refused_alike() {
+    let server = Server::start(&[]);
+    let phone = Udp::new(server.sip);
+    let port = phone.port();
+    let contact = format!("Contact: <sip:1002@127.0.0.1:{port}>\r\n");
+    let challenge = phone.request(register("1002", port, "reg-b", 1, &contact).as_bytes());
+    let good = with_credentials(
+        &register("1002", port, "reg-b", 2, &contact),
+        &challenge,
+        "1002",
+        "demo1002",
+        1,
+    );
+    assert_eq!(phone.request(good.as_bytes()).status, 200);
+    // The same credentials again, in a new transaction: a replay.
+    let replay = good
+        .replace("branch=z9hG4bKreg-b2", "branch=z9hG4bKreg-b2-again")
+        .replace("CSeq: 2 ", "CSeq: 3 ");
+    let refused = phone.request(replay.as_bytes());
+    assert_eq!(refused.status, 401);
+
+    let wrong = with_credentials(
+        &register("1002", port, "reg-c", 1, &contact),
+        &challenge,
+        "1002",
+        "guess",
+        7,
+    );
+    let unknown = with_credentials(
+        &register("1999", port, "reg-d", 1, &contact),
+        &challenge,
+        "1999",
+        "guess",
+        8,
+    );
+    let w = phone.request(wrong.as_bytes());
+    let u = phone.request(unknown.as_bytes());
+    assert_eq!((w.status, u.status), (401, 401));
+    assert_eq!(w.reason, u.reason);
+    let names = |r: &switchboard_sip::Response| {
+        r.headers
+            .iter()
+            .map(|h| h.name.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&w), names(&u));
+}
+
+#[test]
+fn requests_not_served_get_their_rfc_answer() {
+    let server = Server::start(&[]);
+    let udp = Udp::new(server.sip);
+    let port = udp.port();
+    let request = |method: &str, to_tag: &str| {
+        format!(
+            "{method} sip:1001@demo.local SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{method}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:1001@demo.local>{to_tag}\r\nFrom: <sip:1002@demo.local>;tag=9\r\n\
+             Call-ID: {method}-1\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let r = udp.request(request("INVITE", "").as_bytes());
+    assert_eq!(r.status, 405);
+    assert_eq!(header(&r, HeaderName::Allow), Some("REGISTER, OPTIONS"));
+    assert_eq!(udp.request(request("BYE", ";tag=x").as_bytes()).status, 481);
+    assert_eq!(udp.request(request("CANCEL", "").as_bytes()).status, 481);
+    assert_eq!(udp.request(request("NEWTHING", "").as_bytes()).status, 501);
+    // ACK is never answered.
+    udp.send(request("ACK", ";tag=x").as_bytes());
+    assert!(udp.recv_within(Duration::from_millis(300)).is_none());
+}
+
+#[test]
+fn retransmissions_get_the_same_answer_and_garbage_is_ignored() {
+    let server = Server::start(&[]);
+    let udp = Udp::new(server.sip);
+    udp.send(b"\x00\x01garbage that is not SIP at all\r\n\r\n");
+    assert!(udp.recv_within(Duration::from_millis(300)).is_none());
+    let req = register("1003", udp.port(), "reg-r", 1, "");
+    let first = udp.request(req.as_bytes());
+    let again = udp.request(req.as_bytes());
+    assert_eq!(first.status, 401);
+    assert_eq!(
+        first, again,
+        "the transaction resends its response, nonce and tag included"
+    );
+}

@@ -1,0 +1,248 @@
+//! Shared by the end-to-end tests: starting the switchboard binary on free ports, the private
+//! Redis of the test harness, and raw SIP over UDP and TCP.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use switchboard_sip::{Message, Response, parse_datagram};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A port free for both UDP and TCP on 127.0.0.1.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
+        let port = udp.local_addr().expect("addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The Redis that `scripts/test.sh` starts for the tests.
+pub fn redis_url() -> String {
+    std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| {
+        panic!("SWITCHBOARD_TEST_REDIS is not set: run the tests with scripts/test.sh, which starts a private Redis")
+    })
+}
+
+/// A flushed Redis database of the harness's server for one test (databases 1 to 15, so
+/// tests that run side by side do not meet).
+pub fn redis_db(db: u8) -> String {
+    let url = format!("{}/{db}", redis_url().trim_end_matches('/'));
+    let client = redis::Client::open(url.as_str()).expect("redis url");
+    let mut conn = client.get_connection().expect("redis reachable");
+    redis::cmd("FLUSHDB")
+        .query::<()>(&mut conn)
+        .expect("flushdb");
+    url
+}
+
+/// A running `switchboard serve`, stopped when dropped.
+pub struct Server {
+    child: Child,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts the binary with `args` after `serve`, on free ports, and waits until ready.
+    pub fn start(args: &[&str]) -> Self {
+        Self::start_with_config(None, args)
+    }
+
+    pub fn start_with_config(config: Option<&str>, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        Self::start_at(dir, sip, http, config, args)
+    }
+
+    fn start_at(
+        dir: tempfile::TempDir,
+        sip: SocketAddr,
+        http: SocketAddr,
+        config: Option<&str>,
+        args: &[&str],
+    ) -> Self {
+        let log = dir.path().join("switchboard.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.arg("serve")
+            .arg("--sip-listen")
+            .arg(sip.to_string())
+            .arg("--http-listen")
+            .arg(http.to_string())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("SWITCHBOARD_REDIS")
+            .env_remove("SWITCHBOARD_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        if let Some(text) = config {
+            let path = dir.path().join("node.toml");
+            std::fs::File::create(&path)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .expect("config file");
+            cmd.arg("--config").arg(path);
+        }
+        let child = cmd.spawn().expect("start switchboard");
+        let server = Self {
+            child,
+            sip,
+            http,
+            log,
+            _dir: dir,
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// Stops this server and starts another with the same ports and arguments.
+    pub fn restart(mut self, config: Option<&str>, args: &[&str]) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_at(dir, self.sip, self.http, config, args)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if http_get(self.http, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("switchboard did not become ready:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP GET; the whole response, or `None` if the server cannot be reached.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(WAIT)).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// A UDP socket speaking raw SIP to the server.
+pub struct Udp {
+    pub socket: UdpSocket,
+    pub server: SocketAddr,
+}
+
+impl Udp {
+    pub fn new(server: SocketAddr) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.set_read_timeout(Some(WAIT)).expect("timeout");
+        Self { socket, server }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.socket.local_addr().expect("addr").port()
+    }
+
+    pub fn send(&self, bytes: &[u8]) {
+        self.socket.send_to(bytes, self.server).expect("send");
+    }
+
+    /// The next response, or `None` when nothing comes within `wait`.
+    pub fn recv_within(&self, wait: Duration) -> Option<Response> {
+        self.socket.set_read_timeout(Some(wait)).expect("timeout");
+        let mut buf = vec![0u8; 65_536];
+        let n = self.socket.recv(&mut buf).ok()?;
+        match parse_datagram(Bytes::copy_from_slice(&buf[..n])) {
+            Ok(Message::Response(r)) => Some(r),
+            other => panic!("expected a response, got {other:?}"),
+        }
+    }
+
+    pub fn recv(&self) -> Response {
+        self.recv_within(WAIT).expect("a response in time")
+    }
+
+    pub fn request(&self, bytes: &[u8]) -> Response {
+        self.send(bytes);
+        self.recv()
+    }
+}
+
+/// The RFC torture messages beside the checkout.
+pub fn torture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/sip-torture")
+}
+
+/// A REGISTER from a phone on `port`, for `dn` of the demo tenant.
+pub fn register(dn: &str, port: u16, call_id: &str, cseq: u32, extra: &str) -> String {
+    format!(
+        "REGISTER sip:demo.local SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{call_id}{cseq};rport\r\n\
+         Max-Forwards: 70\r\nTo: <sip:{dn}@demo.local>\r\nFrom: <sip:{dn}@demo.local>;tag=p{port}\r\n\
+         Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\nUser-Agent: e2e\r\n{extra}Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// The nonce and algorithm of each challenge of a 401, in order.
+pub fn challenges(r: &Response) -> Vec<(String, String)> {
+    r.headers
+        .get_all(&switchboard_sip::HeaderName::WwwAuthenticate)
+        .map(|h| {
+            let creds = switchboard_sip::header::Credentials::parse(h).expect("challenge parses");
+            (
+                creds.get("nonce").unwrap_or_default().to_owned(),
+                creds.get("algorithm").unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Adds digest credentials answering the first challenge of `challenge`.
+pub fn with_credentials(
+    request: &str,
+    challenge: &Response,
+    user: &str,
+    password: &str,
+    nc: u32,
+) -> String {
+    let (nonce, algorithm) = challenges(challenge)
+        .into_iter()
+        .next()
+        .expect("a challenge");
+    let alg = switchboard_sip::auth::Algorithm::from_name(&algorithm).expect("known algorithm");
+    let digest = switchboard_sip::auth::ClientDigest {
+        algorithm: alg,
+        username: user,
+        realm: "demo.local",
+        password,
+    };
+    let response = digest.response("REGISTER", "sip:demo.local", &nonce, nc, "0a4f113b");
+    let header = format!(
+        "Authorization: Digest username=\"{user}\", realm=\"demo.local\", nonce=\"{nonce}\", uri=\"sip:demo.local\", response=\"{response}\", algorithm={algorithm}, qop=auth, nc={nc:08x}, cnonce=\"0a4f113b\"\r\n"
+    );
+    request.replacen(
+        "Content-Length: 0\r\n",
+        &format!("{header}Content-Length: 0\r\n"),
+        1,
+    )
+}
