@@ -9,7 +9,7 @@ use std::time::Duration;
 use support::{Server, Udp, challenges, register, with_credentials};
 use switchboard_sip::HeaderName;
 
-fn header<'a>(r: &'a switchboard_sip::Response, name: HeaderName) -> Option<&'a str> {
+fn header(r: &switchboard_sip::Response, name: HeaderName) -> Option<&str> {
     r.headers.get(&name).map(|v| &**v)
 }
 
