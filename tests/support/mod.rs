@@ -178,6 +178,15 @@ impl Udp {
         }
     }
 
+    /// The status of the next response, read off its status line only: the answer to a
+    /// malformed request copies its malformed headers.
+    pub fn recv_status_within(&self, wait: Duration) -> Option<u16> {
+        self.socket.set_read_timeout(Some(wait)).expect("timeout");
+        let mut buf = vec![0u8; 65_536];
+        let n = self.socket.recv(&mut buf).ok()?;
+        status_line(&buf[..n])
+    }
+
     pub fn recv(&self) -> Response {
         self.recv_within(WAIT).expect("a response in time")
     }
@@ -245,4 +254,10 @@ pub fn with_credentials(
         &format!("{header}Content-Length: 0\r\n"),
         1,
     )
+}
+
+/// The status code of a response's status line.
+pub fn status_line(bytes: &[u8]) -> Option<u16> {
+    let rest = bytes.strip_prefix(b"SIP/2.0 ")?;
+    std::str::from_utf8(rest.get(..3)?).ok()?.parse().ok()
 }

@@ -62,7 +62,7 @@ pub enum ProxyMsg {
     Inbound(Inbound),
     /// The answer to a request handed on, for its transaction.
     Reply {
-        key: TransactionKey,
+        txn: TxnId,
         response: Response,
     },
     Tick,
@@ -80,11 +80,21 @@ pub struct ProxyState {
     registrar: ActorRef<RegistrarMsg>,
     core: Core,
     config: ProxyConfig,
-    transactions: HashMap<TransactionKey, Entry>,
+    transactions: HashMap<TxnId, Entry>,
     /// Transactions by next wake-up; the number tells apart equal instants.
-    timers: BTreeMap<(Instant, u64), TransactionKey>,
+    timers: BTreeMap<(Instant, u64), TxnId>,
     timer_seq: u64,
     backlog: Arc<AtomicUsize>,
+}
+
+/// A server transaction as the edge knows it: RFC 3261's key, and the address the request
+/// came from. A branch is unique only per client, and a retransmission comes from the same
+/// address, so two clients that happen to pick the same branch do not meet.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TxnId {
+    key: TransactionKey,
+    source: SocketAddr,
+    transport: Transport,
 }
 
 struct Entry {
@@ -174,7 +184,7 @@ impl Actor for SipProxy {
                 state.backlog.fetch_sub(1, Ordering::Relaxed);
                 state.inbound(inbound, &myself);
             }
-            ProxyMsg::Reply { key, response } => state.respond(&key, &response, Instant::now()),
+            ProxyMsg::Reply { txn, response } => state.respond(&txn, &response, Instant::now()),
             ProxyMsg::Tick => state.tick(Instant::now()),
             ProxyMsg::ConfigChanged(directory) => state.directory = directory,
             ProxyMsg::LocalAddrs(reply) => {
@@ -217,6 +227,11 @@ impl ProxyState {
         stamp_top_via(&mut request, source);
         let Some(key) = TransactionKey::for_request(&request) else {
             return;
+        };
+        let key = TxnId {
+            key,
+            source,
+            transport,
         };
         if let Some(entry) = self.transactions.get_mut(&key) {
             entry.txn.receive(&request, now);
@@ -280,14 +295,14 @@ impl ProxyState {
                                 .with_header(HeaderName::RetryAfter, "5")
                         }
                     };
-                    let _ = myself.cast(ProxyMsg::Reply { key, response });
+                    let _ = myself.cast(ProxyMsg::Reply { txn: key, response });
                 });
             }
         }
     }
 
     /// Sends a response through its transaction.
-    fn respond(&mut self, key: &TransactionKey, response: &Response, now: Instant) {
+    fn respond(&mut self, key: &TxnId, response: &Response, now: Instant) {
         if let Some(entry) = self.transactions.get_mut(key) {
             entry.txn.respond(response, now);
             self.flush(key, now);
@@ -296,7 +311,7 @@ impl ProxyState {
 
     /// Sends what the transaction has queued, forgets it once terminated, and keeps its next
     /// wake-up scheduled.
-    fn flush(&mut self, key: &TransactionKey, _now: Instant) {
+    fn flush(&mut self, key: &TxnId, _now: Instant) {
         let Some(entry) = self.transactions.get_mut(key) else {
             return;
         };
