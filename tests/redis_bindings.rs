@@ -1,0 +1,188 @@
+//! 1,000 DNs register with digest authentication against a node that keeps its bindings in
+//! Redis; they refresh, survive a restart of switchboard, and unregister. Redis holds exactly
+//! the live bindings at each step, and every change is an event on the tenant's stream.
+
+mod support;
+
+use std::collections::HashMap;
+
+use redis::Commands;
+use support::{Server, Udp, register, with_credentials};
+use switchboard_sip::HeaderName;
+
+const FIRST: u32 = 3000;
+const COUNT: u32 = 1000;
+
+fn config() -> String {
+    let mut c = String::from("[[tenants]]\nname = \"demo\"\ndomain = \"demo.local\"\n");
+    for dn in FIRST..FIRST + COUNT {
+        c.push_str(&format!(
+            "[[tenants.extensions]]\ndn = \"{dn}\"\npassword = \"pw{dn}\"\n"
+        ));
+    }
+    c
+}
+
+/// Registers every DN once with `expires` (0 unregisters), each from its own phone, through
+/// the full challenge; returns the final statuses.
+fn register_all(server: &Server, phones: &[Udp], round: u32, expires: u32) -> Vec<u16> {
+    phones
+        .iter()
+        .zip(FIRST..)
+        .map(|(phone, dn)| {
+            let dn = dn.to_string();
+            let port = phone.port();
+            let call_id = format!("load-{dn}");
+            let contact = format!("Contact: <sip:{dn}@127.0.0.1:{port}>;expires={expires}\r\n");
+            let cseq = round * 2;
+            let challenge =
+                phone.request(register(&dn, port, &call_id, cseq - 1, &contact).as_bytes());
+            assert_eq!(challenge.status, 401, "{}", server.log_text());
+            let authorized = with_credentials(
+                &register(&dn, port, &call_id, cseq, &contact),
+                &challenge,
+                &dn,
+                &format!("pw{dn}"),
+                1,
+            );
+            phone.request(authorized.as_bytes()).status
+        })
+        .collect()
+}
+
+fn bindings_in_redis(conn: &mut redis::Connection) -> HashMap<String, usize> {
+    let keys: Vec<String> = conn.keys("sb:demo:reg:*").expect("keys");
+    keys.into_iter()
+        .map(|k| {
+            let n: usize = conn.hlen(&k).expect("hlen");
+            (k, n)
+        })
+        .collect()
+}
+
+#[test]
+fn a_thousand_dns_register_refresh_survive_a_restart_and_unregister() {
+    let url = support::redis_db(3);
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let mut conn = client.get_connection().expect("redis");
+    let config = config();
+    let server = Server::start_with_config(Some(&config), &["--redis", &url]);
+    let phones: Vec<Udp> = (0..COUNT).map(|_| Udp::new(server.sip)).collect();
+
+    let statuses = register_all(&server, &phones, 1, 600);
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let held = bindings_in_redis(&mut conn);
+    assert_eq!(held.len(), COUNT as usize);
+    assert!(held.values().all(|&n| n == 1));
+    let expiring: usize = conn.zcard("sb:demo:reg-expiry").expect("zcard");
+    assert_eq!(expiring, COUNT as usize);
+
+    // Refresh: same contacts, nothing added.
+    let statuses = register_all(&server, &phones, 2, 900);
+    assert!(statuses.iter().all(|&s| s == 200));
+    assert_eq!(bindings_in_redis(&mut conn).len(), COUNT as usize);
+
+    // A restart of switchboard loses nothing: a phone's query lists its binding.
+    let server = server.restart(Some(&config), &["--redis", &url]);
+    let phone = &phones[7];
+    let dn = (FIRST + 7).to_string();
+    let challenge = phone.request(register(&dn, phone.port(), "after-restart", 1, "").as_bytes());
+    let query = with_credentials(
+        &register(&dn, phone.port(), "after-restart", 2, ""),
+        &challenge,
+        &dn,
+        &format!("pw{dn}"),
+        1,
+    );
+    let listed = phone.request(query.as_bytes());
+    assert_eq!(listed.status, 200);
+    let contact = listed
+        .headers
+        .get(&HeaderName::Contact)
+        .expect("binding survived");
+    assert!(
+        contact.starts_with(&format!("<sip:{dn}@127.0.0.1:{}>", phone.port())),
+        "{contact}"
+    );
+    assert_eq!(bindings_in_redis(&mut conn).len(), COUNT as usize);
+
+    // Unregister: Redis is left with nothing.
+    let statuses = register_all(&server, &phones, 3, 0);
+    assert!(statuses.iter().all(|&s| s == 200));
+    assert!(bindings_in_redis(&mut conn).is_empty());
+    let expiring: usize = conn.zcard("sb:demo:reg-expiry").expect("zcard");
+    assert_eq!(expiring, 0);
+
+    // Every change is on the stream, numbered per address of record.
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg("sb:demo:voice-registrar")
+        .arg("-")
+        .arg("+")
+        .query(&mut conn)
+        .expect("xrange");
+    assert_eq!(entries.len(), 3 * COUNT as usize);
+    let key = format!("demo:sip:{dn}@demo.local");
+    let mine: Vec<(String, String)> = entries
+        .iter()
+        .map(|(_, fields)| fields.iter().cloned().collect::<HashMap<_, _>>())
+        .filter(|f| f.get("key") == Some(&key))
+        .map(|f| (f["kind"].clone(), f["seq"].clone()))
+        .collect();
+    assert_eq!(
+        mine,
+        [
+            ("BindingAdded".to_owned(), "1".to_owned()),
+            ("BindingRefreshed".to_owned(), "2".to_owned()),
+            ("BindingRemoved".to_owned(), "3".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn bindings_expire_by_themselves_and_say_so() {
+    let url = support::redis_db(4);
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let mut conn = client.get_connection().expect("redis");
+    let config = "[registrar]\nmin_expires = 1\nsweep_interval_ms = 100\n";
+    let server = Server::start_with_config(Some(config), &["--redis", &url]);
+    let phone = Udp::new(server.sip);
+    let port = phone.port();
+    let contact = format!("Contact: <sip:1004@127.0.0.1:{port}>;expires=1\r\n");
+    let challenge = phone.request(register("1004", port, "short", 1, &contact).as_bytes());
+    let ok = phone.request(
+        with_credentials(
+            &register("1004", port, "short", 2, &contact),
+            &challenge,
+            "1004",
+            "demo1004",
+            1,
+        )
+        .as_bytes(),
+    );
+    assert_eq!(ok.status, 200);
+    assert_eq!(bindings_in_redis(&mut conn).len(), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let kinds = loop {
+        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg("sb:demo:voice-registrar")
+            .arg("-")
+            .arg("+")
+            .query(&mut conn)
+            .expect("xrange");
+        let kinds: Vec<String> = entries
+            .into_iter()
+            .map(|(_, f)| f["kind"].clone())
+            .collect();
+        if kinds.len() >= 2 || std::time::Instant::now() > deadline {
+            break kinds;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        kinds,
+        ["BindingAdded", "BindingExpired"],
+        "{}",
+        server.log_text()
+    );
+    assert!(bindings_in_redis(&mut conn).is_empty());
+}
