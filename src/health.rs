@@ -2,7 +2,6 @@
 //! and `/readyz` (it can take traffic: its stores answer). A few lines of HTTP/1.1, enough for
 //! probes.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,9 +65,4 @@ async fn answer<R: Readiness>(mut stream: TcpStream, readiness: &R) -> std::io::
     );
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
-}
-
-/// The address the health server listens on, for logs.
-pub(crate) fn describe(addr: SocketAddr) -> String {
-    format!("http://{addr}/livez, /readyz")
 }

@@ -167,7 +167,7 @@ impl Node {
                 "listening on the loopback address only; set [sip] listen to serve other hosts"
             );
         }
-        tracing::info!(sip_udp = %sip_udp, sip_tcp = %sip_tcp, health = %health::describe(http), "switchboard ready");
+        tracing::info!(sip_udp = %sip_udp, sip_tcp = %sip_tcp, health = %format!("http://{http}/livez, /readyz"), "switchboard ready");
         Ok(Self {
             proxy,
             registrar,

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use redis::Script;
 use redis::aio::ConnectionManager;
+use switchboard_proto::event_fields;
 use switchboard_proto::events::{Event, Payload};
-use switchboard_proto::{event_fields, event_from_fields};
 
 use crate::error::Result;
 
@@ -154,22 +154,5 @@ impl RedisSink {
         let seq: u64 = invocation.invoke_async(&mut conn).await?;
         event.seq = seq;
         Ok(event)
-    }
-
-    /// Reads a tenant's topic from the start; for tests and diagnostics.
-    pub async fn events(&self, tenant: &str, topic: &str) -> Result<Vec<Event>> {
-        let mut conn = self.conn.clone();
-        let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-            .arg(stream_name(tenant, topic))
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await?;
-        Ok(entries
-            .iter()
-            .filter_map(|(_, fields)| {
-                event_from_fields(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            })
-            .collect())
     }
 }

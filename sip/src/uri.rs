@@ -133,7 +133,7 @@ impl SipUri {
                     Some((u, p)) => (u, Some(p)),
                     None => (ui, None),
                 };
-                if user.is_empty() || !is_escaped_with(user, is_user_char) {
+                if !is_valid_user(user) {
                     return Err(WHAT);
                 }
                 if let Some(p) = password
@@ -312,6 +312,11 @@ pub(crate) fn split_host_port(s: &str) -> Result<(&str, Option<u16>), InvalidSyn
         }
     };
     Ok((host, port))
+}
+
+/// Whether `s` is a valid user part: `1*( unreserved / escaped / user-unreserved )`.
+pub fn is_valid_user(s: &str) -> bool {
+    !s.is_empty() && is_escaped_with(s, is_user_char)
 }
 
 /// user = 1*( unreserved / escaped / user-unreserved )

@@ -82,7 +82,7 @@ pub fn decide(request: &Request, directory: &Directory, core: &Core, to_tag: &st
     }
     let unsupported: Vec<String> = [HeaderName::Require, HeaderName::ProxyRequire]
         .iter()
-        .flat_map(|name| request.headers.tokens(name))
+        .flat_map(|name| request.headers.values(name))
         .filter(|tag| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(tag)))
         .map(|tag| tag.to_string())
         .collect();

@@ -235,7 +235,7 @@ impl ProxyState {
         };
         if let Some(entry) = self.transactions.get_mut(&key) {
             entry.txn.receive(&request, now);
-            self.flush(&key, now);
+            self.flush(&key);
             return;
         }
         // An ACK without its INVITE transaction is never answered.
@@ -243,7 +243,10 @@ impl ProxyState {
             tracing::debug!(%source, "ACK without a transaction dropped");
             return;
         }
-        let dest = self.response_destination(&request, source, transport);
+        // Responses go back where the request came from (RFC 3261 18.2.2, RFC 3581): over the
+        // same connection, or over UDP to the source address and port, which is what reaches a
+        // phone behind NAT whether or not it asked with `rport`.
+        let dest = source;
         let txn = ServerTransaction::new(&request, transport.is_reliable(), self.config.timers);
         self.transactions.insert(
             key.clone(),
@@ -305,13 +308,13 @@ impl ProxyState {
     fn respond(&mut self, key: &TxnId, response: &Response, now: Instant) {
         if let Some(entry) = self.transactions.get_mut(key) {
             entry.txn.respond(response, now);
-            self.flush(key, now);
+            self.flush(key);
         }
     }
 
     /// Sends what the transaction has queued, forgets it once terminated, and keeps its next
     /// wake-up scheduled.
-    fn flush(&mut self, key: &TxnId, _now: Instant) {
+    fn flush(&mut self, key: &TxnId) {
         let Some(entry) = self.transactions.get_mut(key) else {
             return;
         };
@@ -357,21 +360,9 @@ impl ProxyState {
             if let Some(t) = self.transactions.get_mut(&key) {
                 t.scheduled = None;
                 t.txn.handle_timeout(now);
-                self.flush(&key, now);
+                self.flush(&key);
             }
         }
-    }
-
-    /// Where responses to a request go (RFC 3261 18.2.2, RFC 3581): back over the connection
-    /// it came on; over UDP, to the source address, port included, which is what reaches a
-    /// phone behind NAT whether or not it asked with `rport`.
-    fn response_destination(
-        &self,
-        _request: &Request,
-        source: SocketAddr,
-        _transport: Transport,
-    ) -> SocketAddr {
-        source
     }
 
     /// A request the parser rejected: answered statelessly when its head allowed (400, or

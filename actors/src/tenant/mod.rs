@@ -113,11 +113,7 @@ impl Tenant {
         let digest = algorithms(&c.digest)?;
         let mut extensions = HashMap::new();
         for e in &c.extensions {
-            let valid = !e.dn.is_empty()
-                && e.dn
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b));
-            if !valid {
+            if !switchboard_sip::uri::is_valid_user(&e.dn) {
                 return Err(ConfigError::BadExtension {
                     tenant: c.name.clone(),
                     dn: e.dn.clone(),

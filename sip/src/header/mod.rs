@@ -141,11 +141,6 @@ impl Headers {
         })
     }
 
-    /// The option tags or tokens of list headers such as Require, Supported and Allow.
-    pub fn tokens<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = ByteString> + 'a {
-        self.values(name)
-    }
-
     /// A `delta-seconds` header (Expires, Min-Expires): `None` when absent, an error when it
     /// does not parse. Values past 2^32-1 are clamped.
     pub fn delta_seconds(&self, name: &HeaderName) -> Result<Option<u32>, crate::InvalidSyntax> {

@@ -50,13 +50,9 @@ impl TransactionKey {
             m => m.clone(),
         };
         if via.has_rfc3261_branch() {
-            let sent_by = match via.port {
-                Some(p) => format!("{}:{p}", via.host),
-                None => via.host.to_string(),
-            };
             return Some(TransactionKey::Branch {
                 branch: ByteString::from(via.branch()?.to_owned()),
-                sent_by: sent_by.to_ascii_lowercase(),
+                sent_by: sent_by(&via),
                 method,
             });
         }
@@ -77,16 +73,21 @@ impl TransactionKey {
     pub fn for_response(response: &Response) -> Option<Self> {
         let via = response.headers.top_via()?.ok()?;
         let cseq = response.headers.cseq()?.ok()?;
-        let sent_by = match via.port {
-            Some(p) => format!("{}:{p}", via.host),
-            None => via.host.to_string(),
-        };
         Some(TransactionKey::Branch {
             branch: ByteString::from(via.branch()?.to_owned()),
-            sent_by: sent_by.to_ascii_lowercase(),
+            sent_by: sent_by(&via),
             method: cseq.method,
         })
     }
+}
+
+/// A Via's `host[:port]`, lower-cased, as transactions compare it.
+fn sent_by(via: &crate::header::Via) -> String {
+    let s = match via.port {
+        Some(p) => format!("{}:{p}", via.host),
+        None => via.host.to_string(),
+    };
+    s.to_ascii_lowercase()
 }
 
 /// A fresh RFC 3261 branch: the magic cookie and 96 random bits.

@@ -39,7 +39,6 @@ pub struct ServerTransaction {
     timers: TimerTable,
     retransmit_interval: Duration,
     last_response: Option<Bytes>,
-    last_status: Option<u16>,
     transmits: VecDeque<Bytes>,
     events: VecDeque<ServerEvent>,
 }
@@ -60,7 +59,6 @@ impl ServerTransaction {
             timers: TimerTable::default(),
             retransmit_interval: config.t1,
             last_response: None,
-            last_status: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -107,7 +105,6 @@ impl ServerTransaction {
         }
         let bytes = response.to_bytes();
         self.transmits.push_back(bytes.clone());
-        self.last_status = Some(status);
         if status < 200 {
             self.state = State::Proceeding;
             self.last_response = Some(bytes);
@@ -178,11 +175,6 @@ impl ServerTransaction {
 
     pub fn is_terminated(&self) -> bool {
         self.state == State::Terminated
-    }
-
-    /// The status of the last response sent, if any.
-    pub fn last_status(&self) -> Option<u16> {
-        self.last_status
     }
 
     fn unreliable_or_zero(&self, d: Duration) -> Duration {
