@@ -76,36 +76,27 @@ impl Node {
             Some(secret) => NonceKey::from_secret(secret, nonce_lifetime),
             None => NonceKey::random(nonce_lifetime),
         };
-        let policy = Policy {
-            min_expires: config.registrar.min_expires,
-            max_expires: config.registrar.max_expires,
-            default_expires: config.registrar.default_expires,
-            max_contacts: config.registrar.max_contacts,
+        let registrar_config = RegistrarConfig {
+            events,
+            policy: Policy {
+                min_expires: config.registrar.min_expires,
+                max_expires: config.registrar.max_expires,
+                default_expires: config.registrar.default_expires,
+                max_contacts: config.registrar.max_contacts,
+            },
+            nonce_key,
+            directory: directory.clone(),
+            shards: config.registrar.shards,
+            sweep_interval: Duration::from_millis(config.registrar.sweep_interval_ms.max(10)),
         };
         let registrar = match &redis {
             Some(conn) => {
                 tracing::info!("bindings and events in redis");
-                spawn_registrar(
-                    RedisStore::new(conn.clone()),
-                    &config,
-                    events,
-                    policy,
-                    nonce_key,
-                    &directory,
-                )
-                .await?
+                spawn_registrar(RedisStore::new(conn.clone()), registrar_config).await?
             }
             None => {
                 tracing::info!("bindings and events in memory (no --redis)");
-                spawn_registrar(
-                    MemoryStore::default(),
-                    &config,
-                    events,
-                    policy,
-                    nonce_key,
-                    &directory,
-                )
-                .await?
+                spawn_registrar(MemoryStore::default(), registrar_config).await?
             }
         };
 
@@ -188,24 +179,12 @@ impl Node {
 
 async fn spawn_registrar<S: BindingStore>(
     store: S,
-    config: &NodeConfig,
-    events: EventSink,
-    policy: Policy,
-    nonce_key: NonceKey,
-    directory: &Arc<Directory>,
+    config: RegistrarConfig,
 ) -> anyhow::Result<ActorRef<RegistrarMsg>> {
     let (registrar, _) = Actor::spawn(
         Some("registrar".into()),
         Registrar::<S>::default(),
-        RegistrarConfig {
-            store,
-            events,
-            policy,
-            nonce_key,
-            directory: directory.clone(),
-            shards: config.registrar.shards,
-            sweep_interval: Duration::from_millis(config.registrar.sweep_interval_ms.max(10)),
-        },
+        (store, config),
     )
     .await
     .context("registrar")?;

@@ -48,10 +48,9 @@ pub enum RegistrarMsg {
     ConfigChanged(Arc<Directory>),
 }
 
-/// How the registrar is set up.
+/// How the registrar is set up (its store is passed beside it).
 #[derive(Debug, Clone)]
-pub struct RegistrarConfig<S> {
-    pub store: S,
+pub struct RegistrarConfig {
     pub events: EventSink,
     pub policy: Policy,
     pub nonce_key: NonceKey,
@@ -80,26 +79,31 @@ pub struct RegistrarState {
 impl<S: BindingStore> Actor for Registrar<S> {
     type Msg = RegistrarMsg;
     type State = RegistrarState;
-    type Arguments = RegistrarConfig<S>;
+    type Arguments = (S, RegistrarConfig);
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        config: Self::Arguments,
+        (store, config): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut shards = Vec::with_capacity(config.shards.max(1));
         for _ in 0..config.shards.max(1) {
             let (shard, _) = Actor::spawn_linked(
                 None,
                 Shard::<S>(PhantomData),
-                config.clone(),
+                (store.clone(), config.clone()),
                 myself.get_cell(),
             )
             .await?;
             shards.push(shard);
         }
-        let (sweeper, _) =
-            Actor::spawn_linked(None, Sweeper::<S>(PhantomData), config, myself.get_cell()).await?;
+        let (sweeper, _) = Actor::spawn_linked(
+            None,
+            Sweeper::<S>(PhantomData),
+            (store, config),
+            myself.get_cell(),
+        )
+        .await?;
         Ok(RegistrarState { shards, sweeper })
     }
 
@@ -137,21 +141,23 @@ enum ShardMsg {
 }
 
 struct ShardState<S> {
-    config: RegistrarConfig<S>,
+    store: S,
+    config: RegistrarConfig,
     counts: NonceCounts,
 }
 
 impl<S: BindingStore> Actor for Shard<S> {
     type Msg = ShardMsg;
     type State = ShardState<S>;
-    type Arguments = RegistrarConfig<S>;
+    type Arguments = (S, RegistrarConfig);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        config: Self::Arguments,
+        (store, config): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(ShardState {
+            store,
             config,
             counts: NonceCounts::default(),
         })
@@ -201,7 +207,7 @@ impl<S: BindingStore> ShardState<S> {
             return response;
         }
         let aor = tenant.aor(&dn);
-        let current = match self.config.store.load(&tenant.name, &aor).await {
+        let current = match self.store.load(&tenant.name, &aor).await {
             Ok(current) => current,
             Err(e) => return unavailable(fail, &tenant.name, &aor, &e),
         };
@@ -213,12 +219,7 @@ impl<S: BindingStore> ShardState<S> {
                 return response;
             }
         };
-        if let Err(e) = self
-            .config
-            .store
-            .save(&tenant.name, &aor, &plan.changes)
-            .await
-        {
+        if let Err(e) = self.store.save(&tenant.name, &aor, &plan.changes).await {
             return unavailable(fail, &tenant.name, &aor, &e);
         }
         for (kind, binding) in &plan.events {
@@ -273,7 +274,8 @@ enum SweeperMsg {
 }
 
 struct SweeperState<S> {
-    config: RegistrarConfig<S>,
+    store: S,
+    config: RegistrarConfig,
 }
 
 /// Bindings taken per tenant per sweep; more wait for the next sweep.
@@ -282,15 +284,15 @@ const SWEEP_BATCH: usize = 1000;
 impl<S: BindingStore> Actor for Sweeper<S> {
     type Msg = SweeperMsg;
     type State = SweeperState<S>;
-    type Arguments = RegistrarConfig<S>;
+    type Arguments = (S, RegistrarConfig);
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        config: Self::Arguments,
+        (store, config): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(config.sweep_interval, || SweeperMsg::Sweep);
-        Ok(SweeperState { config })
+        Ok(SweeperState { store, config })
     }
 
     async fn handle(
@@ -305,7 +307,6 @@ impl<S: BindingStore> Actor for Sweeper<S> {
                 let now_ms = unix_ms();
                 for tenant in state.config.directory.tenants() {
                     match state
-                        .config
                         .store
                         .take_expired(&tenant.name, now_ms, SWEEP_BATCH)
                         .await
