@@ -156,3 +156,76 @@ impl RedisSink {
         Ok(event)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use switchboard_proto::events::Binding;
+
+    use super::*;
+
+    fn event(tenant: &str, aor: &str, kind: &str) -> Event {
+        new_event(
+            tenant,
+            TOPIC_REGISTRAR,
+            format!("{tenant}:{aor}"),
+            kind,
+            Payload::Binding(Binding::default()),
+            1,
+        )
+    }
+
+    #[tokio::test]
+    async fn memory_streams_number_events_per_key() {
+        let sink = EventSink::Memory(MemorySink::default());
+        for (tenant, aor, kind) in [
+            ("demo", "sip:1001@demo.local", "BindingAdded"),
+            ("demo", "sip:1002@demo.local", "BindingAdded"),
+            ("demo", "sip:1001@demo.local", "BindingRemoved"),
+            ("acme", "sip:1001@demo.local", "BindingAdded"),
+        ] {
+            sink.publish(event(tenant, aor, kind))
+                .await
+                .expect("publish");
+        }
+        let EventSink::Memory(memory) = &sink else {
+            unreachable!("built above");
+        };
+        let demo: Vec<_> = memory
+            .events("demo", TOPIC_REGISTRAR)
+            .into_iter()
+            .map(|e| (e.key, e.seq, e.kind))
+            .collect();
+        assert_eq!(
+            demo,
+            [
+                (
+                    "demo:sip:1001@demo.local".to_owned(),
+                    1,
+                    "BindingAdded".to_owned()
+                ),
+                (
+                    "demo:sip:1002@demo.local".to_owned(),
+                    1,
+                    "BindingAdded".to_owned()
+                ),
+                (
+                    "demo:sip:1001@demo.local".to_owned(),
+                    2,
+                    "BindingRemoved".to_owned()
+                ),
+            ]
+        );
+        let acme = memory.events("acme", TOPIC_REGISTRAR);
+        assert_eq!(acme.len(), 1);
+        assert_eq!(acme[0].seq, 1);
+        assert_ne!(acme[0].id, demo_ids(memory)[0]);
+    }
+
+    fn demo_ids(memory: &MemorySink) -> Vec<String> {
+        memory
+            .events("demo", TOPIC_REGISTRAR)
+            .into_iter()
+            .map(|e| e.id)
+            .collect()
+    }
+}

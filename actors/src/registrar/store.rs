@@ -122,3 +122,76 @@ impl BindingStore for MemoryStore {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(aor: &str, key: &str, expires_at_ms: u64) -> Binding {
+        Binding {
+            aor: aor.into(),
+            dn: "1001".into(),
+            contact: key.into(),
+            params: String::new(),
+            key: key.into(),
+            q: None,
+            expires_at_ms,
+            call_id: "c".into(),
+            cseq: 1,
+            source: "127.0.0.1:5062".parse().expect("addr"),
+            transport: "udp".into(),
+            user_agent: None,
+        }
+    }
+
+    fn changes(upserts: Vec<Binding>, removals: &[&str]) -> Changes {
+        Changes {
+            upserts,
+            removals: removals.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn save_load_and_sweep() {
+        let store = MemoryStore::default();
+        let aor = "sip:1001@demo.local";
+        store
+            .save(
+                "demo",
+                aor,
+                &changes(
+                    vec![binding(aor, "sip:a", 100), binding(aor, "sip:b", 300)],
+                    &[],
+                ),
+            )
+            .await
+            .expect("save");
+        store
+            .save("other", aor, &changes(vec![binding(aor, "sip:z", 50)], &[]))
+            .await
+            .expect("save");
+        assert_eq!(store.load("demo", aor).await.expect("load").len(), 2);
+        // A refresh moves the binding's expiry: the sweep must not take it at the old time.
+        store
+            .save("demo", aor, &changes(vec![binding(aor, "sip:a", 400)], &[]))
+            .await
+            .expect("refresh");
+        let taken = store.take_expired("demo", 350, 10).await.expect("sweep");
+        let keys: Vec<_> = taken.iter().map(|b| b.key.as_str()).collect();
+        assert_eq!(keys, ["sip:b"], "only demo's binding past its time");
+        assert_eq!(
+            store.take_expired("demo", 350, 10).await.expect("sweep"),
+            []
+        );
+        assert_eq!(store.all("other").await.expect("all").len(), 1);
+        store
+            .save("demo", aor, &changes(vec![], &["sip:a"]))
+            .await
+            .expect("remove");
+        assert!(store.all("demo").await.expect("all").is_empty());
+        assert_eq!(
+            store.take_expired("demo", 1_000, 10).await.expect("sweep"),
+            []
+        );
+    }
+}
