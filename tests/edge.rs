@@ -215,3 +215,13 @@ fn retransmissions_get_the_same_answer_and_garbage_is_ignored() {
         "the transaction resends its response, nonce and tag included"
     );
 }
+
+#[test]
+fn over_capacity_requests_get_503_at_once() {
+    // No room at all behind the edge: every request is shed before it queues.
+    let server = Server::start_with_config(Some("[sip]\nmax_backlog = 0\n"), &[]);
+    let udp = Udp::new(server.sip);
+    let r = udp.request(register("1001", udp.port(), "shed", 1, "").as_bytes());
+    assert_eq!(r.status, 503);
+    assert_eq!(header(&r, HeaderName::RetryAfter), Some("2"));
+}

@@ -9,14 +9,14 @@ pub mod edge;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_sip::transaction::{ServerEvent, ServerTransaction, TimerConfig, TransactionKey};
-use switchboard_sip::transport::{Endpoint, Inbound, Transport, TransportConfig};
+use switchboard_sip::transport::{Endpoint, Inbound, InboundHandler, Transport, TransportConfig};
 use switchboard_sip::{HeaderName, Host, Message, ParseError, Request, Response};
 
 use crate::registrar::{RegisterRequest, RegistrarMsg};
@@ -118,29 +118,17 @@ impl Actor for SipProxy {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let backlog = Arc::new(AtomicUsize::new(0));
-        let handler = {
-            let myself = myself.clone();
-            let backlog = backlog.clone();
-            let max = args.config.max_backlog;
-            let shed: Arc<std::sync::OnceLock<Endpoint>> = Arc::new(std::sync::OnceLock::new());
-            let shed_endpoint = shed.clone();
-            let handler = Arc::new(move |inbound: Inbound| {
-                if backlog.load(Ordering::Relaxed) >= max {
-                    if let Some(ep) = shed_endpoint.get() {
-                        shed_load(ep, &inbound);
-                    }
-                    return;
-                }
-                backlog.fetch_add(1, Ordering::Relaxed);
-                if myself.cast(ProxyMsg::Inbound(inbound)).is_err() {
-                    backlog.fetch_sub(1, Ordering::Relaxed);
-                }
-            });
-            (handler, shed)
-        };
+        // The handler sheds load through the endpoint it is itself passed to.
+        let endpoint_cell = Arc::new(OnceLock::new());
+        let handler = inbound_handler(
+            myself.clone(),
+            backlog.clone(),
+            args.config.max_backlog,
+            endpoint_cell.clone(),
+        );
         let endpoint =
-            Endpoint::bind(args.config.listen, args.config.transport.clone(), handler.0).await?;
-        let _ = handler.1.set(endpoint.clone());
+            Endpoint::bind(args.config.listen, args.config.transport.clone(), handler).await?;
+        let _ = endpoint_cell.set(endpoint.clone());
         let mut hosts = vec![Host::from(endpoint.udp_addr().ip())];
         if endpoint.udp_addr().ip().is_loopback() {
             hosts.push(Host::Domain("localhost".into()));
@@ -408,6 +396,28 @@ fn send(endpoint: &Endpoint, transport: Transport, dest: SocketAddr, bytes: Byte
     if let Err(e) = endpoint.send(transport, dest, bytes) {
         tracing::debug!(%dest, %transport, error = %e, "send failed");
     }
+}
+
+/// Hands each inbound message to the proxy, counting what waits in its mailbox; past `max`,
+/// requests are answered 503 at once instead of queueing.
+fn inbound_handler(
+    proxy: ActorRef<ProxyMsg>,
+    backlog: Arc<AtomicUsize>,
+    max: usize,
+    endpoint: Arc<OnceLock<Endpoint>>,
+) -> InboundHandler {
+    Arc::new(move |inbound: Inbound| {
+        if backlog.load(Ordering::Relaxed) >= max {
+            if let Some(endpoint) = endpoint.get() {
+                shed_load(endpoint, &inbound);
+            }
+            return;
+        }
+        backlog.fetch_add(1, Ordering::Relaxed);
+        if proxy.cast(ProxyMsg::Inbound(inbound)).is_err() {
+            backlog.fetch_sub(1, Ordering::Relaxed);
+        }
+    })
 }
 
 /// Over capacity: requests get 503 with Retry-After at once, without queueing (RFC 3261
