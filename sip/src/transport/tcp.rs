@@ -30,8 +30,8 @@ pub(super) async fn accept_loop(endpoint: Endpoint, listener: TcpListener) {
             }
         };
         match register(&endpoint, peer, true) {
-            Ok((id, outbound)) => {
-                endpoint.spawn(run(endpoint.clone(), stream, peer, id, outbound));
+            Ok((connection, outbound)) => {
+                endpoint.spawn(run(endpoint.clone(), stream, peer, connection.id, outbound));
             }
             Err(e) => {
                 tracing::info!(%peer, error = %e, "tcp connection refused");
@@ -47,7 +47,8 @@ pub(super) fn send(endpoint: &Endpoint, dest: SocketAddr, bytes: Bytes) -> Resul
     let connection = match existing {
         Some(c) => c,
         None => {
-            let (id, outbound) = register(endpoint, dest, false)?;
+            let (connection, outbound) = register(endpoint, dest, false)?;
+            let id = connection.id;
             let ep = endpoint.clone();
             endpoint.spawn(async move {
                 match TcpStream::connect(dest).await {
@@ -58,12 +59,7 @@ pub(super) fn send(endpoint: &Endpoint, dest: SocketAddr, bytes: Bytes) -> Resul
                     }
                 }
             });
-            endpoint
-                .connections()
-                .by_peer
-                .get(&dest)
-                .cloned()
-                .ok_or(Error::Closed)?
+            connection
         }
     };
     connection
@@ -73,12 +69,12 @@ pub(super) fn send(endpoint: &Endpoint, dest: SocketAddr, bytes: Bytes) -> Resul
 }
 
 /// Records a connection to or from `peer`, within the limits (which apply to inbound
-/// connections only).
+/// connections only); returns it and the queue its writer drains.
 fn register(
     endpoint: &Endpoint,
     peer: SocketAddr,
     inbound: bool,
-) -> Result<(u64, mpsc::Receiver<Bytes>)> {
+) -> Result<(Connection, mpsc::Receiver<Bytes>)> {
     let config = &endpoint.inner.config;
     let mut conns = endpoint.connections();
     if inbound {
@@ -92,12 +88,13 @@ fn register(
     conns.next_id += 1;
     let id = conns.next_id;
     let (tx, rx) = mpsc::channel(QUEUE);
-    if let Some(old) = conns.by_peer.insert(peer, Connection { id, outbound: tx }) {
+    let connection = Connection { id, outbound: tx };
+    if let Some(old) = conns.by_peer.insert(peer, connection.clone()) {
         tracing::debug!(%peer, old = old.id, "tcp connection replaced");
     } else {
         *conns.per_ip.entry(peer.ip()).or_default() += 1;
     }
-    Ok((id, rx))
+    Ok((connection, rx))
 }
 
 fn unregister(endpoint: &Endpoint, peer: SocketAddr, id: u64) {
