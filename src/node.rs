@@ -60,6 +60,17 @@ impl Node {
             config.tenants.clone()
         };
         let directory = Arc::new(Directory::new(&tenants).context("invalid tenant configuration")?);
+        for tenant in directory.tenants() {
+            let open = tenant
+                .extensions
+                .values()
+                .filter(|e| !e.authenticate)
+                .count();
+            if open > 0 {
+                tracing::warn!(tenant = %tenant.name, extensions = open,
+                    "extensions register without authentication: anyone who can reach this node may take their calls");
+            }
+        }
 
         let redis = match &config.stores.redis {
             Some(url) => Some(connect_redis(url).await?),

@@ -178,6 +178,31 @@ fn replays_and_wrong_credentials_are_refused_alike() {
 }
 
 #[test]
+fn a_tenant_on_a_trusted_network_may_register_without_digest() {
+    let config = "[[tenants]]\nname = \"lab\"\ndomain = \"demo.local\"\nauthenticate = false\n\
+                  [[tenants.extensions]]\ndn = \"1001\"\n\
+                  [[tenants.extensions]]\ndn = \"1002\"\npassword = \"secret\"\nauthenticate = true\n";
+    let server = Server::start_with_config(Some(config), &[]);
+    assert!(
+        server
+            .log_text()
+            .contains("extensions register without authentication"),
+        "the operator is warned: {}",
+        server.log_text()
+    );
+    let phone = Udp::new(server.sip);
+    let port = phone.port();
+    let contact = |dn: &str| format!("Contact: <sip:{dn}@127.0.0.1:{port}>\r\n");
+    let open = phone.request(register("1001", port, "lab-a", 1, &contact("1001")).as_bytes());
+    assert_eq!(open.status, 200, "{}", server.log_text());
+    assert!(header(&open, HeaderName::Contact).is_some_and(|c| c.contains("1001@127.0.0.1")));
+    let guarded = phone.request(register("1002", port, "lab-b", 1, &contact("1002")).as_bytes());
+    assert_eq!(guarded.status, 401);
+    let unknown = phone.request(register("1999", port, "lab-c", 1, &contact("1999")).as_bytes());
+    assert_eq!(unknown.status, 404);
+}
+
+#[test]
 fn requests_not_served_get_their_rfc_answer() {
     let server = Server::start(&[]);
     let udp = Udp::new(server.sip);

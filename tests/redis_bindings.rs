@@ -1,13 +1,16 @@
 //! 1,000 DNs register with digest authentication against a node that keeps its bindings in
 //! Redis; they refresh, survive a restart of switchboard, and unregister. Redis holds exactly
-//! the live bindings at each step, and every change is an event on the tenant's stream.
+//! the live bindings at each step, and every change is an event on the tenant's stream. The
+//! phones are those of `sipload`, the load client in `benches/`.
 
 mod support;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use redis::Commands;
 use support::{Server, Udp, register, with_credentials};
+use switchboard_benches::load::{Phones, Round};
 use switchboard_sip::HeaderName;
 
 const FIRST: u32 = 3000;
@@ -25,29 +28,21 @@ fn config() -> String {
 
 /// Registers every DN once with `expires` (0 unregisters), each from its own phone, through
 /// the full challenge; returns the final statuses.
-fn register_all(server: &Server, phones: &[Udp], round: u32, expires: u32) -> Vec<u16> {
-    phones
-        .iter()
-        .zip(FIRST..)
-        .map(|(phone, dn)| {
-            let dn = dn.to_string();
-            let port = phone.port();
-            let call_id = format!("load-{dn}");
-            let contact = format!("Contact: <sip:{dn}@127.0.0.1:{port}>;expires={expires}\r\n");
-            let cseq = round * 2;
-            let challenge =
-                phone.request(register(&dn, port, &call_id, cseq - 1, &contact).as_bytes());
-            assert_eq!(challenge.status, 401, "{}", server.log_text());
-            let authorized = with_credentials(
-                &register(&dn, port, &call_id, cseq, &contact),
-                &challenge,
-                &dn,
-                &format!("pw{dn}"),
-                1,
-            );
-            phone.request(authorized.as_bytes()).status
-        })
-        .collect()
+fn register_all(
+    runtime: &tokio::runtime::Runtime,
+    phones: &Phones,
+    number: u32,
+    expires: u32,
+) -> Vec<Option<u16>> {
+    let round = Round {
+        domain: "demo.local".into(),
+        dns: (FIRST..FIRST + COUNT).map(|dn| dn.to_string()).collect(),
+        password: Some("pw{dn}".into()),
+        expires,
+        number,
+        timeout: Duration::from_secs(10),
+    };
+    runtime.block_on(phones.run(&round)).outcomes
 }
 
 fn bindings_in_redis(conn: &mut redis::Connection) -> HashMap<String, usize> {
@@ -67,10 +62,17 @@ fn a_thousand_dns_register_refresh_survive_a_restart_and_unregister() {
     let mut conn = client.get_connection().expect("redis");
     let config = config();
     let server = Server::start_with_config(Some(&config), &["--redis", &url]);
-    let phones: Vec<Udp> = (0..COUNT).map(|_| Udp::new(server.sip)).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let phones = runtime
+        .block_on(Phones::bind(server.sip, COUNT as usize))
+        .expect("phones");
+    let all_ok = |statuses: &[Option<u16>]| statuses.iter().all(|&s| s == Some(200));
 
-    let statuses = register_all(&server, &phones, 1, 600);
-    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let statuses = register_all(&runtime, &phones, 1, 600);
+    assert!(all_ok(&statuses), "{statuses:?}\n{}", server.log_text());
     let held = bindings_in_redis(&mut conn);
     assert_eq!(held.len(), COUNT as usize);
     assert!(held.values().all(|&n| n == 1));
@@ -78,13 +80,13 @@ fn a_thousand_dns_register_refresh_survive_a_restart_and_unregister() {
     assert_eq!(expiring, COUNT as usize);
 
     // Refresh: same contacts, nothing added.
-    let statuses = register_all(&server, &phones, 2, 900);
-    assert!(statuses.iter().all(|&s| s == 200));
+    let statuses = register_all(&runtime, &phones, 2, 900);
+    assert!(all_ok(&statuses), "{statuses:?}");
     assert_eq!(bindings_in_redis(&mut conn).len(), COUNT as usize);
 
     // A restart of switchboard loses nothing: a phone's query lists its binding.
     let server = server.restart(Some(&config), &["--redis", &url]);
-    let phone = &phones[7];
+    let phone = Udp::new(server.sip);
     let dn = (FIRST + 7).to_string();
     let challenge = phone.request(register(&dn, phone.port(), "after-restart", 1, "").as_bytes());
     let query = with_credentials(
@@ -100,15 +102,16 @@ fn a_thousand_dns_register_refresh_survive_a_restart_and_unregister() {
         .headers
         .get(&HeaderName::Contact)
         .expect("binding survived");
+    let registered_from = phones.contact_of(7).expect("phone address");
     assert!(
-        contact.starts_with(&format!("<sip:{dn}@127.0.0.1:{}>", phone.port())),
+        contact.starts_with(&format!("<sip:{dn}@{registered_from}>")),
         "{contact}"
     );
     assert_eq!(bindings_in_redis(&mut conn).len(), COUNT as usize);
 
     // Unregister: Redis is left with nothing.
-    let statuses = register_all(&server, &phones, 3, 0);
-    assert!(statuses.iter().all(|&s| s == 200));
+    let statuses = register_all(&runtime, &phones, 3, 0);
+    assert!(all_ok(&statuses), "{statuses:?}");
     assert!(bindings_in_redis(&mut conn).is_empty());
     let expiring: usize = conn.zcard("sb:demo:reg-expiry").expect("zcard");
     assert_eq!(expiring, 0);

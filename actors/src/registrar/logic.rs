@@ -173,7 +173,8 @@ pub fn target_dn(tenant: &Tenant, request: &Request) -> Result<String, u16> {
 
 /// Authenticates the REGISTER as the DN it is for. `Err` carries the response to send: a
 /// challenge (401) or a refusal (403). An unknown DN and a wrong password get the same
-/// challenge, after the same work.
+/// challenge, after the same work. A DN configured not to authenticate passes as it is; an
+/// unknown DN of a tenant that does not authenticate gets 404 (RFC 3261 10.3 step 3).
 pub fn authenticate(
     tenant: &Tenant,
     dn: &str,
@@ -184,6 +185,16 @@ pub fn authenticate(
 ) -> Result<(), (Response, Option<auth::Rejection>)> {
     let request = register.request;
     let extension = tenant.extensions.get(dn);
+    match extension {
+        Some(e) if !e.authenticate => return Ok(()),
+        None if !tenant.authenticate => {
+            return Err((
+                Response::to_request(&request.headers, 404).with_to_tag(to_tag),
+                None,
+            ));
+        }
+        _ => {}
+    }
     let algorithms = extension.map_or(&tenant.digest, |e| &e.digest);
     let challenge = |stale: bool| {
         let mut response = Response::to_request(&request.headers, 401).with_to_tag(to_tag);
@@ -720,5 +731,25 @@ mod tests {
         let (f, _) =
             authenticate(&t, "1002", input(&other, NOW), &key, &mut counts, "t").expect_err("403");
         assert_eq!(f.status, 403);
+    }
+
+    #[test]
+    fn a_dn_that_does_not_authenticate_registers_without_credentials() {
+        let mut config = crate::tenant::demo_tenant();
+        config.authenticate = false;
+        config.extensions[1].authenticate = Some(true);
+        let t = Tenant::from_config(&config).expect("valid");
+        let key = NonceKey::from_secret("k", Duration::from_secs(300));
+        let mut counts = NonceCounts::default();
+        let open = register("1001", "c1", 1, "Contact: <sip:a@10.0.0.1>\r\n");
+        assert!(authenticate(&t, "1001", input(&open, NOW), &key, &mut counts, "t").is_ok());
+        let guarded = register("1002", "c2", 1, "Contact: <sip:b@10.0.0.1>\r\n");
+        let (challenge, _) = authenticate(&t, "1002", input(&guarded, NOW), &key, &mut counts, "t")
+            .expect_err("1002 still authenticates");
+        assert_eq!(challenge.status, 401);
+        let unknown = register("1999", "c3", 1, "Contact: <sip:c@10.0.0.1>\r\n");
+        let (missing, _) = authenticate(&t, "1999", input(&unknown, NOW), &key, &mut counts, "t")
+            .expect_err("unknown");
+        assert_eq!(missing.status, 404);
     }
 }

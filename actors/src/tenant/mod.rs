@@ -30,6 +30,11 @@ pub struct TenantConfig {
     /// they see and know only MD5, so MD5 first suits them.
     #[serde(default = "default_digest")]
     pub digest: Vec<String>,
+    /// Whether extensions prove who they are with digest before registering (the default).
+    /// `false` suits a trusted network only, as on a SIP Server whose DNs have no
+    /// `authenticate-requests`; each extension may say otherwise.
+    #[serde(default = "yes")]
+    pub authenticate: bool,
     #[serde(default)]
     pub extensions: Vec<ExtensionConfig>,
 }
@@ -39,14 +44,23 @@ pub struct TenantConfig {
 #[serde(deny_unknown_fields)]
 pub struct ExtensionConfig {
     pub dn: String,
+    /// Required when the extension authenticates.
+    #[serde(default)]
     pub password: String,
     /// Overrides the tenant's digest order for this DN.
     #[serde(default)]
     pub digest: Option<Vec<String>>,
+    /// Overrides the tenant's `authenticate`.
+    #[serde(default)]
+    pub authenticate: Option<bool>,
 }
 
 fn default_digest() -> Vec<String> {
     vec!["MD5".into(), "SHA-256".into()]
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +79,11 @@ pub enum ConfigError {
     BadExtension { tenant: String, dn: String },
     #[error("tenant {tenant}: domain {domain:?} is not a valid SIP host")]
     BadDomain { tenant: String, domain: String },
+    #[error(
+        "tenant {tenant}: extension {dn:?} authenticates but has no password \
+         (set one, or `authenticate = false` on a trusted network)"
+    )]
+    NoPassword { tenant: String, dn: String },
 }
 
 /// A tenant ready for use.
@@ -75,6 +94,9 @@ pub struct Tenant {
     pub domain: String,
     pub realm: String,
     pub digest: Vec<Algorithm>,
+    /// Whether REGISTERs for DNs this tenant does not know get a challenge (as every one of an
+    /// authenticating tenant does, so that DNs cannot be guessed) or a plain 404.
+    pub authenticate: bool,
     pub extensions: HashMap<String, Extension>,
 }
 
@@ -83,6 +105,8 @@ pub struct Extension {
     pub dn: String,
     pub password: String,
     pub digest: Vec<Algorithm>,
+    /// Whether a REGISTER for this DN must carry valid credentials.
+    pub authenticate: bool,
 }
 
 impl Tenant {
@@ -119,6 +143,13 @@ impl Tenant {
                     dn: e.dn.clone(),
                 });
             }
+            let authenticate = e.authenticate.unwrap_or(c.authenticate);
+            if authenticate && e.password.is_empty() {
+                return Err(ConfigError::NoPassword {
+                    tenant: c.name.clone(),
+                    dn: e.dn.clone(),
+                });
+            }
             let ext = Extension {
                 dn: e.dn.clone(),
                 password: e.password.clone(),
@@ -126,6 +157,7 @@ impl Tenant {
                     Some(names) => algorithms(names)?,
                     None => digest.clone(),
                 },
+                authenticate,
             };
             if extensions.insert(e.dn.clone(), ext).is_some() {
                 return Err(ConfigError::DuplicateExtension {
@@ -139,6 +171,7 @@ impl Tenant {
             domain: c.domain.to_ascii_lowercase(),
             realm: c.realm.clone().unwrap_or_else(|| c.domain.clone()),
             digest,
+            authenticate: c.authenticate,
             extensions,
         })
     }
@@ -157,11 +190,13 @@ pub fn demo_tenant() -> TenantConfig {
         domain: "demo.local".into(),
         realm: None,
         digest: default_digest(),
+        authenticate: true,
         extensions: (1001..=1020)
             .map(|dn| ExtensionConfig {
                 dn: dn.to_string(),
                 password: format!("demo{dn}"),
                 digest: None,
+                authenticate: None,
             })
             .collect(),
     }
@@ -243,6 +278,23 @@ mod tests {
             Directory::new(&[c]),
             Err(ConfigError::BadExtension { .. })
         ));
+        let mut c = demo_tenant();
+        c.extensions[3].password.clear();
+        let e = Directory::new(&[c]).expect_err("no password");
+        assert!(e.to_string().contains("\"1004\" authenticates"), "{e}");
+    }
+
+    #[test]
+    fn authentication_may_be_turned_off_per_tenant_and_per_dn() {
+        let mut c = demo_tenant();
+        c.authenticate = false;
+        c.extensions[0].password.clear();
+        c.extensions[1].authenticate = Some(true);
+        let dir = Directory::new(&[c]).expect("a DN without password need not authenticate");
+        let t = dir.by_name("demo").expect("demo");
+        assert!(!t.extensions["1001"].authenticate);
+        assert!(t.extensions["1002"].authenticate);
+        assert!(!t.extensions["1003"].authenticate);
     }
 
     #[test]

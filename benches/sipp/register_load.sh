@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# REGISTER load over UDP on this machine: SIPp registers DNs against `switchboard serve` and
+# against Kamailio (usrloc in memory, no authentication) in the same run, then switchboard with
+# digest authentication through sipload (every DN its own password, which SIPp cannot do).
+#
+#   benches/sipp/register_load.sh            # DNS=10000 CALLS=50000 LIMIT=200 by default
+#   REDIS=redis://127.0.0.1:6379/9 benches/sipp/register_load.sh   # bindings in Redis
+#
+# Needs sipp (sip-tester) and kamailio (Debian packages). Prints each rate and the ratio.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+here="$root/benches/sipp"
+dns=${DNS:-10000}
+calls=${CALLS:-50000}
+limit=${LIMIT:-200}
+sb_port=${SB_PORT:-35060}
+kam_port=${KAM_PORT:-35070}
+first=100000
+
+for tool in sipp kamailio; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install sip-tester kamailio)" >&2; exit 1; }
+done
+(cd "$root" && cargo build --release --locked -q -p switchboard -p switchboard-benches)
+bin=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Two tenants with the same DNs: bench.local registers without authentication (as Kamailio
+# does here), auth.local with a password per DN.
+{
+    printf '[sip]\nlisten = "127.0.0.1:%s"\n\n[http]\nlisten = "127.0.0.1:%s"\n\n' "$sb_port" $((sb_port + 1))
+    if [ -n "${REDIS:-}" ]; then printf '[stores]\nredis = "%s"\n\n' "$REDIS"; fi
+    printf '[[tenants]]\nname = "bench"\ndomain = "bench.local"\nauthenticate = false\n'
+    for ((dn = first; dn < first + dns; dn++)); do printf '[[tenants.extensions]]\ndn = "%s"\n' "$dn"; done
+    printf '\n[[tenants]]\nname = "auth"\ndomain = "auth.local"\n'
+    for ((dn = first; dn < first + dns; dn++)); do
+        printf '[[tenants.extensions]]\ndn = "%s"\npassword = "pw%s"\n' "$dn" "$dn"
+    done
+} > "$work/switchboard.toml"
+{
+    echo SEQUENTIAL
+    for ((dn = first; dn < first + dns; dn++)); do echo "$dn;bench.local"; done
+} > "$work/users.csv"
+
+RUST_LOG=warn "$bin/switchboard" serve --config "$work/switchboard.toml" > "$work/switchboard.log" 2>&1 &
+pids+=($!)
+kamailio -f "$here/kamailio.cfg" -l "udp:127.0.0.1:$kam_port" -DD -E -Y "$work" -P "$work/kamailio.pid" \
+    > "$work/kamailio.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$((sb_port + 1))/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+sleep 1
+
+# SIPp: `calls` registrations, `limit` at once, DNs in turn from the injection file.
+sipp_rate() {
+    local name=$1 port=$2 start end
+    start=$(date +%s.%N)
+    if ! (cd "$work" && sipp -sf "$here/register_open.xml" -inf "$work/users.csv" \
+        -m "$calls" -l "$limit" -r 100000 -i 127.0.0.1 -p $((port + 5)) \
+        -timeout 300s -nostdin -trace_screen -screen_file "$work/sipp-$name.screen" \
+        "127.0.0.1:$port" > /dev/null 2>&1); then
+        echo "sipp against $name failed:" >&2
+        grep -E "Successful call|Failed call" "$work/sipp-$name.screen" >&2 || true
+        return 1
+    fi
+    end=$(date +%s.%N)
+    python3 -c "print(round($calls / ($end - $start)))"
+}
+
+echo "REGISTER over UDP, $dns DNs, $calls registrations, $limit at once"
+kam=$(sipp_rate kamailio "$kam_port")
+echo "  SIPp -> Kamailio (no auth):      $kam registrations/s"
+sb=$(sipp_rate switchboard "$sb_port")
+echo "  SIPp -> switchboard (no auth):   $sb registrations/s"
+python3 -c "print(f'  switchboard / Kamailio:          {$sb / $kam:.2f}')"
+
+echo "sipload ($limit phones, one thread; register, refresh, unregister):"
+echo "  Kamailio, no auth:"
+"$bin/sipload" --target "127.0.0.1:$kam_port" --domain bench.local --first $first --count "$dns" \
+    --phones "$limit" --no-auth --rounds 2 --unregister | sed 's/^/    /'
+echo "  switchboard, no auth:"
+"$bin/sipload" --target "127.0.0.1:$sb_port" --domain bench.local --first $first --count "$dns" \
+    --phones "$limit" --no-auth --rounds 2 --unregister | sed 's/^/    /'
+echo "  switchboard, digest (MD5, a challenge per registration):"
+"$bin/sipload" --target "127.0.0.1:$sb_port" --domain auth.local --first $first --count "$dns" \
+    --phones "$limit" --password 'pw{dn}' --rounds 2 --unregister | sed 's/^/    /'

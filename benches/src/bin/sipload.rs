@@ -1,0 +1,129 @@
+//! `sipload`: registers a range of DNs against a registrar over UDP, each DN with its own
+//! password, and reports the rate.
+//!
+//! ```text
+//! sipload --target 127.0.0.1:5060 --domain demo.local --first 1001 --count 20 \
+//!         --password 'demo{dn}' --phones 20 --rounds 2 --unregister
+//! ```
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use switchboard_benches::load::{Phones, Report, Round};
+
+#[derive(Debug, Parser)]
+#[command(about = "REGISTER load over UDP with per-DN digest credentials")]
+struct Args {
+    /// The registrar.
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    target: SocketAddr,
+    /// The SIP domain of the DNs.
+    #[arg(long, default_value = "demo.local")]
+    domain: String,
+    /// The first DN (numeric DNs, counted up from here).
+    #[arg(long, default_value_t = 1001)]
+    first: u64,
+    #[arg(long, default_value_t = 20)]
+    count: u64,
+    /// The password of each DN; `{dn}` stands for the DN.
+    #[arg(long, default_value = "demo{dn}")]
+    password: String,
+    /// The registrar does not challenge (a 401 counts as a failure).
+    #[arg(long)]
+    no_auth: bool,
+    /// Phones (UDP sockets) registering at once.
+    #[arg(long, default_value_t = 100)]
+    phones: usize,
+    #[arg(long, default_value_t = 300)]
+    expires: u32,
+    /// Rounds of registration (the second and later refresh).
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
+    /// Unregister every DN after the last round.
+    #[arg(long)]
+    unregister: bool,
+    /// How long one registration may take, retransmissions included.
+    #[arg(long, default_value_t = 8000)]
+    timeout_ms: u64,
+    /// Threads driving the phones.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()
+        .context("runtime")?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let phones = Phones::bind(args.target, args.phones.max(1))
+        .await
+        .context("binding the phones' sockets")?;
+    let mut round = Round {
+        domain: args.domain.clone(),
+        dns: (args.first..args.first + args.count)
+            .map(|dn| dn.to_string())
+            .collect(),
+        password: (!args.no_auth).then(|| args.password.clone()),
+        expires: args.expires,
+        number: 0,
+        timeout: Duration::from_millis(args.timeout_ms),
+    };
+    let mut failed = 0;
+    let mut out = std::io::stdout().lock();
+    for number in 1..=args.rounds + u32::from(args.unregister) {
+        round.number = number;
+        let label = if number > args.rounds {
+            round.expires = 0;
+            "unregister"
+        } else if number == 1 {
+            "register"
+        } else {
+            "refresh"
+        };
+        let report = phones.run(&round).await;
+        writeln!(out, "{}", summary(label, &report, phones.len()))?;
+        failed += report.outcomes.len() - report.ok();
+    }
+    if failed > 0 {
+        bail!("{failed} registrations failed");
+    }
+    Ok(())
+}
+
+fn summary(label: &str, report: &Report, phones: usize) -> String {
+    let secs = report.elapsed.as_secs_f64();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut line = format!(
+        "{label}: {ok}/{all} in {secs:.2} s with {phones} phones: {rate:.0} registrations/s, \
+         {tps:.0} transactions/s, latency p50 {p50:.1} ms p99 {p99:.1} ms, \
+         {retrans} retransmissions",
+        ok = report.ok(),
+        all = report.outcomes.len(),
+        rate = report.rate(),
+        tps = report.transactions as f64 / secs,
+        p50 = ms(report.latency(0.5)),
+        p99 = ms(report.latency(0.99)),
+        retrans = report.retransmissions,
+    );
+    let failures = report.failures();
+    if !failures.is_empty() {
+        let list: Vec<String> = failures
+            .iter()
+            .map(|(status, n)| match status {
+                0 => format!("{n} timed out"),
+                s => format!("{n} got {s}"),
+            })
+            .collect();
+        line.push_str(&format!("; failures: {}", list.join(", ")));
+    }
+    line
+}

@@ -1,0 +1,4 @@
+//! Benchmarks for switchboard. The criterion benches live in `benches/`; `sipload` is the
+//! REGISTER load client the SIPp comparison scripts in `sipp/` use beside SIPp.
+
+pub mod load;

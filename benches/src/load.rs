@@ -1,0 +1,321 @@
+//! A REGISTER load client: a pool of phones (one UDP socket each) registering DNs through the
+//! full digest exchange, each DN with its own password, the way SIPp 3.6.1 cannot.
+//!
+//! Phone `i` registers DNs `i`, `i + phones`, `i + 2 * phones`, ... one after another, always
+//! with the same Call-ID and Contact per DN, so that a second round refreshes the bindings of
+//! the first instead of adding to them. Requests are retransmitted as RFC 3261 17.1.2.1 says
+//! (from T1 doubling to T2) until the round's deadline.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use switchboard_sip::auth::{Algorithm, ClientDigest};
+use switchboard_sip::header::Credentials;
+use switchboard_sip::{HeaderName, Message, Response, parse_datagram};
+use tokio::net::UdpSocket;
+use tokio::task::JoinSet;
+
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+
+/// What one round registers.
+#[derive(Debug, Clone)]
+pub struct Round {
+    pub domain: String,
+    /// The DNs, in order; DN `i` is registered by phone `i % phones`.
+    pub dns: Vec<String>,
+    /// The password of a DN from a template where `{dn}` stands for the DN; `None` when the
+    /// registrar does not challenge.
+    pub password: Option<String>,
+    /// Expires of the contact; 0 unregisters.
+    pub expires: u32,
+    /// Counts rounds so that each round's CSeqs are above the last one's.
+    pub number: u32,
+    /// How long one registration may take, retransmissions included.
+    pub timeout: Duration,
+}
+
+impl Round {
+    fn password(&self, dn: &str) -> Option<String> {
+        self.password.as_ref().map(|t| t.replace("{dn}", dn))
+    }
+}
+
+/// The outcome of a round.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// DNs whose registration ended in 200, in the order of `Round::dns`, with their final
+    /// status (or `None` on timeout).
+    pub outcomes: Vec<Option<u16>>,
+    /// Requests sent, retransmissions not included.
+    pub transactions: u64,
+    pub retransmissions: u64,
+    pub elapsed: Duration,
+    /// Time from the first REGISTER of a DN to its final response, sorted.
+    pub latencies: Vec<Duration>,
+}
+
+impl Report {
+    pub fn ok(&self) -> usize {
+        self.outcomes.iter().filter(|s| **s == Some(200)).count()
+    }
+
+    /// Final statuses other than 200, and timeouts (as status 0), with their counts.
+    pub fn failures(&self) -> BTreeMap<u16, usize> {
+        let mut failures = BTreeMap::new();
+        for status in &self.outcomes {
+            if *status != Some(200) {
+                *failures.entry(status.unwrap_or(0)).or_default() += 1;
+            }
+        }
+        failures
+    }
+
+    /// Successful registrations per second.
+    pub fn rate(&self) -> f64 {
+        self.ok() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn latency(&self, quantile: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((self.latencies.len() - 1) as f64 * quantile).round() as usize;
+        self.latencies[index]
+    }
+}
+
+/// A pool of phones, each a UDP socket of its own, kept across rounds.
+pub struct Phones {
+    target: SocketAddr,
+    sockets: Vec<Arc<UdpSocket>>,
+}
+
+impl Phones {
+    /// Binds `count` sockets, each connected to `target` (so that its address is the one that
+    /// reaches the target, and what else arrives on it is dropped by the kernel).
+    pub async fn bind(target: SocketAddr, count: usize) -> std::io::Result<Self> {
+        let local = SocketAddr::new(
+            if target.is_ipv4() {
+                Ipv4Addr::UNSPECIFIED.into()
+            } else {
+                Ipv6Addr::UNSPECIFIED.into()
+            },
+            0,
+        );
+        let mut sockets = Vec::with_capacity(count);
+        for _ in 0..count {
+            let socket = UdpSocket::bind(local).await?;
+            socket.connect(target).await?;
+            sockets.push(Arc::new(socket));
+        }
+        Ok(Self { target, sockets })
+    }
+
+    pub fn len(&self) -> usize {
+        self.sockets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sockets.is_empty()
+    }
+
+    /// The contact address of the phone that registers DN number `index`.
+    pub fn contact_of(&self, index: usize) -> std::io::Result<SocketAddr> {
+        self.sockets[index % self.sockets.len()].local_addr()
+    }
+
+    /// Registers every DN of the round, all phones at once.
+    pub async fn run(&self, round: &Round) -> Report {
+        let round = Arc::new(round.clone());
+        let started = Instant::now();
+        let mut tasks = JoinSet::new();
+        for (phone, socket) in self.sockets.iter().enumerate() {
+            let socket = Arc::clone(socket);
+            let round = Arc::clone(&round);
+            let (target, phones) = (self.target, self.sockets.len());
+            tasks.spawn(async move {
+                let mut done = Vec::new();
+                let mut stats = Stats::default();
+                for index in (phone..round.dns.len()).step_by(phones) {
+                    let outcome = register(&socket, target, &round, index, &mut stats).await;
+                    done.push((index, outcome));
+                }
+                (done, stats)
+            });
+        }
+        let mut report = Report {
+            outcomes: vec![None; round.dns.len()],
+            ..Report::default()
+        };
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((done, stats)) = joined else { continue };
+            for (index, (status, latency)) in done {
+                report.outcomes[index] = status;
+                report.latencies.push(latency);
+            }
+            report.transactions += stats.transactions;
+            report.retransmissions += stats.retransmissions;
+        }
+        report.elapsed = started.elapsed();
+        report.latencies.sort_unstable();
+        report
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    transactions: u64,
+    retransmissions: u64,
+}
+
+/// One DN's registration: REGISTER, the challenge, REGISTER with credentials.
+async fn register(
+    socket: &UdpSocket,
+    target: SocketAddr,
+    round: &Round,
+    index: usize,
+    stats: &mut Stats,
+) -> (Option<u16>, Duration) {
+    let started = Instant::now();
+    let deadline = started + round.timeout;
+    let Ok(local) = socket.local_addr() else {
+        return (None, Duration::ZERO);
+    };
+    let dn = &round.dns[index];
+    let call_id = format!("sipload-{dn}-{}", local.port());
+    let cseq = round.number * 2 + 1;
+    let request = Request {
+        target,
+        local,
+        dn,
+        domain: &round.domain,
+        call_id: &call_id,
+        expires: round.expires,
+    };
+    let first = request.text(cseq, "");
+    let Some(response) = transact(socket, &first, &call_id, cseq, deadline, stats).await else {
+        return (None, started.elapsed());
+    };
+    if response.status != 401 {
+        return (Some(response.status), started.elapsed());
+    }
+    let Some(password) = round.password(dn) else {
+        return (Some(401), started.elapsed());
+    };
+    let Some(authorization) = answer(&response, dn, &password, &round.domain) else {
+        return (Some(401), started.elapsed());
+    };
+    let second = request.text(cseq + 1, &authorization);
+    let status = transact(socket, &second, &call_id, cseq + 1, deadline, stats)
+        .await
+        .map(|r| r.status);
+    (status, started.elapsed())
+}
+
+struct Request<'a> {
+    target: SocketAddr,
+    local: SocketAddr,
+    dn: &'a str,
+    domain: &'a str,
+    call_id: &'a str,
+    expires: u32,
+}
+
+impl Request<'_> {
+    fn text(&self, cseq: u32, authorization: &str) -> Bytes {
+        let Request {
+            target,
+            local,
+            dn,
+            domain,
+            call_id,
+            expires,
+        } = self;
+        let branch = switchboard_sip::token::<10>();
+        Bytes::from(format!(
+            "REGISTER sip:{domain} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{dn}@{domain}>;tag={call_id}\r\n\
+             To: <sip:{dn}@{domain}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} REGISTER\r\n\
+             Contact: <sip:{dn}@{local}>;expires={expires}\r\n\
+             {authorization}\
+             User-Agent: sipload (to {target})\r\n\
+             Content-Length: 0\r\n\r\n"
+        ))
+    }
+}
+
+/// The `Authorization` header line answering the first challenge of a known algorithm.
+fn answer(challenge: &Response, dn: &str, password: &str, domain: &str) -> Option<String> {
+    challenge
+        .headers
+        .get_all(&HeaderName::WwwAuthenticate)
+        .filter_map(|h| Credentials::parse(h).ok())
+        .find_map(|c| {
+            let algorithm = Algorithm::from_name(c.get("algorithm").unwrap_or("MD5"))?;
+            let realm = c.get("realm")?;
+            let nonce = c.get("nonce")?;
+            let uri = format!("sip:{domain}");
+            let cnonce = switchboard_sip::token::<8>();
+            let response = ClientDigest {
+                algorithm,
+                username: dn,
+                realm,
+                password,
+            }
+            .response("REGISTER", &uri, nonce, 1, &cnonce);
+            Some(format!(
+                "Authorization: Digest username=\"{dn}\", realm=\"{realm}\", nonce=\"{nonce}\", \
+                 uri=\"{uri}\", response=\"{response}\", algorithm={}, qop=auth, nc=00000001, \
+                 cnonce=\"{cnonce}\"\r\n",
+                algorithm.name()
+            ))
+        })
+}
+
+/// Sends a request and waits for its final response, retransmitting on T1 doubling to T2.
+async fn transact(
+    socket: &UdpSocket,
+    request: &Bytes,
+    call_id: &str,
+    cseq: u32,
+    deadline: Instant,
+    stats: &mut Stats,
+) -> Option<Response> {
+    stats.transactions += 1;
+    let mut interval = T1;
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        if socket.send(request).await.is_err() {
+            return None;
+        }
+        let resend_at = (Instant::now() + interval).min(deadline);
+        loop {
+            let wait = resend_at.saturating_duration_since(Instant::now());
+            let received = tokio::time::timeout(wait, socket.recv(&mut buf)).await;
+            let Ok(Ok(len)) = received else { break };
+            let Ok(Message::Response(response)) =
+                parse_datagram(Bytes::copy_from_slice(&buf[..len]))
+            else {
+                continue;
+            };
+            let ours = response.headers.call_id().is_some_and(|c| c == call_id)
+                && matches!(response.headers.cseq(), Some(Ok(c)) if c.seq == cseq);
+            if ours && response.is_final() {
+                return Some(response);
+            }
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        stats.retransmissions += 1;
+        interval = (interval * 2).min(T2);
+    }
+}
