@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of switchboard on a fresh Debian 12 machine: installs the peers the tests talk
-# to (SIPp, Redis, protoc) when missing, starts a private Redis on a free port in a temporary
+# to (SIPp, baresip, Redis, protoc) when missing, starts a private Redis on a free port in a temporary
 # directory, runs the whole cargo test suite, and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v sipp >/dev/null || missing+=(sip-tester)
+command -v baresip >/dev/null || missing+=(baresip-core)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)

@@ -61,11 +61,7 @@ fn a_phone_registers_refreshes_and_unregisters() {
     let challenge = phone.request(first.as_bytes());
     assert_eq!(challenge.status, 401);
     let algorithms: Vec<_> = challenges(&challenge).into_iter().map(|c| c.1).collect();
-    assert_eq!(
-        algorithms,
-        ["MD5", "SHA-256"],
-        "the demo tenant offers MD5 first"
-    );
+    assert_eq!(algorithms, ["MD5"], "the demo tenant offers MD5 only");
     // NAT: the response tells the phone where its request came from.
     let via = header(&challenge, HeaderName::Via).expect("via");
     assert!(via.contains(&format!("rport={port}")), "{via}");
@@ -126,6 +122,29 @@ fn a_phone_registers_refreshes_and_unregisters() {
     let gone = phone.request(star.as_bytes());
     assert_eq!(gone.status, 200);
     assert_eq!(gone.headers.count(&HeaderName::Contact), 0);
+}
+
+#[test]
+fn a_tenant_offers_its_algorithms_in_its_order_and_takes_sha256() {
+    let config = "[[tenants]]\nname = \"acme\"\ndomain = \"demo.local\"\ndigest = [\"SHA-256\", \"MD5\"]\n\
+                  [[tenants.extensions]]\ndn = \"1001\"\npassword = \"pw1001\"\n";
+    let server = Server::start_with_config(Some(config), &[]);
+    let phone = Udp::new(server.sip);
+    let port = phone.port();
+    let contact = format!("Contact: <sip:1001@127.0.0.1:{port}>\r\n");
+    let challenge = phone.request(register("1001", port, "sha", 1, &contact).as_bytes());
+    let algorithms: Vec<_> = challenges(&challenge).into_iter().map(|c| c.1).collect();
+    assert_eq!(algorithms, ["SHA-256", "MD5"]);
+    // The phone answers the first challenge, SHA-256.
+    let answer = with_credentials(
+        &register("1001", port, "sha", 2, &contact),
+        &challenge,
+        "1001",
+        "pw1001",
+        1,
+    );
+    assert!(answer.contains("algorithm=SHA-256"), "{answer}");
+    assert_eq!(phone.request(answer.as_bytes()).status, 200);
 }
 
 #[test]

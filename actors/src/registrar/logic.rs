@@ -441,8 +441,11 @@ mod tests {
 
     const NOW: u64 = 1_800_000_000_000;
 
+    /// The demo tenant, offering both algorithms.
     fn tenant() -> std::sync::Arc<Tenant> {
-        Directory::new(&[demo_tenant()])
+        let mut config = demo_tenant();
+        config.digest = vec!["MD5".into(), "SHA-256".into()];
+        Directory::new(&[config])
             .expect("demo")
             .by_name("demo")
             .cloned()

@@ -183,13 +183,16 @@ impl Tenant {
 }
 
 /// The demo tenant of design.md: domain and realm `demo.local`, DNs 1001 to 1020 with
-/// passwords `demo<dn>`, MD5 offered before SHA-256.
+/// passwords `demo<dn>`. It challenges with MD5 only: design.md has it offer MD5 first and
+/// SHA-256 second, but Debian's baresip 1.0.0 (libre before 2.0) gives up on a 401 that holds
+/// any challenge other than MD5, whatever the order, and a demo must work with the softphones
+/// people try first. Configured tenants offer both unless they say otherwise.
 pub fn demo_tenant() -> TenantConfig {
     TenantConfig {
         name: "demo".into(),
         domain: "demo.local".into(),
         realm: None,
-        digest: default_digest(),
+        digest: vec!["MD5".into()],
         authenticate: true,
         extensions: (1001..=1020)
             .map(|dn| ExtensionConfig {
@@ -252,7 +255,7 @@ mod tests {
         let dir = Directory::new(&[demo_tenant()]).expect("valid");
         let t = dir.by_domain("DEMO.local").expect("demo");
         assert_eq!(t.realm, "demo.local");
-        assert_eq!(t.digest, [Algorithm::Md5, Algorithm::Sha256]);
+        assert_eq!(t.digest, [Algorithm::Md5]);
         assert_eq!(t.extensions.len(), 20);
         assert_eq!(t.extensions["1007"].password, "demo1007");
         assert_eq!(t.aor("1001"), "sip:1001@demo.local");
@@ -304,9 +307,6 @@ mod tests {
         let dir = Directory::new(&[c]).expect("valid");
         let t = dir.by_name("demo").expect("demo");
         assert_eq!(t.extensions["1001"].digest, [Algorithm::Sha256]);
-        assert_eq!(
-            t.extensions["1002"].digest,
-            [Algorithm::Md5, Algorithm::Sha256]
-        );
+        assert_eq!(t.extensions["1002"].digest, [Algorithm::Md5]);
     }
 }
