@@ -174,6 +174,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_a_valid_node() {
+        let text = include_str!("../examples/node.toml");
+        let c: NodeConfig = toml::from_str(text).expect("examples/node.toml parses");
+        let directory = switchboard_actors::tenant::Directory::new(&c.tenants)
+            .expect("its tenants are valid");
+        let acme = directory.by_name("acme").expect("acme");
+        assert!(acme.authenticate);
+        assert_eq!(acme.extensions.len(), 2);
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let e = toml::from_str::<NodeConfig>("[sip]\nlisten_port = 5060\n").expect_err("typo");
         assert!(e.to_string().contains("listen_port"), "{e}");
