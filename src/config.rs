@@ -177,8 +177,8 @@ mod tests {
     fn the_example_file_is_a_valid_node() {
         let text = include_str!("../examples/node.toml");
         let c: NodeConfig = toml::from_str(text).expect("examples/node.toml parses");
-        let directory = switchboard_actors::tenant::Directory::new(&c.tenants)
-            .expect("its tenants are valid");
+        let directory =
+            switchboard_actors::tenant::Directory::new(&c.tenants).expect("its tenants are valid");
         let acme = directory.by_name("acme").expect("acme");
         assert!(acme.authenticate);
         assert_eq!(acme.extensions.len(), 2);

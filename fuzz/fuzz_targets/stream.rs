@@ -3,28 +3,27 @@
 //! "close the connection" consistently however the bytes are split.
 #![no_main]
 
-use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use switchboard_sip::{StreamItem, parse_stream};
+use switchboard_sip::{Framer, StreamItem};
 
-const MAX: usize = 4096;
+const MAX: usize = 1024;
 
 /// Frames the whole of `chunks` as a connection would; returns what it read and whether the
 /// connection was closed for broken framing.
-fn frame<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> (Vec<String>, bool) {
-    let mut buf = BytesMut::new();
+fn frame<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> (Vec<Vec<u8>>, bool) {
+    let mut framer = Framer::new(MAX);
     let mut items = Vec::new();
     for chunk in chunks {
-        buf.extend_from_slice(chunk);
+        framer.buffer().extend_from_slice(chunk);
         loop {
-            let before = buf.len();
-            match parse_stream(&mut buf, MAX) {
+            let before = framer.buffered();
+            match framer.next_item() {
                 Ok(Some(item)) => {
-                    assert!(buf.len() < before, "an item must consume bytes");
+                    assert!(framer.buffered() < before, "an item must consume bytes");
                     items.push(match item {
-                        StreamItem::Ping => "ping".to_owned(),
-                        StreamItem::Message(Ok(m)) => format!("{m:?}"),
-                        StreamItem::Message(Err(e)) => format!("error {e:?}"),
+                        StreamItem::Ping => b"ping".to_vec(),
+                        StreamItem::Message(Ok(m)) => m.to_bytes().to_vec(),
+                        StreamItem::Message(Err(e)) => format!("error {e:?}").into_bytes(),
                     });
                 }
                 Ok(None) => break,

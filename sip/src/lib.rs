@@ -20,6 +20,6 @@ pub use error::{Error, InvalidSyntax, ParseError, ParseErrorKind, Result};
 pub use header::{HeaderName, Headers};
 pub use message::{Message, Method, Request, Response, reason_phrase};
 pub use params::{Param, Params};
-pub use parse::{FramingError, StreamItem, parse_datagram, parse_stream};
+pub use parse::{Framer, FramingError, StreamItem, parse_datagram};
 pub use random::token;
 pub use uri::{Host, SipUri, Uri};

@@ -58,60 +58,128 @@ pub enum FramingError {
     Invalid(ParseError),
 }
 
-/// Takes the next item off the front of a stream buffer: `Ok(None)` means "incomplete, read
-/// more". `max` bounds a message, head and body together.
-pub fn parse_stream(buf: &mut BytesMut, max: usize) -> Result<Option<StreamItem>, FramingError> {
-    // RFC 3261 7.5: CRLFs before a start line are ignored; RFC 5626 3.5.1: a double CRLF is
-    // a keep-alive ping, a single one its pong.
-    loop {
-        if buf.starts_with(b"\r\n\r\n") {
-            buf.advance(4);
-            return Ok(Some(StreamItem::Ping));
-        }
-        if buf.starts_with(b"\r\n") && buf.len() >= 3 && buf[2] != b'\r' {
-            buf.advance(2);
-        } else if buf.first() == Some(&b'\n') {
-            buf.advance(1);
-        } else {
-            break;
+/// A connection's receive buffer, framed into messages by Content-Length. It remembers how far
+/// it has searched for the end of a head, and the head of a message whose body is still on the
+/// way, so a peer sending a byte at a time costs linear work, not quadratic.
+#[derive(Debug)]
+pub struct Framer {
+    buf: BytesMut,
+    /// Bounds a message, head and body together.
+    max: usize,
+    /// Bytes at the front already searched for the empty line that ends a head.
+    searched: usize,
+    /// The message at the front, once its head is complete: the head, where its body starts,
+    /// and the body's length.
+    pending: Option<(RawHead, usize, usize)>,
+}
+
+impl Framer {
+    pub fn new(max: usize) -> Self {
+        Self {
+            buf: BytesMut::with_capacity(4096),
+            max,
+            searched: 0,
+            pending: None,
         }
     }
-    if buf.is_empty() || buf.starts_with(b"\r") && buf.len() < 4 {
-        return Ok(None);
+
+    /// Where to read into; bytes may only be appended.
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        &mut self.buf
     }
-    let Some((head_len, body_start)) = find_head_end(buf) else {
-        if buf.len() > max {
+
+    /// Bytes received and not yet framed.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Takes the next item off the front: `Ok(None)` means "incomplete, read more". After an
+    /// error the connection must be closed.
+    pub fn next_item(&mut self) -> Result<Option<StreamItem>, FramingError> {
+        if self.pending.is_none() {
+            if let Some(ping) = self.skip_crlf() {
+                return Ok(ping);
+            }
+            if !self.read_head()? {
+                return Ok(None);
+            }
+        }
+        let Some((_, body_start, len)) = &self.pending else {
+            return Ok(None);
+        };
+        let end = body_start + len;
+        if self.buf.len() < end {
+            return Ok(None);
+        }
+        let Some((head, body_start, _)) = self.pending.take() else {
+            return Ok(None);
+        };
+        let mut frame = self.buf.split_to(end).freeze();
+        let body = frame.split_off(body_start);
+        self.searched = 0;
+        Ok(Some(StreamItem::Message(head.into_message(body))))
+    }
+
+    /// RFC 3261 7.5: CRLFs before a start line are ignored; RFC 5626 3.5.1: a double CRLF is
+    /// a keep-alive ping, a single one its pong. `Some` is what to return at once.
+    fn skip_crlf(&mut self) -> Option<Option<StreamItem>> {
+        let buf = &mut self.buf;
+        loop {
+            if buf.starts_with(b"\r\n\r\n") {
+                buf.advance(4);
+                return Some(Some(StreamItem::Ping));
+            }
+            if buf.starts_with(b"\r\n") && buf.len() >= 3 && buf[2] != b'\r' {
+                buf.advance(2);
+            } else if buf.first() == Some(&b'\n') {
+                buf.advance(1);
+            } else {
+                break;
+            }
+        }
+        (buf.is_empty() || buf.starts_with(b"\r") && buf.len() < 4).then_some(None)
+    }
+
+    /// Looks for a complete head at the front and reads it into `pending`; `false` when it
+    /// has not all arrived.
+    fn read_head(&mut self) -> Result<bool, FramingError> {
+        // A head ends in "\n\n" or "\n\r\n": the last two bytes searched may start one.
+        let from = self.searched.saturating_sub(2);
+        let Some((head_len, body_start)) = find_head_end(&self.buf[from..]) else {
+            self.searched = self.buf.len();
+            if self.buf.len() > self.max {
+                return Err(FramingError::TooLarge {
+                    limit: self.max,
+                    reply: None,
+                });
+            }
+            return Ok(false);
+        };
+        let (head_len, body_start) = (from + head_len, from + body_start);
+        let head = RawHead::read(Bytes::copy_from_slice(&self.buf[..head_len]))
+            .map_err(FramingError::Invalid)?;
+        let len = match head.content_length {
+            Err(()) => {
+                return Err(FramingError::Invalid(
+                    head.error(ParseErrorKind::ContentLength),
+                ));
+            }
+            // RFC 3261 18.3 makes Content-Length mandatory on streams; without one there is
+            // no body.
+            Ok(len) => len.unwrap_or(0),
+        };
+        if body_start + len > self.max {
+            let reply = head
+                .is_request()
+                .then(|| head.error(ParseErrorKind::ContentLength));
             return Err(FramingError::TooLarge {
-                limit: max,
-                reply: None,
+                limit: self.max,
+                reply,
             });
         }
-        return Ok(None);
-    };
-    let head =
-        RawHead::read(Bytes::copy_from_slice(&buf[..head_len])).map_err(FramingError::Invalid)?;
-    let len = match head.content_length {
-        Err(()) => {
-            return Err(FramingError::Invalid(
-                head.error(ParseErrorKind::ContentLength),
-            ));
-        }
-        // RFC 3261 18.3 makes Content-Length mandatory on streams; without one there is no
-        // body.
-        Ok(len) => len.unwrap_or(0),
-    };
-    if body_start + len > max {
-        let reply = head
-            .is_request()
-            .then(|| head.error(ParseErrorKind::ContentLength));
-        return Err(FramingError::TooLarge { limit: max, reply });
+        self.pending = Some((head, body_start, len));
+        Ok(true)
     }
-    if buf.len() < body_start + len {
-        return Ok(None);
-    }
-    let mut frame = buf.split_to(body_start + len).freeze();
-    let body = frame.split_off(body_start);
-    Ok(Some(StreamItem::Message(head.into_message(body))))
 }
 
 fn leading_crlf(buf: &[u8]) -> usize {
@@ -136,6 +204,7 @@ pub(crate) fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
 
 /// A message head split into its start line and headers, before the checks that need the
 /// body or decide validity.
+#[derive(Debug)]
 struct RawHead {
     start: ByteString,
     headers: Headers,
@@ -525,38 +594,50 @@ mod tests {
 
     #[test]
     fn stream_framing() {
-        let mut buf = BytesMut::new();
-        assert!(matches!(parse_stream(&mut buf, 1000), Ok(None)));
-        buf.extend_from_slice(b"\r\n\r\n");
-        assert!(matches!(
-            parse_stream(&mut buf, 1000),
-            Ok(Some(StreamItem::Ping))
-        ));
+        let mut framer = Framer::new(1000);
+        assert!(matches!(framer.next_item(), Ok(None)));
+        framer.buffer().extend_from_slice(b"\r\n\r\n");
+        assert!(matches!(framer.next_item(), Ok(Some(StreamItem::Ping))));
         let with_body = REGISTER.replace("Content-Length: 0", "Content-Length: 4");
-        buf.extend_from_slice(with_body.as_bytes());
-        assert!(matches!(parse_stream(&mut buf, 1000), Ok(None)));
-        buf.extend_from_slice(b"abcdREGI");
-        let Ok(Some(StreamItem::Message(Ok(Message::Request(r))))) = parse_stream(&mut buf, 1000)
-        else {
+        framer.buffer().extend_from_slice(with_body.as_bytes());
+        assert!(matches!(framer.next_item(), Ok(None)));
+        framer.buffer().extend_from_slice(b"abcdREGI");
+        let Ok(Some(StreamItem::Message(Ok(Message::Request(r))))) = framer.next_item() else {
             panic!("expected a request");
         };
         assert_eq!(&r.body[..], b"abcd");
-        assert_eq!(&buf[..], b"REGI");
-        buf.clear();
-        buf.extend_from_slice(
+        assert_eq!(framer.buffered(), 4);
+
+        let mut framer = Framer::new(1000);
+        framer.buffer().extend_from_slice(
             REGISTER
                 .replace("Content-Length: 0", "Content-Length: -1")
                 .as_bytes(),
         );
+        assert!(matches!(framer.next_item(), Err(FramingError::Invalid(_))));
+        let mut framer = Framer::new(1000);
+        framer.buffer().extend_from_slice(&[b'x'; 1001]);
         assert!(matches!(
-            parse_stream(&mut buf, 1000),
-            Err(FramingError::Invalid(_))
-        ));
-        buf.clear();
-        buf.extend_from_slice(&[b'x'; 1001]);
-        assert!(matches!(
-            parse_stream(&mut buf, 1000),
+            framer.next_item(),
             Err(FramingError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_message_dribbled_a_byte_at_a_time_frames_as_a_whole() {
+        let with_body = REGISTER.replace("Content-Length: 0", "Content-Length: 4") + "abcd";
+        let mut framer = Framer::new(1000);
+        let mut items = Vec::new();
+        for &byte in with_body.as_bytes() {
+            framer.buffer().extend_from_slice(&[byte]);
+            while let Some(item) = framer.next_item().expect("framing holds") {
+                items.push(item);
+            }
+        }
+        let [StreamItem::Message(Ok(Message::Request(r)))] = &items[..] else {
+            panic!("one request expected: {items:?}");
+        };
+        assert_eq!(&r.body[..], b"abcd");
+        assert_eq!(framer.buffered(), 0);
     }
 }

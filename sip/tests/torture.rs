@@ -6,10 +6,10 @@
 
 use std::path::PathBuf;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use switchboard_sip::{
-    HeaderName, Host, Message, Method, ParseErrorKind, StreamItem, Uri, header::Contact,
-    parse_datagram, parse_stream,
+    Framer, HeaderName, Host, Message, Method, ParseErrorKind, StreamItem, Uri, header::Contact,
+    parse_datagram,
 };
 
 fn torture_dir() -> PathBuf {
@@ -293,27 +293,28 @@ fn ipv6_references() {
 /// On a stream, clerr waits for more and ncl and mcl01 break the framing.
 #[test]
 fn stream_outcomes() {
-    let mut buf = BytesMut::from(&load("rfc4475/clerr.dat")[..]);
-    assert!(matches!(parse_stream(&mut buf, 65_536), Ok(None)));
+    let framer = |name: &str| {
+        let mut framer = Framer::new(65_536);
+        framer.buffer().extend_from_slice(&load(name));
+        framer
+    };
+    assert!(matches!(framer("rfc4475/clerr.dat").next_item(), Ok(None)));
     for name in ["ncl", "mcl01"] {
-        let mut buf = BytesMut::from(&load(&format!("rfc4475/{name}.dat"))[..]);
-        let e = parse_stream(&mut buf, 65_536).expect_err(name);
+        let e = framer(&format!("rfc4475/{name}.dat"))
+            .next_item()
+            .expect_err(name);
         assert!(
             matches!(e, switchboard_sip::FramingError::Invalid(_)),
             "{name}"
         );
     }
     // Two requests back to back on a stream come out one by one.
-    let mut buf = BytesMut::from(&load("rfc4475/dblreq.dat")[..]);
-    let first = parse_stream(&mut buf, 65_536)
-        .expect("framed")
-        .expect("complete");
+    let mut both = framer("rfc4475/dblreq.dat");
+    let first = both.next_item().expect("framed").expect("complete");
     assert!(
         matches!(first, StreamItem::Message(Ok(Message::Request(ref r))) if r.method == Method::Register)
     );
-    let second = parse_stream(&mut buf, 65_536)
-        .expect("framed")
-        .expect("complete");
+    let second = both.next_item().expect("framed").expect("complete");
     assert!(
         matches!(second, StreamItem::Message(Ok(Message::Request(ref r))) if r.method == Method::Invite)
     );

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::{Connection, Endpoint, Inbound, Transport};
 use crate::error::{Error, ParseError, Result};
 use crate::message::Response;
-use crate::parse::{FramingError, StreamItem, parse_stream};
+use crate::parse::{Framer, FramingError, StreamItem};
 
 /// Messages that may wait for a connection's writer.
 const QUEUE: usize = 1024;
@@ -129,13 +129,13 @@ async fn run(
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let config = endpoint.inner.config.clone();
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut framer = Framer::new(config.max_message_size);
     let mut deadline = tokio::time::Instant::now() + config.tcp_idle_timeout;
     tracing::debug!(%peer, "tcp connection open");
     let closed = 'conn: loop {
         // Everything complete in the buffer first.
         loop {
-            match parse_stream(&mut buf, config.max_message_size) {
+            match framer.next_item() {
                 Ok(Some(StreamItem::Message(message))) => endpoint.deliver(Inbound {
                     message,
                     source: peer,
@@ -162,7 +162,7 @@ async fn run(
             }
         }
         tokio::select! {
-            read = reader.read_buf(&mut buf) => match read {
+            read = reader.read_buf(framer.buffer()) => match read {
                 Ok(0) => break Closed::ByPeer,
                 Ok(_) => deadline = tokio::time::Instant::now() + config.tcp_idle_timeout,
                 Err(e) => break Closed::Error(e),
