@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::process::Command;
 
 use support::Server;
@@ -47,15 +46,9 @@ fn baresip_registers_with_its_own_digest_and_unregisters_on_quit() {
 
     let client = redis::Client::open(url.as_str()).expect("client");
     let mut conn = client.get_connection().expect("redis");
-    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-        .arg("sb:demo:voice-registrar")
-        .arg("-")
-        .arg("+")
-        .query(&mut conn)
-        .expect("xrange");
-    let seen: Vec<(String, String)> = entries
+    let seen: Vec<(String, String)> = support::stream_entries(&mut conn, "sb:demo:voice-registrar")
         .into_iter()
-        .map(|(_, f)| (f["kind"].clone(), f["payload"].clone()))
+        .map(|f| (f["kind"].clone(), f["payload"].clone()))
         .collect();
     let kinds: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(

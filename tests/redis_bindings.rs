@@ -117,17 +117,11 @@ fn a_thousand_dns_register_refresh_survive_a_restart_and_unregister() {
     assert_eq!(expiring, 0);
 
     // Every change is on the stream, numbered per address of record.
-    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg("sb:demo:voice-registrar")
-        .arg("-")
-        .arg("+")
-        .query(&mut conn)
-        .expect("xrange");
+    let entries = support::stream_entries(&mut conn, "sb:demo:voice-registrar");
     assert_eq!(entries.len(), 3 * COUNT as usize);
     let key = format!("demo:sip:{dn}@demo.local");
     let mine: Vec<(String, String)> = entries
         .iter()
-        .map(|(_, fields)| fields.iter().cloned().collect::<HashMap<_, _>>())
         .filter(|f| f.get("key") == Some(&key))
         .map(|f| (f["kind"].clone(), f["seq"].clone()))
         .collect();
@@ -166,15 +160,9 @@ fn bindings_expire_by_themselves_and_say_so() {
     assert_eq!(bindings_in_redis(&mut conn).len(), 1);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let kinds = loop {
-        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-            .arg("sb:demo:voice-registrar")
-            .arg("-")
-            .arg("+")
-            .query(&mut conn)
-            .expect("xrange");
-        let kinds: Vec<String> = entries
+        let kinds: Vec<String> = support::stream_entries(&mut conn, "sb:demo:voice-registrar")
             .into_iter()
-            .map(|(_, f)| f["kind"].clone())
+            .map(|f| f["kind"].clone())
             .collect();
         if kinds.len() >= 2 || std::time::Instant::now() > deadline {
             break kinds;

@@ -43,6 +43,20 @@ pub fn redis_db(db: u8) -> String {
     url
 }
 
+/// The fields of every entry of a Redis stream, oldest first.
+pub fn stream_entries(
+    conn: &mut redis::Connection,
+    stream: &str,
+) -> Vec<std::collections::HashMap<String, String>> {
+    let entries: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query(conn)
+        .expect("xrange");
+    entries.into_iter().map(|(_, fields)| fields).collect()
+}
+
 /// A running `switchboard serve`, stopped when dropped.
 pub struct Server {
     child: Child,
