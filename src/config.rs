@@ -36,6 +36,8 @@ pub(crate) struct SipConfig {
     pub(crate) max_backlog: usize,
     /// RFC 3261 T1 in milliseconds (500); every transaction timer follows from it.
     pub(crate) t1_ms: u64,
+    /// Kernel buffers of the UDP socket, each way (capped by net.core.rmem_max/wmem_max).
+    pub(crate) udp_buffer_size: usize,
 }
 
 impl Default for SipConfig {
@@ -49,6 +51,7 @@ impl Default for SipConfig {
             max_connections: 10_000,
             max_backlog: 20_000,
             t1_ms: 500,
+            udp_buffer_size: 4 * 1024 * 1024,
         }
     }
 }

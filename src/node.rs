@@ -134,6 +134,7 @@ impl Node {
                 tcp_idle_timeout: Duration::from_secs(config.sip.tcp_idle_timeout_secs),
                 max_connections_per_ip: config.sip.max_connections_per_ip,
                 max_connections: config.sip.max_connections,
+                udp_buffer_size: config.sip.udp_buffer_size,
                 ..TransportConfig::default()
             },
             timers: TimerConfig {

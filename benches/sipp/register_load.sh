@@ -61,6 +61,13 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 sleep 1
+for pid in "${pids[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+        echo "a registrar did not start:" >&2
+        tail -5 "$work/switchboard.log" "$work/kamailio.log" >&2
+        exit 1
+    fi
+done
 
 # SIPp: `calls` registrations, `limit` at once, DNs in turn from the injection file.
 sipp_rate() {

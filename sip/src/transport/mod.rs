@@ -78,6 +78,10 @@ pub struct TransportConfig {
     pub max_connections: usize,
     /// Tasks reading the UDP socket (each parses what it reads).
     pub udp_readers: usize,
+    /// The UDP socket's kernel buffers, each way: room for bursts (a few hundred phones
+    /// registering at once overflow Linux's default of 208 KiB). The kernel caps it at
+    /// `net.core.rmem_max` and `wmem_max`.
+    pub udp_buffer_size: usize,
 }
 
 impl Default for TransportConfig {
@@ -88,6 +92,7 @@ impl Default for TransportConfig {
             max_connections_per_ip: 64,
             max_connections: 10_000,
             udp_readers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            udp_buffer_size: 4 * 1024 * 1024,
         }
     }
 }
@@ -151,7 +156,7 @@ impl Endpoint {
         config: TransportConfig,
         handler: InboundHandler,
     ) -> Result<Self> {
-        let (udp, listener) = bind_pair(addr).await?;
+        let (udp, listener) = bind_pair(addr, config.udp_buffer_size).await?;
         let udp = Arc::new(udp);
         let inner = Arc::new(Inner {
             udp_addr: udp.local_addr()?,
@@ -228,10 +233,13 @@ impl Endpoint {
 
 /// Binds a UDP socket and a TCP listener on the same address; with port 0, tries a few ports
 /// until both are free.
-async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, tokio::net::TcpListener)> {
+async fn bind_pair(
+    addr: SocketAddr,
+    udp_buffer_size: usize,
+) -> Result<(UdpSocket, tokio::net::TcpListener)> {
     let mut last = None;
     for _ in 0..16 {
-        let udp = UdpSocket::bind(addr).await?;
+        let udp = bind_udp(addr, udp_buffer_size)?;
         let mut tcp_addr = addr;
         tcp_addr.set_port(udp.local_addr()?.port());
         match tokio::net::TcpListener::bind(tcp_addr).await {
@@ -243,4 +251,23 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, tokio::net::TcpListen
     Err(Error::Io(last.unwrap_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free port pair")
     })))
+}
+
+/// A UDP socket with kernel buffers of `buffer_size` each way, or as close as the kernel
+/// allows (said in the log when it allows less).
+fn bind_udp(addr: SocketAddr, buffer_size: usize) -> Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: a kernel that refuses keeps its default, which still works.
+    let _ = socket.set_recv_buffer_size(buffer_size);
+    let _ = socket.set_send_buffer_size(buffer_size);
+    // Linux reports twice what was granted (the bookkeeping overhead included).
+    let granted = socket.recv_buffer_size()? / 2;
+    if granted < buffer_size {
+        tracing::warn!(asked = buffer_size, granted, %addr,
+            "UDP receive buffer smaller than configured: raise net.core.rmem_max for bursts");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(UdpSocket::from_std(socket.into())?)
 }
