@@ -375,12 +375,10 @@ fn stamp_top_via(request: &mut Request, source: SocketAddr) {
     let Some(Ok(mut via)) = request.headers.top_via() else {
         return;
     };
-    let before = via.to_string();
-    via.stamp_source(source);
-    let mut value = via.to_string();
-    if value == before {
+    if !via.stamp_source(source) {
         return;
     }
+    let mut value = via.to_string();
     // The top Via may share a header line with others; rewrite that line's first value.
     let Some(line) = request.headers.get(&HeaderName::Via).cloned() else {
         return;

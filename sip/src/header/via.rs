@@ -131,9 +131,11 @@ impl Via {
 
     /// Notes where a request really came from (RFC 3261 18.2.1, RFC 3581 4): `received` when
     /// the source differs from the sent-by host, and the source port in a requested `rport`.
-    pub fn stamp_source(&mut self, source: std::net::SocketAddr) {
+    /// Returns whether it added anything.
+    pub fn stamp_source(&mut self, source: std::net::SocketAddr) -> bool {
         let rport_requested = self.params.contains("rport");
-        if rport_requested || self.host.ip() != Some(source.ip()) {
+        let elsewhere = self.host.ip() != Some(source.ip());
+        if rport_requested || elsewhere {
             let ip = match source.ip() {
                 IpAddr::V6(v6) => format!("[{v6}]"),
                 IpAddr::V4(v4) => v4.to_string(),
@@ -144,6 +146,7 @@ impl Via {
             self.params
                 .set("rport", Some(source.port().to_string().into()));
         }
+        rport_requested || elsewhere
     }
 }
 
