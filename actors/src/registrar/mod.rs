@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use switchboard_proto::events::Payload;
 use switchboard_sip::auth::{NonceCounts, NonceKey};
 use switchboard_sip::transport::Transport;
@@ -41,9 +41,13 @@ pub struct RegisterRequest {
     pub transport: Transport,
 }
 
+/// Where the response to a REGISTER goes: called once, by the shard that handled it, so the
+/// answer reaches its transaction without a further hop.
+pub type Reply = Box<dyn FnOnce(Response) + Send>;
+
 pub enum RegistrarMsg {
-    /// Answers with the response to send.
-    Register(RegisterRequest, RpcReplyPort<Response>),
+    /// Answers through the reply with the response to send.
+    Register(RegisterRequest, Reply),
     /// A new tenant configuration.
     ConfigChanged(Arc<Directory>),
 }
@@ -137,7 +141,7 @@ impl<S: BindingStore> Actor for Registrar<S> {
 struct Shard<S>(PhantomData<S>);
 
 enum ShardMsg {
-    Register(RegisterRequest, RpcReplyPort<Response>),
+    Register(RegisterRequest, Reply),
 }
 
 struct ShardState<S> {
@@ -170,8 +174,7 @@ impl<S: BindingStore> Actor for Shard<S> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let ShardMsg::Register(register, reply) = message;
-        let response = state.register(&register).await;
-        let _ = reply.send(response);
+        reply(state.register(&register).await);
         Ok(())
     }
 }

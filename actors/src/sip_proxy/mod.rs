@@ -17,7 +17,7 @@ use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_sip::transaction::{ServerEvent, ServerTransaction, TimerConfig, TransactionKey};
 use switchboard_sip::transport::{Endpoint, Inbound, InboundHandler, Transport, TransportConfig};
-use switchboard_sip::{HeaderName, Host, Message, ParseError, Request, Response};
+use switchboard_sip::{HeaderName, Headers, Host, Message, ParseError, Request, Response};
 
 use crate::registrar::{RegisterRequest, RegistrarMsg};
 use crate::tenant::Directory;
@@ -84,6 +84,9 @@ pub struct ProxyState {
     /// Transactions by next wake-up; the number tells apart equal instants.
     timers: BTreeMap<(Instant, u64), TxnId>,
     timer_seq: u64,
+    /// Requests handed on and not answered yet, by the time the proxy answers 503 itself,
+    /// with their headers to answer with.
+    handed_on: BTreeMap<(Instant, u64), (TxnId, Headers)>,
     backlog: Arc<AtomicUsize>,
 }
 
@@ -102,6 +105,8 @@ struct Entry {
     transport: Transport,
     dest: SocketAddr,
     scheduled: Option<(Instant, u64)>,
+    /// The key in `handed_on` while the request waits for another actor's answer.
+    handed_on: Option<(Instant, u64)>,
 }
 
 /// How often transaction timers are looked at; well below T1.
@@ -148,6 +153,7 @@ impl Actor for SipProxy {
             transactions: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
+            handed_on: BTreeMap::new(),
             backlog,
         })
     }
@@ -172,7 +178,7 @@ impl Actor for SipProxy {
                 state.backlog.fetch_sub(1, Ordering::Relaxed);
                 state.inbound(inbound, &myself);
             }
-            ProxyMsg::Reply { txn, response } => state.respond(&txn, &response, Instant::now()),
+            ProxyMsg::Reply { txn, response } => state.reply(&txn, &response, Instant::now()),
             ProxyMsg::Tick => state.tick(Instant::now()),
             ProxyMsg::ConfigChanged(directory) => state.directory = directory,
             ProxyMsg::LocalAddrs(reply) => {
@@ -243,6 +249,7 @@ impl ProxyState {
                 transport,
                 dest,
                 scheduled: None,
+                handed_on: None,
             },
         );
         let to_tag = switchboard_sip::token::<6>();
@@ -255,7 +262,6 @@ impl ProxyState {
                 self.respond(&key, &response, now);
             }
             Decision::Register(tenant) => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
                 let headers = request.headers.clone();
                 let register = RegisterRequest {
                     tenant,
@@ -263,33 +269,38 @@ impl ProxyState {
                     source,
                     transport,
                 };
+                let (proxy, txn) = (myself.clone(), key.clone());
+                let reply = Box::new(move |response| {
+                    let _ = proxy.cast(ProxyMsg::Reply { txn, response });
+                });
                 if self
                     .registrar
-                    .cast(RegistrarMsg::Register(register, tx.into()))
+                    .cast(RegistrarMsg::Register(register, reply))
                     .is_err()
                 {
-                    let unavailable = Response::to_request(&headers, 503)
-                        .with_to_tag(&to_tag)
-                        .with_header(HeaderName::RetryAfter, "5");
-                    self.respond(&key, &unavailable, now);
+                    self.respond(&key, &unavailable(&headers), now);
                     return;
                 }
-                let myself = myself.clone();
-                let timeout = self.config.registrar_timeout;
-                tokio::spawn(async move {
-                    let response = match tokio::time::timeout(timeout, rx).await {
-                        Ok(Ok(response)) => response,
-                        _ => {
-                            tracing::warn!("registrar did not answer in time");
-                            Response::to_request(&headers, 503)
-                                .with_to_tag(&to_tag)
-                                .with_header(HeaderName::RetryAfter, "5")
-                        }
-                    };
-                    let _ = myself.cast(ProxyMsg::Reply { txn: key, response });
-                });
+                self.timer_seq += 1;
+                let deadline = (now + self.config.registrar_timeout, self.timer_seq);
+                if let Some(entry) = self.transactions.get_mut(&key) {
+                    entry.handed_on = Some(deadline);
+                }
+                self.handed_on.insert(deadline, (key, headers));
             }
         }
+    }
+
+    /// The answer of the actor a request was handed on to.
+    fn reply(&mut self, key: &TxnId, response: &Response, now: Instant) {
+        if let Some(deadline) = self
+            .transactions
+            .get_mut(key)
+            .and_then(|entry| entry.handed_on.take())
+        {
+            self.handed_on.remove(&deadline);
+        }
+        self.respond(key, response, now);
     }
 
     /// Sends a response through its transaction.
@@ -323,6 +334,9 @@ impl ProxyState {
             if let Some(scheduled) = entry.scheduled {
                 self.timers.remove(&scheduled);
             }
+            if let Some(deadline) = entry.handed_on {
+                self.handed_on.remove(&deadline);
+            }
             self.transactions.remove(key);
             return;
         }
@@ -340,6 +354,17 @@ impl ProxyState {
     }
 
     fn tick(&mut self, now: Instant) {
+        while let Some(entry) = self.handed_on.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (key, headers) = entry.remove();
+            tracing::warn!(source = %key.source, "registrar did not answer in time: 503");
+            if let Some(entry) = self.transactions.get_mut(&key) {
+                entry.handed_on = None;
+            }
+            self.respond(&key, &unavailable(&headers), now);
+        }
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -388,6 +413,13 @@ fn stamp_top_via(request: &mut Request, source: SocketAddr) {
         value.push_str(r);
     }
     request.headers.replace_first(&HeaderName::Via, value);
+}
+
+/// What the edge answers when the actor behind it cannot: try again shortly.
+fn unavailable(request: &Headers) -> Response {
+    Response::to_request(request, 503)
+        .with_to_tag(&switchboard_sip::token::<6>())
+        .with_header(HeaderName::RetryAfter, "5")
 }
 
 fn send(endpoint: &Endpoint, transport: Transport, dest: SocketAddr, bytes: Bytes) {
