@@ -12,6 +12,8 @@ pub enum Error {
     Spawn(#[from] ractor::SpawnErr),
     #[error("tenant configuration: {0}")]
     Config(#[from] crate::tenant::ConfigError),
+    #[error("{0} has stopped")]
+    Stopped(&'static str),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,54 +1,72 @@
-//! The edge does not wait forever on the actor it hands a request to: a registrar that never
-//! answers costs the phone a 503 with Retry-After after the configured time.
+//! The edge does not wait forever on the actor it hands a request to: a registrar whose store
+//! hangs (a Redis that accepts commands and never answers) costs the phone a 503 with
+//! Retry-After after the configured time, not a silence it would retransmit into.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use switchboard_actors::registrar::RegistrarMsg;
+use ractor::Actor;
+use switchboard_actors::events::{EventSink, MemorySink};
+use switchboard_actors::registrar::logic::Changes;
+use switchboard_actors::registrar::{Binding, BindingStore, Policy, Registrar, RegistrarConfig};
 use switchboard_actors::sip_proxy::{ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
 use switchboard_actors::tenant::{Directory, demo_tenant};
+use switchboard_sip::auth::NonceKey;
 use switchboard_sip::{HeaderName, Message, parse_datagram};
 use tokio::net::UdpSocket;
 
-/// A registrar that keeps every reply and answers none.
-struct Silent;
+/// A store that never answers.
+#[derive(Clone)]
+struct Stuck;
 
-impl Actor for Silent {
-    type Msg = RegistrarMsg;
-    type State = Vec<switchboard_actors::registrar::Reply>;
-    type Arguments = ();
-
-    async fn pre_start(
+impl BindingStore for Stuck {
+    async fn load(&self, _: &str, _: &str) -> switchboard_actors::Result<Vec<Binding>> {
+        std::future::pending().await
+    }
+    async fn save(&self, _: &str, _: &str, _: &Changes) -> switchboard_actors::Result<()> {
+        std::future::pending().await
+    }
+    async fn take_expired(
         &self,
-        _myself: ActorRef<Self::Msg>,
-        _args: (),
-    ) -> Result<Self::State, ActorProcessingErr> {
+        _: &str,
+        _: u64,
+        _: usize,
+    ) -> switchboard_actors::Result<Vec<Binding>> {
         Ok(Vec::new())
     }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        held: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        if let RegistrarMsg::Register(_, reply) = message {
-            held.push(reply);
-        }
-        Ok(())
+    async fn all(&self, _: &str) -> switchboard_actors::Result<Vec<Binding>> {
+        Ok(Vec::new())
     }
 }
 
 #[tokio::test]
-async fn a_registrar_that_does_not_answer_costs_a_503_not_a_hang() {
-    let (registrar, _) = Actor::spawn(None, Silent, ()).await.expect("registrar");
+async fn a_registrar_whose_store_hangs_costs_a_503_not_silence() {
+    // DN 1001 registers without digest, so the REGISTER goes straight to the store.
+    let mut tenant = demo_tenant();
+    tenant.extensions[0].authenticate = Some(false);
+    let directory = Arc::new(Directory::new(&[tenant]).expect("tenant"));
+    let (registrar, _) = Actor::spawn(
+        None,
+        Registrar::<Stuck>::default(),
+        (
+            Stuck,
+            RegistrarConfig {
+                events: EventSink::Memory(MemorySink::default()),
+                policy: Policy::default(),
+                nonce_key: NonceKey::random(Duration::from_secs(300)),
+                directory: directory.clone(),
+                shards: 2,
+                sweep_interval: Duration::from_secs(60),
+            },
+        ),
+    )
+    .await
+    .expect("registrar");
     let config = ProxyConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         registrar_timeout: Duration::from_millis(300),
         ..ProxyConfig::default()
     };
-    let directory = Arc::new(Directory::new(&[demo_tenant()]).expect("demo"));
     let (proxy, _) = Actor::spawn(
         None,
         SipProxy,

@@ -21,12 +21,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_proto::events::Payload;
 use switchboard_sip::auth::{NonceCounts, NonceKey};
 use switchboard_sip::transport::Transport;
 use switchboard_sip::{HeaderName, Request, Response};
 
+use crate::Error;
 use crate::events::{EventSink, TOPIC_REGISTRAR, new_event};
 use crate::tenant::{Directory, Tenant};
 use crate::unix_ms;
@@ -48,6 +49,8 @@ pub type Reply = Box<dyn FnOnce(Response) + Send>;
 pub enum RegistrarMsg {
     /// Answers through the reply with the response to send.
     Register(RegisterRequest, Reply),
+    /// The router that reaches the shards directly, for the edge.
+    Router(RpcReplyPort<Router>),
     /// A new tenant configuration.
     ConfigChanged(Arc<Directory>),
 }
@@ -76,8 +79,32 @@ impl<S> Default for Registrar<S> {
 }
 
 pub struct RegistrarState {
-    shards: Vec<ActorRef<ShardMsg>>,
+    router: Router,
     sweeper: ActorRef<SweeperMsg>,
+}
+
+/// Hands a REGISTER straight to the shard that owns its address of record, without a stop at
+/// the front actor: the same phone always lands on the same shard, which holds its nonce
+/// counts. Cheap to clone.
+#[derive(Clone)]
+pub struct Router {
+    shards: Arc<[ActorRef<ShardMsg>]>,
+}
+
+impl Router {
+    /// Fails when the shard has stopped; the reply is then never called.
+    pub fn register(&self, register: RegisterRequest, reply: Reply) -> Result<(), Error> {
+        // Shard by the To header's text, tags and parameters aside.
+        let mut h = DefaultHasher::new();
+        register.tenant.name.hash(&mut h);
+        if let Some(to) = register.request.headers.get(&HeaderName::To) {
+            to.split(';').next().unwrap_or_default().hash(&mut h);
+        }
+        let shard = &self.shards[(h.finish() % self.shards.len() as u64) as usize];
+        shard
+            .cast(ShardMsg::Register(register, reply))
+            .map_err(|_| Error::Stopped("registrar shard"))
+    }
 }
 
 impl<S: BindingStore> Actor for Registrar<S> {
@@ -108,7 +135,12 @@ impl<S: BindingStore> Actor for Registrar<S> {
             myself.get_cell(),
         )
         .await?;
-        Ok(RegistrarState { shards, sweeper })
+        Ok(RegistrarState {
+            router: Router {
+                shards: shards.into(),
+            },
+            sweeper,
+        })
     }
 
     async fn handle(
@@ -118,15 +150,9 @@ impl<S: BindingStore> Actor for Registrar<S> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            RegistrarMsg::Register(register, reply) => {
-                // Shard by the To header's text: the same phone always lands on one shard.
-                let mut h = DefaultHasher::new();
-                register.tenant.name.hash(&mut h);
-                if let Some(to) = register.request.headers.get(&HeaderName::To) {
-                    to.split(';').next().unwrap_or_default().hash(&mut h);
-                }
-                let shard = &state.shards[(h.finish() % state.shards.len() as u64) as usize];
-                shard.cast(ShardMsg::Register(register, reply))?;
+            RegistrarMsg::Register(register, reply) => state.router.register(register, reply)?,
+            RegistrarMsg::Router(reply) => {
+                let _ = reply.send(state.router.clone());
             }
             RegistrarMsg::ConfigChanged(directory) => {
                 state

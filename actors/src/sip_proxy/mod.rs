@@ -19,7 +19,7 @@ use switchboard_sip::transaction::{ServerEvent, ServerTransaction, TimerConfig, 
 use switchboard_sip::transport::{Endpoint, Inbound, InboundHandler, Transport, TransportConfig};
 use switchboard_sip::{HeaderName, Headers, Host, Message, ParseError, Request, Response};
 
-use crate::registrar::{RegisterRequest, RegistrarMsg};
+use crate::registrar::{RegisterRequest, RegistrarMsg, Router};
 use crate::tenant::Directory;
 use edge::{Core, Decision};
 
@@ -77,7 +77,7 @@ pub struct SipProxy;
 pub struct ProxyState {
     endpoint: Endpoint,
     directory: Arc<Directory>,
-    registrar: ActorRef<RegistrarMsg>,
+    registrar: Router,
     core: Core,
     config: ProxyConfig,
     transactions: HashMap<TxnId, Entry>,
@@ -122,6 +122,7 @@ impl Actor for SipProxy {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let registrar = ractor::call!(args.registrar, RegistrarMsg::Router)?;
         let backlog = Arc::new(AtomicUsize::new(0));
         // The handler sheds load through the endpoint it is itself passed to.
         let endpoint_cell = Arc::new(OnceLock::new());
@@ -148,7 +149,7 @@ impl Actor for SipProxy {
             },
             endpoint,
             directory: args.directory,
-            registrar: args.registrar,
+            registrar,
             config: args.config,
             transactions: HashMap::new(),
             timers: BTreeMap::new(),
@@ -273,11 +274,7 @@ impl ProxyState {
                 let reply = Box::new(move |response| {
                     let _ = proxy.cast(ProxyMsg::Reply { txn, response });
                 });
-                if self
-                    .registrar
-                    .cast(RegistrarMsg::Register(register, reply))
-                    .is_err()
-                {
+                if self.registrar.register(register, reply).is_err() {
                     self.respond(&key, &unavailable(&headers), now);
                     return;
                 }
