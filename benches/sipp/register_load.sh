@@ -57,7 +57,7 @@ kamailio -f "$here/kamailio.cfg" -l "udp:127.0.0.1:$kam_port" -DD -E -Y "$work" 
     > "$work/kamailio.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
-    curl -fs "http://127.0.0.1:$((sb_port + 1))/readyz" >/dev/null 2>&1 && break
+    (exec 3<>"/dev/tcp/127.0.0.1/$((sb_port + 1))") 2>/dev/null && break
     sleep 0.1
 done
 sleep 1
