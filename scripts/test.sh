@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of switchboard on a fresh Debian 12 machine: installs the peers the tests talk
-# to (SIPp, baresip, Redis, protoc) when missing, starts a private Redis on a free port in a temporary
-# directory, runs the whole cargo test suite, and stops what it started.
+# to (SIPp, baresip, Redis, PostgreSQL, protoc) when missing, starts a private Redis and a private
+# PostgreSQL cluster on free ports in a temporary directory, runs the whole cargo test suite, and
+# stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,8 @@ command -v baresip >/dev/null || missing+=(baresip-core)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+[ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   sudo=""
@@ -24,9 +27,17 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchboard/target}"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-test.XXXXXX")
 redis_pid=""
+pg_data=""
 cleanup() {
   [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+  [ -n "$pg_data" ] && as_pg "$(pg_bin)/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1
   rm -rf "$work"
+}
+
+# initdb refuses to run as root: the cluster belongs to the postgres user (created by Debian's
+# package) when we are root, to us otherwise.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 trap cleanup EXIT
 
@@ -54,5 +65,15 @@ done
 redis-cli -p "$redis_port" ping >/dev/null
 export SWITCHBOARD_TEST_REDIS="redis://127.0.0.1:$redis_port"
 echo "private redis on $SWITCHBOARD_TEST_REDIS"
+
+pg_port=$(free_port)
+mkdir -p "$work/pg"
+[ "$(id -u)" = 0 ] && chown postgres "$work/pg" && chmod 755 "$work"
+pg_data="$work/pg/data"
+as_pg "$(pg_bin)/initdb" -D "$pg_data" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
+as_pg "$(pg_bin)/pg_ctl" -D "$pg_data" -l "$work/pg/log" -w \
+  -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+export SWITCHBOARD_TEST_POSTGRES="postgres://postgres@127.0.0.1:$pg_port/postgres"
+echo "private postgresql on $SWITCHBOARD_TEST_POSTGRES"
 
 cargo test --workspace --locked "$@"

@@ -164,8 +164,8 @@ mod tests {
             name = "acme"
             domain = "acme.example"
             digest = ["SHA-256", "MD5"]
-            [[tenants.extensions]]
-            dn = "2001"
+            [[tenants.dns]]
+            number = "2001"
             password = "secret"
             "#,
         )
@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(c.sip.listen.port(), 5070);
         assert_eq!(c.registrar.max_expires, 600);
         assert_eq!(c.registrar.min_expires, 60);
-        assert_eq!(c.tenants[0].extensions[0].dn, "2001");
+        assert_eq!(c.tenants[0].dns[0].number, "2001");
     }
 
     #[test]
@@ -184,7 +184,7 @@ mod tests {
             switchboard_actors::tenant::Directory::new(&c.tenants).expect("its tenants are valid");
         let acme = directory.by_name("acme").expect("acme");
         assert!(acme.authenticate);
-        assert_eq!(acme.extensions.len(), 2);
+        assert_eq!(acme.dns.len(), 2);
     }
 
     #[test]

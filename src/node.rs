@@ -62,13 +62,13 @@ impl Node {
         let directory = Arc::new(Directory::new(&tenants).context("invalid tenant configuration")?);
         for tenant in directory.tenants() {
             let open = tenant
-                .extensions
+                .dns
                 .values()
-                .filter(|e| !e.authenticate)
+                .filter(|d| d.kind.registers() && !d.authenticate)
                 .count();
             if open > 0 {
-                tracing::warn!(tenant = %tenant.name, extensions = open,
-                    "extensions register without authentication: anyone who can reach this node may take their calls");
+                tracing::warn!(tenant = %tenant.name, dns = open,
+                    "DNs register without authentication: anyone who can reach this node may take their calls");
             }
         }
 

@@ -127,7 +127,7 @@ fn a_phone_registers_refreshes_and_unregisters() {
 #[test]
 fn a_tenant_offers_its_algorithms_in_its_order_and_takes_sha256() {
     let config = "[[tenants]]\nname = \"acme\"\ndomain = \"demo.local\"\ndigest = [\"SHA-256\", \"MD5\"]\n\
-                  [[tenants.extensions]]\ndn = \"1001\"\npassword = \"pw1001\"\n";
+                  [[tenants.dns]]\nnumber = \"1001\"\npassword = \"pw1001\"\n";
     let server = Server::start_with_config(Some(config), &[]);
     let phone = Udp::new(server.sip);
     let port = phone.port();
@@ -199,13 +199,13 @@ fn replays_and_wrong_credentials_are_refused_alike() {
 #[test]
 fn a_tenant_on_a_trusted_network_may_register_without_digest() {
     let config = "[[tenants]]\nname = \"lab\"\ndomain = \"demo.local\"\nauthenticate = false\n\
-                  [[tenants.extensions]]\ndn = \"1001\"\n\
-                  [[tenants.extensions]]\ndn = \"1002\"\npassword = \"secret\"\nauthenticate = true\n";
+                  [[tenants.dns]]\nnumber = \"1001\"\n\
+                  [[tenants.dns]]\nnumber = \"1002\"\npassword = \"secret\"\nauthenticate = true\n";
     let server = Server::start_with_config(Some(config), &[]);
     assert!(
         server
             .log_text()
-            .contains("extensions register without authentication"),
+            .contains("DNs register without authentication"),
         "the operator is warned: {}",
         server.log_text()
     );

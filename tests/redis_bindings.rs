@@ -20,7 +20,7 @@ fn config() -> String {
     let mut c = String::from("[[tenants]]\nname = \"demo\"\ndomain = \"demo.local\"\n");
     for dn in FIRST..FIRST + COUNT {
         c.push_str(&format!(
-            "[[tenants.extensions]]\ndn = \"{dn}\"\npassword = \"pw{dn}\"\n"
+            "[[tenants.dns]]\nnumber = \"{dn}\"\npassword = \"pw{dn}\"\n"
         ));
     }
     c

@@ -9,10 +9,12 @@ use support::{Server, free_port};
 
 fn sipp(server: &Server, dn: &str, password: &str) -> std::process::ExitStatus {
     let dir = tempfile::tempdir().expect("temp dir");
-    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/sipp/register_md5.xml");
+    let scenario = support::manifest_dir().join("benches/sipp/register_md5.xml");
     Command::new("sipp")
         .current_dir(dir.path())
-        .args(["-sf", scenario, "-s", dn, "-au", dn, "-ap", password])
+        .arg("-sf")
+        .arg(&scenario)
+        .args(["-s", dn, "-au", dn, "-ap", password])
         .args(["-m", "1", "-i", "127.0.0.1", "-p", &free_port().to_string()])
         .args(["-timeout", "10s", "-nostdin"])
         .arg(server.sip.to_string())

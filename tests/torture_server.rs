@@ -16,8 +16,8 @@ const CONFIG: &str = r#"
 name = "torture"
 domain = "example.com"
 
-[[tenants.extensions]]
-dn = "user"
+[[tenants.dns]]
+number = "user"
 password = "torture"
 "#;
 

@@ -43,7 +43,7 @@ impl BindingStore for Stuck {
 async fn a_registrar_whose_store_hangs_costs_a_503_not_silence() {
     // DN 1001 registers without digest, so the REGISTER goes straight to the store.
     let mut tenant = demo_tenant();
-    tenant.extensions[0].authenticate = Some(false);
+    tenant.dns[0].authenticate = Some(false);
     let directory = Arc::new(Directory::new(&[tenant]).expect("tenant"));
     let (registrar, _) = Actor::spawn(
         None,

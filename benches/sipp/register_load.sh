@@ -40,10 +40,10 @@ trap cleanup EXIT
     printf '[sip]\nlisten = "127.0.0.1:%s"\n\n[http]\nlisten = "127.0.0.1:%s"\n\n' "$sb_port" $((sb_port + 1))
     if [ -n "${REDIS:-}" ]; then printf '[stores]\nredis = "%s"\n\n' "$REDIS"; fi
     printf '[[tenants]]\nname = "bench"\ndomain = "bench.local"\nauthenticate = false\n'
-    for ((dn = first; dn < first + dns; dn++)); do printf '[[tenants.extensions]]\ndn = "%s"\n' "$dn"; done
+    for ((dn = first; dn < first + dns; dn++)); do printf '[[tenants.dns]]\nnumber = "%s"\n' "$dn"; done
     printf '\n[[tenants]]\nname = "auth"\ndomain = "auth.local"\n'
     for ((dn = first; dn < first + dns; dn++)); do
-        printf '[[tenants.extensions]]\ndn = "%s"\npassword = "pw%s"\n' "$dn" "$dn"
+        printf '[[tenants.dns]]\nnumber = "%s"\npassword = "pw%s"\n' "$dn" "$dn"
     done
 } > "$work/switchboard.toml"
 {

@@ -13,7 +13,8 @@ use switchboard_sip::{
 };
 
 fn torture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/sip-torture")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../../shared/reference/sip-torture")
 }
 
 fn load(name: &str) -> Bytes {

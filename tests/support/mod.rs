@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -213,7 +213,7 @@ impl Udp {
 
 /// The RFC torture messages beside the checkout.
 pub fn torture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/sip-torture")
+    manifest_dir().join("../shared/reference/sip-torture")
 }
 
 /// A REGISTER from a phone on `port`, for `dn` of the demo tenant.
@@ -274,4 +274,12 @@ pub fn with_credentials(
 pub fn status_line(bytes: &[u8]) -> Option<u16> {
     let rest = bytes.strip_prefix(b"SIP/2.0 ")?;
     std::str::from_utf8(rest.get(..3)?).ok()?.parse().ok()
+}
+
+/// This checkout, read at run time: a build cache shared by several checkouts must not point a
+/// test at another one.
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var("CARGO_MANIFEST_DIR")
+        .expect("tests run under cargo")
+        .into()
 }

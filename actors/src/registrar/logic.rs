@@ -184,7 +184,7 @@ pub fn authenticate(
     to_tag: &str,
 ) -> Result<(), (Response, Option<auth::Rejection>)> {
     let request = register.request;
-    let extension = tenant.extensions.get(dn);
+    let extension = tenant.registering(dn);
     match extension {
         Some(e) if !e.authenticate => return Ok(()),
         None if !tenant.authenticate => {
@@ -213,7 +213,7 @@ pub fn authenticate(
         return Err((challenge(false), None));
     };
     let username = credentials.get("username").unwrap_or_default();
-    let password = tenant.extensions.get(username).map(|e| e.password.as_str());
+    let password = tenant.registering(username).map(|e| e.password.as_str());
     let verdict = auth::verify(
         &credentials,
         DigestRequest {
@@ -740,7 +740,7 @@ mod tests {
     fn a_dn_that_does_not_authenticate_registers_without_credentials() {
         let mut config = crate::tenant::demo_tenant();
         config.authenticate = false;
-        config.extensions[1].authenticate = Some(true);
+        config.dns[1].authenticate = Some(true);
         let t = Tenant::from_config(&config).expect("valid");
         let key = NonceKey::from_secret("k", Duration::from_secs(300));
         let mut counts = NonceCounts::default();
