@@ -14,6 +14,10 @@ pub enum Error {
     Config(#[from] crate::tenant::ConfigError),
     #[error("{0} has stopped")]
     Stopped(&'static str),
+    #[error("postgresql: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("configuration schema migration failed: {0}")]
+    Migration(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

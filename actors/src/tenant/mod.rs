@@ -8,6 +8,7 @@
 
 mod actor;
 mod config;
+pub mod postgres;
 
 pub use actor::{TenantActor, TenantMsg};
 pub use config::{
@@ -234,6 +235,18 @@ fn check_objects(c: &TenantConfig, dns: &HashMap<String, Dn>) -> Result<(), (Str
         }
     }
     let strategies: HashSet<&str> = c.strategies.iter().map(|s| s.name.as_str()).collect();
+    const DAY: u32 = 86_400;
+    if c.wrap_up_secs > DAY {
+        return Err(("wrap_up_secs".into(), "at most a day (86400)".into()));
+    }
+    for (i, s) in c.strategies.iter().enumerate() {
+        if s.version == 0 || s.version > 1_000_000 {
+            return Err((
+                format!("strategies[{i}].version"),
+                "from 1 to 1000000".into(),
+            ));
+        }
+    }
 
     for (i, p) in c.places.iter().enumerate() {
         for (j, dn) in p.dns.iter().enumerate() {
@@ -246,6 +259,12 @@ fn check_objects(c: &TenantConfig, dns: &HashMap<String, Dn>) -> Result<(), (Str
         }
     }
     for (i, a) in c.agents.iter().enumerate() {
+        if a.wrap_up_secs.is_some_and(|w| w > DAY) {
+            return Err((
+                format!("agents[{i}].wrap_up_secs"),
+                "at most a day (86400)".into(),
+            ));
+        }
         if let Some(place) = &a.place
             && !places.contains(place.as_str())
         {
@@ -277,6 +296,12 @@ fn check_objects(c: &TenantConfig, dns: &HashMap<String, Dn>) -> Result<(), (Str
             return Err((
                 format!("routing_points[{i}].number"),
                 format!("{:?} is not a valid number or is already a DN", r.number),
+            ));
+        }
+        if r.timeout_secs > DAY {
+            return Err((
+                format!("routing_points[{i}].timeout_secs"),
+                "at most a day (86400)".into(),
             ));
         }
         if !strategies.contains(r.strategy.as_str()) {
