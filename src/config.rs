@@ -76,6 +76,8 @@ impl Default for HttpConfig {
 pub(crate) struct StoresConfig {
     /// `redis://host:port/db`; without it, bindings and events stay in memory.
     pub(crate) redis: Option<String>,
+    /// `postgres://user@host:port/db`: tenants come from PostgreSQL instead of this file.
+    pub(crate) postgres: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +137,15 @@ impl Default for EventsConfig {
             stream_length: switchboard_actors::events::DEFAULT_STREAM_LENGTH,
         }
     }
+}
+
+/// A file of tenants, as `config export` prints it and `config import` reads it: the
+/// `[[tenants]]` tables of a node file (a whole node file imports too; its other sections are
+/// not read).
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+pub(crate) struct TenantsFile {
+    #[serde(default)]
+    pub(crate) tenants: Vec<TenantConfig>,
 }
 
 impl NodeConfig {

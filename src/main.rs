@@ -1,5 +1,6 @@
 //! The switchboard node: `switchboard serve` runs the SIP edge, the registrar and the tenant
-//! configuration in one process, on embedded defaults or a TOML file.
+//! configuration in one process, on embedded defaults, a TOML file or PostgreSQL;
+//! `switchboard config` moves tenants between TOML and PostgreSQL.
 
 mod config;
 mod health;
@@ -11,7 +12,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::NodeConfig;
+use anyhow::Context;
+use switchboard_actors::tenant::demo_tenant;
+use switchboard_actors::tenant::postgres::ConfigStore;
+
+use crate::config::{NodeConfig, TenantsFile};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +33,53 @@ struct Cli {
 enum Command {
     /// Run a node: with no configuration, the demo tenant on 127.0.0.1.
     Serve(ServeArgs),
+    /// Move tenants between TOML and PostgreSQL.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Write the tenants of a TOML file (its [[tenants]] tables) into PostgreSQL, each whole,
+    /// replacing a stored tenant of the same name.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        source: ConfigSource,
+    },
+    /// Print tenants as TOML: from PostgreSQL when configured, else the node's file, else the
+    /// demo tenant.
+    Export {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        source: ConfigSource,
+    },
+}
+
+/// Where `config` finds the configuration.
+#[derive(clap::Args)]
+struct ConfigSource {
+    /// The node's TOML configuration (for its [stores] postgres and inline tenants).
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// PostgreSQL (postgres://user@host:port/db).
+    #[arg(long, env = "SWITCHBOARD_POSTGRES")]
+    postgres: Option<String>,
+}
+
+impl ConfigSource {
+    fn load(&self) -> anyhow::Result<NodeConfig> {
+        let mut config = match &self.config {
+            Some(path) => NodeConfig::load(path)?,
+            None => NodeConfig::default(),
+        };
+        if let Some(url) = &self.postgres {
+            config.stores.postgres = Some(url.clone());
+        }
+        Ok(config)
+    }
 }
 
 #[derive(clap::Args)]
@@ -38,6 +90,9 @@ struct ServeArgs {
     /// Redis for bindings and event streams (redis://host:port/db); memory without it.
     #[arg(long, env = "SWITCHBOARD_REDIS")]
     redis: Option<String>,
+    /// PostgreSQL for tenant configuration (postgres://user@host:port/db).
+    #[arg(long, env = "SWITCHBOARD_POSTGRES")]
+    postgres: Option<String>,
     /// SIP address for UDP and TCP.
     #[arg(long, env = "SWITCHBOARD_SIP_LISTEN")]
     sip_listen: Option<SocketAddr>,
@@ -59,6 +114,62 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Config(command) => runtime.block_on(config_command(command)),
+    }
+}
+
+async fn config_command(command: ConfigCommand) -> anyhow::Result<()> {
+    match command {
+        ConfigCommand::Import { file, source } => {
+            let node = source.load()?;
+            let Some(url) = &node.stores.postgres else {
+                anyhow::bail!(
+                    "import writes into PostgreSQL: give --postgres URL (or [stores] postgres)"
+                );
+            };
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let tenants: TenantsFile = toml::from_str(&text)
+                .with_context(|| format!("invalid tenants in {}", file.display()))?;
+            if tenants.tenants.is_empty() {
+                anyhow::bail!("{} holds no [[tenants]]", file.display());
+            }
+            let mut store = ConfigStore::connect(url)
+                .await
+                .with_context(|| format!("configuration database {}", node::redact(url)))?;
+            for tenant in &tenants.tenants {
+                let version = store
+                    .import(tenant)
+                    .await
+                    .with_context(|| format!("tenant {:?} not imported", tenant.name))?;
+                tracing::info!(tenant = %tenant.name, version, "tenant imported");
+            }
+            Ok(())
+        }
+        ConfigCommand::Export { tenant, source } => {
+            let node = source.load()?;
+            let mut tenants = match &node.stores.postgres {
+                Some(url) => ConfigStore::connect(url)
+                    .await
+                    .with_context(|| format!("configuration database {}", node::redact(url)))?
+                    .load_all()
+                    .await?
+                    .into_iter()
+                    .map(|v| v.config)
+                    .collect(),
+                None if node.tenants.is_empty() => vec![demo_tenant()],
+                None => node.tenants.clone(),
+            };
+            if let Some(name) = &tenant {
+                tenants.retain(|t| &t.name == name);
+                if tenants.is_empty() {
+                    anyhow::bail!("no tenant named {name:?}");
+                }
+            }
+            let text = toml::to_string(&TenantsFile { tenants })?;
+            std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
+            Ok(())
+        }
     }
 }
 
@@ -69,6 +180,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     if let Some(redis) = args.redis {
         config.stores.redis = Some(redis);
+    }
+    if let Some(postgres) = args.postgres {
+        config.stores.postgres = Some(postgres);
     }
     if let Some(listen) = args.sip_listen {
         config.sip.listen = listen;

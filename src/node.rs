@@ -12,7 +12,8 @@ use switchboard_actors::registrar::{
     BindingStore, MemoryStore, Policy, RedisStore, Registrar, RegistrarConfig, RegistrarMsg,
 };
 use switchboard_actors::sip_proxy::{ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
-use switchboard_actors::tenant::{Directory, TenantActor, TenantMsg, demo_tenant};
+use switchboard_actors::tenant::postgres::ConfigStore;
+use switchboard_actors::tenant::{Directory, TenantActor, TenantConfig, TenantMsg, demo_tenant};
 use switchboard_sip::Host;
 use switchboard_sip::auth::NonceKey;
 use switchboard_sip::transaction::TimerConfig;
@@ -51,14 +52,7 @@ impl health::Readiness for Ready {
 
 impl Node {
     pub(crate) async fn start(config: NodeConfig) -> anyhow::Result<Self> {
-        let tenants = if config.tenants.is_empty() {
-            tracing::info!(
-                "no tenants configured: running the demo tenant (domain demo.local, DNs 1001-1020, password demo<dn>)"
-            );
-            vec![demo_tenant()]
-        } else {
-            config.tenants.clone()
-        };
+        let tenants = initial_tenants(&config).await?;
         let directory = Arc::new(Directory::new(&tenants).context("invalid tenant configuration")?);
         for tenant in directory.tenants() {
             let open = tenant
@@ -222,4 +216,56 @@ async fn connect_redis(url: &str) -> anyhow::Result<ConnectionManager> {
         "cannot reach redis at {url}: {}",
         last.map(|e| e.to_string()).unwrap_or_default()
     ))
+}
+
+/// The tenants a node starts with: PostgreSQL's when it is configured, else the file's, else the
+/// demo tenant.
+async fn initial_tenants(config: &NodeConfig) -> anyhow::Result<Vec<TenantConfig>> {
+    let Some(url) = &config.stores.postgres else {
+        if config.tenants.is_empty() {
+            tracing::info!(
+                "no tenants configured: running the demo tenant (domain demo.local, DNs 1001-1020, password demo<dn>)"
+            );
+            return Ok(vec![demo_tenant()]);
+        }
+        return Ok(config.tenants.clone());
+    };
+    if !config.tenants.is_empty() {
+        anyhow::bail!(
+            "tenants come from PostgreSQL ([stores] postgres) or from this file's [[tenants]], not both: \
+             move them into PostgreSQL with `switchboard config import FILE`"
+        );
+    }
+    let mut store = ConfigStore::connect(url)
+        .await
+        .with_context(|| format!("configuration database {}", redact(url)))?;
+    let tenants: Vec<TenantConfig> = store
+        .load_all()
+        .await
+        .context("loading tenants from PostgreSQL")?
+        .into_iter()
+        .map(|v| v.config)
+        .collect();
+    if tenants.is_empty() {
+        tracing::warn!(
+            "PostgreSQL holds no tenant yet: add one with `switchboard config import FILE`"
+        );
+    } else {
+        tracing::info!(tenants = tenants.len(), "tenants loaded from PostgreSQL");
+    }
+    Ok(tenants)
+}
+
+/// A database URL fit for a log: without its password.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }

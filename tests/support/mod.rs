@@ -283,3 +283,44 @@ pub fn manifest_dir() -> std::path::PathBuf {
         .expect("tests run under cargo")
         .into()
 }
+
+/// A fresh, empty database on the harness's PostgreSQL; its URL.
+pub fn postgres_db(name: &str) -> String {
+    let base = std::env::var("SWITCHBOARD_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!("SWITCHBOARD_TEST_POSTGRES is not set: run the tests with scripts/test.sh, which starts a private PostgreSQL")
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .expect("postgresql reachable");
+        tokio::spawn(connection);
+        // One statement each: a multi-statement batch runs as one transaction.
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            client.batch_execute(&sql).await.expect("fresh database");
+        }
+    });
+    let (prefix, _) = base.rsplit_once('/').expect("url with a database");
+    format!("{prefix}/{name}")
+}
+
+/// Runs `switchboard` with `args` to the end; its status, stdout and stderr.
+pub fn switchboard(args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .env_remove("SWITCHBOARD_CONFIG")
+        .env_remove("SWITCHBOARD_POSTGRES")
+        .output()
+        .expect("switchboard runs");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

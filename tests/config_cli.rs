@@ -1,0 +1,155 @@
+//! `switchboard config import` and `export` against the harness's PostgreSQL, and a node that
+//! takes its tenants from there: a tenant exported and imported again is the same tenant, to
+//! the byte of its TOML, and a phone registers as a DN that only PostgreSQL knows.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use support::{Server, Udp, register, switchboard, with_credentials};
+
+#[derive(serde::Deserialize)]
+struct Tenants {
+    tenants: Vec<toml::Value>,
+}
+
+fn tenants(text: &str) -> Vec<toml::Value> {
+    toml::from_str::<Tenants>(text)
+        .expect("tenants TOML")
+        .tenants
+}
+
+#[test]
+fn export_then_import_reproduces_the_tenant_exactly() {
+    let url = support::postgres_db("sb_cli_roundtrip");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let example = support::manifest_dir().join("examples/node.toml");
+
+    // The example node file imports as it is: its [[tenants]] go in, the rest is not read.
+    let (status, _, err) = switchboard(&[
+        "config",
+        "import",
+        example.to_str().expect("utf-8 path"),
+        "--postgres",
+        &url,
+    ]);
+    assert!(status.success(), "{err}");
+
+    let (status, exported, err) =
+        switchboard(&["config", "export", "--tenant", "acme", "--postgres", &url]);
+    assert!(status.success(), "{err}");
+    let original: BTreeMap<String, toml::Value> =
+        toml::from_str(&std::fs::read_to_string(&example).expect("example")).expect("toml");
+    let original_acme = original["tenants"].as_array().expect("tenants")[0].clone();
+    let mut exported_acme = tenants(&exported).remove(0);
+    // Defaults the example leaves out come back written out.
+    let table = exported_acme.as_table_mut().expect("table");
+    assert_eq!(table.remove("wrap_up_secs"), Some(toml::Value::Integer(0)));
+    for dn in table["dns"].as_array_mut().expect("dns") {
+        let dn = dn.as_table_mut().expect("dn");
+        if dn.get("type") == Some(&toml::Value::String("extension".into())) {
+            dn.remove("type");
+        }
+    }
+    for rp in table["routing_points"].as_array().expect("rps") {
+        assert!(rp.get("timeout_secs").is_some());
+    }
+    let mut expected = original_acme.clone();
+    let expected_dns = expected["dns"].as_array_mut().expect("dns");
+    expected_dns[1].as_table_mut().expect("dn").remove("type");
+    assert_eq!(exported_acme, expected);
+
+    // Exported text, imported again, exports to the same text.
+    let file = dir.path().join("acme.toml");
+    std::fs::write(&file, &exported).expect("write");
+    let (status, _, err) = switchboard(&[
+        "config",
+        "import",
+        file.to_str().expect("path"),
+        "--postgres",
+        &url,
+    ]);
+    assert!(status.success(), "{err}");
+    let (_, again, _) = switchboard(&["config", "export", "--tenant", "acme", "--postgres", &url]);
+    assert_eq!(again, exported);
+}
+
+#[test]
+fn import_refuses_an_invalid_tenant_and_says_which_field() {
+    let url = support::postgres_db("sb_cli_invalid");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[[tenants]]\nname = \"bad\"\ndomain = \"bad.example\"\n\
+         [[tenants.dns]]\nnumber = \"100\"\npassword = \"x\"\n\
+         [[tenants.places]]\nname = \"desk\"\ndns = [\"101\"]\n",
+    )
+    .expect("write");
+    let (status, _, err) = switchboard(&[
+        "config",
+        "import",
+        file.to_str().expect("path"),
+        "--postgres",
+        &url,
+    ]);
+    assert!(!status.success());
+    assert!(
+        err.contains("places[0].dns[0]") && err.contains("\"101\""),
+        "{err}"
+    );
+    let (status, _, err) = switchboard(&["config", "export", "--postgres", &url]);
+    assert!(status.success(), "{err}");
+    let (status, _, err) =
+        switchboard(&["config", "export", "--tenant", "bad", "--postgres", &url]);
+    assert!(
+        !status.success() && err.contains("no tenant named \"bad\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_node_on_postgresql_registers_a_dn_only_postgresql_knows() {
+    let url = support::postgres_db("sb_cli_serve");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("lab.toml");
+    std::fs::write(
+        &file,
+        "[[tenants]]\nname = \"lab\"\ndomain = \"demo.local\"\ndigest = [\"MD5\"]\n\
+         [[tenants.dns]]\nnumber = \"4711\"\npassword = \"from-postgres\"\n",
+    )
+    .expect("write");
+    let (status, _, err) = switchboard(&[
+        "config",
+        "import",
+        file.to_str().expect("path"),
+        "--postgres",
+        &url,
+    ]);
+    assert!(status.success(), "{err}");
+
+    let server = Server::start(&["--postgres", &url]);
+    let phone = Udp::new(server.sip);
+    let port = phone.port();
+    let contact = format!("Contact: <sip:4711@127.0.0.1:{port}>\r\n");
+    let challenge = phone.request(register("4711", port, "pg-a", 1, &contact).as_bytes());
+    assert_eq!(challenge.status, 401, "{}", server.log_text());
+    let answer = with_credentials(
+        &register("4711", port, "pg-a", 2, &contact),
+        &challenge,
+        "4711",
+        "from-postgres",
+        1,
+    );
+    assert_eq!(phone.request(answer.as_bytes()).status, 200);
+    // The demo tenant is not there: its DNs are unknown.
+    let demo = phone.request(register("1001", port, "pg-b", 1, &contact).as_bytes());
+    let demo = with_credentials(
+        &register("1001", port, "pg-b", 2, &contact),
+        &demo,
+        "1001",
+        "demo1001",
+        1,
+    );
+    assert_eq!(phone.request(demo.as_bytes()).status, 401);
+}
