@@ -2,6 +2,7 @@
 //! and the health endpoints, started in that order and stopped together.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,7 +13,8 @@ use switchboard_actors::registrar::{
     BindingStore, MemoryStore, Policy, RedisStore, Registrar, RegistrarConfig, RegistrarMsg,
 };
 use switchboard_actors::sip_proxy::{ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
-use switchboard_actors::tenant::postgres::ConfigStore;
+use switchboard_actors::tenant::postgres::{ConfigStore, Versioned};
+use switchboard_actors::tenant::watch::Watcher;
 use switchboard_actors::tenant::{Directory, TenantActor, TenantConfig, TenantMsg, demo_tenant};
 use switchboard_sip::Host;
 use switchboard_sip::auth::NonceKey;
@@ -28,14 +30,25 @@ pub(crate) struct Node {
     registrar: ActorRef<RegistrarMsg>,
     tenant: ActorRef<TenantMsg>,
     health: tokio::task::JoinHandle<()>,
+    /// Follows PostgreSQL while the node runs; stops when dropped.
+    _watcher: Option<Watcher>,
 }
 
 struct Ready {
     redis: Option<ConnectionManager>,
+    /// Whether configuration changes in PostgreSQL are being followed.
+    config_followed: Option<Arc<AtomicBool>>,
 }
 
 impl health::Readiness for Ready {
     async fn check(&self) -> Result<(), String> {
+        if let Some(followed) = &self.config_followed
+            && !followed.load(Ordering::Relaxed)
+        {
+            return Err(
+                "postgresql: configuration changes are not reaching this node (serving the last snapshot)".into(),
+            );
+        }
         let Some(conn) = &self.redis else {
             return Ok(());
         };
@@ -52,7 +65,7 @@ impl health::Readiness for Ready {
 
 impl Node {
     pub(crate) async fn start(config: NodeConfig) -> anyhow::Result<Self> {
-        let tenants = initial_tenants(&config).await?;
+        let (tenants, stored) = initial_tenants(&config).await?;
         let directory = Arc::new(Directory::new(&tenants).context("invalid tenant configuration")?);
         for tenant in directory.tenants() {
             let open = tenant
@@ -113,6 +126,8 @@ impl Node {
         )
         .await
         .context("tenant actor")?;
+        // With PostgreSQL, changes committed there reach this node while it runs.
+        let watcher = stored.map(|(url, versions)| Watcher::spawn(url, tenant.clone(), versions));
 
         let t1 = Duration::from_millis(config.sip.t1_ms.max(1));
         let proxy_config = ProxyConfig {
@@ -158,7 +173,14 @@ impl Node {
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
         let http = listener.local_addr()?;
-        let health = tokio::spawn(health::serve(listener, Arc::new(Ready { redis })));
+        let config_followed = watcher.as_ref().map(Watcher::connected_flag);
+        let health = tokio::spawn(health::serve(
+            listener,
+            Arc::new(Ready {
+                redis,
+                config_followed,
+            }),
+        ));
         if sip_udp.ip().is_loopback() {
             tracing::info!(
                 "listening on the loopback address only; set [sip] listen to serve other hosts"
@@ -170,6 +192,7 @@ impl Node {
             registrar,
             tenant,
             health,
+            _watcher: watcher,
         })
     }
 
@@ -218,17 +241,22 @@ async fn connect_redis(url: &str) -> anyhow::Result<ConnectionManager> {
     ))
 }
 
-/// The tenants a node starts with: PostgreSQL's when it is configured, else the file's, else the
-/// demo tenant.
-async fn initial_tenants(config: &NodeConfig) -> anyhow::Result<Vec<TenantConfig>> {
+/// What PostgreSQL held at start: its URL and the tenants with their versions.
+type Stored = (String, Vec<Versioned>);
+
+/// The tenants a node starts with: PostgreSQL's when it is configured (with their versions, to
+/// follow from), else the file's, else the demo tenant.
+async fn initial_tenants(
+    config: &NodeConfig,
+) -> anyhow::Result<(Vec<TenantConfig>, Option<Stored>)> {
     let Some(url) = &config.stores.postgres else {
         if config.tenants.is_empty() {
             tracing::info!(
                 "no tenants configured: running the demo tenant (domain demo.local, DNs 1001-1020, password demo<dn>)"
             );
-            return Ok(vec![demo_tenant()]);
+            return Ok((vec![demo_tenant()], None));
         }
-        return Ok(config.tenants.clone());
+        return Ok((config.tenants.clone(), None));
     };
     if !config.tenants.is_empty() {
         anyhow::bail!(
@@ -239,13 +267,11 @@ async fn initial_tenants(config: &NodeConfig) -> anyhow::Result<Vec<TenantConfig
     let mut store = ConfigStore::connect(url)
         .await
         .with_context(|| format!("configuration database {}", redact(url)))?;
-    let tenants: Vec<TenantConfig> = store
+    let versions = store
         .load_all()
         .await
-        .context("loading tenants from PostgreSQL")?
-        .into_iter()
-        .map(|v| v.config)
-        .collect();
+        .context("loading tenants from PostgreSQL")?;
+    let tenants: Vec<TenantConfig> = versions.iter().map(|v| v.config.clone()).collect();
     if tenants.is_empty() {
         tracing::warn!(
             "PostgreSQL holds no tenant yet: add one with `switchboard config import FILE`"
@@ -253,7 +279,7 @@ async fn initial_tenants(config: &NodeConfig) -> anyhow::Result<Vec<TenantConfig
     } else {
         tracing::info!(tenants = tenants.len(), "tenants loaded from PostgreSQL");
     }
-    Ok(tenants)
+    Ok((tenants, Some((url.clone(), versions))))
 }
 
 /// A database URL fit for a log: without its password.

@@ -153,3 +153,69 @@ fn a_node_on_postgresql_registers_a_dn_only_postgresql_knows() {
     );
     assert_eq!(phone.request(demo.as_bytes()).status, 401);
 }
+
+/// Registers `dn` with `password` through the whole challenge; the final status.
+fn register_with(phone: &Udp, dn: &str, password: &str, call_id: &str) -> u16 {
+    let port = phone.port();
+    let contact = format!("Contact: <sip:{dn}@127.0.0.1:{port}>\r\n");
+    let challenge = phone.request(register(dn, port, call_id, 1, &contact).as_bytes());
+    if challenge.status != 401 {
+        return challenge.status;
+    }
+    let answer = with_credentials(
+        &register(dn, port, call_id, 2, &contact),
+        &challenge,
+        dn,
+        password,
+        1,
+    );
+    phone.request(answer.as_bytes()).status
+}
+
+#[test]
+fn a_change_committed_in_postgresql_reaches_the_running_node() {
+    let url = support::postgres_db("sb_live_reload");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let import = |text: &str| {
+        let file = dir.path().join("lab.toml");
+        std::fs::write(&file, text).expect("write");
+        let (status, _, err) = switchboard(&[
+            "config",
+            "import",
+            file.to_str().expect("path"),
+            "--postgres",
+            &url,
+        ]);
+        assert!(status.success(), "{err}");
+    };
+    let lab = "[[tenants]]\nname = \"lab\"\ndomain = \"demo.local\"\ndigest = [\"MD5\"]\n\
+               [[tenants.dns]]\nnumber = \"4711\"\npassword = \"one\"\n";
+    import(lab);
+    let server = Server::start(&["--postgres", &url]);
+    let phone = Udp::new(server.sip);
+    assert_eq!(register_with(&phone, "4711", "one", "live-1"), 200);
+    assert_eq!(register_with(&phone, "4712", "new", "live-2"), 401);
+    let ready = support::http_get(server.http, "/readyz").expect("http");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+
+    // A new password for 4711 and a new DN 4712, committed while the node runs.
+    import(
+        "[[tenants]]\nname = \"lab\"\ndomain = \"demo.local\"\ndigest = [\"MD5\"]\n\
+         [[tenants.dns]]\nnumber = \"4711\"\npassword = \"two\"\n\
+         [[tenants.dns]]\nnumber = \"4712\"\npassword = \"new\"\n",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut attempt = 0;
+    while register_with(&phone, "4712", "new", &format!("live-3-{attempt}")) != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new DN did not reach the node:\n{}",
+            server.log_text()
+        );
+        attempt += 1;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(register_with(&phone, "4711", "one", "live-4"), 401);
+    assert_eq!(register_with(&phone, "4711", "two", "live-5"), 200);
+    assert!(server.log_text().contains("tenant configuration changed"));
+}

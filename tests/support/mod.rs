@@ -97,6 +97,7 @@ impl Server {
             .env("RUST_LOG", "info")
             .env_remove("SWITCHBOARD_REDIS")
             .env_remove("SWITCHBOARD_CONFIG")
+            .env_remove("SWITCHBOARD_POSTGRES")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
         if let Some(text) = config {

@@ -9,6 +9,7 @@
 mod actor;
 mod config;
 pub mod postgres;
+pub mod watch;
 
 pub use actor::{TenantActor, TenantMsg};
 pub use config::{

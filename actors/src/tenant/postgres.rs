@@ -66,6 +66,11 @@ impl ConfigStore {
         Ok(Self { client })
     }
 
+    /// A store on a connection already made (and migrated).
+    pub(super) fn from_client(client: Client) -> Self {
+        Self { client }
+    }
+
     /// Writes a tenant whole, replacing what was stored under its name, and returns its new
     /// version. The configuration is checked first; nothing is written unless all of it is
     /// valid.
