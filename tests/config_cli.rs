@@ -219,3 +219,71 @@ fn a_change_committed_in_postgresql_reaches_the_running_node() {
     assert_eq!(register_with(&phone, "4711", "two", "live-5"), 200);
     assert!(server.log_text().contains("tenant configuration changed"));
 }
+
+#[test]
+fn without_postgresql_the_node_serves_its_last_snapshot_and_catches_up_after() {
+    let url = support::postgres_db("sb_outage");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let import = |text: &str| {
+        let file = dir.path().join("lab.toml");
+        std::fs::write(&file, text).expect("write");
+        let (status, _, err) = switchboard(&[
+            "config",
+            "import",
+            file.to_str().expect("path"),
+            "--postgres",
+            &url,
+        ]);
+        assert!(status.success(), "{err}");
+    };
+    let tenant = |dns: &str| {
+        format!("[[tenants]]\nname = \"lab\"\ndomain = \"demo.local\"\ndigest = [\"MD5\"]\n{dns}")
+    };
+    import(&tenant(
+        "[[tenants.dns]]\nnumber = \"4711\"\npassword = \"one\"\n",
+    ));
+    let target: std::net::SocketAddr = url
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .and_then(|(addr, _)| addr.parse().ok())
+        .expect("postgres address");
+    let relay = support::Relay::start(target);
+    let server = Server::start(&["--postgres", &support::via(&url, relay.addr)]);
+    let phone = Udp::new(server.sip);
+
+    relay.cut();
+    let ready = |want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let r = support::http_get(server.http, "/readyz").unwrap_or_default();
+            if r.starts_with(want) {
+                return r;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "readyz stays {r}\n{}",
+                server.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let not_ready = ready("HTTP/1.1 503");
+    assert!(not_ready.contains("postgresql"), "{not_ready}");
+    // The last snapshot still serves.
+    assert_eq!(register_with(&phone, "4711", "one", "out-1"), 200);
+
+    // A change committed while the node cannot see it arrives once PostgreSQL is back.
+    import(&tenant(
+        "[[tenants.dns]]\nnumber = \"4711\"\npassword = \"one\"\n\
+         [[tenants.dns]]\nnumber = \"4713\"\npassword = \"later\"\n",
+    ));
+    assert_eq!(register_with(&phone, "4713", "later", "out-2"), 401);
+    relay.restore();
+    ready("HTTP/1.1 200");
+    assert_eq!(
+        register_with(&phone, "4713", "later", "out-3"),
+        200,
+        "{}",
+        server.log_text()
+    );
+}
