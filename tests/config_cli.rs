@@ -154,6 +154,20 @@ fn a_node_on_postgresql_registers_a_dn_only_postgresql_knows() {
     assert_eq!(phone.request(demo.as_bytes()).status, 401);
 }
 
+/// Imports `text` (a TOML of [[tenants]]) into the database at `url` with the CLI.
+fn import_tenants(url: &str, dir: &tempfile::TempDir, text: &str) {
+    let file = dir.path().join("tenants.toml");
+    std::fs::write(&file, text).expect("write");
+    let (status, _, err) = switchboard(&[
+        "config",
+        "import",
+        file.to_str().expect("path"),
+        "--postgres",
+        url,
+    ]);
+    assert!(status.success(), "{err}");
+}
+
 /// Registers `dn` with `password` through the whole challenge; the final status.
 fn register_with(phone: &Udp, dn: &str, password: &str, call_id: &str) -> u16 {
     let port = phone.port();
@@ -176,18 +190,7 @@ fn register_with(phone: &Udp, dn: &str, password: &str, call_id: &str) -> u16 {
 fn a_change_committed_in_postgresql_reaches_the_running_node() {
     let url = support::postgres_db("sb_live_reload");
     let dir = tempfile::tempdir().expect("temp dir");
-    let import = |text: &str| {
-        let file = dir.path().join("lab.toml");
-        std::fs::write(&file, text).expect("write");
-        let (status, _, err) = switchboard(&[
-            "config",
-            "import",
-            file.to_str().expect("path"),
-            "--postgres",
-            &url,
-        ]);
-        assert!(status.success(), "{err}");
-    };
+    let import = |text: &str| import_tenants(&url, &dir, text);
     let lab = "[[tenants]]\nname = \"lab\"\ndomain = \"demo.local\"\ndigest = [\"MD5\"]\n\
                [[tenants.dns]]\nnumber = \"4711\"\npassword = \"one\"\n";
     import(lab);
@@ -224,18 +227,7 @@ fn a_change_committed_in_postgresql_reaches_the_running_node() {
 fn without_postgresql_the_node_serves_its_last_snapshot_and_catches_up_after() {
     let url = support::postgres_db("sb_outage");
     let dir = tempfile::tempdir().expect("temp dir");
-    let import = |text: &str| {
-        let file = dir.path().join("lab.toml");
-        std::fs::write(&file, text).expect("write");
-        let (status, _, err) = switchboard(&[
-            "config",
-            "import",
-            file.to_str().expect("path"),
-            "--postgres",
-            &url,
-        ]);
-        assert!(status.success(), "{err}");
-    };
+    let import = |text: &str| import_tenants(&url, &dir, text);
     let tenant = |dns: &str| {
         format!("[[tenants]]\nname = \"lab\"\ndomain = \"demo.local\"\ndigest = [\"MD5\"]\n{dns}")
     };
