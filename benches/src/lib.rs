@@ -2,3 +2,4 @@
 //! REGISTER load client the SIPp comparison scripts in `sipp/` use beside SIPp.
 
 pub mod load;
+pub mod tenants;

@@ -1,2 +1,4 @@
-//! Routing for switchboard without I/O: dial plan, target expressions, queue order, agent
-//! choice and strategies. Filled by the routing issue; empty until then.
+//! Routing for switchboard without I/O: the dial plan now; target expressions, queue order,
+//! agent choice and strategies with the routing issue.
+
+pub mod dialplan;

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use switchboard_routing::dialplan::{Destination, DialPlan, RuleText};
 use switchboard_sip::auth::Algorithm;
 
 /// A configuration that cannot be used, naming the tenant and the field at fault.
@@ -63,6 +64,8 @@ pub struct Tenant {
     pub authenticate: bool,
     /// Every DN by number.
     pub dns: HashMap<String, Dn>,
+    /// The dial plan, compiled.
+    pub dial_plan: DialPlan,
     /// The configuration it was built from.
     pub config: TenantConfig,
 }
@@ -157,6 +160,12 @@ impl Tenant {
                 ));
             }
         }
+        let dial_plan = DialPlan::new(c.dial_plan.iter().map(|r| RuleText {
+            pattern: &r.pattern,
+            rewrite: &r.rewrite,
+            destination: &r.destination,
+        }))
+        .map_err(|e| fail(format!("dial_plan[{}].{}", e.index, e.field), e.problem))?;
         check_objects(c, &dns).map_err(|(field, problem)| fail(field, problem))?;
         Ok(Self {
             name: c.name.clone(),
@@ -165,6 +174,7 @@ impl Tenant {
             digest,
             authenticate: c.authenticate,
             dns,
+            dial_plan,
             config: c.clone(),
         })
     }
@@ -314,29 +324,26 @@ fn check_objects(c: &TenantConfig, dns: &HashMap<String, Dn>) -> Result<(), (Str
     }
     let routing_points: HashSet<&str> =
         c.routing_points.iter().map(|r| r.number.as_str()).collect();
+    // The grammar is the dial plan's; here, whether the target exists.
     let destination = |d: &str| -> Result<(), String> {
-        let (kind, target) = d.split_once(':').ok_or_else(|| {
-            format!("{d:?}: expected kind:target (extension, routing-point, trunk, queue, announcement, reject)")
-        })?;
-        let known = match kind {
+        let known = match Destination::parse(d)? {
             // `extension:$1`: the number the rule rewrote to, looked up when a call comes.
-            "extension" => {
-                target.starts_with('$') || dns.get(target).is_some_and(|dn| dn.kind.registers())
+            Destination::Extension(t) => {
+                t.starts_with('$') || dns.get(&t).is_some_and(|dn| dn.kind.registers())
             }
-            "routing-point" => routing_points.contains(target),
-            "trunk" => trunks.contains(target),
-            "queue" => queues.contains(target),
-            "announcement" => matches!(
-                switchboard_sip::Uri::parse_str(target),
+            Destination::RoutingPoint(t) => routing_points.contains(t.as_str()),
+            Destination::Trunk(t) => trunks.contains(t.as_str()),
+            Destination::Queue(t) => queues.contains(t.as_str()),
+            Destination::Announcement(t) => matches!(
+                switchboard_sip::Uri::parse_str(&t),
                 Ok(switchboard_sip::Uri::Sip(_))
             ),
-            "reject" => target.parse::<u16>().is_ok_and(|s| (400..700).contains(&s)),
-            _ => return Err(format!("{d:?}: unknown kind {kind:?}")),
+            Destination::Reject(_) => true,
         };
         if known {
             Ok(())
         } else {
-            Err(format!("{d:?}: no such {kind}"))
+            Err(format!("{d:?}: no such destination"))
         }
     };
     for (i, r) in c.routing_points.iter().enumerate() {
@@ -348,6 +355,19 @@ fn check_objects(c: &TenantConfig, dns: &HashMap<String, Dn>) -> Result<(), (Str
             return Err((format!("dial_plan[{i}].pattern"), "empty".into()));
         }
         destination(&rule.destination).map_err(|p| (format!("dial_plan[{i}].destination"), p))?;
+    }
+    for (i, t) in c.trunks.iter().enumerate() {
+        let rules = t.caller_id.iter().map(|r| RuleText {
+            pattern: &r.pattern,
+            rewrite: &r.rewrite,
+            destination: "reject:404",
+        });
+        if let Err(e) = DialPlan::new(rules) {
+            return Err((
+                format!("trunks[{i}].caller_id[{}].{}", e.index, e.field),
+                e.problem,
+            ));
+        }
     }
     for (i, t) in c.trunks.iter().enumerate() {
         for (j, source) in t.inbound.iter().enumerate() {
@@ -661,6 +681,23 @@ mod tests {
                 "trunks[0].gateway",
             ),
             (
+                |c| c.dial_plan[1].pattern = "^(1\\d{3}$".into(),
+                "dial_plan[1].pattern",
+            ),
+            (
+                |c| c.dial_plan[2].rewrite = "$2".into(),
+                "dial_plan[2].rewrite",
+            ),
+            (
+                |c| {
+                    c.trunks[0].caller_id.push(RewriteConfig {
+                        pattern: "[".into(),
+                        rewrite: String::new(),
+                    })
+                },
+                "trunks[0].caller_id[0].pattern",
+            ),
+            (
                 |c| c.media_servers[0].address = "gvp".into(),
                 "media_servers[0].address",
             ),
@@ -671,6 +708,22 @@ mod tests {
             change(&mut c);
             assert_eq!(invalid(c).0, field);
         }
+    }
+
+    #[test]
+    fn the_snapshot_routes_dialed_numbers_by_the_dial_plan() {
+        let dir = Directory::new(&[demo_tenant()]).expect("valid");
+        let t = dir.by_name("demo").expect("demo");
+        let route = t.dial_plan.route("1012").expect("extension");
+        assert_eq!(route.destination, Destination::Extension("1012".into()));
+        let route = t.dial_plan.route("+18005550100").expect("service number");
+        assert_eq!(route.destination, Destination::RoutingPoint("5000".into()));
+        let route = t.dial_plan.route("90049301234").expect("outside line");
+        assert_eq!(
+            (route.number.as_str(), route.destination),
+            ("0049301234", Destination::Trunk("carrier".into()))
+        );
+        assert!(t.dial_plan.route("555").is_none());
     }
 
     #[test]
