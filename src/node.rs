@@ -160,7 +160,7 @@ impl Node {
             ProxyArgs {
                 config: proxy_config,
                 directory: directory.clone(),
-                registrar: registrar.clone(),
+                registrar: ractor::call!(registrar, RegistrarMsg::Router).context("registrar")?,
             },
         )
         .await

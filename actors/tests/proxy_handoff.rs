@@ -8,7 +8,9 @@ use std::time::Duration;
 use ractor::Actor;
 use switchboard_actors::events::{EventSink, MemorySink};
 use switchboard_actors::registrar::logic::Changes;
-use switchboard_actors::registrar::{Binding, BindingStore, Policy, Registrar, RegistrarConfig};
+use switchboard_actors::registrar::{
+    Binding, BindingStore, Policy, Registrar, RegistrarConfig, RegistrarMsg,
+};
 use switchboard_actors::sip_proxy::{ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
 use switchboard_actors::tenant::{Directory, demo_tenant};
 use switchboard_sip::auth::NonceKey;
@@ -73,7 +75,7 @@ async fn a_registrar_whose_store_hangs_costs_a_503_not_silence() {
         ProxyArgs {
             config,
             directory,
-            registrar,
+            registrar: ractor::call!(registrar, RegistrarMsg::Router).expect("router"),
         },
     )
     .await

@@ -47,8 +47,6 @@ pub struct RegisterRequest {
 pub type Reply = Box<dyn FnOnce(Response) + Send>;
 
 pub enum RegistrarMsg {
-    /// Answers through the reply with the response to send.
-    Register(RegisterRequest, Reply),
     /// The router that reaches the shards directly, for the edge.
     Router(RpcReplyPort<Router>),
     /// A new tenant configuration.
@@ -150,14 +148,11 @@ impl<S: BindingStore> Actor for Registrar<S> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            RegistrarMsg::Register(register, reply) => state.router.register(register, reply)?,
             RegistrarMsg::Router(reply) => {
                 let _ = reply.send(state.router.clone());
             }
             RegistrarMsg::ConfigChanged(directory) => {
-                state
-                    .sweeper
-                    .cast(SweeperMsg::ConfigChanged(directory.clone()))?;
+                state.sweeper.cast(SweeperMsg::ConfigChanged(directory))?;
             }
         }
         Ok(())

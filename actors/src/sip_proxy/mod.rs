@@ -1,9 +1,10 @@
 //! The SIP edge: the node's UDP and TCP sockets, the server transactions of requests that reach
 //! it, the checks of [`edge`], and the hand-over of REGISTER to the registrar.
 //!
-//! The actor never waits for another: a REGISTER goes to the registrar with a reply port, a
-//! small task waits for the answer and returns it to the proxy as a message, and the transaction
-//! sends it. Transaction timers are driven by a tick.
+//! The actor never waits for another: a REGISTER goes straight to its registrar shard (through
+//! the [`Router`]) with a reply that casts the answer back to the proxy, and the transaction
+//! sends it; a registrar that does not answer in time gets the phone a 503. Transaction timers
+//! and those deadlines are driven by a tick.
 
 pub mod edge;
 
@@ -19,7 +20,7 @@ use switchboard_sip::transaction::{ServerEvent, ServerTransaction, TimerConfig, 
 use switchboard_sip::transport::{Endpoint, Inbound, InboundHandler, Transport, TransportConfig};
 use switchboard_sip::{HeaderName, Headers, Host, Message, ParseError, Request, Response};
 
-use crate::registrar::{RegisterRequest, RegistrarMsg, Router};
+use crate::registrar::{RegisterRequest, Router};
 use crate::tenant::Directory;
 use edge::{Core, Decision};
 
@@ -55,7 +56,8 @@ impl Default for ProxyConfig {
 pub struct ProxyArgs {
     pub config: ProxyConfig,
     pub directory: Arc<Directory>,
-    pub registrar: ActorRef<RegistrarMsg>,
+    /// Reaches the registrar's shards.
+    pub registrar: Router,
 }
 
 pub enum ProxyMsg {
@@ -122,7 +124,6 @@ impl Actor for SipProxy {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let registrar = ractor::call!(args.registrar, RegistrarMsg::Router)?;
         let backlog = Arc::new(AtomicUsize::new(0));
         // The handler sheds load through the endpoint it is itself passed to.
         let endpoint_cell = Arc::new(OnceLock::new());
@@ -149,7 +150,7 @@ impl Actor for SipProxy {
             },
             endpoint,
             directory: args.directory,
-            registrar,
+            registrar: args.registrar,
             config: args.config,
             transactions: HashMap::new(),
             timers: BTreeMap::new(),
