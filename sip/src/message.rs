@@ -145,6 +145,12 @@ impl Response {
         }
     }
 
+    /// [`Response::to_request`] with a fresh random To tag where the request's To has none: what
+    /// a UAS or stateful proxy answering on its own sends (RFC 3261 8.2.6.2).
+    pub fn answering(request_headers: &Headers, status: u16) -> Self {
+        Self::to_request(request_headers, status).with_to_tag(&crate::token::<6>())
+    }
+
     /// Adds `;tag=` to the To header unless it has one (RFC 3261 8.2.6.2).
     pub fn with_to_tag(mut self, tag: &str) -> Self {
         if let Some(to) = self.headers.get(&HeaderName::To) {

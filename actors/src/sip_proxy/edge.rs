@@ -42,16 +42,12 @@ pub enum Decision {
     Register(Arc<Tenant>),
 }
 
-pub fn decide(request: &Request, directory: &Directory, core: &Core, to_tag: &str) -> Decision {
-    let respond = |status| {
-        Decision::Respond(Response::to_request(&request.headers, status).with_to_tag(to_tag))
-    };
+/// What to do with `request`. Answers made here carry a To tag of their own; a request handed
+/// on gets its tag where it is answered.
+pub fn decide(request: &Request, directory: &Directory, core: &Core) -> Decision {
+    let respond = |status| Decision::Respond(Response::answering(&request.headers, status));
     let respond_with = |status, name, value: String| {
-        Decision::Respond(
-            Response::to_request(&request.headers, status)
-                .with_to_tag(to_tag)
-                .with_header(name, value),
-        )
+        Decision::Respond(Response::answering(&request.headers, status).with_header(name, value))
     };
     let sip_uri = request.uri.as_sip();
     // OPTIONS to the core itself: the keep-alive and health probe of SBCs and phones.
@@ -61,8 +57,7 @@ pub fn decide(request: &Request, directory: &Directory, core: &Core, to_tag: &st
         && core.is_me(&uri.host, uri.port, directory)
     {
         return Decision::Respond(
-            Response::to_request(&request.headers, 200)
-                .with_to_tag(to_tag)
+            Response::answering(&request.headers, 200)
                 .with_header(HeaderName::Allow, ALLOW)
                 .with_header(HeaderName::Accept, "application/sdp"),
         );
@@ -204,7 +199,7 @@ mod tests {
     }
 
     fn status(r: &Request) -> u16 {
-        match decide(r, &directory(), &core(), "t") {
+        match decide(r, &directory(), &core()) {
             Decision::Respond(resp) => resp.status,
             Decision::Register(_) => 0,
         }
@@ -221,13 +216,16 @@ mod tests {
             &request("OPTIONS sip:127.0.0.1 SIP/2.0", ""),
             &directory(),
             &core(),
-            "t",
         ) else {
             panic!("respond");
         };
         assert_eq!(
             ok.headers.get(&HeaderName::Allow).map(|a| &**a),
             Some(ALLOW)
+        );
+        assert!(
+            matches!(ok.headers.to(), Some(Ok(to)) if to.tag().is_some()),
+            "an answer of the edge carries its own To tag"
         );
         // To a user it is not the core's to answer.
         assert_eq!(
@@ -252,7 +250,7 @@ mod tests {
             "OPTIONS sip:1001@demo.local SIP/2.0",
             "Require: nothingSupportsThis, nothingSupportsThisEither\r\n",
         );
-        let Decision::Respond(r) = decide(&bext, &directory(), &core(), "t") else {
+        let Decision::Respond(r) = decide(&bext, &directory(), &core()) else {
             panic!("respond");
         };
         assert_eq!(r.status, 420);

@@ -254,8 +254,7 @@ impl ProxyState {
                 handed_on: None,
             },
         );
-        let to_tag = switchboard_sip::token::<6>();
-        match edge::decide(&request, &self.directory, &self.core, &to_tag) {
+        match edge::decide(&request, &self.directory, &self.core) {
             Decision::Respond(response) => {
                 if response.status >= 300 {
                     tracing::debug!(%source, method = %request.method, status = response.status,
@@ -385,8 +384,7 @@ impl ProxyState {
         };
         tracing::info!(%source, %transport, error = %error, status = error.status(),
             "malformed request rejected");
-        let mut response =
-            Response::to_request(echo, error.status()).with_to_tag(&switchboard_sip::token::<6>());
+        let mut response = Response::answering(echo, error.status());
         response.reason = format!("{} ({error})", response.reason).into();
         send(&self.endpoint, transport, source, response.to_bytes());
     }
@@ -415,9 +413,7 @@ fn stamp_top_via(request: &mut Request, source: SocketAddr) {
 
 /// What the edge answers when the actor behind it cannot: try again shortly.
 fn unavailable(request: &Headers) -> Response {
-    Response::to_request(request, 503)
-        .with_to_tag(&switchboard_sip::token::<6>())
-        .with_header(HeaderName::RetryAfter, "5")
+    Response::answering(request, 503).with_header(HeaderName::RetryAfter, "5")
 }
 
 fn send(endpoint: &Endpoint, transport: Transport, dest: SocketAddr, bytes: Bytes) {
@@ -454,9 +450,8 @@ fn shed_load(endpoint: &Endpoint, inbound: &Inbound) {
     if let Ok(Message::Request(r)) = &inbound.message
         && r.method != switchboard_sip::Method::Ack
     {
-        let response = Response::to_request(&r.headers, 503)
-            .with_to_tag(&switchboard_sip::token::<6>())
-            .with_header(HeaderName::RetryAfter, "2");
+        let response =
+            Response::answering(&r.headers, 503).with_header(HeaderName::RetryAfter, "2");
         send(
             endpoint,
             inbound.transport,
