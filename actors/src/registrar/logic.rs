@@ -161,10 +161,7 @@ pub fn target_dn(tenant: &Tenant, request: &Request) -> Result<String, u16> {
     let Some(user) = uri.user.as_deref() else {
         return Err(404);
     };
-    if !uri
-        .host
-        .matches(&switchboard_sip::Host::Domain(tenant.domain.clone().into()))
-    {
+    if !uri.host.matches(&tenant.host) {
         return Err(404);
     }
     let bytes = unescape(user);

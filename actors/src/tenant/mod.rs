@@ -57,6 +57,8 @@ pub struct Tenant {
     pub name: String,
     /// Lowercase.
     pub domain: String,
+    /// The domain as a SIP host, for comparing with the hosts of URIs.
+    pub host: switchboard_sip::Host,
     pub realm: String,
     pub digest: Vec<Algorithm>,
     /// Whether REGISTERs for DNs this tenant does not know get a challenge (as every one of an
@@ -115,12 +117,12 @@ impl Tenant {
                 "letters, digits, '-', '_' and '.' only".into(),
             ));
         }
-        if switchboard_sip::Host::parse_str(&c.domain).is_err() {
+        let Ok(host) = switchboard_sip::Host::parse_str(&c.domain.to_ascii_lowercase()) else {
             return Err(fail(
                 "domain".into(),
                 format!("{:?} is not a valid SIP host", c.domain),
             ));
-        }
+        };
         let digest = algorithms("digest", &c.digest)?;
 
         let mut dns = HashMap::new();
@@ -170,6 +172,7 @@ impl Tenant {
         Ok(Self {
             name: c.name.clone(),
             domain: c.domain.to_ascii_lowercase(),
+            host,
             realm: c.realm.clone().unwrap_or_else(|| c.domain.clone()),
             digest,
             authenticate: c.authenticate,
