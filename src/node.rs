@@ -1,6 +1,7 @@
 //! Wiring a node: the tenant directory, the stores, the event sink, the registrar, the SIP edge
 //! and the health endpoints, started in that order and stopped together.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use switchboard_actors::registrar::{
     BindingStore, MemoryStore, Policy, RedisStore, Registrar, RegistrarConfig, RegistrarMsg,
 };
 use switchboard_actors::sip_proxy::{ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
-use switchboard_actors::tenant::postgres::{ConfigStore, Versioned};
+use switchboard_actors::tenant::postgres::ConfigStore;
 use switchboard_actors::tenant::watch::Watcher;
 use switchboard_actors::tenant::{Directory, TenantActor, TenantConfig, TenantMsg, demo_tenant};
 use switchboard_sip::Host;
@@ -127,7 +128,8 @@ impl Node {
         .await
         .context("tenant actor")?;
         // With PostgreSQL, changes committed there reach this node while it runs.
-        let watcher = stored.map(|(url, versions)| Watcher::spawn(url, tenant.clone(), versions));
+        let watcher = stored
+            .map(|(url, versions)| Watcher::spawn(url, tenant.clone(), &directory, &versions));
 
         let t1 = Duration::from_millis(config.sip.t1_ms.max(1));
         let proxy_config = ProxyConfig {
@@ -241,8 +243,8 @@ async fn connect_redis(url: &str) -> anyhow::Result<ConnectionManager> {
     ))
 }
 
-/// What PostgreSQL held at start: its URL and the tenants with their versions.
-type Stored = (String, Vec<Versioned>);
+/// What PostgreSQL held at start: its URL and the version of each tenant.
+type Stored = (String, BTreeMap<String, i64>);
 
 /// The tenants a node starts with: PostgreSQL's when it is configured (with their versions, to
 /// follow from), else the file's, else the demo tenant.
@@ -267,11 +269,16 @@ async fn initial_tenants(
     let mut store = ConfigStore::connect(url)
         .await
         .with_context(|| format!("configuration database {}", redact(url)))?;
-    let versions = store
+    let (tenants, versions): (Vec<TenantConfig>, BTreeMap<String, i64>) = store
         .load_all()
         .await
-        .context("loading tenants from PostgreSQL")?;
-    let tenants: Vec<TenantConfig> = versions.iter().map(|v| v.config.clone()).collect();
+        .context("loading tenants from PostgreSQL")?
+        .into_iter()
+        .map(|v| {
+            let version = (v.config.name.clone(), v.version);
+            (v.config, version)
+        })
+        .unzip();
     if tenants.is_empty() {
         tracing::warn!(
             "PostgreSQL holds no tenant yet: add one with `switchboard config import FILE`"

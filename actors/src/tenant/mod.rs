@@ -534,9 +534,19 @@ pub struct Directory {
 
 impl Directory {
     pub fn new(configs: &[TenantConfig]) -> Result<Self, ConfigError> {
+        let tenants = configs
+            .iter()
+            .map(|c| Tenant::from_config(c).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_tenants(tenants)
+    }
+
+    /// A directory of tenants already checked, shared with the directory they come from.
+    pub fn from_tenants(
+        tenants: impl IntoIterator<Item = Arc<Tenant>>,
+    ) -> Result<Self, ConfigError> {
         let mut dir = Self::default();
-        for c in configs {
-            let tenant = Arc::new(Tenant::from_config(c)?);
+        for tenant in tenants {
             if dir.by_name.contains_key(&tenant.name) {
                 return Err(ConfigError::DuplicateTenant(tenant.name.clone()));
             }
@@ -727,6 +737,24 @@ mod tests {
             ("0049301234", Destination::Trunk("carrier".into()))
         );
         assert!(t.dial_plan.route("555").is_none());
+    }
+
+    #[test]
+    fn a_new_directory_shares_the_tenants_it_is_given() {
+        let first = Directory::new(&[demo_tenant()]).expect("valid");
+        let demo = first.by_name("demo").expect("demo").clone();
+        let mut other = demo_tenant();
+        other.name = "other".into();
+        other.domain = "other.local".into();
+        let other = Arc::new(Tenant::from_config(&other).expect("valid"));
+        let next = Directory::from_tenants([demo.clone(), other.clone()]).expect("valid");
+        assert!(Arc::ptr_eq(next.by_name("demo").expect("demo"), &demo));
+        assert!(Arc::ptr_eq(
+            next.by_domain("other.local").expect("other"),
+            &other
+        ));
+        let e = Directory::from_tenants([demo.clone(), demo]).expect_err("twice");
+        assert_eq!(e, ConfigError::DuplicateTenant("demo".into()));
     }
 
     #[test]

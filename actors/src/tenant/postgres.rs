@@ -4,6 +4,8 @@
 //! (`NOTIFY switchboard_config, '<tenant>:<version>'`); it is read whole, from one snapshot of
 //! the database.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 use tokio_postgres::{Client, GenericClient, NoTls, Row, Transaction};
 
@@ -134,6 +136,15 @@ impl ConfigStore {
         }
         tx.commit().await?;
         Ok(all)
+    }
+
+    /// The version of every tenant, by name: what a node compares with what it holds.
+    pub async fn versions(&mut self) -> Result<BTreeMap<String, i64>> {
+        let rows = self
+            .client
+            .query("SELECT name, version FROM tenants", &[])
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// Removes a tenant and everything it holds; `false` when there was none.

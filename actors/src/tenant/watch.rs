@@ -2,10 +2,10 @@
 //! snapshot whenever a tenant's version passes the one it holds.
 //!
 //! The watcher LISTENs on [`CHANNEL`]; every committed change notifies `<tenant>:<version>`,
-//! and the watcher reloads that tenant. On every (re)connection it first compares the versions
-//! of all tenants, so a node that was away catches up on what it missed. While PostgreSQL is
-//! away the node keeps serving the last snapshot, [`Watcher::connected`] is false, and the
-//! watcher retries on its own.
+//! and the watcher reloads that tenant alone: the others keep their snapshots. On every
+//! (re)connection it first compares the versions of all tenants, so a node that was away
+//! catches up on what it missed. While PostgreSQL is away the node keeps serving the last
+//! snapshot, [`Watcher::connected_flag`] is false, and the watcher retries on its own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,8 +16,8 @@ use ractor::ActorRef;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::postgres::{CHANNEL, ConfigStore, Versioned};
-use super::{Directory, TenantMsg};
+use super::postgres::{CHANNEL, ConfigStore};
+use super::{Directory, Tenant, TenantMsg};
 
 /// A handle on the running watcher; dropping it stops the watcher.
 #[derive(Debug)]
@@ -26,24 +26,31 @@ pub struct Watcher {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// The tenants the node holds, by name, with the version each was read at.
+type Held = BTreeMap<String, (i64, Arc<Tenant>)>;
+
 impl Watcher {
-    /// Starts following `url` from the tenants the node holds now.
-    pub fn spawn(url: String, tenant: ActorRef<TenantMsg>, held: Vec<Versioned>) -> Self {
+    /// Starts following `url` from the snapshot the node holds now and the versions its
+    /// tenants were read at.
+    pub fn spawn(
+        url: String,
+        tenant: ActorRef<TenantMsg>,
+        current: &Directory,
+        versions: &BTreeMap<String, i64>,
+    ) -> Self {
         let connected = Arc::new(AtomicBool::new(false));
-        let held = held
-            .into_iter()
-            .map(|v| (v.config.name.clone(), v))
+        let held = current
+            .tenants()
+            .map(|t| {
+                let version = versions.get(&t.name).copied().unwrap_or(0);
+                (t.name.clone(), (version, t.clone()))
+            })
             .collect();
         let task = tokio::spawn(follow(url, tenant, held, connected.clone()));
         Self { connected, task }
     }
 
-    /// Whether changes are being followed right now.
-    pub fn connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
-    }
-
-    /// The flag behind [`Watcher::connected`], for a readiness check.
+    /// Whether changes are being followed right now, as a flag a readiness check can read.
     pub fn connected_flag(&self) -> Arc<AtomicBool> {
         self.connected.clone()
     }
@@ -58,7 +65,7 @@ impl Drop for Watcher {
 async fn follow(
     url: String,
     tenant: ActorRef<TenantMsg>,
-    mut held: BTreeMap<String, Versioned>,
+    mut held: Held,
     connected: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(200);
@@ -80,7 +87,7 @@ async fn follow(
 async fn session(
     url: &str,
     tenant: &ActorRef<TenantMsg>,
-    held: &mut BTreeMap<String, Versioned>,
+    held: &mut Held,
     connected: &AtomicBool,
 ) -> crate::Result<()> {
     let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
@@ -105,54 +112,44 @@ async fn session(
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
     let mut store = ConfigStore::from_client(client);
 
-    // Catch up: whatever changed while we were not listening.
-    let now: BTreeMap<String, Versioned> = store
-        .load_all()
-        .await?
-        .into_iter()
-        .map(|v| (v.config.name.clone(), v))
+    // Catch up: whatever changed while we were not listening, by version.
+    let versions = store.versions().await?;
+    let gone: Vec<String> = held
+        .keys()
+        .filter(|name| !versions.contains_key(*name))
+        .cloned()
         .collect();
-    let changed = now.len() != held.len()
-        || now
-            .iter()
-            .any(|(name, v)| held.get(name).is_none_or(|h| h.version != v.version));
+    let mut changed = !gone.is_empty();
+    for name in gone {
+        tracing::info!(tenant = %name, "tenant deleted");
+        held.remove(&name);
+    }
+    for (name, version) in &versions {
+        if held.get(name).is_none_or(|(v, _)| v != version) {
+            changed |= reload(&mut store, held, name).await?;
+        }
+    }
     if changed {
-        tracing::info!("configuration changed while not followed; catching up");
-        *held = now;
         publish(tenant, held);
     }
     connected.store(true, Ordering::Relaxed);
 
     while let Some(first) = notifications.recv().await {
         // Take every notification already waiting, so a burst of changes makes one snapshot.
-        let mut names = vec![first];
+        let mut payloads = vec![first];
         while let Ok(more) = notifications.try_recv() {
-            names.push(more);
+            payloads.push(more);
         }
         let mut any = false;
-        for payload in names {
+        for payload in payloads {
             let Some((name, version)) = payload.rsplit_once(':') else {
                 continue;
             };
             let version: i64 = version.parse().unwrap_or(i64::MAX);
-            if held.get(name).is_some_and(|h| h.version >= version) {
+            if held.get(name).is_some_and(|(v, _)| *v >= version) {
                 continue;
             }
-            match store.load(name).await? {
-                Some(v) => {
-                    tracing::info!(
-                        tenant = name,
-                        version = v.version,
-                        "tenant configuration changed"
-                    );
-                    held.insert(name.to_owned(), v);
-                }
-                None => {
-                    tracing::info!(tenant = name, "tenant deleted");
-                    held.remove(name);
-                }
-            }
-            any = true;
+            any |= reload(&mut store, held, name).await?;
         }
         if any {
             publish(tenant, held);
@@ -161,11 +158,36 @@ async fn session(
     Ok(())
 }
 
-/// Hands the tenant actor a snapshot of `held`; a set of tenants that does not make a valid
-/// directory (it cannot, as PostgreSQL checks on write) leaves the current one in place.
-fn publish(tenant: &ActorRef<TenantMsg>, held: &BTreeMap<String, Versioned>) {
-    let configs: Vec<_> = held.values().map(|v| v.config.clone()).collect();
-    match Directory::new(&configs) {
+/// Reads tenant `name` again into `held` (or drops it when it is gone); whether `held`
+/// changed.
+async fn reload(store: &mut ConfigStore, held: &mut Held, name: &str) -> crate::Result<bool> {
+    let Some(loaded) = store.load(name).await? else {
+        tracing::info!(tenant = name, "tenant deleted");
+        return Ok(held.remove(name).is_some());
+    };
+    match Tenant::from_config(&loaded.config) {
+        Ok(t) => {
+            tracing::info!(
+                tenant = name,
+                version = loaded.version,
+                "tenant configuration changed"
+            );
+            held.insert(name.to_owned(), (loaded.version, Arc::new(t)));
+            Ok(true)
+        }
+        // PostgreSQL holds only what passed these checks on write; a node of an older release
+        // may check more.
+        Err(e) => {
+            tracing::error!(tenant = name, error = %e, "stored tenant refused; keeping its last snapshot");
+            Ok(false)
+        }
+    }
+}
+
+/// Hands the tenant actor a snapshot of `held`: the tenants that did not change are shared
+/// with the previous snapshot, not rebuilt.
+fn publish(tenant: &ActorRef<TenantMsg>, held: &Held) {
+    match Directory::from_tenants(held.values().map(|(_, t)| t.clone())) {
         Ok(directory) => {
             let _ = tenant.cast(TenantMsg::Replace(Arc::new(directory)));
         }
