@@ -26,13 +26,7 @@ fn export_then_import_reproduces_the_tenant_exactly() {
     let example = support::manifest_dir().join("examples/node.toml");
 
     // The example node file imports as it is: its [[tenants]] go in, the rest is not read.
-    let (status, _, err) = switchboard(&[
-        "config",
-        "import",
-        example.to_str().expect("utf-8 path"),
-        "--postgres",
-        &url,
-    ]);
+    let (status, err) = import(&url, &example);
     assert!(status.success(), "{err}");
 
     let (status, exported, err) =
@@ -62,13 +56,7 @@ fn export_then_import_reproduces_the_tenant_exactly() {
     // Exported text, imported again, exports to the same text.
     let file = dir.path().join("acme.toml");
     std::fs::write(&file, &exported).expect("write");
-    let (status, _, err) = switchboard(&[
-        "config",
-        "import",
-        file.to_str().expect("path"),
-        "--postgres",
-        &url,
-    ]);
+    let (status, err) = import(&url, &file);
     assert!(status.success(), "{err}");
     let (_, again, _) = switchboard(&["config", "export", "--tenant", "acme", "--postgres", &url]);
     assert_eq!(again, exported);
@@ -86,13 +74,7 @@ fn import_refuses_an_invalid_tenant_and_says_which_field() {
          [[tenants.places]]\nname = \"desk\"\ndns = [\"101\"]\n",
     )
     .expect("write");
-    let (status, _, err) = switchboard(&[
-        "config",
-        "import",
-        file.to_str().expect("path"),
-        "--postgres",
-        &url,
-    ]);
+    let (status, err) = import(&url, &file);
     assert!(!status.success());
     assert!(
         err.contains("places[0].dns[0]") && err.contains("\"101\""),
@@ -112,59 +94,37 @@ fn import_refuses_an_invalid_tenant_and_says_which_field() {
 fn a_node_on_postgresql_registers_a_dn_only_postgresql_knows() {
     let url = support::postgres_db("sb_cli_serve");
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("lab.toml");
-    std::fs::write(
-        &file,
+    import_tenants(
+        &url,
+        &dir,
         "[[tenants]]\nname = \"lab\"\ndomain = \"demo.local\"\ndigest = [\"MD5\"]\n\
          [[tenants.dns]]\nnumber = \"4711\"\npassword = \"from-postgres\"\n",
-    )
-    .expect("write");
-    let (status, _, err) = switchboard(&[
-        "config",
-        "import",
-        file.to_str().expect("path"),
-        "--postgres",
-        &url,
-    ]);
-    assert!(status.success(), "{err}");
+    );
 
     let server = Server::start(&["--postgres", &url]);
     let phone = Udp::new(server.sip);
-    let port = phone.port();
-    let contact = format!("Contact: <sip:4711@127.0.0.1:{port}>\r\n");
-    let challenge = phone.request(register("4711", port, "pg-a", 1, &contact).as_bytes());
-    assert_eq!(challenge.status, 401, "{}", server.log_text());
-    let answer = with_credentials(
-        &register("4711", port, "pg-a", 2, &contact),
-        &challenge,
-        "4711",
-        "from-postgres",
-        1,
+    assert_eq!(
+        register_with(&phone, "4711", "from-postgres", "pg-a"),
+        200,
+        "{}",
+        server.log_text()
     );
-    assert_eq!(phone.request(answer.as_bytes()).status, 200);
     // The demo tenant is not there: its DNs are unknown.
-    let demo = phone.request(register("1001", port, "pg-b", 1, &contact).as_bytes());
-    let demo = with_credentials(
-        &register("1001", port, "pg-b", 2, &contact),
-        &demo,
-        "1001",
-        "demo1001",
-        1,
-    );
-    assert_eq!(phone.request(demo.as_bytes()).status, 401);
+    assert_eq!(register_with(&phone, "1001", "demo1001", "pg-b"), 401);
 }
 
-/// Imports `text` (a TOML of [[tenants]]) into the database at `url` with the CLI.
+/// `switchboard config import FILE --postgres URL`: its status and standard error.
+fn import(url: &str, file: &std::path::Path) -> (std::process::ExitStatus, String) {
+    let file = file.to_str().expect("utf-8 path");
+    let (status, _, err) = switchboard(&["config", "import", file, "--postgres", url]);
+    (status, err)
+}
+
+/// Imports `text` (a TOML of [[tenants]]) into the database at `url`, which must succeed.
 fn import_tenants(url: &str, dir: &tempfile::TempDir, text: &str) {
     let file = dir.path().join("tenants.toml");
     std::fs::write(&file, text).expect("write");
-    let (status, _, err) = switchboard(&[
-        "config",
-        "import",
-        file.to_str().expect("path"),
-        "--postgres",
-        url,
-    ]);
+    let (status, err) = import(url, &file);
     assert!(status.success(), "{err}");
 }
 

@@ -1,0 +1,107 @@
+//! The configuration store against a real PostgreSQL (the harness's private cluster; each test
+//! in a database of its own): what is imported is what is loaded, object for object and in
+//! order; a re-import raises the version; an invalid tenant writes nothing.
+
+mod support;
+
+use switchboard_actors::Error;
+use switchboard_actors::tenant::postgres::ConfigStore;
+use switchboard_actors::tenant::{TenantConfig, demo_tenant};
+
+fn run<F: Future>(body: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(body)
+}
+
+/// A tenant that uses every kind of object and option.
+fn rich_tenant() -> TenantConfig {
+    let mut c = demo_tenant();
+    c.name = "acme".into();
+    c.domain = "acme.example".into();
+    c.realm = Some("acme".into());
+    c.digest = vec!["SHA-256".into(), "MD5".into()];
+    c.wrap_up_secs = 30;
+    c.options.insert("timezone".into(), "Europe/Berlin".into());
+    c.dns[0].digest = Some(vec!["MD5".into()]);
+    c.dns[1].authenticate = Some(false);
+    c.dns[2].options.insert("desk".into(), "2F".into());
+    c.agents[0].wrap_up_secs = Some(10);
+    c.agents[0].name = "Jane Doe".into();
+    c.trunks[0]
+        .caller_id
+        .push(switchboard_actors::tenant::RewriteConfig {
+            pattern: r"^(\d+)$".into(),
+            rewrite: "+49$1".into(),
+        });
+    c.strategies
+        .push(switchboard_actors::tenant::StrategyConfig {
+            name: "support".into(),
+            version: 2,
+            document: "second version".into(),
+            options: Default::default(),
+        });
+    c
+}
+
+#[test]
+fn what_is_imported_is_what_is_loaded() {
+    let url = support::postgres_db("sb_config_roundtrip");
+    run(async {
+        let mut store = ConfigStore::connect(&url)
+            .await
+            .expect("connect and migrate");
+        let acme = rich_tenant();
+        assert_eq!(store.import(&demo_tenant()).await.expect("demo"), 1);
+        assert_eq!(store.import(&acme).await.expect("acme"), 1);
+
+        let loaded = store
+            .load("acme")
+            .await
+            .expect("load")
+            .expect("acme is there");
+        assert_eq!(loaded.config, acme);
+        assert_eq!(loaded.version, 1);
+        let all = store.load_all().await.expect("all");
+        let names: Vec<_> = all.iter().map(|v| v.config.name.as_str()).collect();
+        assert_eq!(names, ["acme", "demo"]);
+        assert_eq!(all[1].config, demo_tenant());
+
+        // A change is a new version of the whole tenant.
+        let mut changed = acme.clone();
+        changed.dns.truncate(5);
+        changed.places.truncate(5);
+        changed.agents.truncate(5);
+        changed.dial_plan.remove(1);
+        assert_eq!(store.import(&changed).await.expect("re-import"), 2);
+        let loaded = store.load("acme").await.expect("load").expect("acme");
+        assert_eq!((loaded.config, loaded.version), (changed, 2));
+
+        // Connecting again finds the schema in place.
+        let mut again = ConfigStore::connect(&url).await.expect("reconnect");
+        assert!(again.delete("acme").await.expect("delete"));
+        assert!(again.load("acme").await.expect("load").is_none());
+        assert!(!again.delete("acme").await.expect("delete twice"));
+    });
+}
+
+#[test]
+fn an_invalid_tenant_writes_nothing() {
+    let url = support::postgres_db("sb_config_invalid");
+    run(async {
+        let mut store = ConfigStore::connect(&url).await.expect("connect");
+        store.import(&demo_tenant()).await.expect("demo");
+        let mut broken = demo_tenant();
+        broken.dns.truncate(3);
+        broken.agents[7].skills.insert("french".into(), 2);
+        let e = store.import(&broken).await.expect_err("refused");
+        let Error::Config(e) = e else {
+            panic!("a configuration error, got {e}");
+        };
+        assert_eq!(e.field(), "places[3].dns[0]");
+        let kept = store.load("demo").await.expect("load").expect("demo");
+        assert_eq!((kept.config, kept.version), (demo_tenant(), 1));
+    });
+}
