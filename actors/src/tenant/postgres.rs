@@ -193,7 +193,7 @@ async fn write_objects(tx: &Transaction<'_>, id: i64, c: &TenantConfig) -> Resul
     use serde_json::json;
     let dns = c.dns.iter().enumerate().map(|(pos, d)| {
         json!({
-            "tenant_id": id, "number": d.number, "position": pos, "kind": kind_name(d.kind),
+            "tenant_id": id, "number": d.number, "position": pos, "kind": d.kind,
             "password": d.password, "digest": d.digest, "authenticate": d.authenticate,
             "options": d.options,
         })
@@ -412,10 +412,6 @@ fn json<T: serde::Serialize>(value: &T) -> Value {
 
 fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
     Ok(serde_json::from_value(value)?)
-}
-
-fn kind_name(kind: DnKind) -> String {
-    json(&kind).as_str().unwrap_or_default().to_owned()
 }
 
 fn kind_from_name(name: String) -> Result<DnKind> {
