@@ -94,7 +94,8 @@ impl ConfigStore {
                     &config.realm,
                     &config.digest,
                     &config.authenticate,
-                    &int(config.wrap_up_secs),
+                    // At most a day: Tenant::from_config checked.
+                    &i32::try_from(config.wrap_up_secs).unwrap_or(i32::MAX),
                     &json(&config.options),
                 ],
             )
@@ -393,12 +394,6 @@ async fn read_tenant(tx: &impl GenericClient, row: &Row) -> Result<Versioned> {
         config,
         version: row.get("version"),
     })
-}
-
-/// Counts, positions and durations as PostgreSQL integers; [`Tenant::from_config`] keeps them
-/// far below 2^31.
-fn int(n: impl TryInto<i32>) -> i32 {
-    n.try_into().unwrap_or(i32::MAX)
 }
 
 /// The columns' CHECK constraints keep these non-negative.
