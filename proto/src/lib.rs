@@ -1,5 +1,6 @@
-//! switchboard's protobuf schemas: the event envelope every system emits (`events.proto`), as
-//! generated code committed beside the schema, and its JSON form for Redis streams and Kafka.
+//! switchboard's protobuf schemas, as generated code committed beside them: the event envelope
+//! every system emits (`events.proto`) and its JSON form for Redis streams and Kafka, and the
+//! gRPC provisioning API (`provisioning.proto`).
 
 #[allow(clippy::all, missing_debug_implementations, unreachable_pub)]
 mod generated {
@@ -10,6 +11,16 @@ pub mod events {
     //! The event envelope and its payloads.
     pub use crate::generated::event::Payload;
     pub use crate::generated::{Binding, Event};
+}
+
+pub mod provisioning {
+    //! The provisioning API, `switchboard.provisioning.v1.Provisioning`: its messages, server
+    //! and client.
+    #![allow(clippy::all, missing_debug_implementations, unreachable_pub)]
+    include!("gen/switchboard.provisioning.v1.rs");
+
+    /// The API's file descriptor set, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("gen/provisioning.bin");
 }
 
 mod json;

@@ -1,7 +1,7 @@
 //! The generated code is committed so a build needs no protoc; this test regenerates it and
 //! fails when the committed copy has drifted from the .proto files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[test]
 fn generated_code_is_current() {
@@ -13,18 +13,35 @@ fn generated_code_is_current() {
         .out_dir(out.path())
         .compile_protos(&[root.join("events.proto")], &[&root])
         .expect("protoc runs (install protobuf-compiler)");
-    let fresh = std::fs::read_to_string(out.path().join("switchboard.events.v1.rs"))
-        .expect("generated file");
-    let committed_path = root.join("src/gen/switchboard.events.v1.rs");
-    let committed = std::fs::read_to_string(&committed_path).unwrap_or_default();
-    if fresh != committed {
-        if std::env::var_os("SWITCHBOARD_BLESS").is_some() {
-            std::fs::write(&committed_path, &fresh).expect("write generated code");
-        } else {
-            panic!(
-                "{} is out of date; run `SWITCHBOARD_BLESS=1 cargo test -p switchboard-proto` and commit it",
-                committed_path.display()
-            );
-        }
+    tonic_prost_build::configure()
+        .out_dir(out.path())
+        .file_descriptor_set_path(out.path().join("provisioning.bin"))
+        .compile_protos(&[root.join("provisioning.proto")], &[root.clone()])
+        .expect("protoc runs (install protobuf-compiler)");
+    let stale: Vec<String> = [
+        "switchboard.events.v1.rs",
+        "switchboard.provisioning.v1.rs",
+        "provisioning.bin",
+    ]
+    .into_iter()
+    .filter(|file| !current(&out.path().join(file), &root.join("src/gen").join(file)))
+    .map(String::from)
+    .collect();
+    assert!(
+        stale.is_empty(),
+        "src/gen/{stale:?} out of date; run `SWITCHBOARD_BLESS=1 cargo test -p switchboard-proto` and commit"
+    );
+}
+
+/// Whether `committed` holds what was just generated in `fresh`; blessing writes it.
+fn current(fresh: &Path, committed: &Path) -> bool {
+    let fresh = std::fs::read(fresh).expect("generated file");
+    if std::fs::read(committed).is_ok_and(|c| c == fresh) {
+        return true;
     }
+    if std::env::var_os("SWITCHBOARD_BLESS").is_some() {
+        std::fs::write(committed, &fresh).expect("write generated code");
+        return true;
+    }
+    false
 }
