@@ -13,6 +13,7 @@ use switchboard_actors::tenant::TenantConfig;
 pub(crate) struct NodeConfig {
     pub(crate) sip: SipConfig,
     pub(crate) http: HttpConfig,
+    pub(crate) grpc: GrpcConfig,
     pub(crate) stores: StoresConfig,
     pub(crate) registrar: RegistrarConfig,
     pub(crate) auth: AuthConfig,
@@ -71,6 +72,21 @@ impl Default for HttpConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct GrpcConfig {
+    /// The provisioning API, with gRPC health and reflection.
+    pub(crate) listen: SocketAddr,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9101)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct StoresConfig {
@@ -113,6 +129,9 @@ pub(crate) struct AuthConfig {
     /// (nonces then do not outlive a restart, which clients recover from at once).
     pub(crate) nonce_secret: Option<String>,
     pub(crate) nonce_lifetime_secs: u64,
+    /// The administrator key of the provisioning API (creates tenants, reaches every one);
+    /// without it only tenants' API keys work. `SWITCHBOARD_ADMIN_KEY` overrides it.
+    pub(crate) admin_key: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -120,6 +139,7 @@ impl Default for AuthConfig {
         Self {
             nonce_secret: None,
             nonce_lifetime_secs: 300,
+            admin_key: None,
         }
     }
 }

@@ -1,10 +1,13 @@
-//! The switchboard node: `switchboard serve` runs the SIP edge, the registrar and the tenant
-//! configuration in one process, on embedded defaults, a TOML file or PostgreSQL;
+//! The switchboard node: `switchboard serve` runs the SIP edge, the registrar, the tenant
+//! configuration and its provisioning API in one process, on embedded defaults, a TOML file or
+//! PostgreSQL;
 //! `switchboard config` moves tenants between TOML and PostgreSQL.
 
 mod config;
+mod grpc;
 mod health;
 mod node;
+mod provisioning;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -99,6 +102,12 @@ struct ServeArgs {
     /// HTTP address for /livez and /readyz.
     #[arg(long, env = "SWITCHBOARD_HTTP_LISTEN")]
     http_listen: Option<SocketAddr>,
+    /// gRPC address for the provisioning API.
+    #[arg(long, env = "SWITCHBOARD_GRPC_LISTEN")]
+    grpc_listen: Option<SocketAddr>,
+    /// The provisioning API's administrator key.
+    #[arg(long, env = "SWITCHBOARD_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -189,6 +198,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(listen) = args.http_listen {
         config.http.listen = listen;
+    }
+    if let Some(listen) = args.grpc_listen {
+        config.grpc.listen = listen;
+    }
+    if let Some(key) = args.admin_key {
+        config.auth.admin_key = Some(key);
     }
     let node = node::Node::start(config).await?;
     shutdown_signal().await;

@@ -1,7 +1,6 @@
-//! Wiring a node: the tenant directory, the stores, the event sink, the registrar, the SIP edge
-//! and the health endpoints, started in that order and stopped together.
+//! Wiring a node: the tenant directory, the stores, the event sink, the registrar, the SIP edge,
+//! the gRPC services and the health endpoints, started in that order and stopped together.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -16,14 +15,17 @@ use switchboard_actors::registrar::{
 use switchboard_actors::sip_proxy::{ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
 use switchboard_actors::tenant::postgres::ConfigStore;
 use switchboard_actors::tenant::watch::Watcher;
-use switchboard_actors::tenant::{Directory, TenantActor, TenantConfig, TenantMsg, demo_tenant};
+use switchboard_actors::tenant::{
+    ConfigError, Directory, Tenant, TenantActor, TenantConfig, TenantMsg, demo_tenant,
+};
 use switchboard_sip::Host;
 use switchboard_sip::auth::NonceKey;
 use switchboard_sip::transaction::TimerConfig;
 use switchboard_sip::transport::TransportConfig;
 
 use crate::config::NodeConfig;
-use crate::health;
+use crate::provisioning::Provisioning;
+use crate::{grpc, health};
 
 /// A running node.
 pub(crate) struct Node {
@@ -31,6 +33,7 @@ pub(crate) struct Node {
     registrar: ActorRef<RegistrarMsg>,
     tenant: ActorRef<TenantMsg>,
     health: tokio::task::JoinHandle<()>,
+    grpc: tokio::task::JoinHandle<()>,
     /// Follows PostgreSQL while the node runs; stops when dropped.
     _watcher: Option<Watcher>,
 }
@@ -66,8 +69,18 @@ impl health::Readiness for Ready {
 
 impl Node {
     pub(crate) async fn start(config: NodeConfig) -> anyhow::Result<Self> {
-        let (tenants, stored) = initial_tenants(&config).await?;
-        let directory = Arc::new(Directory::new(&tenants).context("invalid tenant configuration")?);
+        let (tenants, postgres) = initial_tenants(&config).await?;
+        let tenants = tenants
+            .into_iter()
+            .map(|(config, version)| {
+                let mut tenant = Tenant::from_config(&config)?;
+                tenant.version = version;
+                Ok(Arc::new(tenant))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()
+            .context("invalid tenant configuration")?;
+        let directory =
+            Arc::new(Directory::from_tenants(tenants).context("invalid tenant configuration")?);
         for tenant in directory.tenants() {
             let open = tenant
                 .dns
@@ -128,8 +141,9 @@ impl Node {
         .await
         .context("tenant actor")?;
         // With PostgreSQL, changes committed there reach this node while it runs.
-        let watcher = stored
-            .map(|(url, versions)| Watcher::spawn(url, tenant.clone(), &directory, &versions));
+        let watcher = postgres
+            .clone()
+            .map(|url| Watcher::spawn(url, tenant.clone(), &directory));
 
         let t1 = Duration::from_millis(config.sip.t1_ms.max(1));
         let proxy_config = ProxyConfig {
@@ -171,6 +185,24 @@ impl Node {
         changes.subscribe(registrar.clone(), |d| Some(RegistrarMsg::ConfigChanged(d)));
         let (sip_udp, sip_tcp) = ractor::call!(proxy, ProxyMsg::LocalAddrs).context("sip proxy")?;
 
+        let grpc = tokio::net::TcpListener::bind(config.grpc.listen)
+            .await
+            .with_context(|| format!("cannot listen for gRPC on {}", config.grpc.listen))?;
+        let grpc_addr = grpc.local_addr()?;
+        let admin_key = config.auth.admin_key.clone().filter(|k| !k.is_empty());
+        if admin_key.is_none() {
+            tracing::info!(
+                "no administrator key ([auth] admin_key or SWITCHBOARD_ADMIN_KEY): tenants cannot be created over gRPC"
+            );
+        }
+        let provisioning = Provisioning::new(
+            ractor::call!(tenant, TenantMsg::Follow).context("tenant actor")?,
+            postgres,
+            admin_key,
+            None,
+        );
+        let grpc = tokio::spawn(grpc::serve(grpc, provisioning));
+
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
@@ -188,18 +220,20 @@ impl Node {
                 "listening on the loopback address only; set [sip] listen to serve other hosts"
             );
         }
-        tracing::info!(sip_udp = %sip_udp, sip_tcp = %sip_tcp, health = %format!("http://{http}/livez, /readyz"), "switchboard ready");
+        tracing::info!(sip_udp = %sip_udp, sip_tcp = %sip_tcp, grpc = %grpc_addr, health = %format!("http://{http}/livez, /readyz"), "switchboard ready");
         Ok(Self {
             proxy,
             registrar,
             tenant,
             health,
+            grpc,
             _watcher: watcher,
         })
     }
 
     pub(crate) async fn stop(self) {
         self.health.abort();
+        self.grpc.abort();
         self.proxy.stop(None);
         self.registrar.stop(None);
         self.tenant.stop(None);
@@ -243,22 +277,22 @@ async fn connect_redis(url: &str) -> anyhow::Result<ConnectionManager> {
     ))
 }
 
-/// What PostgreSQL held at start: its URL and the version of each tenant.
-type Stored = (String, BTreeMap<String, i64>);
-
-/// The tenants a node starts with: PostgreSQL's when it is configured (with their versions, to
-/// follow from), else the file's, else the demo tenant.
+/// The tenants a node starts with, each with the version it was stored at: PostgreSQL's when
+/// it is configured (and its URL, to follow it from), else the file's, else the demo tenant.
 async fn initial_tenants(
     config: &NodeConfig,
-) -> anyhow::Result<(Vec<TenantConfig>, Option<Stored>)> {
+) -> anyhow::Result<(Vec<(TenantConfig, i64)>, Option<String>)> {
     let Some(url) = &config.stores.postgres else {
         if config.tenants.is_empty() {
             tracing::info!(
-                "no tenants configured: running the demo tenant (domain demo.local, DNs 1001-1020, password demo<dn>)"
+                "no tenants configured: running the demo tenant (domain demo.local, DNs 1001-1020, password demo<dn>, API key demo-key)"
             );
-            return Ok((vec![demo_tenant()], None));
+            return Ok((vec![(demo_tenant(), 0)], None));
         }
-        return Ok((config.tenants.clone(), None));
+        return Ok((
+            config.tenants.iter().map(|t| (t.clone(), 0)).collect(),
+            None,
+        ));
     };
     if !config.tenants.is_empty() {
         anyhow::bail!(
@@ -269,24 +303,21 @@ async fn initial_tenants(
     let mut store = ConfigStore::connect(url)
         .await
         .with_context(|| format!("configuration database {}", redact(url)))?;
-    let (tenants, versions): (Vec<TenantConfig>, BTreeMap<String, i64>) = store
+    let tenants: Vec<(TenantConfig, i64)> = store
         .load_all()
         .await
         .context("loading tenants from PostgreSQL")?
         .into_iter()
-        .map(|v| {
-            let version = (v.config.name.clone(), v.version);
-            (v.config, version)
-        })
-        .unzip();
+        .map(|v| (v.config, v.version))
+        .collect();
     if tenants.is_empty() {
         tracing::warn!(
-            "PostgreSQL holds no tenant yet: add one with `switchboard config import FILE`"
+            "PostgreSQL holds no tenant yet: add one with `switchboard config import FILE` or the provisioning API's CreateTenant"
         );
     } else {
         tracing::info!(tenants = tenants.len(), "tenants loaded from PostgreSQL");
     }
-    Ok((tenants, Some((url.clone(), versions))))
+    Ok((tenants, Some(url.clone())))
 }
 
 /// A database URL fit for a log: without its password.

@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use support::{Server, Udp, register, switchboard, with_credentials};
+use support::{Server, Udp, register_with, switchboard};
 
 #[derive(serde::Deserialize)]
 struct Tenants {
@@ -126,24 +126,6 @@ fn import_tenants(url: &str, dir: &tempfile::TempDir, text: &str) {
     std::fs::write(&file, text).expect("write");
     let (status, err) = import(url, &file);
     assert!(status.success(), "{err}");
-}
-
-/// Registers `dn` with `password` through the whole challenge; the final status.
-fn register_with(phone: &Udp, dn: &str, password: &str, call_id: &str) -> u16 {
-    let port = phone.port();
-    let contact = format!("Contact: <sip:{dn}@127.0.0.1:{port}>\r\n");
-    let challenge = phone.request(register(dn, port, call_id, 1, &contact).as_bytes());
-    if challenge.status != 401 {
-        return challenge.status;
-    }
-    let answer = with_credentials(
-        &register(dn, port, call_id, 2, &contact),
-        &challenge,
-        dn,
-        password,
-        1,
-    );
-    phone.request(answer.as_bytes()).status
 }
 
 #[test]

@@ -1,12 +1,18 @@
 //! The configuration store against a real PostgreSQL (the harness's private cluster; each test
 //! in a database of its own): what is imported is what is loaded, object for object and in
-//! order; a re-import raises the version; an invalid tenant writes nothing.
+//! order; a re-import raises the version; an invalid tenant writes nothing; a strategy the
+//! validator refuses is never saved; writers of one tenant queue and none is lost.
 
 mod support;
 
+use std::sync::Arc;
 use switchboard_actors::Error;
 use switchboard_actors::tenant::postgres::ConfigStore;
-use switchboard_actors::tenant::{TenantConfig, demo_tenant};
+
+use switchboard_actors::tenant::provision::{DNS, ProvisionError};
+use switchboard_actors::tenant::{
+    DnConfig, StrategyConfig, TenantConfig, demo_tenant, hash_api_key,
+};
 
 fn run<F: Future>(body: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -24,6 +30,7 @@ fn rich_tenant() -> TenantConfig {
     c.realm = Some("acme".into());
     c.digest = vec!["SHA-256".into(), "MD5".into()];
     c.wrap_up_secs = 30;
+    c.api_keys[0].hash = hash_api_key("acme-key");
     c.options.insert("timezone".into(), "Europe/Berlin".into());
     c.dns[0].digest = Some(vec!["MD5".into()]);
     c.dns[1].authenticate = Some(false);
@@ -103,5 +110,113 @@ fn an_invalid_tenant_writes_nothing() {
         assert_eq!(e.field(), "places[3].dns[0]");
         let kept = store.load("demo").await.expect("load").expect("demo");
         assert_eq!((kept.config, kept.version), (demo_tenant(), 1));
+    });
+}
+
+/// What the routing system's validator will be to the store: here, one that refuses any
+/// document holding `goto`.
+fn no_goto(s: &StrategyConfig) -> Result<(), String> {
+    match s.document.find("goto") {
+        Some(at) => Err(format!(
+            "line {}: goto is not a step",
+            s.document[..at].lines().count()
+        )),
+        None => Ok(()),
+    }
+}
+
+#[test]
+fn a_strategy_the_validator_refuses_is_not_saved() {
+    let url = support::postgres_db("sb_config_validator");
+    run(async {
+        let mut store = ConfigStore::connect(&url).await.expect("connect");
+        store.set_strategy_validator(Arc::new(no_goto));
+        store.import(&demo_tenant()).await.expect("demo");
+
+        // A new version through the provisioning path.
+        let bad = StrategyConfig {
+            name: "support".into(),
+            version: 0,
+            document: "music\ngoto 1\n".into(),
+            options: Default::default(),
+        };
+        let e = store
+            .save_strategy("demo", None, bad.clone(), false)
+            .await
+            .expect_err("refused");
+        let ProvisionError::Invalid { field, problem } = e else {
+            panic!("invalid, got {e:?}");
+        };
+        assert_eq!(field, "strategy.document");
+        assert!(problem.contains("goto is not a step"), "{problem}");
+        let kept = store.load("demo").await.expect("load").expect("demo");
+        assert_eq!((kept.config, kept.version), (demo_tenant(), 1));
+
+        // A whole tenant imported with one.
+        let mut tenant = demo_tenant();
+        tenant.strategies.push(StrategyConfig { version: 2, ..bad });
+        let e = store.import(&tenant).await.expect_err("refused");
+        let Error::Config(e) = e else {
+            panic!("a configuration error, got {e}");
+        };
+        assert_eq!(e.field(), "strategies[1].document");
+        assert_eq!(
+            store
+                .load("demo")
+                .await
+                .expect("load")
+                .expect("demo")
+                .version,
+            1
+        );
+
+        // What it accepts is saved as the next version.
+        let good = StrategyConfig {
+            name: "support".into(),
+            version: 0,
+            document: "music\nqueue support\n".into(),
+            options: Default::default(),
+        };
+        let saved = store
+            .save_strategy("demo", None, good, false)
+            .await
+            .expect("saved");
+        assert_eq!(saved.version, 2);
+        let versions: Vec<u32> = saved.config.strategies.iter().map(|s| s.version).collect();
+        assert_eq!(versions, [1, 2]);
+    });
+}
+
+#[test]
+fn writers_of_one_tenant_queue_and_none_is_lost() {
+    let url = support::postgres_db("sb_config_writers");
+    run(async {
+        let mut first = ConfigStore::connect(&url).await.expect("connect");
+        first.import(&demo_tenant()).await.expect("demo");
+        // Two connections (two nodes) adding DNs at the same time.
+        let mut tasks = Vec::new();
+        for writer in 0..2 {
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut store = ConfigStore::connect(&url).await.expect("connect");
+                for i in 0..10 {
+                    let dn = DnConfig {
+                        number: format!("3{writer}{i:02}"),
+                        kind: Default::default(),
+                        password: "pw".into(),
+                        digest: None,
+                        authenticate: None,
+                        options: Default::default(),
+                    };
+                    store.create("demo", None, &DNS, dn).await.expect("created");
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("writer");
+        }
+        let loaded = first.load("demo").await.expect("load").expect("demo");
+        assert_eq!(loaded.version, 21);
+        assert_eq!(loaded.config.dns.len(), 40);
     });
 }

@@ -62,6 +62,7 @@ pub struct Server {
     child: Child,
     pub sip: SocketAddr,
     pub http: SocketAddr,
+    pub grpc: SocketAddr,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -76,13 +77,13 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        Self::start_at(dir, sip, http, config, args)
+        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        Self::start_at(dir, [sip, http, grpc], config, args)
     }
 
     fn start_at(
         dir: tempfile::TempDir,
-        sip: SocketAddr,
-        http: SocketAddr,
+        [sip, http, grpc]: [SocketAddr; 3],
         config: Option<&str>,
         args: &[&str],
     ) -> Self {
@@ -93,11 +94,14 @@ impl Server {
             .arg(sip.to_string())
             .arg("--http-listen")
             .arg(http.to_string())
+            .arg("--grpc-listen")
+            .arg(grpc.to_string())
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("SWITCHBOARD_REDIS")
             .env_remove("SWITCHBOARD_CONFIG")
             .env_remove("SWITCHBOARD_POSTGRES")
+            .env_remove("SWITCHBOARD_ADMIN_KEY")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
         if let Some(text) = config {
@@ -112,6 +116,7 @@ impl Server {
             child,
             sip,
             http,
+            grpc,
             log,
             _dir: dir,
         };
@@ -124,7 +129,7 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::start_at(dir, self.sip, self.http, config, args)
+        Self::start_at(dir, [self.sip, self.http, self.grpc], config, args)
     }
 
     fn wait_ready(&self) {
@@ -271,6 +276,25 @@ pub fn with_credentials(
     )
 }
 
+/// Registers `dn` of domain demo.local with `password` through the whole challenge; the final
+/// status.
+pub fn register_with(phone: &Udp, dn: &str, password: &str, call_id: &str) -> u16 {
+    let port = phone.port();
+    let contact = format!("Contact: <sip:{dn}@127.0.0.1:{port}>\r\n");
+    let challenge = phone.request(register(dn, port, call_id, 1, &contact).as_bytes());
+    if challenge.status != 401 {
+        return challenge.status;
+    }
+    let answer = with_credentials(
+        &register(dn, port, call_id, 2, &contact),
+        &challenge,
+        dn,
+        password,
+        1,
+    );
+    phone.request(answer.as_bytes()).status
+}
+
 /// The status code of a response's status line.
 pub fn status_line(bytes: &[u8]) -> Option<u16> {
     let rest = bytes.strip_prefix(b"SIP/2.0 ")?;
@@ -290,23 +314,30 @@ pub fn postgres_db(name: &str) -> String {
     let base = std::env::var("SWITCHBOARD_TEST_POSTGRES").unwrap_or_else(|_| {
         panic!("SWITCHBOARD_TEST_POSTGRES is not set: run the tests with scripts/test.sh, which starts a private PostgreSQL")
     });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-            .await
-            .expect("postgresql reachable");
-        tokio::spawn(connection);
-        // One statement each: a multi-statement batch runs as one transaction.
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            client.batch_execute(&sql).await.expect("fresh database");
-        }
-    });
+    // On a thread of its own, so that async tests (already inside a runtime) may call it too.
+    let admin = base.clone();
+    let db = name.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+                .await
+                .expect("postgresql reachable");
+            tokio::spawn(connection);
+            // One statement each: a multi-statement batch runs as one transaction.
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+                format!("CREATE DATABASE {db}"),
+            ] {
+                client.batch_execute(&sql).await.expect("fresh database");
+            }
+        });
+    })
+    .join()
+    .expect("fresh database");
     let (prefix, _) = base.rsplit_once('/').expect("url with a database");
     format!("{prefix}/{name}")
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, OutputPort, RpcReplyPort};
+use tokio::sync::watch;
 
 use super::Directory;
 
@@ -12,6 +13,9 @@ pub struct TenantActor;
 pub enum TenantMsg {
     /// The current snapshot.
     Snapshot(RpcReplyPort<Arc<Directory>>),
+    /// A receiver that always holds the current snapshot, for readers that are not actors
+    /// (the gRPC services): no message per read, and a way to wait for a version.
+    Follow(RpcReplyPort<watch::Receiver<Arc<Directory>>>),
     /// Replaces the configuration and tells every subscriber.
     Replace(Arc<Directory>),
 }
@@ -19,6 +23,7 @@ pub enum TenantMsg {
 pub struct TenantState {
     current: Arc<Directory>,
     changed: Arc<OutputPort<Arc<Directory>>>,
+    latest: watch::Sender<Arc<Directory>>,
 }
 
 impl Actor for TenantActor {
@@ -32,7 +37,12 @@ impl Actor for TenantActor {
         _myself: ActorRef<Self::Msg>,
         (current, changed): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(TenantState { current, changed })
+        let latest = watch::Sender::new(current.clone());
+        Ok(TenantState {
+            current,
+            changed,
+            latest,
+        })
     }
 
     async fn handle(
@@ -45,12 +55,16 @@ impl Actor for TenantActor {
             TenantMsg::Snapshot(reply) => {
                 let _ = reply.send(state.current.clone());
             }
+            TenantMsg::Follow(reply) => {
+                let _ = reply.send(state.latest.subscribe());
+            }
             TenantMsg::Replace(next) => {
                 tracing::info!(
                     tenants = next.tenants().count(),
                     "tenant configuration replaced"
                 );
                 state.current = next.clone();
+                state.latest.send_replace(next.clone());
                 state.changed.send(next);
             }
         }

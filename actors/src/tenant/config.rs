@@ -55,6 +55,36 @@ pub struct TenantConfig {
     pub dial_plan: Vec<DialRuleConfig>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub strategies: Vec<StrategyConfig>,
+    /// The keys that reach this tenant over the provisioning API, stored hashed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+impl TenantConfig {
+    /// A tenant with no objects yet and the defaults of every setting.
+    pub fn new(name: impl Into<String>, domain: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            domain: domain.into(),
+            realm: None,
+            digest: default_digest(),
+            authenticate: true,
+            wrap_up_secs: 0,
+            options: Options::new(),
+            dns: Vec::new(),
+            skills: Vec::new(),
+            agent_groups: Vec::new(),
+            places: Vec::new(),
+            agents: Vec::new(),
+            routing_points: Vec::new(),
+            queues: Vec::new(),
+            trunks: Vec::new(),
+            media_servers: Vec::new(),
+            dial_plan: Vec::new(),
+            strategies: Vec::new(),
+            api_keys: Vec::new(),
+        }
+    }
 }
 
 /// The kinds of DN (Genesys DN types).
@@ -224,6 +254,15 @@ pub struct StrategyConfig {
     pub document: String,
     #[serde(default, skip_serializing_if = "Options::is_empty")]
     pub options: Options,
+}
+
+/// An API key of the tenant: its name and the hash of its secret (`sha256:<hex>`, see
+/// [`super::hash_api_key`]); the secret itself is never stored.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    pub name: String,
+    pub hash: String,
 }
 
 pub(super) fn default_digest() -> Vec<String> {

@@ -9,12 +9,14 @@
 mod actor;
 mod config;
 pub mod postgres;
+pub mod provision;
 pub mod watch;
 
 pub use actor::{TenantActor, TenantMsg};
 pub use config::{
-    AgentConfig, DialRuleConfig, DnConfig, DnKind, MediaServerConfig, NamedConfig, Options,
-    PlaceConfig, RewriteConfig, RoutingPointConfig, StrategyConfig, TenantConfig, TrunkConfig,
+    AgentConfig, ApiKeyConfig, DialRuleConfig, DnConfig, DnKind, MediaServerConfig, NamedConfig,
+    Options, PlaceConfig, RewriteConfig, RoutingPointConfig, StrategyConfig, TenantConfig,
+    TrunkConfig,
 };
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -70,6 +72,8 @@ pub struct Tenant {
     pub dial_plan: DialPlan,
     /// The configuration it was built from.
     pub config: TenantConfig,
+    /// The version it was stored at in PostgreSQL; 0 for an embedded configuration.
+    pub version: i64,
 }
 
 /// A DN with what the registrar needs of it.
@@ -179,6 +183,7 @@ impl Tenant {
             dns,
             dial_plan,
             config: c.clone(),
+            version: 0,
         })
     }
 
@@ -236,6 +241,16 @@ fn check_objects(c: &TenantConfig, dns: &HashMap<String, Dn>) -> Result<(), (Str
         "login_code",
         c.agents.iter().map(|a| &a.login_code),
     )?;
+    unique("api_keys", "name", c.api_keys.iter().map(|k| &k.name))?;
+    for (i, k) in c.api_keys.iter().enumerate() {
+        let hex = k.hash.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err((
+                format!("api_keys[{i}].hash"),
+                "not `sha256:` and 64 hex digits (the hash of the key, never the key)".into(),
+            ));
+        }
+    }
     let mut versions = HashSet::new();
     for (i, s) in c.strategies.iter().enumerate() {
         if s.name.is_empty() || !versions.insert((s.name.as_str(), s.version)) {
@@ -522,7 +537,25 @@ pub fn demo_tenant() -> TenantConfig {
             document: "# interpreted by the routing system\n".into(),
             options: Options::new(),
         }],
+        api_keys: vec![ApiKeyConfig {
+            name: "demo".into(),
+            hash: hash_api_key("demo-key"),
+        }],
     }
+}
+
+/// How an API key is stored and looked up: `sha256:` and the hex SHA-256 of the key. Keys are
+/// long random strings, so a fast hash does; the key itself is never kept.
+pub fn hash_api_key(key: &str) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let mut hash = String::with_capacity(7 + 64);
+    hash.push_str("sha256:");
+    for b in digest {
+        let _ = write!(hash, "{b:02x}");
+    }
+    hash
 }
 
 /// An immutable snapshot of every tenant, by name and by domain.
@@ -530,6 +563,8 @@ pub fn demo_tenant() -> TenantConfig {
 pub struct Directory {
     by_name: HashMap<String, Arc<Tenant>>,
     by_domain: HashMap<String, Arc<Tenant>>,
+    /// Tenants by the hashes of their API keys.
+    by_key: HashMap<String, Arc<Tenant>>,
 }
 
 impl Directory {
@@ -553,6 +588,19 @@ impl Directory {
             if dir.by_domain.contains_key(&tenant.domain) {
                 return Err(ConfigError::DuplicateDomain(tenant.domain.clone()));
             }
+            for key in &tenant.config.api_keys {
+                if dir
+                    .by_key
+                    .insert(key.hash.clone(), tenant.clone())
+                    .is_some()
+                {
+                    return Err(ConfigError::Invalid {
+                        tenant: tenant.name.clone(),
+                        field: "api_keys".into(),
+                        problem: format!("key {:?} is another tenant's key too", key.name),
+                    });
+                }
+            }
             dir.by_domain.insert(tenant.domain.clone(), tenant.clone());
             dir.by_name.insert(tenant.name.clone(), tenant);
         }
@@ -573,6 +621,16 @@ impl Directory {
 
     pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
         self.by_name.values()
+    }
+
+    /// The tenant an API key reaches, if any.
+    pub fn by_api_key(&self, key: &str) -> Option<&Arc<Tenant>> {
+        self.by_key.get(&hash_api_key(key))
+    }
+
+    /// The version a tenant is held at; `None` when it is not held.
+    pub fn version(&self, name: &str) -> Option<i64> {
+        self.by_name.get(name).map(|t| t.version)
     }
 }
 
@@ -746,6 +804,7 @@ mod tests {
         let mut other = demo_tenant();
         other.name = "other".into();
         other.domain = "other.local".into();
+        other.api_keys.clear();
         let other = Arc::new(Tenant::from_config(&other).expect("valid"));
         let next = Directory::from_tenants([demo.clone(), other.clone()]).expect("valid");
         assert!(Arc::ptr_eq(next.by_name("demo").expect("demo"), &demo));
@@ -755,6 +814,27 @@ mod tests {
         ));
         let e = Directory::from_tenants([demo.clone(), demo]).expect_err("twice");
         assert_eq!(e, ConfigError::DuplicateTenant("demo".into()));
+    }
+
+    #[test]
+    fn api_keys_are_found_by_their_hash_and_belong_to_one_tenant() {
+        let dir = Directory::new(&[demo_tenant()]).expect("valid");
+        assert_eq!(
+            dir.by_api_key("demo-key").map(|t| t.name.as_str()),
+            Some("demo")
+        );
+        assert!(dir.by_api_key("demo-key ").is_none());
+        assert!(dir.by_api_key("").is_none());
+        assert!(demo_tenant().api_keys[0].hash.starts_with("sha256:"));
+
+        let mut c = demo_tenant();
+        c.api_keys[0].hash = "demo-key".into();
+        assert_eq!(invalid(c).0, "api_keys[0].hash");
+        let mut other = demo_tenant();
+        other.name = "other".into();
+        other.domain = "other.local".into();
+        let e = Directory::new(&[demo_tenant(), other]).expect_err("one key, two tenants");
+        assert_eq!(e.field(), "api_keys");
     }
 
     #[test]

@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use tokio_postgres::{Client, GenericClient, NoTls, Row, Transaction};
 
+use super::provision::{self, Kind, ProvisionError, StrategyValidator};
 use super::{
-    AgentConfig, DialRuleConfig, DnConfig, DnKind, MediaServerConfig, NamedConfig, PlaceConfig,
-    RoutingPointConfig, StrategyConfig, Tenant, TenantConfig, TrunkConfig,
+    AgentConfig, ApiKeyConfig, DialRuleConfig, DnConfig, DnKind, MediaServerConfig, NamedConfig,
+    PlaceConfig, RoutingPointConfig, StrategyConfig, Tenant, TenantConfig, TrunkConfig,
 };
 use crate::{Error, Result};
 
@@ -30,7 +31,8 @@ pub struct Versioned {
 }
 
 /// The tables that hold a tenant's objects, children of `tenants`.
-const OBJECT_TABLES: [&str; 11] = [
+const OBJECT_TABLES: [&str; 12] = [
+    "api_keys",
     "agents",
     "places",
     "dns",
@@ -47,6 +49,54 @@ const OBJECT_TABLES: [&str; 11] = [
 /// A connection to the configuration database.
 pub struct ConfigStore {
     client: Client,
+    /// Checks strategy documents before they are saved.
+    validator: Option<StrategyValidator>,
+}
+
+/// A change to one tenant, as [`ConfigStore::change`] applies it: the rows to write, and the
+/// object changed, to name the fields of a refusal.
+pub(super) struct Edit {
+    pub(super) rows: Vec<RowChange>,
+    pub(super) touched: Option<Touched>,
+}
+
+/// The object a change touched: its list, its place in it, and its field in API requests.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Touched {
+    pub(super) list: &'static str,
+    pub(super) index: usize,
+    pub(super) field: &'static str,
+}
+
+/// A change to the rows of one table of a tenant (`row`: an object as [`Kind::row`] gives it).
+pub(super) enum RowChange {
+    /// Adds a row after the others.
+    Insert {
+        table: &'static str,
+        row: Value,
+    },
+    /// Replaces the row named `key`, in its place.
+    Replace {
+        table: &'static str,
+        key_column: &'static str,
+        key: String,
+        row: Value,
+    },
+    /// Deletes the rows named `key`.
+    Delete {
+        table: &'static str,
+        key_column: &'static str,
+        key: String,
+    },
+    DeleteStrategyVersion {
+        name: String,
+        version: u32,
+    },
+    /// Replaces every row of the tenant in the table, in this order.
+    ReplaceAll {
+        table: &'static str,
+        rows: Vec<Value>,
+    },
 }
 
 impl ConfigStore {
@@ -65,12 +115,28 @@ impl ConfigStore {
         for migration in report.applied_migrations() {
             tracing::info!(migration = %migration, "configuration schema migrated");
         }
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            validator: None,
+        })
     }
 
     /// A store on a connection already made (and migrated).
     pub(super) fn from_client(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            validator: None,
+        }
+    }
+
+    /// Has every strategy document checked by `validator` before it is saved.
+    pub fn set_strategy_validator(&mut self, validator: StrategyValidator) {
+        self.validator = Some(validator);
+    }
+
+    /// Whether the connection has gone (a new one is needed).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
     }
 
     /// Writes a tenant whole, replacing what was stored under its name, and returns its new
@@ -78,29 +144,15 @@ impl ConfigStore {
     /// valid.
     pub async fn import(&mut self, config: &TenantConfig) -> Result<i64> {
         Tenant::from_config(config)?;
+        check_strategies(self.validator.as_ref(), config, 0..config.strategies.len()).map_err(
+            |(field, problem)| crate::tenant::ConfigError::Invalid {
+                tenant: config.name.clone(),
+                field,
+                problem,
+            },
+        )?;
         let tx = self.client.transaction().await?;
-        let row = tx
-            .query_one(
-                "INSERT INTO tenants (name, domain, realm, digest, authenticate, wrap_up_secs, options)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (name) DO UPDATE SET
-                     domain = EXCLUDED.domain, realm = EXCLUDED.realm, digest = EXCLUDED.digest,
-                     authenticate = EXCLUDED.authenticate, wrap_up_secs = EXCLUDED.wrap_up_secs,
-                     options = EXCLUDED.options, version = tenants.version + 1
-                 RETURNING id, version",
-                &[
-                    &config.name,
-                    &config.domain,
-                    &config.realm,
-                    &config.digest,
-                    &config.authenticate,
-                    // At most a day: Tenant::from_config checked.
-                    &i32::try_from(config.wrap_up_secs).unwrap_or(i32::MAX),
-                    &json(&config.options),
-                ],
-            )
-            .await?;
-        let (id, version): (i64, i64) = (row.get(0), row.get(1));
+        let (id, version) = upsert_tenant(&tx, config, true).await?;
         for table in OBJECT_TABLES {
             tx.execute(&format!("DELETE FROM {table} WHERE tenant_id = $1"), &[&id])
                 .await?;
@@ -109,6 +161,70 @@ impl ConfigStore {
         notify(&tx, &config.name, version).await?;
         tx.commit().await?;
         Ok(version)
+    }
+
+    /// Stores a new tenant (refused if its name or domain is taken) and returns it as stored.
+    pub async fn create_tenant(&mut self, config: &TenantConfig) -> Result<Tenant, ProvisionError> {
+        let mut tenant =
+            Tenant::from_config(config).map_err(|e| provision::refusal(config, e, None))?;
+        check_strategies(self.validator.as_ref(), config, 0..config.strategies.len())
+            .map_err(|(field, problem)| ProvisionError::Invalid { field, problem })?;
+        let tx = self.client.transaction().await?;
+        let (id, version) = upsert_tenant(&tx, config, false).await?;
+        write_objects(&tx, id, config).await?;
+        notify(&tx, &config.name, version).await?;
+        tx.commit().await?;
+        tenant.version = version;
+        Ok(tenant)
+    }
+
+    /// Changes one tenant: `edit` changes the tenant as stored (read under a lock on its row,
+    /// so that writers of a tenant queue; `held` saves reading it when it is the version
+    /// stored), the result is checked whole, and the rows `edit` names are written with the
+    /// tenant's settings and its next version, in one transaction. Returns the tenant as it
+    /// now stands.
+    pub(super) async fn change(
+        &mut self,
+        tenant: &str,
+        held: Option<&Tenant>,
+        edit: impl FnOnce(&mut TenantConfig) -> Result<Edit, ProvisionError>,
+    ) -> Result<Tenant, ProvisionError> {
+        let validator = self.validator.clone();
+        let tx = self.client.transaction().await?;
+        let Some(row) = tx
+            .query_opt(
+                &format!("{TENANT_COLUMNS} WHERE name = $1 FOR UPDATE"),
+                &[&tenant],
+            )
+            .await?
+        else {
+            return Err(ProvisionError::NotFound(format!("tenant {tenant:?}")));
+        };
+        let (id, version): (i64, i64) = (row.get("id"), row.get("version"));
+        let mut config = match held {
+            Some(t) if t.name == tenant && t.version == version => t.config.clone(),
+            _ => read_tenant(&tx, &row).await?.config,
+        };
+        let Edit { rows, touched } = edit(&mut config)?;
+        let mut checked =
+            Tenant::from_config(&config).map_err(|e| provision::refusal(&config, e, touched))?;
+        if let Some(t) = touched.filter(|t| t.list == provision::STRATEGIES.list) {
+            check_strategies(validator.as_ref(), &config, t.index..t.index + 1).map_err(
+                |(_, problem)| ProvisionError::Invalid {
+                    field: format!("{}.document", t.field),
+                    problem,
+                },
+            )?;
+        }
+        for change in rows {
+            apply(&tx, id, change).await?;
+        }
+        let (_, version) = upsert_tenant(&tx, &config, true).await?;
+        debug_assert!(version > row.get::<_, i64>("version"));
+        notify(&tx, tenant, version).await?;
+        tx.commit().await?;
+        checked.version = version;
+        Ok(checked)
     }
 
     /// One tenant by name, as stored.
@@ -176,6 +292,131 @@ impl ConfigStore {
     }
 }
 
+/// Runs the strategy validator over some of a tenant's strategies; `Err` names the field.
+fn check_strategies(
+    validator: Option<&StrategyValidator>,
+    config: &TenantConfig,
+    which: std::ops::Range<usize>,
+) -> Result<(), (String, String)> {
+    let Some(validator) = validator else {
+        return Ok(());
+    };
+    for i in which {
+        if let Some(s) = config.strategies.get(i) {
+            validator(s).map_err(|problem| {
+                (
+                    format!("strategies[{i}].document"),
+                    format!("strategy {:?} version {}: {problem}", s.name, s.version),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a tenant's own row (inserting it, or with `replace` updating the one of that name and
+/// raising its version); returns its id and version.
+async fn upsert_tenant(
+    tx: &Transaction<'_>,
+    config: &TenantConfig,
+    replace: bool,
+) -> Result<(i64, i64), tokio_postgres::Error> {
+    let conflict = if replace {
+        "ON CONFLICT (name) DO UPDATE SET
+             domain = EXCLUDED.domain, realm = EXCLUDED.realm, digest = EXCLUDED.digest,
+             authenticate = EXCLUDED.authenticate, wrap_up_secs = EXCLUDED.wrap_up_secs,
+             options = EXCLUDED.options, version = tenants.version + 1"
+    } else {
+        ""
+    };
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO tenants (name, domain, realm, digest, authenticate, wrap_up_secs, options)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) {conflict}
+                 RETURNING id, version"
+            ),
+            &[
+                &config.name,
+                &config.domain,
+                &config.realm,
+                &config.digest,
+                &config.authenticate,
+                // At most a day: Tenant::from_config checked.
+                &i32::try_from(config.wrap_up_secs).unwrap_or(i32::MAX),
+                &json(&config.options),
+            ],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Writes one change to a tenant's rows.
+async fn apply(tx: &Transaction<'_>, id: i64, change: RowChange) -> Result<(), ProvisionError> {
+    // The row's own columns, then the tenant's id and the row's position.
+    let insert = |table: &str| {
+        format!(
+            "INSERT INTO {table} SELECT * FROM jsonb_populate_record(NULL::{table},
+                 $1::jsonb || jsonb_build_object('tenant_id', $2::bigint, 'position', $3::integer))"
+        )
+    };
+    match change {
+        RowChange::Insert { table, row } => {
+            let next: i32 = tx
+                .query_one(
+                    &format!(
+                        "SELECT coalesce(max(position) + 1, 0) FROM {table} WHERE tenant_id = $1"
+                    ),
+                    &[&id],
+                )
+                .await?
+                .get(0);
+            tx.execute(&insert(table), &[&row, &id, &next]).await?;
+        }
+        RowChange::Replace {
+            table,
+            key_column,
+            key,
+            row,
+        } => {
+            let position: i32 = tx
+                .query_one(
+                    &format!(
+                        "DELETE FROM {table} WHERE tenant_id = $1 AND {key_column} = $2 RETURNING position"
+                    ),
+                    &[&id, &key],
+                )
+                .await?
+                .get(0);
+            tx.execute(&insert(table), &[&row, &id, &position]).await?;
+        }
+        RowChange::Delete {
+            table,
+            key_column,
+            key,
+        } => {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE tenant_id = $1 AND {key_column} = $2"),
+                &[&id, &key],
+            )
+            .await?;
+        }
+        RowChange::DeleteStrategyVersion { name, version } => {
+            tx.execute(
+                "DELETE FROM strategies WHERE tenant_id = $1 AND name = $2 AND version = $3",
+                &[&id, &name, &i32::try_from(version).unwrap_or(i32::MAX)],
+            )
+            .await?;
+        }
+        RowChange::ReplaceAll { table, rows } => {
+            tx.execute(&format!("DELETE FROM {table} WHERE tenant_id = $1"), &[&id])
+                .await?;
+            insert_rows(tx, table, id, rows.into_iter()).await?;
+        }
+    }
+    Ok(())
+}
+
 const TENANT_COLUMNS: &str = "SELECT id, name, domain, realm, digest, authenticate, wrap_up_secs, options, version FROM tenants";
 
 async fn notify(tx: &Transaction<'_>, tenant: &str, version: i64) -> Result<()> {
@@ -191,91 +432,55 @@ async fn notify(tx: &Transaction<'_>, tenant: &str, version: i64) -> Result<()> 
 /// per table, its rows sent as one JSON array (`jsonb_populate_recordset`), so a tenant of
 /// tens of thousands of objects costs a dozen round trips, not one per object.
 async fn write_objects(tx: &Transaction<'_>, id: i64, c: &TenantConfig) -> Result<()> {
-    use serde_json::json;
-    let dns = c.dns.iter().enumerate().map(|(pos, d)| {
-        json!({
-            "tenant_id": id, "number": d.number, "position": pos, "kind": d.kind,
-            "password": d.password, "digest": d.digest, "authenticate": d.authenticate,
-            "options": d.options,
-        })
-    });
-    insert_rows(tx, "dns", dns).await?;
-    for (table, list) in [
-        ("skills", &c.skills),
-        ("agent_groups", &c.agent_groups),
-        ("queues", &c.queues),
-    ] {
-        let rows = list.iter().enumerate().map(|(pos, n)| {
-            json!({ "tenant_id": id, "name": n.name, "position": pos, "options": n.options })
-        });
-        insert_rows(tx, table, rows).await?;
-    }
-    let places = c.places.iter().enumerate().map(|(pos, p)| {
-        json!({
-            "tenant_id": id, "name": p.name, "position": pos, "dns": p.dns, "options": p.options,
-        })
-    });
-    insert_rows(tx, "places", places).await?;
-    let agents = c.agents.iter().enumerate().map(|(pos, a)| {
-        json!({
-            "tenant_id": id, "id": a.id, "position": pos, "name": a.name,
-            "login_code": a.login_code, "place": a.place, "skills": a.skills, "groups": a.groups,
-            "wrap_up_secs": a.wrap_up_secs, "options": a.options,
-        })
-    });
-    insert_rows(tx, "agents", agents).await?;
-    let routing_points = c.routing_points.iter().enumerate().map(|(pos, r)| {
-        json!({
-            "tenant_id": id, "number": r.number, "position": pos, "strategy": r.strategy,
-            "default_destination": r.default_destination, "timeout_secs": r.timeout_secs,
-            "options": r.options,
-        })
-    });
-    insert_rows(tx, "routing_points", routing_points).await?;
-    let trunks = c.trunks.iter().enumerate().map(|(pos, t)| {
-        json!({
-            "tenant_id": id, "name": t.name, "position": pos, "inbound": t.inbound,
-            "gateway": t.gateway, "caller_id": t.caller_id, "options": t.options,
-        })
-    });
-    insert_rows(tx, "trunks", trunks).await?;
-    let media_servers = c.media_servers.iter().enumerate().map(|(pos, m)| {
-        json!({
-            "tenant_id": id, "name": m.name, "position": pos, "address": m.address,
-            "options": m.options,
-        })
-    });
-    insert_rows(tx, "media_servers", media_servers).await?;
-    let dial_plan = c.dial_plan.iter().enumerate().map(|(pos, r)| {
-        json!({
-            "tenant_id": id, "position": pos, "pattern": r.pattern, "rewrite": r.rewrite,
-            "destination": r.destination, "options": r.options,
-        })
-    });
-    insert_rows(tx, "dial_plan", dial_plan).await?;
-    let strategies = c.strategies.iter().enumerate().map(|(pos, s)| {
-        json!({
-            "tenant_id": id, "name": s.name, "version": s.version, "position": pos,
-            "document": s.document, "options": s.options,
-        })
-    });
-    insert_rows(tx, "strategies", strategies).await?;
+    use provision::*;
+    insert_all(tx, id, c, &DNS).await?;
+    insert_all(tx, id, c, &SKILLS).await?;
+    insert_all(tx, id, c, &AGENT_GROUPS).await?;
+    insert_all(tx, id, c, &QUEUES).await?;
+    insert_all(tx, id, c, &PLACES).await?;
+    insert_all(tx, id, c, &AGENTS).await?;
+    insert_all(tx, id, c, &ROUTING_POINTS).await?;
+    insert_all(tx, id, c, &TRUNKS).await?;
+    insert_all(tx, id, c, &MEDIA_SERVERS).await?;
+    insert_all(tx, id, c, &DIAL_PLAN).await?;
+    insert_all(tx, id, c, &STRATEGIES).await?;
+    insert_all(tx, id, c, &API_KEYS).await?;
     Ok(())
 }
 
-/// Inserts `rows` (objects naming every column of `table`) in one statement.
+async fn insert_all<T>(
+    tx: &Transaction<'_>,
+    id: i64,
+    c: &TenantConfig,
+    kind: &Kind<T>,
+) -> Result<(), tokio_postgres::Error> {
+    insert_rows(tx, kind.list, id, (kind.items)(c).iter().map(kind.row)).await
+}
+
+/// Inserts `rows` (objects naming the columns of `table` but `tenant_id` and `position`) in
+/// one statement, positioned in their order.
 async fn insert_rows(
     tx: &Transaction<'_>,
     table: &str,
+    id: i64,
     rows: impl Iterator<Item = Value>,
-) -> Result<()> {
-    let rows = Value::Array(rows.collect());
-    if rows.as_array().is_some_and(Vec::is_empty) {
+) -> Result<(), tokio_postgres::Error> {
+    let rows: Vec<Value> = rows
+        .enumerate()
+        .map(|(position, mut row)| {
+            if let Value::Object(columns) = &mut row {
+                columns.insert("tenant_id".into(), id.into());
+                columns.insert("position".into(), position.into());
+            }
+            row
+        })
+        .collect();
+    if rows.is_empty() {
         return Ok(());
     }
     tx.execute(
         &format!("INSERT INTO {table} SELECT * FROM jsonb_populate_recordset(NULL::{table}, $1)"),
-        &[&rows],
+        &[&Value::Array(rows)],
     )
     .await?;
     Ok(())
@@ -319,6 +524,7 @@ async fn read_tenant(tx: &impl GenericClient, row: &Row) -> Result<Versioned> {
         media_servers: Vec::new(),
         dial_plan: Vec::new(),
         strategies: Vec::new(),
+        api_keys: Vec::new(),
     };
     for r in tx.query(&rows("dns", "*"), &[&id]).await? {
         config.dns.push(DnConfig {
@@ -388,6 +594,12 @@ async fn read_tenant(tx: &impl GenericClient, row: &Row) -> Result<Versioned> {
             version: uint(r.get("version")),
             document: r.get("document"),
             options: from_json(r.get("options"))?,
+        });
+    }
+    for r in tx.query(&rows("api_keys", "name, hash"), &[&id]).await? {
+        config.api_keys.push(ApiKeyConfig {
+            name: r.get("name"),
+            hash: r.get("hash"),
         });
     }
     Ok(Versioned {

@@ -26,25 +26,16 @@ pub struct Watcher {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The tenants the node holds, by name, with the version each was read at.
-type Held = BTreeMap<String, (i64, Arc<Tenant>)>;
+/// The tenants the node holds, by name (each knows the version it was read at).
+type Held = BTreeMap<String, Arc<Tenant>>;
 
 impl Watcher {
-    /// Starts following `url` from the snapshot the node holds now and the versions its
-    /// tenants were read at.
-    pub fn spawn(
-        url: String,
-        tenant: ActorRef<TenantMsg>,
-        current: &Directory,
-        versions: &BTreeMap<String, i64>,
-    ) -> Self {
+    /// Starts following `url` from the snapshot the node holds now.
+    pub fn spawn(url: String, tenant: ActorRef<TenantMsg>, current: &Directory) -> Self {
         let connected = Arc::new(AtomicBool::new(false));
         let held = current
             .tenants()
-            .map(|t| {
-                let version = versions.get(&t.name).copied().unwrap_or(0);
-                (t.name.clone(), (version, t.clone()))
-            })
+            .map(|t| (t.name.clone(), t.clone()))
             .collect();
         let task = tokio::spawn(follow(url, tenant, held, connected.clone()));
         Self { connected, task }
@@ -125,7 +116,7 @@ async fn session(
         held.remove(&name);
     }
     for (name, version) in &versions {
-        if held.get(name).is_none_or(|(v, _)| v != version) {
+        if held.get(name).is_none_or(|t| t.version != *version) {
             changed |= reload(&mut store, held, name).await?;
         }
     }
@@ -146,7 +137,7 @@ async fn session(
                 continue;
             };
             let version: i64 = version.parse().unwrap_or(i64::MAX);
-            if held.get(name).is_some_and(|(v, _)| *v >= version) {
+            if held.get(name).is_some_and(|t| t.version >= version) {
                 continue;
             }
             any |= reload(&mut store, held, name).await?;
@@ -166,13 +157,14 @@ async fn reload(store: &mut ConfigStore, held: &mut Held, name: &str) -> crate::
         return Ok(held.remove(name).is_some());
     };
     match Tenant::from_config(&loaded.config) {
-        Ok(t) => {
+        Ok(mut t) => {
+            t.version = loaded.version;
             tracing::info!(
                 tenant = name,
                 version = loaded.version,
                 "tenant configuration changed"
             );
-            held.insert(name.to_owned(), (loaded.version, Arc::new(t)));
+            held.insert(name.to_owned(), Arc::new(t));
             Ok(true)
         }
         // PostgreSQL holds only what passed these checks on write; a node of an older release
@@ -187,7 +179,7 @@ async fn reload(store: &mut ConfigStore, held: &mut Held, name: &str) -> crate::
 /// Hands the tenant actor a snapshot of `held`: the tenants that did not change are shared
 /// with the previous snapshot, not rebuilt.
 fn publish(tenant: &ActorRef<TenantMsg>, held: &Held) {
-    match Directory::from_tenants(held.values().map(|(_, t)| t.clone())) {
+    match Directory::from_tenants(held.values().cloned()) {
         Ok(directory) => {
             let _ = tenant.cast(TenantMsg::Replace(Arc::new(directory)));
         }

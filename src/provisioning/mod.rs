@@ -1,0 +1,990 @@
+//! The provisioning API, `switchboard.provisioning.v1.Provisioning` (see
+//! `proto/provisioning.proto`): reads from the node's snapshot of the configuration, writes
+//! through the PostgreSQL store, each returning once this node's snapshot holds it.
+
+mod convert;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use subtle::ConstantTimeEq;
+use switchboard_actors::tenant::postgres::ConfigStore;
+use switchboard_actors::tenant::provision::{
+    self, AGENT_GROUPS, AGENTS, API_KEYS, DNS, Kind, MEDIA_SERVERS, PLACES, ProvisionError, QUEUES,
+    ROUTING_POINTS, SKILLS, STRATEGIES, StrategyValidator, TRUNKS,
+};
+use switchboard_actors::tenant::{ApiKeyConfig, Directory, Tenant, hash_api_key};
+use switchboard_proto::provisioning as pb;
+use tokio::sync::{Mutex, MutexGuard, watch};
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+use convert::Message;
+
+pub(crate) use pb::provisioning_server::ProvisioningServer;
+
+/// How long a write waits for this node's snapshot to hold it before answering anyway (the
+/// change is committed; the node catches up when PostgreSQL's notification arrives).
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// How long connecting to PostgreSQL may take before a write answers UNAVAILABLE.
+const CONNECT: Duration = Duration::from_secs(3);
+
+pub(crate) struct Provisioning {
+    /// The node's current snapshot.
+    directory: watch::Receiver<Arc<Directory>>,
+    /// Where writes go; `None` on a node serving its embedded configuration.
+    writer: Option<Writer>,
+    admin_key: Option<String>,
+}
+
+/// The connection writes go through, made again when it is lost.
+struct Writer {
+    url: String,
+    store: Mutex<Option<ConfigStore>>,
+    validator: Option<StrategyValidator>,
+}
+
+/// Who is calling.
+enum Caller {
+    Admin,
+    /// A tenant's API key: that tenant only.
+    Tenant(String),
+}
+
+impl Provisioning {
+    pub(crate) fn new(
+        directory: watch::Receiver<Arc<Directory>>,
+        postgres: Option<String>,
+        admin_key: Option<String>,
+        validator: Option<StrategyValidator>,
+    ) -> Self {
+        Self {
+            directory,
+            writer: postgres.map(|url| Writer {
+                url,
+                store: Mutex::new(None),
+                validator,
+            }),
+            admin_key: admin_key.filter(|k| !k.is_empty()),
+        }
+    }
+
+    fn caller(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
+        let key = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                Status::unauthenticated("send `authorization: Bearer <API key>` metadata")
+            })?;
+        if let Some(admin) = &self.admin_key
+            && bool::from(key.as_bytes().ct_eq(admin.as_bytes()))
+        {
+            return Ok(Caller::Admin);
+        }
+        match self.directory.borrow().by_api_key(key) {
+            Some(t) => Ok(Caller::Tenant(t.name.clone())),
+            None => Err(Status::unauthenticated("unknown API key")),
+        }
+    }
+
+    /// The tenant a request may reach: the one it names, if the caller may reach it.
+    fn tenant(&self, metadata: &MetadataMap, requested: &str) -> Result<String, Status> {
+        match self.caller(metadata)? {
+            Caller::Admin if requested.is_empty() => Err(Status::invalid_argument(
+                "tenant: required with the administrator key",
+            )),
+            Caller::Admin => Ok(requested.to_owned()),
+            Caller::Tenant(own) if requested.is_empty() || requested == own => Ok(own),
+            Caller::Tenant(own) => Err(Status::permission_denied(format!(
+                "this API key reaches tenant {own:?} only"
+            ))),
+        }
+    }
+
+    fn admin(&self, metadata: &MetadataMap) -> Result<(), Status> {
+        match self.caller(metadata)? {
+            Caller::Admin => Ok(()),
+            Caller::Tenant(_) => Err(Status::permission_denied(
+                "this needs the administrator key",
+            )),
+        }
+    }
+
+    /// The tenant as this node holds it.
+    fn held(&self, tenant: &str) -> Result<Arc<Tenant>, Status> {
+        self.directory
+            .borrow()
+            .by_name(tenant)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("tenant {tenant:?} not found")))
+    }
+
+    fn writer(&self) -> Result<&Writer, Status> {
+        self.writer.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "this node serves its embedded configuration, which is read-only: \
+                 provisioning writes need PostgreSQL ([stores] postgres, --postgres or \
+                 SWITCHBOARD_POSTGRES)",
+            )
+        })
+    }
+
+    /// Runs `op` on the PostgreSQL store (one at a time on this node).
+    async fn stored<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut ConfigStore) -> Result<T, ProvisionError>,
+    ) -> Result<T, Status> {
+        let mut store = self.writer()?.connect().await?;
+        let Some(conn) = store.as_mut() else {
+            return Err(Status::unavailable("postgresql: not connected"));
+        };
+        let result = op(conn).await;
+        if let Err(ProvisionError::Unavailable(e)) = &result {
+            tracing::warn!(error = %e, "configuration database unavailable for writes");
+            *store = None;
+        }
+        result.map_err(status)
+    }
+
+    /// Runs a change of `tenant` and waits until this node's snapshot holds it.
+    async fn write(
+        &self,
+        tenant: &str,
+        op: impl AsyncFnOnce(&mut ConfigStore, Option<&Tenant>) -> Result<Tenant, ProvisionError>,
+    ) -> Result<Tenant, Status> {
+        let held = self.directory.borrow().by_name(tenant).cloned();
+        let t = self.stored(async |s| op(s, held.as_deref()).await).await?;
+        self.settle(&t.name, Some(t.version)).await;
+        Ok(t)
+    }
+
+    /// Waits (a while) until this node's snapshot holds `tenant` at `version` or later, or
+    /// no longer holds it when `version` is `None`.
+    async fn settle(&self, tenant: &str, version: Option<i64>) {
+        let mut directory = self.directory.clone();
+        let reached = directory.wait_for(|d| match version {
+            Some(v) => d.version(tenant).is_some_and(|held| held >= v),
+            None => d.by_name(tenant).is_none(),
+        });
+        if !matches!(tokio::time::timeout(SETTLE, reached).await, Ok(Ok(_))) {
+            tracing::warn!(
+                tenant,
+                "a committed change has not reached this node's snapshot yet"
+            );
+        }
+    }
+
+    async fn create<M: Message>(
+        &self,
+        metadata: &MetadataMap,
+        tenant: &str,
+        kind: &'static Kind<M::Config>,
+        message: Option<M>,
+    ) -> Result<Response<M>, Status>
+    where
+        M::Config: Clone + Send + Sync,
+    {
+        let tenant = self.tenant(metadata, tenant)?;
+        let item = required(kind, message)?;
+        let key = (kind.key)(&item).to_owned();
+        let t = self
+            .write(&tenant, async |s, held| {
+                s.create(&tenant, held, kind, item).await
+            })
+            .await?;
+        stored(kind, &t, &key)
+    }
+
+    async fn get<M: Message>(
+        &self,
+        metadata: &MetadataMap,
+        request: pb::GetRequest,
+        kind: &'static Kind<M::Config>,
+    ) -> Result<Response<M>, Status> {
+        let tenant = self.tenant(metadata, &request.tenant)?;
+        let held = self.held(&tenant)?;
+        stored(kind, &held, &request.id)
+    }
+
+    async fn update<M: Message>(
+        &self,
+        metadata: &MetadataMap,
+        (tenant, id): (&str, &str),
+        kind: &'static Kind<M::Config>,
+        message: Option<M>,
+    ) -> Result<Response<M>, Status>
+    where
+        M::Config: Clone + Send + Sync,
+    {
+        let tenant = self.tenant(metadata, tenant)?;
+        let item = required(kind, message)?;
+        let t = self
+            .write(&tenant, async |s, held| {
+                s.update(&tenant, held, kind, id, item).await
+            })
+            .await?;
+        stored(kind, &t, id)
+    }
+
+    async fn delete<T: Clone + Send + Sync>(
+        &self,
+        metadata: &MetadataMap,
+        request: pb::DeleteRequest,
+        kind: &'static Kind<T>,
+    ) -> Result<Response<pb::Deleted>, Status> {
+        let tenant = self.tenant(metadata, &request.tenant)?;
+        self.write(&tenant, async |s, held| {
+            s.remove(&tenant, held, kind, &request.id).await
+        })
+        .await?;
+        Ok(Response::new(pb::Deleted {}))
+    }
+
+    /// A page of a tenant's objects, by id.
+    fn list<M: Message>(
+        &self,
+        metadata: &MetadataMap,
+        request: &pb::ListRequest,
+        kind: &'static Kind<M::Config>,
+    ) -> Result<(Vec<M>, String), Status> {
+        let tenant = self.held(&self.tenant(metadata, &request.tenant)?)?;
+        let items = (kind.items)(&tenant.config)
+            .iter()
+            .map(|x| ((kind.key)(x).to_owned(), x));
+        page(items, request, M::from_config)
+    }
+}
+
+impl Writer {
+    /// The connection, made (again) if there is none.
+    async fn connect(&self) -> Result<MutexGuard<'_, Option<ConfigStore>>, Status> {
+        let mut store = self.store.lock().await;
+        if store.as_ref().is_none_or(ConfigStore::is_closed) {
+            let connected = tokio::time::timeout(CONNECT, ConfigStore::connect(&self.url)).await;
+            let mut connected = match connected {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(Status::unavailable(format!("postgresql: {e}"))),
+                Err(_) => {
+                    return Err(Status::unavailable(format!(
+                        "postgresql: no connection within {} s",
+                        CONNECT.as_secs()
+                    )));
+                }
+            };
+            if let Some(v) = &self.validator {
+                connected.set_strategy_validator(v.clone());
+            }
+            *store = Some(connected);
+        }
+        Ok(store)
+    }
+}
+
+fn status(e: ProvisionError) -> Status {
+    let message = e.to_string();
+    match e {
+        ProvisionError::NotFound(_) => Status::not_found(message),
+        ProvisionError::AlreadyExists(_) => Status::already_exists(message),
+        ProvisionError::Invalid { .. } => Status::invalid_argument(message),
+        ProvisionError::Conflict(_) => Status::failed_precondition(message),
+        ProvisionError::Unavailable(_) => Status::unavailable(message),
+        ProvisionError::Internal(_) => Status::internal(message),
+    }
+}
+
+fn required<M: Message, T>(kind: &Kind<T>, message: Option<M>) -> Result<M::Config, Status> {
+    message
+        .map(M::into_config)
+        .ok_or_else(|| Status::invalid_argument(format!("{}: required", kind.field)))
+}
+
+/// The object named `id` of a tenant, as a message.
+fn stored<M: Message>(
+    kind: &Kind<M::Config>,
+    tenant: &Tenant,
+    id: &str,
+) -> Result<Response<M>, Status> {
+    kind.find(&tenant.config, id)
+        .map(|x| Response::new(M::from_config(x)))
+        .ok_or_else(|| Status::not_found(format!("{} {id:?} not found", kind.what)))
+}
+
+/// The default and the largest page.
+const PAGE: (u32, u32) = (100, 1000);
+
+/// One page of `items` (each with the key they are ordered by) after the page token's key,
+/// and the token of the next page (empty after the last).
+fn page<'a, T: 'a, M>(
+    items: impl Iterator<Item = (String, &'a T)>,
+    request: &pb::ListRequest,
+    to_message: impl Fn(&T) -> M,
+) -> Result<(Vec<M>, String), Status> {
+    let after = match request.page_token.as_str() {
+        "" => None,
+        token => {
+            Some(unhex(token).ok_or_else(|| Status::invalid_argument("page_token: not a token"))?)
+        }
+    };
+    let size = match request.page_size {
+        0 => PAGE.0,
+        n => n.min(PAGE.1),
+    } as usize;
+    let mut items: Vec<(String, &T)> = items
+        .filter(|(key, _)| after.as_ref().is_none_or(|a| key > a))
+        .collect();
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let next = match items.get(size) {
+        Some(_) => hex(items[size - 1].0.as_bytes()),
+        None => String::new(),
+    };
+    let page = items
+        .iter()
+        .take(size)
+        .map(|(_, x)| to_message(x))
+        .collect();
+    Ok((page, next))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<String> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// A new API key: 32 random bytes, in hex, after a prefix that says what it is.
+fn new_api_key() -> Result<String, Status> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| Status::internal(format!("randomness: {e}")))?;
+    Ok(format!("sbk_{}", hex(&secret)))
+}
+
+/// `name@version` or `name`.
+fn strategy_id(id: &str) -> Result<(&str, Option<u32>), Status> {
+    match id.rsplit_once('@') {
+        None => Ok((id, None)),
+        Some((name, version)) => version
+            .parse()
+            .map(|v| (name, Some(v)))
+            .map_err(|_| Status::invalid_argument(format!("id: {id:?} is not name@version"))),
+    }
+}
+
+fn rule_index(id: &str) -> Result<usize, Status> {
+    id.parse()
+        .map_err(|_| Status::invalid_argument(format!("id: {id:?} is not a rule's index")))
+}
+
+fn rule_message(
+    index: usize,
+    rule: &switchboard_actors::tenant::DialRuleConfig,
+) -> pb::DialPlanRule {
+    pb::DialPlanRule {
+        index: u32::try_from(index).unwrap_or(u32::MAX),
+        ..pb::DialPlanRule::from_config(rule)
+    }
+}
+
+fn tenant_message(t: &Tenant) -> pb::Tenant {
+    pb::Tenant {
+        version: t.version,
+        ..pb::Tenant::from_config(&t.config)
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl pb::provisioning_server::Provisioning for Provisioning {
+    async fn create_tenant(
+        &self,
+        r: Request<pb::CreateTenantRequest>,
+    ) -> Reply<pb::CreateTenantResponse> {
+        let (metadata, _, r) = r.into_parts();
+        self.admin(&metadata)?;
+        let mut config = r
+            .tenant
+            .ok_or_else(|| Status::invalid_argument("tenant: required"))?
+            .into_config();
+        let key = new_api_key()?;
+        config.api_keys.push(ApiKeyConfig {
+            name: "default".into(),
+            hash: hash_api_key(&key),
+        });
+        let t = self
+            .stored(async |s| s.create_tenant(&config).await)
+            .await?;
+        self.settle(&t.name, Some(t.version)).await;
+        tracing::info!(tenant = %t.name, "tenant created");
+        Ok(Response::new(pb::CreateTenantResponse {
+            tenant: Some(tenant_message(&t)),
+            api_key: key,
+        }))
+    }
+
+    async fn get_tenant(&self, r: Request<pb::GetTenantRequest>) -> Reply<pb::Tenant> {
+        let (metadata, _, r) = r.into_parts();
+        let tenant = self.tenant(&metadata, &r.tenant)?;
+        let held = self.held(&tenant)?;
+        Ok(Response::new(tenant_message(&held)))
+    }
+
+    async fn update_tenant(&self, r: Request<pb::UpdateTenantRequest>) -> Reply<pb::Tenant> {
+        let (metadata, _, r) = r.into_parts();
+        let settings = r
+            .tenant
+            .ok_or_else(|| Status::invalid_argument("tenant: required"))?
+            .into_config();
+        let tenant = self.tenant(&metadata, &settings.name)?;
+        let settings = switchboard_actors::tenant::TenantConfig {
+            name: tenant.clone(),
+            ..settings
+        };
+        let t = self
+            .write(&tenant, async |s, held| {
+                s.update_settings(held, &settings).await
+            })
+            .await?;
+        Ok(Response::new(tenant_message(&t)))
+    }
+
+    async fn delete_tenant(&self, r: Request<pb::DeleteTenantRequest>) -> Reply<pb::Deleted> {
+        let (metadata, _, r) = r.into_parts();
+        self.admin(&metadata)?;
+        let deleted = self
+            .stored(async |s| s.delete(&r.tenant).await.map_err(ProvisionError::from))
+            .await?;
+        if !deleted {
+            return Err(Status::not_found(format!(
+                "tenant {:?} not found",
+                r.tenant
+            )));
+        }
+        self.settle(&r.tenant, None).await;
+        tracing::info!(tenant = %r.tenant, "tenant deleted");
+        Ok(Response::new(pb::Deleted {}))
+    }
+
+    async fn list_tenants(&self, r: Request<pb::ListRequest>) -> Reply<pb::TenantPage> {
+        let (metadata, _, r) = r.into_parts();
+        let own = match self.caller(&metadata)? {
+            Caller::Admin => None,
+            Caller::Tenant(own) => Some(own),
+        };
+        let directory = self.directory.borrow().clone();
+        let tenants = directory
+            .tenants()
+            .filter(|t| own.as_ref().is_none_or(|own| *own == t.name))
+            .map(|t| (t.name.clone(), t.as_ref()));
+        let (tenants, next_page_token) = page(tenants, &r, tenant_message)?;
+        Ok(Response::new(pb::TenantPage {
+            tenants,
+            next_page_token,
+        }))
+    }
+
+    async fn create_api_key(
+        &self,
+        r: Request<pb::CreateApiKeyRequest>,
+    ) -> Reply<pb::CreateApiKeyResponse> {
+        let (metadata, _, r) = r.into_parts();
+        let tenant = self.tenant(&metadata, &r.tenant)?;
+        let name = r.api_key.map(|k| k.name).unwrap_or_default();
+        let secret = new_api_key()?;
+        let key = ApiKeyConfig {
+            name: name.clone(),
+            hash: hash_api_key(&secret),
+        };
+        self.write(&tenant, async |s, held| {
+            s.create(&tenant, held, &API_KEYS, key).await
+        })
+        .await?;
+        Ok(Response::new(pb::CreateApiKeyResponse {
+            api_key: Some(pb::ApiKey { name }),
+            secret,
+        }))
+    }
+
+    async fn get_api_key(&self, r: Request<pb::GetRequest>) -> Reply<pb::ApiKey> {
+        let (metadata, _, r) = r.into_parts();
+        let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
+        API_KEYS
+            .find(&tenant.config, &r.id)
+            .map(|k| {
+                Response::new(pb::ApiKey {
+                    name: k.name.clone(),
+                })
+            })
+            .ok_or_else(|| Status::not_found(format!("API key {:?} not found", r.id)))
+    }
+
+    async fn delete_api_key(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+        let (metadata, _, r) = r.into_parts();
+        self.delete(&metadata, r, &API_KEYS).await
+    }
+
+    async fn list_api_keys(&self, r: Request<pb::ListRequest>) -> Reply<pb::ApiKeyPage> {
+        let (metadata, _, r) = r.into_parts();
+        let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
+        let keys = tenant.config.api_keys.iter().map(|k| (k.name.clone(), k));
+        let (api_keys, next_page_token) = page(keys, &r, |k| pb::ApiKey {
+            name: k.name.clone(),
+        })?;
+        Ok(Response::new(pb::ApiKeyPage {
+            api_keys,
+            next_page_token,
+        }))
+    }
+
+    async fn create_dn(&self, r: Request<pb::CreateDnRequest>) -> Reply<pb::Dn> {
+        let (metadata, _, r) = r.into_parts();
+        self.create(&metadata, &r.tenant, &DNS, r.dn).await
+    }
+    async fn get_dn(&self, r: Request<pb::GetRequest>) -> Reply<pb::Dn> {
+        let (metadata, _, r) = r.into_parts();
+        self.get(&metadata, r, &DNS).await
+    }
+    async fn update_dn(&self, r: Request<pb::UpdateDnRequest>) -> Reply<pb::Dn> {
+        let (metadata, _, r) = r.into_parts();
+        self.update(&metadata, (&r.tenant, &r.id), &DNS, r.dn).await
+    }
+    async fn delete_dn(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+        let (metadata, _, r) = r.into_parts();
+        self.delete(&metadata, r, &DNS).await
+    }
+    async fn list_dns(&self, r: Request<pb::ListRequest>) -> Reply<pb::DnPage> {
+        let (metadata, _, r) = r.into_parts();
+        let (dns, next_page_token) = self.list(&metadata, &r, &DNS)?;
+        Ok(Response::new(pb::DnPage {
+            dns,
+            next_page_token,
+        }))
+    }
+
+    async fn create_skill(&self, r: Request<pb::CreateSkillRequest>) -> Reply<pb::Skill> {
+        let (metadata, _, r) = r.into_parts();
+        self.create(&metadata, &r.tenant, &SKILLS, r.skill).await
+    }
+    async fn get_skill(&self, r: Request<pb::GetRequest>) -> Reply<pb::Skill> {
+        let (metadata, _, r) = r.into_parts();
+        self.get(&metadata, r, &SKILLS).await
+    }
+    async fn update_skill(&self, r: Request<pb::UpdateSkillRequest>) -> Reply<pb::Skill> {
+        let (metadata, _, r) = r.into_parts();
+        self.update(&metadata, (&r.tenant, &r.id), &SKILLS, r.skill)
+            .await
+    }
+    async fn delete_skill(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+        let (metadata, _, r) = r.into_parts();
+        self.delete(&metadata, r, &SKILLS).await
+    }
+    async fn list_skills(&self, r: Request<pb::ListRequest>) -> Reply<pb::SkillPage> {
+        let (metadata, _, r) = r.into_parts();
+        let (skills, next_page_token) = self.list(&metadata, &r, &SKILLS)?;
+        Ok(Response::new(pb::SkillPage {
+            skills,
+            next_page_token,
+        }))
+    }
+
+    async fn create_agent_group(
+        &self,
+        r: Request<pb::CreateAgentGroupRequest>,
+    ) -> Reply<pb::AgentGroup> {
+        let (metadata, _, r) = r.into_parts();
+        self.create(&metadata, &r.tenant, &AGENT_GROUPS, r.agent_group)
+            .await
+    }
+    async fn get_agent_group(&self, r: Request<pb::GetRequest>) -> Reply<pb::AgentGroup> {
+        let (metadata, _, r) = r.into_parts();
+        self.get(&metadata, r, &AGENT_GROUPS).await
+    }
+    async fn update_agent_group(
+        &self,
+        r: Request<pb::UpdateAgentGroupRequest>,
+    ) -> Reply<pb::AgentGroup> {
+        let (metadata, _, r) = r.into_parts();
+        self.update(&metadata, (&r.tenant, &r.id), &AGENT_GROUPS, r.agent_group)
+            .await
+    }
+    async fn delete_agent_group(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+        let (metadata, _, r) = r.into_parts();
+        self.delete(&metadata, r, &AGENT_GROUPS).await
+    }
+    async fn list_agent_groups(&self, r: Request<pb::ListRequest>) -> Reply<pb::AgentGroupPage> {
+        let (metadata, _, r) = r.into_parts();
+        let (agent_groups, next_page_token) = self.list(&metadata, &r, &AGENT_GROUPS)?;
+        Ok(Response::new(pb::AgentGroupPage {
+            agent_groups,
+            next_page_token,
+        }))
+    }
+
+    async fn create_place(&self, r: Request<pb::CreatePlaceRequest>) -> Reply<pb::Place> {
+        let (metadata, _, r) = r.into_parts();
+        self.create(&metadata, &r.tenant, &PLACES, r.place).await
+    }
+    async fn get_place(&self, r: Request<pb::GetRequest>) -> Reply<pb::Place> {
+        let (metadata, _, r) = r.into_parts();
+        self.get(&metadata, r, &PLACES).await
+    }
+    async fn update_place(&self, r: Request<pb::UpdatePlaceRequest>) -> Reply<pb::Place> {
+        let (metadata, _, r) = r.into_parts();
+        self.update(&metadata, (&r.tenant, &r.id), &PLACES, r.place)
+            .await
+    }
+    async fn delete_place(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+        let (metadata, _, r) = r.into_parts();
+        self.delete(&metadata, r, &PLACES).await
+    }
+    async fn list_places(&self, r: Request<pb::ListRequest>) -> Reply<pb::PlacePage> {
+        let (metadata, _, r) = r.into_parts();
+        let (places, next_page_token) = self.list(&metadata, &r, &PLACES)?;
+        Ok(Response::new(pb::PlacePage {
+            places,
+            next_page_token,
+        }))
+    }
+
+    async fn create_agent(&self, r: Request<pb::CreateAgentRequest>) -> Reply<pb::Agent> {
+        let (metadata, _, r) = r.into_parts();
+        self.create(&metadata, &r.tenant, &AGENTS, r.agent).await
+    }
+    async fn get_agent(&self, r: Request<pb::GetRequest>) -> Reply<pb::Agent> {
+        let (metadata, _, r) = r.into_parts();
+        self.get(&metadata, r, &AGENTS).await
+    }
+    async fn update_agent(&self, r: Request<pb::UpdateAgentRequest>) -> Reply<pb::Agent> {
+        let (metadata, _, r) = r.into_parts();
+        self.update(&metadata, (&r.tenant, &r.id), &AGENTS, r.agent)
+            .await
+    }
+    async fn delete_agent(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+        let (metadata, _, r) = r.into_parts();
+        self.delete(&metadata, r, &AGENTS).await
+    }
+    async fn list_agents(&self, r: Request<pb::ListRequest>) -> Reply<pb::AgentPage> {
+        let (metadata, _, r) = r.into_parts();
+        let (agents, next_page_token) = self.list(&metadata, &r, &AGENTS)?;
+        Ok(Response::new(pb::AgentPage {
+            agents,
+            next_page_token,
+        }))
+    }
+
+    async fn create_routing_point(
+        &self,
+        r: Request<pb::CreateRoutingPointRequest>,
+    ) -> Reply<pb::RoutingPoint> {
+        let (metadata, _, r) = r.into_parts();
+        self.create(&metadata, &r.tenant, &ROUTING_POINTS, r.routing_point)
+            .await
+    }
+    async fn get_routing_point(&self, r: Request<pb::GetRequest>) -> Reply<pb::RoutingPoint> {
+        let (metadata, _, r) = r.into_parts();
+        self.get(&metadata, r, &ROUTING_POINTS).await
+    }
+    async fn update_routing_point(
+        &self,
+        r: Request<pb::UpdateRoutingPointRequest>,
+    ) -> Reply<pb::RoutingPoint> {
+        let (metadata, _, r) = r.into_parts();
+        self.update(
+            &metadata,
+            (&r.tenant, &r.id),
+            &ROUTING_POINTS,
+            r.routing_point,
+        )
+        .await
+    }
+    async fn delete_routing_point(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+        let (metadata, _, r) = r.into_parts();
+        self.delete(&metadata, r, &ROUTING_POINTS).await
+    }
+    async fn list_routing_points(
+        &self,
+        r: Request<pb::ListRequest>,
+    ) -> Reply<pb::RoutingPointPage> {
+        let (metadata, _, r) = r.into_parts();
+        let (routing_points, next_page_token) = self.list(&metadata, &r, &ROUTING_POINTS)?;
+        Ok(Response::new(pb::RoutingPointPage {
+            routing_points,
+            next_page_token,
+        }))
+    }
+
+    async fn create_queue(&self, r: Request<pb::CreateQueueRequest>) -> Reply<pb::Queue> {
+        let (metadata, _, r) = r.into_parts();
+        self.create(&metadata, &r.tenant, &QUEUES, r.queue).await
+    }
+    async fn get_queue(&self, r: Request<pb::GetRequest>) -> Reply<pb::Queue> {
+        let (metadata, _, r) = r.into_parts();
+        self.get(&metadata, r, &QUEUES).await
+    }
+    async fn update_queue(&self, r: Request<pb::UpdateQueueRequest>) -> Reply<pb::Queue> {
+        let (metadata, _, r) = r.into_parts();
+        self.update(&metadata, (&r.tenant, &r.id), &QUEUES, r.queue)
+            .await
+    }
+    async fn delete_queue(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+        let (metadata, _, r) = r.into_parts();
+        self.delete(&metadata, r, &QUEUES).await
+    }
+    async fn list_queues(&self, r: Request<pb::ListRequest>) -> Reply<pb::QueuePage> {
+        let (metadata, _, r) = r.into_parts();
+        let (queues, next_page_token) = self.list(&metadata, &r, &QUEUES)?;
+        Ok(Response::new(pb::QueuePage {
+            queues,
+            next_page_token,
+        }))
+    }
+
+    async fn create_trunk(&self, r: Request<pb::CreateTrunkRequest>) -> Reply<pb::Trunk> {
+        let (metadata, _, r) = r.into_parts();
+        self.create(&metadata, &r.tenant, &TRUNKS, r.trunk).await
+    }
+    async fn get_trunk(&self, r: Request<pb::GetRequest>) -> Reply<pb::Trunk> {
+        let (metadata, _, r) = r.into_parts();
+        self.get(&metadata, r, &TRUNKS).await
+    }
+    async fn update_trunk(&self, r: Request<pb::UpdateTrunkRequest>) -> Reply<pb::Trunk> {
+        let (metadata, _, r) = r.into_parts();
+        self.update(&metadata, (&r.tenant, &r.id), &TRUNKS, r.trunk)
+            .await
+    }
+    async fn delete_trunk(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+        let (metadata, _, r) = r.into_parts();
+        self.delete(&metadata, r, &TRUNKS).await
+    }
+    async fn list_trunks(&self, r: Request<pb::ListRequest>) -> Reply<pb::TrunkPage> {
+        let (metadata, _, r) = r.into_parts();
+        let (trunks, next_page_token) = self.list(&metadata, &r, &TRUNKS)?;
+        Ok(Response::new(pb::TrunkPage {
+            trunks,
+            next_page_token,
+        }))
+    }
+
+    async fn create_media_server(
+        &self,
+        r: Request<pb::CreateMediaServerRequest>,
+    ) -> Reply<pb::MediaServer> {
+        let (metadata, _, r) = r.into_parts();
+        self.create(&metadata, &r.tenant, &MEDIA_SERVERS, r.media_server)
+            .await
+    }
+    async fn get_media_server(&self, r: Request<pb::GetRequest>) -> Reply<pb::MediaServer> {
+        let (metadata, _, r) = r.into_parts();
+        self.get(&metadata, r, &MEDIA_SERVERS).await
+    }
+    async fn update_media_server(
+        &self,
+        r: Request<pb::UpdateMediaServerRequest>,
+    ) -> Reply<pb::MediaServer> {
+        let (metadata, _, r) = r.into_parts();
+        self.update(
+            &metadata,
+            (&r.tenant, &r.id),
+            &MEDIA_SERVERS,
+            r.media_server,
+        )
+        .await
+    }
+    async fn delete_media_server(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+        let (metadata, _, r) = r.into_parts();
+        self.delete(&metadata, r, &MEDIA_SERVERS).await
+    }
+    async fn list_media_servers(&self, r: Request<pb::ListRequest>) -> Reply<pb::MediaServerPage> {
+        let (metadata, _, r) = r.into_parts();
+        let (media_servers, next_page_token) = self.list(&metadata, &r, &MEDIA_SERVERS)?;
+        Ok(Response::new(pb::MediaServerPage {
+            media_servers,
+            next_page_token,
+        }))
+    }
+
+    async fn create_dial_plan_rule(
+        &self,
+        r: Request<pb::CreateDialPlanRuleRequest>,
+    ) -> Reply<pb::DialPlanRule> {
+        let (metadata, _, r) = r.into_parts();
+        let tenant = self.tenant(&metadata, &r.tenant)?;
+        let rule = required(&provision::DIAL_PLAN, r.rule)?;
+        let index = r.index.map(|i| i as usize);
+        let t = self
+            .write(&tenant, async |s, held| {
+                s.insert_rule(&tenant, held, index, rule).await
+            })
+            .await?;
+        let at = index.unwrap_or(t.config.dial_plan.len().saturating_sub(1));
+        rule_at(&t, at)
+    }
+    async fn get_dial_plan_rule(&self, r: Request<pb::GetRequest>) -> Reply<pb::DialPlanRule> {
+        let (metadata, _, r) = r.into_parts();
+        let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
+        rule_at(&tenant, rule_index(&r.id)?)
+    }
+    async fn update_dial_plan_rule(
+        &self,
+        r: Request<pb::UpdateDialPlanRuleRequest>,
+    ) -> Reply<pb::DialPlanRule> {
+        let (metadata, _, r) = r.into_parts();
+        let tenant = self.tenant(&metadata, &r.tenant)?;
+        let index = rule_index(&r.id)?;
+        let rule = required(&provision::DIAL_PLAN, r.rule)?;
+        let t = self
+            .write(&tenant, async |s, held| {
+                s.update_rule(&tenant, held, index, rule).await
+            })
+            .await?;
+        rule_at(&t, index)
+    }
+    async fn delete_dial_plan_rule(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+        let (metadata, _, r) = r.into_parts();
+        let tenant = self.tenant(&metadata, &r.tenant)?;
+        let index = rule_index(&r.id)?;
+        self.write(&tenant, async |s, held| {
+            s.remove_rule(&tenant, held, index).await
+        })
+        .await?;
+        Ok(Response::new(pb::Deleted {}))
+    }
+    async fn list_dial_plan_rules(
+        &self,
+        r: Request<pb::ListRequest>,
+    ) -> Reply<pb::DialPlanRulePage> {
+        let (metadata, _, r) = r.into_parts();
+        let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
+        // Keys that sort as the rules are tried.
+        let rules = tenant
+            .config
+            .dial_plan
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| (format!("{i:010}"), (i, rule)));
+        let rules: Vec<(String, (usize, &switchboard_actors::tenant::DialRuleConfig))> =
+            rules.collect();
+        let (rules, next_page_token) = page(
+            rules.iter().map(|(k, x)| (k.clone(), x)),
+            &r,
+            |(i, rule)| rule_message(*i, rule),
+        )?;
+        Ok(Response::new(pb::DialPlanRulePage {
+            rules,
+            next_page_token,
+        }))
+    }
+
+    async fn create_strategy(&self, r: Request<pb::CreateStrategyRequest>) -> Reply<pb::Strategy> {
+        let (metadata, _, r) = r.into_parts();
+        self.save_strategy(&metadata, &r.tenant, r.strategy, None)
+            .await
+    }
+    async fn get_strategy(&self, r: Request<pb::GetRequest>) -> Reply<pb::Strategy> {
+        let (metadata, _, r) = r.into_parts();
+        let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
+        strategy(&tenant, &r.id)
+    }
+    async fn update_strategy(&self, r: Request<pb::UpdateStrategyRequest>) -> Reply<pb::Strategy> {
+        let (metadata, _, r) = r.into_parts();
+        self.save_strategy(&metadata, &r.tenant, r.strategy, Some(&r.id))
+            .await
+    }
+    async fn delete_strategy(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+        let (metadata, _, r) = r.into_parts();
+        let tenant = self.tenant(&metadata, &r.tenant)?;
+        match strategy_id(&r.id)? {
+            (_, None) => self.delete(&metadata, r, &STRATEGIES).await,
+            (name, Some(version)) => {
+                self.write(&tenant, async |s, held| {
+                    s.remove_strategy_version(&tenant, held, name, version)
+                        .await
+                })
+                .await?;
+                Ok(Response::new(pb::Deleted {}))
+            }
+        }
+    }
+    async fn list_strategies(&self, r: Request<pb::ListRequest>) -> Reply<pb::StrategyPage> {
+        let (metadata, _, r) = r.into_parts();
+        let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
+        // By name, then version: a NUL sorts before every character of a name.
+        let strategies = tenant
+            .config
+            .strategies
+            .iter()
+            .map(|s| (format!("{}\0{:010}", s.name, s.version), s));
+        let (strategies, next_page_token) = page(strategies, &r, pb::Strategy::from_config)?;
+        Ok(Response::new(pb::StrategyPage {
+            strategies,
+            next_page_token,
+        }))
+    }
+}
+
+impl Provisioning {
+    /// Stores version 1 of a new strategy (`id` is `None`) or the next version of strategy
+    /// `id`.
+    async fn save_strategy(
+        &self,
+        metadata: &MetadataMap,
+        tenant: &str,
+        message: Option<pb::Strategy>,
+        id: Option<&str>,
+    ) -> Reply<pb::Strategy> {
+        let tenant = self.tenant(metadata, tenant)?;
+        let mut item = required(&STRATEGIES, message)?;
+        if let Some(id) = id {
+            if !item.name.is_empty() && item.name != id {
+                return Err(Status::invalid_argument(format!(
+                    "strategy.name: {:?} is not {id:?}: a strategy keeps its name",
+                    item.name
+                )));
+            }
+            item.name = id.to_owned();
+        }
+        let name = item.name.clone();
+        let first = id.is_none();
+        let t = self
+            .write(&tenant, async |s, held| {
+                s.save_strategy(&tenant, held, item, first).await
+            })
+            .await?;
+        strategy(&t, &name)
+    }
+}
+
+fn rule_at(tenant: &Tenant, index: usize) -> Reply<pb::DialPlanRule> {
+    tenant
+        .config
+        .dial_plan
+        .get(index)
+        .map(|rule| Response::new(rule_message(index, rule)))
+        .ok_or_else(|| Status::not_found(format!("dial plan rule {index} not found")))
+}
+
+/// The latest version of a strategy, or `name@version`.
+fn strategy(tenant: &Tenant, id: &str) -> Reply<pb::Strategy> {
+    let found = match strategy_id(id)? {
+        (name, None) => provision::latest_strategy(&tenant.config, name),
+        (name, Some(version)) => tenant
+            .config
+            .strategies
+            .iter()
+            .find(|s| s.name == name && s.version == version),
+    };
+    found
+        .map(|s| Response::new(pb::Strategy::from_config(s)))
+        .ok_or_else(|| Status::not_found(format!("strategy {id:?} not found")))
+}
