@@ -28,6 +28,7 @@ pub fn large_tenant() -> TenantConfig {
     let mut c = demo_tenant();
     c.name = "large".into();
     c.domain = "large.example".into();
+    c.api_keys[0].hash = switchboard_actors::tenant::hash_api_key("large-key");
     c.dns = (0..AGENTS)
         .flat_map(|i| {
             [
