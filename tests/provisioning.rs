@@ -204,6 +204,24 @@ async fn a_tenant_provisioned_over_grpc_is_live_on_the_node() {
         .expect("agent read")
         .into_inner();
     assert_eq!(read, agent);
+    // A place agents sit at changes in place.
+    let place = api
+        .update_place(with_key(
+            &key,
+            pb::UpdatePlaceRequest {
+                tenant: tenant.clone(),
+                id: "desk-1".into(),
+                place: Some(pb::Place {
+                    name: "desk-1".into(),
+                    dns: vec!["2001".into(), "2002".into()],
+                    options: HashMap::new(),
+                }),
+            },
+        ))
+        .await
+        .expect("place updated")
+        .into_inner();
+    assert_eq!(place.dns, ["2001", "2002"]);
 
     api.create_trunk(with_key(
         &key,
@@ -408,9 +426,9 @@ async fn a_tenant_provisioned_over_grpc_is_live_on_the_node() {
         .expect("tenant")
         .into_inner();
     // One version per committed change: the tenant (1), 3 DNs and an update (5), 2 skills, a
-    // group, a place, an agent, a trunk, a media server, a queue (13), 2 strategy versions, a
-    // routing point, 3 rules (19) and a delete.
-    assert_eq!(tenant_now.version, 20);
+    // group, a place, an agent, the place's update, a trunk, a media server, a queue (14), 2
+    // strategy versions, a routing point, 3 rules (20) and a delete.
+    assert_eq!(tenant_now.version, 21);
 }
 
 #[tokio::test(flavor = "multi_thread")]
