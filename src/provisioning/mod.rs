@@ -157,6 +157,7 @@ impl Provisioning {
     ) -> Result<Tenant, Status> {
         let held = self.directory.borrow().by_name(tenant).cloned();
         let t = self.stored(async |s| op(s, held.as_deref()).await).await?;
+        tracing::info!(tenant, version = t.version, "configuration written over the API");
         self.settle(&t.name, Some(t.version)).await;
         Ok(t)
     }
