@@ -157,7 +157,11 @@ impl Provisioning {
     ) -> Result<Tenant, Status> {
         let held = self.directory.borrow().by_name(tenant).cloned();
         let t = self.stored(async |s| op(s, held.as_deref()).await).await?;
-        tracing::info!(tenant, version = t.version, "configuration written over the API");
+        tracing::info!(
+            tenant,
+            version = t.version,
+            "configuration written over the API"
+        );
         self.settle(&t.name, Some(t.version)).await;
         Ok(t)
     }
@@ -988,4 +992,66 @@ fn strategy(tenant: &Tenant, id: &str) -> Reply<pb::Strategy> {
     found
         .map(|s| Response::new(pb::Strategy::from_config(s)))
         .ok_or_else(|| Status::not_found(format!("strategy {id:?} not found")))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The service itself, called without a network, with a strategy validator of the test's
+    //! own (the routing system supplies the real one): a document it refuses is INVALID_ARGUMENT
+    //! naming the field, and nothing is written.
+
+    use super::*;
+    use pb::provisioning_server::Provisioning as _;
+    use switchboard_actors::tenant::{StrategyConfig, demo_tenant};
+
+    #[tokio::test]
+    async fn a_strategy_the_validator_refuses_is_invalid_argument() {
+        let Ok(url) = std::env::var("SWITCHBOARD_TEST_POSTGRES") else {
+            panic!("SWITCHBOARD_TEST_POSTGRES is not set: run the tests with scripts/test.sh");
+        };
+        let mut tenant = demo_tenant();
+        tenant.name = "validated".into();
+        tenant.domain = "validated.example".into();
+        tenant.api_keys[0].hash = hash_api_key("validated-key");
+        let mut store = ConfigStore::connect(&url).await.expect("postgresql");
+        store.import(&tenant).await.expect("imported");
+        let stored = store.load("validated").await.expect("load").expect("there");
+        let mut held = Tenant::from_config(&stored.config).expect("valid");
+        held.version = stored.version;
+        let directory = Directory::from_tenants([Arc::new(held)]).expect("directory");
+        let (_keep, follow) = watch::channel(Arc::new(directory));
+        let validator: StrategyValidator = Arc::new(|s: &StrategyConfig| {
+            if s.document.contains("goto") {
+                Err("goto is not a step".into())
+            } else {
+                Ok(())
+            }
+        });
+        let service = Provisioning::new(follow, Some(url), None, Some(validator));
+
+        let mut request = Request::new(pb::UpdateStrategyRequest {
+            tenant: String::new(),
+            id: "support".into(),
+            strategy: Some(pb::Strategy {
+                document: "music\ngoto 1\n".into(),
+                ..Default::default()
+            }),
+        });
+        request.metadata_mut().insert(
+            "authorization",
+            "Bearer validated-key".parse().expect("ascii"),
+        );
+        let refused = service.update_strategy(request).await.expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        assert!(
+            refused.message().starts_with("strategy.document:")
+                && refused.message().contains("goto is not a step"),
+            "{refused:?}"
+        );
+        let after = store.load("validated").await.expect("load").expect("there");
+        assert_eq!(
+            (after.config, after.version),
+            (stored.config, stored.version)
+        );
+    }
 }
