@@ -743,6 +743,14 @@ async fn a_tenant_key_reaches_its_own_tenant_only() {
         ))
         .await;
     assert_status(forged, Code::Unauthenticated, &[]);
+    // The scheme is case-insensitive.
+    let mut lower = Request::new(pb::GetTenantRequest::default());
+    lower.metadata_mut().insert(
+        "authorization",
+        format!("bearer {key_a}").parse().expect("ascii"),
+    );
+    let own = api.get_tenant(lower).await.expect("lowercase scheme");
+    assert_eq!(own.into_inner().name, "alpha");
 
     // A second key for B works; deleted, it stops working.
     let extra = api

@@ -30,6 +30,10 @@ const SETTLE: Duration = Duration::from_secs(5);
 /// How long connecting to PostgreSQL may take before a write answers UNAVAILABLE.
 const CONNECT: Duration = Duration::from_secs(3);
 
+/// How long a write may take before it answers UNAVAILABLE (a PostgreSQL that stopped
+/// answering without closing the connection); the connection is then made anew.
+const WRITE: Duration = Duration::from_secs(10);
+
 pub(crate) struct Provisioning {
     /// The node's current snapshot.
     directory: watch::Receiver<Arc<Directory>>,
@@ -71,10 +75,14 @@ impl Provisioning {
     }
 
     fn caller(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
+        // The scheme is case-insensitive (RFC 6750 after RFC 7235).
         let key = metadata
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| {
+                let (scheme, key) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(key)
+            })
             .map(str::trim)
             .ok_or_else(|| {
                 Status::unauthenticated("send `authorization: Bearer <API key>` metadata")
@@ -141,7 +149,13 @@ impl Provisioning {
         let Some(conn) = store.as_mut() else {
             return Err(Status::unavailable("postgresql: not connected"));
         };
-        let result = op(conn).await;
+        let result = match tokio::time::timeout(WRITE, op(conn)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProvisionError::Unavailable(format!(
+                "no answer within {} s",
+                WRITE.as_secs()
+            ))),
+        };
         if let Err(ProvisionError::Unavailable(e)) = &result {
             tracing::warn!(error = %e, "configuration database unavailable for writes");
             *store = None;
