@@ -1,8 +1,9 @@
 //! SIP for switchboard: the message model over `bytes`, parser and printer, URIs and typed
-//! header views, sans-io transactions, server-side digest authentication, and the UDP/TCP
-//! transports that carry it all.
+//! header views, sans-io transactions and dialogs, digest authentication, the bit of SDP a
+//! relaying B2BUA reads, and the UDP/TCP transports that carry it all.
 
 pub mod auth;
+pub mod dialog;
 mod error;
 pub mod header;
 mod message;
@@ -11,6 +12,7 @@ mod parse;
 mod print;
 mod random;
 mod scan;
+pub mod sdp;
 pub mod transaction;
 pub mod transport;
 pub mod uri;
