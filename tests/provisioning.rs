@@ -718,6 +718,41 @@ async fn a_tenant_key_reaches_its_own_tenant_only() {
         ))
         .await;
     assert_status(create, Code::PermissionDenied, &["administrator"]);
+    // The administrator cannot take a name or a domain twice either.
+    for (name, domain, code, says) in [
+        (
+            "alpha",
+            "other.example",
+            Code::AlreadyExists,
+            "tenant \"alpha\"",
+        ),
+        (
+            "gamma",
+            "beta.example",
+            Code::InvalidArgument,
+            "tenant.domain",
+        ),
+        (
+            "gam ma",
+            "gamma.example",
+            Code::InvalidArgument,
+            "tenant.name",
+        ),
+    ] {
+        let taken = api
+            .create_tenant(with_key(
+                ADMIN,
+                pb::CreateTenantRequest {
+                    tenant: Some(pb::Tenant {
+                        name: name.into(),
+                        domain: domain.into(),
+                        ..Default::default()
+                    }),
+                },
+            ))
+            .await;
+        assert_status(taken, code, &[says]);
+    }
     let delete = api
         .delete_tenant(with_key(
             &key_a,

@@ -170,7 +170,15 @@ impl ConfigStore {
         check_strategies(self.validator.as_ref(), config, 0..config.strategies.len())
             .map_err(|(field, problem)| ProvisionError::Invalid { field, problem })?;
         let tx = self.client.transaction().await?;
-        let (id, version) = upsert_tenant(&tx, config, false).await?;
+        let (id, version) =
+            upsert_tenant(&tx, config, false)
+                .await
+                .map_err(|e| match ProvisionError::from(e) {
+                    ProvisionError::AlreadyExists(_) => {
+                        ProvisionError::AlreadyExists(format!("tenant {:?}", config.name))
+                    }
+                    other => other,
+                })?;
         write_objects(&tx, id, config).await?;
         notify(&tx, &config.name, version).await?;
         tx.commit().await?;
