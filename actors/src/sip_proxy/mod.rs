@@ -7,6 +7,7 @@
 //! and those deadlines are driven by a tick.
 
 pub mod edge;
+pub mod ring;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
