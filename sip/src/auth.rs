@@ -6,8 +6,8 @@
 //! Time is passed in as milliseconds since the Unix epoch, so nonces stay valid across a
 //! restart (given the same key) and the module does no I/O.
 
+use crate::random::hex;
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -59,14 +59,6 @@ impl Algorithm {
             Algorithm::Sha256 => run::<Sha256>(parts),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 /// The outcome of checking credentials.

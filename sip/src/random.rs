@@ -34,14 +34,20 @@ fn os_fill(buf: &mut [u8]) {
     getrandom::fill(buf).expect("the operating system's random generator failed");
 }
 
-/// A random token of `2 * N` lowercase hex digits, for tags and similar identifiers.
+/// A random token of `2 * N` lowercase hex digits, for tags, keys and similar identifiers.
 pub fn token<const N: usize>() -> String {
     let mut bytes = [0u8; N];
     fill(&mut bytes);
-    let mut s = String::with_capacity(2 * N);
+    hex(&bytes)
+}
+
+/// Bytes as lowercase hex digits, as digests and tokens are written.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 * bytes.len());
     for b in bytes {
-        s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-        s.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     s
 }
@@ -51,6 +57,13 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
+
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
+        assert_eq!(token::<16>().len(), 32);
+    }
 
     #[test]
     fn tokens_do_not_repeat_across_pool_refills() {

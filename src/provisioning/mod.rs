@@ -356,7 +356,7 @@ fn page<'a, T: 'a, M>(
         .collect();
     items.sort_by(|a, b| a.0.cmp(&b.0));
     let next = match items.get(size) {
-        Some(_) => hex(items[size - 1].0.as_bytes()),
+        Some(_) => switchboard_sip::hex(items[size - 1].0.as_bytes()),
         None => String::new(),
     };
     let page = items
@@ -365,10 +365,6 @@ fn page<'a, T: 'a, M>(
         .map(|(_, x)| to_message(x))
         .collect();
     Ok((page, next))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(s: &str) -> Option<String> {
@@ -383,10 +379,8 @@ fn unhex(s: &str) -> Option<String> {
 }
 
 /// A new API key: 32 random bytes, in hex, after a prefix that says what it is.
-fn new_api_key() -> Result<String, Status> {
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(|e| Status::internal(format!("randomness: {e}")))?;
-    Ok(format!("sbk_{}", hex(&secret)))
+fn new_api_key() -> String {
+    format!("sbk_{}", switchboard_sip::token::<32>())
 }
 
 /// `name@version` or `name`.
@@ -436,7 +430,7 @@ impl pb::provisioning_server::Provisioning for Provisioning {
             .tenant
             .ok_or_else(|| Status::invalid_argument("tenant: required"))?
             .into_config();
-        let key = new_api_key()?;
+        let key = new_api_key();
         config.api_keys.push(ApiKeyConfig {
             name: "default".into(),
             hash: hash_api_key(&key),
@@ -520,7 +514,7 @@ impl pb::provisioning_server::Provisioning for Provisioning {
         let (metadata, _, r) = r.into_parts();
         let tenant = self.tenant(&metadata, &r.tenant)?;
         let name = r.api_key.map(|k| k.name).unwrap_or_default();
-        let secret = new_api_key()?;
+        let secret = new_api_key();
         let key = ApiKeyConfig {
             name: name.clone(),
             hash: hash_api_key(&secret),

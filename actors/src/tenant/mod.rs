@@ -548,14 +548,10 @@ pub fn demo_tenant() -> TenantConfig {
 /// long random strings, so a fast hash does; the key itself is never kept.
 pub fn hash_api_key(key: &str) -> String {
     use sha2::Digest;
-    use std::fmt::Write;
-    let digest = sha2::Sha256::digest(key.as_bytes());
-    let mut hash = String::with_capacity(7 + 64);
-    hash.push_str("sha256:");
-    for b in digest {
-        let _ = write!(hash, "{b:02x}");
-    }
-    hash
+    format!(
+        "sha256:{}",
+        switchboard_sip::hex(&sha2::Sha256::digest(key.as_bytes()))
+    )
 }
 
 /// An immutable snapshot of every tenant, by name and by domain.
