@@ -21,9 +21,9 @@ pub enum TenantMsg {
 }
 
 pub struct TenantState {
-    current: Arc<Directory>,
-    changed: Arc<OutputPort<Arc<Directory>>>,
+    /// Holds the current snapshot, for `Snapshot` and for followers.
     latest: watch::Sender<Arc<Directory>>,
+    changed: Arc<OutputPort<Arc<Directory>>>,
 }
 
 impl Actor for TenantActor {
@@ -37,11 +37,9 @@ impl Actor for TenantActor {
         _myself: ActorRef<Self::Msg>,
         (current, changed): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let latest = watch::Sender::new(current.clone());
         Ok(TenantState {
-            current,
+            latest: watch::Sender::new(current),
             changed,
-            latest,
         })
     }
 
@@ -53,7 +51,7 @@ impl Actor for TenantActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             TenantMsg::Snapshot(reply) => {
-                let _ = reply.send(state.current.clone());
+                let _ = reply.send(state.latest.borrow().clone());
             }
             TenantMsg::Follow(reply) => {
                 let _ = reply.send(state.latest.subscribe());
@@ -63,7 +61,6 @@ impl Actor for TenantActor {
                     tenants = next.tenants().count(),
                     "tenant configuration replaced"
                 );
-                state.current = next.clone();
                 state.latest.send_replace(next.clone());
                 state.changed.send(next);
             }
