@@ -214,7 +214,7 @@ impl Provisioning {
                 s.create(&tenant, held, kind, item).await
             })
             .await?;
-        stored(kind, &t, &key)
+        object(kind, &t, &key)
     }
 
     async fn get<M: Message>(
@@ -225,7 +225,7 @@ impl Provisioning {
     ) -> Result<Response<M>, Status> {
         let tenant = self.tenant(metadata, &request.tenant)?;
         let held = self.held(&tenant)?;
-        stored(kind, &held, &request.id)
+        object(kind, &held, &request.id)
     }
 
     async fn update<M: Message>(
@@ -245,7 +245,7 @@ impl Provisioning {
                 s.update(&tenant, held, kind, id, item).await
             })
             .await?;
-        stored(kind, &t, id)
+        object(kind, &t, id)
     }
 
     async fn delete<T: Clone + Send + Sync>(
@@ -321,7 +321,7 @@ fn required<M: Message, T>(kind: &Kind<T>, message: Option<M>) -> Result<M::Conf
 }
 
 /// The object named `id` of a tenant, as a message.
-fn stored<M: Message>(
+fn object<M: Message>(
     kind: &Kind<M::Config>,
     tenant: &Tenant,
     id: &str,
@@ -336,10 +336,10 @@ const PAGE: (u32, u32) = (100, 1000);
 
 /// One page of `items` (each with the key they are ordered by) after the page token's key,
 /// and the token of the next page (empty after the last).
-fn page<'a, T: 'a, M>(
-    items: impl Iterator<Item = (String, &'a T)>,
+fn page<T, M>(
+    items: impl Iterator<Item = (String, T)>,
     request: &pb::ListRequest,
-    to_message: impl Fn(&T) -> M,
+    to_message: impl Fn(T) -> M,
 ) -> Result<(Vec<M>, String), Status> {
     let after = match request.page_token.as_str() {
         "" => None,
@@ -351,7 +351,7 @@ fn page<'a, T: 'a, M>(
         0 => PAGE.0,
         n => n.min(PAGE.1),
     } as usize;
-    let mut items: Vec<(String, &T)> = items
+    let mut items: Vec<(String, T)> = items
         .filter(|(key, _)| after.as_ref().is_none_or(|a| key > a))
         .collect();
     items.sort_by(|a, b| a.0.cmp(&b.0));
@@ -360,7 +360,7 @@ fn page<'a, T: 'a, M>(
         None => String::new(),
     };
     let page = items
-        .iter()
+        .into_iter()
         .take(size)
         .map(|(_, x)| to_message(x))
         .collect();
@@ -418,531 +418,344 @@ fn tenant_message(t: &Tenant) -> pb::Tenant {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-#[tonic::async_trait]
-impl pb::provisioning_server::Provisioning for Provisioning {
-    async fn create_tenant(
-        &self,
-        r: Request<pb::CreateTenantRequest>,
-    ) -> Reply<pb::CreateTenantResponse> {
-        let (metadata, _, r) = r.into_parts();
-        self.admin(&metadata)?;
-        let mut config = r
-            .tenant
-            .ok_or_else(|| Status::invalid_argument("tenant: required"))?
-            .into_config();
-        let key = new_api_key();
-        config.api_keys.push(ApiKeyConfig {
-            name: "default".into(),
-            hash: hash_api_key(&key),
-        });
-        let t = self
-            .stored(async |s| s.create_tenant(&config).await)
-            .await?;
-        self.settle(&t.name, Some(t.version)).await;
-        tracing::info!(tenant = %t.name, "tenant created");
-        Ok(Response::new(pb::CreateTenantResponse {
-            tenant: Some(tenant_message(&t)),
-            api_key: key,
-        }))
-    }
-
-    async fn get_tenant(&self, r: Request<pb::GetTenantRequest>) -> Reply<pb::Tenant> {
-        let (metadata, _, r) = r.into_parts();
-        let tenant = self.tenant(&metadata, &r.tenant)?;
-        let held = self.held(&tenant)?;
-        Ok(Response::new(tenant_message(&held)))
-    }
-
-    async fn update_tenant(&self, r: Request<pb::UpdateTenantRequest>) -> Reply<pb::Tenant> {
-        let (metadata, _, r) = r.into_parts();
-        let settings = r
-            .tenant
-            .ok_or_else(|| Status::invalid_argument("tenant: required"))?
-            .into_config();
-        let tenant = self.tenant(&metadata, &settings.name)?;
-        let settings = switchboard_actors::tenant::TenantConfig {
-            name: tenant.clone(),
-            ..settings
-        };
-        let t = self
-            .write(&tenant, async |s, held| {
-                s.update_settings(held, &settings).await
-            })
-            .await?;
-        Ok(Response::new(tenant_message(&t)))
-    }
-
-    async fn delete_tenant(&self, r: Request<pb::DeleteTenantRequest>) -> Reply<pb::Deleted> {
-        let (metadata, _, r) = r.into_parts();
-        self.admin(&metadata)?;
-        let deleted = self
-            .stored(async |s| s.delete(&r.tenant).await.map_err(ProvisionError::from))
-            .await?;
-        if !deleted {
-            return Err(Status::not_found(format!(
-                "tenant {:?} not found",
-                r.tenant
-            )));
+/// The trait's implementation: the calls written out below, and the five calls of each type of
+/// object named by a key, which are alike but for their names.
+macro_rules! provisioning {
+    (
+        $(
+            $kind:ident: pb::$message:ident in $field:ident,
+            $create:ident(pb::$create_request:ident), $get:ident,
+            $update:ident(pb::$update_request:ident), $delete:ident,
+            $list:ident -> pb::$page:ident { $items:ident };
+        )*
+        { $($calls:tt)* }
+    ) => {
+        #[tonic::async_trait]
+        impl pb::provisioning_server::Provisioning for Provisioning {
+            $($calls)*
+            $(
+                async fn $create(&self, r: Request<pb::$create_request>) -> Reply<pb::$message> {
+                    let (metadata, _, r) = r.into_parts();
+                    self.create(&metadata, &r.tenant, &$kind, r.$field).await
+                }
+                async fn $get(&self, r: Request<pb::GetRequest>) -> Reply<pb::$message> {
+                    let (metadata, _, r) = r.into_parts();
+                    self.get(&metadata, r, &$kind).await
+                }
+                async fn $update(&self, r: Request<pb::$update_request>) -> Reply<pb::$message> {
+                    let (metadata, _, r) = r.into_parts();
+                    self.update(&metadata, (&r.tenant, &r.id), &$kind, r.$field).await
+                }
+                async fn $delete(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+                    let (metadata, _, r) = r.into_parts();
+                    self.delete(&metadata, r, &$kind).await
+                }
+                async fn $list(&self, r: Request<pb::ListRequest>) -> Reply<pb::$page> {
+                    let (metadata, _, r) = r.into_parts();
+                    let ($items, next_page_token) = self.list(&metadata, &r, &$kind)?;
+                    Ok(Response::new(pb::$page { $items, next_page_token }))
+                }
+            )*
         }
-        self.settle(&r.tenant, None).await;
-        tracing::info!(tenant = %r.tenant, "tenant deleted");
-        Ok(Response::new(pb::Deleted {}))
-    }
+    };
+}
 
-    async fn list_tenants(&self, r: Request<pb::ListRequest>) -> Reply<pb::TenantPage> {
-        let (metadata, _, r) = r.into_parts();
-        let own = match self.caller(&metadata)? {
-            Caller::Admin => None,
-            Caller::Tenant(own) => Some(own),
-        };
-        let directory = self.directory.borrow().clone();
-        let tenants = directory
-            .tenants()
-            .filter(|t| own.as_ref().is_none_or(|own| *own == t.name))
-            .map(|t| (t.name.clone(), t.as_ref()));
-        let (tenants, next_page_token) = page(tenants, &r, tenant_message)?;
-        Ok(Response::new(pb::TenantPage {
-            tenants,
-            next_page_token,
-        }))
-    }
+provisioning! {
+    DNS: pb::Dn in dn,
+        create_dn(pb::CreateDnRequest), get_dn,
+        update_dn(pb::UpdateDnRequest), delete_dn,
+        list_dns -> pb::DnPage { dns };
+    SKILLS: pb::Skill in skill,
+        create_skill(pb::CreateSkillRequest), get_skill,
+        update_skill(pb::UpdateSkillRequest), delete_skill,
+        list_skills -> pb::SkillPage { skills };
+    AGENT_GROUPS: pb::AgentGroup in agent_group,
+        create_agent_group(pb::CreateAgentGroupRequest), get_agent_group,
+        update_agent_group(pb::UpdateAgentGroupRequest), delete_agent_group,
+        list_agent_groups -> pb::AgentGroupPage { agent_groups };
+    PLACES: pb::Place in place,
+        create_place(pb::CreatePlaceRequest), get_place,
+        update_place(pb::UpdatePlaceRequest), delete_place,
+        list_places -> pb::PlacePage { places };
+    AGENTS: pb::Agent in agent,
+        create_agent(pb::CreateAgentRequest), get_agent,
+        update_agent(pb::UpdateAgentRequest), delete_agent,
+        list_agents -> pb::AgentPage { agents };
+    ROUTING_POINTS: pb::RoutingPoint in routing_point,
+        create_routing_point(pb::CreateRoutingPointRequest), get_routing_point,
+        update_routing_point(pb::UpdateRoutingPointRequest), delete_routing_point,
+        list_routing_points -> pb::RoutingPointPage { routing_points };
+    QUEUES: pb::Queue in queue,
+        create_queue(pb::CreateQueueRequest), get_queue,
+        update_queue(pb::UpdateQueueRequest), delete_queue,
+        list_queues -> pb::QueuePage { queues };
+    TRUNKS: pb::Trunk in trunk,
+        create_trunk(pb::CreateTrunkRequest), get_trunk,
+        update_trunk(pb::UpdateTrunkRequest), delete_trunk,
+        list_trunks -> pb::TrunkPage { trunks };
+    MEDIA_SERVERS: pb::MediaServer in media_server,
+        create_media_server(pb::CreateMediaServerRequest), get_media_server,
+        update_media_server(pb::UpdateMediaServerRequest), delete_media_server,
+        list_media_servers -> pb::MediaServerPage { media_servers };
+    // The calls written out: tenants, API keys, dial plan rules and strategies.
+    {
+        async fn create_tenant(
+            &self,
+            r: Request<pb::CreateTenantRequest>,
+        ) -> Reply<pb::CreateTenantResponse> {
+            let (metadata, _, r) = r.into_parts();
+            self.admin(&metadata)?;
+            let mut config = r
+                .tenant
+                .ok_or_else(|| Status::invalid_argument("tenant: required"))?
+                .into_config();
+            let key = new_api_key();
+            config.api_keys.push(ApiKeyConfig {
+                name: "default".into(),
+                hash: hash_api_key(&key),
+            });
+            let t = self
+                .stored(async |s| s.create_tenant(&config).await)
+                .await?;
+            self.settle(&t.name, Some(t.version)).await;
+            tracing::info!(tenant = %t.name, "tenant created");
+            Ok(Response::new(pb::CreateTenantResponse {
+                tenant: Some(tenant_message(&t)),
+                api_key: key,
+            }))
+        }
 
-    async fn create_api_key(
-        &self,
-        r: Request<pb::CreateApiKeyRequest>,
-    ) -> Reply<pb::CreateApiKeyResponse> {
-        let (metadata, _, r) = r.into_parts();
-        let tenant = self.tenant(&metadata, &r.tenant)?;
-        let name = r.api_key.map(|k| k.name).unwrap_or_default();
-        let secret = new_api_key();
-        let key = ApiKeyConfig {
-            name: name.clone(),
-            hash: hash_api_key(&secret),
-        };
-        self.write(&tenant, async |s, held| {
-            s.create(&tenant, held, &API_KEYS, key).await
-        })
-        .await?;
-        Ok(Response::new(pb::CreateApiKeyResponse {
-            api_key: Some(pb::ApiKey { name }),
-            secret,
-        }))
-    }
+        async fn get_tenant(&self, r: Request<pb::GetTenantRequest>) -> Reply<pb::Tenant> {
+            let (metadata, _, r) = r.into_parts();
+            let tenant = self.tenant(&metadata, &r.tenant)?;
+            let held = self.held(&tenant)?;
+            Ok(Response::new(tenant_message(&held)))
+        }
 
-    async fn get_api_key(&self, r: Request<pb::GetRequest>) -> Reply<pb::ApiKey> {
-        let (metadata, _, r) = r.into_parts();
-        let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
-        API_KEYS
-            .find(&tenant.config, &r.id)
-            .map(|k| {
-                Response::new(pb::ApiKey {
-                    name: k.name.clone(),
-                })
-            })
-            .ok_or_else(|| Status::not_found(format!("API key {:?} not found", r.id)))
-    }
-
-    async fn delete_api_key(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
-        let (metadata, _, r) = r.into_parts();
-        self.delete(&metadata, r, &API_KEYS).await
-    }
-
-    async fn list_api_keys(&self, r: Request<pb::ListRequest>) -> Reply<pb::ApiKeyPage> {
-        let (metadata, _, r) = r.into_parts();
-        let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
-        let keys = tenant.config.api_keys.iter().map(|k| (k.name.clone(), k));
-        let (api_keys, next_page_token) = page(keys, &r, |k| pb::ApiKey {
-            name: k.name.clone(),
-        })?;
-        Ok(Response::new(pb::ApiKeyPage {
-            api_keys,
-            next_page_token,
-        }))
-    }
-
-    async fn create_dn(&self, r: Request<pb::CreateDnRequest>) -> Reply<pb::Dn> {
-        let (metadata, _, r) = r.into_parts();
-        self.create(&metadata, &r.tenant, &DNS, r.dn).await
-    }
-    async fn get_dn(&self, r: Request<pb::GetRequest>) -> Reply<pb::Dn> {
-        let (metadata, _, r) = r.into_parts();
-        self.get(&metadata, r, &DNS).await
-    }
-    async fn update_dn(&self, r: Request<pb::UpdateDnRequest>) -> Reply<pb::Dn> {
-        let (metadata, _, r) = r.into_parts();
-        self.update(&metadata, (&r.tenant, &r.id), &DNS, r.dn).await
-    }
-    async fn delete_dn(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
-        let (metadata, _, r) = r.into_parts();
-        self.delete(&metadata, r, &DNS).await
-    }
-    async fn list_dns(&self, r: Request<pb::ListRequest>) -> Reply<pb::DnPage> {
-        let (metadata, _, r) = r.into_parts();
-        let (dns, next_page_token) = self.list(&metadata, &r, &DNS)?;
-        Ok(Response::new(pb::DnPage {
-            dns,
-            next_page_token,
-        }))
-    }
-
-    async fn create_skill(&self, r: Request<pb::CreateSkillRequest>) -> Reply<pb::Skill> {
-        let (metadata, _, r) = r.into_parts();
-        self.create(&metadata, &r.tenant, &SKILLS, r.skill).await
-    }
-    async fn get_skill(&self, r: Request<pb::GetRequest>) -> Reply<pb::Skill> {
-        let (metadata, _, r) = r.into_parts();
-        self.get(&metadata, r, &SKILLS).await
-    }
-    async fn update_skill(&self, r: Request<pb::UpdateSkillRequest>) -> Reply<pb::Skill> {
-        let (metadata, _, r) = r.into_parts();
-        self.update(&metadata, (&r.tenant, &r.id), &SKILLS, r.skill)
-            .await
-    }
-    async fn delete_skill(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
-        let (metadata, _, r) = r.into_parts();
-        self.delete(&metadata, r, &SKILLS).await
-    }
-    async fn list_skills(&self, r: Request<pb::ListRequest>) -> Reply<pb::SkillPage> {
-        let (metadata, _, r) = r.into_parts();
-        let (skills, next_page_token) = self.list(&metadata, &r, &SKILLS)?;
-        Ok(Response::new(pb::SkillPage {
-            skills,
-            next_page_token,
-        }))
-    }
-
-    async fn create_agent_group(
-        &self,
-        r: Request<pb::CreateAgentGroupRequest>,
-    ) -> Reply<pb::AgentGroup> {
-        let (metadata, _, r) = r.into_parts();
-        self.create(&metadata, &r.tenant, &AGENT_GROUPS, r.agent_group)
-            .await
-    }
-    async fn get_agent_group(&self, r: Request<pb::GetRequest>) -> Reply<pb::AgentGroup> {
-        let (metadata, _, r) = r.into_parts();
-        self.get(&metadata, r, &AGENT_GROUPS).await
-    }
-    async fn update_agent_group(
-        &self,
-        r: Request<pb::UpdateAgentGroupRequest>,
-    ) -> Reply<pb::AgentGroup> {
-        let (metadata, _, r) = r.into_parts();
-        self.update(&metadata, (&r.tenant, &r.id), &AGENT_GROUPS, r.agent_group)
-            .await
-    }
-    async fn delete_agent_group(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
-        let (metadata, _, r) = r.into_parts();
-        self.delete(&metadata, r, &AGENT_GROUPS).await
-    }
-    async fn list_agent_groups(&self, r: Request<pb::ListRequest>) -> Reply<pb::AgentGroupPage> {
-        let (metadata, _, r) = r.into_parts();
-        let (agent_groups, next_page_token) = self.list(&metadata, &r, &AGENT_GROUPS)?;
-        Ok(Response::new(pb::AgentGroupPage {
-            agent_groups,
-            next_page_token,
-        }))
-    }
-
-    async fn create_place(&self, r: Request<pb::CreatePlaceRequest>) -> Reply<pb::Place> {
-        let (metadata, _, r) = r.into_parts();
-        self.create(&metadata, &r.tenant, &PLACES, r.place).await
-    }
-    async fn get_place(&self, r: Request<pb::GetRequest>) -> Reply<pb::Place> {
-        let (metadata, _, r) = r.into_parts();
-        self.get(&metadata, r, &PLACES).await
-    }
-    async fn update_place(&self, r: Request<pb::UpdatePlaceRequest>) -> Reply<pb::Place> {
-        let (metadata, _, r) = r.into_parts();
-        self.update(&metadata, (&r.tenant, &r.id), &PLACES, r.place)
-            .await
-    }
-    async fn delete_place(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
-        let (metadata, _, r) = r.into_parts();
-        self.delete(&metadata, r, &PLACES).await
-    }
-    async fn list_places(&self, r: Request<pb::ListRequest>) -> Reply<pb::PlacePage> {
-        let (metadata, _, r) = r.into_parts();
-        let (places, next_page_token) = self.list(&metadata, &r, &PLACES)?;
-        Ok(Response::new(pb::PlacePage {
-            places,
-            next_page_token,
-        }))
-    }
-
-    async fn create_agent(&self, r: Request<pb::CreateAgentRequest>) -> Reply<pb::Agent> {
-        let (metadata, _, r) = r.into_parts();
-        self.create(&metadata, &r.tenant, &AGENTS, r.agent).await
-    }
-    async fn get_agent(&self, r: Request<pb::GetRequest>) -> Reply<pb::Agent> {
-        let (metadata, _, r) = r.into_parts();
-        self.get(&metadata, r, &AGENTS).await
-    }
-    async fn update_agent(&self, r: Request<pb::UpdateAgentRequest>) -> Reply<pb::Agent> {
-        let (metadata, _, r) = r.into_parts();
-        self.update(&metadata, (&r.tenant, &r.id), &AGENTS, r.agent)
-            .await
-    }
-    async fn delete_agent(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
-        let (metadata, _, r) = r.into_parts();
-        self.delete(&metadata, r, &AGENTS).await
-    }
-    async fn list_agents(&self, r: Request<pb::ListRequest>) -> Reply<pb::AgentPage> {
-        let (metadata, _, r) = r.into_parts();
-        let (agents, next_page_token) = self.list(&metadata, &r, &AGENTS)?;
-        Ok(Response::new(pb::AgentPage {
-            agents,
-            next_page_token,
-        }))
-    }
-
-    async fn create_routing_point(
-        &self,
-        r: Request<pb::CreateRoutingPointRequest>,
-    ) -> Reply<pb::RoutingPoint> {
-        let (metadata, _, r) = r.into_parts();
-        self.create(&metadata, &r.tenant, &ROUTING_POINTS, r.routing_point)
-            .await
-    }
-    async fn get_routing_point(&self, r: Request<pb::GetRequest>) -> Reply<pb::RoutingPoint> {
-        let (metadata, _, r) = r.into_parts();
-        self.get(&metadata, r, &ROUTING_POINTS).await
-    }
-    async fn update_routing_point(
-        &self,
-        r: Request<pb::UpdateRoutingPointRequest>,
-    ) -> Reply<pb::RoutingPoint> {
-        let (metadata, _, r) = r.into_parts();
-        self.update(
-            &metadata,
-            (&r.tenant, &r.id),
-            &ROUTING_POINTS,
-            r.routing_point,
-        )
-        .await
-    }
-    async fn delete_routing_point(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
-        let (metadata, _, r) = r.into_parts();
-        self.delete(&metadata, r, &ROUTING_POINTS).await
-    }
-    async fn list_routing_points(
-        &self,
-        r: Request<pb::ListRequest>,
-    ) -> Reply<pb::RoutingPointPage> {
-        let (metadata, _, r) = r.into_parts();
-        let (routing_points, next_page_token) = self.list(&metadata, &r, &ROUTING_POINTS)?;
-        Ok(Response::new(pb::RoutingPointPage {
-            routing_points,
-            next_page_token,
-        }))
-    }
-
-    async fn create_queue(&self, r: Request<pb::CreateQueueRequest>) -> Reply<pb::Queue> {
-        let (metadata, _, r) = r.into_parts();
-        self.create(&metadata, &r.tenant, &QUEUES, r.queue).await
-    }
-    async fn get_queue(&self, r: Request<pb::GetRequest>) -> Reply<pb::Queue> {
-        let (metadata, _, r) = r.into_parts();
-        self.get(&metadata, r, &QUEUES).await
-    }
-    async fn update_queue(&self, r: Request<pb::UpdateQueueRequest>) -> Reply<pb::Queue> {
-        let (metadata, _, r) = r.into_parts();
-        self.update(&metadata, (&r.tenant, &r.id), &QUEUES, r.queue)
-            .await
-    }
-    async fn delete_queue(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
-        let (metadata, _, r) = r.into_parts();
-        self.delete(&metadata, r, &QUEUES).await
-    }
-    async fn list_queues(&self, r: Request<pb::ListRequest>) -> Reply<pb::QueuePage> {
-        let (metadata, _, r) = r.into_parts();
-        let (queues, next_page_token) = self.list(&metadata, &r, &QUEUES)?;
-        Ok(Response::new(pb::QueuePage {
-            queues,
-            next_page_token,
-        }))
-    }
-
-    async fn create_trunk(&self, r: Request<pb::CreateTrunkRequest>) -> Reply<pb::Trunk> {
-        let (metadata, _, r) = r.into_parts();
-        self.create(&metadata, &r.tenant, &TRUNKS, r.trunk).await
-    }
-    async fn get_trunk(&self, r: Request<pb::GetRequest>) -> Reply<pb::Trunk> {
-        let (metadata, _, r) = r.into_parts();
-        self.get(&metadata, r, &TRUNKS).await
-    }
-    async fn update_trunk(&self, r: Request<pb::UpdateTrunkRequest>) -> Reply<pb::Trunk> {
-        let (metadata, _, r) = r.into_parts();
-        self.update(&metadata, (&r.tenant, &r.id), &TRUNKS, r.trunk)
-            .await
-    }
-    async fn delete_trunk(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
-        let (metadata, _, r) = r.into_parts();
-        self.delete(&metadata, r, &TRUNKS).await
-    }
-    async fn list_trunks(&self, r: Request<pb::ListRequest>) -> Reply<pb::TrunkPage> {
-        let (metadata, _, r) = r.into_parts();
-        let (trunks, next_page_token) = self.list(&metadata, &r, &TRUNKS)?;
-        Ok(Response::new(pb::TrunkPage {
-            trunks,
-            next_page_token,
-        }))
-    }
-
-    async fn create_media_server(
-        &self,
-        r: Request<pb::CreateMediaServerRequest>,
-    ) -> Reply<pb::MediaServer> {
-        let (metadata, _, r) = r.into_parts();
-        self.create(&metadata, &r.tenant, &MEDIA_SERVERS, r.media_server)
-            .await
-    }
-    async fn get_media_server(&self, r: Request<pb::GetRequest>) -> Reply<pb::MediaServer> {
-        let (metadata, _, r) = r.into_parts();
-        self.get(&metadata, r, &MEDIA_SERVERS).await
-    }
-    async fn update_media_server(
-        &self,
-        r: Request<pb::UpdateMediaServerRequest>,
-    ) -> Reply<pb::MediaServer> {
-        let (metadata, _, r) = r.into_parts();
-        self.update(
-            &metadata,
-            (&r.tenant, &r.id),
-            &MEDIA_SERVERS,
-            r.media_server,
-        )
-        .await
-    }
-    async fn delete_media_server(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
-        let (metadata, _, r) = r.into_parts();
-        self.delete(&metadata, r, &MEDIA_SERVERS).await
-    }
-    async fn list_media_servers(&self, r: Request<pb::ListRequest>) -> Reply<pb::MediaServerPage> {
-        let (metadata, _, r) = r.into_parts();
-        let (media_servers, next_page_token) = self.list(&metadata, &r, &MEDIA_SERVERS)?;
-        Ok(Response::new(pb::MediaServerPage {
-            media_servers,
-            next_page_token,
-        }))
-    }
-
-    async fn create_dial_plan_rule(
-        &self,
-        r: Request<pb::CreateDialPlanRuleRequest>,
-    ) -> Reply<pb::DialPlanRule> {
-        let (metadata, _, r) = r.into_parts();
-        let tenant = self.tenant(&metadata, &r.tenant)?;
-        let rule = required(&provision::DIAL_PLAN, r.rule)?;
-        let index = r.index.map(|i| i as usize);
-        let t = self
-            .write(&tenant, async |s, held| {
-                s.insert_rule(&tenant, held, index, rule).await
-            })
-            .await?;
-        let at = index.unwrap_or(t.config.dial_plan.len().saturating_sub(1));
-        rule_at(&t, at)
-    }
-    async fn get_dial_plan_rule(&self, r: Request<pb::GetRequest>) -> Reply<pb::DialPlanRule> {
-        let (metadata, _, r) = r.into_parts();
-        let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
-        rule_at(&tenant, rule_index(&r.id)?)
-    }
-    async fn update_dial_plan_rule(
-        &self,
-        r: Request<pb::UpdateDialPlanRuleRequest>,
-    ) -> Reply<pb::DialPlanRule> {
-        let (metadata, _, r) = r.into_parts();
-        let tenant = self.tenant(&metadata, &r.tenant)?;
-        let index = rule_index(&r.id)?;
-        let rule = required(&provision::DIAL_PLAN, r.rule)?;
-        let t = self
-            .write(&tenant, async |s, held| {
-                s.update_rule(&tenant, held, index, rule).await
-            })
-            .await?;
-        rule_at(&t, index)
-    }
-    async fn delete_dial_plan_rule(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
-        let (metadata, _, r) = r.into_parts();
-        let tenant = self.tenant(&metadata, &r.tenant)?;
-        let index = rule_index(&r.id)?;
-        self.write(&tenant, async |s, held| {
-            s.remove_rule(&tenant, held, index).await
-        })
-        .await?;
-        Ok(Response::new(pb::Deleted {}))
-    }
-    async fn list_dial_plan_rules(
-        &self,
-        r: Request<pb::ListRequest>,
-    ) -> Reply<pb::DialPlanRulePage> {
-        let (metadata, _, r) = r.into_parts();
-        let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
-        // Keys that sort as the rules are tried.
-        let rules = tenant
-            .config
-            .dial_plan
-            .iter()
-            .enumerate()
-            .map(|(i, rule)| (format!("{i:010}"), (i, rule)));
-        let rules: Vec<(String, (usize, &switchboard_actors::tenant::DialRuleConfig))> =
-            rules.collect();
-        let (rules, next_page_token) = page(
-            rules.iter().map(|(k, x)| (k.clone(), x)),
-            &r,
-            |(i, rule)| rule_message(*i, rule),
-        )?;
-        Ok(Response::new(pb::DialPlanRulePage {
-            rules,
-            next_page_token,
-        }))
-    }
-
-    async fn create_strategy(&self, r: Request<pb::CreateStrategyRequest>) -> Reply<pb::Strategy> {
-        let (metadata, _, r) = r.into_parts();
-        self.save_strategy(&metadata, &r.tenant, r.strategy, None)
-            .await
-    }
-    async fn get_strategy(&self, r: Request<pb::GetRequest>) -> Reply<pb::Strategy> {
-        let (metadata, _, r) = r.into_parts();
-        let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
-        strategy(&tenant, &r.id)
-    }
-    async fn update_strategy(&self, r: Request<pb::UpdateStrategyRequest>) -> Reply<pb::Strategy> {
-        let (metadata, _, r) = r.into_parts();
-        self.save_strategy(&metadata, &r.tenant, r.strategy, Some(&r.id))
-            .await
-    }
-    async fn delete_strategy(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
-        let (metadata, _, r) = r.into_parts();
-        let tenant = self.tenant(&metadata, &r.tenant)?;
-        match strategy_id(&r.id)? {
-            (_, None) => self.delete(&metadata, r, &STRATEGIES).await,
-            (name, Some(version)) => {
-                self.write(&tenant, async |s, held| {
-                    s.remove_strategy_version(&tenant, held, name, version)
-                        .await
+        async fn update_tenant(&self, r: Request<pb::UpdateTenantRequest>) -> Reply<pb::Tenant> {
+            let (metadata, _, r) = r.into_parts();
+            let settings = r
+                .tenant
+                .ok_or_else(|| Status::invalid_argument("tenant: required"))?
+                .into_config();
+            let tenant = self.tenant(&metadata, &settings.name)?;
+            let settings = switchboard_actors::tenant::TenantConfig {
+                name: tenant.clone(),
+                ..settings
+            };
+            let t = self
+                .write(&tenant, async |s, held| {
+                    s.update_settings(held, &settings).await
                 })
                 .await?;
-                Ok(Response::new(pb::Deleted {}))
+            Ok(Response::new(tenant_message(&t)))
+        }
+
+        async fn delete_tenant(&self, r: Request<pb::DeleteTenantRequest>) -> Reply<pb::Deleted> {
+            let (metadata, _, r) = r.into_parts();
+            self.admin(&metadata)?;
+            let deleted = self
+                .stored(async |s| s.delete(&r.tenant).await.map_err(ProvisionError::from))
+                .await?;
+            if !deleted {
+                return Err(Status::not_found(format!(
+                    "tenant {:?} not found",
+                    r.tenant
+                )));
+            }
+            self.settle(&r.tenant, None).await;
+            tracing::info!(tenant = %r.tenant, "tenant deleted");
+            Ok(Response::new(pb::Deleted {}))
+        }
+
+        async fn list_tenants(&self, r: Request<pb::ListRequest>) -> Reply<pb::TenantPage> {
+            let (metadata, _, r) = r.into_parts();
+            let own = match self.caller(&metadata)? {
+                Caller::Admin => None,
+                Caller::Tenant(own) => Some(own),
+            };
+            let directory = self.directory.borrow().clone();
+            let tenants = directory
+                .tenants()
+                .filter(|t| own.as_ref().is_none_or(|own| *own == t.name))
+                .map(|t| (t.name.clone(), t.as_ref()));
+            let (tenants, next_page_token) = page(tenants, &r, tenant_message)?;
+            Ok(Response::new(pb::TenantPage {
+                tenants,
+                next_page_token,
+            }))
+        }
+
+        async fn create_api_key(
+            &self,
+            r: Request<pb::CreateApiKeyRequest>,
+        ) -> Reply<pb::CreateApiKeyResponse> {
+            let (metadata, _, r) = r.into_parts();
+            let tenant = self.tenant(&metadata, &r.tenant)?;
+            let name = r.api_key.map(|k| k.name).unwrap_or_default();
+            let secret = new_api_key();
+            let key = ApiKeyConfig {
+                name: name.clone(),
+                hash: hash_api_key(&secret),
+            };
+            self.write(&tenant, async |s, held| {
+                s.create(&tenant, held, &API_KEYS, key).await
+            })
+            .await?;
+            Ok(Response::new(pb::CreateApiKeyResponse {
+                api_key: Some(pb::ApiKey { name }),
+                secret,
+            }))
+        }
+
+        async fn get_api_key(&self, r: Request<pb::GetRequest>) -> Reply<pb::ApiKey> {
+            let (metadata, _, r) = r.into_parts();
+            let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
+            API_KEYS
+                .find(&tenant.config, &r.id)
+                .map(|k| {
+                    Response::new(pb::ApiKey {
+                        name: k.name.clone(),
+                    })
+                })
+                .ok_or_else(|| Status::not_found(format!("API key {:?} not found", r.id)))
+        }
+
+        async fn delete_api_key(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+            let (metadata, _, r) = r.into_parts();
+            self.delete(&metadata, r, &API_KEYS).await
+        }
+
+        async fn list_api_keys(&self, r: Request<pb::ListRequest>) -> Reply<pb::ApiKeyPage> {
+            let (metadata, _, r) = r.into_parts();
+            let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
+            let keys = tenant.config.api_keys.iter().map(|k| (k.name.clone(), k));
+            let (api_keys, next_page_token) = page(keys, &r, |k| pb::ApiKey {
+                name: k.name.clone(),
+            })?;
+            Ok(Response::new(pb::ApiKeyPage {
+                api_keys,
+                next_page_token,
+            }))
+        }
+
+        async fn create_dial_plan_rule(
+            &self,
+            r: Request<pb::CreateDialPlanRuleRequest>,
+        ) -> Reply<pb::DialPlanRule> {
+            let (metadata, _, r) = r.into_parts();
+            let tenant = self.tenant(&metadata, &r.tenant)?;
+            let rule = required(&provision::DIAL_PLAN, r.rule)?;
+            let index = r.index.map(|i| i as usize);
+            let t = self
+                .write(&tenant, async |s, held| {
+                    s.insert_rule(&tenant, held, index, rule).await
+                })
+                .await?;
+            let at = index.unwrap_or(t.config.dial_plan.len().saturating_sub(1));
+            rule_at(&t, at)
+        }
+        async fn get_dial_plan_rule(&self, r: Request<pb::GetRequest>) -> Reply<pb::DialPlanRule> {
+            let (metadata, _, r) = r.into_parts();
+            let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
+            rule_at(&tenant, rule_index(&r.id)?)
+        }
+        async fn update_dial_plan_rule(
+            &self,
+            r: Request<pb::UpdateDialPlanRuleRequest>,
+        ) -> Reply<pb::DialPlanRule> {
+            let (metadata, _, r) = r.into_parts();
+            let tenant = self.tenant(&metadata, &r.tenant)?;
+            let index = rule_index(&r.id)?;
+            let rule = required(&provision::DIAL_PLAN, r.rule)?;
+            let t = self
+                .write(&tenant, async |s, held| {
+                    s.update_rule(&tenant, held, index, rule).await
+                })
+                .await?;
+            rule_at(&t, index)
+        }
+        async fn delete_dial_plan_rule(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+            let (metadata, _, r) = r.into_parts();
+            let tenant = self.tenant(&metadata, &r.tenant)?;
+            let index = rule_index(&r.id)?;
+            self.write(&tenant, async |s, held| {
+                s.remove_rule(&tenant, held, index).await
+            })
+            .await?;
+            Ok(Response::new(pb::Deleted {}))
+        }
+        async fn list_dial_plan_rules(
+            &self,
+            r: Request<pb::ListRequest>,
+        ) -> Reply<pb::DialPlanRulePage> {
+            let (metadata, _, r) = r.into_parts();
+            let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
+            // Keys that sort as the rules are tried.
+            let rules = tenant
+                .config
+                .dial_plan
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| (format!("{i:010}"), (i, rule)));
+            let (rules, next_page_token) = page(rules, &r, |(i, rule)| rule_message(i, rule))?;
+            Ok(Response::new(pb::DialPlanRulePage {
+                rules,
+                next_page_token,
+            }))
+        }
+
+        async fn create_strategy(
+            &self,
+            r: Request<pb::CreateStrategyRequest>,
+        ) -> Reply<pb::Strategy> {
+            let (metadata, _, r) = r.into_parts();
+            self.save_strategy(&metadata, &r.tenant, r.strategy, None)
+                .await
+        }
+        async fn get_strategy(&self, r: Request<pb::GetRequest>) -> Reply<pb::Strategy> {
+            let (metadata, _, r) = r.into_parts();
+            let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
+            strategy(&tenant, &r.id)
+        }
+        async fn update_strategy(
+            &self,
+            r: Request<pb::UpdateStrategyRequest>,
+        ) -> Reply<pb::Strategy> {
+            let (metadata, _, r) = r.into_parts();
+            self.save_strategy(&metadata, &r.tenant, r.strategy, Some(&r.id))
+                .await
+        }
+        async fn delete_strategy(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::Deleted> {
+            let (metadata, _, r) = r.into_parts();
+            let tenant = self.tenant(&metadata, &r.tenant)?;
+            match strategy_id(&r.id)? {
+                (_, None) => self.delete(&metadata, r, &STRATEGIES).await,
+                (name, Some(version)) => {
+                    self.write(&tenant, async |s, held| {
+                        s.remove_strategy_version(&tenant, held, name, version)
+                            .await
+                    })
+                    .await?;
+                    Ok(Response::new(pb::Deleted {}))
+                }
             }
         }
-    }
-    async fn list_strategies(&self, r: Request<pb::ListRequest>) -> Reply<pb::StrategyPage> {
-        let (metadata, _, r) = r.into_parts();
-        let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
-        // By name, then version: a NUL sorts before every character of a name.
-        let strategies = tenant
-            .config
-            .strategies
-            .iter()
-            .map(|s| (format!("{}\0{:010}", s.name, s.version), s));
-        let (strategies, next_page_token) = page(strategies, &r, pb::Strategy::from_config)?;
-        Ok(Response::new(pb::StrategyPage {
-            strategies,
-            next_page_token,
-        }))
+        async fn list_strategies(&self, r: Request<pb::ListRequest>) -> Reply<pb::StrategyPage> {
+            let (metadata, _, r) = r.into_parts();
+            let tenant = self.held(&self.tenant(&metadata, &r.tenant)?)?;
+            // By name, then version: a NUL sorts before every character of a name.
+            let strategies = tenant
+                .config
+                .strategies
+                .iter()
+                .map(|s| (format!("{}\0{:010}", s.name, s.version), s));
+            let (strategies, next_page_token) = page(strategies, &r, pb::Strategy::from_config)?;
+            Ok(Response::new(pb::StrategyPage {
+                strategies,
+                next_page_token,
+            }))
+        }
     }
 }
 
