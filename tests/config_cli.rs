@@ -176,12 +176,7 @@ fn without_postgresql_the_node_serves_its_last_snapshot_and_catches_up_after() {
     import(&tenant(
         "[[tenants.dns]]\nnumber = \"4711\"\npassword = \"one\"\n",
     ));
-    let target: std::net::SocketAddr = url
-        .split_once('@')
-        .and_then(|(_, rest)| rest.split_once('/'))
-        .and_then(|(addr, _)| addr.parse().ok())
-        .expect("postgres address");
-    let relay = support::Relay::start(target);
+    let relay = support::Relay::start(support::postgres_addr(&url));
     let server = Server::start(&["--postgres", &support::via(&url, relay.addr)]);
     let phone = Udp::new(server.sip);
 

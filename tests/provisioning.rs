@@ -901,12 +901,7 @@ async fn the_embedded_configuration_is_read_only() {
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_wait_out_a_postgresql_outage_as_unavailable() {
     let url = support::postgres_db("sb_grpc_outage");
-    let target: std::net::SocketAddr = url
-        .split_once('@')
-        .and_then(|(_, rest)| rest.split_once('/'))
-        .and_then(|(addr, _)| addr.parse().ok())
-        .expect("postgres address");
-    let relay = support::Relay::start(target);
+    let relay = support::Relay::start(support::postgres_addr(&url));
     let server = Server::start(&[
         "--postgres",
         &support::via(&url, relay.addr),

@@ -415,6 +415,14 @@ impl Relay {
     }
 }
 
+/// The `host:port` of a PostgreSQL URL, to put a [`Relay`] in front of it.
+pub fn postgres_addr(url: &str) -> SocketAddr {
+    url.split_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .and_then(|(addr, _)| addr.parse().ok())
+        .expect("postgres address")
+}
+
 /// `url` with its `host:port` replaced by `addr`.
 pub fn via(url: &str, addr: SocketAddr) -> String {
     let (scheme, rest) = url.split_once("://").expect("url");

@@ -151,16 +151,7 @@ impl ConfigStore {
                 problem,
             },
         )?;
-        let tx = self.client.transaction().await?;
-        let (id, version) = upsert_tenant(&tx, config, true).await?;
-        for table in OBJECT_TABLES {
-            tx.execute(&format!("DELETE FROM {table} WHERE tenant_id = $1"), &[&id])
-                .await?;
-        }
-        write_objects(&tx, id, config).await?;
-        notify(&tx, &config.name, version).await?;
-        tx.commit().await?;
-        Ok(version)
+        Ok(self.write_whole(config, true).await?)
     }
 
     /// Stores a new tenant (refused if its name or domain is taken) and returns it as stored.
@@ -169,9 +160,8 @@ impl ConfigStore {
             Tenant::from_config(config).map_err(|e| provision::refusal(config, e, None))?;
         check_strategies(self.validator.as_ref(), config, 0..config.strategies.len())
             .map_err(|(field, problem)| ProvisionError::Invalid { field, problem })?;
-        let tx = self.client.transaction().await?;
-        let (id, version) =
-            upsert_tenant(&tx, config, false)
+        tenant.version =
+            self.write_whole(config, false)
                 .await
                 .map_err(|e| match ProvisionError::from(e) {
                     ProvisionError::AlreadyExists(_) => {
@@ -179,11 +169,28 @@ impl ConfigStore {
                     }
                     other => other,
                 })?;
+        Ok(tenant)
+    }
+
+    /// Writes a checked tenant whole in one transaction, a new one or (with `replace`) over
+    /// the one of its name, and tells the nodes; returns its version.
+    async fn write_whole(
+        &mut self,
+        config: &TenantConfig,
+        replace: bool,
+    ) -> Result<i64, tokio_postgres::Error> {
+        let tx = self.client.transaction().await?;
+        let (id, version) = upsert_tenant(&tx, config, replace).await?;
+        if replace {
+            for table in OBJECT_TABLES {
+                tx.execute(&format!("DELETE FROM {table} WHERE tenant_id = $1"), &[&id])
+                    .await?;
+            }
+        }
         write_objects(&tx, id, config).await?;
         notify(&tx, &config.name, version).await?;
         tx.commit().await?;
-        tenant.version = version;
-        Ok(tenant)
+        Ok(version)
     }
 
     /// Changes one tenant: `edit` changes the tenant as stored (read under a lock on its row,
@@ -427,7 +434,11 @@ async fn apply(tx: &Transaction<'_>, id: i64, change: RowChange) -> Result<(), P
 
 const TENANT_COLUMNS: &str = "SELECT id, name, domain, realm, digest, authenticate, wrap_up_secs, options, version FROM tenants";
 
-async fn notify(tx: &Transaction<'_>, tenant: &str, version: i64) -> Result<()> {
+async fn notify(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    version: i64,
+) -> Result<(), tokio_postgres::Error> {
     tx.execute(
         "SELECT pg_notify($1, $2)",
         &[&CHANNEL, &format!("{tenant}:{version}")],
@@ -439,7 +450,11 @@ async fn notify(tx: &Transaction<'_>, tenant: &str, version: i64) -> Result<()> 
 /// Inserts every object of `config` under tenant `id`, each list in its order: one statement
 /// per table, its rows sent as one JSON array (`jsonb_populate_recordset`), so a tenant of
 /// tens of thousands of objects costs a dozen round trips, not one per object.
-async fn write_objects(tx: &Transaction<'_>, id: i64, c: &TenantConfig) -> Result<()> {
+async fn write_objects(
+    tx: &Transaction<'_>,
+    id: i64,
+    c: &TenantConfig,
+) -> Result<(), tokio_postgres::Error> {
     use provision::*;
     insert_all(tx, id, c, &DNS).await?;
     insert_all(tx, id, c, &SKILLS).await?;
