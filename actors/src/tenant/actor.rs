@@ -11,8 +11,6 @@ use super::Directory;
 pub struct TenantActor;
 
 pub enum TenantMsg {
-    /// The current snapshot.
-    Snapshot(RpcReplyPort<Arc<Directory>>),
     /// A receiver that always holds the current snapshot, for readers that are not actors
     /// (the gRPC services): no message per read, and a way to wait for a version.
     Follow(RpcReplyPort<watch::Receiver<Arc<Directory>>>),
@@ -21,7 +19,7 @@ pub enum TenantMsg {
 }
 
 pub struct TenantState {
-    /// Holds the current snapshot, for `Snapshot` and for followers.
+    /// Holds the current snapshot, for followers.
     latest: watch::Sender<Arc<Directory>>,
     changed: Arc<OutputPort<Arc<Directory>>>,
 }
@@ -50,9 +48,6 @@ impl Actor for TenantActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            TenantMsg::Snapshot(reply) => {
-                let _ = reply.send(state.latest.borrow().clone());
-            }
             TenantMsg::Follow(reply) => {
                 let _ = reply.send(state.latest.subscribe());
             }
