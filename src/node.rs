@@ -13,10 +13,10 @@ use switchboard_actors::registrar::{
     BindingStore, MemoryStore, Policy, RedisStore, Registrar, RegistrarConfig, RegistrarMsg,
 };
 use switchboard_actors::sip_proxy::{ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
-use switchboard_actors::tenant::postgres::ConfigStore;
+use switchboard_actors::tenant::postgres::{ConfigStore, Versioned};
 use switchboard_actors::tenant::watch::Watcher;
 use switchboard_actors::tenant::{
-    ConfigError, Directory, Tenant, TenantActor, TenantConfig, TenantMsg, demo_tenant,
+    ConfigError, Directory, TenantActor, TenantConfig, TenantMsg, demo_tenant,
 };
 use switchboard_sip::Host;
 use switchboard_sip::auth::NonceKey;
@@ -71,12 +71,8 @@ impl Node {
     pub(crate) async fn start(config: NodeConfig) -> anyhow::Result<Self> {
         let (tenants, postgres) = initial_tenants(&config).await?;
         let tenants = tenants
-            .into_iter()
-            .map(|(config, version)| {
-                let mut tenant = Tenant::from_config(&config)?;
-                tenant.version = version;
-                Ok(Arc::new(tenant))
-            })
+            .iter()
+            .map(|v| v.checked().map(Arc::new))
             .collect::<Result<Vec<_>, ConfigError>>()
             .context("invalid tenant configuration")?;
         let directory =
@@ -279,20 +275,15 @@ async fn connect_redis(url: &str) -> anyhow::Result<ConnectionManager> {
 
 /// The tenants a node starts with, each with the version it was stored at: PostgreSQL's when
 /// it is configured (and its URL, to follow it from), else the file's, else the demo tenant.
-async fn initial_tenants(
-    config: &NodeConfig,
-) -> anyhow::Result<(Vec<(TenantConfig, i64)>, Option<String>)> {
+async fn initial_tenants(config: &NodeConfig) -> anyhow::Result<(Vec<Versioned>, Option<String>)> {
     let Some(url) = &config.stores.postgres else {
         if config.tenants.is_empty() {
             tracing::info!(
                 "no tenants configured: running the demo tenant (domain demo.local, DNs 1001-1020, password demo<dn>, API key demo-key)"
             );
-            return Ok((vec![(demo_tenant(), 0)], None));
+            return Ok((vec![embedded(demo_tenant())], None));
         }
-        return Ok((
-            config.tenants.iter().map(|t| (t.clone(), 0)).collect(),
-            None,
-        ));
+        return Ok((config.tenants.iter().cloned().map(embedded).collect(), None));
     };
     if !config.tenants.is_empty() {
         anyhow::bail!(
@@ -303,13 +294,10 @@ async fn initial_tenants(
     let mut store = ConfigStore::connect(url)
         .await
         .with_context(|| format!("configuration database {}", redact(url)))?;
-    let tenants: Vec<(TenantConfig, i64)> = store
+    let tenants = store
         .load_all()
         .await
-        .context("loading tenants from PostgreSQL")?
-        .into_iter()
-        .map(|v| (v.config, v.version))
-        .collect();
+        .context("loading tenants from PostgreSQL")?;
     if tenants.is_empty() {
         tracing::warn!(
             "PostgreSQL holds no tenant yet: add one with `switchboard config import FILE` or the provisioning API's CreateTenant"
@@ -318,6 +306,11 @@ async fn initial_tenants(
         tracing::info!(tenants = tenants.len(), "tenants loaded from PostgreSQL");
     }
     Ok((tenants, Some(url.clone())))
+}
+
+/// A tenant of the embedded configuration, which has no stored version.
+fn embedded(config: TenantConfig) -> Versioned {
+    Versioned { config, version: 0 }
 }
 
 /// A database URL fit for a log: without its password.

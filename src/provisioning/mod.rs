@@ -837,8 +837,7 @@ mod tests {
         let mut store = ConfigStore::connect(&url).await.expect("postgresql");
         store.import(&tenant).await.expect("imported");
         let stored = store.load("validated").await.expect("load").expect("there");
-        let mut held = Tenant::from_config(&stored.config).expect("valid");
-        held.version = stored.version;
+        let held = stored.checked().expect("valid");
         let directory = Directory::from_tenants([Arc::new(held)]).expect("directory");
         let (_keep, follow) = watch::channel(Arc::new(directory));
         let validator: StrategyValidator = Arc::new(|s: &StrategyConfig| {

@@ -30,6 +30,15 @@ pub struct Versioned {
     pub version: i64,
 }
 
+impl Versioned {
+    /// The checked snapshot of the tenant, knowing its version.
+    pub fn checked(&self) -> Result<Tenant, crate::tenant::ConfigError> {
+        let mut tenant = Tenant::from_config(&self.config)?;
+        tenant.version = self.version;
+        Ok(tenant)
+    }
+}
+
 /// The tables that hold a tenant's objects, children of `tenants`.
 const OBJECT_TABLES: [&str; 12] = [
     "api_keys",
@@ -215,9 +224,9 @@ impl ConfigStore {
         else {
             return Err(ProvisionError::NotFound(format!("tenant {tenant:?}")));
         };
-        let (id, version): (i64, i64) = (row.get("id"), row.get("version"));
+        let (id, stored): (i64, i64) = (row.get("id"), row.get("version"));
         let mut config = match held {
-            Some(t) if t.name == tenant && t.version == version => t.config.clone(),
+            Some(t) if t.name == tenant && t.version == stored => t.config.clone(),
             _ => read_tenant(&tx, &row).await?.config,
         };
         let Edit { rows, touched } = edit(&mut config)?;
@@ -235,7 +244,6 @@ impl ConfigStore {
             apply(&tx, id, change).await?;
         }
         let (_, version) = upsert_tenant(&tx, &config, true).await?;
-        debug_assert!(version > row.get::<_, i64>("version"));
         notify(&tx, tenant, version).await?;
         tx.commit().await?;
         checked.version = version;

@@ -156,9 +156,8 @@ async fn reload(store: &mut ConfigStore, held: &mut Held, name: &str) -> crate::
         tracing::info!(tenant = name, "tenant deleted");
         return Ok(held.remove(name).is_some());
     };
-    match Tenant::from_config(&loaded.config) {
-        Ok(mut t) => {
-            t.version = loaded.version;
+    match loaded.checked() {
+        Ok(t) => {
             tracing::info!(
                 tenant = name,
                 version = loaded.version,

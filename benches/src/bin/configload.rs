@@ -85,9 +85,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("importing demo")?;
     let mut held = Vec::new();
     for v in store.load_all().await? {
-        let mut t = Tenant::from_config(&v.config)?;
-        t.version = v.version;
-        held.push(Arc::new(t));
+        held.push(Arc::new(v.checked()?));
     }
     let directory = Arc::new(Directory::from_tenants(held)?);
     let (actor, _) = Actor::spawn(
