@@ -18,6 +18,8 @@ pub const MISSED_PROBES: u32 = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub addr: SocketAddr,
+    /// The hash of the address, worked out once: every call's choice scores it.
+    id: u64,
     /// Probes missed in a row; at [`MISSED_PROBES`] the node is down.
     missed: u32,
     /// When the node last answered.
@@ -43,6 +45,7 @@ impl Ring {
             .into_iter()
             .map(|addr| Node {
                 addr,
+                id: hash(addr.to_string().as_bytes()),
                 missed: 0,
                 last_seen: None,
             })
@@ -59,7 +62,7 @@ impl Ring {
         self.nodes
             .iter()
             .filter(|n| n.is_up())
-            .max_by_key(|n| score(key, n.addr))
+            .max_by_key(|n| score(key, n.id))
             .map(|n| n.addr)
     }
 
@@ -99,10 +102,9 @@ fn hash(bytes: &[u8]) -> u64 {
     })
 }
 
-/// A node's weight for a key: the key and the node's address mixed (splitmix64's finalizer),
-/// so that scores are spread evenly whatever the addresses look like.
-fn score(key: u64, addr: SocketAddr) -> u64 {
-    let node = hash(addr.to_string().as_bytes());
+/// A node's weight for a key: the key and the node's id mixed (splitmix64's finalizer), so
+/// that scores are spread evenly whatever the addresses look like.
+fn score(key: u64, node: u64) -> u64 {
     let mut z = key ^ node.rotate_left(32);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
