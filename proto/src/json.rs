@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::events::{Binding, Event, Payload};
+use crate::events::{Binding, CallThread, Event, Party, Payload};
 
 /// The payload in the protobuf JSON mapping.
 pub fn payload_json(payload: &Payload) -> Value {
@@ -23,6 +23,25 @@ pub fn payload_json(payload: &Payload) -> Value {
             "expiresAtMs": b.expires_at_ms.to_string(),
             "reason": b.reason,
         }),
+        Payload::Call(c) => {
+            let user_data: std::collections::BTreeMap<_, _> = c.user_data.iter().collect();
+            json!({
+                "callId": c.call_id,
+                "threadId": c.thread_id,
+                "parties": c.parties.iter().map(|p| json!({
+                    "dn": p.dn,
+                    "role": p.role,
+                    "uri": p.uri,
+                })).collect::<Vec<_>>(),
+                "ani": c.ani,
+                "dnis": c.dnis,
+                "origin": c.origin,
+                "cause": c.cause,
+                "status": c.status,
+                "durationMs": c.duration_ms.to_string(),
+                "userData": user_data,
+            })
+        }
     }
 }
 
@@ -40,6 +59,7 @@ pub fn event_json(event: &Event) -> Value {
     if let (Some(payload), Value::Object(map)) = (&event.payload, &mut v) {
         let name = match payload {
             Payload::Binding(_) => "binding",
+            Payload::Call(_) => "call",
         };
         map.insert(name.to_owned(), payload_json(payload));
     }
@@ -81,22 +101,58 @@ pub fn event_from_fields<'a>(
                     .to_owned()
             };
             let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0) as u32;
-            kind.starts_with("Binding").then(|| {
-                Payload::Binding(Binding {
-                    aor: s("aor"),
-                    dn: s("dn"),
-                    contact: s("contact"),
-                    expires: n("expires"),
-                    q: n("q"),
-                    source: s("source"),
-                    transport: s("transport"),
-                    user_agent: s("userAgent"),
+            if map.get("topic") == Some(&"voice-callthread") {
+                let strings = |k: &str| match v.get(k) {
+                    Some(Value::Object(o)) => o
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect(),
+                    _ => Default::default(),
+                };
+                let parties = match v.get("parties") {
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .map(|p| {
+                            let f = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
+                            Party {
+                                dn: f("dn"),
+                                role: f("role"),
+                                uri: f("uri"),
+                            }
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                Some(Payload::Call(CallThread {
                     call_id: s("callId"),
-                    cseq: n("cseq"),
-                    expires_at_ms: s("expiresAtMs").parse().unwrap_or(0),
-                    reason: s("reason"),
+                    thread_id: s("threadId"),
+                    parties,
+                    ani: s("ani"),
+                    dnis: s("dnis"),
+                    origin: s("origin"),
+                    cause: s("cause"),
+                    status: n("status"),
+                    duration_ms: s("durationMs").parse().unwrap_or(0),
+                    user_data: strings("userData"),
+                }))
+            } else {
+                kind.starts_with("Binding").then(|| {
+                    Payload::Binding(Binding {
+                        aor: s("aor"),
+                        dn: s("dn"),
+                        contact: s("contact"),
+                        expires: n("expires"),
+                        q: n("q"),
+                        source: s("source"),
+                        transport: s("transport"),
+                        user_agent: s("userAgent"),
+                        call_id: s("callId"),
+                        cseq: n("cseq"),
+                        expires_at_ms: s("expiresAtMs").parse().unwrap_or(0),
+                        reason: s("reason"),
+                    })
                 })
-            })
+            }
         }
     };
     Some(Event {
@@ -147,6 +203,36 @@ mod tests {
         let fields = event_fields(&e);
         let back = event_from_fields(fields.iter().map(|(k, v)| (*k, v.as_str()))).expect("event");
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn call_events_round_trip() {
+        let e = Event {
+            topic: "voice-callthread".into(),
+            key: "demo:0190b7e4".into(),
+            kind: "Established".into(),
+            payload: Some(Payload::Call(CallThread {
+                call_id: "0190b7e4".into(),
+                thread_id: "0190b7e4".into(),
+                parties: vec![Party {
+                    dn: "1001".into(),
+                    role: "destination".into(),
+                    uri: "sip:1001@demo.local".into(),
+                }],
+                ani: "+15551234".into(),
+                dnis: "1001".into(),
+                origin: "trunk:carrier".into(),
+                cause: String::new(),
+                status: 0,
+                duration_ms: 1234,
+                user_data: [("lang".to_owned(), "en".to_owned())].into(),
+            })),
+            ..sample()
+        };
+        let fields = event_fields(&e);
+        let back = event_from_fields(fields.iter().map(|(k, v)| (*k, v.as_str()))).expect("event");
+        assert_eq!(back, e);
+        assert_eq!(event_json(&e)["call"]["parties"][0]["role"], "destination");
     }
 
     #[test]

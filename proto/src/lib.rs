@@ -10,7 +10,7 @@ mod generated {
 pub mod events {
     //! The event envelope and its payloads.
     pub use crate::generated::event::Payload;
-    pub use crate::generated::{Binding, Event};
+    pub use crate::generated::{Binding, CallThread, Event, Party};
 }
 
 pub mod provisioning {
