@@ -86,6 +86,9 @@ struct Rule {
 pub struct DialPlan {
     set: RegexSet,
     rules: Vec<Rule>,
+    /// The same patterns as a lazy DFA, to tell a number that could still grow into a match
+    /// (484) from one that never will (404).
+    prefixes: regex_automata::hybrid::dfa::DFA,
 }
 
 /// The outcome of a match.
@@ -151,10 +154,46 @@ impl DialPlan {
                 field: "pattern",
                 problem: format!("the dial plan as a whole is too large: {e}"),
             })?;
+        let prefixes = regex_automata::hybrid::dfa::DFA::builder()
+            .configure(
+                regex_automata::hybrid::dfa::Config::new()
+                    .cache_capacity(SIZE_LIMIT)
+                    .skip_cache_capacity_check(true),
+            )
+            .build_many(&anchored)
+            .map_err(|e| RuleError {
+                index: compiled.len().saturating_sub(1),
+                field: "pattern",
+                problem: format!("the dial plan as a whole is too large: {e}"),
+            })?;
         Ok(Self {
             set,
             rules: compiled,
+            prefixes,
         })
+    }
+
+    /// Whether `dialed` matches no rule yet but some rule would match a longer number that
+    /// starts with it: incomplete dialing (RFC 3261 21.4.22, 484) rather than an unknown
+    /// number (404).
+    pub fn incomplete(&self, dialed: &str) -> bool {
+        use regex_automata::Input;
+        let dfa = &self.prefixes;
+        let mut cache = dfa.create_cache();
+        let Ok(mut state) = dfa.start_state_forward(
+            &mut cache,
+            &Input::new(dialed).anchored(regex_automata::Anchored::Yes),
+        ) else {
+            return false;
+        };
+        for &byte in dialed.as_bytes() {
+            match dfa.next_state(&mut cache, state, byte) {
+                Ok(next) if !next.is_dead() => state = next,
+                _ => return false,
+            }
+        }
+        // Not dead after the whole number: one more digit (or more) could still lead to a match.
+        !state.is_dead() && self.route(dialed).is_none()
     }
 
     pub fn len(&self) -> usize {
@@ -233,6 +272,21 @@ mod tests {
             (r"^9(\d+)$", "$1", "trunk:carrier"),
         ])
         .expect("valid")
+    }
+
+    #[test]
+    fn incomplete_numbers_are_told_from_unknown_ones() {
+        let p = demo();
+        for partial in ["1", "10", "100", "+1800555", "9"] {
+            assert!(
+                p.incomplete(partial),
+                "{partial} could still grow into a match"
+            );
+        }
+        for unknown in ["2", "20001", "10011", "+2", "x"] {
+            assert!(!p.incomplete(unknown), "{unknown} never matches");
+        }
+        assert!(!p.incomplete("1001"), "a match is not incomplete");
     }
 
     #[test]
