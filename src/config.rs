@@ -16,6 +16,7 @@ pub(crate) struct NodeConfig {
     pub(crate) grpc: GrpcConfig,
     pub(crate) stores: StoresConfig,
     pub(crate) registrar: RegistrarConfig,
+    pub(crate) calls: CallsConfig,
     pub(crate) auth: AuthConfig,
     pub(crate) events: EventsConfig,
     /// Inline tenants; none means the built-in demo tenant.
@@ -94,6 +95,29 @@ pub(crate) struct StoresConfig {
     pub(crate) redis: Option<String>,
     /// `postgres://user@host:port/db`: tenants come from PostgreSQL instead of this file.
     pub(crate) postgres: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct CallsConfig {
+    /// How long an extension rings before the caller gets 480, for DNs without their own
+    /// `no-answer-timeout` option.
+    pub(crate) no_answer_secs: u64,
+    /// How often each leg of an established call is probed with an in-dialog OPTIONS, so a
+    /// phone that vanished ends its call; 0 turns probing off.
+    pub(crate) probe_secs: u64,
+    /// Call events written at once (one per shard, each call thread always on the same one).
+    pub(crate) state_shards: usize,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self {
+            no_answer_secs: 30,
+            probe_secs: 60,
+            state_shards: 8,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

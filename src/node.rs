@@ -8,11 +8,13 @@ use std::time::Duration;
 use anyhow::Context;
 use ractor::{Actor, ActorRef, OutputPort};
 use redis::aio::ConnectionManager;
+use switchboard_actors::call_state::{CallState, SnapshotStore};
 use switchboard_actors::events::{EventSink, MemorySink, RedisSink};
 use switchboard_actors::registrar::{
     BindingStore, MemoryStore, Policy, RedisStore, Registrar, RegistrarConfig, RegistrarMsg,
 };
-use switchboard_actors::sip_proxy::{ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
+use switchboard_actors::sip_cluster::{ClusterConfig, locate_in};
+use switchboard_actors::sip_proxy::{ClusterArgs, ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
 use switchboard_actors::tenant::postgres::{ConfigStore, Versioned};
 use switchboard_actors::tenant::watch::Watcher;
 use switchboard_actors::tenant::{
@@ -30,6 +32,7 @@ use crate::{grpc, health};
 /// A running node.
 pub(crate) struct Node {
     proxy: ActorRef<ProxyMsg>,
+    call_state: CallState,
     registrar: ActorRef<RegistrarMsg>,
     tenant: ActorRef<TenantMsg>,
     health: tokio::task::JoinHandle<()>,
@@ -105,7 +108,7 @@ impl Node {
             None => NonceKey::random(nonce_lifetime),
         };
         let registrar_config = RegistrarConfig {
-            events,
+            events: events.clone(),
             policy: Policy {
                 min_expires: config.registrar.min_expires,
                 max_expires: config.registrar.max_expires,
@@ -117,16 +120,30 @@ impl Node {
             shards: config.registrar.shards,
             sweep_interval: Duration::from_millis(config.registrar.sweep_interval_ms.max(10)),
         };
-        let registrar = match &redis {
+        let nonce_key = registrar_config.nonce_key.clone();
+        let (registrar, locate, snapshots) = match &redis {
             Some(conn) => {
-                tracing::info!("bindings and events in redis");
-                spawn_registrar(RedisStore::new(conn.clone()), registrar_config).await?
+                tracing::info!("bindings, call snapshots and events in redis");
+                let store = RedisStore::new(conn.clone());
+                (
+                    spawn_registrar(store.clone(), registrar_config).await?,
+                    locate_in(store),
+                    SnapshotStore::Redis(conn.clone()),
+                )
             }
             None => {
-                tracing::info!("bindings and events in memory (no --redis)");
-                spawn_registrar(MemoryStore::default(), registrar_config).await?
+                tracing::info!("bindings, call snapshots and events in memory (no --redis)");
+                let store = MemoryStore::default();
+                (
+                    spawn_registrar(store.clone(), registrar_config).await?,
+                    locate_in(store),
+                    SnapshotStore::memory(),
+                )
             }
         };
+        let call_state = CallState::spawn(events, snapshots, config.calls.state_shards)
+            .await
+            .context("call state")?;
 
         let changes = Arc::new(OutputPort::<Arc<Directory>>::default());
         let (tenant, _) = Actor::spawn(
@@ -142,6 +159,11 @@ impl Node {
             .map(|url| Watcher::spawn(url, tenant.clone(), &directory));
 
         let t1 = Duration::from_millis(config.sip.t1_ms.max(1));
+        let proxy_timers = TimerConfig {
+            t1,
+            t2: t1 * 8,
+            t4: t1 * 10,
+        };
         let proxy_config = ProxyConfig {
             listen: config.sip.listen,
             aliases: config
@@ -158,11 +180,7 @@ impl Node {
                 udp_buffer_size: config.sip.udp_buffer_size,
                 ..TransportConfig::default()
             },
-            timers: TimerConfig {
-                t1,
-                t2: t1 * 8,
-                t4: t1 * 10,
-            },
+            timers: proxy_timers,
             max_backlog: config.sip.max_backlog,
             ..ProxyConfig::default()
         };
@@ -173,6 +191,16 @@ impl Node {
                 config: proxy_config,
                 directory: directory.clone(),
                 registrar: ractor::call!(registrar, RegistrarMsg::Router).context("registrar")?,
+                cluster: ClusterArgs {
+                    config: ClusterConfig {
+                        timers: proxy_timers,
+                        no_answer: Duration::from_secs(config.calls.no_answer_secs.max(1)),
+                        probe_interval: Duration::from_secs(config.calls.probe_secs),
+                    },
+                    locate,
+                    call_state: call_state.clone(),
+                    nonce_key,
+                },
             },
         )
         .await
@@ -219,6 +247,7 @@ impl Node {
         tracing::info!(sip_udp = %sip_udp, sip_tcp = %sip_tcp, grpc = %grpc_addr, health = %format!("http://{http}/livez, /readyz"), "switchboard ready");
         Ok(Self {
             proxy,
+            call_state,
             registrar,
             tenant,
             health,
@@ -231,6 +260,7 @@ impl Node {
         self.health.abort();
         self.grpc.abort();
         self.proxy.stop(None);
+        self.call_state.stop();
         self.registrar.stop(None);
         self.tenant.stop(None);
         // Give the actors a moment to close their sockets.

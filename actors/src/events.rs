@@ -15,6 +15,12 @@ use crate::error::Result;
 /// The topic of registration events.
 pub const TOPIC_REGISTRAR: &str = "voice-registrar";
 
+/// The topic of call events.
+pub const TOPIC_CALLTHREAD: &str = "voice-callthread";
+
+/// How long a call thread's sequence counter stays in Redis after its last event.
+const COUNTER_TTL_SECS: u64 = 7 * 24 * 3600;
+
 /// How many entries a stream keeps by default.
 pub const DEFAULT_STREAM_LENGTH: usize = 100_000;
 
@@ -120,8 +126,11 @@ impl std::fmt::Debug for RedisSink {
 
 const APPEND: &str = r"
 local seq = redis.call('INCR', KEYS[2])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
 local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*'}
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   args[#args + 1] = ARGV[i]
   if ARGV[i] == 'seq' then
     args[#args + 1] = tostring(seq)
@@ -146,7 +155,14 @@ impl RedisSink {
         let stream = stream_name(&event.tenant, &event.topic);
         let counter = format!("sb:{}:seq:{}", event.tenant, event.key);
         let mut invocation = self.append.key(&stream);
-        invocation.key(&counter).arg(self.max_len);
+        // A call thread's numbering is over when the call is: its counter does not outlive it
+        // by long. Registrations and agents keep theirs.
+        let ttl = if event.topic == TOPIC_CALLTHREAD {
+            COUNTER_TTL_SECS
+        } else {
+            0
+        };
+        invocation.key(&counter).arg(self.max_len).arg(ttl);
         for (field, value) in event_fields(&event) {
             invocation.arg(field).arg(value);
         }

@@ -1,10 +1,13 @@
 //! switchboard's actor systems, one module each, named as in design.md: `sip_proxy` (the SIP
-//! edge), `registrar` (bindings and digest authentication) and `tenant` (configuration), with
-//! the event sink they share. Each system's store sits beside it behind a trait.
+//! edge), `sip_cluster` (calls, each a back-to-back user agent), `call_state` (call threads,
+//! their events and snapshots), `registrar` (bindings and digest authentication) and `tenant`
+//! (configuration), with the event sink they share. Each system's store sits beside it behind a trait.
 
+pub mod call_state;
 mod error;
 pub mod events;
 pub mod registrar;
+pub mod sip_cluster;
 pub mod sip_proxy;
 pub mod tenant;
 

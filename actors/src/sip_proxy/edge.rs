@@ -1,7 +1,9 @@
 //! The checks every request meets at the edge, in the order of design.md "SIP behaviour at the
 //! edge", as a pure function of the request, the tenants and the node's own identity: OPTIONS
 //! to the core first, then Max-Forwards, loops, the Request-URI scheme, Require, the body an
-//! INVITE carries, and finally what the node serves.
+//! INVITE carries, and finally what the node serves: REGISTER for the registrar, a new INVITE
+//! for admission and the cluster (requests of calls in progress never get here: the edge hands
+//! them to their call first).
 
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use switchboard_sip::{HeaderName, Host, Method, Request, Response, Uri};
 use crate::tenant::{Directory, Tenant};
 
 /// The methods this node serves, for Allow.
-pub const ALLOW: &str = "REGISTER, OPTIONS";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO";
 
 /// Option tags this node supports (none yet), for Require and Proxy-Require.
 const SUPPORTED: &[&str] = &[];
@@ -40,6 +42,8 @@ pub enum Decision {
     Respond(Response),
     /// A REGISTER for the registrar, in this tenant.
     Register(Arc<Tenant>),
+    /// A new call: admission, then the cluster.
+    NewCall,
 }
 
 /// What to do with `request`. Answers made here carry a To tag of their own; a request handed
@@ -95,6 +99,7 @@ pub fn decide(request: &Request, directory: &Directory, core: &Core) -> Decision
             None => respond(404),
         },
         Method::Cancel => respond(481),
+        Method::Invite if !has_to_tag(request) => Decision::NewCall,
         Method::Other(_) => respond_with(501, HeaderName::Allow, ALLOW.into()),
         _ if has_to_tag(request) => respond(481),
         _ => respond_with(405, HeaderName::Allow, ALLOW.into()),
@@ -202,6 +207,7 @@ mod tests {
         match decide(r, &directory(), &core()) {
             Decision::Respond(resp) => resp.status,
             Decision::Register(_) => 0,
+            Decision::NewCall => 1,
         }
     }
 
@@ -279,7 +285,7 @@ mod tests {
             "Content-Type: application/sdp\r\n",
         );
         fine.body = Bytes::from_static(b"v=0\r\n");
-        assert_eq!(status(&fine), 405, "INVITE is not served yet");
+        assert_eq!(status(&fine), 1, "a new call");
     }
 
     #[test]

@@ -1,11 +1,18 @@
 //! The SIP edge: the node's UDP and TCP sockets, the server transactions of requests that reach
-//! it, the checks of [`edge`], and the hand-over of REGISTER to the registrar.
+//! it, the checks of [`edge`], the hand-over of REGISTER to the registrar, the admission of new
+//! calls ([`admit`]) and the hand-over of every message of a call to its call actor.
 //!
 //! The actor never waits for another: a REGISTER goes straight to its registrar shard (through
 //! the [`Router`]) with a reply that casts the answer back to the proxy, and the transaction
 //! sends it; a registrar that does not answer in time gets the phone a 503. Transaction timers
 //! and those deadlines are driven by a tick.
+//!
+//! In one process the cluster node is this process: an admitted INVITE starts a call actor
+//! here (the hop skips the socket), which owns its transactions and sends through the edge's
+//! sockets, with the edge's address in its Via and Contact so that every later message of the
+//! call comes back here and is handed to it by Call-ID.
 
+pub mod admit;
 pub mod edge;
 pub mod ring;
 
@@ -16,12 +23,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use switchboard_sip::transaction::{ServerEvent, ServerTransaction, TimerConfig, TransactionKey};
 use switchboard_sip::transport::{Endpoint, Inbound, InboundHandler, Transport, TransportConfig};
 use switchboard_sip::{HeaderName, Headers, Host, Message, ParseError, Request, Response};
 
+use switchboard_sip::auth::{NonceCounts, NonceKey};
+
+use crate::call_state::CallState;
 use crate::registrar::{RegisterRequest, Router};
+use crate::sip_cluster::{CallMsg, Calls, ClusterConfig, Locate, NewDialog, Shared};
 use crate::tenant::Directory;
 use edge::{Core, Decision};
 
@@ -59,6 +70,17 @@ pub struct ProxyArgs {
     pub directory: Arc<Directory>,
     /// Reaches the registrar's shards.
     pub registrar: Router,
+    /// The calls of this node.
+    pub cluster: ClusterArgs,
+}
+
+/// What the node's calls need besides the edge's sockets.
+pub struct ClusterArgs {
+    pub config: ClusterConfig,
+    pub locate: Locate,
+    pub call_state: CallState,
+    /// Signs the nonces of the 407 challenges of phones' calls.
+    pub nonce_key: NonceKey,
 }
 
 pub enum ProxyMsg {
@@ -72,6 +94,8 @@ pub enum ProxyMsg {
     ConfigChanged(Arc<Directory>),
     /// The addresses the sockets are bound to (UDP, TCP).
     LocalAddrs(RpcReplyPort<(SocketAddr, SocketAddr)>),
+    /// How many calls are in progress.
+    Calls(RpcReplyPort<usize>),
 }
 
 #[derive(Debug)]
@@ -91,6 +115,10 @@ pub struct ProxyState {
     /// with their headers to answer with.
     handed_on: BTreeMap<(Instant, u64), (TxnId, Headers)>,
     backlog: Arc<AtomicUsize>,
+    calls: Calls,
+    nonce_key: NonceKey,
+    /// The nonce counts of phones' calls (REGISTERs have theirs in the registrar).
+    nonce_counts: NonceCounts,
 }
 
 /// A server transaction as the edge knows it: RFC 3261's key, and the address the request
@@ -144,7 +172,24 @@ impl Actor for SipProxy {
         hosts.extend(args.config.aliases.iter().cloned());
         tracing::info!(udp = %endpoint.udp_addr(), tcp = %endpoint.tcp_addr(), "sip listening");
         myself.send_interval(TICK, || ProxyMsg::Tick);
+        let ClusterArgs {
+            config: cluster_config,
+            locate,
+            call_state,
+            nonce_key,
+        } = args.cluster;
+        let calls = Calls::new(Shared {
+            endpoint: endpoint.clone(),
+            config: cluster_config,
+            locate,
+            call_state,
+            dn_calls: Default::default(),
+            node: format!("sb{}", switchboard_sip::token::<6>()).into(),
+        });
         Ok(ProxyState {
+            calls,
+            nonce_key,
+            nonce_counts: NonceCounts::default(),
             core: Core {
                 hosts,
                 port: endpoint.udp_addr().port(),
@@ -179,7 +224,15 @@ impl Actor for SipProxy {
         match message {
             ProxyMsg::Inbound(inbound) => {
                 state.backlog.fetch_sub(1, Ordering::Relaxed);
-                state.inbound(inbound, &myself);
+                if let Some(new) = state.inbound(inbound, &myself) {
+                    let headers = new.request.headers.clone();
+                    let (source, transport) = (new.source, new.transport);
+                    if let Err(e) = state.calls.start(new, myself.get_cell()).await {
+                        tracing::error!(error = %e, "call actor not started");
+                        let r = unavailable(&headers);
+                        send(&state.endpoint, transport, source, r.to_bytes());
+                    }
+                }
             }
             ProxyMsg::Reply { txn, response } => state.reply(&txn, &response, Instant::now()),
             ProxyMsg::Tick => state.tick(Instant::now()),
@@ -187,13 +240,35 @@ impl Actor for SipProxy {
             ProxyMsg::LocalAddrs(reply) => {
                 let _ = reply.send((state.endpoint.udp_addr(), state.endpoint.tcp_addr()));
             }
+            ProxyMsg::Calls(reply) => {
+                let _ = reply.send(state.calls.len());
+            }
+        }
+        Ok(())
+    }
+
+    /// A call actor stopped, at the end of its call or by failing: its call is forgotten.
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, _) => state.calls.ended(cell.get_id()),
+            SupervisionEvent::ActorFailed(cell, error) => {
+                tracing::error!(actor = %cell.get_id(), error = %error, "call actor failed");
+                state.calls.ended(cell.get_id());
+            }
+            _ => {}
         }
         Ok(())
     }
 }
 
 impl ProxyState {
-    fn inbound(&mut self, inbound: Inbound, myself: &ActorRef<ProxyMsg>) {
+    /// Handles an inbound message; a new call admitted is returned for the caller to start.
+    fn inbound(&mut self, inbound: Inbound, myself: &ActorRef<ProxyMsg>) -> Option<NewDialog> {
         let Inbound {
             message,
             source,
@@ -202,15 +277,25 @@ impl ProxyState {
         } = inbound;
         match message {
             Err(error) => self.reject_unparsed(&error, source, transport),
-            // No client transactions yet: a response here answers nothing of ours (RFC 3261
-            // 18.1.2 drops it; RFC 4475 bcast).
             Ok(Message::Response(r)) => {
-                tracing::debug!(%source, status = r.status, "stray response dropped");
+                // Responses to the requests of calls go to their call; any other answers
+                // nothing of ours (RFC 3261 18.1.2 drops it; RFC 4475 bcast).
+                match r.headers.call_id().and_then(|c| self.calls.find(c)) {
+                    Some(call) => {
+                        let _ = call.cast(CallMsg::Sip {
+                            message: Message::Response(r),
+                            source,
+                            transport,
+                        });
+                    }
+                    None => tracing::debug!(%source, status = r.status, "stray response dropped"),
+                }
             }
             Ok(Message::Request(request)) => {
-                self.request(request, source, transport, received_at, myself);
+                return self.request(request, source, transport, received_at, myself);
             }
         }
+        None
     }
 
     fn request(
@@ -220,11 +305,18 @@ impl ProxyState {
         transport: Transport,
         now: Instant,
         myself: &ActorRef<ProxyMsg>,
-    ) {
+    ) -> Option<NewDialog> {
         stamp_top_via(&mut request, source);
-        let Some(key) = TransactionKey::for_request(&request) else {
-            return;
-        };
+        // Every request of a call in progress goes to its call, which owns its transactions.
+        if let Some(call) = request.headers.call_id().and_then(|c| self.calls.find(c)) {
+            let _ = call.cast(CallMsg::Sip {
+                message: Message::Request(request),
+                source,
+                transport,
+            });
+            return None;
+        }
+        let key = TransactionKey::for_request(&request)?;
         let key = TxnId {
             key,
             source,
@@ -233,12 +325,12 @@ impl ProxyState {
         if let Some(entry) = self.transactions.get_mut(&key) {
             entry.txn.receive(&request, now);
             self.flush(&key);
-            return;
+            return None;
         }
         // An ACK without its INVITE transaction is never answered.
         if request.method == switchboard_sip::Method::Ack {
             tracing::debug!(%source, "ACK without a transaction dropped");
-            return;
+            return None;
         }
         // Responses go back where the request came from (RFC 3261 18.2.2, RFC 3581): over the
         // same connection, or over UDP to the source address and port, which is what reaches a
@@ -277,7 +369,7 @@ impl ProxyState {
                 });
                 if self.registrar.register(register, reply).is_err() {
                     self.respond(&key, &unavailable(&headers), now);
-                    return;
+                    return None;
                 }
                 self.timer_seq += 1;
                 let deadline = (now + self.config.registrar_timeout, self.timer_seq);
@@ -286,7 +378,40 @@ impl ProxyState {
                 }
                 self.handed_on.insert(deadline, (key, headers));
             }
+            Decision::NewCall => {
+                let admitted = admit::admit(
+                    &request,
+                    source,
+                    &self.directory,
+                    &self.nonce_key,
+                    &mut self.nonce_counts,
+                    crate::unix_ms(),
+                );
+                match admitted {
+                    Ok((tenant, origin)) => {
+                        // The call owns its transaction from here: the edge's goes.
+                        self.transactions.remove(&key);
+                        tracing::debug!(%source, tenant = %tenant.name, origin = %origin.describe(),
+                            "call admitted");
+                        return Some(NewDialog {
+                            tenant,
+                            origin,
+                            request,
+                            source,
+                            transport,
+                        });
+                    }
+                    Err(refusal) => {
+                        if let Some(why) = &refusal.why {
+                            tracing::info!(%source, status = refusal.response.status, why = %why,
+                                "call refused");
+                        }
+                        self.respond(&key, &refusal.response, now);
+                    }
+                }
+            }
         }
+        None
     }
 
     /// The answer of the actor a request was handed on to.

@@ -85,6 +85,11 @@ pub struct Dn {
     pub digest: Vec<Algorithm>,
     /// Whether a REGISTER for this DN must carry valid credentials.
     pub authenticate: bool,
+    /// Simultaneous inbound calls at most (option `max-calls`); `None` is unlimited.
+    pub max_calls: Option<u32>,
+    /// How long a call rings before it is given up (option `no-answer-timeout`, seconds);
+    /// `None` takes the node's default.
+    pub no_answer_timeout: Option<u32>,
 }
 
 impl Tenant {
@@ -149,7 +154,26 @@ impl Tenant {
                     ),
                 ));
             }
+            let count = |name: &str| -> Result<Option<u32>, ConfigError> {
+                d.options
+                    .get(name)
+                    .map(|v| {
+                        v.trim()
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| {
+                                fail(
+                                    at(&format!("options.{name}")),
+                                    format!("{v:?} is not a positive whole number"),
+                                )
+                            })
+                    })
+                    .transpose()
+            };
             let dn = Dn {
+                max_calls: count("max-calls")?,
+                no_answer_timeout: count("no-answer-timeout")?,
                 number: d.number.clone(),
                 kind: d.kind,
                 password: d.password.clone(),

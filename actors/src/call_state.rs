@@ -1,0 +1,248 @@
+//! The call-state system: call threads as call actors report them. Each change of a call is an
+//! event on the tenant's `voice-callthread` stream, keyed by the call's thread so that a
+//! thread's events keep their order, and the call's snapshot (enough for another node to finish
+//! the call) is written beside it, then removed when the call is over.
+//!
+//! Shards, chosen by thread, each await their store on their own: one thread's events are
+//! written in order while other threads proceed. A call actor only casts; it never waits for
+//! this system.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use redis::aio::ConnectionManager;
+use switchboard_proto::events::{CallThread, Payload};
+
+use crate::events::{EventSink, TOPIC_CALLTHREAD, new_event};
+
+/// What happened to a call (the `kind` of its event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallEventKind {
+    /// A DN of the tenant places a call.
+    Dialing,
+    /// The destination is alerted.
+    Ringing,
+    /// The destination answered.
+    Established,
+    Held,
+    Retrieved,
+    /// The call ended after it was answered, or failed.
+    Released,
+    /// The caller gave up before the call was answered.
+    Abandoned,
+    /// The destination is busy.
+    DestinationBusy,
+    /// A party of the call was replaced.
+    PartyChanged,
+}
+
+impl CallEventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CallEventKind::Dialing => "Dialing",
+            CallEventKind::Ringing => "Ringing",
+            CallEventKind::Established => "Established",
+            CallEventKind::Held => "Held",
+            CallEventKind::Retrieved => "Retrieved",
+            CallEventKind::Released => "Released",
+            CallEventKind::Abandoned => "Abandoned",
+            CallEventKind::DestinationBusy => "DestinationBusy",
+            CallEventKind::PartyChanged => "PartyChanged",
+        }
+    }
+
+    /// Whether the call is over after this event.
+    pub fn ends_call(self) -> bool {
+        matches!(self, CallEventKind::Released | CallEventKind::Abandoned)
+    }
+}
+
+/// A change of a call, from its call actor.
+#[derive(Debug, Clone)]
+pub struct CallEvent {
+    pub tenant: String,
+    pub kind: CallEventKind,
+    pub call: CallThread,
+    pub at_ms: u64,
+    /// The call's snapshot after the change (JSON); `None` once the call is over.
+    pub snapshot: Option<String>,
+}
+
+/// Where snapshots of live calls are kept.
+#[derive(Clone)]
+pub enum SnapshotStore {
+    Memory(Arc<Mutex<HashMap<String, String>>>),
+    Redis(ConnectionManager),
+}
+
+impl std::fmt::Debug for SnapshotStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SnapshotStore::Memory(_) => "SnapshotStore::Memory",
+            SnapshotStore::Redis(_) => "SnapshotStore::Redis",
+        })
+    }
+}
+
+impl SnapshotStore {
+    pub fn memory() -> Self {
+        SnapshotStore::Memory(Arc::default())
+    }
+
+    /// The Redis key of a call's snapshot.
+    pub fn key(tenant: &str, call: &str) -> String {
+        format!("sb:{tenant}:call:{call}")
+    }
+
+    async fn write(&self, key: String, snapshot: Option<&str>) -> crate::Result<()> {
+        match self {
+            SnapshotStore::Memory(map) => {
+                let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+                match snapshot {
+                    Some(s) => map.insert(key, s.to_owned()),
+                    None => map.remove(&key),
+                };
+                Ok(())
+            }
+            SnapshotStore::Redis(conn) => {
+                let mut conn = conn.clone();
+                let cmd = match snapshot {
+                    // A day at most: a call no node finishes does not stay for ever.
+                    Some(s) => {
+                        let mut c = redis::cmd("SET");
+                        c.arg(&key).arg(s).arg("EX").arg(SNAPSHOT_TTL_SECS);
+                        c
+                    }
+                    None => {
+                        let mut c = redis::cmd("DEL");
+                        c.arg(&key);
+                        c
+                    }
+                };
+                cmd.query_async::<()>(&mut conn).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The snapshots held (memory only; for tests and inspection).
+    pub fn len(&self) -> Option<usize> {
+        match self {
+            SnapshotStore::Memory(map) => Some(map.lock().map_or(0, |m| m.len())),
+            SnapshotStore::Redis(_) => None,
+        }
+    }
+}
+
+const SNAPSHOT_TTL_SECS: u64 = 24 * 3600;
+
+/// Reaches the call-state shards. Cheap to clone.
+#[derive(Clone)]
+pub struct CallState {
+    shards: Arc<[ActorRef<CallEvent>]>,
+}
+
+impl std::fmt::Debug for CallState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallState")
+            .field("shards", &self.shards.len())
+            .finish()
+    }
+}
+
+impl CallState {
+    pub async fn spawn(
+        events: EventSink,
+        snapshots: SnapshotStore,
+        shards: usize,
+    ) -> Result<Self, ractor::SpawnErr> {
+        let mut refs = Vec::with_capacity(shards.max(1));
+        for _ in 0..shards.max(1) {
+            let (shard, _) = Actor::spawn(
+                None,
+                Shard,
+                ShardState {
+                    events: events.clone(),
+                    snapshots: snapshots.clone(),
+                },
+            )
+            .await?;
+            refs.push(shard);
+        }
+        Ok(Self {
+            shards: refs.into(),
+        })
+    }
+
+    /// Hands a change of a call on; never waits.
+    pub fn record(&self, event: CallEvent) {
+        let mut h = DefaultHasher::new();
+        event.call.thread_id.hash(&mut h);
+        let shard = &self.shards[(h.finish() % self.shards.len() as u64) as usize];
+        if shard.cast(event).is_err() {
+            tracing::warn!("call state stopped: call event dropped");
+        }
+    }
+
+    pub fn stop(&self) {
+        for shard in self.shards.iter() {
+            shard.stop(None);
+        }
+    }
+}
+
+struct Shard;
+
+struct ShardState {
+    events: EventSink,
+    snapshots: SnapshotStore,
+}
+
+impl Actor for Shard {
+    type Msg = CallEvent;
+    type State = ShardState;
+    type Arguments = ShardState;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        e: CallEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let key = SnapshotStore::key(&e.tenant, &e.call.call_id);
+        if let Err(err) = state.snapshots.write(key, e.snapshot.as_deref()).await {
+            tracing::warn!(tenant = %e.tenant, call = %e.call.call_id, error = %err,
+                "call snapshot not stored");
+        }
+        let (tenant, call, kind) = (e.tenant.clone(), e.call.call_id.clone(), e.kind);
+        let event = new_event(
+            &e.tenant,
+            TOPIC_CALLTHREAD,
+            format!("{}:{}", e.tenant, e.call.thread_id),
+            kind.name(),
+            Payload::Call(e.call),
+            e.at_ms,
+        );
+        match state.events.publish(event).await {
+            Ok(stored) => {
+                tracing::debug!(%tenant, %call, kind = kind.name(), seq = stored.seq, "call event")
+            }
+            Err(err) => {
+                tracing::warn!(%tenant, %call, kind = kind.name(), error = %err,
+                    "call event not stored");
+            }
+        }
+        Ok(())
+    }
+}

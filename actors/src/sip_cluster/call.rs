@@ -1,0 +1,1759 @@
+//! One call as a sans-io back-to-back user agent. Leg A is the caller's (the INVITE that
+//! arrived); the B legs are what the call places: one per registered contact of an extension
+//! (parallel fork, the first 2xx wins and the others are CANCELed), a trunk's gateway, or a
+//! media server. Each leg has its own dialog and Call-ID; requests within one leg's dialog are
+//! relayed into the other's with their bodies: SDP passes through, switchboard carries no
+//! media.
+//!
+//! Time is an argument and I/O is output, as in `switchboard_sip::transaction`: the owner
+//! passes messages in, then drains [`Call::poll_output`] and sleeps until
+//! [`Call::poll_timeout`].
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use switchboard_proto::events::{CallThread, Party};
+use switchboard_routing::dialplan::Destination;
+use switchboard_sip::dialog::{Dialog, DialogState, InDialogError, establishing};
+use switchboard_sip::header::{NameAddr, Via};
+use switchboard_sip::sdp::Sdp;
+use switchboard_sip::transaction::{
+    ClientEvent, ClientTransaction, ServerEvent, ServerTransaction, TransactionKey,
+};
+use switchboard_sip::transport::Transport;
+use switchboard_sip::{HeaderName, Host, Message, Method, Request, Response, SipUri, Uri};
+
+use super::{ClusterConfig, DnCalls, NewDialog, Origin};
+use crate::call_state::{CallEvent, CallEventKind};
+use crate::registrar::Binding;
+use crate::tenant::Tenant;
+
+/// The methods a call accepts within its dialogs, for Allow.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
+
+/// What the call asks of its owner.
+#[derive(Debug)]
+pub enum Output {
+    Send {
+        transport: Transport,
+        dest: SocketAddr,
+        bytes: Bytes,
+    },
+    /// Look up the bindings of `aor` and pass them to [`Call::located`].
+    Locate {
+        tenant: String,
+        aor: String,
+    },
+    Event(CallEvent),
+}
+
+/// Who the call is on the wire.
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    /// The node's Call-ID prefix.
+    pub node: Arc<str>,
+    /// The call's number on this node.
+    pub key: u64,
+}
+
+impl Local {
+    fn addr(&self, transport: Transport) -> SocketAddr {
+        match transport {
+            Transport::Udp => self.udp,
+            Transport::Tcp => self.tcp,
+        }
+    }
+
+    /// The Contact of the call's legs: requests within its dialogs come back to the edge.
+    fn contact(&self, transport: Transport) -> String {
+        let addr = self.addr(transport);
+        match transport {
+            Transport::Udp => format!("<sip:{}>", addr),
+            Transport::Tcp => format!("<sip:{};transport=tcp>", addr),
+        }
+    }
+
+    fn via(&self, transport: Transport) -> (String, String) {
+        let addr = self.addr(transport);
+        let branch = format!("z9hG4bK{}", switchboard_sip::token::<10>());
+        let via = Via::new(
+            transport.via_name(),
+            Host::from(addr.ip()),
+            Some(addr.port()),
+            &branch,
+        );
+        (format!("{via};rport"), branch)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LegId {
+    A,
+    B(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// INVITE sent, nothing heard but 100.
+    Calling,
+    /// A provisional response with a tag: ringing.
+    Early,
+    Answered,
+    /// CANCEL due (sent once a provisional response allows it).
+    Cancelling,
+    /// A final non-2xx, or given up; the status.
+    Failed(u16),
+    /// Its dialog ended.
+    Over,
+}
+
+#[derive(Debug)]
+struct Leg {
+    call_id: ByteString,
+    /// This side's tag on the leg.
+    tag: String,
+    peer: SocketAddr,
+    transport: Transport,
+    dialog: Option<Dialog>,
+    /// A: the INVITE received; B: the INVITE sent.
+    invite: Request,
+    /// The DN a B leg rings, if any.
+    progress: Progress,
+    /// The ACK sent for a B leg's 2xx, sent again for its retransmissions.
+    ack: Option<Bytes>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Invite,
+    Cancel,
+    Bye,
+    /// A request relayed from the other leg; its final response answers that server
+    /// transaction.
+    Relay(u32),
+    Probe,
+}
+
+#[derive(Debug)]
+struct Client {
+    /// The branch and method that match its responses (a CANCEL shares its INVITE's branch).
+    branch: String,
+    method: Method,
+    leg: LegId,
+    txn: ClientTransaction,
+    purpose: Purpose,
+}
+
+#[derive(Debug)]
+struct Server {
+    id: u32,
+    key: TransactionKey,
+    leg: LegId,
+    txn: ServerTransaction,
+    request: Request,
+    answered: bool,
+}
+
+/// A 2xx to an INVITE sent on a leg, retransmitted until its ACK (RFC 3261 13.3.1.4); the
+/// ACK is then passed to the other leg, whose 2xx it answers.
+#[derive(Debug)]
+struct AwaitingAck {
+    leg: LegId,
+    seq: u32,
+    bytes: Bytes,
+    next: Instant,
+    interval: Duration,
+    give_up: Instant,
+    /// The leg and INVITE sequence number to ACK when it arrives.
+    then: Option<(LegId, u32)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Looking the destination up.
+    Routing,
+    /// B legs ringing.
+    Ringing,
+    Established,
+    /// Over: transactions finishing.
+    Ending,
+}
+
+/// The call.
+pub struct Call {
+    id: String,
+    tenant: Arc<Tenant>,
+    origin: Origin,
+    local: Local,
+    config: ClusterConfig,
+    dn_calls: DnCalls,
+    started: Instant,
+    ani: String,
+    dnis: String,
+    /// The DN (or number) rung, and whether it holds a place in `dn_calls`.
+    destination: Option<String>,
+    counted: bool,
+    phase: Phase,
+    a: Leg,
+    b: Vec<Leg>,
+    winner: Option<usize>,
+    held: bool,
+    servers: Vec<Server>,
+    clients: Vec<Client>,
+    awaiting_ack: Vec<AwaitingAck>,
+    next_server: u32,
+    next_call_id: u32,
+    no_answer_at: Option<Instant>,
+    probe_at: Option<Instant>,
+    out: VecDeque<Output>,
+}
+
+impl Call {
+    /// A call for an INVITE the edge admitted: answered 100 at once, then routed.
+    pub fn start(
+        new: NewDialog,
+        local: Local,
+        config: ClusterConfig,
+        dn_calls: DnCalls,
+        now: Instant,
+        now_ms: u64,
+    ) -> Self {
+        let NewDialog {
+            tenant,
+            origin,
+            request,
+            source,
+            transport,
+        } = new;
+        let dnis = request
+            .uri
+            .as_sip()
+            .and_then(|u| u.user_unescaped())
+            .map(|u| String::from_utf8_lossy(&u).into_owned())
+            .unwrap_or_default();
+        let ani = match request.headers.from() {
+            Some(Ok(from)) => from
+                .uri
+                .as_sip()
+                .and_then(|u| u.user.as_ref().map(|u| u.to_string()))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let a = Leg {
+            call_id: request.headers.call_id().cloned().unwrap_or_default(),
+            tag: switchboard_sip::token::<8>(),
+            peer: source,
+            transport,
+            dialog: None,
+            invite: request.clone(),
+            progress: Progress::Calling,
+            ack: None,
+        };
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut call = Self {
+            id,
+            tenant,
+            origin,
+            local,
+            config,
+            dn_calls,
+            started: now,
+            ani,
+            dnis,
+            destination: None,
+            counted: false,
+            phase: Phase::Routing,
+            a,
+            b: Vec::new(),
+            winner: None,
+            held: false,
+            servers: Vec::new(),
+            clients: Vec::new(),
+            awaiting_ack: Vec::new(),
+            next_server: 0,
+            next_call_id: 0,
+            no_answer_at: None,
+            probe_at: None,
+            out: VecDeque::new(),
+        };
+        let _ = now_ms;
+        let server = call.new_server(LegId::A, request.clone());
+        call.respond_to(server, Response::to_request(&request.headers, 100), now);
+        if let Origin::Phone(dn) = &call.origin {
+            let dn = dn.clone();
+            call.event(CallEventKind::Dialing, "", 0);
+            tracing::debug!(tenant = %call.tenant.name, call = %call.id, %dn, "dialing");
+        }
+        if let Some(problem) = sdp_problem(&request) {
+            call.fail(488, "bad-sdp", Some(problem), now);
+            return call;
+        }
+        call.route(now);
+        call
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Call::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let servers = self.servers.iter().filter_map(|s| s.txn.poll_timeout());
+        let clients = self.clients.iter().filter_map(|c| c.txn.poll_timeout());
+        let acks = self.awaiting_ack.iter().map(|a| a.next.min(a.give_up));
+        servers
+            .chain(clients)
+            .chain(acks)
+            .chain(self.no_answer_at)
+            .chain(self.probe_at)
+            .min()
+    }
+
+    /// Whether the call is over and every transaction of it finished.
+    pub fn is_over(&self) -> bool {
+        self.phase == Phase::Ending
+            && self.servers.is_empty()
+            && self.clients.is_empty()
+            && self.awaiting_ack.is_empty()
+    }
+
+    /// Gives back the DN's place among its calls in progress (also when the actor dies).
+    pub fn release_dn(&mut self) {
+        if self.counted
+            && let Some(dn) = &self.destination
+        {
+            self.dn_calls.release(&self.tenant.name, dn);
+            self.counted = false;
+        }
+    }
+
+    // ----- routing -----
+
+    fn route(&mut self, now: Instant) {
+        let Some(route) = self.tenant.dial_plan.route(&self.dnis) else {
+            let (status, cause) = if self.tenant.dial_plan.incomplete(&self.dnis) {
+                (484, "incomplete-number")
+            } else {
+                (404, "unknown-number")
+            };
+            tracing::info!(tenant = %self.tenant.name, call = %self.id, dialed = %self.dnis,
+                status, "no dial plan rule matches");
+            self.fail(status, cause, None, now);
+            return;
+        };
+        match route.destination {
+            Destination::Extension(dn) => {
+                let Some(d) = self.tenant.registering(&dn) else {
+                    tracing::info!(tenant = %self.tenant.name, call = %self.id, %dn,
+                        "dial plan names a DN that is not an extension");
+                    self.fail(404, "unknown-number", None, now);
+                    return;
+                };
+                let max = d.max_calls;
+                self.destination = Some(dn.clone());
+                if !self.dn_calls.acquire(&self.tenant.name, &dn, max) {
+                    tracing::info!(tenant = %self.tenant.name, call = %self.id, %dn,
+                        "DN at its max-calls");
+                    self.event(CallEventKind::DestinationBusy, "max-calls", 486);
+                    self.fail(486, "busy", None, now);
+                    return;
+                }
+                self.counted = true;
+                let ring = d
+                    .no_answer_timeout
+                    .map_or(self.config.no_answer, |s| Duration::from_secs(s.into()));
+                self.no_answer_at = Some(now + ring);
+                self.out.push_back(Output::Locate {
+                    tenant: self.tenant.name.clone(),
+                    aor: self.tenant.aor(&dn),
+                });
+            }
+            Destination::Trunk(name) => {
+                let gateway = self
+                    .tenant
+                    .config
+                    .trunks
+                    .iter()
+                    .find(|t| t.name == name)
+                    .and_then(|t| t.gateway.as_deref())
+                    .and_then(|g| g.parse::<SocketAddr>().ok());
+                let Some(gateway) = gateway else {
+                    tracing::warn!(tenant = %self.tenant.name, call = %self.id, trunk = %name,
+                        "trunk has no usable gateway (host:port)");
+                    self.fail(503, "no-gateway", None, now);
+                    return;
+                };
+                self.destination = Some(route.number.clone());
+                let uri = SipUri::new(
+                    Some(&route.number),
+                    Host::from(gateway.ip()),
+                    Some(gateway.port()),
+                );
+                let to = format!("<{uri}>");
+                self.place(Uri::Sip(uri), to, gateway, Transport::Udp, now);
+            }
+            Destination::Announcement(text) => {
+                let Some((uri, addr)) = self.media_uri(&text) else {
+                    tracing::warn!(tenant = %self.tenant.name, call = %self.id, uri = %text,
+                        "announcement names no configured media server");
+                    self.fail(503, "no-media-server", None, now);
+                    return;
+                };
+                self.destination = Some(text.clone());
+                let to = format!("<{uri}>");
+                self.place(uri, to, addr, Transport::Udp, now);
+            }
+            Destination::Reject(status) => {
+                self.fail(status, "rejected", None, now);
+            }
+            Destination::RoutingPoint(rp) | Destination::Queue(rp) => {
+                tracing::warn!(tenant = %self.tenant.name, call = %self.id, target = %rp,
+                    "routing points and queues are not served by this node yet");
+                self.fail(480, "not-routed", None, now);
+            }
+        }
+    }
+
+    /// An RFC 4240 URI whose host names a configured media server (or is an address): the
+    /// URI to send, with the server's address as host, and where to send it.
+    fn media_uri(&self, text: &str) -> Option<(Uri, SocketAddr)> {
+        let Ok(Uri::Sip(mut uri)) = Uri::parse_str(text) else {
+            return None;
+        };
+        let host = uri.host.to_string();
+        let addr = match self
+            .tenant
+            .config
+            .media_servers
+            .iter()
+            .find(|m| m.name.eq_ignore_ascii_case(&host))
+        {
+            Some(m) => m.address.parse::<SocketAddr>().ok()?,
+            None => SocketAddr::new(uri.host.ip()?, uri.port.unwrap_or(5060)),
+        };
+        uri.host = Host::from(addr.ip());
+        uri.port = Some(addr.port());
+        Some((Uri::Sip(uri), addr))
+    }
+
+    /// The bindings of the extension rung.
+    pub fn located(&mut self, result: crate::Result<Vec<Binding>>, now: Instant) {
+        if self.phase != Phase::Routing {
+            return;
+        }
+        let mut bindings = match result {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(tenant = %self.tenant.name, call = %self.id, error = %e,
+                    "bindings unavailable");
+                self.fail(480, "unavailable", None, now);
+                return;
+            }
+        };
+        let now_ms = crate::unix_ms();
+        bindings.retain(|b| b.expires_at_ms > now_ms);
+        if bindings.is_empty() {
+            let dn = self.destination.clone().unwrap_or_default();
+            tracing::info!(tenant = %self.tenant.name, call = %self.id, %dn,
+                "DN has no registered phone");
+            self.fail(480, "not-registered", None, now);
+            return;
+        }
+        // Highest q first; every contact rings at once.
+        bindings.sort_by_key(|b| std::cmp::Reverse(b.q.unwrap_or(1000)));
+        let dn = self.destination.clone().unwrap_or_default();
+        let to = format!("<{}>", self.tenant.aor(&dn));
+        for b in bindings {
+            let Ok(uri) = Uri::parse_str(&b.contact) else {
+                continue;
+            };
+            let transport = if b.transport.eq_ignore_ascii_case("tcp") {
+                Transport::Tcp
+            } else {
+                Transport::Udp
+            };
+            self.place(uri, to.clone(), b.source, transport, now);
+        }
+        if self.b.is_empty() {
+            self.fail(480, "not-registered", None, now);
+        }
+    }
+
+    /// Sends a B leg's INVITE, carrying the caller's offer.
+    fn place(
+        &mut self,
+        uri: Uri,
+        to: String,
+        dest: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) {
+        self.phase = Phase::Ringing;
+        self.next_call_id += 1;
+        let call_id = ByteString::from(format!(
+            "{}-{:x}-{}",
+            self.local.node, self.local.key, self.next_call_id
+        ));
+        let tag = switchboard_sip::token::<8>();
+        let h = &self.a.invite.headers;
+        let from = match &self.origin {
+            Origin::Phone(dn) => format!("<sip:{dn}@{}>;tag={tag}", self.tenant.domain),
+            _ => match h.from() {
+                Some(Ok(mut from)) => {
+                    from.params = Default::default();
+                    format!("{from};tag={tag}")
+                }
+                _ => format!("<sip:anonymous@{}>;tag={tag}", self.tenant.domain),
+            },
+        };
+        let max_forwards = match h.max_forwards() {
+            Some(Ok(n)) => n.saturating_sub(1).min(70),
+            _ => 70,
+        };
+        let (via, branch) = self.local.via(transport);
+        let mut headers = switchboard_sip::Headers::with_capacity(12);
+        headers.push(HeaderName::Via, via);
+        headers.push(HeaderName::MaxForwards, max_forwards.to_string());
+        headers.push(HeaderName::From, from);
+        headers.push(HeaderName::To, to);
+        headers.push(HeaderName::CallId, call_id.clone());
+        headers.push(HeaderName::CSeq, "1 INVITE");
+        headers.push(HeaderName::Contact, self.local.contact(transport));
+        headers.push(HeaderName::Allow, ALLOW);
+        copy_body_headers(h, &mut headers);
+        headers.push(HeaderName::ContentLength, "0");
+        let invite = Request {
+            method: Method::Invite,
+            uri,
+            headers,
+            body: self.a.invite.body.clone(),
+        };
+        let index = self.b.len();
+        self.b.push(Leg {
+            call_id,
+            tag,
+            peer: dest,
+            transport,
+            dialog: None,
+            invite: invite.clone(),
+            progress: Progress::Calling,
+            ack: None,
+        });
+        self.send_request(LegId::B(index), invite, branch, Purpose::Invite, now);
+    }
+
+    // ----- input -----
+
+    /// A message of one of the call's legs.
+    pub fn receive(
+        &mut self,
+        message: Message,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) {
+        match message {
+            Message::Response(r) => self.response(r, now),
+            Message::Request(r) => self.request(r, source, transport, now),
+        }
+    }
+
+    fn request(
+        &mut self,
+        request: Request,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) {
+        let Some(key) = TransactionKey::for_request(&request) else {
+            return;
+        };
+        // A retransmission, or the ACK of a non-2xx final response.
+        if let Some(s) = self.servers.iter_mut().find(|s| s.key == key) {
+            s.txn.receive(&request, now);
+            let id = s.id;
+            self.flush_server(id);
+            return;
+        }
+        let has_to_tag = request
+            .headers
+            .to()
+            .and_then(Result::ok)
+            .is_some_and(|t| t.tag().is_some());
+        if !has_to_tag && !matches!(request.method, Method::Ack | Method::Cancel) {
+            // The same Call-ID in a new request that is not a retransmission: a merged
+            // request (RFC 3261 8.2.2.2).
+            self.answer_alone(&request, source, transport, 482);
+            return;
+        }
+        let Some(leg) = self.leg_of_request(&request) else {
+            if request.method != Method::Ack {
+                self.answer_alone(&request, source, transport, 481);
+            }
+            return;
+        };
+        match request.method {
+            Method::Ack => self.ack(leg, &request, now),
+            Method::Cancel => self.cancel(leg, request, source, transport, now),
+            _ => self.in_dialog(leg, request, now),
+        }
+    }
+
+    /// The leg a request names: by Call-ID, and by this side's tag when it carries one.
+    fn leg_of_request(&self, request: &Request) -> Option<LegId> {
+        let call_id = request.headers.call_id()?;
+        let to_tag = request
+            .headers
+            .to()
+            .and_then(Result::ok)
+            .and_then(|t| t.tag().map(str::to_owned));
+        let tag_ok = |leg: &Leg| to_tag.as_deref().is_none_or(|t| t == leg.tag);
+        if *call_id == self.a.call_id {
+            return tag_ok(&self.a).then_some(LegId::A);
+        }
+        self.b
+            .iter()
+            .position(|l| l.call_id == *call_id && tag_ok(l))
+            .map(LegId::B)
+    }
+
+    fn cancel(
+        &mut self,
+        leg: LegId,
+        request: Request,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) {
+        // A CANCEL matches the INVITE with the same branch (RFC 3261 9.2).
+        let invite_key = TransactionKey::for_request(&request).map(|k| match k {
+            TransactionKey::Branch {
+                branch, sent_by, ..
+            } => TransactionKey::Branch {
+                branch,
+                sent_by,
+                method: Method::Invite,
+            },
+            other => other,
+        });
+        let invite = self
+            .servers
+            .iter()
+            .find(|s| Some(&s.key) == invite_key.as_ref() && s.request.method == Method::Invite)
+            .map(|s| (s.id, s.answered));
+        let Some((invite, answered)) = invite else {
+            self.answer_alone(&request, source, transport, 481);
+            return;
+        };
+        let id = self.new_server(leg, request.clone());
+        let ok = Response::to_request(&request.headers, 200).with_to_tag(&self.a.tag);
+        self.respond_to(id, ok, now);
+        if answered || leg != LegId::A {
+            // Too late: the INVITE has its final response (a CANCEL racing a 200).
+            return;
+        }
+        tracing::debug!(tenant = %self.tenant.name, call = %self.id, "caller cancelled");
+        let terminated = self.response_to(invite, 487);
+        self.respond_to(invite, terminated, now);
+        let was_ringing = self.phase == Phase::Ringing;
+        self.end(
+            if was_ringing {
+                CallEventKind::Abandoned
+            } else {
+                CallEventKind::Released
+            },
+            "caller-cancel",
+            487,
+            None,
+            now,
+        );
+    }
+
+    fn ack(&mut self, leg: LegId, request: &Request, now: Instant) {
+        let Some(Ok(cseq)) = request.headers.cseq() else {
+            return;
+        };
+        let Some(i) = self
+            .awaiting_ack
+            .iter()
+            .position(|a| a.leg == leg && a.seq == cseq.seq)
+        else {
+            return;
+        };
+        let waited = self.awaiting_ack.remove(i);
+        if let Some((other, seq)) = waited.then {
+            self.send_ack(other, seq, request.body.clone(), request, now);
+        }
+    }
+
+    /// ACKs a 2xx received on `leg` for its INVITE of sequence `seq`, with the answer (if
+    /// any) the other side's ACK carried.
+    fn send_ack(&mut self, leg: LegId, seq: u32, body: Bytes, from: &Request, _now: Instant) {
+        let l = self.leg(leg);
+        let Some(dialog) = &l.dialog else {
+            return;
+        };
+        let mut ack = dialog.ack(seq);
+        let (via, _) = self.local.via(l.transport);
+        ack.headers.push_front(HeaderName::Via, via);
+        if !body.is_empty() {
+            let mut headers = std::mem::take(&mut ack.headers);
+            headers.remove(&HeaderName::ContentLength);
+            copy_body_headers(&from.headers, &mut headers);
+            headers.push(HeaderName::ContentLength, "0");
+            ack.headers = headers;
+            ack.body = body;
+        }
+        let bytes = ack.to_bytes();
+        let l = self.leg_mut(leg);
+        l.ack = Some(bytes.clone());
+        let (transport, dest) = (l.transport, l.peer);
+        self.out.push_back(Output::Send {
+            transport,
+            dest,
+            bytes,
+        });
+    }
+
+    /// A request within one leg's dialog.
+    fn in_dialog(&mut self, leg: LegId, request: Request, now: Instant) {
+        let id = self.new_server(leg, request.clone());
+        let established = self.leg(leg).dialog.is_some();
+        if !established || self.phase == Phase::Ending {
+            let r = self.response_to(id, 481);
+            self.respond_to(id, r, now);
+            return;
+        }
+        if let Some(dialog) = self.leg_mut(leg).dialog.as_mut() {
+            match dialog.receive(&request) {
+                Ok(()) => {}
+                Err(InDialogError::OutOfOrder { .. }) => {
+                    let r = self.response_to(id, 500);
+                    self.respond_to(id, r, now);
+                    return;
+                }
+                Err(InDialogError::Invalid(_)) => {
+                    let r = self.response_to(id, 400);
+                    self.respond_to(id, r, now);
+                    return;
+                }
+            }
+        }
+        match request.method {
+            Method::Bye => {
+                let ok = self.response_to(id, 200);
+                self.respond_to(id, ok, now);
+                match leg {
+                    LegId::A => self.end(
+                        CallEventKind::Released,
+                        "caller-hangup",
+                        0,
+                        Some(LegId::A),
+                        now,
+                    ),
+                    LegId::B(i) if Some(i) == self.winner => {
+                        self.end(CallEventKind::Released, "callee-hangup", 0, Some(leg), now)
+                    }
+                    // An early dialog of a fork that lost: it is simply over.
+                    LegId::B(i) => {
+                        self.b[i].progress = Progress::Over;
+                    }
+                }
+            }
+            Method::Options => {
+                let ok = self
+                    .response_to(id, 200)
+                    .with_header(HeaderName::Allow, ALLOW);
+                self.respond_to(id, ok, now);
+            }
+            Method::Invite | Method::Update | Method::Info => {
+                if self.phase != Phase::Established {
+                    let r = self.response_to(id, 491);
+                    self.respond_to(id, r, now);
+                    return;
+                }
+                if let Some(problem) = sdp_problem(&request) {
+                    let r = self
+                        .response_to(id, 488)
+                        .with_header(HeaderName::Warning, warning(&problem));
+                    self.respond_to(id, r, now);
+                    return;
+                }
+                if request.method == Method::Invite && self.invite_pending(id) {
+                    // Glare (RFC 3261 14.2): one offer at a time.
+                    let r = self.response_to(id, 491);
+                    self.respond_to(id, r, now);
+                    return;
+                }
+                self.relay(leg, id, &request, now);
+            }
+            _ => {
+                let r = self
+                    .response_to(id, 405)
+                    .with_header(HeaderName::Allow, ALLOW);
+                self.respond_to(id, r, now);
+            }
+        }
+    }
+
+    /// Whether an offer is in progress on either leg besides server transaction `except`: a
+    /// re-INVITE received or relayed and not answered, or a 2xx still waiting for its ACK.
+    fn invite_pending(&self, except: u32) -> bool {
+        let re_invite = |r: &Request| {
+            r.method == Method::Invite
+                && r.headers
+                    .to()
+                    .and_then(Result::ok)
+                    .is_some_and(|t| t.tag().is_some())
+        };
+        self.servers
+            .iter()
+            .any(|s| s.id != except && !s.answered && re_invite(&s.request))
+            || !self.awaiting_ack.is_empty()
+    }
+
+    /// Relays a request received on `from` into the other leg's dialog.
+    fn relay(&mut self, from: LegId, server: u32, request: &Request, now: Instant) {
+        let Some(to) = self.other(from) else {
+            let r = self.response_to(server, 481);
+            self.respond_to(server, r, now);
+            return;
+        };
+        let transport = self.leg(to).transport;
+        let contact = self.local.contact(transport);
+        let Some(dialog) = self.leg_mut(to).dialog.as_mut() else {
+            return;
+        };
+        let mut out = dialog.request(request.method.clone());
+        let (via, branch) = self.local.via(transport);
+        out.headers.push_front(HeaderName::Via, via);
+        let mut headers = std::mem::take(&mut out.headers);
+        headers.remove(&HeaderName::ContentLength);
+        if matches!(request.method, Method::Invite | Method::Update) {
+            headers.push(HeaderName::Contact, contact);
+            headers.push(HeaderName::Allow, ALLOW);
+        }
+        copy_body_headers(&request.headers, &mut headers);
+        headers.push(HeaderName::ContentLength, "0");
+        out.headers = headers;
+        out.body = request.body.clone();
+        self.send_request(to, out, branch, Purpose::Relay(server), now);
+    }
+
+    fn other(&self, leg: LegId) -> Option<LegId> {
+        match leg {
+            LegId::A => self.winner.map(LegId::B),
+            LegId::B(i) if Some(i) == self.winner => Some(LegId::A),
+            LegId::B(_) => None,
+        }
+    }
+
+    // ----- responses -----
+
+    fn response(&mut self, response: Response, now: Instant) {
+        let Some(Ok(via)) = response.headers.top_via() else {
+            return;
+        };
+        let (Some(branch), Some(Ok(cseq))) = (via.branch(), response.headers.cseq()) else {
+            return;
+        };
+        let Some(i) = self
+            .clients
+            .iter()
+            .position(|c| c.branch == branch && c.method == cseq.method)
+        else {
+            // A 2xx retransmission after its INVITE transaction ended: ACK it again.
+            self.stray_2xx(&response);
+            return;
+        };
+        self.clients[i].txn.receive(response, now);
+        self.flush_client(i, now);
+    }
+
+    fn stray_2xx(&mut self, response: &Response) {
+        let Some(call_id) = response.headers.call_id() else {
+            return;
+        };
+        if !(200..300).contains(&response.status) {
+            return;
+        }
+        if let Some(leg) = self.b.iter().find(|l| l.call_id == *call_id)
+            && let Some(ack) = &leg.ack
+        {
+            self.out.push_back(Output::Send {
+                transport: leg.transport,
+                dest: leg.peer,
+                bytes: ack.clone(),
+            });
+        }
+    }
+
+    fn flush_client(&mut self, i: usize, now: Instant) {
+        loop {
+            let Some(c) = self.clients.get_mut(i) else {
+                return;
+            };
+            let (leg, purpose) = (c.leg, c.purpose);
+            let mut sent = Vec::new();
+            while let Some(bytes) = c.txn.poll_transmit() {
+                sent.push(bytes);
+            }
+            let event = c.txn.poll_event();
+            let l = self.leg(leg);
+            let (transport, dest) = (l.transport, l.peer);
+            for bytes in sent {
+                self.out.push_back(Output::Send {
+                    transport,
+                    dest,
+                    bytes,
+                });
+            }
+            match event {
+                None => return,
+                Some(ClientEvent::Terminated) => {
+                    self.clients.remove(i);
+                    return;
+                }
+                Some(ClientEvent::Response(r)) => self.client_response(leg, purpose, r, now),
+                Some(ClientEvent::TimedOut) | Some(ClientEvent::TransportError) => {
+                    self.client_failed(leg, purpose, now)
+                }
+            }
+        }
+    }
+
+    fn client_response(&mut self, leg: LegId, purpose: Purpose, r: Response, now: Instant) {
+        match purpose {
+            Purpose::Invite => {
+                if let LegId::B(i) = leg {
+                    self.b_response(i, r, now);
+                }
+            }
+            Purpose::Relay(server) => self.relayed_response(leg, server, r, now),
+            Purpose::Probe => {
+                if matches!(r.status, 408 | 481) {
+                    self.end(
+                        CallEventKind::Released,
+                        "unreachable",
+                        r.status,
+                        Some(leg),
+                        now,
+                    );
+                }
+            }
+            Purpose::Cancel | Purpose::Bye => {}
+        }
+    }
+
+    fn client_failed(&mut self, leg: LegId, purpose: Purpose, now: Instant) {
+        match purpose {
+            Purpose::Invite => {
+                if let LegId::B(i) = leg {
+                    let timeout = self.response_from_leg(i, 408);
+                    self.b_response(i, timeout, now);
+                }
+            }
+            Purpose::Relay(server) => {
+                let r = self.response_to(server, 408);
+                self.respond_to(server, r, now);
+                self.end(CallEventKind::Released, "unreachable", 408, Some(leg), now);
+            }
+            Purpose::Probe => self.end(CallEventKind::Released, "unreachable", 408, Some(leg), now),
+            Purpose::Cancel | Purpose::Bye => {}
+        }
+    }
+
+    /// A response as if it came from B leg `i` (a timeout), for the same handling.
+    fn response_from_leg(&self, i: usize, status: u16) -> Response {
+        Response::to_request(&self.b[i].invite.headers, status)
+    }
+
+    /// A response to a B leg's INVITE.
+    fn b_response(&mut self, i: usize, r: Response, now: Instant) {
+        let status = r.status;
+        if status == 100 {
+            return;
+        }
+        if status < 200 {
+            if r.headers
+                .to()
+                .and_then(Result::ok)
+                .is_some_and(|t| t.tag().is_some())
+                && self.b[i].dialog.is_none()
+                && let Ok(d) = Dialog::as_uac(&self.b[i].invite, &r)
+            {
+                self.b[i].dialog = Some(d);
+            }
+            match self.b[i].progress {
+                Progress::Calling => self.b[i].progress = Progress::Early,
+                Progress::Cancelling => {
+                    self.send_cancel(i, now);
+                    return;
+                }
+                _ => {}
+            }
+            if self.phase == Phase::Ringing {
+                self.ringing(&r, now);
+            }
+            return;
+        }
+        if status < 300 {
+            self.b_answered(i, r, now);
+            return;
+        }
+        self.b[i].progress = Progress::Failed(status);
+        if self.phase == Phase::Ringing
+            && self
+                .b
+                .iter()
+                .all(|l| matches!(l.progress, Progress::Failed(_) | Progress::Over))
+        {
+            self.all_failed(now);
+        }
+    }
+
+    /// A provisional response from a ringing B leg, passed to the caller.
+    fn ringing(&mut self, r: &Response, now: Instant) {
+        let first = self.a.dialog.is_none();
+        let status = if r.body.is_empty() {
+            180
+        } else {
+            r.status.max(180)
+        };
+        let Some(invite) = self.initial_invite() else {
+            return;
+        };
+        let mut response = establishing(
+            &self.a.invite,
+            status,
+            &self.a.tag,
+            &self.local.contact(self.a.transport),
+        );
+        if !r.body.is_empty() {
+            response = with_body(response, &r.headers, r.body.clone());
+        }
+        if first {
+            if let Ok(d) = Dialog::as_uas(&self.a.invite, &response) {
+                self.a.dialog = Some(d);
+            }
+            self.event(CallEventKind::Ringing, "", 0);
+        }
+        self.respond_to(invite, response, now);
+    }
+
+    fn b_answered(&mut self, i: usize, r: Response, now: Instant) {
+        match &mut self.b[i].dialog {
+            Some(d) if d.id.remote_tag == to_tag(&r) => {
+                let _ = d.update_from_response(&r);
+            }
+            _ => {
+                if let Ok(d) = Dialog::as_uac(&self.b[i].invite, &r) {
+                    self.b[i].dialog = Some(d);
+                }
+            }
+        }
+        let seq = self.b[i]
+            .invite
+            .headers
+            .cseq()
+            .and_then(Result::ok)
+            .map_or(1, |c| c.seq);
+        if self.phase != Phase::Ringing || self.winner.is_some() {
+            // Another fork won, or the caller left: take this answer and end it.
+            self.b[i].progress = Progress::Answered;
+            let req = self.b[i].invite.clone();
+            self.send_ack(LegId::B(i), seq, Bytes::new(), &req, now);
+            self.bye(LegId::B(i), now);
+            return;
+        }
+        self.winner = Some(i);
+        self.b[i].progress = Progress::Answered;
+        self.no_answer_at = None;
+        for j in 0..self.b.len() {
+            if j != i {
+                self.cancel_leg(j, now);
+            }
+        }
+        let Some(invite) = self.initial_invite() else {
+            return;
+        };
+        let mut ok = establishing(
+            &self.a.invite,
+            200,
+            &self.a.tag,
+            &self.local.contact(self.a.transport),
+        )
+        .with_header(HeaderName::Allow, ALLOW);
+        if !r.body.is_empty() {
+            ok = with_body(ok, &r.headers, r.body.clone());
+        }
+        if let Ok(d) = Dialog::as_uas(&self.a.invite, &ok) {
+            self.a.dialog = Some(d);
+        }
+        self.a.progress = Progress::Answered;
+        let a_seq = self
+            .a
+            .invite
+            .headers
+            .cseq()
+            .and_then(Result::ok)
+            .map_or(1, |c| c.seq);
+        self.respond_to(invite, ok.clone(), now);
+        self.await_ack(
+            LegId::A,
+            a_seq,
+            ok.to_bytes(),
+            Some((LegId::B(i), seq)),
+            now,
+        );
+        self.phase = Phase::Established;
+        if !self.config.probe_interval.is_zero() {
+            self.probe_at = Some(now + self.config.probe_interval);
+        }
+        self.event(CallEventKind::Established, "", 0);
+    }
+
+    /// Every B leg failed: the caller gets the status that says most.
+    fn all_failed(&mut self, now: Instant) {
+        let statuses: Vec<u16> = self
+            .b
+            .iter()
+            .filter_map(|l| match l.progress {
+                Progress::Failed(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        let to_trunk = matches!(
+            self.tenant
+                .dial_plan
+                .route(&self.dnis)
+                .map(|r| r.destination),
+            Some(Destination::Trunk(_))
+        );
+        let (status, cause) = if statuses.iter().any(|&s| s == 486 || s == 600) {
+            (486, "busy")
+        } else if statuses.contains(&603) {
+            (603, "rejected")
+        } else if to_trunk {
+            // A carrier's answer means something to the caller: pass it on (a 5xx as 502,
+            // since the call, not the core, failed there).
+            let s = statuses.first().copied().unwrap_or(480);
+            (if s >= 500 && s < 600 { 502 } else { s }, "failed")
+        } else if statuses.iter().all(|&s| s == 408) {
+            (408, "no-answer")
+        } else {
+            (480, "unavailable")
+        };
+        if status == 486 {
+            self.event(CallEventKind::DestinationBusy, "busy", 486);
+        }
+        self.fail(status, cause, None, now);
+    }
+
+    /// The final response to a request relayed into `leg`, passed back.
+    fn relayed_response(&mut self, leg: LegId, server: u32, r: Response, now: Instant) {
+        if r.status < 200 {
+            return;
+        }
+        let Some(s) = self.servers.iter().find(|s| s.id == server) else {
+            // The other side gave up on it (the call ended meanwhile): ACK a 2xx and move on.
+            if (200..300).contains(&r.status) {
+                self.ack_orphan(leg, &r, now);
+            }
+            return;
+        };
+        let (from, method) = (s.leg, s.request.method.clone());
+        let request_body_hold = Sdp::parse(&s.request.body).map(|s| s.is_hold()).ok();
+        let from_seq = s
+            .request
+            .headers
+            .cseq()
+            .and_then(Result::ok)
+            .map_or(0, |c| c.seq);
+        let mut response = self.response_to(server, r.status);
+        if (200..300).contains(&r.status) && matches!(method, Method::Invite | Method::Update) {
+            response = response
+                .with_header(
+                    HeaderName::Contact,
+                    self.local.contact(self.leg(from).transport),
+                )
+                .with_header(HeaderName::Allow, ALLOW);
+        }
+        if !r.body.is_empty() {
+            response = with_body(response, &r.headers, r.body.clone());
+        }
+        if let Some(dialog) = self.leg_mut(leg).dialog.as_mut() {
+            let _ = dialog.update_from_response(&r);
+        }
+        self.respond_to(server, response.clone(), now);
+        if method == Method::Invite && (200..300).contains(&r.status) {
+            let seq = r.headers.cseq().and_then(Result::ok).map_or(0, |c| c.seq);
+            self.await_ack(from, from_seq, response.to_bytes(), Some((leg, seq)), now);
+        }
+        if (200..300).contains(&r.status)
+            && matches!(method, Method::Invite | Method::Update)
+            && let Some(hold) = request_body_hold
+        {
+            if hold && !self.held {
+                self.held = true;
+                self.event(CallEventKind::Held, "", 0);
+            } else if !hold && self.held {
+                self.held = false;
+                self.event(CallEventKind::Retrieved, "", 0);
+            }
+        }
+    }
+
+    /// ACKs a 2xx no one waits for any more.
+    fn ack_orphan(&mut self, leg: LegId, r: &Response, now: Instant) {
+        let seq = r.headers.cseq().and_then(Result::ok).map_or(0, |c| c.seq);
+        let req = self.leg(leg).invite.clone();
+        self.send_ack(leg, seq, Bytes::new(), &req, now);
+    }
+
+    // ----- ending -----
+
+    /// Ends an unanswered call: the caller gets `status`.
+    fn fail(&mut self, status: u16, cause: &str, warning_text: Option<String>, now: Instant) {
+        if let Some(invite) = self.initial_invite() {
+            let mut r = self.response_to(invite, status);
+            if let Some(w) = warning_text {
+                r = r.with_header(HeaderName::Warning, warning(&w));
+            }
+            if status == 488 {
+                r = r.with_header(HeaderName::Accept, "application/sdp");
+            }
+            self.respond_to(invite, r, now);
+        }
+        self.end(CallEventKind::Released, cause, status, None, now);
+    }
+
+    /// Ends the call on every leg but `from` (which ended it), and reports why.
+    fn end(
+        &mut self,
+        kind: CallEventKind,
+        cause: &str,
+        status: u16,
+        from: Option<LegId>,
+        now: Instant,
+    ) {
+        if self.phase == Phase::Ending {
+            return;
+        }
+        tracing::debug!(tenant = %self.tenant.name, call = %self.id, kind = kind.name(), cause,
+            "call over");
+        self.phase = Phase::Ending;
+        self.no_answer_at = None;
+        self.probe_at = None;
+        self.awaiting_ack.clear();
+        // Requests still waiting for an answer get one (a re-INVITE racing a BYE: 487).
+        let pending: Vec<u32> = self
+            .servers
+            .iter()
+            .filter(|s| !s.answered)
+            .map(|s| s.id)
+            .collect();
+        for id in pending {
+            let status = if self
+                .servers
+                .iter()
+                .any(|s| s.id == id && s.request.method == Method::Invite)
+            {
+                487
+            } else {
+                481
+            };
+            let r = self.response_to(id, status);
+            self.respond_to(id, r, now);
+        }
+        if from != Some(LegId::A)
+            && self
+                .a
+                .dialog
+                .as_ref()
+                .is_some_and(|d| d.state == DialogState::Confirmed)
+        {
+            self.bye(LegId::A, now);
+        }
+        for i in 0..self.b.len() {
+            if from == Some(LegId::B(i)) {
+                self.b[i].progress = Progress::Over;
+                continue;
+            }
+            match self.b[i].progress {
+                Progress::Answered => self.bye(LegId::B(i), now),
+                Progress::Calling | Progress::Early => self.cancel_leg(i, now),
+                _ => {}
+            }
+        }
+        self.release_dn();
+        self.event(kind, cause, status);
+    }
+
+    fn bye(&mut self, leg: LegId, now: Instant) {
+        let transport = self.leg(leg).transport;
+        let Some(dialog) = self.leg_mut(leg).dialog.as_mut() else {
+            return;
+        };
+        let mut bye = dialog.request(Method::Bye);
+        let (via, branch) = self.local.via(transport);
+        bye.headers.push_front(HeaderName::Via, via);
+        self.leg_mut(leg).progress = Progress::Over;
+        self.send_request(leg, bye, branch, Purpose::Bye, now);
+    }
+
+    /// Stops B leg `i` ringing: CANCEL once it has answered provisionally (RFC 3261 9.1),
+    /// or as soon as it does.
+    fn cancel_leg(&mut self, i: usize, now: Instant) {
+        match self.b[i].progress {
+            Progress::Early => self.send_cancel(i, now),
+            Progress::Calling => self.b[i].progress = Progress::Cancelling,
+            _ => {}
+        }
+    }
+
+    fn send_cancel(&mut self, i: usize, now: Instant) {
+        let invite = &self.b[i].invite;
+        let mut headers = switchboard_sip::Headers::with_capacity(8);
+        for name in [
+            HeaderName::Via,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+        ] {
+            let first = invite.headers.values(&name).next();
+            if let Some(v) = first {
+                headers.push(name, v);
+            }
+        }
+        headers.push(HeaderName::MaxForwards, "70");
+        let seq = invite
+            .headers
+            .cseq()
+            .and_then(Result::ok)
+            .map_or(1, |c| c.seq);
+        headers.push(HeaderName::CSeq, format!("{seq} CANCEL"));
+        headers.push(HeaderName::ContentLength, "0");
+        let branch = invite
+            .headers
+            .top_via()
+            .and_then(Result::ok)
+            .and_then(|v| v.branch().map(str::to_owned))
+            .unwrap_or_default();
+        let cancel = Request {
+            method: Method::Cancel,
+            uri: invite.uri.clone(),
+            headers,
+            body: Bytes::new(),
+        };
+        self.b[i].progress = Progress::Failed(487);
+        // CANCEL shares its INVITE's branch, a transaction of its own told apart by method.
+        self.send_request(LegId::B(i), cancel, branch, Purpose::Cancel, now);
+    }
+
+    // ----- timers -----
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<u32> = self
+            .servers
+            .iter()
+            .filter(|s| s.txn.poll_timeout().is_some_and(|t| t <= now))
+            .map(|s| s.id)
+            .collect();
+        for id in due {
+            if let Some(s) = self.servers.iter_mut().find(|s| s.id == id) {
+                s.txn.handle_timeout(now);
+            }
+            self.flush_server(id);
+        }
+        let mut i = 0;
+        while i < self.clients.len() {
+            if self.clients[i].txn.poll_timeout().is_some_and(|t| t <= now) {
+                self.clients[i].txn.handle_timeout(now);
+                let before = self.clients.len();
+                self.flush_client(i, now);
+                if self.clients.len() < before {
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        self.retransmit_2xx(now);
+        if self.no_answer_at.is_some_and(|t| t <= now) {
+            self.no_answer_at = None;
+            if self.phase == Phase::Ringing {
+                tracing::info!(tenant = %self.tenant.name, call = %self.id, "no answer");
+                for i in 0..self.b.len() {
+                    self.cancel_leg(i, now);
+                }
+                self.fail(480, "no-answer", None, now);
+            }
+        }
+        if self.probe_at.is_some_and(|t| t <= now) {
+            self.probe_at = Some(now + self.config.probe_interval);
+            for leg in [Some(LegId::A), self.winner.map(LegId::B)]
+                .into_iter()
+                .flatten()
+            {
+                self.probe(leg, now);
+            }
+        }
+    }
+
+    /// RFC 3261 13.3.1.4: the 2xx goes again at T1, doubling to T2, until its ACK; none by
+    /// 64*T1 ends the call.
+    fn retransmit_2xx(&mut self, now: Instant) {
+        let mut gave_up = None;
+        for a in &mut self.awaiting_ack {
+            if a.give_up <= now {
+                gave_up = Some(a.leg);
+                continue;
+            }
+            if a.next <= now {
+                let l = match a.leg {
+                    LegId::A => &self.a,
+                    LegId::B(i) => &self.b[i],
+                };
+                if !l.transport.is_reliable() {
+                    self.out.push_back(Output::Send {
+                        transport: l.transport,
+                        dest: l.peer,
+                        bytes: a.bytes.clone(),
+                    });
+                }
+                a.interval = (a.interval * 2).min(self.config.timers.t2);
+                a.next = now + a.interval;
+            }
+        }
+        if let Some(leg) = gave_up {
+            tracing::info!(tenant = %self.tenant.name, call = %self.id, "no ACK for a 2xx");
+            self.awaiting_ack.retain(|a| a.leg != leg);
+            // The leg that never ACKed gets a BYE too: it may have the 2xx and think the call
+            // is up (RFC 3261 13.3.1.4).
+            self.end(CallEventKind::Released, "no-ack", 0, None, now);
+        }
+    }
+
+    fn await_ack(
+        &mut self,
+        leg: LegId,
+        seq: u32,
+        bytes: Bytes,
+        then: Option<(LegId, u32)>,
+        now: Instant,
+    ) {
+        let t1 = self.config.timers.t1;
+        self.awaiting_ack.retain(|a| a.leg != leg);
+        self.awaiting_ack.push(AwaitingAck {
+            leg,
+            seq,
+            bytes,
+            next: now + t1,
+            interval: t1,
+            give_up: now + t1 * 64,
+            then,
+        });
+    }
+
+    fn probe(&mut self, leg: LegId, now: Instant) {
+        if self
+            .clients
+            .iter()
+            .any(|c| c.leg == leg && c.purpose == Purpose::Probe)
+        {
+            return;
+        }
+        let transport = self.leg(leg).transport;
+        let Some(dialog) = self.leg_mut(leg).dialog.as_mut() else {
+            return;
+        };
+        let mut options = dialog.request(Method::Options);
+        let (via, branch) = self.local.via(transport);
+        options.headers.push_front(HeaderName::Via, via);
+        self.send_request(leg, options, branch, Purpose::Probe, now);
+    }
+
+    /// A send to `dest` failed: its transactions fail as if timed out.
+    pub fn transport_failed(&mut self, dest: SocketAddr, now: Instant) {
+        let mut i = 0;
+        while i < self.clients.len() {
+            if self.leg(self.clients[i].leg).peer == dest {
+                self.clients[i].txn.transport_failed();
+                let before = self.clients.len();
+                self.flush_client(i, now);
+                if self.clients.len() < before {
+                    continue;
+                }
+            }
+            i += 1;
+        }
+    }
+
+    // ----- plumbing -----
+
+    fn leg(&self, leg: LegId) -> &Leg {
+        match leg {
+            LegId::A => &self.a,
+            LegId::B(i) => &self.b[i],
+        }
+    }
+
+    fn leg_mut(&mut self, leg: LegId) -> &mut Leg {
+        match leg {
+            LegId::A => &mut self.a,
+            LegId::B(i) => &mut self.b[i],
+        }
+    }
+
+    /// The server transaction of the caller's INVITE, while it has no final response.
+    fn initial_invite(&self) -> Option<u32> {
+        let first = self.servers.iter().find(|s| {
+            s.leg == LegId::A
+                && s.request.method == Method::Invite
+                && s.request
+                    .headers
+                    .to()
+                    .and_then(Result::ok)
+                    .is_some_and(|t| t.tag().is_none())
+        })?;
+        (!first.answered).then_some(first.id)
+    }
+
+    fn new_server(&mut self, leg: LegId, request: Request) -> u32 {
+        self.next_server += 1;
+        let id = self.next_server;
+        let key = TransactionKey::for_request(&request).expect("the edge checked the Via");
+        let reliable = self.leg(leg).transport.is_reliable();
+        self.servers.push(Server {
+            id,
+            key,
+            leg,
+            txn: ServerTransaction::new(&request, reliable, self.config.timers),
+            request,
+            answered: false,
+        });
+        id
+    }
+
+    /// A response to server transaction `id` with this side's tag on its leg.
+    fn response_to(&self, id: u32, status: u16) -> Response {
+        let Some(s) = self.servers.iter().find(|s| s.id == id) else {
+            return Response::to_request(&Default::default(), status);
+        };
+        Response::to_request(&s.request.headers, status).with_to_tag(&self.leg(s.leg).tag)
+    }
+
+    fn respond_to(&mut self, id: u32, response: Response, now: Instant) {
+        if let Some(s) = self.servers.iter_mut().find(|s| s.id == id) {
+            if response.status >= 200 {
+                s.answered = true;
+            }
+            s.txn.respond(&response, now);
+        }
+        self.flush_server(id);
+    }
+
+    fn flush_server(&mut self, id: u32) {
+        let Some(pos) = self.servers.iter().position(|s| s.id == id) else {
+            return;
+        };
+        let s = &mut self.servers[pos];
+        let l = match s.leg {
+            LegId::A => &self.a,
+            LegId::B(i) => &self.b[i],
+        };
+        while let Some(bytes) = s.txn.poll_transmit() {
+            self.out.push_back(Output::Send {
+                transport: l.transport,
+                dest: l.peer,
+                bytes,
+            });
+        }
+        let mut terminated = false;
+        while let Some(e) = s.txn.poll_event() {
+            match e {
+                ServerEvent::Terminated => terminated = true,
+                ServerEvent::Ack(_) | ServerEvent::AckTimeout => {}
+            }
+        }
+        if terminated {
+            self.servers.remove(pos);
+        }
+    }
+
+    fn send_request(
+        &mut self,
+        leg: LegId,
+        request: Request,
+        branch: String,
+        purpose: Purpose,
+        now: Instant,
+    ) {
+        let reliable = self.leg(leg).transport.is_reliable();
+        let method = request.method.clone();
+        let txn = ClientTransaction::new(request, reliable, self.config.timers, now);
+        self.clients.push(Client {
+            branch,
+            method,
+            leg,
+            txn,
+            purpose,
+        });
+        let i = self.clients.len() - 1;
+        self.flush_client(i, now);
+    }
+
+    /// Answers a request that belongs to no transaction or dialog of the call, statelessly.
+    fn answer_alone(
+        &mut self,
+        request: &Request,
+        source: SocketAddr,
+        transport: Transport,
+        status: u16,
+    ) {
+        let r = Response::answering(&request.headers, status);
+        self.out.push_back(Output::Send {
+            transport,
+            dest: source,
+            bytes: r.to_bytes(),
+        });
+    }
+
+    fn event(&mut self, kind: CallEventKind, cause: &str, status: u16) {
+        let mut parties = vec![Party {
+            dn: match &self.origin {
+                Origin::Phone(dn) => dn.clone(),
+                _ => self.ani.clone(),
+            },
+            role: "origination".into(),
+            uri: self
+                .a
+                .invite
+                .headers
+                .from()
+                .and_then(Result::ok)
+                .map(|f| f.uri.to_string())
+                .unwrap_or_default(),
+        }];
+        if let Some(dest) = &self.destination {
+            parties.push(Party {
+                dn: dest.clone(),
+                role: "destination".into(),
+                uri: self
+                    .winner
+                    .map(|i| self.b[i].invite.uri.to_string())
+                    .unwrap_or_default(),
+            });
+        }
+        let call = CallThread {
+            call_id: self.id.clone(),
+            thread_id: self.id.clone(),
+            parties,
+            ani: self.ani.clone(),
+            dnis: self.dnis.clone(),
+            origin: self.origin.describe(),
+            cause: cause.to_owned(),
+            status: u32::from(status),
+            duration_ms: self.started.elapsed().as_millis() as i64,
+            user_data: Default::default(),
+        };
+        let snapshot = (!kind.ends_call()).then(|| self.snapshot(kind));
+        self.out.push_back(Output::Event(CallEvent {
+            tenant: self.tenant.name.clone(),
+            kind,
+            call,
+            at_ms: crate::unix_ms(),
+            snapshot,
+        }));
+    }
+
+    /// What another node needs to finish the call: each leg's dialog and where it is reached.
+    fn snapshot(&self, kind: CallEventKind) -> String {
+        let leg = |role: &str, l: &Leg| {
+            let d = l.dialog.as_ref();
+            serde_json::json!({
+                "role": role,
+                "callId": l.call_id.to_string(),
+                "localTag": l.tag,
+                "remoteTag": d.map(|d| d.id.remote_tag.clone()),
+                "local": d.map(|d| d.local.to_string()),
+                "remote": d.map(|d| d.remote.to_string()),
+                "remoteTarget": d.map(|d| d.remote_target.to_string()),
+                "routeSet": d.map(|d| d.route_set.iter().map(NameAddr::to_string).collect::<Vec<_>>()),
+                "localSeq": d.map(|d| d.local_seq()),
+                "peer": l.peer.to_string(),
+                "transport": l.transport.to_string(),
+            })
+        };
+        let mut legs = vec![leg("caller", &self.a)];
+        if let Some(i) = self.winner {
+            legs.push(leg("callee", &self.b[i]));
+        }
+        serde_json::json!({
+            "call": self.id,
+            "thread": self.id,
+            "tenant": self.tenant.name,
+            "state": kind.name(),
+            "held": self.held,
+            "origin": self.origin.describe(),
+            "ani": self.ani,
+            "dnis": self.dnis,
+            "destination": self.destination,
+            "legs": legs,
+        })
+        .to_string()
+    }
+}
+
+fn to_tag(r: &Response) -> String {
+    r.headers
+        .to()
+        .and_then(Result::ok)
+        .and_then(|t| t.tag().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Why an SDP body cannot be relayed, if it cannot.
+fn sdp_problem(request: &Request) -> Option<String> {
+    if request.body.is_empty() {
+        return None;
+    }
+    let is_sdp = request
+        .headers
+        .get(&HeaderName::ContentType)
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/sdp"));
+    if !is_sdp {
+        return None;
+    }
+    Sdp::parse(&request.body).err().map(|e| format!("SDP: {e}"))
+}
+
+fn warning(text: &str) -> String {
+    format!("399 switchboard \"{}\"", text.replace('"', "'"))
+}
+
+/// Copies the headers that describe a body (RFC 3261 20.11-20.15).
+fn copy_body_headers(from: &switchboard_sip::Headers, to: &mut switchboard_sip::Headers) {
+    for name in [HeaderName::ContentType, HeaderName::ContentDisposition] {
+        if let Some(v) = from.get(&name) {
+            to.push(name, v.clone());
+        }
+    }
+}
+
+fn with_body(mut r: Response, from: &switchboard_sip::Headers, body: Bytes) -> Response {
+    let cl = r.headers.remove_first(&HeaderName::ContentLength);
+    copy_body_headers(from, &mut r.headers);
+    if let Some(cl) = cl {
+        r.headers.push(HeaderName::ContentLength, cl);
+    }
+    r.body = body;
+    r
+}

@@ -1,0 +1,362 @@
+//! The SIP cluster system: every call is one actor, a back-to-back user agent that owns the
+//! call's legs, their dialogs and transactions (design.md "A call through the core").
+//!
+//! [`call::Call`] is the call as a sans-io state machine: messages and the time go in; bytes to
+//! send, binding lookups and call events come out. [`CallActor`] drives one: it sends what the
+//! call asks through the node's SIP endpoint, looks bindings up without waiting inside
+//! `handle`, reports changes to `call_state`, and wakes the call when its next timer is due.
+//! [`Calls`] is the node's table of live calls, which the edge uses to hand each message to
+//! its call.
+
+pub mod call;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef};
+use switchboard_sip::transaction::TimerConfig;
+use switchboard_sip::transport::{Endpoint, Transport};
+use switchboard_sip::{Message, Request};
+
+use crate::call_state::CallState;
+use crate::registrar::{Binding, BindingStore};
+use crate::tenant::Tenant;
+use call::{Call, Output};
+
+/// Where a new call came from, as the edge admitted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A carrier's trunk, by name.
+    Trunk(String),
+    /// A phone that proved it is this DN.
+    Phone(String),
+    /// A configured media server, by name.
+    MediaServer(String),
+}
+
+impl Origin {
+    /// `trunk:<name>`, `dn:<number>` or `media-server:<name>`, as events say it.
+    pub fn describe(&self) -> String {
+        match self {
+            Origin::Trunk(t) => format!("trunk:{t}"),
+            Origin::Phone(dn) => format!("dn:{dn}"),
+            Origin::MediaServer(m) => format!("media-server:{m}"),
+        }
+    }
+}
+
+/// A dialog-creating request the edge hands to the cluster.
+#[derive(Debug)]
+pub struct NewDialog {
+    pub tenant: Arc<Tenant>,
+    pub origin: Origin,
+    pub request: Request,
+    pub source: SocketAddr,
+    pub transport: Transport,
+}
+
+/// How calls behave, for every call of the node.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub timers: TimerConfig,
+    /// How long an extension rings before the caller gets 480, unless its DN says otherwise
+    /// (option `no-answer-timeout`, seconds).
+    pub no_answer: Duration,
+    /// How often each leg of an established call is probed with an in-dialog OPTIONS, so a
+    /// phone that vanished does not hold a call for ever; zero turns probing off.
+    pub probe_interval: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            timers: TimerConfig::default(),
+            no_answer: Duration::from_secs(30),
+            probe_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Looks up the bindings of an address of record, without the caller waiting inside its
+/// handler: a future to spawn.
+pub type Locate = Arc<
+    dyn Fn(String, String) -> Pin<Box<dyn Future<Output = crate::Result<Vec<Binding>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A [`Locate`] reading a registrar's store.
+pub fn locate_in<S: BindingStore>(store: S) -> Locate {
+    Arc::new(move |tenant, aor| {
+        let store = store.clone();
+        Box::pin(async move { store.load(&tenant, &aor).await })
+    })
+}
+
+/// Calls in progress per DN, for the DNs' `max-calls` caps; shared by the node's calls.
+#[derive(Debug, Clone, Default)]
+pub struct DnCalls(Arc<Mutex<HashMap<(String, String), u32>>>);
+
+impl DnCalls {
+    /// Takes a place for one more call to `dn`; false when it holds `max` already.
+    pub fn acquire(&self, tenant: &str, dn: &str, max: Option<u32>) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry((tenant.to_owned(), dn.to_owned())).or_default();
+        if max.is_some_and(|max| *n >= max) {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub fn release(&self, tenant: &str, dn: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (tenant.to_owned(), dn.to_owned());
+        if let Some(n) = map.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&key);
+            }
+        }
+    }
+
+    /// Calls in progress to `dn`.
+    pub fn count(&self, tenant: &str, dn: &str) -> u32 {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(tenant.to_owned(), dn.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// What every call actor of the node shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub endpoint: Endpoint,
+    pub config: ClusterConfig,
+    pub locate: Locate,
+    pub call_state: CallState,
+    pub dn_calls: DnCalls,
+    /// The prefix of the Call-IDs this node makes, so the edge finds their calls.
+    pub node: Arc<str>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message for a call.
+pub enum CallMsg {
+    /// A request or response of one of the call's legs.
+    Sip {
+        message: Message,
+        source: SocketAddr,
+        transport: Transport,
+    },
+    /// The bindings of the destination, or why there are none.
+    Located(crate::Result<Vec<Binding>>),
+    /// A timer may be due.
+    Wake,
+}
+
+/// The node's live calls: which actor runs the call a message belongs to. Owned by the edge.
+pub struct Calls {
+    shared: Shared,
+    next_key: u64,
+    by_key: HashMap<u64, ActorRef<CallMsg>>,
+    /// Calls by the Call-ID their first leg arrived with.
+    by_call_id: HashMap<ByteString, u64>,
+    by_actor: HashMap<ActorId, (u64, ByteString)>,
+}
+
+impl Calls {
+    pub fn new(shared: Shared) -> Self {
+        Self {
+            shared,
+            next_key: 0,
+            by_key: HashMap::new(),
+            by_call_id: HashMap::new(),
+            by_actor: HashMap::new(),
+        }
+    }
+
+    /// The call a message with this Call-ID belongs to: one of this node's own Call-IDs, or
+    /// the one a call arrived with.
+    pub fn find(&self, call_id: &str) -> Option<&ActorRef<CallMsg>> {
+        let key = match own_key(&self.shared.node, call_id) {
+            Some(key) => key,
+            None => *self.by_call_id.get(call_id)?,
+        };
+        self.by_key.get(&key)
+    }
+
+    /// Starts a call for a dialog-creating request, supervised by `supervisor` (which then
+    /// calls [`Calls::ended`] when the actor stops).
+    pub async fn start(
+        &mut self,
+        new: NewDialog,
+        supervisor: ActorCell,
+    ) -> Result<(), ractor::SpawnErr> {
+        self.next_key += 1;
+        let key = self.next_key;
+        let call_id = new.request.headers.call_id().cloned().unwrap_or_default();
+        let (actor, _) =
+            Actor::spawn_linked(None, CallActor, (key, new, self.shared.clone()), supervisor)
+                .await?;
+        self.by_actor.insert(actor.get_id(), (key, call_id.clone()));
+        self.by_call_id.insert(call_id, key);
+        self.by_key.insert(key, actor);
+        Ok(())
+    }
+
+    /// A call actor stopped: forget its call.
+    pub fn ended(&mut self, actor: ActorId) {
+        if let Some((key, call_id)) = self.by_actor.remove(&actor) {
+            self.by_key.remove(&key);
+            if self.by_call_id.get(&call_id) == Some(&key) {
+                self.by_call_id.remove(&call_id);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
+/// The call key in one of this node's Call-IDs (`<node>-<key hex>-<n>`).
+fn own_key(node: &str, call_id: &str) -> Option<u64> {
+    let rest = call_id.strip_prefix(node)?.strip_prefix('-')?;
+    u64::from_str_radix(rest.split('-').next()?, 16).ok()
+}
+
+/// One call.
+pub struct CallActor;
+
+pub struct CallActorState {
+    call: Call,
+    shared: Shared,
+    /// The wake-up asked for, so a later, earlier deadline asks again.
+    wake_at: Option<Instant>,
+}
+
+impl Actor for CallActor {
+    type Msg = CallMsg;
+    type State = CallActorState;
+    type Arguments = (u64, NewDialog, Shared);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        (key, new, shared): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let local = call::Local {
+            udp: shared.endpoint.udp_addr(),
+            tcp: shared.endpoint.tcp_addr(),
+            node: shared.node.clone(),
+            key,
+        };
+        let call = Call::start(
+            new,
+            local,
+            shared.config.clone(),
+            shared.dn_calls.clone(),
+            Instant::now(),
+            crate::unix_ms(),
+        );
+        let mut state = CallActorState {
+            call,
+            shared,
+            wake_at: None,
+        };
+        state.drive(&myself);
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = Instant::now();
+        match message {
+            CallMsg::Sip {
+                message,
+                source,
+                transport,
+            } => state.call.receive(message, source, transport, now),
+            CallMsg::Located(result) => state.call.located(result, now),
+            CallMsg::Wake => {
+                if state.wake_at.is_some_and(|at| at <= now) {
+                    state.wake_at = None;
+                }
+                state.call.handle_timeout(now);
+            }
+        }
+        state.drive(&myself);
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.call.release_dn();
+        Ok(())
+    }
+}
+
+impl CallActorState {
+    /// Carries out what the call asks, schedules its next wake-up, and stops the actor once
+    /// the call is over.
+    fn drive(&mut self, myself: &ActorRef<CallMsg>) {
+        while let Some(output) = self.call.poll_output() {
+            match output {
+                Output::Send {
+                    transport,
+                    dest,
+                    bytes,
+                } => {
+                    if let Err(e) = self.shared.endpoint.send(transport, dest, bytes) {
+                        tracing::debug!(%dest, %transport, error = %e, "send failed");
+                        self.call.transport_failed(dest, Instant::now());
+                    }
+                }
+                Output::Locate { tenant, aor } => {
+                    let me = myself.clone();
+                    let lookup = (self.shared.locate)(tenant, aor);
+                    tokio::spawn(async move {
+                        let _ = me.cast(CallMsg::Located(lookup.await));
+                    });
+                }
+                Output::Event(event) => self.shared.call_state.record(event),
+            }
+        }
+        if self.call.is_over() {
+            myself.stop(None);
+            return;
+        }
+        if let Some(next) = self.call.poll_timeout()
+            && self.wake_at.is_none_or(|at| next < at)
+        {
+            self.wake_at = Some(next);
+            let delay = next.saturating_duration_since(Instant::now());
+            myself.send_after(delay, || CallMsg::Wake);
+        }
+    }
+}
