@@ -38,7 +38,10 @@ fn options_to_the_core_is_a_keepalive() {
     );
     let r = udp.request(options.as_bytes());
     assert_eq!(r.status, 200);
-    assert_eq!(header(&r, HeaderName::Allow), Some("REGISTER, OPTIONS"));
+    assert_eq!(
+        header(&r, HeaderName::Allow),
+        Some("INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO")
+    );
     // The same over TCP.
     let mut tcp = std::net::TcpStream::connect(server.sip).expect("tcp");
     tcp.set_read_timeout(Some(support::WAIT)).expect("timeout");
@@ -233,9 +236,19 @@ fn requests_not_served_get_their_rfc_answer() {
              Call-ID: {method}-1\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
         )
     };
+    // A phone's new call must prove which DN it is.
     let r = udp.request(request("INVITE", "").as_bytes());
+    assert_eq!(r.status, 407);
+    assert!(
+        header(&r, HeaderName::ProxyAuthenticate)
+            .is_some_and(|c| c.contains("realm=\"demo.local\""))
+    );
+    let r = udp.request(request("MESSAGE", "").as_bytes());
     assert_eq!(r.status, 405);
-    assert_eq!(header(&r, HeaderName::Allow), Some("REGISTER, OPTIONS"));
+    assert_eq!(
+        header(&r, HeaderName::Allow),
+        Some("INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO")
+    );
     assert_eq!(udp.request(request("BYE", ";tag=x").as_bytes()).status, 481);
     assert_eq!(udp.request(request("CANCEL", "").as_bytes()).status, 481);
     assert_eq!(udp.request(request("NEWTHING", "").as_bytes()).status, 501);

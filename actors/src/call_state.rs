@@ -127,14 +127,6 @@ impl SnapshotStore {
             }
         }
     }
-
-    /// The snapshots held (memory only; for tests and inspection).
-    pub fn len(&self) -> Option<usize> {
-        match self {
-            SnapshotStore::Memory(map) => Some(map.lock().map_or(0, |m| m.len())),
-            SnapshotStore::Redis(_) => None,
-        }
-    }
 }
 
 const SNAPSHOT_TTL_SECS: u64 = 24 * 3600;

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::Actor;
+use switchboard_actors::call_state::{CallState, SnapshotStore};
 use switchboard_actors::events::{EventSink, MemorySink};
 use switchboard_actors::registrar::logic::Changes;
 use switchboard_actors::registrar::{
     Binding, BindingStore, Policy, Registrar, RegistrarConfig, RegistrarMsg,
 };
-use switchboard_actors::sip_proxy::{ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
+use switchboard_actors::sip_cluster::{ClusterConfig, locate_in};
+use switchboard_actors::sip_proxy::{ClusterArgs, ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
 use switchboard_actors::tenant::{Directory, demo_tenant};
 use switchboard_sip::auth::NonceKey;
 use switchboard_sip::{HeaderName, Message, parse_datagram};
@@ -76,6 +78,18 @@ async fn a_registrar_whose_store_hangs_costs_a_503_not_silence() {
             config,
             directory,
             registrar: ractor::call!(registrar, RegistrarMsg::Router).expect("router"),
+            cluster: ClusterArgs {
+                config: ClusterConfig::default(),
+                locate: locate_in(Stuck),
+                call_state: CallState::spawn(
+                    EventSink::Memory(MemorySink::default()),
+                    SnapshotStore::memory(),
+                    1,
+                )
+                .await
+                .expect("call state"),
+                nonce_key: NonceKey::random(Duration::from_secs(300)),
+            },
         },
     )
     .await

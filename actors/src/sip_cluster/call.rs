@@ -1145,7 +1145,7 @@ impl Call {
             // A carrier's answer means something to the caller: pass it on (a 5xx as 502,
             // since the call, not the core, failed there).
             let s = statuses.first().copied().unwrap_or(480);
-            (if s >= 500 && s < 600 { 502 } else { s }, "failed")
+            (if (500..600).contains(&s) { 502 } else { s }, "failed")
         } else if statuses.iter().all(|&s| s == 408) {
             (408, "no-answer")
         } else {
