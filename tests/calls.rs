@@ -221,3 +221,116 @@ fn an_sbc_call_reaches_a_phone_is_held_resumed_and_hung_up() {
         .expect("keys");
     assert!(snapshots.is_empty(), "{snapshots:?}");
 }
+
+/// A SIPp phone on 1002 dials `number`, proves it is 1002 after the 407, and hangs up once
+/// answered.
+fn call_from_1002(server: &Server, dir: &Path, number: &str) -> ExitStatus {
+    sipp(
+        dir,
+        &[
+            "-sf",
+            scenario("phone_call.xml").to_str().expect("path"),
+            "-s",
+            number,
+            "-key",
+            "caller",
+            "1002",
+            "-au",
+            "1002",
+            "-ap",
+            "demo1002",
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-timeout",
+            "20s",
+            &server.sip.to_string(),
+        ],
+    )
+    .status()
+    .expect("sipp runs")
+}
+
+#[test]
+fn a_phone_calls_another_phone() {
+    let url = support::redis_db(7);
+    let server = Server::start(&["--redis", &url]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let phone_port = free_port();
+    register(&server, dir.path(), "1003", phone_port);
+    let mut callee = answering_phone(dir.path(), "1003", phone_port);
+    let caller = call_from_1002(&server, dir.path(), "1003");
+    let callee_status = wait(&mut callee, Duration::from_secs(10));
+    assert!(
+        caller.success() && callee_status.success(),
+        "caller {caller}, callee {callee_status}\n{}\n{}",
+        sipp_errors(dir.path()),
+        server.log_text()
+    );
+    let mut conn = redis(&url);
+    let events = events_within(&mut conn, 4, Duration::from_secs(5));
+    assert_eq!(
+        kinds(&events),
+        ["Dialing", "Ringing", "Established", "Released"],
+        "{events:#?}"
+    );
+    let released = &events[3].1;
+    assert_eq!(released["origin"], "dn:1002");
+    assert_eq!(released["cause"], "caller-hangup");
+    assert_eq!(released["parties"][0]["dn"], "1002");
+    assert_eq!(released["parties"][1]["dn"], "1003");
+}
+
+#[test]
+fn a_phone_calls_out_through_the_trunk() {
+    let url = support::redis_db(8);
+    let server = Server::start(&["--redis", &url]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The carrier's gateway of the demo trunk: 127.0.0.2:5070.
+    let child = sipp(
+        dir.path(),
+        &[
+            "-sf",
+            scenario("phone_answer.xml").to_str().expect("path"),
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.2",
+            "-p",
+            "5070",
+            "-timeout",
+            "30s",
+        ],
+    )
+    .spawn()
+    .expect("sipp runs");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut carrier = child;
+    // 9 takes a line: the carrier is asked for the rest of the number.
+    let caller = call_from_1002(&server, dir.path(), "915551239999");
+    let carrier_status = wait(&mut carrier, Duration::from_secs(10));
+    assert!(
+        caller.success() && carrier_status.success(),
+        "caller {caller}, carrier {carrier_status}\n{}\n{}",
+        sipp_errors(dir.path()),
+        server.log_text()
+    );
+    let mut conn = redis(&url);
+    let events = events_within(&mut conn, 4, Duration::from_secs(5));
+    assert_eq!(
+        kinds(&events),
+        ["Dialing", "Ringing", "Established", "Released"],
+        "{events:#?}"
+    );
+    let released = &events[3].1;
+    assert_eq!(released["parties"][1]["dn"], "15551239999");
+    assert!(
+        released["parties"][1]["uri"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("sip:15551239999@127.0.0.2:5070")),
+        "{released}"
+    );
+}
