@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Server, free_port};
+use bytes::Bytes;
+use support::{Server, Udp, free_port};
+use switchboard_sip::{HeaderName, Message, Method, Request, Response, parse_datagram};
 
 /// A SIPp scenario from benches/sipp.
 fn scenario(name: &str) -> std::path::PathBuf {
@@ -333,4 +335,299 @@ fn a_phone_calls_out_through_the_trunk() {
             .is_some_and(|u| u.starts_with("sip:15551239999@127.0.0.2:5070")),
         "{released}"
     );
+}
+
+/// A raw SIP peer on a UDP socket: the SBC on 127.0.0.2, or a phone.
+struct Peer {
+    socket: std::net::UdpSocket,
+    server: std::net::SocketAddr,
+}
+
+impl Peer {
+    fn sbc(server: &Server) -> Self {
+        Self::on(
+            std::net::UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2"),
+            server,
+        )
+    }
+
+    fn on(socket: std::net::UdpSocket, server: &Server) -> Self {
+        Self {
+            socket,
+            server: server.sip,
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.socket.local_addr().expect("addr").port()
+    }
+
+    fn send(&self, text: &str) {
+        self.socket
+            .send_to(text.as_bytes(), self.server)
+            .expect("send");
+    }
+
+    fn send_bytes(&self, bytes: &[u8]) {
+        self.socket.send_to(bytes, self.server).expect("send");
+    }
+
+    /// The next message within `within`.
+    fn next(&self, within: Duration) -> Option<Message> {
+        let end = Instant::now() + within;
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let left = end.checked_duration_since(Instant::now())?;
+            self.socket
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("timeout");
+            let n = self.socket.recv(&mut buf).ok()?;
+            if let Ok(m) = parse_datagram(Bytes::copy_from_slice(&buf[..n])) {
+                return Some(m);
+            }
+        }
+    }
+
+    /// The next final response within `within`, provisional ones skipped.
+    fn final_response(&self, within: Duration) -> Option<Response> {
+        let end = Instant::now() + within;
+        loop {
+            match self.next(end.checked_duration_since(Instant::now())?)? {
+                Message::Response(r) if r.status >= 200 => return Some(r),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next request of `method` within `within`, anything else skipped.
+    fn request(&self, method: Method, within: Duration) -> Option<Request> {
+        let end = Instant::now() + within;
+        loop {
+            match self.next(end.checked_duration_since(Instant::now())?)? {
+                Message::Request(r) if r.method == method => return Some(r),
+                _ => {}
+            }
+        }
+    }
+
+    /// Answers `request` with `status`, adding a To tag, a Contact and `sdp` when given.
+    fn answer(&self, request: &Request, status: u16, sdp: Option<&str>) -> Response {
+        let mut r = Response::to_request(&request.headers, status)
+            .with_to_tag("peer")
+            .with_header(
+                HeaderName::Contact,
+                format!("<sip:peer@127.0.0.1:{}>", self.port()),
+            );
+        if let Some(sdp) = sdp {
+            r = r.with_header(HeaderName::ContentType, "application/sdp");
+            r.body = Bytes::from(sdp.to_owned());
+        }
+        self.send_bytes(&r.to_bytes());
+        r
+    }
+}
+
+fn sdp(port: u16) -> String {
+    format!(
+        "v=0\r\no=peer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+}
+
+/// An INVITE from the SBC peer on `port` to `number`, with `body` as SDP.
+fn sbc_invite(port: u16, server: &Server, number: &str, call_id: &str, body: &str) -> String {
+    format!(
+        "INVITE sip:{number}@{sip} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bK{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550001111@127.0.0.2>;tag=sbc\r\n\
+         To: <sip:{number}@{sip}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:sbc@127.0.0.2:{port}>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {len}\r\n\r\n{body}",
+        sip = server.sip,
+        len = body.len()
+    )
+}
+
+/// The ACK of a non-2xx final response to `sbc_invite`.
+fn ack_failure(port: u16, server: &Server, number: &str, call_id: &str, r: &Response) -> String {
+    let to = r.headers.get(&HeaderName::To).expect("To");
+    format!(
+        "ACK sip:{number}@{sip} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bK{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550001111@127.0.0.2>;tag=sbc\r\n\
+         To: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        sip = server.sip,
+    )
+}
+
+#[test]
+fn calls_that_cannot_be_put_through_get_their_status_and_say_why() {
+    let url = support::redis_db(9);
+    let server = Server::start(&["--redis", &url]);
+    let sbc = Peer::sbc(&server);
+    let port = sbc.port();
+    let cases = [
+        ("5555", sdp(4000), 404, "unknown-number"),
+        ("10", sdp(4000), 484, "incomplete-number"),
+        ("1005", sdp(4000), 480, "not-registered"),
+        (
+            "1001",
+            "v=0\r\nthis is not SDP\r\n".to_owned(),
+            488,
+            "bad-sdp",
+        ),
+    ];
+    for (i, (number, body, status, _)) in cases.iter().enumerate() {
+        let call_id = format!("bad{i}");
+        sbc.send(&sbc_invite(port, &server, number, &call_id, body));
+        let r = sbc
+            .final_response(Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("{number}: no answer\n{}", server.log_text()));
+        assert_eq!(r.status, *status, "{number}");
+        if *status == 488 {
+            assert!(
+                r.headers
+                    .get(&HeaderName::Warning)
+                    .is_some_and(|w| w.contains("SDP"))
+            );
+        }
+        sbc.send(&ack_failure(port, &server, number, &call_id, &r));
+    }
+    // A request within a dialog that does not exist.
+    let bye = format!(
+        "BYE sip:1001@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bKnodialog\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550001111@127.0.0.2>;tag=sbc\r\n\
+         To: <sip:1001@{sip}>;tag=gone\r\nCall-ID: nodialog\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        sip = server.sip
+    );
+    sbc.send(&bye);
+    assert_eq!(
+        sbc.final_response(Duration::from_secs(5)).map(|r| r.status),
+        Some(481)
+    );
+
+    let mut conn = redis(&url);
+    let events = events_within(&mut conn, cases.len(), Duration::from_secs(5));
+    // Each call is a thread of its own: their events keep order per thread only.
+    let mut causes: Vec<(String, &str, &str, u64)> = events
+        .iter()
+        .map(|(k, e)| {
+            (
+                e["dnis"].as_str().unwrap_or("").to_owned(),
+                k.as_str(),
+                e["cause"].as_str().unwrap_or(""),
+                e["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    causes.sort();
+    let mut expected: Vec<(String, &str, &str, u64)> = cases
+        .iter()
+        .map(|(number, _, status, cause)| {
+            ((*number).to_owned(), "Released", *cause, u64::from(*status))
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(causes, expected);
+}
+
+/// A phone on 1004, registered from its own socket, which the test drives by hand.
+fn raw_phone(server: &Server, dn: &str) -> Peer {
+    let phone = Udp::new(server.sip);
+    assert_eq!(
+        support::register_with(&phone, dn, &format!("demo{dn}"), &format!("reg-{dn}")),
+        200
+    );
+    Peer::on(phone.socket, server)
+}
+
+/// The SBC calls `dn`; the raw phone answers. Returns the 200 the SBC got.
+fn answered_call(
+    server: &Server,
+    sbc: &Peer,
+    phone: &Peer,
+    dn: &str,
+    call_id: &str,
+) -> (Request, Response) {
+    sbc.send(&sbc_invite(sbc.port(), server, dn, call_id, &sdp(4000)));
+    let invite = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("the phone is rung\n{}", server.log_text()));
+    phone.answer(&invite, 180, None);
+    phone.answer(&invite, 200, Some(&sdp(5000)));
+    let ok = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("the SBC gets the answer");
+    assert_eq!(ok.status, 200);
+    (invite, ok)
+}
+
+const FAST_TIMERS: &str = "[sip]\nt1_ms = 50\n[calls]\nprobe_secs = 1\n";
+
+#[test]
+fn a_caller_that_never_acks_gets_the_2xx_until_64_t1_then_a_bye() {
+    let url = support::redis_db(10);
+    let server = Server::start_with_config(Some(FAST_TIMERS), &["--redis", &url]);
+    let sbc = Peer::sbc(&server);
+    let phone = raw_phone(&server, "1004");
+    let (_, _) = answered_call(&server, &sbc, &phone, "1004", "noack");
+    // No ACK from the SBC: the 200 comes again, and at 64*T1 (3.2 s) the call ends.
+    let mut retransmissions = 0;
+    let bye = loop {
+        match sbc.next(Duration::from_secs(6)) {
+            Some(Message::Response(r)) if r.status == 200 => retransmissions += 1,
+            Some(Message::Request(r)) if r.method == Method::Bye => break r,
+            Some(_) => {}
+            None => panic!("no BYE for the caller\n{}", server.log_text()),
+        }
+    };
+    assert!(retransmissions >= 3, "{retransmissions} retransmissions");
+    let ok = Response::to_request(&bye.headers, 200);
+    sbc.send_bytes(&ok.to_bytes());
+    // The phone's 2xx is ACKed, then it gets its BYE too.
+    assert!(phone.request(Method::Ack, Duration::from_secs(2)).is_some());
+    let bye = phone
+        .request(Method::Bye, Duration::from_secs(2))
+        .expect("the phone's BYE");
+    phone.answer(&bye, 200, None);
+    let mut conn = redis(&url);
+    let events = events_within(&mut conn, 3, Duration::from_secs(5));
+    assert_eq!(kinds(&events), ["Ringing", "Established", "Released"]);
+    assert_eq!(events[2].1["cause"], "no-ack");
+}
+
+#[test]
+fn a_phone_that_vanishes_mid_call_ends_it_on_both_legs() {
+    let url = support::redis_db(11);
+    let server = Server::start_with_config(Some(FAST_TIMERS), &["--redis", &url]);
+    let sbc = Peer::sbc(&server);
+    let phone = raw_phone(&server, "1006");
+    let (_, ok) = answered_call(&server, &sbc, &phone, "1006", "vanish");
+    let to = ok.headers.get(&HeaderName::To).expect("To").clone();
+    let ack = format!(
+        "ACK sip:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bKvanishack\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550001111@127.0.0.2>;tag=sbc\r\nTo: {to}\r\n\
+         Call-ID: vanish\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        sip = server.sip,
+        port = sbc.port()
+    );
+    sbc.send(&ack);
+    assert!(phone.request(Method::Ack, Duration::from_secs(2)).is_some());
+    // The phone goes away; the SBC answers its probes; the phone's probe times out.
+    drop(phone);
+    let bye = loop {
+        match sbc.next(Duration::from_secs(10)) {
+            Some(Message::Request(r)) if r.method == Method::Options => {
+                sbc.send_bytes(&Response::to_request(&r.headers, 200).to_bytes());
+            }
+            Some(Message::Request(r)) if r.method == Method::Bye => break r,
+            Some(_) => {}
+            None => panic!("no BYE for the caller\n{}", server.log_text()),
+        }
+    };
+    sbc.send_bytes(&Response::to_request(&bye.headers, 200).to_bytes());
+    let mut conn = redis(&url);
+    let events = events_within(&mut conn, 3, Duration::from_secs(5));
+    assert_eq!(kinds(&events), ["Ringing", "Established", "Released"]);
+    assert_eq!(events[2].1["cause"], "unreachable");
 }

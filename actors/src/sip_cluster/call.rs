@@ -1065,6 +1065,18 @@ impl Call {
             .cseq()
             .and_then(Result::ok)
             .map_or(1, |c| c.seq);
+        if matches!(self.b[i].progress, Progress::Answered | Progress::Over) {
+            // A retransmission: the ACK again once there is one (it may wait for the caller's).
+            if let Some(ack) = self.b[i].ack.clone() {
+                let l = &self.b[i];
+                self.out.push_back(Output::Send {
+                    transport: l.transport,
+                    dest: l.peer,
+                    bytes: ack,
+                });
+            }
+            return;
+        }
         if self.phase != Phase::Ringing || self.winner.is_some() {
             // Another fork won, or the caller left: take this answer and end it.
             self.b[i].progress = Progress::Answered;
@@ -1288,7 +1300,21 @@ impl Call {
                 continue;
             }
             match self.b[i].progress {
-                Progress::Answered => self.bye(LegId::B(i), now),
+                Progress::Answered => {
+                    // Its 2xx may still wait for the caller's ACK: a UAC ACKs before it
+                    // hangs up (RFC 3261 13.2.2.4).
+                    if self.b[i].ack.is_none() {
+                        let seq = self.b[i]
+                            .invite
+                            .headers
+                            .cseq()
+                            .and_then(Result::ok)
+                            .map_or(1, |c| c.seq);
+                        let req = self.b[i].invite.clone();
+                        self.send_ack(LegId::B(i), seq, Bytes::new(), &req, now);
+                    }
+                    self.bye(LegId::B(i), now)
+                }
                 Progress::Calling | Progress::Early => self.cancel_leg(i, now),
                 _ => {}
             }
