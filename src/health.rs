@@ -1,6 +1,6 @@
-//! HTTP health endpoints for orchestrators and load balancers: `/livez` (the process answers)
-//! and `/readyz` (it can take traffic: its stores answer). A few lines of HTTP/1.1, enough for
-//! probes.
+//! HTTP health endpoints for orchestrators and load balancers: `/livez` (the process answers),
+//! `/readyz` (it can take traffic: its stores answer) and `/metrics` (Prometheus text). A few
+//! lines of HTTP/1.1, enough for probes and scrapers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,9 +8,12 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Tells whether the node can take traffic.
+/// Tells whether the node can take traffic, and what it is doing.
 pub(crate) trait Readiness: Send + Sync + 'static {
     fn check(&self) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// The node's metrics in the Prometheus text format.
+    fn metrics(&self) -> impl Future<Output = String> + Send;
 }
 
 pub(crate) async fn serve<R: Readiness>(listener: TcpListener, readiness: Arc<R>) {
@@ -56,6 +59,7 @@ async fn answer<R: Readiness>(mut stream: TcpStream, readiness: &R) -> std::io::
             Ok(()) => ("200 OK", "ready\n".to_owned()),
             Err(why) => ("503 Service Unavailable", format!("not ready: {why}\n")),
         },
+        ("GET", "/metrics") => ("200 OK", readiness.metrics().await),
         ("GET", _) => ("404 Not Found", "not found\n".to_owned()),
         _ => ("405 Method Not Allowed", "method not allowed\n".to_owned()),
     };

@@ -43,6 +43,7 @@ pub(crate) struct Node {
 
 struct Ready {
     redis: Option<ConnectionManager>,
+    proxy: ActorRef<ProxyMsg>,
     /// Whether configuration changes in PostgreSQL are being followed.
     config_followed: Option<Arc<AtomicBool>>,
 }
@@ -67,6 +68,16 @@ impl health::Readiness for Ready {
             Ok(Err(e)) => Err(format!("redis: {e}")),
             Err(_) => Err("redis: no answer within 500 ms".into()),
         }
+    }
+
+    async fn metrics(&self) -> String {
+        let calls = ractor::call_t!(self.proxy, ProxyMsg::Calls, 1000)
+            .map_or_else(|_| "NaN".to_owned(), |n| n.to_string());
+        format!(
+            "# HELP switchboard_calls_active Calls in progress on this node (call actors alive).\n\
+             # TYPE switchboard_calls_active gauge\n\
+             switchboard_calls_active {calls}\n"
+        )
     }
 }
 
@@ -236,6 +247,7 @@ impl Node {
             listener,
             Arc::new(Ready {
                 redis,
+                proxy: proxy.clone(),
                 config_followed,
             }),
         ));

@@ -594,6 +594,7 @@ fn a_caller_that_never_acks_gets_the_2xx_until_64_t1_then_a_bye() {
     let events = events_within(&mut conn, 3, Duration::from_secs(5));
     assert_eq!(kinds(&events), ["Ringing", "Established", "Released"]);
     assert_eq!(events[2].1["cause"], "no-ack");
+    no_calls_left(&server, Duration::from_secs(8));
 }
 
 #[test]
@@ -630,4 +631,247 @@ fn a_phone_that_vanishes_mid_call_ends_it_on_both_legs() {
     let events = events_within(&mut conn, 3, Duration::from_secs(5));
     assert_eq!(kinds(&events), ["Ringing", "Established", "Released"]);
     assert_eq!(events[2].1["cause"], "unreachable");
+    no_calls_left(&server, Duration::from_secs(8));
+}
+
+/// Calls in progress on the node, from /metrics.
+fn calls_active(server: &Server) -> Option<u64> {
+    let text = support::http_get(server.http, "/metrics")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("switchboard_calls_active "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// How long a call may outlive its end: a client INVITE transaction that got a final error
+/// absorbs retransmissions for Timer D, 32 s over UDP whatever T1 is (RFC 3261 17.1.1.2).
+const TIMER_D: Duration = Duration::from_secs(40);
+
+/// Waits until no call actor is left (every transaction of every call finished).
+fn no_calls_left(server: &Server, within: Duration) {
+    let end = Instant::now() + within;
+    loop {
+        let n = calls_active(server);
+        if n == Some(0) {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "{n:?} calls left\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn cancel(port: u16, server: &Server, number: &str, call_id: &str) -> String {
+    format!(
+        "CANCEL sip:{number}@{sip} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bK{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550001111@127.0.0.2>;tag=sbc\r\n\
+         To: <sip:{number}@{sip}>\r\nCall-ID: {call_id}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+        sip = server.sip,
+    )
+}
+
+/// An in-dialog request from the SBC within the dialog its 200 `ok` made.
+fn sbc_in_dialog(
+    sbc: &Peer,
+    server: &Server,
+    ok: &Response,
+    call_id: &str,
+    method: &str,
+    cseq: u32,
+    body: &str,
+) -> String {
+    let to = ok.headers.get(&HeaderName::To).expect("To");
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "{method} sip:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bK{call_id}{method}{cseq}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550001111@127.0.0.2>;tag=sbc\r\nTo: {to}\r\n\
+         Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:sbc@127.0.0.2:{port}>\r\n\
+         {content_type}Content-Length: {len}\r\n\r\n{body}",
+        sip = server.sip,
+        port = sbc.port(),
+        len = body.len()
+    )
+}
+
+#[test]
+fn a_caller_who_gives_up_while_it_rings_abandons_the_call() {
+    let url = support::redis_db(12);
+    let server = Server::start_with_config(Some(FAST_TIMERS), &["--redis", &url]);
+    let sbc = Peer::sbc(&server);
+    let phone = raw_phone(&server, "1007");
+    sbc.send(&sbc_invite(
+        sbc.port(),
+        &server,
+        "1007",
+        "giveup",
+        &sdp(4000),
+    ));
+    let invite = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("rung");
+    phone.answer(&invite, 180, None);
+    assert!(
+        matches!(sbc.next(Duration::from_secs(5)), Some(Message::Response(r)) if r.status == 100 || r.status == 180)
+    );
+    sbc.send(&cancel(sbc.port(), &server, "1007", "giveup"));
+    // The CANCEL gets 200, the INVITE 487; the phone is CANCELed in turn.
+    let mut statuses = Vec::new();
+    while statuses.len() < 2 {
+        match sbc.next(Duration::from_secs(5)) {
+            Some(Message::Response(r)) if r.status >= 200 => statuses.push(r.status),
+            Some(_) => {}
+            None => panic!("{statuses:?}\n{}", server.log_text()),
+        }
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 487]);
+    let phone_cancel = phone
+        .request(Method::Cancel, Duration::from_secs(5))
+        .expect("CANCEL");
+    phone.answer(&phone_cancel, 200, None);
+    phone.answer(&invite, 487, None);
+    let mut conn = redis(&url);
+    let events = events_within(&mut conn, 2, Duration::from_secs(5));
+    assert_eq!(kinds(&events), ["Ringing", "Abandoned"]);
+    assert_eq!(events[1].1["cause"], "caller-cancel");
+    no_calls_left(&server, TIMER_D);
+}
+
+#[test]
+fn a_cancel_racing_the_answer_ends_cleanly_either_way() {
+    let server = Server::start_with_config(Some(FAST_TIMERS), &[]);
+    let sbc = Peer::sbc(&server);
+    let phone = raw_phone(&server, "1008");
+    let port = sbc.port();
+
+    // The answer wins: the CANCEL is too late (200 to it), the call is up; the SBC hangs up.
+    sbc.send(&sbc_invite(port, &server, "1008", "race1", &sdp(4000)));
+    let invite = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("rung");
+    phone.answer(&invite, 180, None);
+    phone.answer(&invite, 200, Some(&sdp(5000)));
+    let ok = sbc.final_response(Duration::from_secs(5)).expect("answer");
+    assert_eq!(ok.status, 200);
+    sbc.send(&cancel(port, &server, "1008", "race1"));
+    assert_eq!(
+        sbc.final_response(Duration::from_secs(5)).map(|r| r.status),
+        Some(200)
+    );
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "race1", "ACK", 1, ""));
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "race1", "BYE", 2, ""));
+    let bye = phone
+        .request(Method::Bye, Duration::from_secs(5))
+        .expect("the phone's BYE");
+    phone.answer(&bye, 200, None);
+
+    // The CANCEL wins: the caller gets 487; the phone's late 200 is ACKed and hung up.
+    sbc.send(&sbc_invite(port, &server, "1008", "race2", &sdp(4000)));
+    let invite = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("rung");
+    phone.answer(&invite, 180, None);
+    std::thread::sleep(Duration::from_millis(100));
+    sbc.send(&cancel(port, &server, "1008", "race2"));
+    let phone_cancel = phone
+        .request(Method::Cancel, Duration::from_secs(5))
+        .expect("CANCEL");
+    // The phone had answered already: its 200 crosses the CANCEL.
+    phone.answer(&invite, 200, Some(&sdp(5000)));
+    phone.answer(&phone_cancel, 200, None);
+    let mut finals = Vec::new();
+    while finals.len() < 2 {
+        match sbc.next(Duration::from_secs(5)) {
+            Some(Message::Response(r))
+                if r.status >= 200 && r.headers.call_id().is_some_and(|c| c == "race2") =>
+            {
+                finals.push(r.status)
+            }
+            Some(_) => {}
+            None => panic!("{finals:?}\n{}", server.log_text()),
+        }
+    }
+    finals.sort_unstable();
+    assert_eq!(finals, [200, 487], "the CANCEL's 200 and the INVITE's 487");
+    assert!(
+        phone.request(Method::Ack, Duration::from_secs(2)).is_some(),
+        "the late 200 is ACKed"
+    );
+    let bye = phone
+        .request(Method::Bye, Duration::from_secs(2))
+        .expect("and hung up");
+    phone.answer(&bye, 200, None);
+    no_calls_left(&server, TIMER_D);
+}
+
+#[test]
+fn a_bye_racing_a_re_invite_ends_both_legs() {
+    let server = Server::start_with_config(Some(FAST_TIMERS), &[]);
+    let sbc = Peer::sbc(&server);
+    let phone = raw_phone(&server, "1009");
+    let (_, ok) = answered_call(&server, &sbc, &phone, "1009", "byerace");
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "byerace", "ACK", 1, ""));
+    assert!(phone.request(Method::Ack, Duration::from_secs(2)).is_some());
+    // The SBC puts the phone on hold; the phone hangs up instead of answering.
+    let hold = sdp(4000) + "a=sendonly\r\n";
+    sbc.send(&sbc_in_dialog(
+        &sbc, &server, &ok, "byerace", "INVITE", 2, &hold,
+    ));
+    let reinvite = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("re-INVITE relayed");
+    let bye = format!(
+        "BYE sip:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKphonebye\r\n\
+         Max-Forwards: 70\r\nFrom: {to};tag=peer\r\nTo: {from}\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        sip = server.sip,
+        port = phone.port(),
+        to = reinvite
+            .headers
+            .get(&HeaderName::To)
+            .expect("To")
+            .split(";tag=")
+            .next()
+            .unwrap_or_default(),
+        from = reinvite.headers.get(&HeaderName::From).expect("From"),
+        call_id = reinvite.headers.call_id().expect("Call-ID"),
+    );
+    phone.send(&bye);
+    // The phone's BYE is answered; its dialog is gone, so it refuses the re-INVITE.
+    let mut bye_ok = false;
+    while !bye_ok {
+        match phone.next(Duration::from_secs(5)) {
+            Some(Message::Response(r)) if r.status == 200 => bye_ok = true,
+            Some(_) => {}
+            None => panic!("no answer to the phone's BYE\n{}", server.log_text()),
+        }
+    }
+    phone.answer(&reinvite, 481, None);
+    // The SBC's re-INVITE gets a final answer, and the SBC a BYE.
+    let (mut reinvite_status, mut sbc_bye) = (None, None);
+    while reinvite_status.is_none() || sbc_bye.is_none() {
+        match sbc.next(Duration::from_secs(5)) {
+            Some(Message::Response(r)) if r.status >= 200 => reinvite_status = Some(r.status),
+            Some(Message::Request(r)) if r.method == Method::Bye => {
+                sbc.send_bytes(&Response::to_request(&r.headers, 200).to_bytes());
+                sbc_bye = Some(r);
+            }
+            Some(_) => {}
+            None => panic!(
+                "{reinvite_status:?} {}\n{}",
+                sbc_bye.is_some(),
+                server.log_text()
+            ),
+        }
+    }
+    assert_eq!(reinvite_status, Some(487));
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "byerace", "ACK", 2, ""));
+    no_calls_left(&server, TIMER_D);
 }
