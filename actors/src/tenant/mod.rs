@@ -666,6 +666,22 @@ mod tests {
     }
 
     #[test]
+    fn dn_call_options_are_checked() {
+        let mut c = demo_tenant();
+        c.dns[0].options.insert("max-calls".into(), "2".into());
+        c.dns[0]
+            .options
+            .insert("no-answer-timeout".into(), "15".into());
+        let dir = Directory::new(std::slice::from_ref(&c)).expect("valid");
+        let dn = &dir.by_name("demo").expect("demo").dns["1001"];
+        assert_eq!((dn.max_calls, dn.no_answer_timeout), (Some(2), Some(15)));
+        c.dns[1].options.insert("max-calls".into(), "many".into());
+        let (field, problem) = invalid(c);
+        assert_eq!(field, "dns[1].options.max-calls");
+        assert!(problem.contains("many"), "{problem}");
+    }
+
+    #[test]
     fn demo_tenant_matches_the_design() {
         let dir = Directory::new(&[demo_tenant()]).expect("valid");
         let t = dir.by_domain("DEMO.local").expect("demo");
