@@ -1783,3 +1783,249 @@ fn with_body(mut r: Response, from: &switchboard_sip::Headers, body: Bytes) -> R
     r.body = body;
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use switchboard_sip::parse_datagram;
+
+    use super::*;
+    use crate::tenant::{Directory, demo_tenant};
+
+    const SBC: &str = "127.0.0.2:5070";
+    const OFFER: &str = "v=0\r\no=sbc 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+
+    fn tenant(options: &[(&str, &str)]) -> Arc<Tenant> {
+        let mut c = demo_tenant();
+        for (k, v) in options {
+            c.dns[0].options.insert((*k).into(), (*v).into());
+        }
+        Directory::new(&[c])
+            .expect("demo")
+            .by_name("demo")
+            .expect("demo")
+            .clone()
+    }
+
+    fn message(text: &str) -> Message {
+        parse_datagram(Bytes::from(
+            text.replace('\n', "\r\n").replace("\r\r\n", "\r\n"),
+        ))
+        .expect("parses")
+    }
+
+    fn sbc_invite(number: &str) -> Request {
+        let text = format!(
+            "INVITE sip:{number}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {SBC};branch=z9hG4bKa1\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+15551234@127.0.0.2>;tag=sbc\r\nTo: <sip:{number}@127.0.0.1>\r\n\
+             Call-ID: a-leg\r\nCSeq: 1 INVITE\r\nContact: <sip:sbc@{SBC}>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{OFFER}",
+            OFFER.len()
+        );
+        match message(&text) {
+            Message::Request(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    struct Run {
+        call: Call,
+        now: Instant,
+        sent: Vec<(SocketAddr, Message)>,
+        events: Vec<CallEvent>,
+    }
+
+    impl Run {
+        fn start(tenant: Arc<Tenant>, dn_calls: DnCalls, number: &str) -> Self {
+            let now = Instant::now();
+            let call = Call::start(
+                NewDialog {
+                    tenant,
+                    origin: Origin::Trunk("carrier".into()),
+                    request: sbc_invite(number),
+                    source: SBC.parse().expect("addr"),
+                    transport: Transport::Udp,
+                },
+                Local {
+                    udp: "127.0.0.1:5060".parse().expect("addr"),
+                    tcp: "127.0.0.1:5060".parse().expect("addr"),
+                    node: "sbtest".into(),
+                    key: 1,
+                },
+                ClusterConfig::default(),
+                dn_calls,
+                now,
+                0,
+            );
+            let mut run = Self {
+                call,
+                now,
+                sent: Vec::new(),
+                events: Vec::new(),
+            };
+            run.drain();
+            run
+        }
+
+        fn drain(&mut self) {
+            while let Some(out) = self.call.poll_output() {
+                match out {
+                    Output::Send { dest, bytes, .. } => self
+                        .sent
+                        .push((dest, parse_datagram(bytes).expect("we send valid SIP"))),
+                    Output::Event(e) => self.events.push(e),
+                    Output::Locate { .. } => {}
+                }
+            }
+        }
+
+        fn located(&mut self, phones: &[&str]) {
+            let bindings = phones
+                .iter()
+                .map(|addr| Binding {
+                    aor: "sip:1001@demo.local".into(),
+                    dn: "1001".into(),
+                    contact: format!("sip:1001@{addr}"),
+                    params: String::new(),
+                    key: String::new(),
+                    q: None,
+                    expires_at_ms: u64::MAX,
+                    call_id: "reg".into(),
+                    cseq: 1,
+                    source: addr.parse().expect("addr"),
+                    transport: "udp".into(),
+                    user_agent: None,
+                })
+                .collect();
+            self.call.located(Ok(bindings), self.now);
+            self.drain();
+        }
+
+        /// The requests of `method` sent to `dest` so far.
+        fn take(&mut self, dest: &str, method: Method) -> Vec<Request> {
+            let dest: SocketAddr = dest.parse().expect("addr");
+            let found = self
+                .sent
+                .iter()
+                .filter_map(|(d, m)| match m {
+                    Message::Request(r) if *d == dest && r.method == method => Some(r.clone()),
+                    _ => None,
+                })
+                .collect();
+            found
+        }
+
+        /// Final statuses sent to the SBC.
+        fn finals_to_sbc(&self) -> Vec<u16> {
+            let sbc: SocketAddr = SBC.parse().expect("addr");
+            self.sent
+                .iter()
+                .filter_map(|(d, m)| match m {
+                    Message::Response(r) if *d == sbc && r.status >= 200 => Some(r.status),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn respond(&mut self, request: &Request, status: u16, tag: &str) {
+            let mut r = Response::to_request(&request.headers, status).with_to_tag(tag);
+            r = r.with_header(HeaderName::Contact, "<sip:1001@192.0.2.9>");
+            let from = self.call.b[0].peer;
+            self.call
+                .receive(Message::Response(r), from, Transport::Udp, self.now);
+            self.drain();
+        }
+
+        fn kinds(&self) -> Vec<&'static str> {
+            self.events.iter().map(|e| e.kind.name()).collect()
+        }
+
+        fn advance(&mut self, by: Duration) {
+            self.now += by;
+            self.call.handle_timeout(self.now);
+            self.drain();
+        }
+    }
+
+    #[test]
+    fn a_busy_phone_makes_the_caller_hear_busy() {
+        let mut run = Run::start(tenant(&[]), DnCalls::default(), "1001");
+        run.located(&["192.0.2.9:5062"]);
+        let invite = run.take("192.0.2.9:5062", Method::Invite).remove(0);
+        assert_eq!(
+            invite.body,
+            Bytes::from_static(OFFER.as_bytes()),
+            "the offer is relayed"
+        );
+        run.respond(&invite, 486, "ph");
+        assert_eq!(run.finals_to_sbc(), [486]);
+        assert_eq!(run.kinds(), ["DestinationBusy", "Released"]);
+        assert_eq!(run.events[1].call.cause, "busy");
+    }
+
+    #[test]
+    fn every_phone_of_the_dn_rings_and_the_first_answer_wins() {
+        let mut run = Run::start(tenant(&[]), DnCalls::default(), "1001");
+        run.located(&["192.0.2.9:5062", "192.0.2.10:5062"]);
+        let first = run.take("192.0.2.9:5062", Method::Invite).remove(0);
+        let second = run.take("192.0.2.10:5062", Method::Invite).remove(0);
+        assert_ne!(first.headers.call_id(), second.headers.call_id());
+        // The second phone rings; the first answers.
+        let r = Response::to_request(&second.headers, 180)
+            .with_to_tag("two")
+            .with_header(HeaderName::Contact, "<sip:1001@192.0.2.10:5062>");
+        run.call.receive(
+            Message::Response(r),
+            "192.0.2.10:5062".parse().expect("addr"),
+            Transport::Udp,
+            run.now,
+        );
+        run.drain();
+        run.respond(&first, 200, "one");
+        assert_eq!(run.finals_to_sbc(), [200]);
+        assert_eq!(
+            run.take("192.0.2.10:5062", Method::Cancel).len(),
+            1,
+            "the other phone is CANCELed"
+        );
+        assert_eq!(run.kinds(), ["Ringing", "Established"]);
+    }
+
+    #[test]
+    fn no_answer_within_the_dns_timeout_gives_480() {
+        let mut run = Run::start(
+            tenant(&[("no-answer-timeout", "5")]),
+            DnCalls::default(),
+            "1001",
+        );
+        run.located(&["192.0.2.9:5062"]);
+        let invite = run.take("192.0.2.9:5062", Method::Invite).remove(0);
+        run.respond(&invite, 180, "ph");
+        run.advance(Duration::from_secs(4));
+        assert!(run.finals_to_sbc().is_empty());
+        run.advance(Duration::from_secs(2));
+        assert_eq!(run.finals_to_sbc(), [480]);
+        assert_eq!(run.take("192.0.2.9:5062", Method::Cancel).len(), 1);
+        assert_eq!(run.kinds(), ["Ringing", "Released"]);
+        assert_eq!(run.events[1].call.cause, "no-answer");
+    }
+
+    #[test]
+    fn a_dn_at_its_max_calls_is_busy_and_the_place_comes_back() {
+        let dn_calls = DnCalls::default();
+        let tenant = tenant(&[("max-calls", "1")]);
+        let mut first = Run::start(tenant.clone(), dn_calls.clone(), "1001");
+        first.located(&["192.0.2.9:5062"]);
+        assert_eq!(dn_calls.count("demo", "1001"), 1);
+        let second = Run::start(tenant.clone(), dn_calls.clone(), "1001");
+        assert_eq!(second.finals_to_sbc(), [486]);
+        assert_eq!(second.kinds(), ["DestinationBusy", "Released"]);
+        assert_eq!(second.events[0].call.cause, "max-calls");
+        // The first call ends: the DN takes calls again.
+        let invite = first.take("192.0.2.9:5062", Method::Invite).remove(0);
+        first.respond(&invite, 603, "ph");
+        assert_eq!(first.finals_to_sbc(), [603]);
+        assert_eq!(dn_calls.count("demo", "1001"), 0);
+        let third = Run::start(tenant, dn_calls.clone(), "1001");
+        assert!(third.finals_to_sbc().is_empty(), "rings");
+    }
+}
