@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Calls per second, the full flow (INVITE, 200, ACK, BYE) over UDP on this machine: SIPp "SBCs"
+# on 127.0.0.2 (the demo trunk's address) call SIPp phones registered on extensions 1001..100N,
+# through `switchboard serve` (proxy and cluster in one process, demo tenant); then the same
+# SIPp load through Kamailio as a transaction-stateful relay, the anchor. Each rate runs for
+# SECS seconds; the highest rate with no failed call is reported, then setup times (INVITE to
+# 200, p50 and p99) at half that rate.
+#
+#   benches/sipp/call_load.sh                     # PAIRS=2 RATES="250 500 1000 1500 2000" SECS=10
+#
+# Needs sipp (sip-tester) and kamailio (Debian packages).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+here="$root/benches/sipp"
+pairs=${PAIRS:-2}
+rates=${RATES:-250 500 1000 1500 2000}
+secs=${SECS:-10}
+sb_port=${SB_PORT:-35060}
+kam_port=${KAM_PORT:-35070}
+phone_base=${PHONE_BASE:-36000}
+
+for tool in sipp kamailio; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install sip-tester kamailio)" >&2; exit 1; }
+done
+(cd "$root" && cargo build --release --locked -q -p switchboard)
+bin=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+printf '[sip]\nlisten = "127.0.0.1:%s"\nmax_backlog = 100000\n[http]\nlisten = "127.0.0.1:%s"\n[grpc]\nlisten = "127.0.0.1:%s"\n[calls]\nprobe_secs = 0\n' \
+    "$sb_port" $((sb_port + 1)) $((sb_port + 2)) > "$work/switchboard.toml"
+RUST_LOG=warn "$bin/switchboard" serve --config "$work/switchboard.toml" > "$work/switchboard.log" 2>&1 &
+sb_pid=$!
+pids+=($sb_pid)
+kamailio -f "$here/kamailio_relay.cfg" -l "udp:127.0.0.1:$kam_port" -A "PHONE_BASE=$phone_base" \
+    -DD -E -Y "$work" -P "$work/kamailio.pid" > "$work/kamailio.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$((sb_port + 1))") 2>/dev/null && break
+    sleep 0.1
+done
+sleep 1
+
+# The phones: registered from their port, then answering there (uas_load.xml).
+for ((i = 1; i <= pairs; i++)); do
+    dn=$((1000 + i))
+    (cd "$work" && sipp -sf "$here/register_md5.xml" -s "$dn" -au "$dn" -ap "demo$dn" -m 1 \
+        -i 127.0.0.1 -p $((phone_base + i)) -timeout 10s -nostdin "127.0.0.1:$sb_port" > /dev/null 2>&1)
+    (cd "$work" && exec sipp -sf "$here/uas_load.xml" -i 127.0.0.1 -p $((phone_base + i)) -nostdin > /dev/null 2>&1) &
+    pids+=($!)
+done
+sleep 1
+
+# One run of every pair at `rate` calls/s in all; prints "achieved_cps failed p50_ms p99_ms".
+run() {
+    local target=$1 rate=$2 tag=$3 per calls
+    per=$(python3 -c "print($rate / $pairs)")
+    calls=$(python3 -c "print(int($rate / $pairs * $secs))")
+    local start end
+    start=$(date +%s.%N)
+    local upids=()
+    for ((i = 1; i <= pairs; i++)); do
+        (cd "$work" && sipp -sn uac -s $((1000 + i)) -i 127.0.0.2 -p $((phone_base + 100 + i)) \
+            -r "$per" -rp 1000 -m "$calls" -l 100000 -timeout $((secs * 3 + 30))s -nostdin \
+            -trace_stat -stf "$tag-$i.csv" -trace_rtt -rtt_freq 1000 \
+            "$target" > /dev/null 2>&1) &
+        upids+=($!)
+    done
+    for pid in "${upids[@]}"; do wait "$pid" || true; done
+    end=$(date +%s.%N)
+    python3 - "$work" "$tag" "$pairs" "$start" "$end" <<'PY'
+import csv, glob, sys
+work, tag, pairs, start, end = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+ok = failed = 0
+for i in range(1, pairs + 1):
+    rows = list(csv.reader(open(f"{work}/{tag}-{i}.csv"), delimiter=";"))
+    head, last = rows[0], rows[-1]
+    ok += int(last[head.index("SuccessfulCall(C)")])
+    failed += int(last[head.index("FailedCall(C)")])
+rtts = []
+for f in glob.glob(f"{work}/uac_*_rtt.csv"):
+    rows = list(csv.reader(open(f), delimiter=";"))
+    if not rows:
+        continue
+    col = next((i for i, h in enumerate(rows[0]) if h.startswith("response_time")), 1)
+    for row in rows[1:]:
+        try:
+            rtts.append(float(row[col]))
+        except (ValueError, IndexError):
+            pass
+rtts.sort()
+pct = lambda p: rtts[min(len(rtts) - 1, int(len(rtts) * p))] if rtts else float("nan")
+print(f"{ok / (end - start):.0f} {failed} {pct(0.5):.2f} {pct(0.99):.2f}")
+PY
+    rm -f "$work"/uac_*_rtt.csv
+}
+
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+echo "Calls over UDP, $pairs SIPp pairs, $secs s per rate (INVITE-200-ACK-BYE, no hold time)"
+for name in switchboard kamailio; do
+    port=$sb_port
+    [ "$name" = kamailio ] && port=$kam_port
+    best=0
+    for rate in $rates; do
+        read -r cps failed p50 p99 < <(run "127.0.0.1:$port" "$rate" "$name-$rate")
+        echo "  $name at $rate/s: achieved $cps calls/s, $failed failed, setup p50 $p50 ms p99 $p99 ms"
+        [ "$failed" = 0 ] && best=$rate
+    done
+    half=$((best / 2))
+    if [ "$half" -gt 0 ]; then
+        read -r cps failed p50 p99 < <(run "127.0.0.1:$port" "$half" "$name-half")
+        echo "  $name: highest rate without failures $best/s; at $half/s setup p50 $p50 ms, p99 $p99 ms"
+    fi
+    eval "best_$name=$best"
+done
+echo "  switchboard RSS after the runs: $(rss $sb_pid) KiB"
+python3 -c "print(f'  switchboard / Kamailio (highest rate): {$best_switchboard / max($best_kamailio, 1):.2f}')"
