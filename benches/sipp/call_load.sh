@@ -41,7 +41,7 @@ printf '[sip]\nlisten = "127.0.0.1:%s"\nmax_backlog = 100000\n[http]\nlisten = "
 RUST_LOG=warn "$bin/switchboard" serve --config "$work/switchboard.toml" > "$work/switchboard.log" 2>&1 &
 sb_pid=$!
 pids+=($sb_pid)
-kamailio -f "$here/kamailio_relay.cfg" -l "udp:127.0.0.1:$kam_port" -A "PHONE_BASE=$phone_base" \
+kamailio -f "$here/kamailio_relay.cfg" -l "udp:127.0.0.1:$kam_port" -A "PHONE_BASE=$phone_base" -m 2048 -M 64 \
     -DD -E -Y "$work" -P "$work/kamailio.pid" > "$work/kamailio.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do

@@ -121,7 +121,8 @@ struct Leg {
     peer: SocketAddr,
     transport: Transport,
     dialog: Option<Dialog>,
-    /// A: the INVITE received; B: the INVITE sent.
+    /// A: the INVITE received; B: the INVITE sent. Slimmed to its method, URI and CSeq once
+    /// its 2xx is ACKed: a long call keeps no copy of its setup.
     invite: Request,
     /// The DN a B leg rings, if any.
     progress: Progress,
@@ -156,8 +157,11 @@ struct Server {
     key: TransactionKey,
     leg: LegId,
     txn: ServerTransaction,
+    /// The request; only its method and URI once it has its final response.
     request: Request,
     answered: bool,
+    /// The caller's INVITE that started the call.
+    initial: bool,
 }
 
 /// A 2xx to an INVITE sent on a leg, retransmitted until its ACK (RFC 3261 13.3.1.4); the
@@ -196,6 +200,8 @@ pub struct Call {
     started: Instant,
     ani: String,
     dnis: String,
+    /// The caller's From URI.
+    caller_uri: String,
     /// The DN (or number) rung, and whether it holds a place in `dn_calls`.
     destination: Option<String>,
     counted: bool,
@@ -204,8 +210,15 @@ pub struct Call {
     b: Vec<Leg>,
     winner: Option<usize>,
     held: bool,
-    servers: Vec<Server>,
-    clients: Vec<Client>,
+    /// Transactions in progress, boxed so that the lists cost little while short, and given
+    /// back when empty: an established call holds none.
+    #[expect(
+        clippy::vec_box,
+        reason = "a Vec holds 4 at least: 4 boxes, not 4 transactions"
+    )]
+    servers: Vec<Box<Server>>,
+    #[expect(clippy::vec_box, reason = "as above")]
+    clients: Vec<Box<Client>>,
     awaiting_ack: Vec<AwaitingAck>,
     next_server: u32,
     next_call_id: u32,
@@ -245,6 +258,12 @@ impl Call {
                 .unwrap_or_default(),
             _ => String::new(),
         };
+        let caller_uri = request
+            .headers
+            .from()
+            .and_then(Result::ok)
+            .map(|f| f.uri.to_string())
+            .unwrap_or_default();
         let a = Leg {
             call_id: request.headers.call_id().cloned().unwrap_or_default(),
             tag: switchboard_sip::token::<8>(),
@@ -266,6 +285,7 @@ impl Call {
             started: now,
             ani,
             dnis,
+            caller_uri,
             destination: None,
             counted: false,
             phase: Phase::Routing,
@@ -688,8 +708,18 @@ impl Call {
             return;
         };
         let waited = self.awaiting_ack.remove(i);
+        if self.awaiting_ack.is_empty() {
+            self.awaiting_ack.shrink_to_fit();
+        }
         if let Some((other, seq)) = waited.then {
             self.send_ack(other, seq, request.body.clone(), request, now);
+        }
+        // The call is set up on both sides: its setup need not be kept.
+        if leg == LegId::A && self.a.progress == Progress::Answered {
+            slim(&mut self.a.invite);
+            if let Some(i) = self.winner {
+                slim(&mut self.b[i].invite);
+            }
         }
     }
 
@@ -919,6 +949,9 @@ impl Call {
                 None => return,
                 Some(ClientEvent::Terminated) => {
                     self.clients.remove(i);
+                    if self.clients.is_empty() {
+                        self.clients.shrink_to_fit();
+                    }
                     return;
                 }
                 Some(ClientEvent::Response(r)) => self.client_response(leg, purpose, r, now),
@@ -1540,15 +1573,7 @@ impl Call {
 
     /// The server transaction of the caller's INVITE, while it has no final response.
     fn initial_invite(&self) -> Option<u32> {
-        let first = self.servers.iter().find(|s| {
-            s.leg == LegId::A
-                && s.request.method == Method::Invite
-                && s.request
-                    .headers
-                    .to()
-                    .and_then(Result::ok)
-                    .is_some_and(|t| t.tag().is_none())
-        })?;
+        let first = self.servers.iter().find(|s| s.initial)?;
         (!first.answered).then_some(first.id)
     }
 
@@ -1557,14 +1582,16 @@ impl Call {
         let id = self.next_server;
         let key = TransactionKey::for_request(&request).expect("the edge checked the Via");
         let reliable = self.leg(leg).transport.is_reliable();
-        self.servers.push(Server {
+        let initial = leg == LegId::A && self.servers.is_empty() && id == 1;
+        self.servers.push(Box::new(Server {
             id,
             key,
             leg,
             txn: ServerTransaction::new(&request, reliable, self.config.timers),
             request,
             answered: false,
-        });
+            initial,
+        }));
         id
     }
 
@@ -1578,10 +1605,11 @@ impl Call {
 
     fn respond_to(&mut self, id: u32, response: Response, now: Instant) {
         if let Some(s) = self.servers.iter_mut().find(|s| s.id == id) {
+            s.txn.respond(&response, now);
             if response.status >= 200 {
                 s.answered = true;
+                slim(&mut s.request);
             }
-            s.txn.respond(&response, now);
         }
         self.flush_server(id);
     }
@@ -1611,6 +1639,9 @@ impl Call {
         }
         if terminated {
             self.servers.remove(pos);
+            if self.servers.is_empty() {
+                self.servers.shrink_to_fit();
+            }
         }
     }
 
@@ -1625,13 +1656,13 @@ impl Call {
         let reliable = self.leg(leg).transport.is_reliable();
         let method = request.method.clone();
         let txn = ClientTransaction::new(request, reliable, self.config.timers, now);
-        self.clients.push(Client {
+        self.clients.push(Box::new(Client {
             branch,
             method,
             leg,
             txn,
             purpose,
-        });
+        }));
         let i = self.clients.len() - 1;
         self.flush_client(i, now);
     }
@@ -1659,14 +1690,7 @@ impl Call {
                 _ => self.ani.clone(),
             },
             role: "origination".into(),
-            uri: self
-                .a
-                .invite
-                .headers
-                .from()
-                .and_then(Result::ok)
-                .map(|f| f.uri.to_string())
-                .unwrap_or_default(),
+            uri: self.caller_uri.clone(),
         }];
         if let Some(dest) = &self.destination {
             parties.push(Party {
@@ -1782,6 +1806,27 @@ fn with_body(mut r: Response, from: &switchboard_sip::Headers, body: Bytes) -> R
     }
     r.body = body;
     r
+}
+
+/// Keeps of a request only what a call needs once it is answered: its method, URI and CSeq,
+/// copied out so that the datagram it was parsed from can go.
+fn slim(request: &mut Request) {
+    if request.body.is_empty() && request.headers.len() <= 1 {
+        return;
+    }
+    let cseq = request
+        .headers
+        .get(&HeaderName::CSeq)
+        .map(|c| c.to_string());
+    let mut headers = switchboard_sip::Headers::with_capacity(1);
+    if let Some(cseq) = cseq {
+        headers.push(HeaderName::CSeq, cseq);
+    }
+    request.headers = headers;
+    request.body = Bytes::new();
+    if let Ok(uri) = Uri::parse_str(&request.uri.to_string()) {
+        request.uri = uri;
+    }
 }
 
 #[cfg(test)]

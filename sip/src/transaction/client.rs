@@ -42,7 +42,9 @@ pub struct ClientTransaction {
     state: State,
     timers: TimerTable,
     interval: Duration,
-    request: Request,
+    /// The request, while it may still be sent; dropped once a final response has come, so a
+    /// transaction that lingers to absorb retransmissions holds nothing it no longer needs.
+    request: Option<Request>,
     request_bytes: Bytes,
     ack: Option<Bytes>,
     transmits: VecDeque<Bytes>,
@@ -62,7 +64,7 @@ impl ClientTransaction {
             state: State::Calling,
             timers: TimerTable::default(),
             interval: config.t1,
-            request,
+            request: Some(request),
             request_bytes: request_bytes.clone(),
             ack: None,
             transmits: VecDeque::from([request_bytes]),
@@ -80,8 +82,15 @@ impl ClientTransaction {
         t
     }
 
-    pub fn request(&self) -> &Request {
-        &self.request
+    /// The request, until a final response for it has come.
+    pub fn request(&self) -> Option<&Request> {
+        self.request.as_ref()
+    }
+
+    /// A final response came: the request is not sent again.
+    fn forget_request(&mut self) {
+        self.request = None;
+        self.request_bytes = Bytes::new();
     }
 
     /// A response whose top Via matched this transaction.
@@ -99,6 +108,7 @@ impl ClientTransaction {
                 self.state = State::Accepted;
                 self.timers.stop(Timer::A);
                 self.timers.stop(Timer::B);
+                self.forget_request();
                 self.timers.set(Timer::M, now + self.config.timeout());
                 self.events.push_back(ClientEvent::Response(response));
             }
@@ -106,9 +116,12 @@ impl ClientTransaction {
                 self.state = State::Completed;
                 self.timers.stop(Timer::A);
                 self.timers.stop(Timer::B);
-                let ack = ack_for(&self.request, &response).to_bytes();
-                self.transmits.push_back(ack.clone());
-                self.ack = Some(ack);
+                if let Some(request) = &self.request {
+                    let ack = ack_for(request, &response).to_bytes();
+                    self.transmits.push_back(ack.clone());
+                    self.ack = Some(ack);
+                }
+                self.forget_request();
                 self.events.push_back(ClientEvent::Response(response));
                 self.after(Timer::D, self.config.d(), now);
             }
@@ -116,6 +129,7 @@ impl ClientTransaction {
                 self.state = State::Completed;
                 self.timers.stop(Timer::E);
                 self.timers.stop(Timer::F);
+                self.forget_request();
                 self.events.push_back(ClientEvent::Response(response));
                 self.after(Timer::K, self.config.t4, now);
             }

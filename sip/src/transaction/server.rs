@@ -118,8 +118,10 @@ impl ServerTransaction {
             );
         } else if status < 300 {
             if self.state != State::Accepted {
+                // RFC 6026: the transaction user retransmits the 2xx; the transaction only
+                // absorbs the INVITE's retransmissions and keeps no copy.
                 self.state = State::Accepted;
-                self.last_response = Some(bytes);
+                self.last_response = None;
                 self.after(Timer::L, self.config.timeout(), now);
             }
         } else {
