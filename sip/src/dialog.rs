@@ -64,7 +64,8 @@ pub enum InDialogError {
     Invalid(#[from] InvalidSyntax),
 }
 
-/// One end's view of a dialog.
+/// One end's view of a dialog. Its text is its own, not slices of the messages it was made
+/// from, so a dialog that lasts an hour does not keep the datagrams of its setup alive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dialog {
     pub id: DialogId,
@@ -89,7 +90,7 @@ impl Dialog {
         let local = response.headers.to().ok_or(InvalidSyntax("To"))??;
         let remote = h.from().ok_or(InvalidSyntax("From"))??;
         let local_tag = local.tag().ok_or(InvalidSyntax("To tag"))?.to_owned();
-        Ok(Self {
+        Ok(Self::detached(Self {
             id: DialogId {
                 call_id: h.call_id().ok_or(InvalidSyntax("Call-ID"))?.clone(),
                 local_tag,
@@ -103,7 +104,7 @@ impl Dialog {
             remote_seq: Some(h.cseq().ok_or(InvalidSyntax("CSeq"))??.seq),
             local,
             remote,
-        })
+        }))
     }
 
     /// The dialog at the calling end (12.1.2): `request` is the INVITE sent, `response` a
@@ -114,7 +115,7 @@ impl Dialog {
         let remote = response.headers.to().ok_or(InvalidSyntax("To"))??;
         let mut route_set = record_route(&response.headers)?;
         route_set.reverse();
-        Ok(Self {
+        Ok(Self::detached(Self {
             id: DialogId {
                 call_id: h.call_id().ok_or(InvalidSyntax("Call-ID"))?.clone(),
                 local_tag: local.tag().ok_or(InvalidSyntax("From tag"))?.to_owned(),
@@ -127,7 +128,17 @@ impl Dialog {
             remote_seq: None,
             local,
             remote,
-        })
+        }))
+    }
+
+    /// The same dialog with text of its own (see the type's documentation).
+    fn detached(mut self) -> Self {
+        self.id.call_id = ByteString::from(self.id.call_id.to_string());
+        self.local = own_name_addr(&self.local);
+        self.remote = own_name_addr(&self.remote);
+        self.remote_target = own_uri(&self.remote_target);
+        self.route_set = self.route_set.iter().map(own_name_addr).collect();
+        self
     }
 
     /// A later response on the dialog at the calling end: a 2xx confirms an early dialog and
@@ -140,11 +151,11 @@ impl Dialog {
         if self.state == DialogState::Early {
             let mut route_set = record_route(&response.headers)?;
             route_set.reverse();
-            self.route_set = route_set;
+            self.route_set = route_set.iter().map(own_name_addr).collect();
             self.state = DialogState::Confirmed;
         }
         if response.headers.contains(&HeaderName::Contact) {
-            self.remote_target = contact_uri(&response.headers)?;
+            self.remote_target = own_uri(&contact_uri(&response.headers)?);
         }
         Ok(())
     }
@@ -220,7 +231,7 @@ impl Dialog {
             self.remote_seq = Some(seq);
         }
         if is_target_refresh(&request.method) && request.headers.contains(&HeaderName::Contact) {
-            self.remote_target = contact_uri(&request.headers)?;
+            self.remote_target = own_uri(&contact_uri(&request.headers)?);
         }
         Ok(())
     }
@@ -260,6 +271,16 @@ fn contact_uri(h: &Headers) -> Result<Uri, InvalidSyntax> {
 }
 
 /// Every Record-Route value, in the order of the message.
+/// A copy of `n` whose text is its own: printed and parsed again (it printed from a parse, so
+/// it parses).
+fn own_name_addr(n: &NameAddr) -> NameAddr {
+    NameAddr::parse(&ByteString::from(n.to_string())).unwrap_or_else(|_| n.clone())
+}
+
+fn own_uri(u: &Uri) -> Uri {
+    Uri::parse_str(&u.to_string()).unwrap_or_else(|_| u.clone())
+}
+
 fn record_route(h: &Headers) -> Result<Vec<NameAddr>, InvalidSyntax> {
     h.values(&HeaderName::RecordRoute)
         .map(|v| NameAddr::parse(&v))

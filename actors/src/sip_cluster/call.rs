@@ -265,7 +265,14 @@ impl Call {
             .map(|f| f.uri.to_string())
             .unwrap_or_default();
         let a = Leg {
-            call_id: request.headers.call_id().cloned().unwrap_or_default(),
+            // Copied: a slice would keep the whole INVITE datagram for as long as the call.
+            call_id: ByteString::from(
+                request
+                    .headers
+                    .call_id()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+            ),
             tag: switchboard_sip::token::<8>(),
             peer: source,
             transport,

@@ -208,7 +208,14 @@ impl Calls {
     ) -> Result<(), ractor::SpawnErr> {
         self.next_key += 1;
         let key = self.next_key;
-        let call_id = new.request.headers.call_id().cloned().unwrap_or_default();
+        // Copied: a slice would keep the INVITE's datagram alive with the call.
+        let call_id = ByteString::from(
+            new.request
+                .headers
+                .call_id()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+        );
         let (actor, _) =
             Actor::spawn_linked(None, CallActor, (key, new, self.shared.clone()), supervisor)
                 .await?;
