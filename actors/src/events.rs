@@ -85,6 +85,13 @@ impl MemorySink {
         let seq = inner.seqs.entry(event.key.clone()).or_default();
         *seq += 1;
         event.seq = *seq;
+        // A call thread's numbering ends with it (Redis lets its counter expire), so a node
+        // without Redis does not keep a counter for every call it ever had.
+        if event.topic == TOPIC_CALLTHREAD
+            && matches!(event.kind.as_str(), "Released" | "Abandoned")
+        {
+            inner.seqs.remove(&event.key);
+        }
         let stream = inner
             .streams
             .entry(stream_name(&event.tenant, &event.topic))

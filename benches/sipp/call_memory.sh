@@ -6,6 +6,10 @@
 # actor is gone, RSS again and the calls left.
 #
 #   benches/sipp/call_memory.sh            # CALLS=10000 RATE=500 HOLD=120 (seconds)
+#   REDIS=redis://127.0.0.1:6379/9 benches/sipp/call_memory.sh
+#
+# Call snapshots and events go to Redis, as in production: REDIS, or a private redis-server
+# started here; with NO_REDIS=1 they stay in the node's memory (and count in its RSS).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -28,8 +32,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
+redis=${REDIS:-}
+if [ -z "$redis" ] && [ -z "${NO_REDIS:-}" ]; then
+    redis-server --port $((sb_port + 3)) --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
+        > "$work/redis.log" 2>&1 &
+    pids+=($!)
+    redis="redis://127.0.0.1:$((sb_port + 3))"
+    sleep 0.5
+fi
 printf '[sip]\nlisten = "127.0.0.1:%s"\n[http]\nlisten = "127.0.0.1:%s"\n[grpc]\nlisten = "127.0.0.1:%s"\n[calls]\nprobe_secs = 0\n' \
     "$sb_port" $((sb_port + 1)) $((sb_port + 2)) > "$work/switchboard.toml"
+if [ -n "$redis" ]; then printf '[stores]\nredis = "%s"\n' "$redis" >> "$work/switchboard.toml"; fi
 RUST_LOG=warn "$bin/switchboard" serve --config "$work/switchboard.toml" > "$work/switchboard.log" 2>&1 &
 sb=$!
 pids+=($sb)

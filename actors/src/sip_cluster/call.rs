@@ -44,11 +44,9 @@ pub enum Output {
         bytes: Bytes,
     },
     /// Look up the bindings of `aor` and pass them to [`Call::located`].
-    Locate {
-        tenant: String,
-        aor: String,
-    },
-    Event(CallEvent),
+    Locate { tenant: String, aor: String },
+    /// Boxed: the queue of outputs stays small however often the call reports.
+    Event(Box<CallEvent>),
 }
 
 /// Who the call is on the wire.
@@ -327,7 +325,12 @@ impl Call {
 
     /// The next thing to do.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let next = self.out.pop_front();
+        if next.is_none() && self.out.capacity() > 4 {
+            // A burst (a fork to many phones) does not leave its queue behind for the call.
+            self.out.shrink_to_fit();
+        }
+        next
     }
 
     /// When [`Call::handle_timeout`] is next due.
@@ -956,6 +959,10 @@ impl Call {
                 None => return,
                 Some(ClientEvent::Terminated) => {
                     self.clients.remove(i);
+                    if purpose == Purpose::Invite {
+                        // Past Timer M no 2xx of this INVITE comes again: its ACK can go.
+                        self.leg_mut(leg).ack = None;
+                    }
                     if self.clients.is_empty() {
                         self.clients.shrink_to_fit();
                     }
@@ -1722,13 +1729,13 @@ impl Call {
             user_data: Default::default(),
         };
         let snapshot = (!kind.ends_call()).then(|| self.snapshot(kind));
-        self.out.push_back(Output::Event(CallEvent {
+        self.out.push_back(Output::Event(Box::new(CallEvent {
             tenant: self.tenant.name.clone(),
             kind,
             call,
             at_ms: crate::unix_ms(),
             snapshot,
-        }));
+        })));
     }
 
     /// What another node needs to finish the call: each leg's dialog and where it is reached.
@@ -1924,7 +1931,7 @@ mod tests {
                     Output::Send { dest, bytes, .. } => self
                         .sent
                         .push((dest, parse_datagram(bytes).expect("we send valid SIP"))),
-                    Output::Event(e) => self.events.push(e),
+                    Output::Event(e) => self.events.push(*e),
                     Output::Locate { .. } => {}
                 }
             }

@@ -351,7 +351,7 @@ impl CallActorState {
                         let _ = me.cast(CallMsg::Located(lookup.await));
                     });
                 }
-                Output::Event(event) => self.shared.call_state.record(event),
+                Output::Event(event) => self.shared.call_state.record(*event),
             }
         }
         if self.call.is_over() {
