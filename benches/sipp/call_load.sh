@@ -7,6 +7,7 @@
 # 200, p50 and p99) at half that rate.
 #
 #   benches/sipp/call_load.sh                     # PAIRS=2 RATES="250 500 1000 1500 2000" SECS=10
+#   REDIS=1 benches/sipp/call_load.sh             # call snapshots and events in a private Redis
 #
 # Needs sipp (sip-tester) and kamailio (Debian packages).
 set -euo pipefail
@@ -38,6 +39,13 @@ trap cleanup EXIT
 
 printf '[sip]\nlisten = "127.0.0.1:%s"\nmax_backlog = 100000\n[http]\nlisten = "127.0.0.1:%s"\n[grpc]\nlisten = "127.0.0.1:%s"\n[calls]\nprobe_secs = 0\n' \
     "$sb_port" $((sb_port + 1)) $((sb_port + 2)) > "$work/switchboard.toml"
+if [ -n "${REDIS:-}" ]; then
+    redis-server --port $((sb_port + 3)) --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
+        > "$work/redis.log" 2>&1 &
+    pids+=($!)
+    sleep 0.5
+    printf '[stores]\nredis = "redis://127.0.0.1:%s"\n' $((sb_port + 3)) >> "$work/switchboard.toml"
+fi
 RUST_LOG=warn "$bin/switchboard" serve --config "$work/switchboard.toml" > "$work/switchboard.log" 2>&1 &
 sb_pid=$!
 pids+=($sb_pid)
@@ -106,7 +114,7 @@ PY
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
-echo "Calls over UDP, $pairs SIPp pairs, $secs s per rate (INVITE-200-ACK-BYE, no hold time)"
+echo "Calls over UDP, $pairs SIPp pairs, $secs s per rate (INVITE-200-ACK-BYE, no hold time)${REDIS:+, events and snapshots in Redis}"
 for name in switchboard kamailio; do
     port=$sb_port
     [ "$name" = kamailio ] && port=$kam_port
