@@ -124,12 +124,15 @@ impl Server {
         server
     }
 
-    /// Stops this server and starts another with the same ports and arguments.
+    /// Stops this server and starts another on the same SIP port (where phones and peers
+    /// reach it) with the same arguments. The HTTP and gRPC ports are fresh: once freed, a
+    /// port of the ephemeral range may be taken at once by any outgoing connection.
     pub fn restart(mut self, config: Option<&str>, args: &[&str]) -> Self {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::start_at(dir, [self.sip, self.http, self.grpc], config, args)
+        let fresh = || SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::start_at(dir, [self.sip, fresh(), fresh()], config, args)
     }
 
     fn wait_ready(&self) {
