@@ -36,7 +36,9 @@ RUST_LOG=warn "$bin/switchboard" serve --config "$work/switchboard.toml" > "$wor
 sb=$!
 pids+=($sb)
 sleep 1
-(cd "$work" && sipp -sf "$here/register_md5.xml" -s 1001 -au 1001 -ap demo1001 -m 1 -i 127.0.0.1 \
+# Registered for an hour (the registrar's maximum), so the binding outlives the run.
+sed 's/Expires: 300/Expires: 3600/' "$here/register_md5.xml" > "$work/register_hour.xml"
+(cd "$work" && sipp -sf "$work/register_hour.xml" -s 1001 -au 1001 -ap demo1001 -m 1 -i 127.0.0.1 \
     -p "$phone_port" -timeout 10s -nostdin "127.0.0.1:$sb_port" > /dev/null 2>&1)
 (cd "$work" && exec sipp -sf "$here/uas_load.xml" -i 127.0.0.1 -p "$phone_port" -nostdin \
     > /dev/null 2>&1) &
