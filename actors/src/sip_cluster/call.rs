@@ -408,12 +408,10 @@ impl Call {
             Destination::Trunk(name) => {
                 let gateway = self
                     .tenant
-                    .config
                     .trunks
                     .iter()
                     .find(|t| t.name == name)
-                    .and_then(|t| t.gateway.as_deref())
-                    .and_then(|g| g.parse::<SocketAddr>().ok());
+                    .and_then(|t| t.gateway);
                 let Some(gateway) = gateway else {
                     tracing::warn!(tenant = %self.tenant.name, call = %self.id, trunk = %name,
                         "trunk has no usable gateway (host:port)");
@@ -460,12 +458,11 @@ impl Call {
         let host = uri.host.to_string();
         let addr = match self
             .tenant
-            .config
             .media_servers
             .iter()
             .find(|m| m.name.eq_ignore_ascii_case(&host))
         {
-            Some(m) => m.address.parse::<SocketAddr>().ok()?,
+            Some(m) => m.address,
             None => SocketAddr::new(uri.host.ip()?, uri.port.unwrap_or(5060)),
         };
         uri.host = Host::from(addr.ip());

@@ -12,7 +12,7 @@ use switchboard_sip::header::Credentials;
 use switchboard_sip::{HeaderName, Host, Request, Response, Uri};
 
 use crate::sip_cluster::Origin;
-use crate::tenant::{Directory, Tenant, parse_network};
+use crate::tenant::{Directory, Tenant};
 
 /// Why a new call was not admitted, with the response that says so.
 #[derive(Debug)]
@@ -44,13 +44,12 @@ pub fn admit(
         });
     }
     for tenant in directory.tenants() {
-        for m in &tenant.config.media_servers {
-            if m.address
-                .parse::<SocketAddr>()
-                .is_ok_and(|a| a.ip() == source.ip())
-            {
-                return Ok((tenant.clone(), Origin::MediaServer(m.name.clone())));
-            }
+        if let Some(m) = tenant
+            .media_servers
+            .iter()
+            .find(|m| m.address.ip() == source.ip())
+        {
+            return Ok((tenant.clone(), Origin::MediaServer(m.name.clone())));
         }
     }
     let Some(tenant) = phone_tenant(request, directory) else {
@@ -72,15 +71,8 @@ fn trunk(
 ) -> Option<Option<(Arc<Tenant>, Origin)>> {
     let mut found: Vec<(&Arc<Tenant>, &str)> = Vec::new();
     for tenant in directory.tenants() {
-        for t in &tenant.config.trunks {
-            if t.inbound
-                .iter()
-                .filter_map(|n| parse_network(n))
-                .any(|net| in_network(ip, net))
-            {
-                found.push((tenant, &t.name));
-                break;
-            }
+        if let Some(t) = tenant.trunks.iter().find(|t| t.admits(ip)) {
+            found.push((tenant, &t.name));
         }
     }
     match found.as_slice() {
@@ -100,24 +92,6 @@ fn trunk(
                     .map(|(tenant, name)| ((*tenant).clone(), Origin::Trunk((*name).to_owned()))),
             )
         }
-    }
-}
-
-fn in_network(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(ip), IpAddr::V4(net)) => {
-            let mask = u32::MAX
-                .checked_shl(32 - u32::from(len.min(32)))
-                .unwrap_or(0);
-            u32::from(ip) & mask == u32::from(net) & mask
-        }
-        (IpAddr::V6(ip), IpAddr::V6(net)) => {
-            let mask = u128::MAX
-                .checked_shl(128 - u32::from(len.min(128)))
-                .unwrap_or(0);
-            u128::from(ip) & mask == u128::from(net) & mask
-        }
-        _ => false,
     }
 }
 
@@ -199,6 +173,7 @@ fn phone(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tenant::{in_network, parse_network};
 
     #[test]
     fn networks() {

@@ -70,10 +70,38 @@ pub struct Tenant {
     pub dns: HashMap<String, Dn>,
     /// The dial plan, compiled.
     pub dial_plan: DialPlan,
+    /// The trunks, their addresses parsed: admission looks at them for every new call.
+    pub trunks: Vec<Trunk>,
+    /// The media servers, their addresses parsed.
+    pub media_servers: Vec<MediaServer>,
     /// The configuration it was built from.
     pub config: TenantConfig,
     /// The version it was stored at in PostgreSQL; 0 for an embedded configuration.
     pub version: i64,
+}
+
+/// A carrier's trunk as calls use it.
+#[derive(Debug, Clone)]
+pub struct Trunk {
+    pub name: String,
+    /// The networks calls may come from.
+    pub inbound: Vec<(std::net::IpAddr, u8)>,
+    /// Where outbound calls go.
+    pub gateway: Option<SocketAddr>,
+}
+
+impl Trunk {
+    /// Whether a call from `ip` comes from this trunk.
+    pub fn admits(&self, ip: std::net::IpAddr) -> bool {
+        self.inbound.iter().any(|&net| in_network(ip, net))
+    }
+}
+
+/// A media server as calls use it.
+#[derive(Debug, Clone)]
+pub struct MediaServer {
+    pub name: String,
+    pub address: SocketAddr,
 }
 
 /// A DN with what the registrar needs of it.
@@ -197,6 +225,26 @@ impl Tenant {
         }))
         .map_err(|e| fail(format!("dial_plan[{}].{}", e.index, e.field), e.problem))?;
         check_objects(c, &dns).map_err(|(field, problem)| fail(field, problem))?;
+        // Checked above: every address parses.
+        let trunks = c
+            .trunks
+            .iter()
+            .map(|t| Trunk {
+                name: t.name.clone(),
+                inbound: t.inbound.iter().filter_map(|n| parse_network(n)).collect(),
+                gateway: t.gateway.as_deref().and_then(|g| g.parse().ok()),
+            })
+            .collect();
+        let media_servers = c
+            .media_servers
+            .iter()
+            .filter_map(|m| {
+                Some(MediaServer {
+                    name: m.name.clone(),
+                    address: m.address.parse().ok()?,
+                })
+            })
+            .collect();
         Ok(Self {
             name: c.name.clone(),
             domain: c.domain.to_ascii_lowercase(),
@@ -206,6 +254,8 @@ impl Tenant {
             authenticate: c.authenticate,
             dns,
             dial_plan,
+            trunks,
+            media_servers,
             config: c.clone(),
             version: 0,
         })
@@ -454,6 +504,26 @@ pub fn parse_network(s: &str) -> Option<(std::net::IpAddr, u8)> {
     };
     let max = if ip.is_ipv4() { 32 } else { 128 };
     (len <= max).then_some((ip, len))
+}
+
+/// Whether `ip` is in the network `net` (an address and a prefix length).
+pub fn in_network(ip: std::net::IpAddr, (net, len): (std::net::IpAddr, u8)) -> bool {
+    use std::net::IpAddr;
+    match (ip, net) {
+        (IpAddr::V4(ip), IpAddr::V4(net)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            u32::from(ip) & mask == u32::from(net) & mask
+        }
+        (IpAddr::V6(ip), IpAddr::V6(net)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            u128::from(ip) & mask == u128::from(net) & mask
+        }
+        _ => false,
+    }
 }
 
 /// The demo tenant of design.md ("The demo tenant"): domain and realm `demo.local`, DNs 1001
