@@ -222,6 +222,13 @@ fn an_sbc_call_reaches_a_phone_is_held_resumed_and_hung_up() {
         .query(&mut conn)
         .expect("keys");
     assert!(snapshots.is_empty(), "{snapshots:?}");
+    // So is the counter that numbered the thread's events.
+    let counter = format!("sb:demo:seq:demo:{}", thread.as_str().expect("thread id"));
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&counter)
+        .query(&mut conn)
+        .expect("exists");
+    assert!(!exists, "{counter} outlived its thread");
 }
 
 /// A SIPp phone on 1002 dials `number`, proves it is 1002 after the 407, and hangs up once

@@ -218,10 +218,11 @@ impl Actor for Shard {
                 "call snapshot not stored");
         }
         let (tenant, call, kind) = (e.tenant.clone(), e.call.call_id.clone(), e.kind);
+        let key = format!("{}:{}", e.tenant, e.call.thread_id);
         let event = new_event(
             &e.tenant,
             TOPIC_CALLTHREAD,
-            format!("{}:{}", e.tenant, e.call.thread_id),
+            key.clone(),
             kind.name(),
             Payload::Call(e.call),
             e.at_ms,
@@ -234,6 +235,11 @@ impl Actor for Shard {
                 tracing::warn!(%tenant, %call, kind = kind.name(), error = %err,
                     "call event not stored");
             }
+        }
+        if kind.ends_call()
+            && let Err(err) = state.events.close_key(&tenant, &key).await
+        {
+            tracing::warn!(%tenant, %call, error = %err, "call thread's event counter not removed");
         }
         Ok(())
     }

@@ -18,9 +18,6 @@ pub const TOPIC_REGISTRAR: &str = "voice-registrar";
 /// The topic of call events.
 pub const TOPIC_CALLTHREAD: &str = "voice-callthread";
 
-/// How long a call thread's sequence counter stays in Redis after its last event.
-const COUNTER_TTL_SECS: u64 = 7 * 24 * 3600;
-
 /// How many entries a stream keeps by default.
 pub const DEFAULT_STREAM_LENGTH: usize = 100_000;
 
@@ -46,6 +43,11 @@ pub fn new_event(
     }
 }
 
+/// The Redis key that numbers the events of `key`.
+fn counter_name(tenant: &str, key: &str) -> String {
+    format!("sb:{tenant}:seq:{key}")
+}
+
 /// The name of a tenant's stream for a topic.
 pub fn stream_name(tenant: &str, topic: &str) -> String {
     format!("sb:{tenant}:{topic}")
@@ -63,6 +65,26 @@ impl EventSink {
         match self {
             EventSink::Memory(m) => Ok(m.publish(event)),
             EventSink::Redis(r) => r.publish(event).await,
+        }
+    }
+
+    /// Forgets the numbering of a key that will have no more events (a call thread that
+    /// ended), so that counters do not pile up, one per call ever made.
+    pub async fn close_key(&self, tenant: &str, key: &str) -> Result<()> {
+        match self {
+            EventSink::Memory(m) => {
+                let mut inner = m.inner.lock().unwrap_or_else(|p| p.into_inner());
+                inner.seqs.remove(key);
+                Ok(())
+            }
+            EventSink::Redis(r) => {
+                let mut conn = r.conn.clone();
+                redis::cmd("DEL")
+                    .arg(counter_name(tenant, key))
+                    .query_async::<()>(&mut conn)
+                    .await?;
+                Ok(())
+            }
         }
     }
 }
@@ -85,13 +107,6 @@ impl MemorySink {
         let seq = inner.seqs.entry(event.key.clone()).or_default();
         *seq += 1;
         event.seq = *seq;
-        // A call thread's numbering ends with it (Redis lets its counter expire), so a node
-        // without Redis does not keep a counter for every call it ever had.
-        if event.topic == TOPIC_CALLTHREAD
-            && matches!(event.kind.as_str(), "Released" | "Abandoned")
-        {
-            inner.seqs.remove(&event.key);
-        }
         let stream = inner
             .streams
             .entry(stream_name(&event.tenant, &event.topic))
@@ -133,11 +148,8 @@ impl std::fmt::Debug for RedisSink {
 
 const APPEND: &str = r"
 local seq = redis.call('INCR', KEYS[2])
-if tonumber(ARGV[2]) > 0 then
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-end
 local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*'}
-for i = 3, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
   args[#args + 1] = ARGV[i]
   if ARGV[i] == 'seq' then
     args[#args + 1] = tostring(seq)
@@ -160,16 +172,9 @@ impl RedisSink {
 
     async fn publish(&self, mut event: Event) -> Result<Event> {
         let stream = stream_name(&event.tenant, &event.topic);
-        let counter = format!("sb:{}:seq:{}", event.tenant, event.key);
+        let counter = counter_name(&event.tenant, &event.key);
         let mut invocation = self.append.key(&stream);
-        // A call thread's numbering is over when the call is: its counter does not outlive it
-        // by long. Registrations and agents keep theirs.
-        let ttl = if event.topic == TOPIC_CALLTHREAD {
-            COUNTER_TTL_SECS
-        } else {
-            0
-        };
-        invocation.key(&counter).arg(self.max_len).arg(ttl);
+        invocation.key(&counter).arg(self.max_len);
         for (field, value) in event_fields(&event) {
             invocation.arg(field).arg(value);
         }
@@ -242,6 +247,26 @@ mod tests {
         assert_eq!(acme.len(), 1);
         assert_eq!(acme[0].seq, 1);
         assert_ne!(acme[0].id, demo_ids(memory)[0]);
+    }
+
+    #[tokio::test]
+    async fn a_closed_key_holds_no_counter() {
+        let sink = EventSink::Memory(MemorySink::default());
+        let EventSink::Memory(memory) = &sink else {
+            unreachable!()
+        };
+        for kind in ["Ringing", "Released"] {
+            sink.publish(event("demo", "thread-1", kind))
+                .await
+                .expect("publish");
+        }
+        assert_eq!(memory.inner.lock().expect("lock").seqs.len(), 1);
+        sink.close_key("demo", "demo:thread-1")
+            .await
+            .expect("close");
+        assert!(memory.inner.lock().expect("lock").seqs.is_empty());
+        // The events themselves stay in the stream.
+        assert_eq!(memory.events("demo", TOPIC_REGISTRAR).len(), 2);
     }
 
     fn demo_ids(memory: &MemorySink) -> Vec<String> {
