@@ -183,6 +183,12 @@ impl SipUri {
     pub fn user_unescaped(&self) -> Option<Cow<'_, [u8]>> {
         self.user.as_deref().map(unescape)
     }
+
+    /// The user part with escapes resolved, as text (a number dialed, a DN).
+    pub fn user_text(&self) -> Option<String> {
+        self.user_unescaped()
+            .map(|u| String::from_utf8_lossy(&u).into_owned())
+    }
 }
 
 impl TelUri {

@@ -203,6 +203,8 @@ pub struct Call {
     /// The DN (or number) rung, and whether it holds a place in `dn_calls`.
     destination: Option<String>,
     counted: bool,
+    /// Whether the call goes out through a trunk, whose own failures the caller is told.
+    to_trunk: bool,
     phase: Phase,
     a: Leg,
     b: Vec<Leg>,
@@ -233,7 +235,6 @@ impl Call {
         config: ClusterConfig,
         dn_calls: DnCalls,
         now: Instant,
-        now_ms: u64,
     ) -> Self {
         let NewDialog {
             tenant,
@@ -245,8 +246,7 @@ impl Call {
         let dnis = request
             .uri
             .as_sip()
-            .and_then(|u| u.user_unescaped())
-            .map(|u| String::from_utf8_lossy(&u).into_owned())
+            .and_then(SipUri::user_text)
             .unwrap_or_default();
         let ani = match request.headers.from() {
             Some(Ok(from)) => from
@@ -293,6 +293,7 @@ impl Call {
             caller_uri,
             destination: None,
             counted: false,
+            to_trunk: false,
             phase: Phase::Routing,
             a,
             b: Vec::new(),
@@ -307,13 +308,11 @@ impl Call {
             probe_at: None,
             out: VecDeque::new(),
         };
-        let _ = now_ms;
         let server = call.new_server(LegId::A, request.clone());
         call.respond_to(server, Response::to_request(&request.headers, 100), now);
         if let Origin::Phone(dn) = &call.origin {
-            let dn = dn.clone();
-            call.event(CallEventKind::Dialing, "", 0);
             tracing::debug!(tenant = %call.tenant.name, call = %call.id, %dn, "dialing");
+            call.event(CallEventKind::Dialing, "", 0);
         }
         if let Some(problem) = sdp_problem(&request) {
             call.fail(488, "bad-sdp", Some(problem), now);
@@ -419,6 +418,7 @@ impl Call {
                     return;
                 };
                 self.destination = Some(route.number.clone());
+                self.to_trunk = true;
                 let uri = SipUri::new(
                     Some(&route.number),
                     Host::from(gateway.ip()),
@@ -1103,12 +1103,7 @@ impl Call {
                 }
             }
         }
-        let seq = self.b[i]
-            .invite
-            .headers
-            .cseq()
-            .and_then(Result::ok)
-            .map_or(1, |c| c.seq);
+        let seq = seq_of(&self.b[i].invite.headers);
         if matches!(self.b[i].progress, Progress::Answered | Progress::Over) {
             // A retransmission: the ACK again once there is one (it may wait for the caller's).
             if let Some(ack) = self.b[i].ack.clone() {
@@ -1154,13 +1149,7 @@ impl Call {
             self.a.dialog = Some(d);
         }
         self.a.progress = Progress::Answered;
-        let a_seq = self
-            .a
-            .invite
-            .headers
-            .cseq()
-            .and_then(Result::ok)
-            .map_or(1, |c| c.seq);
+        let a_seq = seq_of(&self.a.invite.headers);
         self.respond_to(invite, ok.clone(), now);
         self.await_ack(
             LegId::A,
@@ -1186,18 +1175,11 @@ impl Call {
                 _ => None,
             })
             .collect();
-        let to_trunk = matches!(
-            self.tenant
-                .dial_plan
-                .route(&self.dnis)
-                .map(|r| r.destination),
-            Some(Destination::Trunk(_))
-        );
         let (status, cause) = if statuses.iter().any(|&s| s == 486 || s == 600) {
             (486, "busy")
         } else if statuses.contains(&603) {
             (603, "rejected")
-        } else if to_trunk {
+        } else if self.to_trunk {
             // A carrier's answer means something to the caller: pass it on (a 5xx as 502,
             // since the call, not the core, failed there).
             let s = statuses.first().copied().unwrap_or(480);
@@ -1227,12 +1209,7 @@ impl Call {
         };
         let (from, method) = (s.leg, s.request.method.clone());
         let request_body_hold = Sdp::parse(&s.request.body).map(|s| s.is_hold()).ok();
-        let from_seq = s
-            .request
-            .headers
-            .cseq()
-            .and_then(Result::ok)
-            .map_or(0, |c| c.seq);
+        let from_seq = seq_of(&s.request.headers);
         let mut response = self.response_to(server, r.status);
         if (200..300).contains(&r.status) && matches!(method, Method::Invite | Method::Update) {
             response = response
@@ -1250,7 +1227,7 @@ impl Call {
         }
         self.respond_to(server, response.clone(), now);
         if method == Method::Invite && (200..300).contains(&r.status) {
-            let seq = r.headers.cseq().and_then(Result::ok).map_or(0, |c| c.seq);
+            let seq = seq_of(&r.headers);
             self.await_ack(from, from_seq, response.to_bytes(), Some((leg, seq)), now);
         }
         if (200..300).contains(&r.status)
@@ -1269,7 +1246,7 @@ impl Call {
 
     /// ACKs a 2xx no one waits for any more.
     fn ack_orphan(&mut self, leg: LegId, r: &Response, now: Instant) {
-        let seq = r.headers.cseq().and_then(Result::ok).map_or(0, |c| c.seq);
+        let seq = seq_of(&r.headers);
         let req = self.leg(leg).invite.clone();
         self.send_ack(leg, seq, Bytes::new(), &req, now);
     }
@@ -1348,12 +1325,7 @@ impl Call {
                     // Its 2xx may still wait for the caller's ACK: a UAC ACKs before it
                     // hangs up (RFC 3261 13.2.2.4).
                     if self.b[i].ack.is_none() {
-                        let seq = self.b[i]
-                            .invite
-                            .headers
-                            .cseq()
-                            .and_then(Result::ok)
-                            .map_or(1, |c| c.seq);
+                        let seq = seq_of(&self.b[i].invite.headers);
                         let req = self.b[i].invite.clone();
                         self.send_ack(LegId::B(i), seq, Bytes::new(), &req, now);
                     }
@@ -1404,11 +1376,7 @@ impl Call {
             }
         }
         headers.push(HeaderName::MaxForwards, "70");
-        let seq = invite
-            .headers
-            .cseq()
-            .and_then(Result::ok)
-            .map_or(1, |c| c.seq);
+        let seq = seq_of(&invite.headers);
         headers.push(HeaderName::CSeq, format!("{seq} CANCEL"));
         headers.push(HeaderName::ContentLength, "0");
         let branch = invite
@@ -1593,7 +1561,8 @@ impl Call {
         let id = self.next_server;
         let key = TransactionKey::for_request(&request).expect("the edge checked the Via");
         let reliable = self.leg(leg).transport.is_reliable();
-        let initial = leg == LegId::A && self.servers.is_empty() && id == 1;
+        // The first server transaction of a call is the caller's INVITE.
+        let initial = id == 1;
         self.servers.push(Box::new(Server {
             id,
             key,
@@ -1773,6 +1742,11 @@ impl Call {
     }
 }
 
+/// The sequence number of a message's CSeq (the parser saw to it that there is one).
+fn seq_of(headers: &switchboard_sip::Headers) -> u32 {
+    headers.cseq().and_then(Result::ok).map_or(0, |c| c.seq)
+}
+
 fn to_tag(r: &Response) -> String {
     r.headers
         .to()
@@ -1910,7 +1884,6 @@ mod tests {
                 ClusterConfig::default(),
                 dn_calls,
                 now,
-                0,
             );
             let mut run = Self {
                 call,

@@ -282,7 +282,6 @@ impl Actor for CallActor {
             shared.config.clone(),
             shared.dn_calls.clone(),
             Instant::now(),
-            crate::unix_ms(),
         );
         let mut state = CallActorState {
             call,

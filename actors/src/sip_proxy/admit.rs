@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use switchboard_sip::auth::{self, DigestRequest, NonceCounts, NonceKey, Rejection, Verdict};
 use switchboard_sip::header::Credentials;
-use switchboard_sip::{HeaderName, Host, Request, Response, Uri};
+use switchboard_sip::{HeaderName, Host, Request, Response, SipUri, Uri};
 
 use crate::sip_cluster::Origin;
 use crate::tenant::{Directory, Tenant};
@@ -82,8 +82,7 @@ fn trunk(
             let dialed = request
                 .uri
                 .as_sip()
-                .and_then(|u| u.user_unescaped())
-                .map(|u| String::from_utf8_lossy(&u).into_owned())
+                .and_then(SipUri::user_text)
                 .unwrap_or_default();
             Some(
                 shared
