@@ -275,47 +275,47 @@ impl ProxyState {
             transport,
             received_at,
         } = inbound;
-        match message {
-            Err(error) => self.reject_unparsed(&error, source, transport),
-            Ok(Message::Response(r)) => {
-                // Responses to the requests of calls go to their call; any other answers
-                // nothing of ours (RFC 3261 18.1.2 drops it; RFC 4475 bcast).
-                match r.headers.call_id().and_then(|c| self.calls.find(c)) {
-                    Some(call) => {
-                        let _ = call.cast(CallMsg::Sip {
-                            message: Message::Response(r),
-                            source,
-                            transport,
-                        });
-                    }
-                    None => tracing::debug!(%source, status = r.status, "stray response dropped"),
-                }
+        let mut message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                self.reject_unparsed(&error, source, transport);
+                return None;
             }
-            Ok(Message::Request(request)) => {
+        };
+        if let Message::Request(request) = &mut message {
+            stamp_top_via(request, source);
+        }
+        // Every message of a call in progress goes to its call, which owns its transactions.
+        if let Some(call) = message.headers().call_id().and_then(|c| self.calls.find(c)) {
+            let _ = call.cast(CallMsg::Sip {
+                message,
+                source,
+                transport,
+            });
+            return None;
+        }
+        match message {
+            // Any other response answers nothing of ours (RFC 3261 18.1.2 drops it; RFC 4475
+            // bcast).
+            Message::Response(r) => {
+                tracing::debug!(%source, status = r.status, "stray response dropped");
+            }
+            Message::Request(request) => {
                 return self.request(request, source, transport, received_at, myself);
             }
         }
         None
     }
 
+    /// A request outside any call: its source noted in the top Via already.
     fn request(
         &mut self,
-        mut request: Request,
+        request: Request,
         source: SocketAddr,
         transport: Transport,
         now: Instant,
         myself: &ActorRef<ProxyMsg>,
     ) -> Option<NewDialog> {
-        stamp_top_via(&mut request, source);
-        // Every request of a call in progress goes to its call, which owns its transactions.
-        if let Some(call) = request.headers.call_id().and_then(|c| self.calls.find(c)) {
-            let _ = call.cast(CallMsg::Sip {
-                message: Message::Request(request),
-                source,
-                transport,
-            });
-            return None;
-        }
         let key = TransactionKey::for_request(&request)?;
         let key = TxnId {
             key,
