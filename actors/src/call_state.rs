@@ -8,8 +8,6 @@
 //! this system.
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -17,6 +15,7 @@ use redis::aio::ConnectionManager;
 use switchboard_proto::events::{CallThread, Payload};
 
 use crate::events::{EventSink, TOPIC_CALLTHREAD, new_event};
+use crate::shards::Shards;
 
 /// What happened to a call (the `kind` of its event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,17 +131,9 @@ impl SnapshotStore {
 const SNAPSHOT_TTL_SECS: u64 = 24 * 3600;
 
 /// Reaches the call-state shards. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct CallState {
-    shards: Arc<[ActorRef<CallEvent>]>,
-}
-
-impl std::fmt::Debug for CallState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallState")
-            .field("shards", &self.shards.len())
-            .finish()
-    }
+    shards: Shards<CallEvent>,
 }
 
 impl CallState {
@@ -165,15 +156,13 @@ impl CallState {
             refs.push(shard);
         }
         Ok(Self {
-            shards: refs.into(),
+            shards: Shards::new(refs),
         })
     }
 
     /// Hands a change of a call on; never waits.
     pub fn record(&self, event: CallEvent) {
-        let mut h = DefaultHasher::new();
-        event.call.thread_id.hash(&mut h);
-        let shard = &self.shards[(h.finish() % self.shards.len() as u64) as usize];
+        let shard = self.shards.pick(&event.call.thread_id);
         if shard.cast(event).is_err() {
             tracing::warn!("call state stopped: call event dropped");
         }

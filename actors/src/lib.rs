@@ -7,6 +7,7 @@ pub mod call_state;
 mod error;
 pub mod events;
 pub mod registrar;
+mod shards;
 pub mod sip_cluster;
 pub mod sip_proxy;
 pub mod tenant;

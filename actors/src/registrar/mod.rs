@@ -14,8 +14,6 @@ pub use self::redis::RedisStore;
 pub use logic::{Binding, Policy};
 pub use store::{BindingStore, MemoryStore};
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +27,7 @@ use switchboard_sip::{HeaderName, Request, Response};
 
 use crate::Error;
 use crate::events::{EventSink, TOPIC_REGISTRAR, new_event};
+use crate::shards::Shards;
 use crate::tenant::{Directory, Tenant};
 use crate::unix_ms;
 use logic::{ChangeKind, Register};
@@ -86,20 +85,20 @@ pub struct RegistrarState {
 /// counts. Cheap to clone.
 #[derive(Clone)]
 pub struct Router {
-    shards: Arc<[ActorRef<ShardMsg>]>,
+    shards: Shards<ShardMsg>,
 }
 
 impl Router {
     /// Fails when the shard has stopped; the reply is then never called.
     pub fn register(&self, register: RegisterRequest, reply: Reply) -> Result<(), Error> {
         // Shard by the To header's text, tags and parameters aside.
-        let mut h = DefaultHasher::new();
-        register.tenant.name.hash(&mut h);
-        if let Some(to) = register.request.headers.get(&HeaderName::To) {
-            to.split(';').next().unwrap_or_default().hash(&mut h);
-        }
-        let shard = &self.shards[(h.finish() % self.shards.len() as u64) as usize];
-        shard
+        let to = register
+            .request
+            .headers
+            .get(&HeaderName::To)
+            .map(|to| to.split(';').next().unwrap_or_default());
+        self.shards
+            .pick((&register.tenant.name, to))
             .cast(ShardMsg::Register(register, reply))
             .map_err(|_| Error::Stopped("registrar shard"))
     }
@@ -135,7 +134,7 @@ impl<S: BindingStore> Actor for Registrar<S> {
         .await?;
         Ok(RegistrarState {
             router: Router {
-                shards: shards.into(),
+                shards: Shards::new(shards),
             },
             sweeper,
         })
