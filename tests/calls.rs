@@ -61,8 +61,8 @@ fn register(server: &Server, dir: &Path, dn: &str, port: u16) {
     );
 }
 
-/// A SIPp phone on `dn` at 127.0.0.1:`port` that answers one call (phone_answer.xml).
-fn answering_phone(dir: &Path, dn: &str, port: u16) -> Child {
+/// A SIPp phone on `dn` at `ip`:`port` that answers one call (phone_answer.xml).
+fn answering_phone(dir: &Path, dn: &str, ip: &str, port: u16) -> Child {
     let child = sipp(
         dir,
         &[
@@ -73,7 +73,7 @@ fn answering_phone(dir: &Path, dn: &str, port: u16) -> Child {
             "-m",
             "1",
             "-i",
-            "127.0.0.1",
+            ip,
             "-p",
             &port.to_string(),
             "-timeout",
@@ -158,7 +158,7 @@ fn an_sbc_call_reaches_a_phone_is_held_resumed_and_hung_up() {
     let dir = tempfile::tempdir().expect("temp dir");
     let phone_port = free_port();
     register(&server, dir.path(), "1001", phone_port);
-    let mut phone = answering_phone(dir.path(), "1001", phone_port);
+    let mut phone = answering_phone(dir.path(), "1001", "127.0.0.1", phone_port);
 
     let sbc = sipp(
         dir.path(),
@@ -263,6 +263,33 @@ fn call_from_1002(server: &Server, dir: &Path, number: &str) -> ExitStatus {
     .expect("sipp runs")
 }
 
+/// 1002 calls `number` (see [`call_from_1002`]) and `callee` answers; both SIPp runs must
+/// pass. The call's events: Dialing, Ringing, Established, Released; the last is returned.
+fn call_answered_by(
+    server: &Server,
+    url: &str,
+    dir: &Path,
+    mut callee: Child,
+    number: &str,
+) -> serde_json::Value {
+    let caller = call_from_1002(server, dir, number);
+    let callee_status = wait(&mut callee, Duration::from_secs(10));
+    assert!(
+        caller.success() && callee_status.success(),
+        "caller {caller}, callee {callee_status}\n{}\n{}",
+        sipp_errors(dir),
+        server.log_text()
+    );
+    let mut conn = redis(url);
+    let events = events_within(&mut conn, 4, Duration::from_secs(5));
+    assert_eq!(
+        kinds(&events),
+        ["Dialing", "Ringing", "Established", "Released"],
+        "{events:#?}"
+    );
+    events[3].1.clone()
+}
+
 #[test]
 fn a_phone_calls_another_phone() {
     let url = support::redis_db(7);
@@ -270,23 +297,8 @@ fn a_phone_calls_another_phone() {
     let dir = tempfile::tempdir().expect("temp dir");
     let phone_port = free_port();
     register(&server, dir.path(), "1003", phone_port);
-    let mut callee = answering_phone(dir.path(), "1003", phone_port);
-    let caller = call_from_1002(&server, dir.path(), "1003");
-    let callee_status = wait(&mut callee, Duration::from_secs(10));
-    assert!(
-        caller.success() && callee_status.success(),
-        "caller {caller}, callee {callee_status}\n{}\n{}",
-        sipp_errors(dir.path()),
-        server.log_text()
-    );
-    let mut conn = redis(&url);
-    let events = events_within(&mut conn, 4, Duration::from_secs(5));
-    assert_eq!(
-        kinds(&events),
-        ["Dialing", "Ringing", "Established", "Released"],
-        "{events:#?}"
-    );
-    let released = &events[3].1;
+    let callee = answering_phone(dir.path(), "1003", "127.0.0.1", phone_port);
+    let released = call_answered_by(&server, &url, dir.path(), callee, "1003");
     assert_eq!(released["origin"], "dn:1002");
     assert_eq!(released["cause"], "caller-hangup");
     assert_eq!(released["parties"][0]["dn"], "1002");
@@ -299,42 +311,9 @@ fn a_phone_calls_out_through_the_trunk() {
     let server = Server::start(&["--redis", &url]);
     let dir = tempfile::tempdir().expect("temp dir");
     // The carrier's gateway of the demo trunk: 127.0.0.2:5070.
-    let child = sipp(
-        dir.path(),
-        &[
-            "-sf",
-            scenario("phone_answer.xml").to_str().expect("path"),
-            "-m",
-            "1",
-            "-i",
-            "127.0.0.2",
-            "-p",
-            "5070",
-            "-timeout",
-            "30s",
-        ],
-    )
-    .spawn()
-    .expect("sipp runs");
-    std::thread::sleep(Duration::from_millis(300));
-    let mut carrier = child;
+    let carrier = answering_phone(dir.path(), "carrier", "127.0.0.2", 5070);
     // 9 takes a line: the carrier is asked for the rest of the number.
-    let caller = call_from_1002(&server, dir.path(), "915551239999");
-    let carrier_status = wait(&mut carrier, Duration::from_secs(10));
-    assert!(
-        caller.success() && carrier_status.success(),
-        "caller {caller}, carrier {carrier_status}\n{}\n{}",
-        sipp_errors(dir.path()),
-        server.log_text()
-    );
-    let mut conn = redis(&url);
-    let events = events_within(&mut conn, 4, Duration::from_secs(5));
-    assert_eq!(
-        kinds(&events),
-        ["Dialing", "Ringing", "Established", "Released"],
-        "{events:#?}"
-    );
-    let released = &events[3].1;
+    let released = call_answered_by(&server, &url, dir.path(), carrier, "915551239999");
     assert_eq!(released["parties"][1]["dn"], "15551239999");
     assert!(
         released["parties"][1]["uri"]
@@ -611,16 +590,36 @@ fn a_phone_that_vanishes_mid_call_ends_it_on_both_legs() {
     let sbc = Peer::sbc(&server);
     let phone = raw_phone(&server, "1006");
     let (_, ok) = answered_call(&server, &sbc, &phone, "1006", "vanish");
-    let to = ok.headers.get(&HeaderName::To).expect("To").clone();
-    let ack = format!(
-        "ACK sip:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bKvanishack\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:+15550001111@127.0.0.2>;tag=sbc\r\nTo: {to}\r\n\
-         Call-ID: vanish\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-        sip = server.sip,
-        port = sbc.port()
-    );
-    sbc.send(&ack);
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "vanish", "ACK", 1, ""));
     assert!(phone.request(Method::Ack, Duration::from_secs(2)).is_some());
+    // While the call lasts, Redis holds what another node needs to finish it: both legs.
+    // (Call state writes it after the call moves on, so it is waited for.)
+    let mut conn = redis(&url);
+    let end = Instant::now() + Duration::from_secs(5);
+    let snapshot = loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("sb:demo:call:*")
+            .query(&mut conn)
+            .expect("keys");
+        assert!(keys.len() <= 1, "{keys:?}");
+        let text: Option<String> = match keys.first() {
+            Some(key) => redis::cmd("GET").arg(key).query(&mut conn).expect("get"),
+            None => None,
+        };
+        let snapshot: serde_json::Value = text
+            .map(|t| serde_json::from_str(&t).expect("JSON"))
+            .unwrap_or_default();
+        if snapshot["state"] == "Established" || Instant::now() > end {
+            break snapshot;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(snapshot["state"], "Established", "{snapshot}");
+    let legs = snapshot["legs"].as_array().expect("legs");
+    assert_eq!(legs[0]["callId"], "vanish");
+    assert_eq!(legs[0]["peer"], format!("127.0.0.2:{}", sbc.port()));
+    assert_eq!(legs[1]["peer"], format!("127.0.0.1:{}", phone.port()));
+    assert_eq!(legs[1]["remoteTag"], "peer");
     // The phone goes away; the SBC answers its probes; the phone's probe times out.
     drop(phone);
     let bye = loop {
@@ -634,7 +633,6 @@ fn a_phone_that_vanishes_mid_call_ends_it_on_both_legs() {
         }
     };
     sbc.send_bytes(&Response::to_request(&bye.headers, 200).to_bytes());
-    let mut conn = redis(&url);
     let events = events_within(&mut conn, 3, Duration::from_secs(5));
     assert_eq!(kinds(&events), ["Ringing", "Established", "Released"]);
     assert_eq!(events[2].1["cause"], "unreachable");
@@ -724,8 +722,16 @@ fn a_caller_who_gives_up_while_it_rings_abandons_the_call() {
         .request(Method::Invite, Duration::from_secs(5))
         .expect("rung");
     phone.answer(&invite, 180, None);
+    // The caller hears it ring (the 100 before it skipped), then gives up.
+    let ringing = loop {
+        match sbc.next(Duration::from_secs(5)) {
+            Some(Message::Response(r)) if r.status == 100 => {}
+            other => break other,
+        }
+    };
     assert!(
-        matches!(sbc.next(Duration::from_secs(5)), Some(Message::Response(r)) if r.status == 100 || r.status == 180)
+        matches!(&ringing, Some(Message::Response(r)) if r.status == 180),
+        "{ringing:?}"
     );
     sbc.send(&cancel(sbc.port(), &server, "1007", "giveup"));
     // The CANCEL gets 200, the INVITE 487; the phone is CANCELed in turn.
