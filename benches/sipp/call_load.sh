@@ -13,8 +13,7 @@
 # Needs sipp (sip-tester) and kamailio (Debian packages).
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-here="$root/benches/sipp"
+source "$(dirname "$0")/common.sh"
 pairs=${PAIRS:-2}
 rates=${RATES:-250 500 1000 1500 2000}
 secs=${SECS:-10}
@@ -22,58 +21,28 @@ sb_port=${SB_PORT:-35060}
 kam_port=${KAM_PORT:-35070}
 phone_base=${PHONE_BASE:-36000}
 
-for tool in sipp kamailio; do
-    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install sip-tester kamailio)" >&2; exit 1; }
-done
-(cd "$root" && cargo build --release --locked -q -p switchboard)
-bin=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-printf '[sip]\nlisten = "127.0.0.1:%s"\nmax_backlog = 100000\n[http]\nlisten = "127.0.0.1:%s"\n[grpc]\nlisten = "127.0.0.1:%s"\n[calls]\nprobe_secs = 0\n' \
-    "$sb_port" $((sb_port + 1)) $((sb_port + 2)) > "$work/switchboard.toml"
+need sipp kamailio curl
+build_release switchboard
+extra=
 if [ -n "${REDIS:-}" ]; then
-    redis-server --port $((sb_port + 3)) --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
-        > "$work/redis.log" 2>&1 &
-    pids+=($!)
-    sleep 0.5
-    printf '[stores]\nredis = "redis://127.0.0.1:%s"\n' $((sb_port + 3)) >> "$work/switchboard.toml"
+    start_redis $((sb_port + 3))
+    extra=$(printf '[stores]\nredis = "%s"\n' "$redis_url")
 fi
-RUST_LOG=warn "$bin/switchboard" serve --config "$work/switchboard.toml" > "$work/switchboard.log" 2>&1 &
-sb_pid=$!
-pids+=($sb_pid)
+start_switchboard "$sb_port" "$extra"
 kamailio -f "$here/kamailio_relay.cfg" -l "udp:127.0.0.1:$kam_port" -A "PHONE_BASE=$phone_base" -m 2048 -M 64 \
     -DD -E -Y "$work" -P "$work/kamailio.pid" > "$work/kamailio.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$((sb_port + 1))") 2>/dev/null && break
-    sleep 0.1
-done
 sleep 1
 
-# The phones: registered from their port, then answering there (uas_load.xml). Fresh ones for
-# each system measured, so an overload of one does not reach the other.
+# The phones, fresh for each system measured, so an overload of one does not reach the other.
 phones=()
 start_phones() {
     for pid in "${phones[@]}"; do kill "$pid" 2>/dev/null || true; done
     phones=()
     sleep 0.5
     for ((i = 1; i <= pairs; i++)); do
-        dn=$((1000 + i))
-        (cd "$work" && sipp -sf "$here/register_md5.xml" -s "$dn" -au "$dn" -ap "demo$dn" -m 1 \
-            -i 127.0.0.1 -p $((phone_base + i)) -timeout 10s -nostdin "127.0.0.1:$sb_port" > /dev/null 2>&1)
-        (cd "$work" && exec sipp -sf "$here/uas_load.xml" -i 127.0.0.1 -p $((phone_base + i)) -nostdin \
-            > /dev/null 2>&1) &
+        start_phone $((1000 + i)) $((phone_base + i)) "$sb_port"
         phones+=($!)
-        pids+=($!)
     done
     sleep 1
 }
@@ -82,7 +51,7 @@ start_phones() {
 # 64*T1 after they end), so each rate starts from rest.
 settle() {
     for _ in $(seq 90); do
-        [ "$(curl -s "http://127.0.0.1:$((sb_port + 1))/metrics" | awk '/^switchboard_calls_active/ {print $2}')" = 0 ] && return
+        [ "$(calls_active)" = 0 ] && return
         sleep 1
     done
 }
@@ -98,7 +67,7 @@ run() {
     for ((i = 1; i <= pairs; i++)); do
         (cd "$work" && sipp -sn uac -s $((1000 + i)) -i 127.0.0.2 -p $((phone_base + 100 + i)) \
             -r "$per" -rp 1000 -m "$calls" -l 100000 -timeout $((secs * 3 + 30))s -nostdin \
-            -trace_stat -stf "$tag-$i.csv" -trace_rtt -rtt_freq 1000 \
+            -trace_stat -stf "$tag-$i.csv" -trace_rtt -rtt_freq 100 \
             "$target" > /dev/null 2>&1) &
         upids+=($!)
     done
@@ -131,8 +100,6 @@ PY
     rm -f "$work"/uac_*_rtt.csv
 }
 
-rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-
 echo "Calls over UDP, $pairs SIPp pairs, $secs s per rate (INVITE-200-ACK-BYE, no hold time)${REDIS:+, events and snapshots in Redis}"
 for name in switchboard kamailio; do
     port=$sb_port
@@ -155,5 +122,5 @@ for name in switchboard kamailio; do
     fi
     eval "best_$name=$best"
 done
-echo "  switchboard RSS after the runs: $(rss $sb_pid) KiB"
+echo "  switchboard RSS after the runs: $(rss $sb) KiB"
 python3 -c "print(f'  switchboard / Kamailio (highest rate): {$best_switchboard / max($best_kamailio, 1):.2f}')"

@@ -9,8 +9,7 @@
 # Needs sipp (sip-tester) and kamailio (Debian packages). Prints each rate and the ratio.
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-here="$root/benches/sipp"
+source "$(dirname "$0")/common.sh"
 dns=${DNS:-10000}
 calls=${CALLS:-50000}
 limit=${LIMIT:-200}
@@ -18,21 +17,8 @@ sb_port=${SB_PORT:-35060}
 kam_port=${KAM_PORT:-35070}
 first=100000
 
-for tool in sipp kamailio; do
-    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install sip-tester kamailio)" >&2; exit 1; }
-done
-(cd "$root" && cargo build --release --locked -q -p switchboard -p switchboard-benches)
-bin=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+need sipp kamailio
+build_release switchboard switchboard-benches
 
 # Two tenants with the same DNs: bench.local registers without authentication (as Kamailio
 # does here), auth.local with a password per DN.

@@ -1,0 +1,81 @@
+# Sourced by the load scripts beside it: the release build, a scratch directory whose processes
+# stop when the script exits, and the pieces the call benchmarks start (a private Redis, a
+# switchboard node on the demo tenant, SIPp phones that answer).
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+here="$root/benches/sipp"
+
+# Fails unless every tool named is installed.
+need() {
+    local tool
+    for tool; do
+        command -v "$tool" >/dev/null || {
+            echo "missing $tool (apt-get install sip-tester kamailio redis-server curl)" >&2
+            exit 1
+        }
+    done
+}
+
+# Builds the packages named in release mode; $bin is where their binaries are.
+build_release() {
+    local args=() p
+    for p; do args+=(-p "$p"); done
+    (cd "$root" && cargo build --release --locked -q "${args[@]}")
+    bin=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
+}
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A Redis of the run's own on port $1, without persistence; its URL in $redis_url.
+start_redis() {
+    redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
+        > "$work/redis.log" 2>&1 &
+    pids+=($!)
+    redis_url="redis://127.0.0.1:$1"
+    sleep 0.5
+}
+
+# `switchboard serve` on the demo tenant: SIP on port $1, HTTP on $1+1, gRPC on $1+2, no call
+# probes; $2, if given, is more TOML. Its pid in $sb once it answers on HTTP.
+start_switchboard() {
+    printf '[sip]\nlisten = "127.0.0.1:%s"\nmax_backlog = 100000\n[http]\nlisten = "127.0.0.1:%s"\n[grpc]\nlisten = "127.0.0.1:%s"\n[calls]\nprobe_secs = 0\n%s' \
+        "$1" $(($1 + 1)) $(($1 + 2)) "${2:-}" > "$work/switchboard.toml"
+    RUST_LOG=warn "$bin/switchboard" serve --config "$work/switchboard.toml" > "$work/switchboard.log" 2>&1 &
+    sb=$!
+    pids+=($sb)
+    sb_http=$(($1 + 1))
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$sb_http") 2>/dev/null && return
+        sleep 0.1
+    done
+    echo "switchboard did not start:" >&2
+    tail -5 "$work/switchboard.log" >&2
+    exit 1
+}
+
+# A phone on DN $1 at 127.0.0.1:$2: registered with switchboard on SIP port $3 for an hour
+# (the registrar's longest), then answering every call there (uas_load.xml). Its pid in $!.
+start_phone() {
+    sed 's/Expires: 300/Expires: 3600/' "$here/register_md5.xml" > "$work/register_hour.xml"
+    (cd "$work" && sipp -sf "$work/register_hour.xml" -s "$1" -au "$1" -ap "demo$1" -m 1 \
+        -i 127.0.0.1 -p "$2" -timeout 10s -nostdin "127.0.0.1:$3" > /dev/null 2>&1)
+    (cd "$work" && exec sipp -sf "$here/uas_load.xml" -i 127.0.0.1 -p "$2" -nostdin \
+        -max_socket 100000 > /dev/null 2>&1) &
+    pids+=($!)
+}
+
+# The resident memory of process $1, in KiB.
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# The calls in progress on the switchboard started last.
+calls_active() {
+    curl -s "http://127.0.0.1:$sb_http/metrics" | awk '/^switchboard_calls_active/ {print $2}'
+}
