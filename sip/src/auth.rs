@@ -15,7 +15,7 @@ use md5::Md5;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::header::{Challenge, Credentials};
+use crate::header::{Challenge, Credentials, HeaderName, Headers};
 
 /// A digest algorithm a tenant may offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -229,6 +229,16 @@ pub fn challenges(
             stale,
         })
         .collect()
+}
+
+/// The digest credentials for `realm` among the `header` fields (Authorization, or
+/// Proxy-Authorization) of a request; others, of other schemes or realms, are not ours
+/// (RFC 4475 regaut01).
+pub fn credentials_for(headers: &Headers, header: &HeaderName, realm: &str) -> Option<Credentials> {
+    headers
+        .get_all(header)
+        .filter_map(|v| Credentials::parse(v).ok())
+        .find(|c| c.is_digest() && c.get("realm") == Some(realm))
 }
 
 /// What the request being authenticated looks like.

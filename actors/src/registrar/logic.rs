@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use switchboard_proto::events::Binding as BindingEvent;
 use switchboard_sip::auth::{self, DigestRequest, NonceCounts, NonceKey, Verdict};
-use switchboard_sip::header::{Contact, Credentials};
+use switchboard_sip::header::Contact;
 use switchboard_sip::transport::Transport;
 use switchboard_sip::uri::{escape_user, unescape};
 use switchboard_sip::{HeaderName, Request, Response, Uri};
@@ -200,12 +200,8 @@ pub fn authenticate(
         }
         response
     };
-    // The credentials for this realm; RFC 4475 regaut01's unknown scheme is simply not ours.
-    let credentials = request
-        .headers
-        .get_all(&HeaderName::Authorization)
-        .filter_map(|v| Credentials::parse(v).ok())
-        .find(|c| c.is_digest() && c.get("realm") == Some(tenant.realm.as_str()));
+    let credentials =
+        auth::credentials_for(&request.headers, &HeaderName::Authorization, &tenant.realm);
     let Some(credentials) = credentials else {
         return Err((challenge(false), None));
     };

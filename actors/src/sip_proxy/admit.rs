@@ -8,7 +8,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use switchboard_sip::auth::{self, DigestRequest, NonceCounts, NonceKey, Rejection, Verdict};
-use switchboard_sip::header::Credentials;
 use switchboard_sip::{HeaderName, Host, Request, Response, SipUri, Uri};
 
 use crate::sip_cluster::Origin;
@@ -136,11 +135,11 @@ fn phone(
     {
         return Ok(dn.number.clone());
     }
-    let credentials = request
-        .headers
-        .get_all(&HeaderName::ProxyAuthorization)
-        .filter_map(|v| Credentials::parse(v).ok())
-        .find(|c| c.is_digest() && c.get("realm") == Some(tenant.realm.as_str()));
+    let credentials = auth::credentials_for(
+        &request.headers,
+        &HeaderName::ProxyAuthorization,
+        &tenant.realm,
+    );
     let Some(credentials) = credentials else {
         return Err(challenge(false, None));
     };
