@@ -11,6 +11,7 @@ mod shards;
 pub mod sip_cluster;
 pub mod sip_proxy;
 pub mod tenant;
+pub mod wakeups;
 
 pub use error::{Error, Result};
 

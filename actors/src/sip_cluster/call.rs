@@ -25,7 +25,7 @@ use switchboard_sip::transaction::{
     ClientEvent, ClientTransaction, ServerEvent, ServerTransaction, TransactionKey,
 };
 use switchboard_sip::transport::Transport;
-use switchboard_sip::{HeaderName, Host, Message, Method, Request, Response, SipUri, Uri};
+use switchboard_sip::{HeaderName, Headers, Host, Message, Method, Request, Response, SipUri, Uri};
 
 use super::{ClusterConfig, DnCalls, NewDialog, Origin};
 use crate::call_state::{CallEvent, CallEventKind};
@@ -119,9 +119,11 @@ struct Leg {
     peer: SocketAddr,
     transport: Transport,
     dialog: Option<Dialog>,
-    /// A: the INVITE received; B: the INVITE sent. Slimmed to its method, URI and CSeq once
-    /// its 2xx is ACKed: a long call keeps no copy of its setup.
-    invite: Request,
+    /// A: the INVITE received; B: the INVITE sent. Let go once the caller ACKs the answer: a
+    /// long call keeps no copy of its setup.
+    invite: Option<Box<Request>>,
+    /// The INVITE's CSeq sequence number.
+    invite_seq: u32,
     /// The DN a B leg rings, if any.
     progress: Progress,
     /// The ACK sent for a B leg's 2xx, sent again for its retransmissions.
@@ -275,7 +277,8 @@ impl Call {
             peer: source,
             transport,
             dialog: None,
-            invite: request.clone(),
+            invite_seq: seq_of(&request.headers),
+            invite: Some(Box::new(request.clone())),
             progress: Progress::Calling,
             ack: None,
         };
@@ -325,9 +328,9 @@ impl Call {
     /// The next thing to do.
     pub fn poll_output(&mut self) -> Option<Output> {
         let next = self.out.pop_front();
-        if next.is_none() && self.out.capacity() > 4 {
-            // A burst (a fork to many phones) does not leave its queue behind for the call.
-            self.out.shrink_to_fit();
+        if next.is_none() && self.out.capacity() > 0 {
+            // Drained: a call waits far longer than it works, and keeps no queue meanwhile.
+            self.out = VecDeque::new();
         }
         next
     }
@@ -497,6 +500,8 @@ impl Call {
         bindings.sort_by_key(|b| std::cmp::Reverse(b.q.unwrap_or(1000)));
         let dn = self.destination.clone().unwrap_or_default();
         let to = format!("<{}>", self.tenant.aor(&dn));
+        // A leg is large and a Vec grows by four: room for exactly the legs rung.
+        self.b.reserve_exact(bindings.len());
         for b in bindings {
             let Ok(uri) = Uri::parse_str(&b.contact) else {
                 continue;
@@ -529,7 +534,10 @@ impl Call {
             self.local.node, self.local.key, self.next_call_id
         ));
         let tag = switchboard_sip::token::<8>();
-        let h = &self.a.invite.headers;
+        let Some(a_invite) = self.a.invite.as_deref() else {
+            return;
+        };
+        let h = &a_invite.headers;
         let from = match &self.origin {
             Origin::Phone(dn) => format!("<sip:{dn}@{}>;tag={tag}", self.tenant.domain),
             _ => match h.from() {
@@ -545,7 +553,7 @@ impl Call {
             _ => 70,
         };
         let (via, branch) = self.local.via(transport);
-        let mut headers = switchboard_sip::Headers::with_capacity(12);
+        let mut headers = Headers::with_capacity(12);
         headers.push(HeaderName::Via, via);
         headers.push(HeaderName::MaxForwards, max_forwards.to_string());
         headers.push(HeaderName::From, from);
@@ -560,16 +568,20 @@ impl Call {
             method: Method::Invite,
             uri,
             headers,
-            body: self.a.invite.body.clone(),
+            body: a_invite.body.clone(),
         };
         let index = self.b.len();
+        if self.b.capacity() == 0 {
+            self.b.reserve_exact(1);
+        }
         self.b.push(Leg {
             call_id,
             tag,
             peer: dest,
             transport,
             dialog: None,
-            invite: invite.clone(),
+            invite: Some(Box::new(invite.clone())),
+            invite_seq: 1,
             progress: Progress::Calling,
             ack: None,
         });
@@ -719,20 +731,20 @@ impl Call {
             self.awaiting_ack.shrink_to_fit();
         }
         if let Some((other, seq)) = waited.then {
-            self.send_ack(other, seq, request.body.clone(), request, now);
+            self.send_ack(other, seq, request.body.clone(), &request.headers, now);
         }
         // The call is set up on both sides: its setup need not be kept.
         if leg == LegId::A && self.a.progress == Progress::Answered {
-            slim(&mut self.a.invite);
+            self.a.invite = None;
             if let Some(i) = self.winner {
-                slim(&mut self.b[i].invite);
+                self.b[i].invite = None;
             }
         }
     }
 
     /// ACKs a 2xx received on `leg` for its INVITE of sequence `seq`, with the answer (if
     /// any) the other side's ACK carried.
-    fn send_ack(&mut self, leg: LegId, seq: u32, body: Bytes, from: &Request, _now: Instant) {
+    fn send_ack(&mut self, leg: LegId, seq: u32, body: Bytes, from: &Headers, _now: Instant) {
         let l = self.leg(leg);
         let Some(dialog) = &l.dialog else {
             return;
@@ -743,7 +755,7 @@ impl Call {
         if !body.is_empty() {
             let mut headers = std::mem::take(&mut ack.headers);
             headers.remove(&HeaderName::ContentLength);
-            copy_body_headers(&from.headers, &mut headers);
+            copy_body_headers(from, &mut headers);
             headers.push(HeaderName::ContentLength, "0");
             ack.headers = headers;
             ack.body = body;
@@ -957,8 +969,12 @@ impl Call {
                 Some(ClientEvent::Terminated) => {
                     self.clients.remove(i);
                     if purpose == Purpose::Invite {
-                        // Past Timer M no 2xx of this INVITE comes again: its ACK can go.
-                        self.leg_mut(leg).ack = None;
+                        // Past Timer M no 2xx of this INVITE comes again: its ACK can go,
+                        // and the INVITE (a leg that never answers keeps it until then, to
+                        // CANCEL it or take a late 2xx).
+                        let l = self.leg_mut(leg);
+                        l.ack = None;
+                        l.invite = None;
                     }
                     if self.clients.is_empty() {
                         self.clients.shrink_to_fit();
@@ -1016,7 +1032,10 @@ impl Call {
 
     /// A response as if it came from B leg `i` (a timeout), for the same handling.
     fn response_from_leg(&self, i: usize, status: u16) -> Response {
-        Response::to_request(&self.b[i].invite.headers, status)
+        match &self.b[i].invite {
+            Some(invite) => Response::to_request(&invite.headers, status),
+            None => Response::to_request(&Default::default(), status),
+        }
     }
 
     /// A response to a B leg's INVITE.
@@ -1031,7 +1050,8 @@ impl Call {
                 .and_then(Result::ok)
                 .is_some_and(|t| t.tag().is_some())
                 && self.b[i].dialog.is_none()
-                && let Ok(d) = Dialog::as_uac(&self.b[i].invite, &r)
+                && let Some(invite) = &self.b[i].invite
+                && let Ok(d) = Dialog::as_uac(invite, &r)
             {
                 self.b[i].dialog = Some(d);
             }
@@ -1071,11 +1091,12 @@ impl Call {
         } else {
             r.status.max(180)
         };
-        let Some(invite) = self.initial_invite() else {
+        let (Some(invite), Some(a_invite)) = (self.initial_invite(), self.a.invite.as_deref())
+        else {
             return;
         };
         let mut response = establishing(
-            &self.a.invite,
+            a_invite,
             status,
             &self.a.tag,
             &self.local.contact(self.a.transport),
@@ -1084,7 +1105,7 @@ impl Call {
             response = with_body(response, &r.headers, r.body.clone());
         }
         if first {
-            if let Ok(d) = Dialog::as_uas(&self.a.invite, &response) {
+            if let Ok(d) = Dialog::as_uas(a_invite, &response) {
                 self.a.dialog = Some(d);
             }
             self.event(CallEventKind::Ringing, "", 0);
@@ -1098,12 +1119,14 @@ impl Call {
                 let _ = d.update_from_response(&r);
             }
             _ => {
-                if let Ok(d) = Dialog::as_uac(&self.b[i].invite, &r) {
+                if let Some(invite) = &self.b[i].invite
+                    && let Ok(d) = Dialog::as_uac(invite, &r)
+                {
                     self.b[i].dialog = Some(d);
                 }
             }
         }
-        let seq = seq_of(&self.b[i].invite.headers);
+        let seq = self.b[i].invite_seq;
         if matches!(self.b[i].progress, Progress::Answered | Progress::Over) {
             // A retransmission: the ACK again once there is one (it may wait for the caller's).
             if let Some(ack) = self.b[i].ack.clone() {
@@ -1119,8 +1142,7 @@ impl Call {
         if self.phase != Phase::Ringing || self.winner.is_some() {
             // Another fork won, or the caller left: take this answer and end it.
             self.b[i].progress = Progress::Answered;
-            let req = self.b[i].invite.clone();
-            self.send_ack(LegId::B(i), seq, Bytes::new(), &req, now);
+            self.send_ack(LegId::B(i), seq, Bytes::new(), &Headers::default(), now);
             self.bye(LegId::B(i), now);
             return;
         }
@@ -1132,11 +1154,12 @@ impl Call {
                 self.cancel_leg(j, now);
             }
         }
-        let Some(invite) = self.initial_invite() else {
+        let (Some(invite), Some(a_invite)) = (self.initial_invite(), self.a.invite.as_deref())
+        else {
             return;
         };
         let mut ok = establishing(
-            &self.a.invite,
+            a_invite,
             200,
             &self.a.tag,
             &self.local.contact(self.a.transport),
@@ -1145,11 +1168,11 @@ impl Call {
         if !r.body.is_empty() {
             ok = with_body(ok, &r.headers, r.body.clone());
         }
-        if let Ok(d) = Dialog::as_uas(&self.a.invite, &ok) {
+        if let Ok(d) = Dialog::as_uas(a_invite, &ok) {
             self.a.dialog = Some(d);
         }
         self.a.progress = Progress::Answered;
-        let a_seq = seq_of(&self.a.invite.headers);
+        let a_seq = self.a.invite_seq;
         self.respond_to(invite, ok.clone(), now);
         self.await_ack(
             LegId::A,
@@ -1247,8 +1270,7 @@ impl Call {
     /// ACKs a 2xx no one waits for any more.
     fn ack_orphan(&mut self, leg: LegId, r: &Response, now: Instant) {
         let seq = seq_of(&r.headers);
-        let req = self.leg(leg).invite.clone();
-        self.send_ack(leg, seq, Bytes::new(), &req, now);
+        self.send_ack(leg, seq, Bytes::new(), &Headers::default(), now);
     }
 
     // ----- ending -----
@@ -1325,9 +1347,8 @@ impl Call {
                     // Its 2xx may still wait for the caller's ACK: a UAC ACKs before it
                     // hangs up (RFC 3261 13.2.2.4).
                     if self.b[i].ack.is_none() {
-                        let seq = seq_of(&self.b[i].invite.headers);
-                        let req = self.b[i].invite.clone();
-                        self.send_ack(LegId::B(i), seq, Bytes::new(), &req, now);
+                        let seq = self.b[i].invite_seq;
+                        self.send_ack(LegId::B(i), seq, Bytes::new(), &Headers::default(), now);
                     }
                     self.bye(LegId::B(i), now)
                 }
@@ -1362,8 +1383,10 @@ impl Call {
     }
 
     fn send_cancel(&mut self, i: usize, now: Instant) {
-        let invite = &self.b[i].invite;
-        let mut headers = switchboard_sip::Headers::with_capacity(8);
+        let Some(invite) = self.b[i].invite.as_deref() else {
+            return;
+        };
+        let mut headers = Headers::with_capacity(8);
         for name in [
             HeaderName::Via,
             HeaderName::From,
@@ -1376,8 +1399,7 @@ impl Call {
             }
         }
         headers.push(HeaderName::MaxForwards, "70");
-        let seq = seq_of(&invite.headers);
-        headers.push(HeaderName::CSeq, format!("{seq} CANCEL"));
+        headers.push(HeaderName::CSeq, format!("{} CANCEL", self.b[i].invite_seq));
         headers.push(HeaderName::ContentLength, "0");
         let branch = invite
             .headers
@@ -1678,7 +1700,8 @@ impl Call {
                 role: "destination".into(),
                 uri: self
                     .winner
-                    .map(|i| self.b[i].invite.uri.to_string())
+                    .and_then(|i| self.b[i].dialog.as_ref())
+                    .map(|d| d.remote_target.to_string())
                     .unwrap_or_default(),
             });
         }
@@ -1743,7 +1766,7 @@ impl Call {
 }
 
 /// The sequence number of a message's CSeq (the parser saw to it that there is one).
-fn seq_of(headers: &switchboard_sip::Headers) -> u32 {
+fn seq_of(headers: &Headers) -> u32 {
     headers.cseq().and_then(Result::ok).map_or(0, |c| c.seq)
 }
 
@@ -1775,7 +1798,7 @@ fn warning(text: &str) -> String {
 }
 
 /// Copies the headers that describe a body (RFC 3261 20.11-20.15).
-fn copy_body_headers(from: &switchboard_sip::Headers, to: &mut switchboard_sip::Headers) {
+fn copy_body_headers(from: &Headers, to: &mut Headers) {
     for name in [HeaderName::ContentType, HeaderName::ContentDisposition] {
         if let Some(v) = from.get(&name) {
             to.push(name, v.clone());
@@ -1783,7 +1806,7 @@ fn copy_body_headers(from: &switchboard_sip::Headers, to: &mut switchboard_sip::
     }
 }
 
-fn with_body(mut r: Response, from: &switchboard_sip::Headers, body: Bytes) -> Response {
+fn with_body(mut r: Response, from: &Headers, body: Bytes) -> Response {
     let cl = r.headers.remove_first(&HeaderName::ContentLength);
     copy_body_headers(from, &mut r.headers);
     if let Some(cl) = cl {
@@ -1803,7 +1826,7 @@ fn slim(request: &mut Request) {
         .headers
         .get(&HeaderName::CSeq)
         .map(|c| c.to_string());
-    let mut headers = switchboard_sip::Headers::with_capacity(1);
+    let mut headers = Headers::with_capacity(1);
     if let Some(cseq) = cseq {
         headers.push(HeaderName::CSeq, cseq);
     }

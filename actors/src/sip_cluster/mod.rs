@@ -26,6 +26,7 @@ use switchboard_sip::{Message, Request};
 use crate::call_state::CallState;
 use crate::registrar::{Binding, BindingStore};
 use crate::tenant::Tenant;
+use crate::wakeups::Wakeups;
 use call::{Call, Output};
 
 /// Where a new call came from, as the edge admitted it.
@@ -144,6 +145,8 @@ pub struct Shared {
     pub dn_calls: DnCalls,
     /// The prefix of the Call-IDs this node makes, so the edge finds their calls.
     pub node: Arc<str>,
+    /// The one timer that wakes every call of the node (keyed by call key).
+    pub wakeups: Wakeups<CallMsg>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -254,6 +257,7 @@ fn own_key(node: &str, call_id: &str) -> Option<u64> {
 pub struct CallActor;
 
 pub struct CallActorState {
+    key: u64,
     call: Call,
     shared: Shared,
     /// The wake-up asked for, so a later, earlier deadline asks again.
@@ -284,6 +288,7 @@ impl Actor for CallActor {
             Instant::now(),
         );
         let mut state = CallActorState {
+            key,
             call,
             shared,
             wake_at: None,
@@ -323,6 +328,7 @@ impl Actor for CallActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.call.release_dn();
+        state.shared.wakeups.forget(state.key);
         Ok(())
     }
 }
@@ -361,8 +367,7 @@ impl CallActorState {
             && self.wake_at.is_none_or(|at| next < at)
         {
             self.wake_at = Some(next);
-            let delay = next.saturating_duration_since(Instant::now());
-            myself.send_after(delay, || CallMsg::Wake);
+            self.shared.wakeups.at(self.key, next, myself);
         }
     }
 }

@@ -34,6 +34,7 @@ use crate::call_state::CallState;
 use crate::registrar::{RegisterRequest, Router};
 use crate::sip_cluster::{CallMsg, Calls, ClusterConfig, Locate, NewDialog, Shared};
 use crate::tenant::Directory;
+use crate::wakeups::Wakeups;
 use edge::{Core, Decision};
 
 /// How the edge is set up.
@@ -185,6 +186,7 @@ impl Actor for SipProxy {
             call_state,
             dn_calls: Default::default(),
             node: format!("sb{}", switchboard_sip::token::<6>()).into(),
+            wakeups: Wakeups::start(|| CallMsg::Wake),
         });
         Ok(ProxyState {
             calls,
