@@ -106,6 +106,12 @@ pub(crate) struct CallsConfig {
     /// How often each leg of an established call is probed with an in-dialog OPTIONS, so a
     /// phone that vanished ends its call; 0 turns probing off.
     pub(crate) probe_secs: u64,
+    /// The session interval offered to phones and granted to trunks that ask for none
+    /// (RFC 4028 session timers): a leg whose refresher lets it pass without a refresh ends
+    /// the call.
+    pub(crate) session_expires_secs: u64,
+    /// The shortest session interval accepted (Min-SE); a trunk asking for less gets 422.
+    pub(crate) min_se_secs: u64,
     /// Call events written at once (one per shard, each call thread always on the same one).
     pub(crate) state_shards: usize,
 }
@@ -115,6 +121,8 @@ impl Default for CallsConfig {
         Self {
             no_answer_secs: 30,
             probe_secs: 60,
+            session_expires_secs: 1800,
+            min_se_secs: 90,
             state_shards: 8,
         }
     }

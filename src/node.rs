@@ -207,6 +207,13 @@ impl Node {
                         timers: proxy_timers,
                         no_answer: Duration::from_secs(config.calls.no_answer_secs.max(1)),
                         probe_interval: Duration::from_secs(config.calls.probe_secs),
+                        min_se: Duration::from_secs(config.calls.min_se_secs.max(1)),
+                        session_expires: Duration::from_secs(
+                            config
+                                .calls
+                                .session_expires_secs
+                                .max(config.calls.min_se_secs.max(1)),
+                        ),
                     },
                     locate,
                     call_state: call_state.clone(),

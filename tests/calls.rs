@@ -639,6 +639,83 @@ fn a_phone_that_vanishes_mid_call_ends_it_on_both_legs() {
     no_calls_left(&server, Duration::from_secs(8));
 }
 
+#[test]
+fn a_caller_that_stops_refreshing_its_session_timer_has_the_call_ended() {
+    let url = support::redis_db(13);
+    let config = "[sip]\nt1_ms = 50\n[calls]\nprobe_secs = 0\nmin_se_secs = 2\n";
+    let server = Server::start_with_config(Some(config), &["--redis", &url]);
+    let sbc = Peer::sbc(&server);
+    let phone = raw_phone(&server, "1008");
+    // The SBC asks for a 3-second session that it refreshes itself (RFC 4028).
+    let invite = sbc_invite(sbc.port(), &server, "1008", "timer", &sdp(4000)).replacen(
+        "Max-Forwards",
+        "Supported: timer\r\nSession-Expires: 3;refresher=uac\r\nMax-Forwards",
+        1,
+    );
+    sbc.send(&invite);
+    let invite = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the phone is rung");
+    assert_eq!(
+        invite
+            .headers
+            .get(&HeaderName::SessionExpires)
+            .map(|v| v.to_string()),
+        Some("3".into()),
+        "the phone is offered the caller's interval"
+    );
+    phone.answer(&invite, 200, Some(&sdp(5000)));
+    let ok = sbc.final_response(Duration::from_secs(5)).expect("answer");
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        ok.headers
+            .get(&HeaderName::SessionExpires)
+            .map(|v| v.to_string()),
+        Some("3;refresher=uac".into())
+    );
+    assert!(
+        ok.headers
+            .values(&HeaderName::Require)
+            .any(|t| t == "timer")
+    );
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "timer", "ACK", 1, ""));
+    assert!(phone.request(Method::Ack, Duration::from_secs(2)).is_some());
+    // One refresh, answered by the core with the interval; then the SBC falls silent.
+    std::thread::sleep(Duration::from_millis(1500));
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "timer", "UPDATE", 2, ""));
+    let refreshed = sbc
+        .final_response(Duration::from_secs(2))
+        .expect("refresh answered");
+    assert_eq!(refreshed.status, 200);
+    assert_eq!(
+        refreshed
+            .headers
+            .get(&HeaderName::SessionExpires)
+            .map(|v| v.to_string()),
+        Some("3;refresher=uac".into())
+    );
+    let refreshed_at = Instant::now();
+    // The session expires 2 s after the refresh (3 s less a third): both legs hear a BYE.
+    let bye = phone
+        .request(Method::Bye, Duration::from_secs(5))
+        .expect("the phone is hung up");
+    let waited = refreshed_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "ended after only {waited:?}"
+    );
+    phone.answer(&bye, 200, None);
+    let bye = sbc
+        .request(Method::Bye, Duration::from_secs(2))
+        .expect("the SBC is hung up");
+    sbc.send_bytes(&Response::to_request(&bye.headers, 200).to_bytes());
+    let mut conn = redis(&url);
+    let events = events_within(&mut conn, 2, Duration::from_secs(5));
+    assert_eq!(kinds(&events), ["Established", "Released"]);
+    assert_eq!(events[1].1["cause"], "session-expired");
+    no_calls_left(&server, Duration::from_secs(8));
+}
+
 /// Calls in progress on the node, from /metrics.
 fn calls_active(server: &Server) -> Option<u64> {
     let text = support::http_get(server.http, "/metrics")?;

@@ -27,6 +27,7 @@ use switchboard_sip::transaction::{
 use switchboard_sip::transport::Transport;
 use switchboard_sip::{HeaderName, Headers, Host, Message, Method, Request, Response, SipUri, Uri};
 
+use super::session_timer::{self, SessionExpires, SessionTimer, TIMER};
 use super::{ClusterConfig, DnCalls, NewDialog, Origin};
 use crate::call_state::{CallEvent, CallEventKind};
 use crate::registrar::Binding;
@@ -128,6 +129,8 @@ struct Leg {
     progress: Progress,
     /// The ACK sent for a B leg's 2xx, sent again for its retransmissions.
     ack: Option<Bytes>,
+    /// Its session timer, if it negotiated one (RFC 4028).
+    timer: Option<SessionTimer>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +142,8 @@ enum Purpose {
     /// transaction.
     Relay(u32),
     Probe,
+    /// A session refresh this side sends (RFC 4028).
+    Refresh,
 }
 
 #[derive(Debug)]
@@ -281,6 +286,7 @@ impl Call {
             invite: Some(Box::new(request.clone())),
             progress: Progress::Calling,
             ack: None,
+            timer: None,
         };
         let id = uuid::Uuid::now_v7().to_string();
         let mut call = Self {
@@ -321,6 +327,13 @@ impl Call {
             call.fail(488, "bad-sdp", Some(problem), now);
             return call;
         }
+        match caller_timer(&request, &call.config) {
+            Ok(timer) => call.a.timer = timer,
+            Err((status, problem)) => {
+                call.fail(status, "session-interval", Some(problem), now);
+                return call;
+            }
+        }
         call.route(now);
         call
     }
@@ -345,6 +358,8 @@ impl Call {
             .chain(acks)
             .chain(self.no_answer_at)
             .chain(self.probe_at)
+            .chain(self.timer_due(LegId::A))
+            .chain(self.winner.and_then(|i| self.timer_due(LegId::B(i))))
             .min()
     }
 
@@ -562,6 +577,15 @@ impl Call {
         headers.push(HeaderName::CSeq, "1 INVITE");
         headers.push(HeaderName::Contact, self.local.contact(transport));
         headers.push(HeaderName::Allow, ALLOW);
+        // Offer the callee session timers, at the caller's interval if it has one.
+        let interval = self
+            .a
+            .timer
+            .as_ref()
+            .map_or(self.config.session_expires, |t| t.interval);
+        headers.push(HeaderName::Supported, TIMER);
+        headers.push(HeaderName::SessionExpires, interval.as_secs().to_string());
+        headers.push(HeaderName::MinSe, self.config.min_se.as_secs().to_string());
         copy_body_headers(h, &mut headers);
         headers.push(HeaderName::ContentLength, "0");
         let invite = Request {
@@ -584,6 +608,7 @@ impl Call {
             invite_seq: 1,
             progress: Progress::Calling,
             ack: None,
+            timer: None,
         });
         self.send_request(LegId::B(index), invite, branch, Purpose::Invite, now);
     }
@@ -762,6 +787,9 @@ impl Call {
         }
         let bytes = ack.to_bytes();
         let l = self.leg_mut(leg);
+        if let Some(timer) = l.timer.as_mut() {
+            timer.sent(&ack.body);
+        }
         l.ack = Some(bytes.clone());
         let (transport, dest) = (l.transport, l.peer);
         self.out.push_back(Output::Send {
@@ -820,6 +848,16 @@ impl Call {
                 let ok = self
                     .response_to(id, 200)
                     .with_header(HeaderName::Allow, ALLOW);
+                self.respond_to(id, ok, now);
+            }
+            Method::Update if request.body.is_empty() && self.phase == Phase::Established => {
+                // A session refresh and nothing else (RFC 4028 7.4): answered here, not
+                // passed on; the other leg keeps its own timer.
+                let mut ok = self.response_to(id, 200);
+                if let Some(timer) = self.leg_mut(leg).timer.as_mut() {
+                    timer.refreshed(now);
+                    session_timer::add_to_response(&mut ok.headers, timer);
+                }
                 self.respond_to(id, ok, now);
             }
             Method::Invite | Method::Update | Method::Info => {
@@ -888,6 +926,11 @@ impl Call {
         if matches!(request.method, Method::Invite | Method::Update) {
             headers.push(HeaderName::Contact, contact);
             headers.push(HeaderName::Allow, ALLOW);
+            if let Some(timer) = self.leg_mut(to).timer.as_mut() {
+                headers.push(HeaderName::Supported, TIMER);
+                headers.push(HeaderName::SessionExpires, timer.in_request());
+                timer.sent(&request.body);
+            }
         }
         copy_body_headers(&request.headers, &mut headers);
         headers.push(HeaderName::ContentLength, "0");
@@ -997,6 +1040,7 @@ impl Call {
                 }
             }
             Purpose::Relay(server) => self.relayed_response(leg, server, r, now),
+            Purpose::Refresh => self.refresh_answered(leg, r, now),
             Purpose::Probe => {
                 if matches!(r.status, 408 | 481) {
                     self.end(
@@ -1025,7 +1069,9 @@ impl Call {
                 self.respond_to(server, r, now);
                 self.end(CallEventKind::Released, "unreachable", 408, Some(leg), now);
             }
-            Purpose::Probe => self.end(CallEventKind::Released, "unreachable", 408, Some(leg), now),
+            Purpose::Probe | Purpose::Refresh => {
+                self.end(CallEventKind::Released, "unreachable", 408, Some(leg), now)
+            }
             Purpose::Cancel | Purpose::Bye => {}
         }
     }
@@ -1149,6 +1195,7 @@ impl Call {
         self.winner = Some(i);
         self.b[i].progress = Progress::Answered;
         self.no_answer_at = None;
+        self.b[i].timer = callee_timer(&r);
         for j in 0..self.b.len() {
             if j != i {
                 self.cancel_leg(j, now);
@@ -1165,6 +1212,13 @@ impl Call {
             &self.local.contact(self.a.transport),
         )
         .with_header(HeaderName::Allow, ALLOW);
+        if let Some(timer) = self.a.timer.as_mut() {
+            session_timer::add_to_response(&mut ok.headers, timer);
+            timer.sent(&r.body);
+        }
+        if let Some(timer) = self.b[i].timer.as_mut() {
+            timer.sent(&a_invite.body);
+        }
         if !r.body.is_empty() {
             ok = with_body(ok, &r.headers, r.body.clone());
         }
@@ -1182,6 +1236,11 @@ impl Call {
             now,
         );
         self.phase = Phase::Established;
+        for l in [LegId::A, LegId::B(i)] {
+            if let Some(timer) = self.leg_mut(l).timer.as_mut() {
+                timer.refreshed(now);
+            }
+        }
         if !self.config.probe_interval.is_zero() {
             self.probe_at = Some(now + self.config.probe_interval);
         }
@@ -1234,13 +1293,25 @@ impl Call {
         let request_body_hold = Sdp::parse(&s.request.body).map(|s| s.is_hold()).ok();
         let from_seq = seq_of(&s.request.headers);
         let mut response = self.response_to(server, r.status);
-        if (200..300).contains(&r.status) && matches!(method, Method::Invite | Method::Update) {
+        let refresh =
+            (200..300).contains(&r.status) && matches!(method, Method::Invite | Method::Update);
+        if refresh {
             response = response
                 .with_header(
                     HeaderName::Contact,
                     self.local.contact(self.leg(from).transport),
                 )
                 .with_header(HeaderName::Allow, ALLOW);
+            // The session went through end to end: both legs are refreshed.
+            for l in [from, leg] {
+                if let Some(timer) = self.leg_mut(l).timer.as_mut() {
+                    timer.refreshed(now);
+                }
+            }
+            if let Some(timer) = self.leg_mut(from).timer.as_mut() {
+                session_timer::add_to_response(&mut response.headers, timer);
+                timer.sent(&r.body);
+            }
         }
         if !r.body.is_empty() {
             response = with_body(response, &r.headers, r.body.clone());
@@ -1284,6 +1355,9 @@ impl Call {
             }
             if status == 488 {
                 r = r.with_header(HeaderName::Accept, "application/sdp");
+            }
+            if status == 422 {
+                r = r.with_header(HeaderName::MinSe, self.config.min_se.as_secs().to_string());
             }
             self.respond_to(invite, r, now);
         }
@@ -1456,6 +1530,14 @@ impl Call {
                 self.fail(480, "no-answer", None, now);
             }
         }
+        for leg in [Some(LegId::A), self.winner.map(LegId::B)]
+            .into_iter()
+            .flatten()
+        {
+            if self.phase == Phase::Established && self.timer_due(leg).is_some_and(|t| t <= now) {
+                self.session_due(leg, now);
+            }
+        }
         if self.probe_at.is_some_and(|t| t <= now) {
             self.probe_at = Some(now + self.config.probe_interval);
             for leg in [Some(LegId::A), self.winner.map(LegId::B)]
@@ -1520,6 +1602,116 @@ impl Call {
             give_up: now + t1 * 64,
             then,
         });
+    }
+
+    fn timer_due(&self, leg: LegId) -> Option<Instant> {
+        self.leg(leg).timer.as_ref().and_then(|t| t.due)
+    }
+
+    /// A leg's session timer is due: this side refreshes, or the other end failed to.
+    fn session_due(&mut self, leg: LegId, now: Instant) {
+        let Some(timer) = self.leg_mut(leg).timer.as_mut() else {
+            return;
+        };
+        if !timer.we_refresh {
+            tracing::info!(tenant = %self.tenant.name, call = %self.id, ?leg,
+                "session expired: no refresh in time");
+            self.end(CallEventKind::Released, "session-expired", 0, None, now);
+            return;
+        }
+        // Again half an interval on, should this refresh get no answer meanwhile.
+        timer.refreshed(now);
+        let (update, sdp, value) = (timer.update, timer.sdp.clone(), timer.in_request());
+        if self
+            .clients
+            .iter()
+            .any(|c| c.leg == leg && matches!(c.purpose, Purpose::Refresh | Purpose::Relay(_)))
+        {
+            return;
+        }
+        let method = match (update, sdp) {
+            (true, _) => Method::Update,
+            (false, Some(_)) => Method::Invite,
+            (false, None) => {
+                tracing::warn!(tenant = %self.tenant.name, call = %self.id, ?leg,
+                    "no way to refresh the session (no UPDATE, no description): timer off");
+                self.leg_mut(leg).timer = None;
+                return;
+            }
+        };
+        let transport = self.leg(leg).transport;
+        let contact = self.local.contact(transport);
+        let body = self.leg(leg).timer.as_ref().and_then(|t| t.sdp.clone());
+        let Some(dialog) = self.leg_mut(leg).dialog.as_mut() else {
+            return;
+        };
+        let mut refresh = dialog.request(method.clone());
+        let (via, branch) = self.local.via(transport);
+        refresh.headers.push_front(HeaderName::Via, via);
+        let mut headers = std::mem::take(&mut refresh.headers);
+        headers.remove(&HeaderName::ContentLength);
+        headers.push(HeaderName::Contact, contact);
+        headers.push(HeaderName::Allow, ALLOW);
+        headers.push(HeaderName::Supported, TIMER);
+        headers.push(HeaderName::SessionExpires, value);
+        if method == Method::Invite
+            && let Some(body) = body
+        {
+            headers.push(HeaderName::ContentType, "application/sdp");
+            refresh.body = body;
+        }
+        headers.push(HeaderName::ContentLength, "0");
+        refresh.headers = headers;
+        self.send_request(leg, refresh, branch, Purpose::Refresh, now);
+    }
+
+    /// The answer to a session refresh this side sent.
+    fn refresh_answered(&mut self, leg: LegId, r: Response, now: Instant) {
+        if r.status < 200 {
+            return;
+        }
+        let invite = r
+            .headers
+            .cseq()
+            .and_then(Result::ok)
+            .is_some_and(|c| c.method == Method::Invite);
+        match r.status {
+            200..=299 => {
+                if invite {
+                    self.send_ack(
+                        leg,
+                        seq_of(&r.headers),
+                        Bytes::new(),
+                        &Headers::default(),
+                        now,
+                    );
+                }
+                if let Some(dialog) = self.leg_mut(leg).dialog.as_mut() {
+                    let _ = dialog.update_from_response(&r);
+                }
+                if let Some(timer) = self.leg_mut(leg).timer.as_mut() {
+                    timer.refreshed(now);
+                }
+            }
+            408 | 481 => self.end(
+                CallEventKind::Released,
+                "unreachable",
+                r.status,
+                Some(leg),
+                now,
+            ),
+            491 => {
+                // Glare with the other end's own re-INVITE: try again shortly.
+                if let Some(timer) = self.leg_mut(leg).timer.as_mut() {
+                    timer.due = Some(now + Duration::from_secs(2));
+                }
+            }
+            status => {
+                tracing::warn!(tenant = %self.tenant.name, call = %self.id, ?leg, status,
+                    "session refresh refused: timer off, the probes still watch the leg");
+                self.leg_mut(leg).timer = None;
+            }
+        }
     }
 
     fn probe(&mut self, leg: LegId, now: Instant) {
@@ -1765,6 +1957,47 @@ impl Call {
     }
 }
 
+/// The caller's leg's session timer from its INVITE (RFC 4028 9), or the status refusing
+/// it: 422 for an interval shorter than the node accepts from a caller that supports the
+/// extension (one that does not is given the minimum instead), 400 for a header that does
+/// not parse.
+fn caller_timer(
+    request: &Request,
+    config: &ClusterConfig,
+) -> Result<Option<SessionTimer>, (u16, String)> {
+    let h = &request.headers;
+    let supported = session_timer::supports_timer(h);
+    let update = session_timer::allows(h, "UPDATE");
+    let asked = SessionExpires::of(h).map_err(|e| (400, e))?;
+    let Some(asked) = asked else {
+        // A caller that supports timers but asks for none refreshes at the node's interval.
+        return Ok(supported.then(|| SessionTimer::new(config.session_expires, false, update)));
+    };
+    let mut interval = Duration::from_secs(asked.secs.into());
+    if interval < config.min_se {
+        if supported {
+            return Err((
+                422,
+                format!("session interval under {}s", config.min_se.as_secs()),
+            ));
+        }
+        interval = config.min_se;
+    }
+    // The caller's choice stands; a caller that does not support timers cannot refresh.
+    let caller_refreshes = supported && asked.uac_refreshes.unwrap_or(true);
+    Ok(Some(SessionTimer::new(interval, !caller_refreshes, update)))
+}
+
+/// The callee's leg's session timer from its 2xx, if it took the offer (RFC 4028 7.2).
+fn callee_timer(r: &Response) -> Option<SessionTimer> {
+    let se = SessionExpires::of(&r.headers).ok()??;
+    Some(SessionTimer::new(
+        Duration::from_secs(se.secs.into()),
+        se.uac_refreshes == Some(true),
+        session_timer::allows(&r.headers, "UPDATE"),
+    ))
+}
+
 /// The sequence number of a message's CSeq (the parser saw to it that there is one).
 fn seq_of(headers: &Headers) -> u32 {
     headers.cseq().and_then(Result::ok).map_or(0, |c| c.seq)
@@ -1867,8 +2100,13 @@ mod tests {
     }
 
     fn sbc_invite(number: &str) -> Request {
+        sbc_invite_with(number, "")
+    }
+
+    /// The SBC's INVITE with `extra` header lines.
+    fn sbc_invite_with(number: &str, extra: &str) -> Request {
         let text = format!(
-            "INVITE sip:{number}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {SBC};branch=z9hG4bKa1\r\n\
+            "INVITE sip:{number}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {SBC};branch=z9hG4bKa1\r\n{extra}\
              Max-Forwards: 70\r\nFrom: <sip:+15551234@127.0.0.2>;tag=sbc\r\nTo: <sip:{number}@127.0.0.1>\r\n\
              Call-ID: a-leg\r\nCSeq: 1 INVITE\r\nContact: <sip:sbc@{SBC}>\r\n\
              Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{OFFER}",
@@ -1889,12 +2127,25 @@ mod tests {
 
     impl Run {
         fn start(tenant: Arc<Tenant>, dn_calls: DnCalls, number: &str) -> Self {
+            Self::start_with(tenant, dn_calls, sbc_invite(number))
+        }
+
+        fn start_with(tenant: Arc<Tenant>, dn_calls: DnCalls, request: Request) -> Self {
+            Self::configured(tenant, dn_calls, request, ClusterConfig::default())
+        }
+
+        fn configured(
+            tenant: Arc<Tenant>,
+            dn_calls: DnCalls,
+            request: Request,
+            config: ClusterConfig,
+        ) -> Self {
             let now = Instant::now();
             let call = Call::start(
                 NewDialog {
                     tenant,
                     origin: Origin::Trunk("carrier".into()),
-                    request: sbc_invite(number),
+                    request,
                     source: SBC.parse().expect("addr"),
                     transport: Transport::Udp,
                 },
@@ -1904,7 +2155,7 @@ mod tests {
                     node: "sbtest".into(),
                     key: 1,
                 },
-                ClusterConfig::default(),
+                config,
                 dn_calls,
                 now,
             );
@@ -2079,5 +2330,202 @@ mod tests {
         assert_eq!(dn_calls.count("demo", "1001"), 0);
         let third = Run::start(tenant, dn_calls.clone(), "1001");
         assert!(third.finals_to_sbc().is_empty(), "rings");
+    }
+
+    /// A call from an SBC that sends `extra` headers, answered by one phone with `answer`
+    /// headers and ACKed; probes off, so that only session timers act.
+    fn timed_call(extra: &str, answer: &[(HeaderName, &str)]) -> Run {
+        let config = ClusterConfig {
+            probe_interval: Duration::ZERO,
+            ..ClusterConfig::default()
+        };
+        let invite = sbc_invite_with("1001", extra);
+        let mut run = Run::configured(tenant(&[]), DnCalls::default(), invite, config);
+        run.located(&["192.0.2.9:5062"]);
+        let invite = run.take("192.0.2.9:5062", Method::Invite).remove(0);
+        let mut ok = Response::to_request(&invite.headers, 200)
+            .with_to_tag("ph")
+            .with_header(HeaderName::Contact, "<sip:1001@192.0.2.9:5062>");
+        for (name, value) in answer {
+            ok = ok.with_header(name.clone(), *value);
+        }
+        ok = with_body(ok, &invite.headers, invite.body.clone());
+        run.from_phone(Message::Response(ok));
+        let ack = format!(
+            "ACK sip:1001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {SBC};branch=z9hG4bKack\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+15551234@127.0.0.2>;tag=sbc\r\n\
+             To: <sip:1001@127.0.0.1>;tag={}\r\nCall-ID: a-leg\r\nCSeq: 1 ACK\r\n\
+             Content-Length: 0\r\n\r\n",
+            run.call.a.tag
+        );
+        run.call.receive(
+            message(&ack),
+            SBC.parse().expect("addr"),
+            Transport::Udp,
+            run.now,
+        );
+        run.drain();
+        run
+    }
+
+    impl Run {
+        fn from_phone(&mut self, m: Message) {
+            let phone = self.call.b[0].peer;
+            self.call.receive(m, phone, Transport::Udp, self.now);
+            self.drain();
+        }
+
+        /// The last final response sent to the SBC.
+        fn last_final_to_sbc(&self) -> Response {
+            let sbc: SocketAddr = SBC.parse().expect("addr");
+            self.sent
+                .iter()
+                .rev()
+                .find_map(|(d, m)| match m {
+                    Message::Response(r) if *d == sbc && r.status >= 200 => Some(r.clone()),
+                    _ => None,
+                })
+                .expect("a final response to the SBC")
+        }
+
+        /// A request from the SBC within its dialog.
+        fn sbc_request(&mut self, method: &str, seq: u32) {
+            let text = format!(
+                "{method} sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {SBC};branch=z9hG4bK{method}{seq}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:+15551234@127.0.0.2>;tag=sbc\r\n\
+                 To: <sip:1001@127.0.0.1>;tag={}\r\nCall-ID: a-leg\r\nCSeq: {seq} {method}\r\n\
+                 Content-Length: 0\r\n\r\n",
+                self.call.local.udp, self.call.a.tag
+            );
+            self.call.receive(
+                message(&text),
+                SBC.parse().expect("addr"),
+                Transport::Udp,
+                self.now,
+            );
+            self.drain();
+        }
+    }
+
+    #[test]
+    fn a_caller_that_stops_refreshing_its_session_has_the_call_ended() {
+        let mut run = timed_call(
+            "Supported: timer\r\nSession-Expires: 120;refresher=uac\r\n",
+            &[],
+        );
+        let invite = run.take("192.0.2.9:5062", Method::Invite).remove(0);
+        assert_eq!(
+            invite
+                .headers
+                .get(&HeaderName::SessionExpires)
+                .map(|v| v.to_string()),
+            Some("120".into()),
+            "the phone is offered the caller's interval"
+        );
+        let ok = run.last_final_to_sbc();
+        assert_eq!(ok.status, 200);
+        assert_eq!(
+            ok.headers
+                .get(&HeaderName::SessionExpires)
+                .map(|v| v.to_string()),
+            Some("120;refresher=uac".into())
+        );
+        assert!(session_timer::supports_timer(&ok.headers));
+        assert!(
+            ok.headers
+                .values(&HeaderName::Require)
+                .any(|t| t == "timer")
+        );
+        // A refresh by UPDATE at 50 s is answered here, with the interval, and not passed on.
+        run.advance(Duration::from_secs(50));
+        run.sbc_request("UPDATE", 2);
+        let refreshed = run.last_final_to_sbc();
+        assert_eq!(refreshed.status, 200);
+        assert_eq!(
+            refreshed
+                .headers
+                .get(&HeaderName::SessionExpires)
+                .map(|v| v.to_string()),
+            Some("120;refresher=uac".into())
+        );
+        assert!(run.take("192.0.2.9:5062", Method::Update).is_empty());
+        // 120 s less 32 after the refresh the session has expired: not before.
+        run.advance(Duration::from_secs(87));
+        assert!(
+            run.take("192.0.2.9:5062", Method::Bye).is_empty(),
+            "ended early"
+        );
+        run.advance(Duration::from_secs(2));
+        assert_eq!(run.take("192.0.2.9:5062", Method::Bye).len(), 1);
+        assert_eq!(run.take(SBC, Method::Bye).len(), 1);
+        let last = run.events.last().expect("events");
+        assert_eq!(last.kind.name(), "Released");
+        assert_eq!(last.call.cause, "session-expired");
+    }
+
+    #[test]
+    fn a_session_interval_under_the_minimum_gets_422_from_a_caller_that_can_do_better() {
+        let invite = sbc_invite_with("1001", "Supported: timer\r\nSession-Expires: 30\r\n");
+        let run = Run::start_with(tenant(&[]), DnCalls::default(), invite);
+        let r = run.last_final_to_sbc();
+        assert_eq!(r.status, 422);
+        assert_eq!(
+            r.headers.get(&HeaderName::MinSe).map(|v| v.to_string()),
+            Some("90".into())
+        );
+        // A caller that does not support timers (a proxy put the header in) gets the minimum.
+        let invite = sbc_invite_with("1001", "Session-Expires: 30\r\n");
+        let mut run = Run::start_with(tenant(&[]), DnCalls::default(), invite);
+        run.located(&["192.0.2.9:5062"]);
+        let invite = run.take("192.0.2.9:5062", Method::Invite).remove(0);
+        assert_eq!(
+            invite
+                .headers
+                .get(&HeaderName::SessionExpires)
+                .map(|v| v.to_string()),
+            Some("90".into())
+        );
+    }
+
+    #[test]
+    fn a_callee_that_makes_the_core_refresh_gets_updates_and_one_left_unanswered_ends_the_call() {
+        let mut run = timed_call(
+            "",
+            &[
+                (HeaderName::SessionExpires, "100;refresher=uac"),
+                (HeaderName::Allow, "INVITE, ACK, BYE, CANCEL, UPDATE"),
+            ],
+        );
+        run.advance(Duration::from_secs(49));
+        assert!(run.take("192.0.2.9:5062", Method::Update).is_empty());
+        run.advance(Duration::from_secs(2));
+        let update = run.take("192.0.2.9:5062", Method::Update);
+        assert_eq!(update.len(), 1, "refreshed half-way");
+        assert_eq!(
+            update[0]
+                .headers
+                .get(&HeaderName::SessionExpires)
+                .map(|v| v.to_string()),
+            Some("100;refresher=uac".into())
+        );
+        let ok = Response::to_request(&update[0].headers, 200)
+            .with_header(HeaderName::SessionExpires, "100;refresher=uac");
+        run.from_phone(Message::Response(ok));
+        // The next refresh is never answered: the call ends on both legs.
+        run.sent.clear();
+        run.advance(Duration::from_secs(51));
+        assert_eq!(run.take("192.0.2.9:5062", Method::Update).len(), 1);
+        for _ in 0..40 {
+            run.advance(Duration::from_secs(1));
+        }
+        assert!(
+            !run.take(SBC, Method::Bye).is_empty(),
+            "the caller is hung up"
+        );
+        let last = run.events.last().expect("events");
+        assert_eq!(
+            (last.kind.name(), last.call.cause.as_str()),
+            ("Released", "unreachable")
+        );
     }
 }

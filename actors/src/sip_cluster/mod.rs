@@ -9,6 +9,7 @@
 //! its call.
 
 pub mod call;
+pub mod session_timer;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -71,6 +72,11 @@ pub struct ClusterConfig {
     /// How often each leg of an established call is probed with an in-dialog OPTIONS, so a
     /// phone that vanished does not hold a call for ever; zero turns probing off.
     pub probe_interval: Duration,
+    /// The session interval offered (RFC 4028): a leg whose refresher lets it pass without a
+    /// refresh ends the call.
+    pub session_expires: Duration,
+    /// The shortest session interval accepted (Min-SE; shorter gets 422).
+    pub min_se: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -79,6 +85,8 @@ impl Default for ClusterConfig {
             timers: TimerConfig::default(),
             no_answer: Duration::from_secs(30),
             probe_interval: Duration::from_secs(60),
+            session_expires: Duration::from_secs(1800),
+            min_se: Duration::from_secs(90),
         }
     }
 }

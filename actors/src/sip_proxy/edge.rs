@@ -14,8 +14,8 @@ use crate::tenant::{Directory, Tenant};
 /// The methods this node serves, for Allow.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO";
 
-/// Option tags this node supports (none yet), for Require and Proxy-Require.
-const SUPPORTED: &[&str] = &[];
+/// Option tags this node supports, for Require and Proxy-Require: session timers (RFC 4028).
+const SUPPORTED: &[&str] = &["timer"];
 
 /// Who the node is: the hosts and port that address it.
 #[derive(Debug, Clone)]
