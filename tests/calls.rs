@@ -716,6 +716,91 @@ fn a_caller_that_stops_refreshing_its_session_timer_has_the_call_ended() {
     no_calls_left(&server, Duration::from_secs(8));
 }
 
+#[test]
+fn an_sbc_requiring_100rel_gets_reliable_early_media_and_prack_before_the_answer() {
+    let url = support::redis_db(14);
+    let server = Server::start_with_config(Some(FAST_TIMERS), &["--redis", &url]);
+    let sbc = Peer::sbc(&server);
+    let phone = raw_phone(&server, "1009");
+    let invite = sbc_invite(sbc.port(), &server, "1009", "rel", &sdp(4000)).replacen(
+        "Max-Forwards",
+        "Require: 100rel\r\nMax-Forwards",
+        1,
+    );
+    sbc.send(&invite);
+    let invite = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the phone is rung");
+    phone.answer(&invite, 183, Some(&sdp(5000)));
+    // The early media reaches the SBC reliably: RSeq, Require: 100rel, again until PRACKed.
+    let early = loop {
+        match sbc.next(Duration::from_secs(5)) {
+            Some(Message::Response(r)) if r.status == 183 => break r,
+            Some(_) => {}
+            None => panic!("no 183\n{}", server.log_text()),
+        }
+    };
+    assert_eq!(
+        early.headers.get(&HeaderName::RSeq).map(|v| v.to_string()),
+        Some("1".into())
+    );
+    assert!(
+        early
+            .headers
+            .values(&HeaderName::Require)
+            .any(|t| t == "100rel")
+    );
+    let again = sbc.next(Duration::from_secs(2));
+    assert!(
+        matches!(&again, Some(Message::Response(r)) if r.status == 183),
+        "retransmitted until PRACK: {again:?}"
+    );
+    // The phone answers before the PRACK: the SBC gets the 200 only after PRACKing.
+    phone.answer(&invite, 200, Some(&sdp(5000)));
+    std::thread::sleep(Duration::from_millis(300));
+    while let Some(m) = sbc.next(Duration::from_millis(100)) {
+        assert!(
+            !matches!(&m, Message::Response(r) if r.status == 200),
+            "answered before the PRACK"
+        );
+    }
+    let prack = sbc_in_dialog(&sbc, &server, &early, "rel", "PRACK", 2, "").replacen(
+        "Content-Length",
+        "RAck: 1 1 INVITE\r\nContent-Length",
+        1,
+    );
+    sbc.send(&prack);
+    let mut statuses = Vec::new();
+    let ok = loop {
+        match sbc.next(Duration::from_secs(3)) {
+            Some(Message::Response(r)) if r.status == 200 => {
+                let method = r.headers.cseq().and_then(Result::ok).map(|c| c.method);
+                statuses.push(method.clone());
+                if method == Some(Method::Invite) {
+                    break r;
+                }
+            }
+            Some(_) => {}
+            None => panic!(
+                "no answer after the PRACK: {statuses:?}\n{}",
+                server.log_text()
+            ),
+        }
+    };
+    assert_eq!(statuses, [Some(Method::Prack), Some(Method::Invite)]);
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "rel", "ACK", 1, ""));
+    assert!(phone.request(Method::Ack, Duration::from_secs(2)).is_some());
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "rel", "BYE", 3, ""));
+    let bye = phone
+        .request(Method::Bye, Duration::from_secs(2))
+        .expect("BYE");
+    phone.answer(&bye, 200, None);
+    let mut conn = redis(&url);
+    let events = events_within(&mut conn, 3, Duration::from_secs(5));
+    assert_eq!(kinds(&events), ["Ringing", "Established", "Released"]);
+    no_calls_left(&server, TIMER_D);
+}
+
 /// Calls in progress on the node, from /metrics.
 fn calls_active(server: &Server) -> Option<u64> {
     let text = support::http_get(server.http, "/metrics")?;

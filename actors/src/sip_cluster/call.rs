@@ -27,6 +27,7 @@ use switchboard_sip::transaction::{
 use switchboard_sip::transport::Transport;
 use switchboard_sip::{HeaderName, Headers, Host, Message, Method, Request, Response, SipUri, Uri};
 
+use super::prack::{self, Reliability, Unacked};
 use super::session_timer::{self, SessionExpires, SessionTimer, TIMER};
 use super::{ClusterConfig, DnCalls, NewDialog, Origin};
 use crate::call_state::{CallEvent, CallEventKind};
@@ -34,7 +35,7 @@ use crate::registrar::Binding;
 use crate::tenant::Tenant;
 
 /// The methods a call accepts within its dialogs, for Allow.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK";
 
 /// What the call asks of its owner.
 #[derive(Debug)]
@@ -231,6 +232,8 @@ pub struct Call {
     next_call_id: u32,
     no_answer_at: Option<Instant>,
     probe_at: Option<Instant>,
+    /// Reliable provisional responses, when the caller requires them (boxed: most do not).
+    reliability: Option<Box<Reliability>>,
     out: VecDeque<Output>,
 }
 
@@ -315,6 +318,7 @@ impl Call {
             next_call_id: 0,
             no_answer_at: None,
             probe_at: None,
+            reliability: prack::required(&request.headers).then(Box::default),
             out: VecDeque::new(),
         };
         let server = call.new_server(LegId::A, request.clone());
@@ -358,6 +362,7 @@ impl Call {
             .chain(acks)
             .chain(self.no_answer_at)
             .chain(self.probe_at)
+            .chain(self.reliability.as_ref().and_then(|r| r.due()))
             .chain(self.timer_due(LegId::A))
             .chain(self.winner.and_then(|i| self.timer_due(LegId::B(i))))
             .min()
@@ -850,6 +855,7 @@ impl Call {
                     .with_header(HeaderName::Allow, ALLOW);
                 self.respond_to(id, ok, now);
             }
+            Method::Prack if leg == LegId::A => self.prack(id, &request, now),
             Method::Update if request.body.is_empty() && self.phase == Phase::Established => {
                 // A session refresh and nothing else (RFC 4028 7.4): answered here, not
                 // passed on; the other leg keeps its own timer.
@@ -1156,7 +1162,103 @@ impl Call {
             }
             self.event(CallEventKind::Ringing, "", 0);
         }
+        self.provisional(invite, response, now);
+    }
+
+    /// Sends a provisional response to the caller: reliably if it asked (one at a time, the
+    /// next once the last is PRACKed), or once.
+    fn provisional(&mut self, invite: u32, mut response: Response, now: Instant) {
+        let Some(reliability) = self.reliability.as_mut() else {
+            self.respond_to(invite, response, now);
+            return;
+        };
+        if reliability.unacked.is_some() {
+            reliability.queued = Some(response);
+            return;
+        }
+        let rseq = reliability.stamp(&mut response);
+        let t1 = self.config.timers.t1;
+        reliability.unacked = Some(Unacked {
+            rseq,
+            bytes: response.to_bytes(),
+            sdp: !response.body.is_empty(),
+            next: now + t1,
+            interval: t1,
+            give_up: now + t1 * 64,
+        });
         self.respond_to(invite, response, now);
+    }
+
+    /// The caller acknowledges a reliable provisional response (RFC 3262 3).
+    fn prack(&mut self, id: u32, request: &Request, now: Instant) {
+        let a_seq = self.a.invite_seq;
+        let matched = match (self.reliability.as_mut(), prack::rack(&request.headers)) {
+            (Some(r), Some((rseq, cseq))) if cseq == a_seq && rseq <= r.rseq => {
+                if r.unacked.as_ref().is_some_and(|u| u.rseq == rseq) {
+                    r.unacked = None;
+                }
+                true
+            }
+            _ => false,
+        };
+        let status = if matched { 200 } else { 481 };
+        let r = self.response_to(id, status);
+        self.respond_to(id, r, now);
+        if !matched
+            || self
+                .reliability
+                .as_ref()
+                .is_some_and(|r| r.unacked.is_some())
+        {
+            return;
+        }
+        // What waited for this PRACK goes now: the callee's answer, or the next 18x.
+        let Some(reliability) = self.reliability.as_mut() else {
+            return;
+        };
+        if let Some((i, answer)) = reliability.answer.take() {
+            reliability.queued = None;
+            self.b_answered(i, answer, now);
+        } else if let Some(next) = reliability.queued.take()
+            && let Some(invite) = self.initial_invite()
+        {
+            self.provisional(invite, next, now);
+        }
+    }
+
+    /// Sends the unacknowledged reliable provisional response again (T1, doubling), and
+    /// rejects the call when no PRACK came in 64*T1 (RFC 3262 3).
+    fn retransmit_reliable(&mut self, now: Instant) {
+        let transport = self.a.transport;
+        let peer = self.a.peer;
+        let Some(u) = self.reliability.as_mut().and_then(|r| r.unacked.as_mut()) else {
+            return;
+        };
+        if u.give_up <= now {
+            tracing::info!(tenant = %self.tenant.name, call = %self.id,
+                "no PRACK for a reliable provisional response");
+            if let Some(r) = self.reliability.as_mut() {
+                r.unacked = None;
+                r.answer = None;
+            }
+            if self.initial_invite().is_some() {
+                self.fail(500, "no-prack", None, now);
+            }
+            return;
+        }
+        if u.next > now {
+            return;
+        }
+        u.interval *= 2;
+        u.next = now + u.interval;
+        if !transport.is_reliable() {
+            let bytes = u.bytes.clone();
+            self.out.push_back(Output::Send {
+                transport,
+                dest: peer,
+                bytes,
+            });
+        }
     }
 
     fn b_answered(&mut self, i: usize, r: Response, now: Instant) {
@@ -1191,6 +1293,16 @@ impl Call {
             self.send_ack(LegId::B(i), seq, Bytes::new(), &Headers::default(), now);
             self.bye(LegId::B(i), now);
             return;
+        }
+        if let Some(reliability) = self.reliability.as_mut() {
+            if reliability.unacked.as_ref().is_some_and(|u| u.sdp) {
+                // The caller has not acknowledged the early description yet: the answer
+                // waits for its PRACK (RFC 3262 3).
+                reliability.answer = Some((i, r));
+                return;
+            }
+            reliability.unacked = None;
+            reliability.queued = None;
         }
         self.winner = Some(i);
         self.b[i].progress = Progress::Answered;
@@ -1381,6 +1493,14 @@ impl Call {
         self.phase = Phase::Ending;
         self.no_answer_at = None;
         self.probe_at = None;
+        if let Some(reliability) = self.reliability.as_mut() {
+            reliability.unacked = None;
+            reliability.queued = None;
+            // A callee whose answer waited for the caller's PRACK is ACKed and hung up below.
+            if let Some((i, _)) = reliability.answer.take() {
+                self.b[i].progress = Progress::Answered;
+            }
+        }
         self.awaiting_ack.clear();
         // Requests still waiting for an answer get one (a re-INVITE racing a BYE: 487).
         let pending: Vec<u32> = self
@@ -1520,6 +1640,7 @@ impl Call {
             i += 1;
         }
         self.retransmit_2xx(now);
+        self.retransmit_reliable(now);
         if self.no_answer_at.is_some_and(|t| t <= now) {
             self.no_answer_at = None;
             if self.phase == Phase::Ringing {
@@ -2527,5 +2648,105 @@ mod tests {
             (last.kind.name(), last.call.cause.as_str()),
             ("Released", "unreachable")
         );
+    }
+
+    /// A call from an SBC that requires 100rel, to one phone that sends 183 with early media.
+    fn reliable_call() -> (Run, Request) {
+        let invite = sbc_invite_with("1001", "Require: 100rel\r\n");
+        let ring = tenant(&[("no-answer-timeout", "60")]);
+        let mut run = Run::start_with(ring, DnCalls::default(), invite);
+        run.located(&["192.0.2.9:5062"]);
+        let invite = run.take("192.0.2.9:5062", Method::Invite).remove(0);
+        let early = with_body(
+            Response::to_request(&invite.headers, 183)
+                .with_to_tag("ph")
+                .with_header(HeaderName::Contact, "<sip:1001@192.0.2.9:5062>"),
+            &invite.headers,
+            invite.body.clone(),
+        );
+        run.from_phone(Message::Response(early));
+        (run, invite)
+    }
+
+    impl Run {
+        fn to_sbc(&self, status: u16) -> Vec<Response> {
+            let sbc: SocketAddr = SBC.parse().expect("addr");
+            self.sent
+                .iter()
+                .filter_map(|(d, m)| match m {
+                    Message::Response(r) if *d == sbc && r.status == status => Some(r.clone()),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn prack(&mut self, rseq: u32) {
+            let text = format!(
+                "PRACK sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {SBC};branch=z9hG4bKprack{rseq}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:+15551234@127.0.0.2>;tag=sbc\r\n\
+                 To: <sip:1001@127.0.0.1>;tag={}\r\nCall-ID: a-leg\r\nCSeq: {} PRACK\r\n\
+                 RAck: {rseq} 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+                self.call.local.udp,
+                self.call.a.tag,
+                rseq + 1
+            );
+            self.call.receive(
+                message(&text),
+                SBC.parse().expect("addr"),
+                Transport::Udp,
+                self.now,
+            );
+            self.drain();
+        }
+    }
+
+    #[test]
+    fn early_media_to_a_caller_requiring_100rel_is_reliable_and_the_answer_waits_for_prack() {
+        let (mut run, invite) = reliable_call();
+        let early = run.to_sbc(183);
+        assert_eq!(early.len(), 1);
+        assert_eq!(
+            early[0]
+                .headers
+                .get(&HeaderName::RSeq)
+                .map(|v| v.to_string()),
+            Some("1".into())
+        );
+        assert!(
+            early[0]
+                .headers
+                .values(&HeaderName::Require)
+                .any(|t| t == "100rel")
+        );
+        assert!(!early[0].body.is_empty(), "early media");
+        // Not PRACKed: it goes again after T1.
+        run.advance(Duration::from_millis(600));
+        assert_eq!(run.to_sbc(183).len(), 2);
+        // The phone answers: the caller hears nothing of it before its PRACK.
+        run.respond(&invite, 200, "ph");
+        assert!(run.to_sbc(200).is_empty(), "the answer waits for the PRACK");
+        run.prack(1);
+        let oks = run.to_sbc(200);
+        assert_eq!(oks.len(), 2, "the PRACK's 200, then the INVITE's");
+        assert_eq!(
+            oks[1].headers.cseq().and_then(Result::ok).map(|c| c.method),
+            Some(Method::Invite)
+        );
+        assert_eq!(run.kinds(), ["Ringing", "Established"]);
+        // A PRACK for nothing sent is 481.
+        run.prack(7);
+        assert_eq!(run.to_sbc(481).len(), 1);
+    }
+
+    #[test]
+    fn a_caller_that_never_pracks_gets_500_and_the_phone_stops_ringing() {
+        let (mut run, _) = reliable_call();
+        for _ in 0..40 {
+            run.advance(Duration::from_secs(1));
+        }
+        assert_eq!(run.finals_to_sbc().first(), Some(&500));
+        assert!(!run.take("192.0.2.9:5062", Method::Cancel).is_empty());
+        let last = run.events.last().expect("events");
+        assert_eq!(last.call.cause, "no-prack");
     }
 }

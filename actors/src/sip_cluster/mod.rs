@@ -9,6 +9,7 @@
 //! its call.
 
 pub mod call;
+pub mod prack;
 pub mod session_timer;
 
 use std::collections::HashMap;

@@ -12,10 +12,11 @@ use switchboard_sip::{HeaderName, Host, Method, Request, Response, Uri};
 use crate::tenant::{Directory, Tenant};
 
 /// The methods this node serves, for Allow.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK";
 
-/// Option tags this node supports, for Require and Proxy-Require: session timers (RFC 4028).
-const SUPPORTED: &[&str] = &["timer"];
+/// Option tags this node supports, for Require and Proxy-Require: session timers (RFC 4028)
+/// and reliable provisional responses (RFC 3262).
+const SUPPORTED: &[&str] = &["timer", "100rel"];
 
 /// Who the node is: the hosts and port that address it.
 #[derive(Debug, Clone)]
