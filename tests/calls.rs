@@ -801,6 +801,121 @@ fn an_sbc_requiring_100rel_gets_reliable_early_media_and_prack_before_the_answer
     no_calls_left(&server, TIMER_D);
 }
 
+/// A softphone on a real call: baresip registers DN 1011 and answers by itself; the SBC calls
+/// it; baresip puts the SBC on hold and resumes (commands sent to its UDP console), and the
+/// SBC hangs up. The SBC sees baresip's re-INVITEs relayed, and the call's thread says so.
+#[test]
+fn baresip_answers_an_sbc_call_holds_and_resumes_it() {
+    let url = support::redis_db(15);
+    let server = Server::start(&["--redis", &url]);
+    let home = tempfile::tempdir().expect("baresip config dir");
+    let console = free_port();
+    std::fs::write(
+        home.path().join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:0\nsip_trans_def udp\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule account.so\n\
+             module menu.so\nmodule cons.so\ncons_listen 127.0.0.1:{console}\n\
+             module ausine.so\naudio_player none\naudio_source ausine,440\naudio_alert none\n\
+             ausrc_srate 48000\nausrc_channels 2\n"
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        home.path().join("accounts"),
+        format!(
+            "<sip:1011@demo.local;transport=udp>;auth_pass=demo1011;answermode=auto;\
+             outbound=\"sip:{};transport=udp\";regint=600\n",
+            server.sip
+        ),
+    )
+    .expect("accounts");
+    let trace = home.path().join("trace");
+    let mut baresip = Command::new("baresip")
+        .arg("-f")
+        .arg(home.path())
+        .arg("-s")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&trace).expect("trace"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("baresip runs (scripts/test.sh installs baresip-core)");
+    let trace_text = || std::fs::read_to_string(&trace).unwrap_or_default();
+    let mut conn = redis(&url);
+    let end = Instant::now() + Duration::from_secs(10);
+    while !support::stream_entries(&mut conn, "sb:demo:voice-registrar")
+        .iter()
+        .any(|e| e["kind"] == "BindingAdded")
+    {
+        assert!(
+            Instant::now() < end,
+            "baresip did not register\n{}",
+            trace_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let command = |text: &str| {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket
+            .send_to(text.as_bytes(), ("127.0.0.1", console))
+            .expect("console");
+    };
+
+    let sbc = Peer::sbc(&server);
+    sbc.send(&sbc_invite(sbc.port(), &server, "1011", "soft", &sdp(4000)));
+    let ok = sbc
+        .final_response(Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("baresip answers\n{}", trace_text()));
+    assert_eq!(ok.status, 200, "{}", trace_text());
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "soft", "ACK", 1, ""));
+    // Hold, then resume, from the phone: each re-INVITE reaches the SBC with its SDP.
+    for (verb, direction, answer) in [
+        ("/hold", "a=sendonly", "a=recvonly"),
+        ("/resume", "a=sendrecv", "a=sendrecv"),
+    ] {
+        std::thread::sleep(Duration::from_millis(500));
+        command(&format!("{verb}\n"));
+        let reinvite = sbc
+            .request(Method::Invite, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("{verb}: no re-INVITE\n{}", trace_text()));
+        let offer = String::from_utf8_lossy(&reinvite.body).to_string();
+        assert!(offer.contains(direction), "{verb}: {offer}");
+        let body = sdp(4000).replace("a=rtpmap", &format!("{answer}\r\na=rtpmap"));
+        sbc.answer(&reinvite, 200, Some(&body));
+        assert!(
+            sbc.request(Method::Ack, Duration::from_secs(5)).is_some(),
+            "{verb}: the 200 is ACKed\n{}",
+            trace_text()
+        );
+    }
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "soft", "BYE", 2, ""));
+    let bye_ok = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("BYE answered");
+    assert_eq!(bye_ok.status, 200);
+    // baresip answers at once, with or without a 180 first: Ringing may or may not be there.
+    let end = Instant::now() + Duration::from_secs(5);
+    let events = loop {
+        let events = call_events(&mut conn);
+        if events.last().is_some_and(|(k, _)| k == "Released") || Instant::now() > end {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let seen: Vec<&str> = kinds(&events)
+        .into_iter()
+        .filter(|k| *k != "Ringing")
+        .collect();
+    assert_eq!(
+        seen,
+        ["Established", "Held", "Retrieved", "Released"],
+        "{}",
+        server.log_text()
+    );
+    let _ = baresip.kill();
+    let _ = baresip.wait();
+}
+
 /// Calls in progress on the node, from /metrics.
 fn calls_active(server: &Server) -> Option<u64> {
     let text = support::http_get(server.http, "/metrics")?;
