@@ -126,6 +126,8 @@ struct Leg {
     invite: Option<Box<Request>>,
     /// The INVITE's CSeq sequence number.
     invite_seq: u32,
+    /// The Request-URI the leg was called at (B legs; the party's URI in events).
+    target: String,
     /// The DN a B leg rings, if any.
     progress: Progress,
     /// The ACK sent for a B leg's 2xx, sent again for its retransmissions.
@@ -286,6 +288,7 @@ impl Call {
             transport,
             dialog: None,
             invite_seq: seq_of(&request.headers),
+            target: String::new(),
             invite: Some(Box::new(request.clone())),
             progress: Progress::Calling,
             ack: None,
@@ -609,6 +612,7 @@ impl Call {
             peer: dest,
             transport,
             dialog: None,
+            target: invite.uri.to_string(),
             invite: Some(Box::new(invite.clone())),
             invite_seq: 1,
             progress: Progress::Calling,
@@ -2013,8 +2017,7 @@ impl Call {
                 role: "destination".into(),
                 uri: self
                     .winner
-                    .and_then(|i| self.b[i].dialog.as_ref())
-                    .map(|d| d.remote_target.to_string())
+                    .map(|i| self.b[i].target.clone())
                     .unwrap_or_default(),
             });
         }
