@@ -231,6 +231,56 @@ fn an_sbc_call_reaches_a_phone_is_held_resumed_and_hung_up() {
     assert!(!exists, "{counter} outlived its thread");
 }
 
+/// The same call with the SBC on TCP (one connection, as SBCs keep): every response and the
+/// core's own requests to the SBC (the re-INVITE relays, the 200s) travel on that connection,
+/// with no retransmission of the 2xx (RFC 3261 17.2.1: reliable transport).
+#[test]
+fn an_sbc_on_tcp_holds_resumes_and_hangs_up_a_call() {
+    let url = support::redis_db(2);
+    let server = Server::start(&["--redis", &url]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let phone_port = free_port();
+    register(&server, dir.path(), "1012", phone_port);
+    let mut phone = answering_phone(dir.path(), "1012", "127.0.0.1", phone_port);
+    let sbc = sipp(
+        dir.path(),
+        &[
+            "-sf",
+            scenario("sbc_hold.xml").to_str().expect("path"),
+            "-s",
+            "1012",
+            "-m",
+            "1",
+            "-t",
+            "t1",
+            "-i",
+            "127.0.0.2",
+            "-p",
+            &free_port().to_string(),
+            "-timeout",
+            "20s",
+            &server.sip.to_string(),
+        ],
+    )
+    .status()
+    .expect("sipp runs");
+    let phone_status = wait(&mut phone, Duration::from_secs(10));
+    assert!(
+        sbc.success() && phone_status.success(),
+        "sbc {sbc}, phone {phone_status}\n{}\n{}",
+        sipp_errors(dir.path()),
+        server.log_text()
+    );
+    let mut conn = redis(&url);
+    let events = events_within(&mut conn, 5, Duration::from_secs(5));
+    assert_eq!(
+        kinds(&events),
+        ["Ringing", "Established", "Held", "Retrieved", "Released"],
+        "{events:#?}"
+    );
+    assert_eq!(events[4].1["cause"], "caller-hangup");
+}
+
 /// A SIPp phone on 1002 dials `number`, proves it is 1002 after the 407, and hangs up once
 /// answered.
 fn call_from_1002(server: &Server, dir: &Path, number: &str) -> ExitStatus {
