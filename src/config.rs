@@ -17,6 +17,7 @@ pub(crate) struct NodeConfig {
     pub(crate) stores: StoresConfig,
     pub(crate) registrar: RegistrarConfig,
     pub(crate) calls: CallsConfig,
+    pub(crate) cluster: ClusterNodesConfig,
     pub(crate) auth: AuthConfig,
     pub(crate) events: EventsConfig,
     /// Inline tenants; none means the built-in demo tenant.
@@ -124,6 +125,31 @@ impl Default for CallsConfig {
             session_expires_secs: 1800,
             min_se_secs: 90,
             state_shards: 8,
+        }
+    }
+}
+
+/// Scaling out (design.md): a proxy in front of remote cluster nodes, or a cluster node behind
+/// proxies. Both empty (the default): one node runs its calls itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ClusterNodesConfig {
+    /// The cluster nodes this node forwards its calls to (their SIP address, port 5080 by
+    /// convention); it then runs none itself.
+    pub(crate) nodes: Vec<SocketAddr>,
+    /// How often each node is probed with OPTIONS; three missed in a row take it out of the
+    /// choice until it answers again.
+    pub(crate) probe_ms: u64,
+    /// The proxies whose admission of a call this node takes (their SIP address).
+    pub(crate) proxies: Vec<SocketAddr>,
+}
+
+impl Default for ClusterNodesConfig {
+    fn default() -> Self {
+        Self {
+            nodes: Vec::new(),
+            probe_ms: 2000,
+            proxies: Vec::new(),
         }
     }
 }

@@ -193,6 +193,9 @@ impl Node {
             },
             timers: proxy_timers,
             max_backlog: config.sip.max_backlog,
+            cluster_nodes: config.cluster.nodes.clone(),
+            probe_interval: Duration::from_millis(config.cluster.probe_ms.max(100)),
+            trusted_proxies: config.cluster.proxies.clone(),
             ..ProxyConfig::default()
         };
         let (proxy, _) = Actor::spawn(

@@ -966,6 +966,131 @@ fn baresip_answers_an_sbc_call_holds_and_resumes_it() {
     let _ = baresip.wait();
 }
 
+/// An in-dialog request from the SBC done properly: to the 200's Contact, through its
+/// Record-Route (sent to the proxy that recorded it).
+fn routed_in_dialog(sbc: &Peer, ok: &Response, call_id: &str, method: &str, cseq: u32) -> String {
+    let to = ok.headers.get(&HeaderName::To).expect("To");
+    let contact = ok.headers.get(&HeaderName::Contact).expect("Contact");
+    let target = contact
+        .trim()
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .expect("URI");
+    let route = ok
+        .headers
+        .get(&HeaderName::RecordRoute)
+        .expect("Record-Route");
+    format!(
+        "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bK{call_id}{method}{cseq}\r\n\
+         Route: {route}\r\nMax-Forwards: 70\r\nFrom: <sip:+15550001111@127.0.0.2>;tag=sbc\r\nTo: {to}\r\n\
+         Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+        port = sbc.port(),
+    )
+}
+
+/// Scaling out: a proxy-only node forwards the SBC's call to a remote cluster node (both on
+/// one Redis), recording its route so that the SBC's ACK and BYE come back through it; the
+/// cluster node rings the phone registered at the proxy. The node dies: the proxy's probes
+/// take it out and new calls get 503; it comes back: calls reach it again.
+#[test]
+fn a_proxy_forwards_calls_to_a_remote_cluster_node_while_it_answers_its_probes() {
+    let url = support::redis_db(1);
+    let proxy_sip: std::net::SocketAddr =
+        format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let node_sip: std::net::SocketAddr =
+        format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let node_config = format!("[cluster]\nproxies = [\"{proxy_sip}\"]\n");
+    let node = Server::start_on(node_sip, Some(&node_config), &["--redis", &url]);
+    let proxy_config = format!("[cluster]\nnodes = [\"{node_sip}\"]\nprobe_ms = 200\n");
+    let proxy = Server::start_on(proxy_sip, Some(&proxy_config), &["--redis", &url]);
+    // The phone registers at the proxy; it answers the node, whose Via its requests carry.
+    let phone = Peer::on(raw_phone(&proxy, "1013").socket, &node);
+    let sbc = Peer::sbc(&proxy);
+    sbc.send(&sbc_invite(sbc.port(), &proxy, "1013", "fwd", &sdp(4000)));
+    let invite = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .unwrap_or_else(|| {
+            panic!(
+                "the phone is rung\n{}\n{}",
+                proxy.log_text(),
+                node.log_text()
+            )
+        });
+    phone.answer(&invite, 200, Some(&sdp(5000)));
+    let ok = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("the answer");
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        ok.headers
+            .get(&HeaderName::RecordRoute)
+            .map(|v| v.to_string()),
+        Some(format!("<sip:{proxy_sip};lr>")),
+        "the proxy stays on the route"
+    );
+    let contact = ok
+        .headers
+        .get(&HeaderName::Contact)
+        .expect("Contact")
+        .to_string();
+    assert!(
+        contact.contains(&node_sip.to_string()),
+        "the node runs the call: {contact}"
+    );
+    assert_eq!(
+        calls_active(&proxy),
+        Some(0),
+        "the proxy runs no call itself"
+    );
+    sbc.send(&routed_in_dialog(&sbc, &ok, "fwd", "ACK", 1));
+    assert!(
+        phone.request(Method::Ack, Duration::from_secs(2)).is_some(),
+        "ACK passed on"
+    );
+    sbc.send(&routed_in_dialog(&sbc, &ok, "fwd", "BYE", 2));
+    let bye = phone
+        .request(Method::Bye, Duration::from_secs(2))
+        .expect("BYE passed on");
+    phone.answer(&bye, 200, None);
+    let bye_ok = sbc
+        .final_response(Duration::from_secs(2))
+        .expect("BYE answered");
+    assert_eq!(bye_ok.status, 200);
+    let mut conn = redis(&url);
+    let events = events_within(&mut conn, 2, Duration::from_secs(5));
+    assert_eq!(kinds(&events), ["Established", "Released"]);
+
+    // The node goes: three missed probes (0.6 s) take it out of the ring.
+    drop(node);
+    std::thread::sleep(Duration::from_secs(2));
+    sbc.send(&sbc_invite(
+        sbc.port(),
+        &proxy,
+        "1013",
+        "nonode",
+        &sdp(4000),
+    ));
+    let refused = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("an answer");
+    assert_eq!(refused.status, 503, "no node up");
+    sbc.send(&ack_failure(sbc.port(), &proxy, "1013", "nonode", &refused));
+    // It comes back on the same address: the next probe puts it back.
+    let node = Server::start_on(node_sip, Some(&node_config), &["--redis", &url]);
+    std::thread::sleep(Duration::from_secs(1));
+    sbc.send(&sbc_invite(sbc.port(), &proxy, "1099", "back", &sdp(4000)));
+    let answer = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("an answer");
+    assert_eq!(
+        answer.status,
+        404,
+        "the node routes the call again\n{}",
+        node.log_text()
+    );
+}
+
 /// Calls in progress on the node, from /metrics.
 fn calls_active(server: &Server) -> Option<u64> {
     let text = support::http_get(server.http, "/metrics")?;

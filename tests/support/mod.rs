@@ -95,6 +95,14 @@ impl Server {
         Self::start_at(dir, [sip, http, grpc], config, args)
     }
 
+    /// Starts on a SIP address chosen beforehand (a peer's configuration names it).
+    pub fn start_on(sip: SocketAddr, config: Option<&str>, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        Self::start_at(dir, [sip, http, grpc], config, args)
+    }
+
     fn start_at(
         dir: tempfile::TempDir,
         [sip, http, grpc]: [SocketAddr; 3],

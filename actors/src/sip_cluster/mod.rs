@@ -51,6 +51,18 @@ impl Origin {
             Origin::MediaServer(m) => format!("media-server:{m}"),
         }
     }
+
+    /// The origin [`Origin::describe`] wrote.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (kind, name) = text.split_once(':')?;
+        let name = name.to_owned();
+        match kind {
+            "trunk" => Some(Origin::Trunk(name)),
+            "dn" => Some(Origin::Phone(name)),
+            "media-server" => Some(Origin::MediaServer(name)),
+            _ => None,
+        }
+    }
 }
 
 /// A dialog-creating request the edge hands to the cluster.

@@ -14,6 +14,7 @@
 
 pub mod admit;
 pub mod edge;
+pub mod forward;
 pub mod ring;
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +37,7 @@ use crate::sip_cluster::{CallMsg, Calls, ClusterConfig, Locate, NewDialog, Share
 use crate::tenant::Directory;
 use crate::wakeups::Wakeups;
 use edge::{Core, Decision};
+use forward::Forwarder;
 
 /// How the edge is set up.
 #[derive(Debug, Clone)]
@@ -51,6 +53,13 @@ pub struct ProxyConfig {
     pub max_backlog: usize,
     /// How long the registrar may take before the proxy answers 503 itself.
     pub registrar_timeout: Duration,
+    /// Remote cluster nodes: when given, this proxy forwards calls to them (see [`forward`])
+    /// instead of running them.
+    pub cluster_nodes: Vec<SocketAddr>,
+    /// How often the cluster nodes are probed with OPTIONS.
+    pub probe_interval: Duration,
+    /// Proxies whose admission of a call (the [`forward::ADMITTED`] header) this node takes.
+    pub trusted_proxies: Vec<SocketAddr>,
 }
 
 impl Default for ProxyConfig {
@@ -62,6 +71,9 @@ impl Default for ProxyConfig {
             timers: TimerConfig::default(),
             max_backlog: 20_000,
             registrar_timeout: Duration::from_secs(8),
+            cluster_nodes: Vec::new(),
+            probe_interval: Duration::from_secs(2),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -120,6 +132,8 @@ pub struct ProxyState {
     nonce_key: NonceKey,
     /// The nonce counts of phones' calls (REGISTERs have theirs in the registrar).
     nonce_counts: NonceCounts,
+    forwarder: Forwarder,
+    next_probe: Instant,
 }
 
 /// A server transaction as the edge knows it: RFC 3261's key, and the address the request
@@ -188,7 +202,13 @@ impl Actor for SipProxy {
             node: format!("sb{}", switchboard_sip::token::<6>()).into(),
             wakeups: Wakeups::start(|| CallMsg::Wake),
         });
+        let forwarder = Forwarder::new(&args.config.cluster_nodes, endpoint.udp_addr());
+        if forwarder.enabled() {
+            tracing::info!(nodes = ?args.config.cluster_nodes, "calls forwarded to cluster nodes");
+        }
         Ok(ProxyState {
+            forwarder,
+            next_probe: Instant::now(),
             calls,
             nonce_key,
             nonce_counts: NonceCounts::default(),
@@ -237,7 +257,16 @@ impl Actor for SipProxy {
                 }
             }
             ProxyMsg::Reply { txn, response } => state.reply(&txn, &response, Instant::now()),
-            ProxyMsg::Tick => state.tick(Instant::now()),
+            ProxyMsg::Tick => {
+                let now = Instant::now();
+                if state.forwarder.enabled() && now >= state.next_probe {
+                    state.next_probe = now + state.config.probe_interval;
+                    for hop in state.forwarder.probes() {
+                        send(&state.endpoint, hop.transport, hop.dest, hop.bytes);
+                    }
+                }
+                state.tick(now)
+            }
             ProxyMsg::ConfigChanged(directory) => state.directory = directory,
             ProxyMsg::LocalAddrs(reply) => {
                 let _ = reply.send((state.endpoint.udp_addr(), state.endpoint.tcp_addr()));
@@ -286,6 +315,9 @@ impl ProxyState {
         };
         if let Message::Request(request) = &mut message {
             stamp_top_via(request, source);
+        }
+        if self.forwarder.enabled() {
+            message = self.forward(message, received_at)?;
         }
         // Every message of a call in progress goes to its call, which owns its transactions.
         if let Some(call) = message.headers().call_id().and_then(|c| self.calls.find(c)) {
@@ -381,15 +413,32 @@ impl ProxyState {
                 self.handed_on.insert(deadline, (key, headers));
             }
             Decision::NewCall => {
-                let admitted = admit::admit(
-                    &request,
-                    source,
-                    &self.directory,
-                    &self.nonce_key,
-                    &mut self.nonce_counts,
-                    crate::unix_ms(),
-                );
+                let admitted = match self.admitted_by_proxy(&request, source) {
+                    Some(admitted) => Ok(admitted),
+                    None => admit::admit(
+                        &request,
+                        source,
+                        &self.directory,
+                        &self.nonce_key,
+                        &mut self.nonce_counts,
+                        crate::unix_ms(),
+                    ),
+                };
                 match admitted {
+                    Ok((tenant, origin)) if self.forwarder.enabled() => {
+                        let Some(node) = self.forwarder.node_for(&request) else {
+                            tracing::warn!(%source, "no cluster node up: call refused");
+                            self.respond(&key, &unavailable(&request.headers), now);
+                            return None;
+                        };
+                        // The node's transaction answers from here: the edge's goes.
+                        self.transactions.remove(&key);
+                        tracing::debug!(%source, %node, tenant = %tenant.name, "call forwarded");
+                        let hop = self
+                            .forwarder
+                            .new_call(request, node, &tenant.name, &origin);
+                        send(&self.endpoint, hop.transport, hop.dest, hop.bytes);
+                    }
                     Ok((tenant, origin)) => {
                         // The call owns its transaction from here: the edge's goes.
                         self.transactions.remove(&key);
@@ -414,6 +463,58 @@ impl ProxyState {
             }
         }
         None
+    }
+
+    /// A proxy that forwards calls: a message it passes on is sent and gone (`None`); any
+    /// other is handed back for the edge's usual handling.
+    fn forward(&mut self, message: Message, now: Instant) -> Option<Message> {
+        let hop = match message {
+            Message::Response(response) => {
+                let Some(hop) = self.forwarder.response(response.clone(), now) else {
+                    // A probe's answer was taken; anything else is not ours to pass on.
+                    return (!is_probe_answer(&response)).then_some(Message::Response(response));
+                };
+                hop
+            }
+            Message::Request(request) => {
+                let routed = request.headers.contains(&HeaderName::Route);
+                let follows_invite = matches!(
+                    request.method,
+                    switchboard_sip::Method::Cancel | switchboard_sip::Method::Ack
+                ) && !routed;
+                let hop = if routed {
+                    self.forwarder.routed(request.clone())
+                } else if follows_invite {
+                    self.forwarder.follow_invite(request.clone())
+                } else {
+                    None
+                };
+                match hop {
+                    Some(hop) => hop,
+                    None => return Some(Message::Request(request)),
+                }
+            }
+        };
+        send(&self.endpoint, hop.transport, hop.dest, hop.bytes);
+        None
+    }
+
+    /// The admission a trusted proxy made of a call it forwarded here, if it did.
+    fn admitted_by_proxy(
+        &self,
+        request: &Request,
+        source: SocketAddr,
+    ) -> Option<(Arc<crate::tenant::Tenant>, crate::sip_cluster::Origin)> {
+        let text = request
+            .headers
+            .get(&HeaderName::Other(forward::ADMITTED.into()))?;
+        if !self.config.trusted_proxies.contains(&source) {
+            tracing::warn!(%source, "call admission claimed by an untrusted source: ignored");
+            return None;
+        }
+        let (tenant, origin) = text.split_once(' ')?;
+        let tenant = self.directory.tenants().find(|t| t.name == tenant)?.clone();
+        Some((tenant, crate::sip_cluster::Origin::parse(origin)?))
     }
 
     /// The answer of the actor a request was handed on to.
@@ -542,6 +643,16 @@ fn stamp_top_via(request: &mut Request, source: SocketAddr) {
 /// What the edge answers when the actor behind it cannot: try again shortly.
 fn unavailable(request: &Headers) -> Response {
     Response::answering(request, 503).with_header(HeaderName::RetryAfter, "5")
+}
+
+/// An answer to one of the proxy's OPTIONS probes of its cluster nodes.
+fn is_probe_answer(response: &Response) -> bool {
+    response
+        .headers
+        .top_via()
+        .and_then(Result::ok)
+        .and_then(|v| v.branch().map(|b| b.starts_with("z9hG4bKsbprobe")))
+        .unwrap_or(false)
 }
 
 fn send(endpoint: &Endpoint, transport: Transport, dest: SocketAddr, bytes: Bytes) {

@@ -1,0 +1,243 @@
+//! Forwarding to remote cluster nodes (design.md "Scaling out"): a proxy configured with
+//! cluster nodes runs no calls itself. It admits a new call as always, then forwards the
+//! INVITE to the node that [`Ring`] picks for its Call-ID, with its own Via, a Record-Route so
+//! that the call's in-dialog requests come back through it, Max-Forwards one less, and the
+//! admission it made (tenant and origin) in [`ADMITTED`], which a cluster node believes only
+//! from the proxies it is told to trust. Responses go back by their Via; a request routed
+//! through the proxy (its Route on top) goes on to the next hop; a CANCEL, or the ACK of a
+//! failed INVITE, goes to the node its INVITE went to, on the same branch.
+//!
+//! Branches are derived from the incoming ones, so a retransmission is forwarded as the same
+//! transaction and the node's own transaction absorbs it: the proxy keeps no state per call.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use switchboard_sip::header::{NameAddr, Via, split_values};
+use switchboard_sip::transport::Transport;
+use switchboard_sip::{HeaderName, Host, Request, Response, Uri};
+
+use super::ring::Ring;
+use crate::sip_cluster::Origin;
+
+/// The header that carries a proxy's admission of a call to a cluster node:
+/// `<tenant> <origin>` (the origin as [`Origin::describe`] writes it).
+pub const ADMITTED: &str = "X-Switchboard-Admitted";
+
+/// Where a forwarded message goes.
+#[derive(Debug)]
+pub struct Hop {
+    pub transport: Transport,
+    pub dest: SocketAddr,
+    pub bytes: Bytes,
+}
+
+/// A proxy's view of its cluster nodes.
+#[derive(Debug)]
+pub struct Forwarder {
+    ring: Ring,
+    /// This proxy's address, in its Via and Record-Route.
+    me: SocketAddr,
+    /// Probes sent and not answered, by branch.
+    probes: Vec<(String, SocketAddr)>,
+    probe_seq: u64,
+}
+
+impl Forwarder {
+    pub fn new(nodes: &[SocketAddr], me: SocketAddr) -> Self {
+        Self {
+            ring: Ring::new(nodes.iter().copied()),
+            me,
+            probes: Vec::new(),
+            probe_seq: 0,
+        }
+    }
+
+    /// Whether this proxy forwards calls (it was given cluster nodes).
+    pub fn enabled(&self) -> bool {
+        !self.ring.nodes().is_empty()
+    }
+
+    /// The node for a call, `None` when none is up.
+    pub fn node_for(&self, request: &Request) -> Option<SocketAddr> {
+        self.ring.pick(request.headers.call_id()?.as_bytes())
+    }
+
+    /// An admitted dialog-creating request, on to `node`.
+    pub fn new_call(
+        &self,
+        mut request: Request,
+        node: SocketAddr,
+        tenant: &str,
+        origin: &Origin,
+    ) -> Hop {
+        request.headers.remove(&HeaderName::Other(ADMITTED.into()));
+        let rr = format!("<sip:{};lr>", self.me);
+        request.headers.push_front(HeaderName::RecordRoute, rr);
+        request.headers.push_front(
+            HeaderName::Other(ADMITTED.into()),
+            format!("{tenant} {}", origin.describe()),
+        );
+        self.hop(request, node)
+    }
+
+    /// A CANCEL, or the ACK of a non-2xx final response, outside any dialog this proxy
+    /// routes: to the node of its INVITE, on the INVITE's branch (RFC 3261 9.1, 17.1.1.3).
+    pub fn follow_invite(&self, request: Request) -> Option<Hop> {
+        let node = self.node_for(&request)?;
+        Some(self.hop(request, node))
+    }
+
+    /// A request whose top Route is this proxy: the Route goes, the request goes on to the
+    /// next Route or, with none left, to its Request-URI.
+    pub fn routed(&self, mut request: Request) -> Option<Hop> {
+        let top = request.headers.get(&HeaderName::Route)?.clone();
+        let first = split_values(&top).next()?;
+        if !self.is_me(first) {
+            return None;
+        }
+        pop_first_value(&mut request, &HeaderName::Route);
+        let next = match request.headers.get(&HeaderName::Route) {
+            Some(route) => split_values(route).next().and_then(uri_addr),
+            None => sip_addr(&request.uri),
+        }?;
+        Some(self.hop(request, next))
+    }
+
+    /// A response whose top Via is this proxy's: on to the Via below, where its request came
+    /// from (RFC 3261 16.7, 18.2.2). `None` for anything else, or a probe's answer, which
+    /// [`Forwarder::probe_answered`] takes.
+    pub fn response(&mut self, mut response: Response, now: Instant) -> Option<Hop> {
+        let via = response.headers.top_via()?.ok()?;
+        if via.port != Some(self.me.port()) || via.host.ip() != Some(self.me.ip()) {
+            return None;
+        }
+        let branch = via.branch().unwrap_or_default().to_owned();
+        if let Some(i) = self.probes.iter().position(|(b, _)| *b == branch) {
+            let (_, node) = self.probes.swap_remove(i);
+            if self.ring.answered(node, now) {
+                tracing::info!(%node, "cluster node answers again: back in the ring");
+            }
+            return None;
+        }
+        pop_first_value_headers(&mut response.headers, &HeaderName::Via);
+        let next = response.headers.top_via()?.ok()?;
+        let port = next.rport().flatten().or(next.port).unwrap_or(5060);
+        let ip = next.received().or_else(|| next.host.ip())?;
+        let transport = if next.transport_is("TCP") {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        Some(Hop {
+            transport,
+            dest: SocketAddr::new(ip, port),
+            bytes: response.to_bytes(),
+        })
+    }
+
+    /// OPTIONS to every node; a node that left the last ones unanswered misses them.
+    pub fn probes(&mut self) -> Vec<Hop> {
+        for (_, node) in std::mem::take(&mut self.probes) {
+            if self.ring.missed(node) {
+                tracing::warn!(%node, "cluster node stopped answering: out of the ring");
+            }
+        }
+        let nodes: Vec<SocketAddr> = self.ring.nodes().iter().map(|n| n.addr).collect();
+        nodes
+            .into_iter()
+            .map(|node| {
+                self.probe_seq += 1;
+                let branch = format!("z9hG4bKsbprobe{:x}", self.probe_seq);
+                let text = format!(
+                    "OPTIONS sip:{node} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch}\r\n\
+                     Max-Forwards: 70\r\nFrom: <sip:proxy@{me}>;tag=probe\r\nTo: <sip:{node}>\r\n\
+                     Call-ID: probe-{seq:x}@{me}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                    me = self.me,
+                    seq = self.probe_seq,
+                );
+                self.probes.push((branch, node));
+                Hop {
+                    transport: Transport::Udp,
+                    dest: node,
+                    bytes: Bytes::from(text),
+                }
+            })
+            .collect()
+    }
+
+    /// Pushes this proxy's Via (branch derived from the incoming one), takes one from
+    /// Max-Forwards, and sends to `dest` over UDP.
+    fn hop(&self, mut request: Request, dest: SocketAddr) -> Hop {
+        let incoming = request
+            .headers
+            .top_via()
+            .and_then(Result::ok)
+            .and_then(|v| v.branch().map(str::to_owned))
+            .unwrap_or_default();
+        // A CANCEL or a non-2xx ACK shares its INVITE's branch, and so must the forwarded one.
+        let branch = format!("z9hG4bKsbp{:016x}", fnv(incoming.as_bytes()));
+        let via = Via::new(
+            "UDP",
+            Host::from(self.me.ip()),
+            Some(self.me.port()),
+            &branch,
+        );
+        request
+            .headers
+            .push_front(HeaderName::Via, format!("{via};rport"));
+        let hops = match request.headers.max_forwards() {
+            Some(Ok(n)) => n.saturating_sub(1),
+            _ => 70,
+        };
+        request
+            .headers
+            .set(HeaderName::MaxForwards, hops.to_string());
+        Hop {
+            transport: Transport::Udp,
+            dest,
+            bytes: request.to_bytes(),
+        }
+    }
+
+    fn is_me(&self, route: &str) -> bool {
+        uri_addr(route).is_some_and(|a| a == self.me)
+    }
+}
+
+/// The address a Route or Record-Route value names.
+fn uri_addr(value: &str) -> Option<SocketAddr> {
+    let addr = NameAddr::parse(&value.to_owned().into()).ok()?;
+    sip_addr(&addr.uri)
+}
+
+fn sip_addr(uri: &Uri) -> Option<SocketAddr> {
+    let Uri::Sip(sip) = uri else {
+        return None;
+    };
+    Some(SocketAddr::new(sip.host.ip()?, sip.port.unwrap_or(5060)))
+}
+
+fn pop_first_value(request: &mut Request, name: &HeaderName) {
+    pop_first_value_headers(&mut request.headers, name);
+}
+
+/// Removes the first value of the first header `name` (which may list several).
+fn pop_first_value_headers(headers: &mut switchboard_sip::Headers, name: &HeaderName) {
+    let Some(line) = headers.get(name).cloned() else {
+        return;
+    };
+    let rest: Vec<&str> = split_values(&line).skip(1).collect();
+    if rest.is_empty() {
+        headers.remove_first(name);
+    } else {
+        headers.replace_first(name, rest.join(", "));
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
