@@ -446,7 +446,8 @@ impl Peer {
         }
     }
 
-    /// Answers `request` with `status`, adding a To tag, a Contact and `sdp` when given.
+    /// Answers `request` with `status`, adding a To tag, a Contact, the request's
+    /// Record-Route (RFC 3261 12.1.1) and `sdp` when given.
     fn answer(&self, request: &Request, status: u16, sdp: Option<&str>) -> Response {
         let mut r = Response::to_request(&request.headers, status)
             .with_to_tag("peer")
@@ -454,6 +455,9 @@ impl Peer {
                 HeaderName::Contact,
                 format!("<sip:peer@127.0.0.1:{}>", self.port()),
             );
+        for route in request.headers.get_all(&HeaderName::RecordRoute) {
+            r = r.with_header(HeaderName::RecordRoute, route.clone());
+        }
         if let Some(sdp) = sdp {
             r = r.with_header(HeaderName::ContentType, "application/sdp");
             r.body = Bytes::from(sdp.to_owned());
@@ -1004,8 +1008,8 @@ fn a_proxy_forwards_calls_to_a_remote_cluster_node_while_it_answers_its_probes()
     let node = Server::start_on(node_sip, Some(&node_config), &["--redis", &url]);
     let proxy_config = format!("[cluster]\nnodes = [\"{node_sip}\"]\nprobe_ms = 200\n");
     let proxy = Server::start_on(proxy_sip, Some(&proxy_config), &["--redis", &url]);
-    // The phone registers at the proxy; it answers the node, whose Via its requests carry.
-    let phone = Peer::on(raw_phone(&proxy, "1013").socket, &node);
+    // The phone registers at the proxy, and the node reaches it through the proxy.
+    let phone = raw_phone(&proxy, "1013");
     let sbc = Peer::sbc(&proxy);
     sbc.send(&sbc_invite(sbc.port(), &proxy, "1013", "fwd", &sdp(4000)));
     let invite = phone
@@ -1017,6 +1021,17 @@ fn a_proxy_forwards_calls_to_a_remote_cluster_node_while_it_answers_its_probes()
                 node.log_text()
             )
         });
+    assert_eq!(
+        invite
+            .headers
+            .get(&HeaderName::RecordRoute)
+            .map(|v| v.to_string()),
+        Some(format!(
+            "<sip:{proxy_sip};lr;sb-flow=127.0.0.1:{}>",
+            phone.port()
+        )),
+        "the phone's side of the call is routed through the proxy too"
+    );
     phone.answer(&invite, 200, Some(&sdp(5000)));
     let ok = sbc
         .final_response(Duration::from_secs(5))

@@ -236,6 +236,9 @@ pub struct Call {
     probe_at: Option<Instant>,
     /// Reliable provisional responses, when the caller requires them (boxed: most do not).
     reliability: Option<Box<Reliability>>,
+    /// The proxy the call came through, if this node runs behind proxies: callees are
+    /// reached through it, on the flows it holds.
+    outbound: Option<SocketAddr>,
     out: VecDeque<Output>,
 }
 
@@ -254,6 +257,7 @@ impl Call {
             request,
             source,
             transport,
+            proxy,
         } = new;
         let dnis = request
             .uri
@@ -322,6 +326,7 @@ impl Call {
             no_answer_at: None,
             probe_at: None,
             reliability: prack::required(&request.headers).then(Box::default),
+            outbound: proxy,
             out: VecDeque::new(),
         };
         let server = call.new_server(LegId::A, request.clone());
@@ -575,9 +580,23 @@ impl Call {
             Some(Ok(n)) => n.saturating_sub(1).min(70),
             _ => 70,
         };
+        // Behind a proxy, the callee is reached through it, on the flow it holds.
+        let (dest, transport, route) = match self.outbound {
+            Some(proxy) => (
+                proxy,
+                Transport::Udp,
+                Some(crate::sip_proxy::forward::route_through(
+                    proxy, dest, transport,
+                )),
+            ),
+            None => (dest, transport, None),
+        };
         let (via, branch) = self.local.via(transport);
         let mut headers = Headers::with_capacity(12);
         headers.push(HeaderName::Via, via);
+        if let Some(route) = route {
+            headers.push(HeaderName::Route, route);
+        }
         headers.push(HeaderName::MaxForwards, max_forwards.to_string());
         headers.push(HeaderName::From, from);
         headers.push(HeaderName::To, to);
@@ -1596,6 +1615,10 @@ impl Call {
                 headers.push(name, v);
             }
         }
+        // The same route as its INVITE (RFC 3261 9.1).
+        for route in invite.headers.get_all(&HeaderName::Route) {
+            headers.push(HeaderName::Route, route.clone());
+        }
         headers.push(HeaderName::MaxForwards, "70");
         headers.push(HeaderName::CSeq, format!("{} CANCEL", self.b[i].invite_seq));
         headers.push(HeaderName::ContentLength, "0");
@@ -2272,6 +2295,7 @@ mod tests {
                     request,
                     source: SBC.parse().expect("addr"),
                     transport: Transport::Udp,
+                    proxy: None,
                 },
                 Local {
                     udp: "127.0.0.1:5060".parse().expect("addr"),

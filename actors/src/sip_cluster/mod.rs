@@ -73,6 +73,9 @@ pub struct NewDialog {
     pub request: Request,
     pub source: SocketAddr,
     pub transport: Transport,
+    /// The proxy the call came through, when this node runs calls behind proxies: the call
+    /// reaches its callees through it too (their flows are the proxy's).
+    pub proxy: Option<SocketAddr>,
 }
 
 /// How calls behave, for every call of the node.

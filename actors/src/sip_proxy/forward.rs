@@ -90,19 +90,42 @@ impl Forwarder {
     }
 
     /// A request whose top Route is this proxy: the Route goes, the request goes on to the
-    /// next Route or, with none left, to its Request-URI.
-    pub fn routed(&self, mut request: Request) -> Option<Hop> {
+    /// next Route or, with none left, to its Request-URI. From a cluster node, a Route that
+    /// names a flow ([`FLOW`]: the address a phone registered from, through this proxy) sends
+    /// it there instead, and a new dialog keeps the same Route as its Record-Route, so that
+    /// the node's later requests find the flow again and the phone's come back here.
+    pub fn routed(&self, mut request: Request, from_node: bool) -> Option<Hop> {
         let top = request.headers.get(&HeaderName::Route)?.clone();
-        let first = split_values(&top).next()?;
-        if !self.is_me(first) {
+        let first = split_values(&top).next()?.to_owned();
+        if !self.is_me(&first) {
             return None;
         }
         pop_first_value(&mut request, &HeaderName::Route);
+        let flow = from_node.then(|| flow_of(&first)).flatten();
+        if let Some((dest, transport)) = flow {
+            let new_dialog = request.method == switchboard_sip::Method::Invite
+                && request
+                    .headers
+                    .to()
+                    .and_then(Result::ok)
+                    .is_none_or(|t| t.tag().is_none());
+            if new_dialog {
+                request.headers.push_front(HeaderName::RecordRoute, first);
+            }
+            let mut hop = self.hop(request, dest);
+            hop.transport = transport;
+            return Some(hop);
+        }
         let next = match request.headers.get(&HeaderName::Route) {
             Some(route) => split_values(route).next().and_then(uri_addr),
             None => sip_addr(&request.uri),
         }?;
         Some(self.hop(request, next))
+    }
+
+    /// Whether `addr` is one of this proxy's cluster nodes.
+    pub fn is_node(&self, addr: SocketAddr) -> bool {
+        self.ring.nodes().iter().any(|n| n.addr == addr)
     }
 
     /// A response whose top Via is this proxy's: on to the Via below, where its request came
@@ -204,6 +227,35 @@ impl Forwarder {
     fn is_me(&self, route: &str) -> bool {
         uri_addr(route).is_some_and(|a| a == self.me)
     }
+}
+
+/// The URI parameter of a Route to a proxy that names the flow to send on (`ip:port`), with
+/// [`FLOW_TCP`] when the flow is a TCP connection.
+pub const FLOW: &str = "sb-flow";
+pub const FLOW_TCP: &str = "sb-tcp";
+
+/// The Route a cluster node puts on a request for `dest` through `proxy`.
+pub fn route_through(proxy: SocketAddr, dest: SocketAddr, transport: Transport) -> String {
+    let tcp = if transport == Transport::Tcp {
+        format!(";{FLOW_TCP}")
+    } else {
+        String::new()
+    };
+    format!("<sip:{proxy};lr;{FLOW}={dest}{tcp}>")
+}
+
+fn flow_of(route: &str) -> Option<(SocketAddr, Transport)> {
+    let addr = NameAddr::parse(&route.to_owned().into()).ok()?;
+    let Uri::Sip(sip) = &addr.uri else {
+        return None;
+    };
+    let dest = sip.params.value(FLOW)?.parse().ok()?;
+    let transport = if sip.params.contains(FLOW_TCP) {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
+    Some((dest, transport))
 }
 
 /// The address a Route or Record-Route value names.

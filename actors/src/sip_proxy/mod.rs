@@ -317,7 +317,7 @@ impl ProxyState {
             stamp_top_via(request, source);
         }
         if self.forwarder.enabled() {
-            message = self.forward(message, received_at)?;
+            message = self.forward(message, source, received_at)?;
         }
         // Every message of a call in progress goes to its call, which owns its transactions.
         if let Some(call) = message.headers().call_id().and_then(|c| self.calls.find(c)) {
@@ -444,12 +444,18 @@ impl ProxyState {
                         self.transactions.remove(&key);
                         tracing::debug!(%source, tenant = %tenant.name, origin = %origin.describe(),
                             "call admitted");
+                        let proxy = self
+                            .config
+                            .trusted_proxies
+                            .contains(&source)
+                            .then_some(source);
                         return Some(NewDialog {
                             tenant,
                             origin,
                             request,
                             source,
                             transport,
+                            proxy,
                         });
                     }
                     Err(refusal) => {
@@ -467,7 +473,7 @@ impl ProxyState {
 
     /// A proxy that forwards calls: a message it passes on is sent and gone (`None`); any
     /// other is handed back for the edge's usual handling.
-    fn forward(&mut self, message: Message, now: Instant) -> Option<Message> {
+    fn forward(&mut self, message: Message, source: SocketAddr, now: Instant) -> Option<Message> {
         let hop = match message {
             Message::Response(response) => {
                 let Some(hop) = self.forwarder.response(response.clone(), now) else {
@@ -483,7 +489,8 @@ impl ProxyState {
                     switchboard_sip::Method::Cancel | switchboard_sip::Method::Ack
                 ) && !routed;
                 let hop = if routed {
-                    self.forwarder.routed(request.clone())
+                    let from_node = self.forwarder.is_node(source);
+                    self.forwarder.routed(request.clone(), from_node)
                 } else if follows_invite {
                     self.forwarder.follow_invite(request.clone())
                 } else {
