@@ -10,7 +10,9 @@
 //! In one process the cluster node is this process: an admitted INVITE starts a call actor
 //! here (the hop skips the socket), which owns its transactions and sends through the edge's
 //! sockets, with the edge's address in its Via and Contact so that every later message of the
-//! call comes back here and is handed to it by Call-ID.
+//! call comes back here and is handed to it by Call-ID. A proxy given remote cluster nodes
+//! forwards calls to them instead ([`forward`]), and a node behind proxies takes the calls
+//! they admitted and reaches callees through them.
 
 pub mod admit;
 pub mod edge;
