@@ -1076,6 +1076,48 @@ fn a_proxy_forwards_calls_to_a_remote_cluster_node_while_it_answers_its_probes()
     let events = events_within(&mut conn, 2, Duration::from_secs(5));
     assert_eq!(kinds(&events), ["Established", "Released"]);
 
+    // A second call, which the phone hangs up: its BYE goes by its route, the proxy, to the
+    // node, and the node's BYE to the SBC comes through the proxy too.
+    sbc.send(&sbc_invite(sbc.port(), &proxy, "1013", "fwd2", &sdp(4000)));
+    let invite = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("rung");
+    phone.answer(&invite, 200, Some(&sdp(5000)));
+    let ok = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("the answer");
+    sbc.send(&routed_in_dialog(&sbc, &ok, "fwd2", "ACK", 1));
+    assert!(phone.request(Method::Ack, Duration::from_secs(2)).is_some());
+    let h = &invite.headers;
+    let node_contact = h.get(&HeaderName::Contact).expect("Contact").to_string();
+    let bye = format!(
+        "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKphonebye\r\n\
+         Route: {route}\r\nMax-Forwards: 70\r\nFrom: {to};tag=peer\r\nTo: {from}\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        target = node_contact
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .expect("URI"),
+        port = phone.port(),
+        route = h.get(&HeaderName::RecordRoute).expect("Record-Route"),
+        to = h.get(&HeaderName::To).expect("To"),
+        from = h.get(&HeaderName::From).expect("From"),
+        call_id = h.call_id().expect("Call-ID"),
+    );
+    phone.send(&bye);
+    let sbc_bye = sbc
+        .request(Method::Bye, Duration::from_secs(5))
+        .expect("the SBC's BYE");
+    sbc.answer(&sbc_bye, 200, None);
+    let phone_ok = phone
+        .final_response(Duration::from_secs(5))
+        .expect("the phone's 200");
+    assert_eq!(phone_ok.status, 200);
+    let events = events_within(&mut conn, 4, Duration::from_secs(5));
+    assert_eq!(events[3].0, "Released");
+    assert_eq!(events[3].1["cause"], "callee-hangup");
+
     // The node goes: three missed probes (0.6 s) take it out of the ring.
     drop(node);
     std::thread::sleep(Duration::from_secs(2));
