@@ -1148,6 +1148,76 @@ fn a_proxy_forwards_calls_to_a_remote_cluster_node_while_it_answers_its_probes()
     );
 }
 
+/// The proxy in front is transaction-stateful: a caller's CANCEL is answered by the proxy and
+/// sent on as its own, and a node that took the INVITE and died gets the caller a 100 from the
+/// proxy and then 408, not silence.
+#[test]
+fn a_proxy_cancels_hop_by_hop_and_answers_for_a_node_that_died() {
+    let url = support::redis_db(16);
+    let proxy_sip: std::net::SocketAddr =
+        format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let node_sip: std::net::SocketAddr =
+        format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let node_config = format!("[cluster]\nproxies = [\"{proxy_sip}\"]\n");
+    let node = Server::start_on(node_sip, Some(&node_config), &["--redis", &url]);
+    // Probes far apart: the node stays in the ring after it dies, as between two probes.
+    let proxy_config =
+        format!("[sip]\nt1_ms = 50\n[cluster]\nnodes = [\"{node_sip}\"]\nprobe_ms = 600000\n");
+    let proxy = Server::start_on(proxy_sip, Some(&proxy_config), &["--redis", &url]);
+    let phone = raw_phone(&proxy, "1014");
+    let sbc = Peer::sbc(&proxy);
+    sbc.send(&sbc_invite(sbc.port(), &proxy, "1014", "cx", &sdp(4000)));
+    let invite = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("rung");
+    phone.answer(&invite, 180, None);
+    loop {
+        match sbc.next(Duration::from_secs(5)) {
+            Some(Message::Response(r)) if r.status == 180 => break,
+            Some(_) => {}
+            None => panic!("no 180\n{}", proxy.log_text()),
+        }
+    }
+    sbc.send(&cancel(sbc.port(), &proxy, "1014", "cx"));
+    let cancel_ok = sbc
+        .final_response(Duration::from_secs(2))
+        .expect("the CANCEL answered");
+    assert_eq!(
+        (
+            cancel_ok.status,
+            cancel_ok
+                .headers
+                .cseq()
+                .and_then(Result::ok)
+                .map(|c| c.method)
+        ),
+        (200, Some(Method::Cancel))
+    );
+    let phone_cancel = phone
+        .request(Method::Cancel, Duration::from_secs(2))
+        .expect("CANCEL on");
+    phone.answer(&phone_cancel, 200, None);
+    phone.answer(&invite, 487, None);
+    let terminated = sbc.final_response(Duration::from_secs(2)).expect("487");
+    assert_eq!(terminated.status, 487);
+    sbc.send(&ack_failure(sbc.port(), &proxy, "1014", "cx", &terminated));
+    let mut conn = redis(&url);
+    let events = events_within(&mut conn, 2, Duration::from_secs(5));
+    assert_eq!(kinds(&events), ["Ringing", "Abandoned"]);
+
+    drop(node);
+    sbc.send(&sbc_invite(sbc.port(), &proxy, "1014", "dead", &sdp(4000)));
+    let first = sbc.next(Duration::from_secs(2));
+    assert!(
+        matches!(&first, Some(Message::Response(r)) if r.status == 100),
+        "the proxy says it is trying: {first:?}"
+    );
+    let timeout = sbc
+        .final_response(Duration::from_secs(6))
+        .expect("an answer");
+    assert_eq!(timeout.status, 408, "{}", proxy.log_text());
+}
+
 /// Calls in progress on the node, from /metrics.
 fn calls_active(server: &Server) -> Option<u64> {
     let text = support::http_get(server.http, "/metrics")?;

@@ -64,14 +64,14 @@ impl Forwarder {
         self.ring.pick(request.headers.call_id()?.as_bytes())
     }
 
-    /// An admitted dialog-creating request, on to `node`.
+    /// An admitted dialog-creating request as it goes on to its node, and its branch: for
+    /// the proxy's client transaction, which sends it.
     pub fn new_call(
         &self,
         mut request: Request,
-        node: SocketAddr,
         tenant: &str,
         origin: &Origin,
-    ) -> Hop {
+    ) -> (Request, String) {
         request.headers.remove(&HeaderName::Other(ADMITTED.into()));
         let rr = format!("<sip:{};lr>", self.me);
         request.headers.push_front(HeaderName::RecordRoute, rr);
@@ -79,7 +79,50 @@ impl Forwarder {
             HeaderName::Other(ADMITTED.into()),
             format!("{tenant} {}", origin.describe()),
         );
-        self.hop(request, node)
+        self.stamp(request)
+    }
+
+    /// The CANCEL of a request this proxy forwarded (RFC 3261 9.1: its Request-URI, Call-ID,
+    /// From, To, CSeq number, Route and top Via).
+    pub fn cancel_of(forwarded: &Request) -> Request {
+        let mut headers = switchboard_sip::Headers::with_capacity(8);
+        for name in [
+            HeaderName::Via,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+        ] {
+            let first = forwarded.headers.values(&name).next();
+            if let Some(v) = first {
+                headers.push(name, v);
+            }
+        }
+        for route in forwarded.headers.get_all(&HeaderName::Route) {
+            headers.push(HeaderName::Route, route.clone());
+        }
+        headers.push(HeaderName::MaxForwards, "70");
+        let seq = forwarded
+            .headers
+            .cseq()
+            .and_then(Result::ok)
+            .map_or(1, |c| c.seq);
+        headers.push(HeaderName::CSeq, format!("{seq} CANCEL"));
+        headers.push(HeaderName::ContentLength, "0");
+        Request {
+            method: switchboard_sip::Method::Cancel,
+            uri: forwarded.uri.clone(),
+            headers,
+            body: Bytes::new(),
+        }
+    }
+
+    /// The branch of a response's top Via when it is this proxy's.
+    pub fn our_branch(&self, response: &Response) -> Option<String> {
+        let via = response.headers.top_via()?.ok()?;
+        if via.port != Some(self.me.port()) || via.host.ip() != Some(self.me.ip()) {
+            return None;
+        }
+        via.branch().map(str::to_owned)
     }
 
     /// A CANCEL, or the ACK of a non-2xx final response, outside any dialog this proxy
@@ -131,7 +174,7 @@ impl Forwarder {
     /// A response whose top Via is this proxy's: on to the Via below, where its request came
     /// from (RFC 3261 16.7, 18.2.2). `None` for anything else, or a probe's answer, which
     /// [`Forwarder::probe_answered`] takes.
-    pub fn response(&mut self, mut response: Response, now: Instant) -> Option<Hop> {
+    pub fn response(&mut self, response: Response, now: Instant) -> Option<Hop> {
         let via = response.headers.top_via()?.ok()?;
         if via.port != Some(self.me.port()) || via.host.ip() != Some(self.me.ip()) {
             return None;
@@ -144,20 +187,7 @@ impl Forwarder {
             }
             return None;
         }
-        pop_first_value_headers(&mut response.headers, &HeaderName::Via);
-        let next = response.headers.top_via()?.ok()?;
-        let port = next.rport().flatten().or(next.port).unwrap_or(5060);
-        let ip = next.received().or_else(|| next.host.ip())?;
-        let transport = if next.transport_is("TCP") {
-            Transport::Tcp
-        } else {
-            Transport::Udp
-        };
-        Some(Hop {
-            transport,
-            dest: SocketAddr::new(ip, port),
-            bytes: response.to_bytes(),
-        })
+        by_via(response)
     }
 
     /// OPTIONS to every node; a node that left the last ones unanswered misses them.
@@ -192,7 +222,18 @@ impl Forwarder {
 
     /// Pushes this proxy's Via (branch derived from the incoming one), takes one from
     /// Max-Forwards, and sends to `dest` over UDP.
-    fn hop(&self, mut request: Request, dest: SocketAddr) -> Hop {
+    fn hop(&self, request: Request, dest: SocketAddr) -> Hop {
+        let (request, _) = self.stamp(request);
+        Hop {
+            transport: Transport::Udp,
+            dest,
+            bytes: request.to_bytes(),
+        }
+    }
+
+    /// This proxy's Via on top (its branch, derived from the incoming one, returned), and
+    /// Max-Forwards one less.
+    fn stamp(&self, mut request: Request) -> (Request, String) {
         let incoming = request
             .headers
             .top_via()
@@ -217,11 +258,7 @@ impl Forwarder {
         request
             .headers
             .set(HeaderName::MaxForwards, hops.to_string());
-        Hop {
-            transport: Transport::Udp,
-            dest,
-            bytes: request.to_bytes(),
-        }
+        (request, branch)
     }
 
     fn is_me(&self, route: &str) -> bool {
@@ -256,6 +293,31 @@ fn flow_of(route: &str) -> Option<(SocketAddr, Transport)> {
         Transport::Udp
     };
     Some((dest, transport))
+}
+
+/// A response on to the Via below this proxy's, where its request came from (RFC 3261 16.7,
+/// 18.2.2).
+pub fn by_via(mut response: Response) -> Option<Hop> {
+    pop_first_value_headers(&mut response.headers, &HeaderName::Via);
+    let next = response.headers.top_via()?.ok()?;
+    let port = next.rport().flatten().or(next.port).unwrap_or(5060);
+    let ip = next.received().or_else(|| next.host.ip())?;
+    let transport = if next.transport_is("TCP") {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
+    Some(Hop {
+        transport,
+        dest: SocketAddr::new(ip, port),
+        bytes: response.to_bytes(),
+    })
+}
+
+/// A response without this proxy's Via on top: what goes back where its request came from.
+pub fn popped(mut response: Response) -> Response {
+    pop_first_value_headers(&mut response.headers, &HeaderName::Via);
+    response
 }
 
 /// The address a Route or Record-Route value names.

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use switchboard_sip::transaction::{ServerEvent, ServerTransaction, TimerConfig, TransactionKey};
+use switchboard_sip::transaction::{
+    ClientEvent, ClientTransaction, ServerEvent, ServerTransaction, TimerConfig, TransactionKey,
+};
 use switchboard_sip::transport::{Endpoint, Inbound, InboundHandler, Transport, TransportConfig};
 use switchboard_sip::{HeaderName, Headers, Host, Message, ParseError, Request, Response};
 
@@ -136,6 +138,27 @@ pub struct ProxyState {
     nonce_counts: NonceCounts,
     forwarder: Forwarder,
     next_probe: Instant,
+    /// Requests forwarded to cluster nodes, by the branch of the proxy's client transaction
+    /// (a CANCEL's with `;cancel` after it).
+    relays: HashMap<String, Relay>,
+    /// The relay of each INVITE server transaction, for its CANCEL.
+    relay_of: HashMap<TxnId, String>,
+    relay_timers: BTreeMap<(Instant, u64), String>,
+}
+
+/// A request forwarded statefully: the edge's server transaction toward the caller, a client
+/// transaction toward the node.
+struct Relay {
+    /// The caller's transaction (none for a CANCEL the proxy sends of its own).
+    server: Option<TxnId>,
+    client: ClientTransaction,
+    node: SocketAddr,
+    /// The request as forwarded, until its final response (its CANCEL is built from it).
+    forwarded: Option<Request>,
+    /// The caller's request headers, to answer 408 with.
+    headers: Headers,
+    answered: bool,
+    scheduled: Option<(Instant, u64)>,
 }
 
 /// A server transaction as the edge knows it: RFC 3261's key, and the address the request
@@ -211,6 +234,9 @@ impl Actor for SipProxy {
         Ok(ProxyState {
             forwarder,
             next_probe: Instant::now(),
+            relays: HashMap::new(),
+            relay_of: HashMap::new(),
+            relay_timers: BTreeMap::new(),
             calls,
             nonce_key,
             nonce_counts: NonceCounts::default(),
@@ -319,7 +345,7 @@ impl ProxyState {
             stamp_top_via(request, source);
         }
         if self.forwarder.enabled() {
-            message = self.forward(message, source, received_at)?;
+            message = self.forward(message, source, transport, received_at)?;
         }
         // Every message of a call in progress goes to its call, which owns its transactions.
         if let Some(call) = message.headers().call_id().and_then(|c| self.calls.find(c)) {
@@ -433,13 +459,15 @@ impl ProxyState {
                             self.respond(&key, &unavailable(&request.headers), now);
                             return None;
                         };
-                        // The node's transaction answers from here: the edge's goes.
-                        self.transactions.remove(&key);
+                        // The edge's transaction answers the caller (100 now, then what the
+                        // node says); a client transaction carries the INVITE to the node.
                         tracing::debug!(%source, %node, tenant = %tenant.name, "call forwarded");
-                        let hop = self
-                            .forwarder
-                            .new_call(request, node, &tenant.name, &origin);
-                        send(&self.endpoint, hop.transport, hop.dest, hop.bytes);
+                        let trying = Response::to_request(&request.headers, 100);
+                        self.respond(&key, &trying, now);
+                        let headers = request.headers.clone();
+                        let (out, branch) = self.forwarder.new_call(request, &tenant.name, &origin);
+                        self.relay_of.insert(key.clone(), branch.clone());
+                        self.start_relay(branch, Some(key), node, out, headers, now);
                     }
                     Ok((tenant, origin)) => {
                         // The call owns its transaction from here: the edge's goes.
@@ -475,9 +503,32 @@ impl ProxyState {
 
     /// A proxy that forwards calls: a message it passes on is sent and gone (`None`); any
     /// other is handed back for the edge's usual handling.
-    fn forward(&mut self, message: Message, source: SocketAddr, now: Instant) -> Option<Message> {
+    fn forward(
+        &mut self,
+        message: Message,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) -> Option<Message> {
         let hop = match message {
             Message::Response(response) => {
+                if let Some(branch) = self.forwarder.our_branch(&response) {
+                    let cancel = response
+                        .headers
+                        .cseq()
+                        .and_then(Result::ok)
+                        .is_some_and(|c| c.method == switchboard_sip::Method::Cancel);
+                    let id = if cancel {
+                        format!("{branch};cancel")
+                    } else {
+                        branch
+                    };
+                    if let Some(relay) = self.relays.get_mut(&id) {
+                        relay.client.receive(response, now);
+                        self.flush_relay(&id, now);
+                        return None;
+                    }
+                }
                 let Some(hop) = self.forwarder.response(response.clone(), now) else {
                     // A probe's answer was taken; anything else is not ours to pass on.
                     return (!is_probe_answer(&response)).then_some(Message::Response(response));
@@ -490,6 +541,23 @@ impl ProxyState {
                     request.method,
                     switchboard_sip::Method::Cancel | switchboard_sip::Method::Ack
                 ) && !routed;
+                let invite_txn = TransactionKey::for_request(&request).map(|k| TxnId {
+                    key: invite_key(k),
+                    source,
+                    transport,
+                });
+                if follows_invite
+                    && let Some(invite) = invite_txn
+                    && let Some(branch) = self.relay_of.get(&invite).cloned()
+                {
+                    // The proxy holds the INVITE's transaction: its ACK ends there, its
+                    // CANCEL is answered here and sent on as the proxy's own.
+                    if request.method == switchboard_sip::Method::Cancel {
+                        self.cancel_relay(&request, source, &invite, &branch, now);
+                        return None;
+                    }
+                    return Some(Message::Request(request));
+                }
                 let hop = if routed {
                     let from_node = self.forwarder.is_node(source);
                     self.forwarder.routed(request.clone(), from_node)
@@ -506,6 +574,125 @@ impl ProxyState {
         };
         send(&self.endpoint, hop.transport, hop.dest, hop.bytes);
         None
+    }
+
+    fn start_relay(
+        &mut self,
+        id: String,
+        server: Option<TxnId>,
+        node: SocketAddr,
+        out: Request,
+        headers: Headers,
+        now: Instant,
+    ) {
+        let client = ClientTransaction::new(out.clone(), false, self.config.timers, now);
+        self.relays.insert(
+            id.clone(),
+            Relay {
+                server,
+                client,
+                node,
+                forwarded: Some(out),
+                headers,
+                answered: false,
+                scheduled: None,
+            },
+        );
+        self.flush_relay(&id, now);
+    }
+
+    /// A CANCEL of a forwarded INVITE: 200 here, and the proxy's own CANCEL to the node
+    /// while the INVITE has no final response (RFC 3261 16.10).
+    fn cancel_relay(
+        &mut self,
+        cancel: &Request,
+        source: SocketAddr,
+        invite: &TxnId,
+        branch: &str,
+        now: Instant,
+    ) {
+        let ok = Response::to_request(&cancel.headers, 200);
+        send(&self.endpoint, invite.transport, source, ok.to_bytes());
+        let Some(relay) = self.relays.get(branch) else {
+            return;
+        };
+        if relay.answered || self.relays.contains_key(&format!("{branch};cancel")) {
+            return;
+        }
+        let Some(forwarded) = relay.forwarded.as_ref() else {
+            return;
+        };
+        let out = Forwarder::cancel_of(forwarded);
+        let node = relay.node;
+        let headers = out.headers.clone();
+        self.start_relay(format!("{branch};cancel"), None, node, out, headers, now);
+    }
+
+    /// Sends what a relay's client transaction queued, passes its responses to the caller's
+    /// transaction, answers 408 when the node never did, and forgets it once over.
+    fn flush_relay(&mut self, id: &str, now: Instant) {
+        let Some(relay) = self.relays.get_mut(id) else {
+            return;
+        };
+        while let Some(bytes) = relay.client.poll_transmit() {
+            send(&self.endpoint, Transport::Udp, relay.node, bytes);
+        }
+        let mut events = Vec::new();
+        while let Some(event) = relay.client.poll_event() {
+            events.push(event);
+        }
+        let (server, headers, node) = (relay.server.clone(), relay.headers.clone(), relay.node);
+        let mut terminated = false;
+        for event in events {
+            match event {
+                ClientEvent::Response(r) => {
+                    let Some(server) = &server else {
+                        continue;
+                    };
+                    let already = self.relays.get(id).is_some_and(|r| r.answered);
+                    if r.status >= 200
+                        && let Some(relay) = self.relays.get_mut(id)
+                    {
+                        relay.answered = true;
+                        relay.forwarded = None;
+                    }
+                    if already && (200..300).contains(&r.status) {
+                        // A 2xx again (the node waits for the caller's ACK): straight on.
+                        if let Some(hop) = forward::by_via(r) {
+                            send(&self.endpoint, hop.transport, hop.dest, hop.bytes);
+                        }
+                    } else {
+                        self.respond(server, &forward::popped(r), now);
+                    }
+                }
+                ClientEvent::TimedOut | ClientEvent::TransportError => {
+                    if let Some(server) = &server {
+                        tracing::warn!(%node, "cluster node did not answer a forwarded request: 408");
+                        self.respond(server, &Response::to_request(&headers, 408), now);
+                    }
+                }
+                ClientEvent::Terminated => terminated = true,
+            }
+        }
+        let Some(relay) = self.relays.get_mut(id) else {
+            return;
+        };
+        if let Some(old) = relay.scheduled.take() {
+            self.relay_timers.remove(&old);
+        }
+        if terminated {
+            if let Some(server) = &relay.server {
+                self.relay_of.remove(server);
+            }
+            self.relays.remove(id);
+            return;
+        }
+        if let Some(at) = relay.client.poll_timeout() {
+            self.timer_seq += 1;
+            relay.scheduled = Some((at, self.timer_seq));
+            self.relay_timers
+                .insert((at, self.timer_seq), id.to_owned());
+        }
     }
 
     /// The admission a trusted proxy made of a call it forwarded here, if it did.
@@ -589,6 +776,17 @@ impl ProxyState {
     }
 
     fn tick(&mut self, now: Instant) {
+        while let Some(entry) = self.relay_timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let id = entry.remove();
+            if let Some(relay) = self.relays.get_mut(&id) {
+                relay.scheduled = None;
+                relay.client.handle_timeout(now);
+                self.flush_relay(&id, now);
+            }
+        }
         while let Some(entry) = self.handed_on.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -652,6 +850,20 @@ fn stamp_top_via(request: &mut Request, source: SocketAddr) {
 /// What the edge answers when the actor behind it cannot: try again shortly.
 fn unavailable(request: &Headers) -> Response {
     Response::answering(request, 503).with_header(HeaderName::RetryAfter, "5")
+}
+
+/// The key of the INVITE transaction a CANCEL or ACK belongs to (same branch and sent-by).
+fn invite_key(key: TransactionKey) -> TransactionKey {
+    match key {
+        TransactionKey::Branch {
+            branch, sent_by, ..
+        } => TransactionKey::Branch {
+            branch,
+            sent_by,
+            method: switchboard_sip::Method::Invite,
+        },
+        other => other,
+    }
 }
 
 /// An answer to one of the proxy's OPTIONS probes of its cluster nodes.
