@@ -7,8 +7,11 @@
 //! through the proxy (its Route on top) goes on to the next hop; a CANCEL, or the ACK of a
 //! failed INVITE, goes to the node its INVITE went to, on the same branch.
 //!
-//! Branches are derived from the incoming ones, so a retransmission is forwarded as the same
-//! transaction and the node's own transaction absorbs it: the proxy keeps no state per call.
+//! The INVITE that starts a call is forwarded statefully by the proxy (its server transaction
+//! toward the caller, a client transaction toward the node, CANCEL hop by hop: see the
+//! relays in the proxy); requests within the call pass by Route and responses by Via, with
+//! branches derived from the incoming ones, so that a retransmission goes on as the same
+//! transaction and the node's own transaction absorbs it.
 
 use std::net::SocketAddr;
 use std::time::Instant;
