@@ -3,6 +3,7 @@
 //! their events and snapshots), `registrar` (bindings and digest authentication) and `tenant`
 //! (configuration), with the event sink they share. Each system's store sits beside it behind a trait.
 
+pub mod agent_state;
 pub mod call_state;
 mod error;
 pub mod events;
