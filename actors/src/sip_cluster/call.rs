@@ -22,7 +22,7 @@ use switchboard_sip::dialog::{Dialog, DialogState, InDialogError, establishing};
 use switchboard_sip::header::{NameAddr, Via};
 use switchboard_sip::sdp::Sdp;
 use switchboard_sip::transaction::{
-    ClientEvent, ClientTransaction, ServerEvent, ServerTransaction, TransactionKey,
+    ClientEvent, ClientTransaction, ServerEvent, ServerTransaction, TransactionKey, cancel_for,
 };
 use switchboard_sip::transport::Transport;
 use switchboard_sip::{HeaderName, Headers, Host, Message, Method, Request, Response, SipUri, Uri};
@@ -725,16 +725,7 @@ impl Call {
         now: Instant,
     ) {
         // A CANCEL matches the INVITE with the same branch (RFC 3261 9.2).
-        let invite_key = TransactionKey::for_request(&request).map(|k| match k {
-            TransactionKey::Branch {
-                branch, sent_by, ..
-            } => TransactionKey::Branch {
-                branch,
-                sent_by,
-                method: Method::Invite,
-            },
-            other => other,
-        });
+        let invite_key = TransactionKey::for_request(&request).map(TransactionKey::of_invite);
         let invite = self
             .servers
             .iter()
@@ -1603,37 +1594,13 @@ impl Call {
         let Some(invite) = self.b[i].invite.as_deref() else {
             return;
         };
-        let mut headers = Headers::with_capacity(8);
-        for name in [
-            HeaderName::Via,
-            HeaderName::From,
-            HeaderName::To,
-            HeaderName::CallId,
-        ] {
-            let first = invite.headers.values(&name).next();
-            if let Some(v) = first {
-                headers.push(name, v);
-            }
-        }
-        // The same route as its INVITE (RFC 3261 9.1).
-        for route in invite.headers.get_all(&HeaderName::Route) {
-            headers.push(HeaderName::Route, route.clone());
-        }
-        headers.push(HeaderName::MaxForwards, "70");
-        headers.push(HeaderName::CSeq, format!("{} CANCEL", self.b[i].invite_seq));
-        headers.push(HeaderName::ContentLength, "0");
+        let cancel = cancel_for(invite);
         let branch = invite
             .headers
             .top_via()
             .and_then(Result::ok)
             .and_then(|v| v.branch().map(str::to_owned))
             .unwrap_or_default();
-        let cancel = Request {
-            method: Method::Cancel,
-            uri: invite.uri.clone(),
-            headers,
-            body: Bytes::new(),
-        };
         self.b[i].progress = Progress::Failed(487);
         // CANCEL shares its INVITE's branch, a transaction of its own told apart by method.
         self.send_request(LegId::B(i), cancel, branch, Purpose::Cancel, now);

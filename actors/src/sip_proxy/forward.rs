@@ -85,40 +85,6 @@ impl Forwarder {
         self.stamp(request)
     }
 
-    /// The CANCEL of a request this proxy forwarded (RFC 3261 9.1: its Request-URI, Call-ID,
-    /// From, To, CSeq number, Route and top Via).
-    pub fn cancel_of(forwarded: &Request) -> Request {
-        let mut headers = switchboard_sip::Headers::with_capacity(8);
-        for name in [
-            HeaderName::Via,
-            HeaderName::From,
-            HeaderName::To,
-            HeaderName::CallId,
-        ] {
-            let first = forwarded.headers.values(&name).next();
-            if let Some(v) = first {
-                headers.push(name, v);
-            }
-        }
-        for route in forwarded.headers.get_all(&HeaderName::Route) {
-            headers.push(HeaderName::Route, route.clone());
-        }
-        headers.push(HeaderName::MaxForwards, "70");
-        let seq = forwarded
-            .headers
-            .cseq()
-            .and_then(Result::ok)
-            .map_or(1, |c| c.seq);
-        headers.push(HeaderName::CSeq, format!("{seq} CANCEL"));
-        headers.push(HeaderName::ContentLength, "0");
-        Request {
-            method: switchboard_sip::Method::Cancel,
-            uri: forwarded.uri.clone(),
-            headers,
-            body: Bytes::new(),
-        }
-    }
-
     /// The branch of a response's top Via when it is this proxy's.
     pub fn our_branch(&self, response: &Response) -> Option<String> {
         let via = response.headers.top_via()?.ok()?;
@@ -244,7 +210,7 @@ impl Forwarder {
             .and_then(|v| v.branch().map(str::to_owned))
             .unwrap_or_default();
         // A CANCEL or a non-2xx ACK shares its INVITE's branch, and so must the forwarded one.
-        let branch = format!("z9hG4bKsbp{:016x}", fnv(incoming.as_bytes()));
+        let branch = format!("z9hG4bKsbp{:016x}", super::ring::hash(incoming.as_bytes()));
         let via = Via::new(
             "UDP",
             Host::from(self.me.ip()),
@@ -351,10 +317,4 @@ fn pop_first_value_headers(headers: &mut switchboard_sip::Headers, name: &Header
     } else {
         headers.replace_first(name, rest.join(", "));
     }
-}
-
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }

@@ -29,6 +29,7 @@ use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use switchboard_sip::transaction::{
     ClientEvent, ClientTransaction, ServerEvent, ServerTransaction, TimerConfig, TransactionKey,
+    cancel_for,
 };
 use switchboard_sip::transport::{Endpoint, Inbound, InboundHandler, Transport, TransportConfig};
 use switchboard_sip::{HeaderName, Headers, Host, Message, ParseError, Request, Response};
@@ -542,7 +543,7 @@ impl ProxyState {
                     switchboard_sip::Method::Cancel | switchboard_sip::Method::Ack
                 ) && !routed;
                 let invite_txn = TransactionKey::for_request(&request).map(|k| TxnId {
-                    key: invite_key(k),
+                    key: k.of_invite(),
                     source,
                     transport,
                 });
@@ -622,7 +623,7 @@ impl ProxyState {
         let Some(forwarded) = relay.forwarded.as_ref() else {
             return;
         };
-        let out = Forwarder::cancel_of(forwarded);
+        let out = cancel_for(forwarded);
         let node = relay.node;
         let headers = out.headers.clone();
         self.start_relay(format!("{branch};cancel"), None, node, out, headers, now);
@@ -850,20 +851,6 @@ fn stamp_top_via(request: &mut Request, source: SocketAddr) {
 /// What the edge answers when the actor behind it cannot: try again shortly.
 fn unavailable(request: &Headers) -> Response {
     Response::answering(request, 503).with_header(HeaderName::RetryAfter, "5")
-}
-
-/// The key of the INVITE transaction a CANCEL or ACK belongs to (same branch and sent-by).
-fn invite_key(key: TransactionKey) -> TransactionKey {
-    match key {
-        TransactionKey::Branch {
-            branch, sent_by, ..
-        } => TransactionKey::Branch {
-            branch,
-            sent_by,
-            method: switchboard_sip::Method::Invite,
-        },
-        other => other,
-    }
 }
 
 /// An answer to one of the proxy's OPTIONS probes of its cluster nodes.

@@ -96,7 +96,8 @@ impl Ring {
 }
 
 /// 64-bit FNV-1a: stable across builds and machines, so every proxy agrees.
-fn hash(bytes: &[u8]) -> u64 {
+/// FNV-1a, stable across processes and runs.
+pub(super) fn hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })

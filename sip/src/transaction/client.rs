@@ -251,9 +251,42 @@ pub fn ack_for(invite: &Request, response: &Response) -> Request {
     }
 }
 
+/// The CANCEL of `invite` (RFC 3261 9.1): the same Request-URI, Call-ID, From, To (without a
+/// tag the INVITE had none) and top Via, the INVITE's CSeq number with CANCEL, and the INVITE's
+/// Route headers. It shares the INVITE's branch, a transaction of its own told apart by method.
+pub fn cancel_for(invite: &Request) -> Request {
+    let mut headers = Headers::with_capacity(8);
+    if let Some(via) = invite.headers.values(&HeaderName::Via).next() {
+        headers.push(HeaderName::Via, via);
+    }
+    headers.push(HeaderName::MaxForwards, ByteString::from_static("70"));
+    for name in [HeaderName::From, HeaderName::To, HeaderName::CallId] {
+        if let Some(v) = invite.headers.get(&name) {
+            headers.push(name, v.clone());
+        }
+    }
+    if let Some(Ok(cseq)) = invite.headers.cseq() {
+        headers.push(
+            HeaderName::CSeq,
+            CSeq::new(cseq.seq, Method::Cancel).to_string(),
+        );
+    }
+    for route in invite.headers.get_all(&HeaderName::Route) {
+        headers.push(HeaderName::Route, route.clone());
+    }
+    headers.push(HeaderName::ContentLength, ByteString::from_static("0"));
+    Request {
+        method: Method::Cancel,
+        uri: invite.uri.clone(),
+        headers,
+        body: Bytes::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transaction::TransactionKey;
     use crate::transaction::tests_util::{at, request, response_to};
 
     fn drain(t: &mut ClientTransaction) -> Vec<Bytes> {
@@ -389,6 +422,42 @@ mod tests {
         assert_eq!(
             events(&mut t),
             [ClientEvent::TransportError, ClientEvent::Terminated]
+        );
+    }
+
+    #[test]
+    fn a_cancel_matches_its_invite_and_follows_its_route() {
+        let mut invite = request("INVITE");
+        invite
+            .headers
+            .push(HeaderName::Route, "<sip:proxy.example.com;lr>");
+        let cancel = cancel_for(&invite);
+        assert_eq!(cancel.method, Method::Cancel);
+        assert_eq!(cancel.uri, invite.uri);
+        let key = TransactionKey::for_request(&cancel).expect("key");
+        assert_eq!(
+            key.of_invite(),
+            TransactionKey::for_request(&invite).expect("key")
+        );
+        for name in [
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::Route,
+        ] {
+            assert_eq!(
+                cancel.headers.get(&name),
+                invite.headers.get(&name),
+                "{name:?}"
+            );
+        }
+        assert_eq!(
+            cancel
+                .headers
+                .cseq()
+                .and_then(Result::ok)
+                .map(|c| (c.seq, c.method)),
+            Some((1, Method::Cancel))
         );
     }
 }

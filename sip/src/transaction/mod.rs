@@ -9,7 +9,7 @@ mod client;
 mod server;
 mod timer;
 
-pub use client::{ClientEvent, ClientTransaction, ack_for};
+pub use client::{ClientEvent, ClientTransaction, ack_for, cancel_for};
 pub use server::{ServerEvent, ServerTransaction};
 pub use timer::{Timer, TimerConfig};
 
@@ -41,6 +41,35 @@ pub enum TransactionKey {
 }
 
 impl TransactionKey {
+    /// The key of the INVITE transaction that a CANCEL with this key cancels (RFC 3261 9.2:
+    /// the same transaction but for the method).
+    pub fn of_invite(self) -> Self {
+        match self {
+            TransactionKey::Branch {
+                branch, sent_by, ..
+            } => TransactionKey::Branch {
+                branch,
+                sent_by,
+                method: Method::Invite,
+            },
+            TransactionKey::Rfc2543 {
+                uri,
+                from_tag,
+                call_id,
+                cseq,
+                top_via,
+                ..
+            } => TransactionKey::Rfc2543 {
+                uri,
+                from_tag,
+                call_id,
+                cseq,
+                top_via,
+                method: Method::Invite,
+            },
+        }
+    }
+
     /// The key of the server transaction a request belongs to; `None` when the request lacks
     /// what a key needs (the parser guarantees it does not).
     pub fn for_request(request: &Request) -> Option<Self> {
