@@ -140,23 +140,17 @@ impl Forwarder {
         self.ring.nodes().iter().any(|n| n.addr == addr)
     }
 
-    /// A response whose top Via is this proxy's: on to the Via below, where its request came
-    /// from (RFC 3261 16.7, 18.2.2). `None` for anything else, or a probe's answer, which
-    /// [`Forwarder::probe_answered`] takes.
-    pub fn response(&mut self, response: Response, now: Instant) -> Option<Hop> {
-        let via = response.headers.top_via()?.ok()?;
-        if via.port != Some(self.me.port()) || via.host.ip() != Some(self.me.ip()) {
-            return None;
+    /// Whether a response on `branch` answers one of this round's probes; its node counts as
+    /// up again.
+    pub fn probe_answered(&mut self, branch: &str, now: Instant) -> bool {
+        let Some(i) = self.probes.iter().position(|(b, _)| b == branch) else {
+            return false;
+        };
+        let (_, node) = self.probes.swap_remove(i);
+        if self.ring.answered(node, now) {
+            tracing::info!(%node, "cluster node answers again: back in the ring");
         }
-        let branch = via.branch().unwrap_or_default().to_owned();
-        if let Some(i) = self.probes.iter().position(|(b, _)| *b == branch) {
-            let (_, node) = self.probes.swap_remove(i);
-            if self.ring.answered(node, now) {
-                tracing::info!(%node, "cluster node answers again: back in the ring");
-            }
-            return None;
-        }
-        by_via(response)
+        true
     }
 
     /// OPTIONS to every node; a node that left the last ones unanswered misses them.

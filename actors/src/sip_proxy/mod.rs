@@ -513,28 +513,31 @@ impl ProxyState {
     ) -> Option<Message> {
         let hop = match message {
             Message::Response(response) => {
-                if let Some(branch) = self.forwarder.our_branch(&response) {
-                    let cancel = response
-                        .headers
-                        .cseq()
-                        .and_then(Result::ok)
-                        .is_some_and(|c| c.method == switchboard_sip::Method::Cancel);
-                    let id = if cancel {
-                        format!("{branch};cancel")
-                    } else {
-                        branch
-                    };
-                    if let Some(relay) = self.relays.get_mut(&id) {
-                        relay.client.receive(response, now);
-                        self.flush_relay(&id, now);
-                        return None;
-                    }
-                }
-                let Some(hop) = self.forwarder.response(response.clone(), now) else {
-                    // A probe's answer was taken; anything else is not ours to pass on.
-                    return (!is_probe_answer(&response)).then_some(Message::Response(response));
+                // Only a response with this proxy's Via on top is its to pass on.
+                let Some(branch) = self.forwarder.our_branch(&response) else {
+                    return Some(Message::Response(response));
                 };
-                hop
+                let cancel = response
+                    .headers
+                    .cseq()
+                    .and_then(Result::ok)
+                    .is_some_and(|c| c.method == switchboard_sip::Method::Cancel);
+                let id = if cancel {
+                    format!("{branch};cancel")
+                } else {
+                    branch
+                };
+                if let Some(relay) = self.relays.get_mut(&id) {
+                    relay.client.receive(response, now);
+                    self.flush_relay(&id, now);
+                    return None;
+                }
+                if self.forwarder.probe_answered(&id, now) {
+                    return None;
+                }
+                // A request passed on by Route (or a 2xx again after its relay ended): back by
+                // Via. A probe's late answer has no Via below and goes no further.
+                forward::by_via(response)?
             }
             Message::Request(request) => {
                 let routed = request.headers.contains(&HeaderName::Route);
@@ -851,16 +854,6 @@ fn stamp_top_via(request: &mut Request, source: SocketAddr) {
 /// What the edge answers when the actor behind it cannot: try again shortly.
 fn unavailable(request: &Headers) -> Response {
     Response::answering(request, 503).with_header(HeaderName::RetryAfter, "5")
-}
-
-/// An answer to one of the proxy's OPTIONS probes of its cluster nodes.
-fn is_probe_answer(response: &Response) -> bool {
-    response
-        .headers
-        .top_via()
-        .and_then(Result::ok)
-        .and_then(|v| v.branch().map(|b| b.starts_with("z9hG4bKsbprobe")))
-        .unwrap_or(false)
 }
 
 fn send(endpoint: &Endpoint, transport: Transport, dest: SocketAddr, bytes: Bytes) {
