@@ -155,46 +155,7 @@ fn kinds(events: &[(String, serde_json::Value)]) -> Vec<&str> {
 fn an_sbc_call_reaches_a_phone_is_held_resumed_and_hung_up() {
     let url = support::redis_db(6);
     let server = Server::start(&["--redis", &url]);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let phone_port = free_port();
-    register(&server, dir.path(), "1001", phone_port);
-    let mut phone = answering_phone(dir.path(), "1001", "127.0.0.1", phone_port);
-
-    let sbc = sipp(
-        dir.path(),
-        &[
-            "-sf",
-            scenario("sbc_hold.xml").to_str().expect("path"),
-            "-s",
-            "1001",
-            "-m",
-            "1",
-            "-i",
-            "127.0.0.2",
-            "-p",
-            &free_port().to_string(),
-            "-timeout",
-            "20s",
-            &server.sip.to_string(),
-        ],
-    )
-    .status()
-    .expect("sipp runs");
-    let phone_status = wait(&mut phone, Duration::from_secs(10));
-    assert!(
-        sbc.success() && phone_status.success(),
-        "sbc {sbc}, phone {phone_status}\n{}\n{}",
-        sipp_errors(dir.path()),
-        server.log_text()
-    );
-
-    let mut conn = redis(&url);
-    let events = events_within(&mut conn, 5, Duration::from_secs(5));
-    assert_eq!(
-        kinds(&events),
-        ["Ringing", "Established", "Held", "Retrieved", "Released"],
-        "{events:#?}"
-    );
+    let (mut conn, events) = sbc_holds_a_call(&server, &url, "1001", &[]);
     let (_, released) = &events[4];
     assert_eq!(released["cause"], "caller-hangup");
     assert_eq!(released["origin"], "trunk:carrier");
@@ -231,39 +192,39 @@ fn an_sbc_call_reaches_a_phone_is_held_resumed_and_hung_up() {
     assert!(!exists, "{counter} outlived its thread");
 }
 
-/// The same call with the SBC on TCP (one connection, as SBCs keep): every response and the
-/// core's own requests to the SBC (the re-INVITE relays, the 200s) travel on that connection,
-/// with no retransmission of the 2xx (RFC 3261 17.2.1: reliable transport).
-#[test]
-fn an_sbc_on_tcp_holds_resumes_and_hangs_up_a_call() {
-    let url = support::redis_db(2);
-    let server = Server::start(&["--redis", &url]);
+/// A SIPp SBC (sbc_hold.xml, with `sipp_args`) calls a SIPp phone registered on `dn`, which
+/// answers; the SBC holds, resumes and hangs up. Both succeed, and the call's thread reads
+/// Ringing, Established, Held, Retrieved, Released; its events are returned.
+fn sbc_holds_a_call(
+    server: &Server,
+    url: &str,
+    dn: &str,
+    sipp_args: &[&str],
+) -> (redis::Connection, Vec<(String, serde_json::Value)>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let phone_port = free_port();
-    register(&server, dir.path(), "1012", phone_port);
-    let mut phone = answering_phone(dir.path(), "1012", "127.0.0.1", phone_port);
-    let sbc = sipp(
-        dir.path(),
-        &[
-            "-sf",
-            scenario("sbc_hold.xml").to_str().expect("path"),
-            "-s",
-            "1012",
-            "-m",
-            "1",
-            "-t",
-            "t1",
-            "-i",
-            "127.0.0.2",
-            "-p",
-            &free_port().to_string(),
-            "-timeout",
-            "20s",
-            &server.sip.to_string(),
-        ],
-    )
-    .status()
-    .expect("sipp runs");
+    register(server, dir.path(), dn, phone_port);
+    let mut phone = answering_phone(dir.path(), dn, "127.0.0.1", phone_port);
+    let sbc_port = free_port().to_string();
+    let target = server.sip.to_string();
+    let scenario = scenario("sbc_hold.xml");
+    let mut args = vec![
+        "-sf",
+        scenario.to_str().expect("path"),
+        "-s",
+        dn,
+        "-m",
+        "1",
+        "-i",
+        "127.0.0.2",
+        "-p",
+        &sbc_port,
+        "-timeout",
+        "20s",
+    ];
+    args.extend_from_slice(sipp_args);
+    args.push(&target);
+    let sbc = sipp(dir.path(), &args).status().expect("sipp runs");
     let phone_status = wait(&mut phone, Duration::from_secs(10));
     assert!(
         sbc.success() && phone_status.success(),
@@ -271,13 +232,24 @@ fn an_sbc_on_tcp_holds_resumes_and_hangs_up_a_call() {
         sipp_errors(dir.path()),
         server.log_text()
     );
-    let mut conn = redis(&url);
+    let mut conn = redis(url);
     let events = events_within(&mut conn, 5, Duration::from_secs(5));
     assert_eq!(
         kinds(&events),
         ["Ringing", "Established", "Held", "Retrieved", "Released"],
         "{events:#?}"
     );
+    (conn, events)
+}
+
+/// The same call with the SBC on TCP (one connection, as SBCs keep): every response and the
+/// core's own requests to the SBC (the re-INVITE relays, the 200s) travel on that connection,
+/// with no retransmission of the 2xx (RFC 3261 17.2.1: reliable transport).
+#[test]
+fn an_sbc_on_tcp_holds_resumes_and_hangs_up_a_call() {
+    let url = support::redis_db(2);
+    let server = Server::start(&["--redis", &url]);
+    let (_, events) = sbc_holds_a_call(&server, &url, "1012", &["-t", "t1"]);
     assert_eq!(events[4].1["cause"], "caller-hangup");
 }
 

@@ -371,7 +371,7 @@ mod tests {
 
     #[test]
     fn a_phone_that_unregisters_puts_the_agent_out_of_service_and_out_of_routing() {
-        let (mut agent, now) = logged_in(0);
+        let (mut agent, _) = logged_in(0);
         agent.command(Command::Ready).expect("ready");
         assert_eq!(names(&agent.registration(false)), ["DNOutOfService"]);
         assert!(!agent.available());
@@ -396,7 +396,7 @@ mod tests {
 
     #[test]
     fn dnd_takes_the_agent_out_of_routing_and_is_said_once() {
-        let (mut agent, now) = logged_in(0);
+        let (mut agent, _) = logged_in(0);
         agent.command(Command::Ready).expect("ready");
         assert_eq!(
             names(&agent.command(Command::Dnd(true)).expect("dnd")),

@@ -2466,20 +2466,7 @@ mod tests {
         }
         ok = with_body(ok, &invite.headers, invite.body.clone());
         run.from_phone(Message::Response(ok));
-        let ack = format!(
-            "ACK sip:1001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {SBC};branch=z9hG4bKack\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:+15551234@127.0.0.2>;tag=sbc\r\n\
-             To: <sip:1001@127.0.0.1>;tag={}\r\nCall-ID: a-leg\r\nCSeq: 1 ACK\r\n\
-             Content-Length: 0\r\n\r\n",
-            run.call.a.tag
-        );
-        run.call.receive(
-            message(&ack),
-            SBC.parse().expect("addr"),
-            Transport::Udp,
-            run.now,
-        );
-        run.drain();
+        run.sbc_request("ACK", 1, "");
         run
     }
 
@@ -2503,13 +2490,13 @@ mod tests {
                 .expect("a final response to the SBC")
         }
 
-        /// A request from the SBC within its dialog.
-        fn sbc_request(&mut self, method: &str, seq: u32) {
+        /// A request from the SBC within its dialog, with `extra` header lines.
+        fn sbc_request(&mut self, method: &str, seq: u32, extra: &str) {
             let text = format!(
                 "{method} sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {SBC};branch=z9hG4bK{method}{seq}\r\n\
                  Max-Forwards: 70\r\nFrom: <sip:+15551234@127.0.0.2>;tag=sbc\r\n\
                  To: <sip:1001@127.0.0.1>;tag={}\r\nCall-ID: a-leg\r\nCSeq: {seq} {method}\r\n\
-                 Content-Length: 0\r\n\r\n",
+                 {extra}Content-Length: 0\r\n\r\n",
                 self.call.local.udp, self.call.a.tag
             );
             self.call.receive(
@@ -2553,7 +2540,7 @@ mod tests {
         );
         // A refresh by UPDATE at 50 s is answered here, with the interval, and not passed on.
         run.advance(Duration::from_secs(50));
-        run.sbc_request("UPDATE", 2);
+        run.sbc_request("UPDATE", 2, "");
         let refreshed = run.last_final_to_sbc();
         assert_eq!(refreshed.status, 200);
         assert_eq!(
@@ -2675,22 +2662,7 @@ mod tests {
         }
 
         fn prack(&mut self, rseq: u32) {
-            let text = format!(
-                "PRACK sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {SBC};branch=z9hG4bKprack{rseq}\r\n\
-                 Max-Forwards: 70\r\nFrom: <sip:+15551234@127.0.0.2>;tag=sbc\r\n\
-                 To: <sip:1001@127.0.0.1>;tag={}\r\nCall-ID: a-leg\r\nCSeq: {} PRACK\r\n\
-                 RAck: {rseq} 1 INVITE\r\nContent-Length: 0\r\n\r\n",
-                self.call.local.udp,
-                self.call.a.tag,
-                rseq + 1
-            );
-            self.call.receive(
-                message(&text),
-                SBC.parse().expect("addr"),
-                Transport::Udp,
-                self.now,
-            );
-            self.drain();
+            self.sbc_request("PRACK", rseq + 1, &format!("RAck: {rseq} 1 INVITE\r\n"));
         }
     }
 
