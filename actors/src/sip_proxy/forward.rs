@@ -96,9 +96,12 @@ impl Forwarder {
 
     /// A CANCEL, or the ACK of a non-2xx final response, outside any dialog this proxy
     /// routes: to the node of its INVITE, on the INVITE's branch (RFC 3261 9.1, 17.1.1.3).
-    pub fn follow_invite(&self, request: Request) -> Option<Hop> {
-        let node = self.node_for(&request)?;
-        Some(self.hop(request, node))
+    /// Gives the request back (boxed: the rare path) when no node is up.
+    pub fn follow_invite(&self, request: Request) -> Result<Hop, Box<Request>> {
+        match self.node_for(&request) {
+            Some(node) => Ok(self.hop(request, node)),
+            None => Err(Box::new(request)),
+        }
     }
 
     /// A request whose top Route is this proxy: the Route goes, the request goes on to the
@@ -106,13 +109,16 @@ impl Forwarder {
     /// names a flow ([`FLOW`]: the address a phone registered from, through this proxy) sends
     /// it there instead, and a new dialog keeps the same Route as its Record-Route, so that
     /// the node's later requests find the flow again and the phone's come back here.
-    pub fn routed(&self, mut request: Request, from_node: bool) -> Option<Hop> {
-        let top = request.headers.get(&HeaderName::Route)?.clone();
-        let first = split_values(&top).next()?.to_owned();
-        if !self.is_me(&first) {
-            return None;
-        }
-        pop_first_value(&mut request, &HeaderName::Route);
+    /// Gives the request back when its top Route is not this proxy or it names no next hop.
+    pub fn routed(&self, mut request: Request, from_node: bool) -> Result<Hop, Box<Request>> {
+        let first = request
+            .headers
+            .get(&HeaderName::Route)
+            .and_then(|top| split_values(top).next().map(str::to_owned));
+        let Some(first) = first.filter(|f| self.is_me(f)) else {
+            return Err(Box::new(request));
+        };
+        pop_first_value(&mut request.headers, &HeaderName::Route);
         let flow = from_node.then(|| flow_of(&first)).flatten();
         if let Some((dest, transport)) = flow {
             let new_dialog = request.method == switchboard_sip::Method::Invite
@@ -126,13 +132,16 @@ impl Forwarder {
             }
             let mut hop = self.hop(request, dest);
             hop.transport = transport;
-            return Some(hop);
+            return Ok(hop);
         }
         let next = match request.headers.get(&HeaderName::Route) {
             Some(route) => split_values(route).next().and_then(uri_addr),
             None => sip_addr(&request.uri),
-        }?;
-        Some(self.hop(request, next))
+        };
+        match next {
+            Some(next) => Ok(self.hop(request, next)),
+            None => Err(Box::new(request)),
+        }
     }
 
     /// Whether `addr` is one of this proxy's cluster nodes.
@@ -261,7 +270,7 @@ fn flow_of(route: &str) -> Option<(SocketAddr, Transport)> {
 /// A response on to the Via below this proxy's, where its request came from (RFC 3261 16.7,
 /// 18.2.2).
 pub fn by_via(mut response: Response) -> Option<Hop> {
-    pop_first_value_headers(&mut response.headers, &HeaderName::Via);
+    pop_first_value(&mut response.headers, &HeaderName::Via);
     let next = response.headers.top_via()?.ok()?;
     let port = next.rport().flatten().or(next.port).unwrap_or(5060);
     let ip = next.received().or_else(|| next.host.ip())?;
@@ -279,7 +288,7 @@ pub fn by_via(mut response: Response) -> Option<Hop> {
 
 /// A response without this proxy's Via on top: what goes back where its request came from.
 pub fn popped(mut response: Response) -> Response {
-    pop_first_value_headers(&mut response.headers, &HeaderName::Via);
+    pop_first_value(&mut response.headers, &HeaderName::Via);
     response
 }
 
@@ -296,12 +305,8 @@ fn sip_addr(uri: &Uri) -> Option<SocketAddr> {
     Some(SocketAddr::new(sip.host.ip()?, sip.port.unwrap_or(5060)))
 }
 
-fn pop_first_value(request: &mut Request, name: &HeaderName) {
-    pop_first_value_headers(&mut request.headers, name);
-}
-
 /// Removes the first value of the first header `name` (which may list several).
-fn pop_first_value_headers(headers: &mut switchboard_sip::Headers, name: &HeaderName) {
+fn pop_first_value(headers: &mut switchboard_sip::Headers, name: &HeaderName) {
     let Some(line) = headers.get(name).cloned() else {
         return;
     };

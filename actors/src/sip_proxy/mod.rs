@@ -545,15 +545,17 @@ impl ProxyState {
                     request.method,
                     switchboard_sip::Method::Cancel | switchboard_sip::Method::Ack
                 ) && !routed;
-                let invite_txn = TransactionKey::for_request(&request).map(|k| TxnId {
-                    key: k.of_invite(),
-                    source,
-                    transport,
-                });
-                if follows_invite
-                    && let Some(invite) = invite_txn
-                    && let Some(branch) = self.relay_of.get(&invite).cloned()
-                {
+                let relayed_invite = || {
+                    let key = TransactionKey::for_request(&request)?.of_invite();
+                    let invite = TxnId {
+                        key,
+                        source,
+                        transport,
+                    };
+                    let branch = self.relay_of.get(&invite)?.clone();
+                    Some((invite, branch))
+                };
+                if follows_invite && let Some((invite, branch)) = relayed_invite() {
                     // The proxy holds the INVITE's transaction: its ACK ends there, its
                     // CANCEL is answered here and sent on as the proxy's own.
                     if request.method == switchboard_sip::Method::Cancel {
@@ -562,17 +564,17 @@ impl ProxyState {
                     }
                     return Some(Message::Request(request));
                 }
-                let hop = if routed {
+                let passed_on = if routed {
                     let from_node = self.forwarder.is_node(source);
-                    self.forwarder.routed(request.clone(), from_node)
+                    self.forwarder.routed(request, from_node)
                 } else if follows_invite {
-                    self.forwarder.follow_invite(request.clone())
+                    self.forwarder.follow_invite(request)
                 } else {
-                    None
+                    return Some(Message::Request(request));
                 };
-                match hop {
-                    Some(hop) => hop,
-                    None => return Some(Message::Request(request)),
+                match passed_on {
+                    Ok(hop) => hop,
+                    Err(request) => return Some(Message::Request(*request)),
                 }
             }
         };
@@ -628,8 +630,9 @@ impl ProxyState {
         };
         let out = cancel_for(forwarded);
         let node = relay.node;
-        let headers = out.headers.clone();
-        self.start_relay(format!("{branch};cancel"), None, node, out, headers, now);
+        // The proxy's own CANCEL answers no one: no caller's headers to keep.
+        let none = Headers::with_capacity(0);
+        self.start_relay(format!("{branch};cancel"), None, node, out, none, now);
     }
 
     /// Sends what a relay's client transaction queued, passes its responses to the caller's
