@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::events::{Binding, CallThread, Event, Party, Payload};
+use crate::events::{AgentState, Binding, CallThread, Event, Party, Payload, RequestError};
 
 /// The payload in the protobuf JSON mapping.
 pub fn payload_json(payload: &Payload) -> Value {
@@ -42,6 +42,26 @@ pub fn payload_json(payload: &Payload) -> Value {
                 "userData": user_data,
             })
         }
+        Payload::Agent(a) => json!({
+            "agentId": a.agent_id,
+            "dn": a.dn,
+            "queues": a.queues,
+            "state": a.state,
+            "reason": a.reason,
+            "workMode": a.work_mode,
+            "dnd": a.dnd,
+            "inService": a.in_service,
+            "calls": a.calls,
+            "wrapUpUntilMs": a.wrap_up_until_ms.to_string(),
+        }),
+        Payload::Error(e) => json!({
+            "operation": e.operation,
+            "referenceId": e.reference_id,
+            "agentId": e.agent_id,
+            "callId": e.call_id,
+            "code": e.code,
+            "message": e.message,
+        }),
     }
 }
 
@@ -60,6 +80,8 @@ pub fn event_json(event: &Event) -> Value {
         let name = match payload {
             Payload::Binding(_) => "binding",
             Payload::Call(_) => "call",
+            Payload::Agent(_) => "agent",
+            Payload::Error(_) => "error",
         };
         map.insert(name.to_owned(), payload_json(payload));
     }
@@ -89,82 +111,116 @@ pub fn event_from_fields<'a>(
     fields: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Option<Event> {
     let map: std::collections::HashMap<&str, &str> = fields.into_iter().collect();
-    let kind = map.get("kind")?.to_string();
+    let topic = map.get("topic")?.to_string();
     let payload = match map.get("payload") {
         None => None,
         Some(text) => {
             let v: Map<String, Value> = serde_json::from_str(text).ok()?;
-            let s = |k: &str| {
-                v.get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0) as u32;
-            if map.get("topic") == Some(&"voice-callthread") {
-                let strings = |k: &str| match v.get(k) {
-                    Some(Value::Object(o)) => o
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                        .collect(),
-                    _ => Default::default(),
-                };
-                let parties = match v.get("parties") {
-                    Some(Value::Array(items)) => items
-                        .iter()
-                        .map(|p| {
-                            let f = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
-                            Party {
-                                dn: f("dn"),
-                                role: f("role"),
-                                uri: f("uri"),
-                            }
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                Some(Payload::Call(CallThread {
-                    call_id: s("callId"),
-                    thread_id: s("threadId"),
-                    parties,
-                    ani: s("ani"),
-                    dnis: s("dnis"),
-                    origin: s("origin"),
-                    cause: s("cause"),
-                    status: n("status"),
-                    duration_ms: s("durationMs").parse().unwrap_or(0),
-                    user_data: strings("userData"),
-                }))
-            } else {
-                kind.starts_with("Binding").then(|| {
-                    Payload::Binding(Binding {
-                        aor: s("aor"),
-                        dn: s("dn"),
-                        contact: s("contact"),
-                        expires: n("expires"),
-                        q: n("q"),
-                        source: s("source"),
-                        transport: s("transport"),
-                        user_agent: s("userAgent"),
-                        call_id: s("callId"),
-                        cseq: n("cseq"),
-                        expires_at_ms: s("expiresAtMs").parse().unwrap_or(0),
-                        reason: s("reason"),
-                    })
-                })
-            }
+            Some(payload_from_json(&topic, &v))
         }
     };
     Some(Event {
         id: map.get("id")?.to_string(),
         tenant: map.get("tenant")?.to_string(),
-        topic: map.get("topic")?.to_string(),
+        topic,
         key: map.get("key")?.to_string(),
         seq: map.get("seq")?.parse().ok()?,
         at_ms: map.get("at")?.parse().ok()?,
-        kind,
+        kind: map.get("kind")?.to_string(),
         payload,
     })
+}
+
+/// The payload of an event of `topic` from its JSON mapping; missing fields take their
+/// defaults, as the protobuf JSON mapping says.
+fn payload_from_json(topic: &str, v: &Map<String, Value>) -> Payload {
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0) as u32;
+    let b = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let i64s = |k: &str| s(k).parse().unwrap_or(0);
+    let list = |k: &str| match v.get(k) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().unwrap_or_default().to_owned())
+            .collect(),
+        _ => Vec::new(),
+    };
+    match topic {
+        "voice-callthread" => {
+            let user_data = match v.get("userData") {
+                Some(Value::Object(o)) => o
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect(),
+                _ => Default::default(),
+            };
+            let parties = match v.get("parties") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|p| {
+                        let f = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
+                        Party {
+                            dn: f("dn"),
+                            role: f("role"),
+                            uri: f("uri"),
+                        }
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Payload::Call(CallThread {
+                call_id: s("callId"),
+                thread_id: s("threadId"),
+                parties,
+                ani: s("ani"),
+                dnis: s("dnis"),
+                origin: s("origin"),
+                cause: s("cause"),
+                status: n("status"),
+                duration_ms: i64s("durationMs"),
+                user_data,
+            })
+        }
+        "voice-agentstate" => Payload::Agent(AgentState {
+            agent_id: s("agentId"),
+            dn: s("dn"),
+            queues: list("queues"),
+            state: s("state"),
+            reason: s("reason"),
+            work_mode: s("workMode"),
+            dnd: b("dnd"),
+            in_service: b("inService"),
+            calls: list("calls"),
+            wrap_up_until_ms: i64s("wrapUpUntilMs"),
+        }),
+        "desktop-errors" => Payload::Error(RequestError {
+            operation: s("operation"),
+            reference_id: s("referenceId"),
+            agent_id: s("agentId"),
+            call_id: s("callId"),
+            code: s("code"),
+            message: s("message"),
+        }),
+        _ => Payload::Binding(Binding {
+            aor: s("aor"),
+            dn: s("dn"),
+            contact: s("contact"),
+            expires: n("expires"),
+            q: n("q"),
+            source: s("source"),
+            transport: s("transport"),
+            user_agent: s("userAgent"),
+            call_id: s("callId"),
+            cseq: n("cseq"),
+            expires_at_ms: i64s("expiresAtMs"),
+            reason: s("reason"),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -233,6 +289,32 @@ mod tests {
         let back = event_from_fields(fields.iter().map(|(k, v)| (*k, v.as_str()))).expect("event");
         assert_eq!(back, e);
         assert_eq!(event_json(&e)["call"]["parties"][0]["role"], "destination");
+    }
+
+    #[test]
+    fn agent_events_round_trip() {
+        let e = Event {
+            topic: "voice-agentstate".into(),
+            key: "demo:a1001".into(),
+            kind: "AgentNotReady".into(),
+            payload: Some(Payload::Agent(AgentState {
+                agent_id: "a1001".into(),
+                dn: "1001".into(),
+                queues: vec!["support".into()],
+                state: "AfterCallWork".into(),
+                reason: String::new(),
+                work_mode: "AfterCallWork".into(),
+                dnd: false,
+                in_service: true,
+                calls: vec!["c1".into()],
+                wrap_up_until_ms: 1_800_000_010_000,
+            })),
+            ..sample()
+        };
+        let fields = event_fields(&e);
+        let back = event_from_fields(fields.iter().map(|(k, v)| (*k, v.as_str()))).expect("event");
+        assert_eq!(back, e);
+        assert_eq!(event_json(&e)["agent"]["workMode"], "AfterCallWork");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! switchboard's protobuf schemas, as generated code committed beside them: the event envelope
 //! every system emits (`events.proto`) and its JSON form for Redis streams and Kafka, and the
-//! gRPC provisioning API (`provisioning.proto`).
+//! gRPC provisioning API (`provisioning.proto`) and voice API for desktops (`voice.proto`).
 
 #[allow(clippy::all, missing_debug_implementations, unreachable_pub)]
 mod generated {
@@ -10,7 +10,8 @@ mod generated {
 pub mod events {
     //! The event envelope and its payloads.
     pub use crate::generated::event::Payload;
-    pub use crate::generated::{Binding, CallThread, Event, Party};
+    pub use crate::generated::{AgentState, Binding, CallThread, Event, Party, RequestError};
+    pub use crate::generated::event;
 }
 
 pub mod provisioning {
@@ -21,6 +22,16 @@ pub mod provisioning {
 
     /// The API's file descriptor set, for gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("gen/provisioning.bin");
+}
+
+pub mod voice {
+    //! The voice API for agent desktops, `switchboard.voice.v1`: the `Agents` and `Events`
+    //! services, their messages, servers and clients.
+    #![allow(clippy::all, missing_debug_implementations, unreachable_pub)]
+    include!("gen/switchboard.voice.v1.rs");
+
+    /// The API's file descriptor set, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("gen/voice.bin");
 }
 
 mod json;

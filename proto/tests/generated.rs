@@ -18,10 +18,19 @@ fn generated_code_is_current() {
         .file_descriptor_set_path(out.path().join("provisioning.bin"))
         .compile_protos(&[root.join("provisioning.proto")], &[root.clone()])
         .expect("protoc runs (install protobuf-compiler)");
+    // The voice API refers to the event schema generated above rather than a second copy.
+    tonic_prost_build::configure()
+        .out_dir(out.path())
+        .extern_path(".switchboard.events.v1", "crate::events")
+        .file_descriptor_set_path(out.path().join("voice.bin"))
+        .compile_protos(&[root.join("voice.proto")], &[root.clone()])
+        .expect("protoc runs (install protobuf-compiler)");
     let stale: Vec<String> = [
         "switchboard.events.v1.rs",
         "switchboard.provisioning.v1.rs",
         "provisioning.bin",
+        "switchboard.voice.v1.rs",
+        "voice.bin",
     ]
     .into_iter()
     .filter(|file| !current(&out.path().join(file), &root.join("src/gen").join(file)))

@@ -7,7 +7,8 @@ pub struct Event {
     pub id: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub tenant: ::prost::alloc::string::String,
-    /// voice-registrar, voice-agentstate or voice-callthread.
+    /// voice-registrar, voice-agentstate or voice-callthread (or desktop-errors, the refusals
+    /// of desktop requests, which reach the gRPC event stream and not reporting).
     #[prost(string, tag = "3")]
     pub topic: ::prost::alloc::string::String,
     /// {tenant}:{aor}, {tenant}:{agent} or {tenant}:{callthread}.
@@ -22,7 +23,7 @@ pub struct Event {
     /// What happened: BindingAdded, BindingRefreshed, BindingRemoved, BindingExpired, ...
     #[prost(string, tag = "7")]
     pub kind: ::prost::alloc::string::String,
-    #[prost(oneof = "event::Payload", tags = "10, 11")]
+    #[prost(oneof = "event::Payload", tags = "10, 11, 12, 13")]
     pub payload: ::core::option::Option<event::Payload>,
 }
 /// Nested message and enum types in `Event`.
@@ -33,6 +34,10 @@ pub mod event {
         Binding(super::Binding),
         #[prost(message, tag = "11")]
         Call(super::CallThread),
+        #[prost(message, tag = "12")]
+        Agent(super::AgentState),
+        #[prost(message, tag = "13")]
+        Error(super::RequestError),
     }
 }
 /// A registration binding of a DN's address of record to a contact (topic voice-registrar).
@@ -122,4 +127,56 @@ pub struct Party {
     /// The SIP URI the party is reached at.
     #[prost(string, tag = "3")]
     pub uri: ::prost::alloc::string::String,
+}
+/// An agent's state after a change (topic voice-agentstate): AgentLogin, AgentLogout,
+/// AgentReady, AgentNotReady, DNDOn, DNDOff, OffHook, OnHook, DNOutOfService, DNBackInService.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AgentState {
+    #[prost(string, tag = "1")]
+    pub agent_id: ::prost::alloc::string::String,
+    /// The DN the agent is logged in on; empty once logged out.
+    #[prost(string, tag = "2")]
+    pub dn: ::prost::alloc::string::String,
+    /// The queues (agent groups) the agent serves this session.
+    #[prost(string, repeated, tag = "3")]
+    pub queues: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// LoggedOut, Ready, NotReady or AfterCallWork.
+    #[prost(string, tag = "4")]
+    pub state: ::prost::alloc::string::String,
+    /// The reason code given with NotReady.
+    #[prost(string, tag = "5")]
+    pub reason: ::prost::alloc::string::String,
+    /// With NotReady: Unknown, AuxWork, AfterCallWork or WalkAway.
+    #[prost(string, tag = "6")]
+    pub work_mode: ::prost::alloc::string::String,
+    #[prost(bool, tag = "7")]
+    pub dnd: bool,
+    /// Whether the DN's phone is registered.
+    #[prost(bool, tag = "8")]
+    pub in_service: bool,
+    /// The calls the DN is on (busy while not empty).
+    #[prost(string, repeated, tag = "9")]
+    pub calls: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// UTC milliseconds at which timed after-call work ends; 0 otherwise.
+    #[prost(int64, tag = "10")]
+    pub wrap_up_until_ms: i64,
+}
+/// A desktop request that was refused (topic desktop-errors, kind EventError).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RequestError {
+    /// The operation asked: Login, Ready, Hold, ...
+    #[prost(string, tag = "1")]
+    pub operation: ::prost::alloc::string::String,
+    /// The reference the desktop gave with its request.
+    #[prost(string, tag = "2")]
+    pub reference_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub agent_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub call_id: ::prost::alloc::string::String,
+    /// The gRPC status code name: FAILED_PRECONDITION, NOT_FOUND, INVALID_ARGUMENT, ...
+    #[prost(string, tag = "5")]
+    pub code: ::prost::alloc::string::String,
+    #[prost(string, tag = "6")]
+    pub message: ::prost::alloc::string::String,
 }
