@@ -3,6 +3,7 @@
 //! PostgreSQL;
 //! `switchboard config` moves tenants between TOML and PostgreSQL.
 
+mod auth;
 mod config;
 mod grpc;
 mod health;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use ractor::{Actor, ActorRef, OutputPort};
 use redis::aio::ConnectionManager;
+use switchboard_actors::agent_state::store::AgentStore;
+use switchboard_actors::agent_state::{AgentState, AgentStateConfig};
 use switchboard_actors::call_state::{CallState, SnapshotStore};
 use switchboard_actors::events::{EventSink, MemorySink, RedisSink};
 use switchboard_actors::registrar::{
@@ -29,10 +31,17 @@ use crate::config::NodeConfig;
 use crate::provisioning::Provisioning;
 use crate::{grpc, health};
 
+/// The registrar's store, chosen at start.
+enum Bindings {
+    Redis(RedisStore),
+    Memory(MemoryStore),
+}
+
 /// A running node.
 pub(crate) struct Node {
     proxy: ActorRef<ProxyMsg>,
     call_state: CallState,
+    agents: AgentState,
     registrar: ActorRef<RegistrarMsg>,
     tenant: ActorRef<TenantMsg>,
     health: tokio::task::JoinHandle<()>,
@@ -107,11 +116,14 @@ impl Node {
             Some(url) => Some(connect_redis(url).await?),
             None => None,
         };
-        let events = match &redis {
-            Some(conn) => {
-                EventSink::Redis(RedisSink::new(conn.clone(), config.events.stream_length))
-            }
-            None => EventSink::Memory(MemorySink::default()),
+        let (redis_client, redis) = redis.unzip();
+        let events = match (&redis_client, &redis) {
+            (Some(client), Some(conn)) => EventSink::Redis(RedisSink::new(
+                client.clone(),
+                conn.clone(),
+                config.events.stream_length,
+            )),
+            _ => EventSink::Memory(MemorySink::default()),
         };
         let nonce_lifetime = Duration::from_secs(config.auth.nonce_lifetime_secs);
         let nonce_key = match &config.auth.nonce_secret {
@@ -130,31 +142,57 @@ impl Node {
             directory: directory.clone(),
             shards: config.registrar.shards,
             sweep_interval: Duration::from_millis(config.registrar.sweep_interval_ms.max(10)),
+            agents: None,
         };
         let nonce_key = registrar_config.nonce_key.clone();
-        let (registrar, locate, snapshots) = match &redis {
+        let (bindings, locate, snapshots, agent_store) = match &redis {
             Some(conn) => {
-                tracing::info!("bindings, call snapshots and events in redis");
+                tracing::info!("bindings, agent states, call snapshots and events in redis");
                 let store = RedisStore::new(conn.clone());
                 (
-                    spawn_registrar(store.clone(), registrar_config).await?,
+                    Bindings::Redis(store.clone()),
                     locate_in(store),
                     SnapshotStore::Redis(conn.clone()),
+                    AgentStore::Redis(conn.clone()),
                 )
             }
             None => {
-                tracing::info!("bindings, call snapshots and events in memory (no --redis)");
+                tracing::info!(
+                    "bindings, agent states, call snapshots and events in memory (no --redis)"
+                );
                 let store = MemoryStore::default();
                 (
-                    spawn_registrar(store.clone(), registrar_config).await?,
+                    Bindings::Memory(store.clone()),
                     locate_in(store),
                     SnapshotStore::memory(),
+                    AgentStore::memory(),
                 )
             }
         };
-        let call_state = CallState::spawn(events, snapshots, config.calls.state_shards)
-            .await
-            .context("call state")?;
+        let agents = AgentState::spawn(AgentStateConfig {
+            events: events.clone(),
+            store: agent_store,
+            directory: directory.clone(),
+            locate: locate.clone(),
+        })
+        .await
+        .context("agent state")?;
+        let registrar_config = RegistrarConfig {
+            agents: Some(agents.clone()),
+            ..registrar_config
+        };
+        let registrar = match bindings {
+            Bindings::Redis(store) => spawn_registrar(store, registrar_config).await?,
+            Bindings::Memory(store) => spawn_registrar(store, registrar_config).await?,
+        };
+        let call_state = CallState::spawn(
+            events.clone(),
+            snapshots,
+            Some(agents.clone()),
+            config.calls.state_shards,
+        )
+        .await
+        .context("call state")?;
 
         let changes = Arc::new(OutputPort::<Arc<Directory>>::default());
         let (tenant, _) = Actor::spawn(
@@ -228,6 +266,7 @@ impl Node {
         .with_context(|| format!("cannot listen for SIP on {}", config.sip.listen))?;
         changes.subscribe(proxy.clone(), |d| Some(ProxyMsg::ConfigChanged(d)));
         changes.subscribe(registrar.clone(), |d| Some(RegistrarMsg::ConfigChanged(d)));
+        agents.follow_config(&changes);
         let (sip_udp, sip_tcp) = ractor::call!(proxy, ProxyMsg::LocalAddrs).context("sip proxy")?;
 
         let grpc = tokio::net::TcpListener::bind(config.grpc.listen)
@@ -270,6 +309,7 @@ impl Node {
         Ok(Self {
             proxy,
             call_state,
+            agents,
             registrar,
             tenant,
             health,
@@ -283,6 +323,7 @@ impl Node {
         self.grpc.abort();
         self.proxy.stop(None);
         self.call_state.stop();
+        self.agents.stop();
         self.registrar.stop(None);
         self.tenant.stop(None);
         // Give the actors a moment to close their sockets.
@@ -306,14 +347,14 @@ async fn spawn_registrar<S: BindingStore>(
 
 /// Connects to Redis, trying for a few seconds so a node started alongside its Redis waits
 /// for it.
-async fn connect_redis(url: &str) -> anyhow::Result<ConnectionManager> {
+async fn connect_redis(url: &str) -> anyhow::Result<(redis::Client, ConnectionManager)> {
     let client = redis::Client::open(url).with_context(|| format!("invalid redis URL {url:?}"))?;
     let mut last = None;
     for _ in 0..20 {
         match ConnectionManager::new(client.clone()).await {
             Ok(conn) => {
                 tracing::info!(url, "redis connected");
-                return Ok(conn);
+                return Ok((client, conn));
             }
             Err(e) => last = Some(e),
         }

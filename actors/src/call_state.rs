@@ -14,6 +14,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use redis::aio::ConnectionManager;
 use switchboard_proto::events::{CallThread, Payload};
 
+use crate::agent_state::AgentState;
 use crate::events::{EventSink, TOPIC_CALLTHREAD, new_event};
 use crate::shards::Shards;
 
@@ -68,6 +69,8 @@ pub struct CallEvent {
     pub at_ms: u64,
     /// The call's snapshot after the change (JSON); `None` once the call is over.
     pub snapshot: Option<String>,
+    /// The tenant's DNs among the parties, whose agents the change concerns.
+    pub dns: Vec<String>,
 }
 
 /// Where snapshots of live calls are kept.
@@ -137,9 +140,12 @@ pub struct CallState {
 }
 
 impl CallState {
+    /// With `agents`, a change of a call involving an agent's DN is written after the
+    /// agent's own changes it brings about (busy, after-call work).
     pub async fn spawn(
         events: EventSink,
         snapshots: SnapshotStore,
+        agents: Option<AgentState>,
         shards: usize,
     ) -> Result<Self, ractor::SpawnErr> {
         let mut refs = Vec::with_capacity(shards.max(1));
@@ -150,6 +156,7 @@ impl CallState {
                 ShardState {
                     events: events.clone(),
                     snapshots: snapshots.clone(),
+                    agents: agents.clone(),
                 },
             )
             .await?;
@@ -180,6 +187,7 @@ struct Shard;
 struct ShardState {
     events: EventSink,
     snapshots: SnapshotStore,
+    agents: Option<AgentState>,
 }
 
 impl Actor for Shard {
@@ -207,6 +215,13 @@ impl Actor for Shard {
                 "call snapshot not stored");
         }
         let (tenant, call, kind) = (e.tenant.clone(), e.call.call_id.clone(), e.kind);
+        if let Some(agents) = &state.agents
+            && !e.dns.is_empty()
+        {
+            agents
+                .call_changed(&tenant, &e.dns, &call, kind.ends_call())
+                .await;
+        }
         let key = format!("{}:{}", e.tenant, e.call.thread_id);
         let event = new_event(
             &e.tenant,

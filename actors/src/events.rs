@@ -1,14 +1,21 @@
 //! The event sink every system emits to: the envelope of design.md "Events", with a sequence
 //! number per key from 1, appended to the Redis stream `sb:{tenant}:{topic}` (trimmed to a
 //! length), or kept in memory when the node runs without Redis.
+//!
+//! Each entry's stream id comes from one counter per tenant, so ids increase across all of a
+//! tenant's streams in the order the entries were written: merging streams by id (as the
+//! desktop's event stream does, see [`crate::feed`]) gives that order back exactly.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use redis::Script;
 use redis::aio::ConnectionManager;
-use switchboard_proto::event_fields;
 use switchboard_proto::events::{Event, Payload};
+use switchboard_proto::{event_fields, event_from_fields};
+use tokio::sync::broadcast;
 
 use crate::error::Result;
 
@@ -17,6 +24,63 @@ pub const TOPIC_REGISTRAR: &str = "voice-registrar";
 
 /// The topic of call events.
 pub const TOPIC_CALLTHREAD: &str = "voice-callthread";
+
+/// The topic of agent and DN state events.
+pub const TOPIC_AGENTSTATE: &str = "voice-agentstate";
+
+/// Desktop requests that were refused (kind `EventError`): for the desktops' event stream,
+/// not for reporting.
+pub const TOPIC_ERRORS: &str = "desktop-errors";
+
+/// How many entries the errors stream keeps.
+const ERRORS_LENGTH: usize = 10_000;
+
+/// Where an entry sits in a tenant's streams (a Redis stream id, `<ms>-<n>`): unique and
+/// increasing across all the tenant's streams.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntryId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl EntryId {
+    /// The id after `self` at time `now_ms`.
+    fn next(self, now_ms: u64) -> Self {
+        if now_ms > self.ms {
+            EntryId { ms: now_ms, seq: 0 }
+        } else {
+            EntryId {
+                ms: self.ms,
+                seq: self.seq + 1,
+            }
+        }
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+impl FromStr for EntryId {
+    type Err = ();
+
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        let (ms, seq) = s.split_once('-').ok_or(())?;
+        Ok(EntryId {
+            ms: ms.parse().map_err(|_| ())?,
+            seq: seq.parse().map_err(|_| ())?,
+        })
+    }
+}
+
+/// An event as a stream holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub id: EntryId,
+    pub event: Event,
+}
 
 /// How many entries a stream keeps by default.
 pub const DEFAULT_STREAM_LENGTH: usize = 100_000;
@@ -68,6 +132,57 @@ impl EventSink {
         }
     }
 
+    /// Up to `count` entries of a tenant's topic after `after`, oldest first.
+    pub async fn read_after(
+        &self,
+        tenant: &str,
+        topic: &str,
+        after: EntryId,
+        count: usize,
+    ) -> Result<Vec<Entry>> {
+        match self {
+            EventSink::Memory(m) => Ok(m.read_after(tenant, topic, after, count)),
+            EventSink::Redis(r) => r.read_after(tenant, topic, after, count).await,
+        }
+    }
+
+    /// The id of a topic's newest entry (zero when it has none).
+    pub async fn last_id(&self, tenant: &str, topic: &str) -> Result<EntryId> {
+        match self {
+            EventSink::Memory(m) => Ok(m.last_id(tenant, topic)),
+            EventSink::Redis(r) => r.last_id(tenant, topic).await,
+        }
+    }
+
+    /// Whether every entry after `after` is still held: `Err` with the oldest entry held when
+    /// trimming removed some of them.
+    pub async fn held_after(
+        &self,
+        tenant: &str,
+        topic: &str,
+        after: EntryId,
+    ) -> Result<std::result::Result<(), Option<EntryId>>> {
+        let (deleted, oldest) = match self {
+            EventSink::Memory(m) => m.trimmed(tenant, topic),
+            EventSink::Redis(r) => r.trimmed(tenant, topic).await?,
+        };
+        Ok(if deleted > after { Err(oldest) } else { Ok(()) })
+    }
+
+    /// Every entry of the tenant's `topics` as it is written, in order, from the moment this
+    /// returns; a receiver that falls behind is told it lagged (and reads the gap back with
+    /// [`EventSink::read_after`]).
+    pub async fn follow(
+        &self,
+        tenant: &str,
+        topics: &'static [&'static str],
+    ) -> Result<broadcast::Receiver<Arc<Entry>>> {
+        match self {
+            EventSink::Memory(m) => Ok(m.follow(tenant)),
+            EventSink::Redis(r) => r.follow(tenant, topics).await,
+        }
+    }
+
     /// Forgets the numbering of a key that will have no more events (a call thread that
     /// ended), so that counters do not pile up, one per call ever made.
     pub async fn close_key(&self, tenant: &str, key: &str) -> Result<()> {
@@ -97,9 +212,22 @@ pub struct MemorySink {
 
 #[derive(Debug, Default)]
 struct MemoryStreams {
-    streams: HashMap<String, VecDeque<Event>>,
+    streams: HashMap<String, MemoryStream>,
     seqs: HashMap<String, u64>,
+    /// The last entry id given out, per tenant.
+    last: HashMap<String, EntryId>,
+    live: HashMap<String, broadcast::Sender<Arc<Entry>>>,
 }
+
+#[derive(Debug, Default)]
+struct MemoryStream {
+    entries: VecDeque<Entry>,
+    /// The newest entry trimmed away.
+    deleted: EntryId,
+}
+
+/// How many entries a follower may fall behind before it is told it lagged.
+const FOLLOW_BUFFER: usize = 8192;
 
 impl MemorySink {
     fn publish(&self, mut event: Event) -> Event {
@@ -107,13 +235,30 @@ impl MemorySink {
         let seq = inner.seqs.entry(event.key.clone()).or_default();
         *seq += 1;
         event.seq = *seq;
+        let last = inner.last.entry(event.tenant.clone()).or_default();
+        *last = last.next(crate::unix_ms());
+        let id = *last;
+        let max_len = if event.topic == TOPIC_ERRORS {
+            ERRORS_LENGTH
+        } else {
+            DEFAULT_STREAM_LENGTH
+        };
         let stream = inner
             .streams
             .entry(stream_name(&event.tenant, &event.topic))
             .or_default();
-        stream.push_back(event.clone());
-        if stream.len() > DEFAULT_STREAM_LENGTH {
-            stream.pop_front();
+        let entry = Entry {
+            id,
+            event: event.clone(),
+        };
+        stream.entries.push_back(entry.clone());
+        if stream.entries.len() > max_len
+            && let Some(gone) = stream.entries.pop_front()
+        {
+            stream.deleted = gone.id;
+        }
+        if let Some(live) = inner.live.get(&event.tenant) {
+            let _ = live.send(Arc::new(entry));
         }
         event
     }
@@ -124,18 +269,60 @@ impl MemorySink {
         inner
             .streams
             .get(&stream_name(tenant, topic))
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| s.entries.iter().map(|e| e.event.clone()).collect())
             .unwrap_or_default()
+    }
+
+    fn read_after(&self, tenant: &str, topic: &str, after: EntryId, count: usize) -> Vec<Entry> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(stream) = inner.streams.get(&stream_name(tenant, topic)) else {
+            return Vec::new();
+        };
+        let start = stream.entries.partition_point(|e| e.id <= after);
+        stream.entries.range(start..).take(count).cloned().collect()
+    }
+
+    fn last_id(&self, tenant: &str, topic: &str) -> EntryId {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .streams
+            .get(&stream_name(tenant, topic))
+            .and_then(|s| s.entries.back())
+            .map(|e| e.id)
+            .unwrap_or_default()
+    }
+
+    fn trimmed(&self, tenant: &str, topic: &str) -> (EntryId, Option<EntryId>) {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .streams
+            .get(&stream_name(tenant, topic))
+            .map(|s| (s.deleted, s.entries.front().map(|e| e.id)))
+            .unwrap_or_default()
+    }
+
+    fn follow(&self, tenant: &str) -> broadcast::Receiver<Arc<Entry>> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .live
+            .entry(tenant.to_owned())
+            .or_insert_with(|| broadcast::channel(FOLLOW_BUFFER).0)
+            .subscribe()
     }
 }
 
-/// Streams in Redis: one script numbers the event (INCR of a counter per key) and appends it
-/// (XADD with approximate trimming), so numbers and order agree even with several nodes.
+/// Streams in Redis: one script numbers the event (INCR of a counter per key), takes the
+/// tenant's next entry id and appends it (XADD with approximate trimming), so numbers and
+/// order agree even with several nodes.
 #[derive(Clone)]
 pub struct RedisSink {
     conn: ConnectionManager,
+    /// For the connections that follow streams (their reads block).
+    client: redis::Client,
     append: Arc<Script>,
     max_len: usize,
+    /// Per tenant, the task following its streams on this node.
+    tails: Arc<tokio::sync::Mutex<HashMap<String, broadcast::Sender<Arc<Entry>>>>>,
 }
 
 impl std::fmt::Debug for RedisSink {
@@ -148,7 +335,20 @@ impl std::fmt::Debug for RedisSink {
 
 const APPEND: &str = r"
 local seq = redis.call('INCR', KEYS[2])
-local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*'}
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = 0
+local last = redis.call('GET', KEYS[3])
+if last then
+  local lms, lseq = string.match(last, '^(%d+)-(%d+)$')
+  lms = tonumber(lms)
+  if ms <= lms then
+    ms = lms
+    n = tonumber(lseq) + 1
+  end
+end
+local id = string.format('%d-%d', ms, n)
+local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id}
 for i = 2, #ARGV, 2 do
   args[#args + 1] = ARGV[i]
   if ARGV[i] == 'seq' then
@@ -157,16 +357,25 @@ for i = 2, #ARGV, 2 do
     args[#args + 1] = ARGV[i + 1]
   end
 end
-redis.call(unpack(args))
+local added = redis.pcall(unpack(args))
+if type(added) == 'table' and added['err'] then
+  -- The stream holds a newer id than the tenant's last (its record was lost): append with
+  -- an id of Redis's choosing rather than lose the event.
+  args[6] = '*'
+  added = redis.call(unpack(args))
+end
+redis.call('SET', KEYS[3], added)
 return seq
 ";
 
 impl RedisSink {
-    pub fn new(conn: ConnectionManager, max_len: usize) -> Self {
+    pub fn new(client: redis::Client, conn: ConnectionManager, max_len: usize) -> Self {
         Self {
             conn,
+            client,
             append: Arc::new(Script::new(APPEND)),
             max_len,
+            tails: Arc::default(),
         }
     }
 
@@ -174,7 +383,15 @@ impl RedisSink {
         let stream = stream_name(&event.tenant, &event.topic);
         let counter = counter_name(&event.tenant, &event.key);
         let mut invocation = self.append.key(&stream);
-        invocation.key(&counter).arg(self.max_len);
+        let max_len = if event.topic == TOPIC_ERRORS {
+            ERRORS_LENGTH
+        } else {
+            self.max_len
+        };
+        invocation
+            .key(&counter)
+            .key(format!("sb:{}:last-entry", event.tenant))
+            .arg(max_len);
         for (field, value) in event_fields(&event) {
             invocation.arg(field).arg(value);
         }
@@ -182,6 +399,255 @@ impl RedisSink {
         let seq: u64 = invocation.invoke_async(&mut conn).await?;
         event.seq = seq;
         Ok(event)
+    }
+
+    async fn read_after(
+        &self,
+        tenant: &str,
+        topic: &str,
+        after: EntryId,
+        count: usize,
+    ) -> Result<Vec<Entry>> {
+        let mut conn = self.conn.clone();
+        let reply: redis::Value = redis::cmd("XRANGE")
+            .arg(stream_name(tenant, topic))
+            .arg(format!("({after}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        Ok(entries(reply))
+    }
+
+    async fn last_id(&self, tenant: &str, topic: &str) -> Result<EntryId> {
+        let mut conn = self.conn.clone();
+        let reply: redis::Value = redis::cmd("XREVRANGE")
+            .arg(stream_name(tenant, topic))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await?;
+        Ok(stream_ids(&reply).into_iter().next().unwrap_or_default())
+    }
+
+    /// The newest entry trimmed away and the oldest held (XINFO STREAM, Redis 7).
+    async fn trimmed(&self, tenant: &str, topic: &str) -> Result<(EntryId, Option<EntryId>)> {
+        let mut conn = self.conn.clone();
+        let reply: redis::Value = match redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(stream_name(tenant, topic))
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(v) => v,
+            // No such stream: nothing was ever trimmed.
+            Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {
+                return Ok((EntryId::default(), None));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut deleted = EntryId::default();
+        let mut oldest = None;
+        for (name, value) in pairs(&reply) {
+            match name.as_str() {
+                "max-deleted-entry-id" => {
+                    if let Some(id) = text(value).and_then(|t| t.parse().ok()) {
+                        deleted = id;
+                    }
+                }
+                "first-entry" => {
+                    oldest = stream_ids(&redis::Value::Array(vec![value.clone()]))
+                        .into_iter()
+                        .next()
+                }
+                _ => {}
+            }
+        }
+        Ok((deleted, oldest))
+    }
+
+    async fn follow(
+        &self,
+        tenant: &str,
+        topics: &'static [&'static str],
+    ) -> Result<broadcast::Receiver<Arc<Entry>>> {
+        let mut tails = self.tails.lock().await;
+        if let Some(live) = tails.get(tenant) {
+            return Ok(live.subscribe());
+        }
+        // The tail starts where the streams end now; whoever follows reads its own start
+        // point after this, so nothing falls between the two.
+        let mut from = Vec::with_capacity(topics.len());
+        for topic in topics {
+            from.push(self.last_id(tenant, topic).await?);
+        }
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(TAIL_BLOCK + std::time::Duration::from_secs(5)));
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let (live, receiver) = broadcast::channel(FOLLOW_BUFFER);
+        tails.insert(tenant.to_owned(), live.clone());
+        let streams: Vec<String> = topics.iter().map(|t| stream_name(tenant, t)).collect();
+        tokio::spawn(tail(conn, self.client.clone(), streams, from, live));
+        Ok(receiver)
+    }
+}
+
+/// How long one read of the tail waits for new entries.
+const TAIL_BLOCK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Follows a tenant's streams from `from` for as long as the node runs, handing each new entry
+/// on in id order; a lost connection is made again and the read resumes where it stopped.
+async fn tail(
+    mut conn: redis::aio::MultiplexedConnection,
+    client: redis::Client,
+    streams: Vec<String>,
+    mut from: Vec<EntryId>,
+    live: broadcast::Sender<Arc<Entry>>,
+) {
+    loop {
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("BLOCK")
+            .arg(TAIL_BLOCK.as_millis() as u64)
+            .arg("STREAMS");
+        for s in &streams {
+            cmd.arg(s);
+        }
+        for id in &from {
+            cmd.arg(id.to_string());
+        }
+        let reply: redis::Value = match cmd.query_async(&mut conn).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::warn!(error = %e, "following event streams: read failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_response_timeout(Some(TAIL_BLOCK + std::time::Duration::from_secs(5)));
+                if let Ok(c) = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                {
+                    conn = c;
+                }
+                continue;
+            }
+        };
+        // [[stream, [[id, fields]...]]...] (or a map of them under RESP3).
+        let mut batch = Vec::new();
+        for (name, items) in stream_replies(&reply) {
+            let Some(i) = streams.iter().position(|s| *s == name) else {
+                continue;
+            };
+            let got = entries(items);
+            if let Some(last) = got.last() {
+                from[i] = from[i].max(last.id);
+            }
+            batch.extend(got);
+        }
+        batch.sort_by_key(|e| e.id);
+        for entry in batch {
+            let _ = live.send(Arc::new(entry));
+        }
+    }
+}
+
+/// The (stream name, entries) pairs of an XREAD reply.
+fn stream_replies(reply: &redis::Value) -> Vec<(String, redis::Value)> {
+    match reply {
+        redis::Value::Array(items) => items
+            .iter()
+            .filter_map(|item| match item {
+                redis::Value::Array(pair) if pair.len() == 2 => {
+                    Some((text(&pair[0])?, pair[1].clone()))
+                }
+                _ => None,
+            })
+            .collect(),
+        redis::Value::Map(items) => items
+            .iter()
+            .filter_map(|(k, v)| Some((text(k)?, v.clone())))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The entries of an XRANGE reply that hold well-formed events.
+fn entries(reply: redis::Value) -> Vec<Entry> {
+    let redis::Value::Array(items) = reply else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let redis::Value::Array(pair) = item else {
+                return None;
+            };
+            let id = text(pair.first()?)?.parse().ok()?;
+            let fields: Vec<String> = match pair.get(1)? {
+                redis::Value::Array(f) => f.iter().filter_map(text).collect(),
+                redis::Value::Map(m) => m
+                    .iter()
+                    .flat_map(|(k, v)| [text(k), text(v)])
+                    .flatten()
+                    .collect(),
+                _ => return None,
+            };
+            let event = event_from_fields(
+                fields
+                    .chunks_exact(2)
+                    .map(|kv| (kv[0].as_str(), kv[1].as_str())),
+            );
+            match event {
+                Some(event) => Some(Entry { id, event }),
+                None => {
+                    tracing::warn!(entry = %id, "stream entry is not an event; skipped");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// The ids of the entries of an XRANGE reply.
+fn stream_ids(reply: &redis::Value) -> Vec<EntryId> {
+    let redis::Value::Array(items) = reply else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| match item {
+            redis::Value::Array(pair) => text(pair.first()?)?.parse().ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The (name, value) pairs of a reply that is a map, flat (RESP2) or not (RESP3).
+fn pairs(reply: &redis::Value) -> Vec<(String, &redis::Value)> {
+    match reply {
+        redis::Value::Array(items) => items
+            .chunks_exact(2)
+            .filter_map(|kv| Some((text(&kv[0])?, &kv[1])))
+            .collect(),
+        redis::Value::Map(items) => items
+            .iter()
+            .filter_map(|(k, v)| Some((text(k)?, v)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn text(v: &redis::Value) -> Option<String> {
+    match v {
+        redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        redis::Value::VerbatimString { text, .. } => Some(text.clone()),
+        _ => None,
     }
 }
 

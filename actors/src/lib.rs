@@ -7,6 +7,7 @@ pub mod agent_state;
 pub mod call_state;
 mod error;
 pub mod events;
+pub mod feed;
 pub mod registrar;
 mod shards;
 pub mod sip_cluster;

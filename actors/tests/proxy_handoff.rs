@@ -61,6 +61,7 @@ async fn a_registrar_whose_store_hangs_costs_a_503_not_silence() {
                 directory: directory.clone(),
                 shards: 2,
                 sweep_interval: Duration::from_secs(60),
+                agents: None,
             },
         ),
     )
@@ -84,6 +85,7 @@ async fn a_registrar_whose_store_hangs_costs_a_503_not_silence() {
                 call_state: CallState::spawn(
                     EventSink::Memory(MemorySink::default()),
                     SnapshotStore::memory(),
+                    None,
                     1,
                 )
                 .await

@@ -9,9 +9,9 @@ mod generated {
 
 pub mod events {
     //! The event envelope and its payloads.
+    pub use crate::generated::event;
     pub use crate::generated::event::Payload;
     pub use crate::generated::{AgentState, Binding, CallThread, Event, Party, RequestError};
-    pub use crate::generated::event;
 }
 
 pub mod provisioning {

@@ -7,7 +7,6 @@ mod convert;
 use std::sync::Arc;
 use std::time::Duration;
 
-use subtle::ConstantTimeEq;
 use switchboard_actors::tenant::postgres::ConfigStore;
 use switchboard_actors::tenant::provision::{
     self, AGENT_GROUPS, AGENTS, API_KEYS, DNS, Kind, MEDIA_SERVERS, PLACES, ProvisionError, QUEUES,
@@ -19,6 +18,7 @@ use tokio::sync::{Mutex, MutexGuard, watch};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Caller, Keys};
 use convert::Message;
 
 pub(crate) use pb::provisioning_server::ProvisioningServer;
@@ -39,7 +39,7 @@ pub(crate) struct Provisioning {
     directory: watch::Receiver<Arc<Directory>>,
     /// Where writes go; `None` on a node serving its embedded configuration.
     writer: Option<Writer>,
-    admin_key: Option<String>,
+    keys: Keys,
 }
 
 /// The connection writes go through, made again when it is lost.
@@ -49,13 +49,6 @@ struct Writer {
     validator: Option<StrategyValidator>,
 }
 
-/// Who is calling.
-enum Caller {
-    Admin,
-    /// A tenant's API key: that tenant only.
-    Tenant(String),
-}
-
 impl Provisioning {
     pub(crate) fn new(
         directory: watch::Receiver<Arc<Directory>>,
@@ -63,6 +56,7 @@ impl Provisioning {
         admin_key: Option<String>,
         validator: Option<StrategyValidator>,
     ) -> Self {
+        let directory_for_keys = directory.clone();
         Self {
             directory,
             writer: postgres.map(|url| Writer {
@@ -70,55 +64,20 @@ impl Provisioning {
                 store: Mutex::new(None),
                 validator,
             }),
-            admin_key: admin_key.filter(|k| !k.is_empty()),
+            keys: Keys::new(directory_for_keys, admin_key),
         }
     }
 
     fn caller(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
-        // The scheme is case-insensitive (RFC 6750 after RFC 7235).
-        let key = metadata
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, key) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then_some(key)
-            })
-            .map(str::trim)
-            .ok_or_else(|| {
-                Status::unauthenticated("send `authorization: Bearer <API key>` metadata")
-            })?;
-        if let Some(admin) = &self.admin_key
-            && bool::from(key.as_bytes().ct_eq(admin.as_bytes()))
-        {
-            return Ok(Caller::Admin);
-        }
-        match self.directory.borrow().by_api_key(key) {
-            Some(t) => Ok(Caller::Tenant(t.name.clone())),
-            None => Err(Status::unauthenticated("unknown API key")),
-        }
+        self.keys.caller(metadata)
     }
 
-    /// The tenant a request may reach: the one it names, if the caller may reach it.
     fn tenant(&self, metadata: &MetadataMap, requested: &str) -> Result<String, Status> {
-        match self.caller(metadata)? {
-            Caller::Admin if requested.is_empty() => Err(Status::invalid_argument(
-                "tenant: required with the administrator key",
-            )),
-            Caller::Admin => Ok(requested.to_owned()),
-            Caller::Tenant(own) if requested.is_empty() || requested == own => Ok(own),
-            Caller::Tenant(own) => Err(Status::permission_denied(format!(
-                "this API key reaches tenant {own:?} only"
-            ))),
-        }
+        self.keys.tenant(metadata, requested)
     }
 
     fn admin(&self, metadata: &MetadataMap) -> Result<(), Status> {
-        match self.caller(metadata)? {
-            Caller::Admin => Ok(()),
-            Caller::Tenant(_) => Err(Status::permission_denied(
-                "this needs the administrator key",
-            )),
-        }
+        self.keys.admin(metadata)
     }
 
     /// The tenant as this node holds it.

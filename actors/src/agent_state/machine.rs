@@ -24,6 +24,18 @@ impl WorkMode {
             WorkMode::WalkAway => "WalkAway",
         }
     }
+
+    /// The work mode [`WorkMode::name`] wrote.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            WorkMode::Unknown,
+            WorkMode::AuxWork,
+            WorkMode::AfterCallWork,
+            WorkMode::WalkAway,
+        ]
+        .into_iter()
+        .find(|m| m.name() == name)
+    }
 }
 
 /// Whether the agent takes calls.

@@ -1,4 +1,828 @@
-//! The agent state system (design.md "Agent desktops"): one agent's state as a sans-io
-//! machine ([`machine`]); the actor per agent, its store and the desktop's gRPC come next.
+//! The agent-state system: one actor per agent, running its [`machine::Agent`], keeping its
+//! state in the [`store::AgentStore`] and writing each change to the tenant's
+//! `voice-agentstate` stream, keyed by agent so that an agent's events keep their order.
+//!
+//! A registry actor in front finds (or starts) each agent's actor and holds the rules that
+//! span agents: an agent is logged in on one DN at a time, and a DN holds one agent at a time.
+//! The registrar tells it when a DN's phone registers or goes away; call state tells it which
+//! DNs a call involves, and waits until the agents' changes are written, so that an agent's
+//! after-call work is on its stream before the call's release is on the call's.
 
 pub mod machine;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use switchboard_proto::events::{AgentState as AgentView, Payload};
+
+use crate::events::{EventSink, TOPIC_AGENTSTATE, new_event};
+use crate::sip_cluster::Locate;
+use crate::tenant::{Directory, Tenant};
+use machine::{Agent, Change, Command, Mode, Refusal, Session, WorkMode};
+use store::{AgentStore, Stored};
+
+/// Why an agent operation was not carried out; the agent's state is untouched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("no agent {agent:?} in tenant {tenant:?}")]
+    UnknownAgent { tenant: String, agent: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("DN {dn} is in use by agent {agent}")]
+    DnTaken { dn: String, agent: String },
+    #[error("agent state unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl CommandError {
+    /// Whether the operation is not allowed in the current state (rather than malformed or
+    /// naming something unknown).
+    pub fn is_precondition(&self) -> bool {
+        matches!(
+            self,
+            CommandError::Refused(_) | CommandError::DnTaken { .. }
+        )
+    }
+}
+
+/// An agent's state as the desktop sees it, with whether routing may offer it a call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub state: AgentView,
+    pub available: bool,
+}
+
+/// How the agent-state system is set up.
+#[derive(Clone)]
+pub struct AgentStateConfig {
+    pub events: EventSink,
+    pub store: AgentStore,
+    pub directory: Arc<Directory>,
+    /// Looks up a DN's registrations: whether its phone is in service at login.
+    pub locate: Locate,
+}
+
+impl std::fmt::Debug for AgentStateConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentStateConfig")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a call's report waits for its agents' changes to be written.
+const CALL_REPORT_WAIT: Duration = Duration::from_secs(2);
+
+/// Reaches the agent-state system. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AgentState {
+    registry: ActorRef<RegistryMsg>,
+}
+
+impl AgentState {
+    /// Starts the system, with the agents the store holds as logged in.
+    pub async fn spawn(config: AgentStateConfig) -> Result<Self, ractor::SpawnErr> {
+        let (registry, _) = Actor::spawn(Some("agent_state".into()), Registry, config).await?;
+        Ok(Self { registry })
+    }
+
+    /// A desktop's command for an agent.
+    pub async fn command(
+        &self,
+        tenant: &str,
+        agent: &str,
+        command: Command,
+    ) -> Result<(), CommandError> {
+        let asked = ractor::call!(self.registry, |reply| RegistryMsg::Command {
+            tenant: tenant.to_owned(),
+            agent: agent.to_owned(),
+            command,
+            reply,
+        });
+        asked.unwrap_or_else(|e| Err(CommandError::Unavailable(e.to_string())))
+    }
+
+    /// An agent's state now.
+    pub async fn status(&self, tenant: &str, agent: &str) -> Result<Status, CommandError> {
+        let asked = ractor::call!(self.registry, |reply| RegistryMsg::Status {
+            tenant: tenant.to_owned(),
+            agent: agent.to_owned(),
+            reply,
+        });
+        asked.unwrap_or_else(|e| Err(CommandError::Unavailable(e.to_string())))
+    }
+
+    /// A DN's phone registered (its first binding) or went away (its last).
+    pub fn registration(&self, tenant: &str, dn: &str, present: bool) {
+        let _ = self.registry.cast(RegistryMsg::Registration {
+            tenant: tenant.to_owned(),
+            dn: dn.to_owned(),
+            present,
+        });
+    }
+
+    /// A call involving `dns` changed (`ended` once it is over); returns once the changes of
+    /// the agents on those DNs are written (or after a bounded wait).
+    pub async fn call_changed(&self, tenant: &str, dns: &[String], call: &str, ended: bool) {
+        let asked = ractor::call_t!(
+            self.registry,
+            |reply| RegistryMsg::Call {
+                tenant: tenant.to_owned(),
+                dns: dns.to_vec(),
+                call: call.to_owned(),
+                ended,
+                reply,
+            },
+            CALL_REPORT_WAIT.as_millis() as u64
+        );
+        let Ok(waiting) = asked else {
+            tracing::warn!(
+                tenant,
+                call,
+                "agent state did not take a call's change in time"
+            );
+            return;
+        };
+        for done in waiting {
+            if tokio::time::timeout(CALL_REPORT_WAIT, done).await.is_err() {
+                tracing::warn!(
+                    tenant,
+                    call,
+                    "an agent's change for a call was not written in time"
+                );
+            }
+        }
+    }
+
+    /// Follows the tenant configuration as it changes.
+    pub fn follow_config(&self, changes: &ractor::OutputPort<Arc<Directory>>) {
+        changes.subscribe(self.registry.clone(), |d| {
+            Some(RegistryMsg::ConfigChanged(d))
+        });
+    }
+
+    pub fn stop(&self) {
+        self.registry.stop(None);
+    }
+}
+
+enum RegistryMsg {
+    Command {
+        tenant: String,
+        agent: String,
+        command: Command,
+        reply: RpcReplyPort<Result<(), CommandError>>,
+    },
+    Status {
+        tenant: String,
+        agent: String,
+        reply: RpcReplyPort<Result<Status, CommandError>>,
+    },
+    Registration {
+        tenant: String,
+        dn: String,
+        present: bool,
+    },
+    /// Answers with one receiver per agent concerned, each told when its change is written.
+    Call {
+        tenant: String,
+        dns: Vec<String>,
+        call: String,
+        ended: bool,
+        reply: RpcReplyPort<Vec<tokio::sync::oneshot::Receiver<()>>>,
+    },
+    /// An agent gave up its DN: it logged out, or its login could not be stored.
+    Released {
+        tenant: String,
+        agent: String,
+        dn: String,
+    },
+    ConfigChanged(Arc<Directory>),
+}
+
+struct Registry;
+
+struct RegistryState {
+    config: AgentStateConfig,
+    /// Agents with an actor, by (tenant, agent id).
+    agents: HashMap<(String, String), ActorRef<AgentMsg>>,
+    /// Who is logged in where: (tenant, DN) to agent id, and back.
+    by_dn: HashMap<(String, String), String>,
+    dn_of: HashMap<(String, String), String>,
+}
+
+impl Actor for Registry {
+    type Msg = RegistryMsg;
+    type State = RegistryState;
+    type Arguments = AgentStateConfig;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        config: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = RegistryState {
+            config,
+            agents: HashMap::new(),
+            by_dn: HashMap::new(),
+            dn_of: HashMap::new(),
+        };
+        let tenants: Vec<Arc<Tenant>> = state.config.directory.tenants().cloned().collect();
+        for tenant in tenants {
+            let stored = match state.config.store.load_all(&tenant.name).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    // Without its store the node cannot know who is logged in: refuse to
+                    // start rather than log everyone out.
+                    return Err(format!("agent states of tenant {}: {e}", tenant.name).into());
+                }
+            };
+            let mut restored = 0;
+            for s in stored {
+                if agent_config(&tenant, &s.agent).is_none() {
+                    tracing::warn!(tenant = %tenant.name, agent = %s.agent,
+                        "stored agent is no longer configured: left logged out");
+                    continue;
+                }
+                let key = (tenant.name.clone(), s.agent.clone());
+                state
+                    .by_dn
+                    .insert((tenant.name.clone(), s.dn.clone()), s.agent.clone());
+                state.dn_of.insert(key.clone(), s.dn.clone());
+                let actor = spawn_agent(&myself, &state.config, &tenant, &s.agent).await?;
+                state.agents.insert(key, actor);
+                restored += 1;
+            }
+            if restored > 0 {
+                tracing::info!(tenant = %tenant.name, agents = restored, "agents still logged in");
+            }
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RegistryMsg::Command {
+                tenant,
+                agent,
+                command,
+                reply,
+            } => {
+                let actor = match state.agent(&myself, &tenant, &agent).await {
+                    Ok(actor) => actor,
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                let mut aor = None;
+                if let Command::Login { dn, .. } = &command {
+                    if let Err(e) = state.claim(&tenant, &agent, dn) {
+                        let _ = reply.send(Err(e));
+                        return Ok(());
+                    }
+                    aor = state.config.directory.by_name(&tenant).map(|t| t.aor(dn));
+                }
+                if actor
+                    .cast(AgentMsg::Command {
+                        command,
+                        aor,
+                        reply,
+                    })
+                    .is_err()
+                {
+                    tracing::warn!(%tenant, %agent, "agent actor stopped");
+                }
+            }
+            RegistryMsg::Status {
+                tenant,
+                agent,
+                reply,
+            } => match state.agent(&myself, &tenant, &agent).await {
+                Ok(actor) => {
+                    let _ = actor.cast(AgentMsg::Status(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            RegistryMsg::Registration {
+                tenant,
+                dn,
+                present,
+            } => {
+                if let Some(actor) = state.on_dn(&tenant, &dn) {
+                    let _ = actor.cast(AgentMsg::Registration(present));
+                }
+            }
+            RegistryMsg::Call {
+                tenant,
+                dns,
+                call,
+                ended,
+                reply,
+            } => {
+                let mut waiting = Vec::new();
+                for dn in &dns {
+                    if let Some(actor) = state.on_dn(&tenant, dn) {
+                        let (done, wait) = tokio::sync::oneshot::channel();
+                        let told = actor.cast(AgentMsg::Call {
+                            call: call.clone(),
+                            ended,
+                            done,
+                        });
+                        if told.is_ok() {
+                            waiting.push(wait);
+                        }
+                    }
+                }
+                let _ = reply.send(waiting);
+            }
+            RegistryMsg::Released { tenant, agent, dn } => {
+                let key = (tenant.clone(), dn);
+                if state.by_dn.get(&key) == Some(&agent) {
+                    state.by_dn.remove(&key);
+                }
+                state.dn_of.remove(&(tenant, agent));
+            }
+            RegistryMsg::ConfigChanged(directory) => {
+                for ((tenant, agent), actor) in &state.agents {
+                    let wrap_up = directory
+                        .by_name(tenant)
+                        .and_then(|t| agent_config(t, agent).map(|a| wrap_up_of(t, a)));
+                    if let Some(wrap_up) = wrap_up {
+                        let _ = actor.cast(AgentMsg::WrapUp(wrap_up));
+                    }
+                }
+                state.config.directory = directory;
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // An agent's actor that failed is started again, from the store, at its next
+        // request; the DNs it holds stay held.
+        if let SupervisionEvent::ActorFailed(cell, why) = &event {
+            tracing::error!(error = %why, "agent actor failed; it restarts from its stored state");
+            let id = cell.get_id();
+            state.agents.retain(|_, actor| actor.get_id() != id);
+        }
+        if let SupervisionEvent::ActorTerminated(cell, ..) = &event {
+            let id = cell.get_id();
+            state.agents.retain(|_, actor| actor.get_id() != id);
+        }
+        Ok(())
+    }
+}
+
+impl RegistryState {
+    /// The actor of a configured agent, started if need be.
+    async fn agent(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        tenant: &str,
+        agent: &str,
+    ) -> Result<ActorRef<AgentMsg>, CommandError> {
+        let key = (tenant.to_owned(), agent.to_owned());
+        if let Some(actor) = self.agents.get(&key) {
+            return Ok(actor.clone());
+        }
+        let unknown = || CommandError::UnknownAgent {
+            tenant: tenant.to_owned(),
+            agent: agent.to_owned(),
+        };
+        let t = self
+            .config
+            .directory
+            .by_name(tenant)
+            .ok_or_else(unknown)?
+            .clone();
+        agent_config(&t, agent).ok_or_else(unknown)?;
+        let actor = spawn_agent(myself, &self.config, &t, agent)
+            .await
+            .map_err(|e| CommandError::Unavailable(e.to_string()))?;
+        self.agents.insert(key, actor.clone());
+        Ok(actor)
+    }
+
+    /// Takes `dn` for `agent`'s login: refused when the agent is logged in already or another
+    /// agent holds the DN.
+    fn claim(&mut self, tenant: &str, agent: &str, dn: &str) -> Result<(), CommandError> {
+        let t = self
+            .config
+            .directory
+            .by_name(tenant)
+            .ok_or_else(|| CommandError::Invalid(format!("no tenant {tenant:?}")))?;
+        if t.registering(dn).is_none() {
+            return Err(CommandError::Invalid(format!(
+                "DN {dn:?} is not an extension of tenant {tenant}"
+            )));
+        }
+        let key = (tenant.to_owned(), agent.to_owned());
+        if let Some(current) = self.dn_of.get(&key) {
+            return Err(Refusal::AlreadyLoggedIn(current.clone()).into());
+        }
+        let dn_key = (tenant.to_owned(), dn.to_owned());
+        if let Some(holder) = self.by_dn.get(&dn_key) {
+            return Err(CommandError::DnTaken {
+                dn: dn.to_owned(),
+                agent: holder.clone(),
+            });
+        }
+        self.by_dn.insert(dn_key, agent.to_owned());
+        self.dn_of.insert(key, dn.to_owned());
+        Ok(())
+    }
+
+    /// The actor of the agent logged in on `dn`, if any.
+    fn on_dn(&self, tenant: &str, dn: &str) -> Option<&ActorRef<AgentMsg>> {
+        let agent = self.by_dn.get(&(tenant.to_owned(), dn.to_owned()))?;
+        self.agents.get(&(tenant.to_owned(), agent.clone()))
+    }
+}
+
+fn agent_config<'a>(tenant: &'a Tenant, agent: &str) -> Option<&'a crate::tenant::AgentConfig> {
+    tenant.config.agents.iter().find(|a| a.id == agent)
+}
+
+fn wrap_up_of(tenant: &Tenant, agent: &crate::tenant::AgentConfig) -> Duration {
+    Duration::from_secs(
+        agent
+            .wrap_up_secs
+            .unwrap_or(tenant.config.wrap_up_secs)
+            .into(),
+    )
+}
+
+async fn spawn_agent(
+    registry: &ActorRef<RegistryMsg>,
+    config: &AgentStateConfig,
+    tenant: &Tenant,
+    agent: &str,
+) -> Result<ActorRef<AgentMsg>, ractor::SpawnErr> {
+    let wrap_up = agent_config(tenant, agent).map_or(Duration::ZERO, |a| wrap_up_of(tenant, a));
+    let (actor, _) = Actor::spawn_linked(
+        None,
+        AgentActor,
+        AgentArgs {
+            tenant: tenant.name.clone(),
+            agent: agent.to_owned(),
+            wrap_up,
+            config: config.clone(),
+            registry: registry.clone(),
+        },
+        registry.get_cell(),
+    )
+    .await?;
+    Ok(actor)
+}
+
+enum AgentMsg {
+    Command {
+        command: Command,
+        /// For a login: the DN's address of record, to look its phone up.
+        aor: Option<String>,
+        reply: RpcReplyPort<Result<(), CommandError>>,
+    },
+    Status(RpcReplyPort<Result<Status, CommandError>>),
+    Registration(bool),
+    Call {
+        call: String,
+        ended: bool,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
+    WrapUp(Duration),
+    /// Timed after-call work may be over.
+    Wake,
+}
+
+struct AgentArgs {
+    tenant: String,
+    agent: String,
+    wrap_up: Duration,
+    config: AgentStateConfig,
+    registry: ActorRef<RegistryMsg>,
+}
+
+struct AgentActor;
+
+struct AgentActorState {
+    tenant: String,
+    agent: Agent,
+    config: AgentStateConfig,
+    registry: ActorRef<RegistryMsg>,
+}
+
+impl Actor for AgentActor {
+    type Msg = AgentMsg;
+    type State = AgentActorState;
+    type Arguments = AgentArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut agent = Agent::new(args.agent.clone(), args.wrap_up);
+        let stored = args.config.store.load(&args.tenant, &args.agent).await?;
+        if let Some(stored) = stored {
+            restore(&mut agent, stored, Instant::now());
+        }
+        let state = AgentActorState {
+            tenant: args.tenant,
+            agent,
+            config: args.config,
+            registry: args.registry,
+        };
+        state.schedule(&myself);
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = Instant::now();
+        match message {
+            AgentMsg::Command {
+                command,
+                aor,
+                reply,
+            } => {
+                let login_dn = match &command {
+                    Command::Login { dn, .. } => Some(dn.clone()),
+                    _ => None,
+                };
+                if let Some(aor) = aor {
+                    // Whether the DN's phone is registered, as of the login.
+                    match (state.config.locate)(state.tenant.clone(), aor).await {
+                        Ok(bindings) => state.agent.in_service = !bindings.is_empty(),
+                        Err(e) => tracing::warn!(tenant = %state.tenant, agent = %state.agent.id,
+                            error = %e, "cannot tell whether the DN's phone is registered"),
+                    }
+                }
+                let before = state.agent.clone();
+                let was_on = before.session.as_ref().map(|s| s.dn.clone());
+                let outcome = match state.agent.command(command) {
+                    Ok(changes) => match state.commit(&changes, now).await {
+                        Ok(()) => Ok(()),
+                        Err(e) => {
+                            // Not stored: as if it never happened.
+                            state.agent = before;
+                            Err(CommandError::Unavailable(e.to_string()))
+                        }
+                    },
+                    Err(refusal) => Err(refusal.into()),
+                };
+                let logged_out = state.agent.session.is_none();
+                if let Some(dn) = login_dn.filter(|_| outcome.is_err() && logged_out) {
+                    state.release(dn);
+                }
+                if let Some(dn) = was_on.filter(|_| outcome.is_ok() && logged_out) {
+                    state.release(dn);
+                }
+                let _ = reply.send(outcome);
+            }
+            AgentMsg::Status(reply) => {
+                let _ = reply.send(Ok(Status {
+                    state: view(&state.agent, now),
+                    available: state.agent.available(),
+                }));
+            }
+            AgentMsg::Registration(present) => {
+                let changes = state.agent.registration(present);
+                state.commit_logged(&changes, now).await;
+            }
+            AgentMsg::Call { call, ended, done } => {
+                let changes = if ended {
+                    state.agent.call_ended(&call, now)
+                } else {
+                    state.agent.call_began(&call)
+                };
+                state.commit_logged(&changes, now).await;
+                let _ = done.send(());
+            }
+            AgentMsg::WrapUp(wrap_up) => state.agent.wrap_up = wrap_up,
+            AgentMsg::Wake => {
+                let changes = state.agent.handle_timeout(now);
+                state.commit_logged(&changes, now).await;
+            }
+        }
+        state.schedule(&myself);
+        Ok(())
+    }
+}
+
+impl AgentActorState {
+    /// Stores the agent's state and writes its changes to the stream, in order.
+    async fn commit(&self, changes: &[Change], now: Instant) -> crate::Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let stored = stored(&self.agent, now);
+        self.config
+            .store
+            .save(&self.tenant, &self.agent.id, stored.as_ref())
+            .await?;
+        let at_ms = crate::unix_ms();
+        let payload = view(&self.agent, now);
+        for change in changes {
+            tracing::debug!(tenant = %self.tenant, agent = %self.agent.id, change = change.name(),
+                "agent state");
+            let event = new_event(
+                &self.tenant,
+                TOPIC_AGENTSTATE,
+                format!("{}:{}", self.tenant, self.agent.id),
+                change.name(),
+                Payload::Agent(payload.clone()),
+                at_ms,
+            );
+            if let Err(e) = self.config.events.publish(event).await {
+                tracing::warn!(tenant = %self.tenant, agent = %self.agent.id,
+                    kind = change.name(), error = %e, "agent event not stored");
+            }
+        }
+        Ok(())
+    }
+
+    /// As [`Self::commit`], for changes that happen whether or not they can be stored (a
+    /// phone that went away, a call that ended).
+    async fn commit_logged(&self, changes: &[Change], now: Instant) {
+        if let Err(e) = self.commit(changes, now).await {
+            tracing::warn!(tenant = %self.tenant, agent = %self.agent.id, error = %e,
+                "agent state not stored");
+        }
+    }
+
+    fn release(&self, dn: String) {
+        let _ = self.registry.cast(RegistryMsg::Released {
+            tenant: self.tenant.clone(),
+            agent: self.agent.id.clone(),
+            dn,
+        });
+    }
+
+    fn schedule(&self, myself: &ActorRef<AgentMsg>) {
+        if let Some(at) = self.agent.poll_timeout() {
+            let wait = at.saturating_duration_since(Instant::now());
+            myself.send_after(wait, || AgentMsg::Wake);
+        }
+    }
+}
+
+/// The state as events and the desktop show it.
+fn view(agent: &Agent, now: Instant) -> AgentView {
+    let (state, reason, work_mode, until) = match &agent.mode {
+        _ if agent.session.is_none() => ("LoggedOut", None, "", None),
+        Mode::Ready => ("Ready", None, "", None),
+        Mode::NotReady { reason, work_mode } => {
+            ("NotReady", reason.clone(), work_mode.name(), None)
+        }
+        Mode::AfterCallWork { until } => (
+            "AfterCallWork",
+            None,
+            WorkMode::AfterCallWork.name(),
+            until.map(|u| wall_ms(u, now)),
+        ),
+    };
+    let session = agent.session.as_ref();
+    AgentView {
+        agent_id: agent.id.clone(),
+        dn: session.map(|s| s.dn.clone()).unwrap_or_default(),
+        queues: session.map(|s| s.queues.clone()).unwrap_or_default(),
+        state: state.to_owned(),
+        reason: reason.unwrap_or_default(),
+        work_mode: work_mode.to_owned(),
+        dnd: agent.dnd,
+        in_service: agent.in_service,
+        calls: agent.calls.iter().cloned().collect(),
+        wrap_up_until_ms: until.unwrap_or(0) as i64,
+    }
+}
+
+/// The wall-clock time of `at`, in UTC milliseconds.
+fn wall_ms(at: Instant, now: Instant) -> u64 {
+    let now_ms = crate::unix_ms();
+    match at.checked_duration_since(now) {
+        Some(ahead) => now_ms + ahead.as_millis() as u64,
+        None => now_ms.saturating_sub(now.duration_since(at).as_millis() as u64),
+    }
+}
+
+fn stored(agent: &Agent, now: Instant) -> Option<Stored> {
+    let session = agent.session.as_ref()?;
+    let (mode, reason, work_mode, until) = match &agent.mode {
+        Mode::Ready => ("Ready", None, WorkMode::Unknown, None),
+        Mode::NotReady { reason, work_mode } => ("NotReady", reason.clone(), *work_mode, None),
+        Mode::AfterCallWork { until } => (
+            "AfterCallWork",
+            None,
+            WorkMode::AfterCallWork,
+            until.map(|u| wall_ms(u, now)),
+        ),
+    };
+    Some(Stored {
+        agent: agent.id.clone(),
+        dn: session.dn.clone(),
+        queues: session.queues.clone(),
+        mode: mode.to_owned(),
+        reason,
+        work_mode: work_mode.name().to_owned(),
+        wrap_up_until_ms: until,
+        dnd: agent.dnd,
+        in_service: agent.in_service,
+    })
+}
+
+fn restore(agent: &mut Agent, s: Stored, now: Instant) {
+    agent.session = Some(Session {
+        dn: s.dn,
+        queues: s.queues,
+    });
+    agent.mode = match s.mode.as_str() {
+        "Ready" => Mode::Ready,
+        "AfterCallWork" => Mode::AfterCallWork {
+            until: s
+                .wrap_up_until_ms
+                .map(|ms| now + Duration::from_millis(ms.saturating_sub(crate::unix_ms()))),
+        },
+        _ => Mode::NotReady {
+            reason: s.reason,
+            work_mode: WorkMode::parse(&s.work_mode).unwrap_or(WorkMode::Unknown),
+        },
+    };
+    agent.dnd = s.dnd;
+    agent.in_service = s.in_service;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_state_comes_back_as_it_was() {
+        let now = Instant::now();
+        let mut agent = Agent::new("a1001", Duration::from_secs(30));
+        agent
+            .command(Command::Login {
+                dn: "1001".into(),
+                queues: vec!["support".into()],
+            })
+            .expect("login");
+        agent
+            .command(Command::NotReady {
+                reason: Some("lunch".into()),
+                work_mode: WorkMode::WalkAway,
+            })
+            .expect("not ready");
+        agent.command(Command::Dnd(true)).expect("dnd");
+        let s = stored(&agent, now).expect("logged in");
+        let mut back = Agent::new("a1001", Duration::from_secs(30));
+        restore(&mut back, s, now);
+        assert_eq!(back.session, agent.session);
+        assert_eq!(back.mode, agent.mode);
+        assert!(back.dnd);
+        assert_eq!(view(&back, now), view(&agent, now));
+    }
+
+    #[test]
+    fn timed_wrap_up_survives_as_wall_clock_time() {
+        let now = Instant::now();
+        let mut agent = Agent::new("a1001", Duration::from_secs(30));
+        agent
+            .command(Command::Login {
+                dn: "1001".into(),
+                queues: Vec::new(),
+            })
+            .expect("login");
+        agent.command(Command::Ready).expect("ready");
+        agent.call_began("c1");
+        agent.call_ended("c1", now);
+        let s = stored(&agent, now).expect("logged in");
+        let until = s.wrap_up_until_ms.expect("timed");
+        assert!(until.abs_diff(crate::unix_ms() + 30_000) < 1000);
+        let mut back = Agent::new("a1001", Duration::from_secs(30));
+        restore(&mut back, s, now);
+        let due = back.poll_timeout().expect("still timed");
+        assert!(due.duration_since(now).as_secs() >= 29);
+        assert!(stored(&Agent::new("a1002", Duration::ZERO), now).is_none());
+    }
+}

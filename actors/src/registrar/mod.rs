@@ -26,6 +26,7 @@ use switchboard_sip::transport::Transport;
 use switchboard_sip::{HeaderName, Request, Response};
 
 use crate::Error;
+use crate::agent_state::AgentState;
 use crate::events::{EventSink, TOPIC_REGISTRAR, new_event};
 use crate::shards::Shards;
 use crate::tenant::{Directory, Tenant};
@@ -63,6 +64,8 @@ pub struct RegistrarConfig {
     pub shards: usize,
     /// How often expired bindings are swept.
     pub sweep_interval: Duration,
+    /// Told when a DN's phone registers (its first binding) or goes away (its last).
+    pub agents: Option<AgentState>,
 }
 
 /// The registrar's front actor.
@@ -245,6 +248,11 @@ impl<S: BindingStore> ShardState<S> {
         if let Err(e) = self.store.save(&tenant.name, &aor, &plan.changes).await {
             return unavailable(fail, &tenant.name, &aor, &e);
         }
+        if let Some(agents) = &self.config.agents
+            && current.is_empty() != plan.after.is_empty()
+        {
+            agents.registration(&tenant.name, &dn, !plan.after.is_empty());
+        }
         for (kind, binding) in &plan.events {
             publish(&self.config.events, &tenant.name, *kind, binding, now_ms).await;
         }
@@ -291,6 +299,27 @@ async fn publish(
 /// Removes expired bindings and reports them.
 struct Sweeper<S>(PhantomData<S>);
 
+impl<S: BindingStore> SweeperState<S> {
+    /// Tells agent state of the DNs whose last binding just expired.
+    async fn gone(&self, tenant: &str, expired: &[Binding]) {
+        let Some(agents) = &self.config.agents else {
+            return;
+        };
+        let mut seen = std::collections::HashSet::new();
+        for b in expired {
+            if !seen.insert(&b.aor) {
+                continue;
+            }
+            match self.store.load(tenant, &b.aor).await {
+                Ok(left) if left.is_empty() => agents.registration(tenant, &b.dn, false),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(tenant, aor = %b.aor, error = %e,
+                    "cannot tell whether a DN has bindings left"),
+            }
+        }
+    }
+}
+
 enum SweeperMsg {
     Sweep,
     ConfigChanged(Arc<Directory>),
@@ -335,6 +364,7 @@ impl<S: BindingStore> Actor for Sweeper<S> {
                         .await
                     {
                         Ok(expired) => {
+                            state.gone(&tenant.name, &expired).await;
                             for b in &expired {
                                 tracing::info!(tenant = %tenant.name, aor = %b.aor,
                                     contact = %b.contact, "binding expired");

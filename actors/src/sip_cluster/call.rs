@@ -2024,12 +2024,24 @@ impl Call {
             user_data: Default::default(),
         };
         let snapshot = (!kind.ends_call()).then(|| self.snapshot(kind));
+        let mut dns = Vec::new();
+        if let Origin::Phone(dn) = &self.origin {
+            dns.push(dn.clone());
+        }
+        // The DN rung counts once it is alerted (from Ringing), or to hear that it is over.
+        if self.counted
+            && self.phase != Phase::Routing
+            && let Some(dn) = &self.destination
+        {
+            dns.push(dn.clone());
+        }
         self.out.push_back(Output::Event(Box::new(CallEvent {
             tenant: self.tenant.name.clone(),
             kind,
             call,
             at_ms: crate::unix_ms(),
             snapshot,
+            dns,
         })));
     }
 

@@ -1,0 +1,85 @@
+//! Who a gRPC request comes from: `authorization: Bearer <API key>` metadata holding a tenant's
+//! API key (that tenant only) or the administrator key. Shared by the provisioning and voice
+//! APIs, so that a credential reaches the same objects in both.
+
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+use switchboard_actors::tenant::Directory;
+use tokio::sync::watch;
+use tonic::Status;
+use tonic::metadata::MetadataMap;
+
+/// Who is calling.
+pub(crate) enum Caller {
+    Admin,
+    /// A tenant's API key: that tenant only.
+    Tenant(String),
+}
+
+/// The keys a node accepts: its tenants' (from the current configuration) and the
+/// administrator's.
+#[derive(Clone)]
+pub(crate) struct Keys {
+    directory: watch::Receiver<Arc<Directory>>,
+    admin_key: Option<String>,
+}
+
+impl Keys {
+    pub(crate) fn new(
+        directory: watch::Receiver<Arc<Directory>>,
+        admin_key: Option<String>,
+    ) -> Self {
+        Self {
+            directory,
+            admin_key: admin_key.filter(|k| !k.is_empty()),
+        }
+    }
+
+    pub(crate) fn caller(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
+        // The scheme is case-insensitive (RFC 6750 after RFC 7235).
+        let key = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, key) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(key)
+            })
+            .map(str::trim)
+            .ok_or_else(|| {
+                Status::unauthenticated("send `authorization: Bearer <API key>` metadata")
+            })?;
+        if let Some(admin) = &self.admin_key
+            && bool::from(key.as_bytes().ct_eq(admin.as_bytes()))
+        {
+            return Ok(Caller::Admin);
+        }
+        match self.directory.borrow().by_api_key(key) {
+            Some(t) => Ok(Caller::Tenant(t.name.clone())),
+            None => Err(Status::unauthenticated("unknown API key")),
+        }
+    }
+
+    /// The tenant a request may reach: the one it names, if the caller may reach it.
+    pub(crate) fn tenant(&self, metadata: &MetadataMap, requested: &str) -> Result<String, Status> {
+        match self.caller(metadata)? {
+            Caller::Admin if requested.is_empty() => Err(Status::invalid_argument(
+                "tenant: required with the administrator key",
+            )),
+            Caller::Admin => Ok(requested.to_owned()),
+            Caller::Tenant(own) if requested.is_empty() || requested == own => Ok(own),
+            Caller::Tenant(own) => Err(Status::permission_denied(format!(
+                "this API key reaches tenant {own:?} only"
+            ))),
+        }
+    }
+
+    pub(crate) fn admin(&self, metadata: &MetadataMap) -> Result<(), Status> {
+        match self.caller(metadata)? {
+            Caller::Admin => Ok(()),
+            Caller::Tenant(_) => Err(Status::permission_denied(
+                "this needs the administrator key",
+            )),
+        }
+    }
+}
