@@ -1,22 +1,30 @@
-//! The gRPC server of a node: the provisioning API, with gRPC health and reflection (v1 and
-//! v1alpha) so that generic tools (grpcurl, grpc_health_probe, Postman) work without the
-//! .proto files.
+//! The gRPC server of a node: the provisioning API and the voice API for desktops, with gRPC
+//! health and reflection (v1 and v1alpha) so that generic tools (grpcurl, grpc_health_probe,
+//! Postman) work without the .proto files.
 
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::provisioning::{Provisioning, ProvisioningServer};
+use crate::voice::{AgentsServer, EventsServer, Voice};
 
-pub(crate) async fn serve(listener: tokio::net::TcpListener, provisioning: Provisioning) {
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    provisioning: Provisioning,
+    voice: Voice,
+) {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<ProvisioningServer<Provisioning>>()
         .await;
+    health.set_serving::<AgentsServer<Voice>>().await;
+    health.set_serving::<EventsServer<Voice>>().await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(
                 switchboard_proto::provisioning::FILE_DESCRIPTOR_SET,
             )
+            .register_encoded_file_descriptor_set(switchboard_proto::voice::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let (v1, v1alpha) = match (reflection().build_v1(), reflection().build_v1alpha()) {
@@ -31,6 +39,8 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, provisioning: Provi
         .add_service(v1)
         .add_service(v1alpha)
         .add_service(ProvisioningServer::new(provisioning))
+        .add_service(AgentsServer::new(voice.clone()))
+        .add_service(EventsServer::new(voice))
         .serve_with_incoming(TcpIncoming::from(listener))
         .await;
     if let Err(e) = served {

@@ -9,6 +9,7 @@ mod grpc;
 mod health;
 mod node;
 mod provisioning;
+mod voice;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -27,8 +27,10 @@ use switchboard_sip::auth::NonceKey;
 use switchboard_sip::transaction::TimerConfig;
 use switchboard_sip::transport::TransportConfig;
 
+use crate::auth::Keys;
 use crate::config::NodeConfig;
 use crate::provisioning::Provisioning;
+use crate::voice::Voice;
 use crate::{grpc, health};
 
 /// The registrar's store, chosen at start.
@@ -279,13 +281,15 @@ impl Node {
                 "no administrator key ([auth] admin_key or SWITCHBOARD_ADMIN_KEY): tenants cannot be created over gRPC"
             );
         }
-        let provisioning = Provisioning::new(
-            ractor::call!(tenant, TenantMsg::Follow).context("tenant actor")?,
-            postgres,
-            admin_key,
-            None,
+        let followed = ractor::call!(tenant, TenantMsg::Follow).context("tenant actor")?;
+        let voice = Voice::new(
+            Keys::new(followed.clone(), admin_key.clone()),
+            followed.clone(),
+            agents.clone(),
+            events,
         );
-        let grpc = tokio::spawn(grpc::serve(grpc, provisioning));
+        let provisioning = Provisioning::new(followed, postgres, admin_key, None);
+        let grpc = tokio::spawn(grpc::serve(grpc, provisioning, voice));
 
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await

@@ -57,6 +57,22 @@ impl EntryId {
     }
 }
 
+impl EntryId {
+    /// The greatest id below `self`.
+    fn before(self) -> Self {
+        match self.seq {
+            0 => EntryId {
+                ms: self.ms.saturating_sub(1),
+                seq: u64::MAX,
+            },
+            seq => EntryId {
+                ms: self.ms,
+                seq: seq - 1,
+            },
+        }
+    }
+}
+
 impl fmt::Display for EntryId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.ms, self.seq)
@@ -451,13 +467,17 @@ impl RedisSink {
         };
         let mut deleted = EntryId::default();
         let mut oldest = None;
+        let (mut added, mut length) = (0, 0);
         for (name, value) in pairs(&reply) {
             match name.as_str() {
+                // Entries removed by XDEL (trimming does not count here).
                 "max-deleted-entry-id" => {
                     if let Some(id) = text(value).and_then(|t| t.parse().ok()) {
                         deleted = id;
                     }
                 }
+                "entries-added" => added = integer(value),
+                "length" => length = integer(value),
                 "first-entry" => {
                     oldest = stream_ids(&redis::Value::Array(vec![value.clone()]))
                         .into_iter()
@@ -465,6 +485,13 @@ impl RedisSink {
                 }
                 _ => {}
             }
+        }
+        // Trimming removes the oldest entries: when any were removed, the newest of them
+        // may have been just below the oldest held.
+        if added > length
+            && let Some(first) = oldest
+        {
+            deleted = deleted.max(first.before());
         }
         Ok((deleted, oldest))
     }
@@ -639,6 +666,13 @@ fn pairs(reply: &redis::Value) -> Vec<(String, &redis::Value)> {
             .filter_map(|(k, v)| Some((text(k)?, v)))
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+fn integer(v: &redis::Value) -> u64 {
+    match v {
+        redis::Value::Int(n) => u64::try_from(*n).unwrap_or(0),
+        other => text(other).and_then(|t| t.parse().ok()).unwrap_or(0),
     }
 }
 

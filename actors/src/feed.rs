@@ -64,58 +64,99 @@ pub enum FeedError {
 /// What a follower receives: each entry with the cursor that resumes after it.
 pub type Item = Result<(Cursor, Arc<Entry>), FeedError>;
 
-/// Follows a tenant's merged streams from `from` (from now when `None`), sending each entry
-/// to `out` until `out` is closed or an error (sent last) ends it.
-pub async fn follow(
+/// A follower of a tenant's merged streams, placed: everything written after [`open`]
+/// returned (or after its cursor) reaches it.
+pub struct Follower {
+    sink: EventSink,
+    tenant: String,
+    live: broadcast::Receiver<Arc<Entry>>,
+    pos: Cursor,
+    /// The newest entry handed out (or the start point).
+    last: EntryId,
+}
+
+/// Places a follower at `from` (at the end of the streams when `None`); an error when entries
+/// after the cursor were trimmed away.
+pub async fn open(
     sink: EventSink,
     tenant: String,
     from: Option<Cursor>,
-    out: mpsc::Sender<Item>,
-) {
-    if let Err(e) = run(&sink, &tenant, from, &out).await {
-        let _ = out.send(Err(e)).await;
-    }
-}
-
-async fn run(
-    sink: &EventSink,
-    tenant: &str,
-    from: Option<Cursor>,
-    out: &mpsc::Sender<Item>,
-) -> Result<(), FeedError> {
+) -> Result<Follower, FeedError> {
     // Listen first, then look where the streams end: nothing written after that point can
     // be missed by the listener.
-    let mut live = sink.follow(tenant, &FEED_TOPICS).await?;
-    let mut pos = match from {
-        Some(cursor) => cursor,
-        None => Cursor(heads(sink, tenant).await?),
-    };
-    let mut last = pos.0.into_iter().max().unwrap_or_default();
-    loop {
-        if !catch_up(sink, tenant, &mut pos, &mut last, out).await? {
-            return Ok(());
+    let live = sink.follow(&tenant, &FEED_TOPICS).await?;
+    let pos = match from {
+        Some(cursor) => {
+            check_held(&sink, &tenant, &cursor).await?;
+            cursor
         }
+        None => Cursor(heads(&sink, &tenant).await?),
+    };
+    let last = pos.0.into_iter().max().unwrap_or_default();
+    Ok(Follower {
+        sink,
+        tenant,
+        live,
+        pos,
+        last,
+    })
+}
+
+impl Follower {
+    /// Sends each entry to `out` until `out` is closed or an error (sent last) ends it.
+    pub async fn run(mut self, out: mpsc::Sender<Item>) {
+        if let Err(e) = self.follow(&out).await {
+            let _ = out.send(Err(e)).await;
+        }
+    }
+
+    async fn follow(&mut self, out: &mpsc::Sender<Item>) -> Result<(), FeedError> {
+        let (sink, tenant) = (&self.sink, self.tenant.as_str());
         loop {
-            match live.recv().await {
-                Ok(entry) => {
-                    if entry.id <= last {
-                        continue;
+            if !catch_up(sink, tenant, &mut self.pos, &mut self.last, out).await? {
+                return Ok(());
+            }
+            loop {
+                let received = tokio::select! {
+                    received = self.live.recv() => received,
+                    // The follower went away while nothing happened.
+                    () = out.closed() => return Ok(()),
+                };
+                match received {
+                    Ok(entry) => {
+                        if entry.id <= self.last {
+                            continue;
+                        }
+                        let Some(i) = FEED_TOPICS.iter().position(|t| *t == entry.event.topic)
+                        else {
+                            continue;
+                        };
+                        self.pos.0[i] = entry.id;
+                        self.last = entry.id;
+                        if out.send(Ok((self.pos, entry))).await.is_err() {
+                            return Ok(());
+                        }
                     }
-                    let Some(i) = FEED_TOPICS.iter().position(|t| *t == entry.event.topic) else {
-                        continue;
-                    };
-                    pos.0[i] = entry.id;
-                    last = entry.id;
-                    if out.send(Ok((pos, entry))).await.is_err() {
-                        return Ok(());
-                    }
+                    // Fallen behind: read what was missed from the streams.
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 }
-                // Fallen behind: read what was missed from the streams.
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(broadcast::error::RecvError::Closed) => return Ok(()),
             }
         }
     }
+}
+
+/// Fails when entries after the cursor are no longer held.
+async fn check_held(sink: &EventSink, tenant: &str, pos: &Cursor) -> Result<(), FeedError> {
+    for (i, topic) in FEED_TOPICS.iter().enumerate() {
+        if let Err(oldest) = sink.held_after(tenant, topic, pos.0[i]).await? {
+            return Err(FeedError::Trimmed {
+                stream: topic,
+                oldest,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The newest entry of each merged stream.
@@ -136,14 +177,7 @@ async fn catch_up(
     last: &mut EntryId,
     out: &mpsc::Sender<Item>,
 ) -> Result<bool, FeedError> {
-    for (i, topic) in FEED_TOPICS.iter().enumerate() {
-        if let Err(oldest) = sink.held_after(tenant, topic, pos.0[i]).await? {
-            return Err(FeedError::Trimmed {
-                stream: topic,
-                oldest,
-            });
-        }
-    }
+    check_held(sink, tenant, pos).await?;
     // Entries up to here exist in every stream already; later ones arrive live.
     let until = heads(sink, tenant)
         .await?
@@ -252,8 +286,8 @@ mod tests {
     async fn a_follower_resumes_after_its_cursor_in_write_order() {
         let sink = EventSink::Memory(MemorySink::default());
         let (tx, mut rx) = mpsc::channel(16);
-        tokio::spawn(follow(sink.clone(), "demo".into(), None, tx));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let follower = open(sink.clone(), "demo".into(), None).await.expect("open");
+        tokio::spawn(follower.run(tx));
         for (n, topic) in [TOPIC_AGENTSTATE, TOPIC_CALLTHREAD, TOPIC_AGENTSTATE]
             .into_iter()
             .enumerate()
@@ -267,7 +301,10 @@ mod tests {
         // Written while nobody follows.
         publish(&sink, TOPIC_CALLTHREAD, 3).await;
         let (tx, mut rx) = mpsc::channel(16);
-        tokio::spawn(follow(sink.clone(), "demo".into(), Some(cursor), tx));
+        let follower = open(sink.clone(), "demo".into(), Some(cursor))
+            .await
+            .expect("open");
+        tokio::spawn(follower.run(tx));
         let mut kinds = Vec::new();
         for _ in 0..2 {
             kinds.push(next(&mut rx).await.1);

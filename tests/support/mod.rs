@@ -2,6 +2,8 @@
 //! Redis of the test harness, and raw SIP over UDP and TCP.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod peer;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
@@ -304,14 +306,28 @@ pub fn with_credentials(
 /// Registers `dn` of domain demo.local with `password` through the whole challenge; the final
 /// status.
 pub fn register_with(phone: &Udp, dn: &str, password: &str, call_id: &str) -> u16 {
+    register_for(phone, dn, password, call_id, 1, None)
+}
+
+/// As [`register_with`], the REGISTERs numbered from `cseq` (above the last of this Call-ID)
+/// and the contact given `expires` (0 removes it).
+pub fn register_for(
+    phone: &Udp,
+    dn: &str,
+    password: &str,
+    call_id: &str,
+    cseq: u32,
+    expires: Option<u32>,
+) -> u16 {
     let port = phone.port();
-    let contact = format!("Contact: <sip:{dn}@127.0.0.1:{port}>\r\n");
-    let challenge = phone.request(register(dn, port, call_id, 1, &contact).as_bytes());
+    let expires = expires.map(|e| format!(";expires={e}")).unwrap_or_default();
+    let contact = format!("Contact: <sip:{dn}@127.0.0.1:{port}>{expires}\r\n");
+    let challenge = phone.request(register(dn, port, call_id, cseq, &contact).as_bytes());
     if challenge.status != 401 {
         return challenge.status;
     }
     let answer = with_credentials(
-        &register(dn, port, call_id, 2, &contact),
+        &register(dn, port, call_id, cseq + 1, &contact),
         &challenge,
         dn,
         password,

@@ -213,6 +213,8 @@ pub struct Call {
     /// The DN (or number) rung, and whether it holds a place in `dn_calls`.
     destination: Option<String>,
     counted: bool,
+    /// Whether the destination is one of the tenant's DNs (whose agent the call concerns).
+    to_dn: bool,
     /// Whether the call goes out through a trunk, whose own failures the caller is told.
     to_trunk: bool,
     phase: Phase,
@@ -312,6 +314,7 @@ impl Call {
             caller_uri,
             destination: None,
             counted: false,
+            to_dn: false,
             to_trunk: false,
             phase: Phase::Routing,
             a,
@@ -426,6 +429,7 @@ impl Call {
                     return;
                 }
                 self.counted = true;
+                self.to_dn = true;
                 let ring = d
                     .no_answer_timeout
                     .map_or(self.config.no_answer, |s| Duration::from_secs(s.into()));
@@ -2029,7 +2033,7 @@ impl Call {
             dns.push(dn.clone());
         }
         // The DN rung counts once it is alerted (from Ringing), or to hear that it is over.
-        if self.counted
+        if self.to_dn
             && self.phase != Phase::Routing
             && let Some(dn) = &self.destination
         {

@@ -1,0 +1,471 @@
+//! The voice API for agent desktops, `switchboard.voice.v1` (see `proto/voice.proto`): agent
+//! operations carried out by the agent-state system, and the event stream a desktop follows.
+//!
+//! A refused operation answers with its gRPC status and is also written, as an `EventError`,
+//! to the tenant's `desktop-errors` stream, which the event stream merges: a desktop that
+//! only watches its stream still learns of it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use switchboard_actors::agent_state::machine::{Command, WorkMode};
+use switchboard_actors::agent_state::{AgentState, CommandError};
+use switchboard_actors::events::{EventSink, TOPIC_AGENTSTATE, TOPIC_ERRORS, new_event};
+use switchboard_actors::feed::{self, Cursor, FeedError};
+use switchboard_actors::tenant::{AgentConfig, Directory, Tenant};
+use switchboard_proto::events::{Event, Payload, RequestError};
+use switchboard_proto::voice as pb;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status};
+
+use crate::auth::Keys;
+
+pub(crate) use pb::agents_server::AgentsServer;
+pub(crate) use pb::events_server::EventsServer;
+
+/// How many events may wait for a slow desktop before its stream stops taking more (the
+/// feed then waits; the desktop catches up from the streams).
+const STREAM_BUFFER: usize = 256;
+
+#[derive(Clone)]
+pub(crate) struct Voice {
+    keys: Keys,
+    directory: watch::Receiver<Arc<Directory>>,
+    agents: AgentState,
+    events: EventSink,
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+impl Voice {
+    pub(crate) fn new(
+        keys: Keys,
+        directory: watch::Receiver<Arc<Directory>>,
+        agents: AgentState,
+        events: EventSink,
+    ) -> Self {
+        Self {
+            keys,
+            directory,
+            agents,
+            events,
+        }
+    }
+
+    /// The tenant a request may reach, as this node holds it.
+    fn tenant(&self, request: &Request<impl Sized>, named: &str) -> Result<Arc<Tenant>, Status> {
+        let name = self.keys.tenant(request.metadata(), named)?;
+        self.directory
+            .borrow()
+            .by_name(&name)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("tenant {name:?} not found")))
+    }
+
+    /// Carries out an agent's command; a refusal is answered and reported on the stream.
+    async fn command(
+        &self,
+        tenant: &Tenant,
+        operation: &str,
+        agent: &str,
+        reference_id: String,
+        command: Command,
+    ) -> Reply<pb::Ack> {
+        match self.agents.command(&tenant.name, agent, command).await {
+            Ok(()) => Ok(Response::new(pb::Ack { reference_id })),
+            Err(e) => {
+                let status = status(&e);
+                self.refused(tenant, operation, agent, reference_id, &status)
+                    .await;
+                Err(status)
+            }
+        }
+    }
+
+    /// Writes an `EventError` for a refused request to the tenant's errors stream.
+    async fn refused(
+        &self,
+        tenant: &Tenant,
+        operation: &str,
+        agent: &str,
+        reference_id: String,
+        status: &Status,
+    ) {
+        tracing::info!(tenant = %tenant.name, agent, operation, code = ?status.code(),
+            reason = status.message(), "desktop request refused");
+        let error = RequestError {
+            operation: operation.to_owned(),
+            reference_id,
+            agent_id: agent.to_owned(),
+            call_id: String::new(),
+            code: code_name(status.code()).to_owned(),
+            message: status.message().to_owned(),
+        };
+        let event = new_event(
+            &tenant.name,
+            TOPIC_ERRORS,
+            format!("{}:{agent}", tenant.name),
+            "EventError",
+            Payload::Error(error),
+            switchboard_actors::unix_ms(),
+        );
+        if let Err(e) = self.events.publish(event).await {
+            tracing::warn!(tenant = %tenant.name, error = %e, "EventError not stored");
+        }
+    }
+
+    /// A refusal found before the agent-state system was asked (a malformed request).
+    async fn reject<T>(
+        &self,
+        tenant: &Tenant,
+        operation: &str,
+        agent: &str,
+        reference_id: String,
+        status: Status,
+    ) -> Reply<T> {
+        self.refused(tenant, operation, agent, reference_id, &status)
+            .await;
+        Err(status)
+    }
+}
+
+fn status(e: &CommandError) -> Status {
+    let message = e.to_string();
+    match e {
+        CommandError::UnknownAgent { .. } => Status::not_found(message),
+        CommandError::Invalid(_) => Status::invalid_argument(message),
+        CommandError::Refused(_) | CommandError::DnTaken { .. } => {
+            Status::failed_precondition(message)
+        }
+        CommandError::Unavailable(_) => Status::unavailable(message),
+    }
+}
+
+/// The name gRPC gives a status code (FAILED_PRECONDITION, ...).
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::NotFound => "NOT_FOUND",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        _ => "UNKNOWN",
+    }
+}
+
+fn work_mode(mode: pb::WorkMode) -> WorkMode {
+    match mode {
+        pb::WorkMode::Unknown => WorkMode::Unknown,
+        pb::WorkMode::AuxWork => WorkMode::AuxWork,
+        pb::WorkMode::AfterCallWork => WorkMode::AfterCallWork,
+        pb::WorkMode::WalkAway => WorkMode::WalkAway,
+    }
+}
+
+/// The agent a login names, by id or else by login code.
+fn login_agent<'a>(tenant: &'a Tenant, r: &pb::LoginRequest) -> Result<&'a AgentConfig, Status> {
+    let agents = &tenant.config.agents;
+    let found = if !r.agent_id.is_empty() {
+        agents.iter().find(|a| a.id == r.agent_id)
+    } else if !r.login_code.is_empty() {
+        agents.iter().find(|a| a.login_code == r.login_code)
+    } else {
+        return Err(Status::invalid_argument(
+            "agent_id or login_code: one is required",
+        ));
+    };
+    let agent = found.ok_or_else(|| {
+        Status::not_found(format!(
+            "no agent {:?} in tenant {}",
+            if r.agent_id.is_empty() {
+                &r.login_code
+            } else {
+                &r.agent_id
+            },
+            tenant.name
+        ))
+    })?;
+    if !r.login_code.is_empty() && agent.login_code != r.login_code {
+        return Err(Status::invalid_argument(format!(
+            "login code does not belong to agent {}",
+            agent.id
+        )));
+    }
+    Ok(agent)
+}
+
+/// The DN a login is for: the one named, else the first of the place named, else of the
+/// agent's own place.
+fn login_dn(tenant: &Tenant, agent: &AgentConfig, r: &pb::LoginRequest) -> Result<String, Status> {
+    if !r.dn.is_empty() {
+        return Ok(r.dn.clone());
+    }
+    let place = if r.place.is_empty() {
+        agent.place.as_deref().ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "dn or place: agent {} has no place of its own",
+                agent.id
+            ))
+        })?
+    } else {
+        r.place.as_str()
+    };
+    tenant
+        .config
+        .places
+        .iter()
+        .find(|p| p.name == place)
+        .and_then(|p| p.dns.first().cloned())
+        .ok_or_else(|| Status::invalid_argument(format!("place {place:?} has no DN")))
+}
+
+/// The queues a login serves: those named, each a group of the tenant, else the agent's own.
+fn login_queues(
+    tenant: &Tenant,
+    agent: &AgentConfig,
+    r: &pb::LoginRequest,
+) -> Result<Vec<String>, Status> {
+    if r.queues.is_empty() {
+        return Ok(agent.groups.clone());
+    }
+    for q in &r.queues {
+        if !tenant.config.agent_groups.iter().any(|g| g.name == *q) {
+            return Err(Status::invalid_argument(format!(
+                "queue {q:?} is not an agent group of tenant {}",
+                tenant.name
+            )));
+        }
+    }
+    Ok(r.queues.clone())
+}
+
+#[tonic::async_trait]
+impl pb::agents_server::Agents for Voice {
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        let named = if r.agent_id.is_empty() {
+            &r.login_code
+        } else {
+            &r.agent_id
+        };
+        let agent = match login_agent(&tenant, &r) {
+            Ok(agent) => agent,
+            Err(status) => {
+                return self
+                    .reject(&tenant, "Login", named, r.reference_id.clone(), status)
+                    .await;
+            }
+        };
+        let resolved =
+            login_dn(&tenant, agent, &r).and_then(|dn| Ok((dn, login_queues(&tenant, agent, &r)?)));
+        let (dn, queues) = match resolved {
+            Ok(found) => found,
+            Err(status) => {
+                return self
+                    .reject(&tenant, "Login", &agent.id, r.reference_id.clone(), status)
+                    .await;
+            }
+        };
+        self.command(
+            &tenant,
+            "Login",
+            &agent.id,
+            r.reference_id,
+            Command::Login { dn, queues },
+        )
+        .await
+    }
+
+    async fn logout(&self, request: Request<pb::AgentRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        self.command(
+            &tenant,
+            "Logout",
+            &r.agent_id,
+            r.reference_id,
+            Command::Logout,
+        )
+        .await
+    }
+
+    async fn ready(&self, request: Request<pb::AgentRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        self.command(
+            &tenant,
+            "Ready",
+            &r.agent_id,
+            r.reference_id,
+            Command::Ready,
+        )
+        .await
+    }
+
+    async fn not_ready(&self, request: Request<pb::NotReadyRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        let command = Command::NotReady {
+            reason: (!r.reason.is_empty()).then(|| r.reason.clone()),
+            work_mode: work_mode(r.work_mode()),
+        };
+        self.command(&tenant, "NotReady", &r.agent_id, r.reference_id, command)
+            .await
+    }
+
+    async fn after_call_work(&self, request: Request<pb::AgentRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        self.command(
+            &tenant,
+            "AfterCallWork",
+            &r.agent_id,
+            r.reference_id,
+            Command::AfterCallWork,
+        )
+        .await
+    }
+
+    async fn set_dnd(&self, request: Request<pb::DndRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        self.command(
+            &tenant,
+            "SetDnd",
+            &r.agent_id,
+            r.reference_id,
+            Command::Dnd(r.on),
+        )
+        .await
+    }
+
+    async fn get_agent(&self, request: Request<pb::AgentRequest>) -> Reply<pb::AgentStatus> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        let s = self
+            .agents
+            .status(&tenant.name, &r.agent_id)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(pb::AgentStatus {
+            state: Some(s.state),
+            available: s.available,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::events_server::Events for Voice {
+    type SubscribeStream = ReceiverStream<Result<pb::StreamEvent, Status>>;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Reply<Self::SubscribeStream> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        let from =
+            if r.cursor.is_empty() {
+                None
+            } else {
+                Some(Cursor::decode(&r.cursor).ok_or_else(|| {
+                    Status::invalid_argument("cursor: not one this API handed out")
+                })?)
+            };
+        // One agent's events: its state, the calls of the DN it is on, its refusals.
+        let filter = if r.agent_id.is_empty() {
+            None
+        } else {
+            let s = self
+                .agents
+                .status(&tenant.name, &r.agent_id)
+                .await
+                .map_err(|e| status(&e))?;
+            let dns = HashSet::from_iter((!s.state.dn.is_empty()).then_some(s.state.dn));
+            Some(AgentFilter {
+                key: format!("{}:{}", tenant.name, r.agent_id),
+                agent: r.agent_id,
+                dns,
+            })
+        };
+        // Placed before the reply: whatever happens once the desktop holds its stream is on it.
+        let follower = feed::open(self.events.clone(), tenant.name.clone(), from)
+            .await
+            .map_err(|e| feed_status(&e))?;
+        let (feed_tx, mut feed_rx) = mpsc::channel(STREAM_BUFFER);
+        let (out, stream) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(follower.run(feed_tx));
+        tokio::spawn(async move {
+            let mut filter = filter;
+            while let Some(item) = feed_rx.recv().await {
+                let sent = match item {
+                    Ok((cursor, entry)) => {
+                        if filter.as_mut().is_some_and(|f| !f.passes(&entry.event)) {
+                            continue;
+                        }
+                        out.send(Ok(stream_event(cursor, entry.event.clone())))
+                            .await
+                    }
+                    Err(e) => out.send(Err(feed_status(&e))).await,
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+}
+
+/// What one agent's stream lets through.
+struct AgentFilter {
+    agent: String,
+    /// `{tenant}:{agent}`, the key of its state events.
+    key: String,
+    /// The DNs it has been logged in on while followed.
+    dns: HashSet<String>,
+}
+
+impl AgentFilter {
+    fn passes(&mut self, event: &Event) -> bool {
+        match &event.payload {
+            Some(Payload::Agent(a)) if event.key == self.key => {
+                if !a.dn.is_empty() {
+                    self.dns.insert(a.dn.clone());
+                }
+                true
+            }
+            Some(Payload::Call(c)) => c.parties.iter().any(|p| self.dns.contains(&p.dn)),
+            Some(Payload::Error(e)) => e.agent_id == self.agent,
+            _ => false,
+        }
+    }
+}
+
+fn stream_event(cursor: Cursor, event: Event) -> pb::StreamEvent {
+    use pb::stream_event::Change;
+    let change = match (event.topic.as_str(), event.kind.as_str()) {
+        (TOPIC_AGENTSTATE, "OffHook" | "OnHook" | "DNOutOfService" | "DNBackInService") => {
+            Change::DnStateChanged(event)
+        }
+        (TOPIC_AGENTSTATE, _) => Change::AgentStateChanged(event),
+        (TOPIC_ERRORS, _) => Change::Error(event),
+        _ => Change::CallStateChanged(event),
+    };
+    pb::StreamEvent {
+        cursor: cursor.encode(),
+        change: Some(change),
+    }
+}
+
+fn feed_status(e: &FeedError) -> Status {
+    match e {
+        FeedError::Trimmed { .. } => Status::out_of_range(format!(
+            "{e}: read the current state again (GetAgent), then subscribe without a cursor"
+        )),
+        FeedError::Store(_) => Status::unavailable(e.to_string()),
+    }
+}

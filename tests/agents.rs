@@ -1,0 +1,598 @@
+//! Agent desktops over gRPC against a running node, GWS played by a tonic client: an agent's
+//! day with a call delivered to its phone, seen in order on the event stream and in the Redis
+//! streams; requests the state does not allow, refused with FAILED_PRECONDITION and an
+//! EventError and nothing changed; unknown agents, other tenants' keys; a phone that goes
+//! away; a restart that keeps agents logged in; a desktop that resumes its stream.
+
+mod support;
+
+use std::time::Duration;
+
+use serde::Serialize;
+use support::Server;
+use support::peer::{Peer, answered_call, raw_phone, sbc_in_dialog};
+use switchboard_actors::tenant::{ApiKeyConfig, TenantConfig, demo_tenant, hash_api_key};
+use switchboard_proto::events::Payload;
+use switchboard_proto::voice as pb;
+use switchboard_sip::Method;
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+type Agents = pb::agents_client::AgentsClient<Channel>;
+type Events = pb::events_client::EventsClient<Channel>;
+
+const DEMO_KEY: &str = "demo-key";
+const ACME_KEY: &str = "acme-key";
+
+/// The demo tenant with `wrap_up` seconds of after-call work, and a tenant `acme` beside it
+/// (the demo's DNs and agents under its own domain and key).
+fn config(wrap_up: u32, extra: &str) -> String {
+    let mut demo = demo_tenant();
+    demo.wrap_up_secs = wrap_up;
+    let mut acme = demo_tenant();
+    acme.name = "acme".into();
+    acme.domain = "acme.local".into();
+    acme.trunks.clear();
+    acme.dial_plan
+        .retain(|r| !r.destination.starts_with("trunk:"));
+    acme.api_keys = vec![ApiKeyConfig {
+        name: "acme".into(),
+        hash: hash_api_key(ACME_KEY),
+    }];
+    #[derive(Serialize)]
+    struct File {
+        tenants: Vec<TenantConfig>,
+    }
+    let tenants = toml::to_string(&File {
+        tenants: vec![demo, acme],
+    })
+    .expect("toml");
+    format!("{extra}\n{tenants}")
+}
+
+async fn channel(server: &Server) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("gRPC reachable")
+}
+
+fn with_key<T>(key: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("ascii"),
+    );
+    request
+}
+
+fn agent(id: &str, reference: &str) -> pb::AgentRequest {
+    pb::AgentRequest {
+        agent_id: id.into(),
+        reference_id: reference.into(),
+        ..Default::default()
+    }
+}
+
+fn login(id: &str, dn: &str) -> pb::LoginRequest {
+    pb::LoginRequest {
+        agent_id: id.into(),
+        dn: dn.into(),
+        reference_id: format!("login-{id}"),
+        ..Default::default()
+    }
+}
+
+/// One event of the stream, as (which change, kind, cursor).
+type Seen = (&'static str, String, String, pb::StreamEvent);
+
+/// Follows the tenant's (or an agent's) stream in the background.
+async fn follow(channel: Channel, key: &str, agent: &str, cursor: &str) -> mpsc::Receiver<Seen> {
+    let mut events = Events::new(channel);
+    let mut stream = events
+        .subscribe(with_key(
+            key,
+            pb::SubscribeRequest {
+                agent_id: agent.into(),
+                cursor: cursor.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        loop {
+            let e = match stream.message().await {
+                Ok(Some(e)) => e,
+                Ok(None) => return,
+                Err(status) => {
+                    eprintln!("event stream ended: {status:?}");
+                    return;
+                }
+            };
+            let (which, event) = match &e.change {
+                Some(pb::stream_event::Change::AgentStateChanged(ev)) => ("agent", ev),
+                Some(pb::stream_event::Change::DnStateChanged(ev)) => ("dn", ev),
+                Some(pb::stream_event::Change::CallStateChanged(ev)) => ("call", ev),
+                Some(pb::stream_event::Change::Error(ev)) => ("error", ev),
+                None => continue,
+            };
+            let kind = event.kind.clone();
+            if tx.send((which, kind, e.cursor.clone(), e)).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The next `n` events within a few seconds each.
+async fn take(rx: &mut mpsc::Receiver<Seen>, n: usize) -> Vec<Seen> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        match tokio::time::timeout(Duration::from_secs(8), rx.recv()).await {
+            Ok(Some(seen)) => got.push(seen),
+            _ => panic!(
+                "{} of {n} events came: {:?}",
+                got.len(),
+                got.iter().map(|s| s.1.as_str()).collect::<Vec<_>>()
+            ),
+        }
+    }
+    got
+}
+
+/// Nothing more arrives for a moment.
+async fn quiet(rx: &mut mpsc::Receiver<Seen>) {
+    if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+        panic!("unexpected event {} {}", extra.0, extra.1);
+    }
+}
+
+fn kinds(seen: &[Seen]) -> Vec<String> {
+    seen.iter().map(|s| format!("{} {}", s.0, s.1)).collect()
+}
+
+fn stream_kinds(conn: &mut redis::Connection, stream: &str) -> Vec<String> {
+    support::stream_entries(conn, stream)
+        .into_iter()
+        .map(|f| f["kind"].clone())
+        .collect()
+}
+
+async fn state(agents: &mut Agents, key: &str, id: &str) -> String {
+    let status = agents
+        .get_agent(with_key(key, agent(id, "")))
+        .await
+        .expect("get agent")
+        .into_inner();
+    status.state.expect("a state").state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_day_with_a_call_reaches_the_stream_and_redis_in_order() {
+    let url = support::redis_db(17);
+    let server = Server::start_with_config(Some(&config(2, "")), &["--redis", &url]);
+    let channel = channel(&server).await;
+    let mut agents = Agents::new(channel.clone());
+    let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
+    let phone = raw_phone(&server, "1003");
+
+    agents
+        .login(with_key(
+            DEMO_KEY,
+            pb::LoginRequest {
+                login_code: "1003".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("login at the agent's own place");
+    agents
+        .ready(with_key(DEMO_KEY, agent("a1003", "r1")))
+        .await
+        .expect("ready");
+    let status = agents
+        .get_agent(with_key(DEMO_KEY, agent("a1003", "")))
+        .await
+        .expect("status")
+        .into_inner();
+    assert!(status.available, "{status:?}");
+    assert_eq!(status.state.as_ref().map(|s| s.dn.as_str()), Some("1003"));
+
+    // A call from the carrier to the agent's DN, answered, then hung up by the caller.
+    let sbc = Peer::sbc(&server);
+    let (_, ok) = answered_call(&server, &sbc, &phone, "1003", "day-1");
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "day-1", "ACK", 1, ""));
+    assert_eq!(state(&mut agents, DEMO_KEY, "a1003").await, "Ready");
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "day-1", "BYE", 2, ""));
+    let bye = phone
+        .request(Method::Bye, Duration::from_secs(5))
+        .expect("the phone hears the BYE");
+    phone.answer(&bye, 200, None);
+
+    let first = take(&mut stream, 8).await;
+    assert_eq!(
+        kinds(&first),
+        [
+            "agent AgentLogin",
+            "agent AgentReady",
+            "dn OffHook",
+            "call Ringing",
+            "call Established",
+            // Emulated after-call work is reported before the call's release.
+            "agent AgentNotReady",
+            "dn OnHook",
+            "call Released",
+        ]
+    );
+    let Some(pb::stream_event::Change::AgentStateChanged(acw)) = &first[5].3.change else {
+        unreachable!("checked above");
+    };
+    let Some(Payload::Agent(acw)) = &acw.payload else {
+        panic!("agent payload");
+    };
+    assert_eq!(
+        (acw.state.as_str(), acw.work_mode.as_str()),
+        ("AfterCallWork", "AfterCallWork")
+    );
+    assert!(acw.wrap_up_until_ms > 0);
+    assert!(
+        !agents
+            .get_agent(with_key(DEMO_KEY, agent("a1003", "")))
+            .await
+            .expect("status")
+            .into_inner()
+            .available,
+        "not offered calls during wrap-up"
+    );
+
+    // Wrap-up ends by itself after the tenant's 2 s.
+    let ready = take(&mut stream, 1).await;
+    assert_eq!(kinds(&ready), ["agent AgentReady"]);
+    agents
+        .logout(with_key(DEMO_KEY, agent("a1003", "bye")))
+        .await
+        .expect("logout");
+    let out = take(&mut stream, 1).await;
+    assert_eq!(kinds(&out), ["agent AgentLogout"]);
+    quiet(&mut stream).await;
+
+    let mut conn = redis::Client::open(url.as_str())
+        .expect("url")
+        .get_connection()
+        .expect("redis");
+    assert_eq!(
+        stream_kinds(&mut conn, "sb:demo:voice-agentstate"),
+        [
+            "AgentLogin",
+            "AgentReady",
+            "OffHook",
+            "AgentNotReady",
+            "OnHook",
+            "AgentReady",
+            "AgentLogout"
+        ]
+    );
+    assert_eq!(
+        stream_kinds(&mut conn, "sb:demo:voice-callthread"),
+        ["Ringing", "Established", "Released"]
+    );
+    let stored: Option<String> = redis::cmd("HGET")
+        .arg("sb:demo:agents")
+        .arg("a1003")
+        .query(&mut conn)
+        .expect("hget");
+    assert_eq!(stored, None, "a logged-out agent keeps no state");
+}
+
+/// Asserts `result` failed with `code`, and returns its message.
+fn refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code) -> String {
+    match result {
+        Err(status) if status.code() == code => status.message().to_owned(),
+        other => panic!("expected {code:?}, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_state_does_not_allow_are_refused_and_reported_with_nothing_changed() {
+    let url = support::redis_db(18);
+    let server = Server::start_with_config(Some(&config(0, "")), &["--redis", &url]);
+    let channel = channel(&server).await;
+    let mut agents = Agents::new(channel.clone());
+    let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
+
+    // Ready while logged out.
+    let why = refused(
+        agents
+            .ready(with_key(DEMO_KEY, agent("a1005", "early")))
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert!(why.contains("not logged in"), "{why}");
+    let seen = take(&mut stream, 1).await;
+    assert_eq!(kinds(&seen), ["error EventError"]);
+    let Some(pb::stream_event::Change::Error(e)) = &seen[0].3.change else {
+        unreachable!("checked above");
+    };
+    let Some(Payload::Error(e)) = &e.payload else {
+        panic!("error payload");
+    };
+    assert_eq!(
+        (
+            e.operation.as_str(),
+            e.reference_id.as_str(),
+            e.agent_id.as_str(),
+            e.code.as_str()
+        ),
+        ("Ready", "early", "a1005", "FAILED_PRECONDITION")
+    );
+    assert_eq!(state(&mut agents, DEMO_KEY, "a1005").await, "LoggedOut");
+
+    // A DN another agent holds.
+    agents
+        .login(with_key(DEMO_KEY, login("a1005", "1005")))
+        .await
+        .expect("login");
+    let why = refused(
+        agents
+            .login(with_key(DEMO_KEY, login("a1007", "1005")))
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert!(why.contains("in use by agent a1005"), "{why}");
+    assert_eq!(state(&mut agents, DEMO_KEY, "a1007").await, "LoggedOut");
+    // Logged in already, here or on another DN.
+    refused(
+        agents
+            .login(with_key(DEMO_KEY, login("a1005", "1009")))
+            .await,
+        Code::FailedPrecondition,
+    );
+    // Ready while the DN's phone is not registered: out of service, not silently available.
+    let why = refused(
+        agents.ready(with_key(DEMO_KEY, agent("a1005", "r"))).await,
+        Code::FailedPrecondition,
+    );
+    assert!(why.contains("out of service"), "{why}");
+    assert_eq!(
+        kinds(&take(&mut stream, 4).await),
+        [
+            "agent AgentLogin",
+            "error EventError",
+            "error EventError",
+            "error EventError"
+        ]
+    );
+    assert_eq!(state(&mut agents, DEMO_KEY, "a1005").await, "NotReady");
+
+    // Unknown agents, DNs and queues.
+    refused(
+        agents.ready(with_key(DEMO_KEY, agent("nobody", "x"))).await,
+        Code::NotFound,
+    );
+    refused(
+        agents
+            .get_agent(with_key(DEMO_KEY, agent("nobody", "")))
+            .await,
+        Code::NotFound,
+    );
+    refused(
+        agents
+            .login(with_key(DEMO_KEY, login("a1011", "4711")))
+            .await,
+        Code::InvalidArgument,
+    );
+    refused(
+        agents
+            .login(with_key(
+                DEMO_KEY,
+                pb::LoginRequest {
+                    queues: vec!["nowhere".into()],
+                    ..login("a1011", "1011")
+                },
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+
+    // Another tenant's key reaches its own tenant only: naming demo is refused, and its
+    // own agent a1005 is not demo's.
+    refused(
+        agents
+            .ready(with_key(
+                ACME_KEY,
+                pb::AgentRequest {
+                    tenant: "demo".into(),
+                    ..agent("a1005", "x")
+                },
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    refused(
+        Events::new(channel.clone())
+            .subscribe(with_key(
+                ACME_KEY,
+                pb::SubscribeRequest {
+                    tenant: "demo".into(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    assert_eq!(state(&mut agents, ACME_KEY, "a1005").await, "LoggedOut");
+    agents
+        .login(with_key(ACME_KEY, login("a1005", "1005")))
+        .await
+        .expect("acme's a1005 logs in on acme's DN 1005");
+    assert_eq!(state(&mut agents, DEMO_KEY, "a1005").await, "NotReady");
+    refused(
+        agents.ready(Request::new(agent("a1005", "x"))).await,
+        Code::Unauthenticated,
+    );
+    // Demo's stream saw none of it but its own refusals (unknown agent, DN, queue).
+    assert_eq!(
+        kinds(&take(&mut stream, 3).await),
+        ["error EventError", "error EventError", "error EventError"]
+    );
+    quiet(&mut stream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_that_goes_away_puts_its_agent_out_of_service_and_a_restart_keeps_logins() {
+    let url = support::redis_db(19);
+    let config = config(0, "[registrar]\nsweep_interval_ms = 100\n");
+    let server = Server::start_with_config(Some(&config), &["--redis", &url]);
+    let channel = channel(&server).await;
+    let mut agents = Agents::new(channel.clone());
+    let phone = support::Udp::new(server.sip);
+    assert_eq!(
+        support::register_with(&phone, "1013", "demo1013", "reg-1013"),
+        200
+    );
+    agents
+        .login(with_key(DEMO_KEY, login("a1013", "1013")))
+        .await
+        .expect("login");
+    agents
+        .ready(with_key(DEMO_KEY, agent("a1013", "")))
+        .await
+        .expect("ready");
+    let mut mine = follow(channel.clone(), DEMO_KEY, "a1013", "").await;
+
+    // The phone unregisters: out of service, no longer offered calls.
+    assert_eq!(
+        support::register_for(&phone, "1013", "demo1013", "reg-1013", 3, Some(0)),
+        200
+    );
+    assert_eq!(kinds(&take(&mut mine, 1).await), ["dn DNOutOfService"]);
+    let status = agents
+        .get_agent(with_key(DEMO_KEY, agent("a1013", "")))
+        .await
+        .expect("status")
+        .into_inner();
+    assert!(!status.available);
+    assert!(!status.state.expect("state").in_service);
+
+    assert_eq!(
+        support::register_for(&phone, "1013", "demo1013", "reg-1013", 5, None),
+        200
+    );
+    assert_eq!(kinds(&take(&mut mine, 1).await), ["dn DNBackInService"]);
+
+    // A restart on the same Redis: still logged in, still Ready, the DN still taken.
+    let server = server.restart(Some(&config), &["--redis", &url]);
+    let channel = self::channel(&server).await;
+    let mut agents = Agents::new(channel.clone());
+    let status = agents
+        .get_agent(with_key(DEMO_KEY, agent("a1013", "")))
+        .await
+        .expect("status")
+        .into_inner();
+    assert!(status.available, "{status:?}");
+    assert_eq!(status.state.expect("state").dn, "1013");
+    refused(
+        agents
+            .login(with_key(DEMO_KEY, login("a1015", "1013")))
+            .await,
+        Code::FailedPrecondition,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desktop_resumes_its_stream_without_gaps_or_duplicates_and_a_trimmed_cursor_is_an_error()
+{
+    let url = support::redis_db(20);
+    let config = config(0, "[events]\nstream_length = 10\n");
+    let server = Server::start_with_config(Some(&config), &["--redis", &url]);
+    let channel = channel(&server).await;
+    let mut agents = Agents::new(channel.clone());
+    let phone = support::Udp::new(server.sip);
+    assert_eq!(
+        support::register_with(&phone, "1017", "demo1017", "reg-1017"),
+        200
+    );
+    let mut stream = follow(channel.clone(), DEMO_KEY, "a1017", "").await;
+    agents
+        .login(with_key(DEMO_KEY, login("a1017", "1017")))
+        .await
+        .expect("login");
+    let toggle = async |agents: &mut Agents, n: usize| {
+        for i in 0..n {
+            if i % 2 == 0 {
+                agents.ready(with_key(DEMO_KEY, agent("a1017", ""))).await
+            } else {
+                agents
+                    .not_ready(with_key(
+                        DEMO_KEY,
+                        pb::NotReadyRequest {
+                            agent_id: "a1017".into(),
+                            reason: "break".into(),
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+            }
+            .expect("toggle");
+        }
+    };
+    toggle(&mut agents, 4).await;
+    let seen = take(&mut stream, 3).await;
+    drop(stream);
+    // More happens while the desktop is away.
+    toggle(&mut agents, 2).await;
+    let cursor = seen[2].2.clone();
+    let mut resumed = follow(channel.clone(), DEMO_KEY, "a1017", &cursor).await;
+    let rest = take(&mut resumed, 4).await;
+    assert_eq!(
+        kinds(&rest),
+        [
+            "agent AgentReady",
+            "agent AgentNotReady",
+            "agent AgentReady",
+            "agent AgentNotReady"
+        ],
+        "the events after the cursor, each once"
+    );
+    toggle(&mut agents, 1).await;
+    assert_eq!(kinds(&take(&mut resumed, 1).await), ["agent AgentReady"]);
+    quiet(&mut resumed).await;
+    drop(resumed);
+
+    // The stream keeps about 10 entries: once hundreds more went by, the first cursor is
+    // behind what is held, and says so.
+    let first = seen[0].2.clone();
+    toggle(&mut agents, 300).await;
+    let mut events = Events::new(channel.clone());
+    let why = refused(
+        events
+            .subscribe(with_key(
+                DEMO_KEY,
+                pb::SubscribeRequest {
+                    cursor: first,
+                    ..Default::default()
+                },
+            ))
+            .await,
+        Code::OutOfRange,
+    );
+    assert!(why.contains("oldest held"), "no silent gap: {why}");
+    refused(
+        events
+            .subscribe(with_key(
+                DEMO_KEY,
+                pb::SubscribeRequest {
+                    cursor: "garbage".into(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+}

@@ -1,0 +1,181 @@
+//! Raw SIP peers for end-to-end tests: an SBC on 127.0.0.2 and phones that register, each a
+//! UDP socket that sends what a test writes and reads what comes back.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use switchboard_sip::{HeaderName, Message, Method, Request, Response, parse_datagram};
+
+use super::{Server, Udp};
+
+/// One end of SIP over UDP, toward the server under test.
+pub struct Peer {
+    pub socket: std::net::UdpSocket,
+    pub server: std::net::SocketAddr,
+}
+
+impl Peer {
+    pub fn sbc(server: &Server) -> Self {
+        Self::on(
+            std::net::UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2"),
+            server,
+        )
+    }
+
+    pub fn on(socket: std::net::UdpSocket, server: &Server) -> Self {
+        Self {
+            socket,
+            server: server.sip,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.socket.local_addr().expect("addr").port()
+    }
+
+    pub fn send(&self, text: &str) {
+        self.socket
+            .send_to(text.as_bytes(), self.server)
+            .expect("send");
+    }
+
+    pub fn send_bytes(&self, bytes: &[u8]) {
+        self.socket.send_to(bytes, self.server).expect("send");
+    }
+
+    /// The next message within `within`.
+    pub fn next(&self, within: Duration) -> Option<Message> {
+        let end = Instant::now() + within;
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let left = end.checked_duration_since(Instant::now())?;
+            self.socket
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("timeout");
+            let n = self.socket.recv(&mut buf).ok()?;
+            if let Ok(m) = parse_datagram(Bytes::copy_from_slice(&buf[..n])) {
+                return Some(m);
+            }
+        }
+    }
+
+    /// The next final response within `within`, provisional ones skipped.
+    pub fn final_response(&self, within: Duration) -> Option<Response> {
+        let end = Instant::now() + within;
+        loop {
+            match self.next(end.checked_duration_since(Instant::now())?)? {
+                Message::Response(r) if r.status >= 200 => return Some(r),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next request of `method` within `within`, anything else skipped.
+    pub fn request(&self, method: Method, within: Duration) -> Option<Request> {
+        let end = Instant::now() + within;
+        loop {
+            match self.next(end.checked_duration_since(Instant::now())?)? {
+                Message::Request(r) if r.method == method => return Some(r),
+                _ => {}
+            }
+        }
+    }
+
+    /// Answers `request` with `status`, adding a To tag, a Contact, the request's
+    /// Record-Route (RFC 3261 12.1.1) and `sdp` when given.
+    pub fn answer(&self, request: &Request, status: u16, sdp: Option<&str>) -> Response {
+        let mut r = Response::to_request(&request.headers, status)
+            .with_to_tag("peer")
+            .with_header(
+                HeaderName::Contact,
+                format!("<sip:peer@127.0.0.1:{}>", self.port()),
+            );
+        for route in request.headers.get_all(&HeaderName::RecordRoute) {
+            r = r.with_header(HeaderName::RecordRoute, route.clone());
+        }
+        if let Some(sdp) = sdp {
+            r = r.with_header(HeaderName::ContentType, "application/sdp");
+            r.body = Bytes::from(sdp.to_owned());
+        }
+        self.send_bytes(&r.to_bytes());
+        r
+    }
+}
+
+pub fn sdp(port: u16) -> String {
+    format!(
+        "v=0\r\no=peer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+}
+
+/// An INVITE from the SBC peer on `port` to `number`, with `body` as SDP.
+pub fn sbc_invite(port: u16, server: &Server, number: &str, call_id: &str, body: &str) -> String {
+    format!(
+        "INVITE sip:{number}@{sip} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bK{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550001111@127.0.0.2>;tag=sbc\r\n\
+         To: <sip:{number}@{sip}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:sbc@127.0.0.2:{port}>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {len}\r\n\r\n{body}",
+        sip = server.sip,
+        len = body.len()
+    )
+}
+
+pub fn raw_phone(server: &Server, dn: &str) -> Peer {
+    let phone = Udp::new(server.sip);
+    assert_eq!(
+        super::register_with(&phone, dn, &format!("demo{dn}"), &format!("reg-{dn}")),
+        200
+    );
+    Peer::on(phone.socket, server)
+}
+
+/// The SBC calls `dn`; the raw phone answers. Returns the 200 the SBC got.
+pub fn answered_call(
+    server: &Server,
+    sbc: &Peer,
+    phone: &Peer,
+    dn: &str,
+    call_id: &str,
+) -> (Request, Response) {
+    sbc.send(&sbc_invite(sbc.port(), server, dn, call_id, &sdp(4000)));
+    let invite = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("the phone is rung\n{}", server.log_text()));
+    phone.answer(&invite, 180, None);
+    phone.answer(&invite, 200, Some(&sdp(5000)));
+    let ok = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("the SBC gets the answer");
+    assert_eq!(ok.status, 200);
+    (invite, ok)
+}
+
+/// An in-dialog request from the SBC within the dialog its 200 `ok` made.
+pub fn sbc_in_dialog(
+    sbc: &Peer,
+    server: &Server,
+    ok: &Response,
+    call_id: &str,
+    method: &str,
+    cseq: u32,
+    body: &str,
+) -> String {
+    let to = ok.headers.get(&HeaderName::To).expect("To");
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "{method} sip:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bK{call_id}{method}{cseq}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550001111@127.0.0.2>;tag=sbc\r\nTo: {to}\r\n\
+         Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:sbc@127.0.0.2:{port}>\r\n\
+         {content_type}Content-Length: {len}\r\n\r\n{body}",
+        sip = server.sip,
+        port = sbc.port(),
+        len = body.len()
+    )
+}
