@@ -320,18 +320,17 @@ mod tests {
         for n in 0..crate::events::DEFAULT_STREAM_LENGTH + 1 {
             publish(&sink, TOPIC_CALLTHREAD, n).await;
         }
-        let (tx, mut rx) = mpsc::channel(16);
-        tokio::spawn(follow(sink, "demo".into(), Some(Cursor::default()), tx));
-        let item = rx.recv().await.expect("an answer");
+        let opened = open(sink, "demo".into(), Some(Cursor::default())).await;
         assert!(
             matches!(
-                item,
+                opened,
                 Err(FeedError::Trimmed {
                     stream: TOPIC_CALLTHREAD,
                     oldest: Some(_)
                 })
             ),
-            "{item:?}"
+            "{:?}",
+            opened.err()
         );
     }
 }
