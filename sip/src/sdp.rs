@@ -147,6 +147,57 @@ impl Sdp {
     }
 }
 
+impl Direction {
+    /// The attribute that says it.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+}
+
+/// `body` offered again with every stream set to `direction`: the direction attributes
+/// replaced by one per `m=` section, and the session version of `o=` one higher, as a changed
+/// description must have (RFC 3264 8). A core that holds or resumes a call re-offers each
+/// party the description it last sent it this way. `None` when `body` is not SDP.
+pub fn redirected(body: &[u8], direction: Direction) -> Option<Vec<u8>> {
+    Sdp::parse(body).ok()?;
+    let text = std::str::from_utf8(body).ok()?;
+    let mut out = String::with_capacity(text.len() + 32);
+    for line in text.split("\r\n").filter(|l| !l.is_empty()) {
+        if let Some(a) = line.strip_prefix("a=")
+            && Direction::from_attribute(a.trim()).is_some()
+        {
+            continue;
+        }
+        if let Some(origin) = line.strip_prefix("o=") {
+            // o=<username> <sess-id> <sess-version> <nettype> <addrtype> <address>
+            let mut fields: Vec<String> = origin.split(' ').map(str::to_owned).collect();
+            if let Some(version) = fields.get_mut(2) {
+                *version = version.parse::<u64>().map_or_else(
+                    |_| version.clone(),
+                    |v| v.wrapping_add(1).to_string(),
+                );
+            }
+            out.push_str("o=");
+            out.push_str(&fields.join(" "));
+            out.push_str("\r\n");
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+        if line.starts_with("m=") {
+            out.push_str("a=");
+            out.push_str(direction.attribute());
+            out.push_str("\r\n");
+        }
+    }
+    Some(out.into_bytes())
+}
+
 /// `IN IP4 0.0.0.0` and the like: `Some(true)` for the RFC 2543 hold address.
 fn connection_is_hold(value: &str) -> Option<bool> {
     let mut fields = value.split(' ');
@@ -158,6 +209,23 @@ fn connection_is_hold(value: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirected_offer_has_one_direction_per_stream_and_a_newer_version() {
+        let offer = b"v=0\r\no=- 42 7 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+                      a=sendrecv\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n\
+                      a=sendonly\r\nm=video 5000 RTP/AVP 96\r\n";
+        let held = redirected(offer, Direction::Inactive).expect("sdp");
+        let text = String::from_utf8(held.clone()).expect("utf-8");
+        assert!(text.contains("o=- 42 8 IN IP4 10.0.0.1\r\n"), "{text}");
+        assert_eq!(text.matches("a=inactive").count(), 2, "{text}");
+        assert!(!text.contains("sendrecv") && !text.contains("sendonly"), "{text}");
+        assert!(Sdp::parse(&held).expect("still SDP").is_hold());
+        let back = redirected(&held, Direction::SendRecv).expect("sdp");
+        assert!(!Sdp::parse(&back).expect("SDP").is_hold());
+        assert!(String::from_utf8(back).expect("utf-8").contains(" 42 9 "));
+        assert_eq!(redirected(b"not sdp", Direction::Inactive), None);
+    }
 
     const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\n\
         t=0 0\r\nm=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";

@@ -134,6 +134,9 @@ struct Leg {
     ack: Option<Bytes>,
     /// Its session timer, if it negotiated one (RFC 4028).
     timer: Option<SessionTimer>,
+    /// The session description last sent on the leg (own bytes, not a slice of a datagram):
+    /// what a refresh, a hold or a resume offers again.
+    sdp: Option<Box<[u8]>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,6 +302,7 @@ impl Call {
             progress: Progress::Calling,
             ack: None,
             timer: None,
+            sdp: None,
         };
         let id = uuid::Uuid::now_v7().to_string();
         let mut call = Self {
@@ -641,6 +645,7 @@ impl Call {
             progress: Progress::Calling,
             ack: None,
             timer: None,
+            sdp: None,
         });
         self.send_request(LegId::B(index), invite, branch, Purpose::Invite, now);
     }
@@ -809,10 +814,8 @@ impl Call {
             ack.body = body;
         }
         let bytes = ack.to_bytes();
+        self.sent_sdp(leg, &ack.body);
         let l = self.leg_mut(leg);
-        if let Some(timer) = l.timer.as_mut() {
-            timer.sent(&ack.body);
-        }
         l.ack = Some(bytes.clone());
         let (transport, dest) = (l.transport, l.peer);
         self.out.push_back(Output::Send {
@@ -950,11 +953,11 @@ impl Call {
         if matches!(request.method, Method::Invite | Method::Update) {
             headers.push(HeaderName::Contact, contact);
             headers.push(HeaderName::Allow, ALLOW);
-            if let Some(timer) = self.leg_mut(to).timer.as_mut() {
+            if let Some(timer) = self.leg_mut(to).timer.as_ref() {
                 headers.push(HeaderName::Supported, TIMER);
                 headers.push(HeaderName::SessionExpires, timer.in_request());
-                timer.sent(&request.body);
             }
+            self.sent_sdp(to, &request.body);
         }
         copy_body_headers(&request.headers, &mut headers);
         headers.push(HeaderName::ContentLength, "0");
@@ -1342,19 +1345,18 @@ impl Call {
             &self.local.contact(self.a.transport),
         )
         .with_header(HeaderName::Allow, ALLOW);
-        if let Some(timer) = self.a.timer.as_mut() {
+        if let Some(timer) = self.a.timer.as_ref() {
             session_timer::add_to_response(&mut ok.headers, timer);
-            timer.sent(&r.body);
         }
-        if let Some(timer) = self.b[i].timer.as_mut() {
-            timer.sent(&a_invite.body);
-        }
+        let offered = a_invite.body.clone();
         if !r.body.is_empty() {
             ok = with_body(ok, &r.headers, r.body.clone());
         }
         if let Ok(d) = Dialog::as_uas(a_invite, &ok) {
             self.a.dialog = Some(d);
         }
+        self.sent_sdp(LegId::A, &r.body);
+        self.sent_sdp(LegId::B(i), &offered);
         self.a.progress = Progress::Answered;
         let a_seq = self.a.invite_seq;
         self.respond_to(invite, ok.clone(), now);
@@ -1438,10 +1440,10 @@ impl Call {
                     timer.refreshed(now);
                 }
             }
-            if let Some(timer) = self.leg_mut(from).timer.as_mut() {
+            if let Some(timer) = self.leg_mut(from).timer.as_ref() {
                 session_timer::add_to_response(&mut response.headers, timer);
-                timer.sent(&r.body);
             }
+            self.sent_sdp(from, &r.body);
         }
         if !r.body.is_empty() {
             response = with_body(response, &r.headers, r.body.clone());
@@ -1740,7 +1742,8 @@ impl Call {
         }
         // Again half an interval on, should this refresh get no answer meanwhile.
         timer.refreshed(now);
-        let (update, sdp, value) = (timer.update, timer.sdp.clone(), timer.in_request());
+        let (update, value) = (timer.update, timer.in_request());
+        let sdp = self.leg(leg).sdp.clone();
         if self
             .clients
             .iter()
@@ -1760,7 +1763,7 @@ impl Call {
         };
         let transport = self.leg(leg).transport;
         let contact = self.local.contact(transport);
-        let body = self.leg(leg).timer.as_ref().and_then(|t| t.sdp.clone());
+        let body = self.leg(leg).sdp.as_deref().map(Bytes::copy_from_slice);
         let Some(dialog) = self.leg_mut(leg).dialog.as_mut() else {
             return;
         };
@@ -1868,6 +1871,13 @@ impl Call {
     }
 
     // ----- plumbing -----
+
+    /// Keeps the description sent on `leg`, if `body` holds one.
+    fn sent_sdp(&mut self, leg: LegId, body: &[u8]) {
+        if !body.is_empty() {
+            self.leg_mut(leg).sdp = Some(body.into());
+        }
+    }
 
     fn leg(&self, leg: LegId) -> &Leg {
         match leg {

@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use switchboard_sip::{HeaderName, Headers};
 
 /// The option tag of the extension.
@@ -67,11 +66,9 @@ pub struct SessionTimer {
     /// When to refresh (if this side refreshes) or when the session has expired (if not);
     /// unset until the leg is established.
     pub due: Option<Instant>,
-    /// Whether the other end takes UPDATE, the refresh that needs no offer.
+    /// Whether the other end takes UPDATE, the refresh that needs no offer (else a
+    /// re-INVITE offers the leg's last description again).
     pub update: bool,
-    /// The session description last sent on the leg, for a refresh by re-INVITE when the other
-    /// end takes no UPDATE (own bytes: not a slice that would keep a datagram alive).
-    pub sdp: Option<Bytes>,
 }
 
 impl SessionTimer {
@@ -81,7 +78,6 @@ impl SessionTimer {
             we_refresh,
             due: None,
             update,
-            sdp: None,
         }
     }
 
@@ -107,13 +103,6 @@ impl SessionTimer {
     pub fn in_request(&self) -> String {
         let who = if self.we_refresh { "uac" } else { "uas" };
         format!("{};refresher={who}", self.interval.as_secs())
-    }
-
-    /// Keeps a copy of a session description sent on the leg, if a refresh may need it.
-    pub fn sent(&mut self, body: &Bytes) {
-        if self.we_refresh && !self.update && !body.is_empty() {
-            self.sdp = Some(Bytes::copy_from_slice(body));
-        }
     }
 }
 
