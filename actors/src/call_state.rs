@@ -37,6 +37,8 @@ pub enum CallEventKind {
     DestinationBusy,
     /// A party of the call was replaced.
     PartyChanged,
+    /// Its user data changed.
+    AttachedDataChanged,
 }
 
 impl CallEventKind {
@@ -51,6 +53,7 @@ impl CallEventKind {
             CallEventKind::Abandoned => "Abandoned",
             CallEventKind::DestinationBusy => "DestinationBusy",
             CallEventKind::PartyChanged => "PartyChanged",
+            CallEventKind::AttachedDataChanged => "AttachedDataChanged",
         }
     }
 

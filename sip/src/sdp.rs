@@ -177,10 +177,9 @@ pub fn redirected(body: &[u8], direction: Direction) -> Option<Vec<u8>> {
             // o=<username> <sess-id> <sess-version> <nettype> <addrtype> <address>
             let mut fields: Vec<String> = origin.split(' ').map(str::to_owned).collect();
             if let Some(version) = fields.get_mut(2) {
-                *version = version.parse::<u64>().map_or_else(
-                    |_| version.clone(),
-                    |v| v.wrapping_add(1).to_string(),
-                );
+                *version = version
+                    .parse::<u64>()
+                    .map_or_else(|_| version.clone(), |v| v.wrapping_add(1).to_string());
             }
             out.push_str("o=");
             out.push_str(&fields.join(" "));
@@ -219,7 +218,10 @@ mod tests {
         let text = String::from_utf8(held.clone()).expect("utf-8");
         assert!(text.contains("o=- 42 8 IN IP4 10.0.0.1\r\n"), "{text}");
         assert_eq!(text.matches("a=inactive").count(), 2, "{text}");
-        assert!(!text.contains("sendrecv") && !text.contains("sendonly"), "{text}");
+        assert!(
+            !text.contains("sendrecv") && !text.contains("sendonly"),
+            "{text}"
+        );
         assert!(Sdp::parse(&held).expect("still SDP").is_hold());
         let back = redirected(&held, Direction::SendRecv).expect("sdp");
         assert!(!Sdp::parse(&back).expect("SDP").is_hold());

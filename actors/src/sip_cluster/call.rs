@@ -9,7 +9,7 @@
 //! passes messages in, then drains [`Call::poll_output`] and sleeps until
 //! [`Call::poll_timeout`].
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use switchboard_proto::events::{CallThread, Party};
 use switchboard_routing::dialplan::Destination;
 use switchboard_sip::dialog::{Dialog, DialogState, InDialogError, establishing};
 use switchboard_sip::header::{NameAddr, Via};
-use switchboard_sip::sdp::Sdp;
+use switchboard_sip::sdp::{self, Direction, Sdp};
 use switchboard_sip::transaction::{
     ClientEvent, ClientTransaction, ServerEvent, ServerTransaction, TransactionKey, cancel_for,
 };
@@ -49,6 +49,42 @@ pub enum Output {
     Locate { tenant: String, aor: String },
     /// Boxed: the queue of outputs stays small however often the call reports.
     Event(Box<CallEvent>),
+}
+
+/// What a desktop asks of a call, for the agent at one of its DNs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Only the call as it is.
+    View,
+    Hold,
+    Retrieve,
+    Release,
+    AttachUserData(Vec<(String, String)>),
+    UpdateUserData(Vec<(String, String)>),
+    /// The keys to delete; none for all.
+    DeleteUserData(Vec<String>),
+    SendDtmf(String),
+}
+
+/// Why a control was not carried out; the call is untouched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("no call {0} for this agent")]
+    NotFound(String),
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A call as a desktop sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallView {
+    pub call: CallThread,
+    /// Dialing, Ringing, Established, Held or Released.
+    pub state: &'static str,
+    /// What may be asked of it now: hold, retrieve, release, send-dtmf, attach-user-data, ...
+    pub capabilities: Vec<&'static str>,
 }
 
 /// Who the call is on the wire.
@@ -150,6 +186,11 @@ enum Purpose {
     Probe,
     /// A session refresh this side sends (RFC 4028).
     Refresh,
+    /// A hold or resume a desktop asked: the leg's last description offered again with
+    /// another direction.
+    Reoffer,
+    /// DTMF a desktop sends (INFO).
+    Dtmf,
 }
 
 #[derive(Debug)]
@@ -225,6 +266,10 @@ pub struct Call {
     b: Vec<Leg>,
     winner: Option<usize>,
     held: bool,
+    /// A hold (true) or resume (false) a desktop asked, with the legs still to answer it.
+    reoffer: Option<(bool, u8)>,
+    /// Key-value data attached to the call (boxed: most calls have none).
+    user_data: Option<Box<BTreeMap<String, String>>>,
     /// Transactions in progress, boxed so that the lists cost little while short, and given
     /// back when empty: an established call holds none.
     #[expect(
@@ -325,6 +370,8 @@ impl Call {
             b: Vec::new(),
             winner: None,
             held: false,
+            reoffer: None,
+            user_data: None,
             servers: Vec::new(),
             clients: Vec::new(),
             awaiting_ack: Vec::new(),
@@ -399,6 +446,284 @@ impl Call {
             self.dn_calls.release(&self.tenant.name, dn);
             self.counted = false;
         }
+    }
+
+    // ----- control from a desktop -----
+
+    /// The call as the agent at `dn` sees it, after carrying out `control` for it. Refused
+    /// when the call does not involve `dn` (as if unknown) or its state does not allow it
+    /// (the call is then untouched).
+    pub fn control(
+        &mut self,
+        dn: &str,
+        control: Control,
+        now: Instant,
+    ) -> Result<CallView, ControlError> {
+        if !self.involves(dn) {
+            return Err(ControlError::NotFound(self.id.clone()));
+        }
+        let state = self.state();
+        let not_allowed = |what: &str| {
+            Err(ControlError::NotAllowed(format!(
+                "cannot {what} a call that is {}",
+                state.to_lowercase()
+            )))
+        };
+        match control {
+            Control::View => {}
+            Control::Hold => {
+                if state != "Established" {
+                    return not_allowed("hold");
+                }
+                self.reoffer_legs(true, now)?;
+            }
+            Control::Retrieve => {
+                if state != "Held" {
+                    return not_allowed("retrieve");
+                }
+                self.reoffer_legs(false, now)?;
+            }
+            Control::Release => match self.phase {
+                Phase::Routing | Phase::Ringing => {
+                    tracing::info!(tenant = %self.tenant.name, call = %self.id, dn,
+                        "released from the desktop before it was answered");
+                    self.fail(487, "released", None, now);
+                }
+                Phase::Established => {
+                    tracing::info!(tenant = %self.tenant.name, call = %self.id, dn,
+                        "released from the desktop");
+                    self.end(CallEventKind::Released, "released", 0, None, now);
+                }
+                Phase::Ending => return not_allowed("release"),
+            },
+            Control::AttachUserData(pairs) | Control::UpdateUserData(pairs) => {
+                if self.phase == Phase::Ending {
+                    return not_allowed("attach data to");
+                }
+                if let Some(key) = pairs.iter().map(|(k, _)| k).find(|k| k.is_empty()) {
+                    return Err(ControlError::Invalid(format!("user data key {key:?}")));
+                }
+                let data = self.user_data.get_or_insert_with(Default::default);
+                data.extend(pairs);
+                self.event(CallEventKind::AttachedDataChanged, "", 0);
+            }
+            Control::DeleteUserData(keys) => {
+                if self.phase == Phase::Ending {
+                    return not_allowed("delete data of");
+                }
+                match (&mut self.user_data, keys.is_empty()) {
+                    (Some(_), true) => self.user_data = None,
+                    (Some(data), false) => {
+                        for k in &keys {
+                            data.remove(k);
+                        }
+                    }
+                    (None, _) => {}
+                }
+                self.event(CallEventKind::AttachedDataChanged, "", 0);
+            }
+            Control::SendDtmf(digits) => {
+                if state != "Established" {
+                    return not_allowed("send DTMF on");
+                }
+                if digits.is_empty()
+                    || !digits
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || "*#ABCD".contains(c))
+                {
+                    return Err(ControlError::Invalid(format!(
+                        "digits {digits:?}: 0-9, *, # and A-D only"
+                    )));
+                }
+                // Toward the party at the other end from the agent.
+                let toward = if self.to_dn && self.destination.as_deref() == Some(dn) {
+                    Some(LegId::A)
+                } else {
+                    self.winner.map(LegId::B)
+                };
+                if let Some(leg) = toward {
+                    for digit in digits.chars() {
+                        self.send_dtmf(leg, digit, now);
+                    }
+                }
+            }
+        }
+        Ok(self.view())
+    }
+
+    /// Whether `dn` is a party: the phone that placed the call or the DN it rings.
+    fn involves(&self, dn: &str) -> bool {
+        matches!(&self.origin, Origin::Phone(o) if o == dn)
+            || (self.to_dn && self.destination.as_deref() == Some(dn))
+    }
+
+    /// The call's state as desktops name it.
+    fn state(&self) -> &'static str {
+        match self.phase {
+            Phase::Routing => "Dialing",
+            Phase::Ringing => "Ringing",
+            Phase::Established if self.held => "Held",
+            Phase::Established => "Established",
+            Phase::Ending => "Released",
+        }
+    }
+
+    /// The call for a desktop: its state, parties, data, and what may be asked of it now.
+    pub fn view(&self) -> CallView {
+        let capabilities: &[&'static str] = match self.state() {
+            "Dialing" | "Ringing" => &[
+                "release",
+                "attach-user-data",
+                "update-user-data",
+                "delete-user-data",
+            ],
+            "Established" => &[
+                "hold",
+                "release",
+                "send-dtmf",
+                "attach-user-data",
+                "update-user-data",
+                "delete-user-data",
+            ],
+            "Held" => &[
+                "retrieve",
+                "release",
+                "attach-user-data",
+                "update-user-data",
+                "delete-user-data",
+            ],
+            _ => &[],
+        };
+        CallView {
+            call: self.thread(""),
+            state: self.state(),
+            capabilities: capabilities.to_vec(),
+        }
+    }
+
+    /// Offers each leg its last description again, set on hold (`inactive`) or resumed.
+    fn reoffer_legs(&mut self, hold: bool, now: Instant) -> Result<(), ControlError> {
+        let Some(winner) = self.winner else {
+            return Err(ControlError::NotAllowed("the call is not answered".into()));
+        };
+        let legs = [LegId::A, LegId::B(winner)];
+        let busy = self.reoffer.is_some()
+            || self.invite_pending(u32::MAX)
+            || self.clients.iter().any(|c| {
+                c.method == Method::Invite
+                    && matches!(c.purpose, Purpose::Relay(_) | Purpose::Refresh)
+            });
+        if busy {
+            return Err(ControlError::NotAllowed(
+                "an offer is in progress on the call; try again".into(),
+            ));
+        }
+        let direction = if hold {
+            Direction::Inactive
+        } else {
+            Direction::SendRecv
+        };
+        let mut offers = Vec::with_capacity(2);
+        for leg in legs {
+            let l = self.leg(leg);
+            let body = l.sdp.as_deref().and_then(|b| sdp::redirected(b, direction));
+            match (body, l.dialog.is_some()) {
+                (Some(body), true) => offers.push((leg, body)),
+                _ => {
+                    return Err(ControlError::NotAllowed(
+                        "a leg of the call has no session to offer again".into(),
+                    ));
+                }
+            }
+        }
+        self.reoffer = Some((hold, offers.len() as u8));
+        for (leg, body) in offers {
+            let transport = self.leg(leg).transport;
+            let contact = self.local.contact(transport);
+            let timer = self.leg(leg).timer.as_ref().map(SessionTimer::in_request);
+            self.leg_mut(leg).sdp = Some(body.clone().into_boxed_slice());
+            let Some(dialog) = self.leg_mut(leg).dialog.as_mut() else {
+                continue;
+            };
+            let mut invite = dialog.request(Method::Invite);
+            let (via, branch) = self.local.via(transport);
+            invite.headers.push_front(HeaderName::Via, via);
+            let mut headers = std::mem::take(&mut invite.headers);
+            headers.remove(&HeaderName::ContentLength);
+            headers.push(HeaderName::Contact, contact);
+            headers.push(HeaderName::Allow, ALLOW);
+            if let Some(value) = timer {
+                headers.push(HeaderName::Supported, TIMER);
+                headers.push(HeaderName::SessionExpires, value);
+            }
+            headers.push(HeaderName::ContentType, "application/sdp");
+            headers.push(HeaderName::ContentLength, "0");
+            invite.headers = headers;
+            invite.body = Bytes::from(body);
+            self.send_request(leg, invite, branch, Purpose::Reoffer, now);
+        }
+        Ok(())
+    }
+
+    /// A leg answered a hold or resume; once both have, the call is reported held or retrieved.
+    fn reoffer_answered(&mut self, leg: LegId, r: Response, now: Instant) {
+        if r.status < 200 {
+            return;
+        }
+        if (200..300).contains(&r.status) {
+            self.send_ack(
+                leg,
+                seq_of(&r.headers),
+                Bytes::new(),
+                &Headers::default(),
+                now,
+            );
+            if let Some(dialog) = self.leg_mut(leg).dialog.as_mut() {
+                let _ = dialog.update_from_response(&r);
+            }
+            if let Some(timer) = self.leg_mut(leg).timer.as_mut() {
+                timer.refreshed(now);
+            }
+        } else {
+            tracing::warn!(tenant = %self.tenant.name, call = %self.id, ?leg, status = r.status,
+                "a leg refused a hold or resume");
+        }
+        let Some((hold, left)) = self.reoffer.as_mut() else {
+            return;
+        };
+        *left = left.saturating_sub(1);
+        if *left > 0 {
+            return;
+        }
+        let hold = *hold;
+        self.reoffer = None;
+        if self.phase == Phase::Established && hold != self.held {
+            self.held = hold;
+            let kind = if hold {
+                CallEventKind::Held
+            } else {
+                CallEventKind::Retrieved
+            };
+            self.event(kind, "", 0);
+        }
+    }
+
+    /// Sends one DTMF digit on `leg` as INFO with `application/dtmf-relay`.
+    fn send_dtmf(&mut self, leg: LegId, digit: char, now: Instant) {
+        let transport = self.leg(leg).transport;
+        let Some(dialog) = self.leg_mut(leg).dialog.as_mut() else {
+            return;
+        };
+        let mut info = dialog.request(Method::Info);
+        let (via, branch) = self.local.via(transport);
+        info.headers.push_front(HeaderName::Via, via);
+        let mut headers = std::mem::take(&mut info.headers);
+        headers.remove(&HeaderName::ContentLength);
+        headers.push(HeaderName::ContentType, "application/dtmf-relay");
+        headers.push(HeaderName::ContentLength, "0");
+        info.headers = headers;
+        info.body = Bytes::from(format!("Signal={digit}\r\nDuration=160\r\n"));
+        self.send_request(leg, info, branch, Purpose::Dtmf, now);
     }
 
     // ----- routing -----
@@ -1079,7 +1404,8 @@ impl Call {
                     );
                 }
             }
-            Purpose::Cancel | Purpose::Bye => {}
+            Purpose::Reoffer => self.reoffer_answered(leg, r, now),
+            Purpose::Cancel | Purpose::Bye | Purpose::Dtmf => {}
         }
     }
 
@@ -1099,7 +1425,11 @@ impl Call {
             Purpose::Probe | Purpose::Refresh => {
                 self.end(CallEventKind::Released, "unreachable", 408, Some(leg), now)
             }
-            Purpose::Cancel | Purpose::Bye => {}
+            Purpose::Reoffer => {
+                let timeout = Response::to_request(&Headers::default(), 408);
+                self.reoffer_answered(leg, timeout, now);
+            }
+            Purpose::Cancel | Purpose::Bye | Purpose::Dtmf => {}
         }
     }
 
@@ -2007,36 +2337,8 @@ impl Call {
     }
 
     fn event(&mut self, kind: CallEventKind, cause: &str, status: u16) {
-        let mut parties = vec![Party {
-            dn: match &self.origin {
-                Origin::Phone(dn) => dn.clone(),
-                _ => self.ani.clone(),
-            },
-            role: "origination".into(),
-            uri: self.caller_uri.clone(),
-        }];
-        if let Some(dest) = &self.destination {
-            parties.push(Party {
-                dn: dest.clone(),
-                role: "destination".into(),
-                uri: self
-                    .winner
-                    .map(|i| self.b[i].target.clone())
-                    .unwrap_or_default(),
-            });
-        }
-        let call = CallThread {
-            call_id: self.id.clone(),
-            thread_id: self.id.clone(),
-            parties,
-            ani: self.ani.clone(),
-            dnis: self.dnis.clone(),
-            origin: self.origin.describe(),
-            cause: cause.to_owned(),
-            status: u32::from(status),
-            duration_ms: self.started.elapsed().as_millis() as i64,
-            user_data: Default::default(),
-        };
+        let mut call = self.thread(cause);
+        call.status = u32::from(status);
         let snapshot = (!kind.ends_call()).then(|| self.snapshot(kind));
         let mut dns = Vec::new();
         if let Origin::Phone(dn) = &self.origin {
@@ -2057,6 +2359,44 @@ impl Call {
             snapshot,
             dns,
         })));
+    }
+
+    /// The call as events report it.
+    fn thread(&self, cause: &str) -> CallThread {
+        let mut parties = vec![Party {
+            dn: match &self.origin {
+                Origin::Phone(dn) => dn.clone(),
+                _ => self.ani.clone(),
+            },
+            role: "origination".into(),
+            uri: self.caller_uri.clone(),
+        }];
+        if let Some(dest) = &self.destination {
+            parties.push(Party {
+                dn: dest.clone(),
+                role: "destination".into(),
+                uri: self
+                    .winner
+                    .map(|i| self.b[i].target.clone())
+                    .unwrap_or_default(),
+            });
+        }
+        CallThread {
+            call_id: self.id.clone(),
+            thread_id: self.id.clone(),
+            parties,
+            ani: self.ani.clone(),
+            dnis: self.dnis.clone(),
+            origin: self.origin.describe(),
+            cause: cause.to_owned(),
+            status: 0,
+            duration_ms: self.started.elapsed().as_millis() as i64,
+            user_data: self
+                .user_data
+                .as_deref()
+                .map(|d| d.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+        }
     }
 
     /// What another node needs to finish the call: each leg's dialog and where it is reached.
@@ -2533,6 +2873,149 @@ mod tests {
             );
             self.drain();
         }
+    }
+
+    /// The 200 a party gives a request of the call's, with `body`.
+    fn ok_with(request: &Request, tag: &str, body: &str) -> Response {
+        let mut ok = Response::to_request(&request.headers, 200).with_to_tag(tag);
+        if !body.is_empty() {
+            ok = with_body(ok, &request.headers, Bytes::from(body.to_owned()));
+        }
+        ok
+    }
+
+    #[test]
+    fn a_desktop_holds_and_retrieves_an_answered_call_by_reoffering_both_legs() {
+        let mut run = Run::start(tenant(&[]), DnCalls::default(), "1001");
+        run.located(&["192.0.2.9:5062"]);
+        assert!(
+            matches!(
+                run.call.control("1001", Control::Hold, run.now),
+                Err(ControlError::NotAllowed(_))
+            ),
+            "not while it rings"
+        );
+        assert_eq!(
+            run.call.view().capabilities,
+            [
+                "release",
+                "attach-user-data",
+                "update-user-data",
+                "delete-user-data"
+            ]
+        );
+        let invite = run.take("192.0.2.9:5062", Method::Invite).remove(0);
+        let answer = OFFER.replace("sbc", "phone").replace("4000", "5000");
+        run.from_phone(Message::Response(
+            ok_with(&invite, "ph", &answer)
+                .with_header(HeaderName::Contact, "<sip:1001@192.0.2.9:5062>"),
+        ));
+        run.sbc_request("ACK", 1, "");
+        assert!(matches!(
+            run.call.control("1002", Control::View, run.now),
+            Err(ControlError::NotFound(_))
+        ));
+
+        let view = run
+            .call
+            .control("1001", Control::Hold, run.now)
+            .expect("hold");
+        run.drain();
+        assert_eq!(view.state, "Established", "held once both legs agree");
+        let to_phone = run.take("192.0.2.9:5062", Method::Invite).remove(1);
+        let to_sbc = run.take(SBC, Method::Invite).remove(0);
+        for (reinvite, was) in [(&to_phone, OFFER), (&to_sbc, answer.as_str())] {
+            let body = std::str::from_utf8(&reinvite.body).expect("sdp");
+            assert!(body.contains("a=inactive"), "{body}");
+            assert!(
+                body.contains(" 1 2 IN IP4"),
+                "a newer version of {was}: {body}"
+            );
+        }
+        assert!(
+            matches!(
+                run.call.control("1001", Control::Hold, run.now),
+                Err(ControlError::NotAllowed(_))
+            ),
+            "one offer at a time"
+        );
+        run.from_phone(Message::Response(ok_with(&to_phone, "ph", &answer)));
+        run.call.receive(
+            Message::Response(ok_with(&to_sbc, "sbc", OFFER)),
+            SBC.parse().expect("addr"),
+            Transport::Udp,
+            run.now,
+        );
+        run.drain();
+        assert_eq!(run.kinds().last(), Some(&"Held"));
+        assert_eq!(run.take(SBC, Method::Ack).len(), 1, "each 2xx is ACKed");
+        assert_eq!(run.call.view().state, "Held");
+        assert!(matches!(
+            run.call
+                .control("1001", Control::SendDtmf("1".into()), run.now),
+            Err(ControlError::NotAllowed(_))
+        ));
+
+        run.call
+            .control("1001", Control::Retrieve, run.now)
+            .expect("retrieve");
+        run.drain();
+        let to_phone = run.take("192.0.2.9:5062", Method::Invite).remove(2);
+        let to_sbc = run.take(SBC, Method::Invite).remove(1);
+        assert!(
+            std::str::from_utf8(&to_phone.body)
+                .expect("sdp")
+                .contains("a=sendrecv")
+        );
+        run.from_phone(Message::Response(ok_with(&to_phone, "ph", &answer)));
+        run.call.receive(
+            Message::Response(ok_with(&to_sbc, "sbc", OFFER)),
+            SBC.parse().expect("addr"),
+            Transport::Udp,
+            run.now,
+        );
+        run.drain();
+        assert_eq!(run.kinds().last(), Some(&"Retrieved"));
+
+        // DTMF goes to the party at the other end from the agent, one INFO per digit.
+        run.call
+            .control("1001", Control::SendDtmf("4#".into()), run.now)
+            .expect("dtmf");
+        run.drain();
+        let infos = run.take(SBC, Method::Info);
+        assert_eq!(infos.len(), 2);
+        assert_eq!(
+            infos[1].body,
+            Bytes::from_static(b"Signal=#\r\nDuration=160\r\n")
+        );
+        assert!(matches!(
+            run.call
+                .control("1001", Control::SendDtmf("12x".into()), run.now),
+            Err(ControlError::Invalid(_))
+        ));
+
+        // User data follows the call into its events.
+        run.call
+            .control(
+                "1001",
+                Control::AttachUserData(vec![("lang".into(), "fr".into())]),
+                run.now,
+            )
+            .expect("attach");
+        run.drain();
+        let last = run.events.last().expect("an event");
+        assert_eq!(last.kind.name(), "AttachedDataChanged");
+        assert_eq!(
+            last.call.user_data.get("lang").map(String::as_str),
+            Some("fr")
+        );
+        run.call
+            .control("1001", Control::Release, run.now)
+            .expect("release");
+        run.drain();
+        assert_eq!(run.kinds().last(), Some(&"Released"));
+        assert_eq!(run.events.last().expect("event").call.cause, "released");
+        assert_eq!(run.events.last().expect("event").call.user_data.len(), 1);
     }
 
     #[test]
