@@ -268,8 +268,8 @@ pub struct Call {
     held: bool,
     /// A hold (true) or resume (false) a desktop asked, with the legs still to answer it.
     reoffer: Option<(bool, u8)>,
-    /// Key-value data attached to the call (boxed: most calls have none).
-    user_data: Option<Box<BTreeMap<String, String>>>,
+    /// Key-value data attached to the call.
+    user_data: BTreeMap<String, String>,
     /// Transactions in progress, boxed so that the lists cost little while short, and given
     /// back when empty: an established call holds none.
     #[expect(
@@ -371,7 +371,7 @@ impl Call {
             winner: None,
             held: false,
             reoffer: None,
-            user_data: None,
+            user_data: BTreeMap::new(),
             servers: Vec::new(),
             clients: Vec::new(),
             awaiting_ack: Vec::new(),
@@ -503,22 +503,18 @@ impl Call {
                 if let Some(key) = pairs.iter().map(|(k, _)| k).find(|k| k.is_empty()) {
                     return Err(ControlError::Invalid(format!("user data key {key:?}")));
                 }
-                let data = self.user_data.get_or_insert_with(Default::default);
-                data.extend(pairs);
+                self.user_data.extend(pairs);
                 self.event(CallEventKind::AttachedDataChanged, "", 0);
             }
             Control::DeleteUserData(keys) => {
                 if self.phase == Phase::Ending {
                     return not_allowed("delete data of");
                 }
-                match (&mut self.user_data, keys.is_empty()) {
-                    (Some(_), true) => self.user_data = None,
-                    (Some(data), false) => {
-                        for k in &keys {
-                            data.remove(k);
-                        }
-                    }
-                    (None, _) => {}
+                if keys.is_empty() {
+                    self.user_data.clear();
+                }
+                for k in &keys {
+                    self.user_data.remove(k);
                 }
                 self.event(CallEventKind::AttachedDataChanged, "", 0);
             }
@@ -2393,9 +2389,9 @@ impl Call {
             duration_ms: self.started.elapsed().as_millis() as i64,
             user_data: self
                 .user_data
-                .as_deref()
-                .map(|d| d.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 
