@@ -6,7 +6,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::provisioning::{Provisioning, ProvisioningServer};
-use crate::voice::{AgentsServer, EventsServer, Voice};
+use crate::voice::{AgentsServer, CallsServer, EventsServer, Voice};
 
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
@@ -18,6 +18,7 @@ pub(crate) async fn serve(
         .set_serving::<ProvisioningServer<Provisioning>>()
         .await;
     health.set_serving::<AgentsServer<Voice>>().await;
+    health.set_serving::<CallsServer<Voice>>().await;
     health.set_serving::<EventsServer<Voice>>().await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -40,6 +41,7 @@ pub(crate) async fn serve(
         .add_service(v1alpha)
         .add_service(ProvisioningServer::new(provisioning))
         .add_service(AgentsServer::new(voice.clone()))
+        .add_service(CallsServer::new(voice.clone()))
         .add_service(EventsServer::new(voice))
         .serve_with_incoming(TcpIncoming::from(listener))
         .await;

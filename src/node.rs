@@ -287,6 +287,7 @@ impl Node {
             followed.clone(),
             agents.clone(),
             events,
+            proxy.clone(),
         );
         let provisioning = Provisioning::new(followed, postgres, admin_key, None);
         let grpc = tokio::spawn(grpc::serve(grpc, provisioning, voice));

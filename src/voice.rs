@@ -8,10 +8,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use ractor::ActorRef;
 use switchboard_actors::agent_state::machine::{Command, WorkMode};
 use switchboard_actors::agent_state::{AgentState, CommandError};
 use switchboard_actors::events::{EventSink, TOPIC_AGENTSTATE, TOPIC_ERRORS, new_event};
 use switchboard_actors::feed::{self, Cursor, FeedError};
+use switchboard_actors::sip_cluster::{CallView, Control, ControlError};
+use switchboard_actors::sip_proxy::ProxyMsg;
 use switchboard_actors::tenant::{AgentConfig, Directory, Tenant};
 use switchboard_proto::events::{Event, Payload, RequestError};
 use switchboard_proto::voice as pb;
@@ -22,6 +25,7 @@ use tonic::{Code, Request, Response, Status};
 use crate::auth::Keys;
 
 pub(crate) use pb::agents_server::AgentsServer;
+pub(crate) use pb::calls_server::CallsServer;
 pub(crate) use pb::events_server::EventsServer;
 
 /// How many events may wait for a slow desktop before its stream stops taking more (the
@@ -34,6 +38,8 @@ pub(crate) struct Voice {
     directory: watch::Receiver<Arc<Directory>>,
     agents: AgentState,
     events: EventSink,
+    /// The node's SIP edge, which finds each call's actor.
+    calls: ActorRef<ProxyMsg>,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -44,12 +50,14 @@ impl Voice {
         directory: watch::Receiver<Arc<Directory>>,
         agents: AgentState,
         events: EventSink,
+        calls: ActorRef<ProxyMsg>,
     ) -> Self {
         Self {
             keys,
             directory,
             agents,
             events,
+            calls,
         }
     }
 
@@ -83,6 +91,68 @@ impl Voice {
         }
     }
 
+    /// The DN the agent is logged in on.
+    async fn agent_dn(&self, tenant: &Tenant, agent: &str) -> Result<String, Status> {
+        let s = self
+            .agents
+            .status(&tenant.name, agent)
+            .await
+            .map_err(|e| status(&e))?;
+        if s.state.dn.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "agent {agent} is not logged in"
+            )));
+        }
+        Ok(s.state.dn)
+    }
+
+    /// Asks call `call` to carry out `control` for `agent`.
+    async fn control(
+        &self,
+        tenant: &Tenant,
+        agent: &str,
+        call: &str,
+        control: Control,
+    ) -> Result<CallView, Status> {
+        let dn = self.agent_dn(tenant, agent).await?;
+        let asked = ractor::call!(self.calls, |reply| ProxyMsg::Control {
+            tenant: tenant.name.clone(),
+            call: call.to_owned(),
+            dn,
+            control,
+            reply,
+        });
+        match asked {
+            Ok(Ok(view)) => Ok(view),
+            Ok(Err(ControlError::NotFound(_))) => Err(Status::not_found(format!(
+                "no call {call:?} for agent {agent}"
+            ))),
+            Ok(Err(ControlError::NotAllowed(why))) => Err(Status::failed_precondition(why)),
+            Ok(Err(ControlError::Invalid(why))) => Err(Status::invalid_argument(why)),
+            Err(e) => Err(Status::unavailable(format!("calls: {e}"))),
+        }
+    }
+
+    /// A call operation: acknowledged, or refused and reported on the stream.
+    async fn call_operation(
+        &self,
+        tenant: &Tenant,
+        operation: &str,
+        agent: &str,
+        call: &str,
+        reference_id: String,
+        control: Control,
+    ) -> Reply<pb::Ack> {
+        match self.control(tenant, agent, call, control).await {
+            Ok(_) => Ok(Response::new(pb::Ack { reference_id })),
+            Err(status) => {
+                self.report(tenant, operation, agent, call, reference_id, &status)
+                    .await;
+                Err(status)
+            }
+        }
+    }
+
     /// Writes an `EventError` for a refused request to the tenant's errors stream.
     async fn refused(
         &self,
@@ -92,13 +162,26 @@ impl Voice {
         reference_id: String,
         status: &Status,
     ) {
-        tracing::info!(tenant = %tenant.name, agent, operation, code = ?status.code(),
+        self.report(tenant, operation, agent, "", reference_id, status)
+            .await;
+    }
+
+    async fn report(
+        &self,
+        tenant: &Tenant,
+        operation: &str,
+        agent: &str,
+        call: &str,
+        reference_id: String,
+        status: &Status,
+    ) {
+        tracing::info!(tenant = %tenant.name, agent, call, operation, code = ?status.code(),
             reason = status.message(), "desktop request refused");
         let error = RequestError {
             operation: operation.to_owned(),
             reference_id,
             agent_id: agent.to_owned(),
-            call_id: String::new(),
+            call_id: call.to_owned(),
             code: code_name(status.code()).to_owned(),
             message: status.message().to_owned(),
         };
@@ -354,6 +437,145 @@ impl pb::agents_server::Agents for Voice {
             state: Some(s.state),
             available: s.available,
         }))
+    }
+}
+
+fn call_info(view: CallView) -> pb::CallInfo {
+    pb::CallInfo {
+        call_id: view.call.call_id,
+        state: view.state.to_owned(),
+        parties: view.call.parties,
+        user_data: view.call.user_data,
+        capabilities: view.capabilities.iter().map(|c| (*c).to_owned()).collect(),
+        ani: view.call.ani,
+        dnis: view.call.dnis,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::calls_server::Calls for Voice {
+    async fn list_calls(&self, request: Request<pb::AgentRequest>) -> Reply<pb::CallList> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        let s = self
+            .agents
+            .status(&tenant.name, &r.agent_id)
+            .await
+            .map_err(|e| status(&e))?;
+        let mut calls = Vec::with_capacity(s.state.calls.len());
+        for call in &s.state.calls {
+            // A call that ended meanwhile is simply not listed.
+            if let Ok(view) = self
+                .control(&tenant, &r.agent_id, call, Control::View)
+                .await
+            {
+                calls.push(call_info(view));
+            }
+        }
+        Ok(Response::new(pb::CallList { calls }))
+    }
+
+    async fn hold(&self, request: Request<pb::CallRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        self.call_operation(
+            &tenant,
+            "Hold",
+            &r.agent_id,
+            &r.call_id,
+            r.reference_id,
+            Control::Hold,
+        )
+        .await
+    }
+
+    async fn retrieve(&self, request: Request<pb::CallRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        self.call_operation(
+            &tenant,
+            "Retrieve",
+            &r.agent_id,
+            &r.call_id,
+            r.reference_id,
+            Control::Retrieve,
+        )
+        .await
+    }
+
+    async fn release(&self, request: Request<pb::CallRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        self.call_operation(
+            &tenant,
+            "Release",
+            &r.agent_id,
+            &r.call_id,
+            r.reference_id,
+            Control::Release,
+        )
+        .await
+    }
+
+    async fn send_dtmf(&self, request: Request<pb::DtmfRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        self.call_operation(
+            &tenant,
+            "SendDtmf",
+            &r.agent_id,
+            &r.call_id,
+            r.reference_id,
+            Control::SendDtmf(r.digits),
+        )
+        .await
+    }
+
+    async fn attach_user_data(&self, request: Request<pb::UserDataRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        let pairs = r.user_data.into_iter().collect();
+        self.call_operation(
+            &tenant,
+            "AttachUserData",
+            &r.agent_id,
+            &r.call_id,
+            r.reference_id,
+            Control::AttachUserData(pairs),
+        )
+        .await
+    }
+
+    async fn update_user_data(&self, request: Request<pb::UserDataRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        let pairs = r.user_data.into_iter().collect();
+        self.call_operation(
+            &tenant,
+            "UpdateUserData",
+            &r.agent_id,
+            &r.call_id,
+            r.reference_id,
+            Control::UpdateUserData(pairs),
+        )
+        .await
+    }
+
+    async fn delete_user_data(
+        &self,
+        request: Request<pb::DeleteUserDataRequest>,
+    ) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        self.call_operation(
+            &tenant,
+            "DeleteUserData",
+            &r.agent_id,
+            &r.call_id,
+            r.reference_id,
+            Control::DeleteUserData(r.keys),
+        )
+        .await
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use support::Server;
-use support::peer::{Peer, answered_call, raw_phone, sbc_in_dialog};
+use support::peer::{Peer, answered_call, raw_phone, sbc_in_dialog, sdp};
 use switchboard_actors::tenant::{ApiKeyConfig, TenantConfig, demo_tenant, hash_api_key};
 use switchboard_proto::events::Payload;
 use switchboard_proto::voice as pb;
@@ -21,6 +21,7 @@ use tonic::{Code, Request};
 
 type Agents = pb::agents_client::AgentsClient<Channel>;
 type Events = pb::events_client::EventsClient<Channel>;
+type Calls = pb::calls_client::CallsClient<Channel>;
 
 const DEMO_KEY: &str = "demo-key";
 const ACME_KEY: &str = "acme-key";
@@ -204,33 +205,111 @@ async fn an_agents_day_with_a_call_reaches_the_stream_and_redis_in_order() {
     assert!(status.available, "{status:?}");
     assert_eq!(status.state.as_ref().map(|s| s.dn.as_str()), Some("1003"));
 
-    // A call from the carrier to the agent's DN, answered, then hung up by the caller.
+    // A call from the carrier to the agent's DN, answered.
     let sbc = Peer::sbc(&server);
     let (_, ok) = answered_call(&server, &sbc, &phone, "1003", "day-1");
     sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "day-1", "ACK", 1, ""));
     assert_eq!(state(&mut agents, DEMO_KEY, "a1003").await, "Ready");
-    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "day-1", "BYE", 2, ""));
-    let bye = phone
-        .request(Method::Bye, Duration::from_secs(5))
-        .expect("the phone hears the BYE");
-    phone.answer(&bye, 200, None);
-
-    let first = take(&mut stream, 8).await;
     assert_eq!(
-        kinds(&first),
+        kinds(&take(&mut stream, 5).await),
         [
             "agent AgentLogin",
             "agent AgentReady",
             "dn OffHook",
             "call Ringing",
             "call Established",
+        ]
+    );
+    let mut calls = Calls::new(channel.clone());
+    let listed = calls
+        .list_calls(with_key(DEMO_KEY, agent("a1003", "")))
+        .await
+        .expect("list")
+        .into_inner()
+        .calls;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let call = listed[0].call_id.clone();
+    assert_eq!(listed[0].state, "Established");
+    assert!(
+        listed[0].capabilities.iter().any(|c| c == "hold"),
+        "{listed:?}"
+    );
+    let on = |reference: &str| pb::CallRequest {
+        agent_id: "a1003".into(),
+        call_id: call.clone(),
+        reference_id: reference.into(),
+        ..Default::default()
+    };
+
+    // Hold from the desktop: both legs are offered their session again, inactive.
+    calls
+        .hold(with_key(DEMO_KEY, on("hold")))
+        .await
+        .expect("hold");
+    for (peer, port) in [(&phone, 5000), (&sbc, 4000)] {
+        let reinvite = peer
+            .request(Method::Invite, Duration::from_secs(5))
+            .expect("a re-INVITE on each leg");
+        assert!(
+            String::from_utf8_lossy(&reinvite.body).contains("a=inactive"),
+            "{reinvite:?}"
+        );
+        peer.answer(&reinvite, 200, Some(&sdp(port)));
+    }
+    assert_eq!(kinds(&take(&mut stream, 1).await), ["call Held"]);
+    let listed = calls
+        .list_calls(with_key(DEMO_KEY, agent("a1003", "")))
+        .await
+        .expect("list")
+        .into_inner()
+        .calls;
+    assert_eq!(listed[0].state, "Held");
+    assert!(listed[0].capabilities.iter().any(|c| c == "retrieve"));
+    calls
+        .attach_user_data(with_key(
+            DEMO_KEY,
+            pb::UserDataRequest {
+                agent_id: "a1003".into(),
+                call_id: call.clone(),
+                user_data: [("case".to_owned(), "4711".to_owned())].into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("attach");
+    let attached = take(&mut stream, 1).await;
+    assert_eq!(kinds(&attached), ["call AttachedDataChanged"]);
+    calls
+        .retrieve(with_key(DEMO_KEY, on("retrieve")))
+        .await
+        .expect("retrieve");
+    for (peer, port) in [(&phone, 5000), (&sbc, 4000)] {
+        let reinvite = peer
+            .request(Method::Invite, Duration::from_secs(5))
+            .expect("a re-INVITE on each leg");
+        assert!(String::from_utf8_lossy(&reinvite.body).contains("a=sendrecv"));
+        peer.answer(&reinvite, 200, Some(&sdp(port)));
+    }
+    assert_eq!(kinds(&take(&mut stream, 1).await), ["call Retrieved"]);
+
+    // The caller hangs up.
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "day-1", "BYE", 2, ""));
+    let bye = phone
+        .request(Method::Bye, Duration::from_secs(5))
+        .expect("the phone hears the BYE");
+    phone.answer(&bye, 200, None);
+
+    let first = take(&mut stream, 3).await;
+    assert_eq!(
+        kinds(&first),
+        [
             // Emulated after-call work is reported before the call's release.
             "agent AgentNotReady",
             "dn OnHook",
             "call Released",
         ]
     );
-    let Some(pb::stream_event::Change::AgentStateChanged(acw)) = &first[5].3.change else {
+    let Some(pb::stream_event::Change::AgentStateChanged(acw)) = &first[0].3.change else {
         unreachable!("checked above");
     };
     let Some(Payload::Agent(acw)) = &acw.payload else {
@@ -241,6 +320,17 @@ async fn an_agents_day_with_a_call_reaches_the_stream_and_redis_in_order() {
         ("AfterCallWork", "AfterCallWork")
     );
     assert!(acw.wrap_up_until_ms > 0);
+    let Some(pb::stream_event::Change::CallStateChanged(released)) = &first[2].3.change else {
+        unreachable!("checked above");
+    };
+    let Some(Payload::Call(released)) = &released.payload else {
+        panic!("call payload");
+    };
+    assert_eq!(
+        released.user_data.get("case").map(String::as_str),
+        Some("4711"),
+        "user data stays with the call"
+    );
     assert!(
         !agents
             .get_agent(with_key(DEMO_KEY, agent("a1003", "")))
@@ -280,7 +370,14 @@ async fn an_agents_day_with_a_call_reaches_the_stream_and_redis_in_order() {
     );
     assert_eq!(
         stream_kinds(&mut conn, "sb:demo:voice-callthread"),
-        ["Ringing", "Established", "Released"]
+        [
+            "Ringing",
+            "Established",
+            "Held",
+            "AttachedDataChanged",
+            "Retrieved",
+            "Released"
+        ]
     );
     let stored: Option<String> = redis::cmd("HGET")
         .arg("sb:demo:agents")
@@ -594,5 +691,149 @@ async fn a_desktop_resumes_its_stream_without_gaps_or_duplicates_and_a_trimmed_c
             ))
             .await,
         Code::InvalidArgument,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_requests_the_call_does_not_allow_are_refused_and_reported() {
+    let url = support::redis_db(21);
+    let server = Server::start_with_config(Some(&config(0, "")), &["--redis", &url]);
+    let channel = channel(&server).await;
+    let mut agents = Agents::new(channel.clone());
+    let mut calls = Calls::new(channel.clone());
+    let phone = raw_phone(&server, "1007");
+    for (id, dn) in [("a1007", "1007"), ("a1009", "1009")] {
+        agents
+            .login(with_key(DEMO_KEY, login(id, dn)))
+            .await
+            .expect("login");
+    }
+    agents
+        .ready(with_key(DEMO_KEY, agent("a1007", "")))
+        .await
+        .expect("ready");
+    let sbc = Peer::sbc(&server);
+    sbc.send(&support::peer::sbc_invite(
+        sbc.port(),
+        &server,
+        "1007",
+        "ringing-1",
+        &sdp(4000),
+    ));
+    let invite = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the phone rings");
+    phone.answer(&invite, 180, None);
+    let mut stream = follow(channel.clone(), DEMO_KEY, "a1007", "").await;
+    let mut listed = Vec::new();
+    for _ in 0..50 {
+        listed = calls
+            .list_calls(with_key(DEMO_KEY, agent("a1007", "")))
+            .await
+            .expect("list")
+            .into_inner()
+            .calls;
+        if listed.first().is_some_and(|c| c.state == "Ringing") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].state, "Ringing");
+    assert!(!listed[0].capabilities.iter().any(|c| c == "hold"));
+    let call = listed[0].call_id.clone();
+    let on = |agent: &str, call: &str| pb::CallRequest {
+        agent_id: agent.into(),
+        call_id: call.into(),
+        reference_id: "ref".into(),
+        ..Default::default()
+    };
+
+    // A ringing call cannot be held or retrieved: refused, reported, the call untouched.
+    let why = refused(
+        calls.hold(with_key(DEMO_KEY, on("a1007", &call))).await,
+        Code::FailedPrecondition,
+    );
+    assert!(why.contains("ringing"), "{why}");
+    refused(
+        calls.retrieve(with_key(DEMO_KEY, on("a1007", &call))).await,
+        Code::FailedPrecondition,
+    );
+    let errors = take(&mut stream, 2).await;
+    assert_eq!(kinds(&errors), ["error EventError", "error EventError"]);
+    let Some(pb::stream_event::Change::Error(e)) = &errors[0].3.change else {
+        unreachable!("checked above");
+    };
+    let Some(Payload::Error(e)) = &e.payload else {
+        panic!("error payload");
+    };
+    assert_eq!(
+        (e.operation.as_str(), e.call_id.as_str(), e.code.as_str()),
+        ("Hold", call.as_str(), "FAILED_PRECONDITION")
+    );
+    assert!(
+        phone
+            .request(Method::Invite, Duration::from_millis(300))
+            .is_none(),
+        "no re-INVITE"
+    );
+
+    // A call that is not there, or not this agent's, or asked for by an agent logged out.
+    refused(
+        calls
+            .hold(with_key(DEMO_KEY, on("a1007", "no-such-call")))
+            .await,
+        Code::NotFound,
+    );
+    refused(
+        calls.release(with_key(DEMO_KEY, on("a1009", &call))).await,
+        Code::NotFound,
+    );
+    refused(
+        calls.release(with_key(DEMO_KEY, on("a1011", &call))).await,
+        Code::FailedPrecondition,
+    );
+    refused(
+        calls.release(with_key(ACME_KEY, on("a1007", &call))).await,
+        Code::FailedPrecondition,
+    );
+    refused(
+        calls
+            .send_dtmf(with_key(
+                DEMO_KEY,
+                pb::DtmfRequest {
+                    agent_id: "a1007".into(),
+                    call_id: call.clone(),
+                    digits: "1".into(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+        Code::FailedPrecondition,
+    );
+
+    // Released from the desktop while it rings: the phone stops ringing, the caller hears so.
+    calls
+        .release(with_key(DEMO_KEY, on("a1007", &call)))
+        .await
+        .expect("release");
+    let cancel = phone
+        .request(Method::Cancel, Duration::from_secs(5))
+        .expect("the phone's ringing is cancelled");
+    phone.answer(&cancel, 200, None);
+    let caller = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("the caller hears");
+    assert_eq!(caller.status, 487);
+    let rest = take(&mut stream, 4).await;
+    assert_eq!(
+        kinds(&rest),
+        [
+            "error EventError",
+            "error EventError",
+            "dn OnHook",
+            "call Released"
+        ],
+        "its own refusals (the unknown call, the DTMF), not the other agents', then the end"
     );
 }

@@ -294,7 +294,9 @@ pub struct Call {
 
 impl Call {
     /// A call for an INVITE the edge admitted: answered 100 at once, then routed.
+    /// Starts the call `id` (unique and sortable, as events and desktops name it).
     pub fn start(
+        id: String,
         new: NewDialog,
         local: Local,
         config: ClusterConfig,
@@ -349,7 +351,6 @@ impl Call {
             timer: None,
             sdp: None,
         };
-        let id = uuid::Uuid::now_v7().to_string();
         let mut call = Self {
             id,
             tenant,
@@ -431,6 +432,10 @@ impl Call {
     }
 
     /// Whether the call is over and every transaction of it finished.
+    pub fn tenant_name(&self) -> &str {
+        &self.tenant.name
+    }
+
     pub fn is_over(&self) -> bool {
         self.phase == Phase::Ending
             && self.servers.is_empty()
@@ -2618,6 +2623,7 @@ mod tests {
         ) -> Self {
             let now = Instant::now();
             let call = Call::start(
+                "call-1".into(),
                 NewDialog {
                     tenant,
                     origin: Origin::Trunk("carrier".into()),

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_sip::transaction::TimerConfig;
 use switchboard_sip::transport::{Endpoint, Transport};
 use switchboard_sip::{Message, Request};
@@ -30,6 +30,7 @@ use crate::registrar::{Binding, BindingStore};
 use crate::tenant::Tenant;
 use crate::wakeups::Wakeups;
 use call::{Call, Output};
+pub use call::{CallView, Control, ControlError};
 
 /// Where a new call came from, as the edge admitted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +194,13 @@ pub enum CallMsg {
     Located(crate::Result<Vec<Binding>>),
     /// A timer may be due.
     Wake,
+    /// A desktop's request for the agent at `dn`, in `tenant`.
+    Control {
+        tenant: String,
+        dn: String,
+        control: Control,
+        reply: RpcReplyPort<Result<CallView, ControlError>>,
+    },
 }
 
 /// The node's live calls: which actor runs the call a message belongs to. Owned by the edge.
@@ -202,7 +210,9 @@ pub struct Calls {
     by_key: HashMap<u64, ActorRef<CallMsg>>,
     /// Calls by the Call-ID their first leg arrived with.
     by_call_id: HashMap<ByteString, u64>,
-    by_actor: HashMap<ActorId, (u64, ByteString)>,
+    by_actor: HashMap<ActorId, (u64, ByteString, Arc<str>)>,
+    /// Calls by the id events give them.
+    by_id: HashMap<Arc<str>, u64>,
 }
 
 impl Calls {
@@ -213,6 +223,7 @@ impl Calls {
             by_key: HashMap::new(),
             by_call_id: HashMap::new(),
             by_actor: HashMap::new(),
+            by_id: HashMap::new(),
         }
     }
 
@@ -243,23 +254,36 @@ impl Calls {
                 .map(|c| c.to_string())
                 .unwrap_or_default(),
         );
-        let (actor, _) =
-            Actor::spawn_linked(None, CallActor, (key, new, self.shared.clone()), supervisor)
-                .await?;
-        self.by_actor.insert(actor.get_id(), (key, call_id.clone()));
+        let id: Arc<str> = uuid::Uuid::now_v7().to_string().into();
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            CallActor,
+            (key, id.to_string(), new, self.shared.clone()),
+            supervisor,
+        )
+        .await?;
+        self.by_actor
+            .insert(actor.get_id(), (key, call_id.clone(), id.clone()));
         self.by_call_id.insert(call_id, key);
+        self.by_id.insert(id, key);
         self.by_key.insert(key, actor);
         Ok(())
     }
 
     /// A call actor stopped: forget its call.
     pub fn ended(&mut self, actor: ActorId) {
-        if let Some((key, call_id)) = self.by_actor.remove(&actor) {
+        if let Some((key, call_id, id)) = self.by_actor.remove(&actor) {
             self.by_key.remove(&key);
+            self.by_id.remove(&id);
             if self.by_call_id.get(&call_id) == Some(&key) {
                 self.by_call_id.remove(&call_id);
             }
         }
+    }
+
+    /// The call with this id (as its events give it).
+    pub fn by_id(&self, id: &str) -> Option<&ActorRef<CallMsg>> {
+        self.by_key.get(self.by_id.get(id)?)
     }
 
     pub fn len(&self) -> usize {
@@ -291,12 +315,12 @@ pub struct CallActorState {
 impl Actor for CallActor {
     type Msg = CallMsg;
     type State = CallActorState;
-    type Arguments = (u64, NewDialog, Shared);
+    type Arguments = (u64, String, NewDialog, Shared);
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        (key, new, shared): Self::Arguments,
+        (key, id, new, shared): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let local = call::Local {
             udp: shared.endpoint.udp_addr(),
@@ -305,6 +329,7 @@ impl Actor for CallActor {
             key,
         };
         let call = Call::start(
+            id,
             new,
             local,
             shared.config.clone(),
@@ -340,6 +365,19 @@ impl Actor for CallActor {
                     state.wake_at = None;
                 }
                 state.call.handle_timeout(now);
+            }
+            CallMsg::Control {
+                tenant,
+                dn,
+                control,
+                reply,
+            } => {
+                let outcome = if tenant == state.call.tenant_name() {
+                    state.call.control(&dn, control, now)
+                } else {
+                    Err(ControlError::NotFound(String::new()))
+                };
+                let _ = reply.send(outcome);
             }
         }
         state.drive(&myself);

@@ -38,7 +38,9 @@ use switchboard_sip::auth::{NonceCounts, NonceKey};
 
 use crate::call_state::CallState;
 use crate::registrar::{RegisterRequest, Router};
-use crate::sip_cluster::{CallMsg, Calls, ClusterConfig, Locate, NewDialog, Shared};
+use crate::sip_cluster::{
+    CallMsg, CallView, Calls, ClusterConfig, Control, ControlError, Locate, NewDialog, Shared,
+};
 use crate::tenant::Directory;
 use crate::wakeups::Wakeups;
 use edge::{Core, Decision};
@@ -114,6 +116,14 @@ pub enum ProxyMsg {
     LocalAddrs(RpcReplyPort<(SocketAddr, SocketAddr)>),
     /// How many calls are in progress.
     Calls(RpcReplyPort<usize>),
+    /// A desktop's request for call `call`, for the agent at `dn` (see [`CallMsg::Control`]).
+    Control {
+        tenant: String,
+        call: String,
+        dn: String,
+        control: Control,
+        reply: RpcReplyPort<Result<CallView, ControlError>>,
+    },
 }
 
 #[derive(Debug)]
@@ -303,6 +313,25 @@ impl Actor for SipProxy {
             ProxyMsg::Calls(reply) => {
                 let _ = reply.send(state.calls.len());
             }
+            ProxyMsg::Control {
+                tenant,
+                call,
+                dn,
+                control,
+                reply,
+            } => match state.calls.by_id(&call) {
+                Some(actor) => {
+                    let _ = actor.cast(CallMsg::Control {
+                        tenant,
+                        dn,
+                        control,
+                        reply,
+                    });
+                }
+                None => {
+                    let _ = reply.send(Err(ControlError::NotFound(call)));
+                }
+            },
         }
         Ok(())
     }
