@@ -81,7 +81,10 @@ impl Voice {
         command: Command,
     ) -> Reply<pb::Ack> {
         match self.agents.command(&tenant.name, agent, command).await {
-            Ok(()) => Ok(Response::new(pb::Ack { reference_id })),
+            Ok(()) => Ok(Response::new(pb::Ack {
+                reference_id,
+                call_id: String::new(),
+            })),
             Err(e) => {
                 let status = status(&e);
                 self.refused(tenant, operation, agent, reference_id, &status)
@@ -144,7 +147,10 @@ impl Voice {
         control: Control,
     ) -> Reply<pb::Ack> {
         match self.control(tenant, agent, call, control).await {
-            Ok(_) => Ok(Response::new(pb::Ack { reference_id })),
+            Ok(view) => Ok(Response::new(pb::Ack {
+                reference_id,
+                call_id: view.call.call_id,
+            })),
             Err(status) => {
                 self.report(tenant, operation, agent, call, reference_id, &status)
                     .await;
@@ -473,6 +479,48 @@ impl pb::calls_server::Calls for Voice {
             }
         }
         Ok(Response::new(pb::CallList { calls }))
+    }
+
+    async fn make_call(&self, request: Request<pb::MakeCallRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        let made = async {
+            if r.destination.is_empty() {
+                return Err(Status::invalid_argument("destination: required"));
+            }
+            let dn = self.agent_dn(&tenant, &r.agent_id).await?;
+            let asked = ractor::call!(self.calls, |reply| ProxyMsg::MakeCall {
+                tenant: tenant.name.clone(),
+                dn,
+                dial: r.destination.clone(),
+                user_data: r.user_data.clone().into_iter().collect(),
+                reply,
+            });
+            match asked {
+                Ok(Ok(call)) => Ok(call),
+                Ok(Err(ControlError::Invalid(why))) => Err(Status::invalid_argument(why)),
+                Ok(Err(e)) => Err(Status::failed_precondition(e.to_string())),
+                Err(e) => Err(Status::unavailable(format!("calls: {e}"))),
+            }
+        };
+        match made.await {
+            Ok(call_id) => Ok(Response::new(pb::Ack {
+                reference_id: r.reference_id,
+                call_id,
+            })),
+            Err(status) => {
+                self.report(
+                    &tenant,
+                    "MakeCall",
+                    &r.agent_id,
+                    "",
+                    r.reference_id,
+                    &status,
+                )
+                .await;
+                Err(status)
+            }
+        }
     }
 
     async fn hold(&self, request: Request<pb::CallRequest>) -> Reply<pb::Ack> {

@@ -837,3 +837,136 @@ async fn call_requests_the_call_does_not_allow_are_refused_and_reported() {
         "its own refusals (the unknown call, the DTMF), not the other agents', then the end"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn make_call_has_the_agents_phone_answer_by_itself_then_rings_the_destination() {
+    let url = support::redis_db(22);
+    let server = Server::start_with_config(Some(&config(0, "")), &["--redis", &url]);
+    let channel = channel(&server).await;
+    let mut agents = Agents::new(channel.clone());
+    let mut calls = Calls::new(channel.clone());
+    let agent_phone = raw_phone(&server, "1003");
+    let callee = raw_phone(&server, "1005");
+    agents
+        .login(with_key(DEMO_KEY, login("a1003", "1003")))
+        .await
+        .expect("login");
+    let mut stream = follow(channel.clone(), DEMO_KEY, "a1003", "").await;
+
+    let made = calls
+        .make_call(with_key(
+            DEMO_KEY,
+            pb::MakeCallRequest {
+                agent_id: "a1003".into(),
+                destination: "1005".into(),
+                user_data: [("campaign".to_owned(), "spring".to_owned())].into(),
+                reference_id: "mc".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("make call")
+        .into_inner();
+    assert!(!made.call_id.is_empty());
+
+    // The agent's phone first, without an offer, told to answer by itself.
+    let invite = agent_phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the agent's phone is called");
+    assert!(invite.body.is_empty(), "third-party control: no offer");
+    let text = String::from_utf8_lossy(&invite.to_bytes()).into_owned();
+    assert!(text.contains("answer-after=0"), "{text}");
+    assert!(text.contains("info=alert-autoanswer"), "{text}");
+    agent_phone.answer(&invite, 200, Some(&sdp(5000)));
+    let ack = agent_phone
+        .request(Method::Ack, Duration::from_secs(5))
+        .expect("its offer answered");
+    assert!(String::from_utf8_lossy(&ack.body).contains("a=inactive"));
+
+    // Then the destination, offered the agent's phone's session.
+    let rung = callee
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the destination rings");
+    assert!(String::from_utf8_lossy(&rung.body).contains("m=audio 5000"));
+    callee.answer(&rung, 180, None);
+    callee.answer(&rung, 200, Some(&sdp(6000)));
+    callee
+        .request(Method::Ack, Duration::from_secs(5))
+        .expect("the destination's answer is ACKed");
+    // The agent's phone gets the destination's session.
+    let connect = agent_phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("a re-INVITE with the destination's session");
+    assert!(String::from_utf8_lossy(&connect.body).contains("m=audio 6000"));
+    agent_phone.answer(&connect, 200, Some(&sdp(5000)));
+
+    let seen = take(&mut stream, 4).await;
+    assert_eq!(
+        kinds(&seen),
+        [
+            "dn OffHook",
+            "call Dialing",
+            "call Ringing",
+            "call Established"
+        ]
+    );
+    let Some(pb::stream_event::Change::CallStateChanged(dialing)) = &seen[1].3.change else {
+        unreachable!("checked above");
+    };
+    let Some(Payload::Call(dialing)) = &dialing.payload else {
+        panic!("call payload");
+    };
+    assert_eq!(dialing.call_id, made.call_id);
+    assert_eq!(
+        dialing.user_data.get("campaign").map(String::as_str),
+        Some("spring")
+    );
+
+    // Bad input: no destination, a number the dial plan does not know, an agent logged out.
+    let mut bad = pb::MakeCallRequest {
+        agent_id: "a1003".into(),
+        ..Default::default()
+    };
+    refused(
+        calls.make_call(with_key(DEMO_KEY, bad.clone())).await,
+        Code::InvalidArgument,
+    );
+    bad.destination = "77".into();
+    refused(
+        calls.make_call(with_key(DEMO_KEY, bad.clone())).await,
+        Code::InvalidArgument,
+    );
+    bad.agent_id = "a1011".into();
+    bad.destination = "1005".into();
+    refused(
+        calls.make_call(with_key(DEMO_KEY, bad)).await,
+        Code::FailedPrecondition,
+    );
+
+    calls
+        .release(with_key(
+            DEMO_KEY,
+            pb::CallRequest {
+                agent_id: "a1003".into(),
+                call_id: made.call_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("release");
+    for phone in [&agent_phone, &callee] {
+        let bye = phone
+            .request(Method::Bye, Duration::from_secs(5))
+            .expect("both hung up");
+        phone.answer(&bye, 200, None);
+    }
+    assert_eq!(
+        kinds(&take(&mut stream, 4).await),
+        [
+            "error EventError",
+            "error EventError",
+            "dn OnHook",
+            "call Released"
+        ]
+    );
+}

@@ -87,6 +87,15 @@ pub struct CallView {
     pub capabilities: Vec<&'static str>,
 }
 
+/// What a call placed for a desktop still needs.
+#[derive(Debug)]
+struct Originate {
+    /// The number to dial once the agent's phone answers.
+    dial: String,
+    /// The phone's offer, from its 2xx: what the callee is offered.
+    offer: Option<Bytes>,
+}
+
 /// Who the call is on the wire.
 #[derive(Debug, Clone)]
 pub struct Local {
@@ -270,6 +279,11 @@ pub struct Call {
     reoffer: Option<(bool, u8)>,
     /// Key-value data attached to the call.
     user_data: BTreeMap<String, String>,
+    /// A call the core places for a desktop (make call): leg A is the agent's phone, which
+    /// the core calls first, then the number to dial once it answers (boxed: rare).
+    originate: Option<Box<Originate>>,
+    /// Whether Ringing has been reported.
+    rung: bool,
     /// Transactions in progress, boxed so that the lists cost little while short, and given
     /// back when empty: an established call holds none.
     #[expect(
@@ -373,6 +387,8 @@ impl Call {
             held: false,
             reoffer: None,
             user_data: BTreeMap::new(),
+            originate: None,
+            rung: false,
             servers: Vec::new(),
             clients: Vec::new(),
             awaiting_ack: Vec::new(),
@@ -432,6 +448,255 @@ impl Call {
     }
 
     /// Whether the call is over and every transaction of it finished.
+    /// Starts a call the core places for the agent at `dn` (make call): the agent's phone is
+    /// called first, told to answer by itself, then `dial` once it has. Third-party call
+    /// control (RFC 3725): the phone is invited without an offer; its offer in the 2xx is
+    /// answered on hold and passed to the callee, whose answer then reaches the phone in a
+    /// re-INVITE.
+    #[expect(clippy::too_many_arguments, reason = "the call's whole setting")]
+    pub fn originate(
+        id: String,
+        tenant: Arc<Tenant>,
+        dn: &str,
+        dial: &str,
+        user_data: BTreeMap<String, String>,
+        local: Local,
+        config: ClusterConfig,
+        dn_calls: DnCalls,
+        now: Instant,
+    ) -> Self {
+        let call_id = ByteString::from(format!("{}-{:x}-0", local.node, local.key));
+        let aor = tenant.aor(dn);
+        let ring = tenant
+            .registering(dn)
+            .and_then(|d| d.no_answer_timeout)
+            .map_or(config.no_answer, |s| Duration::from_secs(s.into()));
+        let a = Leg {
+            call_id,
+            tag: switchboard_sip::token::<8>(),
+            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+            transport: Transport::Udp,
+            dialog: None,
+            invite: None,
+            invite_seq: 1,
+            target: aor.clone(),
+            progress: Progress::Calling,
+            ack: None,
+            timer: None,
+            sdp: None,
+        };
+        let mut call = Self {
+            id,
+            origin: Origin::Phone(dn.to_owned()),
+            local,
+            config,
+            dn_calls,
+            started: now,
+            ani: dn.to_owned(),
+            dnis: dial.to_owned(),
+            caller_uri: aor.clone(),
+            destination: None,
+            counted: false,
+            to_dn: false,
+            to_trunk: false,
+            phase: Phase::Routing,
+            a,
+            b: Vec::new(),
+            winner: None,
+            held: false,
+            reoffer: None,
+            user_data,
+            originate: Some(Box::new(Originate {
+                dial: dial.to_owned(),
+                offer: None,
+            })),
+            rung: false,
+            servers: Vec::new(),
+            clients: Vec::new(),
+            awaiting_ack: Vec::new(),
+            next_server: 0,
+            next_call_id: 0,
+            no_answer_at: Some(now + ring),
+            probe_at: None,
+            reliability: None,
+            outbound: None,
+            out: VecDeque::new(),
+            tenant,
+        };
+        tracing::debug!(tenant = %call.tenant.name, call = %call.id, dn, dial, "making a call");
+        call.event(CallEventKind::Dialing, "", 0);
+        call.out.push_back(Output::Locate {
+            tenant: call.tenant.name.clone(),
+            aor,
+        });
+        call
+    }
+
+    /// Whether the agent's phone of a call placed for a desktop has yet to answer.
+    fn calling_phone(&self) -> bool {
+        self.originate.is_some()
+            && self
+                .a
+                .dialog
+                .as_ref()
+                .is_none_or(|d| d.state != DialogState::Confirmed)
+    }
+
+    /// Calls the agent's phone of a call placed for a desktop, at its first contact.
+    fn call_phone(&mut self, bindings: Vec<Binding>, now: Instant) {
+        let Some(b) = bindings.into_iter().next() else {
+            self.end(CallEventKind::Released, "not-registered", 480, None, now);
+            return;
+        };
+        let (Ok(uri), Some(originate)) = (Uri::parse_str(&b.contact), self.originate.as_deref())
+        else {
+            self.end(CallEventKind::Released, "not-registered", 480, None, now);
+            return;
+        };
+        let dial = originate.dial.clone();
+        let transport = if b.transport.eq_ignore_ascii_case("tcp") {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        self.a.peer = b.source;
+        self.a.transport = transport;
+        let (via, branch) = self.local.via(transport);
+        let me = self.local.contact(transport);
+        let core = self.local.addr(transport);
+        let mut headers = Headers::with_capacity(12);
+        headers.push(HeaderName::Via, via);
+        headers.push(HeaderName::MaxForwards, "70");
+        headers.push(
+            HeaderName::From,
+            format!("<sip:{dial}@{}>;tag={}", self.tenant.domain, self.a.tag),
+        );
+        headers.push(HeaderName::To, format!("<{}>", self.a.target));
+        headers.push(HeaderName::CallId, self.a.call_id.clone());
+        headers.push(HeaderName::CSeq, "1 INVITE");
+        headers.push(HeaderName::Contact, me);
+        headers.push(HeaderName::Allow, ALLOW);
+        // Answer by itself: the desktop asked for the call (the hints phones know).
+        headers.push(
+            HeaderName::Other("Call-Info".into()),
+            format!("<sip:{core}>;answer-after=0"),
+        );
+        headers.push(
+            HeaderName::Other("Alert-Info".into()),
+            format!("<sip:{core}>;info=alert-autoanswer"),
+        );
+        headers.push(HeaderName::ContentLength, "0");
+        let invite = Request {
+            method: Method::Invite,
+            uri,
+            headers,
+            body: Bytes::new(),
+        };
+        self.a.invite = Some(Box::new(invite.clone()));
+        self.send_request(LegId::A, invite, branch, Purpose::Invite, now);
+    }
+
+    /// The agent's phone answered (or not) a call placed for its desktop.
+    fn phone_response(&mut self, r: Response, now: Instant) {
+        if r.status < 200 {
+            return;
+        }
+        if self.phase == Phase::Ending {
+            if (200..300).contains(&r.status) {
+                // Too late: the call ended meanwhile.
+                if let Some(invite) = self.a.invite.as_deref()
+                    && let Ok(d) = Dialog::as_uac(invite, &r)
+                {
+                    self.a.dialog = Some(d);
+                }
+                self.send_ack(
+                    LegId::A,
+                    seq_of(&r.headers),
+                    Bytes::new(),
+                    &Headers::default(),
+                    now,
+                );
+                self.bye(LegId::A, now);
+            }
+            return;
+        }
+        if r.status >= 300 {
+            let cause = if r.status == 486 {
+                "busy"
+            } else {
+                "not-answered"
+            };
+            tracing::info!(tenant = %self.tenant.name, call = %self.id, status = r.status,
+                "the agent's phone did not take the call");
+            self.a.progress = Progress::Failed(r.status);
+            self.end(
+                CallEventKind::Released,
+                cause,
+                r.status,
+                Some(LegId::A),
+                now,
+            );
+            return;
+        }
+        if self.a.progress == Progress::Answered {
+            return;
+        }
+        if let Some(invite) = self.a.invite.as_deref()
+            && let Ok(d) = Dialog::as_uac(invite, &r)
+        {
+            self.a.dialog = Some(d);
+        }
+        self.a.progress = Progress::Answered;
+        self.a.invite = None;
+        self.no_answer_at = None;
+        // Its offer is answered on hold until the callee answers, then offered the callee.
+        let hold = sdp::redirected(&r.body, Direction::Inactive);
+        let Some(hold) = hold else {
+            self.send_ack(
+                LegId::A,
+                seq_of(&r.headers),
+                Bytes::new(),
+                &Headers::default(),
+                now,
+            );
+            self.end(CallEventKind::Released, "bad-sdp", 488, None, now);
+            return;
+        };
+        let mut from = Headers::default();
+        from.push(HeaderName::ContentType, "application/sdp");
+        self.send_ack(LegId::A, seq_of(&r.headers), Bytes::from(hold), &from, now);
+        if let Some(originate) = self.originate.as_mut() {
+            originate.offer = Some(Bytes::copy_from_slice(&r.body));
+        }
+        self.route(now);
+    }
+
+    /// A call placed for a desktop: the callee answered with `answer`; the agent's phone is
+    /// offered it.
+    fn connect_phone(&mut self, answer: &Bytes, now: Instant) {
+        let Some(body) = sdp::redirected(answer, Direction::SendRecv) else {
+            return;
+        };
+        let transport = self.a.transport;
+        let contact = self.local.contact(transport);
+        self.a.sdp = Some(body.clone().into_boxed_slice());
+        let Some(dialog) = self.a.dialog.as_mut() else {
+            return;
+        };
+        let mut invite = dialog.request(Method::Invite);
+        let (via, branch) = self.local.via(transport);
+        invite.headers.push_front(HeaderName::Via, via);
+        let mut headers = std::mem::take(&mut invite.headers);
+        headers.remove(&HeaderName::ContentLength);
+        headers.push(HeaderName::Contact, contact);
+        headers.push(HeaderName::Allow, ALLOW);
+        headers.push(HeaderName::ContentType, "application/sdp");
+        headers.push(HeaderName::ContentLength, "0");
+        invite.headers = headers;
+        invite.body = Bytes::from(body);
+        self.send_request(LegId::A, invite, branch, Purpose::Reoffer, now);
+    }
+
     pub fn tenant_name(&self) -> &str {
         &self.tenant.name
     }
@@ -840,6 +1105,14 @@ impl Call {
         if self.phase != Phase::Routing {
             return;
         }
+        if self.calling_phone() && self.a.invite.is_none() {
+            let mut bindings = result.unwrap_or_default();
+            let now_ms = crate::unix_ms();
+            bindings.retain(|b| b.expires_at_ms > now_ms);
+            bindings.sort_by_key(|b| std::cmp::Reverse(b.q.unwrap_or(1000)));
+            self.call_phone(bindings, now);
+            return;
+        }
         let mut bindings = match result {
             Ok(b) => b,
             Err(e) => {
@@ -896,10 +1169,13 @@ impl Call {
             self.local.node, self.local.key, self.next_call_id
         ));
         let tag = switchboard_sip::token::<8>();
-        let Some(a_invite) = self.a.invite.as_deref() else {
-            return;
+        // The caller's INVITE, or for a call placed for a desktop the phone's offer.
+        let empty = Headers::default();
+        let (h, body) = match (self.a.invite.as_deref(), self.originate.as_deref()) {
+            (_, Some(o)) => (&empty, o.offer.clone().unwrap_or_default()),
+            (Some(a_invite), None) => (&a_invite.headers, a_invite.body.clone()),
+            (None, None) => return,
         };
-        let h = &a_invite.headers;
         let from = match &self.origin {
             Origin::Phone(dn) => format!("<sip:{dn}@{}>;tag={tag}", self.tenant.domain),
             _ => match h.from() {
@@ -947,13 +1223,17 @@ impl Call {
         headers.push(HeaderName::Supported, TIMER);
         headers.push(HeaderName::SessionExpires, interval.as_secs().to_string());
         headers.push(HeaderName::MinSe, self.config.min_se.as_secs().to_string());
-        copy_body_headers(h, &mut headers);
+        if self.originate.is_some() {
+            headers.push(HeaderName::ContentType, "application/sdp");
+        } else {
+            copy_body_headers(h, &mut headers);
+        }
         headers.push(HeaderName::ContentLength, "0");
         let invite = Request {
             method: Method::Invite,
             uri,
             headers,
-            body: a_invite.body.clone(),
+            body,
         };
         let index = self.b.len();
         if self.b.capacity() == 0 {
@@ -1387,11 +1667,10 @@ impl Call {
 
     fn client_response(&mut self, leg: LegId, purpose: Purpose, r: Response, now: Instant) {
         match purpose {
-            Purpose::Invite => {
-                if let LegId::B(i) = leg {
-                    self.b_response(i, r, now);
-                }
-            }
+            Purpose::Invite => match leg {
+                LegId::B(i) => self.b_response(i, r, now),
+                LegId::A => self.phone_response(r, now),
+            },
             Purpose::Relay(server) => self.relayed_response(leg, server, r, now),
             Purpose::Refresh => self.refresh_answered(leg, r, now),
             Purpose::Probe => {
@@ -1412,12 +1691,16 @@ impl Call {
 
     fn client_failed(&mut self, leg: LegId, purpose: Purpose, now: Instant) {
         match purpose {
-            Purpose::Invite => {
-                if let LegId::B(i) = leg {
+            Purpose::Invite => match leg {
+                LegId::B(i) => {
                     let timeout = self.response_from_leg(i, 408);
                     self.b_response(i, timeout, now);
                 }
-            }
+                LegId::A => {
+                    let timeout = Response::to_request(&Headers::default(), 408);
+                    self.phone_response(timeout, now);
+                }
+            },
             Purpose::Relay(server) => {
                 let r = self.response_to(server, 408);
                 self.respond_to(server, r, now);
@@ -1489,6 +1772,13 @@ impl Call {
 
     /// A provisional response from a ringing B leg, passed to the caller.
     fn ringing(&mut self, r: &Response, now: Instant) {
+        if self.originate.is_some() {
+            if !self.rung {
+                self.rung = true;
+                self.event(CallEventKind::Ringing, "", 0);
+            }
+            return;
+        }
         let first = self.a.dialog.is_none();
         let status = if r.body.is_empty() {
             180
@@ -1665,6 +1955,18 @@ impl Call {
                 self.cancel_leg(j, now);
             }
         }
+        if self.originate.is_some() {
+            let offer = self
+                .originate
+                .as_ref()
+                .and_then(|o| o.offer.clone())
+                .unwrap_or_default();
+            self.send_ack(LegId::B(i), seq, Bytes::new(), &Headers::default(), now);
+            self.sent_sdp(LegId::B(i), &offer);
+            self.connect_phone(&r.body, now);
+            self.established(i, now);
+            return;
+        }
         let (Some(invite), Some(a_invite)) = (self.initial_invite(), self.a.invite.as_deref())
         else {
             return;
@@ -1698,6 +2000,11 @@ impl Call {
             Some((LegId::B(i), seq)),
             now,
         );
+        self.established(i, now);
+    }
+
+    /// The call is answered by B leg `i`.
+    fn established(&mut self, i: usize, now: Instant) {
         self.phase = Phase::Established;
         for l in [LegId::A, LegId::B(i)] {
             if let Some(timer) = self.leg_mut(l).timer.as_mut() {
@@ -1881,6 +2188,21 @@ impl Call {
                 .is_some_and(|d| d.state == DialogState::Confirmed)
         {
             self.bye(LegId::A, now);
+        } else if from != Some(LegId::A)
+            && self.originate.is_some()
+            && matches!(self.a.progress, Progress::Calling | Progress::Early)
+            && let Some(invite) = self.a.invite.as_deref()
+        {
+            // The agent's phone still rings for a call placed for its desktop.
+            let cancel = cancel_for(invite);
+            let branch = invite
+                .headers
+                .top_via()
+                .and_then(Result::ok)
+                .and_then(|v| v.branch().map(str::to_owned))
+                .unwrap_or_default();
+            self.a.progress = Progress::Failed(487);
+            self.send_request(LegId::A, cancel, branch, Purpose::Cancel, now);
         }
         for i in 0..self.b.len() {
             if from == Some(LegId::B(i)) {
@@ -1980,6 +2302,10 @@ impl Call {
                     self.cancel_leg(i, now);
                 }
                 self.fail(480, "no-answer", None, now);
+            } else if self.calling_phone() {
+                tracing::info!(tenant = %self.tenant.name, call = %self.id,
+                    "the agent's phone did not answer");
+                self.end(CallEventKind::Released, "not-answered", 480, None, now);
             }
         }
         for leg in [Some(LegId::A), self.winner.map(LegId::B)]

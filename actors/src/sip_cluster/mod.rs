@@ -12,7 +12,7 @@ pub mod call;
 pub mod prack;
 pub mod session_timer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -77,6 +77,20 @@ pub struct NewDialog {
     /// The proxy the call came through, when this node runs calls behind proxies: the call
     /// reaches its callees through it too (their flows are the proxy's).
     pub proxy: Option<SocketAddr>,
+}
+
+/// How a call actor begins.
+#[derive(Debug)]
+pub enum Start {
+    /// A dialog-creating request arrived.
+    Incoming(NewDialog),
+    /// A desktop asked for a call from the agent at `dn` to `dial`.
+    Originate {
+        tenant: Arc<Tenant>,
+        dn: String,
+        dial: String,
+        user_data: BTreeMap<String, String>,
+    },
 }
 
 /// How calls behave, for every call of the node.
@@ -244,30 +258,64 @@ impl Calls {
         new: NewDialog,
         supervisor: ActorCell,
     ) -> Result<(), ractor::SpawnErr> {
+        self.spawn(Start::Incoming(new), supervisor)
+            .await
+            .map(|_| ())
+    }
+
+    /// Starts a call a desktop asked for; its id.
+    pub async fn originate(
+        &mut self,
+        tenant: Arc<Tenant>,
+        dn: String,
+        dial: String,
+        user_data: BTreeMap<String, String>,
+        supervisor: ActorCell,
+    ) -> Result<String, ractor::SpawnErr> {
+        let start = Start::Originate {
+            tenant,
+            dn,
+            dial,
+            user_data,
+        };
+        self.spawn(start, supervisor).await
+    }
+
+    async fn spawn(
+        &mut self,
+        start: Start,
+        supervisor: ActorCell,
+    ) -> Result<String, ractor::SpawnErr> {
         self.next_key += 1;
         let key = self.next_key;
-        // Copied: a slice would keep the INVITE's datagram alive with the call.
-        let call_id = ByteString::from(
-            new.request
-                .headers
-                .call_id()
-                .map(|c| c.to_string())
-                .unwrap_or_default(),
-        );
+        // Copied: a slice would keep the INVITE's datagram alive with the call. A call the
+        // core places has only Call-IDs of its own, found by their key.
+        let call_id = match &start {
+            Start::Incoming(new) => ByteString::from(
+                new.request
+                    .headers
+                    .call_id()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+            ),
+            Start::Originate { .. } => ByteString::new(),
+        };
         let id: Arc<str> = uuid::Uuid::now_v7().to_string().into();
         let (actor, _) = Actor::spawn_linked(
             None,
             CallActor,
-            (key, id.to_string(), new, self.shared.clone()),
+            (key, id.to_string(), start, self.shared.clone()),
             supervisor,
         )
         .await?;
         self.by_actor
             .insert(actor.get_id(), (key, call_id.clone(), id.clone()));
-        self.by_call_id.insert(call_id, key);
-        self.by_id.insert(id, key);
+        if !call_id.is_empty() {
+            self.by_call_id.insert(call_id, key);
+        }
+        self.by_id.insert(id.clone(), key);
         self.by_key.insert(key, actor);
-        Ok(())
+        Ok(id.to_string())
     }
 
     /// A call actor stopped: forget its call.
@@ -315,12 +363,12 @@ pub struct CallActorState {
 impl Actor for CallActor {
     type Msg = CallMsg;
     type State = CallActorState;
-    type Arguments = (u64, String, NewDialog, Shared);
+    type Arguments = (u64, String, Start, Shared);
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        (key, id, new, shared): Self::Arguments,
+        (key, id, start, shared): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let local = call::Local {
             udp: shared.endpoint.udp_addr(),
@@ -328,14 +376,32 @@ impl Actor for CallActor {
             node: shared.node.clone(),
             key,
         };
-        let call = Call::start(
-            id,
-            new,
-            local,
-            shared.config.clone(),
-            shared.dn_calls.clone(),
-            Instant::now(),
-        );
+        let call = match start {
+            Start::Incoming(new) => Call::start(
+                id,
+                new,
+                local,
+                shared.config.clone(),
+                shared.dn_calls.clone(),
+                Instant::now(),
+            ),
+            Start::Originate {
+                tenant,
+                dn,
+                dial,
+                user_data,
+            } => Call::originate(
+                id,
+                tenant,
+                &dn,
+                &dial,
+                user_data,
+                local,
+                shared.config.clone(),
+                shared.dn_calls.clone(),
+                Instant::now(),
+            ),
+        };
         let mut state = CallActorState {
             key,
             call,

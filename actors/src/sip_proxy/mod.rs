@@ -116,6 +116,14 @@ pub enum ProxyMsg {
     LocalAddrs(RpcReplyPort<(SocketAddr, SocketAddr)>),
     /// How many calls are in progress.
     Calls(RpcReplyPort<usize>),
+    /// A desktop asks for a call from the agent at `dn` to `dial`; the new call's id.
+    MakeCall {
+        tenant: String,
+        dn: String,
+        dial: String,
+        user_data: std::collections::BTreeMap<String, String>,
+        reply: RpcReplyPort<Result<String, ControlError>>,
+    },
     /// A desktop's request for call `call`, for the agent at `dn` (see [`CallMsg::Control`]).
     Control {
         tenant: String,
@@ -312,6 +320,32 @@ impl Actor for SipProxy {
             }
             ProxyMsg::Calls(reply) => {
                 let _ = reply.send(state.calls.len());
+            }
+            ProxyMsg::MakeCall {
+                tenant,
+                dn,
+                dial,
+                user_data,
+                reply,
+            } => {
+                let Some(t) = state.directory.by_name(&tenant).cloned() else {
+                    let _ = reply.send(Err(ControlError::NotFound(tenant)));
+                    return Ok(());
+                };
+                if t.dial_plan.route(&dial).is_none() {
+                    let _ = reply.send(Err(ControlError::Invalid(format!(
+                        "no dial plan rule of tenant {tenant} matches {dial:?}"
+                    ))));
+                    return Ok(());
+                }
+                let started = state
+                    .calls
+                    .originate(t, dn, dial, user_data, myself.get_cell())
+                    .await;
+                let _ = reply.send(started.map_err(|e| {
+                    tracing::error!(error = %e, "call actor not started");
+                    ControlError::NotAllowed(format!("cannot start a call: {e}"))
+                }));
             }
             ProxyMsg::Control {
                 tenant,

@@ -62,6 +62,28 @@ pub struct DndRequest {
 pub struct Ack {
     #[prost(string, tag = "1")]
     pub reference_id: ::prost::alloc::string::String,
+    /// The call a request created (MakeCall), when it created one.
+    #[prost(string, tag = "2")]
+    pub call_id: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct MakeCallRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub agent_id: ::prost::alloc::string::String,
+    /// A number as the agent would dial it.
+    #[prost(string, tag = "3")]
+    pub destination: ::prost::alloc::string::String,
+    /// Attached to the new call from its start.
+    #[prost(map = "string, string", tag = "4")]
+    pub user_data: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+    #[prost(string, tag = "5")]
+    pub reference_id: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -1039,6 +1061,30 @@ pub mod calls_client {
                 .insert(GrpcMethod::new("switchboard.voice.v1.Calls", "ListCalls"));
             self.inner.unary(req, path, codec).await
         }
+        /// Calls the agent's phone first (told to answer by itself: Call-Info answer-after=0 and
+        /// Alert-Info info=alert-autoanswer), then `destination` as the dial plan routes it. The Ack
+        /// holds the new call's id; its Dialing, Ringing and Established follow on the stream.
+        pub async fn make_call(
+            &mut self,
+            request: impl tonic::IntoRequest<super::MakeCallRequest>,
+        ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchboard.voice.v1.Calls/MakeCall",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchboard.voice.v1.Calls", "MakeCall"));
+            self.inner.unary(req, path, codec).await
+        }
         /// FAILED_PRECONDITION unless the call is established (a ringing call cannot be held).
         pub async fn hold(
             &mut self,
@@ -1212,6 +1258,13 @@ pub mod calls_server {
             &self,
             request: tonic::Request<super::AgentRequest>,
         ) -> std::result::Result<tonic::Response<super::CallList>, tonic::Status>;
+        /// Calls the agent's phone first (told to answer by itself: Call-Info answer-after=0 and
+        /// Alert-Info info=alert-autoanswer), then `destination` as the dial plan routes it. The Ack
+        /// holds the new call's id; its Dialing, Ringing and Established follow on the stream.
+        async fn make_call(
+            &self,
+            request: tonic::Request<super::MakeCallRequest>,
+        ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status>;
         /// FAILED_PRECONDITION unless the call is established (a ringing call cannot be held).
         async fn hold(
             &self,
@@ -1353,6 +1406,49 @@ pub mod calls_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListCallsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchboard.voice.v1.Calls/MakeCall" => {
+                    #[allow(non_camel_case_types)]
+                    struct MakeCallSvc<T: Calls>(pub Arc<T>);
+                    impl<T: Calls> tonic::server::UnaryService<super::MakeCallRequest>
+                    for MakeCallSvc<T> {
+                        type Response = super::Ack;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::MakeCallRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Calls>::make_call(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = MakeCallSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
