@@ -125,14 +125,107 @@ impl Voice {
             control,
             reply,
         });
-        match asked {
-            Ok(Ok(view)) => Ok(view),
-            Ok(Err(ControlError::NotFound(_))) => Err(Status::not_found(format!(
-                "no call {call:?} for agent {agent}"
-            ))),
-            Ok(Err(ControlError::NotAllowed(why))) => Err(Status::failed_precondition(why)),
-            Ok(Err(ControlError::Invalid(why))) => Err(Status::invalid_argument(why)),
-            Err(e) => Err(Status::unavailable(format!("calls: {e}"))),
+        answer(asked, call, agent)
+    }
+
+    /// Starts a call from the agent's phone to `dial` (in the thread of call `thread`); its id.
+    async fn originate(
+        &self,
+        tenant: &Tenant,
+        agent: &str,
+        dial: &str,
+        user_data: std::collections::BTreeMap<String, String>,
+        thread: Option<String>,
+    ) -> Result<String, Status> {
+        if dial.is_empty() {
+            return Err(Status::invalid_argument("destination: required"));
+        }
+        let dn = self.agent_dn(tenant, agent).await?;
+        let asked = ractor::call!(self.calls, |reply| ProxyMsg::MakeCall {
+            tenant: tenant.name.clone(),
+            dn,
+            dial: dial.to_owned(),
+            user_data,
+            thread,
+            reply,
+        });
+        answer(asked, "", agent)
+    }
+
+    /// Connects the party of consultation call `consult` to call `call` in place of the agent.
+    async fn complete_transfer(
+        &self,
+        tenant: &Tenant,
+        agent: &str,
+        call: &str,
+        consult: &str,
+    ) -> Result<CallView, Status> {
+        let dn = self.agent_dn(tenant, agent).await?;
+        // The main call must be able to take the party before the party leaves its call.
+        let main = self.control(tenant, agent, call, Control::View).await?;
+        if !matches!(main.state, "Established" | "Held") {
+            return Err(Status::failed_precondition(format!(
+                "cannot transfer a call that is {}",
+                main.state.to_lowercase()
+            )));
+        }
+        let asked = ractor::call!(self.calls, |reply| ProxyMsg::HandOver {
+            tenant: tenant.name.clone(),
+            call: consult.to_owned(),
+            dn: dn.clone(),
+            reply,
+        });
+        let handover = answer(asked, consult, agent)?;
+        let asked = ractor::call!(self.calls, |reply| ProxyMsg::Adopt {
+            tenant: tenant.name.clone(),
+            call: call.to_owned(),
+            dn,
+            handover,
+            reply,
+        });
+        let view = answer(asked, call, agent)?;
+        self.control(tenant, agent, consult, Control::Finish)
+            .await?;
+        Ok(view)
+    }
+
+    /// A consultation request: `steps` carried out in order, acknowledged with the call.
+    async fn consultation(
+        &self,
+        tenant: &Tenant,
+        operation: &str,
+        r: pb::ConsultRequest,
+        steps: [(bool, Control); 2],
+    ) -> Reply<pb::Ack> {
+        let mut outcome = Ok(());
+        for (on_consult, control) in steps {
+            let call = if on_consult {
+                &r.consult_call_id
+            } else {
+                &r.call_id
+            };
+            if let Err(status) = self.control(tenant, &r.agent_id, call, control).await {
+                outcome = Err(status);
+                break;
+            }
+        }
+        match outcome {
+            Ok(()) => Ok(Response::new(pb::Ack {
+                reference_id: r.reference_id,
+                call_id: r.call_id,
+            })),
+            Err(status) => {
+                self.report(
+                    tenant,
+                    operation,
+                    &r.agent_id,
+                    &r.call_id,
+                    r.reference_id,
+                    &status,
+                )
+                .await;
+                Err(status)
+            }
         }
     }
 
@@ -446,6 +539,23 @@ impl pb::agents_server::Agents for Voice {
     }
 }
 
+/// A call's answer to a desktop's request, as a gRPC status when refused.
+fn answer<T>(
+    asked: Result<Result<T, ControlError>, ractor::RactorErr<ProxyMsg>>,
+    call: &str,
+    agent: &str,
+) -> Result<T, Status> {
+    match asked {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(ControlError::NotFound(_))) => Err(Status::not_found(format!(
+            "no call {call:?} for agent {agent}"
+        ))),
+        Ok(Err(ControlError::NotAllowed(why))) => Err(Status::failed_precondition(why)),
+        Ok(Err(ControlError::Invalid(why))) => Err(Status::invalid_argument(why)),
+        Err(e) => Err(Status::unavailable(format!("calls: {e}"))),
+    }
+}
+
 fn call_info(view: CallView) -> pb::CallInfo {
     pb::CallInfo {
         call_id: view.call.call_id,
@@ -484,26 +594,16 @@ impl pb::calls_server::Calls for Voice {
     async fn make_call(&self, request: Request<pb::MakeCallRequest>) -> Reply<pb::Ack> {
         let tenant = self.tenant(&request, &request.get_ref().tenant)?;
         let r = request.into_inner();
-        let made = async {
-            if r.destination.is_empty() {
-                return Err(Status::invalid_argument("destination: required"));
-            }
-            let dn = self.agent_dn(&tenant, &r.agent_id).await?;
-            let asked = ractor::call!(self.calls, |reply| ProxyMsg::MakeCall {
-                tenant: tenant.name.clone(),
-                dn,
-                dial: r.destination.clone(),
-                user_data: r.user_data.clone().into_iter().collect(),
-                reply,
-            });
-            match asked {
-                Ok(Ok(call)) => Ok(call),
-                Ok(Err(ControlError::Invalid(why))) => Err(Status::invalid_argument(why)),
-                Ok(Err(e)) => Err(Status::failed_precondition(e.to_string())),
-                Err(e) => Err(Status::unavailable(format!("calls: {e}"))),
-            }
-        };
-        match made.await {
+        let made = self
+            .originate(
+                &tenant,
+                &r.agent_id,
+                &r.destination,
+                r.user_data.clone().into_iter().collect(),
+                None,
+            )
+            .await;
+        match made {
             Ok(call_id) => Ok(Response::new(pb::Ack {
                 reference_id: r.reference_id,
                 call_id,
@@ -521,6 +621,110 @@ impl pb::calls_server::Calls for Voice {
                 Err(status)
             }
         }
+    }
+
+    async fn initiate_transfer(&self, request: Request<pb::TransferRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        let started = async {
+            let main = self
+                .control(&tenant, &r.agent_id, &r.call_id, Control::View)
+                .await?;
+            match main.state {
+                "Established" => {
+                    self.control(&tenant, &r.agent_id, &r.call_id, Control::Hold)
+                        .await?;
+                }
+                "Held" => {}
+                state => {
+                    return Err(Status::failed_precondition(format!(
+                        "cannot transfer a call that is {}",
+                        state.to_lowercase()
+                    )));
+                }
+            }
+            self.originate(
+                &tenant,
+                &r.agent_id,
+                &r.destination,
+                Default::default(),
+                Some(main.call.thread_id),
+            )
+            .await
+        };
+        match started.await {
+            Ok(call_id) => Ok(Response::new(pb::Ack {
+                reference_id: r.reference_id,
+                call_id,
+            })),
+            Err(status) => {
+                self.report(
+                    &tenant,
+                    "InitiateTransfer",
+                    &r.agent_id,
+                    &r.call_id,
+                    r.reference_id,
+                    &status,
+                )
+                .await;
+                Err(status)
+            }
+        }
+    }
+
+    async fn complete_transfer(&self, request: Request<pb::ConsultRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        let completed = if r.consult_call_id.is_empty() {
+            Err(Status::failed_precondition(
+                "no consultation call to complete the transfer with (consult_call_id)",
+            ))
+        } else {
+            self.complete_transfer(&tenant, &r.agent_id, &r.call_id, &r.consult_call_id)
+                .await
+        };
+        match completed {
+            Ok(view) => Ok(Response::new(pb::Ack {
+                reference_id: r.reference_id,
+                call_id: view.call.call_id,
+            })),
+            Err(status) => {
+                self.report(
+                    &tenant,
+                    "CompleteTransfer",
+                    &r.agent_id,
+                    &r.call_id,
+                    r.reference_id,
+                    &status,
+                )
+                .await;
+                Err(status)
+            }
+        }
+    }
+
+    async fn alternate_call(&self, request: Request<pb::ConsultRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        self.consultation(
+            &tenant,
+            "AlternateCall",
+            r,
+            [(true, Control::Hold), (false, Control::Retrieve)],
+        )
+        .await
+    }
+
+    async fn reconnect_call(&self, request: Request<pb::ConsultRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        self.consultation(
+            &tenant,
+            "ReconnectCall",
+            r,
+            [(true, Control::Release), (false, Control::Retrieve)],
+        )
+        .await
     }
 
     async fn hold(&self, request: Request<pb::CallRequest>) -> Reply<pb::Ack> {

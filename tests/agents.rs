@@ -970,3 +970,221 @@ async fn make_call_has_the_agents_phone_answer_by_itself_then_rings_the_destinat
         ]
     );
 }
+
+/// The next `n` INVITEs `peer` receives, each answered `200` with a session on `port`; the
+/// re-INVITEs (with a To tag) and the new INVITEs apart.
+fn answer_invites(peer: &Peer, n: usize, port: u16) -> Vec<switchboard_sip::Request> {
+    (0..n)
+        .map(|_| {
+            let invite = peer
+                .request(Method::Invite, Duration::from_secs(5))
+                .expect("an INVITE");
+            peer.answer(&invite, 200, Some(&sdp(port)));
+            invite
+        })
+        .collect()
+}
+
+fn is_reinvite(r: &switchboard_sip::Request) -> bool {
+    r.headers
+        .to()
+        .and_then(Result::ok)
+        .is_some_and(|t| t.tag().is_some())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consultation_transfer_hands_the_caller_to_the_second_agent_with_its_data() {
+    let url = support::redis_db(23);
+    let server = Server::start_with_config(Some(&config(1, "")), &["--redis", &url]);
+    let channel = channel(&server).await;
+    let mut agents = Agents::new(channel.clone());
+    let mut calls = Calls::new(channel.clone());
+    let first = raw_phone(&server, "1003");
+    let second = raw_phone(&server, "1005");
+    for (id, dn) in [("a1003", "1003"), ("a1005", "1005")] {
+        agents
+            .login(with_key(DEMO_KEY, login(id, dn)))
+            .await
+            .expect("login");
+        agents
+            .ready(with_key(DEMO_KEY, agent(id, "")))
+            .await
+            .expect("ready");
+    }
+    let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
+    let sbc = Peer::sbc(&server);
+    let (_, ok) = answered_call(&server, &sbc, &first, "1003", "xfer-1");
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "xfer-1", "ACK", 1, ""));
+    let main = take(&mut stream, 3).await;
+    assert_eq!(
+        kinds(&main),
+        ["dn OffHook", "call Ringing", "call Established"]
+    );
+    let Some(pb::stream_event::Change::CallStateChanged(e)) = &main[1].3.change else {
+        unreachable!("checked above");
+    };
+    let Some(Payload::Call(c)) = &e.payload else {
+        panic!("call payload")
+    };
+    let call = c.call_id.clone();
+    calls
+        .attach_user_data(with_key(
+            DEMO_KEY,
+            pb::UserDataRequest {
+                agent_id: "a1003".into(),
+                call_id: call.clone(),
+                user_data: [("case".to_owned(), "4711".to_owned())].into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("attach");
+
+    // Consult agent a1005: the call is held, the agent's phone calls 1005.
+    let consult = calls
+        .initiate_transfer(with_key(
+            DEMO_KEY,
+            pb::TransferRequest {
+                agent_id: "a1003".into(),
+                call_id: call.clone(),
+                destination: "1005".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("initiate transfer")
+        .into_inner()
+        .call_id;
+    assert!(!consult.is_empty() && consult != call);
+    answer_invites(&sbc, 1, 4000);
+    let invites = answer_invites(&first, 2, 5000);
+    assert_eq!(
+        invites.iter().filter(|r| is_reinvite(r)).count(),
+        1,
+        "the hold of the main call and the new consultation call"
+    );
+    first
+        .request(Method::Ack, Duration::from_secs(5))
+        .expect("ACKs");
+    let rung = second
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the second agent's phone rings");
+    second.answer(&rung, 180, None);
+    second.answer(&rung, 200, Some(&sdp(6000)));
+    let connect = first
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the first agent's phone gets the second's session");
+    assert!(String::from_utf8_lossy(&connect.body).contains("m=audio 6000"));
+    first.answer(&connect, 200, Some(&sdp(5000)));
+    let consulting = take(&mut stream, 6).await;
+    assert_eq!(
+        kinds(&consulting),
+        [
+            "call AttachedDataChanged",
+            "call Dialing",
+            "call Held",
+            "dn OffHook",
+            "call Ringing",
+            "call Established"
+        ]
+    );
+
+    // Complete: the caller and the second agent are connected; the first leaves both calls.
+    calls
+        .complete_transfer(with_key(
+            DEMO_KEY,
+            pb::ConsultRequest {
+                agent_id: "a1003".into(),
+                call_id: call.clone(),
+                consult_call_id: consult.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("complete transfer");
+    let to_caller = sbc
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the caller is offered the second agent");
+    assert!(String::from_utf8_lossy(&to_caller.body).contains("m=audio 6000"));
+    sbc.answer(&to_caller, 200, Some(&sdp(4000)));
+    let to_second = second
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the second agent is offered the caller");
+    assert!(String::from_utf8_lossy(&to_second.body).contains("m=audio 4000"));
+    second.answer(&to_second, 200, Some(&sdp(6000)));
+    for _ in 0..2 {
+        let bye = first
+            .request(Method::Bye, Duration::from_secs(5))
+            .expect("the first agent's phone leaves both calls");
+        first.answer(&bye, 200, None);
+    }
+    let done = take(&mut stream, 4).await;
+    assert_eq!(
+        kinds(&done),
+        [
+            "call PartyChanged",
+            "agent AgentNotReady",
+            "dn OnHook",
+            "call Released"
+        ]
+    );
+    let Some(pb::stream_event::Change::CallStateChanged(e)) = &done[0].3.change else {
+        unreachable!("checked above");
+    };
+    let Some(Payload::Call(changed)) = &e.payload else {
+        panic!("call payload")
+    };
+    assert_eq!(changed.call_id, call);
+    assert!(
+        changed.parties.iter().any(|p| p.dn == "1005"),
+        "{changed:?}"
+    );
+    let listed = calls
+        .list_calls(with_key(DEMO_KEY, agent("a1005", "")))
+        .await
+        .expect("list")
+        .into_inner()
+        .calls;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].call_id, call);
+    assert_eq!(
+        listed[0].user_data.get("case").map(String::as_str),
+        Some("4711"),
+        "the data followed the call to the second agent"
+    );
+    assert_eq!(
+        calls
+            .list_calls(with_key(DEMO_KEY, agent("a1003", "")))
+            .await
+            .expect("list")
+            .into_inner()
+            .calls
+            .len(),
+        0
+    );
+
+    // The first agent's wrap-up ends; the caller hangs up on the second agent.
+    assert_eq!(kinds(&take(&mut stream, 1).await), ["agent AgentReady"]);
+    let bye = format!(
+        "BYE sip:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bKxferbye\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550001111@127.0.0.2>;tag=sbc\r\nTo: {to}\r\n\
+         Call-ID: xfer-1\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
+        sip = server.sip,
+        port = sbc.port(),
+        to = ok
+            .headers
+            .get(&switchboard_sip::HeaderName::To)
+            .expect("To"),
+    );
+    sbc.send(&bye);
+    let bye = second
+        .request(Method::Bye, Duration::from_secs(5))
+        .expect("the second agent's phone hears the BYE");
+    second.answer(&bye, 200, None);
+    let end = take(&mut stream, 3).await;
+    assert_eq!(
+        kinds(&end),
+        ["agent AgentNotReady", "dn OnHook", "call Released"],
+        "the second agent's wrap-up begins"
+    );
+}

@@ -74,6 +74,8 @@ pub struct CallEvent {
     pub snapshot: Option<String>,
     /// The tenant's DNs among the parties, whose agents the change concerns.
     pub dns: Vec<String>,
+    /// The tenant's DNs that are parties no longer (a transfer replaced them).
+    pub left: Vec<String>,
 }
 
 /// Where snapshots of live calls are kept.
@@ -219,10 +221,10 @@ impl Actor for Shard {
         }
         let (tenant, call, kind) = (e.tenant.clone(), e.call.call_id.clone(), e.kind);
         if let Some(agents) = &state.agents
-            && !e.dns.is_empty()
+            && !(e.dns.is_empty() && e.left.is_empty())
         {
             agents
-                .call_changed(&tenant, &e.dns, &call, kind.ends_call())
+                .call_changed(&tenant, &e.dns, &e.left, &call, kind.ends_call())
                 .await;
         }
         let key = format!("{}:{}", e.tenant, e.call.thread_id);

@@ -164,8 +164,29 @@ impl Direction {
 /// description must have (RFC 3264 8). A core that holds or resumes a call re-offers each
 /// party the description it last sent it this way. `None` when `body` is not SDP.
 pub fn redirected(body: &[u8], direction: Direction) -> Option<Vec<u8>> {
-    Sdp::parse(body).ok()?;
-    let text = std::str::from_utf8(body).ok()?;
+    reoffered(body, body, direction)
+}
+
+/// `media` (another party's description) offered on a leg that last saw `previous`: the
+/// streams of `media` set to `direction`, under the `o=` line of `previous` with its version
+/// one higher, so that the leg sees one session changing rather than a new one (RFC 3264 8).
+/// What a core offers a party whose other end it replaces. `None` when either is not SDP.
+pub fn reoffered(previous: &[u8], media: &[u8], direction: Direction) -> Option<Vec<u8>> {
+    Sdp::parse(media).ok()?;
+    Sdp::parse(previous).ok()?;
+    let origin = std::str::from_utf8(previous)
+        .ok()?
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("o="))?;
+    // o=<username> <sess-id> <sess-version> <nettype> <addrtype> <address>
+    let mut fields: Vec<String> = origin.split(' ').map(str::to_owned).collect();
+    if let Some(version) = fields.get_mut(2) {
+        *version = version
+            .parse::<u64>()
+            .map_or_else(|_| version.clone(), |v| v.wrapping_add(1).to_string());
+    }
+    let origin = fields.join(" ");
+    let text = std::str::from_utf8(media).ok()?;
     let mut out = String::with_capacity(text.len() + 32);
     for line in text.split("\r\n").filter(|l| !l.is_empty()) {
         if let Some(a) = line.strip_prefix("a=")
@@ -173,16 +194,9 @@ pub fn redirected(body: &[u8], direction: Direction) -> Option<Vec<u8>> {
         {
             continue;
         }
-        if let Some(origin) = line.strip_prefix("o=") {
-            // o=<username> <sess-id> <sess-version> <nettype> <addrtype> <address>
-            let mut fields: Vec<String> = origin.split(' ').map(str::to_owned).collect();
-            if let Some(version) = fields.get_mut(2) {
-                *version = version
-                    .parse::<u64>()
-                    .map_or_else(|_| version.clone(), |v| v.wrapping_add(1).to_string());
-            }
+        if line.starts_with("o=") {
             out.push_str("o=");
-            out.push_str(&fields.join(" "));
+            out.push_str(&origin);
             out.push_str("\r\n");
             continue;
         }
@@ -227,6 +241,17 @@ mod tests {
         assert!(!Sdp::parse(&back).expect("SDP").is_hold());
         assert!(String::from_utf8(back).expect("utf-8").contains(" 42 9 "));
         assert_eq!(redirected(b"not sdp", Direction::Inactive), None);
+        // Another party's streams under the session the leg already knows.
+        let other = b"v=0\r\no=agent2 9 1 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n\
+                      m=audio 6000 RTP/AVP 0\r\n";
+        let joined = String::from_utf8(reoffered(offer, other, Direction::SendRecv).expect("sdp"))
+            .expect("utf-8");
+        assert!(joined.contains("o=- 42 8 IN IP4 10.0.0.1\r\n"), "{joined}");
+        assert!(
+            joined.contains("c=IN IP4 10.0.0.9\r\nt=0 0\r\nm=audio 6000"),
+            "{joined}"
+        );
+        assert!(joined.contains("a=sendrecv"), "{joined}");
     }
 
     const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\n\

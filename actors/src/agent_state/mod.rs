@@ -126,16 +126,27 @@ impl AgentState {
         });
     }
 
-    /// A call involving `dns` changed (`ended` once it is over); returns once the changes of
-    /// the agents on those DNs are written (or after a bounded wait).
-    pub async fn call_changed(&self, tenant: &str, dns: &[String], call: &str, ended: bool) {
+    /// A call involving `dns` changed (`ended` once it is over), and the DNs in `left` are
+    /// no longer among its parties; returns once the changes of the agents on those DNs are
+    /// written (or after a bounded wait).
+    pub async fn call_changed(
+        &self,
+        tenant: &str,
+        dns: &[String],
+        left: &[String],
+        call: &str,
+        ended: bool,
+    ) {
         let asked = ractor::call_t!(
             self.registry,
             |reply| RegistryMsg::Call {
                 tenant: tenant.to_owned(),
-                dns: dns.to_vec(),
+                dns: dns
+                    .iter()
+                    .map(|d| (d.clone(), ended))
+                    .chain(left.iter().map(|d| (d.clone(), true)))
+                    .collect(),
                 call: call.to_owned(),
-                ended,
                 reply,
             },
             CALL_REPORT_WAIT.as_millis() as u64
@@ -189,11 +200,11 @@ enum RegistryMsg {
         present: bool,
     },
     /// Answers with one receiver per agent concerned, each told when its change is written.
+    /// Each DN with whether the call is over for it.
     Call {
         tenant: String,
-        dns: Vec<String>,
+        dns: Vec<(String, bool)>,
         call: String,
-        ended: bool,
         reply: RpcReplyPort<Vec<tokio::sync::oneshot::Receiver<()>>>,
     },
     /// An agent gave up its DN: it logged out, or its login could not be stored.
@@ -329,11 +340,11 @@ impl Actor for Registry {
                 tenant,
                 dns,
                 call,
-                ended,
                 reply,
             } => {
                 let mut waiting = Vec::new();
-                for dn in &dns {
+                for (dn, ended) in dns {
+                    let dn = &dn;
                     if let Some(actor) = state.on_dn(&tenant, dn) {
                         let (done, wait) = tokio::sync::oneshot::channel();
                         let told = actor.cast(AgentMsg::Call {

@@ -52,7 +52,7 @@ pub enum Output {
 }
 
 /// What a desktop asks of a call, for the agent at one of its DNs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Control {
     /// Only the call as it is.
     View,
@@ -64,6 +64,38 @@ pub enum Control {
     /// The keys to delete; none for all.
     DeleteUserData(Vec<String>),
     SendDtmf(String),
+    /// Completing a transfer, the main call: the agent's leg is replaced by the consulted
+    /// party's.
+    Adopt(Handover),
+    /// Completing a transfer, the consultation call once its other party is handed over:
+    /// it ends.
+    Finish,
+}
+
+/// The leg of a consulted party, moving from the consultation call to the main call.
+pub struct Handover {
+    leg: Box<Leg>,
+    /// The party: a DN of the tenant (`to_dn`) or a number.
+    party: String,
+    to_dn: bool,
+    /// The party's session description, as the consultation call last offered it.
+    media: Option<Box<[u8]>>,
+}
+
+impl std::fmt::Debug for Handover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handover")
+            .field("party", &self.party)
+            .field("call_id", &self.leg.call_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handover {
+    /// The SIP Call-ID of the leg, by which its messages are found.
+    pub fn call_id(&self) -> &ByteString {
+        &self.leg.call_id
+    }
 }
 
 /// Why a control was not carried out; the call is untouched.
@@ -253,6 +285,9 @@ enum Phase {
 /// The call.
 pub struct Call {
     id: String,
+    /// The call thread: the call and its consultation relatives (its own id unless it was
+    /// placed to consult about another call).
+    thread: String,
     tenant: Arc<Tenant>,
     origin: Origin,
     local: Local,
@@ -366,6 +401,7 @@ impl Call {
             sdp: None,
         };
         let mut call = Self {
+            thread: id.clone(),
             id,
             tenant,
             origin,
@@ -460,6 +496,7 @@ impl Call {
         dn: &str,
         dial: &str,
         user_data: BTreeMap<String, String>,
+        thread: Option<String>,
         local: Local,
         config: ClusterConfig,
         dn_calls: DnCalls,
@@ -486,6 +523,7 @@ impl Call {
             sdp: None,
         };
         let mut call = Self {
+            thread: thread.unwrap_or_else(|| id.clone()),
             id,
             origin: Origin::Phone(dn.to_owned()),
             local,
@@ -664,6 +702,7 @@ impl Call {
         };
         let mut from = Headers::default();
         from.push(HeaderName::ContentType, "application/sdp");
+        // (send_ack keeps it as the description sent on the leg.)
         self.send_ack(LegId::A, seq_of(&r.headers), Bytes::from(hold), &from, now);
         if let Some(originate) = self.originate.as_mut() {
             originate.offer = Some(Bytes::copy_from_slice(&r.body));
@@ -674,27 +713,15 @@ impl Call {
     /// A call placed for a desktop: the callee answered with `answer`; the agent's phone is
     /// offered it.
     fn connect_phone(&mut self, answer: &Bytes, now: Instant) {
-        let Some(body) = sdp::redirected(answer, Direction::SendRecv) else {
-            return;
+        // As one session changing from the hold answer the phone has.
+        let previous = self.a.sdp.clone();
+        let body = match previous {
+            Some(p) => sdp::reoffered(&p, answer, Direction::SendRecv),
+            None => sdp::redirected(answer, Direction::SendRecv),
         };
-        let transport = self.a.transport;
-        let contact = self.local.contact(transport);
-        self.a.sdp = Some(body.clone().into_boxed_slice());
-        let Some(dialog) = self.a.dialog.as_mut() else {
-            return;
-        };
-        let mut invite = dialog.request(Method::Invite);
-        let (via, branch) = self.local.via(transport);
-        invite.headers.push_front(HeaderName::Via, via);
-        let mut headers = std::mem::take(&mut invite.headers);
-        headers.remove(&HeaderName::ContentLength);
-        headers.push(HeaderName::Contact, contact);
-        headers.push(HeaderName::Allow, ALLOW);
-        headers.push(HeaderName::ContentType, "application/sdp");
-        headers.push(HeaderName::ContentLength, "0");
-        invite.headers = headers;
-        invite.body = Bytes::from(body);
-        self.send_request(LegId::A, invite, branch, Purpose::Reoffer, now);
+        if let Some(body) = body {
+            self.offer(LegId::A, body, now);
+        }
     }
 
     pub fn tenant_name(&self) -> &str {
@@ -788,6 +815,13 @@ impl Call {
                 }
                 self.event(CallEventKind::AttachedDataChanged, "", 0);
             }
+            Control::Adopt(handover) => self.adopt(dn, handover, now)?,
+            Control::Finish => {
+                if self.winner.is_some() {
+                    return not_allowed("finish the transfer of");
+                }
+                self.end(CallEventKind::Released, "transferred", 0, None, now);
+            }
             Control::SendDtmf(digits) => {
                 if state != "Established" {
                     return not_allowed("send DTMF on");
@@ -815,6 +849,147 @@ impl Call {
             }
         }
         Ok(self.view())
+    }
+
+    /// Gives up the leg of the party the agent at `dn` consulted, for the main call to take:
+    /// the call is left with the agent's leg only, to be ended by [`Control::Finish`] once
+    /// the main call holds the party.
+    pub fn hand_over(&mut self, dn: &str) -> Result<Handover, ControlError> {
+        if !self.involves(dn) {
+            return Err(ControlError::NotFound(self.id.clone()));
+        }
+        let Some(w) = self.winner.filter(|_| self.phase == Phase::Established) else {
+            return Err(ControlError::NotAllowed(
+                "the consultation call is not answered".into(),
+            ));
+        };
+        if !matches!(&self.origin, Origin::Phone(o) if o == dn) {
+            return Err(ControlError::NotAllowed(
+                "only the agent who placed the consultation call can complete it".into(),
+            ));
+        }
+        // (Its INVITE transaction may linger after the answer: that is no request pending.)
+        let pending = |c: &Client| c.leg == LegId::B(w) && c.purpose != Purpose::Invite;
+        if self.reoffer.is_some() || self.clients.iter().any(|c| pending(c)) {
+            return Err(ControlError::NotAllowed(
+                "a request is in progress on the consultation call; try again".into(),
+            ));
+        }
+        let gone = Leg {
+            call_id: self.b[w].call_id.clone(),
+            tag: String::new(),
+            peer: self.b[w].peer,
+            transport: self.b[w].transport,
+            dialog: None,
+            invite: None,
+            invite_seq: 0,
+            target: String::new(),
+            progress: Progress::Over,
+            ack: None,
+            timer: None,
+            sdp: None,
+        };
+        let leg = std::mem::replace(&mut self.b[w], gone);
+        self.winner = None;
+        self.awaiting_ack.retain(|a| a.leg != LegId::B(w));
+        Ok(Handover {
+            leg: Box::new(leg),
+            party: self.destination.clone().unwrap_or_default(),
+            to_dn: self.to_dn,
+            media: self.a.sdp.clone(),
+        })
+    }
+
+    /// Takes the consulted party's leg in place of the agent's at `dn`: the agent's leg is
+    /// hung up and the two remaining parties are offered each other's sessions.
+    fn adopt(&mut self, dn: &str, handover: Handover, now: Instant) -> Result<(), ControlError> {
+        let refusal = match self.winner.filter(|_| self.phase == Phase::Established) {
+            None => Some("the call is not answered"),
+            Some(_) if !(self.to_dn && self.destination.as_deref() == Some(dn)) => {
+                Some("a transfer is completed by the agent who answered the call")
+            }
+            Some(_) if self.reoffer.is_some() || self.invite_pending(u32::MAX) => {
+                Some("an offer is in progress on the call; try again")
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = refusal {
+            // The consulted party cannot stay on a leg no call holds: hung up.
+            tracing::warn!(tenant = %self.tenant.name, call = %self.id, party = %handover.party,
+                why, "transfer not completed; the consulted party is released");
+            self.b.push(*handover.leg);
+            let i = self.b.len() - 1;
+            self.bye(LegId::B(i), now);
+            self.b[i].progress = Progress::Over;
+            return Err(ControlError::NotAllowed(why.into()));
+        }
+        let Some(old) = self.winner else {
+            return Ok(());
+        };
+        let Handover {
+            leg,
+            party,
+            to_dn,
+            media,
+        } = handover;
+        let customer = self.b[old].sdp.clone();
+        self.bye(LegId::B(old), now);
+        self.b[old].progress = Progress::Over;
+        self.b[old].timer = None;
+        self.b.push(*leg);
+        let new = self.b.len() - 1;
+        self.winner = Some(new);
+        self.destination = Some(party);
+        self.to_dn = to_dn;
+        self.held = false;
+        // Each remaining party is offered the other's session, as one session changing.
+        let offers = [
+            (LegId::A, self.a.sdp.clone(), media),
+            (LegId::B(new), self.b[new].sdp.clone(), customer),
+        ];
+        let mut sent = 0;
+        for (leg, previous, other) in offers {
+            let body = match (previous, other) {
+                (Some(p), Some(o)) => sdp::reoffered(&p, &o, Direction::SendRecv),
+                _ => None,
+            };
+            if let Some(body) = body {
+                self.offer(leg, body, now);
+                sent += 1;
+            }
+        }
+        self.reoffer = (sent > 0).then_some((false, sent));
+        tracing::info!(tenant = %self.tenant.name, call = %self.id, from = dn,
+            to = ?self.destination, "transfer completed");
+        self.event_leaving(CallEventKind::PartyChanged, "", 0, vec![dn.to_owned()]);
+        Ok(())
+    }
+
+    /// Sends `body` to `leg` in a re-INVITE.
+    fn offer(&mut self, leg: LegId, body: Vec<u8>, now: Instant) {
+        let transport = self.leg(leg).transport;
+        let contact = self.local.contact(transport);
+        let timer = self.leg(leg).timer.as_ref().map(SessionTimer::in_request);
+        self.leg_mut(leg).sdp = Some(body.clone().into_boxed_slice());
+        let Some(dialog) = self.leg_mut(leg).dialog.as_mut() else {
+            return;
+        };
+        let mut invite = dialog.request(Method::Invite);
+        let (via, branch) = self.local.via(transport);
+        invite.headers.push_front(HeaderName::Via, via);
+        let mut headers = std::mem::take(&mut invite.headers);
+        headers.remove(&HeaderName::ContentLength);
+        headers.push(HeaderName::Contact, contact);
+        headers.push(HeaderName::Allow, ALLOW);
+        if let Some(value) = timer {
+            headers.push(HeaderName::Supported, TIMER);
+            headers.push(HeaderName::SessionExpires, value);
+        }
+        headers.push(HeaderName::ContentType, "application/sdp");
+        headers.push(HeaderName::ContentLength, "0");
+        invite.headers = headers;
+        invite.body = Bytes::from(body);
+        self.send_request(leg, invite, branch, Purpose::Reoffer, now);
     }
 
     /// Whether `dn` is a party: the phone that placed the call or the DN it rings.
@@ -904,29 +1079,7 @@ impl Call {
         }
         self.reoffer = Some((hold, offers.len() as u8));
         for (leg, body) in offers {
-            let transport = self.leg(leg).transport;
-            let contact = self.local.contact(transport);
-            let timer = self.leg(leg).timer.as_ref().map(SessionTimer::in_request);
-            self.leg_mut(leg).sdp = Some(body.clone().into_boxed_slice());
-            let Some(dialog) = self.leg_mut(leg).dialog.as_mut() else {
-                continue;
-            };
-            let mut invite = dialog.request(Method::Invite);
-            let (via, branch) = self.local.via(transport);
-            invite.headers.push_front(HeaderName::Via, via);
-            let mut headers = std::mem::take(&mut invite.headers);
-            headers.remove(&HeaderName::ContentLength);
-            headers.push(HeaderName::Contact, contact);
-            headers.push(HeaderName::Allow, ALLOW);
-            if let Some(value) = timer {
-                headers.push(HeaderName::Supported, TIMER);
-                headers.push(HeaderName::SessionExpires, value);
-            }
-            headers.push(HeaderName::ContentType, "application/sdp");
-            headers.push(HeaderName::ContentLength, "0");
-            invite.headers = headers;
-            invite.body = Bytes::from(body);
-            self.send_request(leg, invite, branch, Purpose::Reoffer, now);
+            self.offer(leg, body, now);
         }
         Ok(())
     }
@@ -2664,6 +2817,11 @@ impl Call {
     }
 
     fn event(&mut self, kind: CallEventKind, cause: &str, status: u16) {
+        self.event_leaving(kind, cause, status, Vec::new());
+    }
+
+    /// As [`Call::event`], with the DNs that are no longer parties.
+    fn event_leaving(&mut self, kind: CallEventKind, cause: &str, status: u16, left: Vec<String>) {
         let mut call = self.thread(cause);
         call.status = u32::from(status);
         let snapshot = (!kind.ends_call()).then(|| self.snapshot(kind));
@@ -2685,6 +2843,7 @@ impl Call {
             at_ms: crate::unix_ms(),
             snapshot,
             dns,
+            left,
         })));
     }
 
@@ -2710,7 +2869,7 @@ impl Call {
         }
         CallThread {
             call_id: self.id.clone(),
-            thread_id: self.id.clone(),
+            thread_id: self.thread.clone(),
             parties,
             ani: self.ani.clone(),
             dnis: self.dnis.clone(),

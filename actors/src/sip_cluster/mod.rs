@@ -30,7 +30,7 @@ use crate::registrar::{Binding, BindingStore};
 use crate::tenant::Tenant;
 use crate::wakeups::Wakeups;
 use call::{Call, Output};
-pub use call::{CallView, Control, ControlError};
+pub use call::{CallView, Control, ControlError, Handover};
 
 /// Where a new call came from, as the edge admitted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +90,8 @@ pub enum Start {
         dn: String,
         dial: String,
         user_data: BTreeMap<String, String>,
+        /// The call it consults about, whose thread it joins.
+        thread: Option<String>,
     },
 }
 
@@ -208,6 +210,12 @@ pub enum CallMsg {
     Located(crate::Result<Vec<Binding>>),
     /// A timer may be due.
     Wake,
+    /// Completing a transfer: the consulted party's leg, given up for the main call.
+    HandOver {
+        tenant: String,
+        dn: String,
+        reply: RpcReplyPort<Result<call::Handover, ControlError>>,
+    },
     /// A desktop's request for the agent at `dn`, in `tenant`.
     Control {
         tenant: String,
@@ -227,6 +235,8 @@ pub struct Calls {
     by_actor: HashMap<ActorId, (u64, ByteString, Arc<str>)>,
     /// Calls by the id events give them.
     by_id: HashMap<Arc<str>, u64>,
+    /// Legs handed to another call than the one their Call-ID names.
+    moved: HashMap<ByteString, u64>,
 }
 
 impl Calls {
@@ -238,12 +248,16 @@ impl Calls {
             by_call_id: HashMap::new(),
             by_actor: HashMap::new(),
             by_id: HashMap::new(),
+            moved: HashMap::new(),
         }
     }
 
     /// The call a message with this Call-ID belongs to: one of this node's own Call-IDs, or
     /// the one a call arrived with.
     pub fn find(&self, call_id: &str) -> Option<&ActorRef<CallMsg>> {
+        if let Some(key) = self.moved.get(call_id) {
+            return self.by_key.get(key);
+        }
         let key = match own_key(&self.shared.node, call_id) {
             Some(key) => key,
             None => *self.by_call_id.get(call_id)?,
@@ -270,6 +284,7 @@ impl Calls {
         dn: String,
         dial: String,
         user_data: BTreeMap<String, String>,
+        thread: Option<String>,
         supervisor: ActorCell,
     ) -> Result<String, ractor::SpawnErr> {
         let start = Start::Originate {
@@ -277,6 +292,7 @@ impl Calls {
             dn,
             dial,
             user_data,
+            thread,
         };
         self.spawn(start, supervisor).await
     }
@@ -323,9 +339,18 @@ impl Calls {
         if let Some((key, call_id, id)) = self.by_actor.remove(&actor) {
             self.by_key.remove(&key);
             self.by_id.remove(&id);
+            self.moved.retain(|_, k| *k != key);
             if self.by_call_id.get(&call_id) == Some(&key) {
                 self.by_call_id.remove(&call_id);
             }
+        }
+    }
+
+    /// Messages with `call_id` (a leg handed from one call to another) go to call `id` from
+    /// now on.
+    pub fn rebind(&mut self, call_id: ByteString, id: &str) {
+        if let Some(&key) = self.by_id.get(id) {
+            self.moved.insert(call_id, key);
         }
     }
 
@@ -390,12 +415,14 @@ impl Actor for CallActor {
                 dn,
                 dial,
                 user_data,
+                thread,
             } => Call::originate(
                 id,
                 tenant,
                 &dn,
                 &dial,
                 user_data,
+                thread,
                 local,
                 shared.config.clone(),
                 shared.dn_calls.clone(),
@@ -440,6 +467,17 @@ impl Actor for CallActor {
             } => {
                 let outcome = if tenant == state.call.tenant_name() {
                     state.call.control(&dn, control, now)
+                } else {
+                    Err(ControlError::NotFound(String::new()))
+                };
+                // The events of the change go out before the answer, so that whoever waits
+                // for it finds them ahead of what it does next.
+                state.drive(&myself);
+                let _ = reply.send(outcome);
+            }
+            CallMsg::HandOver { tenant, dn, reply } => {
+                let outcome = if tenant == state.call.tenant_name() {
+                    state.call.hand_over(&dn)
                 } else {
                     Err(ControlError::NotFound(String::new()))
                 };

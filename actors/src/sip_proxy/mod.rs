@@ -39,7 +39,8 @@ use switchboard_sip::auth::{NonceCounts, NonceKey};
 use crate::call_state::CallState;
 use crate::registrar::{RegisterRequest, Router};
 use crate::sip_cluster::{
-    CallMsg, CallView, Calls, ClusterConfig, Control, ControlError, Locate, NewDialog, Shared,
+    CallMsg, CallView, Calls, ClusterConfig, Control, ControlError, Handover, Locate, NewDialog,
+    Shared,
 };
 use crate::tenant::Directory;
 use crate::wakeups::Wakeups;
@@ -122,7 +123,25 @@ pub enum ProxyMsg {
         dn: String,
         dial: String,
         user_data: std::collections::BTreeMap<String, String>,
+        /// The call it consults about.
+        thread: Option<String>,
         reply: RpcReplyPort<Result<String, ControlError>>,
+    },
+    /// Completing a transfer: call `call` gives up its consulted party's leg.
+    HandOver {
+        tenant: String,
+        call: String,
+        dn: String,
+        reply: RpcReplyPort<Result<Handover, ControlError>>,
+    },
+    /// Completing a transfer: call `call` takes the leg `handover` in place of the agent's
+    /// at `dn`; the leg's messages reach it from now on.
+    Adopt {
+        tenant: String,
+        call: String,
+        dn: String,
+        handover: Handover,
+        reply: RpcReplyPort<Result<CallView, ControlError>>,
     },
     /// A desktop's request for call `call`, for the agent at `dn` (see [`CallMsg::Control`]).
     Control {
@@ -326,6 +345,7 @@ impl Actor for SipProxy {
                 dn,
                 dial,
                 user_data,
+                thread,
                 reply,
             } => {
                 let Some(t) = state.directory.by_name(&tenant).cloned() else {
@@ -340,12 +360,48 @@ impl Actor for SipProxy {
                 }
                 let started = state
                     .calls
-                    .originate(t, dn, dial, user_data, myself.get_cell())
+                    .originate(t, dn, dial, user_data, thread, myself.get_cell())
                     .await;
                 let _ = reply.send(started.map_err(|e| {
                     tracing::error!(error = %e, "call actor not started");
                     ControlError::NotAllowed(format!("cannot start a call: {e}"))
                 }));
+            }
+            ProxyMsg::HandOver {
+                tenant,
+                call,
+                dn,
+                reply,
+            } => match state.calls.by_id(&call) {
+                Some(actor) => {
+                    let _ = actor.cast(CallMsg::HandOver { tenant, dn, reply });
+                }
+                None => {
+                    let _ = reply.send(Err(ControlError::NotFound(call)));
+                }
+            },
+            ProxyMsg::Adopt {
+                tenant,
+                call,
+                dn,
+                handover,
+                reply,
+            } => {
+                state.calls.rebind(handover.call_id().clone(), &call);
+                match state.calls.by_id(&call) {
+                    Some(actor) => {
+                        let _ = actor.cast(CallMsg::Control {
+                            tenant,
+                            dn,
+                            control: Control::Adopt(handover),
+                            reply,
+                        });
+                    }
+                    None => {
+                        tracing::warn!(%call, "the main call ended before it took the consulted party");
+                        let _ = reply.send(Err(ControlError::NotFound(call)));
+                    }
+                }
             }
             ProxyMsg::Control {
                 tenant,
