@@ -152,13 +152,15 @@ impl Voice {
         answer(asked, "", agent)
     }
 
-    /// Connects the party of consultation call `consult` to call `call` in place of the agent.
+    /// Connects the party of consultation call `consult` to call `call` in place of the agent
+    /// (or with the agent, in a conference).
     async fn complete_transfer(
         &self,
         tenant: &Tenant,
         agent: &str,
         call: &str,
         consult: &str,
+        conference: bool,
     ) -> Result<CallView, Status> {
         let dn = self.agent_dn(tenant, agent).await?;
         // The main call must be able to take the party before the party leaves its call.
@@ -181,11 +183,14 @@ impl Voice {
             call: call.to_owned(),
             dn,
             handover,
+            conference,
             reply,
         });
         let view = answer(asked, call, agent)?;
-        self.control(tenant, agent, consult, Control::Finish)
-            .await?;
+        let finish = Control::Finish {
+            conferenced: conference,
+        };
+        self.control(tenant, agent, consult, finish).await?;
         Ok(view)
     }
 
@@ -680,7 +685,7 @@ impl pb::calls_server::Calls for Voice {
                 "no consultation call to complete the transfer with (consult_call_id)",
             ))
         } else {
-            self.complete_transfer(&tenant, &r.agent_id, &r.call_id, &r.consult_call_id)
+            self.complete_transfer(&tenant, &r.agent_id, &r.call_id, &r.consult_call_id, false)
                 .await
         };
         match completed {
@@ -701,6 +706,51 @@ impl pb::calls_server::Calls for Voice {
                 Err(status)
             }
         }
+    }
+
+    async fn complete_conference(&self, request: Request<pb::ConsultRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        let completed = if r.consult_call_id.is_empty() {
+            Err(Status::failed_precondition(
+                "no consultation call to conference with (consult_call_id)",
+            ))
+        } else {
+            self.complete_transfer(&tenant, &r.agent_id, &r.call_id, &r.consult_call_id, true)
+                .await
+        };
+        match completed {
+            Ok(view) => Ok(Response::new(pb::Ack {
+                reference_id: r.reference_id,
+                call_id: view.call.call_id,
+            })),
+            Err(status) => {
+                self.report(
+                    &tenant,
+                    "CompleteConference",
+                    &r.agent_id,
+                    &r.call_id,
+                    r.reference_id,
+                    &status,
+                )
+                .await;
+                Err(status)
+            }
+        }
+    }
+
+    async fn delete_from_conference(&self, request: Request<pb::PartyRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        self.call_operation(
+            &tenant,
+            "DeleteFromConference",
+            &r.agent_id,
+            &r.call_id,
+            r.reference_id,
+            Control::DeleteFromConference(r.dn),
+        )
+        .await
     }
 
     async fn alternate_call(&self, request: Request<pb::ConsultRequest>) -> Reply<pb::Ack> {

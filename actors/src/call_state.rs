@@ -39,6 +39,10 @@ pub enum CallEventKind {
     PartyChanged,
     /// Its user data changed.
     AttachedDataChanged,
+    /// A party joined (a conference).
+    PartyAdded,
+    /// A party left a conference.
+    PartyDeleted,
 }
 
 impl CallEventKind {
@@ -54,6 +58,8 @@ impl CallEventKind {
             CallEventKind::DestinationBusy => "DestinationBusy",
             CallEventKind::PartyChanged => "PartyChanged",
             CallEventKind::AttachedDataChanged => "AttachedDataChanged",
+            CallEventKind::PartyAdded => "PartyAdded",
+            CallEventKind::PartyDeleted => "PartyDeleted",
         }
     }
 

@@ -137,33 +137,38 @@ impl AgentState {
         call: &str,
         ended: bool,
     ) {
-        let asked = ractor::call_t!(
-            self.registry,
-            |reply| RegistryMsg::Call {
-                tenant: tenant.to_owned(),
-                dns: dns
-                    .iter()
-                    .map(|d| (d.clone(), ended))
-                    .chain(left.iter().map(|d| (d.clone(), true)))
-                    .collect(),
-                call: call.to_owned(),
-                reply,
-            },
-            CALL_REPORT_WAIT.as_millis() as u64
-        );
-        let Ok(waiting) = asked else {
-            tracing::warn!(
-                tenant,
-                call,
-                "agent state did not take a call's change in time"
+        // One agent after the other, so that their changes are written in a known order.
+        let each = dns
+            .iter()
+            .map(|d| (d, ended))
+            .chain(left.iter().map(|d| (d, true)));
+        for (dn, ended) in each {
+            let asked = ractor::call_t!(
+                self.registry,
+                |reply| RegistryMsg::Call {
+                    tenant: tenant.to_owned(),
+                    dn: dn.clone(),
+                    call: call.to_owned(),
+                    ended,
+                    reply,
+                },
+                CALL_REPORT_WAIT.as_millis() as u64
             );
-            return;
-        };
-        for done in waiting {
-            if tokio::time::timeout(CALL_REPORT_WAIT, done).await.is_err() {
+            let Ok(waiting) = asked else {
                 tracing::warn!(
                     tenant,
                     call,
+                    "agent state did not take a call's change in time"
+                );
+                return;
+            };
+            if let Some(done) = waiting
+                && tokio::time::timeout(CALL_REPORT_WAIT, done).await.is_err()
+            {
+                tracing::warn!(
+                    tenant,
+                    call,
+                    dn,
                     "an agent's change for a call was not written in time"
                 );
             }
@@ -199,13 +204,14 @@ enum RegistryMsg {
         dn: String,
         present: bool,
     },
-    /// Answers with one receiver per agent concerned, each told when its change is written.
-    /// Each DN with whether the call is over for it.
+    /// A call's change for the agent on `dn` (`ended`: the call is over for it); answers
+    /// with a receiver told when the agent's change is written, if an agent is there.
     Call {
         tenant: String,
-        dns: Vec<(String, bool)>,
+        dn: String,
         call: String,
-        reply: RpcReplyPort<Vec<tokio::sync::oneshot::Receiver<()>>>,
+        ended: bool,
+        reply: RpcReplyPort<Option<tokio::sync::oneshot::Receiver<()>>>,
     },
     /// An agent gave up its DN: it logged out, or its login could not be stored.
     Released {
@@ -338,23 +344,16 @@ impl Actor for Registry {
             }
             RegistryMsg::Call {
                 tenant,
-                dns,
+                dn,
                 call,
+                ended,
                 reply,
             } => {
-                let mut waiting = Vec::new();
-                for (dn, ended) in dns {
-                    let dn = &dn;
-                    if let Some(actor) = state.on_dn(&tenant, dn) {
-                        let (done, wait) = tokio::sync::oneshot::channel();
-                        let told = actor.cast(AgentMsg::Call {
-                            call: call.clone(),
-                            ended,
-                            done,
-                        });
-                        if told.is_ok() {
-                            waiting.push(wait);
-                        }
+                let mut waiting = None;
+                if let Some(actor) = state.on_dn(&tenant, &dn) {
+                    let (done, wait) = tokio::sync::oneshot::channel();
+                    if actor.cast(AgentMsg::Call { call, ended, done }).is_ok() {
+                        waiting = Some(wait);
                     }
                 }
                 let _ = reply.send(waiting);

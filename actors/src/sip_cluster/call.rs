@@ -67,9 +67,16 @@ pub enum Control {
     /// Completing a transfer, the main call: the agent's leg is replaced by the consulted
     /// party's.
     Adopt(Handover),
-    /// Completing a transfer, the consultation call once its other party is handed over:
-    /// it ends.
-    Finish,
+    /// Completing a transfer or conference, the consultation call once its other party is
+    /// handed over: it ends.
+    Finish {
+        conferenced: bool,
+    },
+    /// Completing a conference: the consulted party's leg joins, and every party is put
+    /// through a conference on the tenant's media server.
+    Conference(Handover),
+    /// A party (by DN or number) leaves the conference.
+    DeleteFromConference(String),
 }
 
 /// The leg of a consulted party, moving from the consultation call to the main call.
@@ -117,6 +124,24 @@ pub struct CallView {
     pub state: &'static str,
     /// What may be asked of it now: hold, retrieve, release, send-dtmf, attach-user-data, ...
     pub capabilities: Vec<&'static str>,
+}
+
+/// A call whose parties talk through a media server's conference (RFC 4240 `conf=`): each
+/// party's leg is paired with a leg of its own into the conference.
+#[derive(Debug)]
+struct Conference {
+    members: Vec<Member>,
+}
+
+#[derive(Debug)]
+struct Member {
+    party: LegId,
+    /// The DN or number.
+    dn: String,
+    /// Whether `dn` is one of the tenant's DNs.
+    internal: bool,
+    /// Its leg into the conference (a B leg), once placed.
+    ms: Option<usize>,
 }
 
 /// What a call placed for a desktop still needs.
@@ -232,6 +257,8 @@ enum Purpose {
     Reoffer,
     /// DTMF a desktop sends (INFO).
     Dtmf,
+    /// A party's leg into the media server's conference (the member's index).
+    Join(usize),
 }
 
 #[derive(Debug)]
@@ -319,6 +346,9 @@ pub struct Call {
     originate: Option<Box<Originate>>,
     /// Whether Ringing has been reported.
     rung: bool,
+    /// The parties' legs into a media server's conference, once the call is one (boxed:
+    /// rare).
+    conference: Option<Box<Conference>>,
     /// Transactions in progress, boxed so that the lists cost little while short, and given
     /// back when empty: an established call holds none.
     #[expect(
@@ -425,6 +455,7 @@ impl Call {
             user_data: BTreeMap::new(),
             originate: None,
             rung: false,
+            conference: None,
             servers: Vec::new(),
             clients: Vec::new(),
             awaiting_ack: Vec::new(),
@@ -549,6 +580,7 @@ impl Call {
                 offer: None,
             })),
             rung: false,
+            conference: None,
             servers: Vec::new(),
             clients: Vec::new(),
             awaiting_ack: Vec::new(),
@@ -816,11 +848,29 @@ impl Call {
                 self.event(CallEventKind::AttachedDataChanged, "", 0);
             }
             Control::Adopt(handover) => self.adopt(dn, handover, now)?,
-            Control::Finish => {
+            Control::Conference(handover) => self.confer(dn, handover, now)?,
+            Control::DeleteFromConference(party) => {
+                let Some(m) = self
+                    .conference
+                    .as_ref()
+                    .and_then(|c| c.members.iter().position(|m| m.dn == party))
+                else {
+                    return Err(ControlError::NotAllowed(format!(
+                        "{party:?} is not in a conference on this call"
+                    )));
+                };
+                self.leave_conference(m, now);
+            }
+            Control::Finish { conferenced } => {
                 if self.winner.is_some() {
                     return not_allowed("finish the transfer of");
                 }
-                self.end(CallEventKind::Released, "transferred", 0, None, now);
+                let cause = if conferenced {
+                    "conferenced"
+                } else {
+                    "transferred"
+                };
+                self.end(CallEventKind::Released, cause, 0, None, now);
             }
             Control::SendDtmf(digits) => {
                 if state != "Established" {
@@ -965,6 +1015,217 @@ impl Call {
         Ok(())
     }
 
+    /// Takes the consulted party's leg beside the agent's at `dn`, and puts every party
+    /// through a conference on the tenant's first media server: one leg into the conference
+    /// per party (`sip:conf=<call>@<server>`), each offered its party's session, whose answer
+    /// the party is then offered.
+    fn confer(&mut self, dn: &str, handover: Handover, now: Instant) -> Result<(), ControlError> {
+        let server = self.tenant.media_servers.first().map(|m| m.address);
+        let refusal = match (
+            self.winner.filter(|_| self.phase == Phase::Established),
+            server,
+        ) {
+            (None, _) => Some("the call is not answered"),
+            (_, None) => Some("the tenant has no media server for conferences"),
+            (Some(_), _) if !(self.to_dn && self.destination.as_deref() == Some(dn)) => {
+                Some("a conference is completed by the agent who answered the call")
+            }
+            (Some(_), _) if self.conference.is_some() => Some("the call is a conference already"),
+            (Some(_), _) if self.reoffer.is_some() || self.invite_pending(u32::MAX) => {
+                Some("an offer is in progress on the call; try again")
+            }
+            _ => None,
+        };
+        let (Some(w), Some(server), None) = (self.winner, server, refusal) else {
+            tracing::warn!(tenant = %self.tenant.name, call = %self.id, party = %handover.party,
+                why = ?refusal, "conference not completed; the consulted party is released");
+            self.b.push(*handover.leg);
+            let i = self.b.len() - 1;
+            self.bye(LegId::B(i), now);
+            self.b[i].progress = Progress::Over;
+            return Err(ControlError::NotAllowed(
+                refusal.unwrap_or("no conference").into(),
+            ));
+        };
+        let Handover {
+            leg,
+            party,
+            to_dn,
+            media,
+        } = handover;
+        self.b.push(*leg);
+        let joined = self.b.len() - 1;
+        let caller = match &self.origin {
+            Origin::Phone(d) => (d.clone(), true),
+            _ => (self.ani.clone(), false),
+        };
+        // Each party's own session: what the call last offered the party it talked to.
+        let sessions = [
+            (LegId::A, caller.0, caller.1, self.b[w].sdp.clone()),
+            (LegId::B(w), dn.to_owned(), true, self.a.sdp.clone()),
+            (LegId::B(joined), party, to_dn, media),
+        ];
+        self.held = false;
+        let mut members = Vec::with_capacity(3);
+        for (i, (leg, member_dn, internal, session)) in sessions.into_iter().enumerate() {
+            let ms = session.map(|body| self.invite_conference(server, body, i, now));
+            members.push(Member {
+                party: leg,
+                dn: member_dn,
+                internal,
+                ms,
+            });
+        }
+        self.conference = Some(Box::new(Conference { members }));
+        tracing::info!(tenant = %self.tenant.name, call = %self.id, "conference of three");
+        self.event(CallEventKind::PartyAdded, "", 0);
+        Ok(())
+    }
+
+    /// Places a leg into the call's conference for member `member`, offering `session`.
+    fn invite_conference(
+        &mut self,
+        server: SocketAddr,
+        session: Box<[u8]>,
+        member: usize,
+        now: Instant,
+    ) -> usize {
+        self.next_call_id += 1;
+        let call_id = ByteString::from(format!(
+            "{}-{:x}-{}",
+            self.local.node, self.local.key, self.next_call_id
+        ));
+        let tag = switchboard_sip::token::<8>();
+        let uri = SipUri::new(
+            Some(&format!("conf={}", self.id)),
+            Host::from(server.ip()),
+            Some(server.port()),
+        );
+        let (via, branch) = self.local.via(Transport::Udp);
+        let mut headers = Headers::with_capacity(10);
+        headers.push(HeaderName::Via, via);
+        headers.push(HeaderName::MaxForwards, "70");
+        headers.push(
+            HeaderName::From,
+            format!("<sip:switchboard@{}>;tag={tag}", self.tenant.domain),
+        );
+        headers.push(HeaderName::To, format!("<{uri}>"));
+        headers.push(HeaderName::CallId, call_id.clone());
+        headers.push(HeaderName::CSeq, "1 INVITE");
+        headers.push(HeaderName::Contact, self.local.contact(Transport::Udp));
+        headers.push(HeaderName::Allow, ALLOW);
+        headers.push(HeaderName::ContentType, "application/sdp");
+        headers.push(HeaderName::ContentLength, "0");
+        let body = Bytes::copy_from_slice(&session);
+        let invite = Request {
+            method: Method::Invite,
+            uri: Uri::Sip(uri),
+            headers,
+            body,
+        };
+        self.b.push(Leg {
+            call_id,
+            tag,
+            peer: server,
+            transport: Transport::Udp,
+            dialog: None,
+            target: invite.uri.to_string(),
+            invite: Some(Box::new(invite.clone())),
+            invite_seq: 1,
+            progress: Progress::Calling,
+            ack: None,
+            timer: None,
+            sdp: Some(session),
+        });
+        let i = self.b.len() - 1;
+        self.send_request(LegId::B(i), invite, branch, Purpose::Join(member), now);
+        i
+    }
+
+    /// The media server answered a member's leg into the conference: the member is offered
+    /// the conference's session.
+    fn joined(&mut self, leg: LegId, member: usize, r: Response, now: Instant) {
+        let LegId::B(i) = leg else {
+            return;
+        };
+        if r.status < 200 {
+            return;
+        }
+        if r.status >= 300 {
+            tracing::warn!(tenant = %self.tenant.name, call = %self.id, status = r.status,
+                "the media server refused a conference leg: that party hears no one");
+            self.b[i].progress = Progress::Failed(r.status);
+            return;
+        }
+        if let Some(invite) = self.b[i].invite.as_deref()
+            && let Ok(d) = Dialog::as_uac(invite, &r)
+        {
+            self.b[i].dialog = Some(d);
+        }
+        let seq = self.b[i].invite_seq;
+        self.b[i].progress = Progress::Answered;
+        self.b[i].invite = None;
+        self.send_ack(leg, seq, Bytes::new(), &Headers::default(), now);
+        if self.phase == Phase::Ending {
+            self.bye(leg, now);
+            return;
+        }
+        let Some(party) = self
+            .conference
+            .as_ref()
+            .and_then(|c| c.members.get(member))
+            .map(|m| m.party)
+        else {
+            return;
+        };
+        let body = match self.leg(party).sdp.clone() {
+            Some(previous) => sdp::reoffered(&previous, &r.body, Direction::SendRecv),
+            None => sdp::redirected(&r.body, Direction::SendRecv),
+        };
+        if let Some(body) = body {
+            self.offer(party, body, now);
+        }
+    }
+
+    /// Member `m` leaves the conference: its leg and its conference leg are hung up. The
+    /// call ends when one party is left.
+    fn leave_conference(&mut self, m: usize, now: Instant) {
+        let Some(conference) = self.conference.as_mut() else {
+            return;
+        };
+        let member = conference.members.remove(m);
+        let left = conference.members.len();
+        // Indexes of the members after it moved down by one.
+        if let Some(ms) = member.ms {
+            self.bye(LegId::B(ms), now);
+            self.b[ms].progress = Progress::Over;
+        }
+        if member.party == LegId::A {
+            self.end(CallEventKind::Released, "caller-hangup", 0, None, now);
+            return;
+        }
+        if self.leg(member.party).progress == Progress::Answered {
+            self.bye(member.party, now);
+        }
+        if let LegId::B(i) = member.party {
+            self.b[i].progress = Progress::Over;
+        }
+        if self.destination.as_deref() == Some(member.dn.as_str()) {
+            // Not a party any more: its agent is not told of the call again.
+            self.to_dn = false;
+        }
+        let gone = if member.internal {
+            vec![member.dn]
+        } else {
+            Vec::new()
+        };
+        if left <= 1 {
+            self.end(CallEventKind::Released, "conference-over", 0, None, now);
+            return;
+        }
+        self.event_leaving(CallEventKind::PartyDeleted, "", 0, gone);
+    }
+
     /// Sends `body` to `leg` in a re-INVITE.
     fn offer(&mut self, leg: LegId, body: Vec<u8>, now: Instant) {
         let transport = self.leg(leg).transport;
@@ -996,6 +1257,10 @@ impl Call {
     fn involves(&self, dn: &str) -> bool {
         matches!(&self.origin, Origin::Phone(o) if o == dn)
             || (self.to_dn && self.destination.as_deref() == Some(dn))
+            || self
+                .conference
+                .as_ref()
+                .is_some_and(|c| c.members.iter().any(|m| m.internal && m.dn == dn))
     }
 
     /// The call's state as desktops name it.
@@ -1612,6 +1877,20 @@ impl Call {
             Method::Bye => {
                 let ok = self.response_to(id, 200);
                 self.respond_to(id, ok, now);
+                // A party hanging up leaves the conference; the others stay.
+                if let Some(m) = self
+                    .conference
+                    .as_ref()
+                    .and_then(|c| c.members.iter().position(|m| m.party == leg))
+                    .filter(|_| leg != LegId::A)
+                {
+                    if let LegId::B(i) = leg {
+                        self.b[i].progress = Progress::Over;
+                        self.b[i].dialog = None;
+                    }
+                    self.leave_conference(m, now);
+                    return;
+                }
                 match leg {
                     LegId::A => self.end(
                         CallEventKind::Released,
@@ -1838,6 +2117,7 @@ impl Call {
                 }
             }
             Purpose::Reoffer => self.reoffer_answered(leg, r, now),
+            Purpose::Join(member) => self.joined(leg, member, r, now),
             Purpose::Cancel | Purpose::Bye | Purpose::Dtmf => {}
         }
     }
@@ -1865,6 +2145,10 @@ impl Call {
             Purpose::Reoffer => {
                 let timeout = Response::to_request(&Headers::default(), 408);
                 self.reoffer_answered(leg, timeout, now);
+            }
+            Purpose::Join(member) => {
+                let timeout = Response::to_request(&Headers::default(), 408);
+                self.joined(leg, member, timeout, now);
             }
             Purpose::Cancel | Purpose::Bye | Purpose::Dtmf => {}
         }
@@ -2836,6 +3120,13 @@ impl Call {
         {
             dns.push(dn.clone());
         }
+        if let Some(conference) = &self.conference {
+            for m in conference.members.iter().filter(|m| m.internal) {
+                if !dns.contains(&m.dn) {
+                    dns.push(m.dn.clone());
+                }
+            }
+        }
         self.out.push_back(Output::Event(Box::new(CallEvent {
             tenant: self.tenant.name.clone(),
             kind,
@@ -2857,7 +3148,15 @@ impl Call {
             role: "origination".into(),
             uri: self.caller_uri.clone(),
         }];
-        if let Some(dest) = &self.destination {
+        if let Some(conference) = &self.conference {
+            for m in conference.members.iter().filter(|m| m.party != LegId::A) {
+                parties.push(Party {
+                    dn: m.dn.clone(),
+                    role: "conference".into(),
+                    uri: self.leg(m.party).target.clone(),
+                });
+            }
+        } else if let Some(dest) = &self.destination {
             parties.push(Party {
                 dn: dest.clone(),
                 role: "destination".into(),

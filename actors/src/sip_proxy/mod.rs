@@ -135,12 +135,13 @@ pub enum ProxyMsg {
         reply: RpcReplyPort<Result<Handover, ControlError>>,
     },
     /// Completing a transfer: call `call` takes the leg `handover` in place of the agent's
-    /// at `dn`; the leg's messages reach it from now on.
+    /// at `dn` (or beside it, into a conference); the leg's messages reach it from now on.
     Adopt {
         tenant: String,
         call: String,
         dn: String,
         handover: Handover,
+        conference: bool,
         reply: RpcReplyPort<Result<CallView, ControlError>>,
     },
     /// A desktop's request for call `call`, for the agent at `dn` (see [`CallMsg::Control`]).
@@ -385,6 +386,7 @@ impl Actor for SipProxy {
                 call,
                 dn,
                 handover,
+                conference,
                 reply,
             } => {
                 state.calls.rebind(handover.call_id().clone(), &call);
@@ -393,7 +395,11 @@ impl Actor for SipProxy {
                         let _ = actor.cast(CallMsg::Control {
                             tenant,
                             dn,
-                            control: Control::Adopt(handover),
+                            control: if conference {
+                                Control::Conference(handover)
+                            } else {
+                                Control::Adopt(handover)
+                            },
                             reply,
                         });
                     }

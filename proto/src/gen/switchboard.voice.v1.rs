@@ -255,6 +255,21 @@ pub struct ConsultRequest {
     pub reference_id: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PartyRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub agent_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub call_id: ::prost::alloc::string::String,
+    /// The party's DN or number.
+    #[prost(string, tag = "4")]
+    pub dn: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub reference_id: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum WorkMode {
@@ -1234,6 +1249,57 @@ pub mod calls_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// The held party, the agent and the consulted party talk together: every party is put
+        /// through a conference on the tenant's media server (RFC 4240 conf=). The call reports
+        /// PartyAdded, the consultation call Released (cause conferenced).
+        pub async fn complete_conference(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ConsultRequest>,
+        ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchboard.voice.v1.Calls/CompleteConference",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("switchboard.voice.v1.Calls", "CompleteConference"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// A party (by DN or number) leaves the conference (PartyDeleted); the call ends when one
+        /// is left.
+        pub async fn delete_from_conference(
+            &mut self,
+            request: impl tonic::IntoRequest<super::PartyRequest>,
+        ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchboard.voice.v1.Calls/DeleteFromConference",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("switchboard.voice.v1.Calls", "DeleteFromConference"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
         /// Back to the held call; the consultation call is held instead.
         pub async fn alternate_call(
             &mut self,
@@ -1419,6 +1485,19 @@ pub mod calls_server {
         async fn complete_transfer(
             &self,
             request: tonic::Request<super::ConsultRequest>,
+        ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status>;
+        /// The held party, the agent and the consulted party talk together: every party is put
+        /// through a conference on the tenant's media server (RFC 4240 conf=). The call reports
+        /// PartyAdded, the consultation call Released (cause conferenced).
+        async fn complete_conference(
+            &self,
+            request: tonic::Request<super::ConsultRequest>,
+        ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status>;
+        /// A party (by DN or number) leaves the conference (PartyDeleted); the call ends when one
+        /// is left.
+        async fn delete_from_conference(
+            &self,
+            request: tonic::Request<super::PartyRequest>,
         ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status>;
         /// Back to the held call; the consultation call is held instead.
         async fn alternate_call(
@@ -1814,6 +1893,92 @@ pub mod calls_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = CompleteTransferSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchboard.voice.v1.Calls/CompleteConference" => {
+                    #[allow(non_camel_case_types)]
+                    struct CompleteConferenceSvc<T: Calls>(pub Arc<T>);
+                    impl<T: Calls> tonic::server::UnaryService<super::ConsultRequest>
+                    for CompleteConferenceSvc<T> {
+                        type Response = super::Ack;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ConsultRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Calls>::complete_conference(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CompleteConferenceSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchboard.voice.v1.Calls/DeleteFromConference" => {
+                    #[allow(non_camel_case_types)]
+                    struct DeleteFromConferenceSvc<T: Calls>(pub Arc<T>);
+                    impl<T: Calls> tonic::server::UnaryService<super::PartyRequest>
+                    for DeleteFromConferenceSvc<T> {
+                        type Response = super::Ack;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::PartyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Calls>::delete_from_conference(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = DeleteFromConferenceSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
