@@ -189,6 +189,7 @@ impl Voice {
         let view = answer(asked, call, agent)?;
         let finish = Control::Finish {
             conferenced: conference,
+            thread: main.call.thread_id.clone(),
         };
         self.control(tenant, agent, consult, finish).await?;
         Ok(view)
@@ -626,6 +627,33 @@ impl pb::calls_server::Calls for Voice {
                 Err(status)
             }
         }
+    }
+
+    async fn single_step_transfer(&self, request: Request<pb::TransferRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        if r.destination.is_empty() {
+            let status = Status::invalid_argument("destination: required");
+            self.report(
+                &tenant,
+                "SingleStepTransfer",
+                &r.agent_id,
+                &r.call_id,
+                r.reference_id,
+                &status,
+            )
+            .await;
+            return Err(status);
+        }
+        self.call_operation(
+            &tenant,
+            "SingleStepTransfer",
+            &r.agent_id,
+            &r.call_id,
+            r.reference_id,
+            Control::SingleStepTransfer(r.destination),
+        )
+        .await
     }
 
     async fn initiate_transfer(&self, request: Request<pb::TransferRequest>) -> Reply<pb::Ack> {

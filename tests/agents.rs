@@ -575,6 +575,11 @@ async fn an_agents_day_reaches_the_stream_and_redis_in_order() {
         .query(&mut conn)
         .expect("hget");
     assert_eq!(stored, None, "a logged-out agent keeps no state");
+    let counter: Option<String> = redis::cmd("GET")
+        .arg(format!("sb:demo:seq:demo:{thread}"))
+        .query(&mut conn)
+        .expect("get");
+    assert_eq!(counter, None, "the thread's numbering is forgotten with its last call");
 }
 /// Asserts `result` failed with `code`, and returns its message.
 fn refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code) -> String {
@@ -1179,4 +1184,232 @@ fn is_reinvite(r: &switchboard_sip::Request) -> bool {
         .to()
         .and_then(Result::ok)
         .is_some_and(|t| t.tag().is_some())
+}
+
+/// A call from the carrier answered by `phone` at `dn`; the phone's INVITE and the SBC's 200.
+fn delivered(
+    server: &Server,
+    sbc: &Peer,
+    phone: &Peer,
+    dn: &str,
+    call_id: &str,
+) -> (switchboard_sip::Request, switchboard_sip::Response) {
+    let (invite, ok) = answered_call(server, sbc, phone, dn, call_id);
+    sbc.send(&sbc_in_dialog(sbc, server, &ok, call_id, "ACK", 1, ""));
+    (invite, ok)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_step_transfers_from_the_desktop_and_blind_refers_from_the_phone() {
+    let url = support::redis_db(24);
+    let server = Server::start_with_config(Some(&config(0, "")), &["--redis", &url]);
+    let channel = channel(&server).await;
+    let mut agents = Agents::new(channel.clone());
+    let mut calls = Calls::new(channel.clone());
+    let first = raw_phone(&server, "1003");
+    let second = raw_phone(&server, "1005");
+    for (id, dn) in [("a1003", "1003"), ("a1005", "1005")] {
+        agents
+            .login(with_key(DEMO_KEY, login(id, dn)))
+            .await
+            .expect("login");
+    }
+    let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
+    let sbc = Peer::sbc(&server);
+
+    // From the desktop: a1003 leaves at once, the caller is put through to 1005.
+    delivered(&server, &sbc, &first, "1003", "single-1");
+    let start = take(&mut stream, 3).await;
+    let call = call_of(&start[1]).call_id.clone();
+    refused(
+        calls
+            .single_step_transfer(with_key(
+                DEMO_KEY,
+                pb::TransferRequest {
+                    agent_id: "a1003".into(),
+                    call_id: call.clone(),
+                    destination: "77".into(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    calls
+        .single_step_transfer(with_key(
+            DEMO_KEY,
+            pb::TransferRequest {
+                agent_id: "a1003".into(),
+                call_id: call.clone(),
+                destination: "1005".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("single-step transfer");
+    answer_byes(&first, 1);
+    let rung = second
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("1005 rings");
+    assert!(
+        String::from_utf8_lossy(&rung.body).contains("m=audio 4000"),
+        "offered the caller's session"
+    );
+    second.answer(&rung, 180, None);
+    second.answer(&rung, 200, Some(&sdp(6000)));
+    let to_caller = answer_invites(&sbc, 1, 4000).remove(0);
+    assert!(String::from_utf8_lossy(&to_caller.body).contains("m=audio 6000"));
+    assert_eq!(
+        kinds(&take(&mut stream, 6).await),
+        [
+            "error EventError",
+            // The agent's change is written before the call's that brought it about.
+            "dn OnHook",
+            "call PartyChanged",
+            "dn OffHook",
+            "call Ringing",
+            "call Established"
+        ]
+    );
+
+    // From the phone: 1005 sends a blind REFER to 1003.
+    let refer = second.in_dialog(&rung, "REFER", 20, "Refer-To: <sip:1003@demo.local>\r\n");
+    second.send(&refer);
+    let accepted = second
+        .final_response(Duration::from_secs(5))
+        .expect("the REFER is answered");
+    assert_eq!(accepted.status, 202);
+    let notify = second
+        .request(Method::Notify, Duration::from_secs(5))
+        .expect("a NOTIFY of the transfer");
+    assert!(String::from_utf8_lossy(&notify.body).starts_with("SIP/2.0 200"));
+    second.answer(&notify, 200, None);
+    answer_byes(&second, 1);
+    let rung = first
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("1003 rings");
+    first.answer(&rung, 180, None);
+    first.answer(&rung, 200, Some(&sdp(5000)));
+    let to_caller = answer_invites(&sbc, 1, 4000).remove(0);
+    assert!(String::from_utf8_lossy(&to_caller.body).contains("m=audio 5000"));
+    let transferred = take(&mut stream, 5).await;
+    assert_eq!(
+        kinds(&transferred),
+        [
+            "dn OnHook",
+            "call PartyChanged",
+            "dn OffHook",
+            "call Ringing",
+            "call Established"
+        ]
+    );
+    assert_eq!(
+        call_of(&transferred[4]).call_id,
+        call,
+        "the same call throughout"
+    );
+
+    // A REFER to a number nobody knows is refused and changes nothing.
+    let refer = first.in_dialog(&rung, "REFER", 30, "Refer-To: <sip:77@demo.local>\r\n");
+    first.send(&refer);
+    assert_eq!(
+        first
+            .final_response(Duration::from_secs(5))
+            .expect("answered")
+            .status,
+        404
+    );
+    quiet(&mut stream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attended_refer_from_the_phone_hands_the_caller_to_the_consulted_agent() {
+    let url = support::redis_db(25);
+    let server = Server::start_with_config(Some(&config(0, "")), &["--redis", &url]);
+    let channel = channel(&server).await;
+    let mut agents = Agents::new(channel.clone());
+    let mut calls = Calls::new(channel.clone());
+    let first = raw_phone(&server, "1003");
+    let second = raw_phone(&server, "1005");
+    for (id, dn) in [("a1003", "1003"), ("a1005", "1005")] {
+        agents
+            .login(with_key(DEMO_KEY, login(id, dn)))
+            .await
+            .expect("login");
+    }
+    let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
+    let sbc = Peer::sbc(&server);
+    let (main_invite, _) = delivered(&server, &sbc, &first, "1003", "attended-1");
+    let start = take(&mut stream, 3).await;
+    let call = call_of(&start[1]).call_id.clone();
+
+    // The agent's phone consults 1005 on a second line.
+    let consult = calls
+        .make_call(with_key(
+            DEMO_KEY,
+            pb::MakeCallRequest {
+                agent_id: "a1003".into(),
+                destination: "1005".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("make call")
+        .into_inner()
+        .call_id;
+    let line2 = answer_invites(&first, 1, 5002).remove(0);
+    let rung = second
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("1005 rings");
+    second.answer(&rung, 200, Some(&sdp(6000)));
+    answer_invites(&first, 1, 5002);
+    assert_eq!(
+        kinds(&take(&mut stream, 3).await),
+        ["call Dialing", "dn OffHook", "call Established"]
+    );
+
+    // REFER on the first line, replacing the second: the caller and 1005 are connected.
+    let line2_call_id = line2.headers.call_id().expect("Call-ID").to_string();
+    let core_tag = line2
+        .headers
+        .from()
+        .and_then(Result::ok)
+        .and_then(|f| f.tag().map(str::to_owned))
+        .expect("the core's tag");
+    let refer_to = format!(
+        "Refer-To: <sip:1005@demo.local?Replaces={line2_call_id}%3Bto-tag%3D{core_tag}%3Bfrom-tag%3Dpeer>\r\n"
+    );
+    first.send(&first.in_dialog(&main_invite, "REFER", 20, &refer_to));
+    assert_eq!(
+        first
+            .final_response(Duration::from_secs(5))
+            .expect("the REFER is answered")
+            .status,
+        202
+    );
+    let notify = first
+        .request(Method::Notify, Duration::from_secs(5))
+        .expect("a NOTIFY");
+    first.answer(&notify, 200, None);
+    let to_caller = answer_invites(&sbc, 1, 4000).remove(0);
+    assert!(String::from_utf8_lossy(&to_caller.body).contains("m=audio 6000"));
+    let to_second = answer_invites(&second, 1, 6000).remove(0);
+    assert!(String::from_utf8_lossy(&to_second.body).contains("m=audio 4000"));
+    answer_byes(&first, 2);
+    let done = take(&mut stream, 3).await;
+    assert_eq!(
+        kinds(&done),
+        ["call PartyChanged", "dn OnHook", "call Released"]
+    );
+    assert_eq!(call_of(&done[0]).call_id, call);
+    assert_eq!(call_of(&done[2]).call_id, consult);
+    assert_eq!(call_of(&done[2]).cause, "transferred");
+    let listed = calls
+        .list_calls(with_key(DEMO_KEY, agent("a1005", "")))
+        .await
+        .expect("list")
+        .into_inner()
+        .calls;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].call_id, call);
 }

@@ -7,7 +7,7 @@
 //! written in order while other threads proceed. A call actor only casts; it never waits for
 //! this system.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -82,6 +82,20 @@ pub struct CallEvent {
     pub dns: Vec<String>,
     /// The tenant's DNs that are parties no longer (a transfer replaced them).
     pub left: Vec<String>,
+    /// The thread the call belonged to before it joined `call.thread_id` (a consultation
+    /// call whose party was transferred or conferenced), which it has now left.
+    pub former_thread: Option<String>,
+}
+
+/// What a call-state shard handles.
+enum ShardMsg {
+    Event(CallEvent),
+    /// Call `call` left thread `thread` (of this shard) for another.
+    Left {
+        tenant: String,
+        thread: String,
+        call: String,
+    },
 }
 
 /// Where snapshots of live calls are kept.
@@ -147,7 +161,7 @@ const SNAPSHOT_TTL_SECS: u64 = 24 * 3600;
 /// Reaches the call-state shards. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct CallState {
-    shards: Shards<CallEvent>,
+    shards: Shards<ShardMsg>,
 }
 
 impl CallState {
@@ -168,6 +182,7 @@ impl CallState {
                     events: events.clone(),
                     snapshots: snapshots.clone(),
                     agents: agents.clone(),
+                    threads: HashMap::new(),
                 },
             )
             .await?;
@@ -179,9 +194,17 @@ impl CallState {
     }
 
     /// Hands a change of a call on; never waits.
-    pub fn record(&self, event: CallEvent) {
+    pub fn record(&self, mut event: CallEvent) {
+        if let Some(thread) = event.former_thread.take() {
+            let shard = self.shards.pick(&thread);
+            let _ = shard.cast(ShardMsg::Left {
+                tenant: event.tenant.clone(),
+                call: event.call.call_id.clone(),
+                thread,
+            });
+        }
         let shard = self.shards.pick(&event.call.thread_id);
-        if shard.cast(event).is_err() {
+        if shard.cast(ShardMsg::Event(event)).is_err() {
             tracing::warn!("call state stopped: call event dropped");
         }
     }
@@ -199,10 +222,13 @@ struct ShardState {
     events: EventSink,
     snapshots: SnapshotStore,
     agents: Option<AgentState>,
+    /// The calls of each thread still going: a thread's event numbering is forgotten once
+    /// its last call is over (a consultation call ends before the call it consulted about).
+    threads: HashMap<String, HashSet<String>>,
 }
 
 impl Actor for Shard {
-    type Msg = CallEvent;
+    type Msg = ShardMsg;
     type State = ShardState;
     type Arguments = ShardState;
 
@@ -217,15 +243,49 @@ impl Actor for Shard {
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
-        e: CallEvent,
+        message: ShardMsg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ShardMsg::Event(e) => state.event(e).await,
+            ShardMsg::Left {
+                tenant,
+                thread,
+                call,
+            } => state.call_over(&tenant, &thread, &call, true).await,
+        }
+        Ok(())
+    }
+}
+
+impl ShardState {
+    /// Records call `call` as going on in `thread`, or over (`ended`); forgets the thread's
+    /// numbering once its last call is over.
+    async fn call_over(&mut self, tenant: &str, thread: &str, call: &str, ended: bool) {
+        let calls = self.threads.entry(thread.to_owned()).or_default();
+        if ended {
+            calls.remove(call);
+        } else {
+            calls.insert(call.to_owned());
+        }
+        if calls.is_empty() {
+            self.threads.remove(thread);
+            let key = format!("{tenant}:{thread}");
+            if let Err(err) = self.events.close_key(tenant, &key).await {
+                tracing::warn!(%tenant, %call, error = %err, "call thread's event counter not removed");
+            }
+        }
+    }
+
+    async fn event(&mut self, e: CallEvent) {
+        let state = self;
         let key = SnapshotStore::key(&e.tenant, &e.call.call_id);
         if let Err(err) = state.snapshots.write(key, e.snapshot.as_deref()).await {
             tracing::warn!(tenant = %e.tenant, call = %e.call.call_id, error = %err,
                 "call snapshot not stored");
         }
         let (tenant, call, kind) = (e.tenant.clone(), e.call.call_id.clone(), e.kind);
+        let thread = e.call.thread_id.clone();
         if let Some(agents) = &state.agents
             && !(e.dns.is_empty() && e.left.is_empty())
         {
@@ -251,11 +311,8 @@ impl Actor for Shard {
                     "call event not stored");
             }
         }
-        if kind.ends_call()
-            && let Err(err) = state.events.close_key(&tenant, &key).await
-        {
-            tracing::warn!(%tenant, %call, error = %err, "call thread's event counter not removed");
-        }
-        Ok(())
+        state
+            .call_over(&tenant, &thread, &call, kind.ends_call())
+            .await;
     }
 }

@@ -179,3 +179,31 @@ pub fn sbc_in_dialog(
         len = body.len()
     )
 }
+
+impl Peer {
+    /// A request from this peer within the dialog that `invite` (which it answered with its
+    /// `peer` tag) made: to the INVITE's Contact, From and To swapped, with `extra` header
+    /// lines.
+    pub fn in_dialog(&self, invite: &Request, method: &str, cseq: u32, extra: &str) -> String {
+        let target = invite
+            .headers
+            .get(&HeaderName::Contact)
+            .map(|c| {
+                c.trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .unwrap_or_default();
+        let from = invite.headers.get(&HeaderName::From).expect("From");
+        let to = invite.headers.get(&HeaderName::To).expect("To");
+        let call_id = invite.headers.call_id().expect("Call-ID");
+        format!(
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{method}{cseq}{port}\r\n\
+             Max-Forwards: 70\r\nFrom: {to};tag=peer\r\nTo: {from}\r\nCall-ID: {call_id}\r\n\
+             CSeq: {cseq} {method}\r\nContact: <sip:peer@127.0.0.1:{port}>\r\n{extra}Content-Length: 0\r\n\r\n",
+            port = self.port(),
+        )
+    }
+}

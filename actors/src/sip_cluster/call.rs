@@ -35,7 +35,7 @@ use crate::registrar::Binding;
 use crate::tenant::Tenant;
 
 /// The methods a call accepts within its dialogs, for Allow.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER";
 
 /// What the call asks of its owner.
 #[derive(Debug)]
@@ -49,6 +49,10 @@ pub enum Output {
     Locate { tenant: String, aor: String },
     /// Boxed: the queue of outputs stays small however often the call reports.
     Event(Box<CallEvent>),
+    /// An attended transfer from the agent's phone (REFER with Replaces): take the party of
+    /// the call whose leg has SIP Call-ID `replaces` (the agent's consultation call) in place
+    /// of the agent at `dn`.
+    Replace { replaces: String, dn: String },
 }
 
 /// What a desktop asks of a call, for the agent at one of its DNs.
@@ -68,19 +72,26 @@ pub enum Control {
     /// party's.
     Adopt(Handover),
     /// Completing a transfer or conference, the consultation call once its other party is
-    /// handed over: it ends.
+    /// handed over: it ends, in the thread of the call that took its party (so that its end
+    /// is reported after that call's change).
     Finish {
         conferenced: bool,
+        thread: String,
     },
     /// Completing a conference: the consulted party's leg joins, and every party is put
     /// through a conference on the tenant's media server.
     Conference(Handover),
     /// A party (by DN or number) leaves the conference.
     DeleteFromConference(String),
+    /// Single-step transfer: the agent leaves at once and the other party is put through to
+    /// the number given, as the dial plan routes it.
+    SingleStepTransfer(String),
 }
 
 /// The leg of a consulted party, moving from the consultation call to the main call.
 pub struct Handover {
+    /// The consultation call it leaves.
+    from_call: String,
     leg: Box<Leg>,
     /// The party: a DN of the tenant (`to_dn`) or a number.
     party: String,
@@ -99,6 +110,11 @@ impl std::fmt::Debug for Handover {
 }
 
 impl Handover {
+    /// The consultation call the leg leaves.
+    pub fn from_call(&self) -> &str {
+        &self.from_call
+    }
+
     /// The SIP Call-ID of the leg, by which its messages are found.
     pub fn call_id(&self) -> &ByteString {
         &self.leg.call_id
@@ -255,8 +271,9 @@ enum Purpose {
     /// A hold or resume a desktop asked: the leg's last description offered again with
     /// another direction.
     Reoffer,
-    /// DTMF a desktop sends (INFO).
-    Dtmf,
+    /// A request whose answer changes nothing: DTMF a desktop sends (INFO), the NOTIFY of
+    /// a REFER.
+    Inform,
     /// A party's leg into the media server's conference (the member's index).
     Join(usize),
 }
@@ -346,6 +363,8 @@ pub struct Call {
     originate: Option<Box<Originate>>,
     /// Whether Ringing has been reported.
     rung: bool,
+    /// The thread the call left for another, until its next event says so.
+    former_thread: Option<String>,
     /// The parties' legs into a media server's conference, once the call is one (boxed:
     /// rare).
     conference: Option<Box<Conference>>,
@@ -455,6 +474,7 @@ impl Call {
             user_data: BTreeMap::new(),
             originate: None,
             rung: false,
+            former_thread: None,
             conference: None,
             servers: Vec::new(),
             clients: Vec::new(),
@@ -580,6 +600,7 @@ impl Call {
                 offer: None,
             })),
             rung: false,
+            former_thread: None,
             conference: None,
             servers: Vec::new(),
             clients: Vec::new(),
@@ -647,12 +668,9 @@ impl Call {
         headers.push(HeaderName::Contact, me);
         headers.push(HeaderName::Allow, ALLOW);
         // Answer by itself: the desktop asked for the call (the hints phones know).
+        headers.push(HeaderName::CallInfo, format!("<sip:{core}>;answer-after=0"));
         headers.push(
-            HeaderName::Other("Call-Info".into()),
-            format!("<sip:{core}>;answer-after=0"),
-        );
-        headers.push(
-            HeaderName::Other("Alert-Info".into()),
+            HeaderName::AlertInfo,
             format!("<sip:{core}>;info=alert-autoanswer"),
         );
         headers.push(HeaderName::ContentLength, "0");
@@ -756,6 +774,16 @@ impl Call {
         }
     }
 
+    /// The call's id, as events and desktops name it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The call thread it belongs to.
+    pub fn thread_id(&self) -> &str {
+        &self.thread
+    }
+
     pub fn tenant_name(&self) -> &str {
         &self.tenant.name
     }
@@ -849,6 +877,18 @@ impl Call {
             }
             Control::Adopt(handover) => self.adopt(dn, handover, now)?,
             Control::Conference(handover) => self.confer(dn, handover, now)?,
+            Control::SingleStepTransfer(dial) => {
+                if state != "Established" && state != "Held" {
+                    return not_allowed("transfer");
+                }
+                if self.tenant.dial_plan.route(&dial).is_none() {
+                    return Err(ControlError::Invalid(format!(
+                        "no dial plan rule of tenant {} matches {dial:?}",
+                        self.tenant.name
+                    )));
+                }
+                self.redirect(dn, &dial, now)?;
+            }
             Control::DeleteFromConference(party) => {
                 let Some(m) = self
                     .conference
@@ -861,9 +901,15 @@ impl Call {
                 };
                 self.leave_conference(m, now);
             }
-            Control::Finish { conferenced } => {
+            Control::Finish {
+                conferenced,
+                thread,
+            } => {
                 if self.winner.is_some() {
                     return not_allowed("finish the transfer of");
+                }
+                if thread != self.thread {
+                    self.former_thread = Some(std::mem::replace(&mut self.thread, thread));
                 }
                 let cause = if conferenced {
                     "conferenced"
@@ -943,6 +989,7 @@ impl Call {
         self.winner = None;
         self.awaiting_ack.retain(|a| a.leg != LegId::B(w));
         Ok(Handover {
+            from_call: self.id.clone(),
             leg: Box::new(leg),
             party: self.destination.clone().unwrap_or_default(),
             to_dn: self.to_dn,
@@ -981,6 +1028,7 @@ impl Call {
             party,
             to_dn,
             media,
+            ..
         } = handover;
         let customer = self.b[old].sdp.clone();
         self.bye(LegId::B(old), now);
@@ -1052,6 +1100,7 @@ impl Call {
             party,
             to_dn,
             media,
+            ..
         } = handover;
         self.b.push(*leg);
         let joined = self.b.len() - 1;
@@ -1224,6 +1273,141 @@ impl Call {
             return;
         }
         self.event_leaving(CallEventKind::PartyDeleted, "", 0, gone);
+    }
+
+    /// Puts the caller through to `dial` in place of the agent at `dn`, who leaves at once
+    /// (single-step transfer; a blind REFER from the agent's phone): the agent's leg is hung
+    /// up, the number routed and rung with the caller's session, and the caller offered the
+    /// answer, as for a call placed for a desktop.
+    fn redirect(&mut self, dn: &str, dial: &str, now: Instant) -> Result<(), ControlError> {
+        let Some(old) = self.winner.filter(|_| self.phase == Phase::Established) else {
+            return Err(ControlError::NotAllowed("the call is not answered".into()));
+        };
+        if !(self.to_dn && self.destination.as_deref() == Some(dn)) {
+            return Err(ControlError::NotAllowed(
+                "a transfer is made by the agent who answered the call".into(),
+            ));
+        }
+        if self.conference.is_some() || self.reoffer.is_some() || self.invite_pending(u32::MAX) {
+            return Err(ControlError::NotAllowed(
+                "the call cannot be transferred now (a conference, or an offer in progress)".into(),
+            ));
+        }
+        tracing::info!(tenant = %self.tenant.name, call = %self.id, from = dn, to = dial,
+            "single-step transfer");
+        let customer = self.b[old].sdp.as_deref().map(Bytes::copy_from_slice);
+        self.bye(LegId::B(old), now);
+        self.b[old].progress = Progress::Over;
+        self.b[old].timer = None;
+        self.winner = None;
+        self.release_dn();
+        self.destination = None;
+        self.to_dn = false;
+        self.to_trunk = false;
+        self.held = false;
+        self.rung = false;
+        self.probe_at = None;
+        self.dnis = dial.to_owned();
+        self.originate = Some(Box::new(Originate {
+            dial: dial.to_owned(),
+            offer: customer,
+        }));
+        self.phase = Phase::Routing;
+        self.event_leaving(CallEventKind::PartyChanged, "", 0, vec![dn.to_owned()]);
+        self.route(now);
+        Ok(())
+    }
+
+    /// A REFER from a party (RFC 3515): the agent's phone transferring the other party, to a
+    /// number (blind, as a single-step transfer) or to the party of its consultation call
+    /// (attended: `Replaces` names that call's dialog, RFC 3891). Accepted with 202 and one
+    /// NOTIFY saying the transfer is taken in hand (RFC 5589); the agent's leg is then hung up.
+    fn refer(&mut self, leg: LegId, id: u32, request: &Request, now: Instant) {
+        let dn = match (leg, self.winner, &self.destination) {
+            (LegId::B(i), Some(w), Some(dn)) if i == w && self.to_dn => dn.clone(),
+            _ => {
+                let r = self.response_to(id, 501).with_header(
+                    HeaderName::Warning,
+                    warning("transfer by REFER from this side of the call is not supported"),
+                );
+                self.respond_to(id, r, now);
+                return;
+            }
+        };
+        let target = request
+            .headers
+            .get(&HeaderName::ReferTo)
+            .and_then(|t| NameAddr::parse(t).ok())
+            .and_then(|t| t.uri.as_sip().cloned());
+        let Some(target) = target else {
+            let r = self.response_to(id, 400).with_header(
+                HeaderName::Warning,
+                warning("Refer-To missing or not a SIP URI"),
+            );
+            self.respond_to(id, r, now);
+            return;
+        };
+        let replaces = target.headers.as_deref().and_then(|h| {
+            h.split('&').find_map(|p| {
+                let (name, value) = p.split_once('=')?;
+                name.eq_ignore_ascii_case("replaces").then(|| {
+                    let value = switchboard_sip::uri::unescape(value);
+                    let value = String::from_utf8_lossy(&value).into_owned();
+                    value.split(';').next().unwrap_or_default().to_owned()
+                })
+            })
+        });
+        let dial = target.user_text().unwrap_or_default();
+        if replaces.is_none() && (dial.is_empty() || self.tenant.dial_plan.route(&dial).is_none()) {
+            let r = self.response_to(id, 404).with_header(
+                HeaderName::Warning,
+                warning("no dial plan rule matches the transfer target"),
+            );
+            self.respond_to(id, r, now);
+            return;
+        }
+        let accepted = self.response_to(id, 202);
+        self.respond_to(id, accepted, now);
+        self.notify_refer(leg, now);
+        match replaces {
+            Some(replaces) => {
+                tracing::info!(tenant = %self.tenant.name, call = %self.id, %dn, %replaces,
+                    "attended transfer from the phone");
+                self.out.push_back(Output::Replace { replaces, dn });
+            }
+            None => {
+                if let Err(e) = self.redirect(&dn, &dial, now) {
+                    tracing::warn!(tenant = %self.tenant.name, call = %self.id, error = %e,
+                        "blind transfer from the phone not carried out");
+                }
+            }
+        }
+    }
+
+    /// Tells the referrer on `leg` its transfer is taken in hand: the implicit subscription's
+    /// only NOTIFY, a final 200 in `message/sipfrag` (RFC 3515 2.4.5).
+    fn notify_refer(&mut self, leg: LegId, now: Instant) {
+        let transport = self.leg(leg).transport;
+        let contact = self.local.contact(transport);
+        let Some(dialog) = self.leg_mut(leg).dialog.as_mut() else {
+            return;
+        };
+        let mut notify = dialog.request(Method::Notify);
+        let (via, branch) = self.local.via(transport);
+        notify.headers.push_front(HeaderName::Via, via);
+        let mut headers = std::mem::take(&mut notify.headers);
+        headers.remove(&HeaderName::ContentLength);
+        headers.push(HeaderName::Contact, contact);
+        headers.push(HeaderName::Event, "refer");
+        headers.push(
+            HeaderName::SubscriptionState,
+            "terminated;reason=noresource",
+        );
+        headers.push(HeaderName::ContentType, "message/sipfrag;version=2.0");
+        headers.push(HeaderName::ContentLength, "0");
+        notify.headers = headers;
+        notify.body = Bytes::from_static(b"SIP/2.0 200 OK\r\n");
+        self.send_request(leg, notify, branch, Purpose::Inform, now);
     }
 
     /// Sends `body` to `leg` in a re-INVITE.
@@ -1407,7 +1591,7 @@ impl Call {
         headers.push(HeaderName::ContentLength, "0");
         info.headers = headers;
         info.body = Bytes::from(format!("Signal={digit}\r\nDuration=160\r\n"));
-        self.send_request(leg, info, branch, Purpose::Dtmf, now);
+        self.send_request(leg, info, branch, Purpose::Inform, now);
     }
 
     // ----- routing -----
@@ -1601,6 +1785,8 @@ impl Call {
                     from.params = Default::default();
                     format!("{from};tag={tag}")
                 }
+                // A transfer placed by the core: the caller as it came in.
+                _ if !self.caller_uri.is_empty() => format!("<{}>;tag={tag}", self.caller_uri),
                 _ => format!("<sip:anonymous@{}>;tag={tag}", self.tenant.domain),
             },
         };
@@ -1915,6 +2101,7 @@ impl Call {
                 self.respond_to(id, ok, now);
             }
             Method::Prack if leg == LegId::A => self.prack(id, &request, now),
+            Method::Refer => self.refer(leg, id, &request, now),
             Method::Update if request.body.is_empty() && self.phase == Phase::Established => {
                 // A session refresh and nothing else (RFC 4028 7.4): answered here, not
                 // passed on; the other leg keeps its own timer.
@@ -2118,7 +2305,7 @@ impl Call {
             }
             Purpose::Reoffer => self.reoffer_answered(leg, r, now),
             Purpose::Join(member) => self.joined(leg, member, r, now),
-            Purpose::Cancel | Purpose::Bye | Purpose::Dtmf => {}
+            Purpose::Cancel | Purpose::Bye | Purpose::Inform => {}
         }
     }
 
@@ -2150,7 +2337,7 @@ impl Call {
                 let timeout = Response::to_request(&Headers::default(), 408);
                 self.joined(leg, member, timeout, now);
             }
-            Purpose::Cancel | Purpose::Bye | Purpose::Dtmf => {}
+            Purpose::Cancel | Purpose::Bye | Purpose::Inform => {}
         }
     }
 
@@ -3135,6 +3322,7 @@ impl Call {
             snapshot,
             dns,
             left,
+            former_thread: self.former_thread.take(),
         })));
     }
 

@@ -27,6 +27,7 @@ use switchboard_sip::{Message, Request};
 
 use crate::call_state::CallState;
 use crate::registrar::{Binding, BindingStore};
+use crate::sip_proxy::ProxyMsg;
 use crate::tenant::Tenant;
 use crate::wakeups::Wakeups;
 use call::{Call, Output};
@@ -188,6 +189,9 @@ pub struct Shared {
     pub node: Arc<str>,
     /// The one timer that wakes every call of the node (keyed by call key).
     pub wakeups: Wakeups<CallMsg>,
+    /// The node's edge, which finds calls by id or SIP Call-ID (a call's attended transfer
+    /// asks it for its consultation call).
+    pub edge: ActorRef<ProxyMsg>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -500,6 +504,59 @@ impl Actor for CallActor {
 }
 
 impl CallActorState {
+    /// An attended transfer from the agent's phone: the party of the agent's consultation
+    /// call (the call whose leg has SIP Call-ID `replaces`) takes the agent's place in this
+    /// call, as the desktop's CompleteTransfer does; the consultation call then ends.
+    fn replace(&self, replaces: String, dn: String) {
+        let edge = self.shared.edge.clone();
+        let tenant = self.call.tenant_name().to_owned();
+        let call = self.call.id().to_owned();
+        let thread = self.call.thread_id().to_owned();
+        tokio::spawn(async move {
+            let asked = ractor::call!(edge, |reply| ProxyMsg::HandOverOf {
+                tenant: tenant.clone(),
+                sip_call_id: replaces.clone(),
+                dn: dn.clone(),
+                reply,
+            });
+            let handover = match asked {
+                Ok(Ok(handover)) => handover,
+                Ok(Err(e)) => {
+                    tracing::warn!(%tenant, %call, %replaces, error = %e,
+                        "attended transfer: the consultation call cannot give up its party");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(%tenant, %call, error = %e, "attended transfer: edge unavailable");
+                    return;
+                }
+            };
+            let consult = handover.from_call().to_owned();
+            let asked = ractor::call!(edge, |reply| ProxyMsg::Adopt {
+                tenant: tenant.clone(),
+                call: call.clone(),
+                dn: dn.clone(),
+                handover,
+                conference: false,
+                reply,
+            });
+            if !matches!(asked, Ok(Ok(_))) {
+                tracing::warn!(%tenant, %call, "attended transfer not completed");
+                return;
+            }
+            let _ = ractor::call!(edge, |reply| ProxyMsg::Control {
+                tenant,
+                call: consult,
+                dn,
+                control: Control::Finish {
+                    conferenced: false,
+                    thread,
+                },
+                reply,
+            });
+        });
+    }
+
     /// Carries out what the call asks, schedules its next wake-up, and stops the actor once
     /// the call is over.
     fn drive(&mut self, myself: &ActorRef<CallMsg>) {
@@ -523,6 +580,7 @@ impl CallActorState {
                     });
                 }
                 Output::Event(event) => self.shared.call_state.record(*event),
+                Output::Replace { replaces, dn } => self.replace(replaces, dn),
             }
         }
         if self.call.is_over() {

@@ -12,7 +12,7 @@ use switchboard_sip::{HeaderName, Host, Method, Request, Response, Uri};
 use crate::tenant::{Directory, Tenant};
 
 /// The methods this node serves, for Allow.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK, REFER";
 
 /// Option tags this node supports, for Require and Proxy-Require: session timers (RFC 4028)
 /// and reliable provisional responses (RFC 3262).

@@ -134,6 +134,14 @@ pub enum ProxyMsg {
         dn: String,
         reply: RpcReplyPort<Result<Handover, ControlError>>,
     },
+    /// As [`ProxyMsg::HandOver`], the consultation call found by a leg's SIP Call-ID (a
+    /// REFER's Replaces).
+    HandOverOf {
+        tenant: String,
+        sip_call_id: String,
+        dn: String,
+        reply: RpcReplyPort<Result<Handover, ControlError>>,
+    },
     /// Completing a transfer: call `call` takes the leg `handover` in place of the agent's
     /// at `dn` (or beside it, into a conference); the leg's messages reach it from now on.
     Adopt {
@@ -265,6 +273,7 @@ impl Actor for SipProxy {
             dn_calls: Default::default(),
             node: format!("sb{}", switchboard_sip::token::<6>()).into(),
             wakeups: Wakeups::start(|| CallMsg::Wake),
+            edge: myself.clone(),
         });
         let forwarder = Forwarder::new(&args.config.cluster_nodes, endpoint.udp_addr());
         if forwarder.enabled() {
@@ -379,6 +388,19 @@ impl Actor for SipProxy {
                 }
                 None => {
                     let _ = reply.send(Err(ControlError::NotFound(call)));
+                }
+            },
+            ProxyMsg::HandOverOf {
+                tenant,
+                sip_call_id,
+                dn,
+                reply,
+            } => match state.calls.find(&sip_call_id) {
+                Some(actor) => {
+                    let _ = actor.cast(CallMsg::HandOver { tenant, dn, reply });
+                }
+                None => {
+                    let _ = reply.send(Err(ControlError::NotFound(sip_call_id)));
                 }
             },
             ProxyMsg::Adopt {

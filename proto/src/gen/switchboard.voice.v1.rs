@@ -1198,6 +1198,31 @@ pub mod calls_client {
                 .insert(GrpcMethod::new("switchboard.voice.v1.Calls", "Release"));
             self.inner.unary(req, path, codec).await
         }
+        /// The agent leaves at once and the other party is put through to `destination` (the call
+        /// reports PartyChanged, then Ringing and Established at the new destination).
+        pub async fn single_step_transfer(
+            &mut self,
+            request: impl tonic::IntoRequest<super::TransferRequest>,
+        ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchboard.voice.v1.Calls/SingleStepTransfer",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("switchboard.voice.v1.Calls", "SingleStepTransfer"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
         /// Consultation: the call is held and the agent's phone calls `destination` (as MakeCall,
         /// in the same call thread). The Ack holds the consultation call's id.
         pub async fn initiate_transfer(
@@ -1472,6 +1497,12 @@ pub mod calls_server {
         async fn release(
             &self,
             request: tonic::Request<super::CallRequest>,
+        ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status>;
+        /// The agent leaves at once and the other party is put through to `destination` (the call
+        /// reports PartyChanged, then Ringing and Established at the new destination).
+        async fn single_step_transfer(
+            &self,
+            request: tonic::Request<super::TransferRequest>,
         ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status>;
         /// Consultation: the call is held and the agent's phone calls `destination` (as MakeCall,
         /// in the same call thread). The Ack holds the consultation call's id.
@@ -1807,6 +1838,49 @@ pub mod calls_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ReleaseSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchboard.voice.v1.Calls/SingleStepTransfer" => {
+                    #[allow(non_camel_case_types)]
+                    struct SingleStepTransferSvc<T: Calls>(pub Arc<T>);
+                    impl<T: Calls> tonic::server::UnaryService<super::TransferRequest>
+                    for SingleStepTransferSvc<T> {
+                        type Response = super::Ack;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::TransferRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Calls>::single_step_transfer(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SingleStepTransferSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
