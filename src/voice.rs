@@ -805,6 +805,20 @@ impl pb::calls_server::Calls for Voice {
         .await
     }
 
+    async fn answer(&self, request: Request<pb::CallRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        self.call_operation(
+            &tenant,
+            "Answer",
+            &r.agent_id,
+            &r.call_id,
+            r.reference_id,
+            Control::Answer,
+        )
+        .await
+    }
+
     async fn hold(&self, request: Request<pb::CallRequest>) -> Reply<pb::Ack> {
         let tenant = self.tenant(&request, &request.get_ref().tenant)?;
         let r = request.into_inner();

@@ -579,7 +579,10 @@ async fn an_agents_day_reaches_the_stream_and_redis_in_order() {
         .arg(format!("sb:demo:seq:demo:{thread}"))
         .query(&mut conn)
         .expect("get");
-    assert_eq!(counter, None, "the thread's numbering is forgotten with its last call");
+    assert_eq!(
+        counter, None,
+        "the thread's numbering is forgotten with its last call"
+    );
 }
 /// Asserts `result` failed with `code`, and returns its message.
 fn refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code) -> String {
@@ -1412,4 +1415,149 @@ async fn an_attended_refer_from_the_phone_hands_the_caller_to_the_consulted_agen
         .calls;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].call_id, call);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ringing_call_is_answered_from_the_desktop_and_a_transfer_needs_its_consultation() {
+    let url = support::redis_db(26);
+    let server = Server::start_with_config(Some(&config(0, "")), &["--redis", &url]);
+    let channel = channel(&server).await;
+    let mut agents = Agents::new(channel.clone());
+    let mut calls = Calls::new(channel.clone());
+    let phone = raw_phone(&server, "1009");
+    agents
+        .login(with_key(DEMO_KEY, login("a1009", "1009")))
+        .await
+        .expect("login");
+    let mut stream = follow(channel.clone(), DEMO_KEY, "a1009", "").await;
+    let sbc = Peer::sbc(&server);
+    sbc.send(&support::peer::sbc_invite(
+        sbc.port(),
+        &server,
+        "1009",
+        "answer-1",
+        &sdp(4000),
+    ));
+    let invite = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the phone rings");
+    phone.answer(&invite, 180, None);
+    let ringing = take(&mut stream, 2).await;
+    assert_eq!(kinds(&ringing), ["dn OffHook", "call Ringing"]);
+    let call = call_of(&ringing[1]).call_id.clone();
+    let listed = calls
+        .list_calls(with_key(DEMO_KEY, agent("a1009", "")))
+        .await
+        .expect("list")
+        .into_inner()
+        .calls;
+    assert!(
+        listed[0].capabilities.iter().any(|c| c == "answer"),
+        "{listed:?}"
+    );
+
+    // Answer from the desktop: the phone is asked to, in its early dialog.
+    calls
+        .answer(with_key(
+            DEMO_KEY,
+            pb::CallRequest {
+                agent_id: "a1009".into(),
+                call_id: call.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("answer");
+    let talk = phone
+        .request(Method::Notify, Duration::from_secs(5))
+        .expect("a NOTIFY asking the phone to answer");
+    assert_eq!(
+        talk.headers
+            .get(&switchboard_sip::HeaderName::Event)
+            .map(|e| &**e),
+        Some("talk")
+    );
+    phone.answer(&talk, 200, None);
+    phone.answer(&invite, 200, Some(&sdp(5000)));
+    let ok = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("the caller is answered");
+    assert_eq!(ok.status, 200);
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "answer-1", "ACK", 1, ""));
+    assert_eq!(kinds(&take(&mut stream, 1).await), ["call Established"]);
+    // Answered already: not again.
+    refused(
+        calls
+            .answer(with_key(
+                DEMO_KEY,
+                pb::CallRequest {
+                    agent_id: "a1009".into(),
+                    call_id: call.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+        Code::FailedPrecondition,
+    );
+
+    // Completing a transfer needs a consultation call that is there.
+    let consult = |id: &str| pb::ConsultRequest {
+        agent_id: "a1009".into(),
+        call_id: call.clone(),
+        consult_call_id: id.into(),
+        ..Default::default()
+    };
+    let why = refused(
+        calls
+            .complete_transfer(with_key(DEMO_KEY, consult("")))
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert!(why.contains("no consultation call"), "{why}");
+    refused(
+        calls
+            .complete_transfer(with_key(DEMO_KEY, consult("no-such-call")))
+            .await,
+        Code::NotFound,
+    );
+    refused(
+        calls
+            .complete_conference(with_key(DEMO_KEY, consult("no-such-call")))
+            .await,
+        Code::NotFound,
+    );
+    assert_eq!(
+        kinds(&take(&mut stream, 4).await),
+        [
+            "error EventError",
+            "error EventError",
+            "error EventError",
+            "error EventError"
+        ]
+    );
+    // The call is untouched: still established with the agent, and released normally.
+    let listed = calls
+        .list_calls(with_key(DEMO_KEY, agent("a1009", "")))
+        .await
+        .expect("list")
+        .into_inner()
+        .calls;
+    assert_eq!(listed[0].state, "Established");
+    calls
+        .release(with_key(
+            DEMO_KEY,
+            pb::CallRequest {
+                agent_id: "a1009".into(),
+                call_id: call.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("release");
+    answer_byes(&phone, 1);
+    answer_byes(&sbc, 1);
+    assert_eq!(
+        kinds(&take(&mut stream, 2).await),
+        ["dn OnHook", "call Released"]
+    );
 }

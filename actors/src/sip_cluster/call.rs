@@ -60,6 +60,9 @@ pub enum Output {
 pub enum Control {
     /// Only the call as it is.
     View,
+    /// The ringing phone is asked to answer (NOTIFY with the talk event, as the phones that
+    /// take remote answer know it).
+    Answer,
     Hold,
     Retrieve,
     Release,
@@ -828,6 +831,25 @@ impl Call {
         };
         match control {
             Control::View => {}
+            Control::Answer => {
+                if state != "Ringing" || !(self.to_dn && self.destination.as_deref() == Some(dn)) {
+                    return not_allowed("answer");
+                }
+                let early: Vec<usize> = (0..self.b.len())
+                    .filter(|&i| {
+                        self.b[i].progress == Progress::Early && self.b[i].dialog.is_some()
+                    })
+                    .collect();
+                if early.is_empty() {
+                    return Err(ControlError::NotAllowed(
+                        "the phone has not reported ringing in a dialog: it cannot be answered remotely"
+                            .into(),
+                    ));
+                }
+                for i in early {
+                    self.talk(LegId::B(i), now);
+                }
+            }
             Control::Hold => {
                 if state != "Established" {
                     return not_allowed("hold");
@@ -1384,6 +1406,26 @@ impl Call {
         }
     }
 
+    /// Asks the phone on `leg` to answer: NOTIFY with `Event: talk` in its early dialog.
+    fn talk(&mut self, leg: LegId, now: Instant) {
+        let transport = self.leg(leg).transport;
+        let contact = self.local.contact(transport);
+        let Some(dialog) = self.leg_mut(leg).dialog.as_mut() else {
+            return;
+        };
+        let mut notify = dialog.request(Method::Notify);
+        let (via, branch) = self.local.via(transport);
+        notify.headers.push_front(HeaderName::Via, via);
+        let mut headers = std::mem::take(&mut notify.headers);
+        headers.remove(&HeaderName::ContentLength);
+        headers.push(HeaderName::Contact, contact);
+        headers.push(HeaderName::Event, "talk");
+        headers.push(HeaderName::SubscriptionState, "active");
+        headers.push(HeaderName::ContentLength, "0");
+        notify.headers = headers;
+        self.send_request(leg, notify, branch, Purpose::Inform, now);
+    }
+
     /// Tells the referrer on `leg` its transfer is taken in hand: the implicit subscription's
     /// only NOTIFY, a final 200 in `message/sipfrag` (RFC 3515 2.4.5).
     fn notify_refer(&mut self, leg: LegId, now: Instant) {
@@ -1461,6 +1503,13 @@ impl Call {
     /// The call for a desktop: its state, parties, data, and what may be asked of it now.
     pub fn view(&self) -> CallView {
         let capabilities: &[&'static str] = match self.state() {
+            "Ringing" if self.to_dn => &[
+                "answer",
+                "release",
+                "attach-user-data",
+                "update-user-data",
+                "delete-user-data",
+            ],
             "Dialing" | "Ringing" => &[
                 "release",
                 "attach-user-data",
@@ -3631,7 +3680,7 @@ mod tests {
                         .sent
                         .push((dest, parse_datagram(bytes).expect("we send valid SIP"))),
                     Output::Event(e) => self.events.push(*e),
-                    Output::Locate { .. } => {}
+                    Output::Locate { .. } | Output::Replace { .. } => {}
                 }
             }
         }
@@ -3872,6 +3921,7 @@ mod tests {
         assert_eq!(
             run.call.view().capabilities,
             [
+                "answer",
                 "release",
                 "attach-user-data",
                 "update-user-data",

@@ -1132,6 +1132,30 @@ pub mod calls_client {
                 .insert(GrpcMethod::new("switchboard.voice.v1.Calls", "MakeCall"));
             self.inner.unary(req, path, codec).await
         }
+        /// Asks the ringing phone of the agent to answer (NOTIFY with Event: talk in its early
+        /// dialog, for phones that take remote answer). FAILED_PRECONDITION unless the call rings
+        /// at the agent's DN.
+        pub async fn answer(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CallRequest>,
+        ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchboard.voice.v1.Calls/Answer",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchboard.voice.v1.Calls", "Answer"));
+            self.inner.unary(req, path, codec).await
+        }
         /// FAILED_PRECONDITION unless the call is established (a ringing call cannot be held).
         pub async fn hold(
             &mut self,
@@ -1483,6 +1507,13 @@ pub mod calls_server {
             &self,
             request: tonic::Request<super::MakeCallRequest>,
         ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status>;
+        /// Asks the ringing phone of the agent to answer (NOTIFY with Event: talk in its early
+        /// dialog, for phones that take remote answer). FAILED_PRECONDITION unless the call rings
+        /// at the agent's DN.
+        async fn answer(
+            &self,
+            request: tonic::Request<super::CallRequest>,
+        ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status>;
         /// FAILED_PRECONDITION unless the call is established (a ringing call cannot be held).
         async fn hold(
             &self,
@@ -1709,6 +1740,49 @@ pub mod calls_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = MakeCallSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchboard.voice.v1.Calls/Answer" => {
+                    #[allow(non_camel_case_types)]
+                    struct AnswerSvc<T: Calls>(pub Arc<T>);
+                    impl<T: Calls> tonic::server::UnaryService<super::CallRequest>
+                    for AnswerSvc<T> {
+                        type Response = super::Ack;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CallRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Calls>::answer(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = AnswerSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
