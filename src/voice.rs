@@ -201,7 +201,7 @@ impl Voice {
         tenant: &Tenant,
         operation: &str,
         r: pb::ConsultRequest,
-        steps: [(bool, Control); 2],
+        steps: Vec<(bool, Control)>,
     ) -> Reply<pb::Ack> {
         let mut outcome = Ok(());
         for (on_consult, control) in steps {
@@ -676,14 +676,23 @@ impl pb::calls_server::Calls for Voice {
                     )));
                 }
             }
-            self.originate(
+            let consult = self
+                .originate(
+                    &tenant,
+                    &r.agent_id,
+                    &r.destination,
+                    Default::default(),
+                    Some(main.call.thread_id),
+                )
+                .await?;
+            self.control(
                 &tenant,
                 &r.agent_id,
-                &r.destination,
-                Default::default(),
-                Some(main.call.thread_id),
+                &r.call_id,
+                Control::Consulting(consult.clone()),
             )
-            .await
+            .await?;
+            Ok(consult)
         };
         match started.await {
             Ok(call_id) => Ok(Response::new(pb::Ack {
@@ -788,7 +797,7 @@ impl pb::calls_server::Calls for Voice {
             &tenant,
             "AlternateCall",
             r,
-            [(true, Control::Hold), (false, Control::Retrieve)],
+            vec![(true, Control::Hold), (false, Control::Retrieve)],
         )
         .await
     }
@@ -800,7 +809,11 @@ impl pb::calls_server::Calls for Voice {
             &tenant,
             "ReconnectCall",
             r,
-            [(true, Control::Release), (false, Control::Retrieve)],
+            vec![
+                (true, Control::Release),
+                (false, Control::Consulting(String::new())),
+                (false, Control::Reconnect),
+            ],
         )
         .await
     }

@@ -221,8 +221,8 @@ fn answer_byes(peer: &Peer, n: usize) {
 /// An agent's day over gRPC, GWS played by a tonic client: a1003 logs in and goes Ready, a
 /// carrier's call reaches its phone and is answered; a1003 holds it, retrieves it, attaches
 /// data, consults a1005 and completes the transfer to it; a1005, who sees the data, consults
-/// a1007 and makes a conference of the three (through the media server); a1005 releases it;
-/// each agent's wrap-up runs out; everyone logs out. The tenant's event stream holds exactly
+/// a1007 and makes a conference of the three (through the media server), then lets a1007 go
+/// and releases the call; each agent's wrap-up runs out; everyone logs out. The tenant's event stream holds exactly
 /// the merged sequence written out below, and the Redis streams their parts in that order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agents_day_reaches_the_stream_and_redis_in_order() {
@@ -385,6 +385,18 @@ async fn an_agents_day_reaches_the_stream_and_redis_in_order() {
     );
     assert_eq!(call_of(&consulting[0]).call_id, consult);
     assert_eq!(call_of(&consulting[0]).thread_id, thread, "one call thread");
+    let listed = calls
+        .list_calls(with_key(DEMO_KEY, agent("a1003", "")))
+        .await
+        .expect("list")
+        .into_inner()
+        .calls;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for c in &listed {
+        for capability in ["complete-transfer", "alternate", "reconnect"] {
+            assert!(c.capabilities.iter().any(|k| k == capability), "{c:?}");
+        }
+    }
 
     // The transfer completes: the caller and a1005 are connected, a1003 leaves both calls.
     calls
@@ -506,32 +518,43 @@ async fn an_agents_day_reaches_the_stream_and_redis_in_order() {
     assert_eq!(parties, ["+15550001111", "1005", "1007"]);
     assert_eq!(call_of(&conferenced[1]).cause, "conferenced");
 
-    // a1005 releases the call: every party hangs up; both agents wrap up.
+    // a1005 lets a1007 go: a1007 leaves the conference and wraps up (its own 1 s).
+    calls
+        .delete_from_conference(with_key(
+            DEMO_KEY,
+            pb::PartyRequest {
+                agent_id: "a1005".into(),
+                call_id: call.clone(),
+                dn: "1007".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("delete from conference");
+    answer_byes(&third, 1);
+    answer_byes(&media, 1);
+    let deleted = expect!(
+        "agent AgentNotReady",
+        "dn OnHook",
+        "call PartyDeleted",
+        "agent AgentReady",
+    );
+    assert_eq!(agent_of(&deleted[0]).agent_id, "a1007");
+    assert_eq!(agent_of(&deleted[3]).agent_id, "a1007");
+
+    // a1005 releases the call: the caller, a1005 and their conference legs hang up.
     calls
         .release(with_key(DEMO_KEY, on("a1005", &call)))
         .await
         .expect("release");
     answer_byes(&sbc, 1);
     answer_byes(&second, 1);
-    answer_byes(&third, 1);
-    answer_byes(&media, 3);
-    let released = expect!(
-        "agent AgentNotReady",
-        "dn OnHook",
-        "agent AgentNotReady",
-        "dn OnHook",
-        "call Released",
-    );
+    answer_byes(&media, 2);
+    let released = expect!("agent AgentNotReady", "dn OnHook", "call Released");
     assert_eq!(agent_of(&released[0]).agent_id, "a1005");
-    assert_eq!(agent_of(&released[2]).agent_id, "a1007");
-    assert_eq!(call_of(&released[4]).user_data["case"], "4711");
-    let wrapped = expect!("agent AgentReady", "agent AgentReady");
-    assert_eq!(
-        agent_of(&wrapped[0]).agent_id,
-        "a1007",
-        "the shorter wrap-up first"
-    );
-    assert_eq!(agent_of(&wrapped[1]).agent_id, "a1005");
+    assert_eq!(call_of(&released[2]).user_data["case"], "4711");
+    let wrapped = expect!("agent AgentReady");
+    assert_eq!(agent_of(&wrapped[0]).agent_id, "a1005");
     for id in ["a1003", "a1005", "a1007"] {
         agents
             .logout(with_key(DEMO_KEY, agent(id, "")))
@@ -1560,4 +1583,116 @@ async fn a_ringing_call_is_answered_from_the_desktop_and_a_transfer_needs_its_co
         kinds(&take(&mut stream, 2).await),
         ["dn OnHook", "call Released"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_alternates_between_the_held_call_and_its_consultation_then_reconnects() {
+    let url = support::redis_db(27);
+    let server = Server::start_with_config(Some(&config(0, "")), &["--redis", &url]);
+    let channel = channel(&server).await;
+    let mut agents = Agents::new(channel.clone());
+    let mut calls = Calls::new(channel.clone());
+    let first = raw_phone(&server, "1003");
+    let second = raw_phone(&server, "1005");
+    for (id, dn) in [("a1003", "1003"), ("a1005", "1005")] {
+        agents
+            .login(with_key(DEMO_KEY, login(id, dn)))
+            .await
+            .expect("login");
+    }
+    let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
+    let sbc = Peer::sbc(&server);
+    delivered(&server, &sbc, &first, "1003", "alternate-1");
+    let start = take(&mut stream, 3).await;
+    let call = call_of(&start[1]).call_id.clone();
+    let consult = calls
+        .initiate_transfer(with_key(
+            DEMO_KEY,
+            pb::TransferRequest {
+                agent_id: "a1003".into(),
+                call_id: call.clone(),
+                destination: "1005".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("initiate")
+        .into_inner()
+        .call_id;
+    answer_invites(&sbc, 1, 4000);
+    answer_invites(&first, 2, 5002);
+    let rung = second
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("1005 rings");
+    second.answer(&rung, 200, Some(&sdp(6000)));
+    answer_invites(&first, 1, 5002);
+    assert_eq!(
+        kinds(&take(&mut stream, 4).await),
+        [
+            "call Dialing",
+            "call Held",
+            "dn OffHook",
+            "call Established"
+        ]
+    );
+    let request = || pb::ConsultRequest {
+        agent_id: "a1003".into(),
+        call_id: call.clone(),
+        consult_call_id: consult.clone(),
+        ..Default::default()
+    };
+
+    // Alternate: the consultation is held, the caller retrieved.
+    calls
+        .alternate_call(with_key(DEMO_KEY, request()))
+        .await
+        .expect("alternate");
+    for reinvite in answer_invites(&second, 1, 6000) {
+        assert!(String::from_utf8_lossy(&reinvite.body).contains("a=inactive"));
+    }
+    let on_first: Vec<_> = (0..2)
+        .map(|_| {
+            first
+                .request(Method::Invite, Duration::from_secs(5))
+                .expect("a re-INVITE on each line")
+        })
+        .collect();
+    assert!(String::from_utf8_lossy(&on_first[0].body).contains("a=inactive"));
+    assert!(String::from_utf8_lossy(&on_first[1].body).contains("a=sendrecv"));
+    first.answer(&on_first[0], 200, Some(&sdp(5002)));
+    let held = take(&mut stream, 1).await;
+    first.answer(&on_first[1], 200, Some(&sdp(5002)));
+    answer_invites(&sbc, 1, 4000);
+    let mut alternated = held;
+    alternated.extend(take(&mut stream, 1).await);
+    assert_eq!(kinds(&alternated), ["call Held", "call Retrieved"]);
+    assert_eq!(call_of(&alternated[0]).call_id, consult);
+    assert_eq!(call_of(&alternated[1]).call_id, call);
+
+    // Reconnect: the consultation call is released; the caller stays with the agent.
+    calls
+        .reconnect_call(with_key(DEMO_KEY, request()))
+        .await
+        .expect("reconnect");
+    answer_byes(&first, 1);
+    answer_byes(&second, 1);
+    let reconnected = take(&mut stream, 2).await;
+    assert_eq!(kinds(&reconnected), ["dn OnHook", "call Released"]);
+    assert_eq!(call_of(&reconnected[1]).call_id, consult);
+    let listed = calls
+        .list_calls(with_key(DEMO_KEY, agent("a1003", "")))
+        .await
+        .expect("list")
+        .into_inner()
+        .calls;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, "Established");
+    assert!(
+        !listed[0]
+            .capabilities
+            .iter()
+            .any(|c| c == "complete-transfer"),
+        "no consultation any more: {listed:?}"
+    );
+    quiet(&mut stream).await;
 }

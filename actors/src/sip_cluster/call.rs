@@ -63,8 +63,13 @@ pub enum Control {
     /// The ringing phone is asked to answer (NOTIFY with the talk event, as the phones that
     /// take remote answer know it).
     Answer,
+    /// The agent consults about this call on call `0` (for the capabilities it lists); empty
+    /// once it no longer does.
+    Consulting(String),
     Hold,
     Retrieve,
+    /// Retrieved if held, left as it is if established (reconnecting after a consultation).
+    Reconnect,
     Release,
     AttachUserData(Vec<(String, String)>),
     UpdateUserData(Vec<(String, String)>),
@@ -368,6 +373,8 @@ pub struct Call {
     rung: bool,
     /// The thread the call left for another, until its next event says so.
     former_thread: Option<String>,
+    /// The consultation call its agent placed about it, until it is completed.
+    consulting: Option<String>,
     /// The parties' legs into a media server's conference, once the call is one (boxed:
     /// rare).
     conference: Option<Box<Conference>>,
@@ -478,6 +485,7 @@ impl Call {
             originate: None,
             rung: false,
             former_thread: None,
+            consulting: None,
             conference: None,
             servers: Vec::new(),
             clients: Vec::new(),
@@ -604,6 +612,7 @@ impl Call {
             })),
             rung: false,
             former_thread: None,
+            consulting: None,
             conference: None,
             servers: Vec::new(),
             clients: Vec::new(),
@@ -831,6 +840,9 @@ impl Call {
         };
         match control {
             Control::View => {}
+            Control::Consulting(consult) => {
+                self.consulting = (!consult.is_empty()).then_some(consult);
+            }
             Control::Answer => {
                 if state != "Ringing" || !(self.to_dn && self.destination.as_deref() == Some(dn)) {
                     return not_allowed("answer");
@@ -862,6 +874,11 @@ impl Call {
                 }
                 self.reoffer_legs(false, now)?;
             }
+            Control::Reconnect => match state {
+                "Held" => self.reoffer_legs(false, now)?,
+                "Established" => {}
+                _ => return not_allowed("reconnect to"),
+            },
             Control::Release => match self.phase {
                 Phase::Routing | Phase::Ringing => {
                     tracing::info!(tenant = %self.tenant.name, call = %self.id, dn,
@@ -1062,6 +1079,7 @@ impl Call {
         self.destination = Some(party);
         self.to_dn = to_dn;
         self.held = false;
+        self.consulting = None;
         // Each remaining party is offered the other's session, as one session changing.
         let offers = [
             (LegId::A, self.a.sdp.clone(), media),
@@ -1137,6 +1155,7 @@ impl Call {
             (LegId::B(joined), party, to_dn, media),
         ];
         self.held = false;
+        self.consulting = None;
         let mut members = Vec::with_capacity(3);
         for (i, (leg, member_dn, internal, session)) in sessions.into_iter().enumerate() {
             let ms = session.map(|body| self.invite_conference(server, body, i, now));
@@ -1533,10 +1552,23 @@ impl Call {
             ],
             _ => &[],
         };
+        let mut capabilities = capabilities.to_vec();
+        // A call consulted about, and the consultation call itself once answered.
+        let consultation = self.originate.is_some() && self.thread != self.id;
+        if matches!(self.state(), "Established" | "Held")
+            && (self.consulting.is_some() || consultation)
+        {
+            capabilities.extend([
+                "complete-transfer",
+                "complete-conference",
+                "alternate",
+                "reconnect",
+            ]);
+        }
         CallView {
             call: self.thread(""),
             state: self.state(),
-            capabilities: capabilities.to_vec(),
+            capabilities,
         }
     }
 
