@@ -40,7 +40,7 @@ fn options_to_the_core_is_a_keepalive() {
     assert_eq!(r.status, 200);
     assert_eq!(
         header(&r, HeaderName::Allow),
-        Some("INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK")
+        Some("INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK, REFER")
     );
     // The same over TCP.
     let mut tcp = std::net::TcpStream::connect(server.sip).expect("tcp");
@@ -247,7 +247,7 @@ fn requests_not_served_get_their_rfc_answer() {
     assert_eq!(r.status, 405);
     assert_eq!(
         header(&r, HeaderName::Allow),
-        Some("INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK")
+        Some("INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK, REFER")
     );
     assert_eq!(udp.request(request("BYE", ";tag=x").as_bytes()).status, 481);
     assert_eq!(udp.request(request("CANCEL", "").as_bytes()).status, 481);
