@@ -152,14 +152,14 @@ mod tests {
     #[tokio::test]
     async fn the_earliest_instant_asked_wakes_once_and_a_forgotten_key_never() {
         let (tx, mut woken) = mpsc::unbounded_channel();
-        let (actor, _) = Actor::spawn(None, Recorder, tx).await.unwrap();
+        let (actor, _) = Actor::spawn(None, Recorder, tx).await.expect("spawn");
         let wakeups = Wakeups::start(Instant::now);
         let start = Instant::now();
         wakeups.at(1, start + Duration::from_millis(400), &actor);
         wakeups.at(1, start + Duration::from_millis(100), &actor);
         wakeups.at(2, start + Duration::from_millis(150), &actor);
         wakeups.forget(2);
-        let first = woken.recv().await.unwrap();
+        let first = woken.recv().await.expect("woken");
         assert!(first >= start + Duration::from_millis(100), "woken early");
         // Key 1 waited for 100 ms, not 400; key 2 was forgotten: nothing more comes.
         let more = tokio::time::timeout(Duration::from_millis(600), woken.recv()).await;

@@ -16,14 +16,17 @@ fn generated_code_is_current() {
     tonic_prost_build::configure()
         .out_dir(out.path())
         .file_descriptor_set_path(out.path().join("provisioning.bin"))
-        .compile_protos(&[root.join("provisioning.proto")], &[root.clone()])
+        .compile_protos(
+            &[root.join("provisioning.proto")],
+            std::slice::from_ref(&root),
+        )
         .expect("protoc runs (install protobuf-compiler)");
     // The voice API refers to the event schema generated above rather than a second copy.
     tonic_prost_build::configure()
         .out_dir(out.path())
         .extern_path(".switchboard.events.v1", "crate::events")
         .file_descriptor_set_path(out.path().join("voice.bin"))
-        .compile_protos(&[root.join("voice.proto")], &[root.clone()])
+        .compile_protos(&[root.join("voice.proto")], std::slice::from_ref(&root))
         .expect("protoc runs (install protobuf-compiler)");
     let stale: Vec<String> = [
         "switchboard.events.v1.rs",

@@ -336,14 +336,15 @@ enum Phase {
 
 /// The call.
 pub struct Call {
-    id: String,
-    /// The call thread: the call and its consultation relatives (its own id unless it was
-    /// placed to consult about another call).
-    thread: String,
+    /// Shared with the node's table of calls.
+    id: Arc<str>,
+    /// The call thread (the call and its consultation relatives), when it is not the call's
+    /// own id: a call placed to consult about another joins that one's thread.
+    joined: Option<Box<str>>,
     tenant: Arc<Tenant>,
     origin: Origin,
     local: Local,
-    config: ClusterConfig,
+    config: Arc<ClusterConfig>,
     dn_calls: DnCalls,
     started: Instant,
     ani: String,
@@ -372,9 +373,9 @@ pub struct Call {
     /// Whether Ringing has been reported.
     rung: bool,
     /// The thread the call left for another, until its next event says so.
-    former_thread: Option<String>,
+    former_thread: Option<Box<str>>,
     /// The consultation call its agent placed about it, until it is completed.
-    consulting: Option<String>,
+    consulting: Option<Box<str>>,
     /// The parties' legs into a media server's conference, once the call is one (boxed:
     /// rare).
     conference: Option<Box<Conference>>,
@@ -404,10 +405,10 @@ impl Call {
     /// A call for an INVITE the edge admitted: answered 100 at once, then routed.
     /// Starts the call `id` (unique and sortable, as events and desktops name it).
     pub fn start(
-        id: String,
+        id: Arc<str>,
         new: NewDialog,
         local: Local,
-        config: ClusterConfig,
+        config: Arc<ClusterConfig>,
         dn_calls: DnCalls,
         now: Instant,
     ) -> Self {
@@ -460,7 +461,7 @@ impl Call {
             sdp: None,
         };
         let mut call = Self {
-            thread: id.clone(),
+            joined: None,
             id,
             tenant,
             origin,
@@ -553,14 +554,14 @@ impl Call {
     /// re-INVITE.
     #[expect(clippy::too_many_arguments, reason = "the call's whole setting")]
     pub fn originate(
-        id: String,
+        id: Arc<str>,
         tenant: Arc<Tenant>,
         dn: &str,
         dial: &str,
         user_data: BTreeMap<String, String>,
         thread: Option<String>,
         local: Local,
-        config: ClusterConfig,
+        config: Arc<ClusterConfig>,
         dn_calls: DnCalls,
         now: Instant,
     ) -> Self {
@@ -585,7 +586,7 @@ impl Call {
             sdp: None,
         };
         let mut call = Self {
-            thread: thread.unwrap_or_else(|| id.clone()),
+            joined: thread.filter(|t| **t != *id).map(String::into_boxed_str),
             id,
             origin: Origin::Phone(dn.to_owned()),
             local,
@@ -793,7 +794,7 @@ impl Call {
 
     /// The call thread it belongs to.
     pub fn thread_id(&self) -> &str {
-        &self.thread
+        self.joined.as_deref().unwrap_or(&self.id)
     }
 
     pub fn tenant_name(&self) -> &str {
@@ -829,7 +830,7 @@ impl Call {
         now: Instant,
     ) -> Result<CallView, ControlError> {
         if !self.involves(dn) {
-            return Err(ControlError::NotFound(self.id.clone()));
+            return Err(ControlError::NotFound(self.id.to_string()));
         }
         let state = self.state();
         let not_allowed = |what: &str| {
@@ -841,7 +842,7 @@ impl Call {
         match control {
             Control::View => {}
             Control::Consulting(consult) => {
-                self.consulting = (!consult.is_empty()).then_some(consult);
+                self.consulting = (!consult.is_empty()).then(|| consult.into_boxed_str());
             }
             Control::Answer => {
                 if state != "Ringing" || !(self.to_dn && self.destination.as_deref() == Some(dn)) {
@@ -947,8 +948,9 @@ impl Call {
                 if self.winner.is_some() {
                     return not_allowed("finish the transfer of");
                 }
-                if thread != self.thread {
-                    self.former_thread = Some(std::mem::replace(&mut self.thread, thread));
+                if thread != self.thread_id() {
+                    self.former_thread = Some(self.thread_id().into());
+                    self.joined = Some(thread.into_boxed_str());
                 }
                 let cause = if conferenced {
                     "conferenced"
@@ -991,7 +993,7 @@ impl Call {
     /// the main call holds the party.
     pub fn hand_over(&mut self, dn: &str) -> Result<Handover, ControlError> {
         if !self.involves(dn) {
-            return Err(ControlError::NotFound(self.id.clone()));
+            return Err(ControlError::NotFound(self.id.to_string()));
         }
         let Some(w) = self.winner.filter(|_| self.phase == Phase::Established) else {
             return Err(ControlError::NotAllowed(
@@ -1028,7 +1030,7 @@ impl Call {
         self.winner = None;
         self.awaiting_ack.retain(|a| a.leg != LegId::B(w));
         Ok(Handover {
-            from_call: self.id.clone(),
+            from_call: self.id.to_string(),
             leg: Box::new(leg),
             party: self.destination.clone().unwrap_or_default(),
             to_dn: self.to_dn,
@@ -1554,7 +1556,7 @@ impl Call {
         };
         let mut capabilities = capabilities.to_vec();
         // A call consulted about, and the consultation call itself once answered.
-        let consultation = self.originate.is_some() && self.thread != self.id;
+        let consultation = self.originate.is_some() && self.joined.is_some();
         if matches!(self.state(), "Established" | "Held")
             && (self.consulting.is_some() || consultation)
         {
@@ -3403,7 +3405,7 @@ impl Call {
             snapshot,
             dns,
             left,
-            former_thread: self.former_thread.take(),
+            former_thread: self.former_thread.take().map(String::from),
         })));
     }
 
@@ -3436,8 +3438,8 @@ impl Call {
             });
         }
         CallThread {
-            call_id: self.id.clone(),
-            thread_id: self.thread.clone(),
+            call_id: self.id.to_string(),
+            thread_id: self.thread_id().to_owned(),
             parties,
             ani: self.ani.clone(),
             dnis: self.dnis.clone(),
@@ -3476,8 +3478,8 @@ impl Call {
             legs.push(leg("callee", &self.b[i]));
         }
         serde_json::json!({
-            "call": self.id,
-            "thread": self.id,
+            "call": &*self.id,
+            "thread": self.thread_id(),
             "tenant": self.tenant.name,
             "state": kind.name(),
             "held": self.held,
@@ -3676,7 +3678,7 @@ mod tests {
         ) -> Self {
             let now = Instant::now();
             let call = Call::start(
-                "call-1".into(),
+                Arc::from("call-1"),
                 NewDialog {
                     tenant,
                     origin: Origin::Trunk("carrier".into()),
@@ -3691,7 +3693,7 @@ mod tests {
                     node: "sbtest".into(),
                     key: 1,
                 },
-                config,
+                Arc::new(config),
                 dn_calls,
                 now,
             );
@@ -3742,15 +3744,13 @@ mod tests {
         /// The requests of `method` sent to `dest` so far.
         fn take(&mut self, dest: &str, method: Method) -> Vec<Request> {
             let dest: SocketAddr = dest.parse().expect("addr");
-            let found = self
-                .sent
+            self.sent
                 .iter()
                 .filter_map(|(d, m)| match m {
                     Message::Request(r) if *d == dest && r.method == method => Some(r.clone()),
                     _ => None,
                 })
-                .collect();
-            found
+                .collect()
         }
 
         /// Final statuses sent to the SBC.
@@ -3886,13 +3886,13 @@ mod tests {
             ok = ok.with_header(name.clone(), *value);
         }
         ok = with_body(ok, &invite.headers, invite.body.clone());
-        run.from_phone(Message::Response(ok));
+        run.phone_sends(Message::Response(ok));
         run.sbc_request("ACK", 1, "");
         run
     }
 
     impl Run {
-        fn from_phone(&mut self, m: Message) {
+        fn phone_sends(&mut self, m: Message) {
             let phone = self.call.b[0].peer;
             self.call.receive(m, phone, Transport::Udp, self.now);
             self.drain();
@@ -3962,7 +3962,7 @@ mod tests {
         );
         let invite = run.take("192.0.2.9:5062", Method::Invite).remove(0);
         let answer = OFFER.replace("sbc", "phone").replace("4000", "5000");
-        run.from_phone(Message::Response(
+        run.phone_sends(Message::Response(
             ok_with(&invite, "ph", &answer)
                 .with_header(HeaderName::Contact, "<sip:1001@192.0.2.9:5062>"),
         ));
@@ -3995,7 +3995,7 @@ mod tests {
             ),
             "one offer at a time"
         );
-        run.from_phone(Message::Response(ok_with(&to_phone, "ph", &answer)));
+        run.phone_sends(Message::Response(ok_with(&to_phone, "ph", &answer)));
         run.call.receive(
             Message::Response(ok_with(&to_sbc, "sbc", OFFER)),
             SBC.parse().expect("addr"),
@@ -4023,7 +4023,7 @@ mod tests {
                 .expect("sdp")
                 .contains("a=sendrecv")
         );
-        run.from_phone(Message::Response(ok_with(&to_phone, "ph", &answer)));
+        run.phone_sends(Message::Response(ok_with(&to_phone, "ph", &answer)));
         run.call.receive(
             Message::Response(ok_with(&to_sbc, "sbc", OFFER)),
             SBC.parse().expect("addr"),
@@ -4177,7 +4177,7 @@ mod tests {
         );
         let ok = Response::to_request(&update[0].headers, 200)
             .with_header(HeaderName::SessionExpires, "100;refresher=uac");
-        run.from_phone(Message::Response(ok));
+        run.phone_sends(Message::Response(ok));
         // The next refresh is never answered: the call ends on both legs.
         run.sent.clear();
         run.advance(Duration::from_secs(51));
@@ -4210,7 +4210,7 @@ mod tests {
             &invite.headers,
             invite.body.clone(),
         );
-        run.from_phone(Message::Response(early));
+        run.phone_sends(Message::Response(early));
         (run, invite)
     }
 

@@ -181,7 +181,8 @@ impl DnCalls {
 #[derive(Clone)]
 pub struct Shared {
     pub endpoint: Endpoint,
-    pub config: ClusterConfig,
+    /// Shared by every call of the node rather than copied into each.
+    pub config: Arc<ClusterConfig>,
     pub locate: Locate,
     pub call_state: CallState,
     pub dn_calls: DnCalls,
@@ -231,7 +232,7 @@ pub enum CallMsg {
 
 /// The node's live calls: which actor runs the call a message belongs to. Owned by the edge.
 pub struct Calls {
-    shared: Shared,
+    shared: Arc<Shared>,
     next_key: u64,
     by_key: HashMap<u64, ActorRef<CallMsg>>,
     /// Calls by the Call-ID their first leg arrived with.
@@ -246,7 +247,7 @@ pub struct Calls {
 impl Calls {
     pub fn new(shared: Shared) -> Self {
         Self {
-            shared,
+            shared: Arc::new(shared),
             next_key: 0,
             by_key: HashMap::new(),
             by_call_id: HashMap::new(),
@@ -324,7 +325,7 @@ impl Calls {
         let (actor, _) = Actor::spawn_linked(
             None,
             CallActor,
-            (key, id.to_string(), start, self.shared.clone()),
+            (key, id.clone(), start, self.shared.clone()),
             supervisor,
         )
         .await?;
@@ -384,7 +385,8 @@ pub struct CallActor;
 pub struct CallActorState {
     key: u64,
     call: Call,
-    shared: Shared,
+    /// What every call of the node shares (one allocation for them all).
+    shared: Arc<Shared>,
     /// The wake-up asked for, so a later, earlier deadline asks again.
     wake_at: Option<Instant>,
 }
@@ -392,7 +394,7 @@ pub struct CallActorState {
 impl Actor for CallActor {
     type Msg = CallMsg;
     type State = CallActorState;
-    type Arguments = (u64, String, Start, Shared);
+    type Arguments = (u64, Arc<str>, Start, Arc<Shared>);
 
     async fn pre_start(
         &self,

@@ -155,8 +155,8 @@ mod tests {
         );
         assert_eq!(
             SessionExpires::of(&headers("600"))
-                .unwrap()
-                .unwrap()
+                .expect("valid")
+                .expect("present")
                 .uac_refreshes,
             None
         );

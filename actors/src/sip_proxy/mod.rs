@@ -267,7 +267,7 @@ impl Actor for SipProxy {
         } = args.cluster;
         let calls = Calls::new(Shared {
             endpoint: endpoint.clone(),
-            config: cluster_config,
+            config: Arc::new(cluster_config),
             locate,
             call_state,
             dn_calls: Default::default(),

@@ -110,12 +110,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let took = started.elapsed();
-    println!(
+    say(format!(
         "logins: {} agents in {:.2} s ({:.0}/s), {refused} refused (already logged in counts here)",
         args.agents,
         took.as_secs_f64(),
         args.agents as f64 / took.as_secs_f64()
-    );
+    ));
 
     // Subscribers, each timing every change it is handed.
     let total = (args.rate * args.seconds) as usize;
@@ -227,19 +227,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         v[((v.len() as f64 * p) as usize).min(v.len() - 1)] as f64 / 1000.0
     };
-    println!(
+    say(format!(
         "changes: {total} at {:.0}/s over {:.1} s, {} failed{cpu}",
         total as f64 / sending.as_secs_f64(),
         sending.as_secs_f64(),
         failed.load(Ordering::Relaxed)
-    );
-    println!(
+    ));
+    say(format!(
         "acknowledged: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         pct(&acks, 0.5),
         pct(&acks, 0.99),
         pct(&acks, 1.0)
-    );
-    println!(
+    ));
+    say(format!(
         "request to event at each of {} subscribers: {} deliveries of {} expected, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms; {short} subscribers short",
         args.subscribers,
         latencies.len(),
@@ -248,8 +248,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         pct(&latencies, 0.99),
         pct(&latencies, 0.999),
         pct(&latencies, 1.0)
-    );
+    ));
     Ok(())
+}
+
+/// Prints a line of the report.
+fn say(line: String) {
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 /// User and system CPU time of a process, in clock ticks (/proc/PID/stat).
