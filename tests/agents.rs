@@ -1696,3 +1696,73 @@ async fn an_agent_alternates_between_the_held_call_and_its_consultation_then_rec
     );
     quiet(&mut stream).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sipp_phone_takes_a_call_the_desktop_holds_retrieves_and_releases() {
+    let url = support::redis_db(28);
+    let server = Server::start_with_config(Some(&config(0, "")), &["--redis", &url]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = support::free_port();
+    support::sipp::register(&server, dir.path(), "1011", port);
+    let mut sipp = support::sipp::answering_phone(dir.path(), "1011", "127.0.0.1", port);
+    let channel = channel(&server).await;
+    let mut agents = Agents::new(channel.clone());
+    let mut calls = Calls::new(channel.clone());
+    agents
+        .login(with_key(DEMO_KEY, login("a1011", "1011")))
+        .await
+        .expect("login");
+    agents
+        .ready(with_key(DEMO_KEY, agent("a1011", "")))
+        .await
+        .expect("ready");
+    let mut stream = follow(channel.clone(), DEMO_KEY, "a1011", "").await;
+    let sbc = Peer::sbc(&server);
+    sbc.send(&support::peer::sbc_invite(
+        sbc.port(),
+        &server,
+        "1011",
+        "sipp-1",
+        &sdp(4000),
+    ));
+    let ok = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("SIPp answers");
+    assert_eq!(ok.status, 200);
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "sipp-1", "ACK", 1, ""));
+    let answered = take(&mut stream, 3).await;
+    assert_eq!(
+        kinds(&answered),
+        ["dn OffHook", "call Ringing", "call Established"]
+    );
+    let call = call_of(&answered[1]).call_id.clone();
+    let on = || pb::CallRequest {
+        agent_id: "a1011".into(),
+        call_id: call.clone(),
+        ..Default::default()
+    };
+    calls.hold(with_key(DEMO_KEY, on())).await.expect("hold");
+    answer_invites(&sbc, 1, 4000);
+    assert_eq!(kinds(&take(&mut stream, 1).await), ["call Held"]);
+    calls
+        .retrieve(with_key(DEMO_KEY, on()))
+        .await
+        .expect("retrieve");
+    answer_invites(&sbc, 1, 4000);
+    assert_eq!(kinds(&take(&mut stream, 1).await), ["call Retrieved"]);
+    calls
+        .release(with_key(DEMO_KEY, on()))
+        .await
+        .expect("release");
+    answer_byes(&sbc, 1);
+    assert_eq!(
+        kinds(&take(&mut stream, 2).await),
+        ["dn OnHook", "call Released"]
+    );
+    let status = support::sipp::wait(&mut sipp, Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "SIPp took the re-INVITEs and the BYE: {status}\n{}",
+        support::sipp::sipp_errors(dir.path())
+    );
+}

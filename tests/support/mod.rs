@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod peer;
+pub mod sipp;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};

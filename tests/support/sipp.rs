@@ -1,0 +1,107 @@
+//! SIPp as a test peer: the scenarios of benches/sipp run as phones that register and answer.
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::Server;
+
+/// A SIPp scenario from benches/sipp.
+pub fn scenario(name: &str) -> std::path::PathBuf {
+    super::manifest_dir().join("benches/sipp").join(name)
+}
+
+pub fn sipp(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("sipp");
+    c.current_dir(dir)
+        .args(args)
+        .args(["-nostdin", "-trace_err"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+/// Registers `dn` from 127.0.0.1:`port`, so that a SIPp phone later bound there is rung.
+pub fn register(server: &Server, dir: &Path, dn: &str, port: u16) {
+    let status = sipp(
+        dir,
+        &[
+            "-sf",
+            scenario("register_md5.xml").to_str().expect("path"),
+            "-s",
+            dn,
+            "-au",
+            dn,
+            "-ap",
+            &format!("demo{dn}"),
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-timeout",
+            "10s",
+            &server.sip.to_string(),
+        ],
+    )
+    .status()
+    .expect("sipp runs (scripts/test.sh installs sip-tester)");
+    assert!(
+        status.success(),
+        "{dn} registers: {status}\n{}",
+        server.log_text()
+    );
+}
+
+/// A SIPp phone on `dn` at `ip`:`port` that answers one call (phone_answer.xml).
+pub fn answering_phone(dir: &Path, dn: &str, ip: &str, port: u16) -> Child {
+    let child = sipp(
+        dir,
+        &[
+            "-sf",
+            scenario("phone_answer.xml").to_str().expect("path"),
+            "-s",
+            dn,
+            "-m",
+            "1",
+            "-i",
+            ip,
+            "-p",
+            &port.to_string(),
+            "-timeout",
+            "30s",
+        ],
+    )
+    .spawn()
+    .expect("sipp runs");
+    // SIPp binds its socket at once; give it the moment it needs.
+    std::thread::sleep(Duration::from_millis(300));
+    child
+}
+
+pub fn wait(child: &mut Child, within: Duration) -> ExitStatus {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            return child.wait().expect("wait");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The error log SIPp writes in its directory, for failure messages.
+pub fn sipp_errors(dir: &Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with("_errors.log") {
+            text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    text
+}
