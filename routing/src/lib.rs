@@ -1,4 +1,6 @@
-//! Routing for switchboard without I/O: the dial plan now; target expressions, queue order,
-//! agent choice and strategies with the routing issue.
+//! Routing for switchboard without I/O: the dial plan, target expressions and the pool of Ready
+//! agents indexed for choosing among them; queue order and strategies to come.
 
 pub mod dialplan;
+pub mod pool;
+pub mod target;
