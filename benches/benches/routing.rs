@@ -3,7 +3,7 @@
 //! (`skillA >= n & (skillB > 0 | skillC > m)`): the agent the longest Ready who satisfies it
 //! (`cargo bench -p switchboard-benches --bench routing`).
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use std::hint::black_box;
 use switchboard_routing::pool::{Choice, Pool};
 use switchboard_routing::target::{Profile, Target};
@@ -63,5 +63,34 @@ fn routing(c: &mut Criterion) {
     group.finish();
 }
 
+/// Each decision timed on its own, for the tail: p50, p99 and the slowest, on stderr.
+fn percentiles() {
+    let pool = pool();
+    let targets = targets();
+    let mut times: Vec<u128> = Vec::with_capacity(targets.len() * 40);
+    for _ in 0..40 {
+        for t in &targets {
+            let start = std::time::Instant::now();
+            black_box(pool.choose(black_box(t), Choice::LongestIdle));
+            times.push(start.elapsed().as_nanos());
+        }
+    }
+    times.sort_unstable();
+    let at =
+        |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)] as f64 / 1000.0;
+    eprintln!(
+        "routing/choose, one decision over {AGENTS} agents ({} timed): p50 {:.1} us, p99 {:.1} us, max {:.1} us",
+        times.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+}
+
 criterion_group!(benches, routing);
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    percentiles();
+    Criterion::default().configure_from_args().final_summary();
+}

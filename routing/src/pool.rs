@@ -15,13 +15,16 @@ pub enum Choice {
     LongestIdle,
 }
 
-/// Ready agents, with when each became Ready.
+/// Ready agents, with when each became Ready. Agents sit in slots; the indexes hold slot
+/// numbers, so that looking at a candidate costs no lookup by name.
 #[derive(Debug, Default)]
 pub struct Pool {
-    agents: HashMap<String, Ready>,
+    slots: Vec<Option<Ready>>,
+    free: Vec<u32>,
+    by_id: HashMap<String, u32>,
     /// Skill (lowercase) to level to the agents at that level.
-    by_skill: HashMap<String, BTreeMap<u32, BTreeSet<String>>>,
-    by_group: HashMap<String, BTreeSet<String>>,
+    by_skill: HashMap<String, BTreeMap<u32, BTreeSet<u32>>>,
+    by_group: HashMap<String, BTreeSet<u32>>,
 }
 
 #[derive(Debug)]
@@ -33,44 +36,52 @@ struct Ready {
 
 impl Pool {
     pub fn len(&self) -> usize {
-        self.agents.len()
+        self.by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.agents.is_empty()
+        self.by_id.is_empty()
     }
 
     /// The agent of `profile` is Ready since `since` (again, if it was already).
     pub fn insert(&mut self, profile: Profile, since: u64) {
         self.remove(&profile.id);
-        let id = profile.id.clone();
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
         for (skill, level) in &profile.skills {
             self.by_skill
                 .entry(skill.clone())
                 .or_default()
                 .entry(*level)
                 .or_default()
-                .insert(id.clone());
+                .insert(slot);
         }
         for group in &profile.groups {
-            self.by_group
-                .entry(group.clone())
-                .or_default()
-                .insert(id.clone());
+            self.by_group.entry(group.clone()).or_default().insert(slot);
         }
-        self.agents.insert(id, Ready { profile, since });
+        self.by_id.insert(profile.id.clone(), slot);
+        self.slots[slot as usize] = Some(Ready { profile, since });
     }
 
     /// The agent is no longer Ready (reserved, busy, not ready, logged out).
     pub fn remove(&mut self, id: &str) -> bool {
-        let Some(ready) = self.agents.remove(id) else {
+        let Some(slot) = self.by_id.remove(id) else {
             return false;
         };
+        let Some(ready) = self.slots[slot as usize].take() else {
+            return false;
+        };
+        self.free.push(slot);
         for (skill, level) in &ready.profile.skills {
             if let Some(levels) = self.by_skill.get_mut(skill) {
-                if let Some(ids) = levels.get_mut(level) {
-                    ids.remove(id);
-                    if ids.is_empty() {
+                if let Some(slots) = levels.get_mut(level) {
+                    slots.remove(&slot);
+                    if slots.is_empty() {
                         levels.remove(level);
                     }
                 }
@@ -80,9 +91,9 @@ impl Pool {
             }
         }
         for group in &ready.profile.groups {
-            if let Some(ids) = self.by_group.get_mut(group) {
-                ids.remove(id);
-                if ids.is_empty() {
+            if let Some(slots) = self.by_group.get_mut(group) {
+                slots.remove(&slot);
+                if slots.is_empty() {
                     self.by_group.remove(group);
                 }
             }
@@ -93,58 +104,48 @@ impl Pool {
     /// The agent to offer a call with `target`, if any Ready agent satisfies it.
     pub fn choose(&self, target: &Target, choice: Choice) -> Option<&str> {
         let Choice::LongestIdle = choice;
-        let better = |best, id: &str| self.better(target, best, id);
-        let mut best = None;
+        let mut best: Option<&Ready> = None;
+        let mut consider = |slot: u32| {
+            let Some(ready) = self.slots.get(slot as usize).and_then(Option::as_ref) else {
+                return;
+            };
+            let longer = best.is_none_or(|b| {
+                (ready.since, ready.profile.id.as_str()) < (b.since, b.profile.id.as_str())
+            });
+            if longer && target.matches(&ready.profile) {
+                best = Some(ready);
+            }
+        };
         match target.seeds() {
             Some(seeds) => {
                 for seed in seeds {
                     match &seed {
                         Seed::Skill { skill, min } => {
-                            let Some(levels) = self.by_skill.get(skill) else {
-                                continue;
-                            };
-                            for ids in levels.range(min..).map(|(_, ids)| ids) {
-                                for id in ids {
-                                    best = better(best, id);
-                                }
+                            let levels = self.by_skill.get(skill);
+                            for slots in levels.into_iter().flat_map(|l| l.range(min..)) {
+                                slots.1.iter().for_each(|&s| consider(s));
                             }
                         }
                         Seed::Group(g) => {
-                            for id in self.by_group.get(g).into_iter().flatten() {
-                                best = better(best, id);
+                            for &slot in self.by_group.get(g).into_iter().flatten() {
+                                consider(slot);
                             }
                         }
-                        Seed::Agent(a) => best = better(best, a),
+                        Seed::Agent(a) => {
+                            if let Some(&slot) = self.by_id.get(a) {
+                                consider(slot);
+                            }
+                        }
                     }
                 }
             }
             None => {
-                for id in self.agents.keys() {
-                    best = better(best, id);
+                for slot in 0..self.slots.len() as u32 {
+                    consider(slot);
                 }
             }
         }
-        best.map(|(id, _)| id)
-    }
-
-    /// `best` so far, or agent `id` if it satisfies `target` and has been Ready longer (the
-    /// id breaks ties, so that the choice does not depend on the order looked in).
-    fn better<'a>(
-        &'a self,
-        target: &Target,
-        best: Option<(&'a str, u64)>,
-        id: &str,
-    ) -> Option<(&'a str, u64)> {
-        let Some(ready) = self.agents.get(id) else {
-            return best;
-        };
-        if !target.matches(&ready.profile) {
-            return best;
-        }
-        match best {
-            Some((b, since)) if (since, b) <= (ready.since, id) => best,
-            _ => Some((ready.profile.id.as_str(), ready.since)),
-        }
+        best.map(|r| r.profile.id.as_str())
     }
 }
 
@@ -216,5 +217,6 @@ mod tests {
         assert!(!pool.remove("a0"));
         assert!(pool.is_empty());
         assert!(pool.by_skill.is_empty() && pool.by_group.is_empty());
+        assert_eq!(pool.free.len(), 10, "slots are reused");
     }
 }
