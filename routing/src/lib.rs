@@ -1,6 +1,8 @@
 //! Routing for switchboard without I/O: the dial plan, target expressions and the pool of Ready
-//! agents indexed for choosing among them; queue order and strategies to come.
+//! agents indexed for choosing among them, the order of a queue's waiting calls and its estimated
+//! wait; strategies to come.
 
 pub mod dialplan;
 pub mod pool;
+pub mod queue;
 pub mod target;
