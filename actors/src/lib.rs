@@ -1,7 +1,8 @@
 //! switchboard's actor systems, one module each, named as in design.md: `sip_proxy` (the SIP
 //! edge), `sip_cluster` (calls, each a back-to-back user agent), `call_state` (call threads,
-//! their events and snapshots), `registrar` (bindings and digest authentication) and `tenant`
-//! (configuration), with the event sink they share. Each system's store sits beside it behind a trait.
+//! their events and snapshots), `agent_state` (agents, their logins and states), `registrar`
+//! (bindings and digest authentication) and `tenant` (configuration), with the event sink
+//! they share and the merged feed desktops follow. Each system's store sits beside it.
 
 pub mod agent_state;
 pub mod call_state;
