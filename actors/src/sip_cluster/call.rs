@@ -168,6 +168,15 @@ struct Member {
     ms: Option<usize>,
 }
 
+/// Who a call is and what it works with, as its node gives them.
+struct Setting {
+    id: Arc<str>,
+    tenant: Arc<Tenant>,
+    local: Local,
+    config: Arc<ClusterConfig>,
+    dn_calls: DnCalls,
+}
+
 /// What a call placed for a desktop still needs.
 #[derive(Debug)]
 struct Originate {
@@ -263,6 +272,26 @@ struct Leg {
     /// The session description last sent on the leg (own bytes, not a slice of a datagram):
     /// what a refresh, a hold or a resume offers again.
     sdp: Option<Box<[u8]>>,
+}
+
+impl Leg {
+    /// A leg not answered yet, on `call_id` with this side's `tag`, reached at `peer`.
+    fn new(call_id: ByteString, tag: String, peer: SocketAddr, transport: Transport) -> Self {
+        Self {
+            call_id,
+            tag,
+            peer,
+            transport,
+            dialog: None,
+            invite: None,
+            invite_seq: 1,
+            target: String::new(),
+            progress: Progress::Calling,
+            ack: None,
+            timer: None,
+            sdp: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -403,6 +432,64 @@ pub struct Call {
 
 impl Call {
     /// A call for an INVITE the edge admitted: answered 100 at once, then routed.
+    /// A call in its first state, before its caller's leg does anything.
+    fn new(
+        setting: Setting,
+        origin: Origin,
+        a: Leg,
+        ani: String,
+        dnis: String,
+        caller_uri: String,
+        now: Instant,
+    ) -> Self {
+        let Setting {
+            id,
+            tenant,
+            local,
+            config,
+            dn_calls,
+        } = setting;
+        Self {
+            id,
+            joined: None,
+            tenant,
+            origin,
+            local,
+            config,
+            dn_calls,
+            started: now,
+            ani,
+            dnis,
+            caller_uri,
+            destination: None,
+            counted: false,
+            to_dn: false,
+            to_trunk: false,
+            phase: Phase::Routing,
+            a,
+            b: Vec::new(),
+            winner: None,
+            held: false,
+            reoffer: None,
+            user_data: BTreeMap::new(),
+            originate: None,
+            rung: false,
+            former_thread: None,
+            consulting: None,
+            conference: None,
+            servers: Vec::new(),
+            clients: Vec::new(),
+            awaiting_ack: Vec::new(),
+            next_server: 0,
+            next_call_id: 0,
+            no_answer_at: None,
+            probe_at: None,
+            reliability: None,
+            outbound: None,
+            out: VecDeque::new(),
+        }
+    }
+
     /// Starts the call `id` (unique and sortable, as events and desktops name it).
     pub fn start(
         id: Arc<str>,
@@ -439,66 +526,30 @@ impl Call {
             .and_then(Result::ok)
             .map(|f| f.uri.to_string())
             .unwrap_or_default();
-        let a = Leg {
-            // Copied: a slice would keep the whole INVITE datagram for as long as the call.
-            call_id: ByteString::from(
-                request
-                    .headers
-                    .call_id()
-                    .map(|c| c.to_string())
-                    .unwrap_or_default(),
-            ),
-            tag: switchboard_sip::token::<8>(),
-            peer: source,
+        // Copied: a slice would keep the whole INVITE datagram for as long as the call.
+        let call_id = request
+            .headers
+            .call_id()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        let mut a = Leg::new(
+            ByteString::from(call_id),
+            switchboard_sip::token::<8>(),
+            source,
             transport,
-            dialog: None,
-            invite_seq: seq_of(&request.headers),
-            target: String::new(),
-            invite: Some(Box::new(request.clone())),
-            progress: Progress::Calling,
-            ack: None,
-            timer: None,
-            sdp: None,
-        };
-        let mut call = Self {
-            joined: None,
+        );
+        a.invite_seq = seq_of(&request.headers);
+        a.invite = Some(Box::new(request.clone()));
+        let setting = Setting {
             id,
             tenant,
-            origin,
             local,
             config,
             dn_calls,
-            started: now,
-            ani,
-            dnis,
-            caller_uri,
-            destination: None,
-            counted: false,
-            to_dn: false,
-            to_trunk: false,
-            phase: Phase::Routing,
-            a,
-            b: Vec::new(),
-            winner: None,
-            held: false,
-            reoffer: None,
-            user_data: BTreeMap::new(),
-            originate: None,
-            rung: false,
-            former_thread: None,
-            consulting: None,
-            conference: None,
-            servers: Vec::new(),
-            clients: Vec::new(),
-            awaiting_ack: Vec::new(),
-            next_server: 0,
-            next_call_id: 0,
-            no_answer_at: None,
-            probe_at: None,
-            reliability: prack::required(&request.headers).then(Box::default),
-            outbound: proxy,
-            out: VecDeque::new(),
         };
+        let mut call = Self::new(setting, origin, a, ani, dnis, caller_uri, now);
+        call.reliability = prack::required(&request.headers).then(Box::default);
+        call.outbound = proxy;
         let server = call.new_server(LegId::A, request.clone());
         call.respond_to(server, Response::to_request(&request.headers, 100), now);
         if let Origin::Phone(dn) = &call.origin {
@@ -571,62 +622,38 @@ impl Call {
             .registering(dn)
             .and_then(|d| d.no_answer_timeout)
             .map_or(config.no_answer, |s| Duration::from_secs(s.into()));
-        let a = Leg {
+        let mut a = Leg::new(
             call_id,
-            tag: switchboard_sip::token::<8>(),
-            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
-            transport: Transport::Udp,
-            dialog: None,
-            invite: None,
-            invite_seq: 1,
-            target: aor.clone(),
-            progress: Progress::Calling,
-            ack: None,
-            timer: None,
-            sdp: None,
-        };
-        let mut call = Self {
-            joined: thread.filter(|t| **t != *id).map(String::into_boxed_str),
+            switchboard_sip::token::<8>(),
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+            Transport::Udp,
+        );
+        a.target = aor.clone();
+        let joined = thread.filter(|t| **t != *id).map(String::into_boxed_str);
+        let setting = Setting {
             id,
-            origin: Origin::Phone(dn.to_owned()),
+            tenant,
             local,
             config,
             dn_calls,
-            started: now,
-            ani: dn.to_owned(),
-            dnis: dial.to_owned(),
-            caller_uri: aor.clone(),
-            destination: None,
-            counted: false,
-            to_dn: false,
-            to_trunk: false,
-            phase: Phase::Routing,
-            a,
-            b: Vec::new(),
-            winner: None,
-            held: false,
-            reoffer: None,
-            user_data,
-            originate: Some(Box::new(Originate {
-                dial: dial.to_owned(),
-                offer: None,
-            })),
-            rung: false,
-            former_thread: None,
-            consulting: None,
-            conference: None,
-            servers: Vec::new(),
-            clients: Vec::new(),
-            awaiting_ack: Vec::new(),
-            next_server: 0,
-            next_call_id: 0,
-            no_answer_at: Some(now + ring),
-            probe_at: None,
-            reliability: None,
-            outbound: None,
-            out: VecDeque::new(),
-            tenant,
         };
+        let origin = Origin::Phone(dn.to_owned());
+        let mut call = Self::new(
+            setting,
+            origin,
+            a,
+            dn.to_owned(),
+            dial.to_owned(),
+            aor.clone(),
+            now,
+        );
+        call.joined = joined;
+        call.user_data = user_data;
+        call.originate = Some(Box::new(Originate {
+            dial: dial.to_owned(),
+            offer: None,
+        }));
+        call.no_answer_at = Some(now + ring);
         tracing::debug!(tenant = %call.tenant.name, call = %call.id, dn, dial, "making a call");
         call.event(CallEventKind::Dialing, "", 0);
         call.out.push_back(Output::Locate {
@@ -1012,20 +1039,13 @@ impl Call {
                 "a request is in progress on the consultation call; try again".into(),
             ));
         }
-        let gone = Leg {
-            call_id: self.b[w].call_id.clone(),
-            tag: String::new(),
-            peer: self.b[w].peer,
-            transport: self.b[w].transport,
-            dialog: None,
-            invite: None,
-            invite_seq: 0,
-            target: String::new(),
-            progress: Progress::Over,
-            ack: None,
-            timer: None,
-            sdp: None,
-        };
+        let mut gone = Leg::new(
+            self.b[w].call_id.clone(),
+            String::new(),
+            self.b[w].peer,
+            self.b[w].transport,
+        );
+        gone.progress = Progress::Over;
         let leg = std::mem::replace(&mut self.b[w], gone);
         self.winner = None;
         self.awaiting_ack.retain(|a| a.leg != LegId::B(w));
@@ -1038,32 +1058,47 @@ impl Call {
         })
     }
 
-    /// Takes the consulted party's leg in place of the agent's at `dn`: the agent's leg is
-    /// hung up and the two remaining parties are offered each other's sessions.
-    fn adopt(&mut self, dn: &str, handover: Handover, now: Instant) -> Result<(), ControlError> {
+    /// Whether the agent at `dn` may complete a transfer (or a conference) on this call: the
+    /// call answered by that agent, no offer in progress, and for a conference a media server
+    /// and no conference yet. The agent's leg, and the handover, when it may; otherwise the
+    /// consulted party, whose leg no call holds any more, is hung up.
+    fn completing(
+        &mut self,
+        dn: &str,
+        handover: Handover,
+        conference: bool,
+        now: Instant,
+    ) -> Result<(usize, Handover), ControlError> {
         let refusal = match self.winner.filter(|_| self.phase == Phase::Established) {
             None => Some("the call is not answered"),
             Some(_) if !(self.to_dn && self.destination.as_deref() == Some(dn)) => {
-                Some("a transfer is completed by the agent who answered the call")
+                Some("a transfer or conference is completed by the agent who answered the call")
             }
             Some(_) if self.reoffer.is_some() || self.invite_pending(u32::MAX) => {
                 Some("an offer is in progress on the call; try again")
             }
-            Some(_) => None,
+            Some(_) if conference && self.tenant.media_servers.is_empty() => {
+                Some("the tenant has no media server for conferences")
+            }
+            Some(_) if conference && self.conference.is_some() => {
+                Some("the call is a conference already")
+            }
+            Some(w) => return Ok((w, handover)),
         };
-        if let Some(why) = refusal {
-            // The consulted party cannot stay on a leg no call holds: hung up.
-            tracing::warn!(tenant = %self.tenant.name, call = %self.id, party = %handover.party,
-                why, "transfer not completed; the consulted party is released");
-            self.b.push(*handover.leg);
-            let i = self.b.len() - 1;
-            self.bye(LegId::B(i), now);
-            self.b[i].progress = Progress::Over;
-            return Err(ControlError::NotAllowed(why.into()));
-        }
-        let Some(old) = self.winner else {
-            return Ok(());
-        };
+        let why = refusal.unwrap_or_default();
+        tracing::warn!(tenant = %self.tenant.name, call = %self.id, party = %handover.party,
+            why, "not completed; the consulted party is released");
+        self.b.push(*handover.leg);
+        let i = self.b.len() - 1;
+        self.bye(LegId::B(i), now);
+        self.b[i].progress = Progress::Over;
+        Err(ControlError::NotAllowed(why.into()))
+    }
+
+    /// Takes the consulted party's leg in place of the agent's at `dn`: the agent's leg is
+    /// hung up and the two remaining parties are offered each other's sessions.
+    fn adopt(&mut self, dn: &str, handover: Handover, now: Instant) -> Result<(), ControlError> {
+        let (old, handover) = self.completing(dn, handover, false, now)?;
         let Handover {
             leg,
             party,
@@ -1110,32 +1145,9 @@ impl Call {
     /// per party (`sip:conf=<call>@<server>`), each offered its party's session, whose answer
     /// the party is then offered.
     fn confer(&mut self, dn: &str, handover: Handover, now: Instant) -> Result<(), ControlError> {
-        let server = self.tenant.media_servers.first().map(|m| m.address);
-        let refusal = match (
-            self.winner.filter(|_| self.phase == Phase::Established),
-            server,
-        ) {
-            (None, _) => Some("the call is not answered"),
-            (_, None) => Some("the tenant has no media server for conferences"),
-            (Some(_), _) if !(self.to_dn && self.destination.as_deref() == Some(dn)) => {
-                Some("a conference is completed by the agent who answered the call")
-            }
-            (Some(_), _) if self.conference.is_some() => Some("the call is a conference already"),
-            (Some(_), _) if self.reoffer.is_some() || self.invite_pending(u32::MAX) => {
-                Some("an offer is in progress on the call; try again")
-            }
-            _ => None,
-        };
-        let (Some(w), Some(server), None) = (self.winner, server, refusal) else {
-            tracing::warn!(tenant = %self.tenant.name, call = %self.id, party = %handover.party,
-                why = ?refusal, "conference not completed; the consulted party is released");
-            self.b.push(*handover.leg);
-            let i = self.b.len() - 1;
-            self.bye(LegId::B(i), now);
-            self.b[i].progress = Progress::Over;
-            return Err(ControlError::NotAllowed(
-                refusal.unwrap_or("no conference").into(),
-            ));
+        let (w, handover) = self.completing(dn, handover, true, now)?;
+        let Some(server) = self.tenant.media_servers.first().map(|m| m.address) else {
+            return Err(ControlError::NotAllowed("no media server".into()));
         };
         let Handover {
             leg,
@@ -1215,20 +1227,11 @@ impl Call {
             headers,
             body,
         };
-        self.b.push(Leg {
-            call_id,
-            tag,
-            peer: server,
-            transport: Transport::Udp,
-            dialog: None,
-            target: invite.uri.to_string(),
-            invite: Some(Box::new(invite.clone())),
-            invite_seq: 1,
-            progress: Progress::Calling,
-            ack: None,
-            timer: None,
-            sdp: Some(session),
-        });
+        let mut leg = Leg::new(call_id, tag, server, Transport::Udp);
+        leg.target = invite.uri.to_string();
+        leg.invite = Some(Box::new(invite.clone()));
+        leg.sdp = Some(session);
+        self.b.push(leg);
         let i = self.b.len() - 1;
         self.send_request(LegId::B(i), invite, branch, Purpose::Join(member), now);
         i
@@ -1429,75 +1432,83 @@ impl Call {
 
     /// Asks the phone on `leg` to answer: NOTIFY with `Event: talk` in its early dialog.
     fn talk(&mut self, leg: LegId, now: Instant) {
-        let transport = self.leg(leg).transport;
-        let contact = self.local.contact(transport);
-        let Some(dialog) = self.leg_mut(leg).dialog.as_mut() else {
-            return;
-        };
-        let mut notify = dialog.request(Method::Notify);
-        let (via, branch) = self.local.via(transport);
-        notify.headers.push_front(HeaderName::Via, via);
-        let mut headers = std::mem::take(&mut notify.headers);
-        headers.remove(&HeaderName::ContentLength);
-        headers.push(HeaderName::Contact, contact);
-        headers.push(HeaderName::Event, "talk");
-        headers.push(HeaderName::SubscriptionState, "active");
-        headers.push(HeaderName::ContentLength, "0");
-        notify.headers = headers;
-        self.send_request(leg, notify, branch, Purpose::Inform, now);
+        let extra = [
+            (HeaderName::Event, "talk".to_owned()),
+            (HeaderName::SubscriptionState, "active".to_owned()),
+        ];
+        self.send_in_dialog(leg, Method::Notify, &extra, None, Purpose::Inform, now);
     }
 
     /// Tells the referrer on `leg` its transfer is taken in hand: the implicit subscription's
     /// only NOTIFY, a final 200 in `message/sipfrag` (RFC 3515 2.4.5).
     fn notify_refer(&mut self, leg: LegId, now: Instant) {
+        let extra = [
+            (HeaderName::Event, "refer".to_owned()),
+            (
+                HeaderName::SubscriptionState,
+                "terminated;reason=noresource".to_owned(),
+            ),
+        ];
+        let body = (
+            "message/sipfrag;version=2.0",
+            Bytes::from_static(b"SIP/2.0 200 OK\r\n"),
+        );
+        self.send_in_dialog(
+            leg,
+            Method::Notify,
+            &extra,
+            Some(body),
+            Purpose::Inform,
+            now,
+        );
+    }
+
+    /// Sends a request of `method` in `leg`'s dialog: this side's Via, its Contact for the
+    /// methods that carry one, the `extra` headers, and `body` with its content type.
+    fn send_in_dialog(
+        &mut self,
+        leg: LegId,
+        method: Method,
+        extra: &[(HeaderName, String)],
+        body: Option<(&str, Bytes)>,
+        purpose: Purpose,
+        now: Instant,
+    ) {
         let transport = self.leg(leg).transport;
         let contact = self.local.contact(transport);
         let Some(dialog) = self.leg_mut(leg).dialog.as_mut() else {
             return;
         };
-        let mut notify = dialog.request(Method::Notify);
+        let mut request = dialog.request(method.clone());
         let (via, branch) = self.local.via(transport);
-        notify.headers.push_front(HeaderName::Via, via);
-        let mut headers = std::mem::take(&mut notify.headers);
+        request.headers.push_front(HeaderName::Via, via);
+        let mut headers = std::mem::take(&mut request.headers);
         headers.remove(&HeaderName::ContentLength);
-        headers.push(HeaderName::Contact, contact);
-        headers.push(HeaderName::Event, "refer");
-        headers.push(
-            HeaderName::SubscriptionState,
-            "terminated;reason=noresource",
-        );
-        headers.push(HeaderName::ContentType, "message/sipfrag;version=2.0");
+        if matches!(method, Method::Invite | Method::Update | Method::Notify) {
+            headers.push(HeaderName::Contact, contact);
+        }
+        for (name, value) in extra {
+            headers.push(name.clone(), value.as_str());
+        }
+        if let Some((content_type, body)) = body {
+            headers.push(HeaderName::ContentType, content_type);
+            request.body = body;
+        }
         headers.push(HeaderName::ContentLength, "0");
-        notify.headers = headers;
-        notify.body = Bytes::from_static(b"SIP/2.0 200 OK\r\n");
-        self.send_request(leg, notify, branch, Purpose::Inform, now);
+        request.headers = headers;
+        self.send_request(leg, request, branch, purpose, now);
     }
 
     /// Sends `body` to `leg` in a re-INVITE.
     fn offer(&mut self, leg: LegId, body: Vec<u8>, now: Instant) {
-        let transport = self.leg(leg).transport;
-        let contact = self.local.contact(transport);
-        let timer = self.leg(leg).timer.as_ref().map(SessionTimer::in_request);
-        self.leg_mut(leg).sdp = Some(body.clone().into_boxed_slice());
-        let Some(dialog) = self.leg_mut(leg).dialog.as_mut() else {
-            return;
-        };
-        let mut invite = dialog.request(Method::Invite);
-        let (via, branch) = self.local.via(transport);
-        invite.headers.push_front(HeaderName::Via, via);
-        let mut headers = std::mem::take(&mut invite.headers);
-        headers.remove(&HeaderName::ContentLength);
-        headers.push(HeaderName::Contact, contact);
-        headers.push(HeaderName::Allow, ALLOW);
-        if let Some(value) = timer {
-            headers.push(HeaderName::Supported, TIMER);
-            headers.push(HeaderName::SessionExpires, value);
+        let mut extra = vec![(HeaderName::Allow, ALLOW.to_owned())];
+        if let Some(timer) = self.leg(leg).timer.as_ref() {
+            extra.push((HeaderName::Supported, TIMER.to_owned()));
+            extra.push((HeaderName::SessionExpires, timer.in_request()));
         }
-        headers.push(HeaderName::ContentType, "application/sdp");
-        headers.push(HeaderName::ContentLength, "0");
-        invite.headers = headers;
-        invite.body = Bytes::from(body);
-        self.send_request(leg, invite, branch, Purpose::Reoffer, now);
+        self.leg_mut(leg).sdp = Some(body.clone().into_boxed_slice());
+        let body = Some(("application/sdp", Bytes::from(body)));
+        self.send_in_dialog(leg, Method::Invite, &extra, body, Purpose::Reoffer, now);
     }
 
     /// Whether `dn` is a party: the phone that placed the call or the DN it rings.
@@ -1661,20 +1672,9 @@ impl Call {
 
     /// Sends one DTMF digit on `leg` as INFO with `application/dtmf-relay`.
     fn send_dtmf(&mut self, leg: LegId, digit: char, now: Instant) {
-        let transport = self.leg(leg).transport;
-        let Some(dialog) = self.leg_mut(leg).dialog.as_mut() else {
-            return;
-        };
-        let mut info = dialog.request(Method::Info);
-        let (via, branch) = self.local.via(transport);
-        info.headers.push_front(HeaderName::Via, via);
-        let mut headers = std::mem::take(&mut info.headers);
-        headers.remove(&HeaderName::ContentLength);
-        headers.push(HeaderName::ContentType, "application/dtmf-relay");
-        headers.push(HeaderName::ContentLength, "0");
-        info.headers = headers;
-        info.body = Bytes::from(format!("Signal={digit}\r\nDuration=160\r\n"));
-        self.send_request(leg, info, branch, Purpose::Inform, now);
+        let body = Bytes::from(format!("Signal={digit}\r\nDuration=160\r\n"));
+        let body = Some(("application/dtmf-relay", body));
+        self.send_in_dialog(leg, Method::Info, &[], body, Purpose::Inform, now);
     }
 
     // ----- routing -----
@@ -1926,20 +1926,10 @@ impl Call {
         if self.b.capacity() == 0 {
             self.b.reserve_exact(1);
         }
-        self.b.push(Leg {
-            call_id,
-            tag,
-            peer: dest,
-            transport,
-            dialog: None,
-            target: invite.uri.to_string(),
-            invite: Some(Box::new(invite.clone())),
-            invite_seq: 1,
-            progress: Progress::Calling,
-            ack: None,
-            timer: None,
-            sdp: None,
-        });
+        let mut leg = Leg::new(call_id, tag, dest, transport);
+        leg.target = invite.uri.to_string();
+        leg.invite = Some(Box::new(invite.clone()));
+        self.b.push(leg);
         self.send_request(LegId::B(index), invite, branch, Purpose::Invite, now);
     }
 
@@ -3115,7 +3105,7 @@ impl Call {
         {
             return;
         }
-        let method = match (update, sdp) {
+        let method = match (update, &sdp) {
             (true, _) => Method::Update,
             (false, Some(_)) => Method::Invite,
             (false, None) => {
@@ -3125,30 +3115,16 @@ impl Call {
                 return;
             }
         };
-        let transport = self.leg(leg).transport;
-        let contact = self.local.contact(transport);
-        let body = self.leg(leg).sdp.as_deref().map(Bytes::copy_from_slice);
-        let Some(dialog) = self.leg_mut(leg).dialog.as_mut() else {
-            return;
+        let body = match (&method, sdp) {
+            (Method::Invite, Some(sdp)) => Some(("application/sdp", Bytes::copy_from_slice(&sdp))),
+            _ => None,
         };
-        let mut refresh = dialog.request(method.clone());
-        let (via, branch) = self.local.via(transport);
-        refresh.headers.push_front(HeaderName::Via, via);
-        let mut headers = std::mem::take(&mut refresh.headers);
-        headers.remove(&HeaderName::ContentLength);
-        headers.push(HeaderName::Contact, contact);
-        headers.push(HeaderName::Allow, ALLOW);
-        headers.push(HeaderName::Supported, TIMER);
-        headers.push(HeaderName::SessionExpires, value);
-        if method == Method::Invite
-            && let Some(body) = body
-        {
-            headers.push(HeaderName::ContentType, "application/sdp");
-            refresh.body = body;
-        }
-        headers.push(HeaderName::ContentLength, "0");
-        refresh.headers = headers;
-        self.send_request(leg, refresh, branch, Purpose::Refresh, now);
+        let extra = [
+            (HeaderName::Allow, ALLOW.to_owned()),
+            (HeaderName::Supported, TIMER.to_owned()),
+            (HeaderName::SessionExpires, value),
+        ];
+        self.send_in_dialog(leg, method, &extra, body, Purpose::Refresh, now);
     }
 
     /// The answer to a session refresh this side sent.
