@@ -80,18 +80,10 @@ impl Voice {
         reference_id: String,
         command: Command,
     ) -> Reply<pb::Ack> {
-        match self.agents.command(&tenant.name, agent, command).await {
-            Ok(()) => Ok(Response::new(pb::Ack {
-                reference_id,
-                call_id: String::new(),
-            })),
-            Err(e) => {
-                let status = status(&e);
-                self.refused(tenant, operation, agent, reference_id, &status)
-                    .await;
-                Err(status)
-            }
-        }
+        let outcome = self.agents.command(&tenant.name, agent, command).await;
+        let outcome = outcome.map(|()| String::new()).map_err(|e| status(&e));
+        self.acknowledge(tenant, operation, agent, "", reference_id, outcome)
+            .await
     }
 
     /// The DN the agent is logged in on.
@@ -164,13 +156,7 @@ impl Voice {
     ) -> Result<CallView, Status> {
         let dn = self.agent_dn(tenant, agent).await?;
         // The main call must be able to take the party before the party leaves its call.
-        let main = self.control(tenant, agent, call, Control::View).await?;
-        if !matches!(main.state, "Established" | "Held") {
-            return Err(Status::failed_precondition(format!(
-                "cannot transfer a call that is {}",
-                main.state.to_lowercase()
-            )));
-        }
+        let main = self.transferable(tenant, agent, call).await?;
         let asked = ractor::call!(self.calls, |reply| ProxyMsg::HandOver {
             tenant: tenant.name.clone(),
             call: consult.to_owned(),
@@ -195,6 +181,54 @@ impl Voice {
         Ok(view)
     }
 
+    /// Call `call` as the agent sees it, if it is answered (established or held): one that
+    /// can be transferred or conferenced.
+    async fn transferable(
+        &self,
+        tenant: &Tenant,
+        agent: &str,
+        call: &str,
+    ) -> Result<CallView, Status> {
+        let view = self.control(tenant, agent, call, Control::View).await?;
+        if !matches!(view.state, "Established" | "Held") {
+            return Err(Status::failed_precondition(format!(
+                "cannot transfer a call that is {}",
+                view.state.to_lowercase()
+            )));
+        }
+        Ok(view)
+    }
+
+    /// CompleteTransfer, or CompleteConference with `conference`.
+    async fn completion(
+        &self,
+        request: Request<pb::ConsultRequest>,
+        operation: &str,
+        conference: bool,
+    ) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        let completed = if r.consult_call_id.is_empty() {
+            Err(Status::failed_precondition(
+                "no consultation call to complete with (consult_call_id)",
+            ))
+        } else {
+            let (agent, call, consult) = (&r.agent_id, &r.call_id, &r.consult_call_id);
+            self.complete_transfer(&tenant, agent, call, consult, conference)
+                .await
+                .map(|view| view.call.call_id)
+        };
+        self.acknowledge(
+            &tenant,
+            operation,
+            &r.agent_id,
+            &r.call_id,
+            r.reference_id,
+            completed,
+        )
+        .await
+    }
+
     /// A consultation request: `steps` carried out in order, acknowledged with the call.
     async fn consultation(
         &self,
@@ -203,7 +237,7 @@ impl Voice {
         r: pb::ConsultRequest,
         steps: Vec<(bool, Control)>,
     ) -> Reply<pb::Ack> {
-        let mut outcome = Ok(());
+        let mut outcome = Ok(r.call_id.clone());
         for (on_consult, control) in steps {
             let call = if on_consult {
                 &r.consult_call_id
@@ -215,24 +249,15 @@ impl Voice {
                 break;
             }
         }
-        match outcome {
-            Ok(()) => Ok(Response::new(pb::Ack {
-                reference_id: r.reference_id,
-                call_id: r.call_id,
-            })),
-            Err(status) => {
-                self.report(
-                    tenant,
-                    operation,
-                    &r.agent_id,
-                    &r.call_id,
-                    r.reference_id,
-                    &status,
-                )
-                .await;
-                Err(status)
-            }
-        }
+        self.acknowledge(
+            tenant,
+            operation,
+            &r.agent_id,
+            &r.call_id,
+            r.reference_id,
+            outcome,
+        )
+        .await
     }
 
     /// A call operation: acknowledged, or refused and reported on the stream.
@@ -245,10 +270,28 @@ impl Voice {
         reference_id: String,
         control: Control,
     ) -> Reply<pb::Ack> {
-        match self.control(tenant, agent, call, control).await {
-            Ok(view) => Ok(Response::new(pb::Ack {
+        let outcome = self.control(tenant, agent, call, control).await;
+        let outcome = outcome.map(|view| view.call.call_id);
+        self.acknowledge(tenant, operation, agent, call, reference_id, outcome)
+            .await
+    }
+
+    /// The answer to a request: its acknowledgement (with the call it concerns or created),
+    /// or its refusal, also written as an `EventError` to the tenant's errors stream so that
+    /// a desktop watching only its event stream learns of it.
+    async fn acknowledge(
+        &self,
+        tenant: &Tenant,
+        operation: &str,
+        agent: &str,
+        call: &str,
+        reference_id: String,
+        outcome: Result<String, Status>,
+    ) -> Reply<pb::Ack> {
+        match outcome {
+            Ok(call_id) => Ok(Response::new(pb::Ack {
                 reference_id,
-                call_id: view.call.call_id,
+                call_id,
             })),
             Err(status) => {
                 self.report(tenant, operation, agent, call, reference_id, &status)
@@ -256,19 +299,6 @@ impl Voice {
                 Err(status)
             }
         }
-    }
-
-    /// Writes an `EventError` for a refused request to the tenant's errors stream.
-    async fn refused(
-        &self,
-        tenant: &Tenant,
-        operation: &str,
-        agent: &str,
-        reference_id: String,
-        status: &Status,
-    ) {
-        self.report(tenant, operation, agent, "", reference_id, status)
-            .await;
     }
 
     async fn report(
@@ -301,20 +331,6 @@ impl Voice {
         if let Err(e) = self.events.publish(event).await {
             tracing::warn!(tenant = %tenant.name, error = %e, "EventError not stored");
         }
-    }
-
-    /// A refusal found before the agent-state system was asked (a malformed request).
-    async fn reject<T>(
-        &self,
-        tenant: &Tenant,
-        operation: &str,
-        agent: &str,
-        reference_id: String,
-        status: Status,
-    ) -> Reply<T> {
-        self.refused(tenant, operation, agent, reference_id, &status)
-            .await;
-        Err(status)
     }
 }
 
@@ -443,7 +459,14 @@ impl pb::agents_server::Agents for Voice {
             Ok(agent) => agent,
             Err(status) => {
                 return self
-                    .reject(&tenant, "Login", named, r.reference_id.clone(), status)
+                    .acknowledge(
+                        &tenant,
+                        "Login",
+                        named,
+                        "",
+                        r.reference_id.clone(),
+                        Err(status),
+                    )
                     .await;
             }
         };
@@ -453,7 +476,14 @@ impl pb::agents_server::Agents for Voice {
             Ok(found) => found,
             Err(status) => {
                 return self
-                    .reject(&tenant, "Login", &agent.id, r.reference_id.clone(), status)
+                    .acknowledge(
+                        &tenant,
+                        "Login",
+                        &agent.id,
+                        "",
+                        r.reference_id.clone(),
+                        Err(status),
+                    )
                     .await;
             }
         };
@@ -600,58 +630,39 @@ impl pb::calls_server::Calls for Voice {
     async fn make_call(&self, request: Request<pb::MakeCallRequest>) -> Reply<pb::Ack> {
         let tenant = self.tenant(&request, &request.get_ref().tenant)?;
         let r = request.into_inner();
+        let user_data = r.user_data.into_iter().collect();
         let made = self
-            .originate(
-                &tenant,
-                &r.agent_id,
-                &r.destination,
-                r.user_data.clone().into_iter().collect(),
-                None,
-            )
+            .originate(&tenant, &r.agent_id, &r.destination, user_data, None)
             .await;
-        match made {
-            Ok(call_id) => Ok(Response::new(pb::Ack {
-                reference_id: r.reference_id,
-                call_id,
-            })),
-            Err(status) => {
-                self.report(
-                    &tenant,
-                    "MakeCall",
-                    &r.agent_id,
-                    "",
-                    r.reference_id,
-                    &status,
-                )
-                .await;
-                Err(status)
-            }
-        }
+        self.acknowledge(&tenant, "MakeCall", &r.agent_id, "", r.reference_id, made)
+            .await
     }
 
     async fn single_step_transfer(&self, request: Request<pb::TransferRequest>) -> Reply<pb::Ack> {
         let tenant = self.tenant(&request, &request.get_ref().tenant)?;
         let r = request.into_inner();
+        let operation = "SingleStepTransfer";
         if r.destination.is_empty() {
             let status = Status::invalid_argument("destination: required");
-            self.report(
-                &tenant,
-                "SingleStepTransfer",
-                &r.agent_id,
-                &r.call_id,
-                r.reference_id,
-                &status,
-            )
-            .await;
-            return Err(status);
+            return self
+                .acknowledge(
+                    &tenant,
+                    operation,
+                    &r.agent_id,
+                    &r.call_id,
+                    r.reference_id,
+                    Err(status),
+                )
+                .await;
         }
+        let control = Control::SingleStepTransfer(r.destination);
         self.call_operation(
             &tenant,
-            "SingleStepTransfer",
+            operation,
             &r.agent_id,
             &r.call_id,
             r.reference_id,
-            Control::SingleStepTransfer(r.destination),
+            control,
         )
         .await
     }
@@ -660,120 +671,44 @@ impl pb::calls_server::Calls for Voice {
         let tenant = self.tenant(&request, &request.get_ref().tenant)?;
         let r = request.into_inner();
         let started = async {
-            let main = self
-                .control(&tenant, &r.agent_id, &r.call_id, Control::View)
-                .await?;
-            match main.state {
-                "Established" => {
-                    self.control(&tenant, &r.agent_id, &r.call_id, Control::Hold)
-                        .await?;
-                }
-                "Held" => {}
-                state => {
-                    return Err(Status::failed_precondition(format!(
-                        "cannot transfer a call that is {}",
-                        state.to_lowercase()
-                    )));
-                }
+            let main = self.transferable(&tenant, &r.agent_id, &r.call_id).await?;
+            if main.state == "Established" {
+                self.control(&tenant, &r.agent_id, &r.call_id, Control::Hold)
+                    .await?;
             }
+            let thread = Some(main.call.thread_id);
             let consult = self
                 .originate(
                     &tenant,
                     &r.agent_id,
                     &r.destination,
                     Default::default(),
-                    Some(main.call.thread_id),
+                    thread,
                 )
                 .await?;
-            self.control(
-                &tenant,
-                &r.agent_id,
-                &r.call_id,
-                Control::Consulting(consult.clone()),
-            )
-            .await?;
+            let consulting = Control::Consulting(consult.clone());
+            self.control(&tenant, &r.agent_id, &r.call_id, consulting)
+                .await?;
             Ok(consult)
         };
-        match started.await {
-            Ok(call_id) => Ok(Response::new(pb::Ack {
-                reference_id: r.reference_id,
-                call_id,
-            })),
-            Err(status) => {
-                self.report(
-                    &tenant,
-                    "InitiateTransfer",
-                    &r.agent_id,
-                    &r.call_id,
-                    r.reference_id,
-                    &status,
-                )
-                .await;
-                Err(status)
-            }
-        }
+        let outcome = started.await;
+        self.acknowledge(
+            &tenant,
+            "InitiateTransfer",
+            &r.agent_id,
+            &r.call_id,
+            r.reference_id,
+            outcome,
+        )
+        .await
     }
 
     async fn complete_transfer(&self, request: Request<pb::ConsultRequest>) -> Reply<pb::Ack> {
-        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
-        let r = request.into_inner();
-        let completed = if r.consult_call_id.is_empty() {
-            Err(Status::failed_precondition(
-                "no consultation call to complete the transfer with (consult_call_id)",
-            ))
-        } else {
-            self.complete_transfer(&tenant, &r.agent_id, &r.call_id, &r.consult_call_id, false)
-                .await
-        };
-        match completed {
-            Ok(view) => Ok(Response::new(pb::Ack {
-                reference_id: r.reference_id,
-                call_id: view.call.call_id,
-            })),
-            Err(status) => {
-                self.report(
-                    &tenant,
-                    "CompleteTransfer",
-                    &r.agent_id,
-                    &r.call_id,
-                    r.reference_id,
-                    &status,
-                )
-                .await;
-                Err(status)
-            }
-        }
+        self.completion(request, "CompleteTransfer", false).await
     }
 
     async fn complete_conference(&self, request: Request<pb::ConsultRequest>) -> Reply<pb::Ack> {
-        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
-        let r = request.into_inner();
-        let completed = if r.consult_call_id.is_empty() {
-            Err(Status::failed_precondition(
-                "no consultation call to conference with (consult_call_id)",
-            ))
-        } else {
-            self.complete_transfer(&tenant, &r.agent_id, &r.call_id, &r.consult_call_id, true)
-                .await
-        };
-        match completed {
-            Ok(view) => Ok(Response::new(pb::Ack {
-                reference_id: r.reference_id,
-                call_id: view.call.call_id,
-            })),
-            Err(status) => {
-                self.report(
-                    &tenant,
-                    "CompleteConference",
-                    &r.agent_id,
-                    &r.call_id,
-                    r.reference_id,
-                    &status,
-                )
-                .await;
-                Err(status)
-            }
-        }
+        self.completion(request, "CompleteConference", true).await
     }
 
     async fn delete_from_conference(&self, request: Request<pb::PartyRequest>) -> Reply<pb::Ack> {
