@@ -13,7 +13,9 @@ use switchboard_actors::agent_state::machine::{Command, WorkMode};
 use switchboard_actors::agent_state::{AgentState, CommandError};
 use switchboard_actors::events::{EventSink, TOPIC_AGENTSTATE, TOPIC_ERRORS, new_event};
 use switchboard_actors::feed::{self, Cursor, FeedError};
-use switchboard_actors::sip_cluster::{CallView, Control, ControlError};
+use switchboard_actors::sip_cluster::{
+    CallRef, CallView, Control, ControlError, MainCall, complete,
+};
 use switchboard_actors::sip_proxy::ProxyMsg;
 use switchboard_actors::tenant::{AgentConfig, Directory, Tenant};
 use switchboard_proto::events::{Event, Payload, RequestError};
@@ -157,27 +159,16 @@ impl Voice {
         let dn = self.agent_dn(tenant, agent).await?;
         // The main call must be able to take the party before the party leaves its call.
         let main = self.transferable(tenant, agent, call).await?;
-        let asked = ractor::call!(self.calls, |reply| ProxyMsg::HandOver {
-            tenant: tenant.name.clone(),
-            call: consult.to_owned(),
-            dn: dn.clone(),
-            reply,
-        });
-        let handover = answer(asked, consult, agent)?;
-        let asked = ractor::call!(self.calls, |reply| ProxyMsg::Adopt {
-            tenant: tenant.name.clone(),
-            call: call.to_owned(),
-            dn,
-            handover,
-            conference,
-            reply,
-        });
-        let view = answer(asked, call, agent)?;
-        let finish = Control::Finish {
-            conferenced: conference,
-            thread: main.call.thread_id.clone(),
+        let main = MainCall {
+            tenant: &tenant.name,
+            call,
+            thread: &main.call.thread_id,
+            dn: &dn,
         };
-        self.control(tenant, agent, consult, finish).await?;
+        let consult = CallRef::Id(consult.to_owned());
+        let view = complete(&self.calls, main, consult, conference)
+            .await
+            .map_err(|e| control_status(e, call, agent))?;
         Ok(view)
     }
 
@@ -582,13 +573,26 @@ fn answer<T>(
     agent: &str,
 ) -> Result<T, Status> {
     match asked {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(ControlError::NotFound(_))) => Err(Status::not_found(format!(
-            "no call {call:?} for agent {agent}"
-        ))),
-        Ok(Err(ControlError::NotAllowed(why))) => Err(Status::failed_precondition(why)),
-        Ok(Err(ControlError::Invalid(why))) => Err(Status::invalid_argument(why)),
+        Ok(outcome) => outcome.map_err(|e| control_status(e, call, agent)),
         Err(e) => Err(Status::unavailable(format!("calls: {e}"))),
+    }
+}
+
+/// A call's refusal as a gRPC status; an unknown call is named as the call refusing says, or
+/// else as asked.
+fn control_status(e: ControlError, call: &str, agent: &str) -> Status {
+    match e {
+        ControlError::NotFound(named) => {
+            let named = if named.is_empty() {
+                call
+            } else {
+                named.as_str()
+            };
+            Status::not_found(format!("no call {named:?} for agent {agent}"))
+        }
+        ControlError::NotAllowed(why) => Status::failed_precondition(why),
+        ControlError::Invalid(why) => Status::invalid_argument(why),
+        ControlError::Unavailable(why) => Status::unavailable(why),
     }
 }
 

@@ -138,6 +138,9 @@ pub enum ControlError {
     NotAllowed(String),
     #[error("{0}")]
     Invalid(String),
+    /// The node's calls could not be asked.
+    #[error("calls unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A call as a desktop sees it.

@@ -359,6 +359,14 @@ impl Calls {
         }
     }
 
+    /// The call `call` names.
+    pub fn lookup(&self, call: &CallRef) -> Option<&ActorRef<CallMsg>> {
+        match call {
+            CallRef::Id(id) => self.by_id(id),
+            CallRef::SipCallId(call_id) => self.find(call_id),
+        }
+    }
+
     /// The call with this id (as its events give it).
     pub fn by_id(&self, id: &str) -> Option<&ActorRef<CallMsg>> {
         self.by_key.get(self.by_id.get(id)?)
@@ -377,6 +385,67 @@ impl Calls {
 fn own_key(node: &str, call_id: &str) -> Option<u64> {
     let rest = call_id.strip_prefix(node)?.strip_prefix('-')?;
     u64::from_str_radix(rest.split('-').next()?, 16).ok()
+}
+
+/// How a call is named: by its id (as desktops know it), or by the SIP Call-ID of one of its
+/// legs (as a REFER's Replaces names a dialog).
+#[derive(Debug, Clone)]
+pub enum CallRef {
+    Id(String),
+    SipCallId(String),
+}
+
+/// The call a transfer or conference completes into, and the agent completing it.
+#[derive(Debug, Clone, Copy)]
+pub struct MainCall<'a> {
+    pub tenant: &'a str,
+    pub call: &'a str,
+    /// Its call thread, which the consultation call's end is reported in.
+    pub thread: &'a str,
+    /// The agent's DN.
+    pub dn: &'a str,
+}
+
+/// Completes a transfer (or, with `conference`, a conference): the party of consultation
+/// call `consult` is handed to the main call in place of (or beside) the agent, then the
+/// consultation call ends. Each step goes through the node's edge, which finds the calls;
+/// the desktop's CompleteTransfer and a phone's attended REFER both come here.
+pub async fn complete(
+    edge: &ActorRef<ProxyMsg>,
+    main: MainCall<'_>,
+    consult: CallRef,
+    conference: bool,
+) -> Result<CallView, ControlError> {
+    let unavailable = |e: ractor::RactorErr<ProxyMsg>| ControlError::Unavailable(e.to_string());
+    let handover = ractor::call!(edge, |reply| ProxyMsg::HandOver {
+        tenant: main.tenant.to_owned(),
+        consult,
+        dn: main.dn.to_owned(),
+        reply,
+    })
+    .map_err(unavailable)??;
+    let consult = handover.from_call().to_owned();
+    let view = ractor::call!(edge, |reply| ProxyMsg::Adopt {
+        tenant: main.tenant.to_owned(),
+        call: main.call.to_owned(),
+        dn: main.dn.to_owned(),
+        handover,
+        conference,
+        reply,
+    })
+    .map_err(unavailable)??;
+    ractor::call!(edge, |reply| ProxyMsg::Control {
+        tenant: main.tenant.to_owned(),
+        call: consult,
+        dn: main.dn.to_owned(),
+        control: Control::Finish {
+            conferenced: conference,
+            thread: main.thread.to_owned(),
+        },
+        reply,
+    })
+    .map_err(unavailable)??;
+    Ok(view)
 }
 
 /// One call.
@@ -508,54 +577,23 @@ impl Actor for CallActor {
 impl CallActorState {
     /// An attended transfer from the agent's phone: the party of the agent's consultation
     /// call (the call whose leg has SIP Call-ID `replaces`) takes the agent's place in this
-    /// call, as the desktop's CompleteTransfer does; the consultation call then ends.
+    /// call, as the desktop's CompleteTransfer does.
     fn replace(&self, replaces: String, dn: String) {
         let edge = self.shared.edge.clone();
         let tenant = self.call.tenant_name().to_owned();
         let call = self.call.id().to_owned();
         let thread = self.call.thread_id().to_owned();
         tokio::spawn(async move {
-            let asked = ractor::call!(edge, |reply| ProxyMsg::HandOverOf {
-                tenant: tenant.clone(),
-                sip_call_id: replaces.clone(),
-                dn: dn.clone(),
-                reply,
-            });
-            let handover = match asked {
-                Ok(Ok(handover)) => handover,
-                Ok(Err(e)) => {
-                    tracing::warn!(%tenant, %call, %replaces, error = %e,
-                        "attended transfer: the consultation call cannot give up its party");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(%tenant, %call, error = %e, "attended transfer: edge unavailable");
-                    return;
-                }
+            let consult = CallRef::SipCallId(replaces);
+            let main = MainCall {
+                tenant: &tenant,
+                call: &call,
+                thread: &thread,
+                dn: &dn,
             };
-            let consult = handover.from_call().to_owned();
-            let asked = ractor::call!(edge, |reply| ProxyMsg::Adopt {
-                tenant: tenant.clone(),
-                call: call.clone(),
-                dn: dn.clone(),
-                handover,
-                conference: false,
-                reply,
-            });
-            if !matches!(asked, Ok(Ok(_))) {
-                tracing::warn!(%tenant, %call, "attended transfer not completed");
-                return;
+            if let Err(e) = complete(&edge, main, consult, false).await {
+                tracing::warn!(%tenant, %call, error = %e, "attended transfer not completed");
             }
-            let _ = ractor::call!(edge, |reply| ProxyMsg::Control {
-                tenant,
-                call: consult,
-                dn,
-                control: Control::Finish {
-                    conferenced: false,
-                    thread,
-                },
-                reply,
-            });
         });
     }
 

@@ -39,8 +39,8 @@ use switchboard_sip::auth::{NonceCounts, NonceKey};
 use crate::call_state::CallState;
 use crate::registrar::{RegisterRequest, Router};
 use crate::sip_cluster::{
-    CallMsg, CallView, Calls, ClusterConfig, Control, ControlError, Handover, Locate, NewDialog,
-    Shared,
+    CallMsg, CallRef, CallView, Calls, ClusterConfig, Control, ControlError, Handover, Locate,
+    NewDialog, Shared,
 };
 use crate::tenant::Directory;
 use crate::wakeups::Wakeups;
@@ -130,15 +130,7 @@ pub enum ProxyMsg {
     /// Completing a transfer: call `call` gives up its consulted party's leg.
     HandOver {
         tenant: String,
-        call: String,
-        dn: String,
-        reply: RpcReplyPort<Result<Handover, ControlError>>,
-    },
-    /// As [`ProxyMsg::HandOver`], the consultation call found by a leg's SIP Call-ID (a
-    /// REFER's Replaces).
-    HandOverOf {
-        tenant: String,
-        sip_call_id: String,
+        consult: CallRef,
         dn: String,
         reply: RpcReplyPort<Result<Handover, ControlError>>,
     },
@@ -379,28 +371,16 @@ impl Actor for SipProxy {
             }
             ProxyMsg::HandOver {
                 tenant,
-                call,
+                consult,
                 dn,
                 reply,
-            } => match state.calls.by_id(&call) {
+            } => match state.calls.lookup(&consult) {
                 Some(actor) => {
                     let _ = actor.cast(CallMsg::HandOver { tenant, dn, reply });
                 }
                 None => {
-                    let _ = reply.send(Err(ControlError::NotFound(call)));
-                }
-            },
-            ProxyMsg::HandOverOf {
-                tenant,
-                sip_call_id,
-                dn,
-                reply,
-            } => match state.calls.find(&sip_call_id) {
-                Some(actor) => {
-                    let _ = actor.cast(CallMsg::HandOver { tenant, dn, reply });
-                }
-                None => {
-                    let _ = reply.send(Err(ControlError::NotFound(sip_call_id)));
+                    let (CallRef::Id(name) | CallRef::SipCallId(name)) = consult;
+                    let _ = reply.send(Err(ControlError::NotFound(name)));
                 }
             },
             ProxyMsg::Adopt {
