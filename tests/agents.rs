@@ -9,8 +9,8 @@ mod support;
 use std::time::Duration;
 
 use serde::Serialize;
-use support::Server;
 use support::peer::{Peer, answered_call, raw_phone, sbc_in_dialog, sdp};
+use support::{Server, with_key};
 use switchboard_actors::tenant::{ApiKeyConfig, TenantConfig, demo_tenant, hash_api_key};
 use switchboard_proto::events::Payload;
 use switchboard_proto::voice as pb;
@@ -58,21 +58,41 @@ fn config_with(wrap_up: u32, extra: &str, change: impl FnOnce(&mut TenantConfig)
     format!("{extra}\n{tenants}")
 }
 
-async fn channel(server: &Server) -> Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("gRPC reachable")
+/// A node on the harness's Redis database `db`, run with `config`, and a desktop's clients.
+struct Desk {
+    server: Server,
+    channel: Channel,
+    agents: Agents,
+    calls: Calls,
 }
 
-fn with_key<T>(key: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {key}").parse().expect("ascii"),
-    );
-    request
+async fn desk(db: u8, config: &str) -> Desk {
+    let url = support::redis_db(db);
+    let server = Server::start_with_config(Some(config), &["--redis", &url]);
+    let channel = support::grpc(&server).await;
+    Desk {
+        agents: Agents::new(channel.clone()),
+        calls: Calls::new(channel.clone()),
+        server,
+        channel,
+    }
+}
+
+/// Logs in agent `a<dn>` at each DN, and makes it Ready when `ready`.
+async fn log_in(agents: &mut Agents, dns: &[&str], ready: bool) {
+    for dn in dns {
+        let id = format!("a{dn}");
+        agents
+            .login(with_key(DEMO_KEY, login(&id, dn)))
+            .await
+            .expect("login");
+        if ready {
+            agents
+                .ready(with_key(DEMO_KEY, agent(&id, "")))
+                .await
+                .expect("ready");
+        }
+    }
 }
 
 fn agent(id: &str, reference: &str) -> pb::AgentRequest {
@@ -232,7 +252,7 @@ async fn an_agents_day_reaches_the_stream_and_redis_in_order() {
         demo.agents[6].wrap_up_secs = Some(1);
     });
     let server = Server::start_with_config(Some(&config), &["--redis", &url]);
-    let channel = channel(&server).await;
+    let channel = support::grpc(&server).await;
     let mut agents = Agents::new(channel.clone());
     let mut calls = Calls::new(channel.clone());
     let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
@@ -272,16 +292,7 @@ async fn an_agents_day_reaches_the_stream_and_redis_in_order() {
         .ready(with_key(DEMO_KEY, agent("a1003", "r1")))
         .await
         .expect("ready");
-    for id in ["a1005", "a1007"] {
-        agents
-            .login(with_key(DEMO_KEY, login(id, &id[1..])))
-            .await
-            .expect("login");
-        agents
-            .ready(with_key(DEMO_KEY, agent(id, "")))
-            .await
-            .expect("ready");
-    }
+    log_in(&mut agents, &["1005", "1007"], true).await;
     let logins = expect!(
         "agent AgentLogin",
         "agent AgentReady",
@@ -619,7 +630,7 @@ fn refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code) -> 
 async fn requests_the_state_does_not_allow_are_refused_and_reported_with_nothing_changed() {
     let url = support::redis_db(18);
     let server = Server::start_with_config(Some(&config(0, "")), &["--redis", &url]);
-    let channel = channel(&server).await;
+    let channel = support::grpc(&server).await;
     let mut agents = Agents::new(channel.clone());
     let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
 
@@ -766,7 +777,7 @@ async fn a_phone_that_goes_away_puts_its_agent_out_of_service_and_a_restart_keep
     let url = support::redis_db(19);
     let config = config(0, "[registrar]\nsweep_interval_ms = 100\n");
     let server = Server::start_with_config(Some(&config), &["--redis", &url]);
-    let channel = channel(&server).await;
+    let channel = support::grpc(&server).await;
     let mut agents = Agents::new(channel.clone());
     let phone = support::Udp::new(server.sip);
     assert_eq!(
@@ -805,7 +816,7 @@ async fn a_phone_that_goes_away_puts_its_agent_out_of_service_and_a_restart_keep
 
     // A restart on the same Redis: still logged in, still Ready, the DN still taken.
     let server = server.restart(Some(&config), &["--redis", &url]);
-    let channel = self::channel(&server).await;
+    let channel = support::grpc(&server).await;
     let mut agents = Agents::new(channel.clone());
     let status = agents
         .get_agent(with_key(DEMO_KEY, agent("a1013", "")))
@@ -828,7 +839,7 @@ async fn a_desktop_resumes_its_stream_without_gaps_or_duplicates_and_a_trimmed_c
     let url = support::redis_db(20);
     let config = config(0, "[events]\nstream_length = 10\n");
     let server = Server::start_with_config(Some(&config), &["--redis", &url]);
-    let channel = channel(&server).await;
+    let channel = support::grpc(&server).await;
     let mut agents = Agents::new(channel.clone());
     let phone = support::Udp::new(server.sip);
     assert_eq!(
@@ -916,18 +927,15 @@ async fn a_desktop_resumes_its_stream_without_gaps_or_duplicates_and_a_trimmed_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_requests_the_call_does_not_allow_are_refused_and_reported() {
-    let url = support::redis_db(21);
-    let server = Server::start_with_config(Some(&config(0, "")), &["--redis", &url]);
-    let channel = channel(&server).await;
-    let mut agents = Agents::new(channel.clone());
-    let mut calls = Calls::new(channel.clone());
+    let Desk {
+        server,
+        channel,
+        mut agents,
+        mut calls,
+        ..
+    } = desk(21, &config(0, "")).await;
     let phone = raw_phone(&server, "1007");
-    for (id, dn) in [("a1007", "1007"), ("a1009", "1009")] {
-        agents
-            .login(with_key(DEMO_KEY, login(id, dn)))
-            .await
-            .expect("login");
-    }
+    log_in(&mut agents, &["1007", "1009"], false).await;
     agents
         .ready(with_key(DEMO_KEY, agent("a1007", "")))
         .await
@@ -1060,11 +1068,13 @@ async fn call_requests_the_call_does_not_allow_are_refused_and_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn make_call_has_the_agents_phone_answer_by_itself_then_rings_the_destination() {
-    let url = support::redis_db(22);
-    let server = Server::start_with_config(Some(&config(0, "")), &["--redis", &url]);
-    let channel = channel(&server).await;
-    let mut agents = Agents::new(channel.clone());
-    let mut calls = Calls::new(channel.clone());
+    let Desk {
+        server,
+        channel,
+        mut agents,
+        mut calls,
+        ..
+    } = desk(22, &config(0, "")).await;
     let agent_phone = raw_phone(&server, "1003");
     let callee = raw_phone(&server, "1005");
     agents
@@ -1227,19 +1237,16 @@ fn delivered(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_step_transfers_from_the_desktop_and_blind_refers_from_the_phone() {
-    let url = support::redis_db(24);
-    let server = Server::start_with_config(Some(&config(0, "")), &["--redis", &url]);
-    let channel = channel(&server).await;
-    let mut agents = Agents::new(channel.clone());
-    let mut calls = Calls::new(channel.clone());
+    let Desk {
+        server,
+        channel,
+        mut agents,
+        mut calls,
+        ..
+    } = desk(24, &config(0, "")).await;
     let first = raw_phone(&server, "1003");
     let second = raw_phone(&server, "1005");
-    for (id, dn) in [("a1003", "1003"), ("a1005", "1005")] {
-        agents
-            .login(with_key(DEMO_KEY, login(id, dn)))
-            .await
-            .expect("login");
-    }
+    log_in(&mut agents, &["1003", "1005"], false).await;
     let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
     let sbc = Peer::sbc(&server);
 
@@ -1350,19 +1357,16 @@ async fn single_step_transfers_from_the_desktop_and_blind_refers_from_the_phone(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attended_refer_from_the_phone_hands_the_caller_to_the_consulted_agent() {
-    let url = support::redis_db(25);
-    let server = Server::start_with_config(Some(&config(0, "")), &["--redis", &url]);
-    let channel = channel(&server).await;
-    let mut agents = Agents::new(channel.clone());
-    let mut calls = Calls::new(channel.clone());
+    let Desk {
+        server,
+        channel,
+        mut agents,
+        mut calls,
+        ..
+    } = desk(25, &config(0, "")).await;
     let first = raw_phone(&server, "1003");
     let second = raw_phone(&server, "1005");
-    for (id, dn) in [("a1003", "1003"), ("a1005", "1005")] {
-        agents
-            .login(with_key(DEMO_KEY, login(id, dn)))
-            .await
-            .expect("login");
-    }
+    log_in(&mut agents, &["1003", "1005"], false).await;
     let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
     let sbc = Peer::sbc(&server);
     let (main_invite, _) = delivered(&server, &sbc, &first, "1003", "attended-1");
@@ -1442,11 +1446,13 @@ async fn an_attended_refer_from_the_phone_hands_the_caller_to_the_consulted_agen
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ringing_call_is_answered_from_the_desktop_and_a_transfer_needs_its_consultation() {
-    let url = support::redis_db(26);
-    let server = Server::start_with_config(Some(&config(0, "")), &["--redis", &url]);
-    let channel = channel(&server).await;
-    let mut agents = Agents::new(channel.clone());
-    let mut calls = Calls::new(channel.clone());
+    let Desk {
+        server,
+        channel,
+        mut agents,
+        mut calls,
+        ..
+    } = desk(26, &config(0, "")).await;
     let phone = raw_phone(&server, "1009");
     agents
         .login(with_key(DEMO_KEY, login("a1009", "1009")))
@@ -1587,19 +1593,16 @@ async fn a_ringing_call_is_answered_from_the_desktop_and_a_transfer_needs_its_co
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_alternates_between_the_held_call_and_its_consultation_then_reconnects() {
-    let url = support::redis_db(27);
-    let server = Server::start_with_config(Some(&config(0, "")), &["--redis", &url]);
-    let channel = channel(&server).await;
-    let mut agents = Agents::new(channel.clone());
-    let mut calls = Calls::new(channel.clone());
+    let Desk {
+        server,
+        channel,
+        mut agents,
+        mut calls,
+        ..
+    } = desk(27, &config(0, "")).await;
     let first = raw_phone(&server, "1003");
     let second = raw_phone(&server, "1005");
-    for (id, dn) in [("a1003", "1003"), ("a1005", "1005")] {
-        agents
-            .login(with_key(DEMO_KEY, login(id, dn)))
-            .await
-            .expect("login");
-    }
+    log_in(&mut agents, &["1003", "1005"], false).await;
     let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
     let sbc = Peer::sbc(&server);
     delivered(&server, &sbc, &first, "1003", "alternate-1");
@@ -1705,7 +1708,7 @@ async fn a_sipp_phone_takes_a_call_the_desktop_holds_retrieves_and_releases() {
     let port = support::free_port();
     support::sipp::register(&server, dir.path(), "1011", port);
     let mut sipp = support::sipp::answering_phone(dir.path(), "1011", "127.0.0.1", port);
-    let channel = channel(&server).await;
+    let channel = support::grpc(&server).await;
     let mut agents = Agents::new(channel.clone());
     let mut calls = Calls::new(channel.clone());
     agents

@@ -9,7 +9,7 @@ mod support;
 
 use std::collections::HashMap;
 
-use support::{Server, Udp, register_with};
+use support::{Server, Udp, register_with, with_key};
 use switchboard_proto::provisioning as pb;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -19,22 +19,7 @@ type Client = pb::provisioning_client::ProvisioningClient<Channel>;
 const ADMIN: &str = "test-admin-key";
 
 async fn client(server: &Server) -> Client {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("gRPC reachable");
-    Client::new(channel)
-}
-
-/// `message` with `authorization: Bearer <key>`.
-fn with_key<T>(key: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {key}").parse().expect("ascii"),
-    );
-    request
+    Client::new(support::grpc(server).await)
 }
 
 fn started_on_postgres(db: &str) -> (Server, String) {

@@ -475,3 +475,22 @@ pub fn via(url: &str, addr: SocketAddr) -> String {
         .unwrap_or_default();
     format!("{scheme}://{user}{addr}/{path}")
 }
+
+/// A gRPC channel to the node's API (provisioning, voice).
+pub async fn grpc(server: &Server) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("gRPC reachable")
+}
+
+/// `message` with `authorization: Bearer <key>`, as the APIs ask.
+pub fn with_key<T>(key: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("ascii"),
+    );
+    request
+}
