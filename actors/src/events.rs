@@ -478,11 +478,7 @@ impl RedisSink {
                 }
                 "entries-added" => added = integer(value),
                 "length" => length = integer(value),
-                "first-entry" => {
-                    oldest = stream_ids(&redis::Value::Array(vec![value.clone()]))
-                        .into_iter()
-                        .next()
-                }
+                "first-entry" => oldest = entry_id(value),
                 _ => {}
             }
         }
@@ -511,12 +507,7 @@ impl RedisSink {
         for topic in topics {
             from.push(self.last_id(tenant, topic).await?);
         }
-        let config = redis::AsyncConnectionConfig::new()
-            .set_response_timeout(Some(TAIL_BLOCK + std::time::Duration::from_secs(5)));
-        let conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let conn = tail_connection(&self.client).await?;
         let (live, receiver) = broadcast::channel(FOLLOW_BUFFER);
         tails.insert(tenant.to_owned(), live.clone());
         let streams: Vec<String> = topics.iter().map(|t| stream_name(tenant, t)).collect();
@@ -527,6 +518,18 @@ impl RedisSink {
 
 /// How long one read of the tail waits for new entries.
 const TAIL_BLOCK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A connection of its own for the tail, whose reads block longer than a shared one's
+/// answers may take.
+async fn tail_connection(
+    client: &redis::Client,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(TAIL_BLOCK + std::time::Duration::from_secs(5)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
 
 /// Follows a tenant's streams from `from` for as long as the node runs, handing each new entry
 /// on in id order; a lost connection is made again and the read resumes where it stopped.
@@ -553,12 +556,7 @@ async fn tail(
             Err(e) => {
                 tracing::warn!(error = %e, "following event streams: read failed; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_response_timeout(Some(TAIL_BLOCK + std::time::Duration::from_secs(5)));
-                if let Ok(c) = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
-                {
+                if let Ok(c) = tail_connection(&client).await {
                     conn = c;
                 }
                 continue;
@@ -611,10 +609,10 @@ fn entries(reply: redis::Value) -> Vec<Entry> {
     items
         .iter()
         .filter_map(|item| {
+            let id = entry_id(item)?;
             let redis::Value::Array(pair) = item else {
                 return None;
             };
-            let id = text(pair.first()?)?.parse().ok()?;
             let fields: Vec<String> = match pair.get(1)? {
                 redis::Value::Array(f) => f.iter().filter_map(text).collect(),
                 redis::Value::Map(m) => m
@@ -645,13 +643,15 @@ fn stream_ids(reply: &redis::Value) -> Vec<EntryId> {
     let redis::Value::Array(items) = reply else {
         return Vec::new();
     };
-    items
-        .iter()
-        .filter_map(|item| match item {
-            redis::Value::Array(pair) => text(pair.first()?)?.parse().ok(),
-            _ => None,
-        })
-        .collect()
+    items.iter().filter_map(entry_id).collect()
+}
+
+/// The id of a stream entry as replies give it: `[id, fields]`.
+fn entry_id(entry: &redis::Value) -> Option<EntryId> {
+    match entry {
+        redis::Value::Array(pair) => text(pair.first()?)?.parse().ok(),
+        _ => None,
+    }
 }
 
 /// The (name, value) pairs of a reply that is a map, flat (RESP2) or not (RESP3).
