@@ -70,6 +70,51 @@ async fn udp_in_and_out() {
     assert_eq!(from, ep.udp_addr());
 }
 
+/// Many parsers, two peers sending bursts: each peer's datagrams arrive in the order it sent
+/// them (several tasks reading the socket side by side could hand a 200 on before its 180).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn udp_keeps_each_peers_order_across_parsers() {
+    let config = TransportConfig {
+        udp_readers: 4,
+        ..TransportConfig::default()
+    };
+    let (ep, mut rx) = endpoint(config).await;
+    let peers = [
+        UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+        UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+    ];
+    const EACH: usize = 500;
+    for n in 0..EACH {
+        for peer in &peers {
+            peer.send_to(register(&format!("z9hG4bK{n}")).as_bytes(), ep.udp_addr())
+                .await
+                .expect("send");
+        }
+    }
+    let mut seen: std::collections::HashMap<SocketAddr, Vec<usize>> = Default::default();
+    for _ in 0..EACH * 2 {
+        let inbound = next(&mut rx).await;
+        let Ok(Message::Request(r)) = &inbound.message else {
+            panic!("a request");
+        };
+        let branch = r
+            .headers
+            .top_via()
+            .and_then(Result::ok)
+            .and_then(|v| v.branch().map(str::to_owned))
+            .expect("branch");
+        let n = branch
+            .trim_start_matches("z9hG4bK")
+            .parse::<usize>()
+            .expect("number");
+        seen.entry(inbound.source).or_default().push(n);
+    }
+    for peer in &peers {
+        let order = &seen[&peer.local_addr().expect("addr")];
+        assert_eq!(*order, (0..EACH).collect::<Vec<_>>(), "in the order sent");
+    }
+}
+
 #[tokio::test]
 async fn udp_drops_oversized_and_keepalives_but_reports_garbage() {
     let config = TransportConfig {

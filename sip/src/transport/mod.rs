@@ -76,7 +76,8 @@ pub struct TransportConfig {
     pub max_connections_per_ip: usize,
     /// Open TCP connections allowed in all.
     pub max_connections: usize,
-    /// Tasks reading the UDP socket (each parses what it reads).
+    /// Tasks parsing UDP datagrams; the datagrams of one source always go to the same one, so
+    /// they are delivered in the order they arrived.
     pub udp_readers: usize,
     /// The UDP socket's kernel buffers, each way: room for bursts (a few hundred phones
     /// registering at once overflow Linux's default of 208 KiB). The kernel caps it at
@@ -168,9 +169,8 @@ impl Endpoint {
             tasks: Mutex::new(JoinSet::new()),
         });
         let endpoint = Self { inner };
-        for _ in 0..endpoint.inner.config.udp_readers.max(1) {
-            endpoint.spawn(udp::read_loop(endpoint.clone()));
-        }
+        let parsers = endpoint.inner.config.udp_readers.max(1);
+        endpoint.spawn(udp::read_loop(endpoint.clone(), parsers));
         endpoint.spawn(tcp::accept_loop(endpoint.clone(), listener));
         Ok(endpoint)
     }

@@ -1,21 +1,33 @@
-//! The UDP side: readers that parse each datagram, and sends of one datagram each.
+//! The UDP side: a reader that hands each datagram to a parser by its source, and sends of
+//! one datagram each.
 
+use std::hash::{Hash, Hasher};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 
 use super::{Endpoint, Inbound, Transport};
 use crate::error::Result;
 use crate::parse::parse_datagram;
 
-/// Reads datagrams until the endpoint shuts down. Several of these share the socket, each
-/// parsing what it reads, so parsing spreads over the cores.
-pub(super) async fn read_loop(endpoint: Endpoint) {
+/// Reads datagrams until the endpoint shuts down, handing each to one of `parsers` tasks
+/// chosen by its source: parsing spreads over the cores, while the datagrams of one peer are
+/// delivered in the order they arrived (a phone's 180 before its 200, which several tasks
+/// reading the socket side by side could swap).
+pub(super) async fn read_loop(endpoint: Endpoint, parsers: usize) {
     let socket = endpoint.inner.udp.clone();
     let max = endpoint.inner.config.max_message_size;
+    let queues: Vec<mpsc::Sender<(Bytes, SocketAddr)>> = (0..parsers.max(1))
+        .map(|_| {
+            let (queue, datagrams) = mpsc::channel(PARSER_QUEUE);
+            endpoint.spawn(parse_loop(endpoint.clone(), datagrams));
+            queue
+        })
+        .collect();
     // Large enough for any datagram, so an oversized one is seen whole and dropped rather than
     // truncated into something that might parse.
     let mut buf = vec![0u8; 65_536];
@@ -39,9 +51,28 @@ pub(super) async fn read_loop(endpoint: Endpoint) {
             tracing::debug!(%source, len, max, "oversized datagram dropped");
             continue;
         }
-        let message = parse_datagram(Bytes::copy_from_slice(data));
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        source.hash(&mut hasher);
+        let queue = &queues[(hasher.finish() % queues.len() as u64) as usize];
+        // A full queue waits here, and the kernel's buffer takes the burst meanwhile.
+        if queue
+            .send((Bytes::copy_from_slice(data), source))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Datagrams a parser may have waiting.
+const PARSER_QUEUE: usize = 4096;
+
+/// Parses the datagrams of the sources it is given, in order, and delivers them.
+async fn parse_loop(endpoint: Endpoint, mut datagrams: mpsc::Receiver<(Bytes, SocketAddr)>) {
+    while let Some((data, source)) = datagrams.recv().await {
         endpoint.deliver(Inbound {
-            message,
+            message: parse_datagram(data),
             source,
             transport: Transport::Udp,
             received_at: Instant::now(),
