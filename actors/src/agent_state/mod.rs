@@ -700,19 +700,11 @@ impl AgentActorState {
 
 /// The state as events and the desktop show it.
 fn view(agent: &Agent, now: Instant) -> AgentView {
-    let (state, reason, work_mode, until) = match &agent.mode {
-        _ if agent.session.is_none() => ("LoggedOut", None, "", None),
-        Mode::Ready => ("Ready", None, "", None),
-        Mode::NotReady { reason, work_mode } => {
-            ("NotReady", reason.clone(), work_mode.name(), None)
-        }
-        Mode::AfterCallWork { until } => (
-            "AfterCallWork",
-            None,
-            WorkMode::AfterCallWork.name(),
-            until.map(|u| wall_ms(u, now)),
-        ),
+    let (state, reason, work_mode, until) = match agent.session {
+        None => ("LoggedOut", None, None, None),
+        Some(_) => mode_parts(&agent.mode, now),
     };
+    let work_mode = work_mode.map_or("", WorkMode::name);
     let session = agent.session.as_ref();
     AgentView {
         agent_id: agent.id.clone(),
@@ -728,6 +720,26 @@ fn view(agent: &Agent, now: Instant) -> AgentView {
     }
 }
 
+/// A mode as events and the store name it: the state, the NotReady reason, the work mode, and
+/// when timed wrap-up ends (UTC milliseconds).
+fn mode_parts(
+    mode: &Mode,
+    now: Instant,
+) -> (&'static str, Option<String>, Option<WorkMode>, Option<u64>) {
+    match mode {
+        Mode::Ready => ("Ready", None, None, None),
+        Mode::NotReady { reason, work_mode } => {
+            ("NotReady", reason.clone(), Some(*work_mode), None)
+        }
+        Mode::AfterCallWork { until } => (
+            "AfterCallWork",
+            None,
+            Some(WorkMode::AfterCallWork),
+            until.map(|u| wall_ms(u, now)),
+        ),
+    }
+}
+
 /// The wall-clock time of `at`, in UTC milliseconds.
 fn wall_ms(at: Instant, now: Instant) -> u64 {
     let now_ms = crate::unix_ms();
@@ -739,16 +751,8 @@ fn wall_ms(at: Instant, now: Instant) -> u64 {
 
 fn stored(agent: &Agent, now: Instant) -> Option<Stored> {
     let session = agent.session.as_ref()?;
-    let (mode, reason, work_mode, until) = match &agent.mode {
-        Mode::Ready => ("Ready", None, WorkMode::Unknown, None),
-        Mode::NotReady { reason, work_mode } => ("NotReady", reason.clone(), *work_mode, None),
-        Mode::AfterCallWork { until } => (
-            "AfterCallWork",
-            None,
-            WorkMode::AfterCallWork,
-            until.map(|u| wall_ms(u, now)),
-        ),
-    };
+    let (mode, reason, work_mode, until) = mode_parts(&agent.mode, now);
+    let work_mode = work_mode.unwrap_or(WorkMode::Unknown);
     Some(Stored {
         agent: agent.id.clone(),
         dn: session.dn.clone(),
