@@ -21,6 +21,7 @@ use switchboard_proto::events::{AgentState as AgentView, Payload};
 use crate::events::{EventSink, TOPIC_AGENTSTATE, new_event};
 use crate::sip_cluster::Locate;
 use crate::tenant::{Directory, Tenant};
+use crate::wakeups::Wakeups;
 use machine::{Agent, Change, Command, Mode, Refusal, Session, WorkMode};
 use store::{AgentStore, Stored};
 
@@ -231,6 +232,10 @@ struct RegistryState {
     /// Who is logged in where: (tenant, DN) to agent id, and back.
     by_dn: HashMap<(String, String), String>,
     dn_of: HashMap<(String, String), String>,
+    /// The one timer that ends every agent's timed wrap-up, and the key the next agent's
+    /// actor asks it under.
+    wakeups: Wakeups<AgentMsg>,
+    next_key: u64,
 }
 
 impl Actor for Registry {
@@ -248,6 +253,8 @@ impl Actor for Registry {
             agents: HashMap::new(),
             by_dn: HashMap::new(),
             dn_of: HashMap::new(),
+            wakeups: Wakeups::start(|| AgentMsg::Wake),
+            next_key: 0,
         };
         let tenants: Vec<Arc<Tenant>> = state.config.directory.tenants().cloned().collect();
         for tenant in tenants {
@@ -271,7 +278,7 @@ impl Actor for Registry {
                     .by_dn
                     .insert((tenant.name.clone(), s.dn.clone()), s.agent.clone());
                 state.dn_of.insert(key.clone(), s.dn.clone());
-                let actor = spawn_agent(&myself, &state.config, &tenant, &s.agent).await?;
+                let actor = state.spawn_agent(&myself, &tenant, &s.agent).await?;
                 state.agents.insert(key, actor);
                 restored += 1;
             }
@@ -424,10 +431,37 @@ impl RegistryState {
             .ok_or_else(unknown)?
             .clone();
         agent_config(&t, agent).ok_or_else(unknown)?;
-        let actor = spawn_agent(myself, &self.config, &t, agent)
+        let actor = self
+            .spawn_agent(myself, &t, agent)
             .await
             .map_err(|e| CommandError::Unavailable(e.to_string()))?;
         self.agents.insert(key, actor.clone());
+        Ok(actor)
+    }
+
+    async fn spawn_agent(
+        &mut self,
+        registry: &ActorRef<RegistryMsg>,
+        tenant: &Tenant,
+        agent: &str,
+    ) -> Result<ActorRef<AgentMsg>, ractor::SpawnErr> {
+        let wrap_up = agent_config(tenant, agent).map_or(Duration::ZERO, |a| wrap_up_of(tenant, a));
+        self.next_key += 1;
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            AgentActor,
+            AgentArgs {
+                tenant: tenant.name.clone(),
+                agent: agent.to_owned(),
+                wrap_up,
+                config: self.config.clone(),
+                registry: registry.clone(),
+                wakeups: self.wakeups.clone(),
+                key: self.next_key,
+            },
+            registry.get_cell(),
+        )
+        .await?;
         Ok(actor)
     }
 
@@ -480,29 +514,6 @@ fn wrap_up_of(tenant: &Tenant, agent: &crate::tenant::AgentConfig) -> Duration {
     )
 }
 
-async fn spawn_agent(
-    registry: &ActorRef<RegistryMsg>,
-    config: &AgentStateConfig,
-    tenant: &Tenant,
-    agent: &str,
-) -> Result<ActorRef<AgentMsg>, ractor::SpawnErr> {
-    let wrap_up = agent_config(tenant, agent).map_or(Duration::ZERO, |a| wrap_up_of(tenant, a));
-    let (actor, _) = Actor::spawn_linked(
-        None,
-        AgentActor,
-        AgentArgs {
-            tenant: tenant.name.clone(),
-            agent: agent.to_owned(),
-            wrap_up,
-            config: config.clone(),
-            registry: registry.clone(),
-        },
-        registry.get_cell(),
-    )
-    .await?;
-    Ok(actor)
-}
-
 enum AgentMsg {
     Command {
         command: Command,
@@ -523,6 +534,8 @@ enum AgentMsg {
 }
 
 struct AgentArgs {
+    wakeups: Wakeups<AgentMsg>,
+    key: u64,
     tenant: String,
     agent: String,
     wrap_up: Duration,
@@ -533,6 +546,8 @@ struct AgentArgs {
 struct AgentActor;
 
 struct AgentActorState {
+    wakeups: Wakeups<AgentMsg>,
+    key: u64,
     tenant: String,
     agent: Agent,
     config: AgentStateConfig,
@@ -555,6 +570,8 @@ impl Actor for AgentActor {
             restore(&mut agent, stored, Instant::now());
         }
         let state = AgentActorState {
+            wakeups: args.wakeups,
+            key: args.key,
             tenant: args.tenant,
             agent,
             config: args.config,
@@ -639,6 +656,15 @@ impl Actor for AgentActor {
         state.schedule(&myself);
         Ok(())
     }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.wakeups.forget(state.key);
+        Ok(())
+    }
 }
 
 impl AgentActorState {
@@ -690,10 +716,11 @@ impl AgentActorState {
         });
     }
 
+    /// Asks to be woken when timed wrap-up ends (the node's one timer keeps the earliest
+    /// instant asked under the agent's key).
     fn schedule(&self, myself: &ActorRef<AgentMsg>) {
         if let Some(at) = self.agent.poll_timeout() {
-            let wait = at.saturating_duration_since(Instant::now());
-            myself.send_after(wait, || AgentMsg::Wake);
+            self.wakeups.at(self.key, at, myself);
         }
     }
 }
