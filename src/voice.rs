@@ -251,6 +251,39 @@ impl Voice {
         .await
     }
 
+    /// An agent request that is its command and nothing more.
+    async fn agent_request(
+        &self,
+        request: Request<pb::AgentRequest>,
+        operation: &str,
+        command: Command,
+    ) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        self.command(&tenant, operation, &r.agent_id, r.reference_id, command)
+            .await
+    }
+
+    /// A call request that is its control and nothing more.
+    async fn call_request(
+        &self,
+        request: Request<pb::CallRequest>,
+        operation: &str,
+        control: Control,
+    ) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        self.call_operation(
+            &tenant,
+            operation,
+            &r.agent_id,
+            &r.call_id,
+            r.reference_id,
+            control,
+        )
+        .await
+    }
+
     /// A call operation: acknowledged, or refused and reported on the stream.
     async fn call_operation(
         &self,
@@ -489,29 +522,11 @@ impl pb::agents_server::Agents for Voice {
     }
 
     async fn logout(&self, request: Request<pb::AgentRequest>) -> Reply<pb::Ack> {
-        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
-        let r = request.into_inner();
-        self.command(
-            &tenant,
-            "Logout",
-            &r.agent_id,
-            r.reference_id,
-            Command::Logout,
-        )
-        .await
+        self.agent_request(request, "Logout", Command::Logout).await
     }
 
     async fn ready(&self, request: Request<pb::AgentRequest>) -> Reply<pb::Ack> {
-        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
-        let r = request.into_inner();
-        self.command(
-            &tenant,
-            "Ready",
-            &r.agent_id,
-            r.reference_id,
-            Command::Ready,
-        )
-        .await
+        self.agent_request(request, "Ready", Command::Ready).await
     }
 
     async fn not_ready(&self, request: Request<pb::NotReadyRequest>) -> Reply<pb::Ack> {
@@ -526,16 +541,8 @@ impl pb::agents_server::Agents for Voice {
     }
 
     async fn after_call_work(&self, request: Request<pb::AgentRequest>) -> Reply<pb::Ack> {
-        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
-        let r = request.into_inner();
-        self.command(
-            &tenant,
-            "AfterCallWork",
-            &r.agent_id,
-            r.reference_id,
-            Command::AfterCallWork,
-        )
-        .await
+        self.agent_request(request, "AfterCallWork", Command::AfterCallWork)
+            .await
     }
 
     async fn set_dnd(&self, request: Request<pb::DndRequest>) -> Reply<pb::Ack> {
@@ -758,59 +765,21 @@ impl pb::calls_server::Calls for Voice {
     }
 
     async fn answer(&self, request: Request<pb::CallRequest>) -> Reply<pb::Ack> {
-        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
-        let r = request.into_inner();
-        self.call_operation(
-            &tenant,
-            "Answer",
-            &r.agent_id,
-            &r.call_id,
-            r.reference_id,
-            Control::Answer,
-        )
-        .await
+        self.call_request(request, "Answer", Control::Answer).await
     }
 
     async fn hold(&self, request: Request<pb::CallRequest>) -> Reply<pb::Ack> {
-        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
-        let r = request.into_inner();
-        self.call_operation(
-            &tenant,
-            "Hold",
-            &r.agent_id,
-            &r.call_id,
-            r.reference_id,
-            Control::Hold,
-        )
-        .await
+        self.call_request(request, "Hold", Control::Hold).await
     }
 
     async fn retrieve(&self, request: Request<pb::CallRequest>) -> Reply<pb::Ack> {
-        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
-        let r = request.into_inner();
-        self.call_operation(
-            &tenant,
-            "Retrieve",
-            &r.agent_id,
-            &r.call_id,
-            r.reference_id,
-            Control::Retrieve,
-        )
-        .await
+        self.call_request(request, "Retrieve", Control::Retrieve)
+            .await
     }
 
     async fn release(&self, request: Request<pb::CallRequest>) -> Reply<pb::Ack> {
-        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
-        let r = request.into_inner();
-        self.call_operation(
-            &tenant,
-            "Release",
-            &r.agent_id,
-            &r.call_id,
-            r.reference_id,
-            Control::Release,
-        )
-        .await
+        self.call_request(request, "Release", Control::Release)
+            .await
     }
 
     async fn send_dtmf(&self, request: Request<pb::DtmfRequest>) -> Reply<pb::Ack> {
