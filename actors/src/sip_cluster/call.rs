@@ -1636,19 +1636,7 @@ impl Call {
             return;
         }
         if (200..300).contains(&r.status) {
-            self.send_ack(
-                leg,
-                seq_of(&r.headers),
-                Bytes::new(),
-                &Headers::default(),
-                now,
-            );
-            if let Some(dialog) = self.leg_mut(leg).dialog.as_mut() {
-                let _ = dialog.update_from_response(&r);
-            }
-            if let Some(timer) = self.leg_mut(leg).timer.as_mut() {
-                timer.refreshed(now);
-            }
+            self.session_answered(leg, &r, now);
         } else {
             tracing::warn!(tenant = %self.tenant.name, call = %self.id, ?leg, status = r.status,
                 "a leg refused a hold or resume");
@@ -3130,34 +3118,33 @@ impl Call {
         self.send_in_dialog(leg, method, &extra, body, Purpose::Refresh, now);
     }
 
-    /// The answer to a session refresh this side sent.
-    fn refresh_answered(&mut self, leg: LegId, r: Response, now: Instant) {
-        if r.status < 200 {
-            return;
-        }
+    /// A 2xx to an offer or a refresh this side sent on `leg`: ACKed when it answers an
+    /// INVITE, the dialog's target taken from it, the leg's session refreshed.
+    fn session_answered(&mut self, leg: LegId, r: &Response, now: Instant) {
         let invite = r
             .headers
             .cseq()
             .and_then(Result::ok)
             .is_some_and(|c| c.method == Method::Invite);
+        if invite {
+            let seq = seq_of(&r.headers);
+            self.send_ack(leg, seq, Bytes::new(), &Headers::default(), now);
+        }
+        if let Some(dialog) = self.leg_mut(leg).dialog.as_mut() {
+            let _ = dialog.update_from_response(r);
+        }
+        if let Some(timer) = self.leg_mut(leg).timer.as_mut() {
+            timer.refreshed(now);
+        }
+    }
+
+    /// The answer to a session refresh this side sent.
+    fn refresh_answered(&mut self, leg: LegId, r: Response, now: Instant) {
+        if r.status < 200 {
+            return;
+        }
         match r.status {
-            200..=299 => {
-                if invite {
-                    self.send_ack(
-                        leg,
-                        seq_of(&r.headers),
-                        Bytes::new(),
-                        &Headers::default(),
-                        now,
-                    );
-                }
-                if let Some(dialog) = self.leg_mut(leg).dialog.as_mut() {
-                    let _ = dialog.update_from_response(&r);
-                }
-                if let Some(timer) = self.leg_mut(leg).timer.as_mut() {
-                    timer.refreshed(now);
-                }
-            }
+            200..=299 => self.session_answered(leg, &r, now),
             408 | 481 => self.end(
                 CallEventKind::Released,
                 "unreachable",
