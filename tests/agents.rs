@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use serde::Serialize;
-use support::peer::{Peer, answered_call, raw_phone, sbc_in_dialog, sdp};
+use support::peer::{Peer, answered_call, raw_phone, ringing_call, sbc_in_dialog, sdp};
 use support::{Server, with_key};
 use switchboard_actors::tenant::{ApiKeyConfig, TenantConfig, demo_tenant, hash_api_key};
 use switchboard_proto::events::Payload;
@@ -933,17 +933,7 @@ async fn call_requests_the_call_does_not_allow_are_refused_and_reported() {
         .expect("ready");
     let mut stream = follow(channel.clone(), DEMO_KEY, "a1007", "").await;
     let sbc = Peer::sbc(&server);
-    sbc.send(&support::peer::sbc_invite(
-        sbc.port(),
-        &server,
-        "1007",
-        "ringing-1",
-        &sdp(4000),
-    ));
-    let invite = phone
-        .request(Method::Invite, Duration::from_secs(5))
-        .expect("the phone rings");
-    phone.answer(&invite, 180, None);
+    ringing_call(&server, &sbc, &phone, "1007", "ringing-1");
     assert_eq!(
         kinds(&take(&mut stream, 2).await),
         ["dn OffHook", "call Ringing"]
@@ -1463,23 +1453,10 @@ async fn a_ringing_call_is_answered_from_the_desktop_and_a_transfer_needs_its_co
         ..
     } = desk(26, &config(0, "")).await;
     let phone = raw_phone(&server, "1009");
-    agents
-        .login(with_key(DEMO_KEY, login("a1009", "1009")))
-        .await
-        .expect("login");
+    log_in(&mut agents, &["1009"], false).await;
     let mut stream = follow(channel.clone(), DEMO_KEY, "a1009", "").await;
     let sbc = Peer::sbc(&server);
-    sbc.send(&support::peer::sbc_invite(
-        sbc.port(),
-        &server,
-        "1009",
-        "answer-1",
-        &sdp(4000),
-    ));
-    let invite = phone
-        .request(Method::Invite, Duration::from_secs(5))
-        .expect("the phone rings");
-    phone.answer(&invite, 180, None);
+    let invite = ringing_call(&server, &sbc, &phone, "1009", "answer-1");
     let ringing = take(&mut stream, 2).await;
     assert_eq!(kinds(&ringing), ["dn OffHook", "call Ringing"]);
     let call = call_of(&ringing[1]).call_id.clone();

@@ -132,6 +132,16 @@ pub fn raw_phone(server: &Server, dn: &str) -> Peer {
     Peer::on(phone.socket, server)
 }
 
+/// The SBC calls `dn`; the raw phone rings (180). Returns the INVITE the phone got.
+pub fn ringing_call(server: &Server, sbc: &Peer, phone: &Peer, dn: &str, call_id: &str) -> Request {
+    sbc.send(&sbc_invite(sbc.port(), server, dn, call_id, &sdp(4000)));
+    let invite = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("the phone is rung\n{}", server.log_text()));
+    phone.answer(&invite, 180, None);
+    invite
+}
+
 /// The SBC calls `dn`; the raw phone answers. Returns the 200 the SBC got.
 pub fn answered_call(
     server: &Server,
@@ -140,11 +150,7 @@ pub fn answered_call(
     dn: &str,
     call_id: &str,
 ) -> (Request, Response) {
-    sbc.send(&sbc_invite(sbc.port(), server, dn, call_id, &sdp(4000)));
-    let invite = phone
-        .request(Method::Invite, Duration::from_secs(5))
-        .unwrap_or_else(|| panic!("the phone is rung\n{}", server.log_text()));
-    phone.answer(&invite, 180, None);
+    let invite = ringing_call(server, sbc, phone, dn, call_id);
     phone.answer(&invite, 200, Some(&sdp(5000)));
     let ok = sbc
         .final_response(Duration::from_secs(5))
