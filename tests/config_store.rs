@@ -47,7 +47,7 @@ fn rich_tenant() -> TenantConfig {
         .push(switchboard_actors::tenant::StrategyConfig {
             name: "support".into(),
             version: 2,
-            document: "second version".into(),
+            document: "# second version\nroute dn 1002\n".into(),
             options: Default::default(),
         });
     c
@@ -113,8 +113,8 @@ fn an_invalid_tenant_writes_nothing() {
     });
 }
 
-/// What the routing system's validator will be to the store: here, one that refuses any
-/// document holding `goto`.
+/// A site's own rule beside the strategy language's checks (which every save runs): here,
+/// one that refuses any document holding `goto`.
 fn no_goto(s: &StrategyConfig) -> Result<(), String> {
     match s.document.find("goto") {
         Some(at) => Err(format!(
@@ -137,7 +137,7 @@ fn a_strategy_the_validator_refuses_is_not_saved() {
         let bad = StrategyConfig {
             name: "support".into(),
             version: 0,
-            document: "music\ngoto 1\n".into(),
+            document: "label top\nwait 5s\ngoto top\n".into(),
             options: Default::default(),
         };
         let e = store
@@ -174,7 +174,7 @@ fn a_strategy_the_validator_refuses_is_not_saved() {
         let good = StrategyConfig {
             name: "support".into(),
             version: 0,
-            document: "music\nqueue support\n".into(),
+            document: "play music file:///hold.wav\nqueue support target \"english > 0\"\n".into(),
             options: Default::default(),
         };
         let saved = store

@@ -258,7 +258,8 @@ async fn a_tenant_provisioned_over_grpc_is_live_on_the_node() {
                 tenant: tenant.clone(),
                 strategy: Some(pb::Strategy {
                     name: "support".into(),
-                    document: "queue support\n".into(),
+                    document: "play music file:///hold.wav\nqueue support target \"english > 0\"\n"
+                        .into(),
                     ..Default::default()
                 }),
             },
@@ -274,7 +275,7 @@ async fn a_tenant_provisioned_over_grpc_is_live_on_the_node() {
                 tenant: tenant.clone(),
                 id: "support".into(),
                 strategy: Some(pb::Strategy {
-                    document: "queue support\noverflow 30\n".into(),
+                    document: "queue support target \"english > 0\"\n  after 30s target \"group:support\"\n".into(),
                     ..Default::default()
                 }),
             },
@@ -399,7 +400,7 @@ async fn a_tenant_provisioned_over_grpc_is_live_on_the_node() {
     for words in [
         "login_code = \"7001\"",
         "gateway = \"192.0.2.10:5060\"",
-        "overflow 30",
+        "after 30s target",
         "routing-point:5000",
         "sha256:",
     ] {
@@ -550,6 +551,49 @@ async fn bad_input_is_refused_by_field_and_writes_nothing() {
         ))
         .await;
     assert_status(media, Code::InvalidArgument, &["media_server.address"]);
+    // Strategies that loop without waiting, or name a queue or skill the tenant lacks.
+    api.create_queue(with_key(
+        &key,
+        pb::CreateQueueRequest {
+            tenant: String::new(),
+            queue: Some(pb::Queue {
+                name: "support".into(),
+                options: HashMap::new(),
+            }),
+        },
+    ))
+    .await
+    .expect("queue created");
+    let before = before + 1;
+    for (document, says) in [
+        (
+            "label top\nset tried \"yes\"\ngoto top\n",
+            "line 2: the strategy loops here without waiting",
+        ),
+        (
+            "queue sales target \"english > 0\"\n",
+            "line 1: unknown queue \"sales\"",
+        ),
+        (
+            "\nqueue support target \"french > 0\"\n",
+            "line 2: unknown skill \"french\"",
+        ),
+    ] {
+        let refused = api
+            .create_strategy(with_key(
+                &key,
+                pb::CreateStrategyRequest {
+                    tenant: String::new(),
+                    strategy: Some(pb::Strategy {
+                        name: "bad".into(),
+                        document: document.into(),
+                        ..Default::default()
+                    }),
+                },
+            ))
+            .await;
+        assert_status(refused, Code::InvalidArgument, &["strategy.document", says]);
+    }
     // A tenant setting.
     let digest = api
         .update_tenant(with_key(

@@ -1,8 +1,9 @@
 //! Routing for switchboard without I/O: the dial plan, target expressions and the pool of Ready
 //! agents indexed for choosing among them, the order of a queue's waiting calls and its estimated
-//! wait; strategies to come.
+//! wait, and the strategies routing points run.
 
 pub mod dialplan;
 pub mod pool;
 pub mod queue;
+pub mod strategy;
 pub mod target;

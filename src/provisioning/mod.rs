@@ -812,7 +812,7 @@ mod tests {
             tenant: String::new(),
             id: "support".into(),
             strategy: Some(pb::Strategy {
-                document: "music\ngoto 1\n".into(),
+                document: "label top\nwait 5s\ngoto top\n".into(),
                 ..Default::default()
             }),
         });

@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use switchboard_routing::dialplan::{Destination, DialPlan, RuleText};
+use switchboard_routing::strategy::{Known, Program};
 use switchboard_sip::auth::Algorithm;
 
 /// A configuration that cannot be used, naming the tenant and the field at fault.
@@ -74,6 +75,8 @@ pub struct Tenant {
     pub trunks: Vec<Trunk>,
     /// The media servers, their addresses parsed.
     pub media_servers: Vec<MediaServer>,
+    /// Every version of every strategy, compiled, by name then version.
+    pub strategies: HashMap<String, BTreeMap<u32, Arc<Program>>>,
     /// The configuration it was built from.
     pub config: TenantConfig,
     /// The version it was stored at in PostgreSQL; 0 for an embedded configuration.
@@ -245,6 +248,15 @@ impl Tenant {
                 })
             })
             .collect();
+        let mut strategies: HashMap<String, BTreeMap<u32, Arc<Program>>> = HashMap::new();
+        for (i, s) in c.strategies.iter().enumerate() {
+            let program = compile_strategy(c, s)
+                .map_err(|problem| fail(format!("strategies[{i}].document"), problem))?;
+            strategies
+                .entry(s.name.clone())
+                .or_default()
+                .insert(s.version, Arc::new(program));
+        }
         Ok(Self {
             name: c.name.clone(),
             domain: c.domain.to_ascii_lowercase(),
@@ -256,9 +268,24 @@ impl Tenant {
             dial_plan,
             trunks,
             media_servers,
+            strategies,
             config: c.clone(),
             version: 0,
         })
+    }
+
+    /// The latest version of strategy `name`, compiled, with its version.
+    pub fn strategy(&self, name: &str) -> Option<(u32, Arc<Program>)> {
+        let (v, p) = self.strategies.get(name)?.last_key_value()?;
+        Some((*v, p.clone()))
+    }
+
+    /// The routing point `number`, if it is one.
+    pub fn routing_point(&self, number: &str) -> Option<&RoutingPointConfig> {
+        self.config
+            .routing_points
+            .iter()
+            .find(|r| r.number == number)
     }
 
     /// The address of record of a DN.
@@ -526,6 +553,55 @@ pub fn in_network(ip: std::net::IpAddr, (net, len): (std::net::IpAddr, u8)) -> b
     }
 }
 
+/// Compiles a strategy's document and checks that the queues, skills, groups, agents and
+/// DNs it names are the tenant's: a strategy is refused when saved, not when a call runs it.
+pub fn compile_strategy(c: &TenantConfig, s: &StrategyConfig) -> Result<Program, String> {
+    let program = Program::compile(&s.document)
+        .map_err(|e| format!("strategy {:?} version {}, {e}", s.name, s.version))?;
+    program
+        .check(c)
+        .map_err(|e| format!("strategy {:?} version {}, {e}", s.name, s.version))?;
+    Ok(program)
+}
+
+impl Known for TenantConfig {
+    fn queue(&self, name: &str) -> bool {
+        self.queues.iter().any(|q| q.name == name)
+    }
+    fn skill(&self, name: &str) -> bool {
+        self.skills
+            .iter()
+            .any(|s| s.name.eq_ignore_ascii_case(name))
+    }
+    fn group(&self, name: &str) -> bool {
+        self.agent_groups.iter().any(|g| g.name == name)
+    }
+    fn agent(&self, id: &str) -> bool {
+        self.agents.iter().any(|a| a.id == id)
+    }
+    fn dn(&self, number: &str) -> bool {
+        self.dns.iter().any(|d| d.number == number)
+    }
+}
+
+/// The demo tenant's strategy for routing point 5000 (design.md "The demo tenant"): open
+/// around the clock (the closed branch is there to be tried with other hours), music, the
+/// queue `support` for English speakers of level 3 or more, any agent of the group after
+/// 30 seconds, and the default destination after 300.
+pub const DEMO_STRATEGY: &str = r#"# Routing point 5000: the support line.
+hours always: mon-sun 00:00-24:00
+
+if closed always
+  play announcement file:///prompts/closed.wav
+  route default
+end
+set line "support"
+play music file:///music/hold.wav
+queue support target "english >= 3" priority 5 timeout 300s
+  after 30s target "group:support"
+route default
+"#;
+
 /// The demo tenant of design.md ("The demo tenant"): domain and realm `demo.local`, DNs 1001
 /// to 1020 with passwords `demo<dn>`, agents `a1001` to `a1020` at those DNs with skills, the
 /// trunk `carrier`, the media server `gvp`, routing point 5000 and its dial plan.
@@ -628,7 +704,7 @@ pub fn demo_tenant() -> TenantConfig {
         strategies: vec![StrategyConfig {
             name: "support".into(),
             version: 1,
-            document: "# interpreted by the routing system\n".into(),
+            document: DEMO_STRATEGY.into(),
             options: Options::new(),
         }],
         api_keys: vec![ApiKeyConfig {
