@@ -12,9 +12,11 @@ use switchboard_actors::agent_state::store::AgentStore;
 use switchboard_actors::agent_state::{AgentState, AgentStateConfig};
 use switchboard_actors::call_state::{CallState, SnapshotStore};
 use switchboard_actors::events::{EventSink, MemorySink, RedisSink};
+use switchboard_actors::ors::{Ors, wall_clock};
 use switchboard_actors::registrar::{
     BindingStore, MemoryStore, Policy, RedisStore, Registrar, RegistrarConfig, RegistrarMsg,
 };
+use switchboard_actors::rq::Rq;
 use switchboard_actors::sip_cluster::{ClusterConfig, locate_in};
 use switchboard_actors::sip_proxy::{ClusterArgs, ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
 use switchboard_actors::tenant::postgres::{ConfigStore, Versioned};
@@ -44,6 +46,8 @@ pub(crate) struct Node {
     proxy: ActorRef<ProxyMsg>,
     call_state: CallState,
     agents: AgentState,
+    rq: Rq,
+    ors: Ors,
     registrar: ActorRef<RegistrarMsg>,
     tenant: ActorRef<TenantMsg>,
     health: tokio::task::JoinHandle<()>,
@@ -171,14 +175,19 @@ impl Node {
                 )
             }
         };
+        let rq = Rq::spawn(directory.clone()).await.context("rq")?;
         let agents = AgentState::spawn(AgentStateConfig {
             events: events.clone(),
             store: agent_store,
             directory: directory.clone(),
             locate: locate.clone(),
+            rq: Some(rq.clone()),
         })
         .await
         .context("agent state")?;
+        let ors = Ors::spawn(rq.clone(), agents.clone(), wall_clock())
+            .await
+            .context("ors")?;
         let registrar_config = RegistrarConfig {
             agents: Some(agents.clone()),
             ..registrar_config
@@ -261,6 +270,7 @@ impl Node {
                     locate,
                     call_state: call_state.clone(),
                     nonce_key,
+                    ors: Some(ors.clone()),
                 },
             },
         )
@@ -269,6 +279,7 @@ impl Node {
         changes.subscribe(proxy.clone(), |d| Some(ProxyMsg::ConfigChanged(d)));
         changes.subscribe(registrar.clone(), |d| Some(RegistrarMsg::ConfigChanged(d)));
         agents.follow_config(&changes);
+        rq.follow_config(&changes);
         let (sip_udp, sip_tcp) = ractor::call!(proxy, ProxyMsg::LocalAddrs).context("sip proxy")?;
 
         let grpc = tokio::net::TcpListener::bind(config.grpc.listen)
@@ -315,6 +326,8 @@ impl Node {
             proxy,
             call_state,
             agents,
+            rq,
+            ors,
             registrar,
             tenant,
             health,
@@ -329,6 +342,8 @@ impl Node {
         self.proxy.stop(None);
         self.call_state.stop();
         self.agents.stop();
+        self.ors.stop();
+        self.rq.stop();
         self.registrar.stop(None);
         self.tenant.stop(None);
         // Give the actors a moment to close their sockets.

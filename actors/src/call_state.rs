@@ -43,6 +43,19 @@ pub enum CallEventKind {
     PartyAdded,
     /// A party left a conference.
     PartyDeleted,
+    /// The call reached a routing point, whose strategy now routes it.
+    RouteRequest,
+    /// The call waits in a virtual queue.
+    Queued,
+    /// The call left its routing point for a destination other than an agent the queue
+    /// chose (a DN, a number, the default destination, a rejection).
+    Diverted,
+    /// The call left its routing point for the agent its queue reserved.
+    RouteUsed,
+    TreatmentApplied,
+    TreatmentEnd,
+    /// No media server could apply the treatment; the call keeps waiting.
+    TreatmentNotApplied,
 }
 
 impl CallEventKind {
@@ -60,6 +73,13 @@ impl CallEventKind {
             CallEventKind::AttachedDataChanged => "AttachedDataChanged",
             CallEventKind::PartyAdded => "PartyAdded",
             CallEventKind::PartyDeleted => "PartyDeleted",
+            CallEventKind::RouteRequest => "RouteRequest",
+            CallEventKind::Queued => "Queued",
+            CallEventKind::Diverted => "Diverted",
+            CallEventKind::RouteUsed => "RouteUsed",
+            CallEventKind::TreatmentApplied => "TreatmentApplied",
+            CallEventKind::TreatmentEnd => "TreatmentEnd",
+            CallEventKind::TreatmentNotApplied => "TreatmentNotApplied",
         }
     }
 

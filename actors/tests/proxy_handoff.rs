@@ -80,6 +80,7 @@ async fn a_registrar_whose_store_hangs_costs_a_503_not_silence() {
             directory,
             registrar: ractor::call!(registrar, RegistrarMsg::Router).expect("router"),
             cluster: ClusterArgs {
+                ors: None,
                 config: ClusterConfig::default(),
                 locate: locate_in(Stuck),
                 call_state: CallState::spawn(

@@ -40,6 +40,9 @@ pub fn payload_json(payload: &Payload) -> Value {
                 "status": c.status,
                 "durationMs": c.duration_ms.to_string(),
                 "userData": user_data,
+                "routingPoint": c.routing_point,
+                "queue": c.queue,
+                "treatment": c.treatment,
             })
         }
         Payload::Agent(a) => json!({
@@ -184,6 +187,9 @@ fn payload_from_json(topic: &str, v: &Map<String, Value>) -> Payload {
                 status: n("status"),
                 duration_ms: i64s("durationMs"),
                 user_data,
+                routing_point: s("routingPoint"),
+                queue: s("queue"),
+                treatment: s("treatment"),
             })
         }
         "voice-agentstate" => Payload::Agent(AgentState {
@@ -282,6 +288,9 @@ mod tests {
                 status: 0,
                 duration_ms: 1234,
                 user_data: [("lang".to_owned(), "en".to_owned())].into(),
+                routing_point: "5000".into(),
+                queue: "support".into(),
+                treatment: String::new(),
             })),
             ..sample()
         };

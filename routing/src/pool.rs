@@ -310,7 +310,10 @@ mod tests {
         // Round robin: each in turn, whatever their idle time.
         let mut order = Vec::new();
         for _ in 0..6 {
-            let id = pool.choose(&t, Choice::RoundRobin).expect("valid").to_owned();
+            let id = pool
+                .choose(&t, Choice::RoundRobin)
+                .expect("valid")
+                .to_owned();
             assert!(pool.reserve(&id));
             pool.insert(profile(&id, &[("english", 1)], &[]), 0);
             order.push(id);

@@ -540,7 +540,10 @@ impl Compiler {
                     "priority" => Overflow::Priority(number(line, value.trim())?),
                     "target" => Overflow::Target(target(line, value.trim())?),
                     _ => {
-                        return refuse(line, "expected `after DURATION priority N|target \"EXPR\"`");
+                        return refuse(
+                            line,
+                            "expected `after DURATION priority N|target \"EXPR\"`",
+                        );
                     }
                 };
                 if submit.after.last().is_some_and(|(t, _)| *t > ms) {
@@ -1577,7 +1580,10 @@ mod tests {
 
     #[test]
     fn names_the_tenant_lacks_are_refused() {
-        Program::compile(DEMO).expect("valid").check(&Tenant).expect("valid");
+        Program::compile(DEMO)
+            .expect("valid")
+            .check(&Tenant)
+            .expect("valid");
         for (text, part) in [
             (
                 "queue sales target \"english > 1\"",
@@ -1593,7 +1599,10 @@ mod tests {
             ),
             ("route dn 1002", "unknown DN \"1002\""),
         ] {
-            let e = Program::compile(text).expect("valid").check(&Tenant).expect_err("refused");
+            let e = Program::compile(text)
+                .expect("valid")
+                .check(&Tenant)
+                .expect_err("refused");
             assert!(e.problem.contains(part), "{text}: {e}");
         }
     }

@@ -66,6 +66,8 @@ pub struct AgentStateConfig {
     pub directory: Arc<Directory>,
     /// Looks up a DN's registrations: whether its phone is in service at login.
     pub locate: Locate,
+    /// Told each agent's availability after every change, to offer calls.
+    pub rq: Option<crate::rq::Rq>,
 }
 
 impl std::fmt::Debug for AgentStateConfig {
@@ -577,6 +579,7 @@ impl Actor for AgentActor {
             config: args.config,
             registry: args.registry,
         };
+        state.report_availability();
         state.schedule(&myself);
         Ok(state)
     }
@@ -678,6 +681,7 @@ impl AgentActorState {
             .store
             .save(&self.tenant, &self.agent.id, stored.as_ref())
             .await?;
+        self.report_availability();
         let at_ms = crate::unix_ms();
         let payload = view(&self.agent, now);
         for change in changes {
@@ -697,6 +701,22 @@ impl AgentActorState {
             }
         }
         Ok(())
+    }
+
+    /// Tells routing whether the agent may be offered a call.
+    fn report_availability(&self) {
+        let Some(rq) = &self.config.rq else {
+            return;
+        };
+        let session = self.agent.session.as_ref();
+        rq.availability(crate::rq::Availability {
+            tenant: self.tenant.clone(),
+            agent: self.agent.id.clone(),
+            dn: session.map(|s| s.dn.clone()).unwrap_or_default(),
+            queues: session.map(|s| s.queues.clone()).unwrap_or_default(),
+            available: self.agent.available(),
+            on_call: !self.agent.calls.is_empty(),
+        });
     }
 
     /// As [`Self::commit`], for changes that happen whether or not they can be stored (a

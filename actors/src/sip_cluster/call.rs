@@ -27,6 +27,10 @@ use switchboard_sip::transaction::{
 use switchboard_sip::transport::Transport;
 use switchboard_sip::{HeaderName, Headers, Host, Message, Method, Request, Response, SipUri, Uri};
 
+mod routing;
+
+pub use routing::ToOrs;
+
 use super::prack::{self, Reliability, Unacked};
 use super::session_timer::{self, SessionExpires, SessionTimer, TIMER};
 use super::{ClusterConfig, DnCalls, NewDialog, Origin};
@@ -53,6 +57,8 @@ pub enum Output {
     /// the call whose leg has SIP Call-ID `replaces` (the agent's consultation call) in place
     /// of the agent at `dn`.
     Replace { replaces: String, dn: String },
+    /// A request or report for the call's routing session (boxed in [`ToOrs`]: rare).
+    Routing(ToOrs),
 }
 
 /// What a desktop asks of a call, for the agent at one of its DNs.
@@ -316,6 +322,9 @@ enum Purpose {
     Inform,
     /// A party's leg into the media server's conference (the member's index).
     Join(usize),
+    /// An offer to the caller at a routing point, of the party on B leg `i` that takes the
+    /// place of the one it hears.
+    Bridge(usize),
 }
 
 #[derive(Debug)]
@@ -427,6 +436,8 @@ pub struct Call {
     probe_at: Option<Instant>,
     /// Reliable provisional responses, when the caller requires them (boxed: most do not).
     reliability: Option<Box<Reliability>>,
+    /// The routing point the call waits at (boxed: most calls never do).
+    waiting: Option<Box<routing::Waiting>>,
     /// The proxy the call came through, if this node runs behind proxies: callees are
     /// reached through it, on the flows it holds.
     outbound: Option<SocketAddr>,
@@ -488,6 +499,7 @@ impl Call {
             no_answer_at: None,
             probe_at: None,
             reliability: None,
+            waiting: None,
             outbound: None,
             out: VecDeque::new(),
         }
@@ -597,6 +609,7 @@ impl Call {
             .chain(self.reliability.as_ref().and_then(|r| r.due()))
             .chain(self.timer_due(LegId::A))
             .chain(self.winner.and_then(|i| self.timer_due(LegId::B(i))))
+            .chain(self.waiting_due())
             .min()
     }
 
@@ -1504,6 +1517,11 @@ impl Call {
 
     /// Sends `body` to `leg` in a re-INVITE.
     fn offer(&mut self, leg: LegId, body: Vec<u8>, now: Instant) {
+        self.offer_for(leg, body, Purpose::Reoffer, now);
+    }
+
+    /// As [`Call::offer`], with the answer handled for `purpose`.
+    fn offer_for(&mut self, leg: LegId, body: Vec<u8>, purpose: Purpose, now: Instant) {
         let mut extra = vec![(HeaderName::Allow, ALLOW.to_owned())];
         if let Some(timer) = self.leg(leg).timer.as_ref() {
             extra.push((HeaderName::Supported, TIMER.to_owned()));
@@ -1511,7 +1529,7 @@ impl Call {
         }
         self.leg_mut(leg).sdp = Some(body.clone().into_boxed_slice());
         let body = Some(("application/sdp", Bytes::from(body)));
-        self.send_in_dialog(leg, Method::Invite, &extra, body, Purpose::Reoffer, now);
+        self.send_in_dialog(leg, Method::Invite, &extra, body, purpose, now);
     }
 
     /// Whether `dn` is a party: the phone that placed the call or the DN it rings.
@@ -1682,7 +1700,13 @@ impl Call {
             self.fail(status, cause, None, now);
             return;
         };
-        match route.destination {
+        self.go_to(route.destination, route.number, now);
+    }
+
+    /// Sends the call to `destination` (of the dial plan, or a strategy's), dialed as
+    /// `number`.
+    fn go_to(&mut self, destination: Destination, number: String, now: Instant) {
+        match destination {
             Destination::Extension(dn) => {
                 let Some(d) = self.tenant.registering(&dn) else {
                     tracing::info!(tenant = %self.tenant.name, call = %self.id, %dn,
@@ -1723,10 +1747,10 @@ impl Call {
                     self.fail(503, "no-gateway", None, now);
                     return;
                 };
-                self.destination = Some(route.number.clone());
+                self.destination = Some(number.clone());
                 self.to_trunk = true;
                 let uri = SipUri::new(
-                    Some(&route.number),
+                    Some(&number),
                     Host::from(gateway.ip()),
                     Some(gateway.port()),
                 );
@@ -1747,9 +1771,10 @@ impl Call {
             Destination::Reject(status) => {
                 self.fail(status, "rejected", None, now);
             }
-            Destination::RoutingPoint(rp) | Destination::Queue(rp) => {
-                tracing::warn!(tenant = %self.tenant.name, call = %self.id, target = %rp,
-                    "routing points and queues are not served by this node yet");
+            Destination::RoutingPoint(rp) => self.at_routing_point(rp, now),
+            Destination::Queue(q) => {
+                tracing::warn!(tenant = %self.tenant.name, call = %self.id, queue = %q,
+                    "a queue is reached through a routing point's strategy, not dialed");
                 self.fail(480, "not-routed", None, now);
             }
         }
@@ -1778,6 +1803,10 @@ impl Call {
 
     /// The bindings of the extension rung.
     pub fn located(&mut self, result: crate::Result<Vec<Binding>>, now: Instant) {
+        if self.waiting.is_some() {
+            self.agent_located(result.unwrap_or_default(), now);
+            return;
+        }
         if self.phase != Phase::Routing {
             return;
         }
@@ -1838,6 +1867,20 @@ impl Call {
         transport: Transport,
         now: Instant,
     ) {
+        self.place_with(uri, to, dest, transport, None, now);
+    }
+
+    /// As [`Call::place`], with `offer` in place of the caller's (empty: no offer, for a
+    /// party that takes the place of another, RFC 3725).
+    fn place_with(
+        &mut self,
+        uri: Uri,
+        to: String,
+        dest: SocketAddr,
+        transport: Transport,
+        offer: Option<Bytes>,
+        now: Instant,
+    ) {
         self.phase = Phase::Ringing;
         self.next_call_id += 1;
         let call_id = ByteString::from(format!(
@@ -1847,7 +1890,9 @@ impl Call {
         let tag = switchboard_sip::token::<8>();
         // The caller's INVITE, or for a call placed for a desktop the phone's offer.
         let empty = Headers::default();
+        let offer_given = offer.is_some();
         let (h, body) = match (self.a.invite.as_deref(), self.originate.as_deref()) {
+            _ if offer_given => (&empty, offer.unwrap_or_default()),
             (_, Some(o)) => (&empty, o.offer.clone().unwrap_or_default()),
             (Some(a_invite), None) => (&a_invite.headers, a_invite.body.clone()),
             (None, None) => return,
@@ -1901,7 +1946,7 @@ impl Call {
         headers.push(HeaderName::Supported, TIMER);
         headers.push(HeaderName::SessionExpires, interval.as_secs().to_string());
         headers.push(HeaderName::MinSe, self.config.min_se.as_secs().to_string());
-        if self.originate.is_some() {
+        if self.originate.is_some() || (offer_given && !body.is_empty()) {
             headers.push(HeaderName::ContentType, "application/sdp");
         } else {
             copy_body_headers(h, &mut headers);
@@ -2141,6 +2186,11 @@ impl Call {
                     self.leave_conference(m, now);
                     return;
                 }
+                if let LegId::B(i) = leg
+                    && self.waiting_bye(i, &request.body)
+                {
+                    return;
+                }
                 match leg {
                     LegId::A => self.end(
                         CallEventKind::Released,
@@ -2369,6 +2419,7 @@ impl Call {
             }
             Purpose::Reoffer => self.reoffer_answered(leg, r, now),
             Purpose::Join(member) => self.joined(leg, member, r, now),
+            Purpose::Bridge(i) => self.bridged(i, r, now),
             Purpose::Cancel | Purpose::Bye | Purpose::Inform => {}
         }
     }
@@ -2400,6 +2451,10 @@ impl Call {
             Purpose::Join(member) => {
                 let timeout = Response::to_request(&Headers::default(), 408);
                 self.joined(leg, member, timeout, now);
+            }
+            Purpose::Bridge(i) => {
+                let timeout = Response::to_request(&Headers::default(), 408);
+                self.bridged(i, timeout, now);
             }
             Purpose::Cancel | Purpose::Bye | Purpose::Inform => {}
         }
@@ -2438,9 +2493,12 @@ impl Call {
                 }
                 _ => {}
             }
-            if self.phase == Phase::Ringing {
+            if !self.waiting_provisional(i) && self.phase == Phase::Ringing {
                 self.ringing(&r, now);
             }
+            return;
+        }
+        if self.waiting_final(i, &r, now) {
             return;
         }
         if status < 300 {
@@ -2702,6 +2760,9 @@ impl Call {
         if !self.config.probe_interval.is_zero() {
             self.probe_at = Some(now + self.config.probe_interval);
         }
+        if self.waiting_established(i, now) {
+            return;
+        }
         self.event(CallEventKind::Established, "", 0);
     }
 
@@ -2834,6 +2895,7 @@ impl Call {
         if self.phase == Phase::Ending {
             return;
         }
+        let kind = self.left_routing_point(kind, cause);
         tracing::debug!(tenant = %self.tenant.name, call = %self.id, kind = kind.name(), cause,
             "call over");
         self.phase = Phase::Ending;
@@ -2913,6 +2975,7 @@ impl Call {
         }
         self.release_dn();
         self.event(kind, cause, status);
+        self.waiting = None;
     }
 
     fn bye(&mut self, leg: LegId, now: Instant) {
@@ -2982,6 +3045,9 @@ impl Call {
         }
         self.retransmit_2xx(now);
         self.retransmit_reliable(now);
+        if self.waiting_due().is_some_and(|t| t <= now) {
+            self.waiting_timeout(now);
+        }
         if self.no_answer_at.is_some_and(|t| t <= now) {
             self.no_answer_at = None;
             if self.phase == Phase::Ringing {
@@ -3418,6 +3484,9 @@ impl Call {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            routing_point: self.waiting_number(),
+            queue: self.waiting_queue(),
+            treatment: self.waiting_treatment(),
         }
     }
 
@@ -3680,7 +3749,7 @@ mod tests {
                         .sent
                         .push((dest, parse_datagram(bytes).expect("we send valid SIP"))),
                     Output::Event(e) => self.events.push(*e),
-                    Output::Locate { .. } | Output::Replace { .. } => {}
+                    Output::Locate { .. } | Output::Replace { .. } | Output::Routing(_) => {}
                 }
             }
         }

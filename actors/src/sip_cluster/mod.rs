@@ -26,6 +26,7 @@ use switchboard_sip::transport::{Endpoint, Transport};
 use switchboard_sip::{Message, Request};
 
 use crate::call_state::CallState;
+use crate::ors::{Ors, OrsMsg};
 use crate::registrar::{Binding, BindingStore};
 use crate::sip_proxy::ProxyMsg;
 use crate::tenant::Tenant;
@@ -193,6 +194,8 @@ pub struct Shared {
     /// The node's edge, which finds calls by id or SIP Call-ID (a call's attended transfer
     /// asks it for its consultation call).
     pub edge: ActorRef<ProxyMsg>,
+    /// The node's routing sessions, for calls at routing points.
+    pub ors: Option<Ors>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -221,6 +224,8 @@ pub enum CallMsg {
         dn: String,
         reply: RpcReplyPort<Result<call::Handover, ControlError>>,
     },
+    /// What the call's routing session asks.
+    Routing(crate::ors::Order),
     /// A desktop's request for the agent at `dn`, in `tenant`.
     Control {
         tenant: String,
@@ -528,6 +533,7 @@ impl Actor for CallActor {
                 transport,
             } => state.call.receive(message, source, transport, now),
             CallMsg::Located(result) => state.call.located(result, now),
+            CallMsg::Routing(order) => state.call.routing(order, now),
             CallMsg::Wake => {
                 if state.wake_at.is_some_and(|at| at <= now) {
                     state.wake_at = None;
@@ -597,6 +603,31 @@ impl CallActorState {
         });
     }
 
+    /// Passes a route request or report to the node's routing sessions; without them (a
+    /// node built without routing) a routing point's calls take their default destination.
+    fn to_ors(&self, to: call::ToOrs, myself: &ActorRef<CallMsg>) {
+        let msg = match to {
+            call::ToOrs::Request(request) => match &self.shared.ors {
+                Some(_) => OrsMsg::Request {
+                    request,
+                    call: myself.clone(),
+                },
+                None => {
+                    let route = switchboard_routing::strategy::Route::Default;
+                    let _ = myself.cast(CallMsg::Routing(crate::ors::Order::Route(route)));
+                    return;
+                }
+            },
+            call::ToOrs::Report(report) => OrsMsg::Report {
+                call: self.call.id().to_owned(),
+                report,
+            },
+        };
+        if let Some(ors) = &self.shared.ors {
+            ors.send(msg);
+        }
+    }
+
     /// Carries out what the call asks, schedules its next wake-up, and stops the actor once
     /// the call is over.
     fn drive(&mut self, myself: &ActorRef<CallMsg>) {
@@ -621,6 +652,7 @@ impl CallActorState {
                 }
                 Output::Event(event) => self.shared.call_state.record(*event),
                 Output::Replace { replaces, dn } => self.replace(replaces, dn),
+                Output::Routing(to) => self.to_ors(to, myself),
             }
         }
         if self.call.is_over() {

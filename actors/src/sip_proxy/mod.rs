@@ -102,6 +102,9 @@ pub struct ClusterArgs {
     pub call_state: CallState,
     /// Signs the nonces of the 407 challenges of phones' calls.
     pub nonce_key: NonceKey,
+    /// Runs the strategies of routing points; without it, their calls take the default
+    /// destination.
+    pub ors: Option<crate::ors::Ors>,
 }
 
 pub enum ProxyMsg {
@@ -256,6 +259,7 @@ impl Actor for SipProxy {
             locate,
             call_state,
             nonce_key,
+            ors,
         } = args.cluster;
         let calls = Calls::new(Shared {
             endpoint: endpoint.clone(),
@@ -266,6 +270,7 @@ impl Actor for SipProxy {
             node: format!("sb{}", switchboard_sip::token::<6>()).into(),
             wakeups: Wakeups::start(|| CallMsg::Wake),
             edge: myself.clone(),
+            ors,
         });
         let forwarder = Forwarder::new(&args.config.cluster_nodes, endpoint.udp_addr());
         if forwarder.enabled() {

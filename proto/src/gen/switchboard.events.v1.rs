@@ -114,6 +114,17 @@ pub struct CallThread {
         ::prost::alloc::string::String,
         ::prost::alloc::string::String,
     >,
+    /// The routing point the call waits at (RouteRequest to RouteUsed or Diverted); empty
+    /// otherwise.
+    #[prost(string, tag = "11")]
+    pub routing_point: ::prost::alloc::string::String,
+    /// The virtual queue it waits in (Queued), if any.
+    #[prost(string, tag = "12")]
+    pub queue: ::prost::alloc::string::String,
+    /// The treatment of TreatmentApplied, TreatmentEnd and TreatmentNotApplied: music,
+    /// announcement, busy, ringback, silence, collect-digits.
+    #[prost(string, tag = "13")]
+    pub treatment: ::prost::alloc::string::String,
 }
 /// A party of a call.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

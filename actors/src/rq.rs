@@ -1,0 +1,545 @@
+//! The RQ system: each tenant's virtual queues and the index of its Ready agents, matching
+//! them as soon as either side changes (design.md "A call through the core", step 5).
+//!
+//! One actor per node holds every tenant's queues and pool: an agent may serve several
+//! queues, and matching has to weigh every queue's calls against every Ready agent at once,
+//! so the availability index and the queues have one owner (design.md has an actor per
+//! virtual queue; that would split the index and make two queues reserve the same agent).
+//! Matching is by [`switchboard_routing::pool::Pool`] (indexed by skill, never a scan of
+//! every agent) and [`switchboard_routing::queue::Queue`] (priority, then age).
+//!
+//! An agent reserved for a call leaves the pool until agent state reports it again. An agent
+//! who stops being available while reserved and before the call reaches the phone (not
+//! ready, logged out) gives the reservation back: the routing session is told, and the call
+//! waits again with its age.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use switchboard_routing::pool::{Choice, Pool};
+use switchboard_routing::queue::{Queue, WaitEstimate, Waiting};
+use switchboard_routing::strategy::Overflow;
+use switchboard_routing::target::{Profile, Target};
+
+use crate::ors::OrsMsg;
+use crate::tenant::Directory;
+
+/// How many recent waits a queue's estimate is made from.
+const ESTIMATE_FROM: usize = 50;
+
+/// An agent's availability, as agent state reports it after each change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Availability {
+    pub tenant: String,
+    pub agent: String,
+    /// The DN the agent is logged in on; empty when logged out.
+    pub dn: String,
+    /// The queues (agent groups) the agent serves this session.
+    pub queues: Vec<String>,
+    /// Whether routing may offer the agent a call.
+    pub available: bool,
+    /// Whether the agent's DN is on a call (a reserved agent on a call keeps its
+    /// reservation: the call is reaching it).
+    pub on_call: bool,
+}
+
+/// A virtual queue's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub queue: String,
+    pub waiting: u32,
+    /// Agents serving the queue who are Ready, and who are on calls.
+    pub ready: u32,
+    pub busy: u32,
+    /// The estimated wait of a call joining now, if any call was served yet.
+    pub ewt_ms: Option<u64>,
+    /// The longest wait of a call now waiting.
+    pub oldest_ms: u64,
+}
+
+/// Where a waiting call is, for a callback's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub queue: String,
+    pub position: u32,
+    pub ewt_ms: Option<u64>,
+    /// The agent reserved for it, if any.
+    pub agent: Option<String>,
+}
+
+pub enum RqMsg {
+    Availability(Availability),
+    /// A call waits in `queue` for an agent of `target`; `since` is its age (kept when it
+    /// comes back after an agent did not answer). The match goes to `session`.
+    Submit {
+        tenant: String,
+        call: String,
+        queue: String,
+        target: Target,
+        priority: u32,
+        since: u64,
+        session: ActorRef<OrsMsg>,
+    },
+    Overflow {
+        tenant: String,
+        call: String,
+        change: Overflow,
+    },
+    /// The call no longer waits (abandoned, timed out, routed elsewhere); a reservation for
+    /// it is given back.
+    Withdraw {
+        tenant: String,
+        call: String,
+    },
+    /// The call reached the agent reserved for it, after waiting `waited_ms`.
+    Delivered {
+        tenant: String,
+        call: String,
+        waited_ms: u64,
+    },
+    Stats {
+        tenant: String,
+        reply: RpcReplyPort<Vec<QueueStats>>,
+    },
+    Place {
+        tenant: String,
+        call: String,
+        reply: RpcReplyPort<Option<Place>>,
+    },
+    ConfigChanged(Arc<Directory>),
+}
+
+/// Reaches the RQ system. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Rq {
+    actor: ActorRef<RqMsg>,
+}
+
+impl Rq {
+    pub async fn spawn(directory: Arc<Directory>) -> Result<Self, ractor::SpawnErr> {
+        let (actor, _) = Actor::spawn(None, RqActor, directory).await?;
+        Ok(Self { actor })
+    }
+
+    pub fn send(&self, msg: RqMsg) {
+        let _ = self.actor.cast(msg);
+    }
+
+    pub fn availability(&self, a: Availability) {
+        self.send(RqMsg::Availability(a));
+    }
+
+    /// Every virtual queue of the tenant with its figures.
+    pub async fn stats(&self, tenant: &str) -> Vec<QueueStats> {
+        ractor::call!(self.actor, |reply| RqMsg::Stats {
+            tenant: tenant.to_owned(),
+            reply
+        })
+        .unwrap_or_default()
+    }
+
+    /// Where call `call` waits, if it does.
+    pub async fn place(&self, tenant: &str, call: &str) -> Option<Place> {
+        ractor::call!(self.actor, |reply| RqMsg::Place {
+            tenant: tenant.to_owned(),
+            call: call.to_owned(),
+            reply
+        })
+        .ok()
+        .flatten()
+    }
+
+    pub fn follow_config(&self, changes: &ractor::OutputPort<Arc<Directory>>) {
+        changes.subscribe(self.actor.clone(), |d| Some(RqMsg::ConfigChanged(d)));
+    }
+
+    pub fn stop(&self) {
+        self.actor.stop(None);
+    }
+}
+
+struct RqActor;
+
+struct RqState {
+    directory: Arc<Directory>,
+    tenants: HashMap<String, Tenant>,
+}
+
+#[derive(Default)]
+struct Tenant {
+    pool: Pool,
+    queues: HashMap<String, Queue>,
+    /// Waiting calls: their queue and session.
+    waiting: HashMap<String, (String, ActorRef<OrsMsg>)>,
+    /// Reserved agents: the call and its queue; and the other way.
+    reserved: HashMap<String, Reservation>,
+    by_call: HashMap<String, String>,
+    agents: HashMap<String, AgentInfo>,
+    estimates: HashMap<String, WaitEstimate>,
+}
+
+struct Reservation {
+    call: String,
+    queue: String,
+    session: ActorRef<OrsMsg>,
+    /// Whether the call reached the agent's DN (it rings there).
+    reached: bool,
+}
+
+#[derive(Default)]
+struct AgentInfo {
+    dn: String,
+    queues: BTreeSet<String>,
+    available: bool,
+    on_call: bool,
+    /// Calls delivered this run, for least occupied.
+    load: u32,
+}
+
+impl Actor for RqActor {
+    type Msg = RqMsg;
+    type State = RqState;
+    type Arguments = Arc<Directory>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        directory: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(RqState {
+            directory,
+            tenants: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RqMsg::Availability(a) => state.availability(a),
+            RqMsg::Submit {
+                tenant,
+                call,
+                queue,
+                target,
+                priority,
+                since,
+                session,
+            } => {
+                let t = state.tenants.entry(tenant.clone()).or_default();
+                t.release_call(&call);
+                let waiting = Waiting {
+                    call: call.clone(),
+                    target,
+                    priority,
+                    since,
+                };
+                t.queues.entry(queue.clone()).or_default().push(waiting);
+                t.waiting.insert(call.clone(), (queue.clone(), session));
+                state.match_call(&tenant, &queue, &call);
+            }
+            RqMsg::Overflow {
+                tenant,
+                call,
+                change,
+            } => {
+                let Some(t) = state.tenants.get_mut(&tenant) else {
+                    return Ok(());
+                };
+                let Some((queue, _)) = t.waiting.get(&call).cloned() else {
+                    return Ok(());
+                };
+                if let Some(q) = t.queues.get_mut(&queue) {
+                    match change {
+                        Overflow::Priority(p) => q.set_priority(&call, p),
+                        Overflow::Target(target) => q.set_target(&call, target),
+                    };
+                }
+                state.match_call(&tenant, &queue, &call);
+            }
+            RqMsg::Withdraw { tenant, call } => {
+                if let Some(t) = state.tenants.get_mut(&tenant) {
+                    if let Some((queue, _)) = t.waiting.remove(&call)
+                        && let Some(q) = t.queues.get_mut(&queue)
+                    {
+                        q.remove(&call);
+                    }
+                    if let Some(agent) = t.release_call(&call) {
+                        state.offer_agent(&tenant, &agent);
+                    }
+                }
+            }
+            RqMsg::Delivered {
+                tenant,
+                call,
+                waited_ms,
+            } => {
+                if let Some(t) = state.tenants.get_mut(&tenant)
+                    && let Some(agent) = t.by_call.remove(&call)
+                    && let Some(r) = t.reserved.remove(&agent)
+                {
+                    t.estimates
+                        .entry(r.queue)
+                        .or_insert_with(|| WaitEstimate::new(ESTIMATE_FROM))
+                        .served(waited_ms);
+                    if let Some(info) = t.agents.get_mut(&agent) {
+                        info.load += 1;
+                    }
+                }
+            }
+            RqMsg::Stats { tenant, reply } => {
+                let _ = reply.send(state.stats(&tenant));
+            }
+            RqMsg::Place {
+                tenant,
+                call,
+                reply,
+            } => {
+                let _ = reply.send(state.place(&tenant, &call));
+            }
+            RqMsg::ConfigChanged(directory) => state.directory = directory,
+        }
+        Ok(())
+    }
+}
+
+impl Tenant {
+    /// Gives back the reservation made for `call`, if any; the agent, to offer again if it
+    /// is still available.
+    fn release_call(&mut self, call: &str) -> Option<String> {
+        let agent = self.by_call.remove(call)?;
+        self.reserved.remove(&agent);
+        Some(agent)
+    }
+}
+
+impl RqState {
+    fn profile(&self, tenant: &str, agent: &str) -> Option<Profile> {
+        let c = &self.directory.by_name(tenant)?.config;
+        let a = c.agents.iter().find(|a| a.id == agent)?;
+        Some(Profile::new(
+            &a.id,
+            a.groups.iter().map(String::as_str),
+            a.skills.iter().map(|(s, l)| (s.as_str(), *l)),
+        ))
+    }
+
+    /// How a queue chooses among agents: its option `choice`, longest idle by default.
+    fn choice(&self, tenant: &str, queue: &str) -> Choice {
+        self.directory
+            .by_name(tenant)
+            .and_then(|t| t.config.queues.iter().find(|q| q.name == queue))
+            .and_then(|q| q.options.get("choice"))
+            .and_then(|c| Choice::parse(c))
+            .unwrap_or_default()
+    }
+
+    fn availability(&mut self, a: Availability) {
+        let profile = self.profile(&a.tenant, &a.agent);
+        let t = self.tenants.entry(a.tenant.clone()).or_default();
+        let info = t.agents.entry(a.agent.clone()).or_default();
+        let was_available = info.available;
+        info.dn = a.dn.clone();
+        info.queues = a.queues.iter().cloned().collect();
+        info.available = a.available;
+        info.on_call = a.on_call;
+        if let Some(r) = t.reserved.get_mut(&a.agent) {
+            if a.on_call {
+                // The call reaches the agent's phone.
+                r.reached = true;
+                return;
+            }
+            if a.available && !r.reached {
+                // Still Ready while the call is on its way.
+                return;
+            }
+            let r = t.reserved.remove(&a.agent).expect("present");
+            t.by_call.remove(&r.call);
+            if !r.reached {
+                // Not ready or logged out before the call reached the phone: the call
+                // waits again with its age.
+                tracing::info!(tenant = %a.tenant, agent = %a.agent, call = %r.call,
+                    "reserved agent no longer available: the call waits again");
+                let _ = r.session.cast(OrsMsg::Unreserved {
+                    call: r.call.clone(),
+                    agent: a.agent.clone(),
+                });
+            }
+        }
+        match (a.available, profile) {
+            (true, Some(profile)) => {
+                let load = t.agents.get(&a.agent).map_or(0, |i| i.load);
+                if !(was_available && t.pool.contains(&a.agent)) {
+                    t.pool.insert_loaded(profile, crate::unix_ms(), load);
+                }
+                self.offer_agent(&a.tenant, &a.agent);
+            }
+            _ => {
+                t.pool.remove(&a.agent);
+            }
+        }
+    }
+
+    /// An agent became Ready: the first call (by priority, then age) across the queues it
+    /// may take.
+    fn offer_agent(&mut self, tenant: &str, agent: &str) {
+        let Some(profile) = self.profile(tenant, agent) else {
+            return;
+        };
+        let Some(t) = self.tenants.get_mut(tenant) else {
+            return;
+        };
+        if !t.pool.contains(agent) {
+            return;
+        }
+        let best = t
+            .queues
+            .iter()
+            .filter_map(|(name, q)| q.first_for(&profile).map(|w| (name, w)))
+            .min_by_key(|(_, w)| (std::cmp::Reverse(w.priority), w.since))
+            .map(|(name, w)| (name.clone(), w.call.clone()));
+        if let Some((queue, call)) = best {
+            self.reserve(tenant, &queue, &call, agent);
+        }
+    }
+
+    /// A call arrived or changed: the agent its queue chooses, if one is Ready.
+    fn match_call(&mut self, tenant: &str, queue: &str, call: &str) {
+        let choice = self.choice(tenant, queue);
+        let Some(t) = self.tenants.get(tenant) else {
+            return;
+        };
+        let Some(waiting) = t
+            .queues
+            .get(queue)
+            .and_then(|q| q.iter().find(|w| w.call == call))
+        else {
+            return;
+        };
+        // A call behind others of higher rank that the same agents could take waits its
+        // turn: the agent goes to the first call in order it satisfies.
+        let Some(agent) = t.pool.choose(&waiting.target, choice).map(str::to_owned) else {
+            return;
+        };
+        let Some(profile) = self.profile(tenant, &agent) else {
+            return;
+        };
+        let first = t
+            .queues
+            .iter()
+            .filter_map(|(name, q)| q.first_for(&profile).map(|w| (name, w)))
+            .min_by_key(|(_, w)| (std::cmp::Reverse(w.priority), w.since))
+            .map(|(name, w)| (name.clone(), w.call.clone()));
+        if let Some((queue, call)) = first {
+            self.reserve(tenant, &queue, &call, &agent);
+        }
+    }
+
+    fn reserve(&mut self, tenant: &str, queue: &str, call: &str, agent: &str) {
+        let Some(t) = self.tenants.get_mut(tenant) else {
+            return;
+        };
+        if t.queues
+            .get_mut(queue)
+            .and_then(|q| q.remove(call))
+            .is_none()
+        {
+            return;
+        }
+        let Some((_, session)) = t.waiting.remove(call) else {
+            return;
+        };
+        t.pool.reserve(agent);
+        let dn = t
+            .agents
+            .get(agent)
+            .map(|i| i.dn.clone())
+            .unwrap_or_default();
+        tracing::debug!(%tenant, %queue, %call, %agent, %dn, "agent reserved");
+        let _ = session.cast(OrsMsg::Matched {
+            call: call.to_owned(),
+            agent: agent.to_owned(),
+            dn,
+        });
+        t.by_call.insert(call.to_owned(), agent.to_owned());
+        t.reserved.insert(
+            agent.to_owned(),
+            Reservation {
+                call: call.to_owned(),
+                queue: queue.to_owned(),
+                session,
+                reached: false,
+            },
+        );
+    }
+
+    fn stats(&self, tenant: &str) -> Vec<QueueStats> {
+        let Some(config) = self.directory.by_name(tenant).map(|t| t.config.clone()) else {
+            return Vec::new();
+        };
+        let t = self.tenants.get(tenant);
+        let now = crate::unix_ms();
+        config
+            .queues
+            .iter()
+            .map(|q| {
+                let name = q.name.clone();
+                let mut s = QueueStats {
+                    queue: name.clone(),
+                    ..QueueStats::default()
+                };
+                let Some(t) = t else {
+                    return s;
+                };
+                if let Some(queue) = t.queues.get(&name) {
+                    s.waiting = queue.len() as u32;
+                    s.oldest_ms = queue
+                        .iter()
+                        .map(|w| now.saturating_sub(w.since))
+                        .max()
+                        .unwrap_or(0);
+                }
+                for info in t.agents.values().filter(|i| i.queues.contains(&name)) {
+                    if info.on_call {
+                        s.busy += 1;
+                    } else if info.available {
+                        s.ready += 1;
+                    }
+                }
+                s.ewt_ms = t
+                    .estimates
+                    .get(&name)
+                    .and_then(|e| e.for_position(s.waiting as usize + 1));
+                s
+            })
+            .collect()
+    }
+
+    fn place(&self, tenant: &str, call: &str) -> Option<Place> {
+        let t = self.tenants.get(tenant)?;
+        if let Some(agent) = t.by_call.get(call) {
+            let r = t.reserved.get(agent)?;
+            return Some(Place {
+                queue: r.queue.clone(),
+                position: 0,
+                ewt_ms: Some(0),
+                agent: Some(agent.clone()),
+            });
+        }
+        let (queue, _) = t.waiting.get(call)?;
+        let position = t.queues.get(queue)?.position(call)?;
+        Some(Place {
+            queue: queue.clone(),
+            position: position as u32,
+            ewt_ms: t
+                .estimates
+                .get(queue)
+                .and_then(|e| e.for_position(position)),
+            agent: None,
+        })
+    }
+}

@@ -1,0 +1,340 @@
+//! Calls to the demo tenant's routing point 5000 against a running node: the strategy's music
+//! from a media server (the first one, which refuses, skipped for the next), the queue, an
+//! agent who does not answer (RONA: not ready, the call waits again on its music), the next
+//! agent answering and taking the caller from the media server (RFC 3725); a caller who
+//! hangs up while queued (Abandoned); a routing point's timeout (the default destination).
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use support::peer::{Peer, raw_phone, sbc_in_dialog, sbc_invite, sdp};
+use support::{Server, with_key};
+use switchboard_actors::tenant::{MediaServerConfig, Options, TenantConfig, demo_tenant};
+use switchboard_proto::voice as pb;
+use switchboard_sip::{Message, Method, Request};
+use tonic::transport::Channel;
+
+type Agents = pb::agents_client::AgentsClient<Channel>;
+
+const KEY: &str = "demo-key";
+
+/// Binds a peer before the server exists (the configuration names its address).
+fn unbound_peer() -> std::net::UdpSocket {
+    std::net::UdpSocket::bind("127.0.0.1:0").expect("bind")
+}
+
+async fn agents(server: &Server) -> Agents {
+    Agents::new(support::grpc(server).await)
+}
+
+async fn log_in(agents: &mut Agents, dn: &str) {
+    agents
+        .login(with_key(
+            KEY,
+            pb::LoginRequest {
+                agent_id: format!("a{dn}"),
+                dn: dn.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("login");
+}
+
+async fn ready(agents: &mut Agents, dn: &str) {
+    agents
+        .ready(with_key(
+            KEY,
+            pb::AgentRequest {
+                agent_id: format!("a{dn}"),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("ready");
+}
+
+/// The kinds of the call events of the tenant's Redis stream, with their routing fields.
+fn call_events(url: &str) -> Vec<HashMap<String, String>> {
+    let mut conn = redis::Client::open(url)
+        .expect("redis")
+        .get_connection()
+        .expect("connect");
+    support::stream_entries(&mut conn, "sb:demo:voice-callthread")
+}
+
+fn kinds(events: &[HashMap<String, String>]) -> Vec<String> {
+    events.iter().map(|e| e["kind"].clone()).collect()
+}
+
+fn invite_within(peer: &Peer, what: &str, server: &Server) -> Request {
+    peer.request(Method::Invite, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("{what}\n{}", server.log_text()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_call_hears_music_survives_rona_and_reaches_the_next_agent() {
+    let url = support::redis_db(29);
+    let (refusing, playing) = (unbound_peer(), unbound_peer());
+    let addrs = [
+        refusing.local_addr().expect("a"),
+        playing.local_addr().expect("a"),
+    ];
+    let mut demo_config = String::new();
+    {
+        let mut demo = demo_tenant();
+        demo.media_servers = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| MediaServerConfig {
+                name: format!("ms{i}"),
+                address: a.to_string(),
+                options: Options::new(),
+            })
+            .collect();
+        // a1004 rings for 2 seconds before RONA.
+        if let Some(d) = demo.dns.iter_mut().find(|d| d.number == "1004") {
+            d.options.insert("no-answer-timeout".into(), "2".into());
+        }
+        #[derive(serde::Serialize)]
+        struct File {
+            tenants: Vec<TenantConfig>,
+        }
+        demo_config.push_str(
+            &toml::to_string(&File {
+                tenants: vec![demo],
+            })
+            .expect("toml"),
+        );
+    }
+    let server = Server::start_with_config(Some(&demo_config), &["--redis", &url]);
+    let refusing = Peer::on(refusing, &server);
+    let playing = Peer::on(playing, &server);
+    let mut agents = agents(&server).await;
+    let (p1003, p1004) = (raw_phone(&server, "1003"), raw_phone(&server, "1004"));
+    log_in(&mut agents, "1003").await;
+    log_in(&mut agents, "1004").await;
+
+    // The caller reaches the routing point: music, from the second media server.
+    let sbc = Peer::sbc(&server);
+    let call_id = "rp-music";
+    sbc.send(&sbc_invite(
+        sbc.port(),
+        &server,
+        "+18005550100",
+        call_id,
+        &sdp(4000),
+    ));
+    let first = invite_within(&refusing, "the first media server is asked", &server);
+    assert!(
+        first.uri.to_string().starts_with("sip:annc@")
+            && first
+                .uri
+                .to_string()
+                .contains(";play=file:///music/hold.wav;repeat=forever"),
+        "{}",
+        first.uri
+    );
+    refusing.answer(&first, 503, None);
+    let music = invite_within(&playing, "the next media server is asked", &server);
+    assert_eq!(music.body, first.body, "the caller's offer");
+    playing.answer(&music, 200, Some(&sdp(6000)));
+    let ok = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("the caller is answered");
+    assert_eq!(ok.status, 200);
+    assert!(String::from_utf8_lossy(&ok.body).contains("m=audio 6000"));
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, call_id, "ACK", 1, ""));
+    playing
+        .request(Method::Ack, Duration::from_secs(5))
+        .expect("the media server's answer is acknowledged");
+
+    // a1004 is Ready and rung (without an offer), and does not answer: RONA.
+    ready(&mut agents, "1004").await;
+    let rung = invite_within(&p1004, "a1004 is rung", &server);
+    assert!(rung.body.is_empty(), "the agent is asked for an offer");
+    p1004.answer(&rung, 180, None);
+    let cancel = p1004
+        .request(Method::Cancel, Duration::from_secs(6))
+        .expect("the ringing stops after the ring time");
+    p1004.answer(&cancel, 200, None);
+    p1004.answer(&rung, 487, None);
+    let state = agents
+        .get_agent(with_key(
+            KEY,
+            pb::AgentRequest {
+                agent_id: "a1004".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("state")
+        .into_inner()
+        .state
+        .expect("a state");
+    assert_eq!(
+        (state.state.as_str(), state.reason.as_str()),
+        ("NotReady", "RONA")
+    );
+
+    // a1003 is Ready and answers: the caller is moved from the music to it.
+    ready(&mut agents, "1003").await;
+    let invite = invite_within(&p1003, "a1003 is rung", &server);
+    assert!(invite.body.is_empty());
+    p1003.answer(&invite, 180, None);
+    p1003.answer(&invite, 200, Some(&sdp(5003)));
+    let reinvite = sbc
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the caller is offered the agent's media");
+    assert!(String::from_utf8_lossy(&reinvite.body).contains("m=audio 5003"));
+    sbc.answer(&reinvite, 200, Some(&sdp(4000)));
+    let ack = p1003
+        .request(Method::Ack, Duration::from_secs(5))
+        .expect("the agent gets the caller's answer");
+    assert!(String::from_utf8_lossy(&ack.body).contains("m=audio 4000"));
+    let bye = playing
+        .request(Method::Bye, Duration::from_secs(5))
+        .expect("the music ends");
+    playing.answer(&bye, 200, None);
+
+    // The caller hangs up.
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, call_id, "BYE", 2, ""));
+    let bye = p1003
+        .request(Method::Bye, Duration::from_secs(5))
+        .expect("the agent's phone is hung up");
+    p1003.answer(&bye, 200, None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let events = call_events(&url);
+    let kinds = kinds(&events);
+    let expected = [
+        "RouteRequest",
+        "AttachedDataChanged",
+        "Queued",
+        "TreatmentApplied",
+        "Ringing",
+        "Queued",
+        "Ringing",
+        "TreatmentEnd",
+        "RouteUsed",
+        "Established",
+        "Released",
+    ];
+    assert_eq!(kinds, expected, "{events:#?}");
+    let payload = |i: usize| -> serde_json::Value {
+        serde_json::from_str(&events[i]["payload"]).expect("json")
+    };
+    assert_eq!(payload(0)["routingPoint"], "5000");
+    assert_eq!(payload(2)["queue"], "support");
+    assert_eq!(payload(3)["treatment"], "music");
+    assert_eq!(payload(5)["cause"], "rona");
+    assert_eq!(payload(1)["userData"]["line"], "support");
+    let parties = payload(9)["parties"].clone();
+    assert_eq!(parties[1]["dn"], "1003", "{parties}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_hangs_up_is_abandoned_and_a_timeout_takes_the_default() {
+    let url = support::redis_db(30);
+    let playing = unbound_peer();
+    let addr = playing.local_addr().expect("addr");
+    let config_text = {
+        let mut demo = demo_tenant();
+        demo.media_servers = vec![MediaServerConfig {
+            name: "gvp".into(),
+            address: addr.to_string(),
+            options: Options::new(),
+        }];
+        demo.routing_points[0].timeout_secs = 3;
+        #[derive(serde::Serialize)]
+        struct File {
+            tenants: Vec<TenantConfig>,
+        }
+        toml::to_string(&File {
+            tenants: vec![demo],
+        })
+        .expect("toml")
+    };
+    let server = Server::start_with_config(Some(&config_text), &["--redis", &url]);
+    let playing = Peer::on(playing, &server);
+    let p1001 = raw_phone(&server, "1001");
+    let sbc = Peer::sbc(&server);
+
+    // Abandoned while the music plays.
+    sbc.send(&sbc_invite(
+        sbc.port(),
+        &server,
+        "+18005550100",
+        "rp-gone",
+        &sdp(4000),
+    ));
+    let music = invite_within(&playing, "the media server is asked", &server);
+    playing.answer(&music, 200, Some(&sdp(6000)));
+    let ok = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("answered");
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "rp-gone", "ACK", 1, ""));
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "rp-gone", "BYE", 2, ""));
+    let bye = playing
+        .request(Method::Bye, Duration::from_secs(5))
+        .expect("the music ends");
+    playing.answer(&bye, 200, None);
+
+    // No agent within the routing point's 3 seconds: its default, extension 1001, which
+    // takes the caller from the music as an agent would.
+    sbc.send(&sbc_invite(
+        sbc.port(),
+        &server,
+        "+18005550100",
+        "rp-late",
+        &sdp(4000),
+    ));
+    let music = invite_within(&playing, "the media server is asked", &server);
+    playing.answer(&music, 200, Some(&sdp(6000)));
+    let ok = loop {
+        match sbc.next(Duration::from_secs(5)).expect("answered") {
+            Message::Response(r) if r.status == 200 => break r,
+            _ => {}
+        }
+    };
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "rp-late", "ACK", 1, ""));
+    let invite = p1001
+        .request(Method::Invite, Duration::from_secs(6))
+        .expect("the default destination rings");
+    p1001.answer(&invite, 180, None);
+    p1001.answer(&invite, 200, Some(&sdp(5001)));
+    let reinvite = sbc
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the caller is offered 1001's media");
+    sbc.answer(&reinvite, 200, Some(&sdp(4000)));
+    p1001
+        .request(Method::Ack, Duration::from_secs(5))
+        .expect("acknowledged");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let events = call_events(&url);
+    let abandoned = events
+        .iter()
+        .find(|e| e["kind"] == "Abandoned")
+        .expect("an Abandoned event");
+    let payload: serde_json::Value = serde_json::from_str(&abandoned["payload"]).expect("json");
+    assert_eq!(payload["routingPoint"], "5000");
+    assert_eq!(payload["queue"], "support");
+    assert!(payload["durationMs"].as_str().is_some());
+    let late: Vec<String> = events
+        .iter()
+        .filter(|e| {
+            serde_json::from_str::<serde_json::Value>(&e["payload"]).expect("json")["ani"]
+                .as_str()
+                .is_some()
+        })
+        .map(|e| e["kind"].clone())
+        .collect();
+    assert!(
+        late.windows(2).any(|w| w == ["Diverted", "Ringing"]),
+        "{late:?}"
+    );
+    assert!(late.ends_with(&["Established".to_owned()]), "{late:?}");
+}
