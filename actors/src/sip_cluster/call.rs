@@ -1811,14 +1811,10 @@ impl Call {
             return;
         }
         if self.calling_phone() && self.a.invite.is_none() {
-            let mut bindings = result.unwrap_or_default();
-            let now_ms = crate::unix_ms();
-            bindings.retain(|b| b.expires_at_ms > now_ms);
-            bindings.sort_by_key(|b| std::cmp::Reverse(b.q.unwrap_or(1000)));
-            self.call_phone(bindings, now);
+            self.call_phone(live(result.unwrap_or_default()), now);
             return;
         }
-        let mut bindings = match result {
+        let bindings = match result {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(tenant = %self.tenant.name, call = %self.id, error = %e,
@@ -1827,21 +1823,32 @@ impl Call {
                 return;
             }
         };
-        let now_ms = crate::unix_ms();
-        bindings.retain(|b| b.expires_at_ms > now_ms);
+        let bindings = live(bindings);
+        let dn = self.destination.clone().unwrap_or_default();
         if bindings.is_empty() {
-            let dn = self.destination.clone().unwrap_or_default();
             tracing::info!(tenant = %self.tenant.name, call = %self.id, %dn,
                 "DN has no registered phone");
             self.fail(480, "not-registered", None, now);
             return;
         }
-        // Highest q first; every contact rings at once.
-        bindings.sort_by_key(|b| std::cmp::Reverse(b.q.unwrap_or(1000)));
-        let dn = self.destination.clone().unwrap_or_default();
-        let to = format!("<{}>", self.tenant.aor(&dn));
+        if self.ring(&dn, bindings, None, now).is_empty() {
+            self.fail(480, "not-registered", None, now);
+        }
+    }
+
+    /// Rings every contact of `dn` at once, with `offer` in place of the caller's if given
+    /// (see [`Call::place_with`]); the indexes of the legs placed.
+    fn ring(
+        &mut self,
+        dn: &str,
+        bindings: Vec<Binding>,
+        offer: Option<Bytes>,
+        now: Instant,
+    ) -> Vec<usize> {
+        let to = format!("<{}>", self.tenant.aor(dn));
         // A leg is large and a Vec grows by four: room for exactly the legs rung.
         self.b.reserve_exact(bindings.len());
+        let mut legs = Vec::with_capacity(bindings.len());
         for b in bindings {
             let Ok(uri) = Uri::parse_str(&b.contact) else {
                 continue;
@@ -1851,11 +1858,10 @@ impl Call {
             } else {
                 Transport::Udp
             };
-            self.place(uri, to.clone(), b.source, transport, now);
+            legs.push(self.b.len());
+            self.place_with(uri, to.clone(), b.source, transport, offer.clone(), now);
         }
-        if self.b.is_empty() {
-            self.fail(480, "not-registered", None, now);
-        }
+        legs
     }
 
     /// Sends a B leg's INVITE, carrying the caller's offer.
@@ -2649,19 +2655,24 @@ impl Call {
         }
     }
 
-    fn b_answered(&mut self, i: usize, r: Response, now: Instant) {
+    /// B leg `i`'s dialog from its 2xx: made, or brought up to date.
+    fn take_dialog(&mut self, i: usize, r: &Response) {
         match &mut self.b[i].dialog {
-            Some(d) if d.id.remote_tag == to_tag(&r) => {
-                let _ = d.update_from_response(&r);
+            Some(d) if d.id.remote_tag == to_tag(r) => {
+                let _ = d.update_from_response(r);
             }
             _ => {
                 if let Some(invite) = &self.b[i].invite
-                    && let Ok(d) = Dialog::as_uac(invite, &r)
+                    && let Ok(d) = Dialog::as_uac(invite, r)
                 {
                     self.b[i].dialog = Some(d);
                 }
             }
         }
+    }
+
+    fn b_answered(&mut self, i: usize, r: Response, now: Instant) {
+        self.take_dialog(i, &r);
         let seq = self.b[i].invite_seq;
         if matches!(self.b[i].progress, Progress::Answered | Progress::Over) {
             // A retransmission: the ACK again once there is one (it may wait for the caller's).
@@ -3526,6 +3537,14 @@ impl Call {
         })
         .to_string()
     }
+}
+
+/// The bindings not expired yet, highest q first.
+fn live(mut bindings: Vec<Binding>) -> Vec<Binding> {
+    let now_ms = crate::unix_ms();
+    bindings.retain(|b| b.expires_at_ms > now_ms);
+    bindings.sort_by_key(|b| std::cmp::Reverse(b.q.unwrap_or(1000)));
+    bindings
 }
 
 /// The caller's leg's session timer from its INVITE (RFC 4028 9), or the status refusing

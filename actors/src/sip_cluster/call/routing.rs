@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use switchboard_routing::dialplan::Destination;
 use switchboard_routing::strategy::{Route, Treatment};
-use switchboard_sip::dialog::Dialog;
 use switchboard_sip::sdp::{self, Direction};
 use switchboard_sip::transport::Transport;
 use switchboard_sip::{Headers, Response, Uri};
@@ -41,7 +40,9 @@ pub enum ToOrs {
 /// The routing point a call waits at.
 #[derive(Debug)]
 pub(super) struct Waiting {
-    pub(super) number: String,
+    /// The routing point; empty once the call left it for a DN while hearing a treatment
+    /// (the DN then takes the caller's place as an agent would, see [`Call::divert`]).
+    number: String,
     default: String,
     /// When the default destination takes the call.
     deadline: Instant,
@@ -49,7 +50,7 @@ pub(super) struct Waiting {
     treatment: Option<Treating>,
     agent: Option<Ringing>,
     /// The B leg the caller is being moved to (a re-INVITE to the caller in progress).
-    pub(super) bridging: Option<usize>,
+    bridging: Option<usize>,
     /// Whether Queued was reported as the agent rung was let go, so that the session's
     /// putting the call back in its queue is not reported twice.
     requeued: bool,
@@ -61,18 +62,33 @@ struct Treating {
     /// The media server tried (index in the tenant's list), and its leg.
     server: usize,
     leg: Option<usize>,
-    answered: bool,
     /// When the server must have answered.
     answer_by: Option<Instant>,
 }
 
 #[derive(Debug)]
 struct Ringing {
-    agent: String,
+    /// The agent reserved; none for a DN the strategy routed to.
+    agent: Option<String>,
     dn: String,
     /// Its legs (one per registered contact), once located.
     legs: Vec<usize>,
     until: Instant,
+}
+
+impl Waiting {
+    fn new(number: String, default: String, deadline: Instant) -> Self {
+        Self {
+            number,
+            default,
+            deadline,
+            queue: String::new(),
+            treatment: None,
+            agent: None,
+            bridging: None,
+            requeued: false,
+        }
+    }
 }
 
 impl Call {
@@ -89,16 +105,11 @@ impl Call {
         };
         self.destination = Some(number.clone());
         self.phase = Phase::Ringing;
-        self.waiting = Some(Box::new(Waiting {
-            number: number.clone(),
-            default: rp.default_destination.clone(),
-            deadline: now + timeout,
-            queue: String::new(),
-            treatment: None,
-            agent: None,
-            bridging: None,
-            requeued: false,
-        }));
+        self.waiting = Some(Box::new(Waiting::new(
+            number.clone(),
+            rp.default_destination.clone(),
+            now + timeout,
+        )));
         self.event(CallEventKind::RouteRequest, "", 0);
         self.out
             .push_back(Output::Routing(ToOrs::Request(Box::new(RouteRequest {
@@ -166,10 +177,9 @@ impl Call {
                     .waiting
                     .as_ref()
                     .and_then(|w| w.agent.as_ref())
-                    .is_some_and(|r| r.agent == agent)
+                    .is_some_and(|r| r.agent.as_deref() == Some(agent.as_str()))
                 {
-                    self.stop_ringing_agent("agent-unavailable", now);
-                    self.report(Report::RouteFailed { rona: None });
+                    self.agent_not_reached("agent-unavailable", None, now);
                 }
             }
         }
@@ -218,7 +228,6 @@ impl Call {
             treatment,
             server: server.unwrap_or(0),
             leg: None,
-            answered: false,
             answer_by: None,
         });
         if let Some(leg) = before.and_then(|t| t.leg) {
@@ -260,14 +269,7 @@ impl Call {
                 return;
             }
         };
-        let offer = if self.caller_answered() {
-            Some(Bytes::new())
-        } else {
-            // The first party of a caller not answered yet answers its offer: nothing else
-            // may still ring it.
-            self.cancel_waiting_legs(now);
-            None
-        };
+        let offer = self.next_party_offer(now);
         let index = self.b.len();
         let to = format!("<{uri}>");
         self.place_with(uri, to, addr, Transport::Udp, offer, now);
@@ -309,6 +311,18 @@ impl Call {
         }
     }
 
+    /// What a new party of the call (a treatment, the agent) is offered: nothing once the
+    /// caller is answered (the party's offer goes to the caller, see [`Call::bridge`]);
+    /// before, the caller's own offer, which the party answers, so nothing else may still
+    /// ring.
+    fn next_party_offer(&mut self, now: Instant) -> Option<Bytes> {
+        if self.caller_answered() {
+            return Some(Bytes::new());
+        }
+        self.cancel_waiting_legs(now);
+        None
+    }
+
     /// Stops every leg still ringing (not answered).
     fn cancel_waiting_legs(&mut self, now: Instant) {
         for i in 0..self.b.len() {
@@ -321,24 +335,7 @@ impl Call {
     fn route_to(&mut self, route: Route, now: Instant) {
         let destination = match route {
             Route::Agent { agent, dn } => {
-                let ring = self
-                    .tenant
-                    .dns
-                    .get(&dn)
-                    .and_then(|d| d.no_answer_timeout)
-                    .map_or(self.config.no_answer, |s| Duration::from_secs(s.into()));
-                if let Some(w) = self.waiting.as_mut() {
-                    w.agent = Some(Ringing {
-                        agent,
-                        dn: dn.clone(),
-                        legs: Vec::new(),
-                        until: now + ring,
-                    });
-                }
-                self.out.push_back(Output::Locate {
-                    tenant: self.tenant.name.clone(),
-                    aor: self.tenant.aor(&dn),
-                });
+                self.ring_dn(Some(agent), dn, now);
                 return;
             }
             Route::Default => {
@@ -366,60 +363,68 @@ impl Call {
         self.divert(destination, number, now);
     }
 
+    /// Rings `dn` for the call (its contacts once located), for at most the DN's ring time.
+    fn ring_dn(&mut self, agent: Option<String>, dn: String, now: Instant) {
+        let ring = self
+            .tenant
+            .dns
+            .get(&dn)
+            .and_then(|d| d.no_answer_timeout)
+            .map_or(self.config.no_answer, |s| Duration::from_secs(s.into()));
+        self.out.push_back(Output::Locate {
+            tenant: self.tenant.name.clone(),
+            aor: self.tenant.aor(&dn),
+        });
+        if let Some(w) = self.waiting.as_mut() {
+            w.agent = Some(Ringing {
+                agent,
+                dn,
+                legs: Vec::new(),
+                until: now + ring,
+            });
+        }
+    }
+
     /// Leaves the routing point for `destination`, as the dial plan would have sent the call
     /// there.
     fn divert(&mut self, destination: Destination, number: String, now: Instant) {
-        let Some(w) = self.waiting.take() else {
+        let Some(at) = self.waiting.as_ref().map(|w| w.number.clone()) else {
             return;
         };
-        self.report(Report::Gone);
-        if let Destination::RoutingPoint(rp) = &destination
-            && *rp == w.number
-        {
-            // Back to the same routing point would loop.
+        if matches!(&destination, Destination::RoutingPoint(rp) if *rp == at) {
+            // Back to the same routing point would loop (the end tells the session).
             self.fail(480, "routing-loop", None, now);
             return;
         }
-        self.waiting = Some(w);
         self.event(CallEventKind::Diverted, "", 0);
         self.waiting = None;
-        if self.caller_answered() {
-            // The caller hears a treatment: a new party replaces it, as an agent would.
-            match destination {
-                Destination::Reject(_) => {
-                    self.end(CallEventKind::Released, "rejected", 0, None, now);
-                }
-                Destination::Extension(dn) => {
-                    self.waiting = Some(Box::new(Waiting {
-                        number: String::new(),
-                        default: String::new(),
-                        deadline: now + Duration::from_secs(86_400),
-                        queue: String::new(),
-                        treatment: None,
-                        agent: None,
-                        bridging: None,
-                        requeued: false,
-                    }));
-                    self.route_to(
-                        Route::Agent {
-                            agent: String::new(),
-                            dn,
-                        },
-                        now,
-                    );
-                }
-                _ => {
-                    tracing::info!(tenant = %self.tenant.name, call = %self.id,
-                        "a treated call can be diverted to a DN only; ended");
-                    self.end(CallEventKind::Released, "not-routed", 0, None, now);
-                }
-            }
+        self.report(Report::Gone);
+        if !self.caller_answered() {
+            self.cancel_waiting_legs(now);
+            self.phase = Phase::Routing;
+            self.destination = None;
+            self.go_to(destination, number, now);
             return;
         }
-        self.cancel_waiting_legs(now);
-        self.phase = Phase::Routing;
-        self.destination = None;
-        self.go_to(destination, number, now);
+        // The caller hears a treatment: a DN takes its place as an agent would; anything
+        // else would have to answer the caller's first offer, long answered.
+        match destination {
+            Destination::Extension(dn) => {
+                let forever = now + Duration::from_secs(86_400);
+                self.waiting = Some(Box::new(Waiting::new(
+                    String::new(),
+                    String::new(),
+                    forever,
+                )));
+                self.ring_dn(None, dn, now);
+            }
+            Destination::Reject(_) => self.end(CallEventKind::Released, "rejected", 0, None, now),
+            _ => {
+                tracing::info!(tenant = %self.tenant.name, call = %self.id,
+                    "a treated call can be diverted to a DN only; ended");
+                self.end(CallEventKind::Released, "not-routed", 0, None, now);
+            }
+        }
     }
 
     /// The bindings of the reserved agent's DN: ring them.
@@ -432,50 +437,37 @@ impl Call {
         else {
             return;
         };
-        let now_ms = crate::unix_ms();
-        let mut bindings: Vec<Binding> = bindings
-            .into_iter()
-            .filter(|b| b.expires_at_ms > now_ms)
-            .collect();
-        bindings.sort_by_key(|b| std::cmp::Reverse(b.q.unwrap_or(1000)));
+        let bindings = super::live(bindings);
         if bindings.is_empty() {
             tracing::info!(tenant = %self.tenant.name, call = %self.id, %dn,
                 "reserved agent's DN has no registered phone");
-            self.stop_ringing_agent("not-registered", now);
-            self.report(Report::RouteFailed { rona: None });
+            self.agent_not_reached("not-registered", None, now);
             return;
         }
-        let offer = if self.caller_answered() {
-            Some(Bytes::new())
-        } else {
-            // The agent answers the caller's offer: the treatment still ringing stops.
-            self.cancel_waiting_legs(now);
-            None
-        };
+        let offer = self.next_party_offer(now);
         self.destination = Some(dn.clone());
         self.to_dn = true;
-        let to = format!("<{}>", self.tenant.aor(&dn));
-        let mut legs = Vec::new();
-        for b in bindings {
-            let Ok(uri) = Uri::parse_str(&b.contact) else {
-                continue;
-            };
-            let transport = if b.transport.eq_ignore_ascii_case("tcp") {
-                Transport::Tcp
-            } else {
-                Transport::Udp
-            };
-            legs.push(self.b.len());
-            self.place_with(uri, to.clone(), b.source, transport, offer.clone(), now);
-        }
-        if !self.caller_answered() {
-            self.phase = Phase::Ringing;
+        let legs = self.ring(&dn, bindings, offer, now);
+        self.phase = if self.caller_answered() {
+            Phase::Established
         } else {
-            self.phase = Phase::Established;
-        }
+            Phase::Ringing
+        };
         if let Some(r) = self.waiting.as_mut().and_then(|w| w.agent.as_mut()) {
             r.legs = legs;
         }
+    }
+
+    /// The DN rung did not take the call (`rona` names the agent that let it ring): the
+    /// call waits again at its routing point, and its session is told; a call that left its
+    /// routing point for that DN has nowhere else to go, and ends.
+    fn agent_not_reached(&mut self, cause: &str, rona: Option<String>, now: Instant) {
+        self.stop_ringing_agent(cause, now);
+        if self.waiting.as_ref().is_some_and(|w| w.number.is_empty()) {
+            self.end(CallEventKind::Released, "no-answer", 480, None, now);
+            return;
+        }
+        self.report(Report::RouteFailed { rona });
     }
 
     /// Stops ringing the reserved agent; the call waits again.
@@ -542,8 +534,7 @@ impl Call {
             match party {
                 Some(true) => self.media_server_failed(now),
                 Some(false) if self.agent_legs_failed() => {
-                    self.stop_ringing_agent("agent-unavailable", now);
-                    self.report(Report::RouteFailed { rona: None });
+                    self.agent_not_reached("agent-unavailable", None, now);
                 }
                 _ => {}
             }
@@ -570,22 +561,6 @@ impl Call {
                 true
             }
             Some(_) => false,
-        }
-    }
-
-    /// B leg `i`'s dialog from its 2xx.
-    fn take_dialog(&mut self, i: usize, r: &Response) {
-        match &mut self.b[i].dialog {
-            Some(d) if d.id.remote_tag == super::to_tag(r) => {
-                let _ = d.update_from_response(r);
-            }
-            _ => {
-                if let Some(invite) = &self.b[i].invite
-                    && let Ok(d) = Dialog::as_uac(invite, r)
-                {
-                    self.b[i].dialog = Some(d);
-                }
-            }
         }
     }
 
@@ -684,7 +659,6 @@ impl Call {
         };
         if w.treatment.as_ref().and_then(|t| t.leg) == Some(i) {
             if let Some(t) = w.treatment.as_mut() {
-                t.answered = true;
                 t.answer_by = None;
             }
             self.event(CallEventKind::TreatmentApplied, "", 0);
@@ -753,17 +727,11 @@ impl Call {
         let Some(w) = self.waiting.as_ref() else {
             return;
         };
-        if w.agent.as_ref().is_some_and(|a| a.until <= now) {
-            let agent = w
-                .agent
-                .as_ref()
-                .map(|a| a.agent.clone())
-                .unwrap_or_default();
-            tracing::info!(tenant = %self.tenant.name, call = %self.id, %agent,
+        if let Some(ringing) = w.agent.as_ref().filter(|a| a.until <= now) {
+            let rona = ringing.agent.clone();
+            tracing::info!(tenant = %self.tenant.name, call = %self.id, agent = ?rona,
                 "reserved agent did not answer (RONA): the call waits again");
-            self.stop_ringing_agent("rona", now);
-            let rona = (!agent.is_empty()).then_some(agent);
-            self.report(Report::RouteFailed { rona });
+            self.agent_not_reached("rona", rona, now);
         }
         let Some(w) = self.waiting.as_ref() else {
             return;
