@@ -49,7 +49,8 @@ pub struct Availability {
 pub struct QueueStats {
     pub queue: String,
     pub waiting: u32,
-    /// Agents serving the queue who are Ready, and who are on calls.
+    /// Agents serving the queue who are Ready (and not reserved), and who are on calls or
+    /// reserved for one.
     pub ready: u32,
     pub busy: u32,
     /// The estimated wait of a call joining now, if any call was served yet.
@@ -162,7 +163,8 @@ impl Rq {
 struct RqActor;
 
 struct RqState {
-    directory: Arc<Directory>,
+    /// Each tenant's configuration as matching reads it.
+    known: HashMap<String, Known>,
     tenants: HashMap<String, Tenant>,
 }
 
@@ -208,7 +210,7 @@ impl Actor for RqActor {
         directory: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(RqState {
-            directory,
+            known: Known::of(&directory),
             tenants: HashMap::new(),
         })
     }
@@ -301,7 +303,7 @@ impl Actor for RqActor {
             } => {
                 let _ = reply.send(state.place(&tenant, &call));
             }
-            RqMsg::ConfigChanged(directory) => state.directory = directory,
+            RqMsg::ConfigChanged(directory) => state.known = Known::of(&directory),
         }
         Ok(())
     }
@@ -317,29 +319,75 @@ impl Tenant {
     }
 }
 
-impl RqState {
-    fn profile(&self, tenant: &str, agent: &str) -> Option<Profile> {
-        let c = &self.directory.by_name(tenant)?.config;
-        let a = c.agents.iter().find(|a| a.id == agent)?;
-        Some(Profile::new(
-            &a.id,
-            a.groups.iter().map(String::as_str),
-            a.skills.iter().map(|(s, l)| (s.as_str(), *l)),
-        ))
+/// What matching reads of a tenant's configuration, indexed when it changes rather than
+/// looked up in it on every event.
+#[derive(Default)]
+struct Known {
+    profiles: HashMap<String, Profile>,
+    /// How each queue chooses among agents (its option `choice`, longest idle by default),
+    /// in the configuration's order.
+    queues: Vec<(String, Choice)>,
+}
+
+impl Known {
+    fn of(directory: &Directory) -> HashMap<String, Known> {
+        directory
+            .tenants()
+            .map(|t| {
+                let profiles = t
+                    .config
+                    .agents
+                    .iter()
+                    .map(|a| {
+                        let profile = Profile::new(
+                            &a.id,
+                            a.groups.iter().map(String::as_str),
+                            a.skills.iter().map(|(s, l)| (s.as_str(), *l)),
+                        );
+                        (a.id.clone(), profile)
+                    })
+                    .collect();
+                let queues = t
+                    .config
+                    .queues
+                    .iter()
+                    .map(|q| {
+                        let choice = q.options.get("choice").and_then(|c| Choice::parse(c));
+                        (q.name.clone(), choice.unwrap_or_default())
+                    })
+                    .collect();
+                (t.name.clone(), Known { profiles, queues })
+            })
+            .collect()
     }
 
-    /// How a queue chooses among agents: its option `choice`, longest idle by default.
-    fn choice(&self, tenant: &str, queue: &str) -> Choice {
-        self.directory
-            .by_name(tenant)
-            .and_then(|t| t.config.queues.iter().find(|q| q.name == queue))
-            .and_then(|q| q.options.get("choice"))
-            .and_then(|c| Choice::parse(c))
-            .unwrap_or_default()
+    fn choice(&self, queue: &str) -> Choice {
+        self.queues
+            .iter()
+            .find(|(name, _)| name == queue)
+            .map_or_else(Choice::default, |(_, c)| *c)
+    }
+}
+
+impl Tenant {
+    /// The first call in order (priority, then age) across the queues that the agent of
+    /// `profile` satisfies: its queue and id.
+    fn first_for(&self, profile: &Profile) -> Option<(String, String)> {
+        self.queues
+            .iter()
+            .filter_map(|(name, q)| q.first_for(profile).map(|w| (name, w)))
+            .min_by_key(|(_, w)| (std::cmp::Reverse(w.priority), w.since))
+            .map(|(name, w)| (name.clone(), w.call.clone()))
+    }
+}
+
+impl RqState {
+    fn profile(&self, tenant: &str, agent: &str) -> Option<&Profile> {
+        self.known.get(tenant)?.profiles.get(agent)
     }
 
     fn availability(&mut self, a: Availability) {
-        let profile = self.profile(&a.tenant, &a.agent);
+        let profile = self.profile(&a.tenant, &a.agent).cloned();
         let t = self.tenants.entry(a.tenant.clone()).or_default();
         let info = t.agents.entry(a.agent.clone()).or_default();
         let was_available = info.available;
@@ -387,53 +435,33 @@ impl RqState {
     /// An agent became Ready: the first call (by priority, then age) across the queues it
     /// may take.
     fn offer_agent(&mut self, tenant: &str, agent: &str) {
-        let Some(profile) = self.profile(tenant, agent) else {
-            return;
-        };
-        let Some(t) = self.tenants.get_mut(tenant) else {
+        let (Some(profile), Some(t)) = (self.profile(tenant, agent), self.tenants.get(tenant))
+        else {
             return;
         };
         if !t.pool.contains(agent) {
             return;
         }
-        let best = t
-            .queues
-            .iter()
-            .filter_map(|(name, q)| q.first_for(&profile).map(|w| (name, w)))
-            .min_by_key(|(_, w)| (std::cmp::Reverse(w.priority), w.since))
-            .map(|(name, w)| (name.clone(), w.call.clone()));
-        if let Some((queue, call)) = best {
+        if let Some((queue, call)) = t.first_for(profile) {
             self.reserve(tenant, &queue, &call, agent);
         }
     }
 
-    /// A call arrived or changed: the agent its queue chooses, if one is Ready.
+    /// A call arrived or changed: the agent its queue chooses, if one is Ready. A call
+    /// behind others of higher rank that the same agent could take waits its turn: the
+    /// agent goes to the first call in order it satisfies.
     fn match_call(&mut self, tenant: &str, queue: &str, call: &str) {
-        let choice = self.choice(tenant, queue);
-        let Some(t) = self.tenants.get(tenant) else {
+        let (Some(known), Some(t)) = (self.known.get(tenant), self.tenants.get(tenant)) else {
             return;
         };
-        let Some(waiting) = t
-            .queues
-            .get(queue)
-            .and_then(|q| q.iter().find(|w| w.call == call))
-        else {
+        let Some(waiting) = t.queues.get(queue).and_then(|q| q.get(call)) else {
             return;
         };
-        // A call behind others of higher rank that the same agents could take waits its
-        // turn: the agent goes to the first call in order it satisfies.
-        let Some(agent) = t.pool.choose(&waiting.target, choice).map(str::to_owned) else {
+        let Some(agent) = t.pool.choose(&waiting.target, known.choice(queue)) else {
             return;
         };
-        let Some(profile) = self.profile(tenant, &agent) else {
-            return;
-        };
-        let first = t
-            .queues
-            .iter()
-            .filter_map(|(name, q)| q.first_for(&profile).map(|w| (name, w)))
-            .min_by_key(|(_, w)| (std::cmp::Reverse(w.priority), w.since))
-            .map(|(name, w)| (name.clone(), w.call.clone()));
+        let first = known.profiles.get(agent).and_then(|p| t.first_for(p));
+        let agent = agent.to_owned();
         if let Some((queue, call)) = first {
             self.reserve(tenant, &queue, &call, &agent);
         }
@@ -478,16 +506,16 @@ impl RqState {
     }
 
     fn stats(&self, tenant: &str) -> Vec<QueueStats> {
-        let Some(config) = self.directory.by_name(tenant).map(|t| t.config.clone()) else {
+        let Some(known) = self.known.get(tenant) else {
             return Vec::new();
         };
         let t = self.tenants.get(tenant);
         let now = crate::unix_ms();
-        config
+        known
             .queues
             .iter()
-            .map(|q| {
-                let name = q.name.clone();
+            .map(|(name, _)| {
+                let name = name.clone();
                 let mut s = QueueStats {
                     queue: name.clone(),
                     ..QueueStats::default()
@@ -503,8 +531,8 @@ impl RqState {
                         .max()
                         .unwrap_or(0);
                 }
-                for info in t.agents.values().filter(|i| i.queues.contains(&name)) {
-                    if info.on_call {
+                for (agent, info) in t.agents.iter().filter(|(_, i)| i.queues.contains(&name)) {
+                    if info.on_call || t.reserved.contains_key(agent) {
                         s.busy += 1;
                     } else if info.available {
                         s.ready += 1;
@@ -541,5 +569,127 @@ impl RqState {
                 .and_then(|e| e.for_position(position)),
             agent: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The RQ actor with the demo tenant, its routing sessions played by a probe that
+    //! passes on what it is told.
+
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::tenant::demo_tenant;
+
+    struct Probe;
+
+    impl Actor for Probe {
+        type Msg = OrsMsg;
+        type State = mpsc::UnboundedSender<(String, String, &'static str)>;
+        type Arguments = mpsc::UnboundedSender<(String, String, &'static str)>;
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<Self::Msg>,
+            tx: Self::Arguments,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(tx)
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<Self::Msg>,
+            message: Self::Msg,
+            tx: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            let _ = match message {
+                OrsMsg::Matched { call, agent, .. } => tx.send((call, agent, "matched")),
+                OrsMsg::Unreserved { call, agent } => tx.send((call, agent, "unreserved")),
+                _ => Ok(()),
+            };
+            Ok(())
+        }
+    }
+
+    fn ready(agent: &str, available: bool) -> Availability {
+        Availability {
+            tenant: "demo".into(),
+            agent: agent.into(),
+            dn: agent.trim_start_matches('a').into(),
+            queues: vec!["support".into()],
+            available,
+            on_call: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_and_agents_meet_by_target_and_priority_and_a_reservation_comes_back() {
+        let directory = Arc::new(Directory::new(&[demo_tenant()]).expect("demo"));
+        let rq = Rq::spawn(directory).await.expect("rq");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (session, _) = Actor::spawn(None, Probe, tx).await.expect("probe");
+        let submit = |call: &str, priority: u32, since: u64| RqMsg::Submit {
+            tenant: "demo".into(),
+            call: call.into(),
+            queue: "support".into(),
+            target: Target::parse("english >= 3").expect("target"),
+            priority,
+            since,
+            session: session.clone(),
+        };
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(2), rx.recv())
+                .await
+                .expect("told in time")
+                .expect("open")
+        };
+
+        rq.send(submit("c1", 5, 100));
+        // a1002 has English at 2 only: it is not offered the call.
+        rq.availability(ready("a1002", true));
+        let stats = rq.stats("demo").await;
+        assert_eq!(
+            (stats[0].queue.as_str(), stats[0].waiting, stats[0].ready),
+            ("support", 1, 1)
+        );
+        let place = rq.place("demo", "c1").await.expect("waiting");
+        assert_eq!((place.position, place.agent), (1, None));
+
+        rq.availability(ready("a1003", true));
+        assert_eq!(next().await, ("c1".into(), "a1003".into(), "matched"));
+        assert_eq!(
+            rq.place("demo", "c1")
+                .await
+                .expect("reserved")
+                .agent
+                .as_deref(),
+            Some("a1003")
+        );
+        // a1003 logs out before the call reaches it: the reservation comes back.
+        rq.availability(ready("a1003", false));
+        assert_eq!(next().await, ("c1".into(), "a1003".into(), "unreserved"));
+
+        // Back in the queue with its age; two more calls, one of higher priority.
+        rq.send(submit("c1", 5, 100));
+        rq.send(submit("c2", 1, 50));
+        rq.send(submit("c3", 9, 300));
+        assert_eq!(rq.stats("demo").await[0].waiting, 3);
+        rq.availability(ready("a1004", true));
+        assert_eq!(next().await, ("c3".into(), "a1004".into(), "matched"));
+        rq.availability(ready("a1005", true));
+        assert_eq!(next().await, ("c1".into(), "a1005".into(), "matched"));
+        rq.send(RqMsg::Withdraw {
+            tenant: "demo".into(),
+            call: "c2".into(),
+        });
+        let stats = rq.stats("demo").await;
+        // a1002 is Ready; a1004 and a1005 are reserved.
+        assert_eq!((stats[0].waiting, stats[0].ready, stats[0].busy), (0, 1, 2));
+        assert!(rq.place("demo", "c2").await.is_none());
+        session.stop(None);
+        rq.stop();
     }
 }

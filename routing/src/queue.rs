@@ -84,6 +84,11 @@ impl Queue {
         self.order.values().find(|w| w.target.matches(profile))
     }
 
+    /// A waiting call.
+    pub fn get(&self, call: &str) -> Option<&Waiting> {
+        self.order.get(self.places.get(call)?)
+    }
+
     /// The calls in the order they are served.
     pub fn iter(&self) -> impl Iterator<Item = &Waiting> {
         self.order.values()
