@@ -8,7 +8,7 @@
 //! task for each would cost more than the session). A session keeps the strategy version it
 //! started with: a new version applies to new calls only.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -134,6 +134,9 @@ struct OrsState {
     clock: Clock,
     wakeups: Wakeups<OrsMsg>,
     sessions: HashMap<String, Entry>,
+    /// When each session next needs waking, earliest first: a change touches one session's
+    /// place, never a scan of them all.
+    due: BTreeSet<(u64, String)>,
     wake_at: Option<u64>,
 }
 
@@ -144,6 +147,8 @@ struct Entry {
     started_ms: u64,
     /// The agent the call is routed to, while it rings.
     agent: Option<String>,
+    /// Its place in [`OrsState::due`].
+    due: Option<u64>,
 }
 
 impl Actor for OrsActor {
@@ -162,6 +167,7 @@ impl Actor for OrsActor {
             clock,
             wakeups: Wakeups::start(|| OrsMsg::Wake),
             sessions: HashMap::new(),
+            due: BTreeSet::new(),
             wake_at: None,
         })
     }
@@ -194,6 +200,7 @@ impl Actor for OrsActor {
                     call,
                     started_ms: now,
                     agent: None,
+                    due: None,
                 };
                 state.sessions.insert(request.call.clone(), entry);
                 state.drive(&request.call, &myself);
@@ -247,14 +254,12 @@ impl Actor for OrsActor {
             }
             OrsMsg::Wake => {
                 state.wake_at = None;
-                let due: Vec<String> = state
-                    .sessions
-                    .iter()
-                    .filter(|(_, e)| e.session.poll_timeout().is_some_and(|t| t <= now))
-                    .map(|(c, _)| c.clone())
-                    .collect();
-                for call in due {
+                while let Some((at, call)) = state.due.first().cloned()
+                    && at <= now
+                {
+                    state.due.remove(&(at, call.clone()));
                     if let Some(entry) = state.sessions.get_mut(&call) {
+                        entry.due = None;
                         entry.session.handle_timeout(now);
                     }
                     state.drive(&call, &myself);
@@ -330,6 +335,18 @@ impl OrsState {
             };
             let _ = entry.call.cast(CallMsg::Routing(order));
         }
+        let due = (!entry.session.is_done())
+            .then(|| entry.session.poll_timeout())
+            .flatten();
+        if entry.due != due {
+            if let Some(at) = entry.due.take() {
+                self.due.remove(&(at, call.to_owned()));
+            }
+            if let Some(at) = due {
+                self.due.insert((at, call.to_owned()));
+            }
+            entry.due = due;
+        }
         if entry.session.is_done() {
             self.sessions.remove(call);
             return;
@@ -340,12 +357,7 @@ impl OrsState {
 
     /// Asks the timer for the earliest deadline of any session.
     fn schedule(&mut self, myself: &ActorRef<OrsMsg>, now: u64) {
-        let Some(next) = self
-            .sessions
-            .values()
-            .filter_map(|e| e.session.poll_timeout())
-            .min()
-        else {
+        let Some(&(next, _)) = self.due.first() else {
             return;
         };
         if self.wake_at.is_some_and(|at| at <= next) {
@@ -354,5 +366,120 @@ impl OrsState {
         self.wake_at = Some(next);
         let at = Instant::now() + Duration::from_millis(next.saturating_sub(now));
         self.wakeups.at(0, at, myself);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The orchestration actor on a clock the test moves, its call played by a probe that
+    //! passes on the orders it gets.
+
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::agent_state::AgentStateConfig;
+    use crate::agent_state::store::AgentStore;
+    use crate::events::{EventSink, MemorySink};
+    use crate::registrar::MemoryStore;
+    use crate::sip_cluster::locate_in;
+    use crate::tenant::{Directory, Tenant, demo_tenant};
+
+    struct Probe;
+
+    impl Actor for Probe {
+        type Msg = CallMsg;
+        type State = mpsc::UnboundedSender<Order>;
+        type Arguments = mpsc::UnboundedSender<Order>;
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<Self::Msg>,
+            tx: Self::Arguments,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(tx)
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<Self::Msg>,
+            message: Self::Msg,
+            tx: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            if let CallMsg::Routing(order) = message {
+                let _ = tx.send(order);
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_wake_on_the_clock_they_are_given() {
+        let mut config = demo_tenant();
+        config.strategies[0].document = "play music file:///m.wav\n\
+             queue support target \"english >= 9\" timeout 2s\n  after 1s priority 7\n\
+             route dn 1002\n"
+            .into();
+        let tenant = Arc::new(Tenant::from_config(&config).expect("tenant"));
+        let directory = Arc::new(Directory::new(&[config]).expect("directory"));
+        let rq = Rq::spawn(directory.clone()).await.expect("rq");
+        let agents = AgentState::spawn(AgentStateConfig {
+            events: EventSink::Memory(MemorySink::default()),
+            store: AgentStore::memory(),
+            directory,
+            locate: locate_in(MemoryStore::default()),
+            rq: None,
+        })
+        .await
+        .expect("agents");
+        let time = Arc::new(AtomicU64::new(1_000_000));
+        let clock: Clock = {
+            let time = time.clone();
+            Arc::new(move || time.load(Ordering::SeqCst))
+        };
+        let ors = Ors::spawn(rq, agents, clock).await.expect("ors");
+        let (tx, mut orders) = mpsc::unbounded_channel();
+        let (call, _) = Actor::spawn(None, Probe, tx).await.expect("probe");
+        for id in ["c1", "c2"] {
+            ors.send(OrsMsg::Request {
+                request: Box::new(RouteRequest {
+                    tenant: tenant.clone(),
+                    call: id.into(),
+                    routing_point: "5000".into(),
+                    strategy: "support".into(),
+                    ani: "+15550001111".into(),
+                    dnis: "+18005550100".into(),
+                    user_data: BTreeMap::new(),
+                }),
+                call: call.clone(),
+            });
+        }
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(3), orders.recv())
+                .await
+                .expect("an order in time")
+                .expect("open")
+        };
+        for _ in 0..2 {
+            assert_eq!(
+                next().await,
+                Order::Treat(Treatment::Music("file:///m.wav".into()))
+            );
+            assert_eq!(
+                next().await,
+                Order::Queued {
+                    queue: "support".into()
+                }
+            );
+        }
+        // Nobody can take the calls: past their timeout on the sessions' clock, both go on
+        // to the strategy's last line when the session next wakes.
+        time.fetch_add(2_000, Ordering::SeqCst);
+        for _ in 0..2 {
+            assert_eq!(next().await, Order::Route(Route::Dn("1002".into())));
+        }
+        call.stop(None);
+        ors.stop();
     }
 }
