@@ -23,8 +23,9 @@
 //!
 //! Statements:
 //!
-//! - `hours NAME: DAYS HH:MM-HH:MM, ... [utc±HH:MM]` and `calendar NAME: YYYY-MM-DD, ...`
-//!   name opening hours and dates (holidays) that conditions refer to.
+//! - `hours NAME: DAYS HH:MM-HH:MM, ... [utc±HH:MM]` and `calendar NAME: YYYY-MM-DD, ...
+//!   [utc±HH:MM]` name opening hours and dates (holidays) that conditions refer to, in a
+//!   fixed offset from UTC (UTC when none is given).
 //! - `play music|announcement|busy URI`, `play ringback`, `play silence`: a treatment while
 //!   the call waits. An announcement is played to its end before the strategy goes on; the
 //!   others carry on until the next treatment or the end of the wait.
@@ -188,6 +189,13 @@ struct Hours {
     offset_min: i64,
 }
 
+/// Dates (days since 1970-01-01) in a fixed offset from UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Calendar {
+    days: Vec<i64>,
+    offset_min: i64,
+}
+
 /// A compiled strategy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Program {
@@ -196,7 +204,7 @@ pub struct Program {
     lines: Vec<usize>,
     hours: HashMap<String, Hours>,
     /// Days since 1970-01-01.
-    calendars: HashMap<String, Vec<i64>>,
+    calendars: HashMap<String, Calendar>,
 }
 
 /// The names a strategy refers to, which the tenant must have.
@@ -268,30 +276,23 @@ impl Program {
         names
     }
 
-    fn holds(
-        &self,
-        c: &Condition,
-        call: &CallInfo,
-        data: &BTreeMap<String, String>,
-        now: u64,
-    ) -> bool {
+    fn holds(&self, c: &Condition, call: &CallInfo, now: u64) -> bool {
         match c {
             Condition::Open(h) => self.hours.get(h).is_some_and(|h| h.open(now)),
-            Condition::Holiday(cal) => self.calendars.get(cal).is_some_and(|days| {
-                // A holiday in the offset of the strategy's first hours, else UTC.
-                let offset = self.hours.values().next().map_or(0, |h| h.offset_min);
-                days.contains(&local_day(now, offset))
-            }),
+            Condition::Holiday(cal) => self
+                .calendars
+                .get(cal)
+                .is_some_and(|c| c.days.contains(&local_day(now, c.offset_min))),
             Condition::Caller { prefix, text } => compare(&call.caller, *prefix, text),
             Condition::Dialed { prefix, text } => compare(&call.dialed, *prefix, text),
-            Condition::Data { key, value } => match (data.get(key), value) {
+            Condition::Data { key, value } => match (call.data.get(key), value) {
                 (Some(v), Some(want)) => v == want,
                 (Some(_), None) => true,
                 (None, _) => false,
             },
-            Condition::Not(c) => !self.holds(c, call, data, now),
-            Condition::And(cs) => cs.iter().all(|c| self.holds(c, call, data, now)),
-            Condition::Or(cs) => cs.iter().any(|c| self.holds(c, call, data, now)),
+            Condition::Not(c) => !self.holds(c, call, now),
+            Condition::And(cs) => cs.iter().all(|c| self.holds(c, call, now)),
+            Condition::Or(cs) => cs.iter().any(|c| self.holds(c, call, now)),
         }
     }
 }
@@ -343,7 +344,7 @@ struct Compiler {
     code: Vec<Instr>,
     lines: Vec<usize>,
     hours: HashMap<String, Hours>,
-    calendars: HashMap<String, Vec<i64>>,
+    calendars: HashMap<String, Calendar>,
     /// Open `if`s: the index of their test, and of the jump over `else` once seen.
     open: Vec<(usize, Option<usize>, usize)>,
     labels: HashMap<String, usize>,
@@ -426,11 +427,13 @@ impl Compiler {
             }
             "calendar" => {
                 let (name, spec) = definition(line, rest)?;
+                let (spec, offset_min) = with_offset(line, spec)?;
                 let days = spec
                     .split(',')
                     .map(|d| parse_date(line, d.trim()))
                     .collect::<Result<Vec<_>, _>>()?;
-                if self.calendars.insert(name.to_owned(), days).is_some() {
+                let calendar = Calendar { days, offset_min };
+                if self.calendars.insert(name.to_owned(), calendar).is_some() {
                     return refuse(line, format!("calendar {name:?} defined twice"));
                 }
             }
@@ -819,16 +822,22 @@ fn parse_date(line: usize, text: &str) -> Result<i64, StrategyError> {
 
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
+/// A definition's text without its trailing `utc±HH:MM`, and that offset in minutes (0
+/// when there is none).
+fn with_offset(line: usize, spec: &str) -> Result<(&str, i64), StrategyError> {
+    let spec = spec.trim();
+    match spec.rfind("utc") {
+        Some(i) => Ok((spec[..i].trim(), parse_offset(line, spec[i + 3..].trim())?)),
+        None => Ok((spec, 0)),
+    }
+}
+
 fn parse_hours(line: usize, spec: &str) -> Result<Hours, StrategyError> {
+    let (spec, offset_min) = with_offset(line, spec)?;
     let mut hours = Hours {
         days: Default::default(),
-        offset_min: 0,
+        offset_min,
     };
-    let mut spec = spec.trim();
-    if let Some(i) = spec.rfind("utc") {
-        hours.offset_min = parse_offset(line, spec[i + 3..].trim())?;
-        spec = spec[..i].trim();
-    }
     for part in spec.split(',') {
         let (days, times) = split_word(part.trim());
         let (from_day, to_day) = days.split_once('-').unwrap_or((days, days));
@@ -946,10 +955,7 @@ impl Cond<'_> {
             })
         };
         let word = take()?;
-        let text_of = |t: String| match t.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-            Some(inner) => Ok(inner.to_owned()),
-            None => refuse(line, format!("expected a \"quoted\" text, found {t:?}")),
-        };
+        let text_of = |t: String| quoted(line, &t);
         Ok(match word.as_str() {
             "not" => Condition::Not(Box::new(self.one(w, at)?)),
             "open" => Condition::Open(take()?),
@@ -1193,11 +1199,6 @@ impl Session {
                 });
                 self.phase = Phase::Queued(q);
             }
-            (Phase::Sent, Event::RouteFailed) => {
-                // A destination the strategy chose failed: the default destination.
-                self.out.push_back(Action::Route(Route::Default));
-                self.phase = Phase::Sent;
-            }
             (phase, _) => self.phase = phase,
         }
     }
@@ -1265,7 +1266,7 @@ impl Session {
                     });
                 }
                 Instr::Unless(c, to) => {
-                    if !program.holds(c, &self.call, &self.call.data, now) {
+                    if !program.holds(c, &self.call, now) {
                         self.pc = *to;
                     }
                 }
@@ -1418,6 +1419,15 @@ mod tests {
         // Open on Monday.
         let (_, actions) = start(&text, MONDAY_10);
         assert!(matches!(actions[0], Action::Treat(Treatment::Music(_))));
+        // A calendar's dates are in its own offset: 11:00 UTC on 30 December is already
+        // the 31st at UTC+14.
+        let eve = "calendar eve: 2026-12-31 utc+14:00\nif holiday eve\n  route reject 486\nend\n";
+        let morning = (days_from_civil(2026, 12, 30) as u64) * 86_400_000 + 11 * 3_600_000;
+        assert_eq!(start(eve, morning).1, [Action::Route(Route::Reject(486))]);
+        assert_eq!(
+            start(eve, morning - 2 * 3_600_000).1,
+            [Action::Route(Route::Default)]
+        );
     }
 
     #[test]
