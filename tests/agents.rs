@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use support::peer::{Peer, answered_call, raw_phone, ringing_call, sbc_in_dialog, sdp};
-use support::{Server, with_key};
+use support::{DEMO_KEY, Server, agent, log_in, login, with_key};
 use switchboard_actors::tenant::{ApiKeyConfig, TenantConfig, demo_tenant, hash_api_key};
 use switchboard_proto::events::Payload;
 use switchboard_proto::voice as pb;
@@ -23,7 +23,6 @@ type Agents = pb::agents_client::AgentsClient<Channel>;
 type Events = pb::events_client::EventsClient<Channel>;
 type Calls = pb::calls_client::CallsClient<Channel>;
 
-const DEMO_KEY: &str = "demo-key";
 const ACME_KEY: &str = "acme-key";
 
 /// The demo tenant with `wrap_up` seconds of after-call work, and a tenant `acme` beside it
@@ -75,40 +74,6 @@ async fn desk(db: u8, config: &str) -> Desk {
         calls: Calls::new(channel.clone()),
         server,
         channel,
-    }
-}
-
-/// Logs in agent `a<dn>` at each DN, and makes it Ready when `ready`.
-async fn log_in(agents: &mut Agents, dns: &[&str], ready: bool) {
-    for dn in dns {
-        let id = format!("a{dn}");
-        agents
-            .login(with_key(DEMO_KEY, login(&id, dn)))
-            .await
-            .expect("login");
-        if ready {
-            agents
-                .ready(with_key(DEMO_KEY, agent(&id, "")))
-                .await
-                .expect("ready");
-        }
-    }
-}
-
-fn agent(id: &str, reference: &str) -> pb::AgentRequest {
-    pb::AgentRequest {
-        agent_id: id.into(),
-        reference_id: reference.into(),
-        ..Default::default()
-    }
-}
-
-fn login(id: &str, dn: &str) -> pb::LoginRequest {
-    pb::LoginRequest {
-        agent_id: id.into(),
-        dn: dn.into(),
-        reference_id: format!("login-{id}"),
-        ..Default::default()
     }
 }
 

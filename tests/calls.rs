@@ -4,26 +4,14 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use support::peer::{Peer, answered_call, raw_phone, sbc_in_dialog, sbc_invite, sdp};
 use support::sipp::{answering_phone, register, scenario, sipp, sipp_errors, wait};
-use support::{Server, free_port};
+use support::{Server, call_events, free_port};
 use switchboard_sip::{HeaderName, Message, Method, Response};
-
-/// The call-thread events of the tenant, oldest first, as (kind, payload JSON).
-fn call_events(conn: &mut redis::Connection) -> Vec<(String, serde_json::Value)> {
-    support::stream_entries(conn, "sb:demo:voice-callthread")
-        .into_iter()
-        .map(|fields: HashMap<String, String>| {
-            let payload = serde_json::from_str(&fields["payload"]).expect("payload JSON");
-            (fields["kind"].clone(), payload)
-        })
-        .collect()
-}
 
 /// Waits until the stream holds `n` events.
 fn events_within(

@@ -6,67 +6,59 @@
 
 mod support;
 
-use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::peer::{Peer, raw_phone, sbc_in_dialog, sbc_invite, sdp};
-use support::{Server, with_key};
+use support::{DEMO_KEY, Server, agent, call_events, log_in, with_key};
 use switchboard_actors::tenant::{MediaServerConfig, Options, TenantConfig, demo_tenant};
 use switchboard_proto::voice as pb;
 use switchboard_sip::{Message, Method, Request};
-use tonic::transport::Channel;
 
-type Agents = pb::agents_client::AgentsClient<Channel>;
+type Agents = pb::agents_client::AgentsClient<tonic::transport::Channel>;
 
-const KEY: &str = "demo-key";
+/// The demo tenant, its media servers (`ms0`, `ms1`, ...) at `media`, changed by `change`.
+fn config(media: &[SocketAddr], change: impl FnOnce(&mut TenantConfig)) -> String {
+    let mut demo = demo_tenant();
+    demo.media_servers = media
+        .iter()
+        .enumerate()
+        .map(|(i, a)| MediaServerConfig {
+            name: format!("ms{i}"),
+            address: a.to_string(),
+            options: Options::new(),
+        })
+        .collect();
+    change(&mut demo);
+    #[derive(serde::Serialize)]
+    struct File {
+        tenants: Vec<TenantConfig>,
+    }
+    toml::to_string(&File {
+        tenants: vec![demo],
+    })
+    .expect("toml")
+}
 
-/// Binds a peer before the server exists (the configuration names its address).
+/// A media server's socket, bound before the server starts (its configuration names it).
 fn unbound_peer() -> std::net::UdpSocket {
     std::net::UdpSocket::bind("127.0.0.1:0").expect("bind")
 }
 
-async fn agents(server: &Server) -> Agents {
-    Agents::new(support::grpc(server).await)
-}
-
-async fn log_in(agents: &mut Agents, dn: &str) {
-    agents
-        .login(with_key(
-            KEY,
-            pb::LoginRequest {
-                agent_id: format!("a{dn}"),
-                dn: dn.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("login");
-}
-
 async fn ready(agents: &mut Agents, dn: &str) {
     agents
-        .ready(with_key(
-            KEY,
-            pb::AgentRequest {
-                agent_id: format!("a{dn}"),
-                ..Default::default()
-            },
-        ))
+        .ready(with_key(DEMO_KEY, agent(&format!("a{dn}"), "")))
         .await
         .expect("ready");
 }
 
-/// The kinds of the call events of the tenant's Redis stream, with their routing fields.
-fn call_events(url: &str) -> Vec<HashMap<String, String>> {
+/// The demo tenant's call events in Redis database `url`, as (kind, payload).
+fn events(url: &str) -> Vec<(String, serde_json::Value)> {
     let mut conn = redis::Client::open(url)
         .expect("redis")
         .get_connection()
         .expect("connect");
-    support::stream_entries(&mut conn, "sb:demo:voice-callthread")
-}
-
-fn kinds(events: &[HashMap<String, String>]) -> Vec<String> {
-    events.iter().map(|e| e["kind"].clone()).collect()
+    call_events(&mut conn)
 }
 
 fn invite_within(peer: &Peer, what: &str, server: &Server) -> Request {
@@ -82,40 +74,18 @@ async fn a_queued_call_hears_music_survives_rona_and_reaches_the_next_agent() {
         refusing.local_addr().expect("a"),
         playing.local_addr().expect("a"),
     ];
-    let mut demo_config = String::new();
-    {
-        let mut demo = demo_tenant();
-        demo.media_servers = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| MediaServerConfig {
-                name: format!("ms{i}"),
-                address: a.to_string(),
-                options: Options::new(),
-            })
-            .collect();
+    let demo_config = config(&addrs, |demo| {
         // a1004 rings for 2 seconds before RONA.
         if let Some(d) = demo.dns.iter_mut().find(|d| d.number == "1004") {
             d.options.insert("no-answer-timeout".into(), "2".into());
         }
-        #[derive(serde::Serialize)]
-        struct File {
-            tenants: Vec<TenantConfig>,
-        }
-        demo_config.push_str(
-            &toml::to_string(&File {
-                tenants: vec![demo],
-            })
-            .expect("toml"),
-        );
-    }
+    });
     let server = Server::start_with_config(Some(&demo_config), &["--redis", &url]);
     let refusing = Peer::on(refusing, &server);
     let playing = Peer::on(playing, &server);
-    let mut agents = agents(&server).await;
+    let mut agents = Agents::new(support::grpc(&server).await);
     let (p1003, p1004) = (raw_phone(&server, "1003"), raw_phone(&server, "1004"));
-    log_in(&mut agents, "1003").await;
-    log_in(&mut agents, "1004").await;
+    log_in(&mut agents, &["1003", "1004"], false).await;
 
     // The caller reaches the routing point: music, from the second media server.
     let sbc = Peer::sbc(&server);
@@ -163,7 +133,7 @@ async fn a_queued_call_hears_music_survives_rona_and_reaches_the_next_agent() {
     p1004.answer(&rung, 487, None);
     let state = agents
         .get_agent(with_key(
-            KEY,
+            DEMO_KEY,
             pb::AgentRequest {
                 agent_id: "a1004".into(),
                 ..Default::default()
@@ -207,8 +177,8 @@ async fn a_queued_call_hears_music_survives_rona_and_reaches_the_next_agent() {
     p1003.answer(&bye, 200, None);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let events = call_events(&url);
-    let kinds = kinds(&events);
+    let events = events(&url);
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
     let expected = [
         "RouteRequest",
         "AttachedDataChanged",
@@ -223,15 +193,13 @@ async fn a_queued_call_hears_music_survives_rona_and_reaches_the_next_agent() {
         "Released",
     ];
     assert_eq!(kinds, expected, "{events:#?}");
-    let payload = |i: usize| -> serde_json::Value {
-        serde_json::from_str(&events[i]["payload"]).expect("json")
-    };
+    let payload = |i: usize| &events[i].1;
     assert_eq!(payload(0)["routingPoint"], "5000");
     assert_eq!(payload(2)["queue"], "support");
     assert_eq!(payload(3)["treatment"], "music");
     assert_eq!(payload(5)["cause"], "rona");
     assert_eq!(payload(1)["userData"]["line"], "support");
-    let parties = payload(9)["parties"].clone();
+    let parties = &payload(9)["parties"];
     assert_eq!(parties[1]["dn"], "1003", "{parties}");
 }
 
@@ -240,23 +208,7 @@ async fn a_caller_who_hangs_up_is_abandoned_and_a_timeout_takes_the_default() {
     let url = support::redis_db(30);
     let playing = unbound_peer();
     let addr = playing.local_addr().expect("addr");
-    let config_text = {
-        let mut demo = demo_tenant();
-        demo.media_servers = vec![MediaServerConfig {
-            name: "gvp".into(),
-            address: addr.to_string(),
-            options: Options::new(),
-        }];
-        demo.routing_points[0].timeout_secs = 3;
-        #[derive(serde::Serialize)]
-        struct File {
-            tenants: Vec<TenantConfig>,
-        }
-        toml::to_string(&File {
-            tenants: vec![demo],
-        })
-        .expect("toml")
-    };
+    let config_text = config(&[addr], |demo| demo.routing_points[0].timeout_secs = 3);
     let server = Server::start_with_config(Some(&config_text), &["--redis", &url]);
     let playing = Peer::on(playing, &server);
     let p1001 = raw_phone(&server, "1001");
@@ -276,6 +228,8 @@ async fn a_caller_who_hangs_up_is_abandoned_and_a_timeout_takes_the_default() {
         .final_response(Duration::from_secs(5))
         .expect("answered");
     sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "rp-gone", "ACK", 1, ""));
+    // The caller listens a while before giving up.
+    std::thread::sleep(Duration::from_millis(300));
     sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "rp-gone", "BYE", 2, ""));
     let bye = playing
         .request(Method::Bye, Duration::from_secs(5))
@@ -314,27 +268,27 @@ async fn a_caller_who_hangs_up_is_abandoned_and_a_timeout_takes_the_default() {
         .expect("acknowledged");
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let events = call_events(&url);
-    let abandoned = events
+    let events = events(&url);
+    let (_, abandoned) = events
         .iter()
-        .find(|e| e["kind"] == "Abandoned")
+        .find(|(kind, _)| kind == "Abandoned")
         .expect("an Abandoned event");
-    let payload: serde_json::Value = serde_json::from_str(&abandoned["payload"]).expect("json");
-    assert_eq!(payload["routingPoint"], "5000");
-    assert_eq!(payload["queue"], "support");
-    assert!(payload["durationMs"].as_str().is_some());
-    let late: Vec<String> = events
+    assert_eq!(abandoned["routingPoint"], "5000");
+    assert_eq!(abandoned["queue"], "support");
+    let waited: u64 = abandoned["durationMs"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .expect("the time waited");
+    assert!(waited >= 300, "waited {waited} ms");
+    // The second call's events.
+    let late: Vec<&str> = events
         .iter()
-        .filter(|e| {
-            serde_json::from_str::<serde_json::Value>(&e["payload"]).expect("json")["ani"]
-                .as_str()
-                .is_some()
-        })
-        .map(|e| e["kind"].clone())
+        .filter(|(_, p)| p["callId"] != abandoned["callId"])
+        .map(|(kind, _)| kind.as_str())
         .collect();
     assert!(
         late.windows(2).any(|w| w == ["Diverted", "Ringing"]),
         "{late:?}"
     );
-    assert!(late.ends_with(&["Established".to_owned()]), "{late:?}");
+    assert_eq!(late.last(), Some(&"Established"), "{late:?}");
 }

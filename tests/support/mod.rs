@@ -494,3 +494,56 @@ pub fn with_key<T>(key: &str, message: T) -> tonic::Request<T> {
     );
     request
 }
+
+/// The demo tenant's API key.
+pub const DEMO_KEY: &str = "demo-key";
+
+/// Logs in demo agent `a<dn>` at each DN, and makes it Ready when `ready`.
+pub async fn log_in(
+    agents: &mut switchboard_proto::voice::agents_client::AgentsClient<tonic::transport::Channel>,
+    dns: &[&str],
+    ready: bool,
+) {
+    for dn in dns {
+        let id = format!("a{dn}");
+        agents
+            .login(with_key(DEMO_KEY, login(&id, dn)))
+            .await
+            .expect("login");
+        if ready {
+            agents
+                .ready(with_key(DEMO_KEY, agent(&id, "")))
+                .await
+                .expect("ready");
+        }
+    }
+}
+
+/// A request about agent `id`, with `reference` for the answer to name.
+pub fn agent(id: &str, reference: &str) -> switchboard_proto::voice::AgentRequest {
+    switchboard_proto::voice::AgentRequest {
+        agent_id: id.into(),
+        reference_id: reference.into(),
+        ..Default::default()
+    }
+}
+
+pub fn login(id: &str, dn: &str) -> switchboard_proto::voice::LoginRequest {
+    switchboard_proto::voice::LoginRequest {
+        agent_id: id.into(),
+        dn: dn.into(),
+        reference_id: format!("login-{id}"),
+        ..Default::default()
+    }
+}
+
+/// The demo tenant's call-thread events, oldest first, as (kind, payload JSON).
+pub fn call_events(conn: &mut redis::Connection) -> Vec<(String, serde_json::Value)> {
+    stream_entries(conn, "sb:demo:voice-callthread")
+        .into_iter()
+        .map(|fields| {
+            let payload = serde_json::from_str(&fields["payload"]).expect("payload JSON");
+            (fields["kind"].clone(), payload)
+        })
+        .collect()
+}
