@@ -556,12 +556,9 @@ pub fn in_network(ip: std::net::IpAddr, (net, len): (std::net::IpAddr, u8)) -> b
 /// Compiles a strategy's document and checks that the queues, skills, groups, agents and
 /// DNs it names are the tenant's: a strategy is refused when saved, not when a call runs it.
 pub fn compile_strategy(c: &TenantConfig, s: &StrategyConfig) -> Result<Program, String> {
-    let program = Program::compile(&s.document)
-        .map_err(|e| format!("strategy {:?} version {}, {e}", s.name, s.version))?;
-    program
-        .check(c)
-        .map_err(|e| format!("strategy {:?} version {}, {e}", s.name, s.version))?;
-    Ok(program)
+    Program::compile(&s.document)
+        .and_then(|program| program.check(c).map(|()| program))
+        .map_err(|e| format!("strategy {:?} version {}, {e}", s.name, s.version))
 }
 
 impl Known for TenantConfig {
