@@ -10,6 +10,8 @@ mod error;
 pub mod events;
 pub mod feed;
 pub mod ors;
+#[cfg(test)]
+mod probe;
 pub mod registrar;
 pub mod rq;
 mod shards;

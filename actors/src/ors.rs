@@ -376,43 +376,14 @@ mod tests {
 
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use tokio::sync::mpsc;
-
     use super::*;
     use crate::agent_state::AgentStateConfig;
     use crate::agent_state::store::AgentStore;
     use crate::events::{EventSink, MemorySink};
+    use crate::probe::Probe;
     use crate::registrar::MemoryStore;
     use crate::sip_cluster::locate_in;
     use crate::tenant::{Directory, Tenant, demo_tenant};
-
-    struct Probe;
-
-    impl Actor for Probe {
-        type Msg = CallMsg;
-        type State = mpsc::UnboundedSender<Order>;
-        type Arguments = mpsc::UnboundedSender<Order>;
-
-        async fn pre_start(
-            &self,
-            _myself: ActorRef<Self::Msg>,
-            tx: Self::Arguments,
-        ) -> Result<Self::State, ActorProcessingErr> {
-            Ok(tx)
-        }
-
-        async fn handle(
-            &self,
-            _myself: ActorRef<Self::Msg>,
-            message: Self::Msg,
-            tx: &mut Self::State,
-        ) -> Result<(), ActorProcessingErr> {
-            if let CallMsg::Routing(order) = message {
-                let _ = tx.send(order);
-            }
-            Ok(())
-        }
-    }
 
     #[tokio::test]
     async fn sessions_wake_on_the_clock_they_are_given() {
@@ -439,8 +410,11 @@ mod tests {
             Arc::new(move || time.load(Ordering::SeqCst))
         };
         let ors = Ors::spawn(rq, agents, clock).await.expect("ors");
-        let (tx, mut orders) = mpsc::unbounded_channel();
-        let (call, _) = Actor::spawn(None, Probe, tx).await.expect("probe");
+        let (call, mut orders) = Probe::spawn(|m: CallMsg| match m {
+            CallMsg::Routing(order) => Some(order),
+            _ => None,
+        })
+        .await;
         for id in ["c1", "c2"] {
             ors.send(OrsMsg::Request {
                 request: Box::new(RouteRequest {

@@ -574,45 +574,13 @@ impl RqState {
 
 #[cfg(test)]
 mod tests {
-    //! The RQ actor with the demo tenant, its routing sessions played by a probe that
-    //! passes on what it is told.
+    //! The RQ actor with the demo tenant, its routing sessions played by a probe.
 
     use std::time::Duration;
 
-    use tokio::sync::mpsc;
-
     use super::*;
+    use crate::probe::Probe;
     use crate::tenant::demo_tenant;
-
-    struct Probe;
-
-    impl Actor for Probe {
-        type Msg = OrsMsg;
-        type State = mpsc::UnboundedSender<(String, String, &'static str)>;
-        type Arguments = mpsc::UnboundedSender<(String, String, &'static str)>;
-
-        async fn pre_start(
-            &self,
-            _myself: ActorRef<Self::Msg>,
-            tx: Self::Arguments,
-        ) -> Result<Self::State, ActorProcessingErr> {
-            Ok(tx)
-        }
-
-        async fn handle(
-            &self,
-            _myself: ActorRef<Self::Msg>,
-            message: Self::Msg,
-            tx: &mut Self::State,
-        ) -> Result<(), ActorProcessingErr> {
-            let _ = match message {
-                OrsMsg::Matched { call, agent, .. } => tx.send((call, agent, "matched")),
-                OrsMsg::Unreserved { call, agent } => tx.send((call, agent, "unreserved")),
-                _ => Ok(()),
-            };
-            Ok(())
-        }
-    }
 
     fn ready(agent: &str, available: bool) -> Availability {
         Availability {
@@ -629,8 +597,12 @@ mod tests {
     async fn calls_and_agents_meet_by_target_and_priority_and_a_reservation_comes_back() {
         let directory = Arc::new(Directory::new(&[demo_tenant()]).expect("demo"));
         let rq = Rq::spawn(directory).await.expect("rq");
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let (session, _) = Actor::spawn(None, Probe, tx).await.expect("probe");
+        let (session, mut rx) = Probe::spawn(|m: OrsMsg| match m {
+            OrsMsg::Matched { call, agent, .. } => Some((call, agent, "matched")),
+            OrsMsg::Unreserved { call, agent } => Some((call, agent, "unreserved")),
+            _ => None,
+        })
+        .await;
         let submit = |call: &str, priority: u32, since: u64| RqMsg::Submit {
             tenant: "demo".into(),
             call: call.into(),
