@@ -55,7 +55,7 @@ free_port() {
 }
 
 redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save "" --appendonly no --databases 32 \
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save "" --appendonly no --databases 64 \
   --logfile "$work/redis.log" &
 redis_pid=$!
 for _ in $(seq 1 50); do

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use switchboard_routing::strategy::{Action, CallInfo, Event, Route, Session, Treatment};
+use switchboard_routing::strategy::{Action, CallInfo, Event, Overflow, Route, Session, Treatment};
 
 use crate::agent_state::AgentState;
 use crate::agent_state::machine::{Command, WorkMode};
@@ -72,9 +72,14 @@ pub enum Order {
         key: String,
         value: String,
     },
+    /// The call waits in `queue` for an agent of `target` (as written), at `priority`.
     Queued {
         queue: String,
+        target: String,
+        priority: u32,
     },
+    /// Its target or priority changed as it waited.
+    Overflow(Overflow),
     Route(Route),
     /// The agent reserved gave the reservation back before answering: stop ringing it.
     Unreserved {
@@ -225,6 +230,10 @@ impl Actor for OrsActor {
                     Report::RouteFailed { rona } => {
                         entry.agent = None;
                         if let Some(agent) = rona {
+                            state.rq.send(RqMsg::Rona {
+                                tenant: entry.tenant.clone(),
+                                agent: agent.clone(),
+                            });
                             not_ready_after_rona(&state.agents, &entry.tenant, agent);
                         }
                         Event::RouteFailed
@@ -305,24 +314,29 @@ impl OrsState {
                     priority,
                     since,
                 } => {
+                    let order = Order::Queued {
+                        queue: queue.clone(),
+                        target: target.to_string(),
+                        priority,
+                    };
                     self.rq.send(RqMsg::Submit {
                         tenant: tenant.clone(),
                         call: call.to_owned(),
-                        queue: queue.clone(),
+                        queue,
                         target,
                         priority,
                         since,
                         session: myself.clone(),
                     });
-                    Order::Queued { queue }
+                    order
                 }
                 Action::Overflow { change, .. } => {
                     self.rq.send(RqMsg::Overflow {
                         tenant: tenant.clone(),
                         call: call.to_owned(),
-                        change,
+                        change: change.clone(),
                     });
-                    continue;
+                    Order::Overflow(change)
                 }
                 Action::Withdraw { .. } => {
                     self.rq.send(RqMsg::Withdraw {
@@ -443,13 +457,20 @@ mod tests {
             assert_eq!(
                 next().await,
                 Order::Queued {
-                    queue: "support".into()
+                    queue: "support".into(),
+                    target: "english >= 9".into(),
+                    priority: 0,
                 }
             );
         }
         // Nobody can take the calls: past their timeout on the sessions' clock, both go on
         // to the strategy's last line when the session next wakes.
-        time.fetch_add(2_000, Ordering::SeqCst);
+        // Past the overflow step first: the priority is raised.
+        time.fetch_add(1_000, Ordering::SeqCst);
+        for _ in 0..2 {
+            assert_eq!(next().await, Order::Overflow(Overflow::Priority(7)));
+        }
+        time.fetch_add(1_000, Ordering::SeqCst);
         for _ in 0..2 {
             assert_eq!(next().await, Order::Route(Route::Dn("1002".into())));
         }

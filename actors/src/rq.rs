@@ -8,10 +8,12 @@
 //! Matching is by [`switchboard_routing::pool::Pool`] (indexed by skill, never a scan of
 //! every agent) and [`switchboard_routing::queue::Queue`] (priority, then age).
 //!
-//! An agent reserved for a call leaves the pool until agent state reports it again. An agent
-//! who stops being available while reserved and before the call reaches the phone (not
-//! ready, logged out) gives the reservation back: the routing session is told, and the call
-//! waits again with its age.
+//! An agent reserved for a call leaves the pool, and the call's outcome gives it back:
+//! delivered, withdrawn (the caller hung up, the call went elsewhere) or queued again after
+//! the agent's phone did not take it. An agent who did not answer (RONA) stays out until
+//! agent state reports it not ready and then ready again. An agent who stops being available
+//! while reserved and before the call reaches the phone (not ready, logged out) gives the
+//! reservation back: the routing session is told, and the call waits again with its age.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -92,6 +94,12 @@ pub enum RqMsg {
     Withdraw {
         tenant: String,
         call: String,
+    },
+    /// The agent reserved for `call` let it ring unanswered: it takes no call until agent
+    /// state reports it again (not ready, then ready).
+    Rona {
+        tenant: String,
+        agent: String,
     },
     /// The call reached the agent reserved for it, after waiting `waited_ms`.
     Delivered {
@@ -195,6 +203,8 @@ struct AgentInfo {
     queues: BTreeSet<String>,
     available: bool,
     on_call: bool,
+    /// It let a call ring unanswered and has not been reported unavailable since.
+    rona: bool,
     /// Calls delivered this run, for least occupied.
     load: u32,
 }
@@ -233,7 +243,7 @@ impl Actor for RqActor {
                 session,
             } => {
                 let t = state.tenants.entry(tenant.clone()).or_default();
-                t.release_call(&call);
+                let released = t.release_call(&call);
                 let waiting = Waiting {
                     call: call.clone(),
                     target,
@@ -243,6 +253,18 @@ impl Actor for RqActor {
                 t.queues.entry(queue.clone()).or_default().push(waiting);
                 t.waiting.insert(call.clone(), (queue.clone(), session));
                 state.match_call(&tenant, &queue, &call);
+                if let Some(agent) = released {
+                    state.free_agent(&tenant, &agent);
+                }
+            }
+            RqMsg::Rona { tenant, agent } => {
+                if let Some(info) = state
+                    .tenants
+                    .get_mut(&tenant)
+                    .and_then(|t| t.agents.get_mut(&agent))
+                {
+                    info.rona = true;
+                }
             }
             RqMsg::Overflow {
                 tenant,
@@ -271,7 +293,7 @@ impl Actor for RqActor {
                         q.remove(&call);
                     }
                     if let Some(agent) = t.release_call(&call) {
-                        state.offer_agent(&tenant, &agent);
+                        state.free_agent(&tenant, &agent);
                     }
                 }
             }
@@ -290,6 +312,14 @@ impl Actor for RqActor {
                         .served(waited_ms);
                     if let Some(info) = t.agents.get_mut(&agent) {
                         info.load += 1;
+                    }
+                    // The agent is on the call, and agent state reports it free when the
+                    // call ends; unless that report came first (a call already over). An
+                    // agent not yet reported on the call must wait for that report: freed
+                    // now, it would be offered a second call.
+                    let over = r.reached && t.agents.get(&agent).is_some_and(|i| !i.on_call);
+                    if over {
+                        state.free_agent(&tenant, &agent);
                     }
                 }
             }
@@ -395,30 +425,33 @@ impl RqState {
         info.queues = a.queues.iter().cloned().collect();
         info.available = a.available;
         info.on_call = a.on_call;
+        if !a.available {
+            info.rona = false;
+        }
+        let rona = info.rona;
         if let Some(r) = t.reserved.get_mut(&a.agent) {
             if a.on_call {
                 // The call reaches the agent's phone.
                 r.reached = true;
                 return;
             }
-            if a.available && !r.reached {
-                // Still Ready while the call is on its way.
+            if a.available || r.reached {
+                // Still Ready while the call is on its way; or the call rang the phone and
+                // its outcome (delivered, withdrawn, queued again) gives the agent back.
                 return;
             }
+            // Not ready or logged out before the call reached the phone: the call waits
+            // again with its age.
             let r = t.reserved.remove(&a.agent).expect("present");
             t.by_call.remove(&r.call);
-            if !r.reached {
-                // Not ready or logged out before the call reached the phone: the call
-                // waits again with its age.
-                tracing::info!(tenant = %a.tenant, agent = %a.agent, call = %r.call,
-                    "reserved agent no longer available: the call waits again");
-                let _ = r.session.cast(OrsMsg::Unreserved {
-                    call: r.call.clone(),
-                    agent: a.agent.clone(),
-                });
-            }
+            tracing::info!(tenant = %a.tenant, agent = %a.agent, call = %r.call,
+                "reserved agent no longer available: the call waits again");
+            let _ = r.session.cast(OrsMsg::Unreserved {
+                call: r.call.clone(),
+                agent: a.agent.clone(),
+            });
         }
-        match (a.available, profile) {
+        match (a.available && !rona, profile) {
             (true, Some(profile)) => {
                 let load = t.agents.get(&a.agent).map_or(0, |i| i.load);
                 if !(was_available && t.pool.contains(&a.agent)) {
@@ -430,6 +463,30 @@ impl RqState {
                 t.pool.remove(&a.agent);
             }
         }
+    }
+
+    /// A reservation of `agent` ended: back to the pool if it is free to take a call.
+    fn free_agent(&mut self, tenant: &str, agent: &str) {
+        let Some(profile) = self.profile(tenant, agent).cloned() else {
+            return;
+        };
+        let Some(t) = self.tenants.get_mut(tenant) else {
+            return;
+        };
+        let Some(info) = t.agents.get(agent) else {
+            return;
+        };
+        if !info.available
+            || info.on_call
+            || info.rona
+            || t.reserved.contains_key(agent)
+            || t.pool.contains(agent)
+        {
+            return;
+        }
+        let load = info.load;
+        t.pool.insert_loaded(profile, crate::unix_ms(), load);
+        self.offer_agent(tenant, agent);
     }
 
     /// An agent became Ready: the first call (by priority, then age) across the queues it
@@ -449,21 +506,28 @@ impl RqState {
 
     /// A call arrived or changed: the agent its queue chooses, if one is Ready. A call
     /// behind others of higher rank that the same agent could take waits its turn: the
-    /// agent goes to the first call in order it satisfies.
+    /// agent goes to the first call in order it satisfies, and the call tries the next
+    /// agent. Each turn reserves an agent, so it ends.
     fn match_call(&mut self, tenant: &str, queue: &str, call: &str) {
-        let (Some(known), Some(t)) = (self.known.get(tenant), self.tenants.get(tenant)) else {
-            return;
-        };
-        let Some(waiting) = t.queues.get(queue).and_then(|q| q.get(call)) else {
-            return;
-        };
-        let Some(agent) = t.pool.choose(&waiting.target, known.choice(queue)) else {
-            return;
-        };
-        let first = known.profiles.get(agent).and_then(|p| t.first_for(p));
-        let agent = agent.to_owned();
-        if let Some((queue, call)) = first {
-            self.reserve(tenant, &queue, &call, &agent);
+        loop {
+            let (Some(known), Some(t)) = (self.known.get(tenant), self.tenants.get(tenant)) else {
+                return;
+            };
+            let Some(waiting) = t.queues.get(queue).and_then(|q| q.get(call)) else {
+                return;
+            };
+            let Some(agent) = t.pool.choose(&waiting.target, known.choice(queue)) else {
+                return;
+            };
+            let Some((first_queue, first)) = known.profiles.get(agent).and_then(|p| t.first_for(p))
+            else {
+                return;
+            };
+            let agent = agent.to_owned();
+            self.reserve(tenant, &first_queue, &first, &agent);
+            if first == call {
+                return;
+            }
         }
     }
 
@@ -661,6 +725,79 @@ mod tests {
         // a1002 is Ready; a1004 and a1005 are reserved.
         assert_eq!((stats[0].waiting, stats[0].ready, stats[0].busy), (0, 1, 2));
         assert!(rq.place("demo", "c2").await.is_none());
+        session.stop(None);
+        rq.stop();
+    }
+
+    #[tokio::test]
+    async fn a_reservation_ends_with_its_call_and_never_lends_an_agent_twice() {
+        let directory = Arc::new(Directory::new(&[demo_tenant()]).expect("demo"));
+        let rq = Rq::spawn(directory).await.expect("rq");
+        let (session, mut rx) = Probe::spawn(|m: OrsMsg| match m {
+            OrsMsg::Matched { call, agent, .. } => Some((call, agent)),
+            _ => None,
+        })
+        .await;
+        let submit = |call: &str, since: u64| RqMsg::Submit {
+            tenant: "demo".into(),
+            call: call.into(),
+            queue: "support".into(),
+            target: Target::parse("english >= 3").expect("target"),
+            priority: 0,
+            since,
+            session: session.clone(),
+        };
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(2), rx.recv())
+                .await
+                .expect("told in time")
+                .expect("open")
+        };
+        let on_call = |agent: &str, on: bool| Availability {
+            available: !on,
+            on_call: on,
+            ..ready(agent, true)
+        };
+
+        // The caller hangs up before the reserved agent is rung: the agent is free at once
+        // for the next call.
+        rq.availability(ready("a1003", true));
+        rq.send(submit("c1", 1));
+        assert_eq!(next().await, ("c1".into(), "a1003".into()));
+        rq.send(RqMsg::Withdraw {
+            tenant: "demo".into(),
+            call: "c1".into(),
+        });
+        rq.send(submit("c2", 2));
+        assert_eq!(next().await, ("c2".into(), "a1003".into()));
+
+        // The call is delivered before agent state reports the agent on it: the agent is
+        // not lent to c3 meanwhile, but once its call is over.
+        rq.send(RqMsg::Delivered {
+            tenant: "demo".into(),
+            call: "c2".into(),
+            waited_ms: 10,
+        });
+        rq.send(submit("c3", 3));
+        assert_eq!(rq.stats("demo").await[0].waiting, 1);
+        rq.availability(on_call("a1003", true));
+        rq.availability(on_call("a1003", false));
+        assert_eq!(next().await, ("c3".into(), "a1003".into()));
+
+        // a1003 lets c3 ring (RONA): c3 waits again, and a1003 is not offered it, nor any
+        // call, until it is not ready and then ready again.
+        rq.availability(on_call("a1003", true));
+        rq.availability(on_call("a1003", false));
+        rq.send(RqMsg::Rona {
+            tenant: "demo".into(),
+            agent: "a1003".into(),
+        });
+        rq.send(submit("c3", 3));
+        let stats = rq.stats("demo").await;
+        assert_eq!((stats[0].waiting, stats[0].ready), (1, 1));
+        rq.availability(ready("a1003", false));
+        rq.availability(ready("a1003", true));
+        assert_eq!(next().await, ("c3".into(), "a1003".into()));
         session.stop(None);
         rq.stop();
     }

@@ -43,6 +43,8 @@ pub fn payload_json(payload: &Payload) -> Value {
                 "routingPoint": c.routing_point,
                 "queue": c.queue,
                 "treatment": c.treatment,
+                "target": c.target,
+                "priority": c.priority,
             })
         }
         Payload::Agent(a) => json!({
@@ -190,6 +192,8 @@ fn payload_from_json(topic: &str, v: &Map<String, Value>) -> Payload {
                 routing_point: s("routingPoint"),
                 queue: s("queue"),
                 treatment: s("treatment"),
+                target: s("target"),
+                priority: n("priority"),
             })
         }
         "voice-agentstate" => Payload::Agent(AgentState {
@@ -291,6 +295,8 @@ mod tests {
                 routing_point: "5000".into(),
                 queue: "support".into(),
                 treatment: String::new(),
+                target: "english >= 3".into(),
+                priority: 5,
             })),
             ..sample()
         };

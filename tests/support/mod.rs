@@ -48,7 +48,7 @@ pub fn redis_url() -> String {
     })
 }
 
-/// A flushed Redis database of the harness's server for one test (databases 1 to 31, so
+/// A flushed Redis database of the harness's server for one test (databases 1 to 63, so
 /// tests that run side by side do not meet).
 pub fn redis_db(db: u8) -> String {
     let url = format!("{}/{db}", redis_url().trim_end_matches('/'));

@@ -3480,6 +3480,7 @@ impl Call {
                     .unwrap_or_default(),
             });
         }
+        let (target, priority) = self.waiting_target();
         CallThread {
             call_id: self.id.to_string(),
             thread_id: self.thread_id().to_owned(),
@@ -3498,6 +3499,8 @@ impl Call {
             routing_point: self.waiting_number(),
             queue: self.waiting_queue(),
             treatment: self.waiting_treatment(),
+            target,
+            priority,
         }
     }
 

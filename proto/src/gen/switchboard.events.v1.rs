@@ -125,6 +125,12 @@ pub struct CallThread {
     /// announcement, busy, ringback, silence, collect-digits.
     #[prost(string, tag = "13")]
     pub treatment: ::prost::alloc::string::String,
+    /// The target the call waits for in its queue (Queued), or that the agent it was routed to
+    /// satisfied (RouteUsed), as the strategy wrote it after any overflow; and its priority.
+    #[prost(string, tag = "14")]
+    pub target: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "15")]
+    pub priority: u32,
 }
 /// A party of a call.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use switchboard_routing::dialplan::Destination;
-use switchboard_routing::strategy::{Route, Treatment};
+use switchboard_routing::strategy::{Overflow, Route, Treatment};
 use switchboard_sip::sdp::{self, Direction};
 use switchboard_sip::transport::Transport;
 use switchboard_sip::{Headers, Response, Uri};
@@ -47,6 +47,9 @@ pub(super) struct Waiting {
     /// When the default destination takes the call.
     deadline: Instant,
     queue: String,
+    /// The target and priority the call waits with in its queue, after any overflow.
+    target: String,
+    priority: u32,
     treatment: Option<Treating>,
     agent: Option<Ringing>,
     /// The B leg the caller is being moved to (a re-INVITE to the caller in progress).
@@ -83,6 +86,8 @@ impl Waiting {
             default,
             deadline,
             queue: String::new(),
+            target: String::new(),
+            priority: 0,
             treatment: None,
             agent: None,
             bridging: None,
@@ -137,6 +142,14 @@ impl Call {
             .unwrap_or_default()
     }
 
+    /// The target and priority the call waits with, if queued.
+    pub(super) fn waiting_target(&self) -> (String, u32) {
+        self.waiting
+            .as_ref()
+            .map(|w| (w.target.clone(), w.priority))
+            .unwrap_or_default()
+    }
+
     pub(super) fn waiting_treatment(&self) -> String {
         self.waiting
             .as_ref()
@@ -161,14 +174,28 @@ impl Call {
                 self.user_data.insert(key, value);
                 self.event(CallEventKind::AttachedDataChanged, "", 0);
             }
-            Order::Queued { queue } => {
+            Order::Queued {
+                queue,
+                target,
+                priority,
+            } => {
                 let Some(w) = self.waiting.as_mut() else {
                     return;
                 };
                 let again = std::mem::take(&mut w.requeued) && w.queue == queue;
                 w.queue = queue;
+                w.target = target;
+                w.priority = priority;
                 if !again {
                     self.event(CallEventKind::Queued, "", 0);
+                }
+            }
+            Order::Overflow(change) => {
+                if let Some(w) = self.waiting.as_mut() {
+                    match change {
+                        Overflow::Priority(p) => w.priority = p,
+                        Overflow::Target(t) => w.target = t.to_string(),
+                    }
                 }
             }
             Order::Route(route) => self.route_to(route, now),
@@ -315,12 +342,38 @@ impl Call {
     /// caller is answered (the party's offer goes to the caller, see [`Call::bridge`]);
     /// before, the caller's own offer, which the party answers, so nothing else may still
     /// ring.
+    ///
+    /// A treatment stopped that way no longer owns its leg: a server answering as the
+    /// CANCEL crosses is hung up, not given the caller. It stays the call's treatment, to
+    /// be called again if the new party does not answer either.
     fn next_party_offer(&mut self, now: Instant) -> Option<Bytes> {
         if self.caller_answered() {
             return Some(Bytes::new());
         }
         self.cancel_waiting_legs(now);
+        if let Some(t) = self.waiting.as_mut().and_then(|w| w.treatment.as_mut()) {
+            t.leg = None;
+            t.answer_by = None;
+        }
         None
+    }
+
+    /// After the agent rung instead of the treatment did not answer, a caller still not
+    /// answered gets its treatment again.
+    fn resume_treatment(&mut self, now: Instant) {
+        if self.caller_answered() {
+            return;
+        }
+        let stopped = self
+            .waiting
+            .as_ref()
+            .and_then(|w| w.treatment.as_ref())
+            .is_some_and(|t| {
+                t.leg.is_none() && !matches!(t.treatment, Treatment::Ringback | Treatment::Silence)
+            });
+        if stopped {
+            self.call_media_server(now);
+        }
     }
 
     /// Stops every leg still ringing (not answered).
@@ -467,6 +520,7 @@ impl Call {
             self.end(CallEventKind::Released, "no-answer", 480, None, now);
             return;
         }
+        self.resume_treatment(now);
         self.report(Report::RouteFailed { rona });
     }
 

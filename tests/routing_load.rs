@@ -1,0 +1,659 @@
+//! The routing scenario of a contact center at work, against a running node: the 20 demo
+//! agents (mixed English levels, billing or sales) on SIPp phones, 19 answering from one SIPp
+//! and a1009's never picked up (RONA); SIPp as the media server playing the music; SIPp as
+//! the carrier's SBC placing 300 calls, a third to the sales line (a narrow target at a
+//! higher priority) and the rest to support, one caller in ten hanging up after 1.5 s
+//! without an agent. Offered load is above what the agents can serve, so calls queue.
+//!
+//! What is checked, from the event streams a reporting system reads: every call was served
+//! by an agent who satisfied its target or was abandoned (and every caller who hung up while
+//! waiting is recorded Abandoned with the time waited); no Ready agent stayed idle while a
+//! call it could take waited; no agent took a call while one it could take of a higher
+//! rank (priority, then age) waited; calls that rang a1009 in vain were queued again and
+//! served by someone else.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::process::Child;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use support::sipp::{register, scenario, sipp, sipp_errors, wait};
+use support::{DEMO_KEY, Server, agent, free_port, log_in, with_key};
+use switchboard_actors::tenant::{
+    DialRuleConfig, MediaServerConfig, NamedConfig, Options, RoutingPointConfig, StrategyConfig,
+    TenantConfig, demo_tenant,
+};
+use switchboard_proto::voice as pb;
+use switchboard_routing::target::{Profile, Target};
+
+type Agents = pb::agents_client::AgentsClient<tonic::transport::Channel>;
+
+const CALLS: usize = 300;
+/// Calls per second from the SBC.
+const RATE: f64 = 8.0;
+/// The DN whose phone rings and is never answered.
+const RONA_DN: &str = "1009";
+/// How long an agent and a call it could take may both wait before it counts as idling: the
+/// time from an agent's change to the call ringing it (agent state, routing, the call, the
+/// phone's 180) on a machine also running four SIPp instances.
+const SLACK_MS: u64 = 1_000;
+
+const SUPPORT: &str = "play music file:///music/hold.wav\n\
+    queue support target \"english >= 3\" priority 5 timeout 300s\n\
+    route default\n";
+const SALES: &str = "play music file:///music/hold.wav\n\
+    queue sales target \"sales >= 5 & english >= 6\" priority 8 timeout 300s\n\
+    route default\n";
+
+fn config(media: &str) -> (TenantConfig, String) {
+    let mut demo = demo_tenant();
+    let named = |name: &str| NamedConfig {
+        name: name.into(),
+        options: Options::new(),
+    };
+    demo.media_servers = vec![MediaServerConfig {
+        name: "ms".into(),
+        address: media.into(),
+        options: Options::new(),
+    }];
+    demo.queues.push(named("sales"));
+    demo.strategies = vec![
+        StrategyConfig {
+            name: "support".into(),
+            version: 1,
+            document: SUPPORT.into(),
+            options: Options::new(),
+        },
+        StrategyConfig {
+            name: "sales".into(),
+            version: 1,
+            document: SALES.into(),
+            options: Options::new(),
+        },
+    ];
+    demo.routing_points.push(RoutingPointConfig {
+        number: "5001".into(),
+        strategy: "sales".into(),
+        default_destination: "extension:1001".into(),
+        timeout_secs: 300,
+        options: Options::new(),
+    });
+    demo.dial_plan.push(DialRuleConfig {
+        pattern: r"^\+18005550200$".into(),
+        rewrite: String::new(),
+        destination: "routing-point:5001".into(),
+        options: Options::new(),
+    });
+    if let Some(d) = demo.dns.iter_mut().find(|d| d.number == RONA_DN) {
+        d.options.insert("no-answer-timeout".into(), "1".into());
+    }
+    #[derive(serde::Serialize)]
+    struct File<'a> {
+        tenants: [&'a TenantConfig; 1],
+    }
+    let text = toml::to_string(&File { tenants: [&demo] }).expect("toml");
+    (demo, text)
+}
+
+/// The SBC's injection files: for each call, the number dialed and the caller; the patient
+/// callers' and those of the callers who give up after 1.5 s (one in ten).
+fn calls_files(dir: &Path) -> [std::path::PathBuf; 2] {
+    let mut patient = String::from("SEQUENTIAL\n");
+    let mut impatient = patient.clone();
+    for i in 0..CALLS {
+        let number = if i % 3 == 0 {
+            "+18005550200"
+        } else {
+            "+18005550100"
+        };
+        let file = if i % 10 == 7 {
+            &mut impatient
+        } else {
+            &mut patient
+        };
+        file.push_str(&format!("{number};{};\n", caller(i)));
+    }
+    [("patient", patient), ("impatient", impatient)].map(|(name, text)| {
+        let path = dir.join(format!("{name}.csv"));
+        std::fs::write(&path, text).expect("calls file");
+        path
+    })
+}
+
+/// The SBC scenario with callers who give up after 1.5 s.
+fn impatient_scenario(dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(scenario("sbc_queue.xml")).expect("scenario");
+    let patience = r#"<recv request="INVITE" timeout="120000""#;
+    assert!(text.contains(patience));
+    let path = dir.join("sbc_queue_impatient.xml");
+    std::fs::write(
+        &path,
+        text.replace(patience, r#"<recv request="INVITE" timeout="1500""#),
+    )
+    .expect("scenario");
+    path
+}
+
+fn caller(i: usize) -> String {
+    format!("+1555{i:07}")
+}
+
+/// A SIPp UAS running `scenario` on 127.0.0.1:`port` until killed.
+fn uas(dir: &Path, name: &str, service: &str, port: u16) -> Child {
+    let child = sipp(
+        dir,
+        &[
+            "-sf",
+            scenario(name).to_str().expect("path"),
+            "-s",
+            service,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ],
+    )
+    .spawn()
+    .expect("sipp runs (scripts/test.sh installs sip-tester)");
+    std::thread::sleep(Duration::from_millis(300));
+    child
+}
+
+/// Kills the SIPp instances when the test ends, passed or not.
+struct Sipps(Vec<Child>);
+
+impl Drop for Sipps {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One event of either stream, in the tenant's order (entry ids are shared by its streams).
+#[derive(Debug)]
+struct Event {
+    at: u64,
+    id: (u64, u64),
+    kind: String,
+    payload: serde_json::Value,
+    agent: bool,
+}
+
+fn events(url: &str) -> Vec<Event> {
+    let mut conn = redis::Client::open(url)
+        .expect("redis")
+        .get_connection()
+        .expect("connect");
+    let mut all = Vec::new();
+    for (stream, agent) in [
+        ("sb:demo:voice-callthread", false),
+        ("sb:demo:voice-agentstate", true),
+    ] {
+        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg("-")
+            .arg("+")
+            .query(&mut conn)
+            .expect("xrange");
+        for (id, fields) in entries {
+            let (ms, n) = id.split_once('-').expect("entry id");
+            let id = (ms.parse().expect("ms"), n.parse().expect("n"));
+            all.push(Event {
+                at: id.0,
+                id,
+                kind: fields["kind"].clone(),
+                payload: serde_json::from_str(&fields["payload"]).expect("payload"),
+                agent,
+            });
+        }
+    }
+    all.sort_by_key(|e| e.id);
+    all
+}
+
+fn text(v: &serde_json::Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_default().to_owned()
+}
+
+/// The destination DN of a call event.
+fn destination(v: &serde_json::Value) -> String {
+    v["parties"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["role"] == "destination"))
+        .map(|p| text(p, "dn"))
+        .unwrap_or_default()
+}
+
+/// A call as it waits.
+struct Waiting {
+    queued_at: u64,
+    /// When it first queued (its age in the queue's order).
+    since: u64,
+    priority: u64,
+    /// The agents who satisfy its target.
+    takers: BTreeSet<String>,
+}
+
+#[derive(Default)]
+struct Findings {
+    /// Calls by caller: how each ended (`served by <agent>` or `abandoned`).
+    outcomes: BTreeMap<String, Vec<String>>,
+    served: usize,
+    /// Callers who abandoned, with the time waited; and their calls by id.
+    abandoned: Vec<(String, u64)>,
+    abandoned_calls: BTreeSet<String>,
+    rona_requeues: Vec<String>,
+    /// Calls by id that were queued again after RONA.
+    requeued: BTreeSet<String>,
+    /// Of those, the ones served afterwards by someone other than the RONA agent.
+    requeued_served: BTreeSet<String>,
+    wrong_agent: Vec<String>,
+    idle: Vec<String>,
+    out_of_order: Vec<String>,
+    longest_idle_pair_ms: u64,
+}
+
+fn check(events: &[Event], profiles: &HashMap<String, Profile>) -> Findings {
+    let mut f = Findings::default();
+    // Agents by DN, and since when each agent is available (Ready, not on a call).
+    let mut agent_at: HashMap<String, String> = HashMap::new();
+    let mut available: HashMap<String, u64> = HashMap::new();
+    let mut waiting: HashMap<String, Waiting> = HashMap::new();
+    let mut since: HashMap<String, u64> = HashMap::new();
+    let mut ani: HashMap<String, String> = HashMap::new();
+    // Calls of a higher rank waiting as an agent took another (served at the same moment by
+    // another agent, they were not passed over), and when each call stopped waiting.
+    let mut suspects: Vec<(String, u64, String)> = Vec::new();
+    let mut left: HashMap<String, Vec<u64>> = HashMap::new();
+    for e in events {
+        // Pairs that end with this event have lasted until now: the longest so far.
+        for (call, w) in &waiting {
+            for a in &w.takers {
+                if let Some(&from) = available.get(a) {
+                    let lasted = e.at.saturating_sub(from.max(w.queued_at));
+                    f.longest_idle_pair_ms = f.longest_idle_pair_ms.max(lasted);
+                    if lasted > SLACK_MS && f.idle.len() < 10 {
+                        f.idle.push(format!(
+                            "{a} idle for {lasted} ms while call {call} waited (until {})",
+                            e.at
+                        ));
+                    }
+                }
+            }
+        }
+        let p = &e.payload;
+        if e.agent {
+            let id = text(p, "agentId");
+            let dn = text(p, "dn");
+            if !dn.is_empty() {
+                agent_at.insert(dn, id.clone());
+            }
+            let free =
+                text(p, "state") == "Ready" && p["calls"].as_array().is_none_or(|c| c.is_empty());
+            if !free {
+                available.remove(&id);
+            } else {
+                available.entry(id).or_insert(e.at);
+            }
+            continue;
+        }
+        let call = text(p, "callId");
+        if waiting.contains_key(&call) && e.kind != "Queued" {
+            left.entry(call.clone()).or_default().push(e.at);
+        }
+        ani.entry(call.clone()).or_insert_with(|| text(p, "ani"));
+        let caller = ani[&call].clone();
+        match e.kind.as_str() {
+            "Queued" => {
+                let target = Target::parse(&text(p, "target")).expect("a target on Queued");
+                let first = *since.entry(call.clone()).or_insert(e.at);
+                if text(p, "cause") == "rona" {
+                    f.rona_requeues.push(call.clone());
+                    f.requeued.insert(call.clone());
+                }
+                waiting.insert(
+                    call.clone(),
+                    Waiting {
+                        queued_at: e.at,
+                        since: first,
+                        priority: p["priority"].as_u64().unwrap_or(0),
+                        takers: profiles
+                            .values()
+                            .filter(|pr| target.matches(pr))
+                            .map(|pr| pr.id.clone())
+                            .collect(),
+                    },
+                );
+            }
+            "Ringing" => {
+                let Some(w) = waiting.remove(&call) else {
+                    continue;
+                };
+                let dn = destination(p);
+                let Some(taker) = agent_at.get(&dn) else {
+                    continue;
+                };
+                // No call of a higher rank that this agent could take was waiting.
+                for (other, o) in &waiting {
+                    let ahead = o.priority > w.priority
+                        || (o.priority == w.priority && o.since + 200 < w.since);
+                    if ahead && o.takers.contains(taker) && o.queued_at + SLACK_MS < e.at {
+                        suspects.push((
+                            other.clone(),
+                            e.at,
+                            format!(
+                                "{taker} took {call} (priority {}, since {}) while {other} \
+                                 (priority {}, since {}) waited",
+                                w.priority, w.since, o.priority, o.since
+                            ),
+                        ));
+                    }
+                }
+            }
+            "RouteUsed" => {
+                waiting.remove(&call);
+                let dn = destination(p);
+                let taker = agent_at.get(&dn).cloned().unwrap_or_default();
+                let target = Target::parse(&text(p, "target")).expect("a target on RouteUsed");
+                if !profiles.get(&taker).is_some_and(|pr| target.matches(pr)) {
+                    f.wrong_agent
+                        .push(format!("{call} to {taker} at {dn}, target {target}"));
+                }
+                if f.requeued.contains(&call) && dn != RONA_DN {
+                    f.requeued_served.insert(call.clone());
+                }
+                f.served += 1;
+                f.outcomes
+                    .entry(caller)
+                    .or_default()
+                    .push(format!("served by {taker}"));
+            }
+            "Abandoned" => {
+                waiting.remove(&call);
+                let waited = text(p, "durationMs").parse().unwrap_or(0);
+                f.abandoned.push((caller.clone(), waited));
+                f.abandoned_calls.insert(call.clone());
+                f.outcomes
+                    .entry(caller)
+                    .or_default()
+                    .push("abandoned".into());
+            }
+            "Released" | "Diverted" if waiting.remove(&call).is_some() => {
+                f.outcomes
+                    .entry(caller)
+                    .or_default()
+                    .push(format!("{} while waiting", e.kind));
+            }
+            _ => {}
+        }
+    }
+    for (call, at, what) in suspects {
+        let served = left
+            .get(&call)
+            .and_then(|times| times.iter().find(|&&t| t >= at))
+            .is_some_and(|&t| t <= at + SLACK_MS);
+        if !served {
+            f.out_of_order.push(what);
+        }
+    }
+    f
+}
+
+/// What happened to call `id`, and to the agents meanwhile, for a failure's message.
+fn story(events: &[Event], id: &str) -> String {
+    let mut lines = Vec::new();
+    let mut on = false;
+    for e in events {
+        let p = &e.payload;
+        if text(p, "callId") == id {
+            on = !matches!(e.kind.as_str(), "RouteUsed" | "Abandoned" | "Released");
+            lines.push(format!(
+                "{} {} {} {}",
+                e.at,
+                e.kind,
+                destination(p),
+                text(p, "cause")
+            ));
+        } else if on && e.agent {
+            lines.push(format!(
+                "{}   {} {} {} {:?}",
+                e.at,
+                e.kind,
+                text(p, "agentId"),
+                text(p, "state"),
+                p["calls"]
+            ));
+        }
+    }
+    lines.join("\n")
+}
+
+/// The impatient callers SIPp logged as giving up: `hangup <caller> <talked> <direct>` lines
+/// of its log file with neither (SIPp writes a talked of 0 as nothing, 1 as `1.000000`).
+fn gave_up(dir: &Path) -> BTreeSet<String> {
+    let mut callers = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("sbc_queue_impatient") && name.ends_with("_logs.log") {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            callers.extend(
+                text.lines()
+                    .filter_map(|l| l.split_once("hangup ").map(|(_, rest)| rest))
+                    .filter_map(|l| l.split_once(' '))
+                    .filter(|(_, rest)| !rest.trim().starts_with('1') && !rest.contains("o=phone"))
+                    .map(|(caller, _)| caller.to_owned()),
+            );
+        }
+    }
+    callers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
+    let url = support::redis_db(31);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let media_port = free_port();
+    let (demo, text) = config(&format!("127.0.0.1:{media_port}"));
+    let server = Server::start_with_config(Some(&text), &["--redis", &url]);
+    let mut sipps = Sipps(Vec::new());
+    sipps
+        .0
+        .push(uas(dir.path(), "media_server.xml", "ms", media_port));
+
+    // The phones: every DN but RONA_DN registers from one SIPp that answers them all.
+    let (answering, silent) = (free_port(), free_port());
+    let dns: Vec<String> = demo.agents.iter().map(|a| a.login_code.clone()).collect();
+    for dn in &dns {
+        let port = if dn == RONA_DN { silent } else { answering };
+        register(&server, dir.path(), dn, port);
+    }
+    sipps
+        .0
+        .push(uas(dir.path(), "phone_answer.xml", "agent", answering));
+    sipps
+        .0
+        .push(uas(dir.path(), "phone_no_answer.xml", RONA_DN, silent));
+
+    let mut agents = Agents::new(support::grpc(&server).await);
+    let dn_refs: Vec<&str> = dns.iter().map(String::as_str).collect();
+    log_in(&mut agents, &dn_refs, true).await;
+
+    // a1009's desktop puts it back to Ready after each RONA, so that it is offered calls
+    // again and again.
+    let running = Arc::new(AtomicBool::new(true));
+    let readying = {
+        let mut agents = agents.clone();
+        let running = running.clone();
+        tokio::spawn(async move {
+            let id = format!("a{RONA_DN}");
+            let mut made_ready = 0;
+            while running.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let Ok(state) = agents
+                    .get_agent(with_key(DEMO_KEY, agent(&id, "")))
+                    .await
+                    .map(|r| r.into_inner().state.unwrap_or_default())
+                else {
+                    continue;
+                };
+                if state.state == "NotReady" && state.reason == "RONA" {
+                    agents
+                        .ready(with_key(DEMO_KEY, agent(&id, "")))
+                        .await
+                        .expect("ready again");
+                    made_ready += 1;
+                }
+            }
+            made_ready
+        })
+    };
+
+    // The SBC places the calls (two SIPp instances: the patient callers, and one in ten who
+    // give up) and waits for the last to end.
+    let [patient, impatient] = calls_files(dir.path());
+    let impatient_xml = impatient_scenario(dir.path());
+    let sbc = |scenario: &Path, calls: &Path, count: usize, rate: f64| {
+        sipp(
+            dir.path(),
+            &[
+                "-sf",
+                scenario.to_str().expect("path"),
+                "-inf",
+                calls.to_str().expect("path"),
+                "-i",
+                "127.0.0.2",
+                "-p",
+                &free_port().to_string(),
+                "-r",
+                &format!("{rate}"),
+                "-m",
+                &count.to_string(),
+                "-trace_logs",
+                "-timeout",
+                "90s",
+                &server.sip.to_string(),
+            ],
+        )
+        .spawn()
+        .expect("sipp runs")
+    };
+    let few = CALLS / 10;
+    let mut sbcs = [
+        sbc(
+            &scenario("sbc_queue.xml"),
+            &patient,
+            CALLS - few,
+            RATE * 0.9,
+        ),
+        sbc(&impatient_xml, &impatient, few, RATE * 0.1),
+    ];
+    let statuses = tokio::task::spawn_blocking(move || {
+        sbcs.each_mut()
+            .map(|sbc| wait(sbc, Duration::from_secs(100)))
+    })
+    .await
+    .expect("wait");
+    running.store(false, Ordering::SeqCst);
+    let made_ready = readying.await.expect("readying");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let profiles: HashMap<String, Profile> = demo
+        .agents
+        .iter()
+        .map(|a| {
+            let profile = Profile::new(
+                &a.id,
+                a.groups.iter().map(String::as_str),
+                a.skills.iter().map(|(s, l)| (s.as_str(), *l)),
+            );
+            (a.id.clone(), profile)
+        })
+        .collect();
+    let events = events(&url);
+    let f = check(&events, &profiles);
+    // The failures name the call first: its story and the node's log of it.
+    for found in [&f.idle, &f.out_of_order] {
+        if let Some(first) = found.first() {
+            let call = first
+                .split(' ')
+                .find(|w| w.len() == 36 && w.contains('-'))
+                .unwrap_or_default();
+            let other = first.split(' ').filter(|w| w.len() == 36).nth(1);
+            let log: Vec<String> = server
+                .log_text()
+                .lines()
+                .filter(|l| l.contains(call) || other.is_some_and(|o| l.contains(o)))
+                .map(str::to_owned)
+                .collect();
+            panic!(
+                "{found:#?}\n{}\n{}\n{}",
+                story(&events, call),
+                other.map(|o| story(&events, o)).unwrap_or_default(),
+                log.join("\n")
+            );
+        }
+    }
+
+    // Every call ended once: served or abandoned, never lost or ended while waiting.
+    assert_eq!(
+        f.outcomes.len(),
+        CALLS,
+        "every call reached the routing point and ended\n{}",
+        sipp_errors(dir.path())
+    );
+    let odd: Vec<_> = f
+        .outcomes
+        .iter()
+        .filter(|(_, o)| o.len() != 1 || o[0].ends_with("while waiting"))
+        .collect();
+    assert!(odd.is_empty(), "calls not ended once: {odd:?}");
+    assert!(f.wrong_agent.is_empty(), "{:#?}", f.wrong_agent);
+
+    assert!(
+        statuses.iter().all(|s| s.success()),
+        "every call of the SBC completes: {statuses:?}\n{}",
+        sipp_errors(dir.path()),
+    );
+
+    // Abandons: exactly the callers who gave up, each with the time it waited.
+    let quitters = gave_up(dir.path());
+    let abandoned: BTreeSet<String> = f.abandoned.iter().map(|(c, _)| c.clone()).collect();
+    assert!(
+        !quitters.is_empty(),
+        "the load makes some callers give up ({} abandoned)",
+        f.abandoned.len(),
+    );
+    assert_eq!(abandoned, quitters, "Abandoned is recorded for each");
+    for (caller, waited) in &f.abandoned {
+        assert!(*waited >= 1_400, "{caller} waited {waited} ms");
+    }
+    assert_eq!(f.served + f.abandoned.len(), CALLS);
+
+    // RONA: a1009 let calls ring; each went back to its queue and on to another agent (or
+    // its caller gave up).
+    assert!(
+        !f.rona_requeues.is_empty() && made_ready > 0,
+        "a1009 was offered calls"
+    );
+    let lost: Vec<_> = f
+        .requeued
+        .iter()
+        .filter(|c| !f.requeued_served.contains(*c) && !f.abandoned_calls.contains(*c))
+        .collect();
+    assert!(lost.is_empty(), "calls after RONA: {lost:?} not served");
+    eprintln!(
+        "{} calls: {} served, {} abandoned, {} RONA requeues; longest agent-and-call wait \
+         side by side {} ms",
+        CALLS,
+        f.served,
+        f.abandoned.len(),
+        f.rona_requeues.len(),
+        f.longest_idle_pair_ms
+    );
+}
