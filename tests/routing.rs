@@ -2,7 +2,9 @@
 //! from a media server (the first one, which refuses, skipped for the next), the queue, an
 //! agent who does not answer (RONA: not ready, the call waits again on its music), the next
 //! agent answering and taking the caller from the media server (RFC 3725); a caller who
-//! hangs up while queued (Abandoned); a routing point's timeout (the default destination).
+//! hangs up while queued (Abandoned); a routing point's timeout (the default destination);
+//! and the demo as `switchboard serve` runs it, with SIPp for the carrier, the media server
+//! and the agent's phone.
 
 mod support;
 
@@ -10,6 +12,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::peer::{Peer, raw_phone, sbc_in_dialog, sbc_invite, sdp};
+use support::sipp::{
+    Running, answering_phone, register, scenario, serving, sipp, sipp_errors, wait,
+};
 use support::{DEMO_KEY, Server, agent, call_events, log_in, with_key};
 use switchboard_actors::tenant::{MediaServerConfig, Options, TenantConfig, demo_tenant};
 use switchboard_proto::voice as pb;
@@ -291,4 +296,100 @@ async fn a_caller_who_hangs_up_is_abandoned_and_a_timeout_takes_the_default() {
         "{late:?}"
     );
     assert_eq!(late.last(), Some(&"Established"), "{late:?}");
+}
+
+/// `switchboard serve` on its embedded demo tenant routes a SIPp call through the demo
+/// strategy: the carrier's SBC (SIPp from 127.0.0.2) calls the service number, the demo
+/// media server (SIPp at 127.0.0.3:5090) plays the music, and a1003 (a SIPp phone), made
+/// Ready while the caller listens, takes the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_routes_a_sipp_call_through_its_strategy() {
+    let url = support::redis_db(23);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&["--redis", &url]);
+    let mut sipps = Running(Vec::new());
+    sipps.0.push(serving(
+        dir.path(),
+        "media_server.xml",
+        "gvp",
+        "127.0.0.3",
+        5090,
+    ));
+    let phone_port = support::free_port();
+    register(&server, dir.path(), "1003", phone_port);
+    let mut phone = answering_phone(dir.path(), "1003", "127.0.0.1", phone_port);
+    let mut agents = Agents::new(support::grpc(&server).await);
+    log_in(&mut agents, &["1003"], false).await;
+
+    let calls = dir.path().join("calls.csv");
+    std::fs::write(&calls, "SEQUENTIAL\n+18005550100;+15551230000;\n").expect("calls");
+    let mut sbc = sipp(
+        dir.path(),
+        &[
+            "-sf",
+            scenario("sbc_queue.xml").to_str().expect("path"),
+            "-inf",
+            calls.to_str().expect("path"),
+            "-i",
+            "127.0.0.2",
+            "-p",
+            &support::free_port().to_string(),
+            "-m",
+            "1",
+            "-timeout",
+            "30s",
+            &server.sip.to_string(),
+        ],
+    )
+    .spawn()
+    .expect("sipp runs");
+    // The caller hears the music a moment before the agent is Ready.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    ready(&mut agents, "1003").await;
+    let status = tokio::task::spawn_blocking(move || wait(&mut sbc, Duration::from_secs(30)))
+        .await
+        .expect("wait");
+    assert!(
+        status.success(),
+        "the SBC's call: {status}\n{}\n{}",
+        sipp_errors(dir.path()),
+        server.log_text()
+    );
+    assert!(wait(&mut phone, Duration::from_secs(5)).success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let events = events(&url);
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "RouteRequest",
+            "AttachedDataChanged",
+            "Queued",
+            "TreatmentApplied",
+            "Ringing",
+            "TreatmentEnd",
+            "RouteUsed",
+            "Established",
+            "Released"
+        ],
+        "{events:#?}"
+    );
+    let payload = |kind: &str| &events.iter().find(|(k, _)| k == kind).expect(kind).1;
+    assert_eq!(payload("RouteRequest")["routingPoint"], "5000");
+    assert_eq!(
+        payload("AttachedDataChanged")["userData"]["line"],
+        "support"
+    );
+    assert_eq!(payload("TreatmentApplied")["treatment"], "music");
+    let queued = payload("Queued");
+    assert_eq!(
+        (&queued["queue"], &queued["target"], &queued["priority"]),
+        (
+            &serde_json::json!("support"),
+            &serde_json::json!("english >= 3"),
+            &serde_json::json!(5)
+        )
+    );
+    assert_eq!(payload("RouteUsed")["parties"][1]["dn"], "1003");
 }

@@ -16,12 +16,11 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use support::sipp::{register, scenario, sipp, sipp_errors, wait};
+use support::sipp::{Running, register, scenario, serving, sipp, sipp_errors, wait};
 use support::{DEMO_KEY, Server, agent, free_port, log_in, with_key};
 use switchboard_actors::tenant::{
     DialRuleConfig, MediaServerConfig, NamedConfig, Options, RoutingPointConfig, StrategyConfig,
@@ -140,39 +139,6 @@ fn impatient_scenario(dir: &Path) -> std::path::PathBuf {
 
 fn caller(i: usize) -> String {
     format!("+1555{i:07}")
-}
-
-/// A SIPp UAS running `scenario` on 127.0.0.1:`port` until killed.
-fn uas(dir: &Path, name: &str, service: &str, port: u16) -> Child {
-    let child = sipp(
-        dir,
-        &[
-            "-sf",
-            scenario(name).to_str().expect("path"),
-            "-s",
-            service,
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ],
-    )
-    .spawn()
-    .expect("sipp runs (scripts/test.sh installs sip-tester)");
-    std::thread::sleep(Duration::from_millis(300));
-    child
-}
-
-/// Kills the SIPp instances when the test ends, passed or not.
-struct Sipps(Vec<Child>);
-
-impl Drop for Sipps {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// One event of either stream, in the tenant's order (entry ids are shared by its streams).
@@ -461,10 +427,14 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
     let media_port = free_port();
     let (demo, text) = config(&format!("127.0.0.1:{media_port}"));
     let server = Server::start_with_config(Some(&text), &["--redis", &url]);
-    let mut sipps = Sipps(Vec::new());
-    sipps
-        .0
-        .push(uas(dir.path(), "media_server.xml", "ms", media_port));
+    let mut sipps = Running(Vec::new());
+    sipps.0.push(serving(
+        dir.path(),
+        "media_server.xml",
+        "ms",
+        "127.0.0.1",
+        media_port,
+    ));
 
     // The phones: every DN but RONA_DN registers from one SIPp that answers them all.
     let (answering, silent) = (free_port(), free_port());
@@ -473,12 +443,20 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
         let port = if dn == RONA_DN { silent } else { answering };
         register(&server, dir.path(), dn, port);
     }
-    sipps
-        .0
-        .push(uas(dir.path(), "phone_answer.xml", "agent", answering));
-    sipps
-        .0
-        .push(uas(dir.path(), "phone_no_answer.xml", RONA_DN, silent));
+    sipps.0.push(serving(
+        dir.path(),
+        "phone_answer.xml",
+        "agent",
+        "127.0.0.1",
+        answering,
+    ));
+    sipps.0.push(serving(
+        dir.path(),
+        "phone_no_answer.xml",
+        RONA_DN,
+        "127.0.0.1",
+        silent,
+    ));
 
     let mut agents = Agents::new(support::grpc(&server).await);
     let dn_refs: Vec<&str> = dns.iter().map(String::as_str).collect();

@@ -80,6 +80,40 @@ pub fn answering_phone(dir: &Path, dn: &str, ip: &str, port: u16) -> Child {
     child
 }
 
+/// A SIPp UAS running scenario `name` on `ip`:`port`, for as many calls as come, until
+/// killed.
+pub fn serving(dir: &Path, name: &str, service: &str, ip: &str, port: u16) -> Child {
+    let child = sipp(
+        dir,
+        &[
+            "-sf",
+            scenario(name).to_str().expect("path"),
+            "-s",
+            service,
+            "-i",
+            ip,
+            "-p",
+            &port.to_string(),
+        ],
+    )
+    .spawn()
+    .expect("sipp runs (scripts/test.sh installs sip-tester)");
+    std::thread::sleep(Duration::from_millis(300));
+    child
+}
+
+/// SIPp instances killed when dropped, whether the test passed or not.
+pub struct Running(pub Vec<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 pub fn wait(child: &mut Child, within: Duration) -> ExitStatus {
     let end = Instant::now() + within;
     loop {

@@ -801,6 +801,49 @@ impl Directory {
 mod tests {
     use super::*;
 
+    /// The first actions of the demo strategy for a call at `now` (unix ms), with the
+    /// strategy's hours replaced by `hours`.
+    fn demo_start(hours: &str, now: u64) -> Vec<switchboard_routing::strategy::Action> {
+        use switchboard_routing::strategy::{CallInfo, Session};
+        let mut config = demo_tenant();
+        config.strategies[0].document =
+            DEMO_STRATEGY.replace("hours always: mon-sun 00:00-24:00", hours);
+        let tenant = Tenant::from_config(&config).expect("the demo strategy compiles");
+        let (_, program) = tenant.strategy("support").expect("the demo strategy");
+        let call = CallInfo {
+            caller: "+15551230000".into(),
+            dialed: "+18005550100".into(),
+            data: BTreeMap::new(),
+        };
+        let mut session = Session::new(program, call, now);
+        std::iter::from_fn(|| session.poll_action()).collect()
+    }
+
+    #[test]
+    fn the_demo_strategy_is_open_around_the_clock_and_closed_outside_its_hours() {
+        use switchboard_routing::strategy::{Action, Treatment};
+        // Sunday 29 November 2026, 03:00 UTC.
+        let sunday_night = 1_795_921_200_000;
+        let open = demo_start("hours always: mon-sun 00:00-24:00", sunday_night);
+        assert_eq!(
+            open[..2],
+            [
+                Action::SetData {
+                    key: "line".into(),
+                    value: "support".into()
+                },
+                Action::Treat(Treatment::Music("file:///music/hold.wav".into()))
+            ]
+        );
+        let closed = demo_start("hours always: mon-fri 08:00-18:00", sunday_night);
+        assert_eq!(
+            closed,
+            [Action::Treat(Treatment::Announcement(
+                "file:///prompts/closed.wav".into()
+            ))]
+        );
+    }
+
     fn invalid(c: TenantConfig) -> (String, String) {
         match Directory::new(&[c]) {
             Err(ConfigError::Invalid { field, problem, .. }) => (field, problem),
