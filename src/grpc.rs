@@ -6,7 +6,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::provisioning::{Provisioning, ProvisioningServer};
-use crate::voice::{AgentsServer, CallsServer, EventsServer, Voice};
+use crate::voice::{AgentsServer, CallsServer, EventsServer, QueuesServer, Voice};
 
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
@@ -20,6 +20,7 @@ pub(crate) async fn serve(
     health.set_serving::<AgentsServer<Voice>>().await;
     health.set_serving::<CallsServer<Voice>>().await;
     health.set_serving::<EventsServer<Voice>>().await;
+    health.set_serving::<QueuesServer<Voice>>().await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(
@@ -42,6 +43,7 @@ pub(crate) async fn serve(
         .add_service(ProvisioningServer::new(provisioning))
         .add_service(AgentsServer::new(voice.clone()))
         .add_service(CallsServer::new(voice.clone()))
+        .add_service(QueuesServer::new(voice.clone()))
         .add_service(EventsServer::new(voice))
         .serve_with_incoming(TcpIncoming::from(listener))
         .await;

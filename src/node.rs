@@ -299,6 +299,7 @@ impl Node {
             agents.clone(),
             events,
             proxy.clone(),
+            rq.clone(),
         );
         let provisioning = Provisioning::new(followed, postgres, admin_key, None);
         let grpc = tokio::spawn(grpc::serve(grpc, provisioning, voice));

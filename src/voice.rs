@@ -13,6 +13,7 @@ use switchboard_actors::agent_state::machine::{Command, WorkMode};
 use switchboard_actors::agent_state::{AgentState, CommandError};
 use switchboard_actors::events::{EventSink, TOPIC_AGENTSTATE, TOPIC_ERRORS, new_event};
 use switchboard_actors::feed::{self, Cursor, FeedError};
+use switchboard_actors::rq::Rq;
 use switchboard_actors::sip_cluster::{
     CallRef, CallView, Control, ControlError, MainCall, complete,
 };
@@ -29,6 +30,7 @@ use crate::auth::Keys;
 pub(crate) use pb::agents_server::AgentsServer;
 pub(crate) use pb::calls_server::CallsServer;
 pub(crate) use pb::events_server::EventsServer;
+pub(crate) use pb::queues_server::QueuesServer;
 
 /// How many events may wait for a slow desktop before its stream stops taking more (the
 /// feed then waits; the desktop catches up from the streams).
@@ -42,6 +44,8 @@ pub(crate) struct Voice {
     events: EventSink,
     /// The node's SIP edge, which finds each call's actor.
     calls: ActorRef<ProxyMsg>,
+    /// The virtual queues, for their figures.
+    rq: Rq,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -53,6 +57,7 @@ impl Voice {
         agents: AgentState,
         events: EventSink,
         calls: ActorRef<ProxyMsg>,
+        rq: Rq,
     ) -> Self {
         Self {
             keys,
@@ -60,6 +65,7 @@ impl Voice {
             agents,
             events,
             calls,
+            rq,
         }
     }
 
@@ -841,6 +847,39 @@ impl pb::calls_server::Calls for Voice {
             Control::DeleteUserData(r.keys),
         )
         .await
+    }
+}
+
+#[tonic::async_trait]
+impl pb::queues_server::Queues for Voice {
+    async fn get_queue_stats(
+        &self,
+        request: Request<pb::QueueStatsRequest>,
+    ) -> Reply<pb::QueueStatsList> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let wanted = request.into_inner().queue;
+        if !wanted.is_empty() && !tenant.config.queues.iter().any(|q| q.name == wanted) {
+            return Err(Status::not_found(format!(
+                "queue {wanted:?} of tenant {}",
+                tenant.name
+            )));
+        }
+        let queues = self
+            .rq
+            .stats(&tenant.name)
+            .await
+            .into_iter()
+            .filter(|s| wanted.is_empty() || s.queue == wanted)
+            .map(|s| pb::QueueStats {
+                queue: s.queue,
+                waiting: s.waiting,
+                ready: s.ready,
+                busy: s.busy,
+                ewt_ms: s.ewt_ms,
+                oldest_wait_ms: s.oldest_ms,
+            })
+            .collect();
+        Ok(Response::new(pb::QueueStatsList { queues }))
     }
 }
 

@@ -50,6 +50,23 @@ fn unbound_peer() -> std::net::UdpSocket {
     std::net::UdpSocket::bind("127.0.0.1:0").expect("bind")
 }
 
+/// The figures of the demo tenant's queue `queue`, over gRPC.
+async fn queue_stats(server: &Server, queue: &str) -> Result<pb::QueueStats, tonic::Status> {
+    let mut queues = pb::queues_client::QueuesClient::new(support::grpc(server).await);
+    let list = queues
+        .get_queue_stats(with_key(
+            DEMO_KEY,
+            pb::QueueStatsRequest {
+                queue: queue.into(),
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(list.queues.len(), 1, "{list:?}");
+    Ok(list.queues[0].clone())
+}
+
 async fn ready(agents: &mut Agents, dn: &str) {
     agents
         .ready(with_key(DEMO_KEY, agent(&format!("a{dn}"), "")))
@@ -126,6 +143,18 @@ async fn a_queued_call_hears_music_survives_rona_and_reaches_the_next_agent() {
         .request(Method::Ack, Duration::from_secs(5))
         .expect("the media server's answer is acknowledged");
 
+    // The wallboard: one call waiting, nobody Ready, no estimate before a call is served.
+    let stats = queue_stats(&server, "support").await.expect("stats");
+    assert_eq!(
+        (stats.waiting, stats.ready, stats.busy, stats.ewt_ms),
+        (1, 0, 0, None),
+        "{stats:?}"
+    );
+    let missing = queue_stats(&server, "nonesuch")
+        .await
+        .expect_err("no such queue");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
     // a1004 is Ready and rung (without an offer), and does not answer: RONA.
     ready(&mut agents, "1004").await;
     let rung = invite_within(&p1004, "a1004 is rung", &server);
@@ -173,6 +202,9 @@ async fn a_queued_call_hears_music_survives_rona_and_reaches_the_next_agent() {
         .request(Method::Bye, Duration::from_secs(5))
         .expect("the music ends");
     playing.answer(&bye, 200, None);
+    let stats = queue_stats(&server, "support").await.expect("stats");
+    assert_eq!((stats.waiting, stats.busy), (0, 1), "{stats:?}");
+    assert!(stats.ewt_ms.is_some(), "a call was served: {stats:?}");
 
     // The caller hangs up.
     sbc.send(&sbc_in_dialog(&sbc, &server, &ok, call_id, "BYE", 2, ""));
