@@ -2,9 +2,9 @@
 //! from a media server (the first one, which refuses, skipped for the next), the queue, an
 //! agent who does not answer (RONA: not ready, the call waits again on its music), the next
 //! agent answering and taking the caller from the media server (RFC 3725); a caller who
-//! hangs up while queued (Abandoned); a routing point's timeout (the default destination);
-//! and the demo as `switchboard serve` runs it, with SIPp for the carrier, the media server
-//! and the agent's phone.
+//! hangs up while queued (Abandoned); a routing point's timeout (the default destination); a
+//! media server that never answers; and the demo as `switchboard serve` runs it, with SIPp
+//! for the carrier, the media server and the agent's phone.
 
 mod support;
 
@@ -328,6 +328,68 @@ async fn a_caller_who_hangs_up_is_abandoned_and_a_timeout_takes_the_default() {
         "{late:?}"
     );
     assert_eq!(late.last(), Some(&"Established"), "{late:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_server_that_never_answers_is_skipped_for_the_next() {
+    let url = support::redis_db(32);
+    let (silent, playing) = (unbound_peer(), unbound_peer());
+    let addrs = [
+        silent.local_addr().expect("a"),
+        playing.local_addr().expect("a"),
+    ];
+    let server = Server::start_with_config(Some(&config(&addrs, |_| {})), &["--redis", &url]);
+    let silent = Peer::on(silent, &server);
+    let playing = Peer::on(playing, &server);
+    let sbc = Peer::sbc(&server);
+    sbc.send(&sbc_invite(
+        sbc.port(),
+        &server,
+        "+18005550100",
+        "rp-silent",
+        &sdp(4000),
+    ));
+    let asked = invite_within(&silent, "the first media server is asked", &server);
+    let started = std::time::Instant::now();
+    // It never answers: after its 4 seconds, the next server plays the music.
+    let music = playing
+        .request(Method::Invite, Duration::from_secs(8))
+        .unwrap_or_else(|| panic!("the next media server is asked\n{}", server.log_text()));
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "asked after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(music.body, asked.body, "the caller's offer");
+    playing.answer(&music, 200, Some(&sdp(6000)));
+    let ok = loop {
+        match sbc.next(Duration::from_secs(5)).expect("answered") {
+            Message::Response(r) if r.status == 200 => break r,
+            _ => {}
+        }
+    };
+    assert!(String::from_utf8_lossy(&ok.body).contains("m=audio 6000"));
+    sbc.send(&sbc_in_dialog(
+        &sbc,
+        &server,
+        &ok,
+        "rp-silent",
+        "ACK",
+        1,
+        "",
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let kinds: Vec<String> = events(&url).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        kinds,
+        [
+            "RouteRequest",
+            "AttachedDataChanged",
+            "Queued",
+            "TreatmentApplied"
+        ],
+        "the call waits on the music; nothing failed"
+    );
 }
 
 /// `switchboard serve` on its embedded demo tenant routes a SIPp call through the demo
