@@ -544,14 +544,7 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
     let profiles: HashMap<String, Profile> = demo
         .agents
         .iter()
-        .map(|a| {
-            let profile = Profile::new(
-                &a.id,
-                a.groups.iter().map(String::as_str),
-                a.skills.iter().map(|(s, l)| (s.as_str(), *l)),
-            );
-            (a.id.clone(), profile)
-        })
+        .map(|a| (a.id.clone(), a.profile()))
         .collect();
     let events = events(&url);
     let f = check(&events, &profiles);

@@ -368,14 +368,7 @@ impl Known {
                     .config
                     .agents
                     .iter()
-                    .map(|a| {
-                        let profile = Profile::new(
-                            &a.id,
-                            a.groups.iter().map(String::as_str),
-                            a.skills.iter().map(|(s, l)| (s.as_str(), *l)),
-                        );
-                        (a.id.clone(), profile)
-                    })
+                    .map(|a| (a.id.clone(), a.profile()))
                     .collect();
                 let queues = t
                     .config
@@ -646,6 +639,27 @@ mod tests {
     use crate::probe::Probe;
     use crate::tenant::demo_tenant;
 
+    /// Call `call` for the support queue's English speakers of level 3 or more.
+    fn submit(session: &ActorRef<OrsMsg>, call: &str, priority: u32, since: u64) -> RqMsg {
+        RqMsg::Submit {
+            tenant: "demo".into(),
+            call: call.into(),
+            queue: "support".into(),
+            target: Target::parse("english >= 3").expect("target"),
+            priority,
+            since,
+            session: session.clone(),
+        }
+    }
+
+    /// What the probe standing for the sessions was told next.
+    async fn next<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> T {
+        tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .expect("told in time")
+            .expect("open")
+    }
+
     fn ready(agent: &str, available: bool) -> Availability {
         Availability {
             tenant: "demo".into(),
@@ -667,21 +681,9 @@ mod tests {
             _ => None,
         })
         .await;
-        let submit = |call: &str, priority: u32, since: u64| RqMsg::Submit {
-            tenant: "demo".into(),
-            call: call.into(),
-            queue: "support".into(),
-            target: Target::parse("english >= 3").expect("target"),
-            priority,
-            since,
-            session: session.clone(),
-        };
-        let mut next = async || {
-            tokio::time::timeout(Duration::from_secs(2), rx.recv())
-                .await
-                .expect("told in time")
-                .expect("open")
-        };
+        let submit =
+            |call: &str, priority: u32, since: u64| submit(&session, call, priority, since);
+        let mut next = async || next(&mut rx).await;
 
         rq.send(submit("c1", 5, 100));
         // a1002 has English at 2 only: it is not offered the call.
@@ -738,21 +740,8 @@ mod tests {
             _ => None,
         })
         .await;
-        let submit = |call: &str, since: u64| RqMsg::Submit {
-            tenant: "demo".into(),
-            call: call.into(),
-            queue: "support".into(),
-            target: Target::parse("english >= 3").expect("target"),
-            priority: 0,
-            since,
-            session: session.clone(),
-        };
-        let mut next = async || {
-            tokio::time::timeout(Duration::from_secs(2), rx.recv())
-                .await
-                .expect("told in time")
-                .expect("open")
-        };
+        let submit = |call: &str, since: u64| submit(&session, call, 0, since);
+        let mut next = async || next(&mut rx).await;
         let on_call = |agent: &str, on: bool| Availability {
             available: !on,
             on_call: on,

@@ -174,6 +174,17 @@ pub struct AgentConfig {
     pub options: Options,
 }
 
+impl AgentConfig {
+    /// What routing matches targets against: the agent's id, groups and skill levels.
+    pub fn profile(&self) -> switchboard_routing::target::Profile {
+        switchboard_routing::target::Profile::new(
+            &self.id,
+            self.groups.iter().map(String::as_str),
+            self.skills.iter().map(|(s, l)| (s.as_str(), *l)),
+        )
+    }
+}
+
 /// A routing point: holds a call while its strategy routes it.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
