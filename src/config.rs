@@ -64,12 +64,15 @@ impl Default for SipConfig {
 pub(crate) struct HttpConfig {
     /// /livez and /readyz.
     pub(crate) listen: SocketAddr,
+    /// The callbacks API for GES (`/callbacks/{id}`).
+    pub(crate) callbacks_listen: SocketAddr,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9102)),
+            callbacks_listen: SocketAddr::from(([127, 0, 0, 1], 9098)),
         }
     }
 }

@@ -32,6 +32,26 @@ pub(crate) async fn serve<R: Readiness>(listener: TcpListener, readiness: Arc<R>
 }
 
 async fn answer<R: Readiness>(mut stream: TcpStream, readiness: &R) -> std::io::Result<()> {
+    let Some(head) = read_head(&mut stream).await? else {
+        return Ok(());
+    };
+    let (method, path) = request_line(&head);
+    let (status, body) = match (method, path) {
+        ("GET", "/livez") => ("200 OK", "ok\n".to_owned()),
+        ("GET", "/readyz") => match readiness.check().await {
+            Ok(()) => ("200 OK", "ready\n".to_owned()),
+            Err(why) => ("503 Service Unavailable", format!("not ready: {why}\n")),
+        },
+        ("GET", "/metrics") => ("200 OK", readiness.metrics().await),
+        ("GET", _) => ("404 Not Found", "not found\n".to_owned()),
+        _ => ("405 Method Not Allowed", "method not allowed\n".to_owned()),
+    };
+    respond(&mut stream, status, "text/plain", &body).await
+}
+
+/// The head of an HTTP/1.1 request (request line and headers), at most 8 KiB read within 5
+/// seconds; none when the client sent nothing in time.
+pub(crate) async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
     let mut buf = Vec::with_capacity(1024);
     let read = async {
         let mut chunk = [0u8; 1024];
@@ -44,27 +64,28 @@ async fn answer<R: Readiness>(mut stream: TcpStream, readiness: &R) -> std::io::
         }
         Ok::<_, std::io::Error>(())
     };
-    if tokio::time::timeout(Duration::from_secs(5), read)
-        .await
-        .is_err()
-    {
-        return Ok(());
+    match tokio::time::timeout(Duration::from_secs(5), read).await {
+        Err(_) => Ok(None),
+        Ok(result) => result.map(|()| Some(String::from_utf8_lossy(&buf).into_owned())),
     }
-    let line = String::from_utf8_lossy(buf.split(|&c| c == b'\r').next().unwrap_or_default());
+}
+
+/// The method and path of a request head.
+pub(crate) fn request_line(head: &str) -> (&str, &str) {
+    let line = head.split("\r\n").next().unwrap_or_default();
     let mut parts = line.split(' ');
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, body) = match (method, path) {
-        ("GET", "/livez") => ("200 OK", "ok\n".to_owned()),
-        ("GET", "/readyz") => match readiness.check().await {
-            Ok(()) => ("200 OK", "ready\n".to_owned()),
-            Err(why) => ("503 Service Unavailable", format!("not ready: {why}\n")),
-        },
-        ("GET", "/metrics") => ("200 OK", readiness.metrics().await),
-        ("GET", _) => ("404 Not Found", "not found\n".to_owned()),
-        _ => ("405 Method Not Allowed", "method not allowed\n".to_owned()),
-    };
+    (parts.next().unwrap_or(""), parts.next().unwrap_or(""))
+}
+
+/// Writes a whole response and closes the connection.
+pub(crate) async fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(response.as_bytes()).await?;

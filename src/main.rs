@@ -4,6 +4,7 @@
 //! `switchboard config` moves tenants between TOML and PostgreSQL.
 
 mod auth;
+mod callbacks_http;
 mod config;
 mod grpc;
 mod health;
@@ -104,6 +105,9 @@ struct ServeArgs {
     /// HTTP address for /livez and /readyz.
     #[arg(long, env = "SWITCHBOARD_HTTP_LISTEN")]
     http_listen: Option<SocketAddr>,
+    /// HTTP address for the GES callbacks API (/callbacks/{id}).
+    #[arg(long, env = "SWITCHBOARD_CALLBACKS_LISTEN")]
+    callbacks_listen: Option<SocketAddr>,
     /// gRPC address for the provisioning API.
     #[arg(long, env = "SWITCHBOARD_GRPC_LISTEN")]
     grpc_listen: Option<SocketAddr>,
@@ -200,6 +204,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(listen) = args.http_listen {
         config.http.listen = listen;
+    }
+    if let Some(listen) = args.callbacks_listen {
+        config.http.callbacks_listen = listen;
     }
     if let Some(listen) = args.grpc_listen {
         config.grpc.listen = listen;

@@ -11,6 +11,7 @@ use redis::aio::ConnectionManager;
 use switchboard_actors::agent_state::store::AgentStore;
 use switchboard_actors::agent_state::{AgentState, AgentStateConfig};
 use switchboard_actors::call_state::{CallState, SnapshotStore};
+use switchboard_actors::callbacks::Callbacks;
 use switchboard_actors::events::{EventSink, MemorySink, RedisSink};
 use switchboard_actors::ors::{Ors, wall_clock};
 use switchboard_actors::registrar::{
@@ -30,6 +31,7 @@ use switchboard_sip::transaction::TimerConfig;
 use switchboard_sip::transport::TransportConfig;
 
 use crate::auth::Keys;
+use crate::callbacks_http;
 use crate::config::NodeConfig;
 use crate::provisioning::Provisioning;
 use crate::voice::Voice;
@@ -52,6 +54,9 @@ pub(crate) struct Node {
     tenant: ActorRef<TenantMsg>,
     health: tokio::task::JoinHandle<()>,
     grpc: tokio::task::JoinHandle<()>,
+    callbacks: Callbacks,
+    /// The callbacks API, and the reading of GES's requests (with Redis).
+    callbacks_tasks: [Option<tokio::task::JoinHandle<()>>; 2],
     /// Follows PostgreSQL while the node runs; stops when dropped.
     _watcher: Option<Watcher>,
 }
@@ -293,6 +298,37 @@ impl Node {
             );
         }
         let followed = ractor::call!(tenant, TenantMsg::Follow).context("tenant actor")?;
+        let callbacks =
+            Callbacks::spawn(directory.clone(), rq.clone(), proxy.clone(), events.clone())
+                .await
+                .context("callbacks")?;
+        callbacks.follow_config(&changes);
+        let follow_callbacks = redis_client.clone().map(|client| {
+            tokio::spawn(switchboard_actors::callbacks::follow_requests(
+                client,
+                followed.clone(),
+                format!(
+                    "node-{}-{}",
+                    std::process::id(),
+                    switchboard_actors::unix_ms()
+                ),
+                callbacks.clone(),
+            ))
+        });
+        let callbacks_listener = tokio::net::TcpListener::bind(config.http.callbacks_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen for the callbacks API on {}",
+                    config.http.callbacks_listen
+                )
+            })?;
+        let callbacks_addr = callbacks_listener.local_addr()?;
+        let callbacks_http = tokio::spawn(callbacks_http::serve(
+            callbacks_listener,
+            callbacks.clone(),
+            Keys::new(followed.clone(), None),
+        ));
         let voice = Voice::new(
             Keys::new(followed.clone(), admin_key.clone()),
             followed.clone(),
@@ -322,7 +358,7 @@ impl Node {
                 "listening on the loopback address only; set [sip] listen to serve other hosts"
             );
         }
-        tracing::info!(sip_udp = %sip_udp, sip_tcp = %sip_tcp, grpc = %grpc_addr, health = %format!("http://{http}/livez, /readyz"), "switchboard ready");
+        tracing::info!(sip_udp = %sip_udp, sip_tcp = %sip_tcp, grpc = %grpc_addr, health = %format!("http://{http}/livez, /readyz"), callbacks = %format!("http://{callbacks_addr}/callbacks/{{id}}"), "switchboard ready");
         Ok(Self {
             proxy,
             call_state,
@@ -333,6 +369,8 @@ impl Node {
             tenant,
             health,
             grpc,
+            callbacks,
+            callbacks_tasks: [Some(callbacks_http), follow_callbacks],
             _watcher: watcher,
         })
     }
@@ -340,6 +378,10 @@ impl Node {
     pub(crate) async fn stop(self) {
         self.health.abort();
         self.grpc.abort();
+        for task in self.callbacks_tasks.into_iter().flatten() {
+            task.abort();
+        }
+        self.callbacks.stop();
         self.proxy.stop(None);
         self.call_state.stop();
         self.agents.stop();

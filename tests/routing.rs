@@ -487,3 +487,140 @@ async fn the_demo_routes_a_sipp_call_through_its_strategy() {
     );
     assert_eq!(payload("RouteUsed")["parties"][1]["dn"], "1003");
 }
+
+/// A GES callback request's answer from the callbacks API: the status line and the JSON body.
+fn callback(
+    server: &Server,
+    method: &str,
+    id: &str,
+    key: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let auth = key.map_or_else(String::new, |k| format!("Authorization: Bearer {k}\r\n"));
+    let text = support::http_request(server.callbacks, method, &format!("/callbacks/{id}"), &auth)
+        .expect("the callbacks API answers");
+    let status = text[9..12].parse().expect("status");
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(body).expect("JSON"))
+}
+
+/// Polls callback `id` until it is in `state`; its status.
+async fn callback_in(server: &Server, id: &str, state: &str) -> serde_json::Value {
+    for _ in 0..50 {
+        let (code, body) = callback(server, "GET", id, Some(DEMO_KEY));
+        if code == 200 && body["state"] == state {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "callback {id} not {state}: {:?}\n{}",
+        callback(server, "GET", id, Some(DEMO_KEY)),
+        server.log_text()
+    );
+}
+
+/// GES appends callback requests to the tenant's stream: each waits in its virtual queue
+/// (reported, with its place, by `GET /callbacks/{id}`; cancelled by `DELETE`); once an
+/// agent is Ready, the agent's phone is called, then the customer through the carrier's
+/// trunk, and the outcome is on the call stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ges_callback_calls_the_agent_then_the_customer() {
+    let url = support::redis_db(33);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&["--redis", &url]);
+    let mut sipps = Running(Vec::new());
+    // The customer, reached through the demo trunk's gateway.
+    sipps
+        .0
+        .push(answering_phone(dir.path(), "customer", "127.0.0.2", 5070));
+    let phone_port = support::free_port();
+    register(&server, dir.path(), "1003", phone_port);
+    sipps
+        .0
+        .push(answering_phone(dir.path(), "1003", "127.0.0.1", phone_port));
+    let mut agents = Agents::new(support::grpc(&server).await);
+    log_in(&mut agents, &["1003"], false).await;
+
+    let mut conn = redis::Client::open(url.as_str())
+        .expect("redis")
+        .get_connection()
+        .expect("connect");
+    for id in ["cb-1", "cb-2"] {
+        let _: String = redis::cmd("XADD")
+            .arg("sb:demo:ges-callbacks")
+            .arg("*")
+            .arg(&[
+                ("id", id),
+                ("customer", "915551230000"),
+                ("queue", "support"),
+                ("target", "english >= 3"),
+                ("priority", "5"),
+                ("userData", r#"{"GCB_reason": "billing question"}"#),
+            ])
+            .query(&mut conn)
+            .expect("xadd");
+    }
+    let first = callback_in(&server, "cb-1", "queued").await;
+    assert_eq!(first["position"], 1, "{first}");
+    assert_eq!(callback_in(&server, "cb-2", "queued").await["position"], 2);
+    let (code, cancelled) = callback(&server, "DELETE", "cb-2", Some(DEMO_KEY));
+    assert_eq!(
+        (code, &cancelled["state"]),
+        (200, &serde_json::json!("cancelled"))
+    );
+    assert_eq!(callback(&server, "GET", "nonesuch", Some(DEMO_KEY)).0, 404);
+    assert_eq!(callback(&server, "GET", "cb-1", None).0, 401);
+
+    // a1003 is Ready: its phone is called, then the customer.
+    ready(&mut agents, "1003").await;
+    let dialing = callback_in(&server, "cb-1", "dialing").await;
+    assert_eq!(dialing["agent"], "a1003", "{dialing}");
+    let call_id = dialing["callId"]
+        .as_str()
+        .expect("the call placed")
+        .to_owned();
+    let mut established = false;
+    for _ in 0..50 {
+        established = events(&url)
+            .iter()
+            .any(|(kind, p)| kind == "Established" && p["callId"] == call_id.as_str());
+        if established {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events = events(&url);
+    assert!(established, "the customer answered: {events:#?}");
+    let of = |id: &str| -> Vec<&str> {
+        events
+            .iter()
+            .filter(|(k, p)| k.starts_with("Callback") && p["userData"]["GCB_id"] == id)
+            .map(|(k, _)| k.as_str())
+            .collect()
+    };
+    assert_eq!(of("cb-1"), ["CallbackQueued", "CallbackDialed"]);
+    assert_eq!(of("cb-2"), ["CallbackQueued", "CallbackCancelled"]);
+    let (_, call) = events
+        .iter()
+        .find(|(k, p)| k == "Established" && p["callId"] == call_id.as_str())
+        .expect("established");
+    // The agent's phone placed it, to the customer.
+    let parties: Vec<(&str, &str)> = call["parties"]
+        .as_array()
+        .expect("parties")
+        .iter()
+        .map(|p| {
+            (
+                p["role"].as_str().unwrap_or(""),
+                p["dn"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        parties,
+        [("origination", "1003"), ("destination", "15551230000")],
+        "{call}"
+    );
+    assert_eq!(call["userData"]["GCB_id"], "cb-1");
+    assert_eq!(call["userData"]["GCB_reason"], "billing question");
+}

@@ -6,6 +6,7 @@
 
 pub mod agent_state;
 pub mod call_state;
+pub mod callbacks;
 mod error;
 pub mod events;
 pub mod feed;

@@ -326,7 +326,7 @@ impl OrsState {
                         target,
                         priority,
                         since,
-                        session: myself.clone(),
+                        waiter: myself.clone().into(),
                     });
                     order
                 }

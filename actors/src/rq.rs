@@ -71,10 +71,50 @@ pub struct Place {
     pub agent: Option<String>,
 }
 
+/// What `rq` tells the one a waiting call belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Told {
+    /// An agent is reserved for the call.
+    Matched {
+        call: String,
+        agent: String,
+        dn: String,
+    },
+    /// The agent reserved is no longer available before the call reached it.
+    Unreserved { call: String, agent: String },
+}
+
+/// Who a waiting call's matches are told to: its routing session, or a callback. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Waiter(Arc<dyn Fn(Told) + Send + Sync>);
+
+impl Waiter {
+    pub fn new(tell: impl Fn(Told) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(tell))
+    }
+
+    fn tell(&self, told: Told) {
+        (self.0)(told)
+    }
+}
+
+impl From<ActorRef<OrsMsg>> for Waiter {
+    fn from(session: ActorRef<OrsMsg>) -> Self {
+        Self::new(move |told| {
+            let msg = match told {
+                Told::Matched { call, agent, dn } => OrsMsg::Matched { call, agent, dn },
+                Told::Unreserved { call, agent } => OrsMsg::Unreserved { call, agent },
+            };
+            let _ = session.cast(msg);
+        })
+    }
+}
+
 pub enum RqMsg {
     Availability(Availability),
     /// A call waits in `queue` for an agent of `target`; `since` is its age (kept when it
-    /// comes back after an agent did not answer). The match goes to `session`.
+    /// comes back after an agent did not answer). The match goes to `waiter`.
     Submit {
         tenant: String,
         call: String,
@@ -82,7 +122,7 @@ pub enum RqMsg {
         target: Target,
         priority: u32,
         since: u64,
-        session: ActorRef<OrsMsg>,
+        waiter: Waiter,
     },
     Overflow {
         tenant: String,
@@ -180,8 +220,8 @@ struct RqState {
 struct Tenant {
     pool: Pool,
     queues: HashMap<String, Queue>,
-    /// Waiting calls: their queue and session.
-    waiting: HashMap<String, (String, ActorRef<OrsMsg>)>,
+    /// Waiting calls: their queue and whom to tell.
+    waiting: HashMap<String, (String, Waiter)>,
     /// Reserved agents: the call and its queue; and the other way.
     reserved: HashMap<String, Reservation>,
     by_call: HashMap<String, String>,
@@ -192,7 +232,7 @@ struct Tenant {
 struct Reservation {
     call: String,
     queue: String,
-    session: ActorRef<OrsMsg>,
+    waiter: Waiter,
     /// Whether the call reached the agent's DN (it rings there).
     reached: bool,
 }
@@ -240,7 +280,7 @@ impl Actor for RqActor {
                 target,
                 priority,
                 since,
-                session,
+                waiter,
             } => {
                 let t = state.tenants.entry(tenant.clone()).or_default();
                 let released = t.release_call(&call);
@@ -251,7 +291,7 @@ impl Actor for RqActor {
                     since,
                 };
                 t.queues.entry(queue.clone()).or_default().push(waiting);
-                t.waiting.insert(call.clone(), (queue.clone(), session));
+                t.waiting.insert(call.clone(), (queue.clone(), waiter));
                 state.match_call(&tenant, &queue, &call);
                 if let Some(agent) = released {
                     state.free_agent(&tenant, &agent);
@@ -439,7 +479,7 @@ impl RqState {
             t.by_call.remove(&r.call);
             tracing::info!(tenant = %a.tenant, agent = %a.agent, call = %r.call,
                 "reserved agent no longer available: the call waits again");
-            let _ = r.session.cast(OrsMsg::Unreserved {
+            r.waiter.tell(Told::Unreserved {
                 call: r.call.clone(),
                 agent: a.agent.clone(),
             });
@@ -535,7 +575,7 @@ impl RqState {
         {
             return;
         }
-        let Some((_, session)) = t.waiting.remove(call) else {
+        let Some((_, waiter)) = t.waiting.remove(call) else {
             return;
         };
         t.pool.reserve(agent);
@@ -545,7 +585,7 @@ impl RqState {
             .map(|i| i.dn.clone())
             .unwrap_or_default();
         tracing::debug!(%tenant, %queue, %call, %agent, %dn, "agent reserved");
-        let _ = session.cast(OrsMsg::Matched {
+        waiter.tell(Told::Matched {
             call: call.to_owned(),
             agent: agent.to_owned(),
             dn,
@@ -556,7 +596,7 @@ impl RqState {
             Reservation {
                 call: call.to_owned(),
                 queue: queue.to_owned(),
-                session,
+                waiter,
                 reached: false,
             },
         );
@@ -648,7 +688,7 @@ mod tests {
             target: Target::parse("english >= 3").expect("target"),
             priority,
             since,
-            session: session.clone(),
+            waiter: session.clone().into(),
         }
     }
 

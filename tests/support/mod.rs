@@ -80,6 +80,8 @@ pub struct Server {
     pub sip: SocketAddr,
     pub http: SocketAddr,
     pub grpc: SocketAddr,
+    /// The GES callbacks API.
+    pub callbacks: SocketAddr,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -113,6 +115,7 @@ impl Server {
         args: &[&str],
     ) -> Self {
         let log = dir.path().join("switchboard.log");
+        let callbacks = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         cmd.arg("serve")
             .arg("--sip-listen")
@@ -121,12 +124,15 @@ impl Server {
             .arg(http.to_string())
             .arg("--grpc-listen")
             .arg(grpc.to_string())
+            .arg("--callbacks-listen")
+            .arg(callbacks.to_string())
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("SWITCHBOARD_REDIS")
             .env_remove("SWITCHBOARD_CONFIG")
             .env_remove("SWITCHBOARD_POSTGRES")
             .env_remove("SWITCHBOARD_ADMIN_KEY")
+            .env_remove("SWITCHBOARD_CALLBACKS_LISTEN")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
         if let Some(text) = config {
@@ -142,6 +148,7 @@ impl Server {
             sip,
             http,
             grpc,
+            callbacks,
             log,
             _dir: dir,
         };
@@ -185,10 +192,15 @@ impl Drop for Server {
 
 /// A plain HTTP GET; the whole response, or `None` if the server cannot be reached.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    http_request(addr, "GET", path, "")
+}
+
+/// An HTTP/1.1 request with `headers` (each line ending in CRLF); the whole response.
+pub fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &str) -> Option<String> {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(WAIT)).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)

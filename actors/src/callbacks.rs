@@ -1,0 +1,607 @@
+//! Callbacks for GES (Genesys Engagement Service): a customer asked to be called back; the
+//! request waits in a virtual queue like a call, and once an agent is reserved the agent's
+//! phone is called, then the customer's number (the MakeCall path: the phone is told to
+//! answer by itself, then the dial plan routes the number, usually to a trunk).
+//!
+//! GES appends each request to the Redis stream `sb:{tenant}:ges-callbacks`, as it does with
+//! the Genesys core; [`follow_requests`] reads the streams of every tenant as a consumer
+//! group, so that each request is taken by one node. What happens is on the tenant's call
+//! stream: CallbackQueued, CallbackCancelled, CallbackDialed (with the call placed, whose
+//! own events carry the callback's id in `GCB_id`), CallbackFailed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use switchboard_proto::events::{CallThread, Party, Payload};
+use switchboard_routing::target::Target;
+
+use crate::events::{EventSink, TOPIC_CALLTHREAD, new_event};
+use crate::rq::{Rq, RqMsg, Told, Waiter};
+use crate::sip_proxy::ProxyMsg;
+use crate::tenant::Directory;
+
+/// The consumer group of the nodes on the requests' streams.
+const GROUP: &str = "switchboard";
+
+/// A customer's request to be called back, as GES appends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub tenant: String,
+    /// GES's id of the callback.
+    pub id: String,
+    /// The number to call, as the dial plan routes it.
+    pub customer: String,
+    pub queue: String,
+    pub target: String,
+    pub priority: u32,
+    pub user_data: BTreeMap<String, String>,
+}
+
+impl Request {
+    /// A request from the fields of a stream entry; why it is not one.
+    pub fn from_fields(tenant: &str, fields: &HashMap<String, String>) -> Result<Self, String> {
+        let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
+        let required = |k: &str| {
+            let v = get(k);
+            if v.is_empty() {
+                Err(format!("{k}: required"))
+            } else {
+                Ok(v)
+            }
+        };
+        let priority = match fields.get("priority") {
+            None => 0,
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("priority: not a number: {p:?}"))?,
+        };
+        let user_data = match fields.get("userData") {
+            None => BTreeMap::new(),
+            Some(text) => serde_json::from_str::<BTreeMap<String, serde_json::Value>>(text)
+                .map_err(|e| format!("userData: not a JSON object: {e}"))?
+                .into_iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => (k, s),
+                    other => (k, other.to_string()),
+                })
+                .collect(),
+        };
+        Ok(Self {
+            tenant: tenant.to_owned(),
+            id: required("id")?,
+            customer: required("customer")?,
+            queue: required("queue")?,
+            target: required("target")?,
+            priority,
+            user_data,
+        })
+    }
+}
+
+/// Where a callback is, for `GET /callbacks/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub id: String,
+    /// queued, dialing, cancelled or failed.
+    pub state: &'static str,
+    pub customer: String,
+    pub queue: String,
+    /// Its place in the queue (1 first) while queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ewt_ms: Option<u64>,
+    /// The agent reserved for it, once one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The call placed, once dialing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+pub enum CallbackMsg {
+    New(Request),
+    Told(Told),
+    /// The call placed for a callback, or why none was.
+    Placed {
+        key: String,
+        outcome: Result<String, String>,
+    },
+    Get {
+        tenant: String,
+        id: String,
+        reply: RpcReplyPort<Option<Status>>,
+    },
+    Cancel {
+        tenant: String,
+        id: String,
+        reply: RpcReplyPort<Option<Status>>,
+    },
+    ConfigChanged(Arc<Directory>),
+}
+
+/// Reaches the callbacks of the node. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Callbacks {
+    actor: ActorRef<CallbackMsg>,
+}
+
+impl Callbacks {
+    pub async fn spawn(
+        directory: Arc<Directory>,
+        rq: Rq,
+        calls: ActorRef<ProxyMsg>,
+        events: EventSink,
+    ) -> Result<Self, ractor::SpawnErr> {
+        let (actor, _) = Actor::spawn(None, CallbacksActor, (directory, rq, calls, events)).await?;
+        Ok(Self { actor })
+    }
+
+    pub fn send(&self, msg: CallbackMsg) {
+        let _ = self.actor.cast(msg);
+    }
+
+    pub async fn get(&self, tenant: &str, id: &str) -> Option<Status> {
+        ractor::call!(self.actor, |reply| CallbackMsg::Get {
+            tenant: tenant.to_owned(),
+            id: id.to_owned(),
+            reply
+        })
+        .ok()
+        .flatten()
+    }
+
+    pub async fn cancel(&self, tenant: &str, id: &str) -> Option<Status> {
+        ractor::call!(self.actor, |reply| CallbackMsg::Cancel {
+            tenant: tenant.to_owned(),
+            id: id.to_owned(),
+            reply
+        })
+        .ok()
+        .flatten()
+    }
+
+    pub fn follow_config(&self, changes: &ractor::OutputPort<Arc<Directory>>) {
+        changes.subscribe(self.actor.clone(), |d| Some(CallbackMsg::ConfigChanged(d)));
+    }
+
+    pub fn stop(&self) {
+        self.actor.stop(None);
+    }
+}
+
+struct CallbacksActor;
+
+struct State {
+    directory: Arc<Directory>,
+    rq: Rq,
+    calls: ActorRef<ProxyMsg>,
+    events: EventSink,
+    /// By `{tenant}:{id}`, which is also the callback's name in its queue.
+    callbacks: HashMap<String, Callback>,
+    myself: ActorRef<CallbackMsg>,
+}
+
+struct Callback {
+    request: Request,
+    state: &'static str,
+    agent: Option<String>,
+    call_id: Option<String>,
+    reason: String,
+    queued_ms: u64,
+}
+
+fn key(tenant: &str, id: &str) -> String {
+    format!("callback:{tenant}:{id}")
+}
+
+impl Actor for CallbacksActor {
+    type Msg = CallbackMsg;
+    type State = State;
+    type Arguments = (Arc<Directory>, Rq, ActorRef<ProxyMsg>, EventSink);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        (directory, rq, calls, events): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(State {
+            directory,
+            rq,
+            calls,
+            events,
+            callbacks: HashMap::new(),
+            myself,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            CallbackMsg::New(request) => state.new_request(request),
+            CallbackMsg::Told(Told::Matched { call, agent, dn }) => {
+                state.matched(&call, agent, dn);
+            }
+            // The call waits again in its queue with its age: nothing to do.
+            CallbackMsg::Told(Told::Unreserved { .. }) => {}
+            CallbackMsg::Placed { key, outcome } => state.placed(&key, outcome),
+            CallbackMsg::Get { tenant, id, reply } => {
+                let _ = reply.send(state.status(&tenant, &id).await);
+            }
+            CallbackMsg::Cancel { tenant, id, reply } => {
+                let k = key(&tenant, &id);
+                if let Some(cb) = state.callbacks.get_mut(&k)
+                    && cb.state == "queued"
+                {
+                    cb.state = "cancelled";
+                    cb.reason = "cancelled".into();
+                    state.rq.send(RqMsg::Withdraw {
+                        tenant: tenant.clone(),
+                        call: k.clone(),
+                    });
+                    state.event(&k, "CallbackCancelled");
+                }
+                let _ = reply.send(state.status(&tenant, &id).await);
+            }
+            CallbackMsg::ConfigChanged(directory) => state.directory = directory,
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    fn new_request(&mut self, request: Request) {
+        let k = key(&request.tenant, &request.id);
+        if self.callbacks.contains_key(&k) {
+            tracing::info!(tenant = %request.tenant, id = %request.id,
+                "callback request seen already: ignored");
+            return;
+        }
+        let now = crate::unix_ms();
+        let refused = match self.directory.by_name(&request.tenant) {
+            None => Some(format!("no tenant {}", request.tenant)),
+            Some(t) if !t.config.queues.iter().any(|q| q.name == request.queue) => {
+                Some(format!("no virtual queue {:?}", request.queue))
+            }
+            Some(t) if t.dial_plan.route(&request.customer).is_none() => {
+                Some(format!("no dial plan rule matches {:?}", request.customer))
+            }
+            Some(_) => None,
+        };
+        let target = Target::parse(&request.target);
+        let mut cb = Callback {
+            request,
+            state: "queued",
+            agent: None,
+            call_id: None,
+            reason: String::new(),
+            queued_ms: now,
+        };
+        let problem = refused.or_else(|| target.as_ref().err().map(|e| e.to_string()));
+        if let Some(reason) = problem {
+            tracing::warn!(tenant = %cb.request.tenant, id = %cb.request.id, %reason,
+                "callback request refused");
+            cb.state = "failed";
+            cb.reason = reason;
+            self.callbacks.insert(k.clone(), cb);
+            self.event(&k, "CallbackFailed");
+            return;
+        }
+        let myself = self.myself.clone();
+        self.rq.send(RqMsg::Submit {
+            tenant: cb.request.tenant.clone(),
+            call: k.clone(),
+            queue: cb.request.queue.clone(),
+            target: target.expect("checked"),
+            priority: cb.request.priority,
+            since: now,
+            waiter: Waiter::new(move |told| {
+                let _ = myself.cast(CallbackMsg::Told(told));
+            }),
+        });
+        self.callbacks.insert(k.clone(), cb);
+        self.event(&k, "CallbackQueued");
+    }
+
+    /// An agent is reserved: its phone is called, then the customer.
+    fn matched(&mut self, k: &str, agent: String, dn: String) {
+        let Some(cb) = self.callbacks.get_mut(k) else {
+            return;
+        };
+        if cb.state != "queued" {
+            // Cancelled meanwhile: the reservation goes back.
+            self.rq.send(RqMsg::Withdraw {
+                tenant: cb.request.tenant.clone(),
+                call: k.to_owned(),
+            });
+            return;
+        }
+        cb.state = "dialing";
+        cb.agent = Some(agent);
+        let mut user_data = cb.request.user_data.clone();
+        user_data.insert("GCB_id".into(), cb.request.id.clone());
+        let (tenant, dial) = (cb.request.tenant.clone(), cb.request.customer.clone());
+        let (calls, myself, key) = (self.calls.clone(), self.myself.clone(), k.to_owned());
+        tokio::spawn(async move {
+            let asked = ractor::call!(calls, |reply| ProxyMsg::MakeCall {
+                tenant,
+                dn,
+                dial,
+                user_data,
+                thread: None,
+                reply,
+            });
+            let outcome = match asked {
+                Ok(Ok(call)) => Ok(call),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("calls unavailable: {e}")),
+            };
+            let _ = myself.cast(CallbackMsg::Placed { key, outcome });
+        });
+    }
+
+    fn placed(&mut self, k: &str, outcome: Result<String, String>) {
+        let Some(cb) = self.callbacks.get_mut(k) else {
+            return;
+        };
+        let waited_ms = crate::unix_ms().saturating_sub(cb.queued_ms);
+        let tenant = cb.request.tenant.clone();
+        match outcome {
+            Ok(call) => {
+                cb.call_id = Some(call);
+                self.rq.send(RqMsg::Delivered {
+                    tenant,
+                    call: k.to_owned(),
+                    waited_ms,
+                });
+                self.event(k, "CallbackDialed");
+            }
+            Err(reason) => {
+                cb.state = "failed";
+                cb.reason = reason;
+                self.rq.send(RqMsg::Withdraw {
+                    tenant,
+                    call: k.to_owned(),
+                });
+                self.event(k, "CallbackFailed");
+            }
+        }
+    }
+
+    async fn status(&self, tenant: &str, id: &str) -> Option<Status> {
+        let k = key(tenant, id);
+        let cb = self.callbacks.get(&k)?;
+        let place = if cb.state == "queued" {
+            self.rq.place(tenant, &k).await
+        } else {
+            None
+        };
+        Some(Status {
+            id: cb.request.id.clone(),
+            state: cb.state,
+            customer: cb.request.customer.clone(),
+            queue: cb.request.queue.clone(),
+            position: place.as_ref().map(|p| p.position),
+            ewt_ms: place.as_ref().and_then(|p| p.ewt_ms),
+            agent: cb.agent.clone().or_else(|| place.and_then(|p| p.agent)),
+            call_id: cb.call_id.clone(),
+            reason: cb.reason.clone(),
+        })
+    }
+
+    /// An event of the callback on the tenant's call stream.
+    fn event(&self, k: &str, kind: &str) {
+        let Some(cb) = self.callbacks.get(k) else {
+            return;
+        };
+        let r = &cb.request;
+        let mut user_data: std::collections::HashMap<String, String> =
+            r.user_data.clone().into_iter().collect();
+        user_data.insert("GCB_id".into(), r.id.clone());
+        let mut parties = vec![Party {
+            dn: r.customer.clone(),
+            role: "destination".into(),
+            uri: String::new(),
+        }];
+        if let Some(agent) = &cb.agent {
+            parties.insert(
+                0,
+                Party {
+                    dn: agent.clone(),
+                    role: "origination".into(),
+                    uri: String::new(),
+                },
+            );
+        }
+        let payload = Payload::Call(CallThread {
+            call_id: cb.call_id.clone().unwrap_or_default(),
+            thread_id: cb.call_id.clone().unwrap_or_default(),
+            parties,
+            dnis: r.customer.clone(),
+            origin: "callback".into(),
+            cause: cb.reason.clone(),
+            duration_ms: crate::unix_ms().saturating_sub(cb.queued_ms) as i64,
+            user_data,
+            queue: r.queue.clone(),
+            target: r.target.clone(),
+            priority: r.priority,
+            ..Default::default()
+        });
+        let event = new_event(
+            &r.tenant,
+            TOPIC_CALLTHREAD,
+            format!("{}:{}", r.tenant, k),
+            kind,
+            payload,
+            crate::unix_ms(),
+        );
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            if let Err(e) = events.publish(event).await {
+                tracing::warn!(error = %e, "callback event not stored");
+            }
+        });
+    }
+}
+
+/// Reads the callback requests of every tenant from their Redis streams, as consumer
+/// `consumer` of the nodes' group, and hands them to `callbacks`; each request read is
+/// acknowledged once handed over. Runs until the task is dropped.
+pub async fn follow_requests(
+    client: redis::Client,
+    directory: tokio::sync::watch::Receiver<Arc<Directory>>,
+    consumer: String,
+    callbacks: Callbacks,
+) {
+    // Its reads block for a second: no response timeout shorter than that.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    let mut conn = loop {
+        match client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(error = %e, "callback requests: Redis unreachable, retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let mut grouped: Vec<String> = Vec::new();
+    loop {
+        let tenants: Vec<String> = directory
+            .borrow()
+            .tenants()
+            .map(|t| t.name.clone())
+            .collect();
+        let streams: Vec<String> = tenants
+            .iter()
+            .map(|t| crate::events::stream_name(t, "ges-callbacks"))
+            .collect();
+        for s in &streams {
+            if grouped.contains(s) {
+                continue;
+            }
+            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(s)
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut conn)
+                .await;
+            match created {
+                Ok(()) => grouped.push(s.clone()),
+                Err(e) if e.code() == Some("BUSYGROUP") => grouped.push(s.clone()),
+                Err(e) => tracing::warn!(stream = %s, error = %e, "callback requests group"),
+            }
+        }
+        if streams.is_empty() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(&consumer)
+            .arg("COUNT")
+            .arg(100)
+            .arg("BLOCK")
+            .arg(1000)
+            .arg("STREAMS")
+            .arg(&streams);
+        for _ in &streams {
+            cmd.arg(">");
+        }
+        type Entries = Vec<(String, Vec<(String, HashMap<String, String>)>)>;
+        let read: redis::RedisResult<Option<Entries>> = cmd.query_async(&mut conn).await;
+        let entries = match read {
+            Ok(entries) => entries.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "callback requests not read, retrying");
+                grouped.clear();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for (stream, items) in entries {
+            let Some(tenant) = tenants
+                .iter()
+                .zip(&streams)
+                .find(|(_, s)| **s == stream)
+                .map(|(t, _)| t.clone())
+            else {
+                continue;
+            };
+            for (entry, fields) in items {
+                match Request::from_fields(&tenant, &fields) {
+                    Ok(request) => callbacks.send(CallbackMsg::New(request)),
+                    Err(reason) => tracing::warn!(%tenant, %entry, %reason,
+                        "callback request refused"),
+                }
+                let acked: redis::RedisResult<()> = redis::cmd("XACK")
+                    .arg(&stream)
+                    .arg(GROUP)
+                    .arg(&entry)
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(e) = acked {
+                    tracing::warn!(%stream, %entry, error = %e, "callback request not acknowledged");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn requests_are_read_from_ges_entries_and_bad_ones_say_why() {
+        let good = fields(&[
+            ("id", "cb-1"),
+            ("customer", "915551230000"),
+            ("queue", "support"),
+            ("target", "english >= 3"),
+            ("priority", "5"),
+            ("userData", r#"{"reason": "billing", "attempt": 2}"#),
+        ]);
+        let r = Request::from_fields("demo", &good).expect("a request");
+        assert_eq!((r.id.as_str(), r.priority), ("cb-1", 5));
+        assert_eq!(r.user_data["reason"], "billing");
+        assert_eq!(r.user_data["attempt"], "2");
+
+        let without = |k: &str| {
+            let mut f = good.clone();
+            f.remove(k);
+            Request::from_fields("demo", &f)
+        };
+        assert_eq!(without("id"), Err("id: required".into()));
+        assert_eq!(without("customer"), Err("customer: required".into()));
+        assert_eq!(without("priority").map(|r| r.priority), Ok(0));
+        let with = |k: &str, v: &str| {
+            let mut f = good.clone();
+            f.insert(k.into(), v.into());
+            Request::from_fields("demo", &f)
+        };
+        assert!(with("priority", "high").is_err_and(|e| e.starts_with("priority:")));
+        assert!(with("userData", "[1]").is_err_and(|e| e.starts_with("userData:")));
+    }
+}
