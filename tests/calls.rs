@@ -51,19 +51,8 @@ fn an_sbc_call_reaches_a_phone_is_held_resumed_and_hung_up() {
     assert_eq!(released["dnis"], "1001");
     let thread = &events[0].1["threadId"];
     assert!(events.iter().all(|(_, e)| &e["threadId"] == thread));
-    let roles: Vec<(&str, &str)> = released["parties"]
-        .as_array()
-        .expect("parties")
-        .iter()
-        .map(|p| {
-            (
-                p["role"].as_str().unwrap_or(""),
-                p["dn"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
     assert_eq!(
-        roles,
+        support::parties(released),
         [("origination", "+15551230000"), ("destination", "1001")]
     );
     // The snapshot of the call was there while it lasted and is gone with it.

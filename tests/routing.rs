@@ -605,19 +605,8 @@ async fn a_ges_callback_calls_the_agent_then_the_customer() {
         .find(|(k, p)| k == "Established" && p["callId"] == call_id.as_str())
         .expect("established");
     // The agent's phone placed it, to the customer.
-    let parties: Vec<(&str, &str)> = call["parties"]
-        .as_array()
-        .expect("parties")
-        .iter()
-        .map(|p| {
-            (
-                p["role"].as_str().unwrap_or(""),
-                p["dn"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
     assert_eq!(
-        parties,
+        support::parties(call),
         [("origination", "1003"), ("destination", "15551230000")],
         "{call}"
     );

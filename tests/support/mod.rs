@@ -559,3 +559,21 @@ pub fn call_events(conn: &mut redis::Connection) -> Vec<(String, serde_json::Val
         })
         .collect()
 }
+
+/// A call event's parties as (role, DN).
+pub fn parties(call: &serde_json::Value) -> Vec<(&str, &str)> {
+    call["parties"]
+        .as_array()
+        .map(|parties| {
+            parties
+                .iter()
+                .map(|p| {
+                    (
+                        p["role"].as_str().unwrap_or(""),
+                        p["dn"].as_str().unwrap_or(""),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
