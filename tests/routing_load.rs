@@ -31,9 +31,29 @@ use switchboard_routing::target::{Profile, Target};
 
 type Agents = pb::agents_client::AgentsClient<tonic::transport::Channel>;
 
-const CALLS: usize = 300;
-/// Calls per second from the SBC.
-const RATE: f64 = 8.0;
+/// The scenario's size: the demo's 20 agents, 300 calls at 8 a second. `ROUTING_AGENTS`
+/// (more agents, DNs 1021 on, skills as the demo's), `ROUTING_CALLS` and `ROUTING_RATE` scale
+/// it up for a load run by hand, which then reports switchboard's CPU time.
+#[derive(Clone, Copy)]
+struct Scale {
+    agents: u32,
+    calls: usize,
+    rate: f64,
+}
+
+fn scale() -> Scale {
+    fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+    Scale {
+        agents: var("ROUTING_AGENTS", 20).max(20),
+        calls: var("ROUTING_CALLS", 300),
+        rate: var("ROUTING_RATE", 8.0),
+    }
+}
 /// The DN whose phone rings and is never answered.
 const RONA_DN: &str = "1009";
 /// How long an agent and a call it could take may both wait before it counts as idling: the
@@ -48,8 +68,25 @@ const SALES: &str = "play music file:///music/hold.wav\n\
     queue sales target \"sales >= 5 & english >= 6\" priority 8 timeout 300s\n\
     route default\n";
 
-fn config(media: &str) -> (TenantConfig, String) {
+fn config(media: &str, agents: u32) -> (TenantConfig, String) {
     let mut demo = demo_tenant();
+    // More agents like the demo's: English 1 to 10, billing or sales.
+    for number in 1021..1001 + agents {
+        let like = ((number - 1001) % 20) as usize;
+        let mut dn = demo.dns[like].clone();
+        dn.number = number.to_string();
+        dn.password = format!("demo{number}");
+        let mut place = demo.places[like].clone();
+        place.name = format!("place{number}");
+        place.dns = vec![dn.number.clone()];
+        let mut agent = demo.agents[like].clone();
+        agent.id = format!("a{number}");
+        agent.login_code = dn.number.clone();
+        agent.place = Some(place.name.clone());
+        demo.dns.push(dn);
+        demo.places.push(place);
+        demo.agents.push(agent);
+    }
     let named = |name: &str| NamedConfig {
         name: name.into(),
         options: Options::new(),
@@ -100,10 +137,10 @@ fn config(media: &str) -> (TenantConfig, String) {
 
 /// The SBC's injection files: for each call, the number dialed and the caller; the patient
 /// callers' and those of the callers who give up after 1.5 s (one in ten).
-fn calls_files(dir: &Path) -> [std::path::PathBuf; 2] {
+fn calls_files(dir: &Path, calls: usize) -> [std::path::PathBuf; 2] {
     let mut patient = String::from("SEQUENTIAL\n");
     let mut impatient = patient.clone();
-    for i in 0..CALLS {
+    for i in 0..calls {
         let number = if i % 3 == 0 {
             "+18005550200"
         } else {
@@ -425,7 +462,8 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
     let url = support::redis_db(31);
     let dir = tempfile::tempdir().expect("temp dir");
     let media_port = free_port();
-    let (demo, text) = config(&format!("127.0.0.1:{media_port}"));
+    let size = scale();
+    let (demo, text) = config(&format!("127.0.0.1:{media_port}"), size.agents);
     let server = Server::start_with_config(Some(&text), &["--redis", &url]);
     let mut sipps = Running(Vec::new());
     sipps.0.push(serving(
@@ -494,7 +532,7 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
 
     // The SBC places the calls (two SIPp instances: the patient callers, and one in ten who
     // give up) and waits for the last to end.
-    let [patient, impatient] = calls_files(dir.path());
+    let [patient, impatient] = calls_files(dir.path(), size.calls);
     let impatient_xml = impatient_scenario(dir.path());
     let sbc = |scenario: &Path, calls: &Path, count: usize, rate: f64| {
         sipp(
@@ -521,15 +559,16 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
         .spawn()
         .expect("sipp runs")
     };
-    let few = CALLS / 10;
+    let cpu_before = cpu_secs(server.pid());
+    let few = size.calls / 10;
     let mut sbcs = [
         sbc(
             &scenario("sbc_queue.xml"),
             &patient,
-            CALLS - few,
-            RATE * 0.9,
+            size.calls - few,
+            size.rate * 0.9,
         ),
-        sbc(&impatient_xml, &impatient, few, RATE * 0.1),
+        sbc(&impatient_xml, &impatient, few, size.rate * 0.1),
     ];
     let statuses = tokio::task::spawn_blocking(move || {
         sbcs.each_mut()
@@ -537,6 +576,7 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
     })
     .await
     .expect("wait");
+    let cpu = cpu_secs(server.pid()) - cpu_before;
     running.store(false, Ordering::SeqCst);
     let made_ready = readying.await.expect("readying");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -574,7 +614,7 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
     // Every call ended once: served or abandoned, never lost or ended while waiting.
     assert_eq!(
         f.outcomes.len(),
-        CALLS,
+        size.calls,
         "every call reached the routing point and ended\n{}",
         sipp_errors(dir.path())
     );
@@ -604,7 +644,7 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
     for (caller, waited) in &f.abandoned {
         assert!(*waited >= 1_400, "{caller} waited {waited} ms");
     }
-    assert_eq!(f.served + f.abandoned.len(), CALLS);
+    assert_eq!(f.served + f.abandoned.len(), size.calls);
 
     // RONA: a1009 let calls ring; each went back to its queue and on to another agent (or
     // its caller gave up).
@@ -619,12 +659,42 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
         .collect();
     assert!(lost.is_empty(), "calls after RONA: {lost:?} not served");
     eprintln!(
-        "{} calls: {} served, {} abandoned, {} RONA requeues; longest agent-and-call wait \
-         side by side {} ms",
-        CALLS,
+        "{} agents, {} calls at {}/s: {} served, {} abandoned, {} RONA requeues; longest \
+         agent-and-call wait side by side {} ms; switchboard CPU {cpu:.2} s",
+        size.agents,
+        size.calls,
+        size.rate,
         f.served,
         f.abandoned.len(),
         f.rona_requeues.len(),
         f.longest_idle_pair_ms
     );
+}
+
+/// The CPU time process `pid` has used, in seconds (user and system, from /proc).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name in parentheses: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let per_sec = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(100.0);
+    (ticks(14) + ticks(15)) / per_sec
 }

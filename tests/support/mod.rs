@@ -178,6 +178,11 @@ impl Server {
         panic!("switchboard did not become ready:\n{}", self.log_text());
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
