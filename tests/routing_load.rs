@@ -534,6 +534,8 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
     // give up) and waits for the last to end.
     let [patient, impatient] = calls_files(dir.path(), size.calls);
     let impatient_xml = impatient_scenario(dir.path());
+    // The time the calls take to place, and a minute for the last to be served.
+    let limit = (size.calls as f64 / size.rate) as u64 + 60;
     let sbc = |scenario: &Path, calls: &Path, count: usize, rate: f64| {
         sipp(
             dir.path(),
@@ -552,7 +554,7 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
                 &count.to_string(),
                 "-trace_logs",
                 "-timeout",
-                "90s",
+                &format!("{limit}s"),
                 &server.sip.to_string(),
             ],
         )
@@ -572,7 +574,7 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
     ];
     let statuses = tokio::task::spawn_blocking(move || {
         sbcs.each_mut()
-            .map(|sbc| wait(sbc, Duration::from_secs(100)))
+            .map(|sbc| wait(sbc, Duration::from_secs(limit + 10)))
     })
     .await
     .expect("wait");
@@ -635,8 +637,12 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
     // Abandons: exactly the callers who gave up, each with the time it waited.
     let quitters = gave_up(dir.path());
     let abandoned: BTreeSet<String> = f.abandoned.iter().map(|(c, _)| c.clone()).collect();
+    // At the scenario's own size the load exceeds what the agents serve; a run scaled by
+    // hand may not.
+    let scaled =
+        std::env::var_os("ROUTING_AGENTS").is_some() || std::env::var_os("ROUTING_RATE").is_some();
     assert!(
-        !quitters.is_empty(),
+        !quitters.is_empty() || scaled,
         "the load makes some callers give up ({} abandoned)",
         f.abandoned.len(),
     );
