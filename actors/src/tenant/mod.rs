@@ -248,6 +248,29 @@ impl Tenant {
                 })
             })
             .collect();
+        for (i, q) in c.queues.iter().enumerate() {
+            let Some(choice) = q.options.get("choice") else {
+                continue;
+            };
+            let field = format!("queues[{i}].options.choice");
+            match switchboard_routing::pool::Choice::parse(choice) {
+                None => {
+                    return Err(fail(
+                        field,
+                        format!(
+                            "{choice:?} is not one of longest-idle, most-skilled, least-occupied, round-robin"
+                        ),
+                    ));
+                }
+                Some(switchboard_routing::pool::Choice::RingAll) => {
+                    return Err(fail(
+                        field,
+                        "ring-all (every agent rung at once) is not supported yet".into(),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
         let mut strategies: HashMap<String, BTreeMap<u32, Arc<Program>>> = HashMap::new();
         for (i, s) in c.strategies.iter().enumerate() {
             let program = compile_strategy(c, s)
@@ -817,6 +840,21 @@ mod tests {
         };
         let mut session = Session::new(program, call, now);
         std::iter::from_fn(|| session.poll_action()).collect()
+    }
+
+    #[test]
+    fn a_queue_choice_must_be_one_routing_knows() {
+        let with = |choice: &str| {
+            let mut c = demo_tenant();
+            c.queues[0].options.insert("choice".into(), choice.into());
+            c
+        };
+        assert!(Tenant::from_config(&with("most-skilled")).is_ok());
+        let (field, problem) = invalid(with("fastest"));
+        assert_eq!(field, "queues[0].options.choice");
+        assert!(problem.contains("least-occupied"), "{problem}");
+        let (_, problem) = invalid(with("ring-all"));
+        assert!(problem.contains("not supported"), "{problem}");
     }
 
     #[test]
