@@ -17,7 +17,7 @@ use switchboard_routing::strategy::{Action, CallInfo, Event, Overflow, Route, Se
 
 use crate::agent_state::AgentState;
 use crate::agent_state::machine::{Command, WorkMode};
-use crate::rq::{Rq, RqMsg};
+use crate::rq::{Rq, RqMsg, Told};
 use crate::sip_cluster::CallMsg;
 use crate::tenant::Tenant;
 use crate::wakeups::Wakeups;
@@ -96,17 +96,8 @@ pub enum OrsMsg {
         call: String,
         report: Report,
     },
-    /// From `rq`: an agent is reserved for the call.
-    Matched {
-        call: String,
-        agent: String,
-        dn: String,
-    },
-    /// From `rq`: the agent reserved is no longer available.
-    Unreserved {
-        call: String,
-        agent: String,
-    },
+    /// From `rq`: an agent is reserved for a call, or no longer.
+    Rq(Told),
     Wake,
 }
 
@@ -243,16 +234,17 @@ impl Actor for OrsActor {
                 entry.session.handle(event, now);
                 state.drive(&call, &myself);
             }
-            OrsMsg::Matched { call, agent, dn } => {
+            OrsMsg::Rq(Told::Matched { call, agent, dn }) => {
                 let Some(entry) = state.sessions.get_mut(&call) else {
-                    // The call left meanwhile: the reservation goes back.
+                    // The call left meanwhile: the withdrawal its session sent gives the
+                    // reservation back.
                     return Ok(());
                 };
                 entry.agent = Some(agent.clone());
                 entry.session.handle(Event::Matched { agent, dn }, now);
                 state.drive(&call, &myself);
             }
-            OrsMsg::Unreserved { call, agent } => {
+            OrsMsg::Rq(Told::Unreserved { call, agent }) => {
                 if let Some(entry) = state.sessions.get(&call)
                     && entry.agent.as_deref() == Some(agent.as_str())
                 {

@@ -102,11 +102,7 @@ impl Waiter {
 impl From<ActorRef<OrsMsg>> for Waiter {
     fn from(session: ActorRef<OrsMsg>) -> Self {
         Self::new(move |told| {
-            let msg = match told {
-                Told::Matched { call, agent, dn } => OrsMsg::Matched { call, agent, dn },
-                Told::Unreserved { call, agent } => OrsMsg::Unreserved { call, agent },
-            };
-            let _ = session.cast(msg);
+            let _ = session.cast(OrsMsg::Rq(told));
         })
     }
 }
@@ -671,16 +667,33 @@ impl RqState {
 
 #[cfg(test)]
 mod tests {
-    //! The RQ actor with the demo tenant, its routing sessions played by a probe.
+    //! The RQ actor with the demo tenant, its calls' sessions played by a waiter that
+    //! passes on what it is told.
 
     use std::time::Duration;
 
+    use tokio::sync::mpsc;
+
     use super::*;
-    use crate::probe::Probe;
     use crate::tenant::demo_tenant;
 
+    /// A waiter, and what it is told as (call, agent, "matched" or "unreserved").
+    fn waiter() -> (
+        Waiter,
+        mpsc::UnboundedReceiver<(String, String, &'static str)>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let waiter = Waiter::new(move |told| {
+            let _ = tx.send(match told {
+                Told::Matched { call, agent, .. } => (call, agent, "matched"),
+                Told::Unreserved { call, agent } => (call, agent, "unreserved"),
+            });
+        });
+        (waiter, rx)
+    }
+
     /// Call `call` for the support queue's English speakers of level 3 or more.
-    fn submit(session: &ActorRef<OrsMsg>, call: &str, priority: u32, since: u64) -> RqMsg {
+    fn submit(waiter: &Waiter, call: &str, priority: u32, since: u64) -> RqMsg {
         RqMsg::Submit {
             tenant: "demo".into(),
             call: call.into(),
@@ -688,12 +701,12 @@ mod tests {
             target: Target::parse("english >= 3").expect("target"),
             priority,
             since,
-            waiter: session.clone().into(),
+            waiter: waiter.clone(),
         }
     }
 
-    /// What the probe standing for the sessions was told next.
-    async fn next<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> T {
+    /// What the waiter was told next.
+    async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
         tokio::time::timeout(Duration::from_secs(2), rx.recv())
             .await
             .expect("told in time")
@@ -715,12 +728,7 @@ mod tests {
     async fn calls_and_agents_meet_by_target_and_priority_and_a_reservation_comes_back() {
         let directory = Arc::new(Directory::new(&[demo_tenant()]).expect("demo"));
         let rq = Rq::spawn(directory).await.expect("rq");
-        let (session, mut rx) = Probe::spawn(|m: OrsMsg| match m {
-            OrsMsg::Matched { call, agent, .. } => Some((call, agent, "matched")),
-            OrsMsg::Unreserved { call, agent } => Some((call, agent, "unreserved")),
-            _ => None,
-        })
-        .await;
+        let (session, mut rx) = waiter();
         let submit =
             |call: &str, priority: u32, since: u64| submit(&session, call, priority, since);
         let mut next = async || next(&mut rx).await;
@@ -767,7 +775,6 @@ mod tests {
         // a1002 is Ready; a1004 and a1005 are reserved.
         assert_eq!((stats[0].waiting, stats[0].ready, stats[0].busy), (0, 1, 2));
         assert!(rq.place("demo", "c2").await.is_none());
-        session.stop(None);
         rq.stop();
     }
 
@@ -775,11 +782,7 @@ mod tests {
     async fn a_reservation_ends_with_its_call_and_never_lends_an_agent_twice() {
         let directory = Arc::new(Directory::new(&[demo_tenant()]).expect("demo"));
         let rq = Rq::spawn(directory).await.expect("rq");
-        let (session, mut rx) = Probe::spawn(|m: OrsMsg| match m {
-            OrsMsg::Matched { call, agent, .. } => Some((call, agent)),
-            _ => None,
-        })
-        .await;
+        let (session, mut rx) = waiter();
         let submit = |call: &str, since: u64| submit(&session, call, 0, since);
         let mut next = async || next(&mut rx).await;
         let on_call = |agent: &str, on: bool| Availability {
@@ -792,13 +795,13 @@ mod tests {
         // for the next call.
         rq.availability(ready("a1003", true));
         rq.send(submit("c1", 1));
-        assert_eq!(next().await, ("c1".into(), "a1003".into()));
+        assert_eq!(next().await, ("c1".into(), "a1003".into(), "matched"));
         rq.send(RqMsg::Withdraw {
             tenant: "demo".into(),
             call: "c1".into(),
         });
         rq.send(submit("c2", 2));
-        assert_eq!(next().await, ("c2".into(), "a1003".into()));
+        assert_eq!(next().await, ("c2".into(), "a1003".into(), "matched"));
 
         // The call is delivered before agent state reports the agent on it: the agent is
         // not lent to c3 meanwhile, but once its call is over.
@@ -811,7 +814,7 @@ mod tests {
         assert_eq!(rq.stats("demo").await[0].waiting, 1);
         rq.availability(on_call("a1003", true));
         rq.availability(on_call("a1003", false));
-        assert_eq!(next().await, ("c3".into(), "a1003".into()));
+        assert_eq!(next().await, ("c3".into(), "a1003".into(), "matched"));
 
         // a1003 lets c3 ring (RONA): c3 waits again, and a1003 is not offered it, nor any
         // call, until it is not ready and then ready again.
@@ -826,8 +829,7 @@ mod tests {
         assert_eq!((stats[0].waiting, stats[0].ready), (1, 1));
         rq.availability(ready("a1003", false));
         rq.availability(ready("a1003", true));
-        assert_eq!(next().await, ("c3".into(), "a1003".into()));
-        session.stop(None);
+        assert_eq!(next().await, ("c3".into(), "a1003".into(), "matched"));
         rq.stop();
     }
 }
