@@ -503,11 +503,11 @@ fn callback(
     (status, serde_json::from_str(body).expect("JSON"))
 }
 
-/// Polls callback `id` until it is in `state`; its status.
-async fn callback_in(server: &Server, id: &str, state: &str) -> serde_json::Value {
+/// Polls callback `id` until it is in `state` with every field of `with`; its status.
+async fn callback_in(server: &Server, id: &str, state: &str, with: &[&str]) -> serde_json::Value {
     for _ in 0..50 {
         let (code, body) = callback(server, "GET", id, Some(DEMO_KEY));
-        if code == 200 && body["state"] == state {
+        if code == 200 && body["state"] == state && with.iter().all(|f| !body[f].is_null()) {
             return body;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -545,7 +545,11 @@ async fn a_ges_callback_calls_the_agent_then_the_customer() {
         .expect("redis")
         .get_connection()
         .expect("connect");
-    for id in ["cb-1", "cb-2"] {
+    for (id, target) in [
+        ("cb-1", "english >= 3"),
+        ("cb-2", "english >= 3"),
+        ("cb-3", "french >= 3"),
+    ] {
         let _: String = redis::cmd("XADD")
             .arg("sb:demo:ges-callbacks")
             .arg("*")
@@ -553,16 +557,22 @@ async fn a_ges_callback_calls_the_agent_then_the_customer() {
                 ("id", id),
                 ("customer", "915551230000"),
                 ("queue", "support"),
-                ("target", "english >= 3"),
+                ("target", target),
                 ("priority", "5"),
                 ("userData", r#"{"GCB_reason": "billing question"}"#),
             ])
             .query(&mut conn)
             .expect("xadd");
     }
-    let first = callback_in(&server, "cb-1", "queued").await;
+    // A target naming a skill the tenant does not have is refused, with the reason.
+    let refused = callback_in(&server, "cb-3", "failed", &[]).await;
+    assert_eq!(refused["reason"], r#"unknown skill "french""#, "{refused}");
+    let first = callback_in(&server, "cb-1", "queued", &[]).await;
     assert_eq!(first["position"], 1, "{first}");
-    assert_eq!(callback_in(&server, "cb-2", "queued").await["position"], 2);
+    assert_eq!(
+        callback_in(&server, "cb-2", "queued", &[]).await["position"],
+        2
+    );
     let (code, cancelled) = callback(&server, "DELETE", "cb-2", Some(DEMO_KEY));
     assert_eq!(
         (code, &cancelled["state"]),
@@ -573,7 +583,7 @@ async fn a_ges_callback_calls_the_agent_then_the_customer() {
 
     // a1003 is Ready: its phone is called, then the customer.
     ready(&mut agents, "1003").await;
-    let dialing = callback_in(&server, "cb-1", "dialing").await;
+    let dialing = callback_in(&server, "cb-1", "dialing", &["callId"]).await;
     assert_eq!(dialing["agent"], "a1003", "{dialing}");
     let call_id = dialing["callId"]
         .as_str()
@@ -600,6 +610,15 @@ async fn a_ges_callback_calls_the_agent_then_the_customer() {
     };
     assert_eq!(of("cb-1"), ["CallbackQueued", "CallbackDialed"]);
     assert_eq!(of("cb-2"), ["CallbackQueued", "CallbackCancelled"]);
+    assert_eq!(of("cb-3"), ["CallbackFailed"]);
+    let (_, dialed) = events
+        .iter()
+        .find(|(k, _)| k == "CallbackDialed")
+        .expect("dialed");
+    assert_eq!(
+        support::parties(dialed),
+        [("origination", "1003"), ("destination", "915551230000")]
+    );
     let (_, call) = events
         .iter()
         .find(|(k, p)| k == "Established" && p["callId"] == call_id.as_str())

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_proto::events::{CallThread, Party, Payload};
+use switchboard_routing::strategy::{Known, unknown_name};
 use switchboard_routing::target::Target;
 
 use crate::events::{EventSink, TOPIC_CALLTHREAD, new_event};
@@ -189,13 +190,34 @@ struct State {
 
 struct Callback {
     request: Request,
-    state: &'static str,
-    agent: Option<String>,
+    phase: Phase,
+    /// The agent reserved, and its DN.
+    agent: Option<(String, String)>,
     call_id: Option<String>,
     reason: String,
     queued_ms: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Queued,
+    Dialing,
+    Cancelled,
+    Failed,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Queued => "queued",
+            Phase::Dialing => "dialing",
+            Phase::Cancelled => "cancelled",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
+/// A callback's name in the node's map and in its queue.
 fn key(tenant: &str, id: &str) -> String {
     format!("callback:{tenant}:{id}")
 }
@@ -227,28 +249,28 @@ impl Actor for CallbacksActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            CallbackMsg::New(request) => state.new_request(request),
+            CallbackMsg::New(request) => state.new_request(request).await,
             CallbackMsg::Told(Told::Matched { call, agent, dn }) => {
-                state.matched(&call, agent, dn);
+                state.matched(&call, agent, dn).await;
             }
             // The call waits again in its queue with its age: nothing to do.
             CallbackMsg::Told(Told::Unreserved { .. }) => {}
-            CallbackMsg::Placed { key, outcome } => state.placed(&key, outcome),
+            CallbackMsg::Placed { key, outcome } => state.placed(&key, outcome).await,
             CallbackMsg::Get { tenant, id, reply } => {
                 let _ = reply.send(state.status(&tenant, &id).await);
             }
             CallbackMsg::Cancel { tenant, id, reply } => {
                 let k = key(&tenant, &id);
                 if let Some(cb) = state.callbacks.get_mut(&k)
-                    && cb.state == "queued"
+                    && cb.phase == Phase::Queued
                 {
-                    cb.state = "cancelled";
+                    cb.phase = Phase::Cancelled;
                     cb.reason = "cancelled".into();
                     state.rq.send(RqMsg::Withdraw {
                         tenant: tenant.clone(),
                         call: k.clone(),
                     });
-                    state.event(&k, "CallbackCancelled");
+                    state.event(&k, "CallbackCancelled").await;
                 }
                 let _ = reply.send(state.status(&tenant, &id).await);
             }
@@ -259,7 +281,7 @@ impl Actor for CallbacksActor {
 }
 
 impl State {
-    fn new_request(&mut self, request: Request) {
+    async fn new_request(&mut self, request: Request) {
         let k = key(&request.tenant, &request.id);
         if self.callbacks.contains_key(&k) {
             tracing::info!(tenant = %request.tenant, id = %request.id,
@@ -267,41 +289,33 @@ impl State {
             return;
         }
         let now = crate::unix_ms();
-        let refused = match self.directory.by_name(&request.tenant) {
-            None => Some(format!("no tenant {}", request.tenant)),
-            Some(t) if !t.config.queues.iter().any(|q| q.name == request.queue) => {
-                Some(format!("no virtual queue {:?}", request.queue))
-            }
-            Some(t) if t.dial_plan.route(&request.customer).is_none() => {
-                Some(format!("no dial plan rule matches {:?}", request.customer))
-            }
-            Some(_) => None,
-        };
-        let target = Target::parse(&request.target);
+        let checked = self.check(&request);
         let mut cb = Callback {
             request,
-            state: "queued",
+            phase: Phase::Queued,
             agent: None,
             call_id: None,
             reason: String::new(),
             queued_ms: now,
         };
-        let problem = refused.or_else(|| target.as_ref().err().map(|e| e.to_string()));
-        if let Some(reason) = problem {
-            tracing::warn!(tenant = %cb.request.tenant, id = %cb.request.id, %reason,
-                "callback request refused");
-            cb.state = "failed";
-            cb.reason = reason;
-            self.callbacks.insert(k.clone(), cb);
-            self.event(&k, "CallbackFailed");
-            return;
-        }
+        let target = match checked {
+            Ok(target) => target,
+            Err(reason) => {
+                tracing::warn!(tenant = %cb.request.tenant, id = %cb.request.id, %reason,
+                    "callback request refused");
+                cb.phase = Phase::Failed;
+                cb.reason = reason;
+                self.callbacks.insert(k.clone(), cb);
+                self.event(&k, "CallbackFailed").await;
+                return;
+            }
+        };
         let myself = self.myself.clone();
         self.rq.send(RqMsg::Submit {
             tenant: cb.request.tenant.clone(),
             call: k.clone(),
             queue: cb.request.queue.clone(),
-            target: target.expect("checked"),
+            target,
             priority: cb.request.priority,
             since: now,
             waiter: Waiter::new(move |told| {
@@ -309,15 +323,35 @@ impl State {
             }),
         });
         self.callbacks.insert(k.clone(), cb);
-        self.event(&k, "CallbackQueued");
+        self.event(&k, "CallbackQueued").await;
+    }
+
+    /// The request's target, if the tenant has its queue, the names its target uses, and a
+    /// route to the customer; why not.
+    fn check(&self, request: &Request) -> Result<Target, String> {
+        let tenant = self
+            .directory
+            .by_name(&request.tenant)
+            .ok_or_else(|| format!("no tenant {}", request.tenant))?;
+        if !tenant.config.queue(&request.queue) {
+            return Err(format!("no virtual queue {:?}", request.queue));
+        }
+        if tenant.dial_plan.route(&request.customer).is_none() {
+            return Err(format!("no dial plan rule matches {:?}", request.customer));
+        }
+        let target = Target::parse(&request.target).map_err(|e| e.to_string())?;
+        match unknown_name(&target, &tenant.config) {
+            Some(unknown) => Err(unknown),
+            None => Ok(target),
+        }
     }
 
     /// An agent is reserved: its phone is called, then the customer.
-    fn matched(&mut self, k: &str, agent: String, dn: String) {
+    async fn matched(&mut self, k: &str, agent: String, dn: String) {
         let Some(cb) = self.callbacks.get_mut(k) else {
             return;
         };
-        if cb.state != "queued" {
+        if cb.phase != Phase::Queued {
             // Cancelled meanwhile: the reservation goes back.
             self.rq.send(RqMsg::Withdraw {
                 tenant: cb.request.tenant.clone(),
@@ -325,8 +359,8 @@ impl State {
             });
             return;
         }
-        cb.state = "dialing";
-        cb.agent = Some(agent);
+        cb.phase = Phase::Dialing;
+        cb.agent = Some((agent, dn.clone()));
         let mut user_data = cb.request.user_data.clone();
         user_data.insert("GCB_id".into(), cb.request.id.clone());
         let (tenant, dial) = (cb.request.tenant.clone(), cb.request.customer.clone());
@@ -349,7 +383,7 @@ impl State {
         });
     }
 
-    fn placed(&mut self, k: &str, outcome: Result<String, String>) {
+    async fn placed(&mut self, k: &str, outcome: Result<String, String>) {
         let Some(cb) = self.callbacks.get_mut(k) else {
             return;
         };
@@ -363,16 +397,16 @@ impl State {
                     call: k.to_owned(),
                     waited_ms,
                 });
-                self.event(k, "CallbackDialed");
+                self.event(k, "CallbackDialed").await;
             }
             Err(reason) => {
-                cb.state = "failed";
+                cb.phase = Phase::Failed;
                 cb.reason = reason;
                 self.rq.send(RqMsg::Withdraw {
                     tenant,
                     call: k.to_owned(),
                 });
-                self.event(k, "CallbackFailed");
+                self.event(k, "CallbackFailed").await;
             }
         }
     }
@@ -380,26 +414,31 @@ impl State {
     async fn status(&self, tenant: &str, id: &str) -> Option<Status> {
         let k = key(tenant, id);
         let cb = self.callbacks.get(&k)?;
-        let place = if cb.state == "queued" {
+        let place = if cb.phase == Phase::Queued {
             self.rq.place(tenant, &k).await
         } else {
             None
         };
         Some(Status {
             id: cb.request.id.clone(),
-            state: cb.state,
+            state: cb.phase.name(),
             customer: cb.request.customer.clone(),
             queue: cb.request.queue.clone(),
             position: place.as_ref().map(|p| p.position),
             ewt_ms: place.as_ref().and_then(|p| p.ewt_ms),
-            agent: cb.agent.clone().or_else(|| place.and_then(|p| p.agent)),
+            agent: cb
+                .agent
+                .as_ref()
+                .map(|(agent, _)| agent.clone())
+                .or_else(|| place.and_then(|p| p.agent)),
             call_id: cb.call_id.clone(),
             reason: cb.reason.clone(),
         })
     }
 
-    /// An event of the callback on the tenant's call stream.
-    fn event(&self, k: &str, kind: &str) {
+    /// An event of the callback on the tenant's call stream, stored before the next, as a
+    /// call's are; the last one (dialed, cancelled, failed) closes its numbering.
+    async fn event(&self, k: &str, kind: &str) {
         let Some(cb) = self.callbacks.get(k) else {
             return;
         };
@@ -412,11 +451,11 @@ impl State {
             role: "destination".into(),
             uri: String::new(),
         }];
-        if let Some(agent) = &cb.agent {
+        if let Some((_, dn)) = &cb.agent {
             parties.insert(
                 0,
                 Party {
-                    dn: agent.clone(),
+                    dn: dn.clone(),
                     role: "origination".into(),
                     uri: String::new(),
                 },
@@ -436,20 +475,25 @@ impl State {
             priority: r.priority,
             ..Default::default()
         });
+        let key = format!("{}:callback:{}", r.tenant, r.id);
         let event = new_event(
             &r.tenant,
             TOPIC_CALLTHREAD,
-            format!("{}:{}", r.tenant, k),
+            key.clone(),
             kind,
             payload,
             crate::unix_ms(),
         );
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            if let Err(e) = events.publish(event).await {
-                tracing::warn!(error = %e, "callback event not stored");
-            }
-        });
+        if let Err(e) = self.events.publish(event).await {
+            tracing::warn!(tenant = %r.tenant, id = %r.id, kind, error = %e,
+                "callback event not stored");
+        }
+        if cb.phase != Phase::Queued
+            && let Err(e) = self.events.close_key(&r.tenant, &key).await
+        {
+            tracing::warn!(tenant = %r.tenant, id = %r.id, error = %e,
+                "callback's event counter not removed");
+        }
     }
 }
 

@@ -50,7 +50,7 @@
 //! when compiled, and so is one that names queues, skills, groups, agents or DNs the tenant
 //! does not have ([`Program::check`]).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::target::Target;
@@ -224,6 +224,20 @@ pub trait Known {
     fn group(&self, name: &str) -> bool;
     fn agent(&self, id: &str) -> bool;
     fn dn(&self, number: &str) -> bool;
+}
+
+/// The first skill, agent group or agent of `target` the tenant does not have, said as a
+/// refusal (`unknown skill "x"`).
+pub fn unknown_name(target: &Target, known: &dyn Known) -> Option<String> {
+    let names = target.names();
+    let find = |list: BTreeSet<String>, what: &str, has: &dyn Fn(&str) -> bool| {
+        list.into_iter()
+            .find(|n| !has(n))
+            .map(|n| format!("unknown {what} {n:?}"))
+    };
+    find(names.skills, "skill", &|n| known.skill(n))
+        .or_else(|| find(names.groups, "agent group", &|n| known.group(n)))
+        .or_else(|| find(names.agents, "agent", &|n| known.agent(n)))
 }
 
 impl Program {
@@ -1586,6 +1600,21 @@ mod tests {
         fn dn(&self, number: &str) -> bool {
             number == "1001"
         }
+    }
+
+    #[test]
+    fn a_target_names_only_what_the_tenant_has() {
+        let unknown = |t: &str| unknown_name(&Target::parse(t).expect("target"), &Tenant);
+        assert_eq!(unknown("english >= 3 | group:support"), None);
+        assert_eq!(
+            unknown("english >= 3 & french > 1"),
+            Some("unknown skill \"french\"".into())
+        );
+        assert_eq!(
+            unknown("group:vip"),
+            Some("unknown agent group \"vip\"".into())
+        );
+        assert_eq!(unknown("agent:a9"), Some("unknown agent \"a9\"".into()));
     }
 
     #[test]
