@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use support::peer::{Peer, raw_phone, sbc_in_dialog, sbc_invite, sdp};
 use support::sipp::{
-    Running, answering_phone, register, scenario, serving, sipp, sipp_errors, wait,
+    Running, answering_phone, register, sbc_calls, scenario, serving, sipp_errors, wait,
 };
 use support::{DEMO_KEY, Server, agent, call_events, log_in, with_key};
 use switchboard_actors::tenant::{MediaServerConfig, Options, TenantConfig, demo_tenant};
@@ -417,26 +417,8 @@ async fn the_demo_routes_a_sipp_call_through_its_strategy() {
 
     let calls = dir.path().join("calls.csv");
     std::fs::write(&calls, "SEQUENTIAL\n+18005550100;+15551230000;\n").expect("calls");
-    let mut sbc = sipp(
-        dir.path(),
-        &[
-            "-sf",
-            scenario("sbc_queue.xml").to_str().expect("path"),
-            "-inf",
-            calls.to_str().expect("path"),
-            "-i",
-            "127.0.0.2",
-            "-p",
-            &support::free_port().to_string(),
-            "-m",
-            "1",
-            "-timeout",
-            "30s",
-            &server.sip.to_string(),
-        ],
-    )
-    .spawn()
-    .expect("sipp runs");
+    let sbc_xml = scenario("sbc_queue.xml");
+    let mut sbc = sbc_calls(dir.path(), &server, &sbc_xml, &calls, 1, 10.0, 30);
     // The caller hears the music a moment before the agent is Ready.
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     ready(&mut agents, "1003").await;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use support::sipp::{Running, register, scenario, serving, sipp, sipp_errors, wait};
+use support::sipp::{Running, register, sbc_calls, scenario, serving, sipp_errors, wait};
 use support::{DEMO_KEY, Server, agent, free_port, log_in, with_key};
 use switchboard_actors::tenant::{
     DialRuleConfig, MediaServerConfig, NamedConfig, Options, RoutingPointConfig, StrategyConfig,
@@ -537,29 +537,7 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
     // The time the calls take to place, and a minute for the last to be served.
     let limit = (size.calls as f64 / size.rate) as u64 + 60;
     let sbc = |scenario: &Path, calls: &Path, count: usize, rate: f64| {
-        sipp(
-            dir.path(),
-            &[
-                "-sf",
-                scenario.to_str().expect("path"),
-                "-inf",
-                calls.to_str().expect("path"),
-                "-i",
-                "127.0.0.2",
-                "-p",
-                &free_port().to_string(),
-                "-r",
-                &format!("{rate}"),
-                "-m",
-                &count.to_string(),
-                "-trace_logs",
-                "-timeout",
-                &format!("{limit}s"),
-                &server.sip.to_string(),
-            ],
-        )
-        .spawn()
-        .expect("sipp runs")
+        sbc_calls(dir.path(), &server, scenario, calls, count, rate, limit)
     };
     let cpu_before = cpu_secs(server.pid());
     let few = size.calls / 10;

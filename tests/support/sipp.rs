@@ -56,50 +56,79 @@ pub fn register(server: &Server, dir: &Path, dn: &str, port: u16) {
 
 /// A SIPp phone on `dn` at `ip`:`port` that answers one call (phone_answer.xml).
 pub fn answering_phone(dir: &Path, dn: &str, ip: &str, port: u16) -> Child {
-    let child = sipp(
+    uas(
         dir,
-        &[
-            "-sf",
-            scenario("phone_answer.xml").to_str().expect("path"),
-            "-s",
-            dn,
-            "-m",
-            "1",
-            "-i",
-            ip,
-            "-p",
-            &port.to_string(),
-            "-timeout",
-            "30s",
-        ],
+        "phone_answer.xml",
+        dn,
+        ip,
+        port,
+        &["-m", "1", "-timeout", "30s"],
     )
-    .spawn()
-    .expect("sipp runs");
-    // SIPp binds its socket at once; give it the moment it needs.
-    std::thread::sleep(Duration::from_millis(300));
-    child
 }
 
 /// A SIPp UAS running scenario `name` on `ip`:`port`, for as many calls as come, until
 /// killed.
 pub fn serving(dir: &Path, name: &str, service: &str, ip: &str, port: u16) -> Child {
-    let child = sipp(
+    uas(dir, name, service, ip, port, &[])
+}
+
+fn uas(dir: &Path, name: &str, service: &str, ip: &str, port: u16, extra: &[&str]) -> Child {
+    let port = port.to_string();
+    let scenario = scenario(name);
+    let mut args = vec![
+        "-sf",
+        scenario.to_str().expect("path"),
+        "-s",
+        service,
+        "-i",
+        ip,
+        "-p",
+        &port,
+    ];
+    args.extend_from_slice(extra);
+    let child = sipp(dir, &args)
+        .spawn()
+        .expect("sipp runs (scripts/test.sh installs sip-tester)");
+    // SIPp binds its socket at once; give it the moment it needs.
+    std::thread::sleep(Duration::from_millis(300));
+    child
+}
+
+/// The carrier's SBC from 127.0.0.2 (the demo trunk's address): SIPp placing `count` calls of
+/// `scenario` at `rate` a second to `server`, each line of injection file `calls` one call,
+/// within `limit_secs`; with `-trace_logs`, the scenario's log actions go to its directory.
+pub fn sbc_calls(
+    dir: &Path,
+    server: &Server,
+    scenario: &Path,
+    calls: &Path,
+    count: usize,
+    rate: f64,
+    limit_secs: u64,
+) -> Child {
+    sipp(
         dir,
         &[
             "-sf",
-            scenario(name).to_str().expect("path"),
-            "-s",
-            service,
+            scenario.to_str().expect("path"),
+            "-inf",
+            calls.to_str().expect("path"),
             "-i",
-            ip,
+            "127.0.0.2",
             "-p",
-            &port.to_string(),
+            &super::free_port().to_string(),
+            "-r",
+            &format!("{rate}"),
+            "-m",
+            &count.to_string(),
+            "-trace_logs",
+            "-timeout",
+            &format!("{limit_secs}s"),
+            &server.sip.to_string(),
         ],
     )
     .spawn()
-    .expect("sipp runs (scripts/test.sh installs sip-tester)");
-    std::thread::sleep(Duration::from_millis(300));
-    child
+    .expect("sipp runs (scripts/test.sh installs sip-tester)")
 }
 
 /// SIPp instances killed when dropped, whether the test passed or not.
