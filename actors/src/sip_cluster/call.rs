@@ -3480,8 +3480,7 @@ impl Call {
                     .unwrap_or_default(),
             });
         }
-        let (target, priority) = self.waiting_target();
-        CallThread {
+        let mut thread = CallThread {
             call_id: self.id.to_string(),
             thread_id: self.thread_id().to_owned(),
             parties,
@@ -3496,12 +3495,10 @@ impl Call {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            routing_point: self.waiting_number(),
-            queue: self.waiting_queue(),
-            treatment: self.waiting_treatment(),
-            target,
-            priority,
-        }
+            ..CallThread::default()
+        };
+        self.routing_fields(&mut thread);
+        thread
     }
 
     /// What another node needs to finish the call: each leg's dialog and where it is reached.

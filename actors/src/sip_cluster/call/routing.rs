@@ -26,6 +26,7 @@ use switchboard_sip::{Headers, Response, Uri};
 use super::{Call, CallEventKind, LegId, Output, Phase, Progress, Purpose};
 use crate::ors::{Order, Report, RouteRequest};
 use crate::registrar::Binding;
+use switchboard_proto::events::CallThread;
 
 /// How long a media server has to answer a treatment before the next one is tried.
 const MEDIA_ANSWER: Duration = Duration::from_secs(4);
@@ -128,34 +129,21 @@ impl Call {
             }))));
     }
 
-    pub(super) fn waiting_number(&self) -> String {
-        self.waiting
+    /// What the call's events say of its routing point, while it waits at one: the
+    /// number, queue, treatment, target and priority (left empty otherwise).
+    pub(super) fn routing_fields(&self, thread: &mut CallThread) {
+        let Some(w) = self.waiting.as_ref() else {
+            return;
+        };
+        thread.routing_point = w.number.clone();
+        thread.queue = w.queue.clone();
+        thread.treatment = w
+            .treatment
             .as_ref()
-            .map(|w| w.number.clone())
-            .unwrap_or_default()
-    }
-
-    pub(super) fn waiting_queue(&self) -> String {
-        self.waiting
-            .as_ref()
-            .map(|w| w.queue.clone())
-            .unwrap_or_default()
-    }
-
-    /// The target and priority the call waits with, if queued.
-    pub(super) fn waiting_target(&self) -> (String, u32) {
-        self.waiting
-            .as_ref()
-            .map(|w| (w.target.clone(), w.priority))
-            .unwrap_or_default()
-    }
-
-    pub(super) fn waiting_treatment(&self) -> String {
-        self.waiting
-            .as_ref()
-            .and_then(|w| w.treatment.as_ref())
             .map(|t| t.treatment.kind().to_owned())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        thread.target = w.target.clone();
+        thread.priority = w.priority;
     }
 
     fn report(&mut self, report: Report) {
