@@ -441,15 +441,9 @@ impl Tenant {
 }
 
 impl RqState {
-    fn profile(&self, tenant: &str, agent: &str) -> Option<&Profile> {
-        self.known.get(tenant)?.profiles.get(agent)
-    }
-
     fn availability(&mut self, a: Availability) {
-        let profile = self.profile(&a.tenant, &a.agent).cloned();
         let t = self.tenants.entry(a.tenant.clone()).or_default();
         let info = t.agents.entry(a.agent.clone()).or_default();
-        let was_available = info.available;
         info.dn = a.dn.clone();
         info.queues = a.queues.iter().cloned().collect();
         info.available = a.available;
@@ -480,26 +474,21 @@ impl RqState {
                 agent: a.agent.clone(),
             });
         }
-        match (a.available && !rona, profile) {
-            (true, Some(profile)) => {
-                let load = t.agents.get(&a.agent).map_or(0, |i| i.load);
-                if !(was_available && t.pool.contains(&a.agent)) {
-                    t.pool.insert_loaded(profile, crate::unix_ms(), load);
-                }
-                self.offer_agent(&a.tenant, &a.agent);
-            }
-            _ => {
-                t.pool.remove(&a.agent);
-            }
+        if a.available && !rona {
+            self.free_agent(&a.tenant, &a.agent);
+        } else {
+            t.pool.remove(&a.agent);
         }
     }
 
-    /// A reservation of `agent` ended: back to the pool if it is free to take a call.
+    /// An agent became free (Ready, or a reservation ended): into the pool, and offered the
+    /// first call (by priority, then age) across the queues it may take; unless it is there
+    /// already or may not take a call.
     fn free_agent(&mut self, tenant: &str, agent: &str) {
-        let Some(profile) = self.profile(tenant, agent).cloned() else {
-            return;
-        };
-        let Some(t) = self.tenants.get_mut(tenant) else {
+        let (Some(profile), Some(t)) = (
+            self.known.get(tenant).and_then(|k| k.profiles.get(agent)),
+            self.tenants.get_mut(tenant),
+        ) else {
             return;
         };
         let Some(info) = t.agents.get(agent) else {
@@ -513,21 +502,8 @@ impl RqState {
         {
             return;
         }
-        let load = info.load;
-        t.pool.insert_loaded(profile, crate::unix_ms(), load);
-        self.offer_agent(tenant, agent);
-    }
-
-    /// An agent became Ready: the first call (by priority, then age) across the queues it
-    /// may take.
-    fn offer_agent(&mut self, tenant: &str, agent: &str) {
-        let (Some(profile), Some(t)) = (self.profile(tenant, agent), self.tenants.get(tenant))
-        else {
-            return;
-        };
-        if !t.pool.contains(agent) {
-            return;
-        }
+        t.pool
+            .insert_loaded(profile.clone(), crate::unix_ms(), info.load);
         if let Some((queue, call)) = t.first_for(profile) {
             self.reserve(tenant, &queue, &call, agent);
         }
