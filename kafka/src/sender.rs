@@ -1,0 +1,220 @@
+//! The sender: reads the spool in order and produces each record to Kafka, moving the
+//! acknowledged offset as Kafka confirms them. Any failure (the broker away, a topic lost with
+//! a broker that restarted empty, a producer error) drops the producer; the sender waits, makes
+//! a new one, creates the topics again if they are missing, and starts over from the first
+//! record Kafka had not acknowledged. Records Kafka did take but whose acknowledgement was lost
+//! go again: delivery is at least once, and consumers drop duplicates by event id.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use crate::spool::Reader;
+use crate::{KafkaConfig, Shared, Topic};
+
+/// Records handed to the producer and not yet acknowledged, at most.
+const WINDOW: usize = 50_000;
+
+/// librdkafka's own logs and errors: the sender reports outages itself, once, so they are
+/// kept for debugging.
+#[derive(Clone)]
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        tracing::debug!(target: "librdkafka", ?level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", %error, reason);
+    }
+}
+
+/// Why a run of the sender ended.
+enum Ended {
+    Stopped,
+    Failed(String),
+}
+
+pub(crate) async fn run(config: KafkaConfig, shared: Arc<Shared>, mut reader: Reader) {
+    let mut outage: Option<Instant> = None;
+    let mut backoff = Duration::from_millis(200);
+    let mut last_reminder = Instant::now();
+    loop {
+        if shared.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let failure = match connect(&config).await {
+            Ok(producer) => {
+                shared.connected.store(true, Ordering::Relaxed);
+                if let Some(since) = outage.take() {
+                    let pending = spooled(&shared);
+                    tracing::info!(
+                        away_secs = since.elapsed().as_secs(),
+                        spooled_bytes = pending,
+                        "kafka reachable again: sending the spooled events in order"
+                    );
+                }
+                backoff = Duration::from_millis(200);
+                match pump(&producer, &mut reader, &shared).await {
+                    Ended::Stopped => return,
+                    Ended::Failed(why) => why,
+                }
+            }
+            Err(why) => why,
+        };
+        shared.connected.store(false, Ordering::Relaxed);
+        match outage {
+            None => {
+                tracing::warn!(brokers = %config.brokers, error = %failure, spool = %config.spool_dir.display(),
+                    "kafka unreachable: events are kept in the spool and sent when it returns");
+                outage = Some(Instant::now());
+                last_reminder = Instant::now();
+            }
+            Some(since) if last_reminder.elapsed() >= Duration::from_secs(30) => {
+                tracing::warn!(away_secs = since.elapsed().as_secs(), spooled_bytes = spooled(&shared),
+                    error = %failure, "kafka still unreachable; spooling");
+                last_reminder = Instant::now();
+            }
+            Some(_) => tracing::debug!(error = %failure, "kafka still unreachable"),
+        }
+        let wait = tokio::time::sleep(backoff);
+        tokio::select! {
+            () = wait => {}
+            () = shared.wake.notified() => {
+                // Woken by new events: still wait out the back-off, unless stopping.
+                if !shared.stop.load(Ordering::Acquire) {
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn spooled(shared: &Shared) -> u64 {
+    shared
+        .written
+        .load(Ordering::Acquire)
+        .saturating_sub(shared.acked.load(Ordering::Acquire))
+}
+
+/// A producer, with the reporting topics present on the broker.
+async fn connect(config: &KafkaConfig) -> Result<FutureProducer<Quiet>, String> {
+    let mut client = ClientConfig::new();
+    for (name, value) in config.client_properties() {
+        client.set(name, value);
+    }
+    let admin: AdminClient<Quiet> = client
+        .create_with_context(Quiet)
+        .map_err(|e| format!("admin client: {e}"))?;
+    let topics: Vec<NewTopic<'_>> = Topic::ALL
+        .iter()
+        .map(|t| {
+            NewTopic::new(
+                t.name(),
+                config.partitions,
+                TopicReplication::Fixed(config.replication),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new()
+        .request_timeout(Some(Duration::from_secs(5)))
+        .operation_timeout(Some(Duration::from_secs(5)));
+    let results = admin
+        .create_topics(topics.iter(), &options)
+        .await
+        .map_err(|e| format!("creating topics: {e}"))?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(%topic, "kafka topic created"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(format!("creating topic {topic}: {code}")),
+        }
+    }
+    let timeout = config.delivery_timeout_ms.max(1000).to_string();
+    client
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", &timeout)
+        .set("queue.buffering.max.messages", (WINDOW * 2).to_string());
+    client
+        .create_with_context(Quiet)
+        .map_err(|e| format!("producer: {e}"))
+}
+
+/// Sends from the first unacknowledged record until told to stop or something fails.
+async fn pump(producer: &FutureProducer<Quiet>, reader: &mut Reader, shared: &Shared) -> Ended {
+    let from = shared.acked.load(Ordering::Acquire);
+    if let Err(e) = reader.seek(from) {
+        return Ended::Failed(format!("spool: {e}"));
+    }
+    let mut inflight: VecDeque<(u64, DeliveryFuture)> = VecDeque::new();
+    loop {
+        while inflight.len() < WINDOW {
+            let (end, record) = match reader.next() {
+                Ok(Some(next)) => next,
+                Ok(None) => break,
+                Err(e) => match skip_damage(reader, shared, &e) {
+                    Some(()) => continue,
+                    None => return Ended::Failed(format!("spool: {e}")),
+                },
+            };
+            let sent = producer.send_result(
+                FutureRecord::to(record.topic.name())
+                    .key(&record.key)
+                    .payload(&record.payload),
+            );
+            match sent {
+                Ok(delivery) => inflight.push_back((end, delivery)),
+                Err((e, _)) => return Ended::Failed(format!("producing: {e}")),
+            }
+        }
+        let Some((end, delivery)) = inflight.front_mut() else {
+            if shared.stop.load(Ordering::Acquire) {
+                return Ended::Stopped;
+            }
+            // Nothing to send: wait for the writer.
+            let _ = tokio::time::timeout(Duration::from_millis(200), shared.wake.notified()).await;
+            continue;
+        };
+        let end = *end;
+        if shared.stop.load(Ordering::Acquire) {
+            // Stopping: what is in flight gets a few seconds.
+            match tokio::time::timeout(Duration::from_secs(3), delivery).await {
+                Ok(Ok(Ok(_))) => {}
+                _ => return Ended::Stopped,
+            }
+        } else {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Ended::Failed(e.to_string()),
+                Err(_) => return Ended::Failed("the producer went away".into()),
+            }
+        }
+        inflight.pop_front();
+        shared.acked.fetch_max(end, Ordering::AcqRel);
+        shared.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A record in the middle of the spool that does not read back (the disk damaged it): the
+/// rest of its segment is skipped, the loss counted and reported. `None` when there is
+/// nothing to skip to.
+fn skip_damage(reader: &mut Reader, shared: &Shared, error: &std::io::Error) -> Option<()> {
+    let at = reader.position();
+    let next = reader.skip_segment().ok().flatten()?;
+    tracing::error!(alarm = "events-lost", offset = at, skipped_to = next, %error,
+        "ALARM: event spool damaged mid-file: the rest of the segment is lost");
+    shared.lost.fetch_add(1, Ordering::Relaxed);
+    shared.damaged.fetch_add(next - at, Ordering::Relaxed);
+    Some(())
+}
