@@ -2,11 +2,12 @@
 //! any), then the environment and flags, and passed down.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
 use switchboard_actors::tenant::TenantConfig;
+use switchboard_kafka::KafkaConfig;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -20,6 +21,8 @@ pub(crate) struct NodeConfig {
     pub(crate) cluster: ClusterNodesConfig,
     pub(crate) auth: AuthConfig,
     pub(crate) events: EventsConfig,
+    /// Reporting to Kafka; without it, events go to the JSON-lines file of `[events] file`.
+    pub(crate) kafka: Option<KafkaConfig>,
     /// Inline tenants; none means the built-in demo tenant.
     pub(crate) tenants: Vec<TenantConfig>,
 }
@@ -210,12 +213,18 @@ impl Default for AuthConfig {
 pub(crate) struct EventsConfig {
     /// Entries each Redis stream keeps (approximately).
     pub(crate) stream_length: usize,
+    /// Without Kafka, every event is appended to this JSON-lines file; empty turns it off.
+    pub(crate) file: PathBuf,
+    /// How often the file is synced to disk.
+    pub(crate) sync_ms: u64,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
         Self {
             stream_length: switchboard_actors::events::DEFAULT_STREAM_LENGTH,
+            file: PathBuf::from("switchboard-events.jsonl"),
+            sync_ms: 50,
         }
     }
 }
@@ -252,6 +261,14 @@ mod tests {
             redis = "redis://127.0.0.1:6390"
             [registrar]
             max_expires = 600
+            [kafka]
+            brokers = "10.0.0.5:9092,10.0.0.6:9092"
+            format = "protobuf"
+            security_protocol = "sasl_ssl"
+            sasl_mechanism = "SCRAM-SHA-256"
+            sasl_username = "switchboard"
+            sasl_password = "secret"
+            ssl_ca = "/etc/ssl/kafka-ca.pem"
             [[tenants]]
             name = "acme"
             domain = "acme.example"
@@ -265,6 +282,9 @@ mod tests {
         assert_eq!(c.sip.listen.port(), 5070);
         assert_eq!(c.registrar.max_expires, 600);
         assert_eq!(c.registrar.min_expires, 60);
+        let kafka = c.kafka.expect("kafka");
+        assert_eq!(kafka.format, switchboard_kafka::Format::Protobuf);
+        assert_eq!(kafka.spool_high_water, 0.8);
         assert_eq!(c.tenants[0].dns[0].number, "2001");
     }
 

@@ -114,6 +114,16 @@ struct ServeArgs {
     /// The provisioning API's administrator key.
     #[arg(long, env = "SWITCHBOARD_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
+    /// Kafka brokers (`host:port,...`): report events there (the rest of `[kafka]` from the
+    /// file, or its defaults).
+    #[arg(long, env = "SWITCHBOARD_KAFKA")]
+    kafka: Option<String>,
+    /// Where the spool for Kafka lives.
+    #[arg(long, env = "SWITCHBOARD_SPOOL_DIR")]
+    spool_dir: Option<PathBuf>,
+    /// Without Kafka: the JSON-lines file events are appended to (empty: none).
+    #[arg(long, env = "SWITCHBOARD_EVENTS_FILE")]
+    events_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -213,6 +223,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(key) = args.admin_key {
         config.auth.admin_key = Some(key);
+    }
+    if let Some(brokers) = args.kafka {
+        config.kafka.get_or_insert_with(Default::default).brokers = brokers;
+    }
+    if let Some(dir) = args.spool_dir {
+        match config.kafka.as_mut() {
+            Some(kafka) => kafka.spool_dir = dir,
+            None => anyhow::bail!("--spool-dir is the spool for Kafka: give --kafka BROKERS too"),
+        }
+    }
+    if let Some(file) = args.events_file {
+        config.events.file = file;
     }
     let node = node::Node::start(config).await?;
     shutdown_signal().await;

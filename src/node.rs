@@ -12,7 +12,7 @@ use switchboard_actors::agent_state::store::AgentStore;
 use switchboard_actors::agent_state::{AgentState, AgentStateConfig};
 use switchboard_actors::call_state::{CallState, SnapshotStore};
 use switchboard_actors::callbacks::Callbacks;
-use switchboard_actors::events::{EventSink, MemorySink, RedisSink};
+use switchboard_actors::events::{EventSink, RedisSink};
 use switchboard_actors::ors::{Ors, wall_clock};
 use switchboard_actors::registrar::{
     BindingStore, MemoryStore, Policy, RedisStore, Registrar, RegistrarConfig, RegistrarMsg,
@@ -25,6 +25,7 @@ use switchboard_actors::tenant::watch::Watcher;
 use switchboard_actors::tenant::{
     ConfigError, Directory, TenantActor, TenantConfig, TenantMsg, demo_tenant,
 };
+use switchboard_kafka::Reporter;
 use switchboard_sip::Host;
 use switchboard_sip::auth::NonceKey;
 use switchboard_sip::transaction::TimerConfig;
@@ -57,6 +58,8 @@ pub(crate) struct Node {
     callbacks: Callbacks,
     /// The callbacks API, and the reading of GES's requests (with Redis).
     callbacks_tasks: [Option<tokio::task::JoinHandle<()>>; 2],
+    /// Kafka or the JSON-lines file.
+    reporter: Option<Reporter>,
     /// Follows PostgreSQL while the node runs; stops when dropped.
     _watcher: Option<Watcher>,
 }
@@ -66,6 +69,7 @@ struct Ready {
     proxy: ActorRef<ProxyMsg>,
     /// Whether configuration changes in PostgreSQL are being followed.
     config_followed: Option<Arc<AtomicBool>>,
+    reporter: Option<Reporter>,
 }
 
 impl health::Readiness for Ready {
@@ -76,6 +80,20 @@ impl health::Readiness for Ready {
             return Err(
                 "postgresql: configuration changes are not reaching this node (serving the last snapshot)".into(),
             );
+        }
+        if let Some(status) = self.reporter.as_ref().map(Reporter::status)
+            && !status.accepting
+        {
+            return Err(format!(
+                "events: the spool for Kafka holds {} bytes, past its high-water mark of {} (Kafka {}); new calls and registrations get 503",
+                status.spooled_bytes,
+                status.spool_high_water_bytes,
+                if status.connected {
+                    "is slow"
+                } else {
+                    "is unreachable"
+                }
+            ));
         }
         let Some(conn) = &self.redis else {
             return Ok(());
@@ -93,11 +111,57 @@ impl health::Readiness for Ready {
     async fn metrics(&self) -> String {
         let calls = ractor::call_t!(self.proxy, ProxyMsg::Calls, 1000)
             .map_or_else(|_| "NaN".to_owned(), |n| n.to_string());
-        format!(
+        let mut text = format!(
             "# HELP switchboard_calls_active Calls in progress on this node (call actors alive).\n\
              # TYPE switchboard_calls_active gauge\n\
              switchboard_calls_active {calls}\n"
-        )
+        );
+        if let Some(s) = self.reporter.as_ref().map(Reporter::status) {
+            let metrics: [(&str, &str, &str, u64); 6] = [
+                (
+                    "switchboard_events_delivered_total",
+                    "counter",
+                    "Events Kafka acknowledged (or the events file took).",
+                    s.delivered,
+                ),
+                (
+                    "switchboard_events_lost_total",
+                    "counter",
+                    "Events lost because the spool was full: alarm on any increase.",
+                    s.lost,
+                ),
+                (
+                    "switchboard_events_spooled_bytes",
+                    "gauge",
+                    "Bytes of events waiting in the spool for Kafka.",
+                    s.spooled_bytes,
+                ),
+                (
+                    "switchboard_events_spool_high_water_bytes",
+                    "gauge",
+                    "Spooled bytes past which new calls and registrations are refused.",
+                    s.spool_high_water_bytes,
+                ),
+                (
+                    "switchboard_events_spool_damaged_bytes",
+                    "gauge",
+                    "Bytes cut off a damaged spool tail at start.",
+                    s.damaged_bytes,
+                ),
+                (
+                    "switchboard_kafka_connected",
+                    "gauge",
+                    "1 when Kafka takes events (always 1 without Kafka).",
+                    u64::from(s.connected),
+                ),
+            ];
+            for (name, kind, help, value) in metrics {
+                text.push_str(&format!(
+                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+                ));
+            }
+        }
+        text
     }
 }
 
@@ -129,12 +193,31 @@ impl Node {
         };
         let (redis_client, redis) = redis.unzip();
         let events = match (&redis_client, &redis) {
-            (Some(client), Some(conn)) => EventSink::Redis(RedisSink::new(
+            (Some(client), Some(conn)) => EventSink::redis(RedisSink::new(
                 client.clone(),
                 conn.clone(),
                 config.events.stream_length,
             )),
-            _ => EventSink::Memory(MemorySink::default()),
+            _ => EventSink::memory(),
+        };
+        let reporter = start_reporting(&config)?;
+        let streams = if redis.is_some() {
+            "redis streams sb:{tenant}:{topic}"
+        } else {
+            "memory (no --redis)"
+        };
+        match &reporter {
+            Some(r) => {
+                tracing::info!(streams, reporting = %r.status().destination, "events")
+            }
+            None => tracing::info!(
+                streams,
+                "events: no reporting ([events] file is empty and no [kafka])"
+            ),
+        }
+        let events = match &reporter {
+            Some(r) => events.reporting_to(r.clone()),
+            None => events,
         };
         let nonce_lifetime = Duration::from_secs(config.auth.nonce_lifetime_secs);
         let nonce_key = match &config.auth.nonce_secret {
@@ -250,6 +333,10 @@ impl Node {
             cluster_nodes: config.cluster.nodes.clone(),
             probe_interval: Duration::from_millis(config.cluster.probe_ms.max(100)),
             trusted_proxies: config.cluster.proxies.clone(),
+            accepting: reporter
+                .as_ref()
+                .map(Reporter::accepting)
+                .unwrap_or_else(|| ProxyConfig::default().accepting),
             ..ProxyConfig::default()
         };
         let (proxy, _) = Actor::spawn(
@@ -351,6 +438,7 @@ impl Node {
                 redis,
                 proxy: proxy.clone(),
                 config_followed,
+                reporter: reporter.clone(),
             }),
         ));
         if sip_udp.ip().is_loopback() {
@@ -371,6 +459,7 @@ impl Node {
             grpc,
             callbacks,
             callbacks_tasks: [Some(callbacks_http), follow_callbacks],
+            reporter,
             _watcher: watcher,
         })
     }
@@ -389,9 +478,28 @@ impl Node {
         self.rq.stop();
         self.registrar.stop(None);
         self.tenant.stop(None);
-        // Give the actors a moment to close their sockets.
+        // Give the actors a moment to close their sockets and emit their last events.
         tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(reporter) = &self.reporter {
+            reporter.close().await;
+        }
     }
+}
+
+/// Reporting as configured: Kafka (through its spool), else the JSON-lines file, else none.
+fn start_reporting(config: &NodeConfig) -> anyhow::Result<Option<Reporter>> {
+    if let Some(kafka) = &config.kafka {
+        return Ok(Some(
+            Reporter::kafka(kafka.clone()).context("cannot start reporting to Kafka")?,
+        ));
+    }
+    if config.events.file.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        Reporter::json_lines(&config.events.file, config.events.sync_ms)
+            .context("cannot open the events file")?,
+    ))
 }
 
 async fn spawn_registrar<S: BindingStore>(

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use redis::Script;
 use redis::aio::ConnectionManager;
+use switchboard_kafka::Reporter;
 use switchboard_proto::events::{Event, Payload};
 use switchboard_proto::{event_fields, event_from_fields};
 use tokio::sync::broadcast;
@@ -133,18 +134,85 @@ pub fn stream_name(tenant: &str, topic: &str) -> String {
     format!("sb:{tenant}:{topic}")
 }
 
+/// Where events go: the tenant's Redis streams (or memory), and with a [`Reporter`], Kafka or
+/// the JSON-lines file as well.
 #[derive(Clone, Debug)]
-pub enum EventSink {
+pub struct EventSink {
+    streams: Streams,
+    report: Option<Reporter>,
+}
+
+#[derive(Clone, Debug)]
+enum Streams {
     Memory(MemorySink),
     Redis(RedisSink),
 }
 
 impl EventSink {
-    /// Numbers the event within its key and appends it to its stream; returns it as stored.
+    /// Streams in memory only.
+    pub fn memory() -> Self {
+        Self::in_memory(MemorySink::default())
+    }
+
+    /// Streams in the given memory (which the caller may read back).
+    pub fn in_memory(memory: MemorySink) -> Self {
+        EventSink {
+            streams: Streams::Memory(memory),
+            report: None,
+        }
+    }
+
+    pub fn redis(redis: RedisSink) -> Self {
+        EventSink {
+            streams: Streams::Redis(redis),
+            report: None,
+        }
+    }
+
+    /// Every event stored is also handed to `reporter` (Kafka, or the JSON-lines file).
+    pub fn reporting_to(self, reporter: Reporter) -> Self {
+        EventSink {
+            report: Some(reporter),
+            ..self
+        }
+    }
+
+    /// The memory holding the streams, when they are held in memory.
+    pub fn as_memory(&self) -> Option<&MemorySink> {
+        match &self.streams {
+            Streams::Memory(m) => Some(m),
+            Streams::Redis(_) => None,
+        }
+    }
+
+    /// Numbers the event within its key and appends it to its stream, then hands it to
+    /// reporting (without waiting); returns it as stored. An event the streams could not take
+    /// (Redis away) still goes to reporting, unnumbered (`seq` 0).
     pub async fn publish(&self, event: Event) -> Result<Event> {
-        match self {
-            EventSink::Memory(m) => Ok(m.publish(event)),
-            EventSink::Redis(r) => r.publish(event).await,
+        let stored = match &self.streams {
+            Streams::Memory(m) => Ok(m.publish(event)),
+            Streams::Redis(r) => r
+                .publish(&event)
+                .await
+                .map(|seq| Event {
+                    seq,
+                    ..event.clone()
+                })
+                .map_err(|e| (e, event)),
+        };
+        match stored {
+            Ok(event) => {
+                if let Some(report) = &self.report {
+                    report.emit(event.clone());
+                }
+                Ok(event)
+            }
+            Err((e, event)) => {
+                if let Some(report) = &self.report {
+                    report.emit(event);
+                }
+                Err(e)
+            }
         }
     }
 
@@ -156,17 +224,17 @@ impl EventSink {
         after: EntryId,
         count: usize,
     ) -> Result<Vec<Entry>> {
-        match self {
-            EventSink::Memory(m) => Ok(m.read_after(tenant, topic, after, count)),
-            EventSink::Redis(r) => r.read_after(tenant, topic, after, count).await,
+        match &self.streams {
+            Streams::Memory(m) => Ok(m.read_after(tenant, topic, after, count)),
+            Streams::Redis(r) => r.read_after(tenant, topic, after, count).await,
         }
     }
 
     /// The id of a topic's newest entry (zero when it has none).
     pub async fn last_id(&self, tenant: &str, topic: &str) -> Result<EntryId> {
-        match self {
-            EventSink::Memory(m) => Ok(m.last_id(tenant, topic)),
-            EventSink::Redis(r) => r.last_id(tenant, topic).await,
+        match &self.streams {
+            Streams::Memory(m) => Ok(m.last_id(tenant, topic)),
+            Streams::Redis(r) => r.last_id(tenant, topic).await,
         }
     }
 
@@ -178,9 +246,9 @@ impl EventSink {
         topic: &str,
         after: EntryId,
     ) -> Result<std::result::Result<(), Option<EntryId>>> {
-        let (deleted, oldest) = match self {
-            EventSink::Memory(m) => m.trimmed(tenant, topic),
-            EventSink::Redis(r) => r.trimmed(tenant, topic).await?,
+        let (deleted, oldest) = match &self.streams {
+            Streams::Memory(m) => m.trimmed(tenant, topic),
+            Streams::Redis(r) => r.trimmed(tenant, topic).await?,
         };
         Ok(if deleted > after { Err(oldest) } else { Ok(()) })
     }
@@ -193,22 +261,22 @@ impl EventSink {
         tenant: &str,
         topics: &'static [&'static str],
     ) -> Result<broadcast::Receiver<Arc<Entry>>> {
-        match self {
-            EventSink::Memory(m) => Ok(m.follow(tenant)),
-            EventSink::Redis(r) => r.follow(tenant, topics).await,
+        match &self.streams {
+            Streams::Memory(m) => Ok(m.follow(tenant)),
+            Streams::Redis(r) => r.follow(tenant, topics).await,
         }
     }
 
     /// Forgets the numbering of a key that will have no more events (a call thread that
     /// ended), so that counters do not pile up, one per call ever made.
     pub async fn close_key(&self, tenant: &str, key: &str) -> Result<()> {
-        match self {
-            EventSink::Memory(m) => {
+        match &self.streams {
+            Streams::Memory(m) => {
                 let mut inner = m.inner.lock().unwrap_or_else(|p| p.into_inner());
                 inner.seqs.remove(key);
                 Ok(())
             }
-            EventSink::Redis(r) => {
+            Streams::Redis(r) => {
                 let mut conn = r.conn.clone();
                 redis::cmd("DEL")
                     .arg(counter_name(tenant, key))
@@ -395,7 +463,10 @@ impl RedisSink {
         }
     }
 
-    async fn publish(&self, mut event: Event) -> Result<Event> {
+    /// Stores the event; its number within its key. A connection lost on the way (Redis
+    /// restarting) is tried again a few times over about a second before the event is given
+    /// up; an event stored but whose reply was lost is then stored twice, under one event id.
+    async fn publish(&self, event: &Event) -> Result<u64> {
         let stream = stream_name(&event.tenant, &event.topic);
         let counter = counter_name(&event.tenant, &event.key);
         let mut invocation = self.append.key(&stream);
@@ -408,13 +479,29 @@ impl RedisSink {
             .key(&counter)
             .key(format!("sb:{}:last-entry", event.tenant))
             .arg(max_len);
-        for (field, value) in event_fields(&event) {
+        for (field, value) in event_fields(event) {
             invocation.arg(field).arg(value);
         }
-        let mut conn = self.conn.clone();
-        let seq: u64 = invocation.invoke_async(&mut conn).await?;
-        event.seq = seq;
-        Ok(event)
+        let mut pause = std::time::Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            let mut conn = self.conn.clone();
+            match invocation.invoke_async::<u64>(&mut conn).await {
+                Ok(seq) => return Ok(seq),
+                Err(e)
+                    if tries < 4
+                        && (e.is_io_error()
+                            || e.is_connection_dropped()
+                            || e.is_connection_refusal()
+                            || e.is_timeout()) =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     async fn read_after(
@@ -704,7 +791,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_streams_number_events_per_key() {
-        let sink = EventSink::Memory(MemorySink::default());
+        let sink = EventSink::memory();
         for (tenant, aor, kind) in [
             ("demo", "sip:1001@demo.local", "BindingAdded"),
             ("demo", "sip:1002@demo.local", "BindingAdded"),
@@ -715,9 +802,7 @@ mod tests {
                 .await
                 .expect("publish");
         }
-        let EventSink::Memory(memory) = &sink else {
-            unreachable!("built above");
-        };
+        let memory = sink.as_memory().expect("in memory");
         let demo: Vec<_> = memory
             .events("demo", TOPIC_REGISTRAR)
             .into_iter()
@@ -751,10 +836,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_key_holds_no_counter() {
-        let sink = EventSink::Memory(MemorySink::default());
-        let EventSink::Memory(memory) = &sink else {
-            unreachable!()
-        };
+        let sink = EventSink::memory();
+        let memory = sink.as_memory().expect("in memory");
         for kind in ["Ringing", "Released"] {
             sink.publish(event("demo", "thread-1", kind))
                 .await

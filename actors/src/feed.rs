@@ -229,7 +229,7 @@ mod tests {
     use switchboard_proto::events::{AgentState, CallThread, Payload};
 
     use super::*;
-    use crate::events::{MemorySink, new_event};
+    use crate::events::new_event;
 
     fn cursor_text() -> String {
         Cursor([
@@ -284,7 +284,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_follower_resumes_after_its_cursor_in_write_order() {
-        let sink = EventSink::Memory(MemorySink::default());
+        let sink = EventSink::memory();
         let (tx, mut rx) = mpsc::channel(16);
         let follower = open(sink.clone(), "demo".into(), None).await.expect("open");
         tokio::spawn(follower.run(tx));
@@ -316,7 +316,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cursor_behind_what_is_held_is_an_error() {
-        let sink = EventSink::Memory(MemorySink::default());
+        let sink = EventSink::memory();
         for n in 0..crate::events::DEFAULT_STREAM_LENGTH + 1 {
             publish(&sink, TOPIC_CALLTHREAD, n).await;
         }

@@ -385,7 +385,7 @@ mod tests {
     use super::*;
     use crate::agent_state::AgentStateConfig;
     use crate::agent_state::store::AgentStore;
-    use crate::events::{EventSink, MemorySink};
+    use crate::events::EventSink;
     use crate::probe::Probe;
     use crate::registrar::MemoryStore;
     use crate::sip_cluster::locate_in;
@@ -402,7 +402,7 @@ mod tests {
         let directory = Arc::new(Directory::new(&[config]).expect("directory"));
         let rq = Rq::spawn(directory.clone()).await.expect("rq");
         let agents = AgentState::spawn(AgentStateConfig {
-            events: EventSink::Memory(MemorySink::default()),
+            events: EventSink::memory(),
             store: AgentStore::memory(),
             directory,
             locate: locate_in(MemoryStore::default()),

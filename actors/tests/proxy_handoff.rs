@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ractor::Actor;
 use switchboard_actors::call_state::{CallState, SnapshotStore};
-use switchboard_actors::events::{EventSink, MemorySink};
+use switchboard_actors::events::EventSink;
 use switchboard_actors::registrar::logic::Changes;
 use switchboard_actors::registrar::{
     Binding, BindingStore, Policy, Registrar, RegistrarConfig, RegistrarMsg,
@@ -55,7 +55,7 @@ async fn a_registrar_whose_store_hangs_costs_a_503_not_silence() {
         (
             Stuck,
             RegistrarConfig {
-                events: EventSink::Memory(MemorySink::default()),
+                events: EventSink::memory(),
                 policy: Policy::default(),
                 nonce_key: NonceKey::random(Duration::from_secs(300)),
                 directory: directory.clone(),
@@ -83,14 +83,9 @@ async fn a_registrar_whose_store_hangs_costs_a_503_not_silence() {
                 ors: None,
                 config: ClusterConfig::default(),
                 locate: locate_in(Stuck),
-                call_state: CallState::spawn(
-                    EventSink::Memory(MemorySink::default()),
-                    SnapshotStore::memory(),
-                    None,
-                    1,
-                )
-                .await
-                .expect("call state"),
+                call_state: CallState::spawn(EventSink::memory(), SnapshotStore::memory(), None, 1)
+                    .await
+                    .expect("call state"),
                 nonce_key: NonceKey::random(Duration::from_secs(300)),
             },
         },

@@ -63,7 +63,8 @@ pub(crate) async fn run(config: KafkaConfig, shared: Arc<Shared>, mut reader: Re
                     );
                 }
                 backoff = Duration::from_millis(200);
-                match pump(&producer, &mut reader, &shared).await {
+                let ack_within = Duration::from_millis(config.delivery_timeout_ms.max(1000));
+                match pump(&producer, &mut reader, &shared, ack_within).await {
                     Ended::Stopped => return,
                     Ended::Failed(why) => why,
                 }
@@ -152,7 +153,12 @@ async fn connect(config: &KafkaConfig) -> Result<FutureProducer<Quiet>, String> 
 }
 
 /// Sends from the first unacknowledged record until told to stop or something fails.
-async fn pump(producer: &FutureProducer<Quiet>, reader: &mut Reader, shared: &Shared) -> Ended {
+async fn pump(
+    producer: &FutureProducer<Quiet>,
+    reader: &mut Reader,
+    shared: &Shared,
+    ack_within: Duration,
+) -> Ended {
     let from = shared.acked.load(Ordering::Acquire);
     if let Err(e) = reader.seek(from) {
         return Ended::Failed(format!("spool: {e}"));
@@ -194,10 +200,19 @@ async fn pump(producer: &FutureProducer<Quiet>, reader: &mut Reader, shared: &Sh
                 _ => return Ended::Stopped,
             }
         } else {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Ended::Failed(e.to_string()),
-                Err(_) => return Ended::Failed("the producer went away".into()),
+            // librdkafka keeps retrying a record that may have reached the broker rather than
+            // time it out (the idempotent producer's rule): the sender's own deadline is what
+            // notices a broker gone.
+            match tokio::time::timeout(ack_within, delivery).await {
+                Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Err((e, _)))) => return Ended::Failed(e.to_string()),
+                Ok(Err(_)) => return Ended::Failed("the producer went away".into()),
+                Err(_) => {
+                    return Ended::Failed(format!(
+                        "no acknowledgement within {} ms",
+                        ack_within.as_millis()
+                    ));
+                }
             }
         }
         inflight.pop_front();

@@ -83,7 +83,7 @@ pub struct Server {
     /// The GES callbacks API.
     pub callbacks: SocketAddr,
     pub log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Server {
@@ -127,7 +127,16 @@ impl Server {
             .arg("--callbacks-listen")
             .arg(callbacks.to_string())
             .args(args)
-            .env("RUST_LOG", "info")
+            // SWITCHBOARD_TEST_LOG sets the servers' log filter for a run by hand.
+            .env(
+                "RUST_LOG",
+                std::env::var("SWITCHBOARD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            // The embedded default's events file and spool land in the server's directory.
+            .current_dir(dir.path())
+            .env("SWITCHBOARD_EVENTS_FILE", dir.path().join("events.jsonl"))
+            .env_remove("SWITCHBOARD_KAFKA")
+            .env_remove("SWITCHBOARD_SPOOL_DIR")
             .env_remove("SWITCHBOARD_REDIS")
             .env_remove("SWITCHBOARD_CONFIG")
             .env_remove("SWITCHBOARD_POSTGRES")
@@ -150,7 +159,7 @@ impl Server {
             grpc,
             callbacks,
             log,
-            _dir: dir,
+            dir,
         };
         server.wait_ready();
         server
@@ -176,6 +185,11 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("switchboard did not become ready:\n{}", self.log_text());
+    }
+
+    /// The JSON-lines file the server reports its events to (without Kafka).
+    pub fn events_file(&self) -> PathBuf {
+        self.dir.path().join("events.jsonl")
     }
 
     /// The server's process id.

@@ -21,7 +21,7 @@ pub mod ring;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,9 @@ pub struct ProxyConfig {
     pub probe_interval: Duration,
     /// Proxies whose admission of a call (the [`forward::ADMITTED`] header) this node takes.
     pub trusted_proxies: Vec<SocketAddr>,
+    /// Cleared while new calls and registrations must be refused (503): reporting's spool is
+    /// past its high-water mark, and what room is left belongs to the calls in progress.
+    pub accepting: Arc<AtomicBool>,
 }
 
 impl Default for ProxyConfig {
@@ -82,6 +85,7 @@ impl Default for ProxyConfig {
             cluster_nodes: Vec::new(),
             probe_interval: Duration::from_secs(2),
             trusted_proxies: Vec::new(),
+            accepting: Arc::new(AtomicBool::new(true)),
         }
     }
 }
@@ -542,7 +546,17 @@ impl ProxyState {
                 handed_on: None,
             },
         );
-        match edge::decide(&request, &self.directory, &self.core) {
+        let decision = match edge::decide(&request, &self.directory, &self.core) {
+            Decision::Register(_) | Decision::NewCall
+                if !self.config.accepting.load(Ordering::Relaxed) =>
+            {
+                tracing::debug!(%source, method = %request.method,
+                    "refused: the event spool is past its high-water mark");
+                Decision::Respond(unavailable(&request.headers))
+            }
+            decision => decision,
+        };
+        match decision {
             Decision::Respond(response) => {
                 if response.status >= 300 {
                     tracing::debug!(%source, method = %request.method, status = response.status,

@@ -1,0 +1,484 @@
+//! Reporting against a real Kafka-compatible broker (tansu, started here on a private port with
+//! its memory storage) and a real Redis: every event reaches its topic through a broker outage
+//! and restart, in order per key; a spool past its high-water mark turns the edge away; a spool
+//! cut short by a crash delivers everything before the damage; Redis restarting with its
+//! append-only file loses nothing. The events are read back from outside, by a consumer of
+//! our own, and compared with the Redis streams that hold the same events.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::Message as _;
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use support::sipp::{Running, register, serving, sipp, sipp_errors, wait};
+use support::{DEMO_KEY, Server, agent, free_port, http_get, log_in, with_key};
+use switchboard_proto::voice as pb;
+
+type Agents = pb::agents_client::AgentsClient<tonic::transport::Channel>;
+
+const TOPICS: [&str; 3] = ["voice-registrar", "voice-agentstate", "voice-callthread"];
+const PARTITIONS: i32 = 6;
+
+/// The tansu broker: `SWITCHBOARD_TEST_TANSU`, else where scripts/test.sh installs it.
+fn tansu() -> PathBuf {
+    if let Some(path) = std::env::var_os("SWITCHBOARD_TEST_TANSU") {
+        return path.into();
+    }
+    let home = std::env::var_os("HOME").expect("HOME");
+    Path::new(&home).join(".cache/switchboard/tools/bin/tansu")
+}
+
+/// A tansu broker on a private port, with its memory storage: killing it loses what it held,
+/// and it starts again empty on the same port.
+struct Broker {
+    port: u16,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Broker {
+    fn start(dir: &Path) -> Self {
+        let mut broker = Broker {
+            port: free_port(),
+            child: None,
+            log: dir.join("tansu.log"),
+        };
+        broker.start_again();
+        broker
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn start_again(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("broker log");
+        let child = Command::new(tansu())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tansu runs (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(self.addr()).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A message as the consumer read it.
+#[derive(Debug, Clone)]
+struct Read {
+    topic: String,
+    partition: i32,
+    key: String,
+    event: serde_json::Value,
+}
+
+/// A consumer outside switchboard, reading the three topics from their beginning on its own
+/// thread until dropped.
+struct Outside {
+    got: Arc<Mutex<Vec<Read>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Outside {
+    fn start(brokers: &str) -> Self {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "reporting-test")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        let mut list = TopicPartitionList::new();
+        for topic in TOPICS {
+            for p in 0..PARTITIONS {
+                list.add_partition_offset(topic, p, Offset::Beginning)
+                    .expect("partition");
+            }
+        }
+        consumer.assign(&list).expect("assign");
+        let (got2, stop2) = (got.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+                    continue;
+                };
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                let event =
+                    serde_json::from_slice(m.payload().unwrap_or_default()).expect("a JSON event");
+                got2.lock().expect("lock").push(Read {
+                    topic: m.topic().to_owned(),
+                    partition: m.partition(),
+                    key,
+                    event,
+                });
+            }
+        });
+        Outside {
+            got,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn read(&self) -> Vec<Read> {
+        self.got.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An event of the Redis streams: id, key and number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored {
+    id: String,
+    key: String,
+    seq: u64,
+    kind: String,
+}
+
+/// Every event the demo tenant's three streams hold, oldest first per stream.
+fn stored(url: &str) -> Vec<Stored> {
+    let mut conn = redis::Client::open(url)
+        .expect("redis")
+        .get_connection()
+        .expect("connect");
+    let mut out = Vec::new();
+    for topic in TOPICS {
+        for fields in support::stream_entries(&mut conn, &format!("sb:demo:{topic}")) {
+            out.push(Stored {
+                id: fields["id"].clone(),
+                key: fields["key"].clone(),
+                seq: fields["seq"].parse().expect("seq"),
+                kind: fields["kind"].clone(),
+            });
+        }
+    }
+    out
+}
+
+/// The ids read from Kafka, each once.
+fn ids(read: &[Read]) -> HashSet<String> {
+    read.iter()
+        .map(|r| r.event["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// Waits until the consumers together hold every id of `want`.
+fn wait_for(consumers: &[&Outside], want: &HashSet<String>, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    loop {
+        let have: HashSet<String> = consumers.iter().flat_map(|c| ids(&c.read())).collect();
+        let missing = want.difference(&have).count();
+        if missing == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {missing} of {} events never reached Kafka",
+            want.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Checks what the consumers read (in their order) against the Redis streams: every event
+/// exactly once after dropping duplicates by id, none that Redis lacks, each under its topic
+/// and key, and each key's events in their order.
+fn check_against_redis(read: &[Read], redis: &[Stored]) {
+    let by_id: HashMap<&str, &Stored> = redis.iter().map(|s| (s.id.as_str(), s)).collect();
+    let mut seen = HashSet::new();
+    let mut per_key: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in read {
+        let id = r.event["id"].as_str().expect("id");
+        let s = by_id
+            .get(id)
+            .unwrap_or_else(|| panic!("Kafka holds an event Redis does not: {:?}", r.event));
+        assert_eq!(r.key, s.key, "message key is the event's key");
+        assert_eq!(r.event["key"], s.key.as_str());
+        assert_eq!(r.event["topic"], r.topic.as_str(), "{:?}", r.event);
+        assert_eq!(r.event["kind"], s.kind.as_str());
+        if seen.insert(id.to_owned()) {
+            per_key.entry(s.key.clone()).or_default().push(s.seq);
+        }
+    }
+    let missing: Vec<&Stored> = redis.iter().filter(|s| !seen.contains(&s.id)).collect();
+    assert!(missing.is_empty(), "never reached Kafka: {missing:?}");
+    let mut expected: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for s in redis {
+        expected.entry(s.key.clone()).or_default().push(s.seq);
+    }
+    for seqs in expected.values_mut() {
+        seqs.sort_unstable();
+    }
+    for (key, seqs) in &per_key {
+        assert_eq!(
+            Some(seqs),
+            expected.get(key),
+            "events of {key} out of order"
+        );
+    }
+}
+
+/// The consumer's messages in the order each partition holds them (they arrive interleaved
+/// across partitions; a key's events are all in one).
+fn in_partition_order(read: Vec<Read>) -> Vec<Read> {
+    let mut by: BTreeMap<(String, i32), Vec<Read>> = BTreeMap::new();
+    for r in read {
+        by.entry((r.topic.clone(), r.partition))
+            .or_default()
+            .push(r);
+    }
+    by.into_values().flatten().collect()
+}
+
+fn metric(server: &Server, name: &str) -> f64 {
+    let text = http_get(server.http, "/metrics").expect("metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+fn ready(server: &Server) -> bool {
+    http_get(server.http, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+}
+
+/// The node's configuration for Kafka at `brokers`, its spool in `spool`.
+fn kafka_config(brokers: &str, spool: &Path, extra: &str) -> String {
+    format!(
+        "[kafka]\nbrokers = \"{brokers}\"\nspool_dir = \"{}\"\ndelivery_timeout_ms = 3000\n{extra}",
+        spool.display()
+    )
+}
+
+/// The carrier placing `count` calls at `rate` a second to extension 1005 (SIPp's own UAC:
+/// INVITE, ACK, BYE at once).
+fn calls_to_1005(dir: &Path, server: &Server, count: usize, rate: f64) -> Child {
+    sipp(
+        dir,
+        &[
+            "-sn",
+            "uac",
+            "-s",
+            "1005",
+            "-i",
+            "127.0.0.2",
+            "-p",
+            &free_port().to_string(),
+            "-r",
+            &rate.to_string(),
+            "-m",
+            &count.to_string(),
+            "-timeout",
+            "200s",
+            &server.sip.to_string(),
+        ],
+    )
+    .spawn()
+    .expect("sipp runs")
+}
+
+/// Agent changes: each agent Ready, then Not Ready.
+async fn toggle(agents: &mut Agents, ids: &[&str]) {
+    for id in ids {
+        agents
+            .ready(with_key(DEMO_KEY, agent(id, "")))
+            .await
+            .expect("ready");
+        agents
+            .not_ready(with_key(
+                DEMO_KEY,
+                pb::NotReadyRequest {
+                    agent_id: (*id).into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("not ready");
+    }
+}
+
+fn finished(child: &mut Child, within: Duration, dir: &Path, server: &Server, what: &str) {
+    let status = wait(child, within);
+    assert!(
+        status.success(),
+        "{what}: {status}\n{}\n{}",
+        sipp_errors(dir),
+        server.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_reaches_kafka_once_and_in_order_across_a_minute_long_broker_outage() {
+    let url = support::redis_db(34);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut broker = Broker::start(dir.path());
+    let config = kafka_config(
+        &broker.addr(),
+        &dir.path().join("spool"),
+        &std::env::var("REPORTING_EXTRA").unwrap_or_default(),
+    );
+    let server = Server::start_with_config(Some(&config), &["--redis", &url]);
+    let mut sipps = Running(Vec::new());
+    let phone_port = free_port();
+    register(&server, dir.path(), "1005", phone_port);
+    sipps.0.push(serving(
+        dir.path(),
+        "uas_load.xml",
+        "1005",
+        "127.0.0.1",
+        phone_port,
+    ));
+    for dn in ["1001", "1002"] {
+        register(&server, dir.path(), dn, free_port());
+    }
+    let mut agents = Agents::new(support::grpc(&server).await);
+    log_in(&mut agents, &["1001", "1002"], false).await;
+
+    // Before the outage: calls and agent changes, all read from Kafka.
+    let first = Outside::start(&broker.addr());
+    let mut sbc = calls_to_1005(dir.path(), &server, 10, 10.0);
+    toggle(&mut agents, &["a1001", "a1002"]).await;
+    finished(
+        &mut sbc,
+        Duration::from_secs(30),
+        dir.path(),
+        &server,
+        "calls before",
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before: HashSet<String> = stored(&url).into_iter().map(|s| s.id).collect();
+    wait_for(
+        &[&first],
+        &before,
+        Duration::from_secs(30),
+        "before the outage",
+    );
+
+    // The broker goes away for a minute (with what it held: memory storage) while calls
+    // and agent changes go on.
+    broker.kill();
+    // REPORTING_OUTAGE_SECS shortens the outage for runs by hand.
+    let outage_secs: u64 = std::env::var("REPORTING_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let during = 2 * outage_secs as usize;
+    let mut sbc = calls_to_1005(dir.path(), &server, during, 2.0);
+    let outage = Instant::now();
+    let mut toggles = 0;
+    while outage.elapsed() < Duration::from_secs(outage_secs) {
+        toggle(&mut agents, &["a1001", "a1002"]).await;
+        toggles += 1;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    finished(
+        &mut sbc,
+        Duration::from_secs(30),
+        dir.path(),
+        &server,
+        "calls during the outage",
+    );
+    assert!(
+        ready(&server),
+        "the node stays ready: the spool is far from its mark"
+    );
+    assert_eq!(
+        metric(&server, "switchboard_kafka_connected"),
+        0.0,
+        "{}",
+        server.log_text()
+    );
+    assert!(metric(&server, "switchboard_events_spooled_bytes") > 0.0);
+    let first_read = in_partition_order(first.read());
+    drop(first);
+
+    // The broker returns, empty; switchboard creates its topics again and sends the spool.
+    broker.start_again();
+    let mut sbc = calls_to_1005(dir.path(), &server, 10, 10.0);
+    toggle(&mut agents, &["a1001"]).await;
+    finished(
+        &mut sbc,
+        Duration::from_secs(30),
+        dir.path(),
+        &server,
+        "calls after",
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = Outside::start(&broker.addr());
+    let redis = stored(&url);
+    let all: HashSet<String> = redis.iter().map(|s| s.id.clone()).collect();
+    let after: HashSet<String> = all.difference(&before).cloned().collect();
+    wait_for(
+        &[&second],
+        &after,
+        Duration::from_secs(60),
+        "after the outage",
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Every event exactly once after de-duplication by id, in order per key.
+    let mut read = first_read;
+    read.extend(in_partition_order(second.read()));
+    check_against_redis(&read, &redis);
+    let calls = redis.iter().filter(|s| s.kind == "Released").count();
+    assert_eq!(calls, 20 + during, "every call ended and was reported");
+    let readies = redis.iter().filter(|s| s.kind == "AgentReady").count();
+    assert_eq!(
+        readies,
+        2 + 2 * toggles + 1,
+        "every agent change was reported"
+    );
+    assert_eq!(metric(&server, "switchboard_events_lost_total"), 0.0);
+    assert!(server.log_text().contains("kafka unreachable"));
+    assert!(server.log_text().contains("kafka reachable again"));
+}
