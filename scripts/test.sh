@@ -12,6 +12,10 @@ command -v baresip >/dev/null || missing+=(baresip-core)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
+# rdkafka builds its bundled librdkafka with TLS against the system OpenSSL.
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v make >/dev/null || missing+=(make)
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
 if ((${#missing[@]})); then
@@ -24,6 +28,15 @@ fi
 
 # Builds outside the checkout, so a fresh clone reuses earlier work.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchboard/target}"
+
+# The Kafka-compatible broker of the reporting tests: tansu, built once (about 10 minutes)
+# into a cache outside the checkout and reused; each test starts its own on a private port.
+tools="${SWITCHBOARD_TOOLS:-$HOME/.cache/switchboard/tools}"
+if [ ! -x "$tools/bin/tansu" ]; then
+  echo "building tansu 0.6 (the test broker) into $tools, once"
+  cargo install tansu --version '^0.6' --features dynostore --root "$tools" --locked --quiet
+fi
+export SWITCHBOARD_TEST_TANSU="$tools/bin/tansu"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-test.XXXXXX")
 redis_pid=""
@@ -55,7 +68,7 @@ free_port() {
 }
 
 redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save "" --appendonly no --databases 64 \
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save "" --appendonly yes --appendfsync everysec --databases 64 \
   --logfile "$work/redis.log" &
 redis_pid=$!
 for _ in $(seq 1 50); do
