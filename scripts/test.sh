@@ -34,7 +34,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchboard/target}"
 tools="${SWITCHBOARD_TOOLS:-$HOME/.cache/switchboard/tools}"
 if [ ! -x "$tools/bin/tansu" ]; then
   echo "building tansu 0.6 (the test broker) into $tools, once"
-  cargo install tansu --version '^0.6' --features dynostore --root "$tools" --locked --quiet
+  env -u CARGO_TARGET_DIR cargo install tansu --version '^0.6' --features dynostore --root "$tools" --locked --quiet
 fi
 export SWITCHBOARD_TEST_TANSU="$tools/bin/tansu"
 

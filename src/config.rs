@@ -217,6 +217,9 @@ pub(crate) struct EventsConfig {
     pub(crate) file: PathBuf,
     /// How often the file is synced to disk.
     pub(crate) sync_ms: u64,
+    /// How long an entry that an internal reader (a node reading GES's callback requests)
+    /// took and never acknowledged waits before another node claims it: the reader died.
+    pub(crate) claim_idle_ms: u64,
 }
 
 impl Default for EventsConfig {
@@ -225,6 +228,7 @@ impl Default for EventsConfig {
             stream_length: switchboard_actors::events::DEFAULT_STREAM_LENGTH,
             file: PathBuf::from("switchboard-events.jsonl"),
             sync_ms: 50,
+            claim_idle_ms: 30_000,
         }
     }
 }

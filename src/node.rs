@@ -400,6 +400,7 @@ impl Node {
                     switchboard_actors::unix_ms()
                 ),
                 callbacks.clone(),
+                Duration::from_millis(config.events.claim_idle_ms.max(100)),
             ))
         });
         let callbacks_listener = tokio::net::TcpListener::bind(config.http.callbacks_listen)

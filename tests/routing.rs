@@ -614,3 +614,57 @@ async fn a_ges_callback_calls_the_agent_then_the_customer() {
     assert_eq!(call["userData"]["GCB_id"], "cb-1");
     assert_eq!(call["userData"]["GCB_reason"], "billing question");
 }
+
+/// A node that read a callback request and died before acknowledging it leaves the request
+/// pending in the group; another node claims it (XAUTOCLAIM) once it has been idle long
+/// enough, and queues it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_request_left_by_a_reader_that_died_is_claimed() {
+    let url = support::redis_db(37);
+    let mut conn = redis::Client::open(url.as_str())
+        .expect("redis")
+        .get_connection()
+        .expect("connect");
+    let stream = "sb:demo:ges-callbacks";
+    let _: () = redis::cmd("XGROUP")
+        .arg(&["CREATE", stream, "switchboard", "0", "MKSTREAM"])
+        .query(&mut conn)
+        .expect("group");
+    let _: String = redis::cmd("XADD")
+        .arg(stream)
+        .arg("*")
+        .arg(&[
+            ("id", "cb-orphan"),
+            ("customer", "915551230000"),
+            ("queue", "support"),
+            ("target", "english >= 3"),
+            ("priority", "5"),
+        ])
+        .query(&mut conn)
+        .expect("xadd");
+    // The node that died: it read the request and never acknowledged it.
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg(&[
+            "GROUP",
+            "switchboard",
+            "node-that-died",
+            "COUNT",
+            "10",
+            "STREAMS",
+            stream,
+            ">",
+        ])
+        .query(&mut conn)
+        .expect("read");
+
+    let server =
+        Server::start_with_config(Some("[events]\nclaim_idle_ms = 500\n"), &["--redis", &url]);
+    let taken = callback_in(&server, "cb-orphan", "queued", &[]).await;
+    assert_eq!(taken["position"], 1, "{taken}");
+    let pending: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg(&[stream, "switchboard"])
+        .query(&mut conn)
+        .expect("pending");
+    assert_eq!(pending.0, 0, "claimed and acknowledged");
+    assert!(server.log_text().contains("taken over"));
+}

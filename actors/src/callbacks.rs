@@ -499,12 +499,15 @@ impl State {
 
 /// Reads the callback requests of every tenant from their Redis streams, as consumer
 /// `consumer` of the nodes' group, and hands them to `callbacks`; each request read is
-/// acknowledged once handed over. Runs until the task is dropped.
+/// acknowledged once handed over. A request that another reader took and left unacknowledged
+/// for `claim_idle` (its node died between the two) is claimed (XAUTOCLAIM) and handled here.
+/// Runs until the task is dropped.
 pub async fn follow_requests(
     client: redis::Client,
     directory: tokio::sync::watch::Receiver<Arc<Directory>>,
     consumer: String,
     callbacks: Callbacks,
+    claim_idle: Duration,
 ) {
     // Its reads block for a second: no response timeout shorter than that.
     let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
@@ -521,6 +524,7 @@ pub async fn follow_requests(
         }
     };
     let mut grouped: Vec<String> = Vec::new();
+    let mut last_claim = tokio::time::Instant::now();
     loop {
         let tenants: Vec<String> = directory
             .borrow()
@@ -568,7 +572,7 @@ pub async fn follow_requests(
         }
         type Entries = Vec<(String, Vec<(String, HashMap<String, String>)>)>;
         let read: redis::RedisResult<Option<Entries>> = cmd.query_async(&mut conn).await;
-        let entries = match read {
+        let mut entries = match read {
             Ok(entries) => entries.unwrap_or_default(),
             Err(e) => {
                 tracing::warn!(error = %e, "callback requests not read, retrying");
@@ -577,6 +581,20 @@ pub async fn follow_requests(
                 continue;
             }
         };
+        if last_claim.elapsed() >= claim_idle.min(CLAIM_EVERY) {
+            last_claim = tokio::time::Instant::now();
+            for stream in &streams {
+                match claim(&mut conn, stream, &consumer, claim_idle).await {
+                    Ok(claimed) if !claimed.is_empty() => {
+                        tracing::warn!(%stream, requests = claimed.len(),
+                            "callback requests left unacknowledged by a reader that died: taken over");
+                        entries.push((stream.clone(), claimed));
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(%stream, error = %e, "callback requests not claimed"),
+                }
+            }
+        }
         for (stream, items) in entries {
             let Some(tenant) = tenants
                 .iter()
@@ -604,6 +622,50 @@ pub async fn follow_requests(
             }
         }
     }
+}
+
+/// How often the group's pending entries are looked over for ones to claim.
+const CLAIM_EVERY: Duration = Duration::from_secs(5);
+
+/// The entries of `stream` pending in the group for longer than `idle`, now this consumer's
+/// (XAUTOCLAIM, Redis 6.2), with their fields; entries deleted meanwhile are left out.
+async fn claim(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    consumer: &str,
+    idle: Duration,
+) -> redis::RedisResult<Vec<(String, HashMap<String, String>)>> {
+    let mut claimed = Vec::new();
+    let mut cursor = "0-0".to_owned();
+    // A bounded sweep: the rest waits for the next round.
+    for _ in 0..10 {
+        // [next cursor, entries (nil for deleted ones before Redis 7), deleted ids (Redis 7)]
+        let reply: Vec<redis::Value> = redis::cmd("XAUTOCLAIM")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(idle.as_millis() as u64)
+            .arg(&cursor)
+            .arg("COUNT")
+            .arg(100)
+            .query_async(conn)
+            .await?;
+        let mut parts = reply.into_iter();
+        let next: String = match parts.next() {
+            Some(v) => redis::from_redis_value(v)?,
+            None => break,
+        };
+        let items: Vec<Option<(String, HashMap<String, String>)>> = match parts.next() {
+            Some(v) => redis::from_redis_value(v)?,
+            None => Vec::new(),
+        };
+        claimed.extend(items.into_iter().flatten());
+        if next == "0-0" {
+            break;
+        }
+        cursor = next;
+    }
+    Ok(claimed)
 }
 
 #[cfg(test)]
