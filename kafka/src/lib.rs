@@ -414,3 +414,65 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use switchboard_proto::events::{AgentState, Payload};
+
+    use super::*;
+
+    fn event() -> Event {
+        Event {
+            id: "0190b2c4-0000-7000-8000-000000000001".into(),
+            tenant: "demo".into(),
+            topic: "voice-agentstate".into(),
+            key: "demo:a1001".into(),
+            seq: 7,
+            at_ms: 1_700_000_000_000,
+            kind: "AgentReady".into(),
+            payload: Some(Payload::Agent(AgentState {
+                agent_id: "a1001".into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn payloads_are_the_json_mapping_or_the_protobuf_message() {
+        let json: serde_json::Value =
+            serde_json::from_slice(&encode(&event(), Format::Json)).expect("JSON");
+        assert_eq!(json["seq"], "7", "64-bit numbers are strings in the JSON mapping");
+        assert_eq!(json["kind"], "AgentReady");
+        assert_eq!(json["agent"]["agentId"], "a1001");
+        let binary = encode(&event(), Format::Protobuf);
+        assert_eq!(Event::decode(binary.as_slice()).expect("protobuf"), event());
+    }
+
+    #[test]
+    fn only_the_reporting_topics_are_reported() {
+        assert_eq!(Topic::named("voice-callthread"), Some(Topic::CallThread));
+        assert_eq!(Topic::named("desktop-errors"), None);
+        for t in Topic::ALL {
+            assert_eq!(Topic::from_byte(t as u8), Some(t));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_json_lines_file_gets_one_event_a_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.jsonl");
+        let reporter = Reporter::json_lines(&path, 10).expect("open");
+        reporter.emit(event());
+        reporter.emit(Event {
+            topic: "desktop-errors".into(),
+            ..event()
+        });
+        reporter.close().await;
+        let text = std::fs::read_to_string(&path).expect("file");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON");
+        assert_eq!(v["key"], "demo:a1001");
+        assert_eq!(reporter.status().delivered, 1);
+    }
+}
