@@ -441,7 +441,10 @@ mod tests {
     fn payloads_are_the_json_mapping_or_the_protobuf_message() {
         let json: serde_json::Value =
             serde_json::from_slice(&encode(&event(), Format::Json)).expect("JSON");
-        assert_eq!(json["seq"], "7", "64-bit numbers are strings in the JSON mapping");
+        assert_eq!(
+            json["seq"], "7",
+            "64-bit numbers are strings in the JSON mapping"
+        );
         assert_eq!(json["kind"], "AgentReady");
         assert_eq!(json["agent"]["agentId"], "a1001");
         let binary = encode(&event(), Format::Protobuf);

@@ -51,7 +51,20 @@ pub(crate) async fn run(config: KafkaConfig, shared: Arc<Shared>, mut reader: Re
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
-        let failure = match connect(&config).await {
+        // Connecting may take the admin request's timeout: stopping does not wait for it.
+        let connecting = connect(&config);
+        tokio::pin!(connecting);
+        let connected = loop {
+            tokio::select! {
+                result = &mut connecting => break result,
+                () = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if shared.stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                }
+            }
+        };
+        let failure = match connected {
             Ok(producer) => {
                 shared.connected.store(true, Ordering::Relaxed);
                 if let Some(since) = outage.take() {

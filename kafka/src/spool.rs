@@ -454,7 +454,7 @@ mod tests {
         s.acked.store(reader.position(), Ordering::Release);
         spool.tidy().expect("tidy");
         assert_eq!(segments(dir.path()).expect("list").len(), 1);
-        assert_eq!(spool.disk_bytes() < 1024, true);
+        assert!(spool.disk_bytes() < 1024);
         drop(spool);
         let s2 = shared();
         let (_spool, damage) = Spool::open(dir.path(), 1024, s2.clone()).expect("reopen");

@@ -1,0 +1,44 @@
+//! Events as a busy node emits them, for the reporting benchmarks.
+
+use switchboard_proto::events::{CallThread, Event, Party, Payload};
+
+/// The `n`th call event of a load: an Established call between a trunk caller and an agent's
+/// DN, keyed by its call thread (ten events a thread), about 700 bytes as JSON.
+pub fn call_event(n: u64) -> Event {
+    let thread = format!("0190b2c4-{:04x}-7000-8000-{:012x}", n % 0xffff, n / 10);
+    Event {
+        id: format!("0190b2c4-5e1f-7000-8000-{n:012x}"),
+        tenant: "demo".into(),
+        topic: "voice-callthread".into(),
+        key: format!("demo:{thread}"),
+        seq: n % 10 + 1,
+        at_ms: 1_700_000_000_000 + n as i64,
+        kind: "Established".into(),
+        payload: Some(Payload::Call(CallThread {
+            call_id: thread.clone(),
+            thread_id: thread,
+            parties: vec![
+                Party {
+                    dn: "+15551230000".into(),
+                    role: "origination".into(),
+                    uri: "sip:+15551230000@127.0.0.2".into(),
+                },
+                Party {
+                    dn: "1003".into(),
+                    role: "destination".into(),
+                    uri: "sip:1003@127.0.0.1:5062".into(),
+                },
+            ],
+            ani: "+15551230000".into(),
+            dnis: "+18005550100".into(),
+            origin: "trunk:carrier".into(),
+            duration_ms: 12_000,
+            user_data: [("line".to_owned(), "support".to_owned())].into(),
+            routing_point: "5000".into(),
+            queue: "support".into(),
+            target: "english >= 3".into(),
+            priority: 5,
+            ..Default::default()
+        })),
+    }
+}
