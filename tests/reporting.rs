@@ -371,6 +371,43 @@ fn finished(child: &mut Child, within: Duration, dir: &Path, server: &Server, wh
     );
 }
 
+/// Agents `a<dn>` logged in at each DN, each DN registered first (from a port nothing
+/// answers on: these DNs take no calls).
+async fn agents_at(server: &Server, dir: &Path, dns: &[&str]) -> Agents {
+    for dn in dns {
+        register(server, dir, dn, free_port());
+    }
+    let mut agents = Agents::new(support::grpc(server).await);
+    log_in(&mut agents, dns, false).await;
+    agents
+}
+
+/// Extension 1005 registered at a SIPp phone that answers every call, until the test ends.
+fn phone_1005(server: &Server, dir: &Path) -> Running {
+    let port = free_port();
+    register(server, dir, "1005", port);
+    Running(vec![serving(
+        dir,
+        "uas_load.xml",
+        "1005",
+        "127.0.0.1",
+        port,
+    )])
+}
+
+/// What Redis holds and Kafka lacks, once at most `allowed` events are missing or 30 s
+/// have passed.
+async fn missing_from_kafka(outside: &Outside, redis: &[Stored], allowed: usize) -> Vec<Stored> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let missing = compare_with_redis(&in_partition_order(outside.read()), redis);
+        if missing.len() <= allowed || Instant::now() > deadline {
+            return missing;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_reaches_kafka_once_and_in_order_across_a_minute_long_broker_outage() {
     let url = support::redis_db(34);
@@ -384,21 +421,8 @@ async fn every_event_reaches_kafka_once_and_in_order_across_a_minute_long_broker
         &std::env::var("REPORTING_EXTRA").unwrap_or_default(),
     );
     let server = Server::start_with_config(Some(&config), &["--redis", &url]);
-    let mut sipps = Running(Vec::new());
-    let phone_port = free_port();
-    register(&server, dir.path(), "1005", phone_port);
-    sipps.0.push(serving(
-        dir.path(),
-        "uas_load.xml",
-        "1005",
-        "127.0.0.1",
-        phone_port,
-    ));
-    for dn in ["1001", "1002"] {
-        register(&server, dir.path(), dn, free_port());
-    }
-    let mut agents = Agents::new(support::grpc(&server).await);
-    log_in(&mut agents, &["1001", "1002"], false).await;
+    let _phone = phone_1005(&server, dir.path());
+    let mut agents = agents_at(&server, dir.path(), &["1001", "1002"]).await;
 
     // Before the outage: calls and agent changes, all read from Kafka.
     let first = Outside::start(&broker.addr());
@@ -526,9 +550,7 @@ async fn past_the_high_water_mark_new_calls_get_503_and_a_full_spool_counts_its_
         "spool_max_bytes = 65536\nspool_high_water = 0.5\n",
     );
     let server = Server::start_with_config(Some(&config), &["--redis", &url]);
-    register(&server, dir.path(), "1001", free_port());
-    let mut agents = Agents::new(support::grpc(&server).await);
-    log_in(&mut agents, &["1001"], false).await;
+    let mut agents = agents_at(&server, dir.path(), &["1001"]).await;
 
     // Kafka never answered: the spool fills with agent changes up to its mark.
     let mut toggles = 0;
@@ -586,14 +608,7 @@ async fn past_the_high_water_mark_new_calls_get_503_and_a_full_spool_counts_its_
     tokio::time::sleep(Duration::from_millis(500)).await;
     let outside = Outside::start(&broker.addr());
     let redis = stored(&url);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let missing = loop {
-        let missing = compare_with_redis(&in_partition_order(outside.read()), &redis);
-        if missing.len() <= lost || Instant::now() > deadline {
-            break missing;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let missing = missing_from_kafka(&outside, &redis, lost).await;
     assert_eq!(
         missing.len(),
         lost,
@@ -624,9 +639,7 @@ async fn a_spool_cut_short_by_a_crash_delivers_everything_before_the_damage() {
     let mut broker = Broker::stopped(dir.path());
     let config = kafka_config(&broker.addr(), &spool, "");
     let mut server = Server::start_with_config(Some(&config), &["--redis", &url]);
-    register(&server, dir.path(), "1001", free_port());
-    let mut agents = Agents::new(support::grpc(&server).await);
-    log_in(&mut agents, &["1001"], false).await;
+    let mut agents = agents_at(&server, dir.path(), &["1001"]).await;
     for _ in 0..5 {
         toggle(&mut agents, &["a1001"]).await;
     }
@@ -658,14 +671,7 @@ async fn a_spool_cut_short_by_a_crash_delivers_everything_before_the_damage() {
         .max_by_key(|s| s.seq)
         .expect("agent events")
         .clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let missing = loop {
-        let missing = compare_with_redis(&in_partition_order(outside.read()), &redis);
-        if missing.len() <= 1 || Instant::now() > deadline {
-            break missing;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let missing = missing_from_kafka(&outside, &redis, 1).await;
     assert_eq!(missing, [newest], "only the event cut in half is lost");
 }
 
@@ -746,19 +752,8 @@ async fn redis_restarting_with_its_append_only_file_loses_no_event_and_no_call()
     let broker = Broker::start(dir.path());
     let config = kafka_config(&broker.addr(), &dir.path().join("spool"), "");
     let server = Server::start_with_config(Some(&config), &["--redis", &redis.url()]);
-    let mut sipps = Running(Vec::new());
-    let phone_port = free_port();
-    register(&server, dir.path(), "1005", phone_port);
-    sipps.0.push(serving(
-        dir.path(),
-        "uas_load.xml",
-        "1005",
-        "127.0.0.1",
-        phone_port,
-    ));
-    register(&server, dir.path(), "1001", free_port());
-    let mut agents = Agents::new(support::grpc(&server).await);
-    log_in(&mut agents, &["1001"], false).await;
+    let _phone = phone_1005(&server, dir.path());
+    let mut agents = agents_at(&server, dir.path(), &["1001"]).await;
     toggle(&mut agents, &["a1001"]).await;
     // A call that lasts across the restart (SIPp hangs up after 6 s).
     let mut long = sipp(

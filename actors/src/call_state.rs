@@ -155,7 +155,6 @@ impl SnapshotStore {
                 Ok(())
             }
             SnapshotStore::Redis(conn) => {
-                let mut conn = conn.clone();
                 let cmd = match snapshot {
                     // A day at most: a call no node finishes does not stay for ever.
                     Some(s) => {
@@ -169,7 +168,11 @@ impl SnapshotStore {
                         c
                     }
                 };
-                cmd.query_async::<()>(&mut conn).await?;
+                let cmd = &cmd;
+                crate::redis_retry::retrying(conn, |mut c| async move {
+                    cmd.query_async::<()>(&mut c).await
+                })
+                .await?;
                 Ok(())
             }
         }

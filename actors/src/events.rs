@@ -464,8 +464,8 @@ impl RedisSink {
     }
 
     /// Stores the event; its number within its key. A connection lost on the way (Redis
-    /// restarting) is tried again a few times over about a second before the event is given
-    /// up; an event stored but whose reply was lost is then stored twice, under one event id.
+    /// restarting) is tried again (see [`crate::redis_retry`]); an event stored but whose reply
+    /// was lost is then stored twice, under one event id.
     async fn publish(&self, event: &Event) -> Result<u64> {
         let stream = stream_name(&event.tenant, &event.topic);
         let counter = counter_name(&event.tenant, &event.key);
@@ -482,26 +482,12 @@ impl RedisSink {
         for (field, value) in event_fields(event) {
             invocation.arg(field).arg(value);
         }
-        let mut pause = std::time::Duration::from_millis(100);
-        let mut tries = 0;
-        loop {
-            let mut conn = self.conn.clone();
-            match invocation.invoke_async::<u64>(&mut conn).await {
-                Ok(seq) => return Ok(seq),
-                Err(e)
-                    if tries < 4
-                        && (e.is_io_error()
-                            || e.is_connection_dropped()
-                            || e.is_connection_refusal()
-                            || e.is_timeout()) =>
-                {
-                    tries += 1;
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let invocation = &invocation;
+        let seq = crate::redis_retry::retrying(&self.conn, |mut conn| async move {
+            invocation.invoke_async::<u64>(&mut conn).await
+        })
+        .await?;
+        Ok(seq)
     }
 
     async fn read_after(

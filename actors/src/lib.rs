@@ -13,6 +13,7 @@ pub mod feed;
 pub mod ors;
 #[cfg(test)]
 mod probe;
+mod redis_retry;
 pub mod registrar;
 pub mod rq;
 mod shards;

@@ -9,6 +9,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+use crate::redis_retry::retrying;
 
 /// A logged-in agent's state as stored. Calls are not kept: they live on the node that runs
 /// them and are reported again by it.
@@ -68,11 +69,10 @@ impl AgentStore {
                     .unwrap_or_default())
             }
             AgentStore::Redis(conn) => {
-                let mut conn = conn.clone();
-                let all: HashMap<String, String> = redis::cmd("HGETALL")
-                    .arg(hash_name(tenant))
-                    .query_async(&mut conn)
-                    .await?;
+                let cmd = redis::cmd("HGETALL").arg(hash_name(tenant)).clone();
+                let cmd = &cmd;
+                let all: HashMap<String, String> =
+                    retrying(conn, |mut c| async move { cmd.query_async(&mut c).await }).await?;
                 Ok(all
                     .into_iter()
                     .filter_map(|(agent, json)| match serde_json::from_str(&json) {
@@ -96,12 +96,10 @@ impl AgentStore {
                 Ok(map.get(tenant).and_then(|a| a.get(agent)).cloned())
             }
             AgentStore::Redis(conn) => {
-                let mut conn = conn.clone();
-                let json: Option<String> = redis::cmd("HGET")
-                    .arg(hash_name(tenant))
-                    .arg(agent)
-                    .query_async(&mut conn)
-                    .await?;
+                let cmd = redis::cmd("HGET").arg(hash_name(tenant)).arg(agent).clone();
+                let cmd = &cmd;
+                let json: Option<String> =
+                    retrying(conn, |mut c| async move { cmd.query_async(&mut c).await }).await?;
                 Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
             }
         }
@@ -120,7 +118,6 @@ impl AgentStore {
                 Ok(())
             }
             AgentStore::Redis(conn) => {
-                let mut conn = conn.clone();
                 let cmd = match state {
                     Some(s) => {
                         let mut c = redis::cmd("HSET");
@@ -135,7 +132,12 @@ impl AgentStore {
                         c
                     }
                 };
-                cmd.query_async::<()>(&mut conn).await?;
+                let cmd = &cmd;
+                retrying(
+                    conn,
+                    |mut c| async move { cmd.query_async::<()>(&mut c).await },
+                )
+                .await?;
                 Ok(())
             }
         }

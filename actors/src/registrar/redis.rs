@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::logic::{Binding, Changes};
 use super::store::BindingStore;
 use crate::error::Result;
+use crate::redis_retry::retrying;
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -63,10 +64,13 @@ impl RedisStore {
 
 impl BindingStore for RedisStore {
     async fn load(&self, tenant: &str, aor: &str) -> Result<Vec<Binding>> {
-        let mut conn = self.conn.clone();
-        let values: Vec<String> = redis::cmd("HVALS")
-            .arg(hash_key(tenant, aor))
-            .query_async(&mut conn)
+        let cmd = redis::cmd("HVALS").arg(hash_key(tenant, aor)).clone();
+        let cmd = &cmd;
+        let values: Vec<String> =
+            retrying(
+                &self.conn,
+                |mut c| async move { cmd.query_async(&mut c).await },
+            )
             .await?;
         values
             .iter()
@@ -117,8 +121,11 @@ impl BindingStore for RedisStore {
                 .arg("NX")
                 .ignore();
         }
-        let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await?;
+        let pipe = &pipe;
+        retrying(&self.conn, |mut c| async move {
+            pipe.query_async::<()>(&mut c).await
+        })
+        .await?;
         Ok(())
     }
 
