@@ -38,6 +38,7 @@ impl JsonLines {
             let wait = every.saturating_sub(last_sync.elapsed());
             match rx.recv_timeout(wait) {
                 Ok(Msg::Event(event)) => {
+                    self.shared.queued.fetch_sub(1, Ordering::AcqRel);
                     let mut line = event_json(&event).to_string();
                     line.push('\n');
                     match self.out.write_all(line.as_bytes()) {

@@ -69,6 +69,10 @@ pub(crate) struct Shared {
     connected: AtomicBool,
     delivered: AtomicU64,
     lost: AtomicU64,
+    /// Events emitted and not yet taken by the writer.
+    queued: AtomicU64,
+    /// When emitting last alarmed about events dropped (ms since the Unix epoch).
+    dropped_alarm_ms: AtomicU64,
     /// Bytes cut off damaged tails at start.
     damaged: AtomicU64,
     wake: tokio::sync::Notify,
@@ -84,6 +88,8 @@ impl Default for Shared {
             connected: AtomicBool::new(false),
             delivered: AtomicU64::new(0),
             lost: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            dropped_alarm_ms: AtomicU64::new(0),
             damaged: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
             stop: AtomicBool::new(false),
@@ -117,6 +123,8 @@ pub struct Status {
     pub connected: bool,
     /// Below the high-water mark.
     pub accepting: bool,
+    /// Events emitted that the writer has not taken yet.
+    pub queued: u64,
 }
 
 enum Msg {
@@ -241,7 +249,29 @@ impl Reporter {
         if Topic::named(&event.topic).is_none() {
             return;
         }
+        // The writer stuck (a disk that stopped answering): memory is not the place to wait.
+        let queued = self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        if queued >= MAX_QUEUED {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            let lost = self.shared.lost.fetch_add(1, Ordering::Relaxed) + 1;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let last = self.shared.dropped_alarm_ms.load(Ordering::Relaxed);
+            if now >= last + 10_000
+                && self
+                    .shared
+                    .dropped_alarm_ms
+                    .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                tracing::error!(alarm = "events-lost", queued, lost_total = lost, id = %event.id,
+                    "ALARM: the event writer is not keeping up (is the spool's disk answering?): events are being LOST");
+            }
+            return;
+        }
         if self.tx.send(Msg::Event(Box::new(event))).is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
             self.shared.lost.fetch_add(1, Ordering::Relaxed);
             tracing::error!("event emitted after reporting stopped: lost");
         }
@@ -266,6 +296,7 @@ impl Reporter {
             damaged_bytes: self.shared.damaged.load(Ordering::Relaxed),
             connected: self.shared.connected.load(Ordering::Relaxed),
             accepting: self.shared.accepting.load(Ordering::Relaxed),
+            queued: self.shared.queued.load(Ordering::Relaxed),
         }
     }
 
@@ -309,6 +340,10 @@ struct Writer {
 /// Events taken from the channel before they are written out together.
 const BATCH: usize = 4096;
 
+/// Events emitted and not yet taken by the writer beyond which emitting drops them (counted
+/// and alarmed as lost): about 200 MB of events in memory.
+const MAX_QUEUED: u64 = 200_000;
+
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let mut last_sync = Instant::now();
@@ -324,7 +359,10 @@ impl Writer {
             let mut next = first;
             while let Some(msg) = next {
                 match msg {
-                    Msg::Event(event) => self.append(&event),
+                    Msg::Event(event) => {
+                        self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                        self.append(&event);
+                    }
                     Msg::Close(done) => {
                         closing = Some(done);
                         break;
