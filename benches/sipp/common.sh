@@ -48,7 +48,9 @@ start_redis() {
 start_switchboard() {
     printf '[sip]\nlisten = "127.0.0.1:%s"\nmax_backlog = 100000\n[http]\nlisten = "127.0.0.1:%s"\n[grpc]\nlisten = "127.0.0.1:%s"\n[calls]\nprobe_secs = 0\n%s' \
         "$1" $(($1 + 1)) $(($1 + 2)) "${2:-}" > "$work/switchboard.toml"
-    RUST_LOG=warn "$bin/switchboard" serve --config "$work/switchboard.toml" > "$work/switchboard.log" 2>&1 &
+    # In the scratch directory: the default events file (or a spool) lands there.
+    (cd "$work" && RUST_LOG=warn exec "$bin/switchboard" serve --config "$work/switchboard.toml" \
+        > "$work/switchboard.log" 2>&1) &
     sb=$!
     pids+=($sb)
     sb_http=$(($1 + 1))
