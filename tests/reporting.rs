@@ -66,23 +66,13 @@ impl Broker {
     }
 
     fn start_again(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .expect("broker log");
-        let child = Command::new(tansu())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
+        let child = switchboard_benches::events::tansu(&tansu(), self.port)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("tansu runs (scripts/test.sh installs it)");
@@ -314,6 +304,13 @@ fn kafka_config(brokers: &str, spool: &Path, extra: &str) -> String {
     )
 }
 
+/// A node on the demo tenant with its events in Redis `url` and Kafka at `broker`, its spool
+/// in `dir`, `extra` added to `[kafka]`.
+fn reporting_node(url: &str, broker: &Broker, dir: &Path, extra: &str) -> Server {
+    let config = kafka_config(&broker.addr(), &dir.join("spool"), extra);
+    Server::start_with_config(Some(&config), &["--redis", url])
+}
+
 /// The carrier placing `count` calls at `rate` a second to extension 1005 (SIPp's own UAC:
 /// INVITE, ACK, BYE at once).
 fn calls_to_1005(dir: &Path, server: &Server, count: usize, rate: f64) -> Child {
@@ -415,12 +412,8 @@ async fn every_event_reaches_kafka_once_and_in_order_across_a_minute_long_broker
     let mut broker = Broker::start(dir.path());
     // REPORTING_EXTRA adds to [kafka] for a run by hand (`[kafka.properties]` with
     // `debug = "msg,eos"` shows what librdkafka does).
-    let config = kafka_config(
-        &broker.addr(),
-        &dir.path().join("spool"),
-        &std::env::var("REPORTING_EXTRA").unwrap_or_default(),
-    );
-    let server = Server::start_with_config(Some(&config), &["--redis", &url]);
+    let extra = std::env::var("REPORTING_EXTRA").unwrap_or_default();
+    let server = reporting_node(&url, &broker, dir.path(), &extra);
     let _phone = phone_1005(&server, dir.path());
     let mut agents = agents_at(&server, dir.path(), &["1001", "1002"]).await;
 
@@ -544,12 +537,8 @@ async fn past_the_high_water_mark_new_calls_get_503_and_a_full_spool_counts_its_
     let url = support::redis_db(35);
     let dir = tempfile::tempdir().expect("temp dir");
     let mut broker = Broker::stopped(dir.path());
-    let config = kafka_config(
-        &broker.addr(),
-        &dir.path().join("spool"),
-        "spool_max_bytes = 65536\nspool_high_water = 0.5\n",
-    );
-    let server = Server::start_with_config(Some(&config), &["--redis", &url]);
+    let extra = "spool_max_bytes = 65536\nspool_high_water = 0.5\n";
+    let server = reporting_node(&url, &broker, dir.path(), extra);
     let mut agents = agents_at(&server, dir.path(), &["1001"]).await;
 
     // Kafka never answered: the spool fills with agent changes up to its mark.
@@ -750,8 +739,7 @@ async fn redis_restarting_with_its_append_only_file_loses_no_event_and_no_call()
     let dir = tempfile::tempdir().expect("temp dir");
     let mut redis = OwnRedis::start(dir.path());
     let broker = Broker::start(dir.path());
-    let config = kafka_config(&broker.addr(), &dir.path().join("spool"), "");
-    let server = Server::start_with_config(Some(&config), &["--redis", &redis.url()]);
+    let server = reporting_node(&redis.url(), &broker, dir.path(), "");
     let _phone = phone_1005(&server, dir.path());
     let mut agents = agents_at(&server, dir.path(), &["1001"]).await;
     toggle(&mut agents, &["a1001"]).await;

@@ -1,6 +1,25 @@
-//! Events as a busy node emits them, for the reporting benchmarks.
+//! Events as a busy node emits them, and a broker to send them to, for the reporting
+//! benchmarks and tests.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use switchboard_proto::events::{CallThread, Event, Party, Payload};
+
+/// The command that runs the tansu binary at `path` as a broker on 127.0.0.1:`port`, with its
+/// memory storage (it keeps nothing across a restart) and quiet.
+pub fn tansu(path: &Path, port: u16) -> Command {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut command = Command::new(path);
+    command
+        .args(["broker", "--listener-url", &url])
+        .args(["--advertised-listener-url", &url])
+        .args(["--storage-engine", "memory://tansu/"])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
 
 /// The `n`th call event of a load: an Established call between a trunk caller and an agent's
 /// DN, keyed by its call thread (ten events a thread), about 700 bytes as JSON.

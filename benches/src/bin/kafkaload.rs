@@ -14,8 +14,8 @@
 //! ```
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -54,20 +54,8 @@ impl Drop for Broker {
     }
 }
 
-fn start_tansu(path: &PathBuf, port: u16) -> anyhow::Result<Broker> {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(path)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+fn start_tansu(path: &Path, port: u16) -> anyhow::Result<Broker> {
+    let child = switchboard_benches::events::tansu(path, port)
         .spawn()
         .with_context(|| format!("cannot run {}", path.display()))?;
     let deadline = Instant::now() + Duration::from_secs(10);
