@@ -312,8 +312,8 @@ fn reporting_node(url: &str, broker: &Broker, dir: &Path, extra: &str) -> Server
 }
 
 /// The carrier placing `count` calls at `rate` a second to extension 1005 (SIPp's own UAC:
-/// INVITE, ACK, BYE at once).
-fn calls_to_1005(dir: &Path, server: &Server, count: usize, rate: f64) -> Child {
+/// INVITE, ACK, then BYE after `hold_ms`).
+fn calls_to_1005(dir: &Path, server: &Server, count: usize, rate: f64, hold_ms: u64) -> Child {
     sipp(
         dir,
         &[
@@ -329,6 +329,8 @@ fn calls_to_1005(dir: &Path, server: &Server, count: usize, rate: f64) -> Child 
             &rate.to_string(),
             "-m",
             &count.to_string(),
+            "-d",
+            &hold_ms.to_string(),
             "-timeout",
             "200s",
             &server.sip.to_string(),
@@ -419,7 +421,7 @@ async fn every_event_reaches_kafka_once_and_in_order_across_a_minute_long_broker
 
     // Before the outage: calls and agent changes, all read from Kafka.
     let first = Outside::start(&broker.addr());
-    let mut sbc = calls_to_1005(dir.path(), &server, 10, 10.0);
+    let mut sbc = calls_to_1005(dir.path(), &server, 10, 10.0, 0);
     toggle(&mut agents, &["a1001", "a1002"]).await;
     finished(
         &mut sbc,
@@ -446,7 +448,7 @@ async fn every_event_reaches_kafka_once_and_in_order_across_a_minute_long_broker
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     let during = 2 * outage_secs as usize;
-    let mut sbc = calls_to_1005(dir.path(), &server, during, 2.0);
+    let mut sbc = calls_to_1005(dir.path(), &server, during, 2.0, 0);
     let outage = Instant::now();
     let mut toggles = 0;
     while outage.elapsed() < Duration::from_secs(outage_secs) {
@@ -477,7 +479,7 @@ async fn every_event_reaches_kafka_once_and_in_order_across_a_minute_long_broker
 
     // The broker returns, empty; switchboard creates its topics again and sends the spool.
     broker.start_again();
-    let mut sbc = calls_to_1005(dir.path(), &server, 10, 10.0);
+    let mut sbc = calls_to_1005(dir.path(), &server, 10, 10.0, 0);
     toggle(&mut agents, &["a1001"]).await;
     finished(
         &mut sbc,
@@ -664,6 +666,31 @@ async fn a_spool_cut_short_by_a_crash_delivers_everything_before_the_damage() {
     assert_eq!(missing, [newest], "only the event cut in half is lost");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_restart_while_the_broker_is_away_loses_nothing() {
+    let url = support::redis_db(38);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut broker = Broker::stopped(dir.path());
+    let mut server = reporting_node(&url, &broker, dir.path(), "");
+    let mut agents = agents_at(&server, dir.path(), &["1001"]).await;
+    for _ in 0..5 {
+        toggle(&mut agents, &["a1001"]).await;
+    }
+    // Stopped at once after the last change: closing syncs what the last window held.
+    server.terminate();
+    assert!(server.log_text().contains("shutting down"));
+
+    broker.start_again();
+    let config = kafka_config(&broker.addr(), &dir.path().join("spool"), "");
+    let server = Server::start_on(server.sip, Some(&config), &["--redis", &url]);
+    assert!(server.log_text().contains("events from an earlier run"));
+    let outside = Outside::start(&broker.addr());
+    let redis = stored(&url);
+    let missing = missing_from_kafka(&outside, &redis, 0).await;
+    assert!(missing.is_empty(), "lost across the restart: {missing:?}");
+    check_against_redis(&in_partition_order(outside.read()), &redis);
+}
+
 /// A Redis of this test's own, with append-only persistence, that it can restart.
 struct OwnRedis {
     port: u16,
@@ -744,28 +771,7 @@ async fn redis_restarting_with_its_append_only_file_loses_no_event_and_no_call()
     let mut agents = agents_at(&server, dir.path(), &["1001"]).await;
     toggle(&mut agents, &["a1001"]).await;
     // A call that lasts across the restart (SIPp hangs up after 6 s).
-    let mut long = sipp(
-        dir.path(),
-        &[
-            "-sn",
-            "uac",
-            "-s",
-            "1005",
-            "-i",
-            "127.0.0.2",
-            "-p",
-            &free_port().to_string(),
-            "-m",
-            "1",
-            "-d",
-            "6000",
-            "-timeout",
-            "30s",
-            &server.sip.to_string(),
-        ],
-    )
-    .spawn()
-    .expect("sipp runs");
+    let mut long = calls_to_1005(dir.path(), &server, 1, 1.0, 6000);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     redis.stop();
@@ -773,7 +779,7 @@ async fn redis_restarting_with_its_append_only_file_loses_no_event_and_no_call()
     redis.start_again();
 
     toggle(&mut agents, &["a1001"]).await;
-    let mut sbc = calls_to_1005(dir.path(), &server, 3, 5.0);
+    let mut sbc = calls_to_1005(dir.path(), &server, 3, 5.0, 0);
     finished(
         &mut sbc,
         Duration::from_secs(30),

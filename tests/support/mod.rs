@@ -192,6 +192,21 @@ impl Server {
         self.dir.path().join("events.jsonl")
     }
 
+    /// Stops the process as an operator would (SIGTERM), and waits for it to exit.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("switchboard did not stop on SIGTERM:\n{}", self.log_text());
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
