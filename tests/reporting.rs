@@ -840,3 +840,51 @@ fn without_kafka_events_go_to_a_json_lines_file_and_serve_says_where() {
         "serve says where: {log}"
     );
 }
+
+/// An event Kafka will never take (here larger than the producer's `message.max.bytes`) must
+/// not hold up every event behind it: it is skipped, counted and alarmed as lost, and the
+/// events after it go on in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_kafka_refuses_for_good_is_skipped_and_counted_as_lost() {
+    use switchboard_benches::events::call_event;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Broker::start(dir.path());
+    let reporter = switchboard_kafka::Reporter::kafka(switchboard_kafka::KafkaConfig {
+        brokers: broker.addr(),
+        spool_dir: dir.path().join("spool"),
+        properties: [("message.max.bytes".to_owned(), "1000".to_owned())].into(),
+        ..Default::default()
+    })
+    .expect("reporter");
+    let mut big = call_event(2);
+    if let Some(switchboard_proto::events::Payload::Call(call)) = &mut big.payload {
+        call.user_data.insert("notes".into(), "x".repeat(2000));
+    }
+    // One key, so one partition and one order.
+    let key = call_event(1).key;
+    let events = [call_event(1), big, call_event(3)].map(|e| switchboard_proto::events::Event {
+        key: key.clone(),
+        ..e
+    });
+    for e in &events {
+        reporter.emit(e.clone());
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reporter.status().delivered < 2 {
+        assert!(Instant::now() < deadline, "{:?}", reporter.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reporter.status().lost, 1);
+    let outside = Outside::start(&broker.addr());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while outside.read().len() < 2 {
+        assert!(Instant::now() < deadline, "read {:?}", outside.read());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ids: Vec<String> = in_partition_order(outside.read())
+        .iter()
+        .map(|r| r.event["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids, [events[0].id.clone(), events[2].id.clone()]);
+    reporter.close().await;
+}

@@ -24,6 +24,7 @@ pub struct KafkaConfig {
     pub format: Format,
     /// Partitions of the topics when switchboard creates them (it never changes existing ones).
     pub partitions: i32,
+    /// Their replication factor; -1 (the default) takes the broker's `default.replication.factor`.
     pub replication: i32,
     /// Where events wait for the broker.
     pub spool_dir: PathBuf,
@@ -59,7 +60,7 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
             format: Format::Json,
             partitions: 6,
-            replication: 1,
+            replication: -1,
             spool_dir: PathBuf::from("switchboard-spool"),
             spool_max_bytes: 1 << 30,
             spool_high_water: 0.8,
@@ -112,8 +113,14 @@ impl KafkaConfig {
                 return Err(format!("{protocol} needs sasl_username and sasl_password"));
             }
         }
-        if !(1..=10_000).contains(&self.partitions) || !(1..=100).contains(&self.replication) {
-            return Err("partitions and replication must be positive".into());
+        if !(1..=10_000).contains(&self.partitions) {
+            return Err(format!("partitions is {}: 1 to 10000", self.partitions));
+        }
+        if self.replication != -1 && !(1..=100).contains(&self.replication) {
+            return Err(format!(
+                "replication is {}: 1 to 100, or -1 for the broker's default",
+                self.replication
+            ));
         }
         Ok(())
     }

@@ -194,6 +194,8 @@ async fn pump(
             );
             match sent {
                 Ok(delivery) => inflight.push_back((end, delivery)),
+                // Too large for the producer: no retry will ever take it.
+                Err((e, _)) if refused_for_good(&e) => give_up(&record, &e, shared),
                 Err((e, _)) => return Ended::Failed(format!("producing: {e}")),
             }
         }
@@ -218,6 +220,20 @@ async fn pump(
             // notices a broker gone.
             match tokio::time::timeout(ack_within, delivery).await {
                 Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Err((e, message)))) if refused_for_good(&e) => {
+                    // The broker refuses this record whatever happens: it is given up, and
+                    // the sender starts over after it with a fresh producer.
+                    use rdkafka::Message as _;
+                    let record = crate::spool::Record {
+                        topic: Topic::named(message.topic()).unwrap_or(Topic::CallThread),
+                        key: message.key().unwrap_or_default().to_vec(),
+                        payload: Vec::new(),
+                    };
+                    give_up(&record, &e, shared);
+                    inflight.pop_front();
+                    shared.acked.fetch_max(end, Ordering::AcqRel);
+                    return Ended::Failed(format!("a record refused: {e}"));
+                }
                 Ok(Ok(Err((e, _)))) => return Ended::Failed(e.to_string()),
                 Ok(Err(_)) => return Ended::Failed("the producer went away".into()),
                 Err(_) => {
@@ -232,6 +248,29 @@ async fn pump(
         shared.acked.fetch_max(end, Ordering::AcqRel);
         shared.delivered.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Errors that no retry of the record can mend: the record itself is refused (too large for
+/// the producer's or the broker's limit, or invalid to the broker).
+fn refused_for_good(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidMessage
+        )
+    )
+}
+
+/// Counts and alarms a record Kafka will never take; the sender goes on without it rather
+/// than stop every later event behind it.
+fn give_up(record: &crate::spool::Record, error: &KafkaError, shared: &Shared) {
+    shared.lost.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(alarm = "events-lost", topic = record.topic.name(),
+        key = %String::from_utf8_lossy(&record.key), bytes = record.payload.len(), %error,
+        "ALARM: Kafka refuses an event for good (raise the broker's message.max.bytes?): it is skipped and LOST");
 }
 
 /// A record in the middle of the spool that does not read back (the disk damaged it): the
