@@ -190,30 +190,21 @@ impl EventSink {
     /// (Redis away) still goes to reporting, unnumbered (`seq` 0).
     pub async fn publish(&self, event: Event) -> Result<Event> {
         let stored = match &self.streams {
-            Streams::Memory(m) => Ok(m.publish(event)),
-            Streams::Redis(r) => r
-                .publish(&event)
-                .await
-                .map(|seq| Event {
-                    seq,
-                    ..event.clone()
-                })
-                .map_err(|e| (e, event)),
+            Streams::Memory(m) => m.publish(event),
+            Streams::Redis(r) => match r.publish(&event).await {
+                Ok(seq) => Event { seq, ..event },
+                Err(e) => {
+                    if let Some(report) = &self.report {
+                        report.emit(event);
+                    }
+                    return Err(e);
+                }
+            },
         };
-        match stored {
-            Ok(event) => {
-                if let Some(report) = &self.report {
-                    report.emit(event.clone());
-                }
-                Ok(event)
-            }
-            Err((e, event)) => {
-                if let Some(report) = &self.report {
-                    report.emit(event);
-                }
-                Err(e)
-            }
+        if let Some(report) = &self.report {
+            report.emit(stored.clone());
         }
+        Ok(stored)
     }
 
     /// Up to `count` entries of a tenant's topic after `after`, oldest first.
