@@ -71,8 +71,9 @@ pub(crate) struct Shared {
     lost: AtomicU64,
     /// Events emitted and not yet taken by the writer.
     queued: AtomicU64,
-    /// When emitting last alarmed about events dropped (ms since the Unix epoch).
-    dropped_alarm_ms: AtomicU64,
+    /// When events lost were last alarmed (ms since `started`; `u64::MAX`: never).
+    lost_alarm_ms: AtomicU64,
+    started: Instant,
     /// Bytes cut off damaged tails at start.
     damaged: AtomicU64,
     wake: tokio::sync::Notify,
@@ -89,7 +90,8 @@ impl Default for Shared {
             delivered: AtomicU64::new(0),
             lost: AtomicU64::new(0),
             queued: AtomicU64::new(0),
-            dropped_alarm_ms: AtomicU64::new(0),
+            lost_alarm_ms: AtomicU64::new(u64::MAX),
+            started: Instant::now(),
             damaged: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
             stop: AtomicBool::new(false),
@@ -100,6 +102,24 @@ impl Default for Shared {
 impl Shared {
     fn wake_sender(&self) {
         self.wake.notify_one();
+    }
+
+    /// Counts an event lost for `why`, and alarms (an ERROR with `alarm="events-lost"`): the
+    /// first at once, then at most every ten seconds, with the total so far.
+    pub(crate) fn lose(&self, why: &str, event: &Event) {
+        let lost = self.lost.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.lost_alarm_ms.load(Ordering::Relaxed);
+        let due = last == u64::MAX || now >= last + 10_000;
+        if due
+            && self
+                .lost_alarm_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(alarm = "events-lost", lost_total = lost, key = %event.key,
+                kind = %event.kind, id = %event.id, "ALARM: events are being LOST: {why}");
+        }
     }
 }
 
@@ -177,8 +197,13 @@ impl Reporter {
             path: dir.display().to_string(),
             source,
         };
-        let (spool, damage) = spool::Spool::open(&dir, config.segment_bytes(), shared.clone())
-            .map_err(spool_error)?;
+        let (spool, damage) = spool::Spool::open(
+            &dir,
+            config.segment_bytes(),
+            config.spool_max_bytes,
+            shared.clone(),
+        )
+        .map_err(spool_error)?;
         if let Some(d) = &damage {
             shared.damaged.store(d.bytes_dropped, Ordering::Relaxed);
             tracing::error!(segment = %d.segment.display(), offset = d.at, bytes = d.bytes_dropped,
@@ -190,20 +215,13 @@ impl Reporter {
                 "event spool holds events from an earlier run; they are sent first");
         }
         let limits = (config.spool_max_bytes, config.high_water_bytes());
-        let (tx, rx) = mpsc::channel();
-        let writer = Writer {
+        let writer = SpoolWriter {
             spool,
             format: config.format,
-            max_bytes: config.spool_max_bytes,
             high_water: config.high_water_bytes(),
-            sync_every: Duration::from_millis(config.sync_ms.max(1)),
-            shared: shared.clone(),
-            lost_reported: None,
         };
-        std::thread::Builder::new()
-            .name("event-spool".into())
-            .spawn(move || writer.run(rx))
-            .map_err(spool_error)?;
+        let every = Duration::from_millis(config.sync_ms.max(1));
+        let tx = start_writer("event-spool", writer, every, &shared).map_err(spool_error)?;
         let destination = format!("kafka {} (spool {})", config.brokers, dir.display());
         let reader = spool::Reader::new(&dir, shared.clone());
         let sender = tokio::spawn(sender::run(config, shared.clone(), reader));
@@ -220,20 +238,17 @@ impl Reporter {
     pub fn json_lines(path: &Path, sync_ms: u64) -> Result<Self, StartError> {
         let shared = Arc::new(Shared::default());
         shared.connected.store(true, Ordering::Relaxed);
-        let file =
-            jsonl::JsonLines::open(path, shared.clone()).map_err(|source| StartError::File {
-                path: path.display().to_string(),
-                source,
-            })?;
-        let (tx, rx) = mpsc::channel();
+        let file = jsonl::JsonLines::open(path).map_err(|source| StartError::File {
+            path: path.display().to_string(),
+            source,
+        })?;
         let every = Duration::from_millis(sync_ms.max(1));
-        std::thread::Builder::new()
-            .name("event-file".into())
-            .spawn(move || file.run(rx, every))
-            .map_err(|source| StartError::File {
+        let tx = start_writer("event-file", file, every, &shared).map_err(|source| {
+            StartError::File {
                 path: path.display().to_string(),
                 source,
-            })?;
+            }
+        })?;
         Ok(Reporter {
             tx,
             shared,
@@ -253,27 +268,15 @@ impl Reporter {
         let queued = self.shared.queued.fetch_add(1, Ordering::AcqRel);
         if queued >= MAX_QUEUED {
             self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-            let lost = self.shared.lost.fetch_add(1, Ordering::Relaxed) + 1;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            let last = self.shared.dropped_alarm_ms.load(Ordering::Relaxed);
-            if now >= last + 10_000
-                && self
-                    .shared
-                    .dropped_alarm_ms
-                    .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                tracing::error!(alarm = "events-lost", queued, lost_total = lost, id = %event.id,
-                    "ALARM: the event writer is not keeping up (is the spool's disk answering?): events are being LOST");
-            }
+            self.shared.lose(
+                "the event writer is not keeping up (is the spool's disk answering?)",
+                &event,
+            );
             return;
         }
-        if self.tx.send(Msg::Event(Box::new(event))).is_err() {
+        if let Err(mpsc::SendError(Msg::Event(event))) = self.tx.send(Msg::Event(Box::new(event))) {
             self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-            self.shared.lost.fetch_add(1, Ordering::Relaxed);
-            tracing::error!("event emitted after reporting stopped: lost");
+            self.shared.lose("emitted after reporting stopped", &event);
         }
     }
 
@@ -325,16 +328,14 @@ pub fn encode(event: &Event, format: Format) -> Vec<u8> {
     }
 }
 
-/// The thread that appends emitted events to the spool.
-struct Writer {
-    spool: spool::Spool,
-    format: Format,
-    max_bytes: u64,
-    high_water: u64,
-    sync_every: Duration,
-    shared: Arc<Shared>,
-    /// When lost events were last reported, and how many had been lost by then.
-    lost_reported: Option<(Instant, u64)>,
+/// Where a writer thread puts the emitted events: the spool, or the JSON-lines file.
+trait Destination: Send + 'static {
+    /// Takes one event, buffered.
+    fn take(&mut self, event: &Event, shared: &Shared);
+    /// After each batch: hands what is buffered to the file.
+    fn write(&mut self, shared: &Shared);
+    /// Makes what was written durable.
+    fn sync(&mut self);
 }
 
 /// Events taken from the channel before they are written out together.
@@ -344,24 +345,32 @@ const BATCH: usize = 4096;
 /// and alarmed as lost): about 200 MB of events in memory.
 const MAX_QUEUED: u64 = 200_000;
 
-impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+/// Starts the thread that takes emitted events into `destination` in batches and syncs it
+/// every `every` (and when closing); the channel to it.
+fn start_writer(
+    name: &str,
+    mut destination: impl Destination,
+    every: Duration,
+    shared: &Arc<Shared>,
+) -> std::io::Result<mpsc::Sender<Msg>> {
+    let (tx, rx) = mpsc::channel();
+    let shared = shared.clone();
+    let run = move || {
         let mut last_sync = Instant::now();
-        let mut closing = None;
         loop {
-            let wait = self.sync_every.saturating_sub(last_sync.elapsed());
-            let first = match rx.recv_timeout(wait) {
+            let wait = every.saturating_sub(last_sync.elapsed());
+            let mut next = match rx.recv_timeout(wait) {
                 Ok(msg) => Some(msg),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             let mut taken = 0;
-            let mut next = first;
+            let mut closing = None;
             while let Some(msg) = next {
                 match msg {
                     Msg::Event(event) => {
-                        self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-                        self.append(&event);
+                        shared.queued.fetch_sub(1, Ordering::AcqRel);
+                        destination.take(&event, &shared);
                     }
                     Msg::Close(done) => {
                         closing = Some(done);
@@ -375,68 +384,57 @@ impl Writer {
                     None
                 };
             }
-            if let Err(e) = self.spool.write() {
-                tracing::error!(error = %e, "event spool: write failed; retrying");
-            }
-            self.watch_marks();
-            if closing.is_some() || last_sync.elapsed() >= self.sync_every {
-                if let Err(e) = self.spool.sync() {
-                    tracing::error!(error = %e, "event spool: sync failed; retrying");
-                }
-                if let Err(e) = self.spool.tidy() {
-                    tracing::warn!(error = %e, "event spool: tidying failed");
-                }
+            destination.write(&shared);
+            if closing.is_some() || last_sync.elapsed() >= every {
+                destination.sync();
                 last_sync = Instant::now();
             }
-            if let Some(done) = closing.take() {
+            if let Some(done) = closing {
                 let _ = done.send(());
-                break;
+                return;
             }
         }
-        let _ = self.spool.sync();
-        let _ = self.spool.tidy();
-    }
+        destination.sync();
+    };
+    std::thread::Builder::new().name(name.into()).spawn(run)?;
+    Ok(tx)
+}
 
-    fn append(&mut self, event: &Event) {
+/// The spool as a writer's destination: events encoded in the chosen format, readiness
+/// turned off past the high-water mark.
+struct SpoolWriter {
+    spool: spool::Spool,
+    format: Format,
+    high_water: u64,
+}
+
+impl Destination for SpoolWriter {
+    fn take(&mut self, event: &Event, shared: &Shared) {
         let Some(topic) = Topic::named(&event.topic) else {
             return;
         };
         let payload = encode(event, self.format);
-        match self
-            .spool
-            .append(topic, event.key.as_bytes(), &payload, self.max_bytes)
-        {
+        match self.spool.append(topic, event.key.as_bytes(), &payload) {
             Ok(true) => {}
-            Ok(false) => self.lose(event),
+            Ok(false) => shared.lose(
+                "the event spool is full (Kafka has been away too long)",
+                event,
+            ),
             Err(e) => {
                 tracing::error!(error = %e, "event spool: append failed");
-                self.lose(event);
+                shared.lose("the event spool could not be written", event);
             }
         }
     }
 
-    /// Counts, logs and alarms an event the spool had no room for: the first at once, then a
-    /// summary at most every ten seconds.
-    fn lose(&mut self, event: &Event) {
-        let lost = self.shared.lost.fetch_add(1, Ordering::Relaxed) + 1;
-        let due = self
-            .lost_reported
-            .is_none_or(|(at, _)| at.elapsed() >= Duration::from_secs(10));
-        if due {
-            let since = lost - self.lost_reported.map_or(0, |(_, n)| n);
-            tracing::error!(alarm = "events-lost", lost_total = lost, lost_since_last_report = since,
-                key = %event.key, kind = %event.kind, id = %event.id,
-                max_bytes = self.max_bytes,
-                "ALARM: event spool full: events are being LOST (Kafka has been away too long)");
-            self.lost_reported = Some((Instant::now(), lost));
+    fn write(&mut self, shared: &Shared) {
+        if let Err(e) = self.spool.write() {
+            tracing::error!(error = %e, "event spool: write failed; retrying");
         }
-    }
-
-    /// Turns readiness off past the high-water mark and back on below it.
-    fn watch_marks(&mut self) {
+        // Readiness off past the high-water mark, back on below it.
         let pending = self.spool.pending();
         let accepting = pending < self.high_water;
-        let was = self.shared.accepting.swap(accepting, Ordering::AcqRel);
+        let was = shared.accepting.swap(accepting, Ordering::AcqRel);
         if was && !accepting {
             tracing::warn!(
                 spooled_bytes = pending,
@@ -448,7 +446,15 @@ impl Writer {
                 spooled_bytes = pending,
                 "event spool below its high-water mark: taking new calls and registrations again"
             );
-            self.lost_reported = None;
+        }
+    }
+
+    fn sync(&mut self) {
+        if let Err(e) = self.spool.sync() {
+            tracing::error!(error = %e, "event spool: sync failed; retrying");
+        }
+        if let Err(e) = self.spool.tidy() {
+            tracing::warn!(error = %e, "event spool: tidying failed");
         }
     }
 }

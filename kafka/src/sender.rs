@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
+use rdkafka::Message as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -195,7 +196,9 @@ async fn pump(
             match sent {
                 Ok(delivery) => inflight.push_back((end, delivery)),
                 // Too large for the producer: no retry will ever take it.
-                Err((e, _)) if refused_for_good(&e) => give_up(&record, &e, shared),
+                Err((e, _)) if refused_for_good(&e) => {
+                    give_up(record.topic.name(), &record.key, &e, shared)
+                }
                 Err((e, _)) => return Ended::Failed(format!("producing: {e}")),
             }
         }
@@ -223,13 +226,8 @@ async fn pump(
                 Ok(Ok(Err((e, message)))) if refused_for_good(&e) => {
                     // The broker refuses this record whatever happens: it is given up, and
                     // the sender starts over after it with a fresh producer.
-                    use rdkafka::Message as _;
-                    let record = crate::spool::Record {
-                        topic: Topic::named(message.topic()).unwrap_or(Topic::CallThread),
-                        key: message.key().unwrap_or_default().to_vec(),
-                        payload: Vec::new(),
-                    };
-                    give_up(&record, &e, shared);
+                    let key = message.key().unwrap_or_default();
+                    give_up(message.topic(), key, &e, shared);
                     inflight.pop_front();
                     shared.acked.fetch_max(end, Ordering::AcqRel);
                     return Ended::Failed(format!("a record refused: {e}"));
@@ -266,10 +264,10 @@ fn refused_for_good(error: &KafkaError) -> bool {
 
 /// Counts and alarms a record Kafka will never take; the sender goes on without it rather
 /// than stop every later event behind it.
-fn give_up(record: &crate::spool::Record, error: &KafkaError, shared: &Shared) {
+fn give_up(topic: &str, key: &[u8], error: &KafkaError, shared: &Shared) {
     shared.lost.fetch_add(1, Ordering::Relaxed);
-    tracing::error!(alarm = "events-lost", topic = record.topic.name(),
-        key = %String::from_utf8_lossy(&record.key), bytes = record.payload.len(), %error,
+    tracing::error!(alarm = "events-lost", topic,
+        key = %String::from_utf8_lossy(key), %error,
         "ALARM: Kafka refuses an event for good (raise the broker's message.max.bytes?): it is skipped and LOST");
 }
 

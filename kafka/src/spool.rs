@@ -116,6 +116,8 @@ pub(crate) struct Spool {
     /// Bytes written but not yet handed to the file.
     buffer: Vec<u8>,
     segment_bytes: u64,
+    /// The most bytes not yet acknowledged it holds; records past it are refused.
+    max_bytes: u64,
     unsynced: bool,
     /// The acknowledged offset last written to the cursor file.
     cursor_saved: u64,
@@ -128,6 +130,7 @@ impl Spool {
     pub(crate) fn open(
         dir: &Path,
         segment_bytes: u64,
+        max_bytes: u64,
         shared: Arc<Shared>,
     ) -> io::Result<(Self, Option<DamagedTail>)> {
         fs::create_dir_all(dir)?;
@@ -172,6 +175,7 @@ impl Spool {
                 end,
                 buffer: Vec::with_capacity(64 * 1024),
                 segment_bytes: segment_bytes.max(1024),
+                max_bytes,
                 unsynced: false,
                 cursor_saved: acked,
                 shared,
@@ -187,15 +191,9 @@ impl Spool {
 
     /// Appends a record (to the buffer; [`Spool::write`] hands it to the file). `false` when
     /// the spool has no room for it.
-    pub(crate) fn append(
-        &mut self,
-        topic: Topic,
-        key: &[u8],
-        payload: &[u8],
-        max_bytes: u64,
-    ) -> io::Result<bool> {
+    pub(crate) fn append(&mut self, topic: Topic, key: &[u8], payload: &[u8]) -> io::Result<bool> {
         let size = (HEADER + 3 + key.len() + payload.len()) as u64;
-        if self.pending() + size > max_bytes || size as usize > MAX_BODY {
+        if self.pending() + size > self.max_bytes || size as usize > MAX_BODY {
             return Ok(false);
         }
         let current = self.segments.back().copied().unwrap_or(self.end);
@@ -417,12 +415,7 @@ mod tests {
             let payload = format!("{{\"n\":{i}}}");
             assert!(
                 spool
-                    .append(
-                        Topic::AgentState,
-                        key.as_bytes(),
-                        payload.as_bytes(),
-                        u64::MAX
-                    )
+                    .append(Topic::AgentState, key.as_bytes(), payload.as_bytes())
                     .expect("append")
             );
         }
@@ -441,7 +434,7 @@ mod tests {
     fn records_come_back_in_order_across_segments() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = shared();
-        let (mut spool, damage) = Spool::open(dir.path(), 1024, s.clone()).expect("open");
+        let (mut spool, damage) = Spool::open(dir.path(), 1024, u64::MAX, s.clone()).expect("open");
         assert_eq!(damage, None);
         fill(&mut spool, 200);
         assert!(segments(dir.path()).expect("list").len() > 3, "rotated");
@@ -457,7 +450,7 @@ mod tests {
         assert!(spool.disk_bytes() < 1024);
         drop(spool);
         let s2 = shared();
-        let (_spool, damage) = Spool::open(dir.path(), 1024, s2.clone()).expect("reopen");
+        let (_spool, damage) = Spool::open(dir.path(), 1024, u64::MAX, s2.clone()).expect("reopen");
         assert_eq!(damage, None);
         assert_eq!(s2.acked.load(Ordering::Acquire), reader.position());
         let mut reader = Reader::new(dir.path(), s2.clone());
@@ -468,7 +461,7 @@ mod tests {
     #[test]
     fn a_truncated_tail_is_cut_off_and_reported_and_the_rest_is_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut spool, _) = Spool::open(dir.path(), 1 << 20, shared()).expect("open");
+        let (mut spool, _) = Spool::open(dir.path(), 1 << 20, u64::MAX, shared()).expect("open");
         fill(&mut spool, 10);
         drop(spool);
         let path = dir.path().join(segment_name(0));
@@ -478,7 +471,8 @@ mod tests {
         file.set_len(len - 3).expect("truncate");
         drop(file);
         let s = shared();
-        let (mut spool, damage) = Spool::open(dir.path(), 1 << 20, s.clone()).expect("reopen");
+        let (mut spool, damage) =
+            Spool::open(dir.path(), 1 << 20, u64::MAX, s.clone()).expect("reopen");
         let damage = damage.expect("damage reported");
         assert_eq!(damage.at + damage.bytes_dropped, len - 3);
         assert!(damage.bytes_dropped > 0);
@@ -495,7 +489,7 @@ mod tests {
     #[test]
     fn garbage_at_the_tail_is_detected_by_its_checksum() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut spool, _) = Spool::open(dir.path(), 1 << 20, shared()).expect("open");
+        let (mut spool, _) = Spool::open(dir.path(), 1 << 20, u64::MAX, shared()).expect("open");
         fill(&mut spool, 5);
         drop(spool);
         let path = dir.path().join(segment_name(0));
@@ -505,7 +499,8 @@ mod tests {
         file.write_all(&[4, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9, 9])
             .expect("write");
         drop(file);
-        let (_spool, damage) = Spool::open(dir.path(), 1 << 20, shared()).expect("reopen");
+        let (_spool, damage) =
+            Spool::open(dir.path(), 1 << 20, u64::MAX, shared()).expect("reopen");
         let damage = damage.expect("damage reported");
         assert_eq!((damage.at, damage.bytes_dropped), (good, 12));
         assert_eq!(fs::metadata(&path).expect("meta").len(), good);
@@ -515,11 +510,11 @@ mod tests {
     fn a_full_spool_refuses_records() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = shared();
-        let (mut spool, _) = Spool::open(dir.path(), 1 << 20, s.clone()).expect("open");
+        let (mut spool, _) = Spool::open(dir.path(), 1 << 20, 1000, s.clone()).expect("open");
         let mut taken = 0;
         for _ in 0..100 {
             if spool
-                .append(Topic::CallThread, b"demo:t1", &[0u8; 100], 1000)
+                .append(Topic::CallThread, b"demo:t1", &[0u8; 100])
                 .expect("append")
             {
                 taken += 1;
@@ -531,7 +526,7 @@ mod tests {
         s.acked.store(spool.end, Ordering::Release);
         assert!(
             spool
-                .append(Topic::CallThread, b"demo:t1", &[0u8; 100], 1000)
+                .append(Topic::CallThread, b"demo:t1", &[0u8; 100])
                 .expect("append")
         );
     }
