@@ -208,11 +208,11 @@ fn ids(read: &[Read]) -> HashSet<String> {
         .collect()
 }
 
-/// Waits until the consumers together hold every id of `want`.
-fn wait_for(consumers: &[&Outside], want: &HashSet<String>, within: Duration, what: &str) {
-    let deadline = Instant::now() + within;
+/// Waits (a minute at most) until the consumer holds every id of `want`.
+fn wait_for(consumer: &Outside, want: &HashSet<String>, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let have: HashSet<String> = consumers.iter().flat_map(|c| ids(&c.read())).collect();
+        let have = ids(&consumer.read());
         let missing = want.difference(&have).count();
         if missing == 0 {
             return;
@@ -360,8 +360,9 @@ async fn toggle(agents: &mut Agents, ids: &[&str]) {
     }
 }
 
-fn finished(child: &mut Child, within: Duration, dir: &Path, server: &Server, what: &str) {
-    let status = wait(child, within);
+/// Waits (30 s at most) for a SIPp run to end, and fails unless every call succeeded.
+fn finished(child: &mut Child, dir: &Path, server: &Server, what: &str) {
+    let status = wait(child, Duration::from_secs(30));
     assert!(
         status.success(),
         "{what}: {status}\n{}\n{}",
@@ -423,21 +424,10 @@ async fn every_event_reaches_kafka_once_and_in_order_across_a_minute_long_broker
     let first = Outside::start(&broker.addr());
     let mut sbc = calls_to_1005(dir.path(), &server, 10, 10.0, 0);
     toggle(&mut agents, &["a1001", "a1002"]).await;
-    finished(
-        &mut sbc,
-        Duration::from_secs(30),
-        dir.path(),
-        &server,
-        "calls before",
-    );
+    finished(&mut sbc, dir.path(), &server, "calls before");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before: HashSet<String> = stored(&url).into_iter().map(|s| s.id).collect();
-    wait_for(
-        &[&first],
-        &before,
-        Duration::from_secs(30),
-        "before the outage",
-    );
+    wait_for(&first, &before, "before the outage");
 
     // The broker goes away for a minute (with what it held: memory storage) while calls
     // and agent changes go on.
@@ -456,13 +446,7 @@ async fn every_event_reaches_kafka_once_and_in_order_across_a_minute_long_broker
         toggles += 1;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    finished(
-        &mut sbc,
-        Duration::from_secs(30),
-        dir.path(),
-        &server,
-        "calls during the outage",
-    );
+    finished(&mut sbc, dir.path(), &server, "calls during the outage");
     assert!(
         ready(&server),
         "the node stays ready: the spool is far from its mark"
@@ -481,24 +465,13 @@ async fn every_event_reaches_kafka_once_and_in_order_across_a_minute_long_broker
     broker.start_again();
     let mut sbc = calls_to_1005(dir.path(), &server, 10, 10.0, 0);
     toggle(&mut agents, &["a1001"]).await;
-    finished(
-        &mut sbc,
-        Duration::from_secs(30),
-        dir.path(),
-        &server,
-        "calls after",
-    );
+    finished(&mut sbc, dir.path(), &server, "calls after");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = Outside::start(&broker.addr());
     let redis = stored(&url);
     let all: HashSet<String> = redis.iter().map(|s| s.id.clone()).collect();
     let after: HashSet<String> = all.difference(&before).cloned().collect();
-    wait_for(
-        &[&second],
-        &after,
-        Duration::from_secs(60),
-        "after the outage",
-    );
+    wait_for(&second, &after, "after the outage");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Every event exactly once after de-duplication by id, in order per key.
@@ -780,16 +753,9 @@ async fn redis_restarting_with_its_append_only_file_loses_no_event_and_no_call()
 
     toggle(&mut agents, &["a1001"]).await;
     let mut sbc = calls_to_1005(dir.path(), &server, 3, 5.0, 0);
-    finished(
-        &mut sbc,
-        Duration::from_secs(30),
-        dir.path(),
-        &server,
-        "calls after",
-    );
+    finished(&mut sbc, dir.path(), &server, "calls after");
     finished(
         &mut long,
-        Duration::from_secs(30),
         dir.path(),
         &server,
         "the call across the restart",
@@ -805,12 +771,7 @@ async fn redis_restarting_with_its_append_only_file_loses_no_event_and_no_call()
     assert_eq!(stored.iter().filter(|s| s.kind == "AgentReady").count(), 2);
     let outside = Outside::start(&broker.addr());
     let all: HashSet<String> = stored.iter().map(|s| s.id.clone()).collect();
-    wait_for(
-        &[&outside],
-        &all,
-        Duration::from_secs(30),
-        "after the restart",
-    );
+    wait_for(&outside, &all, "after the restart");
     tokio::time::sleep(Duration::from_millis(300)).await;
     check_against_redis(&in_partition_order(outside.read()), &stored);
 }
