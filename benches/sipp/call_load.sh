@@ -73,31 +73,10 @@ run() {
     done
     for pid in "${upids[@]}"; do wait "$pid" || true; done
     end=$(date +%s.%N)
-    python3 - "$work" "$tag" "$pairs" "$start" "$end" <<'PY'
-import csv, glob, sys
-work, tag, pairs, start, end = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-ok = failed = 0
-for i in range(1, pairs + 1):
-    rows = list(csv.reader(open(f"{work}/{tag}-{i}.csv"), delimiter=";"))
-    head, last = rows[0], rows[-1]
-    ok += int(last[head.index("SuccessfulCall(C)")])
-    failed += int(last[head.index("FailedCall(C)")])
-rtts = []
-for f in glob.glob(f"{work}/uac_*_rtt.csv"):
-    rows = list(csv.reader(open(f), delimiter=";"))
-    if not rows:
-        continue
-    col = next((i for i, h in enumerate(rows[0]) if h.startswith("response_time")), 1)
-    for row in rows[1:]:
-        try:
-            rtts.append(float(row[col]))
-        except (ValueError, IndexError):
-            pass
-rtts.sort()
-pct = lambda p: rtts[min(len(rtts) - 1, int(len(rtts) * p))] if rtts else float("nan")
-print(f"{ok / (end - start):.0f} {failed} {pct(0.5):.2f} {pct(0.99):.2f}")
-PY
-    rm -f "$work"/uac_*_rtt.csv
+    local stats=() ok failed p50 p99
+    for ((i = 1; i <= pairs; i++)); do stats+=("$work/$tag-$i.csv"); done
+    read -r ok failed p50 p99 < <(sipp_outcome "${stats[@]}")
+    python3 -c "print(f'{$ok / ($end - $start):.0f} $failed $p50 $p99')"
 }
 
 echo "Calls over UDP, $pairs SIPp pairs, $secs s per rate (INVITE-200-ACK-BYE, no hold time)${REDIS:+, events and snapshots in Redis}"

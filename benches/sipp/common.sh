@@ -81,3 +81,34 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 calls_active() {
     curl -s "http://127.0.0.1:$sb_http/metrics" | awk '/^switchboard_calls_active/ {print $2}'
 }
+
+# The outcome of SIPp UAC runs in the scratch directory: "<successful> <failed> <p50> <p99>"
+# from the -trace_stat files given (summed) and the setup times of every uac_*_rtt.csv there
+# (-trace_rtt; whole milliseconds), which it then removes.
+sipp_outcome() {
+    python3 - "$work" "$@" <<'PY'
+import csv, glob, sys
+work, stats = sys.argv[1], sys.argv[2:]
+ok = failed = 0
+for path in stats:
+    rows = list(csv.reader(open(path), delimiter=";"))
+    head, last = rows[0], rows[-1]
+    ok += int(last[head.index("SuccessfulCall(C)")])
+    failed += int(last[head.index("FailedCall(C)")])
+rtts = []
+for f in glob.glob(f"{work}/uac_*_rtt.csv"):
+    rows = list(csv.reader(open(f), delimiter=";"))
+    if not rows:
+        continue
+    col = next((i for i, h in enumerate(rows[0]) if h.startswith("response_time")), 1)
+    for row in rows[1:]:
+        try:
+            rtts.append(float(row[col]))
+        except (ValueError, IndexError):
+            pass
+rtts.sort()
+pct = lambda p: rtts[min(len(rtts) - 1, int(len(rtts) * p))] if rtts else float("nan")
+print(f"{ok} {failed} {pct(0.5):.2f} {pct(0.99):.2f}")
+PY
+    rm -f "$work"/uac_*_rtt.csv
+}

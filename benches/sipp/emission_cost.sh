@@ -40,29 +40,16 @@ for mode in off file kafka; do
         -trace_rtt -rtt_freq 100 "127.0.0.1:$port" > /dev/null 2>&1) || true
     sleep 1
     ticks=$(($(cpu_ticks "$sb") - before))
-    python3 - "$work" "$mode" "$ticks" "$(getconf CLK_TCK)" <<'PY'
-import csv, glob, sys
-work, mode, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-rows = list(csv.reader(open(f"{work}/{mode}.csv"), delimiter=";"))
-head, last = rows[0], rows[-1]
-ok, failed = int(last[head.index("SuccessfulCall(C)")]), int(last[head.index("FailedCall(C)")])
-rtts = []
-for f in glob.glob(f"{work}/uac_*_rtt.csv"):
-    rows = list(csv.reader(open(f), delimiter=";"))
-    col = next((i for i, h in enumerate(rows[0]) if h.startswith("response_time")), 1) if rows else 1
-    for row in rows[1:]:
-        try:
-            rtts.append(float(row[col]))
-        except (ValueError, IndexError):
-            pass
-rtts.sort()
-pct = lambda p: rtts[min(len(rtts) - 1, int(len(rtts) * p))] if rtts else float("nan")
+    read -r ok failed p50 p99 < <(sipp_outcome "$work/$mode.csv")
+    python3 - "$mode" "$ok" "$failed" "$p50" "$p99" "$ticks" "$(getconf CLK_TCK)" <<'PY'
+import sys
+mode, ok, failed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+p50, p99, ticks, hz = float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 # SIPp times in whole milliseconds.
 ms = lambda v: "<1" if v < 1 else f"{v:.0f}"
-print(f"  reporting {mode:<5}: {ok} calls, {failed} failed, setup p50 {ms(pct(0.5))} ms, p99 {ms(pct(0.99))} ms, "
+print(f"  reporting {mode:<5}: {ok} calls, {failed} failed, setup p50 {ms(p50)} ms, p99 {ms(p99)} ms, "
       f"switchboard CPU {ticks / hz:.2f} s ({ticks / hz / ok * 1e6 if ok else 0:.0f} us a call)")
 PY
-    rm -f "$work"/uac_*_rtt.csv
     kill "$sb" 2>/dev/null || true
     wait "$sb" 2>/dev/null || true
     port=$((port + 100))
