@@ -18,10 +18,15 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 /// A port free for both UDP and TCP on 127.0.0.1, below Linux's ephemeral range (32768 and
 /// up) so that no outgoing connection of another test takes it between this check and the
-/// server's bind; picked at random so that tests running side by side rarely try the same.
+/// server's bind; picked at random so that tests running side by side in other processes
+/// rarely try the same, and never handed out twice by this process: two tests starting
+/// servers at once would otherwise both find a port free that neither has bound yet.
 pub fn free_port() -> u16 {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let seed = u64::from(std::process::id())
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -31,11 +36,16 @@ pub fn free_port() -> u16 {
         let mixed =
             (seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         let port = 20_000 + (mixed >> 33) as u16 % 12_000;
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if given.get_or_insert_with(HashSet::new).contains(&port) {
+            continue;
+        }
         let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)) else {
             continue;
         };
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             drop(udp);
+            given.get_or_insert_with(HashSet::new).insert(port);
             return port;
         }
     }
@@ -93,29 +103,39 @@ impl Server {
     }
 
     pub fn start_with_config(config: Option<&str>, args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        Self::start_at(dir, [sip, http, grpc], config, args)
+        Self::start_at(None, config, args)
     }
 
     /// Starts on a SIP address chosen beforehand (a peer's configuration names it).
     pub fn start_on(sip: SocketAddr, config: Option<&str>, args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        Self::start_at(dir, [sip, http, grpc], config, args)
+        Self::start_at(Some(sip), config, args)
     }
 
-    fn start_at(
-        dir: tempfile::TempDir,
-        [sip, http, grpc]: [SocketAddr; 3],
+    /// Starts on `sip`, or a free port, and free HTTP, gRPC and callbacks ports. A port found
+    /// free may still be taken by another process before the server binds it: then the
+    /// server is started again on fresh ports (all but a SIP port given by the caller).
+    fn start_at(sip: Option<SocketAddr>, config: Option<&str>, args: &[&str]) -> Self {
+        let fresh = || SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut attempt = 1;
+        loop {
+            let ports = [sip.unwrap_or_else(fresh), fresh(), fresh(), fresh()];
+            match Self::try_start(ports, config, args) {
+                Ok(server) => return server,
+                Err(log) if attempt < 3 && log.contains("Address already in use") => {
+                    attempt += 1;
+                }
+                Err(log) => panic!("switchboard did not become ready:\n{log}"),
+            }
+        }
+    }
+
+    fn try_start(
+        [sip, http, grpc, callbacks]: [SocketAddr; 4],
         config: Option<&str>,
         args: &[&str],
-    ) -> Self {
+    ) -> Result<Self, String> {
+        let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("switchboard.log");
-        let callbacks = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         cmd.arg("serve")
             .arg("--sip-listen")
@@ -152,7 +172,7 @@ impl Server {
             cmd.arg("--config").arg(path);
         }
         let child = cmd.spawn().expect("start switchboard");
-        let server = Self {
+        let mut server = Self {
             child,
             sip,
             http,
@@ -161,8 +181,8 @@ impl Server {
             log,
             dir,
         };
-        server.wait_ready();
-        server
+        server.wait_ready()?;
+        Ok(server)
     }
 
     /// Stops this server and starts another on the same SIP port (where phones and peers
@@ -171,20 +191,22 @@ impl Server {
     pub fn restart(mut self, config: Option<&str>, args: &[&str]) -> Self {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let fresh = || SocketAddr::from(([127, 0, 0, 1], free_port()));
-        Self::start_at(dir, [self.sip, fresh(), fresh()], config, args)
+        Self::start_at(Some(self.sip), config, args)
     }
 
-    fn wait_ready(&self) {
+    /// Waits until `/readyz` answers 200; the log if the process exits or takes over 20 s.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if http_get(self.http, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-                return;
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("exited with {status}:\n{}", self.log_text()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("switchboard did not become ready:\n{}", self.log_text());
+        Err(self.log_text())
     }
 
     /// The JSON-lines file the server reports its events to (without Kafka).
