@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of switchboard on a fresh Debian 12 machine: installs the peers the tests talk
-# to (SIPp, baresip, Redis, PostgreSQL, protoc) when missing, starts a private Redis and a private
+# to (SIPp, baresip, Redis, PostgreSQL, protoc, socat) when missing, starts a private Redis and a private
 # PostgreSQL cluster on free ports in a temporary directory, runs the whole cargo test suite, and
 # stops what it started.
 set -euo pipefail
@@ -16,6 +16,9 @@ command -v protoc >/dev/null || missing+=(protobuf-compiler)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v make >/dev/null || missing+=(make)
+# The TLS test of reporting: certificates made with openssl, TLS in front of the broker by socat.
+command -v openssl >/dev/null || missing+=(openssl)
+command -v socat >/dev/null || missing+=(socat)
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
 if ((${#missing[@]})); then

@@ -9,11 +9,23 @@ use switchboard_proto::events::{CallThread, Event, Party, Payload};
 /// The command that runs the tansu binary at `path` as a broker on 127.0.0.1:`port`, with its
 /// memory storage (it keeps nothing across a restart) and quiet.
 pub fn tansu(path: &Path, port: u16) -> Command {
-    let url = format!("tcp://127.0.0.1:{port}");
+    tansu_behind(path, port, port)
+}
+
+/// As [`tansu`], but telling clients to reach it at 127.0.0.1:`advertised`, where something
+/// in front of it (a TLS terminator) listens.
+pub fn tansu_behind(path: &Path, port: u16, advertised: u16) -> Command {
     let mut command = Command::new(path);
     command
-        .args(["broker", "--listener-url", &url])
-        .args(["--advertised-listener-url", &url])
+        .args([
+            "broker",
+            "--listener-url",
+            &format!("tcp://127.0.0.1:{port}"),
+        ])
+        .args([
+            "--advertised-listener-url",
+            &format!("tcp://127.0.0.1:{advertised}"),
+        ])
         .args(["--storage-engine", "memory://tansu/"])
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())

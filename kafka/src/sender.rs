@@ -6,8 +6,8 @@
 //! go again: delivery is at least once, and consumers drop duplicates by event id.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
@@ -23,19 +23,69 @@ use crate::{KafkaConfig, Shared, Topic};
 /// Records handed to the producer and not yet acknowledged, at most.
 const WINDOW: usize = 50_000;
 
-/// librdkafka's own logs and errors: the sender reports outages itself, once, so they are
-/// kept for debugging.
-#[derive(Clone)]
-struct Quiet;
+/// librdkafka's own logs go to DEBUG: the sender reports an outage itself, once. The last
+/// error librdkafka reported of a client (a connection refused, a certificate not trusted,
+/// credentials refused) is kept, to say in that report why the broker cannot be reached.
+#[derive(Clone, Default)]
+struct Watch(Arc<Mutex<Option<Reported>>>);
 
-impl ClientContext for Quiet {
+/// An error librdkafka reported.
+struct Reported {
+    code: Option<RDKafkaErrorCode>,
+    reason: String,
+}
+
+impl Watch {
+    /// `failure`, with the last error librdkafka reported (which is then forgotten).
+    fn explain(&self, failure: String) -> Failure {
+        let reported = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match reported {
+            None => Failure {
+                text: failure,
+                settings: false,
+            },
+            Some(Reported { code, reason }) => Failure {
+                text: format!("{failure}; librdkafka: {reason}"),
+                // These do not pass with time: the TLS or SASL settings or the broker's
+                // certificate or users need changing.
+                settings: matches!(
+                    code,
+                    Some(
+                        RDKafkaErrorCode::SSL
+                            | RDKafkaErrorCode::Authentication
+                            | RDKafkaErrorCode::SaslAuthenticationFailed
+                    )
+                ),
+            },
+        }
+    }
+}
+
+impl ClientContext for Watch {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         tracing::debug!(target: "librdkafka", ?level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", %error, reason);
+        let code = error.rdkafka_error_code();
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // "All brokers are down" follows the error that says why: that one is kept.
+        if code == Some(RDKafkaErrorCode::AllBrokersDown) && last.is_some() {
+            return;
+        }
+        *last = Some(Reported {
+            code,
+            reason: reason.to_owned(),
+        });
     }
+}
+
+/// Why the broker could not be used.
+struct Failure {
+    text: String,
+    /// The TLS or SASL settings are at fault, not the broker's being away.
+    settings: bool,
 }
 
 /// Why a run of the sender ended.
@@ -52,8 +102,9 @@ pub(crate) async fn run(config: KafkaConfig, shared: Arc<Shared>, mut reader: Re
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
+        let watch = Watch::default();
         // Connecting may take the admin request's timeout: stopping does not wait for it.
-        let connecting = connect(&config);
+        let connecting = connect(&config, &watch);
         tokio::pin!(connecting);
         let connected = loop {
             tokio::select! {
@@ -85,20 +136,29 @@ pub(crate) async fn run(config: KafkaConfig, shared: Arc<Shared>, mut reader: Re
             }
             Err(why) => why,
         };
+        let failure = watch.explain(failure);
+        let error = &failure.text;
         shared.connected.store(false, Ordering::Relaxed);
         match outage {
+            None if failure.settings => {
+                tracing::error!(brokers = %config.brokers, %error, spool = %config.spool_dir.display(),
+                    "kafka unreachable: the TLS or SASL handshake failed, check the security settings \
+                     of [kafka]; events are kept in the spool and sent once it succeeds");
+                outage = Some(Instant::now());
+                last_reminder = Instant::now();
+            }
             None => {
-                tracing::warn!(brokers = %config.brokers, error = %failure, spool = %config.spool_dir.display(),
+                tracing::warn!(brokers = %config.brokers, %error, spool = %config.spool_dir.display(),
                     "kafka unreachable: events are kept in the spool and sent when it returns");
                 outage = Some(Instant::now());
                 last_reminder = Instant::now();
             }
             Some(since) if last_reminder.elapsed() >= Duration::from_secs(30) => {
                 tracing::warn!(away_secs = since.elapsed().as_secs(), spooled_bytes = spooled(&shared),
-                    error = %failure, "kafka still unreachable; spooling");
+                    %error, "kafka still unreachable; spooling");
                 last_reminder = Instant::now();
             }
-            Some(_) => tracing::debug!(error = %failure, "kafka still unreachable"),
+            Some(_) => tracing::debug!(%error, "kafka still unreachable"),
         }
         let wait = tokio::time::sleep(backoff);
         tokio::select! {
@@ -122,14 +182,26 @@ fn spooled(shared: &Shared) -> u64 {
 }
 
 /// A producer, with the reporting topics present on the broker.
-async fn connect(config: &KafkaConfig) -> Result<FutureProducer<Quiet>, String> {
+async fn connect(config: &KafkaConfig, watch: &Watch) -> Result<FutureProducer<Watch>, String> {
     let mut client = ClientConfig::new();
     for (name, value) in config.client_properties() {
         client.set(name, value);
     }
-    let admin: AdminClient<Quiet> = client
-        .create_with_context(Quiet)
+    let admin: AdminClient<Watch> = client
+        .create_with_context(watch.clone())
         .map_err(|e| format!("admin client: {e}"))?;
+    // The producer is made first: it serves librdkafka's error reports (the admin client does
+    // not), so a refused connection or certificate is known by the time the admin request
+    // times out.
+    let timeout = config.delivery_timeout_ms.max(1000).to_string();
+    let producer = client
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", &timeout)
+        .set("queue.buffering.max.messages", (WINDOW * 2).to_string())
+        .create_with_context(watch.clone())
+        .map_err(|e| format!("producer: {e}"))?;
     let topics: Vec<NewTopic<'_>> = Topic::ALL
         .iter()
         .map(|t| {
@@ -154,21 +226,12 @@ async fn connect(config: &KafkaConfig) -> Result<FutureProducer<Quiet>, String> 
             Err((topic, code)) => return Err(format!("creating topic {topic}: {code}")),
         }
     }
-    let timeout = config.delivery_timeout_ms.max(1000).to_string();
-    client
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", &timeout)
-        .set("queue.buffering.max.messages", (WINDOW * 2).to_string());
-    client
-        .create_with_context(Quiet)
-        .map_err(|e| format!("producer: {e}"))
+    Ok(producer)
 }
 
 /// Sends from the first unacknowledged record until told to stop or something fails.
 async fn pump(
-    producer: &FutureProducer<Quiet>,
+    producer: &FutureProducer<Watch>,
     reader: &mut Reader,
     shared: &Shared,
     ack_within: Duration,
@@ -282,4 +345,37 @@ fn skip_damage(reader: &mut Reader, shared: &Shared, error: &std::io::Error) -> 
     shared.lost.fetch_add(1, Ordering::Relaxed);
     shared.damaged.fetch_add(next - at, Ordering::Relaxed);
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_explained_by_the_error_that_caused_it() {
+        let watch = Watch::default();
+        assert!(!watch.explain("timed out".into()).settings);
+        watch.error(
+            KafkaError::Global(RDKafkaErrorCode::SSL),
+            "SSL handshake failed: certificate verify failed",
+        );
+        watch.error(
+            KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        let failure = watch.explain("creating topics: timed out".into());
+        assert_eq!(
+            failure.text,
+            "creating topics: timed out; librdkafka: SSL handshake failed: certificate verify failed"
+        );
+        assert!(failure.settings);
+        // Explained once: the next outage is explained by its own errors.
+        watch.error(
+            KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure),
+            "Connection refused",
+        );
+        let failure = watch.explain("timed out".into());
+        assert!(failure.text.ends_with("Connection refused"));
+        assert!(!failure.settings);
+    }
 }
