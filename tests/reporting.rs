@@ -517,11 +517,11 @@ fn registers(server: &Server, call_id: &str) -> u16 {
     support::register_with(&phone, "1003", "demo1003", call_id)
 }
 
-/// A call from the carrier's SBC to extension 1004: the final status.
-fn sbc_call_status(server: &Server, call_id: &str) -> u16 {
+/// A call from the carrier's SBC to `number`: the final status.
+fn sbc_call_status(server: &Server, number: &str, call_id: &str) -> u16 {
     use support::peer::{Peer, sbc_invite, sdp};
     let sbc = Peer::sbc(server);
-    sbc.send(&sbc_invite(sbc.port(), server, "1004", call_id, &sdp(4000)));
+    sbc.send(&sbc_invite(sbc.port(), server, number, call_id, &sdp(4000)));
     sbc.final_response(Duration::from_secs(5))
         .expect("an answer")
         .status
@@ -556,7 +556,7 @@ async fn past_the_high_water_mark_new_calls_get_503_and_a_full_spool_counts_its_
         "a new registration is turned away"
     );
     assert_eq!(
-        sbc_call_status(&server, "hw-call"),
+        sbc_call_status(&server, "1004", "hw-call"),
         503,
         "a new call is turned away"
     );
@@ -1051,4 +1051,106 @@ async fn events_reach_a_broker_over_tls_and_a_certificate_not_trusted_is_named()
         "{log}"
     );
     assert_eq!(metric(&wary, "switchboard_kafka_connected"), 0.0);
+}
+
+/// Scaled out: a cluster node whose spool is past its high-water mark answers the proxies'
+/// probes with 503 as it does new calls, and the proxies send every new call to the other
+/// node, whether a probe told them or a call the node turned away (which then goes on to the
+/// other node rather than back to the caller). Once its spool has drained, calls reach it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_send_new_calls_around_a_node_whose_spool_is_past_its_mark() {
+    let url = support::redis_db(40);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut broker = Broker::stopped(dir.path());
+    let sip =
+        || -> std::net::SocketAddr { format!("127.0.0.1:{}", free_port()).parse().expect("addr") };
+    let (probing_sip, blind_sip, full_sip, other_sip) = (sip(), sip(), sip(), sip());
+    let trust = format!("[cluster]\nproxies = [\"{probing_sip}\", \"{blind_sip}\"]\n");
+    let small_spool = kafka_config(
+        &broker.addr(),
+        &dir.path().join("spool"),
+        "spool_max_bytes = 65536\nspool_high_water = 0.5\n",
+    );
+    let full = Server::start_on(
+        full_sip,
+        Some(&format!("{trust}{small_spool}")),
+        &["--redis", &url],
+    );
+    let other = Server::start_on(other_sip, Some(&trust), &["--redis", &url]);
+    let nodes = format!("[cluster]\nnodes = [\"{full_sip}\", \"{other_sip}\"]\n");
+    // One proxy probes every 200 ms. The other probes at its start and then not for ten
+    // minutes: it can only learn from the calls the node turns away.
+    let probing = Server::start_on(
+        probing_sip,
+        Some(&format!("{nodes}probe_ms = 200\n")),
+        &["--redis", &url],
+    );
+    let blind = Server::start_on(
+        blind_sip,
+        Some(&format!("{nodes}probe_ms = 600000\n")),
+        &["--redis", &url],
+    );
+    let ran_on = |node: &Server| node.log_text().matches("no dial plan rule matches").count();
+    let calls = |proxy: &Server, name: &str| -> Vec<u16> {
+        (0..20)
+            .map(|i| sbc_call_status(proxy, "5555", &format!("{name}-{i}")))
+            .collect()
+    };
+    // Both nodes take calls at first.
+    assert_eq!(calls(&probing, "before"), [404; 20]);
+    assert!(
+        ran_on(&full) > 0 && ran_on(&other) > 0,
+        "calls spread over both"
+    );
+
+    // Kafka never answered: agent changes on the node fill its spool past the mark.
+    let mut agents = agents_at(&full, dir.path(), &["1001"]).await;
+    let mut toggles = 0;
+    while ready(&full) {
+        toggle(&mut agents, &["a1001"]).await;
+        toggles += 1;
+        assert!(toggles < 200, "readiness never turned: {}", full.log_text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        sbc_call_status(&full, "5555", "direct"),
+        503,
+        "the node refuses"
+    );
+    let on_full = ran_on(&full);
+
+    // The blind proxy's calls that pick the node get its 503 and go on to the other node.
+    assert_eq!(calls(&blind, "blind"), [404; 20], "{}", blind.log_text());
+    assert!(
+        blind.log_text().contains("call forwarded to the next node"),
+        "some call picked the node first: {}",
+        blind.log_text()
+    );
+    assert!(blind.log_text().contains("refuses new calls (503)"));
+    // The probing proxy knows from the node's answer to its probes.
+    let log = log_shows(&probing, "refuses new calls (503)");
+    assert!(log.contains("refuses new calls (503)"), "{log}");
+    assert_eq!(calls(&probing, "probing"), [404; 20]);
+    assert!(
+        !probing
+            .log_text()
+            .contains("call forwarded to the next node")
+    );
+    assert_eq!(
+        ran_on(&full),
+        on_full,
+        "no call ran on the node past its mark"
+    );
+
+    // Kafka comes: the spool drains, the node answers its probes with 200, and takes calls.
+    broker.start_again();
+    let log = log_shows(&probing, "takes calls again");
+    assert!(
+        log.contains("takes calls again"),
+        "{log}\n{}",
+        full.log_text()
+    );
+    assert!(ready(&full));
+    assert_eq!(calls(&probing, "after"), [404; 20]);
+    assert!(ran_on(&full) > on_full, "calls reach the node again");
 }

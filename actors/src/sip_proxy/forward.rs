@@ -149,17 +149,45 @@ impl Forwarder {
         self.ring.nodes().iter().any(|n| n.addr == addr)
     }
 
-    /// Whether a response on `branch` answers one of this round's probes; its node counts as
-    /// up again.
-    pub fn probe_answered(&mut self, branch: &str, now: Instant) -> bool {
+    /// Whether a response on `branch` answers one of this round's probes. A node that
+    /// answers 503 takes no new calls until it answers 200 again.
+    pub fn probe_answered(&mut self, branch: &str, status: u16, now: Instant) -> bool {
         let Some(i) = self.probes.iter().position(|(b, _)| b == branch) else {
             return false;
         };
         let (_, node) = self.probes.swap_remove(i);
-        if self.ring.answered(node, now) {
-            tracing::info!(%node, "cluster node answers again: back in the ring");
+        if status == 503 {
+            self.refused(node, now);
+        } else if self.ring.answered(node, now) {
+            tracing::info!(%node, "cluster node takes calls again: back in the ring");
         }
         true
+    }
+
+    /// `node` said it takes no new calls (503): none go to it until a probe finds it
+    /// taking them again.
+    pub fn refused(&mut self, node: SocketAddr, now: Instant) {
+        if self.ring.refused(node, now) {
+            tracing::warn!(%node,
+                "cluster node refuses new calls (503): out of the ring until it takes them again");
+        }
+    }
+
+    /// A forwarded INVITE (`branch` its branch) as it goes again, to another node: the same
+    /// request on a branch of its own.
+    pub fn again(&self, mut request: Request, branch: &str) -> (Request, String) {
+        pop_first_value(&mut request.headers, &HeaderName::Via);
+        let branch = format!("{branch}r");
+        let via = Via::new(
+            "UDP",
+            Host::from(self.me.ip()),
+            Some(self.me.port()),
+            &branch,
+        );
+        request
+            .headers
+            .push_front(HeaderName::Via, format!("{via};rport"));
+        (request, branch)
     }
 
     /// OPTIONS to every node; a node that left the last ones unanswered misses them.

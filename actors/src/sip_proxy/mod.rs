@@ -32,7 +32,7 @@ use switchboard_sip::transaction::{
     cancel_for,
 };
 use switchboard_sip::transport::{Endpoint, Inbound, InboundHandler, Transport, TransportConfig};
-use switchboard_sip::{HeaderName, Headers, Host, Message, ParseError, Request, Response};
+use switchboard_sip::{HeaderName, Headers, Host, Message, Method, ParseError, Request, Response};
 
 use switchboard_sip::auth::{NonceCounts, NonceKey};
 
@@ -527,7 +527,7 @@ impl ProxyState {
             return None;
         }
         // An ACK without its INVITE transaction is never answered.
-        if request.method == switchboard_sip::Method::Ack {
+        if request.method == Method::Ack {
             tracing::debug!(%source, "ACK without a transaction dropped");
             return None;
         }
@@ -552,6 +552,15 @@ impl ProxyState {
             {
                 tracing::debug!(%source, method = %request.method,
                     "refused: the event spool is past its high-water mark");
+                Decision::Respond(unavailable(&request.headers))
+            }
+            // The health probe of proxies and SBCs says so too, so that they send new calls
+            // to other nodes.
+            Decision::Respond(r)
+                if request.method == Method::Options
+                    && r.status == 200
+                    && !self.config.accepting.load(Ordering::Relaxed) =>
+            {
                 Decision::Respond(unavailable(&request.headers))
             }
             decision => decision,
@@ -667,7 +676,7 @@ impl ProxyState {
                     .headers
                     .cseq()
                     .and_then(Result::ok)
-                    .is_some_and(|c| c.method == switchboard_sip::Method::Cancel);
+                    .is_some_and(|c| c.method == Method::Cancel);
                 let id = if cancel {
                     format!("{branch};cancel")
                 } else {
@@ -678,7 +687,7 @@ impl ProxyState {
                     self.flush_relay(&id, now);
                     return None;
                 }
-                if self.forwarder.probe_answered(&id, now) {
+                if self.forwarder.probe_answered(&id, response.status, now) {
                     return None;
                 }
                 // A request passed on by Route (or a 2xx again after its relay ended): back by
@@ -687,10 +696,8 @@ impl ProxyState {
             }
             Message::Request(request) => {
                 let routed = request.headers.contains(&HeaderName::Route);
-                let follows_invite = matches!(
-                    request.method,
-                    switchboard_sip::Method::Cancel | switchboard_sip::Method::Ack
-                ) && !routed;
+                let follows_invite =
+                    matches!(request.method, Method::Cancel | Method::Ack) && !routed;
                 let relayed_invite = || {
                     let key = TransactionKey::for_request(&request)?.of_invite();
                     let invite = TxnId {
@@ -704,7 +711,7 @@ impl ProxyState {
                 if follows_invite && let Some((invite, branch)) = relayed_invite() {
                     // The proxy holds the INVITE's transaction: its ACK ends there, its
                     // CANCEL is answered here and sent on as the proxy's own.
-                    if request.method == switchboard_sip::Method::Cancel {
+                    if request.method == Method::Cancel {
                         self.cancel_relay(&request, source, &invite, &branch, now);
                         return None;
                     }
@@ -803,6 +810,13 @@ impl ProxyState {
                         continue;
                     };
                     let already = self.relays.get(id).is_some_and(|r| r.answered);
+                    if !already
+                        && r.status == 503
+                        && r.headers.get(&HeaderName::RetryAfter).is_some()
+                        && self.forward_elsewhere(id, server, node, now)
+                    {
+                        continue;
+                    }
                     if r.status >= 200
                         && let Some(relay) = self.relays.get_mut(id)
                     {
@@ -846,6 +860,44 @@ impl ProxyState {
             self.relay_timers
                 .insert((at, self.timer_seq), id.to_owned());
         }
+    }
+
+    /// A node turned a forwarded INVITE away as unavailable (503 with Retry-After: its event
+    /// spool past the high-water mark, or overloaded), where a 503 of the call's own (no
+    /// gateway, say) has none. The node takes no new calls until a probe finds it taking them
+    /// again, and the INVITE goes on to the next node, unless none is left. Whether it went.
+    fn forward_elsewhere(
+        &mut self,
+        id: &str,
+        server: &TxnId,
+        node: SocketAddr,
+        now: Instant,
+    ) -> bool {
+        self.forwarder.refused(node, now);
+        let Some(relay) = self.relays.get_mut(id) else {
+            return false;
+        };
+        let Some(forwarded) = relay
+            .forwarded
+            .as_ref()
+            .filter(|r| r.method == Method::Invite)
+        else {
+            return false;
+        };
+        let Some(next) = self.forwarder.node_for(forwarded) else {
+            return false;
+        };
+        // This relay ends toward its node (the client transaction acknowledges the 503) and
+        // answers the caller no more; the next one does.
+        let forwarded = relay.forwarded.take().expect("checked above");
+        relay.answered = true;
+        relay.server = None;
+        let headers = relay.headers.clone();
+        tracing::info!(%node, %next, "cluster node unavailable (503): call forwarded to the next node");
+        let (out, branch) = self.forwarder.again(forwarded, id);
+        self.relay_of.insert(server.clone(), branch.clone());
+        self.start_relay(branch, Some(server.clone()), next, out, headers, now);
+        true
     }
 
     /// The admission a trusted proxy made of a call it forwarded here, if it did.
@@ -1037,7 +1089,7 @@ fn inbound_handler(
 /// 21.5.4); everything else is dropped.
 fn shed_load(endpoint: &Endpoint, inbound: &Inbound) {
     if let Ok(Message::Request(r)) = &inbound.message
-        && r.method != switchboard_sip::Method::Ack
+        && r.method != Method::Ack
     {
         let response =
             Response::answering(&r.headers, 503).with_header(HeaderName::RetryAfter, "2");

@@ -1,7 +1,9 @@
 //! Which cluster node runs a call: the proxy hashes the call's Call-ID over the nodes that
 //! answer its OPTIONS probes, so that every proxy picks the same node for the same call, a node
 //! that stops answering leaves the choice (its calls' new requests go elsewhere), and one that
-//! answers again rejoins it.
+//! answers again rejoins it. A node that answers but turns new calls away (503: its event
+//! spool past the high-water mark, or overloaded) leaves the choice of new calls the same way
+//! until it answers 200 again.
 //!
 //! Rendezvous (highest random weight) hashing: each node scores each key and the highest wins.
 //! A node leaving moves only the keys it held; a node joining takes only the keys it now
@@ -22,6 +24,8 @@ pub struct Node {
     id: u64,
     /// Probes missed in a row; at [`MISSED_PROBES`] the node is down.
     missed: u32,
+    /// The node said it takes no new calls (503), and has not said otherwise since.
+    refusing: bool,
     /// When the node last answered.
     pub last_seen: Option<Instant>,
 }
@@ -29,6 +33,11 @@ pub struct Node {
 impl Node {
     pub fn is_up(&self) -> bool {
         self.missed < MISSED_PROBES
+    }
+
+    /// Whether new calls may go to the node.
+    pub fn takes_calls(&self) -> bool {
+        self.is_up() && !self.refusing
     }
 }
 
@@ -47,6 +56,7 @@ impl Ring {
                 addr,
                 id: hash(addr.to_string().as_bytes()),
                 missed: 0,
+                refusing: false,
                 last_seen: None,
             })
             .collect();
@@ -55,25 +65,40 @@ impl Ring {
         Self { nodes }
     }
 
-    /// The node that runs the call of `call_id`: the healthy node scoring highest; `None` when
-    /// none is up.
+    /// The node that runs the call of `call_id`: the node taking calls that scores highest;
+    /// `None` when none does.
     pub fn pick(&self, call_id: &[u8]) -> Option<SocketAddr> {
         let key = hash(call_id);
         self.nodes
             .iter()
-            .filter(|n| n.is_up())
+            .filter(|n| n.takes_calls())
             .max_by_key(|n| score(key, n.id))
             .map(|n| n.addr)
     }
 
-    /// A node answered a probe (or any request); true when it was down and rejoins.
+    /// A node answered a probe with 200; true when it took no calls and rejoins.
     pub fn answered(&mut self, addr: SocketAddr, now: Instant) -> bool {
         match self.nodes.iter_mut().find(|n| n.addr == addr) {
             Some(node) => {
-                let was_down = !node.is_up();
+                let was_out = !node.takes_calls();
                 node.missed = 0;
+                node.refusing = false;
                 node.last_seen = Some(now);
-                was_down
+                was_out
+            }
+            None => false,
+        }
+    }
+
+    /// A node answered that it takes no new calls (503); true when it took them until now.
+    pub fn refused(&mut self, addr: SocketAddr, now: Instant) -> bool {
+        match self.nodes.iter_mut().find(|n| n.addr == addr) {
+            Some(node) => {
+                let was_taking = node.takes_calls();
+                node.missed = 0;
+                node.refusing = true;
+                node.last_seen = Some(now);
+                was_taking
             }
             None => false,
         }
@@ -174,5 +199,23 @@ mod tests {
         assert_eq!(Ring::default().pick(b"call"), None);
         assert!(!r.missed(addr(9999)));
         assert!(!r.answered(addr(9999), Instant::now()));
+    }
+
+    #[test]
+    fn a_node_that_refuses_new_calls_leaves_the_choice_until_it_takes_them_again() {
+        let now = Instant::now();
+        let mut r = ring(&[5080, 5081]);
+        let before: Vec<_> = calls().map(|c| r.pick(c.as_bytes())).collect();
+        assert!(before.contains(&Some(addr(5081))));
+        assert!(r.refused(addr(5081), now), "out at the first 503");
+        assert!(!r.refused(addr(5081), now), "already out");
+        assert!(r.nodes().iter().all(Node::is_up), "it still answers");
+        assert!(calls().all(|c| r.pick(c.as_bytes()) == Some(addr(5080))));
+        assert!(r.answered(addr(5081), now), "back at the first 200");
+        let after: Vec<_> = calls().map(|c| r.pick(c.as_bytes())).collect();
+        assert_eq!(before, after, "its calls come back to it");
+        r.refused(addr(5080), now);
+        r.refused(addr(5081), now);
+        assert_eq!(r.pick(b"call"), None, "no node takes calls");
     }
 }
