@@ -611,7 +611,7 @@ impl ProxyState {
                 match admitted {
                     Ok((tenant, origin)) if self.forwarder.enabled() => {
                         let Some(node) = self.forwarder.node_for(&request) else {
-                            tracing::warn!(%source, "no cluster node up: call refused");
+                            tracing::warn!(%source, "no cluster node takes calls: call refused");
                             self.respond(&key, &unavailable(&request.headers), now);
                             return None;
                         };
