@@ -32,12 +32,16 @@ fi
 # Builds outside the checkout, so a fresh clone reuses earlier work.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchboard/target}"
 
-# The Kafka-compatible broker of the reporting tests: tansu, built once (about 10 minutes)
+# The Kafka-compatible broker of the reporting tests: tansu, built once (about 13 minutes)
 # into a cache outside the checkout and reused; each test starts its own on a private port.
+# dynostore gives its memory storage; libsql its SQLite storage, which keeps the SASL users
+# of the TLS test across a restart. A build with other features is replaced.
 tools="${SWITCHBOARD_TOOLS:-$HOME/.cache/switchboard/tools}"
-if [ ! -x "$tools/bin/tansu" ]; then
-  echo "building tansu 0.6 (the test broker) into $tools, once"
-  env -u CARGO_TARGET_DIR cargo install tansu --version '^0.6' --features dynostore --root "$tools" --locked --quiet
+tansu_features="dynostore,libsql"
+if [ ! -x "$tools/bin/tansu" ] || [ "$(cat "$tools/tansu.features" 2>/dev/null)" != "$tansu_features" ]; then
+  echo "building tansu 0.6 (the test broker) with $tansu_features into $tools, once"
+  env -u CARGO_TARGET_DIR cargo install tansu --version '^0.6' --features "$tansu_features" --root "$tools" --locked --quiet --force
+  echo "$tansu_features" > "$tools/tansu.features"
 fi
 export SWITCHBOARD_TEST_TANSU="$tools/bin/tansu"
 

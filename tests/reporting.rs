@@ -43,6 +43,11 @@ struct Broker {
     port: u16,
     /// Where clients are told to reach it: `port`, or a TLS terminator in front.
     advertised: u16,
+    /// Its working directory, where its log (and an SQLite storage) are.
+    dir: PathBuf,
+    storage: &'static str,
+    /// Whether clients must authenticate (SASL SCRAM).
+    authentication: bool,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -60,15 +65,42 @@ impl Broker {
         Broker {
             port,
             advertised: port,
+            dir: dir.to_owned(),
+            storage: "memory://tansu/",
+            authentication: false,
             child: None,
             log: dir.join("tansu.log"),
         }
     }
 
-    /// A broker reached through a TLS terminator on `front`.
-    fn behind(dir: &Path, front: u16) -> Self {
+    /// A broker reached through a TLS terminator on `front` that requires SASL SCRAM, with
+    /// `users` (name and password). Users are created by a client that has not authenticated,
+    /// so the broker first runs without authentication to create them, on a storage (SQLite)
+    /// that keeps them when it starts again requiring it.
+    fn secured(dir: &Path, front: u16, users: &[(&str, &str)]) -> Self {
         let mut broker = Broker::stopped(dir);
         broker.advertised = front;
+        broker.storage = "sqlite://tansu.db";
+        broker.start_again();
+        for (name, password) in users {
+            let out = Command::new(tansu())
+                .args([
+                    "user",
+                    "create",
+                    "--broker",
+                    &format!("tcp://{}", broker.addr()),
+                ])
+                .args([*name, *password, "--mechanism", "scram512"])
+                .output()
+                .expect("tansu runs");
+            assert!(
+                out.status.success(),
+                "tansu user create: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        broker.kill();
+        broker.authentication = true;
         broker.start_again();
         broker
     }
@@ -83,7 +115,17 @@ impl Broker {
             .append(true)
             .open(&self.log)
             .expect("broker log");
-        let child = switchboard_benches::events::tansu_behind(&tansu(), self.port, self.advertised)
+        let mut command = switchboard_benches::events::tansu_broker(
+            &tansu(),
+            self.port,
+            self.advertised,
+            self.storage,
+        );
+        if self.authentication {
+            command.arg("--authentication");
+        }
+        let child = command
+            .current_dir(&self.dir)
             .env("RUST_LOG", "warn")
             .stderr(log)
             .spawn()
@@ -1000,34 +1042,42 @@ fn log_shows(server: &Server, text: &str) -> String {
     }
 }
 
-/// Kafka over TLS: switchboard verifies the broker's certificate against `ssl_ca` and sends
-/// its events; a node given an authority that did not sign the certificate keeps its events
-/// spooled and says why. (SASL is not run here: tansu 0.6 offers no PLAIN, and its SCRAM users
-/// can only be created by a client that has already authenticated.)
+/// Kafka over TLS with SASL SCRAM: switchboard verifies the broker's certificate against
+/// `ssl_ca`, authenticates, and sends its events; a node given an authority that did not sign
+/// the certificate, and one given a wrong password, keep their events spooled and say why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_reach_a_broker_over_tls_and_a_certificate_not_trusted_is_named() {
+async fn events_reach_a_broker_over_tls_with_scram_and_a_failed_handshake_is_named() {
     let url = support::redis_db(39);
     let dir = tempfile::tempdir().expect("temp dir");
     let certs = certs(dir.path());
     let front = free_port();
-    let broker = Broker::behind(dir.path(), front);
+    let users = [("switchboard", "s3cret"), ("reader", "r3ader")];
+    let broker = Broker::secured(dir.path(), front, &users);
     let _tls = TlsFront::start(front, broker.port, &certs);
     let brokers = format!("127.0.0.1:{front}");
-    let over_tls = |spool: &str, ca: &Path| {
+    let secured = |spool: &str, ca: &Path, password: &str| {
         let security = format!(
-            "security_protocol = \"ssl\"\nssl_ca = \"{}\"\n",
+            "security_protocol = \"sasl_ssl\"\nssl_ca = \"{}\"\nsasl_mechanism = \"SCRAM-SHA-512\"\n\
+             sasl_username = \"switchboard\"\nsasl_password = \"{password}\"\n",
             ca.display()
         );
         kafka_config(&brokers, &dir.path().join(spool), &security)
     };
 
-    let server = Server::start_with_config(Some(&over_tls("spool", &certs.ca)), &["--redis", &url]);
+    let config = secured("spool", &certs.ca, "s3cret");
+    let server = Server::start_with_config(Some(&config), &["--redis", &url]);
     let mut agents = agents_at(&server, dir.path(), &["1001"]).await;
     toggle(&mut agents, &["a1001"]).await;
     let ca = certs.ca.to_str().expect("path");
     let outside = Outside::start_with(
         &brokers,
-        &[("security.protocol", "ssl"), ("ssl.ca.location", ca)],
+        &[
+            ("security.protocol", "sasl_ssl"),
+            ("ssl.ca.location", ca),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ("sasl.username", "reader"),
+            ("sasl.password", "r3ader"),
+        ],
     );
     let redis = stored(&url);
     assert!(
@@ -1044,13 +1094,22 @@ async fn events_reach_a_broker_over_tls_and_a_certificate_not_trusted_is_named()
     assert_eq!(metric(&server, "switchboard_kafka_connected"), 1.0);
 
     // A node given an authority that did not sign the broker's certificate.
-    let wary = Server::start_with_config(Some(&over_tls("spool-wary", &certs.stranger)), &[]);
+    let wary = Server::start_with_config(Some(&secured("spool-2", &certs.stranger, "s3cret")), &[]);
     let log = log_shows(&wary, "kafka unreachable");
     assert!(
         log.contains("certificate verify failed") && log.contains("TLS or SASL handshake failed"),
         "{log}"
     );
     assert_eq!(metric(&wary, "switchboard_kafka_connected"), 0.0);
+
+    // A node given a wrong password.
+    let wrong = Server::start_with_config(Some(&secured("spool-3", &certs.ca, "guess")), &[]);
+    let log = log_shows(&wrong, "kafka unreachable");
+    assert!(
+        log.contains("SASL authentication error") && log.contains("TLS or SASL handshake failed"),
+        "{log}"
+    );
+    assert_eq!(metric(&wrong, "switchboard_kafka_connected"), 0.0);
 }
 
 /// Scaled out: a cluster node whose spool is past its high-water mark answers the proxies'

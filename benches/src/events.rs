@@ -9,12 +9,13 @@ use switchboard_proto::events::{CallThread, Event, Party, Payload};
 /// The command that runs the tansu binary at `path` as a broker on 127.0.0.1:`port`, with its
 /// memory storage (it keeps nothing across a restart) and quiet.
 pub fn tansu(path: &Path, port: u16) -> Command {
-    tansu_behind(path, port, port)
+    tansu_broker(path, port, port, "memory://tansu/")
 }
 
-/// As [`tansu`], but telling clients to reach it at 127.0.0.1:`advertised`, where something
-/// in front of it (a TLS terminator) listens.
-pub fn tansu_behind(path: &Path, port: u16, advertised: u16) -> Command {
+/// As [`tansu`], but telling clients to reach it at 127.0.0.1:`advertised` (where a TLS
+/// terminator in front of it listens, say), its data in `storage` (`sqlite://FILE`, relative
+/// to the working directory, keeps its users across a restart).
+pub fn tansu_broker(path: &Path, port: u16, advertised: u16, storage: &str) -> Command {
     let mut command = Command::new(path);
     command
         .args([
@@ -26,7 +27,7 @@ pub fn tansu_behind(path: &Path, port: u16, advertised: u16) -> Command {
             "--advertised-listener-url",
             &format!("tcp://127.0.0.1:{advertised}"),
         ])
-        .args(["--storage-engine", "memory://tansu/"])
+        .args(["--storage-engine", storage])
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
