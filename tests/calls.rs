@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use support::peer::{Peer, answered_call, raw_phone, sbc_in_dialog, sbc_invite, sdp};
+use support::peer::{Peer, answered_call, cancel, raw_phone, sbc_in_dialog, sbc_invite, sdp};
 use support::sipp::{answering_phone, register, scenario, sipp, sipp_errors, wait};
 use support::{Server, call_events, free_port};
 use switchboard_sip::{HeaderName, Message, Method, Response};
@@ -951,16 +951,6 @@ fn no_calls_left(server: &Server, within: Duration) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn cancel(port: u16, server: &Server, number: &str, call_id: &str) -> String {
-    format!(
-        "CANCEL sip:{number}@{sip} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bK{call_id}\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:+15550001111@127.0.0.2>;tag=sbc\r\n\
-         To: <sip:{number}@{sip}>\r\nCall-ID: {call_id}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
-        sip = server.sip,
-    )
 }
 
 #[test]

@@ -1112,10 +1112,46 @@ async fn events_reach_a_broker_over_tls_with_scram_and_a_failed_handshake_is_nam
     assert_eq!(metric(&wrong, "switchboard_kafka_connected"), 0.0);
 }
 
+/// The SBC calls `dn` at the raw `phone` through `server` and cancels while it rings: the
+/// CANCEL reaches the phone, and the caller gets 487.
+fn cancelled_while_ringing(server: &Server, phone: &support::peer::Peer, dn: &str, call_id: &str) {
+    use support::peer::{Peer, cancel, ringing_call};
+    use switchboard_sip::{Message, Method};
+    let sbc = Peer::sbc(server);
+    let invite = ringing_call(server, &sbc, phone, dn, call_id);
+    loop {
+        match sbc.next(Duration::from_secs(5)) {
+            Some(Message::Response(r)) if r.status == 180 => break,
+            Some(_) => {}
+            None => panic!("no 180 for {call_id}\n{}", server.log_text()),
+        }
+    }
+    sbc.send(&cancel(sbc.port(), server, dn, call_id));
+    let phone_cancel = phone
+        .request(Method::Cancel, Duration::from_secs(2))
+        .unwrap_or_else(|| {
+            panic!(
+                "the CANCEL of {call_id} reaches the phone\n{}",
+                server.log_text()
+            )
+        });
+    phone.answer(&phone_cancel, 200, None);
+    phone.answer(&invite, 487, None);
+    let mut finals = Vec::new();
+    while let Some(r) = sbc.final_response(Duration::from_secs(2)) {
+        finals.push(r.status);
+        if r.status == 487 {
+            break;
+        }
+    }
+    assert_eq!(finals, [200, 487], "the CANCEL answered, then the INVITE");
+}
+
 /// Scaled out: a cluster node whose spool is past its high-water mark answers the proxies'
 /// probes with 503 as it does new calls, and the proxies send every new call to the other
 /// node, whether a probe told them or a call the node turned away (which then goes on to the
-/// other node rather than back to the caller). Once its spool has drained, calls reach it again.
+/// other node rather than back to the caller, and a CANCEL follows it there). Once its spool
+/// has drained, calls reach it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxies_send_new_calls_around_a_node_whose_spool_is_past_its_mark() {
     let url = support::redis_db(40);
@@ -1123,8 +1159,10 @@ async fn proxies_send_new_calls_around_a_node_whose_spool_is_past_its_mark() {
     let mut broker = Broker::stopped(dir.path());
     let sip =
         || -> std::net::SocketAddr { format!("127.0.0.1:{}", free_port()).parse().expect("addr") };
-    let (probing_sip, blind_sip, full_sip, other_sip) = (sip(), sip(), sip(), sip());
-    let trust = format!("[cluster]\nproxies = [\"{probing_sip}\", \"{blind_sip}\"]\n");
+    let (probing_sip, blind_sip, canceller_sip) = (sip(), sip(), sip());
+    let (full_sip, other_sip) = (sip(), sip());
+    let trust =
+        format!("[cluster]\nproxies = [\"{probing_sip}\", \"{blind_sip}\", \"{canceller_sip}\"]\n");
     let small_spool = kafka_config(
         &broker.addr(),
         &dir.path().join("spool"),
@@ -1149,6 +1187,13 @@ async fn proxies_send_new_calls_around_a_node_whose_spool_is_past_its_mark() {
         Some(&format!("{nodes}probe_ms = 600000\n")),
         &["--redis", &url],
     );
+    // Another that does not probe, with a phone registered at it.
+    let canceller = Server::start_on(
+        canceller_sip,
+        Some(&format!("{nodes}probe_ms = 600000\n")),
+        &["--redis", &url],
+    );
+    let phone = support::peer::raw_phone(&canceller, "1002");
     let ran_on = |node: &Server| node.log_text().matches("no dial plan rule matches").count();
     let calls = |proxy: &Server, name: &str| -> Vec<u16> {
         (0..20)
@@ -1186,6 +1231,22 @@ async fn proxies_send_new_calls_around_a_node_whose_spool_is_past_its_mark() {
         blind.log_text()
     );
     assert!(blind.log_text().contains("refuses new calls (503)"));
+
+    // A caller's CANCEL of a call that went on to the next node stops the phone ringing
+    // there: calls to the phone, each cancelled while it rings, until one had been turned
+    // away by the full node first.
+    let went_on = || {
+        canceller
+            .log_text()
+            .matches("call forwarded to the next node")
+            .count()
+    };
+    let mut tries = 0;
+    while went_on() == 0 {
+        tries += 1;
+        assert!(tries <= 20, "no call picked the full node first");
+        cancelled_while_ringing(&canceller, &phone, "1002", &format!("cancel-{tries}"));
+    }
     // The probing proxy knows from the node's answer to its probes.
     let log = log_shows(&probing, "refuses new calls (503)");
     assert!(log.contains("refuses new calls (503)"), "{log}");

@@ -123,6 +123,17 @@ pub fn sbc_invite(port: u16, server: &Server, number: &str, call_id: &str, body:
     )
 }
 
+/// The SBC's CANCEL of its INVITE [`sbc_invite`] on `port`.
+pub fn cancel(port: u16, server: &Server, number: &str, call_id: &str) -> String {
+    format!(
+        "CANCEL sip:{number}@{sip} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bK{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550001111@127.0.0.2>;tag=sbc\r\n\
+         To: <sip:{number}@{sip}>\r\nCall-ID: {call_id}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+        sip = server.sip,
+    )
+}
+
 pub fn raw_phone(server: &Server, dn: &str) -> Peer {
     let phone = Udp::new(server.sip);
     assert_eq!(
