@@ -83,20 +83,11 @@ impl Broker {
         broker.storage = "sqlite://tansu.db";
         broker.start_again();
         for (name, password) in users {
-            let out = Command::new(tansu())
-                .args([
-                    "user",
-                    "create",
-                    "--broker",
-                    &format!("tcp://{}", broker.addr()),
-                ])
-                .args([*name, *password, "--mechanism", "scram512"])
-                .output()
-                .expect("tansu runs");
-            assert!(
-                out.status.success(),
-                "tansu user create: {}",
-                String::from_utf8_lossy(&out.stderr)
+            succeeds(
+                Command::new(tansu())
+                    .args(["user", "create", "--broker"])
+                    .arg(format!("tcp://{}", broker.addr()))
+                    .args([*name, *password, "--mechanism", "scram512"]),
             );
         }
         broker.kill();
@@ -912,6 +903,18 @@ async fn an_event_kafka_refuses_for_good_is_skipped_and_counted_as_lost() {
     reporter.close().await;
 }
 
+/// Runs a tool the harness installs, and fails the test with what it said unless it succeeds.
+fn succeeds(command: &mut Command) {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?} runs (scripts/test.sh installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A certificate authority and the broker's certificate for 127.0.0.1 signed by it, made with
 /// the openssl command; and a second authority that signed nothing of the broker's.
 struct Certs {
@@ -922,18 +925,7 @@ struct Certs {
 }
 
 fn certs(dir: &Path) -> Certs {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs (scripts/test.sh installs it)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let openssl = |args: &[&str]| succeeds(Command::new("openssl").args(args).current_dir(dir));
     for (name, subject) in [
         ("ca", "/CN=switchboard test CA"),
         ("stranger", "/CN=another CA"),
@@ -1093,23 +1085,26 @@ async fn events_reach_a_broker_over_tls_with_scram_and_a_failed_handshake_is_nam
     check_against_redis(&in_partition_order(outside.read()), &redis);
     assert_eq!(metric(&server, "switchboard_kafka_connected"), 1.0);
 
-    // A node given an authority that did not sign the broker's certificate.
-    let wary = Server::start_with_config(Some(&secured("spool-2", &certs.stranger, "s3cret")), &[]);
-    let log = log_shows(&wary, "kafka unreachable");
-    assert!(
-        log.contains("certificate verify failed") && log.contains("TLS or SASL handshake failed"),
-        "{log}"
-    );
-    assert_eq!(metric(&wary, "switchboard_kafka_connected"), 0.0);
-
-    // A node given a wrong password.
-    let wrong = Server::start_with_config(Some(&secured("spool-3", &certs.ca, "guess")), &[]);
-    let log = log_shows(&wrong, "kafka unreachable");
-    assert!(
-        log.contains("SASL authentication error") && log.contains("TLS or SASL handshake failed"),
-        "{log}"
-    );
-    assert_eq!(metric(&wrong, "switchboard_kafka_connected"), 0.0);
+    // A node given an authority that did not sign the broker's certificate, and one given a
+    // wrong password: each keeps its events spooled and says why.
+    let refused = [
+        (
+            "spool-2",
+            &certs.stranger,
+            "s3cret",
+            "certificate verify failed",
+        ),
+        ("spool-3", &certs.ca, "guess", "SASL authentication error"),
+    ];
+    for (spool, ca, password, why) in refused {
+        let node = Server::start_with_config(Some(&secured(spool, ca, password)), &[]);
+        let log = log_shows(&node, "kafka unreachable");
+        assert!(
+            log.contains(why) && log.contains("TLS or SASL handshake failed"),
+            "{log}"
+        );
+        assert_eq!(metric(&node, "switchboard_kafka_connected"), 0.0);
+    }
 }
 
 /// The SBC calls `dn` at the raw `phone` through `server` and cancels while it rings: the

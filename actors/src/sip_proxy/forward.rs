@@ -178,16 +178,21 @@ impl Forwarder {
     pub fn again(&self, mut request: Request, branch: &str) -> (Request, String) {
         pop_first_value(&mut request.headers, &HeaderName::Via);
         let branch = format!("{branch}r");
+        self.push_via(&mut request, &branch);
+        (request, branch)
+    }
+
+    /// This proxy's Via, over UDP, on top.
+    fn push_via(&self, request: &mut Request, branch: &str) {
         let via = Via::new(
             "UDP",
             Host::from(self.me.ip()),
             Some(self.me.port()),
-            &branch,
+            branch,
         );
         request
             .headers
             .push_front(HeaderName::Via, format!("{via};rport"));
-        (request, branch)
     }
 
     /// OPTIONS to every node; a node that left the last ones unanswered misses them.
@@ -242,15 +247,7 @@ impl Forwarder {
             .unwrap_or_default();
         // A CANCEL or a non-2xx ACK shares its INVITE's branch, and so must the forwarded one.
         let branch = format!("z9hG4bKsbp{:016x}", super::ring::hash(incoming.as_bytes()));
-        let via = Via::new(
-            "UDP",
-            Host::from(self.me.ip()),
-            Some(self.me.port()),
-            &branch,
-        );
-        request
-            .headers
-            .push_front(HeaderName::Via, format!("{via};rport"));
+        self.push_via(&mut request, &branch);
         let hops = match request.headers.max_forwards() {
             Some(Ok(n)) => n.saturating_sub(1),
             _ => 70,
