@@ -99,6 +99,23 @@ fn events(url: &str) -> Vec<(String, serde_json::Value)> {
     call_events(&mut conn)
 }
 
+/// The call events once `until` holds of their kinds (they reach Redis a little after what
+/// the phones see), or as they are after 5 s.
+async fn events_until(
+    url: &str,
+    until: impl Fn(&[&str]) -> bool,
+) -> Vec<(String, serde_json::Value)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let events = events(url);
+        let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+        if until(&kinds) || std::time::Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn invite_within(peer: &Peer, what: &str, server: &Server) -> Request {
     peer.request(Method::Invite, Duration::from_secs(5))
         .unwrap_or_else(|| panic!("{what}\n{}", server.log_text()))
@@ -181,19 +198,28 @@ async fn a_queued_call_hears_music_survives_rona_and_reaches_the_next_agent() {
         .expect("the ringing stops after the ring time");
     p1004.answer(&cancel, 200, None);
     p1004.answer(&rung, 487, None);
-    let state = agents
-        .get_agent(with_key(
-            DEMO_KEY,
-            pb::AgentRequest {
-                agent_id: "a1004".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("state")
-        .into_inner()
-        .state
-        .expect("a state");
+    // The call stops the ringing, then tells routing, which makes the agent not ready: a few
+    // messages behind the CANCEL the phone saw.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let state = loop {
+        let state = agents
+            .get_agent(with_key(
+                DEMO_KEY,
+                pb::AgentRequest {
+                    agent_id: "a1004".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("state")
+            .into_inner()
+            .state
+            .expect("a state");
+        if state.state != "Ready" || std::time::Instant::now() > deadline {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(
         (state.state.as_str(), state.reason.as_str()),
         ("NotReady", "RONA")
@@ -230,9 +256,8 @@ async fn a_queued_call_hears_music_survives_rona_and_reaches_the_next_agent() {
         .request(Method::Bye, Duration::from_secs(5))
         .expect("the agent's phone is hung up");
     p1003.answer(&bye, 200, None);
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let events = events(&url);
+    let events = events_until(&url, |kinds| kinds.last() == Some(&"Released")).await;
     let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
     let expected = [
         "RouteRequest",
@@ -321,9 +346,11 @@ async fn a_caller_who_hangs_up_is_abandoned_and_a_timeout_takes_the_default() {
     p1001
         .request(Method::Ack, Duration::from_secs(5))
         .expect("acknowledged");
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let events = events(&url);
+    let events = events_until(&url, |kinds| {
+        kinds.contains(&"Abandoned") && kinds.last() == Some(&"Established")
+    })
+    .await;
     let (_, abandoned) = events
         .iter()
         .find(|(kind, _)| kind == "Abandoned")
