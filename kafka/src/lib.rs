@@ -104,9 +104,20 @@ impl Shared {
         self.wake.notify_one();
     }
 
-    /// Counts an event lost for `why`, and alarms (an ERROR with `alarm="events-lost"`): the
-    /// first at once, then at most every ten seconds, with the total so far.
+    /// Counts `event` lost for `why`, and alarms (see [`Shared::lost_one`]).
     pub(crate) fn lose(&self, why: &str, event: &Event) {
+        self.lost_one(why, &event.key, format_args!("{} {}", event.kind, event.id));
+    }
+
+    /// Counts an event lost for `why` (`key` and `what` say which, as far as is known), and
+    /// alarms: an ERROR with `alarm="events-lost"`, the first at once, then at most every ten
+    /// seconds, with the total so far.
+    pub(crate) fn lost_one(
+        &self,
+        why: impl std::fmt::Display,
+        key: &str,
+        what: impl std::fmt::Display,
+    ) {
         let lost = self.lost.fetch_add(1, Ordering::Relaxed) + 1;
         let now = self.started.elapsed().as_millis() as u64;
         let last = self.lost_alarm_ms.load(Ordering::Relaxed);
@@ -117,8 +128,8 @@ impl Shared {
                 .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            tracing::error!(alarm = "events-lost", lost_total = lost, key = %event.key,
-                kind = %event.kind, id = %event.id, "ALARM: events are being LOST: {why}");
+            tracing::error!(alarm = "events-lost", lost_total = lost, key, %what,
+                "ALARM: events are being LOST: {why}");
         }
     }
 }

@@ -140,16 +140,15 @@ pub(crate) async fn run(config: KafkaConfig, shared: Arc<Shared>, mut reader: Re
         let error = &failure.text;
         shared.connected.store(false, Ordering::Relaxed);
         match outage {
-            None if failure.settings => {
-                tracing::error!(brokers = %config.brokers, %error, spool = %config.spool_dir.display(),
-                    "kafka unreachable: the TLS or SASL handshake failed, check the security settings \
-                     of [kafka]; events are kept in the spool and sent once it succeeds");
-                outage = Some(Instant::now());
-                last_reminder = Instant::now();
-            }
             None => {
-                tracing::warn!(brokers = %config.brokers, %error, spool = %config.spool_dir.display(),
-                    "kafka unreachable: events are kept in the spool and sent when it returns");
+                if failure.settings {
+                    tracing::error!(brokers = %config.brokers, %error, spool = %config.spool_dir.display(),
+                        "kafka unreachable: the TLS or SASL handshake failed, check the security \
+                         settings of [kafka]; events are kept in the spool and sent once it succeeds");
+                } else {
+                    tracing::warn!(brokers = %config.brokers, %error, spool = %config.spool_dir.display(),
+                        "kafka unreachable: events are kept in the spool and sent when it returns");
+                }
                 outage = Some(Instant::now());
                 last_reminder = Instant::now();
             }
@@ -160,14 +159,12 @@ pub(crate) async fn run(config: KafkaConfig, shared: Arc<Shared>, mut reader: Re
             }
             Some(_) => tracing::debug!(%error, "kafka still unreachable"),
         }
-        let wait = tokio::time::sleep(backoff);
-        tokio::select! {
-            () = wait => {}
-            () = shared.wake.notified() => {
-                // Woken by new events: still wait out the back-off, unless stopping.
-                if !shared.stop.load(Ordering::Acquire) {
-                    tokio::time::sleep(backoff).await;
-                }
+        // New events wake the sender, but do not cut the back-off short; stopping does.
+        let until = tokio::time::Instant::now() + backoff;
+        loop {
+            let woken = tokio::time::timeout_at(until, shared.wake.notified()).await;
+            if woken.is_err() || shared.stop.load(Ordering::Acquire) {
+                break;
             }
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -328,21 +325,28 @@ fn refused_for_good(error: &KafkaError) -> bool {
 /// Counts and alarms a record Kafka will never take; the sender goes on without it rather
 /// than stop every later event behind it.
 fn give_up(topic: &str, key: &[u8], error: &KafkaError, shared: &Shared) {
-    shared.lost.fetch_add(1, Ordering::Relaxed);
-    tracing::error!(alarm = "events-lost", topic,
-        key = %String::from_utf8_lossy(key), %error,
-        "ALARM: Kafka refuses an event for good (raise the broker's message.max.bytes?): it is skipped and LOST");
+    shared.lost_one(
+        format_args!(
+            "Kafka refuses an event for good ({error}; raise the broker's message.max.bytes?): it is skipped"
+        ),
+        &String::from_utf8_lossy(key),
+        topic,
+    );
 }
 
 /// A record in the middle of the spool that does not read back (the disk damaged it): the
-/// rest of its segment is skipped, the loss counted and reported. `None` when there is
+/// rest of its segment is skipped, the loss counted and alarmed. `None` when there is
 /// nothing to skip to.
 fn skip_damage(reader: &mut Reader, shared: &Shared, error: &std::io::Error) -> Option<()> {
     let at = reader.position();
     let next = reader.skip_segment().ok().flatten()?;
-    tracing::error!(alarm = "events-lost", offset = at, skipped_to = next, %error,
-        "ALARM: event spool damaged mid-file: the rest of the segment is lost");
-    shared.lost.fetch_add(1, Ordering::Relaxed);
+    shared.lost_one(
+        format_args!(
+            "event spool damaged mid-file at offset {at} ({error}): the rest of the segment, up to {next}, is skipped"
+        ),
+        "",
+        "the rest of a segment",
+    );
     shared.damaged.fetch_add(next - at, Ordering::Relaxed);
     Some(())
 }
