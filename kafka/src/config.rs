@@ -144,26 +144,20 @@ impl KafkaConfig {
                 self.security_protocol.to_ascii_lowercase(),
             ),
         ];
-        let paths = [
-            ("ssl.ca.location", &self.ssl_ca),
-            ("ssl.certificate.location", &self.ssl_certificate),
-            ("ssl.key.location", &self.ssl_key),
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let optional = [
+            ("ssl.ca.location", path(&self.ssl_ca)),
+            ("ssl.certificate.location", path(&self.ssl_certificate)),
+            ("ssl.key.location", path(&self.ssl_key)),
+            ("sasl.mechanisms", self.sasl_mechanism.clone()),
+            ("sasl.username", self.sasl_username.clone()),
+            ("sasl.password", self.sasl_password.clone()),
         ];
-        for (name, path) in paths {
-            if let Some(path) = path {
-                p.push((name.into(), path.display().to_string()));
-            }
-        }
-        let sasl = [
-            ("sasl.mechanisms", &self.sasl_mechanism),
-            ("sasl.username", &self.sasl_username),
-            ("sasl.password", &self.sasl_password),
-        ];
-        for (name, value) in sasl {
-            if let Some(value) = value {
-                p.push((name.into(), value.clone()));
-            }
-        }
+        p.extend(
+            optional
+                .into_iter()
+                .filter_map(|(name, value)| Some((name.to_owned(), value?))),
+        );
         p.extend(self.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
         p
     }

@@ -145,8 +145,7 @@ pub struct Status {
     pub lost: u64,
     /// Bytes in the spool that Kafka has not acknowledged.
     pub spooled_bytes: u64,
-    /// The spool's size limit and high-water mark (zero without Kafka).
-    pub spool_max_bytes: u64,
+    /// The spool's high-water mark (zero without Kafka).
     pub spool_high_water_bytes: u64,
     /// Bytes cut off a damaged spool tail at start.
     pub damaged_bytes: u64,
@@ -169,7 +168,8 @@ pub struct Reporter {
     tx: mpsc::Sender<Msg>,
     shared: Arc<Shared>,
     destination: Arc<str>,
-    limits: (u64, u64),
+    /// The spool's high-water mark (zero without Kafka).
+    high_water: u64,
     sender: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
@@ -225,11 +225,11 @@ impl Reporter {
             tracing::info!(spool = %dir.display(), bytes = pending,
                 "event spool holds events from an earlier run; they are sent first");
         }
-        let limits = (config.spool_max_bytes, config.high_water_bytes());
+        let high_water = config.high_water_bytes();
         let writer = SpoolWriter {
             spool,
             format: config.format,
-            high_water: config.high_water_bytes(),
+            high_water,
         };
         let every = Duration::from_millis(config.sync_ms.max(1));
         let tx = start_writer("event-spool", writer, every, &shared).map_err(spool_error)?;
@@ -240,7 +240,7 @@ impl Reporter {
             tx,
             shared,
             destination: destination.into(),
-            limits,
+            high_water,
             sender: Arc::new(std::sync::Mutex::new(Some(sender))),
         })
     }
@@ -249,22 +249,18 @@ impl Reporter {
     pub fn json_lines(path: &Path, sync_ms: u64) -> Result<Self, StartError> {
         let shared = Arc::new(Shared::default());
         shared.connected.store(true, Ordering::Relaxed);
-        let file = jsonl::JsonLines::open(path).map_err(|source| StartError::File {
+        let file_error = |source| StartError::File {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let file = jsonl::JsonLines::open(path).map_err(file_error)?;
         let every = Duration::from_millis(sync_ms.max(1));
-        let tx = start_writer("event-file", file, every, &shared).map_err(|source| {
-            StartError::File {
-                path: path.display().to_string(),
-                source,
-            }
-        })?;
+        let tx = start_writer("event-file", file, every, &shared).map_err(file_error)?;
         Ok(Reporter {
             tx,
             shared,
             destination: format!("file {}", path.display()).into(),
-            limits: (0, 0),
+            high_water: 0,
             sender: Arc::default(),
         })
     }
@@ -305,8 +301,7 @@ impl Reporter {
             delivered: self.shared.delivered.load(Ordering::Relaxed),
             lost: self.shared.lost.load(Ordering::Relaxed),
             spooled_bytes: written.saturating_sub(acked),
-            spool_max_bytes: self.limits.0,
-            spool_high_water_bytes: self.limits.1,
+            spool_high_water_bytes: self.high_water,
             damaged_bytes: self.shared.damaged.load(Ordering::Relaxed),
             connected: self.shared.connected.load(Ordering::Relaxed),
             accepting: self.shared.accepting.load(Ordering::Relaxed),
