@@ -168,11 +168,7 @@ impl SnapshotStore {
                         c
                     }
                 };
-                let cmd = &cmd;
-                crate::redis_retry::retrying(conn, |mut c| async move {
-                    cmd.query_async::<()>(&mut c).await
-                })
-                .await?;
+                crate::redis_retry::query::<()>(conn, &cmd).await?;
                 Ok(())
             }
         }

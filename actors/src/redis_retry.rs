@@ -38,6 +38,14 @@ where
     }
 }
 
+/// Runs one command on `conn` as [`retrying`] does.
+pub(crate) async fn query<T: redis::FromRedisValue>(
+    conn: &ConnectionManager,
+    cmd: &redis::Cmd,
+) -> RedisResult<T> {
+    retrying(conn, |mut c| async move { cmd.query_async(&mut c).await }).await
+}
+
 fn connection_lost(e: &redis::RedisError) -> bool {
     e.is_io_error()
         || e.is_connection_dropped()

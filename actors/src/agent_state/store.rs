@@ -9,7 +9,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
-use crate::redis_retry::retrying;
+use crate::redis_retry::query;
 
 /// A logged-in agent's state as stored. Calls are not kept: they live on the node that runs
 /// them and are reported again by it.
@@ -69,10 +69,8 @@ impl AgentStore {
                     .unwrap_or_default())
             }
             AgentStore::Redis(conn) => {
-                let cmd = redis::cmd("HGETALL").arg(hash_name(tenant)).clone();
-                let cmd = &cmd;
                 let all: HashMap<String, String> =
-                    retrying(conn, |mut c| async move { cmd.query_async(&mut c).await }).await?;
+                    query(conn, redis::cmd("HGETALL").arg(hash_name(tenant))).await?;
                 Ok(all
                     .into_iter()
                     .filter_map(|(agent, json)| match serde_json::from_str(&json) {
@@ -96,10 +94,8 @@ impl AgentStore {
                 Ok(map.get(tenant).and_then(|a| a.get(agent)).cloned())
             }
             AgentStore::Redis(conn) => {
-                let cmd = redis::cmd("HGET").arg(hash_name(tenant)).arg(agent).clone();
-                let cmd = &cmd;
                 let json: Option<String> =
-                    retrying(conn, |mut c| async move { cmd.query_async(&mut c).await }).await?;
+                    query(conn, redis::cmd("HGET").arg(hash_name(tenant)).arg(agent)).await?;
                 Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
             }
         }
@@ -132,12 +128,7 @@ impl AgentStore {
                         c
                     }
                 };
-                let cmd = &cmd;
-                retrying(
-                    conn,
-                    |mut c| async move { cmd.query_async::<()>(&mut c).await },
-                )
-                .await?;
+                query::<()>(conn, &cmd).await?;
                 Ok(())
             }
         }

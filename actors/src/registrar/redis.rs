@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::logic::{Binding, Changes};
 use super::store::BindingStore;
 use crate::error::Result;
-use crate::redis_retry::retrying;
+use crate::redis_retry::{query, retrying};
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -64,14 +64,8 @@ impl RedisStore {
 
 impl BindingStore for RedisStore {
     async fn load(&self, tenant: &str, aor: &str) -> Result<Vec<Binding>> {
-        let cmd = redis::cmd("HVALS").arg(hash_key(tenant, aor)).clone();
-        let cmd = &cmd;
         let values: Vec<String> =
-            retrying(
-                &self.conn,
-                |mut c| async move { cmd.query_async(&mut c).await },
-            )
-            .await?;
+            query(&self.conn, redis::cmd("HVALS").arg(hash_key(tenant, aor))).await?;
         values
             .iter()
             .map(|v| serde_json::from_str(v).map_err(Into::into))
