@@ -147,6 +147,16 @@ fn has_to_tag(request: &Request) -> bool {
     matches!(request.headers.to(), Some(Ok(to)) if to.tag().is_some())
 }
 
+/// Whether a node that takes no new calls (its event spool past the high-water mark) answers
+/// 503 instead of `decision`: to a registration, a new call, and the health probe it would
+/// answer 200, so that proxies and SBCs send new calls to other nodes. Calls in progress go on.
+pub fn refused_when_full(request: &Request, decision: &Decision) -> bool {
+    match decision {
+        Decision::Register(_) | Decision::NewCall => true,
+        Decision::Respond(r) => request.method == Method::Options && r.status == 200,
+    }
+}
+
 /// The tenant of a REGISTER: the one whose domain the Request-URI names, or, when it names the
 /// node by address, the one of the To domain.
 fn register_tenant<'a>(
@@ -239,6 +249,24 @@ mod tests {
             status(&request("OPTIONS sip:1001@demo.local SIP/2.0", "")),
             405
         );
+    }
+
+    #[test]
+    fn a_full_node_refuses_registrations_new_calls_and_its_health_probe() {
+        let refused = |r: &Request| refused_when_full(r, &decide(r, &directory(), &core()));
+        let register = request(
+            "REGISTER sip:demo.local SIP/2.0",
+            "Contact: <sip:1001@10.0.0.9:5062>\r\n",
+        );
+        assert!(refused(&register));
+        assert!(refused(&request("INVITE sip:1001@demo.local SIP/2.0", "")));
+        assert!(refused(&request("OPTIONS sip:127.0.0.1 SIP/2.0", "")));
+        // What the edge refuses anyway stays as it is.
+        assert!(!refused(&request(
+            "OPTIONS sip:1001@demo.local SIP/2.0",
+            ""
+        )));
+        assert!(!refused(&request("OPTIONS tel:+1234 SIP/2.0", "")));
     }
 
     #[test]

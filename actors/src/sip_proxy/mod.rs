@@ -546,25 +546,14 @@ impl ProxyState {
                 handed_on: None,
             },
         );
-        let decision = match edge::decide(&request, &self.directory, &self.core) {
-            Decision::Register(_) | Decision::NewCall
-                if !self.config.accepting.load(Ordering::Relaxed) =>
-            {
-                tracing::debug!(%source, method = %request.method,
-                    "refused: the event spool is past its high-water mark");
-                Decision::Respond(unavailable(&request.headers))
-            }
-            // The health probe of proxies and SBCs says so too, so that they send new calls
-            // to other nodes.
-            Decision::Respond(r)
-                if request.method == Method::Options
-                    && r.status == 200
-                    && !self.config.accepting.load(Ordering::Relaxed) =>
-            {
-                Decision::Respond(unavailable(&request.headers))
-            }
-            decision => decision,
-        };
+        let mut decision = edge::decide(&request, &self.directory, &self.core);
+        if !self.config.accepting.load(Ordering::Relaxed)
+            && edge::refused_when_full(&request, &decision)
+        {
+            tracing::debug!(%source, method = %request.method,
+                "refused: the event spool is past its high-water mark");
+            decision = Decision::Respond(unavailable(&request.headers));
+        }
         match decision {
             Decision::Respond(response) => {
                 if response.status >= 300 {
