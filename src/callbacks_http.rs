@@ -3,28 +3,19 @@
 //! call once placed) and `DELETE /callbacks/{id}` cancels one still waiting. Requests carry
 //! `Authorization: Bearer <API key>` of the tenant, as on the gRPC APIs; answers are JSON.
 
-use std::time::Duration;
-
 use switchboard_actors::callbacks::Callbacks;
 use tokio::net::{TcpListener, TcpStream};
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::auth::Keys;
-use crate::health::{read_head, request_line, respond};
+use crate::health::{accept_each, read_head, request_line, respond};
 
 pub(crate) async fn serve(listener: TcpListener, callbacks: Callbacks, keys: Keys) {
-    loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
+    accept_each(listener, "callbacks", move |stream| {
         let (callbacks, keys) = (callbacks.clone(), keys.clone());
-        tokio::spawn(async move {
-            if let Err(e) = answer(stream, &callbacks, &keys).await {
-                tracing::debug!(%peer, error = %e, "callbacks request failed");
-            }
-        });
-    }
+        async move { answer(stream, &callbacks, &keys).await }
+    })
+    .await;
 }
 
 async fn answer(mut stream: TcpStream, callbacks: &Callbacks, keys: &Keys) -> std::io::Result<()> {

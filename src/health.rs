@@ -17,15 +17,29 @@ pub(crate) trait Readiness: Send + Sync + 'static {
 }
 
 pub(crate) async fn serve<R: Readiness>(listener: TcpListener, readiness: Arc<R>) {
+    accept_each(listener, "health", move |stream| {
+        let readiness = readiness.clone();
+        async move { answer(stream, &*readiness).await }
+    })
+    .await;
+}
+
+/// Accepts connections for ever, each answered by `answer` on a task of its own; `what` names
+/// the server in the log of an exchange that failed.
+pub(crate) async fn accept_each<F, Fut>(listener: TcpListener, what: &'static str, answer: F)
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: Future<Output = std::io::Result<()>> + Send + 'static,
+{
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let readiness = readiness.clone();
+        let exchange = answer(stream);
         tokio::spawn(async move {
-            if let Err(e) = answer(stream, &*readiness).await {
-                tracing::debug!(%peer, error = %e, "health request failed");
+            if let Err(e) = exchange.await {
+                tracing::debug!(%peer, error = %e, "{what} request failed");
             }
         });
     }

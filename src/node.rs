@@ -111,55 +111,57 @@ impl health::Readiness for Ready {
     async fn metrics(&self) -> String {
         let calls = ractor::call_t!(self.proxy, ProxyMsg::Calls, 1000)
             .map_or_else(|_| "NaN".to_owned(), |n| n.to_string());
-        let mut text = format!(
-            "# HELP switchboard_calls_active Calls in progress on this node (call actors alive).\n\
-             # TYPE switchboard_calls_active gauge\n\
-             switchboard_calls_active {calls}\n"
-        );
+        let mut metrics = vec![(
+            "switchboard_calls_active",
+            "gauge",
+            "Calls in progress on this node (call actors alive).",
+            calls,
+        )];
         if let Some(s) = self.reporter.as_ref().map(Reporter::status) {
-            let metrics: [(&str, &str, &str, u64); 6] = [
+            metrics.extend([
                 (
                     "switchboard_events_delivered_total",
                     "counter",
                     "Events Kafka acknowledged (or the events file took).",
-                    s.delivered,
+                    s.delivered.to_string(),
                 ),
                 (
                     "switchboard_events_lost_total",
                     "counter",
-                    "Events lost because the spool was full: alarm on any increase.",
-                    s.lost,
+                    "Events lost (the spool full, the writer behind, refused by Kafka for good): alarm on any increase.",
+                    s.lost.to_string(),
                 ),
                 (
                     "switchboard_events_spooled_bytes",
                     "gauge",
                     "Bytes of events waiting in the spool for Kafka.",
-                    s.spooled_bytes,
+                    s.spooled_bytes.to_string(),
                 ),
                 (
                     "switchboard_events_spool_high_water_bytes",
                     "gauge",
                     "Spooled bytes past which new calls and registrations are refused.",
-                    s.spool_high_water_bytes,
+                    s.spool_high_water_bytes.to_string(),
                 ),
                 (
                     "switchboard_events_spool_damaged_bytes",
                     "gauge",
                     "Bytes cut off a damaged spool tail at start.",
-                    s.damaged_bytes,
+                    s.damaged_bytes.to_string(),
                 ),
                 (
                     "switchboard_kafka_connected",
                     "gauge",
                     "1 when Kafka takes events (always 1 without Kafka).",
-                    u64::from(s.connected),
+                    u64::from(s.connected).to_string(),
                 ),
-            ];
-            for (name, kind, help, value) in metrics {
-                text.push_str(&format!(
-                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-                ));
-            }
+            ]);
+        }
+        let mut text = String::new();
+        for (name, kind, help, value) in metrics {
+            text.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
         }
         text
     }
@@ -335,8 +337,7 @@ impl Node {
             trusted_proxies: config.cluster.proxies.clone(),
             accepting: reporter
                 .as_ref()
-                .map(Reporter::accepting)
-                .unwrap_or_else(|| ProxyConfig::default().accepting),
+                .map_or_else(|| Arc::new(AtomicBool::new(true)), Reporter::accepting),
             ..ProxyConfig::default()
         };
         let (proxy, _) = Actor::spawn(
