@@ -536,10 +536,7 @@ async fn an_agents_day_reaches_the_stream_and_redis_in_order() {
     quiet(&mut stream).await;
 
     // Each Redis stream holds its own part of the sequence, in the same order.
-    let mut conn = redis::Client::open(url.as_str())
-        .expect("url")
-        .get_connection()
-        .expect("redis");
+    let mut conn = support::redis(&url);
     let part = |prefixes: &[&str]| -> Vec<String> {
         expected
             .iter()

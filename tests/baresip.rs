@@ -44,8 +44,7 @@ fn baresip_registers_with_its_own_digest_and_unregisters_on_quit() {
         "baresip answered the challenge:\n{trace}"
     );
 
-    let client = redis::Client::open(url.as_str()).expect("client");
-    let mut conn = client.get_connection().expect("redis");
+    let mut conn = support::redis(&url);
     let seen: Vec<(String, String)> = support::stream_entries(&mut conn, "sb:demo:voice-registrar")
         .into_iter()
         .map(|f| (f["kind"].clone(), f["payload"].clone()))

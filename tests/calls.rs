@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use support::peer::{Peer, answered_call, cancel, raw_phone, sbc_in_dialog, sbc_invite, sdp};
 use support::sipp::{answering_phone, register, scenario, sipp, sipp_errors, wait};
-use support::{Server, call_events, free_port};
+use support::{Server, call_events, free_port, redis};
 use switchboard_sip::{HeaderName, Message, Method, Response};
 
 /// Waits until the stream holds `n` events.
@@ -27,13 +27,6 @@ fn events_within(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn redis(url: &str) -> redis::Connection {
-    redis::Client::open(url)
-        .expect("url")
-        .get_connection()
-        .expect("redis")
 }
 
 fn kinds(events: &[(String, serde_json::Value)]) -> Vec<&str> {

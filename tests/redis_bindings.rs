@@ -58,8 +58,7 @@ fn bindings_in_redis(conn: &mut redis::Connection) -> HashMap<String, usize> {
 #[test]
 fn a_thousand_dns_register_refresh_survive_a_restart_and_unregister() {
     let url = support::redis_db(3);
-    let client = redis::Client::open(url.as_str()).expect("client");
-    let mut conn = client.get_connection().expect("redis");
+    let mut conn = support::redis(&url);
     let config = config();
     let server = Server::start_with_config(Some(&config), &["--redis", &url]);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -138,8 +137,7 @@ fn a_thousand_dns_register_refresh_survive_a_restart_and_unregister() {
 #[test]
 fn bindings_expire_by_themselves_and_say_so() {
     let url = support::redis_db(4);
-    let client = redis::Client::open(url.as_str()).expect("client");
-    let mut conn = client.get_connection().expect("redis");
+    let mut conn = support::redis(&url);
     let config = "[registrar]\nmin_expires = 1\nsweep_interval_ms = 100\n";
     let server = Server::start_with_config(Some(config), &["--redis", &url]);
     let phone = Udp::new(server.sip);

@@ -236,10 +236,7 @@ struct Stored {
 
 /// Every event the demo tenant's three streams hold, oldest first per stream.
 fn stored(url: &str) -> Vec<Stored> {
-    let mut conn = redis::Client::open(url)
-        .expect("redis")
-        .get_connection()
-        .expect("connect");
+    let mut conn = support::redis(url);
     let mut out = Vec::new();
     for topic in TOPICS {
         for fields in support::stream_entries(&mut conn, &format!("sb:demo:{topic}")) {
@@ -413,6 +410,23 @@ async fn toggle(agents: &mut Agents, ids: &[&str]) {
     }
 }
 
+/// Agent a1001's changes on `server`, whose broker never answers, until its spool is past the
+/// high-water mark and readiness fails; how many Ready and Not Ready pairs that took.
+async fn fill_past_mark(server: &Server, agents: &mut Agents) -> u32 {
+    let mut toggles = 0;
+    while ready(server) {
+        toggle(agents, &["a1001"]).await;
+        toggles += 1;
+        assert!(
+            toggles < 200,
+            "readiness never turned: {}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    toggles
+}
+
 /// Waits (30 s at most) for a SIPp run to end, and fails unless every call succeeded.
 fn finished(child: &mut Child, dir: &Path, server: &Server, what: &str) {
     let status = wait(child, Duration::from_secs(30));
@@ -570,17 +584,7 @@ async fn past_the_high_water_mark_new_calls_get_503_and_a_full_spool_counts_its_
     let mut agents = agents_at(&server, dir.path(), &["1001"]).await;
 
     // Kafka never answered: the spool fills with agent changes up to its mark.
-    let mut toggles = 0;
-    while ready(&server) {
-        toggle(&mut agents, &["a1001"]).await;
-        toggles += 1;
-        assert!(
-            toggles < 200,
-            "readiness never turned: {}",
-            server.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut toggles = fill_past_mark(&server, &mut agents).await;
     let why = http_get(server.http, "/readyz").expect("readyz");
     assert!(why.contains("high-water mark"), "{why}");
     assert_eq!(
@@ -1204,13 +1208,7 @@ async fn proxies_send_new_calls_around_a_node_whose_spool_is_past_its_mark() {
 
     // Kafka never answered: agent changes on the node fill its spool past the mark.
     let mut agents = agents_at(&full, dir.path(), &["1001"]).await;
-    let mut toggles = 0;
-    while ready(&full) {
-        toggle(&mut agents, &["a1001"]).await;
-        toggles += 1;
-        assert!(toggles < 200, "readiness never turned: {}", full.log_text());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    fill_past_mark(&full, &mut agents).await;
     assert_eq!(
         sbc_call_status(&full, "5555", "direct"),
         503,

@@ -92,10 +92,7 @@ async fn ready(agents: &mut Agents, dn: &str) {
 
 /// The demo tenant's call events in Redis database `url`, as (kind, payload).
 fn events(url: &str) -> Vec<(String, serde_json::Value)> {
-    let mut conn = redis::Client::open(url)
-        .expect("redis")
-        .get_connection()
-        .expect("connect");
+    let mut conn = support::redis(url);
     call_events(&mut conn)
 }
 
@@ -568,10 +565,7 @@ async fn a_ges_callback_calls_the_agent_then_the_customer() {
     let mut agents = Agents::new(support::grpc(&server).await);
     log_in(&mut agents, &["1003"], false).await;
 
-    let mut conn = redis::Client::open(url.as_str())
-        .expect("redis")
-        .get_connection()
-        .expect("connect");
+    let mut conn = support::redis(&url);
     for (id, target) in [
         ("cb-1", "english >= 3"),
         ("cb-2", "english >= 3"),
@@ -666,10 +660,7 @@ async fn a_ges_callback_calls_the_agent_then_the_customer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_request_left_by_a_reader_that_died_is_claimed() {
     let url = support::redis_db(37);
-    let mut conn = redis::Client::open(url.as_str())
-        .expect("redis")
-        .get_connection()
-        .expect("connect");
+    let mut conn = support::redis(&url);
     let stream = "sb:demo:ges-callbacks";
     let _: () = redis::cmd("XGROUP")
         .arg(&["CREATE", stream, "switchboard", "0", "MKSTREAM"])

@@ -189,10 +189,7 @@ struct Event {
 }
 
 fn events(url: &str) -> Vec<Event> {
-    let mut conn = redis::Client::open(url)
-        .expect("redis")
-        .get_connection()
-        .expect("connect");
+    let mut conn = support::redis(url);
     let mut all = Vec::new();
     for (stream, agent) in [
         ("sb:demo:voice-callthread", false),

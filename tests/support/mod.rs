@@ -62,12 +62,19 @@ pub fn redis_url() -> String {
 /// tests that run side by side do not meet).
 pub fn redis_db(db: u8) -> String {
     let url = format!("{}/{db}", redis_url().trim_end_matches('/'));
-    let client = redis::Client::open(url.as_str()).expect("redis url");
-    let mut conn = client.get_connection().expect("redis reachable");
+    let mut conn = redis(&url);
     redis::cmd("FLUSHDB")
         .query::<()>(&mut conn)
         .expect("flushdb");
     url
+}
+
+/// A connection to the Redis at `url`.
+pub fn redis(url: &str) -> redis::Connection {
+    redis::Client::open(url)
+        .expect("redis url")
+        .get_connection()
+        .expect("redis reachable")
 }
 
 /// The fields of every entry of a Redis stream, oldest first.
