@@ -150,6 +150,81 @@ fn a_tenant_offers_its_algorithms_in_its_order_and_takes_sha256() {
     assert_eq!(phone.request(answer.as_bytes()).status, 200);
 }
 
+/// The nonce and algorithm of each Proxy-Authenticate challenge of a 407, in order.
+fn proxy_challenges(r: &switchboard_sip::Response) -> Vec<(String, String)> {
+    r.headers
+        .get_all(&HeaderName::ProxyAuthenticate)
+        .map(|h| {
+            let c = switchboard_sip::header::Credentials::parse(h).expect("challenge parses");
+            let get = |n| c.get(n).unwrap_or_default().to_owned();
+            (get("nonce"), get("algorithm"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_phones_call_is_challenged_in_its_dns_own_order_as_its_register_is() {
+    let config = "[[tenants]]\nname = \"acme\"\ndomain = \"demo.local\"\ndigest = [\"MD5\", \"SHA-256\"]\n\
+                  [[tenants.dns]]\nnumber = \"1001\"\npassword = \"pw1001\"\ndigest = [\"SHA-256\", \"MD5\"]\n\
+                  [[tenants.dns]]\nnumber = \"1002\"\npassword = \"pw1002\"\n\
+                  [[tenants.dial_plan]]\npattern = '^(1\\d{3})$'\ndestination = \"extension:$1\"\n";
+    let server = Server::start_with_config(Some(config), &[]);
+    let phone = Udp::new(server.sip);
+    let port = phone.port();
+    let contact = format!("Contact: <sip:1001@127.0.0.1:{port}>\r\n");
+    let registered = phone.request(register("1001", port, "own", 1, &contact).as_bytes());
+    let algorithms =
+        |pairs: Vec<(String, String)>| pairs.into_iter().map(|c| c.1).collect::<Vec<_>>();
+    assert_eq!(algorithms(challenges(&registered)), ["SHA-256", "MD5"]);
+    let invite = |from: &str, cseq: u32, extra: &str| {
+        format!(
+            "INVITE sip:1002@demo.local SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKown{from}{cseq}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:1002@demo.local>\r\nFrom: <sip:{from}@demo.local>;tag=t{from}\r\n\
+             Call-ID: own-{from}\r\nCSeq: {cseq} INVITE\r\nContact: <sip:{from}@127.0.0.1:{port}>\r\n\
+             {extra}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let challenge = phone.request(invite("1001", 1, "").as_bytes());
+    assert_eq!(challenge.status, 407);
+    assert_eq!(
+        algorithms(proxy_challenges(&challenge)),
+        ["SHA-256", "MD5"],
+        "1001's own order"
+    );
+    let other = phone.request(invite("1002", 1, "").as_bytes());
+    assert_eq!(
+        algorithms(proxy_challenges(&other)),
+        ["MD5", "SHA-256"],
+        "the tenant's"
+    );
+    // The phone answers the first challenge, SHA-256, and its call goes on (1002 has no
+    // registered phone: 480).
+    let (nonce, algorithm) = proxy_challenges(&challenge).remove(0);
+    let digest = switchboard_sip::auth::ClientDigest {
+        algorithm: switchboard_sip::auth::Algorithm::Sha256,
+        username: "1001",
+        realm: "demo.local",
+        password: "pw1001",
+    };
+    let response = digest.response("INVITE", "sip:1002@demo.local", &nonce, 1, "c0ffee");
+    let credentials = format!(
+        "Proxy-Authorization: Digest username=\"1001\", realm=\"demo.local\", nonce=\"{nonce}\", \
+         uri=\"sip:1002@demo.local\", response=\"{response}\", algorithm={algorithm}, qop=auth, \
+         nc=00000001, cnonce=\"c0ffee\"\r\n"
+    );
+    phone.send(invite("1001", 2, &credentials).as_bytes());
+    let mut last = phone.recv();
+    while last.status < 200 {
+        last = phone.recv();
+    }
+    assert_eq!(
+        last.status,
+        480,
+        "authenticated and routed: {}",
+        server.log_text()
+    );
+}
+
 #[test]
 fn replays_and_wrong_credentials_are_refused_alike() {
     let server = Server::start(&[]);

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::header::{Challenge, Credentials, HeaderName, Headers};
+use crate::message::{Request, Response};
 
 /// A digest algorithm a tenant may offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -325,6 +326,132 @@ pub fn verify(
     Verdict::Authenticated
 }
 
+/// Which side of RFC 3261 22 a server stands on: a registrar (401, WWW-Authenticate, answered
+/// in Authorization) or a proxy (407, Proxy-Authenticate, answered in Proxy-Authorization).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Registrar,
+    Proxy,
+}
+
+impl Role {
+    /// The status of a challenge.
+    pub fn status(self) -> u16 {
+        match self {
+            Role::Registrar => 401,
+            Role::Proxy => 407,
+        }
+    }
+
+    fn challenge_header(self) -> HeaderName {
+        match self {
+            Role::Registrar => HeaderName::WwwAuthenticate,
+            Role::Proxy => HeaderName::ProxyAuthenticate,
+        }
+    }
+
+    fn credentials_header(self) -> HeaderName {
+        match self {
+            Role::Registrar => HeaderName::Authorization,
+            Role::Proxy => HeaderName::ProxyAuthorization,
+        }
+    }
+}
+
+/// What a user proves itself with: its password, and the algorithms it may use, in the order
+/// it is challenged with.
+#[derive(Debug, Clone, Copy)]
+pub struct Account<'a> {
+    pub password: &'a str,
+    pub algorithms: &'a [Algorithm],
+}
+
+/// What a request's credentials come to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    /// The request proves it is this user.
+    Authenticated(String),
+    /// It is to be challenged: it brought no credentials for the realm (`rejected` none), its
+    /// nonce is `stale`, or its credentials were refused (`rejected` says why, for the log).
+    Challenge {
+        stale: bool,
+        rejected: Option<Rejection>,
+    },
+}
+
+/// One server's digest exchange in one realm: the challenge a request gets, and the check of
+/// the credentials it brings back. The registrar and the edge's admission of phones' calls
+/// both go through it, so they challenge and check alike.
+#[derive(Debug, Clone, Copy)]
+pub struct Guard<'a> {
+    pub role: Role,
+    pub realm: &'a str,
+    pub key: &'a NonceKey,
+}
+
+impl Guard<'_> {
+    /// Checks the credentials of `request` for this realm. `account` finds the user they
+    /// name; an unknown user is checked against the `default` algorithms with the same work,
+    /// so timing does not tell it from a wrong password.
+    pub fn check<'b>(
+        &self,
+        request: &Request,
+        account: impl Fn(&str) -> Option<Account<'b>>,
+        default: &[Algorithm],
+        counts: &mut NonceCounts,
+        now_ms: u64,
+    ) -> Checked {
+        let header = self.role.credentials_header();
+        let Some(credentials) = credentials_for(&request.headers, &header, self.realm) else {
+            return Checked::Challenge {
+                stale: false,
+                rejected: None,
+            };
+        };
+        let username = credentials.get("username").unwrap_or_default();
+        let found = account(username);
+        let verdict = verify(
+            &credentials,
+            DigestRequest {
+                method: request.method.as_str(),
+                realm: self.realm,
+                algorithms: found.map_or(default, |a| a.algorithms),
+            },
+            found.map(|a| a.password),
+            self.key,
+            counts,
+            now_ms,
+        );
+        match verdict {
+            Verdict::Authenticated => Checked::Authenticated(username.to_owned()),
+            Verdict::Stale => Checked::Challenge {
+                stale: true,
+                rejected: None,
+            },
+            Verdict::Rejected(why) => Checked::Challenge {
+                stale: false,
+                rejected: Some(why),
+            },
+        }
+    }
+
+    /// `response` (of the challenge's status) with a challenge per algorithm, in the order
+    /// given, sharing one fresh nonce.
+    pub fn challenge(
+        &self,
+        mut response: Response,
+        algorithms: &[Algorithm],
+        stale: bool,
+        now_ms: u64,
+    ) -> Response {
+        let header = self.role.challenge_header();
+        for c in challenges(self.key, self.realm, algorithms, stale, now_ms) {
+            response = response.with_header(header.clone(), c.to_string());
+        }
+        response
+    }
+}
+
 /// A client's side of a digest exchange, for load clients and tests: computes the
 /// `response` for one request.
 #[derive(Debug, Clone, Copy)]
@@ -406,6 +533,95 @@ mod tests {
         assert_eq!(c[0].nonce, c[1].nonce);
         let c = challenges(&key(), REALM, &[Algorithm::Sha256], false, NOW);
         assert_eq!(c[0].algorithm, "SHA-256");
+    }
+
+    #[test]
+    fn a_guard_challenges_in_the_order_given_and_checks_the_account_named() {
+        let key = key();
+        let guard = Guard {
+            role: Role::Proxy,
+            realm: REALM,
+            key: &key,
+        };
+        let ask = |extra: &str| {
+            let text = format!(
+                "INVITE sip:1002@demo.local SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKg\r\n\
+                 From: <sip:1001@demo.local>;tag=1\r\nTo: <sip:1002@demo.local>\r\nCall-ID: g\r\n\
+                 CSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+            );
+            match crate::parse_datagram(text.into()) {
+                Ok(crate::Message::Request(r)) => r,
+                other => panic!("{other:?}"),
+            }
+        };
+        let accounts = |user: &str| {
+            (user == "1001").then_some(Account {
+                password: "secret",
+                algorithms: &[Algorithm::Sha256],
+            })
+        };
+        let mut counts = NonceCounts::default();
+        let bare = ask("");
+        assert_eq!(
+            guard.check(&bare, accounts, BOTH, &mut counts, NOW),
+            Checked::Challenge {
+                stale: false,
+                rejected: None
+            }
+        );
+        let challenge = guard.challenge(
+            Response::to_request(&bare.headers, Role::Proxy.status()),
+            &[Algorithm::Sha256, Algorithm::Md5],
+            false,
+            NOW,
+        );
+        let offered: Vec<_> = challenge
+            .headers
+            .get_all(&HeaderName::ProxyAuthenticate)
+            .map(|h| Credentials::parse(h).expect("parses"))
+            .collect();
+        assert_eq!(offered.len(), 2);
+        assert_eq!(offered[0].get("algorithm"), Some("SHA-256"));
+        let nonce = offered[0].get("nonce").unwrap_or_default();
+        let answer = |password: &str, algorithm: Algorithm| {
+            let digest = ClientDigest {
+                algorithm,
+                username: "1001",
+                realm: REALM,
+                password,
+            };
+            let response = digest.response("INVITE", "sip:1002@demo.local", nonce, 1, "c");
+            ask(&format!(
+                "Proxy-Authorization: Digest username=\"1001\", realm=\"{REALM}\", nonce=\"{nonce}\", \
+                 uri=\"sip:1002@demo.local\", response=\"{response}\", algorithm={}, qop=auth, \
+                 nc=00000001, cnonce=\"c\"\r\n",
+                algorithm.name()
+            ))
+        };
+        assert_eq!(
+            guard.check(
+                &answer("secret", Algorithm::Md5),
+                accounts,
+                BOTH,
+                &mut counts,
+                NOW
+            ),
+            Checked::Challenge {
+                stale: false,
+                rejected: Some(Rejection::Algorithm)
+            },
+            "the account's algorithms, not the default"
+        );
+        assert_eq!(
+            guard.check(
+                &answer("secret", Algorithm::Sha256),
+                accounts,
+                BOTH,
+                &mut counts,
+                NOW
+            ),
+            Checked::Authenticated("1001".into())
+        );
     }
 
     #[test]

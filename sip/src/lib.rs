@@ -1,11 +1,13 @@
 //! SIP for switchboard: the message model over `bytes`, parser and printer, URIs and typed
-//! header views, sans-io transactions and dialogs, digest authentication, the bit of SDP a
-//! relaying B2BUA reads, and the UDP/TCP transports that carry it all.
+//! header views, sans-io transactions and dialogs, the INVITE rules beside them (2xx until ACK,
+//! PRACK, session timers), what Allow and Supported advertise, digest authentication, the bit
+//! of SDP a relaying B2BUA reads, and the UDP/TCP transports that carry it all.
 
 pub mod auth;
 pub mod dialog;
 mod error;
 pub mod header;
+pub mod invite;
 mod message;
 mod params;
 mod parse;
@@ -13,6 +15,7 @@ mod print;
 mod random;
 mod scan;
 pub mod sdp;
+pub mod support;
 pub mod transaction;
 pub mod transport;
 pub mod uri;

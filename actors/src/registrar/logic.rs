@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use switchboard_proto::events::Binding as BindingEvent;
-use switchboard_sip::auth::{self, DigestRequest, NonceCounts, NonceKey, Verdict};
+use switchboard_sip::auth::{self, Checked, Guard, NonceCounts, NonceKey, Role};
 use switchboard_sip::header::Contact;
 use switchboard_sip::transport::Transport;
 use switchboard_sip::uri::{escape_user, unescape};
@@ -192,42 +192,33 @@ pub fn authenticate(
         }
         _ => {}
     }
-    let algorithms = extension.map_or(&tenant.digest, |e| &e.digest);
-    let challenge = |stale: bool| {
-        let mut response = Response::to_request(&request.headers, 401).with_to_tag(to_tag);
-        for c in auth::challenges(key, &tenant.realm, algorithms, stale, register.now_ms) {
-            response = response.with_header(HeaderName::WwwAuthenticate, c.to_string());
-        }
-        response
-    };
-    let credentials =
-        auth::credentials_for(&request.headers, &HeaderName::Authorization, &tenant.realm);
-    let Some(credentials) = credentials else {
-        return Err((challenge(false), None));
-    };
-    let username = credentials.get("username").unwrap_or_default();
-    let password = tenant.registering(username).map(|e| e.password.as_str());
-    let verdict = auth::verify(
-        &credentials,
-        DigestRequest {
-            method: request.method.as_str(),
-            realm: &tenant.realm,
-            algorithms,
-        },
-        password,
+    let guard = Guard {
+        role: Role::Registrar,
+        realm: &tenant.realm,
         key,
+    };
+    let now_ms = register.now_ms;
+    match guard.check(
+        request,
+        |user| tenant.account(user),
+        &tenant.digest,
         counts,
-        register.now_ms,
-    );
-    match verdict {
-        Verdict::Authenticated if username == dn => Ok(()),
+        now_ms,
+    ) {
+        Checked::Authenticated(user) if user == dn => Ok(()),
         // Proven to be another DN: it may not touch this one's bindings (RFC 3261 10.3.3).
-        Verdict::Authenticated => Err((
+        Checked::Authenticated(_) => Err((
             Response::to_request(&request.headers, 403).with_to_tag(to_tag),
             None,
         )),
-        Verdict::Stale => Err((challenge(true), None)),
-        Verdict::Rejected(why) => Err((challenge(false), Some(why))),
+        Checked::Challenge { stale, rejected } => {
+            let response = Response::to_request(&request.headers, 401).with_to_tag(to_tag);
+            let algorithms = tenant.digest_for(Some(dn));
+            Err((
+                guard.challenge(response, algorithms, stale, now_ms),
+                rejected,
+            ))
+        }
     }
 }
 

@@ -31,15 +31,14 @@ mod routing;
 
 pub use routing::ToOrs;
 
-use super::prack::{self, Reliability, Unacked};
-use super::session_timer::{self, SessionExpires, SessionTimer, TIMER};
 use super::{ClusterConfig, DnCalls, NewDialog, Origin};
 use crate::call_state::{CallEvent, CallEventKind};
 use crate::registrar::Binding;
 use crate::tenant::Tenant;
-
-/// The methods a call accepts within its dialogs, for Allow.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER";
+use switchboard_sip::invite::ack::{AckDue, AwaitingAck as Unacknowledged};
+use switchboard_sip::invite::prack::{self, PrackDue, Released, Reliability};
+use switchboard_sip::invite::session_timer::{self, SessionTimer, TAG as TIMER};
+use switchboard_sip::support::ALLOW_IN_DIALOG as ALLOW;
 
 /// What the call asks of its owner.
 #[derive(Debug)]
@@ -355,11 +354,7 @@ struct Server {
 #[derive(Debug)]
 struct AwaitingAck {
     leg: LegId,
-    seq: u32,
-    bytes: Bytes,
-    next: Instant,
-    interval: Duration,
-    give_up: Instant,
+    sent: Unacknowledged,
     /// The leg and INVITE sequence number to ACK when it arrives.
     then: Option<(LegId, u32)>,
 }
@@ -435,7 +430,7 @@ pub struct Call {
     no_answer_at: Option<Instant>,
     probe_at: Option<Instant>,
     /// Reliable provisional responses, when the caller requires them (boxed: most do not).
-    reliability: Option<Box<Reliability>>,
+    reliability: Option<Box<Reliability<(usize, Response)>>>,
     /// The routing point the call waits at (boxed: most calls never do).
     waiting: Option<Box<routing::Waiting>>,
     /// The proxy the call came through, if this node runs behind proxies: callees are
@@ -575,10 +570,16 @@ impl Call {
             call.fail(488, "bad-sdp", Some(problem), now);
             return call;
         }
-        match caller_timer(&request, &call.config) {
+        let (interval, min_se) = (call.config.session_expires, call.config.min_se);
+        match SessionTimer::for_caller(&request.headers, interval, min_se) {
             Ok(timer) => call.a.timer = timer,
-            Err((status, problem)) => {
-                call.fail(status, "session-interval", Some(problem), now);
+            Err(refusal) => {
+                call.fail(
+                    refusal.status(),
+                    "session-interval",
+                    Some(refusal.to_string()),
+                    now,
+                );
                 return call;
             }
         }
@@ -600,7 +601,7 @@ impl Call {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let servers = self.servers.iter().filter_map(|s| s.txn.poll_timeout());
         let clients = self.clients.iter().filter_map(|c| c.txn.poll_timeout());
-        let acks = self.awaiting_ack.iter().map(|a| a.next.min(a.give_up));
+        let acks = self.awaiting_ack.iter().map(|a| a.sent.due());
         servers
             .chain(clients)
             .chain(acks)
@@ -2100,7 +2101,7 @@ impl Call {
         let Some(i) = self
             .awaiting_ack
             .iter()
-            .position(|a| a.leg == leg && a.seq == cseq.seq)
+            .position(|a| a.leg == leg && a.sent.seq == cseq.seq)
         else {
             return;
         };
@@ -2561,97 +2562,57 @@ impl Call {
 
     /// Sends a provisional response to the caller: reliably if it asked (one at a time, the
     /// next once the last is PRACKed), or once.
-    fn provisional(&mut self, invite: u32, mut response: Response, now: Instant) {
-        let Some(reliability) = self.reliability.as_mut() else {
-            self.respond_to(invite, response, now);
-            return;
+    fn provisional(&mut self, invite: u32, response: Response, now: Instant) {
+        let response = match self.reliability.as_mut() {
+            Some(r) => r.provisional(response, self.config.timers.t1, now),
+            None => Some(response),
         };
-        if reliability.unacked.is_some() {
-            reliability.queued = Some(response);
-            return;
+        if let Some(response) = response {
+            self.respond_to(invite, response, now);
         }
-        let rseq = reliability.stamp(&mut response);
-        let t1 = self.config.timers.t1;
-        reliability.unacked = Some(Unacked {
-            rseq,
-            bytes: response.to_bytes(),
-            sdp: !response.body.is_empty(),
-            next: now + t1,
-            interval: t1,
-            give_up: now + t1 * 64,
-        });
-        self.respond_to(invite, response, now);
     }
 
-    /// The caller acknowledges a reliable provisional response (RFC 3262 3).
+    /// The caller acknowledges a reliable provisional response (RFC 3262 3): what waited for
+    /// the PRACK goes now, the callee's answer or the next 18x.
     fn prack(&mut self, id: u32, request: &Request, now: Instant) {
         let a_seq = self.a.invite_seq;
-        let matched = match (self.reliability.as_mut(), prack::rack(&request.headers)) {
-            (Some(r), Some((rseq, cseq))) if cseq == a_seq && rseq <= r.rseq => {
-                if r.unacked.as_ref().is_some_and(|u| u.rseq == rseq) {
-                    r.unacked = None;
-                }
-                true
-            }
-            _ => false,
-        };
-        let status = if matched { 200 } else { 481 };
+        let released = self
+            .reliability
+            .as_mut()
+            .and_then(|r| r.prack(&request.headers, a_seq));
+        let status = if released.is_some() { 200 } else { 481 };
         let r = self.response_to(id, status);
         self.respond_to(id, r, now);
-        if !matched
-            || self
-                .reliability
-                .as_ref()
-                .is_some_and(|r| r.unacked.is_some())
-        {
-            return;
-        }
-        // What waited for this PRACK goes now: the callee's answer, or the next 18x.
-        let Some(reliability) = self.reliability.as_mut() else {
-            return;
-        };
-        if let Some((i, answer)) = reliability.answer.take() {
-            reliability.queued = None;
-            self.b_answered(i, answer, now);
-        } else if let Some(next) = reliability.queued.take()
-            && let Some(invite) = self.initial_invite()
-        {
-            self.provisional(invite, next, now);
+        match released {
+            Some(Released::Answer((i, answer))) => self.b_answered(i, answer, now),
+            Some(Released::Provisional(next)) => {
+                if let Some(invite) = self.initial_invite() {
+                    self.provisional(invite, next, now);
+                }
+            }
+            Some(Released::Nothing) | None => {}
         }
     }
 
     /// Sends the unacknowledged reliable provisional response again (T1, doubling), and
     /// rejects the call when no PRACK came in 64*T1 (RFC 3262 3).
     fn retransmit_reliable(&mut self, now: Instant) {
-        let transport = self.a.transport;
-        let peer = self.a.peer;
-        let Some(u) = self.reliability.as_mut().and_then(|r| r.unacked.as_mut()) else {
-            return;
-        };
-        if u.give_up <= now {
-            tracing::info!(tenant = %self.tenant.name, call = %self.id,
-                "no PRACK for a reliable provisional response");
-            if let Some(r) = self.reliability.as_mut() {
-                r.unacked = None;
-                r.answer = None;
+        match self.reliability.as_mut().and_then(|r| r.poll(now)) {
+            Some(PrackDue::Resend(bytes)) if !self.a.transport.is_reliable() => {
+                self.out.push_back(Output::Send {
+                    transport: self.a.transport,
+                    dest: self.a.peer,
+                    bytes,
+                });
             }
-            if self.initial_invite().is_some() {
-                self.fail(500, "no-prack", None, now);
+            None | Some(PrackDue::Resend(_)) => {}
+            Some(PrackDue::GiveUp) => {
+                tracing::info!(tenant = %self.tenant.name, call = %self.id,
+                    "no PRACK for a reliable provisional response");
+                if self.initial_invite().is_some() {
+                    self.fail(500, "no-prack", None, now);
+                }
             }
-            return;
-        }
-        if u.next > now {
-            return;
-        }
-        u.interval *= 2;
-        u.next = now + u.interval;
-        if !transport.is_reliable() {
-            let bytes = u.bytes.clone();
-            self.out.push_back(Output::Send {
-                transport,
-                dest: peer,
-                bytes,
-            });
         }
     }
 
@@ -2693,20 +2654,19 @@ impl Call {
             self.bye(LegId::B(i), now);
             return;
         }
-        if let Some(reliability) = self.reliability.as_mut() {
-            if reliability.unacked.as_ref().is_some_and(|u| u.sdp) {
-                // The caller has not acknowledged the early description yet: the answer
-                // waits for its PRACK (RFC 3262 3).
-                reliability.answer = Some((i, r));
-                return;
-            }
-            reliability.unacked = None;
-            reliability.queued = None;
-        }
+        // The caller may not have acknowledged the early description yet: the answer then
+        // waits for its PRACK (RFC 3262 3).
+        let r = match self.reliability.as_mut() {
+            Some(reliability) => match reliability.answer((i, r)) {
+                Ok(()) => return,
+                Err((_, r)) => r,
+            },
+            None => r,
+        };
         self.winner = Some(i);
         self.b[i].progress = Progress::Answered;
         self.no_answer_at = None;
-        self.b[i].timer = callee_timer(&r);
+        self.b[i].timer = SessionTimer::from_answer(&r.headers);
         for j in 0..self.b.len() {
             if j != i {
                 self.cancel_leg(j, now);
@@ -2912,13 +2872,9 @@ impl Call {
         self.phase = Phase::Ending;
         self.no_answer_at = None;
         self.probe_at = None;
-        if let Some(reliability) = self.reliability.as_mut() {
-            reliability.unacked = None;
-            reliability.queued = None;
-            // A callee whose answer waited for the caller's PRACK is ACKed and hung up below.
-            if let Some((i, _)) = reliability.answer.take() {
-                self.b[i].progress = Progress::Answered;
-            }
+        // A callee whose answer waited for the caller's PRACK is ACKed and hung up below.
+        if let Some((i, _)) = self.reliability.as_mut().and_then(|r| r.finish()) {
+            self.b[i].progress = Progress::Answered;
         }
         self.awaiting_ack.clear();
         // Requests still waiting for an answer get one (a re-INVITE racing a BYE: 487).
@@ -3097,24 +3053,22 @@ impl Call {
     fn retransmit_2xx(&mut self, now: Instant) {
         let mut gave_up = None;
         for a in &mut self.awaiting_ack {
-            if a.give_up <= now {
-                gave_up = Some(a.leg);
-                continue;
-            }
-            if a.next <= now {
-                let l = match a.leg {
-                    LegId::A => &self.a,
-                    LegId::B(i) => &self.b[i],
-                };
-                if !l.transport.is_reliable() {
-                    self.out.push_back(Output::Send {
-                        transport: l.transport,
-                        dest: l.peer,
-                        bytes: a.bytes.clone(),
-                    });
+            match a.sent.poll(now, self.config.timers) {
+                None => {}
+                Some(AckDue::GiveUp) => gave_up = Some(a.leg),
+                Some(AckDue::Resend(bytes)) => {
+                    let l = match a.leg {
+                        LegId::A => &self.a,
+                        LegId::B(i) => &self.b[i],
+                    };
+                    if !l.transport.is_reliable() {
+                        self.out.push_back(Output::Send {
+                            transport: l.transport,
+                            dest: l.peer,
+                            bytes,
+                        });
+                    }
                 }
-                a.interval = (a.interval * 2).min(self.config.timers.t2);
-                a.next = now + a.interval;
             }
         }
         if let Some(leg) = gave_up {
@@ -3134,15 +3088,10 @@ impl Call {
         then: Option<(LegId, u32)>,
         now: Instant,
     ) {
-        let t1 = self.config.timers.t1;
         self.awaiting_ack.retain(|a| a.leg != leg);
         self.awaiting_ack.push(AwaitingAck {
             leg,
-            seq,
-            bytes,
-            next: now + t1,
-            interval: t1,
-            give_up: now + t1 * 64,
+            sent: Unacknowledged::new(seq, bytes, self.config.timers, now),
             then,
         });
     }
@@ -3545,47 +3494,6 @@ fn live(mut bindings: Vec<Binding>) -> Vec<Binding> {
     bindings.retain(|b| b.expires_at_ms > now_ms);
     bindings.sort_by_key(|b| std::cmp::Reverse(b.q.unwrap_or(1000)));
     bindings
-}
-
-/// The caller's leg's session timer from its INVITE (RFC 4028 9), or the status refusing
-/// it: 422 for an interval shorter than the node accepts from a caller that supports the
-/// extension (one that does not is given the minimum instead), 400 for a header that does
-/// not parse.
-fn caller_timer(
-    request: &Request,
-    config: &ClusterConfig,
-) -> Result<Option<SessionTimer>, (u16, String)> {
-    let h = &request.headers;
-    let supported = session_timer::supports_timer(h);
-    let update = session_timer::allows(h, "UPDATE");
-    let asked = SessionExpires::of(h).map_err(|e| (400, e))?;
-    let Some(asked) = asked else {
-        // A caller that supports timers but asks for none refreshes at the node's interval.
-        return Ok(supported.then(|| SessionTimer::new(config.session_expires, false, update)));
-    };
-    let mut interval = Duration::from_secs(asked.secs.into());
-    if interval < config.min_se {
-        if supported {
-            return Err((
-                422,
-                format!("session interval under {}s", config.min_se.as_secs()),
-            ));
-        }
-        interval = config.min_se;
-    }
-    // The caller's choice stands; a caller that does not support timers cannot refresh.
-    let caller_refreshes = supported && asked.uac_refreshes.unwrap_or(true);
-    Ok(Some(SessionTimer::new(interval, !caller_refreshes, update)))
-}
-
-/// The callee's leg's session timer from its 2xx, if it took the offer (RFC 4028 7.2).
-fn callee_timer(r: &Response) -> Option<SessionTimer> {
-    let se = SessionExpires::of(&r.headers).ok()??;
-    Some(SessionTimer::new(
-        Duration::from_secs(se.secs.into()),
-        se.uac_refreshes == Some(true),
-        session_timer::allows(&r.headers, "UPDATE"),
-    ))
 }
 
 /// The sequence number of a message's CSeq (the parser saw to it that there is one).

@@ -9,8 +9,6 @@
 //! its call.
 
 pub mod call;
-pub mod prack;
-pub mod session_timer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

@@ -7,8 +7,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use switchboard_sip::auth::{self, DigestRequest, NonceCounts, NonceKey, Rejection, Verdict};
-use switchboard_sip::{HeaderName, Host, Request, Response, SipUri, Uri};
+use switchboard_sip::auth::{Checked, Guard, NonceCounts, NonceKey, Rejection, Role};
+use switchboard_sip::{Host, Request, Response, SipUri, Uri};
 
 use crate::sip_cluster::Origin;
 use crate::tenant::{Directory, Tenant};
@@ -109,7 +109,9 @@ fn phone_tenant<'a>(request: &Request, directory: &'a Directory) -> Option<&'a A
         .and_then(|t| directory.by_name(&t.name))
 }
 
-/// The DN a phone proves it is, with Proxy-Authorization (RFC 3261 22.3).
+/// The DN a phone proves it is, with Proxy-Authorization (RFC 3261 22.3). It is challenged
+/// with the algorithms of the DN its From names, in that DN's order, as the registrar
+/// challenges its REGISTER.
 fn phone(
     request: &Request,
     tenant: &Tenant,
@@ -117,61 +119,98 @@ fn phone(
     counts: &mut NonceCounts,
     now_ms: u64,
 ) -> Result<String, Refusal> {
-    let challenge = |stale: bool, why: Option<String>| {
-        let mut response = Response::answering(&request.headers, 407);
-        for c in auth::challenges(key, &tenant.realm, &tenant.digest, stale, now_ms) {
-            response = response.with_header(HeaderName::ProxyAuthenticate, c.to_string());
-        }
-        Refusal { response, why }
-    };
     // A DN that does not authenticate (a trusted network) is who its From says.
     let from_user = request.headers.from().and_then(Result::ok).and_then(|f| {
         f.uri
             .as_sip()
             .and_then(|u| u.user.as_ref().map(|u| u.to_string()))
     });
-    if let Some(dn) = from_user.as_deref().and_then(|u| tenant.registering(u))
+    let claimed = from_user.as_deref().and_then(|u| tenant.registering(u));
+    if let Some(dn) = claimed
         && !dn.authenticate
     {
         return Ok(dn.number.clone());
     }
-    let credentials = auth::credentials_for(
-        &request.headers,
-        &HeaderName::ProxyAuthorization,
-        &tenant.realm,
-    );
-    let Some(credentials) = credentials else {
-        return Err(challenge(false, None));
-    };
-    let username = credentials.get("username").unwrap_or_default().to_owned();
-    let dn = tenant.registering(&username);
-    let algorithms = dn.map_or(&tenant.digest, |d| &d.digest);
-    let verdict = auth::verify(
-        &credentials,
-        DigestRequest {
-            method: request.method.as_str(),
-            realm: &tenant.realm,
-            algorithms,
-        },
-        dn.map(|d| d.password.as_str()),
+    let guard = Guard {
+        role: Role::Proxy,
+        realm: &tenant.realm,
         key,
+    };
+    match guard.check(
+        request,
+        |user| tenant.account(user),
+        &tenant.digest,
         counts,
         now_ms,
-    );
-    match verdict {
-        Verdict::Authenticated => Ok(username),
-        Verdict::Stale => Err(challenge(true, None)),
-        Verdict::Rejected(why) => Err(challenge(
-            false,
-            (!matches!(why, Rejection::NotDigest)).then(|| format!("{why:?}")),
-        )),
+    ) {
+        Checked::Authenticated(user) => Ok(user),
+        Checked::Challenge { stale, rejected } => {
+            let response = Response::answering(&request.headers, 407);
+            let algorithms = tenant.digest_for(from_user.as_deref());
+            Err(Refusal {
+                response: guard.challenge(response, algorithms, stale, now_ms),
+                why: rejected
+                    .filter(|why| *why != Rejection::NotDigest)
+                    .map(|why| format!("{why:?}")),
+            })
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use switchboard_sip::{HeaderName, Message, parse_datagram};
+
     use super::*;
-    use crate::tenant::{in_network, parse_network};
+    use crate::tenant::{demo_tenant, in_network, parse_network};
+
+    /// The algorithms of a response's Proxy-Authenticate challenges, in order.
+    fn algorithms(r: &Response) -> Vec<String> {
+        r.headers
+            .get_all(&HeaderName::ProxyAuthenticate)
+            .map(|h| {
+                let c = switchboard_sip::header::Credentials::parse(h).expect("parses");
+                c.get("algorithm").unwrap_or_default().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_phone_is_challenged_in_the_order_of_the_dn_its_from_names() {
+        let mut c = demo_tenant();
+        c.digest = vec!["MD5".into(), "SHA-256".into()];
+        c.dns[0].digest = Some(vec!["SHA-256".into(), "MD5".into()]);
+        let directory = Directory::new(&[c]).expect("valid");
+        let key = NonceKey::from_secret("test", Duration::from_secs(60));
+        let invite = |from: &str| {
+            let text = format!(
+                "INVITE sip:1003@demo.local SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKa\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:{from}@demo.local>;tag=1\r\nTo: <sip:1003@demo.local>\r\n\
+                 Call-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            );
+            match parse_datagram(text.into()) {
+                Ok(Message::Request(r)) => r,
+                other => panic!("{other:?}"),
+            }
+        };
+        let source = "127.0.0.1:5062".parse().expect("addr");
+        let mut counts = NonceCounts::default();
+        let mut challenge = |from: &str| {
+            let refusal = admit(&invite(from), source, &directory, &key, &mut counts, 1)
+                .expect_err("challenged");
+            assert_eq!(refusal.response.status, 407);
+            algorithms(&refusal.response)
+        };
+        assert_eq!(challenge("1001"), ["SHA-256", "MD5"], "the DN's own order");
+        assert_eq!(challenge("1002"), ["MD5", "SHA-256"], "the tenant's");
+        assert_eq!(
+            challenge("9999"),
+            ["MD5", "SHA-256"],
+            "no such DN: the tenant's"
+        );
+    }
 
     #[test]
     fn networks() {

@@ -7,16 +7,10 @@
 
 use std::sync::Arc;
 
+use switchboard_sip::support::{self, ALLOW};
 use switchboard_sip::{HeaderName, Host, Method, Request, Response, Uri};
 
 use crate::tenant::{Directory, Tenant};
-
-/// The methods this node serves, for Allow.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK, REFER";
-
-/// Option tags this node supports, for Require and Proxy-Require: session timers (RFC 4028)
-/// and reliable provisional responses (RFC 3262).
-const SUPPORTED: &[&str] = &["timer", "100rel"];
 
 /// Who the node is: the hosts and port that address it.
 #[derive(Debug, Clone)]
@@ -83,7 +77,7 @@ pub fn decide(request: &Request, directory: &Directory, core: &Core) -> Decision
     let unsupported: Vec<String> = [HeaderName::Require, HeaderName::ProxyRequire]
         .iter()
         .flat_map(|name| request.headers.values(name))
-        .filter(|tag| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(tag)))
+        .filter(|tag| !support::supports(tag))
         .map(|tag| tag.to_string())
         .collect();
     if !unsupported.is_empty() && request.method != Method::Cancel {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use switchboard_routing::dialplan::{Destination, DialPlan, RuleText};
 use switchboard_routing::strategy::{Known, Program};
-use switchboard_sip::auth::Algorithm;
+use switchboard_sip::auth::{Account, Algorithm};
 
 /// A configuration that cannot be used, naming the tenant and the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -319,6 +319,22 @@ impl Tenant {
     /// The DN a phone registers as, if it is one that registers.
     pub fn registering(&self, number: &str) -> Option<&Dn> {
         self.dns.get(number).filter(|d| d.kind.registers())
+    }
+
+    /// What a digest user name proves itself with: a DN that registers, with its password
+    /// and algorithms.
+    pub fn account(&self, user: &str) -> Option<Account<'_>> {
+        self.registering(user).map(|d| Account {
+            password: &d.password,
+            algorithms: &d.digest,
+        })
+    }
+
+    /// The algorithms a request that names DN `dn` is challenged with, in order: the DN's
+    /// own, else the tenant's.
+    pub fn digest_for(&self, dn: Option<&str>) -> &[Algorithm] {
+        dn.and_then(|d| self.registering(d))
+            .map_or(&self.digest, |d| &d.digest)
     }
 }
 

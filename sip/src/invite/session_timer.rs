@@ -1,14 +1,35 @@
-//! Session timers (RFC 4028) for one leg of a call: how long the session lasts without a
-//! refresh, and which end refreshes it. A call keeps one per leg that negotiated it; the end
-//! that is not the refresher ends the call when no refresh comes in time, so a carrier's SBC
-//! or a phone that disappeared does not hold a call (and an agent) for ever.
+//! Session timers (RFC 4028) for one dialog: how long the session lasts without a refresh, and
+//! which end refreshes it, as negotiated from an INVITE ([`SessionTimer::for_caller`]) or its
+//! 2xx ([`SessionTimer::from_answer`]). The end that is not the refresher ends the session when
+//! no refresh comes in time, so a carrier's SBC or a phone that disappeared does not hold a
+//! call (and an agent) for ever.
 
 use std::time::{Duration, Instant};
 
-use switchboard_sip::{HeaderName, Headers};
+use crate::{HeaderName, Headers};
 
 /// The option tag of the extension.
-pub const TIMER: &str = "timer";
+pub const TAG: &str = "timer";
+
+/// Why a caller's session timer is refused, with the status that says so.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// 422 Session Interval Too Small, with the minimum in Min-SE.
+    #[error("session interval under {}s", .0.as_secs())]
+    TooSmall(Duration),
+    /// 400: a header that does not parse.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl Refusal {
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::TooSmall(_) => 422,
+            Refusal::Malformed(_) => 400,
+        }
+    }
+}
 
 /// A Session-Expires header (RFC 4028 4): the interval, and who refreshes if it says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +75,7 @@ pub fn supports_timer(headers: &Headers) -> bool {
     [HeaderName::Supported, HeaderName::Require]
         .iter()
         .flat_map(|name| headers.values(name))
-        .any(|tag| tag.eq_ignore_ascii_case(TIMER))
+        .any(|tag| tag.eq_ignore_ascii_case(TAG))
 }
 
 /// The session timer of one leg.
@@ -79,6 +100,43 @@ impl SessionTimer {
             due: None,
             update,
         }
+    }
+
+    /// The timer of a dialog a UAS takes from an INVITE's `headers` (RFC 4028 9): none when
+    /// the caller neither supports timers nor asks for one; `interval` when it supports them
+    /// but asks for none. An interval under `min_se` is refused (422) from a caller that
+    /// supports the extension; one that does not (a proxy put the header in) is given the
+    /// minimum instead. The caller refreshes unless it says otherwise or cannot.
+    pub fn for_caller(
+        headers: &Headers,
+        interval: Duration,
+        min_se: Duration,
+    ) -> Result<Option<Self>, Refusal> {
+        let supported = supports_timer(headers);
+        let update = allows(headers, "UPDATE");
+        let Some(asked) = SessionExpires::of(headers).map_err(Refusal::Malformed)? else {
+            return Ok(supported.then(|| Self::new(interval, false, update)));
+        };
+        let mut interval = Duration::from_secs(asked.secs.into());
+        if interval < min_se {
+            if supported {
+                return Err(Refusal::TooSmall(min_se));
+            }
+            interval = min_se;
+        }
+        let caller_refreshes = supported && asked.uac_refreshes.unwrap_or(true);
+        Ok(Some(Self::new(interval, !caller_refreshes, update)))
+    }
+
+    /// The timer of a dialog a UAC takes from the 2xx `headers` answering its INVITE, if the
+    /// callee took the offer of one (RFC 4028 7.2).
+    pub fn from_answer(headers: &Headers) -> Option<Self> {
+        let se = SessionExpires::of(headers).ok()??;
+        Some(Self::new(
+            Duration::from_secs(se.secs.into()),
+            se.uac_refreshes == Some(true),
+            allows(headers, "UPDATE"),
+        ))
     }
 
     /// A refresh went through at `now`: the next is due half-way through the interval; the
@@ -112,9 +170,9 @@ pub fn add_to_response(headers: &mut Headers, timer: &SessionTimer) {
     headers.push(HeaderName::SessionExpires, timer.in_response());
     if !timer.we_refresh {
         // RFC 4028 9: a 2xx naming the UAC as refresher requires it to be one.
-        headers.push(HeaderName::Require, TIMER);
+        headers.push(HeaderName::Require, TAG);
     }
-    headers.push(HeaderName::Supported, TIMER);
+    headers.push(HeaderName::Supported, TAG);
     if let Some(length) = length {
         headers.push(HeaderName::ContentLength, length);
     }
@@ -180,5 +238,41 @@ mod tests {
         assert_eq!(short.due, Some(now + Duration::from_secs(60)));
         assert_eq!(theirs.in_response(), "1800;refresher=uac");
         assert_eq!(theirs.in_request(), "1800;refresher=uas");
+    }
+
+    #[test]
+    fn a_caller_gets_its_interval_unless_under_the_minimum() {
+        let (interval, min) = (Duration::from_secs(1800), Duration::from_secs(90));
+        let mut h = headers("30");
+        h.push(HeaderName::Supported, TAG);
+        assert_eq!(
+            SessionTimer::for_caller(&h, interval, min).map(|_| ()),
+            Err(Refusal::TooSmall(min))
+        );
+        assert_eq!(
+            Refusal::TooSmall(min).to_string(),
+            "session interval under 90s"
+        );
+        let t = SessionTimer::for_caller(&headers("30"), interval, min)
+            .expect("a caller without timers is given the minimum")
+            .expect("a timer");
+        assert_eq!((t.interval, t.we_refresh), (min, true));
+        let mut asks_none = Headers::with_capacity(1);
+        asks_none.push(HeaderName::Supported, TAG);
+        let t = SessionTimer::for_caller(&asks_none, interval, min)
+            .expect("fine")
+            .expect("a timer");
+        assert_eq!((t.interval, t.we_refresh), (interval, false));
+        assert!(matches!(
+            SessionTimer::for_caller(&headers("soon"), interval, min),
+            Err(Refusal::Malformed(_))
+        ));
+        assert!(
+            SessionTimer::for_caller(&Headers::with_capacity(0), interval, min)
+                .expect("fine")
+                .is_none()
+        );
+        let answer = SessionTimer::from_answer(&headers("100;refresher=uac")).expect("taken");
+        assert!(answer.we_refresh, "the UAC is this side");
     }
 }
