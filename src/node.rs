@@ -10,7 +10,7 @@ use ractor::{Actor, ActorRef, OutputPort};
 use redis::aio::ConnectionManager;
 use switchboard_actors::agent_state::store::AgentStore;
 use switchboard_actors::agent_state::{AgentState, AgentStateConfig};
-use switchboard_actors::call_state::{CallState, SnapshotStore};
+use switchboard_actors::call_state::{CallThreads, SnapshotStore};
 use switchboard_actors::callbacks::Callbacks;
 use switchboard_actors::events::{EventSink, RedisSink};
 use switchboard_actors::ors::{Ors, wall_clock};
@@ -47,7 +47,7 @@ enum Bindings {
 /// A running node.
 pub(crate) struct Node {
     proxy: ActorRef<ProxyMsg>,
-    call_state: CallState,
+    call_state: CallThreads,
     agents: AgentState,
     rq: Rq,
     ors: Ors,
@@ -286,7 +286,7 @@ impl Node {
             Bindings::Redis(store) => spawn_registrar(store, registrar_config).await?,
             Bindings::Memory(store) => spawn_registrar(store, registrar_config).await?,
         };
-        let call_state = CallState::spawn(
+        let call_state = CallThreads::spawn(
             events.clone(),
             snapshots,
             Some(agents.clone()),

@@ -15,7 +15,7 @@ use switchboard_actors::events::{EventSink, TOPIC_AGENTSTATE, TOPIC_ERRORS, new_
 use switchboard_actors::feed::{self, Cursor, FeedError};
 use switchboard_actors::rq::Rq;
 use switchboard_actors::sip_cluster::{
-    CallRef, CallView, Control, ControlError, MainCall, complete,
+    CallRef, CallState, CallView, Control, ControlError, MainCall, Operation, Refusal, complete,
 };
 use switchboard_actors::sip_proxy::ProxyMsg;
 use switchboard_actors::tenant::{AgentConfig, Directory, Tenant};
@@ -187,11 +187,9 @@ impl Voice {
         call: &str,
     ) -> Result<CallView, Status> {
         let view = self.control(tenant, agent, call, Control::View).await?;
-        if !matches!(view.state, "Established" | "Held") {
-            return Err(Status::failed_precondition(format!(
-                "cannot transfer a call that is {}",
-                view.state.to_lowercase()
-            )));
+        if !view.state.answered() {
+            let refusal = Refusal::State(Operation::Transfer, view.state);
+            return Err(control_status(refusal.into(), call, agent));
         }
         Ok(view)
     }
@@ -603,8 +601,8 @@ fn control_status(e: ControlError, call: &str, agent: &str) -> Status {
             };
             Status::not_found(format!("no call {named:?} for agent {agent}"))
         }
-        ControlError::NotAllowed(why) => Status::failed_precondition(why),
-        ControlError::Invalid(why) => Status::invalid_argument(why),
+        ControlError::NotAllowed(why) => Status::failed_precondition(why.to_string()),
+        ControlError::Invalid(why) => Status::invalid_argument(why.to_string()),
         ControlError::Unavailable(why) => Status::unavailable(why),
     }
 }
@@ -612,10 +610,14 @@ fn control_status(e: ControlError, call: &str, agent: &str) -> Status {
 fn call_info(view: CallView) -> pb::CallInfo {
     pb::CallInfo {
         call_id: view.call.call_id,
-        state: view.state.to_owned(),
+        state: view.state.name().to_owned(),
         parties: view.call.parties,
         user_data: view.call.user_data,
-        capabilities: view.capabilities.iter().map(|c| (*c).to_owned()).collect(),
+        capabilities: view
+            .capabilities
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect(),
         ani: view.call.ani,
         dnis: view.call.dnis,
     }
@@ -689,7 +691,7 @@ impl pb::calls_server::Calls for Voice {
         let r = request.into_inner();
         let started = async {
             let main = self.transferable(&tenant, &r.agent_id, &r.call_id).await?;
-            if main.state == "Established" {
+            if main.state == CallState::Established {
                 self.control(&tenant, &r.agent_id, &r.call_id, Control::Hold)
                     .await?;
             }

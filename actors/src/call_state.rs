@@ -177,13 +177,14 @@ impl SnapshotStore {
 
 const SNAPSHOT_TTL_SECS: u64 = 24 * 3600;
 
-/// Reaches the call-state shards. Cheap to clone.
+/// Reaches the call-state system, which keeps call threads (their events and snapshots) in
+/// shards. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct CallState {
+pub struct CallThreads {
     shards: Shards<ShardMsg>,
 }
 
-impl CallState {
+impl CallThreads {
     /// With `agents`, a change of a call involving an agent's DN is written after the
     /// agent's own changes it brings about (busy, after-call work).
     pub async fn spawn(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::Actor;
-use switchboard_actors::call_state::{CallState, SnapshotStore};
+use switchboard_actors::call_state::{CallThreads, SnapshotStore};
 use switchboard_actors::events::EventSink;
 use switchboard_actors::registrar::logic::Changes;
 use switchboard_actors::registrar::{
@@ -83,9 +83,14 @@ async fn a_registrar_whose_store_hangs_costs_a_503_not_silence() {
                 ors: None,
                 config: ClusterConfig::default(),
                 locate: locate_in(Stuck),
-                call_state: CallState::spawn(EventSink::memory(), SnapshotStore::memory(), None, 1)
-                    .await
-                    .expect("call state"),
+                call_state: CallThreads::spawn(
+                    EventSink::memory(),
+                    SnapshotStore::memory(),
+                    None,
+                    1,
+                )
+                .await
+                .expect("call state"),
                 nonce_key: NonceKey::random(Duration::from_secs(300)),
             },
         },

@@ -6,6 +6,7 @@
 # (SIPp's resolution is a millisecond) and the node's CPU time for each.
 #
 #   benches/sipp/emission_cost.sh            # RATE=200 calls/s for SECS=20 s each
+#   RATE=1000 MODES=off benches/sipp/emission_cost.sh   # the core's own CPU per call
 set -euo pipefail
 
 source "$(dirname "$0")/common.sh"
@@ -24,7 +25,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 echo "Calls at $rate/s for $secs s, events in Redis; setup = INVITE to 200 at the SBC"
 port=36060
-for mode in off file kafka; do
+for mode in ${MODES:-off file kafka}; do
     case $mode in
         off) extra='[events]\nfile = ""\n' ;;
         file) extra='' ;;

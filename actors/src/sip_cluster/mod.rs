@@ -23,14 +23,16 @@ use switchboard_sip::transaction::TimerConfig;
 use switchboard_sip::transport::{Endpoint, Transport};
 use switchboard_sip::{Message, Request};
 
-use crate::call_state::CallState;
+use crate::call_state::CallThreads;
 use crate::ors::{Ors, OrsMsg};
 use crate::registrar::{Binding, BindingStore};
 use crate::sip_proxy::ProxyMsg;
 use crate::tenant::Tenant;
 use crate::wakeups::Wakeups;
 use call::{Call, Output};
-pub use call::{CallView, Control, ControlError, Handover};
+pub use call::{
+    CallState, CallView, Capability, Control, ControlError, Handover, Invalid, Operation, Refusal,
+};
 
 /// Where a new call came from, as the edge admitted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +185,7 @@ pub struct Shared {
     /// Shared by every call of the node rather than copied into each.
     pub config: Arc<ClusterConfig>,
     pub locate: Locate,
-    pub call_state: CallState,
+    pub call_state: CallThreads,
     pub dn_calls: DnCalls,
     /// The prefix of the Call-IDs this node makes, so the edge finds their calls.
     pub node: Arc<str>,

@@ -36,11 +36,11 @@ use switchboard_sip::{HeaderName, Headers, Host, Message, Method, ParseError, Re
 
 use switchboard_sip::auth::{NonceCounts, NonceKey};
 
-use crate::call_state::CallState;
+use crate::call_state::CallThreads;
 use crate::registrar::{RegisterRequest, Router};
 use crate::sip_cluster::{
-    CallMsg, CallRef, CallView, Calls, ClusterConfig, Control, ControlError, Handover, Locate,
-    NewDialog, Shared,
+    CallMsg, CallRef, CallView, Calls, ClusterConfig, Control, ControlError, Handover, Invalid,
+    Locate, NewDialog, Refusal, Shared,
 };
 use crate::tenant::Directory;
 use crate::wakeups::Wakeups;
@@ -103,7 +103,7 @@ pub struct ProxyArgs {
 pub struct ClusterArgs {
     pub config: ClusterConfig,
     pub locate: Locate,
-    pub call_state: CallState,
+    pub call_state: CallThreads,
     /// Signs the nonces of the 407 challenges of phones' calls.
     pub nonce_key: NonceKey,
     /// Runs the strategies of routing points; without it, their calls take the default
@@ -364,9 +364,11 @@ impl Actor for SipProxy {
                     return Ok(());
                 };
                 if t.dial_plan.route(&dial).is_none() {
-                    let _ = reply.send(Err(ControlError::Invalid(format!(
-                        "no dial plan rule of tenant {tenant} matches {dial:?}"
-                    ))));
+                    let no_route = Invalid::NoRoute {
+                        tenant,
+                        dialed: dial,
+                    };
+                    let _ = reply.send(Err(no_route.into()));
                     return Ok(());
                 }
                 let started = state
@@ -375,7 +377,7 @@ impl Actor for SipProxy {
                     .await;
                 let _ = reply.send(started.map_err(|e| {
                     tracing::error!(error = %e, "call actor not started");
-                    ControlError::NotAllowed(format!("cannot start a call: {e}"))
+                    Refusal::NotStarted(e.to_string()).into()
                 }));
             }
             ProxyMsg::HandOver {

@@ -23,10 +23,15 @@ use switchboard_sip::sdp::{self, Direction};
 use switchboard_sip::transport::Transport;
 use switchboard_sip::{Headers, Response, Uri};
 
-use super::{Call, CallEventKind, LegId, Output, Phase, Progress, Purpose};
+use switchboard_proto::events::CallThread;
+
+use super::legs::{LegId, Progress};
+use super::timers::Timer;
+use super::txns::Purpose;
+use super::{Call, Mode, Output, Phase, live};
+use crate::call_state::CallEventKind;
 use crate::ors::{Order, Report, RouteRequest};
 use crate::registrar::Binding;
-use switchboard_proto::events::CallThread;
 
 /// How long a media server has to answer a treatment before the next one is tried.
 const MEDIA_ANSWER: Duration = Duration::from_secs(4);
@@ -45,8 +50,6 @@ pub(super) struct Waiting {
     /// (the DN then takes the caller's place as an agent would, see [`Call::divert`]).
     number: String,
     default: String,
-    /// When the default destination takes the call.
-    deadline: Instant,
     queue: String,
     /// The target and priority the call waits with in its queue, after any overflow.
     target: String,
@@ -66,8 +69,6 @@ struct Treating {
     /// The media server tried (index in the tenant's list), and its leg.
     server: usize,
     leg: Option<usize>,
-    /// When the server must have answered.
-    answer_by: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -77,15 +78,13 @@ struct Ringing {
     dn: String,
     /// Its legs (one per registered contact), once located.
     legs: Vec<usize>,
-    until: Instant,
 }
 
 impl Waiting {
-    fn new(number: String, default: String, deadline: Instant) -> Self {
+    pub(super) fn new(number: String, default: String) -> Self {
         Self {
             number,
             default,
-            deadline,
             queue: String::new(),
             target: String::new(),
             priority: 0,
@@ -109,13 +108,11 @@ impl Call {
         } else {
             Duration::from_secs(rp.timeout_secs.into())
         };
-        self.destination = Some(number.clone());
+        self.callee.name = Some(number.clone());
         self.phase = Phase::Ringing;
-        self.waiting = Some(Box::new(Waiting::new(
-            number.clone(),
-            rp.default_destination.clone(),
-            now + timeout,
-        )));
+        let waiting = Waiting::new(number.clone(), rp.default_destination.clone());
+        self.mode = Mode::Routing(Box::new(waiting));
+        self.timers.set(Timer::RoutingTimeout, now + timeout);
         self.event(CallEventKind::RouteRequest, "", 0);
         self.out
             .push_back(Output::Routing(ToOrs::Request(Box::new(RouteRequest {
@@ -132,7 +129,7 @@ impl Call {
     /// What the call's events say of its routing point, while it waits at one: the
     /// number, queue, treatment, target and priority (left empty otherwise).
     pub(super) fn routing_fields(&self, thread: &mut CallThread) {
-        let Some(w) = self.waiting.as_ref() else {
+        let Some(w) = self.waiting() else {
             return;
         };
         thread.routing_point = w.number.clone();
@@ -152,7 +149,7 @@ impl Call {
 
     /// What the routing session asks.
     pub fn routing(&mut self, order: Order, now: Instant) {
-        if self.waiting.is_none() || self.phase == Phase::Ending {
+        if self.waiting().is_none() || self.phase == Phase::Ending {
             return;
         }
         match order {
@@ -167,7 +164,7 @@ impl Call {
                 target,
                 priority,
             } => {
-                let Some(w) = self.waiting.as_mut() else {
+                let Some(w) = self.waiting_mut() else {
                     return;
                 };
                 let again = std::mem::take(&mut w.requeued) && w.queue == queue;
@@ -179,7 +176,7 @@ impl Call {
                 }
             }
             Order::Overflow(change) => {
-                if let Some(w) = self.waiting.as_mut() {
+                if let Some(w) = self.waiting_mut() {
                     match change {
                         Overflow::Priority(p) => w.priority = p,
                         Overflow::Target(t) => w.target = t.to_string(),
@@ -189,8 +186,7 @@ impl Call {
             Order::Route(route) => self.route_to(route, now),
             Order::Unreserved { agent } => {
                 if self
-                    .waiting
-                    .as_ref()
+                    .waiting()
                     .and_then(|w| w.agent.as_ref())
                     .is_some_and(|r| r.agent.as_deref() == Some(agent.as_str()))
                 {
@@ -201,7 +197,7 @@ impl Call {
     }
 
     fn caller_answered(&self) -> bool {
-        self.a.progress == Progress::Answered
+        self.legs.a.progress == Progress::Answered
     }
 
     fn treat(&mut self, treatment: Treatment, now: Instant) {
@@ -235,16 +231,21 @@ impl Call {
 
     /// Makes `treatment` the current one. The leg of the one before stays until the new
     /// one has the caller; one still ringing stops.
-    fn set_treatment(&mut self, treatment: Treatment, server: Option<usize>, now: Instant) {
-        let Some(w) = self.waiting.as_mut() else {
+    fn set_treatment(
+        &mut self,
+        treatment: Treatment,
+        server: Option<usize>,
+        now: Instant,
+    ) {
+        let Some(w) = self.waiting_mut() else {
             return;
         };
         let before = w.treatment.replace(Treating {
             treatment,
             server: server.unwrap_or(0),
             leg: None,
-            answer_by: None,
         });
+        self.timers.stop(Timer::MediaAnswer);
         if let Some(leg) = before.and_then(|t| t.leg) {
             self.cancel_leg(leg, now);
         }
@@ -252,7 +253,7 @@ impl Call {
 
     /// Calls the current media server for the current treatment.
     fn call_media_server(&mut self, now: Instant) {
-        let Some(w) = self.waiting.as_ref() else {
+        let Some(w) = self.waiting() else {
             return;
         };
         let Some(t) = w.treatment.as_ref() else {
@@ -285,12 +286,12 @@ impl Call {
             }
         };
         let offer = self.next_party_offer(now);
-        let index = self.b.len();
+        let index = self.legs.b.len();
         let to = format!("<{uri}>");
         self.place_with(uri, to, addr, Transport::Udp, offer, now);
-        if let Some(t) = self.waiting.as_mut().and_then(|w| w.treatment.as_mut()) {
+        if let Some(t) = self.waiting_mut().and_then(|w| w.treatment.as_mut()) {
             t.leg = Some(index);
-            t.answer_by = Some(now + MEDIA_ANSWER);
+            self.timers.set(Timer::MediaAnswer, now + MEDIA_ANSWER);
         }
     }
 
@@ -302,17 +303,16 @@ impl Call {
     /// Hangs up (or stops ringing) the media server legs of the call, but not the agent's.
     fn end_treatment_leg(&mut self, now: Instant) {
         let agent_legs: Vec<usize> = self
-            .waiting
-            .as_ref()
+            .waiting()
             .and_then(|w| w.agent.as_ref())
             .map(|r| r.legs.clone())
             .unwrap_or_default();
         let mut ended = false;
-        for i in 0..self.b.len() {
+        for i in 0..self.legs.b.len() {
             if agent_legs.contains(&i) {
                 continue;
             }
-            match self.b[i].progress {
+            match self.legs.b[i].progress {
                 Progress::Answered => {
                     self.bye(LegId::B(i), now);
                     ended = true;
@@ -339,9 +339,9 @@ impl Call {
             return Some(Bytes::new());
         }
         self.cancel_waiting_legs(now);
-        if let Some(t) = self.waiting.as_mut().and_then(|w| w.treatment.as_mut()) {
+        if let Some(t) = self.waiting_mut().and_then(|w| w.treatment.as_mut()) {
             t.leg = None;
-            t.answer_by = None;
+            self.timers.stop(Timer::MediaAnswer);
         }
         None
     }
@@ -353,8 +353,7 @@ impl Call {
             return;
         }
         let stopped = self
-            .waiting
-            .as_ref()
+            .waiting()
             .and_then(|w| w.treatment.as_ref())
             .is_some_and(|t| {
                 t.leg.is_none() && !matches!(t.treatment, Treatment::Ringback | Treatment::Silence)
@@ -366,8 +365,8 @@ impl Call {
 
     /// Stops every leg still ringing (not answered).
     fn cancel_waiting_legs(&mut self, now: Instant) {
-        for i in 0..self.b.len() {
-            if matches!(self.b[i].progress, Progress::Calling | Progress::Early) {
+        for i in 0..self.legs.b.len() {
+            if self.legs.b[i].progress.ringing() {
                 self.cancel_leg(i, now);
             }
         }
@@ -381,8 +380,7 @@ impl Call {
             }
             Route::Default => {
                 let text = self
-                    .waiting
-                    .as_ref()
+                    .waiting()
                     .map(|w| w.default.clone())
                     .unwrap_or_default();
                 match Destination::parse(&text) {
@@ -416,20 +414,20 @@ impl Call {
             tenant: self.tenant.name.clone(),
             aor: self.tenant.aor(&dn),
         });
-        if let Some(w) = self.waiting.as_mut() {
+        if let Some(w) = self.waiting_mut() {
             w.agent = Some(Ringing {
                 agent,
                 dn,
                 legs: Vec::new(),
-                until: now + ring,
             });
+            self.timers.set(Timer::AgentRing, now + ring);
         }
     }
 
     /// Leaves the routing point for `destination`, as the dial plan would have sent the call
     /// there.
     fn divert(&mut self, destination: Destination, number: String, now: Instant) {
-        let Some(at) = self.waiting.as_ref().map(|w| w.number.clone()) else {
+        let Some(at) = self.waiting().map(|w| w.number.clone()) else {
             return;
         };
         if matches!(&destination, Destination::RoutingPoint(rp) if *rp == at) {
@@ -438,12 +436,12 @@ impl Call {
             return;
         }
         self.event(CallEventKind::Diverted, "", 0);
-        self.waiting = None;
+        self.leave_routing_point();
         self.report(Report::Gone);
         if !self.caller_answered() {
             self.cancel_waiting_legs(now);
             self.phase = Phase::Routing;
-            self.destination = None;
+            self.callee.name = None;
             self.go_to(destination, number, now);
             return;
         }
@@ -451,12 +449,10 @@ impl Call {
         // else would have to answer the caller's first offer, long answered.
         match destination {
             Destination::Extension(dn) => {
-                let forever = now + Duration::from_secs(86_400);
-                self.waiting = Some(Box::new(Waiting::new(
-                    String::new(),
-                    String::new(),
-                    forever,
-                )));
+                let diverted = Waiting::new(String::new(), String::new());
+                self.mode = Mode::Routing(Box::new(diverted));
+                self.timers
+                    .set(Timer::RoutingTimeout, now + Duration::from_secs(86_400));
                 self.ring_dn(None, dn, now);
             }
             Destination::Reject(_) => self.end(CallEventKind::Released, "rejected", 0, None, now),
@@ -471,14 +467,13 @@ impl Call {
     /// The bindings of the reserved agent's DN: ring them.
     pub(super) fn agent_located(&mut self, bindings: Vec<Binding>, now: Instant) {
         let Some(dn) = self
-            .waiting
-            .as_ref()
+            .waiting()
             .and_then(|w| w.agent.as_ref())
             .map(|r| r.dn.clone())
         else {
             return;
         };
-        let bindings = super::live(bindings);
+        let bindings = live(bindings);
         if bindings.is_empty() {
             tracing::info!(tenant = %self.tenant.name, call = %self.id, %dn,
                 "reserved agent's DN has no registered phone");
@@ -486,15 +481,15 @@ impl Call {
             return;
         }
         let offer = self.next_party_offer(now);
-        self.destination = Some(dn.clone());
-        self.to_dn = true;
+        self.callee.name = Some(dn.clone());
+        self.callee.dn = true;
         let legs = self.ring(&dn, bindings, offer, now);
         self.phase = if self.caller_answered() {
             Phase::Established
         } else {
             Phase::Ringing
         };
-        if let Some(r) = self.waiting.as_mut().and_then(|w| w.agent.as_mut()) {
+        if let Some(r) = self.waiting_mut().and_then(|w| w.agent.as_mut()) {
             r.legs = legs;
         }
     }
@@ -504,7 +499,7 @@ impl Call {
     /// routing point for that DN has nowhere else to go, and ends.
     fn agent_not_reached(&mut self, cause: &str, rona: Option<String>, now: Instant) {
         self.stop_ringing_agent(cause, now);
-        if self.waiting.as_ref().is_some_and(|w| w.number.is_empty()) {
+        if self.waiting().is_some_and(|w| w.number.is_empty()) {
             self.end(CallEventKind::Released, "no-answer", 480, None, now);
             return;
         }
@@ -514,19 +509,20 @@ impl Call {
 
     /// Stops ringing the reserved agent; the call waits again.
     fn stop_ringing_agent(&mut self, cause: &str, now: Instant) {
-        let Some(r) = self.waiting.as_mut().and_then(|w| w.agent.take()) else {
+        let Some(r) = self.waiting_mut().and_then(|w| w.agent.take()) else {
             return;
         };
+        self.timers.stop(Timer::AgentRing);
         for &i in &r.legs {
             self.cancel_leg(i, now);
         }
-        let number = self.waiting.as_ref().map(|w| w.number.clone());
-        self.destination = number;
-        if let Some(w) = self.waiting.as_mut() {
+        let number = self.waiting().map(|w| w.number.clone());
+        self.callee.name = number;
+        if let Some(w) = self.waiting_mut() {
             w.requeued = !w.queue.is_empty();
         }
-        let rung = self.to_dn;
-        self.to_dn = false;
+        let rung = self.callee.dn;
+        self.callee.dn = false;
         self.rung = false;
         let left = if rung { vec![r.dn] } else { Vec::new() };
         self.event_leaving(CallEventKind::Queued, cause, 0, left);
@@ -535,7 +531,7 @@ impl Call {
     /// Which routing-point party B leg `i` is, if the call waits: the current treatment's
     /// (`Some(true)`), the agent's (`Some(false)`), or neither (a treatment replaced).
     fn waiting_party(&self, i: usize) -> Option<Option<bool>> {
-        let w = self.waiting.as_ref()?;
+        let w = self.waiting()?;
         Some(if w.treatment.as_ref().and_then(|t| t.leg) == Some(i) {
             Some(true)
         } else if w.agent.as_ref().is_some_and(|a| a.legs.contains(&i)) {
@@ -572,7 +568,7 @@ impl Call {
             return false;
         };
         if r.status >= 300 {
-            self.b[i].progress = Progress::Failed(r.status);
+            self.legs.b[i].progress = Progress::Failed(r.status);
             match party {
                 Some(true) => self.media_server_failed(now),
                 Some(false) if self.agent_legs_failed() => {
@@ -582,7 +578,7 @@ impl Call {
             }
             return true;
         }
-        if matches!(self.b[i].progress, Progress::Answered | Progress::Over) {
+        if matches!(self.legs.b[i].progress, Progress::Answered | Progress::Over) {
             // A retransmission: answered as before.
             return false;
         }
@@ -590,8 +586,8 @@ impl Call {
             None => {
                 // A treatment replaced while its server answered: hung up.
                 self.take_dialog(i, r);
-                self.b[i].progress = Progress::Answered;
-                let seq = self.b[i].invite_seq;
+                self.legs.b[i].progress = Progress::Answered;
+                let seq = self.legs.b[i].invite_seq;
                 self.send_ack(LegId::B(i), seq, Bytes::new(), &Headers::default(), now);
                 self.bye(LegId::B(i), now);
                 true
@@ -607,32 +603,29 @@ impl Call {
     }
 
     fn agent_legs_failed(&self) -> bool {
-        self.waiting
-            .as_ref()
+        self.waiting()
             .and_then(|w| w.agent.as_ref())
-            .is_some_and(|a| {
-                a.legs
-                    .iter()
-                    .all(|&i| matches!(self.b[i].progress, Progress::Failed(_) | Progress::Over))
-            })
+            .is_some_and(|a| a.legs.iter().all(|&i| self.legs.b[i].progress.gone()))
     }
 
     /// The media server of the treatment refused or did not answer: the next one.
     fn media_server_failed(&mut self, now: Instant) {
-        let Some(t) = self.waiting.as_mut().and_then(|w| w.treatment.as_mut()) else {
+        let Some(server) = self
+            .waiting()
+            .and_then(|w| w.treatment.as_ref())
+            .map(|t| t.server)
+        else {
             return;
         };
-        let failed = self
-            .tenant
-            .media_servers
-            .get(t.server)
-            .map(|m| m.name.clone());
+        let failed = self.tenant.media_servers.get(server).map(|m| &m.name);
         tracing::warn!(tenant = %self.tenant.name, call = %self.id, server = ?failed,
             "media server did not apply the treatment: trying the next");
-        t.server += 1;
-        t.leg = None;
-        t.answer_by = None;
-        if t.server < self.tenant.media_servers.len() {
+        if let Some(t) = self.waiting_mut().and_then(|w| w.treatment.as_mut()) {
+            t.server += 1;
+            t.leg = None;
+        }
+        self.timers.stop(Timer::MediaAnswer);
+        if server + 1 < self.tenant.media_servers.len() {
             self.call_media_server(now);
         } else {
             self.treatment_not_applied();
@@ -642,9 +635,9 @@ impl Call {
     /// The caller, answered already, is moved to B leg `i`, which answered with an offer.
     fn bridge(&mut self, i: usize, r: Response, now: Instant) {
         self.take_dialog(i, &r);
-        self.b[i].progress = Progress::Answered;
-        let busy = self.waiting.as_ref().is_some_and(|w| w.bridging.is_some());
-        let body = match self.a.sdp.as_deref() {
+        self.legs.b[i].progress = Progress::Answered;
+        let busy = self.waiting().is_some_and(|w| w.bridging.is_some());
+        let body = match self.legs.a.sdp.as_deref() {
             Some(previous) => sdp::reoffered(previous, &r.body, Direction::SendRecv),
             None => sdp::redirected(&r.body, Direction::SendRecv),
         };
@@ -652,12 +645,12 @@ impl Call {
             // No offer to give the caller, or a move in progress: this party goes.
             tracing::info!(tenant = %self.tenant.name, call = %self.id, busy,
                 "a party answered without a usable offer, or while another joins: hung up");
-            let seq = self.b[i].invite_seq;
+            let seq = self.legs.b[i].invite_seq;
             self.send_ack(LegId::B(i), seq, Bytes::new(), &Headers::default(), now);
             self.bye(LegId::B(i), now);
             return;
         };
-        if let Some(w) = self.waiting.as_mut() {
+        if let Some(w) = self.waiting_mut() {
             w.bridging = Some(i);
         }
         self.offer_for(LegId::A, body, Purpose::Bridge(i), now);
@@ -668,10 +661,10 @@ impl Call {
         if r.status < 200 {
             return;
         }
-        if let Some(w) = self.waiting.as_mut() {
+        if let Some(w) = self.waiting_mut() {
             w.bridging = None;
         }
-        let seq = self.b[i].invite_seq;
+        let seq = self.legs.b[i].invite_seq;
         if !(200..300).contains(&r.status) {
             tracing::warn!(tenant = %self.tenant.name, call = %self.id, status = r.status,
                 "the caller refused the offer of its next party");
@@ -681,14 +674,14 @@ impl Call {
         }
         self.session_answered(LegId::A, &r, now);
         self.send_ack(LegId::B(i), seq, r.body.clone(), &r.headers, now);
-        let old = self.winner.replace(i);
+        let old = self.legs.winner.replace(i);
         if let Some(old) = old.filter(|&o| o != i)
-            && self.b[old].progress == Progress::Answered
+            && self.legs.b[old].progress == Progress::Answered
         {
             self.bye(LegId::B(old), now);
             self.event(CallEventKind::TreatmentEnd, "", 0);
         }
-        self.b[i].timer = None;
+        self.legs.b[i].timer = None;
         self.established(i, now);
     }
 
@@ -696,20 +689,20 @@ impl Call {
     /// call keeps waiting, and TreatmentApplied is reported) or the agent (the call leaves
     /// the routing point: RouteUsed, then Established as for any call).
     pub(super) fn waiting_established(&mut self, i: usize, now: Instant) -> bool {
-        let Some(w) = self.waiting.as_mut() else {
+        let Some(w) = self.waiting_mut() else {
             return false;
         };
         if w.treatment.as_ref().and_then(|t| t.leg) == Some(i) {
-            if let Some(t) = w.treatment.as_mut() {
-                t.answer_by = None;
-            }
+            self.timers.stop(Timer::MediaAnswer);
             self.event(CallEventKind::TreatmentApplied, "", 0);
             return true;
         }
         if !w.agent.as_ref().is_some_and(|a| a.legs.contains(&i)) {
             return false;
         }
-        let agent = w.agent.take().expect("checked");
+        let Some(agent) = w.agent.take() else {
+            return false;
+        };
         let at_routing_point = !w.number.is_empty();
         // The treatment goes once the agent has the caller.
         let treatment_leg = w.treatment.as_ref().and_then(|t| t.leg).filter(|&l| l != i);
@@ -717,7 +710,7 @@ impl Call {
             self.cancel_leg(j, now);
         }
         if let Some(l) = treatment_leg
-            && matches!(self.b[l].progress, Progress::Calling | Progress::Early)
+            && self.legs.b[l].progress.ringing()
         {
             self.cancel_leg(l, now);
         }
@@ -726,14 +719,14 @@ impl Call {
             self.event(CallEventKind::RouteUsed, "", 0);
             self.report(Report::Routed);
         }
-        self.waiting = None;
+        self.leave_routing_point();
         false
     }
 
     /// A BYE from B leg `i` while waiting: a treatment that ended (an announcement played,
     /// digits collected). Whether it was handled here.
     pub(super) fn waiting_bye(&mut self, i: usize, body: &[u8]) -> bool {
-        let Some(w) = self.waiting.as_mut() else {
+        let Some(w) = self.waiting_mut() else {
             return false;
         };
         let Some(t) = w.treatment.as_mut().filter(|t| t.leg == Some(i)) else {
@@ -742,8 +735,8 @@ impl Call {
         let collect = matches!(t.treatment, Treatment::Collect { .. });
         let blocks = t.treatment.blocks();
         t.leg = None;
-        self.b[i].progress = Progress::Over;
-        self.b[i].dialog = None;
+        self.legs.b[i].progress = Progress::Over;
+        self.legs.b[i].dialog = None;
         self.event(CallEventKind::TreatmentEnd, "", 0);
         if blocks {
             let digits = collect.then(|| collected_digits(body)).flatten();
@@ -752,44 +745,46 @@ impl Call {
         true
     }
 
-    /// The routing point's deadlines: its timeout, a media server's answer, the agent's ring.
-    pub(super) fn waiting_due(&self) -> Option<Instant> {
-        let w = self.waiting.as_ref()?;
-        [
-            Some(w.deadline),
-            w.treatment.as_ref().and_then(|t| t.answer_by),
-            w.agent.as_ref().map(|a| a.until),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+    /// The agent rung let the call ring past its ring time (RONA): the call waits again.
+    pub(super) fn agent_ring_over(&mut self, now: Instant) {
+        let Some(ringing) = self.waiting().and_then(|w| w.agent.as_ref()) else {
+            return;
+        };
+        let rona = ringing.agent.clone();
+        tracing::info!(tenant = %self.tenant.name, call = %self.id, agent = ?rona,
+            "reserved agent did not answer (RONA): the call waits again");
+        self.agent_not_reached("rona", rona, now);
     }
 
-    pub(super) fn waiting_timeout(&mut self, now: Instant) {
-        let Some(w) = self.waiting.as_ref() else {
+    /// The media server of the treatment did not answer in time: the next one.
+    pub(super) fn media_answer_over(&mut self, now: Instant) {
+        let Some(leg) = self
+            .waiting()
+            .and_then(|w| w.treatment.as_ref())
+            .and_then(|t| t.leg)
+        else {
             return;
         };
-        if let Some(ringing) = w.agent.as_ref().filter(|a| a.until <= now) {
-            let rona = ringing.agent.clone();
-            tracing::info!(tenant = %self.tenant.name, call = %self.id, agent = ?rona,
-                "reserved agent did not answer (RONA): the call waits again");
-            self.agent_not_reached("rona", rona, now);
-        }
-        let Some(w) = self.waiting.as_ref() else {
+        self.cancel_leg(leg, now);
+        self.media_server_failed(now);
+    }
+
+    /// The routing point's timeout: its default destination takes the call.
+    pub(super) fn routing_timeout(&mut self, now: Instant) {
+        if self.waiting().is_none() {
             return;
-        };
-        if let Some(t) = w.treatment.as_ref()
-            && t.answer_by.is_some_and(|at| at <= now)
-            && let Some(leg) = t.leg
-        {
-            self.cancel_leg(leg, now);
-            self.media_server_failed(now);
         }
-        if self.waiting.as_ref().is_some_and(|w| w.deadline <= now) {
-            tracing::info!(tenant = %self.tenant.name, call = %self.id,
-                "routing point timeout: default destination");
-            self.stop_ringing_agent("timeout", now);
-            self.route_to(Route::Default, now);
+        tracing::info!(tenant = %self.tenant.name, call = %self.id,
+            "routing point timeout: default destination");
+        self.stop_ringing_agent("timeout", now);
+        self.route_to(Route::Default, now);
+    }
+
+    /// The call no longer waits at a routing point: its deadlines go with it.
+    pub(super) fn leave_routing_point(&mut self) {
+        self.mode = super::Mode::Direct;
+        for timer in [Timer::RoutingTimeout, Timer::MediaAnswer, Timer::AgentRing] {
+            self.timers.stop(timer);
         }
     }
 
@@ -797,7 +792,7 @@ impl Call {
     /// reported as abandoned.
     pub(super) fn left_routing_point(&mut self, kind: CallEventKind, cause: &str) -> CallEventKind {
         // Forgotten once the end is reported, which names the routing point and queue.
-        if self.waiting.is_none() {
+        if self.waiting().is_none() {
             return kind;
         }
         self.report(Report::Gone);

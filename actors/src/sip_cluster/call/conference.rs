@@ -1,0 +1,222 @@
+//! A call whose parties talk through a media server's conference (RFC 4240 `conf=`), as a
+//! desktop's CompleteConference makes it: each party's leg is paired with a leg of its own into
+//! the conference, offered the party's session; a party that hangs up or is deleted leaves, and
+//! the call ends when one is left.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use switchboard_sip::dialog::Dialog;
+use switchboard_sip::sdp::{self, Direction};
+use switchboard_sip::support::ALLOW_IN_DIALOG as ALLOW;
+use switchboard_sip::transport::Transport;
+use switchboard_sip::{HeaderName, Headers, Host, Method, Request, Response, SipUri, Uri};
+
+use super::control::{ControlError, Refusal};
+use super::legs::{Leg, LegId, Progress};
+use super::transfer::Handover;
+use super::txns::Purpose;
+use super::{Call, Mode, Phase};
+use crate::call_state::CallEventKind;
+use crate::sip_cluster::Origin;
+
+/// A call whose parties talk through a media server's conference (RFC 4240 `conf=`): each
+/// party's leg is paired with a leg of its own into the conference.
+#[derive(Debug)]
+pub(super) struct Conference {
+    pub(super) members: Vec<Member>,
+}
+
+#[derive(Debug)]
+pub(super) struct Member {
+    pub(super) party: LegId,
+    /// The DN or number.
+    pub(super) dn: String,
+    /// Whether `dn` is one of the tenant's DNs.
+    pub(super) internal: bool,
+    /// Its leg into the conference (a B leg), once placed.
+    ms: Option<usize>,
+}
+
+impl Call {
+    /// Takes the consulted party's leg beside the agent's at `dn`, and puts every party
+    /// through a conference on the tenant's first media server: one leg into the conference
+    /// per party (`sip:conf=<call>@<server>`), each offered its party's session, whose answer
+    /// the party is then offered.
+    pub(super) fn confer(
+        &mut self,
+        dn: &str,
+        handover: Handover,
+        now: Instant,
+    ) -> Result<(), ControlError> {
+        let (w, handover) = self.completing(dn, handover, true, now)?;
+        let Some(server) = self.tenant.media_servers.first().map(|m| m.address) else {
+            return Err(Refusal::NoMediaServer.into());
+        };
+        let Handover {
+            leg,
+            party,
+            to_dn,
+            media,
+            ..
+        } = handover;
+        let joined = self.legs.push(*leg);
+        let caller = match &self.origin {
+            Origin::Phone(d) => (d.clone(), true),
+            _ => (self.ani.clone(), false),
+        };
+        // Each party's own session: what the call last offered the party it talked to.
+        let sessions = [
+            (LegId::A, caller.0, caller.1, self.legs.b[w].sdp.clone()),
+            (LegId::B(w), dn.to_owned(), true, self.legs.a.sdp.clone()),
+            (LegId::B(joined), party, to_dn, media),
+        ];
+        self.held = false;
+        self.thread.consulting = None;
+        let mut members = Vec::with_capacity(3);
+        for (i, (leg, member_dn, internal, session)) in sessions.into_iter().enumerate() {
+            let ms = session.map(|body| self.invite_conference(server, body, i, now));
+            members.push(Member {
+                party: leg,
+                dn: member_dn,
+                internal,
+                ms,
+            });
+        }
+        self.mode = Mode::Conference(Box::new(Conference { members }));
+        tracing::info!(tenant = %self.tenant.name, call = %self.id, "conference of three");
+        self.event(CallEventKind::PartyAdded, "", 0);
+        Ok(())
+    }
+
+    /// Places a leg into the call's conference for member `member`, offering `session`.
+    fn invite_conference(
+        &mut self,
+        server: SocketAddr,
+        session: Box<[u8]>,
+        member: usize,
+        now: Instant,
+    ) -> usize {
+        self.next_call_id += 1;
+        let call_id = self.local.call_id(self.next_call_id);
+        let tag = switchboard_sip::token::<8>();
+        let uri = SipUri::new(
+            Some(&format!("conf={}", self.id)),
+            Host::from(server.ip()),
+            Some(server.port()),
+        );
+        let (via, branch) = self.local.via(Transport::Udp);
+        let mut headers = Headers::with_capacity(10);
+        headers.push(HeaderName::Via, via);
+        headers.push(HeaderName::MaxForwards, "70");
+        headers.push(
+            HeaderName::From,
+            format!("<sip:switchboard@{}>;tag={tag}", self.tenant.domain),
+        );
+        headers.push(HeaderName::To, format!("<{uri}>"));
+        headers.push(HeaderName::CallId, call_id.clone());
+        headers.push(HeaderName::CSeq, "1 INVITE");
+        headers.push(HeaderName::Contact, self.local.contact(Transport::Udp));
+        headers.push(HeaderName::Allow, ALLOW);
+        headers.push(HeaderName::ContentType, "application/sdp");
+        headers.push(HeaderName::ContentLength, "0");
+        let body = Bytes::copy_from_slice(&session);
+        let invite = Request {
+            method: Method::Invite,
+            uri: Uri::Sip(uri),
+            headers,
+            body,
+        };
+        let mut leg = Leg::new(call_id, tag, server, Transport::Udp);
+        leg.target = invite.uri.to_string();
+        leg.invite = Some(Box::new(invite.clone()));
+        leg.sdp = Some(session);
+        let i = self.legs.push(leg);
+        self.send_request(LegId::B(i), invite, branch, Purpose::Join(member), now);
+        i
+    }
+
+    /// The media server answered a member's leg into the conference: the member is offered
+    /// the conference's session.
+    pub(super) fn joined(&mut self, leg: LegId, member: usize, r: Response, now: Instant) {
+        let LegId::B(i) = leg else {
+            return;
+        };
+        if r.status < 200 {
+            return;
+        }
+        if r.status >= 300 {
+            tracing::warn!(tenant = %self.tenant.name, call = %self.id, status = r.status,
+                "the media server refused a conference leg: that party hears no one");
+            self.legs.b[i].progress = Progress::Failed(r.status);
+            return;
+        }
+        if let Some(invite) = self.legs.b[i].invite.as_deref()
+            && let Ok(d) = Dialog::as_uac(invite, &r)
+        {
+            self.legs.b[i].dialog = Some(d);
+        }
+        let seq = self.legs.b[i].invite_seq;
+        self.legs.b[i].progress = Progress::Answered;
+        self.legs.b[i].invite = None;
+        self.send_ack(leg, seq, Bytes::new(), &Headers::default(), now);
+        if self.phase == Phase::Ending {
+            self.bye(leg, now);
+            return;
+        }
+        let Some(party) = self
+            .conference()
+            .and_then(|c| c.members.get(member))
+            .map(|m| m.party)
+        else {
+            return;
+        };
+        let body = match self.legs.get(party).sdp.clone() {
+            Some(previous) => sdp::reoffered(&previous, &r.body, Direction::SendRecv),
+            None => sdp::redirected(&r.body, Direction::SendRecv),
+        };
+        if let Some(body) = body {
+            self.offer(party, body, now);
+        }
+    }
+
+    /// Member `m` leaves the conference: its leg and its conference leg are hung up. The
+    /// call ends when one party is left.
+    pub(super) fn leave_conference(&mut self, m: usize, now: Instant) {
+        let Some(conference) = self.conference_mut() else {
+            return;
+        };
+        let member = conference.members.remove(m);
+        let left = conference.members.len();
+        // Indexes of the members after it moved down by one.
+        if let Some(ms) = member.ms {
+            self.bye(LegId::B(ms), now);
+            self.legs.b[ms].progress = Progress::Over;
+        }
+        if member.party == LegId::A {
+            self.end(CallEventKind::Released, "caller-hangup", 0, None, now);
+            return;
+        }
+        if self.legs.get(member.party).progress == Progress::Answered {
+            self.bye(member.party, now);
+        }
+        if let LegId::B(i) = member.party {
+            self.legs.b[i].progress = Progress::Over;
+        }
+        if self.callee.name.as_deref() == Some(member.dn.as_str()) {
+            // Not a party any more: its agent is not told of the call again.
+            self.callee.dn = false;
+        }
+        let gone = if member.internal {
+            vec![member.dn]
+        } else {
+            Vec::new()
+        };
+        if left <= 1 {
+            self.end(CallEventKind::Released, "conference-over", 0, None, now);
+            return;
+        }
+        self.event_leaving(CallEventKind::PartyDeleted, "", 0, gone);
+    }
+}

@@ -1,0 +1,539 @@
+//! What a desktop may ask of a call (design.md "Agent desktops"): its state and what may be
+//! asked of it now, answer, hold and retrieve, release, user data, DTMF, and the completion of
+//! transfers and conferences (whose rules are in `transfer` and `conference`). A control the
+//! call's state does not allow is refused with a [`Refusal`] the caller can match, and the
+//! call is left as it was.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use switchboard_proto::events::CallThread;
+use switchboard_sip::sdp::{self, Direction};
+use switchboard_sip::{HeaderName, Method, Response};
+
+use super::legs::{LegId, Progress};
+use super::transfer::Handover;
+use super::txns::Purpose;
+use super::{Call, Phase};
+use crate::call_state::CallEventKind;
+use crate::sip_cluster::Origin;
+
+/// What a desktop asks of a call, for the agent at one of its DNs.
+#[derive(Debug)]
+pub enum Control {
+    /// Only the call as it is.
+    View,
+    /// The ringing phone is asked to answer (NOTIFY with the talk event, as the phones that
+    /// take remote answer know it).
+    Answer,
+    /// The agent consults about this call on call `0` (for the capabilities it lists); empty
+    /// once it no longer does.
+    Consulting(String),
+    Hold,
+    Retrieve,
+    /// Retrieved if held, left as it is if established (reconnecting after a consultation).
+    Reconnect,
+    Release,
+    AttachUserData(Vec<(String, String)>),
+    UpdateUserData(Vec<(String, String)>),
+    /// The keys to delete; none for all.
+    DeleteUserData(Vec<String>),
+    SendDtmf(String),
+    /// Completing a transfer, the main call: the agent's leg is replaced by the consulted
+    /// party's.
+    Adopt(Handover),
+    /// Completing a transfer or conference, the consultation call once its other party is
+    /// handed over: it ends, in the thread of the call that took its party (so that its end
+    /// is reported after that call's change).
+    Finish {
+        conferenced: bool,
+        thread: String,
+    },
+    /// Completing a conference: the consulted party's leg joins, and every party is put
+    /// through a conference on the tenant's media server.
+    Conference(Handover),
+    /// A party (by DN or number) leaves the conference.
+    DeleteFromConference(String),
+    /// Single-step transfer: the agent leaves at once and the other party is put through to
+    /// the number given, as the dial plan routes it.
+    SingleStepTransfer(String),
+}
+
+/// A call's state as desktops name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    Dialing,
+    Ringing,
+    Established,
+    Held,
+    Released,
+}
+
+impl CallState {
+    pub fn name(self) -> &'static str {
+        match self {
+            CallState::Dialing => "Dialing",
+            CallState::Ringing => "Ringing",
+            CallState::Established => "Established",
+            CallState::Held => "Held",
+            CallState::Released => "Released",
+        }
+    }
+
+    /// Whether the call is answered (established or held).
+    pub fn answered(self) -> bool {
+        matches!(self, CallState::Established | CallState::Held)
+    }
+}
+
+impl std::fmt::Display for CallState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What may be asked of a call now, as a desktop's capabilities name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    Answer,
+    Hold,
+    Retrieve,
+    Release,
+    SendDtmf,
+    AttachUserData,
+    UpdateUserData,
+    DeleteUserData,
+    CompleteTransfer,
+    CompleteConference,
+    Alternate,
+    Reconnect,
+}
+
+impl Capability {
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Answer => "answer",
+            Capability::Hold => "hold",
+            Capability::Retrieve => "retrieve",
+            Capability::Release => "release",
+            Capability::SendDtmf => "send-dtmf",
+            Capability::AttachUserData => "attach-user-data",
+            Capability::UpdateUserData => "update-user-data",
+            Capability::DeleteUserData => "delete-user-data",
+            Capability::CompleteTransfer => "complete-transfer",
+            Capability::CompleteConference => "complete-conference",
+            Capability::Alternate => "alternate",
+            Capability::Reconnect => "reconnect",
+        }
+    }
+}
+
+/// An operation a call's state may not allow, as a refusal names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Answer,
+    Hold,
+    Retrieve,
+    Reconnect,
+    Release,
+    AttachData,
+    DeleteData,
+    Transfer,
+    FinishTransfer,
+    SendDtmf,
+}
+
+impl Operation {
+    fn verb(self) -> &'static str {
+        match self {
+            Operation::Answer => "answer",
+            Operation::Hold => "hold",
+            Operation::Retrieve => "retrieve",
+            Operation::Reconnect => "reconnect to",
+            Operation::Release => "release",
+            Operation::AttachData => "attach data to",
+            Operation::DeleteData => "delete data of",
+            Operation::Transfer => "transfer",
+            Operation::FinishTransfer => "finish the transfer of",
+            Operation::SendDtmf => "send DTMF on",
+        }
+    }
+}
+
+/// Why the state of a call does not allow what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("cannot {} a call that is {}", .0.verb(), .1.name().to_lowercase())]
+    State(Operation, CallState),
+    #[error("the phone has not reported ringing in a dialog: it cannot be answered remotely")]
+    NoEarlyDialog,
+    #[error("{0:?} is not in a conference on this call")]
+    NotInConference(String),
+    #[error("the call is not answered")]
+    NotAnswered,
+    #[error("the consultation call is not answered")]
+    ConsultationNotAnswered,
+    #[error("only the agent who placed the consultation call can complete it")]
+    NotConsultingAgent,
+    #[error("a request is in progress on the consultation call; try again")]
+    ConsultationBusy,
+    #[error("a transfer or conference is completed by the agent who answered the call")]
+    NotAnsweringAgent,
+    #[error("a transfer is made by the agent who answered the call")]
+    NotTransferringAgent,
+    #[error("an offer is in progress on the call; try again")]
+    OfferInProgress,
+    #[error("the tenant has no media server for conferences")]
+    NoMediaServer,
+    #[error("the call is a conference already")]
+    AlreadyConference,
+    #[error("the call cannot be transferred now (a conference, or an offer in progress)")]
+    CannotTransferNow,
+    #[error("a leg of the call has no session to offer again")]
+    NoSession,
+    /// The node could not start the call asked for (its actor failed to spawn).
+    #[error("cannot start a call: {0}")]
+    NotStarted(String),
+}
+
+/// What was wrong with what a desktop asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("user data key {0:?}")]
+    UserDataKey(String),
+    #[error("digits {0:?}: 0-9, *, # and A-D only")]
+    Digits(String),
+    #[error("no dial plan rule of tenant {tenant} matches {dialed:?}")]
+    NoRoute { tenant: String, dialed: String },
+}
+
+/// Why a control was not carried out; the call is untouched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// No such call, or not one of this agent's: the call's id.
+    #[error("no call {0} for this agent")]
+    NotFound(String),
+    #[error(transparent)]
+    NotAllowed(#[from] Refusal),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The node's calls could not be asked (the reason, from the actor system).
+    #[error("calls unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A call as a desktop sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallView {
+    pub call: CallThread,
+    pub state: CallState,
+    /// What may be asked of it now.
+    pub capabilities: Vec<Capability>,
+}
+
+impl Call {
+    /// The call as the agent at `dn` sees it, after carrying out `control` for it. Refused
+    /// when the call does not involve `dn` (as if unknown) or its state does not allow it
+    /// (the call is then untouched).
+    pub fn control(
+        &mut self,
+        dn: &str,
+        control: Control,
+        now: Instant,
+    ) -> Result<CallView, ControlError> {
+        if !self.involves(dn) {
+            return Err(ControlError::NotFound(self.id.to_string()));
+        }
+        let state = self.state();
+        let not_allowed = |what| Err(Refusal::State(what, state).into());
+        match control {
+            Control::View => {}
+            Control::Consulting(consult) => {
+                self.thread.consulting = (!consult.is_empty()).then(|| consult.into_boxed_str());
+            }
+            Control::Answer => {
+                if state != CallState::Ringing || !self.callee.is_dn(dn) {
+                    return not_allowed(Operation::Answer);
+                }
+                let early: Vec<usize> = (0..self.legs.b.len())
+                    .filter(|&i| {
+                        self.legs.b[i].progress == Progress::Early
+                            && self.legs.b[i].dialog.is_some()
+                    })
+                    .collect();
+                if early.is_empty() {
+                    return Err(Refusal::NoEarlyDialog.into());
+                }
+                for i in early {
+                    self.talk(LegId::B(i), now);
+                }
+            }
+            Control::Hold => {
+                if state != CallState::Established {
+                    return not_allowed(Operation::Hold);
+                }
+                self.reoffer_legs(true, now)?;
+            }
+            Control::Retrieve => {
+                if state != CallState::Held {
+                    return not_allowed(Operation::Retrieve);
+                }
+                self.reoffer_legs(false, now)?;
+            }
+            Control::Reconnect => match state {
+                CallState::Held => self.reoffer_legs(false, now)?,
+                CallState::Established => {}
+                _ => return not_allowed(Operation::Reconnect),
+            },
+            Control::Release => match self.phase {
+                Phase::Routing | Phase::Ringing => {
+                    tracing::info!(tenant = %self.tenant.name, call = %self.id, dn,
+                        "released from the desktop before it was answered");
+                    self.fail(487, "released", None, now);
+                }
+                Phase::Established => {
+                    tracing::info!(tenant = %self.tenant.name, call = %self.id, dn,
+                        "released from the desktop");
+                    self.end(CallEventKind::Released, "released", 0, None, now);
+                }
+                Phase::Ending => return not_allowed(Operation::Release),
+            },
+            Control::AttachUserData(pairs) | Control::UpdateUserData(pairs) => {
+                if self.phase == Phase::Ending {
+                    return not_allowed(Operation::AttachData);
+                }
+                if let Some(key) = pairs.iter().map(|(k, _)| k).find(|k| k.is_empty()) {
+                    return Err(Invalid::UserDataKey(key.clone()).into());
+                }
+                self.user_data.extend(pairs);
+                self.event(CallEventKind::AttachedDataChanged, "", 0);
+            }
+            Control::DeleteUserData(keys) => {
+                if self.phase == Phase::Ending {
+                    return not_allowed(Operation::DeleteData);
+                }
+                if keys.is_empty() {
+                    self.user_data.clear();
+                }
+                for k in &keys {
+                    self.user_data.remove(k);
+                }
+                self.event(CallEventKind::AttachedDataChanged, "", 0);
+            }
+            Control::Adopt(handover) => self.adopt(dn, handover, now)?,
+            Control::Conference(handover) => self.confer(dn, handover, now)?,
+            Control::SingleStepTransfer(dial) => {
+                if !state.answered() {
+                    return not_allowed(Operation::Transfer);
+                }
+                if self.tenant.dial_plan.route(&dial).is_none() {
+                    let tenant = self.tenant.name.clone();
+                    return Err(Invalid::NoRoute {
+                        tenant,
+                        dialed: dial,
+                    }
+                    .into());
+                }
+                self.redirect(dn, &dial, now)?;
+            }
+            Control::DeleteFromConference(party) => {
+                let Some(m) = self
+                    .conference()
+                    .and_then(|c| c.members.iter().position(|m| m.dn == party))
+                else {
+                    return Err(Refusal::NotInConference(party).into());
+                };
+                self.leave_conference(m, now);
+            }
+            Control::Finish {
+                conferenced,
+                thread,
+            } => {
+                if self.legs.winner.is_some() {
+                    return not_allowed(Operation::FinishTransfer);
+                }
+                if thread != self.thread_id() {
+                    self.thread.former = Some(self.thread_id().into());
+                    self.thread.joined = Some(thread.into_boxed_str());
+                }
+                let cause = if conferenced {
+                    "conferenced"
+                } else {
+                    "transferred"
+                };
+                self.end(CallEventKind::Released, cause, 0, None, now);
+            }
+            Control::SendDtmf(digits) => {
+                if state != CallState::Established {
+                    return not_allowed(Operation::SendDtmf);
+                }
+                if digits.is_empty()
+                    || !digits
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || "*#ABCD".contains(c))
+                {
+                    return Err(Invalid::Digits(digits).into());
+                }
+                // Toward the party at the other end from the agent.
+                let toward = if self.callee.is_dn(dn) {
+                    Some(LegId::A)
+                } else {
+                    self.legs.winner.map(LegId::B)
+                };
+                if let Some(leg) = toward {
+                    for digit in digits.chars() {
+                        self.send_dtmf(leg, digit, now);
+                    }
+                }
+            }
+        }
+        Ok(self.view())
+    }
+
+    /// Whether `dn` is a party: the phone that placed the call or the DN it rings.
+    pub(super) fn involves(&self, dn: &str) -> bool {
+        matches!(&self.origin, Origin::Phone(o) if o == dn)
+            || self.callee.is_dn(dn)
+            || self
+                .conference()
+                .is_some_and(|c| c.members.iter().any(|m| m.internal && m.dn == dn))
+    }
+
+    /// The call's state as desktops name it.
+    fn state(&self) -> CallState {
+        match self.phase {
+            Phase::Routing => CallState::Dialing,
+            Phase::Ringing => CallState::Ringing,
+            Phase::Established if self.held => CallState::Held,
+            Phase::Established => CallState::Established,
+            Phase::Ending => CallState::Released,
+        }
+    }
+
+    /// The call for a desktop: its state, parties, data, and what may be asked of it now.
+    pub fn view(&self) -> CallView {
+        use Capability::*;
+        let state = self.state();
+        let capabilities: &[Capability] = match state {
+            CallState::Ringing if self.callee.dn => &[
+                Answer,
+                Release,
+                AttachUserData,
+                UpdateUserData,
+                DeleteUserData,
+            ],
+            CallState::Dialing | CallState::Ringing => {
+                &[Release, AttachUserData, UpdateUserData, DeleteUserData]
+            }
+            CallState::Established => &[
+                Hold,
+                Release,
+                SendDtmf,
+                AttachUserData,
+                UpdateUserData,
+                DeleteUserData,
+            ],
+            CallState::Held => &[
+                Retrieve,
+                Release,
+                AttachUserData,
+                UpdateUserData,
+                DeleteUserData,
+            ],
+            CallState::Released => &[],
+        };
+        let mut capabilities = capabilities.to_vec();
+        // A call consulted about, and the consultation call itself once answered.
+        if state.answered() && (self.thread.consulting.is_some() || self.thread.is_consultation()) {
+            capabilities.extend([CompleteTransfer, CompleteConference, Alternate, Reconnect]);
+        }
+        CallView {
+            call: self.call_thread(""),
+            state,
+            capabilities,
+        }
+    }
+
+    /// Offers each leg its last description again, set on hold (`inactive`) or resumed.
+    fn reoffer_legs(&mut self, hold: bool, now: Instant) -> Result<(), ControlError> {
+        let Some(winner) = self.legs.winner else {
+            return Err(Refusal::NotAnswered.into());
+        };
+        let legs = [LegId::A, LegId::B(winner)];
+        let busy = self.reoffer.is_some()
+            || self.invite_pending(u32::MAX)
+            || self.txns.clients.iter().any(|c| {
+                c.method == Method::Invite
+                    && matches!(c.purpose, Purpose::Relay(_) | Purpose::Refresh)
+            });
+        if busy {
+            return Err(Refusal::OfferInProgress.into());
+        }
+        let direction = if hold {
+            Direction::Inactive
+        } else {
+            Direction::SendRecv
+        };
+        let mut offers = Vec::with_capacity(2);
+        for leg in legs {
+            let l = self.legs.get(leg);
+            let body = l.sdp.as_deref().and_then(|b| sdp::redirected(b, direction));
+            match (body, l.dialog.is_some()) {
+                (Some(body), true) => offers.push((leg, body)),
+                _ => return Err(Refusal::NoSession.into()),
+            }
+        }
+        self.reoffer = Some((hold, offers.len() as u8));
+        for (leg, body) in offers {
+            self.offer(leg, body, now);
+        }
+        Ok(())
+    }
+
+    /// A leg answered a hold or resume; once both have, the call is reported held or retrieved.
+    pub(super) fn reoffer_answered(&mut self, leg: LegId, r: Response, now: Instant) {
+        if r.status < 200 {
+            return;
+        }
+        if (200..300).contains(&r.status) {
+            self.session_answered(leg, &r, now);
+        } else {
+            tracing::warn!(tenant = %self.tenant.name, call = %self.id, ?leg, status = r.status,
+                "a leg refused a hold or resume");
+        }
+        let Some((hold, left)) = self.reoffer.as_mut() else {
+            return;
+        };
+        *left = left.saturating_sub(1);
+        if *left > 0 {
+            return;
+        }
+        let hold = *hold;
+        self.reoffer = None;
+        if self.phase == Phase::Established && hold != self.held {
+            self.held = hold;
+            let kind = if hold {
+                CallEventKind::Held
+            } else {
+                CallEventKind::Retrieved
+            };
+            self.event(kind, "", 0);
+        }
+    }
+
+    /// Sends one DTMF digit on `leg` as INFO with `application/dtmf-relay`.
+    fn send_dtmf(&mut self, leg: LegId, digit: char, now: Instant) {
+        let body = Bytes::from(format!("Signal={digit}\r\nDuration=160\r\n"));
+        let body = Some(("application/dtmf-relay", body));
+        self.send_in_dialog(leg, Method::Info, &[], body, Purpose::Inform, now);
+    }
+
+    /// Asks the phone on `leg` to answer: NOTIFY with `Event: talk` in its early dialog.
+    fn talk(&mut self, leg: LegId, now: Instant) {
+        let extra = [
+            (HeaderName::Event, "talk".to_owned()),
+            (HeaderName::SubscriptionState, "active".to_owned()),
+        ];
+        self.send_in_dialog(leg, Method::Notify, &extra, None, Purpose::Inform, now);
+    }
+}

@@ -1,0 +1,145 @@
+//! What the call reports: its events (to `call_state`, which numbers and stores them, and to
+//! agent state through the DNs they concern) and its snapshot, what another node needs to
+//! carry the call on.
+
+use switchboard_proto::events::{CallThread, Party};
+use switchboard_sip::header::NameAddr;
+
+use super::legs::{Leg, LegId};
+use super::{Call, Output, Phase};
+use crate::call_state::{CallEvent, CallEventKind};
+use crate::sip_cluster::Origin;
+
+impl Call {
+    pub(super) fn event(&mut self, kind: CallEventKind, cause: &str, status: u16) {
+        self.event_leaving(kind, cause, status, Vec::new());
+    }
+
+    /// As [`Call::event`], with the DNs that are no longer parties.
+    pub(super) fn event_leaving(
+        &mut self,
+        kind: CallEventKind,
+        cause: &str,
+        status: u16,
+        left: Vec<String>,
+    ) {
+        let mut call = self.call_thread(cause);
+        call.status = u32::from(status);
+        let snapshot = (!kind.ends_call()).then(|| self.snapshot(kind));
+        let mut dns = Vec::new();
+        if let Origin::Phone(dn) = &self.origin {
+            dns.push(dn.clone());
+        }
+        // The DN rung counts once it is alerted (from Ringing), or to hear that it is over.
+        if self.callee.dn
+            && self.phase != Phase::Routing
+            && let Some(dn) = &self.callee.name
+        {
+            dns.push(dn.clone());
+        }
+        if let Some(conference) = self.conference() {
+            for m in conference.members.iter().filter(|m| m.internal) {
+                if !dns.contains(&m.dn) {
+                    dns.push(m.dn.clone());
+                }
+            }
+        }
+        self.out.push_back(Output::Event(Box::new(CallEvent {
+            tenant: self.tenant.name.clone(),
+            kind,
+            call,
+            at_ms: crate::unix_ms(),
+            snapshot,
+            dns,
+            left,
+            former_thread: self.thread.former.take().map(String::from),
+        })));
+    }
+
+    /// The call as events report it.
+    pub(super) fn call_thread(&self, cause: &str) -> CallThread {
+        let mut parties = vec![Party {
+            dn: match &self.origin {
+                Origin::Phone(dn) => dn.clone(),
+                _ => self.ani.clone(),
+            },
+            role: "origination".into(),
+            uri: self.caller_uri.clone(),
+        }];
+        if let Some(conference) = self.conference() {
+            for m in conference.members.iter().filter(|m| m.party != LegId::A) {
+                parties.push(Party {
+                    dn: m.dn.clone(),
+                    role: "conference".into(),
+                    uri: self.legs.get(m.party).target.clone(),
+                });
+            }
+        } else if let Some(dest) = &self.callee.name {
+            parties.push(Party {
+                dn: dest.clone(),
+                role: "destination".into(),
+                uri: self
+                    .legs
+                    .winner
+                    .map(|i| self.legs.b[i].target.clone())
+                    .unwrap_or_default(),
+            });
+        }
+        let mut thread = CallThread {
+            call_id: self.id.to_string(),
+            thread_id: self.thread_id().to_owned(),
+            parties,
+            ani: self.ani.clone(),
+            dnis: self.dnis.clone(),
+            origin: self.origin.describe(),
+            cause: cause.to_owned(),
+            status: 0,
+            duration_ms: self.started.elapsed().as_millis() as i64,
+            user_data: self
+                .user_data
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..CallThread::default()
+        };
+        self.routing_fields(&mut thread);
+        thread
+    }
+
+    /// What another node needs to finish the call: each leg's dialog and where it is reached.
+    fn snapshot(&self, kind: CallEventKind) -> String {
+        let leg = |role: &str, l: &Leg| {
+            let d = l.dialog.as_ref();
+            serde_json::json!({
+                "role": role,
+                "callId": l.call_id.to_string(),
+                "localTag": l.tag,
+                "remoteTag": d.map(|d| d.id.remote_tag.clone()),
+                "local": d.map(|d| d.local.to_string()),
+                "remote": d.map(|d| d.remote.to_string()),
+                "remoteTarget": d.map(|d| d.remote_target.to_string()),
+                "routeSet": d.map(|d| d.route_set.iter().map(NameAddr::to_string).collect::<Vec<_>>()),
+                "localSeq": d.map(|d| d.local_seq()),
+                "peer": l.peer.to_string(),
+                "transport": l.transport.to_string(),
+            })
+        };
+        let mut legs = vec![leg("caller", &self.legs.a)];
+        if let Some(i) = self.legs.winner {
+            legs.push(leg("callee", &self.legs.b[i]));
+        }
+        serde_json::json!({
+            "call": &*self.id,
+            "thread": self.thread_id(),
+            "tenant": self.tenant.name,
+            "state": kind.name(),
+            "held": self.held,
+            "origin": self.origin.describe(),
+            "ani": self.ani,
+            "dnis": self.dnis,
+            "destination": self.callee.name,
+            "legs": legs,
+        })
+        .to_string()
+    }
+}

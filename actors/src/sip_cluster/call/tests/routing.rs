@@ -1,0 +1,211 @@
+//! A call at a routing point, its routing session played by the test: the orders `ors` would
+//! give (music, a queue, the agent reserved) and what the call tells it back.
+
+use switchboard_routing::strategy::{Route, Treatment};
+
+use super::*;
+use crate::ors::{Order, Report};
+use crate::sip_cluster::call::ToOrs;
+
+const MEDIA: &str = "127.0.0.3:5090";
+const PHONE: &str = "192.0.2.9:5062";
+const MUSIC: &str = "file:///music/hold.wav";
+const MEDIA_SDP: &str = "v=0\r\no=gvp 1 1 IN IP4 127.0.0.3\r\ns=-\r\nc=IN IP4 127.0.0.3\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
+const PHONE_SDP: &str = "v=0\r\no=phone 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
+
+impl Run {
+    /// A message from the party at `from`.
+    fn from(&mut self, from: &str, message: Message) {
+        let from = from.parse().expect("addr");
+        self.call.receive(message, from, Transport::Udp, self.now);
+        self.drain();
+    }
+
+    fn order(&mut self, order: Order) {
+        self.call.routing(order, self.now);
+        self.drain();
+    }
+
+    /// What the call told its routing session since the last look.
+    fn reports(&mut self) -> Vec<Report> {
+        std::mem::take(&mut self.routing)
+            .into_iter()
+            .filter_map(|r| match r {
+                ToOrs::Report(report) => Some(report),
+                ToOrs::Request(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// An SBC call to the demo's +18005550100 (routing point 5000), hearing music from the
+/// tenant's media server, which answered the caller.
+fn call_on_music() -> Run {
+    let mut run = Run::start(tenant(&[]), DnCalls::default(), "+18005550100");
+    assert_eq!(run.kinds(), ["RouteRequest"]);
+    let request = match run.routing.remove(0) {
+        ToOrs::Request(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(request.routing_point, "5000");
+    assert_eq!(request.strategy, "support");
+    run.order(Order::Treat(Treatment::Music(MUSIC.into())));
+    let invite = run.take(MEDIA, Method::Invite).remove(0);
+    assert_eq!(
+        invite.uri.to_string(),
+        format!("sip:annc@{MEDIA};play={MUSIC};repeat=forever")
+    );
+    assert_eq!(
+        invite.body,
+        Bytes::from_static(OFFER.as_bytes()),
+        "the caller's offer"
+    );
+    let answer = ok_with(&invite, "ms", MEDIA_SDP)
+        .with_header(HeaderName::Contact, format!("<sip:annc@{MEDIA}>"));
+    run.from(MEDIA, Message::Response(answer));
+    let answered = run.last_final_to_sbc();
+    assert_eq!(answered.status, 200);
+    assert_eq!(answered.body, Bytes::from_static(MEDIA_SDP.as_bytes()));
+    run.sbc_request("ACK", 1, "");
+    assert_eq!(run.kinds(), ["RouteRequest", "TreatmentApplied"]);
+    run
+}
+
+/// [`call_on_music`] queued and matched to agent a1001, whose phone is invited.
+fn agent_rung() -> (Run, Request) {
+    let mut run = call_on_music();
+    run.order(Order::Queued {
+        queue: "support".into(),
+        target: "english >= 3".into(),
+        priority: 5,
+    });
+    let queued = run.events.last().expect("an event");
+    assert_eq!(queued.kind.name(), "Queued");
+    assert_eq!(
+        (queued.call.queue.as_str(), queued.call.priority),
+        ("support", 5)
+    );
+    run.order(Order::Route(Route::Agent {
+        agent: "a1001".into(),
+        dn: "1001".into(),
+    }));
+    run.located(&[PHONE]);
+    let invite = run.take(PHONE, Method::Invite).remove(0);
+    assert!(
+        invite.body.is_empty(),
+        "the agent is invited without an offer (RFC 3725)"
+    );
+    (run, invite)
+}
+
+#[test]
+fn the_agent_takes_the_caller_from_the_music_which_ends_once_it_has() {
+    let (mut run, invite) = agent_rung();
+    let answer = ok_with(&invite, "ph", PHONE_SDP)
+        .with_header(HeaderName::Contact, format!("<sip:1001@{PHONE}>"));
+    run.from(PHONE, Message::Response(answer));
+    // The caller is offered the agent's session; the music plays on meanwhile.
+    let reinvite = run.take(SBC, Method::Invite).remove(0);
+    assert!(String::from_utf8_lossy(&reinvite.body).contains("m=audio 5000"));
+    assert!(run.take(MEDIA, Method::Bye).is_empty());
+    assert!(
+        run.take(PHONE, Method::Ack).is_empty(),
+        "the ACK waits for the answer"
+    );
+    run.from(SBC, Message::Response(ok_with(&reinvite, "sbc", OFFER)));
+    let ack = run.take(PHONE, Method::Ack).remove(0);
+    assert_eq!(
+        ack.body,
+        Bytes::from_static(OFFER.as_bytes()),
+        "the caller's answer"
+    );
+    assert_eq!(run.take(MEDIA, Method::Bye).len(), 1, "the music ends");
+    assert_eq!(
+        run.kinds()[3..],
+        ["TreatmentEnd", "RouteUsed", "Established"]
+    );
+    assert_eq!(run.reports(), [Report::Routed]);
+    assert_eq!(run.call.view().state.name(), "Established");
+}
+
+#[test]
+fn an_agent_who_lets_it_ring_is_rona_and_the_caller_keeps_the_music() {
+    let (mut run, invite) = agent_rung();
+    let ringing = Response::to_request(&invite.headers, 180)
+        .with_to_tag("ph")
+        .with_header(HeaderName::Contact, format!("<sip:1001@{PHONE}>"));
+    run.from(PHONE, Message::Response(ringing));
+    run.advance(Duration::from_secs(29));
+    assert!(run.take(PHONE, Method::Cancel).is_empty(), "rings its 30 s");
+    run.advance(Duration::from_secs(2));
+    assert_eq!(run.take(PHONE, Method::Cancel).len(), 1);
+    let requeued = run.events.last().expect("an event");
+    assert_eq!(
+        (requeued.kind.name(), requeued.call.cause.as_str()),
+        ("Queued", "rona")
+    );
+    assert_eq!(requeued.left, ["1001"], "the agent's DN is a party no more");
+    assert_eq!(
+        run.reports(),
+        [Report::RouteFailed {
+            rona: Some("a1001".into())
+        }]
+    );
+    assert!(run.take(MEDIA, Method::Bye).is_empty(), "still on music");
+}
+
+#[test]
+fn a_media_server_that_does_not_answer_in_4s_leaves_the_treatment_not_applied() {
+    let mut run = Run::start(tenant(&[]), DnCalls::default(), "+18005550100");
+    run.order(Order::Treat(Treatment::Music(MUSIC.into())));
+    let invite = run.take(MEDIA, Method::Invite).remove(0);
+    run.from(
+        MEDIA,
+        Message::Response(Response::to_request(&invite.headers, 100)),
+    );
+    run.advance(Duration::from_secs(3));
+    assert!(run.reports().is_empty());
+    run.advance(Duration::from_secs(2));
+    assert_eq!(
+        run.kinds().last(),
+        Some(&"TreatmentNotApplied"),
+        "the demo has one media server, and no other to try"
+    );
+    assert_eq!(run.reports(), [Report::TreatmentFailed]);
+    assert!(run.finals_to_sbc().is_empty(), "the caller still waits");
+}
+
+#[test]
+fn a_caller_who_hangs_up_while_queued_abandons_and_the_session_is_told() {
+    let mut run = call_on_music();
+    run.sbc_request("BYE", 2, "");
+    let abandoned = run.events.last().expect("an event");
+    assert_eq!(abandoned.kind.name(), "Abandoned");
+    assert_eq!(
+        abandoned.call.routing_point, "5000",
+        "the end names where it waited"
+    );
+    assert_eq!(run.reports(), [Report::Gone]);
+    assert_eq!(run.take(MEDIA, Method::Bye).len(), 1, "the music ends");
+}
+
+#[test]
+fn at_the_routing_points_timeout_the_default_destination_takes_the_call() {
+    let tenant = tenant(&[]);
+    let timeout = tenant
+        .routing_point("5000")
+        .map(|rp| rp.timeout_secs)
+        .expect("routing point 5000");
+    let mut run = Run::start(tenant.clone(), DnCalls::default(), "+18005550100");
+    let before = Duration::from_secs(u64::from(timeout) - 1);
+    run.advance(before);
+    assert!(run.reports().is_empty());
+    run.advance(Duration::from_secs(2));
+    // Not answered yet: the call leaves for the default destination as dialed.
+    assert_eq!(run.reports(), [Report::Gone]);
+    assert!(run.kinds().contains(&"Diverted"));
+    assert!(
+        run.finals_to_sbc().is_empty(),
+        "the default destination is rung"
+    );
+}
