@@ -3,7 +3,7 @@
 //! call once placed) and `DELETE /callbacks/{id}` cancels one still waiting. Requests carry
 //! `Authorization: Bearer <API key>` of the tenant, as on the gRPC APIs; answers are JSON.
 
-use switchboard_actors::callbacks::Callbacks;
+use switchboard_actors::ors::callbacks::Callbacks;
 use tokio::net::{TcpListener, TcpStream};
 use tonic::metadata::{MetadataMap, MetadataValue};
 
@@ -44,7 +44,7 @@ async fn handle(
     path: &str,
     callbacks: &Callbacks,
     keys: &Keys,
-) -> Result<switchboard_actors::callbacks::Status, Refusal> {
+) -> Result<switchboard_actors::ors::callbacks::Status, Refusal> {
     let Some(id) = path.strip_prefix("/callbacks/").filter(|id| !id.is_empty()) else {
         return Err(("404 Not Found", format!("no resource {path}")));
     };

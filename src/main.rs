@@ -236,11 +236,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(file) = args.events_file {
         config.events.file = file;
     }
-    let node = node::Node::start(config).await?;
-    shutdown_signal().await;
+    let mut node = node::Node::start(config).await?;
+    let failed = tokio::select! {
+        _ = shutdown_signal() => None,
+        fatal = node.failed() => Some(fatal),
+    };
     tracing::info!("shutting down");
     node.stop().await;
-    Ok(())
+    match failed {
+        // The log has said which system failed; the status says so to the service manager.
+        Some(fatal) => anyhow::bail!("the {} system failed: {}", fatal.system, fatal.reason),
+        None => Ok(()),
+    }
 }
 
 async fn shutdown_signal() {

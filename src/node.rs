@@ -8,18 +8,24 @@ use std::time::Duration;
 use anyhow::Context;
 use ractor::{Actor, ActorRef, OutputPort};
 use redis::aio::ConnectionManager;
-use switchboard_actors::agent_state::store::AgentStore;
-use switchboard_actors::agent_state::{AgentState, AgentStateConfig};
-use switchboard_actors::call_state::{CallThreads, SnapshotStore};
-use switchboard_actors::callbacks::Callbacks;
+use switchboard_actors::agent_state::AgentStateConfig;
+use switchboard_actors::agent_state::store::{AgentStore, MemoryAgents, RedisAgents};
+use switchboard_actors::call_state::{MemorySnapshots, RedisSnapshots, SnapshotStore};
 use switchboard_actors::events::{EventSink, RedisSink};
-use switchboard_actors::ors::{Ors, wall_clock};
+use switchboard_actors::messages::agent_state::AgentState;
+use switchboard_actors::messages::call_state::CallThreads;
+use switchboard_actors::messages::ors::Ors;
+use switchboard_actors::messages::registrar::BindingStore;
+use switchboard_actors::messages::rq::Rq;
+use switchboard_actors::messages::sip_cluster::Cluster;
+use switchboard_actors::ors::callbacks::Callbacks;
+use switchboard_actors::ors::wall_clock;
 use switchboard_actors::registrar::{
-    BindingStore, MemoryStore, Policy, RedisStore, Registrar, RegistrarConfig, RegistrarMsg,
+    MemoryBindings, Policy, RedisBindings, Registrar, RegistrarConfig, RegistrarMsg,
 };
-use switchboard_actors::rq::Rq;
-use switchboard_actors::sip_cluster::{ClusterConfig, locate_in};
-use switchboard_actors::sip_proxy::{ClusterArgs, ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
+use switchboard_actors::sip_cluster::{ClusterArgs, ClusterConfig};
+use switchboard_actors::sip_proxy::{ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
+use switchboard_actors::supervisor::{Fatal, Policy as Supervision, Supervisor};
 use switchboard_actors::tenant::postgres::{ConfigStore, Versioned};
 use switchboard_actors::tenant::watch::Watcher;
 use switchboard_actors::tenant::{
@@ -38,15 +44,13 @@ use crate::provisioning::Provisioning;
 use crate::voice::Voice;
 use crate::{grpc, health};
 
-/// The registrar's store, chosen at start.
-enum Bindings {
-    Redis(RedisStore),
-    Memory(MemoryStore),
-}
-
 /// A running node.
 pub(crate) struct Node {
+    supervisor: Supervisor,
+    /// Says when a system failed and the node must stop.
+    fatal: tokio::sync::watch::Receiver<Option<Fatal>>,
     proxy: ActorRef<ProxyMsg>,
+    cluster: Cluster,
     call_state: CallThreads,
     agents: AgentState,
     rq: Rq,
@@ -66,7 +70,7 @@ pub(crate) struct Node {
 
 struct Ready {
     redis: Option<ConnectionManager>,
-    proxy: ActorRef<ProxyMsg>,
+    cluster: Cluster,
     /// Whether configuration changes in PostgreSQL are being followed.
     config_followed: Option<Arc<AtomicBool>>,
     reporter: Option<Reporter>,
@@ -109,8 +113,11 @@ impl health::Readiness for Ready {
     }
 
     async fn metrics(&self) -> String {
-        let calls = ractor::call_t!(self.proxy, ProxyMsg::Calls, 1000)
-            .map_or_else(|_| "NaN".to_owned(), |n| n.to_string());
+        let calls = self
+            .cluster
+            .count()
+            .await
+            .map_or_else(|| "NaN".to_owned(), |n| n.to_string());
         let mut metrics = vec![(
             "switchboard_calls_active",
             "gauge",
@@ -221,12 +228,56 @@ impl Node {
             Some(r) => events.reporting_to(r.clone()),
             None => events,
         };
+        let (supervisor, fatal) = Supervisor::start().await.context("root supervisor")?;
         let nonce_lifetime = Duration::from_secs(config.auth.nonce_lifetime_secs);
         let nonce_key = match &config.auth.nonce_secret {
             Some(secret) => NonceKey::from_secret(secret, nonce_lifetime),
             None => NonceKey::random(nonce_lifetime),
         };
+        let (bindings, snapshots, agent_store): (
+            Arc<dyn BindingStore>,
+            Arc<dyn SnapshotStore>,
+            Arc<dyn AgentStore>,
+        ) = match &redis {
+            Some(conn) => {
+                tracing::info!("bindings, agent states, call snapshots and events in redis");
+                (
+                    Arc::new(RedisBindings::new(conn.clone())),
+                    Arc::new(RedisSnapshots::new(conn.clone())),
+                    Arc::new(RedisAgents::new(conn.clone())),
+                )
+            }
+            None => {
+                tracing::info!(
+                    "bindings, agent states, call snapshots and events in memory (no --redis)"
+                );
+                (
+                    Arc::new(MemoryBindings::default()),
+                    Arc::new(MemorySnapshots::default()),
+                    Arc::new(MemoryAgents::default()),
+                )
+            }
+        };
+        let rq = Rq::spawn(directory.clone(), &supervisor)
+            .await
+            .context("rq")?;
+        let agents = AgentState::spawn(
+            AgentStateConfig {
+                events: events.clone(),
+                store: agent_store,
+                directory: directory.clone(),
+                bindings: bindings.clone(),
+                rq: Some(rq.clone()),
+            },
+            &supervisor,
+        )
+        .await
+        .context("agent state")?;
+        let ors = Ors::spawn(rq.clone(), agents.clone(), wall_clock(), &supervisor)
+            .await
+            .context("ors")?;
         let registrar_config = RegistrarConfig {
+            store: bindings.clone(),
             events: events.clone(),
             policy: Policy {
                 min_expires: config.registrar.min_expires,
@@ -238,71 +289,34 @@ impl Node {
             directory: directory.clone(),
             shards: config.registrar.shards,
             sweep_interval: Duration::from_millis(config.registrar.sweep_interval_ms.max(10)),
-            agents: None,
+            agents: Some(agents.clone()),
         };
         let nonce_key = registrar_config.nonce_key.clone();
-        let (bindings, locate, snapshots, agent_store) = match &redis {
-            Some(conn) => {
-                tracing::info!("bindings, agent states, call snapshots and events in redis");
-                let store = RedisStore::new(conn.clone());
-                (
-                    Bindings::Redis(store.clone()),
-                    locate_in(store),
-                    SnapshotStore::Redis(conn.clone()),
-                    AgentStore::Redis(conn.clone()),
-                )
-            }
-            None => {
-                tracing::info!(
-                    "bindings, agent states, call snapshots and events in memory (no --redis)"
-                );
-                let store = MemoryStore::default();
-                (
-                    Bindings::Memory(store.clone()),
-                    locate_in(store),
-                    SnapshotStore::memory(),
-                    AgentStore::memory(),
-                )
-            }
-        };
-        let rq = Rq::spawn(directory.clone()).await.context("rq")?;
-        let agents = AgentState::spawn(AgentStateConfig {
-            events: events.clone(),
-            store: agent_store,
-            directory: directory.clone(),
-            locate: locate.clone(),
-            rq: Some(rq.clone()),
-        })
-        .await
-        .context("agent state")?;
-        let ors = Ors::spawn(rq.clone(), agents.clone(), wall_clock())
-            .await
-            .context("ors")?;
-        let registrar_config = RegistrarConfig {
-            agents: Some(agents.clone()),
-            ..registrar_config
-        };
-        let registrar = match bindings {
-            Bindings::Redis(store) => spawn_registrar(store, registrar_config).await?,
-            Bindings::Memory(store) => spawn_registrar(store, registrar_config).await?,
-        };
+        let (registrar, _) =
+            Actor::spawn_linked(None, Registrar, registrar_config, supervisor.cell())
+                .await
+                .context("registrar")?;
+        supervisor.watch(registrar.get_cell(), "registrar", Supervision::StopNode);
         let call_state = CallThreads::spawn(
             events.clone(),
             snapshots,
             Some(agents.clone()),
             config.calls.state_shards,
+            &supervisor,
         )
         .await
         .context("call state")?;
 
         let changes = Arc::new(OutputPort::<Arc<Directory>>::default());
-        let (tenant, _) = Actor::spawn(
-            Some("tenant".into()),
+        let (tenant, _) = Actor::spawn_linked(
+            None,
             TenantActor,
             (directory.clone(), changes.clone()),
+            supervisor.cell(),
         )
         .await
         .context("tenant actor")?;
+        supervisor.watch(tenant.get_cell(), "tenant", Supervision::StopNode);
         // With PostgreSQL, changes committed there reach this node while it runs.
         let watcher = postgres
             .clone()
@@ -340,32 +354,42 @@ impl Node {
                 .map_or_else(|| Arc::new(AtomicBool::new(true)), Reporter::accepting),
             ..ProxyConfig::default()
         };
-        let (proxy, _) = Actor::spawn(
-            Some("sip_proxy".into()),
-            SipProxy,
+        // The prefix of the Call-IDs this node's calls make, which the edge finds them by.
+        let node = Arc::<str>::from(format!("sb{}", switchboard_sip::token::<6>()));
+        let cluster = Cluster::spawn(
+            ClusterArgs {
+                config: ClusterConfig {
+                    timers: proxy_timers,
+                    no_answer: Duration::from_secs(config.calls.no_answer_secs.max(1)),
+                    probe_interval: Duration::from_secs(config.calls.probe_secs),
+                    min_se: Duration::from_secs(config.calls.min_se_secs.max(1)),
+                    session_expires: Duration::from_secs(
+                        config
+                            .calls
+                            .session_expires_secs
+                            .max(config.calls.min_se_secs.max(1)),
+                    ),
+                },
+                bindings,
+                call_threads: call_state.clone(),
+                ors: Some(ors.clone()),
+                node: node.clone(),
+                directory: directory.clone(),
+            },
+            &supervisor,
+        )
+        .await
+        .context("sip cluster")?;
+        let proxy = SipProxy::spawn(
             ProxyArgs {
                 config: proxy_config,
                 directory: directory.clone(),
                 registrar: ractor::call!(registrar, RegistrarMsg::Router).context("registrar")?,
-                cluster: ClusterArgs {
-                    config: ClusterConfig {
-                        timers: proxy_timers,
-                        no_answer: Duration::from_secs(config.calls.no_answer_secs.max(1)),
-                        probe_interval: Duration::from_secs(config.calls.probe_secs),
-                        min_se: Duration::from_secs(config.calls.min_se_secs.max(1)),
-                        session_expires: Duration::from_secs(
-                            config
-                                .calls
-                                .session_expires_secs
-                                .max(config.calls.min_se_secs.max(1)),
-                        ),
-                    },
-                    locate,
-                    call_state: call_state.clone(),
-                    nonce_key,
-                    ors: Some(ors.clone()),
-                },
+                cluster: Some(cluster.clone()),
+                node,
+                nonce_key,
             },
+            &supervisor,
         )
         .await
         .with_context(|| format!("cannot listen for SIP on {}", config.sip.listen))?;
@@ -373,6 +397,7 @@ impl Node {
         changes.subscribe(registrar.clone(), |d| Some(RegistrarMsg::ConfigChanged(d)));
         agents.follow_config(&changes);
         rq.follow_config(&changes);
+        cluster.follow_config(&changes);
         let (sip_udp, sip_tcp) = ractor::call!(proxy, ProxyMsg::LocalAddrs).context("sip proxy")?;
 
         let grpc = tokio::net::TcpListener::bind(config.grpc.listen)
@@ -386,13 +411,18 @@ impl Node {
             );
         }
         let followed = ractor::call!(tenant, TenantMsg::Follow).context("tenant actor")?;
-        let callbacks =
-            Callbacks::spawn(directory.clone(), rq.clone(), proxy.clone(), events.clone())
-                .await
-                .context("callbacks")?;
+        let callbacks = Callbacks::spawn(
+            directory.clone(),
+            rq.clone(),
+            cluster.clone(),
+            events.clone(),
+            &supervisor,
+        )
+        .await
+        .context("callbacks")?;
         callbacks.follow_config(&changes);
         let follow_callbacks = redis_client.clone().map(|client| {
-            tokio::spawn(switchboard_actors::callbacks::follow_requests(
+            tokio::spawn(switchboard_actors::ors::callbacks::follow_requests(
                 client,
                 followed.clone(),
                 format!(
@@ -423,7 +453,7 @@ impl Node {
             followed.clone(),
             agents.clone(),
             events,
-            proxy.clone(),
+            cluster.clone(),
             rq.clone(),
         );
         let provisioning = Provisioning::new(followed, postgres, admin_key, None);
@@ -438,7 +468,7 @@ impl Node {
             listener,
             Arc::new(Ready {
                 redis,
-                proxy: proxy.clone(),
+                cluster: cluster.clone(),
                 config_followed,
                 reporter: reporter.clone(),
             }),
@@ -450,7 +480,10 @@ impl Node {
         }
         tracing::info!(sip_udp = %sip_udp, sip_tcp = %sip_tcp, grpc = %grpc_addr, health = %format!("http://{http}/livez, /readyz"), callbacks = %format!("http://{callbacks_addr}/callbacks/{{id}}"), "switchboard ready");
         Ok(Self {
+            supervisor,
+            fatal,
             proxy,
+            cluster,
             call_state,
             agents,
             rq,
@@ -466,7 +499,21 @@ impl Node {
         })
     }
 
+    /// Resolves when a system failed and the node must stop: the system and why.
+    pub(crate) async fn failed(&mut self) -> Fatal {
+        loop {
+            if let Some(fatal) = self.fatal.borrow_and_update().clone() {
+                return fatal;
+            }
+            if self.fatal.changed().await.is_err() {
+                // The supervisor is gone: nothing can tell any more.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     pub(crate) async fn stop(self) {
+        self.supervisor.stopping();
         self.health.abort();
         self.grpc.abort();
         for task in self.callbacks_tasks.into_iter().flatten() {
@@ -474,6 +521,7 @@ impl Node {
         }
         self.callbacks.stop();
         self.proxy.stop(None);
+        self.cluster.stop();
         self.call_state.stop();
         self.agents.stop();
         self.ors.stop();
@@ -482,6 +530,7 @@ impl Node {
         self.tenant.stop(None);
         // Give the actors a moment to close their sockets and emit their last events.
         tokio::time::sleep(Duration::from_millis(50)).await;
+        self.supervisor.stop();
         if let Some(reporter) = &self.reporter {
             reporter.close().await;
         }
@@ -502,20 +551,6 @@ fn start_reporting(config: &NodeConfig) -> anyhow::Result<Option<Reporter>> {
         Reporter::json_lines(&config.events.file, config.events.sync_ms)
             .context("cannot open the events file")?,
     ))
-}
-
-async fn spawn_registrar<S: BindingStore>(
-    store: S,
-    config: RegistrarConfig,
-) -> anyhow::Result<ActorRef<RegistrarMsg>> {
-    let (registrar, _) = Actor::spawn(
-        Some("registrar".into()),
-        Registrar::<S>::default(),
-        (store, config),
-    )
-    .await
-    .context("registrar")?;
-    Ok(registrar)
 }
 
 /// Connects to Redis, trying for a few seconds so a node started alongside its Redis waits

@@ -8,16 +8,14 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use ractor::ActorRef;
-use switchboard_actors::agent_state::machine::{Command, WorkMode};
-use switchboard_actors::agent_state::{AgentState, CommandError};
 use switchboard_actors::events::{EventSink, TOPIC_AGENTSTATE, TOPIC_ERRORS, new_event};
 use switchboard_actors::feed::{self, Cursor, FeedError};
-use switchboard_actors::rq::Rq;
-use switchboard_actors::sip_cluster::{
-    CallRef, CallState, CallView, Control, ControlError, MainCall, Operation, Refusal, complete,
+use switchboard_actors::messages::agent_state::{AgentState, Command, CommandError, WorkMode};
+use switchboard_actors::messages::rq::Rq;
+use switchboard_actors::messages::sip_cluster::{
+    CallRef, CallState, CallView, Cluster, ClusterMsg, Control, ControlError, MainCall, Operation,
+    Refusal,
 };
-use switchboard_actors::sip_proxy::ProxyMsg;
 use switchboard_actors::tenant::{AgentConfig, Directory, Tenant};
 use switchboard_proto::events::{Event, Payload, RequestError};
 use switchboard_proto::voice as pb;
@@ -42,8 +40,8 @@ pub(crate) struct Voice {
     directory: watch::Receiver<Arc<Directory>>,
     agents: AgentState,
     events: EventSink,
-    /// The node's SIP edge, which finds each call's actor.
-    calls: ActorRef<ProxyMsg>,
+    /// The node's calls.
+    calls: Cluster,
     /// The virtual queues, for their figures.
     rq: Rq,
 }
@@ -56,7 +54,7 @@ impl Voice {
         directory: watch::Receiver<Arc<Directory>>,
         agents: AgentState,
         events: EventSink,
-        calls: ActorRef<ProxyMsg>,
+        calls: Cluster,
         rq: Rq,
     ) -> Self {
         Self {
@@ -118,14 +116,10 @@ impl Voice {
         control: Control,
     ) -> Result<CallView, Status> {
         let dn = self.agent_dn(tenant, agent).await?;
-        let asked = ractor::call!(self.calls, |reply| ProxyMsg::Control {
-            tenant: tenant.name.clone(),
-            call: call.to_owned(),
-            dn,
-            control,
-            reply,
-        });
-        answer(asked, call, agent)
+        self.calls
+            .control(&tenant.name, call, &dn, control)
+            .await
+            .map_err(|e| control_status(e, call, agent))
     }
 
     /// Starts a call from the agent's phone to `dial` (in the thread of call `thread`); its id.
@@ -141,7 +135,7 @@ impl Voice {
             return Err(Status::invalid_argument("destination: required"));
         }
         let dn = self.agent_dn(tenant, agent).await?;
-        let asked = ractor::call!(self.calls, |reply| ProxyMsg::MakeCall {
+        let asked = self.calls.ask(|reply| ClusterMsg::MakeCall {
             tenant: tenant.name.clone(),
             dn,
             dial: dial.to_owned(),
@@ -149,7 +143,7 @@ impl Voice {
             thread,
             reply,
         });
-        answer(asked, "", agent)
+        asked.await.map_err(|e| control_status(e, "", agent))
     }
 
     /// Connects the party of consultation call `consult` to call `call` in place of the agent
@@ -166,16 +160,16 @@ impl Voice {
         // The main call must be able to take the party before the party leaves its call.
         let main = self.transferable(tenant, agent, call).await?;
         let main = MainCall {
-            tenant: &tenant.name,
-            call,
-            thread: &main.call.thread_id,
-            dn: &dn,
+            tenant: tenant.name.clone(),
+            call: call.to_owned(),
+            thread: main.call.thread_id,
+            dn,
         };
         let consult = CallRef::Id(consult.to_owned());
-        let view = complete(&self.calls, main, consult, conference)
+        self.calls
+            .complete(main, consult, conference)
             .await
-            .map_err(|e| control_status(e, call, agent))?;
-        Ok(view)
+            .map_err(|e| control_status(e, call, agent))
     }
 
     /// Call `call` as the agent sees it, if it is answered (established or held): one that
@@ -366,7 +360,9 @@ fn status(e: &CommandError) -> Status {
     let message = e.to_string();
     match e {
         CommandError::UnknownAgent { .. } => Status::not_found(message),
-        CommandError::Invalid(_) => Status::invalid_argument(message),
+        CommandError::UnknownTenant(_) | CommandError::NotAnExtension { .. } => {
+            Status::invalid_argument(message)
+        }
         CommandError::Refused(_) | CommandError::DnTaken { .. } => {
             Status::failed_precondition(message)
         }
@@ -574,18 +570,6 @@ impl pb::agents_server::Agents for Voice {
             state: Some(s.state),
             available: s.available,
         }))
-    }
-}
-
-/// A call's answer to a desktop's request, as a gRPC status when refused.
-fn answer<T>(
-    asked: Result<Result<T, ControlError>, ractor::RactorErr<ProxyMsg>>,
-    call: &str,
-    agent: &str,
-) -> Result<T, Status> {
-    match asked {
-        Ok(outcome) => outcome.map_err(|e| control_status(e, call, agent)),
-        Err(e) => Err(Status::unavailable(format!("calls: {e}"))),
     }
 }
 

@@ -1,15 +1,18 @@
 //! switchboard's actor systems, one module each, named as in design.md: `sip_proxy` (the SIP
 //! edge), `sip_cluster` (calls, each a back-to-back user agent), `call_state` (call threads,
 //! their events and snapshots), `agent_state` (agents, their logins and states), `registrar`
-//! (bindings and digest authentication) and `tenant` (configuration), with the event sink
-//! they share and the merged feed desktops follow. Each system's store sits beside it.
+//! (bindings and digest authentication), `ors` (routing sessions and GES callbacks), `rq`
+//! (virtual queues and the Ready-agent pool) and `tenant` (configuration). The systems talk in
+//! the vocabulary of [`messages`], never importing one another; each is started under the
+//! node's root [`supervisor`]; each system's store sits beside it ([`store`] says how). Beside
+//! them: the event sink they share ([`events`]) and the merged feed desktops follow ([`feed`]).
 
 pub mod agent_state;
 pub mod call_state;
-pub mod callbacks;
 mod error;
 pub mod events;
 pub mod feed;
+pub mod messages;
 pub mod ors;
 #[cfg(test)]
 mod probe;
@@ -19,6 +22,8 @@ pub mod rq;
 mod shards;
 pub mod sip_cluster;
 pub mod sip_proxy;
+pub mod store;
+pub mod supervisor;
 pub mod tenant;
 pub mod wakeups;
 

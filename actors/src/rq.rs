@@ -18,189 +18,29 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use switchboard_routing::pool::{Choice, Pool};
 use switchboard_routing::queue::{Queue, WaitEstimate, Waiting};
 use switchboard_routing::strategy::Overflow;
-use switchboard_routing::target::{Profile, Target};
+use switchboard_routing::target::Profile;
 
-use crate::ors::OrsMsg;
+use crate::messages::rq::{Availability, Place, QueueStats, Rq, RqMsg, Told, Waiter};
+use crate::supervisor::{Policy, Supervisor};
 use crate::tenant::Directory;
 
 /// How many recent waits a queue's estimate is made from.
 const ESTIMATE_FROM: usize = 50;
 
-/// An agent's availability, as agent state reports it after each change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Availability {
-    pub tenant: String,
-    pub agent: String,
-    /// The DN the agent is logged in on; empty when logged out.
-    pub dn: String,
-    /// The queues (agent groups) the agent serves this session.
-    pub queues: Vec<String>,
-    /// Whether routing may offer the agent a call.
-    pub available: bool,
-    /// Whether the agent's DN is on a call (a reserved agent on a call keeps its
-    /// reservation: the call is reaching it).
-    pub on_call: bool,
-}
-
-/// A virtual queue's figures.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueueStats {
-    pub queue: String,
-    pub waiting: u32,
-    /// Agents serving the queue who are Ready (and not reserved), and who are on calls or
-    /// reserved for one.
-    pub ready: u32,
-    pub busy: u32,
-    /// The estimated wait of a call joining now, if any call was served yet.
-    pub ewt_ms: Option<u64>,
-    /// The longest wait of a call now waiting.
-    pub oldest_ms: u64,
-}
-
-/// Where a waiting call is, for a callback's status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Place {
-    pub queue: String,
-    pub position: u32,
-    pub ewt_ms: Option<u64>,
-    /// The agent reserved for it, if any.
-    pub agent: Option<String>,
-}
-
-/// What `rq` tells the one a waiting call belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Told {
-    /// An agent is reserved for the call.
-    Matched {
-        call: String,
-        agent: String,
-        dn: String,
-    },
-    /// The agent reserved is no longer available before the call reached it.
-    Unreserved { call: String, agent: String },
-}
-
-/// Who a waiting call's matches are told to: its routing session, or a callback. Cheap to
-/// clone.
-#[derive(Clone)]
-pub struct Waiter(Arc<dyn Fn(Told) + Send + Sync>);
-
-impl Waiter {
-    pub fn new(tell: impl Fn(Told) + Send + Sync + 'static) -> Self {
-        Self(Arc::new(tell))
-    }
-
-    fn tell(&self, told: Told) {
-        (self.0)(told)
-    }
-}
-
-impl From<ActorRef<OrsMsg>> for Waiter {
-    fn from(session: ActorRef<OrsMsg>) -> Self {
-        Self::new(move |told| {
-            let _ = session.cast(OrsMsg::Rq(told));
-        })
-    }
-}
-
-pub enum RqMsg {
-    Availability(Availability),
-    /// A call waits in `queue` for an agent of `target`; `since` is its age (kept when it
-    /// comes back after an agent did not answer). The match goes to `waiter`.
-    Submit {
-        tenant: String,
-        call: String,
-        queue: String,
-        target: Target,
-        priority: u32,
-        since: u64,
-        waiter: Waiter,
-    },
-    Overflow {
-        tenant: String,
-        call: String,
-        change: Overflow,
-    },
-    /// The call no longer waits (abandoned, timed out, routed elsewhere); a reservation for
-    /// it is given back.
-    Withdraw {
-        tenant: String,
-        call: String,
-    },
-    /// The agent reserved for `call` let it ring unanswered: it takes no call until agent
-    /// state reports it again (not ready, then ready).
-    Rona {
-        tenant: String,
-        agent: String,
-    },
-    /// The call reached the agent reserved for it, after waiting `waited_ms`.
-    Delivered {
-        tenant: String,
-        call: String,
-        waited_ms: u64,
-    },
-    Stats {
-        tenant: String,
-        reply: RpcReplyPort<Vec<QueueStats>>,
-    },
-    Place {
-        tenant: String,
-        call: String,
-        reply: RpcReplyPort<Option<Place>>,
-    },
-    ConfigChanged(Arc<Directory>),
-}
-
-/// Reaches the RQ system. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct Rq {
-    actor: ActorRef<RqMsg>,
-}
-
 impl Rq {
-    pub async fn spawn(directory: Arc<Directory>) -> Result<Self, ractor::SpawnErr> {
-        let (actor, _) = Actor::spawn(None, RqActor, directory).await?;
-        Ok(Self { actor })
-    }
-
-    pub fn send(&self, msg: RqMsg) {
-        let _ = self.actor.cast(msg);
-    }
-
-    pub fn availability(&self, a: Availability) {
-        self.send(RqMsg::Availability(a));
-    }
-
-    /// Every virtual queue of the tenant with its figures.
-    pub async fn stats(&self, tenant: &str) -> Vec<QueueStats> {
-        ractor::call!(self.actor, |reply| RqMsg::Stats {
-            tenant: tenant.to_owned(),
-            reply
-        })
-        .unwrap_or_default()
-    }
-
-    /// Where call `call` waits, if it does.
-    pub async fn place(&self, tenant: &str, call: &str) -> Option<Place> {
-        ractor::call!(self.actor, |reply| RqMsg::Place {
-            tenant: tenant.to_owned(),
-            call: call.to_owned(),
-            reply
-        })
-        .ok()
-        .flatten()
-    }
-
-    pub fn follow_config(&self, changes: &ractor::OutputPort<Arc<Directory>>) {
-        changes.subscribe(self.actor.clone(), |d| Some(RqMsg::ConfigChanged(d)));
-    }
-
-    pub fn stop(&self) {
-        self.actor.stop(None);
+    /// Starts the RQ system under the root supervisor; its failure stops the node (waiting
+    /// calls live only in its memory).
+    pub async fn spawn(
+        directory: Arc<Directory>,
+        supervisor: &Supervisor,
+    ) -> Result<Self, ractor::SpawnErr> {
+        let (actor, _) = Actor::spawn_linked(None, RqActor, directory, supervisor.cell()).await?;
+        supervisor.watch(actor.get_cell(), "rq", Policy::StopNode);
+        Ok(Self::new(actor))
     }
 }
 
@@ -650,6 +490,8 @@ mod tests {
 
     use tokio::sync::mpsc;
 
+    use switchboard_routing::target::Target;
+
     use super::*;
     use crate::tenant::demo_tenant;
 
@@ -703,7 +545,8 @@ mod tests {
     #[tokio::test]
     async fn calls_and_agents_meet_by_target_and_priority_and_a_reservation_comes_back() {
         let directory = Arc::new(Directory::new(&[demo_tenant()]).expect("demo"));
-        let rq = Rq::spawn(directory).await.expect("rq");
+        let (supervisor, _) = Supervisor::start().await.expect("supervisor");
+        let rq = Rq::spawn(directory, &supervisor).await.expect("rq");
         let (session, mut rx) = waiter();
         let submit =
             |call: &str, priority: u32, since: u64| submit(&session, call, priority, since);
@@ -757,7 +600,8 @@ mod tests {
     #[tokio::test]
     async fn a_reservation_ends_with_its_call_and_never_lends_an_agent_twice() {
         let directory = Arc::new(Directory::new(&[demo_tenant()]).expect("demo"));
-        let rq = Rq::spawn(directory).await.expect("rq");
+        let (supervisor, _) = Supervisor::start().await.expect("supervisor");
+        let rq = Rq::spawn(directory, &supervisor).await.expect("rq");
         let (session, mut rx) = waiter();
         let submit = |call: &str, since: u64| submit(&session, call, 0, since);
         let mut next = async || next(&mut rx).await;

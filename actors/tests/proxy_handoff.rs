@@ -6,40 +6,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::Actor;
-use switchboard_actors::call_state::{CallThreads, SnapshotStore};
 use switchboard_actors::events::EventSink;
-use switchboard_actors::registrar::logic::Changes;
-use switchboard_actors::registrar::{
-    Binding, BindingStore, Policy, Registrar, RegistrarConfig, RegistrarMsg,
-};
-use switchboard_actors::sip_cluster::{ClusterConfig, locate_in};
-use switchboard_actors::sip_proxy::{ClusterArgs, ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
+use switchboard_actors::messages::registrar::{Binding, BindingStore, Changes};
+use switchboard_actors::registrar::{Policy, Registrar, RegistrarConfig, RegistrarMsg};
+use switchboard_actors::sip_proxy::{ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
+use switchboard_actors::store::StoreFuture;
+use switchboard_actors::supervisor::Supervisor;
 use switchboard_actors::tenant::{Directory, demo_tenant};
 use switchboard_sip::auth::NonceKey;
 use switchboard_sip::{HeaderName, Message, parse_datagram};
 use tokio::net::UdpSocket;
 
 /// A store that never answers.
-#[derive(Clone)]
 struct Stuck;
 
 impl BindingStore for Stuck {
-    async fn load(&self, _: &str, _: &str) -> switchboard_actors::Result<Vec<Binding>> {
-        std::future::pending().await
+    fn load<'a>(&'a self, _: &'a str, _: &'a str) -> StoreFuture<'a, Vec<Binding>> {
+        Box::pin(std::future::pending())
     }
-    async fn save(&self, _: &str, _: &str, _: &Changes) -> switchboard_actors::Result<()> {
-        std::future::pending().await
+    fn save<'a>(&'a self, _: &'a str, _: &'a str, _: &'a Changes) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::pending())
     }
-    async fn take_expired(
-        &self,
-        _: &str,
-        _: u64,
-        _: usize,
-    ) -> switchboard_actors::Result<Vec<Binding>> {
-        Ok(Vec::new())
+    fn take_expired<'a>(&'a self, _: &'a str, _: u64, _: usize) -> StoreFuture<'a, Vec<Binding>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
     }
-    async fn all(&self, _: &str) -> switchboard_actors::Result<Vec<Binding>> {
-        Ok(Vec::new())
+    fn all<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Vec<Binding>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
     }
 }
 
@@ -51,19 +43,17 @@ async fn a_registrar_whose_store_hangs_costs_a_503_not_silence() {
     let directory = Arc::new(Directory::new(&[tenant]).expect("tenant"));
     let (registrar, _) = Actor::spawn(
         None,
-        Registrar::<Stuck>::default(),
-        (
-            Stuck,
-            RegistrarConfig {
-                events: EventSink::memory(),
-                policy: Policy::default(),
-                nonce_key: NonceKey::random(Duration::from_secs(300)),
-                directory: directory.clone(),
-                shards: 2,
-                sweep_interval: Duration::from_secs(60),
-                agents: None,
-            },
-        ),
+        Registrar,
+        RegistrarConfig {
+            store: Arc::new(Stuck),
+            events: EventSink::memory(),
+            policy: Policy::default(),
+            nonce_key: NonceKey::random(Duration::from_secs(300)),
+            directory: directory.clone(),
+            shards: 2,
+            sweep_interval: Duration::from_secs(60),
+            agents: None,
+        },
     )
     .await
     .expect("registrar");
@@ -72,28 +62,17 @@ async fn a_registrar_whose_store_hangs_costs_a_503_not_silence() {
         registrar_timeout: Duration::from_millis(300),
         ..ProxyConfig::default()
     };
-    let (proxy, _) = Actor::spawn(
-        None,
-        SipProxy,
+    let (supervisor, _) = Supervisor::start().await.expect("supervisor");
+    let proxy = SipProxy::spawn(
         ProxyArgs {
             config,
             directory,
             registrar: ractor::call!(registrar, RegistrarMsg::Router).expect("router"),
-            cluster: ClusterArgs {
-                ors: None,
-                config: ClusterConfig::default(),
-                locate: locate_in(Stuck),
-                call_state: CallThreads::spawn(
-                    EventSink::memory(),
-                    SnapshotStore::memory(),
-                    None,
-                    1,
-                )
-                .await
-                .expect("call state"),
-                nonce_key: NonceKey::random(Duration::from_secs(300)),
-            },
+            cluster: None,
+            node: "sbtest".into(),
+            nonce_key: NonceKey::random(Duration::from_secs(300)),
         },
+        &supervisor,
     )
     .await
     .expect("proxy");

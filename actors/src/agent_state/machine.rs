@@ -6,37 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-/// What the agent does when not ready (Genesys work modes, as the Workspace API names them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WorkMode {
-    Unknown,
-    AuxWork,
-    AfterCallWork,
-    WalkAway,
-}
-
-impl WorkMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            WorkMode::Unknown => "Unknown",
-            WorkMode::AuxWork => "AuxWork",
-            WorkMode::AfterCallWork => "AfterCallWork",
-            WorkMode::WalkAway => "WalkAway",
-        }
-    }
-
-    /// The work mode [`WorkMode::name`] wrote.
-    pub fn parse(name: &str) -> Option<Self> {
-        [
-            WorkMode::Unknown,
-            WorkMode::AuxWork,
-            WorkMode::AfterCallWork,
-            WorkMode::WalkAway,
-        ]
-        .into_iter()
-        .find(|m| m.name() == name)
-    }
-}
+use crate::messages::agent_state::{Command, Refusal, WorkMode};
 
 /// Whether the agent takes calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,37 +29,6 @@ pub struct Session {
     pub dn: String,
     /// The queues (agent groups) the agent serves this session.
     pub queues: Vec<String>,
-}
-
-/// What the desktop asks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Login {
-        dn: String,
-        queues: Vec<String>,
-    },
-    Logout,
-    Ready,
-    NotReady {
-        reason: Option<String>,
-        work_mode: WorkMode,
-    },
-    /// Wrap-up asked by the agent: untimed, until Ready.
-    AfterCallWork,
-    Dnd(bool),
-}
-
-/// Why a command is refused; the state is untouched.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("the agent is not logged in")]
-    NotLoggedIn,
-    #[error("the agent is already logged in on DN {0}")]
-    AlreadyLoggedIn(String),
-    #[error("the agent has calls in progress")]
-    HasCalls,
-    #[error("the agent's DN {0} is out of service (its phone is not registered)")]
-    OutOfService(String),
 }
 
 /// A change to report, in the order it happened.

@@ -19,210 +19,40 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use switchboard_proto::events::{AgentState as AgentView, Payload};
 
 use crate::events::{EventSink, TOPIC_AGENTSTATE, new_event};
-use crate::sip_cluster::Locate;
+use crate::messages::agent_state::{
+    AgentState, AgentStateMsg, Command, CommandError, Refusal, Status, WorkMode,
+};
+use crate::messages::registrar::BindingStore;
+use crate::messages::rq::{Availability, Rq};
+use crate::supervisor::{Policy, Supervisor};
 use crate::tenant::{Directory, Tenant};
 use crate::wakeups::Wakeups;
-use machine::{Agent, Change, Command, Mode, Refusal, Session, WorkMode};
+use machine::{Agent, Change, Mode, Session};
 use store::{AgentStore, Stored};
-
-/// Why an agent operation was not carried out; the agent's state is untouched.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CommandError {
-    #[error("no agent {agent:?} in tenant {tenant:?}")]
-    UnknownAgent { tenant: String, agent: String },
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    #[error("DN {dn} is in use by agent {agent}")]
-    DnTaken { dn: String, agent: String },
-    #[error("agent state unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl CommandError {
-    /// Whether the operation is not allowed in the current state (rather than malformed or
-    /// naming something unknown).
-    pub fn is_precondition(&self) -> bool {
-        matches!(
-            self,
-            CommandError::Refused(_) | CommandError::DnTaken { .. }
-        )
-    }
-}
-
-/// An agent's state as the desktop sees it, with whether routing may offer it a call.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Status {
-    pub state: AgentView,
-    pub available: bool,
-}
 
 /// How the agent-state system is set up.
 #[derive(Clone)]
 pub struct AgentStateConfig {
     pub events: EventSink,
-    pub store: AgentStore,
+    pub store: Arc<dyn AgentStore>,
     pub directory: Arc<Directory>,
     /// Looks up a DN's registrations: whether its phone is in service at login.
-    pub locate: Locate,
+    pub bindings: Arc<dyn BindingStore>,
     /// Told each agent's availability after every change, to offer calls.
-    pub rq: Option<crate::rq::Rq>,
-}
-
-impl std::fmt::Debug for AgentStateConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentStateConfig")
-            .field("store", &self.store)
-            .finish_non_exhaustive()
-    }
-}
-
-/// How long a call's report waits for its agents' changes to be written.
-const CALL_REPORT_WAIT: Duration = Duration::from_secs(2);
-
-/// Reaches the agent-state system. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct AgentState {
-    registry: ActorRef<RegistryMsg>,
+    pub rq: Option<Rq>,
 }
 
 impl AgentState {
-    /// Starts the system, with the agents the store holds as logged in.
-    pub async fn spawn(config: AgentStateConfig) -> Result<Self, ractor::SpawnErr> {
-        let (registry, _) = Actor::spawn(Some("agent_state".into()), Registry, config).await?;
-        Ok(Self { registry })
+    /// Starts the system under the root supervisor, with the agents the store holds as logged
+    /// in; its failure stops the node (who is logged in on which DN is rebuilt only at start).
+    pub async fn spawn(
+        config: AgentStateConfig,
+        supervisor: &Supervisor,
+    ) -> Result<Self, ractor::SpawnErr> {
+        let (registry, _) = Actor::spawn_linked(None, Registry, config, supervisor.cell()).await?;
+        supervisor.watch(registry.get_cell(), "agent_state", Policy::StopNode);
+        Ok(Self::new(registry))
     }
-
-    /// A desktop's command for an agent.
-    pub async fn command(
-        &self,
-        tenant: &str,
-        agent: &str,
-        command: Command,
-    ) -> Result<(), CommandError> {
-        let asked = ractor::call!(self.registry, |reply| RegistryMsg::Command {
-            tenant: tenant.to_owned(),
-            agent: agent.to_owned(),
-            command,
-            reply,
-        });
-        asked.unwrap_or_else(|e| Err(CommandError::Unavailable(e.to_string())))
-    }
-
-    /// An agent's state now.
-    pub async fn status(&self, tenant: &str, agent: &str) -> Result<Status, CommandError> {
-        let asked = ractor::call!(self.registry, |reply| RegistryMsg::Status {
-            tenant: tenant.to_owned(),
-            agent: agent.to_owned(),
-            reply,
-        });
-        asked.unwrap_or_else(|e| Err(CommandError::Unavailable(e.to_string())))
-    }
-
-    /// A DN's phone registered (its first binding) or went away (its last).
-    pub fn registration(&self, tenant: &str, dn: &str, present: bool) {
-        let _ = self.registry.cast(RegistryMsg::Registration {
-            tenant: tenant.to_owned(),
-            dn: dn.to_owned(),
-            present,
-        });
-    }
-
-    /// A call involving `dns` changed (`ended` once it is over), and the DNs in `left` are
-    /// no longer among its parties; returns once the changes of the agents on those DNs are
-    /// written (or after a bounded wait).
-    pub async fn call_changed(
-        &self,
-        tenant: &str,
-        dns: &[String],
-        left: &[String],
-        call: &str,
-        ended: bool,
-    ) {
-        // One agent after the other, so that their changes are written in a known order.
-        let each = dns
-            .iter()
-            .map(|d| (d, ended))
-            .chain(left.iter().map(|d| (d, true)));
-        for (dn, ended) in each {
-            let asked = ractor::call_t!(
-                self.registry,
-                |reply| RegistryMsg::Call {
-                    tenant: tenant.to_owned(),
-                    dn: dn.clone(),
-                    call: call.to_owned(),
-                    ended,
-                    reply,
-                },
-                CALL_REPORT_WAIT.as_millis() as u64
-            );
-            let Ok(waiting) = asked else {
-                tracing::warn!(
-                    tenant,
-                    call,
-                    "agent state did not take a call's change in time"
-                );
-                return;
-            };
-            if let Some(done) = waiting
-                && tokio::time::timeout(CALL_REPORT_WAIT, done).await.is_err()
-            {
-                tracing::warn!(
-                    tenant,
-                    call,
-                    dn,
-                    "an agent's change for a call was not written in time"
-                );
-            }
-        }
-    }
-
-    /// Follows the tenant configuration as it changes.
-    pub fn follow_config(&self, changes: &ractor::OutputPort<Arc<Directory>>) {
-        changes.subscribe(self.registry.clone(), |d| {
-            Some(RegistryMsg::ConfigChanged(d))
-        });
-    }
-
-    pub fn stop(&self) {
-        self.registry.stop(None);
-    }
-}
-
-enum RegistryMsg {
-    Command {
-        tenant: String,
-        agent: String,
-        command: Command,
-        reply: RpcReplyPort<Result<(), CommandError>>,
-    },
-    Status {
-        tenant: String,
-        agent: String,
-        reply: RpcReplyPort<Result<Status, CommandError>>,
-    },
-    Registration {
-        tenant: String,
-        dn: String,
-        present: bool,
-    },
-    /// A call's change for the agent on `dn` (`ended`: the call is over for it); answers
-    /// with a receiver told when the agent's change is written, if an agent is there.
-    Call {
-        tenant: String,
-        dn: String,
-        call: String,
-        ended: bool,
-        reply: RpcReplyPort<Option<tokio::sync::oneshot::Receiver<()>>>,
-    },
-    /// An agent gave up its DN: it logged out, or its login could not be stored.
-    Released {
-        tenant: String,
-        agent: String,
-        dn: String,
-    },
-    ConfigChanged(Arc<Directory>),
 }
 
 struct Registry;
@@ -241,7 +71,7 @@ struct RegistryState {
 }
 
 impl Actor for Registry {
-    type Msg = RegistryMsg;
+    type Msg = AgentStateMsg;
     type State = RegistryState;
     type Arguments = AgentStateConfig;
 
@@ -298,7 +128,7 @@ impl Actor for Registry {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            RegistryMsg::Command {
+            AgentStateMsg::Command {
                 tenant,
                 agent,
                 command,
@@ -330,7 +160,7 @@ impl Actor for Registry {
                     tracing::warn!(%tenant, %agent, "agent actor stopped");
                 }
             }
-            RegistryMsg::Status {
+            AgentStateMsg::Status {
                 tenant,
                 agent,
                 reply,
@@ -342,7 +172,7 @@ impl Actor for Registry {
                     let _ = reply.send(Err(e));
                 }
             },
-            RegistryMsg::Registration {
+            AgentStateMsg::Registration {
                 tenant,
                 dn,
                 present,
@@ -351,7 +181,7 @@ impl Actor for Registry {
                     let _ = actor.cast(AgentMsg::Registration(present));
                 }
             }
-            RegistryMsg::Call {
+            AgentStateMsg::Call {
                 tenant,
                 dn,
                 call,
@@ -367,14 +197,14 @@ impl Actor for Registry {
                 }
                 let _ = reply.send(waiting);
             }
-            RegistryMsg::Released { tenant, agent, dn } => {
+            AgentStateMsg::Released { tenant, agent, dn } => {
                 let key = (tenant.clone(), dn);
                 if state.by_dn.get(&key) == Some(&agent) {
                     state.by_dn.remove(&key);
                 }
                 state.dn_of.remove(&(tenant, agent));
             }
-            RegistryMsg::ConfigChanged(directory) => {
+            AgentStateMsg::ConfigChanged(directory) => {
                 for ((tenant, agent), actor) in &state.agents {
                     let wrap_up = directory
                         .by_name(tenant)
@@ -414,7 +244,7 @@ impl RegistryState {
     /// The actor of a configured agent, started if need be.
     async fn agent(
         &mut self,
-        myself: &ActorRef<RegistryMsg>,
+        myself: &ActorRef<AgentStateMsg>,
         tenant: &str,
         agent: &str,
     ) -> Result<ActorRef<AgentMsg>, CommandError> {
@@ -443,7 +273,7 @@ impl RegistryState {
 
     async fn spawn_agent(
         &mut self,
-        registry: &ActorRef<RegistryMsg>,
+        registry: &ActorRef<AgentStateMsg>,
         tenant: &Tenant,
         agent: &str,
     ) -> Result<ActorRef<AgentMsg>, ractor::SpawnErr> {
@@ -474,11 +304,12 @@ impl RegistryState {
             .config
             .directory
             .by_name(tenant)
-            .ok_or_else(|| CommandError::Invalid(format!("no tenant {tenant:?}")))?;
+            .ok_or_else(|| CommandError::UnknownTenant(tenant.to_owned()))?;
         if t.registering(dn).is_none() {
-            return Err(CommandError::Invalid(format!(
-                "DN {dn:?} is not an extension of tenant {tenant}"
-            )));
+            return Err(CommandError::NotAnExtension {
+                tenant: tenant.to_owned(),
+                dn: dn.to_owned(),
+            });
         }
         let key = (tenant.to_owned(), agent.to_owned());
         if let Some(current) = self.dn_of.get(&key) {
@@ -542,7 +373,7 @@ struct AgentArgs {
     agent: String,
     wrap_up: Duration,
     config: AgentStateConfig,
-    registry: ActorRef<RegistryMsg>,
+    registry: ActorRef<AgentStateMsg>,
 }
 
 struct AgentActor;
@@ -553,7 +384,7 @@ struct AgentActorState {
     tenant: String,
     agent: Agent,
     config: AgentStateConfig,
-    registry: ActorRef<RegistryMsg>,
+    registry: ActorRef<AgentStateMsg>,
 }
 
 impl Actor for AgentActor {
@@ -603,7 +434,7 @@ impl Actor for AgentActor {
                 };
                 if let Some(aor) = aor {
                     // Whether the DN's phone is registered, as of the login.
-                    match (state.config.locate)(state.tenant.clone(), aor).await {
+                    match state.config.bindings.load(&state.tenant, &aor).await {
                         Ok(bindings) => state.agent.in_service = !bindings.is_empty(),
                         Err(e) => tracing::warn!(tenant = %state.tenant, agent = %state.agent.id,
                             error = %e, "cannot tell whether the DN's phone is registered"),
@@ -709,7 +540,7 @@ impl AgentActorState {
             return;
         };
         let session = self.agent.session.as_ref();
-        rq.availability(crate::rq::Availability {
+        rq.availability(Availability {
             tenant: self.tenant.clone(),
             agent: self.agent.id.clone(),
             dn: session.map(|s| s.dn.clone()).unwrap_or_default(),
@@ -729,7 +560,7 @@ impl AgentActorState {
     }
 
     fn release(&self, dn: String) {
-        let _ = self.registry.cast(RegistryMsg::Released {
+        let _ = self.registry.cast(AgentStateMsg::Released {
             tenant: self.tenant.clone(),
             agent: self.agent.id.clone(),
             dn,

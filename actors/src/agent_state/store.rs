@@ -3,13 +3,13 @@
 //! agent has no entry.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
 use crate::redis_retry::query;
+use crate::store::StoreFuture;
 
 /// A logged-in agent's state as stored. Calls are not kept: they live on the node that runs
 /// them and are reported again by it.
@@ -33,104 +33,129 @@ pub struct Stored {
     pub in_service: bool,
 }
 
-#[derive(Clone)]
-pub enum AgentStore {
-    Memory(Arc<Mutex<HashMap<String, HashMap<String, Stored>>>>),
-    Redis(ConnectionManager),
-}
+/// Logged-in agents' states by tenant and agent.
+pub trait AgentStore: Send + Sync + 'static {
+    /// Every logged-in agent of a tenant. An entry that cannot be read is logged and left out
+    /// (that agent is logged out), rather than keep the tenant's agents from starting.
+    fn load_all<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<Stored>>;
 
-impl std::fmt::Debug for AgentStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AgentStore::Memory(_) => "AgentStore::Memory",
-            AgentStore::Redis(_) => "AgentStore::Redis",
-        })
-    }
+    /// One agent's stored state, if logged in.
+    fn load<'a>(&'a self, tenant: &'a str, agent: &'a str) -> StoreFuture<'a, Option<Stored>>;
+
+    /// Stores an agent's state; `None` for a logged-out agent.
+    fn save<'a>(
+        &'a self,
+        tenant: &'a str,
+        agent: &'a str,
+        state: Option<&'a Stored>,
+    ) -> StoreFuture<'a, ()>;
 }
 
 fn hash_name(tenant: &str) -> String {
     format!("sb:{tenant}:agents")
 }
 
-impl AgentStore {
-    pub fn memory() -> Self {
-        AgentStore::Memory(Arc::default())
+/// Agents' states in this process, lost when it stops.
+#[derive(Debug, Default)]
+pub struct MemoryAgents(Mutex<HashMap<String, HashMap<String, Stored>>>);
+
+impl MemoryAgents {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Stored>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl AgentStore for MemoryAgents {
+    fn load_all<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<Stored>> {
+        let all = self
+            .lock()
+            .get(tenant)
+            .map(|agents| agents.values().cloned().collect())
+            .unwrap_or_default();
+        Box::pin(std::future::ready(Ok(all)))
     }
 
-    /// Every logged-in agent of a tenant. An entry that cannot be read is logged and left out
-    /// (that agent is logged out), rather than keep the tenant's agents from starting.
-    pub async fn load_all(&self, tenant: &str) -> Result<Vec<Stored>> {
-        match self {
-            AgentStore::Memory(map) => {
-                let map = map.lock().unwrap_or_else(|e| e.into_inner());
-                Ok(map
-                    .get(tenant)
-                    .map(|agents| agents.values().cloned().collect())
-                    .unwrap_or_default())
-            }
-            AgentStore::Redis(conn) => {
-                let all: HashMap<String, String> =
-                    query(conn, redis::cmd("HGETALL").arg(hash_name(tenant))).await?;
-                Ok(all
-                    .into_iter()
-                    .filter_map(|(agent, json)| match serde_json::from_str(&json) {
-                        Ok(stored) => Some(stored),
-                        Err(e) => {
-                            tracing::warn!(tenant, %agent, error = %e,
-                                "stored agent state unreadable: the agent starts logged out");
-                            None
-                        }
-                    })
-                    .collect())
-            }
-        }
+    fn load<'a>(&'a self, tenant: &'a str, agent: &'a str) -> StoreFuture<'a, Option<Stored>> {
+        let one = self.lock().get(tenant).and_then(|a| a.get(agent)).cloned();
+        Box::pin(std::future::ready(Ok(one)))
     }
 
-    /// One agent's stored state, if logged in.
-    pub async fn load(&self, tenant: &str, agent: &str) -> Result<Option<Stored>> {
-        match self {
-            AgentStore::Memory(map) => {
-                let map = map.lock().unwrap_or_else(|e| e.into_inner());
-                Ok(map.get(tenant).and_then(|a| a.get(agent)).cloned())
-            }
-            AgentStore::Redis(conn) => {
-                let json: Option<String> =
-                    query(conn, redis::cmd("HGET").arg(hash_name(tenant)).arg(agent)).await?;
-                Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
-            }
-        }
+    fn save<'a>(
+        &'a self,
+        tenant: &'a str,
+        agent: &'a str,
+        state: Option<&'a Stored>,
+    ) -> StoreFuture<'a, ()> {
+        let mut map = self.lock();
+        let agents = map.entry(tenant.to_owned()).or_default();
+        match state {
+            Some(s) => agents.insert(agent.to_owned(), s.clone()),
+            None => agents.remove(agent),
+        };
+        Box::pin(std::future::ready(Ok(())))
     }
+}
 
-    /// Stores an agent's state; `None` for a logged-out agent.
-    pub async fn save(&self, tenant: &str, agent: &str, state: Option<&Stored>) -> Result<()> {
-        match self {
-            AgentStore::Memory(map) => {
-                let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-                let agents = map.entry(tenant.to_owned()).or_default();
-                match state {
-                    Some(s) => agents.insert(agent.to_owned(), s.clone()),
-                    None => agents.remove(agent),
-                };
-                Ok(())
-            }
-            AgentStore::Redis(conn) => {
-                let cmd = match state {
-                    Some(s) => {
-                        let mut c = redis::cmd("HSET");
-                        c.arg(hash_name(tenant))
-                            .arg(agent)
-                            .arg(serde_json::to_string(s).unwrap_or_default());
-                        c
+/// Agents' states in Redis: a restart keeps everyone logged in.
+#[derive(Clone)]
+pub struct RedisAgents(ConnectionManager);
+
+impl RedisAgents {
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self(conn)
+    }
+}
+
+impl AgentStore for RedisAgents {
+    fn load_all<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<Stored>> {
+        Box::pin(async move {
+            let all: HashMap<String, String> =
+                query(&self.0, redis::cmd("HGETALL").arg(hash_name(tenant))).await?;
+            Ok(all
+                .into_iter()
+                .filter_map(|(agent, json)| match serde_json::from_str(&json) {
+                    Ok(stored) => Some(stored),
+                    Err(e) => {
+                        tracing::warn!(tenant, %agent, error = %e,
+                            "stored agent state unreadable: the agent starts logged out");
+                        None
                     }
-                    None => {
-                        let mut c = redis::cmd("HDEL");
-                        c.arg(hash_name(tenant)).arg(agent);
-                        c
-                    }
-                };
-                query::<()>(conn, &cmd).await?;
-                Ok(())
+                })
+                .collect())
+        })
+    }
+
+    fn load<'a>(&'a self, tenant: &'a str, agent: &'a str) -> StoreFuture<'a, Option<Stored>> {
+        Box::pin(async move {
+            let json: Option<String> = query(
+                &self.0,
+                redis::cmd("HGET").arg(hash_name(tenant)).arg(agent),
+            )
+            .await?;
+            Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        tenant: &'a str,
+        agent: &'a str,
+        state: Option<&'a Stored>,
+    ) -> StoreFuture<'a, ()> {
+        let cmd = match state {
+            Some(s) => {
+                let mut c = redis::cmd("HSET");
+                c.arg(hash_name(tenant))
+                    .arg(agent)
+                    .arg(serde_json::to_string(s).unwrap_or_default());
+                c
             }
-        }
+            None => {
+                let mut c = redis::cmd("HDEL");
+                c.arg(hash_name(tenant)).arg(agent);
+                c
+            }
+        };
+        Box::pin(async move { Ok(query::<()>(&self.0, &cmd).await?) })
     }
 }

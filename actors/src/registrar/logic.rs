@@ -4,14 +4,13 @@
 
 use std::net::SocketAddr;
 
-use serde::{Deserialize, Serialize};
-use switchboard_proto::events::Binding as BindingEvent;
 use switchboard_sip::auth::{self, Checked, Guard, NonceCounts, NonceKey, Role};
 use switchboard_sip::header::Contact;
 use switchboard_sip::transport::Transport;
 use switchboard_sip::uri::{escape_user, unescape};
 use switchboard_sip::{HeaderName, Request, Response, Uri};
 
+use crate::messages::registrar::{Binding, Changes};
 use crate::tenant::Tenant;
 
 /// Expiry limits, as a registrar's operator sets them.
@@ -34,56 +33,6 @@ impl Default for Policy {
             max_expires: 3600,
             default_expires: 3600,
             max_contacts: 10,
-        }
-    }
-}
-
-/// One binding of an address of record to a contact.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Binding {
-    pub aor: String,
-    pub dn: String,
-    /// The contact URI as registered.
-    pub contact: String,
-    /// The contact's header parameters other than `expires` (`;q=0.5;+sip.instance=...`).
-    pub params: String,
-    /// The contact URI in the form bindings are compared by (RFC 3261 19.1.4).
-    pub key: String,
-    pub q: Option<u16>,
-    pub expires_at_ms: u64,
-    pub call_id: String,
-    pub cseq: u32,
-    /// Where the REGISTER came from: the way back to a phone behind NAT.
-    pub source: SocketAddr,
-    pub transport: String,
-    pub user_agent: Option<String>,
-}
-
-impl Binding {
-    /// Whole seconds left at `now_ms`, rounded up.
-    pub fn remaining(&self, now_ms: u64) -> u32 {
-        (self.expires_at_ms.saturating_sub(now_ms).div_ceil(1000)).min(u64::from(u32::MAX)) as u32
-    }
-
-    /// The binding as an event payload.
-    pub fn to_event(&self, now_ms: u64, reason: &str) -> BindingEvent {
-        BindingEvent {
-            aor: self.aor.clone(),
-            dn: self.dn.clone(),
-            contact: self.contact.clone(),
-            expires: if reason.is_empty() {
-                self.remaining(now_ms)
-            } else {
-                0
-            },
-            q: self.q.map_or(0, u32::from),
-            source: self.source.to_string(),
-            transport: self.transport.clone(),
-            user_agent: self.user_agent.clone().unwrap_or_default(),
-            call_id: self.call_id.clone(),
-            cseq: self.cseq,
-            expires_at_ms: self.expires_at_ms as i64,
-            reason: reason.to_owned(),
         }
     }
 }
@@ -113,20 +62,6 @@ impl ChangeKind {
             ChangeKind::Expired => "expired",
             ChangeKind::Added | ChangeKind::Refreshed => "",
         }
-    }
-}
-
-/// The writes a REGISTER makes to the store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Changes {
-    pub upserts: Vec<Binding>,
-    /// Keys of bindings to delete.
-    pub removals: Vec<String>,
-}
-
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.upserts.is_empty() && self.removals.is_empty()
     }
 }
 

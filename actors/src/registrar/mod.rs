@@ -4,47 +4,32 @@
 //! [`Registrar`] routes each REGISTER to one of its shards by address of record, so that the
 //! changes to one address of record happen in order while different ones proceed side by side
 //! (each shard awaits its store on its own). A sweeper removes bindings whose time is up and
-//! reports each with an event.
+//! reports each with an event. The bindings live in a [`BindingStore`]: [`MemoryBindings`],
+//! or [`RedisBindings`] so that they survive a restart and every node sees them.
 
 pub mod logic;
 mod redis;
 mod store;
 
-pub use self::redis::RedisStore;
-pub use logic::{Binding, Policy};
-pub use store::{BindingStore, MemoryStore};
+pub use self::redis::RedisBindings;
+pub use logic::Policy;
+pub use store::MemoryBindings;
 
-use std::marker::PhantomData;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use switchboard_proto::events::Payload;
 use switchboard_sip::auth::{NonceCounts, NonceKey};
-use switchboard_sip::transport::Transport;
-use switchboard_sip::{HeaderName, Request, Response};
+use switchboard_sip::{HeaderName, Response};
 
-use crate::Error;
-use crate::agent_state::AgentState;
 use crate::events::{EventSink, TOPIC_REGISTRAR, new_event};
-use crate::shards::Shards;
-use crate::tenant::{Directory, Tenant};
+use crate::messages::agent_state::AgentState;
+use crate::messages::registrar::{Binding, BindingStore, RegisterJob, RegisterRequest, Router};
+use crate::shards::{Shards, set_name};
+use crate::tenant::Directory;
 use crate::unix_ms;
 use logic::{ChangeKind, Register};
-
-/// A REGISTER for the registrar, from the proxy.
-#[derive(Debug)]
-pub struct RegisterRequest {
-    pub tenant: Arc<Tenant>,
-    pub request: Request,
-    pub source: SocketAddr,
-    pub transport: Transport,
-}
-
-/// Where the response to a REGISTER goes: called once, by the shard that handled it, so the
-/// answer reaches its transaction without a further hop.
-pub type Reply = Box<dyn FnOnce(Response) + Send>;
 
 pub enum RegistrarMsg {
     /// The router that reaches the shards directly, for the edge.
@@ -53,9 +38,10 @@ pub enum RegistrarMsg {
     ConfigChanged(Arc<Directory>),
 }
 
-/// How the registrar is set up (its store is passed beside it).
-#[derive(Debug, Clone)]
+/// How the registrar is set up.
+#[derive(Clone)]
 pub struct RegistrarConfig {
+    pub store: Arc<dyn BindingStore>,
     pub events: EventSink,
     pub policy: Policy,
     pub nonce_key: NonceKey,
@@ -70,75 +56,35 @@ pub struct RegistrarConfig {
 
 /// The registrar's front actor.
 #[derive(Debug)]
-pub struct Registrar<S>(PhantomData<S>);
-
-impl<S> Default for Registrar<S> {
-    fn default() -> Self {
-        Self(PhantomData)
-    }
-}
+pub struct Registrar;
 
 pub struct RegistrarState {
     router: Router,
     sweeper: ActorRef<SweeperMsg>,
 }
 
-/// Hands a REGISTER straight to the shard that owns its address of record, without a stop at
-/// the front actor: the same phone always lands on the same shard, which holds its nonce
-/// counts. Cheap to clone.
-#[derive(Clone)]
-pub struct Router {
-    shards: Shards<ShardMsg>,
-}
-
-impl Router {
-    /// Fails when the shard has stopped; the reply is then never called.
-    pub fn register(&self, register: RegisterRequest, reply: Reply) -> Result<(), Error> {
-        // Shard by the To header's text, tags and parameters aside.
-        let to = register
-            .request
-            .headers
-            .get(&HeaderName::To)
-            .map(|to| to.split(';').next().unwrap_or_default());
-        self.shards
-            .pick((&register.tenant.name, to))
-            .cast(ShardMsg::Register(register, reply))
-            .map_err(|_| Error::Stopped("registrar shard"))
-    }
-}
-
-impl<S: BindingStore> Actor for Registrar<S> {
+impl Actor for Registrar {
     type Msg = RegistrarMsg;
     type State = RegistrarState;
-    type Arguments = (S, RegistrarConfig);
+    type Arguments = RegistrarConfig;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        (store, config): Self::Arguments,
+        config: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let set = set_name("registrar");
         let mut shards = Vec::with_capacity(config.shards.max(1));
-        for _ in 0..config.shards.max(1) {
-            let (shard, _) = Actor::spawn_linked(
-                None,
-                Shard::<S>(PhantomData),
-                (store.clone(), config.clone()),
-                myself.get_cell(),
-            )
-            .await?;
-            shards.push(shard);
+        for i in 0..config.shards.max(1) {
+            let name = Shards::<RegisterJob>::name(&set, i);
+            let (shard, _) =
+                Actor::spawn_linked(Some(name.clone()), Shard, config.clone(), myself.get_cell())
+                    .await?;
+            shards.push((name, shard));
         }
-        let (sweeper, _) = Actor::spawn_linked(
-            None,
-            Sweeper::<S>(PhantomData),
-            (store, config),
-            myself.get_cell(),
-        )
-        .await?;
+        let (sweeper, _) = Actor::spawn_linked(None, Sweeper, config, myself.get_cell()).await?;
         Ok(RegistrarState {
-            router: Router {
-                shards: Shards::new(shards),
-            },
+            router: Router::new(Shards::new(shards)),
             sweeper,
         })
     }
@@ -161,30 +107,24 @@ impl<S: BindingStore> Actor for Registrar<S> {
     }
 }
 
-struct Shard<S>(PhantomData<S>);
+struct Shard;
 
-enum ShardMsg {
-    Register(RegisterRequest, Reply),
-}
-
-struct ShardState<S> {
-    store: S,
+struct ShardState {
     config: RegistrarConfig,
     counts: NonceCounts,
 }
 
-impl<S: BindingStore> Actor for Shard<S> {
-    type Msg = ShardMsg;
-    type State = ShardState<S>;
-    type Arguments = (S, RegistrarConfig);
+impl Actor for Shard {
+    type Msg = RegisterJob;
+    type State = ShardState;
+    type Arguments = RegistrarConfig;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        (store, config): Self::Arguments,
+        config: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(ShardState {
-            store,
             config,
             counts: NonceCounts::default(),
         })
@@ -196,13 +136,13 @@ impl<S: BindingStore> Actor for Shard<S> {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let ShardMsg::Register(register, reply) = message;
+        let RegisterJob(register, reply) = message;
         reply(state.register(&register).await);
         Ok(())
     }
 }
 
-impl<S: BindingStore> ShardState<S> {
+impl ShardState {
     async fn register(&mut self, r: &RegisterRequest) -> Response {
         let now_ms = unix_ms();
         let tenant = &r.tenant;
@@ -233,7 +173,7 @@ impl<S: BindingStore> ShardState<S> {
             return response;
         }
         let aor = tenant.aor(&dn);
-        let current = match self.store.load(&tenant.name, &aor).await {
+        let current = match self.config.store.load(&tenant.name, &aor).await {
             Ok(current) => current,
             Err(e) => return unavailable(fail, &tenant.name, &aor, &e),
         };
@@ -245,7 +185,12 @@ impl<S: BindingStore> ShardState<S> {
                 return response;
             }
         };
-        if let Err(e) = self.store.save(&tenant.name, &aor, &plan.changes).await {
+        if let Err(e) = self
+            .config
+            .store
+            .save(&tenant.name, &aor, &plan.changes)
+            .await
+        {
             return unavailable(fail, &tenant.name, &aor, &e);
         }
         if let Some(agents) = &self.config.agents
@@ -297,9 +242,9 @@ async fn publish(
 }
 
 /// Removes expired bindings and reports them.
-struct Sweeper<S>(PhantomData<S>);
+struct Sweeper;
 
-impl<S: BindingStore> SweeperState<S> {
+impl SweeperState {
     /// Tells agent state of the DNs whose last binding just expired.
     async fn gone(&self, tenant: &str, expired: &[Binding]) {
         let Some(agents) = &self.config.agents else {
@@ -310,7 +255,7 @@ impl<S: BindingStore> SweeperState<S> {
             if !seen.insert(&b.aor) {
                 continue;
             }
-            match self.store.load(tenant, &b.aor).await {
+            match self.config.store.load(tenant, &b.aor).await {
                 Ok(left) if left.is_empty() => agents.registration(tenant, &b.dn, false),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(tenant, aor = %b.aor, error = %e,
@@ -325,26 +270,25 @@ enum SweeperMsg {
     ConfigChanged(Arc<Directory>),
 }
 
-struct SweeperState<S> {
-    store: S,
+struct SweeperState {
     config: RegistrarConfig,
 }
 
 /// Bindings taken per tenant per sweep; more wait for the next sweep.
 const SWEEP_BATCH: usize = 1000;
 
-impl<S: BindingStore> Actor for Sweeper<S> {
+impl Actor for Sweeper {
     type Msg = SweeperMsg;
-    type State = SweeperState<S>;
-    type Arguments = (S, RegistrarConfig);
+    type State = SweeperState;
+    type Arguments = RegistrarConfig;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        (store, config): Self::Arguments,
+        config: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(config.sweep_interval, || SweeperMsg::Sweep);
-        Ok(SweeperState { store, config })
+        Ok(SweeperState { config })
     }
 
     async fn handle(
@@ -359,6 +303,7 @@ impl<S: BindingStore> Actor for Sweeper<S> {
                 let now_ms = unix_ms();
                 for tenant in state.config.directory.tenants() {
                     match state
+                        .config
                         .store
                         .take_expired(&tenant.name, now_ms, SWEEP_BATCH)
                         .await

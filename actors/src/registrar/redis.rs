@@ -9,20 +9,19 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
 
-use super::logic::{Binding, Changes};
-use super::store::BindingStore;
-use crate::error::Result;
+use crate::messages::registrar::{Binding, BindingStore, Changes};
 use crate::redis_retry::{query, retrying};
+use crate::store::StoreFuture;
 
 #[derive(Clone)]
-pub struct RedisStore {
+pub struct RedisBindings {
     conn: ConnectionManager,
     take_expired: Arc<Script>,
 }
 
-impl std::fmt::Debug for RedisStore {
+impl std::fmt::Debug for RedisBindings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RedisStore")
+        f.write_str("RedisBindings")
     }
 }
 
@@ -53,7 +52,7 @@ end
 return taken
 ";
 
-impl RedisStore {
+impl RedisBindings {
     pub fn new(conn: ConnectionManager) -> Self {
         Self {
             conn,
@@ -62,109 +61,128 @@ impl RedisStore {
     }
 }
 
-impl BindingStore for RedisStore {
-    async fn load(&self, tenant: &str, aor: &str) -> Result<Vec<Binding>> {
-        let values: Vec<String> =
-            query(&self.conn, redis::cmd("HVALS").arg(hash_key(tenant, aor))).await?;
-        values
-            .iter()
-            .map(|v| serde_json::from_str(v).map_err(Into::into))
-            .collect()
-    }
-
-    async fn save(&self, tenant: &str, aor: &str, changes: &Changes) -> Result<()> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let hash = hash_key(tenant, aor);
-        let expiry = expiry_key(tenant);
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for key in &changes.removals {
-            pipe.cmd("HDEL").arg(&hash).arg(key).ignore();
-            pipe.cmd("ZREM")
-                .arg(&expiry)
-                .arg(format!("{aor}\n{key}"))
-                .ignore();
-        }
-        let mut latest = 0;
-        for b in &changes.upserts {
-            pipe.cmd("HSET")
-                .arg(&hash)
-                .arg(&b.key)
-                .arg(serde_json::to_string(b)?)
-                .ignore();
-            pipe.cmd("ZADD")
-                .arg(&expiry)
-                .arg(b.expires_at_ms)
-                .arg(format!("{aor}\n{}", b.key))
-                .ignore();
-            latest = latest.max(b.expires_at_ms);
-        }
-        if latest > 0 {
-            // The hash outlives its last binding by a minute at most, swept or not; GT keeps a
-            // later expiry set by another binding of the same address of record.
-            pipe.cmd("PEXPIREAT")
-                .arg(&hash)
-                .arg(latest + 60_000)
-                .arg("GT")
-                .ignore();
-            pipe.cmd("PEXPIREAT")
-                .arg(&hash)
-                .arg(latest + 60_000)
-                .arg("NX")
-                .ignore();
-        }
-        let pipe = &pipe;
-        retrying(&self.conn, |mut c| async move {
-            pipe.query_async::<()>(&mut c).await
+impl BindingStore for RedisBindings {
+    fn load<'a>(&'a self, tenant: &'a str, aor: &'a str) -> StoreFuture<'a, Vec<Binding>> {
+        Box::pin(async move {
+            let values: Vec<String> =
+                query(&self.conn, redis::cmd("HVALS").arg(hash_key(tenant, aor))).await?;
+            values
+                .iter()
+                .map(|v| serde_json::from_str(v).map_err(Into::into))
+                .collect()
         })
-        .await?;
-        Ok(())
     }
 
-    async fn take_expired(&self, tenant: &str, now_ms: u64, limit: usize) -> Result<Vec<Binding>> {
-        let mut conn = self.conn.clone();
-        let values: Vec<String> = self
-            .take_expired
-            .key(expiry_key(tenant))
-            .arg(now_ms)
-            .arg(limit)
-            .arg(format!("sb:{tenant}:reg:"))
-            .invoke_async(&mut conn)
+    fn save<'a>(
+        &'a self,
+        tenant: &'a str,
+        aor: &'a str,
+        changes: &'a Changes,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if changes.is_empty() {
+                return Ok(());
+            }
+            let hash = hash_key(tenant, aor);
+            let expiry = expiry_key(tenant);
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for key in &changes.removals {
+                pipe.cmd("HDEL").arg(&hash).arg(key).ignore();
+                pipe.cmd("ZREM")
+                    .arg(&expiry)
+                    .arg(format!("{aor}\n{key}"))
+                    .ignore();
+            }
+            let mut latest = 0;
+            for b in &changes.upserts {
+                pipe.cmd("HSET")
+                    .arg(&hash)
+                    .arg(&b.key)
+                    .arg(serde_json::to_string(b)?)
+                    .ignore();
+                pipe.cmd("ZADD")
+                    .arg(&expiry)
+                    .arg(b.expires_at_ms)
+                    .arg(format!("{aor}\n{}", b.key))
+                    .ignore();
+                latest = latest.max(b.expires_at_ms);
+            }
+            if latest > 0 {
+                // The hash outlives its last binding by a minute at most, swept or not; GT keeps a
+                // later expiry set by another binding of the same address of record.
+                pipe.cmd("PEXPIREAT")
+                    .arg(&hash)
+                    .arg(latest + 60_000)
+                    .arg("GT")
+                    .ignore();
+                pipe.cmd("PEXPIREAT")
+                    .arg(&hash)
+                    .arg(latest + 60_000)
+                    .arg("NX")
+                    .ignore();
+            }
+            let pipe = &pipe;
+            retrying(&self.conn, |mut c| async move {
+                pipe.query_async::<()>(&mut c).await
+            })
             .await?;
-        values
-            .iter()
-            .map(|v| serde_json::from_str(v).map_err(Into::into))
-            .collect()
+            Ok(())
+        })
     }
 
-    async fn all(&self, tenant: &str) -> Result<Vec<Binding>> {
-        let mut conn = self.conn.clone();
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("sb:{tenant}:reg:*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
+    fn take_expired<'a>(
+        &'a self,
+        tenant: &'a str,
+        now_ms: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Binding>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let values: Vec<String> = self
+                .take_expired
+                .key(expiry_key(tenant))
+                .arg(now_ms)
+                .arg(limit)
+                .arg(format!("sb:{tenant}:reg:"))
+                .invoke_async(&mut conn)
                 .await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
+            values
+                .iter()
+                .map(|v| serde_json::from_str(v).map_err(Into::into))
+                .collect()
+        })
+    }
+
+    fn all<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<Binding>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let mut keys: Vec<String> = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("sb:{tenant}:reg:*"))
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await?;
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
-        }
-        let mut all = Vec::new();
-        for key in keys {
-            let values: Vec<String> = redis::cmd("HVALS").arg(&key).query_async(&mut conn).await?;
-            for v in values {
-                all.push(serde_json::from_str(&v)?);
+            let mut all = Vec::new();
+            for key in keys {
+                let values: Vec<String> =
+                    redis::cmd("HVALS").arg(&key).query_async(&mut conn).await?;
+                for v in values {
+                    all.push(serde_json::from_str(&v)?);
+                }
             }
-        }
-        Ok(all)
+            Ok(all)
+        })
     }
 }

@@ -1,43 +1,14 @@
-//! Where bindings live: the [`BindingStore`] trait, and the in-memory store a node uses
-//! without Redis.
+//! Bindings in memory: the [`BindingStore`] a node uses without Redis.
 
 use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use super::logic::{Binding, Changes};
-use crate::error::Result;
-
-/// Bindings by tenant and address of record. Each call is atomic on its own; the registrar
-/// sees to it that one address of record is changed by one task at a time on a node.
-pub trait BindingStore: Clone + Send + Sync + 'static {
-    /// Every binding of an address of record, expired ones included.
-    fn load(&self, tenant: &str, aor: &str) -> impl Future<Output = Result<Vec<Binding>>> + Send;
-
-    /// Writes a REGISTER's changes at once.
-    fn save(
-        &self,
-        tenant: &str,
-        aor: &str,
-        changes: &Changes,
-    ) -> impl Future<Output = Result<()>> + Send;
-
-    /// Removes up to `limit` bindings of a tenant that expired at or before `now_ms` and
-    /// returns them; a binding is returned by one caller only, even with several nodes.
-    fn take_expired(
-        &self,
-        tenant: &str,
-        now_ms: u64,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<Binding>>> + Send;
-
-    /// Every binding of a tenant; for inspection and tests.
-    fn all(&self, tenant: &str) -> impl Future<Output = Result<Vec<Binding>>> + Send;
-}
+use crate::messages::registrar::{Binding, BindingStore, Changes};
+use crate::store::StoreFuture;
 
 /// Bindings in this process, lost when it stops.
 #[derive(Clone, Debug, Default)]
-pub struct MemoryStore {
+pub struct MemoryBindings {
     inner: Arc<Mutex<Memory>>,
 }
 
@@ -49,77 +20,95 @@ struct Memory {
     expiry: BTreeSet<(u64, String, String, String)>,
 }
 
-impl MemoryStore {
+impl MemoryBindings {
     fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-impl BindingStore for MemoryStore {
-    async fn load(&self, tenant: &str, aor: &str) -> Result<Vec<Binding>> {
-        let m = self.lock();
-        Ok(m.bindings
-            .get(&(tenant.to_owned(), aor.to_owned()))
-            .map(|b| b.values().cloned().collect())
-            .unwrap_or_default())
+impl BindingStore for MemoryBindings {
+    fn load<'a>(&'a self, tenant: &'a str, aor: &'a str) -> StoreFuture<'a, Vec<Binding>> {
+        Box::pin(async move {
+            let m = self.lock();
+            Ok(m.bindings
+                .get(&(tenant.to_owned(), aor.to_owned()))
+                .map(|b| b.values().cloned().collect())
+                .unwrap_or_default())
+        })
     }
 
-    async fn save(&self, tenant: &str, aor: &str, changes: &Changes) -> Result<()> {
-        let mut m = self.lock();
-        let Memory { bindings, expiry } = &mut *m;
-        let id = (tenant.to_owned(), aor.to_owned());
-        let held = bindings.entry(id.clone()).or_default();
-        for key in &changes.removals {
-            if let Some(old) = held.remove(key) {
-                expiry.remove(&(old.expires_at_ms, id.0.clone(), id.1.clone(), key.clone()));
-            }
-        }
-        for b in &changes.upserts {
-            if let Some(old) = held.insert(b.key.clone(), b.clone()) {
-                expiry.remove(&(old.expires_at_ms, id.0.clone(), id.1.clone(), b.key.clone()));
-            }
-            expiry.insert((b.expires_at_ms, id.0.clone(), id.1.clone(), b.key.clone()));
-        }
-        if held.is_empty() {
-            bindings.remove(&id);
-        }
-        Ok(())
-    }
-
-    async fn take_expired(&self, tenant: &str, now_ms: u64, limit: usize) -> Result<Vec<Binding>> {
-        let mut m = self.lock();
-        let Memory { bindings, expiry } = &mut *m;
-        let due: Vec<_> = expiry
-            .iter()
-            .take_while(|(at, ..)| *at <= now_ms)
-            .filter(|(_, t, ..)| t == tenant)
-            .take(limit)
-            .cloned()
-            .collect();
-        let mut taken = Vec::with_capacity(due.len());
-        for entry in due {
-            expiry.remove(&entry);
-            let (_, t, aor, key) = entry;
-            let id = (t, aor);
-            if let Some(held) = bindings.get_mut(&id) {
-                if let Some(b) = held.remove(&key) {
-                    taken.push(b);
-                }
-                if held.is_empty() {
-                    bindings.remove(&id);
+    fn save<'a>(
+        &'a self,
+        tenant: &'a str,
+        aor: &'a str,
+        changes: &'a Changes,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut m = self.lock();
+            let Memory { bindings, expiry } = &mut *m;
+            let id = (tenant.to_owned(), aor.to_owned());
+            let held = bindings.entry(id.clone()).or_default();
+            for key in &changes.removals {
+                if let Some(old) = held.remove(key) {
+                    expiry.remove(&(old.expires_at_ms, id.0.clone(), id.1.clone(), key.clone()));
                 }
             }
-        }
-        Ok(taken)
+            for b in &changes.upserts {
+                if let Some(old) = held.insert(b.key.clone(), b.clone()) {
+                    expiry.remove(&(old.expires_at_ms, id.0.clone(), id.1.clone(), b.key.clone()));
+                }
+                expiry.insert((b.expires_at_ms, id.0.clone(), id.1.clone(), b.key.clone()));
+            }
+            if held.is_empty() {
+                bindings.remove(&id);
+            }
+            Ok(())
+        })
     }
 
-    async fn all(&self, tenant: &str) -> Result<Vec<Binding>> {
-        let m = self.lock();
-        Ok(m.bindings
-            .iter()
-            .filter(|((t, _), _)| t == tenant)
-            .flat_map(|(_, b)| b.values().cloned())
-            .collect())
+    fn take_expired<'a>(
+        &'a self,
+        tenant: &'a str,
+        now_ms: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Binding>> {
+        Box::pin(async move {
+            let mut m = self.lock();
+            let Memory { bindings, expiry } = &mut *m;
+            let due: Vec<_> = expiry
+                .iter()
+                .take_while(|(at, ..)| *at <= now_ms)
+                .filter(|(_, t, ..)| t == tenant)
+                .take(limit)
+                .cloned()
+                .collect();
+            let mut taken = Vec::with_capacity(due.len());
+            for entry in due {
+                expiry.remove(&entry);
+                let (_, t, aor, key) = entry;
+                let id = (t, aor);
+                if let Some(held) = bindings.get_mut(&id) {
+                    if let Some(b) = held.remove(&key) {
+                        taken.push(b);
+                    }
+                    if held.is_empty() {
+                        bindings.remove(&id);
+                    }
+                }
+            }
+            Ok(taken)
+        })
+    }
+
+    fn all<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<Binding>> {
+        Box::pin(async move {
+            let m = self.lock();
+            Ok(m.bindings
+                .iter()
+                .filter(|((t, _), _)| t == tenant)
+                .flat_map(|(_, b)| b.values().cloned())
+                .collect())
+        })
     }
 }
 
@@ -153,7 +142,7 @@ mod tests {
 
     #[tokio::test]
     async fn save_load_and_sweep() {
-        let store = MemoryStore::default();
+        let store = MemoryBindings::default();
         let aor = "sip:1001@demo.local";
         store
             .save(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use switchboard_sip::auth::{Checked, Guard, NonceCounts, NonceKey, Rejection, Role};
 use switchboard_sip::{Host, Request, Response, SipUri, Uri};
 
-use crate::sip_cluster::Origin;
+use crate::messages::sip_cluster::Origin;
 use crate::tenant::{Directory, Tenant};
 
 /// Why a new call was not admitted, with the response that says so.

@@ -22,7 +22,8 @@ use switchboard_sip::transport::Transport;
 use switchboard_sip::{HeaderName, Host, Request, Response, Uri};
 
 use super::ring::Ring;
-use crate::sip_cluster::Origin;
+use crate::messages::sip_cluster::Origin;
+use crate::messages::sip_proxy::flow_of;
 
 /// The header that carries a proxy's admission of a call to a cluster node:
 /// `<tenant> <origin>` (the origin as [`Origin::describe`] writes it).
@@ -261,35 +262,6 @@ impl Forwarder {
     fn is_me(&self, route: &str) -> bool {
         uri_addr(route).is_some_and(|a| a == self.me)
     }
-}
-
-/// The URI parameter of a Route to a proxy that names the flow to send on (`ip:port`), with
-/// [`FLOW_TCP`] when the flow is a TCP connection.
-pub const FLOW: &str = "sb-flow";
-pub const FLOW_TCP: &str = "sb-tcp";
-
-/// The Route a cluster node puts on a request for `dest` through `proxy`.
-pub fn route_through(proxy: SocketAddr, dest: SocketAddr, transport: Transport) -> String {
-    let tcp = if transport == Transport::Tcp {
-        format!(";{FLOW_TCP}")
-    } else {
-        String::new()
-    };
-    format!("<sip:{proxy};lr;{FLOW}={dest}{tcp}>")
-}
-
-fn flow_of(route: &str) -> Option<(SocketAddr, Transport)> {
-    let addr = NameAddr::parse(&route.to_owned().into()).ok()?;
-    let Uri::Sip(sip) = &addr.uri else {
-        return None;
-    };
-    let dest = sip.params.value(FLOW)?.parse().ok()?;
-    let transport = if sip.params.contains(FLOW_TCP) {
-        Transport::Tcp
-    } else {
-        Transport::Udp
-    };
-    Some((dest, transport))
 }
 
 /// A response on to the Via below this proxy's, where its request came from (RFC 3261 16.7,

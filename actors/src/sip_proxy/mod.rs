@@ -7,17 +7,20 @@
 //! sends it; a registrar that does not answer in time gets the phone a 503. Transaction timers
 //! and those deadlines are driven by a tick.
 //!
-//! In one process the cluster node is this process: an admitted INVITE starts a call actor
-//! here (the hop skips the socket), which owns its transactions and sends through the edge's
-//! sockets, with the edge's address in its Via and Contact so that every later message of the
-//! call comes back here and is handed to it by Call-ID. A proxy given remote cluster nodes
-//! forwards calls to them instead ([`forward`]), and a node behind proxies takes the calls
-//! they admitted and reaches callees through them.
+//! In one process the cluster node is this process: an admitted INVITE is handed to the
+//! cluster, which starts its call (the hop skips the socket); the call owns its transactions
+//! and sends through the edge's sockets, with the edge's address in its Via and Contact so that
+//! every later message of the call comes back here and is handed to it by Call-ID
+//! ([`routes`]). A proxy given remote cluster nodes forwards calls to them instead ([`relay`],
+//! [`forward`]), and a node behind proxies takes the calls they admitted and reaches callees
+//! through them.
 
 pub mod admit;
 pub mod edge;
 pub mod forward;
+mod relay;
 pub mod ring;
+mod routes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -26,26 +29,22 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use switchboard_sip::transaction::{
-    ClientEvent, ClientTransaction, ServerEvent, ServerTransaction, TimerConfig, TransactionKey,
-    cancel_for,
-};
+use bytestring::ByteString;
+use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
+use switchboard_sip::auth::{NonceCounts, NonceKey};
+use switchboard_sip::transaction::{ServerEvent, ServerTransaction, TimerConfig, TransactionKey};
 use switchboard_sip::transport::{Endpoint, Inbound, InboundHandler, Transport, TransportConfig};
 use switchboard_sip::{HeaderName, Headers, Host, Message, Method, ParseError, Request, Response};
 
-use switchboard_sip::auth::{NonceCounts, NonceKey};
-
-use crate::call_state::CallThreads;
-use crate::registrar::{RegisterRequest, Router};
-use crate::sip_cluster::{
-    CallMsg, CallRef, CallView, Calls, ClusterConfig, Control, ControlError, Handover, Invalid,
-    Locate, NewDialog, Refusal, Shared,
-};
+use crate::messages::registrar::{RegisterRequest, Router};
+use crate::messages::sip_cluster::{CallIn, Cluster, ClusterMsg, NewDialog, Refusal};
+use crate::messages::sip_proxy::CallRoute;
+use crate::supervisor::{Policy, Supervisor};
 use crate::tenant::Directory;
-use crate::wakeups::Wakeups;
 use edge::{Core, Decision};
 use forward::Forwarder;
+use relay::Relay;
+use routes::Routes;
 
 /// How the edge is set up.
 #[derive(Debug, Clone)]
@@ -95,20 +94,12 @@ pub struct ProxyArgs {
     pub directory: Arc<Directory>,
     /// Reaches the registrar's shards.
     pub registrar: Router,
-    /// The calls of this node.
-    pub cluster: ClusterArgs,
-}
-
-/// What the node's calls need besides the edge's sockets.
-pub struct ClusterArgs {
-    pub config: ClusterConfig,
-    pub locate: Locate,
-    pub call_state: CallThreads,
+    /// The node's calls; none for a proxy that forwards every call to remote nodes.
+    pub cluster: Option<Cluster>,
+    /// The prefix of the Call-IDs the node's calls make, by which their messages are found.
+    pub node: Arc<str>,
     /// Signs the nonces of the 407 challenges of phones' calls.
     pub nonce_key: NonceKey,
-    /// Runs the strategies of routing points; without it, their calls take the default
-    /// destination.
-    pub ors: Option<crate::ors::Ors>,
 }
 
 pub enum ProxyMsg {
@@ -122,43 +113,25 @@ pub enum ProxyMsg {
     ConfigChanged(Arc<Directory>),
     /// The addresses the sockets are bound to (UDP, TCP).
     LocalAddrs(RpcReplyPort<(SocketAddr, SocketAddr)>),
-    /// How many calls are in progress.
-    Calls(RpcReplyPort<usize>),
-    /// A desktop asks for a call from the agent at `dn` to `dial`; the new call's id.
-    MakeCall {
-        tenant: String,
-        dn: String,
-        dial: String,
-        user_data: std::collections::BTreeMap<String, String>,
-        /// The call it consults about.
-        thread: Option<String>,
-        reply: RpcReplyPort<Result<String, ControlError>>,
-    },
-    /// Completing a transfer: call `call` gives up its consulted party's leg.
-    HandOver {
-        tenant: String,
-        consult: CallRef,
-        dn: String,
-        reply: RpcReplyPort<Result<Handover, ControlError>>,
-    },
-    /// Completing a transfer: call `call` takes the leg `handover` in place of the agent's
-    /// at `dn` (or beside it, into a conference); the leg's messages reach it from now on.
-    Adopt {
-        tenant: String,
-        call: String,
-        dn: String,
-        handover: Handover,
-        conference: bool,
-        reply: RpcReplyPort<Result<CallView, ControlError>>,
-    },
-    /// A desktop's request for call `call`, for the agent at `dn` (see [`CallMsg::Control`]).
-    Control {
-        tenant: String,
-        call: String,
-        dn: String,
-        control: Control,
-        reply: RpcReplyPort<Result<CallView, ControlError>>,
-    },
+    /// What the cluster tells of its calls.
+    Route(CallRoute),
+}
+
+impl From<CallRoute> for ProxyMsg {
+    fn from(route: CallRoute) -> Self {
+        ProxyMsg::Route(route)
+    }
+}
+
+impl TryFrom<ProxyMsg> for CallRoute {
+    type Error = ();
+
+    fn try_from(msg: ProxyMsg) -> Result<Self, ()> {
+        match msg {
+            ProxyMsg::Route(route) => Ok(route),
+            _ => Err(()),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -178,7 +151,8 @@ pub struct ProxyState {
     /// with their headers to answer with.
     handed_on: BTreeMap<(Instant, u64), (TxnId, Headers)>,
     backlog: Arc<AtomicUsize>,
-    calls: Calls,
+    cluster: Option<Cluster>,
+    routes: Routes,
     nonce_key: NonceKey,
     /// The nonce counts of phones' calls (REGISTERs have theirs in the registrar).
     nonce_counts: NonceCounts,
@@ -190,21 +164,6 @@ pub struct ProxyState {
     /// The relay of each INVITE server transaction, for its CANCEL.
     relay_of: HashMap<TxnId, String>,
     relay_timers: BTreeMap<(Instant, u64), String>,
-}
-
-/// A request forwarded statefully: the edge's server transaction toward the caller, a client
-/// transaction toward the node.
-struct Relay {
-    /// The caller's transaction (none for a CANCEL the proxy sends of its own).
-    server: Option<TxnId>,
-    client: ClientTransaction,
-    node: SocketAddr,
-    /// The request as forwarded, until its final response (its CANCEL is built from it).
-    forwarded: Option<Request>,
-    /// The caller's request headers, to answer 408 with.
-    headers: Headers,
-    answered: bool,
-    scheduled: Option<(Instant, u64)>,
 }
 
 /// A server transaction as the edge knows it: RFC 3261's key, and the address the request
@@ -258,24 +217,14 @@ impl Actor for SipProxy {
         hosts.extend(args.config.aliases.iter().cloned());
         tracing::info!(udp = %endpoint.udp_addr(), tcp = %endpoint.tcp_addr(), "sip listening");
         myself.send_interval(TICK, || ProxyMsg::Tick);
-        let ClusterArgs {
-            config: cluster_config,
-            locate,
-            call_state,
-            nonce_key,
-            ors,
-        } = args.cluster;
-        let calls = Calls::new(Shared {
-            endpoint: endpoint.clone(),
-            config: Arc::new(cluster_config),
-            locate,
-            call_state,
-            dn_calls: Default::default(),
-            node: format!("sb{}", switchboard_sip::token::<6>()).into(),
-            wakeups: Wakeups::start(|| CallMsg::Wake),
-            edge: myself.clone(),
-            ors,
-        });
+        // The cluster's calls send through these sockets, and tell the edge where their
+        // messages go.
+        if let Some(cluster) = &args.cluster {
+            cluster.send(ClusterMsg::Edge {
+                endpoint: endpoint.clone(),
+                routes: myself.get_derived(),
+            });
+        }
         let forwarder = Forwarder::new(&args.config.cluster_nodes, endpoint.udp_addr());
         if forwarder.enabled() {
             tracing::info!(nodes = ?args.config.cluster_nodes, "calls forwarded to cluster nodes");
@@ -286,8 +235,9 @@ impl Actor for SipProxy {
             relays: HashMap::new(),
             relay_of: HashMap::new(),
             relay_timers: BTreeMap::new(),
-            calls,
-            nonce_key,
+            cluster: args.cluster,
+            routes: Routes::new(args.node),
+            nonce_key: args.nonce_key,
             nonce_counts: NonceCounts::default(),
             core: Core {
                 hosts,
@@ -324,13 +274,7 @@ impl Actor for SipProxy {
             ProxyMsg::Inbound(inbound) => {
                 state.backlog.fetch_sub(1, Ordering::Relaxed);
                 if let Some(new) = state.inbound(inbound, &myself) {
-                    let headers = new.request.headers.clone();
-                    let (source, transport) = (new.source, new.transport);
-                    if let Err(e) = state.calls.start(new, myself.get_cell()).await {
-                        tracing::error!(error = %e, "call actor not started");
-                        let r = unavailable(&headers);
-                        send(&state.endpoint, transport, source, r.to_bytes());
-                    }
+                    state.start_call(new).await;
                 }
             }
             ProxyMsg::Reply { txn, response } => state.reply(&txn, &response, Instant::now()),
@@ -348,123 +292,56 @@ impl Actor for SipProxy {
             ProxyMsg::LocalAddrs(reply) => {
                 let _ = reply.send((state.endpoint.udp_addr(), state.endpoint.tcp_addr()));
             }
-            ProxyMsg::Calls(reply) => {
-                let _ = reply.send(state.calls.len());
-            }
-            ProxyMsg::MakeCall {
-                tenant,
-                dn,
-                dial,
-                user_data,
-                thread,
-                reply,
-            } => {
-                let Some(t) = state.directory.by_name(&tenant).cloned() else {
-                    let _ = reply.send(Err(ControlError::NotFound(tenant)));
-                    return Ok(());
-                };
-                if t.dial_plan.route(&dial).is_none() {
-                    let no_route = Invalid::NoRoute {
-                        tenant,
-                        dialed: dial,
-                    };
-                    let _ = reply.send(Err(no_route.into()));
-                    return Ok(());
-                }
-                let started = state
-                    .calls
-                    .originate(t, dn, dial, user_data, thread, myself.get_cell())
-                    .await;
-                let _ = reply.send(started.map_err(|e| {
-                    tracing::error!(error = %e, "call actor not started");
-                    Refusal::NotStarted(e.to_string()).into()
-                }));
-            }
-            ProxyMsg::HandOver {
-                tenant,
-                consult,
-                dn,
-                reply,
-            } => match state.calls.lookup(&consult) {
-                Some(actor) => {
-                    let _ = actor.cast(CallMsg::HandOver { tenant, dn, reply });
-                }
-                None => {
-                    let (CallRef::Id(name) | CallRef::SipCallId(name)) = consult;
-                    let _ = reply.send(Err(ControlError::NotFound(name)));
-                }
-            },
-            ProxyMsg::Adopt {
-                tenant,
-                call,
-                dn,
-                handover,
-                conference,
-                reply,
-            } => {
-                state.calls.rebind(handover.call_id().clone(), &call);
-                match state.calls.by_id(&call) {
-                    Some(actor) => {
-                        let _ = actor.cast(CallMsg::Control {
-                            tenant,
-                            dn,
-                            control: if conference {
-                                Control::Conference(handover)
-                            } else {
-                                Control::Adopt(handover)
-                            },
-                            reply,
-                        });
-                    }
-                    None => {
-                        tracing::warn!(%call, "the main call ended before it took the consulted party");
-                        let _ = reply.send(Err(ControlError::NotFound(call)));
-                    }
-                }
-            }
-            ProxyMsg::Control {
-                tenant,
-                call,
-                dn,
-                control,
-                reply,
-            } => match state.calls.by_id(&call) {
-                Some(actor) => {
-                    let _ = actor.cast(CallMsg::Control {
-                        tenant,
-                        dn,
-                        control,
-                        reply,
-                    });
-                }
-                None => {
-                    let _ = reply.send(Err(ControlError::NotFound(call)));
-                }
-            },
-        }
-        Ok(())
-    }
-
-    /// A call actor stopped, at the end of its call or by failing: its call is forgotten.
-    async fn handle_supervisor_evt(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        event: SupervisionEvent,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match event {
-            SupervisionEvent::ActorTerminated(cell, _, _) => state.calls.ended(cell.get_id()),
-            SupervisionEvent::ActorFailed(cell, error) => {
-                tracing::error!(actor = %cell.get_id(), error = %error, "call actor failed");
-                state.calls.ended(cell.get_id());
-            }
-            _ => {}
+            ProxyMsg::Route(route) => state.routes.apply(route),
         }
         Ok(())
     }
 }
 
+impl SipProxy {
+    /// Starts the edge under the root supervisor: its failure stops the node (it owns the
+    /// sockets and the edge's transactions).
+    pub async fn spawn(
+        args: ProxyArgs,
+        supervisor: &Supervisor,
+    ) -> Result<ActorRef<ProxyMsg>, ractor::SpawnErr> {
+        let (proxy, _) = Actor::spawn_linked(None, SipProxy, args, supervisor.cell()).await?;
+        supervisor.watch(proxy.get_cell(), "sip_proxy", Policy::StopNode);
+        Ok(proxy)
+    }
+}
+
 impl ProxyState {
+    /// Hands a dialog-creating request the edge admitted to the cluster, which starts its
+    /// call; the call's later messages go to it from then on. A node whose calls cannot start
+    /// answers 503.
+    async fn start_call(&mut self, new: NewDialog) {
+        let headers = new.request.headers.clone();
+        let (source, transport) = (new.source, new.transport);
+        let call_id =
+            ByteString::from(headers.call_id().map(|c| c.to_string()).unwrap_or_default());
+        let started = match &self.cluster {
+            Some(cluster) => {
+                cluster
+                    .ask(|reply| ClusterMsg::NewDialog { new, reply })
+                    .await
+            }
+            None => Err(Refusal::NotStarted("this node runs no calls".into()).into()),
+        };
+        match started {
+            Ok(started) => self.routes.started(started.key, call_id, started.call),
+            Err(e) => {
+                tracing::error!(error = %e, "call not started");
+                send(
+                    &self.endpoint,
+                    transport,
+                    source,
+                    unavailable(&headers).to_bytes(),
+                );
+            }
+        }
+    }
+
     /// Handles an inbound message; a new call admitted is returned for the caller to start.
     fn inbound(&mut self, inbound: Inbound, myself: &ActorRef<ProxyMsg>) -> Option<NewDialog> {
         let Inbound {
@@ -487,13 +364,24 @@ impl ProxyState {
             message = self.forward(message, source, transport, received_at)?;
         }
         // Every message of a call in progress goes to its call, which owns its transactions.
-        if let Some(call) = message.headers().call_id().and_then(|c| self.calls.find(c)) {
-            let _ = call.cast(CallMsg::Sip {
+        if let Some((key, call)) = message
+            .headers()
+            .call_id()
+            .and_then(|c| self.routes.find(c))
+        {
+            let sent = call.send_message(CallIn {
                 message,
                 source,
                 transport,
             });
-            return None;
+            match sent {
+                Err(MessagingErr::SendErr(CallIn { message: m, .. })) => {
+                    // Its call is gone, before the cluster said so: the message is the edge's.
+                    self.routes.ended(key);
+                    message = m;
+                }
+                _ => return None,
+            }
         }
         match message {
             // Any other response answers nothing of ours (RFC 3261 18.1.2 drops it; RFC 4475
@@ -646,267 +534,6 @@ impl ProxyState {
             }
         }
         None
-    }
-
-    /// A proxy that forwards calls: a message it passes on is sent and gone (`None`); any
-    /// other is handed back for the edge's usual handling.
-    fn forward(
-        &mut self,
-        message: Message,
-        source: SocketAddr,
-        transport: Transport,
-        now: Instant,
-    ) -> Option<Message> {
-        let hop = match message {
-            Message::Response(response) => {
-                // Only a response with this proxy's Via on top is its to pass on.
-                let Some(branch) = self.forwarder.our_branch(&response) else {
-                    return Some(Message::Response(response));
-                };
-                let cancel = response
-                    .headers
-                    .cseq()
-                    .and_then(Result::ok)
-                    .is_some_and(|c| c.method == Method::Cancel);
-                let id = if cancel {
-                    format!("{branch};cancel")
-                } else {
-                    branch
-                };
-                if let Some(relay) = self.relays.get_mut(&id) {
-                    relay.client.receive(response, now);
-                    self.flush_relay(&id, now);
-                    return None;
-                }
-                if self.forwarder.probe_answered(&id, response.status, now) {
-                    return None;
-                }
-                // A request passed on by Route (or a 2xx again after its relay ended): back by
-                // Via. A probe's late answer has no Via below and goes no further.
-                forward::by_via(response)?
-            }
-            Message::Request(request) => {
-                let routed = request.headers.contains(&HeaderName::Route);
-                let follows_invite =
-                    matches!(request.method, Method::Cancel | Method::Ack) && !routed;
-                let relayed_invite = || {
-                    let key = TransactionKey::for_request(&request)?.of_invite();
-                    let invite = TxnId {
-                        key,
-                        source,
-                        transport,
-                    };
-                    let branch = self.relay_of.get(&invite)?.clone();
-                    Some((invite, branch))
-                };
-                if follows_invite && let Some((invite, branch)) = relayed_invite() {
-                    // The proxy holds the INVITE's transaction: its ACK ends there, its
-                    // CANCEL is answered here and sent on as the proxy's own.
-                    if request.method == Method::Cancel {
-                        self.cancel_relay(&request, source, &invite, &branch, now);
-                        return None;
-                    }
-                    return Some(Message::Request(request));
-                }
-                let passed_on = if routed {
-                    let from_node = self.forwarder.is_node(source);
-                    self.forwarder.routed(request, from_node)
-                } else if follows_invite {
-                    self.forwarder.follow_invite(request)
-                } else {
-                    return Some(Message::Request(request));
-                };
-                match passed_on {
-                    Ok(hop) => hop,
-                    Err(request) => return Some(Message::Request(*request)),
-                }
-            }
-        };
-        send(&self.endpoint, hop.transport, hop.dest, hop.bytes);
-        None
-    }
-
-    fn start_relay(
-        &mut self,
-        id: String,
-        server: Option<TxnId>,
-        node: SocketAddr,
-        out: Request,
-        headers: Headers,
-        now: Instant,
-    ) {
-        let client = ClientTransaction::new(out.clone(), false, self.config.timers, now);
-        self.relays.insert(
-            id.clone(),
-            Relay {
-                server,
-                client,
-                node,
-                forwarded: Some(out),
-                headers,
-                answered: false,
-                scheduled: None,
-            },
-        );
-        self.flush_relay(&id, now);
-    }
-
-    /// A CANCEL of a forwarded INVITE: 200 here, and the proxy's own CANCEL to the node
-    /// while the INVITE has no final response (RFC 3261 16.10).
-    fn cancel_relay(
-        &mut self,
-        cancel: &Request,
-        source: SocketAddr,
-        invite: &TxnId,
-        branch: &str,
-        now: Instant,
-    ) {
-        let ok = Response::to_request(&cancel.headers, 200);
-        send(&self.endpoint, invite.transport, source, ok.to_bytes());
-        let Some(relay) = self.relays.get(branch) else {
-            return;
-        };
-        if relay.answered || self.relays.contains_key(&format!("{branch};cancel")) {
-            return;
-        }
-        let Some(forwarded) = relay.forwarded.as_ref() else {
-            return;
-        };
-        let out = cancel_for(forwarded);
-        let node = relay.node;
-        // The proxy's own CANCEL answers no one: no caller's headers to keep.
-        let none = Headers::with_capacity(0);
-        self.start_relay(format!("{branch};cancel"), None, node, out, none, now);
-    }
-
-    /// Sends what a relay's client transaction queued, passes its responses to the caller's
-    /// transaction, answers 408 when the node never did, and forgets it once over.
-    fn flush_relay(&mut self, id: &str, now: Instant) {
-        let Some(relay) = self.relays.get_mut(id) else {
-            return;
-        };
-        while let Some(bytes) = relay.client.poll_transmit() {
-            send(&self.endpoint, Transport::Udp, relay.node, bytes);
-        }
-        let mut events = Vec::new();
-        while let Some(event) = relay.client.poll_event() {
-            events.push(event);
-        }
-        let (server, headers, node) = (relay.server.clone(), relay.headers.clone(), relay.node);
-        let mut terminated = false;
-        for event in events {
-            match event {
-                ClientEvent::Response(r) => {
-                    let Some(server) = &server else {
-                        continue;
-                    };
-                    let already = self.relays.get(id).is_some_and(|r| r.answered);
-                    if !already
-                        && r.status == 503
-                        && r.headers.get(&HeaderName::RetryAfter).is_some()
-                        && self.forward_elsewhere(id, server, node, now)
-                    {
-                        continue;
-                    }
-                    if r.status >= 200
-                        && let Some(relay) = self.relays.get_mut(id)
-                    {
-                        relay.answered = true;
-                        relay.forwarded = None;
-                    }
-                    if already && (200..300).contains(&r.status) {
-                        // A 2xx again (the node waits for the caller's ACK): straight on.
-                        if let Some(hop) = forward::by_via(r) {
-                            send(&self.endpoint, hop.transport, hop.dest, hop.bytes);
-                        }
-                    } else {
-                        self.respond(server, &forward::popped(r), now);
-                    }
-                }
-                ClientEvent::TimedOut | ClientEvent::TransportError => {
-                    if let Some(server) = &server {
-                        tracing::warn!(%node, "cluster node did not answer a forwarded request: 408");
-                        self.respond(server, &Response::to_request(&headers, 408), now);
-                    }
-                }
-                ClientEvent::Terminated => terminated = true,
-            }
-        }
-        let Some(relay) = self.relays.get_mut(id) else {
-            return;
-        };
-        if let Some(old) = relay.scheduled.take() {
-            self.relay_timers.remove(&old);
-        }
-        if terminated {
-            if let Some(server) = &relay.server {
-                self.relay_of.remove(server);
-            }
-            self.relays.remove(id);
-            return;
-        }
-        if let Some(at) = relay.client.poll_timeout() {
-            self.timer_seq += 1;
-            relay.scheduled = Some((at, self.timer_seq));
-            self.relay_timers
-                .insert((at, self.timer_seq), id.to_owned());
-        }
-    }
-
-    /// A node turned a forwarded INVITE away as unavailable (503 with Retry-After: its event
-    /// spool past the high-water mark, or overloaded), where a 503 of the call's own (no
-    /// gateway, say) has none. The node takes no new calls until a probe finds it taking them
-    /// again, and the INVITE goes on to the next node, unless none is left. Whether it went.
-    fn forward_elsewhere(
-        &mut self,
-        id: &str,
-        server: &TxnId,
-        node: SocketAddr,
-        now: Instant,
-    ) -> bool {
-        self.forwarder.refused(node, now);
-        let Some(relay) = self.relays.get_mut(id) else {
-            return false;
-        };
-        let Some(forwarded) = relay
-            .forwarded
-            .as_ref()
-            .filter(|r| r.method == Method::Invite)
-        else {
-            return false;
-        };
-        let Some(next) = self.forwarder.node_for(forwarded) else {
-            return false;
-        };
-        // This relay ends toward its node (the client transaction acknowledges the 503) and
-        // answers the caller no more; the next one does.
-        let forwarded = relay.forwarded.take().expect("checked above");
-        relay.answered = true;
-        relay.server = None;
-        let headers = relay.headers.clone();
-        tracing::info!(%node, %next, "cluster node unavailable (503): call forwarded to the next node");
-        let (out, branch) = self.forwarder.again(forwarded, id);
-        self.relay_of.insert(server.clone(), branch.clone());
-        self.start_relay(branch, Some(server.clone()), next, out, headers, now);
-        true
-    }
-
-    /// The admission a trusted proxy made of a call it forwarded here, if it did.
-    fn admitted_by_proxy(
-        &self,
-        request: &Request,
-        source: SocketAddr,
-    ) -> Option<(Arc<crate::tenant::Tenant>, crate::sip_cluster::Origin)> {
-        let text = request
-            .headers
-            .get(&HeaderName::Other(forward::ADMITTED.into()))?;
-        if !self.config.trusted_proxies.contains(&source) {
-            tracing::warn!(%source, "call admission claimed by an untrusted source: ignored");
-            return None;
-        }
-        let (tenant, origin) = text.split_once(' ')?;
-        let tenant = self.directory.tenants().find(|t| t.name == tenant)?.clone();
-        Some((tenant, crate::sip_cluster::Origin::parse(origin)?))
     }
 
     /// The answer of the actor a request was handed on to.

@@ -13,13 +13,13 @@ use switchboard_sip::support::ALLOW_IN_DIALOG as ALLOW;
 use switchboard_sip::transport::Transport;
 use switchboard_sip::{HeaderName, Headers, Host, Method, Request, Response, SipUri, Uri};
 
-use super::control::{ControlError, Refusal};
 use super::legs::{Leg, LegId, Progress};
 use super::transfer::Handover;
 use super::txns::Purpose;
 use super::{Call, Mode, Phase};
-use crate::call_state::CallEventKind;
-use crate::sip_cluster::Origin;
+use crate::messages::call_state::CallEventKind;
+use crate::messages::sip_cluster::Origin;
+use crate::messages::sip_cluster::{ControlError, Refusal};
 
 /// A call whose parties talk through a media server's conference (RFC 4240 `conf=`): each
 /// party's leg is paired with a leg of its own into the conference.

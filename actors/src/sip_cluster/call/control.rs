@@ -7,229 +7,16 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use switchboard_proto::events::CallThread;
 use switchboard_sip::sdp::{self, Direction};
 use switchboard_sip::{HeaderName, Method, Response};
 
 use super::legs::{LegId, Progress};
-use super::transfer::Handover;
 use super::txns::Purpose;
 use super::{Call, Phase};
-use crate::call_state::CallEventKind;
-use crate::sip_cluster::Origin;
-
-/// What a desktop asks of a call, for the agent at one of its DNs.
-#[derive(Debug)]
-pub enum Control {
-    /// Only the call as it is.
-    View,
-    /// The ringing phone is asked to answer (NOTIFY with the talk event, as the phones that
-    /// take remote answer know it).
-    Answer,
-    /// The agent consults about this call on call `0` (for the capabilities it lists); empty
-    /// once it no longer does.
-    Consulting(String),
-    Hold,
-    Retrieve,
-    /// Retrieved if held, left as it is if established (reconnecting after a consultation).
-    Reconnect,
-    Release,
-    AttachUserData(Vec<(String, String)>),
-    UpdateUserData(Vec<(String, String)>),
-    /// The keys to delete; none for all.
-    DeleteUserData(Vec<String>),
-    SendDtmf(String),
-    /// Completing a transfer, the main call: the agent's leg is replaced by the consulted
-    /// party's.
-    Adopt(Handover),
-    /// Completing a transfer or conference, the consultation call once its other party is
-    /// handed over: it ends, in the thread of the call that took its party (so that its end
-    /// is reported after that call's change).
-    Finish {
-        conferenced: bool,
-        thread: String,
-    },
-    /// Completing a conference: the consulted party's leg joins, and every party is put
-    /// through a conference on the tenant's media server.
-    Conference(Handover),
-    /// A party (by DN or number) leaves the conference.
-    DeleteFromConference(String),
-    /// Single-step transfer: the agent leaves at once and the other party is put through to
-    /// the number given, as the dial plan routes it.
-    SingleStepTransfer(String),
-}
-
-/// A call's state as desktops name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallState {
-    Dialing,
-    Ringing,
-    Established,
-    Held,
-    Released,
-}
-
-impl CallState {
-    pub fn name(self) -> &'static str {
-        match self {
-            CallState::Dialing => "Dialing",
-            CallState::Ringing => "Ringing",
-            CallState::Established => "Established",
-            CallState::Held => "Held",
-            CallState::Released => "Released",
-        }
-    }
-
-    /// Whether the call is answered (established or held).
-    pub fn answered(self) -> bool {
-        matches!(self, CallState::Established | CallState::Held)
-    }
-}
-
-impl std::fmt::Display for CallState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// What may be asked of a call now, as a desktop's capabilities name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Capability {
-    Answer,
-    Hold,
-    Retrieve,
-    Release,
-    SendDtmf,
-    AttachUserData,
-    UpdateUserData,
-    DeleteUserData,
-    CompleteTransfer,
-    CompleteConference,
-    Alternate,
-    Reconnect,
-}
-
-impl Capability {
-    pub fn name(self) -> &'static str {
-        match self {
-            Capability::Answer => "answer",
-            Capability::Hold => "hold",
-            Capability::Retrieve => "retrieve",
-            Capability::Release => "release",
-            Capability::SendDtmf => "send-dtmf",
-            Capability::AttachUserData => "attach-user-data",
-            Capability::UpdateUserData => "update-user-data",
-            Capability::DeleteUserData => "delete-user-data",
-            Capability::CompleteTransfer => "complete-transfer",
-            Capability::CompleteConference => "complete-conference",
-            Capability::Alternate => "alternate",
-            Capability::Reconnect => "reconnect",
-        }
-    }
-}
-
-/// An operation a call's state may not allow, as a refusal names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Answer,
-    Hold,
-    Retrieve,
-    Reconnect,
-    Release,
-    AttachData,
-    DeleteData,
-    Transfer,
-    FinishTransfer,
-    SendDtmf,
-}
-
-impl Operation {
-    fn verb(self) -> &'static str {
-        match self {
-            Operation::Answer => "answer",
-            Operation::Hold => "hold",
-            Operation::Retrieve => "retrieve",
-            Operation::Reconnect => "reconnect to",
-            Operation::Release => "release",
-            Operation::AttachData => "attach data to",
-            Operation::DeleteData => "delete data of",
-            Operation::Transfer => "transfer",
-            Operation::FinishTransfer => "finish the transfer of",
-            Operation::SendDtmf => "send DTMF on",
-        }
-    }
-}
-
-/// Why the state of a call does not allow what was asked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("cannot {} a call that is {}", .0.verb(), .1.name().to_lowercase())]
-    State(Operation, CallState),
-    #[error("the phone has not reported ringing in a dialog: it cannot be answered remotely")]
-    NoEarlyDialog,
-    #[error("{0:?} is not in a conference on this call")]
-    NotInConference(String),
-    #[error("the call is not answered")]
-    NotAnswered,
-    #[error("the consultation call is not answered")]
-    ConsultationNotAnswered,
-    #[error("only the agent who placed the consultation call can complete it")]
-    NotConsultingAgent,
-    #[error("a request is in progress on the consultation call; try again")]
-    ConsultationBusy,
-    #[error("a transfer or conference is completed by the agent who answered the call")]
-    NotAnsweringAgent,
-    #[error("a transfer is made by the agent who answered the call")]
-    NotTransferringAgent,
-    #[error("an offer is in progress on the call; try again")]
-    OfferInProgress,
-    #[error("the tenant has no media server for conferences")]
-    NoMediaServer,
-    #[error("the call is a conference already")]
-    AlreadyConference,
-    #[error("the call cannot be transferred now (a conference, or an offer in progress)")]
-    CannotTransferNow,
-    #[error("a leg of the call has no session to offer again")]
-    NoSession,
-    /// The node could not start the call asked for (its actor failed to spawn).
-    #[error("cannot start a call: {0}")]
-    NotStarted(String),
-}
-
-/// What was wrong with what a desktop asked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Invalid {
-    #[error("user data key {0:?}")]
-    UserDataKey(String),
-    #[error("digits {0:?}: 0-9, *, # and A-D only")]
-    Digits(String),
-    #[error("no dial plan rule of tenant {tenant} matches {dialed:?}")]
-    NoRoute { tenant: String, dialed: String },
-}
-
-/// Why a control was not carried out; the call is untouched.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ControlError {
-    /// No such call, or not one of this agent's: the call's id.
-    #[error("no call {0} for this agent")]
-    NotFound(String),
-    #[error(transparent)]
-    NotAllowed(#[from] Refusal),
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
-    /// The node's calls could not be asked (the reason, from the actor system).
-    #[error("calls unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// A call as a desktop sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CallView {
-    pub call: CallThread,
-    pub state: CallState,
-    /// What may be asked of it now.
-    pub capabilities: Vec<Capability>,
-}
+use crate::messages::call_state::CallEventKind;
+use crate::messages::sip_cluster::{
+    CallState, CallView, Capability, Control, ControlError, Invalid, Operation, Origin, Refusal,
+};
 
 impl Call {
     /// The call as the agent at `dn` sees it, after carrying out `control` for it. Refused
@@ -320,8 +107,6 @@ impl Call {
                 }
                 self.event(CallEventKind::AttachedDataChanged, "", 0);
             }
-            Control::Adopt(handover) => self.adopt(dn, handover, now)?,
-            Control::Conference(handover) => self.confer(dn, handover, now)?,
             Control::SingleStepTransfer(dial) => {
                 if !state.answered() {
                     return not_allowed(Operation::Transfer);
@@ -344,24 +129,6 @@ impl Call {
                     return Err(Refusal::NotInConference(party).into());
                 };
                 self.leave_conference(m, now);
-            }
-            Control::Finish {
-                conferenced,
-                thread,
-            } => {
-                if self.legs.winner.is_some() {
-                    return not_allowed(Operation::FinishTransfer);
-                }
-                if thread != self.thread_id() {
-                    self.thread.former = Some(self.thread_id().into());
-                    self.thread.joined = Some(thread.into_boxed_str());
-                }
-                let cause = if conferenced {
-                    "conferenced"
-                } else {
-                    "transferred"
-                };
-                self.end(CallEventKind::Released, cause, 0, None, now);
             }
             Control::SendDtmf(digits) => {
                 if state != CallState::Established {
@@ -400,7 +167,7 @@ impl Call {
     }
 
     /// The call's state as desktops name it.
-    fn state(&self) -> CallState {
+    pub(super) fn state(&self) -> CallState {
         match self.phase {
             Phase::Routing => CallState::Dialing,
             Phase::Ringing => CallState::Ringing,

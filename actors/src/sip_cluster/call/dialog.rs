@@ -17,7 +17,7 @@ use switchboard_sip::{HeaderName, Method, Request, Response};
 use super::legs::{LegId, Progress};
 use super::txns::Purpose;
 use super::{Call, Phase, copy_body_headers, sdp_problem, seq_of, warning, with_body};
-use crate::call_state::CallEventKind;
+use crate::messages::call_state::CallEventKind;
 
 impl Call {
     pub(super) fn cancel(

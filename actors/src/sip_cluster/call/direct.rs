@@ -21,9 +21,9 @@ use super::legs::{Leg, LegId, Progress};
 use super::timers::Timer;
 use super::txns::Purpose;
 use super::{Call, Output, Phase, copy_body_headers, live, to_tag, with_body};
-use crate::call_state::CallEventKind;
-use crate::registrar::Binding;
-use crate::sip_cluster::Origin;
+use crate::messages::call_state::CallEventKind;
+use crate::messages::registrar::Binding;
+use crate::messages::sip_cluster::Origin;
 
 impl Call {
     pub(super) fn route(&mut self, now: Instant) {
@@ -259,7 +259,7 @@ impl Call {
             Some(proxy) => (
                 proxy,
                 Transport::Udp,
-                Some(crate::sip_proxy::forward::route_through(
+                Some(crate::messages::sip_proxy::route_through(
                     proxy, dest, transport,
                 )),
             ),

@@ -46,15 +46,13 @@ use switchboard_sip::transaction::{TransactionKey, cancel_for};
 use switchboard_sip::transport::Transport;
 use switchboard_sip::{HeaderName, Headers, Host, Message, Method, Request, Response, SipUri, Uri};
 
-pub use control::{
-    CallState, CallView, Capability, Control, ControlError, Invalid, Operation, Refusal,
-};
 pub use routing::ToOrs;
 pub use transfer::Handover;
 
-use super::{ClusterConfig, DnCalls, NewDialog, Origin};
-use crate::call_state::{CallEvent, CallEventKind};
-use crate::registrar::Binding;
+use super::{ClusterConfig, DnCalls};
+use crate::messages::call_state::{CallEvent, CallEventKind};
+use crate::messages::registrar::Binding;
+use crate::messages::sip_cluster::{NewDialog, Origin};
 use crate::tenant::Tenant;
 use conference::Conference;
 use legs::{Leg, LegId, Legs, Progress};
@@ -136,7 +134,7 @@ impl Local {
     /// A Call-ID of this node for the call's `n`th leg it places: `<node>-<key>-<n>`, by
     /// which the edge finds the call.
     fn call_id(&self, n: u32) -> ByteString {
-        ByteString::from(format!("{}-{:x}-{n}", self.node, self.key))
+        crate::messages::sip_cluster::call_id(&self.node, self.key, n)
     }
 }
 

@@ -21,9 +21,10 @@ use super::legs::{Leg, LegId, Progress};
 use super::timers::Timer;
 use super::txns::Purpose;
 use super::{Call, Local, Mode, Output, Phase, Setting, seq_of};
-use crate::call_state::CallEventKind;
-use crate::registrar::Binding;
-use crate::sip_cluster::{ClusterConfig, DnCalls, Origin};
+use crate::messages::call_state::CallEventKind;
+use crate::messages::registrar::Binding;
+use crate::messages::sip_cluster::Origin;
+use crate::sip_cluster::{ClusterConfig, DnCalls};
 use crate::tenant::Tenant;
 
 /// What a call placed for a desktop still needs.

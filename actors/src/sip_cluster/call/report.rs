@@ -7,8 +7,8 @@ use switchboard_sip::header::NameAddr;
 
 use super::legs::{Leg, LegId};
 use super::{Call, Output, Phase};
-use crate::call_state::{CallEvent, CallEventKind};
-use crate::sip_cluster::Origin;
+use crate::messages::call_state::{CallEvent, CallEventKind};
+use crate::messages::sip_cluster::Origin;
 
 impl Call {
     pub(super) fn event(&mut self, kind: CallEventKind, cause: &str, status: u16) {

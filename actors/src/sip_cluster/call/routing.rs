@@ -29,9 +29,9 @@ use super::legs::{LegId, Progress};
 use super::timers::Timer;
 use super::txns::Purpose;
 use super::{Call, Mode, Output, Phase, live};
-use crate::call_state::CallEventKind;
-use crate::ors::{Order, Report, RouteRequest};
-use crate::registrar::Binding;
+use crate::messages::call_state::CallEventKind;
+use crate::messages::ors::{Order, Report, RouteRequest};
+use crate::messages::registrar::Binding;
 
 /// How long a media server has to answer a treatment before the next one is tried.
 const MEDIA_ANSWER: Duration = Duration::from_secs(4);
@@ -231,12 +231,7 @@ impl Call {
 
     /// Makes `treatment` the current one. The leg of the one before stays until the new
     /// one has the caller; one still ringing stops.
-    fn set_treatment(
-        &mut self,
-        treatment: Treatment,
-        server: Option<usize>,
-        now: Instant,
-    ) {
+    fn set_treatment(&mut self, treatment: Treatment, server: Option<usize>, now: Instant) {
         let Some(w) = self.waiting_mut() else {
             return;
         };

@@ -15,7 +15,7 @@ use switchboard_sip::{HeaderName, Headers, Method, Response};
 use super::legs::LegId;
 use super::txns::Purpose;
 use super::{Call, Output, Phase, seq_of};
-use crate::call_state::CallEventKind;
+use crate::messages::call_state::CallEventKind;
 
 /// A deadline the call keeps itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,14 +11,13 @@ use switchboard_sip::header::NameAddr;
 use switchboard_sip::sdp::{self, Direction};
 use switchboard_sip::{HeaderName, Method, Request};
 
-use super::control::{ControlError, Refusal};
 use super::legs::{Leg, LegId, Progress};
 use super::originate::Originate;
 use super::timers::Timer;
 use super::txns::{Client, Purpose};
 use super::{Call, Mode, Output, Phase, warning};
-use crate::call_state::CallEventKind;
-use crate::sip_cluster::Origin;
+use crate::messages::call_state::CallEventKind;
+use crate::messages::sip_cluster::{CallView, ControlError, Operation, Origin, Refusal};
 
 /// The call thread a call belongs to (the call and its consultation relatives), and the
 /// consultation in progress about it.
@@ -113,6 +112,55 @@ impl Call {
             to_dn: self.callee.dn,
             media: self.legs.a.sdp.clone(),
         })
+    }
+
+    /// Completing a transfer (or a conference), the main call: it takes the consulted party's
+    /// leg in place of (or beside) the agent's at `dn`.
+    pub(crate) fn take_over(
+        &mut self,
+        dn: &str,
+        handover: Handover,
+        conference: bool,
+        now: Instant,
+    ) -> Result<CallView, ControlError> {
+        if !self.involves(dn) {
+            return Err(ControlError::NotFound(self.id.to_string()));
+        }
+        if conference {
+            self.confer(dn, handover, now)?;
+        } else {
+            self.adopt(dn, handover, now)?;
+        }
+        Ok(self.view())
+    }
+
+    /// Completing a transfer or conference, the consultation call once its other party is
+    /// handed over: it ends, in the thread of the call that took its party (`thread`), so that
+    /// its end is reported after that call's change.
+    pub(crate) fn finish(
+        &mut self,
+        dn: &str,
+        conferenced: bool,
+        thread: String,
+        now: Instant,
+    ) -> Result<CallView, ControlError> {
+        if !self.involves(dn) {
+            return Err(ControlError::NotFound(self.id.to_string()));
+        }
+        if self.legs.winner.is_some() {
+            return Err(Refusal::State(Operation::FinishTransfer, self.state()).into());
+        }
+        if thread != self.thread_id() {
+            self.thread.former = Some(self.thread_id().into());
+            self.thread.joined = Some(thread.into_boxed_str());
+        }
+        let cause = if conferenced {
+            "conferenced"
+        } else {
+            "transferred"
+        };
+        self.end(CallEventKind::Released, cause, 0, None, now);
+        Ok(self.view())
     }
 
     /// Whether the agent at `dn` may complete a transfer (or a conference) on this call: the

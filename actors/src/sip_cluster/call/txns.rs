@@ -18,7 +18,7 @@ use switchboard_sip::{HeaderName, Headers, Method, Request, Response};
 
 use super::legs::{LegId, Progress};
 use super::{Call, Output, copy_body_headers, seq_of, slim};
-use crate::call_state::CallEventKind;
+use crate::messages::call_state::CallEventKind;
 
 /// What the answer to a request the call sends is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,13 +286,7 @@ impl Call {
         }
     }
 
-    fn client_response(
-        &mut self,
-        leg: LegId,
-        purpose: Purpose,
-        r: Response,
-        now: Instant,
-    ) {
+    fn client_response(&mut self, leg: LegId, purpose: Purpose, r: Response, now: Instant) {
         match purpose {
             Purpose::Invite => match leg {
                 LegId::B(i) => self.b_response(i, r, now),

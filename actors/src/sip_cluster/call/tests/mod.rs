@@ -15,10 +15,11 @@ use bytes::Bytes;
 use switchboard_sip::transport::Transport;
 use switchboard_sip::{HeaderName, Message, Method, Request, Response, parse_datagram};
 
-use super::{Call, Control, ControlError, Local, Output, ToOrs, with_body};
-use crate::call_state::CallEvent;
-use crate::registrar::Binding;
-use crate::sip_cluster::{ClusterConfig, DnCalls, NewDialog, Origin};
+use super::{Call, Local, Output, ToOrs, with_body};
+use crate::messages::call_state::CallEvent;
+use crate::messages::registrar::Binding;
+use crate::messages::sip_cluster::{Control, ControlError, NewDialog, Origin};
+use crate::sip_cluster::{ClusterConfig, DnCalls};
 use crate::tenant::{Directory, Tenant, demo_tenant};
 
 pub(super) const SBC: &str = "127.0.0.2:5070";

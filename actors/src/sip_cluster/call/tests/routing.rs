@@ -4,7 +4,7 @@
 use switchboard_routing::strategy::{Route, Treatment};
 
 use super::*;
-use crate::ors::{Order, Report};
+use crate::messages::ors::{Order, Report};
 use crate::sip_cluster::call::ToOrs;
 
 const MEDIA: &str = "127.0.0.3:5090";

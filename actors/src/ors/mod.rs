@@ -7,19 +7,23 @@
 //! an actor per session; a session is a few hundred bytes of state that never awaits, and a
 //! task for each would cost more than the session). A session keeps the strategy version it
 //! started with: a new version applies to new calls only.
+//!
+//! GES's callbacks ([`callbacks`]) are sessions of this system too: they wait in `rq` as calls
+//! do, and are placed through the cluster once an agent is reserved.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+pub mod callbacks;
+
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use switchboard_routing::strategy::{Action, CallInfo, Event, Overflow, Route, Session, Treatment};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
+use switchboard_routing::strategy::{Action, CallInfo, Event, Route, Session};
 
-use crate::agent_state::AgentState;
-use crate::agent_state::machine::{Command, WorkMode};
-use crate::rq::{Rq, RqMsg, Told};
-use crate::sip_cluster::CallMsg;
-use crate::tenant::Tenant;
+use crate::messages::agent_state::{AgentState, Command, WorkMode};
+use crate::messages::ors::{Order, Ors, OrsMsg, Report};
+use crate::messages::rq::{Rq, RqMsg, Told};
+use crate::supervisor::{Policy, Supervisor};
 use crate::wakeups::Wakeups;
 
 /// The time a session runs on, in unix ms: the wall clock, or a test's.
@@ -30,95 +34,42 @@ pub fn wall_clock() -> Clock {
     Arc::new(crate::unix_ms)
 }
 
-/// A call reached a routing point.
-#[derive(Debug, Clone)]
-pub struct RouteRequest {
-    pub tenant: Arc<Tenant>,
-    pub call: String,
-    pub routing_point: String,
-    /// The routing point's strategy.
-    pub strategy: String,
-    pub ani: String,
-    pub dnis: String,
-    pub user_data: BTreeMap<String, String>,
+impl Ors {
+    /// Starts the orchestration system under the root supervisor; its failure stops the node
+    /// (its sessions live only in its memory).
+    pub async fn spawn(
+        rq: Rq,
+        agents: AgentState,
+        clock: Clock,
+        supervisor: &Supervisor,
+    ) -> Result<Self, ractor::SpawnErr> {
+        let (actor, _) =
+            Actor::spawn_linked(None, OrsActor, (rq, agents, clock), supervisor.cell()).await?;
+        supervisor.watch(actor.get_cell(), "ors", Policy::StopNode);
+        Ok(Self::new(actor.get_derived()))
+    }
 }
 
-/// What a call at a routing point tells its session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Report {
-    /// A treatment that plays to its end ended; for collect, the digits.
-    TreatmentEnded { digits: Option<String> },
-    /// No media server applied the treatment.
-    TreatmentFailed,
-    /// The call reached the destination it was routed to.
-    Routed,
-    /// The destination did not take the call; `rona` names the reserved agent that did not
-    /// answer in time.
-    RouteFailed { rona: Option<String> },
-    /// The call no longer waits: the caller hung up, or the routing point's timeout sent
-    /// it to its default destination.
-    Gone,
-}
-
-/// What a routing session asks of its call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Order {
-    Treat(Treatment),
-    Collect {
-        digits: u32,
-        uri: String,
-    },
-    SetData {
-        key: String,
-        value: String,
-    },
-    /// The call waits in `queue` for an agent of `target` (as written), at `priority`.
-    Queued {
-        queue: String,
-        target: String,
-        priority: u32,
-    },
-    /// Its target or priority changed as it waited.
-    Overflow(Overflow),
-    Route(Route),
-    /// The agent reserved gave the reservation back before answering: stop ringing it.
-    Unreserved {
-        agent: String,
-    },
-}
-
-pub enum OrsMsg {
-    Request {
-        request: Box<RouteRequest>,
-        call: ActorRef<CallMsg>,
-    },
-    Report {
-        call: String,
-        report: Report,
-    },
-    /// From `rq`: an agent is reserved for a call, or no longer.
-    Rq(Told),
+/// What the actor handles: what the other systems send, and its timer.
+enum Msg {
+    Face(OrsMsg),
     Wake,
 }
 
-/// Reaches the orchestration system. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct Ors {
-    actor: ActorRef<OrsMsg>,
+impl From<OrsMsg> for Msg {
+    fn from(msg: OrsMsg) -> Self {
+        Msg::Face(msg)
+    }
 }
 
-impl Ors {
-    pub async fn spawn(rq: Rq, agents: AgentState, clock: Clock) -> Result<Self, ractor::SpawnErr> {
-        let (actor, _) = Actor::spawn(None, OrsActor, (rq, agents, clock)).await?;
-        Ok(Self { actor })
-    }
+impl TryFrom<Msg> for OrsMsg {
+    type Error = ();
 
-    pub fn send(&self, msg: OrsMsg) {
-        let _ = self.actor.cast(msg);
-    }
-
-    pub fn stop(&self) {
-        self.actor.stop(None);
+    fn try_from(msg: Msg) -> Result<Self, ()> {
+        match msg {
+            Msg::Face(msg) => Ok(msg),
+            Msg::Wake => Err(()),
+        }
     }
 }
 
@@ -128,7 +79,7 @@ struct OrsState {
     rq: Rq,
     agents: AgentState,
     clock: Clock,
-    wakeups: Wakeups<OrsMsg>,
+    wakeups: Wakeups<Msg>,
     sessions: HashMap<String, Entry>,
     /// When each session next needs waking, earliest first: a change touches one session's
     /// place, never a scan of them all.
@@ -139,7 +90,7 @@ struct OrsState {
 struct Entry {
     tenant: String,
     session: Session,
-    call: ActorRef<CallMsg>,
+    call: DerivedActorRef<Order>,
     started_ms: u64,
     /// The agent the call is routed to, while it rings.
     agent: Option<String>,
@@ -148,7 +99,7 @@ struct Entry {
 }
 
 impl Actor for OrsActor {
-    type Msg = OrsMsg;
+    type Msg = Msg;
     type State = OrsState;
     type Arguments = (Rq, AgentState, Clock);
 
@@ -161,7 +112,7 @@ impl Actor for OrsActor {
             rq,
             agents,
             clock,
-            wakeups: Wakeups::start(|| OrsMsg::Wake),
+            wakeups: Wakeups::start(|| Msg::Wake),
             sessions: HashMap::new(),
             due: BTreeSet::new(),
             wake_at: None,
@@ -176,11 +127,11 @@ impl Actor for OrsActor {
     ) -> Result<(), ActorProcessingErr> {
         let now = (state.clock)();
         match message {
-            OrsMsg::Request { request, call } => {
+            Msg::Face(OrsMsg::Request { request, call }) => {
                 let Some((version, program)) = request.tenant.strategy(&request.strategy) else {
                     tracing::warn!(tenant = %request.tenant.name, call = %request.call,
                         strategy = %request.strategy, "no such strategy: default destination");
-                    let _ = call.cast(CallMsg::Routing(Order::Route(Route::Default)));
+                    let _ = call.send_message(Order::Route(Route::Default));
                     return Ok(());
                 };
                 tracing::debug!(tenant = %request.tenant.name, call = %request.call,
@@ -201,7 +152,7 @@ impl Actor for OrsActor {
                 state.sessions.insert(request.call.clone(), entry);
                 state.drive(&request.call, &myself);
             }
-            OrsMsg::Report { call, report } => {
+            Msg::Face(OrsMsg::Report { call, report }) => {
                 let Some(entry) = state.sessions.get_mut(&call) else {
                     return Ok(());
                 };
@@ -234,7 +185,7 @@ impl Actor for OrsActor {
                 entry.session.handle(event, now);
                 state.drive(&call, &myself);
             }
-            OrsMsg::Rq(Told::Matched { call, agent, dn }) => {
+            Msg::Face(OrsMsg::Rq(Told::Matched { call, agent, dn })) => {
                 let Some(entry) = state.sessions.get_mut(&call) else {
                     // The call left meanwhile: the withdrawal its session sent gives the
                     // reservation back.
@@ -244,16 +195,14 @@ impl Actor for OrsActor {
                 entry.session.handle(Event::Matched { agent, dn }, now);
                 state.drive(&call, &myself);
             }
-            OrsMsg::Rq(Told::Unreserved { call, agent }) => {
+            Msg::Face(OrsMsg::Rq(Told::Unreserved { call, agent })) => {
                 if let Some(entry) = state.sessions.get(&call)
                     && entry.agent.as_deref() == Some(agent.as_str())
                 {
-                    let _ = entry
-                        .call
-                        .cast(CallMsg::Routing(Order::Unreserved { agent }));
+                    let _ = entry.call.send_message(Order::Unreserved { agent });
                 }
             }
-            OrsMsg::Wake => {
+            Msg::Wake => {
                 state.wake_at = None;
                 while let Some((at, call)) = state.due.first().cloned()
                     && at <= now
@@ -290,7 +239,7 @@ fn not_ready_after_rona(agents: &AgentState, tenant: &str, agent: String) {
 
 impl OrsState {
     /// Carries out what a session asks, and forgets it once it is over.
-    fn drive(&mut self, call: &str, myself: &ActorRef<OrsMsg>) {
+    fn drive(&mut self, call: &str, myself: &ActorRef<Msg>) {
         let Some(entry) = self.sessions.get_mut(call) else {
             return;
         };
@@ -318,7 +267,7 @@ impl OrsState {
                         target,
                         priority,
                         since,
-                        waiter: myself.clone().into(),
+                        waiter: Ors::new(myself.get_derived()).waiter(),
                     });
                     order
                 }
@@ -339,7 +288,7 @@ impl OrsState {
                 }
                 Action::Route(route) => Order::Route(route),
             };
-            let _ = entry.call.cast(CallMsg::Routing(order));
+            let _ = entry.call.send_message(order);
         }
         let due = (!entry.session.is_done())
             .then(|| entry.session.poll_timeout())
@@ -362,7 +311,7 @@ impl OrsState {
     }
 
     /// Asks the timer for the earliest deadline of any session.
-    fn schedule(&mut self, myself: &ActorRef<OrsMsg>, now: u64) {
+    fn schedule(&mut self, myself: &ActorRef<Msg>, now: u64) {
         let Some(&(next, _)) = self.due.first() else {
             return;
         };
@@ -382,13 +331,17 @@ mod tests {
 
     use std::sync::atomic::{AtomicU64, Ordering};
 
+    use std::collections::BTreeMap;
+
+    use switchboard_routing::strategy::{Overflow, Treatment};
+
     use super::*;
     use crate::agent_state::AgentStateConfig;
-    use crate::agent_state::store::AgentStore;
+    use crate::agent_state::store::MemoryAgents;
     use crate::events::EventSink;
+    use crate::messages::ors::RouteRequest;
     use crate::probe::Probe;
-    use crate::registrar::MemoryStore;
-    use crate::sip_cluster::locate_in;
+    use crate::registrar::MemoryBindings;
     use crate::tenant::{Directory, Tenant, demo_tenant};
 
     #[tokio::test]
@@ -400,27 +353,27 @@ mod tests {
             .into();
         let tenant = Arc::new(Tenant::from_config(&config).expect("tenant"));
         let directory = Arc::new(Directory::new(&[config]).expect("directory"));
-        let rq = Rq::spawn(directory.clone()).await.expect("rq");
-        let agents = AgentState::spawn(AgentStateConfig {
+        let (supervisor, _) = Supervisor::start().await.expect("supervisor");
+        let rq = Rq::spawn(directory.clone(), &supervisor).await.expect("rq");
+        let config = AgentStateConfig {
             events: EventSink::memory(),
-            store: AgentStore::memory(),
+            store: Arc::new(MemoryAgents::default()),
             directory,
-            locate: locate_in(MemoryStore::default()),
+            bindings: Arc::new(MemoryBindings::default()),
             rq: None,
-        })
-        .await
-        .expect("agents");
+        };
+        let agents = AgentState::spawn(config, &supervisor)
+            .await
+            .expect("agents");
         let time = Arc::new(AtomicU64::new(1_000_000));
         let clock: Clock = {
             let time = time.clone();
             Arc::new(move || time.load(Ordering::SeqCst))
         };
-        let ors = Ors::spawn(rq, agents, clock).await.expect("ors");
-        let (call, mut orders) = Probe::spawn(|m: CallMsg| match m {
-            CallMsg::Routing(order) => Some(order),
-            _ => None,
-        })
-        .await;
+        let ors = Ors::spawn(rq, agents, clock, &supervisor)
+            .await
+            .expect("ors");
+        let (call, mut orders) = Probe::spawn(|order: Order| Some(order)).await;
         for id in ["c1", "c2"] {
             ors.send(OrsMsg::Request {
                 request: Box::new(RouteRequest {
@@ -432,7 +385,7 @@ mod tests {
                     dnis: "+18005550100".into(),
                     user_data: BTreeMap::new(),
                 }),
-                call: call.clone(),
+                call: call.get_derived(),
             });
         }
         let mut next = async || {

@@ -19,8 +19,9 @@ use switchboard_routing::strategy::{Known, unknown_name};
 use switchboard_routing::target::Target;
 
 use crate::events::{EventSink, TOPIC_CALLTHREAD, new_event};
-use crate::rq::{Rq, RqMsg, Told, Waiter};
-use crate::sip_proxy::ProxyMsg;
+use crate::messages::rq::{Rq, RqMsg, Told, Waiter};
+use crate::messages::sip_cluster::{Cluster, ClusterMsg};
+use crate::supervisor::{Policy, Supervisor};
 use crate::tenant::Directory;
 
 /// The consumer group of the nodes on the requests' streams.
@@ -133,13 +134,23 @@ pub struct Callbacks {
 }
 
 impl Callbacks {
+    /// Starts the node's callbacks under the root supervisor; as the rest of `ors`, their
+    /// failure stops the node (waiting callbacks live only in their memory).
     pub async fn spawn(
         directory: Arc<Directory>,
         rq: Rq,
-        calls: ActorRef<ProxyMsg>,
+        calls: Cluster,
         events: EventSink,
+        supervisor: &Supervisor,
     ) -> Result<Self, ractor::SpawnErr> {
-        let (actor, _) = Actor::spawn(None, CallbacksActor, (directory, rq, calls, events)).await?;
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            CallbacksActor,
+            (directory, rq, calls, events),
+            supervisor.cell(),
+        )
+        .await?;
+        supervisor.watch(actor.get_cell(), "ors", Policy::StopNode);
         Ok(Self { actor })
     }
 
@@ -181,7 +192,7 @@ struct CallbacksActor;
 struct State {
     directory: Arc<Directory>,
     rq: Rq,
-    calls: ActorRef<ProxyMsg>,
+    calls: Cluster,
     events: EventSink,
     /// By `{tenant}:{id}`, which is also the callback's name in its queue.
     callbacks: HashMap<String, Callback>,
@@ -225,7 +236,7 @@ fn key(tenant: &str, id: &str) -> String {
 impl Actor for CallbacksActor {
     type Msg = CallbackMsg;
     type State = State;
-    type Arguments = (Arc<Directory>, Rq, ActorRef<ProxyMsg>, EventSink);
+    type Arguments = (Arc<Directory>, Rq, Cluster, EventSink);
 
     async fn pre_start(
         &self,
@@ -366,19 +377,18 @@ impl State {
         let (tenant, dial) = (cb.request.tenant.clone(), cb.request.customer.clone());
         let (calls, myself, key) = (self.calls.clone(), self.myself.clone(), k.to_owned());
         tokio::spawn(async move {
-            let asked = ractor::call!(calls, |reply| ProxyMsg::MakeCall {
-                tenant,
-                dn,
-                dial,
-                user_data,
-                thread: None,
-                reply,
-            });
-            let outcome = match asked {
-                Ok(Ok(call)) => Ok(call),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(format!("calls unavailable: {e}")),
-            };
+            let asked = calls
+                .ask(|reply| ClusterMsg::MakeCall {
+                    tenant,
+                    dn,
+                    dial,
+                    user_data,
+                    thread: None,
+                    reply,
+                })
+                .await;
+            // A cluster that cannot be asked says "calls unavailable: ...".
+            let outcome = asked.map_err(|e| e.to_string());
             let _ = myself.cast(CallbackMsg::Placed { key, outcome });
         });
     }

@@ -1,0 +1,92 @@
+//! Where snapshots of live calls are kept, so that another node can finish a call: a Redis key
+//! per call (`sb:{tenant}:call:{id}`, a day at most: a call no node finishes does not stay for
+//! ever), or memory.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use redis::aio::ConnectionManager;
+
+use crate::redis_retry::query;
+use crate::store::StoreFuture;
+
+/// Snapshots of live calls by tenant and call.
+pub trait SnapshotStore: Send + Sync + 'static {
+    /// Writes the snapshot of `call`, or removes it (`None`) once the call is over.
+    fn write<'a>(
+        &'a self,
+        tenant: &'a str,
+        call: &'a str,
+        snapshot: Option<&'a str>,
+    ) -> StoreFuture<'a, ()>;
+}
+
+/// The Redis key of a call's snapshot.
+pub fn snapshot_key(tenant: &str, call: &str) -> String {
+    format!("sb:{tenant}:call:{call}")
+}
+
+const SNAPSHOT_TTL_SECS: u64 = 24 * 3600;
+
+/// Snapshots in this process, lost when it stops.
+#[derive(Debug, Default)]
+pub struct MemorySnapshots(Mutex<HashMap<String, String>>);
+
+impl MemorySnapshots {
+    /// The snapshot of `call`, if it is live.
+    pub fn get(&self, tenant: &str, call: &str) -> Option<String> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&snapshot_key(tenant, call)).cloned()
+    }
+}
+
+impl SnapshotStore for MemorySnapshots {
+    fn write<'a>(
+        &'a self,
+        tenant: &'a str,
+        call: &'a str,
+        snapshot: Option<&'a str>,
+    ) -> StoreFuture<'a, ()> {
+        let key = snapshot_key(tenant, call);
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match snapshot {
+            Some(s) => map.insert(key, s.to_owned()),
+            None => map.remove(&key),
+        };
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// Snapshots in Redis, where another node finds them.
+#[derive(Clone)]
+pub struct RedisSnapshots(ConnectionManager);
+
+impl RedisSnapshots {
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self(conn)
+    }
+}
+
+impl SnapshotStore for RedisSnapshots {
+    fn write<'a>(
+        &'a self,
+        tenant: &'a str,
+        call: &'a str,
+        snapshot: Option<&'a str>,
+    ) -> StoreFuture<'a, ()> {
+        let key = snapshot_key(tenant, call);
+        let cmd = match snapshot {
+            Some(s) => {
+                let mut c = redis::cmd("SET");
+                c.arg(&key).arg(s).arg("EX").arg(SNAPSHOT_TTL_SECS);
+                c
+            }
+            None => {
+                let mut c = redis::cmd("DEL");
+                c.arg(&key);
+                c
+            }
+        };
+        Box::pin(async move { Ok(query::<()>(&self.0, &cmd).await?) })
+    }
+}

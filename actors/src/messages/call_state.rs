@@ -1,0 +1,144 @@
+//! The face of the call-state system: the change of a call each call actor reports, and the
+//! handle that hands it to the shard of its call thread (see [`crate::call_state`]).
+
+use switchboard_proto::events::CallThread;
+
+use crate::shards::Shards;
+
+/// What happened to a call (the `kind` of its event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallEventKind {
+    /// A DN of the tenant places a call.
+    Dialing,
+    /// The destination is alerted.
+    Ringing,
+    /// The destination answered.
+    Established,
+    Held,
+    Retrieved,
+    /// The call ended after it was answered, or failed.
+    Released,
+    /// The caller gave up before the call was answered.
+    Abandoned,
+    /// The destination is busy.
+    DestinationBusy,
+    /// A party of the call was replaced.
+    PartyChanged,
+    /// Its user data changed.
+    AttachedDataChanged,
+    /// A party joined (a conference).
+    PartyAdded,
+    /// A party left a conference.
+    PartyDeleted,
+    /// The call reached a routing point, whose strategy now routes it.
+    RouteRequest,
+    /// The call waits in a virtual queue.
+    Queued,
+    /// The call left its routing point for a destination other than an agent the queue
+    /// chose (a DN, a number, the default destination, a rejection).
+    Diverted,
+    /// The call left its routing point for the agent its queue reserved.
+    RouteUsed,
+    TreatmentApplied,
+    TreatmentEnd,
+    /// No media server could apply the treatment; the call keeps waiting.
+    TreatmentNotApplied,
+}
+
+impl CallEventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CallEventKind::Dialing => "Dialing",
+            CallEventKind::Ringing => "Ringing",
+            CallEventKind::Established => "Established",
+            CallEventKind::Held => "Held",
+            CallEventKind::Retrieved => "Retrieved",
+            CallEventKind::Released => "Released",
+            CallEventKind::Abandoned => "Abandoned",
+            CallEventKind::DestinationBusy => "DestinationBusy",
+            CallEventKind::PartyChanged => "PartyChanged",
+            CallEventKind::AttachedDataChanged => "AttachedDataChanged",
+            CallEventKind::PartyAdded => "PartyAdded",
+            CallEventKind::PartyDeleted => "PartyDeleted",
+            CallEventKind::RouteRequest => "RouteRequest",
+            CallEventKind::Queued => "Queued",
+            CallEventKind::Diverted => "Diverted",
+            CallEventKind::RouteUsed => "RouteUsed",
+            CallEventKind::TreatmentApplied => "TreatmentApplied",
+            CallEventKind::TreatmentEnd => "TreatmentEnd",
+            CallEventKind::TreatmentNotApplied => "TreatmentNotApplied",
+        }
+    }
+
+    /// Whether the call is over after this event.
+    pub fn ends_call(self) -> bool {
+        matches!(self, CallEventKind::Released | CallEventKind::Abandoned)
+    }
+}
+
+/// A change of a call, from its call actor.
+#[derive(Debug, Clone)]
+pub struct CallEvent {
+    pub tenant: String,
+    pub kind: CallEventKind,
+    pub call: CallThread,
+    pub at_ms: u64,
+    /// The call's snapshot after the change (JSON); `None` once the call is over.
+    pub snapshot: Option<String>,
+    /// The tenant's DNs among the parties, whose agents the change concerns.
+    pub dns: Vec<String>,
+    /// The tenant's DNs that are parties no longer (a transfer replaced them).
+    pub left: Vec<String>,
+    /// The thread the call belonged to before it joined `call.thread_id` (a consultation
+    /// call whose party was transferred or conferenced), which it has now left.
+    pub former_thread: Option<String>,
+}
+
+/// What a call-state shard takes.
+#[derive(Debug)]
+pub enum CallStateMsg {
+    Event(CallEvent),
+    /// Call `call` left thread `thread` (of this shard) for another.
+    Left {
+        tenant: String,
+        thread: String,
+        call: String,
+    },
+}
+
+/// Reaches the call-state system, which keeps call threads (their events and snapshots) in
+/// shards chosen by thread. Started by [`crate::call_state`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct CallThreads {
+    shards: Shards<CallStateMsg>,
+}
+
+impl CallThreads {
+    pub(crate) fn new(shards: Shards<CallStateMsg>) -> Self {
+        Self { shards }
+    }
+
+    /// Hands a change of a call on; never waits.
+    pub fn record(&self, mut event: CallEvent) {
+        if let Some(thread) = event.former_thread.take() {
+            let left = CallStateMsg::Left {
+                tenant: event.tenant.clone(),
+                call: event.call.call_id.clone(),
+                thread: thread.clone(),
+            };
+            let _ = self.shards.cast(&thread, left);
+        }
+        let thread = event.call.thread_id.clone();
+        if self
+            .shards
+            .cast(&thread, CallStateMsg::Event(event))
+            .is_err()
+        {
+            tracing::warn!("call state stopped: call event dropped");
+        }
+    }
+
+    pub fn stop(&self) {
+        self.shards.stop();
+    }
+}

@@ -1,0 +1,17 @@
+//! The vocabulary the actor systems share (design.md "Messages between the systems"): for each
+//! system, the messages it takes from the others, the types they carry and the handle that
+//! sends them. A system imports these faces, never another system's module, so the import
+//! graph of the systems has no circle (`actors/tests/layering.rs` checks it); they are what will
+//! cross nodes, as their protobuf twins, once the systems run on several.
+//!
+//! A handle is started by its system (`Rq::spawn` is in [`crate::rq`]); an actor that also
+//! takes messages of its own (a timer's, its sockets') keeps them out of its face, and the
+//! others reach it through a [`ractor::DerivedActorRef`] of the face's messages.
+
+pub mod agent_state;
+pub mod call_state;
+pub mod ors;
+pub mod registrar;
+pub mod rq;
+pub mod sip_cluster;
+pub mod sip_proxy;

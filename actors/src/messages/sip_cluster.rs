@@ -1,0 +1,433 @@
+//! The face of the SIP cluster: the dialog-creating requests the edge hands it and the SIP
+//! messages of a call, what desktops and callbacks ask of calls, and the handle that reaches
+//! the cluster (see [`crate::sip_cluster`]).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytestring::ByteString;
+use ractor::{ActorRef, DerivedActorRef, RpcReplyPort};
+use switchboard_proto::events::CallThread;
+use switchboard_sip::transport::{Endpoint, Transport};
+use switchboard_sip::{Message, Request};
+
+use crate::messages::sip_proxy::CallRoute;
+use crate::tenant::{Directory, Tenant};
+
+/// Where a new call came from, as the edge admitted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A carrier's trunk, by name.
+    Trunk(String),
+    /// A phone that proved it is this DN.
+    Phone(String),
+    /// A configured media server, by name.
+    MediaServer(String),
+}
+
+impl Origin {
+    /// `trunk:<name>`, `dn:<number>` or `media-server:<name>`, as events say it.
+    pub fn describe(&self) -> String {
+        match self {
+            Origin::Trunk(t) => format!("trunk:{t}"),
+            Origin::Phone(dn) => format!("dn:{dn}"),
+            Origin::MediaServer(m) => format!("media-server:{m}"),
+        }
+    }
+
+    /// The origin [`Origin::describe`] wrote.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (kind, name) = text.split_once(':')?;
+        let name = name.to_owned();
+        match kind {
+            "trunk" => Some(Origin::Trunk(name)),
+            "dn" => Some(Origin::Phone(name)),
+            "media-server" => Some(Origin::MediaServer(name)),
+            _ => None,
+        }
+    }
+}
+
+/// A dialog-creating request the edge hands to the cluster.
+#[derive(Debug)]
+pub struct NewDialog {
+    pub tenant: Arc<Tenant>,
+    pub origin: Origin,
+    pub request: Request,
+    pub source: SocketAddr,
+    pub transport: Transport,
+    /// The proxy the call came through, when this node runs calls behind proxies: the call
+    /// reaches its callees through it too (their flows are the proxy's).
+    pub proxy: Option<SocketAddr>,
+}
+
+/// A SIP message of one of a call's legs, as the edge hands it to the call.
+#[derive(Debug)]
+pub struct CallIn {
+    pub message: Message,
+    pub source: SocketAddr,
+    pub transport: Transport,
+}
+
+/// The Call-ID of leg `n` a call of this node places: `<node>-<key hex>-<n>`, where `node` is
+/// the node's prefix and `key` the call's number on it. The edge finds the call by it.
+pub fn call_id(node: &str, key: u64, n: u32) -> ByteString {
+    ByteString::from(format!("{node}-{key:x}-{n}"))
+}
+
+/// The call number in one of this node's Call-IDs (see [`call_id`]).
+pub fn own_key(node: &str, call_id: &str) -> Option<u64> {
+    let rest = call_id.strip_prefix(node)?.strip_prefix('-')?;
+    u64::from_str_radix(rest.split('-').next()?, 16).ok()
+}
+
+/// The call a dialog-creating request started, whose later messages the edge hands it: its
+/// number on the node (which its own Call-IDs carry), and where its messages go.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub key: u64,
+    pub call: DerivedActorRef<CallIn>,
+}
+
+/// How a call is named: by its id (as desktops know it), or by the SIP Call-ID of one of its
+/// legs (as a REFER's Replaces names a dialog).
+#[derive(Debug, Clone)]
+pub enum CallRef {
+    Id(String),
+    SipCallId(String),
+}
+
+/// What a desktop asks of a call, for the agent at one of its DNs.
+#[derive(Debug)]
+pub enum Control {
+    /// Only the call as it is.
+    View,
+    /// The ringing phone is asked to answer (NOTIFY with the talk event, as the phones that
+    /// take remote answer know it).
+    Answer,
+    /// The agent consults about this call on call `0` (for the capabilities it lists); empty
+    /// once it no longer does.
+    Consulting(String),
+    Hold,
+    Retrieve,
+    /// Retrieved if held, left as it is if established (reconnecting after a consultation).
+    Reconnect,
+    Release,
+    AttachUserData(Vec<(String, String)>),
+    UpdateUserData(Vec<(String, String)>),
+    /// The keys to delete; none for all.
+    DeleteUserData(Vec<String>),
+    SendDtmf(String),
+    /// A party (by DN or number) leaves the conference.
+    DeleteFromConference(String),
+    /// Single-step transfer: the agent leaves at once and the other party is put through to
+    /// the number given, as the dial plan routes it.
+    SingleStepTransfer(String),
+}
+
+/// A call's state as desktops name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    Dialing,
+    Ringing,
+    Established,
+    Held,
+    Released,
+}
+
+impl CallState {
+    pub fn name(self) -> &'static str {
+        match self {
+            CallState::Dialing => "Dialing",
+            CallState::Ringing => "Ringing",
+            CallState::Established => "Established",
+            CallState::Held => "Held",
+            CallState::Released => "Released",
+        }
+    }
+
+    /// Whether the call is answered (established or held).
+    pub fn answered(self) -> bool {
+        matches!(self, CallState::Established | CallState::Held)
+    }
+}
+
+impl std::fmt::Display for CallState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What may be asked of a call now, as a desktop's capabilities name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    Answer,
+    Hold,
+    Retrieve,
+    Release,
+    SendDtmf,
+    AttachUserData,
+    UpdateUserData,
+    DeleteUserData,
+    CompleteTransfer,
+    CompleteConference,
+    Alternate,
+    Reconnect,
+}
+
+impl Capability {
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Answer => "answer",
+            Capability::Hold => "hold",
+            Capability::Retrieve => "retrieve",
+            Capability::Release => "release",
+            Capability::SendDtmf => "send-dtmf",
+            Capability::AttachUserData => "attach-user-data",
+            Capability::UpdateUserData => "update-user-data",
+            Capability::DeleteUserData => "delete-user-data",
+            Capability::CompleteTransfer => "complete-transfer",
+            Capability::CompleteConference => "complete-conference",
+            Capability::Alternate => "alternate",
+            Capability::Reconnect => "reconnect",
+        }
+    }
+}
+
+/// An operation a call's state may not allow, as a refusal names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Answer,
+    Hold,
+    Retrieve,
+    Reconnect,
+    Release,
+    AttachData,
+    DeleteData,
+    Transfer,
+    FinishTransfer,
+    SendDtmf,
+}
+
+impl Operation {
+    fn verb(self) -> &'static str {
+        match self {
+            Operation::Answer => "answer",
+            Operation::Hold => "hold",
+            Operation::Retrieve => "retrieve",
+            Operation::Reconnect => "reconnect to",
+            Operation::Release => "release",
+            Operation::AttachData => "attach data to",
+            Operation::DeleteData => "delete data of",
+            Operation::Transfer => "transfer",
+            Operation::FinishTransfer => "finish the transfer of",
+            Operation::SendDtmf => "send DTMF on",
+        }
+    }
+}
+
+/// Why the state of a call does not allow what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("cannot {} a call that is {}", .0.verb(), .1.name().to_lowercase())]
+    State(Operation, CallState),
+    #[error("the phone has not reported ringing in a dialog: it cannot be answered remotely")]
+    NoEarlyDialog,
+    #[error("{0:?} is not in a conference on this call")]
+    NotInConference(String),
+    #[error("the call is not answered")]
+    NotAnswered,
+    #[error("the consultation call is not answered")]
+    ConsultationNotAnswered,
+    #[error("only the agent who placed the consultation call can complete it")]
+    NotConsultingAgent,
+    #[error("a request is in progress on the consultation call; try again")]
+    ConsultationBusy,
+    #[error("a transfer or conference is completed by the agent who answered the call")]
+    NotAnsweringAgent,
+    #[error("a transfer is made by the agent who answered the call")]
+    NotTransferringAgent,
+    #[error("an offer is in progress on the call; try again")]
+    OfferInProgress,
+    #[error("the tenant has no media server for conferences")]
+    NoMediaServer,
+    #[error("the call is a conference already")]
+    AlreadyConference,
+    #[error("the call cannot be transferred now (a conference, or an offer in progress)")]
+    CannotTransferNow,
+    #[error("a leg of the call has no session to offer again")]
+    NoSession,
+    /// The node could not start the call asked for (its actor failed to spawn).
+    #[error("cannot start a call: {0}")]
+    NotStarted(String),
+}
+
+/// What was wrong with what a desktop asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("user data key {0:?}")]
+    UserDataKey(String),
+    #[error("digits {0:?}: 0-9, *, # and A-D only")]
+    Digits(String),
+    #[error("no dial plan rule of tenant {tenant} matches {dialed:?}")]
+    NoRoute { tenant: String, dialed: String },
+}
+
+/// Why a control was not carried out; the call is untouched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// No such call, or not one of this agent's: the call's id.
+    #[error("no call {0} for this agent")]
+    NotFound(String),
+    #[error(transparent)]
+    NotAllowed(#[from] Refusal),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The node's calls could not be asked (the reason, from the actor system).
+    #[error("calls unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A call as a desktop sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallView {
+    pub call: CallThread,
+    pub state: CallState,
+    /// What may be asked of it now.
+    pub capabilities: Vec<Capability>,
+}
+
+/// The call a transfer or conference completes into, and the agent completing it.
+#[derive(Debug, Clone)]
+pub struct MainCall {
+    pub tenant: String,
+    pub call: String,
+    /// Its call thread, which the consultation call's end is reported in.
+    pub thread: String,
+    /// The agent's DN.
+    pub dn: String,
+}
+
+/// What the cluster takes.
+pub enum ClusterMsg {
+    /// The edge: the sockets calls send through, and where the cluster tells it which call
+    /// takes which messages. Sent once by the edge as it starts, before any call.
+    Edge {
+        endpoint: Endpoint,
+        routes: DerivedActorRef<CallRoute>,
+    },
+    /// A dialog-creating request the edge admitted: a call starts for it.
+    NewDialog {
+        new: NewDialog,
+        reply: RpcReplyPort<Result<Started, ControlError>>,
+    },
+    /// A desktop asks for a call from the agent at `dn` to `dial`; the new call's id.
+    MakeCall {
+        tenant: String,
+        dn: String,
+        dial: String,
+        user_data: BTreeMap<String, String>,
+        /// The call it consults about.
+        thread: Option<String>,
+        reply: RpcReplyPort<Result<String, ControlError>>,
+    },
+    /// A desktop's request for call `call`, for the agent at `dn`.
+    Control {
+        tenant: String,
+        call: String,
+        dn: String,
+        control: Control,
+        reply: RpcReplyPort<Result<CallView, ControlError>>,
+    },
+    /// Completes a transfer (or, with `conference`, a conference): the party of consultation
+    /// call `consult` is handed to the main call in place of (or beside) the agent, then the
+    /// consultation call ends. The desktop's CompleteTransfer and a phone's attended REFER
+    /// both come here.
+    Complete {
+        main: MainCall,
+        consult: CallRef,
+        conference: bool,
+        reply: Option<RpcReplyPort<Result<CallView, ControlError>>>,
+    },
+    /// How many calls are in progress.
+    Count(RpcReplyPort<usize>),
+    /// A new tenant configuration (for the calls it starts).
+    ConfigChanged(Arc<Directory>),
+}
+
+/// Reaches the SIP cluster. Started by [`crate::sip_cluster`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    actor: ActorRef<ClusterMsg>,
+}
+
+impl Cluster {
+    pub(crate) fn new(actor: ActorRef<ClusterMsg>) -> Self {
+        Self { actor }
+    }
+
+    pub fn send(&self, msg: ClusterMsg) {
+        let _ = self.actor.cast(msg);
+    }
+
+    /// Asks the cluster something and waits for its answer.
+    pub async fn ask<T>(
+        &self,
+        msg: impl FnOnce(RpcReplyPort<Result<T, ControlError>>) -> ClusterMsg,
+    ) -> Result<T, ControlError>
+    where
+        T: Send + 'static,
+    {
+        ractor::call!(self.actor, msg)
+            .unwrap_or_else(|e| Err(ControlError::Unavailable(e.to_string())))
+    }
+
+    /// A desktop's request for call `call`, for the agent at `dn`.
+    pub async fn control(
+        &self,
+        tenant: &str,
+        call: &str,
+        dn: &str,
+        control: Control,
+    ) -> Result<CallView, ControlError> {
+        self.ask(|reply| ClusterMsg::Control {
+            tenant: tenant.to_owned(),
+            call: call.to_owned(),
+            dn: dn.to_owned(),
+            control,
+            reply,
+        })
+        .await
+    }
+
+    /// Completes a transfer or conference into `main` (see [`ClusterMsg::Complete`]).
+    pub async fn complete(
+        &self,
+        main: MainCall,
+        consult: CallRef,
+        conference: bool,
+    ) -> Result<CallView, ControlError> {
+        self.ask(|reply| ClusterMsg::Complete {
+            main,
+            consult,
+            conference,
+            reply: Some(reply),
+        })
+        .await
+    }
+
+    /// How many calls are in progress.
+    pub async fn count(&self) -> Option<usize> {
+        ractor::call_t!(self.actor, ClusterMsg::Count, 1000).ok()
+    }
+
+    /// Follows the tenant configuration as it changes.
+    pub fn follow_config(&self, changes: &ractor::OutputPort<Arc<Directory>>) {
+        changes.subscribe(self.actor.clone(), |d| Some(ClusterMsg::ConfigChanged(d)));
+    }
+
+    pub fn stop(&self) {
+        self.actor.stop(None);
+    }
+}

@@ -1,0 +1,57 @@
+//! The face of the SIP edge: what the cluster tells it of its calls (which call takes which
+//! messages), and the Route by which a node behind proxies reaches a phone through the proxy on
+//! the flow the phone registered from (see [`crate::sip_proxy`]).
+
+use std::net::SocketAddr;
+
+use bytestring::ByteString;
+use ractor::DerivedActorRef;
+use switchboard_sip::Uri;
+use switchboard_sip::header::NameAddr;
+use switchboard_sip::transport::Transport;
+
+use crate::messages::sip_cluster::CallIn;
+
+/// What the cluster tells the edge of its calls, so that the edge hands each message to its
+/// call without asking: a call's own Call-IDs carry its number on the node.
+pub enum CallRoute {
+    /// A call the core placed (a desktop's): its Call-IDs carry `key`.
+    Placed {
+        key: u64,
+        call: DerivedActorRef<CallIn>,
+    },
+    /// Messages with SIP Call-ID `call_id` (a leg handed from one call to another) go to call
+    /// `key` from now on.
+    Moved { call_id: ByteString, key: u64 },
+    /// Call `key` is over.
+    Ended { key: u64 },
+}
+
+/// The URI parameter of a Route to a proxy that names the flow to send on (`ip:port`), with
+/// [`FLOW_TCP`] when the flow is a TCP connection.
+pub const FLOW: &str = "sb-flow";
+pub const FLOW_TCP: &str = "sb-tcp";
+
+/// The Route a cluster node puts on a request for `dest` through `proxy`.
+pub fn route_through(proxy: SocketAddr, dest: SocketAddr, transport: Transport) -> String {
+    let tcp = if transport == Transport::Tcp {
+        format!(";{FLOW_TCP}")
+    } else {
+        String::new()
+    };
+    format!("<sip:{proxy};lr;{FLOW}={dest}{tcp}>")
+}
+
+pub fn flow_of(route: &str) -> Option<(SocketAddr, Transport)> {
+    let addr = NameAddr::parse(&route.to_owned().into()).ok()?;
+    let Uri::Sip(sip) = &addr.uri else {
+        return None;
+    };
+    let dest = sip.params.value(FLOW)?.parse().ok()?;
+    let transport = if sip.params.contains(FLOW_TCP) {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
+    Some((dest, transport))
+}

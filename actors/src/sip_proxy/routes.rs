@@ -1,0 +1,94 @@
+//! Which call takes the messages of each SIP Call-ID: the edge's own index, kept from what the
+//! cluster tells it ([`CallRoute`]) and the calls it asked the cluster to start, so that a
+//! message of a call in progress goes straight to the call's actor, with no stop at the
+//! cluster. A call's own Call-IDs carry its number on the node; a caller's Call-ID, and a leg
+//! handed from one call to another, are looked up.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytestring::ByteString;
+use ractor::DerivedActorRef;
+
+use crate::messages::sip_cluster::{CallIn, own_key};
+use crate::messages::sip_proxy::CallRoute;
+
+struct Route {
+    call: DerivedActorRef<CallIn>,
+    /// The Call-ID its first leg arrived with, if it arrived.
+    call_id: Option<ByteString>,
+}
+
+pub(super) struct Routes {
+    /// The prefix of the Call-IDs this node's calls make.
+    node: Arc<str>,
+    by_key: HashMap<u64, Route>,
+    /// Calls by the Call-ID their first leg arrived with.
+    by_call_id: HashMap<ByteString, u64>,
+    /// Legs handed to another call than the one their Call-ID names.
+    moved: HashMap<ByteString, u64>,
+}
+
+impl Routes {
+    pub(super) fn new(node: Arc<str>) -> Self {
+        Self {
+            node,
+            by_key: HashMap::new(),
+            by_call_id: HashMap::new(),
+            moved: HashMap::new(),
+        }
+    }
+
+    /// The call a message with this Call-ID belongs to, and its number.
+    pub(super) fn find(&self, call_id: &str) -> Option<(u64, &DerivedActorRef<CallIn>)> {
+        let key = self
+            .moved
+            .get(call_id)
+            .copied()
+            .or_else(|| own_key(&self.node, call_id))
+            .or_else(|| self.by_call_id.get(call_id).copied())?;
+        self.by_key.get(&key).map(|r| (key, &r.call))
+    }
+
+    /// Call `key` started for a request that arrived with `call_id`.
+    pub(super) fn started(&mut self, key: u64, call_id: ByteString, call: DerivedActorRef<CallIn>) {
+        self.by_call_id.insert(call_id.clone(), key);
+        self.by_key.insert(
+            key,
+            Route {
+                call,
+                call_id: Some(call_id),
+            },
+        );
+    }
+
+    /// What the cluster tells of its calls.
+    pub(super) fn apply(&mut self, route: CallRoute) {
+        match route {
+            CallRoute::Placed { key, call } => {
+                self.by_key.insert(
+                    key,
+                    Route {
+                        call,
+                        call_id: None,
+                    },
+                );
+            }
+            CallRoute::Moved { call_id, key } => {
+                self.moved.insert(call_id, key);
+            }
+            CallRoute::Ended { key } => self.ended(key),
+        }
+    }
+
+    /// Call `key` is over (or its actor is gone): its messages are the edge's again.
+    pub(super) fn ended(&mut self, key: u64) {
+        if let Some(route) = self.by_key.remove(&key)
+            && let Some(call_id) = route.call_id
+            && self.by_call_id.get(&call_id) == Some(&key)
+        {
+            self.by_call_id.remove(&call_id);
+        }
+        self.moved.retain(|_, k| *k != key);
+    }
+}
