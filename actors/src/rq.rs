@@ -307,7 +307,7 @@ impl RqState {
             // again with its age.
             let r = t.reserved.remove(&a.agent).expect("present");
             t.by_call.remove(&r.call);
-            tracing::info!(tenant = %a.tenant, agent = %a.agent, call = %r.call,
+            tracing::info!(tenant = %a.tenant, agent = %a.agent, call_id = %r.call,
                 "reserved agent no longer available: the call waits again");
             r.waiter.tell(Told::Unreserved {
                 call: r.call.clone(),
@@ -396,7 +396,7 @@ impl RqState {
             .get(agent)
             .map(|i| i.dn.clone())
             .unwrap_or_default();
-        tracing::debug!(%tenant, %queue, %call, %agent, %dn, "agent reserved");
+        tracing::debug!(%tenant, %queue, call_id = %call, %agent, %dn, "agent reserved");
         waiter.tell(Told::Matched {
             call: call.to_owned(),
             agent: agent.to_owned(),

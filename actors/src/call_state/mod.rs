@@ -143,7 +143,7 @@ impl ShardState {
             self.threads.remove(thread);
             let key = format!("{tenant}:{thread}");
             if let Err(err) = self.events.close_key(tenant, &key).await {
-                tracing::warn!(%tenant, %call, error = %err, "call thread's event counter not removed");
+                tracing::warn!(%tenant, call_id = %call, error = %err, "call thread's event counter not removed");
             }
         }
     }
@@ -154,7 +154,7 @@ impl ShardState {
             .snapshots
             .write(&e.tenant, &e.call.call_id, e.snapshot.as_deref());
         if let Err(err) = written.await {
-            tracing::warn!(tenant = %e.tenant, call = %e.call.call_id, error = %err,
+            tracing::warn!(tenant = %e.tenant, call_id = %e.call.call_id, error = %err,
                 "call snapshot not stored");
         }
         let (tenant, call, kind) = (e.tenant.clone(), e.call.call_id.clone(), e.kind);
@@ -177,10 +177,10 @@ impl ShardState {
         );
         match state.events.publish(event).await {
             Ok(stored) => {
-                tracing::debug!(%tenant, %call, kind = kind.name(), seq = stored.seq, "call event")
+                tracing::debug!(%tenant, call_id = %call, kind = kind.name(), seq = stored.seq, "call event")
             }
             Err(err) => {
-                tracing::warn!(%tenant, %call, kind = kind.name(), error = %err,
+                tracing::warn!(%tenant, call_id = %call, kind = kind.name(), error = %err,
                     "call event not stored");
             }
         }

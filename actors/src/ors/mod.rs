@@ -129,12 +129,12 @@ impl Actor for OrsActor {
         match message {
             Msg::Face(OrsMsg::Request { request, call }) => {
                 let Some((version, program)) = request.tenant.strategy(&request.strategy) else {
-                    tracing::warn!(tenant = %request.tenant.name, call = %request.call,
+                    tracing::warn!(tenant = %request.tenant.name, call_id = %request.call,
                         strategy = %request.strategy, "no such strategy: default destination");
                     let _ = call.send_message(Order::Route(Route::Default));
                     return Ok(());
                 };
-                tracing::debug!(tenant = %request.tenant.name, call = %request.call,
+                tracing::debug!(tenant = %request.tenant.name, call_id = %request.call,
                     strategy = %request.strategy, version, "routing session");
                 let info = CallInfo {
                     caller: request.ani.clone(),

@@ -85,7 +85,7 @@ impl Call {
             });
         }
         self.mode = Mode::Conference(Box::new(Conference { members }));
-        tracing::info!(tenant = %self.tenant.name, call = %self.id, "conference of three");
+        tracing::info!(tenant = %self.tenant.name, call_id = %self.id, "conference of three");
         self.event(CallEventKind::PartyAdded, "", 0);
         Ok(())
     }
@@ -147,7 +147,7 @@ impl Call {
             return;
         }
         if r.status >= 300 {
-            tracing::warn!(tenant = %self.tenant.name, call = %self.id, status = r.status,
+            tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, status = r.status,
                 "the media server refused a conference leg: that party hears no one");
             self.legs.b[i].progress = Progress::Failed(r.status);
             return;

@@ -74,12 +74,12 @@ impl Call {
             },
             Control::Release => match self.phase {
                 Phase::Routing | Phase::Ringing => {
-                    tracing::info!(tenant = %self.tenant.name, call = %self.id, dn,
+                    tracing::info!(tenant = %self.tenant.name, call_id = %self.id, dn,
                         "released from the desktop before it was answered");
                     self.fail(487, "released", None, now);
                 }
                 Phase::Established => {
-                    tracing::info!(tenant = %self.tenant.name, call = %self.id, dn,
+                    tracing::info!(tenant = %self.tenant.name, call_id = %self.id, dn,
                         "released from the desktop");
                     self.end(CallEventKind::Released, "released", 0, None, now);
                 }
@@ -265,7 +265,7 @@ impl Call {
         if (200..300).contains(&r.status) {
             self.session_answered(leg, &r, now);
         } else {
-            tracing::warn!(tenant = %self.tenant.name, call = %self.id, ?leg, status = r.status,
+            tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, ?leg, status = r.status,
                 "a leg refused a hold or resume");
         }
         let Some((hold, left)) = self.reoffer.as_mut() else {

@@ -47,7 +47,7 @@ impl Call {
             // Too late: the INVITE has its final response (a CANCEL racing a 200).
             return;
         }
-        tracing::debug!(tenant = %self.tenant.name, call = %self.id, "caller cancelled");
+        tracing::debug!(tenant = %self.tenant.name, call_id = %self.id, "caller cancelled");
         let terminated = self.response_to(invite, 487);
         self.respond_to(invite, terminated, now);
         let was_ringing = self.phase == Phase::Ringing;

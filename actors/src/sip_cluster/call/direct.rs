@@ -33,7 +33,7 @@ impl Call {
             } else {
                 (404, "unknown-number")
             };
-            tracing::info!(tenant = %self.tenant.name, call = %self.id, dialed = %self.dnis,
+            tracing::info!(tenant = %self.tenant.name, call_id = %self.id, dialed = %self.dnis,
                 status, "no dial plan rule matches");
             self.fail(status, cause, None, now);
             return;
@@ -47,7 +47,7 @@ impl Call {
         match destination {
             Destination::Extension(dn) => {
                 let Some(d) = self.tenant.registering(&dn) else {
-                    tracing::info!(tenant = %self.tenant.name, call = %self.id, %dn,
+                    tracing::info!(tenant = %self.tenant.name, call_id = %self.id, %dn,
                         "dial plan names a DN that is not an extension");
                     self.fail(404, "unknown-number", None, now);
                     return;
@@ -55,7 +55,7 @@ impl Call {
                 let max = d.max_calls;
                 self.callee.name = Some(dn.clone());
                 if !self.dn_calls.acquire(&self.tenant.name, &dn, max) {
-                    tracing::info!(tenant = %self.tenant.name, call = %self.id, %dn,
+                    tracing::info!(tenant = %self.tenant.name, call_id = %self.id, %dn,
                         "DN at its max-calls");
                     self.event(CallEventKind::DestinationBusy, "max-calls", 486);
                     self.fail(486, "busy", None, now);
@@ -80,7 +80,7 @@ impl Call {
                     .find(|t| t.name == name)
                     .and_then(|t| t.gateway);
                 let Some(gateway) = gateway else {
-                    tracing::warn!(tenant = %self.tenant.name, call = %self.id, trunk = %name,
+                    tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, trunk = %name,
                         "trunk has no usable gateway (host:port)");
                     self.fail(503, "no-gateway", None, now);
                     return;
@@ -97,7 +97,7 @@ impl Call {
             }
             Destination::Announcement(text) => {
                 let Some((uri, addr)) = self.media_uri(&text) else {
-                    tracing::warn!(tenant = %self.tenant.name, call = %self.id, uri = %text,
+                    tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, uri = %text,
                         "announcement names no configured media server");
                     self.fail(503, "no-media-server", None, now);
                     return;
@@ -111,7 +111,7 @@ impl Call {
             }
             Destination::RoutingPoint(rp) => self.at_routing_point(rp, now),
             Destination::Queue(q) => {
-                tracing::warn!(tenant = %self.tenant.name, call = %self.id, queue = %q,
+                tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, queue = %q,
                     "a queue is reached through a routing point's strategy, not dialed");
                 self.fail(480, "not-routed", None, now);
             }
@@ -155,7 +155,7 @@ impl Call {
         let bindings = match result {
             Ok(b) => b,
             Err(e) => {
-                tracing::warn!(tenant = %self.tenant.name, call = %self.id, error = %e,
+                tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, error = %e,
                     "bindings unavailable");
                 self.fail(480, "unavailable", None, now);
                 return;
@@ -164,7 +164,7 @@ impl Call {
         let bindings = live(bindings);
         let dn = self.callee.name.clone().unwrap_or_default();
         if bindings.is_empty() {
-            tracing::info!(tenant = %self.tenant.name, call = %self.id, %dn,
+            tracing::info!(tenant = %self.tenant.name, call_id = %self.id, %dn,
                 "DN has no registered phone");
             self.fail(480, "not-registered", None, now);
             return;

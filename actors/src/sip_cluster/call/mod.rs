@@ -339,7 +339,7 @@ impl Call {
         let server = call.new_server(LegId::A, request.clone());
         call.respond_to(server, Response::to_request(&request.headers, 100), now);
         if let Origin::Phone(dn) = &call.origin {
-            tracing::debug!(tenant = %call.tenant.name, call = %call.id, %dn, "dialing");
+            tracing::debug!(tenant = %call.tenant.name, call_id = %call.id, %dn, "dialing");
             call.event(CallEventKind::Dialing, "", 0);
         }
         if let Some(problem) = sdp_problem(&request) {
@@ -509,7 +509,7 @@ impl Call {
             return;
         }
         let kind = self.left_routing_point(kind, cause);
-        tracing::debug!(tenant = %self.tenant.name, call = %self.id, kind = kind.name(), cause,
+        tracing::debug!(tenant = %self.tenant.name, call_id = %self.id, kind = kind.name(), cause,
             "call over");
         self.phase = Phase::Ending;
         self.timers.stop(Timer::NoAnswer);

@@ -94,7 +94,7 @@ impl Call {
             offer: None,
         }));
         call.timers.set(Timer::NoAnswer, now + ring);
-        tracing::debug!(tenant = %call.tenant.name, call = %call.id, dn, dial, "making a call");
+        tracing::debug!(tenant = %call.tenant.name, call_id = %call.id, dn, dial, "making a call");
         call.event(CallEventKind::Dialing, "", 0);
         call.out.push_back(Output::Locate {
             tenant: call.tenant.name.clone(),
@@ -197,7 +197,7 @@ impl Call {
             } else {
                 "not-answered"
             };
-            tracing::info!(tenant = %self.tenant.name, call = %self.id, status = r.status,
+            tracing::info!(tenant = %self.tenant.name, call_id = %self.id, status = r.status,
                 "the agent's phone did not take the call");
             self.legs.a.progress = Progress::Failed(r.status);
             self.end(

@@ -274,7 +274,7 @@ impl Call {
             Ok(uri) => uri,
             Err(_) => {
                 // A prompt that does not make a URI: no server can play it.
-                tracing::warn!(tenant = %self.tenant.name, call = %self.id, uri = %text,
+                tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, uri = %text,
                     "treatment does not make a media server URI");
                 self.treatment_not_applied();
                 return;
@@ -452,7 +452,7 @@ impl Call {
             }
             Destination::Reject(_) => self.end(CallEventKind::Released, "rejected", 0, None, now),
             _ => {
-                tracing::info!(tenant = %self.tenant.name, call = %self.id,
+                tracing::info!(tenant = %self.tenant.name, call_id = %self.id,
                     "a treated call can be diverted to a DN only; ended");
                 self.end(CallEventKind::Released, "not-routed", 0, None, now);
             }
@@ -470,7 +470,7 @@ impl Call {
         };
         let bindings = live(bindings);
         if bindings.is_empty() {
-            tracing::info!(tenant = %self.tenant.name, call = %self.id, %dn,
+            tracing::info!(tenant = %self.tenant.name, call_id = %self.id, %dn,
                 "reserved agent's DN has no registered phone");
             self.agent_not_reached("not-registered", None, now);
             return;
@@ -613,7 +613,7 @@ impl Call {
             return;
         };
         let failed = self.tenant.media_servers.get(server).map(|m| &m.name);
-        tracing::warn!(tenant = %self.tenant.name, call = %self.id, server = ?failed,
+        tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, server = ?failed,
             "media server did not apply the treatment: trying the next");
         if let Some(t) = self.waiting_mut().and_then(|w| w.treatment.as_mut()) {
             t.server += 1;
@@ -638,7 +638,7 @@ impl Call {
         };
         let (Some(body), false) = (body, busy) else {
             // No offer to give the caller, or a move in progress: this party goes.
-            tracing::info!(tenant = %self.tenant.name, call = %self.id, busy,
+            tracing::info!(tenant = %self.tenant.name, call_id = %self.id, busy,
                 "a party answered without a usable offer, or while another joins: hung up");
             let seq = self.legs.b[i].invite_seq;
             self.send_ack(LegId::B(i), seq, Bytes::new(), &Headers::default(), now);
@@ -661,7 +661,7 @@ impl Call {
         }
         let seq = self.legs.b[i].invite_seq;
         if !(200..300).contains(&r.status) {
-            tracing::warn!(tenant = %self.tenant.name, call = %self.id, status = r.status,
+            tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, status = r.status,
                 "the caller refused the offer of its next party");
             self.send_ack(LegId::B(i), seq, Bytes::new(), &Headers::default(), now);
             self.bye(LegId::B(i), now);
@@ -746,7 +746,7 @@ impl Call {
             return;
         };
         let rona = ringing.agent.clone();
-        tracing::info!(tenant = %self.tenant.name, call = %self.id, agent = ?rona,
+        tracing::info!(tenant = %self.tenant.name, call_id = %self.id, agent = ?rona,
             "reserved agent did not answer (RONA): the call waits again");
         self.agent_not_reached("rona", rona, now);
     }
@@ -769,7 +769,7 @@ impl Call {
         if self.waiting().is_none() {
             return;
         }
-        tracing::info!(tenant = %self.tenant.name, call = %self.id,
+        tracing::info!(tenant = %self.tenant.name, call_id = %self.id,
             "routing point timeout: default destination");
         self.stop_ringing_agent("timeout", now);
         self.route_to(Route::Default, now);

@@ -117,13 +117,13 @@ impl Call {
     /// The ring time is over: the callee does not answer.
     fn no_answer(&mut self, now: Instant) {
         if self.phase == Phase::Ringing {
-            tracing::info!(tenant = %self.tenant.name, call = %self.id, "no answer");
+            tracing::info!(tenant = %self.tenant.name, call_id = %self.id, "no answer");
             for i in 0..self.legs.b.len() {
                 self.cancel_leg(i, now);
             }
             self.fail(480, "no-answer", None, now);
         } else if self.calling_phone() {
-            tracing::info!(tenant = %self.tenant.name, call = %self.id,
+            tracing::info!(tenant = %self.tenant.name, call_id = %self.id,
                 "the agent's phone did not answer");
             self.end(CallEventKind::Released, "not-answered", 480, None, now);
         }
@@ -148,7 +148,7 @@ impl Call {
             return;
         };
         if !timer.we_refresh {
-            tracing::info!(tenant = %self.tenant.name, call = %self.id, ?leg,
+            tracing::info!(tenant = %self.tenant.name, call_id = %self.id, ?leg,
                 "session expired: no refresh in time");
             self.end(CallEventKind::Released, "session-expired", 0, None, now);
             return;
@@ -165,7 +165,7 @@ impl Call {
             (true, _) => Method::Update,
             (false, Some(_)) => Method::Invite,
             (false, None) => {
-                tracing::warn!(tenant = %self.tenant.name, call = %self.id, ?leg,
+                tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, ?leg,
                     "no way to refresh the session (no UPDATE, no description): timer off");
                 self.legs.get_mut(leg).timer = None;
                 return;
@@ -224,7 +224,7 @@ impl Call {
                 }
             }
             status => {
-                tracing::warn!(tenant = %self.tenant.name, call = %self.id, ?leg, status,
+                tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, ?leg, status,
                     "session refresh refused: timer off, the probes still watch the leg");
                 self.legs.get_mut(leg).timer = None;
             }
@@ -258,7 +258,7 @@ impl Call {
             }
             None | Some(PrackDue::Resend(_)) => {}
             Some(PrackDue::GiveUp) => {
-                tracing::info!(tenant = %self.tenant.name, call = %self.id,
+                tracing::info!(tenant = %self.tenant.name, call_id = %self.id,
                     "no PRACK for a reliable provisional response");
                 if self.initial_invite().is_some() {
                     self.fail(500, "no-prack", None, now);

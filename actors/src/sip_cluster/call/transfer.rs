@@ -191,7 +191,7 @@ impl Call {
             Some(_) if conference && self.conference().is_some() => Refusal::AlreadyConference,
             Some(w) => return Ok((w, handover)),
         };
-        tracing::warn!(tenant = %self.tenant.name, call = %self.id, party = %handover.party,
+        tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, party = %handover.party,
             why = %refusal, "not completed; the consulted party is released");
         let i = self.legs.push(*handover.leg);
         self.bye(LegId::B(i), now);
@@ -242,7 +242,7 @@ impl Call {
             }
         }
         self.reoffer = (sent > 0).then_some((false, sent));
-        tracing::info!(tenant = %self.tenant.name, call = %self.id, from = dn,
+        tracing::info!(tenant = %self.tenant.name, call_id = %self.id, from = dn,
             to = ?self.callee.name, "transfer completed");
         self.event_leaving(CallEventKind::PartyChanged, "", 0, vec![dn.to_owned()]);
         Ok(())
@@ -273,7 +273,7 @@ impl Call {
         if self.conference().is_some() || self.reoffer.is_some() || self.invite_pending(u32::MAX) {
             return Err(Refusal::CannotTransferNow.into());
         }
-        tracing::info!(tenant = %self.tenant.name, call = %self.id, from = dn, to = dial,
+        tracing::info!(tenant = %self.tenant.name, call_id = %self.id, from = dn, to = dial,
             "single-step transfer");
         let customer = self.legs.b[old].sdp.as_deref().map(Bytes::copy_from_slice);
         self.bye(LegId::B(old), now);
@@ -351,13 +351,13 @@ impl Call {
         self.notify_refer(leg, now);
         match replaces {
             Some(replaces) => {
-                tracing::info!(tenant = %self.tenant.name, call = %self.id, %dn, %replaces,
+                tracing::info!(tenant = %self.tenant.name, call_id = %self.id, %dn, %replaces,
                     "attended transfer from the phone");
                 self.out.push_back(Output::Replace { replaces, dn });
             }
             None => {
                 if let Err(e) = self.redirect(&dn, &dial, now) {
-                    tracing::warn!(tenant = %self.tenant.name, call = %self.id, error = %e,
+                    tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, error = %e,
                         "blind transfer from the phone not carried out");
                 }
             }

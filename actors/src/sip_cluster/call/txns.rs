@@ -560,7 +560,7 @@ impl Call {
             }
         }
         if let Some(leg) = gave_up {
-            tracing::info!(tenant = %self.tenant.name, call = %self.id, "no ACK for a 2xx");
+            tracing::info!(tenant = %self.tenant.name, call_id = %self.id, "no ACK for a 2xx");
             self.txns.awaiting_ack.retain(|a| a.leg != leg);
             // The leg that never ACKed gets a BYE too: it may have the 2xx and think the call
             // is up (RFC 3261 13.3.1.4).
