@@ -17,7 +17,7 @@ pub enum Error {
     #[error("postgresql: {0}")]
     Postgres(#[from] tokio_postgres::Error),
     #[error("configuration schema migration failed: {0}")]
-    Migration(String),
+    Migration(#[from] refinery::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

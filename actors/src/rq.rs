@@ -3,8 +3,10 @@
 //!
 //! One actor per node holds every tenant's queues and pool: an agent may serve several
 //! queues, and matching has to weigh every queue's calls against every Ready agent at once,
-//! so the availability index and the queues have one owner (design.md has an actor per
-//! virtual queue; that would split the index and make two queues reserve the same agent).
+//! so the availability index and the queues have one owner (design.md "The actor systems"):
+//! an actor per virtual queue would split the index and let two queues reserve one agent. So
+//! `rq` reserves in its own pool rather than asking agent state to, and agent state reports
+//! each agent's availability to it.
 //! Matching is by [`switchboard_routing::pool::Pool`] (indexed by skill, never a scan of
 //! every agent) and [`switchboard_routing::queue::Queue`] (priority, then age).
 //!

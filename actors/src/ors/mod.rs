@@ -3,10 +3,10 @@
 //! what it asks: treatments and routes through the call's actor, queueing through `rq`, and
 //! RONA's not-ready through agent state (design.md "A call through the core", steps 3 to 7).
 //!
-//! Sessions are sans-io, so one actor per node drives them all on one timer (design.md has
-//! an actor per session; a session is a few hundred bytes of state that never awaits, and a
-//! task for each would cost more than the session). A session keeps the strategy version it
-//! started with: a new version applies to new calls only.
+//! Sessions are sans-io, so one actor per node drives them all on one timer (design.md "The
+//! actor systems"): a session is a few hundred bytes of state that never awaits, and an actor
+//! for each would cost more than the session. A session keeps the strategy version it started
+//! with: a new version applies to new calls only.
 //!
 //! GES's callbacks ([`callbacks`]) are sessions of this system too: they wait in `rq` as calls
 //! do, and are placed through the cluster once an agent is reserved.

@@ -2,10 +2,12 @@
 //! it, the checks of [`edge`], the hand-over of REGISTER to the registrar, the admission of new
 //! calls ([`admit`]) and the hand-over of every message of a call to its call actor.
 //!
-//! The actor never waits for another: a REGISTER goes straight to its registrar shard (through
-//! the [`Router`]) with a reply that casts the answer back to the proxy, and the transaction
-//! sends it; a registrar that does not answer in time gets the phone a 503. Transaction timers
-//! and those deadlines are driven by a tick.
+//! The actor waits for another only as a call starts: the cluster answers the new dialog with
+//! where the call's messages go, so that none of them (a retransmitted INVITE, a CANCEL) can
+//! arrive before the edge knows. A REGISTER goes straight to its registrar shard (through the
+//! [`Router`]) with a reply that casts the answer back to the proxy, and the transaction sends
+//! it; a registrar that does not answer in time gets the phone a 503. Transaction timers and
+//! those deadlines are driven by a tick.
 //!
 //! In one process the cluster node is this process: an admitted INVITE is handed to the
 //! cluster, which starts its call (the hop skips the socket); the call owns its transactions

@@ -120,7 +120,7 @@ impl ConfigStore {
         let report = embedded::migrations::runner()
             .run_async(&mut client)
             .await
-            .map_err(|e| Error::Migration(e.to_string()))?;
+            .map_err(Error::Migration)?;
         for migration in report.applied_migrations() {
             tracing::info!(migration = %migration, "configuration schema migrated");
         }
