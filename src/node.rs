@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use ractor::{Actor, ActorRef, OutputPort};
+use ractor::{ActorRef, OutputPort};
 use redis::aio::ConnectionManager;
 use switchboard_actors::agent_state::AgentStateConfig;
 use switchboard_actors::agent_state::store::{AgentStore, MemoryAgents, RedisAgents};
@@ -25,7 +25,7 @@ use switchboard_actors::registrar::{
 };
 use switchboard_actors::sip_cluster::{ClusterArgs, ClusterConfig};
 use switchboard_actors::sip_proxy::{ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
-use switchboard_actors::supervisor::{Fatal, Policy as Supervision, Supervisor};
+use switchboard_actors::supervisor::{Fatal, Supervisor};
 use switchboard_actors::tenant::postgres::{ConfigStore, Versioned};
 use switchboard_actors::tenant::watch::Watcher;
 use switchboard_actors::tenant::{
@@ -292,11 +292,10 @@ impl Node {
             agents: Some(agents.clone()),
         };
         let nonce_key = registrar_config.nonce_key.clone();
-        let (registrar, _) =
-            Actor::spawn_linked(None, Registrar, registrar_config, supervisor.cell())
-                .await
-                .context("registrar")?;
-        supervisor.watch(registrar.get_cell(), "registrar", Supervision::StopNode);
+        let registrar = supervisor
+            .spawn("registrar", Registrar, registrar_config)
+            .await
+            .context("registrar")?;
         let call_state = CallThreads::spawn(
             events.clone(),
             snapshots,
@@ -308,15 +307,10 @@ impl Node {
         .context("call state")?;
 
         let changes = Arc::new(OutputPort::<Arc<Directory>>::default());
-        let (tenant, _) = Actor::spawn_linked(
-            None,
-            TenantActor,
-            (directory.clone(), changes.clone()),
-            supervisor.cell(),
-        )
-        .await
-        .context("tenant actor")?;
-        supervisor.watch(tenant.get_cell(), "tenant", Supervision::StopNode);
+        let tenant = supervisor
+            .spawn("tenant", TenantActor, (directory.clone(), changes.clone()))
+            .await
+            .context("tenant actor")?;
         // With PostgreSQL, changes committed there reach this node while it runs.
         let watcher = postgres
             .clone()

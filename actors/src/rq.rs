@@ -27,7 +27,7 @@ use switchboard_routing::strategy::Overflow;
 use switchboard_routing::target::Profile;
 
 use crate::messages::rq::{Availability, Place, QueueStats, Rq, RqMsg, Told, Waiter};
-use crate::supervisor::{Policy, Supervisor};
+use crate::supervisor::Supervisor;
 use crate::tenant::Directory;
 
 /// How many recent waits a queue's estimate is made from.
@@ -40,9 +40,7 @@ impl Rq {
         directory: Arc<Directory>,
         supervisor: &Supervisor,
     ) -> Result<Self, ractor::SpawnErr> {
-        let (actor, _) = Actor::spawn_linked(None, RqActor, directory, supervisor.cell()).await?;
-        supervisor.watch(actor.get_cell(), "rq", Policy::StopNode);
-        Ok(Self::new(actor))
+        Ok(Self::new(supervisor.spawn("rq", RqActor, directory).await?))
     }
 }
 

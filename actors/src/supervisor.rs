@@ -86,6 +86,19 @@ impl Supervisor {
         self.actor.get_cell()
     }
 
+    /// Starts `actor` linked under the supervisor as a top actor of `system` whose failure
+    /// stops the node.
+    pub async fn spawn<A: Actor>(
+        &self,
+        system: &'static str,
+        actor: A,
+        args: A::Arguments,
+    ) -> Result<ActorRef<A::Msg>, SpawnErr> {
+        let (started, _) = Actor::spawn_linked(None, actor, args, self.cell()).await?;
+        self.watch(started.get_cell(), system, Policy::StopNode);
+        Ok(started)
+    }
+
     /// `cell` (linked under [`Supervisor::cell`]) is a top actor of `system`.
     pub fn watch(&self, cell: ActorCell, system: &'static str, policy: Policy) {
         let _ = self.actor.cast(SupervisorMsg::Watch {

@@ -24,7 +24,7 @@ use crate::messages::agent_state::{
 };
 use crate::messages::registrar::BindingStore;
 use crate::messages::rq::{Availability, Rq};
-use crate::supervisor::{Policy, Supervisor};
+use crate::supervisor::Supervisor;
 use crate::tenant::{Directory, Tenant};
 use crate::wakeups::Wakeups;
 use machine::{Agent, Change, Mode, Session};
@@ -49,8 +49,7 @@ impl AgentState {
         config: AgentStateConfig,
         supervisor: &Supervisor,
     ) -> Result<Self, ractor::SpawnErr> {
-        let (registry, _) = Actor::spawn_linked(None, Registry, config, supervisor.cell()).await?;
-        supervisor.watch(registry.get_cell(), "agent_state", Policy::StopNode);
+        let registry = supervisor.spawn("agent_state", Registry, config).await?;
         Ok(Self::new(registry))
     }
 }

@@ -15,3 +15,28 @@ pub mod registrar;
 pub mod rq;
 pub mod sip_cluster;
 pub mod sip_proxy;
+
+/// The conversions by which `$msg::$variant` carries a face's `$face` to an actor that takes
+/// messages of its own too: a [`ractor::DerivedActorRef`] of `$face` reaches the actor.
+macro_rules! wraps {
+    ($msg:ident :: $variant:ident ( $face:ty )) => {
+        impl From<$face> for $msg {
+            fn from(message: $face) -> Self {
+                $msg::$variant(message)
+            }
+        }
+
+        impl TryFrom<$msg> for $face {
+            type Error = ();
+
+            fn try_from(message: $msg) -> Result<Self, ()> {
+                match message {
+                    $msg::$variant(message) => Ok(message),
+                    _ => Err(()),
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use wraps;

@@ -21,7 +21,7 @@ use switchboard_routing::target::Target;
 use crate::events::{EventSink, TOPIC_CALLTHREAD, new_event};
 use crate::messages::rq::{Rq, RqMsg, Told, Waiter};
 use crate::messages::sip_cluster::{Cluster, ClusterMsg};
-use crate::supervisor::{Policy, Supervisor};
+use crate::supervisor::Supervisor;
 use crate::tenant::Directory;
 
 /// The consumer group of the nodes on the requests' streams.
@@ -143,14 +143,9 @@ impl Callbacks {
         events: EventSink,
         supervisor: &Supervisor,
     ) -> Result<Self, ractor::SpawnErr> {
-        let (actor, _) = Actor::spawn_linked(
-            None,
-            CallbacksActor,
-            (directory, rq, calls, events),
-            supervisor.cell(),
-        )
-        .await?;
-        supervisor.watch(actor.get_cell(), "ors", Policy::StopNode);
+        let actor = supervisor
+            .spawn("ors", CallbacksActor, (directory, rq, calls, events))
+            .await?;
         Ok(Self { actor })
     }
 

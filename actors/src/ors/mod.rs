@@ -23,7 +23,7 @@ use switchboard_routing::strategy::{Action, CallInfo, Event, Route, Session};
 use crate::messages::agent_state::{AgentState, Command, WorkMode};
 use crate::messages::ors::{Order, Ors, OrsMsg, Report};
 use crate::messages::rq::{Rq, RqMsg, Told};
-use crate::supervisor::{Policy, Supervisor};
+use crate::supervisor::Supervisor;
 use crate::wakeups::Wakeups;
 
 /// The time a session runs on, in unix ms: the wall clock, or a test's.
@@ -43,9 +43,9 @@ impl Ors {
         clock: Clock,
         supervisor: &Supervisor,
     ) -> Result<Self, ractor::SpawnErr> {
-        let (actor, _) =
-            Actor::spawn_linked(None, OrsActor, (rq, agents, clock), supervisor.cell()).await?;
-        supervisor.watch(actor.get_cell(), "ors", Policy::StopNode);
+        let actor = supervisor
+            .spawn("ors", OrsActor, (rq, agents, clock))
+            .await?;
         Ok(Self::new(actor.get_derived()))
     }
 }
@@ -56,22 +56,7 @@ enum Msg {
     Wake,
 }
 
-impl From<OrsMsg> for Msg {
-    fn from(msg: OrsMsg) -> Self {
-        Msg::Face(msg)
-    }
-}
-
-impl TryFrom<Msg> for OrsMsg {
-    type Error = ();
-
-    fn try_from(msg: Msg) -> Result<Self, ()> {
-        match msg {
-            Msg::Face(msg) => Ok(msg),
-            Msg::Wake => Err(()),
-        }
-    }
-}
+crate::messages::wraps!(Msg::Face(OrsMsg));
 
 struct OrsActor;
 

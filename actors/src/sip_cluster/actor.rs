@@ -100,39 +100,8 @@ pub(super) enum CallMsg {
     },
 }
 
-impl From<CallIn> for CallMsg {
-    fn from(message: CallIn) -> Self {
-        CallMsg::In(message)
-    }
-}
-
-impl TryFrom<CallMsg> for CallIn {
-    type Error = ();
-
-    fn try_from(message: CallMsg) -> Result<Self, ()> {
-        match message {
-            CallMsg::In(message) => Ok(message),
-            _ => Err(()),
-        }
-    }
-}
-
-impl From<Order> for CallMsg {
-    fn from(order: Order) -> Self {
-        CallMsg::Order(order)
-    }
-}
-
-impl TryFrom<CallMsg> for Order {
-    type Error = ();
-
-    fn try_from(message: CallMsg) -> Result<Self, ()> {
-        match message {
-            CallMsg::Order(order) => Ok(order),
-            _ => Err(()),
-        }
-    }
-}
+crate::messages::wraps!(CallMsg::In(CallIn));
+crate::messages::wraps!(CallMsg::Order(Order));
 
 /// One call.
 pub(super) struct CallActor;

@@ -27,7 +27,7 @@ use crate::messages::sip_cluster::{
     CallRef, CallView, Cluster, ClusterMsg, ControlError, Invalid, MainCall, Refusal, Started,
 };
 use crate::messages::sip_proxy::CallRoute;
-use crate::supervisor::{Policy, Supervisor};
+use crate::supervisor::Supervisor;
 use crate::tenant::Directory;
 use crate::wakeups::Wakeups;
 use actor::{CallActor, CallMsg, Shared, Start};
@@ -120,9 +120,9 @@ impl Cluster {
         args: ClusterArgs,
         supervisor: &Supervisor,
     ) -> Result<Self, ractor::SpawnErr> {
-        let (actor, _) = Actor::spawn_linked(None, ClusterActor, args, supervisor.cell()).await?;
-        supervisor.watch(actor.get_cell(), "sip_cluster", Policy::StopNode);
-        Ok(Self::new(actor))
+        Ok(Self::new(
+            supervisor.spawn("sip_cluster", ClusterActor, args).await?,
+        ))
     }
 }
 

@@ -41,7 +41,7 @@ use switchboard_sip::{HeaderName, Headers, Host, Message, Method, ParseError, Re
 use crate::messages::registrar::{RegisterRequest, Router};
 use crate::messages::sip_cluster::{CallIn, Cluster, ClusterMsg, NewDialog, Refusal};
 use crate::messages::sip_proxy::CallRoute;
-use crate::supervisor::{Policy, Supervisor};
+use crate::supervisor::Supervisor;
 use crate::tenant::Directory;
 use edge::{Core, Decision};
 use forward::Forwarder;
@@ -119,22 +119,7 @@ pub enum ProxyMsg {
     Route(CallRoute),
 }
 
-impl From<CallRoute> for ProxyMsg {
-    fn from(route: CallRoute) -> Self {
-        ProxyMsg::Route(route)
-    }
-}
-
-impl TryFrom<ProxyMsg> for CallRoute {
-    type Error = ();
-
-    fn try_from(msg: ProxyMsg) -> Result<Self, ()> {
-        match msg {
-            ProxyMsg::Route(route) => Ok(route),
-            _ => Err(()),
-        }
-    }
-}
+crate::messages::wraps!(ProxyMsg::Route(CallRoute));
 
 #[derive(Debug)]
 pub struct SipProxy;
@@ -307,9 +292,7 @@ impl SipProxy {
         args: ProxyArgs,
         supervisor: &Supervisor,
     ) -> Result<ActorRef<ProxyMsg>, ractor::SpawnErr> {
-        let (proxy, _) = Actor::spawn_linked(None, SipProxy, args, supervisor.cell()).await?;
-        supervisor.watch(proxy.get_cell(), "sip_proxy", Policy::StopNode);
-        Ok(proxy)
+        supervisor.spawn("sip_proxy", SipProxy, args).await
     }
 }
 
