@@ -330,7 +330,7 @@ impl Call {
             match self.legs.b[i].progress {
                 Progress::Calling => self.legs.b[i].progress = Progress::Early,
                 Progress::Cancelling => {
-                    self.send_cancel(i, now);
+                    self.send_cancel(LegId::B(i), now);
                     return;
                 }
                 _ => {}

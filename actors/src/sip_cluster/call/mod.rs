@@ -42,7 +42,7 @@ use switchboard_sip::header::Via;
 use switchboard_sip::invite::prack::{self, Reliability};
 use switchboard_sip::invite::session_timer::SessionTimer;
 use switchboard_sip::sdp::Sdp;
-use switchboard_sip::transaction::{TransactionKey, cancel_for};
+use switchboard_sip::transaction::TransactionKey;
 use switchboard_sip::transport::Transport;
 use switchboard_sip::{HeaderName, Headers, Host, Message, Method, Request, Response, SipUri, Uri};
 
@@ -60,7 +60,7 @@ use originate::Originate;
 use routing::Waiting;
 use timers::{Timer, TimerTable};
 use transfer::Thread;
-use txns::{Purpose, Txns};
+use txns::Txns;
 
 /// What the call asks of its owner.
 #[derive(Debug)]
@@ -553,18 +553,10 @@ impl Call {
         } else if from != Some(LegId::A)
             && self.originating().is_some()
             && self.legs.a.progress.ringing()
-            && let Some(invite) = self.legs.a.invite.as_deref()
+            && self.legs.a.invite.is_some()
         {
             // The agent's phone still rings for a call placed for its desktop.
-            let cancel = cancel_for(invite);
-            let branch = invite
-                .headers
-                .top_via()
-                .and_then(Result::ok)
-                .and_then(|v| v.branch().map(str::to_owned))
-                .unwrap_or_default();
-            self.legs.a.progress = Progress::Failed(487);
-            self.send_request(LegId::A, cancel, branch, Purpose::Cancel, now);
+            self.send_cancel(LegId::A, now);
         }
         for i in 0..self.legs.b.len() {
             if from == Some(LegId::B(i)) {

@@ -584,14 +584,15 @@ impl Call {
     /// or as soon as it does.
     pub(super) fn cancel_leg(&mut self, i: usize, now: Instant) {
         match self.legs.b[i].progress {
-            Progress::Early => self.send_cancel(i, now),
+            Progress::Early => self.send_cancel(LegId::B(i), now),
             Progress::Calling => self.legs.b[i].progress = Progress::Cancelling,
             _ => {}
         }
     }
 
-    pub(super) fn send_cancel(&mut self, i: usize, now: Instant) {
-        let Some(invite) = self.legs.b[i].invite.as_deref() else {
+    /// CANCELs the INVITE `leg` was placed with (RFC 3261 9.1); the leg is given up.
+    pub(super) fn send_cancel(&mut self, leg: LegId, now: Instant) {
+        let Some(invite) = self.legs.get(leg).invite.as_deref() else {
             return;
         };
         let cancel = cancel_for(invite);
@@ -601,9 +602,9 @@ impl Call {
             .and_then(Result::ok)
             .and_then(|v| v.branch().map(str::to_owned))
             .unwrap_or_default();
-        self.legs.b[i].progress = Progress::Failed(487);
+        self.legs.get_mut(leg).progress = Progress::Failed(487);
         // CANCEL shares its INVITE's branch, a transaction of its own told apart by method.
-        self.send_request(LegId::B(i), cancel, branch, Purpose::Cancel, now);
+        self.send_request(leg, cancel, branch, Purpose::Cancel, now);
     }
 
     /// Whether an offer is in progress on either leg besides server transaction `except`: a
