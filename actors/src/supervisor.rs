@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 use tokio::sync::watch;
@@ -60,6 +61,9 @@ pub struct Fatal {
 #[derive(Clone, Debug)]
 pub struct Supervisor {
     actor: ActorRef<SupervisorMsg>,
+    /// Set once the node stops on purpose: actors that stop from then on are expected to. A
+    /// flag rather than a message, for a child's end may reach the supervisor before it.
+    stopping: Arc<AtomicBool>,
 }
 
 pub enum SupervisorMsg {
@@ -69,16 +73,15 @@ pub enum SupervisorMsg {
         system: &'static str,
         policy: Policy,
     },
-    /// The node is stopping: actors that stop from now on are expected to.
-    Stopping,
 }
 
 impl Supervisor {
     /// The supervisor, and what says the node must stop (`None` while it may run).
     pub async fn start() -> Result<(Self, watch::Receiver<Option<Fatal>>), SpawnErr> {
         let (fatal, stop) = watch::channel(None);
-        let (actor, _) = Actor::spawn(None, Root, fatal).await?;
-        Ok((Self { actor }, stop))
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (actor, _) = Actor::spawn(None, Root, (fatal, stopping.clone())).await?;
+        Ok((Self { actor, stopping }, stop))
     }
 
     /// The cell top actors are linked under.
@@ -110,7 +113,7 @@ impl Supervisor {
 
     /// The node stops on purpose: its actors' ends are no failure.
     pub fn stopping(&self) {
-        let _ = self.actor.cast(SupervisorMsg::Stopping);
+        self.stopping.store(true, Ordering::SeqCst);
     }
 
     pub fn stop(&self) {
@@ -122,23 +125,23 @@ struct Root;
 
 struct RootState {
     watched: HashMap<ActorId, (&'static str, Policy)>,
-    stopping: bool,
+    stopping: Arc<AtomicBool>,
     fatal: watch::Sender<Option<Fatal>>,
 }
 
 impl Actor for Root {
     type Msg = SupervisorMsg;
     type State = RootState;
-    type Arguments = watch::Sender<Option<Fatal>>;
+    type Arguments = (watch::Sender<Option<Fatal>>, Arc<AtomicBool>);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        fatal: Self::Arguments,
+        (fatal, stopping): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(RootState {
             watched: HashMap::new(),
-            stopping: false,
+            stopping,
             fatal,
         })
     }
@@ -157,7 +160,6 @@ impl Actor for Root {
             } => {
                 state.watched.insert(cell.get_id(), (system, policy));
             }
-            SupervisorMsg::Stopping => state.stopping = true,
         }
         Ok(())
     }
@@ -177,7 +179,7 @@ impl Actor for Root {
             _ => return Ok(()),
         };
         let watched = state.watched.remove(&cell.get_id());
-        if state.stopping {
+        if state.stopping.load(Ordering::SeqCst) {
             return Ok(());
         }
         // An actor not yet watched when it failed belongs to a system starting: the node

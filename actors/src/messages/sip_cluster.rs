@@ -3,7 +3,9 @@
 //! the cluster (see [`crate::sip_cluster`]).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytestring::ByteString;
@@ -309,18 +311,25 @@ pub struct MainCall {
     pub dn: String,
 }
 
+/// Starts the call of a dialog-creating request the edge admitted, under the cluster: the
+/// cluster hands the edge one as the edge starts, so that each call starts as its INVITE is
+/// admitted, with no round trip to the cluster, and the cluster learns of it all the same.
+pub trait CallStarter: Send + Sync {
+    fn start(
+        &self,
+        new: NewDialog,
+    ) -> Pin<Box<dyn Future<Output = Result<Started, ControlError>> + Send + '_>>;
+}
+
 /// What the cluster takes.
 pub enum ClusterMsg {
     /// The edge: the sockets calls send through, and where the cluster tells it which call
-    /// takes which messages. Sent once by the edge as it starts, before any call.
+    /// takes which messages; answered with what starts the calls the edge admits. Sent once
+    /// by the edge as it starts, before any call.
     Edge {
         endpoint: Endpoint,
         routes: DerivedActorRef<CallRoute>,
-    },
-    /// A dialog-creating request the edge admitted: a call starts for it.
-    NewDialog {
-        new: NewDialog,
-        reply: RpcReplyPort<Result<Started, ControlError>>,
+        reply: RpcReplyPort<Arc<dyn CallStarter>>,
     },
     /// A desktop asks for a call from the agent at `dn` to `dial`; the new call's id.
     MakeCall {
@@ -415,6 +424,20 @@ impl Cluster {
             reply: Some(reply),
         })
         .await
+    }
+
+    /// The edge, telling the cluster where it is: what starts the calls it admits.
+    pub async fn edge(
+        &self,
+        endpoint: Endpoint,
+        routes: DerivedActorRef<CallRoute>,
+    ) -> Option<Arc<dyn CallStarter>> {
+        ractor::call!(self.actor, |reply| ClusterMsg::Edge {
+            endpoint,
+            routes,
+            reply
+        })
+        .ok()
     }
 
     /// How many calls are in progress.

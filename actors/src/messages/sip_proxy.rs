@@ -23,8 +23,9 @@ pub enum CallRoute {
     /// Messages with SIP Call-ID `call_id` (a leg handed from one call to another) go to call
     /// `key` from now on.
     Moved { call_id: ByteString, key: u64 },
-    /// Call `key` is over.
-    Ended { key: u64 },
+    /// These calls are over (told in batches: a message of an ended call that reaches the
+    /// edge before finds the call's actor gone, and is the edge's again).
+    Ended(Vec<u64>),
 }
 
 /// The URI parameter of a Route to a proxy that names the flow to send on (`ip:port`), with

@@ -22,7 +22,6 @@ struct Entry {
 pub(super) struct Calls {
     /// The prefix of the Call-IDs this node makes.
     node: Arc<str>,
-    next_key: u64,
     by_key: HashMap<u64, Entry>,
     by_id: HashMap<Arc<str>, u64>,
     by_call_id: HashMap<ByteString, u64>,
@@ -33,18 +32,11 @@ impl Calls {
     pub(super) fn new(node: Arc<str>) -> Self {
         Self {
             node,
-            next_key: 0,
             by_key: HashMap::new(),
             by_id: HashMap::new(),
             by_call_id: HashMap::new(),
             by_actor: HashMap::new(),
         }
-    }
-
-    /// The number of the next call.
-    pub(super) fn next_key(&mut self) -> u64 {
-        self.next_key += 1;
-        self.next_key
     }
 
     pub(super) fn insert(

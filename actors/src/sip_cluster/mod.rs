@@ -3,28 +3,38 @@
 //! the core"), and the cluster actor is their door: it owns the node's table of calls, starts
 //! and supervises the call actors, and takes what desktops and callbacks ask of calls.
 //!
-//! [`call::Call`] is the call as a sans-io state machine; [`actor`] drives one. The edge hands
-//! a dialog-creating request to the cluster, which starts its call and answers with where the
-//! call's later messages go: the edge hands those to the call itself, without a stop here (the
-//! cluster tells it of the calls it places and of the calls that end, [`CallRoute`]).
+//! [`call::Call`] is the call as a sans-io state machine; [`actor`] drives one. The edge starts
+//! the call of each dialog-creating request it admits through the [`CallStarter`] the cluster
+//! gave it: the call actor is the cluster's child all the same, and the cluster reads of it
+//! off a channel as it next works, rather than being woken by a message a call (on 2 cores,
+//! each wake of an idle actor costs more than the work it brings). The edge hands the call's
+//! later messages to the call itself, without a stop here; the cluster tells it of the calls it
+//! places and, in batches, of the calls that end ([`CallRoute`]).
 
 mod actor;
 pub mod call;
 mod calls;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytestring::ByteString;
-use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, DerivedActorRef, SupervisionEvent,
+};
 use switchboard_sip::transaction::TimerConfig;
+use tokio::sync::mpsc;
 
 use crate::messages::call_state::CallThreads;
 use crate::messages::ors::Ors;
 use crate::messages::registrar::BindingStore;
 use crate::messages::sip_cluster::{
-    CallRef, CallView, Cluster, ClusterMsg, ControlError, Invalid, MainCall, Refusal, Started,
+    CallRef, CallStarter, CallView, Cluster, ClusterMsg, ControlError, Invalid, MainCall,
+    NewDialog, Refusal, Started,
 };
 use crate::messages::sip_proxy::CallRoute;
 use crate::supervisor::Supervisor;
@@ -128,13 +138,24 @@ impl Cluster {
 
 struct ClusterActor;
 
+/// Calls ended that the edge is told of together, rather than one message a call: until it
+/// is, a message of an ended call finds its actor gone and is the edge's again.
+const ENDED_BATCH: usize = 32;
+
 struct ClusterState {
     args: ClusterArgs,
     calls: Calls,
-    /// What its calls share, once the edge is known.
-    shared: Option<Arc<Shared>>,
+    /// Starts calls, once the edge is known: the cluster's own (a desktop's), and the edge's.
+    starter: Option<Arc<Starter>>,
+    /// Calls the edge started, for the table.
+    started: mpsc::UnboundedReceiver<Registered>,
+    started_tx: mpsc::UnboundedSender<Registered>,
     /// Where the edge hears which call takes which messages.
     routes: Option<DerivedActorRef<CallRoute>>,
+    /// Calls ended that the edge has not been told of yet.
+    ended: Vec<u64>,
+    /// Call actors that stopped before the cluster read that the edge had started them.
+    gone_early: HashSet<ActorId>,
 }
 
 impl Actor for ClusterActor {
@@ -147,11 +168,16 @@ impl Actor for ClusterActor {
         _myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let (started_tx, started) = mpsc::unbounded_channel();
         Ok(ClusterState {
             calls: Calls::new(args.node.clone()),
             args,
-            shared: None,
+            starter: None,
+            started,
+            started_tx,
             routes: None,
+            ended: Vec::new(),
+            gone_early: HashSet::new(),
         })
     }
 
@@ -161,9 +187,14 @@ impl Actor for ClusterActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        state.take_started();
         match message {
-            ClusterMsg::Edge { endpoint, routes } => {
-                state.shared = Some(Arc::new(Shared {
+            ClusterMsg::Edge {
+                endpoint,
+                routes,
+                reply,
+            } => {
+                let shared = Arc::new(Shared {
                     endpoint,
                     config: Arc::new(state.args.config.clone()),
                     bindings: state.args.bindings.clone(),
@@ -173,17 +204,18 @@ impl Actor for ClusterActor {
                     wakeups: Wakeups::start(|| CallMsg::Wake),
                     cluster: Cluster::new(myself.clone()),
                     ors: state.args.ors.clone(),
-                }));
+                });
+                let starter = Arc::new(Starter {
+                    shared,
+                    cluster: myself.get_cell(),
+                    keys: AtomicU64::new(0),
+                    started: state.started_tx.clone(),
+                });
+                state.starter = Some(starter.clone());
                 state.routes = Some(routes);
+                let _ = reply.send(starter);
             }
             ClusterMsg::ConfigChanged(directory) => state.args.directory = directory,
-            ClusterMsg::NewDialog { new, reply } => {
-                let started = state.start(Start::Incoming(new), &myself).await;
-                let _ = reply.send(started.map(|(key, call, _)| Started {
-                    key,
-                    call: call.get_derived(),
-                }));
-            }
             ClusterMsg::MakeCall {
                 tenant,
                 dn,
@@ -211,8 +243,18 @@ impl Actor for ClusterActor {
                     user_data,
                     thread,
                 };
-                match state.start(start, &myself).await {
-                    Ok((key, call, id)) => {
+                let Some(starter) = state.starter.clone() else {
+                    let _ = reply.send(Err(not_up()));
+                    return Ok(());
+                };
+                match starter.spawn(start).await {
+                    Ok(Registered {
+                        key,
+                        actor: call,
+                        id,
+                        call_id,
+                    }) => {
+                        state.calls.insert(key, id.clone(), call_id, call.clone());
                         // The edge learns where the call's messages go before the call says
                         // anything: it speaks once woken.
                         if let Some(routes) = &state.routes {
@@ -223,7 +265,7 @@ impl Actor for ClusterActor {
                             let _ = routes.send_message(placed);
                         }
                         let _ = call.cast(CallMsg::Wake);
-                        let _ = reply.send(Ok(id));
+                        let _ = reply.send(Ok(id.to_string()));
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -278,10 +320,17 @@ impl Actor for ClusterActor {
             }
             _ => return Ok(()),
         };
-        if let Some(key) = state.calls.ended(cell.get_id())
+        state.take_started();
+        match state.calls.ended(cell.get_id()) {
+            Some(key) => state.ended.push(key),
+            None => {
+                state.gone_early.insert(cell.get_id());
+            }
+        }
+        if state.ended.len() >= ENDED_BATCH
             && let Some(routes) = &state.routes
         {
-            let _ = routes.send_message(CallRoute::Ended { key });
+            let _ = routes.send_message(CallRoute::Ended(std::mem::take(&mut state.ended)));
         }
         Ok(())
     }
@@ -299,42 +348,21 @@ impl Actor for ClusterActor {
 }
 
 impl ClusterState {
-    /// Starts a call's actor under the cluster: its number, actor and id.
-    async fn start(
-        &mut self,
-        start: Start,
-        myself: &ActorRef<ClusterMsg>,
-    ) -> Result<(u64, ActorRef<CallMsg>, String), ControlError> {
-        let Some(shared) = self.shared.clone() else {
-            return Err(Refusal::NotStarted("the node's SIP edge is not up yet".into()).into());
-        };
-        let key = self.calls.next_key();
-        // Copied: a slice would keep the INVITE's datagram alive with the call. A call the
-        // core places has only Call-IDs of its own, found by their key.
-        let call_id = match &start {
-            Start::Incoming(new) => ByteString::from(
-                new.request
-                    .headers
-                    .call_id()
-                    .map(|c| c.to_string())
-                    .unwrap_or_default(),
-            ),
-            Start::Originate { .. } => ByteString::new(),
-        };
-        let id: Arc<str> = uuid::Uuid::now_v7().to_string().into();
-        let spawned = Actor::spawn_linked(
-            None,
-            CallActor,
-            (key, id.clone(), start, shared),
-            myself.get_cell(),
-        )
-        .await;
-        let (actor, _) = spawned.map_err(|e| {
-            tracing::error!(error = %e, "call actor not started");
-            ControlError::from(Refusal::NotStarted(e.to_string()))
-        })?;
-        self.calls.insert(key, id.clone(), call_id, actor.clone());
-        Ok((key, actor, id.to_string()))
+    /// Enters the calls the edge started since the last look into the table.
+    fn take_started(&mut self) {
+        while let Ok(Registered {
+            key,
+            id,
+            call_id,
+            actor,
+        }) = self.started.try_recv()
+        {
+            if self.gone_early.remove(&actor.get_id()) {
+                self.ended.push(key);
+                continue;
+            }
+            self.calls.insert(key, id, call_id, actor);
+        }
     }
 
     /// Completes a transfer or conference (see [`ClusterMsg::Complete`]): the consultation
@@ -432,4 +460,79 @@ async fn steps(
     })
     .map_err(unavailable)??;
     Ok(view)
+}
+
+/// The refusal of a call asked for before the edge is up.
+fn not_up() -> ControlError {
+    Refusal::NotStarted("the node's SIP edge is not up yet".into()).into()
+}
+
+/// A call started, for the cluster's table.
+struct Registered {
+    key: u64,
+    id: Arc<str>,
+    /// The Call-ID its first leg arrived with; empty for a call the core placed.
+    call_id: ByteString,
+    actor: ActorRef<CallMsg>,
+}
+
+/// Starts call actors under the cluster: the calls of dialog-creating requests the edge
+/// admitted (through [`CallStarter`], with no stop at the cluster, which reads them off a
+/// channel it drains as it works), and those the cluster places for desktops.
+struct Starter {
+    shared: Arc<Shared>,
+    /// The cluster, the call actors' supervisor.
+    cluster: ActorCell,
+    /// The last call number given.
+    keys: AtomicU64,
+    started: mpsc::UnboundedSender<Registered>,
+}
+
+impl Starter {
+    async fn spawn(&self, start: Start) -> Result<Registered, ControlError> {
+        let key = self.keys.fetch_add(1, Ordering::Relaxed) + 1;
+        // Copied: a slice would keep the INVITE's datagram alive with the call. A call the
+        // core places has only Call-IDs of its own, found by their key.
+        let call_id = match &start {
+            Start::Incoming(new) => ByteString::from(
+                new.request
+                    .headers
+                    .call_id()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+            ),
+            Start::Originate { .. } => ByteString::new(),
+        };
+        let id: Arc<str> = uuid::Uuid::now_v7().to_string().into();
+        let args = (key, id.clone(), start, self.shared.clone());
+        let spawned = Actor::spawn_linked(None, CallActor, args, self.cluster.clone()).await;
+        let (actor, _) = spawned.map_err(|e| {
+            tracing::error!(error = %e, "call actor not started");
+            ControlError::from(Refusal::NotStarted(e.to_string()))
+        })?;
+        Ok(Registered {
+            key,
+            id,
+            call_id,
+            actor,
+        })
+    }
+}
+
+impl CallStarter for Starter {
+    fn start(
+        &self,
+        new: NewDialog,
+    ) -> Pin<Box<dyn Future<Output = Result<Started, ControlError>> + Send + '_>> {
+        Box::pin(async move {
+            let registered = self.spawn(Start::Incoming(new)).await?;
+            let started = Started {
+                key: registered.key,
+                call: registered.actor.get_derived(),
+            };
+            // The cluster reads it as it next works: no message wakes it for each call.
+            let _ = self.started.send(registered);
+            Ok(started)
+        })
+    }
 }

@@ -2,12 +2,13 @@
 //! it, the checks of [`edge`], the hand-over of REGISTER to the registrar, the admission of new
 //! calls ([`admit`]) and the hand-over of every message of a call to its call actor.
 //!
-//! The actor waits for another only as a call starts: the cluster answers the new dialog with
-//! where the call's messages go, so that none of them (a retransmitted INVITE, a CANCEL) can
-//! arrive before the edge knows. A REGISTER goes straight to its registrar shard (through the
-//! [`Router`]) with a reply that casts the answer back to the proxy, and the transaction sends
-//! it; a registrar that does not answer in time gets the phone a 503. Transaction timers and
-//! those deadlines are driven by a tick.
+//! The actor never waits for another: a call starts under the cluster as its INVITE is
+//! admitted, through the starter the cluster gave the edge, so that none of its later messages
+//! (a retransmitted INVITE, a CANCEL) can arrive before the edge knows where they go. A
+//! REGISTER goes straight to its registrar shard (through the [`Router`]) with a reply that
+//! casts the answer back to the proxy, and the transaction sends it; a registrar that does not
+//! answer in time gets the phone a 503. Transaction timers and those deadlines are driven by a
+//! tick.
 //!
 //! In one process the cluster node is this process: an admitted INVITE is handed to the
 //! cluster, which starts its call (the hop skips the socket); the call owns its transactions
@@ -39,7 +40,7 @@ use switchboard_sip::transport::{Endpoint, Inbound, InboundHandler, Transport, T
 use switchboard_sip::{HeaderName, Headers, Host, Message, Method, ParseError, Request, Response};
 
 use crate::messages::registrar::{RegisterRequest, Router};
-use crate::messages::sip_cluster::{CallIn, Cluster, ClusterMsg, NewDialog, Refusal};
+use crate::messages::sip_cluster::{CallIn, CallStarter, Cluster, NewDialog, Refusal};
 use crate::messages::sip_proxy::CallRoute;
 use crate::supervisor::Supervisor;
 use crate::tenant::Directory;
@@ -138,7 +139,8 @@ pub struct ProxyState {
     /// with their headers to answer with.
     handed_on: BTreeMap<(Instant, u64), (TxnId, Headers)>,
     backlog: Arc<AtomicUsize>,
-    cluster: Option<Cluster>,
+    /// Starts the calls this node runs (none for a proxy that forwards every call).
+    starter: Option<Arc<dyn CallStarter>>,
     routes: Routes,
     nonce_key: NonceKey,
     /// The nonce counts of phones' calls (REGISTERs have theirs in the registrar).
@@ -204,14 +206,12 @@ impl Actor for SipProxy {
         hosts.extend(args.config.aliases.iter().cloned());
         tracing::info!(udp = %endpoint.udp_addr(), tcp = %endpoint.tcp_addr(), "sip listening");
         myself.send_interval(TICK, || ProxyMsg::Tick);
-        // The cluster's calls send through these sockets, and tell the edge where their
-        // messages go.
-        if let Some(cluster) = &args.cluster {
-            cluster.send(ClusterMsg::Edge {
-                endpoint: endpoint.clone(),
-                routes: myself.get_derived(),
-            });
-        }
+        // The cluster's calls send through these sockets and tell the edge where their
+        // messages go; the edge starts the calls it admits through what the cluster gives.
+        let starter = match &args.cluster {
+            Some(cluster) => cluster.edge(endpoint.clone(), myself.get_derived()).await,
+            None => None,
+        };
         let forwarder = Forwarder::new(&args.config.cluster_nodes, endpoint.udp_addr());
         if forwarder.enabled() {
             tracing::info!(nodes = ?args.config.cluster_nodes, "calls forwarded to cluster nodes");
@@ -222,7 +222,7 @@ impl Actor for SipProxy {
             relays: HashMap::new(),
             relay_of: HashMap::new(),
             relay_timers: BTreeMap::new(),
-            cluster: args.cluster,
+            starter,
             routes: Routes::new(args.node),
             nonce_key: args.nonce_key,
             nonce_counts: NonceCounts::default(),
@@ -297,20 +297,16 @@ impl SipProxy {
 }
 
 impl ProxyState {
-    /// Hands a dialog-creating request the edge admitted to the cluster, which starts its
-    /// call; the call's later messages go to it from then on. A node whose calls cannot start
-    /// answers 503.
+    /// Starts the call of a dialog-creating request the edge admitted, under the cluster; the
+    /// call's later messages go to it from then on. A node whose calls cannot start answers
+    /// 503.
     async fn start_call(&mut self, new: NewDialog) {
         let headers = new.request.headers.clone();
         let (source, transport) = (new.source, new.transport);
         let call_id =
             ByteString::from(headers.call_id().map(|c| c.to_string()).unwrap_or_default());
-        let started = match &self.cluster {
-            Some(cluster) => {
-                cluster
-                    .ask(|reply| ClusterMsg::NewDialog { new, reply })
-                    .await
-            }
+        let started = match &self.starter {
+            Some(starter) => starter.start(new).await,
             None => Err(Refusal::NotStarted("this node runs no calls".into()).into()),
         };
         match started {

@@ -77,7 +77,11 @@ impl Routes {
             CallRoute::Moved { call_id, key } => {
                 self.moved.insert(call_id, key);
             }
-            CallRoute::Ended { key } => self.ended(key),
+            CallRoute::Ended(keys) => {
+                for key in keys {
+                    self.ended(key);
+                }
+            }
         }
     }
 
