@@ -269,7 +269,8 @@ fn status(e: ProvisionError) -> Status {
         ProvisionError::Invalid { .. } => Status::invalid_argument(message),
         ProvisionError::Conflict(_) => Status::failed_precondition(message),
         ProvisionError::Unavailable(_) => Status::unavailable(message),
-        ProvisionError::Internal(_) => Status::internal(message),
+        ProvisionError::Refused { .. } => Status::internal(message),
+        ProvisionError::Unreadable(_) => Status::data_loss(message),
     }
 }
 

@@ -35,11 +35,16 @@ pub enum ProvisionError {
     /// The change is sound in itself but would break other objects (a skill agents have).
     #[error("{0}")]
     Conflict(String),
-    /// PostgreSQL cannot be reached.
-    #[error("postgresql unavailable: {0}")]
+    /// PostgreSQL cannot be reached, or the node cannot serve the change now (its store or
+    /// the tenant system is down).
+    #[error("unavailable: {0}")]
     Unavailable(String),
-    #[error("{0}")]
-    Internal(String),
+    /// PostgreSQL refused the statement for a reason none of the above names.
+    #[error("postgresql refused the change ({sqlstate}): {message}")]
+    Refused { sqlstate: String, message: String },
+    /// A stored row does not read back as configuration (written by another version).
+    #[error("stored configuration does not decode: {0}")]
+    Unreadable(String),
 }
 
 impl From<tokio_postgres::Error> for ProvisionError {
@@ -47,7 +52,7 @@ impl From<tokio_postgres::Error> for ProvisionError {
         use tokio_postgres::error::SqlState;
         let Some(db) = e.as_db_error() else {
             // No answer from the server: the connection is gone or never came.
-            return ProvisionError::Unavailable(e.to_string());
+            return ProvisionError::Unavailable(format!("postgresql: {e}"));
         };
         match (db.code(), db.constraint()) {
             (code, Some("tenants_name_key")) if *code == SqlState::UNIQUE_VIOLATION => {
@@ -76,9 +81,12 @@ impl From<tokio_postgres::Error> for ProvisionError {
                     || *code == SqlState::ADMIN_SHUTDOWN
                     || *code == SqlState::CANNOT_CONNECT_NOW =>
             {
-                ProvisionError::Unavailable(db.message().to_owned())
+                ProvisionError::Unavailable(format!("postgresql: {}", db.message()))
             }
-            _ => ProvisionError::Internal(format!("postgresql: {}", db.message())),
+            (code, _) => ProvisionError::Refused {
+                sqlstate: code.code().to_owned(),
+                message: db.message().to_owned(),
+            },
         }
     }
 }
@@ -87,7 +95,9 @@ impl From<crate::Error> for ProvisionError {
     fn from(e: crate::Error) -> Self {
         match e {
             crate::Error::Postgres(e) => e.into(),
-            other => ProvisionError::Internal(other.to_string()),
+            crate::Error::Decode(e) => ProvisionError::Unreadable(e.to_string()),
+            // Redis, a stopped system, a failed migration: the node cannot serve the change.
+            other => ProvisionError::Unavailable(other.to_string()),
         }
     }
 }
