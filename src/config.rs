@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
+use switchboard_actors::keys::Keys;
 use switchboard_actors::tenant::TenantConfig;
 use switchboard_kafka::KafkaConfig;
 
@@ -102,6 +103,15 @@ pub(crate) struct StoresConfig {
     pub(crate) redis: Option<String>,
     /// `postgres://user@host:port/db`: tenants come from PostgreSQL instead of this file.
     pub(crate) postgres: Option<String>,
+    /// What every Redis key starts with (`sb`): deployments sharing one Redis, or one Redis
+    /// Cluster (which has no database numbers), keep apart by it.
+    #[serde(deserialize_with = "key_prefix")]
+    pub(crate) key_prefix: Keys,
+}
+
+fn key_prefix<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Keys, D::Error> {
+    let prefix = String::deserialize(d)?;
+    Keys::new(&prefix).map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -307,5 +317,15 @@ mod tests {
     fn unknown_keys_are_errors() {
         let e = toml::from_str::<NodeConfig>("[sip]\nlisten_port = 5060\n").expect_err("typo");
         assert!(e.to_string().contains("listen_port"), "{e}");
+    }
+
+    #[test]
+    fn the_key_prefix_is_sb_unless_set_and_a_bad_one_says_why() {
+        let c: NodeConfig = toml::from_str("").expect("empty");
+        assert_eq!(c.stores.key_prefix.agents("demo"), "sb:{demo}:agents");
+        let c: NodeConfig = toml::from_str("[stores]\nkey_prefix = \"eu1\"\n").expect("valid");
+        assert_eq!(c.stores.key_prefix.agents("demo"), "eu1:{demo}:agents");
+        let e = toml::from_str::<NodeConfig>("[stores]\nkey_prefix = \"a{b}\"\n").expect_err("bad");
+        assert!(e.to_string().contains("key prefix \"a{b}\""), "{e}");
     }
 }

@@ -200,18 +200,25 @@ impl Node {
             Some(url) => Some(connect_redis(url).await?),
             None => None,
         };
-        let (redis_client, redis) = redis.unzip();
+        let (redis_client, mut redis) = redis.unzip();
+        let keys = config.stores.key_prefix.clone();
+        if let Some(conn) = &mut redis {
+            switchboard_actors::keys::migrate_legacy(conn, &keys)
+                .await
+                .context("renaming the keys of an earlier version")?;
+        }
         let events = match (&redis_client, &redis) {
             (Some(client), Some(conn)) => EventSink::redis(RedisSink::new(
                 client.clone(),
                 conn.clone(),
+                keys.clone(),
                 config.events.stream_length,
             )),
             _ => EventSink::memory(),
         };
         let reporter = start_reporting(&config)?;
         let streams = if redis.is_some() {
-            "redis streams sb:{tenant}:{topic}"
+            "redis streams <prefix>:{<tenant>}:<topic>"
         } else {
             "memory (no --redis)"
         };
@@ -242,9 +249,9 @@ impl Node {
             Some(conn) => {
                 tracing::info!("bindings, agent states, call snapshots and events in redis");
                 (
-                    Arc::new(RedisBindings::new(conn.clone())),
-                    Arc::new(RedisSnapshots::new(conn.clone())),
-                    Arc::new(RedisAgents::new(conn.clone())),
+                    Arc::new(RedisBindings::new(conn.clone(), keys.clone())),
+                    Arc::new(RedisSnapshots::new(conn.clone(), keys.clone())),
+                    Arc::new(RedisAgents::new(conn.clone(), keys.clone())),
                 )
             }
             None => {
@@ -418,6 +425,7 @@ impl Node {
         let follow_callbacks = redis_client.clone().map(|client| {
             tokio::spawn(switchboard_actors::ors::callbacks::follow_requests(
                 client,
+                keys.clone(),
                 followed.clone(),
                 format!(
                     "node-{}-{}",

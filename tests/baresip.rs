@@ -45,10 +45,11 @@ fn baresip_registers_with_its_own_digest_and_unregisters_on_quit() {
     );
 
     let mut conn = support::redis(&url);
-    let seen: Vec<(String, String)> = support::stream_entries(&mut conn, "sb:demo:voice-registrar")
-        .into_iter()
-        .map(|f| (f["kind"].clone(), f["payload"].clone()))
-        .collect();
+    let seen: Vec<(String, String)> =
+        support::stream_entries(&mut conn, "sb:{demo}:voice-registrar")
+            .into_iter()
+            .map(|f| (f["kind"].clone(), f["payload"].clone()))
+            .collect();
     let kinds: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         kinds,

@@ -50,12 +50,15 @@ fn an_sbc_call_reaches_a_phone_is_held_resumed_and_hung_up() {
     );
     // The snapshot of the call was there while it lasted and is gone with it.
     let snapshots: Vec<String> = redis::cmd("KEYS")
-        .arg("sb:demo:call:*")
+        .arg("sb:{demo}:call:*")
         .query(&mut conn)
         .expect("keys");
     assert!(snapshots.is_empty(), "{snapshots:?}");
     // So is the counter that numbered the thread's events.
-    let counter = format!("sb:demo:seq:demo:{}", thread.as_str().expect("thread id"));
+    let counter = format!(
+        "sb:{{demo}}:seq:demo:{}",
+        thread.as_str().expect("thread id")
+    );
     let exists: bool = redis::cmd("EXISTS")
         .arg(&counter)
         .query(&mut conn)
@@ -351,7 +354,7 @@ fn a_phone_that_vanishes_mid_call_ends_it_on_both_legs() {
     let end = Instant::now() + Duration::from_secs(5);
     let snapshot = loop {
         let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("sb:demo:call:*")
+            .arg("sb:{demo}:call:*")
             .query(&mut conn)
             .expect("keys");
         assert!(keys.len() <= 1, "{keys:?}");
@@ -596,7 +599,7 @@ fn baresip_answers_an_sbc_call_holds_and_resumes_it() {
     let trace_text = || std::fs::read_to_string(&trace).unwrap_or_default();
     let mut conn = redis(&url);
     let end = Instant::now() + Duration::from_secs(10);
-    while !support::stream_entries(&mut conn, "sb:demo:voice-registrar")
+    while !support::stream_entries(&mut conn, "sb:{demo}:voice-registrar")
         .iter()
         .any(|e| e["kind"] == "BindingAdded")
     {

@@ -46,7 +46,7 @@ fn register_all(
 }
 
 fn bindings_in_redis(conn: &mut redis::Connection) -> HashMap<String, usize> {
-    let keys: Vec<String> = conn.keys("sb:demo:reg:*").expect("keys");
+    let keys: Vec<String> = conn.keys("sb:{demo}:reg:*").expect("keys");
     keys.into_iter()
         .map(|k| {
             let n: usize = conn.hlen(&k).expect("hlen");
@@ -75,7 +75,7 @@ fn a_thousand_dns_register_refresh_survive_a_restart_and_unregister() {
     let held = bindings_in_redis(&mut conn);
     assert_eq!(held.len(), COUNT as usize);
     assert!(held.values().all(|&n| n == 1));
-    let expiring: usize = conn.zcard("sb:demo:reg-expiry").expect("zcard");
+    let expiring: usize = conn.zcard("sb:{demo}:reg-expiry").expect("zcard");
     assert_eq!(expiring, COUNT as usize);
 
     // Refresh: same contacts, nothing added.
@@ -112,11 +112,11 @@ fn a_thousand_dns_register_refresh_survive_a_restart_and_unregister() {
     let statuses = register_all(&runtime, &phones, 3, 0);
     assert!(all_ok(&statuses), "{statuses:?}");
     assert!(bindings_in_redis(&mut conn).is_empty());
-    let expiring: usize = conn.zcard("sb:demo:reg-expiry").expect("zcard");
+    let expiring: usize = conn.zcard("sb:{demo}:reg-expiry").expect("zcard");
     assert_eq!(expiring, 0);
 
     // Every change is on the stream, numbered per address of record.
-    let entries = support::stream_entries(&mut conn, "sb:demo:voice-registrar");
+    let entries = support::stream_entries(&mut conn, "sb:{demo}:voice-registrar");
     assert_eq!(entries.len(), 3 * COUNT as usize);
     let key = format!("demo:sip:{dn}@demo.local");
     let mine: Vec<(String, String)> = entries
@@ -158,7 +158,7 @@ fn bindings_expire_by_themselves_and_say_so() {
     assert_eq!(bindings_in_redis(&mut conn).len(), 1);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let kinds = loop {
-        let kinds: Vec<String> = support::stream_entries(&mut conn, "sb:demo:voice-registrar")
+        let kinds: Vec<String> = support::stream_entries(&mut conn, "sb:{demo}:voice-registrar")
             .into_iter()
             .map(|f| f["kind"].clone())
             .collect();
@@ -174,4 +174,60 @@ fn bindings_expire_by_themselves_and_say_so() {
         server.log_text()
     );
     assert!(bindings_in_redis(&mut conn).is_empty());
+}
+
+/// A node upgraded from a version before the hash tags finds its keys under their old names
+/// (`sb:demo:...`): it renames them at start, so the bindings, the event streams and their
+/// numbering carry on, and no key is left under an old name.
+#[test]
+fn an_earlier_versions_keys_are_renamed_at_start_and_keep_their_bindings() {
+    let url = support::redis_db(41);
+    let mut conn = support::redis(&url);
+    let mut server = Server::start(&["--redis", &url]);
+    let phone = Udp::new(server.sip);
+    assert_eq!(
+        support::register_with(&phone, "1005", "demo1005", "before-upgrade"),
+        200
+    );
+    server.terminate();
+    // What the earlier version left: the same keys without braces.
+    let tagged: Vec<String> = conn.keys("sb:{demo}:*").expect("keys");
+    assert!(
+        tagged.iter().any(|k| k.starts_with("sb:{demo}:reg:")),
+        "{tagged:?}"
+    );
+    for key in &tagged {
+        let old = key.replace("sb:{demo}:", "sb:demo:");
+        let _: () = conn.rename(key, &old).expect("rename");
+    }
+
+    let server = Server::start(&["--redis", &url]);
+    let phone = Udp::new(server.sip);
+    let challenge =
+        phone.request(register("1005", phone.port(), "after-upgrade", 1, "").as_bytes());
+    let query = with_credentials(
+        &register("1005", phone.port(), "after-upgrade", 2, ""),
+        &challenge,
+        "1005",
+        "demo1005",
+        1,
+    );
+    let listed = phone.request(query.as_bytes());
+    assert_eq!(listed.status, 200);
+    assert!(
+        listed.headers.get(&HeaderName::Contact).is_some(),
+        "the binding made before the upgrade is listed: {}",
+        server.log_text()
+    );
+    // GES's request stream alone keeps its old name (GES may still write it; it is read too).
+    let left: Vec<String> = conn.keys("sb:demo:*").expect("keys");
+    assert_eq!(left, ["sb:demo:ges-callbacks"], "keys under their old names");
+    assert_eq!(bindings_in_redis(&mut conn).len(), 1);
+    // The registrar's stream went on where it was: the binding's one event, then none for a
+    // query.
+    let kinds: Vec<String> = support::stream_entries(&mut conn, "sb:{demo}:voice-registrar")
+        .into_iter()
+        .map(|f| f["kind"].clone())
+        .collect();
+    assert_eq!(kinds, ["BindingAdded"]);
 }

@@ -566,13 +566,15 @@ async fn a_ges_callback_calls_the_agent_then_the_customer() {
     log_in(&mut agents, &["1003"], false).await;
 
     let mut conn = support::redis(&url);
-    for (id, target) in [
-        ("cb-1", "english >= 3"),
-        ("cb-2", "english >= 3"),
-        ("cb-3", "french >= 3"),
+    // cb-2 comes from a GES that still writes the stream's name before the hash tags, which
+    // is read as well for one release.
+    for (id, target, stream) in [
+        ("cb-1", "english >= 3", "sb:{demo}:ges-callbacks"),
+        ("cb-2", "english >= 3", "sb:demo:ges-callbacks"),
+        ("cb-3", "french >= 3", "sb:{demo}:ges-callbacks"),
     ] {
         let _: String = redis::cmd("XADD")
-            .arg("sb:demo:ges-callbacks")
+            .arg(stream)
             .arg("*")
             .arg(&[
                 ("id", id),
@@ -661,7 +663,7 @@ async fn a_ges_callback_calls_the_agent_then_the_customer() {
 async fn a_callback_request_left_by_a_reader_that_died_is_claimed() {
     let url = support::redis_db(37);
     let mut conn = support::redis(&url);
-    let stream = "sb:demo:ges-callbacks";
+    let stream = "sb:{demo}:ges-callbacks";
     let _: () = redis::cmd("XGROUP")
         .arg(&["CREATE", stream, "switchboard", "0", "MKSTREAM"])
         .query(&mut conn)

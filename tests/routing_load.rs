@@ -192,8 +192,8 @@ fn events(url: &str) -> Vec<Event> {
     let mut conn = support::redis(url);
     let mut all = Vec::new();
     for (stream, agent) in [
-        ("sb:demo:voice-callthread", false),
-        ("sb:demo:voice-agentstate", true),
+        ("sb:{demo}:voice-callthread", false),
+        ("sb:{demo}:voice-agentstate", true),
     ] {
         let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
             .arg(stream)

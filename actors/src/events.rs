@@ -1,6 +1,6 @@
 //! The event sink every system emits to: the envelope of design.md "Events", with a sequence
-//! number per key from 1, appended to the Redis stream `sb:{tenant}:{topic}` (trimmed to a
-//! length), or kept in memory when the node runs without Redis.
+//! number per key from 1, appended to the tenant's Redis stream `sb:{<tenant>}:<topic>` (trimmed to a
+//! length; see [`crate::keys`]), or kept in memory when the node runs without Redis.
 //!
 //! Each entry's stream id comes from one counter per tenant, so ids increase across all of a
 //! tenant's streams in the order the entries were written: merging streams by id (as the
@@ -19,6 +19,7 @@ use switchboard_proto::{event_fields, event_from_fields};
 use tokio::sync::broadcast;
 
 use crate::error::Result;
+use crate::keys::Keys;
 
 /// The topic of registration events.
 pub const TOPIC_REGISTRAR: &str = "voice-registrar";
@@ -124,14 +125,9 @@ pub fn new_event(
     }
 }
 
-/// The Redis key that numbers the events of `key`.
-fn counter_name(tenant: &str, key: &str) -> String {
-    format!("sb:{tenant}:seq:{key}")
-}
-
-/// The name of a tenant's stream for a topic.
-pub fn stream_name(tenant: &str, topic: &str) -> String {
-    format!("sb:{tenant}:{topic}")
+/// A tenant's stream for a topic among the streams held in memory.
+fn memory_stream(tenant: &str, topic: &str) -> String {
+    format!("{tenant}/{topic}")
 }
 
 /// Where events go: the tenant's Redis streams (or memory), and with a [`Reporter`], Kafka or
@@ -270,7 +266,7 @@ impl EventSink {
             Streams::Redis(r) => {
                 let mut conn = r.conn.clone();
                 redis::cmd("DEL")
-                    .arg(counter_name(tenant, key))
+                    .arg(r.keys.counter(tenant, key))
                     .query_async::<()>(&mut conn)
                     .await?;
                 Ok(())
@@ -320,7 +316,7 @@ impl MemorySink {
         };
         let stream = inner
             .streams
-            .entry(stream_name(&event.tenant, &event.topic))
+            .entry(memory_stream(&event.tenant, &event.topic))
             .or_default();
         let entry = Entry {
             id,
@@ -343,14 +339,14 @@ impl MemorySink {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner
             .streams
-            .get(&stream_name(tenant, topic))
+            .get(&memory_stream(tenant, topic))
             .map(|s| s.entries.iter().map(|e| e.event.clone()).collect())
             .unwrap_or_default()
     }
 
     fn read_after(&self, tenant: &str, topic: &str, after: EntryId, count: usize) -> Vec<Entry> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(stream) = inner.streams.get(&stream_name(tenant, topic)) else {
+        let Some(stream) = inner.streams.get(&memory_stream(tenant, topic)) else {
             return Vec::new();
         };
         let start = stream.entries.partition_point(|e| e.id <= after);
@@ -361,7 +357,7 @@ impl MemorySink {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner
             .streams
-            .get(&stream_name(tenant, topic))
+            .get(&memory_stream(tenant, topic))
             .and_then(|s| s.entries.back())
             .map(|e| e.id)
             .unwrap_or_default()
@@ -371,7 +367,7 @@ impl MemorySink {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner
             .streams
-            .get(&stream_name(tenant, topic))
+            .get(&memory_stream(tenant, topic))
             .map(|s| (s.deleted, s.entries.front().map(|e| e.id)))
             .unwrap_or_default()
     }
@@ -394,6 +390,7 @@ pub struct RedisSink {
     conn: ConnectionManager,
     /// For the connections that follow streams (their reads block).
     client: redis::Client,
+    keys: Keys,
     append: Arc<Script>,
     max_len: usize,
     /// Per tenant, the task following its streams on this node.
@@ -444,10 +441,11 @@ return seq
 ";
 
 impl RedisSink {
-    pub fn new(client: redis::Client, conn: ConnectionManager, max_len: usize) -> Self {
+    pub fn new(client: redis::Client, conn: ConnectionManager, keys: Keys, max_len: usize) -> Self {
         Self {
             conn,
             client,
+            keys,
             append: Arc::new(Script::new(APPEND)),
             max_len,
             tails: Arc::default(),
@@ -458,8 +456,8 @@ impl RedisSink {
     /// restarting) is tried again (see [`crate::redis_retry`]); an event stored but whose reply
     /// was lost is then stored twice, under one event id.
     async fn publish(&self, event: &Event) -> Result<u64> {
-        let stream = stream_name(&event.tenant, &event.topic);
-        let counter = counter_name(&event.tenant, &event.key);
+        let stream = self.keys.stream(&event.tenant, &event.topic);
+        let counter = self.keys.counter(&event.tenant, &event.key);
         let mut invocation = self.append.key(&stream);
         let max_len = if event.topic == TOPIC_ERRORS {
             ERRORS_LENGTH
@@ -468,7 +466,7 @@ impl RedisSink {
         };
         invocation
             .key(&counter)
-            .key(format!("sb:{}:last-entry", event.tenant))
+            .key(self.keys.last_entry(&event.tenant))
             .arg(max_len);
         for (field, value) in event_fields(event) {
             invocation.arg(field).arg(value);
@@ -490,7 +488,7 @@ impl RedisSink {
     ) -> Result<Vec<Entry>> {
         let mut conn = self.conn.clone();
         let reply: redis::Value = redis::cmd("XRANGE")
-            .arg(stream_name(tenant, topic))
+            .arg(self.keys.stream(tenant, topic))
             .arg(format!("({after}"))
             .arg("+")
             .arg("COUNT")
@@ -503,7 +501,7 @@ impl RedisSink {
     async fn last_id(&self, tenant: &str, topic: &str) -> Result<EntryId> {
         let mut conn = self.conn.clone();
         let reply: redis::Value = redis::cmd("XREVRANGE")
-            .arg(stream_name(tenant, topic))
+            .arg(self.keys.stream(tenant, topic))
             .arg("+")
             .arg("-")
             .arg("COUNT")
@@ -518,7 +516,7 @@ impl RedisSink {
         let mut conn = self.conn.clone();
         let reply: redis::Value = match redis::cmd("XINFO")
             .arg("STREAM")
-            .arg(stream_name(tenant, topic))
+            .arg(self.keys.stream(tenant, topic))
             .query_async(&mut conn)
             .await
         {
@@ -574,7 +572,7 @@ impl RedisSink {
         let conn = tail_connection(&self.client).await?;
         let (live, receiver) = broadcast::channel(FOLLOW_BUFFER);
         tails.insert(tenant.to_owned(), live.clone());
-        let streams: Vec<String> = topics.iter().map(|t| stream_name(tenant, t)).collect();
+        let streams: Vec<String> = topics.iter().map(|t| self.keys.stream(tenant, t)).collect();
         tokio::spawn(tail(conn, self.client.clone(), streams, from, live));
         Ok(receiver)
     }

@@ -12,6 +12,7 @@ pub mod call_state;
 mod error;
 pub mod events;
 pub mod feed;
+pub mod keys;
 pub mod messages;
 pub mod ors;
 #[cfg(test)]

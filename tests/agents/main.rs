@@ -552,21 +552,21 @@ async fn an_agents_day_reaches_the_stream_and_redis_in_order() {
             .collect()
     };
     assert_eq!(
-        stream_kinds(&mut conn, "sb:demo:voice-agentstate"),
+        stream_kinds(&mut conn, "sb:{demo}:voice-agentstate"),
         part(&["agent ", "dn "])
     );
     assert_eq!(
-        stream_kinds(&mut conn, "sb:demo:voice-callthread"),
+        stream_kinds(&mut conn, "sb:{demo}:voice-callthread"),
         part(&["call "])
     );
     let stored: Option<String> = redis::cmd("HGET")
-        .arg("sb:demo:agents")
+        .arg("sb:{demo}:agents")
         .arg("a1003")
         .query(&mut conn)
         .expect("hget");
     assert_eq!(stored, None, "a logged-out agent keeps no state");
     let counter: Option<String> = redis::cmd("GET")
-        .arg(format!("sb:demo:seq:demo:{thread}"))
+        .arg(format!("sb:{{demo}}:seq:demo:{thread}"))
         .query(&mut conn)
         .expect("get");
     assert_eq!(

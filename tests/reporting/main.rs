@@ -242,7 +242,7 @@ fn stored(url: &str) -> Vec<Stored> {
     let mut conn = support::redis(url);
     let mut out = Vec::new();
     for topic in TOPICS {
-        for fields in support::stream_entries(&mut conn, &format!("sb:demo:{topic}")) {
+        for fields in support::stream_entries(&mut conn, &format!("sb:{{demo}}:{topic}")) {
             out.push(Stored {
                 id: fields["id"].clone(),
                 key: fields["key"].clone(),

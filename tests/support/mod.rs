@@ -620,7 +620,7 @@ pub fn login(id: &str, dn: &str) -> switchboard_proto::voice::LoginRequest {
 
 /// The demo tenant's call-thread events, oldest first, as (kind, payload JSON).
 pub fn call_events(conn: &mut redis::Connection) -> Vec<(String, serde_json::Value)> {
-    stream_entries(conn, "sb:demo:voice-callthread")
+    stream_entries(conn, "sb:{demo}:voice-callthread")
         .into_iter()
         .map(|fields| {
             let payload = serde_json::from_str(&fields["payload"]).expect("payload JSON");

@@ -1,5 +1,5 @@
 //! Where logged-in agents' states are kept, so that a restart does not log anyone out: a Redis
-//! hash per tenant (`sb:{tenant}:agents`, one JSON field per agent), or memory. A logged-out
+//! hash per tenant (`sb:{<tenant>}:agents`, one JSON field per agent), or memory. A logged-out
 //! agent has no entry.
 
 use std::collections::HashMap;
@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
+use crate::keys::Keys;
 use crate::redis_retry::query;
 use crate::store::StoreFuture;
 
@@ -49,10 +50,6 @@ pub trait AgentStore: Send + Sync + 'static {
         agent: &'a str,
         state: Option<&'a Stored>,
     ) -> StoreFuture<'a, ()>;
-}
-
-fn hash_name(tenant: &str) -> String {
-    format!("sb:{tenant}:agents")
 }
 
 /// Agents' states in this process, lost when it stops.
@@ -98,19 +95,25 @@ impl AgentStore for MemoryAgents {
 
 /// Agents' states in Redis: a restart keeps everyone logged in.
 #[derive(Clone)]
-pub struct RedisAgents(ConnectionManager);
+pub struct RedisAgents {
+    conn: ConnectionManager,
+    keys: Keys,
+}
 
 impl RedisAgents {
-    pub fn new(conn: ConnectionManager) -> Self {
-        Self(conn)
+    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+        Self { conn, keys }
     }
 }
 
 impl AgentStore for RedisAgents {
     fn load_all<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<Stored>> {
         Box::pin(async move {
-            let all: HashMap<String, String> =
-                query(&self.0, redis::cmd("HGETALL").arg(hash_name(tenant))).await?;
+            let all: HashMap<String, String> = query(
+                &self.conn,
+                redis::cmd("HGETALL").arg(self.keys.agents(tenant)),
+            )
+            .await?;
             Ok(all
                 .into_iter()
                 .filter_map(|(agent, json)| match serde_json::from_str(&json) {
@@ -128,8 +131,8 @@ impl AgentStore for RedisAgents {
     fn load<'a>(&'a self, tenant: &'a str, agent: &'a str) -> StoreFuture<'a, Option<Stored>> {
         Box::pin(async move {
             let json: Option<String> = query(
-                &self.0,
-                redis::cmd("HGET").arg(hash_name(tenant)).arg(agent),
+                &self.conn,
+                redis::cmd("HGET").arg(self.keys.agents(tenant)).arg(agent),
             )
             .await?;
             Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
@@ -145,17 +148,17 @@ impl AgentStore for RedisAgents {
         let cmd = match state {
             Some(s) => {
                 let mut c = redis::cmd("HSET");
-                c.arg(hash_name(tenant))
+                c.arg(self.keys.agents(tenant))
                     .arg(agent)
                     .arg(serde_json::to_string(s).unwrap_or_default());
                 c
             }
             None => {
                 let mut c = redis::cmd("HDEL");
-                c.arg(hash_name(tenant)).arg(agent);
+                c.arg(self.keys.agents(tenant)).arg(agent);
                 c
             }
         };
-        Box::pin(async move { Ok(query::<()>(&self.0, &cmd).await?) })
+        Box::pin(async move { Ok(query::<()>(&self.conn, &cmd).await?) })
     }
 }

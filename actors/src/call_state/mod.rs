@@ -9,7 +9,7 @@
 
 mod store;
 
-pub use store::{MemorySnapshots, RedisSnapshots, SnapshotStore, snapshot_key};
+pub use store::{MemorySnapshots, RedisSnapshots, SnapshotStore};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

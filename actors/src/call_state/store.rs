@@ -1,5 +1,5 @@
 //! Where snapshots of live calls are kept, so that another node can finish a call: a Redis key
-//! per call (`sb:{tenant}:call:{id}`, a day at most: a call no node finishes does not stay for
+//! per call (`sb:{<tenant>}:call:<id>`, a day at most: a call no node finishes does not stay for
 //! ever), or memory.
 
 use std::collections::HashMap;
@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use redis::aio::ConnectionManager;
 
+use crate::keys::Keys;
 use crate::redis_retry::query;
 use crate::store::StoreFuture;
 
@@ -21,22 +22,17 @@ pub trait SnapshotStore: Send + Sync + 'static {
     ) -> StoreFuture<'a, ()>;
 }
 
-/// The Redis key of a call's snapshot.
-pub fn snapshot_key(tenant: &str, call: &str) -> String {
-    format!("sb:{tenant}:call:{call}")
-}
-
 const SNAPSHOT_TTL_SECS: u64 = 24 * 3600;
 
 /// Snapshots in this process, lost when it stops.
 #[derive(Debug, Default)]
-pub struct MemorySnapshots(Mutex<HashMap<String, String>>);
+pub struct MemorySnapshots(Mutex<HashMap<(String, String), String>>);
 
 impl MemorySnapshots {
     /// The snapshot of `call`, if it is live.
     pub fn get(&self, tenant: &str, call: &str) -> Option<String> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&snapshot_key(tenant, call)).cloned()
+        map.get(&(tenant.to_owned(), call.to_owned())).cloned()
     }
 }
 
@@ -47,7 +43,7 @@ impl SnapshotStore for MemorySnapshots {
         call: &'a str,
         snapshot: Option<&'a str>,
     ) -> StoreFuture<'a, ()> {
-        let key = snapshot_key(tenant, call);
+        let key = (tenant.to_owned(), call.to_owned());
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match snapshot {
             Some(s) => map.insert(key, s.to_owned()),
@@ -59,11 +55,14 @@ impl SnapshotStore for MemorySnapshots {
 
 /// Snapshots in Redis, where another node finds them.
 #[derive(Clone)]
-pub struct RedisSnapshots(ConnectionManager);
+pub struct RedisSnapshots {
+    conn: ConnectionManager,
+    keys: Keys,
+}
 
 impl RedisSnapshots {
-    pub fn new(conn: ConnectionManager) -> Self {
-        Self(conn)
+    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+        Self { conn, keys }
     }
 }
 
@@ -74,7 +73,7 @@ impl SnapshotStore for RedisSnapshots {
         call: &'a str,
         snapshot: Option<&'a str>,
     ) -> StoreFuture<'a, ()> {
-        let key = snapshot_key(tenant, call);
+        let key = self.keys.call(tenant, call);
         let cmd = match snapshot {
             Some(s) => {
                 let mut c = redis::cmd("SET");
@@ -87,6 +86,6 @@ impl SnapshotStore for RedisSnapshots {
                 c
             }
         };
-        Box::pin(async move { Ok(query::<()>(&self.0, &cmd).await?) })
+        Box::pin(async move { Ok(query::<()>(&self.conn, &cmd).await?) })
     }
 }

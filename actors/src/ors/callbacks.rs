@@ -3,9 +3,10 @@
 //! phone is called, then the customer's number (the MakeCall path: the phone is told to
 //! answer by itself, then the dial plan routes the number, usually to a trunk).
 //!
-//! GES appends each request to the Redis stream `sb:{tenant}:ges-callbacks`, as it does with
-//! the Genesys core; [`follow_requests`] reads the streams of every tenant as a consumer
-//! group, so that each request is taken by one node. What happens is on the tenant's call
+//! GES appends each request to the Redis stream `sb:{<tenant>}:ges-callbacks`, as it does with
+//! the Genesys core (for one release, its name before the hash tags, `sb:<tenant>:ges-callbacks`,
+//! is read as well); [`follow_requests`] reads the streams of every tenant as a consumer group,
+//! so that each request is taken by one node. What happens is on the tenant's call
 //! stream: CallbackQueued, CallbackCancelled, CallbackDialed (with the call placed, whose
 //! own events carry the callback's id in `GCB_id`), CallbackFailed.
 
@@ -19,6 +20,7 @@ use switchboard_routing::strategy::{Known, unknown_name};
 use switchboard_routing::target::Target;
 
 use crate::events::{EventSink, TOPIC_CALLTHREAD, new_event};
+use crate::keys::Keys;
 use crate::messages::rq::{Rq, RqMsg, Told, Waiter};
 use crate::messages::sip_cluster::{Cluster, ClusterMsg};
 use crate::supervisor::Supervisor;
@@ -509,6 +511,7 @@ impl State {
 /// Runs until the task is dropped.
 pub async fn follow_requests(
     client: redis::Client,
+    keys: Keys,
     directory: tokio::sync::watch::Receiver<Arc<Directory>>,
     consumer: String,
     callbacks: Callbacks,
@@ -531,15 +534,17 @@ pub async fn follow_requests(
     let mut grouped: Vec<String> = Vec::new();
     let mut last_claim = tokio::time::Instant::now();
     loop {
-        let tenants: Vec<String> = directory
+        // Each tenant's stream, and for one release its name before the hash tags.
+        let (tenants, streams): (Vec<String>, Vec<String>) = directory
             .borrow()
             .tenants()
-            .map(|t| t.name.clone())
-            .collect();
-        let streams: Vec<String> = tenants
-            .iter()
-            .map(|t| crate::events::stream_name(t, "ges-callbacks"))
-            .collect();
+            .flat_map(|t| {
+                let legacy = keys.legacy_ges_requests(&t.name);
+                std::iter::once(keys.ges_requests(&t.name))
+                    .chain(legacy)
+                    .map(|s| (t.name.clone(), s))
+            })
+            .unzip();
         for s in &streams {
             if grouped.contains(s) {
                 continue;
@@ -601,11 +606,10 @@ pub async fn follow_requests(
             }
         }
         for (stream, items) in entries {
-            let Some(tenant) = tenants
+            let Some(tenant) = streams
                 .iter()
-                .zip(&streams)
-                .find(|(_, s)| **s == stream)
-                .map(|(t, _)| t.clone())
+                .position(|s| *s == stream)
+                .map(|i| tenants[i].clone())
             else {
                 continue;
             };

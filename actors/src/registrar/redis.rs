@@ -1,14 +1,15 @@
 //! Bindings in Redis, so they survive a restart and every node sees them:
 //!
-//! - `sb:{tenant}:reg:{aor}`: a hash from contact key to the binding (JSON), which expires by
+//! - `sb:{<tenant>}:reg:<aor>`: a hash from contact key to the binding (JSON), which expires by
 //!   itself a minute after its last binding should have;
-//! - `sb:{tenant}:reg-expiry`: a sorted set of `aor \n key` by expiry time, from which a script
+//! - `sb:{<tenant>}:reg-expiry`: a sorted set of `aor \n key` by expiry time, from which a script
 //!   takes expired bindings atomically, so one node alone reports each expiry.
 
 use redis::Script;
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
 
+use crate::keys::Keys;
 use crate::messages::registrar::{Binding, BindingStore, Changes};
 use crate::redis_retry::{query, retrying};
 use crate::store::StoreFuture;
@@ -16,6 +17,7 @@ use crate::store::StoreFuture;
 #[derive(Clone)]
 pub struct RedisBindings {
     conn: ConnectionManager,
+    keys: Keys,
     take_expired: Arc<Script>,
 }
 
@@ -23,14 +25,6 @@ impl std::fmt::Debug for RedisBindings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RedisBindings")
     }
-}
-
-fn hash_key(tenant: &str, aor: &str) -> String {
-    format!("sb:{tenant}:reg:{aor}")
-}
-
-fn expiry_key(tenant: &str) -> String {
-    format!("sb:{tenant}:reg-expiry")
 }
 
 /// KEYS[1] the expiry set; ARGV[1] now, ARGV[2] limit, ARGV[3] the hash key prefix.
@@ -53,9 +47,10 @@ return taken
 ";
 
 impl RedisBindings {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
         Self {
             conn,
+            keys,
             take_expired: Arc::new(Script::new(TAKE_EXPIRED)),
         }
     }
@@ -64,8 +59,11 @@ impl RedisBindings {
 impl BindingStore for RedisBindings {
     fn load<'a>(&'a self, tenant: &'a str, aor: &'a str) -> StoreFuture<'a, Vec<Binding>> {
         Box::pin(async move {
-            let values: Vec<String> =
-                query(&self.conn, redis::cmd("HVALS").arg(hash_key(tenant, aor))).await?;
+            let values: Vec<String> = query(
+                &self.conn,
+                redis::cmd("HVALS").arg(self.keys.bindings(tenant, aor)),
+            )
+            .await?;
             values
                 .iter()
                 .map(|v| serde_json::from_str(v).map_err(Into::into))
@@ -83,8 +81,8 @@ impl BindingStore for RedisBindings {
             if changes.is_empty() {
                 return Ok(());
             }
-            let hash = hash_key(tenant, aor);
-            let expiry = expiry_key(tenant);
+            let hash = self.keys.bindings(tenant, aor);
+            let expiry = self.keys.binding_expiry(tenant);
             let mut pipe = redis::pipe();
             pipe.atomic();
             for key in &changes.removals {
@@ -141,10 +139,10 @@ impl BindingStore for RedisBindings {
             let mut conn = self.conn.clone();
             let values: Vec<String> = self
                 .take_expired
-                .key(expiry_key(tenant))
+                .key(self.keys.binding_expiry(tenant))
                 .arg(now_ms)
                 .arg(limit)
-                .arg(format!("sb:{tenant}:reg:"))
+                .arg(self.keys.bindings_prefix(tenant))
                 .invoke_async(&mut conn)
                 .await?;
             values
@@ -163,7 +161,7 @@ impl BindingStore for RedisBindings {
                 let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
                     .arg(cursor)
                     .arg("MATCH")
-                    .arg(format!("sb:{tenant}:reg:*"))
+                    .arg(format!("{}*", self.keys.bindings_prefix(tenant)))
                     .arg("COUNT")
                     .arg(1000)
                     .query_async(&mut conn)
