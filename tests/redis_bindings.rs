@@ -221,7 +221,11 @@ fn an_earlier_versions_keys_are_renamed_at_start_and_keep_their_bindings() {
     );
     // GES's request stream alone keeps its old name (GES may still write it; it is read too).
     let left: Vec<String> = conn.keys("sb:demo:*").expect("keys");
-    assert_eq!(left, ["sb:demo:ges-callbacks"], "keys under their old names");
+    assert_eq!(
+        left,
+        ["sb:demo:ges-callbacks"],
+        "keys under their old names"
+    );
     assert_eq!(bindings_in_redis(&mut conn).len(), 1);
     // The registrar's stream went on where it was: the binding's one event, then none for a
     // query.

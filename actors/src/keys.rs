@@ -127,6 +127,16 @@ impl Keys {
         self.of(tenant, format_args!("reg-expiry"))
     }
 
+    /// The lease naming the tenant's owner and its fencing number (see [`crate::lease`]).
+    pub fn owner(&self, tenant: &str) -> String {
+        self.of(tenant, format_args!("owner"))
+    }
+
+    /// The counter the tenant's fencing numbers come from.
+    pub fn fence(&self, tenant: &str) -> String {
+        self.of(tenant, format_args!("fence"))
+    }
+
     /// The stream GES appends callback requests to.
     pub fn ges_requests(&self, tenant: &str) -> String {
         self.stream(tenant, "ges-callbacks")

@@ -13,6 +13,7 @@ mod error;
 pub mod events;
 pub mod feed;
 pub mod keys;
+pub mod lease;
 pub mod messages;
 pub mod ors;
 #[cfg(test)]

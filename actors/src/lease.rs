@@ -1,0 +1,335 @@
+//! Which node is a tenant's owner: the one node at a time that runs the tenant's routing (its
+//! queues, Ready-agent pool and reservations, routing sessions, callbacks) and its agent
+//! registry. Ownership is a lease in Redis, `<prefix>:{<tenant>}:owner`, holding the owner's
+//! node id and its fencing number:
+//!
+//! - a node takes a free lease with the next number of `<prefix>:{<tenant>}:fence`, so every
+//!   owner a tenant ever had has a number above its predecessors';
+//! - the owner renews its lease well within its time to live; a lease not renewed expires by
+//!   Redis's own TTL (no node compares its clock with another's), and another node takes it;
+//! - a node that cannot renew (Redis away, the lease taken) stops owning at once, and a node
+//!   paused past its lease (SIGSTOP) finds, on waking, that its time ran out before it does
+//!   anything else;
+//! - what only the owner may do in Redis checks the fencing number in the same script
+//!   ([`FENCE_CHECK`]), so a node that lost its lease and has not noticed yet is refused;
+//! - a node stopping cleanly releases its leases, and the others take them on their next look
+//!   (every [`LeaseConfig::claim_every`]), not after the time to live.
+//!
+//! [`hold_leases`] runs the loop for a node and tells the node which tenants it owns through
+//! a watch channel.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::keys::Keys;
+
+/// An owner's fencing number: each new owner of a tenant has a higher one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fence(pub u64);
+
+impl fmt::Display for Fence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The tenants a node owns, each with its fencing number.
+pub type Owned = Arc<BTreeMap<String, Fence>>;
+
+/// How long leases last and how often they are looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseConfig {
+    /// A lease's time to live in Redis: how long a dead owner's tenants wait for another.
+    pub ttl: Duration,
+    /// How often a node looks at the leases it does not hold, to take a free one, and renews
+    /// those it holds.
+    pub claim_every: Duration,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(3),
+            claim_every: Duration::from_millis(500),
+        }
+    }
+}
+
+impl LeaseConfig {
+    /// How long a node waits for Redis to answer a claim or renewal before it counts the
+    /// leases it holds as lost: a third of their time to live.
+    fn answer_within(&self) -> Duration {
+        self.ttl / 3
+    }
+}
+
+/// Who holds a tenant's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub node: String,
+    pub fence: Fence,
+}
+
+/// KEYS[1] the lease, KEYS[2] the fencing counter; ARGV[1] this node, ARGV[2] the time to
+/// live (ms). Takes a free lease or renews this node's: {1, fence, node}; a lease another node
+/// holds: {0, fence, node}.
+const CLAIM: &str = r"
+local held = redis.call('GET', KEYS[1])
+if not held then
+  local fence = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. fence, 'PX', ARGV[2])
+  return {1, fence, ARGV[1]}
+end
+local sep = string.find(held, ' ', 1, true)
+local node = string.sub(held, 1, sep - 1)
+local fence = tonumber(string.sub(held, sep + 1))
+if node == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, fence, node}
+end
+return {0, fence, node}
+";
+
+/// KEYS[1] the lease; ARGV[1] `node fence`, ARGV[2] the time to live (ms): 1 if renewed, 0
+/// if the lease is no longer this holder's.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// KEYS[1] the lease; ARGV[1] `node fence`: 1 if released, 0 if it was not this holder's.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
+/// The first lines of a script that only a tenant's owner may run: KEYS[1] the lease,
+/// ARGV[1] `node fence`. A holder that is not the lease's now gets the error `FENCED`.
+pub const FENCE_CHECK: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED the tenant has another owner')
+end
+";
+
+/// A node's leases in Redis.
+#[derive(Clone)]
+pub struct Leases {
+    conn: ConnectionManager,
+    keys: Keys,
+    node: Arc<str>,
+    claim: Arc<Script>,
+    renew: Arc<Script>,
+    release: Arc<Script>,
+}
+
+impl fmt::Debug for Leases {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Leases").field("node", &self.node).finish()
+    }
+}
+
+impl Leases {
+    /// The leases of node `node` (an id no other node, and no earlier run of this one, has).
+    pub fn new(conn: ConnectionManager, keys: Keys, node: &str) -> Self {
+        Self {
+            conn,
+            keys,
+            node: node.into(),
+            claim: Arc::new(Script::new(CLAIM)),
+            renew: Arc::new(Script::new(RENEW)),
+            release: Arc::new(Script::new(RELEASE)),
+        }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The lease's key for `tenant`.
+    pub fn key(&self, tenant: &str) -> String {
+        self.keys.owner(tenant)
+    }
+
+    /// What a fenced script takes as ARGV[1] from this node holding `fence`.
+    pub fn token(&self, fence: Fence) -> String {
+        format!("{} {fence}", self.node)
+    }
+
+    /// Takes `tenant`'s lease if it is free, or renews it if this node holds it: the holder
+    /// either way.
+    pub async fn claim(&self, tenant: &str, ttl: Duration) -> redis::RedisResult<Holder> {
+        let mut conn = self.conn.clone();
+        let (_, fence, node): (u8, u64, String) = self
+            .claim
+            .key(self.keys.owner(tenant))
+            .key(self.keys.fence(tenant))
+            .arg(&*self.node)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(Holder {
+            node,
+            fence: Fence(fence),
+        })
+    }
+
+    /// Renews this node's lease of `tenant` under `fence`; false if it is no longer this
+    /// node's (it expired, and perhaps another node took it).
+    pub async fn renew(
+        &self,
+        tenant: &str,
+        fence: Fence,
+        ttl: Duration,
+    ) -> redis::RedisResult<bool> {
+        let mut conn = self.conn.clone();
+        self.renew
+            .key(self.keys.owner(tenant))
+            .arg(self.token(fence))
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await
+    }
+
+    /// Gives up this node's lease of `tenant` so another node takes it at once; false if it
+    /// was not this node's.
+    pub async fn release(&self, tenant: &str, fence: Fence) -> redis::RedisResult<bool> {
+        let mut conn = self.conn.clone();
+        self.release
+            .key(self.keys.owner(tenant))
+            .arg(self.token(fence))
+            .invoke_async(&mut conn)
+            .await
+    }
+
+    /// Who holds `tenant`'s lease now, if anyone.
+    pub async fn holder(&self, tenant: &str) -> redis::RedisResult<Option<Holder>> {
+        let mut conn = self.conn.clone();
+        let held: Option<String> = redis::cmd("GET")
+            .arg(self.keys.owner(tenant))
+            .query_async(&mut conn)
+            .await?;
+        Ok(held.and_then(|h| {
+            let (node, fence) = h.rsplit_once(' ')?;
+            Some(Holder {
+                node: node.to_owned(),
+                fence: Fence(fence.parse().ok()?),
+            })
+        }))
+    }
+}
+
+/// What the holding loop was asked to do when it ends.
+#[derive(Debug)]
+pub struct Stop(pub tokio::sync::oneshot::Sender<()>);
+
+/// Holds the leases of the tenants `tenants` names for this node, for as long as it runs:
+/// takes free ones, renews its own, and tells `owned` which it holds (with their fencing
+/// numbers) whenever that changes. A lease it cannot renew in time, or that another node now
+/// holds, leaves `owned` at once. When `stop` fires, it releases every lease it holds and
+/// answers.
+pub async fn hold_leases(
+    leases: Leases,
+    mut tenants: watch::Receiver<Vec<String>>,
+    config: LeaseConfig,
+    owned: watch::Sender<Owned>,
+    mut stop: tokio::sync::mpsc::Receiver<Stop>,
+) {
+    // Each held lease, and until when this node may count on it: the moment its last
+    // renewal was sent, plus its time to live, less a margin for Redis's clock running fast.
+    let mut held: BTreeMap<String, (Fence, Instant)> = BTreeMap::new();
+    let margin = config.ttl / 10;
+    let mut tick = tokio::time::interval(config.claim_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tenants.changed() => {}
+            asked = stop.recv() => {
+                for (tenant, (fence, _)) in std::mem::take(&mut held) {
+                    match leases.release(&tenant, fence).await {
+                        Ok(true) => tracing::info!(%tenant, %fence, "tenant's lease released: another node takes its routing"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(%tenant, error = %e, "tenant's lease not released: another node takes it when it expires"),
+                    }
+                }
+                owned.send_replace(Arc::default());
+                if let Some(Stop(done)) = asked {
+                    let _ = done.send(());
+                }
+                return;
+            }
+        }
+        let now = Instant::now();
+        // A node that slept past its leases (SIGSTOP, a stalled runtime) gives them up before
+        // anything else, whatever Redis would say.
+        let expired: Vec<String> = held
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for tenant in expired {
+            if let Some((fence, _)) = held.remove(&tenant) {
+                tracing::warn!(%tenant, %fence,
+                    "tenant's lease ran out before it was renewed: its routing stops here");
+            }
+        }
+        let wanted: Vec<String> = tenants.borrow_and_update().clone();
+        held.retain(|t, _| wanted.contains(t));
+        for tenant in &wanted {
+            let sent = Instant::now();
+            let answer =
+                tokio::time::timeout(config.answer_within(), leases.claim(tenant, config.ttl))
+                    .await;
+            match answer {
+                Ok(Ok(holder)) if holder.node == leases.node() => {
+                    let until = sent + config.ttl - margin;
+                    match held.insert(tenant.clone(), (holder.fence, until)) {
+                        Some((fence, _)) if fence == holder.fence => {}
+                        _ => tracing::info!(%tenant, fence = %holder.fence,
+                            "this node owns the tenant's routing now"),
+                    }
+                }
+                Ok(Ok(holder)) => {
+                    if let Some((fence, _)) = held.remove(tenant) {
+                        tracing::warn!(%tenant, %fence, owner = %holder.node, new_fence = %holder.fence,
+                            "tenant's lease taken by another node: its routing stops here");
+                    }
+                }
+                Ok(Err(e)) => {
+                    if let Some((fence, _)) = held.remove(tenant) {
+                        tracing::warn!(%tenant, %fence, error = %e,
+                            "tenant's lease not renewed (Redis): its routing stops here");
+                    }
+                }
+                Err(_) => {
+                    if let Some((fence, _)) = held.remove(tenant) {
+                        tracing::warn!(%tenant, %fence,
+                            "tenant's lease not renewed (Redis did not answer in time): its routing stops here");
+                    }
+                }
+            }
+        }
+        let now_owned: BTreeMap<String, Fence> =
+            held.iter().map(|(t, (f, _))| (t.clone(), *f)).collect();
+        owned.send_if_modified(|o| {
+            if **o == now_owned {
+                return false;
+            }
+            *o = Arc::new(now_owned);
+            true
+        });
+    }
+}
