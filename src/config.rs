@@ -158,6 +158,12 @@ pub(crate) struct ClusterNodesConfig {
     pub(crate) probe_ms: u64,
     /// The proxies whose admission of a call this node takes (their SIP address).
     pub(crate) proxies: Vec<SocketAddr>,
+    /// With Redis, each tenant's routing runs on one node, its owner, which holds a lease of
+    /// this many milliseconds: a dead owner's tenants wait this long for another node.
+    pub(crate) lease_ms: u64,
+    /// How often a node renews its leases and looks for free ones (a clean stop's are taken
+    /// within this).
+    pub(crate) lease_claim_ms: u64,
 }
 
 impl Default for ClusterNodesConfig {
@@ -166,6 +172,8 @@ impl Default for ClusterNodesConfig {
             nodes: Vec::new(),
             probe_ms: 2000,
             proxies: Vec::new(),
+            lease_ms: 3000,
+            lease_claim_ms: 500,
         }
     }
 }

@@ -12,6 +12,7 @@ use switchboard_actors::agent_state::AgentStateConfig;
 use switchboard_actors::agent_state::store::{AgentStore, MemoryAgents, RedisAgents};
 use switchboard_actors::call_state::{MemorySnapshots, RedisSnapshots, SnapshotStore};
 use switchboard_actors::events::{EventSink, RedisSink};
+use switchboard_actors::lease::{Holding, LeaseConfig, Leases, Ownership, TenantNames};
 use switchboard_actors::messages::agent_state::AgentState;
 use switchboard_actors::messages::call_state::CallThreads;
 use switchboard_actors::messages::ors::Ors;
@@ -66,11 +67,15 @@ pub(crate) struct Node {
     reporter: Option<Reporter>,
     /// Follows PostgreSQL while the node runs; stops when dropped.
     _watcher: Option<Watcher>,
+    /// The tenants' leases this node holds (with Redis).
+    leases: Option<Holding>,
 }
 
 struct Ready {
     redis: Option<ConnectionManager>,
     cluster: Cluster,
+    ownership: Ownership,
+    directory: tokio::sync::watch::Receiver<Arc<Directory>>,
     /// Whether configuration changes in PostgreSQL are being followed.
     config_followed: Option<Arc<AtomicBool>>,
     reporter: Option<Reporter>,
@@ -170,6 +175,16 @@ impl health::Readiness for Ready {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
             ));
         }
+        text.push_str(
+            "# HELP switchboard_tenant_owned 1 for each tenant whose routing this node runs (its owner), 0 for the others.\n# TYPE switchboard_tenant_owned gauge\n",
+        );
+        let tenants = self.directory.borrow().tenant_names();
+        for tenant in tenants {
+            let owned = u8::from(self.ownership.owns(&tenant));
+            text.push_str(&format!(
+                "switchboard_tenant_owned{{tenant=\"{tenant}\"}} {owned}\n"
+            ));
+        }
         text
     }
 }
@@ -235,6 +250,20 @@ impl Node {
             Some(r) => events.reporting_to(r.clone()),
             None => events,
         };
+        // This run's id among the nodes: the prefix of its calls' Call-IDs, which the edge
+        // finds them by, and the holder's name on its leases.
+        let node = Arc::<str>::from(format!("sb{}", switchboard_sip::token::<6>()));
+        let lease_config = LeaseConfig {
+            ttl: Duration::from_millis(config.cluster.lease_ms),
+            claim_every: Duration::from_millis(config.cluster.lease_claim_ms.max(10)),
+        };
+        if lease_config.claim_every * 3 > lease_config.ttl {
+            anyhow::bail!(
+                "[cluster] lease_claim_ms ({}) must be at most a third of lease_ms ({}): leases would lapse between renewals",
+                config.cluster.lease_claim_ms,
+                config.cluster.lease_ms
+            );
+        }
         let (supervisor, fatal) = Supervisor::start().await.context("root supervisor")?;
         let nonce_lifetime = Duration::from_secs(config.auth.nonce_lifetime_secs);
         let nonce_key = match &config.auth.nonce_secret {
@@ -355,8 +384,6 @@ impl Node {
                 .map_or_else(|| Arc::new(AtomicBool::new(true)), Reporter::accepting),
             ..ProxyConfig::default()
         };
-        // The prefix of the Call-IDs this node's calls make, which the edge finds them by.
-        let node = Arc::<str>::from(format!("sb{}", switchboard_sip::token::<6>()));
         let cluster = Cluster::spawn(
             ClusterArgs {
                 config: ClusterConfig {
@@ -387,7 +414,7 @@ impl Node {
                 directory: directory.clone(),
                 registrar: ractor::call!(registrar, RegistrarMsg::Router).context("registrar")?,
                 cluster: Some(cluster.clone()),
-                node,
+                node: node.clone(),
                 nonce_key,
             },
             &supervisor,
@@ -412,6 +439,18 @@ impl Node {
             );
         }
         let followed = ractor::call!(tenant, TenantMsg::Follow).context("tenant actor")?;
+        let leases = redis.clone().map(|conn| {
+            tracing::info!(node = %node, lease_ms = config.cluster.lease_ms,
+                "each tenant's routing runs on the node holding its lease");
+            Holding::start(
+                Leases::new(conn, keys.clone(), &node),
+                followed.clone(),
+                lease_config,
+            )
+        });
+        let ownership = leases
+            .as_ref()
+            .map_or(Ownership::Alone, |h| h.ownership.clone());
         let callbacks = Callbacks::spawn(
             directory.clone(),
             rq.clone(),
@@ -458,6 +497,7 @@ impl Node {
             cluster.clone(),
             rq.clone(),
         );
+        let followed_for_health = followed.clone();
         let provisioning = Provisioning::new(followed, postgres, admin_key, None);
         let grpc = tokio::spawn(grpc::serve(grpc, provisioning, voice));
 
@@ -471,6 +511,8 @@ impl Node {
             Arc::new(Ready {
                 redis,
                 cluster: cluster.clone(),
+                ownership,
+                directory: followed_for_health,
                 config_followed,
                 reporter: reporter.clone(),
             }),
@@ -498,6 +540,7 @@ impl Node {
             callbacks_tasks: [Some(callbacks_http), follow_callbacks],
             reporter,
             _watcher: watcher,
+            leases,
         })
     }
 
@@ -516,6 +559,10 @@ impl Node {
 
     pub(crate) async fn stop(self) {
         self.supervisor.stopping();
+        // First, so that other nodes take this node's tenants at once.
+        if let Some(leases) = self.leases {
+            leases.release(Duration::from_secs(1)).await;
+        }
         self.health.abort();
         self.grpc.abort();
         for task in self.callbacks_tasks.into_iter().flatten() {

@@ -231,18 +231,96 @@ impl Leases {
     }
 }
 
-/// What the holding loop was asked to do when it ends.
+/// Asks the holding loop to release every lease and end; answered once they are released.
 #[derive(Debug)]
 pub struct Stop(pub tokio::sync::oneshot::Sender<()>);
+
+/// The names of the tenants whose leases a node holds (all it serves).
+pub trait TenantNames {
+    fn tenant_names(&self) -> Vec<String>;
+}
+
+impl TenantNames for Vec<String> {
+    fn tenant_names(&self) -> Vec<String> {
+        self.clone()
+    }
+}
+
+impl TenantNames for Arc<crate::tenant::Directory> {
+    fn tenant_names(&self) -> Vec<String> {
+        self.tenants().map(|t| t.name.clone()).collect()
+    }
+}
+
+/// Which tenants this node owns. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Ownership {
+    /// A node without Redis is alone: it owns every tenant, with no lease.
+    Alone,
+    /// Leases held by [`hold_leases`].
+    Leased(watch::Receiver<Owned>),
+}
+
+impl Ownership {
+    /// This node's fencing number for `tenant`, if it owns it (0 when alone).
+    pub fn fence(&self, tenant: &str) -> Option<Fence> {
+        match self {
+            Ownership::Alone => Some(Fence(0)),
+            Ownership::Leased(owned) => owned.borrow().get(tenant).copied(),
+        }
+    }
+
+    pub fn owns(&self, tenant: &str) -> bool {
+        self.fence(tenant).is_some()
+    }
+}
+
+/// The leases a node holds in the background, and how to stop holding them.
+#[derive(Debug)]
+pub struct Holding {
+    pub ownership: Ownership,
+    stop: tokio::sync::mpsc::Sender<Stop>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Holding {
+    /// Starts [`hold_leases`] for the tenants `tenants` names.
+    pub fn start<T: TenantNames + Send + Sync + 'static>(
+        leases: Leases,
+        tenants: watch::Receiver<T>,
+        config: LeaseConfig,
+    ) -> Self {
+        let (owned_tx, owned) = watch::channel(Owned::default());
+        let (stop, stop_rx) = tokio::sync::mpsc::channel(1);
+        let task = tokio::spawn(hold_leases(leases, tenants, config, owned_tx, stop_rx));
+        Self {
+            ownership: Ownership::Leased(owned),
+            stop,
+            task,
+        }
+    }
+
+    /// Releases every lease (so other nodes take the tenants at once) and stops; gives up
+    /// waiting for Redis after `within`, leaving the leases to expire.
+    pub async fn release(self, within: Duration) {
+        let (done, answered) = tokio::sync::oneshot::channel();
+        if self.stop.send(Stop(done)).await.is_ok()
+            && tokio::time::timeout(within, answered).await.is_err()
+        {
+            tracing::warn!("leases not released in time: other nodes take them when they expire");
+        }
+        self.task.abort();
+    }
+}
 
 /// Holds the leases of the tenants `tenants` names for this node, for as long as it runs:
 /// takes free ones, renews its own, and tells `owned` which it holds (with their fencing
 /// numbers) whenever that changes. A lease it cannot renew in time, or that another node now
 /// holds, leaves `owned` at once. When `stop` fires, it releases every lease it holds and
 /// answers.
-pub async fn hold_leases(
+pub async fn hold_leases<T: TenantNames + Send + Sync>(
     leases: Leases,
-    mut tenants: watch::Receiver<Vec<String>>,
+    mut tenants: watch::Receiver<T>,
     config: LeaseConfig,
     owned: watch::Sender<Owned>,
     mut stop: tokio::sync::mpsc::Receiver<Stop>,
@@ -286,7 +364,7 @@ pub async fn hold_leases(
                     "tenant's lease ran out before it was renewed: its routing stops here");
             }
         }
-        let wanted: Vec<String> = tenants.borrow_and_update().clone();
+        let wanted = tenants.borrow_and_update().tenant_names();
         held.retain(|t, _| wanted.contains(t));
         for tenant in &wanted {
             let sent = Instant::now();

@@ -259,6 +259,29 @@ impl Drop for Server {
     }
 }
 
+/// A figure of the server's `/metrics`, named with its labels as the text spells them
+/// (`switchboard_tenant_owned{tenant="demo"}`); `None` if the server or the line is missing.
+pub fn metric(server: &Server, series: &str) -> Option<f64> {
+    let text = http_get(server.http, "/metrics")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Waits until `test` holds, looking every 20 ms; false if it did not within `within`.
+pub fn eventually(within: Duration, mut test: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if test() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A plain HTTP GET; the whole response, or `None` if the server cannot be reached.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     http_request(addr, "GET", path, "")
