@@ -8,6 +8,7 @@
 //! them: the event sink they share ([`events`]) and the merged feed desktops follow ([`feed`]).
 
 pub mod agent_state;
+pub mod bus;
 pub mod call_state;
 mod error;
 pub mod events;

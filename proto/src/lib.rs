@@ -1,6 +1,7 @@
 //! switchboard's protobuf schemas, as generated code committed beside them: the event envelope
 //! every system emits (`events.proto`) and its JSON form for Redis streams and Kafka, and the
-//! gRPC provisioning API (`provisioning.proto`) and voice API for desktops (`voice.proto`).
+//! gRPC provisioning API (`provisioning.proto`) and voice API for desktops (`voice.proto`), and
+//! the messages between nodes (`bus.proto`).
 
 #[allow(clippy::all, missing_debug_implementations, unreachable_pub)]
 mod generated {
@@ -32,6 +33,13 @@ pub mod voice {
 
     /// The API's file descriptor set, for gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("gen/voice.bin");
+}
+
+pub mod bus {
+    //! The messages between nodes, `switchboard.bus.v1`: one [`Envelope`] per entry of a Redis
+    //! stream.
+    #![allow(clippy::all, missing_debug_implementations, unreachable_pub)]
+    include!("gen/switchboard.bus.v1.rs");
 }
 
 mod json;

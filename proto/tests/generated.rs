@@ -28,12 +28,19 @@ fn generated_code_is_current() {
         .file_descriptor_set_path(out.path().join("voice.bin"))
         .compile_protos(&[root.join("voice.proto")], std::slice::from_ref(&root))
         .expect("protoc runs (install protobuf-compiler)");
+    // The bus between nodes, on the same event schema.
+    prost_build::Config::new()
+        .out_dir(out.path())
+        .extern_path(".switchboard.events.v1", "crate::events")
+        .compile_protos(&[root.join("bus.proto")], std::slice::from_ref(&root))
+        .expect("protoc runs (install protobuf-compiler)");
     let stale: Vec<String> = [
         "switchboard.events.v1.rs",
         "switchboard.provisioning.v1.rs",
         "provisioning.bin",
         "switchboard.voice.v1.rs",
         "voice.bin",
+        "switchboard.bus.v1.rs",
     ]
     .into_iter()
     .filter(|file| !current(&out.path().join(file), &root.join("src/gen").join(file)))

@@ -9,6 +9,7 @@
 //! others reach it through a [`ractor::DerivedActorRef`] of the face's messages.
 
 pub mod agent_state;
+pub mod bus;
 pub mod call_state;
 pub mod ors;
 pub mod registrar;
