@@ -137,6 +137,27 @@ impl Keys {
         self.of(tenant, format_args!("fence"))
     }
 
+    /// The stream of messages for the tenant's owner, read by the owner alone (see
+    /// [`crate::bus`]).
+    pub fn owner_inbox(&self, tenant: &str) -> String {
+        self.of(tenant, format_args!("inbox"))
+    }
+
+    /// Where the owner's inbox entries go that can never be handled.
+    pub fn dead_letters(&self, tenant: &str) -> String {
+        self.of(tenant, format_args!("dead-letters"))
+    }
+
+    /// The stream of messages for one node: its calls' orders, answers to what it asked.
+    pub fn node_inbox(&self, node: &str) -> String {
+        format!("{}:node:{{{node}}}:inbox", self.prefix)
+    }
+
+    /// Present (with a time to live) while the node runs.
+    pub fn node_alive(&self, node: &str) -> String {
+        format!("{}:node:{{{node}}}:alive", self.prefix)
+    }
+
     /// The stream GES appends callback requests to.
     pub fn ges_requests(&self, tenant: &str) -> String {
         self.stream(tenant, "ges-callbacks")

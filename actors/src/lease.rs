@@ -300,6 +300,11 @@ impl Holding {
         }
     }
 
+    /// Stops holding without releasing anything, as a node that dies: the leases expire.
+    pub fn abandon(self) {
+        self.task.abort();
+    }
+
     /// Releases every lease (so other nodes take the tenants at once) and stops; gives up
     /// waiting for Redis after `within`, leaving the leases to expire.
     pub async fn release(self, within: Duration) {
