@@ -11,9 +11,11 @@ use redis::aio::ConnectionManager;
 use switchboard_actors::agent_state::AgentStateConfig;
 use switchboard_actors::agent_state::store::{AgentStore, MemoryAgents, RedisAgents};
 use switchboard_actors::call_state::{MemorySnapshots, RedisSnapshots, SnapshotStore};
+use switchboard_actors::bus::{Bus, BusConfig, Systems};
 use switchboard_actors::events::{EventSink, RedisSink};
 use switchboard_actors::lease::{Holding, LeaseConfig, Leases, Ownership, TenantNames};
 use switchboard_actors::messages::agent_state::AgentState;
+use switchboard_actors::messages::bus::{ToNode, ToOwner};
 use switchboard_actors::messages::call_state::CallThreads;
 use switchboard_actors::messages::ors::Ors;
 use switchboard_actors::messages::registrar::BindingStore;
@@ -69,6 +71,8 @@ pub(crate) struct Node {
     _watcher: Option<Watcher>,
     /// The tenants' leases this node holds (with Redis).
     leases: Option<Holding>,
+    /// The bus to the other nodes (with Redis).
+    bus: Option<Bus>,
 }
 
 struct Ready {
@@ -294,6 +298,39 @@ impl Node {
                 )
             }
         };
+        let changes = Arc::new(OutputPort::<Arc<Directory>>::default());
+        let tenant = supervisor
+            .spawn("tenant", TenantActor, (directory.clone(), changes.clone()))
+            .await
+            .context("tenant actor")?;
+        let followed = ractor::call!(tenant, TenantMsg::Follow).context("tenant actor")?;
+        // With Redis, each tenant's routing and agents run on the node holding its lease,
+        // and the other nodes reach them over the bus.
+        let leases = redis.clone().map(|conn| {
+            tracing::info!(node = %node, lease_ms = config.cluster.lease_ms,
+                "each tenant's routing runs on the node holding its lease");
+            Holding::start(
+                Leases::new(conn, keys.clone(), &node),
+                followed.clone(),
+                lease_config,
+            )
+        });
+        let ownership = leases
+            .as_ref()
+            .map_or(Ownership::Alone, |h| h.ownership.clone());
+        let bus = match (&redis_client, &redis) {
+            (Some(client), Some(conn)) => Some(Bus::new(
+                &node,
+                keys.clone(),
+                client.clone(),
+                conn.clone(),
+                ownership.clone(),
+                BusConfig::default(),
+            )),
+            _ => None,
+        };
+        let to_owner = bus.clone().map(|b| Arc::new(b) as Arc<dyn ToOwner>);
+        let to_node = bus.clone().map(|b| Arc::new(b) as Arc<dyn ToNode>);
         let rq = Rq::spawn(directory.clone(), &supervisor)
             .await
             .context("rq")?;
@@ -309,9 +346,24 @@ impl Node {
         )
         .await
         .context("agent state")?;
-        let ors = Ors::spawn(rq.clone(), agents.clone(), wall_clock(), &supervisor)
-            .await
-            .context("ors")?;
+        let ors = Ors::spawn(
+            rq.clone(),
+            agents.clone(),
+            wall_clock(),
+            to_node,
+            &supervisor,
+        )
+        .await
+        .context("ors")?;
+        // The handles the other systems and the desktops use: to the owner, wherever it is.
+        let (rq_anywhere, agents_anywhere, ors_anywhere) = match &to_owner {
+            Some(owner) => (
+                rq.clone().routed_through(owner.clone()),
+                agents.clone().routed_through(owner.clone()),
+                ors.clone().routed_through(owner.clone()),
+            ),
+            None => (rq.clone(), agents.clone(), ors.clone()),
+        };
         let registrar_config = RegistrarConfig {
             store: bindings.clone(),
             events: events.clone(),
@@ -325,7 +377,7 @@ impl Node {
             directory: directory.clone(),
             shards: config.registrar.shards,
             sweep_interval: Duration::from_millis(config.registrar.sweep_interval_ms.max(10)),
-            agents: Some(agents.clone()),
+            agents: Some(agents_anywhere.clone()),
         };
         let nonce_key = registrar_config.nonce_key.clone();
         let registrar = supervisor
@@ -335,18 +387,13 @@ impl Node {
         let call_state = CallThreads::spawn(
             events.clone(),
             snapshots,
-            Some(agents.clone()),
+            Some(agents_anywhere.clone()),
             config.calls.state_shards,
             &supervisor,
         )
         .await
         .context("call state")?;
 
-        let changes = Arc::new(OutputPort::<Arc<Directory>>::default());
-        let tenant = supervisor
-            .spawn("tenant", TenantActor, (directory.clone(), changes.clone()))
-            .await
-            .context("tenant actor")?;
         // With PostgreSQL, changes committed there reach this node while it runs.
         let watcher = postgres
             .clone()
@@ -400,7 +447,7 @@ impl Node {
                 },
                 bindings,
                 call_threads: call_state.clone(),
-                ors: Some(ors.clone()),
+                ors: Some(ors_anywhere),
                 node: node.clone(),
                 directory: directory.clone(),
             },
@@ -438,19 +485,6 @@ impl Node {
                 "no administrator key ([auth] admin_key or SWITCHBOARD_ADMIN_KEY): tenants cannot be created over gRPC"
             );
         }
-        let followed = ractor::call!(tenant, TenantMsg::Follow).context("tenant actor")?;
-        let leases = redis.clone().map(|conn| {
-            tracing::info!(node = %node, lease_ms = config.cluster.lease_ms,
-                "each tenant's routing runs on the node holding its lease");
-            Holding::start(
-                Leases::new(conn, keys.clone(), &node),
-                followed.clone(),
-                lease_config,
-            )
-        });
-        let ownership = leases
-            .as_ref()
-            .map_or(Ownership::Alone, |h| h.ownership.clone());
         let callbacks = Callbacks::spawn(
             directory.clone(),
             rq.clone(),
@@ -492,11 +526,15 @@ impl Node {
         let voice = Voice::new(
             Keys::new(followed.clone(), admin_key.clone()),
             followed.clone(),
-            agents.clone(),
+            agents_anywhere,
             events,
             cluster.clone(),
-            rq.clone(),
+            rq_anywhere,
         );
+        if let Some(bus) = &bus {
+            let systems = Systems::new(followed.clone(), &ors, &agents, &rq, cluster.clone());
+            bus.start(Arc::new(systems)).await;
+        }
         let followed_for_health = followed.clone();
         let provisioning = Provisioning::new(followed, postgres, admin_key, None);
         let grpc = tokio::spawn(grpc::serve(grpc, provisioning, voice));
@@ -541,6 +579,7 @@ impl Node {
             reporter,
             _watcher: watcher,
             leases,
+            bus,
         })
     }
 
@@ -562,6 +601,9 @@ impl Node {
         // First, so that other nodes take this node's tenants at once.
         if let Some(leases) = self.leases {
             leases.release(Duration::from_secs(1)).await;
+        }
+        if let Some(bus) = &self.bus {
+            bus.stop().await;
         }
         self.health.abort();
         self.grpc.abort();

@@ -24,7 +24,10 @@
 //! Writes leave in the order they were made, through one writer task per node.
 
 mod inbox;
+mod systems;
 pub mod wire;
+
+pub use systems::Systems;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use ractor::{ActorRef, RpcReplyPort};
 use switchboard_proto::events::AgentState as AgentView;
 
+use crate::messages::bus::{Answer, BusError, OwnerBound, ToOwner};
 use crate::tenant::Directory;
 
 /// What the agent does when not ready (Genesys work modes, as the Workspace API names them).
@@ -114,11 +115,34 @@ const CALL_REPORT_WAIT: Duration = Duration::from_secs(2);
 #[derive(Clone, Debug)]
 pub struct AgentState {
     registry: ActorRef<AgentStateMsg>,
+    /// Where a tenant's agents are reached when this node is not its owner.
+    owner: Option<Arc<dyn ToOwner>>,
 }
 
 impl AgentState {
     pub(crate) fn new(registry: ActorRef<AgentStateMsg>) -> Self {
-        Self { registry }
+        Self {
+            registry,
+            owner: None,
+        }
+    }
+
+    /// This handle, asking what is for a tenant owned elsewhere through `owner`.
+    pub fn routed_through(self, owner: Arc<dyn ToOwner>) -> Self {
+        Self {
+            owner: Some(owner),
+            ..self
+        }
+    }
+
+    /// This handle reaching this node's own agents only.
+    pub fn local(&self) -> Self {
+        Self::new(self.registry.clone())
+    }
+
+    /// The owner route, when `tenant`'s agents are elsewhere now.
+    fn elsewhere(&self, tenant: &str) -> Option<&Arc<dyn ToOwner>> {
+        self.owner.as_ref().filter(|o| !o.here(tenant))
     }
 
     /// A desktop's command for an agent.
@@ -128,6 +152,19 @@ impl AgentState {
         agent: &str,
         command: Command,
     ) -> Result<(), CommandError> {
+        if let Some(owner) = self.elsewhere(tenant) {
+            let asked = OwnerBound::Command {
+                agent: agent.to_owned(),
+                command,
+            };
+            return match owner.ask(tenant, asked).await {
+                Ok(Answer::Command(result)) => result,
+                Ok(other) => Err(CommandError::Unavailable(
+                    BusError::WrongAnswer(other.kind()).to_string(),
+                )),
+                Err(e) => Err(CommandError::Unavailable(e.to_string())),
+            };
+        }
         let asked = ractor::call!(self.registry, |reply| AgentStateMsg::Command {
             tenant: tenant.to_owned(),
             agent: agent.to_owned(),
@@ -139,6 +176,18 @@ impl AgentState {
 
     /// An agent's state now.
     pub async fn status(&self, tenant: &str, agent: &str) -> Result<Status, CommandError> {
+        if let Some(owner) = self.elsewhere(tenant) {
+            let asked = OwnerBound::Status {
+                agent: agent.to_owned(),
+            };
+            return match owner.ask(tenant, asked).await {
+                Ok(Answer::Status(result)) => result,
+                Ok(other) => Err(CommandError::Unavailable(
+                    BusError::WrongAnswer(other.kind()).to_string(),
+                )),
+                Err(e) => Err(CommandError::Unavailable(e.to_string())),
+            };
+        }
         let asked = ractor::call!(self.registry, |reply| AgentStateMsg::Status {
             tenant: tenant.to_owned(),
             agent: agent.to_owned(),
@@ -149,6 +198,13 @@ impl AgentState {
 
     /// A DN's phone registered (its first binding) or went away (its last).
     pub fn registration(&self, tenant: &str, dn: &str, present: bool) {
+        if let Some(owner) = self.elsewhere(tenant) {
+            let told = OwnerBound::Registration {
+                dn: dn.to_owned(),
+                present,
+            };
+            return owner.send(tenant, told);
+        }
         let _ = self.registry.cast(AgentStateMsg::Registration {
             tenant: tenant.to_owned(),
             dn: dn.to_owned(),
@@ -167,6 +223,18 @@ impl AgentState {
         call: &str,
         ended: bool,
     ) {
+        if let Some(owner) = self.elsewhere(tenant) {
+            let asked = OwnerBound::CallChanged {
+                dns: dns.to_vec(),
+                left: left.to_vec(),
+                call: call.to_owned(),
+                ended,
+            };
+            if let Err(e) = owner.ask(tenant, asked).await {
+                tracing::warn!(tenant, call, error = %e, "agents' changes for a call not confirmed");
+            }
+            return;
+        }
         // One agent after the other, so that their changes are written in a known order.
         let each = dns
             .iter()

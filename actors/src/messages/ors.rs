@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ractor::DerivedActorRef;
 use switchboard_routing::strategy::{Overflow, Route, Treatment};
 
+use crate::messages::bus::{OwnerBound, RouteCall, ToOwner};
 use crate::messages::rq::{Told, Waiter};
 use crate::tenant::Tenant;
 
@@ -68,12 +69,21 @@ pub enum Order {
     },
 }
 
+/// Where a routing session's orders go.
+#[derive(Debug, Clone)]
+pub enum CallAddr {
+    /// The call's actor, on this node.
+    Here(DerivedActorRef<Order>),
+    /// The node running the call, which hands the orders to it by its id.
+    Node(String),
+}
+
 /// What the orchestration system takes.
 pub enum OrsMsg {
     /// A call reached a routing point: a session starts, whose orders go to `call`.
     Request {
         request: Box<RouteRequest>,
-        call: DerivedActorRef<Order>,
+        call: CallAddr,
     },
     /// What a call at a routing point tells its session.
     Report { call: String, report: Report },
@@ -85,11 +95,67 @@ pub enum OrsMsg {
 #[derive(Clone, Debug)]
 pub struct Ors {
     actor: DerivedActorRef<OrsMsg>,
+    /// Where a tenant's calls reach its routing when this node is not its owner.
+    owner: Option<Arc<dyn ToOwner>>,
 }
 
 impl Ors {
     pub(crate) fn new(actor: DerivedActorRef<OrsMsg>) -> Self {
-        Self { actor }
+        Self { actor, owner: None }
+    }
+
+    /// This handle, sending what is for a tenant owned elsewhere through `owner`.
+    pub fn routed_through(self, owner: Arc<dyn ToOwner>) -> Self {
+        Self {
+            owner: Some(owner),
+            ..self
+        }
+    }
+
+    /// This handle reaching this node's own sessions only.
+    pub fn local(&self) -> Self {
+        Self::new(self.actor.clone())
+    }
+
+    /// The owner route, when `tenant`'s routing is elsewhere now.
+    fn elsewhere(&self, tenant: &str) -> Option<&Arc<dyn ToOwner>> {
+        self.owner.as_ref().filter(|o| !o.here(tenant))
+    }
+
+    /// A call reached a routing point: its session starts on the tenant's owner, and its
+    /// orders come to `call`.
+    pub fn request(&self, request: Box<RouteRequest>, call: DerivedActorRef<Order>) {
+        let tenant = request.tenant.name.clone();
+        match self.elsewhere(&tenant) {
+            Some(owner) => {
+                let r = *request;
+                owner.send(
+                    &tenant,
+                    OwnerBound::Route(RouteCall {
+                        call: r.call,
+                        // The bus says which node sent it.
+                        node: String::new(),
+                        routing_point: r.routing_point,
+                        strategy: r.strategy,
+                        ani: r.ani,
+                        dnis: r.dnis,
+                        user_data: r.user_data,
+                    }),
+                );
+            }
+            None => self.send(OrsMsg::Request {
+                request,
+                call: CallAddr::Here(call),
+            }),
+        }
+    }
+
+    /// What a call at a routing point tells its session.
+    pub fn report(&self, tenant: &str, call: String, report: Report) {
+        match self.elsewhere(tenant) {
+            Some(owner) => owner.send(tenant, OwnerBound::Report { call, report }),
+            None => self.send(OrsMsg::Report { call, report }),
+        }
     }
 
     pub fn send(&self, msg: OrsMsg) {

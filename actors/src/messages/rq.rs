@@ -8,6 +8,7 @@ use ractor::{ActorRef, RpcReplyPort};
 use switchboard_routing::strategy::Overflow;
 use switchboard_routing::target::Target;
 
+use crate::messages::bus::{Answer, OwnerBound, ToOwner};
 use crate::tenant::Directory;
 
 /// An agent's availability, as agent state reports it after each change.
@@ -131,11 +132,26 @@ pub enum RqMsg {
 #[derive(Clone, Debug)]
 pub struct Rq {
     actor: ActorRef<RqMsg>,
+    /// Where a tenant's queues are asked of when this node is not its owner.
+    owner: Option<Arc<dyn ToOwner>>,
 }
 
 impl Rq {
     pub(crate) fn new(actor: ActorRef<RqMsg>) -> Self {
-        Self { actor }
+        Self { actor, owner: None }
+    }
+
+    /// This handle, asking what is for a tenant owned elsewhere through `owner`.
+    pub fn routed_through(self, owner: Arc<dyn ToOwner>) -> Self {
+        Self {
+            owner: Some(owner),
+            ..self
+        }
+    }
+
+    /// This handle reaching this node's own queues only.
+    pub fn local(&self) -> Self {
+        Self::new(self.actor.clone())
     }
 
     pub fn send(&self, msg: RqMsg) {
@@ -148,6 +164,19 @@ impl Rq {
 
     /// Every virtual queue of the tenant with its figures.
     pub async fn stats(&self, tenant: &str) -> Vec<QueueStats> {
+        if let Some(owner) = self.owner.as_ref().filter(|o| !o.here(tenant)) {
+            return match owner.ask(tenant, OwnerBound::QueueStats).await {
+                Ok(Answer::QueueStats(stats)) => stats,
+                Ok(other) => {
+                    tracing::warn!(tenant, answer = other.kind(), "queue figures: the owner answered something else");
+                    Vec::new()
+                }
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "queue figures not had from the tenant's owner");
+                    Vec::new()
+                }
+            };
+        }
         ractor::call!(self.actor, |reply| RqMsg::Stats {
             tenant: tenant.to_owned(),
             reply

@@ -14,6 +14,7 @@ use switchboard_proto::events::CallThread;
 use switchboard_sip::transport::{Endpoint, Transport};
 use switchboard_sip::{Message, Request};
 
+use crate::messages::ors::Order;
 use crate::messages::sip_proxy::CallRoute;
 use crate::tenant::{Directory, Tenant};
 
@@ -359,6 +360,8 @@ pub enum ClusterMsg {
         conference: bool,
         reply: Option<RpcReplyPort<Result<CallView, ControlError>>>,
     },
+    /// A routing session's order for call `call` (by its id), from the tenant's owner.
+    Order { call: String, order: Order },
     /// How many calls are in progress.
     Count(RpcReplyPort<usize>),
     /// A new tenant configuration (for the calls it starts).

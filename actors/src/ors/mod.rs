@@ -17,11 +17,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use switchboard_routing::strategy::{Action, CallInfo, Event, Route, Session};
 
 use crate::messages::agent_state::{AgentState, Command, WorkMode};
-use crate::messages::ors::{Order, Ors, OrsMsg, Report};
+use crate::messages::bus::{NodeBound, ToNode};
+use crate::messages::ors::{CallAddr, Order, Ors, OrsMsg, Report};
 use crate::messages::rq::{Rq, RqMsg, Told};
 use crate::supervisor::Supervisor;
 use crate::wakeups::Wakeups;
@@ -36,15 +37,17 @@ pub fn wall_clock() -> Clock {
 
 impl Ors {
     /// Starts the orchestration system under the root supervisor; its failure stops the node
-    /// (its sessions live only in its memory).
+    /// (its sessions live only in its memory). Orders for calls on other nodes go through
+    /// `to_node`.
     pub async fn spawn(
         rq: Rq,
         agents: AgentState,
         clock: Clock,
+        to_node: Option<Arc<dyn ToNode>>,
         supervisor: &Supervisor,
     ) -> Result<Self, ractor::SpawnErr> {
         let actor = supervisor
-            .spawn("ors", OrsActor, (rq, agents, clock))
+            .spawn("ors", OrsActor, (rq, agents, clock, to_node))
             .await?;
         Ok(Self::new(actor.get_derived()))
     }
@@ -64,6 +67,7 @@ struct OrsState {
     rq: Rq,
     agents: AgentState,
     clock: Clock,
+    to_node: Option<Arc<dyn ToNode>>,
     wakeups: Wakeups<Msg>,
     sessions: HashMap<String, Entry>,
     /// When each session next needs waking, earliest first: a change touches one session's
@@ -75,7 +79,7 @@ struct OrsState {
 struct Entry {
     tenant: String,
     session: Session,
-    call: DerivedActorRef<Order>,
+    call: CallAddr,
     started_ms: u64,
     /// The agent the call is routed to, while it rings.
     agent: Option<String>,
@@ -86,17 +90,18 @@ struct Entry {
 impl Actor for OrsActor {
     type Msg = Msg;
     type State = OrsState;
-    type Arguments = (Rq, AgentState, Clock);
+    type Arguments = (Rq, AgentState, Clock, Option<Arc<dyn ToNode>>);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        (rq, agents, clock): Self::Arguments,
+        (rq, agents, clock, to_node): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(OrsState {
             rq,
             agents,
             clock,
+            to_node,
             wakeups: Wakeups::start(|| Msg::Wake),
             sessions: HashMap::new(),
             due: BTreeSet::new(),
@@ -116,7 +121,8 @@ impl Actor for OrsActor {
                 let Some((version, program)) = request.tenant.strategy(&request.strategy) else {
                     tracing::warn!(tenant = %request.tenant.name, call_id = %request.call,
                         strategy = %request.strategy, "no such strategy: default destination");
-                    let _ = call.send_message(Order::Route(Route::Default));
+                    let order = Order::Route(Route::Default);
+                    deliver(&state.to_node, &request.tenant.name, &request.call, &call, order);
                     return Ok(());
                 };
                 tracing::debug!(tenant = %request.tenant.name, call_id = %request.call,
@@ -184,7 +190,8 @@ impl Actor for OrsActor {
                 if let Some(entry) = state.sessions.get(&call)
                     && entry.agent.as_deref() == Some(agent.as_str())
                 {
-                    let _ = entry.call.send_message(Order::Unreserved { agent });
+                    let order = Order::Unreserved { agent };
+                    deliver(&state.to_node, &entry.tenant, &call, &entry.call, order);
                 }
             }
             Msg::Wake => {
@@ -203,6 +210,33 @@ impl Actor for OrsActor {
             }
         }
         Ok(())
+    }
+}
+
+/// Hands a session's order to its call: straight to the call's actor on this node, or to the
+/// node running it.
+fn deliver(
+    to_node: &Option<Arc<dyn ToNode>>,
+    tenant: &str,
+    call: &str,
+    addr: &CallAddr,
+    order: Order,
+) {
+    match (addr, to_node) {
+        (CallAddr::Here(actor), _) => {
+            let _ = actor.send_message(order);
+        }
+        (CallAddr::Node(node), Some(to_node)) => to_node.send(
+            tenant,
+            node,
+            NodeBound::Order {
+                call: call.to_owned(),
+                order,
+            },
+        ),
+        (CallAddr::Node(node), None) => {
+            tracing::warn!(tenant, call_id = call, node, "an order for a call on another node, and no bus: dropped");
+        }
     }
 }
 
@@ -273,7 +307,7 @@ impl OrsState {
                 }
                 Action::Route(route) => Order::Route(route),
             };
-            let _ = entry.call.send_message(order);
+            deliver(&self.to_node, &tenant, call, &entry.call, order);
         }
         let due = (!entry.session.is_done())
             .then(|| entry.session.poll_timeout())
@@ -355,7 +389,7 @@ mod tests {
             let time = time.clone();
             Arc::new(move || time.load(Ordering::SeqCst))
         };
-        let ors = Ors::spawn(rq, agents, clock, &supervisor)
+        let ors = Ors::spawn(rq, agents, clock, None, &supervisor)
             .await
             .expect("ors");
         let (call, mut orders) = Probe::spawn(|order: Order| Some(order)).await;
@@ -370,7 +404,7 @@ mod tests {
                     dnis: "+18005550100".into(),
                     user_data: BTreeMap::new(),
                 }),
-                call: call.get_derived(),
+                call: CallAddr::Here(call.get_derived()),
             });
         }
         let mut next = async || {

@@ -15,7 +15,7 @@ use super::ClusterConfig;
 use super::DnCalls;
 use super::call::{self, Call, Handover, Output, ToOrs};
 use crate::messages::call_state::CallThreads;
-use crate::messages::ors::{Order, Ors, OrsMsg};
+use crate::messages::ors::{Order, Ors};
 use crate::messages::registrar::{Binding, BindingStore};
 use crate::messages::sip_cluster::{
     CallIn, CallRef, CallView, Cluster, ClusterMsg, Control, ControlError, MainCall, NewDialog,
@@ -299,16 +299,14 @@ impl CallActorState {
             }
             return;
         };
-        ors.send(match to {
-            ToOrs::Request(request) => OrsMsg::Request {
-                request,
-                call: myself.get_derived(),
-            },
-            ToOrs::Report(report) => OrsMsg::Report {
-                call: self.call.id().to_owned(),
+        match to {
+            ToOrs::Request(request) => ors.request(request, myself.get_derived()),
+            ToOrs::Report(report) => ors.report(
+                self.call.tenant_name(),
+                self.call.id().to_owned(),
                 report,
-            },
-        });
+            ),
+        }
     }
 
     /// Carries out what the call asks, schedules its next wake-up, and stops the actor once

@@ -297,6 +297,12 @@ impl Actor for ClusterActor {
                 conference,
                 reply,
             } => state.complete(main, consult, conference, reply),
+            ClusterMsg::Order { call, order } => match state.calls.by_id(&call) {
+                Some((_, actor)) => {
+                    let _ = actor.cast(CallMsg::Order(order));
+                }
+                None => tracing::debug!(call_id = %call, "an order for a call that is over"),
+            },
             ClusterMsg::Count(reply) => {
                 let _ = reply.send(state.calls.len());
             }

@@ -1,0 +1,120 @@
+//! A node's systems as the bus hands them messages: what comes for a tenant this node owns
+//! goes to its routing sessions, queues and agents; what comes from a tenant's owner for a
+//! call goes to the call.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::Handler;
+use crate::lease::Fence;
+use crate::messages::agent_state::AgentState;
+use crate::messages::bus::{Answer, BusFuture, NodeBound, OwnerBound};
+use crate::messages::ors::{CallAddr, Ors, OrsMsg, RouteRequest};
+use crate::messages::rq::Rq;
+use crate::messages::sip_cluster::{Cluster, ClusterMsg};
+use crate::tenant::Directory;
+
+/// The node's systems, reached directly (never through the bus again).
+#[derive(Debug)]
+pub struct Systems {
+    directory: watch::Receiver<Arc<Directory>>,
+    ors: Ors,
+    agents: AgentState,
+    rq: Rq,
+    cluster: Cluster,
+}
+
+impl Systems {
+    pub fn new(
+        directory: watch::Receiver<Arc<Directory>>,
+        ors: &Ors,
+        agents: &AgentState,
+        rq: &Rq,
+        cluster: Cluster,
+    ) -> Self {
+        Self {
+            directory,
+            ors: ors.local(),
+            agents: agents.local(),
+            rq: rq.local(),
+            cluster,
+        }
+    }
+}
+
+impl Handler for Systems {
+    fn gained<'a>(&'a self, tenant: &'a str, fence: Fence) -> BusFuture<'a, ()> {
+        tracing::info!(tenant, %fence, "taking over the tenant's routing and agents");
+        Box::pin(async {})
+    }
+
+    fn lost(&self, tenant: &str) {
+        tracing::warn!(tenant, "no longer the tenant's owner");
+    }
+
+    fn owner<'a>(
+        &'a self,
+        tenant: &'a str,
+        from: &'a str,
+        message: OwnerBound,
+    ) -> BusFuture<'a, Option<Answer>> {
+        Box::pin(async move {
+            match message {
+                OwnerBound::Route(r) => {
+                    let found = self.directory.borrow().by_name(tenant).cloned();
+                    let Some(t) = found else {
+                        tracing::warn!(tenant, call_id = %r.call, "a route request for a tenant this node does not know");
+                        return None;
+                    };
+                    let request = RouteRequest {
+                        tenant: t,
+                        call: r.call,
+                        routing_point: r.routing_point,
+                        strategy: r.strategy,
+                        ani: r.ani,
+                        dnis: r.dnis,
+                        user_data: r.user_data,
+                    };
+                    self.ors.send(OrsMsg::Request {
+                        request: Box::new(request),
+                        call: CallAddr::Node(from.to_owned()),
+                    });
+                    None
+                }
+                OwnerBound::Report { call, report } => {
+                    self.ors.send(OrsMsg::Report { call, report });
+                    None
+                }
+                OwnerBound::Registration { dn, present } => {
+                    self.agents.registration(tenant, &dn, present);
+                    None
+                }
+                OwnerBound::CallChanged {
+                    dns,
+                    left,
+                    call,
+                    ended,
+                } => {
+                    self.agents
+                        .call_changed(tenant, &dns, &left, &call, ended)
+                        .await;
+                    Some(Answer::Done)
+                }
+                OwnerBound::Command { agent, command } => Some(Answer::Command(
+                    self.agents.command(tenant, &agent, command).await,
+                )),
+                OwnerBound::Status { agent } => {
+                    Some(Answer::Status(self.agents.status(tenant, &agent).await))
+                }
+                OwnerBound::QueueStats => Some(Answer::QueueStats(self.rq.stats(tenant).await)),
+            }
+        })
+    }
+
+    fn node(&self, _tenant: &str, message: NodeBound) {
+        match message {
+            NodeBound::Order { call, order } => self.cluster.send(ClusterMsg::Order { call, order }),
+        }
+    }
+}
