@@ -10,8 +10,8 @@ use ractor::{ActorRef, OutputPort};
 use redis::aio::ConnectionManager;
 use switchboard_actors::agent_state::AgentStateConfig;
 use switchboard_actors::agent_state::store::{AgentStore, MemoryAgents, RedisAgents};
-use switchboard_actors::call_state::{MemorySnapshots, RedisSnapshots, SnapshotStore};
 use switchboard_actors::bus::{Bus, BusConfig, Systems};
+use switchboard_actors::call_state::{MemorySnapshots, RedisSnapshots, SnapshotStore};
 use switchboard_actors::events::{EventSink, RedisSink};
 use switchboard_actors::lease::{Holding, LeaseConfig, Leases, Ownership, TenantNames};
 use switchboard_actors::messages::agent_state::AgentState;
@@ -80,6 +80,7 @@ struct Ready {
     cluster: Cluster,
     ownership: Ownership,
     directory: tokio::sync::watch::Receiver<Arc<Directory>>,
+    bus: Option<Bus>,
     /// Whether configuration changes in PostgreSQL are being followed.
     config_followed: Option<Arc<AtomicBool>>,
     reporter: Option<Reporter>,
@@ -183,11 +184,53 @@ impl health::Readiness for Ready {
             "# HELP switchboard_tenant_owned 1 for each tenant whose routing this node runs (its owner), 0 for the others.\n# TYPE switchboard_tenant_owned gauge\n",
         );
         let tenants = self.directory.borrow().tenant_names();
-        for tenant in tenants {
-            let owned = u8::from(self.ownership.owns(&tenant));
+        for tenant in &tenants {
+            let owned = u8::from(self.ownership.owns(tenant));
             text.push_str(&format!(
                 "switchboard_tenant_owned{{tenant=\"{tenant}\"}} {owned}\n"
             ));
+        }
+        if let Some(bus) = &self.bus {
+            let f = bus.figures();
+            for (name, help, value) in [
+                (
+                    "switchboard_bus_to_owner_total",
+                    "Messages this node sent a tenant's owner on another node.",
+                    f.to_owner,
+                ),
+                (
+                    "switchboard_bus_as_owner_total",
+                    "Messages from the bus this node handled as a tenant's owner.",
+                    f.as_owner,
+                ),
+                (
+                    "switchboard_bus_orders_total",
+                    "Routing orders for this node's calls from an owner on another node.",
+                    f.orders,
+                ),
+                (
+                    "switchboard_bus_dead_letters_total",
+                    "Owner inbox entries that could never be handled, moved to the dead letters: alarm on any increase.",
+                    f.dead_letters,
+                ),
+                (
+                    "switchboard_bus_refused_total",
+                    "Bus messages refused: from a node not running, or an owner that lost its lease.",
+                    f.refused,
+                ),
+            ] {
+                text.push_str(&format!(
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+                ));
+            }
+            text.push_str("# HELP switchboard_bus_lag Entries of an owned tenant's inbox not yet read by this node (its owner).\n# TYPE switchboard_bus_lag gauge\n");
+            for tenant in tenants.iter().filter(|t| self.ownership.owns(t)) {
+                if let Some(lag) = bus.lag(tenant).await {
+                    text.push_str(&format!(
+                        "switchboard_bus_lag{{tenant=\"{tenant}\"}} {lag}\n"
+                    ));
+                }
+            }
         }
         text
     }
@@ -551,6 +594,7 @@ impl Node {
                 cluster: cluster.clone(),
                 ownership,
                 directory: followed_for_health,
+                bus: bus.clone(),
                 config_followed,
                 reporter: reporter.clone(),
             }),

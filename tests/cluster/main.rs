@@ -1,13 +1,17 @@
 //! switchboard as a cluster of nodes on one Redis: each tenant's routing runs on one node at
 //! a time, its owner, by a lease in Redis; a clean stop hands the tenant over at once, a
-//! killed owner's tenant passes to another node once its lease expires.
+//! killed owner's tenant passes to another node once its lease expires. A call on one node
+//! reaches an agent whose desktop and phone went through the other, routed by the owner.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
-use support::Server;
+use support::sipp::{Running, answering_phone, register, sbc_calls, scenario, serving, wait};
+use support::{DEMO_KEY, Server, agent, log_in, with_key};
+use switchboard_actors::tenant::{MediaServerConfig, Options, TenantConfig, demo_tenant};
+use switchboard_proto::voice as pb;
 
 const DEMO_OWNED: &str = r#"switchboard_tenant_owned{tenant="demo"}"#;
 
@@ -85,5 +89,120 @@ fn a_killed_owners_tenant_passes_to_another_node_when_its_lease_expires() {
     assert!(
         b.log_text()
             .contains("this node owns the tenant's routing now")
+    );
+}
+
+/// A node's configuration: the demo tenant with its media server at `media`, and `cluster`.
+fn demo_with_media(media: std::net::SocketAddr, cluster: &str) -> String {
+    let mut demo = demo_tenant();
+    demo.media_servers = vec![MediaServerConfig {
+        name: "ms0".into(),
+        address: media.to_string(),
+        options: Options::new(),
+    }];
+    #[derive(serde::Serialize)]
+    struct File {
+        tenants: Vec<TenantConfig>,
+    }
+    let tenants = toml::to_string(&File {
+        tenants: vec![demo],
+    })
+    .expect("toml");
+    format!("{cluster}\n{tenants}")
+}
+
+/// The routing brain runs on node A; the agent's phone registers with node B, its desktop
+/// logs in and goes Ready through B's gRPC, and the carrier's call lands on B: B's call asks
+/// A's routing over Redis, plays A's music, and rings the agent A reserved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_on_one_node_reaches_an_agent_through_the_owner_on_another() {
+    let url = support::redis_db(44);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let media = std::net::SocketAddr::from(([127, 0, 0, 3], support::free_port()));
+    let config = demo_with_media(media, "[cluster]\nlease_ms = 3000\nlease_claim_ms = 100\n");
+    let a = node(&url, &config);
+    assert!(support::eventually(Duration::from_secs(5), || owns_demo(
+        &a
+    )));
+    let b = node(&url, &config);
+    assert_eq!(support::metric(&b, DEMO_OWNED), Some(0.0));
+
+    let mut sipps = Running(Vec::new());
+    sipps.0.push(serving(
+        dir.path(),
+        "media_server.xml",
+        "gvp",
+        "127.0.0.3",
+        media.port(),
+    ));
+    let phone_port = support::free_port();
+    register(&b, dir.path(), "1003", phone_port);
+    let mut phone = answering_phone(dir.path(), "1003", "127.0.0.1", phone_port);
+    let mut desktop = pb::agents_client::AgentsClient::new(support::grpc(&b).await);
+    log_in(&mut desktop, &["1003"], true).await;
+    // B answers for the agent as A holds it.
+    let state = desktop
+        .get_agent(with_key(DEMO_KEY, agent("a1003", "")))
+        .await
+        .expect("the agent, through B")
+        .into_inner();
+    assert_eq!(
+        state.state.as_ref().map(|s| s.state.as_str()),
+        Some("Ready"),
+        "{state:?}"
+    );
+
+    let calls = dir.path().join("calls.csv");
+    std::fs::write(&calls, "SEQUENTIAL\n+18005550100;+15551230000;\n").expect("calls");
+    let mut sbc = sbc_calls(
+        dir.path(),
+        &b,
+        &scenario("sbc_queue.xml"),
+        &calls,
+        1,
+        10.0,
+        30,
+    );
+    let status = tokio::task::spawn_blocking(move || wait(&mut sbc, Duration::from_secs(30)))
+        .await
+        .expect("wait");
+    assert!(
+        status.success(),
+        "the SBC's call through B: {status}\n{}\n--- A ---\n{}",
+        b.log_text(),
+        a.log_text()
+    );
+    assert!(wait(&mut phone, Duration::from_secs(5)).success());
+    // The call's events, from B's call and A's routing, on the tenant's one stream.
+    let mut conn = support::redis(&url);
+    let mut kinds = Vec::new();
+    assert!(support::eventually(Duration::from_secs(5), || {
+        kinds = support::call_events(&mut conn)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        kinds.last().map(String::as_str) == Some("Released")
+    }));
+    // B's call and desktop went to A over the bus, and A's orders came back to B's call.
+    let bus = |server: &Server, what: &str| {
+        support::metric(server, &format!("switchboard_bus_{what}_total")).unwrap_or(0.0)
+    };
+    assert!(bus(&b, "to_owner") >= 5.0, "{}", b.log_text());
+    assert!(bus(&a, "as_owner") >= 5.0, "{}", a.log_text());
+    assert!(bus(&b, "orders") >= 3.0, "{}", b.log_text());
+    assert_eq!(bus(&a, "to_owner"), 0.0);
+    assert_eq!(
+        kinds,
+        [
+            "RouteRequest",
+            "AttachedDataChanged",
+            "Queued",
+            "TreatmentApplied",
+            "Ringing",
+            "TreatmentEnd",
+            "RouteUsed",
+            "Established",
+            "Released"
+        ]
     );
 }

@@ -141,6 +141,10 @@ pub(super) async fn read_node_inbox(inner: Arc<Inner>, handler: Arc<dyn Handler>
                             "an order from a node that lost the tenant's lease: refused");
                         continue;
                     }
+                    inner
+                        .counts
+                        .orders
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     handler.node(&letter.tenant, message);
                 }
                 other => {
@@ -420,6 +424,10 @@ impl OwnerReader {
                         "a message from a node that is not running: refused");
                     return;
                 }
+                self.inner
+                    .counts
+                    .as_owner
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let answer = self
                     .handler
                     .owner(&self.tenant, &letter.from, message)

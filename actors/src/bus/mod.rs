@@ -116,7 +116,29 @@ struct Inner {
     handler: Mutex<Option<Arc<dyn Handler>>>,
     dead_letters: AtomicU64,
     refused: AtomicU64,
+    counts: Counts,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// What went over the bus through this node.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Messages sent to a tenant's owner elsewhere.
+    to_owner: AtomicU64,
+    /// Messages this node handled as a tenant's owner.
+    as_owner: AtomicU64,
+    /// Orders for this node's calls that came from an owner elsewhere.
+    orders: AtomicU64,
+}
+
+/// The bus's figures for a node (see [`Bus::figures`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Figures {
+    pub to_owner: u64,
+    pub as_owner: u64,
+    pub orders: u64,
+    pub dead_letters: u64,
+    pub refused: u64,
 }
 
 /// One write, in the order it was made.
@@ -158,6 +180,7 @@ impl Bus {
             handler: Mutex::default(),
             dead_letters: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            counts: Counts::default(),
             tasks: Mutex::default(),
         });
         let task = tokio::spawn(write(conn, config.max_len, writes));
@@ -206,6 +229,18 @@ impl Bus {
 
     pub fn node(&self) -> &str {
         &self.inner.node
+    }
+
+    /// What went over the bus through this node since it started.
+    pub fn figures(&self) -> Figures {
+        let c = &self.inner.counts;
+        Figures {
+            to_owner: c.to_owner.load(Ordering::Relaxed),
+            as_owner: c.as_owner.load(Ordering::Relaxed),
+            orders: c.orders.load(Ordering::Relaxed),
+            dead_letters: self.dead_letters(),
+            refused: self.refused(),
+        }
     }
 
     /// Entries sent to the dead letters by this node since it started.
@@ -272,6 +307,7 @@ impl ToOwner for Bus {
     }
 
     fn send(&self, tenant: &str, message: OwnerBound) {
+        self.inner.counts.to_owner.fetch_add(1, Ordering::Relaxed);
         let letter = self.inner.letter(tenant, 0, 0, Body::Owner(message));
         self.inner.send(self.inner.keys.owner_inbox(tenant), letter);
     }
@@ -285,6 +321,7 @@ impl ToOwner for Bus {
             let id = self.inner.next_ask.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();
             lock(&self.inner.asks).insert(id, tx);
+            self.inner.counts.to_owner.fetch_add(1, Ordering::Relaxed);
             let letter = self.inner.letter(tenant, 0, id, Body::Owner(message));
             self.inner.send(self.inner.keys.owner_inbox(tenant), letter);
             let wait = self.inner.config.ask_wait;

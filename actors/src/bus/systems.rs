@@ -114,7 +114,9 @@ impl Handler for Systems {
 
     fn node(&self, _tenant: &str, message: NodeBound) {
         match message {
-            NodeBound::Order { call, order } => self.cluster.send(ClusterMsg::Order { call, order }),
+            NodeBound::Order { call, order } => {
+                self.cluster.send(ClusterMsg::Order { call, order })
+            }
         }
     }
 }

@@ -168,7 +168,11 @@ impl Rq {
             return match owner.ask(tenant, OwnerBound::QueueStats).await {
                 Ok(Answer::QueueStats(stats)) => stats,
                 Ok(other) => {
-                    tracing::warn!(tenant, answer = other.kind(), "queue figures: the owner answered something else");
+                    tracing::warn!(
+                        tenant,
+                        answer = other.kind(),
+                        "queue figures: the owner answered something else"
+                    );
                     Vec::new()
                 }
                 Err(e) => {

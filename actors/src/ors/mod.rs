@@ -122,7 +122,13 @@ impl Actor for OrsActor {
                     tracing::warn!(tenant = %request.tenant.name, call_id = %request.call,
                         strategy = %request.strategy, "no such strategy: default destination");
                     let order = Order::Route(Route::Default);
-                    deliver(&state.to_node, &request.tenant.name, &request.call, &call, order);
+                    deliver(
+                        &state.to_node,
+                        &request.tenant.name,
+                        &request.call,
+                        &call,
+                        order,
+                    );
                     return Ok(());
                 };
                 tracing::debug!(tenant = %request.tenant.name, call_id = %request.call,
@@ -235,7 +241,12 @@ fn deliver(
             },
         ),
         (CallAddr::Node(node), None) => {
-            tracing::warn!(tenant, call_id = call, node, "an order for a call on another node, and no bus: dropped");
+            tracing::warn!(
+                tenant,
+                call_id = call,
+                node,
+                "an order for a call on another node, and no bus: dropped"
+            );
         }
     }
 }

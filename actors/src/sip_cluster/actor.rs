@@ -301,11 +301,9 @@ impl CallActorState {
         };
         match to {
             ToOrs::Request(request) => ors.request(request, myself.get_derived()),
-            ToOrs::Report(report) => ors.report(
-                self.call.tenant_name(),
-                self.call.id().to_owned(),
-                report,
-            ),
+            ToOrs::Report(report) => {
+                ors.report(self.call.tenant_name(), self.call.id().to_owned(), report)
+            }
         }
     }
 
