@@ -13,7 +13,9 @@ use switchboard_actors::agent_state::store::{AgentStore, MemoryAgents, RedisAgen
 use switchboard_actors::bus::{Bus, BusConfig, Systems};
 use switchboard_actors::call_state::{MemorySnapshots, RedisSnapshots, SnapshotStore};
 use switchboard_actors::events::{EventSink, RedisSink};
-use switchboard_actors::lease::{Holding, LeaseConfig, Leases, Ownership, TenantNames};
+use switchboard_actors::lease::{
+    Fencing, Holding, LeaseConfig, Leases, Ownership, TenantNames,
+};
 use switchboard_actors::messages::agent_state::AgentState;
 use switchboard_actors::messages::bus::{ToNode, ToOwner};
 use switchboard_actors::messages::call_state::CallThreads;
@@ -312,35 +314,6 @@ impl Node {
             );
         }
         let (supervisor, fatal) = Supervisor::start().await.context("root supervisor")?;
-        let nonce_lifetime = Duration::from_secs(config.auth.nonce_lifetime_secs);
-        let nonce_key = match &config.auth.nonce_secret {
-            Some(secret) => NonceKey::from_secret(secret, nonce_lifetime),
-            None => NonceKey::random(nonce_lifetime),
-        };
-        let (bindings, snapshots, agent_store): (
-            Arc<dyn BindingStore>,
-            Arc<dyn SnapshotStore>,
-            Arc<dyn AgentStore>,
-        ) = match &redis {
-            Some(conn) => {
-                tracing::info!("bindings, agent states, call snapshots and events in redis");
-                (
-                    Arc::new(RedisBindings::new(conn.clone(), keys.clone())),
-                    Arc::new(RedisSnapshots::new(conn.clone(), keys.clone())),
-                    Arc::new(RedisAgents::new(conn.clone(), keys.clone())),
-                )
-            }
-            None => {
-                tracing::info!(
-                    "bindings, agent states, call snapshots and events in memory (no --redis)"
-                );
-                (
-                    Arc::new(MemoryBindings::default()),
-                    Arc::new(MemorySnapshots::default()),
-                    Arc::new(MemoryAgents::default()),
-                )
-            }
-        };
         let changes = Arc::new(OutputPort::<Arc<Directory>>::default());
         let tenant = supervisor
             .spawn("tenant", TenantActor, (directory.clone(), changes.clone()))
@@ -361,6 +334,38 @@ impl Node {
         let ownership = leases
             .as_ref()
             .map_or(Ownership::Alone, |h| h.ownership.clone());
+        let nonce_lifetime = Duration::from_secs(config.auth.nonce_lifetime_secs);
+        let nonce_key = match &config.auth.nonce_secret {
+            Some(secret) => NonceKey::from_secret(secret, nonce_lifetime),
+            None => NonceKey::random(nonce_lifetime),
+        };
+        let (bindings, snapshots, agent_store): (
+            Arc<dyn BindingStore>,
+            Arc<dyn SnapshotStore>,
+            Arc<dyn AgentStore>,
+        ) = match &redis {
+            Some(conn) => {
+                tracing::info!("bindings, agent states, call snapshots and events in redis");
+                (
+                    Arc::new(RedisBindings::new(conn.clone(), keys.clone())),
+                    Arc::new(RedisSnapshots::new(conn.clone(), keys.clone())),
+                    Arc::new(RedisAgents::new(
+                        conn.clone(),
+                        Fencing::new(&node, ownership.clone(), keys.clone()),
+                    )),
+                )
+            }
+            None => {
+                tracing::info!(
+                    "bindings, agent states, call snapshots and events in memory (no --redis)"
+                );
+                (
+                    Arc::new(MemoryBindings::default()),
+                    Arc::new(MemorySnapshots::default()),
+                    Arc::new(MemoryAgents::default()),
+                )
+            }
+        };
         let bus = match (&redis_client, &redis) {
             (Some(client), Some(conn)) => Some(Bus::new(
                 &node,
@@ -384,6 +389,8 @@ impl Node {
                 directory: directory.clone(),
                 bindings: bindings.clone(),
                 rq: Some(rq.clone()),
+                node: node.clone(),
+                ownership: ownership.clone(),
             },
             &supervisor,
         )

@@ -18,6 +18,10 @@ pub enum Error {
     Postgres(#[from] tokio_postgres::Error),
     #[error("configuration schema migration failed: {0}")]
     Migration(#[from] refinery::Error),
+    /// A write only a tenant's owner may make, by a node that does not own the tenant (any
+    /// more).
+    #[error("this node is not the owner of tenant {0} (its lease is another node's)")]
+    NotOwner(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

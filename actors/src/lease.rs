@@ -124,6 +124,89 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 end
 ";
 
+/// KEYS[1] the lease, KEYS[2] a hash; ARGV[1] the writer's `node fence` (empty for a node
+/// alone, which holds no lease), ARGV[2] the field, ARGV[3] its value (empty: remove it).
+const FENCED_HASH_WRITE: &str = r"
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED the tenant has another owner')
+end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[2], ARGV[2])
+else
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+end
+return 1
+";
+
+/// What a store needs to write as a tenant's owner only: each write checks, in Redis and in
+/// the same script, that the lease is still this node's under the fencing number it holds.
+#[derive(Clone)]
+pub struct Fencing {
+    node: Arc<str>,
+    ownership: Ownership,
+    keys: Keys,
+    script: Arc<Script>,
+}
+
+impl fmt::Debug for Fencing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fencing").field("node", &self.node).finish()
+    }
+}
+
+impl Fencing {
+    pub fn new(node: &str, ownership: Ownership, keys: Keys) -> Self {
+        Self {
+            node: node.into(),
+            ownership,
+            keys,
+            script: Arc::new(Script::new(FENCED_HASH_WRITE)),
+        }
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Sets (or with `None` removes) `field` of `hash`, one of `tenant`'s keys, if this node
+    /// owns `tenant`: [`crate::Error::NotOwner`] otherwise, even when it has not noticed yet
+    /// that its lease passed to another node.
+    pub async fn write_hash(
+        &self,
+        conn: &ConnectionManager,
+        tenant: &str,
+        hash: &str,
+        field: &str,
+        value: Option<&str>,
+    ) -> crate::Result<()> {
+        let token = match &self.ownership {
+            Ownership::Alone => String::new(),
+            Ownership::Leased(_) => match self.ownership.fence(tenant) {
+                Some(fence) => format!("{} {fence}", self.node),
+                None => return Err(crate::Error::NotOwner(tenant.to_owned())),
+            },
+        };
+        let lease = self.keys.owner(tenant);
+        let script = &self.script;
+        let (lease, token, value) = (&lease, &token, value.unwrap_or(""));
+        let written = crate::redis_retry::retrying(conn, |mut c| async move {
+            script
+                .key(lease)
+                .key(hash)
+                .arg(token)
+                .arg(field)
+                .arg(value)
+                .invoke_async::<()>(&mut c)
+                .await
+        })
+        .await;
+        match written {
+            Err(e) if e.code() == Some("FENCED") => Err(crate::Error::NotOwner(tenant.to_owned())),
+            other => Ok(other?),
+        }
+    }
+}
+
 /// A node's leases in Redis.
 #[derive(Clone)]
 pub struct Leases {

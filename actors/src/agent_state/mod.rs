@@ -19,6 +19,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use switchboard_proto::events::{AgentState as AgentView, Payload};
 
 use crate::events::{EventSink, TOPIC_AGENTSTATE, new_event};
+use crate::lease::Ownership;
 use crate::messages::agent_state::{
     AgentState, AgentStateMsg, Command, CommandError, Refusal, Status, WorkMode,
 };
@@ -28,7 +29,7 @@ use crate::supervisor::Supervisor;
 use crate::tenant::{Directory, Tenant};
 use crate::wakeups::Wakeups;
 use machine::{Agent, Change, Mode, Session};
-use store::{AgentStore, Stored};
+use store::{AgentStore, Stored, StoredCall};
 
 /// How the agent-state system is set up.
 #[derive(Clone)]
@@ -40,11 +41,17 @@ pub struct AgentStateConfig {
     pub bindings: Arc<dyn BindingStore>,
     /// Told each agent's availability after every change, to offer calls.
     pub rq: Option<Rq>,
+    /// This node's id: the node a call reported here runs on.
+    pub node: Arc<str>,
+    /// Which tenants' agents run here: all of them on a node alone; with a lease, those of the
+    /// tenants this node owns, loaded as it takes each over ([`AgentState::gained`]).
+    pub ownership: Ownership,
 }
 
 impl AgentState {
     /// Starts the system under the root supervisor, with the agents the store holds as logged
-    /// in; its failure stops the node (who is logged in on which DN is rebuilt only at start).
+    /// in (on a node alone; with a lease, each owned tenant's as it is gained); its failure
+    /// stops the node (who is logged in on which DN is rebuilt only when a tenant is loaded).
     pub async fn spawn(
         config: AgentStateConfig,
         supervisor: &Supervisor,
@@ -87,34 +94,12 @@ impl Actor for Registry {
             wakeups: Wakeups::start(|| AgentMsg::Wake),
             next_key: 0,
         };
-        let tenants: Vec<Arc<Tenant>> = state.config.directory.tenants().cloned().collect();
-        for tenant in tenants {
-            let stored = match state.config.store.load_all(&tenant.name).await {
-                Ok(stored) => stored,
-                Err(e) => {
-                    // Without its store the node cannot know who is logged in: refuse to
-                    // start rather than log everyone out.
-                    return Err(format!("agent states of tenant {}: {e}", tenant.name).into());
-                }
-            };
-            let mut restored = 0;
-            for s in stored {
-                if agent_config(&tenant, &s.agent).is_none() {
-                    tracing::warn!(tenant = %tenant.name, agent = %s.agent,
-                        "stored agent is no longer configured: left logged out");
-                    continue;
-                }
-                let key = (tenant.name.clone(), s.agent.clone());
-                state
-                    .by_dn
-                    .insert((tenant.name.clone(), s.dn.clone()), s.agent.clone());
-                state.dn_of.insert(key.clone(), s.dn.clone());
-                let actor = state.spawn_agent(&myself, &tenant, &s.agent).await?;
-                state.agents.insert(key, actor);
-                restored += 1;
-            }
-            if restored > 0 {
-                tracing::info!(tenant = %tenant.name, agents = restored, "agents still logged in");
+        if let Ownership::Alone = state.config.ownership {
+            let tenants: Vec<Arc<Tenant>> = state.config.directory.tenants().cloned().collect();
+            for tenant in tenants {
+                // Without its store the node cannot know who is logged in: refuse to start
+                // rather than log everyone out.
+                state.load(&myself, &tenant).await?;
             }
         }
         Ok(state)
@@ -185,16 +170,41 @@ impl Actor for Registry {
                 dn,
                 call,
                 ended,
+                node,
                 reply,
             } => {
                 let mut waiting = None;
                 if let Some(actor) = state.on_dn(&tenant, &dn) {
                     let (done, wait) = tokio::sync::oneshot::channel();
-                    if actor.cast(AgentMsg::Call { call, ended, done }).is_ok() {
+                    let node = node.unwrap_or_else(|| state.config.node.to_string());
+                    let told = AgentMsg::Call {
+                        call,
+                        ended,
+                        node,
+                        done,
+                    };
+                    if actor.cast(told).is_ok() {
                         waiting = Some(wait);
                     }
                 }
                 let _ = reply.send(waiting);
+            }
+            AgentStateMsg::Gained { tenant, reply } => {
+                let loaded = match state.config.directory.by_name(&tenant).cloned() {
+                    Some(t) => {
+                        state.forget(&tenant);
+                        state.load(&myself, &t).await
+                    }
+                    None => Ok(()),
+                };
+                if let Err(e) = &loaded {
+                    tracing::error!(%tenant, error = %e, "the tenant's agents could not be loaded");
+                }
+                let _ = reply.send(loaded.map_err(|e| e.to_string()));
+            }
+            AgentStateMsg::Lost { tenant } => {
+                let stopped = state.forget(&tenant);
+                tracing::info!(%tenant, agents = stopped, "the tenant's agents are another node's now");
             }
             AgentStateMsg::Released { tenant, agent, dn } => {
                 let key = (tenant.clone(), dn);
@@ -240,6 +250,56 @@ impl Actor for Registry {
 }
 
 impl RegistryState {
+    /// Starts an actor for each agent of `tenant` the store holds as logged in.
+    async fn load(
+        &mut self,
+        myself: &ActorRef<AgentStateMsg>,
+        tenant: &Arc<Tenant>,
+    ) -> Result<(), ActorProcessingErr> {
+        let stored = self
+            .config
+            .store
+            .load_all(&tenant.name)
+            .await
+            .map_err(|e| format!("agent states of tenant {}: {e}", tenant.name))?;
+        let mut restored = 0;
+        for s in stored {
+            if agent_config(tenant, &s.agent).is_none() {
+                tracing::warn!(tenant = %tenant.name, agent = %s.agent,
+                    "stored agent is no longer configured: left logged out");
+                continue;
+            }
+            let key = (tenant.name.clone(), s.agent.clone());
+            self.by_dn
+                .insert((tenant.name.clone(), s.dn.clone()), s.agent.clone());
+            self.dn_of.insert(key.clone(), s.dn.clone());
+            let actor = self.spawn_agent(myself, tenant, &s.agent).await?;
+            self.agents.insert(key, actor);
+            restored += 1;
+        }
+        if restored > 0 {
+            tracing::info!(tenant = %tenant.name, agents = restored, "agents logged in");
+        }
+        Ok(())
+    }
+
+    /// Stops the actors of `tenant`'s agents and forgets who holds which DN, writing nothing
+    /// (another node owns them now); how many agents there were.
+    fn forget(&mut self, tenant: &str) -> usize {
+        let mut stopped = 0;
+        self.agents.retain(|(t, _), actor| {
+            if t != tenant {
+                return true;
+            }
+            actor.stop(Some("tenant lost".into()));
+            stopped += 1;
+            false
+        });
+        self.by_dn.retain(|(t, _), _| t != tenant);
+        self.dn_of.retain(|(t, _), _| t != tenant);
+        stopped
+    }
+
     /// The actor of a configured agent, started if need be.
     async fn agent(
         &mut self,
@@ -250,6 +310,11 @@ impl RegistryState {
         let key = (tenant.to_owned(), agent.to_owned());
         if let Some(actor) = self.agents.get(&key) {
             return Ok(actor.clone());
+        }
+        if !self.config.ownership.owns(tenant) {
+            return Err(CommandError::Unavailable(
+                crate::Error::NotOwner(tenant.to_owned()).to_string(),
+            ));
         }
         let unknown = || CommandError::UnknownAgent {
             tenant: tenant.to_owned(),
@@ -358,6 +423,8 @@ enum AgentMsg {
     Call {
         call: String,
         ended: bool,
+        /// The node running the call.
+        node: String,
         done: tokio::sync::oneshot::Sender<()>,
     },
     WrapUp(Duration),
@@ -382,6 +449,8 @@ struct AgentActorState {
     key: u64,
     tenant: String,
     agent: Agent,
+    /// The node running each of the agent's calls.
+    call_nodes: HashMap<String, String>,
     config: AgentStateConfig,
     registry: ActorRef<AgentStateMsg>,
 }
@@ -397,15 +466,17 @@ impl Actor for AgentActor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut agent = Agent::new(args.agent.clone(), args.wrap_up);
+        let mut call_nodes = HashMap::new();
         let stored = args.config.store.load(&args.tenant, &args.agent).await?;
         if let Some(stored) = stored {
-            restore(&mut agent, stored, Instant::now());
+            call_nodes = restore(&mut agent, stored, Instant::now());
         }
         let state = AgentActorState {
             wakeups: args.wakeups,
             key: args.key,
             tenant: args.tenant,
             agent,
+            call_nodes,
             config: args.config,
             registry: args.registry,
         };
@@ -471,10 +542,17 @@ impl Actor for AgentActor {
                 let changes = state.agent.registration(present);
                 state.commit_logged(&changes, now).await;
             }
-            AgentMsg::Call { call, ended, done } => {
+            AgentMsg::Call {
+                call,
+                ended,
+                node,
+                done,
+            } => {
                 let changes = if ended {
+                    state.call_nodes.remove(&call);
                     state.agent.call_ended(&call, now)
                 } else {
+                    state.call_nodes.insert(call.clone(), node);
                     state.agent.call_began(&call)
                 };
                 state.commit_logged(&changes, now).await;
@@ -506,7 +584,7 @@ impl AgentActorState {
         if changes.is_empty() {
             return Ok(());
         }
-        let stored = stored(&self.agent, now);
+        let stored = stored(&self.agent, &self.call_nodes, now);
         self.config
             .store
             .save(&self.tenant, &self.agent.id, stored.as_ref())
@@ -626,7 +704,7 @@ fn wall_ms(at: Instant, now: Instant) -> u64 {
     }
 }
 
-fn stored(agent: &Agent, now: Instant) -> Option<Stored> {
+fn stored(agent: &Agent, call_nodes: &HashMap<String, String>, now: Instant) -> Option<Stored> {
     let session = agent.session.as_ref()?;
     let (mode, reason, work_mode, until) = mode_parts(&agent.mode, now);
     let work_mode = work_mode.unwrap_or(WorkMode::Unknown);
@@ -640,10 +718,19 @@ fn stored(agent: &Agent, now: Instant) -> Option<Stored> {
         wrap_up_until_ms: until,
         dnd: agent.dnd,
         in_service: agent.in_service,
+        calls: agent
+            .calls
+            .iter()
+            .map(|call| StoredCall {
+                call: call.clone(),
+                node: call_nodes.get(call).cloned().unwrap_or_default(),
+            })
+            .collect(),
     })
 }
 
-fn restore(agent: &mut Agent, s: Stored, now: Instant) {
+/// Puts the stored state back into `agent`; the node of each of its calls.
+fn restore(agent: &mut Agent, s: Stored, now: Instant) -> HashMap<String, String> {
     agent.session = Some(Session {
         dn: s.dn,
         queues: s.queues,
@@ -662,6 +749,8 @@ fn restore(agent: &mut Agent, s: Stored, now: Instant) {
     };
     agent.dnd = s.dnd;
     agent.in_service = s.in_service;
+    agent.calls = s.calls.iter().map(|c| c.call.clone()).collect();
+    s.calls.into_iter().map(|c| (c.call, c.node)).collect()
 }
 
 #[cfg(test)]
@@ -685,7 +774,7 @@ mod tests {
             })
             .expect("not ready");
         agent.command(Command::Dnd(true)).expect("dnd");
-        let s = stored(&agent, now).expect("logged in");
+        let s = stored(&agent, &HashMap::new(), now).expect("logged in");
         let mut back = Agent::new("a1001", Duration::from_secs(30));
         restore(&mut back, s, now);
         assert_eq!(back.session, agent.session);
@@ -707,13 +796,13 @@ mod tests {
         agent.command(Command::Ready).expect("ready");
         agent.call_began("c1");
         agent.call_ended("c1", now);
-        let s = stored(&agent, now).expect("logged in");
+        let s = stored(&agent, &HashMap::new(), now).expect("logged in");
         let until = s.wrap_up_until_ms.expect("timed");
         assert!(until.abs_diff(crate::unix_ms() + 30_000) < 1000);
         let mut back = Agent::new("a1001", Duration::from_secs(30));
         restore(&mut back, s, now);
         let due = back.poll_timeout().expect("still timed");
         assert!(due.duration_since(now).as_secs() >= 29);
-        assert!(stored(&Agent::new("a1002", Duration::ZERO), now).is_none());
+        assert!(stored(&Agent::new("a1002", Duration::ZERO), &HashMap::new(), now).is_none());
     }
 }

@@ -9,11 +9,12 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::Keys;
+use crate::lease::Fencing;
 use crate::redis_retry::query;
 use crate::store::StoreFuture;
 
-/// A logged-in agent's state as stored. Calls are not kept: they live on the node that runs
-/// them and are reported again by it.
+/// A logged-in agent's state as stored, with the calls its DN is on and the node running
+/// each (a call of a node that no longer runs is left out as the state loads).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stored {
@@ -32,6 +33,15 @@ pub struct Stored {
     #[serde(default)]
     pub dnd: bool,
     pub in_service: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<StoredCall>,
+}
+
+/// A call an agent's DN is on, and the node running it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCall {
+    pub call: String,
+    pub node: String,
 }
 
 /// Logged-in agents' states by tenant and agent.
@@ -93,16 +103,45 @@ impl AgentStore for MemoryAgents {
     }
 }
 
-/// Agents' states in Redis: a restart keeps everyone logged in.
+/// Agents' states in Redis: a restart keeps everyone logged in, and a node that takes a
+/// tenant over finds its agents as their last owner left them. Writes are fenced: only the
+/// tenant's owner makes them (see [`crate::lease::Fencing`]).
 #[derive(Clone)]
 pub struct RedisAgents {
     conn: ConnectionManager,
-    keys: Keys,
+    fencing: Fencing,
 }
 
 impl RedisAgents {
-    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
-        Self { conn, keys }
+    pub fn new(conn: ConnectionManager, fencing: Fencing) -> Self {
+        Self { conn, fencing }
+    }
+
+    fn keys(&self) -> &Keys {
+        self.fencing.keys()
+    }
+
+    /// `stored` without the calls of nodes that no longer run (their calls ended with them).
+    async fn live_calls(&self, mut stored: Stored) -> crate::Result<Stored> {
+        if stored.calls.is_empty() {
+            return Ok(stored);
+        }
+        let mut nodes: Vec<String> = stored.calls.iter().map(|c| c.node.clone()).collect();
+        nodes.sort();
+        nodes.dedup();
+        let mut running = Vec::new();
+        for node in nodes {
+            let alive: bool = query(
+                &self.conn,
+                redis::cmd("EXISTS").arg(self.keys().node_alive(&node)),
+            )
+            .await?;
+            if alive {
+                running.push(node);
+            }
+        }
+        stored.calls.retain(|c| running.contains(&c.node));
+        Ok(stored)
     }
 }
 
@@ -111,20 +150,20 @@ impl AgentStore for RedisAgents {
         Box::pin(async move {
             let all: HashMap<String, String> = query(
                 &self.conn,
-                redis::cmd("HGETALL").arg(self.keys.agents(tenant)),
+                redis::cmd("HGETALL").arg(self.keys().agents(tenant)),
             )
             .await?;
-            Ok(all
-                .into_iter()
-                .filter_map(|(agent, json)| match serde_json::from_str(&json) {
-                    Ok(stored) => Some(stored),
+            let mut loaded = Vec::with_capacity(all.len());
+            for (agent, json) in all {
+                match serde_json::from_str(&json) {
+                    Ok(stored) => loaded.push(self.live_calls(stored).await?),
                     Err(e) => {
                         tracing::warn!(tenant, %agent, error = %e,
                             "stored agent state unreadable: the agent starts logged out");
-                        None
                     }
-                })
-                .collect())
+                }
+            }
+            Ok(loaded)
         })
     }
 
@@ -132,10 +171,13 @@ impl AgentStore for RedisAgents {
         Box::pin(async move {
             let json: Option<String> = query(
                 &self.conn,
-                redis::cmd("HGET").arg(self.keys.agents(tenant)).arg(agent),
+                redis::cmd("HGET").arg(self.keys().agents(tenant)).arg(agent),
             )
             .await?;
-            Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+            match json.and_then(|j| serde_json::from_str(&j).ok()) {
+                Some(stored) => Ok(Some(self.live_calls(stored).await?)),
+                None => Ok(None),
+            }
         })
     }
 
@@ -145,20 +187,17 @@ impl AgentStore for RedisAgents {
         agent: &'a str,
         state: Option<&'a Stored>,
     ) -> StoreFuture<'a, ()> {
-        let cmd = match state {
-            Some(s) => {
-                let mut c = redis::cmd("HSET");
-                c.arg(self.keys.agents(tenant))
-                    .arg(agent)
-                    .arg(serde_json::to_string(s).unwrap_or_default());
-                c
-            }
-            None => {
-                let mut c = redis::cmd("HDEL");
-                c.arg(self.keys.agents(tenant)).arg(agent);
-                c
-            }
-        };
-        Box::pin(async move { Ok(query::<()>(&self.conn, &cmd).await?) })
+        Box::pin(async move {
+            let json = state.map(|s| serde_json::to_string(s).unwrap_or_default());
+            self.fencing
+                .write_hash(
+                    &self.conn,
+                    tenant,
+                    &self.keys().agents(tenant),
+                    agent,
+                    json.as_deref(),
+                )
+                .await
+        })
     }
 }

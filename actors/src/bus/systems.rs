@@ -45,12 +45,17 @@ impl Systems {
 
 impl Handler for Systems {
     fn gained<'a>(&'a self, tenant: &'a str, fence: Fence) -> BusFuture<'a, ()> {
-        tracing::info!(tenant, %fence, "taking over the tenant's routing and agents");
-        Box::pin(async {})
+        Box::pin(async move {
+            tracing::info!(tenant, %fence, "taking over the tenant's routing and agents");
+            if let Err(e) = self.agents.gained(tenant).await {
+                tracing::error!(tenant, error = %e, "the tenant's agents were not loaded");
+            }
+        })
     }
 
     fn lost(&self, tenant: &str) {
-        tracing::warn!(tenant, "no longer the tenant's owner");
+        tracing::warn!(tenant, "no longer the tenant's owner: its routing and agents stop here");
+        self.agents.lost(tenant);
     }
 
     fn owner<'a>(
@@ -97,7 +102,7 @@ impl Handler for Systems {
                     ended,
                 } => {
                     self.agents
-                        .call_changed(tenant, &dns, &left, &call, ended)
+                        .call_changed_on(Some(from), tenant, &dns, &left, &call, ended)
                         .await;
                     Some(Answer::Done)
                 }

@@ -223,6 +223,20 @@ impl AgentState {
         call: &str,
         ended: bool,
     ) {
+        self.call_changed_on(None, tenant, dns, left, call, ended)
+            .await
+    }
+
+    /// As [`Self::call_changed`], for a call that node `node` runs (`None`: this one).
+    pub async fn call_changed_on(
+        &self,
+        node: Option<&str>,
+        tenant: &str,
+        dns: &[String],
+        left: &[String],
+        call: &str,
+        ended: bool,
+    ) {
         if let Some(owner) = self.elsewhere(tenant) {
             let asked = OwnerBound::CallChanged {
                 dns: dns.to_vec(),
@@ -248,6 +262,7 @@ impl AgentState {
                     dn: dn.clone(),
                     call: call.to_owned(),
                     ended,
+                    node: node.map(str::to_owned),
                     reply,
                 },
                 CALL_REPORT_WAIT.as_millis() as u64
@@ -271,6 +286,22 @@ impl AgentState {
                 );
             }
         }
+    }
+
+    /// This node became `tenant`'s owner: returns once its agents are loaded.
+    pub async fn gained(&self, tenant: &str) -> Result<(), String> {
+        let asked = ractor::call!(self.registry, |reply| AgentStateMsg::Gained {
+            tenant: tenant.to_owned(),
+            reply
+        });
+        asked.unwrap_or_else(|e| Err(e.to_string()))
+    }
+
+    /// This node no longer owns `tenant`.
+    pub fn lost(&self, tenant: &str) {
+        let _ = self.registry.cast(AgentStateMsg::Lost {
+            tenant: tenant.to_owned(),
+        });
     }
 
     /// Follows the tenant configuration as it changes.
@@ -303,15 +334,25 @@ pub enum AgentStateMsg {
         dn: String,
         present: bool,
     },
-    /// A call's change for the agent on `dn` (`ended`: the call is over for it); answers
-    /// with a receiver told when the agent's change is written, if an agent is there.
+    /// A call's change for the agent on `dn` (`ended`: the call is over for it), from the
+    /// node running it (`None`: this one); answers with a receiver told when the agent's
+    /// change is written, if an agent is there.
     Call {
         tenant: String,
         dn: String,
         call: String,
         ended: bool,
+        node: Option<String>,
         reply: RpcReplyPort<Option<tokio::sync::oneshot::Receiver<()>>>,
     },
+    /// This node became `tenant`'s owner: its agents are loaded from the store, then the
+    /// answer (an error if the store could not be read).
+    Gained {
+        tenant: String,
+        reply: RpcReplyPort<Result<(), String>>,
+    },
+    /// This node no longer owns `tenant`: its agents' actors stop, writing nothing.
+    Lost { tenant: String },
     /// An agent gave up its DN: it logged out, or its login could not be stored.
     Released {
         tenant: String,

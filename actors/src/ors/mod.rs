@@ -391,6 +391,8 @@ mod tests {
             directory,
             bindings: Arc::new(MemoryBindings::default()),
             rq: None,
+            node: "sbtest".into(),
+            ownership: crate::lease::Ownership::Alone,
         };
         let agents = AgentState::spawn(config, &supervisor)
             .await
