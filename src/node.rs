@@ -13,9 +13,7 @@ use switchboard_actors::agent_state::store::{AgentStore, MemoryAgents, RedisAgen
 use switchboard_actors::bus::{Bus, BusConfig, Systems};
 use switchboard_actors::call_state::{MemorySnapshots, RedisSnapshots, SnapshotStore};
 use switchboard_actors::events::{EventSink, RedisSink};
-use switchboard_actors::lease::{
-    Fencing, Holding, LeaseConfig, Leases, Ownership, TenantNames,
-};
+use switchboard_actors::lease::{Fencing, Holding, LeaseConfig, Leases, Ownership, TenantNames};
 use switchboard_actors::messages::agent_state::AgentState;
 use switchboard_actors::messages::bus::{ToNode, ToOwner};
 use switchboard_actors::messages::call_state::CallThreads;

@@ -171,7 +171,9 @@ impl AgentStore for RedisAgents {
         Box::pin(async move {
             let json: Option<String> = query(
                 &self.conn,
-                redis::cmd("HGET").arg(self.keys().agents(tenant)).arg(agent),
+                redis::cmd("HGET")
+                    .arg(self.keys().agents(tenant))
+                    .arg(agent),
             )
             .await?;
             match json.and_then(|j| serde_json::from_str(&j).ok()) {

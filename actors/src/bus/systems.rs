@@ -54,7 +54,10 @@ impl Handler for Systems {
     }
 
     fn lost(&self, tenant: &str) {
-        tracing::warn!(tenant, "no longer the tenant's owner: its routing and agents stop here");
+        tracing::warn!(
+            tenant,
+            "no longer the tenant's owner: its routing and agents stop here"
+        );
         self.agents.lost(tenant);
     }
 

@@ -352,7 +352,9 @@ pub enum AgentStateMsg {
         reply: RpcReplyPort<Result<(), String>>,
     },
     /// This node no longer owns `tenant`: its agents' actors stop, writing nothing.
-    Lost { tenant: String },
+    Lost {
+        tenant: String,
+    },
     /// An agent gave up its DN: it logged out, or its login could not be stored.
     Released {
         tenant: String,

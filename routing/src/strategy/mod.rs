@@ -54,7 +54,7 @@ mod calendar;
 mod parse;
 mod session;
 
-pub use session::{Action, CallInfo, Event, Session};
+pub use session::{Action, CallInfo, Event, InQueue, ResumeError, Saved, Session};
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -345,6 +345,66 @@ mod tests {
 
     fn drain(s: &mut Session) -> Vec<Action> {
         std::iter::from_fn(|| s.poll_action()).collect()
+    }
+
+    /// A session saved at each point it rests and resumed from JSON (as another node does
+    /// after a takeover) goes on exactly as the one that never stopped.
+    #[test]
+    fn a_saved_session_resumes_where_it_was() {
+        let program = Arc::new(Program::compile(DEMO).expect("valid"));
+        let moved = |s: &Session| {
+            let saved = s.save().expect("at rest");
+            let json = serde_json::to_string(&saved).expect("json");
+            let back: Saved = serde_json::from_str(&json).expect("json back");
+            assert_eq!(back, saved);
+            Session::resume(program.clone(), back).expect("resumes")
+        };
+        let (mut s, _) = start(DEMO, MONDAY_10);
+        let mut r = moved(&s);
+        assert_eq!(
+            r.in_queue(),
+            Some(InQueue {
+                queue: "support".into(),
+                target: Target::parse("english >= 3").expect("valid"),
+                priority: 5,
+                since: MONDAY_10,
+                routing: false,
+            })
+        );
+        assert_eq!(r.poll_timeout(), s.poll_timeout());
+        // Matched, then the agent did not answer: both go back to the queue with its age.
+        for session in [&mut s, &mut r] {
+            session.handle(
+                Event::Matched {
+                    agent: "a1001".into(),
+                    dn: "1001".into(),
+                },
+                MONDAY_10 + 1_000,
+            );
+        }
+        assert_eq!(drain(&mut s), drain(&mut r));
+        let mut r = moved(&r);
+        assert!(r.in_queue().expect("routing").routing);
+        for session in [&mut s, &mut r] {
+            session.handle(Event::RouteFailed, MONDAY_10 + 2_000);
+        }
+        assert_eq!(drain(&mut s), drain(&mut r));
+        // The overflow step and the timeout come at the same times.
+        let mut r = moved(&r);
+        for at in [MONDAY_10 + 30_000, MONDAY_10 + 300_000] {
+            s.handle_timeout(at);
+            r.handle_timeout(at);
+            assert_eq!(drain(&mut s), drain(&mut r));
+        }
+        // Both sent to the default destination, awaiting the outcome.
+        assert_eq!(s.save(), r.save());
+        assert_eq!(r.in_queue(), None);
+        let mut past = start(DEMO, MONDAY_10).0.save().expect("at rest");
+        past.pc = 99;
+        assert_eq!(
+            Session::resume(program, past).err(),
+            Some(ResumeError::PastTheEnd(99))
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::{Instr, Overflow, Program, Route, Treatment};
 use crate::target::Target;
 
 /// The call a session routes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CallInfo {
     pub caller: String,
     pub dialed: String,
@@ -87,6 +87,112 @@ struct Queued {
     priority: u32,
 }
 
+/// A session at rest as it is kept outside the node (see [`Session::save`]), so that another
+/// node resumes it where it was: the statement it is at, what it waits for, its queue's
+/// deadlines and overflow steps at absolute times.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Saved {
+    call: CallInfo,
+    pub(super) pc: usize,
+    phase: SavedPhase,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum SavedPhase {
+    Treating { collect: Option<String> },
+    Waiting { until: u64 },
+    Queued(SavedQueued),
+    Routing(SavedQueued),
+    Sent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SavedQueued {
+    queue: String,
+    since: u64,
+    timeout_at: Option<u64>,
+    after: Vec<(u64, SavedOverflow)>,
+    target: String,
+    priority: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum SavedOverflow {
+    Priority(u32),
+    Target(String),
+}
+
+/// Why a saved session cannot be resumed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResumeError {
+    #[error("its statement {0} is past the end of the strategy")]
+    PastTheEnd(usize),
+    #[error("its target {0:?} does not parse")]
+    Target(String),
+}
+
+/// Where a resumed session's call waits, so that its queue takes it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InQueue {
+    pub queue: String,
+    pub target: Target,
+    pub priority: u32,
+    pub since: u64,
+    /// Routed to a reserved agent, awaiting the outcome.
+    pub routing: bool,
+}
+
+impl Queued {
+    fn save(&self) -> SavedQueued {
+        SavedQueued {
+            queue: self.queue.clone(),
+            since: self.since,
+            timeout_at: self.timeout_at,
+            after: self
+                .after
+                .iter()
+                .map(|(t, o)| {
+                    let o = match o {
+                        Overflow::Priority(p) => SavedOverflow::Priority(*p),
+                        Overflow::Target(t) => SavedOverflow::Target(t.to_string()),
+                    };
+                    (*t, o)
+                })
+                .collect(),
+            target: self.target.to_string(),
+            priority: self.priority,
+        }
+    }
+
+    fn resume(s: SavedQueued) -> Result<Box<Self>, ResumeError> {
+        let target = |t: String| Target::parse(&t).map_err(|_| ResumeError::Target(t));
+        let after = s
+            .after
+            .into_iter()
+            .map(|(at, o)| {
+                Ok((
+                    at,
+                    match o {
+                        SavedOverflow::Priority(p) => Overflow::Priority(p),
+                        SavedOverflow::Target(t) => Overflow::Target(target(t)?),
+                    },
+                ))
+            })
+            .collect::<Result<_, ResumeError>>()?;
+        Ok(Box::new(Queued {
+            queue: s.queue,
+            since: s.since,
+            timeout_at: s.timeout_at,
+            after,
+            target: target(s.target)?,
+            priority: s.priority,
+        }))
+    }
+}
+
 /// How many statements may run without waiting before a session is stopped (a guard; the
 /// compiler refuses loops that would do it).
 const MAX_STEPS: usize = 10_000;
@@ -115,6 +221,67 @@ impl Session {
         };
         s.run(now);
         s
+    }
+
+    /// The session as it rests now, to resume elsewhere; `None` once it is over (or while
+    /// it has actions not yet taken, which a session at rest never has).
+    pub fn save(&self) -> Option<Saved> {
+        if !self.out.is_empty() {
+            return None;
+        }
+        let phase = match &self.phase {
+            Phase::Running | Phase::Done => return None,
+            Phase::Treating { collect } => SavedPhase::Treating {
+                collect: collect.clone(),
+            },
+            Phase::Waiting { until } => SavedPhase::Waiting { until: *until },
+            Phase::Queued(q) => SavedPhase::Queued(q.save()),
+            Phase::Routing(q) => SavedPhase::Routing(q.save()),
+            Phase::Sent => SavedPhase::Sent,
+        };
+        Some(Saved {
+            call: self.call.clone(),
+            pc: self.pc,
+            phase,
+        })
+    }
+
+    /// A saved session of `program` (the strategy version it started with), as it was.
+    pub fn resume(program: Arc<Program>, saved: Saved) -> Result<Self, ResumeError> {
+        if saved.pc > program.code.len() {
+            return Err(ResumeError::PastTheEnd(saved.pc));
+        }
+        let phase = match saved.phase {
+            SavedPhase::Treating { collect } => Phase::Treating { collect },
+            SavedPhase::Waiting { until } => Phase::Waiting { until },
+            SavedPhase::Queued(q) => Phase::Queued(Queued::resume(q)?),
+            SavedPhase::Routing(q) => Phase::Routing(Queued::resume(q)?),
+            SavedPhase::Sent => Phase::Sent,
+        };
+        Ok(Self {
+            program,
+            call: saved.call,
+            pc: saved.pc,
+            phase,
+            out: VecDeque::new(),
+        })
+    }
+
+    /// Where the call waits in a queue (or is routed to an agent its queue reserved), if it
+    /// does.
+    pub fn in_queue(&self) -> Option<InQueue> {
+        let (q, routing) = match &self.phase {
+            Phase::Queued(q) => (q, false),
+            Phase::Routing(q) => (q, true),
+            _ => return None,
+        };
+        Some(InQueue {
+            queue: q.queue.clone(),
+            target: q.target.clone(),
+            priority: q.priority,
+            since: q.since,
+            routing,
+        })
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
