@@ -22,7 +22,8 @@ use switchboard_actors::messages::registrar::BindingStore;
 use switchboard_actors::messages::rq::Rq;
 use switchboard_actors::messages::sip_cluster::Cluster;
 use switchboard_actors::ors::callbacks::Callbacks;
-use switchboard_actors::ors::wall_clock;
+use switchboard_actors::ors::store::{MemoryRouting, RedisRouting, RoutingStore};
+use switchboard_actors::ors::{OrsArgs, wall_clock};
 use switchboard_actors::registrar::{
     MemoryBindings, Policy, RedisBindings, Registrar, RegistrarConfig, RegistrarMsg,
 };
@@ -394,11 +395,22 @@ impl Node {
         )
         .await
         .context("agent state")?;
+        let routing_store: Arc<dyn RoutingStore> = match &redis {
+            Some(conn) => Arc::new(RedisRouting::new(
+                conn.clone(),
+                Fencing::new(&node, ownership.clone(), keys.clone()),
+            )),
+            None => Arc::new(MemoryRouting::default()),
+        };
         let ors = Ors::spawn(
-            rq.clone(),
-            agents.clone(),
-            wall_clock(),
-            to_node,
+            OrsArgs {
+                rq: rq.clone(),
+                agents: agents.clone(),
+                clock: wall_clock(),
+                to_node,
+                store: routing_store,
+                node: node.clone(),
+            },
             &supervisor,
         )
         .await

@@ -137,6 +137,16 @@ impl Keys {
         self.of(tenant, format_args!("fence"))
     }
 
+    /// The hash of the tenant's routing sessions at rest, by call (see [`crate::ors`]).
+    pub fn sessions(&self, tenant: &str) -> String {
+        self.of(tenant, format_args!("sessions"))
+    }
+
+    /// The hash of the tenant's GES callbacks, by id.
+    pub fn callbacks(&self, tenant: &str) -> String {
+        self.of(tenant, format_args!("callbacks"))
+    }
+
     /// The stream of messages for the tenant's owner, read by the owner alone (see
     /// [`crate::bus`]).
     pub fn owner_inbox(&self, tenant: &str) -> String {

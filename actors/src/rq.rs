@@ -199,6 +199,30 @@ impl Actor for RqActor {
                     }
                 }
             }
+            RqMsg::Restore {
+                tenant,
+                call,
+                queue,
+                agent,
+                waiter,
+            } => {
+                let t = state.tenants.entry(tenant).or_default();
+                t.pool.reserve(&agent);
+                t.by_call.insert(call.clone(), agent.clone());
+                let reached = t.agents.get(&agent).is_some_and(|i| i.on_call);
+                t.reserved.insert(
+                    agent,
+                    Reservation {
+                        call,
+                        queue,
+                        waiter,
+                        reached,
+                    },
+                );
+            }
+            RqMsg::Forget { tenant } => {
+                state.tenants.remove(&tenant);
+            }
             RqMsg::Stats { tenant, reply } => {
                 let _ = reply.send(state.stats(&tenant));
             }

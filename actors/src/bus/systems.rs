@@ -11,7 +11,7 @@ use crate::lease::Fence;
 use crate::messages::agent_state::AgentState;
 use crate::messages::bus::{Answer, BusFuture, NodeBound, OwnerBound};
 use crate::messages::ors::{CallAddr, Ors, OrsMsg, RouteRequest};
-use crate::messages::rq::Rq;
+use crate::messages::rq::{Rq, RqMsg};
 use crate::messages::sip_cluster::{Cluster, ClusterMsg};
 use crate::tenant::Directory;
 
@@ -47,8 +47,17 @@ impl Handler for Systems {
     fn gained<'a>(&'a self, tenant: &'a str, fence: Fence) -> BusFuture<'a, ()> {
         Box::pin(async move {
             tracing::info!(tenant, %fence, "taking over the tenant's routing and agents");
+            // Queues start empty; the agents loaded say who is available, then the sessions
+            // resumed put their calls back (and hold the agents they were routed to).
+            self.rq.send(RqMsg::Forget {
+                tenant: tenant.to_owned(),
+            });
             if let Err(e) = self.agents.gained(tenant).await {
                 tracing::error!(tenant, error = %e, "the tenant's agents were not loaded");
+            }
+            let found = self.directory.borrow().by_name(tenant).cloned();
+            if let Some(t) = found {
+                self.ors.gained(t).await;
             }
         })
     }
@@ -59,6 +68,10 @@ impl Handler for Systems {
             "no longer the tenant's owner: its routing and agents stop here"
         );
         self.agents.lost(tenant);
+        self.ors.lost(tenant);
+        self.rq.send(RqMsg::Forget {
+            tenant: tenant.to_owned(),
+        });
     }
 
     fn owner<'a>(
@@ -84,14 +97,23 @@ impl Handler for Systems {
                         dnis: r.dnis,
                         user_data: r.user_data,
                     };
+                    let (kept, done) = tokio::sync::oneshot::channel();
                     self.ors.send(OrsMsg::Request {
                         request: Box::new(request),
                         call: CallAddr::Node(from.to_owned()),
+                        kept: Some(kept),
                     });
+                    kept_within(done).await;
                     None
                 }
                 OwnerBound::Report { call, report } => {
-                    self.ors.send(OrsMsg::Report { call, report });
+                    let (kept, done) = tokio::sync::oneshot::channel();
+                    self.ors.send(OrsMsg::Report {
+                        call,
+                        report,
+                        kept: Some(kept),
+                    });
+                    kept_within(done).await;
                     None
                 }
                 OwnerBound::Registration { dn, present } => {
@@ -126,5 +148,16 @@ impl Handler for Systems {
                 self.cluster.send(ClusterMsg::Order { call, order })
             }
         }
+    }
+}
+
+/// Waits until what a message changed is kept (so that the bus acknowledges it only then), a
+/// bounded time.
+async fn kept_within(done: tokio::sync::oneshot::Receiver<()>) {
+    if tokio::time::timeout(std::time::Duration::from_secs(5), done)
+        .await
+        .is_err()
+    {
+        tracing::warn!("a routing change was not kept within 5 s");
     }
 }

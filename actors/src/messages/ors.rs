@@ -78,17 +78,33 @@ pub enum CallAddr {
     Node(String),
 }
 
+/// Told once what a message changed is kept (so that the bus may acknowledge it).
+pub type Kept = tokio::sync::oneshot::Sender<()>;
+
 /// What the orchestration system takes.
 pub enum OrsMsg {
     /// A call reached a routing point: a session starts, whose orders go to `call`.
     Request {
         request: Box<RouteRequest>,
         call: CallAddr,
+        kept: Option<Kept>,
     },
     /// What a call at a routing point tells its session.
-    Report { call: String, report: Report },
+    Report {
+        call: String,
+        report: Report,
+        kept: Option<Kept>,
+    },
     /// From `rq`: an agent is reserved for a call, or no longer.
     Rq(Told),
+    /// This node became `tenant`'s owner: the sessions its last owner left are resumed
+    /// (their calls back in their queues, with their reserved agents), then the answer.
+    Gained {
+        tenant: Arc<Tenant>,
+        reply: tokio::sync::oneshot::Sender<()>,
+    },
+    /// This node no longer owns `tenant`: its sessions are dropped here.
+    Lost { tenant: String },
 }
 
 /// Reaches the orchestration system. Started by [`crate::ors`]. Cheap to clone.
@@ -146,6 +162,7 @@ impl Ors {
             None => self.send(OrsMsg::Request {
                 request,
                 call: CallAddr::Here(call),
+                kept: None,
             }),
         }
     }
@@ -154,7 +171,11 @@ impl Ors {
     pub fn report(&self, tenant: &str, call: String, report: Report) {
         match self.elsewhere(tenant) {
             Some(owner) => owner.send(tenant, OwnerBound::Report { call, report }),
-            None => self.send(OrsMsg::Report { call, report }),
+            None => self.send(OrsMsg::Report {
+                call,
+                report,
+                kept: None,
+            }),
         }
     }
 
@@ -168,6 +189,20 @@ impl Ors {
         Waiter::new(move |told| {
             let _ = actor.send_message(OrsMsg::Rq(told));
         })
+    }
+
+    /// This node became `tenant`'s owner: returns once its sessions are resumed.
+    pub async fn gained(&self, tenant: Arc<Tenant>) {
+        let (reply, resumed) = tokio::sync::oneshot::channel();
+        self.send(OrsMsg::Gained { tenant, reply });
+        let _ = resumed.await;
+    }
+
+    /// This node no longer owns `tenant`.
+    pub fn lost(&self, tenant: &str) {
+        self.send(OrsMsg::Lost {
+            tenant: tenant.to_owned(),
+        });
     }
 
     pub fn stop(&self) {

@@ -116,6 +116,20 @@ pub enum RqMsg {
         call: String,
         waited_ms: u64,
     },
+    /// A call routed to `agent` (reserved for it by the tenant's last owner) as a new owner
+    /// takes the tenant over: the agent is held for it as before.
+    Restore {
+        tenant: String,
+        call: String,
+        queue: String,
+        agent: String,
+        waiter: Waiter,
+    },
+    /// Forgets everything of `tenant`: another node owns it now, or this one takes it over
+    /// afresh.
+    Forget {
+        tenant: String,
+    },
     Stats {
         tenant: String,
         reply: RpcReplyPort<Vec<QueueStats>>,

@@ -8,24 +8,32 @@
 //! for each would cost more than the session. A session keeps the strategy version it started
 //! with: a new version applies to new calls only.
 //!
+//! Each session at rest is kept in the [`store::RoutingStore`] as it changes (in order, by one
+//! writer), so that a node taking the tenant over resumes it ([`resume`]): its call back in
+//! its queue with its age, or its reserved agent held for it.
+//!
 //! GES's callbacks ([`callbacks`]) are sessions of this system too: they wait in `rq` as calls
 //! do, and are placed through the cluster once an agent is reserved.
 
 pub mod callbacks;
+mod resume;
+pub mod store;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use switchboard_routing::strategy::{Action, CallInfo, Event, Route, Session};
+use switchboard_routing::strategy::{Action, CallInfo, Event, Route, Saved, Session};
+use tokio::sync::mpsc;
 
 use crate::messages::agent_state::{AgentState, Command, WorkMode};
 use crate::messages::bus::{NodeBound, ToNode};
-use crate::messages::ors::{CallAddr, Order, Ors, OrsMsg, Report};
+use crate::messages::ors::{CallAddr, Kept, Order, Ors, OrsMsg, Report};
 use crate::messages::rq::{Rq, RqMsg, Told};
 use crate::supervisor::Supervisor;
 use crate::wakeups::Wakeups;
+use store::{Kind, RoutingStore};
 
 /// The time a session runs on, in unix ms: the wall clock, or a test's.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -35,20 +43,23 @@ pub fn wall_clock() -> Clock {
     Arc::new(crate::unix_ms)
 }
 
+/// What the orchestration system is started with.
+pub struct OrsArgs {
+    pub rq: Rq,
+    pub agents: AgentState,
+    pub clock: Clock,
+    /// Where orders for calls on other nodes go (with a bus).
+    pub to_node: Option<Arc<dyn ToNode>>,
+    /// Where sessions are kept as they change.
+    pub store: Arc<dyn RoutingStore>,
+    /// This node's id: where the calls that reach routing directly run.
+    pub node: Arc<str>,
+}
+
 impl Ors {
-    /// Starts the orchestration system under the root supervisor; its failure stops the node
-    /// (its sessions live only in its memory). Orders for calls on other nodes go through
-    /// `to_node`.
-    pub async fn spawn(
-        rq: Rq,
-        agents: AgentState,
-        clock: Clock,
-        to_node: Option<Arc<dyn ToNode>>,
-        supervisor: &Supervisor,
-    ) -> Result<Self, ractor::SpawnErr> {
-        let actor = supervisor
-            .spawn("ors", OrsActor, (rq, agents, clock, to_node))
-            .await?;
+    /// Starts the orchestration system under the root supervisor; its failure stops the node.
+    pub async fn spawn(args: OrsArgs, supervisor: &Supervisor) -> Result<Self, ractor::SpawnErr> {
+        let actor = supervisor.spawn("ors", OrsActor, args).await?;
         Ok(Self::new(actor.get_derived()))
     }
 }
@@ -68,6 +79,12 @@ struct OrsState {
     agents: AgentState,
     clock: Clock,
     to_node: Option<Arc<dyn ToNode>>,
+    node: Arc<str>,
+    store: Arc<dyn RoutingStore>,
+    /// The writer keeping sessions, in the order they change.
+    writes: mpsc::UnboundedSender<Write>,
+    /// Told once what the message in hand changed is kept.
+    kept: Option<Kept>,
     wakeups: Wakeups<Msg>,
     sessions: HashMap<String, Entry>,
     /// When each session next needs waking, earliest first: a change touches one session's
@@ -80,6 +97,10 @@ struct Entry {
     tenant: String,
     session: Session,
     call: CallAddr,
+    /// The node running the call, and the strategy version the session runs.
+    node: String,
+    strategy: String,
+    version: u32,
     started_ms: u64,
     /// The agent the call is routed to, while it rings.
     agent: Option<String>,
@@ -90,18 +111,24 @@ struct Entry {
 impl Actor for OrsActor {
     type Msg = Msg;
     type State = OrsState;
-    type Arguments = (Rq, AgentState, Clock, Option<Arc<dyn ToNode>>);
+    type Arguments = OrsArgs;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        (rq, agents, clock, to_node): Self::Arguments,
+        args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let (writes, to_write) = mpsc::unbounded_channel();
+        tokio::spawn(write(args.store.clone(), to_write));
         Ok(OrsState {
-            rq,
-            agents,
-            clock,
-            to_node,
+            rq: args.rq,
+            agents: args.agents,
+            clock: args.clock,
+            to_node: args.to_node,
+            node: args.node,
+            store: args.store,
+            writes,
+            kept: None,
             wakeups: Wakeups::start(|| Msg::Wake),
             sessions: HashMap::new(),
             due: BTreeSet::new(),
@@ -117,7 +144,17 @@ impl Actor for OrsActor {
     ) -> Result<(), ActorProcessingErr> {
         let now = (state.clock)();
         match message {
-            Msg::Face(OrsMsg::Request { request, call }) => {
+            Msg::Face(OrsMsg::Request {
+                request,
+                call,
+                kept,
+            }) => {
+                state.kept = kept;
+                if state.sessions.contains_key(&request.call) {
+                    // Delivered again (its first owner died before acknowledging it).
+                    state.flush();
+                    return Ok(());
+                }
                 let Some((version, program)) = request.tenant.strategy(&request.strategy) else {
                     tracing::warn!(tenant = %request.tenant.name, call_id = %request.call,
                         strategy = %request.strategy, "no such strategy: default destination");
@@ -138,10 +175,17 @@ impl Actor for OrsActor {
                     dialed: request.dnis.clone(),
                     data: request.user_data.clone(),
                 };
+                let node = match &call {
+                    CallAddr::Here(_) => state.node.to_string(),
+                    CallAddr::Node(node) => node.clone(),
+                };
                 let entry = Entry {
                     tenant: request.tenant.name.clone(),
                     session: Session::new(program, info, now),
                     call,
+                    node,
+                    strategy: request.strategy.clone(),
+                    version,
                     started_ms: now,
                     agent: None,
                     due: None,
@@ -149,8 +193,10 @@ impl Actor for OrsActor {
                 state.sessions.insert(request.call.clone(), entry);
                 state.drive(&request.call, &myself);
             }
-            Msg::Face(OrsMsg::Report { call, report }) => {
+            Msg::Face(OrsMsg::Report { call, report, kept }) => {
+                state.kept = kept;
                 let Some(entry) = state.sessions.get_mut(&call) else {
+                    state.flush();
                     return Ok(());
                 };
                 let event = match report {
@@ -200,6 +246,11 @@ impl Actor for OrsActor {
                     deliver(&state.to_node, &entry.tenant, &call, &entry.call, order);
                 }
             }
+            Msg::Face(OrsMsg::Gained { tenant, reply }) => {
+                state.resume(&tenant, &myself, now).await;
+                let _ = reply.send(());
+            }
+            Msg::Face(OrsMsg::Lost { tenant }) => state.drop_tenant(&tenant),
             Msg::Wake => {
                 state.wake_at = None;
                 while let Some((at, call)) = state.due.first().cloned()
@@ -215,7 +266,62 @@ impl Actor for OrsActor {
                 state.schedule(&myself, now);
             }
         }
+        state.flush();
         Ok(())
+    }
+}
+
+/// A session kept, as the store holds it.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Record {
+    /// The node running the call.
+    node: String,
+    strategy: String,
+    version: u32,
+    started_ms: u64,
+    /// The agent the call is routed to, while it rings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent: Option<String>,
+    session: Saved,
+}
+
+impl Record {
+    fn of(entry: &Entry) -> Option<Self> {
+        Some(Record {
+            node: entry.node.clone(),
+            strategy: entry.strategy.clone(),
+            version: entry.version,
+            started_ms: entry.started_ms,
+            agent: entry.agent.clone(),
+            session: entry.session.save()?,
+        })
+    }
+}
+
+/// One write of the session writer: a record to keep (`Some(None)` removes it), and whom to
+/// tell once it and those before it are kept.
+struct Write {
+    tenant: String,
+    call: String,
+    record: Option<Option<String>>,
+    kept: Option<Kept>,
+}
+
+/// Keeps the sessions' records in the order they changed.
+async fn write(store: Arc<dyn RoutingStore>, mut writes: mpsc::UnboundedReceiver<Write>) {
+    while let Some(w) = writes.recv().await {
+        if let Some(record) = &w.record
+            && let Err(e) = store
+                .save(Kind::Sessions, &w.tenant, &w.call, record.as_deref())
+                .await
+        {
+            tracing::warn!(tenant = %w.tenant, call_id = %w.call, error = %e,
+                "routing session not kept: a takeover would not find it as it is");
+        }
+        if let Some(kept) = w.kept {
+            let _ = kept.send(());
+        }
     }
 }
 
@@ -334,10 +440,38 @@ impl OrsState {
         }
         if entry.session.is_done() {
             self.sessions.remove(call);
+            self.keep(&tenant, call, None);
             return;
+        }
+        let record = Record::of(entry).and_then(|r| serde_json::to_string(&r).ok());
+        if record.is_some() {
+            self.keep(&tenant, call, record);
         }
         let now = (self.clock)();
         self.schedule(myself, now);
+    }
+
+    /// Keeps a session's record (`None`: it is over), after those before it; the message in
+    /// hand is told once it is kept.
+    fn keep(&mut self, tenant: &str, call: &str, record: Option<String>) {
+        let _ = self.writes.send(Write {
+            tenant: tenant.to_owned(),
+            call: call.to_owned(),
+            record: Some(record),
+            kept: self.kept.take(),
+        });
+    }
+
+    /// Tells the message in hand it is kept once what was written before it is.
+    fn flush(&mut self) {
+        if let Some(kept) = self.kept.take() {
+            let _ = self.writes.send(Write {
+                tenant: String::new(),
+                call: String::new(),
+                record: None,
+                kept: Some(kept),
+            });
+        }
     }
 
     /// Asks the timer for the earliest deadline of any session.
@@ -402,9 +536,15 @@ mod tests {
             let time = time.clone();
             Arc::new(move || time.load(Ordering::SeqCst))
         };
-        let ors = Ors::spawn(rq, agents, clock, None, &supervisor)
-            .await
-            .expect("ors");
+        let args = OrsArgs {
+            rq,
+            agents,
+            clock,
+            to_node: None,
+            store: Arc::new(store::MemoryRouting::default()),
+            node: "sbtest".into(),
+        };
+        let ors = Ors::spawn(args, &supervisor).await.expect("ors");
         let (call, mut orders) = Probe::spawn(|order: Order| Some(order)).await;
         for id in ["c1", "c2"] {
             ors.send(OrsMsg::Request {
@@ -418,6 +558,7 @@ mod tests {
                     user_data: BTreeMap::new(),
                 }),
                 call: CallAddr::Here(call.get_derived()),
+                kept: None,
             });
         }
         let mut next = async || {

@@ -116,6 +116,11 @@ impl Tenant {
         Some((*v, p.clone()))
     }
 
+    /// Version `version` of strategy `name`, if the tenant still holds it.
+    pub fn strategy_version(&self, name: &str, version: u32) -> Option<Arc<Program>> {
+        self.strategies.get(name)?.get(&version).cloned()
+    }
+
     /// The routing point `number`, if it is one.
     pub fn routing_point(&self, number: &str) -> Option<&RoutingPointConfig> {
         self.config
