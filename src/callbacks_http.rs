@@ -44,7 +44,7 @@ async fn handle(
     path: &str,
     callbacks: &Callbacks,
     keys: &Keys,
-) -> Result<switchboard_actors::ors::callbacks::Status, Refusal> {
+) -> Result<switchboard_actors::messages::ors::CallbackStatus, Refusal> {
     let Some(id) = path.strip_prefix("/callbacks/").filter(|id| !id.is_empty()) else {
         return Err(("404 Not Found", format!("no resource {path}")));
     };

@@ -21,7 +21,7 @@ use switchboard_actors::messages::ors::Ors;
 use switchboard_actors::messages::registrar::BindingStore;
 use switchboard_actors::messages::rq::Rq;
 use switchboard_actors::messages::sip_cluster::Cluster;
-use switchboard_actors::ors::callbacks::Callbacks;
+use switchboard_actors::ors::callbacks::{Callbacks, CallbacksArgs};
 use switchboard_actors::ors::store::{MemoryRouting, RedisRouting, RoutingStore};
 use switchboard_actors::ors::{OrsArgs, wall_clock};
 use switchboard_actors::registrar::{
@@ -408,7 +408,7 @@ impl Node {
                 agents: agents.clone(),
                 clock: wall_clock(),
                 to_node,
-                store: routing_store,
+                store: routing_store.clone(),
                 node: node.clone(),
             },
             &supervisor,
@@ -546,19 +546,27 @@ impl Node {
             );
         }
         let callbacks = Callbacks::spawn(
-            directory.clone(),
-            rq.clone(),
-            cluster.clone(),
-            events.clone(),
+            CallbacksArgs {
+                directory: directory.clone(),
+                rq: rq.clone(),
+                calls: cluster.clone(),
+                events: events.clone(),
+                store: routing_store.clone(),
+            },
             &supervisor,
         )
         .await
         .context("callbacks")?;
+        let callbacks_anywhere = match &to_owner {
+            Some(owner) => callbacks.clone().routed_through(owner.clone()),
+            None => callbacks.clone(),
+        };
         callbacks.follow_config(&changes);
         let follow_callbacks = redis_client.clone().map(|client| {
             tokio::spawn(switchboard_actors::ors::callbacks::follow_requests(
                 client,
                 keys.clone(),
+                ownership.clone(),
                 followed.clone(),
                 format!(
                     "node-{}-{}",
@@ -580,7 +588,7 @@ impl Node {
         let callbacks_addr = callbacks_listener.local_addr()?;
         let callbacks_http = tokio::spawn(callbacks_http::serve(
             callbacks_listener,
-            callbacks.clone(),
+            callbacks_anywhere,
             Keys::new(followed.clone(), None),
         ));
         let voice = Voice::new(
@@ -592,7 +600,14 @@ impl Node {
             rq_anywhere,
         );
         if let Some(bus) = &bus {
-            let systems = Systems::new(followed.clone(), &ors, &agents, &rq, cluster.clone());
+            let systems = Systems::new(
+                followed.clone(),
+                &ors,
+                &agents,
+                &rq,
+                &callbacks,
+                cluster.clone(),
+            );
             bus.start(Arc::new(systems)).await;
         }
         let followed_for_health = followed.clone();

@@ -94,12 +94,24 @@ fn a_killed_owners_tenant_passes_to_another_node_when_its_lease_expires() {
 
 /// A node's configuration: the demo tenant with its media server at `media`, and `cluster`.
 fn demo_with_media(media: std::net::SocketAddr, cluster: &str) -> String {
+    demo_with(media, None, cluster)
+}
+
+/// As [`demo_with_media`], the carrier's gateway (where customers are called) at `gateway`.
+fn demo_with(
+    media: std::net::SocketAddr,
+    gateway: Option<std::net::SocketAddr>,
+    cluster: &str,
+) -> String {
     let mut demo = demo_tenant();
     demo.media_servers = vec![MediaServerConfig {
         name: "ms0".into(),
         address: media.to_string(),
         options: Options::new(),
     }];
+    if let Some(gateway) = gateway {
+        demo.trunks[0].gateway = Some(gateway.to_string());
+    }
     #[derive(serde::Serialize)]
     struct File {
         tenants: Vec<TenantConfig>,
@@ -208,16 +220,48 @@ async fn a_call_on_one_node_reaches_an_agent_through_the_owner_on_another() {
     );
 }
 
-/// The owner dies (SIGKILL) while three calls wait in its tenant's queue on the other node:
-/// that node takes the tenant over, resumes the calls' routing sessions and serves them in
-/// their order as agents become Ready through it (the first agent Ready takes the oldest
-/// call); nothing is lost.
+/// A GES callback's status from a node's callbacks API: the HTTP status and the JSON body.
+fn callback(server: &Server, method: &str, id: &str) -> (u16, serde_json::Value) {
+    let auth = format!("Authorization: Bearer {DEMO_KEY}\r\n");
+    let text = support::http_request(server.callbacks, method, &format!("/callbacks/{id}"), &auth)
+        .expect("the callbacks API answers");
+    let status = text[9..12].parse().expect("status");
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+/// Appends GES's request for callback `id` to the tenant's stream.
+fn ges_request(conn: &mut redis::Connection, id: &str) {
+    let _: String = redis::cmd("XADD")
+        .arg("sb:{demo}:ges-callbacks")
+        .arg("*")
+        .arg(&[
+            ("id", id),
+            ("customer", "915551230000"),
+            ("queue", "support"),
+            ("target", "english >= 3"),
+            ("priority", "5"),
+        ])
+        .query(conn)
+        .expect("xadd");
+}
+
+/// The owner dies (SIGKILL) while three calls wait in its tenant's queue on the other node,
+/// and a GES callback behind them: that node takes the tenant over, resumes the calls'
+/// routing sessions and the callback, and serves them in their order as agents become Ready
+/// through it (the first agent Ready takes the oldest); nothing is lost. Before, either node's
+/// callbacks API answers for the callbacks alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_waiting_on_a_surviving_node_are_served_in_order_after_the_owner_is_killed() {
     let url = support::redis_db(45);
     let dir = tempfile::tempdir().expect("temp dir");
     let media = std::net::SocketAddr::from(([127, 0, 0, 3], support::free_port()));
-    let config = demo_with_media(media, "[cluster]\nlease_ms = 1500\nlease_claim_ms = 100\n");
+    let gateway = std::net::SocketAddr::from(([127, 0, 0, 2], support::free_port()));
+    let config = demo_with(
+        media,
+        Some(gateway),
+        "[cluster]\nlease_ms = 1500\nlease_claim_ms = 100\n",
+    );
     let mut a = node(&url, &config);
     assert!(support::eventually(Duration::from_secs(5), || owns_demo(
         &a
@@ -232,8 +276,15 @@ async fn calls_waiting_on_a_surviving_node_are_served_in_order_after_the_owner_i
         "127.0.0.3",
         media.port(),
     ));
+    // The customer, reached through the carrier's gateway.
+    sipps.0.push(answering_phone(
+        dir.path(),
+        "customer",
+        "127.0.0.2",
+        gateway.port(),
+    ));
     let phones = support::free_port();
-    let dns = ["1003", "1005", "1007"];
+    let dns = ["1003", "1005", "1007", "1009"];
     for dn in dns {
         register(&b, dir.path(), dn, phones);
     }
@@ -277,10 +328,41 @@ async fn calls_waiting_on_a_surviving_node_are_served_in_order_after_the_owner_i
         b.log_text()
     );
 
+    // A callback behind the calls, and one cancelled through B: both nodes answer alike.
+    ges_request(&mut conn, "cb-1");
+    ges_request(&mut conn, "cb-2");
+    assert!(support::eventually(Duration::from_secs(10), || {
+        callback(&b, "GET", "cb-2").1["state"] == "queued"
+    }));
+    let (code, cancelled) = callback(&b, "DELETE", "cb-2");
+    assert_eq!(
+        (code, cancelled["state"].as_str()),
+        (200, Some("cancelled"))
+    );
+    for node in [&a, &b] {
+        let (code, waiting) = callback(node, "GET", "cb-1");
+        assert_eq!(code, 200, "{waiting}");
+        assert_eq!(
+            (waiting["state"].as_str(), waiting["position"].as_u64()),
+            (Some("queued"), Some(4)),
+            "{waiting}"
+        );
+        assert_eq!(callback(node, "GET", "cb-2").1["state"], "cancelled");
+    }
+
     a.kill();
     assert!(
         support::eventually(Duration::from_secs(10), || owns_demo(&b)),
         "{}",
+        b.log_text()
+    );
+    // The callback kept its place behind the calls.
+    assert!(
+        support::eventually(Duration::from_secs(5), || {
+            callback(&b, "GET", "cb-1").1["position"] == 4
+        }),
+        "{:?}\n{}",
+        callback(&b, "GET", "cb-1"),
         b.log_text()
     );
     for dn in dns {
@@ -321,7 +403,18 @@ async fn calls_waiting_on_a_surviving_node_are_served_in_order_after_the_owner_i
     let took: std::collections::BTreeMap<&String, &String> =
         routed.iter().map(|(call, dn)| (call, dn)).collect();
     let in_order: Vec<&str> = queued.iter().map(|c| took[c].as_str()).collect();
-    assert_eq!(in_order, dns, "{events:#?}");
+    assert_eq!(in_order, dns[..3], "{events:#?}");
+    // The fourth agent took the callback: its phone, then the customer.
+    let dialed = support::eventually(Duration::from_secs(10), || {
+        let (_, status) = callback(&b, "GET", "cb-1");
+        status["state"] == "dialing" && status["agent"] == "a1009" && !status["callId"].is_null()
+    });
+    assert!(
+        dialed,
+        "{:?}\n{}",
+        callback(&b, "GET", "cb-1"),
+        b.log_text()
+    );
     assert!(
         b.log_text().contains("routing sessions resumed"),
         "{}",

@@ -13,6 +13,7 @@ use crate::messages::bus::{Answer, BusFuture, NodeBound, OwnerBound};
 use crate::messages::ors::{CallAddr, Ors, OrsMsg, RouteRequest};
 use crate::messages::rq::{Rq, RqMsg};
 use crate::messages::sip_cluster::{Cluster, ClusterMsg};
+use crate::ors::callbacks::Callbacks;
 use crate::tenant::Directory;
 
 /// The node's systems, reached directly (never through the bus again).
@@ -22,6 +23,7 @@ pub struct Systems {
     ors: Ors,
     agents: AgentState,
     rq: Rq,
+    callbacks: Callbacks,
     cluster: Cluster,
 }
 
@@ -31,6 +33,7 @@ impl Systems {
         ors: &Ors,
         agents: &AgentState,
         rq: &Rq,
+        callbacks: &Callbacks,
         cluster: Cluster,
     ) -> Self {
         Self {
@@ -38,6 +41,7 @@ impl Systems {
             ors: ors.local(),
             agents: agents.local(),
             rq: rq.local(),
+            callbacks: callbacks.local(),
             cluster,
         }
     }
@@ -59,6 +63,7 @@ impl Handler for Systems {
             if let Some(t) = found {
                 self.ors.gained(t).await;
             }
+            self.callbacks.gained(tenant).await;
         })
     }
 
@@ -69,6 +74,7 @@ impl Handler for Systems {
         );
         self.agents.lost(tenant);
         self.ors.lost(tenant);
+        self.callbacks.lost(tenant);
         self.rq.send(RqMsg::Forget {
             tenant: tenant.to_owned(),
         });
@@ -138,6 +144,11 @@ impl Handler for Systems {
                     Some(Answer::Status(self.agents.status(tenant, &agent).await))
                 }
                 OwnerBound::QueueStats => Some(Answer::QueueStats(self.rq.stats(tenant).await)),
+                OwnerBound::Callback { id, cancel } => Some(Answer::Callback(if cancel {
+                    self.callbacks.cancel(tenant, &id).await
+                } else {
+                    self.callbacks.get(tenant, &id).await
+                })),
             }
         })
     }

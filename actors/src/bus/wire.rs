@@ -11,7 +11,7 @@ use switchboard_routing::target::Target;
 
 use crate::messages::agent_state::{Command, CommandError, Refusal, Status, WorkMode};
 use crate::messages::bus::{Answer, NodeBound, OwnerBound, RouteCall};
-use crate::messages::ors::{Order, Report};
+use crate::messages::ors::{CallbackStatus, Order, Report};
 use crate::messages::rq::QueueStats;
 
 /// The schema version this node writes.
@@ -104,6 +104,10 @@ pub fn decode(bytes: &[u8]) -> Result<Letter, Unreadable> {
         }),
         PbBody::AgentStatus(s) => Body::Owner(OwnerBound::Status { agent: s.agent }),
         PbBody::QueueStats(_) => Body::Owner(OwnerBound::QueueStats),
+        PbBody::Callback(c) => Body::Owner(OwnerBound::Callback {
+            id: c.id,
+            cancel: c.cancel,
+        }),
         PbBody::CallOrder(o) => Body::Node(NodeBound::Order {
             call: o.call,
             order: order_from_pb(o.order.ok_or(Unreadable::Invalid("order"))?)?,
@@ -157,6 +161,10 @@ fn owner_to_pb(m: &OwnerBound) -> PbBody {
             agent: agent.clone(),
         }),
         OwnerBound::QueueStats => PbBody::QueueStats(pb::QueueStats {}),
+        OwnerBound::Callback { id, cancel } => PbBody::Callback(pb::CallbackQuery {
+            id: id.clone(),
+            cancel: *cancel,
+        }),
     }
 }
 
@@ -409,6 +417,19 @@ fn answer_to_pb(a: &Answer) -> pb::Answer {
                 })
                 .collect(),
         }),
+        Answer::Callback(view) => R::Callback(pb::CallbackResult {
+            view: view.as_ref().map(|v| pb::CallbackView {
+                id: v.id.clone(),
+                state: v.state.clone(),
+                customer: v.customer.clone(),
+                queue: v.queue.clone(),
+                position: v.position,
+                ewt_ms: v.ewt_ms,
+                agent: v.agent.clone(),
+                call_id: v.call_id.clone(),
+                reason: v.reason.clone(),
+            }),
+        }),
     };
     pb::Answer {
         result: Some(result),
@@ -443,6 +464,17 @@ fn answer_from_pb(tenant: &str, a: pb::Answer) -> Result<Answer, Unreadable> {
                 })
                 .collect(),
         ),
+        R::Callback(c) => Answer::Callback(c.view.map(|v| CallbackStatus {
+            id: v.id,
+            state: v.state,
+            customer: v.customer,
+            queue: v.queue,
+            position: v.position,
+            ewt_ms: v.ewt_ms,
+            agent: v.agent,
+            call_id: v.call_id,
+            reason: v.reason,
+        })),
     })
 }
 
@@ -557,6 +589,10 @@ mod tests {
                 agent: "a1001".into(),
             },
             OwnerBound::QueueStats,
+            OwnerBound::Callback {
+                id: "cb-1".into(),
+                cancel: true,
+            },
         ];
         for m in messages {
             round_trip(Body::Owner(m));
@@ -665,6 +701,18 @@ mod tests {
                 },
             ]),
         ];
+        answers.push(Answer::Callback(None));
+        answers.push(Answer::Callback(Some(CallbackStatus {
+            id: "cb-1".into(),
+            state: "queued".into(),
+            customer: "915551230000".into(),
+            queue: "support".into(),
+            position: Some(2),
+            ewt_ms: Some(3000),
+            agent: Some("a1001".into()),
+            call_id: Some("c9".into()),
+            reason: "why".into(),
+        })));
         for e in errors {
             answers.push(Answer::Command(Err(e.clone())));
             answers.push(Answer::Status(Err(e)));

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::messages::agent_state::{Command, CommandError, Status};
-use crate::messages::ors::{Order, Report};
+use crate::messages::ors::{CallbackStatus, Order, Report};
 use crate::messages::rq::QueueStats;
 
 /// What a node sends a tenant's owner.
@@ -40,6 +40,9 @@ pub enum OwnerBound {
     Status { agent: String },
     /// Every virtual queue's figures; answered [`Answer::QueueStats`].
     QueueStats,
+    /// A GES callback's status (after cancelling it, with `cancel`); answered
+    /// [`Answer::Callback`].
+    Callback { id: String, cancel: bool },
 }
 
 /// A call at a routing point, as its owner's routing takes it.
@@ -68,6 +71,7 @@ pub enum Answer {
     Command(Result<(), CommandError>),
     Status(Result<Status, CommandError>),
     QueueStats(Vec<QueueStats>),
+    Callback(Option<CallbackStatus>),
 }
 
 /// Why a message did not reach the owner, or no answer came.
@@ -122,6 +126,7 @@ impl Answer {
             Answer::Command(_) => "a command's result",
             Answer::Status(_) => "an agent's status",
             Answer::QueueStats(_) => "queue figures",
+            Answer::Callback(_) => "a callback's status",
         }
     }
 }

@@ -69,6 +69,30 @@ pub enum Order {
     },
 }
 
+/// Where a GES callback is, for `GET /callbacks/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackStatus {
+    pub id: String,
+    /// queued, dialing, cancelled or failed.
+    pub state: String,
+    pub customer: String,
+    pub queue: String,
+    /// Its place in the queue (1 first) while queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ewt_ms: Option<u64>,
+    /// The agent reserved for it, once one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The call placed, once dialing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
 /// Where a routing session's orders go.
 #[derive(Debug, Clone)]
 pub enum CallAddr {

@@ -19,8 +19,12 @@ use switchboard_proto::events::{CallThread, Party, Payload};
 use switchboard_routing::strategy::{Known, unknown_name};
 use switchboard_routing::target::Target;
 
+use super::store::{Kind, RoutingStore};
 use crate::events::{EventSink, TOPIC_CALLTHREAD, new_event};
 use crate::keys::Keys;
+use crate::lease::Ownership;
+use crate::messages::bus::{Answer, OwnerBound, ToOwner};
+use crate::messages::ors::{CallbackStatus, Kept};
 use crate::messages::rq::{Rq, RqMsg, Told, Waiter};
 use crate::messages::sip_cluster::{Cluster, ClusterMsg};
 use crate::supervisor::Supervisor;
@@ -30,7 +34,8 @@ use crate::tenant::Directory;
 const GROUP: &str = "switchboard";
 
 /// A customer's request to be called back, as GES appends it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Request {
     pub tenant: String,
     /// GES's id of the callback.
@@ -84,32 +89,13 @@ impl Request {
     }
 }
 
-/// Where a callback is, for `GET /callbacks/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Status {
-    pub id: String,
-    /// queued, dialing, cancelled or failed.
-    pub state: &'static str,
-    pub customer: String,
-    pub queue: String,
-    /// Its place in the queue (1 first) while queued.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub position: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ewt_ms: Option<u64>,
-    /// The agent reserved for it, once one is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
-    /// The call placed, once dialing.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub call_id: Option<String>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub reason: String,
-}
-
 pub enum CallbackMsg {
-    New(Request),
+    /// A request read from GES's stream; `kept` is told once it is kept (so that the stream
+    /// entry is acknowledged only then).
+    New {
+        request: Request,
+        kept: Option<Kept>,
+    },
     Told(Told),
     /// The call placed for a callback, or why none was.
     Placed {
@@ -119,60 +105,135 @@ pub enum CallbackMsg {
     Get {
         tenant: String,
         id: String,
-        reply: RpcReplyPort<Option<Status>>,
+        reply: RpcReplyPort<Option<CallbackStatus>>,
     },
     Cancel {
         tenant: String,
         id: String,
-        reply: RpcReplyPort<Option<Status>>,
+        reply: RpcReplyPort<Option<CallbackStatus>>,
+    },
+    /// This node became `tenant`'s owner: the callbacks its last owner kept wait again in
+    /// their queues (with their age), then the answer.
+    Gained {
+        tenant: String,
+        reply: RpcReplyPort<()>,
+    },
+    /// This node no longer owns `tenant`: its callbacks are dropped here.
+    Lost {
+        tenant: String,
     },
     ConfigChanged(Arc<Directory>),
 }
 
-/// Reaches the callbacks of the node. Cheap to clone.
+/// What the callbacks are started with.
+pub struct CallbacksArgs {
+    pub directory: Arc<Directory>,
+    pub rq: Rq,
+    pub calls: Cluster,
+    pub events: EventSink,
+    /// Where callbacks are kept as they change.
+    pub store: Arc<dyn RoutingStore>,
+}
+
+/// Reaches the callbacks of a tenant's owner. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Callbacks {
     actor: ActorRef<CallbackMsg>,
+    /// Where a tenant's callbacks are asked of when this node is not its owner.
+    owner: Option<Arc<dyn ToOwner>>,
 }
 
 impl Callbacks {
     /// Starts the node's callbacks under the root supervisor; as the rest of `ors`, their
-    /// failure stops the node (waiting callbacks live only in their memory).
+    /// failure stops the node.
     pub async fn spawn(
-        directory: Arc<Directory>,
-        rq: Rq,
-        calls: Cluster,
-        events: EventSink,
+        args: CallbacksArgs,
         supervisor: &Supervisor,
     ) -> Result<Self, ractor::SpawnErr> {
-        let actor = supervisor
-            .spawn("ors", CallbacksActor, (directory, rq, calls, events))
-            .await?;
-        Ok(Self { actor })
+        let actor = supervisor.spawn("ors", CallbacksActor, args).await?;
+        Ok(Self { actor, owner: None })
+    }
+
+    /// This handle, asking what is for a tenant owned elsewhere through `owner`.
+    pub fn routed_through(self, owner: Arc<dyn ToOwner>) -> Self {
+        Self {
+            owner: Some(owner),
+            ..self
+        }
+    }
+
+    /// This handle reaching this node's own callbacks only.
+    pub fn local(&self) -> Self {
+        Self {
+            actor: self.actor.clone(),
+            owner: None,
+        }
     }
 
     pub fn send(&self, msg: CallbackMsg) {
         let _ = self.actor.cast(msg);
     }
 
-    pub async fn get(&self, tenant: &str, id: &str) -> Option<Status> {
-        ractor::call!(self.actor, |reply| CallbackMsg::Get {
-            tenant: tenant.to_owned(),
-            id: id.to_owned(),
-            reply
-        })
-        .ok()
-        .flatten()
+    /// A callback's status (after cancelling it, with `cancel`), from the tenant's owner
+    /// wherever it runs; `None` if there is no such callback (or the owner cannot be
+    /// reached).
+    async fn ask(&self, tenant: &str, id: &str, cancel: bool) -> Option<CallbackStatus> {
+        if let Some(owner) = self.owner.as_ref().filter(|o| !o.here(tenant)) {
+            let asked = OwnerBound::Callback {
+                id: id.to_owned(),
+                cancel,
+            };
+            return match owner.ask(tenant, asked).await {
+                Ok(Answer::Callback(status)) => status,
+                Ok(other) => {
+                    tracing::warn!(
+                        tenant,
+                        id,
+                        answer = other.kind(),
+                        "callback: the owner answered something else"
+                    );
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(tenant, id, error = %e, "callback: its tenant's owner not reached");
+                    None
+                }
+            };
+        }
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        let asked = if cancel {
+            ractor::call!(self.actor, |reply| CallbackMsg::Cancel {
+                tenant,
+                id,
+                reply
+            })
+        } else {
+            ractor::call!(self.actor, |reply| CallbackMsg::Get { tenant, id, reply })
+        };
+        asked.ok().flatten()
     }
 
-    pub async fn cancel(&self, tenant: &str, id: &str) -> Option<Status> {
-        ractor::call!(self.actor, |reply| CallbackMsg::Cancel {
+    pub async fn get(&self, tenant: &str, id: &str) -> Option<CallbackStatus> {
+        self.ask(tenant, id, false).await
+    }
+
+    pub async fn cancel(&self, tenant: &str, id: &str) -> Option<CallbackStatus> {
+        self.ask(tenant, id, true).await
+    }
+
+    /// This node became `tenant`'s owner: returns once its callbacks wait again.
+    pub async fn gained(&self, tenant: &str) {
+        let _ = ractor::call!(self.actor, |reply| CallbackMsg::Gained {
             tenant: tenant.to_owned(),
-            id: id.to_owned(),
             reply
-        })
-        .ok()
-        .flatten()
+        });
+    }
+
+    /// This node no longer owns `tenant`.
+    pub fn lost(&self, tenant: &str) {
+        self.send(CallbackMsg::Lost {
+            tenant: tenant.to_owned(),
+        });
     }
 
     pub fn follow_config(&self, changes: &ractor::OutputPort<Arc<Directory>>) {
@@ -191,22 +252,30 @@ struct State {
     rq: Rq,
     calls: Cluster,
     events: EventSink,
+    store: Arc<dyn RoutingStore>,
     /// By `{tenant}:{id}`, which is also the callback's name in its queue.
     callbacks: HashMap<String, Callback>,
     myself: ActorRef<CallbackMsg>,
 }
 
+/// A callback, as its tenant's owner holds it and the store keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Callback {
     request: Request,
     phase: Phase,
     /// The agent reserved, and its DN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     agent: Option<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     reason: String,
     queued_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 enum Phase {
     Queued,
     Dialing,
@@ -233,18 +302,19 @@ fn key(tenant: &str, id: &str) -> String {
 impl Actor for CallbacksActor {
     type Msg = CallbackMsg;
     type State = State;
-    type Arguments = (Arc<Directory>, Rq, Cluster, EventSink);
+    type Arguments = CallbacksArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        (directory, rq, calls, events): Self::Arguments,
+        args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(State {
-            directory,
-            rq,
-            calls,
-            events,
+            directory: args.directory,
+            rq: args.rq,
+            calls: args.calls,
+            events: args.events,
+            store: args.store,
             callbacks: HashMap::new(),
             myself,
         })
@@ -257,7 +327,20 @@ impl Actor for CallbacksActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            CallbackMsg::New(request) => state.new_request(request).await,
+            CallbackMsg::New { request, kept } => {
+                state.new_request(request).await;
+                if let Some(kept) = kept {
+                    let _ = kept.send(());
+                }
+            }
+            CallbackMsg::Gained { tenant, reply } => {
+                state.resume(&tenant).await;
+                let _ = reply.send(());
+            }
+            CallbackMsg::Lost { tenant } => {
+                let prefix = key(&tenant, "");
+                state.callbacks.retain(|k, _| !k.starts_with(&prefix));
+            }
             CallbackMsg::Told(Told::Matched { call, agent, dn }) => {
                 state.matched(&call, agent, dn).await;
             }
@@ -278,6 +361,7 @@ impl Actor for CallbacksActor {
                         tenant: tenant.clone(),
                         call: k.clone(),
                     });
+                    state.keep(&k).await;
                     state.event(&k, "CallbackCancelled").await;
                 }
                 let _ = reply.send(state.status(&tenant, &id).await);
@@ -314,24 +398,111 @@ impl State {
                 cb.phase = Phase::Failed;
                 cb.reason = reason;
                 self.callbacks.insert(k.clone(), cb);
+                self.keep(&k).await;
                 self.event(&k, "CallbackFailed").await;
                 return;
             }
         };
+        self.submit(&k, &cb, target);
+        self.callbacks.insert(k.clone(), cb);
+        self.keep(&k).await;
+        self.event(&k, "CallbackQueued").await;
+    }
+
+    /// Puts callback `k` in its queue, with its age.
+    fn submit(&self, k: &str, cb: &Callback, target: Target) {
         let myself = self.myself.clone();
         self.rq.send(RqMsg::Submit {
             tenant: cb.request.tenant.clone(),
-            call: k.clone(),
+            call: k.to_owned(),
             queue: cb.request.queue.clone(),
             target,
             priority: cb.request.priority,
-            since: now,
+            since: cb.queued_ms,
             waiter: Waiter::new(move |told| {
                 let _ = myself.cast(CallbackMsg::Told(told));
             }),
         });
-        self.callbacks.insert(k.clone(), cb);
-        self.event(&k, "CallbackQueued").await;
+    }
+
+    /// Keeps callback `k` as it is now, for a node that takes its tenant over.
+    async fn keep(&self, k: &str) {
+        let Some(cb) = self.callbacks.get(k) else {
+            return;
+        };
+        let record = serde_json::to_string(cb).unwrap_or_default();
+        let r = &cb.request;
+        if let Err(e) = self
+            .store
+            .save(Kind::Callbacks, &r.tenant, &r.id, Some(&record))
+            .await
+        {
+            tracing::warn!(tenant = %r.tenant, id = %r.id, error = %e,
+                "callback not kept: a takeover would not find it as it is");
+        }
+    }
+
+    /// Takes over the callbacks of `tenant` its last owner kept: those queued wait again with
+    /// their age; one whose call was being placed when that owner stopped is failed rather
+    /// than risk calling the customer twice; those over a day past their end are removed.
+    async fn resume(&mut self, tenant: &str) {
+        let records = match self.store.load_all(Kind::Callbacks, tenant).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(tenant, error = %e, "callbacks not read: they wait until read again");
+                return;
+            }
+        };
+        let now = crate::unix_ms();
+        let mut queued = Vec::new();
+        for (id, json) in records {
+            let mut cb: Callback = match serde_json::from_str(&json) {
+                Ok(cb) => cb,
+                Err(e) => {
+                    tracing::warn!(tenant, %id, error = %e, "callback unreadable: dropped");
+                    continue;
+                }
+            };
+            let k = key(tenant, &id);
+            if self.callbacks.contains_key(&k) {
+                // Read from GES's stream since this node took over.
+                continue;
+            }
+            match cb.phase {
+                Phase::Queued => match self.check(&cb.request) {
+                    Ok(target) => queued.push((cb.queued_ms, k.clone(), target)),
+                    Err(reason) => {
+                        cb.phase = Phase::Failed;
+                        cb.reason = reason;
+                    }
+                },
+                Phase::Dialing if cb.call_id.is_none() => {
+                    cb.phase = Phase::Failed;
+                    cb.reason = "its owner stopped while placing its call".into();
+                }
+                _ if now.saturating_sub(cb.queued_ms) > 24 * 3_600_000 => {
+                    let _ = self.store.save(Kind::Callbacks, tenant, &id, None).await;
+                    continue;
+                }
+                _ => {}
+            }
+            let failed = cb.phase == Phase::Failed && cb.reason.contains("owner stopped");
+            self.callbacks.insert(k.clone(), cb);
+            if failed {
+                self.keep(&k).await;
+                self.event(&k, "CallbackFailed").await;
+            }
+        }
+        queued.sort_by_key(|(since, _, _)| *since);
+        let waiting = queued.len();
+        for (_, k, target) in queued {
+            if let Some(cb) = self.callbacks.get(&k) {
+                self.submit(&k, cb, target);
+            }
+        }
+        if waiting > 0 {
+            tracing::info!(tenant, callbacks = waiting, "callbacks waiting again");
+        }
     }
 
     /// The request's target, if the tenant has its queue, the names its target uses, and a
@@ -369,6 +540,12 @@ impl State {
         }
         cb.phase = Phase::Dialing;
         cb.agent = Some((agent, dn.clone()));
+        let (tenant, id) = (cb.request.tenant.clone(), cb.request.id.clone());
+        // Kept before the call is placed: a node taking over never places it again.
+        self.keep(&key(&tenant, &id)).await;
+        let Some(cb) = self.callbacks.get_mut(k) else {
+            return;
+        };
         let mut user_data = cb.request.user_data.clone();
         user_data.insert("GCB_id".into(), cb.request.id.clone());
         let (tenant, dial) = (cb.request.tenant.clone(), cb.request.customer.clone());
@@ -404,6 +581,7 @@ impl State {
                     call: k.to_owned(),
                     waited_ms,
                 });
+                self.keep(k).await;
                 self.event(k, "CallbackDialed").await;
             }
             Err(reason) => {
@@ -413,12 +591,13 @@ impl State {
                     tenant,
                     call: k.to_owned(),
                 });
+                self.keep(k).await;
                 self.event(k, "CallbackFailed").await;
             }
         }
     }
 
-    async fn status(&self, tenant: &str, id: &str) -> Option<Status> {
+    async fn status(&self, tenant: &str, id: &str) -> Option<CallbackStatus> {
         let k = key(tenant, id);
         let cb = self.callbacks.get(&k)?;
         let place = if cb.phase == Phase::Queued {
@@ -426,9 +605,9 @@ impl State {
         } else {
             None
         };
-        Some(Status {
+        Some(CallbackStatus {
             id: cb.request.id.clone(),
-            state: cb.phase.name(),
+            state: cb.phase.name().to_owned(),
             customer: cb.request.customer.clone(),
             queue: cb.request.queue.clone(),
             position: place.as_ref().map(|p| p.position),
@@ -512,6 +691,7 @@ impl State {
 pub async fn follow_requests(
     client: redis::Client,
     keys: Keys,
+    ownership: Ownership,
     directory: tokio::sync::watch::Receiver<Arc<Directory>>,
     consumer: String,
     callbacks: Callbacks,
@@ -538,6 +718,7 @@ pub async fn follow_requests(
         let (tenants, streams): (Vec<String>, Vec<String>) = directory
             .borrow()
             .tenants()
+            .filter(|t| ownership.owns(&t.name))
             .flat_map(|t| {
                 let legacy = keys.legacy_ges_requests(&t.name);
                 std::iter::once(keys.ges_requests(&t.name))
@@ -615,7 +796,22 @@ pub async fn follow_requests(
             };
             for (entry, fields) in items {
                 match Request::from_fields(&tenant, &fields) {
-                    Ok(request) => callbacks.send(CallbackMsg::New(request)),
+                    Ok(request) => {
+                        // Acknowledged once kept: a reader that dies first leaves it to the
+                        // next owner.
+                        let (kept, done) = tokio::sync::oneshot::channel();
+                        callbacks.send(CallbackMsg::New {
+                            request,
+                            kept: Some(kept),
+                        });
+                        if tokio::time::timeout(Duration::from_secs(5), done)
+                            .await
+                            .is_err()
+                        {
+                            tracing::warn!(%tenant, %entry, "callback request not kept in time: left for another read");
+                            continue;
+                        }
+                    }
                     Err(reason) => tracing::warn!(%tenant, %entry, %reason,
                         "callback request refused"),
                 }

@@ -16,7 +16,10 @@ pub struct Envelope {
     /// Set when the sender waits for an answer: the answer carries it back.
     #[prost(uint64, tag = "5")]
     pub ask: u64,
-    #[prost(oneof = "envelope::Body", tags = "10, 11, 12, 13, 14, 15, 16, 20, 30, 31")]
+    #[prost(
+        oneof = "envelope::Body",
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 20, 30, 31"
+    )]
     pub body: ::core::option::Option<envelope::Body>,
 }
 /// Nested message and enum types in `Envelope`.
@@ -37,6 +40,8 @@ pub mod envelope {
         AgentStatus(super::AgentStatus),
         #[prost(message, tag = "16")]
         QueueStats(super::QueueStats),
+        #[prost(message, tag = "17")]
+        Callback(super::CallbackQuery),
         #[prost(message, tag = "20")]
         CallOrder(super::CallOrder),
         #[prost(message, tag = "30")]
@@ -173,6 +178,15 @@ pub struct AgentStatus {
 /// Every virtual queue's figures; answered with QueueFigures.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct QueueStats {}
+/// A GES callback's status, or its cancellation (then its status); answered with a
+/// CallbackResult.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CallbackQuery {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(bool, tag = "2")]
+    pub cancel: bool,
+}
 /// A routing session's order to its call.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CallOrder {
@@ -295,7 +309,7 @@ pub struct AgentRoute {
 /// The answer to what an envelope with `ask` asked.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Answer {
-    #[prost(oneof = "answer::Result", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "answer::Result", tags = "1, 2, 3, 4, 5")]
     pub result: ::core::option::Option<answer::Result>,
 }
 /// Nested message and enum types in `Answer`.
@@ -310,7 +324,37 @@ pub mod answer {
         Status(super::StatusResult),
         #[prost(message, tag = "4")]
         QueueStats(super::QueueFigures),
+        #[prost(message, tag = "5")]
+        Callback(super::CallbackResult),
     }
+}
+/// No view: the tenant has no such callback.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CallbackResult {
+    #[prost(message, optional, tag = "1")]
+    pub view: ::core::option::Option<CallbackView>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CallbackView {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// queued, dialing, cancelled or failed.
+    #[prost(string, tag = "2")]
+    pub state: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub customer: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub queue: ::prost::alloc::string::String,
+    #[prost(uint32, optional, tag = "5")]
+    pub position: ::core::option::Option<u32>,
+    #[prost(uint64, optional, tag = "6")]
+    pub ewt_ms: ::core::option::Option<u64>,
+    #[prost(string, optional, tag = "7")]
+    pub agent: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "8")]
+    pub call_id: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, tag = "9")]
+    pub reason: ::prost::alloc::string::String,
 }
 /// No error: the command was carried out.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
