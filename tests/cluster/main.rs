@@ -421,3 +421,71 @@ async fn calls_waiting_on_a_surviving_node_are_served_in_order_after_the_owner_i
         b.log_text()
     );
 }
+
+/// A node alone, restarted (SIGKILL, then started again) while two GES callbacks wait: the
+/// new run takes the tenant over once the old lease expires, and the callbacks wait again in
+/// their places; the first is dialed as soon as an agent is Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_node_restarted_dials_the_callbacks_that_waited_in_their_places() {
+    let url = support::redis_db(46);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let media = std::net::SocketAddr::from(([127, 0, 0, 3], support::free_port()));
+    let gateway = std::net::SocketAddr::from(([127, 0, 0, 2], support::free_port()));
+    let config = demo_with(
+        media,
+        Some(gateway),
+        "[cluster]\nlease_ms = 1500\nlease_claim_ms = 100\n",
+    );
+    let server = node(&url, &config);
+    let mut sipps = Running(Vec::new());
+    sipps.0.push(answering_phone(
+        dir.path(),
+        "customer",
+        "127.0.0.2",
+        gateway.port(),
+    ));
+    let phone = support::free_port();
+    register(&server, dir.path(), "1003", phone);
+    sipps
+        .0
+        .push(answering_phone(dir.path(), "1003", "127.0.0.1", phone));
+    let mut desktop = pb::agents_client::AgentsClient::new(support::grpc(&server).await);
+    log_in(&mut desktop, &["1003"], false).await;
+    let mut conn = support::redis(&url);
+    for id in ["cb-1", "cb-2"] {
+        ges_request(&mut conn, id);
+    }
+    assert!(support::eventually(Duration::from_secs(10), || {
+        callback(&server, "GET", "cb-2").1["position"] == 2
+    }));
+
+    let server = server.restart(Some(&config), &["--redis", &url]);
+    assert!(
+        support::eventually(Duration::from_secs(10), || owns_demo(&server)),
+        "{}",
+        server.log_text()
+    );
+    for (id, place) in [("cb-1", 1), ("cb-2", 2)] {
+        let (code, status) = callback(&server, "GET", id);
+        assert_eq!(code, 200, "{status}\n{}", server.log_text());
+        assert_eq!(
+            (status["state"].as_str(), status["position"].as_u64()),
+            (Some("queued"), Some(place)),
+            "{status}"
+        );
+    }
+    let mut desktop = pb::agents_client::AgentsClient::new(support::grpc(&server).await);
+    desktop
+        .ready(with_key(DEMO_KEY, agent("a1003", "")))
+        .await
+        .expect("ready after the restart");
+    assert!(
+        support::eventually(Duration::from_secs(10), || {
+            callback(&server, "GET", "cb-1").1["state"] == "dialing"
+        }),
+        "{:?}\n{}",
+        callback(&server, "GET", "cb-1"),
+        server.log_text()
+    );
+    assert_eq!(callback(&server, "GET", "cb-2").1["position"], 1);
+}
