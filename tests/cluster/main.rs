@@ -489,3 +489,108 @@ async fn a_lone_node_restarted_dials_the_callbacks_that_waited_in_their_places()
     );
     assert_eq!(callback(&server, "GET", "cb-2").1["position"], 1);
 }
+
+/// Sends `signal` (`-STOP`, `-CONT`) to the node's process.
+fn signal(server: &Server, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([signal, &server.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill {signal}");
+}
+
+/// The owner is paused (SIGSTOP) past its lease: the other node takes the tenant over and
+/// routes a call to the Ready agent; resumed (SIGCONT), the old owner finds its lease gone
+/// before it acts on it, stops owning, and whatever it sent under its old fencing number is
+/// refused: the agent is reserved once, and each call routed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_paused_past_its_lease_stops_owning_and_no_agent_is_reserved_twice() {
+    let url = support::redis_db(47);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let media = std::net::SocketAddr::from(([127, 0, 0, 3], support::free_port()));
+    let config = demo_with_media(media, "[cluster]\nlease_ms = 1500\nlease_claim_ms = 100\n");
+    let a = node(&url, &config);
+    assert!(support::eventually(Duration::from_secs(5), || owns_demo(
+        &a
+    )));
+    let b = node(&url, &config);
+    let mut sipps = Running(Vec::new());
+    sipps.0.push(serving(
+        dir.path(),
+        "media_server.xml",
+        "gvp",
+        "127.0.0.3",
+        media.port(),
+    ));
+    let phone_port = support::free_port();
+    register(&b, dir.path(), "1003", phone_port);
+    // The agent's phone answers one call: a second would find nobody.
+    let mut phone = answering_phone(dir.path(), "1003", "127.0.0.1", phone_port);
+    let mut desktop = pb::agents_client::AgentsClient::new(support::grpc(&b).await);
+    log_in(&mut desktop, &["1003"], true).await;
+
+    signal(&a, "-STOP");
+    let paused = Instant::now();
+    assert!(
+        support::eventually(Duration::from_secs(10), || owns_demo(&b)),
+        "{}",
+        b.log_text()
+    );
+    assert!(paused.elapsed() >= Duration::from_millis(1300));
+
+    let calls = dir.path().join("calls.csv");
+    std::fs::write(&calls, "SEQUENTIAL\n+18005550100;+15550000001;\n").expect("calls");
+    let mut sbc = sbc_calls(
+        dir.path(),
+        &b,
+        &scenario("sbc_queue.xml"),
+        &calls,
+        1,
+        1.0,
+        30,
+    );
+    let mut conn = support::redis(&url);
+    assert!(
+        support::eventually(Duration::from_secs(10), || {
+            support::call_events(&mut conn)
+                .iter()
+                .any(|(k, _)| k == "Ringing")
+        }),
+        "{}",
+        b.log_text()
+    );
+    signal(&a, "-CONT");
+    assert!(
+        support::eventually(Duration::from_secs(5), || {
+            support::metric(&a, DEMO_OWNED) == Some(0.0)
+        }),
+        "{}",
+        a.log_text()
+    );
+    assert!(
+        a.log_text().contains("lease ran out before it was renewed")
+            || a.log_text().contains("taken by another node"),
+        "{}",
+        a.log_text()
+    );
+    assert!(owns_demo(&b));
+    let status = tokio::task::spawn_blocking(move || wait(&mut sbc, Duration::from_secs(30)))
+        .await
+        .expect("wait");
+    assert!(status.success(), "{status}\n{}", b.log_text());
+    assert!(wait(&mut phone, Duration::from_secs(10)).success());
+    let kinds: Vec<String> = support::call_events(&mut conn)
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| ["Ringing", "RouteUsed", "Released"].contains(&k.as_str()))
+        .collect();
+    assert_eq!(kinds, ["Ringing", "RouteUsed", "Released"]);
+    // The agents' hash was last written by B, under its fencing number: the agent is on
+    // its one call's wrap-up or Ready again, never reserved by A.
+    let stored: String = redis::cmd("HGET")
+        .arg("sb:{demo}:agents")
+        .arg("a1003")
+        .query(&mut conn)
+        .expect("hget");
+    assert!(stored.contains("\"mode\":\"Ready\""), "{stored}");
+}
