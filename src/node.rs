@@ -20,7 +20,7 @@ use switchboard_actors::messages::call_state::CallThreads;
 use switchboard_actors::messages::ors::Ors;
 use switchboard_actors::messages::registrar::BindingStore;
 use switchboard_actors::messages::rq::Rq;
-use switchboard_actors::messages::sip_cluster::Cluster;
+use switchboard_actors::messages::sip_cluster::{CallNodes, Cluster};
 use switchboard_actors::ors::callbacks::{Callbacks, CallbacksArgs};
 use switchboard_actors::ors::store::{MemoryRouting, RedisRouting, RoutingStore};
 use switchboard_actors::ors::{OrsArgs, wall_clock};
@@ -338,6 +338,8 @@ impl Node {
             Some(secret) => NonceKey::from_secret(secret, nonce_lifetime),
             None => NonceKey::random(nonce_lifetime),
         };
+        // Where a desktop's request finds the node running a call (with Redis).
+        let mut call_nodes: Option<Arc<dyn CallNodes>> = None;
         let (bindings, snapshots, agent_store): (
             Arc<dyn BindingStore>,
             Arc<dyn SnapshotStore>,
@@ -345,9 +347,11 @@ impl Node {
         ) = match &redis {
             Some(conn) => {
                 tracing::info!("bindings, agent states, call snapshots and events in redis");
+                let snapshots = RedisSnapshots::new(conn.clone(), keys.clone());
+                call_nodes = Some(Arc::new(snapshots.clone()));
                 (
                     Arc::new(RedisBindings::new(conn.clone(), keys.clone())),
-                    Arc::new(RedisSnapshots::new(conn.clone(), keys.clone())),
+                    Arc::new(snapshots),
                     Arc::new(RedisAgents::new(
                         conn.clone(),
                         Fencing::new(&node, ownership.clone(), keys.clone()),
@@ -407,7 +411,7 @@ impl Node {
                 rq: rq.clone(),
                 agents: agents.clone(),
                 clock: wall_clock(),
-                to_node,
+                to_node: to_node.clone(),
                 store: routing_store.clone(),
                 node: node.clone(),
             },
@@ -591,12 +595,18 @@ impl Node {
             callbacks_anywhere,
             Keys::new(followed.clone(), None),
         ));
+        let cluster_anywhere = match (call_nodes, &to_node) {
+            (Some(calls), Some(nodes)) => {
+                cluster.clone().reaching_other_nodes(calls, nodes.clone())
+            }
+            _ => cluster.clone(),
+        };
         let voice = Voice::new(
             Keys::new(followed.clone(), admin_key.clone()),
             followed.clone(),
             agents_anywhere,
             events,
-            cluster.clone(),
+            cluster_anywhere,
             rq_anywhere,
         );
         if let Some(bus) = &bus {

@@ -17,6 +17,7 @@ use switchboard_actors::messages::bus::{
     Answer, BusFuture, NodeBound, OwnerBound, ToNode, ToOwner,
 };
 use switchboard_actors::messages::ors::Order;
+use switchboard_actors::messages::sip_cluster::{CallView, Control, ControlError};
 use switchboard_routing::strategy::Route;
 use tokio::sync::watch;
 
@@ -133,8 +134,18 @@ impl Handler for Recorder {
         })
     }
 
-    fn node(&self, _tenant: &str, message: NodeBound) {
-        self.note(|s| s.node.push(message));
+    fn order(&self, _tenant: &str, call: String, order: Order) {
+        self.note(|s| s.node.push(NodeBound::Order { call, order }));
+    }
+
+    fn control<'a>(
+        &'a self,
+        _tenant: &'a str,
+        call: String,
+        _dn: String,
+        _control: Control,
+    ) -> BusFuture<'a, Result<CallView, ControlError>> {
+        Box::pin(async move { Err(ControlError::NotFound(call)) })
     }
 }
 
@@ -227,14 +238,10 @@ async fn messages_reach_the_owner_and_its_answers_and_orders_come_back() {
                 .any(|(from, m)| from == "node-b" && *m == registration("1001"))
         })
         .await;
-    let answer = b
-        .bus
-        .ask(
-            "demo",
-            OwnerBound::Status {
-                agent: "a1001".into(),
-            },
-        )
+    let asked = OwnerBound::Status {
+        agent: "a1001".into(),
+    };
+    let answer = ToOwner::ask(&b.bus, "demo", asked)
         .await
         .expect("an answer");
     let Answer::Status(Ok(status)) = answer else {

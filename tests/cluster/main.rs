@@ -594,3 +594,143 @@ async fn an_owner_paused_past_its_lease_stops_owning_and_no_agent_is_reserved_tw
         .expect("hget");
     assert!(stored.contains("\"mode\":\"Ready\""), "{stored}");
 }
+
+/// A desktop reaches any node: the call runs on node A (the carrier called A), the agent's
+/// desktop logs in, lists its calls and holds the call through node B; then it follows the
+/// tenant's events on A from the cursor it had on B, without a gap or a repeat, and retrieves
+/// and releases the call through A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desktop_on_either_node_lists_holds_and_follows_a_call_running_on_the_other() {
+    use support::desktop::{answer_byes, answer_invites, call_of, follow, kinds, take};
+    use support::peer::{Peer, sbc_in_dialog, sbc_invite, sdp};
+
+    let url = support::redis_db(48);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = "[cluster]\nlease_ms = 3000\nlease_claim_ms = 100\n";
+    let a = node(&url, config);
+    assert!(support::eventually(Duration::from_secs(5), || owns_demo(
+        &a
+    )));
+    let b = node(&url, config);
+    let port = support::free_port();
+    register(&a, dir.path(), "1011", port);
+    let mut sipps = Running(vec![serving(
+        dir.path(),
+        "phone_answer.xml",
+        "1011",
+        "127.0.0.1",
+        port,
+    )]);
+    let b_channel = support::grpc(&b).await;
+    let mut b_agents = pb::agents_client::AgentsClient::new(b_channel.clone());
+    let mut b_calls = pb::calls_client::CallsClient::new(b_channel.clone());
+    log_in(&mut b_agents, &["1011"], true).await;
+    let mut on_b = follow(b_channel.clone(), DEMO_KEY, "a1011", "").await;
+
+    let sbc = Peer::sbc(&a);
+    sbc.send(&sbc_invite(sbc.port(), &a, "1011", "cross-1", &sdp(4000)));
+    let ok = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("SIPp answers");
+    assert_eq!(ok.status, 200);
+    sbc.send(&sbc_in_dialog(&sbc, &a, &ok, "cross-1", "ACK", 1, ""));
+    let answered = take(&mut on_b, 3).await;
+    assert_eq!(
+        kinds(&answered),
+        ["dn OffHook", "call Ringing", "call Established"]
+    );
+    let call = call_of(&answered[1]).call_id.clone();
+
+    // B lists the call A runs, with what may be asked of it, and holds it.
+    let listed = b_calls
+        .list_calls(with_key(DEMO_KEY, agent("a1011", "")))
+        .await
+        .expect("list through B")
+        .into_inner()
+        .calls;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0].call_id.as_str(), listed[0].state.as_str()),
+        (call.as_str(), "Established")
+    );
+    assert!(listed[0].capabilities.iter().any(|c| c == "hold"));
+    let on = || pb::CallRequest {
+        agent_id: "a1011".into(),
+        call_id: call.clone(),
+        ..Default::default()
+    };
+    b_calls
+        .hold(with_key(DEMO_KEY, on()))
+        .await
+        .expect("hold through B");
+    answer_invites(&sbc, 1, 4000);
+    let held = take(&mut on_b, 1).await;
+    assert_eq!(kinds(&held), ["call Held"]);
+
+    // The desktop moves to A with the cursor it had: the next event is the next one.
+    let a_channel = support::grpc(&a).await;
+    let mut on_a = follow(a_channel.clone(), DEMO_KEY, "a1011", &held[0].2).await;
+    let mut a_calls = pb::calls_client::CallsClient::new(a_channel);
+    a_calls
+        .retrieve(with_key(DEMO_KEY, on()))
+        .await
+        .expect("retrieve through A");
+    answer_invites(&sbc, 1, 4000);
+    assert_eq!(kinds(&take(&mut on_a, 1).await), ["call Retrieved"]);
+    b_calls
+        .release(with_key(DEMO_KEY, on()))
+        .await
+        .expect("release through B");
+    answer_byes(&sbc, 1);
+    assert_eq!(
+        kinds(&take(&mut on_a, 2).await),
+        ["dn OnHook", "call Released"]
+    );
+    // A call no node runs any more: not found, through either node.
+    let gone = b_calls.hold(with_key(DEMO_KEY, on())).await;
+    assert_eq!(
+        gone.expect_err("the call is over").code(),
+        tonic::Code::NotFound
+    );
+
+    // A call whose node dies: a request for it through B is unavailable, not a hang.
+    sbc.send(&sbc_invite(sbc.port(), &a, "1011", "cross-2", &sdp(4000)));
+    let ok = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("SIPp answers");
+    sbc.send(&sbc_in_dialog(&sbc, &a, &ok, "cross-2", "ACK", 1, ""));
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        listed = b_calls
+            .list_calls(with_key(DEMO_KEY, agent("a1011", "")))
+            .await
+            .expect("list through B")
+            .into_inner()
+            .calls;
+        if listed.iter().any(|c| c.state == "Established") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let call = listed[0].call_id.clone();
+    let mut a = a;
+    a.kill();
+    sipps.0.clear();
+    let asked = std::time::Instant::now();
+    let lost = b_calls
+        .hold(with_key(
+            DEMO_KEY,
+            pb::CallRequest {
+                agent_id: "a1011".into(),
+                call_id: call,
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_eq!(
+        lost.expect_err("its node is gone").code(),
+        tonic::Code::Unavailable
+    );
+    assert!(asked.elapsed() < Duration::from_secs(10));
+}

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::wire::{self, Body, Letter, Unreadable};
 use super::{Handler, Inner, MAX_DELIVERIES, lock};
 use crate::lease::{Fence, Ownership};
+use crate::messages::bus::{Answer, NodeBound};
 
 /// The consumer group of a tenant's owner on its inbox.
 pub(super) const OWNER_GROUP: &str = "owner";
@@ -124,7 +125,7 @@ pub(super) async fn read_node_inbox(inner: Arc<Inner>, handler: Arc<dyn Handler>
                         "an answer nobody waits for (it came too late)"
                     ),
                 },
-                Body::Node(message) => {
+                Body::Node(NodeBound::Order { call, order }) => {
                     let newest = match newest_fence.get(&letter.tenant) {
                         Some(f) => *f,
                         None => {
@@ -145,7 +146,19 @@ pub(super) async fn read_node_inbox(inner: Arc<Inner>, handler: Arc<dyn Handler>
                         .counts
                         .orders
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    handler.node(&letter.tenant, message);
+                    handler.order(&letter.tenant, call, order);
+                }
+                Body::Node(NodeBound::Control { call, dn, control }) => {
+                    // Answered without holding up the inbox: the call may take a moment.
+                    let (inner, handler) = (inner.clone(), handler.clone());
+                    tokio::spawn(async move {
+                        let result = handler.control(&letter.tenant, call, dn, control).await;
+                        if letter.ask != 0 {
+                            let body = Body::Answer(Answer::Control(result));
+                            let answer = inner.letter(&letter.tenant, 0, letter.ask, body);
+                            inner.send(inner.keys.node_inbox(&letter.from), answer);
+                        }
+                    });
                 }
                 other => {
                     tracing::warn!(from = %letter.from, body = ?other, "not a message for a node: dropped")

@@ -41,6 +41,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::keys::Keys;
 use crate::lease::{Fence, Ownership};
 use crate::messages::bus::{Answer, BusError, BusFuture, NodeBound, OwnerBound, ToNode, ToOwner};
+use crate::messages::ors::Order;
+use crate::messages::sip_cluster::{CallView, Control, ControlError};
 use wire::{Body, Letter};
 
 /// Deliveries of one owner inbox entry after which it goes to the dead letters.
@@ -63,8 +65,17 @@ pub trait Handler: Send + Sync + 'static {
         message: OwnerBound,
     ) -> BusFuture<'a, Option<Answer>>;
 
-    /// A message from `tenant`'s owner for this node.
-    fn node(&self, tenant: &str, message: NodeBound);
+    /// A routing order from `tenant`'s owner for call `call` on this node.
+    fn order(&self, tenant: &str, call: String, order: Order);
+
+    /// A desktop's request, from another node, for call `call` on this node.
+    fn control<'a>(
+        &'a self,
+        tenant: &'a str,
+        call: String,
+        dn: String,
+        control: Control,
+    ) -> BusFuture<'a, Result<CallView, ControlError>>;
 }
 
 /// How the bus waits and keeps.
@@ -318,20 +329,9 @@ impl ToOwner for Bus {
         message: OwnerBound,
     ) -> BusFuture<'a, Result<Answer, BusError>> {
         Box::pin(async move {
-            let id = self.inner.next_ask.fetch_add(1, Ordering::Relaxed);
-            let (tx, rx) = oneshot::channel();
-            lock(&self.inner.asks).insert(id, tx);
             self.inner.counts.to_owner.fetch_add(1, Ordering::Relaxed);
-            let letter = self.inner.letter(tenant, 0, id, Body::Owner(message));
-            self.inner.send(self.inner.keys.owner_inbox(tenant), letter);
-            let wait = self.inner.config.ask_wait;
-            match tokio::time::timeout(wait, rx).await {
-                Ok(Ok(answer)) => Ok(answer),
-                _ => {
-                    lock(&self.inner.asks).remove(&id);
-                    Err(BusError::NoAnswer(wait.as_millis() as u64))
-                }
-            }
+            let inbox = self.inner.keys.owner_inbox(tenant);
+            self.ask_into(tenant, inbox, Body::Owner(message)).await
         })
     }
 }
@@ -344,8 +344,8 @@ impl ToNode for Bus {
     fn send(&self, tenant: &str, node: &str, message: NodeBound) {
         if node == self.inner.node {
             let handler = lock(&self.inner.handler).clone();
-            if let Some(handler) = handler {
-                handler.node(tenant, message);
+            if let (Some(handler), NodeBound::Order { call, order }) = (handler, message) {
+                handler.order(tenant, call, order);
             }
             return;
         }
@@ -359,6 +359,47 @@ impl ToNode for Bus {
         };
         let letter = self.inner.letter(tenant, fence.0, 0, Body::Node(message));
         self.inner.send(self.inner.keys.node_inbox(node), letter);
+    }
+
+    fn ask<'a>(
+        &'a self,
+        tenant: &'a str,
+        node: &'a str,
+        message: NodeBound,
+    ) -> BusFuture<'a, Result<Answer, BusError>> {
+        Box::pin(async move {
+            // A node that is not running would never answer: say so at once.
+            let mut conn = self.inner.conn.clone();
+            let running: bool = redis::cmd("EXISTS")
+                .arg(self.inner.keys.node_alive(node))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| BusError::Redis(e.to_string()))?;
+            if !running {
+                return Err(BusError::NodeGone(node.to_owned()));
+            }
+            let inbox = self.inner.keys.node_inbox(node);
+            self.ask_into(tenant, inbox, Body::Node(message)).await
+        })
+    }
+}
+
+impl Bus {
+    /// Sends `body` to `stream` as an ask, and waits for its answer a bounded time.
+    async fn ask_into(&self, tenant: &str, stream: String, body: Body) -> Result<Answer, BusError> {
+        let id = self.inner.next_ask.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.inner.asks).insert(id, tx);
+        let letter = self.inner.letter(tenant, 0, id, body);
+        self.inner.send(stream, letter);
+        let wait = self.inner.config.ask_wait;
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            _ => {
+                lock(&self.inner.asks).remove(&id);
+                Err(BusError::NoAnswer(wait.as_millis() as u64))
+            }
+        }
     }
 }
 

@@ -9,10 +9,10 @@ use tokio::sync::watch;
 use super::Handler;
 use crate::lease::Fence;
 use crate::messages::agent_state::AgentState;
-use crate::messages::bus::{Answer, BusFuture, NodeBound, OwnerBound};
-use crate::messages::ors::{CallAddr, Ors, OrsMsg, RouteRequest};
+use crate::messages::bus::{Answer, BusFuture, OwnerBound};
+use crate::messages::ors::{CallAddr, Order, Ors, OrsMsg, RouteRequest};
 use crate::messages::rq::{Rq, RqMsg};
-use crate::messages::sip_cluster::{Cluster, ClusterMsg};
+use crate::messages::sip_cluster::{CallView, Cluster, ClusterMsg, Control, ControlError};
 use crate::ors::callbacks::Callbacks;
 use crate::tenant::Directory;
 
@@ -153,12 +153,18 @@ impl Handler for Systems {
         })
     }
 
-    fn node(&self, _tenant: &str, message: NodeBound) {
-        match message {
-            NodeBound::Order { call, order } => {
-                self.cluster.send(ClusterMsg::Order { call, order })
-            }
-        }
+    fn order(&self, _tenant: &str, call: String, order: Order) {
+        self.cluster.send(ClusterMsg::Order { call, order });
+    }
+
+    fn control<'a>(
+        &'a self,
+        tenant: &'a str,
+        call: String,
+        dn: String,
+        control: Control,
+    ) -> BusFuture<'a, Result<CallView, ControlError>> {
+        Box::pin(async move { self.cluster.control(tenant, &call, &dn, control).await })
     }
 }
 

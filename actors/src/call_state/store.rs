@@ -8,6 +8,8 @@ use std::sync::Mutex;
 use redis::aio::ConnectionManager;
 
 use crate::keys::Keys;
+use crate::messages::bus::BusFuture;
+use crate::messages::sip_cluster::CallNodes;
 use crate::redis_retry::query;
 use crate::store::StoreFuture;
 
@@ -23,6 +25,12 @@ pub trait SnapshotStore: Send + Sync + 'static {
 }
 
 const SNAPSHOT_TTL_SECS: u64 = 24 * 3600;
+
+/// The node a snapshot names.
+fn node_in(snapshot: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(snapshot).ok()?;
+    value["node"].as_str().map(str::to_owned)
+}
 
 /// Snapshots in this process, lost when it stops.
 #[derive(Debug, Default)]
@@ -87,5 +95,33 @@ impl SnapshotStore for RedisSnapshots {
             }
         };
         Box::pin(async move { Ok(query::<()>(&self.conn, &cmd).await?) })
+    }
+}
+
+impl std::fmt::Debug for RedisSnapshots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisSnapshots")
+    }
+}
+
+impl CallNodes for RedisSnapshots {
+    fn node_of<'a>(&'a self, tenant: &'a str, call: &'a str) -> BusFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let snapshot: Option<String> = query(
+                &self.conn,
+                redis::cmd("GET").arg(self.keys.call(tenant, call)),
+            )
+            .await
+            .ok()
+            .flatten();
+            snapshot.as_deref().and_then(node_in)
+        })
+    }
+}
+
+impl CallNodes for MemorySnapshots {
+    fn node_of<'a>(&'a self, tenant: &'a str, call: &'a str) -> BusFuture<'a, Option<String>> {
+        let node = self.get(tenant, call).as_deref().and_then(node_in);
+        Box::pin(std::future::ready(node))
     }
 }

@@ -16,6 +16,7 @@ use std::pin::Pin;
 use crate::messages::agent_state::{Command, CommandError, Status};
 use crate::messages::ors::{CallbackStatus, Order, Report};
 use crate::messages::rq::QueueStats;
+use crate::messages::sip_cluster::{CallView, Control, ControlError};
 
 /// What a node sends a tenant's owner.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,10 +59,20 @@ pub struct RouteCall {
     pub user_data: BTreeMap<String, String>,
 }
 
-/// What a tenant's owner sends the node running a call.
+/// What is sent the node running a call: a routing session's order (from the tenant's
+/// owner), a desktop's request (from the node the desktop reached; answered
+/// [`Answer::Control`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeBound {
-    Order { call: String, order: Order },
+    Order {
+        call: String,
+        order: Order,
+    },
+    Control {
+        call: String,
+        dn: String,
+        control: Control,
+    },
 }
 
 /// The answer to an [`OwnerBound`] that asks.
@@ -72,6 +83,7 @@ pub enum Answer {
     Status(Result<Status, CommandError>),
     QueueStats(Vec<QueueStats>),
     Callback(Option<CallbackStatus>),
+    Control(Result<CallView, ControlError>),
 }
 
 /// Why a message did not reach the owner, or no answer came.
@@ -80,11 +92,15 @@ pub enum BusError {
     /// Redis refused or could not be reached.
     #[error("bus: {0}")]
     Redis(String),
-    /// No answer within the wait: the tenant has no owner now, or it is slow.
-    #[error("the tenant's owner did not answer within {0} ms")]
+    /// No answer within the wait: the tenant has no owner now (or the node asked is gone),
+    /// or it is slow.
+    #[error("no answer within {0} ms")]
     NoAnswer(u64),
+    /// The node asked is not running (its calls are gone with it, or another node's now).
+    #[error("node {0} is not running")]
+    NodeGone(String),
     /// An answer came, but not the kind asked for.
-    #[error("the tenant's owner answered {0}, not what was asked")]
+    #[error("the answer was {0}, not what was asked")]
     WrongAnswer(&'static str),
 }
 
@@ -116,6 +132,14 @@ pub trait ToNode: Send + Sync + fmt::Debug {
 
     /// Sends `message` from `tenant`'s owner to `node`.
     fn send(&self, tenant: &str, node: &str, message: NodeBound);
+
+    /// Asks `node` (the node running a call), and waits for the answer a bounded time.
+    fn ask<'a>(
+        &'a self,
+        tenant: &'a str,
+        node: &'a str,
+        message: NodeBound,
+    ) -> BusFuture<'a, Result<Answer, BusError>>;
 }
 
 impl Answer {
@@ -127,6 +151,7 @@ impl Answer {
             Answer::Status(_) => "an agent's status",
             Answer::QueueStats(_) => "queue figures",
             Answer::Callback(_) => "a callback's status",
+            Answer::Control(_) => "a call's view",
         }
     }
 }

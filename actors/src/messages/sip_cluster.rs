@@ -14,6 +14,7 @@ use switchboard_proto::events::CallThread;
 use switchboard_sip::transport::{Endpoint, Transport};
 use switchboard_sip::{Message, Request};
 
+use crate::messages::bus::{Answer, BusError, BusFuture, NodeBound, ToNode};
 use crate::messages::ors::Order;
 use crate::messages::sip_proxy::CallRoute;
 use crate::tenant::{Directory, Tenant};
@@ -102,7 +103,7 @@ pub enum CallRef {
 }
 
 /// What a desktop asks of a call, for the agent at one of its DNs.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     /// Only the call as it is.
     View,
@@ -148,6 +149,19 @@ impl CallState {
             CallState::Held => "Held",
             CallState::Released => "Released",
         }
+    }
+
+    /// The state [`CallState::name`] wrote.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            CallState::Dialing,
+            CallState::Ringing,
+            CallState::Established,
+            CallState::Held,
+            CallState::Released,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
     }
 
     /// Whether the call is answered (established or held).
@@ -196,6 +210,26 @@ impl Capability {
             Capability::Reconnect => "reconnect",
         }
     }
+
+    /// The capability [`Capability::name`] wrote.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Capability::Answer,
+            Capability::Hold,
+            Capability::Retrieve,
+            Capability::Release,
+            Capability::SendDtmf,
+            Capability::AttachUserData,
+            Capability::UpdateUserData,
+            Capability::DeleteUserData,
+            Capability::CompleteTransfer,
+            Capability::CompleteConference,
+            Capability::Alternate,
+            Capability::Reconnect,
+        ]
+        .into_iter()
+        .find(|c| c.name() == name)
+    }
 }
 
 /// An operation a call's state may not allow, as a refusal names it.
@@ -214,6 +248,29 @@ pub enum Operation {
 }
 
 impl Operation {
+    const ALL: [Operation; 10] = [
+        Operation::Answer,
+        Operation::Hold,
+        Operation::Retrieve,
+        Operation::Reconnect,
+        Operation::Release,
+        Operation::AttachData,
+        Operation::DeleteData,
+        Operation::Transfer,
+        Operation::FinishTransfer,
+        Operation::SendDtmf,
+    ];
+
+    /// Its name (as `Debug` writes it).
+    pub fn name(self) -> String {
+        format!("{self:?}")
+    }
+
+    /// The operation [`Operation::name`] wrote.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.name() == name)
+    }
+
     fn verb(self) -> &'static str {
         match self {
             Operation::Answer => "answer",
@@ -368,15 +425,40 @@ pub enum ClusterMsg {
     ConfigChanged(Arc<Directory>),
 }
 
+/// Says which node runs a call (from what the call left in Redis).
+pub trait CallNodes: Send + Sync + std::fmt::Debug {
+    fn node_of<'a>(&'a self, tenant: &'a str, call: &'a str) -> BusFuture<'a, Option<String>>;
+}
+
+/// How desktops reach calls that run on other nodes.
+#[derive(Clone, Debug)]
+struct Remote {
+    calls: Arc<dyn CallNodes>,
+    nodes: Arc<dyn ToNode>,
+}
+
 /// Reaches the SIP cluster. Started by [`crate::sip_cluster`]. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Cluster {
     actor: ActorRef<ClusterMsg>,
+    remote: Option<Remote>,
 }
 
 impl Cluster {
     pub(crate) fn new(actor: ActorRef<ClusterMsg>) -> Self {
-        Self { actor }
+        Self {
+            actor,
+            remote: None,
+        }
+    }
+
+    /// This handle, reaching a call that another node runs (found by `calls`) through
+    /// `nodes`.
+    pub fn reaching_other_nodes(self, calls: Arc<dyn CallNodes>, nodes: Arc<dyn ToNode>) -> Self {
+        Self {
+            remote: Some(Remote { calls, nodes }),
+            ..self
+        }
     }
 
     pub fn send(&self, msg: ClusterMsg) {
@@ -403,14 +485,39 @@ impl Cluster {
         dn: &str,
         control: Control,
     ) -> Result<CallView, ControlError> {
-        self.ask(|reply| ClusterMsg::Control {
-            tenant: tenant.to_owned(),
+        let here = self
+            .ask(|reply| ClusterMsg::Control {
+                tenant: tenant.to_owned(),
+                call: call.to_owned(),
+                dn: dn.to_owned(),
+                control: control.clone(),
+                reply,
+            })
+            .await;
+        let (Err(ControlError::NotFound(_)), Some(remote)) = (&here, &self.remote) else {
+            return here;
+        };
+        // Not a call of this node's: the node the call's snapshot names.
+        let Some(node) = remote.calls.node_of(tenant, call).await else {
+            return here;
+        };
+        if node == remote.nodes.node() {
+            return here;
+        }
+        let asked = NodeBound::Control {
             call: call.to_owned(),
             dn: dn.to_owned(),
             control,
-            reply,
-        })
-        .await
+        };
+        match remote.nodes.ask(tenant, &node, asked).await {
+            Ok(Answer::Control(result)) => result,
+            Ok(other) => Err(ControlError::Unavailable(
+                BusError::WrongAnswer(other.kind()).to_string(),
+            )),
+            Err(e) => Err(ControlError::Unavailable(format!(
+                "node {node}, which runs call {call}, did not answer: {e}"
+            ))),
+        }
     }
 
     /// Completes a transfer or conference into `main` (see [`ClusterMsg::Complete`]).

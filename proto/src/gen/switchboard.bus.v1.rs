@@ -18,7 +18,7 @@ pub struct Envelope {
     pub ask: u64,
     #[prost(
         oneof = "envelope::Body",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 20, 30, 31"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 30, 31"
     )]
     pub body: ::core::option::Option<envelope::Body>,
 }
@@ -44,6 +44,8 @@ pub mod envelope {
         Callback(super::CallbackQuery),
         #[prost(message, tag = "20")]
         CallOrder(super::CallOrder),
+        #[prost(message, tag = "21")]
+        CallControl(super::CallControl),
         #[prost(message, tag = "30")]
         Answer(super::Answer),
         #[prost(message, tag = "31")]
@@ -178,6 +180,70 @@ pub struct AgentStatus {
 /// Every virtual queue's figures; answered with QueueFigures.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct QueueStats {}
+/// A desktop's request for a call running on the node it is sent to, for the agent at `dn`;
+/// answered with a ControlResult.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CallControl {
+    #[prost(string, tag = "1")]
+    pub call: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub dn: ::prost::alloc::string::String,
+    #[prost(
+        oneof = "call_control::Control",
+        tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15"
+    )]
+    pub control: ::core::option::Option<call_control::Control>,
+}
+/// Nested message and enum types in `CallControl`.
+pub mod call_control {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Control {
+        #[prost(message, tag = "3")]
+        View(super::Empty),
+        #[prost(message, tag = "4")]
+        Answer(super::Empty),
+        /// The call the agent consults on (empty: no longer).
+        #[prost(string, tag = "5")]
+        Consulting(::prost::alloc::string::String),
+        #[prost(message, tag = "6")]
+        Hold(super::Empty),
+        #[prost(message, tag = "7")]
+        Retrieve(super::Empty),
+        #[prost(message, tag = "8")]
+        Reconnect(super::Empty),
+        #[prost(message, tag = "9")]
+        Release(super::Empty),
+        #[prost(message, tag = "10")]
+        AttachUserData(super::UserData),
+        #[prost(message, tag = "11")]
+        UpdateUserData(super::UserData),
+        #[prost(message, tag = "12")]
+        DeleteUserData(super::Keys),
+        #[prost(string, tag = "13")]
+        SendDtmf(::prost::alloc::string::String),
+        #[prost(string, tag = "14")]
+        DeleteFromConference(::prost::alloc::string::String),
+        #[prost(string, tag = "15")]
+        SingleStepTransfer(::prost::alloc::string::String),
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UserData {
+    #[prost(message, repeated, tag = "1")]
+    pub pairs: ::prost::alloc::vec::Vec<KeyValue>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct KeyValue {
+    #[prost(string, tag = "1")]
+    pub key: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub value: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Keys {
+    #[prost(string, repeated, tag = "1")]
+    pub keys: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
 /// A GES callback's status, or its cancellation (then its status); answered with a
 /// CallbackResult.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -309,7 +375,7 @@ pub struct AgentRoute {
 /// The answer to what an envelope with `ask` asked.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Answer {
-    #[prost(oneof = "answer::Result", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "answer::Result", tags = "1, 2, 3, 4, 5, 6")]
     pub result: ::core::option::Option<answer::Result>,
 }
 /// Nested message and enum types in `Answer`.
@@ -326,6 +392,88 @@ pub mod answer {
         QueueStats(super::QueueFigures),
         #[prost(message, tag = "5")]
         Callback(super::CallbackResult),
+        #[prost(message, tag = "6")]
+        Control(super::ControlResult),
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ControlResult {
+    #[prost(oneof = "control_result::Result", tags = "1, 2")]
+    pub result: ::core::option::Option<control_result::Result>,
+}
+/// Nested message and enum types in `ControlResult`.
+pub mod control_result {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Result {
+        #[prost(message, tag = "1")]
+        View(super::CallView),
+        #[prost(message, tag = "2")]
+        Failure(super::ControlFailure),
+    }
+}
+/// A call as a desktop sees it.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CallView {
+    #[prost(message, optional, tag = "1")]
+    pub call: ::core::option::Option<crate::events::CallThread>,
+    /// Dialing, Ringing, Established, Held or Released.
+    #[prost(string, tag = "2")]
+    pub state: ::prost::alloc::string::String,
+    /// The capabilities' names (hold, retrieve, send-dtmf, ...).
+    #[prost(string, repeated, tag = "3")]
+    pub capabilities: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ControlFailure {
+    #[prost(oneof = "control_failure::Kind", tags = "1, 2, 3, 4")]
+    pub kind: ::core::option::Option<control_failure::Kind>,
+}
+/// Nested message and enum types in `ControlFailure`.
+pub mod control_failure {
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Kind {
+        /// No such call for this agent: the call's id.
+        #[prost(string, tag = "1")]
+        NotFound(::prost::alloc::string::String),
+        #[prost(message, tag = "2")]
+        Refused(super::Refused),
+        #[prost(message, tag = "3")]
+        Invalid(super::Invalid),
+        #[prost(string, tag = "4")]
+        Unavailable(::prost::alloc::string::String),
+    }
+}
+/// Why the call's state does not allow what was asked: the refusal's name (State,
+/// NoEarlyDialog, NotInConference, ...), with what it names.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Refused {
+    #[prost(string, tag = "1")]
+    pub kind: ::prost::alloc::string::String,
+    /// For State: the operation (Hold, Release, ...) and the call's state.
+    #[prost(string, tag = "2")]
+    pub operation: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub state: ::prost::alloc::string::String,
+    /// For NotInConference and NotStarted.
+    #[prost(string, tag = "4")]
+    pub detail: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Invalid {
+    #[prost(oneof = "invalid::Kind", tags = "1, 2, 3")]
+    pub kind: ::core::option::Option<invalid::Kind>,
+}
+/// Nested message and enum types in `Invalid`.
+pub mod invalid {
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Kind {
+        #[prost(string, tag = "1")]
+        UserDataKey(::prost::alloc::string::String),
+        #[prost(string, tag = "2")]
+        Digits(::prost::alloc::string::String),
+        /// The number no dial plan rule matches.
+        #[prost(string, tag = "3")]
+        NoRoute(::prost::alloc::string::String),
     }
 }
 /// No view: the tenant has no such callback.

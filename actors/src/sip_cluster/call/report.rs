@@ -130,6 +130,7 @@ impl Call {
         }
         serde_json::json!({
             "call": &*self.id,
+            "node": &*self.local.node,
             "thread": self.thread_id(),
             "tenant": self.tenant.name,
             "state": kind.name(),

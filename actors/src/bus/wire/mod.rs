@@ -1,6 +1,8 @@
 //! The bus's messages as they cross nodes: each typed message of [`crate::messages::bus`] and
 //! its protobuf twin of `proto/bus.proto`, both ways.
 
+mod control;
+
 use std::collections::BTreeMap;
 
 use prost::Message;
@@ -58,6 +60,13 @@ pub fn encode(letter: &Letter) -> Vec<u8> {
             call: call.clone(),
             order: Some(order_to_pb(order)),
         }),
+        Body::Node(NodeBound::Control { call, dn, control }) => {
+            PbBody::CallControl(pb::CallControl {
+                call: call.clone(),
+                dn: dn.clone(),
+                control: Some(control::control_to_pb(control)),
+            })
+        }
         Body::Answer(a) => PbBody::Answer(answer_to_pb(a)),
         Body::CaughtUp(token) => PbBody::CaughtUp(pb::CaughtUp { token: *token }),
     };
@@ -111,6 +120,11 @@ pub fn decode(bytes: &[u8]) -> Result<Letter, Unreadable> {
         PbBody::CallOrder(o) => Body::Node(NodeBound::Order {
             call: o.call,
             order: order_from_pb(o.order.ok_or(Unreadable::Invalid("order"))?)?,
+        }),
+        PbBody::CallControl(c) => Body::Node(NodeBound::Control {
+            call: c.call,
+            dn: c.dn,
+            control: control::control_from_pb(c.control.ok_or(Unreadable::Invalid("control"))?),
         }),
         PbBody::Answer(a) => Body::Answer(answer_from_pb(&e.tenant, a)?),
         PbBody::CaughtUp(c) => Body::CaughtUp(c.token),
@@ -430,6 +444,7 @@ fn answer_to_pb(a: &Answer) -> pb::Answer {
                 reason: v.reason.clone(),
             }),
         }),
+        Answer::Control(result) => R::Control(control::result_to_pb(result)),
     };
     pb::Answer {
         result: Some(result),
@@ -464,6 +479,7 @@ fn answer_from_pb(tenant: &str, a: pb::Answer) -> Result<Answer, Unreadable> {
                 })
                 .collect(),
         ),
+        R::Control(c) => Answer::Control(control::result_from_pb(tenant, c)?),
         R::Callback(c) => Answer::Callback(c.view.map(|v| CallbackStatus {
             id: v.id,
             state: v.state,
