@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of switchboard on a fresh Debian 12 machine: installs the peers the tests talk
-# to (SIPp, baresip, Redis, PostgreSQL, protoc, socat) when missing, starts a private Redis and a private
-# PostgreSQL cluster on free ports in a temporary directory, runs the whole cargo test suite, and
-# stops what it started.
+# to (SIPp, baresip, Redis, PostgreSQL, protoc, socat) when missing, starts a private Redis, a
+# private three-master Redis Cluster and a private PostgreSQL cluster on free ports in a
+# temporary directory, runs the whole cargo test suite, and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,9 +47,11 @@ export SWITCHBOARD_TEST_TANSU="$tools/bin/tansu"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-test.XXXXXX")
 redis_pid=""
+cluster_pids=()
 pg_data=""
 cleanup() {
   [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+  for pid in "${cluster_pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
   [ -n "$pg_data" ] && as_pg "$(pg_bin)/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1
   rm -rf "$work"
 }
@@ -85,6 +87,36 @@ done
 redis-cli -p "$redis_port" ping >/dev/null
 export SWITCHBOARD_TEST_REDIS="redis://127.0.0.1:$redis_port"
 echo "private redis on $SWITCHBOARD_TEST_REDIS"
+
+# A three-master Redis Cluster (no replicas) for the tests of switchboard on a cluster. Each
+# node also listens on its port + 10000 for the cluster's own bus.
+cluster_seeds=()
+for i in 1 2 3; do
+  while :; do
+    port=$(free_port)
+    (exec 3<>"/dev/tcp/127.0.0.1/$((port + 10000))") 2>/dev/null || break
+  done
+  mkdir -p "$work/cluster/$port"
+  (cd "$work/cluster/$port" && exec redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+    --cluster-config-file nodes.conf --save "" --appendonly no --logfile redis.log) &
+  cluster_pids+=($!)
+  cluster_seeds+=("127.0.0.1:$port")
+done
+for seed in "${cluster_seeds[@]}"; do
+  for _ in $(seq 1 50); do
+    redis-cli -p "${seed#*:}" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+done
+redis-cli --cluster create "${cluster_seeds[@]}" --cluster-replicas 0 --cluster-yes >"$work/cluster/create.log" 2>&1 \
+  || { cat "$work/cluster/create.log"; exit 1; }
+for _ in $(seq 1 100); do
+  redis-cli -p "${cluster_seeds[0]#*:}" cluster info | grep -q '^cluster_state:ok' && break
+  sleep 0.1
+done
+SWITCHBOARD_TEST_REDIS_CLUSTER=$(printf 'redis://%s,' "${cluster_seeds[@]}")
+export SWITCHBOARD_TEST_REDIS_CLUSTER="${SWITCHBOARD_TEST_REDIS_CLUSTER%,}"
+echo "private redis cluster on $SWITCHBOARD_TEST_REDIS_CLUSTER"
 
 pg_port=$(free_port)
 mkdir -p "$work/pg"

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ractor::{ActorRef, OutputPort};
-use redis::aio::ConnectionManager;
 use switchboard_actors::agent_state::AgentStateConfig;
 use switchboard_actors::agent_state::store::{AgentStore, MemoryAgents, RedisAgents};
 use switchboard_actors::bus::{Bus, BusConfig, Systems};
@@ -24,6 +23,7 @@ use switchboard_actors::messages::sip_cluster::{CallNodes, Cluster};
 use switchboard_actors::ors::callbacks::{Callbacks, CallbacksArgs};
 use switchboard_actors::ors::store::{MemoryRouting, RedisRouting, RoutingStore};
 use switchboard_actors::ors::{OrsArgs, wall_clock};
+use switchboard_actors::redis_conn::{Conn, Redis};
 use switchboard_actors::registrar::{
     MemoryBindings, Policy, RedisBindings, Registrar, RegistrarConfig, RegistrarMsg,
 };
@@ -77,7 +77,7 @@ pub(crate) struct Node {
 }
 
 struct Ready {
-    redis: Option<ConnectionManager>,
+    redis: Option<Conn>,
     cluster: Cluster,
     ownership: Ownership,
     directory: tokio::sync::watch::Receiver<Arc<Directory>>,
@@ -265,7 +265,8 @@ impl Node {
         };
         let (redis_client, mut redis) = redis.unzip();
         let keys = config.stores.key_prefix.clone();
-        if let Some(conn) = &mut redis {
+        // Earlier versions ran on one Redis only: a cluster holds no keys of theirs.
+        if let Some(conn @ Conn::One(_)) = &mut redis {
             switchboard_actors::keys::migrate_legacy(conn, &keys)
                 .await
                 .context("renaming the keys of an earlier version")?;
@@ -730,16 +731,23 @@ fn start_reporting(config: &NodeConfig) -> anyhow::Result<Option<Reporter>> {
     ))
 }
 
-/// Connects to Redis, trying for a few seconds so a node started alongside its Redis waits
-/// for it.
-async fn connect_redis(url: &str) -> anyhow::Result<(redis::Client, ConnectionManager)> {
-    let client = redis::Client::open(url).with_context(|| format!("invalid redis URL {url:?}"))?;
+/// Connects to Redis (one server, or a Redis Cluster by its seed nodes), trying for a few
+/// seconds so a node started alongside its Redis waits for it.
+async fn connect_redis(url: &str) -> anyhow::Result<(Redis, Conn)> {
     let mut last = None;
     for _ in 0..20 {
-        match ConnectionManager::new(client.clone()).await {
-            Ok(conn) => {
-                tracing::info!(url, "redis connected");
+        match Redis::connect(url).await {
+            Ok((client, conn)) => {
+                let kind = if client.is_cluster() {
+                    "a Redis Cluster"
+                } else {
+                    "one Redis"
+                };
+                tracing::info!(url, "redis connected: {kind}");
                 return Ok((client, conn));
+            }
+            Err(e) if e.kind() == redis::ErrorKind::InvalidClientConfig => {
+                return Err(anyhow::anyhow!("invalid redis URL {url:?}: {e}"));
             }
             Err(e) => last = Some(e),
         }

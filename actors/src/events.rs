@@ -11,8 +11,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
+use crate::redis_conn::{Conn, Redis};
 use redis::Script;
-use redis::aio::ConnectionManager;
 use switchboard_kafka::Reporter;
 use switchboard_proto::events::{Event, Payload};
 use switchboard_proto::{event_fields, event_from_fields};
@@ -387,9 +387,9 @@ impl MemorySink {
 /// order agree even with several nodes.
 #[derive(Clone)]
 pub struct RedisSink {
-    conn: ConnectionManager,
+    conn: Conn,
     /// For the connections that follow streams (their reads block).
-    client: redis::Client,
+    client: Redis,
     keys: Keys,
     append: Arc<Script>,
     max_len: usize,
@@ -441,7 +441,7 @@ return seq
 ";
 
 impl RedisSink {
-    pub fn new(client: redis::Client, conn: ConnectionManager, keys: Keys, max_len: usize) -> Self {
+    pub fn new(client: Redis, conn: Conn, keys: Keys, max_len: usize) -> Self {
         Self {
             conn,
             client,
@@ -583,21 +583,15 @@ const TAIL_BLOCK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A connection of its own for the tail, whose reads block longer than a shared one's
 /// answers may take.
-async fn tail_connection(
-    client: &redis::Client,
-) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_response_timeout(Some(TAIL_BLOCK + std::time::Duration::from_secs(5)));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
+async fn tail_connection(client: &Redis) -> redis::RedisResult<Conn> {
+    client.own_connection(TAIL_BLOCK).await
 }
 
 /// Follows a tenant's streams from `from` for as long as the node runs, handing each new entry
 /// on in id order; a lost connection is made again and the read resumes where it stopped.
 async fn tail(
-    mut conn: redis::aio::MultiplexedConnection,
-    client: redis::Client,
+    mut conn: Conn,
+    client: Redis,
     streams: Vec<String>,
     mut from: Vec<EntryId>,
     live: broadcast::Sender<Arc<Entry>>,

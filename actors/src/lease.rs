@@ -23,8 +23,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::redis_conn::Conn;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -173,7 +173,7 @@ impl Fencing {
     /// that its lease passed to another node.
     pub async fn write_hash(
         &self,
-        conn: &ConnectionManager,
+        conn: &Conn,
         tenant: &str,
         hash: &str,
         field: &str,
@@ -210,7 +210,7 @@ impl Fencing {
 /// A node's leases in Redis.
 #[derive(Clone)]
 pub struct Leases {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     node: Arc<str>,
     claim: Arc<Script>,
@@ -226,7 +226,7 @@ impl fmt::Debug for Leases {
 
 impl Leases {
     /// The leases of node `node` (an id no other node, and no earlier run of this one, has).
-    pub fn new(conn: ConnectionManager, keys: Keys, node: &str) -> Self {
+    pub fn new(conn: Conn, keys: Keys, node: &str) -> Self {
         Self {
             conn,
             keys,

@@ -19,6 +19,7 @@ pub mod messages;
 pub mod ors;
 #[cfg(test)]
 mod probe;
+pub mod redis_conn;
 mod redis_retry;
 pub mod registrar;
 pub mod rq;

@@ -10,17 +10,17 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::redis_conn::Conn;
 use redis::RedisResult;
-use redis::aio::ConnectionManager;
 
 /// Attempts after the first.
 const RETRIES: u32 = 4;
 
 /// Runs `attempt` on a clone of `conn`, again after 100, 200, 400 and 800 ms while it fails
 /// for want of a connection.
-pub(crate) async fn retrying<T, F, Fut>(conn: &ConnectionManager, mut attempt: F) -> RedisResult<T>
+pub(crate) async fn retrying<T, F, Fut>(conn: &Conn, mut attempt: F) -> RedisResult<T>
 where
-    F: FnMut(ConnectionManager) -> Fut,
+    F: FnMut(Conn) -> Fut,
     Fut: Future<Output = RedisResult<T>>,
 {
     let mut pause = Duration::from_millis(100);
@@ -40,7 +40,7 @@ where
 
 /// Runs one command on `conn` as [`retrying`] does.
 pub(crate) async fn query<T: redis::FromRedisValue>(
-    conn: &ConnectionManager,
+    conn: &Conn,
     cmd: &redis::Cmd,
 ) -> RedisResult<T> {
     retrying(conn, |mut c| async move { cmd.query_async(&mut c).await }).await

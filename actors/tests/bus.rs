@@ -18,6 +18,7 @@ use switchboard_actors::messages::bus::{
 };
 use switchboard_actors::messages::ors::Order;
 use switchboard_actors::messages::sip_cluster::{CallView, Control, ControlError};
+use switchboard_actors::redis_conn::Redis;
 use switchboard_routing::strategy::Route;
 use tokio::sync::watch;
 
@@ -158,10 +159,7 @@ struct Node {
 
 impl Node {
     async fn start(url: &str, name: &str, hangs: bool) -> Self {
-        let client = redis::Client::open(url).expect("url");
-        let conn = redis::aio::ConnectionManager::new(client.clone())
-            .await
-            .expect("redis");
+        let (client, conn) = Redis::connect(url).await.expect("redis");
         let keys = Keys::default();
         let leases = Holding::start(
             Leases::new(conn.clone(), keys.clone(), name),

@@ -10,6 +10,7 @@ use switchboard_actors::keys::Keys;
 use switchboard_actors::lease::{
     FENCE_CHECK, Fence, LeaseConfig, Leases, Owned, Stop, hold_leases,
 };
+use switchboard_actors::redis_conn::Redis;
 use tokio::sync::{mpsc, oneshot, watch};
 
 const TENANTS: [&str; 2] = ["demo", "acme"];
@@ -31,10 +32,7 @@ fn redis_db(db: u8) -> String {
 }
 
 async fn leases(url: &str, node: &str) -> Leases {
-    let client = redis::Client::open(url).expect("url");
-    let conn = redis::aio::ConnectionManager::new(client)
-        .await
-        .expect("redis reachable");
+    let (_, conn) = Redis::connect(url).await.expect("redis reachable");
     Leases::new(conn, Keys::default(), node)
 }
 

@@ -9,6 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::sipp::{Running, answering_phone, register, sbc_calls, scenario, serving, wait};
+use support::store::Store;
 use support::{DEMO_KEY, Server, agent, log_in, with_key};
 use switchboard_actors::tenant::{MediaServerConfig, Options, TenantConfig, demo_tenant};
 use switchboard_proto::voice as pb;
@@ -19,9 +20,10 @@ fn owns_demo(server: &Server) -> bool {
     support::metric(server, DEMO_OWNED) == Some(1.0)
 }
 
-/// Starts a node on `redis` with `config`, and waits for its first look at the leases.
-fn node(redis: &str, config: &str) -> Server {
-    let server = Server::start_with_config(Some(config), &["--redis", redis]);
+/// Starts a node on `store` with `config`, and waits for its first look at the leases.
+fn node(store: &Store, config: &str) -> Server {
+    let config = format!("{}{config}", store.config());
+    let server = Server::start_with_config(Some(&config), &["--redis", store.url()]);
     assert!(
         support::eventually(Duration::from_secs(5), || {
             server
@@ -31,21 +33,30 @@ fn node(redis: &str, config: &str) -> Server {
         "{}",
         server.log_text()
     );
+    if store.is_cluster() {
+        assert!(
+            server
+                .log_text()
+                .contains("redis connected: a Redis Cluster"),
+            "{}",
+            server.log_text()
+        );
+    }
     server
 }
 
 #[test]
 fn a_tenant_has_one_owner_which_hands_it_over_when_stopped() {
-    let url = support::redis_db(42);
+    let store = Store::db(42);
     // Leases far longer than the test waits: a handover can only be the owner's release.
     let config = "[cluster]\nlease_ms = 30000\nlease_claim_ms = 100\n";
-    let mut a = node(&url, config);
+    let mut a = node(&store, config);
     assert!(
         support::eventually(Duration::from_secs(5), || owns_demo(&a)),
         "{}",
         a.log_text()
     );
-    let b = node(&url, config);
+    let b = node(&store, config);
     // b has looked at the lease several times by now, and found it held.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(support::metric(&b, DEMO_OWNED), Some(0.0));
@@ -66,13 +77,13 @@ fn a_tenant_has_one_owner_which_hands_it_over_when_stopped() {
 
 #[test]
 fn a_killed_owners_tenant_passes_to_another_node_when_its_lease_expires() {
-    let url = support::redis_db(43);
+    let store = Store::db(43);
     let config = "[cluster]\nlease_ms = 1500\nlease_claim_ms = 100\n";
-    let mut a = node(&url, config);
+    let mut a = node(&store, config);
     assert!(support::eventually(Duration::from_secs(5), || owns_demo(
         &a
     )));
-    let b = node(&url, config);
+    let b = node(&store, config);
     a.kill();
     let killed = Instant::now();
     assert!(
@@ -128,15 +139,15 @@ fn demo_with(
 /// A's routing over Redis, plays A's music, and rings the agent A reserved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_on_one_node_reaches_an_agent_through_the_owner_on_another() {
-    let url = support::redis_db(44);
+    let store = Store::db(44);
     let dir = tempfile::tempdir().expect("temp dir");
     let media = std::net::SocketAddr::from(([127, 0, 0, 3], support::free_port()));
     let config = demo_with_media(media, "[cluster]\nlease_ms = 3000\nlease_claim_ms = 100\n");
-    let a = node(&url, &config);
+    let a = node(&store, &config);
     assert!(support::eventually(Duration::from_secs(5), || owns_demo(
         &a
     )));
-    let b = node(&url, &config);
+    let b = node(&store, &config);
     assert_eq!(support::metric(&b, DEMO_OWNED), Some(0.0));
 
     let mut sipps = Running(Vec::new());
@@ -186,13 +197,9 @@ async fn a_call_on_one_node_reaches_an_agent_through_the_owner_on_another() {
     );
     assert!(wait(&mut phone, Duration::from_secs(5)).success());
     // The call's events, from B's call and A's routing, on the tenant's one stream.
-    let mut conn = support::redis(&url);
     let mut kinds = Vec::new();
     assert!(support::eventually(Duration::from_secs(5), || {
-        kinds = support::call_events(&mut conn)
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        kinds = store.call_events().into_iter().map(|(k, _)| k).collect();
         kinds.last().map(String::as_str) == Some("Released")
     }));
     // B's call and desktop went to A over the bus, and A's orders came back to B's call.
@@ -231,9 +238,9 @@ fn callback(server: &Server, method: &str, id: &str) -> (u16, serde_json::Value)
 }
 
 /// Appends GES's request for callback `id` to the tenant's stream.
-fn ges_request(conn: &mut redis::Connection, id: &str) {
+fn ges_request(store: &Store, id: &str) {
     let _: String = redis::cmd("XADD")
-        .arg("sb:{demo}:ges-callbacks")
+        .arg(store.key("ges-callbacks"))
         .arg("*")
         .arg(&[
             ("id", id),
@@ -242,7 +249,7 @@ fn ges_request(conn: &mut redis::Connection, id: &str) {
             ("target", "english >= 3"),
             ("priority", "5"),
         ])
-        .query(conn)
+        .query(&mut *store.conn())
         .expect("xadd");
 }
 
@@ -253,7 +260,16 @@ fn ges_request(conn: &mut redis::Connection, id: &str) {
 /// callbacks API answers for the callbacks alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_waiting_on_a_surviving_node_are_served_in_order_after_the_owner_is_killed() {
-    let url = support::redis_db(45);
+    owner_killed_while_calls_wait(Store::db(45)).await;
+}
+
+/// The same on a three-master Redis Cluster, the nodes' keys under a prefix of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_calls_waiting_are_served_in_order_after_the_owner_is_killed() {
+    owner_killed_while_calls_wait(Store::cluster("killed")).await;
+}
+
+async fn owner_killed_while_calls_wait(store: Store) {
     let dir = tempfile::tempdir().expect("temp dir");
     let media = std::net::SocketAddr::from(([127, 0, 0, 3], support::free_port()));
     let gateway = std::net::SocketAddr::from(([127, 0, 0, 2], support::free_port()));
@@ -262,11 +278,11 @@ async fn calls_waiting_on_a_surviving_node_are_served_in_order_after_the_owner_i
         Some(gateway),
         "[cluster]\nlease_ms = 1500\nlease_claim_ms = 100\n",
     );
-    let mut a = node(&url, &config);
+    let mut a = node(&store, &config);
     assert!(support::eventually(Duration::from_secs(5), || owns_demo(
         &a
     )));
-    let b = node(&url, &config);
+    let b = node(&store, &config);
 
     let mut sipps = Running(Vec::new());
     sipps.0.push(serving(
@@ -315,10 +331,10 @@ async fn calls_waiting_on_a_surviving_node_are_served_in_order_after_the_owner_i
         1.0,
         60,
     );
-    let mut conn = support::redis(&url);
     assert!(
         support::eventually(Duration::from_secs(15), || {
-            support::call_events(&mut conn)
+            store
+                .call_events()
                 .iter()
                 .filter(|(k, _)| k == "Queued")
                 .count()
@@ -329,8 +345,8 @@ async fn calls_waiting_on_a_surviving_node_are_served_in_order_after_the_owner_i
     );
 
     // A callback behind the calls, and one cancelled through B: both nodes answer alike.
-    ges_request(&mut conn, "cb-1");
-    ges_request(&mut conn, "cb-2");
+    ges_request(&store, "cb-1");
+    ges_request(&store, "cb-2");
     assert!(support::eventually(Duration::from_secs(10), || {
         callback(&b, "GET", "cb-2").1["state"] == "queued"
     }));
@@ -381,7 +397,7 @@ async fn calls_waiting_on_a_surviving_node_are_served_in_order_after_the_owner_i
     );
 
     // Served in the order they queued, each by an agent of its own.
-    let events = support::call_events(&mut conn);
+    let events = store.call_events();
     let queued: Vec<String> = events
         .iter()
         .filter(|(k, _)| k == "Queued")
@@ -427,7 +443,7 @@ async fn calls_waiting_on_a_surviving_node_are_served_in_order_after_the_owner_i
 /// their places; the first is dialed as soon as an agent is Ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_node_restarted_dials_the_callbacks_that_waited_in_their_places() {
-    let url = support::redis_db(46);
+    let store = Store::db(46);
     let dir = tempfile::tempdir().expect("temp dir");
     let media = std::net::SocketAddr::from(([127, 0, 0, 3], support::free_port()));
     let gateway = std::net::SocketAddr::from(([127, 0, 0, 2], support::free_port()));
@@ -436,7 +452,7 @@ async fn a_lone_node_restarted_dials_the_callbacks_that_waited_in_their_places()
         Some(gateway),
         "[cluster]\nlease_ms = 1500\nlease_claim_ms = 100\n",
     );
-    let server = node(&url, &config);
+    let server = node(&store, &config);
     let mut sipps = Running(Vec::new());
     sipps.0.push(answering_phone(
         dir.path(),
@@ -451,15 +467,17 @@ async fn a_lone_node_restarted_dials_the_callbacks_that_waited_in_their_places()
         .push(answering_phone(dir.path(), "1003", "127.0.0.1", phone));
     let mut desktop = pb::agents_client::AgentsClient::new(support::grpc(&server).await);
     log_in(&mut desktop, &["1003"], false).await;
-    let mut conn = support::redis(&url);
     for id in ["cb-1", "cb-2"] {
-        ges_request(&mut conn, id);
+        ges_request(&store, id);
     }
     assert!(support::eventually(Duration::from_secs(10), || {
         callback(&server, "GET", "cb-2").1["position"] == 2
     }));
 
-    let server = server.restart(Some(&config), &["--redis", &url]);
+    let server = server.restart(
+        Some(&format!("{}{config}", store.config())),
+        &["--redis", store.url()],
+    );
     assert!(
         support::eventually(Duration::from_secs(10), || owns_demo(&server)),
         "{}",
@@ -505,15 +523,15 @@ fn signal(server: &Server, signal: &str) {
 /// refused: the agent is reserved once, and each call routed once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_paused_past_its_lease_stops_owning_and_no_agent_is_reserved_twice() {
-    let url = support::redis_db(47);
+    let store = Store::db(47);
     let dir = tempfile::tempdir().expect("temp dir");
     let media = std::net::SocketAddr::from(([127, 0, 0, 3], support::free_port()));
     let config = demo_with_media(media, "[cluster]\nlease_ms = 1500\nlease_claim_ms = 100\n");
-    let a = node(&url, &config);
+    let a = node(&store, &config);
     assert!(support::eventually(Duration::from_secs(5), || owns_demo(
         &a
     )));
-    let b = node(&url, &config);
+    let b = node(&store, &config);
     let mut sipps = Running(Vec::new());
     sipps.0.push(serving(
         dir.path(),
@@ -549,12 +567,10 @@ async fn an_owner_paused_past_its_lease_stops_owning_and_no_agent_is_reserved_tw
         1.0,
         30,
     );
-    let mut conn = support::redis(&url);
+    let mut conn = store.conn();
     assert!(
         support::eventually(Duration::from_secs(10), || {
-            support::call_events(&mut conn)
-                .iter()
-                .any(|(k, _)| k == "Ringing")
+            store.call_events().iter().any(|(k, _)| k == "Ringing")
         }),
         "{}",
         b.log_text()
@@ -579,7 +595,8 @@ async fn an_owner_paused_past_its_lease_stops_owning_and_no_agent_is_reserved_tw
         .expect("wait");
     assert!(status.success(), "{status}\n{}", b.log_text());
     assert!(wait(&mut phone, Duration::from_secs(10)).success());
-    let kinds: Vec<String> = support::call_events(&mut conn)
+    let kinds: Vec<String> = store
+        .call_events()
         .into_iter()
         .map(|(k, _)| k)
         .filter(|k| ["Ringing", "RouteUsed", "Released"].contains(&k.as_str()))
@@ -588,9 +605,9 @@ async fn an_owner_paused_past_its_lease_stops_owning_and_no_agent_is_reserved_tw
     // The agents' hash was last written by B, under its fencing number: the agent is on
     // its one call's wrap-up or Ready again, never reserved by A.
     let stored: String = redis::cmd("HGET")
-        .arg("sb:{demo}:agents")
+        .arg(store.key("agents"))
         .arg("a1003")
-        .query(&mut conn)
+        .query(&mut *conn)
         .expect("hget");
     assert!(stored.contains("\"mode\":\"Ready\""), "{stored}");
 }
@@ -604,14 +621,14 @@ async fn a_desktop_on_either_node_lists_holds_and_follows_a_call_running_on_the_
     use support::desktop::{answer_byes, answer_invites, call_of, follow, kinds, take};
     use support::peer::{Peer, sbc_in_dialog, sbc_invite, sdp};
 
-    let url = support::redis_db(48);
+    let store = Store::db(48);
     let dir = tempfile::tempdir().expect("temp dir");
     let config = "[cluster]\nlease_ms = 3000\nlease_claim_ms = 100\n";
-    let a = node(&url, config);
+    let a = node(&store, config);
     assert!(support::eventually(Duration::from_secs(5), || owns_demo(
         &a
     )));
-    let b = node(&url, config);
+    let b = node(&store, config);
     let port = support::free_port();
     register(&a, dir.path(), "1011", port);
     let mut sipps = Running(vec![serving(

@@ -5,6 +5,7 @@
 pub mod desktop;
 pub mod peer;
 pub mod sipp;
+pub mod store;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -80,7 +81,7 @@ pub fn redis(url: &str) -> redis::Connection {
 
 /// The fields of every entry of a Redis stream, oldest first.
 pub fn stream_entries(
-    conn: &mut redis::Connection,
+    conn: &mut dyn redis::ConnectionLike,
     stream: &str,
 ) -> Vec<std::collections::HashMap<String, String>> {
     let entries: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
@@ -644,7 +645,15 @@ pub fn login(id: &str, dn: &str) -> switchboard_proto::voice::LoginRequest {
 
 /// The demo tenant's call-thread events, oldest first, as (kind, payload JSON).
 pub fn call_events(conn: &mut redis::Connection) -> Vec<(String, serde_json::Value)> {
-    stream_entries(conn, "sb:{demo}:voice-callthread")
+    stream_events(conn, "sb:{demo}:voice-callthread")
+}
+
+/// The events of `stream`, oldest first, as (kind, payload JSON).
+pub fn stream_events(
+    conn: &mut dyn redis::ConnectionLike,
+    stream: &str,
+) -> Vec<(String, serde_json::Value)> {
+    stream_entries(conn, stream)
         .into_iter()
         .map(|fields| {
             let payload = serde_json::from_str(&fields["payload"]).expect("payload JSON");

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::Conn;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::Keys;
@@ -108,12 +108,12 @@ impl AgentStore for MemoryAgents {
 /// tenant's owner makes them (see [`crate::lease::Fencing`]).
 #[derive(Clone)]
 pub struct RedisAgents {
-    conn: ConnectionManager,
+    conn: Conn,
     fencing: Fencing,
 }
 
 impl RedisAgents {
-    pub fn new(conn: ConnectionManager, fencing: Fencing) -> Self {
+    pub fn new(conn: Conn, fencing: Fencing) -> Self {
         Self { conn, fencing }
     }
 

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
 use tokio::time::Instant;
 
@@ -13,6 +12,7 @@ use super::wire::{self, Body, Letter, Unreadable};
 use super::{Handler, Inner, MAX_DELIVERIES, lock};
 use crate::lease::{Fence, Ownership};
 use crate::messages::bus::{Answer, NodeBound};
+use crate::redis_conn::Conn;
 
 /// The consumer group of a tenant's owner on its inbox.
 pub(super) const OWNER_GROUP: &str = "owner";
@@ -47,15 +47,9 @@ pub(super) async fn say_alive(inner: &Inner) -> redis::RedisResult<()> {
 }
 
 /// A connection of its own for a reader, whose reads block; tried until Redis answers.
-async fn blocking_connection(inner: &Inner) -> MultiplexedConnection {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
+async fn blocking_connection(inner: &Inner) -> Conn {
     loop {
-        match inner
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
+        match inner.client.own_connection(BLOCK).await {
             Ok(c) => return c,
             Err(e) => {
                 tracing::warn!(error = %e, "bus: Redis unreachable, retrying");
@@ -332,7 +326,7 @@ impl OwnerReader {
     /// Takes over the entries read but not acknowledged for at least `idle` (by an owner that
     /// died, or by this one when it failed to hand them over): those delivered too often go to
     /// the dead letters, the others are handled.
-    async fn take_pending(&mut self, conn: &mut MultiplexedConnection, idle: Duration) {
+    async fn take_pending(&mut self, conn: &mut Conn, idle: Duration) {
         let pending: redis::RedisResult<StreamPendingCountReply> = redis::cmd("XPENDING")
             .arg(&self.inbox)
             .arg(OWNER_GROUP)

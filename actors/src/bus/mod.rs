@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::{Conn, Redis};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::Keys;
@@ -114,9 +114,9 @@ pub struct Bus {
 struct Inner {
     node: String,
     keys: Keys,
-    conn: ConnectionManager,
+    conn: Conn,
     /// For the connections whose reads block.
-    client: redis::Client,
+    client: Redis,
     ownership: Ownership,
     config: BusConfig,
     /// The tenants this node owns whose inbox it has caught up with, under which fence.
@@ -158,6 +158,14 @@ enum Write {
     Ack { stream: String, ids: Vec<String> },
 }
 
+impl Write {
+    fn stream(&self) -> &str {
+        match self {
+            Write::Add { stream, .. } | Write::Ack { stream, .. } => stream,
+        }
+    }
+}
+
 impl fmt::Debug for Bus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bus")
@@ -171,8 +179,8 @@ impl Bus {
     pub fn new(
         node: &str,
         keys: Keys,
-        client: redis::Client,
-        conn: ConnectionManager,
+        client: Redis,
+        conn: Conn,
         ownership: Ownership,
         config: BusConfig,
     ) -> Self {
@@ -405,46 +413,50 @@ impl Bus {
 
 /// Writes what the node sends, in order, in pipelines of what has gathered meanwhile; a
 /// batch Redis refuses is tried again a few times before it is dropped (and logged).
-async fn write(
-    conn: ConnectionManager,
-    max_len: usize,
-    mut writes: mpsc::UnboundedReceiver<Write>,
-) {
+async fn write(conn: Conn, max_len: usize, mut writes: mpsc::UnboundedReceiver<Write>) {
     let mut batch = Vec::new();
     while writes.recv_many(&mut batch, 256).await > 0 {
-        let mut pipe = redis::pipe();
-        for w in &batch {
-            match w {
-                Write::Add { stream, letter } => {
-                    pipe.cmd("XADD")
-                        .arg(stream)
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(max_len)
-                        .arg("*")
-                        .arg("m")
-                        .arg(wire::encode(letter))
-                        .ignore();
-                }
-                Write::Ack { stream, ids } => {
-                    pipe.cmd("XACK")
-                        .arg(stream)
-                        .arg(inbox::OWNER_GROUP)
-                        .arg(ids)
-                        .ignore();
-                }
+        // On a Redis Cluster, a pipeline stays within one slot: one per stream's slot.
+        for group in conn.slot_groups(&batch, Write::stream) {
+            let pipe = pipeline(&group, max_len);
+            let pipe = &pipe;
+            let sent = crate::redis_retry::retrying(&conn, |mut c| async move {
+                pipe.query_async::<()>(&mut c).await
+            })
+            .await;
+            if let Err(e) = sent {
+                tracing::warn!(messages = group.len(), error = %e, "bus messages not written (Redis): dropped");
             }
-        }
-        let pipe = &pipe;
-        let sent = crate::redis_retry::retrying(&conn, |mut c| async move {
-            pipe.query_async::<()>(&mut c).await
-        })
-        .await;
-        if let Err(e) = sent {
-            tracing::warn!(messages = batch.len(), error = %e, "bus messages not written (Redis): dropped");
         }
         batch.clear();
     }
+}
+
+fn pipeline(writes: &[&Write], max_len: usize) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    for w in writes {
+        match w {
+            Write::Add { stream, letter } => {
+                pipe.cmd("XADD")
+                    .arg(stream)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(max_len)
+                    .arg("*")
+                    .arg("m")
+                    .arg(wire::encode(letter))
+                    .ignore();
+            }
+            Write::Ack { stream, ids } => {
+                pipe.cmd("XACK")
+                    .arg(stream)
+                    .arg(inbox::OWNER_GROUP)
+                    .arg(ids)
+                    .ignore();
+            }
+        }
+    }
+    pipe
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::Conn;
 
 use crate::keys::Keys;
 use crate::messages::bus::BusFuture;
@@ -64,12 +64,12 @@ impl SnapshotStore for MemorySnapshots {
 /// Snapshots in Redis, where another node finds them.
 #[derive(Clone)]
 pub struct RedisSnapshots {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
 }
 
 impl RedisSnapshots {
-    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(conn: Conn, keys: Keys) -> Self {
         Self { conn, keys }
     }
 }

@@ -27,6 +27,7 @@ use crate::messages::bus::{Answer, OwnerBound, ToOwner};
 use crate::messages::ors::{CallbackStatus, Kept};
 use crate::messages::rq::{Rq, RqMsg, Told, Waiter};
 use crate::messages::sip_cluster::{Cluster, ClusterMsg};
+use crate::redis_conn::{Conn, Redis};
 use crate::supervisor::Supervisor;
 use crate::tenant::Directory;
 
@@ -689,7 +690,7 @@ impl State {
 /// for `claim_idle` (its node died between the two) is claimed (XAUTOCLAIM) and handled here.
 /// Runs until the task is dropped.
 pub async fn follow_requests(
-    client: redis::Client,
+    client: Redis,
     keys: Keys,
     ownership: Ownership,
     directory: tokio::sync::watch::Receiver<Arc<Directory>>,
@@ -697,13 +698,8 @@ pub async fn follow_requests(
     callbacks: Callbacks,
     claim_idle: Duration,
 ) {
-    // Its reads block for a second: no response timeout shorter than that.
-    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
     let mut conn = loop {
-        match client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
+        match client.own_connection(READ_BLOCK).await {
             Ok(c) => break c,
             Err(e) => {
                 tracing::warn!(error = %e, "callback requests: Redis unreachable, retrying");
@@ -748,23 +744,8 @@ pub async fn follow_requests(
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(GROUP)
-            .arg(&consumer)
-            .arg("COUNT")
-            .arg(100)
-            .arg("BLOCK")
-            .arg(1000)
-            .arg("STREAMS")
-            .arg(&streams);
-        for _ in &streams {
-            cmd.arg(">");
-        }
-        type Entries = Vec<(String, Vec<(String, HashMap<String, String>)>)>;
-        let read: redis::RedisResult<Option<Entries>> = cmd.query_async(&mut conn).await;
-        let mut entries = match read {
-            Ok(entries) => entries.unwrap_or_default(),
+        let mut entries = match read_requests(&mut conn, &streams, &consumer).await {
+            Ok(entries) => entries,
             Err(e) => {
                 tracing::warn!(error = %e, "callback requests not read, retrying");
                 grouped.clear();
@@ -829,13 +810,52 @@ pub async fn follow_requests(
     }
 }
 
+/// How long a read waits for new requests.
+const READ_BLOCK: Duration = Duration::from_secs(1);
+
+type Entries = Vec<(String, Vec<(String, HashMap<String, String>)>)>;
+
+/// The new requests of `streams` for `consumer`: one read that waits up to [`READ_BLOCK`]
+/// when the streams share a slot (always on one Redis); on a cluster whose streams are on
+/// several slots, a read of each slot's that does not wait, and a pause when none had any.
+async fn read_requests(
+    conn: &mut Conn,
+    streams: &[String],
+    consumer: &str,
+) -> redis::RedisResult<Entries> {
+    let groups = conn.slot_groups(streams, String::as_str);
+    let block = groups.len() == 1;
+    let mut entries = Entries::new();
+    for group in groups {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(100);
+        if block {
+            cmd.arg("BLOCK").arg(READ_BLOCK.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(&group);
+        for _ in &group {
+            cmd.arg(">");
+        }
+        let read: Option<Entries> = cmd.query_async(conn).await?;
+        entries.extend(read.unwrap_or_default());
+    }
+    if !block && entries.is_empty() {
+        tokio::time::sleep(READ_BLOCK / 4).await;
+    }
+    Ok(entries)
+}
+
 /// How often the group's pending entries are looked over for ones to claim.
 const CLAIM_EVERY: Duration = Duration::from_secs(5);
 
 /// The entries of `stream` pending in the group for longer than `idle`, now this consumer's
 /// (XAUTOCLAIM, Redis 6.2), with their fields; entries deleted meanwhile are left out.
 async fn claim(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut Conn,
     stream: &str,
     consumer: &str,
     idle: Duration,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::Conn;
 
 use crate::lease::Fencing;
 use crate::redis_retry::query;
@@ -76,12 +76,12 @@ impl RoutingStore for MemoryRouting {
 /// tenant's owner.
 #[derive(Clone)]
 pub struct RedisRouting {
-    conn: ConnectionManager,
+    conn: Conn,
     fencing: Fencing,
 }
 
 impl RedisRouting {
-    pub fn new(conn: ConnectionManager, fencing: Fencing) -> Self {
+    pub fn new(conn: Conn, fencing: Fencing) -> Self {
         Self { conn, fencing }
     }
 

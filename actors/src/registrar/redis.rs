@@ -5,8 +5,8 @@
 //! - `sb:{<tenant>}:reg-expiry`: a sorted set of `aor \n key` by expiry time, from which a script
 //!   takes expired bindings atomically, so one node alone reports each expiry.
 
+use crate::redis_conn::Conn;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use std::sync::Arc;
 
 use crate::keys::Keys;
@@ -16,7 +16,7 @@ use crate::store::StoreFuture;
 
 #[derive(Clone)]
 pub struct RedisBindings {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     take_expired: Arc<Script>,
 }
@@ -47,7 +47,7 @@ return taken
 ";
 
 impl RedisBindings {
-    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(conn: Conn, keys: Keys) -> Self {
         Self {
             conn,
             keys,
@@ -155,23 +155,9 @@ impl BindingStore for RedisBindings {
     fn all<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<Binding>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
-            let mut keys: Vec<String> = Vec::new();
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(format!("{}*", self.keys.bindings_prefix(tenant)))
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await?;
-                keys.extend(batch);
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
+            let prefix = self.keys.bindings_prefix(tenant);
+            // A tenant's keys share its slot: on a cluster, they are all on that slot's master.
+            let keys = conn.scan_slot(&format!("{prefix}*"), &prefix).await?;
             let mut all = Vec::new();
             for key in keys {
                 let values: Vec<String> =
