@@ -322,7 +322,13 @@ impl Node {
         let followed = ractor::call!(tenant, TenantMsg::Follow).context("tenant actor")?;
         // With Redis, each tenant's routing and agents run on the node holding its lease,
         // and the other nodes reach them over the bus.
+        // A proxy in front of cluster nodes is only the edge: it takes no lease.
         let leases = redis.clone().map(|conn| {
+            if !config.cluster.nodes.is_empty() {
+                tracing::info!(node = %node,
+                    "a proxy in front of cluster nodes: each tenant's routing runs on one of them, reached over the bus");
+                return Holding::none();
+            }
             tracing::info!(node = %node, lease_ms = config.cluster.lease_ms,
                 "each tenant's routing runs on the node holding its lease");
             Holding::start(

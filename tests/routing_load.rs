@@ -10,7 +10,12 @@
 //! waiting is recorded Abandoned with the time waited); no Ready agent stayed idle while a
 //! call it could take waited; no agent took a call while one it could take of a higher
 //! rank (priority, then age) waited; calls that rang a1009 in vain were queued again and
-//! served by someone else.
+//! served by someone else; no agent held two calls at once. Each run reports how long routing
+//! took (a call's RouteRequest to its agent's phone ringing, p50 and p99) and switchboard's
+//! CPU time.
+//!
+//! It runs on one node, and (a shorter run) as a cluster: a proxy in front of two cluster
+//! nodes on one Redis, agents' desktops on both nodes.
 
 mod support;
 
@@ -31,9 +36,9 @@ use switchboard_routing::target::{Profile, Target};
 
 type Agents = pb::agents_client::AgentsClient<tonic::transport::Channel>;
 
-/// The scenario's size: the demo's 20 agents, 300 calls at 8 a second. `ROUTING_AGENTS`
+/// The scenario's size: the demo's 20 agents, `calls` calls at 8 a second. `ROUTING_AGENTS`
 /// (more agents, DNs 1021 on, skills as the demo's), `ROUTING_CALLS` and `ROUTING_RATE` scale
-/// it up for a load run by hand, which then reports switchboard's CPU time.
+/// it up for a load run by hand; each run reports its latencies and switchboard's CPU time.
 #[derive(Clone, Copy)]
 struct Scale {
     agents: u32,
@@ -41,7 +46,7 @@ struct Scale {
     rate: f64,
 }
 
-fn scale() -> Scale {
+fn scale(calls: usize) -> Scale {
     fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
         std::env::var(name)
             .ok()
@@ -50,7 +55,7 @@ fn scale() -> Scale {
     }
     Scale {
         agents: var("ROUTING_AGENTS", 20).max(20),
-        calls: var("ROUTING_CALLS", 300),
+        calls: var("ROUTING_CALLS", calls),
         rate: var("ROUTING_RATE", 8.0),
     }
 }
@@ -182,6 +187,8 @@ fn caller(i: usize) -> String {
 #[derive(Debug)]
 struct Event {
     at: u64,
+    /// When the node that emitted it saw it happen (its clock, in ms).
+    stamp: u64,
     id: (u64, u64),
     kind: String,
     payload: serde_json::Value,
@@ -206,6 +213,7 @@ fn events(url: &str) -> Vec<Event> {
             let id = (ms.parse().expect("ms"), n.parse().expect("n"));
             all.push(Event {
                 at: id.0,
+                stamp: fields["at"].parse().expect("at"),
                 id,
                 kind: fields["kind"].clone(),
                 payload: serde_json::from_str(&fields["payload"]).expect("payload"),
@@ -256,7 +264,15 @@ struct Findings {
     wrong_agent: Vec<String>,
     idle: Vec<String>,
     out_of_order: Vec<String>,
+    /// Agents seen with two calls at once.
+    double_booked: Vec<String>,
     longest_idle_pair_ms: u64,
+    /// For calls that found a Ready agent that could take them when they queued: from the
+    /// call's RouteRequest to the agent's phone ringing.
+    offered_ms: Vec<u64>,
+    /// For calls that waited: from the agent that took it becoming free (or the call
+    /// queueing, whichever was later) to its phone ringing.
+    reaction_ms: Vec<u64>,
 }
 
 fn check(events: &[Event], profiles: &HashMap<String, Profile>) -> Findings {
@@ -271,6 +287,12 @@ fn check(events: &[Event], profiles: &HashMap<String, Profile>) -> Findings {
     // another agent, they were not passed over), and when each call stopped waiting.
     let mut suspects: Vec<(String, u64, String)> = Vec::new();
     let mut left: HashMap<String, Vec<u64>> = HashMap::new();
+    // When each call asked for a route, whether an agent who could take it was free when it
+    // first queued, and when each agent last became free (event stamps).
+    let mut requested: HashMap<String, u64> = HashMap::new();
+    let mut at_once: BTreeSet<String> = BTreeSet::new();
+    let mut freed: HashMap<String, u64> = HashMap::new();
+    let mut queued_stamp: HashMap<String, u64> = HashMap::new();
     for e in events {
         // Pairs that end with this event have lasted until now: the longest so far.
         for (call, w) in &waiting {
@@ -294,12 +316,19 @@ fn check(events: &[Event], profiles: &HashMap<String, Profile>) -> Findings {
             if !dn.is_empty() {
                 agent_at.insert(dn, id.clone());
             }
-            let free =
-                text(p, "state") == "Ready" && p["calls"].as_array().is_none_or(|c| c.is_empty());
+            let calls = p["calls"].as_array().map_or(0, Vec::len);
+            if calls > 1 && f.double_booked.len() < 10 {
+                f.double_booked.push(format!(
+                    "{id} with {calls} calls at {}: {}",
+                    e.at, p["calls"]
+                ));
+            }
+            let free = text(p, "state") == "Ready" && calls == 0;
             if !free {
                 available.remove(&id);
-            } else {
-                available.entry(id).or_insert(e.at);
+            } else if !available.contains_key(&id) {
+                available.insert(id.clone(), e.at);
+                freed.insert(id, e.stamp);
             }
             continue;
         }
@@ -310,10 +339,23 @@ fn check(events: &[Event], profiles: &HashMap<String, Profile>) -> Findings {
         ani.entry(call.clone()).or_insert_with(|| text(p, "ani"));
         let caller = ani[&call].clone();
         match e.kind.as_str() {
+            "RouteRequest" => {
+                requested.entry(call.clone()).or_insert(e.stamp);
+            }
             "Queued" => {
                 let target = Target::parse(&text(p, "target")).expect("a target on Queued");
+                if !since.contains_key(&call)
+                    && available
+                        .keys()
+                        .any(|a| profiles.get(a).is_some_and(|pr| target.matches(pr)))
+                {
+                    at_once.insert(call.clone());
+                }
+                queued_stamp.insert(call.clone(), e.stamp);
                 let first = *since.entry(call.clone()).or_insert(e.at);
                 if text(p, "cause") == "rona" {
+                    // Rung in vain: not a figure of routing.
+                    at_once.remove(&call);
                     f.rona_requeues.push(call.clone());
                     f.requeued.insert(call.clone());
                 }
@@ -339,6 +381,14 @@ fn check(events: &[Event], profiles: &HashMap<String, Profile>) -> Findings {
                 let Some(taker) = agent_at.get(&dn) else {
                     continue;
                 };
+                match (at_once.remove(&call), requested.get(&call)) {
+                    (true, Some(&asked)) => f.offered_ms.push(e.stamp.saturating_sub(asked)),
+                    _ => {
+                        let from = freed.get(taker).copied().unwrap_or(0);
+                        let queued = queued_stamp.get(&call).copied().unwrap_or(0);
+                        f.reaction_ms.push(e.stamp.saturating_sub(from.max(queued)));
+                    }
+                }
                 // No call of a higher rank that this agent could take was waiting.
                 for (other, o) in &waiting {
                     let ahead = o.priority > w.priority
@@ -456,12 +506,82 @@ fn gave_up(dir: &Path) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
-    let url = support::redis_db(31);
+    run(Layout::One, scale(300), 31).await;
+}
+
+/// The same contact center as a cluster: a proxy in front of two cluster nodes on one Redis,
+/// the phones registered at the proxy, half the agents' desktops on each node's gRPC port,
+/// the SBC's calls through the proxy landing on both nodes; one of the nodes runs the
+/// routing, the other reaches it over the bus. A shorter run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_proxy_and_two_nodes_calls_reach_agents_who_satisfy_their_targets() {
+    run(Layout::ProxyAndTwo, scale(150), 32).await;
+}
+
+/// Where the scenario runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    One,
+    ProxyAndTwo,
+}
+
+/// The switchboard processes of a run.
+struct Site {
+    /// Where the SBC's calls and the phones' registrations go: the node, or the proxy.
+    front: Server,
+    /// The cluster nodes behind the proxy (none when `front` is the one node).
+    behind: Vec<Server>,
+}
+
+impl Site {
+    fn start(layout: Layout, config: &str, url: &str) -> Site {
+        let redis = ["--redis", url];
+        match layout {
+            Layout::One => Site {
+                front: Server::start_with_config(Some(config), &redis),
+                behind: Vec::new(),
+            },
+            Layout::ProxyAndTwo => {
+                let addr = || std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+                let (proxy, a, b) = (addr(), addr(), addr());
+                let node = format!("[cluster]\nproxies = [\"{proxy}\"]\n{config}");
+                let behind = [a, b]
+                    .map(|sip| Server::start_on(sip, Some(&node), &redis))
+                    .into();
+                let front =
+                    format!("[cluster]\nnodes = [\"{a}\", \"{b}\"]\nprobe_ms = 200\n{config}");
+                Site {
+                    front: Server::start_on(proxy, Some(&front), &redis),
+                    behind,
+                }
+            }
+        }
+    }
+
+    /// The nodes that run calls and routing, whose gRPC ports the desktops use.
+    fn nodes(&self) -> Vec<&Server> {
+        if self.behind.is_empty() {
+            vec![&self.front]
+        } else {
+            self.behind.iter().collect()
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::iter::once(&self.front)
+            .chain(&self.behind)
+            .map(Server::log_text)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+async fn run(layout: Layout, size: Scale, db: u8) {
+    let url = support::redis_db(db);
     let dir = tempfile::tempdir().expect("temp dir");
     let media_port = free_port();
-    let size = scale();
     let (demo, text) = config(&format!("127.0.0.1:{media_port}"), size.agents);
-    let server = Server::start_with_config(Some(&text), &["--redis", &url]);
+    let site = Site::start(layout, &text, &url);
     let mut sipps = Running(Vec::new());
     sipps.0.push(serving(
         dir.path(),
@@ -476,7 +596,7 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
     let dns: Vec<String> = demo.agents.iter().map(|a| a.login_code.clone()).collect();
     for dn in &dns {
         let port = if dn == RONA_DN { silent } else { answering };
-        register(&server, dir.path(), dn, port);
+        register(&site.front, dir.path(), dn, port);
     }
     sipps.0.push(serving(
         dir.path(),
@@ -493,15 +613,21 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
         silent,
     ));
 
-    let mut agents = Agents::new(support::grpc(&server).await);
-    let dn_refs: Vec<&str> = dns.iter().map(String::as_str).collect();
-    log_in(&mut agents, &dn_refs, true).await;
+    // The desktops: agent by agent, through each node's gRPC port in turn.
+    let mut desktops = Vec::new();
+    for node in site.nodes() {
+        desktops.push(Agents::new(support::grpc(node).await));
+    }
+    for (i, dn) in dns.iter().enumerate() {
+        let n = desktops.len();
+        log_in(&mut desktops[i % n], &[dn.as_str()], true).await;
+    }
 
     // a1009's desktop puts it back to Ready after each RONA, so that it is offered calls
     // again and again.
     let running = Arc::new(AtomicBool::new(true));
     let readying = {
-        let mut agents = agents.clone();
+        let mut agents = desktops.last().expect("a desktop").clone();
         let running = running.clone();
         tokio::spawn(async move {
             let id = format!("a{RONA_DN}");
@@ -534,9 +660,9 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
     // The time the calls take to place, and a minute for the last to be served.
     let limit = (size.calls as f64 / size.rate) as u64 + 60;
     let sbc = |scenario: &Path, calls: &Path, count: usize, rate: f64| {
-        sbc_calls(dir.path(), &server, scenario, calls, count, rate, limit)
+        sbc_calls(dir.path(), &site.front, scenario, calls, count, rate, limit)
     };
-    let cpu_before = cpu_secs(server.pid());
+    let cpu_before: Vec<f64> = site.nodes().iter().map(|n| cpu_secs(n.pid())).collect();
     let few = size.calls / 10;
     let mut sbcs = [
         sbc(
@@ -553,7 +679,17 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
     })
     .await
     .expect("wait");
-    let cpu = cpu_secs(server.pid()) - cpu_before;
+    // Each node's CPU time, the routing owner's first.
+    let mut cpu: Vec<(bool, f64)> = site
+        .nodes()
+        .iter()
+        .zip(cpu_before)
+        .map(|(n, before)| {
+            let owner = support::metric(n, r#"switchboard_tenant_owned{tenant="demo"}"#);
+            (owner == Some(1.0), cpu_secs(n.pid()) - before)
+        })
+        .collect();
+    cpu.sort_by_key(|c| std::cmp::Reverse(c.0));
     running.store(false, Ordering::SeqCst);
     let made_ready = readying.await.expect("readying");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -565,7 +701,7 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
         .collect();
     let events = events(&url);
     let f = check(&events, &profiles);
-    // The failures name the call first: its story and the node's log of it.
+    // The failures name the call first: its story and the nodes' log of it.
     for found in [&f.idle, &f.out_of_order] {
         if let Some(first) = found.first() {
             let call = first
@@ -573,7 +709,7 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
                 .find(|w| w.len() == 36 && w.contains('-'))
                 .unwrap_or_default();
             let other = first.split(' ').filter(|w| w.len() == 36).nth(1);
-            let log: Vec<String> = server
+            let log: Vec<String> = site
                 .log_text()
                 .lines()
                 .filter(|l| l.contains(call) || other.is_some_and(|o| l.contains(o)))
@@ -602,6 +738,7 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
         .collect();
     assert!(odd.is_empty(), "calls not ended once: {odd:?}");
     assert!(f.wrong_agent.is_empty(), "{:#?}", f.wrong_agent);
+    assert!(f.double_booked.is_empty(), "{:#?}", f.double_booked);
 
     assert!(
         statuses.iter().all(|s| s.success()),
@@ -639,17 +776,70 @@ async fn three_hundred_calls_reach_agents_who_satisfy_their_targets() {
         .filter(|c| !f.requeued_served.contains(*c) && !f.abandoned_calls.contains(*c))
         .collect();
     assert!(lost.is_empty(), "calls after RONA: {lost:?} not served");
+    if layout == Layout::ProxyAndTwo {
+        // The calls landed on both nodes (each reported route requests of its own), and
+        // the one not owning the tenant asked the owner over the bus.
+        for node in site.nodes() {
+            let routed = || {
+                std::fs::read_to_string(node.events_file())
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .any(|v| v["kind"] == "RouteRequest")
+            };
+            assert!(
+                support::eventually(Duration::from_secs(5), routed),
+                "calls on each node\n{}",
+                node.log_text()
+            );
+        }
+        let asked: f64 = site
+            .nodes()
+            .iter()
+            .filter_map(|n| support::metric(n, "switchboard_bus_to_owner_total"))
+            .sum();
+        assert!(asked > 0.0, "routing asked over the bus");
+    }
+    let cpu: Vec<String> = cpu
+        .iter()
+        .map(|(owner, secs)| format!("{secs:.2} s{}", if *owner { " (owner)" } else { "" }))
+        .collect();
     eprintln!(
-        "{} agents, {} calls at {}/s: {} served, {} abandoned, {} RONA requeues; longest \
-         agent-and-call wait side by side {} ms; switchboard CPU {cpu:.2} s",
+        "{} agents, {} calls at {}/s, {}: {} served, {} abandoned, {} RONA requeues; \
+         RouteRequest to the agent's phone ringing, calls that found an agent Ready: \
+         p50 {} ms, p99 {} ms ({} calls); a freed agent to its next waiting call ringing: \
+         p50 {} ms, p99 {} ms ({} calls); longest agent-and-call wait side by side {} ms; \
+         switchboard CPU {}",
         size.agents,
         size.calls,
         size.rate,
+        match layout {
+            Layout::One => "one node",
+            Layout::ProxyAndTwo => "a proxy and two cluster nodes",
+        },
         f.served,
         f.abandoned.len(),
         f.rona_requeues.len(),
-        f.longest_idle_pair_ms
+        percentile(&f.offered_ms, 50),
+        percentile(&f.offered_ms, 99),
+        f.offered_ms.len(),
+        percentile(&f.reaction_ms, 50),
+        percentile(&f.reaction_ms, 99),
+        f.reaction_ms.len(),
+        f.longest_idle_pair_ms,
+        cpu.join(", ")
     );
+}
+
+/// The `p`th percentile of `values` (nearest rank), 0 for none.
+fn percentile(values: &[u64], p: usize) -> u64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank - 1]
 }
 
 /// The CPU time process `pid` has used, in seconds (user and system, from /proc).

@@ -383,6 +383,24 @@ impl Holding {
         }
     }
 
+    /// Holds no lease at all: a proxy in front of cluster nodes owns no tenant, and reaches
+    /// each tenant's owner over the bus.
+    pub fn none() -> Self {
+        let (owned_tx, owned) = watch::channel(Owned::default());
+        let (stop, mut stop_rx) = tokio::sync::mpsc::channel::<Stop>(1);
+        let task = tokio::spawn(async move {
+            let _owned = owned_tx;
+            if let Some(Stop(done)) = stop_rx.recv().await {
+                let _ = done.send(());
+            }
+        });
+        Self {
+            ownership: Ownership::Leased(owned),
+            stop,
+            task,
+        }
+    }
+
     /// Stops holding without releasing anything, as a node that dies: the leases expire.
     pub fn abandon(self) {
         self.task.abort();
