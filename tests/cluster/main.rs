@@ -103,6 +103,86 @@ fn a_killed_owners_tenant_passes_to_another_node_when_its_lease_expires() {
     );
 }
 
+/// The takeover as an operator meets it, on default lease settings: an agent Ready through
+/// node B, the owner A killed with SIGKILL, and a call landing on B at that moment. The call
+/// waits for an owner; B takes the tenant over when A's lease expires and rings the agent.
+/// Reports the time from the kill to the agent's phone ringing (the takeover figure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_placed_as_the_owner_is_killed_rings_an_agent_once_another_node_takes_over() {
+    let store = Store::db(49);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let media = std::net::SocketAddr::from(([127, 0, 0, 3], support::free_port()));
+    let config = demo_with_media(media, "");
+    let mut a = node(&store, &config);
+    assert!(support::eventually(Duration::from_secs(5), || owns_demo(
+        &a
+    )));
+    let b = node(&store, &config);
+    let mut sipps = Running(Vec::new());
+    sipps.0.push(serving(
+        dir.path(),
+        "media_server.xml",
+        "gvp",
+        "127.0.0.3",
+        media.port(),
+    ));
+    let phone_port = support::free_port();
+    register(&b, dir.path(), "1003", phone_port);
+    sipps
+        .0
+        .push(answering_phone(dir.path(), "1003", "127.0.0.1", phone_port));
+    let mut desktop = pb::agents_client::AgentsClient::new(support::grpc(&b).await);
+    log_in(&mut desktop, &["1003"], true).await;
+
+    let calls = dir.path().join("calls.csv");
+    std::fs::write(&calls, "SEQUENTIAL\n+18005550100;+15551230000;\n").expect("calls");
+    a.kill();
+    let killed = switchboard_actors::unix_ms();
+    let mut sbc = sbc_calls(
+        dir.path(),
+        &b,
+        &scenario("sbc_queue.xml"),
+        &calls,
+        1,
+        10.0,
+        30,
+    );
+    let status = tokio::task::spawn_blocking(move || wait(&mut sbc, Duration::from_secs(30)))
+        .await
+        .expect("wait");
+    assert!(status.success(), "the call: {status}\n{}", b.log_text());
+    assert!(owns_demo(&b));
+    let mut rang = None;
+    assert!(
+        support::eventually(Duration::from_secs(5), || {
+            rang = store_stamp(&store, "Ringing");
+            rang.is_some()
+        }),
+        "the agent's phone rang\n{}",
+        b.log_text()
+    );
+    let rang = rang.unwrap_or_default();
+    eprintln!(
+        "takeover on default settings: kill -9 of the owner to the agent's phone ringing {} ms",
+        rang.saturating_sub(killed)
+    );
+}
+
+/// When the first event of `kind` on the demo's call stream happened (its `at`, ms).
+fn store_stamp(store: &Store, kind: &str) -> Option<u64> {
+    let mut conn = store.conn();
+    let entries: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(store.key("voice-callthread"))
+        .arg("-")
+        .arg("+")
+        .query(&mut *conn)
+        .expect("xrange");
+    entries
+        .into_iter()
+        .find(|(_, f)| f.get("kind").is_some_and(|k| k == kind))
+        .and_then(|(_, f)| f.get("at")?.parse().ok())
+}
+
 /// A node's configuration: the demo tenant with its media server at `media`, and `cluster`.
 fn demo_with_media(media: std::net::SocketAddr, cluster: &str) -> String {
     demo_with(media, None, cluster)
