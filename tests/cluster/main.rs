@@ -45,6 +45,37 @@ fn node(store: &Store, config: &str) -> Server {
     server
 }
 
+/// Two nodes on `store` with `config`: A, which owns the demo tenant, then B.
+fn owner_then_other(store: &Store, config: &str) -> (Server, Server) {
+    let a = node(store, config);
+    assert!(
+        support::eventually(Duration::from_secs(5), || owns_demo(&a)),
+        "{}",
+        a.log_text()
+    );
+    let b = node(store, config);
+    (a, b)
+}
+
+/// GVP: SIPp as the media server at `media` (on 127.0.0.3), playing what it is asked to.
+fn media_server(dir: &std::path::Path, media: std::net::SocketAddr) -> std::process::Child {
+    serving(dir, "media_server.xml", "gvp", "127.0.0.3", media.port())
+}
+
+/// The carrier's SBC placing one call from `caller` to the support line on `server`.
+fn one_call(dir: &std::path::Path, server: &Server, caller: &str) -> std::process::Child {
+    let calls = dir.join("calls.csv");
+    std::fs::write(&calls, format!("SEQUENTIAL\n+18005550100;{caller};\n")).expect("calls");
+    sbc_calls(dir, server, &scenario("sbc_queue.xml"), &calls, 1, 10.0, 30)
+}
+
+/// How SIPp `child` ended, waited for off the runtime (30 s at most).
+async fn finished(mut child: std::process::Child) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || wait(&mut child, Duration::from_secs(30)))
+        .await
+        .expect("wait")
+}
+
 #[test]
 fn a_tenant_has_one_owner_which_hands_it_over_when_stopped() {
     let store = Store::db(42);
@@ -79,11 +110,7 @@ fn a_tenant_has_one_owner_which_hands_it_over_when_stopped() {
 fn a_killed_owners_tenant_passes_to_another_node_when_its_lease_expires() {
     let store = Store::db(43);
     let config = "[cluster]\nlease_ms = 1500\nlease_claim_ms = 100\n";
-    let mut a = node(&store, config);
-    assert!(support::eventually(Duration::from_secs(5), || owns_demo(
-        &a
-    )));
-    let b = node(&store, config);
+    let (mut a, b) = owner_then_other(&store, config);
     a.kill();
     let killed = Instant::now();
     assert!(
@@ -113,19 +140,9 @@ async fn a_call_placed_as_the_owner_is_killed_rings_an_agent_once_another_node_t
     let dir = tempfile::tempdir().expect("temp dir");
     let media = std::net::SocketAddr::from(([127, 0, 0, 3], support::free_port()));
     let config = demo_with_media(media, "");
-    let mut a = node(&store, &config);
-    assert!(support::eventually(Duration::from_secs(5), || owns_demo(
-        &a
-    )));
-    let b = node(&store, &config);
+    let (mut a, b) = owner_then_other(&store, &config);
     let mut sipps = Running(Vec::new());
-    sipps.0.push(serving(
-        dir.path(),
-        "media_server.xml",
-        "gvp",
-        "127.0.0.3",
-        media.port(),
-    ));
+    sipps.0.push(media_server(dir.path(), media));
     let phone_port = support::free_port();
     register(&b, dir.path(), "1003", phone_port);
     sipps
@@ -134,22 +151,10 @@ async fn a_call_placed_as_the_owner_is_killed_rings_an_agent_once_another_node_t
     let mut desktop = pb::agents_client::AgentsClient::new(support::grpc(&b).await);
     log_in(&mut desktop, &["1003"], true).await;
 
-    let calls = dir.path().join("calls.csv");
-    std::fs::write(&calls, "SEQUENTIAL\n+18005550100;+15551230000;\n").expect("calls");
     a.kill();
     let killed = switchboard_actors::unix_ms();
-    let mut sbc = sbc_calls(
-        dir.path(),
-        &b,
-        &scenario("sbc_queue.xml"),
-        &calls,
-        1,
-        10.0,
-        30,
-    );
-    let status = tokio::task::spawn_blocking(move || wait(&mut sbc, Duration::from_secs(30)))
-        .await
-        .expect("wait");
+    let sbc = one_call(dir.path(), &b, "+15551230000");
+    let status = finished(sbc).await;
     assert!(status.success(), "the call: {status}\n{}", b.log_text());
     assert!(owns_demo(&b));
     let mut rang = None;
@@ -223,21 +228,11 @@ async fn a_call_on_one_node_reaches_an_agent_through_the_owner_on_another() {
     let dir = tempfile::tempdir().expect("temp dir");
     let media = std::net::SocketAddr::from(([127, 0, 0, 3], support::free_port()));
     let config = demo_with_media(media, "[cluster]\nlease_ms = 3000\nlease_claim_ms = 100\n");
-    let a = node(&store, &config);
-    assert!(support::eventually(Duration::from_secs(5), || owns_demo(
-        &a
-    )));
-    let b = node(&store, &config);
+    let (a, b) = owner_then_other(&store, &config);
     assert_eq!(support::metric(&b, DEMO_OWNED), Some(0.0));
 
     let mut sipps = Running(Vec::new());
-    sipps.0.push(serving(
-        dir.path(),
-        "media_server.xml",
-        "gvp",
-        "127.0.0.3",
-        media.port(),
-    ));
+    sipps.0.push(media_server(dir.path(), media));
     let phone_port = support::free_port();
     register(&b, dir.path(), "1003", phone_port);
     let mut phone = answering_phone(dir.path(), "1003", "127.0.0.1", phone_port);
@@ -255,20 +250,8 @@ async fn a_call_on_one_node_reaches_an_agent_through_the_owner_on_another() {
         "{state:?}"
     );
 
-    let calls = dir.path().join("calls.csv");
-    std::fs::write(&calls, "SEQUENTIAL\n+18005550100;+15551230000;\n").expect("calls");
-    let mut sbc = sbc_calls(
-        dir.path(),
-        &b,
-        &scenario("sbc_queue.xml"),
-        &calls,
-        1,
-        10.0,
-        30,
-    );
-    let status = tokio::task::spawn_blocking(move || wait(&mut sbc, Duration::from_secs(30)))
-        .await
-        .expect("wait");
+    let sbc = one_call(dir.path(), &b, "+15551230000");
+    let status = finished(sbc).await;
     assert!(
         status.success(),
         "the SBC's call through B: {status}\n{}\n--- A ---\n{}",
@@ -358,20 +341,10 @@ async fn owner_killed_while_calls_wait(store: Store) {
         Some(gateway),
         "[cluster]\nlease_ms = 1500\nlease_claim_ms = 100\n",
     );
-    let mut a = node(&store, &config);
-    assert!(support::eventually(Duration::from_secs(5), || owns_demo(
-        &a
-    )));
-    let b = node(&store, &config);
+    let (mut a, b) = owner_then_other(&store, &config);
 
     let mut sipps = Running(Vec::new());
-    sipps.0.push(serving(
-        dir.path(),
-        "media_server.xml",
-        "gvp",
-        "127.0.0.3",
-        media.port(),
-    ));
+    sipps.0.push(media_server(dir.path(), media));
     // The customer, reached through the carrier's gateway.
     sipps.0.push(answering_phone(
         dir.path(),
@@ -607,19 +580,9 @@ async fn an_owner_paused_past_its_lease_stops_owning_and_no_agent_is_reserved_tw
     let dir = tempfile::tempdir().expect("temp dir");
     let media = std::net::SocketAddr::from(([127, 0, 0, 3], support::free_port()));
     let config = demo_with_media(media, "[cluster]\nlease_ms = 1500\nlease_claim_ms = 100\n");
-    let a = node(&store, &config);
-    assert!(support::eventually(Duration::from_secs(5), || owns_demo(
-        &a
-    )));
-    let b = node(&store, &config);
+    let (a, b) = owner_then_other(&store, &config);
     let mut sipps = Running(Vec::new());
-    sipps.0.push(serving(
-        dir.path(),
-        "media_server.xml",
-        "gvp",
-        "127.0.0.3",
-        media.port(),
-    ));
+    sipps.0.push(media_server(dir.path(), media));
     let phone_port = support::free_port();
     register(&b, dir.path(), "1003", phone_port);
     // The agent's phone answers one call: a second would find nobody.
@@ -636,17 +599,7 @@ async fn an_owner_paused_past_its_lease_stops_owning_and_no_agent_is_reserved_tw
     );
     assert!(paused.elapsed() >= Duration::from_millis(1300));
 
-    let calls = dir.path().join("calls.csv");
-    std::fs::write(&calls, "SEQUENTIAL\n+18005550100;+15550000001;\n").expect("calls");
-    let mut sbc = sbc_calls(
-        dir.path(),
-        &b,
-        &scenario("sbc_queue.xml"),
-        &calls,
-        1,
-        1.0,
-        30,
-    );
+    let sbc = one_call(dir.path(), &b, "+15550000001");
     let mut conn = store.conn();
     assert!(
         support::eventually(Duration::from_secs(10), || {
@@ -670,9 +623,7 @@ async fn an_owner_paused_past_its_lease_stops_owning_and_no_agent_is_reserved_tw
         a.log_text()
     );
     assert!(owns_demo(&b));
-    let status = tokio::task::spawn_blocking(move || wait(&mut sbc, Duration::from_secs(30)))
-        .await
-        .expect("wait");
+    let status = finished(sbc).await;
     assert!(status.success(), "{status}\n{}", b.log_text());
     assert!(wait(&mut phone, Duration::from_secs(10)).success());
     let kinds: Vec<String> = store
@@ -704,11 +655,7 @@ async fn a_desktop_on_either_node_lists_holds_and_follows_a_call_running_on_the_
     let store = Store::db(48);
     let dir = tempfile::tempdir().expect("temp dir");
     let config = "[cluster]\nlease_ms = 3000\nlease_claim_ms = 100\n";
-    let a = node(&store, config);
-    assert!(support::eventually(Duration::from_secs(5), || owns_demo(
-        &a
-    )));
-    let b = node(&store, config);
+    let (a, b) = owner_then_other(&store, config);
     let port = support::free_port();
     register(&a, dir.path(), "1011", port);
     let mut sipps = Running(vec![serving(
