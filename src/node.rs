@@ -740,6 +740,8 @@ fn start_reporting(config: &NodeConfig) -> anyhow::Result<Option<Reporter>> {
 /// Connects to Redis (one server, or a Redis Cluster by its seed nodes), trying for a few
 /// seconds so a node started alongside its Redis waits for it.
 async fn connect_redis(url: &str) -> anyhow::Result<(Redis, Conn)> {
+    let shown: Vec<String> = url.split(',').map(redact).collect();
+    let shown = shown.join(",");
     let mut last = None;
     for _ in 0..20 {
         match Redis::connect(url).await {
@@ -749,18 +751,18 @@ async fn connect_redis(url: &str) -> anyhow::Result<(Redis, Conn)> {
                 } else {
                     "one Redis"
                 };
-                tracing::info!(url, "redis connected: {kind}");
+                tracing::info!(url = %shown, "redis connected: {kind}");
                 return Ok((client, conn));
             }
             Err(e) if e.kind() == redis::ErrorKind::InvalidClientConfig => {
-                return Err(anyhow::anyhow!("invalid redis URL {url:?}: {e}"));
+                return Err(anyhow::anyhow!("invalid redis URL {shown:?}: {e}"));
             }
             Err(e) => last = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Err(anyhow::anyhow!(
-        "cannot reach redis at {url}: {}",
+        "cannot reach redis at {shown}: {}",
         last.map(|e| e.to_string()).unwrap_or_default()
     ))
 }
