@@ -78,6 +78,11 @@ pub struct Dialog {
     pub remote_target: Uri,
     /// The proxies requests pass through, in the order they are visited.
     pub route_set: Vec<NameAddr>,
+    /// At the calling end, the Route its INVITE carried (the proxy it reaches the other end
+    /// through): where its requests go while the route set is empty, which it is when the
+    /// answer did not repeat the Record-Route (RFC 3261 asks that of a UAS; not every phone
+    /// does it).
+    pub outbound: Vec<NameAddr>,
     local_seq: u32,
     remote_seq: Option<u32>,
 }
@@ -99,6 +104,7 @@ impl Dialog {
             state: state_for(response.status),
             remote_target: contact_uri(h)?,
             route_set: record_route(h)?,
+            outbound: Vec::new(),
             // 12.1.1: this end's sequence starts afresh; the other's is the INVITE's.
             local_seq: 0,
             remote_seq: Some(h.cseq().ok_or(InvalidSyntax("CSeq"))??.seq),
@@ -124,6 +130,7 @@ impl Dialog {
             state: state_for(response.status),
             remote_target: contact_uri(&response.headers)?,
             route_set,
+            outbound: routes(h)?,
             local_seq: h.cseq().ok_or(InvalidSyntax("CSeq"))??.seq,
             remote_seq: None,
             local,
@@ -138,6 +145,7 @@ impl Dialog {
         self.remote = own_name_addr(&self.remote);
         self.remote_target = own_uri(&self.remote_target);
         self.route_set = self.route_set.iter().map(own_name_addr).collect();
+        self.outbound = self.outbound.iter().map(own_name_addr).collect();
         self
     }
 
@@ -182,8 +190,8 @@ impl Dialog {
 
     fn build(&self, method: Method, seq: u32) -> Request {
         let (uri, routes) = match self.route_set.first() {
-            // Loose routing, or none: to the target, through every route.
-            None => (self.remote_target.clone(), self.route_set.clone()),
+            // No route set: to the target, through the proxy the INVITE went through if any.
+            None => (self.remote_target.clone(), self.outbound.clone()),
             Some(first) if first.uri.as_sip().is_some_and(|u| u.params.contains("lr")) => {
                 (self.remote_target.clone(), self.route_set.clone())
             }
@@ -283,6 +291,13 @@ fn own_uri(u: &Uri) -> Uri {
 
 fn record_route(h: &Headers) -> Result<Vec<NameAddr>, InvalidSyntax> {
     h.values(&HeaderName::RecordRoute)
+        .map(|v| NameAddr::parse(&v))
+        .collect()
+}
+
+/// The Route a request carries.
+fn routes(h: &Headers) -> Result<Vec<NameAddr>, InvalidSyntax> {
+    h.values(&HeaderName::Route)
         .map(|v| NameAddr::parse(&v))
         .collect()
 }
@@ -470,6 +485,35 @@ mod tests {
         let bye = dialog.request(Method::Bye);
         assert_eq!(bye.uri.to_string(), "sip:1001@192.0.2.51:5062");
         assert_eq!(header(&bye, &HeaderName::Route), ["<sip:edge.example;lr>"]);
+    }
+
+    #[test]
+    fn without_a_record_route_in_the_answer_requests_go_through_the_invites_own_route() {
+        let flow = "<sip:127.0.0.1:5060;lr;sb-flow=192.0.2.50:5062>";
+        let invite = request(&format!(
+            "INVITE sip:1001@192.0.2.50:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKn1\r\n\
+             Route: {flow}\r\nMax-Forwards: 70\r\nFrom: <sip:+4930555@demo.local>;tag=n1\r\n\
+             To: <sip:1001@demo.local>\r\nCall-ID: call-2@node\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:127.0.0.1:5080>\r\nContent-Length: 0\r\n\r\n"
+        ));
+        // The phone's 200 repeats no Record-Route: the route set is empty, as RFC 3261 says,
+        // but the ACK and the BYE still go through the proxy, on the phone's flow.
+        let mut dialog = Dialog::as_uac(&invite, &answer(&invite)).expect("dialog");
+        assert!(dialog.route_set.is_empty());
+        for request in [dialog.ack(1), dialog.request(Method::Bye)] {
+            assert_eq!(request.uri.to_string(), "sip:1001@192.0.2.50:5062");
+            assert_eq!(header(&request, &HeaderName::Route), [flow]);
+        }
+        // An answer that repeats it: the route set is the Record-Route, the same proxy.
+        let ok = Response::to_request(&invite.headers, 200)
+            .with_to_tag("a9")
+            .with_header(HeaderName::RecordRoute, flow)
+            .with_header(HeaderName::Contact, "<sip:1001@192.0.2.50:5062>");
+        let mut dialog = Dialog::as_uac(&invite, &ok).expect("dialog");
+        assert_eq!(
+            header(&dialog.request(Method::Bye), &HeaderName::Route),
+            [flow]
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod proxy;
+
 use std::time::{Duration, Instant};
 
 use support::sipp::{Running, answering_phone, register, sbc_calls, scenario, serving, wait};

@@ -119,6 +119,7 @@ impl Call {
                 "remote": d.map(|d| d.remote.to_string()),
                 "remoteTarget": d.map(|d| d.remote_target.to_string()),
                 "routeSet": d.map(|d| d.route_set.iter().map(NameAddr::to_string).collect::<Vec<_>>()),
+                "outbound": d.map(|d| d.outbound.iter().map(NameAddr::to_string).collect::<Vec<_>>()),
                 "localSeq": d.map(|d| d.local_seq()),
                 "peer": l.peer.to_string(),
                 "transport": l.transport.to_string(),
