@@ -164,6 +164,10 @@ pub(crate) struct ClusterNodesConfig {
     /// How often a node renews its leases and looks for free ones (a clean stop's are taken
     /// within this).
     pub(crate) lease_claim_ms: u64,
+    /// A cluster node stopped (SIGTERM) answers its proxies' probes with 503, so that they
+    /// send it no new calls, and lets its calls end on their own for up to this long before
+    /// it ends those left. A node alone ends its calls at once.
+    pub(crate) drain_secs: u64,
 }
 
 impl Default for ClusterNodesConfig {
@@ -174,6 +178,7 @@ impl Default for ClusterNodesConfig {
             proxies: Vec::new(),
             lease_ms: 3000,
             lease_claim_ms: 500,
+            drain_secs: 30,
         }
     }
 }

@@ -74,6 +74,11 @@ pub(crate) struct Node {
     leases: Option<Holding>,
     /// The bus to the other nodes (with Redis).
     bus: Option<Bus>,
+    /// Set as the node stops: the edge refuses new calls and the proxies' probes.
+    draining: Arc<AtomicBool>,
+    /// How long a stopping node lets its calls end on their own (a cluster node behind
+    /// proxies) before it ends those left; zero for a node alone.
+    drain: Duration,
 }
 
 struct Ready {
@@ -476,6 +481,12 @@ impl Node {
             t2: t1 * 8,
             t4: t1 * 10,
         };
+        let draining = Arc::new(AtomicBool::new(false));
+        let drain = if config.cluster.proxies.is_empty() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(config.cluster.drain_secs)
+        };
         let proxy_config = ProxyConfig {
             listen: config.sip.listen,
             aliases: config
@@ -500,6 +511,7 @@ impl Node {
             accepting: reporter
                 .as_ref()
                 .map_or_else(|| Arc::new(AtomicBool::new(true)), Reporter::accepting),
+            draining: draining.clone(),
             ..ProxyConfig::default()
         };
         let cluster = Cluster::spawn(
@@ -673,6 +685,8 @@ impl Node {
             _watcher: watcher,
             leases,
             bus,
+            draining,
+            drain,
         })
     }
 
@@ -691,6 +705,7 @@ impl Node {
 
     pub(crate) async fn stop(self) {
         self.supervisor.stopping();
+        self.end_calls().await;
         // First, so that other nodes take this node's tenants at once.
         if let Some(leases) = self.leases {
             leases.release(Duration::from_secs(1)).await;
@@ -717,6 +732,45 @@ impl Node {
         self.supervisor.stop();
         if let Some(reporter) = &self.reporter {
             reporter.close().await;
+        }
+    }
+}
+
+impl Node {
+    /// The calls in progress as the node stops: a cluster node refuses new calls and its
+    /// proxies' probes (so they send it none) and lets its calls end on their own for the
+    /// drain time; then, and at once on a node alone, the calls left end on every leg with
+    /// their closing events, rather than leave callers on music and legs open.
+    async fn end_calls(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        let left = || async { self.cluster.count().await.unwrap_or(0) };
+        let calls = left().await;
+        if calls == 0 {
+            return;
+        }
+        if !self.drain.is_zero() {
+            tracing::info!(
+                calls,
+                drain_secs = self.drain.as_secs(),
+                "stopping: new calls refused, waiting for the calls in progress to end"
+            );
+            let deadline = tokio::time::Instant::now() + self.drain;
+            while left().await > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let ended = self.cluster.shut_down_calls().await;
+        if ended == 0 {
+            return;
+        }
+        tracing::info!(
+            calls = ended,
+            "stopping: ending the calls in progress on every leg"
+        );
+        // Their BYEs and CANCELs answered, or given up on after a moment.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while left().await > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

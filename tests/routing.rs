@@ -706,3 +706,78 @@ async fn a_callback_request_left_by_a_reader_that_died_is_claimed() {
     assert_eq!(pending.0, 0, "claimed and acknowledged");
     assert!(server.log_text().contains("taken over"));
 }
+
+/// A node alone stopped with SIGTERM ends what nobody can carry on: the caller waiting on
+/// music and the media server each get a BYE, both parties of an established call a BYE, and
+/// each call its `Released` with cause `shutdown`, before the node exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_alone_stopped_with_sigterm_ends_its_calls_on_every_leg() {
+    let url = support::redis_db(58);
+    let playing = unbound_peer();
+    let addr = playing.local_addr().expect("addr");
+    let mut server = Server::start_with_config(Some(&config(&[addr], |_| {})), &["--redis", &url]);
+    let playing = Peer::on(playing, &server);
+    let p1001 = raw_phone(&server, "1001");
+    let sbc = Peer::sbc(&server);
+
+    // A caller on music, no agent Ready.
+    sbc.send(&sbc_invite(
+        sbc.port(),
+        &server,
+        "+18005550100",
+        "waits",
+        &sdp(4000),
+    ));
+    let music = invite_within(&playing, "the media server is asked", &server);
+    playing.answer(&music, 200, Some(&sdp(6000)));
+    let waits = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("answered");
+    sbc.send(&sbc_in_dialog(&sbc, &server, &waits, "waits", "ACK", 1, ""));
+    // A call to 1001, answered.
+    let (_, talks) = support::peer::answered_call(&server, &sbc, &p1001, "1001", "talks");
+    sbc.send(&sbc_in_dialog(&sbc, &server, &talks, "talks", "ACK", 1, ""));
+    let mut conn = support::redis(&url);
+    assert!(support::eventually(Duration::from_secs(5), || {
+        let kinds: Vec<String> = call_events(&mut conn).into_iter().map(|(k, _)| k).collect();
+        kinds.contains(&"Queued".to_owned()) && kinds.contains(&"Established".to_owned())
+    }));
+
+    let stopped = std::process::Command::new("kill")
+        .arg(server.pid().to_string())
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    let mut ended = Vec::new();
+    for _ in 0..2 {
+        let bye = sbc
+            .request(Method::Bye, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("the caller hears the end\n{}", server.log_text()));
+        sbc.answer(&bye, 200, None);
+        ended.push(bye.headers.call_id().expect("Call-ID").to_string());
+    }
+    ended.sort();
+    assert_eq!(ended, ["talks", "waits"]);
+    for (peer, what) in [
+        (&playing, "the music ends"),
+        (&p1001, "the agent's phone hangs up"),
+    ] {
+        let bye = peer
+            .request(Method::Bye, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("{what}\n{}", server.log_text()));
+        peer.answer(&bye, 200, None);
+    }
+    server.terminate();
+    // Each call closed once, saying why.
+    let events = call_events(&mut conn);
+    let closing: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|(k, _)| k == "Released" || k == "Abandoned")
+        .map(|(k, p)| (k.as_str(), p["cause"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        closing,
+        [("Released", "shutdown"), ("Released", "shutdown")],
+        "{events:#?}"
+    );
+}

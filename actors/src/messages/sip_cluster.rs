@@ -421,6 +421,8 @@ pub enum ClusterMsg {
     Order { call: String, order: Order },
     /// How many calls are in progress.
     Count(RpcReplyPort<usize>),
+    /// The node stops: every call ends on all its legs; answered with how many were told.
+    ShutDown(RpcReplyPort<usize>),
     /// A new tenant configuration (for the calls it starts).
     ConfigChanged(Arc<Directory>),
 }
@@ -553,6 +555,12 @@ impl Cluster {
     /// How many calls are in progress.
     pub async fn count(&self) -> Option<usize> {
         ractor::call_t!(self.actor, ClusterMsg::Count, 1000).ok()
+    }
+
+    /// Ends every call on all its legs, as the node stops with nobody to carry them on; how
+    /// many were told to.
+    pub async fn shut_down_calls(&self) -> usize {
+        ractor::call_t!(self.actor, ClusterMsg::ShutDown, 1000).unwrap_or(0)
     }
 
     /// Follows the tenant configuration as it changes.

@@ -89,6 +89,8 @@ pub(super) enum CallMsg {
         conference: bool,
         reply: RpcReplyPort<Result<CallView, ControlError>>,
     },
+    /// The node stops: the call ends on every leg.
+    ShutDown,
     /// Completing a transfer or conference, the consultation call once its party is handed
     /// over: it ends, in the main call's thread.
     Finish {
@@ -194,6 +196,7 @@ impl Actor for CallActor {
             }) => state.call.receive(message, source, transport, now),
             CallMsg::Located(result) => state.call.located(result, now),
             CallMsg::Order(order) => state.call.routing(order, now),
+            CallMsg::ShutDown => state.call.shut_down(now),
             CallMsg::Wake => {
                 if state.wake_at.is_some_and(|at| at <= now) {
                     state.wake_at = None;

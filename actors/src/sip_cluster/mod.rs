@@ -306,6 +306,12 @@ impl Actor for ClusterActor {
             ClusterMsg::Count(reply) => {
                 let _ = reply.send(state.calls.len());
             }
+            ClusterMsg::ShutDown(reply) => {
+                for call in state.calls.actors() {
+                    let _ = call.cast(CallMsg::ShutDown);
+                }
+                let _ = reply.send(state.calls.len());
+            }
         }
         Ok(())
     }

@@ -73,6 +73,8 @@ pub struct ProxyConfig {
     /// Cleared while new calls and registrations must be refused (503): reporting's spool is
     /// past its high-water mark, and what room is left belongs to the calls in progress.
     pub accepting: Arc<AtomicBool>,
+    /// Set as the node stops: new calls and the proxies' probes get 503 while its calls end.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl Default for ProxyConfig {
@@ -88,6 +90,7 @@ impl Default for ProxyConfig {
             probe_interval: Duration::from_secs(2),
             trusted_proxies: Vec::new(),
             accepting: Arc::new(AtomicBool::new(true)),
+            draining: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -418,12 +421,15 @@ impl ProxyState {
             },
         );
         let mut decision = edge::decide(&request, &self.directory, &self.core);
-        if !self.config.accepting.load(Ordering::Relaxed)
-            && edge::refused_when_full(&request, &decision)
-        {
-            tracing::debug!(%source, method = %request.method,
-                "refused: the event spool is past its high-water mark");
-            decision = Decision::Respond(unavailable(&request.headers));
+        if edge::refused_when_full(&request, &decision) {
+            if self.config.draining.load(Ordering::Relaxed) {
+                tracing::debug!(%source, method = %request.method, "refused: the node is stopping");
+                decision = Decision::Respond(unavailable(&request.headers));
+            } else if !self.config.accepting.load(Ordering::Relaxed) {
+                tracing::debug!(%source, method = %request.method,
+                    "refused: the event spool is past its high-water mark");
+                decision = Decision::Respond(unavailable(&request.headers));
+            }
         }
         match decision {
             Decision::Respond(response) => {

@@ -479,6 +479,18 @@ impl Call {
     }
 
     /// Ends an unanswered call: the caller gets `status`.
+    /// The node stops and nobody carries the call on: it ends on every leg (a caller not
+    /// answered yet gets 503, answered legs a BYE, legs still ringing a CANCEL, the media
+    /// server's included), with its closing event, cause `shutdown`.
+    pub fn shut_down(&mut self, now: Instant) {
+        if self.phase == Phase::Ending {
+            return;
+        }
+        tracing::info!(tenant = %self.tenant.name, call_id = %self.id,
+            "the node stops: call ended");
+        self.fail(503, "shutdown", Some("the node is stopping".into()), now);
+    }
+
     fn fail(&mut self, status: u16, cause: &str, warning_text: Option<String>, now: Instant) {
         if let Some(invite) = self.initial_invite() {
             let mut r = self.response_to(invite, status);
