@@ -168,6 +168,9 @@ pub(crate) struct ClusterNodesConfig {
     /// send it no new calls, and lets its calls end on their own for up to this long before
     /// it ends those left. A node alone ends its calls at once.
     pub(crate) drain_secs: u64,
+    /// How long a proxy waits for a cluster node to say it has a new call (100 Trying)
+    /// before it cancels the call there and tries the next node.
+    pub(crate) forward_timeout_ms: u64,
 }
 
 impl Default for ClusterNodesConfig {
@@ -179,6 +182,7 @@ impl Default for ClusterNodesConfig {
             lease_ms: 3000,
             lease_claim_ms: 500,
             drain_secs: 30,
+            forward_timeout_ms: 500,
         }
     }
 }

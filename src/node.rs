@@ -507,6 +507,7 @@ impl Node {
             max_backlog: config.sip.max_backlog,
             cluster_nodes: config.cluster.nodes.clone(),
             probe_interval: Duration::from_millis(config.cluster.probe_ms.max(100)),
+            forward_timeout: Duration::from_millis(config.cluster.forward_timeout_ms.max(50)),
             trusted_proxies: config.cluster.proxies.clone(),
             accepting: reporter
                 .as_ref()

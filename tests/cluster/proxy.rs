@@ -9,16 +9,108 @@ use super::support::{Server, free_port};
 
 /// A proxy and one cluster node behind it, on `store`.
 fn proxy_and_node(store: &Store) -> (Server, Server) {
+    let (proxy, mut nodes) = proxy_and_nodes(store, 1, 200);
+    (proxy, nodes.remove(0))
+}
+
+/// A proxy (probing every `probe_ms`) and `n` cluster nodes behind it, on `store`.
+fn proxy_and_nodes(store: &Store, n: usize, probe_ms: u64) -> (Server, Vec<Server>) {
     let addr = || std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let (proxy_sip, node_sip) = (addr(), addr());
+    let proxy_sip = addr();
     let redis = ["--redis", store.url()];
     let node = format!("{}[cluster]\nproxies = [\"{proxy_sip}\"]\n", store.config());
-    let node = Server::start_on(node_sip, Some(&node), &redis);
+    let nodes: Vec<Server> = (0..n)
+        .map(|_| Server::start_on(addr(), Some(&node), &redis))
+        .collect();
+    let listed: Vec<String> = nodes.iter().map(|n| format!("\"{}\"", n.sip)).collect();
     let proxy = format!(
-        "{}[cluster]\nnodes = [\"{node_sip}\"]\nprobe_ms = 200\n",
-        store.config()
+        "{}[cluster]\nnodes = [{}]\nprobe_ms = {probe_ms}\n",
+        store.config(),
+        listed.join(", ")
     );
-    (Server::start_on(proxy_sip, Some(&proxy), &redis), node)
+    (Server::start_on(proxy_sip, Some(&proxy), &redis), nodes)
+}
+
+/// The carrier's SBC placing `count` calls to DN 1001 through `proxy` (sbc_hold.xml: each
+/// answered, held, resumed and hung up); how SIPp ended.
+fn sbc_holds(dir: &std::path::Path, proxy: &Server, count: usize) -> std::process::ExitStatus {
+    sipp(
+        dir,
+        &[
+            "-sf",
+            scenario("sbc_hold.xml").to_str().expect("path"),
+            "-s",
+            "1001",
+            "-m",
+            &count.to_string(),
+            "-r",
+            "10",
+            "-i",
+            "127.0.0.2",
+            "-p",
+            &free_port().to_string(),
+            "-timeout",
+            "30s",
+            &proxy.sip.to_string(),
+        ],
+    )
+    .status()
+    .expect("sipp runs")
+}
+
+/// A node that takes a new call and says nothing (paused with SIGSTOP, still in the ring:
+/// its probes are far apart) costs the caller half a second, not the call: the proxy
+/// cancels the call there and forwards it to the other node, and sends the next calls
+/// straight there.
+#[test]
+fn a_call_forwarded_to_a_node_that_stays_silent_goes_on_to_the_next() {
+    let store = Store::db(59);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (proxy, nodes) = proxy_and_nodes(&store, 2, 600_000);
+    let phone_port = free_port();
+    register(&proxy, dir.path(), "1001", phone_port);
+    let mut sipps = Running(Vec::new());
+    sipps.0.push(super::support::sipp::serving(
+        dir.path(),
+        "phone_answer.xml",
+        "1001",
+        "127.0.0.1",
+        phone_port,
+    ));
+    let paused = std::process::Command::new("kill")
+        .args(["-STOP", &nodes[0].pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(paused.success());
+    // Twelve calls: some the ring gives the paused node (all twelve to the other one
+    // would be a chance of 1 in 4096).
+    let status = sbc_holds(dir.path(), &proxy, 12);
+    assert!(
+        status.success(),
+        "every call answered, held, resumed and hung up: {status}\n{}\n--- node ---\n{}",
+        proxy.log_text(),
+        nodes[1].log_text()
+    );
+    assert!(
+        proxy
+            .log_text()
+            .contains("cluster node did not take a new call in time"),
+        "{}",
+        proxy.log_text()
+    );
+    // Each call one call: twelve Released, none from the paused node.
+    let released = || {
+        store
+            .call_events()
+            .iter()
+            .filter(|(k, _)| k == "Released")
+            .count()
+    };
+    assert!(
+        super::support::eventually(Duration::from_secs(5), || released() == 12),
+        "{} Released",
+        released()
+    );
 }
 
 /// SIPp's phone_answer.xml answers without copying the INVITE's Record-Route into its 200, as
@@ -35,26 +127,7 @@ fn a_phone_whose_answer_drops_record_route_is_held_resumed_and_hung_up_through_t
     sipps
         .0
         .push(answering_phone(dir.path(), "1001", "127.0.0.1", phone_port));
-    let status = sipp(
-        dir.path(),
-        &[
-            "-sf",
-            scenario("sbc_hold.xml").to_str().expect("path"),
-            "-s",
-            "1001",
-            "-m",
-            "1",
-            "-i",
-            "127.0.0.2",
-            "-p",
-            &free_port().to_string(),
-            "-timeout",
-            "20s",
-            &proxy.sip.to_string(),
-        ],
-    )
-    .status()
-    .expect("sipp runs");
+    let status = sbc_holds(dir.path(), &proxy, 1);
     assert!(
         status.success(),
         "the SBC's call: answered, held, resumed, hung up: {status}\n{}\n--- proxy ---\n{}",

@@ -183,6 +183,11 @@ impl Forwarder {
         (request, branch)
     }
 
+    /// This proxy's Via on a request it makes itself (an ACK or a BYE of its own).
+    pub fn stamp_via(&self, request: &mut Request, branch: &str) {
+        self.push_via(request, branch);
+    }
+
     /// This proxy's Via, over UDP, on top.
     fn push_via(&self, request: &mut Request, branch: &str) {
         let via = Via::new(

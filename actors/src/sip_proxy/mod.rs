@@ -68,6 +68,9 @@ pub struct ProxyConfig {
     pub cluster_nodes: Vec<SocketAddr>,
     /// How often the cluster nodes are probed with OPTIONS.
     pub probe_interval: Duration,
+    /// How long a node forwarded a new call has to say it has it (100 Trying or any
+    /// answer) before the proxy cancels it there and tries the next node.
+    pub forward_timeout: Duration,
     /// Proxies whose admission of a call (the [`forward::ADMITTED`] header) this node takes.
     pub trusted_proxies: Vec<SocketAddr>,
     /// Cleared while new calls and registrations must be refused (503): reporting's spool is
@@ -88,6 +91,7 @@ impl Default for ProxyConfig {
             registrar_timeout: Duration::from_secs(8),
             cluster_nodes: Vec::new(),
             probe_interval: Duration::from_secs(2),
+            forward_timeout: Duration::from_millis(500),
             trusted_proxies: Vec::new(),
             accepting: Arc::new(AtomicBool::new(true)),
             draining: Arc::new(AtomicBool::new(false)),
@@ -593,7 +597,12 @@ impl ProxyState {
             let id = entry.remove();
             if let Some(relay) = self.relays.get_mut(&id) {
                 relay.scheduled = None;
-                relay.client.handle_timeout(now);
+                if relay.deadline.is_some_and(|d| d <= now) {
+                    relay.deadline = None;
+                    self.give_up_on_node(&id, now);
+                } else {
+                    relay.client.handle_timeout(now);
+                }
                 self.flush_relay(&id, now);
             }
         }

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use switchboard_sip::dialog::Dialog;
 use switchboard_sip::transaction::{ClientEvent, ClientTransaction, TransactionKey, cancel_for};
 use switchboard_sip::transport::Transport;
 use switchboard_sip::{HeaderName, Headers, Message, Method, Request, Response};
@@ -30,6 +31,12 @@ pub(super) struct Relay {
     pub(super) headers: Headers,
     pub(super) answered: bool,
     pub(super) scheduled: Option<(Instant, u64)>,
+    /// A new call's: when the node must have said it has it (any response), or it is given
+    /// up on for the next node.
+    pub(super) deadline: Option<Instant>,
+    /// The INVITE of a call given up on at this node: a 2xx that comes late is ACKed and
+    /// hung up with it, the call going on at the next node.
+    pub(super) given_up: Option<Request>,
 }
 
 impl ProxyState {
@@ -121,6 +128,8 @@ impl ProxyState {
         now: Instant,
     ) {
         let client = ClientTransaction::new(out.clone(), false, self.config.timers, now);
+        let deadline = (out.method == Method::Invite && server.is_some())
+            .then(|| now + self.config.forward_timeout);
         self.relays.insert(
             id.clone(),
             Relay {
@@ -131,6 +140,8 @@ impl ProxyState {
                 headers,
                 answered: false,
                 scheduled: None,
+                deadline,
+                given_up: None,
             },
         );
         self.flush_relay(&id, now);
@@ -183,14 +194,21 @@ impl ProxyState {
             match event {
                 ClientEvent::Response(r) => {
                     let Some(server) = &server else {
+                        if (200..300).contains(&r.status) {
+                            self.hang_up_late_answer(id, &r);
+                        }
                         continue;
                     };
+                    if let Some(relay) = self.relays.get_mut(id) {
+                        relay.deadline = None;
+                    }
                     let already = self.relays.get(id).is_some_and(|r| r.answered);
                     if !already
                         && r.status == 503
                         && r.headers.get(&HeaderName::RetryAfter).is_some()
                         && self.forward_elsewhere(id, server, node, now)
                     {
+                        tracing::info!(%node, "cluster node unavailable (503): the call went on");
                         continue;
                     }
                     if r.status >= 200
@@ -230,7 +248,11 @@ impl ProxyState {
             self.relays.remove(id);
             return;
         }
-        if let Some(at) = relay.client.poll_timeout() {
+        let due = match (relay.client.poll_timeout(), relay.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(at) = due {
             self.timer_seq += 1;
             relay.scheduled = Some((at, self.timer_seq));
             self.relay_timers
@@ -269,11 +291,68 @@ impl ProxyState {
         relay.answered = true;
         relay.server = None;
         let headers = relay.headers.clone();
-        tracing::info!(%node, %next, "cluster node unavailable (503): call forwarded to the next node");
+        tracing::info!(%node, %next, "call forwarded to the next node");
         let (out, branch) = self.forwarder.again(forwarded, id);
         self.relay_of.insert(server.clone(), branch.clone());
         self.start_relay(branch, Some(server.clone()), next, out, headers, now);
         true
+    }
+
+    /// A node forwarded a new call said nothing within the forward timeout (dead, paused,
+    /// cut off): the call is cancelled there and goes on to the next node, which takes the
+    /// node's place in the choice of new calls until a probe finds it answering again. With
+    /// no other node, the call keeps waiting on this one.
+    pub(super) fn give_up_on_node(&mut self, id: &str, now: Instant) {
+        let Some(relay) = self.relays.get_mut(id) else {
+            return;
+        };
+        let (Some(server), Some(forwarded)) = (relay.server.clone(), relay.forwarded.clone())
+        else {
+            return;
+        };
+        let node = relay.node;
+        relay.given_up = Some(forwarded.clone());
+        if !self.forward_elsewhere(id, &server, node, now) {
+            tracing::warn!(%node, "cluster node slow to take a new call, and no other node: waiting on it");
+            if let Some(relay) = self.relays.get_mut(id) {
+                relay.given_up = None;
+            }
+            return;
+        }
+        tracing::warn!(%node, timeout_ms = self.config.forward_timeout.as_millis() as u64,
+            "cluster node did not take a new call in time: cancelled there, forwarded to the next node");
+        // The proxy's own CANCEL answers no one: no caller's headers to keep.
+        let none = Headers::with_capacity(0);
+        self.start_relay(
+            format!("{id};cancel"),
+            None,
+            node,
+            cancel_for(&forwarded),
+            none,
+            now,
+        );
+    }
+
+    /// A 2xx from a node a call was given up on, after it went on to the next node: the
+    /// proxy ACKs it and hangs that dialog up, so that one Call-ID is never two calls.
+    fn hang_up_late_answer(&mut self, id: &str, ok: &Response) {
+        let Some(relay) = self.relays.get(id) else {
+            return;
+        };
+        let Some(invite) = &relay.given_up else {
+            return;
+        };
+        let Ok(mut dialog) = Dialog::as_uac(invite, ok) else {
+            return;
+        };
+        let node = relay.node;
+        tracing::warn!(%node, "a late answer from a node a call was given up on: ACKed and hung up");
+        let seq = dialog.local_seq();
+        let (ack, bye) = (dialog.ack(seq), dialog.request(Method::Bye));
+        for (mut request, branch) in [(ack, format!("{id}a")), (bye, format!("{id}b"))] {
+            self.forwarder.stamp_via(&mut request, &branch);
+            send(&self.endpoint, Transport::Udp, node, request.to_bytes());
+        }
     }
 
     /// The admission a trusted proxy made of a call it forwarded here, if it did.
