@@ -152,3 +152,87 @@ fn a_phone_whose_answer_drops_record_route_is_held_resumed_and_hung_up_through_t
     );
     assert!(kinds.iter().any(|k| k == "Held"), "{kinds:?}");
 }
+
+/// A node that answers a call after the proxy gave up on it (its 2xx comes after the
+/// CANCEL, the call having gone on to the other node): the proxy ACKs that answer and hangs
+/// it up, and the caller hears only from the other node, so one Call-ID is one call.
+#[test]
+fn a_late_answer_from_a_node_given_up_on_is_acked_and_hung_up() {
+    use super::support::peer::{Peer, sbc_invite, sdp};
+    use switchboard_sip::Method;
+
+    let store = Store::db(60);
+    // The slow node: a raw peer the proxy counts among its nodes.
+    let slow_socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let slow_addr = slow_socket.local_addr().expect("addr");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let proxy_sip = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let redis = ["--redis", store.url()];
+    let node_config = format!("{}[cluster]\nproxies = [\"{proxy_sip}\"]\n", store.config());
+    let node = Server::start_on(addr, Some(&node_config), &redis);
+    let proxy_config = format!(
+        "{}[cluster]\nnodes = [\"{slow_addr}\", \"{addr}\"]\nprobe_ms = 600000\n",
+        store.config()
+    );
+    let proxy = Server::start_on(proxy_sip, Some(&proxy_config), &redis);
+    let slow = Peer::on(slow_socket, &proxy);
+    let probe = slow
+        .request(Method::Options, Duration::from_secs(5))
+        .expect("the proxy probes its nodes");
+    slow.answer(&probe, 200, None);
+
+    // Calls (to a number the dial plan does not know: the live node answers 404) until one
+    // goes to the slow node first.
+    let sbc = Peer::sbc(&proxy);
+    let mut invite = None;
+    for i in 0..40 {
+        let call_id = format!("late-{i}");
+        sbc.send(&sbc_invite(
+            sbc.port(),
+            &proxy,
+            "1099",
+            &call_id,
+            &sdp(4000),
+        ));
+        if let Some(got) = slow.request(Method::Invite, Duration::from_millis(150)) {
+            invite = Some((call_id, got));
+            break;
+        }
+        let answer = sbc
+            .final_response(Duration::from_secs(5))
+            .expect("answered");
+        assert_eq!(answer.status, 404, "{}", node.log_text());
+    }
+    let (call_id, invite) = invite.expect("the ring gives the slow node some calls");
+    // The proxy gives up on it: a CANCEL, and the call goes on to the live node.
+    let cancel = slow
+        .request(Method::Cancel, Duration::from_secs(3))
+        .expect("the proxy cancels the call at the slow node");
+    slow.answer(&cancel, 200, None);
+    let answer = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("the caller's answer, from the live node");
+    assert_eq!(answer.status, 404);
+    assert_eq!(
+        answer.headers.call_id().map(|c| c.to_string()),
+        Some(call_id)
+    );
+    // The slow node answers the INVITE after all: the proxy ACKs and hangs up that answer.
+    slow.answer(&invite, 200, Some(&sdp(6000)));
+    let ack = slow
+        .request(Method::Ack, Duration::from_secs(3))
+        .unwrap_or_else(|| panic!("the late answer is ACKed\n{}", proxy.log_text()));
+    assert_eq!(ack.uri.to_string(), format!("sip:peer@{slow_addr}"));
+    let bye = slow
+        .request(Method::Bye, Duration::from_secs(3))
+        .expect("and hung up");
+    slow.answer(&bye, 200, None);
+    // The caller never hears of that answer (the 404 is all it gets, again until ACKed).
+    let end = std::time::Instant::now() + Duration::from_millis(500);
+    while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+        match sbc.final_response(left) {
+            Some(r) => assert_eq!(r.status, 404, "{r:?}"),
+            None => break,
+        }
+    }
+}

@@ -350,6 +350,8 @@ impl ProxyState {
         let seq = dialog.local_seq();
         let (ack, bye) = (dialog.ack(seq), dialog.request(Method::Bye));
         for (mut request, branch) in [(ack, format!("{id}a")), (bye, format!("{id}b"))] {
+            // Straight to the node, which is the dialog's other end: no route to follow.
+            request.headers.remove(&HeaderName::Route);
             self.forwarder.stamp_via(&mut request, &branch);
             send(&self.endpoint, Transport::Udp, node, request.to_bytes());
         }
