@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use support::peer::{Peer, answered_call, cancel, raw_phone, sbc_in_dialog, sbc_invite, sdp};
+use support::peer::{
+    Peer, answered_call, cancel, raw_phone, routed_in_dialog, sbc_in_dialog, sbc_invite, sdp,
+};
 use support::sipp::{answering_phone, register, scenario, sipp, sipp_errors, wait};
 use support::{Server, call_events, free_port, redis};
 use switchboard_sip::{HeaderName, Message, Method, Response};
@@ -670,29 +672,6 @@ fn baresip_answers_an_sbc_call_holds_and_resumes_it() {
     );
     let _ = baresip.kill();
     let _ = baresip.wait();
-}
-
-/// An in-dialog request from the SBC done properly: to the 200's Contact, through its
-/// Record-Route (sent to the proxy that recorded it).
-fn routed_in_dialog(sbc: &Peer, ok: &Response, call_id: &str, method: &str, cseq: u32) -> String {
-    let to = ok.headers.get(&HeaderName::To).expect("To");
-    let contact = ok.headers.get(&HeaderName::Contact).expect("Contact");
-    let target = contact
-        .trim()
-        .trim_start_matches('<')
-        .split('>')
-        .next()
-        .expect("URI");
-    let route = ok
-        .headers
-        .get(&HeaderName::RecordRoute)
-        .expect("Record-Route");
-    format!(
-        "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bK{call_id}{method}{cseq}\r\n\
-         Route: {route}\r\nMax-Forwards: 70\r\nFrom: <sip:+15550001111@127.0.0.2>;tag=sbc\r\nTo: {to}\r\n\
-         Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
-        port = sbc.port(),
-    )
 }
 
 /// Scaling out: a proxy-only node forwards the SBC's call to a remote cluster node (both on

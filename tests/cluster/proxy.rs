@@ -236,3 +236,89 @@ fn a_late_answer_from_a_node_given_up_on_is_acked_and_hung_up() {
         }
     }
 }
+
+/// Requests too large for a datagram (over 1,300 bytes, RFC 3261 18.1.1) cross between the
+/// proxy and the node over TCP: the carrier's INVITE to the node, the node's INVITE to the
+/// phone through the proxy; the call is answered and hung up from both ends' view.
+#[test]
+fn large_requests_cross_between_proxy_and_node_over_tcp() {
+    use super::support::peer::{Peer, raw_phone, routed_in_dialog, sbc_invite, sdp};
+    use switchboard_sip::{HeaderName, Method};
+
+    let store = Store::db(61);
+    let (proxy, node) = proxy_and_node(&store);
+    let phone = raw_phone(&proxy, "1001");
+    let sbc = Peer::sbc(&proxy);
+    // An offer of many codecs: some 1,700 bytes of INVITE.
+    let mut offer = sdp(4000);
+    for pt in 96..126 {
+        offer.push_str(&format!(
+            "a=rtpmap:{pt} codec-{pt}/48000/2\r\na=fmtp:{pt} x=1\r\n"
+        ));
+    }
+    let invite = sbc_invite(sbc.port(), &proxy, "1001", "large", &offer);
+    assert!(invite.len() > 1_600, "{}", invite.len());
+    sbc.send(&invite);
+    let rung = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("the phone rings\n{}\n{}", proxy.log_text(), node.log_text()));
+    // The proxy's Via on top, the node's below: the node sent it to the proxy over TCP.
+    let vias: Vec<String> = rung
+        .headers
+        .get_all(&HeaderName::Via)
+        .flat_map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(vias[0].starts_with("SIP/2.0/UDP"), "{vias:?}");
+    assert!(
+        vias[1].starts_with("SIP/2.0/TCP") && vias[1].contains(&node.sip.port().to_string()),
+        "{vias:?}"
+    );
+    phone.answer(&rung, 200, Some(&sdp(5000)));
+    let ok = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("answered");
+    assert_eq!(ok.status, 200);
+    sbc.send(&routed_in_dialog(&sbc, &ok, "large", "ACK", 1));
+    // The node's view of the caller's leg: reached over TCP, through the proxy.
+    let mut conn = store.conn();
+    let mut snapshot = serde_json::Value::Null;
+    assert!(super::support::eventually(Duration::from_secs(5), || {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(store.key("call:*"))
+            .query(&mut *conn)
+            .unwrap_or_default();
+        snapshot = keys
+            .iter()
+            .filter_map(|k| redis::cmd("GET").arg(k).query::<String>(&mut *conn).ok())
+            .filter_map(|t| serde_json::from_str(&t).ok())
+            .find(|s: &serde_json::Value| s["state"] == "Established")
+            .unwrap_or_default();
+        !snapshot.is_null()
+    }));
+    assert_eq!(snapshot["legs"][0]["transport"], "tcp", "{snapshot}");
+    assert_eq!(
+        snapshot["legs"][0]["peer"],
+        proxy.sip.to_string(),
+        "{snapshot}"
+    );
+    // The caller hangs up: the phone hears it, through the proxy.
+    sbc.send(&routed_in_dialog(&sbc, &ok, "large", "BYE", 2));
+    let bye = phone
+        .request(Method::Bye, Duration::from_secs(5))
+        .unwrap_or_else(|| {
+            panic!(
+                "the phone hears the end\n{}\n--- proxy ---\n{}",
+                node.log_text(),
+                proxy.log_text()
+            )
+        });
+    phone.answer(&bye, 200, None);
+    let done = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("BYE answered");
+    assert_eq!(done.status, 200);
+}

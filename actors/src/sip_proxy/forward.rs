@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use switchboard_sip::header::{NameAddr, Via, split_values};
-use switchboard_sip::transport::Transport;
+use switchboard_sip::transport::{LARGE_REQUEST, Transport};
 use switchboard_sip::{HeaderName, Host, Request, Response, Uri};
 
 use super::ring::Ring;
@@ -183,6 +183,32 @@ impl Forwarder {
         (request, branch)
     }
 
+    /// How a request goes to a cluster node: over TCP when it is larger than UDP safely
+    /// carries (RFC 3261 18.1.1: over 1,300 bytes) or already said so (a CANCEL or ACK
+    /// follows its INVITE), with this proxy's Via, on top, naming the transport.
+    pub fn over_link(&self, mut request: Request) -> (Transport, Request) {
+        let tcp_via = request
+            .headers
+            .top_via()
+            .and_then(Result::ok)
+            .is_some_and(|v| v.transport_is("TCP"));
+        if tcp_via {
+            return (Transport::Tcp, request);
+        }
+        if request.to_bytes().len() <= LARGE_REQUEST {
+            return (Transport::Udp, request);
+        }
+        if let Some(top) = request.headers.get(&HeaderName::Via).map(|v| v.to_string()) {
+            let first = split_values(&top).next().unwrap_or_default().to_owned();
+            pop_first_value(&mut request.headers, &HeaderName::Via);
+            request.headers.push_front(
+                HeaderName::Via,
+                first.replacen("SIP/2.0/UDP", "SIP/2.0/TCP", 1),
+            );
+        }
+        (Transport::Tcp, request)
+    }
+
     /// This proxy's Via on a request it makes itself (an ACK or a BYE of its own).
     pub fn stamp_via(&self, request: &mut Request, branch: &str) {
         self.push_via(request, branch);
@@ -235,8 +261,13 @@ impl Forwarder {
     /// Max-Forwards, and sends to `dest` over UDP.
     fn hop(&self, request: Request, dest: SocketAddr) -> Hop {
         let (request, _) = self.stamp(request);
+        let (transport, request) = if self.is_node(dest) {
+            self.over_link(request)
+        } else {
+            (Transport::Udp, request)
+        };
         Hop {
-            transport: Transport::Udp,
+            transport,
             dest,
             bytes: request.to_bytes(),
         }

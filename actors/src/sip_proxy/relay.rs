@@ -25,6 +25,8 @@ pub(super) struct Relay {
     pub(super) server: Option<TxnId>,
     pub(super) client: ClientTransaction,
     pub(super) node: SocketAddr,
+    /// How the request goes to the node (TCP when large, see [`forward::Forwarder::over_link`]).
+    pub(super) transport: Transport,
     /// The request as forwarded, until its final response (its CANCEL is built from it).
     pub(super) forwarded: Option<Request>,
     /// The caller's request headers, to answer 408 with.
@@ -127,7 +129,9 @@ impl ProxyState {
         headers: Headers,
         now: Instant,
     ) {
-        let client = ClientTransaction::new(out.clone(), false, self.config.timers, now);
+        let (transport, out) = self.forwarder.over_link(out);
+        let reliable = transport == Transport::Tcp;
+        let client = ClientTransaction::new(out.clone(), reliable, self.config.timers, now);
         let deadline = (out.method == Method::Invite && server.is_some())
             .then(|| now + self.config.forward_timeout);
         self.relays.insert(
@@ -136,6 +140,7 @@ impl ProxyState {
                 server,
                 client,
                 node,
+                transport,
                 forwarded: Some(out),
                 headers,
                 answered: false,
@@ -182,7 +187,7 @@ impl ProxyState {
             return;
         };
         while let Some(bytes) = relay.client.poll_transmit() {
-            send(&self.endpoint, Transport::Udp, relay.node, bytes);
+            send(&self.endpoint, relay.transport, relay.node, bytes);
         }
         let mut events = Vec::new();
         while let Some(event) = relay.client.poll_event() {
@@ -353,7 +358,8 @@ impl ProxyState {
             // Straight to the node, which is the dialog's other end: no route to follow.
             request.headers.remove(&HeaderName::Route);
             self.forwarder.stamp_via(&mut request, &branch);
-            send(&self.endpoint, Transport::Udp, node, request.to_bytes());
+            let (transport, request) = self.forwarder.over_link(request);
+            send(&self.endpoint, transport, node, request.to_bytes());
         }
     }
 

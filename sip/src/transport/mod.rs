@@ -24,6 +24,10 @@ use tokio::task::JoinSet;
 use crate::error::{Error, ParseError, Result};
 use crate::message::Message;
 
+/// A request over this many bytes is sent over TCP rather than UDP where the path's MTU is
+/// not known to be larger (RFC 3261 18.1.1).
+pub const LARGE_REQUEST: usize = 1300;
+
 /// A transport protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -242,7 +246,7 @@ async fn bind_pair(
         let udp = bind_udp(addr, udp_buffer_size)?;
         let mut tcp_addr = addr;
         tcp_addr.set_port(udp.local_addr()?.port());
-        match tokio::net::TcpListener::bind(tcp_addr).await {
+        match tcp_listener(tcp_addr) {
             Ok(listener) => return Ok((udp, listener)),
             Err(e) if addr.port() == 0 => last = Some(e),
             Err(e) => return Err(Error::Io(e)),
@@ -251,6 +255,27 @@ async fn bind_pair(
     Err(Error::Io(last.unwrap_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free port pair")
     })))
+}
+
+/// A TCP listener on `addr` whose port the connections this end opens may share (see
+/// [`tcp::send`]): SO_REUSEPORT on both, so that the other end sees them come from the port
+/// it knows this end by, as with UDP (RFC 5923's connection reuse). The UDP socket bound on
+/// the same port first keeps two processes apart.
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = shared_port_socket(addr)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// A TCP socket that may bind a port other sockets of this process listen or connect on.
+fn shared_port_socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    Ok(socket)
 }
 
 /// A UDP socket with kernel buffers of `buffer_size` each way, or as close as the kernel

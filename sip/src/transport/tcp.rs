@@ -51,7 +51,7 @@ pub(super) fn send(endpoint: &Endpoint, dest: SocketAddr, bytes: Bytes) -> Resul
             let id = connection.id;
             let ep = endpoint.clone();
             endpoint.spawn(async move {
-                match TcpStream::connect(dest).await {
+                match connect(ep.tcp_addr(), dest).await {
                     Ok(stream) => run(ep, stream, dest, id, outbound).await,
                     Err(e) => {
                         tracing::info!(%dest, error = %e, "tcp connect failed");
@@ -66,6 +66,25 @@ pub(super) fn send(endpoint: &Endpoint, dest: SocketAddr, bytes: Bytes) -> Resul
         .outbound
         .try_send(bytes)
         .map_err(|_| Error::Closed)
+}
+
+/// A connection to `dest` from this end's own port (`local`), so that the other end knows
+/// it by the address it knows this end by; from any port when that one cannot be used (the
+/// same pair of ports still in TIME_WAIT, say).
+async fn connect(local: SocketAddr, dest: SocketAddr) -> std::io::Result<TcpStream> {
+    let from_own_port = async {
+        let socket = super::shared_port_socket(local)?;
+        socket.bind(local)?;
+        socket.connect(dest).await
+    };
+    match from_own_port.await {
+        Ok(stream) => Ok(stream),
+        Err(e) if e.kind() != std::io::ErrorKind::ConnectionRefused => {
+            tracing::debug!(%dest, error = %e, "tcp connection from the listening port failed: from any port");
+            TcpStream::connect(dest).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Records a connection to or from `peer`, within the limits (which apply to inbound

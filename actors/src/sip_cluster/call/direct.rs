@@ -294,11 +294,23 @@ impl Call {
             copy_body_headers(h, &mut headers);
         }
         headers.push(HeaderName::ContentLength, "0");
-        let invite = Request {
+        let mut invite = Request {
             method: Method::Invite,
             uri,
             headers,
             body,
+        };
+        // To the proxy, an INVITE larger than a datagram safely carries goes over TCP (RFC
+        // 3261 18.1.1), and so does the rest of the leg.
+        let (transport, branch) = if self.outbound.is_some()
+            && invite.to_bytes().len() > switchboard_sip::transport::LARGE_REQUEST
+        {
+            let (via, branch) = self.local.via(Transport::Tcp);
+            invite.headers.remove(&HeaderName::Via);
+            invite.headers.push_front(HeaderName::Via, via);
+            (Transport::Tcp, branch)
+        } else {
+            (transport, branch)
         };
         if self.legs.b.capacity() == 0 {
             self.legs.b.reserve_exact(1);
