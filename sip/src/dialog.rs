@@ -87,7 +87,73 @@ pub struct Dialog {
     remote_seq: Option<u32>,
 }
 
+/// A dialog as text and numbers: what a call's snapshot keeps of it so that another node
+/// makes the same dialog again ([`Dialog::from_parts`]) and carries on with it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DialogParts {
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: String,
+    pub confirmed: bool,
+    pub local: String,
+    pub remote: String,
+    pub remote_target: String,
+    pub route_set: Vec<String>,
+    pub outbound: Vec<String>,
+    /// The CSeq of the last request this end sent.
+    pub local_seq: u32,
+    /// The CSeq of the last request the other end sent, once it sent one.
+    pub remote_seq: Option<u32>,
+}
+
 impl Dialog {
+    /// The dialog as text and numbers.
+    pub fn parts(&self) -> DialogParts {
+        let texts = |v: &[NameAddr]| v.iter().map(NameAddr::to_string).collect();
+        DialogParts {
+            call_id: self.id.call_id.to_string(),
+            local_tag: self.id.local_tag.clone(),
+            remote_tag: self.id.remote_tag.clone(),
+            confirmed: self.state == DialogState::Confirmed,
+            local: self.local.to_string(),
+            remote: self.remote.to_string(),
+            remote_target: self.remote_target.to_string(),
+            route_set: texts(&self.route_set),
+            outbound: texts(&self.outbound),
+            local_seq: self.local_seq,
+            remote_seq: self.remote_seq,
+        }
+    }
+
+    /// The dialog `parts` describe, as the end that kept them had it.
+    pub fn from_parts(parts: &DialogParts) -> Result<Self, InvalidSyntax> {
+        let name_addr = |s: &str| NameAddr::parse(&ByteString::from(s.to_owned()));
+        let name_addrs = |v: &[String]| {
+            v.iter()
+                .map(|s| name_addr(s))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Self {
+            id: DialogId {
+                call_id: ByteString::from(parts.call_id.clone()),
+                local_tag: parts.local_tag.clone(),
+                remote_tag: parts.remote_tag.clone(),
+            },
+            state: if parts.confirmed {
+                DialogState::Confirmed
+            } else {
+                DialogState::Early
+            },
+            local: name_addr(&parts.local)?,
+            remote: name_addr(&parts.remote)?,
+            remote_target: Uri::parse_str(&parts.remote_target)?,
+            route_set: name_addrs(&parts.route_set)?,
+            outbound: name_addrs(&parts.outbound)?,
+            local_seq: parts.local_seq,
+            remote_seq: parts.remote_seq,
+        })
+    }
+
     /// The dialog at the answering end (12.1.1): `request` is the INVITE received, `response`
     /// the 101-199 or 2xx sent for it, with this end's To tag.
     pub fn as_uas(request: &Request, response: &Response) -> Result<Self, InvalidSyntax> {
@@ -278,7 +344,6 @@ fn contact_uri(h: &Headers) -> Result<Uri, InvalidSyntax> {
         .ok_or(InvalidSyntax("Contact"))
 }
 
-/// Every Record-Route value, in the order of the message.
 /// A copy of `n` whose text is its own: printed and parsed again (it printed from a parse, so
 /// it parses).
 fn own_name_addr(n: &NameAddr) -> NameAddr {
@@ -289,6 +354,7 @@ fn own_uri(u: &Uri) -> Uri {
     Uri::parse_str(&u.to_string()).unwrap_or_else(|_| u.clone())
 }
 
+/// Every Record-Route value, in the order of the message.
 fn record_route(h: &Headers) -> Result<Vec<NameAddr>, InvalidSyntax> {
     h.values(&HeaderName::RecordRoute)
         .map(|v| NameAddr::parse(&v))
@@ -514,6 +580,28 @@ mod tests {
             header(&dialog.request(Method::Bye), &HeaderName::Route),
             [flow]
         );
+    }
+
+    #[test]
+    fn a_dialog_made_again_from_its_parts_carries_on_where_it_was() {
+        let invite = request(INVITE);
+        let mut dialog = Dialog::as_uas(&invite, &answer(&invite)).expect("dialog");
+        dialog.request(Method::Options);
+        let parts = dialog.parts();
+        assert_eq!((parts.local_seq, parts.remote_seq), (1, Some(7)));
+        let mut again = Dialog::from_parts(&parts).expect("made again");
+        assert_eq!(again, dialog);
+        // Its next request is the one the original would have sent.
+        assert_eq!(
+            again.request(Method::Bye).to_bytes(),
+            dialog.request(Method::Bye).to_bytes()
+        );
+        // Text that does not parse is refused, not guessed at.
+        let broken = DialogParts {
+            remote_target: "not a uri".into(),
+            ..parts
+        };
+        assert!(Dialog::from_parts(&broken).is_err());
     }
 
     #[test]

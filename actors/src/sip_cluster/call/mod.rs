@@ -24,6 +24,7 @@ mod legs;
 mod originate;
 mod report;
 mod routing;
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
 mod timers;

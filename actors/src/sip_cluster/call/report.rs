@@ -3,9 +3,8 @@
 //! carry the call on.
 
 use switchboard_proto::events::{CallThread, Party};
-use switchboard_sip::header::NameAddr;
 
-use super::legs::{Leg, LegId};
+use super::legs::LegId;
 use super::{Call, Output, Phase};
 use crate::messages::call_state::{CallEvent, CallEventKind};
 use crate::messages::sip_cluster::Origin;
@@ -25,7 +24,8 @@ impl Call {
     ) {
         let mut call = self.call_thread(cause);
         call.status = u32::from(status);
-        let snapshot = (!kind.ends_call()).then(|| self.snapshot(kind));
+        let snapshot = (!kind.ends_call())
+            .then(|| serde_json::to_string(&self.snapshot(kind)).unwrap_or_default());
         let mut dns = Vec::new();
         if let Origin::Phone(dn) = &self.origin {
             dns.push(dn.clone());
@@ -104,44 +104,5 @@ impl Call {
         };
         self.routing_fields(&mut thread);
         thread
-    }
-
-    /// What another node needs to finish the call: each leg's dialog and where it is reached.
-    fn snapshot(&self, kind: CallEventKind) -> String {
-        let leg = |role: &str, l: &Leg| {
-            let d = l.dialog.as_ref();
-            serde_json::json!({
-                "role": role,
-                "callId": l.call_id.to_string(),
-                "localTag": l.tag,
-                "remoteTag": d.map(|d| d.id.remote_tag.clone()),
-                "local": d.map(|d| d.local.to_string()),
-                "remote": d.map(|d| d.remote.to_string()),
-                "remoteTarget": d.map(|d| d.remote_target.to_string()),
-                "routeSet": d.map(|d| d.route_set.iter().map(NameAddr::to_string).collect::<Vec<_>>()),
-                "outbound": d.map(|d| d.outbound.iter().map(NameAddr::to_string).collect::<Vec<_>>()),
-                "localSeq": d.map(|d| d.local_seq()),
-                "peer": l.peer.to_string(),
-                "transport": l.transport.to_string(),
-            })
-        };
-        let mut legs = vec![leg("caller", &self.legs.a)];
-        if let Some(i) = self.legs.winner {
-            legs.push(leg("callee", &self.legs.b[i]));
-        }
-        serde_json::json!({
-            "call": &*self.id,
-            "node": &*self.local.node,
-            "thread": self.thread_id(),
-            "tenant": self.tenant.name,
-            "state": kind.name(),
-            "held": self.held,
-            "origin": self.origin.describe(),
-            "ani": self.ani,
-            "dnis": self.dnis,
-            "destination": self.callee.name,
-            "legs": legs,
-        })
-        .to_string()
     }
 }

@@ -143,6 +143,22 @@ impl Call {
         thread.priority = w.priority;
     }
 
+    /// Where the call waits, for its snapshot.
+    pub(super) fn waiting_snapshot(&self) -> Option<super::snapshot::WaitingSnapshot> {
+        let w = self.waiting()?;
+        Some(super::snapshot::WaitingSnapshot {
+            routing_point: w.number.clone(),
+            queue: w.queue.clone(),
+            target: w.target.clone(),
+            priority: w.priority,
+        })
+    }
+
+    /// The media server's leg playing to the caller, while one does.
+    pub(super) fn treatment_leg(&self) -> Option<usize> {
+        self.waiting()?.treatment.as_ref()?.leg
+    }
+
     fn report(&mut self, report: Report) {
         self.out.push_back(Output::Routing(ToOrs::Report(report)));
     }

@@ -5,6 +5,7 @@
 mod control;
 mod direct;
 mod routing;
+mod snapshot;
 mod timers;
 
 use std::net::SocketAddr;

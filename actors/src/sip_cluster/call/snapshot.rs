@@ -1,0 +1,173 @@
+//! A call's snapshot: what it leaves in Redis each time its dialogs or parties change (with
+//! each event, never per message), so that another node can carry the call on. Each leg
+//! with its dialog (ids, tags, CSeq both ways, route set, outbound route, remote target), how
+//! it is reached, the description last sent on it and its session timer; the call's thread,
+//! parties, user data, and where it waits when it waits.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use switchboard_sip::dialog::DialogParts;
+
+use super::legs::Leg;
+use super::{Call, CallEventKind};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallSnapshot {
+    pub call: String,
+    /// The node running the call.
+    pub node: String,
+    pub thread: String,
+    pub tenant: String,
+    /// The event the snapshot was taken at.
+    pub state: String,
+    pub held: bool,
+    pub origin: String,
+    pub ani: String,
+    pub dnis: String,
+    /// The party the call was put through to (a DN or a number).
+    pub destination: Option<String>,
+    #[serde(default)]
+    pub user_data: BTreeMap<String, String>,
+    /// Where the call waits, while it waits at a routing point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<WaitingSnapshot>,
+    /// The caller's leg first, then the callee's (once put through), then a media server's.
+    pub legs: Vec<LegSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingSnapshot {
+    pub routing_point: String,
+    pub queue: String,
+    pub target: String,
+    pub priority: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LegSnapshot {
+    /// `caller`, `callee` or `media`.
+    pub role: String,
+    pub call_id: String,
+    pub local_tag: String,
+    pub peer: String,
+    pub transport: String,
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub dialog: Option<DialogSnapshot>,
+    /// The session description last sent on the leg: what a refresh, hold or resume offers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_timer: Option<TimerSnapshot>,
+}
+
+/// [`DialogParts`] as the snapshot's JSON has them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DialogSnapshot {
+    pub remote_tag: String,
+    pub confirmed: bool,
+    pub local: String,
+    pub remote: String,
+    pub remote_target: String,
+    pub route_set: Vec<String>,
+    #[serde(default)]
+    pub outbound: Vec<String>,
+    pub local_seq: u32,
+    pub remote_seq: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimerSnapshot {
+    pub interval_secs: u64,
+    /// Whether this side sends the refreshes.
+    pub we_refresh: bool,
+    pub update: bool,
+}
+
+impl LegSnapshot {
+    /// The leg's dialog as the sip crate makes it again.
+    pub fn dialog_parts(&self) -> Option<DialogParts> {
+        let d = self.dialog.as_ref()?;
+        Some(DialogParts {
+            call_id: self.call_id.clone(),
+            local_tag: self.local_tag.clone(),
+            remote_tag: d.remote_tag.clone(),
+            confirmed: d.confirmed,
+            local: d.local.clone(),
+            remote: d.remote.clone(),
+            remote_target: d.remote_target.clone(),
+            route_set: d.route_set.clone(),
+            outbound: d.outbound.clone(),
+            local_seq: d.local_seq,
+            remote_seq: d.remote_seq,
+        })
+    }
+
+    fn of(role: &str, l: &Leg) -> Self {
+        let dialog = l.dialog.as_ref().map(|d| {
+            let p = d.parts();
+            DialogSnapshot {
+                remote_tag: p.remote_tag,
+                confirmed: p.confirmed,
+                local: p.local,
+                remote: p.remote,
+                remote_target: p.remote_target,
+                route_set: p.route_set,
+                outbound: p.outbound,
+                local_seq: p.local_seq,
+                remote_seq: p.remote_seq,
+            }
+        });
+        LegSnapshot {
+            role: role.to_owned(),
+            call_id: l.call_id.to_string(),
+            local_tag: l.tag.clone(),
+            peer: l.peer.to_string(),
+            transport: l.transport.to_string(),
+            dialog,
+            sdp: l
+                .sdp
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+            session_timer: l.timer.as_ref().map(|t| TimerSnapshot {
+                interval_secs: t.interval.as_secs(),
+                we_refresh: t.we_refresh,
+                update: t.update,
+            }),
+        }
+    }
+}
+
+impl Call {
+    /// What another node needs to carry the call on, as it is at event `kind`.
+    pub(super) fn snapshot(&self, kind: CallEventKind) -> CallSnapshot {
+        let mut legs = vec![LegSnapshot::of("caller", &self.legs.a)];
+        if let Some(i) = self.legs.winner {
+            legs.push(LegSnapshot::of("callee", &self.legs.b[i]));
+        }
+        if let Some(i) = self.treatment_leg() {
+            legs.push(LegSnapshot::of("media", &self.legs.b[i]));
+        }
+        let waiting = self.waiting_snapshot();
+        CallSnapshot {
+            call: self.id.to_string(),
+            node: self.local.node.to_string(),
+            thread: self.thread_id().to_owned(),
+            tenant: self.tenant.name.clone(),
+            state: kind.name().to_owned(),
+            held: self.held,
+            origin: self.origin.describe(),
+            ani: self.ani.clone(),
+            dnis: self.dnis.clone(),
+            destination: self.callee.name.clone(),
+            user_data: self.user_data.clone(),
+            waiting,
+            legs,
+        }
+    }
+}
