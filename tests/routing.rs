@@ -18,7 +18,7 @@ use support::sipp::{
 use support::{DEMO_KEY, Server, agent, call_events, log_in, with_key};
 use switchboard_actors::tenant::{MediaServerConfig, Options, TenantConfig, demo_tenant};
 use switchboard_proto::voice as pb;
-use switchboard_sip::{Message, Method, Request};
+use switchboard_sip::{Message, Method, Request, Response};
 
 type Agents = pb::agents_client::AgentsClient<tonic::transport::Channel>;
 
@@ -43,6 +43,25 @@ fn config(media: &[SocketAddr], change: impl FnOnce(&mut TenantConfig)) -> Strin
         tenants: vec![demo],
     })
     .expect("toml")
+}
+
+/// The SBC's call `call_id` to the support line: the media server plays to it, the caller
+/// is answered and ACKs. The answer the SBC got.
+fn caller_on_music(server: &Server, sbc: &Peer, playing: &Peer, call_id: &str) -> Response {
+    sbc.send(&sbc_invite(
+        sbc.port(),
+        server,
+        "+18005550100",
+        call_id,
+        &sdp(4000),
+    ));
+    let music = invite_within(playing, "the media server is asked", server);
+    playing.answer(&music, 200, Some(&sdp(6000)));
+    let ok = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("answered");
+    sbc.send(&sbc_in_dialog(sbc, server, &ok, call_id, "ACK", 1, ""));
+    ok
 }
 
 /// A media server's socket, bound before the server starts (its configuration names it).
@@ -292,19 +311,7 @@ async fn a_caller_who_hangs_up_is_abandoned_and_a_timeout_takes_the_default() {
     let sbc = Peer::sbc(&server);
 
     // Abandoned while the music plays.
-    sbc.send(&sbc_invite(
-        sbc.port(),
-        &server,
-        "+18005550100",
-        "rp-gone",
-        &sdp(4000),
-    ));
-    let music = invite_within(&playing, "the media server is asked", &server);
-    playing.answer(&music, 200, Some(&sdp(6000)));
-    let ok = sbc
-        .final_response(Duration::from_secs(5))
-        .expect("answered");
-    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "rp-gone", "ACK", 1, ""));
+    let ok = caller_on_music(&server, &sbc, &playing, "rp-gone");
     // The caller listens a while before giving up.
     std::thread::sleep(Duration::from_millis(300));
     sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "rp-gone", "BYE", 2, ""));
@@ -721,19 +728,7 @@ async fn a_node_alone_stopped_with_sigterm_ends_its_calls_on_every_leg() {
     let sbc = Peer::sbc(&server);
 
     // A caller on music, no agent Ready.
-    sbc.send(&sbc_invite(
-        sbc.port(),
-        &server,
-        "+18005550100",
-        "waits",
-        &sdp(4000),
-    ));
-    let music = invite_within(&playing, "the media server is asked", &server);
-    playing.answer(&music, 200, Some(&sdp(6000)));
-    let waits = sbc
-        .final_response(Duration::from_secs(5))
-        .expect("answered");
-    sbc.send(&sbc_in_dialog(&sbc, &server, &waits, "waits", "ACK", 1, ""));
+    caller_on_music(&server, &sbc, &playing, "waits");
     // A call to 1001, answered.
     let (_, talks) = support::peer::answered_call(&server, &sbc, &p1001, "1001", "talks");
     sbc.send(&sbc_in_dialog(&sbc, &server, &talks, "talks", "ACK", 1, ""));

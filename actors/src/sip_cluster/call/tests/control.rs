@@ -28,13 +28,7 @@ fn a_desktop_holds_and_retrieves_an_answered_call_by_reoffering_both_legs() {
             "delete-user-data"
         ]
     );
-    let invite = run.take("192.0.2.9:5062", Method::Invite).remove(0);
-    let answer = OFFER.replace("sbc", "phone").replace("4000", "5000");
-    run.phone_sends(Message::Response(
-        ok_with(&invite, "ph", &answer)
-            .with_header(HeaderName::Contact, "<sip:1001@192.0.2.9:5062>"),
-    ));
-    run.sbc_request("ACK", 1, "");
+    let answer = run.answer_at_phone();
     assert!(matches!(
         run.call.control("1002", Control::View, run.now),
         Err(ControlError::NotFound(_))

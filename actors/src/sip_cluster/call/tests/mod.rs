@@ -244,6 +244,19 @@ impl Run {
             .expect("a final response to the SBC")
     }
 
+    /// The phone at 192.0.2.9:5062 answers the call's INVITE (tag `ph`), and the SBC ACKs;
+    /// the phone's answer.
+    pub(super) fn answer_at_phone(&mut self) -> String {
+        let invite = self.take("192.0.2.9:5062", Method::Invite).remove(0);
+        let answer = OFFER.replace("sbc", "phone").replace("4000", "5000");
+        self.phone_sends(Message::Response(
+            ok_with(&invite, "ph", &answer)
+                .with_header(HeaderName::Contact, "<sip:1001@192.0.2.9:5062>"),
+        ));
+        self.sbc_request("ACK", 1, "");
+        answer
+    }
+
     /// A request from the SBC within its dialog, with `extra` header lines.
     pub(super) fn sbc_request(&mut self, method: &str, seq: u32, extra: &str) {
         let text = format!(

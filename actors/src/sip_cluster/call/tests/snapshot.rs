@@ -10,13 +10,7 @@ use super::*;
 fn a_calls_snapshot_makes_its_dialogs_again_as_they_are() {
     let mut run = Run::start(tenant(&[]), DnCalls::default(), "1001");
     run.located(&["192.0.2.9:5062"]);
-    let invite = run.take("192.0.2.9:5062", Method::Invite).remove(0);
-    let answer = OFFER.replace("sbc", "phone").replace("4000", "5000");
-    run.phone_sends(Message::Response(
-        ok_with(&invite, "ph", &answer)
-            .with_header(HeaderName::Contact, "<sip:1001@192.0.2.9:5062>"),
-    ));
-    run.sbc_request("ACK", 1, "");
+    run.answer_at_phone();
     // The caller's numbering moves on after the call's own.
     run.sbc_request("OPTIONS", 7, "");
     assert_eq!(run.kinds(), ["Established"]);
