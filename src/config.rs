@@ -177,7 +177,7 @@ impl Default for ClusterNodesConfig {
     fn default() -> Self {
         Self {
             nodes: Vec::new(),
-            probe_ms: 2000,
+            probe_ms: 300,
             proxies: Vec::new(),
             lease_ms: 3000,
             lease_claim_ms: 500,

@@ -90,7 +90,7 @@ impl Default for ProxyConfig {
             max_backlog: 20_000,
             registrar_timeout: Duration::from_secs(8),
             cluster_nodes: Vec::new(),
-            probe_interval: Duration::from_secs(2),
+            probe_interval: Duration::from_millis(300),
             forward_timeout: Duration::from_millis(500),
             trusted_proxies: Vec::new(),
             accepting: Arc::new(AtomicBool::new(true)),
