@@ -9,7 +9,9 @@
 #   REDIS=redis://127.0.0.1:6379/9 benches/sipp/call_memory.sh
 #
 # Call snapshots and events go to Redis, as in production: REDIS, or a private redis-server
-# started here; with NO_REDIS=1 they stay in the node's memory (and count in its RSS).
+# started here; with NO_REDIS=1 they stay in the node's memory (and count in its RSS). With
+# Redis, what the calls hold there too: its used memory per call (snapshots and the events of
+# the calls' setup) and one established call's snapshot (MEMORY USAGE).
 set -euo pipefail
 
 source "$(dirname "$0")/common.sh"
@@ -29,7 +31,12 @@ fi
 start_switchboard "$sb_port" "${redis:+$(printf '[stores]\nredis = "%s"\n' "$redis")}"
 start_phone 1001 "$phone_port" "$sb_port"
 sleep 1
+redis_used() {
+    [ -n "$redis" ] || { echo 0; return; }
+    redis-cli -u "$redis" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r'
+}
 before=$(rss $sb)
+redis_before=$(redis_used)
 (cd "$work" && sipp -sn uac -s 1001 -i 127.0.0.2 -p $((phone_port + 100)) -r "$rate" -m "$calls" \
     -l $((calls + 100)) -d $((hold * 1000)) -timeout $((hold * 3 + 60))s -nostdin \
     "127.0.0.1:$sb_port" > /dev/null 2>&1) &
@@ -38,6 +45,13 @@ sleep $((calls / rate + 40))
 up=$(calls_active)
 during=$(rss $sb)
 echo "$up calls up: RSS $before KiB before, $during KiB with them: $(( (during - before) * 1024 / (up > 0 ? up : 1) )) bytes per call"
+if [ -n "$redis" ]; then
+    redis_during=$(redis_used)
+    key=$(redis-cli -u "$redis" --scan --pattern '*:call:*' | head -1 || true)
+    echo "Redis: $(( (redis_during - redis_before) / (up > 0 ? up : 1) )) bytes per call;" \
+        "a snapshot $(redis-cli -u "$redis" memory usage "$key") bytes" \
+        "($(redis-cli -u "$redis" strlen "$key") of JSON)"
+fi
 wait "$uac" || echo "some calls failed"
 for _ in $(seq 120); do [ "$(calls_active)" = 0 ] && break; sleep 1; done
 echo "after they ended: $(calls_active) calls left, RSS $(rss $sb) KiB"
