@@ -7,7 +7,7 @@ use std::time::Duration;
 use ractor::{ActorRef, RpcReplyPort};
 use switchboard_proto::events::AgentState as AgentView;
 
-use crate::messages::bus::{Answer, BusError, OwnerBound, ToOwner};
+use crate::messages::bus::{Answer, BusError, OwnerBound, OwnerRoute, ToOwner};
 use crate::tenant::Directory;
 
 /// What the agent does when not ready (Genesys work modes, as the Workspace API names them).
@@ -116,21 +116,21 @@ const CALL_REPORT_WAIT: Duration = Duration::from_secs(2);
 pub struct AgentState {
     registry: ActorRef<AgentStateMsg>,
     /// Where a tenant's agents are reached when this node is not its owner.
-    owner: Option<Arc<dyn ToOwner>>,
+    owner: OwnerRoute,
 }
 
 impl AgentState {
     pub(crate) fn new(registry: ActorRef<AgentStateMsg>) -> Self {
         Self {
             registry,
-            owner: None,
+            owner: OwnerRoute::default(),
         }
     }
 
     /// This handle, asking what is for a tenant owned elsewhere through `owner`.
     pub fn routed_through(self, owner: Arc<dyn ToOwner>) -> Self {
         Self {
-            owner: Some(owner),
+            owner: OwnerRoute::through(owner),
             ..self
         }
     }
@@ -140,11 +140,6 @@ impl AgentState {
         Self::new(self.registry.clone())
     }
 
-    /// The owner route, when `tenant`'s agents are elsewhere now.
-    fn elsewhere(&self, tenant: &str) -> Option<&Arc<dyn ToOwner>> {
-        self.owner.as_ref().filter(|o| !o.here(tenant))
-    }
-
     /// A desktop's command for an agent.
     pub async fn command(
         &self,
@@ -152,7 +147,7 @@ impl AgentState {
         agent: &str,
         command: Command,
     ) -> Result<(), CommandError> {
-        if let Some(owner) = self.elsewhere(tenant) {
+        if let Some(owner) = self.owner.elsewhere(tenant) {
             let asked = OwnerBound::Command {
                 agent: agent.to_owned(),
                 command,
@@ -176,7 +171,7 @@ impl AgentState {
 
     /// An agent's state now.
     pub async fn status(&self, tenant: &str, agent: &str) -> Result<Status, CommandError> {
-        if let Some(owner) = self.elsewhere(tenant) {
+        if let Some(owner) = self.owner.elsewhere(tenant) {
             let asked = OwnerBound::Status {
                 agent: agent.to_owned(),
             };
@@ -198,7 +193,7 @@ impl AgentState {
 
     /// A DN's phone registered (its first binding) or went away (its last).
     pub fn registration(&self, tenant: &str, dn: &str, present: bool) {
-        if let Some(owner) = self.elsewhere(tenant) {
+        if let Some(owner) = self.owner.elsewhere(tenant) {
             let told = OwnerBound::Registration {
                 dn: dn.to_owned(),
                 present,
@@ -237,7 +232,7 @@ impl AgentState {
         call: &str,
         ended: bool,
     ) {
-        if let Some(owner) = self.elsewhere(tenant) {
+        if let Some(owner) = self.owner.elsewhere(tenant) {
             let asked = OwnerBound::CallChanged {
                 dns: dns.to_vec(),
                 left: left.to_vec(),

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::messages::agent_state::{Command, CommandError, Status};
 use crate::messages::ors::{CallbackStatus, Order, Report};
@@ -46,12 +47,11 @@ pub enum OwnerBound {
     Callback { id: String, cancel: bool },
 }
 
-/// A call at a routing point, as its owner's routing takes it.
+/// A call at a routing point, as its owner's routing takes it (the node running the call,
+/// where its orders go, is the letter's sender).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteCall {
     pub call: String,
-    /// The node running the call, where its orders go.
-    pub node: String,
     pub routing_point: String,
     pub strategy: String,
     pub ani: String,
@@ -122,6 +122,22 @@ pub trait ToOwner: Send + Sync + fmt::Debug {
         tenant: &'a str,
         message: OwnerBound,
     ) -> BusFuture<'a, Result<Answer, BusError>>;
+}
+
+/// How a system's handle reaches a tenant's owner when the tenant's routing may run on
+/// another node; on a node alone (no Redis), nowhere: every tenant is here.
+#[derive(Clone, Debug, Default)]
+pub struct OwnerRoute(Option<Arc<dyn ToOwner>>);
+
+impl OwnerRoute {
+    pub fn through(owner: Arc<dyn ToOwner>) -> Self {
+        Self(Some(owner))
+    }
+
+    /// The way to `tenant`'s owner, when that is another node now.
+    pub fn elsewhere(&self, tenant: &str) -> Option<&Arc<dyn ToOwner>> {
+        self.0.as_ref().filter(|o| !o.here(tenant))
+    }
 }
 
 /// Where a routing session's orders go: the call's own actor when it runs here, else the

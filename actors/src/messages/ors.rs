@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ractor::DerivedActorRef;
 use switchboard_routing::strategy::{Overflow, Route, Treatment};
 
-use crate::messages::bus::{OwnerBound, RouteCall, ToOwner};
+use crate::messages::bus::{OwnerBound, OwnerRoute, RouteCall, ToOwner};
 use crate::messages::rq::{Told, Waiter};
 use crate::tenant::Tenant;
 
@@ -136,18 +136,21 @@ pub enum OrsMsg {
 pub struct Ors {
     actor: DerivedActorRef<OrsMsg>,
     /// Where a tenant's calls reach its routing when this node is not its owner.
-    owner: Option<Arc<dyn ToOwner>>,
+    owner: OwnerRoute,
 }
 
 impl Ors {
     pub(crate) fn new(actor: DerivedActorRef<OrsMsg>) -> Self {
-        Self { actor, owner: None }
+        Self {
+            actor,
+            owner: OwnerRoute::default(),
+        }
     }
 
     /// This handle, sending what is for a tenant owned elsewhere through `owner`.
     pub fn routed_through(self, owner: Arc<dyn ToOwner>) -> Self {
         Self {
-            owner: Some(owner),
+            owner: OwnerRoute::through(owner),
             ..self
         }
     }
@@ -157,24 +160,17 @@ impl Ors {
         Self::new(self.actor.clone())
     }
 
-    /// The owner route, when `tenant`'s routing is elsewhere now.
-    fn elsewhere(&self, tenant: &str) -> Option<&Arc<dyn ToOwner>> {
-        self.owner.as_ref().filter(|o| !o.here(tenant))
-    }
-
     /// A call reached a routing point: its session starts on the tenant's owner, and its
     /// orders come to `call`.
     pub fn request(&self, request: Box<RouteRequest>, call: DerivedActorRef<Order>) {
         let tenant = request.tenant.name.clone();
-        match self.elsewhere(&tenant) {
+        match self.owner.elsewhere(&tenant) {
             Some(owner) => {
                 let r = *request;
                 owner.send(
                     &tenant,
                     OwnerBound::Route(RouteCall {
                         call: r.call,
-                        // The bus says which node sent it.
-                        node: String::new(),
                         routing_point: r.routing_point,
                         strategy: r.strategy,
                         ani: r.ani,
@@ -193,7 +189,7 @@ impl Ors {
 
     /// What a call at a routing point tells its session.
     pub fn report(&self, tenant: &str, call: String, report: Report) {
-        match self.elsewhere(tenant) {
+        match self.owner.elsewhere(tenant) {
             Some(owner) => owner.send(tenant, OwnerBound::Report { call, report }),
             None => self.send(OrsMsg::Report {
                 call,

@@ -8,7 +8,7 @@ use ractor::{ActorRef, RpcReplyPort};
 use switchboard_routing::strategy::Overflow;
 use switchboard_routing::target::Target;
 
-use crate::messages::bus::{Answer, OwnerBound, ToOwner};
+use crate::messages::bus::{Answer, OwnerBound, OwnerRoute, ToOwner};
 use crate::tenant::Directory;
 
 /// An agent's availability, as agent state reports it after each change.
@@ -147,18 +147,21 @@ pub enum RqMsg {
 pub struct Rq {
     actor: ActorRef<RqMsg>,
     /// Where a tenant's queues are asked of when this node is not its owner.
-    owner: Option<Arc<dyn ToOwner>>,
+    owner: OwnerRoute,
 }
 
 impl Rq {
     pub(crate) fn new(actor: ActorRef<RqMsg>) -> Self {
-        Self { actor, owner: None }
+        Self {
+            actor,
+            owner: OwnerRoute::default(),
+        }
     }
 
     /// This handle, asking what is for a tenant owned elsewhere through `owner`.
     pub fn routed_through(self, owner: Arc<dyn ToOwner>) -> Self {
         Self {
-            owner: Some(owner),
+            owner: OwnerRoute::through(owner),
             ..self
         }
     }
@@ -178,7 +181,7 @@ impl Rq {
 
     /// Every virtual queue of the tenant with its figures.
     pub async fn stats(&self, tenant: &str) -> Vec<QueueStats> {
-        if let Some(owner) = self.owner.as_ref().filter(|o| !o.here(tenant)) {
+        if let Some(owner) = self.owner.elsewhere(tenant) {
             return match owner.ask(tenant, OwnerBound::QueueStats).await {
                 Ok(Answer::QueueStats(stats)) => stats,
                 Ok(other) => {

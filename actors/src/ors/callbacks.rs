@@ -23,7 +23,7 @@ use super::store::{Kind, RoutingStore};
 use crate::events::{EventSink, TOPIC_CALLTHREAD, new_event};
 use crate::keys::Keys;
 use crate::lease::Ownership;
-use crate::messages::bus::{Answer, OwnerBound, ToOwner};
+use crate::messages::bus::{Answer, OwnerBound, OwnerRoute, ToOwner};
 use crate::messages::ors::{CallbackStatus, Kept};
 use crate::messages::rq::{Rq, RqMsg, Told, Waiter};
 use crate::messages::sip_cluster::{Cluster, ClusterMsg};
@@ -141,7 +141,7 @@ pub struct CallbacksArgs {
 pub struct Callbacks {
     actor: ActorRef<CallbackMsg>,
     /// Where a tenant's callbacks are asked of when this node is not its owner.
-    owner: Option<Arc<dyn ToOwner>>,
+    owner: OwnerRoute,
 }
 
 impl Callbacks {
@@ -152,13 +152,16 @@ impl Callbacks {
         supervisor: &Supervisor,
     ) -> Result<Self, ractor::SpawnErr> {
         let actor = supervisor.spawn("ors", CallbacksActor, args).await?;
-        Ok(Self { actor, owner: None })
+        Ok(Self {
+            actor,
+            owner: OwnerRoute::default(),
+        })
     }
 
     /// This handle, asking what is for a tenant owned elsewhere through `owner`.
     pub fn routed_through(self, owner: Arc<dyn ToOwner>) -> Self {
         Self {
-            owner: Some(owner),
+            owner: OwnerRoute::through(owner),
             ..self
         }
     }
@@ -167,7 +170,7 @@ impl Callbacks {
     pub fn local(&self) -> Self {
         Self {
             actor: self.actor.clone(),
-            owner: None,
+            owner: OwnerRoute::default(),
         }
     }
 
@@ -179,7 +182,7 @@ impl Callbacks {
     /// wherever it runs; `None` if there is no such callback (or the owner cannot be
     /// reached).
     async fn ask(&self, tenant: &str, id: &str, cancel: bool) -> Option<CallbackStatus> {
-        if let Some(owner) = self.owner.as_ref().filter(|o| !o.here(tenant)) {
+        if let Some(owner) = self.owner.elsewhere(tenant) {
             let asked = OwnerBound::Callback {
                 id: id.to_owned(),
                 cancel,

@@ -86,7 +86,6 @@ pub fn decode(bytes: &[u8]) -> Result<Letter, Unreadable> {
     let body = match e.body.ok_or(Unreadable::Unknown(e.version))? {
         PbBody::RouteRequest(r) => Body::Owner(OwnerBound::Route(RouteCall {
             call: r.call,
-            node: e.from_node.clone(),
             routing_point: r.routing_point,
             strategy: r.strategy,
             ani: r.ani,
@@ -515,7 +514,6 @@ mod tests {
         let messages = [
             OwnerBound::Route(RouteCall {
                 call: "sbnode1-1".into(),
-                node: "sbnode1".into(),
                 routing_point: "5000".into(),
                 strategy: "support".into(),
                 ani: "+15551230000".into(),
