@@ -21,6 +21,12 @@ impl Request {
         self.write_to(&mut buf);
         buf.freeze()
     }
+
+    /// About how many bytes the request prints to, without printing it: for
+    /// choosing its transport by size (RFC 3261 18.1.1).
+    pub fn estimated_len(&self) -> usize {
+        estimate(&self.headers, &self.body)
+    }
 }
 
 impl Response {

@@ -195,7 +195,7 @@ impl Forwarder {
         if tcp_via {
             return (Transport::Tcp, request);
         }
-        if request.to_bytes().len() <= LARGE_REQUEST {
+        if request.estimated_len() <= LARGE_REQUEST {
             return (Transport::Udp, request);
         }
         if let Some(top) = request.headers.get(&HeaderName::Via).map(|v| v.to_string()) {

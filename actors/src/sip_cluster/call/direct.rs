@@ -303,7 +303,7 @@ impl Call {
         // To the proxy, an INVITE larger than a datagram safely carries goes over TCP (RFC
         // 3261 18.1.1), and so does the rest of the leg.
         let (transport, branch) = if self.outbound.is_some()
-            && invite.to_bytes().len() > switchboard_sip::transport::LARGE_REQUEST
+            && invite.estimated_len() > switchboard_sip::transport::LARGE_REQUEST
         {
             let (via, branch) = self.local.via(Transport::Tcp);
             invite.headers.remove(&HeaderName::Via);
