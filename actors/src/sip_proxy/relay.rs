@@ -211,9 +211,8 @@ impl ProxyState {
                     if !already
                         && r.status == 503
                         && r.headers.get(&HeaderName::RetryAfter).is_some()
-                        && self.forward_elsewhere(id, server, node, now)
+                        && self.forward_elsewhere(id, server, node, "unavailable (503)", now)
                     {
-                        tracing::info!(%node, "cluster node unavailable (503): the call went on");
                         continue;
                     }
                     if r.status >= 200
@@ -265,15 +264,17 @@ impl ProxyState {
         }
     }
 
-    /// A node turned a forwarded INVITE away as unavailable (503 with Retry-After: its event
-    /// spool past the high-water mark, or overloaded), where a 503 of the call's own (no
-    /// gateway, say) has none. The node takes no new calls until a probe finds it taking them
-    /// again, and the INVITE goes on to the next node, unless none is left. Whether it went.
+    /// A node cannot take a forwarded INVITE (`why`): it turned it away as unavailable (503
+    /// with Retry-After: its event spool past the high-water mark, or overloaded, where a 503
+    /// of the call's own, no gateway say, has none), or it stayed silent. The node takes no new
+    /// calls until a probe finds it taking them again, and the INVITE goes on to the next
+    /// node, unless none is left. Whether it went.
     pub(super) fn forward_elsewhere(
         &mut self,
         id: &str,
         server: &TxnId,
         node: SocketAddr,
+        why: &str,
         now: Instant,
     ) -> bool {
         self.forwarder.refused(node, now);
@@ -296,7 +297,7 @@ impl ProxyState {
         relay.answered = true;
         relay.server = None;
         let headers = relay.headers.clone();
-        tracing::info!(%node, %next, "call forwarded to the next node");
+        tracing::info!(%node, %next, "cluster node {why}: call forwarded to the next node");
         let (out, branch) = self.forwarder.again(forwarded, id);
         self.relay_of.insert(server.clone(), branch.clone());
         self.start_relay(branch, Some(server.clone()), next, out, headers, now);
@@ -316,16 +317,17 @@ impl ProxyState {
             return;
         };
         let node = relay.node;
-        relay.given_up = Some(forwarded.clone());
-        if !self.forward_elsewhere(id, &server, node, now) {
+        let why = format!(
+            "did not take a new call in time ({} ms; cancelled there)",
+            self.config.forward_timeout.as_millis()
+        );
+        if !self.forward_elsewhere(id, &server, node, &why, now) {
             tracing::warn!(%node, "cluster node slow to take a new call, and no other node: waiting on it");
-            if let Some(relay) = self.relays.get_mut(id) {
-                relay.given_up = None;
-            }
             return;
         }
-        tracing::warn!(%node, timeout_ms = self.config.forward_timeout.as_millis() as u64,
-            "cluster node did not take a new call in time: cancelled there, forwarded to the next node");
+        if let Some(relay) = self.relays.get_mut(id) {
+            relay.given_up = Some(forwarded.clone());
+        }
         // The proxy's own CANCEL answers no one: no caller's headers to keep.
         let none = Headers::with_capacity(0);
         self.start_relay(
