@@ -22,6 +22,15 @@ fn owns_demo(server: &Server) -> bool {
     support::metric(server, DEMO_OWNED) == Some(1.0)
 }
 
+/// Waits until `server` owns the demo tenant, within `within`; its log if it does not.
+fn comes_to_own(server: &Server, within: Duration) {
+    assert!(
+        support::eventually(within, || owns_demo(server)),
+        "the node did not come to own the tenant:\n{}",
+        server.log_text()
+    );
+}
+
 /// Starts a node on `store` with `config`, and waits for its first look at the leases.
 fn node(store: &Store, config: &str) -> Server {
     let config = format!("{}{config}", store.config());
@@ -50,11 +59,7 @@ fn node(store: &Store, config: &str) -> Server {
 /// Two nodes on `store` with `config`: A, which owns the demo tenant, then B.
 fn owner_then_other(store: &Store, config: &str) -> (Server, Server) {
     let a = node(store, config);
-    assert!(
-        support::eventually(Duration::from_secs(5), || owns_demo(&a)),
-        "{}",
-        a.log_text()
-    );
+    comes_to_own(&a, Duration::from_secs(5));
     let b = node(store, config);
     (a, b)
 }
@@ -84,11 +89,7 @@ fn a_tenant_has_one_owner_which_hands_it_over_when_stopped() {
     // Leases far longer than the test waits: a handover can only be the owner's release.
     let config = "[cluster]\nlease_ms = 30000\nlease_claim_ms = 100\n";
     let mut a = node(&store, config);
-    assert!(
-        support::eventually(Duration::from_secs(5), || owns_demo(&a)),
-        "{}",
-        a.log_text()
-    );
+    comes_to_own(&a, Duration::from_secs(5));
     let b = node(&store, config);
     // b has looked at the lease several times by now, and found it held.
     std::thread::sleep(Duration::from_millis(500));
@@ -96,11 +97,7 @@ fn a_tenant_has_one_owner_which_hands_it_over_when_stopped() {
     assert!(owns_demo(&a));
 
     a.terminate();
-    assert!(
-        support::eventually(Duration::from_secs(5), || owns_demo(&b)),
-        "b did not take the tenant a released:\n{}",
-        b.log_text()
-    );
+    comes_to_own(&b, Duration::from_secs(5));
     assert!(
         a.log_text().contains("tenant's lease released"),
         "{}",
@@ -115,11 +112,7 @@ fn a_killed_owners_tenant_passes_to_another_node_when_its_lease_expires() {
     let (mut a, b) = owner_then_other(&store, config);
     a.kill();
     let killed = Instant::now();
-    assert!(
-        support::eventually(Duration::from_secs(10), || owns_demo(&b)),
-        "{}",
-        b.log_text()
-    );
+    comes_to_own(&b, Duration::from_secs(10));
     // Not before the lease could expire: a's last renewal was at most one look before.
     assert!(
         killed.elapsed() >= Duration::from_millis(1300),
@@ -422,11 +415,7 @@ async fn owner_killed_while_calls_wait(store: Store) {
     }
 
     a.kill();
-    assert!(
-        support::eventually(Duration::from_secs(10), || owns_demo(&b)),
-        "{}",
-        b.log_text()
-    );
+    comes_to_own(&b, Duration::from_secs(10));
     // The callback kept its place behind the calls.
     assert!(
         support::eventually(Duration::from_secs(5), || {
@@ -533,11 +522,7 @@ async fn a_lone_node_restarted_dials_the_callbacks_that_waited_in_their_places()
         Some(&format!("{}{config}", store.config())),
         &["--redis", store.url()],
     );
-    assert!(
-        support::eventually(Duration::from_secs(10), || owns_demo(&server)),
-        "{}",
-        server.log_text()
-    );
+    comes_to_own(&server, Duration::from_secs(10));
     for (id, place) in [("cb-1", 1), ("cb-2", 2)] {
         let (code, status) = callback(&server, "GET", id);
         assert_eq!(code, 200, "{status}\n{}", server.log_text());
@@ -594,11 +579,7 @@ async fn an_owner_paused_past_its_lease_stops_owning_and_no_agent_is_reserved_tw
 
     signal(&a, "-STOP");
     let paused = Instant::now();
-    assert!(
-        support::eventually(Duration::from_secs(10), || owns_demo(&b)),
-        "{}",
-        b.log_text()
-    );
+    comes_to_own(&b, Duration::from_secs(10));
     assert!(paused.elapsed() >= Duration::from_millis(1300));
 
     let sbc = one_call(dir.path(), &b, "+15550000001");
