@@ -31,6 +31,23 @@ fn comes_to_own(server: &Server, within: Duration) {
     );
 }
 
+/// Agent a1003 on `server`: its phone (SIPp, answering one call) registered there, its
+/// desktop logged in through `server`'s gRPC, Ready if `ready`.
+async fn agent_1003(
+    server: &Server,
+    dir: &std::path::Path,
+    ready: bool,
+) -> (std::process::Child, Desktop) {
+    let port = support::free_port();
+    register(server, dir, "1003", port);
+    let phone = answering_phone(dir, "1003", "127.0.0.1", port);
+    let mut desktop = Desktop::new(support::grpc(server).await);
+    log_in(&mut desktop, &["1003"], ready).await;
+    (phone, desktop)
+}
+
+type Desktop = pb::agents_client::AgentsClient<tonic::transport::Channel>;
+
 /// Starts a node on `store` with `config`, and waits for its first look at the leases.
 fn node(store: &Store, config: &str) -> Server {
     let config = format!("{}{config}", store.config());
@@ -138,13 +155,8 @@ async fn a_call_placed_as_the_owner_is_killed_rings_an_agent_once_another_node_t
     let (mut a, b) = owner_then_other(&store, &config);
     let mut sipps = Running(Vec::new());
     sipps.0.push(media_server(dir.path(), media));
-    let phone_port = support::free_port();
-    register(&b, dir.path(), "1003", phone_port);
-    sipps
-        .0
-        .push(answering_phone(dir.path(), "1003", "127.0.0.1", phone_port));
-    let mut desktop = pb::agents_client::AgentsClient::new(support::grpc(&b).await);
-    log_in(&mut desktop, &["1003"], true).await;
+    let (phone, _desktop) = agent_1003(&b, dir.path(), true).await;
+    sipps.0.push(phone);
 
     a.kill();
     let killed = switchboard_actors::unix_ms();
@@ -228,11 +240,7 @@ async fn a_call_on_one_node_reaches_an_agent_through_the_owner_on_another() {
 
     let mut sipps = Running(Vec::new());
     sipps.0.push(media_server(dir.path(), media));
-    let phone_port = support::free_port();
-    register(&b, dir.path(), "1003", phone_port);
-    let mut phone = answering_phone(dir.path(), "1003", "127.0.0.1", phone_port);
-    let mut desktop = pb::agents_client::AgentsClient::new(support::grpc(&b).await);
-    log_in(&mut desktop, &["1003"], true).await;
+    let (mut phone, mut desktop) = agent_1003(&b, dir.path(), true).await;
     // B answers for the agent as A holds it.
     let state = desktop
         .get_agent(with_key(DEMO_KEY, agent("a1003", "")))
@@ -504,13 +512,8 @@ async fn a_lone_node_restarted_dials_the_callbacks_that_waited_in_their_places()
         "127.0.0.2",
         gateway.port(),
     ));
-    let phone = support::free_port();
-    register(&server, dir.path(), "1003", phone);
-    sipps
-        .0
-        .push(answering_phone(dir.path(), "1003", "127.0.0.1", phone));
-    let mut desktop = pb::agents_client::AgentsClient::new(support::grpc(&server).await);
-    log_in(&mut desktop, &["1003"], false).await;
+    let (phone, _desktop) = agent_1003(&server, dir.path(), false).await;
+    sipps.0.push(phone);
     for id in ["cb-1", "cb-2"] {
         ges_request(&store, id);
     }
@@ -570,12 +573,8 @@ async fn an_owner_paused_past_its_lease_stops_owning_and_no_agent_is_reserved_tw
     let (a, b) = owner_then_other(&store, &config);
     let mut sipps = Running(Vec::new());
     sipps.0.push(media_server(dir.path(), media));
-    let phone_port = support::free_port();
-    register(&b, dir.path(), "1003", phone_port);
     // The agent's phone answers one call: a second would find nobody.
-    let mut phone = answering_phone(dir.path(), "1003", "127.0.0.1", phone_port);
-    let mut desktop = pb::agents_client::AgentsClient::new(support::grpc(&b).await);
-    log_in(&mut desktop, &["1003"], true).await;
+    let (mut phone, _desktop) = agent_1003(&b, dir.path(), true).await;
 
     signal(&a, "-STOP");
     let paused = Instant::now();
