@@ -359,7 +359,7 @@ impl Node {
         ) = match &redis {
             Some(conn) => {
                 tracing::info!("bindings, agent states, call snapshots and events in redis");
-                let snapshots = RedisSnapshots::new(conn.clone(), keys.clone());
+                let snapshots = RedisSnapshots::new(conn.clone(), keys.clone(), &node);
                 call_nodes = Some(Arc::new(snapshots.clone()));
                 (
                     Arc::new(RedisBindings::new(conn.clone(), keys.clone())),
@@ -376,7 +376,7 @@ impl Node {
                 );
                 (
                     Arc::new(MemoryBindings::default()),
-                    Arc::new(MemorySnapshots::default()),
+                    Arc::new(MemorySnapshots::new(&node)),
                     Arc::new(MemoryAgents::default()),
                 )
             }
@@ -460,6 +460,10 @@ impl Node {
             .spawn("registrar", Registrar, registrar_config)
             .await
             .context("registrar")?;
+        // With Redis, the node carries on the calls of nodes that die.
+        let adoption = redis
+            .is_some()
+            .then(|| (snapshots.clone(), ownership.clone()));
         let call_state = CallThreads::spawn(
             events.clone(),
             snapshots,
@@ -534,6 +538,7 @@ impl Node {
                 ors: Some(ors_anywhere),
                 node: node.clone(),
                 directory: directory.clone(),
+                adoption,
             },
             &supervisor,
         )

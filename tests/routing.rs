@@ -776,3 +776,92 @@ async fn a_node_alone_stopped_with_sigterm_ends_its_calls_on_every_leg() {
         "{events:#?}"
     );
 }
+
+/// A node alone restarted (killed, and started again on its SIP port, with Redis) while a
+/// caller waits in a queue on music: the new node adopts the call from the snapshot the dead
+/// one left, the caller stays on the media server, and the next agent Ready is put through
+/// to it, the call's age kept from before the restart; then it ends as any call does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waiting_in_a_queue_lives_on_when_its_node_restarts() {
+    let url = support::redis_db(62);
+    let playing = unbound_peer();
+    let addr = playing.local_addr().expect("addr");
+    let demo_config = config(&[addr], |_| {});
+    let args = ["--redis", url.as_str()];
+    let server = Server::start_with_config(Some(&demo_config), &args);
+    let playing = Peer::on(playing, &server);
+    let p1003 = raw_phone(&server, "1003");
+    log_in(
+        &mut Agents::new(support::grpc(&server).await),
+        &["1003"],
+        false,
+    )
+    .await;
+    let sbc = Peer::sbc(&server);
+    let began = std::time::Instant::now();
+    let ok = caller_on_music(&server, &sbc, &playing, "outlives");
+    playing
+        .request(Method::Ack, Duration::from_secs(5))
+        .expect("the media server's answer is acknowledged");
+    events_until(&url, |kinds| kinds.contains(&"Queued")).await;
+
+    let server = server.restart(Some(&demo_config), &args);
+    let before_restart = began.elapsed();
+    assert!(
+        support::eventually(Duration::from_secs(15), || server
+            .log_text()
+            .contains("call adopted")),
+        "the call is adopted\n{}",
+        server.log_text()
+    );
+
+    // The caller waited on: the agent made Ready is rung for it, and takes it over from
+    // the music (the caller's dialog and the media server's, as the dead node left them).
+    let mut agents = Agents::new(support::grpc(&server).await);
+    ready(&mut agents, "1003").await;
+    let invite = invite_within(&p1003, "a1003 is rung for the adopted call", &server);
+    p1003.answer(&invite, 200, Some(&sdp(5003)));
+    let reinvite = sbc
+        .request(Method::Invite, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("the caller is offered the agent\n{}", server.log_text()));
+    assert!(String::from_utf8_lossy(&reinvite.body).contains("m=audio 5003"));
+    sbc.answer(&reinvite, 200, Some(&sdp(4000)));
+    p1003
+        .request(Method::Ack, Duration::from_secs(5))
+        .expect("the agent gets the caller's answer");
+    let bye = playing
+        .request(Method::Bye, Duration::from_secs(5))
+        .expect("the music ends once the agent has the caller");
+    playing.answer(&bye, 200, None);
+
+    // The caller hangs up: the agent's phone hears it.
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "outlives", "BYE", 2, ""));
+    let answered = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("the caller's BYE is answered");
+    assert_eq!(answered.status, 200);
+    let bye = p1003
+        .request(Method::Bye, Duration::from_secs(5))
+        .expect("the agent's phone is hung up");
+    p1003.answer(&bye, 200, None);
+
+    let events = events_until(&url, |kinds| kinds.last() == Some(&"Released")).await;
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "Released").count(),
+        1,
+        "{kinds:?}"
+    );
+    let (_, used) = events
+        .iter()
+        .find(|(k, _)| k == "RouteUsed")
+        .unwrap_or_else(|| panic!("RouteUsed: {kinds:?}"));
+    let waited: u128 = used["durationMs"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .expect("the call's age");
+    assert!(
+        waited >= before_restart.as_millis(),
+        "the call's age is kept: {waited} ms, {before_restart:?} before the restart"
+    );
+}

@@ -112,6 +112,17 @@ impl Keys {
         self.of(tenant, format_args!("call:{call}"))
     }
 
+    /// The hash of a tenant's live calls, naming the node running each.
+    pub fn call_nodes(&self, tenant: &str) -> String {
+        self.of(tenant, format_args!("call-nodes"))
+    }
+
+    /// The call of one SIP Call-ID of its legs (`<tenant> <call>`), hash-tagged by the
+    /// Call-ID: a node finds it knowing nothing else of the call.
+    pub fn sip_call(&self, call_id: &str) -> String {
+        format!("{}:sipcall:{{{call_id}}}", self.prefix)
+    }
+
     /// The hash of one address-of-record's bindings.
     pub fn bindings(&self, tenant: &str, aor: &str) -> String {
         format!("{}{aor}", self.bindings_prefix(tenant))
@@ -166,6 +177,12 @@ impl Keys {
     /// Present (with a time to live) while the node runs.
     pub fn node_alive(&self, node: &str) -> String {
         format!("{}:node:{{{node}}}:alive", self.prefix)
+    }
+
+    /// Where a running node takes SIP (`ip:port`, UDP), for messages of its calls that
+    /// reach another node.
+    pub fn node_sip(&self, node: &str) -> String {
+        format!("{}:node:{{{node}}}:sip", self.prefix)
     }
 
     /// The stream GES appends callback requests to.

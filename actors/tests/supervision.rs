@@ -49,6 +49,8 @@ fn released(call: &str) -> CallEvent {
         },
         at_ms: 1,
         snapshot: None,
+        index: Vec::new(),
+        unindex: Vec::new(),
         dns: Vec::new(),
         left: Vec::new(),
         former_thread: None,

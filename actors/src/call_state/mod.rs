@@ -9,7 +9,7 @@
 
 mod store;
 
-pub use store::{MemorySnapshots, RedisSnapshots, SnapshotStore};
+pub use store::{Claim, MemorySnapshots, RedisSnapshots, SnapshotChange, SnapshotStore, Stored};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -150,12 +150,27 @@ impl ShardState {
 
     async fn event(&mut self, e: CallEvent) {
         let state = self;
-        let written = state
+        let change = SnapshotChange {
+            snapshot: e.snapshot.as_deref(),
+            index: &e.index,
+            unindex: &e.unindex,
+        };
+        match state
             .snapshots
-            .write(&e.tenant, &e.call.call_id, e.snapshot.as_deref());
-        if let Err(err) = written.await {
-            tracing::warn!(tenant = %e.tenant, call_id = %e.call.call_id, error = %err,
-                "call snapshot not stored");
+            .write(&e.tenant, &e.call.call_id, change)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                // Adopted by another node while this one was away: it reports the call now.
+                tracing::warn!(tenant = %e.tenant, call_id = %e.call.call_id,
+                    kind = e.kind.name(), "the call runs on another node now: event dropped");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(tenant = %e.tenant, call_id = %e.call.call_id, error = %err,
+                    "call snapshot not stored");
+            }
         }
         let (tenant, call, kind) = (e.tenant.clone(), e.call.call_id.clone(), e.kind);
         let thread = e.call.thread_id.clone();

@@ -85,6 +85,11 @@ pub struct CallEvent {
     pub at_ms: u64,
     /// The call's snapshot after the change (JSON); `None` once the call is over.
     pub snapshot: Option<String>,
+    /// SIP Call-IDs of the call's legs first in its snapshot, by which another node finds
+    /// the call.
+    pub index: Vec<String>,
+    /// SIP Call-IDs of the call's legs no longer to find it by (the call is over).
+    pub unindex: Vec<String>,
     /// The tenant's DNs among the parties, whose agents the change concerns.
     pub dns: Vec<String>,
     /// The tenant's DNs that are parties no longer (a transfer replaced them).

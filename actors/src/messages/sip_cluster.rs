@@ -377,6 +377,11 @@ pub trait CallStarter: Send + Sync {
         &self,
         new: NewDialog,
     ) -> Pin<Box<dyn Future<Output = Result<Started, ControlError>> + Send + '_>>;
+
+    /// A message within a dialog no call of this node has: the cluster looks for its call
+    /// among those other nodes left (adopting it from a dead one), or answers 481 itself.
+    /// Given back when this node adopts no calls (it keeps no snapshots where others do).
+    fn adopt(&self, message: CallIn) -> Result<(), Box<CallIn>>;
 }
 
 /// What the cluster takes.
@@ -425,6 +430,17 @@ pub enum ClusterMsg {
     ShutDown(RpcReplyPort<usize>),
     /// A new tenant configuration (for the calls it starts).
     ConfigChanged(Arc<Directory>),
+    /// A message of a dialog no call of this node has (see [`CallStarter::adopt`]).
+    Adopt(CallIn),
+    /// What the look-up of a stray message's call found (the cluster's own).
+    Found {
+        call_id: ByteString,
+        found: crate::sip_cluster::Found,
+    },
+    /// Time to look for calls of dead nodes that no message brings (the cluster's own).
+    Sweep,
+    /// Calls of dead nodes the sweep claimed: tenant, call and snapshot (the cluster's own).
+    Swept(Vec<(String, String, String)>),
 }
 
 /// Says which node runs a call (from what the call left in Redis).

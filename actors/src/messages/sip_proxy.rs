@@ -23,6 +23,12 @@ pub enum CallRoute {
     /// Messages with SIP Call-ID `call_id` (a leg handed from one call to another) go to call
     /// `key` from now on.
     Moved { call_id: ByteString, key: u64 },
+    /// A call adopted from a node that died, whose legs have these SIP Call-IDs.
+    Adopted {
+        key: u64,
+        call_ids: Vec<ByteString>,
+        call: DerivedActorRef<CallIn>,
+    },
     /// These calls are over (told in batches: a message of an ended call that reaches the
     /// edge before finds the call's actor gone, and is the edge's again).
     Ended(Vec<u64>),

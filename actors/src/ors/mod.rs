@@ -106,6 +106,9 @@ struct Entry {
     agent: Option<String>,
     /// Its place in [`OrsState::due`].
     due: Option<u64>,
+    /// The route ordered and not yet reported on: given again to a call that moved to
+    /// another node (adopted from one that died) in the meantime.
+    route: Option<Order>,
 }
 
 impl Actor for OrsActor {
@@ -150,8 +153,34 @@ impl Actor for OrsActor {
                 kept,
             }) => {
                 state.kept = kept;
-                if state.sessions.contains_key(&request.call) {
-                    // Delivered again (its first owner died before acknowledging it).
+                if let Some(entry) = state.sessions.get_mut(&request.call) {
+                    // Delivered again (its first owner died before acknowledging it), or
+                    // asked by a node that adopted the call from one that died: the session
+                    // sends its orders there from now on.
+                    let node = match &call {
+                        CallAddr::Here(_) => state.node.to_string(),
+                        CallAddr::Node(node) => node.clone(),
+                    };
+                    if node != entry.node {
+                        tracing::info!(tenant = %entry.tenant, call_id = %request.call,
+                            from = %entry.node, to = %node, "routing session follows its call");
+                        entry.node = node;
+                        entry.call = call;
+                        if let Some(order) = entry.route.clone() {
+                            deliver(
+                                &state.to_node,
+                                &entry.tenant,
+                                &request.call,
+                                &entry.call,
+                                order,
+                            );
+                        }
+                        let record = Record::of(entry).and_then(|r| serde_json::to_string(&r).ok());
+                        let tenant = entry.tenant.clone();
+                        if record.is_some() {
+                            state.keep(&tenant, &request.call, record);
+                        }
+                    }
                     state.flush();
                     return Ok(());
                 }
@@ -189,6 +218,7 @@ impl Actor for OrsActor {
                     started_ms: now,
                     agent: None,
                     due: None,
+                    route: None,
                 };
                 state.sessions.insert(request.call.clone(), entry);
                 state.drive(&request.call, &myself);
@@ -203,6 +233,7 @@ impl Actor for OrsActor {
                     Report::TreatmentEnded { digits } => Event::TreatmentEnded { digits },
                     Report::TreatmentFailed => Event::TreatmentFailed,
                     Report::Routed => {
+                        entry.route = None;
                         if entry.agent.take().is_some() {
                             state.rq.send(RqMsg::Delivered {
                                 tenant: entry.tenant.clone(),
@@ -214,6 +245,7 @@ impl Actor for OrsActor {
                     }
                     Report::RouteFailed { rona } => {
                         entry.agent = None;
+                        entry.route = None;
                         if let Some(agent) = rona {
                             state.rq.send(RqMsg::Rona {
                                 tenant: entry.tenant.clone(),
@@ -422,7 +454,10 @@ impl OrsState {
                     });
                     continue;
                 }
-                Action::Route(route) => Order::Route(route),
+                Action::Route(route) => {
+                    entry.route = Some(Order::Route(route.clone()));
+                    Order::Route(route)
+                }
             };
             deliver(&self.to_node, &tenant, call, &entry.call, order);
         }

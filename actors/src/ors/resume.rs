@@ -18,6 +18,14 @@ impl OrsState {
     /// (their record unreadable, their strategy version gone) send their calls to the
     /// default destination.
     pub(super) async fn resume(&mut self, tenant: &Arc<Tenant>, myself: &ActorRef<Msg>, now: u64) {
+        // Calls that asked for their sessions here before this node had taken the tenant
+        // over (adopted from a node that died) keep the address they gave.
+        let mut asked: std::collections::HashMap<String, (CallAddr, String)> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.tenant == tenant.name)
+            .map(|(call, e)| (call.clone(), (e.call.clone(), e.node.clone())))
+            .collect();
         self.drop_tenant(&tenant.name);
         let records = match self.store.load_all(Kind::Sessions, &tenant.name).await {
             Ok(r) => r,
@@ -41,7 +49,9 @@ impl OrsState {
                     continue;
                 }
             };
-            let addr = CallAddr::Node(record.node.clone());
+            let (addr, node) = asked
+                .remove(&call)
+                .unwrap_or_else(|| (CallAddr::Node(record.node.clone()), record.node.clone()));
             let program = tenant.strategy_version(&record.strategy, record.version);
             let session = program
                 .ok_or_else(|| {
@@ -87,12 +97,13 @@ impl OrsState {
                     tenant: tenant.name.clone(),
                     session,
                     call: addr,
-                    node: record.node,
+                    node,
                     strategy: record.strategy,
                     version: record.version,
                     started_ms: record.started_ms,
                     agent: record.agent,
                     due,
+                    route: None,
                 },
             );
         }

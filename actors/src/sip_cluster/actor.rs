@@ -37,6 +37,8 @@ pub(super) enum Start {
         /// The call it consults about, whose thread it joins.
         thread: Option<String>,
     },
+    /// A call adopted from a node that died, made again from its snapshot.
+    Restored(Box<Call>),
 }
 
 /// What every call actor of the node shares (one allocation for them all).
@@ -167,6 +169,7 @@ impl Actor for CallActor {
                 );
                 (call, false)
             }
+            Start::Restored(call) => (*call, true),
         };
         let mut state = CallActorState {
             key,

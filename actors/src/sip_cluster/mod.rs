@@ -12,8 +12,11 @@
 //! places and, in batches, of the calls that end ([`CallRoute`]).
 
 mod actor;
+mod adopt;
 pub mod call;
 mod calls;
+
+pub use adopt::Found;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -29,11 +32,13 @@ use ractor::{
 use switchboard_sip::transaction::TimerConfig;
 use tokio::sync::mpsc;
 
-use crate::messages::call_state::CallThreads;
+use crate::call_state::SnapshotStore;
+use crate::lease::Ownership;
+use crate::messages::call_state::{CallEvent, CallEventKind, CallThreads};
 use crate::messages::ors::Ors;
 use crate::messages::registrar::BindingStore;
 use crate::messages::sip_cluster::{
-    CallRef, CallStarter, CallView, Cluster, ClusterMsg, ControlError, Invalid, MainCall,
+    CallIn, CallRef, CallStarter, CallView, Cluster, ClusterMsg, ControlError, Invalid, MainCall,
     NewDialog, Refusal, Started,
 };
 use crate::messages::sip_proxy::CallRoute;
@@ -41,6 +46,8 @@ use crate::supervisor::Supervisor;
 use crate::tenant::Directory;
 use crate::wakeups::Wakeups;
 use actor::{CallActor, CallMsg, Shared, Start};
+use adopt::Adoption;
+use call::snapshot::CallSnapshot;
 use calls::Calls;
 
 /// How calls behave, for every call of the node.
@@ -121,6 +128,10 @@ pub struct ClusterArgs {
     /// [`crate::messages::sip_cluster::call_id`]), which the edge shares.
     pub node: Arc<str>,
     pub directory: Arc<Directory>,
+    /// Where the calls' snapshots are kept, shared with other nodes (Redis), and which
+    /// tenants this node owns: the node adopts the calls of nodes that die. None on a node
+    /// alone in memory.
+    pub adoption: Option<(Arc<dyn SnapshotStore>, Ownership)>,
 }
 
 impl Cluster {
@@ -156,6 +167,8 @@ struct ClusterState {
     ended: Vec<u64>,
     /// Call actors that stopped before the cluster read that the edge had started them.
     gone_early: HashSet<ActorId>,
+    /// Adopting the calls of nodes that die (with Redis).
+    adoption: Option<Adoption>,
 }
 
 impl Actor for ClusterActor {
@@ -169,7 +182,12 @@ impl Actor for ClusterActor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let (started_tx, started) = mpsc::unbounded_channel();
+        let adoption = args
+            .adoption
+            .clone()
+            .map(|(store, ownership)| Adoption::new(store, ownership));
         Ok(ClusterState {
+            adoption,
             calls: Calls::new(args.node.clone()),
             args,
             starter: None,
@@ -210,7 +228,11 @@ impl Actor for ClusterActor {
                     cluster: myself.get_cell(),
                     keys: AtomicU64::new(0),
                     started: state.started_tx.clone(),
+                    adopting: state.adoption.is_some(),
                 });
+                if state.adoption.is_some() {
+                    myself.send_interval(adopt::SWEEP_EVERY, || ClusterMsg::Sweep);
+                }
                 state.starter = Some(starter.clone());
                 state.routes = Some(routes);
                 let _ = reply.send(starter);
@@ -306,6 +328,30 @@ impl Actor for ClusterActor {
             ClusterMsg::Count(reply) => {
                 let _ = reply.send(state.calls.len());
             }
+            ClusterMsg::Adopt(message) => {
+                if let Some(adoption) = &mut state.adoption {
+                    adoption.look_up(message, &myself);
+                }
+            }
+            ClusterMsg::Found { call_id, found } => state.found(call_id, found).await,
+            ClusterMsg::Sweep => {
+                let tenants = state.args.directory.tenants().map(|t| t.name.clone());
+                let sip = state.starter.as_ref().map(|s| s.shared.endpoint.udp_addr());
+                if let Some(adoption) = &mut state.adoption {
+                    adoption.sweep(tenants.collect(), sip, &myself);
+                }
+            }
+            ClusterMsg::Swept(won) => {
+                if let Some(adoption) = &mut state.adoption {
+                    adoption.sweeping = false;
+                }
+                if !won.is_empty() {
+                    tracing::info!(calls = won.len(), "calls of dead nodes found by the sweep");
+                }
+                for (tenant, call, snapshot) in won {
+                    state.take_in(&tenant, &call, &snapshot, Vec::new()).await;
+                }
+            }
             ClusterMsg::ShutDown(reply) => {
                 for call in state.calls.actors() {
                     let _ = call.cast(CallMsg::ShutDown);
@@ -360,6 +406,127 @@ impl Actor for ClusterActor {
 }
 
 impl ClusterState {
+    /// What the look-up of stray messages with SIP Call-ID `call_id` found: they go to their
+    /// call (adopted if its node died), on to the node running it, or are answered 481.
+    async fn found(&mut self, call_id: ByteString, found: Found) {
+        let Some(adoption) = &mut self.adoption else {
+            return;
+        };
+        let held = adoption.waiting.remove(&call_id).unwrap_or_default();
+        let Some(starter) = self.starter.clone() else {
+            return;
+        };
+        let endpoint = &starter.shared.endpoint;
+        match found {
+            Found::Nothing => {
+                tracing::debug!(%call_id, "a message of no live call: 481");
+                for m in held {
+                    if let Some(r) = adopt::no_such_call(&m.message)
+                        && let Err(e) = endpoint.send(m.transport, m.source, r.to_bytes())
+                    {
+                        tracing::debug!(dest = %m.source, error = %e, "send failed");
+                    }
+                }
+            }
+            Found::Elsewhere { node, sip } => match sip {
+                Some(addr) => {
+                    tracing::debug!(%call_id, %node, %addr, "a message of a call on another node: sent on");
+                    for m in held {
+                        let bytes = m.message.to_bytes();
+                        if let Err(e) =
+                            endpoint.send(switchboard_sip::transport::Transport::Udp, addr, bytes)
+                        {
+                            tracing::debug!(dest = %addr, error = %e, "send failed");
+                        }
+                    }
+                }
+                None => tracing::warn!(%call_id, %node,
+                    "a message of a call on another node, which gave no address: dropped"),
+            },
+            Found::Unknown(e) => tracing::warn!(%call_id, error = %e,
+                "the call of a message not looked up (Redis): dropped, its sender tries again"),
+            Found::Mine {
+                tenant,
+                call,
+                snapshot,
+            } => match self.calls.by_id(&call) {
+                Some((key, actor)) => {
+                    if let Some(routes) = &self.routes {
+                        let _ = routes.send_message(CallRoute::Moved { call_id, key });
+                    }
+                    for m in held {
+                        let _ = actor.cast(CallMsg::In(m));
+                    }
+                }
+                None => self.take_in(&tenant, &call, &snapshot, held).await,
+            },
+            Found::Won {
+                tenant,
+                call,
+                snapshot,
+            } => self.take_in(&tenant, &call, &snapshot, held).await,
+        }
+    }
+
+    /// Carries on call `call` of `tenant`, claimed from a dead node, from its snapshot, and
+    /// hands it the messages that brought it here. A snapshot that cannot be read ends the
+    /// call as best it can: its closing event, cause `unrecoverable`.
+    async fn take_in(&mut self, tenant: &str, call: &str, json: &str, held: Vec<CallIn>) {
+        let Some(starter) = self.starter.clone() else {
+            return;
+        };
+        let snapshot = serde_json::from_str::<CallSnapshot>(json).map_err(|e| e.to_string());
+        let t = self.args.directory.by_name(tenant).cloned();
+        let (snapshot, t) = match (snapshot, t) {
+            (Ok(s), Some(t)) => (s, t),
+            (s, t) => {
+                let why = match (s, t) {
+                    (Err(e), _) => format!("snapshot unreadable: {e}"),
+                    _ => "no such tenant any more".to_owned(),
+                };
+                tracing::error!(%tenant, call_id = %call, %why,
+                    "call of a dead node cannot be carried on: ended");
+                self.args.call_threads.record(unrecoverable(tenant, call));
+                for m in held {
+                    if let Some(r) = adopt::no_such_call(&m.message) {
+                        let _ = starter
+                            .shared
+                            .endpoint
+                            .send(m.transport, m.source, r.to_bytes());
+                    }
+                }
+                return;
+            }
+        };
+        match starter.adopt_call(&snapshot, t).await {
+            Ok(Registered {
+                key,
+                id,
+                call_id,
+                actor,
+            }) => {
+                self.calls.insert(key, id, call_id, actor.clone());
+                if let Some(routes) = &self.routes {
+                    let adopted = CallRoute::Adopted {
+                        key,
+                        call_ids: snapshot
+                            .legs
+                            .iter()
+                            .map(|l| ByteString::from(l.call_id.as_str()))
+                            .collect(),
+                        call: actor.get_derived(),
+                    };
+                    let _ = routes.send_message(adopted);
+                }
+                for m in held {
+                    let _ = actor.cast(CallMsg::In(m));
+                }
+            }
+            Err(e) => tracing::error!(%tenant, call_id = %call, error = %e,
+                "call of a dead node not carried on"),
+        }
+    }
+
     /// Enters the calls the edge started since the last look into the table.
     fn take_started(&mut self) {
         while let Ok(Registered {
@@ -474,6 +641,27 @@ async fn steps(
     Ok(view)
 }
 
+/// The closing event of a call whose snapshot no call can be made of.
+fn unrecoverable(tenant: &str, call: &str) -> CallEvent {
+    CallEvent {
+        tenant: tenant.to_owned(),
+        kind: CallEventKind::Released,
+        call: switchboard_proto::events::CallThread {
+            call_id: call.to_owned(),
+            thread_id: call.to_owned(),
+            cause: "unrecoverable".into(),
+            ..Default::default()
+        },
+        at_ms: crate::unix_ms(),
+        snapshot: None,
+        index: Vec::new(),
+        unindex: Vec::new(),
+        dns: Vec::new(),
+        left: Vec::new(),
+        former_thread: None,
+    }
+}
+
 /// The refusal of a call asked for before the edge is up.
 fn not_up() -> ControlError {
     Refusal::NotStarted("the node's SIP edge is not up yet".into()).into()
@@ -498,9 +686,58 @@ struct Starter {
     /// The last call number given.
     keys: AtomicU64,
     started: mpsc::UnboundedSender<Registered>,
+    /// Whether the node adopts calls of other nodes (it keeps snapshots in Redis).
+    adopting: bool,
 }
 
 impl Starter {
+    /// Carries on a call adopted from a dead node, from its snapshot; a call that cannot go
+    /// on from where the snapshot left it is ended cleanly on the legs it names.
+    async fn adopt_call(
+        &self,
+        snapshot: &CallSnapshot,
+        tenant: Arc<crate::tenant::Tenant>,
+    ) -> Result<Registered, ControlError> {
+        let key = self.keys.fetch_add(1, Ordering::Relaxed) + 1;
+        let local = call::Local {
+            udp: self.shared.endpoint.udp_addr(),
+            tcp: self.shared.endpoint.tcp_addr(),
+            node: self.shared.node.clone(),
+            key,
+        };
+        let (config, dn_calls) = (self.shared.config.clone(), self.shared.dn_calls.clone());
+        let now = std::time::Instant::now();
+        let restored = call::Call::restore(
+            snapshot,
+            tenant.clone(),
+            local.clone(),
+            config.clone(),
+            dn_calls.clone(),
+            now,
+        );
+        let call = match restored {
+            Ok(call) => call,
+            Err(why) => {
+                tracing::warn!(tenant = %tenant.name, call_id = %snapshot.call, %why,
+                    "call of a dead node cannot go on: ended on its legs");
+                let remains = call::Call::remains(snapshot, tenant, local, config, dn_calls, now);
+                let Some(mut call) = remains else {
+                    return Err(Refusal::NotStarted(why).into());
+                };
+                call.unrecoverable(now);
+                call
+            }
+        };
+        let id: Arc<str> = Arc::from(snapshot.call.as_str());
+        let call_id = snapshot
+            .legs
+            .first()
+            .map(|l| ByteString::from(l.call_id.as_str()))
+            .unwrap_or_default();
+        self.spawn_as(key, id, call_id, Start::Restored(Box::new(call)))
+            .await
+    }
+
     async fn spawn(&self, start: Start) -> Result<Registered, ControlError> {
         let key = self.keys.fetch_add(1, Ordering::Relaxed) + 1;
         // Copied: a slice would keep the INVITE's datagram alive with the call. A call the
@@ -513,9 +750,19 @@ impl Starter {
                     .map(|c| c.to_string())
                     .unwrap_or_default(),
             ),
-            Start::Originate { .. } => ByteString::new(),
+            Start::Originate { .. } | Start::Restored(_) => ByteString::new(),
         };
         let id: Arc<str> = uuid::Uuid::now_v7().to_string().into();
+        self.spawn_as(key, id, call_id, start).await
+    }
+
+    async fn spawn_as(
+        &self,
+        key: u64,
+        id: Arc<str>,
+        call_id: ByteString,
+        start: Start,
+    ) -> Result<Registered, ControlError> {
         let args = (key, id.clone(), start, self.shared.clone());
         let spawned = Actor::spawn_linked(None, CallActor, args, self.cluster.clone()).await;
         let (actor, _) = spawned.map_err(|e| {
@@ -546,5 +793,13 @@ impl CallStarter for Starter {
             let _ = self.started.send(registered);
             Ok(started)
         })
+    }
+
+    fn adopt(&self, message: CallIn) -> Result<(), Box<CallIn>> {
+        if !self.adopting {
+            return Err(Box::new(message));
+        }
+        self.shared.cluster.send(ClusterMsg::Adopt(message));
+        Ok(())
     }
 }

@@ -374,8 +374,22 @@ impl ProxyState {
         match message {
             // Any other response answers nothing of ours (RFC 3261 18.1.2 drops it; RFC 4475
             // bcast).
+            // ... unless it belongs to a call another node ran, which this one may adopt.
             Message::Response(r) => {
-                tracing::debug!(%source, status = r.status, "stray response dropped");
+                let stray = CallIn {
+                    message: Message::Response(r),
+                    source,
+                    transport,
+                };
+                match &self.starter {
+                    Some(starter) => {
+                        if let Err(back) = starter.adopt(stray) {
+                            tracing::debug!(%source, "stray response dropped");
+                            drop(back);
+                        }
+                    }
+                    None => tracing::debug!(%source, "stray response dropped"),
+                }
             }
             Message::Request(request) => {
                 return self.request(request, source, transport, received_at, myself);
@@ -387,7 +401,7 @@ impl ProxyState {
     /// A request outside any call: its source noted in the top Via already.
     fn request(
         &mut self,
-        request: Request,
+        mut request: Request,
         source: SocketAddr,
         transport: Transport,
         now: Instant,
@@ -403,6 +417,28 @@ impl ProxyState {
             entry.txn.receive(&request, now);
             self.flush(&key);
             return None;
+        }
+        // A request within a dialog no call here has: its call may be one another node
+        // ran, that this node adopts (or the cluster answers 481 once it knows).
+        let in_dialog = request.method != Method::Register
+            && request
+                .headers
+                .to()
+                .and_then(Result::ok)
+                .is_some_and(|t| t.tag().is_some());
+        if in_dialog && let Some(starter) = &self.starter {
+            let stray = CallIn {
+                message: Message::Request(request),
+                source,
+                transport,
+            };
+            match starter.adopt(stray) {
+                Ok(()) => return None,
+                Err(back) => match back.message {
+                    Message::Request(r) => request = r,
+                    Message::Response(_) => return None,
+                },
+            }
         }
         // An ACK without its INVITE transaction is never answered.
         if request.method == Method::Ack {

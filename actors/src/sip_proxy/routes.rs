@@ -15,8 +15,8 @@ use crate::messages::sip_proxy::CallRoute;
 
 struct Route {
     call: DerivedActorRef<CallIn>,
-    /// The Call-ID its first leg arrived with, if it arrived.
-    call_id: Option<ByteString>,
+    /// The Call-IDs it is found by: its first leg's, if it arrived; an adopted call's legs'.
+    call_ids: Vec<ByteString>,
 }
 
 pub(super) struct Routes {
@@ -57,7 +57,7 @@ impl Routes {
             key,
             Route {
                 call,
-                call_id: Some(call_id),
+                call_ids: vec![call_id],
             },
         );
     }
@@ -70,9 +70,19 @@ impl Routes {
                     key,
                     Route {
                         call,
-                        call_id: None,
+                        call_ids: Vec::new(),
                     },
                 );
+            }
+            CallRoute::Adopted {
+                key,
+                call_ids,
+                call,
+            } => {
+                for id in &call_ids {
+                    self.by_call_id.insert(id.clone(), key);
+                }
+                self.by_key.insert(key, Route { call, call_ids });
             }
             CallRoute::Moved { call_id, key } => {
                 self.moved.insert(call_id, key);
@@ -87,11 +97,12 @@ impl Routes {
 
     /// Call `key` is over (or its actor is gone): its messages are the edge's again.
     pub(super) fn ended(&mut self, key: u64) {
-        if let Some(route) = self.by_key.remove(&key)
-            && let Some(call_id) = route.call_id
-            && self.by_call_id.get(&call_id) == Some(&key)
-        {
-            self.by_call_id.remove(&call_id);
+        if let Some(route) = self.by_key.remove(&key) {
+            for call_id in route.call_ids {
+                if self.by_call_id.get(&call_id) == Some(&key) {
+                    self.by_call_id.remove(&call_id);
+                }
+            }
         }
         self.moved.retain(|_, k| *k != key);
     }

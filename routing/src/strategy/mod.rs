@@ -79,7 +79,8 @@ fn refuse<T>(line: usize, problem: impl Into<String>) -> Result<T, StrategyError
 }
 
 /// What a caller hears while waiting.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum Treatment {
     /// Music on a media server, until the next treatment.
     Music(String),

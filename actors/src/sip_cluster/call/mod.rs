@@ -23,6 +23,7 @@ mod direct;
 mod legs;
 mod originate;
 mod report;
+mod restore;
 mod routing;
 pub mod snapshot;
 #[cfg(test)]
@@ -222,6 +223,9 @@ pub struct Call {
     rung: bool,
     /// How many Call-IDs the call has made for the legs it places.
     next_call_id: u32,
+    /// The SIP Call-IDs of its legs by which another node finds the call (see
+    /// [`snapshot`]), once a snapshot named them.
+    indexed: Vec<ByteString>,
     /// Reliable provisional responses, when the caller requires them (boxed: most do not).
     reliability: Option<Box<Reliability<(usize, Response)>>>,
     /// The proxy the call came through, if this node runs behind proxies: callees are
@@ -271,6 +275,7 @@ impl Call {
             user_data: BTreeMap::new(),
             rung: false,
             next_call_id: 0,
+            indexed: Vec::new(),
             reliability: None,
             outbound: None,
             out: VecDeque::new(),
@@ -640,6 +645,14 @@ impl Call {
             Mode::Conference(c) => Some(c),
             _ => None,
         }
+    }
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 

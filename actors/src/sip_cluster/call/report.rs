@@ -24,8 +24,23 @@ impl Call {
     ) {
         let mut call = self.call_thread(cause);
         call.status = u32::from(status);
-        let snapshot = (!kind.ends_call())
-            .then(|| serde_json::to_string(&self.snapshot(kind)).unwrap_or_default());
+        let (mut index, mut unindex) = (Vec::new(), Vec::new());
+        let snapshot = if kind.ends_call() {
+            unindex = std::mem::take(&mut self.indexed)
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            None
+        } else {
+            let snapshot = self.snapshot(kind);
+            for leg in &snapshot.legs {
+                if !self.indexed.iter().any(|c| **c == *leg.call_id) {
+                    self.indexed.push(leg.call_id.as_str().into());
+                    index.push(leg.call_id.clone());
+                }
+            }
+            Some(serde_json::to_string(&snapshot).unwrap_or_default())
+        };
         let mut dns = Vec::new();
         if let Origin::Phone(dn) = &self.origin {
             dns.push(dn.clone());
@@ -50,6 +65,8 @@ impl Call {
             call,
             at_ms: crate::unix_ms(),
             snapshot,
+            index,
+            unindex,
             dns,
             left,
             former_thread: self.thread.former.take().map(String::from),

@@ -96,7 +96,47 @@ impl Waiting {
     }
 }
 
+impl Waiting {
+    /// Where a call adopted from another node waits, as its snapshot says: hearing
+    /// `treatment` from media server `server` on B leg `leg`.
+    pub(super) fn restored(
+        w: &super::snapshot::WaitingSnapshot,
+        default: String,
+        leg: Option<usize>,
+    ) -> Self {
+        let mut waiting = Self::new(w.routing_point.clone(), default);
+        waiting.queue = w.queue.clone();
+        waiting.target = w.target.clone();
+        waiting.priority = w.priority;
+        waiting.treatment = w.treatment.clone().map(|treatment| Treating {
+            treatment,
+            server: w.server,
+            leg,
+        });
+        waiting
+    }
+}
+
 impl Call {
+    /// Asks the call's routing session for its route again, from a node that adopted the
+    /// call: the session (kept by the tenant's owner) sends its orders here from then on.
+    pub(super) fn ask_route_again(&mut self, strategy: String) {
+        let Some(w) = self.waiting() else {
+            return;
+        };
+        let request = RouteRequest {
+            tenant: self.tenant.clone(),
+            call: self.id.to_string(),
+            routing_point: w.number.clone(),
+            strategy,
+            ani: self.ani.clone(),
+            dnis: self.dnis.clone(),
+            user_data: self.user_data.clone(),
+        };
+        self.out
+            .push_back(Output::Routing(ToOrs::Request(Box::new(request))));
+    }
+
     /// The dial plan sent the call to routing point `number`.
     pub(super) fn at_routing_point(&mut self, number: String, now: Instant) {
         let Some(rp) = self.tenant.routing_point(&number).cloned() else {
@@ -151,6 +191,8 @@ impl Call {
             queue: w.queue.clone(),
             target: w.target.clone(),
             priority: w.priority,
+            treatment: w.treatment.as_ref().map(|t| t.treatment.clone()),
+            server: w.treatment.as_ref().map_or(0, |t| t.server),
         })
     }
 

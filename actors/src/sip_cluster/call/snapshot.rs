@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use switchboard_routing::strategy::Treatment;
 use switchboard_sip::dialog::DialogParts;
 
 use super::legs::Leg;
-use super::{Call, CallEventKind};
+use super::{Call, CallEventKind, Mode, Phase};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -18,6 +19,29 @@ pub struct CallSnapshot {
     pub call: String,
     /// The node running the call.
     pub node: String,
+    /// Where that node takes SIP (UDP), for a message of the call that reaches another.
+    #[serde(default)]
+    pub sip: String,
+    /// How far the call got: `routing`, `ringing`, `established`.
+    #[serde(default)]
+    pub phase: String,
+    /// What drives its B legs: `direct`, `routing`, `originating`, `conference`.
+    #[serde(default)]
+    pub mode: String,
+    /// When the call began (Unix ms).
+    #[serde(default)]
+    pub started_ms: u64,
+    /// When the snapshot was taken (Unix ms).
+    #[serde(default)]
+    pub at_ms: u64,
+    #[serde(default)]
+    pub caller_uri: String,
+    /// Whether the destination is one of the tenant's DNs.
+    #[serde(default)]
+    pub destination_dn: bool,
+    /// The proxy the call came through, which reaches its callees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<String>,
     pub thread: String,
     pub tenant: String,
     /// The event the snapshot was taken at.
@@ -44,6 +68,11 @@ pub struct WaitingSnapshot {
     pub queue: String,
     pub target: String,
     pub priority: u32,
+    /// What the caller hears, and from which of the tenant's media servers (its index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub treatment: Option<Treatment>,
+    #[serde(default)]
+    pub server: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +84,9 @@ pub struct LegSnapshot {
     pub local_tag: String,
     pub peer: String,
     pub transport: String,
+    /// The URI the leg was called at (B legs).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target: String,
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub dialog: Option<DialogSnapshot>,
     /// The session description last sent on the leg: what a refresh, hold or resume offers.
@@ -129,6 +161,7 @@ impl LegSnapshot {
             local_tag: l.tag.clone(),
             peer: l.peer.to_string(),
             transport: l.transport.to_string(),
+            target: l.target.clone(),
             dialog,
             sdp: l
                 .sdp
@@ -150,13 +183,37 @@ impl Call {
         if let Some(i) = self.legs.winner {
             legs.push(LegSnapshot::of("callee", &self.legs.b[i]));
         }
-        if let Some(i) = self.treatment_leg() {
+        if let Some(i) = self
+            .treatment_leg()
+            .filter(|&i| Some(i) != self.legs.winner)
+        {
             legs.push(LegSnapshot::of("media", &self.legs.b[i]));
         }
         let waiting = self.waiting_snapshot();
+        let phase = match self.phase {
+            Phase::Routing => "routing",
+            Phase::Ringing => "ringing",
+            Phase::Established | Phase::Ending => "established",
+        };
+        let mode = match self.mode {
+            Mode::Direct => "direct",
+            Mode::Routing(_) => "routing",
+            Mode::Originating(_) => "originating",
+            Mode::Conference(_) => "conference",
+        };
+        let elapsed = self.started.elapsed().as_millis() as u64;
+        let now_ms = crate::unix_ms();
         CallSnapshot {
             call: self.id.to_string(),
             node: self.local.node.to_string(),
+            sip: self.local.udp.to_string(),
+            phase: phase.to_owned(),
+            mode: mode.to_owned(),
+            started_ms: now_ms.saturating_sub(elapsed),
+            at_ms: now_ms,
+            caller_uri: self.caller_uri.clone(),
+            destination_dn: self.callee.dn,
+            outbound: self.outbound.map(|a| a.to_string()),
             thread: self.thread_id().to_owned(),
             tenant: self.tenant.name.clone(),
             state: kind.name().to_owned(),
