@@ -56,6 +56,18 @@ fn an_sbc_call_reaches_a_phone_is_held_resumed_and_hung_up() {
         .query(&mut conn)
         .expect("keys");
     assert!(snapshots.is_empty(), "{snapshots:?}");
+    // And the index that finds it by the SIP Call-IDs of its legs, and the tenant's list of
+    // live calls.
+    let index: Vec<String> = redis::cmd("KEYS")
+        .arg("sb:sipcall:*")
+        .query(&mut conn)
+        .expect("keys");
+    assert!(index.is_empty(), "{index:?}");
+    let live: usize = redis::cmd("HLEN")
+        .arg("sb:{demo}:call-nodes")
+        .query(&mut conn)
+        .expect("hlen");
+    assert_eq!(live, 0);
     // So is the counter that numbered the thread's events.
     let counter = format!(
         "sb:{{demo}}:seq:demo:{}",
@@ -361,7 +373,11 @@ fn a_phone_that_vanishes_mid_call_ends_it_on_both_legs() {
             .expect("keys");
         assert!(keys.len() <= 1, "{keys:?}");
         let text: Option<String> = match keys.first() {
-            Some(key) => redis::cmd("GET").arg(key).query(&mut conn).expect("get"),
+            Some(key) => redis::cmd("HGET")
+                .arg(key)
+                .arg("snap")
+                .query(&mut conn)
+                .expect("hget"),
             None => None,
         };
         let snapshot: serde_json::Value = text

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod failover;
 mod proxy;
 
 use std::time::{Duration, Instant};

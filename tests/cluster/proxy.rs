@@ -15,16 +15,30 @@ fn proxy_and_node(store: &Store) -> (Server, Server) {
 
 /// A proxy (probing every `probe_ms`) and `n` cluster nodes behind it, on `store`.
 fn proxy_and_nodes(store: &Store, n: usize, probe_ms: u64) -> (Server, Vec<Server>) {
+    proxy_and_nodes_with(store, n, probe_ms, "")
+}
+
+/// As [`proxy_and_nodes`], every node's configuration ending with `tenants` (TOML of
+/// `[[tenants]]`).
+pub(super) fn proxy_and_nodes_with(
+    store: &Store,
+    n: usize,
+    probe_ms: u64,
+    tenants: &str,
+) -> (Server, Vec<Server>) {
     let addr = || std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let proxy_sip = addr();
     let redis = ["--redis", store.url()];
-    let node = format!("{}[cluster]\nproxies = [\"{proxy_sip}\"]\n", store.config());
+    let node = format!(
+        "{}[cluster]\nproxies = [\"{proxy_sip}\"]\n{tenants}",
+        store.config()
+    );
     let nodes: Vec<Server> = (0..n)
         .map(|_| Server::start_on(addr(), Some(&node), &redis))
         .collect();
     let listed: Vec<String> = nodes.iter().map(|n| format!("\"{}\"", n.sip)).collect();
     let proxy = format!(
-        "{}[cluster]\nnodes = [{}]\nprobe_ms = {probe_ms}\n",
+        "{}[cluster]\nnodes = [{}]\nprobe_ms = {probe_ms}\n{tenants}",
         store.config(),
         listed.join(", ")
     );

@@ -110,6 +110,7 @@ impl Forwarder {
     /// names a flow ([`FLOW`]: the address a phone registered from, through this proxy) sends
     /// it there instead, and a new dialog keeps the same Route as its Record-Route, so that
     /// the node's later requests find the flow again and the phone's come back here.
+    /// A request for a node out of the ring goes to the node the ring picks for its Call-ID.
     /// Gives the request back when its top Route is not this proxy or it names no next hop.
     pub fn routed(&self, mut request: Request, from_node: bool) -> Result<Hop, Box<Request>> {
         let first = request
@@ -138,6 +139,23 @@ impl Forwarder {
         let next = match request.headers.get(&HeaderName::Route) {
             Some(route) => split_values(route).next().and_then(uri_addr),
             None => sip_addr(&request.uri),
+        };
+        // A request of a call whose node left the ring goes to the node the ring picks for
+        // its Call-ID now, as every proxy would pick it: that node adopts the call (or sends
+        // the request on to the node that did).
+        let next = match next {
+            Some(dead) if self.ring.is_down(dead) => {
+                let moved = request
+                    .headers
+                    .call_id()
+                    .and_then(|c| self.ring.pick(c.as_bytes()));
+                if let Some(to) = moved {
+                    tracing::debug!(%dead, %to, method = %request.method,
+                        "a request for a node out of the ring: to the node that adopts its call");
+                }
+                moved.or(Some(dead))
+            }
+            other => other,
         };
         match next {
             Some(next) => Ok(self.hop(request, next)),

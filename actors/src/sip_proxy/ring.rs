@@ -115,6 +115,11 @@ impl Ring {
         }
     }
 
+    /// Whether `addr` is one of the ring's nodes and down (it stopped answering probes).
+    pub fn is_down(&self, addr: SocketAddr) -> bool {
+        self.nodes.iter().any(|n| n.addr == addr && !n.is_up())
+    }
+
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }

@@ -217,6 +217,9 @@ fn leg(l: &LegSnapshot, skip: u32, now: Instant) -> Result<Leg, String> {
         let dialog = Dialog::from_parts(&parts).map_err(|e| format!("leg dialog: {e}"))?;
         if parts.confirmed {
             leg.progress = Progress::Answered;
+            // Its answer was acknowledged by the node that died: not again before a BYE.
+            // (Empty: nothing to send again for a 2xx retransmitted so late.)
+            leg.ack = Some(bytes::Bytes::new());
         } else {
             leg.progress = Progress::Early;
         }

@@ -439,7 +439,7 @@ impl Call {
             return;
         }
         if let Some(leg) = self.legs.b.iter().find(|l| l.call_id == *call_id)
-            && let Some(ack) = &leg.ack
+            && let Some(ack) = leg.ack.as_ref().filter(|a| !a.is_empty())
         {
             self.out.push_back(Output::Send {
                 transport: leg.transport,

@@ -1,0 +1,284 @@
+//! A node dies, its calls live on: through a proxy and two cluster nodes, a node carrying
+//! established calls is killed (SIGKILL) and the other adopts them from the snapshots they
+//! left in Redis, so that every hold, resume and BYE that follows, from either side, reaches
+//! the other party.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::support::sipp::{Running, register, scenario, sipp, wait};
+use super::support::store::Store;
+use super::support::{DEMO_KEY, Server, agent, free_port, log_in, with_key};
+use super::{Desktop, demo_with_media, media_server};
+
+/// A SIPp scenario of benches/sipp with its first `pause` of `ms` milliseconds made a
+/// `pause` of the call duration (-d), written in `dir`.
+fn with_long_pause(dir: &std::path::Path, name: &str, ms: u32) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(scenario(name)).expect("scenario");
+    let from = format!("<pause milliseconds=\"{ms}\"/>");
+    assert!(text.contains(&from), "{name} pauses {ms} ms");
+    let path = dir.join(format!("long-{name}"));
+    std::fs::write(&path, text.replacen(&from, "<pause/>", 1)).expect("scenario");
+    path
+}
+
+/// The carrier's SBC from 127.0.0.2: `count` calls of `scenario` to `service` at `rate` a
+/// second through `proxy`, each pausing `hold_ms` where the scenario pauses for the call's
+/// duration.
+fn sbc(
+    dir: &std::path::Path,
+    proxy: &Server,
+    scenario: &std::path::Path,
+    service: &str,
+    count: usize,
+    rate: u32,
+    hold_ms: u32,
+) -> std::process::Child {
+    sipp(
+        dir,
+        &[
+            "-sf",
+            scenario.to_str().expect("path"),
+            "-s",
+            service,
+            "-m",
+            &count.to_string(),
+            "-r",
+            &rate.to_string(),
+            "-l",
+            "1000",
+            "-d",
+            &hold_ms.to_string(),
+            "-i",
+            "127.0.0.2",
+            "-p",
+            &free_port().to_string(),
+            "-timeout",
+            "90s",
+            &proxy.sip.to_string(),
+        ],
+    )
+    .spawn()
+    .expect("sipp runs")
+}
+
+/// A SIPp phone on `dn`, registered through `proxy`, taking `count` calls of `scenario`
+/// (talking `hold_ms` where the scenario pauses for the call's duration).
+fn phone(
+    dir: &std::path::Path,
+    proxy: &Server,
+    dn: &str,
+    scenario: &str,
+    count: usize,
+    hold_ms: u32,
+) -> std::process::Child {
+    let port = free_port();
+    register(proxy, dir, dn, port);
+    let path = super::support::sipp::scenario(scenario);
+    sipp(
+        dir,
+        &[
+            "-sf",
+            path.to_str().expect("path"),
+            "-s",
+            dn,
+            "-m",
+            &count.to_string(),
+            "-d",
+            &hold_ms.to_string(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-timeout",
+            "90s",
+        ],
+    )
+    .spawn()
+    .expect("sipp runs")
+}
+
+/// How many calls a node runs now (its `/metrics`).
+fn calls_on(node: &Server) -> f64 {
+    super::support::metric(node, "switchboard_calls_active").unwrap_or(0.0)
+}
+
+/// 200 calls established through a proxy over two nodes: calls to a phone that the carrier
+/// holds, resumes and hangs up; calls to a phone that hangs up itself; calls through the demo
+/// routing point answered by agents. The node running more of them is killed (SIGKILL) while
+/// they talk, and more calls keep coming. Every call then ends normally: each hold, resume and
+/// BYE is answered and reaches the far end (every SIPp saw its every call through), each call
+/// has one Released, each agent is Ready again, and nothing of the calls is left in Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_established_calls_are_adopted_and_all_end_normally() {
+    let store = Store::db(21);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let media = std::net::SocketAddr::from(([127, 0, 0, 3], free_port()));
+    let config = demo_with_media(media, "");
+    let (proxy, mut nodes) = super::proxy::proxy_and_nodes_with(&store, 2, 300, &config);
+    let mut sipps = Running(vec![media_server(d, media)]);
+    let (held, hung_up, routed, after) = (120, 76, 4, 20);
+    let hold_ms = 12_000;
+    // The phones: 1001 is held and resumed by the carrier, 1002 hangs up itself; agents
+    // a1003-a1006 are Ready, each for one call of the routing point.
+    sipps.0.push(phone(
+        d,
+        &proxy,
+        "1001",
+        "phone_answer.xml",
+        held + after,
+        0,
+    ));
+    sipps.0.push(phone(
+        d,
+        &proxy,
+        "1002",
+        "phone_hangs_up.xml",
+        hung_up,
+        hold_ms,
+    ));
+    let agents = ["1003", "1004", "1005", "1006"];
+    for dn in agents {
+        sipps.0.push(phone(d, &proxy, dn, "phone_answer.xml", 1, 0));
+    }
+    let mut desktop = Desktop::new(super::support::grpc(&proxy).await);
+    log_in(&mut desktop, &agents, true).await;
+
+    let holding = with_long_pause(d, "sbc_hold.xml", 200);
+    let queued = with_long_pause(d, "sbc_queue.xml", 2000);
+    let calls = d.join("queue.csv");
+    std::fs::write(&calls, "SEQUENTIAL\n+18005550100;+15551230000;\n").expect("calls");
+    let mut sbcs = vec![
+        sbc(d, &proxy, &holding, "1001", held, 60, hold_ms),
+        sbc(
+            d,
+            &proxy,
+            &scenario("sbc_until_bye.xml"),
+            "1002",
+            hung_up,
+            60,
+            0,
+        ),
+    ];
+    let mut queue = super::support::sipp::sipp(
+        d,
+        &[
+            "-sf",
+            queued.to_str().expect("path"),
+            "-inf",
+            calls.to_str().expect("path"),
+            "-m",
+            &routed.to_string(),
+            "-r",
+            "4",
+            "-d",
+            &hold_ms.to_string(),
+            "-i",
+            "127.0.0.2",
+            "-p",
+            &free_port().to_string(),
+            "-timeout",
+            "90s",
+            &proxy.sip.to_string(),
+        ],
+    );
+    sbcs.push(queue.spawn().expect("sipp runs"));
+
+    // Every call established, then the busier node dies.
+    let total = held + hung_up + routed;
+    let established = || {
+        store
+            .call_events()
+            .iter()
+            .filter(|(k, _)| k == "Established")
+            .count()
+    };
+    assert!(
+        super::support::eventually(Duration::from_secs(30), || established() >= total),
+        "{} of {total} established\n{}",
+        established(),
+        proxy.log_text()
+    );
+    let victim = if calls_on(&nodes[0]) >= calls_on(&nodes[1]) {
+        0
+    } else {
+        1
+    };
+    let carried = calls_on(&nodes[victim]);
+    assert!(carried >= 40.0, "the killed node carries {carried} calls");
+    nodes[victim].kill();
+    let survivor = &nodes[1 - victim];
+    // New calls, during the failover: each reaches the survivor.
+    let quick = sbc(d, &proxy, &scenario("sbc_hold.xml"), "1001", after, 10, 0);
+    sbcs.push(quick);
+
+    for (i, mut s) in sbcs.into_iter().enumerate() {
+        let status = tokio::task::spawn_blocking(move || wait(&mut s, Duration::from_secs(90)))
+            .await
+            .expect("wait");
+        assert!(
+            status.success(),
+            "SBC {i}: every call ended normally: {status}\n{}\n--- survivor ---\n{}",
+            super::support::sipp::sipp_errors(d),
+            survivor.log_text()
+        );
+    }
+    for (i, p) in sipps.0.iter_mut().enumerate().skip(1) {
+        assert!(
+            wait(p, Duration::from_secs(10)).success(),
+            "phone {i} saw its every call through\n{}",
+            super::support::sipp::sipp_errors(d)
+        );
+    }
+
+    // One Released for each call, and nothing left of them in Redis.
+    let released = || {
+        let mut per_call: HashMap<String, usize> = HashMap::new();
+        for (_, e) in store.call_events().iter().filter(|(k, _)| k == "Released") {
+            *per_call
+                .entry(e["callId"].as_str().unwrap_or_default().to_owned())
+                .or_default() += 1;
+        }
+        per_call
+    };
+    assert!(
+        super::support::eventually(Duration::from_secs(10), || released().len()
+            == total + after),
+        "{} calls released of {}",
+        released().len(),
+        total + after
+    );
+    let twice: Vec<_> = released().into_iter().filter(|(_, n)| *n > 1).collect();
+    assert!(twice.is_empty(), "released twice: {twice:?}");
+    let mut conn = store.conn();
+    let left: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(store.key("call-nodes"))
+        .query(&mut *conn)
+        .expect("hgetall");
+    assert!(left.is_empty(), "calls left in Redis: {left:?}");
+    // Each call of the dead node adopted, once.
+    let adopted = survivor.log_text().matches("call adopted").count();
+    assert_eq!(adopted, carried as usize, "{}", survivor.log_text());
+
+    // Each agent Ready again once its call is over.
+    for dn in agents {
+        let id = format!("a{dn}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let state = loop {
+            let state = desktop
+                .get_agent(with_key(DEMO_KEY, agent(&id, "")))
+                .await
+                .expect("the agent's state")
+                .into_inner()
+                .state
+                .map(|s| s.state)
+                .unwrap_or_default();
+            if state == "Ready" || std::time::Instant::now() > deadline {
+                break state;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(state, "Ready", "{id}");
+    }
+}
