@@ -392,6 +392,9 @@ impl Node {
             )),
             _ => None,
         };
+        if let Some(bus) = &bus {
+            bus.say_alive().await;
+        }
         let to_owner = bus.clone().map(|b| Arc::new(b) as Arc<dyn ToOwner>);
         let to_node = bus.clone().map(|b| Arc::new(b) as Arc<dyn ToNode>);
         let rq = Rq::spawn(directory.clone(), &supervisor)

@@ -203,7 +203,13 @@ impl Keys {
     pub fn migrated(&self, legacy: &str) -> Option<String> {
         let rest = legacy.strip_prefix(DEFAULT_PREFIX)?.strip_prefix(':')?;
         let (tenant, what) = rest.split_once(':')?;
-        if tenant.is_empty() || tenant.contains(['{', '}']) || what.is_empty() {
+        // A key this version writes outside any tenant (`sb:node:{n}:alive`,
+        // `sb:sipcall:{id}`) is tagged in its second part: not an earlier version's.
+        if tenant.is_empty()
+            || tenant.contains(['{', '}'])
+            || what.is_empty()
+            || what.starts_with('{')
+        {
             return None;
         }
         if what == "ges-callbacks" {
@@ -317,6 +323,16 @@ mod tests {
         assert_eq!(k.migrated("sb:demo:ges-callbacks"), None);
         assert_eq!(k.migrated("sbx:demo:agents"), None);
         assert_eq!(k.migrated("sb:demo"), None);
+        // Nodes' keys and the index of calls by SIP Call-ID are this version's own: a node
+        // starting must not rename a running node's alive key away.
+        for own in [
+            k.node_alive("sb1a2b3c"),
+            k.node_inbox("sb1a2b3c"),
+            k.node_sip("sb1a2b3c"),
+            k.sip_call("a84b4c76e66710@pc33.example.com"),
+        ] {
+            assert_eq!(k.migrated(&own), None, "{own}");
+        }
         assert_eq!(
             k.legacy_ges_requests("demo").as_deref(),
             Some("sb:demo:ges-callbacks")

@@ -6,10 +6,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::support::peer::{Peer, answered_call, raw_phone, routed_in_dialog};
 use super::support::sipp::{Running, register, scenario, sipp, wait};
 use super::support::store::Store;
 use super::support::{DEMO_KEY, Server, agent, free_port, log_in, with_key};
 use super::{Desktop, demo_with_media, media_server};
+use switchboard_sip::{HeaderName, Message, Method, Request};
 
 /// A SIPp scenario of benches/sipp with its first `pause` of `ms` milliseconds made a
 /// `pause` of the call duration (-d), written in `dir`.
@@ -281,4 +283,148 @@ async fn a_killed_nodes_established_calls_are_adopted_and_all_end_normally() {
         };
         assert_eq!(state, "Ready", "{id}");
     }
+}
+
+/// A raw peer answering the in-dialog probes it gets (OPTIONS, 200) in a thread of its own,
+/// and keeping every request it got, with when, for the test to read.
+struct Answering {
+    got: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, Request)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Peer>>,
+}
+
+impl Answering {
+    fn start(peer: Peer) -> Self {
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kept, stopping) = (got.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(Message::Request(r)) = peer.next(Duration::from_millis(100)) {
+                    if matches!(r.method, Method::Options | Method::Bye) {
+                        peer.answer(&r, 200, None);
+                    }
+                    kept.lock()
+                        .expect("lock")
+                        .push((std::time::Instant::now(), r));
+                }
+            }
+            peer
+        });
+        Self {
+            got,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The requests of `method` got since `since`, each with the Via values it came with.
+    fn since(&self, since: std::time::Instant, method: Method) -> Vec<String> {
+        self.got
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(at, r)| *at >= since && r.method == method)
+            .map(|(_, r)| {
+                r.headers
+                    .get_all(&HeaderName::Via)
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .collect()
+    }
+
+    fn stop(mut self) -> Peer {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .expect("thread")
+            .join()
+            .expect("peer thread")
+    }
+}
+
+/// The node running a call is paused (SIGSTOP) until the other node has adopted the call
+/// (no message of the call brings it: the sweep does, and the adopter's own probes go on),
+/// then resumed (SIGCONT): it finds the call is no longer its own and lets it go, sending
+/// nothing on it; a BYE that still reaches it is sent on to the adopter, which ends the call.
+#[test]
+fn a_node_paused_until_its_call_is_adopted_sends_nothing_on_it_when_it_resumes() {
+    let store = Store::db(22);
+    let (proxy, nodes) =
+        super::proxy::proxy_and_nodes_with(&store, 2, 300, "[calls]\nprobe_secs = 1\n");
+    let sbc = Peer::sbc(&proxy);
+    let phone = raw_phone(&proxy, "1001");
+    let call_id = "paused-call";
+    let (_, ok) = answered_call(&proxy, &sbc, &phone, "1001", call_id);
+    sbc.send(&routed_in_dialog(&sbc, &ok, call_id, "ACK", 1));
+    let (sbc, phone) = (Answering::start(sbc), Answering::start(phone));
+    assert!(
+        super::support::eventually(Duration::from_secs(5), || nodes
+            .iter()
+            .any(|n| calls_on(n) == 1.0)),
+        "a node runs the call"
+    );
+    let paused = usize::from(calls_on(&nodes[0]) != 1.0);
+    let (stopped, adopter) = (&nodes[paused], &nodes[1 - paused]);
+    let stopped_at = format!("{}", stopped.sip);
+
+    super::signal(stopped, "-STOP");
+    assert!(
+        super::support::eventually(Duration::from_secs(15), || adopter
+            .log_text()
+            .contains("call adopted")),
+        "the other node adopts the call\n{}",
+        adopter.log_text()
+    );
+    let resumed = std::time::Instant::now();
+    super::signal(stopped, "-CONT");
+    assert!(
+        super::support::eventually(Duration::from_secs(10), || stopped
+            .log_text()
+            .contains("adopted by another node while this one was away")),
+        "the resumed node lets the call go\n{}",
+        stopped.log_text()
+    );
+    // Its probes of the call, overdue, were never sent; the adopter's go on.
+    assert!(
+        super::support::eventually(Duration::from_secs(5), || !phone
+            .since(resumed, Method::Options)
+            .is_empty()),
+        "the adopter probes the call"
+    );
+    for peer in [&sbc, &phone] {
+        let from_stopped: Vec<String> = peer
+            .since(resumed, Method::Options)
+            .into_iter()
+            .filter(|vias| vias.contains(&stopped_at))
+            .collect();
+        assert!(from_stopped.is_empty(), "{from_stopped:?}");
+    }
+
+    // The SBC hangs up at the resumed node (its Contact): the BYE goes on to the adopter,
+    // which hangs the phone up.
+    let sbc = sbc.stop();
+    sbc.send(&routed_in_dialog(&sbc, &ok, call_id, "BYE", 2));
+    let bye = sbc
+        .final_response(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("the BYE is answered\n{}", adopter.log_text()));
+    assert_eq!(bye.status, 200);
+    assert!(
+        super::support::eventually(Duration::from_secs(5), || !phone
+            .since(resumed, Method::Bye)
+            .is_empty()),
+        "the phone is hung up"
+    );
+    let byes = phone.since(resumed, Method::Bye);
+    assert!(!byes[0].contains(&stopped_at), "{byes:?}");
+    phone.stop();
+    let released: Vec<String> = store
+        .call_events()
+        .into_iter()
+        .filter(|(k, _)| k == "Released")
+        .map(|(_, e)| e["cause"].to_string())
+        .collect();
+    assert_eq!(released.len(), 1, "{released:?}");
 }

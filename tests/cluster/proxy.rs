@@ -307,7 +307,13 @@ fn large_requests_cross_between_proxy_and_node_over_tcp() {
             .unwrap_or_default();
         snapshot = keys
             .iter()
-            .filter_map(|k| redis::cmd("GET").arg(k).query::<String>(&mut *conn).ok())
+            .filter_map(|k| {
+                redis::cmd("HGET")
+                    .arg(k)
+                    .arg("snap")
+                    .query::<String>(&mut *conn)
+                    .ok()
+            })
             .filter_map(|t| serde_json::from_str(&t).ok())
             .find(|s: &serde_json::Value| s["state"] == "Established")
             .unwrap_or_default();

@@ -207,6 +207,14 @@ impl Bus {
         Self { inner }
     }
 
+    /// Says this node runs, before it starts anything that other nodes hear of (its calls'
+    /// snapshots name it, and a node whose alive key is missing is taken for dead).
+    pub async fn say_alive(&self) {
+        if let Err(e) = inbox::say_alive(&self.inner).await {
+            tracing::warn!(error = %e, "node's alive key not written");
+        }
+    }
+
     /// Says this node runs (so owners take its messages), then starts reading: this node's
     /// inbox at once, and each tenant's owner inbox while this node owns the tenant; what is
     /// read goes to `handler`.

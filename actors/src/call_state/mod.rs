@@ -9,7 +9,8 @@
 
 mod store;
 
-pub use store::{Claim, MemorySnapshots, RedisSnapshots, SnapshotChange, SnapshotStore, Stored};
+pub use crate::messages::call_state::{Claim, SnapshotChange, SnapshotStore, Stored};
+pub use store::{MemorySnapshots, RedisSnapshots};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

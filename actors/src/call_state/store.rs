@@ -24,85 +24,10 @@ use crate::redis_conn::Conn;
 
 use crate::keys::Keys;
 use crate::messages::bus::BusFuture;
+use crate::messages::call_state::{Claim, SnapshotChange, SnapshotStore, Stored};
 use crate::messages::sip_cluster::CallNodes;
 use crate::redis_retry::{query, retrying};
 use crate::store::StoreFuture;
-
-/// What a call's event changes in the store: its snapshot (`None` once the call is over),
-/// and the SIP Call-IDs of its legs to index or forget.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SnapshotChange<'a> {
-    pub snapshot: Option<&'a str>,
-    pub index: &'a [String],
-    pub unindex: &'a [String],
-}
-
-/// A call's snapshot as stored, with the node running the call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stored {
-    pub node: String,
-    pub generation: u64,
-    pub snapshot: String,
-}
-
-/// How a claim on a call went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// The call is this node's now: its snapshot.
-    Won(String),
-    /// The call was this node's already.
-    Mine(String),
-    /// Another node runs the call (or took it first).
-    Other(String),
-    /// The call is over.
-    Gone,
-}
-
-/// Snapshots of live calls by tenant and call, written by the node running each.
-pub trait SnapshotStore: Send + Sync + 'static {
-    /// This node, as snapshots name it.
-    fn node(&self) -> &str;
-
-    /// Writes what a call's event changes; false when the call is another node's now (the
-    /// write was refused).
-    fn write<'a>(
-        &'a self,
-        tenant: &'a str,
-        call: &'a str,
-        change: SnapshotChange<'a>,
-    ) -> StoreFuture<'a, bool>;
-
-    /// The tenant and call of a leg's SIP Call-ID, while the call is live.
-    fn find<'a>(&'a self, sip_call_id: &'a str) -> StoreFuture<'a, Option<(String, String)>>;
-
-    /// The snapshot of `call`, if it is live.
-    fn read<'a>(&'a self, tenant: &'a str, call: &'a str) -> StoreFuture<'a, Option<Stored>>;
-
-    /// Takes `call` over from node `from` at generation `generation` (as read).
-    fn claim<'a>(
-        &'a self,
-        tenant: &'a str,
-        call: &'a str,
-        from: &'a str,
-        generation: u64,
-    ) -> StoreFuture<'a, Claim>;
-
-    /// Whether `call` is still this node's; if so, settled again (its generation bumped), so
-    /// that a claim begun on the older one fails.
-    fn confirm<'a>(&'a self, tenant: &'a str, call: &'a str) -> StoreFuture<'a, bool>;
-
-    /// The live calls of `tenant` and the node running each.
-    fn calls<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<(String, String)>>;
-
-    /// Whether `node` runs (its alive key is present).
-    fn alive<'a>(&'a self, node: &'a str) -> StoreFuture<'a, bool>;
-
-    /// Says where this node takes SIP, for a while.
-    fn announce(&self, sip: SocketAddr) -> StoreFuture<'_, ()>;
-
-    /// Where `node` takes SIP, if it said so lately.
-    fn sip_of<'a>(&'a self, node: &'a str) -> StoreFuture<'a, Option<SocketAddr>>;
-}
 
 /// How long a node's announced SIP address stands without being said again.
 const ANNOUNCE_SECS: u64 = 10;
@@ -268,6 +193,10 @@ impl SnapshotStore for MemorySnapshots {
     }
 
     fn announce(&self, _sip: SocketAddr) -> StoreFuture<'_, ()> {
+        ready(())
+    }
+
+    fn say_alive(&self, _ttl: std::time::Duration) -> StoreFuture<'_, ()> {
         ready(())
     }
 
@@ -448,6 +377,17 @@ impl SnapshotStore for RedisSnapshots {
                 .arg(sip.to_string())
                 .arg("EX")
                 .arg(ANNOUNCE_SECS);
+            Ok(query::<()>(&self.conn, &set).await?)
+        })
+    }
+
+    fn say_alive(&self, ttl: std::time::Duration) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut set = redis::cmd("SET");
+            set.arg(self.keys.node_alive(&self.node))
+                .arg(1)
+                .arg("PX")
+                .arg(ttl.as_millis() as u64);
             Ok(query::<()>(&self.conn, &set).await?)
         })
     }

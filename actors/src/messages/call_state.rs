@@ -4,6 +4,7 @@
 use switchboard_proto::events::CallThread;
 
 use crate::shards::Shards;
+use crate::store::StoreFuture;
 
 /// What happened to a call (the `kind` of its event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,4 +147,84 @@ impl CallThreads {
     pub fn stop(&self) {
         self.shards.stop();
     }
+}
+
+/// What a call's event changes in the store: its snapshot (`None` once the call is over),
+/// and the SIP Call-IDs of its legs to index or forget.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SnapshotChange<'a> {
+    pub snapshot: Option<&'a str>,
+    pub index: &'a [String],
+    pub unindex: &'a [String],
+}
+
+/// A call's snapshot as stored, with the node running the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub node: String,
+    pub generation: u64,
+    pub snapshot: String,
+}
+
+/// How a claim on a call went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The call is this node's now: its snapshot.
+    Won(String),
+    /// The call was this node's already.
+    Mine(String),
+    /// Another node runs the call (or took it first).
+    Other(String),
+    /// The call is over.
+    Gone,
+}
+
+/// Snapshots of live calls by tenant and call, written by the node running each.
+pub trait SnapshotStore: Send + Sync + 'static {
+    /// This node, as snapshots name it.
+    fn node(&self) -> &str;
+
+    /// Writes what a call's event changes; false when the call is another node's now (the
+    /// write was refused).
+    fn write<'a>(
+        &'a self,
+        tenant: &'a str,
+        call: &'a str,
+        change: SnapshotChange<'a>,
+    ) -> StoreFuture<'a, bool>;
+
+    /// The tenant and call of a leg's SIP Call-ID, while the call is live.
+    fn find<'a>(&'a self, sip_call_id: &'a str) -> StoreFuture<'a, Option<(String, String)>>;
+
+    /// The snapshot of `call`, if it is live.
+    fn read<'a>(&'a self, tenant: &'a str, call: &'a str) -> StoreFuture<'a, Option<Stored>>;
+
+    /// Takes `call` over from node `from` at generation `generation` (as read).
+    fn claim<'a>(
+        &'a self,
+        tenant: &'a str,
+        call: &'a str,
+        from: &'a str,
+        generation: u64,
+    ) -> StoreFuture<'a, Claim>;
+
+    /// Whether `call` is still this node's; if so, settled again (its generation bumped), so
+    /// that a claim begun on the older one fails.
+    fn confirm<'a>(&'a self, tenant: &'a str, call: &'a str) -> StoreFuture<'a, bool>;
+
+    /// The live calls of `tenant` and the node running each.
+    fn calls<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<(String, String)>>;
+
+    /// Whether `node` runs (its alive key is present).
+    fn alive<'a>(&'a self, node: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Says where this node takes SIP, for a while.
+    fn announce(&self, sip: std::net::SocketAddr) -> StoreFuture<'_, ()>;
+
+    /// Says this node runs, for `ttl` (as the bus does all along): first thing on waking
+    /// from a pause, before the node settles which of its calls are still its own.
+    fn say_alive(&self, ttl: std::time::Duration) -> StoreFuture<'_, ()>;
+
+    /// Where `node` takes SIP, if it said so lately.
+    fn sip_of<'a>(&'a self, node: &'a str) -> StoreFuture<'a, Option<std::net::SocketAddr>>;
 }

@@ -433,14 +433,16 @@ pub enum ClusterMsg {
     /// A message of a dialog no call of this node has (see [`CallStarter::adopt`]).
     Adopt(CallIn),
     /// What the look-up of a stray message's call found (the cluster's own).
-    Found {
-        call_id: ByteString,
-        found: crate::sip_cluster::Found,
-    },
+    Found { call_id: ByteString, found: Found },
     /// Time to look for calls of dead nodes that no message brings (the cluster's own).
     Sweep,
     /// Calls of dead nodes the sweep claimed: tenant, call and snapshot (the cluster's own).
     Swept(Vec<(String, String, String)>),
+    /// The node was away (paused, starved) long enough for others to think it dead: which
+    /// of its calls are still its own must be settled before they send again (its own).
+    Verify,
+    /// Calls adopted by other nodes while this one was away (its own).
+    Verified(Vec<String>),
 }
 
 /// Says which node runs a call (from what the call left in Redis).
@@ -587,4 +589,30 @@ impl Cluster {
     pub fn stop(&self) {
         self.actor.stop(None);
     }
+}
+
+/// What the look-up of a stray message's call found.
+#[derive(Debug)]
+pub enum Found {
+    /// No live call has the Call-ID.
+    Nothing,
+    /// The call is this node's: its tenant, id and snapshot.
+    Mine {
+        tenant: String,
+        call: String,
+        snapshot: String,
+    },
+    /// Another node runs it, alive, reached at this address (if it said).
+    Elsewhere {
+        node: String,
+        sip: Option<std::net::SocketAddr>,
+    },
+    /// Taken over from a dead node: its tenant, id and snapshot.
+    Won {
+        tenant: String,
+        call: String,
+        snapshot: String,
+    },
+    /// Redis could not say.
+    Unknown(String),
 }

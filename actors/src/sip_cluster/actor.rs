@@ -56,6 +56,9 @@ pub(super) struct Shared {
     pub(super) cluster: Cluster,
     /// The node's routing sessions, for calls at routing points.
     pub(super) ors: Option<Ors>,
+    /// Whether the node may have been taken for dead (with Redis; see
+    /// [`super::adopt::Liveness`]): calls send nothing until it knows.
+    pub(super) liveness: Option<Arc<super::adopt::Liveness>>,
 }
 
 /// What a call actor takes.
@@ -93,6 +96,9 @@ pub(super) enum CallMsg {
     },
     /// The node stops: the call ends on every leg.
     ShutDown,
+    /// Another node adopted the call while this one was away: the actor stops, sending
+    /// nothing and reporting nothing.
+    Abandon,
     /// Completing a transfer or conference, the consultation call once its party is handed
     /// over: it ends, in the main call's thread.
     Finish {
@@ -200,6 +206,12 @@ impl Actor for CallActor {
             CallMsg::Located(result) => state.call.located(result, now),
             CallMsg::Order(order) => state.call.routing(order, now),
             CallMsg::ShutDown => state.call.shut_down(now),
+            CallMsg::Abandon => {
+                tracing::warn!(tenant = %state.call.tenant_name(), call_id = %state.call.id(),
+                    "call adopted by another node while this one was away: let go");
+                myself.stop(None);
+                return Ok(());
+            }
             CallMsg::Wake => {
                 if state.wake_at.is_some_and(|at| at <= now) {
                     state.wake_at = None;
@@ -316,6 +328,13 @@ impl CallActorState {
     /// Carries out what the call asks, schedules its next wake-up, and stops the actor once
     /// the call is over.
     fn drive(&mut self, myself: &ActorRef<CallMsg>) {
+        if let Some(liveness) = &self.shared.liveness
+            && liveness.blocked(Instant::now())
+        {
+            // Another node may run the call now: nothing goes out until the node knows.
+            liveness.park(myself.clone());
+            return;
+        }
         while let Some(output) = self.call.poll_output() {
             match output {
                 Output::Send {

@@ -12,43 +12,130 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 use ractor::ActorRef;
 use switchboard_sip::{Message, Method, Response};
 
-use crate::call_state::{Claim, SnapshotStore};
 use crate::lease::Ownership;
-use crate::messages::sip_cluster::{CallIn, ClusterMsg};
+use crate::messages::call_state::{Claim, SnapshotStore};
+use crate::messages::sip_cluster::{CallIn, ClusterMsg, Found};
 
 /// How often the sweep looks for calls of dead nodes.
-pub(super) const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+pub(super) const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// What the look-up of a stray message's call found.
+/// How often the node notes that it runs (see [`Liveness`]).
+const BEAT: Duration = Duration::from_millis(250);
+
+/// A gap between two beats past which the node may have been taken for dead: well under
+/// the alive key's time to live (3 s), far above any pause of a running process.
+const STALE: Duration = Duration::from_secs(2);
+
+/// How long the alive key is said for when the node wakes (as the bus says it).
+const ALIVE_TTL: Duration = Duration::from_secs(3);
+
+/// Whether the node has been running all along. A node stopped (SIGSTOP, a VM frozen) past
+/// its alive key's life may find on waking that other nodes adopted its calls; until it has
+/// settled which are still its own, none of its calls sends anything: a call that finds the
+/// node [`Liveness::blocked`] parks, and goes on (or stops without a word) once settled.
 #[derive(Debug)]
-pub enum Found {
-    /// No live call has the Call-ID.
-    Nothing,
-    /// The call is this node's: its tenant, id and snapshot.
-    Mine {
-        tenant: String,
-        call: String,
-        snapshot: String,
-    },
-    /// Another node runs it, alive, reached at this address (if it said).
-    Elsewhere {
-        node: String,
-        sip: Option<SocketAddr>,
-    },
-    /// Taken over from a dead node: its tenant, id and snapshot.
-    Won {
-        tenant: String,
-        call: String,
-        snapshot: String,
-    },
-    /// Redis could not say.
-    Unknown(String),
+pub(super) struct Liveness {
+    epoch: Instant,
+    /// Milliseconds from `epoch` at the last beat.
+    beat: AtomicU64,
+    /// Set on waking from a gap, until the node has settled its calls.
+    suspect: AtomicBool,
+    parked: Mutex<Vec<ActorRef<super::actor::CallMsg>>>,
+}
+
+impl Liveness {
+    /// Starts beating; a gap between beats sends the cluster [`ClusterMsg::Verify`].
+    pub(super) fn start(cluster: ActorRef<ClusterMsg>) -> Arc<Self> {
+        let liveness = Arc::new(Self {
+            epoch: Instant::now(),
+            beat: AtomicU64::new(0),
+            suspect: AtomicBool::new(false),
+            parked: Mutex::default(),
+        });
+        let beating = liveness.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(BEAT);
+            loop {
+                tick.tick().await;
+                if beating.gap(Instant::now()) > STALE {
+                    // Suspect first: a call running before the next line must find it so.
+                    beating.suspect.store(true, Ordering::SeqCst);
+                    tracing::warn!(
+                        gap_ms = beating.gap(Instant::now()).as_millis() as u64,
+                        "this node was away: its calls wait until it knows which are still its own"
+                    );
+                    if cluster.cast(ClusterMsg::Verify).is_err() {
+                        return;
+                    }
+                }
+                beating
+                    .beat
+                    .store(beating.ms(Instant::now()), Ordering::SeqCst);
+            }
+        });
+        liveness
+    }
+
+    fn ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    fn gap(&self, now: Instant) -> Duration {
+        Duration::from_millis(
+            self.ms(now)
+                .saturating_sub(self.beat.load(Ordering::SeqCst)),
+        )
+    }
+
+    /// Whether a call must hold what it would send (the node may have been taken for dead).
+    pub(super) fn blocked(&self, now: Instant) -> bool {
+        self.suspect.load(Ordering::SeqCst) || self.gap(now) > STALE
+    }
+
+    /// Wakes `call` once the node has settled its calls.
+    pub(super) fn park(&self, call: ActorRef<super::actor::CallMsg>) {
+        self.parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(call);
+    }
+
+    /// The node has settled its calls: those parked go on.
+    pub(super) fn settled(&self) -> Vec<ActorRef<super::actor::CallMsg>> {
+        self.suspect.store(false, Ordering::SeqCst);
+        std::mem::take(&mut *self.parked.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Which of this node's calls (by id) other nodes adopted while it was away: after saying
+/// again that it runs, each call the store names as its own is settled again (so that a
+/// claim begun meanwhile fails); those it names as another node's are that node's.
+pub(super) async fn adopted_while_away(
+    store: &dyn SnapshotStore,
+    tenants: Vec<String>,
+) -> crate::Result<Vec<String>> {
+    store.say_alive(ALIVE_TTL).await?;
+    let mut gone = Vec::new();
+    for tenant in tenants {
+        for (call, node) in store.calls(&tenant).await? {
+            if node == store.node() {
+                if !store.confirm(&tenant, &call).await? {
+                    gone.push(call);
+                }
+            } else {
+                gone.push(call);
+            }
+        }
+    }
+    Ok(gone)
 }
 
 /// What the cluster keeps to adopt calls (with Redis only: on a node alone in memory, a call

@@ -16,8 +16,6 @@ mod adopt;
 pub mod call;
 mod calls;
 
-pub use adopt::Found;
-
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -32,14 +30,14 @@ use ractor::{
 use switchboard_sip::transaction::TimerConfig;
 use tokio::sync::mpsc;
 
-use crate::call_state::SnapshotStore;
 use crate::lease::Ownership;
+use crate::messages::call_state::SnapshotStore;
 use crate::messages::call_state::{CallEvent, CallEventKind, CallThreads};
 use crate::messages::ors::Ors;
 use crate::messages::registrar::BindingStore;
 use crate::messages::sip_cluster::{
-    CallIn, CallRef, CallStarter, CallView, Cluster, ClusterMsg, ControlError, Invalid, MainCall,
-    NewDialog, Refusal, Started,
+    CallIn, CallRef, CallStarter, CallView, Cluster, ClusterMsg, ControlError, Found, Invalid,
+    MainCall, NewDialog, Refusal, Started,
 };
 use crate::messages::sip_proxy::CallRoute;
 use crate::supervisor::Supervisor;
@@ -222,6 +220,10 @@ impl Actor for ClusterActor {
                     wakeups: Wakeups::start(|| CallMsg::Wake),
                     cluster: Cluster::new(myself.clone()),
                     ors: state.args.ors.clone(),
+                    liveness: state
+                        .adoption
+                        .as_ref()
+                        .map(|_| adopt::Liveness::start(myself.clone())),
                 });
                 let starter = Arc::new(Starter {
                     shared,
@@ -350,6 +352,56 @@ impl Actor for ClusterActor {
                 }
                 for (tenant, call, snapshot) in won {
                     state.take_in(&tenant, &call, &snapshot, Vec::new()).await;
+                }
+            }
+            ClusterMsg::Verify => {
+                if let Some(adoption) = &state.adoption {
+                    let store = adoption.store.clone();
+                    let tenants: Vec<String> = state
+                        .args
+                        .directory
+                        .tenants()
+                        .map(|t| t.name.clone())
+                        .collect();
+                    let me = myself.clone();
+                    tokio::spawn(async move {
+                        let gone = match adopt::adopted_while_away(store.as_ref(), tenants).await {
+                            Ok(gone) => gone,
+                            Err(e) => {
+                                // Nobody adopts a call without Redis either: they go on.
+                                tracing::warn!(error = %e,
+                                    "this node's calls not settled after it was away (Redis): they go on");
+                                Vec::new()
+                            }
+                        };
+                        let _ = me.cast(ClusterMsg::Verified(gone));
+                    });
+                }
+            }
+            ClusterMsg::Verified(gone) => {
+                let mut abandoned = 0;
+                for call in &gone {
+                    if let Some((_, actor)) = state.calls.by_id(call) {
+                        let _ = actor.cast(CallMsg::Abandon);
+                        abandoned += 1;
+                    }
+                }
+                if abandoned > 0 {
+                    tracing::warn!(
+                        calls = abandoned,
+                        "calls adopted by other nodes while this one was away: let go without a word"
+                    );
+                } else {
+                    tracing::info!("this node was away, and all its calls are still its own");
+                }
+                let parked = state
+                    .starter
+                    .as_ref()
+                    .and_then(|s| s.shared.liveness.as_ref())
+                    .map(|l| l.settled())
+                    .unwrap_or_default();
+                for call in parked {
+                    let _ = call.cast(CallMsg::Wake);
                 }
             }
             ClusterMsg::ShutDown(reply) => {
