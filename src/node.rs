@@ -748,8 +748,9 @@ impl Node {
 impl Node {
     /// The calls in progress as the node stops: a cluster node refuses new calls and its
     /// proxies' probes (so they send it none) and lets its calls end on their own for the
-    /// drain time; then, and at once on a node alone, the calls left end on every leg with
-    /// their closing events, rather than leave callers on music and legs open.
+    /// drain time; then hands those left over to the nodes that stay, which adopt them from
+    /// their snapshots. A node alone ends its calls at once on every leg, with their closing
+    /// events, rather than leave callers on music and legs open.
     async fn end_calls(&self) {
         self.draining.store(true, Ordering::Relaxed);
         let left = || async { self.cluster.count().await.unwrap_or(0) };
@@ -767,6 +768,22 @@ impl Node {
             while left().await > 0 && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        }
+        if self.bus.is_some() && !self.drain.is_zero() {
+            // Other nodes stay: they adopt the calls from their snapshots once this node's
+            // alive key is gone (see `stop`).
+            let handed = self.cluster.hand_over_calls().await;
+            if handed > 0 {
+                tracing::info!(
+                    calls = handed,
+                    "stopping: the calls in progress handed over to the nodes that stay"
+                );
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while left().await > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            return;
         }
         let ended = self.cluster.shut_down_calls().await;
         if ended == 0 {

@@ -428,3 +428,100 @@ fn a_node_paused_until_its_call_is_adopted_sends_nothing_on_it_when_it_resumes()
         .collect();
     assert_eq!(released.len(), 1, "{released:?}");
 }
+
+/// A rolling restart through a proxy: under a steady load of short calls, each node in turn
+/// is stopped with SIGTERM (a drain time of 2 s) and started again on its address. The
+/// proxy sends the stopping node no new call; the calls it still has when its drain time is
+/// up (long ones, held and resumed later) are handed over to the node that stays, the second
+/// time to the node started again. No call fails, and each ends once.
+#[test]
+fn a_rolling_restart_loses_no_call() {
+    let store = Store::db(24);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let (proxy, mut nodes) = super::proxy::proxy_and_nodes_with(&store, 2, 300, "drain_secs = 2\n");
+    let node_config = format!(
+        "{}[cluster]\nproxies = [\"{}\"]\ndrain_secs = 2\n",
+        store.config(),
+        proxy.sip
+    );
+    let (short, long) = (60, 6);
+    let _phones = Running(vec![phone(
+        d,
+        &proxy,
+        "1001",
+        "phone_answer.xml",
+        short + long,
+        0,
+    )]);
+    let holding = with_long_pause(d, "sbc_hold.xml", 200);
+    let long_calls = sbc(d, &proxy, &holding, "1001", long, 10, 14_000);
+    let established = || {
+        store
+            .call_events()
+            .iter()
+            .filter(|(k, _)| k == "Established")
+            .count()
+    };
+    assert!(
+        super::support::eventually(Duration::from_secs(10), || established() >= long),
+        "the long calls are established"
+    );
+    let short_calls = sbc(d, &proxy, &scenario("sbc_hold.xml"), "1001", short, 4, 0);
+
+    let mut stopped = Vec::new();
+    for (i, back) in [(0, 1), (1, 2)] {
+        let addr = nodes[i].sip;
+        nodes[i].terminate();
+        let again = Server::start_on(addr, Some(&node_config), &["--redis", store.url()]);
+        stopped.push(std::mem::replace(&mut nodes[i], again));
+        assert!(
+            super::support::eventually(Duration::from_secs(10), || proxy
+                .log_text()
+                .matches("back in the ring")
+                .count()
+                >= back),
+            "node {i} is back in the ring\n{}",
+            proxy.log_text()
+        );
+    }
+
+    for (what, mut s) in [("short", short_calls), ("long", long_calls)] {
+        let status = wait(&mut s, Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "every {what} call ended normally: {status}\n{}\n--- stopped first ---\n{}",
+            super::support::sipp::sipp_errors(d),
+            stopped[0].log_text()
+        );
+    }
+    let closing: Vec<(String, String)> = store
+        .call_events()
+        .into_iter()
+        .filter(|(k, _)| k == "Released" || k == "Abandoned")
+        .map(|(_, e)| {
+            (
+                e["callId"].as_str().unwrap_or_default().to_owned(),
+                e["cause"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let calls: std::collections::HashSet<&String> = closing.iter().map(|(c, _)| c).collect();
+    assert_eq!(
+        (closing.len(), calls.len()),
+        (short + long, short + long),
+        "{closing:?}"
+    );
+    assert!(
+        closing.iter().all(|(_, cause)| cause.ends_with("hangup")),
+        "{closing:?}"
+    );
+    for node in &stopped {
+        assert!(
+            node.log_text()
+                .contains("the calls in progress handed over to the nodes that stay"),
+            "{}",
+            node.log_text()
+        );
+    }
+}

@@ -428,6 +428,9 @@ pub enum ClusterMsg {
     Count(RpcReplyPort<usize>),
     /// The node stops: every call ends on all its legs; answered with how many were told.
     ShutDown(RpcReplyPort<usize>),
+    /// The node stops, other nodes stay: every call is handed over to them (see
+    /// [`Cluster::hand_over_calls`]); answered with how many were told.
+    HandOverAll(RpcReplyPort<usize>),
     /// A new tenant configuration (for the calls it starts).
     ConfigChanged(Arc<Directory>),
     /// A message of a dialog no call of this node has (see [`CallStarter::adopt`]).
@@ -579,6 +582,14 @@ impl Cluster {
     /// many were told to.
     pub async fn shut_down_calls(&self) -> usize {
         ractor::call_t!(self.actor, ClusterMsg::ShutDown, 1000).unwrap_or(0)
+    }
+
+    /// Hands every call another node can carry on over to the nodes that stay, as the node
+    /// stops: each lets its call go without a word, to be adopted from its snapshot once
+    /// this node is gone; a call caught mid-way (being set up, transferring) ends instead.
+    /// How many were told to.
+    pub async fn hand_over_calls(&self) -> usize {
+        ractor::call_t!(self.actor, ClusterMsg::HandOverAll, 1000).unwrap_or(0)
     }
 
     /// Follows the tenant configuration as it changes.

@@ -99,6 +99,9 @@ pub(super) enum CallMsg {
     /// Another node adopted the call while this one was away: the actor stops, sending
     /// nothing and reporting nothing.
     Abandon,
+    /// The node stops and other nodes stay: a call they can carry on from its snapshot is
+    /// let go without a word; one they cannot ends as at [`CallMsg::ShutDown`].
+    Leave,
     /// Completing a transfer or conference, the consultation call once its party is handed
     /// over: it ends, in the main call's thread.
     Finish {
@@ -206,6 +209,15 @@ impl Actor for CallActor {
             CallMsg::Located(result) => state.call.located(result, now),
             CallMsg::Order(order) => state.call.routing(order, now),
             CallMsg::ShutDown => state.call.shut_down(now),
+            CallMsg::Leave => {
+                if state.call.can_be_carried_on() {
+                    tracing::debug!(tenant = %state.call.tenant_name(), call_id = %state.call.id(),
+                        "the node stops: call handed over to the nodes that stay");
+                    myself.stop(None);
+                    return Ok(());
+                }
+                state.call.shut_down(now);
+            }
             CallMsg::Abandon => {
                 tracing::warn!(tenant = %state.call.tenant_name(), call_id = %state.call.id(),
                     "call adopted by another node while this one was away: let go");

@@ -147,6 +147,8 @@ pub(super) struct Adoption {
     pub(super) waiting: HashMap<ByteString, Vec<CallIn>>,
     /// Whether a sweep is under way.
     pub(super) sweeping: bool,
+    /// Set as the node stops and hands its calls over: it takes none back, and adopts none.
+    pub(super) leaving: bool,
 }
 
 impl Adoption {
@@ -156,6 +158,7 @@ impl Adoption {
             ownership,
             waiting: HashMap::new(),
             sweeping: false,
+            leaving: false,
         }
     }
 
@@ -194,7 +197,7 @@ impl Adoption {
         sip: Option<SocketAddr>,
         cluster: &ActorRef<ClusterMsg>,
     ) {
-        if self.sweeping {
+        if self.sweeping || self.leaving {
             return;
         }
         self.sweeping = true;

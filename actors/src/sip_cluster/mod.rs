@@ -404,6 +404,17 @@ impl Actor for ClusterActor {
                     let _ = call.cast(CallMsg::Wake);
                 }
             }
+            ClusterMsg::HandOverAll(reply) => {
+                // From now on a stray message of a call of this node is not taken back: the
+                // call is the other nodes' to adopt.
+                if let Some(adoption) = &mut state.adoption {
+                    adoption.leaving = true;
+                }
+                for call in state.calls.actors() {
+                    let _ = call.cast(CallMsg::Leave);
+                }
+                let _ = reply.send(state.calls.len());
+            }
             ClusterMsg::ShutDown(reply) => {
                 for call in state.calls.actors() {
                     let _ = call.cast(CallMsg::ShutDown);
@@ -497,6 +508,10 @@ impl ClusterState {
             },
             Found::Unknown(e) => tracing::warn!(%call_id, error = %e,
                 "the call of a message not looked up (Redis): dropped, its sender tries again"),
+            Found::Mine { call, .. } if adoption.leaving => {
+                tracing::debug!(%call_id, %call,
+                    "a message of a call handed over as the node stops: dropped, its sender tries again");
+            }
             Found::Mine {
                 tenant,
                 call,

@@ -199,6 +199,15 @@ impl ClientTransaction {
         self.state == State::Terminated
     }
 
+    /// Whether a final response has been received (the transaction only lingers now, to
+    /// absorb retransmissions), or it ended without one.
+    pub fn is_answered(&self) -> bool {
+        matches!(
+            self.state,
+            State::Completed | State::Accepted | State::Terminated
+        )
+    }
+
     fn after(&mut self, timer: Timer, d: Duration, now: Instant) {
         if self.reliable {
             self.terminate();

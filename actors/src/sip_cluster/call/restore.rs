@@ -131,6 +131,23 @@ impl Call {
         Ok(call)
     }
 
+    /// Whether another node can carry the call on from its snapshot as it is now (what
+    /// [`Call::restore`] takes): answered and put through, or waiting at a routing point with
+    /// the caller answered and no agent being rung or bridged.
+    pub fn can_be_carried_on(&self) -> bool {
+        if self.phase == Phase::Ending || self.reoffer.is_some() || self.txns.in_progress() {
+            return false;
+        }
+        let answered = self.legs.a.progress == Progress::Answered;
+        match &self.mode {
+            Mode::Direct => {
+                answered && self.phase == Phase::Established && self.legs.winner.is_some()
+            }
+            Mode::Routing(w) => answered && w.is_settled(),
+            Mode::Originating(_) | Mode::Conference(_) => false,
+        }
+    }
+
     /// Ends a call adopted in a state it cannot go on from: a BYE on each answered leg it
     /// has, cause `unrecoverable`, and its closing event.
     pub fn unrecoverable(&mut self, now: Instant) {

@@ -117,6 +117,14 @@ impl Waiting {
     }
 }
 
+impl Waiting {
+    /// Whether the call only waits: hearing its treatment (or nothing), no agent being rung
+    /// and no party being bridged to the caller.
+    pub(super) fn is_settled(&self) -> bool {
+        self.agent.is_none() && self.bridging.is_none()
+    }
+}
+
 impl Call {
     /// Asks the call's routing session for its route again, from a node that adopted the
     /// call: the session (kept by the tenant's owner) sends its orders here from then on.

@@ -100,6 +100,18 @@ impl Txns {
         self.servers.is_empty() && self.clients.is_empty() && self.awaiting_ack.is_empty()
     }
 
+    /// Whether a request is still in progress (not answered, or its 2xx not acknowledged):
+    /// the moment a call cannot be handed over, whatever lingers after the answers. An
+    /// OPTIONS probe does not count: another node probes again.
+    pub(super) fn in_progress(&self) -> bool {
+        self.servers.iter().any(|s| !s.answered)
+            || self
+                .clients
+                .iter()
+                .any(|c| c.method != Method::Options && !c.txn.is_answered())
+            || !self.awaiting_ack.is_empty()
+    }
+
     /// When a transaction or a 2xx awaiting its ACK next has something to do.
     pub(super) fn next_timeout(&self) -> Option<Instant> {
         let servers = self.servers.iter().filter_map(|s| s.txn.poll_timeout());
