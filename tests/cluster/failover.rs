@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::support::peer::{Peer, answered_call, raw_phone, routed_in_dialog};
+use super::support::peer::{Answering, Peer, answered_call, raw_phone, routed_in_dialog};
 use super::support::sipp::{Running, register, scenario, sipp, wait};
 use super::support::store::Store;
 use super::support::{DEMO_KEY, Server, agent, free_port, log_in, with_key};
 use super::{Desktop, demo_with_media, media_server};
-use switchboard_sip::{HeaderName, Message, Method, Request};
+use switchboard_sip::Method;
 
 /// A SIPp scenario of benches/sipp with its first `pause` of `ms` milliseconds made a
 /// `pause` of the call duration (-d), written in `dir`.
@@ -101,7 +101,7 @@ fn phone(
 }
 
 /// How many calls a node runs now (its `/metrics`).
-fn calls_on(node: &Server) -> f64 {
+pub(super) fn calls_on(node: &Server) -> f64 {
     super::support::metric(node, "switchboard_calls_active").unwrap_or(0.0)
 }
 
@@ -285,66 +285,6 @@ async fn a_killed_nodes_established_calls_are_adopted_and_all_end_normally() {
     }
 }
 
-/// A raw peer answering the in-dialog probes it gets (OPTIONS, 200) in a thread of its own,
-/// and keeping every request it got, with when, for the test to read.
-struct Answering {
-    got: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, Request)>>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Peer>>,
-}
-
-impl Answering {
-    fn start(peer: Peer) -> Self {
-        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (kept, stopping) = (got.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(Message::Request(r)) = peer.next(Duration::from_millis(100)) {
-                    if matches!(r.method, Method::Options | Method::Bye) {
-                        peer.answer(&r, 200, None);
-                    }
-                    kept.lock()
-                        .expect("lock")
-                        .push((std::time::Instant::now(), r));
-                }
-            }
-            peer
-        });
-        Self {
-            got,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// The requests of `method` got since `since`, each with the Via values it came with.
-    fn since(&self, since: std::time::Instant, method: Method) -> Vec<String> {
-        self.got
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|(at, r)| *at >= since && r.method == method)
-            .map(|(_, r)| {
-                r.headers
-                    .get_all(&HeaderName::Via)
-                    .map(|v| v.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .collect()
-    }
-
-    fn stop(mut self) -> Peer {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread
-            .take()
-            .expect("thread")
-            .join()
-            .expect("peer thread")
-    }
-}
-
 /// The node running a call is paused (SIGSTOP) until the other node has adopted the call
 /// (no message of the call brings it: the sweep does, and the adopter's own probes go on),
 /// then resumed (SIGCONT): it finds the call is no longer its own and lets it go, sending
@@ -390,13 +330,13 @@ fn a_node_paused_until_its_call_is_adopted_sends_nothing_on_it_when_it_resumes()
     // Its probes of the call, overdue, were never sent; the adopter's go on.
     assert!(
         super::support::eventually(Duration::from_secs(5), || !phone
-            .since(resumed, Method::Options)
+            .vias(resumed, Method::Options)
             .is_empty()),
         "the adopter probes the call"
     );
     for peer in [&sbc, &phone] {
         let from_stopped: Vec<String> = peer
-            .since(resumed, Method::Options)
+            .vias(resumed, Method::Options)
             .into_iter()
             .filter(|vias| vias.contains(&stopped_at))
             .collect();
@@ -413,11 +353,11 @@ fn a_node_paused_until_its_call_is_adopted_sends_nothing_on_it_when_it_resumes()
     assert_eq!(bye.status, 200);
     assert!(
         super::support::eventually(Duration::from_secs(5), || !phone
-            .since(resumed, Method::Bye)
+            .vias(resumed, Method::Bye)
             .is_empty()),
         "the phone is hung up"
     );
-    let byes = phone.since(resumed, Method::Bye);
+    let byes = phone.vias(resumed, Method::Bye);
     assert!(!byes[0].contains(&stopped_at), "{byes:?}");
     phone.stop();
     let released: Vec<String> = store

@@ -253,3 +253,135 @@ pub fn routed_in_dialog(
         port = sbc.port(),
     )
 }
+
+/// A raw peer in a thread of its own: it answers the requests that need no decision (OPTIONS
+/// probes, BYE and NOTIFY: 200) and keeps every message it gets, with when, for the test to
+/// read; the test sends through [`Answering::sender`].
+pub struct Answering {
+    got: std::sync::Arc<std::sync::Mutex<Vec<(Instant, Message)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Peer>>,
+    sender: Peer,
+}
+
+impl Answering {
+    pub fn start(peer: Peer) -> Self {
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kept, stopping) = (got.clone(), stop.clone());
+        let sender = Peer {
+            socket: peer.socket.try_clone().expect("socket"),
+            server: peer.server,
+        };
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let Some(m) = peer.next(Duration::from_millis(100)) else {
+                    continue;
+                };
+                if let Message::Request(r) = &m
+                    && matches!(r.method, Method::Options | Method::Bye | Method::Notify)
+                {
+                    peer.answer(r, 200, None);
+                }
+                kept.lock().expect("lock").push((Instant::now(), m));
+            }
+            peer
+        });
+        Self {
+            got,
+            stop,
+            thread: Some(thread),
+            sender,
+        }
+    }
+
+    /// Sends from the peer's socket.
+    pub fn sender(&self) -> &Peer {
+        &self.sender
+    }
+
+    /// The requests of `method` got since `since`.
+    pub fn requests(&self, since: Instant, method: Method) -> Vec<Request> {
+        self.got
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|(at, m)| match m {
+                Message::Request(r) if *at >= since && r.method == method => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The Via values of each request of `method` got since `since`.
+    pub fn vias(&self, since: Instant, method: Method) -> Vec<String> {
+        self.requests(since, method)
+            .iter()
+            .map(|r| {
+                r.headers
+                    .get_all(&HeaderName::Via)
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .collect()
+    }
+
+    /// The first request of `method` got since `since`, waited for `within`.
+    pub fn request(&self, since: Instant, method: Method, within: Duration) -> Option<Request> {
+        let end = Instant::now() + within;
+        loop {
+            if let Some(r) = self.requests(since, method.clone()).into_iter().next() {
+                return Some(r);
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The first final response to a request of `method` got since `since`, waited for
+    /// `within`.
+    pub fn final_response(
+        &self,
+        since: Instant,
+        method: Method,
+        within: Duration,
+    ) -> Option<Response> {
+        let end = Instant::now() + within;
+        loop {
+            let found = self
+                .got
+                .lock()
+                .expect("lock")
+                .iter()
+                .find_map(|(at, m)| match m {
+                    Message::Response(r)
+                        if *at >= since
+                            && r.status >= 200
+                            && r.headers
+                                .cseq()
+                                .and_then(Result::ok)
+                                .is_some_and(|c| c.method == method) =>
+                    {
+                        Some(r.clone())
+                    }
+                    _ => None,
+                });
+            if found.is_some() || Instant::now() > end {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(mut self) -> Peer {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .expect("thread")
+            .join()
+            .expect("peer thread")
+    }
+}

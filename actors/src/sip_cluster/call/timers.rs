@@ -232,7 +232,7 @@ impl Call {
     }
 
     fn probe(&mut self, leg: LegId, now: Instant) {
-        if self.txns.sending(leg, |p| p == Purpose::Probe) {
+        if self.txns.awaiting(leg, Purpose::Probe) {
             return;
         }
         let transport = self.legs.get(leg).transport;

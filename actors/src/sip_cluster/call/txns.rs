@@ -126,6 +126,14 @@ impl Txns {
             .iter()
             .any(|c| c.leg == leg && purpose(c.purpose))
     }
+
+    /// Whether a request for `purpose` on `leg` waits for its answer (one answered and
+    /// lingering to absorb retransmissions does not count).
+    pub(super) fn awaiting(&self, leg: LegId, purpose: Purpose) -> bool {
+        self.clients
+            .iter()
+            .any(|c| c.leg == leg && c.purpose == purpose && !c.txn.is_answered())
+    }
 }
 
 impl Call {
