@@ -18,9 +18,8 @@ fn top_cseq(requests: &[Request]) -> u32 {
         .unwrap_or(0)
 }
 
-/// A re-INVITE from the SBC through the proxy in the dialog of `ok`, offering `direction`.
-fn sbc_reinvite(sbc: &Peer, ok: &Response, call_id: &str, cseq: u32, direction: &str) -> String {
-    let body = format!("{}a={direction}\r\n", sdp(4000));
+/// A re-INVITE from the SBC through the proxy in the dialog of `ok`, offering `body`.
+fn sbc_reinvite(sbc: &Peer, ok: &Response, call_id: &str, cseq: u32, body: &str) -> String {
     let head = routed_in_dialog(sbc, ok, call_id, "INVITE", cseq);
     let head = head.trim_end_matches("Content-Length: 0\r\n\r\n");
     format!(
@@ -110,8 +109,9 @@ fn a_call_adopted_on_its_timers_is_held_resumed_transferred_and_hung_up() {
     // Held, and resumed, by the SBC.
     for (cseq, direction) in [(2, "sendonly"), (3, "sendrecv")] {
         let asked = Instant::now();
+        let offer = format!("{}a={direction}\r\n", sdp(4000));
         sbc.sender()
-            .send(&sbc_reinvite(sbc.sender(), &ok, call_id, cseq, direction));
+            .send(&sbc_reinvite(sbc.sender(), &ok, call_id, cseq, &offer));
         let reinvite = p1001
             .request(asked, Method::Invite, Duration::from_secs(5))
             .unwrap_or_else(|| panic!("the phone is offered {direction}\n{}", adopter.log_text()));
@@ -175,4 +175,101 @@ fn a_call_adopted_on_its_timers_is_held_resumed_transferred_and_hung_up() {
         .map(|(_, e)| e["cause"].to_string())
         .collect();
     assert_eq!(closing.len(), 1, "{closing:?}");
+}
+
+/// An offer of many codecs: some 1,700 bytes of INVITE, more than UDP safely carries.
+fn large_offer() -> String {
+    let mut offer = sdp(4000);
+    for pt in 96..126 {
+        offer.push_str(&format!(
+            "a=rtpmap:{pt} codec-{pt}/48000/2\r\na=fmtp:{pt} x=1\r\n"
+        ));
+    }
+    offer
+}
+
+/// The proxy and nodes speak TCP for requests over 1,300 bytes: a call set up with a large
+/// INVITE runs on a node reached over TCP, which is killed (SIGKILL); the SBC's large
+/// re-INVITE (sent again each second, as a UDP client would) goes to the other node over TCP,
+/// which adopts the call and offers the phone the hold over TCP through the proxy; the
+/// answer reaches the SBC on the caller's leg, over TCP to the proxy as well.
+#[test]
+fn a_call_on_tcp_between_proxy_and_node_fails_over_with_large_requests() {
+    let store = Store::db(26);
+    let (proxy, mut nodes) = super::proxy::proxy_and_nodes_with(&store, 2, 300, "");
+    let sbc = Peer::sbc(&proxy);
+    let phone = raw_phone(&proxy, "1001");
+    let call_id = "large-failover";
+    let invite =
+        super::support::peer::sbc_invite(sbc.port(), &proxy, "1001", call_id, &large_offer());
+    assert!(invite.len() > 1_300, "{}", invite.len());
+    sbc.send(&invite);
+    let rung = phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the phone rings");
+    phone.answer(&rung, 200, Some(&sdp(5000)));
+    let ok = sbc
+        .final_response(Duration::from_secs(5))
+        .expect("answered");
+    assert_eq!(ok.status, 200);
+    sbc.send(&routed_in_dialog(&sbc, &ok, call_id, "ACK", 1));
+    let (sbc, phone) = (Answering::start(sbc), Answering::start(phone));
+    let dead = running_one(&nodes);
+    nodes[dead].kill();
+    let adopter_port = nodes[1 - dead].sip.port().to_string();
+
+    let hold = format!("{}a=sendonly\r\n", large_offer());
+    let reinvite = sbc_reinvite(sbc.sender(), &ok, call_id, 2, &hold);
+    assert!(reinvite.len() > 1_300, "{}", reinvite.len());
+    let asked = Instant::now();
+    let mut answered = None;
+    for _ in 0..15 {
+        sbc.sender().send(&reinvite);
+        if let Some(offered) = phone.request(asked, Method::Invite, Duration::from_secs(1)) {
+            // Through the proxy (UDP to the phone), from the adopter over TCP.
+            let vias = offered
+                .headers
+                .get_all(&HeaderName::Via)
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            assert!(
+                vias.contains(&format!("SIP/2.0/TCP 127.0.0.1:{adopter_port}")),
+                "{vias}"
+            );
+            assert!(String::from_utf8_lossy(&offered.body).contains("a=sendonly"));
+            phone.sender().answer(&offered, 200, Some(&sdp(5000)));
+            answered = sbc.final_response(asked, Method::Invite, Duration::from_secs(5));
+            break;
+        }
+    }
+    let answered = answered.unwrap_or_else(|| {
+        panic!(
+            "the hold is answered through the adopter\n{}",
+            nodes[1 - dead].log_text()
+        )
+    });
+    assert_eq!(answered.status, 200);
+    sbc.sender()
+        .send(&routed_in_dialog(sbc.sender(), &ok, call_id, "ACK", 2));
+    phone
+        .request(asked, Method::Ack, Duration::from_secs(5))
+        .expect("the phone's answer is acknowledged");
+
+    let asked = Instant::now();
+    sbc.sender()
+        .send(&routed_in_dialog(sbc.sender(), &ok, call_id, "BYE", 3));
+    let bye = sbc
+        .final_response(asked, Method::Bye, Duration::from_secs(5))
+        .expect("the BYE is answered");
+    assert_eq!(bye.status, 200);
+    phone
+        .request(asked, Method::Bye, Duration::from_secs(5))
+        .expect("the phone is hung up");
+    let closing = store
+        .call_events()
+        .into_iter()
+        .filter(|(k, _)| k == "Released")
+        .count();
+    assert_eq!(closing, 1);
 }
