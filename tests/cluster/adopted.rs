@@ -273,3 +273,43 @@ fn a_call_on_tcp_between_proxy_and_node_fails_over_with_large_requests() {
         .count();
     assert_eq!(closing, 1);
 }
+
+/// A call still ringing when its node is killed (SIGKILL) cannot go on from its snapshot: the
+/// node that takes it ends it cleanly, the phone's ringing CANCELed and the caller answered
+/// 503 (its carrier may try elsewhere), with one Released saying why.
+#[test]
+fn a_call_ringing_when_its_node_dies_is_cancelled_and_refused_cleanly() {
+    let store = Store::db(27);
+    let (proxy, mut nodes) = super::proxy::proxy_and_nodes_with(&store, 2, 300, "");
+    let sbc = Peer::sbc(&proxy);
+    let phone = raw_phone(&proxy, "1001");
+    let call_id = "ringing-failover";
+    super::support::peer::ringing_call(&proxy, &sbc, &phone, "1001", call_id);
+    assert!(
+        super::support::eventually(Duration::from_secs(5), || store
+            .call_events()
+            .iter()
+            .any(|(k, _)| k == "Ringing")),
+        "the call rings"
+    );
+    let (sbc, phone) = (Answering::start(sbc), Answering::start(phone));
+    let dead = running_one(&nodes);
+    let killed = Instant::now();
+    nodes[dead].kill();
+    let cancel = phone
+        .request(killed, Method::Cancel, Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("the phone stops ringing\n{}", nodes[1 - dead].log_text()));
+    phone.sender().answer(&cancel, 200, None);
+    let refused = sbc
+        .final_response(killed, Method::Invite, Duration::from_secs(5))
+        .expect("the caller is answered");
+    assert_eq!(refused.status, 503);
+    assert!(
+        super::support::eventually(Duration::from_secs(5), || store
+            .call_events()
+            .iter()
+            .any(|(k, e)| k == "Released" && e["cause"] == "unrecoverable")),
+        "{:?}",
+        store.call_events()
+    );
+}

@@ -82,6 +82,12 @@ impl Call {
             Some(l) => Some(call.legs.push(leg(l)?)),
             None => None,
         };
+        // Phones the dead node left ringing stop: the call's routing rings again if it must.
+        for l in snapshot.legs.iter().filter(|l| l.role == "ringing") {
+            let i = call.legs.push(leg(l)?);
+            call.legs.b[i].progress = Progress::Early;
+            call.cancel_leg(i, now);
+        }
         call.indexed = snapshot
             .legs
             .iter()
@@ -148,10 +154,16 @@ impl Call {
         }
     }
 
-    /// Ends a call adopted in a state it cannot go on from: a BYE on each answered leg it
-    /// has, cause `unrecoverable`, and its closing event.
+    /// Ends a call adopted in a state it cannot go on from, cause `unrecoverable`, with its
+    /// closing event: a caller not answered yet gets 503 (its carrier may try elsewhere),
+    /// answered legs a BYE, phones still ringing a CANCEL.
     pub fn unrecoverable(&mut self, now: Instant) {
-        self.end(CallEventKind::Released, "unrecoverable", 0, None, now);
+        if self.initial_invite().is_some() {
+            let why = Some("the call's node failed".to_owned());
+            self.fail(503, "unrecoverable", why, now);
+        } else {
+            self.end(CallEventKind::Released, "unrecoverable", 0, None, now);
+        }
     }
 
     /// Only the legs a snapshot names, with no mode, to end them: what [`Call::restore`]
@@ -185,7 +197,17 @@ impl Call {
             now,
         );
         for l in legs {
-            call.legs.push(l);
+            let i = call.legs.push(l);
+            // Ringing still: CANCELed at once, whatever it said before.
+            if call.legs.b[i].progress == Progress::Calling && call.legs.b[i].invite.is_some() {
+                call.legs.b[i].progress = Progress::Early;
+            }
+        }
+        // A caller not answered yet is answered through a transaction made of its INVITE.
+        if call.legs.a.progress != Progress::Answered
+            && let Some(invite) = call.legs.a.invite.as_deref().cloned()
+        {
+            call.new_server(super::legs::LegId::A, invite);
         }
         call.phase = Phase::Established;
         call.callee.name = snapshot.destination.clone();
@@ -244,6 +266,12 @@ fn leg(l: &LegSnapshot, skip: u32, now: Instant) -> Result<Leg, String> {
         leg.dialog = Some(dialog);
     }
     leg.sdp = l.sdp.as_ref().map(|s| s.as_bytes().into());
+    leg.invite = l.invite.as_ref().and_then(|text| {
+        match switchboard_sip::parse_datagram(bytes::Bytes::from(text.clone())) {
+            Ok(switchboard_sip::Message::Request(r)) => Some(Box::new(r)),
+            _ => None,
+        }
+    });
     leg.timer = l.session_timer.as_ref().map(|t| {
         let mut timer =
             SessionTimer::new(Duration::from_secs(t.interval_secs), t.we_refresh, t.update);

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_routing::strategy::Treatment;
 use switchboard_sip::dialog::DialogParts;
 
-use super::legs::Leg;
+use super::legs::{Leg, Progress};
 use super::{Call, CallEventKind, Mode, Phase};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +94,10 @@ pub struct LegSnapshot {
     pub sdp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_timer: Option<TimerSnapshot>,
+    /// While the leg is not answered: its INVITE's head (no body), by which another node
+    /// answers the caller or CANCELs a phone still ringing if it cannot carry the call on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
 }
 
 /// [`DialogParts`] as the snapshot's JSON has them.
@@ -167,6 +171,9 @@ impl LegSnapshot {
                 .sdp
                 .as_ref()
                 .map(|b| String::from_utf8_lossy(b).into_owned()),
+            invite: (!matches!(l.progress, Progress::Answered | Progress::Over))
+                .then(|| l.invite.as_deref().map(head))
+                .flatten(),
             session_timer: l.timer.as_ref().map(|t| TimerSnapshot {
                 interval_secs: t.interval.as_secs(),
                 we_refresh: t.we_refresh,
@@ -188,6 +195,15 @@ impl Call {
             .filter(|&i| Some(i) != self.legs.winner)
         {
             legs.push(LegSnapshot::of("media", &self.legs.b[i]));
+        }
+        // Phones still rung (an extension's contacts, an agent): another node stops them.
+        for (i, l) in self.legs.b.iter().enumerate() {
+            if l.progress.ringing()
+                && Some(i) != self.legs.winner
+                && Some(i) != self.treatment_leg()
+            {
+                legs.push(LegSnapshot::of("ringing", l));
+            }
         }
         let waiting = self.waiting_snapshot();
         let phase = match self.phase {
@@ -227,4 +243,13 @@ impl Call {
             legs,
         }
     }
+}
+
+/// A request's head, without its body: what a snapshot keeps of an INVITE not answered.
+fn head(request: &switchboard_sip::Request) -> String {
+    let mut head = request.clone();
+    head.body = bytes::Bytes::new();
+    head.headers
+        .set(switchboard_sip::HeaderName::ContentLength, "0".to_owned());
+    String::from_utf8_lossy(&head.to_bytes()).into_owned()
 }
