@@ -19,7 +19,7 @@ use switchboard_actors::messages::call_state::CallThreads;
 use switchboard_actors::messages::ors::Ors;
 use switchboard_actors::messages::registrar::BindingStore;
 use switchboard_actors::messages::rq::Rq;
-use switchboard_actors::messages::sip_cluster::{CallNodes, Cluster};
+use switchboard_actors::messages::sip_cluster::{AdoptionCounts, CallNodes, Cluster};
 use switchboard_actors::ors::callbacks::{Callbacks, CallbacksArgs};
 use switchboard_actors::ors::store::{MemoryRouting, RedisRouting, RoutingStore};
 use switchboard_actors::ors::{OrsArgs, wall_clock};
@@ -87,6 +87,8 @@ struct Ready {
     ownership: Ownership,
     directory: tokio::sync::watch::Receiver<Arc<Directory>>,
     bus: Option<Bus>,
+    /// What adopting other nodes' calls came to.
+    adoption: Option<Arc<AdoptionCounts>>,
     /// Whether configuration changes in PostgreSQL are being followed.
     config_followed: Option<Arc<AtomicBool>>,
     reporter: Option<Reporter>,
@@ -177,6 +179,29 @@ impl health::Readiness for Ready {
                     "gauge",
                     "1 when Kafka takes events (always 1 without Kafka).",
                     u64::from(s.connected).to_string(),
+                ),
+            ]);
+        }
+        if let Some(a) = &self.adoption {
+            let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed).to_string();
+            metrics.extend([
+                (
+                    "switchboard_calls_adopted_total",
+                    "counter",
+                    "Calls of dead nodes (or of nodes that stopped) this node carries on.",
+                    load(&a.adopted),
+                ),
+                (
+                    "switchboard_calls_unrecoverable_total",
+                    "counter",
+                    "Calls of dead nodes ended because they could not go on (snapshot unreadable, caught mid-way).",
+                    load(&a.unrecoverable),
+                ),
+                (
+                    "switchboard_adoption_lookups_failed_total",
+                    "counter",
+                    "Look-ups of dead nodes' calls Redis could not answer: those calls are not recovered meanwhile.",
+                    load(&a.lookups_failed),
                 ),
             ]);
         }
@@ -467,6 +492,8 @@ impl Node {
         let adoption = redis
             .is_some()
             .then(|| (snapshots.clone(), ownership.clone()));
+        let redis_adopts = adoption.is_some();
+        let adoption_counts = Arc::new(AdoptionCounts::default());
         let call_state = CallThreads::spawn(
             events.clone(),
             snapshots,
@@ -542,6 +569,7 @@ impl Node {
                 node: node.clone(),
                 directory: directory.clone(),
                 adoption,
+                adoption_counts: adoption_counts.clone(),
             },
             &supervisor,
         )
@@ -665,6 +693,7 @@ impl Node {
                 ownership,
                 directory: followed_for_health,
                 bus: bus.clone(),
+                adoption: redis_adopts.then(|| adoption_counts.clone()),
                 config_followed,
                 reporter: reporter.clone(),
             }),

@@ -50,7 +50,7 @@ if [ -n "$redis" ]; then
     key=$(redis-cli -u "$redis" --scan --pattern '*:call:*' | head -1 || true)
     echo "Redis: $(( (redis_during - redis_before) / (up > 0 ? up : 1) )) bytes per call;" \
         "a snapshot $(redis-cli -u "$redis" memory usage "$key") bytes" \
-        "($(redis-cli -u "$redis" strlen "$key") of JSON)"
+        "($(redis-cli -u "$redis" hstrlen "$key" snap) of JSON)"
 fi
 wait "$uac" || echo "some calls failed"
 for _ in $(seq 120); do [ "$(calls_active)" = 0 ] && break; sleep 1; done

@@ -259,9 +259,17 @@ async fn a_killed_nodes_established_calls_are_adopted_and_all_end_normally() {
         .query(&mut *conn)
         .expect("hgetall");
     assert!(left.is_empty(), "calls left in Redis: {left:?}");
-    // Each call of the dead node adopted, once.
+    // Each call of the dead node adopted, once, and counted so.
     let adopted = survivor.log_text().matches("call adopted").count();
     assert_eq!(adopted, carried as usize, "{}", survivor.log_text());
+    assert_eq!(
+        super::support::metric(survivor, "switchboard_calls_adopted_total"),
+        Some(carried)
+    );
+    assert_eq!(
+        super::support::metric(survivor, "switchboard_calls_unrecoverable_total"),
+        Some(0.0)
+    );
 
     // Each agent Ready again once its call is over.
     for dn in agents {

@@ -440,7 +440,7 @@ pub enum ClusterMsg {
     /// Time to look for calls of dead nodes that no message brings (the cluster's own).
     Sweep,
     /// Calls of dead nodes the sweep claimed: tenant, call and snapshot (the cluster's own).
-    Swept(Vec<(String, String, String)>),
+    Swept(Result<Vec<(String, String, String)>, ()>),
     /// The node was away (paused, starved) long enough for others to think it dead: which
     /// of its calls are still its own must be settled before they send again (its own).
     Verify,
@@ -626,4 +626,24 @@ pub enum Found {
     },
     /// Redis could not say.
     Unknown(String),
+}
+
+/// What a node's adoption of other nodes' calls came to since it started (with Redis), for
+/// its metrics.
+#[derive(Debug, Default)]
+pub struct AdoptionCounts {
+    /// Calls of dead nodes this node carries on.
+    pub adopted: std::sync::atomic::AtomicU64,
+    /// Calls of dead nodes ended because they could not go on (snapshot unreadable, caught
+    /// mid-way).
+    pub unrecoverable: std::sync::atomic::AtomicU64,
+    /// Look-ups of a stray message's call, or sweeps, that Redis could not answer: the calls
+    /// concerned are not recovered by them.
+    pub lookups_failed: std::sync::atomic::AtomicU64,
+}
+
+impl AdoptionCounts {
+    pub fn count(counter: &std::sync::atomic::AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }

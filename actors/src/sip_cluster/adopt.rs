@@ -257,12 +257,13 @@ async fn elsewhere(store: &dyn SnapshotStore, node: String) -> Found {
     Found::Elsewhere { node, sip }
 }
 
-/// The calls of `tenants` whose nodes are dead, claimed: tenant, call and snapshot of each.
+/// The calls of `tenants` whose nodes are dead, claimed: tenant, call and snapshot of each;
+/// an error when Redis could not say (logged: those calls are not recovered meanwhile).
 async fn sweep(
     store: &dyn SnapshotStore,
     tenants: Vec<String>,
     sip: Option<SocketAddr>,
-) -> Vec<(String, String, String)> {
+) -> Result<Vec<(String, String, String)>, ()> {
     if let Some(sip) = sip
         && let Err(e) = store.announce(sip).await
     {
@@ -270,8 +271,14 @@ async fn sweep(
     }
     // This node's own alive key missing: Redis lost it (restarted empty, or this node was
     // away). Other nodes' keys may be missing for the same reason: none is judged dead.
-    if !store.alive(store.node()).await.unwrap_or(false) {
-        return Vec::new();
+    match store.alive(store.node()).await {
+        Ok(true) => {}
+        Ok(false) => return Ok(Vec::new()),
+        Err(e) => {
+            tracing::warn!(error = %e,
+                "calls of dead nodes not looked for: Redis is unreachable, they cannot be recovered meanwhile");
+            return Err(());
+        }
     }
     let mut won = Vec::new();
     let mut dead: HashMap<String, bool> = HashMap::new();
@@ -279,8 +286,9 @@ async fn sweep(
         let calls = match store.calls(&tenant).await {
             Ok(calls) => calls,
             Err(e) => {
-                tracing::debug!(%tenant, error = %e, "calls of dead nodes not looked for");
-                continue;
+                tracing::warn!(%tenant, error = %e,
+                    "calls of dead nodes not looked for: Redis could not say");
+                return Err(());
             }
         };
         for (call, node) in calls {
@@ -307,7 +315,7 @@ async fn sweep(
             }
         }
     }
-    won
+    Ok(won)
 }
 
 /// The answer to a request whose dialog no live call has (RFC 3261 12.2.2); nothing for an

@@ -36,8 +36,8 @@ use crate::messages::call_state::{CallEvent, CallEventKind, CallThreads};
 use crate::messages::ors::Ors;
 use crate::messages::registrar::BindingStore;
 use crate::messages::sip_cluster::{
-    CallIn, CallRef, CallStarter, CallView, Cluster, ClusterMsg, ControlError, Found, Invalid,
-    MainCall, NewDialog, Refusal, Started,
+    AdoptionCounts, CallIn, CallRef, CallStarter, CallView, Cluster, ClusterMsg, ControlError,
+    Found, Invalid, MainCall, NewDialog, Refusal, Started,
 };
 use crate::messages::sip_proxy::CallRoute;
 use crate::supervisor::Supervisor;
@@ -130,6 +130,8 @@ pub struct ClusterArgs {
     /// tenants this node owns: the node adopts the calls of nodes that die. None on a node
     /// alone in memory.
     pub adoption: Option<(Arc<dyn SnapshotStore>, Ownership)>,
+    /// What adoption came to, for the node's metrics.
+    pub adoption_counts: Arc<AdoptionCounts>,
 }
 
 impl Cluster {
@@ -347,6 +349,10 @@ impl Actor for ClusterActor {
                 if let Some(adoption) = &mut state.adoption {
                     adoption.sweeping = false;
                 }
+                let Ok(won) = won else {
+                    AdoptionCounts::count(&state.args.adoption_counts.lookups_failed);
+                    return Ok(());
+                };
                 if !won.is_empty() {
                     tracing::info!(calls = won.len(), "calls of dead nodes found by the sweep");
                 }
@@ -506,8 +512,11 @@ impl ClusterState {
                 None => tracing::warn!(%call_id, %node,
                     "a message of a call on another node, which gave no address: dropped"),
             },
-            Found::Unknown(e) => tracing::warn!(%call_id, error = %e,
-                "the call of a message not looked up (Redis): dropped, its sender tries again"),
+            Found::Unknown(e) => {
+                AdoptionCounts::count(&self.args.adoption_counts.lookups_failed);
+                tracing::warn!(%call_id, error = %e,
+                    "the call of a message not looked up (Redis): dropped, its sender tries again")
+            }
             Found::Mine { call, .. } if adoption.leaving => {
                 tracing::debug!(%call_id, %call,
                     "a message of a call handed over as the node stops: dropped, its sender tries again");
@@ -551,6 +560,7 @@ impl ClusterState {
                     (Err(e), _) => format!("snapshot unreadable: {e}"),
                     _ => "no such tenant any more".to_owned(),
                 };
+                AdoptionCounts::count(&self.args.adoption_counts.unrecoverable);
                 tracing::error!(%tenant, call_id = %call, %why,
                     "call of a dead node cannot be carried on: ended");
                 self.args.call_threads.record(unrecoverable(tenant, call));
@@ -565,7 +575,10 @@ impl ClusterState {
                 return;
             }
         };
-        match starter.adopt_call(&snapshot, t).await {
+        match starter
+            .adopt_call(&snapshot, t, &self.args.adoption_counts)
+            .await
+        {
             Ok(Registered {
                 key,
                 id,
@@ -764,6 +777,7 @@ impl Starter {
         &self,
         snapshot: &CallSnapshot,
         tenant: Arc<crate::tenant::Tenant>,
+        counts: &AdoptionCounts,
     ) -> Result<Registered, ControlError> {
         let key = self.keys.fetch_add(1, Ordering::Relaxed) + 1;
         let local = call::Local {
@@ -783,8 +797,12 @@ impl Starter {
             now,
         );
         let call = match restored {
-            Ok(call) => call,
+            Ok(call) => {
+                AdoptionCounts::count(&counts.adopted);
+                call
+            }
             Err(why) => {
+                AdoptionCounts::count(&counts.unrecoverable);
                 tracing::warn!(tenant = %tenant.name, call_id = %snapshot.call, %why,
                     "call of a dead node cannot go on: ended on its legs");
                 let remains = call::Call::remains(snapshot, tenant, local, config, dn_calls, now);
