@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Failover: a proxy and two cluster nodes on a private Redis; CALLS established calls (default
-# 1,000; SIPp SBC on 127.0.0.2 through the proxy to a SIPp phone on 1001, held HOLD seconds),
-# then the node carrying more of them is killed (SIGKILL). Prints how many it carried, when
+# 1,000; SIPp SBC on 127.0.0.2 through the proxy to a SIPp phone on 1001, talking HOLD seconds
+# before the SBC holds, resumes and hangs up), then the node carrying more of them is killed
+# (SIGKILL). Prints how many it carried, when
 # the other node adopted the first and the last of them (from the kill), and the share of all
 # the calls that ended normally when SIPp sent their BYEs (goal: 100%).
 #
@@ -43,12 +44,21 @@ for n in "${nodes[@]}"; do
     pid_of[$n]=$node_pid
 done
 start_node "$proxy" "[cluster]\nnodes = [\"127.0.0.1:${nodes[0]}\", \"127.0.0.1:${nodes[1]}\"]\n"
-start_phone 1001 $((base + 50)) "$proxy"
+# The phone: registered through the proxy, answering every call and its re-INVITEs.
+sed 's/Expires: 300/Expires: 3600/' "$here/register_md5.xml" > "$work/register_hour.xml"
+(cd "$work" && sipp -sf "$work/register_hour.xml" -s 1001 -au 1001 -ap demo1001 -m 1 \
+    -i 127.0.0.1 -p $((base + 50)) -timeout 10s -nostdin "127.0.0.1:$proxy" > /dev/null 2>&1)
+(cd "$work" && exec sipp -sf "$here/phone_answer.xml" -s 1001 -i 127.0.0.1 -p $((base + 50)) \
+    -nostdin -max_socket 100000 > /dev/null 2>&1) &
+pids+=($!)
 sleep 1
 
-(cd "$work" && sipp -sn uac -s 1001 -i 127.0.0.2 -p $((base + 60)) -r "$rate" -m "$calls" \
+# The SBC: each call answered, held for the call's length, then held, resumed and hung up
+# (sbc_hold.xml with its first pause made the -d one), through the proxy's Record-Route.
+sed '0,/<pause milliseconds="200"\/>/s//<pause\/>/' "$here/sbc_hold.xml" > "$work/sbc_long.xml"
+(cd "$work" && sipp -sf "$work/sbc_long.xml" -s 1001 -i 127.0.0.2 -p $((base + 60)) -r "$rate" -m "$calls" \
     -l $((calls + 100)) -d $((hold * 1000)) -timeout $((hold * 3 + 60))s -nostdin \
-    -trace_stat -fd 1 "127.0.0.1:$proxy" > /dev/null 2>&1) &
+    -trace_stat -fd 1 -trace_err "127.0.0.1:$proxy" > /dev/null 2>&1) &
 uac=$!
 for _ in $(seq 600); do
     up=$(( $(active "${nodes[0]}") + $(active "${nodes[1]}") ))
@@ -82,11 +92,12 @@ else:
     print("none adopted")
 PY
 wait "$uac" || true
+[ -n "${KEEP:-}" ] && cp -r "$work" "$KEEP"
 python3 - "$work" "$calls" <<'PY'
 import csv, glob, sys
 work, calls = sys.argv[1], int(sys.argv[2])
 ok = failed = 0
-for path in glob.glob(f"{work}/*_.csv"):
+for path in glob.glob(f"{work}/sbc_long_*_.csv"):
     rows = list(csv.reader(open(path), delimiter=";"))
     head, last = rows[0], rows[-1]
     ok += int(last[head.index("SuccessfulCall(C)")])

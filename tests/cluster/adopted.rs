@@ -4,9 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::support::Server;
+use super::Desktop;
 use super::support::peer::{Answering, Peer, answered_call, raw_phone, routed_in_dialog, sdp};
 use super::support::store::Store;
+use super::support::{DEMO_KEY, Server, log_in, with_key};
+use switchboard_proto::voice as pb;
 use switchboard_sip::{HeaderName, Method, Request, Response};
 
 /// The highest CSeq number among `requests`.
@@ -55,11 +57,14 @@ fn running_one(nodes: &[Server]) -> usize {
 /// above the CSeq numbers the dead node's probes reached. Then the SBC holds and resumes it,
 /// the phone transfers it (a blind REFER) to 1002, and the SBC hangs up: each request reaches
 /// its far end, and the call ends once.
-#[test]
-fn a_call_adopted_on_its_timers_is_held_resumed_transferred_and_hung_up() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_adopted_on_its_timers_is_held_resumed_transferred_and_hung_up() {
     let store = Store::db(25);
     let (proxy, mut nodes) =
         super::proxy::proxy_and_nodes_with(&store, 2, 300, "[calls]\nprobe_secs = 1\n");
+    // Agent a1001 is logged in at 1001, its desktop on the proxy's gRPC.
+    let channel = super::support::grpc(&proxy).await;
+    log_in(&mut Desktop::new(channel.clone()), &["1001"], false).await;
     let sbc = Peer::sbc(&proxy);
     let (p1001, p1002) = (raw_phone(&proxy, "1001"), raw_phone(&proxy, "1002"));
     let call_id = "adopted-call";
@@ -126,6 +131,52 @@ fn a_call_adopted_on_its_timers_is_held_resumed_transferred_and_hung_up() {
         p1001
             .request(asked, Method::Ack, Duration::from_secs(5))
             .expect("the phone's answer is acknowledged");
+    }
+
+    // The agent holds and retrieves the call from the desktop: the caller is offered the
+    // session the dead node last sent it, on hold and then not.
+    let call = store
+        .call_events()
+        .iter()
+        .find_map(|(_, e)| e["callId"].as_str().map(str::to_owned))
+        .expect("the call's id");
+    let mut calls = pb::calls_client::CallsClient::new(channel);
+    for (what, direction) in [("hold", "a=inactive"), ("retrieve", "a=sendrecv")] {
+        let asked = Instant::now();
+        // Asked again while the last ACK is still on its way ("try again").
+        for attempt in 0.. {
+            let request = with_key(
+                DEMO_KEY,
+                pb::CallRequest {
+                    agent_id: "a1001".into(),
+                    call_id: call.clone(),
+                    ..Default::default()
+                },
+            );
+            let done = match what {
+                "hold" => calls.hold(request).await,
+                _ => calls.retrieve(request).await,
+            };
+            match done {
+                Ok(_) => break,
+                Err(e) if e.message().contains("try again") && attempt < 20 => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{what}: {e}\n{}", adopter.log_text()),
+            }
+        }
+        // Each party is offered what it was last sent, set on hold and back.
+        for (peer, sent, port, who) in [(&sbc, 5000, 4000, "SBC"), (&p1001, 4000, 5000, "phone")] {
+            let offer = peer
+                .request(asked, Method::Invite, Duration::from_secs(5))
+                .unwrap_or_else(|| panic!("the {who} is offered the {what}"));
+            let body = String::from_utf8_lossy(&offer.body).into_owned();
+            assert!(
+                body.contains(direction) && body.contains(&format!("m=audio {sent}")),
+                "{what}: {body}"
+            );
+            peer.sender().answer(&offer, 200, Some(&sdp(port)));
+        }
     }
 
     // The phone transfers the caller to 1002 (a blind REFER).

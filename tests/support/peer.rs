@@ -88,7 +88,7 @@ impl Peer {
             .with_to_tag("peer")
             .with_header(
                 HeaderName::Contact,
-                format!("<sip:peer@127.0.0.1:{}>", self.port()),
+                format!("<sip:peer@{}>", self.socket.local_addr().expect("addr")),
             );
         for route in request.headers.get_all(&HeaderName::RecordRoute) {
             r = r.with_header(HeaderName::RecordRoute, route.clone());

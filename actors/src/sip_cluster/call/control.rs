@@ -230,8 +230,10 @@ impl Call {
         let busy = self.reoffer.is_some()
             || self.invite_pending(u32::MAX)
             || self.txns.clients.iter().any(|c| {
+                // Answered, it only lingers (RFC 6026): the offer is over.
                 c.method == Method::Invite
                     && matches!(c.purpose, Purpose::Relay(_) | Purpose::Refresh)
+                    && !c.txn.is_answered()
             });
         if busy {
             return Err(Refusal::OfferInProgress.into());
