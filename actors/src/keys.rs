@@ -117,10 +117,9 @@ impl Keys {
         self.of(tenant, format_args!("call-nodes"))
     }
 
-    /// The call of one SIP Call-ID of its legs (`<tenant> <call>`), hash-tagged by the
-    /// Call-ID: a node finds it knowing nothing else of the call.
-    pub fn sip_call(&self, call_id: &str) -> String {
-        format!("{}:sipcall:{{{call_id}}}", self.prefix)
+    /// The hash of a tenant's live calls by the SIP Call-IDs of their legs.
+    pub fn sip_calls(&self, tenant: &str) -> String {
+        self.of(tenant, format_args!("sipcalls"))
     }
 
     /// The hash of one address-of-record's bindings.
@@ -204,7 +203,7 @@ impl Keys {
         let rest = legacy.strip_prefix(DEFAULT_PREFIX)?.strip_prefix(':')?;
         let (tenant, what) = rest.split_once(':')?;
         // A key this version writes outside any tenant (`sb:node:{n}:alive`,
-        // `sb:sipcall:{id}`) is tagged in its second part: not an earlier version's.
+        // `sb:node:{n}:inbox`) is tagged in its second part: not an earlier version's.
         if tenant.is_empty()
             || tenant.contains(['{', '}'])
             || what.is_empty()
@@ -323,13 +322,12 @@ mod tests {
         assert_eq!(k.migrated("sb:demo:ges-callbacks"), None);
         assert_eq!(k.migrated("sbx:demo:agents"), None);
         assert_eq!(k.migrated("sb:demo"), None);
-        // Nodes' keys and the index of calls by SIP Call-ID are this version's own: a node
-        // starting must not rename a running node's alive key away.
+        // Nodes' keys are this version's own: a node starting must not rename a running
+        // node's alive key away.
         for own in [
             k.node_alive("sb1a2b3c"),
             k.node_inbox("sb1a2b3c"),
             k.node_sip("sb1a2b3c"),
-            k.sip_call("a84b4c76e66710@pc33.example.com"),
         ] {
             assert_eq!(k.migrated(&own), None, "{own}");
         }

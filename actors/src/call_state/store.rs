@@ -5,8 +5,9 @@
 //! finishes does not stay for ever) holding the node running it (`node`), a number bumped
 //! each time that is settled again (`gen`) and the snapshot's JSON (`snap`); beside it, the
 //! tenant's `call-nodes` hash says which node runs each live call, for the sweep that adopts
-//! the calls of dead nodes, and `<p>:sipcall:{<Call-ID>}` names the call of each SIP Call-ID
-//! of its legs, for the node a stray in-dialog request reaches.
+//! the calls of dead nodes, and its `sipcalls` hash names the call of each SIP Call-ID of its
+//! legs, for the node a stray in-dialog request reaches. All in the tenant's hash slot: one
+//! script writes them together.
 //!
 //! Every write is the running node's only: a write or removal from a node that no longer
 //! runs the call (it was adopted while the node was away) changes nothing and says so. A
@@ -34,7 +35,8 @@ const ANNOUNCE_SECS: u64 = 10;
 
 const SNAPSHOT_TTL_SECS: u64 = 24 * 3600;
 
-/// KEYS: the call's hash, the tenant's call-nodes. ARGV: node, call, JSON, time to live.
+/// KEYS: the call's hash, the tenant's call-nodes, the tenant's SIP Call-IDs. ARGV: node,
+/// call, JSON, time to live, then the SIP Call-IDs to index.
 const WRITE: &str = r"
 local owner = redis.call('HGET', KEYS[1], 'node')
 if owner and owner ~= ARGV[1] then return 0 end
@@ -42,15 +44,18 @@ redis.call('HSET', KEYS[1], 'node', ARGV[1], 'snap', ARGV[3])
 if not owner then redis.call('HSET', KEYS[1], 'gen', 0) end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 if not owner then redis.call('HSET', KEYS[2], ARGV[2], ARGV[1]) end
+for i = 5, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], ARGV[2]) end
 return 1
 ";
 
-/// KEYS: the call's hash, the tenant's call-nodes. ARGV: node, call.
+/// KEYS: the call's hash, the tenant's call-nodes, the tenant's SIP Call-IDs. ARGV: node,
+/// call, then the SIP Call-IDs to forget.
 const REMOVE: &str = r"
 local owner = redis.call('HGET', KEYS[1], 'node')
 if owner and owner ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[2], ARGV[2]) end
+for i = 3, #ARGV do redis.call('HDEL', KEYS[3], ARGV[i]) end
 return 1
 ";
 
@@ -152,7 +157,11 @@ impl SnapshotStore for MemorySnapshots {
         ready(true)
     }
 
-    fn find<'a>(&'a self, sip_call_id: &'a str) -> StoreFuture<'a, Option<(String, String)>> {
+    fn find<'a>(
+        &'a self,
+        _tenants: &'a [String],
+        sip_call_id: &'a str,
+    ) -> StoreFuture<'a, Option<(String, String)>> {
         let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
         ready(index.get(sip_call_id).cloned())
     }
@@ -237,55 +246,61 @@ impl SnapshotStore for RedisSnapshots {
         change: SnapshotChange<'a>,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let (key, nodes) = (self.keys.call(tenant, call), self.keys.call_nodes(tenant));
-            let script = match change.snapshot {
-                Some(_) => &self.scripts[0],
-                None => &self.scripts[1],
-            };
-            let (key, nodes, node) = (&key, &nodes, &self.node);
-            let json = change.snapshot.unwrap_or_default();
+            let keys = [
+                self.keys.call(tenant, call),
+                self.keys.call_nodes(tenant),
+                self.keys.sip_calls(tenant),
+            ];
+            let keys = &keys;
+            let node = &self.node;
             let written: i64 = retrying(&self.conn, |mut c| async move {
-                script
-                    .key(key)
-                    .key(nodes)
-                    .arg(node)
-                    .arg(call)
-                    .arg(json)
-                    .arg(SNAPSHOT_TTL_SECS)
-                    .invoke_async(&mut c)
-                    .await
+                let mut invocation = match change.snapshot {
+                    Some(json) => {
+                        let mut i = self.scripts[0].prepare_invoke();
+                        i.arg(node).arg(call).arg(json).arg(SNAPSHOT_TTL_SECS);
+                        for id in change.index {
+                            i.arg(id);
+                        }
+                        i
+                    }
+                    None => {
+                        let mut i = self.scripts[1].prepare_invoke();
+                        i.arg(node).arg(call);
+                        for id in change.unindex {
+                            i.arg(id);
+                        }
+                        i
+                    }
+                };
+                for key in keys {
+                    invocation.key(key);
+                }
+                invocation.invoke_async(&mut c).await
             })
             .await?;
-            if written == 0 {
-                return Ok(false);
-            }
-            let value = format!("{tenant} {call}");
-            for id in change.index {
-                let mut set = redis::cmd("SET");
-                set.arg(self.keys.sip_call(id))
-                    .arg(&value)
-                    .arg("EX")
-                    .arg(SNAPSHOT_TTL_SECS);
-                query::<()>(&self.conn, &set).await?;
-            }
-            for id in change.unindex {
-                query::<()>(&self.conn, redis::cmd("DEL").arg(self.keys.sip_call(id))).await?;
-            }
-            Ok(true)
+            Ok(written == 1)
         })
     }
 
-    fn find<'a>(&'a self, sip_call_id: &'a str) -> StoreFuture<'a, Option<(String, String)>> {
+    fn find<'a>(
+        &'a self,
+        tenants: &'a [String],
+        sip_call_id: &'a str,
+    ) -> StoreFuture<'a, Option<(String, String)>> {
         Box::pin(async move {
-            let found: Option<String> = query(
-                &self.conn,
-                redis::cmd("GET").arg(self.keys.sip_call(sip_call_id)),
-            )
-            .await?;
-            Ok(found.and_then(|v| {
-                let (tenant, call) = v.split_once(' ')?;
-                Some((tenant.to_owned(), call.to_owned()))
-            }))
+            for tenant in tenants {
+                let found: Option<String> = query(
+                    &self.conn,
+                    redis::cmd("HGET")
+                        .arg(self.keys.sip_calls(tenant))
+                        .arg(sip_call_id),
+                )
+                .await?;
+                if let Some(call) = found {
+                    return Ok(Some((tenant.clone(), call)));
+                }
+            }
+            Ok(None)
         })
     }
 

@@ -193,8 +193,12 @@ pub trait SnapshotStore: Send + Sync + 'static {
         change: SnapshotChange<'a>,
     ) -> StoreFuture<'a, bool>;
 
-    /// The tenant and call of a leg's SIP Call-ID, while the call is live.
-    fn find<'a>(&'a self, sip_call_id: &'a str) -> StoreFuture<'a, Option<(String, String)>>;
+    /// The tenant (among `tenants`) and call of a leg's SIP Call-ID, while the call is live.
+    fn find<'a>(
+        &'a self,
+        tenants: &'a [String],
+        sip_call_id: &'a str,
+    ) -> StoreFuture<'a, Option<(String, String)>>;
 
     /// The snapshot of `call`, if it is live.
     fn read<'a>(&'a self, tenant: &'a str, call: &'a str) -> StoreFuture<'a, Option<Stored>>;

@@ -162,9 +162,14 @@ impl Adoption {
         }
     }
 
-    /// Holds `message` until its call is found, starting the look-up unless one for its
-    /// Call-ID is under way.
-    pub(super) fn look_up(&mut self, message: CallIn, cluster: &ActorRef<ClusterMsg>) {
+    /// Holds `message` until its call is found among those of `tenants`, starting the
+    /// look-up unless one for its Call-ID is under way.
+    pub(super) fn look_up(
+        &mut self,
+        message: CallIn,
+        tenants: Vec<String>,
+        cluster: &ActorRef<ClusterMsg>,
+    ) {
         let Some(call_id) = message
             .message
             .headers()
@@ -180,7 +185,7 @@ impl Adoption {
         self.waiting.insert(call_id.clone(), vec![message]);
         let (store, cluster) = (self.store.clone(), cluster.clone());
         tokio::spawn(async move {
-            let found = match store.find(&call_id).await {
+            let found = match store.find(&tenants, &call_id).await {
                 Ok(Some((tenant, call))) => claim_if_dead(store.as_ref(), &tenant, &call).await,
                 Ok(None) => Found::Nothing,
                 Err(e) => Found::Unknown(e.to_string()),

@@ -333,8 +333,9 @@ impl Actor for ClusterActor {
                 let _ = reply.send(state.calls.len());
             }
             ClusterMsg::Adopt(message) => {
+                let tenants = state.args.directory.tenants().map(|t| t.name.clone());
                 if let Some(adoption) = &mut state.adoption {
-                    adoption.look_up(message, &myself);
+                    adoption.look_up(message, tenants.collect(), &myself);
                 }
             }
             ClusterMsg::Found { call_id, found } => state.found(call_id, found).await,
