@@ -323,6 +323,14 @@ fn a_call_on_tcp_between_proxy_and_node_fails_over_with_large_requests() {
         .filter(|(k, _)| k == "Released")
         .count();
     assert_eq!(closing, 1);
+    // A request of the call once it is over matches no snapshot: 481, once Redis says so.
+    let asked = Instant::now();
+    sbc.sender()
+        .send(&routed_in_dialog(sbc.sender(), &ok, call_id, "BYE", 4));
+    let stray = sbc
+        .final_response(asked, Method::Bye, Duration::from_secs(5))
+        .expect("the stray BYE is answered");
+    assert_eq!(stray.status, 481);
 }
 
 /// A call still ringing when its node is killed (SIGKILL) cannot go on from its snapshot: the
