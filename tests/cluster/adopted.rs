@@ -372,3 +372,61 @@ fn a_call_ringing_when_its_node_dies_is_cancelled_and_refused_cleanly() {
         store.call_events()
     );
 }
+
+/// A snapshot no call can be made of (unreadable: corrupt, or from a version that wrote
+/// otherwise), left by a node that died: the request that finds it gets 481, and the call its
+/// closing event, cause `unrecoverable`, counted; nothing panics, and its snapshot is gone.
+#[test]
+fn an_unreadable_snapshot_of_a_dead_nodes_call_ends_it_as_unrecoverable() {
+    let store = Store::db(63);
+    let server = super::node(&store, "");
+    let mut conn = store.conn();
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(store.key("call:broken"))
+        .arg("node")
+        .arg("sbdead")
+        .arg("gen")
+        .arg(0)
+        .arg("snap")
+        .arg("{\"call\": \"broken\", \"legs\": [")
+        .cmd("HSET")
+        .arg(store.key("call-nodes"))
+        .arg("broken")
+        .arg("sbdead")
+        .cmd("HSET")
+        .arg(store.key("sipcalls"))
+        .arg("broken-leg")
+        .arg("broken")
+        .query(&mut *conn)
+        .expect("written");
+    let sbc = Peer::sbc(&server);
+    sbc.send(&format!(
+        "BYE sip:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:{port};branch=z9hG4bKbroken\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15551230000@127.0.0.2>;tag=sbc\r\n\
+         To: <sip:1001@demo.local>;tag=lost\r\nCall-ID: broken-leg\r\nCSeq: 5 BYE\r\n\
+         Content-Length: 0\r\n\r\n",
+        sip = server.sip,
+        port = sbc.port()
+    ));
+    let answered = sbc
+        .final_response(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("the BYE is answered\n{}", server.log_text()));
+    assert_eq!(answered.status, 481);
+    assert!(
+        super::support::eventually(Duration::from_secs(5), || store.call_events().iter().any(
+            |(k, e)| k == "Released" && e["callId"] == "broken" && e["cause"] == "unrecoverable"
+        )),
+        "{:?}",
+        store.call_events()
+    );
+    assert_eq!(
+        super::support::metric(&server, "switchboard_calls_unrecoverable_total"),
+        Some(1.0)
+    );
+    let left: bool = redis::cmd("EXISTS")
+        .arg(store.key("call:broken"))
+        .query(&mut *conn)
+        .expect("read");
+    assert!(!left, "the snapshot is gone");
+}

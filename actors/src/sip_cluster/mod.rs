@@ -564,7 +564,14 @@ impl ClusterState {
                 AdoptionCounts::count(&self.args.adoption_counts.unrecoverable);
                 tracing::error!(%tenant, call_id = %call, %why,
                     "call of a dead node cannot be carried on: ended");
-                self.args.call_threads.record(unrecoverable(tenant, call));
+                // The legs' Call-IDs that brought it here are all that is known of them.
+                let legs = held
+                    .iter()
+                    .filter_map(|m| m.message.headers().call_id().map(|c| c.to_string()))
+                    .collect();
+                self.args
+                    .call_threads
+                    .record(unrecoverable(tenant, call, legs));
                 for m in held {
                     if let Some(r) = adopt::no_such_call(&m.message) {
                         let _ = starter
@@ -722,8 +729,9 @@ async fn steps(
     Ok(view)
 }
 
-/// The closing event of a call whose snapshot no call can be made of.
-fn unrecoverable(tenant: &str, call: &str) -> CallEvent {
+/// The closing event of a call whose snapshot no call can be made of, forgetting the SIP
+/// Call-IDs of the `legs` known.
+fn unrecoverable(tenant: &str, call: &str, legs: Vec<String>) -> CallEvent {
     CallEvent {
         tenant: tenant.to_owned(),
         kind: CallEventKind::Released,
@@ -736,7 +744,7 @@ fn unrecoverable(tenant: &str, call: &str) -> CallEvent {
         at_ms: crate::unix_ms(),
         snapshot: None,
         index: Vec::new(),
-        unindex: Vec::new(),
+        unindex: legs,
         dns: Vec::new(),
         left: Vec::new(),
         former_thread: None,
