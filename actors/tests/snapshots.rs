@@ -50,15 +50,19 @@ async fn one_node_wins_a_dead_nodes_call_and_the_loser_of_a_call_cannot_touch_it
     assert!(
         a.write("demo", "c1", live("{\"v\":1}", &legs))
             .await
-            .unwrap()
+            .expect("redis answers")
     );
     for leg in &legs {
         assert_eq!(
-            b.find(&tenants, leg).await.unwrap(),
+            b.find(&tenants, leg).await.expect("redis answers"),
             Some(("demo".to_owned(), "c1".to_owned()))
         );
     }
-    let stored = b.read("demo", "c1").await.unwrap().expect("stored");
+    let stored = b
+        .read("demo", "c1")
+        .await
+        .expect("redis answers")
+        .expect("stored");
     assert_eq!((stored.node.as_str(), stored.generation), ("sbA", 0));
 
     // B and C race for it: one wins, the other hears who did.
@@ -66,7 +70,7 @@ async fn one_node_wins_a_dead_nodes_call_and_the_loser_of_a_call_cannot_touch_it
         b.claim("demo", "c1", "sbA", 0),
         c.claim("demo", "c1", "sbA", 0)
     );
-    let (winner, loser) = match (by_b.unwrap(), by_c.unwrap()) {
+    let (winner, loser) = match (by_b.expect("redis answers"), by_c.expect("redis answers")) {
         (Claim::Won(s), Claim::Other(n)) => (("sbB", s), n),
         (Claim::Other(n), Claim::Won(s)) => (("sbC", s), n),
         other => panic!("one winner: {other:?}"),
@@ -74,44 +78,66 @@ async fn one_node_wins_a_dead_nodes_call_and_the_loser_of_a_call_cannot_touch_it
     assert_eq!(winner.1, "{\"v\":1}");
     assert_eq!(loser, winner.0);
     assert_eq!(
-        b.calls("demo").await.unwrap(),
+        b.calls("demo").await.expect("redis answers"),
         vec![("c1".to_owned(), winner.0.to_owned())]
     );
 
     // A, back, can neither write the call nor remove it.
-    assert!(!a.write("demo", "c1", live("{\"v\":2}", &[])).await.unwrap());
+    assert!(
+        !a.write("demo", "c1", live("{\"v\":2}", &[]))
+            .await
+            .expect("redis answers")
+    );
     let gone = SnapshotChange {
         snapshot: None,
         index: &[],
         unindex: &legs,
     };
-    assert!(!a.write("demo", "c1", gone).await.unwrap());
+    assert!(!a.write("demo", "c1", gone).await.expect("redis answers"));
     assert_eq!(
         b.read("demo", "c1")
             .await
-            .unwrap()
+            .expect("redis answers")
             .expect("stored")
             .snapshot,
         "{\"v\":1}"
     );
 
     // A node that settles its own call first makes a claim read before fail.
-    assert!(a.write("demo", "c2", live("{}", &[])).await.unwrap());
-    let seen = b.read("demo", "c2").await.unwrap().expect("stored");
-    assert!(a.confirm("demo", "c2").await.unwrap());
+    assert!(
+        a.write("demo", "c2", live("{}", &[]))
+            .await
+            .expect("redis answers")
+    );
+    let seen = b
+        .read("demo", "c2")
+        .await
+        .expect("redis answers")
+        .expect("stored");
+    assert!(a.confirm("demo", "c2").await.expect("redis answers"));
     assert_eq!(
         b.claim("demo", "c2", &seen.node, seen.generation)
             .await
-            .unwrap(),
+            .expect("redis answers"),
         Claim::Other("sbA".into())
     );
 
     // The winner ends the call: nothing of it is left, and its legs find nothing.
     let winning = if winner.0 == "sbB" { &b } else { &c };
-    assert!(winning.write("demo", "c1", gone).await.unwrap());
-    assert_eq!(b.read("demo", "c1").await.unwrap(), None);
+    assert!(
+        winning
+            .write("demo", "c1", gone)
+            .await
+            .expect("redis answers")
+    );
+    assert_eq!(b.read("demo", "c1").await.expect("redis answers"), None);
     for leg in &legs {
-        assert_eq!(b.find(&tenants, leg).await.unwrap(), None);
+        assert_eq!(b.find(&tenants, leg).await.expect("redis answers"), None);
     }
-    assert_eq!(b.claim("demo", "c1", "sbA", 0).await.unwrap(), Claim::Gone);
+    assert_eq!(
+        b.claim("demo", "c1", "sbA", 0)
+            .await
+            .expect("redis answers"),
+        Claim::Gone
+    );
 }
