@@ -179,6 +179,14 @@ async fn a_call_adopted_on_its_timers_is_held_resumed_transferred_and_hung_up() 
         }
     }
 
+    assert!(
+        super::support::eventually(Duration::from_secs(5), || store
+            .call_events()
+            .iter()
+            .any(|(k, _)| k == "Retrieved")),
+        "the call is retrieved"
+    );
+
     // The phone transfers the caller to 1002 (a blind REFER).
     let asked = Instant::now();
     p1001.sender().send(&phone_in_dialog(

@@ -248,16 +248,9 @@ impl Call {
         Ok(())
     }
 
-    /// Puts the caller through to `dial` in place of the agent at `dn`, who leaves at once
-    /// (single-step transfer; a blind REFER from the agent's phone): the agent's leg is hung
-    /// up, the number routed and rung with the caller's session, and the caller offered the
-    /// answer, as for a call placed for a desktop.
-    pub(super) fn redirect(
-        &mut self,
-        dn: &str,
-        dial: &str,
-        now: Instant,
-    ) -> Result<(), ControlError> {
+    /// Whether the agent at `dn` may transfer the call now (see [`Call::redirect`]): the
+    /// party's B leg, or why not.
+    pub(super) fn redirect_check(&self, dn: &str) -> Result<usize, ControlError> {
         // As for completing a transfer, a call at a routing point is not answered yet.
         let answered = matches!(self.mode, Mode::Direct | Mode::Conference(_));
         let Some(old) = self
@@ -273,6 +266,20 @@ impl Call {
         if self.conference().is_some() || self.reoffer.is_some() || self.invite_pending(u32::MAX) {
             return Err(Refusal::CannotTransferNow.into());
         }
+        Ok(old)
+    }
+
+    /// Puts the caller through to `dial` in place of the agent at `dn`, who leaves at once
+    /// (single-step transfer; a blind REFER from the agent's phone): the agent's leg is hung
+    /// up, the number routed and rung with the caller's session, and the caller offered the
+    /// answer, as for a call placed for a desktop.
+    pub(super) fn redirect(
+        &mut self,
+        dn: &str,
+        dial: &str,
+        now: Instant,
+    ) -> Result<(), ControlError> {
+        let old = self.redirect_check(dn)?;
         tracing::info!(tenant = %self.tenant.name, call_id = %self.id, from = dn, to = dial,
             "single-step transfer");
         let customer = self.legs.b[old].sdp.as_deref().map(Bytes::copy_from_slice);
@@ -348,25 +355,36 @@ impl Call {
         }
         let accepted = self.response_to(id, 202);
         self.respond_to(id, accepted, now);
-        self.notify_refer(leg, now);
         match replaces {
             Some(replaces) => {
                 tracing::info!(tenant = %self.tenant.name, call_id = %self.id, %dn, %replaces,
                     "attended transfer from the phone");
+                self.notify_refer(leg, "SIP/2.0 200 OK\r\n", now);
                 self.out.push_back(Output::Replace { replaces, dn });
             }
             None => {
-                if let Err(e) = self.redirect(&dn, &dial, now) {
-                    tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, error = %e,
-                        "blind transfer from the phone not carried out");
+                // The NOTIFY goes before the transfer's BYE ends the referrer's dialog.
+                match self.redirect_check(&dn).map(|_| ()) {
+                    Ok(()) => {
+                        self.notify_refer(leg, "SIP/2.0 200 OK\r\n", now);
+                        if let Err(e) = self.redirect(&dn, &dial, now) {
+                            tracing::warn!(tenant = %self.tenant.name, call_id = %self.id,
+                                error = %e, "blind transfer from the phone not carried out");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, error = %e,
+                            "blind transfer from the phone not carried out");
+                        self.notify_refer(leg, "SIP/2.0 503 Service Unavailable\r\n", now);
+                    }
                 }
             }
         }
     }
 
-    /// Tells the referrer on `leg` its transfer is taken in hand: the implicit subscription's
-    /// only NOTIFY, a final 200 in `message/sipfrag` (RFC 3515 2.4.5).
-    fn notify_refer(&mut self, leg: LegId, now: Instant) {
+    /// Tells the referrer on `leg` how its transfer went: the implicit subscription's only
+    /// NOTIFY, a final `status` line in `message/sipfrag` (RFC 3515 2.4.5).
+    fn notify_refer(&mut self, leg: LegId, status: &'static str, now: Instant) {
         let extra = [
             (HeaderName::Event, "refer".to_owned()),
             (
@@ -376,7 +394,7 @@ impl Call {
         ];
         let body = (
             "message/sipfrag;version=2.0",
-            Bytes::from_static(b"SIP/2.0 200 OK\r\n"),
+            Bytes::from_static(status.as_bytes()),
         );
         self.send_in_dialog(
             leg,
