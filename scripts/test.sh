@@ -90,24 +90,36 @@ echo "private redis on $SWITCHBOARD_TEST_REDIS"
 
 # A three-master Redis Cluster (no replicas) for the tests of switchboard on a cluster. Each
 # node also listens on its port + 10000 for the cluster's own bus.
+# A port picked free may be taken before the node binds it (or picked twice): a node that
+# does not answer is started again on another port.
 cluster_seeds=()
 for i in 1 2 3; do
-  while :; do
-    port=$(free_port)
-    (exec 3<>"/dev/tcp/127.0.0.1/$((port + 10000))") 2>/dev/null || break
+  for attempt in 1 2 3 4 5; do
+    while :; do
+      port=$(free_port)
+      [[ " ${cluster_seeds[*]} " == *":$port "* ]] && continue
+      (exec 3<>"/dev/tcp/127.0.0.1/$((port + 10000))") 2>/dev/null || break
+    done
+    mkdir -p "$work/cluster/$port"
+    (cd "$work/cluster/$port" && exec redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+      --cluster-config-file nodes.conf --save "" --appendonly no --logfile redis.log) &
+    pid=$!
+    up=""
+    for _ in $(seq 1 50); do
+      redis-cli -p "$port" ping >/dev/null 2>&1 && { up=1; break; }
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if [ -n "$up" ]; then
+      cluster_pids+=($pid)
+      cluster_seeds+=("127.0.0.1:$port")
+      break
+    fi
+    kill "$pid" 2>/dev/null || true
+    echo "redis cluster node on port $port did not start (attempt $attempt): trying another port"
   done
-  mkdir -p "$work/cluster/$port"
-  (cd "$work/cluster/$port" && exec redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
-    --cluster-config-file nodes.conf --save "" --appendonly no --logfile redis.log) &
-  cluster_pids+=($!)
-  cluster_seeds+=("127.0.0.1:$port")
 done
-for seed in "${cluster_seeds[@]}"; do
-  for _ in $(seq 1 50); do
-    redis-cli -p "${seed#*:}" ping >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-done
+((${#cluster_seeds[@]} == 3)) || { echo "the test Redis Cluster did not start"; exit 1; }
 redis-cli --cluster create "${cluster_seeds[@]}" --cluster-replicas 0 --cluster-yes >"$work/cluster/create.log" 2>&1 \
   || { cat "$work/cluster/create.log"; exit 1; }
 for _ in $(seq 1 100); do
