@@ -61,6 +61,18 @@ pub(super) struct Shared {
     pub(super) liveness: Option<Arc<super::adopt::Liveness>>,
 }
 
+impl Shared {
+    /// Who call `key` of this node is on the wire.
+    pub(super) fn local(&self, key: u64) -> call::Local {
+        call::Local {
+            udp: self.endpoint.udp_addr(),
+            tcp: self.endpoint.tcp_addr(),
+            node: self.node.clone(),
+            key,
+        }
+    }
+}
+
 /// What a call actor takes.
 pub(super) enum CallMsg {
     /// A request or response of one of the call's legs, from the edge.
@@ -137,12 +149,7 @@ impl Actor for CallActor {
         myself: ActorRef<Self::Msg>,
         (key, id, start, shared): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let local = call::Local {
-            udp: shared.endpoint.udp_addr(),
-            tcp: shared.endpoint.tcp_addr(),
-            node: shared.node.clone(),
-            key,
-        };
+        let local = shared.local(key);
         // A call the core places says nothing before the cluster wakes it, once the edge
         // knows where its messages go; an incoming one answers its INVITE at once.
         let (call, drive) = match start {

@@ -789,33 +789,23 @@ impl Starter {
         counts: &AdoptionCounts,
     ) -> Result<Registered, ControlError> {
         let key = self.keys.fetch_add(1, Ordering::Relaxed) + 1;
-        let local = call::Local {
-            udp: self.shared.endpoint.udp_addr(),
-            tcp: self.shared.endpoint.tcp_addr(),
-            node: self.shared.node.clone(),
-            key,
+        let at = call::restore::Adopting {
+            tenant,
+            local: self.shared.local(key),
+            config: self.shared.config.clone(),
+            dn_calls: self.shared.dn_calls.clone(),
         };
-        let (config, dn_calls) = (self.shared.config.clone(), self.shared.dn_calls.clone());
         let now = std::time::Instant::now();
-        let restored = call::Call::restore(
-            snapshot,
-            tenant.clone(),
-            local.clone(),
-            config.clone(),
-            dn_calls.clone(),
-            now,
-        );
-        let call = match restored {
+        let call = match call::Call::restore(snapshot, at.clone(), now) {
             Ok(call) => {
                 AdoptionCounts::count(&counts.adopted);
                 call
             }
             Err(why) => {
                 AdoptionCounts::count(&counts.unrecoverable);
-                tracing::warn!(tenant = %tenant.name, call_id = %snapshot.call, %why,
+                tracing::warn!(tenant = %at.tenant.name, call_id = %snapshot.call, %why,
                     "call of a dead node cannot go on: ended on its legs");
-                let remains = call::Call::remains(snapshot, tenant, local, config, dn_calls, now);
-                let Some(mut call) = remains else {
+                let Some(mut call) = call::Call::remains(snapshot, at, now) else {
                     return Err(Refusal::NotStarted(why).into());
                 };
                 call.unrecoverable(now);

@@ -23,7 +23,7 @@ mod direct;
 mod legs;
 mod originate;
 mod report;
-mod restore;
+pub mod restore;
 mod routing;
 pub mod snapshot;
 #[cfg(test)]

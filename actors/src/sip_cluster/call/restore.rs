@@ -15,7 +15,7 @@ use switchboard_sip::invite::session_timer::SessionTimer;
 use switchboard_sip::transport::Transport;
 
 use super::legs::{Leg, Progress};
-use super::routing::Waiting;
+use super::routing::{Waiting, waiting_limit};
 use super::snapshot::{CallSnapshot, LegSnapshot};
 use super::timers::Timer;
 use super::{Call, Callee, Local, Mode, Phase, Setting};
@@ -24,39 +24,27 @@ use crate::messages::sip_cluster::Origin;
 use crate::sip_cluster::{ClusterConfig, DnCalls};
 use crate::tenant::Tenant;
 
+/// What a call adopted here is made with: the tenant it belongs to and what the node gives
+/// every call.
+#[derive(Clone)]
+pub struct Adopting {
+    pub tenant: Arc<Tenant>,
+    pub local: Local,
+    pub config: Arc<ClusterConfig>,
+    pub dn_calls: DnCalls,
+}
+
 impl Call {
     /// The call `snapshot` describes, carried on here. A snapshot this version cannot make a
     /// call of is an error saying why; the caller ends what it can of the call.
-    pub fn restore(
-        snapshot: &CallSnapshot,
-        tenant: Arc<Tenant>,
-        local: Local,
-        config: Arc<ClusterConfig>,
-        dn_calls: DnCalls,
-        now: Instant,
-    ) -> Result<Self, String> {
+    pub fn restore(snapshot: &CallSnapshot, at: Adopting, now: Instant) -> Result<Self, String> {
         let origin = Origin::parse(&snapshot.origin)
             .ok_or_else(|| format!("origin {:?} unknown", snapshot.origin))?;
         let leg_of = |role: &str| snapshot.legs.iter().find(|l| l.role == role);
         let skip = cseq_skip(snapshot);
         let leg = |l: &LegSnapshot| leg(l, skip, now);
         let a = leg(leg_of("caller").ok_or("no caller's leg")?)?;
-        let setting = Setting {
-            id: Arc::from(snapshot.call.as_str()),
-            tenant,
-            local,
-            config,
-            dn_calls,
-        };
-        let mut call = Self::new(
-            setting,
-            origin,
-            a,
-            snapshot.ani.clone(),
-            snapshot.dnis.clone(),
-            snapshot.caller_uri.clone(),
-            now,
-        );
+        let mut call = Self::bare(snapshot, at, origin, a, now);
         let age = crate::unix_ms().saturating_sub(snapshot.started_ms);
         call.started = now
             .checked_sub(Duration::from_millis(age))
@@ -88,11 +76,6 @@ impl Call {
             call.legs.b[i].progress = Progress::Early;
             call.cancel_leg(i, now);
         }
-        call.indexed = snapshot
-            .legs
-            .iter()
-            .map(|l| ByteString::from(l.call_id.as_str()))
-            .collect();
         let answered = call.legs.a.progress == Progress::Answered;
         match (snapshot.mode.as_str(), &snapshot.waiting) {
             ("direct", _) if answered && call.legs.winner.is_some() => {
@@ -117,11 +100,7 @@ impl Call {
                 let treatment = media.or(call.legs.winner);
                 let waiting = Waiting::restored(w, rp.default_destination.clone(), treatment);
                 call.mode = Mode::Routing(Box::new(waiting));
-                let timeout = match rp.timeout_secs {
-                    0 => Duration::from_secs(300),
-                    s => Duration::from_secs(s.into()),
-                };
-                let deadline = call.started + timeout;
+                let deadline = call.started + waiting_limit(&rp);
                 call.timers.set(Timer::RoutingTimeout, deadline.max(now));
                 call.ask_route_again(rp.strategy.clone());
             }
@@ -168,34 +147,12 @@ impl Call {
 
     /// Only the legs a snapshot names, with no mode, to end them: what [`Call::restore`]
     /// refused is still hung up cleanly.
-    pub fn remains(
-        snapshot: &CallSnapshot,
-        tenant: Arc<Tenant>,
-        local: Local,
-        config: Arc<ClusterConfig>,
-        dn_calls: DnCalls,
-        now: Instant,
-    ) -> Option<Self> {
+    pub fn remains(snapshot: &CallSnapshot, at: Adopting, now: Instant) -> Option<Self> {
         let skip = cseq_skip(snapshot);
         let mut legs = snapshot.legs.iter().filter_map(|l| leg(l, skip, now).ok());
         let a = legs.next()?;
-        let setting = Setting {
-            id: Arc::from(snapshot.call.as_str()),
-            tenant,
-            local,
-            config,
-            dn_calls,
-        };
         let origin = Origin::parse(&snapshot.origin).unwrap_or(Origin::Trunk(String::new()));
-        let mut call = Self::new(
-            setting,
-            origin,
-            a,
-            snapshot.ani.clone(),
-            snapshot.dnis.clone(),
-            snapshot.caller_uri.clone(),
-            now,
-        );
+        let mut call = Self::bare(snapshot, at, origin, a, now);
         for l in legs {
             let i = call.legs.push(l);
             // Ringing still: CANCELed at once, whatever it said before.
@@ -212,12 +169,34 @@ impl Call {
         call.phase = Phase::Established;
         call.callee.name = snapshot.destination.clone();
         call.callee.dn = snapshot.destination_dn;
+        Some(call)
+    }
+
+    /// The call of `snapshot` with its caller's leg `a` and nothing else yet, found by the
+    /// SIP Call-IDs of all the legs the snapshot names.
+    fn bare(snapshot: &CallSnapshot, at: Adopting, origin: Origin, a: Leg, now: Instant) -> Self {
+        let setting = Setting {
+            id: Arc::from(snapshot.call.as_str()),
+            tenant: at.tenant,
+            local: at.local,
+            config: at.config,
+            dn_calls: at.dn_calls,
+        };
+        let mut call = Self::new(
+            setting,
+            origin,
+            a,
+            snapshot.ani.clone(),
+            snapshot.dnis.clone(),
+            snapshot.caller_uri.clone(),
+            now,
+        );
         call.indexed = snapshot
             .legs
             .iter()
             .map(|l| ByteString::from(l.call_id.as_str()))
             .collect();
-        Some(call)
+        call
     }
 }
 
@@ -257,7 +236,6 @@ fn leg(l: &LegSnapshot, skip: u32, now: Instant) -> Result<Leg, String> {
         if parts.confirmed {
             leg.progress = Progress::Answered;
             // Its answer was acknowledged by the node that died: not again before a BYE.
-            // (Empty: nothing to send again for a 2xx retransmitted so late.)
             leg.ack = Some(bytes::Bytes::new());
         } else {
             leg.progress = Progress::Early;

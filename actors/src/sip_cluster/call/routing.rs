@@ -151,11 +151,7 @@ impl Call {
             self.fail(404, "unknown-number", None, now);
             return;
         };
-        let timeout = if rp.timeout_secs == 0 {
-            Duration::from_secs(300)
-        } else {
-            Duration::from_secs(rp.timeout_secs.into())
-        };
+        let timeout = waiting_limit(&rp);
         self.callee.name = Some(number.clone());
         self.phase = Phase::Ringing;
         let waiting = Waiting::new(number.clone(), rp.default_destination.clone());
@@ -862,6 +858,15 @@ impl Call {
         } else {
             kind
         }
+    }
+}
+
+/// How long a call may wait at routing point `rp` before its default destination takes it
+/// (`timeout_secs`, five minutes when zero).
+pub(super) fn waiting_limit(rp: &crate::tenant::RoutingPointConfig) -> Duration {
+    match rp.timeout_secs {
+        0 => Duration::from_secs(300),
+        s => Duration::from_secs(s.into()),
     }
 }
 
