@@ -457,7 +457,7 @@ impl Call {
         let seq = self.legs.b[i].invite_seq;
         if matches!(self.legs.b[i].progress, Progress::Answered | Progress::Over) {
             // A retransmission: the ACK again once there is one (it may wait for the caller's).
-            if let Some(ack) = self.legs.b[i].ack.clone().filter(|a| !a.is_empty()) {
+            if let Some(ack) = self.legs.b[i].ack_again() {
                 let l = &self.legs.b[i];
                 self.out.push_back(Output::Send {
                     transport: l.transport,

@@ -63,7 +63,9 @@ pub(super) struct Leg {
     /// The Request-URI the leg was called at (B legs; the party's URI in events).
     pub(super) target: String,
     pub(super) progress: Progress,
-    /// The ACK sent for a B leg's 2xx, sent again for its retransmissions.
+    /// The ACK sent for a B leg's 2xx, sent again for its retransmissions ([`Leg::ack_again`]);
+    /// empty for a leg adopted from a node that died, which acknowledged it and left nothing
+    /// to send again.
     pub(super) ack: Option<Bytes>,
     /// Its session timer, if it negotiated one (RFC 4028).
     pub(super) timer: Option<SessionTimer>,
@@ -94,6 +96,11 @@ impl Leg {
             timer: None,
             sdp: None,
         }
+    }
+
+    /// The ACK to send again for a retransmission of the leg's 2xx, if there is one.
+    pub(super) fn ack_again(&self) -> Option<Bytes> {
+        self.ack.clone().filter(|a| !a.is_empty())
     }
 
     /// Keeps `body` as the description last sent on the leg, if it holds one.

@@ -459,12 +459,12 @@ impl Call {
             return;
         }
         if let Some(leg) = self.legs.b.iter().find(|l| l.call_id == *call_id)
-            && let Some(ack) = leg.ack.as_ref().filter(|a| !a.is_empty())
+            && let Some(ack) = leg.ack_again()
         {
             self.out.push_back(Output::Send {
                 transport: leg.transport,
                 dest: leg.peer,
-                bytes: ack.clone(),
+                bytes: ack,
             });
         }
     }
