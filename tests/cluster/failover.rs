@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::support::peer::{Answering, Peer, answered_call, raw_phone, routed_in_dialog};
-use super::support::sipp::{Running, register, scenario, sipp, wait};
+use super::support::sipp::{Running, register, scenario, sipp, uas, wait};
 use super::support::store::Store;
 use super::support::{DEMO_KEY, Server, agent, free_port, log_in, with_key};
 use super::{Desktop, demo_with_media, media_server};
@@ -24,44 +24,45 @@ fn with_long_pause(dir: &std::path::Path, name: &str, ms: u32) -> std::path::Pat
     path
 }
 
-/// The carrier's SBC from 127.0.0.2: `count` calls of `scenario` to `service` at `rate` a
-/// second through `proxy`, each pausing `hold_ms` where the scenario pauses for the call's
-/// duration.
+/// The carrier's SBC from 127.0.0.2: `count` calls of `scenario` at `rate` a second through
+/// `proxy`, to whom `to` says (`-s <service>`, or `-inf <file>`), each pausing `hold_ms`
+/// where the scenario pauses for the call's duration.
 fn sbc(
     dir: &std::path::Path,
     proxy: &Server,
     scenario: &std::path::Path,
-    service: &str,
+    to: [&str; 2],
     count: usize,
     rate: u32,
     hold_ms: u32,
 ) -> std::process::Child {
-    sipp(
-        dir,
-        &[
-            "-sf",
-            scenario.to_str().expect("path"),
-            "-s",
-            service,
-            "-m",
-            &count.to_string(),
-            "-r",
-            &rate.to_string(),
-            "-l",
-            "1000",
-            "-d",
-            &hold_ms.to_string(),
-            "-i",
-            "127.0.0.2",
-            "-p",
-            &free_port().to_string(),
-            "-timeout",
-            "90s",
-            &proxy.sip.to_string(),
-        ],
-    )
-    .spawn()
-    .expect("sipp runs")
+    let (count, rate, hold, port) = (
+        count.to_string(),
+        rate.to_string(),
+        hold_ms.to_string(),
+        free_port().to_string(),
+    );
+    let sip = proxy.sip.to_string();
+    let mut args = vec!["-sf", scenario.to_str().expect("path")];
+    args.extend(to);
+    args.extend([
+        "-m",
+        &count,
+        "-r",
+        &rate,
+        "-l",
+        "1000",
+        "-d",
+        &hold,
+        "-i",
+        "127.0.0.2",
+        "-p",
+        &port,
+        "-timeout",
+        "90s",
+        &sip,
+    ]);
+    sipp(dir, &args).spawn().expect("sipp runs")
 }
 
 /// A SIPp phone on `dn`, registered through `proxy`, taking `count` calls of `scenario`
@@ -76,28 +77,9 @@ fn phone(
 ) -> std::process::Child {
     let port = free_port();
     register(proxy, dir, dn, port);
-    let path = super::support::sipp::scenario(scenario);
-    sipp(
-        dir,
-        &[
-            "-sf",
-            path.to_str().expect("path"),
-            "-s",
-            dn,
-            "-m",
-            &count.to_string(),
-            "-d",
-            &hold_ms.to_string(),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-timeout",
-            "90s",
-        ],
-    )
-    .spawn()
-    .expect("sipp runs")
+    let (count, hold) = (count.to_string(), hold_ms.to_string());
+    let extra = ["-m", &count, "-d", &hold, "-timeout", "90s"];
+    uas(dir, scenario, dn, "127.0.0.1", port, &extra)
 }
 
 /// How many calls a node runs now (its `/metrics`).
@@ -152,40 +134,19 @@ async fn a_killed_nodes_established_calls_are_adopted_and_all_end_normally() {
     let calls = d.join("queue.csv");
     std::fs::write(&calls, "SEQUENTIAL\n+18005550100;+15551230000;\n").expect("calls");
     let mut sbcs = vec![
-        sbc(d, &proxy, &holding, "1001", held, 60, hold_ms),
+        sbc(d, &proxy, &holding, ["-s", "1001"], held, 60, hold_ms),
         sbc(
             d,
             &proxy,
             &scenario("sbc_until_bye.xml"),
-            "1002",
+            ["-s", "1002"],
             hung_up,
             60,
             0,
         ),
     ];
-    let mut queue = super::support::sipp::sipp(
-        d,
-        &[
-            "-sf",
-            queued.to_str().expect("path"),
-            "-inf",
-            calls.to_str().expect("path"),
-            "-m",
-            &routed.to_string(),
-            "-r",
-            "4",
-            "-d",
-            &hold_ms.to_string(),
-            "-i",
-            "127.0.0.2",
-            "-p",
-            &free_port().to_string(),
-            "-timeout",
-            "90s",
-            &proxy.sip.to_string(),
-        ],
-    );
-    sbcs.push(queue.spawn().expect("sipp runs"));
+    let queue = ["-inf", calls.to_str().expect("path")];
+    sbcs.push(sbc(d, &proxy, &queued, queue, routed, 4, hold_ms));
 
     // Every call established, then the busier node dies.
     let total = held + hung_up + routed;
@@ -212,7 +173,15 @@ async fn a_killed_nodes_established_calls_are_adopted_and_all_end_normally() {
     nodes[victim].kill();
     let survivor = &nodes[1 - victim];
     // New calls, during the failover: each reaches the survivor.
-    let quick = sbc(d, &proxy, &scenario("sbc_hold.xml"), "1001", after, 10, 0);
+    let quick = sbc(
+        d,
+        &proxy,
+        &scenario("sbc_hold.xml"),
+        ["-s", "1001"],
+        after,
+        10,
+        0,
+    );
     sbcs.push(quick);
 
     for (i, mut s) in sbcs.into_iter().enumerate() {
@@ -403,7 +372,7 @@ fn a_rolling_restart_loses_no_call() {
         0,
     )]);
     let holding = with_long_pause(d, "sbc_hold.xml", 200);
-    let long_calls = sbc(d, &proxy, &holding, "1001", long, 10, 14_000);
+    let long_calls = sbc(d, &proxy, &holding, ["-s", "1001"], long, 10, 14_000);
     let established = || {
         store
             .call_events()
@@ -415,7 +384,15 @@ fn a_rolling_restart_loses_no_call() {
         super::support::eventually(Duration::from_secs(10), || established() >= long),
         "the long calls are established"
     );
-    let short_calls = sbc(d, &proxy, &scenario("sbc_hold.xml"), "1001", short, 4, 0);
+    let short_calls = sbc(
+        d,
+        &proxy,
+        &scenario("sbc_hold.xml"),
+        ["-s", "1001"],
+        short,
+        4,
+        0,
+    );
 
     let mut stopped = Vec::new();
     for (i, back) in [(0, 1), (1, 2)] {

@@ -72,7 +72,8 @@ pub fn serving(dir: &Path, name: &str, service: &str, ip: &str, port: u16) -> Ch
     uas(dir, name, service, ip, port, &[])
 }
 
-fn uas(dir: &Path, name: &str, service: &str, ip: &str, port: u16, extra: &[&str]) -> Child {
+/// A SIPp UAS running scenario `name` as `service` on `ip`:`port`, with `extra` arguments.
+pub fn uas(dir: &Path, name: &str, service: &str, ip: &str, port: u16, extra: &[&str]) -> Child {
     let port = port.to_string();
     let scenario = scenario(name);
     let mut args = vec![
