@@ -4,10 +4,13 @@
 //! handled go to the dead letters; orders with a stale fencing number and messages from a
 //! node that is not running are refused.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prost::Message;
+use support::{connection, redis_db};
 use switchboard_actors::bus::wire::{self, Body, Letter};
 use switchboard_actors::bus::{Bus, BusConfig, Handler};
 use switchboard_actors::keys::Keys;
@@ -26,25 +29,6 @@ const LEASE: LeaseConfig = LeaseConfig {
     ttl: Duration::from_millis(900),
     claim_every: Duration::from_millis(100),
 };
-
-fn redis_db(db: u8) -> String {
-    let base = std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| {
-        panic!("SWITCHBOARD_TEST_REDIS is not set: run the tests with scripts/test.sh, which starts a private Redis")
-    });
-    let url = format!("{}/{db}", base.trim_end_matches('/'));
-    let mut conn = connection(&url);
-    redis::cmd("FLUSHDB")
-        .query::<()>(&mut conn)
-        .expect("flushdb");
-    url
-}
-
-fn connection(url: &str) -> redis::Connection {
-    redis::Client::open(url)
-        .expect("url")
-        .get_connection()
-        .expect("redis reachable")
-}
 
 /// What a node's systems were handed.
 #[derive(Default)]

@@ -3,9 +3,12 @@
 //! at once; a stale fencing number is refused by every fenced write; a node that loses Redis
 //! stops owning before its lease could have passed to another.
 
+mod support;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use support::redis_db;
 use switchboard_actors::keys::Keys;
 use switchboard_actors::lease::{
     FENCE_CHECK, Fence, LeaseConfig, Leases, Owned, Stop, hold_leases,
@@ -14,22 +17,6 @@ use switchboard_actors::redis_conn::Redis;
 use tokio::sync::{mpsc, oneshot, watch};
 
 const TENANTS: [&str; 2] = ["demo", "acme"];
-
-/// A flushed database of the harness's Redis.
-fn redis_db(db: u8) -> String {
-    let base = std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| {
-        panic!("SWITCHBOARD_TEST_REDIS is not set: run the tests with scripts/test.sh, which starts a private Redis")
-    });
-    let url = format!("{}/{db}", base.trim_end_matches('/'));
-    let mut conn = redis::Client::open(url.as_str())
-        .expect("url")
-        .get_connection()
-        .expect("redis reachable");
-    redis::cmd("FLUSHDB")
-        .query::<()>(&mut conn)
-        .expect("flushdb");
-    url
-}
 
 async fn leases(url: &str, node: &str) -> Leases {
     let (_, conn) = Redis::connect(url).await.expect("redis reachable");

@@ -3,26 +3,12 @@
 //! node back from a pause that settles its call first makes a claim begun before fail; the
 //! index finds each call by its legs' SIP Call-IDs until the call is over.
 
+mod support;
+
+use support::redis_db;
 use switchboard_actors::call_state::{Claim, RedisSnapshots, SnapshotChange, SnapshotStore};
 use switchboard_actors::keys::Keys;
 use switchboard_actors::redis_conn::Redis;
-
-/// A flushed database of the harness's Redis (63: no other test of this binary's runs uses it
-/// at the same time).
-fn redis_db(db: u8) -> String {
-    let base = std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| {
-        panic!("SWITCHBOARD_TEST_REDIS is not set: run the tests with scripts/test.sh, which starts a private Redis")
-    });
-    let url = format!("{}/{db}", base.trim_end_matches('/'));
-    let mut conn = redis::Client::open(url.as_str())
-        .expect("url")
-        .get_connection()
-        .expect("redis reachable");
-    redis::cmd("FLUSHDB")
-        .query::<()>(&mut conn)
-        .expect("flushdb");
-    url
-}
 
 async fn store(url: &str, node: &str) -> RedisSnapshots {
     let (_, conn) = Redis::connect(url).await.expect("redis reachable");
