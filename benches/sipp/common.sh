@@ -43,14 +43,16 @@ start_redis() {
     sleep 0.5
 }
 
-# `switchboard serve` on the demo tenant: SIP on port $1, HTTP on $1+1, gRPC on $1+2, no call
-# probes; $2, if given, is more TOML. Its pid in $sb once it answers on HTTP.
+# `switchboard serve` on the demo tenant: SIP on port $1, HTTP on $1+1, gRPC on $1+2, the
+# callbacks API on $1+3, no call probes; $2, if given, is more TOML. Its configuration and log
+# are $work/switchboard-$1.toml and .log (logging at $SB_LOG, warn unless set). Its pid in $sb
+# once it answers on HTTP.
 start_switchboard() {
-    printf '[sip]\nlisten = "127.0.0.1:%s"\nmax_backlog = 100000\n[http]\nlisten = "127.0.0.1:%s"\n[grpc]\nlisten = "127.0.0.1:%s"\n[calls]\nprobe_secs = 0\n%s' \
-        "$1" $(($1 + 1)) $(($1 + 2)) "${2:-}" > "$work/switchboard.toml"
+    printf '[sip]\nlisten = "127.0.0.1:%s"\nmax_backlog = 100000\n[http]\nlisten = "127.0.0.1:%s"\ncallbacks_listen = "127.0.0.1:%s"\n[grpc]\nlisten = "127.0.0.1:%s"\n[calls]\nprobe_secs = 0\n%s' \
+        "$1" $(($1 + 1)) $(($1 + 3)) $(($1 + 2)) "${2:-}" > "$work/switchboard-$1.toml"
     # In the scratch directory: the default events file (or a spool) lands there.
-    (cd "$work" && RUST_LOG=warn exec "$bin/switchboard" serve --config "$work/switchboard.toml" \
-        > "$work/switchboard.log" 2>&1) &
+    (cd "$work" && RUST_LOG=${SB_LOG:-warn} exec "$bin/switchboard" serve \
+        --config "$work/switchboard-$1.toml" > "$work/switchboard-$1.log" 2>&1) &
     sb=$!
     pids+=($sb)
     sb_http=$(($1 + 1))
@@ -59,17 +61,18 @@ start_switchboard() {
         sleep 0.1
     done
     echo "switchboard did not start:" >&2
-    tail -5 "$work/switchboard.log" >&2
+    tail -5 "$work/switchboard-$1.log" >&2
     exit 1
 }
 
 # A phone on DN $1 at 127.0.0.1:$2: registered with switchboard on SIP port $3 for an hour
-# (the registrar's longest), then answering every call there (uas_load.xml). Its pid in $!.
+# (the registrar's longest), then answering every call there with scenario $4 (uas_load.xml
+# unless given). Its pid in $!.
 start_phone() {
     sed 's/Expires: 300/Expires: 3600/' "$here/register_md5.xml" > "$work/register_hour.xml"
     (cd "$work" && sipp -sf "$work/register_hour.xml" -s "$1" -au "$1" -ap "demo$1" -m 1 \
         -i 127.0.0.1 -p "$2" -timeout 10s -nostdin "127.0.0.1:$3" > /dev/null 2>&1)
-    (cd "$work" && exec sipp -sf "$here/uas_load.xml" -i 127.0.0.1 -p "$2" -nostdin \
+    (cd "$work" && exec sipp -sf "$here/${4:-uas_load.xml}" -s "$1" -i 127.0.0.1 -p "$2" -nostdin \
         -max_socket 100000 > /dev/null 2>&1) &
     pids+=($!)
 }

@@ -20,37 +20,20 @@ start_redis $((base + 90))
 
 proxy=$base
 nodes=($((base + 10)) $((base + 20)))
-# A node (or the proxy) on SIP port $1 with more TOML $2; its pid in $node_pid.
-start_node() {
-    printf '[sip]\nlisten = "127.0.0.1:%s"\nmax_backlog = 100000\n[http]\nlisten = "127.0.0.1:%s"\ncallbacks_listen = "127.0.0.1:%s"\n[grpc]\nlisten = "127.0.0.1:%s"\n[calls]\nprobe_secs = 0\n[events]\nfile = ""\n[stores]\nredis = "%s"\n%b' \
-        "$1" $(($1 + 1)) $(($1 + 3)) $(($1 + 2)) "$redis_url" "$2" > "$work/node-$1.toml"
-    (cd "$work" && RUST_LOG=info exec "$bin/switchboard" serve --config "$work/node-$1.toml" \
-        > "$work/node-$1.log" 2>&1) &
-    node_pid=$!
-    pids+=($node_pid)
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$(($1 + 1))") 2>/dev/null && return
-        sleep 0.1
-    done
-    echo "node on $1 did not start:" >&2
-    tail -5 "$work/node-$1.log" >&2
-    exit 1
-}
-active() { curl -s "http://127.0.0.1:$(($1 + 1))/metrics" | awk '/^switchboard_calls_active/ {print $2}'; }
+# The calls in progress on the node with SIP port $1.
+active() { sb_http=$(($1 + 1)) calls_active; }
 
+# Each node's "call adopted" lines are read below: logging at info.
+export SB_LOG=info
+stores=$(printf '[events]\nfile = ""\n[stores]\nredis = "%s"' "$redis_url")$'\n'
 declare -A pid_of
 for n in "${nodes[@]}"; do
-    start_node "$n" "[cluster]\nproxies = [\"127.0.0.1:$proxy\"]\n"
-    pid_of[$n]=$node_pid
+    start_switchboard "$n" "$stores$(printf '[cluster]\nproxies = ["127.0.0.1:%s"]\n' "$proxy")"
+    pid_of[$n]=$sb
 done
-start_node "$proxy" "[cluster]\nnodes = [\"127.0.0.1:${nodes[0]}\", \"127.0.0.1:${nodes[1]}\"]\n"
+start_switchboard "$proxy" "$stores$(printf '[cluster]\nnodes = ["127.0.0.1:%s", "127.0.0.1:%s"]\n' "${nodes[0]}" "${nodes[1]}")"
 # The phone: registered through the proxy, answering every call and its re-INVITEs.
-sed 's/Expires: 300/Expires: 3600/' "$here/register_md5.xml" > "$work/register_hour.xml"
-(cd "$work" && sipp -sf "$work/register_hour.xml" -s 1001 -au 1001 -ap demo1001 -m 1 \
-    -i 127.0.0.1 -p $((base + 50)) -timeout 10s -nostdin "127.0.0.1:$proxy" > /dev/null 2>&1)
-(cd "$work" && exec sipp -sf "$here/phone_answer.xml" -s 1001 -i 127.0.0.1 -p $((base + 50)) \
-    -nostdin -max_socket 100000 > /dev/null 2>&1) &
-pids+=($!)
+start_phone 1001 $((base + 50)) "$proxy" phone_answer.xml
 sleep 1
 
 # The SBC: each call answered, held for the call's length, then held, resumed and hung up
@@ -72,11 +55,11 @@ echo "$up calls up ($a and $b on the two nodes); killing the node with $carried"
 killed_at=$(date +%s.%N)
 kill -9 "${pid_of[$victim]}"
 for _ in $(seq 300); do
-    adopted=$(grep -c "call adopted" "$work/node-$survivor.log" || true)
+    adopted=$(grep -c "call adopted" "$work/switchboard-$survivor.log" || true)
     [ "$adopted" -ge "$carried" ] && break
     sleep 0.1
 done
-python3 - "$work/node-$survivor.log" "$killed_at" <<'PY'
+python3 - "$work/switchboard-$survivor.log" "$killed_at" <<'PY'
 import datetime, re, sys
 log, killed = sys.argv[1], float(sys.argv[2])
 times = []
