@@ -88,10 +88,18 @@ pub struct Dialog {
 }
 
 /// A dialog as text and numbers: what a call's snapshot keeps of it so that another node
-/// makes the same dialog again ([`Dialog::from_parts`]) and carries on with it.
+/// makes the same dialog again ([`Dialog::from_parts`]) and carries on with it. Serialized
+/// (feature `serde`) without its Call-ID and local tag, which the leg holding it names.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "camelCase")
+)]
 pub struct DialogParts {
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub call_id: String,
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub local_tag: String,
     pub remote_tag: String,
     pub confirmed: bool,
@@ -99,6 +107,7 @@ pub struct DialogParts {
     pub remote: String,
     pub remote_target: String,
     pub route_set: Vec<String>,
+    #[cfg_attr(feature = "serde", serde(default))]
     pub outbound: Vec<String>,
     /// The CSeq of the last request this end sent.
     pub local_seq: u32,

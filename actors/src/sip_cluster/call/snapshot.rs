@@ -88,7 +88,7 @@ pub struct LegSnapshot {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub target: String,
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
-    pub dialog: Option<DialogSnapshot>,
+    pub dialog: Option<DialogParts>,
     /// The session description last sent on the leg: what a refresh, hold or resume offers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sdp: Option<String>,
@@ -98,22 +98,6 @@ pub struct LegSnapshot {
     /// answers the caller or CANCELs a phone still ringing if it cannot carry the call on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invite: Option<String>,
-}
-
-/// [`DialogParts`] as the snapshot's JSON has them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DialogSnapshot {
-    pub remote_tag: String,
-    pub confirmed: bool,
-    pub local: String,
-    pub remote: String,
-    pub remote_target: String,
-    pub route_set: Vec<String>,
-    #[serde(default)]
-    pub outbound: Vec<String>,
-    pub local_seq: u32,
-    pub remote_seq: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,37 +112,13 @@ pub struct TimerSnapshot {
 impl LegSnapshot {
     /// The leg's dialog as the sip crate makes it again.
     pub fn dialog_parts(&self) -> Option<DialogParts> {
-        let d = self.dialog.as_ref()?;
-        Some(DialogParts {
-            call_id: self.call_id.clone(),
-            local_tag: self.local_tag.clone(),
-            remote_tag: d.remote_tag.clone(),
-            confirmed: d.confirmed,
-            local: d.local.clone(),
-            remote: d.remote.clone(),
-            remote_target: d.remote_target.clone(),
-            route_set: d.route_set.clone(),
-            outbound: d.outbound.clone(),
-            local_seq: d.local_seq,
-            remote_seq: d.remote_seq,
-        })
+        let mut parts = self.dialog.clone()?;
+        parts.call_id = self.call_id.clone();
+        parts.local_tag = self.local_tag.clone();
+        Some(parts)
     }
 
     fn of(role: &str, l: &Leg) -> Self {
-        let dialog = l.dialog.as_ref().map(|d| {
-            let p = d.parts();
-            DialogSnapshot {
-                remote_tag: p.remote_tag,
-                confirmed: p.confirmed,
-                local: p.local,
-                remote: p.remote,
-                remote_target: p.remote_target,
-                route_set: p.route_set,
-                outbound: p.outbound,
-                local_seq: p.local_seq,
-                remote_seq: p.remote_seq,
-            }
-        });
         LegSnapshot {
             role: role.to_owned(),
             call_id: l.call_id.to_string(),
@@ -166,7 +126,13 @@ impl LegSnapshot {
             peer: l.peer.to_string(),
             transport: l.transport.to_string(),
             target: l.target.clone(),
-            dialog,
+            dialog: l.dialog.as_ref().map(|d| {
+                // As it reads back: the leg names the Call-ID and tag (see `dialog_parts`).
+                let mut parts = d.parts();
+                parts.call_id.clear();
+                parts.local_tag.clear();
+                parts
+            }),
             sdp: l
                 .sdp
                 .as_ref()
