@@ -337,12 +337,16 @@ fn a_node_paused_until_its_call_is_adopted_sends_nothing_on_it_when_it_resumes()
     let byes = phone.vias(resumed, Method::Bye);
     assert!(!byes[0].contains(&stopped_at), "{byes:?}");
     phone.stop();
-    let released: Vec<String> = store
-        .call_events()
-        .into_iter()
-        .filter(|(k, _)| k == "Released")
-        .map(|(_, e)| e["cause"].to_string())
-        .collect();
+    let released = || -> Vec<String> {
+        store
+            .call_events()
+            .into_iter()
+            .filter(|(k, _)| k == "Released")
+            .map(|(_, e)| e["cause"].to_string())
+            .collect()
+    };
+    super::support::eventually(Duration::from_secs(5), || !released().is_empty());
+    let released = released();
     assert_eq!(released.len(), 1, "{released:?}");
 }
 
@@ -420,17 +424,22 @@ fn a_rolling_restart_loses_no_call() {
             stopped[0].log_text()
         );
     }
-    let closing: Vec<(String, String)> = store
-        .call_events()
-        .into_iter()
-        .filter(|(k, _)| k == "Released" || k == "Abandoned")
-        .map(|(_, e)| {
-            (
-                e["callId"].as_str().unwrap_or_default().to_owned(),
-                e["cause"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
+    let closing = || -> Vec<(String, String)> {
+        store
+            .call_events()
+            .into_iter()
+            .filter(|(k, _)| k == "Released" || k == "Abandoned")
+            .map(|(_, e)| {
+                (
+                    e["callId"].as_str().unwrap_or_default().to_owned(),
+                    e["cause"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    // The last call's closing event follows the 200 to its BYE, which SIPp exits on.
+    super::support::eventually(Duration::from_secs(5), || closing().len() >= short + long);
+    let closing = closing();
     let calls: std::collections::HashSet<&String> = closing.iter().map(|(c, _)| c).collect();
     assert_eq!(
         (closing.len(), calls.len()),
