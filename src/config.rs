@@ -24,8 +24,37 @@ pub(crate) struct NodeConfig {
     pub(crate) events: EventsConfig,
     /// Reporting to Kafka; without it, events go to the JSON-lines file of `[events] file`.
     pub(crate) kafka: Option<KafkaConfig>,
-    /// Inline tenants; none means the built-in demo tenant.
+    /// Inline tenants (or PostgreSQL's, with `[stores] postgres`).
     pub(crate) tenants: Vec<TenantConfig>,
+    /// Run the built-in demo tenant (domain demo.local, published passwords and API key):
+    /// what `serve` does with no configuration at all. Only on loopback addresses unless
+    /// `serve --expose-demo` says otherwise.
+    pub(crate) demo: bool,
+}
+
+impl NodeConfig {
+    /// Refuses a demo tenant reachable from other hosts: its passwords and API key are
+    /// published, so listening beyond loopback takes `--expose-demo`.
+    pub(crate) fn check_demo(&self, exposed: bool) -> anyhow::Result<()> {
+        if !self.demo || exposed || !self.tenants.is_empty() || self.stores.postgres.is_some() {
+            return Ok(());
+        }
+        let listeners = [
+            ("[sip] listen", self.sip.listen),
+            ("[grpc] listen", self.grpc.listen),
+            ("[http] callbacks_listen", self.http.callbacks_listen),
+        ];
+        for (name, addr) in listeners {
+            if !addr.ip().is_loopback() {
+                anyhow::bail!(
+                    "the demo tenant (published passwords and API key) would listen on {addr} ({name}), \
+                     beyond this host: configure tenants of your own ([[tenants]] or [stores] postgres), \
+                     listen on 127.0.0.1, or pass --expose-demo to serve the demo there anyway"
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

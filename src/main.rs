@@ -59,6 +59,10 @@ enum ConfigCommand {
         /// Only this tenant.
         #[arg(long)]
         tenant: Option<String>,
+        /// Include the DNs' digest passwords (left out by default, so that an export can
+        /// be shared).
+        #[arg(long)]
+        with_secrets: bool,
         #[command(flatten)]
         source: ConfigSource,
     },
@@ -124,6 +128,10 @@ struct ServeArgs {
     /// Without Kafka: the JSON-lines file events are appended to (empty: none).
     #[arg(long, env = "SWITCHBOARD_EVENTS_FILE")]
     events_file: Option<PathBuf>,
+    /// Serve the demo tenant (published passwords and API key) on addresses beyond
+    /// loopback too.
+    #[arg(long, env = "SWITCHBOARD_EXPOSE_DEMO")]
+    expose_demo: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -171,7 +179,11 @@ async fn config_command(command: ConfigCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ConfigCommand::Export { tenant, source } => {
+        ConfigCommand::Export {
+            tenant,
+            with_secrets,
+            source,
+        } => {
             let node = source.load()?;
             let mut tenants = match &node.stores.postgres {
                 Some(url) => ConfigStore::connect(url)
@@ -191,6 +203,20 @@ async fn config_command(command: ConfigCommand) -> anyhow::Result<()> {
                     anyhow::bail!("no tenant named {name:?}");
                 }
             }
+            if !with_secrets {
+                let mut left_out = 0;
+                for dn in tenants.iter_mut().flat_map(|t| t.dns.iter_mut()) {
+                    if !dn.password.is_empty() {
+                        dn.password.clear();
+                        left_out += 1;
+                    }
+                }
+                if left_out > 0 {
+                    eprintln!(
+                        "{left_out} DN passwords left out: `config export --with-secrets` includes them"
+                    );
+                }
+            }
             let text = toml::to_string(&TenantsFile { tenants })?;
             std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
             Ok(())
@@ -201,7 +227,11 @@ async fn config_command(command: ConfigCommand) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = match &args.config {
         Some(path) => NodeConfig::load(path)?,
-        None => NodeConfig::default(),
+        // No configuration at all: the demo tenant.
+        None => NodeConfig {
+            demo: args.postgres.is_none(),
+            ..NodeConfig::default()
+        },
     };
     if let Some(redis) = args.redis {
         config.stores.redis = Some(redis);
@@ -236,6 +266,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(file) = args.events_file {
         config.events.file = file;
     }
+    config.check_demo(args.expose_demo)?;
     let mut node = node::Node::start(config).await?;
     let failed = tokio::select! {
         _ = shutdown_signal() => None,

@@ -879,15 +879,33 @@ async fn connect_redis(url: &str) -> anyhow::Result<(Redis, Conn)> {
 /// The tenants a node starts with, each with the version it was stored at: PostgreSQL's when
 /// it is configured (and its URL, to follow it from), else the file's, else the demo tenant.
 async fn initial_tenants(config: &NodeConfig) -> anyhow::Result<(Vec<Versioned>, Option<String>)> {
-    let Some(url) = &config.stores.postgres else {
-        if config.tenants.is_empty() {
-            tracing::info!(
-                "no tenants configured: running the demo tenant (domain demo.local, DNs 1001-1020, password demo<dn>, API key demo-key)"
-            );
-            return Ok((vec![embedded(demo_tenant())], None));
-        }
-        return Ok((config.tenants.iter().cloned().map(embedded).collect(), None));
+    let demo_and = |other: &str| {
+        anyhow::anyhow!(
+            "demo = true runs the built-in demo tenant, not {other}: remove one of the two"
+        )
     };
+    let Some(url) = &config.stores.postgres else {
+        if !config.tenants.is_empty() {
+            if config.demo {
+                return Err(demo_and("this file's [[tenants]]"));
+            }
+            return Ok((config.tenants.iter().cloned().map(embedded).collect(), None));
+        }
+        if !config.demo {
+            anyhow::bail!(
+                "no tenants configured: add [[tenants]] to the configuration file (see examples/node.toml), \
+                 or [stores] postgres (or --postgres) to take them from PostgreSQL, \
+                 or demo = true to run the built-in demo tenant"
+            );
+        }
+        tracing::info!(
+            "running the demo tenant (domain demo.local, DNs 1001-1020, password demo<dn>, API key demo-key)"
+        );
+        return Ok((vec![embedded(demo_tenant())], None));
+    };
+    if config.demo {
+        return Err(demo_and("PostgreSQL's tenants"));
+    }
     if !config.tenants.is_empty() {
         anyhow::bail!(
             "tenants come from PostgreSQL ([stores] postgres) or from this file's [[tenants]], not both: \

@@ -29,8 +29,13 @@ fn export_then_import_reproduces_the_tenant_exactly() {
     let (status, err) = import(&url, &example);
     assert!(status.success(), "{err}");
 
-    let (status, exported, err) =
+    let (status, shared, err) =
         switchboard(&["config", "export", "--tenant", "acme", "--postgres", &url]);
+    assert!(status.success(), "{err}");
+    assert!(!shared.contains("password"), "{shared}");
+    assert!(err.contains("--with-secrets"), "{err}");
+    let export = ["config", "export", "--tenant", "acme", "--with-secrets"];
+    let (status, exported, err) = switchboard(&[&export[..], &["--postgres", &url]].concat());
     assert!(status.success(), "{err}");
     let original: BTreeMap<String, toml::Value> =
         toml::from_str(&std::fs::read_to_string(&example).expect("example")).expect("toml");
@@ -58,7 +63,7 @@ fn export_then_import_reproduces_the_tenant_exactly() {
     std::fs::write(&file, &exported).expect("write");
     let (status, err) = import(&url, &file);
     assert!(status.success(), "{err}");
-    let (_, again, _) = switchboard(&["config", "export", "--tenant", "acme", "--postgres", &url]);
+    let (_, again, _) = switchboard(&[&export[..], &["--postgres", &url]].concat());
     assert_eq!(again, exported);
 }
 
@@ -111,6 +116,39 @@ fn a_node_on_postgresql_registers_a_dn_only_postgresql_knows() {
     );
     // The demo tenant is not there: its DNs are unknown.
     assert_eq!(register_with(&phone, "1001", "demo1001", "pg-b"), 401);
+}
+
+/// A node file with no tenants and no PostgreSQL is refused with what to add; the demo tenant
+/// it may ask for instead listens on loopback only, unless `--expose-demo` says otherwise.
+#[test]
+fn a_node_without_tenants_is_refused_and_the_demo_stays_on_loopback() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("node.toml");
+    let serve = |text: &str, extra: &[&str]| {
+        std::fs::write(&file, text).expect("write");
+        let file = file.to_str().expect("utf-8 path");
+        let (status, _, err) = switchboard(&[&["serve", "--config", file][..], extra].concat());
+        (status, err)
+    };
+    let (status, err) = serve("[sip]\nlisten = \"127.0.0.1:0\"\n", &[]);
+    assert!(!status.success());
+    assert!(
+        err.contains("no tenants configured")
+            && err.contains("[[tenants]]")
+            && err.contains("[stores] postgres"),
+        "{err}"
+    );
+    let public = "demo = true\n[sip]\nlisten = \"0.0.0.0:0\"\n";
+    let (status, err) = serve(public, &[]);
+    assert!(!status.success());
+    assert!(
+        err.contains("0.0.0.0:0 ([sip] listen)") && err.contains("--expose-demo"),
+        "{err}"
+    );
+    // With no configuration at all the same holds for the address given by flag.
+    let (status, _, err) = switchboard(&["serve", "--grpc-listen", "0.0.0.0:0"]);
+    assert!(!status.success());
+    assert!(err.contains("([grpc] listen)"), "{err}");
 }
 
 /// `switchboard config import FILE --postgres URL`: its status and standard error.

@@ -43,12 +43,14 @@ start_redis() {
     sleep 0.5
 }
 
-# `switchboard serve` on the demo tenant: SIP on port $1, HTTP on $1+1, gRPC on $1+2, the
+# `switchboard serve` on the demo tenant (or $2's tenants): SIP on port $1, HTTP on $1+1, gRPC on $1+2, the
 # callbacks API on $1+3, no call probes; $2, if given, is more TOML. Its configuration and log
 # are $work/switchboard-$1.toml and .log (logging at $SB_LOG, warn unless set). Its pid in $sb
 # once it answers on HTTP.
 start_switchboard() {
-    printf '[sip]\nlisten = "127.0.0.1:%s"\nmax_backlog = 100000\n[http]\nlisten = "127.0.0.1:%s"\ncallbacks_listen = "127.0.0.1:%s"\n[grpc]\nlisten = "127.0.0.1:%s"\n[calls]\nprobe_secs = 0\n%s' \
+    local demo='demo = true\n'
+    case "${2:-}" in *'[[tenants]]'*) demo='' ;; esac
+    printf "$demo"'[sip]\nlisten = "127.0.0.1:%s"\nmax_backlog = 100000\n[http]\nlisten = "127.0.0.1:%s"\ncallbacks_listen = "127.0.0.1:%s"\n[grpc]\nlisten = "127.0.0.1:%s"\n[calls]\nprobe_secs = 0\n%s' \
         "$1" $(($1 + 1)) $(($1 + 3)) $(($1 + 2)) "${2:-}" > "$work/switchboard-$1.toml"
     # In the scratch directory: the default events file (or a spool) lands there.
     (cd "$work" && RUST_LOG=${SB_LOG:-warn} exec "$bin/switchboard" serve \

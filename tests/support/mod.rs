@@ -175,6 +175,15 @@ impl Server {
             .stderr(std::fs::File::create(&log).expect("log file"));
         if let Some(text) = config {
             let path = dir.path().join("node.toml");
+            // A file of no tenants of its own runs the demo tenant, which it must ask for.
+            let demo = !text.contains("[[tenants]]")
+                && !text.contains("postgres")
+                && !args.contains(&"--postgres");
+            let text = if demo {
+                format!("demo = true\n{text}")
+            } else {
+                text.to_owned()
+            };
             std::fs::File::create(&path)
                 .and_then(|mut f| f.write_all(text.as_bytes()))
                 .expect("config file");
