@@ -333,19 +333,42 @@ fn requests_not_served_get_their_rfc_answer() {
 }
 
 #[test]
-fn retransmissions_get_the_same_answer_and_garbage_is_ignored() {
+fn a_challenge_is_kept_nowhere_and_garbage_is_ignored() {
     let server = Server::start(&[]);
     let udp = Udp::new(server.sip);
     udp.send(b"\x00\x01garbage that is not SIP at all\r\n\r\n");
     assert!(udp.recv_within(Duration::from_millis(300)).is_none());
+    // A retransmitted REGISTER is challenged afresh: no transaction keeps the first answer
+    // for a source that may never answer it.
     let req = register("1003", udp.port(), "reg-r", 1, "");
     let first = udp.request(req.as_bytes());
     let again = udp.request(req.as_bytes());
-    assert_eq!(first.status, 401);
-    assert_eq!(
-        first, again,
-        "the transaction resends its response, nonce and tag included"
-    );
+    assert_eq!((first.status, again.status), (401, 401));
+    let nonce = |r: &switchboard_sip::Response| challenges(r)[0].0.clone();
+    assert_ne!(nonce(&first), nonce(&again));
+}
+
+/// A challenge or a refusal goes out once, however long its ACK is awaited: a spoofed source
+/// that never acknowledges gains one answer per request (with T1 at 100 ms, a transaction
+/// would have resent the 407 four times within the wait).
+#[test]
+fn an_unacknowledged_challenge_is_sent_once() {
+    let server = Server::start_with_config(Some("[sip]\nt1_ms = 100\n"), &[]);
+    let udp = Udp::new(server.sip);
+    let invite = |user: &str, domain: &str| {
+        format!(
+            "INVITE sip:{user}@{domain} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK{user}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:{user}@{domain}>\r\nFrom: <sip:1002@{domain}>;tag=9\r\n\
+             Call-ID: amp-{user}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+            udp.port()
+        )
+    };
+    for (user, domain) in [("1001", "demo.local"), ("9999", "elsewhere.example")] {
+        let first = udp.request(invite(user, domain).as_bytes());
+        assert!(first.status >= 400, "{first:?}");
+        let again = udp.recv_within(Duration::from_millis(1_600));
+        assert!(again.is_none(), "resent: {again:?}");
+    }
 }
 
 #[test]

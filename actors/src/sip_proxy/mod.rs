@@ -445,21 +445,6 @@ impl ProxyState {
             tracing::debug!(%source, "ACK without a transaction dropped");
             return None;
         }
-        // Responses go back where the request came from (RFC 3261 18.2.2, RFC 3581): over the
-        // same connection, or over UDP to the source address and port, which is what reaches a
-        // phone behind NAT whether or not it asked with `rport`.
-        let dest = source;
-        let txn = ServerTransaction::new(&request, transport.is_reliable(), self.config.timers);
-        self.transactions.insert(
-            key.clone(),
-            Entry {
-                txn,
-                transport,
-                dest,
-                scheduled: None,
-                handed_on: None,
-            },
-        );
         let mut decision = edge::decide(&request, &self.directory, &self.core);
         if edge::refused_when_full(&request, &decision) {
             if self.config.draining.load(Ordering::Relaxed) {
@@ -477,9 +462,10 @@ impl ProxyState {
                     tracing::debug!(%source, method = %request.method, status = response.status,
                         "request answered at the edge");
                 }
-                self.respond(&key, &response, now);
+                send(&self.endpoint, transport, source, response.to_bytes());
             }
             Decision::Register(tenant) => {
+                self.open(&key, &request);
                 let headers = request.headers.clone();
                 let register = RegisterRequest {
                     tenant,
@@ -492,7 +478,7 @@ impl ProxyState {
                     let _ = proxy.cast(ProxyMsg::Reply { txn, response });
                 });
                 if self.registrar.register(register, reply).is_err() {
-                    self.respond(&key, &unavailable(&headers), now);
+                    self.reply(&key, &unavailable(&headers), now);
                     return None;
                 }
                 self.timer_seq += 1;
@@ -518,12 +504,14 @@ impl ProxyState {
                     Ok((tenant, origin)) if self.forwarder.enabled() => {
                         let Some(node) = self.forwarder.node_for(&request) else {
                             tracing::warn!(%source, "no cluster node takes calls: call refused");
-                            self.respond(&key, &unavailable(&request.headers), now);
+                            let refusal = unavailable(&request.headers);
+                            send(&self.endpoint, transport, source, refusal.to_bytes());
                             return None;
                         };
                         // The edge's transaction answers the caller (100 now, then what the
                         // node says); a client transaction carries the INVITE to the node.
                         tracing::debug!(%source, %node, tenant = %tenant.name, "call forwarded");
+                        self.open(&key, &request);
                         let trying = Response::to_request(&request.headers, 100);
                         self.respond(&key, &trying, now);
                         let headers = request.headers.clone();
@@ -532,8 +520,7 @@ impl ProxyState {
                         self.start_relay(branch, Some(key), node, out, headers, now);
                     }
                     Ok((tenant, origin)) => {
-                        // The call owns its transaction from here: the edge's goes.
-                        self.transactions.remove(&key);
+                        // The call owns its transaction.
                         tracing::debug!(%source, tenant = %tenant.name, origin = %origin.describe(),
                             "call admitted");
                         let proxy = self
@@ -555,7 +542,14 @@ impl ProxyState {
                             tracing::info!(%source, status = refusal.response.status, why = %why,
                                 "call refused");
                         }
-                        self.respond(&key, &refusal.response, now);
+                        // Once, and forgotten: a challenge resent until an ACK that a spoofed
+                        // source never sends would amplify what it sent.
+                        send(
+                            &self.endpoint,
+                            transport,
+                            source,
+                            refusal.response.to_bytes(),
+                        );
                     }
                 }
             }
@@ -563,16 +557,63 @@ impl ProxyState {
         None
     }
 
-    /// The answer of the actor a request was handed on to.
+    /// The server transaction of a request the edge hands on (a REGISTER to the registrar, a
+    /// new call to a cluster node): it absorbs the request's retransmissions meanwhile. What
+    /// the edge refuses at once has none: it answers statelessly.
+    fn open(&mut self, key: &TxnId, request: &Request) {
+        let reliable = key.transport.is_reliable();
+        self.transactions.insert(
+            key.clone(),
+            Entry {
+                txn: ServerTransaction::new(request, reliable, self.config.timers),
+                // Responses go back where the request came from (RFC 3261 18.2.2, RFC 3581):
+                // over the same connection, or over UDP to the source address and port, which
+                // is what reaches a phone behind NAT whether or not it asked with `rport`.
+                transport: key.transport,
+                dest: key.source,
+                scheduled: None,
+                handed_on: None,
+            },
+        );
+    }
+
+    /// The answer of the actor a request was handed on to. A refusal (a challenge among them)
+    /// is sent once and the transaction forgotten, as the edge's own refusals are: a
+    /// retransmitted request is asked again.
     fn reply(&mut self, key: &TxnId, response: &Response, now: Instant) {
-        if let Some(deadline) = self
-            .transactions
-            .get_mut(key)
-            .and_then(|entry| entry.handed_on.take())
-        {
+        if response.status < 300 {
+            if let Some(deadline) = self
+                .transactions
+                .get_mut(key)
+                .and_then(|entry| entry.handed_on.take())
+            {
+                self.handed_on.remove(&deadline);
+            }
+            self.respond(key, response, now);
+            return;
+        }
+        if self.forget(key) {
+            send(
+                &self.endpoint,
+                key.transport,
+                key.source,
+                response.to_bytes(),
+            );
+        }
+    }
+
+    /// Drops a transaction with its timers; whether it was there.
+    fn forget(&mut self, key: &TxnId) -> bool {
+        let Some(entry) = self.transactions.remove(key) else {
+            return false;
+        };
+        if let Some(scheduled) = entry.scheduled {
+            self.timers.remove(&scheduled);
+        }
+        if let Some(deadline) = entry.handed_on {
             self.handed_on.remove(&deadline);
         }
-        self.respond(key, response, now);
+        true
     }
 
     /// Sends a response through its transaction.
@@ -603,13 +644,7 @@ impl ProxyState {
             }
         }
         if terminated {
-            if let Some(scheduled) = entry.scheduled {
-                self.timers.remove(&scheduled);
-            }
-            if let Some(deadline) = entry.handed_on {
-                self.handed_on.remove(&deadline);
-            }
-            self.transactions.remove(key);
+            self.forget(key);
             return;
         }
         let next = entry.txn.poll_timeout();
@@ -651,7 +686,7 @@ impl ProxyState {
             if let Some(entry) = self.transactions.get_mut(&key) {
                 entry.handed_on = None;
             }
-            self.respond(&key, &unavailable(&headers), now);
+            self.reply(&key, &unavailable(&headers), now);
         }
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > now {
