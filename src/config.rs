@@ -21,6 +21,7 @@ pub(crate) struct NodeConfig {
     pub(crate) calls: CallsConfig,
     pub(crate) cluster: ClusterNodesConfig,
     pub(crate) auth: AuthConfig,
+    pub(crate) defence: DefenceSettings,
     pub(crate) events: EventsConfig,
     /// Reporting to Kafka; without it, events go to the JSON-lines file of `[events] file`.
     pub(crate) kafka: Option<KafkaConfig>,
@@ -68,6 +69,9 @@ pub(crate) struct SipConfig {
     pub(crate) tcp_idle_timeout_secs: u64,
     pub(crate) max_connections_per_ip: usize,
     pub(crate) max_connections: usize,
+    /// Once a message has begun on a TCP connection (or a connection was accepted), the
+    /// whole message must arrive within this; else the connection is closed.
+    pub(crate) message_timeout_ms: u64,
     /// Requests waiting for the edge beyond which new ones get 503 at once.
     pub(crate) max_backlog: usize,
     /// RFC 3261 T1 in milliseconds (500); every transaction timer follows from it.
@@ -85,10 +89,92 @@ impl Default for SipConfig {
             tcp_idle_timeout_secs: 600,
             max_connections_per_ip: 64,
             max_connections: 10_000,
+            message_timeout_ms: 10_000,
             max_backlog: 20_000,
             t1_ms: 500,
             udp_buffer_size: 4 * 1024 * 1024,
         }
+    }
+}
+
+/// The edge's defence (see the actors' `defence` module): limits on what sources that have
+/// not authenticated may send, and bans for floods and repeated failures. Configured trunks
+/// and media servers are never limited.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct DefenceSettings {
+    pub(crate) enabled: bool,
+    /// Requests a second a source that has not authenticated may send, after its burst.
+    pub(crate) rate: f64,
+    /// Requests such a source may send at once (Kamailio's pike: 16 in 2 s).
+    pub(crate) burst: u32,
+    /// Failures (credentials refused, a domain not served, malformed messages, stray
+    /// requests) within `failure_window_secs` that ban a source.
+    pub(crate) max_failures: u32,
+    pub(crate) failure_window_secs: u64,
+    /// The first ban; each further offence within `offence_memory_secs` doubles it, up to
+    /// `max_ban_secs`.
+    pub(crate) ban_secs: u64,
+    pub(crate) max_ban_secs: u64,
+    pub(crate) offence_memory_secs: u64,
+    /// How long a source that authenticated sends without counting.
+    pub(crate) known_secs: u64,
+    /// Networks never limited or banned (CIDR, or one address).
+    pub(crate) allow: Vec<String>,
+    /// Loopback addresses are never limited or banned unless this is false.
+    pub(crate) exempt_loopback: bool,
+}
+
+impl Default for DefenceSettings {
+    fn default() -> Self {
+        let d = switchboard_actors::defence::DefenceConfig::default();
+        Self {
+            enabled: d.enabled,
+            rate: d.rate,
+            burst: d.burst,
+            max_failures: d.max_failures,
+            failure_window_secs: d.failure_window.as_secs(),
+            ban_secs: d.ban.as_secs(),
+            max_ban_secs: d.max_ban.as_secs(),
+            offence_memory_secs: d.offence_memory.as_secs(),
+            known_secs: d.known.as_secs(),
+            allow: Vec::new(),
+            exempt_loopback: d.exempt_loopback,
+        }
+    }
+}
+
+impl DefenceSettings {
+    pub(crate) fn to_config(&self) -> anyhow::Result<switchboard_actors::defence::DefenceConfig> {
+        use std::time::Duration;
+        let allow = self
+            .allow
+            .iter()
+            .map(|net| {
+                switchboard_actors::tenant::parse_network(net).ok_or_else(|| {
+                    anyhow::anyhow!("[defence] allow: {net:?} is no address or CIDR network")
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        if self.enabled && (self.rate <= 0.0 || self.burst == 0 || self.max_failures == 0) {
+            anyhow::bail!(
+                "[defence] rate, burst and max_failures must be above 0 (or enabled = false)"
+            );
+        }
+        Ok(switchboard_actors::defence::DefenceConfig {
+            enabled: self.enabled,
+            rate: self.rate,
+            burst: self.burst,
+            max_failures: self.max_failures,
+            failure_window: Duration::from_secs(self.failure_window_secs),
+            ban: Duration::from_secs(self.ban_secs.max(1)),
+            max_ban: Duration::from_secs(self.max_ban_secs.max(self.ban_secs).max(1)),
+            offence_memory: Duration::from_secs(self.offence_memory_secs),
+            known: Duration::from_secs(self.known_secs),
+            allow,
+            exempt_loopback: self.exempt_loopback,
+            ..switchboard_actors::defence::DefenceConfig::default()
+        })
     }
 }
 

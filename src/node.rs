@@ -11,6 +11,8 @@ use switchboard_actors::agent_state::AgentStateConfig;
 use switchboard_actors::agent_state::store::{AgentStore, MemoryAgents, RedisAgents};
 use switchboard_actors::bus::{Bus, BusConfig, Systems};
 use switchboard_actors::call_state::{MemorySnapshots, RedisSnapshots, SnapshotStore};
+use switchboard_actors::defence::Defence;
+use switchboard_actors::defence::store::BanStore;
 use switchboard_actors::events::{EventSink, RedisSink};
 use switchboard_actors::lease::{Fencing, Holding, LeaseConfig, Leases, Ownership, TenantNames};
 use switchboard_actors::messages::agent_state::AgentState;
@@ -65,7 +67,7 @@ pub(crate) struct Node {
     grpc: tokio::task::JoinHandle<()>,
     callbacks: Callbacks,
     /// The callbacks API, and the reading of GES's requests (with Redis).
-    callbacks_tasks: [Option<tokio::task::JoinHandle<()>>; 2],
+    tasks: [Option<tokio::task::JoinHandle<()>>; 3],
     /// Kafka or the JSON-lines file.
     reporter: Option<Reporter>,
     /// Follows PostgreSQL while the node runs; stops when dropped.
@@ -89,6 +91,7 @@ struct Ready {
     bus: Option<Bus>,
     /// What adopting other nodes' calls came to.
     adoption: Option<Arc<AdoptionCounts>>,
+    defence: Arc<Defence>,
     /// Whether configuration changes in PostgreSQL are being followed.
     config_followed: Option<Arc<AtomicBool>>,
     reporter: Option<Reporter>,
@@ -182,6 +185,34 @@ impl health::Readiness for Ready {
                 ),
             ]);
         }
+        let d = &self.defence.figures;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed).to_string();
+        metrics.extend([
+            (
+                "switchboard_sources_banned_total",
+                "counter",
+                "SIP sources this node banned (floods, repeated failures); each is logged once.",
+                load(&d.bans),
+            ),
+            (
+                "switchboard_banned_dropped_total",
+                "counter",
+                "Datagrams, messages and connections of banned sources dropped unanswered.",
+                load(&d.dropped),
+            ),
+            (
+                "switchboard_source_failures_total",
+                "counter",
+                "Failures counted against SIP sources (credentials refused, unknown domains, malformed messages, stray requests).",
+                load(&d.failures),
+            ),
+            (
+                "switchboard_sources_banned",
+                "gauge",
+                "SIP sources banned on this node now (its own bans and the other nodes').",
+                self.defence.bans().len().to_string(),
+            ),
+        ]);
         if let Some(a) = &self.adoption {
             let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed).to_string();
             metrics.extend([
@@ -532,6 +563,7 @@ impl Node {
             transport: TransportConfig {
                 max_message_size: config.sip.max_message_size,
                 tcp_idle_timeout: Duration::from_secs(config.sip.tcp_idle_timeout_secs),
+                message_timeout: Duration::from_millis(config.sip.message_timeout_ms.max(100)),
                 max_connections_per_ip: config.sip.max_connections_per_ip,
                 max_connections: config.sip.max_connections,
                 udp_buffer_size: config.sip.udp_buffer_size,
@@ -575,6 +607,19 @@ impl Node {
         )
         .await
         .context("sip cluster")?;
+        let (new_bans, bans_made) = tokio::sync::mpsc::unbounded_channel();
+        let defence = Arc::new(Defence::new(
+            config.defence.to_config()?,
+            &node,
+            directory.clone(),
+            Some(new_bans),
+        ));
+        let ban_store = redis.clone().map(|conn| BanStore::new(conn, keys.clone()));
+        let defence_sync = tokio::spawn(switchboard_actors::defence::sync::run(
+            defence.clone(),
+            ban_store.clone(),
+            bans_made,
+        ));
         let proxy = SipProxy::spawn(
             ProxyArgs {
                 config: proxy_config,
@@ -583,6 +628,7 @@ impl Node {
                 cluster: Some(cluster.clone()),
                 node: node.clone(),
                 nonce_key,
+                defence: defence.clone(),
             },
             &supervisor,
         )
@@ -677,7 +723,12 @@ impl Node {
             bus.start(Arc::new(systems)).await;
         }
         let followed_for_health = followed.clone();
-        let provisioning = Provisioning::new(followed, postgres, admin_key, None);
+        let provisioning = Provisioning::new(followed, postgres, admin_key, None).with_bans(
+            crate::provisioning::Bans {
+                defence: defence.clone(),
+                store: ban_store,
+            },
+        );
         let grpc = tokio::spawn(grpc::serve(grpc, provisioning, voice));
 
         let listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -694,6 +745,7 @@ impl Node {
                 directory: followed_for_health,
                 bus: bus.clone(),
                 adoption: redis_adopts.then(|| adoption_counts.clone()),
+                defence,
                 config_followed,
                 reporter: reporter.clone(),
             }),
@@ -718,7 +770,7 @@ impl Node {
             health,
             grpc,
             callbacks,
-            callbacks_tasks: [Some(callbacks_http), follow_callbacks],
+            tasks: [Some(callbacks_http), follow_callbacks, Some(defence_sync)],
             reporter,
             _watcher: watcher,
             leases,
@@ -753,7 +805,7 @@ impl Node {
         }
         self.health.abort();
         self.grpc.abort();
-        for task in self.callbacks_tasks.into_iter().flatten() {
+        for task in self.tasks.into_iter().flatten() {
             task.abort();
         }
         self.callbacks.stop();

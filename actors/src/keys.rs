@@ -184,6 +184,13 @@ impl Keys {
         format!("{}:node:{{{node}}}:sip", self.prefix)
     }
 
+    /// The node's bans (see [`crate::defence::store`]): `what` is `index` (each banned address
+    /// by the end of its ban), `info` (each ban's JSON), `version` (bumped by each change) or
+    /// `offences:<ip>`. They share one hash tag, so a script touches them together.
+    pub fn bans(&self, what: &str) -> String {
+        format!("{}:{{bans}}:{what}", self.prefix)
+    }
+
     /// The stream GES appends callback requests to.
     pub fn ges_requests(&self, tenant: &str) -> String {
         self.stream(tenant, "ges-callbacks")

@@ -10,6 +10,7 @@
 pub mod agent_state;
 pub mod bus;
 pub mod call_state;
+pub mod defence;
 mod error;
 pub mod events;
 pub mod feed;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::Actor;
+use switchboard_actors::defence::{Defence, DefenceConfig};
 use switchboard_actors::events::EventSink;
 use switchboard_actors::messages::registrar::{Binding, BindingStore, Changes};
 use switchboard_actors::registrar::{Policy, Registrar, RegistrarConfig, RegistrarMsg};
@@ -66,11 +67,17 @@ async fn a_registrar_whose_store_hangs_costs_a_503_not_silence() {
     let proxy = SipProxy::spawn(
         ProxyArgs {
             config,
-            directory,
+            directory: directory.clone(),
             registrar: ractor::call!(registrar, RegistrarMsg::Router).expect("router"),
             cluster: None,
             node: "sbtest".into(),
             nonce_key: NonceKey::random(Duration::from_secs(300)),
+            defence: Arc::new(Defence::new(
+                DefenceConfig::default(),
+                "sbtest",
+                directory.clone(),
+                None,
+            )),
         },
         &supervisor,
     )

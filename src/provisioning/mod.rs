@@ -2,6 +2,7 @@
 //! `proto/provisioning.proto`): reads from the node's snapshot of the configuration, writes
 //! through the PostgreSQL store, each returning once this node's snapshot holds it.
 
+mod bans;
 mod convert;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::{Caller, Keys};
 use convert::Message;
 
+pub(crate) use bans::Bans;
 pub(crate) use pb::provisioning_server::ProvisioningServer;
 
 /// How long a write waits for this node's snapshot to hold it before answering anyway (the
@@ -40,6 +42,8 @@ pub(crate) struct Provisioning {
     /// Where writes go; `None` on a node serving its embedded configuration.
     writer: Option<Writer>,
     keys: Keys,
+    /// The node's bans of SIP sources; none in a test of provisioning alone.
+    bans: Option<bans::Bans>,
 }
 
 /// The connection writes go through, made again when it is lost.
@@ -65,7 +69,22 @@ impl Provisioning {
                 validator,
             }),
             keys: Keys::new(directory_for_keys, admin_key),
+            bans: None,
         }
+    }
+
+    /// Serves the node's bans too.
+    pub(crate) fn with_bans(self, bans: bans::Bans) -> Self {
+        Self {
+            bans: Some(bans),
+            ..self
+        }
+    }
+
+    fn bans(&self) -> Result<&bans::Bans, Status> {
+        self.bans
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("this node keeps no bans"))
     }
 
     fn caller(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
@@ -544,6 +563,19 @@ provisioning! {
                 tenants,
                 next_page_token,
             }))
+        }
+
+        async fn list_bans(&self, r: Request<pb::ListBansRequest>) -> Reply<pb::BanList> {
+            self.admin(r.metadata())?;
+            let bans = self.bans()?.list().await?;
+            Ok(Response::new(pb::BanList { bans }))
+        }
+
+        async fn lift_ban(&self, r: Request<pb::LiftBanRequest>) -> Reply<pb::Deleted> {
+            let (metadata, _, r) = r.into_parts();
+            self.admin(&metadata)?;
+            self.bans()?.lift(&r.address).await?;
+            Ok(Response::new(pb::Deleted {}))
         }
 
         async fn create_api_key(

@@ -2,14 +2,16 @@
 //! address the INVITE came from (its tenant follows; a trunk several tenants share picks the
 //! tenant whose dial plan knows the dialed number), a media server by its configured address,
 //! and a phone by digest: its INVITE is challenged with 407 and must prove it is a DN of the
-//! tenant. Anything else is refused with 403.
+//! tenant. A call for a domain no tenant has is challenged alike (and can never pass), so
+//! the answers do not tell the node's domains from others.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use switchboard_sip::auth::{Checked, Guard, NonceCounts, NonceKey, Rejection, Role};
+use switchboard_sip::auth::{Algorithm, Checked, Guard, NonceCounts, NonceKey, Rejection, Role};
 use switchboard_sip::{Host, Request, Response, SipUri, Uri};
 
+use crate::defence::Failure;
 use crate::messages::sip_cluster::Origin;
 use crate::tenant::{Directory, Tenant};
 
@@ -18,7 +20,53 @@ use crate::tenant::{Directory, Tenant};
 pub struct Refusal {
     pub response: Response,
     /// For the log: what was wrong, when it is worth saying.
-    pub why: Option<String>,
+    pub why: Option<Box<str>>,
+    /// What it counts as against its source (a first challenge counts as nothing).
+    pub failure: Option<Failure>,
+}
+
+/// The algorithms a domain the node does not serve is challenged with: a tenant's default.
+const UNSERVED_DIGEST: [Algorithm; 2] = [Algorithm::Md5, Algorithm::Sha256];
+
+/// The answer to a request (REGISTER as `Role::Registrar`, INVITE as `Role::Proxy`) for
+/// `domain`, which no tenant has: the challenge a tenant's unknown user gets, after the same
+/// work, and again for whatever credentials come back. Counted as a failure.
+pub fn unserved(
+    request: &Request,
+    role: Role,
+    domain: &str,
+    key: &NonceKey,
+    counts: &mut NonceCounts,
+    now_ms: u64,
+) -> Refusal {
+    let guard = Guard {
+        role,
+        realm: domain,
+        key,
+    };
+    let checked = guard.check(request, |_| None, &UNSERVED_DIGEST, counts, now_ms);
+    let stale = matches!(checked, Checked::Challenge { stale: true, .. });
+    let response = Response::answering(&request.headers, role.status());
+    Refusal {
+        response: guard.challenge(response, &UNSERVED_DIGEST, stale, now_ms),
+        why: Some(format!("domain {domain:?} is not served here").into()),
+        failure: Some(Failure::UnknownDomain),
+    }
+}
+
+/// The domain a request names: its From's for an INVITE, its To's for a REGISTER, else its
+/// Request-URI's host.
+pub fn named_domain(request: &Request) -> String {
+    let header = match request.method {
+        switchboard_sip::Method::Register => request.headers.to(),
+        _ => request.headers.from(),
+    };
+    let from_header = header
+        .and_then(Result::ok)
+        .and_then(|n| n.uri.as_sip().map(|u| u.host.to_string()));
+    from_header
+        .or_else(|| request.uri.as_sip().map(|u| u.host.to_string()))
+        .unwrap_or_default()
 }
 
 /// Admits `request`, a dialog-creating INVITE from `source`, or says why not.
@@ -32,7 +80,8 @@ pub fn admit(
 ) -> Result<(Arc<Tenant>, Origin), Refusal> {
     let refuse = |status, why: Option<String>| Refusal {
         response: Response::answering(&request.headers, status),
-        why,
+        why: why.map(String::into_boxed_str),
+        failure: None,
     };
     if let Some(found) = trunk(request, source.ip(), directory) {
         return found.ok_or_else(|| {
@@ -52,10 +101,8 @@ pub fn admit(
         }
     }
     let Some(tenant) = phone_tenant(request, directory) else {
-        return Err(refuse(
-            403,
-            Some("not a trunk, media server or tenant".into()),
-        ));
+        let domain = named_domain(request);
+        return Err(unserved(request, Role::Proxy, &domain, key, counts, now_ms));
     };
     phone(request, tenant, key, counts, now_ms).map(|dn| (tenant.clone(), Origin::Phone(dn)))
 }
@@ -151,7 +198,8 @@ fn phone(
                 response: guard.challenge(response, algorithms, stale, now_ms),
                 why: rejected
                     .filter(|why| *why != Rejection::NotDigest)
-                    .map(|why| format!("{why:?}")),
+                    .map(|why| format!("{why:?}").into()),
+                failure: rejected.map(|_| Failure::Credentials),
             })
         }
     }

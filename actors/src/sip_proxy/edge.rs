@@ -37,6 +37,8 @@ pub enum Decision {
     Respond(Response),
     /// A REGISTER for the registrar, in this tenant.
     Register(Arc<Tenant>),
+    /// A REGISTER for a domain no tenant has: challenged as a tenant's would be.
+    Unserved,
     /// A new call: admission, then the cluster.
     NewCall,
 }
@@ -49,17 +51,20 @@ pub fn decide(request: &Request, directory: &Directory, core: &Core) -> Decision
         Decision::Respond(Response::answering(&request.headers, status).with_header(name, value))
     };
     let sip_uri = request.uri.as_sip();
+    let capabilities = || {
+        Decision::Respond(
+            Response::answering(&request.headers, 200)
+                .with_header(HeaderName::Allow, ALLOW)
+                .with_header(HeaderName::Accept, "application/sdp"),
+        )
+    };
     // OPTIONS to the core itself: the keep-alive and health probe of SBCs and phones.
     if request.method == Method::Options
         && let Some(uri) = sip_uri
         && uri.user.is_none()
         && core.is_me(&uri.host, uri.port, directory)
     {
-        return Decision::Respond(
-            Response::answering(&request.headers, 200)
-                .with_header(HeaderName::Allow, ALLOW)
-                .with_header(HeaderName::Accept, "application/sdp"),
-        );
+        return capabilities();
     }
     if let Some(Ok(0)) = request.headers.max_forwards() {
         return respond(483);
@@ -91,9 +96,12 @@ pub fn decide(request: &Request, directory: &Directory, core: &Core) -> Decision
     match &request.method {
         Method::Register => match register_tenant(request, directory, core) {
             Some(tenant) => Decision::Register(tenant.clone()),
-            None => respond(404),
+            None => Decision::Unserved,
         },
         Method::Cancel => respond(481),
+        // OPTIONS to a user is answered by the node, alike for every user and domain (it is
+        // not forwarded: the capabilities are the node's, as its Allow header says).
+        Method::Options if !has_to_tag(request) => capabilities(),
         Method::Invite if !has_to_tag(request) => Decision::NewCall,
         Method::Other(_) => respond_with(501, HeaderName::Allow, ALLOW.into()),
         _ if has_to_tag(request) => respond(481),
@@ -146,7 +154,7 @@ fn has_to_tag(request: &Request) -> bool {
 /// answer 200, so that proxies and SBCs send new calls to other nodes. Calls in progress go on.
 pub fn refused_when_full(request: &Request, decision: &Decision) -> bool {
     match decision {
-        Decision::Register(_) | Decision::NewCall => true,
+        Decision::Register(_) | Decision::Unserved | Decision::NewCall => true,
         Decision::Respond(r) => request.method == Method::Options && r.status == 200,
     }
 }
@@ -213,6 +221,7 @@ mod tests {
             Decision::Respond(resp) => resp.status,
             Decision::Register(_) => 0,
             Decision::NewCall => 1,
+            Decision::Unserved => 2,
         }
     }
 
@@ -238,11 +247,19 @@ mod tests {
             matches!(ok.headers.to(), Some(Ok(to)) if to.tag().is_some()),
             "an answer of the edge carries its own To tag"
         );
-        // To a user it is not the core's to answer.
-        assert_eq!(
-            status(&request("OPTIONS sip:1001@demo.local SIP/2.0", "")),
-            405
-        );
+        // To a user, known or not, in a domain served or not: alike.
+        for uri in [
+            "sip:1001@demo.local",
+            "sip:nobody@demo.local",
+            "sip:1001@other.example",
+        ] {
+            let options = request(&format!("OPTIONS {uri} SIP/2.0"), "");
+            let Decision::Respond(r) = decide(&options, &directory(), &core()) else {
+                panic!("respond");
+            };
+            assert_eq!(r.status, 200, "{uri}");
+            assert_eq!(r.headers.get(&HeaderName::Allow).map(|a| &**a), Some(ALLOW));
+        }
     }
 
     #[test]
@@ -256,10 +273,6 @@ mod tests {
         assert!(refused(&request("INVITE sip:1001@demo.local SIP/2.0", "")));
         assert!(refused(&request("OPTIONS sip:127.0.0.1 SIP/2.0", "")));
         // What the edge refuses anyway stays as it is.
-        assert!(!refused(&request(
-            "OPTIONS sip:1001@demo.local SIP/2.0",
-            ""
-        )));
         assert!(!refused(&request("OPTIONS tel:+1234 SIP/2.0", "")));
     }
 
@@ -315,10 +328,7 @@ mod tests {
     fn dispatch() {
         assert_eq!(status(&request("REGISTER sip:demo.local SIP/2.0", "")), 0);
         assert_eq!(status(&request("REGISTER sip:127.0.0.1 SIP/2.0", "")), 0);
-        assert_eq!(
-            status(&request("REGISTER sip:example.com SIP/2.0", "")),
-            404
-        );
+        assert_eq!(status(&request("REGISTER sip:example.com SIP/2.0", "")), 2);
         assert_eq!(
             status(&request("CANCEL sip:1001@demo.local SIP/2.0", "")),
             481
@@ -331,6 +341,10 @@ mod tests {
         assert_eq!(
             status(&request("MESSAGE sip:1001@demo.local SIP/2.0", "")),
             405
+        );
+        assert_eq!(
+            status(&request("OPTIONS sip:1001@demo.local SIP/2.0", "")),
+            200
         );
     }
 }

@@ -34,13 +34,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use bytestring::ByteString;
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
+use switchboard_sip::auth::Role;
 use switchboard_sip::auth::{NonceCounts, NonceKey};
 use switchboard_sip::transaction::{ServerEvent, ServerTransaction, TimerConfig, TransactionKey};
-use switchboard_sip::transport::{Endpoint, Inbound, InboundHandler, Transport, TransportConfig};
+use switchboard_sip::transport::{
+    Endpoint, Gate, Inbound, InboundHandler, Transport, TransportConfig,
+};
 use switchboard_sip::{HeaderName, Headers, Host, Message, Method, ParseError, Request, Response};
 
+use crate::defence::{Defence, Failure};
 use crate::messages::registrar::{RegisterRequest, Router};
-use crate::messages::sip_cluster::{CallIn, CallStarter, Cluster, NewDialog, Refusal};
+use crate::messages::sip_cluster::{CallIn, CallStarter, Cluster, NewDialog, Origin, Refusal};
 use crate::messages::sip_proxy::CallRoute;
 use crate::supervisor::Supervisor;
 use crate::tenant::Directory;
@@ -110,6 +114,8 @@ pub struct ProxyArgs {
     pub node: Arc<str>,
     /// Signs the nonces of the 407 challenges of phones' calls.
     pub nonce_key: NonceKey,
+    /// Limits and bans of sources (see [`crate::defence`]).
+    pub defence: Arc<Defence>,
 }
 
 pub enum ProxyMsg {
@@ -160,6 +166,7 @@ pub struct ProxyState {
     /// The relay of each INVITE server transaction, for its CANCEL.
     relay_of: HashMap<TxnId, String>,
     relay_timers: BTreeMap<(Instant, u64), String>,
+    defence: Arc<Defence>,
 }
 
 /// A server transaction as the edge knows it: RFC 3261's key, and the address the request
@@ -179,6 +186,8 @@ struct Entry {
     scheduled: Option<(Instant, u64)>,
     /// The key in `handed_on` while the request waits for another actor's answer.
     handed_on: Option<(Instant, u64)>,
+    /// The request brought credentials: a challenge in answer means they were refused.
+    credentials: bool,
 }
 
 /// How often transaction timers are looked at; well below T1.
@@ -202,9 +211,12 @@ impl Actor for SipProxy {
             backlog.clone(),
             args.config.max_backlog,
             endpoint_cell.clone(),
+            args.defence.clone(),
         );
-        let endpoint =
-            Endpoint::bind(args.config.listen, args.config.transport.clone(), handler).await?;
+        let mut transport = args.config.transport.clone();
+        let defence = args.defence.clone();
+        transport.gate = Some(Gate::new(move |ip| defence.admits(ip)));
+        let endpoint = Endpoint::bind(args.config.listen, transport, handler).await?;
         let _ = endpoint_cell.set(endpoint.clone());
         let mut hosts = vec![Host::from(endpoint.udp_addr().ip())];
         if endpoint.udp_addr().ip().is_loopback() {
@@ -246,6 +258,7 @@ impl Actor for SipProxy {
             timer_seq: 0,
             handed_on: BTreeMap::new(),
             backlog,
+            defence: args.defence,
         })
     }
 
@@ -282,7 +295,10 @@ impl Actor for SipProxy {
                 }
                 state.tick(now)
             }
-            ProxyMsg::ConfigChanged(directory) => state.directory = directory,
+            ProxyMsg::ConfigChanged(directory) => {
+                state.defence.directory_changed(directory.clone());
+                state.directory = directory;
+            }
             ProxyMsg::LocalAddrs(reply) => {
                 let _ = reply.send((state.endpoint.udp_addr(), state.endpoint.tcp_addr()));
             }
@@ -464,6 +480,18 @@ impl ProxyState {
                 }
                 send(&self.endpoint, transport, source, response.to_bytes());
             }
+            Decision::Unserved => {
+                let domain = admit::named_domain(&request);
+                let refusal = admit::unserved(
+                    &request,
+                    Role::Registrar,
+                    &domain,
+                    &self.nonce_key,
+                    &mut self.nonce_counts,
+                    crate::unix_ms(),
+                );
+                self.refuse(&refusal, transport, source, now);
+            }
             Decision::Register(tenant) => {
                 self.open(&key, &request);
                 let headers = request.headers.clone();
@@ -502,6 +530,9 @@ impl ProxyState {
                 };
                 match admitted {
                     Ok((tenant, origin)) if self.forwarder.enabled() => {
+                        if matches!(origin, Origin::Phone(_)) {
+                            self.defence.authenticated(source.ip(), now);
+                        }
                         let Some(node) = self.forwarder.node_for(&request) else {
                             tracing::warn!(%source, "no cluster node takes calls: call refused");
                             let refusal = unavailable(&request.headers);
@@ -520,6 +551,9 @@ impl ProxyState {
                         self.start_relay(branch, Some(key), node, out, headers, now);
                     }
                     Ok((tenant, origin)) => {
+                        if matches!(origin, Origin::Phone(_)) {
+                            self.defence.authenticated(source.ip(), now);
+                        }
                         // The call owns its transaction.
                         tracing::debug!(%source, tenant = %tenant.name, origin = %origin.describe(),
                             "call admitted");
@@ -537,24 +571,35 @@ impl ProxyState {
                             proxy,
                         });
                     }
-                    Err(refusal) => {
-                        if let Some(why) = &refusal.why {
-                            tracing::info!(%source, status = refusal.response.status, why = %why,
-                                "call refused");
-                        }
-                        // Once, and forgotten: a challenge resent until an ACK that a spoofed
-                        // source never sends would amplify what it sent.
-                        send(
-                            &self.endpoint,
-                            transport,
-                            source,
-                            refusal.response.to_bytes(),
-                        );
-                    }
+                    Err(refusal) => self.refuse(&refusal, transport, source, now),
                 }
             }
         }
         None
+    }
+
+    /// Refuses a new call or registration: once, statelessly (a challenge resent until an ACK
+    /// that a spoofed source never sends would amplify what it sent), counted against its
+    /// source when it is a failure.
+    fn refuse(
+        &self,
+        refusal: &admit::Refusal,
+        transport: Transport,
+        source: SocketAddr,
+        now: Instant,
+    ) {
+        if let Some(why) = &refusal.why {
+            tracing::info!(%source, status = refusal.response.status, why = %why, "refused");
+        }
+        send(
+            &self.endpoint,
+            transport,
+            source,
+            refusal.response.to_bytes(),
+        );
+        if let Some(failure) = refusal.failure {
+            self.defence.failed(source.ip(), failure, now);
+        }
     }
 
     /// The server transaction of a request the edge hands on (a REGISTER to the registrar, a
@@ -573,6 +618,11 @@ impl ProxyState {
                 dest: key.source,
                 scheduled: None,
                 handed_on: None,
+                credentials: request.headers.get(&HeaderName::Authorization).is_some()
+                    || request
+                        .headers
+                        .get(&HeaderName::ProxyAuthorization)
+                        .is_some(),
             },
         );
     }
@@ -581,6 +631,15 @@ impl ProxyState {
     /// is sent once and the transaction forgotten, as the edge's own refusals are: a
     /// retransmitted request is asked again.
     fn reply(&mut self, key: &TxnId, response: &Response, now: Instant) {
+        let credentials = self
+            .transactions
+            .get(key)
+            .is_some_and(|entry| entry.credentials);
+        if let Some(failure) = registrar_failure(response, credentials) {
+            self.defence.failed(key.source.ip(), failure, now);
+        } else if (200..300).contains(&response.status) {
+            self.defence.authenticated(key.source.ip(), now);
+        }
         if response.status < 300 {
             if let Some(deadline) = self
                 .transactions
@@ -737,6 +796,22 @@ fn stamp_top_via(request: &mut Request, source: SocketAddr) {
     request.headers.replace_first(&HeaderName::Via, value);
 }
 
+/// What the registrar's answer counts as against its source: credentials refused (a
+/// challenge to a request that brought some, not for a stale nonce), or a DN refused.
+fn registrar_failure(response: &Response, credentials: bool) -> Option<Failure> {
+    match response.status {
+        401 if credentials => {
+            let stale = response
+                .headers
+                .get_all(&HeaderName::WwwAuthenticate)
+                .any(|c| c.to_ascii_lowercase().contains("stale=true"));
+            (!stale).then_some(Failure::Credentials)
+        }
+        403 | 404 => Some(Failure::Credentials),
+        _ => None,
+    }
+}
+
 /// What the edge answers when the actor behind it cannot: try again shortly.
 fn unavailable(request: &Headers) -> Response {
     Response::answering(request, 503).with_header(HeaderName::RetryAfter, "5")
@@ -755,8 +830,27 @@ fn inbound_handler(
     backlog: Arc<AtomicUsize>,
     max: usize,
     endpoint: Arc<OnceLock<Endpoint>>,
+    defence: Arc<Defence>,
 ) -> InboundHandler {
     Arc::new(move |inbound: Inbound| {
+        let ip = inbound.source.ip();
+        match &inbound.message {
+            Err(_) => {
+                defence.failed(ip, Failure::Malformed, inbound.received_at);
+                if !defence.admits(ip) {
+                    return;
+                }
+            }
+            // A request outside any dialog: paid for by a source that has not authenticated.
+            Ok(Message::Request(r))
+                if r.method != Method::Ack
+                    && !matches!(r.headers.to(), Some(Ok(to)) if to.tag().is_some())
+                    && !defence.request(ip, inbound.received_at) =>
+            {
+                return;
+            }
+            Ok(_) => {}
+        }
         if backlog.load(Ordering::Relaxed) >= max {
             if let Some(endpoint) = endpoint.get() {
                 shed_load(endpoint, &inbound);

@@ -69,6 +69,27 @@ impl fmt::Display for Transport {
     }
 }
 
+/// Says whether traffic from an address is let in at all: a source it refuses (a banned
+/// one) has its datagrams and connections dropped unanswered, before they are parsed.
+#[derive(Clone)]
+pub struct Gate(Arc<dyn Fn(IpAddr) -> bool + Send + Sync>);
+
+impl Gate {
+    pub fn new(admits: impl Fn(IpAddr) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(admits))
+    }
+
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        (self.0)(ip)
+    }
+}
+
+impl fmt::Debug for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Gate")
+    }
+}
+
 /// Limits and timeouts of the transports.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
@@ -76,6 +97,10 @@ pub struct TransportConfig {
     pub max_message_size: usize,
     /// A TCP connection with nothing received for this long is closed.
     pub tcp_idle_timeout: Duration,
+    /// Once a message's first byte has arrived on a connection, the whole message (head and
+    /// body) must follow within this, or the connection is closed: a client sending a byte
+    /// at a time does not hold it open.
+    pub message_timeout: Duration,
     /// Open TCP connections allowed from one address.
     pub max_connections_per_ip: usize,
     /// Open TCP connections allowed in all.
@@ -87,6 +112,8 @@ pub struct TransportConfig {
     /// registering at once overflow Linux's default of 208 KiB). The kernel caps it at
     /// `net.core.rmem_max` and `wmem_max`.
     pub udp_buffer_size: usize,
+    /// Who is let in; everyone when none.
+    pub gate: Option<Gate>,
 }
 
 impl Default for TransportConfig {
@@ -94,11 +121,20 @@ impl Default for TransportConfig {
         Self {
             max_message_size: 16 * 1024,
             tcp_idle_timeout: Duration::from_secs(600),
+            message_timeout: Duration::from_secs(10),
             max_connections_per_ip: 64,
             max_connections: 10_000,
             udp_readers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             udp_buffer_size: 4 * 1024 * 1024,
+            gate: None,
         }
+    }
+}
+
+impl TransportConfig {
+    /// Whether traffic from `ip` is let in.
+    pub(crate) fn admits(&self, ip: IpAddr) -> bool {
+        self.gate.as_ref().is_none_or(|g| g.admits(ip))
     }
 }
 

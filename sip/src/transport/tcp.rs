@@ -29,9 +29,21 @@ pub(super) async fn accept_loop(endpoint: Endpoint, listener: TcpListener) {
                 continue;
             }
         };
+        if !endpoint.inner.config.admits(peer.ip()) {
+            drop(stream);
+            continue;
+        }
         match register(&endpoint, peer, true) {
             Ok((connection, outbound)) => {
-                endpoint.spawn(run(endpoint.clone(), stream, peer, connection.id, outbound));
+                let accepted = run(
+                    endpoint.clone(),
+                    stream,
+                    peer,
+                    connection.id,
+                    outbound,
+                    true,
+                );
+                endpoint.spawn(accepted);
             }
             Err(e) => {
                 tracing::info!(%peer, error = %e, "tcp connection refused");
@@ -52,7 +64,7 @@ pub(super) fn send(endpoint: &Endpoint, dest: SocketAddr, bytes: Bytes) -> Resul
             let ep = endpoint.clone();
             endpoint.spawn(async move {
                 match connect(ep.tcp_addr(), dest).await {
-                    Ok(stream) => run(ep, stream, dest, id, outbound).await,
+                    Ok(stream) => run(ep, stream, dest, id, outbound, false).await,
                     Err(e) => {
                         tracing::info!(%dest, error = %e, "tcp connect failed");
                         unregister(&ep, dest, id);
@@ -133,6 +145,10 @@ fn unregister(endpoint: &Endpoint, peer: SocketAddr, id: u64) {
 enum Closed {
     ByPeer,
     Idle,
+    /// A message that did not arrive whole within the message timeout.
+    Slow,
+    /// Its source was refused (banned) meanwhile.
+    Refused,
     Error(std::io::Error),
     Framing(FramingError),
     Shutdown,
@@ -144,23 +160,34 @@ async fn run(
     peer: SocketAddr,
     id: u64,
     mut outbound: mpsc::Receiver<Bytes>,
+    accepted: bool,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let config = endpoint.inner.config.clone();
     let mut framer = Framer::new(config.max_message_size);
     let mut deadline = tokio::time::Instant::now() + config.tcp_idle_timeout;
+    // When the message begun in the buffer must be complete; a connection accepted must
+    // bring its first within the same time, so one opened and never used does not stay.
+    let mut message_due = accepted.then(|| tokio::time::Instant::now() + config.message_timeout);
+    let mut received = false;
     tracing::debug!(%peer, "tcp connection open");
     let closed = 'conn: loop {
         // Everything complete in the buffer first.
         loop {
             match framer.next_item() {
-                Ok(Some(StreamItem::Message(message))) => endpoint.deliver(Inbound {
-                    message,
-                    source: peer,
-                    transport: Transport::Tcp,
-                    received_at: Instant::now(),
-                }),
+                Ok(Some(StreamItem::Message(message))) => {
+                    if !config.admits(peer.ip()) {
+                        break 'conn Closed::Refused;
+                    }
+                    received = true;
+                    endpoint.deliver(Inbound {
+                        message,
+                        source: peer,
+                        transport: Transport::Tcp,
+                        received_at: Instant::now(),
+                    });
+                }
                 Ok(Some(StreamItem::Ping)) => {
                     if let Err(e) = writer.write_all(b"\r\n").await {
                         break 'conn Closed::Error(e);
@@ -180,6 +207,13 @@ async fn run(
                 }
             }
         }
+        message_due = match (framer.buffered(), message_due) {
+            (0, due) if !received => due,
+            (0, _) => None,
+            (_, Some(due)) => Some(due),
+            (_, None) => Some(tokio::time::Instant::now() + config.message_timeout),
+        };
+        let until = message_due.map_or(deadline, |due| due.min(deadline));
         tokio::select! {
             read = reader.read_buf(framer.buffer()) => match read {
                 Ok(0) => break Closed::ByPeer,
@@ -194,7 +228,13 @@ async fn run(
                 }
                 None => break Closed::Shutdown,
             },
-            () = tokio::time::sleep_until(deadline) => break Closed::Idle,
+            () = tokio::time::sleep_until(until) => {
+                break if message_due.is_some_and(|due| due <= tokio::time::Instant::now()) {
+                    Closed::Slow
+                } else {
+                    Closed::Idle
+                };
+            }
         }
     };
     unregister(&endpoint, peer, id);
@@ -206,6 +246,11 @@ async fn run(
         Closed::Error(e) => tracing::debug!(%peer, error = %e, "tcp connection closed: error"),
         Closed::ByPeer => tracing::debug!(%peer, "tcp connection closed by peer"),
         Closed::Idle => tracing::debug!(%peer, "tcp connection closed: idle"),
+        Closed::Slow => {
+            tracing::info!(%peer, timeout_ms = config.message_timeout.as_millis() as u64,
+            "tcp connection closed: a message did not arrive whole in time")
+        }
+        Closed::Refused => tracing::debug!(%peer, "tcp connection closed: source refused"),
         Closed::Shutdown => tracing::debug!(%peer, "tcp connection closed: shutdown"),
     }
 }

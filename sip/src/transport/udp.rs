@@ -47,6 +47,9 @@ pub(super) async fn read_loop(endpoint: Endpoint, parsers: usize) {
             tracing::trace!(%source, "udp keep-alive");
             continue;
         }
+        if !endpoint.inner.config.admits(source.ip()) {
+            continue;
+        }
         if len > max {
             tracing::debug!(%source, len, max, "oversized datagram dropped");
             continue;
