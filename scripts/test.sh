@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of switchboard on a fresh Debian 12 machine: installs the peers the tests talk
-# to (SIPp, baresip, Redis, PostgreSQL, protoc, socat) when missing, starts a private Redis, a
+# to (SIPp, baresip, sipvicious, Redis, PostgreSQL, protoc, socat) when missing, starts a private Redis, a
 # private three-master Redis Cluster and a private PostgreSQL cluster on free ports in a
 # temporary directory, runs the whole cargo test suite, and stops what it started.
 set -euo pipefail
@@ -19,6 +19,8 @@ command -v make >/dev/null || missing+=(make)
 # The TLS test of reporting: certificates made with openssl, TLS in front of the broker by socat.
 command -v openssl >/dev/null || missing+=(openssl)
 command -v socat >/dev/null || missing+=(socat)
+# The scanners of the defence tests.
+command -v svwar >/dev/null || missing+=(sipvicious)
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
 if ((${#missing[@]})); then

@@ -317,7 +317,12 @@ pub struct Udp {
 
 impl Udp {
     pub fn new(server: SocketAddr) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        Self::on("127.0.0.1", server)
+    }
+
+    /// A socket on loopback address `ip` (any of 127.0.0.0/8): a source of its own.
+    pub fn on(ip: &str, server: SocketAddr) -> Self {
+        let socket = UdpSocket::bind((ip, 0)).expect("bind");
         socket.set_read_timeout(Some(WAIT)).expect("timeout");
         Self { socket, server }
     }

@@ -223,19 +223,21 @@ impl Defence {
     /// Whether traffic from `ip` is let in at all: false while it is banned. Drops are
     /// counted.
     pub fn admits(&self, ip: IpAddr) -> bool {
-        if !self.any_ban.load(Ordering::Relaxed) {
-            return true;
-        }
-        let banned = self
-            .bans
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&ip)
-            .is_some_and(|b| b.until_ms > crate::unix_ms());
+        let banned = self.banned(ip);
         if banned {
             self.figures.dropped.fetch_add(1, Ordering::Relaxed);
         }
         !banned
+    }
+
+    fn banned(&self, ip: IpAddr) -> bool {
+        self.any_ban.load(Ordering::Relaxed)
+            && self
+                .bans
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&ip)
+                .is_some_and(|b| b.until_ms > crate::unix_ms())
     }
 
     /// An out-of-dialog request (or a message that did not parse) from `ip`: whether it is
@@ -244,6 +246,10 @@ impl Defence {
     pub fn request(&self, ip: IpAddr, now: Instant) -> bool {
         if !self.config.enabled {
             return true;
+        }
+        // Read before the ban reached the transport: dropped, and not counted again.
+        if !self.admits(ip) {
+            return false;
         }
         let mut sources = self.sources();
         let source = self.source(&mut sources, ip, now);
@@ -262,6 +268,9 @@ impl Defence {
     /// the limit the source is banned.
     pub fn failed(&self, ip: IpAddr, failure: Failure, now: Instant) {
         if !self.config.enabled {
+            return;
+        }
+        if self.banned(ip) {
             return;
         }
         let mut sources = self.sources();
