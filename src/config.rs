@@ -78,6 +78,9 @@ pub(crate) struct SipConfig {
     pub(crate) t1_ms: u64,
     /// Kernel buffers of the UDP socket, each way (capped by net.core.rmem_max/wmem_max).
     pub(crate) udp_buffer_size: usize,
+    /// The `Server` header of the node's responses and `User-Agent` of its requests (say
+    /// "Acme SBC"); none by default, so that no product or version is given away.
+    pub(crate) server_header: Option<String>,
 }
 
 impl Default for SipConfig {
@@ -93,6 +96,7 @@ impl Default for SipConfig {
             max_backlog: 20_000,
             t1_ms: 500,
             udp_buffer_size: 4 * 1024 * 1024,
+            server_header: None,
         }
     }
 }

@@ -552,6 +552,13 @@ impl Node {
         } else {
             Duration::from_secs(config.cluster.drain_secs)
         };
+        if let Some(product) = &config.sip.server_header
+            && product.chars().any(char::is_control)
+        {
+            anyhow::bail!(
+                "[sip] server_header {product:?}: control characters cannot go in a header"
+            );
+        }
         let proxy_config = ProxyConfig {
             listen: config.sip.listen,
             aliases: config
@@ -567,6 +574,11 @@ impl Node {
                 max_connections_per_ip: config.sip.max_connections_per_ip,
                 max_connections: config.sip.max_connections,
                 udp_buffer_size: config.sip.udp_buffer_size,
+                product: config
+                    .sip
+                    .server_header
+                    .clone()
+                    .filter(|p| !p.trim().is_empty()),
                 ..TransportConfig::default()
             },
             timers: proxy_timers,

@@ -103,6 +103,10 @@ fn scanners_find_no_extension_and_no_version() {
         .unwrap_or_else(|| panic!("svmap found the node: {out}"));
     assert!(line.contains("unknown"), "{line}");
     assert!(!line.to_lowercase().contains("switchboard"), "{line}");
+    // What svmap would have learnt from a node that names itself.
+    let named = Server::start_with_config(Some("[sip]\nserver_header = \"Acme SBC 2.1\"\n"), &[]);
+    let out = sipvicious("svmap", &named, &[]);
+    assert!(out.contains("Acme SBC 2.1"), "{out}");
 }
 
 /// svcrack guessing DN 1001's password is banned at the fifth wrong guess: the node counts

@@ -114,6 +114,10 @@ pub struct TransportConfig {
     pub udp_buffer_size: usize,
     /// Who is let in; everyone when none.
     pub gate: Option<Gate>,
+    /// What the node calls itself in the `Server` header of its responses and the
+    /// `User-Agent` of its requests; none by default, so that nothing tells a scanner what
+    /// it found.
+    pub product: Option<String>,
 }
 
 impl Default for TransportConfig {
@@ -127,6 +131,7 @@ impl Default for TransportConfig {
             udp_readers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             udp_buffer_size: 4 * 1024 * 1024,
             gate: None,
+            product: None,
         }
     }
 }
@@ -231,6 +236,10 @@ impl Endpoint {
     /// it. Over TCP the bytes are queued on the open connection to `dest`, or a connection is
     /// opened first. Failures after queueing are logged, not returned.
     pub fn send(&self, transport: Transport, dest: SocketAddr, bytes: Bytes) -> Result<()> {
+        let bytes = match &self.inner.config.product {
+            Some(product) => with_product(bytes, product),
+            None => bytes,
+        };
         match transport {
             Transport::Udp => udp::send(&self.inner.udp, dest, &bytes),
             Transport::Tcp => tcp::send(self, dest, bytes),
@@ -269,6 +278,39 @@ impl Endpoint {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// `message` with a `Server` (for a response) or `User-Agent` (for a request) header naming
+/// `product` after its first line, unless it has one (a request relayed keeps its own).
+fn with_product(message: Bytes, product: &str) -> Bytes {
+    let Some(first) = message.windows(2).position(|w| w == b"\r\n") else {
+        return message;
+    };
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(message.len());
+    let name: &[u8] = if message.starts_with(b"SIP/2.0 ") {
+        b"Server"
+    } else {
+        b"User-Agent"
+    };
+    let has = message[first..end].split(|&b| b == b'\n').any(|line| {
+        line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && line[name.len()..].trim_ascii_start().starts_with(b":")
+    });
+    if has {
+        return message;
+    }
+    let mut out = Vec::with_capacity(message.len() + name.len() + product.len() + 4);
+    out.extend_from_slice(&message[..first + 2]);
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(product.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&message[first + 2..]);
+    Bytes::from(out)
 }
 
 /// Binds a UDP socket and a TCP listener on the same address; with port 0, tries a few ports
@@ -331,4 +373,27 @@ fn bind_udp(addr: SocketAddr, buffer_size: usize) -> Result<UdpSocket> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(UdpSocket::from_std(socket.into())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_product_goes_after_the_first_line_once() {
+        let response = Bytes::from_static(b"SIP/2.0 200 OK\r\nCSeq: 1 OPTIONS\r\n\r\n");
+        assert_eq!(
+            &with_product(response, "acme-sbc")[..],
+            b"SIP/2.0 200 OK\r\nServer: acme-sbc\r\nCSeq: 1 OPTIONS\r\n\r\n"
+        );
+        let request = Bytes::from_static(b"BYE sip:a@b SIP/2.0\r\nCSeq: 2 BYE\r\n\r\n");
+        assert_eq!(
+            &with_product(request, "acme-sbc")[..],
+            b"BYE sip:a@b SIP/2.0\r\nUser-Agent: acme-sbc\r\nCSeq: 2 BYE\r\n\r\n"
+        );
+        let relayed = Bytes::from_static(
+            b"INVITE sip:a@b SIP/2.0\r\nuser-agent : phone\r\n\r\nv=0 User-Agent",
+        );
+        assert_eq!(with_product(relayed.clone(), "acme-sbc"), relayed);
+    }
 }
