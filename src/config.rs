@@ -14,6 +14,7 @@ use switchboard_kafka::KafkaConfig;
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct NodeConfig {
     pub(crate) sip: SipConfig,
+    pub(crate) tls: TlsConfig,
     pub(crate) http: HttpConfig,
     pub(crate) grpc: GrpcConfig,
     pub(crate) stores: StoresConfig,
@@ -97,6 +98,37 @@ impl Default for SipConfig {
             t1_ms: 500,
             udp_buffer_size: 4 * 1024 * 1024,
             server_header: None,
+        }
+    }
+}
+
+/// SIP over TLS, on a port of its own: on when a certificate and its key are named.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TlsConfig {
+    pub(crate) listen: SocketAddr,
+    /// The node's certificate chain (PEM), its own first.
+    pub(crate) certificate: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub(crate) key: Option<PathBuf>,
+    /// Authorities (PEM) trusted to sign peers' certificates: gateways the node connects to
+    /// over TLS, and trunks that must present a client certificate.
+    pub(crate) ca: Option<PathBuf>,
+    /// A handshake not done within this is given up.
+    pub(crate) handshake_timeout_ms: u64,
+    /// How often the files are looked at; a change is loaded for the next handshakes.
+    pub(crate) reload_check_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5061)),
+            certificate: None,
+            key: None,
+            ca: None,
+            handshake_timeout_ms: 5_000,
+            reload_check_ms: 2_000,
         }
     }
 }

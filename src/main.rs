@@ -10,6 +10,7 @@ mod grpc;
 mod health;
 mod node;
 mod provisioning;
+mod tls;
 mod voice;
 
 use std::net::SocketAddr;

@@ -67,7 +67,7 @@ pub(crate) struct Node {
     grpc: tokio::task::JoinHandle<()>,
     callbacks: Callbacks,
     /// The callbacks API, and the reading of GES's requests (with Redis).
-    tasks: [Option<tokio::task::JoinHandle<()>>; 3],
+    tasks: [Option<tokio::task::JoinHandle<()>>; 4],
     /// Kafka or the JSON-lines file.
     reporter: Option<Reporter>,
     /// Follows PostgreSQL while the node runs; stops when dropped.
@@ -559,6 +559,13 @@ impl Node {
                 "[sip] server_header {product:?}: control characters cannot go in a header"
             );
         }
+        let tls = crate::tls::settings(&config.tls)?;
+        let follow_tls = tls.as_ref().map(|t| {
+            tokio::spawn(crate::tls::follow(
+                t.tls.clone(),
+                Duration::from_millis(config.tls.reload_check_ms),
+            ))
+        });
         let proxy_config = ProxyConfig {
             listen: config.sip.listen,
             aliases: config
@@ -579,6 +586,7 @@ impl Node {
                     .server_header
                     .clone()
                     .filter(|p| !p.trim().is_empty()),
+                tls: tls.clone(),
                 ..TransportConfig::default()
             },
             timers: proxy_timers,
@@ -782,7 +790,12 @@ impl Node {
             health,
             grpc,
             callbacks,
-            tasks: [Some(callbacks_http), follow_callbacks, Some(defence_sync)],
+            tasks: [
+                Some(callbacks_http),
+                follow_callbacks,
+                Some(defence_sync),
+                follow_tls,
+            ],
             reporter,
             _watcher: watcher,
             leases,

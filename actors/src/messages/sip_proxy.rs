@@ -38,13 +38,15 @@ pub enum CallRoute {
 /// [`FLOW_TCP`] when the flow is a TCP connection.
 pub const FLOW: &str = "sb-flow";
 pub const FLOW_TCP: &str = "sb-tcp";
+/// With [`FLOW`], when the flow is a TLS connection.
+pub const FLOW_TLS: &str = "sb-tls";
 
 /// The Route a cluster node puts on a request for `dest` through `proxy`.
 pub fn route_through(proxy: SocketAddr, dest: SocketAddr, transport: Transport) -> String {
-    let tcp = if transport == Transport::Tcp {
-        format!(";{FLOW_TCP}")
-    } else {
-        String::new()
+    let tcp = match transport {
+        Transport::Tcp => format!(";{FLOW_TCP}"),
+        Transport::Tls => format!(";{FLOW_TLS}"),
+        Transport::Udp => String::new(),
     };
     format!("<sip:{proxy};lr;{FLOW}={dest}{tcp}>")
 }
@@ -57,6 +59,8 @@ pub fn flow_of(route: &str) -> Option<(SocketAddr, Transport)> {
     let dest = sip.params.value(FLOW)?.parse().ok()?;
     let transport = if sip.params.contains(FLOW_TCP) {
         Transport::Tcp
+    } else if sip.params.contains(FLOW_TLS) {
+        Transport::Tls
     } else {
         Transport::Udp
     };

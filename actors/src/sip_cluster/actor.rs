@@ -67,6 +67,7 @@ impl Shared {
         call::Local {
             udp: self.endpoint.udp_addr(),
             tcp: self.endpoint.tcp_addr(),
+            tls: self.endpoint.tls_addr(),
             node: self.node.clone(),
             key,
         }

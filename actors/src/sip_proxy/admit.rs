@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use switchboard_sip::auth::{Algorithm, Checked, Guard, NonceCounts, NonceKey, Rejection, Role};
+use switchboard_sip::transport::Transport;
 use switchboard_sip::{Host, Request, Response, SipUri, Uri};
 
 use crate::defence::Failure;
@@ -73,6 +74,7 @@ pub fn named_domain(request: &Request) -> String {
 pub fn admit(
     request: &Request,
     source: SocketAddr,
+    transport: Transport,
     directory: &Directory,
     key: &NonceKey,
     counts: &mut NonceCounts,
@@ -84,6 +86,12 @@ pub fn admit(
         failure: None,
     };
     if let Some(found) = trunk(request, source.ip(), directory) {
+        if transport != Transport::Tls && requires_client_certificate(directory, source.ip()) {
+            return Err(refuse(
+                403,
+                Some("the trunk takes calls over TLS with a client certificate only".into()),
+            ));
+        }
         return found.ok_or_else(|| {
             refuse(
                 404,
@@ -105,6 +113,15 @@ pub fn admit(
         return Err(unserved(request, Role::Proxy, &domain, key, counts, now_ms));
     };
     phone(request, tenant, key, counts, now_ms).map(|dn| (tenant.clone(), Origin::Phone(dn)))
+}
+
+/// Whether `ip` is a trunk's that must present a client certificate (over TLS, whose
+/// handshake checks it).
+pub fn requires_client_certificate(directory: &Directory, ip: IpAddr) -> bool {
+    directory
+        .tenants()
+        .flat_map(|t| t.trunks.iter())
+        .any(|t| t.client_certificate && t.admits(ip))
 }
 
 /// The trunk `ip` belongs to: `None` when it is no trunk's; `Some(None)` when it is a trunk
@@ -246,8 +263,16 @@ mod tests {
         let source = "127.0.0.1:5062".parse().expect("addr");
         let mut counts = NonceCounts::default();
         let mut challenge = |from: &str| {
-            let refusal = admit(&invite(from), source, &directory, &key, &mut counts, 1)
-                .expect_err("challenged");
+            let refusal = admit(
+                &invite(from),
+                source,
+                Transport::Udp,
+                &directory,
+                &key,
+                &mut counts,
+                1,
+            )
+            .expect_err("challenged");
             assert_eq!(refusal.response.status, 407);
             algorithms(&refusal.response)
         };

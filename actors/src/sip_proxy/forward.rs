@@ -325,7 +325,9 @@ pub fn by_via(mut response: Response) -> Option<Hop> {
     let next = response.headers.top_via()?.ok()?;
     let port = next.rport().flatten().or(next.port).unwrap_or(5060);
     let ip = next.received().or_else(|| next.host.ip())?;
-    let transport = if next.transport_is("TCP") {
+    let transport = if next.transport_is("TLS") {
+        Transport::Tls
+    } else if next.transport_is("TCP") {
         Transport::Tcp
     } else {
         Transport::Udp

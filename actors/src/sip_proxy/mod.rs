@@ -218,12 +218,18 @@ impl Actor for SipProxy {
         transport.gate = Some(Gate::new(move |ip| defence.admits(ip)));
         let endpoint = Endpoint::bind(args.config.listen, transport, handler).await?;
         let _ = endpoint_cell.set(endpoint.clone());
+        ask_client_certificates(&endpoint, &args.directory);
         let mut hosts = vec![Host::from(endpoint.udp_addr().ip())];
         if endpoint.udp_addr().ip().is_loopback() {
             hosts.push(Host::Domain("localhost".into()));
         }
         hosts.extend(args.config.aliases.iter().cloned());
-        tracing::info!(udp = %endpoint.udp_addr(), tcp = %endpoint.tcp_addr(), "sip listening");
+        match endpoint.tls_addr() {
+            Some(tls) => tracing::info!(udp = %endpoint.udp_addr(), tcp = %endpoint.tcp_addr(),
+                %tls, "sip listening"),
+            None => tracing::info!(udp = %endpoint.udp_addr(), tcp = %endpoint.tcp_addr(),
+                "sip listening"),
+        }
         myself.send_interval(TICK, || ProxyMsg::Tick);
         // The cluster's calls send through these sockets and tell the edge where their
         // messages go; the edge starts the calls it admits through what the cluster gives.
@@ -297,6 +303,7 @@ impl Actor for SipProxy {
             }
             ProxyMsg::ConfigChanged(directory) => {
                 state.defence.directory_changed(directory.clone());
+                ask_client_certificates(&state.endpoint, &directory);
                 state.directory = directory;
             }
             ProxyMsg::LocalAddrs(reply) => {
@@ -522,6 +529,7 @@ impl ProxyState {
                     None => admit::admit(
                         &request,
                         source,
+                        transport,
                         &self.directory,
                         &self.nonce_key,
                         &mut self.nonce_counts,
@@ -809,6 +817,14 @@ fn registrar_failure(response: &Response, credentials: bool) -> Option<Failure> 
         }
         403 | 404 => Some(Failure::Credentials),
         _ => None,
+    }
+}
+
+/// Has TLS ask the trunks that must present a client certificate for one.
+fn ask_client_certificates(endpoint: &Endpoint, directory: &Arc<Directory>) {
+    if let Some(tls) = endpoint.tls() {
+        let directory = directory.clone();
+        tls.set_mutual(move |ip| admit::requires_client_certificate(&directory, ip));
     }
 }
 

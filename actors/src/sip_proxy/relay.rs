@@ -130,7 +130,7 @@ impl ProxyState {
         now: Instant,
     ) {
         let (transport, out) = self.forwarder.over_link(out);
-        let reliable = transport == Transport::Tcp;
+        let reliable = transport.is_reliable();
         let client = ClientTransaction::new(out.clone(), reliable, self.config.timers, now);
         let deadline = (out.method == Method::Invite && server.is_some())
             .then(|| now + self.config.forward_timeout);

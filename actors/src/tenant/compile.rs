@@ -9,6 +9,7 @@ use std::sync::Arc;
 use switchboard_routing::dialplan::{Destination, DialPlan, RuleText};
 use switchboard_routing::strategy::{Known, Program};
 use switchboard_sip::auth::Algorithm;
+use switchboard_sip::transport::Transport;
 
 use super::model::{ConfigError, Dn, MediaServer, Tenant, Trunk, parse_network};
 use super::{StrategyConfig, TenantConfig};
@@ -126,6 +127,13 @@ impl Tenant {
                 name: t.name.clone(),
                 inbound: t.inbound.iter().filter_map(|n| parse_network(n)).collect(),
                 gateway: t.gateway.as_deref().and_then(|g| g.parse().ok()),
+                transport: t
+                    .options
+                    .get("transport")
+                    .and_then(|v| Transport::from_via_name(v.trim()))
+                    .unwrap_or(Transport::Udp),
+                client_certificate: t.options.get("client-certificate").map(|v| v.trim())
+                    == Some("required"),
             })
             .collect();
         let media_servers = c
@@ -392,6 +400,22 @@ fn check_objects(c: &TenantConfig, dns: &HashMap<String, Dn>) -> Result<(), (Str
             return Err((
                 format!("trunks[{i}].gateway"),
                 format!("{gateway:?} is not host:port"),
+            ));
+        }
+        if let Some(v) = t.options.get("transport")
+            && Transport::from_via_name(v.trim()).is_none()
+        {
+            return Err((
+                format!("trunks[{i}].options.transport"),
+                format!("{v:?} is not udp, tcp or tls"),
+            ));
+        }
+        if let Some(v) = t.options.get("client-certificate")
+            && !matches!(v.trim(), "required" | "no")
+        {
+            return Err((
+                format!("trunks[{i}].options.client-certificate"),
+                format!("{v:?} is not \"required\" or \"no\""),
             ));
         }
     }

@@ -75,8 +75,13 @@ pub struct Trunk {
     pub name: String,
     /// The networks calls may come from.
     pub inbound: Vec<(std::net::IpAddr, u8)>,
-    /// Where outbound calls go.
+    /// Where outbound calls go, and over what (option `transport`: udp, tcp or tls).
     pub gateway: Option<SocketAddr>,
+    pub transport: switchboard_sip::transport::Transport,
+    /// Calls from the trunk must come over TLS with a client certificate signed by an
+    /// authority of `[tls] ca` (option `client-certificate = "required"`): mutual TLS, the way
+    /// carriers authenticate SBCs.
+    pub client_certificate: bool,
 }
 
 impl Trunk {

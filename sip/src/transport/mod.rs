@@ -1,6 +1,7 @@
-//! UDP and TCP transports: sockets that turn bytes into parsed messages for a handler, and an
-//! [`Endpoint`] handle that sends bytes back out, reusing a TCP connection to the same peer
-//! where one is open and connecting where none is.
+//! UDP, TCP and TLS transports: sockets that turn bytes into parsed messages for a handler,
+//! and an [`Endpoint`] handle that sends bytes back out, reusing a connection to the same peer
+//! where one is open (the one a phone registered over, RFC 5626 style) and connecting where
+//! none is.
 //!
 //! The transports parse but do not interpret: every message, valid or not, goes to the handler
 //! with where it came from. Only what cannot reach a handler is dealt with here: oversized
@@ -8,7 +9,10 @@
 //! answered 400 (when the request can be answered) and closed.
 
 mod tcp;
+mod tls;
 mod udp;
+
+pub use tls::{Tls, TlsFiles, TlsSettings};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -33,12 +37,13 @@ pub const LARGE_REQUEST: usize = 1300;
 pub enum Transport {
     Udp,
     Tcp,
+    Tls,
 }
 
 impl Transport {
     /// Reliable transports need no retransmissions (RFC 3261 17).
     pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        !matches!(self, Transport::Udp)
     }
 
     /// The name as it appears in a Via (`UDP`, `TCP`).
@@ -46,6 +51,7 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 
@@ -54,6 +60,8 @@ impl Transport {
             Some(Transport::Udp)
         } else if name.eq_ignore_ascii_case("TCP") {
             Some(Transport::Tcp)
+        } else if name.eq_ignore_ascii_case("TLS") {
+            Some(Transport::Tls)
         } else {
             None
         }
@@ -65,6 +73,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         })
     }
 }
@@ -114,6 +123,8 @@ pub struct TransportConfig {
     pub udp_buffer_size: usize,
     /// Who is let in; everyone when none.
     pub gate: Option<Gate>,
+    /// SIP over TLS on a port of its own; none without a certificate.
+    pub tls: Option<TlsSettings>,
     /// What the node calls itself in the `Server` header of its responses and the
     /// `User-Agent` of its requests; none by default, so that nothing tells a scanner what
     /// it found.
@@ -131,6 +142,7 @@ impl Default for TransportConfig {
             udp_readers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             udp_buffer_size: 4 * 1024 * 1024,
             gate: None,
+            tls: None,
             product: None,
         }
     }
@@ -165,6 +177,7 @@ struct Inner {
     udp: Arc<UdpSocket>,
     udp_addr: SocketAddr,
     tcp_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     config: TransportConfig,
     handler: InboundHandler,
     connections: Mutex<Connections>,
@@ -180,10 +193,11 @@ impl fmt::Debug for Endpoint {
     }
 }
 
-/// Open TCP connections by peer address, and how many each remote IP holds.
+/// Open connections (TCP and TLS) by transport and peer address, and how many each remote IP
+/// holds.
 #[derive(Default)]
 struct Connections {
-    by_peer: HashMap<SocketAddr, Connection>,
+    by_peer: HashMap<(Transport, SocketAddr), Connection>,
     per_ip: HashMap<IpAddr, usize>,
     next_id: u64,
 }
@@ -203,10 +217,18 @@ impl Endpoint {
         handler: InboundHandler,
     ) -> Result<Self> {
         let (udp, listener) = bind_pair(addr, config.udp_buffer_size).await?;
+        let tls_listener = match &config.tls {
+            Some(settings) => Some(tcp_listener(settings.listen)?),
+            None => None,
+        };
         let udp = Arc::new(udp);
         let inner = Arc::new(Inner {
             udp_addr: udp.local_addr()?,
             tcp_addr: listener.local_addr()?,
+            tls_addr: match &tls_listener {
+                Some(l) => Some(l.local_addr()?),
+                None => None,
+            },
             udp: udp.clone(),
             config,
             handler,
@@ -216,7 +238,10 @@ impl Endpoint {
         let endpoint = Self { inner };
         let parsers = endpoint.inner.config.udp_readers.max(1);
         endpoint.spawn(udp::read_loop(endpoint.clone(), parsers));
-        endpoint.spawn(tcp::accept_loop(endpoint.clone(), listener));
+        endpoint.spawn(tcp::accept_loop(endpoint.clone(), listener, Transport::Tcp));
+        if let Some(listener) = tls_listener {
+            endpoint.spawn(tcp::accept_loop(endpoint.clone(), listener, Transport::Tls));
+        }
         Ok(endpoint)
     }
 
@@ -226,6 +251,16 @@ impl Endpoint {
 
     pub fn tcp_addr(&self) -> SocketAddr {
         self.inner.tcp_addr
+    }
+
+    /// Where TLS is taken, when it is.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.inner.tls_addr
+    }
+
+    /// TLS's certificate and authorities, for reloading them.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.inner.config.tls.as_ref().map(|t| &t.tls)
     }
 
     pub fn config(&self) -> &TransportConfig {
@@ -242,11 +277,11 @@ impl Endpoint {
         };
         match transport {
             Transport::Udp => udp::send(&self.inner.udp, dest, &bytes),
-            Transport::Tcp => tcp::send(self, dest, bytes),
+            Transport::Tcp | Transport::Tls => tcp::send(self, transport, dest, bytes),
         }
     }
 
-    /// How many TCP connections are open.
+    /// How many TCP and TLS connections are open.
     pub fn tcp_connections(&self) -> usize {
         self.connections().by_peer.len()
     }
@@ -335,7 +370,7 @@ async fn bind_pair(
     })))
 }
 
-/// A TCP listener on `addr` whose port the connections this end opens may share (see
+/// A TCP listener on `addr` whose port the connections this end opens over TCP may share (see
 /// [`tcp::send`]): SO_REUSEPORT on both, so that the other end sees them come from the port
 /// it knows this end by, as with UDP (RFC 5923's connection reuse). The UDP socket bound on
 /// the same port first keeps two processes apart.

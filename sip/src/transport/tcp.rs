@@ -1,12 +1,13 @@
-//! The TCP side: accepting connections within the limits, framing each byte stream into
-//! messages, queueing sends on the connection to a peer (opening one when needed), answering
-//! keep-alives and closing idle or broken connections.
+//! The connection side, TCP and TLS alike: accepting connections within the limits (and TLS's
+//! handshake within its time), framing each byte stream into messages, queueing sends on the
+//! connection to a peer (opening one when needed), answering keep-alives and closing idle,
+//! slow or broken connections.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -18,7 +19,7 @@ use crate::parse::{Framer, FramingError, StreamItem};
 /// Messages that may wait for a connection's writer.
 const QUEUE: usize = 1024;
 
-pub(super) async fn accept_loop(endpoint: Endpoint, listener: TcpListener) {
+pub(super) async fn accept_loop(endpoint: Endpoint, listener: TcpListener, transport: Transport) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -33,44 +34,84 @@ pub(super) async fn accept_loop(endpoint: Endpoint, listener: TcpListener) {
             drop(stream);
             continue;
         }
-        match register(&endpoint, peer, true) {
+        match register(&endpoint, transport, peer, true) {
             Ok((connection, outbound)) => {
-                let accepted = run(
-                    endpoint.clone(),
-                    stream,
+                let link = Link {
+                    endpoint: endpoint.clone(),
                     peer,
-                    connection.id,
-                    outbound,
-                    true,
-                );
-                endpoint.spawn(accepted);
+                    transport,
+                    id: connection.id,
+                };
+                endpoint.spawn(accepted(link, stream, outbound));
             }
             Err(e) => {
-                tracing::info!(%peer, error = %e, "tcp connection refused");
+                tracing::info!(%peer, %transport, error = %e, "connection refused");
                 drop(stream);
             }
         }
     }
 }
 
+/// One connection as the endpoint knows it.
+struct Link {
+    endpoint: Endpoint,
+    peer: SocketAddr,
+    transport: Transport,
+    id: u64,
+}
+
+/// A connection accepted: over TLS, its handshake first (with a client certificate asked of
+/// the sources that must present one), within the handshake timeout.
+async fn accepted(link: Link, stream: TcpStream, outbound: mpsc::Receiver<Bytes>) {
+    let _ = stream.set_nodelay(true);
+    if link.transport != Transport::Tls {
+        return run(link, stream, outbound, true).await;
+    }
+    let Some(settings) = link.endpoint.inner.config.tls.clone() else {
+        return unregister(&link);
+    };
+    let Some(config) = settings.tls.server_for(link.peer.ip()) else {
+        tracing::warn!(peer = %link.peer,
+            "tls connection refused: its source must present a client certificate, and no [tls] ca is configured to check one");
+        return unregister(&link);
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => run(link, tls, outbound, true).await,
+        Ok(Err(e)) => {
+            tracing::info!(peer = %link.peer, error = %e, "tls handshake failed");
+            unregister(&link);
+        }
+        Err(_) => {
+            tracing::info!(peer = %link.peer, "tls handshake not done in time");
+            unregister(&link);
+        }
+    }
+}
+
 /// Queues `bytes` on the connection to `dest`, opening one if there is none.
-pub(super) fn send(endpoint: &Endpoint, dest: SocketAddr, bytes: Bytes) -> Result<()> {
-    let existing = endpoint.connections().by_peer.get(&dest).cloned();
+pub(super) fn send(
+    endpoint: &Endpoint,
+    transport: Transport,
+    dest: SocketAddr,
+    bytes: Bytes,
+) -> Result<()> {
+    let existing = endpoint
+        .connections()
+        .by_peer
+        .get(&(transport, dest))
+        .cloned();
     let connection = match existing {
         Some(c) => c,
         None => {
-            let (connection, outbound) = register(endpoint, dest, false)?;
-            let id = connection.id;
-            let ep = endpoint.clone();
-            endpoint.spawn(async move {
-                match connect(ep.tcp_addr(), dest).await {
-                    Ok(stream) => run(ep, stream, dest, id, outbound, false).await,
-                    Err(e) => {
-                        tracing::info!(%dest, error = %e, "tcp connect failed");
-                        unregister(&ep, dest, id);
-                    }
-                }
-            });
+            let (connection, outbound) = register(endpoint, transport, dest, false)?;
+            let link = Link {
+                endpoint: endpoint.clone(),
+                peer: dest,
+                transport,
+                id: connection.id,
+            };
+            endpoint.spawn(open(link, outbound));
             connection
         }
     };
@@ -83,6 +124,46 @@ pub(super) fn send(endpoint: &Endpoint, dest: SocketAddr, bytes: Bytes) -> Resul
 /// A connection to `dest` from this end's own port (`local`), so that the other end knows
 /// it by the address it knows this end by; from any port when that one cannot be used (the
 /// same pair of ports still in TIME_WAIT, say).
+/// Opens the connection of `link` (over TLS, the server's certificate checked against the
+/// configured authorities) and runs it.
+async fn open(link: Link, outbound: mpsc::Receiver<Bytes>) {
+    let dest = link.peer;
+    let opened: std::io::Result<()> = match link.transport {
+        Transport::Tls => match link.endpoint.inner.config.tls.clone() {
+            Some(settings) => {
+                let connector = tokio_rustls::TlsConnector::from(settings.tls.client());
+                let handshake = async {
+                    let stream = TcpStream::connect(dest).await?;
+                    let _ = stream.set_nodelay(true);
+                    connector
+                        .connect(super::Tls::server_name(dest), stream)
+                        .await
+                };
+                match tokio::time::timeout(settings.handshake_timeout, handshake).await {
+                    Ok(Ok(tls)) => return run(link, tls, outbound, false).await,
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "tls handshake not done in time",
+                    )),
+                }
+            }
+            None => Err(std::io::Error::other("no [tls] configured")),
+        },
+        _ => match connect(link.endpoint.tcp_addr(), dest).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return run(link, stream, outbound, false).await;
+            }
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = opened {
+        tracing::info!(%dest, transport = %link.transport, error = %e, "connect failed");
+    }
+    unregister(&link);
+}
+
 async fn connect(local: SocketAddr, dest: SocketAddr) -> std::io::Result<TcpStream> {
     let from_own_port = async {
         let socket = super::shared_port_socket(local)?;
@@ -103,6 +184,7 @@ async fn connect(local: SocketAddr, dest: SocketAddr) -> std::io::Result<TcpStre
 /// connections only); returns it and the queue its writer drains.
 fn register(
     endpoint: &Endpoint,
+    transport: Transport,
     peer: SocketAddr,
     inbound: bool,
 ) -> Result<(Connection, mpsc::Receiver<Bytes>)> {
@@ -120,7 +202,7 @@ fn register(
     let id = conns.next_id;
     let (tx, rx) = mpsc::channel(QUEUE);
     let connection = Connection { id, outbound: tx };
-    if let Some(old) = conns.by_peer.insert(peer, connection.clone()) {
+    if let Some(old) = conns.by_peer.insert((transport, peer), connection.clone()) {
         tracing::debug!(%peer, old = old.id, "tcp connection replaced");
     } else {
         *conns.per_ip.entry(peer.ip()).or_default() += 1;
@@ -128,14 +210,15 @@ fn register(
     Ok((connection, rx))
 }
 
-fn unregister(endpoint: &Endpoint, peer: SocketAddr, id: u64) {
-    let mut conns = endpoint.connections();
-    if conns.by_peer.get(&peer).is_some_and(|c| c.id == id) {
-        conns.by_peer.remove(&peer);
-        if let Some(n) = conns.per_ip.get_mut(&peer.ip()) {
+fn unregister(link: &Link) {
+    let mut conns = link.endpoint.connections();
+    let key = (link.transport, link.peer);
+    if conns.by_peer.get(&key).is_some_and(|c| c.id == link.id) {
+        conns.by_peer.remove(&key);
+        if let Some(n) = conns.per_ip.get_mut(&link.peer.ip()) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                conns.per_ip.remove(&peer.ip());
+                conns.per_ip.remove(&link.peer.ip());
             }
         }
     }
@@ -154,16 +237,14 @@ enum Closed {
     Shutdown,
 }
 
-async fn run(
-    endpoint: Endpoint,
-    stream: TcpStream,
-    peer: SocketAddr,
-    id: u64,
+async fn run<S: AsyncRead + AsyncWrite + Send + Unpin>(
+    link: Link,
+    stream: S,
     mut outbound: mpsc::Receiver<Bytes>,
     accepted: bool,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+    let (endpoint, peer, transport) = (link.endpoint.clone(), link.peer, link.transport);
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let config = endpoint.inner.config.clone();
     let mut framer = Framer::new(config.max_message_size);
     let mut deadline = tokio::time::Instant::now() + config.tcp_idle_timeout;
@@ -171,7 +252,7 @@ async fn run(
     // bring its first within the same time, so one opened and never used does not stay.
     let mut message_due = accepted.then(|| tokio::time::Instant::now() + config.message_timeout);
     let mut received = false;
-    tracing::debug!(%peer, "tcp connection open");
+    tracing::debug!(%peer, %transport, "connection open");
     let closed = 'conn: loop {
         // Everything complete in the buffer first.
         loop {
@@ -184,7 +265,7 @@ async fn run(
                     endpoint.deliver(Inbound {
                         message,
                         source: peer,
-                        transport: Transport::Tcp,
+                        transport,
                         received_at: Instant::now(),
                     });
                 }
@@ -237,21 +318,21 @@ async fn run(
             }
         }
     };
-    unregister(&endpoint, peer, id);
+    unregister(&link);
     let _ = writer.shutdown().await;
     match closed {
         Closed::Framing(e) => {
-            tracing::info!(%peer, error = %e, "tcp connection closed: broken framing");
+            tracing::info!(%peer, %transport, error = %e, "connection closed: broken framing");
         }
-        Closed::Error(e) => tracing::debug!(%peer, error = %e, "tcp connection closed: error"),
-        Closed::ByPeer => tracing::debug!(%peer, "tcp connection closed by peer"),
-        Closed::Idle => tracing::debug!(%peer, "tcp connection closed: idle"),
+        Closed::Error(e) => tracing::debug!(%peer, error = %e, "connection closed: error"),
+        Closed::ByPeer => tracing::debug!(%peer, "connection closed by peer"),
+        Closed::Idle => tracing::debug!(%peer, "connection closed: idle"),
         Closed::Slow => {
             tracing::info!(%peer, timeout_ms = config.message_timeout.as_millis() as u64,
-            "tcp connection closed: a message did not arrive whole in time")
+            "connection closed: a message did not arrive whole in time")
         }
-        Closed::Refused => tracing::debug!(%peer, "tcp connection closed: source refused"),
-        Closed::Shutdown => tracing::debug!(%peer, "tcp connection closed: shutdown"),
+        Closed::Refused => tracing::debug!(%peer, "connection closed: source refused"),
+        Closed::Shutdown => tracing::debug!(%peer, "connection closed: shutdown"),
     }
 }
 

@@ -78,8 +78,8 @@ impl Call {
                     .trunks
                     .iter()
                     .find(|t| t.name == name)
-                    .and_then(|t| t.gateway);
-                let Some(gateway) = gateway else {
+                    .and_then(|t| Some((t.gateway?, t.transport)));
+                let Some((gateway, transport)) = gateway else {
                     tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, trunk = %name,
                         "trunk has no usable gateway (host:port)");
                     self.fail(503, "no-gateway", None, now);
@@ -87,13 +87,17 @@ impl Call {
                 };
                 self.callee.name = Some(number.clone());
                 self.callee.trunk = true;
-                let uri = SipUri::new(
+                let mut uri = SipUri::new(
                     Some(&number),
                     Host::from(gateway.ip()),
                     Some(gateway.port()),
                 );
+                if transport != Transport::Udp {
+                    uri.params
+                        .set("transport", Some(transport.to_string().into()));
+                }
                 let to = format!("<{uri}>");
-                self.place(Uri::Sip(uri), to, gateway, Transport::Udp, now);
+                self.place(Uri::Sip(uri), to, gateway, transport, now);
             }
             Destination::Announcement(text) => {
                 let Some((uri, addr)) = self.media_uri(&text) else {
@@ -191,11 +195,7 @@ impl Call {
             let Ok(uri) = Uri::parse_str(&b.contact) else {
                 continue;
             };
-            let transport = if b.transport.eq_ignore_ascii_case("tcp") {
-                Transport::Tcp
-            } else {
-                Transport::Udp
-            };
+            let transport = Transport::from_via_name(&b.transport).unwrap_or(Transport::Udp);
             legs.push(self.legs.b.len());
             self.place_with(uri, to.clone(), b.source, transport, offer.clone(), now);
         }

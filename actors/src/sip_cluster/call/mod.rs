@@ -98,6 +98,8 @@ struct Setting {
 pub struct Local {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// Where the node takes TLS, when it does.
+    pub tls: Option<SocketAddr>,
     /// The node's Call-ID prefix.
     pub node: Arc<str>,
     /// The call's number on this node.
@@ -109,6 +111,7 @@ impl Local {
         match transport {
             Transport::Udp => self.udp,
             Transport::Tcp => self.tcp,
+            Transport::Tls => self.tls.unwrap_or(self.tcp),
         }
     }
 
@@ -118,6 +121,7 @@ impl Local {
         match transport {
             Transport::Udp => format!("<sip:{}>", addr),
             Transport::Tcp => format!("<sip:{};transport=tcp>", addr),
+            Transport::Tls => format!("<sip:{};transport=tls>", addr),
         }
     }
 

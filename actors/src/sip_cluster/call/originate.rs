@@ -125,11 +125,7 @@ impl Call {
             return;
         };
         let dial = originate.dial.clone();
-        let transport = if b.transport.eq_ignore_ascii_case("tcp") {
-            Transport::Tcp
-        } else {
-            Transport::Udp
-        };
+        let transport = Transport::from_via_name(&b.transport).unwrap_or(Transport::Udp);
         self.legs.a.peer = b.source;
         self.legs.a.transport = transport;
         let (via, branch) = self.local.via(transport);

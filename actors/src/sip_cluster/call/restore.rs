@@ -219,10 +219,7 @@ fn leg(l: &LegSnapshot, skip: u32, now: Instant) -> Result<Leg, String> {
         .peer
         .parse()
         .map_err(|_| format!("leg peer {:?}", l.peer))?;
-    let transport = match l.transport.as_str() {
-        "tcp" => Transport::Tcp,
-        _ => Transport::Udp,
-    };
+    let transport = Transport::from_via_name(&l.transport).unwrap_or(Transport::Udp);
     let mut leg = Leg::new(
         ByteString::from(l.call_id.as_str()),
         l.local_tag.clone(),

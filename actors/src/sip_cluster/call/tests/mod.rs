@@ -104,6 +104,7 @@ impl Run {
             Local {
                 udp: "127.0.0.1:5060".parse().expect("addr"),
                 tcp: "127.0.0.1:5060".parse().expect("addr"),
+                tls: None,
                 node: "sbtest".into(),
                 key: 1,
             },
