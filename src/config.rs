@@ -15,6 +15,7 @@ use switchboard_kafka::KafkaConfig;
 pub(crate) struct NodeConfig {
     pub(crate) sip: SipConfig,
     pub(crate) tls: TlsConfig,
+    pub(crate) websocket: WebSocketConfig,
     pub(crate) http: HttpConfig,
     pub(crate) grpc: GrpcConfig,
     pub(crate) stores: StoresConfig,
@@ -131,6 +132,17 @@ impl Default for TlsConfig {
             reload_check_ms: 2_000,
         }
     }
+}
+
+/// SIP over WebSocket (RFC 7118) for browser softphones: `ws` and `wss` each on a port of its
+/// own when given (`wss` with `[tls]`'s certificate).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct WebSocketConfig {
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) secure_listen: Option<SocketAddr>,
+    /// The `Origin`s allowed to open one (the pages of the agents' desktop); none: any.
+    pub(crate) origins: Vec<String>,
 }
 
 /// The edge's defence (see the actors' `defence` module): limits on what sources that have

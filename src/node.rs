@@ -560,6 +560,11 @@ impl Node {
             );
         }
         let tls = crate::tls::settings(&config.tls)?;
+        if config.websocket.secure_listen.is_some() && tls.is_none() {
+            anyhow::bail!(
+                "[websocket] secure_listen (wss) needs [tls] certificate and key: the certificate it presents"
+            );
+        }
         let follow_tls = tls.as_ref().map(|t| {
             tokio::spawn(crate::tls::follow(
                 t.tls.clone(),
@@ -587,6 +592,11 @@ impl Node {
                     .clone()
                     .filter(|p| !p.trim().is_empty()),
                 tls: tls.clone(),
+                ws: config.websocket.listen,
+                wss: config.websocket.secure_listen,
+                ws_settings: switchboard_sip::transport::WsSettings {
+                    origins: config.websocket.origins.clone(),
+                },
                 ..TransportConfig::default()
             },
             timers: proxy_timers,

@@ -2,6 +2,7 @@
 //! Redis of the test harness, and raw SIP over UDP and TCP.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod browser;
 pub mod certs;
 pub mod desktop;
 pub mod peer;

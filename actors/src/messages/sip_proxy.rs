@@ -40,12 +40,17 @@ pub const FLOW: &str = "sb-flow";
 pub const FLOW_TCP: &str = "sb-tcp";
 /// With [`FLOW`], when the flow is a TLS connection.
 pub const FLOW_TLS: &str = "sb-tls";
+/// With [`FLOW`], when the flow is a browser's WebSocket (plain or secure).
+pub const FLOW_WS: &str = "sb-ws";
+pub const FLOW_WSS: &str = "sb-wss";
 
 /// The Route a cluster node puts on a request for `dest` through `proxy`.
 pub fn route_through(proxy: SocketAddr, dest: SocketAddr, transport: Transport) -> String {
     let tcp = match transport {
         Transport::Tcp => format!(";{FLOW_TCP}"),
         Transport::Tls => format!(";{FLOW_TLS}"),
+        Transport::Ws => format!(";{FLOW_WS}"),
+        Transport::Wss => format!(";{FLOW_WSS}"),
         Transport::Udp => String::new(),
     };
     format!("<sip:{proxy};lr;{FLOW}={dest}{tcp}>")
@@ -61,6 +66,10 @@ pub fn flow_of(route: &str) -> Option<(SocketAddr, Transport)> {
         Transport::Tcp
     } else if sip.params.contains(FLOW_TLS) {
         Transport::Tls
+    } else if sip.params.contains(FLOW_WS) {
+        Transport::Ws
+    } else if sip.params.contains(FLOW_WSS) {
+        Transport::Wss
     } else {
         Transport::Udp
     };

@@ -44,6 +44,8 @@ pub(super) enum Start {
 /// What every call actor of the node shares (one allocation for them all).
 pub(super) struct Shared {
     pub(super) endpoint: Endpoint,
+    /// Where the endpoint takes each transport, shared by the calls.
+    pub(super) addrs: Arc<call::Addrs>,
     pub(super) config: Arc<ClusterConfig>,
     pub(super) bindings: Arc<dyn BindingStore>,
     pub(super) call_threads: CallThreads,
@@ -65,9 +67,7 @@ impl Shared {
     /// Who call `key` of this node is on the wire.
     pub(super) fn local(&self, key: u64) -> call::Local {
         call::Local {
-            udp: self.endpoint.udp_addr(),
-            tcp: self.endpoint.tcp_addr(),
-            tls: self.endpoint.tls_addr(),
+            addrs: self.addrs.clone(),
             node: self.node.clone(),
             key,
         }

@@ -212,8 +212,10 @@ impl Actor for ClusterActor {
                 routes,
                 reply,
             } => {
+                let addrs = Arc::new(call::Addrs::of(&endpoint));
                 let shared = Arc::new(Shared {
                     endpoint,
+                    addrs,
                     config: Arc::new(state.args.config.clone()),
                     bindings: state.args.bindings.clone(),
                     call_threads: state.args.call_threads.clone(),

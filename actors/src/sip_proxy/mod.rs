@@ -224,12 +224,9 @@ impl Actor for SipProxy {
             hosts.push(Host::Domain("localhost".into()));
         }
         hosts.extend(args.config.aliases.iter().cloned());
-        match endpoint.tls_addr() {
-            Some(tls) => tracing::info!(udp = %endpoint.udp_addr(), tcp = %endpoint.tcp_addr(),
-                %tls, "sip listening"),
-            None => tracing::info!(udp = %endpoint.udp_addr(), tcp = %endpoint.tcp_addr(),
-                "sip listening"),
-        }
+        tracing::info!(udp = %endpoint.udp_addr(), tcp = %endpoint.tcp_addr(),
+            tls = ?endpoint.tls_addr(), ws = ?endpoint.ws_addr(), wss = ?endpoint.wss_addr(),
+            "sip listening");
         myself.send_interval(TICK, || ProxyMsg::Tick);
         // The cluster's calls send through these sockets and tell the edge where their
         // messages go; the edge starts the calls it admits through what the cluster gives.

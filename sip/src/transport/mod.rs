@@ -11,8 +11,10 @@
 mod tcp;
 mod tls;
 mod udp;
+pub mod ws;
 
 pub use tls::{Tls, TlsFiles, TlsSettings};
+pub use ws::WsSettings;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -38,6 +40,10 @@ pub enum Transport {
     Udp,
     Tcp,
     Tls,
+    /// WebSocket (RFC 7118): a browser's connection, which only it can open.
+    Ws,
+    /// WebSocket over TLS.
+    Wss,
 }
 
 impl Transport {
@@ -52,6 +58,8 @@ impl Transport {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
             Transport::Tls => "TLS",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
         }
     }
 
@@ -62,6 +70,10 @@ impl Transport {
             Some(Transport::Tcp)
         } else if name.eq_ignore_ascii_case("TLS") {
             Some(Transport::Tls)
+        } else if name.eq_ignore_ascii_case("WS") {
+            Some(Transport::Ws)
+        } else if name.eq_ignore_ascii_case("WSS") {
+            Some(Transport::Wss)
         } else {
             None
         }
@@ -74,6 +86,8 @@ impl fmt::Display for Transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
         })
     }
 }
@@ -125,6 +139,11 @@ pub struct TransportConfig {
     pub gate: Option<Gate>,
     /// SIP over TLS on a port of its own; none without a certificate.
     pub tls: Option<TlsSettings>,
+    /// SIP over WebSocket (`ws`) and over secure WebSocket (`wss`, with `tls`'s certificate),
+    /// each on a port of its own when given.
+    pub ws: Option<SocketAddr>,
+    pub wss: Option<SocketAddr>,
+    pub ws_settings: WsSettings,
     /// What the node calls itself in the `Server` header of its responses and the
     /// `User-Agent` of its requests; none by default, so that nothing tells a scanner what
     /// it found.
@@ -143,6 +162,9 @@ impl Default for TransportConfig {
             udp_buffer_size: 4 * 1024 * 1024,
             gate: None,
             tls: None,
+            ws: None,
+            wss: None,
+            ws_settings: WsSettings::default(),
             product: None,
         }
     }
@@ -178,6 +200,8 @@ struct Inner {
     udp_addr: SocketAddr,
     tcp_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
+    ws_addr: Option<SocketAddr>,
+    wss_addr: Option<SocketAddr>,
     config: TransportConfig,
     handler: InboundHandler,
     connections: Mutex<Connections>,
@@ -221,14 +245,29 @@ impl Endpoint {
             Some(settings) => Some(tcp_listener(settings.listen)?),
             None => None,
         };
+        let ws_listener = config.ws.map(tcp_listener).transpose()?;
+        let wss_listener = match (config.wss, &config.tls) {
+            (Some(addr), Some(_)) => Some(tcp_listener(addr)?),
+            (Some(_), None) => {
+                return Err(Error::Io(std::io::Error::other(
+                    "secure WebSocket needs a TLS certificate",
+                )));
+            }
+            (None, _) => None,
+        };
+        let addr_of = |l: &Option<tokio::net::TcpListener>| -> Result<Option<SocketAddr>> {
+            Ok(match l {
+                Some(l) => Some(l.local_addr()?),
+                None => None,
+            })
+        };
         let udp = Arc::new(udp);
         let inner = Arc::new(Inner {
             udp_addr: udp.local_addr()?,
             tcp_addr: listener.local_addr()?,
-            tls_addr: match &tls_listener {
-                Some(l) => Some(l.local_addr()?),
-                None => None,
-            },
+            tls_addr: addr_of(&tls_listener)?,
+            ws_addr: addr_of(&ws_listener)?,
+            wss_addr: addr_of(&wss_listener)?,
             udp: udp.clone(),
             config,
             handler,
@@ -239,8 +278,14 @@ impl Endpoint {
         let parsers = endpoint.inner.config.udp_readers.max(1);
         endpoint.spawn(udp::read_loop(endpoint.clone(), parsers));
         endpoint.spawn(tcp::accept_loop(endpoint.clone(), listener, Transport::Tcp));
-        if let Some(listener) = tls_listener {
-            endpoint.spawn(tcp::accept_loop(endpoint.clone(), listener, Transport::Tls));
+        for (listener, transport) in [
+            (tls_listener, Transport::Tls),
+            (ws_listener, Transport::Ws),
+            (wss_listener, Transport::Wss),
+        ] {
+            if let Some(listener) = listener {
+                endpoint.spawn(tcp::accept_loop(endpoint.clone(), listener, transport));
+            }
         }
         Ok(endpoint)
     }
@@ -256,6 +301,16 @@ impl Endpoint {
     /// Where TLS is taken, when it is.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.inner.tls_addr
+    }
+
+    /// Where WebSocket is taken, when it is.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.inner.ws_addr
+    }
+
+    /// Where secure WebSocket is taken, when it is.
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.inner.wss_addr
     }
 
     /// TLS's certificate and authorities, for reloading them.
@@ -277,7 +332,7 @@ impl Endpoint {
         };
         match transport {
             Transport::Udp => udp::send(&self.inner.udp, dest, &bytes),
-            Transport::Tcp | Transport::Tls => tcp::send(self, transport, dest, bytes),
+            _ => tcp::send(self, transport, dest, bytes),
         }
     }
 

@@ -1,20 +1,22 @@
-//! The connection side, TCP and TLS alike: accepting connections within the limits (and TLS's
-//! handshake within its time), framing each byte stream into messages, queueing sends on the
-//! connection to a peer (opening one when needed), answering keep-alives and closing idle,
+//! The connection side, TCP, TLS and WebSocket alike: accepting connections within the limits
+//! (and TLS's and WebSocket's handshakes within their time), framing each byte stream into
+//! messages (or taking each WebSocket message as one), queueing sends on the connection to a
+//! peer (opening one when needed, never to a browser), answering keep-alives and closing idle,
 //! slow or broken connections.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use super::ws;
 use super::{Connection, Endpoint, Inbound, Transport};
 use crate::error::{Error, ParseError, Result};
 use crate::message::Response;
-use crate::parse::{Framer, FramingError, StreamItem};
+use crate::parse::{Framer, FramingError, StreamItem, parse_datagram};
 
 /// Messages that may wait for a connection's writer.
 const QUEUE: usize = 1024;
@@ -64,8 +66,8 @@ struct Link {
 /// the sources that must present one), within the handshake timeout.
 async fn accepted(link: Link, stream: TcpStream, outbound: mpsc::Receiver<Bytes>) {
     let _ = stream.set_nodelay(true);
-    if link.transport != Transport::Tls {
-        return run(link, stream, outbound, true).await;
+    if !matches!(link.transport, Transport::Tls | Transport::Wss) {
+        return serve(link, stream, outbound).await;
     }
     let Some(settings) = link.endpoint.inner.config.tls.clone() else {
         return unregister(&link);
@@ -77,7 +79,7 @@ async fn accepted(link: Link, stream: TcpStream, outbound: mpsc::Receiver<Bytes>
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => run(link, tls, outbound, true).await,
+        Ok(Ok(tls)) => serve(link, tls, outbound).await,
         Ok(Err(e)) => {
             tracing::info!(peer = %link.peer, error = %e, "tls handshake failed");
             unregister(&link);
@@ -85,6 +87,177 @@ async fn accepted(link: Link, stream: TcpStream, outbound: mpsc::Receiver<Bytes>
         Err(_) => {
             tracing::info!(peer = %link.peer, "tls handshake not done in time");
             unregister(&link);
+        }
+    }
+}
+
+/// Runs a connection accepted (over TLS, past its handshake): a WebSocket's opening handshake
+/// first.
+async fn serve<S: AsyncRead + AsyncWrite + Send + Unpin>(
+    link: Link,
+    mut stream: S,
+    outbound: mpsc::Receiver<Bytes>,
+) {
+    let max = link.endpoint.inner.config.max_message_size;
+    if !matches!(link.transport, Transport::Ws | Transport::Wss) {
+        return run(
+            link,
+            stream,
+            outbound,
+            true,
+            Framing::Stream(Framer::new(max)),
+        )
+        .await;
+    }
+    match websocket(&link, &mut stream).await {
+        Some(rest) => {
+            let mut deframer = ws::Deframer::new(max, true);
+            deframer.buffer().extend_from_slice(&rest);
+            run(link, stream, outbound, true, Framing::Ws(deframer)).await;
+        }
+        None => unregister(&link),
+    }
+}
+
+/// The opening handshake of a WebSocket, within the message timeout: what followed it, or
+/// none when it was refused (answered, and logged).
+async fn websocket<S: AsyncRead + AsyncWrite + Unpin>(
+    link: &Link,
+    stream: &mut S,
+) -> Option<BytesMut> {
+    let config = &link.endpoint.inner.config;
+    let mut head = BytesMut::with_capacity(1024);
+    let read = async {
+        loop {
+            if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Ok(end);
+            }
+            if head.len() > ws::MAX_HANDSHAKE {
+                return Err("handshake too large".to_owned());
+            }
+            match stream.read_buf(&mut head).await {
+                Ok(0) => return Err("closed during the handshake".to_owned()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    let end = match tokio::time::timeout(config.message_timeout, read).await {
+        Ok(Ok(end)) => end,
+        Ok(Err(why)) => {
+            tracing::info!(peer = %link.peer, why, "websocket handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::info!(peer = %link.peer, "websocket handshake not done in time");
+            return None;
+        }
+    };
+    let rest = head.split_off(end + 4);
+    match ws::answer_handshake(&head[..end], &config.ws_settings) {
+        Ok(accepted) => {
+            stream.write_all(&accepted).await.ok()?;
+            tracing::debug!(peer = %link.peer, transport = %link.transport, "websocket open");
+            Some(rest)
+        }
+        Err((refusal, why)) => {
+            let _ = stream.write_all(&refusal).await;
+            let _ = stream.shutdown().await;
+            tracing::info!(peer = %link.peer, why, "websocket handshake refused");
+            None
+        }
+    }
+}
+
+/// How a connection's bytes become messages.
+enum Framing {
+    /// SIP's own framing on a byte stream (TCP, TLS): Content-Length, CRLF keep-alives.
+    Stream(Framer),
+    /// One SIP message per WebSocket message.
+    Ws(ws::Deframer),
+}
+
+/// What the framing found next.
+enum Next {
+    Message(std::result::Result<crate::message::Message, ParseError>),
+    /// To write back (a keep-alive's answer).
+    Reply(Bytes),
+    /// Nothing to do with (a pong).
+    Skip,
+    /// The buffer holds nothing whole.
+    More,
+    /// The connection ends, after `Bytes` is written when there is something to say.
+    Close(Closed, Option<Bytes>),
+}
+
+impl Framing {
+    fn buffer(&mut self) -> &mut BytesMut {
+        match self {
+            Framing::Stream(f) => f.buffer(),
+            Framing::Ws(d) => d.buffer(),
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        match self {
+            Framing::Stream(f) => f.buffered(),
+            Framing::Ws(d) => d.buffered(),
+        }
+    }
+
+    /// A message as it goes on the wire.
+    fn encode(&self, message: Bytes) -> Bytes {
+        match self {
+            Framing::Stream(_) => message,
+            Framing::Ws(_) => ws::frame(ws::opcode::TEXT, &message, None),
+        }
+    }
+
+    fn next(&mut self) -> Next {
+        match self {
+            Framing::Stream(framer) => match framer.next_item() {
+                Ok(Some(StreamItem::Message(message))) => Next::Message(message),
+                Ok(Some(StreamItem::Ping)) => Next::Reply(Bytes::from_static(b"\r\n")),
+                Ok(None) => Next::More,
+                Err(e) => {
+                    let reply = match &e {
+                        FramingError::Invalid(p) => Some((p, 400)),
+                        FramingError::TooLarge { reply: Some(p), .. } => Some((p, 513)),
+                        FramingError::TooLarge { reply: None, .. } => None,
+                    };
+                    let answer = reply.and_then(|(p, status)| error_response(p, status));
+                    Next::Close(Closed::Framing(e), answer)
+                }
+            },
+            Framing::Ws(deframer) => match deframer.next_item() {
+                // A keep-alive in a message (RFC 5626's double CRLF) gets its CRLF.
+                Ok(Some(ws::Item::Message(m))) if m.iter().all(u8::is_ascii_whitespace) => {
+                    if m.len() >= 4 {
+                        Next::Reply(ws::frame(ws::opcode::TEXT, b"\r\n", None))
+                    } else {
+                        Next::Skip
+                    }
+                }
+                Ok(Some(ws::Item::Message(m))) => Next::Message(parse_datagram(m)),
+                Ok(Some(ws::Item::Ping(p))) => Next::Reply(ws::frame(ws::opcode::PONG, &p, None)),
+                Ok(Some(ws::Item::Pong)) => Next::Skip,
+                Ok(Some(ws::Item::Close)) => Next::Close(
+                    Closed::ByPeer,
+                    Some(ws::frame(ws::opcode::CLOSE, &[3, 232], None)),
+                ),
+                Ok(None) => Next::More,
+                // 1002: protocol error; 1009: too big.
+                Err(e) => {
+                    let code: &[u8] = match e {
+                        ws::WsError::TooLarge(_) => &[3, 241],
+                        _ => &[3, 234],
+                    };
+                    Next::Close(
+                        Closed::WebSocket(e),
+                        Some(ws::frame(ws::opcode::CLOSE, code, None)),
+                    )
+                }
+            },
         }
     }
 }
@@ -103,6 +276,8 @@ pub(super) fn send(
         .cloned();
     let connection = match existing {
         Some(c) => c,
+        // A browser's connection is the only way to it.
+        None if matches!(transport, Transport::Ws | Transport::Wss) => return Err(Error::Closed),
         None => {
             let (connection, outbound) = register(endpoint, transport, dest, false)?;
             let link = Link {
@@ -128,6 +303,7 @@ pub(super) fn send(
 /// configured authorities) and runs it.
 async fn open(link: Link, outbound: mpsc::Receiver<Bytes>) {
     let dest = link.peer;
+    let max = link.endpoint.inner.config.max_message_size;
     let opened: std::io::Result<()> = match link.transport {
         Transport::Tls => match link.endpoint.inner.config.tls.clone() {
             Some(settings) => {
@@ -140,7 +316,10 @@ async fn open(link: Link, outbound: mpsc::Receiver<Bytes>) {
                         .await
                 };
                 match tokio::time::timeout(settings.handshake_timeout, handshake).await {
-                    Ok(Ok(tls)) => return run(link, tls, outbound, false).await,
+                    Ok(Ok(tls)) => {
+                        let framing = Framing::Stream(Framer::new(max));
+                        return run(link, tls, outbound, false, framing).await;
+                    }
                     Ok(Err(e)) => Err(e),
                     Err(_) => Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
@@ -153,7 +332,8 @@ async fn open(link: Link, outbound: mpsc::Receiver<Bytes>) {
         _ => match connect(link.endpoint.tcp_addr(), dest).await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                return run(link, stream, outbound, false).await;
+                let framing = Framing::Stream(Framer::new(max));
+                return run(link, stream, outbound, false, framing).await;
             }
             Err(e) => Err(e),
         },
@@ -228,6 +408,8 @@ fn unregister(link: &Link) {
 enum Closed {
     ByPeer,
     Idle,
+    /// A WebSocket's framing broke.
+    WebSocket(ws::WsError),
     /// A message that did not arrive whole within the message timeout.
     Slow,
     /// Its source was refused (banned) meanwhile.
@@ -242,11 +424,11 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin>(
     stream: S,
     mut outbound: mpsc::Receiver<Bytes>,
     accepted: bool,
+    mut framer: Framing,
 ) {
     let (endpoint, peer, transport) = (link.endpoint.clone(), link.peer, link.transport);
     let (mut reader, mut writer) = tokio::io::split(stream);
     let config = endpoint.inner.config.clone();
-    let mut framer = Framer::new(config.max_message_size);
     let mut deadline = tokio::time::Instant::now() + config.tcp_idle_timeout;
     // When the message begun in the buffer must be complete; a connection accepted must
     // bring its first within the same time, so one opened and never used does not stay.
@@ -256,8 +438,8 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin>(
     let closed = 'conn: loop {
         // Everything complete in the buffer first.
         loop {
-            match framer.next_item() {
-                Ok(Some(StreamItem::Message(message))) => {
+            match framer.next() {
+                Next::Message(message) => {
                     if !config.admits(peer.ip()) {
                         break 'conn Closed::Refused;
                     }
@@ -269,22 +451,18 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin>(
                         received_at: Instant::now(),
                     });
                 }
-                Ok(Some(StreamItem::Ping)) => {
-                    if let Err(e) = writer.write_all(b"\r\n").await {
+                Next::Reply(bytes) => {
+                    if let Err(e) = writer.write_all(&bytes).await {
                         break 'conn Closed::Error(e);
                     }
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    let reply = match &e {
-                        FramingError::Invalid(p) => Some((p, 400)),
-                        FramingError::TooLarge { reply: Some(p), .. } => Some((p, 513)),
-                        FramingError::TooLarge { reply: None, .. } => None,
-                    };
-                    if let Some(bytes) = reply.and_then(|(p, status)| error_response(p, status)) {
+                Next::Skip => {}
+                Next::More => break,
+                Next::Close(closed, last) => {
+                    if let Some(bytes) = last {
                         let _ = writer.write_all(&bytes).await;
                     }
-                    break 'conn Closed::Framing(e);
+                    break 'conn closed;
                 }
             }
         }
@@ -303,7 +481,7 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin>(
             },
             out = outbound.recv() => match out {
                 Some(bytes) => {
-                    if let Err(e) = writer.write_all(&bytes).await {
+                    if let Err(e) = writer.write_all(&framer.encode(bytes)).await {
                         break Closed::Error(e);
                     }
                 }
@@ -323,6 +501,9 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin>(
     match closed {
         Closed::Framing(e) => {
             tracing::info!(%peer, %transport, error = %e, "connection closed: broken framing");
+        }
+        Closed::WebSocket(e) => {
+            tracing::info!(%peer, %transport, error = %e, "connection closed: broken websocket framing");
         }
         Closed::Error(e) => tracing::debug!(%peer, error = %e, "connection closed: error"),
         Closed::ByPeer => tracing::debug!(%peer, "connection closed by peer"),

@@ -96,22 +96,44 @@ struct Setting {
 /// Who the call is on the wire.
 #[derive(Debug, Clone)]
 pub struct Local {
-    pub udp: SocketAddr,
-    pub tcp: SocketAddr,
-    /// Where the node takes TLS, when it does.
-    pub tls: Option<SocketAddr>,
+    pub addrs: Arc<Addrs>,
     /// The node's Call-ID prefix.
     pub node: Arc<str>,
     /// The call's number on this node.
     pub key: u64,
 }
 
+/// Where the node takes each transport.
+#[derive(Debug, Clone)]
+pub struct Addrs {
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub tls: Option<SocketAddr>,
+    pub ws: Option<SocketAddr>,
+    pub wss: Option<SocketAddr>,
+}
+
+impl Addrs {
+    pub fn of(endpoint: &switchboard_sip::transport::Endpoint) -> Self {
+        Self {
+            udp: endpoint.udp_addr(),
+            tcp: endpoint.tcp_addr(),
+            tls: endpoint.tls_addr(),
+            ws: endpoint.ws_addr(),
+            wss: endpoint.wss_addr(),
+        }
+    }
+}
+
 impl Local {
     fn addr(&self, transport: Transport) -> SocketAddr {
+        let a = &self.addrs;
         match transport {
-            Transport::Udp => self.udp,
-            Transport::Tcp => self.tcp,
-            Transport::Tls => self.tls.unwrap_or(self.tcp),
+            Transport::Udp => a.udp,
+            Transport::Tcp => a.tcp,
+            Transport::Tls => a.tls.unwrap_or(a.tcp),
+            Transport::Ws => a.ws.unwrap_or(a.tcp),
+            Transport::Wss => a.wss.unwrap_or(a.tcp),
         }
     }
 
@@ -120,8 +142,7 @@ impl Local {
         let addr = self.addr(transport);
         match transport {
             Transport::Udp => format!("<sip:{}>", addr),
-            Transport::Tcp => format!("<sip:{};transport=tcp>", addr),
-            Transport::Tls => format!("<sip:{};transport=tls>", addr),
+            other => format!("<sip:{addr};transport={other}>"),
         }
     }
 

@@ -188,7 +188,7 @@ impl Call {
         CallSnapshot {
             call: self.id.to_string(),
             node: self.local.node.to_string(),
-            sip: self.local.udp.to_string(),
+            sip: self.local.addrs.udp.to_string(),
             phase: phase.to_owned(),
             mode: mode.to_owned(),
             started_ms: now_ms.saturating_sub(elapsed),

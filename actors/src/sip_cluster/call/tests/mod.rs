@@ -102,9 +102,13 @@ impl Run {
                 proxy: None,
             },
             Local {
-                udp: "127.0.0.1:5060".parse().expect("addr"),
-                tcp: "127.0.0.1:5060".parse().expect("addr"),
-                tls: None,
+                addrs: Arc::new(super::Addrs {
+                    udp: "127.0.0.1:5060".parse().expect("addr"),
+                    tcp: "127.0.0.1:5060".parse().expect("addr"),
+                    tls: None,
+                    ws: None,
+                    wss: None,
+                }),
                 node: "sbtest".into(),
                 key: 1,
             },
@@ -265,7 +269,7 @@ impl Run {
              Max-Forwards: 70\r\nFrom: <sip:+15551234@127.0.0.2>;tag=sbc\r\n\
              To: <sip:1001@127.0.0.1>;tag={}\r\nCall-ID: a-leg\r\nCSeq: {seq} {method}\r\n\
              {extra}Content-Length: 0\r\n\r\n",
-            self.call.local.udp, self.call.legs.a.tag
+            self.call.local.addrs.udp, self.call.legs.a.tag
         );
         self.call.receive(
             message(&text),
