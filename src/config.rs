@@ -76,6 +76,9 @@ pub(crate) struct SipConfig {
     pub(crate) message_timeout_ms: u64,
     /// Requests waiting for the edge beyond which new ones get 503 at once.
     pub(crate) max_backlog: usize,
+    /// Messages waiting beyond which new work (calls, registrations) gets 503 at once, the
+    /// calls in progress still queueing up to `max_backlog`.
+    pub(crate) max_new_backlog: usize,
     /// RFC 3261 T1 in milliseconds (500); every transaction timer follows from it.
     pub(crate) t1_ms: u64,
     /// Kernel buffers of the UDP socket, each way (capped by net.core.rmem_max/wmem_max).
@@ -96,6 +99,7 @@ impl Default for SipConfig {
             max_connections: 10_000,
             message_timeout_ms: 10_000,
             max_backlog: 20_000,
+            max_new_backlog: 2_000,
             t1_ms: 500,
             udp_buffer_size: 4 * 1024 * 1024,
             server_header: None,
@@ -294,6 +298,8 @@ pub(crate) struct CallsConfig {
     pub(crate) min_se_secs: u64,
     /// Call events written at once (one per shard, each call thread always on the same one).
     pub(crate) state_shards: usize,
+    /// Calls the node runs at most; a new one past them gets 503 with Retry-After.
+    pub(crate) max_calls: usize,
 }
 
 impl Default for CallsConfig {
@@ -304,6 +310,7 @@ impl Default for CallsConfig {
             session_expires_secs: 1800,
             min_se_secs: 90,
             state_shards: 8,
+            max_calls: 10_000,
         }
     }
 }

@@ -92,6 +92,7 @@ struct Ready {
     /// What adopting other nodes' calls came to.
     adoption: Option<Arc<AdoptionCounts>>,
     defence: Arc<Defence>,
+    overloaded: Arc<std::sync::atomic::AtomicU64>,
     /// Whether configuration changes in PostgreSQL are being followed.
     config_followed: Option<Arc<AtomicBool>>,
     reporter: Option<Reporter>,
@@ -205,6 +206,12 @@ impl health::Readiness for Ready {
                 "counter",
                 "Failures counted against SIP sources (credentials refused, unknown domains, malformed messages, stray requests).",
                 load(&d.failures),
+            ),
+            (
+                "switchboard_overload_refused_total",
+                "counter",
+                "Requests answered 503 at once for overload (the edge's backlog, or max_calls).",
+                load(&self.overloaded),
             ),
             (
                 "switchboard_sources_banned",
@@ -601,6 +608,8 @@ impl Node {
             },
             timers: proxy_timers,
             max_backlog: config.sip.max_backlog,
+            max_new_backlog: config.sip.max_new_backlog,
+            max_calls: config.calls.max_calls,
             cluster_nodes: config.cluster.nodes.clone(),
             probe_interval: Duration::from_millis(config.cluster.probe_ms.max(100)),
             forward_timeout: Duration::from_millis(config.cluster.forward_timeout_ms.max(50)),
@@ -650,6 +659,7 @@ impl Node {
             ban_store.clone(),
             bans_made,
         ));
+        let overloaded = proxy_config.overloaded.clone();
         let proxy = SipProxy::spawn(
             ProxyArgs {
                 config: proxy_config,
@@ -776,6 +786,7 @@ impl Node {
                 bus: bus.clone(),
                 adoption: redis_adopts.then(|| adoption_counts.clone()),
                 defence,
+                overloaded,
                 config_followed,
                 reporter: reporter.clone(),
             }),

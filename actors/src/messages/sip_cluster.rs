@@ -378,6 +378,9 @@ pub trait CallStarter: Send + Sync {
         new: NewDialog,
     ) -> Pin<Box<dyn Future<Output = Result<Started, ControlError>> + Send + '_>>;
 
+    /// How many calls run on the node now.
+    fn live(&self) -> usize;
+
     /// A message within a dialog no call of this node has: the cluster looks for its call
     /// among those other nodes left (adopting it from a dead one), or answers 481 itself.
     /// Given back when this node adopts no calls (it keeps no snapshots where others do).

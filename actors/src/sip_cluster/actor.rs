@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -46,6 +47,8 @@ pub(super) struct Shared {
     pub(super) endpoint: Endpoint,
     /// Where the endpoint takes each transport, shared by the calls.
     pub(super) addrs: Arc<call::Addrs>,
+    /// How many calls run on the node now.
+    pub(super) live: Arc<AtomicUsize>,
     pub(super) config: Arc<ClusterConfig>,
     pub(super) bindings: Arc<dyn BindingStore>,
     pub(super) call_threads: CallThreads,
@@ -138,6 +141,24 @@ pub(super) struct CallActorState {
     shared: Arc<Shared>,
     /// The wake-up asked for, so a later, earlier deadline asks again.
     wake_at: Option<Instant>,
+    /// Counts the call among the node's live calls while it runs.
+    _live: Live,
+}
+
+/// One live call, counted in [`Shared::live`] from its start to its end.
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Actor for CallActor {
@@ -191,6 +212,7 @@ impl Actor for CallActor {
         let mut state = CallActorState {
             key,
             call,
+            _live: Live::new(&shared.live),
             shared,
             wake_at: None,
         };

@@ -19,7 +19,7 @@ mod calls;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -216,6 +216,7 @@ impl Actor for ClusterActor {
                 let shared = Arc::new(Shared {
                     endpoint,
                     addrs,
+                    live: Arc::new(AtomicUsize::new(0)),
                     config: Arc::new(state.args.config.clone()),
                     bindings: state.args.bindings.clone(),
                     call_threads: state.args.call_threads.clone(),
@@ -879,6 +880,10 @@ impl CallStarter for Starter {
             let _ = self.started.send(registered);
             Ok(started)
         })
+    }
+
+    fn live(&self) -> usize {
+        self.shared.live.load(Ordering::Relaxed)
     }
 
     fn adopt(&self, message: CallIn) -> Result<(), Box<CallIn>> {

@@ -63,8 +63,16 @@ pub struct ProxyConfig {
     pub aliases: Vec<Host>,
     pub transport: TransportConfig,
     pub timers: TimerConfig,
-    /// Messages waiting for the proxy beyond which new requests get 503 at once.
+    /// Messages waiting for the proxy beyond which every request gets 503 at once.
     pub max_backlog: usize,
+    /// Messages waiting beyond which new work (requests outside a dialog: calls,
+    /// registrations) gets 503 at once, while the calls in progress still queue up to
+    /// `max_backlog`.
+    pub max_new_backlog: usize,
+    /// Calls the node runs at most; a new call past them gets 503.
+    pub max_calls: usize,
+    /// Requests refused for overload (either limit above), for the metrics.
+    pub overloaded: Arc<std::sync::atomic::AtomicU64>,
     /// How long the registrar may take before the proxy answers 503 itself.
     pub registrar_timeout: Duration,
     /// Remote cluster nodes: when given, this proxy forwards calls to them (see [`forward`])
@@ -92,6 +100,9 @@ impl Default for ProxyConfig {
             transport: TransportConfig::default(),
             timers: TimerConfig::default(),
             max_backlog: 20_000,
+            max_new_backlog: 2_000,
+            max_calls: 10_000,
+            overloaded: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             registrar_timeout: Duration::from_secs(8),
             cluster_nodes: Vec::new(),
             probe_interval: Duration::from_millis(300),
@@ -209,7 +220,11 @@ impl Actor for SipProxy {
         let handler = inbound_handler(
             myself.clone(),
             backlog.clone(),
-            args.config.max_backlog,
+            Limits {
+                all: args.config.max_backlog,
+                new: args.config.max_new_backlog.min(args.config.max_backlog),
+                refused: args.config.overloaded.clone(),
+            },
             endpoint_cell.clone(),
             args.defence.clone(),
         );
@@ -521,6 +536,17 @@ impl ProxyState {
                 self.handed_on.insert(deadline, (key, headers));
             }
             Decision::NewCall => {
+                if let Some(starter) = &self.starter
+                    && !self.forwarder.enabled()
+                    && starter.live() >= self.config.max_calls
+                {
+                    self.config.overloaded.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%source, max_calls = self.config.max_calls,
+                        "call refused: the node runs as many calls as it may");
+                    let refusal = unavailable(&request.headers);
+                    send(&self.endpoint, transport, source, refusal.to_bytes());
+                    return None;
+                }
                 let admitted = match self.admitted_by_proxy(&request, source) {
                     Some(admitted) => Ok(admitted),
                     None => admit::admit(
@@ -836,17 +862,27 @@ fn send(endpoint: &Endpoint, transport: Transport, dest: SocketAddr, bytes: Byte
     }
 }
 
-/// Hands each inbound message to the proxy, counting what waits in its mailbox; past `max`,
-/// requests are answered 503 at once instead of queueing.
+/// How much may wait for the proxy.
+struct Limits {
+    /// Past this, every request gets 503 at once.
+    all: usize,
+    /// Past this, new work does.
+    new: usize,
+    refused: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Hands each inbound message to the proxy, counting what waits in its mailbox; past the
+/// limits, requests (new work first) are answered 503 at once instead of queueing.
 fn inbound_handler(
     proxy: ActorRef<ProxyMsg>,
     backlog: Arc<AtomicUsize>,
-    max: usize,
+    limits: Limits,
     endpoint: Arc<OnceLock<Endpoint>>,
     defence: Arc<Defence>,
 ) -> InboundHandler {
     Arc::new(move |inbound: Inbound| {
         let ip = inbound.source.ip();
+        let mut new_work = false;
         match &inbound.message {
             Err(_) => {
                 defence.failed(ip, Failure::Malformed, inbound.received_at);
@@ -857,14 +893,18 @@ fn inbound_handler(
             // A request outside any dialog: paid for by a source that has not authenticated.
             Ok(Message::Request(r))
                 if r.method != Method::Ack
-                    && !matches!(r.headers.to(), Some(Ok(to)) if to.tag().is_some())
-                    && !defence.request(ip, inbound.received_at) =>
+                    && !matches!(r.headers.to(), Some(Ok(to)) if to.tag().is_some()) =>
             {
-                return;
+                if !defence.request(ip, inbound.received_at) {
+                    return;
+                }
+                new_work = r.method != Method::Cancel;
             }
             Ok(_) => {}
         }
-        if backlog.load(Ordering::Relaxed) >= max {
+        let waiting = backlog.load(Ordering::Relaxed);
+        if waiting >= limits.all || (new_work && waiting >= limits.new) {
+            limits.refused.fetch_add(1, Ordering::Relaxed);
             if let Some(endpoint) = endpoint.get() {
                 shed_load(endpoint, &inbound);
             }
