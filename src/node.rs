@@ -93,6 +93,7 @@ struct Ready {
     adoption: Option<Arc<AdoptionCounts>>,
     defence: Arc<Defence>,
     overloaded: Arc<std::sync::atomic::AtomicU64>,
+    transport: Arc<switchboard_sip::transport::TransportFigures>,
     /// Whether configuration changes in PostgreSQL are being followed.
     config_followed: Option<Arc<AtomicBool>>,
     reporter: Option<Reporter>,
@@ -247,6 +248,14 @@ impl health::Readiness for Ready {
         for (name, kind, help, value) in metrics {
             text.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        }
+        text.push_str(
+            "# HELP switchboard_connections_closed_total Connections (TCP, TLS, WebSocket) closed for bad input or faults, by reason; each is logged.\n# TYPE switchboard_connections_closed_total counter\n",
+        );
+        for (reason, n) in self.transport.by_reason() {
+            text.push_str(&format!(
+                "switchboard_connections_closed_total{{reason=\"{reason}\"}} {n}\n"
             ));
         }
         text.push_str(
@@ -578,6 +587,7 @@ impl Node {
                 Duration::from_millis(config.tls.reload_check_ms),
             ))
         });
+        let transport_figures = Arc::new(switchboard_sip::transport::TransportFigures::default());
         let proxy_config = ProxyConfig {
             listen: config.sip.listen,
             aliases: config
@@ -599,6 +609,7 @@ impl Node {
                     .clone()
                     .filter(|p| !p.trim().is_empty()),
                 tls: tls.clone(),
+                figures: transport_figures.clone(),
                 ws: config.websocket.listen,
                 wss: config.websocket.secure_listen,
                 ws_settings: switchboard_sip::transport::WsSettings {
@@ -787,6 +798,7 @@ impl Node {
                 adoption: redis_adopts.then(|| adoption_counts.clone()),
                 defence,
                 overloaded,
+                transport: transport_figures,
                 config_followed,
                 reporter: reporter.clone(),
             }),

@@ -373,3 +373,108 @@ fn a_certificate_replaced_on_disk_is_used_for_the_next_handshake() {
     );
     assert!(presented(tls, &ca.pem).contains("CN = second"));
 }
+
+/// Bad input on TLS and WebSocket: garbage instead of a handshake, a client that offers only
+/// TLS 1.0, a handshake never finished, a WebSocket without the sip subprotocol, a WebSocket
+/// message that is no SIP, an oversized frame, an unmasked one. Each connection is closed and
+/// counted by reason in /metrics, and a phone is answered as ever after.
+#[test]
+fn bad_tls_and_websocket_input_is_closed_and_counted() {
+    use std::io::{Read, Write};
+    use switchboard_sip::transport::ws;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = Authority::new(dir.path(), "ca");
+    let node = ca.issue("node");
+    let (tls, ws_port) = (free_port(), free_port());
+    let config = format!(
+        "[websocket]\nlisten = \"127.0.0.1:{ws_port}\"\n{}",
+        config(tls, &node, &ca.pem, |_| {}).replace(
+            "reload_check_ms = 200",
+            "reload_check_ms = 200\nhandshake_timeout_ms = 500"
+        )
+    );
+    let server = Server::start_with_config(Some(&config), &[]);
+    let closed = |reason: &str| {
+        support::metric(
+            &server,
+            &format!("switchboard_connections_closed_total{{reason=\"{reason}\"}}"),
+        )
+        .unwrap_or_default()
+    };
+    // Read until the node closes; what it said.
+    let until_closed = |s: &mut std::net::TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    };
+    let connect = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+
+    let mut garbage = connect(tls);
+    garbage
+        .write_all(b"GARBAGE / HTTP/1.0\r\n\r\n")
+        .expect("write");
+    until_closed(&mut garbage);
+    let old = Command::new("openssl")
+        .args(["s_client", "-tls1", "-connect", &format!("127.0.0.1:{tls}")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl runs");
+    assert!(!String::from_utf8_lossy(&old.stdout).contains("BEGIN CERTIFICATE"));
+    let mut half_open = connect(tls);
+    until_closed(&mut half_open);
+    assert!(
+        eventually(Duration::from_secs(5), || closed("tls-handshake") >= 3.0),
+        "{}",
+        server.log_text()
+    );
+
+    let handshake = |protocol: &str| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{protocol}\r\n"
+        )
+    };
+    let mut no_sip = connect(ws_port);
+    no_sip.write_all(handshake("").as_bytes()).expect("write");
+    assert!(until_closed(&mut no_sip).starts_with(b"HTTP/1.1 400"));
+    assert_eq!(closed("websocket-handshake"), 1.0);
+    let opened = || {
+        let mut s = connect(ws_port);
+        s.write_all(handshake("Sec-WebSocket-Protocol: sip\r\n").as_bytes())
+            .expect("write");
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).expect("101");
+        assert_eq!(&head, b"HTTP/1.1 101");
+        s
+    };
+    let mask = Some([1, 2, 3, 4]);
+    for (what, frame) in [
+        (
+            "not SIP",
+            ws::frame(ws::opcode::TEXT, b"hello, world", mask),
+        ),
+        (
+            "oversized",
+            ws::frame(ws::opcode::TEXT, &[b'x'; 20_000], mask),
+        ),
+        ("unmasked", ws::frame(ws::opcode::TEXT, b"OPTIONS", None)),
+    ] {
+        let mut s = opened();
+        s.write_all(&frame).expect("write");
+        let said = until_closed(&mut s);
+        assert!(!said.is_empty(), "{what}: the node says why it closes");
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || closed("websocket-framing")
+            >= 3.0),
+        "{}",
+        server.log_text()
+    );
+    let phone = Udp::new(server.sip);
+    assert_eq!(
+        support::register_with(&phone, "1001", "demo1001", "after-bad-input"),
+        200
+    );
+}

@@ -113,6 +113,43 @@ impl fmt::Debug for Gate {
     }
 }
 
+/// Connections closed for bad input or faults, by reason (each is also logged).
+#[derive(Debug, Default)]
+pub struct TransportFigures {
+    /// TLS handshakes that failed or timed out (a wrong certificate, an old protocol,
+    /// garbage, a client certificate missing).
+    pub tls_handshake: std::sync::atomic::AtomicU64,
+    /// WebSocket handshakes refused (no `sip` subprotocol, an Origin not allowed, not a
+    /// WebSocket) or not done in time.
+    pub websocket_handshake: std::sync::atomic::AtomicU64,
+    /// Byte streams whose SIP framing broke (a bad Content-Length, a message too large).
+    pub framing: std::sync::atomic::AtomicU64,
+    /// WebSocket framing that broke (unmasked, oversized, bad frames).
+    pub websocket_framing: std::sync::atomic::AtomicU64,
+    /// Messages that did not arrive whole in time, and connections never used.
+    pub slow: std::sync::atomic::AtomicU64,
+    /// Connections refused at the per-address or global limit.
+    pub limit: std::sync::atomic::AtomicU64,
+}
+
+impl TransportFigures {
+    /// (reason, count) for the metrics.
+    pub fn by_reason(&self) -> [(&'static str, u64); 6] {
+        use std::sync::atomic::Ordering::Relaxed;
+        [
+            ("tls-handshake", self.tls_handshake.load(Relaxed)),
+            (
+                "websocket-handshake",
+                self.websocket_handshake.load(Relaxed),
+            ),
+            ("framing", self.framing.load(Relaxed)),
+            ("websocket-framing", self.websocket_framing.load(Relaxed)),
+            ("slow", self.slow.load(Relaxed)),
+            ("limit", self.limit.load(Relaxed)),
+        ]
+    }
+}
+
 /// Limits and timeouts of the transports.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
@@ -137,6 +174,8 @@ pub struct TransportConfig {
     pub udp_buffer_size: usize,
     /// Who is let in; everyone when none.
     pub gate: Option<Gate>,
+    /// Where connections closed for bad input are counted.
+    pub figures: Arc<TransportFigures>,
     /// SIP over TLS on a port of its own; none without a certificate.
     pub tls: Option<TlsSettings>,
     /// SIP over WebSocket (`ws`) and over secure WebSocket (`wss`, with `tls`'s certificate),
@@ -161,6 +200,7 @@ impl Default for TransportConfig {
             udp_readers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             udp_buffer_size: 4 * 1024 * 1024,
             gate: None,
+            figures: Arc::new(TransportFigures::default()),
             tls: None,
             ws: None,
             wss: None,

@@ -5,6 +5,7 @@
 //! slow or broken connections.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -47,6 +48,7 @@ pub(super) async fn accept_loop(endpoint: Endpoint, listener: TcpListener, trans
                 endpoint.spawn(accepted(link, stream, outbound));
             }
             Err(e) => {
+                count(&endpoint, |f| &f.limit);
                 tracing::info!(%peer, %transport, error = %e, "connection refused");
                 drop(stream);
             }
@@ -81,10 +83,12 @@ async fn accepted(link: Link, stream: TcpStream, outbound: mpsc::Receiver<Bytes>
     match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => serve(link, tls, outbound).await,
         Ok(Err(e)) => {
+            count(&link.endpoint, |f| &f.tls_handshake);
             tracing::info!(peer = %link.peer, error = %e, "tls handshake failed");
             unregister(&link);
         }
         Err(_) => {
+            count(&link.endpoint, |f| &f.tls_handshake);
             tracing::info!(peer = %link.peer, "tls handshake not done in time");
             unregister(&link);
         }
@@ -145,10 +149,12 @@ async fn websocket<S: AsyncRead + AsyncWrite + Unpin>(
     let end = match tokio::time::timeout(config.message_timeout, read).await {
         Ok(Ok(end)) => end,
         Ok(Err(why)) => {
+            count(&link.endpoint, |f| &f.websocket_handshake);
             tracing::info!(peer = %link.peer, why, "websocket handshake failed");
             return None;
         }
         Err(_) => {
+            count(&link.endpoint, |f| &f.websocket_handshake);
             tracing::info!(peer = %link.peer, "websocket handshake not done in time");
             return None;
         }
@@ -161,6 +167,7 @@ async fn websocket<S: AsyncRead + AsyncWrite + Unpin>(
             Some(rest)
         }
         Err((refusal, why)) => {
+            count(&link.endpoint, |f| &f.websocket_handshake);
             let _ = stream.write_all(&refusal).await;
             let _ = stream.shutdown().await;
             tracing::info!(peer = %link.peer, why, "websocket handshake refused");
@@ -238,7 +245,15 @@ impl Framing {
                         Next::Skip
                     }
                 }
-                Ok(Some(ws::Item::Message(m))) => Next::Message(parse_datagram(m)),
+                // A message that is no SIP at all (nothing to answer 400 to) ends the
+                // connection: 1007, data not of the kind agreed.
+                Ok(Some(ws::Item::Message(m))) => match parse_datagram(m) {
+                    Err(e) if e.echo.is_none() => Next::Close(
+                        Closed::WebSocket(ws::WsError::Bad("not a SIP message")),
+                        Some(ws::frame(ws::opcode::CLOSE, &[3, 239], None)),
+                    ),
+                    parsed => Next::Message(parsed),
+                },
                 Ok(Some(ws::Item::Ping(p))) => Next::Reply(ws::frame(ws::opcode::PONG, &p, None)),
                 Ok(Some(ws::Item::Pong)) => Next::Skip,
                 Ok(Some(ws::Item::Close)) => Next::Close(
@@ -498,6 +513,13 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin>(
     };
     unregister(&link);
     let _ = writer.shutdown().await;
+    let figures = &config.figures;
+    match &closed {
+        Closed::Framing(_) => figures.framing.fetch_add(1, Ordering::Relaxed),
+        Closed::WebSocket(_) => figures.websocket_framing.fetch_add(1, Ordering::Relaxed),
+        Closed::Slow => figures.slow.fetch_add(1, Ordering::Relaxed),
+        _ => 0,
+    };
     match closed {
         Closed::Framing(e) => {
             tracing::info!(%peer, %transport, error = %e, "connection closed: broken framing");
@@ -515,6 +537,14 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin>(
         Closed::Refused => tracing::debug!(%peer, "connection closed: source refused"),
         Closed::Shutdown => tracing::debug!(%peer, "connection closed: shutdown"),
     }
+}
+
+/// Counts a connection closed for `reason`.
+fn count(
+    endpoint: &Endpoint,
+    reason: impl Fn(&super::TransportFigures) -> &std::sync::atomic::AtomicU64,
+) {
+    reason(&endpoint.inner.config.figures).fetch_add(1, Ordering::Relaxed);
 }
 
 /// The stateless answer to a request the framing could not carry on from.
