@@ -631,6 +631,19 @@ impl Node {
             draining: draining.clone(),
             ..ProxyConfig::default()
         };
+        let (new_bans, bans_made) = tokio::sync::mpsc::unbounded_channel();
+        let defence = Arc::new(Defence::new(
+            config.defence.to_config()?,
+            &node,
+            directory.clone(),
+            Some(new_bans),
+        ));
+        let ban_store = redis.clone().map(|conn| BanStore::new(conn, keys.clone()));
+        let defence_sync = tokio::spawn(switchboard_actors::defence::sync::run(
+            defence.clone(),
+            ban_store.clone(),
+            bans_made,
+        ));
         let cluster = Cluster::spawn(
             ClusterArgs {
                 config: ClusterConfig {
@@ -652,24 +665,12 @@ impl Node {
                 directory: directory.clone(),
                 adoption,
                 adoption_counts: adoption_counts.clone(),
+                defence: Some(defence.clone()),
             },
             &supervisor,
         )
         .await
         .context("sip cluster")?;
-        let (new_bans, bans_made) = tokio::sync::mpsc::unbounded_channel();
-        let defence = Arc::new(Defence::new(
-            config.defence.to_config()?,
-            &node,
-            directory.clone(),
-            Some(new_bans),
-        ));
-        let ban_store = redis.clone().map(|conn| BanStore::new(conn, keys.clone()));
-        let defence_sync = tokio::spawn(switchboard_actors::defence::sync::run(
-            defence.clone(),
-            ban_store.clone(),
-            bans_made,
-        ));
         let overloaded = proxy_config.overloaded.clone();
         let proxy = SipProxy::spawn(
             ProxyArgs {

@@ -494,3 +494,25 @@ fn slow_and_silent_connections_are_closed_at_the_message_timeout() {
         String::from_utf8_lossy(&buf[..n])
     );
 }
+
+/// In-dialog requests for calls that do not exist, from an address that never authenticated,
+/// are failures: the third bans (as configured here), and the fourth gets no 481.
+#[test]
+fn stray_requests_from_an_unknown_source_count_as_failures() {
+    let server = Server::start_with_config(Some(&counted("max_failures = 3\n")), &[]);
+    let prober = Udp::on("127.0.0.40", server.sip);
+    let bye = |n: u32| {
+        format!(
+            "BYE sip:1001@demo.local SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.40:{};branch=z9hG4bKstray{n}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:1001@demo.local>;tag=x{n}\r\nFrom: <sip:1002@demo.local>;tag=y{n}\r\n\
+             Call-ID: stray-{n}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+            prober.port()
+        )
+    };
+    for n in 0..3 {
+        assert_eq!(prober.request(bye(n).as_bytes()).status, 481);
+    }
+    prober.send(bye(3).as_bytes());
+    assert!(prober.recv_within(Duration::from_millis(500)).is_none());
+    assert_eq!(counter(&server, "switchboard_source_failures_total"), 3.0);
+}

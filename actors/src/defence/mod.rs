@@ -298,6 +298,18 @@ impl Defence {
         }
     }
 
+    /// A request within a dialog no call has, from `ip`: a failure when the source has not
+    /// authenticated lately (a phone's BYE retransmitted after its call ended is not one).
+    pub fn stray(&self, ip: IpAddr, now: Instant) {
+        let known = self
+            .sources()
+            .get(&ip)
+            .is_some_and(|s| s.known_until.is_some_and(|k| k > now));
+        if !known {
+            self.failed(ip, Failure::Stray, now);
+        }
+    }
+
     /// `ip` proved a phone's credentials (or registered as a DN that needs none): its
     /// requests cost nothing for a while.
     pub fn authenticated(&self, ip: IpAddr, now: Instant) {

@@ -132,6 +132,8 @@ pub struct ClusterArgs {
     pub adoption: Option<(Arc<dyn SnapshotStore>, Ownership)>,
     /// What adoption came to, for the node's metrics.
     pub adoption_counts: Arc<AdoptionCounts>,
+    /// Where stray requests (of no live call) count against their source.
+    pub defence: Option<Arc<crate::defence::Defence>>,
 }
 
 impl Cluster {
@@ -494,6 +496,11 @@ impl ClusterState {
             Found::Nothing => {
                 tracing::debug!(%call_id, "a message of no live call: 481");
                 for m in held {
+                    if let (Some(defence), switchboard_sip::Message::Request(_)) =
+                        (&self.args.defence, &m.message)
+                    {
+                        defence.stray(m.source.ip(), std::time::Instant::now());
+                    }
                     if let Some(r) = adopt::no_such_call(&m.message)
                         && let Err(e) = endpoint.send(m.transport, m.source, r.to_bytes())
                     {

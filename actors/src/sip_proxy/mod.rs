@@ -497,6 +497,9 @@ impl ProxyState {
                     tracing::debug!(%source, method = %request.method, status = response.status,
                         "request answered at the edge");
                 }
+                if response.status == 481 {
+                    self.defence.stray(source.ip(), now);
+                }
                 send(&self.endpoint, transport, source, response.to_bytes());
             }
             Decision::Unserved => {
