@@ -152,6 +152,8 @@ fn a_phone_registers_and_is_called_over_tls() {
     )
     .status()
     .expect("sipp runs");
+    // The BYE reaches baresip just after the SBC has its 200.
+    eventually(Duration::from_secs(5), || read().contains("BYE sip:1001"));
     let _ = baresip.kill();
     let _ = baresip.wait();
     let trace = read();
