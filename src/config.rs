@@ -164,6 +164,9 @@ pub(crate) struct DefenceSettings {
     /// requests) within `failure_window_secs` that ban a source.
     pub(crate) max_failures: u32,
     pub(crate) failure_window_secs: u64,
+    /// Requests dropped for want of tokens within `failure_window_secs` that ban a source
+    /// (a flood, past what an office of phones booting behind one address sends).
+    pub(crate) max_throttled: u32,
     /// The first ban; each further offence within `offence_memory_secs` doubles it, up to
     /// `max_ban_secs`.
     pub(crate) ban_secs: u64,
@@ -185,6 +188,7 @@ impl Default for DefenceSettings {
             rate: d.rate,
             burst: d.burst,
             max_failures: d.max_failures,
+            max_throttled: d.max_throttled,
             failure_window_secs: d.failure_window.as_secs(),
             ban_secs: d.ban.as_secs(),
             max_ban_secs: d.max_ban.as_secs(),
@@ -218,6 +222,7 @@ impl DefenceSettings {
             rate: self.rate,
             burst: self.burst,
             max_failures: self.max_failures,
+            max_throttled: self.max_throttled.max(1),
             failure_window: Duration::from_secs(self.failure_window_secs),
             ban: Duration::from_secs(self.ban_secs.max(1)),
             max_ban: Duration::from_secs(self.max_ban_secs.max(self.ban_secs).max(1)),

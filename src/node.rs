@@ -203,6 +203,12 @@ impl health::Readiness for Ready {
                 load(&d.dropped),
             ),
             (
+                "switchboard_throttled_total",
+                "counter",
+                "Requests of sources that have not authenticated dropped past their rate (before a ban).",
+                load(&d.throttled),
+            ),
+            (
                 "switchboard_source_failures_total",
                 "counter",
                 "Failures counted against SIP sources (credentials refused, unknown domains, malformed messages, stray requests).",

@@ -190,7 +190,7 @@ async fn bans_are_shared_listed_lifted_and_longer_for_repeat_offenders() {
     let to_a = Udp::on("127.0.0.21", a.sip);
     let to_b = Udp::on("127.0.0.21", b.sip);
     assert!(answered(&to_b, 0), "not banned yet");
-    flood(&to_a, 100);
+    flood(&to_a, 1_000);
     assert!(!answered(&to_a, 1));
     let held_by_b = || {
         metric(&b, "switchboard_sources_banned") == Some(1.0)
@@ -248,7 +248,7 @@ async fn bans_are_shared_listed_lifted_and_longer_for_repeat_offenders() {
     assert!(answered(&to_b, 100), "and B");
     assert!(bans(&mut api).await.is_empty());
 
-    flood(&to_a, 100);
+    flood(&to_a, 1_000);
     let listed = bans(&mut api).await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].offence, 2);

@@ -1,10 +1,12 @@
-//! A REGISTER load client: a pool of phones (one UDP socket each) registering DNs through the
-//! full digest exchange, each DN with its own password, the way SIPp 3.6.1 cannot.
+//! A REGISTER load client: a pool of phones (one UDP socket each, or one TCP or TLS
+//! connection each) registering DNs through the full digest exchange, each DN with its own
+//! password, the way SIPp 3.6.1 cannot.
 //!
 //! Phone `i` registers DNs `i`, `i + phones`, `i + 2 * phones`, ... one after another, always
 //! with the same Call-ID and Contact per DN, so that a second round refreshes the bindings of
-//! the first instead of adding to them. Requests are retransmitted as RFC 3261 17.1.2.1 says
-//! (from T1 doubling to T2) until the round's deadline.
+//! the first instead of adding to them. Over UDP, requests are retransmitted as RFC 3261
+//! 17.1.2.1 says (from T1 doubling to T2) until the round's deadline; over a connection, sent
+//! once.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -14,8 +16,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use switchboard_sip::auth::{Algorithm, ClientDigest};
 use switchboard_sip::header::Credentials;
-use switchboard_sip::{HeaderName, Message, Response, parse_datagram};
-use tokio::net::UdpSocket;
+use switchboard_sip::{Framer, HeaderName, Message, Response, StreamItem, parse_datagram};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 
 const T1: Duration = Duration::from_millis(500);
@@ -88,16 +91,52 @@ impl Report {
     }
 }
 
-/// A pool of phones, each a UDP socket of its own, kept across rounds.
+/// How the phones reach the registrar.
+#[derive(Clone)]
+pub enum Link {
+    Udp,
+    /// A TCP connection per phone, kept across rounds.
+    Tcp,
+    /// A TLS connection per phone, the registrar's certificate checked against these roots.
+    Tls(Arc<tokio_rustls::rustls::ClientConfig>),
+}
+
+/// A pool of phones, each a UDP socket or a connection of its own, kept across rounds.
 pub struct Phones {
     target: SocketAddr,
-    sockets: Vec<Arc<UdpSocket>>,
+    phones: Vec<Arc<Phone>>,
+    /// The transport as a Via names it.
+    via: &'static str,
+}
+
+/// One phone's way to the registrar.
+struct Phone {
+    local: SocketAddr,
+    way: Way,
+}
+
+enum Way {
+    Udp(UdpSocket),
+    Stream(tokio::sync::Mutex<Stream>),
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+struct Stream {
+    io: Box<dyn Io>,
+    framer: Framer,
 }
 
 impl Phones {
-    /// Binds `count` sockets, each connected to `target` (so that its address is the one that
-    /// reaches the target, and what else arrives on it is dropped by the kernel).
+    /// Binds `count` UDP sockets, each connected to `target` (so that its address is the one
+    /// that reaches the target, and what else arrives on it is dropped by the kernel).
     pub async fn bind(target: SocketAddr, count: usize) -> std::io::Result<Self> {
+        Self::connect(target, count, Link::Udp).await
+    }
+
+    /// `count` phones reaching `target` over `link`.
+    pub async fn connect(target: SocketAddr, count: usize, link: Link) -> std::io::Result<Self> {
         let local = SocketAddr::new(
             if target.is_ipv4() {
                 Ipv4Addr::UNSPECIFIED.into()
@@ -106,26 +145,67 @@ impl Phones {
             },
             0,
         );
-        let mut sockets = Vec::with_capacity(count);
+        let mut phones = Vec::with_capacity(count);
         for _ in 0..count {
-            let socket = UdpSocket::bind(local).await?;
-            socket.connect(target).await?;
-            sockets.push(Arc::new(socket));
+            let phone = match &link {
+                Link::Udp => {
+                    let socket = UdpSocket::bind(local).await?;
+                    socket.connect(target).await?;
+                    Phone {
+                        local: socket.local_addr()?,
+                        way: Way::Udp(socket),
+                    }
+                }
+                Link::Tcp | Link::Tls(_) => {
+                    let tcp = TcpStream::connect(target).await?;
+                    tcp.set_nodelay(true)?;
+                    let local = tcp.local_addr()?;
+                    let io: Box<dyn Io> = match &link {
+                        Link::Tls(config) => {
+                            let name = tokio_rustls::rustls::pki_types::ServerName::IpAddress(
+                                target.ip().into(),
+                            );
+                            let tls = tokio_rustls::TlsConnector::from(config.clone())
+                                .connect(name, tcp)
+                                .await?;
+                            Box::new(tls)
+                        }
+                        _ => Box::new(tcp),
+                    };
+                    Phone {
+                        local,
+                        way: Way::Stream(tokio::sync::Mutex::new(Stream {
+                            io,
+                            framer: Framer::new(65_536),
+                        })),
+                    }
+                }
+            };
+            phones.push(Arc::new(phone));
         }
-        Ok(Self { target, sockets })
+        let via = match link {
+            Link::Udp => "UDP",
+            Link::Tcp => "TCP",
+            Link::Tls(_) => "TLS",
+        };
+        Ok(Self {
+            target,
+            phones,
+            via,
+        })
     }
 
     pub fn len(&self) -> usize {
-        self.sockets.len()
+        self.phones.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sockets.is_empty()
+        self.phones.is_empty()
     }
 
     /// The contact address of the phone that registers DN number `index`.
     pub fn contact_of(&self, index: usize) -> std::io::Result<SocketAddr> {
-        self.sockets[index % self.sockets.len()].local_addr()
+        Ok(self.phones[index % self.phones.len()].local)
     }
 
     /// Registers every DN of the round, all phones at once.
@@ -133,16 +213,16 @@ impl Phones {
         let round = Arc::new(round.clone());
         let started = Instant::now();
         let mut tasks = JoinSet::new();
-        for (phone, socket) in self.sockets.iter().enumerate() {
-            let socket = Arc::clone(socket);
+        for (index, phone) in self.phones.iter().enumerate() {
+            let phone = Arc::clone(phone);
             let round = Arc::clone(&round);
-            let (target, phones) = (self.target, self.sockets.len());
+            let (target, phones, via) = (self.target, self.phones.len(), self.via);
             tasks.spawn(async move {
                 let mut done = Vec::new();
                 let mut stats = Stats::default();
-                for index in (phone..round.dns.len()).step_by(phones) {
-                    let outcome = register(&socket, target, &round, index, &mut stats).await;
-                    done.push((index, outcome));
+                for dn in (index..round.dns.len()).step_by(phones) {
+                    let outcome = register(&phone, target, via, &round, dn, &mut stats).await;
+                    done.push((dn, outcome));
                 }
                 (done, stats)
             });
@@ -174,30 +254,30 @@ struct Stats {
 
 /// One DN's registration: REGISTER, the challenge, REGISTER with credentials.
 async fn register(
-    socket: &UdpSocket,
+    phone: &Phone,
     target: SocketAddr,
+    via: &'static str,
     round: &Round,
     index: usize,
     stats: &mut Stats,
 ) -> (Option<u16>, Duration) {
     let started = Instant::now();
     let deadline = started + round.timeout;
-    let Ok(local) = socket.local_addr() else {
-        return (None, Duration::ZERO);
-    };
+    let local = phone.local;
     let dn = &round.dns[index];
     let call_id = format!("sipload-{dn}-{}", local.port());
     let cseq = round.number * 2 + 1;
     let request = Request {
         target,
         local,
+        via,
         dn,
         domain: &round.domain,
         call_id: &call_id,
         expires: round.expires,
     };
     let first = request.text(cseq, "");
-    let Some(response) = transact(socket, &first, &call_id, cseq, deadline, stats).await else {
+    let Some(response) = transact(phone, &first, &call_id, cseq, deadline, stats).await else {
         return (None, started.elapsed());
     };
     if response.status != 401 {
@@ -210,7 +290,7 @@ async fn register(
         return (Some(401), started.elapsed());
     };
     let second = request.text(cseq + 1, &authorization);
-    let status = transact(socket, &second, &call_id, cseq + 1, deadline, stats)
+    let status = transact(phone, &second, &call_id, cseq + 1, deadline, stats)
         .await
         .map(|r| r.status);
     (status, started.elapsed())
@@ -219,6 +299,7 @@ async fn register(
 struct Request<'a> {
     target: SocketAddr,
     local: SocketAddr,
+    via: &'static str,
     dn: &'a str,
     domain: &'a str,
     call_id: &'a str,
@@ -230,21 +311,23 @@ impl Request<'_> {
         let Request {
             target,
             local,
+            via,
             dn,
             domain,
             call_id,
             expires,
         } = self;
         let branch = switchboard_sip::token::<10>();
+        let transport = via.to_ascii_lowercase();
         Bytes::from(format!(
             "REGISTER sip:{domain} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\n\
+             Via: SIP/2.0/{via} {local};branch=z9hG4bK{branch};rport\r\n\
              Max-Forwards: 70\r\n\
              From: <sip:{dn}@{domain}>;tag={call_id}\r\n\
              To: <sip:{dn}@{domain}>\r\n\
              Call-ID: {call_id}\r\n\
              CSeq: {cseq} REGISTER\r\n\
-             Contact: <sip:{dn}@{local}>;expires={expires}\r\n\
+             Contact: <sip:{dn}@{local};transport={transport}>;expires={expires}\r\n\
              {authorization}\
              User-Agent: sipload (to {target})\r\n\
              Content-Length: 0\r\n\r\n"
@@ -280,9 +363,10 @@ fn answer(challenge: &Response, dn: &str, password: &str, domain: &str) -> Optio
         })
 }
 
-/// Sends a request and waits for its final response, retransmitting on T1 doubling to T2.
+/// Sends a request and waits for its final response: over UDP retransmitting on T1 doubling
+/// to T2, over a connection once.
 async fn transact(
-    socket: &UdpSocket,
+    phone: &Phone,
     request: &Bytes,
     call_id: &str,
     cseq: u32,
@@ -290,6 +374,33 @@ async fn transact(
     stats: &mut Stats,
 ) -> Option<Response> {
     stats.transactions += 1;
+    let ours = |response: &Response| {
+        response.headers.call_id().is_some_and(|c| c == call_id)
+            && matches!(response.headers.cseq(), Some(Ok(c)) if c.seq == cseq)
+            && response.is_final()
+    };
+    let socket = match &phone.way {
+        Way::Udp(socket) => socket,
+        Way::Stream(stream) => {
+            let mut stream = stream.lock().await;
+            let Stream { io, framer } = &mut *stream;
+            io.write_all(request).await.ok()?;
+            loop {
+                while let Ok(Some(item)) = framer.next_item() {
+                    if let StreamItem::Message(Ok(Message::Response(r))) = item
+                        && ours(&r)
+                    {
+                        return Some(r);
+                    }
+                }
+                let wait = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(wait, io.read_buf(framer.buffer())).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return None,
+                }
+            }
+        }
+    };
     let mut interval = T1;
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -306,9 +417,7 @@ async fn transact(
             else {
                 continue;
             };
-            let ours = response.headers.call_id().is_some_and(|c| c == call_id)
-                && matches!(response.headers.cseq(), Some(Ok(c)) if c.seq == cseq);
-            if ours && response.is_final() {
+            if ours(&response) {
                 return Some(response);
             }
         }

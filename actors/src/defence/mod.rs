@@ -3,15 +3,18 @@
 //! source's traffic before parsing it), the edge (which counts what it refuses) and, through
 //! Redis, every node ([`sync`]).
 //!
-//! Only traffic that proves nothing counts. Each out-of-dialog request from a source that has
-//! not authenticated lately takes a token from that source's bucket (Kamailio's `pike`
-//! default: 16 at once, 8 a second after); each failure (credentials refused, a domain the
-//! node does not serve, a malformed message, a stray in-dialog request) takes one too and is
-//! counted. An empty bucket, or too many failures within the window, bans the source for a
-//! while, twice as long for each offence it is remembered for. A source that authenticates
-//! is known for a while and its requests cost nothing, so an office of a hundred phones behind
-//! one NAT address is never throttled by its own registrations, and a guesser with one valid
-//! account still pays for each wrong guess. Configured trunks and media servers, the
+//! Only traffic that proves nothing counts. Each out-of-dialog request without credentials
+//! from a source that has not authenticated lately takes a token from that source's bucket
+//! (Kamailio's `pike` default: 16 at once, 8 a second after), and is dropped when there is
+//! none; each failure (credentials refused, a domain the node does not serve, a malformed
+//! message, a stray in-dialog request) takes one too and is counted. Too many failures within
+//! the window, or too many requests dropped for want of tokens (a flood), ban the source for
+//! a while, twice as long for each offence it is remembered for. A request bringing
+//! credentials costs no token (if they are wrong, that is a failure), and a source that
+//! authenticates is known for a while, its requests free: an office of a hundred phones
+//! booting behind one NAT address at once sees a few of its first REGISTERs dropped and
+//! retransmitted, never a ban, and a guesser with one valid account still pays for each
+//! wrong guess. Configured trunks and media servers, the
 //! allowlist and (unless configured otherwise) loopback are never limited or banned.
 
 pub mod store;
@@ -39,6 +42,8 @@ pub struct DefenceConfig {
     pub burst: u32,
     /// Failures within `failure_window` that ban a source.
     pub max_failures: u32,
+    /// Requests dropped for want of tokens within `failure_window` that ban a source.
+    pub max_throttled: u32,
     pub failure_window: Duration,
     /// The first ban; each offence remembered doubles it, up to `max_ban`.
     pub ban: Duration,
@@ -62,6 +67,7 @@ impl Default for DefenceConfig {
             rate: 8.0,
             burst: 16,
             max_failures: 10,
+            max_throttled: 500,
             failure_window: Duration::from_secs(60),
             ban: Duration::from_secs(300),
             max_ban: Duration::from_secs(24 * 3600),
@@ -151,6 +157,8 @@ pub struct DefenceFigures {
     pub dropped: AtomicU64,
     /// Failures counted against sources.
     pub failures: AtomicU64,
+    /// Requests dropped for want of tokens.
+    pub throttled: AtomicU64,
 }
 
 /// The shared state of the defence: cheap to consult from any task.
@@ -184,6 +192,8 @@ struct Source {
     tokens: f64,
     refilled: Instant,
     failures: u32,
+    /// Requests dropped for want of tokens since `first_failure`.
+    throttled: u32,
     first_failure: Instant,
     known_until: Option<Instant>,
     seen: Instant,
@@ -240,16 +250,20 @@ impl Defence {
                 .is_some_and(|b| b.until_ms > crate::unix_ms())
     }
 
-    /// An out-of-dialog request (or a message that did not parse) from `ip`: whether it is
-    /// let through. A source that has not authenticated lately pays a token for it; with none
-    /// left it is banned, and this request dropped.
-    pub fn request(&self, ip: IpAddr, now: Instant) -> bool {
+    /// An out-of-dialog request from `ip`, bringing `credentials` or not: whether it is let
+    /// through. Without credentials, a source that has not authenticated lately pays a token
+    /// for it; with none left the request is dropped, and a source that keeps flooding is
+    /// banned.
+    pub fn request(&self, ip: IpAddr, credentials: bool, now: Instant) -> bool {
         if !self.config.enabled {
             return true;
         }
         // Read before the ban reached the transport: dropped, and not counted again.
         if !self.admits(ip) {
             return false;
+        }
+        if credentials {
+            return true;
         }
         let mut sources = self.sources();
         let source = self.source(&mut sources, ip, now);
@@ -259,8 +273,14 @@ impl Defence {
         if take_token(source, &self.config, now) {
             return true;
         }
+        self.figures.throttled.fetch_add(1, Ordering::Relaxed);
+        restart_window(source, &self.config, now);
+        source.throttled += 1;
+        let flooding = source.throttled >= self.config.max_throttled;
         drop(sources);
-        self.ban(ip, Reason::Flood);
+        if flooding {
+            self.ban(ip, Reason::Flood);
+        }
         false
     }
 
@@ -279,15 +299,14 @@ impl Defence {
             return;
         }
         self.figures.failures.fetch_add(1, Ordering::Relaxed);
-        if now.duration_since(source.first_failure) > self.config.failure_window {
-            source.failures = 0;
-            source.first_failure = now;
-        }
+        restart_window(source, &self.config, now);
         source.failures += 1;
-        let flooding = !take_token(source, &self.config, now);
+        if !take_token(source, &self.config, now) {
+            source.throttled += 1;
+        }
         let reason = if source.failures >= self.config.max_failures {
             Some(Reason::Failures(failure))
-        } else if flooding {
+        } else if source.throttled >= self.config.max_throttled {
             Some(Reason::Flood)
         } else {
             None
@@ -458,6 +477,7 @@ impl Defence {
         let source = sources.entry(ip).or_insert_with(|| Source {
             exempt: exempt(),
             tokens: f64::from(self.config.burst),
+            throttled: 0,
             refilled: now,
             failures: 0,
             first_failure: now,
@@ -481,6 +501,15 @@ impl Defence {
             t.trunks.iter().any(|trunk| trunk.admits(ip))
                 || t.media_servers.iter().any(|m| m.address.ip() == ip)
         })
+    }
+}
+
+/// Starts the source's counts afresh when its window has passed.
+fn restart_window(source: &mut Source, config: &DefenceConfig, now: Instant) {
+    if now.duration_since(source.first_failure) > config.failure_window {
+        source.failures = 0;
+        source.throttled = 0;
+        source.first_failure = now;
     }
 }
 
@@ -512,23 +541,28 @@ mod tests {
     }
 
     #[test]
-    fn a_source_past_its_burst_is_banned_and_dropped() {
+    fn a_source_past_its_burst_is_dropped_and_banned_if_it_keeps_on() {
         let d = defence(DefenceConfig::default());
         let now = Instant::now();
         let scanner = ip("192.0.2.7");
         for _ in 0..16 {
-            assert!(d.request(scanner, now));
+            assert!(d.request(scanner, false, now));
         }
-        assert!(!d.request(scanner, now), "the 17th at once");
-        assert!(!d.admits(scanner));
+        assert!(!d.request(scanner, false, now), "the 17th at once");
+        assert!(d.admits(scanner), "dropped, not banned yet");
+        assert!(d.request(scanner, true, now), "credentials cost no token");
+        for _ in 1..500 {
+            assert!(!d.request(scanner, false, now));
+        }
+        assert!(!d.admits(scanner), "500 dropped: banned");
         assert!(d.admits(ip("192.0.2.8")), "another source");
         assert_eq!(d.bans()[0].reason, "flood");
-        // The bucket refills at its rate for a source not banned.
+        // The bucket refills at its rate.
         let other = ip("192.0.2.9");
         for _ in 0..16 {
-            assert!(d.request(other, now));
+            assert!(d.request(other, false, now));
         }
-        assert!(d.request(other, now + Duration::from_millis(130)));
+        assert!(d.request(other, false, now + Duration::from_millis(130)));
     }
 
     #[test]
@@ -566,10 +600,13 @@ mod tests {
         let d = defence(DefenceConfig::default());
         let now = Instant::now();
         let office = ip("203.0.113.5");
-        assert!(d.request(office, now));
+        assert!(d.request(office, false, now));
         d.authenticated(office, now);
         for _ in 0..1000 {
-            assert!(d.request(office, now), "a hundred phones behind one NAT");
+            assert!(
+                d.request(office, false, now),
+                "a hundred phones behind one NAT"
+            );
         }
         for _ in 0..9 {
             d.failed(office, Failure::Credentials, now);
@@ -589,7 +626,7 @@ mod tests {
         // The demo tenant's trunk is 127.0.0.2; 10.1.2.3 is in the allowlist.
         for source in ["127.0.0.1", "10.1.2.3"] {
             for _ in 0..100 {
-                assert!(d.request(ip(source), now), "{source}");
+                assert!(d.request(ip(source), false, now), "{source}");
                 d.failed(ip(source), Failure::Malformed, now);
             }
             assert!(d.admits(ip(source)));
@@ -608,12 +645,15 @@ mod tests {
             .next()
             .expect("the demo has a trunk");
         for _ in 0..100 {
-            assert!(counted.request(trunk, now), "a trunk is never limited");
+            assert!(
+                counted.request(trunk, false, now),
+                "a trunk is never limited"
+            );
         }
         for _ in 0..16 {
-            assert!(counted.request(ip("127.0.0.9"), now));
+            assert!(counted.request(ip("127.0.0.9"), false, now));
         }
-        assert!(!counted.request(ip("127.0.0.9"), now));
+        assert!(!counted.request(ip("127.0.0.9"), false, now));
     }
 
     #[test]

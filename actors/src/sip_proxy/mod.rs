@@ -898,7 +898,9 @@ fn inbound_handler(
                 if r.method != Method::Ack
                     && !matches!(r.headers.to(), Some(Ok(to)) if to.tag().is_some()) =>
             {
-                if !defence.request(ip, inbound.received_at) {
+                let credentials = r.headers.get(&HeaderName::Authorization).is_some()
+                    || r.headers.get(&HeaderName::ProxyAuthorization).is_some();
+                if !defence.request(ip, credentials, inbound.received_at) {
                     return;
                 }
                 new_work = r.method != Method::Cancel;

@@ -1,5 +1,5 @@
-//! `sipload`: registers a range of DNs against a registrar over UDP, each DN with its own
-//! password, and reports the rate.
+//! `sipload`: registers a range of DNs against a registrar over UDP, TCP or TLS, each DN with
+//! its own password, and reports the rate.
 //!
 //! ```text
 //! sipload --target 127.0.0.1:5060 --domain demo.local --first 1001 --count 20 \
@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use switchboard_benches::load::{Phones, Report, Round};
+use switchboard_benches::load::{Link, Phones, Report, Round};
 
 #[derive(Debug, Parser)]
-#[command(about = "REGISTER load over UDP with per-DN digest credentials")]
+#[command(about = "REGISTER load over UDP, TCP or TLS with per-DN digest credentials")]
 struct Args {
     /// The registrar.
     #[arg(long, default_value = "127.0.0.1:5060")]
@@ -51,6 +51,12 @@ struct Args {
     /// Threads driving the phones.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// udp, tcp (a connection per phone) or tls (the same, over TLS).
+    #[arg(long, default_value = "udp")]
+    transport: String,
+    /// With tls: the authority (PEM) the registrar's certificate is checked against.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,9 +70,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let phones = Phones::bind(args.target, args.phones.max(1))
+    let link = match args.transport.as_str() {
+        "udp" => Link::Udp,
+        "tcp" => Link::Tcp,
+        "tls" => Link::Tls(tls_client(args.ca.as_deref())?),
+        other => bail!("--transport {other:?}: udp, tcp or tls"),
+    };
+    let phones = Phones::connect(args.target, args.phones.max(1), link)
         .await
-        .context("binding the phones' sockets")?;
+        .context("the phones' sockets or connections")?;
     let mut round = Round {
         domain: args.domain.clone(),
         dns: (args.first..args.first + args.count)
@@ -97,6 +109,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bail!("{failed} registrations failed");
     }
     Ok(())
+}
+
+/// TLS trusting the authority in `ca`.
+fn tls_client(
+    ca: Option<&std::path::Path>,
+) -> anyhow::Result<std::sync::Arc<tokio_rustls::rustls::ClientConfig>> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let ca = ca.context("--transport tls needs --ca FILE")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).context("--ca")? {
+        roots.add(cert.context("--ca")?)?;
+    }
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
 }
 
 fn summary(label: &str, report: &Report, phones: usize) -> String {

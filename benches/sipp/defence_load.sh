@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The edge under attack on this machine, with the loopback exemption off so that each
+# 127.0.0.x address is a source of its own:
+#   1. a flood of OPTIONS (RATE a second, 20000 by default, for SECS) from 127.0.0.9 while 200
+#      phones from 127.0.0.1 register and refresh with digest (sipload, again and again) and
+#      svwar scans: the phones' success and latency, the flood's answers, the node's CPU;
+#   2. a flood of INVITEs at the same rate from the trunk's address (127.0.0.2, never banned):
+#      how many got 503 at once, and the node's memory before, right after and once settled;
+#   3. svcrack guessing a DN's password: guesses answered before the ban and after.
+#
+#   benches/sipp/defence_load.sh
+set -euo pipefail
+
+source "$(dirname "$0")/common.sh"
+rate=${RATE:-20000}
+secs=${SECS:-10}
+port=${SB_PORT:-37060}
+first=100000
+dns=200
+
+need python3 svwar svcrack
+build_release switchboard switchboard-benches
+
+{
+    printf '[sip]\nlisten = "127.0.0.1:%s"\n' "$port"
+    printf '[http]\nlisten = "127.0.0.1:%s"\ncallbacks_listen = "127.0.0.1:%s"\n[grpc]\nlisten = "127.0.0.1:%s"\n' \
+        $((port + 1)) $((port + 3)) $((port + 2))
+    printf '[defence]\nexempt_loopback = false\n'
+    printf '[[tenants]]\nname = "auth"\ndomain = "auth.local"\n'
+    printf '[[tenants.trunks]]\nname = "carrier"\ninbound = ["127.0.0.2"]\n'
+    printf '%s\n' '[[tenants.dial_plan]]' "pattern = '^(1\\d{5})\$'" 'rewrite = "$1"' 'destination = "extension:$1"'
+    for ((dn = first; dn < first + dns; dn++)); do
+        printf '[[tenants.dns]]\nnumber = "%s"\npassword = "pw%s"\n' "$dn" "$dn"
+    done
+} > "$work/switchboard.toml"
+(cd "$work" && RUST_LOG=warn exec "$bin/switchboard" serve --config "$work/switchboard.toml" \
+    > "$work/switchboard.log" 2>&1) &
+sb=$!
+pids+=($sb)
+for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null && break
+    sleep 0.1
+done
+ticks=$(getconf CLK_TCK)
+cpu() { awk -v t="$ticks" '{printf "%.2f", ($14 + $15) / t}' "/proc/$sb/stat"; }
+rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$sb/status"; }
+metric() { curl -s "127.0.0.1:$((port + 1))/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+
+echo "1. OPTIONS flood of $rate/s for $secs s from 127.0.0.9, 200 phones registering from 127.0.0.1, svwar scanning"
+before=$(cpu)
+"$bin/sipflood" --target "127.0.0.1:$port" --from 127.0.0.9 --rate "$rate" --secs "$secs" \
+    --domain auth.local > "$work/flood.txt" &
+flood=$!
+svwar --force --domain auth.local -e 100000-100300 -p "$port" 127.0.0.1 > "$work/svwar.txt" 2>&1 &
+deadline=$((SECONDS + secs))
+rounds=0
+while ((SECONDS < deadline)); do
+    "$bin/sipload" --target "127.0.0.1:$port" --domain auth.local --first "$first" --count "$dns" \
+        --password 'pw{dn}' --phones 200 --rounds 1 --threads 1 >> "$work/phones.txt"
+    rounds=$((rounds + 1))
+done
+wait "$flood"
+echo "   flood:  $(cat "$work/flood.txt")"
+echo "   phones: $rounds rounds of $dns registrations; each round:"
+sed 's/^/     /' "$work/phones.txt" | sort | uniq -c | sort -rn | head -3
+grep -E "found nothing|reqauth|noauth" "$work/svwar.txt" | head -2 | sed 's/^/   svwar: /' || true
+echo "   node CPU during the phase: $(python3 -c "print(round($(cpu) - $before, 2))") s of $secs s"
+echo "   bans: $(metric switchboard_sources_banned_total), dropped: $(metric switchboard_banned_dropped_total)"
+
+echo "2. INVITE flood of $rate/s for $secs s from the trunk's address 127.0.0.2"
+echo "   RSS before: $(rss)"
+"$bin/sipflood" --target "127.0.0.1:$port" --from 127.0.0.2 --rate "$rate" --secs "$secs" \
+    --method INVITE --user 100000 --domain auth.local > "$work/trunk.txt"
+echo "   flood:  $(cat "$work/trunk.txt")"
+echo "   RSS right after: $(rss); calls: $(metric switchboard_calls_active); overload 503s: $(metric switchboard_overload_refused_total)"
+sleep 40
+echo "   RSS 40 s later: $(rss); calls: $(metric switchboard_calls_active)"
+
+echo "3. svcrack guessing DN $first's password from 127.0.0.1 (its phones' address, known, for 10 s)"
+failures=$(metric switchboard_source_failures_total)
+start=$(date +%s.%N)
+svcrack -u "$first" --domain auth.local -r 1000000-9999999 --maximumtime 3 -p "$port" 127.0.0.1 \
+    > "$work/svcrack.txt" 2>&1 || true
+end=$(date +%s.%N)
+answered=$(python3 -c "print(int($(metric switchboard_source_failures_total) - $failures))")
+echo "   guesses answered (failures counted): $answered, then banned; dropped since: $(metric switchboard_banned_dropped_total)"
+echo "   svcrack ran $(python3 -c "print(round($end - $start, 1))") s (it stops 3 s after its last answer)"
