@@ -2,8 +2,9 @@
 # The edge under attack on this machine, with the loopback exemption off so that each
 # 127.0.0.x address is a source of its own:
 #   1. a flood of OPTIONS (RATE a second, 20000 by default, for SECS) from 127.0.0.9 while 200
-#      phones from 127.0.0.1 register and refresh with digest (sipload, again and again) and
-#      svwar scans: the phones' success and latency, the flood's answers, the node's CPU;
+#      phones from 127.0.0.20 register and refresh with digest (sipload, again and again) and
+#      svwar scans from 127.0.0.1: the phones' success and latency, the flood's answers, the
+#      node's CPU;
 #   2. a flood of INVITEs at the same rate from the trunk's address (127.0.0.2, never banned):
 #      how many got 503 at once, and the node's memory before, right after and once settled;
 #   3. svcrack guessing a DN's password: guesses answered before the ban and after.
@@ -46,37 +47,43 @@ cpu() { awk -v t="$ticks" '{printf "%.2f", ($14 + $15) / t}' "/proc/$sb/stat"; }
 rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$sb/status"; }
 metric() { curl -s "127.0.0.1:$((port + 1))/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
-echo "1. OPTIONS flood of $rate/s for $secs s from 127.0.0.9, 200 phones registering from 127.0.0.1, svwar scanning"
+echo "1. OPTIONS flood of $rate/s for $secs s from 127.0.0.9, 200 phones registering from 127.0.0.20, svwar scanning from 127.0.0.1"
 before=$(cpu)
 "$bin/sipflood" --target "127.0.0.1:$port" --from 127.0.0.9 --rate "$rate" --secs "$secs" \
     --domain auth.local > "$work/flood.txt" &
 flood=$!
 svwar --force --domain auth.local -e 100000-100300 -p "$port" 127.0.0.1 > "$work/svwar.txt" 2>&1 &
-deadline=$((SECONDS + secs))
-rounds=0
-while ((SECONDS < deadline)); do
-    "$bin/sipload" --target "127.0.0.1:$port" --domain auth.local --first "$first" --count "$dns" \
-        --password 'pw{dn}' --phones 200 --rounds 1 --threads 1 >> "$work/phones.txt"
-    rounds=$((rounds + 1))
-done
+rounds=$((secs * 2))
+"$bin/sipload" --target "127.0.0.1:$port" --domain auth.local --first "$first" --count "$dns" \
+    --password 'pw{dn}' --phones 200 --rounds "$rounds" --every-ms 500 --threads 1 \
+    --from 127.0.0.20 > "$work/phones.txt" 2>/dev/null || true
 wait "$flood"
 echo "   flood:  $(cat "$work/flood.txt")"
-echo "   phones: $rounds rounds of $dns registrations; each round:"
-sed 's/^/     /' "$work/phones.txt" | sort | uniq -c | sort -rn | head -3
+echo "   phones: $rounds rounds of $dns registrations (then refreshes), one every 500 ms:"
+python3 - "$work/phones.txt" <<'PY'
+import re, sys
+rounds = [l for l in open(sys.argv[1]) if l.startswith(("register:", "refresh:"))]
+ok = sum(int(re.search(r"(\d+)/\d+ in", l).group(1)) for l in rounds)
+all_ = sum(int(re.search(r"\d+/(\d+) in", l).group(1)) for l in rounds)
+p99 = [float(re.search(r"p99 ([\d.]+) ms", l).group(1)) for l in rounds]
+print(f"     {ok}/{all_} registered; p99 of the first round {p99[0]:.1f} ms (its phones' first REGISTERs"
+      f" past the burst dropped and retransmitted), of the later rounds at most {max(p99[1:] or [0]):.1f} ms")
+PY
 grep -E "found nothing|reqauth|noauth" "$work/svwar.txt" | head -2 | sed 's/^/   svwar: /' || true
 echo "   node CPU during the phase: $(python3 -c "print(round($(cpu) - $before, 2))") s of $secs s"
 echo "   bans: $(metric switchboard_sources_banned_total), dropped: $(metric switchboard_banned_dropped_total)"
+sed 's/\x1b\[[0-9;]*m//g' "$work/switchboard.log" | grep -o "source banned.*" | sed 's/^/     /' || true
 
-echo "2. INVITE flood of $rate/s for $secs s from the trunk's address 127.0.0.2"
+echo "2. INVITE flood of $rate/s for $secs s from the trunk's address 127.0.0.2 (to a number no rule knows)"
 echo "   RSS before: $(rss)"
 "$bin/sipflood" --target "127.0.0.1:$port" --from 127.0.0.2 --rate "$rate" --secs "$secs" \
-    --method INVITE --user 100000 --domain auth.local > "$work/trunk.txt"
+    --method INVITE --user 555 --domain auth.local > "$work/trunk.txt"
 echo "   flood:  $(cat "$work/trunk.txt")"
 echo "   RSS right after: $(rss); calls: $(metric switchboard_calls_active); overload 503s: $(metric switchboard_overload_refused_total)"
 sleep 40
 echo "   RSS 40 s later: $(rss); calls: $(metric switchboard_calls_active)"
 
-echo "3. svcrack guessing DN $first's password from 127.0.0.1 (its phones' address, known, for 10 s)"
+echo "3. svcrack guessing DN $first's password from 127.0.0.1"
 failures=$(metric switchboard_source_failures_total)
 start=$(date +%s.%N)
 svcrack -u "$first" --domain auth.local -r 1000000-9999999 --maximumtime 3 -p "$port" 127.0.0.1 \

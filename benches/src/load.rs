@@ -18,7 +18,7 @@ use switchboard_sip::auth::{Algorithm, ClientDigest};
 use switchboard_sip::header::Credentials;
 use switchboard_sip::{Framer, HeaderName, Message, Response, StreamItem, parse_datagram};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 
 const T1: Duration = Duration::from_millis(500);
@@ -132,17 +132,22 @@ impl Phones {
     /// Binds `count` UDP sockets, each connected to `target` (so that its address is the one
     /// that reaches the target, and what else arrives on it is dropped by the kernel).
     pub async fn bind(target: SocketAddr, count: usize) -> std::io::Result<Self> {
-        Self::connect(target, count, Link::Udp).await
+        Self::connect(target, count, Link::Udp, None).await
     }
 
-    /// `count` phones reaching `target` over `link`.
-    pub async fn connect(target: SocketAddr, count: usize, link: Link) -> std::io::Result<Self> {
+    /// `count` phones reaching `target` over `link`, from address `from` (any when none).
+    pub async fn connect(
+        target: SocketAddr,
+        count: usize,
+        link: Link,
+        from: Option<std::net::IpAddr>,
+    ) -> std::io::Result<Self> {
         let local = SocketAddr::new(
-            if target.is_ipv4() {
+            from.unwrap_or(if target.is_ipv4() {
                 Ipv4Addr::UNSPECIFIED.into()
             } else {
                 Ipv6Addr::UNSPECIFIED.into()
-            },
+            }),
             0,
         );
         let mut phones = Vec::with_capacity(count);
@@ -157,7 +162,13 @@ impl Phones {
                     }
                 }
                 Link::Tcp | Link::Tls(_) => {
-                    let tcp = TcpStream::connect(target).await?;
+                    let socket = if target.is_ipv4() {
+                        tokio::net::TcpSocket::new_v4()?
+                    } else {
+                        tokio::net::TcpSocket::new_v6()?
+                    };
+                    socket.bind(local)?;
+                    let tcp = socket.connect(target).await?;
                     tcp.set_nodelay(true)?;
                     let local = tcp.local_addr()?;
                     let io: Box<dyn Io> = match &link {

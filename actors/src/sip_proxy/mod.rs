@@ -831,7 +831,9 @@ fn stamp_top_via(request: &mut Request, source: SocketAddr) {
 }
 
 /// What the registrar's answer counts as against its source: credentials refused (a
-/// challenge to a request that brought some, not for a stale nonce), or a DN refused.
+/// challenge to a request that brought some, not for a stale nonce), or a DN unknown (404 in
+/// a tenant that does not authenticate). A 403 is not: it refuses what an authenticated phone
+/// asked (more contacts than allowed, another DN's bindings).
 fn registrar_failure(response: &Response, credentials: bool) -> Option<Failure> {
     match response.status {
         401 if credentials => {
@@ -841,7 +843,7 @@ fn registrar_failure(response: &Response, credentials: bool) -> Option<Failure> 
                 .any(|c| c.to_ascii_lowercase().contains("stale=true"));
             (!stale).then_some(Failure::Credentials)
         }
-        403 | 404 => Some(Failure::Credentials),
+        404 => Some(Failure::Credentials),
         _ => None,
     }
 }

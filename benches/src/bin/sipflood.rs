@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::io::Write;
+
 use anyhow::Context;
 use clap::Parser;
 use switchboard_sip::{Message, parse_datagram};
@@ -84,7 +86,9 @@ fn main() -> anyhow::Result<()> {
     let _ = reader.join();
     let answers = answers.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let by_status: Vec<String> = answers.iter().map(|(s, n)| format!("{s}: {n}")).collect();
-    println!(
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "{total} {method} from {} in {:.1} s ({:.0}/s): {} answered ({})",
         args.from,
         sent_in.as_secs_f64(),
@@ -95,6 +99,6 @@ fn main() -> anyhow::Result<()> {
         } else {
             by_status.join(", ")
         }
-    );
+    )?;
     Ok(())
 }

@@ -57,6 +57,12 @@ struct Args {
     /// With tls: the authority (PEM) the registrar's certificate is checked against.
     #[arg(long)]
     ca: Option<std::path::PathBuf>,
+    /// The address the phones send from (any by default).
+    #[arg(long)]
+    from: Option<std::net::IpAddr>,
+    /// Start a round every this many milliseconds (0: each as soon as the last is done).
+    #[arg(long, default_value_t = 0)]
+    every_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,7 +82,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "tls" => Link::Tls(tls_client(args.ca.as_deref())?),
         other => bail!("--transport {other:?}: udp, tcp or tls"),
     };
-    let phones = Phones::connect(args.target, args.phones.max(1), link)
+    let phones = Phones::connect(args.target, args.phones.max(1), link, args.from)
         .await
         .context("the phones' sockets or connections")?;
     let mut round = Round {
@@ -91,7 +97,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut failed = 0;
     let mut out = std::io::stdout().lock();
+    let started = tokio::time::Instant::now();
     for number in 1..=args.rounds + u32::from(args.unregister) {
+        let due = started + Duration::from_millis(args.every_ms * u64::from(number - 1));
+        tokio::time::sleep_until(due).await;
         round.number = number;
         let label = if number > args.rounds {
             round.expires = 0;
