@@ -5,13 +5,13 @@
 
 mod support;
 
-use std::os::unix::process::CommandExt as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use support::certs::{Authority, Issued};
 use support::sipp::{answering_phone, register, scenario, sipp, sipp_errors, wait};
+use support::socat::Socat;
 use support::{Server, Udp, eventually, free_port};
 use switchboard_actors::tenant::{TenantConfig, demo_tenant};
 
@@ -35,37 +35,6 @@ fn config(tls: u16, cert: &Issued, ca: &Path, change: impl FnOnce(&mut TenantCon
         cert.key.display(),
         ca.display()
     )
-}
-
-/// socat relaying between `from` and `to` (its address specs), killed with its children when
-/// dropped; started once it listens on `port`.
-struct Socat(Child);
-
-impl Socat {
-    fn start(from: String, to: String, ip: &str, port: u16) -> Self {
-        let child = Command::new("socat")
-            .args([from, to])
-            .process_group(0)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("socat runs (scripts/test.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect((ip, port)).is_err() {
-            assert!(Instant::now() < deadline, "socat did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Socat(child)
-    }
-}
-
-impl Drop for Socat {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill")
-            .args(["-s", "KILL", "--", &group])
-            .status();
-        let _ = self.0.wait();
-    }
 }
 
 /// The subject of the certificate the node presents on `port` now, as openssl s_client

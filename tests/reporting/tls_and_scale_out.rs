@@ -2,112 +2,39 @@
 //! proxies in front of a node whose spool is past its high-water mark.
 
 use super::*;
+use support::certs::{Authority, Issued};
+use support::socat::Socat;
 
-/// A certificate authority and the broker's certificate for 127.0.0.1 signed by it, made with
-/// the openssl command; and a second authority that signed nothing of the broker's.
+/// The test authority with the broker's certificate for 127.0.0.1, and a second authority
+/// that signed nothing of the broker's.
 struct Certs {
     ca: PathBuf,
-    broker_cert: PathBuf,
-    broker_key: PathBuf,
+    broker: Issued,
     stranger: PathBuf,
 }
 
 fn certs(dir: &Path) -> Certs {
-    let openssl = |args: &[&str]| succeeds(Command::new("openssl").args(args).current_dir(dir));
-    for (name, subject) in [
-        ("ca", "/CN=switchboard test CA"),
-        ("stranger", "/CN=another CA"),
-    ] {
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            subject,
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-        ]);
-    }
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "broker.key",
-        "-out",
-        "broker.csr",
-    ]);
-    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("san");
-    openssl(&[
-        "x509",
-        "-req",
-        "-days",
-        "2",
-        "-in",
-        "broker.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-extfile",
-        "san.cnf",
-        "-out",
-        "broker.pem",
-    ]);
+    let ca = Authority::new(dir, "ca");
     Certs {
-        ca: dir.join("ca.pem"),
-        broker_cert: dir.join("broker.pem"),
-        broker_key: dir.join("broker.key"),
-        stranger: dir.join("stranger.pem"),
+        broker: ca.issue("broker"),
+        stranger: Authority::new(dir, "stranger").pem,
+        ca: ca.pem,
     }
 }
 
 /// TLS in front of the broker (tansu's own TLS options cannot be given together): socat
 /// terminates TLS on `port` with the broker's certificate and passes the bytes to `to`.
-struct TlsFront(Child);
-
-impl TlsFront {
-    fn start(port: u16, to: u16, certs: &Certs) -> Self {
-        use std::os::unix::process::CommandExt as _;
-        let child = Command::new("socat")
-            .arg(format!(
-                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
-                certs.broker_cert.display(),
-                certs.broker_key.display()
-            ))
-            .arg(format!("TCP:127.0.0.1:{to}"))
-            // One group with the children it forks per connection, stopped together.
-            .process_group(0)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("socat runs (scripts/test.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "socat did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        TlsFront(child)
-    }
-}
-
-impl Drop for TlsFront {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill")
-            .args(["-s", "KILL", "--", &group])
-            .status();
-        let _ = self.0.wait();
-    }
+fn tls_front(port: u16, to: u16, certs: &Certs) -> Socat {
+    Socat::start(
+        format!(
+            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+            certs.broker.pem.display(),
+            certs.broker.key.display()
+        ),
+        format!("TCP:127.0.0.1:{to}"),
+        "127.0.0.1",
+        port,
+    )
 }
 
 /// Waits (20 s at most) until the server's log holds `text`.
@@ -133,7 +60,7 @@ async fn events_reach_a_broker_over_tls_with_scram_and_a_failed_handshake_is_nam
     let front = free_port();
     let users = [("switchboard", "s3cret"), ("reader", "r3ader")];
     let broker = Broker::secured(dir.path(), front, &users);
-    let _tls = TlsFront::start(front, broker.port, &certs);
+    let _tls = tls_front(front, broker.port, &certs);
     let brokers = format!("127.0.0.1:{front}");
     let secured = |spool: &str, ca: &Path, password: &str| {
         let security = format!(

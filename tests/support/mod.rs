@@ -7,6 +7,7 @@ pub mod certs;
 pub mod desktop;
 pub mod peer;
 pub mod sipp;
+pub mod socat;
 pub mod store;
 
 use std::io::Write;
