@@ -329,7 +329,10 @@ impl Request<'_> {
             expires,
         } = self;
         let branch = switchboard_sip::token::<10>();
-        let transport = via.to_ascii_lowercase();
+        let transport = match *via {
+            "UDP" => String::new(),
+            other => format!(";transport={}", other.to_ascii_lowercase()),
+        };
         Bytes::from(format!(
             "REGISTER sip:{domain} SIP/2.0\r\n\
              Via: SIP/2.0/{via} {local};branch=z9hG4bK{branch};rport\r\n\
@@ -338,7 +341,7 @@ impl Request<'_> {
              To: <sip:{dn}@{domain}>\r\n\
              Call-ID: {call_id}\r\n\
              CSeq: {cseq} REGISTER\r\n\
-             Contact: <sip:{dn}@{local};transport={transport}>;expires={expires}\r\n\
+             Contact: <sip:{dn}@{local}{transport}>;expires={expires}\r\n\
              {authorization}\
              User-Agent: sipload (to {target})\r\n\
              Content-Length: 0\r\n\r\n"
