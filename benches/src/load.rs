@@ -399,6 +399,7 @@ async fn transact(
             let mut stream = stream.lock().await;
             let Stream { io, framer } = &mut *stream;
             io.write_all(request).await.ok()?;
+            io.flush().await.ok()?;
             loop {
                 while let Ok(Some(item)) = framer.next_item() {
                     if let StreamItem::Message(Ok(Message::Response(r))) = item

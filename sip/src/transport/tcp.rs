@@ -162,7 +162,7 @@ async fn websocket<S: AsyncRead + AsyncWrite + Unpin>(
     let rest = head.split_off(end + 4);
     match ws::answer_handshake(&head[..end], &config.ws_settings) {
         Ok(accepted) => {
-            stream.write_all(&accepted).await.ok()?;
+            write_out(stream, &accepted).await.ok()?;
             tracing::debug!(peer = %link.peer, transport = %link.transport, "websocket open");
             Some(rest)
         }
@@ -467,7 +467,7 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin>(
                     });
                 }
                 Next::Reply(bytes) => {
-                    if let Err(e) = writer.write_all(&bytes).await {
+                    if let Err(e) = write_out(&mut writer, &bytes).await {
                         break 'conn Closed::Error(e);
                     }
                 }
@@ -475,7 +475,7 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin>(
                 Next::More => break,
                 Next::Close(closed, last) => {
                     if let Some(bytes) = last {
-                        let _ = writer.write_all(&bytes).await;
+                        let _ = write_out(&mut writer, &bytes).await;
                     }
                     break 'conn closed;
                 }
@@ -496,7 +496,7 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin>(
             },
             out = outbound.recv() => match out {
                 Some(bytes) => {
-                    if let Err(e) = writer.write_all(&framer.encode(bytes)).await {
+                    if let Err(e) = write_out(&mut writer, &framer.encode(bytes)).await {
                         break Closed::Error(e);
                     }
                 }
@@ -540,6 +540,13 @@ async fn run<S: AsyncRead + AsyncWrite + Send + Unpin>(
 }
 
 /// Counts a connection closed for `reason`.
+/// Writes bytes whole and pushes them onto the wire: over TLS, bytes the socket did not take
+/// at once would otherwise wait in the TLS session for the next write.
+async fn write_out<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
+}
+
 fn count(
     endpoint: &Endpoint,
     reason: impl Fn(&super::TransportFigures) -> &std::sync::atomic::AtomicU64,
