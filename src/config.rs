@@ -303,8 +303,14 @@ pub(crate) struct CallsConfig {
     pub(crate) min_se_secs: u64,
     /// Call events written at once (one per shard, each call thread always on the same one).
     pub(crate) state_shards: usize,
-    /// Calls the node runs at most; a new one past them gets 503 with Retry-After.
+    /// Calls in progress the node runs at most; a new one past them gets 503 with
+    /// Retry-After.
     pub(crate) max_calls: usize,
+    /// Calls that ended but still answer retransmissions (for 64*T1, 32 s by default) the node
+    /// keeps at most; a new call past them gets 503 too. They bound the sustained rate of short
+    /// calls (50,000 / 32 s: about 1,500 a second) and the memory a flood of rejected calls
+    /// can take (about 13 KiB each).
+    pub(crate) max_ending: usize,
 }
 
 impl Default for CallsConfig {
@@ -316,6 +322,7 @@ impl Default for CallsConfig {
             min_se_secs: 90,
             state_shards: 8,
             max_calls: 10_000,
+            max_ending: 50_000,
         }
     }
 }

@@ -627,6 +627,7 @@ impl Node {
             max_backlog: config.sip.max_backlog,
             max_new_backlog: config.sip.max_new_backlog,
             max_calls: config.calls.max_calls,
+            max_ending: config.calls.max_ending,
             cluster_nodes: config.cluster.nodes.clone(),
             probe_interval: Duration::from_millis(config.cluster.probe_ms.max(100)),
             forward_timeout: Duration::from_millis(config.cluster.forward_timeout_ms.max(50)),

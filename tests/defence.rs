@@ -268,7 +268,7 @@ async fn bans_are_shared_listed_lifted_and_longer_for_repeat_offenders() {
 /// A call from the carrier's trunk goes through from start to end while five addresses flood
 /// the node; the flooders are banned, and once their ban ends (2 s here) the node answers
 /// them again by itself. A node at its most calls (one here) refuses the next at once with
-/// 503 and Retry-After, the call in progress going on.
+/// 503 and Retry-After, the call in progress going on, and takes the next once it ended.
 #[test]
 fn a_node_under_a_flood_keeps_its_calls_and_recovers_by_itself() {
     let config = format!("[calls]\nmax_calls = 1\n{}", counted("ban_secs = 2\n"));
@@ -347,6 +347,17 @@ fn a_node_under_a_flood_keeps_its_calls_and_recovers_by_itself() {
         server.log_text()
     );
     assert!(wait(&mut phone, Duration::from_secs(5)).success());
+    // The call ended; its transactions still answer retransmissions for 64*T1, but it no
+    // longer counts among the calls in progress: the next call is taken (and answered 480,
+    // 1002 having no phone), not refused.
+    let third = second
+        .replace("z9hG4bKsecond", "z9hG4bKthird")
+        .replace("Call-ID: second", "Call-ID: third");
+    trunk.send(third.as_bytes());
+    let answer = std::iter::repeat_with(|| trunk.recv())
+        .find(|r| r.status >= 200)
+        .expect("a final answer");
+    assert_eq!(answer.status, 480, "{}", server.log_text());
     assert_eq!(
         counter(&server, "switchboard_sources_banned_total"),
         5.0,

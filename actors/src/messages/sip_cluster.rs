@@ -378,8 +378,9 @@ pub trait CallStarter: Send + Sync {
         new: NewDialog,
     ) -> Pin<Box<dyn Future<Output = Result<Started, ControlError>> + Send + '_>>;
 
-    /// How many calls run on the node now.
-    fn live(&self) -> usize;
+    /// How many calls are in progress on the node now, and how many ended and wait out their
+    /// last transactions.
+    fn live(&self) -> (usize, usize);
 
     /// A message within a dialog no call of this node has: the cluster looks for its call
     /// among those other nodes left (adopting it from a dead one), or answers 481 itself.

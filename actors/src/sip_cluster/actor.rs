@@ -47,8 +47,9 @@ pub(super) struct Shared {
     pub(super) endpoint: Endpoint,
     /// Where the endpoint takes each transport, shared by the calls.
     pub(super) addrs: Arc<call::Addrs>,
-    /// How many calls run on the node now.
-    pub(super) live: Arc<AtomicUsize>,
+    /// How many calls are in progress on the node now, and how many ended but still wait out
+    /// their last transactions (up to 64*T1, to answer retransmissions).
+    pub(super) live: Arc<Load>,
     pub(super) config: Arc<ClusterConfig>,
     pub(super) bindings: Arc<dyn BindingStore>,
     pub(super) call_threads: CallThreads,
@@ -141,23 +142,50 @@ pub(super) struct CallActorState {
     shared: Arc<Shared>,
     /// The wake-up asked for, so a later, earlier deadline asks again.
     wake_at: Option<Instant>,
-    /// Counts the call among the node's live calls while it runs.
-    _live: Live,
+    /// Counts the call among the node's calls in progress, then among those ending.
+    live: Live,
 }
 
-/// One live call, counted in [`Shared::live`] from its start to its end.
-struct Live(Arc<AtomicUsize>);
+/// The calls of a node: in progress, and ended but waiting out their transactions.
+#[derive(Debug, Default)]
+pub(super) struct Load {
+    pub(super) in_progress: AtomicUsize,
+    pub(super) ending: AtomicUsize,
+}
+
+/// One call, counted in [`Shared::live`]: in progress from its start, ending once it ended,
+/// until its actor stops.
+struct Live {
+    load: Arc<Load>,
+    ended: bool,
+}
 
 impl Live {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Self(count.clone())
+    fn new(load: &Arc<Load>) -> Self {
+        load.in_progress.fetch_add(1, Ordering::Relaxed);
+        Self {
+            load: load.clone(),
+            ended: false,
+        }
+    }
+
+    /// The call ended: it no longer counts among those in progress.
+    fn end(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.load.in_progress.fetch_sub(1, Ordering::Relaxed);
+            self.load.ending.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
 impl Drop for Live {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        let count = match self.ended {
+            true => &self.load.ending,
+            false => &self.load.in_progress,
+        };
+        count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -212,7 +240,7 @@ impl Actor for CallActor {
         let mut state = CallActorState {
             key,
             call,
-            _live: Live::new(&shared.live),
+            live: Live::new(&shared.live),
             shared,
             wake_at: None,
         };
@@ -401,6 +429,9 @@ impl CallActorState {
                 Output::Replace { replaces, dn } => self.replace(replaces, dn),
                 Output::Routing(to) => self.to_ors(to, myself),
             }
+        }
+        if self.call.has_ended() {
+            self.live.end();
         }
         if self.call.is_over() {
             myself.stop(None);

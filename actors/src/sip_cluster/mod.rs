@@ -19,7 +19,7 @@ mod calls;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -218,7 +218,7 @@ impl Actor for ClusterActor {
                 let shared = Arc::new(Shared {
                     endpoint,
                     addrs,
-                    live: Arc::new(AtomicUsize::new(0)),
+                    live: Arc::default(),
                     config: Arc::new(state.args.config.clone()),
                     bindings: state.args.bindings.clone(),
                     call_threads: state.args.call_threads.clone(),
@@ -889,8 +889,12 @@ impl CallStarter for Starter {
         })
     }
 
-    fn live(&self) -> usize {
-        self.shared.live.load(Ordering::Relaxed)
+    fn live(&self) -> (usize, usize) {
+        let load = &self.shared.live;
+        (
+            load.in_progress.load(Ordering::Relaxed),
+            load.ending.load(Ordering::Relaxed),
+        )
     }
 
     fn adopt(&self, message: CallIn) -> Result<(), Box<CallIn>> {

@@ -69,8 +69,11 @@ pub struct ProxyConfig {
     /// registrations) gets 503 at once, while the calls in progress still queue up to
     /// `max_backlog`.
     pub max_new_backlog: usize,
-    /// Calls the node runs at most; a new call past them gets 503.
+    /// Calls in progress the node runs at most; a new call past them gets 503.
     pub max_calls: usize,
+    /// Calls that ended and wait out their last transactions (up to 64*T1 after their end,
+    /// to answer retransmissions) the node keeps at most; a new call past them gets 503.
+    pub max_ending: usize,
     /// Requests refused for overload (either limit above), for the metrics.
     pub overloaded: Arc<std::sync::atomic::AtomicU64>,
     /// How long the registrar may take before the proxy answers 503 itself.
@@ -102,6 +105,7 @@ impl Default for ProxyConfig {
             max_backlog: 20_000,
             max_new_backlog: 2_000,
             max_calls: 10_000,
+            max_ending: 50_000,
             overloaded: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             registrar_timeout: Duration::from_secs(8),
             cluster_nodes: Vec::new(),
@@ -539,12 +543,13 @@ impl ProxyState {
                 self.handed_on.insert(deadline, (key, headers));
             }
             Decision::NewCall => {
-                if let Some(starter) = &self.starter
+                let load = self.starter.as_ref().map(|s| s.live());
+                if let Some((in_progress, ending)) = load
                     && !self.forwarder.enabled()
-                    && starter.live() >= self.config.max_calls
+                    && (in_progress >= self.config.max_calls || ending >= self.config.max_ending)
                 {
                     self.config.overloaded.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%source, max_calls = self.config.max_calls,
+                    tracing::debug!(%source, in_progress, ending,
                         "call refused: the node runs as many calls as it may");
                     let refusal = unavailable(&request.headers);
                     send(&self.endpoint, transport, source, refusal.to_bytes());

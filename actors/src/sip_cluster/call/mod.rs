@@ -419,6 +419,11 @@ impl Call {
     }
 
     /// Whether the call is over and every transaction of it finished.
+    /// The call ended (released on every leg); its transactions may still run.
+    pub fn has_ended(&self) -> bool {
+        self.phase == Phase::Ending
+    }
+
     pub fn is_over(&self) -> bool {
         self.phase == Phase::Ending && self.txns.is_empty()
     }
