@@ -25,6 +25,12 @@ use switchboard_actors::tenant::postgres::ConfigStore;
 
 use crate::config::{NodeConfig, TenantsFile};
 
+/// jemalloc rather than glibc's malloc: with its background threads on (see `main`) it gives
+/// the system back, within seconds, the pages a burst freed (a flood's ten thousand calls, once
+/// they ended), where glibc keeps them in its per-thread arenas for good.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchboard",
@@ -147,7 +153,14 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => {
+            // jemalloc purges freed pages on a thread of its own, so a node that falls idle
+            // after a burst gives its memory back too (without it, only when it allocates).
+            if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+                tracing::warn!(error = %e, "jemalloc's background purging is off");
+            }
+            runtime.block_on(serve(args))
+        }
         Command::Config(command) => runtime.block_on(config_command(command)),
     }
 }

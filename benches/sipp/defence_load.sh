@@ -6,7 +6,9 @@
 #      svwar scans from 127.0.0.1: the phones' success and latency, the flood's answers, the
 #      node's CPU;
 #   2. a flood of INVITEs at the same rate from the trunk's address (127.0.0.2, never banned):
-#      how many got 503 at once, and the node's memory before, right after and once settled;
+#      how many got 503 at once, and the node's memory before, right after and once its calls
+#      ended (events and snapshots in a private Redis, as in production: a node without Redis
+#      keeps its last 100,000 events per stream in memory by design);
 #   3. svcrack guessing a DN's password: guesses answered before the ban and after.
 #
 #   benches/sipp/defence_load.sh
@@ -19,14 +21,15 @@ port=${SB_PORT:-37060}
 first=100000
 dns=200
 
-need python3 svwar svcrack
+need python3 svwar svcrack redis-server
 build_release switchboard switchboard-benches
+start_redis $((port + 5))
 
 {
     printf '[sip]\nlisten = "127.0.0.1:%s"\n' "$port"
     printf '[http]\nlisten = "127.0.0.1:%s"\ncallbacks_listen = "127.0.0.1:%s"\n[grpc]\nlisten = "127.0.0.1:%s"\n' \
         $((port + 1)) $((port + 3)) $((port + 2))
-    printf '[defence]\nexempt_loopback = false\n'
+    printf '[defence]\nexempt_loopback = false\n[stores]\nredis = "%s"\n' "$redis_url"
     printf '[[tenants]]\nname = "auth"\ndomain = "auth.local"\n'
     printf '[[tenants.trunks]]\nname = "carrier"\ninbound = ["127.0.0.2"]\n'
     printf '%s\n' '[[tenants.dial_plan]]' "pattern = '^(1\\d{5})\$'" 'rewrite = "$1"' 'destination = "extension:$1"'
@@ -80,8 +83,10 @@ echo "   RSS before: $(rss)"
     --method INVITE --user 555 --domain auth.local > "$work/trunk.txt"
 echo "   flood:  $(cat "$work/trunk.txt")"
 echo "   RSS right after: $(rss); calls: $(metric switchboard_calls_active); overload 503s: $(metric switchboard_overload_refused_total)"
-sleep 40
-echo "   RSS 40 s later: $(rss); calls: $(metric switchboard_calls_active)"
+start=$(date +%s)
+for _ in $(seq 90); do [ "$(metric switchboard_calls_active)" = 0 ] && break; sleep 1; done
+sleep 15
+echo "   RSS $(($(date +%s) - start)) s later (calls ended, then 15 s): $(rss); calls: $(metric switchboard_calls_active)"
 
 echo "3. svcrack guessing DN $first's password from 127.0.0.1"
 failures=$(metric switchboard_source_failures_total)
