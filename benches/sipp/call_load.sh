@@ -47,56 +47,17 @@ start_phones() {
     sleep 1
 }
 
-# Waits until switchboard has no call left from the run before (their transactions linger for
-# 64*T1 after they end), so each rate starts from rest.
-settle() {
-    for _ in $(seq 90); do
-        [ "$(calls_active)" = 0 ] && return
-        sleep 1
-    done
-}
-
-# One run of every pair at `rate` calls/s in all; prints "achieved_cps failed p50_ms p99_ms".
-run() {
-    local target=$1 rate=$2 tag=$3 per calls
-    per=$(python3 -c "print($rate / $pairs)")
-    calls=$(python3 -c "print(int($rate / $pairs * $secs))")
-    local start end
-    start=$(date +%s.%N)
-    local upids=()
-    for ((i = 1; i <= pairs; i++)); do
-        (cd "$work" && sipp -sn uac -s $((1000 + i)) -i 127.0.0.2 -p $((phone_base + 100 + i)) \
-            -r "$per" -rp 1000 -m "$calls" -l 100000 -timeout $((secs * 3 + 30))s -nostdin \
-            -trace_stat -stf "$tag-$i.csv" -trace_rtt -rtt_freq 100 \
-            "$target" > /dev/null 2>&1) &
-        upids+=($!)
-    done
-    for pid in "${upids[@]}"; do wait "$pid" || true; done
-    end=$(date +%s.%N)
-    local stats=() ok failed p50 p99
-    for ((i = 1; i <= pairs; i++)); do stats+=("$work/$tag-$i.csv"); done
-    read -r ok failed p50 p99 < <(sipp_outcome "${stats[@]}")
-    python3 -c "print(f'{$ok / ($end - $start):.0f} $failed $p50 $p99')"
-}
-
 echo "Calls over UDP, $pairs SIPp pairs, $secs s per rate (INVITE-200-ACK-BYE, no hold time)${REDIS:+, events and snapshots in Redis}"
 for name in switchboard kamailio; do
     port=$sb_port
     [ "$name" = kamailio ] && port=$kam_port
     start_phones
-    best=0
-    for rate in $rates; do
-        settle
-        read -r cps failed p50 p99 < <(run "127.0.0.1:$port" "$rate" "$name-$rate")
-        echo "  $name at $rate/s: achieved $cps calls/s, $failed failed, setup p50 $p50 ms p99 $p99 ms"
-        # Clean: no failed call, and the rate was kept (within 2 %).
-        if [ "$failed" = 0 ] && [ "$cps" -ge $((rate * 98 / 100)) ]; then best=$rate; else break; fi
-    done
+    climb "127.0.0.1:$port" "$name"
     half=$((best / 2))
     if [ "$half" -gt 0 ]; then
         settle
         [ "$name" = kamailio ] && sleep 35
-        read -r cps failed p50 p99 < <(run "127.0.0.1:$port" "$half" "$name-half")
+        read -r cps failed p50 p99 < <(calls_at "127.0.0.1:$port" "$half" "$name-half")
         echo "  $name: highest rate without failures $best/s; at $half/s setup p50 $p50 ms, p99 $p99 ms"
     fi
     eval "best_$name=$best"

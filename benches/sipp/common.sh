@@ -72,7 +72,7 @@ start_switchboard() {
 # unless given). Its pid in $!.
 start_phone() {
     sed 's/Expires: 300/Expires: 3600/' "$here/register_md5.xml" > "$work/register_hour.xml"
-    (cd "$work" && sipp -sf "$work/register_hour.xml" -s "$1" -au "$1" -ap "demo$1" -m 1 \
+    (cd "$work" && sipp -sf "$work/register_hour.xml" -s "$1" -au "$1" -ap "${PHONE_PASSWORD:-demo}$1" -m 1 \
         -i 127.0.0.1 -p "$2" -timeout 10s -nostdin "127.0.0.1:$3" > /dev/null 2>&1)
     (cd "$work" && exec sipp -sf "$here/${4:-uas_load.xml}" -s "$1" -i 127.0.0.1 -p "$2" -nostdin \
         -max_socket 100000 > /dev/null 2>&1) &
@@ -116,4 +116,53 @@ pct = lambda p: rtts[min(len(rtts) - 1, int(len(rtts) * p))] if rtts else float(
 print(f"{ok} {failed} {pct(0.5):.2f} {pct(0.99):.2f}")
 PY
     rm -f "$work"/uac_*_rtt.csv
+}
+
+# Waits until switchboard has no call left from the run before (their transactions linger for
+# 64*T1 after they end), so each rate starts from rest.
+settle() {
+    for _ in $(seq 90); do
+        [ "$(calls_active)" = 0 ] && return
+        sleep 1
+    done
+}
+
+# One run of $pairs SIPp UACs from 127.0.0.2 (a trunk's address) calling DNs 1001.. through $1
+# at $2 calls/s in all for $secs seconds, more SIPp arguments after $3 (the run's tag); prints
+# "achieved_cps failed p50_ms p99_ms".
+calls_at() {
+    local target=$1 rate=$2 tag=$3 per calls start end i
+    shift 3
+    per=$(python3 -c "print($rate / $pairs)")
+    calls=$(python3 -c "print(int($rate / $pairs * $secs))")
+    start=$(date +%s.%N)
+    local upids=()
+    for ((i = 1; i <= pairs; i++)); do
+        (cd "$work" && sipp -sn uac -s $((1000 + i)) -i 127.0.0.2 -p $((phone_base + 100 + i)) \
+            -r "$per" -rp 1000 -m "$calls" -l 100000 -timeout $((secs * 3 + 30))s -nostdin \
+            -trace_stat -stf "$tag-$i.csv" -trace_rtt -rtt_freq 100 "$@" \
+            "$target" > /dev/null 2>&1) &
+        upids+=($!)
+    done
+    for pid in "${upids[@]}"; do wait "$pid" || true; done
+    end=$(date +%s.%N)
+    local stats=() ok failed p50 p99
+    for ((i = 1; i <= pairs; i++)); do stats+=("$work/$tag-$i.csv"); done
+    read -r ok failed p50 p99 < <(sipp_outcome "${stats[@]}")
+    python3 -c "print(f'{$ok / ($end - $start):.0f} $failed $p50 $p99')"
+}
+
+# Runs calls_at through $1 at each of $rates, rising while a rate is clean (no failed call and
+# kept within 2 %), printing each as "$2 at R/s: ..."; more SIPp arguments after $2. The highest
+# clean rate in $best.
+climb() {
+    local target=$1 name=$2 rate cps failed p50 p99
+    shift 2
+    best=0
+    for rate in $rates; do
+        settle
+        read -r cps failed p50 p99 < <(calls_at "$target" "$rate" "$name-$rate" "$@")
+        echo "  $name at $rate/s: achieved $cps calls/s, $failed failed, setup p50 $p50 ms p99 $p99 ms"
+        if [ "$failed" = 0 ] && [ "$cps" -ge $((rate * 98 / 100)) ]; then best=$rate; else break; fi
+    done
 }

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# REGISTER rates over UDP, TCP and TLS on this machine: sipload registers DNs (each with its
-# own password, digest on every registration) against one `switchboard serve`, a connection per
-# phone kept across rounds over TCP and TLS (persistent connections, as phones keep them), then
-# refreshes them. The TLS certificate is made with openssl for the run.
+# REGISTER and call rates over UDP, TCP and TLS on this machine. The TLS certificate is made
+# with openssl for the run.
+#  1. sipload registers DNs (each with its own password, digest on every registration) against
+#     one `switchboard serve`, a connection per phone kept across rounds over TCP and TLS
+#     (persistent connections, as phones keep them), then refreshes them.
+#  2. A trunk's SBCs (PAIRS SIPp UACs from 127.0.0.2, each over one TCP connection kept for the
+#     run) call SIPp phones on UDP through a second node on the demo tenant, first over TCP,
+#     then over TLS. Debian's SIPp has no TLS, so each SBC sits behind socat (OPENSSL to the
+#     node), and for a fair comparison the TCP run goes through socat too (plain TCP).
 #
-#   benches/sipp/tls_load.sh          # DNS=20000 PHONES=200 by default
+#   benches/sipp/tls_load.sh          # DNS=20000 PHONES=200 PAIRS=2 RATES="500 1000 ... 4000" SECS=10
 #
-# Prints each transport's register and refresh rates and latencies.
+# Prints each transport's register and refresh rates and latencies, then each transport's call
+# rates, rising until one fails a call or is not kept.
 set -euo pipefail
 
 source "$(dirname "$0")/common.sh"
@@ -15,7 +21,7 @@ phones=${PHONES:-200}
 port=${SB_PORT:-36060}
 first=100000
 
-need openssl python3
+need openssl python3 sipp socat curl
 build_release switchboard switchboard-benches
 
 (cd "$work" &&
@@ -52,4 +58,34 @@ for transport in udp tcp tls; do
     "$bin/sipload" --target "$target" --domain auth.local --first "$first" --count "$dns" \
         --password 'pw{dn}' --phones "$phones" --rounds 2 --threads 2 \
         --transport "$transport" --ca "$work/ca.pem" | sed 's/^/    /'
+done
+
+pairs=${PAIRS:-2}
+rates=${RATES:-500 1000 1500 2000 2500 3000 4000}
+secs=${SECS:-10}
+phone_base=$((port + 20))
+calls_port=$((port + 10))
+start_switchboard "$calls_port" "$(printf '[tls]\nlisten = "127.0.0.1:%s"\ncertificate = "%s/node.pem"\nkey = "%s/node.key"\n' \
+    $((calls_port + 5)) "$work" "$work")"
+for ((i = 1; i <= pairs; i++)); do start_phone $((1000 + i)) $((phone_base + i)) "$calls_port"; done
+front=$((port + 40))
+socat TCP-LISTEN:$front,bind=127.0.0.2,reuseaddr,fork,nodelay "TCP:127.0.0.1:$calls_port,bind=127.0.0.2,nodelay" &
+pids+=($!)
+socat TCP-LISTEN:$((front + 1)),bind=127.0.0.2,reuseaddr,fork,nodelay \
+    "OPENSSL:127.0.0.1:$((calls_port + 5)),bind=127.0.0.2,cafile=$work/ca.pem,nodelay" &
+pids+=($!)
+sleep 1
+
+echo "Calls from the trunk over TCP and TLS (INVITE-200-ACK-BYE, no hold time), $pairs SBCs behind socat, $secs s per rate"
+ticks=$(getconf CLK_TCK)
+cpu() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$sb/stat"; }
+for transport in tcp tls; do
+    to=$front
+    [ "$transport" = tls ] && to=$((front + 1))
+    before=$(cpu)
+    climb "127.0.0.2:$to" "$transport" -t t1 | tee "$work/climb.txt"
+    settle
+    calls=$(awk '{sub("/s:", "", $3); n += $5 * '"$secs"'} END {print n}' "$work/climb.txt")
+    echo "  $transport: highest rate without failures $(awk '{sub("/s:", "", $3)} $7 == 0 && $5 >= $3 * 0.98 {b = $3} END {print b + 0}' "$work/climb.txt")/s;" \
+        "node CPU $(python3 -c "print(round(($(cpu) - $before) / $calls * 1e6))") µs a call over the $calls calls"
 done
