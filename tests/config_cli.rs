@@ -1,6 +1,7 @@
 //! `switchboard config import` and `export` against the harness's PostgreSQL, and a node that
 //! takes its tenants from there: a tenant exported and imported again is the same tenant, to
-//! the byte of its TOML, and a phone registers as a DN that only PostgreSQL knows.
+//! the byte of its TOML, and a phone registers as a DN that only PostgreSQL knows. Also how a
+//! node is started: refused without tenants, and its logs as text or JSON.
 
 mod support;
 
@@ -152,6 +153,29 @@ fn a_node_without_tenants_is_refused_and_the_demo_stays_on_loopback() {
 }
 
 /// `switchboard config import FILE --postgres URL`: its status and standard error.
+/// A node's log written to a file has no colour codes; with `--log-format json` every line is
+/// one JSON object, the message and fields inside.
+#[test]
+fn a_log_file_is_plain_text_or_json_lines_on_request() {
+    let text = Server::start(&[]).log_text();
+    assert!(text.contains("switchboard ready"), "{text}");
+    assert!(!text.contains('\x1b'), "colour codes in a file: {text}");
+
+    let server = Server::start(&["--log-format", "json"]);
+    let lines: Vec<serde_json::Value> = server
+        .log_text()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let ready = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "switchboard ready")
+        .expect("the ready line");
+    assert_eq!(ready["level"], "INFO");
+    assert!(ready["fields"]["sip_udp"].is_string(), "{ready}");
+    assert!(ready["timestamp"].is_string(), "{ready}");
+}
+
 fn import(url: &str, file: &std::path::Path) -> (std::process::ExitStatus, String) {
     let file = file.to_str().expect("utf-8 path");
     let (status, _, err) = switchboard(&["config", "import", file, "--postgres", url]);

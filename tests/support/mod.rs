@@ -174,6 +174,7 @@ impl Server {
             .env_remove("SWITCHBOARD_POSTGRES")
             .env_remove("SWITCHBOARD_ADMIN_KEY")
             .env_remove("SWITCHBOARD_CALLBACKS_LISTEN")
+            .env_remove("SWITCHBOARD_LOG_FORMAT")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
         if let Some(text) = config {
