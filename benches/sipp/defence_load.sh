@@ -3,8 +3,9 @@
 # 127.0.0.x address is a source of its own:
 #   1. a flood of OPTIONS (RATE a second, 20000 by default, for SECS) from 127.0.0.9 while 200
 #      phones from 127.0.0.20 register and refresh with digest (sipload, again and again) and
-#      svwar scans from 127.0.0.1: the phones' success and latency, the flood's answers, the
-#      node's CPU;
+#      svwar scans from 127.0.0.1 and the trunk (127.0.0.2) calls a SIPp phone on 127.0.0.21 at
+#      50 calls/s: the phones' success and latency, the calls' success and setup time, the
+#      flood's answers, the node's CPU;
 #   2. a flood of INVITEs at the same rate from the trunk's address (127.0.0.2, never banned):
 #      how many got 503 at once, and the node's memory before, right after and once its calls
 #      ended (events and snapshots in a private Redis, as in production: a node without Redis
@@ -21,7 +22,7 @@ port=${SB_PORT:-37060}
 first=100000
 dns=200
 
-need python3 svwar svcrack redis-server
+need python3 svwar svcrack redis-server sipp
 build_release switchboard switchboard-benches
 start_redis $((port + 5))
 
@@ -33,6 +34,7 @@ start_redis $((port + 5))
     printf '[[tenants]]\nname = "auth"\ndomain = "auth.local"\n'
     printf '[[tenants.trunks]]\nname = "carrier"\ninbound = ["127.0.0.2"]\n'
     printf '%s\n' '[[tenants.dial_plan]]' "pattern = '^(1\\d{5})\$'" 'rewrite = "$1"' 'destination = "extension:$1"'
+    printf '[[tenants.dns]]\nnumber = "100500"\npassword = "pw100500"\n'
     for ((dn = first; dn < first + dns; dn++)); do
         printf '[[tenants.dns]]\nnumber = "%s"\npassword = "pw%s"\n' "$dn" "$dn"
     done
@@ -50,8 +52,22 @@ cpu() { awk -v t="$ticks" '{printf "%.2f", ($14 + $15) / t}' "/proc/$sb/stat"; }
 rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$sb/status"; }
 metric() { curl -s "127.0.0.1:$((port + 1))/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
-echo "1. OPTIONS flood of $rate/s for $secs s from 127.0.0.9, 200 phones registering from 127.0.0.20, svwar scanning from 127.0.0.1"
+# The phone the trunk calls: DN 100500 on 127.0.0.21, answering every call.
+phone=$((port + 30))
+sed -e 's/demo.local/auth.local/g' -e 's/Expires: 300/Expires: 3600/' "$here/register_md5.xml" \
+    > "$work/register_auth.xml"
+(cd "$work" && sipp -sf "$work/register_auth.xml" -s 100500 -au 100500 -ap pw100500 -m 1 \
+    -i 127.0.0.21 -p "$phone" -timeout 10s -nostdin "127.0.0.1:$port" > /dev/null 2>&1)
+(cd "$work" && exec sipp -sf "$here/uas_load.xml" -s 100500 -i 127.0.0.21 -p "$phone" -nostdin \
+    > /dev/null 2>&1) &
+pids+=($!)
+
+echo "1. OPTIONS flood of $rate/s for $secs s from 127.0.0.9, 200 phones registering from 127.0.0.20, svwar scanning from 127.0.0.1, the trunk calling at 50/s"
 before=$(cpu)
+(cd "$work" && sipp -sn uac -s 100500 -i 127.0.0.2 -p $((port + 31)) -r 50 -m $((50 * secs)) \
+    -timeout $((secs + 30))s -nostdin -trace_stat -stf calls.csv -trace_rtt -rtt_freq 1 \
+    "127.0.0.1:$port" > /dev/null 2>&1) &
+calls=$!
 "$bin/sipflood" --target "127.0.0.1:$port" --from 127.0.0.9 --rate "$rate" --secs "$secs" \
     --domain auth.local > "$work/flood.txt" &
 flood=$!
@@ -61,7 +77,10 @@ rounds=$((secs * 2))
     --password 'pw{dn}' --phones 200 --rounds "$rounds" --every-ms 500 --threads 1 \
     --from 127.0.0.20 > "$work/phones.txt" 2>/dev/null || true
 wait "$flood"
+wait "$calls" || true
 echo "   flood:  $(cat "$work/flood.txt")"
+read -r ok failed p50 p99 < <(sipp_outcome "$work/calls.csv")
+echo "   calls from the trunk meanwhile: $ok of $((50 * secs)) completed, $failed failed, setup p50 $p50 ms p99 $p99 ms"
 echo "   phones: $rounds rounds of $dns registrations (then refreshes), one every 500 ms:"
 python3 - "$work/phones.txt" <<'PY'
 import re, sys
