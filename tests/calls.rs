@@ -5,13 +5,15 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::peer::{
     Peer, answered_call, cancel, raw_phone, routed_in_dialog, sbc_in_dialog, sbc_invite, sdp,
 };
-use support::sipp::{answering_phone, register, scenario, sipp, sipp_errors, wait};
+use support::sipp::{
+    answering_phone, phone_1002_dials, register, scenario, sipp, sipp_errors, wait,
+};
 use support::{Server, call_events, free_port, redis};
 use switchboard_sip::{HeaderName, Message, Method, Response};
 
@@ -141,39 +143,7 @@ fn an_sbc_on_tcp_holds_resumes_and_hangs_up_a_call() {
     assert_eq!(events[4].1["cause"], "caller-hangup");
 }
 
-/// A SIPp phone on 1002 dials `number`, proves it is 1002 after the 407, and hangs up once
-/// answered.
-fn call_from_1002(server: &Server, dir: &Path, number: &str) -> ExitStatus {
-    sipp(
-        dir,
-        &[
-            "-sf",
-            scenario("phone_call.xml").to_str().expect("path"),
-            "-s",
-            number,
-            "-key",
-            "caller",
-            "1002",
-            "-au",
-            "1002",
-            "-ap",
-            "demo1002",
-            "-m",
-            "1",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_port().to_string(),
-            "-timeout",
-            "20s",
-            &server.sip.to_string(),
-        ],
-    )
-    .status()
-    .expect("sipp runs")
-}
-
-/// 1002 calls `number` (see [`call_from_1002`]) and `callee` answers; both SIPp runs must
+/// 1002 calls `number` (see [`phone_1002_dials`]) and `callee` answers; both SIPp runs must
 /// pass. The call's events: Dialing, Ringing, Established, Released; the last is returned.
 fn call_answered_by(
     server: &Server,
@@ -182,7 +152,7 @@ fn call_answered_by(
     mut callee: Child,
     number: &str,
 ) -> serde_json::Value {
-    let caller = call_from_1002(server, dir, number);
+    let caller = phone_1002_dials(server, dir, number);
     let callee_status = wait(&mut callee, Duration::from_secs(10));
     assert!(
         caller.success() && callee_status.success(),

@@ -10,7 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::certs::{Authority, Issued};
-use support::sipp::{answering_phone, register, scenario, sipp, sipp_errors, wait};
+use support::sipp::{
+    answering_phone, phone_1002_dials, register, scenario, sipp, sipp_errors, wait,
+};
 use support::socat::Socat;
 use support::{Server, Udp, eventually, free_port};
 use switchboard_actors::tenant::{TenantConfig, demo_tenant};
@@ -234,33 +236,7 @@ fn a_tls_trunk_with_client_certificates_places_and_receives_calls() {
         "127.0.0.1",
         gateway,
     );
-    let caller = sipp(
-        d,
-        &[
-            "-sf",
-            scenario("phone_call.xml").to_str().expect("path"),
-            "-s",
-            "915550001111",
-            "-key",
-            "caller",
-            "1002",
-            "-au",
-            "1002",
-            "-ap",
-            "demo1002",
-            "-m",
-            "1",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_port().to_string(),
-            "-timeout",
-            "15s",
-            &server.sip.to_string(),
-        ],
-    )
-    .status()
-    .expect("sipp runs");
+    let caller = phone_1002_dials(&server, d, "915550001111");
     assert!(
         caller.success(),
         "the call out over TLS: {caller}\n{}\n{}",

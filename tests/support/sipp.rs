@@ -132,6 +132,38 @@ pub fn sbc_calls(
     .expect("sipp runs (scripts/test.sh installs sip-tester)")
 }
 
+/// A SIPp phone on 1002 dials `number`, proves it is 1002 after the 407, and hangs up once
+/// answered.
+pub fn phone_1002_dials(server: &Server, dir: &Path, number: &str) -> ExitStatus {
+    sipp(
+        dir,
+        &[
+            "-sf",
+            scenario("phone_call.xml").to_str().expect("path"),
+            "-s",
+            number,
+            "-key",
+            "caller",
+            "1002",
+            "-au",
+            "1002",
+            "-ap",
+            "demo1002",
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &super::free_port().to_string(),
+            "-timeout",
+            "20s",
+            &server.sip.to_string(),
+        ],
+    )
+    .status()
+    .expect("sipp runs")
+}
+
 /// SIPp instances killed when dropped, whether the test passed or not.
 pub struct Running(pub Vec<Child>);
 
