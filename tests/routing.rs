@@ -35,14 +35,7 @@ fn config(media: &[SocketAddr], change: impl FnOnce(&mut TenantConfig)) -> Strin
         })
         .collect();
     change(&mut demo);
-    #[derive(serde::Serialize)]
-    struct File {
-        tenants: Vec<TenantConfig>,
-    }
-    toml::to_string(&File {
-        tenants: vec![demo],
-    })
-    .expect("toml")
+    support::tenants_toml(&[&demo])
 }
 
 /// The SBC's call `call_id` to the support line: the media server plays to it, the caller

@@ -133,11 +133,7 @@ fn config(media: &str, agents: u32) -> (TenantConfig, String) {
     if let Some(d) = demo.dns.iter_mut().find(|d| d.number == RONA_DN) {
         d.options.insert("no-answer-timeout".into(), "1".into());
     }
-    #[derive(serde::Serialize)]
-    struct File<'a> {
-        tenants: [&'a TenantConfig; 1],
-    }
-    let text = toml::to_string(&File { tenants: [&demo] }).expect("toml");
+    let text = support::tenants_toml(&[&demo]);
     (demo, text)
 }
 

@@ -22,14 +22,7 @@ use switchboard_actors::tenant::{TenantConfig, demo_tenant};
 fn config(tls: u16, cert: &Issued, ca: &Path, change: impl FnOnce(&mut TenantConfig)) -> String {
     let mut demo = demo_tenant();
     change(&mut demo);
-    #[derive(serde::Serialize)]
-    struct File {
-        tenants: Vec<TenantConfig>,
-    }
-    let tenants = toml::to_string(&File {
-        tenants: vec![demo],
-    })
-    .expect("toml");
+    let tenants = support::tenants_toml(&[&demo]);
     format!(
         "[tls]\nlisten = \"127.0.0.1:{tls}\"\ncertificate = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n\
          reload_check_ms = 200\n\n{tenants}",

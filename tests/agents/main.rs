@@ -11,7 +11,6 @@ mod calls;
 
 use std::time::Duration;
 
-use serde::Serialize;
 use support::desktop::{
     Seen, agent_of, answer_byes, answer_invites, call_of, follow, kinds, quiet, take,
 };
@@ -51,14 +50,7 @@ fn config_with(wrap_up: u32, extra: &str, change: impl FnOnce(&mut TenantConfig)
         name: "acme".into(),
         hash: hash_api_key(ACME_KEY),
     }];
-    #[derive(Serialize)]
-    struct File {
-        tenants: Vec<TenantConfig>,
-    }
-    let tenants = toml::to_string(&File {
-        tenants: vec![demo, acme],
-    })
-    .expect("toml");
+    let tenants = support::tenants_toml(&[&demo, &acme]);
     format!("{extra}\n{tenants}")
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use support::sipp::{Running, answering_phone, register, sbc_calls, scenario, serving, wait};
 use support::store::Store;
 use support::{DEMO_KEY, Server, agent, log_in, with_key};
-use switchboard_actors::tenant::{MediaServerConfig, Options, TenantConfig, demo_tenant};
+use switchboard_actors::tenant::{MediaServerConfig, Options, demo_tenant};
 use switchboard_proto::voice as pb;
 
 const DEMO_OWNED: &str = r#"switchboard_tenant_owned{tenant="demo"}"#;
@@ -217,14 +217,7 @@ fn demo_with(
     if let Some(gateway) = gateway {
         demo.trunks[0].gateway = Some(gateway.to_string());
     }
-    #[derive(serde::Serialize)]
-    struct File {
-        tenants: Vec<TenantConfig>,
-    }
-    let tenants = toml::to_string(&File {
-        tenants: vec![demo],
-    })
-    .expect("toml");
+    let tenants = support::tenants_toml(&[&demo]);
     format!("{cluster}\n{tenants}")
 }
 

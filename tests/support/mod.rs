@@ -369,6 +369,15 @@ impl Udp {
     }
 }
 
+/// Tenants as a node's TOML file holds them (its `[[tenants]]` tables).
+pub fn tenants_toml(tenants: &[&switchboard_actors::tenant::TenantConfig]) -> String {
+    #[derive(serde::Serialize)]
+    struct File<'a> {
+        tenants: &'a [&'a switchboard_actors::tenant::TenantConfig],
+    }
+    toml::to_string(&File { tenants }).expect("tenants as TOML")
+}
+
 /// The RFC torture messages beside the checkout.
 pub fn torture_dir() -> PathBuf {
     manifest_dir().join("../shared/reference/sip-torture")
