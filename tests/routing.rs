@@ -796,7 +796,12 @@ async fn a_call_waiting_in_a_queue_lives_on_when_its_node_restarts() {
     playing
         .request(Method::Ack, Duration::from_secs(5))
         .expect("the media server's answer is acknowledged");
-    events_until(&url, |kinds| kinds.contains(&"Queued")).await;
+    // Both written, and with them the snapshot of the caller answered on music (the order
+    // to queue may come before the media server answers; the node is killed right after).
+    events_until(&url, |kinds| {
+        kinds.contains(&"Queued") && kinds.contains(&"TreatmentApplied")
+    })
+    .await;
 
     let server = server.restart(Some(&demo_config), &args);
     let before_restart = began.elapsed();
