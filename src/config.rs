@@ -242,13 +242,34 @@ pub(crate) struct HttpConfig {
     pub(crate) listen: SocketAddr,
     /// The callbacks API for GES (`/callbacks/{id}`).
     pub(crate) callbacks_listen: SocketAddr,
+    /// Connections open at once on each HTTP port, all clients together.
+    pub(crate) max_connections: usize,
+    /// Connections open at once on each HTTP port from one address.
+    pub(crate) max_connections_per_source: usize,
+    /// Seconds a client has to send a request's head; an idle keep-alive connection is
+    /// closed after as long.
+    pub(crate) head_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
+        let limits = crate::http::Limits::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9102)),
             callbacks_listen: SocketAddr::from(([127, 0, 0, 1], 9098)),
+            max_connections: limits.connections,
+            max_connections_per_source: limits.per_source,
+            head_timeout_secs: limits.head_timeout.as_secs(),
+        }
+    }
+}
+
+impl HttpConfig {
+    pub(crate) fn limits(&self) -> crate::http::Limits {
+        crate::http::Limits {
+            connections: self.max_connections.max(1),
+            per_source: self.max_connections_per_source.max(1),
+            head_timeout: std::time::Duration::from_secs(self.head_timeout_secs.max(1)),
         }
     }
 }

@@ -4,10 +4,9 @@
 //! `switchboard config` moves tenants between TOML and PostgreSQL.
 
 mod auth;
-mod callbacks_http;
 mod config;
 mod grpc;
-mod health;
+mod http;
 mod node;
 mod provisioning;
 mod tls;

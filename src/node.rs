@@ -44,11 +44,11 @@ use switchboard_sip::transaction::TimerConfig;
 use switchboard_sip::transport::TransportConfig;
 
 use crate::auth::Keys;
-use crate::callbacks_http;
 use crate::config::NodeConfig;
+use crate::grpc;
+use crate::http::{self, health};
 use crate::provisioning::Provisioning;
 use crate::voice::Voice;
-use crate::{grpc, health};
 
 /// A running node.
 pub(crate) struct Node {
@@ -751,10 +751,11 @@ impl Node {
                 )
             })?;
         let callbacks_addr = callbacks_listener.local_addr()?;
-        let callbacks_http = tokio::spawn(callbacks_http::serve(
+        let callbacks_http = tokio::spawn(http::serve(
             callbacks_listener,
-            callbacks_anywhere,
-            Keys::new(followed.clone(), None),
+            "callbacks",
+            http::callbacks::router(callbacks_anywhere, Keys::new(followed.clone(), None)),
+            config.http.limits(),
         ));
         let cluster_anywhere = match (call_nodes, &to_node) {
             (Some(calls), Some(nodes)) => {
@@ -795,9 +796,10 @@ impl Node {
             .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
         let http = listener.local_addr()?;
         let config_followed = watcher.as_ref().map(Watcher::connected_flag);
-        let health = tokio::spawn(health::serve(
+        let health = tokio::spawn(http::serve(
             listener,
-            Arc::new(Ready {
+            "health",
+            health::router(Arc::new(Ready {
                 redis,
                 cluster: cluster.clone(),
                 ownership,
@@ -809,7 +811,8 @@ impl Node {
                 transport: transport_figures,
                 config_followed,
                 reporter: reporter.clone(),
-            }),
+            })),
+            config.http.limits(),
         ));
         if sip_udp.ip().is_loopback() {
             tracing::info!(

@@ -527,3 +527,37 @@ fn stray_requests_from_an_unknown_source_count_as_failures() {
     assert!(prober.recv_within(Duration::from_millis(500)).is_none());
     assert_eq!(counter(&server, "switchboard_source_failures_total"), 3.0);
 }
+
+/// Guesses from a source that is not banned (its limit set high) are logged as one warning
+/// with a count per kind and interval, not a line each: an attack does not bury the log.
+#[test]
+fn repeated_failures_are_summarised_in_the_log() {
+    let server = Server::start_with_config(
+        Some(&counted(
+            "max_failures = 1000\nrate = 1000.0\nburst = 1000\n",
+        )),
+        &[],
+    );
+    let phone = Udp::new(server.sip);
+    let began = Instant::now();
+    for n in 0..60 {
+        let status = register_with(&phone, "1001", "wrong", &format!("guess{n}"));
+        assert_eq!(status, 401, "guess {n}");
+    }
+    let intervals = began.elapsed().as_secs() / 10 + 1;
+    let log = server.log_text();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("SIP sources' failures"))
+        .collect();
+    assert!(
+        !lines.is_empty() && lines.len() as u64 <= intervals,
+        "{intervals} interval(s): {lines:#?}"
+    );
+    assert!(
+        lines[0].contains("WARN") && lines[0].contains("count=1"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(counter(&server, "switchboard_source_failures_total"), 60.0);
+}

@@ -24,6 +24,104 @@ fn health_endpoints_answer() {
     assert!(other.starts_with("HTTP/1.1 404"), "{other}");
 }
 
+/// The HTTP endpoints keep a connection for the next request, and gzip what is worth it for
+/// a client that takes gzip.
+#[test]
+fn http_keeps_connections_open_and_gzips_for_those_who_ask() {
+    let server = Server::start(&[]);
+    let mut s = support::tcp_from("127.0.0.1", server.http);
+    s.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let (head, body) = support::read_http_response(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, b"ok\n");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br, gzip\r\n\r\n")
+        .expect("write");
+    let (head, body) = support::read_http_response(&mut s);
+    assert!(
+        head.to_ascii_lowercase().contains("content-encoding: gzip"),
+        "{head}"
+    );
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .expect("gzip");
+    assert!(text.contains("\nswitchboard_calls_active "), "{text}");
+    // Without Accept-Encoding, plain text on the same connection.
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let (head, body) = support::read_http_response(&mut s);
+    assert!(
+        !head.to_ascii_lowercase().contains("content-encoding"),
+        "{head}"
+    );
+    assert!(String::from_utf8_lossy(&body).contains("switchboard_calls_active"));
+}
+
+/// Clients that hold HTTP connections open sending a request's head a byte at a time
+/// (slowloris), or that open connection after connection, take their own share and no more:
+/// the node closes them when their time is up, and other clients, the other HTTP port and
+/// SIP are answered meanwhile.
+#[test]
+fn slow_and_greedy_http_clients_starve_no_one() {
+    let config = "[http]\nmax_connections_per_source = 8\nhead_timeout_secs = 2\n";
+    let server = Server::start_with_config(Some(config), &[]);
+    let mut slow: Vec<_> = (0..8)
+        .map(|_| {
+            let mut s = support::tcp_from("127.0.0.1", server.http);
+            s.write_all(b"GET /livez HTTP/1.1\r\nHo").expect("write");
+            s
+        })
+        .collect();
+    // A ninth from the same source is closed unanswered.
+    let mut greedy = support::tcp_from("127.0.0.1", server.http);
+    let _ = greedy.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = greedy.read_to_end(&mut answer);
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    assert!(
+        support::eventually(Duration::from_secs(5), || server
+            .log_text()
+            .contains("HTTP connections refused")),
+        "{}",
+        server.log_text()
+    );
+
+    // Everyone else is served: another source, the callbacks port, SIP.
+    let mut other = support::tcp_from("127.0.0.2", server.http);
+    other
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let (head, _) = support::read_http_response(&mut other);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let callbacks = support::http_get(server.callbacks, "/callbacks/x").expect("callbacks");
+    assert!(callbacks.starts_with("HTTP/1.1 401"), "{callbacks}");
+    let udp = Udp::new(server.sip);
+    let options = format!(
+        "OPTIONS sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKslow\r\n\
+         Max-Forwards: 70\r\nTo: <sip:{}>\r\nFrom: <sip:probe@sbc>;tag=1\r\nCall-ID: slow1\r\n\
+         CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        server.sip,
+        udp.port(),
+        server.sip
+    );
+    assert_eq!(udp.request(options.as_bytes()).status, 200);
+
+    // The slow ones are closed once their head is overdue, and their source served again.
+    for s in &mut slow {
+        let mut rest = Vec::new();
+        let closed =
+            s.read_to_end(&mut rest).is_ok() || s.read(&mut [0u8; 1]).is_ok_and(|n| n == 0);
+        assert!(closed, "a slow head is cut off");
+        assert!(
+            !String::from_utf8_lossy(&rest).contains(" 200 "),
+            "never answered"
+        );
+    }
+    let again = support::http_get(server.http, "/livez").expect("http");
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+}
+
 #[test]
 fn options_to_the_core_is_a_keepalive() {
     let server = Server::start(&[]);

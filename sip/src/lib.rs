@@ -13,6 +13,7 @@ mod params;
 mod parse;
 mod print;
 mod random;
+pub mod repeated;
 mod scan;
 pub mod sdp;
 pub mod support;

@@ -307,10 +307,58 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &str) -
     use std::io::Read;
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(WAIT)).ok()?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)
+}
+
+/// A TCP connection to `to` from loopback address `ip` (any of 127.0.0.0/8): a source of its
+/// own.
+pub fn tcp_from(ip: &str, to: SocketAddr) -> std::net::TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let ip: std::net::IpAddr = ip.parse().expect("ip");
+    socket.bind(&SocketAddr::new(ip, 0).into()).expect("bind");
+    socket.connect(&to.into()).expect("connect");
+    let stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream
+}
+
+/// One HTTP/1.1 response read off a connection kept open: its head and its body (of the
+/// length the head gives).
+pub fn read_http_response(s: &mut std::net::TcpStream) -> (String, Vec<u8>) {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk).expect("read");
+        assert!(n > 0, "closed before a whole head: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .expect("content-length");
+    while buf.len() < head_end + length {
+        let n = s.read(&mut chunk).expect("read");
+        assert!(n > 0, "closed before the whole body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    (head, buf[head_end..head_end + length].to_vec())
 }
 
 /// A UDP socket speaking raw SIP to the server.

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use switchboard_sip::repeated::Repeated;
 use tokio::sync::mpsc;
 
 use crate::tenant::{Directory, in_network};
@@ -287,6 +288,13 @@ impl Defence {
     /// A failure of `ip`'s: counted, and paid for with a token (known sources included). At
     /// the limit the source is banned.
     pub fn failed(&self, ip: IpAddr, failure: Failure, now: Instant) {
+        // Told at most once per 10 s for each kind, with the count: an attack makes a few
+        // lines, not one per guess.
+        static FAILED: [Repeated; 5] = [const { Repeated::new(Duration::from_secs(10)) }; 5];
+        if let Some(count) = FAILED[failure as usize].count() {
+            tracing::warn!(%ip, failure = failure.as_str(), count,
+                "SIP sources' failures (this one and those of its kind since the last line)");
+        }
         if !self.config.enabled {
             return;
         }

@@ -628,7 +628,8 @@ impl ProxyState {
         now: Instant,
     ) {
         if let Some(why) = &refusal.why {
-            tracing::info!(%source, status = refusal.response.status, why = %why, "refused");
+            // Failures are told (summarised) where they are counted, by the defence.
+            tracing::debug!(%source, status = refusal.response.status, why = %why, "refused");
         }
         send(
             &self.endpoint,

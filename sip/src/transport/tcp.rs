@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -18,6 +18,7 @@ use super::{Connection, Endpoint, Inbound, Transport};
 use crate::error::{Error, ParseError, Result};
 use crate::message::Response;
 use crate::parse::{Framer, FramingError, StreamItem, parse_datagram};
+use crate::repeated::Repeated;
 
 /// Messages that may wait for a connection's writer.
 const QUEUE: usize = 1024;
@@ -49,7 +50,11 @@ pub(super) async fn accept_loop(endpoint: Endpoint, listener: TcpListener, trans
             }
             Err(e) => {
                 count(&endpoint, |f| &f.limit);
-                tracing::info!(%peer, %transport, error = %e, "connection refused");
+                static REFUSED: Repeated = Repeated::new(Duration::from_secs(10));
+                if let Some(refused) = REFUSED.count() {
+                    tracing::warn!(%peer, %transport, error = %e, refused,
+                        "connections refused (this one and those since the last line)");
+                }
                 drop(stream);
             }
         }
