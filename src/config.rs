@@ -17,6 +17,7 @@ pub(crate) struct NodeConfig {
     pub(crate) tls: TlsConfig,
     pub(crate) websocket: WebSocketConfig,
     pub(crate) http: HttpConfig,
+    pub(crate) metrics: MetricsConfig,
     pub(crate) grpc: GrpcConfig,
     pub(crate) stores: StoresConfig,
     pub(crate) registrar: RegistrarConfig,
@@ -271,6 +272,20 @@ impl HttpConfig {
             per_source: self.max_connections_per_source.max(1),
             head_timeout: std::time::Duration::from_secs(self.head_timeout_secs.max(1)),
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MetricsConfig {
+    /// Tenants given series of their own (the first, in name order); the others are summed
+    /// under `tenant="other"`, so that a platform of many tenants keeps its series bounded.
+    pub(crate) max_tenants: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { max_tenants: 100 }
     }
 }
 

@@ -7,6 +7,7 @@ mod auth;
 mod config;
 mod grpc;
 mod http;
+mod metrics;
 mod node;
 mod provisioning;
 mod tls;

@@ -14,6 +14,7 @@ use switchboard_actors::call_state::{MemorySnapshots, RedisSnapshots, SnapshotSt
 use switchboard_actors::defence::Defence;
 use switchboard_actors::defence::store::BanStore;
 use switchboard_actors::events::{EventSink, RedisSink};
+use switchboard_actors::figures::Figures;
 use switchboard_actors::lease::{Fencing, Holding, LeaseConfig, Leases, Ownership, TenantNames};
 use switchboard_actors::messages::agent_state::AgentState;
 use switchboard_actors::messages::bus::{ToNode, ToOwner};
@@ -97,6 +98,29 @@ struct Ready {
     /// Whether configuration changes in PostgreSQL are being followed.
     config_followed: Option<Arc<AtomicBool>>,
     reporter: Option<Reporter>,
+    /// What the systems count as they work.
+    figures: Arc<Figures>,
+    /// This node's queues (those of the tenants it owns).
+    rq: Rq,
+    /// Tenants labelled on their own in the metrics; the rest are summed as `other`.
+    max_tenants: usize,
+}
+
+impl Ready {
+    /// Whether Redis, if the node uses it, answers a PING within 500 ms.
+    async fn redis_answers(&self) -> Result<(), String> {
+        let Some(conn) = &self.redis else {
+            return Ok(());
+        };
+        let mut conn = conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        match tokio::time::timeout(Duration::from_millis(500), ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("redis: {e}")),
+            Err(_) => Err("redis: no answer within 500 ms".into()),
+        }
+    }
 }
 
 impl health::Readiness for Ready {
@@ -122,201 +146,106 @@ impl health::Readiness for Ready {
                 }
             ));
         }
-        let Some(conn) = &self.redis else {
-            return Ok(());
-        };
-        let mut conn = conn.clone();
-        let cmd = redis::cmd("PING");
-        let ping = cmd.query_async::<String>(&mut conn);
-        match tokio::time::timeout(Duration::from_millis(500), ping).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("redis: {e}")),
-            Err(_) => Err("redis: no answer within 500 ms".into()),
-        }
+        self.redis_answers().await
     }
 
     async fn metrics(&self) -> String {
-        let calls = self
-            .cluster
-            .count()
-            .await
-            .map_or_else(|| "NaN".to_owned(), |n| n.to_string());
-        let mut metrics = vec![(
-            "switchboard_calls_active",
-            "gauge",
-            "Calls in progress on this node (call actors alive).",
-            calls,
-        )];
-        if let Some(s) = self.reporter.as_ref().map(Reporter::status) {
-            metrics.extend([
-                (
-                    "switchboard_events_delivered_total",
-                    "counter",
-                    "Events Kafka acknowledged (or the events file took).",
-                    s.delivered.to_string(),
-                ),
-                (
-                    "switchboard_events_lost_total",
-                    "counter",
-                    "Events lost (the spool full, the writer behind, refused by Kafka for good): alarm on any increase.",
-                    s.lost.to_string(),
-                ),
-                (
-                    "switchboard_events_spooled_bytes",
-                    "gauge",
-                    "Bytes of events waiting in the spool for Kafka.",
-                    s.spooled_bytes.to_string(),
-                ),
-                (
-                    "switchboard_events_spool_high_water_bytes",
-                    "gauge",
-                    "Spooled bytes past which new calls and registrations are refused.",
-                    s.spool_high_water_bytes.to_string(),
-                ),
-                (
-                    "switchboard_events_spool_damaged_bytes",
-                    "gauge",
-                    "Bytes cut off a damaged spool tail at start.",
-                    s.damaged_bytes.to_string(),
-                ),
-                (
-                    "switchboard_kafka_connected",
-                    "gauge",
-                    "1 when Kafka takes events (always 1 without Kafka).",
-                    u64::from(s.connected).to_string(),
-                ),
-            ]);
-        }
         let d = &self.defence.figures;
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed).to_string();
-        metrics.extend([
-            (
-                "switchboard_sources_banned_total",
-                "counter",
-                "SIP sources this node banned (floods, repeated failures); each is logged once.",
-                load(&d.bans),
-            ),
-            (
-                "switchboard_banned_dropped_total",
-                "counter",
-                "Datagrams, messages and connections of banned sources dropped unanswered.",
-                load(&d.dropped),
-            ),
-            (
-                "switchboard_throttled_total",
-                "counter",
-                "Requests of sources that have not authenticated dropped past their rate (before a ban).",
-                load(&d.throttled),
-            ),
-            (
-                "switchboard_source_failures_total",
-                "counter",
-                "Failures counted against SIP sources (credentials refused, unknown domains, malformed messages, stray requests).",
-                load(&d.failures),
-            ),
-            (
-                "switchboard_overload_refused_total",
-                "counter",
-                "Requests answered 503 at once for overload (the edge's backlog, or max_calls).",
-                load(&self.overloaded),
-            ),
-            (
-                "switchboard_sources_banned",
-                "gauge",
-                "SIP sources banned on this node now (its own bans and the other nodes').",
-                self.defence.bans().len().to_string(),
-            ),
-        ]);
-        if let Some(a) = &self.adoption {
-            let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed).to_string();
-            metrics.extend([
-                (
-                    "switchboard_calls_adopted_total",
-                    "counter",
-                    "Calls of dead nodes (or of nodes that stopped) this node carries on.",
-                    load(&a.adopted),
-                ),
-                (
-                    "switchboard_calls_unrecoverable_total",
-                    "counter",
-                    "Calls of dead nodes ended because they could not go on (snapshot unreadable, caught mid-way).",
-                    load(&a.unrecoverable),
-                ),
-                (
-                    "switchboard_adoption_lookups_failed_total",
-                    "counter",
-                    "Look-ups of dead nodes' calls Redis could not answer: those calls are not recovered meanwhile.",
-                    load(&a.lookups_failed),
-                ),
-            ]);
-        }
-        let mut text = String::new();
-        for (name, kind, help, value) in metrics {
-            text.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            ));
-        }
-        text.push_str(
-            "# HELP switchboard_connections_closed_total Connections (TCP, TLS, WebSocket) closed for bad input or faults, by reason; each is logged.\n# TYPE switchboard_connections_closed_total counter\n",
-        );
-        for (reason, n) in self.transport.by_reason() {
-            text.push_str(&format!(
-                "switchboard_connections_closed_total{{reason=\"{reason}\"}} {n}\n"
-            ));
-        }
-        text.push_str(
-            "# HELP switchboard_tenant_owned 1 for each tenant whose routing this node runs (its owner), 0 for the others.\n# TYPE switchboard_tenant_owned gauge\n",
-        );
-        let tenants = self.directory.borrow().tenant_names();
-        for tenant in &tenants {
-            let owned = u8::from(self.ownership.owns(tenant));
-            text.push_str(&format!(
-                "switchboard_tenant_owned{{tenant=\"{tenant}\"}} {owned}\n"
-            ));
-        }
-        if let Some(bus) = &self.bus {
-            let f = bus.figures();
-            for (name, help, value) in [
-                (
-                    "switchboard_bus_to_owner_total",
-                    "Messages this node sent a tenant's owner on another node.",
-                    f.to_owner,
-                ),
-                (
-                    "switchboard_bus_as_owner_total",
-                    "Messages from the bus this node handled as a tenant's owner.",
-                    f.as_owner,
-                ),
-                (
-                    "switchboard_bus_orders_total",
-                    "Routing orders for this node's calls from an owner on another node.",
-                    f.orders,
-                ),
-                (
-                    "switchboard_bus_dead_letters_total",
-                    "Owner inbox entries that could never be handled, moved to the dead letters: alarm on any increase.",
-                    f.dead_letters,
-                ),
-                (
-                    "switchboard_bus_refused_total",
-                    "Bus messages refused: from a node not running, or an owner that lost its lease.",
-                    f.refused,
-                ),
-            ] {
-                text.push_str(&format!(
-                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-                ));
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let tenants: Vec<(String, bool)> = self
+            .directory
+            .borrow()
+            .tenant_names()
+            .into_iter()
+            .map(|t| {
+                let owned = self.ownership.owns(&t);
+                (t, owned)
+            })
+            .collect();
+        let owned = || tenants.iter().filter(|(_, owned)| *owned).map(|(t, _)| t);
+        let mut queues = Vec::new();
+        for tenant in owned() {
+            for q in self.rq.stats(tenant).await {
+                queues.push((tenant.clone(), q));
             }
-            text.push_str("# HELP switchboard_bus_lag Entries of an owned tenant's inbox not yet read by this node (its owner).\n# TYPE switchboard_bus_lag gauge\n");
-            for tenant in tenants.iter().filter(|t| self.ownership.owns(t)) {
-                if let Some(lag) = bus.lag(tenant).await {
-                    text.push_str(&format!(
-                        "switchboard_bus_lag{{tenant=\"{tenant}\"}} {lag}\n"
-                    ));
+        }
+        let mut stores = Vec::new();
+        if self.redis.is_some() {
+            stores.push(("redis", self.redis_answers().await.is_ok()));
+        }
+        if let Some(followed) = &self.config_followed {
+            stores.push(("postgresql", followed.load(Ordering::Relaxed)));
+        }
+        let events = self.reporter.as_ref().map(Reporter::status);
+        if let Some(s) = &events
+            && s.destination.starts_with("kafka")
+        {
+            stores.push(("kafka", s.connected));
+        }
+        let bus = match &self.bus {
+            Some(bus) => {
+                let mut lags = Vec::new();
+                for tenant in owned() {
+                    if let Some(lag) = bus.lag(tenant).await {
+                        lags.push((tenant.clone(), lag));
+                    }
                 }
+                Some((bus.figures(), lags))
             }
+            None => None,
+        };
+        let owned_agents = self
+            .figures
+            .agents()
+            .into_iter()
+            .filter(|(t, _, _)| self.ownership.owns(t))
+            .collect();
+        crate::metrics::Scrape {
+            calls: self.cluster.count().await,
+            events,
+            edge: vec![
+                (
+                    "sources_banned",
+                    "SIP sources this node banned (floods, repeated failures); each is logged once.",
+                    load(&d.bans),
+                ),
+                (
+                    "banned_dropped",
+                    "Datagrams, messages and connections of banned sources dropped unanswered.",
+                    load(&d.dropped),
+                ),
+                (
+                    "throttled",
+                    "Requests of sources that have not authenticated dropped past their rate (before a ban).",
+                    load(&d.throttled),
+                ),
+                (
+                    "source_failures",
+                    "Failures counted against SIP sources (credentials refused, unknown domains, malformed messages, stray requests).",
+                    load(&d.failures),
+                ),
+                (
+                    "overload_refused",
+                    "Requests answered 503 at once for overload (the edge's backlog, or max_calls).",
+                    load(&self.overloaded),
+                ),
+            ],
+            sources_banned: self.defence.bans().len(),
+            adoption: self
+                .adoption
+                .as_ref()
+                .map(|a| [load(&a.adopted), load(&a.unrecoverable), load(&a.lookups_failed)]),
+            transport: Some(self.transport.clone()),
+            bus,
+            agents: owned_agents,
+            registrations: self.figures.registrations(),
+            queues,
+            routing_decisions: Some(self.figures.routing_decisions.clone()),
+            stores,
+            tenants,
+            max_tenants: self.max_tenants,
         }
-        text
+        .encode()
     }
 }
 
@@ -475,6 +404,7 @@ impl Node {
         }
         let to_owner = bus.clone().map(|b| Arc::new(b) as Arc<dyn ToOwner>);
         let to_node = bus.clone().map(|b| Arc::new(b) as Arc<dyn ToNode>);
+        let figures = Arc::new(Figures::default());
         let rq = Rq::spawn(directory.clone(), &supervisor)
             .await
             .context("rq")?;
@@ -487,6 +417,7 @@ impl Node {
                 rq: Some(rq.clone()),
                 node: node.clone(),
                 ownership: ownership.clone(),
+                figures: figures.clone(),
             },
             &supervisor,
         )
@@ -507,6 +438,7 @@ impl Node {
                 to_node: to_node.clone(),
                 store: routing_store.clone(),
                 node: node.clone(),
+                figures: figures.clone(),
             },
             &supervisor,
         )
@@ -535,6 +467,7 @@ impl Node {
             shards: config.registrar.shards,
             sweep_interval: Duration::from_millis(config.registrar.sweep_interval_ms.max(10)),
             agents: Some(agents_anywhere.clone()),
+            figures: figures.clone(),
         };
         let nonce_key = registrar_config.nonce_key.clone();
         let registrar = supervisor
@@ -811,6 +744,9 @@ impl Node {
                 transport: transport_figures,
                 config_followed,
                 reporter: reporter.clone(),
+                figures: figures.clone(),
+                rq: rq.local(),
+                max_tenants: config.metrics.max_tenants,
             })),
             config.http.limits(),
         ));
@@ -903,7 +839,10 @@ impl Node {
     /// events, rather than leave callers on music and legs open.
     async fn end_calls(&self) {
         self.draining.store(true, Ordering::Relaxed);
-        let left = || async { self.cluster.count().await.unwrap_or(0) };
+        let left = || async {
+            let (in_progress, ending) = self.cluster.count().await.unwrap_or((0, 0));
+            in_progress + ending
+        };
         let calls = left().await;
         if calls == 0 {
             return;

@@ -193,7 +193,7 @@ async fn bans_are_shared_listed_lifted_and_longer_for_repeat_offenders() {
     flood(&to_a, 1_000);
     assert!(!answered(&to_a, 1));
     let held_by_b = || {
-        metric(&b, "switchboard_sources_banned") == Some(1.0)
+        metric(&b, "switchboard_bans_active") == Some(1.0)
             && metric(&b, "switchboard_sources_banned_total") == Some(0.0)
     };
     assert!(

@@ -58,6 +58,57 @@ fn http_keeps_connections_open_and_gzips_for_those_who_ask() {
     assert!(String::from_utf8_lossy(&body).contains("switchboard_calls_active"));
 }
 
+/// Every series the Grafana dashboard in `docs/grafana` queries is one the node serves, of
+/// the type the query takes it for (a rate of a counter, quantiles of a histogram).
+#[test]
+fn the_grafana_dashboard_queries_only_series_the_node_serves() {
+    let server = Server::start(&[]);
+    let path = support::manifest_dir().join("docs/grafana/switchboard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("dashboard")).expect("JSON");
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            queries.push(target["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    for variable in dashboard["templating"]["list"].as_array().expect("variables") {
+        if let Some(query) = variable["query"].as_str() {
+            queries.push(query.to_owned());
+        }
+    }
+    let text = support::http_get(server.http, "/metrics").expect("metrics");
+    let types: std::collections::HashMap<&str, &str> = text
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.strip_prefix("# TYPE ")?.split(' ');
+            Some((words.next()?, words.next()?))
+        })
+        .collect();
+    let mut checked = 0;
+    for query in &queries {
+        let names = query
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("switchboard_") || w.starts_with("process_"));
+        for name in names {
+            let (family, kind) = if let Some(f) = name.strip_suffix("_total") {
+                (f, "counter")
+            } else if let Some(f) = name.strip_suffix("_bucket") {
+                (f, "histogram")
+            } else {
+                (name, "gauge")
+            };
+            assert_eq!(
+                types.get(family).copied(),
+                Some(kind),
+                "{name} of `{query}` is served as a {kind}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} series checked");
+}
+
 /// Clients that hold HTTP connections open sending a request's head a byte at a time
 /// (slowloris), or that open connection after connection, take their own share and no more:
 /// the node closes them when their time is up, and other clients, the other HTTP port and

@@ -437,7 +437,7 @@ async fn a_media_server_that_never_answers_is_skipped_for_the_next() {
 /// `switchboard serve` on its embedded demo tenant routes a SIPp call through the demo
 /// strategy: the carrier's SBC (SIPp from 127.0.0.2) calls the service number, the demo
 /// media server (SIPp at 127.0.0.3:5090) plays the music, and a1003 (a SIPp phone), made
-/// Ready while the caller listens, takes the call.
+/// Ready while the caller listens, takes the call. `/metrics` counts it all as it goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_routes_a_sipp_call_through_its_strategy() {
     let url = support::redis_db(23);
@@ -451,6 +451,9 @@ async fn the_demo_routes_a_sipp_call_through_its_strategy() {
         "127.0.0.3",
         5090,
     ));
+    let guesser = support::Udp::on("127.0.0.9", server.sip);
+    let refused = support::register_with(&guesser, "1003", "wrong", "guess");
+    assert_eq!(refused, 401);
     let phone_port = support::free_port();
     register(&server, dir.path(), "1003", phone_port);
     let mut phone = answering_phone(dir.path(), "1003", "127.0.0.1", phone_port);
@@ -463,6 +466,17 @@ async fn the_demo_routes_a_sipp_call_through_its_strategy() {
     let mut sbc = sbc_calls(dir.path(), &server, &sbc_xml, &calls, 1, 10.0, 30);
     // The caller hears the music a moment before the agent is Ready.
     tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let metric = |series: &str| support::metric(&server, series).unwrap_or(-1.0);
+    assert_eq!(metric(r#"switchboard_calls{state="in_progress"}"#), 1.0);
+    assert_eq!(
+        metric(r#"switchboard_queue_waiting{tenant="demo",queue="support"}"#),
+        1.0
+    );
+    assert!(metric("switchboard_sip_transactions") >= 1.0);
+    assert_eq!(
+        metric(r#"switchboard_agents{tenant="demo",state="NotReady"}"#),
+        1.0
+    );
     ready(&mut agents, "1003").await;
     let status = tokio::task::spawn_blocking(move || wait(&mut sbc, Duration::from_secs(30)))
         .await
@@ -510,6 +524,55 @@ async fn the_demo_routes_a_sipp_call_through_its_strategy() {
         )
     );
     assert_eq!(payload("RouteUsed")["parties"][1]["dn"], "1003");
+
+    // What the metrics say of it all.
+    let figure = |series: &str| support::metric(&server, series).unwrap_or(-1.0);
+    let requests = |way: &str, method: &str| {
+        figure(&format!(
+            r#"switchboard_sip_requests_total{{direction="{way}",method="{method}"}}"#
+        ))
+    };
+    let responses = |way: &str, class: &str| {
+        figure(&format!(
+            r#"switchboard_sip_responses_total{{direction="{way}",class="{class}"}}"#
+        ))
+    };
+    // The guess and SIPp's REGISTER, each challenged once: four REGISTERs, three 401s.
+    assert_eq!(requests("in", "REGISTER"), 4.0);
+    assert_eq!(responses("out", "4xx"), 3.0);
+    // The SBC's INVITE; the core's to the media server, to the agent, and the caller's
+    // re-INVITE offering the agent.
+    assert_eq!(requests("in", "INVITE"), 1.0);
+    assert_eq!(requests("out", "INVITE"), 3.0);
+    // 200s to SIPp's REGISTER, the SBC's INVITE, its BYE; the media server's, the agent's and
+    // the SBC's to the core's INVITEs, the media server's and the agent's to its BYEs.
+    assert_eq!(responses("out", "2xx"), 3.0);
+    assert_eq!(responses("in", "2xx"), 5.0);
+    assert_eq!(
+        figure(r#"switchboard_registrations_total{tenant="demo",outcome="accepted"}"#),
+        1.0
+    );
+    assert_eq!(
+        figure(r#"switchboard_registrations_total{tenant="demo",outcome="refused"}"#),
+        1.0
+    );
+    assert_eq!(figure(r#"switchboard_calls{state="in_progress"}"#), 0.0);
+    assert_eq!(
+        figure(r#"switchboard_queue_waiting{tenant="demo",queue="support"}"#),
+        0.0
+    );
+    let agents_in = |state: &str| {
+        figure(&format!(
+            r#"switchboard_agents{{tenant="demo",state="{state}"}}"#
+        ))
+        .max(0.0)
+    };
+    assert_eq!(agents_in("AfterCallWork") + agents_in("Ready"), 1.0);
+    assert_eq!(figure("switchboard_routing_decision_seconds_count"), 1.0);
+    assert_eq!(
+        figure(r#"switchboard_routing_decision_seconds_bucket{le="+Inf"}"#),
+        1.0
+    );
 }
 
 /// A GES callback request's answer from the callbacks API: the status line and the JSON body.

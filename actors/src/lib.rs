@@ -14,6 +14,7 @@ pub mod defence;
 mod error;
 pub mod events;
 pub mod feed;
+pub mod figures;
 pub mod keys;
 pub mod lease;
 pub mod messages;

@@ -54,6 +54,7 @@ async fn a_registrar_whose_store_hangs_costs_a_503_not_silence() {
             shards: 2,
             sweep_interval: Duration::from_secs(60),
             agents: None,
+            figures: Arc::default(),
         },
     )
     .await

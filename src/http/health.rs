@@ -1,5 +1,5 @@
 //! Health endpoints for orchestrators and load balancers: `/livez` (the process answers),
-//! `/readyz` (it can take traffic: its stores answer) and `/metrics` (Prometheus text).
+//! `/readyz` (it can take traffic: its stores answer) and `/metrics` (OpenMetrics text, which Prometheus reads).
 
 use std::sync::Arc;
 

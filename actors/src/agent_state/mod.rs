@@ -46,6 +46,8 @@ pub struct AgentStateConfig {
     /// Which tenants' agents run here: all of them on a node alone; with a lease, those of the
     /// tenants this node owns, loaded as it takes each over ([`AgentState::gained`]).
     pub ownership: Ownership,
+    /// Where agents are counted by state, for the metrics.
+    pub figures: Arc<crate::figures::Figures>,
 }
 
 impl AgentState {
@@ -453,6 +455,8 @@ struct AgentActorState {
     call_nodes: HashMap<String, String>,
     config: AgentStateConfig,
     registry: ActorRef<AgentStateMsg>,
+    /// The state the agent is counted in, in the figures.
+    counted: Option<&'static str>,
 }
 
 impl Actor for AgentActor {
@@ -471,7 +475,7 @@ impl Actor for AgentActor {
         if let Some(stored) = stored {
             call_nodes = restore(&mut agent, stored, Instant::now());
         }
-        let state = AgentActorState {
+        let mut state = AgentActorState {
             wakeups: args.wakeups,
             key: args.key,
             tenant: args.tenant,
@@ -479,7 +483,9 @@ impl Actor for AgentActor {
             call_nodes,
             config: args.config,
             registry: args.registry,
+            counted: None,
         };
+        state.count();
         state.report_availability();
         state.schedule(&myself);
         Ok(state)
@@ -564,6 +570,7 @@ impl Actor for AgentActor {
                 state.commit_logged(&changes, now).await;
             }
         }
+        state.count();
         state.schedule(&myself);
         Ok(())
     }
@@ -574,11 +581,23 @@ impl Actor for AgentActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.wakeups.forget(state.key);
+        let figures = &state.config.figures;
+        figures.agent_moved(&state.tenant, state.counted.take(), None);
         Ok(())
     }
 }
 
 impl AgentActorState {
+    /// Counts the agent in its state now, in the figures.
+    fn count(&mut self) {
+        let now = match self.agent.session {
+            None => "LoggedOut",
+            Some(_) => mode_parts(&self.agent.mode, Instant::now()).0,
+        };
+        let figures = &self.config.figures;
+        figures.agent_moved(&self.tenant, self.counted.replace(now), Some(now));
+    }
+
     /// Stores the agent's state and writes its changes to the stream, in order.
     async fn commit(&self, changes: &[Change], now: Instant) -> crate::Result<()> {
         if changes.is_empty() {

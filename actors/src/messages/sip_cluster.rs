@@ -429,7 +429,7 @@ pub enum ClusterMsg {
     /// A routing session's order for call `call` (by its id), from the tenant's owner.
     Order { call: String, order: Order },
     /// How many calls are in progress.
-    Count(RpcReplyPort<usize>),
+    Count(RpcReplyPort<(usize, usize)>),
     /// The node stops: every call ends on all its legs; answered with how many were told.
     ShutDown(RpcReplyPort<usize>),
     /// The node stops, other nodes stay: every call is handed over to them (see
@@ -577,8 +577,8 @@ impl Cluster {
         .ok()
     }
 
-    /// How many calls are in progress.
-    pub async fn count(&self) -> Option<usize> {
+    /// How many calls are in progress, and how many ended and wait out their transactions.
+    pub async fn count(&self) -> Option<(usize, usize)> {
         ractor::call_t!(self.actor, ClusterMsg::Count, 1000).ok()
     }
 

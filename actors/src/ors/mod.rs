@@ -54,6 +54,8 @@ pub struct OrsArgs {
     pub store: Arc<dyn RoutingStore>,
     /// This node's id: where the calls that reach routing directly run.
     pub node: Arc<str>,
+    /// Where the time strategies take to decide is counted, for the metrics.
+    pub figures: Arc<crate::figures::Figures>,
 }
 
 impl Ors {
@@ -81,6 +83,7 @@ struct OrsState {
     to_node: Option<Arc<dyn ToNode>>,
     node: Arc<str>,
     store: Arc<dyn RoutingStore>,
+    figures: Arc<crate::figures::Figures>,
     /// The writer keeping sessions, in the order they change.
     writes: mpsc::UnboundedSender<Write>,
     /// Told once what the message in hand changed is kept.
@@ -109,6 +112,9 @@ struct Entry {
     /// The route ordered and not yet reported on: given again to a call that moved to
     /// another node (adopted from one that died) in the meantime.
     route: Option<Order>,
+    /// When the call asked for its route, until the strategy first decides (routes it or
+    /// queues it): none for a session resumed from the store.
+    asked: Option<std::time::Instant>,
 }
 
 impl Actor for OrsActor {
@@ -130,6 +136,7 @@ impl Actor for OrsActor {
             to_node: args.to_node,
             node: args.node,
             store: args.store,
+            figures: args.figures,
             writes,
             kept: None,
             wakeups: Wakeups::start(|| Msg::Wake),
@@ -219,6 +226,7 @@ impl Actor for OrsActor {
                     agent: None,
                     due: None,
                     route: None,
+                    asked: Some(std::time::Instant::now()),
                 };
                 state.sessions.insert(request.call.clone(), entry);
                 state.drive(&request.call, &myself);
@@ -459,6 +467,11 @@ impl OrsState {
                     Order::Route(route)
                 }
             };
+            if matches!(order, Order::Route(_) | Order::Queued { .. })
+                && let Some(asked) = entry.asked.take()
+            {
+                self.figures.routing_decided(asked.elapsed());
+            }
             deliver(&self.to_node, &tenant, call, &entry.call, order);
         }
         let due = (!entry.session.is_done())
@@ -562,6 +575,7 @@ mod tests {
             rq: None,
             node: "sbtest".into(),
             ownership: crate::lease::Ownership::Alone,
+            figures: Arc::default(),
         };
         let agents = AgentState::spawn(config, &supervisor)
             .await
@@ -578,6 +592,7 @@ mod tests {
             to_node: None,
             store: Arc::new(store::MemoryRouting::default()),
             node: "sbtest".into(),
+            figures: Arc::default(),
         };
         let ors = Ors::spawn(args, &supervisor).await.expect("ors");
         let (call, mut orders) = Probe::spawn(|order: Order| Some(order)).await;

@@ -104,6 +104,7 @@ impl OrsState {
                     agent: record.agent,
                     due,
                     route: None,
+                    asked: None,
                 },
             );
         }

@@ -52,6 +52,8 @@ pub struct RegistrarConfig {
     pub sweep_interval: Duration,
     /// Told when a DN's phone registers (its first binding) or goes away (its last).
     pub agents: Option<AgentState>,
+    /// Where registrations are counted per tenant, for the metrics.
+    pub figures: Arc<crate::figures::Figures>,
 }
 
 /// The registrar's front actor.
@@ -167,8 +169,10 @@ impl ShardState {
             &to_tag,
         ) {
             if let Some(why) = why {
-                tracing::info!(tenant = %tenant.name, dn = %dn, source = %r.source, reason = ?why,
+                // Told, summarised, where the source's failures are counted (the defence).
+                tracing::debug!(tenant = %tenant.name, dn = %dn, source = %r.source, reason = ?why,
                     "registration refused: authentication failed");
+                self.config.figures.registration(&tenant.name, false);
             }
             return response;
         }
@@ -201,6 +205,7 @@ impl ShardState {
         for (kind, binding) in &plan.events {
             publish(&self.config.events, &tenant.name, *kind, binding, now_ms).await;
         }
+        self.config.figures.registration(&tenant.name, true);
         logic::ok_response(&r.request, &plan.after, now_ms, &to_tag)
     }
 }

@@ -335,7 +335,8 @@ impl Actor for ClusterActor {
                 None => tracing::debug!(call_id = %call, "an order for a call that is over"),
             },
             ClusterMsg::Count(reply) => {
-                let _ = reply.send(state.calls.len());
+                let load = state.starter.as_ref().map(|s| s.live());
+                let _ = reply.send(load.unwrap_or((state.calls.len(), 0)));
             }
             ClusterMsg::Adopt(message) => {
                 let tenants = state.args.directory.tenants().map(|t| t.name.clone());

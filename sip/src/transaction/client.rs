@@ -49,6 +49,7 @@ pub struct ClientTransaction {
     ack: Option<Bytes>,
     transmits: VecDeque<Bytes>,
     events: VecDeque<ClientEvent>,
+    _alive: super::Alive,
 }
 
 impl ClientTransaction {
@@ -68,6 +69,7 @@ impl ClientTransaction {
             request_bytes: request_bytes.clone(),
             ack: None,
             transmits: VecDeque::from([request_bytes]),
+            _alive: super::Alive::new(),
             events: VecDeque::new(),
         };
         let (retransmit, give_up) = if invite {
@@ -151,11 +153,13 @@ impl ClientTransaction {
         while let Some(timer) = self.timers.take_expired(now) {
             match timer {
                 Timer::A => {
+                    super::sent_again();
                     self.transmits.push_back(self.request_bytes.clone());
                     self.interval *= 2;
                     self.timers.set(Timer::A, now + self.interval);
                 }
                 Timer::E => {
+                    super::sent_again();
                     self.transmits.push_back(self.request_bytes.clone());
                     self.interval = if self.state == State::Proceeding {
                         self.config.t2

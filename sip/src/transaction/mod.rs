@@ -13,6 +13,8 @@ pub use client::{ClientEvent, ClientTransaction, ack_for, cancel_for};
 pub use server::{ServerEvent, ServerTransaction};
 pub use timer::{Timer, TimerConfig};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytestring::ByteString;
 
 use crate::header::BRANCH_COOKIE;
@@ -212,4 +214,49 @@ mod tests {
         assert_eq!(a.len(), 7 + 24);
         assert_ne!(a, new_branch());
     }
+}
+
+/// Transactions of this process not yet dropped, and retransmissions, for the metrics.
+static ALIVE: AtomicU64 = AtomicU64::new(0);
+static SENT_AGAIN: AtomicU64 = AtomicU64::new(0);
+static RECEIVED_AGAIN: AtomicU64 = AtomicU64::new(0);
+
+/// The transactions (client and server) of this process in progress: created and not yet
+/// dropped by their owners, those lingering to absorb retransmissions included.
+pub fn in_progress() -> u64 {
+    ALIVE.load(Ordering::Relaxed)
+}
+
+/// Retransmissions: (requests and responses sent again on the transactions' timers, requests
+/// received again and matched to their transaction).
+pub fn retransmissions() -> (u64, u64) {
+    (
+        SENT_AGAIN.load(Ordering::Relaxed),
+        RECEIVED_AGAIN.load(Ordering::Relaxed),
+    )
+}
+
+/// Counts its transaction in [`in_progress`] while it lives.
+#[derive(Debug)]
+struct Alive;
+
+impl Alive {
+    fn new() -> Self {
+        ALIVE.fetch_add(1, Ordering::Relaxed);
+        Alive
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        ALIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn sent_again() {
+    SENT_AGAIN.fetch_add(1, Ordering::Relaxed);
+}
+
+fn received_again() {
+    RECEIVED_AGAIN.fetch_add(1, Ordering::Relaxed);
 }

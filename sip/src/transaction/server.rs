@@ -41,6 +41,7 @@ pub struct ServerTransaction {
     last_response: Option<Bytes>,
     transmits: VecDeque<Bytes>,
     events: VecDeque<ServerEvent>,
+    _alive: super::Alive,
 }
 
 impl ServerTransaction {
@@ -61,6 +62,7 @@ impl ServerTransaction {
             last_response: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            _alive: super::Alive::new(),
         }
     }
 
@@ -83,6 +85,7 @@ impl ServerTransaction {
             return;
         }
         // A retransmission: answer with the last response where the state machine says so.
+        super::received_again();
         if matches!(self.state, State::Proceeding | State::Completed)
             && let Some(last) = &self.last_response
         {
@@ -141,6 +144,7 @@ impl ServerTransaction {
             match timer {
                 Timer::G => {
                     if let Some(last) = &self.last_response {
+                        super::sent_again();
                         self.transmits.push_back(last.clone());
                     }
                     self.retransmit_interval = (self.retransmit_interval * 2).min(self.config.t2);

@@ -8,6 +8,7 @@
 //! datagrams are dropped, keep-alives are answered, and a TCP connection whose framing breaks is
 //! answered 400 (when the request can be answered) and closed.
 
+pub mod counts;
 mod tcp;
 mod tls;
 mod udp;
@@ -113,9 +114,12 @@ impl fmt::Debug for Gate {
     }
 }
 
-/// Connections closed for bad input or faults, by reason (each is also logged).
+/// What crossed the transport: messages each way, and connections closed for bad input or
+/// faults by reason (each is also logged).
 #[derive(Debug, Default)]
 pub struct TransportFigures {
+    /// SIP messages received and sent.
+    pub messages: counts::MessageCounts,
     /// TLS handshakes that failed or timed out (a wrong certificate, an old protocol,
     /// garbage, a client certificate missing).
     pub tls_handshake: std::sync::atomic::AtomicU64,
@@ -370,6 +374,7 @@ impl Endpoint {
             Some(product) => with_product(bytes, product),
             None => bytes,
         };
+        self.inner.config.figures.messages.sent(&bytes);
         match transport {
             Transport::Udp => udp::send(&self.inner.udp, dest, &bytes),
             _ => tcp::send(self, transport, dest, bytes),
@@ -398,6 +403,9 @@ impl Endpoint {
     }
 
     fn deliver(&self, inbound: Inbound) {
+        if let Ok(message) = &inbound.message {
+            self.inner.config.figures.messages.received(message);
+        }
         (self.inner.handler)(inbound);
     }
 
