@@ -72,7 +72,10 @@ fn the_grafana_dashboard_queries_only_series_the_node_serves() {
             queries.push(target["expr"].as_str().expect("expr").to_owned());
         }
     }
-    for variable in dashboard["templating"]["list"].as_array().expect("variables") {
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables")
+    {
         if let Some(query) = variable["query"].as_str() {
             queries.push(query.to_owned());
         }

@@ -28,6 +28,7 @@ pub mod rq;
 mod shards;
 pub mod sip_cluster;
 pub mod sip_proxy;
+pub mod stats;
 pub mod store;
 pub mod supervisor;
 pub mod tenant;
