@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
-use switchboard_actors::tenant::Directory;
+use switchboard_actors::tenant::{Directory, KeyScope};
 use tokio::sync::watch;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
@@ -15,6 +15,8 @@ pub(crate) enum Caller {
     Admin,
     /// A tenant's API key: that tenant only.
     Tenant(String),
+    /// A tenant's key that reads its statistics and nothing else (a wallboard's).
+    Reader(String),
 }
 
 /// The keys a node accepts: its tenants' (from the current configuration) and the
@@ -55,7 +57,8 @@ impl Keys {
             return Ok(Caller::Admin);
         }
         match self.directory.borrow().by_api_key(key) {
-            Some(t) => Ok(Caller::Tenant(t.name.clone())),
+            Some((t, KeyScope::Full)) => Ok(Caller::Tenant(t.name.clone())),
+            Some((t, KeyScope::Stats)) => Ok(Caller::Reader(t.name.clone())),
             None => Err(Status::unauthenticated("unknown API key")),
         }
     }
@@ -71,15 +74,32 @@ impl Keys {
             Caller::Tenant(own) => Err(Status::permission_denied(format!(
                 "this API key reaches tenant {own:?} only"
             ))),
+            Caller::Reader(_) => Err(read_only()),
+        }
+    }
+
+    /// The tenant whose statistics a request may read: as [`Keys::tenant`], a key that
+    /// reads statistics only included.
+    pub(crate) fn reader(&self, metadata: &MetadataMap, requested: &str) -> Result<String, Status> {
+        match self.caller(metadata)? {
+            Caller::Reader(own) if requested.is_empty() || requested == own => Ok(own),
+            Caller::Reader(own) => Err(Status::permission_denied(format!(
+                "this API key reaches tenant {own:?} only"
+            ))),
+            _ => self.tenant(metadata, requested),
         }
     }
 
     pub(crate) fn admin(&self, metadata: &MetadataMap) -> Result<(), Status> {
         match self.caller(metadata)? {
             Caller::Admin => Ok(()),
-            Caller::Tenant(_) => Err(Status::permission_denied(
+            Caller::Tenant(_) | Caller::Reader(_) => Err(Status::permission_denied(
                 "this needs the administrator key",
             )),
         }
     }
+}
+
+pub(crate) fn read_only() -> Status {
+    Status::permission_denied("this API key reads statistics only")
 }

@@ -1,17 +1,19 @@
-//! The gRPC server of a node: the provisioning API and the voice API for desktops, with gRPC
-//! health and reflection (v1 and v1alpha) so that generic tools (grpcurl, grpc_health_probe,
-//! Postman) work without the .proto files.
+//! The gRPC server of a node: the provisioning API and the voice API for desktops and
+//! wallboards, with gRPC health and reflection (v1 and v1alpha) so that generic tools
+//! (grpcurl, grpc_health_probe, Postman) work without the .proto files.
 
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::provisioning::{Provisioning, ProvisioningServer};
+use crate::stats::{StatsApi, StatsServer};
 use crate::voice::{AgentsServer, CallsServer, EventsServer, QueuesServer, Voice};
 
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     provisioning: Provisioning,
     voice: Voice,
+    stats: StatsApi,
 ) {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -21,6 +23,7 @@ pub(crate) async fn serve(
     health.set_serving::<CallsServer<Voice>>().await;
     health.set_serving::<EventsServer<Voice>>().await;
     health.set_serving::<QueuesServer<Voice>>().await;
+    health.set_serving::<StatsServer<StatsApi>>().await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(
@@ -44,6 +47,7 @@ pub(crate) async fn serve(
         .add_service(AgentsServer::new(voice.clone()))
         .add_service(CallsServer::new(voice.clone()))
         .add_service(QueuesServer::new(voice.clone()))
+        .add_service(StatsServer::new(stats))
         .add_service(EventsServer::new(voice))
         .serve_with_incoming(TcpIncoming::from(listener))
         .await;

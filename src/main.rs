@@ -10,6 +10,7 @@ mod http;
 mod metrics;
 mod node;
 mod provisioning;
+mod stats;
 mod tls;
 mod voice;
 

@@ -32,6 +32,7 @@ use switchboard_actors::registrar::{
 };
 use switchboard_actors::sip_cluster::{ClusterArgs, ClusterConfig};
 use switchboard_actors::sip_proxy::{ProxyArgs, ProxyConfig, ProxyMsg, SipProxy};
+use switchboard_actors::stats::keeper::Statistics;
 use switchboard_actors::supervisor::{Fatal, Supervisor};
 use switchboard_actors::tenant::postgres::{ConfigStore, Versioned};
 use switchboard_actors::tenant::watch::Watcher;
@@ -49,6 +50,7 @@ use crate::config::NodeConfig;
 use crate::grpc;
 use crate::http::{self, health};
 use crate::provisioning::Provisioning;
+use crate::stats::StatsApi;
 use crate::voice::Voice;
 
 /// A running node.
@@ -696,6 +698,11 @@ impl Node {
             }
             _ => cluster.clone(),
         };
+        let statistics = Statistics::start(events.clone(), followed.clone());
+        let stats = StatsApi::new(
+            Keys::new(followed.clone(), admin_key.clone()),
+            statistics.clone(),
+        );
         let voice = Voice::new(
             Keys::new(followed.clone(), admin_key.clone()),
             followed.clone(),
@@ -722,7 +729,7 @@ impl Node {
                 store: ban_store,
             },
         );
-        let grpc = tokio::spawn(grpc::serve(grpc, provisioning, voice));
+        let grpc = tokio::spawn(grpc::serve(grpc, provisioning, voice, stats));
 
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await

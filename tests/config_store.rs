@@ -32,6 +32,10 @@ fn rich_tenant() -> TenantConfig {
     c.wrap_up_secs = 30;
     c.api_keys[0].hash = hash_api_key("acme-key");
     c.options.insert("timezone".into(), "Europe/Berlin".into());
+    c.time_zone = "Europe/Berlin".into();
+    c.stats.service_level_secs = 30;
+    c.stats.short_abandon_secs = 8;
+    c.api_keys[1].hash = hash_api_key("acme-wallboard-key");
     c.dns[0].digest = Some(vec!["MD5".into()]);
     c.dns[1].authenticate = Some(false);
     c.dns[2].options.insert("desk".into(), "2F".into());

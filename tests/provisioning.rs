@@ -824,6 +824,7 @@ async fn a_tenant_key_reaches_its_own_tenant_only() {
                 tenant: String::new(),
                 api_key: Some(pb::ApiKey {
                     name: "desk-app".into(),
+                    scope: String::new(),
                 }),
             },
         ))
@@ -855,6 +856,44 @@ async fn a_tenant_key_reaches_its_own_tenant_only() {
         .get_tenant(with_key(&extra.secret, pb::GetTenantRequest::default()))
         .await;
     assert_status(revoked, Code::Unauthenticated, &[]);
+
+    // A key that reads statistics only (a wallboard's) reaches nothing else; a scope that
+    // is neither is refused.
+    let create = |name: &str, scope: &str| {
+        with_key(
+            &key_b,
+            pb::CreateApiKeyRequest {
+                tenant: String::new(),
+                api_key: Some(pb::ApiKey {
+                    name: name.into(),
+                    scope: scope.into(),
+                }),
+            },
+        )
+    };
+    let wall = api
+        .create_api_key(create("wall", "stats"))
+        .await
+        .expect("a stats key")
+        .into_inner();
+    assert_eq!(wall.api_key.expect("key").scope, "stats");
+    let refused = api
+        .get_tenant(with_key(&wall.secret, pb::GetTenantRequest::default()))
+        .await;
+    assert_status(refused, Code::PermissionDenied, &["statistics only"]);
+    let wrong = api.create_api_key(create("boss", "admin")).await;
+    assert_status(wrong, Code::InvalidArgument, &["scope"]);
+    let listed = api
+        .list_api_keys(with_key(&key_b, pb::ListRequest::default()))
+        .await
+        .expect("keys")
+        .into_inner();
+    let scopes: Vec<(&str, &str)> = listed
+        .api_keys
+        .iter()
+        .map(|k| (k.name.as_str(), k.scope.as_str()))
+        .collect();
+    assert_eq!(scopes, [("default", "full"), ("wall", "stats")]);
 
     // The administrator reaches both, and deletes one.
     api.delete_tenant(with_key(

@@ -61,7 +61,7 @@ impl EntryId {
 
 impl EntryId {
     /// The greatest id below `self`.
-    fn before(self) -> Self {
+    pub(crate) fn before(self) -> Self {
         match self.seq {
             0 => EntryId {
                 ms: self.ms.saturating_sub(1),

@@ -32,6 +32,20 @@ impl Cursor {
         format!("1.{a}.{c}.{e}")
     }
 
+    /// A cursor before every entry written from `ms` (UTC milliseconds) on.
+    pub fn since(ms: u64) -> Self {
+        Cursor([EntryId { ms, seq: 0 }.before(); 3])
+    }
+
+    /// This cursor past what a [`FeedError::Trimmed`] said was trimmed from `stream`: just
+    /// before its oldest entry held (or at `now_ms` when it holds none).
+    pub fn past_trimmed(mut self, stream: &str, oldest: Option<EntryId>, now_ms: u64) -> Self {
+        if let Some(i) = FEED_TOPICS.iter().position(|t| *t == stream) {
+            self.0[i] = oldest.map_or(EntryId { ms: now_ms, seq: 0 }, EntryId::before);
+        }
+        self
+    }
+
     /// A cursor [`Cursor::encode`] wrote; `None` for anything else.
     pub fn decode(text: &str) -> Option<Self> {
         let mut parts = text.split('.');

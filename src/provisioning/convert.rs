@@ -276,6 +276,15 @@ impl Message for pb::Tenant {
             authenticate: self.authenticate.unwrap_or(true),
             wrap_up_secs: self.wrap_up_secs,
             options: options(self.options),
+            time_zone: non_empty(self.time_zone).unwrap_or_else(|| defaults.time_zone.clone()),
+            stats: switchboard_actors::tenant::StatsConfig {
+                service_level_secs: self
+                    .service_level_secs
+                    .unwrap_or(defaults.stats.service_level_secs),
+                short_abandon_secs: self
+                    .short_abandon_secs
+                    .unwrap_or(defaults.stats.short_abandon_secs),
+            },
             ..defaults
         }
     }
@@ -290,6 +299,9 @@ impl Message for pb::Tenant {
             wrap_up_secs: c.wrap_up_secs,
             options: map(&c.options),
             version: 0,
+            time_zone: c.time_zone.clone(),
+            service_level_secs: Some(c.stats.service_level_secs),
+            short_abandon_secs: Some(c.stats.short_abandon_secs),
         }
     }
 }

@@ -13,7 +13,7 @@ use switchboard_actors::tenant::provision::{
     self, AGENT_GROUPS, AGENTS, API_KEYS, DNS, Kind, MEDIA_SERVERS, PLACES, ProvisionError, QUEUES,
     ROUTING_POINTS, SKILLS, STRATEGIES, StrategyValidator, TRUNKS,
 };
-use switchboard_actors::tenant::{ApiKeyConfig, Directory, Tenant, hash_api_key};
+use switchboard_actors::tenant::{ApiKeyConfig, Directory, KeyScope, Tenant, hash_api_key};
 use switchboard_proto::provisioning as pb;
 use tokio::sync::{Mutex, MutexGuard, watch};
 use tonic::metadata::MetadataMap;
@@ -492,6 +492,7 @@ provisioning! {
             config.api_keys.push(ApiKeyConfig {
                 name: "default".into(),
                 hash: hash_api_key(&key),
+                scope: KeyScope::Full,
             });
             let t = self
                 .stored(async |s| s.create_tenant(&config).await)
@@ -552,6 +553,7 @@ provisioning! {
             let own = match self.caller(&metadata)? {
                 Caller::Admin => None,
                 Caller::Tenant(own) => Some(own),
+                Caller::Reader(_) => return Err(crate::auth::read_only()),
             };
             let directory = self.directory.borrow().clone();
             let tenants = directory
@@ -584,18 +586,29 @@ provisioning! {
         ) -> Reply<pb::CreateApiKeyResponse> {
             let (metadata, _, r) = r.into_parts();
             let tenant = self.tenant(&metadata, &r.tenant)?;
-            let name = r.api_key.map(|k| k.name).unwrap_or_default();
+            let asked = r.api_key.unwrap_or_default();
+            let scope = KeyScope::parse(&asked.scope).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "api_key.scope: {:?} is neither full nor stats",
+                    asked.scope
+                ))
+            })?;
+            let name = asked.name;
             let secret = new_api_key();
             let key = ApiKeyConfig {
                 name: name.clone(),
                 hash: hash_api_key(&secret),
+                scope,
             };
             self.write(&tenant, async |s, held| {
                 s.create(&tenant, held, &API_KEYS, key).await
             })
             .await?;
             Ok(Response::new(pb::CreateApiKeyResponse {
-                api_key: Some(pb::ApiKey { name }),
+                api_key: Some(pb::ApiKey {
+                    name,
+                    scope: scope.as_str().to_owned(),
+                }),
                 secret,
             }))
         }
@@ -608,6 +621,7 @@ provisioning! {
                 .map(|k| {
                     Response::new(pb::ApiKey {
                         name: k.name.clone(),
+                        scope: k.scope.as_str().to_owned(),
                     })
                 })
                 .ok_or_else(|| Status::not_found(format!("API key {:?} not found", r.id)))
@@ -624,6 +638,7 @@ provisioning! {
             let keys = tenant.config.api_keys.iter().map(|k| (k.name.clone(), k));
             let (api_keys, next_page_token) = page(keys, &r, |k| pb::ApiKey {
                 name: k.name.clone(),
+                scope: k.scope.as_str().to_owned(),
             })?;
             Ok(Response::new(pb::ApiKeyPage {
                 api_keys,

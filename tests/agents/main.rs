@@ -16,7 +16,7 @@ use support::desktop::{
 };
 use support::peer::{Peer, answered_call, raw_phone, ringing_call, sbc_in_dialog, sdp};
 use support::{DEMO_KEY, Server, agent, log_in, login, with_key};
-use switchboard_actors::tenant::{ApiKeyConfig, TenantConfig, demo_tenant, hash_api_key};
+use switchboard_actors::tenant::{ApiKeyConfig, KeyScope, TenantConfig, demo_tenant, hash_api_key};
 use switchboard_proto::events::Payload;
 use switchboard_proto::voice as pb;
 use switchboard_sip::Method;
@@ -49,6 +49,7 @@ fn config_with(wrap_up: u32, extra: &str, change: impl FnOnce(&mut TenantConfig)
     acme.api_keys = vec![ApiKeyConfig {
         name: "acme".into(),
         hash: hash_api_key(ACME_KEY),
+        scope: KeyScope::Full,
     }];
     let tenants = support::tenants_toml(&[&demo, &acme]);
     format!("{extra}\n{tenants}")

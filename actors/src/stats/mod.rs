@@ -2,6 +2,7 @@
 //! tenant's event streams as events come: see [`engine`] for the definitions.
 
 pub mod engine;
+pub mod keeper;
 pub mod periods;
 
 #[cfg(test)]

@@ -266,6 +266,27 @@ fn check_objects(c: &TenantConfig, dns: &HashMap<String, Dn>) -> Result<(), (Str
     if c.wrap_up_secs > DAY {
         return Err(("wrap_up_secs".into(), "at most a day (86400)".into()));
     }
+    if jiff::tz::TimeZone::get(&c.time_zone).is_err() {
+        return Err((
+            "time_zone".into(),
+            format!(
+                "{:?} is no IANA time zone (such as UTC, Europe/Paris, America/New_York)",
+                c.time_zone
+            ),
+        ));
+    }
+    if c.stats.service_level_secs > DAY {
+        return Err((
+            "stats.service_level_secs".into(),
+            "at most a day (86400)".into(),
+        ));
+    }
+    if c.stats.short_abandon_secs > DAY {
+        return Err((
+            "stats.short_abandon_secs".into(),
+            "at most a day (86400)".into(),
+        ));
+    }
     for (i, s) in c.strategies.iter().enumerate() {
         if s.version == 0 || s.version > 1_000_000 {
             return Err((

@@ -58,6 +58,47 @@ pub struct TenantConfig {
     /// The keys that reach this tenant over the provisioning API, stored hashed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub api_keys: Vec<ApiKeyConfig>,
+    /// The tenant's IANA time zone (`Europe/Paris`): where its statistics' day starts.
+    #[serde(default = "utc", skip_serializing_if = "is_utc")]
+    pub time_zone: String,
+    /// How the statistics count calls.
+    #[serde(default, skip_serializing_if = "StatsConfig::is_default")]
+    pub stats: StatsConfig,
+}
+
+/// How a tenant's statistics count calls.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsConfig {
+    /// Calls answered within this many seconds of entering their queue count toward the
+    /// service level.
+    pub service_level_secs: u32,
+    /// Callers who hang up within this many seconds of entering their queue are short
+    /// abandons, left out of the service level.
+    pub short_abandon_secs: u32,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self {
+            service_level_secs: 20,
+            short_abandon_secs: 5,
+        }
+    }
+}
+
+impl StatsConfig {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+pub(super) fn utc() -> String {
+    "UTC".to_owned()
+}
+
+fn is_utc(zone: &String) -> bool {
+    zone == "UTC"
 }
 
 impl TenantConfig {
@@ -83,6 +124,8 @@ impl TenantConfig {
             dial_plan: Vec::new(),
             strategies: Vec::new(),
             api_keys: Vec::new(),
+            time_zone: utc(),
+            stats: StatsConfig::default(),
         }
     }
 }
@@ -274,6 +317,41 @@ pub struct StrategyConfig {
 pub struct ApiKeyConfig {
     pub name: String,
     pub hash: String,
+    /// What the key may do: everything the tenant may (`full`, the default), or read its
+    /// statistics and wallboard only (`stats`), a key fit for a screen on a wall.
+    #[serde(default, skip_serializing_if = "KeyScope::is_full")]
+    pub scope: KeyScope,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyScope {
+    #[default]
+    Full,
+    Stats,
+}
+
+impl KeyScope {
+    pub fn is_full(&self) -> bool {
+        *self == KeyScope::Full
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyScope::Full => "full",
+            KeyScope::Stats => "stats",
+        }
+    }
+
+    /// The scope a stored or requested name gives; `None` for any other.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "" | "full" => Some(KeyScope::Full),
+            "stats" => Some(KeyScope::Stats),
+            _ => None,
+        }
+    }
 }
 
 pub(super) fn default_digest() -> Vec<String> {

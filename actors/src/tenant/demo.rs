@@ -127,9 +127,20 @@ pub fn demo_tenant() -> TenantConfig {
             document: DEMO_STRATEGY.into(),
             options: Options::new(),
         }],
-        api_keys: vec![ApiKeyConfig {
-            name: "demo".into(),
-            hash: hash_api_key("demo-key"),
-        }],
+        api_keys: vec![
+            ApiKeyConfig {
+                name: "demo".into(),
+                hash: hash_api_key("demo-key"),
+                scope: KeyScope::Full,
+            },
+            // Reads statistics only: the wallboard's.
+            ApiKeyConfig {
+                name: "wallboard".into(),
+                hash: hash_api_key("demo-wallboard-key"),
+                scope: KeyScope::Stats,
+            },
+        ],
+        time_zone: "UTC".into(),
+        stats: StatsConfig::default(),
     }
 }

@@ -17,9 +17,9 @@ pub mod watch;
 
 pub use actor::{TenantActor, TenantMsg};
 pub use config::{
-    AgentConfig, ApiKeyConfig, DialRuleConfig, DnConfig, DnKind, MediaServerConfig, NamedConfig,
-    Options, PlaceConfig, RewriteConfig, RoutingPointConfig, StrategyConfig, TenantConfig,
-    TrunkConfig,
+    AgentConfig, ApiKeyConfig, DialRuleConfig, DnConfig, DnKind, KeyScope, MediaServerConfig,
+    NamedConfig, Options, PlaceConfig, RewriteConfig, RoutingPointConfig, StatsConfig,
+    StrategyConfig, TenantConfig, TrunkConfig,
 };
 
 pub use compile::compile_strategy;
@@ -101,6 +101,28 @@ mod tests {
             Err(ConfigError::Invalid { field, problem, .. }) => (field, problem),
             other => panic!("expected an invalid configuration, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_time_zone_must_be_an_iana_name_and_thresholds_at_most_a_day() {
+        let mut c = demo_tenant();
+        c.time_zone = "Mars/Olympus".into();
+        let (field, problem) = invalid(c);
+        assert_eq!(field, "time_zone");
+        assert!(problem.contains("Mars/Olympus"), "{problem}");
+        let mut c = demo_tenant();
+        c.time_zone = "America/New_York".into();
+        c.stats.service_level_secs = 86_401;
+        assert_eq!(invalid(c).0, "stats.service_level_secs");
+        // Read from TOML, with its defaults.
+        let toml = "name = \"t\"\ndomain = \"t.example\"\ntime_zone = \"Asia/Kolkata\"\n\
+                    [stats]\nservice_level_secs = 30\n";
+        let c: TenantConfig = toml::from_str(toml).expect("tenant");
+        assert_eq!(
+            (c.time_zone.as_str(), c.stats.service_level_secs, c.stats.short_abandon_secs),
+            ("Asia/Kolkata", 30, 5)
+        );
+        assert!(Directory::new(&[c]).is_ok());
     }
 
     #[test]
@@ -294,7 +316,7 @@ mod tests {
     fn api_keys_are_found_by_their_hash_and_belong_to_one_tenant() {
         let dir = Directory::new(&[demo_tenant()]).expect("valid");
         assert_eq!(
-            dir.by_api_key("demo-key").map(|t| t.name.as_str()),
+            dir.by_api_key("demo-key").map(|(t, _)| t.name.as_str()),
             Some("demo")
         );
         assert!(dir.by_api_key("demo-key ").is_none());

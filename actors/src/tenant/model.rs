@@ -213,7 +213,7 @@ pub struct Directory {
     by_name: HashMap<String, Arc<Tenant>>,
     by_domain: HashMap<String, Arc<Tenant>>,
     /// Tenants by the hashes of their API keys.
-    by_key: HashMap<String, Arc<Tenant>>,
+    by_key: HashMap<String, (Arc<Tenant>, super::KeyScope)>,
 }
 
 impl Directory {
@@ -240,7 +240,7 @@ impl Directory {
             for key in &tenant.config.api_keys {
                 if dir
                     .by_key
-                    .insert(key.hash.clone(), tenant.clone())
+                    .insert(key.hash.clone(), (tenant.clone(), key.scope))
                     .is_some()
                 {
                     return Err(ConfigError::Invalid {
@@ -272,9 +272,9 @@ impl Directory {
         self.by_name.values()
     }
 
-    /// The tenant an API key reaches, if any.
-    pub fn by_api_key(&self, key: &str) -> Option<&Arc<Tenant>> {
-        self.by_key.get(&hash_api_key(key))
+    /// The tenant an API key reaches, if any, and what the key may do there.
+    pub fn by_api_key(&self, key: &str) -> Option<(&Arc<Tenant>, super::KeyScope)> {
+        self.by_key.get(&hash_api_key(key)).map(|(t, s)| (t, *s))
     }
 
     /// The version a tenant is held at; `None` when it is not held.

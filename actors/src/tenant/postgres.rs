@@ -11,8 +11,9 @@ use tokio_postgres::{Client, GenericClient, NoTls, Row, Transaction};
 
 use super::provision::{self, Kind, ProvisionError, StrategyValidator};
 use super::{
-    AgentConfig, ApiKeyConfig, DialRuleConfig, DnConfig, DnKind, MediaServerConfig, NamedConfig,
-    PlaceConfig, RoutingPointConfig, StrategyConfig, Tenant, TenantConfig, TrunkConfig,
+    AgentConfig, ApiKeyConfig, DialRuleConfig, DnConfig, DnKind, KeyScope, MediaServerConfig,
+    NamedConfig, PlaceConfig, RoutingPointConfig, StatsConfig, StrategyConfig, Tenant,
+    TenantConfig, TrunkConfig,
 };
 use crate::{Error, Result};
 
@@ -348,15 +349,18 @@ async fn upsert_tenant(
         "ON CONFLICT (name) DO UPDATE SET
              domain = EXCLUDED.domain, realm = EXCLUDED.realm, digest = EXCLUDED.digest,
              authenticate = EXCLUDED.authenticate, wrap_up_secs = EXCLUDED.wrap_up_secs,
-             options = EXCLUDED.options, version = tenants.version + 1"
+             options = EXCLUDED.options, time_zone = EXCLUDED.time_zone,
+             service_level_secs = EXCLUDED.service_level_secs,
+             short_abandon_secs = EXCLUDED.short_abandon_secs, version = tenants.version + 1"
     } else {
         ""
     };
     let row = tx
         .query_one(
             &format!(
-                "INSERT INTO tenants (name, domain, realm, digest, authenticate, wrap_up_secs, options)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) {conflict}
+                "INSERT INTO tenants (name, domain, realm, digest, authenticate, wrap_up_secs, options,
+                     time_zone, service_level_secs, short_abandon_secs)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) {conflict}
                  RETURNING id, version"
             ),
             &[
@@ -368,6 +372,9 @@ async fn upsert_tenant(
                 // At most a day: Tenant::from_config checked.
                 &i32::try_from(config.wrap_up_secs).unwrap_or(i32::MAX),
                 &json(&config.options),
+                &config.time_zone,
+                &i32::try_from(config.stats.service_level_secs).unwrap_or(i32::MAX),
+                &i32::try_from(config.stats.short_abandon_secs).unwrap_or(i32::MAX),
             ],
         )
         .await?;
@@ -440,7 +447,8 @@ async fn apply(tx: &Transaction<'_>, id: i64, change: RowChange) -> Result<(), P
     Ok(())
 }
 
-const TENANT_COLUMNS: &str = "SELECT id, name, domain, realm, digest, authenticate, wrap_up_secs, options, version FROM tenants";
+const TENANT_COLUMNS: &str = "SELECT id, name, domain, realm, digest, authenticate, wrap_up_secs, options, \
+     time_zone, service_level_secs, short_abandon_secs, version FROM tenants";
 
 async fn notify(
     tx: &Transaction<'_>,
@@ -556,6 +564,11 @@ async fn read_tenant(tx: &impl GenericClient, row: &Row) -> Result<Versioned> {
         dial_plan: Vec::new(),
         strategies: Vec::new(),
         api_keys: Vec::new(),
+        time_zone: row.get("time_zone"),
+        stats: StatsConfig {
+            service_level_secs: uint(row.get("service_level_secs")),
+            short_abandon_secs: uint(row.get("short_abandon_secs")),
+        },
     };
     for r in tx.query(&rows("dns", "*"), &[&id]).await? {
         config.dns.push(DnConfig {
@@ -627,10 +640,14 @@ async fn read_tenant(tx: &impl GenericClient, row: &Row) -> Result<Versioned> {
             options: from_json(r.get("options"))?,
         });
     }
-    for r in tx.query(&rows("api_keys", "name, hash"), &[&id]).await? {
+    for r in tx
+        .query(&rows("api_keys", "name, hash, scope"), &[&id])
+        .await?
+    {
         config.api_keys.push(ApiKeyConfig {
             name: r.get("name"),
             hash: r.get("hash"),
+            scope: KeyScope::parse(r.get("scope")).unwrap_or(KeyScope::Stats),
         });
     }
     Ok(Versioned {

@@ -274,7 +274,7 @@ pub const API_KEYS: Kind<ApiKeyConfig> = Kind {
     items_mut: |c| &mut c.api_keys,
     key: |k| &k.name,
     set_key: |k, name| k.name = name,
-    row: |k| json!({ "name": k.name, "hash": k.hash }),
+    row: |k| json!({ "name": k.name, "hash": k.hash, "scope": k.scope.as_str() }),
 };
 
 /// Dial plan rules are named by their place in the order; the key is unused.

@@ -96,6 +96,16 @@ pub struct Tenant {
     /// Output only: grows with every committed change of the tenant.
     #[prost(int64, tag = "8")]
     pub version: i64,
+    /// The IANA time zone where the tenant's statistics' day starts (Europe/Paris); UTC when
+    /// empty.
+    #[prost(string, tag = "9")]
+    pub time_zone: ::prost::alloc::string::String,
+    /// Answered within this many seconds counts toward the service level (20 when absent);
+    /// hung up within short_abandon_secs is a short abandon (5 when absent).
+    #[prost(uint32, optional, tag = "10")]
+    pub service_level_secs: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "11")]
+    pub short_abandon_secs: ::core::option::Option<u32>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -143,6 +153,10 @@ pub struct TenantPage {
 pub struct ApiKey {
     #[prost(string, tag = "1")]
     pub name: ::prost::alloc::string::String,
+    /// What the key may do: full (the default: everything the tenant may) or stats (read the
+    /// tenant's statistics and wallboard, nothing else).
+    #[prost(string, tag = "2")]
+    pub scope: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -307,6 +307,136 @@ pub struct QueueStatsList {
     pub queues: ::prost::alloc::vec::Vec<QueueStats>,
 }
 #[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StatsRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    /// One queue's figures only in `queues`; every queue when empty. NOT_FOUND for a queue the
+    /// tenant does not have.
+    #[prost(string, tag = "2")]
+    pub queue: ::prost::alloc::string::String,
+}
+/// A scope's figures over one period. Service level = answered within the threshold /
+/// (answered + abandoned after the short-abandon threshold); speed of answer = entering the
+/// queue to the agent's answer; handle time = talk + hold + after-call work; occupancy = time
+/// busy (on calls and in after-call work) / (time busy + time Ready). Averages and ratios are
+/// absent until something was counted.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct Figures {
+    #[prost(uint64, tag = "1")]
+    pub offered: u64,
+    #[prost(uint64, tag = "2")]
+    pub answered: u64,
+    #[prost(uint64, tag = "3")]
+    pub answered_in_time: u64,
+    #[prost(uint64, tag = "4")]
+    pub abandoned: u64,
+    #[prost(uint64, tag = "5")]
+    pub short_abandoned: u64,
+    #[prost(uint64, tag = "6")]
+    pub transfers: u64,
+    #[prost(uint64, tag = "7")]
+    pub handled: u64,
+    #[prost(double, optional, tag = "8")]
+    pub service_level: ::core::option::Option<f64>,
+    #[prost(uint64, optional, tag = "9")]
+    pub average_speed_of_answer_ms: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "10")]
+    pub average_handle_ms: ::core::option::Option<u64>,
+    #[prost(double, optional, tag = "11")]
+    pub occupancy: ::core::option::Option<f64>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct Periods {
+    /// The current minute and the 14 before it.
+    #[prost(message, optional, tag = "1")]
+    pub last_15_minutes: ::core::option::Option<Figures>,
+    /// Since midnight in the tenant's time zone.
+    #[prost(message, optional, tag = "2")]
+    pub today: ::core::option::Option<Figures>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct QueueFigures {
+    #[prost(string, tag = "1")]
+    pub queue: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub waiting: u32,
+    #[prost(uint64, tag = "3")]
+    pub longest_wait_ms: u64,
+    /// A call joining now: its place x today's average handle time / the agents serving the
+    /// queue; absent before a call was handled.
+    #[prost(uint64, optional, tag = "4")]
+    pub estimated_wait_ms: ::core::option::Option<u64>,
+    /// Agents logged in to the queue who are Ready, and who are busy.
+    #[prost(uint32, tag = "5")]
+    pub ready: u32,
+    #[prost(uint32, tag = "6")]
+    pub busy: u32,
+    #[prost(message, optional, tag = "7")]
+    pub figures: ::core::option::Option<Periods>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AgentFigures {
+    #[prost(string, tag = "1")]
+    pub agent_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub dn: ::prost::alloc::string::String,
+    /// LoggedOut, Ready, NotReady or AfterCallWork.
+    #[prost(string, tag = "3")]
+    pub state: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub reason: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "5")]
+    pub time_in_state_ms: u64,
+    #[prost(bool, tag = "6")]
+    pub on_call: bool,
+    #[prost(message, optional, tag = "7")]
+    pub figures: ::core::option::Option<Periods>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GroupFigures {
+    #[prost(string, tag = "1")]
+    pub group: ::prost::alloc::string::String,
+    /// Its agents logged in, by state.
+    #[prost(map = "string, uint32", tag = "2")]
+    pub states: ::std::collections::HashMap<::prost::alloc::string::String, u32>,
+    #[prost(message, optional, tag = "3")]
+    pub figures: ::core::option::Option<Periods>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct TenantStats {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    /// When the figures were taken, UTC milliseconds.
+    #[prost(int64, tag = "2")]
+    pub at_ms: i64,
+    #[prost(uint32, tag = "3")]
+    pub waiting: u32,
+    #[prost(uint64, tag = "4")]
+    pub longest_wait_ms: u64,
+    #[prost(message, optional, tag = "5")]
+    pub figures: ::core::option::Option<Periods>,
+    #[prost(message, repeated, tag = "6")]
+    pub queues: ::prost::alloc::vec::Vec<QueueFigures>,
+    #[prost(message, repeated, tag = "7")]
+    pub agents: ::prost::alloc::vec::Vec<AgentFigures>,
+    #[prost(message, repeated, tag = "8")]
+    pub groups: ::prost::alloc::vec::Vec<GroupFigures>,
+    /// How the figures are counted: the tenant's settings.
+    #[prost(string, tag = "9")]
+    pub time_zone: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "10")]
+    pub service_level_secs: u32,
+    #[prost(uint32, tag = "11")]
+    pub short_abandon_secs: u32,
+}
+#[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum WorkMode {
@@ -2762,6 +2892,380 @@ pub mod queues_server {
     /// Generated gRPC service name
     pub const SERVICE_NAME: &str = "switchboard.voice.v1.Queues";
     impl<T> tonic::server::NamedService for QueuesServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}
+/// Generated client implementations.
+pub mod stats_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Real-time statistics of the tenant: its queues, agents and agent groups now, and over the
+    /// last 15 minutes and today (since midnight in the tenant's time zone). Every node serves the
+    /// same figures: each folds the tenant's event streams. A tenant's API key, or one that reads
+    /// statistics only (scope stats), reaches them.
+    #[derive(Debug, Clone)]
+    pub struct StatsClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl<T> StatsClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> StatsClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            StatsClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// The figures now.
+        pub async fn get_stats(
+            &mut self,
+            request: impl tonic::IntoRequest<super::StatsRequest>,
+        ) -> std::result::Result<tonic::Response<super::TenantStats>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchboard.voice.v1.Stats/GetStats",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchboard.voice.v1.Stats", "GetStats"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The figures now, then again after each change (at most four times a second) and every
+        /// second while agents' time in state runs.
+        pub async fn watch_stats(
+            &mut self,
+            request: impl tonic::IntoRequest<super::StatsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::TenantStats>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchboard.voice.v1.Stats/WatchStats",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchboard.voice.v1.Stats", "WatchStats"));
+            self.inner.server_streaming(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod stats_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with StatsServer.
+    #[async_trait]
+    pub trait Stats: std::marker::Send + std::marker::Sync + 'static {
+        /// The figures now.
+        async fn get_stats(
+            &self,
+            request: tonic::Request<super::StatsRequest>,
+        ) -> std::result::Result<tonic::Response<super::TenantStats>, tonic::Status>;
+        /// Server streaming response type for the WatchStats method.
+        type WatchStatsStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::TenantStats, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// The figures now, then again after each change (at most four times a second) and every
+        /// second while agents' time in state runs.
+        async fn watch_stats(
+            &self,
+            request: tonic::Request<super::StatsRequest>,
+        ) -> std::result::Result<tonic::Response<Self::WatchStatsStream>, tonic::Status>;
+    }
+    /// Real-time statistics of the tenant: its queues, agents and agent groups now, and over the
+    /// last 15 minutes and today (since midnight in the tenant's time zone). Every node serves the
+    /// same figures: each folds the tenant's event streams. A tenant's API key, or one that reads
+    /// statistics only (scope stats), reaches them.
+    #[derive(Debug)]
+    pub struct StatsServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> StatsServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for StatsServer<T>
+    where
+        T: Stats,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/switchboard.voice.v1.Stats/GetStats" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetStatsSvc<T: Stats>(pub Arc<T>);
+                    impl<T: Stats> tonic::server::UnaryService<super::StatsRequest>
+                    for GetStatsSvc<T> {
+                        type Response = super::TenantStats;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::StatsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Stats>::get_stats(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetStatsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchboard.voice.v1.Stats/WatchStats" => {
+                    #[allow(non_camel_case_types)]
+                    struct WatchStatsSvc<T: Stats>(pub Arc<T>);
+                    impl<
+                        T: Stats,
+                    > tonic::server::ServerStreamingService<super::StatsRequest>
+                    for WatchStatsSvc<T> {
+                        type Response = super::TenantStats;
+                        type ResponseStream = T::WatchStatsStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::StatsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Stats>::watch_stats(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = WatchStatsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for StatsServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "switchboard.voice.v1.Stats";
+    impl<T> tonic::server::NamedService for StatsServer<T> {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
