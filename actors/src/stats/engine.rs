@@ -15,8 +15,9 @@
 //!   short-abandon threshold.
 //! - **service level** = answered in time / (answered + abandoned after the short-abandon
 //!   threshold).
-//! - **handle time** = talk and hold (answer to release) + the agent's after-call work that
-//!   follows, counted when the after-call work ends.
+//! - **handle time** = talk and hold (answer to release, or to the transfer that hands the
+//!   call on) + the agent's after-call work that follows, counted when that work ends.
+//! - **transfers**: calls their answering party transferred (`PartyChanged`).
 //! - **occupancy** = time busy (on calls or in after-call work) / (time busy + time Ready).
 
 use std::collections::{BTreeMap, HashMap};
@@ -114,6 +115,8 @@ struct CallTrack {
     routed_to: Option<String>,
     /// When it was answered, and the agent who answered (none for a DN no agent is on).
     answered: Option<(u64, Option<String>)>,
+    /// Transferred away by whoever answered: their handling is over.
+    handed_on: bool,
 }
 
 /// A call over whose handle time waits for its agent's after-call work to end.
@@ -297,6 +300,7 @@ impl TenantStats {
                         entered_ms: at,
                         routed_to: None,
                         answered: None,
+                        handed_on: false,
                     },
                 );
                 self.count_call(&c.queue, None, at, |n| n.offered += 1);
@@ -352,14 +356,20 @@ impl TenantStats {
                 true
             }
             "PartyChanged" => {
-                let Some(track) = self.calls.get(&c.call_id) else {
+                // The party who answered transferred the call: one transfer, and the end of
+                // their handling (the call goes on without them).
+                let Some(track) = self.calls.get_mut(&c.call_id) else {
                     return false;
                 };
-                let Some((_, agent)) = &track.answered else {
+                let Some((answered_at, agent)) = track.answered.clone() else {
                     return false;
                 };
-                let (queue, agent) = (track.queue.clone(), agent.clone());
+                if std::mem::replace(&mut track.handed_on, true) {
+                    return false;
+                }
+                let queue = track.queue.clone();
                 self.count_call(&queue, agent.as_deref(), at, |n| n.transfers += 1);
+                self.handling_over(queue, answered_at, agent, at);
                 true
             }
             "Released" => {
@@ -369,35 +379,42 @@ impl TenantStats {
                 let Some((answered_at, agent)) = track.answered else {
                     return false;
                 };
-                let talk_ms = at.saturating_sub(answered_at);
-                let Some(agent) = agent else {
-                    // No agent to wrap up: handled now.
-                    self.count_call(&track.queue, None, at, |n| {
-                        n.handled += 1;
-                        n.handle_ms += talk_ms;
-                    });
-                    return true;
-                };
-                // The agent's after-call work began already (its event comes before the
-                // release), or comes next, or never (no wrap-up: handled now).
-                let (wrapping_up, since, idle) =
-                    self.agents.get(&agent).map_or((false, at, false), |a| {
-                        (a.state == "AfterCallWork", a.state_since, !a.on_call)
-                    });
-                self.handling.insert(
-                    agent.clone(),
-                    Handling {
-                        queue: track.queue,
-                        talk_ms,
-                        wrap_up_from: wrapping_up.then_some(since),
-                    },
-                );
-                if idle && !wrapping_up {
-                    self.handled(&agent, at, 0);
+                if !track.handed_on {
+                    self.handling_over(track.queue, answered_at, agent, at);
                 }
                 true
             }
             _ => false,
+        }
+    }
+
+    /// The talk of a call answered at `answered_at` by `agent` is over at `at`: handled now
+    /// when no after-call work follows, or once it ends.
+    fn handling_over(&mut self, queue: String, answered_at: u64, agent: Option<String>, at: u64) {
+        let talk_ms = at.saturating_sub(answered_at);
+        let Some(agent) = agent else {
+            // No agent to wrap up.
+            self.count_call(&queue, None, at, |n| {
+                n.handled += 1;
+                n.handle_ms += talk_ms;
+            });
+            return;
+        };
+        // The agent's after-call work began already (its event is written before the
+        // call's), or comes next, or never (no wrap-up: handled now).
+        let (wrapping_up, since, idle) = self.agents.get(&agent).map_or((false, at, false), |a| {
+            (a.state == "AfterCallWork", a.state_since, !a.on_call)
+        });
+        self.handling.insert(
+            agent.clone(),
+            Handling {
+                queue,
+                talk_ms,
+                wrap_up_from: wrapping_up.then_some(since),
+            },
+        );
+        if idle && !wrapping_up {
+            self.handled(&agent, at, 0);
         }
     }
 

@@ -119,7 +119,11 @@ mod tests {
                     [stats]\nservice_level_secs = 30\n";
         let c: TenantConfig = toml::from_str(toml).expect("tenant");
         assert_eq!(
-            (c.time_zone.as_str(), c.stats.service_level_secs, c.stats.short_abandon_secs),
+            (
+                c.time_zone.as_str(),
+                c.stats.service_level_secs,
+                c.stats.short_abandon_secs
+            ),
             ("Asia/Kolkata", 30, 5)
         );
         assert!(Directory::new(&[c]).is_ok());

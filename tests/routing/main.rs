@@ -6,7 +6,10 @@
 //! media server that never answers; and the demo as `switchboard serve` runs it, with SIPp
 //! for the carrier, the media server and the agent's phone.
 
+#[path = "../support/mod.rs"]
 mod support;
+
+mod stats;
 
 use std::net::SocketAddr;
 use std::time::Duration;
