@@ -17,6 +17,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use switchboard_actors::figures::Registrations;
 use switchboard_actors::messages::rq::QueueStats;
+use switchboard_actors::stats::periods::Counts;
 use switchboard_sip::transport::TransportFigures;
 
 /// What the metrics say, as gathered at one scrape.
@@ -39,6 +40,8 @@ pub(crate) struct Scrape {
     pub(crate) registrations: Vec<(String, Registrations)>,
     /// Queues of the tenants this node owns.
     pub(crate) queues: Vec<(String, QueueStats)>,
+    /// Each queue's figures of today, from the statistics: (tenant, queue, figures).
+    pub(crate) today: Vec<(String, String, Counts)>,
     pub(crate) routing_decisions: Option<Histogram>,
     /// Whether each store configured answers: (store, up).
     pub(crate) stores: Vec<(&'static str, bool)>,
@@ -325,6 +328,48 @@ impl Scrape {
                 rows(figure)
                     .iter()
                     .map(|(k, n)| (labels(k), ConstGauge::new(*n as i64))),
+            )?;
+        }
+        // Today's service level, from the statistics (those of tenants past the cap put
+        // together).
+        let mut today: BTreeMap<(String, String), Counts> = BTreeMap::new();
+        for (t, q, counts) in &self.today {
+            today.entry((tenant(t), q.clone())).or_default().add(counts);
+        }
+        family(
+            e,
+            "queue_service_level",
+            "Today's service level of each queue: answered within the tenant's threshold / (answered + abandoned after the short-abandon threshold); absent before such a call.",
+            MetricType::Gauge,
+            today
+                .iter()
+                .filter_map(|(k, c)| c.service_level().map(|sl| (labels(k), ConstGauge::new(sl)))),
+        )?;
+        for (name, help, figure) in [
+            (
+                "queue_offered",
+                "Calls that entered each queue today.",
+                (|c: &Counts| c.offered) as fn(&Counts) -> u64,
+            ),
+            (
+                "queue_answered",
+                "Calls of each queue answered today.",
+                |c| c.answered,
+            ),
+            (
+                "queue_abandoned",
+                "Callers who hung up waiting in each queue today.",
+                |c| c.abandoned,
+            ),
+        ] {
+            family(
+                e,
+                name,
+                help,
+                MetricType::Gauge,
+                today
+                    .iter()
+                    .map(|(k, c)| (labels(k), ConstGauge::new(figure(c) as i64))),
             )?;
         }
         // A longest wait is not summed: the longest of the queues put together.

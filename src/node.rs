@@ -106,6 +106,8 @@ struct Ready {
     rq: Rq,
     /// Tenants labelled on their own in the metrics; the rest are summed as `other`.
     max_tenants: usize,
+    /// Every tenant's statistics.
+    statistics: Statistics,
 }
 
 impl Ready {
@@ -196,6 +198,14 @@ impl health::Readiness for Ready {
             }
             None => None,
         };
+        let mut today = Vec::new();
+        for tenant in owned() {
+            if let Some((now, _)) = self.statistics.now(tenant, switchboard_actors::unix_ms()) {
+                for q in now.queues {
+                    today.push((tenant.clone(), q.name, q.counts.today));
+                }
+            }
+        }
         let owned_agents = self
             .figures
             .agents()
@@ -242,6 +252,7 @@ impl health::Readiness for Ready {
             agents: owned_agents,
             registrations: self.figures.registrations(),
             queues,
+            today,
             routing_decisions: Some(self.figures.routing_decisions.clone()),
             stores,
             tenants,
@@ -754,6 +765,7 @@ impl Node {
                 figures: figures.clone(),
                 rq: rq.local(),
                 max_tenants: config.metrics.max_tenants,
+                statistics,
             })),
             config.http.limits(),
         ));

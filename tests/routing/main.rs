@@ -572,6 +572,21 @@ async fn the_demo_routes_a_sipp_call_through_its_strategy() {
     };
     assert_eq!(agents_in("AfterCallWork") + agents_in("Ready"), 1.0);
     assert_eq!(figure("switchboard_routing_decision_seconds_count"), 1.0);
+    // Answered within the demo's 20 s: today's service level is whole.
+    let today = |series: &str| {
+        figure(&format!(
+            r#"switchboard_queue_{series}{{tenant="demo",queue="support"}}"#
+        ))
+    };
+    assert!(
+        support::eventually(Duration::from_secs(5), || today("answered") == 1.0),
+        "{}",
+        support::http_get(server.http, "/metrics").unwrap_or_default()
+    );
+    assert_eq!(
+        (today("offered"), today("abandoned"), today("service_level")),
+        (1.0, 0.0, 1.0)
+    );
     assert_eq!(
         figure(r#"switchboard_routing_decision_seconds_bucket{le="+Inf"}"#),
         1.0
