@@ -311,8 +311,13 @@ impl Scrape {
             ),
             (
                 "queue_ready_agents",
-                "Ready agents who can take the calls waiting in each queue now (their targets met).",
+                "Ready agents who can take a call waiting in each queue now (its target as it stands met); those serving it when none waits.",
                 |q| f64::from(q.ready),
+            ),
+            (
+                "queue_ready_serving_agents",
+                "Ready agents who serve each queue (logged in to it), whatever its calls' targets.",
+                |q| f64::from(q.ready_serving),
             ),
             (
                 "queue_busy_agents",

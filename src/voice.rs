@@ -860,6 +860,7 @@ impl pb::queues_server::Queues for Voice {
                 queue: s.queue,
                 waiting: s.waiting,
                 ready: s.ready,
+                ready_serving: s.ready_serving,
                 busy: s.busy,
                 ewt_ms: s.ewt_ms,
                 oldest_wait_ms: s.oldest_ms,

@@ -456,6 +456,7 @@ impl RqState {
                 let Some(t) = t else {
                     return s;
                 };
+                let mut able = BTreeSet::new();
                 if let Some(queue) = t.queues.get(&name) {
                     s.waiting = queue.len() as u32;
                     s.oldest_ms = queue
@@ -463,14 +464,29 @@ impl RqState {
                         .map(|w| now.saturating_sub(w.since))
                         .max()
                         .unwrap_or(0);
+                    // Each target once: calls of a queue mostly share theirs.
+                    let mut targets = Vec::new();
+                    for w in queue.iter() {
+                        if !targets.contains(&&w.target) {
+                            targets.push(&w.target);
+                        }
+                    }
+                    for target in targets {
+                        able.extend(t.pool.choose_all(target));
+                    }
                 }
                 for (agent, info) in t.agents.iter().filter(|(_, i)| i.queues.contains(&name)) {
                     if info.on_call || t.reserved.contains_key(agent) {
                         s.busy += 1;
                     } else if info.available {
-                        s.ready += 1;
+                        s.ready_serving += 1;
                     }
                 }
+                s.ready = if s.waiting == 0 {
+                    s.ready_serving
+                } else {
+                    able.len() as u32
+                };
                 s.ewt_ms = t
                     .estimates
                     .get(&name)
@@ -580,9 +596,15 @@ mod tests {
         // a1002 has English at 2 only: it is not offered the call.
         rq.availability(ready("a1002", true));
         let stats = rq.stats("demo").await;
+        // It serves the queue and is Ready, but cannot take the call waiting there.
         assert_eq!(
-            (stats[0].queue.as_str(), stats[0].waiting, stats[0].ready),
-            ("support", 1, 1)
+            (
+                stats[0].queue.as_str(),
+                stats[0].waiting,
+                stats[0].ready,
+                stats[0].ready_serving
+            ),
+            ("support", 1, 0, 1)
         );
         let place = rq.place("demo", "c1").await.expect("waiting");
         assert_eq!((place.position, place.agent), (1, None));
@@ -669,8 +691,12 @@ mod tests {
             agent: "a1003".into(),
         });
         rq.send(submit("c3", 3));
+        // Ready, but not offered calls until Ready again: it takes none now.
         let stats = rq.stats("demo").await;
-        assert_eq!((stats[0].waiting, stats[0].ready), (1, 1));
+        assert_eq!(
+            (stats[0].waiting, stats[0].ready, stats[0].ready_serving),
+            (1, 0, 1)
+        );
         rq.availability(ready("a1003", false));
         rq.availability(ready("a1003", true));
         assert_eq!(next().await, ("c3".into(), "a1003".into(), "matched"));

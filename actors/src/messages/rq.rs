@@ -32,9 +32,14 @@ pub struct Availability {
 pub struct QueueStats {
     pub queue: String,
     pub waiting: u32,
-    /// Agents serving the queue who are Ready (and not reserved), and who are on calls or
-    /// reserved for one.
+    /// Ready agents (not reserved) who can take a call waiting in the queue now: who satisfy
+    /// its target as it stands (after overflow). With no call waiting, those serving the
+    /// queue (`ready_serving`).
     pub ready: u32,
+    /// Ready agents (not reserved) who serve the queue (logged in to it), whatever the
+    /// targets of its calls.
+    pub ready_serving: u32,
+    /// Agents serving the queue who are on calls or reserved for one.
     pub busy: u32,
     /// The estimated wait of a call joining now, if any call was served yet.
     pub ewt_ms: Option<u64>,

@@ -587,6 +587,8 @@ pub struct QueueFigure {
     pub ewt_ms: ::core::option::Option<u64>,
     #[prost(uint64, tag = "6")]
     pub oldest_ms: u64,
+    #[prost(uint32, tag = "7")]
+    pub ready_serving: u32,
 }
 /// Written by a node into a tenant's owner inbox as it becomes the owner: once it reads its
 /// own marker back, every message it sent there before is handled, and it may hand the

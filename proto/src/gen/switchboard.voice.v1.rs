@@ -286,10 +286,12 @@ pub struct QueueStats {
     /// Calls waiting in the queue for an agent.
     #[prost(uint32, tag = "2")]
     pub waiting: u32,
-    /// Agents serving the queue who are Ready and free, and who are on a call or reserved for
-    /// one.
+    /// Ready agents (free, not reserved) who can take a call waiting in the queue now: who
+    /// satisfy its target as it stands after overflow; with no call waiting, those serving the
+    /// queue (as ready_serving).
     #[prost(uint32, tag = "3")]
     pub ready: u32,
+    /// Agents serving the queue who are on a call or reserved for one.
     #[prost(uint32, tag = "4")]
     pub busy: u32,
     /// The estimated wait of a call joining now, from the queue's recent waits; absent until
@@ -299,6 +301,11 @@ pub struct QueueStats {
     /// How long the call waiting longest has waited.
     #[prost(uint64, tag = "6")]
     pub oldest_wait_ms: u64,
+    /// Ready agents who serve the queue (logged in to it), whatever its calls' targets; `ready`
+    /// counts those who can take a call waiting now (satisfy its target as it stands), or these
+    /// when no call waits.
+    #[prost(uint32, tag = "7")]
+    pub ready_serving: u32,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]

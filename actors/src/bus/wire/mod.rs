@@ -427,6 +427,7 @@ fn answer_to_pb(a: &Answer) -> pb::Answer {
                     busy: q.busy,
                     ewt_ms: q.ewt_ms,
                     oldest_ms: q.oldest_ms,
+                    ready_serving: q.ready_serving,
                 })
                 .collect(),
         }),
@@ -472,6 +473,7 @@ fn answer_from_pb(tenant: &str, a: pb::Answer) -> Result<Answer, Unreadable> {
                     queue: q.queue,
                     waiting: q.waiting,
                     ready: q.ready,
+                    ready_serving: q.ready_serving,
                     busy: q.busy,
                     ewt_ms: q.ewt_ms,
                     oldest_ms: q.oldest_ms,
@@ -705,6 +707,7 @@ mod tests {
                     queue: "support".into(),
                     waiting: 3,
                     ready: 1,
+                    ready_serving: 2,
                     busy: 2,
                     ewt_ms: Some(1500),
                     oldest_ms: 40_000,
