@@ -734,12 +734,11 @@ impl Node {
             bus.start(Arc::new(systems)).await;
         }
         let followed_for_health = followed.clone();
-        let provisioning = Provisioning::new(followed, postgres, admin_key, None).with_bans(
-            crate::provisioning::Bans {
+        let provisioning = Provisioning::new(followed, postgres, admin_key.clone(), None)
+            .with_bans(crate::provisioning::Bans {
                 defence: defence.clone(),
                 store: ban_store,
-            },
-        );
+            });
         let grpc = tokio::spawn(grpc::serve(grpc, provisioning, voice, stats));
 
         let listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -754,7 +753,7 @@ impl Node {
                 redis,
                 cluster: cluster.clone(),
                 ownership,
-                directory: followed_for_health,
+                directory: followed_for_health.clone(),
                 bus: bus.clone(),
                 adoption: redis_adopts.then(|| adoption_counts.clone()),
                 defence,
@@ -765,8 +764,12 @@ impl Node {
                 figures: figures.clone(),
                 rq: rq.local(),
                 max_tenants: config.metrics.max_tenants,
+                statistics: statistics.clone(),
+            }))
+            .merge(http::wallboard::router(
+                Keys::new(followed_for_health.clone(), admin_key.clone()),
                 statistics,
-            })),
+            )),
             config.http.limits(),
         ));
         if sip_udp.ip().is_loopback() {

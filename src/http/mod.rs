@@ -1,11 +1,12 @@
-//! The node's HTTP endpoints (health and metrics, the callbacks API for GES) on axum over
-//! hyper's HTTP/1.1: keep-alive, chunked bodies, gzip for the clients that take it, and limits
-//! that keep slow or hostile clients from starving anyone else: a deadline for each request's
-//! head (which also closes idle keep-alive connections), a cap on head and body sizes, and caps
-//! on connections per listener and per source address.
+//! The node's HTTP endpoints (health, metrics and the wallboard, the callbacks API for GES) on
+//! axum over hyper's HTTP/1.1: keep-alive, chunked bodies, gzip for the clients that take it,
+//! and limits that keep slow or hostile clients from starving anyone else: a deadline for each
+//! request's head (which also closes idle keep-alive connections), a cap on head and body
+//! sizes, and caps on connections per listener and per source address.
 
 pub(crate) mod callbacks;
 pub(crate) mod health;
+pub(crate) mod wallboard;
 
 use std::collections::HashMap;
 use std::io::Write as _;

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::support::browser::Browser;
 use super::support::peer::{Peer, raw_phone, sbc_in_dialog, sdp};
 use super::support::{self, DEMO_KEY, Server, agent, log_in, with_key};
 use super::{Agents, caller_on_music, config, invite_within, ready, unbound_peer};
@@ -336,5 +337,122 @@ async fn statistics_count_calls_as_computed_by_hand_on_every_node() {
         settled(&again, &on_b).await,
         "{:#?}\n{on_b:#?}",
         stats_of(&again).await
+    );
+}
+
+/// The wallboard as a supervisor meets it, in headless Chromium: refused without a key, with
+/// a key for another tenant or for a queue the tenant lacks; signed in with the wallboard's
+/// key, it shows an agent logging in, a caller waiting, the call answered, live. A screenshot
+/// of it is saved in the test's directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wallboard_shows_queues_and_agents_live_in_a_browser() {
+    let playing = unbound_peer();
+    let addr = playing.local_addr().expect("addr");
+    let server = Server::start_with_config(Some(&config(&[addr], |_| {})), &[]);
+    let playing = Peer::on(playing, &server);
+
+    // Bad keys and bad requests are refused, saying nothing of the figures.
+    let ask = |path: &str, key: &str| {
+        let auth = if key.is_empty() {
+            String::new()
+        } else {
+            format!("Authorization: Bearer {key}\r\n")
+        };
+        let text = support::http_request(server.http, "GET", path, &auth).expect("http");
+        (text[9..12].parse::<u16>().expect("status"), text)
+    };
+    for (path, key, status) in [
+        ("/wallboard/stats", "", 401),
+        ("/wallboard/stats", "not-a-key", 401),
+        ("/wallboard/stats?tenant=acme", "demo-wallboard-key", 403),
+        ("/wallboard/stats?queue=nonesuch", "demo-wallboard-key", 404),
+        ("/wallboard/events", "", 401),
+    ] {
+        let (got, text) = ask(path, key);
+        assert_eq!(got, status, "{path} with {key:?}: {text}");
+        assert!(!text.contains("waiting"), "{text}");
+    }
+    let (ok, text) = ask("/wallboard/stats?queue=support", "demo-wallboard-key");
+    assert_eq!(ok, 200, "{text}");
+    assert!(text.contains(r#""queue":"support""#), "{text}");
+
+    // Signed in with the wallboard's key.
+    let page = format!("http://{}/wallboard", server.http);
+    let mut browser = Browser::open(&page, &["--window-size=1280,720".to_owned()]);
+    let wait = |browser: &mut Browser, what: &str, expression: &str| {
+        if let Err(last) = browser.wait_for(expression, Duration::from_secs(10)) {
+            let board = browser.evaluate("document.body.innerText");
+            panic!("{what}: {last}\n{board}\n{}", server.log_text());
+        }
+    };
+    wait(
+        &mut browser,
+        "the login form",
+        "document.querySelector('input[name=key]') !== null",
+    );
+    browser.evaluate(
+        "document.querySelector('input[name=key]').value = 'demo-wallboard-key'; \
+         document.querySelector('form').submit(); true",
+    );
+    let cell = |row: &str, field: &str| {
+        format!("document.querySelector('{row} td[data-field=\"{field}\"]')")
+    };
+    let queue = r#"#queues tr[data-queue="support"]"#;
+    let agent = r#"#agents tr[data-agent="a1003"]"#;
+    wait(
+        &mut browser,
+        "the board",
+        &format!("{}?.textContent === '0'", cell(queue, "waiting")),
+    );
+
+    // An agent logs in: shown NotReady.
+    let p1003 = raw_phone(&server, "1003");
+    let mut agents = Agents::new(support::grpc(&server).await);
+    log_in(&mut agents, &["1003"], false).await;
+    wait(
+        &mut browser,
+        "the agent logged in",
+        &format!("{}?.dataset.state === 'NotReady'", cell(agent, "state")),
+    );
+    // A caller waits on music: one waiting.
+    let sbc = Peer::sbc(&server);
+    let ok = caller_on_music(&server, &sbc, &playing, "board");
+    playing
+        .request(Method::Ack, Duration::from_secs(5))
+        .expect("the music's answer is acknowledged");
+    wait(
+        &mut browser,
+        "the caller waiting",
+        &format!("{}?.textContent === '1'", cell(queue, "waiting")),
+    );
+    // The agent takes it: answered, the agent on the call.
+    agent_takes_the_caller(&server, &mut agents, "1003", &p1003, &sbc, &playing).await;
+    wait(
+        &mut browser,
+        "the call answered",
+        &format!(
+            "{}?.textContent === '1' && {}?.textContent === '0' && {}?.dataset.state === 'OnCall'",
+            cell(queue, "answered"),
+            cell(queue, "waiting"),
+            cell(agent, "state")
+        ),
+    );
+    wait(
+        &mut browser,
+        "a whole service level",
+        &format!("{}?.textContent === '100 %'", cell(queue, "serviceLevel")),
+    );
+    let shot = browser.screenshot();
+    assert!(shot.starts_with(b"\x89PNG"), "a PNG image");
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("wallboard.png"), &shot).expect("screenshot saved");
+    if let Ok(to) = std::env::var("SWITCHBOARD_WALLBOARD_SHOT") {
+        std::fs::write(to, &shot).expect("screenshot copied");
+    }
+    caller_hangs_up(&server, &sbc, &ok, "board", &p1003);
+    wait(
+        &mut browser,
+        "the call over",
+        &format!("{}?.dataset.state === 'NotReady'", cell(agent, "state")),
     );
 }

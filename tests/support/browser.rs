@@ -144,13 +144,27 @@ impl Browser {
 
     /// The value of JavaScript `expression` in the page (awaited when it is a promise).
     pub fn evaluate(&mut self, expression: &str) -> serde_json::Value {
+        let params = serde_json::json!({"expression": expression, "returnByValue": true, "awaitPromise": true});
+        self.call("Runtime.evaluate", params)["result"]["value"].clone()
+    }
+
+    /// The page as a PNG image.
+    pub fn screenshot(&mut self) -> Vec<u8> {
+        use base64::Engine as _;
+        let shot = self.call(
+            "Page.captureScreenshot",
+            serde_json::json!({"format": "png"}),
+        );
+        base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("image data"))
+            .expect("base64")
+    }
+
+    /// The result of DevTools method `method` with `params`.
+    pub fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
         self.next_id += 1;
         let id = self.next_id;
-        let call = serde_json::json!({
-            "id": id,
-            "method": "Runtime.evaluate",
-            "params": {"expression": expression, "returnByValue": true, "awaitPromise": true},
-        });
+        let call = serde_json::json!({"id": id, "method": method, "params": params});
         let message = ws::frame(
             ws::opcode::TEXT,
             call.to_string().as_bytes(),
@@ -163,7 +177,7 @@ impl Browser {
                     let answer: serde_json::Value =
                         serde_json::from_slice(&m).expect("DevTools JSON");
                     if answer["id"] == id {
-                        return answer["result"]["result"]["value"].clone();
+                        return answer["result"].clone();
                     }
                 }
                 Some(_) => {}
