@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of switchboard on a fresh Debian 12 machine: installs the peers the tests talk
-# to (SIPp, baresip, sipvicious, Chromium, Redis, PostgreSQL, protoc, socat) when missing, starts a private Redis, a
+# to (SIPp, baresip, sipvicious, sngrep, Chromium, Redis, PostgreSQL, protoc, socat) when missing, starts a private Redis, a
 # private three-master Redis Cluster and a private PostgreSQL cluster on free ports in a
 # temporary directory, runs the whole cargo test suite, and stops what it started.
 set -euo pipefail
@@ -21,7 +21,9 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v socat >/dev/null || missing+=(socat)
 # The scanners of the defence tests.
 command -v svwar >/dev/null || missing+=(sipvicious)
-# The browser of the WebSocket test.
+# The HEP collector of the SIP capture test.
+command -v sngrep >/dev/null || missing+=(sngrep)
+# The browser of the WebSocket and wallboard tests.
 command -v chromium >/dev/null || missing+=(chromium)
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)

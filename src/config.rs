@@ -18,6 +18,8 @@ pub(crate) struct NodeConfig {
     pub(crate) websocket: WebSocketConfig,
     pub(crate) http: HttpConfig,
     pub(crate) metrics: MetricsConfig,
+    /// SIP capture to Homer: every message in and out, as HEP v3 over UDP.
+    pub(crate) hep: Option<HepConfig>,
     pub(crate) grpc: GrpcConfig,
     pub(crate) stores: StoresConfig,
     pub(crate) registrar: RegistrarConfig,
@@ -273,6 +275,23 @@ impl HttpConfig {
             head_timeout: std::time::Duration::from_secs(self.head_timeout_secs.max(1)),
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HepConfig {
+    /// The collector (Homer's heplify-server, or any HEP listener): `host:port` as an address.
+    pub(crate) collector: SocketAddr,
+    /// The capture agent id the collector shows for this node.
+    #[serde(default = "default_agent_id")]
+    pub(crate) agent_id: u32,
+    /// The collector's password, if it asks for one.
+    #[serde(default)]
+    pub(crate) password: Option<String>,
+}
+
+fn default_agent_id() -> u32 {
+    2001
 }
 
 #[derive(Debug, Clone, Deserialize)]

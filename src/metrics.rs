@@ -46,6 +46,8 @@ pub(crate) struct Scrape {
     /// Whether each store configured answers: (store, up).
     pub(crate) stores: Vec<(&'static str, bool)>,
     pub(crate) max_tenants: usize,
+    /// SIP capture to Homer: messages sent to the collector, and dropped.
+    pub(crate) hep: Option<(u64, u64)>,
 }
 
 impl Scrape {
@@ -246,6 +248,20 @@ impl Collector for Scrape {
                 .map(|(store, up)| ([("store", *store)], ConstGauge::new(i64::from(*up)))),
         )?;
         self.encode_events(&mut e)?;
+        if let Some((sent, dropped)) = self.hep {
+            counter(
+                &mut e,
+                "hep_sent",
+                "SIP messages copied to the Homer collector (HEP v3).",
+                sent,
+            )?;
+            counter(
+                &mut e,
+                "hep_dropped",
+                "SIP messages not copied to Homer: the collector slower than the traffic, or unreachable.",
+                dropped,
+            )?;
+        }
         for (name, help, value) in &self.edge {
             counter(&mut e, name, help, *value)?;
         }

@@ -44,6 +44,7 @@ use switchboard_sip::Host;
 use switchboard_sip::auth::NonceKey;
 use switchboard_sip::transaction::TimerConfig;
 use switchboard_sip::transport::TransportConfig;
+use switchboard_sip::transport::hep::{Hep, HepConfig as HepSettings};
 
 use crate::auth::Keys;
 use crate::config::NodeConfig;
@@ -108,6 +109,8 @@ struct Ready {
     max_tenants: usize,
     /// Every tenant's statistics.
     statistics: Statistics,
+    /// SIP capture to Homer, if on.
+    hep: Option<Arc<Hep>>,
 }
 
 impl Ready {
@@ -257,6 +260,12 @@ impl health::Readiness for Ready {
             stores,
             tenants,
             max_tenants: self.max_tenants,
+            hep: self.hep.as_ref().map(|h| {
+                (
+                    h.sent.load(Ordering::Relaxed),
+                    h.dropped.load(Ordering::Relaxed),
+                )
+            }),
         }
         .encode()
     }
@@ -540,6 +549,21 @@ impl Node {
             ))
         });
         let transport_figures = Arc::new(switchboard_sip::transport::TransportFigures::default());
+        let hep = match &config.hep {
+            Some(h) => {
+                let hep = Hep::start(HepSettings {
+                    collector: h.collector,
+                    agent_id: h.agent_id,
+                    password: h.password.clone(),
+                })
+                .await
+                .with_context(|| format!("[hep] collector {}", h.collector))?;
+                tracing::info!(collector = %h.collector, agent_id = h.agent_id,
+                    "SIP capture: every message in and out copied to Homer (HEP v3)");
+                Some(hep)
+            }
+            None => None,
+        };
         let proxy_config = ProxyConfig {
             listen: config.sip.listen,
             aliases: config
@@ -567,6 +591,7 @@ impl Node {
                 ws_settings: switchboard_sip::transport::WsSettings {
                     origins: config.websocket.origins.clone(),
                 },
+                hep: hep.clone(),
                 ..TransportConfig::default()
             },
             timers: proxy_timers,
@@ -765,6 +790,7 @@ impl Node {
                 rq: rq.local(),
                 max_tenants: config.metrics.max_tenants,
                 statistics: statistics.clone(),
+                hep,
             }))
             .merge(http::wallboard::router(
                 Keys::new(followed_for_health.clone(), admin_key.clone()),

@@ -532,3 +532,117 @@ fn over_capacity_requests_get_503_at_once() {
     assert_eq!(r.status, 503);
     assert_eq!(header(&r, HeaderName::RetryAfter), Some("2"));
 }
+
+/// Whether something on this host listens on UDP `port` (read from /proc/net/udp).
+fn udp_bound(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let port = format!(":{port:04X} ");
+    table.lines().skip(1).any(|l| {
+        l.split_whitespace()
+            .nth(1)
+            .is_some_and(|local| format!("{local} ").ends_with(&port))
+    })
+}
+
+/// The UDP packets of a pcap file of Ethernet frames (as sngrep writes what it decoded from
+/// HEP): (source, destination, payload) each.
+fn pcap_udp(file: &[u8]) -> Vec<(std::net::SocketAddr, std::net::SocketAddr, Vec<u8>)> {
+    assert_eq!(&file[..4], [0xd4, 0xc3, 0xb2, 0xa1], "a little-endian pcap");
+    let linktype = u32::from_le_bytes(file[20..24].try_into().expect("linktype"));
+    assert_eq!(linktype, 1, "Ethernet frames");
+    let mut packets = Vec::new();
+    let mut at = 24;
+    while at + 16 <= file.len() {
+        let len = u32::from_le_bytes(file[at + 8..at + 12].try_into().expect("len")) as usize;
+        let frame = &file[at + 16..at + 16 + len];
+        at += 16 + len;
+        let ip = &frame[14..];
+        if ip[0] >> 4 != 4 || ip[9] != 17 {
+            continue;
+        }
+        let header = usize::from(ip[0] & 0x0f) * 4;
+        let addr = |a: &[u8], p: &[u8]| {
+            std::net::SocketAddr::from(([a[0], a[1], a[2], a[3]], u16::from_be_bytes([p[0], p[1]])))
+        };
+        let udp = &ip[header..];
+        packets.push((
+            addr(&ip[12..16], &udp[0..2]),
+            addr(&ip[16..20], &udp[2..4]),
+            udp[8..].to_vec(),
+        ));
+    }
+    packets
+}
+
+/// Every SIP message in and out reaches a Homer collector as HEP v3: Debian's sngrep,
+/// listening for HEP, writes what it decoded into a pcap file, read here. A phone's
+/// registration shows as its four messages, in order, each with its addresses; /metrics
+/// counts them sent.
+#[test]
+fn sip_capture_reaches_a_hep_collector_in_order_with_its_addresses() {
+    let dir = tempfile::tempdir().expect("dir");
+    let pcap = dir.path().join("hep.pcap");
+    let hep = support::free_port();
+    let mut sngrep = std::process::Command::new("sngrep")
+        .args([
+            "-N",
+            "-q",
+            "-F",
+            "-L",
+            &format!("udp:127.0.0.1:{hep}"),
+            "-O",
+        ])
+        .arg(&pcap)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sngrep runs (scripts/test.sh installs it)");
+    assert!(
+        support::eventually(Duration::from_secs(10), || udp_bound(hep)),
+        "sngrep listens for HEP"
+    );
+    let config = format!("[hep]\ncollector = \"127.0.0.1:{hep}\"\nagent_id = 42\n");
+    let server = Server::start_with_config(Some(&config), &[]);
+    let phone = Udp::on("127.0.0.5", server.sip);
+    assert_eq!(
+        support::register_with(&phone, "1001", "demo1001", "hep-1"),
+        200
+    );
+    let messages = || pcap_udp(&std::fs::read(&pcap).unwrap_or_default());
+    assert!(
+        support::eventually(Duration::from_secs(10), || messages().len() >= 4),
+        "{:?}",
+        messages()
+    );
+    let _ = sngrep.kill();
+    let _ = sngrep.wait();
+    let seen: Vec<(std::net::SocketAddr, std::net::SocketAddr, String)> = messages()
+        .into_iter()
+        .map(|(from, to, payload)| {
+            let text = String::from_utf8_lossy(&payload).into_owned();
+            let first = text.lines().next().unwrap_or_default().to_owned();
+            assert!(text.contains("Call-ID: hep-1"), "{text}");
+            (from, to, first)
+        })
+        .collect();
+    let phone_addr = std::net::SocketAddr::from(([127, 0, 0, 5], phone.port()));
+    let node = server.sip;
+    let lines: Vec<(std::net::SocketAddr, std::net::SocketAddr, &str)> = seen
+        .iter()
+        .map(|(f, t, l)| (*f, *t, l.split(' ').take(2).last().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (phone_addr, node, "sip:demo.local"),
+            (node, phone_addr, "401"),
+            (phone_addr, node, "sip:demo.local"),
+            (node, phone_addr, "200"),
+        ],
+        "{seen:#?}"
+    );
+    assert!(seen[0].2.starts_with("REGISTER ") && seen[2].2.starts_with("REGISTER "));
+    assert!(support::eventually(Duration::from_secs(5), || {
+        support::metric(&server, "switchboard_hep_sent_total") == Some(4.0)
+    }));
+}

@@ -9,6 +9,7 @@
 //! answered 400 (when the request can be answered) and closed.
 
 pub mod counts;
+pub mod hep;
 mod tcp;
 mod tls;
 mod udp;
@@ -191,6 +192,8 @@ pub struct TransportConfig {
     /// `User-Agent` of its requests; none by default, so that nothing tells a scanner what
     /// it found.
     pub product: Option<String>,
+    /// Where every message in and out is copied for Homer (HEP v3), if anywhere.
+    pub hep: Option<Arc<hep::Hep>>,
 }
 
 impl Default for TransportConfig {
@@ -210,6 +213,7 @@ impl Default for TransportConfig {
             wss: None,
             ws_settings: WsSettings::default(),
             product: None,
+            hep: None,
         }
     }
 }
@@ -375,9 +379,24 @@ impl Endpoint {
             None => bytes,
         };
         self.inner.config.figures.messages.sent(&bytes);
+        if let Some(hep) = &self.inner.config.hep {
+            hep.capture(self.local_addr(transport), dest, transport, bytes.clone());
+        }
         match transport {
             Transport::Udp => udp::send(&self.inner.udp, dest, &bytes),
             _ => tcp::send(self, transport, dest, bytes),
+        }
+    }
+
+    /// The address this endpoint takes `transport` on.
+    fn local_addr(&self, transport: Transport) -> SocketAddr {
+        let i = &self.inner;
+        match transport {
+            Transport::Udp => i.udp_addr,
+            Transport::Tcp => i.tcp_addr,
+            Transport::Tls => i.tls_addr.unwrap_or(i.tcp_addr),
+            Transport::Ws => i.ws_addr.unwrap_or(i.tcp_addr),
+            Transport::Wss => i.wss_addr.unwrap_or(i.tcp_addr),
         }
     }
 
@@ -405,6 +424,10 @@ impl Endpoint {
     fn deliver(&self, inbound: Inbound) {
         if let Ok(message) = &inbound.message {
             self.inner.config.figures.messages.received(message);
+            if let Some(hep) = &self.inner.config.hep {
+                let local = self.local_addr(inbound.transport);
+                hep.capture(inbound.source, local, inbound.transport, message.to_bytes());
+            }
         }
         (self.inner.handler)(inbound);
     }
