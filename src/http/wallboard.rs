@@ -5,6 +5,7 @@
 //! - `GET /wallboard`: the board, or a login form without a valid key.
 //! - `POST /wallboard/login` (form field `key`): a tenant's API key, or one that reads
 //!   statistics only (the wallboard's); kept in an HTTP-only cookie for the board's path.
+//!   `GET /wallboard/login?key=` does the same from a link (for a screen set up once).
 //! - `POST /wallboard/logout`: forgets it.
 //! - `GET /wallboard/stats` and `/wallboard/events`: the figures as JSON, once or as a stream
 //!   (the cookie, or `Authorization: Bearer <key>`); `?queue=` narrows them to one queue.
@@ -51,7 +52,7 @@ struct Board {
 pub(crate) fn router(keys: Keys, statistics: Statistics) -> Router {
     Router::new()
         .route("/wallboard", get(page))
-        .route("/wallboard/login", post(login))
+        .route("/wallboard/login", post(login).get(login_link))
         .route("/wallboard/logout", post(logout))
         .route("/wallboard/stats", get(stats))
         .route("/wallboard/events", get(events))
@@ -154,8 +155,20 @@ async fn page(State(board): State<Board>, headers: HeaderMap) -> Response {
     }
 }
 
+async fn login_link(State(board): State<Board>, Query(form): Query<LoginForm>) -> Response {
+    login(State(board), Form(form)).await
+}
+
 async fn login(State(board): State<Board>, Form(form): Form<LoginForm>) -> Response {
     let key = form.key.trim();
+    // Kept in a cookie: a key that could not be is no key for the board.
+    if key.contains([';', ',', ' ', '"', '\\']) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(LOGIN.replace("<!--why-->", "That key does not open a wallboard.")),
+        )
+            .into_response();
+    }
     if board.tenant(Some(key), &Wanted::default()).is_err() {
         return (
             StatusCode::UNAUTHORIZED,

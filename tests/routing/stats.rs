@@ -287,6 +287,25 @@ async fn statistics_count_calls_as_computed_by_hand_on_every_node() {
         today.occupancy = None;
         today
     };
+    // Over gRPC as over HTTP: no key, another tenant, a queue the tenant lacks.
+    let mut api = pb::stats_client::StatsClient::new(support::grpc(&a).await);
+    let refused =
+        |r: Result<tonic::Response<pb::TenantStats>, tonic::Status>| r.expect_err("refused").code();
+    let bare = api.get_stats(pb::StatsRequest::default()).await;
+    assert_eq!(refused(bare), tonic::Code::Unauthenticated);
+    let other = pb::StatsRequest {
+        tenant: "acme".into(),
+        ..Default::default()
+    };
+    let other = api.get_stats(with_key("demo-wallboard-key", other)).await;
+    assert_eq!(refused(other), tonic::Code::PermissionDenied);
+    let lacking = pb::StatsRequest {
+        queue: "nonesuch".into(),
+        ..Default::default()
+    };
+    let lacking = api.get_stats(with_key(DEMO_KEY, lacking)).await;
+    assert_eq!(refused(lacking), tonic::Code::NotFound);
+
     let on_a = stats_of(&a).await;
     assert_eq!(figures_of(&on_a), expected, "{on_a:#?}");
     assert_eq!(
@@ -375,6 +394,17 @@ async fn the_wallboard_shows_queues_and_agents_live_in_a_browser() {
     let (ok, text) = ask("/wallboard/stats?queue=support", "demo-wallboard-key");
     assert_eq!(ok, 200, "{text}");
     assert!(text.contains(r#""queue":"support""#), "{text}");
+    // A link signs a screen in as the form does; a bad key gets the form again.
+    let (to_board, text) = ask("/wallboard/login?key=demo-wallboard-key", "");
+    assert_eq!(to_board, 303, "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("set-cookie: sb_wallboard=demo-wallboard-key; path=/wallboard; httponly"),
+        "{text}"
+    );
+    let (bad, text) = ask("/wallboard/login?key=nope", "");
+    assert_eq!(bad, 401, "{text}");
+    assert!(text.contains("<form"), "{text}");
 
     // Signed in with the wallboard's key.
     let page = format!("http://{}/wallboard", server.http);

@@ -7,6 +7,10 @@
 //! agentload --print-tenant > large.toml      # the tenant, for the node's configuration
 //! agentload --grpc 127.0.0.1:9101 --rate 1000 --seconds 30 --subscribers 100 --pid $PID
 //! ```
+//!
+//! With `--wallboard HOST:PORT --wallboard-clients N`, N clients also follow the wallboard's
+//! server-sent events, and each change is timed from its request to the first update that
+//! shows it (the agent's reason code) at every client.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -49,6 +53,12 @@ struct Args {
     /// Requests in flight at most.
     #[arg(long, default_value_t = 256)]
     in_flight: usize,
+    /// The node's HTTP address, for wallboard clients.
+    #[arg(long)]
+    wallboard: Option<String>,
+    /// Clients following the wallboard's server-sent events.
+    #[arg(long, default_value_t = 0)]
+    wallboard_clients: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -159,6 +169,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }));
     }
 
+    // Wallboard clients, each timing every change from its request to the first update that
+    // shows it.
+    let mut boards = Vec::new();
+    if let Some(http) = &args.wallboard {
+        for _ in 0..args.wallboard_clients {
+            boards.push(tokio::spawn(follow_board(
+                http.clone(),
+                args.key.clone(),
+                sent.clone(),
+                origin,
+                total,
+            )));
+        }
+    }
+
     // The load: `rate` changes a second, spread over the agents.
     let cpu_before = args.pid.map(cpu_ticks).transpose()?;
     let load_start = Instant::now();
@@ -218,6 +243,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         _ => String::new(),
     };
+    let mut shown = Vec::new();
+    for b in boards {
+        if let Ok(Ok(Ok(l))) = tokio::time::timeout(Duration::from_secs(10), b).await {
+            shown.extend(l);
+        }
+    }
+    shown.sort_unstable();
     latencies.sort_unstable();
     let mut acks = std::mem::take(&mut *acks.lock().unwrap_or_else(|e| e.into_inner()));
     acks.sort_unstable();
@@ -249,7 +281,75 @@ async fn run(args: Args) -> anyhow::Result<()> {
         pct(&latencies, 0.999),
         pct(&latencies, 1.0)
     ));
+    if args.wallboard_clients > 0 {
+        say(format!(
+            "request to wallboard update at each of {} clients: {} shown of {} expected, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            args.wallboard_clients,
+            shown.len(),
+            total * args.wallboard_clients,
+            pct(&shown, 0.5),
+            pct(&shown, 0.99),
+            pct(&shown, 1.0)
+        ));
+    }
     Ok(())
+}
+
+/// One wallboard client: follows `/wallboard/events` on `http` and times each change `b<n>`
+/// from its request (`sent[n]`) to the first update showing it, until all `total` were seen
+/// or the stream has been quiet for 5 s.
+async fn follow_board(
+    http: String,
+    key: String,
+    sent: Arc<Vec<AtomicU64>>,
+    origin: Instant,
+    total: usize,
+) -> anyhow::Result<Vec<u64>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&http).await?;
+    let request = format!(
+        "GET /wallboard/events HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer {key}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut seen = vec![false; total];
+    let mut latencies = Vec::with_capacity(total);
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut chunk = vec![0u8; 1 << 16];
+    const MARK: &[u8] = b"\"reason\":\"b";
+    loop {
+        let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => break,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        // Whole events only: up to the last blank line.
+        let Some(end) = buf.windows(2).rposition(|w| w == b"\n\n") else {
+            continue;
+        };
+        let at = origin.elapsed().as_micros() as u64;
+        let mut i = 0;
+        while let Some(p) = buf[i..end].windows(MARK.len()).position(|w| w == MARK) {
+            let digits = i + p + MARK.len();
+            let len = buf[digits..end]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            if let Some(n) = std::str::from_utf8(&buf[digits..digits + len])
+                .ok()
+                .and_then(|d| d.parse::<usize>().ok())
+                .filter(|&n| n < total && !seen[n])
+            {
+                seen[n] = true;
+                latencies.push(at.saturating_sub(sent[n].load(Ordering::Relaxed)));
+            }
+            i = digits + len;
+        }
+        buf.drain(..end + 2);
+        if latencies.len() == total {
+            break;
+        }
+    }
+    Ok(latencies)
 }
 
 /// Prints a line of the report.
