@@ -13,7 +13,9 @@
 //! No key: 401. A key of another tenant than `?tenant=` asks for: 403. A queue the tenant
 //! lacks: 404. Nothing else is said.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Form, Query, State};
@@ -26,6 +28,7 @@ use serde::Deserialize;
 use switchboard_actors::stats::engine::{Both, TenantNow};
 use switchboard_actors::stats::keeper::{Shown, Statistics};
 use switchboard_actors::stats::periods::Counts;
+use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{MetadataMap, MetadataValue};
@@ -42,10 +45,16 @@ const STYLE: &str = include_str!("wallboard/board.css");
 const CALM: Duration = Duration::from_millis(200);
 const TICK: Duration = Duration::from_secs(1);
 
+/// Updates of one tenant's figures, as JSON, to the clients that follow them.
+type Feed = Arc<watch::Sender<Arc<str>>>;
+
 #[derive(Clone)]
 struct Board {
     keys: Keys,
     statistics: Statistics,
+    /// Each tenant's figures as the board's stream sends them, made once for all its
+    /// clients (`(tenant, queue)`: every queue when empty), while any client follows them.
+    feeds: Arc<Mutex<HashMap<(String, String), Feed>>>,
 }
 
 /// The wallboard's routes.
@@ -64,7 +73,11 @@ pub(crate) fn router(keys: Keys, statistics: Statistics) -> Router {
             "/wallboard/board.css",
             get(|| async { ([(header::CONTENT_TYPE, "text/css")], STYLE) }),
         )
-        .with_state(Board { keys, statistics })
+        .with_state(Board {
+            keys,
+            statistics,
+            feeds: Arc::default(),
+        })
 }
 
 #[derive(Deserialize, Default)]
@@ -133,6 +146,52 @@ impl Board {
             return Err(StatusCode::NOT_FOUND);
         }
         Ok(tenant)
+    }
+
+    /// The stream of `tenant`'s figures (of `queue`, or all), shared by every client that
+    /// follows it: one task makes each update after a change (changes closer than `CALM` go
+    /// together) or every `TICK`, and stops once its last client has gone.
+    fn feed(&self, tenant: String, queue: String) -> Option<watch::Receiver<Arc<str>>> {
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (tenant, queue);
+        if let Some(feed) = feeds.get(&key) {
+            return Some(feed.subscribe());
+        }
+        let mut changes = self.statistics.changes(&key.0)?;
+        let first = self.figures(&key.0, &key.1)?.to_string();
+        let (tx, rx) = watch::channel::<Arc<str>>(first.into());
+        let tx = Arc::new(tx);
+        feeds.insert(key.clone(), tx.clone());
+        let board = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        tokio::time::sleep(CALM).await;
+                        changes.borrow_and_update();
+                    }
+                    () = tokio::time::sleep(TICK) => {}
+                }
+                {
+                    // Its clients gone: the next one starts a feed of its own.
+                    let mut feeds = board.feeds.lock().unwrap_or_else(|e| e.into_inner());
+                    if tx.receiver_count() == 0 {
+                        feeds.remove(&key);
+                        return;
+                    }
+                }
+                let Some(figures) = board.figures(&key.0, &key.1) else {
+                    break;
+                };
+                tx.send_replace(figures.to_string().into());
+            }
+            let mut feeds = board.feeds.lock().unwrap_or_else(|e| e.into_inner());
+            feeds.remove(&key);
+        });
+        Some(rx)
     }
 
     fn figures(&self, tenant: &str, queue: &str) -> Option<serde_json::Value> {
@@ -219,33 +278,28 @@ async fn events(
         Ok(tenant) => tenant,
         Err(status) => return refused(status),
     };
-    let Some(mut changes) = board.statistics.changes(&tenant) else {
+    let Some(mut feed) = board.feed(tenant, wanted.queue) else {
         return refused(StatusCode::NOT_FOUND);
     };
-    let (out, stream) = tokio::sync::mpsc::channel::<String>(2);
+    let (out, stream) = tokio::sync::mpsc::channel::<Arc<str>>(2);
     tokio::spawn(async move {
         loop {
-            let Some(figures) = board.figures(&tenant, &wanted.queue) else {
-                return;
-            };
-            if out.send(figures.to_string()).await.is_err() {
+            let figures = feed.borrow_and_update().clone();
+            if out.send(figures).await.is_err() {
                 return;
             }
             tokio::select! {
-                changed = changes.changed() => {
+                changed = feed.changed() => {
                     if changed.is_err() {
                         return;
                     }
-                    tokio::time::sleep(CALM).await;
-                    changes.borrow_and_update();
                 }
-                () = tokio::time::sleep(TICK) => {}
                 () = out.closed() => return,
             }
         }
     });
     let events =
-        ReceiverStream::new(stream).map(|data| Ok::<_, Infallible>(Event::default().data(data)));
+        ReceiverStream::new(stream).map(|data| Ok::<_, Infallible>(Event::default().data(&*data)));
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
