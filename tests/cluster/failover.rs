@@ -402,6 +402,16 @@ fn a_rolling_restart_loses_no_call() {
     for (i, back) in [(0, 1), (1, 2)] {
         let addr = nodes[i].sip;
         nodes[i].terminate();
+        // Started again only once the proxy has seen it go: a node back before the proxy's
+        // next probe would never have left its ring.
+        assert!(
+            super::support::eventually(Duration::from_secs(10), || proxy
+                .log_text()
+                .lines()
+                .any(|l| l.contains("out of the ring") && l.contains(&format!("node={addr}")))),
+            "node {i} is out of the ring\n{}",
+            proxy.log_text()
+        );
         let again = Server::start_on(addr, Some(&node_config), &["--redis", store.url()]);
         stopped.push(std::mem::replace(&mut nodes[i], again));
         assert!(
