@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use switchboard_actors::stats::engine::{Both, TenantNow};
-use switchboard_actors::stats::keeper::{Shown, Statistics};
+use switchboard_actors::stats::keeper::{Shown, Statistics, next_update};
 use switchboard_actors::stats::periods::Counts;
 use switchboard_proto::voice as pb;
 use tokio::sync::mpsc;
@@ -35,7 +35,7 @@ impl StatsApi {
     /// The tenant and queue a request may read.
     fn asked<T>(&self, request: &Request<T>, r: &pb::StatsRequest) -> Result<Asked, Status> {
         let tenant = self.keys.reader(request.metadata(), &r.tenant)?;
-        let Some((_, shown)) = self.statistics.now(&tenant, 0) else {
+        let Some(shown) = self.statistics.shown(&tenant) else {
             return Err(Status::not_found(format!("tenant {tenant:?}")));
         };
         if !r.queue.is_empty() && !shown.queues.contains(&r.queue) {
@@ -100,15 +100,11 @@ impl pb::stats_server::Stats for StatsApi {
                     return;
                 }
                 tokio::select! {
-                    changed = changes.changed() => {
-                        if changed.is_err() {
+                    more = next_update(&mut changes, CALM, TICK) => {
+                        if !more {
                             return;
                         }
-                        // Whatever else changes meanwhile goes out with it.
-                        tokio::time::sleep(CALM).await;
-                        changes.borrow_and_update();
                     }
-                    () = tokio::time::sleep(TICK) => {}
                     () = out.closed() => return,
                 }
             }

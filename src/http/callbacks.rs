@@ -9,9 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use switchboard_actors::ors::callbacks::Callbacks;
-use tonic::metadata::{MetadataMap, MetadataValue};
 
-use crate::auth::Keys;
+use crate::auth::{self, Keys};
 
 #[derive(Clone)]
 struct Api {
@@ -65,15 +64,11 @@ fn refusal(status: StatusCode, message: String) -> Response {
 
 /// The tenant whose API key the request carries.
 fn tenant(headers: &HeaderMap, keys: &Keys) -> Result<String, (StatusCode, String)> {
-    let mut metadata = MetadataMap::new();
-    let authorization = headers
+    let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| MetadataValue::try_from(v.trim()).ok());
-    if let Some(value) = authorization {
-        metadata.insert("authorization", value);
-    }
-    keys.tenant(&metadata, "").map_err(|status| {
+        .and_then(auth::bearer);
+    keys.tenant_by_key(key, "").map_err(|status| {
         let code = match status.code() {
             tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
             _ => StatusCode::FORBIDDEN,

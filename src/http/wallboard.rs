@@ -18,6 +18,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::auth::{self, Keys};
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -26,14 +27,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use switchboard_actors::stats::engine::{Both, TenantNow};
-use switchboard_actors::stats::keeper::{Shown, Statistics};
+use switchboard_actors::stats::keeper::{Shown, Statistics, next_update};
 use switchboard_actors::stats::periods::Counts;
 use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::metadata::{MetadataMap, MetadataValue};
-
-use crate::auth::Keys;
 
 const COOKIE: &str = "sb_wallboard";
 const PAGE: &str = include_str!("wallboard/board.html");
@@ -109,9 +107,8 @@ impl Board {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, key)| key.trim().to_owned());
+            .and_then(auth::bearer)
+            .map(str::to_owned);
         bearer.or_else(|| {
             headers
                 .get_all(header::COOKIE)
@@ -125,21 +122,14 @@ impl Board {
 
     /// The tenant the key reads, if it may read `wanted`'s.
     fn tenant(&self, key: Option<&str>, wanted: &Wanted) -> Result<String, StatusCode> {
-        let Some(key) = key.filter(|k| !k.is_empty()) else {
-            return Err(StatusCode::UNAUTHORIZED);
-        };
-        let mut metadata = MetadataMap::new();
-        let value = MetadataValue::try_from(format!("Bearer {key}"))
-            .map_err(|_| StatusCode::UNAUTHORIZED)?;
-        metadata.insert("authorization", value);
         let tenant = self
             .keys
-            .reader(&metadata, &wanted.tenant)
+            .reader_by_key(key, &wanted.tenant)
             .map_err(|status| match status.code() {
                 tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
                 _ => StatusCode::UNAUTHORIZED,
             })?;
-        let Some((_, shown)) = self.statistics.now(&tenant, 0) else {
+        let Some(shown) = self.statistics.shown(&tenant) else {
             return Err(StatusCode::NOT_FOUND);
         };
         if !wanted.queue.is_empty() && !shown.queues.contains(&wanted.queue) {
@@ -165,15 +155,8 @@ impl Board {
         let board = self.clone();
         tokio::spawn(async move {
             loop {
-                tokio::select! {
-                    changed = changes.changed() => {
-                        if changed.is_err() {
-                            break;
-                        }
-                        tokio::time::sleep(CALM).await;
-                        changes.borrow_and_update();
-                    }
-                    () = tokio::time::sleep(TICK) => {}
+                if !next_update(&mut changes, CALM, TICK).await {
+                    break;
                 }
                 {
                     // Its clients gone: the next one starts a feed of its own.
@@ -205,13 +188,15 @@ async fn page(State(board): State<Board>, headers: HeaderMap) -> Response {
     match board.tenant(key.as_deref(), &Wanted::default()) {
         Ok(_) => Html(PAGE).into_response(),
         // A key that no longer works: asked again.
-        Err(_) if key.is_some() => (
-            StatusCode::UNAUTHORIZED,
-            Html(LOGIN.replace("<!--why-->", "That key does not open a wallboard.")),
-        )
-            .into_response(),
+        Err(_) if key.is_some() => key_refused(),
         Err(_) => Html(LOGIN.replace("<!--why-->", "")).into_response(),
     }
+}
+
+/// The login form again, saying the key given does not open a board.
+fn key_refused() -> Response {
+    let form = LOGIN.replace("<!--why-->", "That key does not open a wallboard.");
+    (StatusCode::UNAUTHORIZED, Html(form)).into_response()
 }
 
 async fn login_link(State(board): State<Board>, Query(form): Query<LoginForm>) -> Response {
@@ -221,19 +206,10 @@ async fn login_link(State(board): State<Board>, Query(form): Query<LoginForm>) -
 async fn login(State(board): State<Board>, Form(form): Form<LoginForm>) -> Response {
     let key = form.key.trim();
     // Kept in a cookie: a key that could not be is no key for the board.
-    if key.contains([';', ',', ' ', '"', '\\']) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Html(LOGIN.replace("<!--why-->", "That key does not open a wallboard.")),
-        )
-            .into_response();
-    }
-    if board.tenant(Some(key), &Wanted::default()).is_err() {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Html(LOGIN.replace("<!--why-->", "That key does not open a wallboard.")),
-        )
-            .into_response();
+    if key.contains([';', ',', ' ', '"', '\\'])
+        || board.tenant(Some(key), &Wanted::default()).is_err()
+    {
+        return key_refused();
     }
     let Ok(cookie) = HeaderValue::from_str(&format!(
         "{COOKIE}={key}; Path=/wallboard; HttpOnly; SameSite=Strict; Max-Age=2592000"

@@ -134,9 +134,38 @@ impl Statistics {
         Some((now, shown))
     }
 
+    /// The settings the tenant's figures are counted with, and its queues: what checking a
+    /// request needs, without working out the figures.
+    pub fn shown(&self, tenant: &str) -> Option<Shown> {
+        let k = self.kept(tenant)?;
+        let shown = k.settings.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Some(shown)
+    }
+
     /// Told of each change of the tenant's figures.
     pub fn changes(&self, tenant: &str) -> Option<watch::Receiver<u64>> {
         self.kept(tenant).map(|k| k.changed.subscribe())
+    }
+}
+
+/// Waits until a tenant's figures are worth sending again: a change, with whatever follows it
+/// within `calm` (sent together), or `tick` with none (times in state run on). False once the
+/// tenant's statistics are gone.
+pub async fn next_update(
+    changes: &mut watch::Receiver<u64>,
+    calm: Duration,
+    tick: Duration,
+) -> bool {
+    tokio::select! {
+        changed = changes.changed() => {
+            if changed.is_err() {
+                return false;
+            }
+            tokio::time::sleep(calm).await;
+            changes.borrow_and_update();
+            true
+        }
+        () = tokio::time::sleep(tick) => true,
     }
 }
 
