@@ -466,7 +466,7 @@ impl TenantStats {
         let tz = &self.settings.time_zone;
         let both = |p: &Periods| Both {
             window: p.window(now_ms),
-            today: p.today(tz, now_ms),
+            today: p.today(now_ms),
         };
         // Each agent's time in its class up to now, not yet counted by an event.
         let ongoing = |a: &AgentTrack| {

@@ -94,13 +94,30 @@ pub fn day_of(tz: &TimeZone, at_ms: u64) -> (Date, u64) {
     (date, start)
 }
 
+/// The local day of `at_ms` in `tz`: when it began and when the next one begins (UTC
+/// milliseconds).
+fn day_bounds(tz: &TimeZone, at_ms: u64) -> (u64, u64) {
+    let Ok(at) = jiff::Timestamp::from_millisecond(at_ms as i64) else {
+        return (0, u64::MAX);
+    };
+    let zoned = at.to_zoned(tz.clone());
+    let ms = |z: jiff::Zoned| z.timestamp().as_millisecond().max(0) as u64;
+    let start = zoned.start_of_day().map_or(0, ms);
+    let end = zoned
+        .tomorrow()
+        .and_then(|t| t.start_of_day())
+        .map_or(u64::MAX, ms);
+    (start, end)
+}
+
 /// A scope's counts by minute over the window, and for today.
 #[derive(Debug, Default, Clone)]
 pub struct Periods {
     /// (minute since the epoch, its counts), oldest first.
     minutes: VecDeque<(u64, Counts)>,
-    /// The day counted, and its counts.
-    today: Option<(Date, Counts)>,
+    /// The day counted (from its start to the next day's, UTC milliseconds, worked out once
+    /// a day rather than for each event), and its counts.
+    today: Option<(u64, u64, Counts)>,
 }
 
 impl Periods {
@@ -136,11 +153,10 @@ impl Periods {
             }
             start = end;
         }
-        let (_, midnight) = day_of(tz, to_ms);
-        let in_day = to_ms - from_ms.max(midnight);
-        if in_day > 0
-            && let Some(counts) = self.day(tz, to_ms)
+        if self.day(tz, to_ms).is_some()
+            && let Some((midnight, _, counts)) = self.today.as_mut()
         {
+            let in_day = to_ms - from_ms.max(*midnight);
             add(counts, in_day);
         }
     }
@@ -155,11 +171,11 @@ impl Periods {
         total
     }
 
-    /// Today's counts, the day of `now_ms` in `tz`.
-    pub fn today(&self, tz: &TimeZone, now_ms: u64) -> Counts {
-        let (date, _) = day_of(tz, now_ms);
+    /// Today's counts: those of the day counted if `now_ms` is in it, none otherwise (a day
+    /// with nothing counted yet).
+    pub fn today(&self, now_ms: u64) -> Counts {
         match &self.today {
-            Some((day, counts)) if *day == date => *counts,
+            Some((start, end, counts)) if (*start..*end).contains(&now_ms) => *counts,
             _ => Counts::default(),
         }
     }
@@ -191,13 +207,15 @@ impl Periods {
     /// Today's counts for an event at `at_ms`: a new day starts them afresh; an event of a
     /// day before counts for no day any more.
     fn day(&mut self, tz: &TimeZone, at_ms: u64) -> Option<&mut Counts> {
-        let (date, _) = day_of(tz, at_ms);
         match &self.today {
-            Some((day, _)) if *day > date => return None,
-            Some((day, _)) if *day == date => {}
-            _ => self.today = Some((date, Counts::default())),
+            Some((start, end, _)) if (*start..*end).contains(&at_ms) => {}
+            Some((start, _, _)) if at_ms < *start => return None,
+            _ => {
+                let (start, end) = day_bounds(tz, at_ms);
+                self.today = Some((start, end, Counts::default()));
+            }
         }
-        self.today.as_mut().map(|(_, c)| c)
+        self.today.as_mut().map(|(_, _, c)| c)
     }
 }
 
@@ -219,10 +237,10 @@ mod tests {
         p.count(&tz, t0, |c| c.offered += 1);
         p.count(&tz, t0 + 5 * MIN, |c| c.offered += 1);
         assert_eq!(p.window(t0 + 5 * MIN).offered, 2);
-        assert_eq!(p.today(&tz, t0 + 5 * MIN).offered, 2);
+        assert_eq!(p.today(t0 + 5 * MIN).offered, 2);
         // Past local midnight: today starts again, the window still holds both.
         p.count(&tz, t0 + 11 * MIN, |c| c.offered += 1);
-        assert_eq!(p.today(&tz, t0 + 11 * MIN).offered, 1);
+        assert_eq!(p.today(t0 + 11 * MIN).offered, 1);
         assert_eq!(p.window(t0 + 11 * MIN).offered, 3);
         // Fifteen minutes after the first, it is out of the window.
         assert_eq!(p.window(t0 + 15 * MIN).offered, 2);
@@ -238,8 +256,8 @@ mod tests {
         p.time(&tz, midnight - 10 * MIN, midnight + 10 * MIN, true);
         p.time(&tz, midnight + 10 * MIN, midnight + 12 * MIN, false);
         let now = midnight + 12 * MIN;
-        assert_eq!(p.today(&tz, now).busy_ms, 10 * MIN);
-        assert_eq!(p.today(&tz, now).ready_ms, 2 * MIN);
+        assert_eq!(p.today(now).busy_ms, 10 * MIN);
+        assert_eq!(p.today(now).ready_ms, 2 * MIN);
         // The window starts at 23:58.
         assert_eq!(p.window(now).busy_ms, 12 * MIN);
         assert_eq!(p.window(now).occupancy(), Some(12.0 / 14.0));
