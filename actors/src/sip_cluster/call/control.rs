@@ -55,6 +55,11 @@ impl Call {
                     self.talk(LegId::B(i), now);
                 }
             }
+            // Held or not is about to change: asked again once it has, not refused for the
+            // state it is leaving.
+            Control::Hold | Control::Retrieve if self.offer_in_progress() => {
+                return Err(Refusal::OfferInProgress.into());
+            }
             Control::Hold => {
                 if state != CallState::Established {
                     return not_allowed(Operation::Hold);
@@ -221,21 +226,27 @@ impl Call {
         }
     }
 
-    /// Offers each leg its last description again, set on hold (`inactive`) or resumed.
-    fn reoffer_legs(&mut self, hold: bool, now: Instant) -> Result<(), ControlError> {
-        let Some(winner) = self.legs.winner else {
-            return Err(Refusal::NotAnswered.into());
-        };
-        let legs = [LegId::A, LegId::B(winner)];
-        let busy = self.reoffer.is_some()
+    /// Whether an offer is under way on the call (a hold or retrieve of ours, a re-INVITE
+    /// relayed or refreshing): the call's state is about to change, so what depends on it
+    /// is asked again.
+    fn offer_in_progress(&self) -> bool {
+        self.reoffer.is_some()
             || self.invite_pending(u32::MAX)
             || self.txns.clients.iter().any(|c| {
                 // Answered, it only lingers (RFC 6026): the offer is over.
                 c.method == Method::Invite
                     && matches!(c.purpose, Purpose::Relay(_) | Purpose::Refresh)
                     && !c.txn.is_answered()
-            });
-        if busy {
+            })
+    }
+
+    /// Offers each leg its last description again, set on hold (`inactive`) or resumed.
+    fn reoffer_legs(&mut self, hold: bool, now: Instant) -> Result<(), ControlError> {
+        let Some(winner) = self.legs.winner else {
+            return Err(Refusal::NotAnswered.into());
+        };
+        let legs = [LegId::A, LegId::B(winner)];
+        if self.offer_in_progress() {
             return Err(Refusal::OfferInProgress.into());
         }
         let direction = if hold {
