@@ -58,6 +58,9 @@ pub fn payload_json(payload: &Payload) -> Value {
             "inService": a.in_service,
             "calls": a.calls,
             "wrapUpUntilMs": a.wrap_up_until_ms.to_string(),
+            "nextState": a.next_state,
+            "nextReason": a.next_reason,
+            "nextWorkMode": a.next_work_mode,
         }),
         Payload::Error(e) => json!({
             "operation": e.operation,
@@ -207,6 +210,9 @@ fn payload_from_json(topic: &str, v: &Map<String, Value>) -> Payload {
             in_service: b("inService"),
             calls: list("calls"),
             wrap_up_until_ms: i64s("wrapUpUntilMs"),
+            next_state: s("nextState"),
+            next_reason: s("nextReason"),
+            next_work_mode: s("nextWorkMode"),
         }),
         "desktop-errors" => Payload::Error(RequestError {
             operation: s("operation"),
@@ -323,6 +329,9 @@ mod tests {
                 in_service: true,
                 calls: vec!["c1".into()],
                 wrap_up_until_ms: 1_800_000_010_000,
+                next_state: "NotReady".into(),
+                next_reason: "lunch".into(),
+                next_work_mode: "AuxWork".into(),
             })),
             ..sample()
         };

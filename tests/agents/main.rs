@@ -8,6 +8,7 @@
 mod support;
 
 mod calls;
+mod next_state;
 
 use std::time::Duration;
 

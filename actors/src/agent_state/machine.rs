@@ -31,6 +31,26 @@ pub struct Session {
     pub queues: Vec<String>,
 }
 
+/// A state asked for while the agent is on a call (Amazon Connect's "next status"), applied
+/// when the call ends, or when its after-call work ends if the tenant says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextState {
+    Logout,
+    NotReady {
+        reason: Option<String>,
+        work_mode: WorkMode,
+    },
+}
+
+impl NextState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            NextState::Logout => "Logout",
+            NextState::NotReady { .. } => "NotReady",
+        }
+    }
+}
+
 /// A change to report, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -48,6 +68,9 @@ pub enum Change {
     OnHook,
     OutOfService,
     BackInService,
+    /// A next state was asked for, replaced, or cancelled (the agent's `next_state` says
+    /// which, empty once cancelled).
+    NextState,
 }
 
 impl Change {
@@ -64,6 +87,7 @@ impl Change {
             Change::OnHook => "OnHook",
             Change::OutOfService => "DNOutOfService",
             Change::BackInService => "DNBackInService",
+            Change::NextState => "AgentNextState",
         }
     }
 }
@@ -81,6 +105,11 @@ pub struct Agent {
     pub in_service: bool,
     /// The calls the agent's DN is on.
     pub calls: BTreeSet<String>,
+    /// What the agent asked to become once off its calls.
+    pub next: Option<NextState>,
+    /// Whether a next state waits for the end of after-call work (the tenant's choice;
+    /// otherwise it is applied as the last call ends, and no after-call work follows).
+    pub next_after_wrap_up: bool,
 }
 
 impl Agent {
@@ -96,6 +125,8 @@ impl Agent {
             dnd: false,
             in_service: true,
             calls: BTreeSet::new(),
+            next: None,
+            next_after_wrap_up: true,
         }
     }
 
@@ -126,33 +157,32 @@ impl Agent {
             return Err(Refusal::NotLoggedIn);
         };
         let dn = session.dn.clone();
+        let on_call = !self.calls.is_empty();
         let change = match command {
             Command::Login { .. } => unreachable!("handled above"),
+            Command::Logout if on_call => return Ok(self.keep_next(NextState::Logout)),
+            Command::NotReady { reason, work_mode } if on_call => {
+                return Ok(self.keep_next(NextState::NotReady { reason, work_mode }));
+            }
             Command::Logout => {
-                if !self.calls.is_empty() {
-                    return Err(Refusal::HasCalls);
-                }
-                self.session = None;
-                self.dnd = false;
-                self.mode = Mode::NotReady {
-                    reason: None,
-                    work_mode: WorkMode::Unknown,
-                };
-                Change::Logout
+                self.next = None;
+                self.logout()
+            }
+            Command::NotReady { reason, work_mode } => {
+                self.next = None;
+                self.not_ready(reason, work_mode)
             }
             Command::Ready => {
                 if !self.in_service {
                     return Err(Refusal::OutOfService(dn));
                 }
+                let mut changes = Vec::with_capacity(2);
+                if self.next.take().is_some() {
+                    changes.push(Change::NextState);
+                }
                 self.mode = Mode::Ready;
-                Change::Ready
-            }
-            Command::NotReady { reason, work_mode } => {
-                self.mode = Mode::NotReady {
-                    reason: reason.clone(),
-                    work_mode,
-                };
-                Change::NotReady { reason, work_mode }
+                changes.push(Change::Ready);
+                return Ok(changes);
             }
             Command::AfterCallWork => {
                 self.mode = Mode::AfterCallWork { until: None };
@@ -172,6 +202,41 @@ impl Agent {
         Ok(vec![change])
     }
 
+    /// Keeps `next` as the state to take once off the calls, in place of any kept before.
+    fn keep_next(&mut self, next: NextState) -> Vec<Change> {
+        if self.next.as_ref() == Some(&next) {
+            return Vec::new();
+        }
+        self.next = Some(next);
+        vec![Change::NextState]
+    }
+
+    /// Takes the next state kept, if any.
+    fn apply_next(&mut self) -> Option<Change> {
+        Some(match self.next.take()? {
+            NextState::Logout => self.logout(),
+            NextState::NotReady { reason, work_mode } => self.not_ready(reason, work_mode),
+        })
+    }
+
+    fn logout(&mut self) -> Change {
+        self.session = None;
+        self.dnd = false;
+        self.mode = Mode::NotReady {
+            reason: None,
+            work_mode: WorkMode::Unknown,
+        };
+        Change::Logout
+    }
+
+    fn not_ready(&mut self, reason: Option<String>, work_mode: WorkMode) -> Change {
+        self.mode = Mode::NotReady {
+            reason: reason.clone(),
+            work_mode,
+        };
+        Change::NotReady { reason, work_mode }
+    }
+
     /// The agent's DN joined a call (ringing or answered).
     pub fn call_began(&mut self, call: &str) -> Vec<Change> {
         let first = self.calls.is_empty();
@@ -185,13 +250,21 @@ impl Agent {
 
     /// The agent's DN left a call. After the last one, a logged-in agent who was Ready goes
     /// to timed after-call work when the agent has a wrap-up time; the NotReady comes first,
-    /// as Genesys reports emulated after-call work before the call's release.
+    /// as Genesys reports emulated after-call work before the call's release. A next state
+    /// kept is taken then, after the OnHook, unless it waits for the after-call work to end.
     pub fn call_ended(&mut self, call: &str, now: Instant) -> Vec<Change> {
         if !self.calls.remove(call) || !self.calls.is_empty() {
             return Vec::new();
         }
         let mut changes = Vec::new();
-        if self.session.is_some() && self.mode == Mode::Ready && !self.wrap_up.is_zero() {
+        let wraps_up =
+            self.session.is_some() && self.mode == Mode::Ready && !self.wrap_up.is_zero();
+        if self.next.is_some() && !(wraps_up && self.next_after_wrap_up) {
+            changes.push(Change::OnHook);
+            changes.extend(self.apply_next());
+            return changes;
+        }
+        if wraps_up {
             self.mode = Mode::AfterCallWork {
                 until: Some(now + self.wrap_up),
             };
@@ -229,10 +302,13 @@ impl Agent {
         }
     }
 
-    /// Timed wrap-up over: Ready again.
+    /// Timed wrap-up over: Ready again, or the next state kept.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<Change> {
         match self.mode {
             Mode::AfterCallWork { until: Some(until) } if until <= now => {
+                if let Some(next) = self.apply_next() {
+                    return vec![next];
+                }
                 self.mode = Mode::Ready;
                 vec![Change::Ready]
             }
@@ -314,10 +390,112 @@ mod tests {
             agent.command(again),
             Err(Refusal::AlreadyLoggedIn("1001".into()))
         );
+        agent.command(Command::Dnd(true)).expect("dnd");
+        assert_eq!(
+            agent.registration(false).len(),
+            1,
+            "the phone went away: out of service"
+        );
+        assert_eq!(
+            agent.command(Command::Ready),
+            Err(Refusal::OutOfService("1001".into()))
+        );
+        assert!(agent.dnd, "a refused command changes nothing");
+    }
+
+    fn not_ready(reason: &str) -> Command {
+        Command::NotReady {
+            reason: Some(reason.into()),
+            work_mode: WorkMode::AuxWork,
+        }
+    }
+
+    #[test]
+    fn a_logout_asked_during_a_call_waits_for_its_end() {
+        let (mut agent, now) = logged_in(0);
+        agent.command(Command::Ready).expect("ready");
         agent.call_began("c1");
-        assert_eq!(agent.command(Command::Logout), Err(Refusal::HasCalls));
-        assert!(agent.session.is_some());
-        assert_eq!(agent.session.as_ref().map(|s| s.dn.as_str()), Some("1001"));
+        assert_eq!(
+            names(&agent.command(Command::Logout).expect("kept")),
+            ["AgentNextState"]
+        );
+        assert_eq!(agent.next, Some(NextState::Logout));
+        assert!(agent.session.is_some(), "still logged in during the call");
+        assert!(
+            agent.command(Command::Logout).expect("same").is_empty(),
+            "asked again: nothing new"
+        );
+        agent.call_began("c2");
+        assert!(agent.call_ended("c1", now).is_empty(), "one call left");
+        assert_eq!(
+            names(&agent.call_ended("c2", now)),
+            ["OnHook", "AgentLogout"]
+        );
+        assert_eq!(agent.session, None);
+        assert_eq!(agent.next, None);
+    }
+
+    #[test]
+    fn a_not_ready_asked_during_a_call_is_replaced_then_taken_after_wrap_up() {
+        let (mut agent, now) = logged_in(30);
+        agent.command(Command::Ready).expect("ready");
+        agent.call_began("c1");
+        assert_eq!(
+            names(&agent.command(Command::Logout).expect("kept")),
+            ["AgentNextState"]
+        );
+        assert_eq!(
+            names(&agent.command(not_ready("lunch")).expect("replaces")),
+            ["AgentNextState"]
+        );
+        assert_eq!(agent.mode, Mode::Ready, "not yet: the agent is on a call");
+        assert_eq!(
+            names(&agent.call_ended("c1", now)),
+            ["AgentNotReady", "OnHook"],
+            "after-call work first"
+        );
+        assert!(matches!(agent.mode, Mode::AfterCallWork { .. }));
+        assert_eq!(
+            names(&agent.handle_timeout(now + Duration::from_secs(30))),
+            ["AgentNotReady"]
+        );
+        assert_eq!(
+            agent.mode,
+            Mode::NotReady {
+                reason: Some("lunch".into()),
+                work_mode: WorkMode::AuxWork
+            }
+        );
+        assert!(!agent.available());
+    }
+
+    #[test]
+    fn a_tenant_may_take_the_next_state_as_the_call_ends_without_wrap_up() {
+        let (mut agent, now) = logged_in(30);
+        agent.next_after_wrap_up = false;
+        agent.command(Command::Ready).expect("ready");
+        agent.call_began("c1");
+        agent.command(not_ready("break")).expect("kept");
+        assert_eq!(
+            names(&agent.call_ended("c1", now)),
+            ["OnHook", "AgentNotReady"]
+        );
+        assert_eq!(agent.poll_timeout(), None, "no after-call work");
+    }
+
+    #[test]
+    fn ready_cancels_a_next_state() {
+        let (mut agent, now) = logged_in(0);
+        agent.command(Command::Ready).expect("ready");
+        agent.call_began("c1");
+        agent.command(not_ready("break")).expect("kept");
+        assert_eq!(
+            names(&agent.command(Command::Ready).expect("cancels")),
+            ["AgentNextState", "AgentReady"]
+        );
+        assert_eq!(agent.next, None);
+        assert_eq!(names(&agent.call_ended("c1", now)), ["OnHook"]);
+        assert!(agent.available(), "Ready after the call");
     }
 
     #[test]

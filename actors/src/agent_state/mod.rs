@@ -28,7 +28,7 @@ use crate::messages::rq::{Availability, Rq};
 use crate::supervisor::Supervisor;
 use crate::tenant::{Directory, Tenant};
 use crate::wakeups::Wakeups;
-use machine::{Agent, Change, Mode, Session};
+use machine::{Agent, Change, Mode, NextState, Session};
 use store::{AgentStore, Stored, StoredCall};
 
 /// How the agent-state system is set up.
@@ -217,11 +217,8 @@ impl Actor for Registry {
             }
             AgentStateMsg::ConfigChanged(directory) => {
                 for ((tenant, agent), actor) in &state.agents {
-                    let wrap_up = directory
-                        .by_name(tenant)
-                        .and_then(|t| agent_config(t, agent).map(|a| wrap_up_of(t, a)));
-                    if let Some(wrap_up) = wrap_up {
-                        let _ = actor.cast(AgentMsg::WrapUp(wrap_up));
+                    if let Some(t) = directory.by_name(tenant) {
+                        let _ = actor.cast(AgentMsg::Settings(Settings::of(t, agent)));
                     }
                 }
                 state.config.directory = directory;
@@ -343,7 +340,7 @@ impl RegistryState {
         tenant: &Tenant,
         agent: &str,
     ) -> Result<ActorRef<AgentMsg>, ractor::SpawnErr> {
-        let wrap_up = agent_config(tenant, agent).map_or(Duration::ZERO, |a| wrap_up_of(tenant, a));
+        let settings = Settings::of(tenant, agent);
         self.next_key += 1;
         let (actor, _) = Actor::spawn_linked(
             None,
@@ -351,7 +348,7 @@ impl RegistryState {
             AgentArgs {
                 tenant: tenant.name.clone(),
                 agent: agent.to_owned(),
-                wrap_up,
+                settings,
                 config: self.config.clone(),
                 registry: registry.clone(),
                 wakeups: self.wakeups.clone(),
@@ -404,13 +401,29 @@ fn agent_config<'a>(tenant: &'a Tenant, agent: &str) -> Option<&'a crate::tenant
     tenant.config.agents.iter().find(|a| a.id == agent)
 }
 
-fn wrap_up_of(tenant: &Tenant, agent: &crate::tenant::AgentConfig) -> Duration {
-    Duration::from_secs(
-        agent
-            .wrap_up_secs
-            .unwrap_or(tenant.config.wrap_up_secs)
-            .into(),
-    )
+/// What the tenant's configuration sets for one agent's machine.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    wrap_up: Duration,
+    next_after_wrap_up: bool,
+}
+
+impl Settings {
+    fn of(tenant: &Tenant, agent: &str) -> Self {
+        let own = agent_config(tenant, agent);
+        let secs = own
+            .and_then(|a| a.wrap_up_secs)
+            .unwrap_or(tenant.config.wrap_up_secs);
+        Self {
+            wrap_up: Duration::from_secs(own.map_or(0, |_| secs.into())),
+            next_after_wrap_up: tenant.next_state_after_wrap_up(),
+        }
+    }
+
+    fn apply(self, agent: &mut Agent) {
+        agent.wrap_up = self.wrap_up;
+        agent.next_after_wrap_up = self.next_after_wrap_up;
+    }
 }
 
 enum AgentMsg {
@@ -429,7 +442,7 @@ enum AgentMsg {
         node: String,
         done: tokio::sync::oneshot::Sender<()>,
     },
-    WrapUp(Duration),
+    Settings(Settings),
     /// Timed after-call work may be over.
     Wake,
 }
@@ -439,7 +452,7 @@ struct AgentArgs {
     key: u64,
     tenant: String,
     agent: String,
-    wrap_up: Duration,
+    settings: Settings,
     config: AgentStateConfig,
     registry: ActorRef<AgentStateMsg>,
 }
@@ -469,7 +482,8 @@ impl Actor for AgentActor {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let mut agent = Agent::new(args.agent.clone(), args.wrap_up);
+        let mut agent = Agent::new(args.agent.clone(), args.settings.wrap_up);
+        args.settings.apply(&mut agent);
         let mut call_nodes = HashMap::new();
         let stored = args.config.store.load(&args.tenant, &args.agent).await?;
         if let Some(stored) = stored {
@@ -498,6 +512,7 @@ impl Actor for AgentActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let now = Instant::now();
+        let was_on = state.agent.session.as_ref().map(|s| s.dn.clone());
         match message {
             AgentMsg::Command {
                 command,
@@ -517,7 +532,6 @@ impl Actor for AgentActor {
                     }
                 }
                 let before = state.agent.clone();
-                let was_on = before.session.as_ref().map(|s| s.dn.clone());
                 let outcome = match state.agent.command(command) {
                     Ok(changes) => match state.commit(&changes, now).await {
                         Ok(()) => Ok(()),
@@ -531,9 +545,6 @@ impl Actor for AgentActor {
                 };
                 let logged_out = state.agent.session.is_none();
                 if let Some(dn) = login_dn.filter(|_| outcome.is_err() && logged_out) {
-                    state.release(dn);
-                }
-                if let Some(dn) = was_on.filter(|_| outcome.is_ok() && logged_out) {
                     state.release(dn);
                 }
                 let _ = reply.send(outcome);
@@ -564,11 +575,15 @@ impl Actor for AgentActor {
                 state.commit_logged(&changes, now).await;
                 let _ = done.send(());
             }
-            AgentMsg::WrapUp(wrap_up) => state.agent.wrap_up = wrap_up,
+            AgentMsg::Settings(settings) => settings.apply(&mut state.agent),
             AgentMsg::Wake => {
                 let changes = state.agent.handle_timeout(now);
                 state.commit_logged(&changes, now).await;
             }
+        }
+        // Logged out: by the desktop, or by a next state taken as a call or wrap-up ended.
+        if let Some(dn) = was_on.filter(|_| state.agent.session.is_none()) {
+            state.release(dn);
         }
         state.count();
         state.schedule(&myself);
@@ -680,6 +695,13 @@ fn view(agent: &Agent, now: Instant) -> AgentView {
     };
     let work_mode = work_mode.map_or("", WorkMode::name);
     let session = agent.session.as_ref();
+    let (next_reason, next_work_mode) = match &agent.next {
+        Some(NextState::NotReady { reason, work_mode }) => (
+            reason.clone().unwrap_or_default(),
+            work_mode.name().to_owned(),
+        ),
+        _ => Default::default(),
+    };
     AgentView {
         agent_id: agent.id.clone(),
         dn: session.map(|s| s.dn.clone()).unwrap_or_default(),
@@ -691,6 +713,9 @@ fn view(agent: &Agent, now: Instant) -> AgentView {
         in_service: agent.in_service,
         calls: agent.calls.iter().cloned().collect(),
         wrap_up_until_ms: until.unwrap_or(0) as i64,
+        next_state: agent.next.as_ref().map_or("", NextState::name).to_owned(),
+        next_reason,
+        next_work_mode,
     }
 }
 
@@ -745,6 +770,15 @@ fn stored(agent: &Agent, call_nodes: &HashMap<String, String>, now: Instant) -> 
                 node: call_nodes.get(call).cloned().unwrap_or_default(),
             })
             .collect(),
+        next_state: agent.next.as_ref().map(|n| n.name().to_owned()),
+        next_reason: match &agent.next {
+            Some(NextState::NotReady { reason, .. }) => reason.clone(),
+            _ => None,
+        },
+        next_work_mode: match &agent.next {
+            Some(NextState::NotReady { work_mode, .. }) => Some(work_mode.name().to_owned()),
+            _ => None,
+        },
     })
 }
 
@@ -769,6 +803,18 @@ fn restore(agent: &mut Agent, s: Stored, now: Instant) -> HashMap<String, String
     agent.dnd = s.dnd;
     agent.in_service = s.in_service;
     agent.calls = s.calls.iter().map(|c| c.call.clone()).collect();
+    agent.next = match s.next_state.as_deref() {
+        Some("Logout") => Some(NextState::Logout),
+        Some("NotReady") => Some(NextState::NotReady {
+            reason: s.next_reason,
+            work_mode: s
+                .next_work_mode
+                .as_deref()
+                .and_then(WorkMode::parse)
+                .unwrap_or(WorkMode::Unknown),
+        }),
+        _ => None,
+    };
     s.calls.into_iter().map(|c| (c.call, c.node)).collect()
 }
 

@@ -35,6 +35,13 @@ pub struct Stored {
     pub in_service: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<StoredCall>,
+    /// The state asked for during a call: Logout or NotReady.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_work_mode: Option<String>,
 }
 
 /// A call an agent's DN is on, and the node running it.

@@ -146,6 +146,14 @@ impl Tenant {
                 })
             })
             .collect();
+        if let Some(v) = c.options.get("next-state")
+            && !["after-wrap-up", "after-call"].contains(&v.trim())
+        {
+            return Err(fail(
+                "options.next-state".into(),
+                format!("{v:?} is not after-wrap-up or after-call"),
+            ));
+        }
         for (i, q) in c.queues.iter().enumerate() {
             let Some(choice) = q.options.get("choice") else {
                 continue;

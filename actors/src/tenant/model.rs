@@ -127,6 +127,13 @@ impl Tenant {
     }
 
     /// The routing point `number`, if it is one.
+    /// Whether a next state asked during a call waits for the call's after-call work to end
+    /// (tenant option `next-state = "after-wrap-up"`, the default) rather than being taken
+    /// as the call ends (`"after-call"`, which skips the after-call work).
+    pub fn next_state_after_wrap_up(&self) -> bool {
+        self.config.options.get("next-state").map(|v| v.trim()) != Some("after-call")
+    }
+
     pub fn routing_point(&self, number: &str) -> Option<&RoutingPointConfig> {
         self.config
             .routing_points

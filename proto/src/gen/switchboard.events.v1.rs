@@ -146,7 +146,8 @@ pub struct Party {
     pub uri: ::prost::alloc::string::String,
 }
 /// An agent's state after a change (topic voice-agentstate): AgentLogin, AgentLogout,
-/// AgentReady, AgentNotReady, DNDOn, DNDOff, OffHook, OnHook, DNOutOfService, DNBackInService.
+/// AgentReady, AgentNotReady, DNDOn, DNDOff, OffHook, OnHook, DNOutOfService, DNBackInService,
+/// AgentNextState (a next state asked for during a call, replaced or cancelled).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AgentState {
     #[prost(string, tag = "1")]
@@ -177,6 +178,15 @@ pub struct AgentState {
     /// UTC milliseconds at which timed after-call work ends; 0 otherwise.
     #[prost(int64, tag = "10")]
     pub wrap_up_until_ms: i64,
+    /// The state asked for during a call, taken when it ends (or when its after-call work ends,
+    /// as the tenant says): Logout or NotReady; empty when none is pending.
+    #[prost(string, tag = "11")]
+    pub next_state: ::prost::alloc::string::String,
+    /// With a pending NotReady: its reason and work mode.
+    #[prost(string, tag = "12")]
+    pub next_reason: ::prost::alloc::string::String,
+    #[prost(string, tag = "13")]
+    pub next_work_mode: ::prost::alloc::string::String,
 }
 /// A desktop request that was refused (topic desktop-errors, kind EventError).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -580,7 +580,9 @@ pub mod agents_client {
                 .insert(GrpcMethod::new("switchboard.voice.v1.Agents", "Login"));
             self.inner.unary(req, path, codec).await
         }
-        /// FAILED_PRECONDITION while the agent has calls.
+        /// Asked while the agent is on a call, kept as the agent's next state (event AgentNextState)
+        /// and taken when the call ends, or when its after-call work ends (tenant option
+        /// next-state); a later Logout or NotReady replaces it.
         pub async fn logout(
             &mut self,
             request: impl tonic::IntoRequest<super::AgentRequest>,
@@ -602,7 +604,8 @@ pub mod agents_client {
                 .insert(GrpcMethod::new("switchboard.voice.v1.Agents", "Logout"));
             self.inner.unary(req, path, codec).await
         }
-        /// FAILED_PRECONDITION when logged out, or while the DN's phone is not registered.
+        /// FAILED_PRECONDITION when logged out, or while the DN's phone is not registered. Cancels
+        /// a next state kept.
         pub async fn ready(
             &mut self,
             request: impl tonic::IntoRequest<super::AgentRequest>,
@@ -624,6 +627,7 @@ pub mod agents_client {
                 .insert(GrpcMethod::new("switchboard.voice.v1.Agents", "Ready"));
             self.inner.unary(req, path, codec).await
         }
+        /// During a call, kept as the agent's next state, as Logout is.
         pub async fn not_ready(
             &mut self,
             request: impl tonic::IntoRequest<super::NotReadyRequest>,
@@ -732,16 +736,20 @@ pub mod agents_server {
             &self,
             request: tonic::Request<super::LoginRequest>,
         ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status>;
-        /// FAILED_PRECONDITION while the agent has calls.
+        /// Asked while the agent is on a call, kept as the agent's next state (event AgentNextState)
+        /// and taken when the call ends, or when its after-call work ends (tenant option
+        /// next-state); a later Logout or NotReady replaces it.
         async fn logout(
             &self,
             request: tonic::Request<super::AgentRequest>,
         ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status>;
-        /// FAILED_PRECONDITION when logged out, or while the DN's phone is not registered.
+        /// FAILED_PRECONDITION when logged out, or while the DN's phone is not registered. Cancels
+        /// a next state kept.
         async fn ready(
             &self,
             request: tonic::Request<super::AgentRequest>,
         ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status>;
+        /// During a call, kept as the agent's next state, as Logout is.
         async fn not_ready(
             &self,
             request: tonic::Request<super::NotReadyRequest>,
