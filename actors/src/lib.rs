@@ -18,6 +18,7 @@ pub mod figures;
 pub mod keys;
 pub mod lease;
 pub mod messages;
+pub mod msml;
 pub mod ors;
 #[cfg(test)]
 mod probe;
