@@ -43,6 +43,7 @@ fn call(at: u64, kind: &str, id: &str, queue: &str, dn: Option<&str>) -> Event {
                     dn: dn.into(),
                     role: "destination".into(),
                     uri: String::new(),
+                    mode: String::new(),
                 })
                 .into_iter()
                 .collect(),

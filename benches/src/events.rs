@@ -54,11 +54,13 @@ pub fn call_event(n: u64) -> Event {
                     dn: "+15551230000".into(),
                     role: "origination".into(),
                     uri: "sip:+15551230000@127.0.0.2".into(),
+                    mode: String::new(),
                 },
                 Party {
                     dn: "1003".into(),
                     role: "destination".into(),
                     uri: "sip:1003@127.0.0.1:5062".into(),
+                    mode: String::new(),
                 },
             ],
             ani: "+15551230000".into(),

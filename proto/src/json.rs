@@ -32,6 +32,7 @@ pub fn payload_json(payload: &Payload) -> Value {
                     "dn": p.dn,
                     "role": p.role,
                     "uri": p.uri,
+                    "mode": p.mode,
                 })).collect::<Vec<_>>(),
                 "ani": c.ani,
                 "dnis": c.dnis,
@@ -176,6 +177,7 @@ fn payload_from_json(topic: &str, v: &Map<String, Value>) -> Payload {
                             dn: f("dn"),
                             role: f("role"),
                             uri: f("uri"),
+                            mode: f("mode"),
                         }
                     })
                     .collect(),
@@ -286,11 +288,20 @@ mod tests {
             payload: Some(Payload::Call(CallThread {
                 call_id: "0190b7e4".into(),
                 thread_id: "0190b7e4".into(),
-                parties: vec![Party {
-                    dn: "1001".into(),
-                    role: "destination".into(),
-                    uri: "sip:1001@demo.local".into(),
-                }],
+                parties: vec![
+                    Party {
+                        dn: "1001".into(),
+                        role: "destination".into(),
+                        uri: "sip:1001@demo.local".into(),
+                        mode: String::new(),
+                    },
+                    Party {
+                        dn: "1005".into(),
+                        role: "supervisor".into(),
+                        uri: "sip:1005@demo.local".into(),
+                        mode: "listen".into(),
+                    },
+                ],
                 ani: "+15551234".into(),
                 dnis: "1001".into(),
                 origin: "trunk:carrier".into(),

@@ -25,6 +25,8 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::auth::Keys;
 
+mod monitor;
+
 pub(crate) use pb::agents_server::AgentsServer;
 pub(crate) use pb::calls_server::CallsServer;
 pub(crate) use pb::events_server::EventsServer;
@@ -831,6 +833,36 @@ impl pb::calls_server::Calls for Voice {
             &r.call_id,
             r.reference_id,
             Control::DeleteUserData(r.keys),
+        )
+        .await
+    }
+
+    async fn monitor(&self, request: Request<pb::MonitorRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        let outcome = self.start_monitoring(&tenant, &r).await;
+        self.acknowledge(
+            &tenant,
+            "Monitor",
+            &r.supervisor_id,
+            &r.call_id,
+            r.reference_id,
+            outcome,
+        )
+        .await
+    }
+
+    async fn stop_monitoring(&self, request: Request<pb::MonitorRequest>) -> Reply<pb::Ack> {
+        let tenant = self.tenant(&request, &request.get_ref().tenant)?;
+        let r = request.into_inner();
+        let outcome = self.end_monitoring(&tenant, &r).await;
+        self.acknowledge(
+            &tenant,
+            "StopMonitoring",
+            &r.supervisor_id,
+            &r.call_id,
+            r.reference_id,
+            outcome,
         )
         .await
     }

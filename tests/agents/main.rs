@@ -8,6 +8,7 @@
 mod support;
 
 mod calls;
+mod monitor;
 mod next_state;
 
 use std::time::Duration;

@@ -44,6 +44,15 @@ pub enum CallEventKind {
     TreatmentEnd,
     /// No media server could apply the treatment; the call keeps waiting.
     TreatmentNotApplied,
+    /// A supervisor started monitoring the call (the cause names the mode): it moves onto
+    /// a conference.
+    MonitoringStarted,
+    /// The supervisor's mode changed (the cause names the new one).
+    MonitoringChanged,
+    /// The supervisor left; the parties talk directly again.
+    MonitoringStopped,
+    /// The supervisor could not be put in (the cause says why); the call carries on.
+    MonitoringFailed,
 }
 
 impl CallEventKind {
@@ -68,6 +77,10 @@ impl CallEventKind {
             CallEventKind::TreatmentApplied => "TreatmentApplied",
             CallEventKind::TreatmentEnd => "TreatmentEnd",
             CallEventKind::TreatmentNotApplied => "TreatmentNotApplied",
+            CallEventKind::MonitoringStarted => "MonitoringStarted",
+            CallEventKind::MonitoringChanged => "MonitoringChanged",
+            CallEventKind::MonitoringStopped => "MonitoringStopped",
+            CallEventKind::MonitoringFailed => "MonitoringFailed",
         }
     }
 

@@ -128,6 +128,47 @@ pub enum Control {
     /// Single-step transfer: the agent leaves at once and the other party is put through to
     /// the number given, as the dial plan routes it.
     SingleStepTransfer(String),
+    /// A supervisor at DN `supervisor` takes part in the agent's call as `mode` says: the
+    /// call moves onto a conference on its media server and the supervisor's phone is
+    /// called into it. Asked again while monitoring, it changes the mode.
+    Monitor {
+        supervisor: String,
+        mode: MonitorMode,
+    },
+    /// The supervisor leaves; the parties talk directly again.
+    StopMonitoring,
+}
+
+/// How a supervisor takes part in a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonitorMode {
+    /// The supervisor hears both parties; neither hears the supervisor.
+    Listen,
+    /// Coaching: only the agent hears the supervisor.
+    Whisper,
+    /// Barge-in: everyone hears everyone.
+    Barge,
+}
+
+impl MonitorMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            MonitorMode::Listen => "listen",
+            MonitorMode::Whisper => "whisper",
+            MonitorMode::Barge => "barge",
+        }
+    }
+
+    /// The mode [`MonitorMode::name`] wrote.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            MonitorMode::Listen,
+            MonitorMode::Whisper,
+            MonitorMode::Barge,
+        ]
+        .into_iter()
+        .find(|m| m.name() == name)
+    }
 }
 
 /// A call's state as desktops name it.
@@ -245,10 +286,11 @@ pub enum Operation {
     Transfer,
     FinishTransfer,
     SendDtmf,
+    Monitor,
 }
 
 impl Operation {
-    const ALL: [Operation; 10] = [
+    const ALL: [Operation; 11] = [
         Operation::Answer,
         Operation::Hold,
         Operation::Retrieve,
@@ -259,6 +301,7 @@ impl Operation {
         Operation::Transfer,
         Operation::FinishTransfer,
         Operation::SendDtmf,
+        Operation::Monitor,
     ];
 
     /// Its name (as `Debug` writes it).
@@ -283,6 +326,7 @@ impl Operation {
             Operation::Transfer => "transfer",
             Operation::FinishTransfer => "finish the transfer of",
             Operation::SendDtmf => "send DTMF on",
+            Operation::Monitor => "monitor",
         }
     }
 }
@@ -318,6 +362,15 @@ pub enum Refusal {
     CannotTransferNow,
     #[error("a leg of the call has no session to offer again")]
     NoSession,
+    #[error(
+        "the media server's control is netann: it cannot let the agent alone hear the \
+         supervisor (whisper needs a media server with control msml)"
+    )]
+    WhisperNeedsMsml,
+    #[error("the call is monitored by another supervisor")]
+    MonitoredAlready,
+    #[error("the call is not monitored")]
+    NotMonitored,
     /// The node could not start the call asked for (its actor failed to spawn).
     #[error("cannot start a call: {0}")]
     NotStarted(String),

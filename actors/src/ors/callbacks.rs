@@ -640,6 +640,7 @@ impl State {
             dn: r.customer.clone(),
             role: "destination".into(),
             uri: String::new(),
+            mode: String::new(),
         }];
         if let Some((_, dn)) = &cb.agent {
             parties.insert(
@@ -648,6 +649,7 @@ impl State {
                     dn: dn.clone(),
                     role: "origination".into(),
                     uri: String::new(),
+                    mode: String::new(),
                 },
             );
         }

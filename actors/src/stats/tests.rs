@@ -28,6 +28,7 @@ fn call(at: u64, kind: &str, id: &str, routed_to: Option<&str>) -> Event {
                     dn: dn.to_owned(),
                     role: "destination".to_owned(),
                     uri: String::new(),
+                    mode: String::new(),
                 })
                 .into_iter()
                 .collect(),

@@ -11,7 +11,7 @@ use switchboard_routing::strategy::{Known, Program};
 use switchboard_sip::auth::Algorithm;
 use switchboard_sip::transport::Transport;
 
-use super::model::{ConfigError, Dn, MediaServer, Tenant, Trunk, parse_network};
+use super::model::{ConfigError, Dn, MediaControl, MediaServer, Tenant, Trunk, parse_network};
 use super::{StrategyConfig, TenantConfig};
 
 impl Tenant {
@@ -136,16 +136,26 @@ impl Tenant {
                     == Some("required"),
             })
             .collect();
-        let media_servers = c
-            .media_servers
-            .iter()
-            .filter_map(|m| {
-                Some(MediaServer {
+        let mut media_servers = Vec::with_capacity(c.media_servers.len());
+        for (i, m) in c.media_servers.iter().enumerate() {
+            let control = match m.options.get("control").map(|v| v.trim()) {
+                None => MediaControl::Netann,
+                Some(v) => MediaControl::parse(v).ok_or_else(|| {
+                    fail(
+                        format!("media_servers[{i}].options.control"),
+                        format!("{v:?} is not netann or msml"),
+                    )
+                })?,
+            };
+            // Checked with the other objects: every address parses.
+            if let Ok(address) = m.address.parse() {
+                media_servers.push(MediaServer {
                     name: m.name.clone(),
-                    address: m.address.parse().ok()?,
-                })
-            })
-            .collect();
+                    address,
+                    control,
+                });
+            }
+        }
         if let Some(v) = c.options.get("next-state")
             && !["after-wrap-up", "after-call"].contains(&v.trim())
         {
@@ -203,6 +213,9 @@ impl Tenant {
         })
     }
 }
+
+/// The values of the option `monitoring` of agents and queues.
+const MONITORING: [&str; 2] = ["allowed", "forbidden"];
 
 /// Checks names, numbers and references between the objects of a tenant; `Err` names the
 /// field and the problem.
@@ -314,7 +327,28 @@ fn check_objects(c: &TenantConfig, dns: &HashMap<String, Dn>) -> Result<(), (Str
             }
         }
     }
+    let choice =
+        |field: String, options: &super::Options, name: &str, values: [&str; 2]| match options
+            .get(name)
+            .map(|v| v.trim())
+        {
+            Some(v) if !values.contains(&v) => Err((
+                format!("{field}.options.{name}"),
+                format!("{v:?} is not {} or {}", values[0], values[1]),
+            )),
+            _ => Ok(()),
+        };
+    for (i, q) in c.queues.iter().enumerate() {
+        choice(format!("queues[{i}]"), &q.options, "monitoring", MONITORING)?;
+    }
     for (i, a) in c.agents.iter().enumerate() {
+        choice(format!("agents[{i}]"), &a.options, "monitoring", MONITORING)?;
+        choice(
+            format!("agents[{i}]"),
+            &a.options,
+            "supervisor",
+            ["true", "false"],
+        )?;
         if a.wrap_up_secs.is_some_and(|w| w > DAY) {
             return Err((
                 format!("agents[{i}].wrap_up_secs"),

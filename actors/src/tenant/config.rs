@@ -173,6 +173,12 @@ pub struct DnConfig {
     pub options: Options,
 }
 
+/// Whether an agent's or a queue's options forbid monitoring its calls (option
+/// `monitoring = "forbidden"`).
+pub fn monitoring_forbidden(options: &Options) -> bool {
+    options.get("monitoring").map(|v| v.trim()) == Some("forbidden")
+}
+
 /// An object that is a name and options: a skill, an agent group, a virtual queue.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -218,6 +224,10 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
+    /// Whether the agent may monitor others' calls (option `supervisor = "true"`).
+    pub fn is_supervisor(&self) -> bool {
+        self.options.get("supervisor").map(|v| v.trim()) == Some("true")
+    }
     /// What routing matches targets against: the agent's id, groups and skill levels.
     pub fn profile(&self) -> switchboard_routing::target::Profile {
         switchboard_routing::target::Profile::new(

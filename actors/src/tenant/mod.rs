@@ -19,13 +19,14 @@ pub use actor::{TenantActor, TenantMsg};
 pub use config::{
     AgentConfig, ApiKeyConfig, DialRuleConfig, DnConfig, DnKind, KeyScope, MediaServerConfig,
     NamedConfig, Options, PlaceConfig, RewriteConfig, RoutingPointConfig, StatsConfig,
-    StrategyConfig, TenantConfig, TrunkConfig,
+    StrategyConfig, TenantConfig, TrunkConfig, monitoring_forbidden,
 };
 
 pub use compile::compile_strategy;
 pub use demo::{DEMO_STRATEGY, demo_tenant};
 pub use model::{
-    ConfigError, Directory, Dn, MediaServer, Tenant, Trunk, hash_api_key, in_network, parse_network,
+    ConfigError, Directory, Dn, MediaControl, MediaServer, Tenant, Trunk, hash_api_key, in_network,
+    parse_network,
 };
 
 #[cfg(test)]
@@ -359,6 +360,35 @@ mod tests {
         assert!(!t.dns["1001"].authenticate);
         assert!(t.dns["1002"].authenticate);
         assert!(!t.dns["1003"].authenticate);
+    }
+
+    #[test]
+    fn media_server_control_and_next_state_are_options_checked_by_name() {
+        let t = Tenant::from_config(&demo_tenant()).expect("valid");
+        assert_eq!(t.media_servers[0].control, MediaControl::Netann);
+        assert!(t.next_state_after_wrap_up());
+        let mut c = demo_tenant();
+        c.media_servers[0]
+            .options
+            .insert("control".into(), "msml".into());
+        c.options.insert("next-state".into(), "after-call".into());
+        let t = Tenant::from_config(&c).expect("valid");
+        assert_eq!(t.media_servers[0].control, MediaControl::Msml);
+        assert!(!t.next_state_after_wrap_up());
+        let mut c = demo_tenant();
+        c.media_servers[0]
+            .options
+            .insert("control".into(), "mscml".into());
+        assert_eq!(
+            invalid(c),
+            (
+                "media_servers[0].options.control".into(),
+                "\"mscml\" is not netann or msml".into()
+            )
+        );
+        let mut c = demo_tenant();
+        c.options.insert("next-state".into(), "never".into());
+        assert_eq!(invalid(c).0, "options.next-state");
     }
 
     #[test]

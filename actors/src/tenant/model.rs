@@ -96,6 +96,33 @@ impl Trunk {
 pub struct MediaServer {
     pub name: String,
     pub address: SocketAddr,
+    /// How the server is told what to do (option `control`).
+    pub control: MediaControl,
+}
+
+/// How a media server is controlled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaControl {
+    /// RFC 4240 URIs alone (`annc=`, `conf=`): announcements and conferences, no more.
+    #[default]
+    Netann,
+    /// MSML (RFC 5707) in SIP INFO besides: conferences with stream directions, recording.
+    Msml,
+}
+
+impl MediaControl {
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaControl::Netann => "netann",
+            MediaControl::Msml => "msml",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [MediaControl::Netann, MediaControl::Msml]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
 }
 
 /// A DN with what the registrar needs of it.

@@ -190,7 +190,7 @@ pub struct CallControl {
     pub dn: ::prost::alloc::string::String,
     #[prost(
         oneof = "call_control::Control",
-        tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15"
+        tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17"
     )]
     pub control: ::core::option::Option<call_control::Control>,
 }
@@ -225,7 +225,19 @@ pub mod call_control {
         DeleteFromConference(::prost::alloc::string::String),
         #[prost(string, tag = "15")]
         SingleStepTransfer(::prost::alloc::string::String),
+        #[prost(message, tag = "16")]
+        Monitor(super::Monitor),
+        #[prost(message, tag = "17")]
+        StopMonitoring(super::Empty),
     }
+}
+/// A supervisor's DN and mode (listen, whisper, barge) for Control::Monitor.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Monitor {
+    #[prost(string, tag = "1")]
+    pub supervisor: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub mode: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct UserData {

@@ -77,7 +77,9 @@ pub struct Binding {
     pub reason: ::prost::alloc::string::String,
 }
 /// A change in a call (topic voice-callthread): Dialing, Ringing, Established, Held, Retrieved,
-/// Released, Abandoned, DestinationBusy, PartyChanged.
+/// Released, Abandoned, DestinationBusy, PartyChanged, PartyAdded, PartyDeleted, and
+/// MonitoringStarted, MonitoringChanged (the cause names the mode), MonitoringStopped and
+/// MonitoringFailed (the cause says why) for a supervisor's monitoring.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CallThread {
     /// The call: unique and sortable.
@@ -138,12 +140,15 @@ pub struct Party {
     /// The DN, or the number for a party outside the tenant (a trunk's caller or callee).
     #[prost(string, tag = "1")]
     pub dn: ::prost::alloc::string::String,
-    /// origination, destination
+    /// origination, destination, conference, or supervisor (monitoring the call).
     #[prost(string, tag = "2")]
     pub role: ::prost::alloc::string::String,
     /// The SIP URI the party is reached at.
     #[prost(string, tag = "3")]
     pub uri: ::prost::alloc::string::String,
+    /// A supervisor's mode: listen, whisper or barge; empty for the other roles.
+    #[prost(string, tag = "4")]
+    pub mode: ::prost::alloc::string::String,
 }
 /// An agent's state after a change (topic voice-agentstate): AgentLogin, AgentLogout,
 /// AgentReady, AgentNotReady, DNDOn, DNDOff, OffHook, OnHook, DNOutOfService, DNBackInService,

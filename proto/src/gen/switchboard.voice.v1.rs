@@ -148,6 +148,25 @@ pub struct CallRequest {
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct MonitorRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    /// The supervisor asking.
+    #[prost(string, tag = "2")]
+    pub supervisor_id: ::prost::alloc::string::String,
+    /// The agent monitored.
+    #[prost(string, tag = "3")]
+    pub agent_id: ::prost::alloc::string::String,
+    /// The agent's call; empty for its current call.
+    #[prost(string, tag = "4")]
+    pub call_id: ::prost::alloc::string::String,
+    #[prost(enumeration = "MonitorMode", tag = "5")]
+    pub mode: i32,
+    #[prost(string, tag = "6")]
+    pub reference_id: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DtmfRequest {
     #[prost(string, tag = "1")]
     pub tenant: ::prost::alloc::string::String,
@@ -472,6 +491,36 @@ impl WorkMode {
             "WORK_MODE_AUX_WORK" => Some(Self::AuxWork),
             "WORK_MODE_AFTER_CALL_WORK" => Some(Self::AfterCallWork),
             "WORK_MODE_WALK_AWAY" => Some(Self::WalkAway),
+            _ => None,
+        }
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum MonitorMode {
+    Listen = 0,
+    Whisper = 1,
+    Barge = 2,
+}
+impl MonitorMode {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Listen => "MONITOR_MODE_LISTEN",
+            Self::Whisper => "MONITOR_MODE_WHISPER",
+            Self::Barge => "MONITOR_MODE_BARGE",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "MONITOR_MODE_LISTEN" => Some(Self::Listen),
+            "MONITOR_MODE_WHISPER" => Some(Self::Whisper),
+            "MONITOR_MODE_BARGE" => Some(Self::Barge),
             _ => None,
         }
     }
@@ -1662,6 +1711,61 @@ pub mod calls_client {
                 .insert(GrpcMethod::new("switchboard.voice.v1.Calls", "DeleteUserData"));
             self.inner.unary(req, path, codec).await
         }
+        /// A supervisor (an agent whose configuration has the option supervisor = true, logged in
+        /// on a DN) takes part in an agent's established call (call_id, or else the agent's
+        /// current call): the call moves onto a conference on the tenant's media server and the
+        /// supervisor's phone is called into it, told to answer by itself. Listen: the supervisor
+        /// hears both parties and neither hears the supervisor; whisper: only the agent hears the
+        /// supervisor (a media server with control msml only); barge: everyone hears everyone.
+        /// Asked again during the monitoring, it changes the mode. The call reports
+        /// MonitoringStarted (or MonitoringChanged), then PartyAdded with the supervisor's party
+        /// (role supervisor, its mode). PERMISSION_DENIED for a supervisor without the option, or
+        /// an agent or queue whose option monitoring = forbidden; NOT_FOUND for an agent unknown to
+        /// the tenant; FAILED_PRECONDITION when the agent has no established call, the supervisor is
+        /// not logged in, or the media server's control cannot carry the mode (whisper on netann).
+        pub async fn monitor(
+            &mut self,
+            request: impl tonic::IntoRequest<super::MonitorRequest>,
+        ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchboard.voice.v1.Calls/Monitor",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchboard.voice.v1.Calls", "Monitor"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The supervisor leaves; the parties talk directly again (PartyDeleted, MonitoringStopped).
+        pub async fn stop_monitoring(
+            &mut self,
+            request: impl tonic::IntoRequest<super::MonitorRequest>,
+        ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchboard.voice.v1.Calls/StopMonitoring",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchboard.voice.v1.Calls", "StopMonitoring"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1771,6 +1875,27 @@ pub mod calls_server {
         async fn delete_user_data(
             &self,
             request: tonic::Request<super::DeleteUserDataRequest>,
+        ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status>;
+        /// A supervisor (an agent whose configuration has the option supervisor = true, logged in
+        /// on a DN) takes part in an agent's established call (call_id, or else the agent's
+        /// current call): the call moves onto a conference on the tenant's media server and the
+        /// supervisor's phone is called into it, told to answer by itself. Listen: the supervisor
+        /// hears both parties and neither hears the supervisor; whisper: only the agent hears the
+        /// supervisor (a media server with control msml only); barge: everyone hears everyone.
+        /// Asked again during the monitoring, it changes the mode. The call reports
+        /// MonitoringStarted (or MonitoringChanged), then PartyAdded with the supervisor's party
+        /// (role supervisor, its mode). PERMISSION_DENIED for a supervisor without the option, or
+        /// an agent or queue whose option monitoring = forbidden; NOT_FOUND for an agent unknown to
+        /// the tenant; FAILED_PRECONDITION when the agent has no established call, the supervisor is
+        /// not logged in, or the media server's control cannot carry the mode (whisper on netann).
+        async fn monitor(
+            &self,
+            request: tonic::Request<super::MonitorRequest>,
+        ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status>;
+        /// The supervisor leaves; the parties talk directly again (PartyDeleted, MonitoringStopped).
+        async fn stop_monitoring(
+            &self,
+            request: tonic::Request<super::MonitorRequest>,
         ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status>;
     }
     /// Calls of an agent's DN. Each request names the agent the desktop acts for; a call that does
@@ -2569,6 +2694,92 @@ pub mod calls_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = DeleteUserDataSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchboard.voice.v1.Calls/Monitor" => {
+                    #[allow(non_camel_case_types)]
+                    struct MonitorSvc<T: Calls>(pub Arc<T>);
+                    impl<T: Calls> tonic::server::UnaryService<super::MonitorRequest>
+                    for MonitorSvc<T> {
+                        type Response = super::Ack;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::MonitorRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Calls>::monitor(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = MonitorSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchboard.voice.v1.Calls/StopMonitoring" => {
+                    #[allow(non_camel_case_types)]
+                    struct StopMonitoringSvc<T: Calls>(pub Arc<T>);
+                    impl<T: Calls> tonic::server::UnaryService<super::MonitorRequest>
+                    for StopMonitoringSvc<T> {
+                        type Response = super::Ack;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::MonitorRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Calls>::stop_monitoring(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = StopMonitoringSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

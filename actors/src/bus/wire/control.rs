@@ -4,7 +4,8 @@ use switchboard_proto::bus as pb;
 
 use super::Unreadable;
 use crate::messages::sip_cluster::{
-    CallState, CallView, Capability, Control, ControlError, Invalid, Operation, Refusal,
+    CallState, CallView, Capability, Control, ControlError, Invalid, MonitorMode, Operation,
+    Refusal,
 };
 
 pub(super) fn control_to_pb(c: &Control) -> pb::call_control::Control {
@@ -32,6 +33,11 @@ pub(super) fn control_to_pb(c: &Control) -> pb::call_control::Control {
         Control::SendDtmf(digits) => P::SendDtmf(digits.clone()),
         Control::DeleteFromConference(party) => P::DeleteFromConference(party.clone()),
         Control::SingleStepTransfer(to) => P::SingleStepTransfer(to.clone()),
+        Control::Monitor { supervisor, mode } => P::Monitor(pb::Monitor {
+            supervisor: supervisor.clone(),
+            mode: mode.name().to_owned(),
+        }),
+        Control::StopMonitoring => P::StopMonitoring(pb::Empty {}),
     }
 }
 
@@ -52,6 +58,12 @@ pub(super) fn control_from_pb(c: pb::call_control::Control) -> Control {
         P::SendDtmf(digits) => Control::SendDtmf(digits),
         P::DeleteFromConference(party) => Control::DeleteFromConference(party),
         P::SingleStepTransfer(to) => Control::SingleStepTransfer(to),
+        // A mode this node does not know is heard as the least intrusive.
+        P::Monitor(m) => Control::Monitor {
+            supervisor: m.supervisor,
+            mode: MonitorMode::parse(&m.mode).unwrap_or(MonitorMode::Listen),
+        },
+        P::StopMonitoring(_) => Control::StopMonitoring,
     }
 }
 
@@ -134,7 +146,7 @@ fn failure_from_pb(tenant: &str, f: pb::ControlFailure) -> Result<ControlError, 
 }
 
 /// The refusals with nothing but their name.
-const PLAIN: [(&str, Refusal); 12] = [
+const PLAIN: [(&str, Refusal); 15] = [
     ("NoEarlyDialog", Refusal::NoEarlyDialog),
     ("NotAnswered", Refusal::NotAnswered),
     ("ConsultationNotAnswered", Refusal::ConsultationNotAnswered),
@@ -147,6 +159,9 @@ const PLAIN: [(&str, Refusal); 12] = [
     ("AlreadyConference", Refusal::AlreadyConference),
     ("CannotTransferNow", Refusal::CannotTransferNow),
     ("NoSession", Refusal::NoSession),
+    ("WhisperNeedsMsml", Refusal::WhisperNeedsMsml),
+    ("MonitoredAlready", Refusal::MonitoredAlready),
+    ("NotMonitored", Refusal::NotMonitored),
 ];
 
 fn refusal_to_pb(r: &Refusal) -> pb::Refused {
@@ -233,6 +248,11 @@ mod tests {
             Control::DeleteUserData(Vec::new()),
             Control::SendDtmf("12#".into()),
             Control::DeleteFromConference("1005".into()),
+            Control::Monitor {
+                supervisor: "1020".into(),
+                mode: MonitorMode::Whisper,
+            },
+            Control::StopMonitoring,
             Control::SingleStepTransfer("1007".into()),
         ] {
             round_trip(Body::Node(NodeBound::Control {

@@ -8,12 +8,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use switchboard_sip::dialog::Dialog;
-use switchboard_sip::sdp::{self, Direction};
+use switchboard_sip::sdp;
 use switchboard_sip::support::ALLOW_IN_DIALOG as ALLOW;
 use switchboard_sip::transport::Transport;
 use switchboard_sip::{HeaderName, Headers, Host, Method, Request, Response, SipUri, Uri};
 
 use super::legs::{Leg, LegId, Progress};
+use super::monitor::Monitor;
 use super::transfer::Handover;
 use super::txns::Purpose;
 use super::{Call, Mode, Phase};
@@ -26,6 +27,8 @@ use crate::messages::sip_cluster::{ControlError, Refusal};
 #[derive(Debug)]
 pub(super) struct Conference {
     pub(super) members: Vec<Member>,
+    /// A supervisor monitoring the call, which is a conference for that alone.
+    pub(super) monitor: Option<Monitor>,
 }
 
 #[derive(Debug)]
@@ -36,7 +39,21 @@ pub(super) struct Member {
     /// Whether `dn` is one of the tenant's DNs.
     pub(super) internal: bool,
     /// Its leg into the conference (a B leg), once placed.
-    ms: Option<usize>,
+    pub(super) ms: Option<usize>,
+    /// Whether it is the supervisor monitoring the call.
+    pub(super) supervisor: bool,
+}
+
+impl Member {
+    pub(super) fn new(party: LegId, dn: String, internal: bool, ms: Option<usize>) -> Self {
+        Self {
+            party,
+            dn,
+            internal,
+            ms,
+            supervisor: false,
+        }
+    }
 }
 
 impl Call {
@@ -77,21 +94,19 @@ impl Call {
         let mut members = Vec::with_capacity(3);
         for (i, (leg, member_dn, internal, session)) in sessions.into_iter().enumerate() {
             let ms = session.map(|body| self.invite_conference(server, body, i, now));
-            members.push(Member {
-                party: leg,
-                dn: member_dn,
-                internal,
-                ms,
-            });
+            members.push(Member::new(leg, member_dn, internal, ms));
         }
-        self.mode = Mode::Conference(Box::new(Conference { members }));
+        self.mode = Mode::Conference(Box::new(Conference {
+            members,
+            monitor: None,
+        }));
         tracing::info!(tenant = %self.tenant.name, call_id = %self.id, "conference of three");
         self.event(CallEventKind::PartyAdded, "", 0);
         Ok(())
     }
 
     /// Places a leg into the call's conference for member `member`, offering `session`.
-    fn invite_conference(
+    pub(super) fn invite_conference(
         &mut self,
         server: SocketAddr,
         session: Box<[u8]>,
@@ -147,9 +162,17 @@ impl Call {
             return;
         }
         if r.status >= 300 {
+            self.legs.b[i].progress = Progress::Failed(r.status);
+            if self.monitor().is_some() && self.phase == Phase::Established {
+                tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, status = r.status,
+                    "the media server refused a conference leg: monitoring ends, the parties \
+                     talk directly again");
+                self.event(CallEventKind::MonitoringFailed, "media-server", r.status);
+                self.stop_monitoring(now);
+                return;
+            }
             tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, status = r.status,
                 "the media server refused a conference leg: that party hears no one");
-            self.legs.b[i].progress = Progress::Failed(r.status);
             return;
         }
         if let Some(invite) = self.legs.b[i].invite.as_deref()
@@ -172,9 +195,10 @@ impl Call {
         else {
             return;
         };
+        let direction = self.member_direction(party);
         let body = match self.legs.get(party).sdp.clone() {
-            Some(previous) => sdp::reoffered(&previous, &r.body, Direction::SendRecv),
-            None => sdp::redirected(&r.body, Direction::SendRecv),
+            Some(previous) => sdp::reoffered(&previous, &r.body, direction),
+            None => sdp::redirected(&r.body, direction),
         };
         if let Some(body) = body {
             self.offer(party, body, now);
@@ -184,6 +208,24 @@ impl Call {
     /// Member `m` leaves the conference: its leg and its conference leg are hung up. The
     /// call ends when one party is left.
     pub(super) fn leave_conference(&mut self, m: usize, now: Instant) {
+        // A monitored call is a conference for its supervisor alone: the supervisor leaving
+        // ends the monitoring, and a party leaving ends the call.
+        if let Some(member) = self
+            .conference()
+            .filter(|c| c.monitor.is_some())
+            .map(|c| &c.members[m])
+        {
+            if member.supervisor {
+                self.stop_monitoring(now);
+            } else {
+                let (cause, from) = match member.party {
+                    LegId::A => ("caller-hangup", LegId::A),
+                    leg => ("callee-hangup", leg),
+                };
+                self.end(CallEventKind::Released, cause, 0, Some(from), now);
+            }
+            return;
+        }
         let Some(conference) = self.conference_mut() else {
             return;
         };

@@ -135,6 +135,15 @@ impl Call {
                 };
                 self.leave_conference(m, now);
             }
+            Control::Monitor { supervisor, mode } => {
+                self.start_monitoring(&supervisor, mode, now)?;
+            }
+            Control::StopMonitoring => {
+                if self.monitor().is_none() {
+                    return Err(Refusal::NotMonitored.into());
+                }
+                self.stop_monitoring(now);
+            }
             Control::SendDtmf(digits) => {
                 if state != CallState::Established {
                     return not_allowed(Operation::SendDtmf);
@@ -229,8 +238,9 @@ impl Call {
     /// Whether an offer is under way on the call (a hold or retrieve of ours, a re-INVITE
     /// relayed or refreshing): the call's state is about to change, so what depends on it
     /// is asked again.
-    fn offer_in_progress(&self) -> bool {
+    pub(super) fn offer_in_progress(&self) -> bool {
         self.reoffer.is_some()
+            || !self.deferred.is_empty()
             || self.invite_pending(u32::MAX)
             || self.txns.clients.iter().any(|c| {
                 // Answered, it only lingers (RFC 6026): the offer is over.
@@ -275,6 +285,17 @@ impl Call {
         if r.status < 200 {
             return;
         }
+        self.hold_answered(leg, r, now);
+        if let Some(i) = self.deferred.iter().position(|(l, _)| *l == leg) {
+            let (leg, body) = self.deferred.remove(i);
+            if self.phase == Phase::Established {
+                self.offer(leg, body, now);
+            }
+        }
+    }
+
+    /// A leg answered an offer of ours: a hold or resume is over once both have.
+    fn hold_answered(&mut self, leg: LegId, r: Response, now: Instant) {
         if (200..300).contains(&r.status) {
             self.session_answered(leg, &r, now);
         } else {

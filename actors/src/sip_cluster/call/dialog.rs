@@ -92,6 +92,18 @@ impl Call {
             Method::Bye => {
                 let ok = self.response_to(id, 200);
                 self.respond_to(id, ok, now);
+                // A supervisor's phone hanging up before it is in: monitoring is over.
+                if let LegId::B(i) = leg
+                    && self.monitor().is_some_and(|m| m.phone == Some(i))
+                    && !self
+                        .conference()
+                        .is_some_and(|c| c.members.iter().any(|m| m.party == leg))
+                {
+                    self.legs.b[i].progress = Progress::Over;
+                    self.legs.b[i].dialog = None;
+                    self.stop_monitoring(now);
+                    return;
+                }
                 // A party hanging up leaves the conference; the others stay.
                 if let Some(m) = self
                     .conference()

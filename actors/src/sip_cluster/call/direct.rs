@@ -149,6 +149,10 @@ impl Call {
             self.agent_located(result.unwrap_or_default(), now);
             return;
         }
+        if self.locating_supervisor() {
+            self.call_supervisor(result.unwrap_or_default(), now);
+            return;
+        }
         if self.phase != Phase::Routing {
             return;
         }

@@ -21,6 +21,7 @@ mod control;
 mod dialog;
 mod direct;
 mod legs;
+mod monitor;
 mod originate;
 mod report;
 pub mod restore;
@@ -242,6 +243,9 @@ pub struct Call {
     held: bool,
     /// A hold (true) or resume (false) a desktop asked, with the legs still to answer it.
     reoffer: Option<(bool, u8)>,
+    /// Offers to make once the leg's offer in progress is answered (one INVITE at a time in
+    /// a dialog): a party taken off a conference while its leg into it was being set up.
+    deferred: Vec<(LegId, Vec<u8>)>,
     /// Key-value data attached to the call.
     user_data: BTreeMap<String, String>,
     /// Whether Ringing has been reported.
@@ -297,6 +301,7 @@ impl Call {
             thread: Thread::default(),
             held: false,
             reoffer: None,
+            deferred: Vec::new(),
             user_data: BTreeMap::new(),
             rung: false,
             next_call_id: 0,

@@ -128,25 +128,35 @@ impl Call {
         let transport = Transport::from_via_name(&b.transport).unwrap_or(Transport::Udp);
         self.legs.a.peer = b.source;
         self.legs.a.transport = transport;
-        let (via, branch) = self.local.via(transport);
-        let me = self.local.contact(transport);
-        let core = self.local.addr(transport);
+        let (invite, branch) = self.auto_answer_invite(&self.legs.a, uri, &dial);
+        self.legs.a.invite = Some(Box::new(invite.clone()));
+        self.send_request(LegId::A, invite, branch, Purpose::Invite, now);
+    }
+
+    /// An INVITE without an offer to the phone on `leg` at `uri`, from `from_user`, telling
+    /// it to answer by itself (the desktop asked for the call; the hints phones know); its
+    /// branch.
+    pub(super) fn auto_answer_invite(
+        &self,
+        leg: &Leg,
+        uri: Uri,
+        from_user: &str,
+    ) -> (Request, String) {
+        let (via, branch) = self.local.via(leg.transport);
+        let me = self.local.contact(leg.transport);
+        let core = self.local.addr(leg.transport);
         let mut headers = Headers::with_capacity(12);
         headers.push(HeaderName::Via, via);
         headers.push(HeaderName::MaxForwards, "70");
         headers.push(
             HeaderName::From,
-            format!(
-                "<sip:{dial}@{}>;tag={}",
-                self.tenant.domain, self.legs.a.tag
-            ),
+            format!("<sip:{from_user}@{}>;tag={}", self.tenant.domain, leg.tag),
         );
-        headers.push(HeaderName::To, format!("<{}>", self.legs.a.target));
-        headers.push(HeaderName::CallId, self.legs.a.call_id.clone());
+        headers.push(HeaderName::To, format!("<{}>", leg.target));
+        headers.push(HeaderName::CallId, leg.call_id.clone());
         headers.push(HeaderName::CSeq, "1 INVITE");
         headers.push(HeaderName::Contact, me);
         headers.push(HeaderName::Allow, ALLOW);
-        // Answer by itself: the desktop asked for the call (the hints phones know).
         headers.push(HeaderName::CallInfo, format!("<sip:{core}>;answer-after=0"));
         headers.push(
             HeaderName::AlertInfo,
@@ -159,8 +169,7 @@ impl Call {
             headers,
             body: Bytes::new(),
         };
-        self.legs.a.invite = Some(Box::new(invite.clone()));
-        self.send_request(LegId::A, invite, branch, Purpose::Invite, now);
+        (invite, branch)
     }
 
     /// The agent's phone answered (or not) a call placed for its desktop.

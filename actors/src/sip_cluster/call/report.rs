@@ -82,13 +82,21 @@ impl Call {
             },
             role: "origination".into(),
             uri: self.caller_uri.clone(),
+            mode: String::new(),
         }];
         if let Some(conference) = self.conference() {
+            let monitor = conference.monitor.as_ref();
             for m in conference.members.iter().filter(|m| m.party != LegId::A) {
+                let (role, mode) = match monitor {
+                    Some(monitor) if m.supervisor => ("supervisor", monitor.mode.name()),
+                    Some(_) => ("destination", ""),
+                    None => ("conference", ""),
+                };
                 parties.push(Party {
                     dn: m.dn.clone(),
-                    role: "conference".into(),
+                    role: role.into(),
                     uri: self.legs.get(m.party).target.clone(),
+                    mode: mode.into(),
                 });
             }
         } else if let Some(dest) = &self.callee.name {
@@ -100,6 +108,7 @@ impl Call {
                     .winner
                     .map(|i| self.legs.b[i].target.clone())
                     .unwrap_or_default(),
+                mode: String::new(),
             });
         }
         let mut thread = CallThread {

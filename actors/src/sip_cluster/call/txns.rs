@@ -40,6 +40,8 @@ pub(super) enum Purpose {
     Inform,
     /// A party's leg into the media server's conference (the member's index).
     Join(usize),
+    /// The INVITE to a supervisor's phone, which monitors the call.
+    Supervise,
     /// An offer to the caller at a routing point, of the party on B leg `i` that takes the
     /// place of the one it hears.
     Bridge(usize),
@@ -327,6 +329,11 @@ impl Call {
             }
             Purpose::Reoffer => self.reoffer_answered(leg, r, now),
             Purpose::Join(member) => self.joined(leg, member, r, now),
+            Purpose::Supervise => {
+                if let LegId::B(i) = leg {
+                    self.supervisor_answered(i, r, now);
+                }
+            }
             Purpose::Bridge(i) => self.bridged(i, r, now),
             Purpose::Cancel | Purpose::Bye | Purpose::Inform => {}
         }
@@ -359,6 +366,12 @@ impl Call {
             Purpose::Join(member) => {
                 let timeout = Response::to_request(&Headers::default(), 408);
                 self.joined(leg, member, timeout, now);
+            }
+            Purpose::Supervise => {
+                if let LegId::B(i) = leg {
+                    let timeout = Response::to_request(&Headers::default(), 408);
+                    self.supervisor_answered(i, timeout, now);
+                }
             }
             Purpose::Bridge(i) => {
                 let timeout = Response::to_request(&Headers::default(), 408);

@@ -4,6 +4,7 @@
 
 mod control;
 mod direct;
+mod monitor;
 mod routing;
 mod snapshot;
 mod timers;

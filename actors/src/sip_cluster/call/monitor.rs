@@ -1,0 +1,375 @@
+//! A supervisor in an agent's call (Genesys SIP Server's monitoring, Asterisk's ChanSpy):
+//! listen (the supervisor hears both parties and is heard by neither), whisper (only the
+//! agent hears the supervisor) or barge-in (everyone hears everyone). Media never passes
+//! through the core, so the call moves onto a conference on its media server, as a
+//! conference of three does (RFC 3725 re-INVITEs, each party through a leg of its own into
+//! `conf=<call>`); the supervisor's phone is called, told to answer by itself, and put
+//! through a leg of its own into the conference, offered receive-only for listening. When
+//! the supervisor leaves, the parties are offered each other's sessions again and talk
+//! directly, and their legs into the conference are hung up.
+//!
+//! On a media server controlled by RFC 4240 URIs alone (`control = netann`) a conference
+//! mixes everyone for everyone: listen (the supervisor's leg receive-only) and barge-in
+//! work, whisper is refused.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use switchboard_sip::dialog::Dialog;
+use switchboard_sip::sdp::{self, Direction};
+use switchboard_sip::transport::Transport;
+use switchboard_sip::{Headers, Response, Uri};
+
+use super::conference::{Conference, Member};
+use super::legs::{Leg, LegId, Progress};
+use super::txns::Purpose;
+use super::{Call, Mode, Output, Phase, live, seq_of};
+use crate::messages::call_state::CallEventKind;
+use crate::messages::registrar::Binding;
+use crate::messages::sip_cluster::{
+    CallState, ControlError, MonitorMode, Operation, Origin, Refusal,
+};
+use crate::tenant::MediaControl;
+
+/// A supervisor taking part in the call.
+#[derive(Debug)]
+pub(super) struct Monitor {
+    /// The supervisor's DN.
+    pub(super) supervisor: String,
+    pub(super) mode: MonitorMode,
+    /// The supervisor's phone (a B leg), once called.
+    pub(super) phone: Option<usize>,
+    /// Each party's own session from before the conference, caller's then agent's: what
+    /// they are offered of each other to talk directly again.
+    pub(super) own: [Box<[u8]>; 2],
+}
+
+impl MonitorMode {
+    /// The direction of the supervisor's leg into the conference, as offered to the media
+    /// server: receive only to listen.
+    fn toward_conference(self) -> Direction {
+        match self {
+            MonitorMode::Listen => Direction::RecvOnly,
+            MonitorMode::Whisper | MonitorMode::Barge => Direction::SendRecv,
+        }
+    }
+
+    /// The direction the supervisor's phone is offered: it only hears when listening.
+    fn toward_phone(self) -> Direction {
+        match self {
+            MonitorMode::Listen => Direction::SendOnly,
+            MonitorMode::Whisper | MonitorMode::Barge => Direction::SendRecv,
+        }
+    }
+}
+
+impl Call {
+    /// The monitoring of the call, if any.
+    pub(super) fn monitor(&self) -> Option<&Monitor> {
+        self.conference().and_then(|c| c.monitor.as_ref())
+    }
+
+    /// The supervisor at `supervisor` starts monitoring in `mode`, or changes its mode.
+    pub(super) fn start_monitoring(
+        &mut self,
+        supervisor: &str,
+        mode: MonitorMode,
+        now: Instant,
+    ) -> Result<(), ControlError> {
+        let server = self.tenant.media_servers.first().cloned();
+        if mode == MonitorMode::Whisper
+            && server
+                .as_ref()
+                .is_none_or(|s| s.control == MediaControl::Netann)
+        {
+            return Err(Refusal::WhisperNeedsMsml.into());
+        }
+        if let Some(m) = self.monitor() {
+            if m.supervisor != supervisor {
+                return Err(Refusal::MonitoredAlready.into());
+            }
+            return self.change_monitoring(mode, now);
+        }
+        if self.conference().is_some() {
+            return Err(Refusal::AlreadyConference.into());
+        }
+        let state = self.state();
+        if state != CallState::Established {
+            return Err(Refusal::State(Operation::Monitor, state).into());
+        }
+        if self.offer_in_progress() {
+            return Err(Refusal::OfferInProgress.into());
+        }
+        let Some(server) = server else {
+            return Err(Refusal::NoMediaServer.into());
+        };
+        let Some(w) = self.legs.winner else {
+            return Err(Refusal::NotAnswered.into());
+        };
+        // Each party's own session: what the call last offered the party it talks to.
+        let (Some(caller_own), Some(agent_own)) =
+            (self.legs.b[w].sdp.clone(), self.legs.a.sdp.clone())
+        else {
+            return Err(Refusal::NoSession.into());
+        };
+        let caller = match &self.origin {
+            Origin::Phone(d) => (d.clone(), true),
+            _ => (self.ani.clone(), false),
+        };
+        let agent = self.callee.name.clone().unwrap_or_default();
+        let mut members = Vec::with_capacity(3);
+        for (i, (party, dn, internal, session)) in [
+            (LegId::A, caller.0, caller.1, caller_own.clone()),
+            (LegId::B(w), agent, true, agent_own.clone()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let ms = self.invite_conference(server.address, session, i, now);
+            members.push(Member::new(party, dn, internal, Some(ms)));
+        }
+        tracing::info!(tenant = %self.tenant.name, call_id = %self.id, supervisor,
+            mode = mode.name(), "monitoring: the call moves onto a conference");
+        self.mode = Mode::Conference(Box::new(Conference {
+            members,
+            monitor: Some(Monitor {
+                supervisor: supervisor.to_owned(),
+                mode,
+                phone: None,
+                own: [caller_own, agent_own],
+            }),
+        }));
+        self.event(CallEventKind::MonitoringStarted, mode.name(), 0);
+        self.out.push_back(Output::Locate {
+            tenant: self.tenant.name.clone(),
+            aor: self.tenant.aor(supervisor),
+        });
+        Ok(())
+    }
+
+    /// Whether the call waits for the supervisor's phone to be looked up.
+    pub(super) fn locating_supervisor(&self) -> bool {
+        self.phase == Phase::Established && self.monitor().is_some_and(|m| m.phone.is_none())
+    }
+
+    /// Calls the supervisor's phone at its first contact, told to answer by itself, without
+    /// an offer: its offer in the 2xx goes into the conference.
+    pub(super) fn call_supervisor(&mut self, bindings: Vec<Binding>, now: Instant) {
+        let supervisor = self
+            .monitor()
+            .map(|m| m.supervisor.clone())
+            .unwrap_or_default();
+        let contact = live(bindings)
+            .into_iter()
+            .next()
+            .and_then(|b| Some((Uri::parse_str(&b.contact).ok()?, b)));
+        let Some((uri, b)) = contact else {
+            tracing::info!(tenant = %self.tenant.name, call_id = %self.id, %supervisor,
+                "monitoring: the supervisor's phone is not registered");
+            self.event(CallEventKind::MonitoringFailed, "not-registered", 480);
+            self.stop_monitoring(now);
+            return;
+        };
+        let transport = Transport::from_via_name(&b.transport).unwrap_or(Transport::Udp);
+        self.next_call_id += 1;
+        let call_id = self.local.call_id(self.next_call_id);
+        let mut leg = Leg::new(call_id, switchboard_sip::token::<8>(), b.source, transport);
+        leg.target = self.tenant.aor(&supervisor);
+        // The supervisor's phone shows the agent it monitors.
+        let agent = self.callee.name.clone().unwrap_or_default();
+        let (invite, branch) = self.auto_answer_invite(&leg, uri, &agent);
+        leg.invite = Some(Box::new(invite.clone()));
+        let i = self.legs.push(leg);
+        if let Some(Mode::Conference(c)) = Some(&mut self.mode)
+            && let Some(m) = c.monitor.as_mut()
+        {
+            m.phone = Some(i);
+        }
+        self.send_request(LegId::B(i), invite, branch, Purpose::Supervise, now);
+    }
+
+    /// The supervisor's phone answered (or not): its offer goes into the conference, and
+    /// it is answered on hold until the conference answers.
+    pub(super) fn supervisor_answered(&mut self, i: usize, r: Response, now: Instant) {
+        if r.status < 200 {
+            return;
+        }
+        let leg = LegId::B(i);
+        if (200..300).contains(&r.status) {
+            if let Some(invite) = self.legs.b[i].invite.as_deref()
+                && let Ok(d) = Dialog::as_uac(invite, &r)
+            {
+                self.legs.b[i].dialog = Some(d);
+            }
+            self.legs.b[i].invite = None;
+            self.legs.b[i].progress = Progress::Answered;
+        }
+        let monitoring =
+            self.phase == Phase::Established && self.monitor().is_some_and(|m| m.phone == Some(i));
+        let Some(hold) = sdp::redirected(&r.body, Direction::Inactive)
+            .filter(|_| monitoring && (200..300).contains(&r.status))
+        else {
+            if (200..300).contains(&r.status) {
+                self.send_ack(
+                    leg,
+                    seq_of(&r.headers),
+                    Bytes::new(),
+                    &Headers::default(),
+                    now,
+                );
+                self.bye(leg, now);
+                self.legs.b[i].progress = Progress::Over;
+            } else {
+                self.legs.b[i].progress = Progress::Failed(r.status);
+            }
+            if monitoring {
+                tracing::info!(tenant = %self.tenant.name, call_id = %self.id, status = r.status,
+                    "monitoring: the supervisor's phone did not take the call");
+                self.event(CallEventKind::MonitoringFailed, "not-answered", r.status);
+                self.stop_monitoring(now);
+            }
+            return;
+        };
+        let mut headers = Headers::default();
+        headers.push(switchboard_sip::HeaderName::ContentType, "application/sdp");
+        self.send_ack(leg, seq_of(&r.headers), Bytes::from(hold), &headers, now);
+        let Some(mode) = self.monitor().map(|m| m.mode) else {
+            return;
+        };
+        let Some(server) = self.tenant.media_servers.first().map(|m| m.address) else {
+            return;
+        };
+        let supervisor = self
+            .monitor()
+            .map(|m| m.supervisor.clone())
+            .unwrap_or_default();
+        let Some(offer) = sdp::redirected(&r.body, mode.toward_conference()) else {
+            return;
+        };
+        let member = self.conference().map_or(0, |c| c.members.len());
+        let ms = self.invite_conference(server, offer.into(), member, now);
+        if let Some(c) = self.conference_mut() {
+            let mut m = Member::new(leg, supervisor, true, Some(ms));
+            m.supervisor = true;
+            c.members.push(m);
+        }
+        self.event(CallEventKind::PartyAdded, "", 0);
+    }
+
+    /// The direction the member on `party` is offered the conference's session with.
+    pub(super) fn member_direction(&self, party: LegId) -> Direction {
+        match self.monitor() {
+            Some(m) if m.phone.map(LegId::B) == Some(party) => m.mode.toward_phone(),
+            _ => Direction::SendRecv,
+        }
+    }
+
+    /// A new mode for the supervisor: its legs are offered their sessions anew.
+    fn change_monitoring(&mut self, mode: MonitorMode, now: Instant) -> Result<(), ControlError> {
+        let Some(monitor) = self.monitor() else {
+            return Err(Refusal::NotMonitored.into());
+        };
+        if monitor.mode == mode {
+            return Ok(());
+        }
+        let phone = monitor.phone;
+        let member = self
+            .conference()
+            .and_then(|c| c.members.iter().find(|m| m.supervisor))
+            .map(|m| (m.party, m.ms));
+        let Some((party, Some(ms))) = member else {
+            // Not in yet: it joins in the new mode.
+            if let Some(m) = self.conference_mut().and_then(|c| c.monitor.as_mut()) {
+                m.mode = mode;
+            }
+            self.event(CallEventKind::MonitoringChanged, mode.name(), 0);
+            return Ok(());
+        };
+        if self.offer_in_progress() || phone.map(LegId::B) != Some(party) {
+            return Err(Refusal::OfferInProgress.into());
+        }
+        let to_ms = self.legs.b[ms]
+            .sdp
+            .as_deref()
+            .and_then(|b| sdp::redirected(b, mode.toward_conference()));
+        let to_phone = self
+            .legs
+            .get(party)
+            .sdp
+            .as_deref()
+            .and_then(|b| sdp::redirected(b, mode.toward_phone()));
+        let (Some(to_ms), Some(to_phone)) = (to_ms, to_phone) else {
+            return Err(Refusal::NoSession.into());
+        };
+        if let Some(m) = self.conference_mut().and_then(|c| c.monitor.as_mut()) {
+            m.mode = mode;
+        }
+        self.offer(LegId::B(ms), to_ms, now);
+        self.offer(party, to_phone, now);
+        self.event(CallEventKind::MonitoringChanged, mode.name(), 0);
+        Ok(())
+    }
+
+    /// The supervisor leaves (asked, or its phone hung up or never answered): its legs are
+    /// hung up, the parties are offered each other's own sessions and talk directly again,
+    /// and their legs into the conference are hung up.
+    pub(super) fn stop_monitoring(&mut self, now: Instant) {
+        let Some(Mode::Conference(conference)) =
+            Some(std::mem::replace(&mut self.mode, Mode::Direct))
+        else {
+            return;
+        };
+        let Conference { members, monitor } = *conference;
+        let Some(monitor) = monitor else {
+            self.mode = Mode::Conference(Box::new(Conference { members, monitor }));
+            return;
+        };
+        if let Some(i) = monitor.phone {
+            match self.legs.b[i].progress {
+                Progress::Answered => self.bye(LegId::B(i), now),
+                Progress::Calling | Progress::Early => self.cancel_leg(i, now),
+                _ => {}
+            }
+            self.legs.b[i].progress = Progress::Over;
+        }
+        for m in &members {
+            if let Some(ms) = m.ms {
+                if self.legs.b[ms].progress == Progress::Answered {
+                    self.bye(LegId::B(ms), now);
+                }
+                if self.legs.b[ms].progress.ringing() {
+                    self.cancel_leg(ms, now);
+                }
+                self.legs.b[ms].progress = Progress::Over;
+            }
+        }
+        let [caller_own, agent_own] = monitor.own;
+        if self.phase == Phase::Established
+            && let Some(w) = self.legs.winner
+        {
+            for (leg, other) in [(LegId::A, agent_own), (LegId::B(w), caller_own)] {
+                let body = match self.legs.get(leg).sdp.as_deref() {
+                    Some(previous) => sdp::reoffered(previous, &other, Direction::SendRecv),
+                    None => sdp::redirected(&other, Direction::SendRecv),
+                };
+                let busy = self.txns.clients.iter().any(|c| {
+                    c.leg == leg
+                        && c.method == switchboard_sip::Method::Invite
+                        && !c.txn.is_answered()
+                });
+                match body {
+                    Some(body) if busy => self.deferred.push((leg, body)),
+                    Some(body) => self.offer(leg, body, now),
+                    None => {}
+                }
+            }
+        }
+        tracing::info!(tenant = %self.tenant.name, call_id = %self.id,
+            supervisor = %monitor.supervisor, "monitoring over: the parties talk directly");
+        if members.iter().any(|m| m.supervisor) {
+            let left = vec![monitor.supervisor.clone()];
+            self.event_leaving(CallEventKind::PartyDeleted, "", 0, left);
+        }
+        self.event(CallEventKind::MonitoringStopped, "", 0);
+    }
+}

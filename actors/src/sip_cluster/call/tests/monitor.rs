@@ -1,0 +1,265 @@
+//! A supervisor monitoring an agent's call: the call moves onto a conference on the media
+//! server, the supervisor's phone is called into it, and the parties talk directly again
+//! when the supervisor leaves.
+
+use super::*;
+use crate::messages::sip_cluster::{MonitorMode, Refusal};
+
+const MS: &str = "127.0.0.3:5090";
+const SUPERVISOR: &str = "192.0.2.20:5062";
+
+fn session(who: &str, port: u16, direction: &str) -> String {
+    format!(
+        "v=0\r\no={who} 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na={direction}\r\n"
+    )
+}
+
+/// `r` from the party at `addr`, with its Contact there.
+fn from(run: &mut Run, addr: &str, r: Response) {
+    let r = r.with_header(HeaderName::Contact, format!("<sip:party@{addr}>"));
+    run.call.receive(
+        Message::Response(r),
+        addr.parse().expect("addr"),
+        Transport::Udp,
+        run.now,
+    );
+    run.drain();
+}
+
+fn body(r: &Request) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+fn monitor(run: &mut Run, mode: MonitorMode) -> Result<(), ControlError> {
+    let control = Control::Monitor {
+        supervisor: "1020".into(),
+        mode,
+    };
+    let outcome = run.call.control("1001", control, run.now).map(|_| ());
+    run.drain();
+    outcome
+}
+
+/// An answered call from the SBC to the phone of 1001: (the run, the phone's answer).
+fn answered() -> (Run, String) {
+    let mut run = Run::start(tenant(&[]), DnCalls::default(), "1001");
+    run.located(&["192.0.2.9:5062"]);
+    let answer = run.answer_at_phone();
+    (run, answer)
+}
+
+#[test]
+fn a_supervisor_listens_then_barges_in_then_leaves_and_the_parties_talk_directly_again() {
+    let (mut run, _) = answered();
+    assert_eq!(
+        monitor(&mut run, MonitorMode::Whisper),
+        Err(ControlError::NotAllowed(Refusal::WhisperNeedsMsml)),
+        "the demo's media server is netann"
+    );
+    assert_eq!(
+        run.call
+            .control("1001", Control::StopMonitoring, run.now)
+            .map(|_| ()),
+        Err(ControlError::NotAllowed(Refusal::NotMonitored))
+    );
+    monitor(&mut run, MonitorMode::Listen).expect("monitor");
+
+    // Each party gets a leg into the conference, offered its own session.
+    let joins = run.take(MS, Method::Invite);
+    assert_eq!(joins.len(), 2);
+    for join in &joins {
+        assert!(
+            join.uri
+                .to_string()
+                .starts_with("sip:conf=call-1@127.0.0.3"),
+            "{}",
+            join.uri
+        );
+    }
+    assert!(body(&joins[0]).contains("m=audio 4000"), "the caller's own");
+    assert!(body(&joins[1]).contains("m=audio 5000"), "the agent's own");
+    for (i, join) in joins.iter().enumerate() {
+        let answer = session("ms", 6000 + i as u16, "sendrecv");
+        from(&mut run, MS, ok_with(join, &format!("ms{i}"), &answer));
+    }
+    // Each party is offered its conference leg's session.
+    let to_sbc = run.take(SBC, Method::Invite).remove(0);
+    let to_phone = run.take("192.0.2.9:5062", Method::Invite).remove(1);
+    assert!(body(&to_sbc).contains("m=audio 6000"), "{}", body(&to_sbc));
+    assert!(body(&to_phone).contains("m=audio 6001"));
+    from(&mut run, SBC, ok_with(&to_sbc, "sbc", OFFER));
+    let phone_again = session("phone", 5000, "sendrecv");
+    from(
+        &mut run,
+        "192.0.2.9:5062",
+        ok_with(&to_phone, "ph", &phone_again),
+    );
+
+    // The supervisor's phone is called without an offer and told to answer by itself.
+    let bindings = vec![Binding {
+        aor: "sip:1020@demo.local".into(),
+        dn: "1020".into(),
+        contact: format!("sip:1020@{SUPERVISOR}"),
+        params: String::new(),
+        key: String::new(),
+        q: None,
+        expires_at_ms: u64::MAX,
+        call_id: "reg".into(),
+        cseq: 1,
+        source: SUPERVISOR.parse().expect("addr"),
+        transport: "udp".into(),
+        user_agent: None,
+    }];
+    run.call.located(Ok(bindings), run.now);
+    run.drain();
+    let ring = run.take(SUPERVISOR, Method::Invite).remove(0);
+    assert!(ring.body.is_empty());
+    assert!(
+        ring.headers
+            .get(&HeaderName::CallInfo)
+            .is_some_and(|v| v.contains("answer-after=0"))
+    );
+    from(
+        &mut run,
+        SUPERVISOR,
+        ok_with(&ring, "sup", &session("sup", 7000, "sendrecv")),
+    );
+    let ack = run.take(SUPERVISOR, Method::Ack).remove(0);
+    assert!(body(&ack).contains("a=inactive"), "on hold until it is in");
+    // Its leg into the conference offers its session receive-only: it is not heard.
+    let join = run.take(MS, Method::Invite).remove(2);
+    assert!(body(&join).contains("m=audio 7000"));
+    assert!(body(&join).contains("a=recvonly"), "{}", body(&join));
+    from(
+        &mut run,
+        MS,
+        ok_with(&join, "ms2", &session("ms", 6002, "sendonly")),
+    );
+    let hear = run.take(SUPERVISOR, Method::Invite).remove(1);
+    assert!(body(&hear).contains("m=audio 6002"));
+    assert!(body(&hear).contains("a=sendonly"), "it hears only");
+    from(
+        &mut run,
+        SUPERVISOR,
+        ok_with(&hear, "sup", &session("sup", 7000, "recvonly")),
+    );
+    let added = run.events.last().expect("an event");
+    assert_eq!(added.kind.name(), "PartyAdded");
+    let parties: Vec<_> = added
+        .call
+        .parties
+        .iter()
+        .map(|p| (p.dn.as_str(), p.role.as_str(), p.mode.as_str()))
+        .collect();
+    assert_eq!(
+        parties,
+        [
+            ("+15551234", "origination", ""),
+            ("1001", "destination", ""),
+            ("1020", "supervisor", "listen")
+        ]
+    );
+    assert!(run.kinds().contains(&"MonitoringStarted"));
+
+    // Barge-in: both of the supervisor's legs are offered both ways.
+    assert_eq!(
+        monitor(&mut run, MonitorMode::Listen),
+        Ok(()),
+        "the same mode again changes nothing"
+    );
+    monitor(&mut run, MonitorMode::Barge).expect("barge in");
+    let to_ms = run.take(MS, Method::Invite).remove(3);
+    let to_sup = run.take(SUPERVISOR, Method::Invite).remove(2);
+    assert!(body(&to_ms).contains("a=sendrecv"), "{}", body(&to_ms));
+    assert!(body(&to_sup).contains("a=sendrecv"));
+    assert_eq!(run.events.last().expect("event").call.cause, "barge");
+    from(
+        &mut run,
+        MS,
+        ok_with(&to_ms, "ms2", &session("ms", 6002, "sendrecv")),
+    );
+    from(
+        &mut run,
+        SUPERVISOR,
+        ok_with(&to_sup, "sup", &session("sup", 7000, "sendrecv")),
+    );
+    let view = run
+        .call
+        .control("1001", Control::View, run.now)
+        .expect("view");
+    assert_eq!(view.state.name(), "Established");
+
+    // The supervisor leaves: its phone and every leg into the conference are hung up, and
+    // the parties are offered each other's own sessions.
+    run.call
+        .control("1001", Control::StopMonitoring, run.now)
+        .expect("stop");
+    run.drain();
+    assert_eq!(run.take(SUPERVISOR, Method::Bye).len(), 1);
+    assert_eq!(run.take(MS, Method::Bye).len(), 3);
+    let to_sbc = run.take(SBC, Method::Invite).remove(1);
+    let to_phone = run.take("192.0.2.9:5062", Method::Invite).remove(2);
+    assert!(body(&to_sbc).contains("m=audio 5000"), "{}", body(&to_sbc));
+    assert!(
+        body(&to_phone).contains("m=audio 4000"),
+        "{}",
+        body(&to_phone)
+    );
+    let kinds = run.kinds();
+    assert_eq!(
+        kinds[kinds.len() - 2..],
+        ["PartyDeleted", "MonitoringStopped"]
+    );
+    let parties = &run.events.last().expect("event").call.parties;
+    assert_eq!(parties.len(), 2, "{parties:?}");
+    assert_eq!(parties[1].role, "destination");
+}
+
+#[test]
+fn a_media_server_that_refuses_the_conference_leaves_the_call_as_it_was() {
+    let (mut run, _) = answered();
+    monitor(&mut run, MonitorMode::Listen).expect("monitor");
+    let joins = run.take(MS, Method::Invite);
+    from(
+        &mut run,
+        MS,
+        ok_with(&joins[0], "ms0", &session("ms", 6000, "sendrecv")),
+    );
+    let refused = Response::to_request(&joins[1].headers, 503).with_to_tag("ms1");
+    from(&mut run, MS, refused);
+    let kinds = run.kinds();
+    assert_eq!(
+        kinds[kinds.len() - 2..],
+        ["MonitoringFailed", "MonitoringStopped"]
+    );
+    assert_eq!(run.events[run.events.len() - 2].call.cause, "media-server");
+    // The leg that was in is hung up; the parties are offered each other again.
+    assert_eq!(run.take(MS, Method::Bye).len(), 1);
+    let to_phone = run.take("192.0.2.9:5062", Method::Invite);
+    assert!(body(to_phone.last().expect("re-INVITE")).contains("m=audio 4000"));
+    assert!(
+        run.call
+            .control("1001", Control::Hold, run.now)
+            .is_err_and(|e| { e == ControlError::NotAllowed(Refusal::OfferInProgress) }),
+        "the parties' offers are under way"
+    );
+    // Not monitored any more: a new monitoring may start once the offers are answered.
+    assert_eq!(
+        run.call
+            .control("1001", Control::StopMonitoring, run.now)
+            .map(|_| ()),
+        Err(ControlError::NotAllowed(Refusal::NotMonitored))
+    );
+}
+
+#[test]
+fn a_ringing_call_cannot_be_monitored() {
+    let mut run = Run::start(tenant(&[]), DnCalls::default(), "1001");
+    run.located(&["192.0.2.9:5062"]);
+    assert!(matches!(
+        monitor(&mut run, MonitorMode::Listen),
+        Err(ControlError::NotAllowed(Refusal::State(..)))
+    ));
+    assert!(run.take(MS, Method::Invite).is_empty());
+}

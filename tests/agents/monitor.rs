@@ -1,0 +1,243 @@
+//! A supervisor monitoring an agent's call over the voice API, with real SIP peers for the
+//! carrier's SBC, the agent's and the supervisor's phones and the media server (NETANN,
+//! `conf=`): the refusals, listen, barge-in, and the parties talking directly again after.
+
+use super::*;
+
+fn monitor(supervisor: &str, agent: &str, mode: pb::MonitorMode) -> pb::MonitorRequest {
+    pb::MonitorRequest {
+        supervisor_id: supervisor.into(),
+        agent_id: agent.into(),
+        mode: mode.into(),
+        ..Default::default()
+    }
+}
+
+fn body(r: &switchboard_sip::Request) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+/// Takes events until one of `kind` comes; those taken.
+async fn until(stream: &mut tokio::sync::mpsc::Receiver<Seen>, kind: &str) -> Vec<Seen> {
+    let mut seen = Vec::new();
+    loop {
+        let next = take(stream, 1).await.remove(0);
+        let done = format!("{} {}", next.0, next.1) == kind;
+        seen.push(next);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// a1003 takes a carrier's call. a1005, a supervisor, is refused what the tenant does not
+/// allow (no permission, a forbidden agent, an agent without a call, an unknown agent,
+/// whisper on a NETANN media server, another tenant), each an EventError; then listens
+/// (both parties re-INVITEd into the conference, its own phone called and offered the
+/// conference send-only, its leg into the conference receive-only), barges in (both of its
+/// legs offered both ways), and leaves: the parties are offered each other's sessions again
+/// and every leg into the conference is hung up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_listens_barges_in_and_leaves_an_agents_call() {
+    let url = support::redis_db(43);
+    let config = config_with(0, "", |demo| {
+        demo.agents[4]
+            .options
+            .insert("supervisor".into(), "true".into());
+        demo.agents[6]
+            .options
+            .insert("monitoring".into(), "forbidden".into());
+    });
+    let server = Server::start_with_config(Some(&config), &["--redis", &url]);
+    let channel = support::grpc(&server).await;
+    let mut agents = Agents::new(channel.clone());
+    let mut calls = Calls::new(channel.clone());
+    let agent_phone = raw_phone(&server, "1003");
+    let supervisor_phone = raw_phone(&server, "1005");
+    let _forbidden_phone = raw_phone(&server, "1007");
+    let media = Peer::on(
+        std::net::UdpSocket::bind("127.0.0.3:5090").expect("the media server's address"),
+        &server,
+    );
+    log_in(&mut agents, &["1003", "1005", "1007"], false).await;
+    let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
+    let sbc = Peer::sbc(&server);
+    let (_, ok) = answered_call(&server, &sbc, &agent_phone, "1003", "mon-1");
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "mon-1", "ACK", 1, ""));
+    let answered = take(&mut stream, 3).await;
+    assert_eq!(
+        kinds(&answered),
+        ["dn OffHook", "call Ringing", "call Established"]
+    );
+    let call = call_of(&answered[2]).call_id.clone();
+
+    // What the tenant does not allow.
+    let mut other_tenant = monitor("a1005", "a1003", pb::MonitorMode::Listen);
+    other_tenant.tenant = "acme".into();
+    let refusals = [
+        (
+            monitor("a1003", "a1005", pb::MonitorMode::Listen),
+            Code::PermissionDenied,
+            "may not monitor",
+        ),
+        (
+            monitor("a1005", "a1007", pb::MonitorMode::Listen),
+            Code::PermissionDenied,
+            "may not be monitored",
+        ),
+        (
+            monitor("a1005", "a1009", pb::MonitorMode::Listen),
+            Code::FailedPrecondition,
+            "",
+        ),
+        (
+            monitor("a1005", "nobody", pb::MonitorMode::Listen),
+            Code::NotFound,
+            "nobody",
+        ),
+        (
+            monitor("a1005", "a1003", pb::MonitorMode::Whisper),
+            Code::FailedPrecondition,
+            "netann",
+        ),
+    ];
+    for (request, code, says) in refusals {
+        let why = refused(calls.monitor(with_key(DEMO_KEY, request)).await, code);
+        assert!(why.contains(says), "{why}");
+        assert_eq!(kinds(&take(&mut stream, 1).await), ["error EventError"]);
+    }
+    refused(
+        calls.monitor(with_key(DEMO_KEY, other_tenant)).await,
+        Code::PermissionDenied,
+    );
+    assert!(
+        media.next(Duration::from_millis(200)).is_none(),
+        "nothing asked of the media server"
+    );
+
+    // Listen.
+    let ack = calls
+        .monitor(with_key(
+            DEMO_KEY,
+            monitor("a1005", "a1003", pb::MonitorMode::Listen),
+        ))
+        .await
+        .expect("monitor")
+        .into_inner();
+    assert_eq!(ack.call_id, call);
+    let joins = answer_invites(&media, 2, 6000);
+    for join in &joins {
+        assert!(
+            join.uri.to_string().starts_with("sip:conf="),
+            "{}",
+            join.uri
+        );
+    }
+    assert!(
+        body(&joins[0]).contains("m=audio 4000"),
+        "the caller's own session"
+    );
+    assert!(
+        body(&joins[1]).contains("m=audio 5000"),
+        "the agent's own session"
+    );
+    let to_caller = answer_invites(&sbc, 1, 4000).remove(0);
+    let to_agent = answer_invites(&agent_phone, 1, 5000).remove(0);
+    assert!(body(&to_caller).contains("m=audio 6000"));
+    assert!(body(&to_agent).contains("m=audio 6000"));
+    let ring = supervisor_phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the supervisor's phone is called");
+    assert!(ring.body.is_empty(), "without an offer");
+    assert!(
+        ring.headers
+            .get(&switchboard_sip::HeaderName::CallInfo)
+            .is_some_and(|v| v.contains("answer-after=0")),
+        "told to answer by itself"
+    );
+    supervisor_phone.answer(&ring, 200, Some(&sdp(7000)));
+    let hold = supervisor_phone
+        .request(Method::Ack, Duration::from_secs(5))
+        .expect("ACK");
+    assert!(body(&hold).contains("a=inactive"));
+    let join = answer_invites(&media, 1, 6002).remove(0);
+    assert!(body(&join).contains("m=audio 7000"));
+    assert!(
+        body(&join).contains("a=recvonly"),
+        "not heard: {}",
+        body(&join)
+    );
+    let hear = answer_invites(&supervisor_phone, 1, 7000).remove(0);
+    assert!(body(&hear).contains("m=audio 6002"));
+    assert!(body(&hear).contains("a=sendonly"), "it hears only");
+    let started = until(&mut stream, "call PartyAdded").await;
+    let names = kinds(&started);
+    assert!(
+        names.contains(&"call MonitoringStarted".to_owned()),
+        "{names:?}"
+    );
+    let added = call_of(started.last().expect("PartyAdded"));
+    let supervisor = added
+        .parties
+        .iter()
+        .find(|p| p.role == "supervisor")
+        .expect("the supervisor is a party");
+    assert_eq!(
+        (supervisor.dn.as_str(), supervisor.mode.as_str()),
+        ("1005", "listen")
+    );
+
+    // Barge-in.
+    calls
+        .monitor(with_key(
+            DEMO_KEY,
+            monitor("a1005", "a1003", pb::MonitorMode::Barge),
+        ))
+        .await
+        .expect("barge in");
+    let to_ms = answer_invites(&media, 1, 6002).remove(0);
+    assert!(body(&to_ms).contains("a=sendrecv"));
+    let to_supervisor = answer_invites(&supervisor_phone, 1, 7000).remove(0);
+    assert!(body(&to_supervisor).contains("a=sendrecv"));
+    let changed = until(&mut stream, "call MonitoringChanged").await;
+    assert_eq!(call_of(changed.last().expect("changed")).cause, "barge");
+
+    // The supervisor leaves; the parties talk directly again.
+    calls
+        .stop_monitoring(with_key(
+            DEMO_KEY,
+            monitor("a1005", "a1003", pb::MonitorMode::Barge),
+        ))
+        .await
+        .expect("stop");
+    answer_byes(&supervisor_phone, 1);
+    answer_byes(&media, 3);
+    let to_caller = answer_invites(&sbc, 1, 4000).remove(0);
+    let to_agent = answer_invites(&agent_phone, 1, 5000).remove(0);
+    assert!(
+        body(&to_caller).contains("m=audio 5000"),
+        "{}",
+        body(&to_caller)
+    );
+    assert!(
+        body(&to_agent).contains("m=audio 4000"),
+        "{}",
+        body(&to_agent)
+    );
+    let stopped = until(&mut stream, "call MonitoringStopped").await;
+    assert!(kinds(&stopped).contains(&"call PartyDeleted".to_owned()));
+    refused(
+        calls
+            .stop_monitoring(with_key(
+                DEMO_KEY,
+                monitor("a1005", "a1003", pb::MonitorMode::Listen),
+            ))
+            .await,
+        Code::FailedPrecondition,
+    );
+
+    // The call carries on to its end.
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "mon-1", "BYE", 2, ""));
+    answer_byes(&agent_phone, 1);
+    until(&mut stream, "call Released").await;
+}
