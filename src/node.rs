@@ -430,6 +430,8 @@ impl Node {
         let rq = Rq::spawn(directory.clone(), &supervisor)
             .await
             .context("rq")?;
+        // Agents start before calls, and reach them through this once they have started.
+        let agent_calls = Arc::new(std::sync::OnceLock::new());
         let agents = AgentState::spawn(
             AgentStateConfig {
                 events: events.clone(),
@@ -440,6 +442,7 @@ impl Node {
                 node: node.clone(),
                 ownership: ownership.clone(),
                 figures: figures.clone(),
+                calls: agent_calls.clone(),
             },
             &supervisor,
         )
@@ -734,6 +737,7 @@ impl Node {
             }
             _ => cluster.clone(),
         };
+        let _ = agent_calls.set(cluster_anywhere.clone());
         let statistics = Statistics::start(events.clone(), followed.clone());
         let stats = StatsApi::new(
             Keys::new(followed.clone(), admin_key.clone()),

@@ -62,6 +62,8 @@ pub fn payload_json(payload: &Payload) -> Value {
             "nextState": a.next_state,
             "nextReason": a.next_reason,
             "nextWorkMode": a.next_work_mode,
+            "monitoredBy": a.monitored_by,
+            "monitorMode": a.monitor_mode,
         }),
         Payload::Error(e) => json!({
             "operation": e.operation,
@@ -215,6 +217,8 @@ fn payload_from_json(topic: &str, v: &Map<String, Value>) -> Payload {
             next_state: s("nextState"),
             next_reason: s("nextReason"),
             next_work_mode: s("nextWorkMode"),
+            monitored_by: s("monitoredBy"),
+            monitor_mode: s("monitorMode"),
         }),
         "desktop-errors" => Payload::Error(RequestError {
             operation: s("operation"),
@@ -343,6 +347,8 @@ mod tests {
                 next_state: "NotReady".into(),
                 next_reason: "lunch".into(),
                 next_work_mode: "AuxWork".into(),
+                monitored_by: "1020".into(),
+                monitor_mode: "listen".into(),
             })),
             ..sample()
         };

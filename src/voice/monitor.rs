@@ -1,16 +1,19 @@
-//! A supervisor's monitoring of an agent's call, as the voice API asks it: who may monitor
+//! A supervisor's monitoring of an agent's calls, as the voice API asks it: who may monitor
 //! whom (the supervisor's permission, agents and queues whose monitoring is forbidden), which
-//! call, and the control the call then carries out.
+//! call (the agent's call now, or each of its calls from the next one on, which agent state
+//! keeps), and the control each call then carries out.
 
-use switchboard_actors::messages::sip_cluster::{Control, MonitorMode};
+use switchboard_actors::messages::agent_state::{Command, Monitoring};
+use switchboard_actors::messages::sip_cluster::{Control, ControlError, MonitorMode, Refusal};
 use switchboard_actors::tenant::{AgentConfig, Tenant, monitoring_forbidden};
+use switchboard_proto::events::AgentState as AgentView;
 use switchboard_proto::voice as pb;
 use tonic::Status;
 
 use super::{Voice, status};
 
 impl Voice {
-    /// Starts (or changes) the monitoring `r` asks; the call's id.
+    /// Starts (or changes) the monitoring `r` asks; the call's id (none for next calls).
     pub(super) async fn start_monitoring(
         &self,
         tenant: &Tenant,
@@ -27,32 +30,71 @@ impl Voice {
                 )));
             }
         };
-        let (supervisor, call) = self.monitored(tenant, r).await?;
+        let (supervisor, state) = self.allowed(tenant, r).await?;
+        if next_calls(r)? {
+            if mode == MonitorMode::Whisper
+                && !tenant
+                    .media_servers
+                    .iter()
+                    .any(|m| m.control == switchboard_actors::tenant::MediaControl::Msml)
+            {
+                return Err(Status::failed_precondition(
+                    Refusal::WhisperNeedsMsml.to_string(),
+                ));
+            }
+            let command = Command::Monitored(Some(Monitoring { supervisor, mode }));
+            self.agents
+                .command(&tenant.name, &r.agent_id, command)
+                .await
+                .map_err(|e| status(&e))?;
+            return Ok(String::new());
+        }
+        let call = self.monitored_call(tenant, r, &state).await?;
         let control = Control::Monitor { supervisor, mode };
         let view = self.control(tenant, &r.agent_id, &call, control).await?;
         Ok(view.call.call_id)
     }
 
-    /// Ends the monitoring of the agent's call by the supervisor.
+    /// Ends the monitoring of the agent's call (or calls) by the supervisor.
     pub(super) async fn end_monitoring(
         &self,
         tenant: &Tenant,
         r: &pb::MonitorRequest,
     ) -> Result<String, Status> {
-        let (_, call) = self.monitored(tenant, r).await?;
+        let (_, state) = self.allowed(tenant, r).await?;
+        if next_calls(r)? {
+            self.agents
+                .command(&tenant.name, &r.agent_id, Command::Monitored(None))
+                .await
+                .map_err(|e| status(&e))?;
+            // The call now too, if the supervisor is in it.
+            if let Some(call) = state.calls.first() {
+                let stopped = self
+                    .calls
+                    .control(&tenant.name, call, &state.dn, Control::StopMonitoring)
+                    .await;
+                match stopped {
+                    Ok(_) | Err(ControlError::NotAllowed(Refusal::NotMonitored)) => {}
+                    Err(e) => tracing::info!(tenant = %tenant.name, call, error = %e,
+                        "the agent's call could not stop being monitored"),
+                }
+            }
+            return Ok(String::new());
+        }
+        let call = self.monitored_call(tenant, r, &state).await?;
         let view = self
             .control(tenant, &r.agent_id, &call, Control::StopMonitoring)
             .await?;
         Ok(view.call.call_id)
     }
 
-    /// The supervisor's DN and the agent's call `r` names (or the agent's current one),
-    /// once the tenant's configuration allows the supervisor to monitor it.
-    async fn monitored(
+    /// The supervisor's DN and the agent's state, once the tenant's configuration allows
+    /// the supervisor to monitor the agent.
+    async fn allowed(
         &self,
         tenant: &Tenant,
         r: &pb::MonitorRequest,
-    ) -> Result<(String, String), Status> {
+    ) -> Result<(String, AgentView), Status> {
         let supervisor = agent(tenant, &r.supervisor_id)?;
         if !supervisor.is_supervisor() {
             return Err(Status::permission_denied(format!(
@@ -73,38 +115,63 @@ impl Voice {
             .await
             .map_err(|e| status(&e))?
             .state;
+        forbidden_queues(tenant, &state.queues)?;
+        let dn = self.agent_dn(tenant, &supervisor.id).await?;
+        Ok((dn, state))
+    }
+
+    /// The agent's call `r` names, or its call now, if its queue allows monitoring.
+    async fn monitored_call(
+        &self,
+        tenant: &Tenant,
+        r: &pb::MonitorRequest,
+        state: &AgentView,
+    ) -> Result<String, Status> {
         let call = match (r.call_id.as_str(), state.calls.first()) {
             ("", Some(call)) => call.clone(),
             ("", None) => {
                 return Err(Status::failed_precondition(format!(
                     "agent {} has no call to monitor",
-                    agent.id
+                    r.agent_id
                 )));
             }
             (named, _) => named.to_owned(),
         };
         let view = self
-            .control(tenant, &agent.id, &call, Control::View)
+            .control(tenant, &r.agent_id, &call, Control::View)
             .await?;
-        let queues = state
+        forbidden_queues(tenant, std::slice::from_ref(&view.call.queue))?;
+        Ok(call)
+    }
+}
+
+/// Whether `r` asks for the agent's next calls rather than its call now.
+fn next_calls(r: &pb::MonitorRequest) -> Result<bool, Status> {
+    match pb::MonitorScope::try_from(r.scope) {
+        Ok(pb::MonitorScope::Call) => Ok(false),
+        Ok(pb::MonitorScope::NextCalls) => Ok(true),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "scope: {} is not call or next calls",
+            r.scope
+        ))),
+    }
+}
+
+/// Refused when one of `queues` forbids monitoring its calls.
+fn forbidden_queues(tenant: &Tenant, queues: &[String]) -> Result<(), Status> {
+    for queue in queues.iter().filter(|q| !q.is_empty()) {
+        let forbidden = tenant
+            .config
             .queues
             .iter()
-            .chain(Some(&view.call.queue).filter(|q| !q.is_empty()));
-        for queue in queues {
-            let forbidden = tenant
-                .config
-                .queues
-                .iter()
-                .any(|q| q.name == *queue && monitoring_forbidden(&q.options));
-            if forbidden {
-                return Err(Status::permission_denied(format!(
-                    "calls of queue {queue} may not be monitored (its option monitoring is forbidden)"
-                )));
-            }
+            .any(|q| q.name == *queue && monitoring_forbidden(&q.options));
+        if forbidden {
+            return Err(Status::permission_denied(format!(
+                "calls of queue {queue} may not be monitored (its option monitoring is forbidden)"
+            )));
         }
-        let dn = self.agent_dn(tenant, &supervisor.id).await?;
-        Ok((dn, call))
     }
+    Ok(())
 }
 
 /// An agent of the tenant, by id.

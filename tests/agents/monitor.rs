@@ -1,6 +1,7 @@
 //! A supervisor monitoring an agent's call over the voice API, with real SIP peers for the
 //! carrier's SBC, the agent's and the supervisor's phones and the media server (NETANN,
-//! `conf=`): the refusals, listen, barge-in, and the parties talking directly again after.
+//! `conf=`): the refusals, listen, barge-in, the parties talking directly again after, and
+//! an agent's next calls monitored from their answer.
 
 use super::*;
 
@@ -30,6 +31,77 @@ async fn until(stream: &mut tokio::sync::mpsc::Receiver<Seen>, kind: &str) -> Ve
     }
 }
 
+/// The peers' side of a supervisor coming in to listen: both parties' legs into the
+/// conference and their re-INVITEs, the supervisor's phone called (told to answer by itself)
+/// and answered, its leg into the conference receive-only, its phone offered the conference
+/// send-only.
+fn listening(media: &Peer, sbc: &Peer, agent_phone: &Peer, supervisor_phone: &Peer) {
+    let joins = answer_invites(media, 2, 6000);
+    for join in &joins {
+        assert!(
+            join.uri.to_string().starts_with("sip:conf="),
+            "{}",
+            join.uri
+        );
+    }
+    assert!(
+        body(&joins[0]).contains("m=audio 4000"),
+        "the caller's own session"
+    );
+    assert!(
+        body(&joins[1]).contains("m=audio 5000"),
+        "the agent's own session"
+    );
+    let to_caller = answer_invites(sbc, 1, 4000).remove(0);
+    let to_agent = answer_invites(agent_phone, 1, 5000).remove(0);
+    assert!(body(&to_caller).contains("m=audio 6000"));
+    assert!(body(&to_agent).contains("m=audio 6000"));
+    let ring = supervisor_phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the supervisor's phone is called");
+    assert!(ring.body.is_empty(), "without an offer");
+    assert!(
+        ring.headers
+            .get(&switchboard_sip::HeaderName::CallInfo)
+            .is_some_and(|v| v.contains("answer-after=0")),
+        "told to answer by itself"
+    );
+    supervisor_phone.answer(&ring, 200, Some(&sdp(7000)));
+    let hold = supervisor_phone
+        .request(Method::Ack, Duration::from_secs(5))
+        .expect("ACK");
+    assert!(body(&hold).contains("a=inactive"));
+    let join = answer_invites(media, 1, 6002).remove(0);
+    assert!(body(&join).contains("m=audio 7000"));
+    assert!(
+        body(&join).contains("a=recvonly"),
+        "not heard: {}",
+        body(&join)
+    );
+    let hear = answer_invites(supervisor_phone, 1, 7000).remove(0);
+    assert!(body(&hear).contains("m=audio 6002"));
+    assert!(body(&hear).contains("a=sendonly"), "it hears only");
+}
+
+/// The peers' side of the supervisor leaving: its phone and the three legs into the
+/// conference hung up, the parties offered each other's own sessions again.
+fn left(media: &Peer, sbc: &Peer, agent_phone: &Peer, supervisor_phone: &Peer) {
+    answer_byes(supervisor_phone, 1);
+    answer_byes(media, 3);
+    let to_caller = answer_invites(sbc, 1, 4000).remove(0);
+    let to_agent = answer_invites(agent_phone, 1, 5000).remove(0);
+    assert!(
+        body(&to_caller).contains("m=audio 5000"),
+        "{}",
+        body(&to_caller)
+    );
+    assert!(
+        body(&to_agent).contains("m=audio 4000"),
+        "{}",
+        body(&to_agent)
+    );
+}
+
 /// a1003 takes a carrier's call. a1005, a supervisor, is refused what the tenant does not
 /// allow (no permission, a forbidden agent, an agent without a call, an unknown agent,
 /// whisper on a NETANN media server, another tenant), each an EventError; then listens
@@ -47,6 +119,8 @@ async fn a_supervisor_listens_barges_in_and_leaves_an_agents_call() {
         demo.agents[6]
             .options
             .insert("monitoring".into(), "forbidden".into());
+        // A media server of its own: the other tests of this binary have theirs.
+        demo.media_servers[0].address = "127.0.0.3:5094".into();
     });
     let server = Server::start_with_config(Some(&config), &["--redis", &url]);
     let channel = support::grpc(&server).await;
@@ -56,7 +130,7 @@ async fn a_supervisor_listens_barges_in_and_leaves_an_agents_call() {
     let supervisor_phone = raw_phone(&server, "1005");
     let _forbidden_phone = raw_phone(&server, "1007");
     let media = Peer::on(
-        std::net::UdpSocket::bind("127.0.0.3:5090").expect("the media server's address"),
+        std::net::UdpSocket::bind("127.0.0.3:5094").expect("the media server's address"),
         &server,
     );
     log_in(&mut agents, &["1003", "1005", "1007"], false).await;
@@ -125,51 +199,7 @@ async fn a_supervisor_listens_barges_in_and_leaves_an_agents_call() {
         .expect("monitor")
         .into_inner();
     assert_eq!(ack.call_id, call);
-    let joins = answer_invites(&media, 2, 6000);
-    for join in &joins {
-        assert!(
-            join.uri.to_string().starts_with("sip:conf="),
-            "{}",
-            join.uri
-        );
-    }
-    assert!(
-        body(&joins[0]).contains("m=audio 4000"),
-        "the caller's own session"
-    );
-    assert!(
-        body(&joins[1]).contains("m=audio 5000"),
-        "the agent's own session"
-    );
-    let to_caller = answer_invites(&sbc, 1, 4000).remove(0);
-    let to_agent = answer_invites(&agent_phone, 1, 5000).remove(0);
-    assert!(body(&to_caller).contains("m=audio 6000"));
-    assert!(body(&to_agent).contains("m=audio 6000"));
-    let ring = supervisor_phone
-        .request(Method::Invite, Duration::from_secs(5))
-        .expect("the supervisor's phone is called");
-    assert!(ring.body.is_empty(), "without an offer");
-    assert!(
-        ring.headers
-            .get(&switchboard_sip::HeaderName::CallInfo)
-            .is_some_and(|v| v.contains("answer-after=0")),
-        "told to answer by itself"
-    );
-    supervisor_phone.answer(&ring, 200, Some(&sdp(7000)));
-    let hold = supervisor_phone
-        .request(Method::Ack, Duration::from_secs(5))
-        .expect("ACK");
-    assert!(body(&hold).contains("a=inactive"));
-    let join = answer_invites(&media, 1, 6002).remove(0);
-    assert!(body(&join).contains("m=audio 7000"));
-    assert!(
-        body(&join).contains("a=recvonly"),
-        "not heard: {}",
-        body(&join)
-    );
-    let hear = answer_invites(&supervisor_phone, 1, 7000).remove(0);
-    assert!(body(&hear).contains("m=audio 6002"));
-    assert!(body(&hear).contains("a=sendonly"), "it hears only");
+    listening(&media, &sbc, &agent_phone, &supervisor_phone);
     let started = until(&mut stream, "call PartyAdded").await;
     let names = kinds(&started);
     assert!(
@@ -210,20 +240,7 @@ async fn a_supervisor_listens_barges_in_and_leaves_an_agents_call() {
         ))
         .await
         .expect("stop");
-    answer_byes(&supervisor_phone, 1);
-    answer_byes(&media, 3);
-    let to_caller = answer_invites(&sbc, 1, 4000).remove(0);
-    let to_agent = answer_invites(&agent_phone, 1, 5000).remove(0);
-    assert!(
-        body(&to_caller).contains("m=audio 5000"),
-        "{}",
-        body(&to_caller)
-    );
-    assert!(
-        body(&to_agent).contains("m=audio 4000"),
-        "{}",
-        body(&to_agent)
-    );
+    left(&media, &sbc, &agent_phone, &supervisor_phone);
     let stopped = until(&mut stream, "call MonitoringStopped").await;
     assert!(kinds(&stopped).contains(&"call PartyDeleted".to_owned()));
     refused(
@@ -238,6 +255,44 @@ async fn a_supervisor_listens_barges_in_and_leaves_an_agents_call() {
 
     // The call carries on to its end.
     sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "mon-1", "BYE", 2, ""));
+    answer_byes(&agent_phone, 1);
+    until(&mut stream, "call Released").await;
+    let bye_ok = sbc.final_response(Duration::from_secs(5));
+    assert_eq!(bye_ok.map(|r| r.status), Some(200));
+
+    // Each of a1003's calls from the next one on: kept in its state, and its next call is
+    // monitored from its answer.
+    let mut next_calls = monitor("a1005", "a1003", pb::MonitorMode::Listen);
+    next_calls.scope = pb::MonitorScope::NextCalls.into();
+    calls
+        .monitor(with_key(DEMO_KEY, next_calls.clone()))
+        .await
+        .expect("next calls");
+    let kept = until(&mut stream, "agent AgentMonitoring").await;
+    let state = agent_of(kept.last().expect("kept"));
+    assert_eq!(
+        (state.monitored_by.as_str(), state.monitor_mode.as_str()),
+        ("1005", "listen")
+    );
+    let (_, ok) = answered_call(&server, &sbc, &agent_phone, "1003", "mon-2");
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "mon-2", "ACK", 1, ""));
+    listening(&media, &sbc, &agent_phone, &supervisor_phone);
+    let started = until(&mut stream, "call PartyAdded").await;
+    assert!(kinds(&started).contains(&"call MonitoringStarted".to_owned()));
+
+    // Stopped: no longer for the next calls, nor for the call now.
+    calls
+        .stop_monitoring(with_key(DEMO_KEY, next_calls))
+        .await
+        .expect("stop next calls");
+    left(&media, &sbc, &agent_phone, &supervisor_phone);
+    let stopped = until(&mut stream, "call MonitoringStopped").await;
+    let unmonitored = stopped
+        .iter()
+        .find(|s| s.1 == "AgentMonitoring")
+        .expect("the agent's state says so");
+    assert_eq!(agent_of(unmonitored).monitored_by, "");
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "mon-2", "BYE", 2, ""));
     answer_byes(&agent_phone, 1);
     until(&mut stream, "call Released").await;
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::messages::agent_state::{Command, Refusal, WorkMode};
+use crate::messages::agent_state::{Command, Monitoring, Refusal, WorkMode};
 
 /// Whether the agent takes calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,8 @@ pub enum Change {
     /// A next state was asked for, replaced, or cancelled (the agent's `next_state` says
     /// which, empty once cancelled).
     NextState,
+    /// A supervisor monitors the agent's calls from now on, or no longer.
+    Monitoring,
 }
 
 impl Change {
@@ -88,6 +90,7 @@ impl Change {
             Change::OutOfService => "DNOutOfService",
             Change::BackInService => "DNBackInService",
             Change::NextState => "AgentNextState",
+            Change::Monitoring => "AgentMonitoring",
         }
     }
 }
@@ -110,6 +113,8 @@ pub struct Agent {
     /// Whether a next state waits for the end of after-call work (the tenant's choice;
     /// otherwise it is applied as the last call ends, and no after-call work follows).
     pub next_after_wrap_up: bool,
+    /// The supervisor monitoring each call the agent takes, until stopped or logged out.
+    pub monitored: Option<Monitoring>,
 }
 
 impl Agent {
@@ -127,6 +132,7 @@ impl Agent {
             calls: BTreeSet::new(),
             next: None,
             next_after_wrap_up: true,
+            monitored: None,
         }
     }
 
@@ -198,6 +204,13 @@ impl Agent {
                 self.dnd = on;
                 if on { Change::DndOn } else { Change::DndOff }
             }
+            Command::Monitored(monitoring) => {
+                if self.monitored == monitoring {
+                    return Ok(Vec::new());
+                }
+                self.monitored = monitoring;
+                Change::Monitoring
+            }
         };
         Ok(vec![change])
     }
@@ -222,6 +235,7 @@ impl Agent {
     fn logout(&mut self) -> Change {
         self.session = None;
         self.dnd = false;
+        self.monitored = None;
         self.mode = Mode::NotReady {
             reason: None,
             work_mode: WorkMode::Unknown,
@@ -481,6 +495,38 @@ mod tests {
             ["OnHook", "AgentNotReady"]
         );
         assert_eq!(agent.poll_timeout(), None, "no after-call work");
+    }
+
+    #[test]
+    fn a_supervisor_monitoring_the_agents_calls_is_kept_until_stopped_or_logout() {
+        use crate::messages::agent_state::Monitoring;
+        use crate::messages::sip_cluster::MonitorMode;
+        let (mut agent, _) = logged_in(0);
+        let by = Monitoring {
+            supervisor: "1020".into(),
+            mode: MonitorMode::Listen,
+        };
+        assert_eq!(
+            names(
+                &agent
+                    .command(Command::Monitored(Some(by.clone())))
+                    .expect("monitored")
+            ),
+            ["AgentMonitoring"]
+        );
+        assert!(
+            agent
+                .command(Command::Monitored(Some(by.clone())))
+                .expect("again")
+                .is_empty()
+        );
+        assert_eq!(agent.monitored, Some(by.clone()));
+        agent.command(Command::Logout).expect("logout");
+        assert_eq!(agent.monitored, None, "a logout ends it");
+        assert_eq!(
+            agent.command(Command::Monitored(Some(by))),
+            Err(Refusal::NotLoggedIn)
+        );
     }
 
     #[test]

@@ -21,10 +21,11 @@ use switchboard_proto::events::{AgentState as AgentView, Payload};
 use crate::events::{EventSink, TOPIC_AGENTSTATE, new_event};
 use crate::lease::Ownership;
 use crate::messages::agent_state::{
-    AgentState, AgentStateMsg, Command, CommandError, Refusal, Status, WorkMode,
+    AgentState, AgentStateMsg, Command, CommandError, Monitoring, Refusal, Status, WorkMode,
 };
 use crate::messages::registrar::BindingStore;
 use crate::messages::rq::{Availability, Rq};
+use crate::messages::sip_cluster::{Cluster, Control, MonitorMode};
 use crate::supervisor::Supervisor;
 use crate::tenant::{Directory, Tenant};
 use crate::wakeups::Wakeups;
@@ -48,6 +49,9 @@ pub struct AgentStateConfig {
     pub ownership: Ownership,
     /// Where agents are counted by state, for the metrics.
     pub figures: Arc<crate::figures::Figures>,
+    /// Reaches the calls, to have a call monitored as it reaches an agent whose calls a
+    /// supervisor monitors; set once the node's calls are started (they start after agents).
+    pub calls: Arc<std::sync::OnceLock<Cluster>>,
 }
 
 impl AgentState {
@@ -570,6 +574,7 @@ impl Actor for AgentActor {
                     state.agent.call_ended(&call, now)
                 } else {
                     state.call_nodes.insert(call.clone(), node);
+                    state.monitor(&call);
                     state.agent.call_began(&call)
                 };
                 state.commit_logged(&changes, now).await;
@@ -645,6 +650,37 @@ impl AgentActorState {
         Ok(())
     }
 
+    /// Has a call that reached the agent monitored by the supervisor monitoring its calls
+    /// (from its answer on; the call reports whether it could be).
+    fn monitor(&self, call: &str) {
+        let (Some(m), Some(session), Some(calls)) = (
+            &self.agent.monitored,
+            &self.agent.session,
+            self.config.calls.get(),
+        ) else {
+            return;
+        };
+        if self.agent.calls.contains(call) {
+            return;
+        }
+        let control = Control::Monitor {
+            supervisor: m.supervisor.clone(),
+            mode: m.mode,
+        };
+        let (calls, tenant, call, dn) = (
+            calls.clone(),
+            self.tenant.clone(),
+            call.to_owned(),
+            session.dn.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = calls.control(&tenant, &call, &dn, control).await {
+                tracing::info!(%tenant, %call, %dn, error = %e,
+                    "the agent's call cannot be monitored");
+            }
+        });
+    }
+
     /// Tells routing whether the agent may be offered a call.
     fn report_availability(&self) {
         let Some(rq) = &self.config.rq else {
@@ -695,6 +731,10 @@ fn view(agent: &Agent, now: Instant) -> AgentView {
     };
     let work_mode = work_mode.map_or("", WorkMode::name);
     let session = agent.session.as_ref();
+    let (monitored_by, monitor_mode) = match &agent.monitored {
+        Some(m) => (m.supervisor.clone(), m.mode.name().to_owned()),
+        None => Default::default(),
+    };
     let (next_reason, next_work_mode) = match &agent.next {
         Some(NextState::NotReady { reason, work_mode }) => (
             reason.clone().unwrap_or_default(),
@@ -716,6 +756,8 @@ fn view(agent: &Agent, now: Instant) -> AgentView {
         next_state: agent.next.as_ref().map_or("", NextState::name).to_owned(),
         next_reason,
         next_work_mode,
+        monitored_by,
+        monitor_mode,
     }
 }
 
@@ -779,6 +821,8 @@ fn stored(agent: &Agent, call_nodes: &HashMap<String, String>, now: Instant) -> 
             Some(NextState::NotReady { work_mode, .. }) => Some(work_mode.name().to_owned()),
             _ => None,
         },
+        monitored_by: agent.monitored.as_ref().map(|m| m.supervisor.clone()),
+        monitor_mode: agent.monitored.as_ref().map(|m| m.mode.name().to_owned()),
     })
 }
 
@@ -815,6 +859,10 @@ fn restore(agent: &mut Agent, s: Stored, now: Instant) -> HashMap<String, String
         }),
         _ => None,
     };
+    agent.monitored = s
+        .monitored_by
+        .zip(s.monitor_mode.as_deref().and_then(MonitorMode::parse))
+        .map(|(supervisor, mode)| Monitoring { supervisor, mode });
     s.calls.into_iter().map(|c| (c.call, c.node)).collect()
 }
 
@@ -839,12 +887,20 @@ mod tests {
             })
             .expect("not ready");
         agent.command(Command::Dnd(true)).expect("dnd");
+        let by = Monitoring {
+            supervisor: "1020".into(),
+            mode: MonitorMode::Barge,
+        };
+        agent
+            .command(Command::Monitored(Some(by.clone())))
+            .expect("monitored");
         let s = stored(&agent, &HashMap::new(), now).expect("logged in");
         let mut back = Agent::new("a1001", Duration::from_secs(30));
         restore(&mut back, s, now);
         assert_eq!(back.session, agent.session);
         assert_eq!(back.mode, agent.mode);
         assert!(back.dnd);
+        assert_eq!(back.monitored, Some(by));
         assert_eq!(view(&back, now), view(&agent, now));
     }
 

@@ -42,6 +42,11 @@ pub struct Stored {
     pub next_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_work_mode: Option<String>,
+    /// The DN of the supervisor monitoring the agent's calls, and its mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitored_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_mode: Option<String>,
 }
 
 /// A call an agent's DN is on, and the node running it.

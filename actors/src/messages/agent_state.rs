@@ -58,6 +58,17 @@ pub enum Command {
     /// Wrap-up asked by the agent: untimed, until Ready.
     AfterCallWork,
     Dnd(bool),
+    /// A supervisor monitors each of the agent's calls from the next one on, until
+    /// stopped (`None`), or the agent logs out.
+    Monitored(Option<Monitoring>),
+}
+
+/// A supervisor monitoring every call of an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Monitoring {
+    /// The supervisor's DN.
+    pub supervisor: String,
+    pub mode: crate::messages::sip_cluster::MonitorMode,
 }
 
 /// Why a command is refused; the state is untouched.

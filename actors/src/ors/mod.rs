@@ -576,6 +576,7 @@ mod tests {
             node: "sbtest".into(),
             ownership: crate::lease::Ownership::Alone,
             figures: Arc::default(),
+            calls: Arc::default(),
         };
         let agents = AgentState::spawn(config, &supervisor)
             .await

@@ -77,7 +77,10 @@ pub fn demo_tenant() -> TenantConfig {
                     skills,
                     groups: vec!["support".into()],
                     wrap_up_secs: None,
-                    options: Options::new(),
+                    // The last agent supervises: it may monitor the others' calls.
+                    options: Options::from_iter(
+                        (dn == 1020).then(|| ("supervisor".to_owned(), "true".to_owned())),
+                    ),
                 }
             })
             .collect(),

@@ -135,7 +135,7 @@ pub struct CallChanged {
 pub struct AgentCommand {
     #[prost(string, tag = "1")]
     pub agent: ::prost::alloc::string::String,
-    #[prost(oneof = "agent_command::Command", tags = "2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "agent_command::Command", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
     pub command: ::core::option::Option<agent_command::Command>,
 }
 /// Nested message and enum types in `AgentCommand`.
@@ -154,6 +154,11 @@ pub mod agent_command {
         AfterCallWork(super::Empty),
         #[prost(bool, tag = "7")]
         Dnd(bool),
+        /// A supervisor's DN and mode monitoring each of the agent's calls.
+        #[prost(message, tag = "8")]
+        Monitored(super::Monitor),
+        #[prost(message, tag = "9")]
+        Unmonitored(super::Empty),
     }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

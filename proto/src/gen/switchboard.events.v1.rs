@@ -152,7 +152,8 @@ pub struct Party {
 }
 /// An agent's state after a change (topic voice-agentstate): AgentLogin, AgentLogout,
 /// AgentReady, AgentNotReady, DNDOn, DNDOff, OffHook, OnHook, DNOutOfService, DNBackInService,
-/// AgentNextState (a next state asked for during a call, replaced or cancelled).
+/// AgentNextState (a next state asked for during a call, replaced or cancelled),
+/// AgentMonitoring (a supervisor monitors the agent's calls from now on, or no longer).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AgentState {
     #[prost(string, tag = "1")]
@@ -192,6 +193,12 @@ pub struct AgentState {
     pub next_reason: ::prost::alloc::string::String,
     #[prost(string, tag = "13")]
     pub next_work_mode: ::prost::alloc::string::String,
+    /// The DN of a supervisor monitoring each of the agent's calls (listen, whisper or barge,
+    /// as monitor_mode says); empty when none is.
+    #[prost(string, tag = "14")]
+    pub monitored_by: ::prost::alloc::string::String,
+    #[prost(string, tag = "15")]
+    pub monitor_mode: ::prost::alloc::string::String,
 }
 /// A desktop request that was refused (topic desktop-errors, kind EventError).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -164,6 +164,8 @@ pub struct MonitorRequest {
     pub mode: i32,
     #[prost(string, tag = "6")]
     pub reference_id: ::prost::alloc::string::String,
+    #[prost(enumeration = "MonitorScope", tag = "7")]
+    pub scope: i32,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -491,6 +493,37 @@ impl WorkMode {
             "WORK_MODE_AUX_WORK" => Some(Self::AuxWork),
             "WORK_MODE_AFTER_CALL_WORK" => Some(Self::AfterCallWork),
             "WORK_MODE_WALK_AWAY" => Some(Self::WalkAway),
+            _ => None,
+        }
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum MonitorScope {
+    /// The agent's call now.
+    Call = 0,
+    /// Each call the agent takes from the next one on, until StopMonitoring with this scope
+    /// (or the agent logs out): the agent's state shows monitored_by and monitor_mode
+    /// (AgentMonitoring), and each call is monitored from its answer.
+    NextCalls = 1,
+}
+impl MonitorScope {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Call => "MONITOR_SCOPE_CALL",
+            Self::NextCalls => "MONITOR_SCOPE_NEXT_CALLS",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "MONITOR_SCOPE_CALL" => Some(Self::Call),
+            "MONITOR_SCOPE_NEXT_CALLS" => Some(Self::NextCalls),
             _ => None,
         }
     }
@@ -1745,6 +1778,8 @@ pub mod calls_client {
             self.inner.unary(req, path, codec).await
         }
         /// The supervisor leaves; the parties talk directly again (PartyDeleted, MonitoringStopped).
+        /// With scope MONITOR_SCOPE_NEXT_CALLS, the agent's next calls are no longer monitored (and
+        /// its call now no longer either, if the supervisor was in it).
         pub async fn stop_monitoring(
             &mut self,
             request: impl tonic::IntoRequest<super::MonitorRequest>,
@@ -1893,6 +1928,8 @@ pub mod calls_server {
             request: tonic::Request<super::MonitorRequest>,
         ) -> std::result::Result<tonic::Response<super::Ack>, tonic::Status>;
         /// The supervisor leaves; the parties talk directly again (PartyDeleted, MonitoringStopped).
+        /// With scope MONITOR_SCOPE_NEXT_CALLS, the agent's next calls are no longer monitored (and
+        /// its call now no longer either, if the supervisor was in it).
         async fn stop_monitoring(
             &self,
             request: tonic::Request<super::MonitorRequest>,

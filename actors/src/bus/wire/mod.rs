@@ -11,10 +11,11 @@ use switchboard_proto::bus::envelope::Body as PbBody;
 use switchboard_routing::strategy::{Overflow, Route, Treatment};
 use switchboard_routing::target::Target;
 
-use crate::messages::agent_state::{Command, CommandError, Refusal, Status, WorkMode};
+use crate::messages::agent_state::{Command, CommandError, Monitoring, Refusal, Status, WorkMode};
 use crate::messages::bus::{Answer, NodeBound, OwnerBound, RouteCall};
 use crate::messages::ors::{CallbackStatus, Order, Report};
 use crate::messages::rq::QueueStats;
+use crate::messages::sip_cluster::MonitorMode;
 
 /// The schema version this node writes.
 pub const VERSION: u32 = 1;
@@ -220,6 +221,11 @@ fn command_to_pb(c: &Command) -> pb::agent_command::Command {
         }),
         Command::AfterCallWork => P::AfterCallWork(pb::Empty {}),
         Command::Dnd(on) => P::Dnd(*on),
+        Command::Monitored(Some(m)) => P::Monitored(pb::Monitor {
+            supervisor: m.supervisor.clone(),
+            mode: m.mode.name().to_owned(),
+        }),
+        Command::Monitored(None) => P::Unmonitored(pb::Empty {}),
     }
 }
 
@@ -238,6 +244,11 @@ fn command_from_pb(c: pb::agent_command::Command) -> Result<Command, Unreadable>
         },
         P::AfterCallWork(_) => Command::AfterCallWork,
         P::Dnd(on) => Command::Dnd(on),
+        P::Monitored(m) => Command::Monitored(Some(Monitoring {
+            supervisor: m.supervisor,
+            mode: MonitorMode::parse(&m.mode).ok_or(Unreadable::Invalid("monitor mode"))?,
+        })),
+        P::Unmonitored(_) => Command::Monitored(None),
     })
 }
 
@@ -592,6 +603,17 @@ mod tests {
                     reason: None,
                     work_mode: WorkMode::Unknown,
                 },
+            },
+            OwnerBound::Command {
+                agent: "a1001".into(),
+                command: Command::Monitored(Some(Monitoring {
+                    supervisor: "1020".into(),
+                    mode: MonitorMode::Barge,
+                })),
+            },
+            OwnerBound::Command {
+                agent: "a1001".into(),
+                command: Command::Monitored(None),
             },
             OwnerBound::Command {
                 agent: "a1001".into(),

@@ -246,6 +246,9 @@ pub struct Call {
     /// Offers to make once the leg's offer in progress is answered (one INVITE at a time in
     /// a dialog): a party taken off a conference while its leg into it was being set up.
     deferred: Vec<(LegId, Vec<u8>)>,
+    /// A supervisor's monitoring asked before the call was answered (the agent's next
+    /// calls are monitored): started once it is, and its answer is through.
+    pending_monitor: Option<Box<(String, crate::messages::sip_cluster::MonitorMode)>>,
     /// Key-value data attached to the call.
     user_data: BTreeMap<String, String>,
     /// Whether Ringing has been reported.
@@ -302,6 +305,7 @@ impl Call {
             held: false,
             reoffer: None,
             deferred: Vec::new(),
+            pending_monitor: None,
             user_data: BTreeMap::new(),
             rung: false,
             next_call_id: 0,
@@ -454,6 +458,9 @@ impl Call {
         match message {
             Message::Response(r) => self.response(r, now),
             Message::Request(r) => self.request(r, source, transport, now),
+        }
+        if self.pending_monitor.is_some() {
+            self.monitor_when_answered(now);
         }
     }
 

@@ -94,11 +94,15 @@ impl Call {
             return Err(Refusal::AlreadyConference.into());
         }
         let state = self.state();
+        let answering = state == CallState::Established && self.offer_in_progress();
+        if matches!(state, CallState::Dialing | CallState::Ringing) || answering {
+            // Not answered yet, or its answer (or another offer) is under way: monitored as
+            // soon as the call allows.
+            self.pending_monitor = Some(Box::new((supervisor.to_owned(), mode)));
+            return Ok(());
+        }
         if state != CallState::Established {
             return Err(Refusal::State(Operation::Monitor, state).into());
-        }
-        if self.offer_in_progress() {
-            return Err(Refusal::OfferInProgress.into());
         }
         let Some(server) = server else {
             return Err(Refusal::NoMediaServer.into());
@@ -145,6 +149,27 @@ impl Call {
             aor: self.tenant.aor(supervisor),
         });
         Ok(())
+    }
+
+    /// Starts the monitoring asked before the call was answered, once it is and no offer is
+    /// under way; a call that could not be monitored carries on, reported.
+    pub(super) fn monitor_when_answered(&mut self, now: Instant) {
+        if self.phase == Phase::Ending {
+            self.pending_monitor = None;
+            return;
+        }
+        if self.phase != Phase::Established || self.offer_in_progress() {
+            return;
+        }
+        let Some(pending) = self.pending_monitor.take() else {
+            return;
+        };
+        let (supervisor, mode) = *pending;
+        if let Err(e) = self.start_monitoring(&supervisor, mode, now) {
+            tracing::info!(tenant = %self.tenant.name, call_id = %self.id, %supervisor,
+                error = %e, "the call cannot be monitored");
+            self.event(CallEventKind::MonitoringFailed, "refused", 0);
+        }
     }
 
     /// Whether the call waits for the supervisor's phone to be looked up.

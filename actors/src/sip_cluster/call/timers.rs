@@ -77,6 +77,13 @@ impl Call {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.handle_timers(now);
+        if self.pending_monitor.is_some() {
+            self.monitor_when_answered(now);
+        }
+    }
+
+    fn handle_timers(&mut self, now: Instant) {
         self.transactions_due(now);
         self.retransmit_2xx(now);
         self.retransmit_reliable(now);

@@ -254,12 +254,17 @@ fn a_media_server_that_refuses_the_conference_leaves_the_call_as_it_was() {
 }
 
 #[test]
-fn a_ringing_call_cannot_be_monitored() {
+fn a_call_monitored_while_it_rings_moves_onto_the_conference_once_answered() {
     let mut run = Run::start(tenant(&[]), DnCalls::default(), "1001");
     run.located(&["192.0.2.9:5062"]);
-    assert!(matches!(
-        monitor(&mut run, MonitorMode::Listen),
-        Err(ControlError::NotAllowed(Refusal::State(..)))
-    ));
-    assert!(run.take(MS, Method::Invite).is_empty());
+    monitor(&mut run, MonitorMode::Listen).expect("kept until answered");
+    assert!(
+        run.take(MS, Method::Invite).is_empty(),
+        "not while it rings"
+    );
+    assert!(!run.kinds().contains(&"MonitoringStarted"));
+    run.answer_at_phone();
+    let joins = run.take(MS, Method::Invite);
+    assert_eq!(joins.len(), 2, "once answered and ACKed");
+    assert_eq!(run.kinds().last(), Some(&"MonitoringStarted"));
 }
