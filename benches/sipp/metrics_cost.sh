@@ -10,8 +10,8 @@
 #
 #   benches/sipp/metrics_cost.sh     # RATE=1000 calls/s, SECS=20, ROUNDS=3, PAIRS=2, RATES="1000 2000 3000 4000"
 #
-# The build without counters goes to $PLAIN_TARGET (~/.cache/switchboard/target-plain), kept
-# between runs. Needs sipp (sip-tester) and curl.
+# The build without counters goes to $PLAIN_TARGET (~/.cache/switchboard/target-plain), its
+# sources beside it, both kept between runs. Needs sipp (sip-tester) and curl.
 set -euo pipefail
 
 source "$(dirname "$0")/common.sh"
@@ -26,11 +26,15 @@ phone_base=36000
 need sipp curl
 build_release switchboard
 with="$bin/switchboard"
-mkdir "$work/plain"
-(cd "$root" && git archive HEAD) | tar -x -C "$work/plain"
-(cd "$work/plain" && git apply "$here/without_counters.patch" &&
-    CARGO_TARGET_DIR="$plain_target" cargo build --release --locked -q -p switchboard \
-        > "$work/plain-build.log" 2>&1) || { tail -20 "$work/plain-build.log" >&2; exit 1; }
+# The tree without counters, kept beside its build so that a second run builds nothing.
+plain="$plain_target/src-$(cd "$root" && git rev-parse --short HEAD)"
+if [ ! -d "$plain" ]; then
+    mkdir -p "$plain.new"
+    (cd "$root" && git archive HEAD) | tar -x -C "$plain.new"
+    (cd "$plain.new" && git apply "$here/without_counters.patch") && mv "$plain.new" "$plain"
+fi
+(cd "$plain" && CARGO_TARGET_DIR="$plain_target" cargo build --release --locked -q -p switchboard \
+    > "$work/plain-build.log" 2>&1) || { tail -20 "$work/plain-build.log" >&2; exit 1; }
 without="$plain_target/release/switchboard"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
