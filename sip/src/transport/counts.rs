@@ -51,7 +51,7 @@ pub struct MessageCounts {
 
 impl MessageCounts {
     /// A message received whole.
-    pub(super) fn received(&self, message: &Message) {
+    pub fn received(&self, message: &Message) {
         match message {
             Message::Request(r) => self.request(Direction::In, method_index(r.method.as_str())),
             Message::Response(r) => self.response(Direction::In, r.status),
@@ -60,7 +60,7 @@ impl MessageCounts {
 
     /// Bytes of one message about to be sent: a response by its status line, a request by
     /// its method (read off the first line, not parsed).
-    pub(super) fn sent(&self, bytes: &[u8]) {
+    pub fn sent(&self, bytes: &[u8]) {
         if let Some(code) = bytes.strip_prefix(b"SIP/2.0 ") {
             let class = code.first().map_or(0, |d| d.wrapping_sub(b'0'));
             self.response(Direction::Out, u16::from(class) * 100);
