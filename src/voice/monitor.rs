@@ -5,7 +5,7 @@
 
 use switchboard_actors::messages::agent_state::{Command, Monitoring};
 use switchboard_actors::messages::sip_cluster::{Control, ControlError, MonitorMode, Refusal};
-use switchboard_actors::tenant::{AgentConfig, Tenant, monitoring_forbidden};
+use switchboard_actors::tenant::{AgentConfig, MediaControl, Tenant, monitoring_forbidden};
 use switchboard_proto::events::AgentState as AgentView;
 use switchboard_proto::voice as pb;
 use tonic::Status;
@@ -32,12 +32,11 @@ impl Voice {
         };
         let (supervisor, state) = self.allowed(tenant, r).await?;
         if next_calls(r)? {
-            if mode == MonitorMode::Whisper
-                && !tenant
-                    .media_servers
-                    .iter()
-                    .any(|m| m.control == switchboard_actors::tenant::MediaControl::Msml)
-            {
+            let msml = tenant
+                .media_servers
+                .first()
+                .is_some_and(|m| m.control == MediaControl::Msml);
+            if mode == MonitorMode::Whisper && !msml {
                 return Err(Status::failed_precondition(
                     Refusal::WhisperNeedsMsml.to_string(),
                 ));

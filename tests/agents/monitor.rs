@@ -296,3 +296,165 @@ async fn a_supervisor_listens_barges_in_and_leaves_an_agents_call() {
     answer_byes(&agent_phone, 1);
     until(&mut stream, "call Released").await;
 }
+
+/// `peer` answers `request` 200 with tag `tag`, its Contact, and `body` of `content_type`.
+fn answer_with(
+    peer: &Peer,
+    request: &switchboard_sip::Request,
+    tag: &str,
+    content_type: &str,
+    body: &str,
+) {
+    let contact = format!("<sip:ms@{}>", peer.socket.local_addr().expect("addr"));
+    let mut r = switchboard_sip::Response::to_request(&request.headers, 200)
+        .with_to_tag(tag)
+        .with_header(switchboard_sip::HeaderName::Contact, contact);
+    if !body.is_empty() {
+        r = r.with_header(switchboard_sip::HeaderName::ContentType, content_type);
+        r.body = bytes::Bytes::from(body.to_owned());
+    }
+    peer.send_bytes(&r.to_bytes());
+}
+
+/// The media server answers the next `n` INVITEs, each as a connection of its own (tags
+/// `ms<first>`, `ms<first+1>`...), with a session on port 6000 and up.
+fn connections(media: &Peer, first: usize, n: usize) -> Vec<switchboard_sip::Request> {
+    (first..first + n)
+        .map(|i| {
+            let invite = media
+                .request(Method::Invite, Duration::from_secs(5))
+                .expect("an INVITE");
+            answer_with(
+                media,
+                &invite,
+                &format!("ms{i}"),
+                "application/sdp",
+                &sdp(6000 + i as u16),
+            );
+            invite
+        })
+        .collect()
+}
+
+/// The media server answers the next `n` MSML requests with a result of 200; their bodies.
+fn msml(media: &Peer, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let info = media
+                .request(Method::Info, Duration::from_secs(5))
+                .expect("an MSML INFO");
+            let result = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<msml version=\"1.1\"><result response=\"200\"/></msml>\n";
+            answer_with(media, &info, "", "application/msml+xml", result);
+            body(&info)
+        })
+        .collect()
+}
+
+/// On a media server controlled by MSML, a1005 whispers to a1003: each party's leg is a
+/// connection joined to the conference in MSML, the supervisor's joined hearing the
+/// conference and heard by the agent's connection alone; the media server receives exactly
+/// those requests, one at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_an_msml_media_server_a_supervisor_whispers_to_the_agent_alone() {
+    let url = support::redis_db(44);
+    let config = config_with(0, "", |demo| {
+        demo.agents[4]
+            .options
+            .insert("supervisor".into(), "true".into());
+        demo.media_servers[0].address = "127.0.0.3:5096".into();
+        demo.media_servers[0]
+            .options
+            .insert("control".into(), "msml".into());
+    });
+    let server = Server::start_with_config(Some(&config), &["--redis", &url]);
+    let channel = support::grpc(&server).await;
+    let mut agents = Agents::new(channel.clone());
+    let mut calls = Calls::new(channel.clone());
+    let agent_phone = raw_phone(&server, "1003");
+    let supervisor_phone = raw_phone(&server, "1005");
+    let media = Peer::on(
+        std::net::UdpSocket::bind("127.0.0.3:5096").expect("the media server's address"),
+        &server,
+    );
+    log_in(&mut agents, &["1003", "1005"], false).await;
+    let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
+    let sbc = Peer::sbc(&server);
+    let (_, ok) = answered_call(&server, &sbc, &agent_phone, "1003", "msml-1");
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "msml-1", "ACK", 1, ""));
+    let answered = until(&mut stream, "call Established").await;
+    let call = call_of(answered.last().expect("established"))
+        .call_id
+        .clone();
+
+    calls
+        .monitor(with_key(
+            DEMO_KEY,
+            monitor("a1005", "a1003", pb::MonitorMode::Whisper),
+        ))
+        .await
+        .expect("whisper");
+    let parties = connections(&media, 0, 2);
+    assert!(
+        parties[0]
+            .uri
+            .to_string()
+            .starts_with(&format!("sip:msml={call}@")),
+        "{}",
+        parties[0].uri
+    );
+    let conference = msml(&media, 3);
+    let conf = format!("conf:{call}");
+    assert!(conference[0].contains(&format!("<createconference name=\"{call}\"")));
+    assert!(conference[1].contains(&format!("<join id1=\"conn:ms0\" id2=\"{conf}\"/>")));
+    assert!(conference[2].contains(&format!("<join id1=\"conn:ms1\" id2=\"{conf}\"/>")));
+    answer_invites(&sbc, 1, 4000);
+    answer_invites(&agent_phone, 1, 5000);
+    let ring = supervisor_phone
+        .request(Method::Invite, Duration::from_secs(5))
+        .expect("the supervisor's phone is called");
+    supervisor_phone.answer(&ring, 200, Some(&sdp(7000)));
+    connections(&media, 2, 1);
+    let whisper = msml(&media, 2);
+    assert!(
+        whisper[0].contains(&format!(
+            "<join id1=\"conn:ms2\" id2=\"{conf}\">\n    <stream media=\"audio\" dir=\"to-id1\"/>"
+        )),
+        "the supervisor hears the conference: {}",
+        whisper[0]
+    );
+    assert!(
+        whisper[1].contains(
+            "<join id1=\"conn:ms2\" id2=\"conn:ms1\">\n    <stream media=\"audio\" dir=\"from-id1\"/>"
+        ),
+        "and the agent alone hears the supervisor: {}",
+        whisper[1]
+    );
+    answer_invites(&supervisor_phone, 1, 7000);
+    let started = until(&mut stream, "call PartyAdded").await;
+    let added = call_of(started.last().expect("PartyAdded"));
+    assert!(
+        added
+            .parties
+            .iter()
+            .any(|p| p.role == "supervisor" && p.mode == "whisper"),
+        "{:?}",
+        added.parties
+    );
+    assert!(
+        media.next(Duration::from_millis(300)).is_none(),
+        "nothing more asked of the media server"
+    );
+
+    calls
+        .stop_monitoring(with_key(
+            DEMO_KEY,
+            monitor("a1005", "a1003", pb::MonitorMode::Whisper),
+        ))
+        .await
+        .expect("stop");
+    answer_byes(&supervisor_phone, 1);
+    answer_byes(&media, 3);
+    answer_invites(&sbc, 1, 4000);
+    answer_invites(&agent_phone, 1, 5000);
+    until(&mut stream, "call MonitoringStopped").await;
+}

@@ -15,6 +15,7 @@ use switchboard_sip::{HeaderName, Headers, Host, Method, Request, Response, SipU
 
 use super::legs::{Leg, LegId, Progress};
 use super::monitor::Monitor;
+use super::msml::MsmlConference;
 use super::transfer::Handover;
 use super::txns::Purpose;
 use super::{Call, Mode, Phase};
@@ -29,6 +30,8 @@ pub(super) struct Conference {
     pub(super) members: Vec<Member>,
     /// A supervisor monitoring the call, which is a conference for that alone.
     pub(super) monitor: Option<Monitor>,
+    /// On a media server controlled by MSML: who hears whom is said to it in MSML.
+    pub(super) msml: Option<Box<MsmlConference>>,
 }
 
 #[derive(Debug)]
@@ -93,31 +96,36 @@ impl Call {
         self.thread.consulting = None;
         let mut members = Vec::with_capacity(3);
         for (i, (leg, member_dn, internal, session)) in sessions.into_iter().enumerate() {
-            let ms = session.map(|body| self.invite_conference(server, body, i, now));
+            let ms = session.map(|body| self.invite_conference(server, body, i, false, now));
             members.push(Member::new(leg, member_dn, internal, ms));
         }
         self.mode = Mode::Conference(Box::new(Conference {
             members,
             monitor: None,
+            msml: None,
         }));
         tracing::info!(tenant = %self.tenant.name, call_id = %self.id, "conference of three");
         self.event(CallEventKind::PartyAdded, "", 0);
         Ok(())
     }
 
-    /// Places a leg into the call's conference for member `member`, offering `session`.
+    /// Places a leg into the call's conference for member `member`, offering `session`:
+    /// into `conf=<call>` (RFC 4240), or as a plain connection `msml=<call>` that MSML then
+    /// joins to the conference.
     pub(super) fn invite_conference(
         &mut self,
         server: SocketAddr,
         session: Box<[u8]>,
         member: usize,
+        msml: bool,
         now: Instant,
     ) -> usize {
         self.next_call_id += 1;
         let call_id = self.local.call_id(self.next_call_id);
         let tag = switchboard_sip::token::<8>();
+        let user = if msml { "msml" } else { "conf" };
         let uri = SipUri::new(
-            Some(&format!("conf={}", self.id)),
+            Some(&format!("{user}={}", self.id)),
             Host::from(server.ip()),
             Some(server.port()),
         );
@@ -187,6 +195,13 @@ impl Call {
         if self.phase == Phase::Ending {
             self.bye(leg, now);
             return;
+        }
+        if self.conference().is_some_and(|c| c.msml.is_some()) {
+            let supervisor = self
+                .conference()
+                .and_then(|c| c.members.get(member))
+                .is_some_and(|m| m.supervisor);
+            self.msml_joined(i, &r, supervisor, now);
         }
         let Some(party) = self
             .conference()

@@ -157,6 +157,11 @@ impl Call {
                 }
                 self.respond_to(id, ok, now);
             }
+            Method::Info if self.msml_leg(leg) && super::msml::is_msml(&request.headers) => {
+                let ok = self.response_to(id, 200);
+                self.respond_to(id, ok, now);
+                self.msml_event(&request.body);
+            }
             Method::Invite | Method::Update | Method::Info => {
                 if self.phase != Phase::Established {
                     let r = self.response_to(id, 491);

@@ -22,6 +22,7 @@ mod dialog;
 mod direct;
 mod legs;
 mod monitor;
+mod msml;
 mod originate;
 mod report;
 pub mod restore;

@@ -45,20 +45,20 @@ pub(super) struct Monitor {
 }
 
 impl MonitorMode {
-    /// The direction of the supervisor's leg into the conference, as offered to the media
-    /// server: receive only to listen.
-    fn toward_conference(self) -> Direction {
+    /// The direction of the supervisor's leg into a NETANN conference, as offered to the
+    /// media server: receive only to listen. (MSML says who hears whom itself.)
+    fn toward_conference(self, msml: bool) -> Direction {
         match self {
-            MonitorMode::Listen => Direction::RecvOnly,
-            MonitorMode::Whisper | MonitorMode::Barge => Direction::SendRecv,
+            MonitorMode::Listen if !msml => Direction::RecvOnly,
+            _ => Direction::SendRecv,
         }
     }
 
     /// The direction the supervisor's phone is offered: it only hears when listening.
-    fn toward_phone(self) -> Direction {
+    fn toward_phone(self, msml: bool) -> Direction {
         match self {
-            MonitorMode::Listen => Direction::SendOnly,
-            MonitorMode::Whisper | MonitorMode::Barge => Direction::SendRecv,
+            MonitorMode::Listen if !msml => Direction::SendOnly,
+            _ => Direction::SendRecv,
         }
     }
 }
@@ -121,6 +121,7 @@ impl Call {
             _ => (self.ani.clone(), false),
         };
         let agent = self.callee.name.clone().unwrap_or_default();
+        let msml = server.control == MediaControl::Msml;
         let mut members = Vec::with_capacity(3);
         for (i, (party, dn, internal, session)) in [
             (LegId::A, caller.0, caller.1, caller_own.clone()),
@@ -129,7 +130,7 @@ impl Call {
         .into_iter()
         .enumerate()
         {
-            let ms = self.invite_conference(server.address, session, i, now);
+            let ms = self.invite_conference(server.address, session, i, msml, now);
             members.push(Member::new(party, dn, internal, Some(ms)));
         }
         tracing::info!(tenant = %self.tenant.name, call_id = %self.id, supervisor,
@@ -142,6 +143,7 @@ impl Call {
                 phone: None,
                 own: [caller_own, agent_own],
             }),
+            msml: msml.then(Box::default),
         }));
         self.event(CallEventKind::MonitoringStarted, mode.name(), 0);
         self.out.push_back(Output::Locate {
@@ -268,11 +270,12 @@ impl Call {
             .monitor()
             .map(|m| m.supervisor.clone())
             .unwrap_or_default();
-        let Some(offer) = sdp::redirected(&r.body, mode.toward_conference()) else {
+        let msml = self.conference().is_some_and(|c| c.msml.is_some());
+        let Some(offer) = sdp::redirected(&r.body, mode.toward_conference(msml)) else {
             return;
         };
         let member = self.conference().map_or(0, |c| c.members.len());
-        let ms = self.invite_conference(server, offer.into(), member, now);
+        let ms = self.invite_conference(server, offer.into(), member, msml, now);
         if let Some(c) = self.conference_mut() {
             let mut m = Member::new(leg, supervisor, true, Some(ms));
             m.supervisor = true;
@@ -283,8 +286,9 @@ impl Call {
 
     /// The direction the member on `party` is offered the conference's session with.
     pub(super) fn member_direction(&self, party: LegId) -> Direction {
+        let msml = self.conference().is_some_and(|c| c.msml.is_some());
         match self.monitor() {
-            Some(m) if m.phone.map(LegId::B) == Some(party) => m.mode.toward_phone(),
+            Some(m) if m.phone.map(LegId::B) == Some(party) => m.mode.toward_phone(msml),
             _ => Direction::SendRecv,
         }
     }
@@ -295,6 +299,14 @@ impl Call {
             return Err(Refusal::NotMonitored.into());
         };
         if monitor.mode == mode {
+            return Ok(());
+        }
+        if self.conference().is_some_and(|c| c.msml.is_some()) {
+            if let Some(m) = self.conference_mut().and_then(|c| c.monitor.as_mut()) {
+                m.mode = mode;
+            }
+            self.msml_mode(mode, now);
+            self.event(CallEventKind::MonitoringChanged, mode.name(), 0);
             return Ok(());
         }
         let phone = monitor.phone;
@@ -316,13 +328,13 @@ impl Call {
         let to_ms = self.legs.b[ms]
             .sdp
             .as_deref()
-            .and_then(|b| sdp::redirected(b, mode.toward_conference()));
+            .and_then(|b| sdp::redirected(b, mode.toward_conference(false)));
         let to_phone = self
             .legs
             .get(party)
             .sdp
             .as_deref()
-            .and_then(|b| sdp::redirected(b, mode.toward_phone()));
+            .and_then(|b| sdp::redirected(b, mode.toward_phone(false)));
         let (Some(to_ms), Some(to_phone)) = (to_ms, to_phone) else {
             return Err(Refusal::NoSession.into());
         };
@@ -344,9 +356,17 @@ impl Call {
         else {
             return;
         };
-        let Conference { members, monitor } = *conference;
+        let Conference {
+            members,
+            monitor,
+            msml,
+        } = *conference;
         let Some(monitor) = monitor else {
-            self.mode = Mode::Conference(Box::new(Conference { members, monitor }));
+            self.mode = Mode::Conference(Box::new(Conference {
+                members,
+                monitor,
+                msml,
+            }));
             return;
         };
         if let Some(i) = monitor.phone {

@@ -42,6 +42,8 @@ pub(super) enum Purpose {
     Join(usize),
     /// The INVITE to a supervisor's phone, which monitors the call.
     Supervise,
+    /// An MSML request to the media server (INFO), answered by its `<result>`.
+    Msml,
     /// An offer to the caller at a routing point, of the party on B leg `i` that takes the
     /// place of the one it hears.
     Bridge(usize),
@@ -334,6 +336,7 @@ impl Call {
                     self.supervisor_answered(i, r, now);
                 }
             }
+            Purpose::Msml => self.msml_answered(r, now),
             Purpose::Bridge(i) => self.bridged(i, r, now),
             Purpose::Cancel | Purpose::Bye | Purpose::Inform => {}
         }
@@ -372,6 +375,10 @@ impl Call {
                     let timeout = Response::to_request(&Headers::default(), 408);
                     self.supervisor_answered(i, timeout, now);
                 }
+            }
+            Purpose::Msml => {
+                let timeout = Response::to_request(&Headers::default(), 408);
+                self.msml_answered(timeout, now);
             }
             Purpose::Bridge(i) => {
                 let timeout = Response::to_request(&Headers::default(), 408);

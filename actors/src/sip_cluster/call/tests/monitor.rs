@@ -268,3 +268,172 @@ fn a_call_monitored_while_it_rings_moves_onto_the_conference_once_answered() {
     assert_eq!(joins.len(), 2, "once answered and ACKed");
     assert_eq!(run.kinds().last(), Some(&"MonitoringStarted"));
 }
+
+/// The demo with its media server controlled by MSML.
+fn msml_tenant() -> Arc<Tenant> {
+    let mut c = crate::tenant::demo_tenant();
+    c.media_servers[0]
+        .options
+        .insert("control".into(), "msml".into());
+    Directory::new(&[c])
+        .expect("demo")
+        .by_name("demo")
+        .expect("demo")
+        .clone()
+}
+
+/// Answers every MSML INFO sent to the media server so far and not yet answered, with
+/// `response`; the bodies answered, in order.
+fn answer_msml(run: &mut Run, answered: &mut usize, response: u16) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let infos = run.take(MS, Method::Info);
+        let Some(info) = infos.get(*answered).cloned() else {
+            return bodies;
+        };
+        *answered += 1;
+        assert_eq!(
+            info.headers.get(&HeaderName::ContentType).map(|v| &**v),
+            Some("application/msml+xml")
+        );
+        let result = format!(
+            "<?xml version=\"1.0\"?><msml version=\"1.1\"><result response=\"{response}\"/></msml>"
+        );
+        let mut ok =
+            ok_with(&info, "", "").with_header(HeaderName::ContentType, "application/msml+xml");
+        ok.body = Bytes::from(result);
+        from(run, MS, ok);
+        bodies.push(body(&info));
+    }
+}
+
+/// The element names and attributes of MSML bodies, one line each, in order: what a test
+/// compares (the XML declaration and indentation left out).
+fn elements(bodies: &[String]) -> Vec<String> {
+    bodies
+        .iter()
+        .flat_map(|b| {
+            b.lines()
+                .map(str::trim)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| !l.starts_with("<?xml") && !l.starts_with("<msml") && l != "</msml>")
+        .collect()
+}
+
+#[test]
+fn on_an_msml_media_server_a_supervisor_whispers_then_barges_in_each_said_in_msml() {
+    let mut run = Run::start(msml_tenant(), DnCalls::default(), "1001");
+    run.located(&["192.0.2.9:5062"]);
+    run.answer_at_phone();
+    monitor(&mut run, MonitorMode::Whisper).expect("whisper on MSML");
+    let joins = run.take(MS, Method::Invite);
+    assert_eq!(joins.len(), 2);
+    assert!(
+        joins[0].uri.to_string().starts_with("sip:msml=call-1@"),
+        "a plain connection: {}",
+        joins[0].uri
+    );
+    let mut answered = 0;
+    for (i, join) in joins.iter().enumerate() {
+        let answer = session("ms", 6000 + i as u16, "sendrecv");
+        from(&mut run, MS, ok_with(join, &format!("ms{i}"), &answer));
+    }
+    let conference = answer_msml(&mut run, &mut answered, 200);
+    assert_eq!(
+        elements(&conference),
+        [
+            "<createconference name=\"call-1\" deletewhen=\"nomedia\">",
+            "<audiomix/>",
+            "</createconference>",
+            "<join id1=\"conn:ms0\" id2=\"conf:call-1\"/>",
+            "<join id1=\"conn:ms1\" id2=\"conf:call-1\"/>",
+        ]
+    );
+    assert_eq!(conference.len(), 3, "one request per INFO, one at a time");
+    let to_sbc = run.take(SBC, Method::Invite).remove(0);
+    let to_phone = run.take("192.0.2.9:5062", Method::Invite).remove(1);
+    from(&mut run, SBC, ok_with(&to_sbc, "sbc", OFFER));
+    from(
+        &mut run,
+        "192.0.2.9:5062",
+        ok_with(&to_phone, "ph", &session("phone", 5000, "sendrecv")),
+    );
+
+    // The supervisor's phone and its connection.
+    let bindings = vec![Binding {
+        aor: "sip:1020@demo.local".into(),
+        dn: "1020".into(),
+        contact: format!("sip:1020@{SUPERVISOR}"),
+        params: String::new(),
+        key: String::new(),
+        q: None,
+        expires_at_ms: u64::MAX,
+        call_id: "reg".into(),
+        cseq: 1,
+        source: SUPERVISOR.parse().expect("addr"),
+        transport: "udp".into(),
+        user_agent: None,
+    }];
+    run.call.located(Ok(bindings), run.now);
+    run.drain();
+    let ring = run.take(SUPERVISOR, Method::Invite).remove(0);
+    from(
+        &mut run,
+        SUPERVISOR,
+        ok_with(&ring, "sup", &session("sup", 7000, "sendrecv")),
+    );
+    let join = run.take(MS, Method::Invite).remove(2);
+    assert!(
+        body(&join).contains("a=sendrecv"),
+        "MSML says who hears whom"
+    );
+    from(
+        &mut run,
+        MS,
+        ok_with(&join, "ms2", &session("ms", 6002, "sendrecv")),
+    );
+    let whisper = answer_msml(&mut run, &mut answered, 200);
+    assert_eq!(
+        elements(&whisper),
+        [
+            "<join id1=\"conn:ms2\" id2=\"conf:call-1\">",
+            "<stream media=\"audio\" dir=\"to-id1\"/>",
+            "</join>",
+            "<join id1=\"conn:ms2\" id2=\"conn:ms1\">",
+            "<stream media=\"audio\" dir=\"from-id1\"/>",
+            "</join>",
+        ],
+        "it hears the conference; the agent alone hears it"
+    );
+
+    // Barge-in: its streams with the conference both ways, its path to the agent gone.
+    monitor(&mut run, MonitorMode::Barge).expect("barge in");
+    let barge = answer_msml(&mut run, &mut answered, 200);
+    assert_eq!(
+        elements(&barge),
+        [
+            "<modifystream id1=\"conn:ms2\" id2=\"conf:call-1\">",
+            "<stream media=\"audio\"/>",
+            "</modifystream>",
+            "<unjoin id1=\"conn:ms2\" id2=\"conn:ms1\"/>",
+        ]
+    );
+    assert_eq!(
+        run.events.last().expect("event").kind.name(),
+        "MonitoringChanged"
+    );
+
+    // The server refuses the next change: the monitoring ends, the parties talk directly.
+    monitor(&mut run, MonitorMode::Listen).expect("listen");
+    let refused = answer_msml(&mut run, &mut answered, 404);
+    assert_eq!(refused.len(), 1);
+    let kinds = run.kinds();
+    assert_eq!(
+        kinds[kinds.len() - 3..],
+        ["MonitoringFailed", "PartyDeleted", "MonitoringStopped"]
+    );
+    assert_eq!(run.take(MS, Method::Bye).len(), 3);
+    assert_eq!(run.take(SUPERVISOR, Method::Bye).len(), 1);
+}
