@@ -179,6 +179,12 @@ impl Collector for Scrape {
                     .map(|(reason, n)| ([("reason", reason)], ConstCounter::new(n))),
             )?;
         }
+        counter(
+            &mut e,
+            "recordings_failed",
+            "Call recordings the media servers refused or failed.",
+            switchboard_actors::sip_cluster::call::recordings_failed(),
+        )?;
         let (sent, received) = switchboard_sip::transaction::retransmissions();
         family(
             &mut e,

@@ -45,6 +45,8 @@ pub fn payload_json(payload: &Payload) -> Value {
                 "queue": c.queue,
                 "treatment": c.treatment,
                 "target": c.target,
+                "recordingId": c.recording_id,
+                "recordingUri": c.recording_uri,
                 "priority": c.priority,
             })
         }
@@ -201,6 +203,8 @@ fn payload_from_json(topic: &str, v: &Map<String, Value>) -> Payload {
                 treatment: s("treatment"),
                 target: s("target"),
                 priority: n("priority"),
+                recording_id: s("recordingId"),
+                recording_uri: s("recordingUri"),
             })
         }
         "voice-agentstate" => Payload::Agent(AgentState {
@@ -318,6 +322,8 @@ mod tests {
                 treatment: String::new(),
                 target: "english >= 3".into(),
                 priority: 5,
+                recording_id: "conf:0190b7e4/dialog:record".into(),
+                recording_uri: "file:///rec/0190b7e4.wav".into(),
             })),
             ..sample()
         };

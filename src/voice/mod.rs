@@ -14,7 +14,7 @@ use switchboard_actors::messages::agent_state::{AgentState, Command, CommandErro
 use switchboard_actors::messages::rq::Rq;
 use switchboard_actors::messages::sip_cluster::{
     CallRef, CallState, CallView, Cluster, ClusterMsg, Control, ControlError, MainCall, Operation,
-    Refusal,
+    RecordAction, Refusal,
 };
 use switchboard_actors::tenant::{AgentConfig, Directory, Tenant};
 use switchboard_proto::events::{Event, Payload, RequestError};
@@ -835,6 +835,26 @@ impl pb::calls_server::Calls for Voice {
             Control::DeleteUserData(r.keys),
         )
         .await
+    }
+
+    async fn start_recording(&self, request: Request<pb::CallRequest>) -> Reply<pb::Ack> {
+        let control = Control::Record(RecordAction::Start);
+        self.call_request(request, "StartRecording", control).await
+    }
+
+    async fn pause_recording(&self, request: Request<pb::CallRequest>) -> Reply<pb::Ack> {
+        let control = Control::Record(RecordAction::Pause);
+        self.call_request(request, "PauseRecording", control).await
+    }
+
+    async fn resume_recording(&self, request: Request<pb::CallRequest>) -> Reply<pb::Ack> {
+        let control = Control::Record(RecordAction::Resume);
+        self.call_request(request, "ResumeRecording", control).await
+    }
+
+    async fn stop_recording(&self, request: Request<pb::CallRequest>) -> Reply<pb::Ack> {
+        let control = Control::Record(RecordAction::Stop);
+        self.call_request(request, "StopRecording", control).await
     }
 
     async fn monitor(&self, request: Request<pb::MonitorRequest>) -> Reply<pb::Ack> {

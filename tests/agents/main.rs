@@ -10,6 +10,7 @@ mod support;
 mod calls;
 mod monitor;
 mod next_state;
+mod recording;
 
 use std::time::Duration;
 

@@ -14,12 +14,12 @@ fn monitor(supervisor: &str, agent: &str, mode: pb::MonitorMode) -> pb::MonitorR
     }
 }
 
-fn body(r: &switchboard_sip::Request) -> String {
+pub(super) fn body(r: &switchboard_sip::Request) -> String {
     String::from_utf8_lossy(&r.body).into_owned()
 }
 
 /// Takes events until one of `kind` comes; those taken.
-async fn until(stream: &mut tokio::sync::mpsc::Receiver<Seen>, kind: &str) -> Vec<Seen> {
+pub(super) async fn until(stream: &mut tokio::sync::mpsc::Receiver<Seen>, kind: &str) -> Vec<Seen> {
     let mut seen = Vec::new();
     loop {
         let next = take(stream, 1).await.remove(0);
@@ -298,7 +298,7 @@ async fn a_supervisor_listens_barges_in_and_leaves_an_agents_call() {
 }
 
 /// `peer` answers `request` 200 with tag `tag`, its Contact, and `body` of `content_type`.
-fn answer_with(
+pub(super) fn answer_with(
     peer: &Peer,
     request: &switchboard_sip::Request,
     tag: &str,
@@ -318,7 +318,7 @@ fn answer_with(
 
 /// The media server answers the next `n` INVITEs, each as a connection of its own (tags
 /// `ms<first>`, `ms<first+1>`...), with a session on port 6000 and up.
-fn connections(media: &Peer, first: usize, n: usize) -> Vec<switchboard_sip::Request> {
+pub(super) fn connections(media: &Peer, first: usize, n: usize) -> Vec<switchboard_sip::Request> {
     (first..first + n)
         .map(|i| {
             let invite = media
@@ -337,7 +337,7 @@ fn connections(media: &Peer, first: usize, n: usize) -> Vec<switchboard_sip::Req
 }
 
 /// The media server answers the next `n` MSML requests with a result of 200; their bodies.
-fn msml(media: &Peer, n: usize) -> Vec<String> {
+pub(super) fn msml(media: &Peer, n: usize) -> Vec<String> {
     (0..n)
         .map(|_| {
             let info = media

@@ -25,7 +25,7 @@ use crate::messages::agent_state::{
 };
 use crate::messages::registrar::BindingStore;
 use crate::messages::rq::{Availability, Rq};
-use crate::messages::sip_cluster::{Cluster, Control, MonitorMode};
+use crate::messages::sip_cluster::{Cluster, Control, MonitorMode, RecordAction};
 use crate::supervisor::Supervisor;
 use crate::tenant::{Directory, Tenant};
 use crate::wakeups::Wakeups;
@@ -410,6 +410,8 @@ fn agent_config<'a>(tenant: &'a Tenant, agent: &str) -> Option<&'a crate::tenant
 struct Settings {
     wrap_up: Duration,
     next_after_wrap_up: bool,
+    /// Whether the agent's calls are recorded (its option `record`).
+    record: bool,
 }
 
 impl Settings {
@@ -421,6 +423,7 @@ impl Settings {
         Self {
             wrap_up: Duration::from_secs(own.map_or(0, |_| secs.into())),
             next_after_wrap_up: tenant.next_state_after_wrap_up(),
+            record: own.is_some_and(|a| crate::tenant::records(&a.options)),
         }
     }
 
@@ -474,6 +477,8 @@ struct AgentActorState {
     registry: ActorRef<AgentStateMsg>,
     /// The state the agent is counted in, in the figures.
     counted: Option<&'static str>,
+    /// Whether the agent's calls are recorded (its configuration).
+    record: bool,
 }
 
 impl Actor for AgentActor {
@@ -502,6 +507,7 @@ impl Actor for AgentActor {
             config: args.config,
             registry: args.registry,
             counted: None,
+            record: args.settings.record,
         };
         state.count();
         state.report_availability();
@@ -574,13 +580,16 @@ impl Actor for AgentActor {
                     state.agent.call_ended(&call, now)
                 } else {
                     state.call_nodes.insert(call.clone(), node);
-                    state.monitor(&call);
+                    state.new_call(&call);
                     state.agent.call_began(&call)
                 };
                 state.commit_logged(&changes, now).await;
                 let _ = done.send(());
             }
-            AgentMsg::Settings(settings) => settings.apply(&mut state.agent),
+            AgentMsg::Settings(settings) => {
+                settings.apply(&mut state.agent);
+                state.record = settings.record;
+            }
             AgentMsg::Wake => {
                 let changes = state.agent.handle_timeout(now);
                 state.commit_logged(&changes, now).await;
@@ -650,23 +659,29 @@ impl AgentActorState {
         Ok(())
     }
 
-    /// Has a call that reached the agent monitored by the supervisor monitoring its calls
-    /// (from its answer on; the call reports whether it could be).
-    fn monitor(&self, call: &str) {
-        let (Some(m), Some(session), Some(calls)) = (
-            &self.agent.monitored,
-            &self.agent.session,
-            self.config.calls.get(),
-        ) else {
+    /// A call reached the agent: recorded if the agent's calls are, and monitored by the
+    /// supervisor monitoring its calls (each from its answer on; the call reports whether it
+    /// could be).
+    fn new_call(&self, call: &str) {
+        let (Some(session), Some(calls)) = (&self.agent.session, self.config.calls.get()) else {
             return;
         };
         if self.agent.calls.contains(call) {
             return;
         }
-        let control = Control::Monitor {
-            supervisor: m.supervisor.clone(),
-            mode: m.mode,
-        };
+        let mut controls = Vec::with_capacity(2);
+        if self.record {
+            controls.push(Control::Record(RecordAction::Start));
+        }
+        if let Some(m) = &self.agent.monitored {
+            controls.push(Control::Monitor {
+                supervisor: m.supervisor.clone(),
+                mode: m.mode,
+            });
+        }
+        if controls.is_empty() {
+            return;
+        }
         let (calls, tenant, call, dn) = (
             calls.clone(),
             self.tenant.clone(),
@@ -674,9 +689,11 @@ impl AgentActorState {
             session.dn.clone(),
         );
         tokio::spawn(async move {
-            if let Err(e) = calls.control(&tenant, &call, &dn, control).await {
-                tracing::info!(%tenant, %call, %dn, error = %e,
-                    "the agent's call cannot be monitored");
+            for control in controls {
+                if let Err(e) = calls.control(&tenant, &call, &dn, control).await {
+                    tracing::info!(%tenant, %call, %dn, error = %e,
+                        "the agent's call cannot be recorded or monitored as configured");
+                }
             }
         });
     }

@@ -53,6 +53,14 @@ pub enum CallEventKind {
     MonitoringStopped,
     /// The supervisor could not be put in (the cause says why); the call carries on.
     MonitoringFailed,
+    /// The media server records the call (the event's recording id and URI say where).
+    RecordingStarted,
+    RecordingPaused,
+    RecordingResumed,
+    /// The recording is over; its file is complete.
+    RecordingStopped,
+    /// The recording could not be made or went wrong (the cause says why).
+    RecordingFailed,
 }
 
 impl CallEventKind {
@@ -81,6 +89,11 @@ impl CallEventKind {
             CallEventKind::MonitoringChanged => "MonitoringChanged",
             CallEventKind::MonitoringStopped => "MonitoringStopped",
             CallEventKind::MonitoringFailed => "MonitoringFailed",
+            CallEventKind::RecordingStarted => "RecordingStarted",
+            CallEventKind::RecordingPaused => "RecordingPaused",
+            CallEventKind::RecordingResumed => "RecordingResumed",
+            CallEventKind::RecordingStopped => "RecordingStopped",
+            CallEventKind::RecordingFailed => "RecordingFailed",
         }
     }
 

@@ -137,6 +137,39 @@ pub enum Control {
     },
     /// The supervisor leaves; the parties talk directly again.
     StopMonitoring,
+    /// The call's recording on its media server.
+    Record(RecordAction),
+}
+
+/// What is asked of a call's recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordAction {
+    Start,
+    Pause,
+    Resume,
+    Stop,
+}
+
+impl RecordAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordAction::Start => "start",
+            RecordAction::Pause => "pause",
+            RecordAction::Resume => "resume",
+            RecordAction::Stop => "stop",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            RecordAction::Start,
+            RecordAction::Pause,
+            RecordAction::Resume,
+            RecordAction::Stop,
+        ]
+        .into_iter()
+        .find(|a| a.name() == name)
+    }
 }
 
 /// How a supervisor takes part in a call.
@@ -287,10 +320,11 @@ pub enum Operation {
     FinishTransfer,
     SendDtmf,
     Monitor,
+    Record,
 }
 
 impl Operation {
-    const ALL: [Operation; 11] = [
+    const ALL: [Operation; 12] = [
         Operation::Answer,
         Operation::Hold,
         Operation::Retrieve,
@@ -302,6 +336,7 @@ impl Operation {
         Operation::FinishTransfer,
         Operation::SendDtmf,
         Operation::Monitor,
+        Operation::Record,
     ];
 
     /// Its name (as `Debug` writes it).
@@ -327,6 +362,7 @@ impl Operation {
             Operation::FinishTransfer => "finish the transfer of",
             Operation::SendDtmf => "send DTMF on",
             Operation::Monitor => "monitor",
+            Operation::Record => "record",
         }
     }
 }
@@ -371,6 +407,15 @@ pub enum Refusal {
     MonitoredAlready,
     #[error("the call is not monitored")]
     NotMonitored,
+    #[error(
+        "the media server's control is netann: it cannot record (recording needs a media \
+         server with control msml)"
+    )]
+    RecordingNeedsMsml,
+    #[error("the call is recorded already")]
+    RecordedAlready,
+    #[error("the call is not being recorded")]
+    NotRecorded,
     /// The node could not start the call asked for (its actor failed to spawn).
     #[error("cannot start a call: {0}")]
     NotStarted(String),

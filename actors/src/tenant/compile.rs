@@ -96,6 +96,7 @@ impl Tenant {
             let dn = Dn {
                 max_calls: count("max-calls")?,
                 no_answer_timeout: count("no-answer-timeout")?,
+                record: super::records(&d.options),
                 number: d.number.clone(),
                 kind: d.kind,
                 password: d.password.clone(),
@@ -338,11 +339,28 @@ fn check_objects(c: &TenantConfig, dns: &HashMap<String, Dn>) -> Result<(), (Str
             )),
             _ => Ok(()),
         };
+    let yes_no = ["true", "false"];
+    for (i, d) in c.dns.iter().enumerate() {
+        choice(format!("dns[{i}]"), &d.options, "record", yes_no)?;
+    }
+    for (i, r) in c.routing_points.iter().enumerate() {
+        choice(format!("routing_points[{i}]"), &r.options, "record", yes_no)?;
+    }
     for (i, q) in c.queues.iter().enumerate() {
         choice(format!("queues[{i}]"), &q.options, "monitoring", MONITORING)?;
+        choice(format!("queues[{i}]"), &q.options, "record", yes_no)?;
+    }
+    if let Some(v) = c.options.get("recording-failure")
+        && !["continue", "release"].contains(&v.trim())
+    {
+        return Err((
+            "options.recording-failure".into(),
+            format!("{v:?} is not continue or release"),
+        ));
     }
     for (i, a) in c.agents.iter().enumerate() {
         choice(format!("agents[{i}]"), &a.options, "monitoring", MONITORING)?;
+        choice(format!("agents[{i}]"), &a.options, "record", yes_no)?;
         choice(
             format!("agents[{i}]"),
             &a.options,

@@ -173,6 +173,12 @@ pub struct DnConfig {
     pub options: Options,
 }
 
+/// Whether an object's options have its calls recorded (option `record = "true"`: a DN, an
+/// agent, a routing point, a queue).
+pub fn records(options: &Options) -> bool {
+    options.get("record").map(|v| v.trim()) == Some("true")
+}
+
 /// Whether an agent's or a queue's options forbid monitoring its calls (option
 /// `monitoring = "forbidden"`).
 pub fn monitoring_forbidden(options: &Options) -> bool {

@@ -19,7 +19,7 @@ pub use actor::{TenantActor, TenantMsg};
 pub use config::{
     AgentConfig, ApiKeyConfig, DialRuleConfig, DnConfig, DnKind, KeyScope, MediaServerConfig,
     NamedConfig, Options, PlaceConfig, RewriteConfig, RoutingPointConfig, StatsConfig,
-    StrategyConfig, TenantConfig, TrunkConfig, monitoring_forbidden,
+    StrategyConfig, TenantConfig, TrunkConfig, monitoring_forbidden, records,
 };
 
 pub use compile::compile_strategy;

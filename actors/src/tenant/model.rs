@@ -139,6 +139,8 @@ pub struct Dn {
     /// How long a call rings before it is given up (option `no-answer-timeout`, seconds);
     /// `None` takes the node's default.
     pub no_answer_timeout: Option<u32>,
+    /// Whether its calls are recorded from their answer (option `record = "true"`).
+    pub record: bool,
 }
 
 impl Tenant {

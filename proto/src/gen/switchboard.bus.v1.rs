@@ -195,7 +195,7 @@ pub struct CallControl {
     pub dn: ::prost::alloc::string::String,
     #[prost(
         oneof = "call_control::Control",
-        tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17"
+        tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18"
     )]
     pub control: ::core::option::Option<call_control::Control>,
 }
@@ -234,6 +234,9 @@ pub mod call_control {
         Monitor(super::Monitor),
         #[prost(message, tag = "17")]
         StopMonitoring(super::Empty),
+        /// start, pause, resume or stop.
+        #[prost(string, tag = "18")]
+        Record(::prost::alloc::string::String),
     }
 }
 /// A supervisor's DN and mode (listen, whisper, barge) for Control::Monitor.

@@ -79,7 +79,8 @@ pub struct Binding {
 /// A change in a call (topic voice-callthread): Dialing, Ringing, Established, Held, Retrieved,
 /// Released, Abandoned, DestinationBusy, PartyChanged, PartyAdded, PartyDeleted, and
 /// MonitoringStarted, MonitoringChanged (the cause names the mode), MonitoringStopped and
-/// MonitoringFailed (the cause says why) for a supervisor's monitoring.
+/// MonitoringFailed (the cause says why) for a supervisor's monitoring, and RecordingStarted,
+/// RecordingPaused, RecordingResumed, RecordingStopped and RecordingFailed for its recording.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CallThread {
     /// The call: unique and sortable.
@@ -133,6 +134,12 @@ pub struct CallThread {
     pub target: ::prost::alloc::string::String,
     #[prost(uint32, tag = "15")]
     pub priority: u32,
+    /// While the call is recorded (RecordingStarted to RecordingStopped): the recording's id
+    /// (its MSML dialog, conf:<call>/dialog:record) and the URI the media server writes.
+    #[prost(string, tag = "16")]
+    pub recording_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "17")]
+    pub recording_uri: ::prost::alloc::string::String,
 }
 /// A party of a call.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

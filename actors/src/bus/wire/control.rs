@@ -5,7 +5,7 @@ use switchboard_proto::bus as pb;
 use super::Unreadable;
 use crate::messages::sip_cluster::{
     CallState, CallView, Capability, Control, ControlError, Invalid, MonitorMode, Operation,
-    Refusal,
+    RecordAction, Refusal,
 };
 
 pub(super) fn control_to_pb(c: &Control) -> pb::call_control::Control {
@@ -38,6 +38,7 @@ pub(super) fn control_to_pb(c: &Control) -> pb::call_control::Control {
             mode: mode.name().to_owned(),
         }),
         Control::StopMonitoring => P::StopMonitoring(pb::Empty {}),
+        Control::Record(action) => P::Record(action.name().to_owned()),
     }
 }
 
@@ -64,6 +65,8 @@ pub(super) fn control_from_pb(c: pb::call_control::Control) -> Control {
             mode: MonitorMode::parse(&m.mode).unwrap_or(MonitorMode::Listen),
         },
         P::StopMonitoring(_) => Control::StopMonitoring,
+        // An action this node does not know changes nothing.
+        P::Record(action) => RecordAction::parse(&action).map_or(Control::View, Control::Record),
     }
 }
 
@@ -146,7 +149,7 @@ fn failure_from_pb(tenant: &str, f: pb::ControlFailure) -> Result<ControlError, 
 }
 
 /// The refusals with nothing but their name.
-const PLAIN: [(&str, Refusal); 15] = [
+const PLAIN: [(&str, Refusal); 18] = [
     ("NoEarlyDialog", Refusal::NoEarlyDialog),
     ("NotAnswered", Refusal::NotAnswered),
     ("ConsultationNotAnswered", Refusal::ConsultationNotAnswered),
@@ -162,6 +165,9 @@ const PLAIN: [(&str, Refusal); 15] = [
     ("WhisperNeedsMsml", Refusal::WhisperNeedsMsml),
     ("MonitoredAlready", Refusal::MonitoredAlready),
     ("NotMonitored", Refusal::NotMonitored),
+    ("RecordingNeedsMsml", Refusal::RecordingNeedsMsml),
+    ("RecordedAlready", Refusal::RecordedAlready),
+    ("NotRecorded", Refusal::NotRecorded),
 ];
 
 fn refusal_to_pb(r: &Refusal) -> pb::Refused {
@@ -253,6 +259,7 @@ mod tests {
                 mode: MonitorMode::Whisper,
             },
             Control::StopMonitoring,
+            Control::Record(RecordAction::Pause),
             Control::SingleStepTransfer("1007".into()),
         ] {
             round_trip(Body::Node(NodeBound::Control {

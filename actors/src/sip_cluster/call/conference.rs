@@ -16,6 +16,7 @@ use switchboard_sip::{HeaderName, Headers, Host, Method, Request, Response, SipU
 use super::legs::{Leg, LegId, Progress};
 use super::monitor::Monitor;
 use super::msml::MsmlConference;
+use super::recording::Recording;
 use super::transfer::Handover;
 use super::txns::Purpose;
 use super::{Call, Mode, Phase};
@@ -30,8 +31,14 @@ pub(super) struct Conference {
     pub(super) members: Vec<Member>,
     /// A supervisor monitoring the call, which is a conference for that alone.
     pub(super) monitor: Option<Monitor>,
+    /// A recording of the call on the media server.
+    pub(super) recording: Option<Recording>,
     /// On a media server controlled by MSML: who hears whom is said to it in MSML.
     pub(super) msml: Option<Box<MsmlConference>>,
+    /// Each party's own session from before the conference (caller's, then agent's), for a
+    /// call moved onto it to be monitored or recorded: what they are offered of each other
+    /// to talk directly again. None for a conference of parties.
+    pub(super) own: Option<[Box<[u8]>; 2]>,
 }
 
 #[derive(Debug)]
@@ -102,7 +109,9 @@ impl Call {
         self.mode = Mode::Conference(Box::new(Conference {
             members,
             monitor: None,
+            recording: None,
             msml: None,
+            own: None,
         }));
         tracing::info!(tenant = %self.tenant.name, call_id = %self.id, "conference of three");
         self.event(CallEventKind::PartyAdded, "", 0);
@@ -171,12 +180,12 @@ impl Call {
         }
         if r.status >= 300 {
             self.legs.b[i].progress = Progress::Failed(r.status);
-            if self.monitor().is_some() && self.phase == Phase::Established {
+            if self.conference().is_some_and(|c| c.own.is_some())
+                && self.phase == Phase::Established
+            {
                 tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, status = r.status,
-                    "the media server refused a conference leg: monitoring ends, the parties \
-                     talk directly again");
-                self.event(CallEventKind::MonitoringFailed, "media-server", r.status);
-                self.stop_monitoring(now);
+                    "the media server refused a conference leg: the parties talk directly again");
+                self.conference_failed(r.status, now);
                 return;
             }
             tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, status = r.status,
@@ -227,7 +236,7 @@ impl Call {
         // ends the monitoring, and a party leaving ends the call.
         if let Some(member) = self
             .conference()
-            .filter(|c| c.monitor.is_some())
+            .filter(|c| c.own.is_some())
             .map(|c| &c.members[m])
         {
             if member.supervisor {

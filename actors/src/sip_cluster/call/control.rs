@@ -138,6 +138,7 @@ impl Call {
             Control::Monitor { supervisor, mode } => {
                 self.start_monitoring(&supervisor, mode, now)?;
             }
+            Control::Record(action) => self.record(action, now)?,
             Control::StopMonitoring => {
                 if self.monitor().is_none() {
                     return Err(Refusal::NotMonitored.into());

@@ -53,6 +53,8 @@ impl Call {
                     return;
                 };
                 let max = d.max_calls;
+                // Recorded from its answer, as the DN's configuration says.
+                self.pending_record |= d.record;
                 self.callee.name = Some(dn.clone());
                 if !self.dn_calls.acquire(&self.tenant.name, &dn, max) {
                     tracing::info!(tenant = %self.tenant.name, call_id = %self.id, %dn,

@@ -24,6 +24,8 @@ mod legs;
 mod monitor;
 mod msml;
 mod originate;
+mod recording;
+pub use recording::failed as recordings_failed;
 mod report;
 pub mod restore;
 mod routing;
@@ -250,6 +252,9 @@ pub struct Call {
     /// A supervisor's monitoring asked before the call was answered (the agent's next
     /// calls are monitored): started once it is, and its answer is through.
     pending_monitor: Option<Box<(String, crate::messages::sip_cluster::MonitorMode)>>,
+    /// A recording asked before the call was answered (the DN's configuration): started
+    /// once it is.
+    pending_record: bool,
     /// Key-value data attached to the call.
     user_data: BTreeMap<String, String>,
     /// Whether Ringing has been reported.
@@ -307,6 +312,7 @@ impl Call {
             reoffer: None,
             deferred: Vec::new(),
             pending_monitor: None,
+            pending_record: false,
             user_data: BTreeMap::new(),
             rung: false,
             next_call_id: 0,
@@ -459,6 +465,14 @@ impl Call {
         match message {
             Message::Response(r) => self.response(r, now),
             Message::Request(r) => self.request(r, source, transport, now),
+        }
+        self.when_answered(now);
+    }
+
+    /// Starts what waited for the call to be answered: its recording, its monitoring.
+    fn when_answered(&mut self, now: Instant) {
+        if self.pending_record {
+            self.record_when_answered(now);
         }
         if self.pending_monitor.is_some() {
             self.monitor_when_answered(now);

@@ -39,9 +39,6 @@ pub(super) struct Monitor {
     pub(super) mode: MonitorMode,
     /// The supervisor's phone (a B leg), once called.
     pub(super) phone: Option<usize>,
-    /// Each party's own session from before the conference, caller's then agent's: what
-    /// they are offered of each other to talk directly again.
-    pub(super) own: [Box<[u8]>; 2],
 }
 
 impl MonitorMode {
@@ -90,21 +87,45 @@ impl Call {
             }
             return self.change_monitoring(mode, now);
         }
-        if self.conference().is_some() {
+        if self.conference().is_some_and(|c| c.own.is_none()) {
             return Err(Refusal::AlreadyConference.into());
         }
-        let state = self.state();
-        let answering = state == CallState::Established && self.offer_in_progress();
-        if matches!(state, CallState::Dialing | CallState::Ringing) || answering {
-            // Not answered yet, or its answer (or another offer) is under way: monitored as
-            // soon as the call allows.
-            self.pending_monitor = Some(Box::new((supervisor.to_owned(), mode)));
-            return Ok(());
+        if self.conference().is_none() {
+            let state = self.state();
+            let answering = state == CallState::Established && !self.settled();
+            if matches!(state, CallState::Dialing | CallState::Ringing) || answering {
+                // Not answered yet, or its answer (or another offer) is under way: monitored
+                // as soon as the call allows.
+                self.pending_monitor = Some(Box::new((supervisor.to_owned(), mode)));
+                return Ok(());
+            }
+            if state != CallState::Established {
+                return Err(Refusal::State(Operation::Monitor, state).into());
+            }
+            self.onto_conference(now)?;
         }
-        if state != CallState::Established {
-            return Err(Refusal::State(Operation::Monitor, state).into());
+        tracing::info!(tenant = %self.tenant.name, call_id = %self.id, supervisor,
+            mode = mode.name(), "monitoring");
+        if let Some(c) = self.conference_mut() {
+            c.monitor = Some(Monitor {
+                supervisor: supervisor.to_owned(),
+                mode,
+                phone: None,
+            });
         }
-        let Some(server) = server else {
+        self.event(CallEventKind::MonitoringStarted, mode.name(), 0);
+        self.out.push_back(Output::Locate {
+            tenant: self.tenant.name.clone(),
+            aor: self.tenant.aor(supervisor),
+        });
+        Ok(())
+    }
+
+    /// Moves the answered call onto a conference on the tenant's media server, so that a
+    /// supervisor or a recorder may take part: each party gets a leg of its own into it,
+    /// offered the party's own session, whose answer the party is then offered.
+    pub(super) fn onto_conference(&mut self, now: Instant) -> Result<(), ControlError> {
+        let Some(server) = self.tenant.media_servers.first().cloned() else {
             return Err(Refusal::NoMediaServer.into());
         };
         let Some(w) = self.legs.winner else {
@@ -133,23 +154,15 @@ impl Call {
             let ms = self.invite_conference(server.address, session, i, msml, now);
             members.push(Member::new(party, dn, internal, Some(ms)));
         }
-        tracing::info!(tenant = %self.tenant.name, call_id = %self.id, supervisor,
-            mode = mode.name(), "monitoring: the call moves onto a conference");
+        tracing::info!(tenant = %self.tenant.name, call_id = %self.id,
+            "the call moves onto a conference");
         self.mode = Mode::Conference(Box::new(Conference {
             members,
-            monitor: Some(Monitor {
-                supervisor: supervisor.to_owned(),
-                mode,
-                phone: None,
-                own: [caller_own, agent_own],
-            }),
+            monitor: None,
+            recording: None,
             msml: msml.then(Box::default),
+            own: Some([caller_own, agent_own]),
         }));
-        self.event(CallEventKind::MonitoringStarted, mode.name(), 0);
-        self.out.push_back(Output::Locate {
-            tenant: self.tenant.name.clone(),
-            aor: self.tenant.aor(supervisor),
-        });
         Ok(())
     }
 
@@ -160,7 +173,7 @@ impl Call {
             self.pending_monitor = None;
             return;
         }
-        if self.phase != Phase::Established || self.offer_in_progress() {
+        if !self.settled() {
             return;
         }
         let Some(pending) = self.pending_monitor.take() else {
@@ -347,26 +360,11 @@ impl Call {
         Ok(())
     }
 
-    /// The supervisor leaves (asked, or its phone hung up or never answered): its legs are
-    /// hung up, the parties are offered each other's own sessions and talk directly again,
-    /// and their legs into the conference are hung up.
+    /// The supervisor leaves (asked, or its phone hung up or never answered): its phone
+    /// and its leg into the conference are hung up; the parties talk directly again unless
+    /// the call is recorded.
     pub(super) fn stop_monitoring(&mut self, now: Instant) {
-        let Some(Mode::Conference(conference)) =
-            Some(std::mem::replace(&mut self.mode, Mode::Direct))
-        else {
-            return;
-        };
-        let Conference {
-            members,
-            monitor,
-            msml,
-        } = *conference;
-        let Some(monitor) = monitor else {
-            self.mode = Mode::Conference(Box::new(Conference {
-                members,
-                monitor,
-                msml,
-            }));
+        let Some(monitor) = self.conference_mut().and_then(|c| c.monitor.take()) else {
             return;
         };
         if let Some(i) = monitor.phone {
@@ -377,18 +375,74 @@ impl Call {
             }
             self.legs.b[i].progress = Progress::Over;
         }
-        for m in &members {
+        let member = self
+            .conference()
+            .and_then(|c| c.members.iter().position(|m| m.supervisor));
+        if let Some(m) = member
+            && let Some(c) = self.conference_mut()
+        {
+            let member = c.members.remove(m);
+            if let Some(ms) = member.ms {
+                self.hang_up_connection(ms, now);
+            }
+            self.event_leaving(
+                CallEventKind::PartyDeleted,
+                "",
+                0,
+                vec![monitor.supervisor.clone()],
+            );
+        }
+        tracing::info!(tenant = %self.tenant.name, call_id = %self.id,
+            supervisor = %monitor.supervisor, "monitoring over");
+        if self.conference().is_some_and(|c| c.recording.is_none()) {
+            self.back_to_direct(now);
+        }
+        self.event(CallEventKind::MonitoringStopped, "", 0);
+    }
+
+    /// The media server failed the conference (a leg refused, MSML refused): the
+    /// monitoring and the recording end, reported, and the parties talk directly again.
+    pub(super) fn conference_failed(&mut self, status: u16, now: Instant) {
+        if self.monitor().is_some() {
+            self.event(CallEventKind::MonitoringFailed, "media-server", status);
+            self.stop_monitoring(now);
+        }
+        if self.recording().is_some() {
+            self.recording_failed("media-server", status, now);
+        }
+        if self.conference().is_some_and(|c| c.own.is_some()) && self.phase == Phase::Established {
+            self.back_to_direct(now);
+        }
+    }
+
+    /// A leg into the conference hung up (or given up while it rings).
+    fn hang_up_connection(&mut self, ms: usize, now: Instant) {
+        if self.legs.b[ms].progress == Progress::Answered {
+            self.bye(LegId::B(ms), now);
+        }
+        if self.legs.b[ms].progress.ringing() {
+            self.cancel_leg(ms, now);
+        }
+        self.legs.b[ms].progress = Progress::Over;
+    }
+
+    /// Nothing needs the conference any more: the parties are offered each other's own
+    /// sessions and talk directly again, and their legs into it are hung up.
+    pub(super) fn back_to_direct(&mut self, now: Instant) {
+        let Some(Mode::Conference(conference)) =
+            Some(std::mem::replace(&mut self.mode, Mode::Direct))
+        else {
+            return;
+        };
+        let Some([caller_own, agent_own]) = conference.own else {
+            self.mode = Mode::Conference(conference);
+            return;
+        };
+        for m in &conference.members {
             if let Some(ms) = m.ms {
-                if self.legs.b[ms].progress == Progress::Answered {
-                    self.bye(LegId::B(ms), now);
-                }
-                if self.legs.b[ms].progress.ringing() {
-                    self.cancel_leg(ms, now);
-                }
-                self.legs.b[ms].progress = Progress::Over;
+                self.hang_up_connection(ms, now);
             }
         }
-        let [caller_own, agent_own] = monitor.own;
         if self.phase == Phase::Established
             && let Some(w) = self.legs.winner
         {
@@ -410,11 +464,6 @@ impl Call {
             }
         }
         tracing::info!(tenant = %self.tenant.name, call_id = %self.id,
-            supervisor = %monitor.supervisor, "monitoring over: the parties talk directly");
-        if members.iter().any(|m| m.supervisor) {
-            let left = vec![monitor.supervisor.clone()];
-            self.event_leaving(CallEventKind::PartyDeleted, "", 0, left);
-        }
-        self.event(CallEventKind::MonitoringStopped, "", 0);
+            "off the conference: the parties talk directly");
     }
 }

@@ -17,7 +17,6 @@ use switchboard_sip::{HeaderName, Method, Response};
 use super::legs::LegId;
 use super::txns::Purpose;
 use super::{Call, Phase, to_tag};
-use crate::messages::call_state::CallEventKind;
 use crate::messages::sip_cluster::MonitorMode;
 use crate::msml::{self, Flow, Request};
 
@@ -31,9 +30,12 @@ pub(super) struct MsmlConference {
     created: bool,
     /// Whether the supervisor's whisper path (to the agent) is joined.
     whispering: bool,
-    /// Requests still to send, in order; the first is in flight when `busy`.
+    /// How many of the parties (not the supervisor) are joined.
+    parties: usize,
+    /// Requests still to send, in order.
     queue: VecDeque<Request>,
-    busy: bool,
+    /// The request sent and not answered yet.
+    in_flight: Option<Request>,
 }
 
 impl MonitorMode {
@@ -81,7 +83,26 @@ impl Call {
             id2: conf,
             flow,
         });
+        if !supervisor {
+            state.parties += 1;
+        }
         self.whisper_path();
+        self.record_when_joined(now);
+        self.msml_next(now);
+    }
+
+    /// How many parties are joined to the conference.
+    pub(super) fn parties_joined(&self) -> usize {
+        self.conference()
+            .and_then(|c| c.msml.as_deref())
+            .map_or(0, |m| m.parties)
+    }
+
+    /// Sends `request` once those before it are answered.
+    pub(super) fn msml_request(&mut self, request: Request, now: Instant) {
+        if let Some(state) = self.msml_mut() {
+            state.queue.push_back(request);
+        }
         self.msml_next(now);
     }
 
@@ -154,14 +175,14 @@ impl Call {
         let Some(state) = self.msml_mut() else {
             return;
         };
-        if state.busy {
+        if state.in_flight.is_some() {
             return;
         }
         let (Some(channel), Some(request)) = (state.channel, state.queue.pop_front()) else {
             return;
         };
-        state.busy = true;
         let body = Bytes::from(request.to_xml());
+        state.in_flight = Some(request);
         self.send_in_dialog(
             LegId::B(channel),
             Method::Info,
@@ -172,15 +193,20 @@ impl Call {
         );
     }
 
-    /// The server answered an MSML request: the next goes, or a refusal ends the
-    /// monitoring and the parties talk directly again.
+    /// The server answered an MSML request: the next goes, or a refusal of a recording
+    /// fails the recording, and of anything else ends the monitoring and the recording, and
+    /// the parties talk directly again.
     pub(super) fn msml_answered(&mut self, r: Response, now: Instant) {
         if r.status < 200 {
             return;
         }
-        if let Some(state) = self.msml_mut() {
-            state.busy = false;
-        }
+        let Some(request) = self.msml_mut().and_then(|s| s.in_flight.take()) else {
+            return;
+        };
+        let recording = matches!(
+            request,
+            Request::Record { .. } | Request::Send { .. } | Request::DialogEnd { .. }
+        );
         let refusal = match msml::parse_answer(&String::from_utf8_lossy(&r.body)) {
             _ if r.status >= 300 => Some(format!("INFO answered {}", r.status)),
             Ok(answer) if answer.ok() => None,
@@ -188,13 +214,21 @@ impl Call {
             Err(e) => Some(e.to_string()),
         };
         if let Some(why) = refusal {
-            if self.monitor().is_some() && self.phase == Phase::Established {
-                tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, %why,
-                    "the media server refused MSML: monitoring ends, the parties talk directly");
-                self.event(CallEventKind::MonitoringFailed, "media-server", r.status);
-                self.stop_monitoring(now);
+            tracing::warn!(tenant = %self.tenant.name, call_id = %self.id, %why,
+                request = ?request, "the media server refused MSML");
+            if self.phase != Phase::Established {
+                return;
+            }
+            if recording {
+                self.recording_failed("media-server", r.status, now);
+                self.msml_next(now);
+            } else {
+                self.conference_failed(r.status, now);
             }
             return;
+        }
+        if recording {
+            self.recording_done(&request, now);
         }
         self.msml_next(now);
     }

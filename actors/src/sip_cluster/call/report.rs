@@ -129,6 +129,10 @@ impl Call {
             ..CallThread::default()
         };
         self.routing_fields(&mut thread);
+        if let Some(r) = self.recording() {
+            thread.recording_id = self.recording_id();
+            thread.recording_uri = r.uri.clone();
+        }
         thread
     }
 }

@@ -152,6 +152,7 @@ impl Call {
             return;
         };
         let timeout = waiting_limit(&rp);
+        self.pending_record |= crate::tenant::records(&rp.options);
         self.callee.name = Some(number.clone());
         self.phase = Phase::Ringing;
         let waiting = Waiting::new(number.clone(), rp.default_destination.clone());
@@ -230,9 +231,20 @@ impl Call {
                     return;
                 };
                 let again = std::mem::take(&mut w.requeued) && w.queue == queue;
+                let recorded = self
+                    .tenant
+                    .config
+                    .queues
+                    .iter()
+                    .any(|q| q.name == queue && crate::tenant::records(&q.options));
+                let Some(w) = self.waiting_mut() else {
+                    return;
+                };
                 w.queue = queue;
                 w.target = target;
                 w.priority = priority;
+                // Recorded from its answer, as the queue's configuration says.
+                self.pending_record |= recorded;
                 if !again {
                     self.event(CallEventKind::Queued, "", 0);
                 }

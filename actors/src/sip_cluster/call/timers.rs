@@ -78,9 +78,7 @@ impl Call {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.handle_timers(now);
-        if self.pending_monitor.is_some() {
-            self.monitor_when_answered(now);
-        }
+        self.when_answered(now);
     }
 
     fn handle_timers(&mut self, now: Instant) {

@@ -5,6 +5,7 @@
 mod control;
 mod direct;
 mod monitor;
+mod recording;
 mod routing;
 mod snapshot;
 mod timers;

@@ -5,10 +5,10 @@
 use super::*;
 use crate::messages::sip_cluster::{MonitorMode, Refusal};
 
-const MS: &str = "127.0.0.3:5090";
+pub(super) const MS: &str = "127.0.0.3:5090";
 const SUPERVISOR: &str = "192.0.2.20:5062";
 
-fn session(who: &str, port: u16, direction: &str) -> String {
+pub(super) fn session(who: &str, port: u16, direction: &str) -> String {
     format!(
         "v=0\r\no={who} 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
          m=audio {port} RTP/AVP 0\r\na={direction}\r\n"
@@ -16,7 +16,7 @@ fn session(who: &str, port: u16, direction: &str) -> String {
 }
 
 /// `r` from the party at `addr`, with its Contact there.
-fn from(run: &mut Run, addr: &str, r: Response) {
+pub(super) fn from(run: &mut Run, addr: &str, r: Response) {
     let r = r.with_header(HeaderName::Contact, format!("<sip:party@{addr}>"));
     run.call.receive(
         Message::Response(r),
@@ -27,7 +27,7 @@ fn from(run: &mut Run, addr: &str, r: Response) {
     run.drain();
 }
 
-fn body(r: &Request) -> String {
+pub(super) fn body(r: &Request) -> String {
     String::from_utf8_lossy(&r.body).into_owned()
 }
 
@@ -270,7 +270,7 @@ fn a_call_monitored_while_it_rings_moves_onto_the_conference_once_answered() {
 }
 
 /// The demo with its media server controlled by MSML.
-fn msml_tenant() -> Arc<Tenant> {
+pub(super) fn msml_tenant() -> Arc<Tenant> {
     let mut c = crate::tenant::demo_tenant();
     c.media_servers[0]
         .options
@@ -284,9 +284,19 @@ fn msml_tenant() -> Arc<Tenant> {
 
 /// Answers every MSML INFO sent to the media server so far and not yet answered, with
 /// `response`; the bodies answered, in order.
-fn answer_msml(run: &mut Run, answered: &mut usize, response: u16) -> Vec<String> {
+pub(super) fn answer_msml(run: &mut Run, answered: &mut usize, response: u16) -> Vec<String> {
+    answer_some_msml(run, answered, response, usize::MAX)
+}
+
+/// As [`answer_msml`], at most `n` of them.
+pub(super) fn answer_some_msml(
+    run: &mut Run,
+    answered: &mut usize,
+    response: u16,
+    n: usize,
+) -> Vec<String> {
     let mut bodies = Vec::new();
-    loop {
+    while bodies.len() < n {
         let infos = run.take(MS, Method::Info);
         let Some(info) = infos.get(*answered).cloned() else {
             return bodies;
@@ -305,11 +315,12 @@ fn answer_msml(run: &mut Run, answered: &mut usize, response: u16) -> Vec<String
         from(run, MS, ok);
         bodies.push(body(&info));
     }
+    bodies
 }
 
 /// The element names and attributes of MSML bodies, one line each, in order: what a test
 /// compares (the XML declaration and indentation left out).
-fn elements(bodies: &[String]) -> Vec<String> {
+pub(super) fn elements(bodies: &[String]) -> Vec<String> {
     bodies
         .iter()
         .flat_map(|b| {
