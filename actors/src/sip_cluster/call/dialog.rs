@@ -104,6 +104,21 @@ impl Call {
                     self.stop_monitoring(now);
                     return;
                 }
+                // The media server hanging up a leg of a call moved onto its conference (it
+                // failed, or restarted): the monitoring and recording end, and the parties
+                // talk directly again.
+                if let LegId::B(i) = leg
+                    && self.conference().is_some_and(|c| {
+                        c.own.is_some() && c.members.iter().any(|m| m.ms == Some(i))
+                    })
+                {
+                    tracing::warn!(tenant = %self.tenant.name, call_id = %self.id,
+                        "the media server hung up a leg of the conference");
+                    self.legs.b[i].progress = Progress::Over;
+                    self.legs.b[i].dialog = None;
+                    self.conference_failed(0, now);
+                    return;
+                }
                 // A party hanging up leaves the conference; the others stay.
                 if let Some(m) = self
                     .conference()

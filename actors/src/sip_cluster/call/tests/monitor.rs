@@ -448,3 +448,55 @@ fn on_an_msml_media_server_a_supervisor_whispers_then_barges_in_each_said_in_msm
     assert_eq!(run.take(MS, Method::Bye).len(), 3);
     assert_eq!(run.take(SUPERVISOR, Method::Bye).len(), 1);
 }
+
+#[test]
+fn a_media_server_that_hangs_up_mid_call_leaves_the_parties_talking_directly() {
+    let (mut run, _) = answered();
+    monitor(&mut run, MonitorMode::Barge).expect("monitor");
+    let joins = run.take(MS, Method::Invite);
+    for (i, join) in joins.iter().enumerate() {
+        let answer = session("ms", 6000 + i as u16, "sendrecv");
+        from(&mut run, MS, ok_with(join, &format!("ms{i}"), &answer));
+    }
+    let to_sbc = run.take(SBC, Method::Invite).remove(0);
+    let to_phone = run.take("192.0.2.9:5062", Method::Invite).remove(1);
+    from(&mut run, SBC, ok_with(&to_sbc, "sbc", OFFER));
+    from(
+        &mut run,
+        "192.0.2.9:5062",
+        ok_with(&to_phone, "ph", &session("phone", 5000, "sendrecv")),
+    );
+    // The media server hangs up the caller's leg into the conference.
+    let leg = &run.call.legs.b[1];
+    let bye = format!(
+        "BYE sip:switchboard@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {MS};branch=z9hG4bKmsbye\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:conf=call-1@127.0.0.3>;tag=ms0\r\n\
+         To: <sip:switchboard@demo.local>;tag={}\r\nCall-ID: {}\r\nCSeq: 5 BYE\r\n\
+         Content-Length: 0\r\n\r\n",
+        leg.tag, leg.call_id
+    );
+    run.call.receive(
+        message(&bye),
+        MS.parse().expect("addr"),
+        Transport::Udp,
+        run.now,
+    );
+    run.drain();
+    let kinds = run.kinds();
+    assert_eq!(
+        kinds[kinds.len() - 2..],
+        ["MonitoringFailed", "MonitoringStopped"]
+    );
+    assert_eq!(run.take(MS, Method::Bye).len(), 1, "its other leg hung up");
+    let to_sbc = run.take(SBC, Method::Invite);
+    let to_phone = run.take("192.0.2.9:5062", Method::Invite);
+    assert!(body(to_sbc.last().expect("re-INVITE")).contains("m=audio 5000"));
+    assert!(body(to_phone.last().expect("re-INVITE")).contains("m=audio 4000"));
+    assert_eq!(
+        run.call
+            .control("1001", Control::View, run.now)
+            .map(|v| v.state.name()),
+        Ok("Established"),
+        "the call carries on"
+    );
+}
