@@ -54,6 +54,13 @@ pub enum Order {
         key: String,
         value: String,
     },
+    /// Record the call from its answer.
+    Record,
+    /// The supervisor at `dn` monitors the call from its answer.
+    Monitor {
+        dn: String,
+        mode: crate::messages::sip_cluster::MonitorMode,
+    },
     /// The call waits in `queue` for an agent of `target` (as written), at `priority`.
     Queued {
         queue: String,

@@ -425,6 +425,13 @@ impl OrsState {
                 Action::Treat(t) => Order::Treat(t),
                 Action::Collect { digits, uri } => Order::Collect { digits, uri },
                 Action::SetData { key, value } => Order::SetData { key, value },
+                Action::Record => Order::Record,
+                Action::Monitor { dn, mode } => Order::Monitor {
+                    dn,
+                    // The parser takes only the three modes.
+                    mode: crate::messages::sip_cluster::MonitorMode::parse(&mode)
+                        .unwrap_or(crate::messages::sip_cluster::MonitorMode::Listen),
+                },
                 Action::Submit {
                     queue,
                     target,

@@ -278,7 +278,7 @@ pub struct CallbackQuery {
 pub struct CallOrder {
     #[prost(string, tag = "1")]
     pub call: ::prost::alloc::string::String,
-    #[prost(oneof = "call_order::Order", tags = "2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "call_order::Order", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub order: ::core::option::Option<call_order::Order>,
 }
 /// Nested message and enum types in `CallOrder`.
@@ -300,6 +300,12 @@ pub mod call_order {
         /// The agent reserved gave the reservation back before answering.
         #[prost(string, tag = "8")]
         Unreserved(::prost::alloc::string::String),
+        /// Record the call from its answer.
+        #[prost(message, tag = "9")]
+        Record(super::Empty),
+        /// A supervisor's DN and mode monitoring the call from its answer.
+        #[prost(message, tag = "10")]
+        Monitor(super::Monitor),
     }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -32,6 +32,9 @@
 //! - `collect N digits into KEY from URI`: a VoiceXML dialog that collects digits, stored in
 //!   the call's attached data under KEY.
 //! - `set KEY "VALUE"`: attaches data to the call.
+//! - `record`: the call is recorded from its answer (on a media server controlled by MSML).
+//! - `monitor by DN in listen|whisper|barge`: the supervisor at DN monitors the call from its
+//!   answer.
 //! - `if CONDITION` ... [`else` ...] `end`. Conditions: `open HOURS`, `closed HOURS`,
 //!   `holiday CALENDAR`, `caller is|starts "TEXT"`, `dialed is|starts "TEXT"`,
 //!   `data KEY is "VALUE"`, `data KEY set`, `not CONDITION`, combined with `and` (first)
@@ -170,6 +173,14 @@ enum Instr {
         uri: String,
     },
     Set(String, String),
+    /// Record the call from its answer.
+    Record,
+    /// A supervisor at a DN monitors the call from its answer, in a mode (listen, whisper,
+    /// barge).
+    Monitor {
+        dn: String,
+        mode: String,
+    },
     /// Goes to the target unless the condition holds.
     Unless(Condition, usize),
     Jump(usize),
@@ -276,7 +287,9 @@ impl Program {
                         }
                     }
                 }
-                Instr::Route(Route::Dn(dn)) => names.dns.push((line, dn.clone())),
+                Instr::Route(Route::Dn(dn)) | Instr::Monitor { dn, .. } => {
+                    names.dns.push((line, dn.clone()))
+                }
                 _ => {}
             }
         }
@@ -530,6 +543,30 @@ mod tests {
     }
 
     #[test]
+    fn record_and_monitor_are_said_to_the_call_as_the_strategy_passes_them() {
+        let text = "if data vip set\n  record\n  monitor by 1001 in whisper\nend\nroute dn 1001\n";
+        let p = Arc::new(Program::compile(text).expect("valid"));
+        let vip = CallInfo {
+            data: [("vip".to_owned(), "yes".to_owned())].into(),
+            ..CallInfo::default()
+        };
+        let mut s = Session::new(p.clone(), vip, 0);
+        assert_eq!(
+            drain(&mut s),
+            [
+                Action::Record,
+                Action::Monitor {
+                    dn: "1001".into(),
+                    mode: "whisper".into()
+                },
+                Action::Route(Route::Dn("1001".into()))
+            ]
+        );
+        let mut s = Session::new(p, CallInfo::default(), 0);
+        assert_eq!(drain(&mut s), [Action::Route(Route::Dn("1001".into()))]);
+    }
+
+    #[test]
     fn conditions_on_the_call_and_collected_digits_steer_it() {
         let text = r#"
             if caller starts "+44" and not data vip set
@@ -623,6 +660,9 @@ mod tests {
             ("route dn alice", 1, "expected `route"),
             ("wait 30 parsecs", 1, "not a duration"),
             ("dance", 1, "unknown statement"),
+            ("record everything", 1, "takes nothing"),
+            ("monitor 1001 listen", 1, "expected `monitor by DN in"),
+            ("monitor by 1001 in spy", 1, "listen, whisper or barge"),
             (
                 "if open office\nroute default\nend",
                 1,
@@ -690,6 +730,7 @@ mod tests {
                 "unknown agent group \"vip\"",
             ),
             ("route dn 1002", "unknown DN \"1002\""),
+            ("monitor by 1002 in listen", "unknown DN \"1002\""),
         ] {
             let e = Program::compile(text)
                 .expect("valid")

@@ -155,6 +155,29 @@ impl Compiler {
                     },
                 );
             }
+            "record" => {
+                if !rest.is_empty() {
+                    return refuse(line, "`record` takes nothing after it");
+                }
+                self.push(line, Instr::Record);
+            }
+            "monitor" => {
+                // monitor by DN in MODE
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                let ["by", dn, "in", mode] = words[..] else {
+                    return refuse(line, "expected `monitor by DN in listen|whisper|barge`");
+                };
+                if !["listen", "whisper", "barge"].contains(&mode) {
+                    return refuse(line, format!("{mode:?}: listen, whisper or barge"));
+                }
+                self.push(
+                    line,
+                    Instr::Monitor {
+                        dn: dn.to_owned(),
+                        mode: mode.to_owned(),
+                    },
+                );
+            }
             "set" => {
                 let (key, value) = split_word(rest);
                 let value = quoted(line, value.trim())?;

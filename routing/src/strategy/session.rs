@@ -24,6 +24,10 @@ pub enum Action {
     Collect { digits: u32, uri: String },
     /// Attach data to the call.
     SetData { key: String, value: String },
+    /// Record the call from its answer.
+    Record,
+    /// Have the supervisor at `dn` monitor the call from its answer, in `mode`.
+    Monitor { dn: String, mode: String },
     /// Put the call in a queue (again, keeping its age `since`, after an agent did not
     /// answer).
     Submit {
@@ -418,6 +422,11 @@ impl Session {
                         value: value.clone(),
                     });
                 }
+                Instr::Record => self.out.push_back(Action::Record),
+                Instr::Monitor { dn, mode } => self.out.push_back(Action::Monitor {
+                    dn: dn.clone(),
+                    mode: mode.clone(),
+                }),
                 Instr::Unless(c, to) => {
                     if !program.holds(c, &self.call, now) {
                         self.pc = *to;

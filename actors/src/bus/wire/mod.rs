@@ -327,6 +327,11 @@ fn order_to_pb(o: &Order) -> pb::call_order::Order {
             }),
         }),
         Order::Unreserved { agent } => P::Unreserved(agent.clone()),
+        Order::Record => P::Record(pb::Empty {}),
+        Order::Monitor { dn, mode } => P::Monitor(pb::Monitor {
+            supervisor: dn.clone(),
+            mode: mode.name().to_owned(),
+        }),
     }
 }
 
@@ -341,6 +346,11 @@ fn order_from_pb(o: pb::call_order::Order) -> Result<Order, Unreadable> {
         P::SetData(d) => Order::SetData {
             key: d.key,
             value: d.value,
+        },
+        P::Record(_) => Order::Record,
+        P::Monitor(m) => Order::Monitor {
+            dn: m.supervisor,
+            mode: MonitorMode::parse(&m.mode).ok_or(Unreadable::Invalid("monitor mode"))?,
         },
         P::Queued(q) => Order::Queued {
             queue: q.queue,
@@ -652,6 +662,11 @@ mod tests {
             Order::Collect {
                 digits: 2,
                 uri: "sip:dialog@gvp".into(),
+            },
+            Order::Record,
+            Order::Monitor {
+                dn: "1020".into(),
+                mode: MonitorMode::Whisper,
             },
             Order::SetData {
                 key: "k".into(),

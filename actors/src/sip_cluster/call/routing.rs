@@ -222,6 +222,11 @@ impl Call {
                 self.user_data.insert(key, value);
                 self.event(CallEventKind::AttachedDataChanged, "", 0);
             }
+            // Both from the answer of the agent the call is routed to.
+            Order::Record => self.pending_record = true,
+            Order::Monitor { dn, mode } => {
+                self.pending_monitor = Some(Box::new((dn, mode)));
+            }
             Order::Queued {
                 queue,
                 target,

@@ -209,3 +209,47 @@ fn at_the_routing_points_timeout_the_default_destination_takes_the_call() {
         "the default destination is rung"
     );
 }
+
+/// A strategy's `record` and `monitor` take effect from the agent's answer: the demo's
+/// NETANN media server cannot record (RecordingFailed, the call goes on), and the supervisor
+/// at 1020 listens once the caller is through to the agent.
+#[test]
+fn a_strategys_record_and_monitor_start_with_the_agents_answer() {
+    let mut run = call_on_music();
+    run.order(Order::Record);
+    run.order(Order::Monitor {
+        dn: "1020".into(),
+        mode: crate::messages::sip_cluster::MonitorMode::Listen,
+    });
+    run.order(Order::Route(Route::Agent {
+        agent: "a1001".into(),
+        dn: "1001".into(),
+    }));
+    run.located(&[PHONE]);
+    let invite = run.take(PHONE, Method::Invite).remove(0);
+    assert!(
+        !run.kinds().contains(&"MonitoringStarted"),
+        "not while it rings"
+    );
+    let answer = ok_with(&invite, "ph", PHONE_SDP)
+        .with_header(HeaderName::Contact, format!("<sip:1001@{PHONE}>"));
+    run.from(PHONE, Message::Response(answer));
+    let reinvite = run.take(SBC, Method::Invite).remove(0);
+    run.from(SBC, Message::Response(ok_with(&reinvite, "sbc", OFFER)));
+    let kinds = run.kinds();
+    let established = kinds
+        .iter()
+        .position(|k| *k == "Established")
+        .expect("answered");
+    assert_eq!(
+        kinds[established + 1..],
+        ["RecordingFailed", "MonitoringStarted"],
+        "{kinds:?}"
+    );
+    let conference: Vec<_> = run
+        .take(MEDIA, Method::Invite)
+        .into_iter()
+        .filter(|i| i.uri.to_string().starts_with("sip:conf="))
+        .collect();
+    assert_eq!(conference.len(), 2, "both parties into the conference");
+}
