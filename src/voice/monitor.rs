@@ -48,9 +48,19 @@ impl Voice {
                 .map_err(|e| status(&e))?;
             return Ok(String::new());
         }
-        let call = self.monitored_call(tenant, r, &state).await?;
+        let call = monitored_call(r, &state)?;
         let control = Control::Monitor { supervisor, mode };
-        let view = self.control(tenant, &r.agent_id, &call, control).await?;
+        let dn = self.agent_dn(tenant, &r.agent_id).await?;
+        let view = self
+            .calls
+            .control(&tenant.name, &call, &dn, control)
+            .await
+            .map_err(|e| match e {
+                ControlError::NotAllowed(Refusal::QueueNotMonitored) => {
+                    Status::permission_denied(e.to_string())
+                }
+                e => super::control_status(e, &call, &r.agent_id),
+            })?;
         Ok(view.call.call_id)
     }
 
@@ -80,7 +90,7 @@ impl Voice {
             }
             return Ok(String::new());
         }
-        let call = self.monitored_call(tenant, r, &state).await?;
+        let call = monitored_call(r, &state)?;
         let view = self
             .control(tenant, &r.agent_id, &call, Control::StopMonitoring)
             .await?;
@@ -114,33 +124,20 @@ impl Voice {
             .await
             .map_err(|e| status(&e))?
             .state;
-        forbidden_queues(tenant, &state.queues)?;
         let dn = self.agent_dn(tenant, &supervisor.id).await?;
         Ok((dn, state))
     }
+}
 
-    /// The agent's call `r` names, or its call now, if its queue allows monitoring.
-    async fn monitored_call(
-        &self,
-        tenant: &Tenant,
-        r: &pb::MonitorRequest,
-        state: &AgentView,
-    ) -> Result<String, Status> {
-        let call = match (r.call_id.as_str(), state.calls.first()) {
-            ("", Some(call)) => call.clone(),
-            ("", None) => {
-                return Err(Status::failed_precondition(format!(
-                    "agent {} has no call to monitor",
-                    r.agent_id
-                )));
-            }
-            (named, _) => named.to_owned(),
-        };
-        let view = self
-            .control(tenant, &r.agent_id, &call, Control::View)
-            .await?;
-        forbidden_queues(tenant, std::slice::from_ref(&view.call.queue))?;
-        Ok(call)
+/// The agent's call `r` names, or its call now.
+fn monitored_call(r: &pb::MonitorRequest, state: &AgentView) -> Result<String, Status> {
+    match (r.call_id.as_str(), state.calls.first()) {
+        ("", Some(call)) => Ok(call.clone()),
+        ("", None) => Err(Status::failed_precondition(format!(
+            "agent {} has no call to monitor",
+            r.agent_id
+        ))),
+        (named, _) => Ok(named.to_owned()),
     }
 }
 
@@ -154,23 +151,6 @@ fn next_calls(r: &pb::MonitorRequest) -> Result<bool, Status> {
             r.scope
         ))),
     }
-}
-
-/// Refused when one of `queues` forbids monitoring its calls.
-fn forbidden_queues(tenant: &Tenant, queues: &[String]) -> Result<(), Status> {
-    for queue in queues.iter().filter(|q| !q.is_empty()) {
-        let forbidden = tenant
-            .config
-            .queues
-            .iter()
-            .any(|q| q.name == *queue && monitoring_forbidden(&q.options));
-        if forbidden {
-            return Err(Status::permission_denied(format!(
-                "calls of queue {queue} may not be monitored (its option monitoring is forbidden)"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// An agent of the tenant, by id.

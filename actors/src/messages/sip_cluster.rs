@@ -408,6 +408,10 @@ pub enum Refusal {
     #[error("the call is not monitored")]
     NotMonitored,
     #[error(
+        "the call came through a queue whose calls may not be monitored (its option monitoring is forbidden)"
+    )]
+    QueueNotMonitored,
+    #[error(
         "the media server's control is netann: it cannot record (recording needs a media \
          server with control msml)"
     )]

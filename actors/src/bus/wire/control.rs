@@ -149,7 +149,7 @@ fn failure_from_pb(tenant: &str, f: pb::ControlFailure) -> Result<ControlError, 
 }
 
 /// The refusals with nothing but their name.
-const PLAIN: [(&str, Refusal); 18] = [
+const PLAIN: [(&str, Refusal); 19] = [
     ("NoEarlyDialog", Refusal::NoEarlyDialog),
     ("NotAnswered", Refusal::NotAnswered),
     ("ConsultationNotAnswered", Refusal::ConsultationNotAnswered),
@@ -165,6 +165,7 @@ const PLAIN: [(&str, Refusal); 18] = [
     ("WhisperNeedsMsml", Refusal::WhisperNeedsMsml),
     ("MonitoredAlready", Refusal::MonitoredAlready),
     ("NotMonitored", Refusal::NotMonitored),
+    ("QueueNotMonitored", Refusal::QueueNotMonitored),
     ("RecordingNeedsMsml", Refusal::RecordingNeedsMsml),
     ("RecordedAlready", Refusal::RecordedAlready),
     ("NotRecorded", Refusal::NotRecorded),

@@ -255,6 +255,9 @@ pub struct Call {
     /// A recording asked before the call was answered (the DN's configuration): started
     /// once it is.
     pending_record: bool,
+    /// The virtual queue the call waited in last, kept once it is routed: whether it may be
+    /// monitored is the queue's to say.
+    queue: Option<Box<str>>,
     /// Key-value data attached to the call.
     user_data: BTreeMap<String, String>,
     /// Whether Ringing has been reported.
@@ -313,6 +316,7 @@ impl Call {
             deferred: Vec::new(),
             pending_monitor: None,
             pending_record: false,
+            queue: None,
             user_data: BTreeMap::new(),
             rung: false,
             next_call_id: 0,

@@ -81,6 +81,16 @@ impl Call {
         {
             return Err(Refusal::WhisperNeedsMsml.into());
         }
+        let forbidden = self.queue.as_deref().is_some_and(|queue| {
+            self.tenant
+                .config
+                .queues
+                .iter()
+                .any(|q| *q.name == *queue && crate::tenant::monitoring_forbidden(&q.options))
+        });
+        if forbidden {
+            return Err(Refusal::QueueNotMonitored.into());
+        }
         if let Some(m) = self.monitor() {
             if m.supervisor != supervisor {
                 return Err(Refusal::MonitoredAlready.into());

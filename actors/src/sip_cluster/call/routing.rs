@@ -250,6 +250,7 @@ impl Call {
                 w.priority = priority;
                 // Recorded from its answer, as the queue's configuration says.
                 self.pending_record |= recorded;
+                self.queue = self.waiting().map(|w| w.queue.as_str().into());
                 if !again {
                     self.event(CallEventKind::Queued, "", 0);
                 }

@@ -253,3 +253,53 @@ fn a_strategys_record_and_monitor_start_with_the_agents_answer() {
         .collect();
     assert_eq!(conference.len(), 2, "both parties into the conference");
 }
+
+/// A call that came through a queue whose option forbids monitoring cannot be monitored,
+/// by a desktop or a strategy, once routed to its agent.
+#[test]
+fn a_call_of_a_queue_that_forbids_monitoring_is_not_monitored() {
+    let mut c = crate::tenant::demo_tenant();
+    c.queues[0]
+        .options
+        .insert("monitoring".into(), "forbidden".into());
+    let tenant = crate::tenant::Directory::new(&[c])
+        .expect("demo")
+        .by_name("demo")
+        .expect("demo")
+        .clone();
+    let mut run = Run::start(tenant, DnCalls::default(), "+18005550100");
+    run.routing.clear();
+    run.order(Order::Treat(Treatment::Music(MUSIC.into())));
+    let invite = run.take(MEDIA, Method::Invite).remove(0);
+    let answer = ok_with(&invite, "ms", MEDIA_SDP)
+        .with_header(HeaderName::Contact, format!("<sip:annc@{MEDIA}>"));
+    run.from(MEDIA, Message::Response(answer));
+    run.sbc_request("ACK", 1, "");
+    run.order(Order::Queued {
+        queue: "support".into(),
+        target: "english >= 3".into(),
+        priority: 5,
+    });
+    run.order(Order::Route(Route::Agent {
+        agent: "a1001".into(),
+        dn: "1001".into(),
+    }));
+    run.located(&[PHONE]);
+    let invite = run.take(PHONE, Method::Invite).remove(0);
+    let answer = ok_with(&invite, "ph", PHONE_SDP)
+        .with_header(HeaderName::Contact, format!("<sip:1001@{PHONE}>"));
+    run.from(PHONE, Message::Response(answer));
+    let reinvite = run.take(SBC, Method::Invite).remove(0);
+    run.from(SBC, Message::Response(ok_with(&reinvite, "sbc", OFFER)));
+    assert_eq!(run.call.view().state.name(), "Established");
+    let monitor = Control::Monitor {
+        supervisor: "1020".into(),
+        mode: crate::messages::sip_cluster::MonitorMode::Listen,
+    };
+    assert_eq!(
+        run.call.control("1001", monitor, run.now).map(|_| ()),
+        Err(ControlError::NotAllowed(
+            crate::messages::sip_cluster::Refusal::QueueNotMonitored
+        ))
+    );
+}
