@@ -350,6 +350,14 @@ fn check_objects(c: &TenantConfig, dns: &HashMap<String, Dn>) -> Result<(), (Str
         choice(format!("queues[{i}]"), &q.options, "monitoring", MONITORING)?;
         choice(format!("queues[{i}]"), &q.options, "record", yes_no)?;
     }
+    if let Some(v) = c.options.get("recording")
+        && !["per-call", "per-stream"].contains(&v.trim())
+    {
+        return Err((
+            "options.recording".into(),
+            format!("{v:?} is not per-call or per-stream"),
+        ));
+    }
     if let Some(v) = c.options.get("recording-failure")
         && !["continue", "release"].contains(&v.trim())
     {

@@ -135,7 +135,8 @@ pub struct CallThread {
     #[prost(uint32, tag = "15")]
     pub priority: u32,
     /// While the call is recorded (RecordingStarted to RecordingStopped): the recording's id
-    /// (its MSML dialog, conf:<call>/dialog:record) and the URI the media server writes.
+    /// (its MSML dialog, conf:<call>/dialog:record) and the URI the media server writes; with
+    /// a file per stream, one of each per party, comma-separated.
     #[prost(string, tag = "16")]
     pub recording_id: ::prost::alloc::string::String,
     #[prost(string, tag = "17")]

@@ -125,6 +125,31 @@ impl Call {
         Some((conn_of(true)?, conn_of(false)?))
     }
 
+    /// The connections of the caller and of the agent (empty until known).
+    pub(super) fn party_connections(&self) -> (String, String) {
+        let Some(conference) = self.conference() else {
+            return Default::default();
+        };
+        let conn_of = |party: bool| {
+            let member = conference
+                .members
+                .iter()
+                .find(|m| !m.supervisor && (m.party == LegId::A) == party)?;
+            let ms = member.ms?;
+            conference
+                .msml
+                .as_deref()?
+                .conns
+                .iter()
+                .find(|(leg, _)| *leg == ms)
+                .map(|(_, c)| c.clone())
+        };
+        (
+            conn_of(true).unwrap_or_default(),
+            conn_of(false).unwrap_or_default(),
+        )
+    }
+
     /// Joins (or unjoins) the supervisor's connection to the agent's, heard by the agent
     /// alone, as whisper needs and the other modes do not.
     fn whisper_path(&mut self) {

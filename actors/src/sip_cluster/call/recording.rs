@@ -1,10 +1,13 @@
 //! Recording a call on its media server, for compliance: asked by a desktop (start, pause,
-//! resume, stop), or by the tenant's configuration for a DN as the call is answered. Media
+//! resume, stop), a strategy, or the tenant's configuration as the call is answered. Media
 //! never passes through the core, so the call moves onto a conference on a media server
-//! controlled by MSML (as monitoring does), and the server records the conference, both
-//! parties mixed, to the URI the tenant configures (option `recording-uri`, `{tenant}` and
-//! `{call}` replaced): an MSML `dialogstart` with a `record`, paused and resumed by `send`,
-//! stopped by `dialogend`. A recording the server refuses is reported (RecordingFailed) and
+//! controlled by MSML (as monitoring does), and the server records to the URI the tenant
+//! configures (option `recording-uri`, `{tenant}`, `{call}` and `{stream}` replaced): the
+//! conference, both parties mixed, in one file (option `recording = "per-call"`, the
+//! default), or each party's connection in a file of its own (`"per-stream"`, streams
+//! `caller` and `agent`). Each file is an MSML `dialogstart` with a `record`, paused and
+//! resumed by `send`, stopped by `dialogend`; a step is reported once every file has taken
+//! it. A recording the server refuses is reported (RecordingFailed) and
 //! counted; the tenant says whether the call goes on unrecorded (option `recording-failure`
 //! = `continue`, the default) or is released (`release`).
 
@@ -39,18 +42,24 @@ pub(super) enum Stage {
 #[derive(Debug)]
 pub(super) struct Recording {
     pub(super) stage: Stage,
-    /// The file the server writes.
-    pub(super) uri: String,
-    /// Whether the MSML `record` is sent (once both parties are joined).
-    pub(super) sent: bool,
+    /// Each file the server writes: its MSML dialog, and its URI (once both parties are
+    /// joined and the files are asked for).
+    pub(super) files: Vec<(String, String)>,
+    /// Answers still awaited for the step under way.
+    awaited: usize,
+}
+
+impl Recording {
+    /// The recording's ids (its MSML dialogs) and URIs, comma-separated when per stream.
+    pub(super) fn ids_and_uris(&self) -> (String, String) {
+        let join = |f: fn(&(String, String)) -> &str| {
+            self.files.iter().map(f).collect::<Vec<_>>().join(",")
+        };
+        (join(|f| &f.0), join(|f| &f.1))
+    }
 }
 
 impl Call {
-    /// The recording's MSML dialog: `conf:<call>/dialog:record`.
-    pub(super) fn recording_id(&self) -> String {
-        format!("conf:{}/dialog:record", self.id)
-    }
-
     /// The call's recording, if any.
     pub(super) fn recording(&self) -> Option<&Recording> {
         self.conference().and_then(|c| c.recording.as_ref())
@@ -69,30 +78,41 @@ impl Call {
             (_, None | Some(Stage::Starting | Stage::Stopping)) => {
                 return Err(Refusal::NotRecorded.into());
             }
-            (RecordAction::Pause, Some(Stage::On)) => ("pause", Stage::On),
-            (RecordAction::Resume, Some(Stage::Paused)) => ("resume", Stage::Paused),
+            (RecordAction::Pause, Some(Stage::On)) => Some("pause"),
+            (RecordAction::Resume, Some(Stage::Paused)) => Some("resume"),
             (RecordAction::Pause | RecordAction::Resume, Some(_)) => return Ok(()),
-            (RecordAction::Stop, Some(_)) => {
-                self.set_stage(Stage::Stopping);
-                let dialog = self.recording_id();
-                self.msml_request(Request::DialogEnd { dialog }, now);
-                return Ok(());
-            }
+            (RecordAction::Stop, Some(_)) => None,
         };
-        let dialog = self.recording_id();
-        self.msml_request(
-            Request::Send {
-                dialog,
-                event: request.0.to_owned(),
-            },
-            now,
-        );
+        let dialogs: Vec<String> = self
+            .recording()
+            .map(|r| r.files.iter().map(|f| f.0.clone()).collect())
+            .unwrap_or_default();
+        if request.is_none() {
+            self.set_stage(Stage::Stopping);
+        }
+        self.await_answers(dialogs.len());
+        for dialog in dialogs {
+            let msml = match request {
+                Some(event) => Request::Send {
+                    dialog,
+                    event: event.to_owned(),
+                },
+                None => Request::DialogEnd { dialog },
+            };
+            self.msml_request(msml, now);
+        }
         Ok(())
     }
 
     fn set_stage(&mut self, stage: Stage) {
         if let Some(r) = self.conference_mut().and_then(|c| c.recording.as_mut()) {
             r.stage = stage;
+        }
+    }
+
+    fn await_answers(&mut self, n: usize) {
+        if let Some(r) = self.conference_mut().and_then(|c| c.recording.as_mut()) {
+            r.awaited = n;
         }
     }
 
@@ -121,25 +141,32 @@ impl Call {
             }
             self.onto_conference(now)?;
         }
-        let uri = self
-            .tenant
-            .config
-            .options
-            .get("recording-uri")
-            .map(|u| u.trim())
-            .unwrap_or("file:///var/spool/switchboard/recordings/{tenant}/{call}.wav")
-            .replace("{tenant}", &self.tenant.name)
-            .replace("{call}", &self.id);
-        tracing::info!(tenant = %self.tenant.name, call_id = %self.id, %uri, "recording");
+        tracing::info!(tenant = %self.tenant.name, call_id = %self.id, "recording");
         if let Some(c) = self.conference_mut() {
             c.recording = Some(Recording {
                 stage: Stage::Starting,
-                uri,
-                sent: false,
+                files: Vec::new(),
+                awaited: 0,
             });
         }
         self.record_when_joined(now);
         Ok(())
+    }
+
+    /// The URI of the file of `stream` (`caller`, `agent`, or `call` for both mixed).
+    fn recording_uri(&self, stream: &str) -> String {
+        let default = if stream == "call" {
+            "file:///var/spool/switchboard/recordings/{tenant}/{call}.wav"
+        } else {
+            "file:///var/spool/switchboard/recordings/{tenant}/{call}-{stream}.wav"
+        };
+        let options = &self.tenant.config.options;
+        options
+            .get("recording-uri")
+            .map_or(default, |u| u.trim())
+            .replace("{tenant}", &self.tenant.name)
+            .replace("{call}", &self.id)
+            .replace("{stream}", stream)
     }
 
     /// Starts the recording asked before the call was answered, once it is.
@@ -168,31 +195,67 @@ impl Call {
             && !self.offer_in_progress()
     }
 
-    /// Sends the MSML `record` once both parties are joined to the conference.
+    /// Asks for the recording's files once both parties are joined to the conference:
+    /// the conference's, or each party's connection's.
     pub(super) fn record_when_joined(&mut self, now: Instant) {
         let ready = self.parties_joined() >= 2
             && self
                 .recording()
-                .is_some_and(|r| r.stage == Stage::Starting && !r.sent);
+                .is_some_and(|r| r.stage == Stage::Starting && r.files.is_empty());
         if !ready {
             return;
         }
-        let Some(uri) = self.recording().map(|r| r.uri.clone()) else {
-            return;
+        let per_stream = self
+            .tenant
+            .config
+            .options
+            .get("recording")
+            .map(|v| v.trim())
+            == Some("per-stream");
+        let targets = if per_stream {
+            let (caller, agent) = self.party_connections();
+            vec![("caller", caller), ("agent", agent)]
+        } else {
+            vec![("call", format!("conf:{}", self.id))]
         };
+        let requests: Vec<Request> = targets
+            .into_iter()
+            .map(|(stream, target)| Request::Record {
+                dest: self.recording_uri(stream),
+                name: match stream {
+                    "call" => "record".to_owned(),
+                    stream => format!("record-{stream}"),
+                },
+                target,
+            })
+            .collect();
         if let Some(r) = self.conference_mut().and_then(|c| c.recording.as_mut()) {
-            r.sent = true;
+            r.awaited = requests.len();
+            r.files = requests
+                .iter()
+                .filter_map(|q| match q {
+                    Request::Record { target, name, dest } => {
+                        Some((format!("{target}/dialog:{name}"), dest.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
         }
-        let request = Request::Record {
-            target: format!("conf:{}", self.id),
-            name: "record".into(),
-            dest: uri,
-        };
-        self.msml_request(request, now);
+        for request in requests {
+            self.msml_request(request, now);
+        }
     }
 
-    /// The server carried out a recording request.
+    /// The server carried out a recording request; the step is reported once every file
+    /// has taken it.
     pub(super) fn recording_done(&mut self, request: &Request, now: Instant) {
+        let Some(r) = self.conference_mut().and_then(|c| c.recording.as_mut()) else {
+            return;
+        };
+        r.awaited = r.awaited.saturating_sub(1);
+        if r.awaited > 0 {
+            return;
+        }
         let (stage, kind) = match request {
             Request::Record { .. } => (Stage::On, CallEventKind::RecordingStarted),
             Request::Send { event, .. } if event == "pause" => {

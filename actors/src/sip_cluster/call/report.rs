@@ -130,8 +130,7 @@ impl Call {
         };
         self.routing_fields(&mut thread);
         if let Some(r) = self.recording() {
-            thread.recording_id = self.recording_id();
-            thread.recording_uri = r.uri.clone();
+            (thread.recording_id, thread.recording_uri) = r.ids_and_uris();
         }
         thread
     }

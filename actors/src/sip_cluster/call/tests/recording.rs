@@ -165,3 +165,61 @@ fn a_refused_recording_leaves_the_call_unrecorded_or_released_as_the_tenant_says
         ("Released", "recording-failed")
     );
 }
+
+#[test]
+fn per_stream_each_party_is_recorded_in_a_file_of_its_own() {
+    let mut c = crate::tenant::demo_tenant();
+    c.media_servers[0]
+        .options
+        .insert("control".into(), "msml".into());
+    c.options.insert("recording".into(), "per-stream".into());
+    let tenant = Directory::new(&[c])
+        .expect("demo")
+        .by_name("demo")
+        .expect("demo")
+        .clone();
+    let mut answered = 0;
+    let mut run = Run::start(tenant, DnCalls::default(), "1001");
+    run.located(&["192.0.2.9:5062"]);
+    run.answer_at_phone();
+    record(&mut run, RecordAction::Start).expect("start");
+    for (i, join) in run.take(MS, Method::Invite).iter().enumerate() {
+        let answer = session("ms", 6000 + i as u16, "sendrecv");
+        from(&mut run, MS, ok_with(join, &format!("ms{i}"), &answer));
+    }
+    let made = answer_some_msml(&mut run, &mut answered, 200, 4);
+    let records = elements(&made[3..]);
+    assert_eq!(
+        records,
+        [
+            "<dialogstart target=\"conn:ms0\" type=\"application/moml+xml\" name=\"record-caller\">",
+            "<record dest=\"file:///var/spool/switchboard/recordings/demo/call-1-caller.wav\" format=\"audio/wav\" maxtime=\"4h\"/>",
+            "</dialogstart>",
+        ]
+    );
+    assert!(
+        !run.kinds().contains(&"RecordingStarted"),
+        "not until both files are"
+    );
+    let agent = answer_msml(&mut run, &mut answered, 200);
+    assert!(elements(&agent)[0].contains("target=\"conn:ms1\""));
+    assert!(elements(&agent)[0].contains("name=\"record-agent\""));
+    let started = run.events.last().expect("event");
+    assert_eq!(started.kind.name(), "RecordingStarted");
+    assert_eq!(
+        started.call.recording_id,
+        "conn:ms0/dialog:record-caller,conn:ms1/dialog:record-agent"
+    );
+    record(&mut run, RecordAction::Pause).expect("pause");
+    let pause = answer_msml(&mut run, &mut answered, 200);
+    assert_eq!(pause.len(), 2, "each file paused");
+    assert_eq!(run.kinds().last(), Some(&"RecordingPaused"));
+    assert_eq!(
+        run.kinds()
+            .iter()
+            .filter(|k| **k == "RecordingPaused")
+            .count(),
+        1,
+        "reported once"
+    );
+}
