@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of switchboard on a fresh Debian 12 machine: installs the peers the tests talk
-# to (SIPp, baresip, sipvicious, sngrep, Chromium, Redis, PostgreSQL, protoc, socat) when missing, starts a private Redis, a
+# to (SIPp, baresip, sipvicious, sngrep, Chromium, Redis, PostgreSQL, protoc, socat, xmllint) when missing, starts a private Redis, a
 # private three-master Redis Cluster and a private PostgreSQL cluster on free ports in a
 # temporary directory, runs the whole cargo test suite, and stops what it started.
 set -euo pipefail
@@ -21,6 +21,8 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v socat >/dev/null || missing+=(socat)
 # The scanners of the defence tests.
 command -v svwar >/dev/null || missing+=(sipvicious)
+# Checks the MSML bodies the media server of the supervisor tests receives.
+command -v xmllint >/dev/null || missing+=(libxml2-utils)
 # The HEP collector of the SIP capture test.
 command -v sngrep >/dev/null || missing+=(sngrep)
 # The browser of the WebSocket and wallboard tests.
