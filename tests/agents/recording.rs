@@ -130,5 +130,10 @@ async fn calls_are_recorded_from_the_desktop_and_by_configuration() {
     sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "rec-2", "BYE", 2, ""));
     answer_byes(&recorded_phone, 1);
     answer_byes(&media, 2);
-    until(&mut stream, "call Released").await;
+    let ended = until(&mut stream, "call Released").await;
+    let stopped = ended
+        .iter()
+        .find(|s| s.1 == "RecordingStopped")
+        .expect("the recording is reported over with the call");
+    assert_eq!(call_of(stopped).cause, "call-ended");
 }

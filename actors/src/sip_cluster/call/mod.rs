@@ -657,6 +657,10 @@ impl Call {
             }
         }
         self.release_dn();
+        if self.recording().is_some() {
+            // The media server closes the file as its legs are hung up.
+            self.event(CallEventKind::RecordingStopped, "call-ended", 0);
+        }
         self.event(kind, cause, status);
         if self.waiting().is_some() {
             self.leave_routing_point();
