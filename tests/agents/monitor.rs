@@ -350,41 +350,80 @@ pub(super) fn msml(media: &Peer, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// A node on Redis database `db` whose media server, at 127.0.0.3:`port`, is controlled by
+/// MSML, and whose a1005 is a supervisor.
+fn msml_node(db: u8, port: u16) -> Server {
+    let url = support::redis_db(db);
+    let config = config_with(0, "", |demo| {
+        demo.agents[4]
+            .options
+            .insert("supervisor".into(), "true".into());
+        demo.media_servers[0].address = format!("127.0.0.3:{port}");
+        demo.media_servers[0]
+            .options
+            .insert("control".into(), "msml".into());
+    });
+    Server::start_with_config(Some(&config), &["--redis", &url])
+}
+
+/// An agent's call on a node: a1003 and a1005 logged in with their phones, the tenant's
+/// events followed, and a carrier's call (SIP Call-ID `sip_call`) answered by a1003.
+struct Scene {
+    calls: Calls,
+    agent_phone: Peer,
+    supervisor_phone: Peer,
+    stream: tokio::sync::mpsc::Receiver<Seen>,
+    sbc: Peer,
+    /// The SBC's 200, for its requests in the dialog.
+    _ok: switchboard_sip::Response,
+    call: String,
+}
+
+async fn scene(server: &Server, sip_call: &str) -> Scene {
+    let channel = support::grpc(server).await;
+    let mut agents = Agents::new(channel.clone());
+    let agent_phone = raw_phone(server, "1003");
+    let supervisor_phone = raw_phone(server, "1005");
+    log_in(&mut agents, &["1003", "1005"], false).await;
+    let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
+    let sbc = Peer::sbc(server);
+    let (_, ok) = answered_call(server, &sbc, &agent_phone, "1003", sip_call);
+    sbc.send(&sbc_in_dialog(&sbc, server, &ok, sip_call, "ACK", 1, ""));
+    let answered = until(&mut stream, "call Established").await;
+    let call = call_of(answered.last().expect("established"))
+        .call_id
+        .clone();
+    Scene {
+        calls: Calls::new(channel),
+        agent_phone,
+        supervisor_phone,
+        stream,
+        sbc,
+        _ok: ok,
+        call,
+    }
+}
+
 /// On a media server controlled by MSML, a1005 whispers to a1003: each party's leg is a
 /// connection joined to the conference in MSML, the supervisor's joined hearing the
 /// conference and heard by the agent's connection alone; the media server receives exactly
 /// those requests, one at a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_an_msml_media_server_a_supervisor_whispers_to_the_agent_alone() {
-    let url = support::redis_db(44);
-    let config = config_with(0, "", |demo| {
-        demo.agents[4]
-            .options
-            .insert("supervisor".into(), "true".into());
-        demo.media_servers[0].address = "127.0.0.3:5096".into();
-        demo.media_servers[0]
-            .options
-            .insert("control".into(), "msml".into());
-    });
-    let server = Server::start_with_config(Some(&config), &["--redis", &url]);
-    let channel = support::grpc(&server).await;
-    let mut agents = Agents::new(channel.clone());
-    let mut calls = Calls::new(channel.clone());
-    let agent_phone = raw_phone(&server, "1003");
-    let supervisor_phone = raw_phone(&server, "1005");
+    let server = msml_node(44, 5096);
     let media = Peer::on(
         std::net::UdpSocket::bind("127.0.0.3:5096").expect("the media server's address"),
         &server,
     );
-    log_in(&mut agents, &["1003", "1005"], false).await;
-    let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
-    let sbc = Peer::sbc(&server);
-    let (_, ok) = answered_call(&server, &sbc, &agent_phone, "1003", "msml-1");
-    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "msml-1", "ACK", 1, ""));
-    let answered = until(&mut stream, "call Established").await;
-    let call = call_of(answered.last().expect("established"))
-        .call_id
-        .clone();
+    let Scene {
+        mut calls,
+        agent_phone,
+        supervisor_phone,
+        mut stream,
+        sbc,
+        call,
+        ..
+    } = scene(&server, "msml-1").await;
 
     calls
         .monitor(with_key(
@@ -503,17 +542,7 @@ fn well_formed(dir: &std::path::Path, body: &str) -> bool {
 /// well-formed XML.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_as_the_msml_media_server_receives_the_msml_each_mode_requires() {
-    let url = support::redis_db(46);
-    let config = config_with(0, "", |demo| {
-        demo.agents[4]
-            .options
-            .insert("supervisor".into(), "true".into());
-        demo.media_servers[0].address = "127.0.0.3:5100".into();
-        demo.media_servers[0]
-            .options
-            .insert("control".into(), "msml".into());
-    });
-    let server = Server::start_with_config(Some(&config), &["--redis", &url]);
+    let server = msml_node(46, 5100);
     let dir = tempfile::tempdir().expect("temp dir");
     let _media = support::sipp::Running(vec![support::sipp::uas(
         dir.path(),
@@ -523,28 +552,15 @@ async fn sipp_as_the_msml_media_server_receives_the_msml_each_mode_requires() {
         5100,
         &["-trace_msg"],
     )]);
-    let channel = support::grpc(&server).await;
-    let mut agents = Agents::new(channel.clone());
-    let mut calls = Calls::new(channel.clone());
-    let agent_phone = raw_phone(&server, "1003");
-    let supervisor_phone = raw_phone(&server, "1005");
-    log_in(&mut agents, &["1003", "1005"], false).await;
-    let mut stream = follow(channel.clone(), DEMO_KEY, "", "").await;
-    let sbc = Peer::sbc(&server);
-    let (_, ok) = answered_call(&server, &sbc, &agent_phone, "1003", "sipp-msml");
-    sbc.send(&sbc_in_dialog(
-        &sbc,
-        &server,
-        &ok,
-        "sipp-msml",
-        "ACK",
-        1,
-        "",
-    ));
-    let answered = until(&mut stream, "call Established").await;
-    let call = call_of(answered.last().expect("established"))
-        .call_id
-        .clone();
+    let Scene {
+        mut calls,
+        agent_phone,
+        supervisor_phone,
+        mut stream,
+        sbc,
+        call,
+        ..
+    } = scene(&server, "sipp-msml").await;
 
     calls
         .monitor(with_key(

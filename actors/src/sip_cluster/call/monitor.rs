@@ -97,22 +97,11 @@ impl Call {
             }
             return self.change_monitoring(mode, now);
         }
-        if self.conference().is_some_and(|c| c.own.is_none()) {
-            return Err(Refusal::AlreadyConference.into());
-        }
-        if self.conference().is_none() {
-            let state = self.state();
-            let answering = state == CallState::Established && !self.settled();
-            if matches!(state, CallState::Dialing | CallState::Ringing) || answering {
-                // Not answered yet, or its answer (or another offer) is under way: monitored
-                // as soon as the call allows.
-                self.pending_monitor = Some(Box::new((supervisor.to_owned(), mode)));
-                return Ok(());
-            }
-            if state != CallState::Established {
-                return Err(Refusal::State(Operation::Monitor, state).into());
-            }
-            self.onto_conference(now)?;
+        if !self.on_conference(Operation::Monitor, now)? {
+            // Not answered yet, or its answer (or another offer) is under way: monitored as
+            // soon as the call allows.
+            self.pending_monitor = Some(Box::new((supervisor.to_owned(), mode)));
+            return Ok(());
         }
         tracing::info!(tenant = %self.tenant.name, call_id = %self.id, supervisor,
             mode = mode.name(), "monitoring");
@@ -129,6 +118,33 @@ impl Call {
             aor: self.tenant.aor(supervisor),
         });
         Ok(())
+    }
+
+    /// Whether the call is on a conference of its own for `operation` (moved onto it now if
+    /// it was not), or not yet: it is not answered, or an offer is under way (the caller
+    /// then asks again when the call allows). Refused for a call that is a conference of
+    /// parties, or one whose state does not allow it.
+    pub(super) fn on_conference(
+        &mut self,
+        operation: Operation,
+        now: Instant,
+    ) -> Result<bool, ControlError> {
+        if self.conference().is_some_and(|c| c.own.is_none()) {
+            return Err(Refusal::AlreadyConference.into());
+        }
+        if self.conference().is_some() {
+            return Ok(true);
+        }
+        let state = self.state();
+        let answering = state == CallState::Established && !self.settled();
+        if matches!(state, CallState::Dialing | CallState::Ringing) || answering {
+            return Ok(false);
+        }
+        if state != CallState::Established {
+            return Err(Refusal::State(operation, state).into());
+        }
+        self.onto_conference(now)?;
+        Ok(true)
     }
 
     /// Moves the answered call onto a conference on the tenant's media server, so that a

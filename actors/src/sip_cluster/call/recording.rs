@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use super::{Call, Mode, Phase};
 use crate::messages::call_state::CallEventKind;
-use crate::messages::sip_cluster::{CallState, ControlError, Operation, RecordAction, Refusal};
+use crate::messages::sip_cluster::{ControlError, Operation, RecordAction, Refusal};
 use crate::msml::Request;
 use crate::tenant::MediaControl;
 
@@ -125,21 +125,10 @@ impl Call {
         if !msml {
             return Err(Refusal::RecordingNeedsMsml.into());
         }
-        if self.conference().is_some_and(|c| c.own.is_none()) {
-            return Err(Refusal::AlreadyConference.into());
-        }
-        if self.conference().is_none() {
-            let state = self.state();
-            let answering = state == CallState::Established && !self.settled();
-            if matches!(state, CallState::Dialing | CallState::Ringing) || answering {
-                // Recorded as soon as the call allows.
-                self.pending_record = true;
-                return Ok(());
-            }
-            if state != CallState::Established {
-                return Err(Refusal::State(Operation::Record, state).into());
-            }
-            self.onto_conference(now)?;
+        if !self.on_conference(Operation::Record, now)? {
+            // Recorded as soon as the call allows.
+            self.pending_record = true;
+            return Ok(());
         }
         tracing::info!(tenant = %self.tenant.name, call_id = %self.id, "recording");
         if let Some(c) = self.conference_mut() {

@@ -49,6 +49,50 @@ fn answered() -> (Run, String) {
     (run, answer)
 }
 
+/// The supervisor's phone at 1020 is found registered at [`SUPERVISOR`].
+fn supervisor_located(run: &mut Run) {
+    let bindings = vec![Binding {
+        aor: "sip:1020@demo.local".into(),
+        dn: "1020".into(),
+        contact: format!("sip:1020@{SUPERVISOR}"),
+        params: String::new(),
+        key: String::new(),
+        q: None,
+        expires_at_ms: u64::MAX,
+        call_id: "reg".into(),
+        cseq: 1,
+        source: SUPERVISOR.parse().expect("addr"),
+        transport: "udp".into(),
+        user_agent: None,
+    }];
+    run.call.located(Ok(bindings), run.now);
+    run.drain();
+}
+
+/// The media server answers the parties' legs into it (tags `ms0`, `ms1`...).
+pub(super) fn answer_joins(run: &mut Run, joins: &[Request]) {
+    for (i, join) in joins.iter().enumerate() {
+        let answer = session("ms", 6000 + i as u16, "sendrecv");
+        from(run, MS, ok_with(join, &format!("ms{i}"), &answer));
+    }
+}
+
+/// The demo with its media server controlled by MSML and the tenant `options` besides.
+pub(super) fn msml_tenant_with(options: &[(&str, &str)]) -> Arc<Tenant> {
+    let mut c = crate::tenant::demo_tenant();
+    c.media_servers[0]
+        .options
+        .insert("control".into(), "msml".into());
+    for (k, v) in options {
+        c.options.insert((*k).into(), (*v).into());
+    }
+    Directory::new(&[c])
+        .expect("demo")
+        .by_name("demo")
+        .expect("demo")
+        .clone()
+}
+
 #[test]
 fn a_supervisor_listens_then_barges_in_then_leaves_and_the_parties_talk_directly_again() {
     let (mut run, _) = answered();
@@ -79,10 +123,7 @@ fn a_supervisor_listens_then_barges_in_then_leaves_and_the_parties_talk_directly
     }
     assert!(body(&joins[0]).contains("m=audio 4000"), "the caller's own");
     assert!(body(&joins[1]).contains("m=audio 5000"), "the agent's own");
-    for (i, join) in joins.iter().enumerate() {
-        let answer = session("ms", 6000 + i as u16, "sendrecv");
-        from(&mut run, MS, ok_with(join, &format!("ms{i}"), &answer));
-    }
+    answer_joins(&mut run, &joins);
     // Each party is offered its conference leg's session.
     let to_sbc = run.take(SBC, Method::Invite).remove(0);
     let to_phone = run.take("192.0.2.9:5062", Method::Invite).remove(1);
@@ -97,22 +138,7 @@ fn a_supervisor_listens_then_barges_in_then_leaves_and_the_parties_talk_directly
     );
 
     // The supervisor's phone is called without an offer and told to answer by itself.
-    let bindings = vec![Binding {
-        aor: "sip:1020@demo.local".into(),
-        dn: "1020".into(),
-        contact: format!("sip:1020@{SUPERVISOR}"),
-        params: String::new(),
-        key: String::new(),
-        q: None,
-        expires_at_ms: u64::MAX,
-        call_id: "reg".into(),
-        cseq: 1,
-        source: SUPERVISOR.parse().expect("addr"),
-        transport: "udp".into(),
-        user_agent: None,
-    }];
-    run.call.located(Ok(bindings), run.now);
-    run.drain();
+    supervisor_located(&mut run);
     let ring = run.take(SUPERVISOR, Method::Invite).remove(0);
     assert!(ring.body.is_empty());
     assert!(
@@ -271,15 +297,7 @@ fn a_call_monitored_while_it_rings_moves_onto_the_conference_once_answered() {
 
 /// The demo with its media server controlled by MSML.
 pub(super) fn msml_tenant() -> Arc<Tenant> {
-    let mut c = crate::tenant::demo_tenant();
-    c.media_servers[0]
-        .options
-        .insert("control".into(), "msml".into());
-    Directory::new(&[c])
-        .expect("demo")
-        .by_name("demo")
-        .expect("demo")
-        .clone()
+    msml_tenant_with(&[])
 }
 
 /// Answers every MSML INFO sent to the media server so far and not yet answered, with
@@ -347,10 +365,7 @@ fn on_an_msml_media_server_a_supervisor_whispers_then_barges_in_each_said_in_msm
         joins[0].uri
     );
     let mut answered = 0;
-    for (i, join) in joins.iter().enumerate() {
-        let answer = session("ms", 6000 + i as u16, "sendrecv");
-        from(&mut run, MS, ok_with(join, &format!("ms{i}"), &answer));
-    }
+    answer_joins(&mut run, &joins);
     let conference = answer_msml(&mut run, &mut answered, 200);
     assert_eq!(
         elements(&conference),
@@ -373,22 +388,7 @@ fn on_an_msml_media_server_a_supervisor_whispers_then_barges_in_each_said_in_msm
     );
 
     // The supervisor's phone and its connection.
-    let bindings = vec![Binding {
-        aor: "sip:1020@demo.local".into(),
-        dn: "1020".into(),
-        contact: format!("sip:1020@{SUPERVISOR}"),
-        params: String::new(),
-        key: String::new(),
-        q: None,
-        expires_at_ms: u64::MAX,
-        call_id: "reg".into(),
-        cseq: 1,
-        source: SUPERVISOR.parse().expect("addr"),
-        transport: "udp".into(),
-        user_agent: None,
-    }];
-    run.call.located(Ok(bindings), run.now);
-    run.drain();
+    supervisor_located(&mut run);
     let ring = run.take(SUPERVISOR, Method::Invite).remove(0);
     from(
         &mut run,
@@ -454,10 +454,7 @@ fn a_media_server_that_hangs_up_mid_call_leaves_the_parties_talking_directly() {
     let (mut run, _) = answered();
     monitor(&mut run, MonitorMode::Barge).expect("monitor");
     let joins = run.take(MS, Method::Invite);
-    for (i, join) in joins.iter().enumerate() {
-        let answer = session("ms", 6000 + i as u16, "sendrecv");
-        from(&mut run, MS, ok_with(join, &format!("ms{i}"), &answer));
-    }
+    answer_joins(&mut run, &joins);
     let to_sbc = run.take(SBC, Method::Invite).remove(0);
     let to_phone = run.take("192.0.2.9:5062", Method::Invite).remove(1);
     from(&mut run, SBC, ok_with(&to_sbc, "sbc", OFFER));

@@ -2,7 +2,8 @@
 //! desktop, each said to the server in MSML; refused as the configuration says.
 
 use super::monitor::{
-    MS, answer_msml, answer_some_msml, body, elements, from, msml_tenant, session,
+    MS, answer_joins, answer_msml, answer_some_msml, body, elements, from, msml_tenant,
+    msml_tenant_with, session,
 };
 use super::*;
 use crate::messages::sip_cluster::{RecordAction, Refusal};
@@ -25,10 +26,7 @@ fn recorded(tenant: Arc<Tenant>, answered: &mut usize) -> (Run, Vec<String>) {
     record(&mut run, RecordAction::Start).expect("start");
     let joins = run.take(MS, Method::Invite);
     assert_eq!(joins.len(), 2, "the call moves onto a conference");
-    for (i, join) in joins.iter().enumerate() {
-        let answer = session("ms", 6000 + i as u16, "sendrecv");
-        from(&mut run, MS, ok_with(join, &format!("ms{i}"), &answer));
-    }
+    answer_joins(&mut run, &joins);
     let to_sbc = run.take(SBC, Method::Invite).remove(0);
     let to_phone = run.take("192.0.2.9:5062", Method::Invite).remove(1);
     from(&mut run, SBC, ok_with(&to_sbc, "sbc", OFFER));
@@ -115,10 +113,8 @@ fn a_refused_recording_leaves_the_call_unrecorded_or_released_as_the_tenant_says
     run.located(&["192.0.2.9:5062"]);
     run.answer_at_phone();
     record(&mut run, RecordAction::Start).expect("start");
-    for (i, join) in run.take(MS, Method::Invite).iter().enumerate() {
-        let answer = session("ms", 6000 + i as u16, "sendrecv");
-        from(&mut run, MS, ok_with(join, &format!("ms{i}"), &answer));
-    }
+    let joins = run.take(MS, Method::Invite);
+    answer_joins(&mut run, &joins);
     // The conference is made; the record itself is refused.
     let made = answer_some_msml(&mut run, &mut answered, 200, 3);
     assert_eq!(made.len(), 3);
@@ -137,26 +133,14 @@ fn a_refused_recording_leaves_the_call_unrecorded_or_released_as_the_tenant_says
     assert_eq!(run.take(MS, Method::Bye).len(), 2, "off the conference");
 
     // A tenant that will not have calls unrecorded releases it.
-    let mut c = crate::tenant::demo_tenant();
-    c.media_servers[0]
-        .options
-        .insert("control".into(), "msml".into());
-    c.options
-        .insert("recording-failure".into(), "release".into());
-    let strict = Directory::new(&[c])
-        .expect("demo")
-        .by_name("demo")
-        .expect("demo")
-        .clone();
+    let strict = msml_tenant_with(&[("recording-failure", "release")]);
     let mut answered = 0;
     let mut run = Run::start(strict, DnCalls::default(), "1001");
     run.located(&["192.0.2.9:5062"]);
     run.answer_at_phone();
     record(&mut run, RecordAction::Start).expect("start");
-    for (i, join) in run.take(MS, Method::Invite).iter().enumerate() {
-        let answer = session("ms", 6000 + i as u16, "sendrecv");
-        from(&mut run, MS, ok_with(join, &format!("ms{i}"), &answer));
-    }
+    let joins = run.take(MS, Method::Invite);
+    answer_joins(&mut run, &joins);
     answer_some_msml(&mut run, &mut answered, 200, 3);
     answer_msml(&mut run, &mut answered, 500);
     let last = run.events.last().expect("event");
@@ -168,25 +152,14 @@ fn a_refused_recording_leaves_the_call_unrecorded_or_released_as_the_tenant_says
 
 #[test]
 fn per_stream_each_party_is_recorded_in_a_file_of_its_own() {
-    let mut c = crate::tenant::demo_tenant();
-    c.media_servers[0]
-        .options
-        .insert("control".into(), "msml".into());
-    c.options.insert("recording".into(), "per-stream".into());
-    let tenant = Directory::new(&[c])
-        .expect("demo")
-        .by_name("demo")
-        .expect("demo")
-        .clone();
+    let tenant = msml_tenant_with(&[("recording", "per-stream")]);
     let mut answered = 0;
     let mut run = Run::start(tenant, DnCalls::default(), "1001");
     run.located(&["192.0.2.9:5062"]);
     run.answer_at_phone();
     record(&mut run, RecordAction::Start).expect("start");
-    for (i, join) in run.take(MS, Method::Invite).iter().enumerate() {
-        let answer = session("ms", 6000 + i as u16, "sendrecv");
-        from(&mut run, MS, ok_with(join, &format!("ms{i}"), &answer));
-    }
+    let joins = run.take(MS, Method::Invite);
+    answer_joins(&mut run, &joins);
     let made = answer_some_msml(&mut run, &mut answered, 200, 4);
     let records = elements(&made[3..]);
     assert_eq!(
