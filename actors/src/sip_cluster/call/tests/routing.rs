@@ -303,3 +303,42 @@ fn a_call_of_a_queue_that_forbids_monitoring_is_not_monitored() {
         ))
     );
 }
+
+/// A strategy's `record` on a media server controlled by MSML: once the agent answers, the
+/// call moves onto a conference there and is recorded.
+#[test]
+fn a_strategys_record_on_an_msml_media_server_records_from_the_agents_answer() {
+    let tenant = super::monitor::msml_tenant();
+    let mut run = Run::start(tenant, DnCalls::default(), "+18005550100");
+    run.routing.clear();
+    run.order(Order::Record);
+    run.order(Order::Route(Route::Agent {
+        agent: "a1001".into(),
+        dn: "1001".into(),
+    }));
+    run.located(&[PHONE]);
+    let invite = run.take(PHONE, Method::Invite).remove(0);
+    let answer = ok_with(&invite, "ph", PHONE_SDP)
+        .with_header(HeaderName::Contact, format!("<sip:1001@{PHONE}>"));
+    run.from(PHONE, Message::Response(answer));
+    let ok = run.last_final_to_sbc();
+    assert_eq!(
+        ok.status, 200,
+        "the caller is answered with the agent's session"
+    );
+    run.sbc_request("ACK", 1, "");
+    let joins: Vec<_> = run
+        .take(MEDIA, Method::Invite)
+        .into_iter()
+        .filter(|i| i.uri.to_string().starts_with("sip:msml="))
+        .collect();
+    assert_eq!(joins.len(), 2, "both parties onto the conference");
+    super::monitor::answer_joins(&mut run, &joins);
+    let mut answered = 0;
+    let made = super::monitor::answer_msml(&mut run, &mut answered, 200);
+    assert!(
+        made.last().expect("MSML").contains("<dialogstart"),
+        "{made:?}"
+    );
+    assert_eq!(run.kinds().last(), Some(&"RecordingStarted"));
+}
