@@ -31,6 +31,16 @@ impl Call {
         if !self.involves(dn) {
             return Err(ControlError::NotFound(self.id.to_string()));
         }
+        // The supervisor is in the call to monitor it: its desktop may see it, and leave it
+        // (a release is its leaving), and nothing else.
+        if self.monitor().is_some_and(|m| m.supervisor == dn) {
+            match control {
+                Control::View => {}
+                Control::Release | Control::StopMonitoring => self.stop_monitoring(now),
+                _ => return Err(ControlError::NotFound(self.id.to_string())),
+            }
+            return Ok(self.view());
+        }
         let state = self.state();
         let not_allowed = |what| Err(Refusal::State(what, state).into());
         match control {

@@ -497,3 +497,36 @@ fn a_media_server_that_hangs_up_mid_call_leaves_the_parties_talking_directly() {
         "the call carries on"
     );
 }
+
+#[test]
+fn the_supervisors_desktop_may_only_see_the_call_and_leave_it() {
+    let (mut run, _) = answered();
+    monitor(&mut run, MonitorMode::Barge).expect("monitor");
+    let joins = run.take(MS, Method::Invite);
+    answer_joins(&mut run, &joins);
+    supervisor_located(&mut run);
+    let ring = run.take(SUPERVISOR, Method::Invite).remove(0);
+    from(
+        &mut run,
+        SUPERVISOR,
+        ok_with(&ring, "sup", &session("sup", 7000, "sendrecv")),
+    );
+    assert!(run.call.control("1020", Control::View, run.now).is_ok());
+    assert!(
+        matches!(
+            run.call.control("1020", Control::Hold, run.now),
+            Err(ControlError::NotFound(_))
+        ),
+        "not the supervisor's to hold"
+    );
+    run.call
+        .control("1020", Control::Release, run.now)
+        .expect("leaves");
+    run.drain();
+    assert_eq!(run.kinds().last(), Some(&"MonitoringStopped"));
+    assert_eq!(
+        run.call.view().state.name(),
+        "Established",
+        "the call goes on"
+    );
+}
