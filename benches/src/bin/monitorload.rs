@@ -142,7 +142,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ))
         .await?
         .into_inner();
-    println!("ready");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready")?;
+    out.flush()?;
+    drop(out);
     let (mut to_in, mut to_direct) = (Vec::new(), Vec::new());
     let (mut plain_messages, mut monitored_messages) = (0u64, 0u64);
     for n in 0..args.calls {
@@ -187,24 +190,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     to_in.sort();
     to_direct.sort();
+    let mut out = std::io::stdout().lock();
     let half = (args.calls / 2).max(1) as f64;
-    println!(
+    writeln!(
+        out,
         "  monitoring request to the supervisor in (PartyAdded): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} calls)",
         percentile(&to_in, 0.5),
         percentile(&to_in, 0.99),
         percentile(&to_in, 1.0),
         to_in.len()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  stop to the parties talking directly (MonitoringStopped): p50 {:.1} ms, p99 {:.1} ms",
         percentile(&to_direct, 0.5),
         percentile(&to_direct, 0.99)
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  SIP messages from answer to release: {:.1} a call left alone, {:.1} a monitored call",
         plain_messages as f64 / half,
         monitored_messages as f64 / half
-    );
+    )?;
     if to_in.is_empty() {
         bail!("no call was monitored");
     }
