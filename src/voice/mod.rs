@@ -587,6 +587,10 @@ fn control_status(e: ControlError, call: &str, agent: &str) -> Status {
             };
             Status::not_found(format!("no call {named:?} for agent {agent}"))
         }
+        // The tenant's configuration, not the call's state, forbids it.
+        ControlError::NotAllowed(why @ Refusal::QueueNotMonitored) => {
+            Status::permission_denied(why.to_string())
+        }
         ControlError::NotAllowed(why) => Status::failed_precondition(why.to_string()),
         ControlError::Invalid(why) => Status::invalid_argument(why.to_string()),
         ControlError::Unavailable(why) => Status::unavailable(why),

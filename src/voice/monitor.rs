@@ -50,17 +50,7 @@ impl Voice {
         }
         let call = monitored_call(r, &state)?;
         let control = Control::Monitor { supervisor, mode };
-        let dn = self.agent_dn(tenant, &r.agent_id).await?;
-        let view = self
-            .calls
-            .control(&tenant.name, &call, &dn, control)
-            .await
-            .map_err(|e| match e {
-                ControlError::NotAllowed(Refusal::QueueNotMonitored) => {
-                    Status::permission_denied(e.to_string())
-                }
-                e => super::control_status(e, &call, &r.agent_id),
-            })?;
+        let view = self.control(tenant, &r.agent_id, &call, control).await?;
         Ok(view.call.call_id)
     }
 
