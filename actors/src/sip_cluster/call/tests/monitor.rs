@@ -69,6 +69,17 @@ fn supervisor_located(run: &mut Run) {
     run.drain();
 }
 
+/// The caller's and the agent's phone answer the first re-INVITE each got of the call (the
+/// one onto the conference), with their sessions; those re-INVITEs.
+pub(super) fn parties_reoffered(run: &mut Run) -> (Request, Request) {
+    let to_sbc = run.take(SBC, Method::Invite).remove(0);
+    let to_phone = run.take("192.0.2.9:5062", Method::Invite).remove(1);
+    from(run, SBC, ok_with(&to_sbc, "sbc", OFFER));
+    let phone = session("phone", 5000, "sendrecv");
+    from(run, "192.0.2.9:5062", ok_with(&to_phone, "ph", &phone));
+    (to_sbc, to_phone)
+}
+
 /// The media server answers the parties' legs into it (tags `ms0`, `ms1`...).
 pub(super) fn answer_joins(run: &mut Run, joins: &[Request]) {
     for (i, join) in joins.iter().enumerate() {
@@ -125,17 +136,9 @@ fn a_supervisor_listens_then_barges_in_then_leaves_and_the_parties_talk_directly
     assert!(body(&joins[1]).contains("m=audio 5000"), "the agent's own");
     answer_joins(&mut run, &joins);
     // Each party is offered its conference leg's session.
-    let to_sbc = run.take(SBC, Method::Invite).remove(0);
-    let to_phone = run.take("192.0.2.9:5062", Method::Invite).remove(1);
+    let (to_sbc, to_phone) = parties_reoffered(&mut run);
     assert!(body(&to_sbc).contains("m=audio 6000"), "{}", body(&to_sbc));
     assert!(body(&to_phone).contains("m=audio 6001"));
-    from(&mut run, SBC, ok_with(&to_sbc, "sbc", OFFER));
-    let phone_again = session("phone", 5000, "sendrecv");
-    from(
-        &mut run,
-        "192.0.2.9:5062",
-        ok_with(&to_phone, "ph", &phone_again),
-    );
 
     // The supervisor's phone is called without an offer and told to answer by itself.
     supervisor_located(&mut run);
@@ -378,14 +381,7 @@ fn on_an_msml_media_server_a_supervisor_whispers_then_barges_in_each_said_in_msm
         ]
     );
     assert_eq!(conference.len(), 3, "one request per INFO, one at a time");
-    let to_sbc = run.take(SBC, Method::Invite).remove(0);
-    let to_phone = run.take("192.0.2.9:5062", Method::Invite).remove(1);
-    from(&mut run, SBC, ok_with(&to_sbc, "sbc", OFFER));
-    from(
-        &mut run,
-        "192.0.2.9:5062",
-        ok_with(&to_phone, "ph", &session("phone", 5000, "sendrecv")),
-    );
+    parties_reoffered(&mut run);
 
     // The supervisor's phone and its connection.
     supervisor_located(&mut run);
@@ -455,14 +451,7 @@ fn a_media_server_that_hangs_up_mid_call_leaves_the_parties_talking_directly() {
     monitor(&mut run, MonitorMode::Barge).expect("monitor");
     let joins = run.take(MS, Method::Invite);
     answer_joins(&mut run, &joins);
-    let to_sbc = run.take(SBC, Method::Invite).remove(0);
-    let to_phone = run.take("192.0.2.9:5062", Method::Invite).remove(1);
-    from(&mut run, SBC, ok_with(&to_sbc, "sbc", OFFER));
-    from(
-        &mut run,
-        "192.0.2.9:5062",
-        ok_with(&to_phone, "ph", &session("phone", 5000, "sendrecv")),
-    );
+    parties_reoffered(&mut run);
     // The media server hangs up the caller's leg into the conference.
     let leg = &run.call.legs.b[1];
     let bye = format!(

@@ -2,8 +2,8 @@
 //! desktop, each said to the server in MSML; refused as the configuration says.
 
 use super::monitor::{
-    MS, answer_joins, answer_msml, answer_some_msml, body, elements, from, msml_tenant,
-    msml_tenant_with, session,
+    MS, answer_joins, answer_msml, answer_some_msml, body, elements, msml_tenant, msml_tenant_with,
+    parties_reoffered,
 };
 use super::*;
 use crate::messages::sip_cluster::{RecordAction, Refusal};
@@ -27,14 +27,7 @@ fn recorded(tenant: Arc<Tenant>, answered: &mut usize) -> (Run, Vec<String>) {
     let joins = run.take(MS, Method::Invite);
     assert_eq!(joins.len(), 2, "the call moves onto a conference");
     answer_joins(&mut run, &joins);
-    let to_sbc = run.take(SBC, Method::Invite).remove(0);
-    let to_phone = run.take("192.0.2.9:5062", Method::Invite).remove(1);
-    from(&mut run, SBC, ok_with(&to_sbc, "sbc", OFFER));
-    from(
-        &mut run,
-        "192.0.2.9:5062",
-        ok_with(&to_phone, "ph", &session("phone", 5000, "sendrecv")),
-    );
+    parties_reoffered(&mut run);
     let bodies = answer_msml(&mut run, answered, 200);
     (run, bodies)
 }

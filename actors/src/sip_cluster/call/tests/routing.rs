@@ -71,6 +71,23 @@ fn call_on_music() -> Run {
     run
 }
 
+/// The queue's agent a1001 is routed to; its phone, found at [`PHONE`], is invited: that INVITE.
+fn route_to_agent(run: &mut Run) -> Request {
+    run.order(Order::Route(Route::Agent {
+        agent: "a1001".into(),
+        dn: "1001".into(),
+    }));
+    run.located(&[PHONE]);
+    run.take(PHONE, Method::Invite).remove(0)
+}
+
+/// The agent's phone answers `invite` with its session.
+fn phone_answers(run: &mut Run, invite: &Request) {
+    let answer = ok_with(invite, "ph", PHONE_SDP)
+        .with_header(HeaderName::Contact, format!("<sip:1001@{PHONE}>"));
+    run.from(PHONE, Message::Response(answer));
+}
+
 /// [`call_on_music`] queued and matched to agent a1001, whose phone is invited.
 fn agent_rung() -> (Run, Request) {
     let mut run = call_on_music();
@@ -85,12 +102,7 @@ fn agent_rung() -> (Run, Request) {
         (queued.call.queue.as_str(), queued.call.priority),
         ("support", 5)
     );
-    run.order(Order::Route(Route::Agent {
-        agent: "a1001".into(),
-        dn: "1001".into(),
-    }));
-    run.located(&[PHONE]);
-    let invite = run.take(PHONE, Method::Invite).remove(0);
+    let invite = route_to_agent(&mut run);
     assert!(
         invite.body.is_empty(),
         "the agent is invited without an offer (RFC 3725)"
@@ -221,19 +233,12 @@ fn a_strategys_record_and_monitor_start_with_the_agents_answer() {
         dn: "1020".into(),
         mode: crate::messages::sip_cluster::MonitorMode::Listen,
     });
-    run.order(Order::Route(Route::Agent {
-        agent: "a1001".into(),
-        dn: "1001".into(),
-    }));
-    run.located(&[PHONE]);
-    let invite = run.take(PHONE, Method::Invite).remove(0);
+    let invite = route_to_agent(&mut run);
     assert!(
         !run.kinds().contains(&"MonitoringStarted"),
         "not while it rings"
     );
-    let answer = ok_with(&invite, "ph", PHONE_SDP)
-        .with_header(HeaderName::Contact, format!("<sip:1001@{PHONE}>"));
-    run.from(PHONE, Message::Response(answer));
+    phone_answers(&mut run, &invite);
     let reinvite = run.take(SBC, Method::Invite).remove(0);
     run.from(SBC, Message::Response(ok_with(&reinvite, "sbc", OFFER)));
     let kinds = run.kinds();
@@ -280,15 +285,8 @@ fn a_call_of_a_queue_that_forbids_monitoring_is_not_monitored() {
         target: "english >= 3".into(),
         priority: 5,
     });
-    run.order(Order::Route(Route::Agent {
-        agent: "a1001".into(),
-        dn: "1001".into(),
-    }));
-    run.located(&[PHONE]);
-    let invite = run.take(PHONE, Method::Invite).remove(0);
-    let answer = ok_with(&invite, "ph", PHONE_SDP)
-        .with_header(HeaderName::Contact, format!("<sip:1001@{PHONE}>"));
-    run.from(PHONE, Message::Response(answer));
+    let invite = route_to_agent(&mut run);
+    phone_answers(&mut run, &invite);
     let reinvite = run.take(SBC, Method::Invite).remove(0);
     run.from(SBC, Message::Response(ok_with(&reinvite, "sbc", OFFER)));
     assert_eq!(run.call.view().state.name(), "Established");
@@ -312,15 +310,8 @@ fn a_strategys_record_on_an_msml_media_server_records_from_the_agents_answer() {
     let mut run = Run::start(tenant, DnCalls::default(), "+18005550100");
     run.routing.clear();
     run.order(Order::Record);
-    run.order(Order::Route(Route::Agent {
-        agent: "a1001".into(),
-        dn: "1001".into(),
-    }));
-    run.located(&[PHONE]);
-    let invite = run.take(PHONE, Method::Invite).remove(0);
-    let answer = ok_with(&invite, "ph", PHONE_SDP)
-        .with_header(HeaderName::Contact, format!("<sip:1001@{PHONE}>"));
-    run.from(PHONE, Message::Response(answer));
+    let invite = route_to_agent(&mut run);
+    phone_answers(&mut run, &invite);
     let ok = run.last_final_to_sbc();
     assert_eq!(
         ok.status, 200,
