@@ -78,8 +78,6 @@ pub enum Refusal {
     NotLoggedIn,
     #[error("the agent is already logged in on DN {0}")]
     AlreadyLoggedIn(String),
-    #[error("the agent has calls in progress")]
-    HasCalls,
     #[error("the agent's DN {0} is out of service (its phone is not registered)")]
     OutOfService(String),
 }

@@ -555,6 +555,7 @@ pub mod command_error {
         NotLoggedIn(super::Empty),
         #[prost(string, tag = "5")]
         AlreadyLoggedIn(::prost::alloc::string::String),
+        /// Sent by nodes of earlier versions only (a Logout during a call is now the next state).
         #[prost(message, tag = "6")]
         HasCalls(super::Empty),
         #[prost(string, tag = "7")]

@@ -387,7 +387,6 @@ fn error_to_pb(e: &CommandError) -> pb::CommandError {
         CommandError::NotAnExtension { dn, .. } => Kind::NotAnExtension(dn.clone()),
         CommandError::Refused(Refusal::NotLoggedIn) => Kind::NotLoggedIn(pb::Empty {}),
         CommandError::Refused(Refusal::AlreadyLoggedIn(dn)) => Kind::AlreadyLoggedIn(dn.clone()),
-        CommandError::Refused(Refusal::HasCalls) => Kind::HasCalls(pb::Empty {}),
         CommandError::Refused(Refusal::OutOfService(dn)) => Kind::OutOfService(dn.clone()),
         CommandError::DnTaken { dn, agent } => Kind::DnTaken(pb::DnTaken {
             dn: dn.clone(),
@@ -412,7 +411,11 @@ fn error_from_pb(tenant: &str, e: pb::CommandError) -> Result<CommandError, Unre
         },
         Kind::NotLoggedIn(_) => Refusal::NotLoggedIn.into(),
         Kind::AlreadyLoggedIn(dn) => Refusal::AlreadyLoggedIn(dn).into(),
-        Kind::HasCalls(_) => Refusal::HasCalls.into(),
+        // A node of an earlier version, which refused a Logout during a call; this one keeps
+        // it as the agent's next state.
+        Kind::HasCalls(_) => {
+            CommandError::Unavailable("the agent has calls in progress (an older node)".into())
+        }
         Kind::OutOfService(dn) => Refusal::OutOfService(dn).into(),
         Kind::DnTaken(t) => CommandError::DnTaken {
             dn: t.dn,
@@ -702,6 +705,17 @@ mod tests {
     }
 
     #[test]
+    fn an_older_nodes_refusal_of_a_logout_during_a_call_is_still_read() {
+        let old = pb::CommandError {
+            kind: Some(pb::command_error::Kind::HasCalls(pb::Empty {})),
+        };
+        assert!(matches!(
+            error_from_pb("demo", old),
+            Ok(CommandError::Unavailable(why)) if why.contains("calls in progress")
+        ));
+    }
+
+    #[test]
     fn every_answer_crosses_unchanged() {
         let errors = [
             CommandError::UnknownAgent {
@@ -715,7 +729,6 @@ mod tests {
             },
             Refusal::NotLoggedIn.into(),
             Refusal::AlreadyLoggedIn("1001".into()).into(),
-            Refusal::HasCalls.into(),
             Refusal::OutOfService("1001".into()).into(),
             CommandError::DnTaken {
                 dn: "1001".into(),
