@@ -9,6 +9,7 @@ mod support;
 
 mod calls;
 mod monitor;
+mod monitor_sipp;
 mod next_state;
 mod recording;
 

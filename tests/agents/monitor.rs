@@ -5,7 +5,7 @@
 
 use super::*;
 
-fn monitor(supervisor: &str, agent: &str, mode: pb::MonitorMode) -> pb::MonitorRequest {
+pub(super) fn monitor(supervisor: &str, agent: &str, mode: pb::MonitorMode) -> pb::MonitorRequest {
     pb::MonitorRequest {
         supervisor_id: supervisor.into(),
         agent_id: agent.into(),
@@ -352,7 +352,7 @@ pub(super) fn msml(media: &Peer, n: usize) -> Vec<String> {
 
 /// A node on Redis database `db` whose media server, at 127.0.0.3:`port`, is controlled by
 /// MSML, and whose a1005 is a supervisor.
-fn msml_node(db: u8, port: u16) -> Server {
+pub(super) fn msml_node(db: u8, port: u16) -> Server {
     let url = support::redis_db(db);
     let config = config_with(0, "", |demo| {
         demo.agents[4]
@@ -496,135 +496,4 @@ async fn on_an_msml_media_server_a_supervisor_whispers_to_the_agent_alone() {
     answer_invites(&sbc, 1, 4000);
     answer_invites(&agent_phone, 1, 5000);
     until(&mut stream, "call MonitoringStopped").await;
-}
-
-/// The MSML bodies the SIPp media server received, in order, from its message log
-/// (`-trace_msg`).
-fn msml_received(dir: &std::path::Path) -> Vec<String> {
-    let mut bodies = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("dir").flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.ends_with("_messages.log") {
-            continue;
-        }
-        let log = std::fs::read_to_string(entry.path()).expect("log");
-        for record in log.split("----------------------------------------------- ") {
-            let Some((_, message)) = record.split_once("message received") else {
-                continue;
-            };
-            let message = message.split_once(":\n\n").map_or("", |(_, m)| m);
-            if !message.starts_with("INFO ") {
-                continue;
-            }
-            let body = message
-                .replace("\r\n", "\n")
-                .split_once("\n\n")
-                .map_or(String::new(), |(_, b)| b.trim().to_owned());
-            bodies.push(body);
-        }
-    }
-    bodies
-}
-
-/// `xmllint` finds `body` well-formed XML.
-fn well_formed(dir: &std::path::Path, body: &str) -> bool {
-    let file = dir.join("body.xml");
-    std::fs::write(&file, body).expect("write");
-    std::process::Command::new("xmllint")
-        .args(["--noout", file.to_str().expect("path")])
-        .status()
-        .expect("xmllint runs (scripts/test.sh installs libxml2-utils)")
-        .success()
-}
-
-/// SIPp as the MSML media server: a1005 whispers to a1003 then barges in and leaves; SIPp
-/// received exactly the MSML those steps require, one request at a time, each body
-/// well-formed XML.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sipp_as_the_msml_media_server_receives_the_msml_each_mode_requires() {
-    let server = msml_node(46, 5100);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let _media = support::sipp::Running(vec![support::sipp::uas(
-        dir.path(),
-        "msml_server.xml",
-        "msml",
-        "127.0.0.3",
-        5100,
-        &["-trace_msg"],
-    )]);
-    let Scene {
-        mut calls,
-        agent_phone,
-        supervisor_phone,
-        mut stream,
-        sbc,
-        call,
-        ..
-    } = scene(&server, "sipp-msml").await;
-
-    calls
-        .monitor(with_key(
-            DEMO_KEY,
-            monitor("a1005", "a1003", pb::MonitorMode::Whisper),
-        ))
-        .await
-        .expect("whisper");
-    answer_invites(&sbc, 1, 4000);
-    answer_invites(&agent_phone, 1, 5000);
-    let ring = supervisor_phone
-        .request(Method::Invite, Duration::from_secs(5))
-        .expect("the supervisor's phone is called");
-    supervisor_phone.answer(&ring, 200, Some(&sdp(7000)));
-    answer_invites(&supervisor_phone, 1, 7000);
-    until(&mut stream, "call PartyAdded").await;
-    calls
-        .monitor(with_key(
-            DEMO_KEY,
-            monitor("a1005", "a1003", pb::MonitorMode::Barge),
-        ))
-        .await
-        .expect("barge in");
-    until(&mut stream, "call MonitoringChanged").await;
-    calls
-        .stop_monitoring(with_key(
-            DEMO_KEY,
-            monitor("a1005", "a1003", pb::MonitorMode::Barge),
-        ))
-        .await
-        .expect("stop");
-    answer_byes(&supervisor_phone, 1);
-    answer_invites(&sbc, 1, 4000);
-    answer_invites(&agent_phone, 1, 5000);
-    until(&mut stream, "call MonitoringStopped").await;
-
-    // SIPp's log is written as it goes: wait for the last request to be in it.
-    let mut received = Vec::new();
-    for _ in 0..50 {
-        received = msml_received(dir.path());
-        if received.len() >= 7 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let conf = format!("conf:{call}");
-    let expected = [
-        format!("<createconference name=\"{call}\""),
-        format!("<join id1=\"conn:ms1\" id2=\"{conf}\"/>"),
-        format!("<join id1=\"conn:ms2\" id2=\"{conf}\"/>"),
-        format!(
-            "<join id1=\"conn:ms3\" id2=\"{conf}\">\n    <stream media=\"audio\" dir=\"to-id1\"/>"
-        ),
-        "<join id1=\"conn:ms3\" id2=\"conn:ms2\">\n    <stream media=\"audio\" dir=\"from-id1\"/>"
-            .to_owned(),
-        format!("<modifystream id1=\"conn:ms3\" id2=\"{conf}\">\n    <stream media=\"audio\"/>"),
-        "<unjoin id1=\"conn:ms3\" id2=\"conn:ms2\"/>".to_owned(),
-    ];
-    assert_eq!(received.len(), expected.len(), "{received:#?}");
-    for (body, part) in received.iter().zip(&expected) {
-        assert!(body.contains(part.as_str()), "{part}\nin\n{body}");
-        assert!(
-            well_formed(dir.path(), body),
-            "not well-formed XML:\n{body}"
-        );
-    }
 }

@@ -16,7 +16,8 @@ fn on(agent: &str, call: &str) -> pb::CallRequest {
 /// a1003's call is recorded from the desktop: the call moves onto a conference (two
 /// connections joined in MSML), the conference is recorded to the tenant's URI, paused,
 /// resumed and stopped, and the parties talk directly again. A call to DN 1007, whose
-/// configuration records its calls, is recorded from its answer.
+/// configuration records its calls, is recorded from its answer; so is a call to the support
+/// line, whose strategy says `record`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_are_recorded_from_the_desktop_and_by_configuration() {
     let url = support::redis_db(45);
@@ -30,6 +31,8 @@ async fn calls_are_recorded_from_the_desktop_and_by_configuration() {
             "file:///rec/{tenant}/{call}.wav".into(),
         );
         demo.dns[6].options.insert("record".into(), "true".into());
+        // The support line's strategy records, and routes to DN 1009.
+        demo.strategies[0].document = "record\nroute dn 1009\n".into();
     });
     let server = Server::start_with_config(Some(&config), &["--redis", &url]);
     let channel = support::grpc(&server).await;
@@ -37,6 +40,7 @@ async fn calls_are_recorded_from_the_desktop_and_by_configuration() {
     let mut calls = Calls::new(channel.clone());
     let agent_phone = raw_phone(&server, "1003");
     let recorded_phone = raw_phone(&server, "1007");
+    let routed_phone = raw_phone(&server, "1009");
     let media = Peer::on(
         std::net::UdpSocket::bind("127.0.0.3:5098").expect("the media server's address"),
         &server,
@@ -136,4 +140,35 @@ async fn calls_are_recorded_from_the_desktop_and_by_configuration() {
         .find(|s| s.1 == "RecordingStopped")
         .expect("the recording is reported over with the call");
     assert_eq!(call_of(stopped).cause, "call-ended");
+    let bye_ok = sbc.final_response(Duration::from_secs(5));
+    assert_eq!(bye_ok.map(|r| r.status), Some(200));
+
+    // The support line's strategy records: from the answer of the DN it routes to.
+    let (_, ok) = answered_call(&server, &sbc, &routed_phone, "+18005550100", "rec-3");
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "rec-3", "ACK", 1, ""));
+    connections(&media, 4, 2);
+    let made = msml(&media, 4);
+    let call = call_of(
+        until(&mut stream, "call Established")
+            .await
+            .last()
+            .expect("established"),
+    )
+    .call_id
+    .clone();
+    assert!(made[0].contains(&format!("<createconference name=\"{call}\"")));
+    assert!(made[1].contains("<join id1=\"conn:ms4\""));
+    assert!(made[2].contains("<join id1=\"conn:ms5\""));
+    assert!(
+        made[3].contains(&format!("<record dest=\"file:///rec/demo/{call}.wav\"")),
+        "{}",
+        made[3]
+    );
+    answer_invites(&sbc, 1, 4000);
+    answer_invites(&routed_phone, 1, 5000);
+    until(&mut stream, "call RecordingStarted").await;
+    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "rec-3", "BYE", 2, ""));
+    answer_byes(&routed_phone, 1);
+    answer_byes(&media, 2);
+    until(&mut stream, "call Released").await;
 }

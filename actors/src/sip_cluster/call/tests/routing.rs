@@ -333,3 +333,28 @@ fn a_strategys_record_on_an_msml_media_server_records_from_the_agents_answer() {
     );
     assert_eq!(run.kinds().last(), Some(&"RecordingStarted"));
 }
+
+/// A strategy's `record` then a route to a DN (not an agent): recorded from the DN's answer.
+#[test]
+fn a_strategys_record_then_a_route_to_a_dn_records_from_its_answer() {
+    let tenant = super::monitor::msml_tenant();
+    let mut run = Run::start(tenant, DnCalls::default(), "+18005550100");
+    run.routing.clear();
+    run.order(Order::Record);
+    run.order(Order::Route(Route::Dn("1001".into())));
+    run.located(&[PHONE]);
+    let invite = run.take(PHONE, Method::Invite).remove(0);
+    phone_answers(&mut run, &invite);
+    run.sbc_request("ACK", 1, "");
+    let joins: Vec<_> = run
+        .take(MEDIA, Method::Invite)
+        .into_iter()
+        .filter(|i| i.uri.to_string().starts_with("sip:msml="))
+        .collect();
+    assert_eq!(
+        joins.len(),
+        2,
+        "both parties onto the conference: {:?}",
+        run.kinds()
+    );
+}
