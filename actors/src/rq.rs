@@ -7,31 +7,21 @@
 //! an actor per virtual queue would split the index and let two queues reserve one agent. So
 //! `rq` reserves in its own pool rather than asking agent state to, and agent state reports
 //! each agent's availability to it.
-//! Matching is by [`switchboard_routing::pool::Pool`] (indexed by skill, never a scan of
-//! every agent) and [`switchboard_routing::queue::Queue`] (priority, then age).
-//!
-//! An agent reserved for a call leaves the pool, and the call's outcome gives it back:
-//! delivered, withdrawn (the caller hung up, the call went elsewhere) or queued again after
-//! the agent's phone did not take it. An agent who did not answer (RONA) stays out until
-//! agent state reports it not ready and then ready again. An agent who stops being available
-//! while reserved and before the call reaches the phone (not ready, logged out) gives the
-//! reservation back: the routing session is told, and the call waits again with its age.
+//! Matching itself is [`switchboard_routing::matcher::Matcher`], without I/O (the simulator
+//! runs the same): this actor feeds it the tenants' messages and the wall clock, and tells
+//! each waiting call's session what the matcher says.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use switchboard_routing::pool::{Choice, Pool};
-use switchboard_routing::queue::{Queue, WaitEstimate, Waiting};
-use switchboard_routing::strategy::Overflow;
-use switchboard_routing::target::Profile;
+use switchboard_routing::matcher::{self, Known, Matcher};
+use switchboard_routing::pool::Choice;
+use switchboard_routing::queue::Waiting;
 
-use crate::messages::rq::{Availability, Place, QueueStats, Rq, RqMsg, Told, Waiter};
+use crate::messages::rq::{Place, QueueStats, Rq, RqMsg, Told, Waiter};
 use crate::supervisor::Supervisor;
 use crate::tenant::Directory;
-
-/// How many recent waits a queue's estimate is made from.
-const ESTIMATE_FROM: usize = 50;
 
 impl Rq {
     /// Starts the RQ system under the root supervisor; its failure stops the node (waiting
@@ -54,35 +44,9 @@ struct RqState {
 
 #[derive(Default)]
 struct Tenant {
-    pool: Pool,
-    queues: HashMap<String, Queue>,
-    /// Waiting calls: their queue and whom to tell.
-    waiting: HashMap<String, (String, Waiter)>,
-    /// Reserved agents: the call and its queue; and the other way.
-    reserved: HashMap<String, Reservation>,
-    by_call: HashMap<String, String>,
-    agents: HashMap<String, AgentInfo>,
-    estimates: HashMap<String, WaitEstimate>,
-}
-
-struct Reservation {
-    call: String,
-    queue: String,
-    waiter: Waiter,
-    /// Whether the call reached the agent's DN (it rings there).
-    reached: bool,
-}
-
-#[derive(Default)]
-struct AgentInfo {
-    dn: String,
-    queues: BTreeSet<String>,
-    available: bool,
-    on_call: bool,
-    /// It let a call ring unanswered and has not been reported unavailable since.
-    rona: bool,
-    /// Calls delivered this run, for least occupied.
-    load: u32,
+    matcher: Matcher,
+    /// Whom to tell of each call in the queues or reserved for.
+    waiters: HashMap<String, Waiter>,
 }
 
 impl Actor for RqActor {
@@ -96,7 +60,7 @@ impl Actor for RqActor {
         directory: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(RqState {
-            known: Known::of(&directory),
+            known: known(&directory),
             tenants: HashMap::new(),
         })
     }
@@ -107,8 +71,22 @@ impl Actor for RqActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            RqMsg::Availability(a) => state.availability(a),
+        let now = crate::unix_ms();
+        let empty = Known::default();
+        let tenant = match message {
+            RqMsg::Availability(a) => {
+                let known = state.known.get(&a.tenant).unwrap_or(&empty);
+                let t = state.tenants.entry(a.tenant.clone()).or_default();
+                let report = matcher::Availability {
+                    agent: a.agent,
+                    dn: a.dn,
+                    queues: a.queues,
+                    available: a.available,
+                    on_call: a.on_call,
+                };
+                t.matcher.availability(known, report, now);
+                a.tenant
+            }
             RqMsg::Submit {
                 tenant,
                 call,
@@ -118,86 +96,54 @@ impl Actor for RqActor {
                 since,
                 waiter,
             } => {
+                let known = state.known.get(&tenant).unwrap_or(&empty);
                 let t = state.tenants.entry(tenant.clone()).or_default();
-                let released = t.release_call(&call);
+                t.waiters.insert(call.clone(), waiter);
                 let waiting = Waiting {
-                    call: call.clone(),
+                    call,
                     target,
                     priority,
                     since,
                 };
-                t.queues.entry(queue.clone()).or_default().push(waiting);
-                t.waiting.insert(call.clone(), (queue.clone(), waiter));
-                state.match_call(&tenant, &queue, &call);
-                if let Some(agent) = released {
-                    state.free_agent(&tenant, &agent);
-                }
+                t.matcher.submit(known, &queue, waiting, now);
+                tenant
             }
             RqMsg::Rona { tenant, agent } => {
-                if let Some(info) = state
-                    .tenants
-                    .get_mut(&tenant)
-                    .and_then(|t| t.agents.get_mut(&agent))
-                {
-                    info.rona = true;
+                if let Some(t) = state.tenants.get_mut(&tenant) {
+                    t.matcher.rona(&agent);
                 }
+                tenant
             }
             RqMsg::Overflow {
                 tenant,
                 call,
                 change,
             } => {
-                let Some(t) = state.tenants.get_mut(&tenant) else {
-                    return Ok(());
-                };
-                let Some((queue, _)) = t.waiting.get(&call).cloned() else {
-                    return Ok(());
-                };
-                if let Some(q) = t.queues.get_mut(&queue) {
-                    match change {
-                        Overflow::Priority(p) => q.set_priority(&call, p),
-                        Overflow::Target(target) => q.set_target(&call, target),
-                    };
+                let known = state.known.get(&tenant).unwrap_or(&empty);
+                if let Some(t) = state.tenants.get_mut(&tenant) {
+                    t.matcher.overflow(known, &call, change);
                 }
-                state.match_call(&tenant, &queue, &call);
+                tenant
             }
             RqMsg::Withdraw { tenant, call } => {
+                let known = state.known.get(&tenant).unwrap_or(&empty);
                 if let Some(t) = state.tenants.get_mut(&tenant) {
-                    if let Some((queue, _)) = t.waiting.remove(&call)
-                        && let Some(q) = t.queues.get_mut(&queue)
-                    {
-                        q.remove(&call);
-                    }
-                    if let Some(agent) = t.release_call(&call) {
-                        state.free_agent(&tenant, &agent);
-                    }
+                    t.matcher.withdraw(known, &call, now);
+                    t.waiters.remove(&call);
                 }
+                tenant
             }
             RqMsg::Delivered {
                 tenant,
                 call,
                 waited_ms,
             } => {
-                if let Some(t) = state.tenants.get_mut(&tenant)
-                    && let Some(agent) = t.by_call.remove(&call)
-                    && let Some(r) = t.reserved.remove(&agent)
-                {
-                    t.estimates
-                        .entry(r.queue)
-                        .or_insert_with(|| WaitEstimate::new(ESTIMATE_FROM))
-                        .served(waited_ms);
-                    if let Some(info) = t.agents.get_mut(&agent) {
-                        info.load += 1;
-                    }
-                    // The agent is on the call, and agent state reports it free when the
-                    // call ends; unless that report came first (a call already over). An
-                    // agent not yet reported on the call must wait for that report: freed
-                    // now, it would be offered a second call.
-                    let over = r.reached && t.agents.get(&agent).is_some_and(|i| !i.on_call);
-                    if over {
-                        state.free_agent(&tenant, &agent);
-                    }
+                let known = state.known.get(&tenant).unwrap_or(&empty);
+                if let Some(t) = state.tenants.get_mut(&tenant) {
+                    t.matcher.delivered(known, &call, waited_ms, now);
+                    t.waiters.remove(&call);
                 }
+                tenant
             }
             RqMsg::Restore {
                 tenant,
@@ -206,25 +152,18 @@ impl Actor for RqActor {
                 agent,
                 waiter,
             } => {
-                let t = state.tenants.entry(tenant).or_default();
-                t.pool.reserve(&agent);
-                t.by_call.insert(call.clone(), agent.clone());
-                let reached = t.agents.get(&agent).is_some_and(|i| i.on_call);
-                t.reserved.insert(
-                    agent,
-                    Reservation {
-                        call,
-                        queue,
-                        waiter,
-                        reached,
-                    },
-                );
+                let t = state.tenants.entry(tenant.clone()).or_default();
+                t.matcher.restore(&call, &queue, &agent);
+                t.waiters.insert(call, waiter);
+                tenant
             }
             RqMsg::Forget { tenant } => {
                 state.tenants.remove(&tenant);
+                return Ok(());
             }
             RqMsg::Stats { tenant, reply } => {
                 let _ = reply.send(state.stats(&tenant));
+                return Ok(());
             }
             RqMsg::Place {
                 tenant,
@@ -232,217 +171,88 @@ impl Actor for RqActor {
                 reply,
             } => {
                 let _ = reply.send(state.place(&tenant, &call));
+                return Ok(());
             }
-            RqMsg::ConfigChanged(directory) => state.known = Known::of(&directory),
+            RqMsg::ConfigChanged(directory) => {
+                state.known = known(&directory);
+                return Ok(());
+            }
+        };
+        if let Some(t) = state.tenants.get_mut(&tenant) {
+            t.tell(&tenant);
         }
         Ok(())
     }
 }
 
 impl Tenant {
-    /// Gives back the reservation made for `call`, if any; the agent, to offer again if it
-    /// is still available.
-    fn release_call(&mut self, call: &str) -> Option<String> {
-        let agent = self.by_call.remove(call)?;
-        self.reserved.remove(&agent);
-        Some(agent)
+    /// Tells each waiting call's session what the matcher said of it.
+    fn tell(&mut self, tenant: &str) {
+        while let Some(told) = self.matcher.poll() {
+            let (call, told) = match told {
+                matcher::Told::Matched {
+                    call,
+                    queue,
+                    agent,
+                    dn,
+                } => {
+                    tracing::debug!(%tenant, %queue, call_id = %call, %agent, %dn, "agent reserved");
+                    let told = Told::Matched {
+                        call: call.clone(),
+                        agent,
+                        dn,
+                    };
+                    (call, told)
+                }
+                matcher::Told::Unreserved { call, agent } => {
+                    tracing::info!(%tenant, %agent, call_id = %call,
+                        "reserved agent no longer available: the call waits again");
+                    let told = Told::Unreserved {
+                        call: call.clone(),
+                        agent,
+                    };
+                    (call, told)
+                }
+            };
+            if let Some(waiter) = self.waiters.get(&call) {
+                waiter.tell(told);
+            }
+        }
     }
 }
 
-/// What matching reads of a tenant's configuration, indexed when it changes rather than
-/// looked up in it on every event.
-#[derive(Default)]
-struct Known {
-    profiles: HashMap<String, Profile>,
-    /// How each queue chooses among agents (its option `choice`, longest idle by default),
-    /// in the configuration's order.
-    queues: Vec<(String, Choice)>,
-}
-
-impl Known {
-    fn of(directory: &Directory) -> HashMap<String, Known> {
-        directory
-            .tenants()
-            .map(|t| {
-                let profiles = t
-                    .config
-                    .agents
-                    .iter()
-                    .map(|a| (a.id.clone(), a.profile()))
-                    .collect();
-                let queues = t
-                    .config
-                    .queues
-                    .iter()
-                    .map(|q| {
-                        let choice = q.options.get("choice").and_then(|c| Choice::parse(c));
-                        (q.name.clone(), choice.unwrap_or_default())
-                    })
-                    .collect();
-                (t.name.clone(), Known { profiles, queues })
-            })
-            .collect()
-    }
-
-    fn choice(&self, queue: &str) -> Choice {
-        self.queues
-            .iter()
-            .find(|(name, _)| name == queue)
-            .map_or_else(Choice::default, |(_, c)| *c)
-    }
-}
-
-impl Tenant {
-    /// The first call in order (priority, then age) across the queues that the agent of
-    /// `profile` satisfies: its queue and id.
-    fn first_for(&self, profile: &Profile) -> Option<(String, String)> {
-        self.queues
-            .iter()
-            .filter_map(|(name, q)| q.first_for(profile).map(|w| (name, w)))
-            .min_by_key(|(_, w)| (std::cmp::Reverse(w.priority), w.since))
-            .map(|(name, w)| (name.clone(), w.call.clone()))
-    }
+/// What matching reads of each tenant's configuration: its agents' profiles and how each
+/// queue chooses among agents (its option `choice`, longest idle by default).
+fn known(directory: &Directory) -> HashMap<String, Known> {
+    directory
+        .tenants()
+        .map(|t| {
+            let profiles = t
+                .config
+                .agents
+                .iter()
+                .map(|a| (a.id.clone(), a.profile()))
+                .collect();
+            let queues = t
+                .config
+                .queues
+                .iter()
+                .map(|q| {
+                    let choice = q.options.get("choice").and_then(|c| Choice::parse(c));
+                    (q.name.clone(), choice.unwrap_or_default())
+                })
+                .collect();
+            (t.name.clone(), Known { profiles, queues })
+        })
+        .collect()
 }
 
 impl RqState {
-    fn availability(&mut self, a: Availability) {
-        let t = self.tenants.entry(a.tenant.clone()).or_default();
-        let info = t.agents.entry(a.agent.clone()).or_default();
-        info.dn = a.dn.clone();
-        info.queues = a.queues.iter().cloned().collect();
-        info.available = a.available;
-        info.on_call = a.on_call;
-        if !a.available {
-            info.rona = false;
-        }
-        let rona = info.rona;
-        if let Some(r) = t.reserved.get_mut(&a.agent) {
-            if a.on_call {
-                // The call reaches the agent's phone.
-                r.reached = true;
-                return;
-            }
-            if a.available || r.reached {
-                // Still Ready while the call is on its way; or the call rang the phone and
-                // its outcome (delivered, withdrawn, queued again) gives the agent back.
-                return;
-            }
-            // Not ready or logged out before the call reached the phone: the call waits
-            // again with its age.
-            let r = t.reserved.remove(&a.agent).expect("present");
-            t.by_call.remove(&r.call);
-            tracing::info!(tenant = %a.tenant, agent = %a.agent, call_id = %r.call,
-                "reserved agent no longer available: the call waits again");
-            r.waiter.tell(Told::Unreserved {
-                call: r.call.clone(),
-                agent: a.agent.clone(),
-            });
-        }
-        if a.available && !rona {
-            self.free_agent(&a.tenant, &a.agent);
-        } else {
-            t.pool.remove(&a.agent);
-        }
-    }
-
-    /// An agent became free (Ready, or a reservation ended): into the pool, and offered the
-    /// first call (by priority, then age) across the queues it may take; unless it is there
-    /// already or may not take a call.
-    fn free_agent(&mut self, tenant: &str, agent: &str) {
-        let (Some(profile), Some(t)) = (
-            self.known.get(tenant).and_then(|k| k.profiles.get(agent)),
-            self.tenants.get_mut(tenant),
-        ) else {
-            return;
-        };
-        let Some(info) = t.agents.get(agent) else {
-            return;
-        };
-        if !info.available
-            || info.on_call
-            || info.rona
-            || t.reserved.contains_key(agent)
-            || t.pool.contains(agent)
-        {
-            return;
-        }
-        t.pool
-            .insert_loaded(profile.clone(), crate::unix_ms(), info.load);
-        if let Some((queue, call)) = t.first_for(profile) {
-            self.reserve(tenant, &queue, &call, agent);
-        }
-    }
-
-    /// A call arrived or changed: the agent its queue chooses, if one is Ready. A call
-    /// behind others of higher rank that the same agent could take waits its turn: the
-    /// agent goes to the first call in order it satisfies, and the call tries the next
-    /// agent. Each turn reserves an agent, so it ends.
-    fn match_call(&mut self, tenant: &str, queue: &str, call: &str) {
-        loop {
-            let (Some(known), Some(t)) = (self.known.get(tenant), self.tenants.get(tenant)) else {
-                return;
-            };
-            let Some(waiting) = t.queues.get(queue).and_then(|q| q.get(call)) else {
-                return;
-            };
-            let Some(agent) = t.pool.choose(&waiting.target, known.choice(queue)) else {
-                return;
-            };
-            let Some((first_queue, first)) = known.profiles.get(agent).and_then(|p| t.first_for(p))
-            else {
-                return;
-            };
-            let agent = agent.to_owned();
-            self.reserve(tenant, &first_queue, &first, &agent);
-            if first == call {
-                return;
-            }
-        }
-    }
-
-    fn reserve(&mut self, tenant: &str, queue: &str, call: &str, agent: &str) {
-        let Some(t) = self.tenants.get_mut(tenant) else {
-            return;
-        };
-        if t.queues
-            .get_mut(queue)
-            .and_then(|q| q.remove(call))
-            .is_none()
-        {
-            return;
-        }
-        let Some((_, waiter)) = t.waiting.remove(call) else {
-            return;
-        };
-        t.pool.reserve(agent);
-        let dn = t
-            .agents
-            .get(agent)
-            .map(|i| i.dn.clone())
-            .unwrap_or_default();
-        tracing::debug!(%tenant, %queue, call_id = %call, %agent, %dn, "agent reserved");
-        waiter.tell(Told::Matched {
-            call: call.to_owned(),
-            agent: agent.to_owned(),
-            dn,
-        });
-        t.by_call.insert(call.to_owned(), agent.to_owned());
-        t.reserved.insert(
-            agent.to_owned(),
-            Reservation {
-                call: call.to_owned(),
-                queue: queue.to_owned(),
-                waiter,
-                reached: false,
-            },
-        );
-    }
-
     fn stats(&self, tenant: &str) -> Vec<QueueStats> {
         let Some(known) = self.known.get(tenant) else {
             return Vec::new();
         };
-        let t = self.tenants.get(tenant);
+        let t = self.tenants.get(tenant).map(|t| &t.matcher);
         let now = crate::unix_ms();
         known
             .queues
@@ -457,7 +267,7 @@ impl RqState {
                     return s;
                 };
                 let mut able = BTreeSet::new();
-                if let Some(queue) = t.queues.get(&name) {
+                if let Some(queue) = t.queue(&name) {
                     s.waiting = queue.len() as u32;
                     s.oldest_ms = queue
                         .iter()
@@ -472,11 +282,11 @@ impl RqState {
                         }
                     }
                     for target in targets {
-                        able.extend(t.pool.choose_all(target));
+                        able.extend(t.pool().choose_all(target));
                     }
                 }
-                for (agent, info) in t.agents.iter().filter(|(_, i)| i.queues.contains(&name)) {
-                    if info.on_call || t.reserved.contains_key(agent) {
+                for (agent, info) in t.agents().filter(|(_, i)| i.queues.contains(&name)) {
+                    if info.on_call || t.is_reserved(agent) {
                         s.busy += 1;
                     } else if info.available {
                         s.ready_serving += 1;
@@ -487,19 +297,15 @@ impl RqState {
                 } else {
                     able.len() as u32
                 };
-                s.ewt_ms = t
-                    .estimates
-                    .get(&name)
-                    .and_then(|e| e.for_position(s.waiting as usize + 1));
+                s.ewt_ms = t.estimate(&name, s.waiting as usize + 1);
                 s
             })
             .collect()
     }
 
     fn place(&self, tenant: &str, call: &str) -> Option<Place> {
-        let t = self.tenants.get(tenant)?;
-        if let Some(agent) = t.by_call.get(call) {
-            let r = t.reserved.get(agent)?;
+        let t = &self.tenants.get(tenant)?.matcher;
+        if let Some((agent, r)) = t.reservation_of(call) {
             return Some(Place {
                 queue: r.queue.clone(),
                 position: 0,
@@ -507,15 +313,12 @@ impl RqState {
                 agent: Some(agent.clone()),
             });
         }
-        let (queue, _) = t.waiting.get(call)?;
-        let position = t.queues.get(queue)?.position(call)?;
+        let queue = t.waiting_in(call)?;
+        let position = t.queue(queue)?.position(call)?;
         Some(Place {
             queue: queue.clone(),
             position: position as u32,
-            ewt_ms: t
-                .estimates
-                .get(queue)
-                .and_then(|e| e.for_position(position)),
+            ewt_ms: t.estimate(queue, position),
             agent: None,
         })
     }
@@ -533,6 +336,7 @@ mod tests {
     use switchboard_routing::target::Target;
 
     use super::*;
+    use crate::messages::rq::Availability;
     use crate::tenant::demo_tenant;
 
     /// A waiter, and what it is told as (call, agent, "matched" or "unreserved").

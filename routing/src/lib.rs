@@ -3,6 +3,7 @@
 //! wait, and the strategies routing points run.
 
 pub mod dialplan;
+pub mod matcher;
 pub mod pool;
 pub mod queue;
 pub mod strategy;
