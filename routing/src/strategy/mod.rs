@@ -296,6 +296,26 @@ impl Program {
         names
     }
 
+    /// Each queue statement's targets (its first, then its overflows'), with its line and
+    /// queue.
+    pub fn targets(&self) -> Vec<(usize, &str, Vec<&Target>)> {
+        self.code
+            .iter()
+            .zip(&self.lines)
+            .filter_map(|(instr, &line)| match instr {
+                Instr::Queue(s) => {
+                    let mut targets = vec![&s.target];
+                    targets.extend(s.after.iter().filter_map(|(_, o)| match o {
+                        Overflow::Target(t) => Some(t),
+                        Overflow::Priority(_) => None,
+                    }));
+                    Some((line, s.queue.as_str(), targets))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     fn holds(&self, c: &Condition, call: &CallInfo, now: u64) -> bool {
         match c {
             Condition::Open(h) => self.hours.get(h).is_some_and(|h| h.open(now)),
