@@ -1,7 +1,8 @@
 //! The switchboard node: `switchboard serve` runs the SIP edge, the registrar, the tenant
 //! configuration and its provisioning API in one process, on embedded defaults, a TOML file or
 //! PostgreSQL;
-//! `switchboard config` moves tenants between TOML and PostgreSQL.
+//! `switchboard config` moves tenants between TOML and PostgreSQL;
+//! `switchboard simulate` runs a scenario through a tenant's routing on virtual time.
 
 mod auth;
 mod config;
@@ -10,6 +11,7 @@ mod http;
 mod metrics;
 mod node;
 mod provisioning;
+mod simulate;
 mod stats;
 mod tls;
 mod voice;
@@ -60,6 +62,9 @@ enum Command {
     /// Move tenants between TOML and PostgreSQL.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run a day's calls through a tenant's strategies and queues on virtual time, and
+    /// report service level, waits, abandons and occupancy per interval.
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Subcommand)]
@@ -179,6 +184,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(serve(args))
         }
         Command::Config(command) => runtime.block_on(config_command(command)),
+        Command::Simulate(args) => runtime.block_on(simulate::simulate(args)),
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub use engine::run;
 pub use report::{ProfileRow, Report, Row};
 pub use scenario::{
-    AgentProfile, Arrival, Arrivals, Break, Distribution, Scenario, ScenarioError, Shift,
+    AgentProfile, Arrival, Arrivals, Break, Distribution, Routing, Scenario, ScenarioError, Shift,
 };
 
 use crate::pool::Choice;

@@ -63,6 +63,25 @@ pub struct Scenario {
     pub patience: Option<Distribution>,
     pub arrivals: Vec<Arrivals>,
     pub agents: Vec<AgentProfile>,
+    /// A routing point's strategy other than the tenant's latest, by its number: what a
+    /// what-if changes.
+    #[serde(default)]
+    pub routing: BTreeMap<String, Routing>,
+}
+
+/// A strategy for a routing point in place of the tenant's latest version of its own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Routing {
+    /// This version of the routing point's strategy.
+    #[serde(default)]
+    pub strategy_version: Option<u32>,
+    /// This strategy text.
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// The strategy text in this file (read by the caller into `strategy`).
+    #[serde(default)]
+    pub strategy_file: Option<String>,
 }
 
 fn default_start() -> String {
