@@ -51,36 +51,59 @@ pub(crate) async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let config = tenant_config(&args).await?;
     let scenario = load(&args.scenario)?;
     let report = run(&config, &scenario, &args.scenario)?;
-    let mut out = std::io::stdout().lock();
-    let Some(other_path) = &args.compare else {
-        match args.format {
-            Format::Table => render::table(&mut out, &report)?,
-            Format::Csv => render::csv(&mut out, &report)?,
-            Format::Json => serde_json::to_writer_pretty(&mut out, &report)?,
-        }
-        if let Some(dir) = &args.charts {
-            render::charts(dir, &report, None)?;
-        }
-        return Ok(());
+    let mut out = Vec::new();
+    let written = match &args.compare {
+        None => print(&mut out, &args, &report),
+        Some(other) => compare(&mut out, &args, &config, &scenario, &report, other),
     };
+    written?;
+    // A reader that stopped early (`| head`) is no error.
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), &out) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// Reports one run as `args` ask.
+fn print(out: &mut Vec<u8>, args: &SimulateArgs, report: &Report) -> anyhow::Result<()> {
+    match args.format {
+        Format::Table => render::table(out, report)?,
+        Format::Csv => render::csv(out, report)?,
+        Format::Json => serde_json::to_writer_pretty(&mut *out, report)?,
+    }
+    if let Some(dir) = &args.charts {
+        render::charts(dir, report, None)?;
+    }
+    Ok(())
+}
+
+/// Runs the scenario at `other_path` on the first one's seed, and reports both.
+fn compare(
+    out: &mut Vec<u8>,
+    args: &SimulateArgs,
+    config: &TenantConfig,
+    scenario: &Scenario,
+    report: &Report,
+    other_path: &Path,
+) -> anyhow::Result<()> {
     let mut other = load(other_path)?;
     // The same callers: the first scenario's seed.
     other.seed = scenario.seed;
-    let other_report = run(&config, &other, other_path)?;
+    let other_report = run(config, &other, other_path)?;
     let names = [name_of(&args.scenario), name_of(other_path)];
     match args.format {
-        Format::Table => render::comparison(&mut out, &names, &report, &other_report)?,
+        Format::Table => render::comparison(out, &names, report, &other_report)?,
         Format::Csv => {
-            render::csv(&mut out, &report)?;
-            render::csv(&mut out, &other_report)?;
+            render::csv(out, report)?;
+            render::csv(out, &other_report)?;
         }
         Format::Json => serde_json::to_writer_pretty(
-            &mut out,
+            &mut *out,
             &serde_json::json!({ names[0].as_str(): report, names[1].as_str(): other_report }),
         )?,
     }
     if let Some(dir) = &args.charts {
-        render::charts(dir, &report, Some((&names, &other_report)))?;
+        render::charts(dir, report, Some((&names, &other_report)))?;
     }
     Ok(())
 }

@@ -119,6 +119,9 @@ struct Source<'a> {
     rng: Rng,
     /// For a CSV: the next line.
     next: usize,
+    /// The last arrival's exact time (ms), from which the next is drawn: rounding each to
+    /// the millisecond it is scheduled at would shift the rate.
+    clock: f64,
 }
 
 /// Runs `scenario` against `tenant`, after checking it.
@@ -166,6 +169,7 @@ pub fn run(tenant: &Tenant, scenario: &Scenario) -> Result<Report, ScenarioError
                 spec,
                 rng: Rng::new(scenario.seed, ARRIVALS + i as u64),
                 next: 0,
+                clock: 0.0,
             })
             .collect(),
         calls: Vec::new(),
@@ -185,7 +189,7 @@ pub fn run(tenant: &Tenant, scenario: &Scenario) -> Result<Report, ScenarioError
     };
     sim.plan_agents()?;
     for i in 0..sim.arrivals.len() {
-        if let Some(at) = sim.next_arrival(i, 0) {
+        if let Some(at) = sim.next_arrival(i) {
             sim.at(at, Ev::Arrive(i));
         }
     }
@@ -228,10 +232,10 @@ impl Sim<'_> {
         Ok(())
     }
 
-    /// The next arrival at routing point `i` after `after`: Poisson at the rate of each
-    /// interval in turn (memoryless, so a draw that crosses into the next interval starts
-    /// again there), or the CSV's next line.
-    fn next_arrival(&mut self, i: usize, after: u64) -> Option<u64> {
+    /// The next arrival at routing point `i`: Poisson at the rate of each interval in turn
+    /// (memoryless, so a draw that crosses into the next interval starts again there), or
+    /// the CSV's next line.
+    fn next_arrival(&mut self, i: usize) -> Option<u64> {
         let interval_ms = self.interval_ms;
         let end = self.end_ms;
         let source = &mut self.arrivals[i];
@@ -239,9 +243,9 @@ impl Sim<'_> {
             let t = source.spec.times.get(source.next)?;
             return Some(ms(t.secs)).filter(|t| *t < end);
         }
-        let mut t = after;
-        while t < end {
-            let interval = (t / interval_ms) as usize;
+        let mut t = source.clock;
+        while t < end as f64 {
+            let interval = (t / interval_ms as f64) as usize;
             let per_ms = match (&source.spec.per_hour, &source.spec.per_interval) {
                 (Some(h), _) => h / 3_600_000.0,
                 (_, Some(curve)) => {
@@ -249,17 +253,19 @@ impl Sim<'_> {
                 }
                 _ => 0.0,
             };
-            let boundary = (interval as u64 + 1) * interval_ms;
+            let boundary = ((interval as u64 + 1) * interval_ms) as f64;
             if per_ms <= 0.0 {
                 t = boundary;
                 continue;
             }
-            let next = t as f64 + source.rng.exponential(1.0 / per_ms);
-            if next < boundary as f64 {
-                return Some((next.round() as u64).max(t));
+            let next = t + source.rng.exponential(1.0 / per_ms);
+            if next < boundary {
+                source.clock = next;
+                return Some(next as u64);
             }
             t = boundary;
         }
+        source.clock = t;
         None
     }
 
@@ -323,7 +329,7 @@ impl Sim<'_> {
     }
 
     fn arrive(&mut self, i: usize) {
-        if let Some(next) = self.next_arrival(i, self.now + 1) {
+        if let Some(next) = self.next_arrival(i) {
             self.at(next, Ev::Arrive(i));
         }
         let source = &mut self.arrivals[i];
