@@ -1,13 +1,18 @@
 //! `switchboard simulate` as a planner runs it: the example day on the demo tenant's support
 //! line (its report's arithmetic), the same scenario and seed in two processes (the same
 //! bytes), agents' shifts and breaks, `--compare` finding the better of two strategies, and
-//! each kind of bad input refused with nothing run.
+//! each kind of bad input refused with nothing run; the tenant from `config export`'s file
+//! and from PostgreSQL, with the version of a strategy a scenario names.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn switchboard() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    c.env_remove("SWITCHBOARD_POSTGRES");
+    c
 }
 
 fn example() -> PathBuf {
@@ -141,28 +146,34 @@ fn the_same_scenario_and_seed_give_the_same_bytes_in_two_processes() {
     );
 }
 
-/// A scenario in `dir` on the demo tenant: `body` after the common part.
+/// A scenario in `dir` on the demo tenant: `body` after the common part (calls of 180 s on
+/// average, unless `body` says otherwise).
 fn scenario(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
+    let handle = if body.contains("handle =") {
+        ""
+    } else {
+        "handle = { distribution = \"exponential\", mean-secs = 180 }\n"
+    };
     std::fs::write(
         &path,
-        format!(
-            "seed = 7\ninterval-minutes = 30\nhandle = {{ distribution = \"exponential\", mean-secs = 180 }}\n{body}"
-        ),
+        format!("seed = 7\ninterval-minutes = 30\n{handle}{body}"),
     )
     .expect("write");
     path
 }
 
 /// One agent on a shift of 01:00 to 03:00 with a break at 02:00: staffed only then, less
-/// the break, and no call answered outside it.
+/// the break, and no call answered outside it. Its calls last 60 or 120 s, from a file.
 #[test]
 fn agents_leave_and_return_on_time_for_their_shifts_and_breaks() {
     let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("handle.txt"), "# seconds\n60\n120\n").expect("write");
     let path = scenario(
         dir.path(),
         "shift.toml",
         r#"intervals = 8
+handle = { distribution = "empirical", file = "handle.txt" }
 
 [[arrivals]]
 routing-point = "5000"
@@ -193,6 +204,24 @@ strategy = 'queue support target "english >= 1"'
             )
         })
         .collect();
+    let busy: f64 = report["profiles"]
+        .as_array()
+        .expect("profiles")
+        .iter()
+        .filter(|p| p["interval"].is_null())
+        .map(|p| p["busy_secs"].as_f64().expect("busy"))
+        .sum();
+    let all = report["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["scope"] == "routing-point" && r["interval"].is_null())
+        .expect("the run");
+    let answered = all["answered"].as_f64().expect("answered");
+    assert!(
+        busy >= 60.0 * answered && busy <= 120.0 * answered,
+        "{busy} s busy for {answered} calls of 60 or 120 s"
+    );
     let intervals: Vec<u64> = staffed.iter().map(|(i, _)| *i).collect();
     assert_eq!(intervals, [2, 3, 4, 5], "01:00 to 03:00");
     // A break taken at 02:00 when free, else when the call in hand ends: 20 minutes out
@@ -317,6 +346,14 @@ fn bad_scenarios_are_refused_naming_the_line_and_field() {
             "day.csv: line 3, field seconds: \"8am\" is not a time in seconds",
         ),
         (
+            "empirical.toml",
+            format!(
+                "handle = {{ distribution = \"empirical\", file = \"bad-handle.txt\" }}\n{}",
+                arrivals("5000", "10")
+            ),
+            "bad-handle.txt: line 2: \"2m\" is not a duration in seconds",
+        ),
+        (
             "queue.toml",
             format!(
                 "{}\n[routing.\"5000\"]\nstrategy = 'queue nightshift target \"english >= 1\"'\n",
@@ -330,9 +367,100 @@ fn bad_scenarios_are_refused_naming_the_line_and_field() {
         "seconds,caller\n10,+1555\n8am,+1556\n",
     )
     .expect("csv");
+    std::fs::write(dir.path().join("bad-handle.txt"), "60\n2m\n").expect("file");
     for (name, body, says) in cases {
         let path = scenario(dir.path(), name, &body);
         let why = refused(&[path.to_str().expect("path")]);
         assert!(why.contains(says), "{name}: {why}");
     }
+}
+
+/// The demo tenant exported to a file with a second version of its `support` strategy (no
+/// overflow, anyone with English): the latest version runs unless the scenario names
+/// another; and the same tenant imported into PostgreSQL gives the same report, byte for
+/// byte.
+#[test]
+fn the_tenant_comes_from_a_file_or_postgresql_with_the_strategy_version_asked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (status, exported, err) = support::switchboard(&["config", "export", "--with-secrets"]);
+    assert!(status.success(), "{err}");
+    let tenants = dir.path().join("tenants.toml");
+    let version_2 = "[[tenants.strategies]]\nname = \"support\"\nversion = 2\ndocument = 'queue support target \"english >= 1\"'\n";
+    std::fs::write(&tenants, format!("{exported}\n{version_2}")).expect("write");
+    let example = example();
+    let latest = report(&[
+        example.to_str().expect("path"),
+        "--tenant-file",
+        tenants.to_str().expect("path"),
+        "--format",
+        "csv",
+    ]);
+    let overflowed = |csv: &str| -> u64 {
+        let line = csv
+            .lines()
+            .find(|l| l.starts_with("calls,routing-point,5000,,all,"))
+            .expect("the run's line");
+        line.split(',')
+            .nth(15)
+            .expect("overflowed")
+            .parse()
+            .expect("a count")
+    };
+    assert_eq!(overflowed(&latest), 0, "version 2 has no overflow");
+
+    let text = std::fs::read_to_string(&example).expect("example");
+    let pinned = dir.path().join("version-1.toml");
+    std::fs::write(
+        &pinned,
+        format!("{text}\n[routing.\"5000\"]\nstrategy-version = 1\n"),
+    )
+    .expect("write");
+    let first = report(&[
+        pinned.to_str().expect("path"),
+        "--tenant-file",
+        tenants.to_str().expect("path"),
+        "--format",
+        "csv",
+    ]);
+    assert!(overflowed(&first) > 0, "version 1 overflows after 30 s");
+    assert_eq!(
+        first,
+        report(&[example.to_str().expect("path"), "--format", "csv"]),
+        "version 1 is the demo's strategy"
+    );
+    let absent = dir.path().join("version-9.toml");
+    std::fs::write(
+        &absent,
+        format!("{text}\n[routing.\"5000\"]\nstrategy-version = 9\n"),
+    )
+    .expect("write");
+    let why = refused(&[
+        absent.to_str().expect("path"),
+        "--tenant-file",
+        tenants.to_str().expect("path"),
+    ]);
+    assert!(
+        why.contains("strategy \"support\" has no version 9"),
+        "{why}"
+    );
+
+    let url = support::postgres_db("sb_simulate");
+    let (status, _, err) = support::switchboard(&[
+        "config",
+        "import",
+        tenants.to_str().expect("path"),
+        "--postgres",
+        &url,
+    ]);
+    assert!(status.success(), "{err}");
+    let from_postgres = report(&[
+        example.to_str().expect("path"),
+        "--postgres",
+        &url,
+        "--tenant",
+        "demo",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(from_postgres, latest);
 }

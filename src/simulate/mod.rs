@@ -20,8 +20,9 @@ use crate::config::TenantsFile;
 pub(crate) struct SimulateArgs {
     /// The scenario (TOML): arrivals, handle times, patience, agents, seed.
     scenario: PathBuf,
-    /// The tenant's configuration: a TOML file of [[tenants]], as `config export` prints.
-    #[arg(long, conflicts_with = "postgres")]
+    /// The tenant's configuration: a TOML file of [[tenants]], as `config export` prints
+    /// (before PostgreSQL when both are given).
+    #[arg(long)]
     tenant_file: Option<PathBuf>,
     /// The tenant's configuration from PostgreSQL (postgres://user@host:port/db).
     #[arg(long, env = "SWITCHBOARD_POSTGRES")]
