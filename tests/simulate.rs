@@ -464,3 +464,54 @@ fn the_tenant_comes_from_a_file_or_postgresql_with_the_strategy_version_asked() 
     ]);
     assert_eq!(from_postgres, latest);
 }
+
+/// Agents' phones that let a share of calls ring unanswered (RONA): each such call waits
+/// again with its age and is answered later, so the same callers wait longer, and none is
+/// lost.
+#[test]
+fn calls_that_ring_unanswered_wait_again_and_are_answered_later() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |share: f64| {
+        let path = scenario(
+            dir.path(),
+            &format!("rona-{share}.toml"),
+            &format!(
+                r#"intervals = 8
+rona-share = {share}
+rona-timeout-secs = 15
+
+[[arrivals]]
+routing-point = "5000"
+per-hour = 60
+
+[[agents]]
+name = "support"
+count = 4
+skills = {{ english = 5 }}
+groups = ["support"]
+
+[routing."5000"]
+strategy = 'queue support target "english >= 1"'
+"#
+            ),
+        );
+        let report = json(&[path.to_str().expect("path"), "--format", "json"]);
+        report["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["scope"] == "routing-point" && r["interval"].is_null())
+            .cloned()
+            .expect("the run")
+    };
+    let (answered, rona) = (run(0.0), run(0.3));
+    assert_eq!(rona["offered"], answered["offered"], "the same callers");
+    assert_eq!(rona["answered"], rona["offered"], "{rona}");
+    let asa = |r: &serde_json::Value| r["average_speed_of_answer"].as_f64().expect("ASA");
+    assert!(
+        asa(&rona) > asa(&answered) + 4.5,
+        "{} s against {} s",
+        asa(&rona),
+        asa(&answered)
+    );
+}
