@@ -206,6 +206,36 @@ impl Phones {
         })
     }
 
+    /// UDP phones on the sockets given (bound where calls to their DNs are to reach them),
+    /// each connected to `target`.
+    pub async fn on_sockets(target: SocketAddr, sockets: Vec<UdpSocket>) -> std::io::Result<Self> {
+        let mut phones = Vec::with_capacity(sockets.len());
+        for socket in sockets {
+            socket.connect(target).await?;
+            phones.push(Arc::new(Phone {
+                local: socket.local_addr()?,
+                way: Way::Udp(socket),
+            }));
+        }
+        Ok(Self {
+            target,
+            phones,
+            via: "UDP",
+        })
+    }
+
+    /// The UDP phones' sockets, once their rounds are over (to answer calls on).
+    pub fn into_sockets(self) -> Vec<UdpSocket> {
+        self.phones
+            .into_iter()
+            .filter_map(|p| Arc::try_unwrap(p).ok())
+            .filter_map(|p| match p.way {
+                Way::Udp(socket) => Some(socket),
+                Way::Stream(_) => None,
+            })
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.phones.len()
     }
