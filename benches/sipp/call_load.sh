@@ -25,7 +25,7 @@ need sipp kamailio curl
 build_release switchboard
 extra=
 if [ -n "${REDIS:-}" ]; then
-    start_redis $((sb_port + 3))
+    start_redis $((sb_port + 5))
     extra=$(printf '[stores]\nredis = "%s"\n' "$redis_url")
 fi
 start_switchboard "$sb_port" "$extra"

@@ -25,7 +25,7 @@ need sipp curl
 build_release switchboard
 redis=${REDIS:-}
 if [ -z "$redis" ] && [ -z "${NO_REDIS:-}" ]; then
-    start_redis $((sb_port + 3))
+    start_redis $((sb_port + 5))
     redis=$redis_url
 fi
 start_switchboard "$sb_port" "${redis:+$(printf '[stores]\nredis = "%s"\n' "$redis")}"

@@ -15,7 +15,7 @@ phone_port=${PHONE_PORT:-36001}
 
 need sipp curl redis-server
 build_release switchboard
-start_redis $((sb_port + 3))
+start_redis $((sb_port + 5))
 start_switchboard "$sb_port" "$(printf '[stores]\nredis = "%s"\n' "$redis_url")"
 start_phone 1001 "$phone_port" "$sb_port"
 sleep 1
