@@ -515,3 +515,68 @@ strategy = 'queue support target "english >= 1"'
         asa(&answered)
     );
 }
+
+/// Agents wrap up as the tenant says (its `wrap_up_secs`) unless the scenario says otherwise:
+/// calls of exactly 60 s keep an agent busy 120 s each with the tenant's 60 s of after-call
+/// work, 60 s with the scenario's `wrap-up-secs = 0`.
+#[test]
+fn agents_wrap_up_as_the_tenant_says_unless_the_scenario_says_otherwise() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (status, exported, err) = support::switchboard(&["config", "export", "--with-secrets"]);
+    assert!(status.success(), "{err}");
+    let tenants = dir.path().join("tenants.toml");
+    assert!(exported.contains("wrap_up_secs = 0\n"), "{exported}");
+    std::fs::write(
+        &tenants,
+        exported.replacen("wrap_up_secs = 0\n", "wrap_up_secs = 60\n", 1),
+    )
+    .expect("write");
+    let busy_per_call = |wrap_up: &str| {
+        let path = scenario(
+            dir.path(),
+            &format!("wrap{}.toml", wrap_up.len()),
+            &format!(
+                r#"handle = {{ distribution = "fixed", mean-secs = 60 }}
+intervals = 4
+{wrap_up}
+[[arrivals]]
+routing-point = "5000"
+per-hour = 20
+
+[[agents]]
+name = "support"
+count = 10
+skills = {{ english = 5 }}
+groups = ["support"]
+"#
+            ),
+        );
+        let report = json(&[
+            path.to_str().expect("path"),
+            "--tenant-file",
+            tenants.to_str().expect("path"),
+            "--format",
+            "json",
+        ]);
+        let all = report["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["scope"] == "routing-point" && r["interval"].is_null())
+            .cloned()
+            .expect("the run");
+        let busy = report["profiles"]
+            .as_array()
+            .expect("profiles")
+            .iter()
+            .find(|p| p["interval"].is_null())
+            .and_then(|p| p["busy_secs"].as_f64())
+            .expect("busy");
+        busy / all["answered"].as_f64().expect("answered")
+    };
+    let tenant = busy_per_call("");
+    let scenario = busy_per_call("wrap-up-secs = 0");
+    // Calls still in after-call work at the run's end count only up to it.
+    assert!((110.0..=120.0).contains(&tenant), "{tenant}");
+    assert!((55.0..=60.0).contains(&scenario), "{scenario}");
+}

@@ -172,10 +172,15 @@ fn load(path: &Path) -> anyhow::Result<Scenario> {
     Ok(scenario)
 }
 
-/// Runs `scenario` against the tenant `config`; errors name the scenario's file.
+/// Runs `scenario` against the tenant `config`; errors name the scenario's file. Agents wrap
+/// up as the tenant says unless the scenario says otherwise.
 fn run(config: &TenantConfig, scenario: &Scenario, path: &Path) -> anyhow::Result<Report> {
     let tenant = tenant(config, scenario).with_context(|| format!("{}", path.display()))?;
-    simulate::run(&tenant, scenario).with_context(|| format!("{}", path.display()))
+    let mut scenario = scenario.clone();
+    scenario
+        .wrap_up_secs
+        .get_or_insert(f64::from(config.wrap_up_secs));
+    simulate::run(&tenant, &scenario).with_context(|| format!("{}", path.display()))
 }
 
 /// What the simulator takes of the tenant: each routing point's strategy (its latest

@@ -538,10 +538,11 @@ impl Sim<'_> {
             return;
         };
         self.end(c, End::Answered);
-        if self.scenario.wrap_up_secs > 0.0 {
+        let wrap_up = self.scenario.wrap_up_secs.unwrap_or(0.0);
+        if wrap_up > 0.0 {
             self.set(agent, AgentState::WrapUp);
             self.report(agent, false, false);
-            let at = self.now + ms(self.scenario.wrap_up_secs);
+            let at = self.now + ms(wrap_up);
             self.at(at, Ev::WrapEnd(agent));
         } else {
             self.free(agent);

@@ -45,9 +45,10 @@ pub struct Scenario {
     /// How long a blocking treatment (announcement, busy, collect) takes.
     #[serde(default)]
     pub announcement_secs: f64,
-    /// After-call work after each call.
+    /// After-call work after each call; the tenant's own (`wrap_up_secs` of its
+    /// configuration) when the scenario does not say.
     #[serde(default)]
-    pub wrap_up_secs: f64,
+    pub wrap_up_secs: Option<f64>,
     /// The share of calls offered to an agent that ring unanswered (RONA).
     #[serde(default)]
     pub rona_share: f64,
@@ -356,7 +357,7 @@ impl Scenario {
             ("service-level-secs", self.service_level_secs),
             ("ring-secs", self.ring_secs),
             ("announcement-secs", self.announcement_secs),
-            ("wrap-up-secs", self.wrap_up_secs),
+            ("wrap-up-secs", self.wrap_up_secs.unwrap_or(0.0)),
             ("rona-timeout-secs", self.rona_timeout_secs),
             ("rona-not-ready-secs", self.rona_not_ready_secs),
         ];
