@@ -1,37 +1,58 @@
 //! Bindings in memory: the [`BindingStore`] a node uses without Redis.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use crate::messages::registrar::{Binding, BindingStore, Changes};
 use crate::store::StoreFuture;
 
+/// How many locks the bindings are spread over: the registrar's shards each take their own
+/// address-of-records' lock, and seldom wait for one another.
+const SHARDS: usize = 16;
+
 /// Bindings in this process, lost when it stops.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct MemoryBindings {
-    inner: Arc<Mutex<Memory>>,
+    shards: Arc<[Mutex<Memory>]>,
+}
+
+impl Default for MemoryBindings {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Memory {
-    /// (tenant, aor) -> key -> binding
-    bindings: HashMap<(String, String), HashMap<String, Binding>>,
+    /// tenant -> aor -> key -> binding, looked up by borrowed names.
+    bindings: HashMap<String, HashMap<String, HashMap<String, Binding>>>,
     /// (expires_at_ms, tenant, aor, key), to find expired bindings without a scan.
     expiry: BTreeSet<(u64, String, String, String)>,
 }
 
 impl MemoryBindings {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    /// The lock of `aor`'s bindings in `tenant`.
+    fn lock(&self, tenant: &str, aor: &str) -> std::sync::MutexGuard<'_, Memory> {
+        let mut h = std::hash::DefaultHasher::new();
+        (tenant, aor).hash(&mut h);
+        lock(&self.shards[(h.finish() % self.shards.len() as u64) as usize])
     }
+}
+
+fn lock(shard: &Mutex<Memory>) -> std::sync::MutexGuard<'_, Memory> {
+    shard.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl BindingStore for MemoryBindings {
     fn load<'a>(&'a self, tenant: &'a str, aor: &'a str) -> StoreFuture<'a, Vec<Binding>> {
         Box::pin(async move {
-            let m = self.lock();
+            let m = self.lock(tenant, aor);
             Ok(m.bindings
-                .get(&(tenant.to_owned(), aor.to_owned()))
+                .get(tenant)
+                .and_then(|aors| aors.get(aor))
                 .map(|b| b.values().cloned().collect())
                 .unwrap_or_default())
         })
@@ -44,23 +65,34 @@ impl BindingStore for MemoryBindings {
         changes: &'a Changes,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut m = self.lock();
+            let mut m = self.lock(tenant, aor);
             let Memory { bindings, expiry } = &mut *m;
-            let id = (tenant.to_owned(), aor.to_owned());
-            let held = bindings.entry(id.clone()).or_default();
+            let aors = match bindings.get_mut(tenant) {
+                Some(aors) => aors,
+                None => bindings.entry(tenant.to_owned()).or_default(),
+            };
+            let held = match aors.get_mut(aor) {
+                Some(held) => held,
+                None => aors.entry(aor.to_owned()).or_default(),
+            };
+            let entry =
+                |at: u64, key: &str| (at, tenant.to_owned(), aor.to_owned(), key.to_owned());
             for key in &changes.removals {
                 if let Some(old) = held.remove(key) {
-                    expiry.remove(&(old.expires_at_ms, id.0.clone(), id.1.clone(), key.clone()));
+                    expiry.remove(&entry(old.expires_at_ms, key));
                 }
             }
             for b in &changes.upserts {
                 if let Some(old) = held.insert(b.key.clone(), b.clone()) {
-                    expiry.remove(&(old.expires_at_ms, id.0.clone(), id.1.clone(), b.key.clone()));
+                    expiry.remove(&entry(old.expires_at_ms, &b.key));
                 }
-                expiry.insert((b.expires_at_ms, id.0.clone(), id.1.clone(), b.key.clone()));
+                expiry.insert(entry(b.expires_at_ms, &b.key));
             }
             if held.is_empty() {
-                bindings.remove(&id);
+                aors.remove(aor);
+                if aors.is_empty() {
+                    bindings.remove(tenant);
+                }
             }
             Ok(())
         })
@@ -73,26 +105,36 @@ impl BindingStore for MemoryBindings {
         limit: usize,
     ) -> StoreFuture<'a, Vec<Binding>> {
         Box::pin(async move {
-            let mut m = self.lock();
-            let Memory { bindings, expiry } = &mut *m;
-            let due: Vec<_> = expiry
-                .iter()
-                .take_while(|(at, ..)| *at <= now_ms)
-                .filter(|(_, t, ..)| t == tenant)
-                .take(limit)
-                .cloned()
-                .collect();
-            let mut taken = Vec::with_capacity(due.len());
-            for entry in due {
-                expiry.remove(&entry);
-                let (_, t, aor, key) = entry;
-                let id = (t, aor);
-                if let Some(held) = bindings.get_mut(&id) {
-                    if let Some(b) = held.remove(&key) {
-                        taken.push(b);
+            let mut taken = Vec::new();
+            for shard in self.shards.iter() {
+                if taken.len() >= limit {
+                    break;
+                }
+                let mut m = lock(shard);
+                let Memory { bindings, expiry } = &mut *m;
+                let due: Vec<_> = expiry
+                    .iter()
+                    .take_while(|(at, ..)| *at <= now_ms)
+                    .filter(|(_, t, ..)| t == tenant)
+                    .take(limit - taken.len())
+                    .cloned()
+                    .collect();
+                for entry in due {
+                    expiry.remove(&entry);
+                    let (_, t, aor, key) = entry;
+                    let Some(aors) = bindings.get_mut(&t) else {
+                        continue;
+                    };
+                    if let Some(held) = aors.get_mut(&aor) {
+                        if let Some(b) = held.remove(&key) {
+                            taken.push(b);
+                        }
+                        if held.is_empty() {
+                            aors.remove(&aor);
+                        }
                     }
-                    if held.is_empty() {
-                        bindings.remove(&id);
+                    if aors.is_empty() {
+                        bindings.remove(&t);
                     }
                 }
             }
@@ -102,12 +144,18 @@ impl BindingStore for MemoryBindings {
 
     fn all<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<Binding>> {
         Box::pin(async move {
-            let m = self.lock();
-            Ok(m.bindings
-                .iter()
-                .filter(|((t, _), _)| t == tenant)
-                .flat_map(|(_, b)| b.values().cloned())
-                .collect())
+            let mut all = Vec::new();
+            for shard in self.shards.iter() {
+                let m = lock(shard);
+                all.extend(
+                    m.bindings
+                        .get(tenant)
+                        .into_iter()
+                        .flat_map(|aors| aors.values())
+                        .flat_map(|b| b.values().cloned()),
+                );
+            }
+            Ok(all)
         })
     }
 }
