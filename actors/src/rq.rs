@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use switchboard_routing::matcher::{self, Known, Matcher};
-use switchboard_routing::pool::Choice;
 use switchboard_routing::queue::Waiting;
 
 use crate::messages::rq::{Place, QueueStats, Rq, RqMsg, Told, Waiter};
@@ -222,7 +221,7 @@ impl Tenant {
 }
 
 /// What matching reads of each tenant's configuration: its agents' profiles and how each
-/// queue chooses among agents (its option `choice`, longest idle by default).
+/// queue chooses among agents.
 fn known(directory: &Directory) -> HashMap<String, Known> {
     directory
         .tenants()
@@ -233,15 +232,7 @@ fn known(directory: &Directory) -> HashMap<String, Known> {
                 .iter()
                 .map(|a| (a.id.clone(), a.profile()))
                 .collect();
-            let queues = t
-                .config
-                .queues
-                .iter()
-                .map(|q| {
-                    let choice = q.options.get("choice").and_then(|c| Choice::parse(c));
-                    (q.name.clone(), choice.unwrap_or_default())
-                })
-                .collect();
+            let queues = t.config.queue_choices();
             (t.name.clone(), Known { profiles, queues })
         })
         .collect()

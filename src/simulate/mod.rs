@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use switchboard_actors::tenant::postgres::ConfigStore;
+use switchboard_actors::tenant::provision::latest_strategy;
 use switchboard_actors::tenant::{TenantConfig, compile_strategy, demo_tenant};
-use switchboard_routing::pool::Choice;
 use switchboard_routing::simulate::{self, Report, Scenario};
 use switchboard_routing::strategy::Program;
 
@@ -184,7 +184,9 @@ fn run(config: &TenantConfig, scenario: &Scenario, path: &Path) -> anyhow::Resul
 }
 
 /// What the simulator takes of the tenant: each routing point's strategy (its latest
-/// version, or the one the scenario names), its queues, skills and agent groups.
+/// version, or the one the scenario names), its queues, skills and agent groups. Read from
+/// the configuration rather than the node's compiled tenant, which an export without its
+/// DNs' passwords would not make.
 fn tenant(config: &TenantConfig, scenario: &Scenario) -> anyhow::Result<simulate::Tenant> {
     let mut routing_points = std::collections::BTreeMap::new();
     for rp in &config.routing_points {
@@ -202,13 +204,14 @@ fn tenant(config: &TenantConfig, scenario: &Scenario) -> anyhow::Result<simulate
             }
             None => {
                 let version = wanted.and_then(|w| w.strategy_version);
-                let Some(s) = config
-                    .strategies
-                    .iter()
-                    .filter(|s| s.name == rp.strategy)
-                    .filter(|s| version.is_none_or(|v| v == s.version))
-                    .max_by_key(|s| s.version)
-                else {
+                let found = match version {
+                    Some(v) => config
+                        .strategies
+                        .iter()
+                        .find(|s| s.name == rp.strategy && s.version == v),
+                    None => latest_strategy(config, &rp.strategy),
+                };
+                let Some(s) = found else {
                     match version {
                         Some(v) => bail!(
                             "routing.{:?}: strategy {:?} has no version {v}",
@@ -236,14 +239,7 @@ fn tenant(config: &TenantConfig, scenario: &Scenario) -> anyhow::Result<simulate
     }
     Ok(simulate::Tenant {
         routing_points,
-        queues: config
-            .queues
-            .iter()
-            .map(|q| {
-                let choice = q.options.get("choice").and_then(|c| Choice::parse(c));
-                (q.name.clone(), choice.unwrap_or_default())
-            })
-            .collect(),
+        queues: config.queue_choices(),
         skills: config
             .skills
             .iter()

@@ -203,7 +203,7 @@ pub(super) fn comparison(
 
 /// Which of two runs did better: the higher service level, then fewer abandoned; none when
 /// they are alike.
-pub(super) fn better(a: &Row, b: &Row) -> Option<usize> {
+fn better(a: &Row, b: &Row) -> Option<usize> {
     if (a.service_level - b.service_level).abs() > 1e-9 {
         return Some(if a.service_level > b.service_level {
             0

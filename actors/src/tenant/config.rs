@@ -102,6 +102,22 @@ fn is_utc(zone: &String) -> bool {
 }
 
 impl TenantConfig {
+    /// How each queue chooses among its agents (its option `choice`, longest idle by
+    /// default), in the configuration's order: what matching reads, in the node and in the
+    /// simulator.
+    pub fn queue_choices(&self) -> Vec<(String, switchboard_routing::pool::Choice)> {
+        self.queues
+            .iter()
+            .map(|q| {
+                let choice = q
+                    .options
+                    .get("choice")
+                    .and_then(|c| switchboard_routing::pool::Choice::parse(c));
+                (q.name.clone(), choice.unwrap_or_default())
+            })
+            .collect()
+    }
+
     /// A tenant with no objects yet and the defaults of every setting.
     pub fn new(name: impl Into<String>, domain: impl Into<String>) -> Self {
         Self {

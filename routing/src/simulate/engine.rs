@@ -55,7 +55,6 @@ enum Stage {
 struct Call {
     id: String,
     routing_point: usize,
-    interval: u32,
     arrived: u64,
     session: Session,
     handle_ms: u64,
@@ -107,10 +106,35 @@ struct Sim<'a> {
     epoch: u64,
     interval_ms: u64,
     end_ms: u64,
+    /// The scenario's durations, in ms.
+    times: Times,
     callers: Rng,
     phones: Rng,
     rings: u64,
     tally: Tally,
+}
+
+/// The scenario's durations in ms, converted once.
+struct Times {
+    ring: u64,
+    announcement: u64,
+    wrap_up: u64,
+    rona_timeout: u64,
+    rona_not_ready: u64,
+    threshold: u64,
+}
+
+impl Times {
+    fn of(s: &Scenario) -> Self {
+        Self {
+            ring: ms(s.ring_secs),
+            announcement: ms(s.announcement_secs),
+            wrap_up: ms(s.wrap_up_secs.unwrap_or(0.0)),
+            rona_timeout: ms(s.rona_timeout_secs),
+            rona_not_ready: ms(s.rona_not_ready_secs),
+            threshold: ms(s.service_level_secs),
+        }
+    }
 }
 
 /// A routing point's arrivals.
@@ -182,6 +206,7 @@ pub fn run(tenant: &Tenant, scenario: &Scenario) -> Result<Report, ScenarioError
         epoch: day_ms(&scenario.start)?,
         interval_ms,
         end_ms,
+        times: Times::of(scenario),
         callers: Rng::new(scenario.seed, CALLERS),
         phones: Rng::new(scenario.seed, PHONES),
         rings: 0,
@@ -363,7 +388,6 @@ impl Sim<'_> {
         self.calls.push(Call {
             id,
             routing_point: i,
-            interval: (self.now / self.interval_ms) as u32,
             arrived: self.now,
             session,
             handle_ms,
@@ -384,18 +408,12 @@ impl Sim<'_> {
         let now = self.unix();
         while let Some(action) = self.calls[c].session.poll_action() {
             match action {
-                Action::Treat(t) if t.blocks() => {
-                    let end = self.now + ms(self.scenario.announcement_secs);
+                Action::Treat(ref t) if !t.blocks() => {}
+                Action::Treat(_) | Action::Collect { .. } => {
+                    let end = self.now + self.times.announcement;
                     self.at(end, Ev::TreatmentEnd(c));
                 }
-                Action::Collect { .. } => {
-                    let end = self.now + ms(self.scenario.announcement_secs);
-                    self.at(end, Ev::TreatmentEnd(c));
-                }
-                Action::Treat(_)
-                | Action::SetData { .. }
-                | Action::Record
-                | Action::Monitor { .. } => {}
+                Action::SetData { .. } | Action::Record | Action::Monitor { .. } => {}
                 Action::Submit {
                     queue,
                     target,
@@ -468,10 +486,10 @@ impl Sim<'_> {
         let rona =
             self.scenario.rona_share > 0.0 && self.phones.uniform() < self.scenario.rona_share;
         if rona {
-            let at = self.now + ms(self.scenario.rona_timeout_secs);
+            let at = self.now + self.times.rona_timeout;
             self.at(at, Ev::NoAnswer(c, ring));
         } else {
-            let at = self.now + ms(self.scenario.ring_secs);
+            let at = self.now + self.times.ring;
             self.at(at, Ev::Answer(c, ring));
         }
     }
@@ -511,7 +529,7 @@ impl Sim<'_> {
         self.matcher.rona(&id);
         self.set(agent, AgentState::Rona);
         self.report(agent, false, false);
-        let back = self.now + ms(self.scenario.rona_not_ready_secs);
+        let back = self.now + self.times.rona_not_ready;
         self.at(back, Ev::RonaEnd(agent));
         self.calls[c].session.handle(Event::RouteFailed, now);
         self.drive(c);
@@ -538,11 +556,10 @@ impl Sim<'_> {
             return;
         };
         self.end(c, End::Answered);
-        let wrap_up = self.scenario.wrap_up_secs.unwrap_or(0.0);
-        if wrap_up > 0.0 {
+        if self.times.wrap_up > 0 {
             self.set(agent, AgentState::WrapUp);
             self.report(agent, false, false);
-            let at = self.now + ms(wrap_up);
+            let at = self.now + self.times.wrap_up;
             self.at(at, Ev::WrapEnd(agent));
         } else {
             self.free(agent);
@@ -565,10 +582,10 @@ impl Sim<'_> {
         self.tally.call(
             routing_point,
             call.queue.as_deref(),
-            call.interval,
+            (call.arrived / self.interval_ms) as u32,
             end,
             waited,
-            ms(self.scenario.service_level_secs),
+            self.times.threshold,
             call.overflowed,
         );
         let id = call.id.clone();

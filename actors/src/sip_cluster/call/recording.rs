@@ -207,28 +207,20 @@ impl Call {
         } else {
             vec![("call", format!("conf:{}", self.id))]
         };
-        let requests: Vec<Request> = targets
-            .into_iter()
-            .map(|(stream, target)| Request::Record {
-                dest: self.recording_uri(stream),
-                name: match stream {
-                    "call" => "record".to_owned(),
-                    stream => format!("record-{stream}"),
-                },
-                target,
-            })
-            .collect();
+        let mut requests = Vec::with_capacity(targets.len());
+        let mut files = Vec::with_capacity(targets.len());
+        for (stream, target) in targets {
+            let name = match stream {
+                "call" => "record".to_owned(),
+                stream => format!("record-{stream}"),
+            };
+            let dest = self.recording_uri(stream);
+            files.push((format!("{target}/dialog:{name}"), dest.clone()));
+            requests.push(Request::Record { dest, name, target });
+        }
         if let Some(r) = self.conference_mut().and_then(|c| c.recording.as_mut()) {
             r.awaited = requests.len();
-            r.files = requests
-                .iter()
-                .filter_map(|q| match q {
-                    Request::Record { target, name, dest } => {
-                        Some((format!("{target}/dialog:{name}"), dest.clone()))
-                    }
-                    _ => None,
-                })
-                .collect();
+            r.files = files;
         }
         for request in requests {
             self.msml_request(request, now);
