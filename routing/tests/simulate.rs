@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use switchboard_routing::simulate::erlang::{ErlangA, ErlangC};
-use switchboard_routing::simulate::{Report, Row, Scenario, Tenant, run};
+use switchboard_routing::simulate::{
+    Report, Row, Scenario, Tenant, abandon_rate, batch_means, run, service_level, speed_of_answer,
+};
 use switchboard_routing::strategy::Program;
 
 /// A tenant whose routing point 5000 queues every call for an English speaker.
@@ -41,41 +43,8 @@ fn scenario(seed: u64, agents: u32, occupancy: f64, hours: u32, patience: Option
 
 /// The routing point's rows: each interval's, and the run's.
 fn rows(report: &Report) -> (Vec<&Row>, &Row) {
-    let rows: Vec<&Row> = report
-        .rows
-        .iter()
-        .filter(|r| r.scope == "routing-point")
-        .collect();
-    let (all, intervals) = rows.split_last().expect("rows");
-    assert_eq!(all.interval, None);
-    (intervals.to_vec(), all)
-}
-
-/// Mean and 95% half-width of `f` over batches of `size` consecutive intervals.
-fn batches(rows: &[&Row], size: usize, f: impl Fn(&[&Row]) -> f64) -> (f64, f64) {
-    let values: Vec<f64> = rows
-        .chunks(size)
-        .filter(|c| c.len() == size)
-        .map(&f)
-        .collect();
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, 1.96 * (var / n).sqrt())
-}
-
-fn service_level(rows: &[&Row]) -> f64 {
-    let within: u64 = rows.iter().map(|r| r.answered_in_threshold).sum();
-    let decided: u64 = rows.iter().map(|r| r.answered + r.abandoned).sum();
-    within as f64 / decided as f64
-}
-
-fn speed_of_answer(rows: &[&Row]) -> f64 {
-    let waited: f64 = rows
-        .iter()
-        .map(|r| r.average_speed_of_answer * r.answered as f64)
-        .sum();
-    waited / rows.iter().map(|r| r.answered).sum::<u64>() as f64
+    let (intervals, all) = report.of("routing-point", "5000");
+    (intervals, all.expect("the run's row"))
 }
 
 /// Runs M/M/c and compares with Erlang C: service level within 2 points, ASA within 5%.
@@ -87,8 +56,8 @@ fn against_erlang_c(seed: u64, agents: u32, occupancy: f64, hours: u32) {
         rate: agents as f64 * occupancy / 180.0,
         handle: 180.0,
     };
-    let (sl, sl_ci) = batches(&intervals, 24, service_level);
-    let (asa, asa_ci) = batches(&intervals, 24, speed_of_answer);
+    let (sl, sl_ci) = batch_means(&intervals, 24, service_level);
+    let (asa, asa_ci) = batch_means(&intervals, 24, speed_of_answer);
     let (sl_theory, asa_theory) = (theory.service_level(20.0), theory.average_speed_of_answer());
     eprintln!(
         "{agents} agents at {occupancy}, seed {seed}: {} calls; service level {:.4} (days {sl:.4} ±{sl_ci:.4}) against Erlang C {sl_theory:.4}; ASA {:.2} s (days {asa:.2} ±{asa_ci:.2}) against {asa_theory:.2} s",
@@ -132,10 +101,7 @@ fn ten_agents_at_80_percent_with_patience_match_erlang_a() {
         patience: 120.0,
     }
     .abandon_rate();
-    let (rate, ci) = batches(&intervals, 24, |rows| {
-        let abandoned: u64 = rows.iter().map(|r| r.abandoned).sum();
-        abandoned as f64 / rows.iter().map(|r| r.offered).sum::<u64>() as f64
-    });
+    let (rate, ci) = batch_means(&intervals, 24, abandon_rate);
     let simulated = all.abandoned as f64 / all.offered as f64;
     eprintln!(
         "10 agents at 0.8, patience 120 s, seed {seed}: {} calls; abandoned {simulated:.4} (days {rate:.4} ±{ci:.4}) against Erlang A {theory:.4}",

@@ -14,8 +14,11 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context;
 use switchboard_routing::simulate::erlang::ErlangC;
-use switchboard_routing::simulate::{Row, Scenario, Tenant, run};
+use switchboard_routing::simulate::{
+    Row, Scenario, Tenant, batch_means, run, service_level, speed_of_answer,
+};
 use switchboard_routing::strategy::Program;
 
 fn program(text: &str) -> Arc<Program> {
@@ -133,7 +136,7 @@ fn main() -> anyhow::Result<()> {
             let started = Instant::now();
             let report = run(&tenant, &scenario)?;
             let wall = started.elapsed().as_secs_f64();
-            let calls: u64 = day_rows(&report.rows)
+            let calls: u64 = whole_run(&report.rows)
                 .filter(|r| r.scope == "routing-point")
                 .map(|r| r.offered)
                 .sum();
@@ -142,7 +145,7 @@ fn main() -> anyhow::Result<()> {
                 "a day of {calls} calls over 500 agents: {wall:.2} s, {:.0} calls/s",
                 calls as f64 / wall
             )?;
-            for r in day_rows(&report.rows) {
+            for r in whole_run(&report.rows) {
                 writeln!(
                     out,
                     "  {} {}: answered {}, abandoned {}, routed away {}, SL {:.1}%, ASA {:.1} s, overflowed {}",
@@ -168,29 +171,16 @@ fn main() -> anyhow::Result<()> {
             let started = Instant::now();
             let report = run(&tenant, &scenario)?;
             let wall = started.elapsed().as_secs_f64();
-            let rows: Vec<&Row> = report
-                .rows
-                .iter()
-                .filter(|r| r.scope == "routing-point" && r.interval.is_some())
-                .collect();
-            let all = day_rows(&report.rows)
-                .find(|r| r.scope == "routing-point")
-                .expect("the run");
+            let (rows, all) = report.of("routing-point", "5001");
+            let all = all.context("the run's row")?;
             let theory = ErlangC {
                 agents: 200,
                 rate: 3800.0 / 3600.0,
                 handle: 180.0,
             };
-            let (sl, sl_ci) = batches(&rows, |rows| {
-                rows.iter().map(|r| r.answered_in_threshold).sum::<u64>() as f64
-                    / rows.iter().map(|r| r.answered).sum::<u64>() as f64
-            });
-            let (asa, asa_ci) = batches(&rows, |rows| {
-                rows.iter()
-                    .map(|r| r.average_speed_of_answer * r.answered as f64)
-                    .sum::<f64>()
-                    / rows.iter().map(|r| r.answered).sum::<u64>() as f64
-            });
+            // A day a batch.
+            let (sl, sl_ci) = batch_means(&rows, 24, service_level);
+            let (asa, asa_ci) = batch_means(&rows, 24, speed_of_answer);
             writeln!(
                 out,
                 "200 agents at 95%: {} calls in {wall:.2} s\n  service level {:.4} (days {sl:.4} ±{sl_ci:.4}), Erlang C {:.4}\n  ASA {:.2} s (days {asa:.2} ±{asa_ci:.2}), Erlang C {:.2} s",
@@ -207,15 +197,6 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The whole run's rows.
-fn day_rows(rows: &[Row]) -> impl Iterator<Item = &Row> {
+fn whole_run(rows: &[Row]) -> impl Iterator<Item = &Row> {
     rows.iter().filter(|r| r.interval.is_none())
-}
-
-/// Mean and 95% half-width of `f` over batches of 24 intervals.
-fn batches(rows: &[&Row], f: impl Fn(&[&Row]) -> f64) -> (f64, f64) {
-    let values: Vec<f64> = rows.chunks(24).filter(|c| c.len() == 24).map(&f).collect();
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, 1.96 * (var / n).sqrt())
 }

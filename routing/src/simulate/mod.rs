@@ -19,7 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub use engine::run;
-pub use report::{ProfileRow, Report, Row};
+pub use report::{
+    ProfileRow, Report, Row, abandon_rate, batch_means, service_level, speed_of_answer,
+};
 pub use scenario::{
     AgentProfile, Arrival, Arrivals, Break, Distribution, Routing, Scenario, ScenarioError, Shift,
 };

@@ -18,6 +18,60 @@ pub struct Report {
     pub profiles: Vec<ProfileRow>,
 }
 
+impl Report {
+    /// The rows of `name` in `scope` (`routing-point` or `queue`): each interval's, in
+    /// order, and the whole run's.
+    pub fn of(&self, scope: &str, name: &str) -> (Vec<&Row>, Option<&Row>) {
+        let mine = self
+            .rows
+            .iter()
+            .filter(|r| r.scope == scope && r.name == name);
+        let (all, intervals): (Vec<&Row>, Vec<&Row>) = mine.partition(|r| r.interval.is_none());
+        (intervals, all.first().copied())
+    }
+}
+
+/// Over several rows (a batch of intervals): answered within the threshold, of the calls
+/// answered or abandoned, as a row's own `service_level`.
+pub fn service_level(rows: &[&Row]) -> f64 {
+    let within: u64 = rows.iter().map(|r| r.answered_in_threshold).sum();
+    let decided: u64 = rows.iter().map(|r| r.answered + r.abandoned).sum();
+    ratio(within as f64, decided as f64)
+}
+
+/// Over several rows: the average wait of the answered calls, seconds.
+pub fn speed_of_answer(rows: &[&Row]) -> f64 {
+    let waited: f64 = rows
+        .iter()
+        .map(|r| r.average_speed_of_answer * r.answered as f64)
+        .sum();
+    ratio(waited, rows.iter().map(|r| r.answered).sum::<u64>() as f64)
+}
+
+/// Over several rows: the share of the calls offered that were abandoned.
+pub fn abandon_rate(rows: &[&Row]) -> f64 {
+    let abandoned: u64 = rows.iter().map(|r| r.abandoned).sum();
+    ratio(
+        abandoned as f64,
+        rows.iter().map(|r| r.offered).sum::<u64>() as f64,
+    )
+}
+
+/// Batch means: the mean of `figure` over batches of `size` consecutive intervals (a last,
+/// shorter batch left out), and the half-width of its 95 % confidence interval, for a long
+/// run whose intervals are not independent but whose batches nearly are.
+pub fn batch_means(rows: &[&Row], size: usize, figure: impl Fn(&[&Row]) -> f64) -> (f64, f64) {
+    let values: Vec<f64> = rows
+        .chunks(size.max(1))
+        .filter(|c| c.len() == size)
+        .map(figure)
+        .collect();
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, 1.96 * (var / n).sqrt())
+}
+
 /// The calls of a routing point or queue in one interval (by their arrival), or in the
 /// whole run (`interval` none). `offered = answered + abandoned + routed_away + unfinished`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
