@@ -34,6 +34,11 @@ pub(super) fn tenant(options: &[(&str, &str)]) -> Arc<Tenant> {
     for (k, v) in options {
         c.dns[0].options.insert((*k).into(), (*v).into());
     }
+    compiled(c)
+}
+
+/// The demo tenant `c`, changed by the test, as the node runs it.
+pub(super) fn compiled(c: crate::tenant::TenantConfig) -> Arc<Tenant> {
     Directory::new(&[c])
         .expect("demo")
         .by_name("demo")
@@ -143,12 +148,17 @@ impl Run {
     }
 
     pub(super) fn located(&mut self, phones: &[&str]) {
+        self.located_at("1001", phones);
+    }
+
+    /// DN `dn` is found registered at `phones`.
+    pub(super) fn located_at(&mut self, dn: &str, phones: &[&str]) {
         let bindings = phones
             .iter()
             .map(|addr| Binding {
-                aor: "sip:1001@demo.local".into(),
-                dn: "1001".into(),
-                contact: format!("sip:1001@{addr}"),
+                aor: format!("sip:{dn}@demo.local"),
+                dn: dn.into(),
+                contact: format!("sip:{dn}@{addr}"),
                 params: String::new(),
                 key: String::new(),
                 q: None,

@@ -51,22 +51,7 @@ fn answered() -> (Run, String) {
 
 /// The supervisor's phone at 1020 is found registered at [`SUPERVISOR`].
 fn supervisor_located(run: &mut Run) {
-    let bindings = vec![Binding {
-        aor: "sip:1020@demo.local".into(),
-        dn: "1020".into(),
-        contact: format!("sip:1020@{SUPERVISOR}"),
-        params: String::new(),
-        key: String::new(),
-        q: None,
-        expires_at_ms: u64::MAX,
-        call_id: "reg".into(),
-        cseq: 1,
-        source: SUPERVISOR.parse().expect("addr"),
-        transport: "udp".into(),
-        user_agent: None,
-    }];
-    run.call.located(Ok(bindings), run.now);
-    run.drain();
+    run.located_at("1020", &[SUPERVISOR]);
 }
 
 /// The caller's and the agent's phone answer the first re-INVITE each got of the call (the
@@ -97,11 +82,7 @@ pub(super) fn msml_tenant_with(options: &[(&str, &str)]) -> Arc<Tenant> {
     for (k, v) in options {
         c.options.insert((*k).into(), (*v).into());
     }
-    Directory::new(&[c])
-        .expect("demo")
-        .by_name("demo")
-        .expect("demo")
-        .clone()
+    super::compiled(c)
 }
 
 #[test]

@@ -14,6 +14,15 @@ const MEDIA_SDP: &str = "v=0\r\no=gvp 1 1 IN IP4 127.0.0.3\r\ns=-\r\nc=IN IP4 12
 const PHONE_SDP: &str = "v=0\r\no=phone 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
 
 impl Run {
+    /// The INVITEs sent to the media server so far whose request URI starts `prefix`
+    /// (`sip:conf=`, `sip:msml=`): the legs into a conference.
+    fn conference_legs(&mut self, prefix: &str) -> Vec<Request> {
+        self.take(MEDIA, Method::Invite)
+            .into_iter()
+            .filter(|i| i.uri.to_string().starts_with(prefix))
+            .collect()
+    }
+
     /// A message from the party at `from`.
     fn from(&mut self, from: &str, message: Message) {
         let from = from.parse().expect("addr");
@@ -41,7 +50,12 @@ impl Run {
 /// An SBC call to the demo's +18005550100 (routing point 5000), hearing music from the
 /// tenant's media server, which answered the caller.
 fn call_on_music() -> Run {
-    let mut run = Run::start(tenant(&[]), DnCalls::default(), "+18005550100");
+    call_on_music_of(tenant(&[]))
+}
+
+/// As [`call_on_music`], with the tenant `tenant`.
+fn call_on_music_of(tenant: Arc<Tenant>) -> Run {
+    let mut run = Run::start(tenant, DnCalls::default(), "+18005550100");
     assert_eq!(run.kinds(), ["RouteRequest"]);
     let request = match run.routing.remove(0) {
         ToOrs::Request(r) => r,
@@ -251,11 +265,7 @@ fn a_strategys_record_and_monitor_start_with_the_agents_answer() {
         ["RecordingFailed", "MonitoringStarted"],
         "{kinds:?}"
     );
-    let conference: Vec<_> = run
-        .take(MEDIA, Method::Invite)
-        .into_iter()
-        .filter(|i| i.uri.to_string().starts_with("sip:conf="))
-        .collect();
+    let conference = run.conference_legs("sip:conf=");
     assert_eq!(conference.len(), 2, "both parties into the conference");
 }
 
@@ -267,19 +277,7 @@ fn a_call_of_a_queue_that_forbids_monitoring_is_not_monitored() {
     c.queues[0]
         .options
         .insert("monitoring".into(), "forbidden".into());
-    let tenant = crate::tenant::Directory::new(&[c])
-        .expect("demo")
-        .by_name("demo")
-        .expect("demo")
-        .clone();
-    let mut run = Run::start(tenant, DnCalls::default(), "+18005550100");
-    run.routing.clear();
-    run.order(Order::Treat(Treatment::Music(MUSIC.into())));
-    let invite = run.take(MEDIA, Method::Invite).remove(0);
-    let answer = ok_with(&invite, "ms", MEDIA_SDP)
-        .with_header(HeaderName::Contact, format!("<sip:annc@{MEDIA}>"));
-    run.from(MEDIA, Message::Response(answer));
-    run.sbc_request("ACK", 1, "");
+    let mut run = call_on_music_of(super::compiled(c));
     run.order(Order::Queued {
         queue: "support".into(),
         target: "english >= 3".into(),
@@ -318,11 +316,7 @@ fn a_strategys_record_on_an_msml_media_server_records_from_the_agents_answer() {
         "the caller is answered with the agent's session"
     );
     run.sbc_request("ACK", 1, "");
-    let joins: Vec<_> = run
-        .take(MEDIA, Method::Invite)
-        .into_iter()
-        .filter(|i| i.uri.to_string().starts_with("sip:msml="))
-        .collect();
+    let joins = run.conference_legs("sip:msml=");
     assert_eq!(joins.len(), 2, "both parties onto the conference");
     super::monitor::answer_joins(&mut run, &joins);
     let mut answered = 0;
@@ -346,11 +340,7 @@ fn a_strategys_record_then_a_route_to_a_dn_records_from_its_answer() {
     let invite = run.take(PHONE, Method::Invite).remove(0);
     phone_answers(&mut run, &invite);
     run.sbc_request("ACK", 1, "");
-    let joins: Vec<_> = run
-        .take(MEDIA, Method::Invite)
-        .into_iter()
-        .filter(|i| i.uri.to_string().starts_with("sip:msml="))
-        .collect();
+    let joins = run.conference_legs("sip:msml=");
     assert_eq!(
         joins.len(),
         2,
