@@ -284,25 +284,12 @@ fn a_node_under_a_flood_keeps_its_calls_and_recovers_by_itself() {
         text.replacen("<pause milliseconds=\"200\"/>", "<pause/>", 1),
     )
     .expect("scenario");
-    let mut sbc = support::sipp::sipp(
+    let mut sbc = support::sipp::sbc_once(
         dir.path(),
-        &[
-            "-sf",
-            held.to_str().expect("path"),
-            "-s",
-            "1001",
-            "-i",
-            "127.0.0.2",
-            "-p",
-            &support::free_port().to_string(),
-            "-m",
-            "1",
-            "-d",
-            "4000",
-            "-timeout",
-            "20s",
-            &server.sip.to_string(),
-        ],
+        &server,
+        &held,
+        "1001",
+        &["-d", "4000", "-timeout", "20s"],
     )
     .spawn()
     .expect("sipp runs");

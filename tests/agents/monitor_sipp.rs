@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::process::Child;
 
+use tempfile::TempDir;
+
 use super::monitor::{monitor, msml_node, until};
 use super::*;
 use support::sipp;
@@ -77,25 +79,13 @@ fn well_formed(dir: &Path, body: &str) -> bool {
         .success()
 }
 
-/// A SIPp in a directory of its own, so that its message log is its alone.
-struct Logged {
-    dir: tempfile::TempDir,
-}
-
-impl Logged {
-    fn new() -> Logged {
-        Logged {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
+/// A folder of its own for each SIPp, so that its message log is its alone.
+fn logged() -> TempDir {
+    tempfile::tempdir().expect("temp dir")
 }
 
 /// A registered SIPp phone on `dn` answering `calls` calls and every re-INVITE in them.
-fn phone(server: &Server, logged: &Logged, dn: &str, calls: usize) -> Child {
+fn phone(server: &Server, logged: &TempDir, dn: &str, calls: usize) -> Child {
     let port = support::free_port();
     sipp::register(server, logged.path(), dn, port);
     sipp::uas(
@@ -110,32 +100,20 @@ fn phone(server: &Server, logged: &Logged, dn: &str, calls: usize) -> Child {
 
 /// The carrier's SBC from 127.0.0.2 placing one call to DN 1003, which it keeps, taking
 /// every re-INVITE, until the core hangs it up.
-fn sbc_call(server: &Server, logged: &Logged) -> Child {
-    sipp::sipp(
+fn sbc_call(server: &Server, logged: &TempDir) -> Child {
+    sipp::sbc_once(
         logged.path(),
-        &[
-            "-sf",
-            sipp::scenario("sbc_reoffers.xml").to_str().expect("path"),
-            "-s",
-            "1003",
-            "-i",
-            "127.0.0.2",
-            "-p",
-            &support::free_port().to_string(),
-            "-m",
-            "1",
-            "-trace_msg",
-            "-timeout",
-            "60s",
-            &server.sip.to_string(),
-        ],
+        server,
+        &sipp::scenario("sbc_reoffers.xml"),
+        "1003",
+        &["-trace_msg", "-timeout", "60s"],
     )
     .spawn()
     .expect("sipp runs (scripts/test.sh installs sip-tester)")
 }
 
 /// Each SIPp ended with every call as its scenario expects.
-fn succeeded(child: &mut Child, logged: &Logged, who: &str, server: &Server) {
+fn succeeded(child: &mut Child, logged: &TempDir, who: &str, server: &Server) {
     let status = sipp::wait(child, Duration::from_secs(15));
     assert!(
         status.success(),
@@ -154,8 +132,8 @@ fn succeeded(child: &mut Child, logged: &Logged, who: &str, server: &Server) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_sipp_as_every_peer_a_supervisor_listens_whispers_barges_in_and_takes_the_next_call() {
     let server = msml_node(46, 5100);
-    let (media_log, agent_log, supervisor_log) = (Logged::new(), Logged::new(), Logged::new());
-    let (sbc_log, next_sbc_log) = (Logged::new(), Logged::new());
+    let (media_log, agent_log, supervisor_log) = (logged(), logged(), logged());
+    let (sbc_log, next_sbc_log) = (logged(), logged());
     let _media = sipp::Running(vec![sipp::uas(
         media_log.path(),
         "msml_server.xml",

@@ -132,6 +132,34 @@ pub fn sbc_calls(
     .expect("sipp runs (scripts/test.sh installs sip-tester)")
 }
 
+/// The carrier's SBC from 127.0.0.2: SIPp placing one call of `scenario` to `service` at
+/// `server`, with `extra` arguments (a hold time, a message log, a time limit).
+pub fn sbc_once(
+    dir: &Path,
+    server: &Server,
+    scenario: &Path,
+    service: &str,
+    extra: &[&str],
+) -> Command {
+    let port = super::free_port().to_string();
+    let mut args = vec![
+        "-sf",
+        scenario.to_str().expect("path"),
+        "-s",
+        service,
+        "-i",
+        "127.0.0.2",
+        "-p",
+        &port,
+        "-m",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let target = server.sip.to_string();
+    args.push(&target);
+    sipp(dir, &args)
+}
+
 /// A SIPp phone on 1002 dials `number`, proves it is 1002 after the 407, and hangs up once
 /// answered.
 pub fn phone_1002_dials(server: &Server, dir: &Path, number: &str) -> ExitStatus {
