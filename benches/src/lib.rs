@@ -4,3 +4,20 @@
 pub mod events;
 pub mod load;
 pub mod tenants;
+
+/// A request carrying the tenant's API key, as a desktop (GWS) sends it.
+pub fn keyed<T>(key: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = format!("Bearer {key}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// The load clients' runtime: `threads` workers (one at least).
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+}

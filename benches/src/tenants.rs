@@ -10,6 +10,16 @@ use switchboard_actors::tenant::{
 };
 
 pub const AGENTS: usize = 10_000;
+
+/// Tenants as a file of `[[tenants]]`, as `switchboard config export` prints them and a
+/// node's configuration takes them.
+pub fn as_toml(tenants: &[&TenantConfig]) -> Result<String, toml::ser::Error> {
+    #[derive(serde::Serialize)]
+    struct File<'a> {
+        tenants: &'a [&'a TenantConfig],
+    }
+    toml::to_string(&File { tenants })
+}
 pub const RULES: usize = 500;
 
 pub fn large_tenant() -> TenantConfig {

@@ -419,11 +419,7 @@ impl Udp {
 
 /// Tenants as a node's TOML file holds them (its `[[tenants]]` tables).
 pub fn tenants_toml(tenants: &[&switchboard_actors::tenant::TenantConfig]) -> String {
-    #[derive(serde::Serialize)]
-    struct File<'a> {
-        tenants: &'a [&'a switchboard_actors::tenant::TenantConfig],
-    }
-    toml::to_string(&File { tenants }).expect("tenants as TOML")
+    switchboard_benches::tenants::as_toml(tenants).expect("tenants as TOML")
 }
 
 /// The RFC torture messages beside the checkout.

@@ -19,13 +19,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use serde::Serialize;
-use switchboard_actors::tenant::TenantConfig;
-use switchboard_benches::tenants::{AGENTS, large_tenant};
+use switchboard_benches::tenants::{AGENTS, as_toml, large_tenant};
+use switchboard_benches::{keyed, runtime};
 use switchboard_proto::events::Payload;
 use switchboard_proto::voice as pb;
 use tokio::sync::Semaphore;
-use tonic::Request;
 
 #[derive(Debug, Parser)]
 #[command(about = "Agent state changes through the voice gRPC API, timed to their events")]
@@ -64,29 +62,11 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.print_tenant {
-        #[derive(Serialize)]
-        struct File {
-            tenants: Vec<TenantConfig>,
-        }
-        let text = toml::to_string(&File {
-            tenants: vec![large_tenant()],
-        })?;
+        let text = as_toml(&[&large_tenant()])?;
         std::io::stdout().write_all(text.as_bytes())?;
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(args))
-}
-
-fn keyed<T>(key: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Ok(value) = format!("Bearer {key}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
+    runtime(2)?.block_on(run(args))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use switchboard_benches::tenants::as_toml;
+use switchboard_benches::{keyed, runtime};
 use switchboard_proto::events::Payload;
 use switchboard_proto::voice as pb;
-use tonic::Request;
 use tonic::transport::Channel;
 
 #[derive(Debug, Parser)]
@@ -51,14 +52,6 @@ struct Args {
     supervisor: String,
     #[arg(long, default_value = "1020")]
     supervisor_dn: String,
-}
-
-fn with_key<T>(key: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Ok(value) = format!("Bearer {key}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
 }
 
 /// SIP messages in and out so far, from the node's metrics.
@@ -121,7 +114,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (&args.supervisor, &args.supervisor_dn),
     ] {
         agents
-            .login(with_key(
+            .login(keyed(
                 &args.key,
                 pb::LoginRequest {
                     agent_id: agent.clone(),
@@ -133,7 +126,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("login of {agent}"))?;
     }
     let mut events = stream
-        .subscribe(with_key(
+        .subscribe(keyed(
             &args.key,
             pb::SubscribeRequest {
                 agent_id: args.agent.clone(),
@@ -161,13 +154,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let asked = Instant::now();
-            calls.monitor(with_key(&args.key, request.clone())).await?;
+            calls.monitor(keyed(&args.key, request.clone())).await?;
             next_call(&mut events, "PartyAdded").await?;
             to_in.push(asked.elapsed());
             // The supervisor's leg into the conference, and the phone's re-INVITE, settle.
             tokio::time::sleep(Duration::from_millis(200)).await;
             let stopping = Instant::now();
-            calls.stop_monitoring(with_key(&args.key, request)).await?;
+            calls.stop_monitoring(keyed(&args.key, request)).await?;
             next_call(&mut events, "MonitoringStopped").await?;
             to_direct.push(stopping.elapsed());
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -177,7 +170,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             call_id: call.clone(),
             ..Default::default()
         };
-        calls.release(with_key(&args.key, release)).await?;
+        calls.release(keyed(&args.key, release)).await?;
         next_call(&mut events, "Released").await?;
         // The BYEs' answers.
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -221,24 +214,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.print_tenant {
-        #[derive(serde::Serialize)]
-        struct File {
-            tenants: Vec<switchboard_actors::tenant::TenantConfig>,
-        }
         let mut demo = switchboard_actors::tenant::demo_tenant();
         demo.media_servers[0].address = args.media.clone();
         demo.media_servers[0]
             .options
             .insert("control".into(), args.control.clone());
-        let text = toml::to_string(&File {
-            tenants: vec![demo],
-        })?;
+        let text = as_toml(&[&demo])?;
         std::io::stdout().write_all(text.as_bytes())?;
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(args))
+    runtime(2)?.block_on(run(args))
 }

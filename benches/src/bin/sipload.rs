@@ -67,12 +67,9 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .enable_all()
-        .build()
-        .context("runtime")?;
-    runtime.block_on(run(args))
+    switchboard_benches::runtime(args.threads)
+        .context("runtime")?
+        .block_on(run(args))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
