@@ -125,11 +125,6 @@ pub fn new_event(
     }
 }
 
-/// A tenant's stream for a topic among the streams held in memory.
-fn memory_stream(tenant: &str, topic: &str) -> String {
-    format!("{tenant}/{topic}")
-}
-
 /// Where events go: the tenant's Redis streams (or memory), and with a [`Reporter`], Kafka or
 /// the JSON-lines file as well.
 #[derive(Clone, Debug)]
@@ -182,25 +177,26 @@ impl EventSink {
     }
 
     /// Numbers the event within its key and appends it to its stream, then hands it to
-    /// reporting (without waiting); returns it as stored. An event the streams could not take
+    /// reporting (without waiting); returns its number. An event the streams could not take
     /// (Redis away) still goes to reporting, unnumbered (`seq` 0).
-    pub async fn publish(&self, event: Event) -> Result<Event> {
-        let stored = match &self.streams {
-            Streams::Memory(m) => m.publish(event),
-            Streams::Redis(r) => match r.publish(&event).await {
-                Ok(seq) => Event { seq, ..event },
-                Err(e) => {
-                    if let Some(report) = &self.report {
-                        report.emit(event);
-                    }
-                    return Err(e);
+    pub async fn publish(&self, event: Event) -> Result<u64> {
+        match &self.streams {
+            Streams::Memory(m) => {
+                let entry = m.publish(event);
+                if let Some(report) = &self.report {
+                    report.emit(entry.event.clone());
                 }
-            },
-        };
-        if let Some(report) = &self.report {
-            report.emit(stored.clone());
+                Ok(entry.event.seq)
+            }
+            Streams::Redis(r) => {
+                let stored = r.publish(&event).await;
+                if let Some(report) = &self.report {
+                    let seq = *stored.as_ref().unwrap_or(&0);
+                    report.emit(Event { seq, ..event });
+                }
+                stored
+            }
         }
-        Ok(stored)
     }
 
     /// Up to `count` entries of a tenant's topic after `after`, oldest first.
@@ -283,16 +279,33 @@ pub struct MemorySink {
 
 #[derive(Debug, Default)]
 struct MemoryStreams {
-    streams: HashMap<String, MemoryStream>,
+    /// By tenant, then topic.
+    streams: HashMap<String, HashMap<String, MemoryStream>>,
     seqs: HashMap<String, u64>,
     /// The last entry id given out, per tenant.
     last: HashMap<String, EntryId>,
     live: HashMap<String, broadcast::Sender<Arc<Entry>>>,
 }
 
+impl MemoryStreams {
+    fn stream(&self, tenant: &str, topic: &str) -> Option<&MemoryStream> {
+        self.streams.get(tenant)?.get(topic)
+    }
+}
+
+/// A value of `map` at `key`, made on first use: the key is copied only then (a hot path
+/// looks up far more often than it inserts).
+fn at<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("just inserted")
+}
+
 #[derive(Debug, Default)]
 struct MemoryStream {
-    entries: VecDeque<Entry>,
+    /// Shared with the followers each was sent to.
+    entries: VecDeque<Arc<Entry>>,
     /// The newest entry trimmed away.
     deleted: EntryId,
 }
@@ -301,12 +314,13 @@ struct MemoryStream {
 const FOLLOW_BUFFER: usize = 8192;
 
 impl MemorySink {
-    fn publish(&self, mut event: Event) -> Event {
+    fn publish(&self, mut event: Event) -> Arc<Entry> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let seq = inner.seqs.entry(event.key.clone()).or_default();
+        let inner = &mut *inner;
+        let seq = at(&mut inner.seqs, &event.key);
         *seq += 1;
         event.seq = *seq;
-        let last = inner.last.entry(event.tenant.clone()).or_default();
+        let last = at(&mut inner.last, &event.tenant);
         *last = last.next(crate::unix_ms());
         let id = *last;
         let max_len = if event.topic == TOPIC_ERRORS {
@@ -314,50 +328,48 @@ impl MemorySink {
         } else {
             DEFAULT_STREAM_LENGTH
         };
-        let stream = inner
-            .streams
-            .entry(memory_stream(&event.tenant, &event.topic))
-            .or_default();
-        let entry = Entry {
-            id,
-            event: event.clone(),
-        };
+        let stream = at(at(&mut inner.streams, &event.tenant), &event.topic);
+        let tenant_live = inner.live.get(&event.tenant);
+        let entry = Arc::new(Entry { id, event });
         stream.entries.push_back(entry.clone());
         if stream.entries.len() > max_len
             && let Some(gone) = stream.entries.pop_front()
         {
             stream.deleted = gone.id;
         }
-        if let Some(live) = inner.live.get(&event.tenant) {
-            let _ = live.send(Arc::new(entry));
+        if let Some(live) = tenant_live {
+            let _ = live.send(entry.clone());
         }
-        event
+        entry
     }
 
     /// The events held for a tenant's topic, oldest first.
     pub fn events(&self, tenant: &str, topic: &str) -> Vec<Event> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner
-            .streams
-            .get(&memory_stream(tenant, topic))
+            .stream(tenant, topic)
             .map(|s| s.entries.iter().map(|e| e.event.clone()).collect())
             .unwrap_or_default()
     }
 
     fn read_after(&self, tenant: &str, topic: &str, after: EntryId, count: usize) -> Vec<Entry> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(stream) = inner.streams.get(&memory_stream(tenant, topic)) else {
+        let Some(stream) = inner.stream(tenant, topic) else {
             return Vec::new();
         };
         let start = stream.entries.partition_point(|e| e.id <= after);
-        stream.entries.range(start..).take(count).cloned().collect()
+        stream
+            .entries
+            .range(start..)
+            .take(count)
+            .map(|e| Entry::clone(e))
+            .collect()
     }
 
     fn last_id(&self, tenant: &str, topic: &str) -> EntryId {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner
-            .streams
-            .get(&memory_stream(tenant, topic))
+            .stream(tenant, topic)
             .and_then(|s| s.entries.back())
             .map(|e| e.id)
             .unwrap_or_default()
@@ -366,8 +378,7 @@ impl MemorySink {
     fn trimmed(&self, tenant: &str, topic: &str) -> (EntryId, Option<EntryId>) {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner
-            .streams
-            .get(&memory_stream(tenant, topic))
+            .stream(tenant, topic)
             .map(|s| (s.deleted, s.entries.front().map(|e| e.id)))
             .unwrap_or_default()
     }

@@ -71,9 +71,10 @@ fn append_to(path: &Path) -> io::Result<File> {
 
 impl Destination for JsonLines {
     fn take(&mut self, event: &Event, shared: &Shared) {
-        let mut line = event_json(event).to_string();
-        line.push('\n');
-        match self.out.write_all(line.as_bytes()) {
+        let written = serde_json::to_writer(&mut self.out, &event_json(event))
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"));
+        match written {
             Ok(()) => {
                 self.unsynced = true;
                 shared.delivered.fetch_add(1, Ordering::Relaxed);

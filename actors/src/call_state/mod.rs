@@ -193,7 +193,7 @@ impl ShardState {
         );
         match state.events.publish(event).await {
             Ok(stored) => {
-                tracing::debug!(%tenant, call_id = %call, kind = kind.name(), seq = stored.seq, "call event")
+                tracing::debug!(%tenant, call_id = %call, kind = kind.name(), seq = stored, "call event")
             }
             Err(err) => {
                 tracing::warn!(%tenant, call_id = %call, kind = kind.name(), error = %err,

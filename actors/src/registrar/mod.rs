@@ -238,7 +238,7 @@ async fn publish(
     );
     match events.publish(event).await {
         Ok(e) => {
-            tracing::debug!(tenant, aor = %binding.aor, kind = %e.kind, seq = e.seq, "binding event")
+            tracing::debug!(tenant, aor = %binding.aor, kind = kind.event_kind(), seq = e, "binding event")
         }
         Err(err) => {
             tracing::warn!(tenant, aor = %binding.aor, error = %err, "binding event not stored");

@@ -19,6 +19,7 @@
 //! through them.
 
 pub mod admit;
+mod answered;
 pub mod edge;
 pub mod forward;
 mod relay;
@@ -48,6 +49,7 @@ use crate::messages::sip_cluster::{CallIn, CallStarter, Cluster, NewDialog, Orig
 use crate::messages::sip_proxy::CallRoute;
 use crate::supervisor::Supervisor;
 use crate::tenant::Directory;
+use answered::Answered;
 use edge::{Core, Decision};
 use forward::Forwarder;
 use relay::Relay;
@@ -160,6 +162,8 @@ pub struct ProxyState {
     core: Core,
     config: ProxyConfig,
     transactions: HashMap<TxnId, Entry>,
+    /// What the finished transactions over UDP answer their requests' retransmissions.
+    answered: Answered,
     /// Transactions by next wake-up; the number tells apart equal instants.
     timers: BTreeMap<(Instant, u64), TxnId>,
     timer_seq: u64,
@@ -276,6 +280,7 @@ impl Actor for SipProxy {
             registrar: args.registrar,
             config: args.config,
             transactions: HashMap::new(),
+            answered: Answered::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             handed_on: BTreeMap::new(),
@@ -455,6 +460,12 @@ impl ProxyState {
         if let Some(entry) = self.transactions.get_mut(&key) {
             entry.txn.receive(&request, now);
             self.flush(&key);
+            return None;
+        }
+        if request.method != Method::Ack
+            && let Some(answer) = self.answered.get(&key)
+        {
+            send(&self.endpoint, transport, source, answer.clone());
             return None;
         }
         // A request within a dialog no call here has: its call may be one another node
@@ -747,6 +758,15 @@ impl ProxyState {
             return;
         }
         let next = entry.txn.poll_timeout();
+        // Finished but for its retransmissions: only the answer is kept for them.
+        if let (Some(answer), Some(until)) = (entry.txn.completed_response(), next) {
+            let answer = answer.clone();
+            let now = Instant::now();
+            self.forget(key);
+            self.answered
+                .insert(key, answer, now, until.saturating_duration_since(now));
+            return;
+        }
         if next != entry.scheduled.map(|(at, _)| at) {
             if let Some(old) = entry.scheduled.take() {
                 self.timers.remove(&old);
@@ -760,6 +780,7 @@ impl ProxyState {
     }
 
     fn tick(&mut self, now: Instant) {
+        self.answered.expire(now);
         while let Some(entry) = self.relay_timers.first_entry() {
             if entry.key().0 > now {
                 break;

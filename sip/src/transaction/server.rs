@@ -179,6 +179,16 @@ impl ServerTransaction {
         self.events.pop_front()
     }
 
+    /// The final response a non-INVITE transaction repeats to each retransmission of its
+    /// request while it waits out Timer J: all it has left to do. A transaction user may keep
+    /// just these bytes for that time instead of the whole transaction.
+    pub fn completed_response(&self) -> Option<&Bytes> {
+        if self.invite || self.state != State::Completed {
+            return None;
+        }
+        self.last_response.as_ref()
+    }
+
     pub fn is_terminated(&self) -> bool {
         self.state == State::Terminated
     }
