@@ -163,7 +163,7 @@ pub fn plan(
     tenant: &Tenant,
     dn: &str,
     register: Register<'_>,
-    current: &[Binding],
+    current: Vec<Binding>,
     policy: &Policy,
     to_tag: &str,
 ) -> Result<Plan, Response> {
@@ -195,7 +195,7 @@ pub fn plan(
     // this request touches are reported expired here (the sweeper will not find them after
     // this write); the others are left to the sweeper, which reports them once.
     let (mut after, mut stale): (Vec<Binding>, Vec<Binding>) =
-        current.iter().cloned().partition(|b| b.expires_at_ms > now);
+        current.into_iter().partition(|b| b.expires_at_ms > now);
     // A binding of the same Call-ID may only change with a higher CSeq; the same CSeq is a
     // retransmission that got past the transaction layer, and changes nothing.
     let out_of_order = |b: &Binding| b.call_id == call_id && cseq < b.cseq;
@@ -397,7 +397,7 @@ mod tests {
             &tenant(),
             "1001",
             input(request, now),
-            current,
+            current.to_vec(),
             &Policy::default(),
             "t",
         )

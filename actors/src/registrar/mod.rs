@@ -181,7 +181,8 @@ impl ShardState {
             Ok(current) => current,
             Err(e) => return unavailable(fail, &tenant.name, &aor, &e),
         };
-        let plan = match logic::plan(tenant, &dn, input, &current, &self.config.policy, &to_tag) {
+        let had_bindings = !current.is_empty();
+        let plan = match logic::plan(tenant, &dn, input, current, &self.config.policy, &to_tag) {
             Ok(plan) => plan,
             Err(response) => {
                 tracing::debug!(tenant = %tenant.name, aor = %aor, status = response.status,
@@ -198,7 +199,7 @@ impl ShardState {
             return unavailable(fail, &tenant.name, &aor, &e);
         }
         if let Some(agents) = &self.config.agents
-            && current.is_empty() != plan.after.is_empty()
+            && had_bindings == plan.after.is_empty()
         {
             agents.registration(&tenant.name, &dn, !plan.after.is_empty());
         }

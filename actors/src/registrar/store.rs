@@ -1,6 +1,6 @@
 //! Bindings in memory: the [`BindingStore`] a node uses without Redis.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
@@ -27,14 +27,29 @@ impl Default for MemoryBindings {
 
 #[derive(Debug, Default)]
 struct Memory {
-    /// tenant -> aor -> key -> binding, looked up by borrowed names.
-    bindings: HashMap<String, HashMap<String, HashMap<String, Binding>>>,
-    /// (expires_at_ms, tenant, aor, key), to find expired bindings without a scan.
-    expiry: BTreeSet<(u64, String, String, String)>,
+    /// By tenant, address of record, then contact key.
+    bindings: HashMap<String, HashMap<String, HashMap<String, Held>>>,
+    /// Where each binding is held, by its expiry and a number unique in the shard: a refresh
+    /// moves its entry without making another.
+    expiry: BTreeMap<(u64, u64), Place>,
+    last_place: u64,
+}
+
+#[derive(Debug)]
+struct Held {
+    binding: Binding,
+    /// Its number in `expiry`.
+    place: u64,
+}
+
+#[derive(Debug)]
+struct Place {
+    tenant: String,
+    aor: String,
+    key: String,
 }
 
 impl MemoryBindings {
-    /// The lock of `aor`'s bindings in `tenant`.
     fn lock(&self, tenant: &str, aor: &str) -> std::sync::MutexGuard<'_, Memory> {
         let mut h = std::hash::DefaultHasher::new();
         (tenant, aor).hash(&mut h);
@@ -53,7 +68,7 @@ impl BindingStore for MemoryBindings {
             Ok(m.bindings
                 .get(tenant)
                 .and_then(|aors| aors.get(aor))
-                .map(|b| b.values().cloned().collect())
+                .map(|b| b.values().map(|h| h.binding.clone()).collect())
                 .unwrap_or_default())
         })
     }
@@ -66,7 +81,11 @@ impl BindingStore for MemoryBindings {
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let mut m = self.lock(tenant, aor);
-            let Memory { bindings, expiry } = &mut *m;
+            let Memory {
+                bindings,
+                expiry,
+                last_place,
+            } = &mut *m;
             let aors = match bindings.get_mut(tenant) {
                 Some(aors) => aors,
                 None => bindings.entry(tenant.to_owned()).or_default(),
@@ -75,18 +94,37 @@ impl BindingStore for MemoryBindings {
                 Some(held) => held,
                 None => aors.entry(aor.to_owned()).or_default(),
             };
-            let entry =
-                |at: u64, key: &str| (at, tenant.to_owned(), aor.to_owned(), key.to_owned());
             for key in &changes.removals {
                 if let Some(old) = held.remove(key) {
-                    expiry.remove(&entry(old.expires_at_ms, key));
+                    expiry.remove(&(old.binding.expires_at_ms, old.place));
                 }
             }
             for b in &changes.upserts {
-                if let Some(old) = held.insert(b.key.clone(), b.clone()) {
-                    expiry.remove(&entry(old.expires_at_ms, &b.key));
+                if let Some(h) = held.get_mut(&b.key) {
+                    let was = h.binding.expires_at_ms;
+                    if was != b.expires_at_ms
+                        && let Some(place) = expiry.remove(&(was, h.place))
+                    {
+                        expiry.insert((b.expires_at_ms, h.place), place);
+                    }
+                    h.binding = b.clone();
+                    continue;
                 }
-                expiry.insert(entry(b.expires_at_ms, &b.key));
+                *last_place += 1;
+                let place = Place {
+                    tenant: tenant.to_owned(),
+                    aor: aor.to_owned(),
+                    key: b.key.clone(),
+                };
+                expiry.insert((b.expires_at_ms, *last_place), place);
+                let binding = b.clone();
+                held.insert(
+                    b.key.clone(),
+                    Held {
+                        binding,
+                        place: *last_place,
+                    },
+                );
             }
             if held.is_empty() {
                 aors.remove(aor);
@@ -111,30 +149,33 @@ impl BindingStore for MemoryBindings {
                     break;
                 }
                 let mut m = lock(shard);
-                let Memory { bindings, expiry } = &mut *m;
-                let due: Vec<_> = expiry
+                let Memory {
+                    bindings, expiry, ..
+                } = &mut *m;
+                let due: Vec<(u64, u64)> = expiry
                     .iter()
-                    .take_while(|(at, ..)| *at <= now_ms)
-                    .filter(|(_, t, ..)| t == tenant)
+                    .take_while(|((at, _), _)| *at <= now_ms)
+                    .filter(|(_, p)| p.tenant == tenant)
                     .take(limit - taken.len())
-                    .cloned()
+                    .map(|(at, _)| *at)
                     .collect();
-                for entry in due {
-                    expiry.remove(&entry);
-                    let (_, t, aor, key) = entry;
-                    let Some(aors) = bindings.get_mut(&t) else {
+                for at in due {
+                    let Some(Place { tenant, aor, key }) = expiry.remove(&at) else {
+                        continue;
+                    };
+                    let Some(aors) = bindings.get_mut(&tenant) else {
                         continue;
                     };
                     if let Some(held) = aors.get_mut(&aor) {
-                        if let Some(b) = held.remove(&key) {
-                            taken.push(b);
+                        if let Some(h) = held.remove(&key) {
+                            taken.push(h.binding);
                         }
                         if held.is_empty() {
                             aors.remove(&aor);
                         }
                     }
                     if aors.is_empty() {
-                        bindings.remove(&t);
+                        bindings.remove(&tenant);
                     }
                 }
             }
@@ -152,7 +193,7 @@ impl BindingStore for MemoryBindings {
                         .get(tenant)
                         .into_iter()
                         .flat_map(|aors| aors.values())
-                        .flat_map(|b| b.values().cloned()),
+                        .flat_map(|b| b.values().map(|h| h.binding.clone())),
                 );
             }
             Ok(all)
