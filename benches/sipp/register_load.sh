@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # REGISTER load over UDP on this machine: SIPp registers DNs against `switchboard serve` and
-# against Kamailio (usrloc in memory, no authentication) in the same run, then switchboard with
+# against Kamailio (usrloc in memory, no authentication) in the same run, then both with
 # digest authentication through sipload (every DN its own password, which SIPp cannot do).
 #
 #   benches/sipp/register_load.sh            # DNS=10000 CALLS=50000 LIMIT=200 by default
@@ -37,7 +37,9 @@ build_release switchboard switchboard-benches
     for ((dn = first; dn < first + dns; dn++)); do echo "$dn;bench.local"; done
 } > "$work/users.csv"
 
-RUST_LOG=warn "$bin/switchboard" serve --config "$work/switchboard.toml" > "$work/switchboard.log" 2>&1 &
+# In the scratch directory: the default events file lands there.
+(cd "$work" && RUST_LOG=warn exec "$bin/switchboard" serve --config "$work/switchboard.toml" \
+    > "$work/switchboard.log" 2>&1) &
 pids+=($!)
 kamailio -f "$here/kamailio.cfg" -l "udp:127.0.0.1:$kam_port" -DD -E -Y "$work" -P "$work/kamailio.pid" \
     > "$work/kamailio.log" 2>&1 &
@@ -85,6 +87,9 @@ echo "  Kamailio, no auth:"
 echo "  switchboard, no auth:"
 "$bin/sipload" --target "127.0.0.1:$sb_port" --domain bench.local --first $first --count "$dns" \
     --phones "$limit" --no-auth --rounds 2 --unregister | sed 's/^/    /'
+echo "  Kamailio, digest (MD5, a challenge per registration):"
+"$bin/sipload" --target "127.0.0.1:$kam_port" --domain auth.local --first $first --count "$dns" \
+    --phones "$limit" --password 'pw{dn}' --rounds 2 --unregister | sed 's/^/    /'
 echo "  switchboard, digest (MD5, a challenge per registration):"
 "$bin/sipload" --target "127.0.0.1:$sb_port" --domain auth.local --first $first --count "$dns" \
     --phones "$limit" --password 'pw{dn}' --rounds 2 --unregister | sed 's/^/    /'

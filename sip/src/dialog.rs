@@ -356,11 +356,17 @@ fn contact_uri(h: &Headers) -> Result<Uri, InvalidSyntax> {
 /// A copy of `n` whose text is its own: printed and parsed again (it printed from a parse, so
 /// it parses).
 fn own_name_addr(n: &NameAddr) -> NameAddr {
-    NameAddr::parse(&ByteString::from(n.to_string())).unwrap_or_else(|_| n.clone())
+    let mut text = n.to_string();
+    text.shrink_to_fit();
+    let mut own = NameAddr::parse(&ByteString::from(text)).unwrap_or_else(|_| n.clone());
+    own.shrink_to_fit();
+    own
 }
 
 fn own_uri(u: &Uri) -> Uri {
-    Uri::parse_str(&u.to_string()).unwrap_or_else(|_| u.clone())
+    let mut own = Uri::parse_str(&u.to_string()).unwrap_or_else(|_| u.clone());
+    own.shrink_to_fit();
+    own
 }
 
 /// Every Record-Route value, in the order of the message.

@@ -18,6 +18,12 @@ pub struct Param {
 pub struct Params(Vec<Param>);
 
 impl Params {
+    /// Gives back the room a parse left over (a list holds four at least), for a value
+    /// kept as long as a call.
+    pub fn shrink_to_fit(&mut self) {
+        self.0.shrink_to_fit();
+    }
+
     pub fn new() -> Self {
         Self::default()
     }

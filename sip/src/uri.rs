@@ -57,6 +57,15 @@ pub enum Host {
 }
 
 impl Uri {
+    /// As [`Params::shrink_to_fit`], for its parameters.
+    pub fn shrink_to_fit(&mut self) {
+        match self {
+            Uri::Sip(u) => u.params.shrink_to_fit(),
+            Uri::Tel(t) => t.params.shrink_to_fit(),
+            Uri::Other(_) => {}
+        }
+    }
+
     /// Parses an absolute URI that makes up all of `s`, a part of `text`.
     pub(crate) fn parse(text: &ByteString, s: &str) -> Result<Self, InvalidSyntax> {
         let (scheme, rest) = split_scheme(s)?;

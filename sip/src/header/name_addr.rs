@@ -19,6 +19,12 @@ pub struct NameAddr {
 }
 
 impl NameAddr {
+    /// As [`Params::shrink_to_fit`], for its parameters and its URI's.
+    pub fn shrink_to_fit(&mut self) {
+        self.uri.shrink_to_fit();
+        self.params.shrink_to_fit();
+    }
+
     pub fn new(uri: Uri) -> Self {
         Self {
             display: None,
