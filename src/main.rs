@@ -30,7 +30,10 @@ use crate::config::{NodeConfig, TenantsFile};
 
 /// jemalloc rather than glibc's malloc: with its background threads on (see `main`) it gives
 /// the system back, within seconds, the pages a burst freed (a flood's ten thousand calls, once
-/// they ended), where glibc keeps them in its per-thread arenas for good.
+/// they ended), where glibc keeps them in its per-thread arenas for good. The feature
+/// `system-alloc` keeps the system's allocator, for tools that follow malloc (heaptrack, as
+/// `benches/sipp/call_heap.sh` uses it).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -178,6 +181,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             // jemalloc purges freed pages on a thread of its own, so a node that falls idle
             // after a burst gives its memory back too (without it, only when it allocates).
+            #[cfg(not(feature = "system-alloc"))]
             if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
                 tracing::warn!(error = %e, "jemalloc's background purging is off");
             }
