@@ -6,7 +6,8 @@
 #   benches/sipp/register_load.sh            # DNS=10000 CALLS=50000 LIMIT=200 by default
 #   REDIS=redis://127.0.0.1:6379/9 benches/sipp/register_load.sh   # bindings in Redis
 #
-# Needs sipp (sip-tester) and kamailio (Debian packages). Prints each rate and the ratio.
+# Needs sipp (sip-tester) and kamailio (Debian packages). Prints each rate, the ratio, and with
+# sipload each server's CPU time per registration.
 set -euo pipefail
 
 source "$(dirname "$0")/common.sh"
@@ -40,7 +41,8 @@ build_release switchboard switchboard-benches
 # In the scratch directory: the default events file lands there.
 (cd "$work" && RUST_LOG=warn exec "$bin/switchboard" serve --config "$work/switchboard.toml" \
     > "$work/switchboard.log" 2>&1) &
-pids+=($!)
+sb_pid=$!
+pids+=($sb_pid)
 kamailio -f "$here/kamailio.cfg" -l "udp:127.0.0.1:$kam_port" -DD -E -Y "$work" -P "$work/kamailio.pid" \
     > "$work/kamailio.log" 2>&1 &
 pids+=($!)
@@ -80,16 +82,19 @@ sb=$(sipp_rate switchboard "$sb_port")
 echo "  SIPp -> switchboard (no auth):   $sb registrations/s"
 python3 -c "print(f'  switchboard / Kamailio:          {$sb / $kam:.2f}')"
 
-echo "sipload ($limit phones, one thread; register, refresh, unregister):"
+# Kamailio's processes (it forks its workers), for the CPU it spends.
+kam_pids=$(pgrep -d, -x kamailio)
+echo "sipload ($limit phones, one thread; register, refresh, unregister; the server's CPU per"
+echo "registration from /proc):"
 echo "  Kamailio, no auth:"
-"$bin/sipload" --target "127.0.0.1:$kam_port" --domain bench.local --first $first --count "$dns" \
+"$bin/sipload" --target "127.0.0.1:$kam_port" --pid "$kam_pids" --domain bench.local --first $first --count "$dns" \
     --phones "$limit" --no-auth --rounds 2 --unregister | sed 's/^/    /'
 echo "  switchboard, no auth:"
-"$bin/sipload" --target "127.0.0.1:$sb_port" --domain bench.local --first $first --count "$dns" \
+"$bin/sipload" --target "127.0.0.1:$sb_port" --pid "$sb_pid" --domain bench.local --first $first --count "$dns" \
     --phones "$limit" --no-auth --rounds 2 --unregister | sed 's/^/    /'
 echo "  Kamailio, digest (MD5, a challenge per registration):"
-"$bin/sipload" --target "127.0.0.1:$kam_port" --domain auth.local --first $first --count "$dns" \
+"$bin/sipload" --target "127.0.0.1:$kam_port" --pid "$kam_pids" --domain auth.local --first $first --count "$dns" \
     --phones "$limit" --password 'pw{dn}' --rounds 2 --unregister | sed 's/^/    /'
 echo "  switchboard, digest (MD5, a challenge per registration):"
-"$bin/sipload" --target "127.0.0.1:$sb_port" --domain auth.local --first $first --count "$dns" \
+"$bin/sipload" --target "127.0.0.1:$sb_port" --pid "$sb_pid" --domain auth.local --first $first --count "$dns" \
     --phones "$limit" --password 'pw{dn}' --rounds 2 --unregister | sed 's/^/    /'

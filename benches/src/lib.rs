@@ -21,3 +21,53 @@ pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
 }
+
+/// The CPU time servers spend, from /proc: user and system time summed over their processes
+/// (Kamailio runs several), read at the start and the end of what is measured.
+pub struct CpuMeter {
+    pids: Vec<u32>,
+    start: u64,
+}
+
+impl CpuMeter {
+    /// Starts measuring the processes `pids` (none: measures nothing).
+    pub fn start(pids: &[u32]) -> anyhow::Result<Self> {
+        Ok(CpuMeter {
+            pids: pids.to_vec(),
+            start: cpu_ticks(pids)?,
+        })
+    }
+
+    /// The CPU time since the start, in microseconds per one of `operations`; none without
+    /// processes to measure.
+    pub fn micros_per(&self, operations: u64) -> anyhow::Result<Option<f64>> {
+        if self.pids.is_empty() {
+            return Ok(None);
+        }
+        let ticks = cpu_ticks(&self.pids)?.saturating_sub(self.start);
+        // Clock ticks are 1/100 s on Linux.
+        Ok(Some(ticks as f64 * 10_000.0 / operations.max(1) as f64))
+    }
+}
+
+/// The processes' user and system CPU time so far, in clock ticks.
+fn cpu_ticks(pids: &[u32]) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    let mut ticks = 0;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("/proc/{pid}/stat"))?;
+        // Fields after the command's closing parenthesis: utime and stime are the 12th and
+        // 13th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        ticks += field(11) + field(12);
+    }
+    Ok(ticks)
+}

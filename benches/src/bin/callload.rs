@@ -124,7 +124,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let counts = Arc::new(Counts::default());
     let setups = Arc::new(std::sync::Mutex::new(Vec::<Duration>::new()));
-    let cpu_before = cpu_ticks(&args.pid)?;
+    let cpu = switchboard_benches::CpuMeter::start(&args.pid)?;
     let started = Instant::now();
     let mut sbcs = tokio::task::JoinSet::new();
     for s in 0..args.sbcs.max(1) {
@@ -144,9 +144,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sbcs.spawn(sbc.run());
     }
     while sbcs.join_next().await.is_some() {}
-    let cpu = cpu_ticks(&args.pid)?
-        .zip(cpu_before)
-        .map(|(after, before)| after - before);
     let (placed, completed, failed) = (
         counts.placed.load(Ordering::Relaxed),
         counts.completed.load(Ordering::Relaxed),
@@ -174,9 +171,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     {
         write!(out, "; failures by status (0: unanswered) {statuses:?}")?;
     }
-    if let Some(ticks) = cpu {
-        // Clock ticks are 1/100 s on Linux.
-        let micros = ticks as f64 * 10_000.0 / completed.max(1) as f64;
+    if let Some(micros) = cpu.micros_per(completed)? {
         write!(out, "; server CPU {micros:.1} µs per call")?;
     }
     writeln!(out)?;
@@ -184,30 +179,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bail!("{} calls not completed", placed - completed);
     }
     Ok(())
-}
-
-/// The servers' user and system CPU time so far, in clock ticks (none without pids).
-fn cpu_ticks(pids: &[u32]) -> anyhow::Result<Option<u64>> {
-    if pids.is_empty() {
-        return Ok(None);
-    }
-    let mut ticks = 0;
-    for pid in pids {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .with_context(|| format!("/proc/{pid}/stat"))?;
-        // Fields after the command's closing parenthesis: utime and stime are the 12th and
-        // 13th.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let field = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        ticks += field(11) + field(12);
-    }
-    Ok(Some(ticks))
 }
 
 /// A phone: answers every INVITE with 200 and a session, every BYE and other request with

@@ -63,6 +63,10 @@ struct Args {
     /// Start a round every this many milliseconds (0: each as soon as the last is done).
     #[arg(long, default_value_t = 0)]
     every_ms: u64,
+    /// The registrar's pids (a comma-separated list, for servers of several processes): its
+    /// CPU time per registration in each round, from /proc.
+    #[arg(long, value_delimiter = ',')]
+    pid: Vec<u32>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,8 +111,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         } else {
             "refresh"
         };
+        let cpu = switchboard_benches::CpuMeter::start(&args.pid)?;
         let report = phones.run(&round).await;
-        writeln!(out, "{}", summary(label, &report, phones.len()))?;
+        write!(out, "{}", summary(label, &report, phones.len()))?;
+        match cpu.micros_per(report.outcomes.len() as u64)? {
+            Some(micros) => writeln!(out, ", server CPU {micros:.1} µs per registration")?,
+            None => writeln!(out)?,
+        }
         failed += report.outcomes.len() - report.ok();
     }
     if failed > 0 {
