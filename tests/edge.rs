@@ -235,6 +235,11 @@ fn a_phone_registers_refreshes_and_unregisters() {
         header(&ok, HeaderName::Contact),
         Some(format!("<sip:1001@127.0.0.1:{port}>;expires=600").as_str())
     );
+    // Its retransmission (the 200 lost, say) gets the same answer, kept by the edge: the
+    // registrar would have given another To tag, and refused the nonce count it saw already.
+    let again = phone.request(second.as_bytes());
+    assert_eq!(again.status, 200);
+    assert_eq!(header(&again, HeaderName::To), header(&ok, HeaderName::To));
 
     // A query lists the binding without changing it.
     let query = with_credentials(
