@@ -12,7 +12,7 @@ use support::peer::{
     Peer, answered_call, cancel, raw_phone, routed_in_dialog, sbc_in_dialog, sbc_invite, sdp,
 };
 use support::sipp::{
-    answering_phone, phone_1002_dials, register, scenario, sipp, sipp_errors, wait,
+    answering_phone, phone_1002_dials, register, sbc_once, scenario, sipp_errors, wait,
 };
 use support::{Server, call_events, free_port, redis};
 use switchboard_sip::{HeaderName, Message, Method, Response};
@@ -95,26 +95,11 @@ fn sbc_holds_a_call(
     let phone_port = free_port();
     register(server, dir.path(), dn, phone_port);
     let mut phone = answering_phone(dir.path(), dn, "127.0.0.1", phone_port);
-    let sbc_port = free_port().to_string();
-    let target = server.sip.to_string();
-    let scenario = scenario("sbc_hold.xml");
-    let mut args = vec![
-        "-sf",
-        scenario.to_str().expect("path"),
-        "-s",
-        dn,
-        "-m",
-        "1",
-        "-i",
-        "127.0.0.2",
-        "-p",
-        &sbc_port,
-        "-timeout",
-        "20s",
-    ];
-    args.extend_from_slice(sipp_args);
-    args.push(&target);
-    let sbc = sipp(dir.path(), &args).status().expect("sipp runs");
+    let mut extra = vec!["-timeout", "20s"];
+    extra.extend_from_slice(sipp_args);
+    let sbc = sbc_once(dir.path(), server, &scenario("sbc_hold.xml"), dn, &extra)
+        .status()
+        .expect("sipp runs");
     let phone_status = wait(&mut phone, Duration::from_secs(10));
     assert!(
         sbc.success() && phone_status.success(),

@@ -72,20 +72,17 @@ pub fn serving(dir: &Path, name: &str, service: &str, ip: &str, port: u16) -> Ch
     uas(dir, name, service, ip, port, &[])
 }
 
+/// SIPp's arguments for running `scenario` as `service` from `ip`:`port`.
+fn running<'a>(scenario: &'a Path, service: &'a str, ip: &'a str, port: &'a str) -> Vec<&'a str> {
+    let scenario = scenario.to_str().expect("path");
+    vec!["-sf", scenario, "-s", service, "-i", ip, "-p", port]
+}
+
 /// A SIPp UAS running scenario `name` as `service` on `ip`:`port`, with `extra` arguments.
 pub fn uas(dir: &Path, name: &str, service: &str, ip: &str, port: u16, extra: &[&str]) -> Child {
     let port = port.to_string();
     let scenario = scenario(name);
-    let mut args = vec![
-        "-sf",
-        scenario.to_str().expect("path"),
-        "-s",
-        service,
-        "-i",
-        ip,
-        "-p",
-        &port,
-    ];
+    let mut args = running(&scenario, service, ip, &port);
     args.extend_from_slice(extra);
     let child = sipp(dir, &args)
         .spawn()
@@ -142,18 +139,8 @@ pub fn sbc_once(
     extra: &[&str],
 ) -> Command {
     let port = super::free_port().to_string();
-    let mut args = vec![
-        "-sf",
-        scenario.to_str().expect("path"),
-        "-s",
-        service,
-        "-i",
-        "127.0.0.2",
-        "-p",
-        &port,
-        "-m",
-        "1",
-    ];
+    let mut args = running(scenario, service, "127.0.0.2", &port);
+    args.extend_from_slice(&["-m", "1"]);
     args.extend_from_slice(extra);
     let target = server.sip.to_string();
     args.push(&target);
