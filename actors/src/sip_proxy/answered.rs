@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -36,11 +36,11 @@ impl Answered {
         (u128::from(self.hashers.0.hash_one(key)) << 64) | u128::from(self.hashers.1.hash_one(key))
     }
 
-    /// Keeps `response` as the answer to `key`'s retransmissions for `linger`.
-    pub(super) fn insert(&mut self, key: &TxnId, response: Bytes, now: Instant, linger: Duration) {
+    /// Keeps `response` as the answer to `key`'s retransmissions until `until`.
+    pub(super) fn insert(&mut self, key: &TxnId, response: Bytes, until: Instant) {
         let fingerprint = self.fingerprint(key);
         if self.by_key.insert(fingerprint, response).is_none() {
-            self.order.push_back((now + linger, fingerprint));
+            self.order.push_back((until, fingerprint));
         }
     }
 
@@ -73,6 +73,7 @@ impl Answered {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use switchboard_sip::transaction::TransactionKey;
     use switchboard_sip::transport::Transport;
     use switchboard_sip::{Message, parse_datagram};
@@ -98,12 +99,11 @@ mod tests {
         let mut answered = Answered::new();
         let t0 = Instant::now();
         let linger = Duration::from_secs(32);
-        answered.insert(&key("1", 5060), Bytes::from_static(b"200"), t0, linger);
+        answered.insert(&key("1", 5060), Bytes::from_static(b"200"), t0 + linger);
         answered.insert(
             &key("2", 5060),
             Bytes::from_static(b"401"),
-            t0 + Duration::from_secs(1),
-            linger,
+            t0 + Duration::from_secs(1) + linger,
         );
         assert_eq!(
             answered.get(&key("1", 5060)).map(|b| &b[..]),

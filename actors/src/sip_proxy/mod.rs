@@ -758,13 +758,12 @@ impl ProxyState {
             return;
         }
         let next = entry.txn.poll_timeout();
-        // Finished but for its retransmissions: only the answer is kept for them.
+        // Finished but for its retransmissions: only the answer is kept for them, until its
+        // Timer J.
         if let (Some(answer), Some(until)) = (entry.txn.completed_response(), next) {
             let answer = answer.clone();
-            let now = Instant::now();
             self.forget(key);
-            self.answered
-                .insert(key, answer, now, until.saturating_duration_since(now));
+            self.answered.insert(key, answer, until);
             return;
         }
         if next != entry.scheduled.map(|(at, _)| at) {
