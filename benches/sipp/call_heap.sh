@@ -18,9 +18,8 @@ sb_port=${SB_PORT:-35060}
 phone_port=${PHONE_PORT:-36001}
 
 need sipp curl heaptrack
-build_release switchboard
 (cd "$root" && cargo build --release --locked -q -p switchboard --features system-alloc)
-cp "$bin/switchboard" "$work/switchboard-system-alloc"
+cp "$(release_dir)/switchboard" "$work/switchboard-system-alloc"
 # Put the usual build back for the other scripts.
 build_release switchboard
 # start_switchboard runs $bin/switchboard: here, that build under heaptrack.

@@ -16,13 +16,20 @@ need() {
     done
 }
 
+# Where release builds land: the target directory of `cargo metadata`, then release.
+release_dir() {
+    local target
+    target=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+    echo "$target/release"
+}
+
 # Builds the packages named in release mode; $bin is where their binaries are.
 build_release() {
     local args=() p
     for p; do args+=(-p "$p"); done
     (cd "$root" && cargo build --release --locked -q "${args[@]}")
-    bin=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
+    bin=$(release_dir)
 }
 
 work=$(mktemp -d)

@@ -22,6 +22,15 @@ pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// The server a load client measures: its processes, whose CPU time it reports.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerPids {
+    /// The server's pids (a comma-separated list, for servers of several processes): its
+    /// CPU time per operation, from /proc.
+    #[arg(long, value_delimiter = ',')]
+    pub pid: Vec<u32>,
+}
+
 /// The CPU time servers spend, from /proc: user and system time summed over their processes
 /// (Kamailio runs several), read at the start and the end of what is measured.
 pub struct CpuMeter {
@@ -38,15 +47,21 @@ impl CpuMeter {
         })
     }
 
-    /// The CPU time since the start, in microseconds per one of `operations`; none without
-    /// processes to measure.
-    pub fn micros_per(&self, operations: u64) -> anyhow::Result<Option<f64>> {
+    /// The CPU time since the start, in seconds; none without processes to measure.
+    pub fn seconds(&self) -> anyhow::Result<Option<f64>> {
         if self.pids.is_empty() {
             return Ok(None);
         }
         let ticks = cpu_ticks(&self.pids)?.saturating_sub(self.start);
-        // Clock ticks are 1/100 s on Linux.
-        Ok(Some(ticks as f64 * 10_000.0 / operations.max(1) as f64))
+        // Linux counts CPU time in USER_HZ, 100 on every common configuration.
+        Ok(Some(ticks as f64 / 100.0))
+    }
+
+    /// The CPU time since the start, in microseconds per one of `operations`.
+    pub fn micros_per(&self, operations: u64) -> anyhow::Result<Option<f64>> {
+        Ok(self
+            .seconds()?
+            .map(|s| s * 1_000_000.0 / operations.max(1) as f64))
     }
 }
 

@@ -165,7 +165,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     // The load: `rate` changes a second, spread over the agents.
-    let cpu_before = args.pid.map(cpu_ticks).transpose()?;
+    let cpu_meter = switchboard_benches::CpuMeter::start(args.pid.as_slice())?;
     let load_start = Instant::now();
     let failed = Arc::new(AtomicUsize::new(0));
     let acks: Arc<std::sync::Mutex<Vec<u64>>> = Arc::default();
@@ -211,17 +211,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             _ => short += 1,
         }
     }
-    let cpu = match (args.pid, cpu_before) {
-        (Some(pid), Some(before)) => {
-            let used = cpu_ticks(pid)?.saturating_sub(before) as f64 / ticks_per_second();
-            format!(
-                ", node CPU {:.2} s over {:.1} s ({:.0}% of one core)",
-                used,
-                sending.as_secs_f64(),
-                used / sending.as_secs_f64() * 100.0
-            )
-        }
-        _ => String::new(),
+    let cpu = match cpu_meter.seconds()? {
+        Some(used) => format!(
+            ", node CPU {:.2} s over {:.1} s ({:.0}% of one core)",
+            used,
+            sending.as_secs_f64(),
+            used / sending.as_secs_f64() * 100.0
+        ),
+        None => String::new(),
     };
     let mut shown = Vec::new();
     for b in boards {
@@ -335,21 +332,4 @@ async fn follow_board(
 /// Prints a line of the report.
 fn say(line: String) {
     let _ = writeln!(std::io::stdout(), "{line}");
-}
-
-/// User and system CPU time of a process, in clock ticks (/proc/PID/stat).
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let utime: u64 = fields.get(11).context("utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("stime")?.parse()?;
-    Ok(utime + stime)
-}
-
-/// Linux reports CPU times in USER_HZ, 100 on every common configuration.
-fn ticks_per_second() -> f64 {
-    100.0
 }

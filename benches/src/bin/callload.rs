@@ -60,10 +60,8 @@ struct Args {
     /// Threads driving the sockets.
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// The server's pids (a comma-separated list, for servers of several processes): their
-    /// CPU time per call, from /proc.
-    #[arg(long, value_delimiter = ',')]
-    pid: Vec<u32>,
+    #[command(flatten)]
+    server: switchboard_benches::ServerPids,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -124,7 +122,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let counts = Arc::new(Counts::default());
     let setups = Arc::new(std::sync::Mutex::new(Vec::<Duration>::new()));
-    let cpu = switchboard_benches::CpuMeter::start(&args.pid)?;
+    let cpu = switchboard_benches::CpuMeter::start(&args.server.pid)?;
     let started = Instant::now();
     let mut sbcs = tokio::task::JoinSet::new();
     for s in 0..args.sbcs.max(1) {

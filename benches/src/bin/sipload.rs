@@ -63,10 +63,8 @@ struct Args {
     /// Start a round every this many milliseconds (0: each as soon as the last is done).
     #[arg(long, default_value_t = 0)]
     every_ms: u64,
-    /// The registrar's pids (a comma-separated list, for servers of several processes): its
-    /// CPU time per registration in each round, from /proc.
-    #[arg(long, value_delimiter = ',')]
-    pid: Vec<u32>,
+    #[command(flatten)]
+    server: switchboard_benches::ServerPids,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -111,7 +109,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         } else {
             "refresh"
         };
-        let cpu = switchboard_benches::CpuMeter::start(&args.pid)?;
+        let cpu = switchboard_benches::CpuMeter::start(&args.server.pid)?;
         let report = phones.run(&round).await;
         write!(out, "{}", summary(label, &report, phones.len()))?;
         match cpu.micros_per(report.outcomes.len() as u64)? {
