@@ -37,8 +37,9 @@ impl<M: Message> std::fmt::Debug for Wakeups<M> {
 }
 
 impl<M: Message> Wakeups<M> {
-    /// Starts the timer task (on the current Tokio runtime); `wake` makes the message sent.
-    pub fn start(wake: fn() -> M) -> Self {
+    /// Starts the timer task (on the current Tokio runtime); `wake` makes the message sent
+    /// for a key.
+    pub fn start(wake: fn(u64) -> M) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(rx, wake));
         Self { tx }
@@ -56,7 +57,7 @@ impl<M: Message> Wakeups<M> {
     }
 }
 
-async fn run<M: Message>(mut rx: mpsc::UnboundedReceiver<Ask<M>>, wake: fn() -> M) {
+async fn run<M: Message>(mut rx: mpsc::UnboundedReceiver<Ask<M>>, wake: fn(u64) -> M) {
     // The instant each key waits for, and a queue of instants that may be stale (a key that
     // moved earlier, or was forgotten): an entry counts only while it matches the key's.
     let mut waiting: HashMap<u64, (Instant, ActorRef<M>)> = HashMap::new();
@@ -99,7 +100,7 @@ async fn run<M: Message>(mut rx: mpsc::UnboundedReceiver<Ask<M>>, wake: fn() -> 
                         && e.get().0 == at
                     {
                         let (_, actor) = e.remove();
-                        let _ = actor.cast(wake());
+                        let _ = actor.cast(wake(key));
                     }
                 }
             }
@@ -153,7 +154,7 @@ mod tests {
     async fn the_earliest_instant_asked_wakes_once_and_a_forgotten_key_never() {
         let (tx, mut woken) = mpsc::unbounded_channel();
         let (actor, _) = Actor::spawn(None, Recorder, tx).await.expect("spawn");
-        let wakeups = Wakeups::start(Instant::now);
+        let wakeups = Wakeups::start(|_| Instant::now());
         let start = Instant::now();
         wakeups.at(1, start + Duration::from_millis(400), &actor);
         wakeups.at(1, start + Duration::from_millis(100), &actor);

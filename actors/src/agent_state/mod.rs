@@ -97,7 +97,7 @@ impl Actor for Registry {
             agents: HashMap::new(),
             by_dn: HashMap::new(),
             dn_of: HashMap::new(),
-            wakeups: Wakeups::start(|| AgentMsg::Wake),
+            wakeups: Wakeups::start(|_| AgentMsg::Wake),
             next_key: 0,
         };
         if let Ownership::Alone = state.config.ownership {

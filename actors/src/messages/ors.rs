@@ -10,6 +10,7 @@ use switchboard_routing::strategy::{Overflow, Route, Treatment};
 
 use crate::messages::bus::{OwnerBound, OwnerRoute, RouteCall, ToOwner};
 use crate::messages::rq::{Told, Waiter};
+use crate::messages::sip_cluster::CallInbox;
 use crate::tenant::Tenant;
 
 /// A call reached a routing point.
@@ -103,8 +104,8 @@ pub struct CallbackStatus {
 /// Where a routing session's orders go.
 #[derive(Debug, Clone)]
 pub enum CallAddr {
-    /// The call's actor, on this node.
-    Here(DerivedActorRef<Order>),
+    /// The call, on this node.
+    Here(CallInbox<Order>),
     /// The node running the call, which hands the orders to it by its id.
     Node(String),
 }
@@ -169,7 +170,7 @@ impl Ors {
 
     /// A call reached a routing point: its session starts on the tenant's owner, and its
     /// orders come to `call`.
-    pub fn request(&self, request: Box<RouteRequest>, call: DerivedActorRef<Order>) {
+    pub fn request(&self, request: Box<RouteRequest>, call: CallInbox<Order>) {
         let tenant = request.tenant.name.clone();
         match self.owner.elsewhere(&tenant) {
             Some(owner) => {

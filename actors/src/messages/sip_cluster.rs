@@ -91,7 +91,49 @@ pub fn own_key(node: &str, call_id: &str) -> Option<u64> {
 #[derive(Debug, Clone)]
 pub struct Started {
     pub key: u64,
-    pub call: DerivedActorRef<CallIn>,
+    pub call: CallInbox<CallIn>,
+}
+
+/// A message for call `key` of this node, as the shard of calls that hosts the call takes it.
+#[derive(Debug)]
+pub struct ToCall<T> {
+    pub key: u64,
+    pub message: T,
+}
+
+/// Where call `key` of this node takes its messages of type `T`: the shard of calls that
+/// hosts it (see [`crate::sip_cluster`]). A message of a call that is over comes back to the
+/// edge from the shard ([`CallRoute::Returned`]). Cheap to clone.
+#[derive(Debug)]
+pub struct CallInbox<T> {
+    key: u64,
+    shard: DerivedActorRef<ToCall<T>>,
+}
+
+impl<T> Clone for CallInbox<T> {
+    fn clone(&self) -> Self {
+        Self {
+            key: self.key,
+            shard: self.shard.clone(),
+        }
+    }
+}
+
+impl<T: ractor::Message> CallInbox<T> {
+    pub fn new(key: u64, shard: DerivedActorRef<ToCall<T>>) -> Self {
+        Self { key, shard }
+    }
+
+    /// Hands the call `message`; given back when the call's shard is gone (the node stops).
+    pub fn send(&self, message: T) -> Result<(), ractor::MessagingErr<T>> {
+        let to = ToCall {
+            key: self.key,
+            message,
+        };
+        self.shard
+            .send_message(to)
+            .map_err(|e| e.map(|to| to.message))
+    }
 }
 
 /// How a call is named: by its id (as desktops know it), or by the SIP Call-ID of one of its
@@ -552,6 +594,8 @@ pub enum ClusterMsg {
     Verify,
     /// Calls adopted by other nodes while this one was away (its own).
     Verified(Vec<String>),
+    /// Call `key` is over, and gone from its shard (the cluster's own).
+    Ended(u64),
 }
 
 /// Says which node runs a call (from what the call left in Redis).

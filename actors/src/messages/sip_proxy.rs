@@ -5,21 +5,17 @@
 use std::net::SocketAddr;
 
 use bytestring::ByteString;
-use ractor::DerivedActorRef;
 use switchboard_sip::Uri;
 use switchboard_sip::header::NameAddr;
 use switchboard_sip::transport::Transport;
 
-use crate::messages::sip_cluster::CallIn;
+use crate::messages::sip_cluster::{CallIn, CallInbox};
 
 /// What the cluster tells the edge of its calls, so that the edge hands each message to its
 /// call without asking: a call's own Call-IDs carry its number on the node.
 pub enum CallRoute {
     /// A call the core placed (a desktop's): its Call-IDs carry `key`.
-    Placed {
-        key: u64,
-        call: DerivedActorRef<CallIn>,
-    },
+    Placed { key: u64, call: CallInbox<CallIn> },
     /// Messages with SIP Call-ID `call_id` (a leg handed from one call to another) go to call
     /// `key` from now on.
     Moved { call_id: ByteString, key: u64 },
@@ -27,11 +23,14 @@ pub enum CallRoute {
     Adopted {
         key: u64,
         call_ids: Vec<ByteString>,
-        call: DerivedActorRef<CallIn>,
+        call: CallInbox<CallIn>,
     },
     /// These calls are over (told in batches: a message of an ended call that reaches the
     /// edge before finds the call's actor gone, and is the edge's again).
     Ended(Vec<u64>),
+    /// A message the edge handed to call `key` after the call was over (before the edge was
+    /// told): it is the edge's again.
+    Returned { key: u64, message: CallIn },
 }
 
 /// The URI parameter of a Route to a proxy that names the flow to send on (`ip:port`), with

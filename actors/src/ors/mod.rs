@@ -139,7 +139,7 @@ impl Actor for OrsActor {
             figures: args.figures,
             writes,
             kept: None,
-            wakeups: Wakeups::start(|| Msg::Wake),
+            wakeups: Wakeups::start(|_| Msg::Wake),
             sessions: HashMap::new(),
             due: BTreeSet::new(),
             wake_at: None,
@@ -375,8 +375,8 @@ fn deliver(
     order: Order,
 ) {
     match (addr, to_node) {
-        (CallAddr::Here(actor), _) => {
-            let _ = actor.send_message(order);
+        (CallAddr::Here(call), _) => {
+            let _ = call.send(order);
         }
         (CallAddr::Node(node), Some(to_node)) => to_node.send(
             tenant,
@@ -559,6 +559,7 @@ mod tests {
     use crate::agent_state::store::MemoryAgents;
     use crate::events::EventSink;
     use crate::messages::ors::RouteRequest;
+    use crate::messages::sip_cluster::{CallInbox, ToCall};
     use crate::probe::Probe;
     use crate::registrar::MemoryBindings;
     use crate::tenant::{Directory, Tenant, demo_tenant};
@@ -603,7 +604,7 @@ mod tests {
             figures: Arc::default(),
         };
         let ors = Ors::spawn(args, &supervisor).await.expect("ors");
-        let (call, mut orders) = Probe::spawn(|order: Order| Some(order)).await;
+        let (call, mut orders) = Probe::spawn(|to: ToCall<Order>| Some(to.message)).await;
         for id in ["c1", "c2"] {
             ors.send(OrsMsg::Request {
                 request: Box::new(RouteRequest {
@@ -615,7 +616,7 @@ mod tests {
                     dnis: "+18005550100".into(),
                     user_data: BTreeMap::new(),
                 }),
-                call: CallAddr::Here(call.get_derived()),
+                call: CallAddr::Here(CallInbox::new(1, call.get_derived())),
                 kept: None,
             });
         }

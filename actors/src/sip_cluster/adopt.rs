@@ -48,7 +48,7 @@ pub(super) struct Liveness {
     beat: AtomicU64,
     /// Set on waking from a gap, until the node has settled its calls.
     suspect: AtomicBool,
-    parked: Mutex<Vec<ActorRef<super::actor::CallMsg>>>,
+    parked: Mutex<Vec<super::shard::CallHandle>>,
 }
 
 impl Liveness {
@@ -101,7 +101,7 @@ impl Liveness {
     }
 
     /// Wakes `call` once the node has settled its calls.
-    pub(super) fn park(&self, call: ActorRef<super::actor::CallMsg>) {
+    pub(super) fn park(&self, call: super::shard::CallHandle) {
         self.parked
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -109,7 +109,7 @@ impl Liveness {
     }
 
     /// The node has settled its calls: those parked go on.
-    pub(super) fn settled(&self) -> Vec<ActorRef<super::actor::CallMsg>> {
+    pub(super) fn settled(&self) -> Vec<super::shard::CallHandle> {
         self.suspect.store(false, Ordering::SeqCst);
         std::mem::take(&mut *self.parked.lock().unwrap_or_else(|e| e.into_inner()))
     }

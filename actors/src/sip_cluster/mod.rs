@@ -1,20 +1,20 @@
-//! The SIP cluster system (Voice SIP Cluster): every call is one actor, a back-to-back user
-//! agent that owns the call's legs, their dialogs and transactions (design.md "A call through
-//! the core"), and the cluster actor is their door: it owns the node's table of calls, starts
-//! and supervises the call actors, and takes what desktops and callbacks ask of calls.
+//! The SIP cluster system (Voice SIP Cluster): every call is a back-to-back user agent that
+//! owns the call's legs, their dialogs and transactions (design.md "A call through the core"),
+//! and the cluster actor is their door: it owns the node's table of calls, starts them in its
+//! shards of calls, and takes what desktops and callbacks ask of calls.
 //!
-//! [`call::Call`] is the call as a sans-io state machine; [`actor`] drives one. The edge starts
-//! the call of each dialog-creating request it admits through the [`CallStarter`] the cluster
-//! gave it: the call actor is the cluster's child all the same, and the cluster reads of it
-//! off a channel as it next works, rather than being woken by a message a call (on 2 cores,
-//! each wake of an idle actor costs more than the work it brings). The edge hands the call's
-//! later messages to the call itself, without a stop here; the cluster tells it of the calls it
-//! places and, in batches, of the calls that end ([`CallRoute`]).
+//! [`call::Call`] is the call as a sans-io state machine; a [`shard`] hosts many and drives
+//! each. The edge starts the call of each dialog-creating request it admits through the
+//! [`CallStarter`] the cluster gave it: the cluster reads of the call off a channel as it next
+//! works, rather than being woken by a message a call (on 2 cores, each wake of an idle actor
+//! costs more than the work it brings). The edge hands the call's later messages to the call's
+//! shard itself, without a stop here; the cluster tells it of the calls it places and, in
+//! batches, of the calls that end ([`CallRoute`]).
 
-mod actor;
 mod adopt;
 pub mod call;
 mod calls;
+mod shard;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -24,9 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytestring::ByteString;
-use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, DerivedActorRef, SupervisionEvent,
-};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, DerivedActorRef, SupervisionEvent};
 use switchboard_sip::transaction::TimerConfig;
 use tokio::sync::mpsc;
 
@@ -43,10 +41,14 @@ use crate::messages::sip_proxy::CallRoute;
 use crate::supervisor::Supervisor;
 use crate::tenant::Directory;
 use crate::wakeups::Wakeups;
-use actor::{CallActor, CallMsg, Shared, Start};
 use adopt::Adoption;
 use call::snapshot::CallSnapshot;
 use calls::Calls;
+use shard::{CallHandle, CallMsg, CallShard, ShardMsg, Shared, Start};
+
+/// The shards of calls of a node: the calls of one shard take turns, those of others run side
+/// by side on the other cores.
+const CALL_SHARDS: u64 = 8;
 
 /// How calls behave, for every call of the node.
 #[derive(Debug, Clone)]
@@ -165,10 +167,12 @@ struct ClusterState {
     started_tx: mpsc::UnboundedSender<Registered>,
     /// Where the edge hears which call takes which messages.
     routes: Option<DerivedActorRef<CallRoute>>,
+    /// The shards of calls, to stop with the cluster.
+    shards: Vec<ActorCell>,
     /// Calls ended that the edge has not been told of yet.
     ended: Vec<u64>,
-    /// Call actors that stopped before the cluster read that the edge had started them.
-    gone_early: HashSet<ActorId>,
+    /// Calls that ended before the cluster read that the edge had started them.
+    gone_early: HashSet<u64>,
     /// Adopting the calls of nodes that die (with Redis).
     adoption: Option<Adoption>,
 }
@@ -196,6 +200,7 @@ impl Actor for ClusterActor {
             started,
             started_tx,
             routes: None,
+            shards: Vec::new(),
             ended: Vec::new(),
             gone_early: HashSet::new(),
         })
@@ -224,7 +229,7 @@ impl Actor for ClusterActor {
                     call_threads: state.args.call_threads.clone(),
                     dn_calls: DnCalls::default(),
                     node: state.args.node.clone(),
-                    wakeups: Wakeups::start(|| CallMsg::Wake),
+                    wakeups: Wakeups::start(shard::wake),
                     cluster: Cluster::new(myself.clone()),
                     ors: state.args.ors.clone(),
                     liveness: state
@@ -232,9 +237,17 @@ impl Actor for ClusterActor {
                         .as_ref()
                         .map(|_| adopt::Liveness::start(myself.clone())),
                 });
+                let mut shards = Vec::new();
+                for _ in 0..CALL_SHARDS {
+                    let args = (shared.clone(), routes.clone());
+                    let (shard, _) =
+                        Actor::spawn_linked(None, CallShard, args, myself.get_cell()).await?;
+                    shards.push(shard);
+                }
+                state.shards = shards.iter().map(|s| s.get_cell()).collect();
                 let starter = Arc::new(Starter {
                     shared,
-                    cluster: myself.get_cell(),
+                    shards,
                     keys: AtomicU64::new(0),
                     started: state.started_tx.clone(),
                     adopting: state.adoption.is_some(),
@@ -278,24 +291,20 @@ impl Actor for ClusterActor {
                     let _ = reply.send(Err(not_up()));
                     return Ok(());
                 };
-                match starter.spawn(start).await {
-                    Ok(Registered {
-                        key,
-                        actor: call,
-                        id,
-                        call_id,
-                    }) => {
-                        state.calls.insert(key, id.clone(), call_id, call.clone());
+                match starter.spawn(start) {
+                    Ok(Registered { call, id, call_id }) => {
+                        let key = call.key;
+                        state.calls.insert(id.clone(), call_id, call.clone());
                         // The edge learns where the call's messages go before the call says
                         // anything: it speaks once woken.
                         if let Some(routes) = &state.routes {
                             let placed = CallRoute::Placed {
                                 key,
-                                call: call.get_derived(),
+                                call: call.inbox(),
                             };
                             let _ = routes.send_message(placed);
                         }
-                        let _ = call.cast(CallMsg::Wake);
+                        call.cast(CallMsg::Wake);
                         let _ = reply.send(Ok(id.to_string()));
                     }
                     Err(e) => {
@@ -310,8 +319,8 @@ impl Actor for ClusterActor {
                 control,
                 reply,
             } => match state.calls.by_id(&call) {
-                Some((_, actor)) => {
-                    let _ = actor.cast(CallMsg::Control {
+                Some(call) => {
+                    call.cast(CallMsg::Control {
                         tenant,
                         dn,
                         control,
@@ -329,8 +338,8 @@ impl Actor for ClusterActor {
                 reply,
             } => state.complete(main, consult, conference, reply),
             ClusterMsg::Order { call, order } => match state.calls.by_id(&call) {
-                Some((_, actor)) => {
-                    let _ = actor.cast(CallMsg::Order(order));
+                Some(call) => {
+                    call.cast(CallMsg::Order(order));
                 }
                 None => tracing::debug!(call_id = %call, "an order for a call that is over"),
             },
@@ -391,11 +400,12 @@ impl Actor for ClusterActor {
                     });
                 }
             }
+            ClusterMsg::Ended(key) => state.ended(key),
             ClusterMsg::Verified(gone) => {
                 let mut abandoned = 0;
                 for call in &gone {
-                    if let Some((_, actor)) = state.calls.by_id(call) {
-                        let _ = actor.cast(CallMsg::Abandon);
+                    if let Some(call) = state.calls.by_id(call) {
+                        call.cast(CallMsg::Abandon);
                         abandoned += 1;
                     }
                 }
@@ -414,7 +424,7 @@ impl Actor for ClusterActor {
                     .map(|l| l.settled())
                     .unwrap_or_default();
                 for call in parked {
-                    let _ = call.cast(CallMsg::Wake);
+                    call.cast(CallMsg::Wake);
                 }
             }
             ClusterMsg::HandOverAll(reply) => {
@@ -423,14 +433,14 @@ impl Actor for ClusterActor {
                 if let Some(adoption) = &mut state.adoption {
                     adoption.leaving = true;
                 }
-                for call in state.calls.actors() {
-                    let _ = call.cast(CallMsg::Leave);
+                for call in state.calls.handles() {
+                    call.cast(CallMsg::Leave);
                 }
                 let _ = reply.send(state.calls.len());
             }
             ClusterMsg::ShutDown(reply) => {
-                for call in state.calls.actors() {
-                    let _ = call.cast(CallMsg::ShutDown);
+                for call in state.calls.handles() {
+                    call.cast(CallMsg::ShutDown);
                 }
                 let _ = reply.send(state.calls.len());
             }
@@ -438,35 +448,21 @@ impl Actor for ClusterActor {
         Ok(())
     }
 
-    /// A call actor stopped, at the end of its call or by failing: its call is forgotten,
-    /// and the edge told.
+    /// A shard of calls failed (which no call's own failure does): the node cannot go on
+    /// with part of its calls gone, so the cluster fails, and the node with it.
     async fn handle_supervisor_evt(
         &self,
         _myself: ActorRef<Self::Msg>,
         event: SupervisionEvent,
-        state: &mut Self::State,
+        _state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let cell = match event {
-            SupervisionEvent::ActorTerminated(cell, _, _) => cell,
+        match event {
             SupervisionEvent::ActorFailed(cell, error) => {
-                tracing::error!(actor = %cell.get_id(), error = %error, "call actor failed");
-                cell
+                tracing::error!(shard = ?cell.get_name(), error = %error, "shard of calls failed");
+                Err(format!("shard of calls failed: {error}").into())
             }
-            _ => return Ok(()),
-        };
-        state.take_started();
-        match state.calls.ended(cell.get_id()) {
-            Some(key) => state.ended.push(key),
-            None => {
-                state.gone_early.insert(cell.get_id());
-            }
+            _ => Ok(()),
         }
-        if state.ended.len() >= ENDED_BATCH
-            && let Some(routes) = &state.routes
-        {
-            let _ = routes.send_message(CallRoute::Ended(std::mem::take(&mut state.ended)));
-        }
-        Ok(())
     }
 
     async fn post_stop(
@@ -474,14 +470,30 @@ impl Actor for ClusterActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        for call in state.calls.actors() {
-            call.stop(None);
+        for shard in &state.shards {
+            shard.stop(None);
         }
         Ok(())
     }
 }
 
 impl ClusterState {
+    /// Call `key` left its shard: it is forgotten, and the edge told (in batches).
+    fn ended(&mut self, key: u64) {
+        self.take_started();
+        match self.calls.ended(key) {
+            true => self.ended.push(key),
+            false => {
+                self.gone_early.insert(key);
+            }
+        }
+        if self.ended.len() >= ENDED_BATCH
+            && let Some(routes) = &self.routes
+        {
+            let _ = routes.send_message(CallRoute::Ended(std::mem::take(&mut self.ended)));
+        }
+    }
+
     /// What the look-up of stray messages with SIP Call-ID `call_id` found: they go to their
     /// call (adopted if its node died), on to the node running it, or are answered 481.
     async fn found(&mut self, call_id: ByteString, found: Found) {
@@ -538,12 +550,13 @@ impl ClusterState {
                 call,
                 snapshot,
             } => match self.calls.by_id(&call) {
-                Some((key, actor)) => {
+                Some(handle) => {
                     if let Some(routes) = &self.routes {
+                        let key = handle.key;
                         let _ = routes.send_message(CallRoute::Moved { call_id, key });
                     }
                     for m in held {
-                        let _ = actor.cast(CallMsg::In(m));
+                        handle.cast(CallMsg::In(m));
                     }
                 }
                 None => self.take_in(&tenant, &call, &snapshot, held).await,
@@ -594,31 +607,23 @@ impl ClusterState {
                 return;
             }
         };
-        match starter
-            .adopt_call(&snapshot, t, &self.args.adoption_counts)
-            .await
-        {
-            Ok(Registered {
-                key,
-                id,
-                call_id,
-                actor,
-            }) => {
-                self.calls.insert(key, id, call_id, actor.clone());
+        match starter.adopt_call(&snapshot, t, &self.args.adoption_counts) {
+            Ok(Registered { call, id, call_id }) => {
+                self.calls.insert(id, call_id, call.clone());
                 if let Some(routes) = &self.routes {
                     let adopted = CallRoute::Adopted {
-                        key,
+                        key: call.key,
                         call_ids: snapshot
                             .legs
                             .iter()
                             .map(|l| ByteString::from(l.call_id.as_str()))
                             .collect(),
-                        call: actor.get_derived(),
+                        call: call.inbox(),
                     };
                     let _ = routes.send_message(adopted);
                 }
                 for m in held {
-                    let _ = actor.cast(CallMsg::In(m));
+                    call.cast(CallMsg::In(m));
                 }
             }
             Err(e) => tracing::error!(%tenant, call_id = %call, error = %e,
@@ -628,25 +633,19 @@ impl ClusterState {
 
     /// Enters the calls the edge started since the last look into the table.
     fn take_started(&mut self) {
-        while let Ok(Registered {
-            key,
-            id,
-            call_id,
-            actor,
-        }) = self.started.try_recv()
-        {
-            if self.gone_early.remove(&actor.get_id()) {
-                self.ended.push(key);
+        while let Ok(Registered { call, id, call_id }) = self.started.try_recv() {
+            if self.gone_early.remove(&call.key) {
+                self.ended.push(call.key);
                 continue;
             }
-            self.calls.insert(key, id, call_id, actor);
+            self.calls.insert(id, call_id, call);
         }
     }
 
     /// Completes a transfer or conference (see [`ClusterMsg::Complete`]): the consultation
     /// call gives up its party's leg, the edge hands that leg's messages to the main call,
     /// which takes it, and the consultation call ends. The steps run in a task of their own,
-    /// each a request to a call actor, so that the cluster goes on meanwhile.
+    /// each a request to a call, so that the cluster goes on meanwhile.
     fn complete(
         &self,
         main: MainCall,
@@ -661,11 +660,9 @@ impl ClusterState {
                 let (CallRef::Id(name) | CallRef::SipCallId(name)) = consult;
                 Err(not_found(name))
             }
-            (Some((key, main_call)), Some((_, consult_call))) => {
-                Ok((key, main_call.clone(), consult_call.clone()))
-            }
+            (Some(main_call), Some(consult_call)) => Ok((main_call.clone(), consult_call.clone())),
         };
-        let (key, main_call, consult_call) = match found {
+        let (main_call, consult_call) = match found {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(tenant = %main.tenant, call_id = %main.call, error = %e,
@@ -678,15 +675,7 @@ impl ClusterState {
         };
         let routes = self.routes.clone();
         tokio::spawn(async move {
-            let completed = steps(
-                main.clone(),
-                key,
-                main_call,
-                consult_call,
-                routes,
-                conference,
-            )
-            .await;
+            let completed = steps(main.clone(), main_call, consult_call, routes, conference).await;
             if let Err(e) = &completed {
                 tracing::warn!(tenant = %main.tenant, call_id = %main.call, error = %e,
                     "transfer not completed");
@@ -698,45 +687,50 @@ impl ClusterState {
     }
 }
 
-/// The steps of completing a transfer into call `key` (see [`ClusterState::complete`]).
+/// The steps of completing a transfer into `main_call` (see [`ClusterState::complete`]).
 async fn steps(
     main: MainCall,
-    key: u64,
-    main_call: ActorRef<CallMsg>,
-    consult_call: ActorRef<CallMsg>,
+    main_call: CallHandle,
+    consult_call: CallHandle,
     routes: Option<DerivedActorRef<CallRoute>>,
     conference: bool,
 ) -> Result<CallView, ControlError> {
-    let unavailable = |e: ractor::RactorErr<CallMsg>| ControlError::Unavailable(e.to_string());
-    let handover = ractor::call!(consult_call, |reply| CallMsg::HandOver {
-        tenant: main.tenant.clone(),
-        dn: main.dn.clone(),
-        reply,
-    })
-    .map_err(unavailable)??;
+    let unavailable = |e: ractor::RactorErr<ShardMsg>| ControlError::Unavailable(e.to_string());
+    let handover = consult_call
+        .ask(|reply| CallMsg::HandOver {
+            tenant: main.tenant.clone(),
+            dn: main.dn.clone(),
+            reply,
+        })
+        .await
+        .map_err(unavailable)??;
     if let Some(routes) = &routes {
         let moved = CallRoute::Moved {
             call_id: handover.call_id().clone(),
-            key,
+            key: main_call.key,
         };
         let _ = routes.send_message(moved);
     }
-    let view = ractor::call!(main_call, |reply| CallMsg::TakeOver {
-        tenant: main.tenant.clone(),
-        dn: main.dn.clone(),
-        handover,
-        conference,
-        reply,
-    })
-    .map_err(unavailable)??;
-    ractor::call!(consult_call, |reply| CallMsg::Finish {
-        tenant: main.tenant.clone(),
-        dn: main.dn.clone(),
-        conferenced: conference,
-        thread: main.thread.clone(),
-        reply,
-    })
-    .map_err(unavailable)??;
+    let view = main_call
+        .ask(|reply| CallMsg::TakeOver {
+            tenant: main.tenant.clone(),
+            dn: main.dn.clone(),
+            handover,
+            conference,
+            reply,
+        })
+        .await
+        .map_err(unavailable)??;
+    consult_call
+        .ask(|reply| CallMsg::Finish {
+            tenant: main.tenant.clone(),
+            dn: main.dn.clone(),
+            conferenced: conference,
+            thread: main.thread.clone(),
+            reply,
+        })
+        .await
+        .map_err(unavailable)??;
     Ok(view)
 }
 
@@ -769,20 +763,19 @@ fn not_up() -> ControlError {
 
 /// A call started, for the cluster's table.
 struct Registered {
-    key: u64,
+    call: CallHandle,
     id: Arc<str>,
     /// The Call-ID its first leg arrived with; empty for a call the core placed.
     call_id: ByteString,
-    actor: ActorRef<CallMsg>,
 }
 
-/// Starts call actors under the cluster: the calls of dialog-creating requests the edge
+/// Starts calls in the cluster's shards: the calls of dialog-creating requests the edge
 /// admitted (through [`CallStarter`], with no stop at the cluster, which reads them off a
 /// channel it drains as it works), and those the cluster places for desktops.
 struct Starter {
     shared: Arc<Shared>,
-    /// The cluster, the call actors' supervisor.
-    cluster: ActorCell,
+    /// The shards of calls; a call's number picks its shard.
+    shards: Vec<ActorRef<ShardMsg>>,
     /// The last call number given.
     keys: AtomicU64,
     started: mpsc::UnboundedSender<Registered>,
@@ -793,7 +786,7 @@ struct Starter {
 impl Starter {
     /// Carries on a call adopted from a dead node, from its snapshot; a call that cannot go
     /// on from where the snapshot left it is ended cleanly on the legs it names.
-    async fn adopt_call(
+    fn adopt_call(
         &self,
         snapshot: &CallSnapshot,
         tenant: Arc<crate::tenant::Tenant>,
@@ -830,10 +823,9 @@ impl Starter {
             .map(|l| ByteString::from(l.call_id.as_str()))
             .unwrap_or_default();
         self.spawn_as(key, id, call_id, Start::Restored(Box::new(call)))
-            .await
     }
 
-    async fn spawn(&self, start: Start) -> Result<Registered, ControlError> {
+    fn spawn(&self, start: Start) -> Result<Registered, ControlError> {
         let key = self.keys.fetch_add(1, Ordering::Relaxed) + 1;
         // Copied: a slice would keep the INVITE's datagram alive with the call. A call the
         // core places has only Call-IDs of its own, found by their key.
@@ -848,28 +840,32 @@ impl Starter {
             Start::Originate { .. } | Start::Restored(_) => ByteString::new(),
         };
         let id: Arc<str> = uuid::Uuid::now_v7().to_string().into();
-        self.spawn_as(key, id, call_id, start).await
+        self.spawn_as(key, id, call_id, start)
     }
 
-    async fn spawn_as(
+    /// Starts call `key` in its shard, whose messages for the call follow this one.
+    fn spawn_as(
         &self,
         key: u64,
         id: Arc<str>,
         call_id: ByteString,
         start: Start,
     ) -> Result<Registered, ControlError> {
-        let args = (key, id.clone(), start, self.shared.clone());
-        let spawned = Actor::spawn_linked(None, CallActor, args, self.cluster.clone()).await;
-        let (actor, _) = spawned.map_err(|e| {
-            tracing::error!(error = %e, "call actor not started");
+        let shard = &self.shards[(key % self.shards.len() as u64) as usize];
+        let begin = ShardMsg::Start {
+            key,
+            id: id.clone(),
+            start: Box::new(start),
+        };
+        shard.cast(begin).map_err(|e| {
+            tracing::error!(error = %e, "call not started: its shard is gone");
             ControlError::from(Refusal::NotStarted(e.to_string()))
         })?;
-        Ok(Registered {
+        let call = CallHandle {
             key,
-            id,
-            call_id,
-            actor,
-        })
+            shard: shard.clone(),
+        };
+        Ok(Registered { call, id, call_id })
     }
 }
 
@@ -879,10 +875,10 @@ impl CallStarter for Starter {
         new: NewDialog,
     ) -> Pin<Box<dyn Future<Output = Result<Started, ControlError>> + Send + '_>> {
         Box::pin(async move {
-            let registered = self.spawn(Start::Incoming(new)).await?;
+            let registered = self.spawn(Start::Incoming(new))?;
             let started = Started {
-                key: registered.key,
-                call: registered.actor.get_derived(),
+                key: registered.call.key,
+                call: registered.call.inbox(),
             };
             // The cluster reads it as it next works: no message wakes it for each call.
             let _ = self.started.send(registered);

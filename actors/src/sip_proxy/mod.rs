@@ -330,6 +330,19 @@ impl Actor for SipProxy {
             ProxyMsg::LocalAddrs(reply) => {
                 let _ = reply.send((state.endpoint.udp_addr(), state.endpoint.tcp_addr()));
             }
+            ProxyMsg::Route(CallRoute::Returned { key, message }) => {
+                // A message of a call that was over by the time it reached the call.
+                state.routes.ended(key);
+                let CallIn {
+                    message,
+                    source,
+                    transport,
+                } = message;
+                let new = state.outside_calls(message, source, transport, Instant::now(), &myself);
+                if let Some(new) = new {
+                    state.start_call(new).await;
+                }
+            }
             ProxyMsg::Route(route) => state.routes.apply(route),
         }
         Ok(())
@@ -401,7 +414,7 @@ impl ProxyState {
             .call_id()
             .and_then(|c| self.routes.find(c))
         {
-            let sent = call.send_message(CallIn {
+            let sent = call.send(CallIn {
                 message,
                 source,
                 transport,
@@ -415,6 +428,19 @@ impl ProxyState {
                 _ => return None,
             }
         }
+        self.outside_calls(message, source, transport, received_at, myself)
+    }
+
+    /// Handles a message that no call of the node takes; a new call admitted is returned for
+    /// the caller to start.
+    fn outside_calls(
+        &mut self,
+        message: Message,
+        source: SocketAddr,
+        transport: Transport,
+        received_at: Instant,
+        myself: &ActorRef<ProxyMsg>,
+    ) -> Option<NewDialog> {
         match message {
             // Any other response answers nothing of ours (RFC 3261 18.1.2 drops it; RFC 4475
             // bcast).

@@ -7,14 +7,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytestring::ByteString;
-use ractor::DerivedActorRef;
-
-use crate::messages::sip_cluster::{CallIn, own_key};
+use crate::messages::sip_cluster::{CallIn, CallInbox, own_key};
 use crate::messages::sip_proxy::CallRoute;
+use bytestring::ByteString;
 
 struct Route {
-    call: DerivedActorRef<CallIn>,
+    call: CallInbox<CallIn>,
     /// The Call-IDs it is found by: its first leg's, if it arrived; an adopted call's legs'.
     call_ids: Vec<ByteString>,
 }
@@ -40,7 +38,7 @@ impl Routes {
     }
 
     /// The call a message with this Call-ID belongs to, and its number.
-    pub(super) fn find(&self, call_id: &str) -> Option<(u64, &DerivedActorRef<CallIn>)> {
+    pub(super) fn find(&self, call_id: &str) -> Option<(u64, &CallInbox<CallIn>)> {
         let key = self
             .moved
             .get(call_id)
@@ -51,7 +49,7 @@ impl Routes {
     }
 
     /// Call `key` started for a request that arrived with `call_id`.
-    pub(super) fn started(&mut self, key: u64, call_id: ByteString, call: DerivedActorRef<CallIn>) {
+    pub(super) fn started(&mut self, key: u64, call_id: ByteString, call: CallInbox<CallIn>) {
         self.by_call_id.insert(call_id.clone(), key);
         self.by_key.insert(
             key,
@@ -92,6 +90,7 @@ impl Routes {
                     self.ended(key);
                 }
             }
+            CallRoute::Returned { key, .. } => self.ended(key),
         }
     }
 
