@@ -131,7 +131,7 @@ impl Collector for Scrape {
             gauge(
                 &mut e,
                 "calls_active",
-                "Call actors alive on this node: calls in progress and calls ended waiting out their transactions.",
+                "Calls alive on this node: calls in progress and calls ended waiting out their transactions.",
                 (in_progress + ending) as i64,
             )?;
             family(

@@ -887,7 +887,7 @@ fn calls_active(server: &Server) -> Option<u64> {
 /// absorbs retransmissions for Timer D, 32 s over UDP whatever T1 is (RFC 3261 17.1.1.2).
 const TIMER_D: Duration = Duration::from_secs(40);
 
-/// Waits until no call actor is left (every transaction of every call finished).
+/// Waits until no call is left (every transaction of every call finished).
 fn no_calls_left(server: &Server, within: Duration) {
     let end = Instant::now() + within;
     loop {

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `call_state` (each shard) | started again, under its name | a shard holds only which calls of its threads are open; its handle finds the new one by name |
 //! | `sip_proxy` | stops the node | it owns the sockets and the edge's transactions |
-//! | `sip_cluster` | stops the node | it holds the table of calls; a call actor that fails is forgotten by it, not restarted (a call's dialogs cannot be rebuilt yet) |
+//! | `sip_cluster` | stops the node | it holds the table of calls and their shards; a call that panics is dropped by its shard and forgotten, not restarted (a call's dialogs cannot be rebuilt yet); a shard that fails fails the cluster |
 //! | `registrar` | stops the node | the edge's router holds its shards |
 //! | `agent_state` | stops the node | who is logged in on which DN is rebuilt only at start (an agent's own actor that fails is started again by it, from the store) |
 //! | `rq` | stops the node | waiting calls live only in its memory: started again, it would drop them silently |

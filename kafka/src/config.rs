@@ -9,7 +9,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// The protobuf JSON mapping of the event (`event_json`).
+    /// The protobuf JSON mapping of the event (`EventJson`).
     #[default]
     Json,
     /// The `switchboard.events.v1.Event` message, binary.

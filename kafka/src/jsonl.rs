@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use switchboard_proto::event_json;
+use switchboard_proto::EventJson;
 use switchboard_proto::events::Event;
 
 use crate::{Destination, Shared};
@@ -71,7 +71,7 @@ fn append_to(path: &Path) -> io::Result<File> {
 
 impl Destination for JsonLines {
     fn take(&mut self, event: &Event, shared: &Shared) {
-        let written = serde_json::to_writer(&mut self.out, &event_json(event))
+        let written = serde_json::to_writer(&mut self.out, &EventJson(event))
             .map_err(std::io::Error::from)
             .and_then(|()| self.out.write_all(b"\n"));
         match written {

@@ -21,7 +21,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use switchboard_proto::event_json;
+use switchboard_proto::EventJson;
 use switchboard_proto::events::Event;
 
 pub use config::{Format, KafkaConfig};
@@ -329,7 +329,7 @@ impl Reporter {
 /// An event as it goes to Kafka: its payload in the chosen format.
 pub fn encode(event: &Event, format: Format) -> Vec<u8> {
     match format {
-        Format::Json => serde_json::to_vec(&event_json(event)).unwrap_or_default(),
+        Format::Json => serde_json::to_vec(&EventJson(event)).unwrap_or_default(),
         Format::Protobuf => event.encode_to_vec(),
     }
 }

@@ -44,4 +44,4 @@ pub mod bus {
 
 mod json;
 
-pub use json::{event_fields, event_from_fields, event_json, payload_json};
+pub use json::{EventJson, PayloadJson, event_fields, event_from_fields};

@@ -1,10 +1,10 @@
-//! The call-state system: call threads as call actors report them. Each change of a call is an
+//! The call-state system: call threads as calls report them. Each change of a call is an
 //! event on the tenant's `voice-callthread` stream, keyed by the call's thread so that a
 //! thread's events keep their order, and the call's snapshot (enough for another node to finish
 //! the call) is written beside it, then removed when the call is over.
 //!
 //! Shards, chosen by thread, each await their store on their own: one thread's events are
-//! written in order while other threads proceed. A call actor only casts; it never waits for
+//! written in order while other threads proceed. A call only casts; it never waits for
 //! this system. A shard that fails is started again under its name by the root supervisor.
 
 mod store;

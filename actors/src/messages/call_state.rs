@@ -1,4 +1,4 @@
-//! The face of the call-state system: the change of a call each call actor reports, and the
+//! The face of the call-state system: the change of a call each call reports, and the
 //! handle that hands it to the shard of its call thread (see [`crate::call_state`]).
 
 use switchboard_proto::events::CallThread;
@@ -103,7 +103,7 @@ impl CallEventKind {
     }
 }
 
-/// A change of a call, from its call actor.
+/// A change of a call, from the call.
 #[derive(Debug, Clone)]
 pub struct CallEvent {
     pub tenant: String,

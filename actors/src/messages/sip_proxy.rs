@@ -26,7 +26,7 @@ pub enum CallRoute {
         call: CallInbox<CallIn>,
     },
     /// These calls are over (told in batches: a message of an ended call that reaches the
-    /// edge before finds the call's actor gone, and is the edge's again).
+    /// edge before reaches the call's shard, which hands it back: [`CallRoute::Returned`]).
     Ended(Vec<u64>),
     /// A message the edge handed to call `key` after the call was over (before the edge was
     /// told): it is the edge's again.

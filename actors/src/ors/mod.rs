@@ -1,6 +1,6 @@
 //! The orchestration system: a routing session for each call at a routing point, running the
 //! routing point's strategy ([`switchboard_routing::strategy::Session`]) and carrying out
-//! what it asks: treatments and routes through the call's actor, queueing through `rq`, and
+//! what it asks: treatments and routes through the call, queueing through `rq`, and
 //! RONA's not-ready through agent state (design.md "A call through the core", steps 3 to 7).
 //!
 //! Sessions are sans-io, so one actor per node drives them all on one timer (design.md "The
@@ -365,7 +365,7 @@ async fn write(store: Arc<dyn RoutingStore>, mut writes: mpsc::UnboundedReceiver
     }
 }
 
-/// Hands a session's order to its call: straight to the call's actor on this node, or to the
+/// Hands a session's order to its call: straight to the call's shard on this node, or to the
 /// node running it.
 fn deliver(
     to_node: &Option<Arc<dyn ToNode>>,

@@ -1,6 +1,6 @@
 //! The SIP edge: the node's UDP and TCP sockets, the server transactions of requests that reach
 //! it, the checks of [`edge`], the hand-over of REGISTER to the registrar, the admission of new
-//! calls ([`admit`]) and the hand-over of every message of a call to its call actor.
+//! calls ([`admit`]) and the hand-over of every message of a call to its call.
 //!
 //! The actor never waits for another: a call starts under the cluster as its INVITE is
 //! admitted, through the starter the cluster gave the edge, so that none of its later messages

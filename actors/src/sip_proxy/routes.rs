@@ -1,6 +1,6 @@
 //! Which call takes the messages of each SIP Call-ID: the edge's own index, kept from what the
 //! cluster tells it ([`CallRoute`]) and the calls it asked the cluster to start, so that a
-//! message of a call in progress goes straight to the call's actor, with no stop at the
+//! message of a call in progress goes straight to the call's shard, with no stop at the
 //! cluster. A call's own Call-IDs carry its number on the node; a caller's Call-ID, and a leg
 //! handed from one call to another, are looked up.
 
