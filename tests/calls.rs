@@ -281,7 +281,7 @@ fn a_caller_that_never_acks_gets_the_2xx_until_64_t1_then_a_bye() {
     let server = Server::start_with_config(Some(FAST_TIMERS), &["--redis", &url]);
     let sbc = Peer::sbc(&server);
     let phone = raw_phone(&server, "1004");
-    let (_, ok) = answered_call(&server, &sbc, &phone, "1004", "noack");
+    let (_, answer) = answered_call(&server, &sbc, &phone, "1004", "noack");
     // No ACK from the SBC: the 200 comes again, and at 64*T1 (3.2 s) the call ends.
     let mut retransmissions = 0;
     let bye = loop {
@@ -308,7 +308,7 @@ fn a_caller_that_never_acks_gets_the_2xx_until_64_t1_then_a_bye() {
     no_calls_left(&server, Duration::from_secs(8));
     // A request of the call after it is gone reaches what was its shard, which hands it back
     // to the edge: no dialog is left for it.
-    sbc.send(&sbc_in_dialog(&sbc, &server, &ok, "noack", "BYE", 3, ""));
+    sbc.send(&sbc_in_dialog(&sbc, &server, &answer, "noack", "BYE", 3, ""));
     let late = sbc.final_response(Duration::from_secs(5));
     assert_eq!(late.map(|r| r.status), Some(481), "{}", server.log_text());
 }
