@@ -308,7 +308,9 @@ fn a_caller_that_never_acks_gets_the_2xx_until_64_t1_then_a_bye() {
     no_calls_left(&server, Duration::from_secs(8));
     // A request of the call after it is gone reaches what was its shard, which hands it back
     // to the edge: no dialog is left for it.
-    sbc.send(&sbc_in_dialog(&sbc, &server, &answer, "noack", "BYE", 3, ""));
+    sbc.send(&sbc_in_dialog(
+        &sbc, &server, &answer, "noack", "BYE", 3, "",
+    ));
     let late = sbc.final_response(Duration::from_secs(5));
     assert_eq!(late.map(|r| r.status), Some(481), "{}", server.log_text());
 }
