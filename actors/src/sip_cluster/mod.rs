@@ -154,7 +154,7 @@ impl Cluster {
 struct ClusterActor;
 
 /// Calls ended that the edge is told of together, rather than one message a call: until it
-/// is, a message of an ended call finds its actor gone and is the edge's again.
+/// is, a message of an ended call reaches its shard, which hands it back to the edge.
 const ENDED_BATCH: usize = 32;
 
 struct ClusterState {

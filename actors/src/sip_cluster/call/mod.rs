@@ -448,7 +448,8 @@ impl Call {
         self.phase == Phase::Ending && self.txns.is_empty()
     }
 
-    /// Gives back the DN's place among its calls in progress (also when the actor dies).
+    /// Gives back the DN's place among its calls in progress (also when the call leaves its
+    /// shard).
     pub fn release_dn(&mut self) {
         if self.callee.counted
             && let Some(dn) = &self.callee.name
