@@ -129,6 +129,9 @@ pub(super) enum CallMsg {
     /// The node stops and other nodes stay: a call they can carry on from its snapshot is
     /// let go without a word; one they cannot ends as at [`CallMsg::ShutDown`].
     Leave,
+    /// For tests: the call panics, as a bug in it would.
+    #[cfg(test)]
+    Panic,
     /// Completing a transfer or conference, the consultation call once its party is handed
     /// over: it ends, in the main call's thread.
     Finish {
@@ -415,6 +418,8 @@ impl ShardState {
             | CallMsg::ShutDown
             | CallMsg::Abandon
             | CallMsg::Leave => tracing::trace!(key, "a message for a call that is over"),
+            #[cfg(test)]
+            CallMsg::Panic => {}
         }
     }
 }
@@ -508,6 +513,8 @@ impl HostedCall {
                     "call adopted by another node while this one was away: let go");
                 return Flow::Stops;
             }
+            #[cfg(test)]
+            CallMsg::Panic => panic!("a bug in call {}", self.handle.key),
             CallMsg::Wake => {
                 if self.wake_at.is_some_and(|at| at <= now) {
                     self.wake_at = None;
@@ -661,5 +668,99 @@ impl HostedCall {
                 .at(self.handle.key, next, &self.handle.shard);
         }
         Flow::Goes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use switchboard_sip::transport::{Transport, TransportConfig};
+
+    use super::*;
+    use crate::messages::call_state::CallStateMsg;
+    use crate::messages::sip_cluster::Origin;
+    use crate::probe::Probe;
+    use crate::registrar::MemoryBindings;
+    use crate::shards::Shards;
+    use switchboard_sip::Message;
+
+    use crate::sip_cluster::call::tests::{SBC, sbc_invite, tenant};
+
+    /// A call that panics is dropped alone: the cluster hears that it ended, its messages
+    /// come back to the edge, and the other call of its shard goes on taking its own.
+    #[tokio::test]
+    async fn a_call_that_panics_leaves_its_shard_alone() {
+        let addr = "127.0.0.1:0".parse().expect("addr");
+        let handler = Arc::new(|_| {});
+        let endpoint = Endpoint::bind(addr, TransportConfig::default(), handler)
+            .await
+            .expect("bind");
+        let (cluster, mut cluster_told) = Probe::spawn(|m: ClusterMsg| match m {
+            ClusterMsg::Ended(key) => Some(key),
+            _ => None,
+        })
+        .await;
+        let (states, _) = Probe::spawn(|_: CallStateMsg| None::<()>).await;
+        let (routes, mut edge_told) = Probe::spawn(|m: CallRoute| match m {
+            CallRoute::Returned { key, .. } => Some(key),
+            _ => None,
+        })
+        .await;
+        let shared = Arc::new(Shared {
+            addrs: Arc::new(call::Addrs::of(&endpoint)),
+            endpoint,
+            live: Arc::default(),
+            config: Arc::default(),
+            bindings: Arc::new(MemoryBindings::default()),
+            call_threads: CallThreads::new(Shards::new(vec![("cs/0".into(), states)])),
+            dn_calls: DnCalls::default(),
+            node: "sbtest".into(),
+            wakeups: Wakeups::start(wake),
+            cluster: Cluster::new(cluster),
+            ors: None,
+            liveness: None,
+        });
+        let args = (shared.clone(), routes.get_derived());
+        let (shard, _) = Actor::spawn(None, CallShard, args).await.expect("shard");
+        for key in [1, 2] {
+            let new = NewDialog {
+                tenant: tenant(&[]),
+                origin: Origin::Trunk("carrier".into()),
+                request: sbc_invite("1001"),
+                source: SBC.parse().expect("addr"),
+                transport: Transport::Udp,
+                proxy: None,
+            };
+            let start = Box::new(Start::Incoming(new));
+            let id = Arc::from(format!("call-{key}"));
+            shard
+                .cast(ShardMsg::Start { key, id, start })
+                .expect("start");
+        }
+        let call = |key| CallHandle {
+            key,
+            shard: shard.clone(),
+        };
+        call(1).cast(CallMsg::Panic);
+        let within = Duration::from_secs(5);
+        let ended = tokio::time::timeout(within, cluster_told.recv()).await;
+        assert_eq!(ended.expect("in time"), Some(1));
+        // The INVITE again, to each call: call 2 takes it, call 1's comes back to the edge.
+        for key in [2, 1] {
+            let again = CallIn {
+                message: Message::Request(sbc_invite("1001")),
+                source: SBC.parse().expect("addr"),
+                transport: Transport::Udp,
+            };
+            call(key).inbox().send(again).expect("sent");
+        }
+        let returned = tokio::time::timeout(within, edge_told.recv()).await;
+        assert_eq!(returned.expect("in time"), Some(1));
+        let live = &shared.live;
+        let counted =
+            live.in_progress.load(Ordering::Relaxed) + live.ending.load(Ordering::Relaxed);
+        assert_eq!(counted, 1, "call 2 alone is counted");
+        shard.stop(None);
     }
 }

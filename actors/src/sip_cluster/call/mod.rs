@@ -31,7 +31,7 @@ pub mod restore;
 mod routing;
 pub mod snapshot;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 mod timers;
 mod transfer;
 mod txns;

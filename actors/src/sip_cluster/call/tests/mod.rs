@@ -25,11 +25,11 @@ use crate::messages::sip_cluster::{Control, ControlError, NewDialog, Origin};
 use crate::sip_cluster::{ClusterConfig, DnCalls};
 use crate::tenant::{Directory, Tenant, demo_tenant};
 
-pub(super) const SBC: &str = "127.0.0.2:5070";
+pub(in crate::sip_cluster) const SBC: &str = "127.0.0.2:5070";
 
 pub(super) const OFFER: &str = "v=0\r\no=sbc 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
 
-pub(super) fn tenant(options: &[(&str, &str)]) -> Arc<Tenant> {
+pub(in crate::sip_cluster) fn tenant(options: &[(&str, &str)]) -> Arc<Tenant> {
     let mut c = demo_tenant();
     for (k, v) in options {
         c.dns[0].options.insert((*k).into(), (*v).into());
@@ -53,7 +53,7 @@ pub(super) fn message(text: &str) -> Message {
     .expect("parses")
 }
 
-pub(super) fn sbc_invite(number: &str) -> Request {
+pub(in crate::sip_cluster) fn sbc_invite(number: &str) -> Request {
     sbc_invite_with(number, "")
 }
 
