@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytestring::ByteString;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, DerivedActorRef, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, SupervisionEvent};
 use switchboard_sip::transaction::TimerConfig;
 use tokio::sync::mpsc;
 
@@ -167,8 +167,6 @@ struct ClusterState {
     started_tx: mpsc::UnboundedSender<Registered>,
     /// Where the edge hears which call takes which messages.
     routes: Option<DerivedActorRef<CallRoute>>,
-    /// The shards of calls, to stop with the cluster.
-    shards: Vec<ActorCell>,
     /// Calls ended that the edge has not been told of yet.
     ended: Vec<u64>,
     /// Calls that ended before the cluster read that the edge had started them.
@@ -200,7 +198,6 @@ impl Actor for ClusterActor {
             started,
             started_tx,
             routes: None,
-            shards: Vec::new(),
             ended: Vec::new(),
             gone_early: HashSet::new(),
         })
@@ -244,7 +241,6 @@ impl Actor for ClusterActor {
                         Actor::spawn_linked(None, CallShard, args, myself.get_cell()).await?;
                     shards.push(shard);
                 }
-                state.shards = shards.iter().map(|s| s.get_cell()).collect();
                 let starter = Arc::new(Starter {
                     shared,
                     shards,
@@ -470,7 +466,7 @@ impl Actor for ClusterActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        for shard in &state.shards {
+        for shard in state.starter.iter().flat_map(|s| &s.shards) {
             shard.stop(None);
         }
         Ok(())

@@ -234,12 +234,28 @@ pub(super) fn wake(key: u64) -> ShardMsg {
 pub(super) struct CallShard;
 
 pub(super) struct ShardState {
-    shared: Arc<Shared>,
+    host: Host,
     /// Boxed: a table of calls inline would move every call as it grows, and keep the room of
     /// its largest size after a burst.
     calls: HashMap<u64, Box<HostedCall>>,
     /// Where a message of a call that is over goes back to.
     routes: DerivedActorRef<CallRoute>,
+}
+
+/// What a shard's calls work with: the node's shared parts, and the shard itself (where a
+/// call's own later messages go).
+struct Host {
+    shared: Arc<Shared>,
+    me: ActorRef<ShardMsg>,
+}
+
+impl Host {
+    fn handle(&self, key: u64) -> CallHandle {
+        CallHandle {
+            key,
+            shard: self.me.clone(),
+        }
+    }
 }
 
 /// Whether a call goes on after what it was handed.
@@ -252,9 +268,8 @@ enum Flow {
 
 /// One call in its shard.
 pub(super) struct HostedCall {
-    handle: CallHandle,
+    key: u64,
     call: Call,
-    shared: Arc<Shared>,
     /// The wake-up asked for, so a later, earlier deadline asks again.
     wake_at: Option<Instant>,
     /// Counts the call among the node's calls in progress, then among those ending.
@@ -311,11 +326,11 @@ impl Actor for CallShard {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         (shared, routes): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(ShardState {
-            shared,
+            host: Host { shared, me: myself },
             calls: HashMap::new(),
             routes,
         })
@@ -323,16 +338,15 @@ impl Actor for CallShard {
 
     async fn handle(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let host = &state.host;
         match message {
             ShardMsg::Start { key, id, start } => {
-                let handle = CallHandle { key, shard: myself };
-                let shared = state.shared.clone();
                 let started = catch_unwind(AssertUnwindSafe(|| {
-                    HostedCall::start(handle, id, *start, shared)
+                    HostedCall::start(key, id, *start, host)
                 }));
                 match started {
                     Ok((call, flow)) => {
@@ -343,7 +357,7 @@ impl Actor for CallShard {
                     }
                     Err(panic) => {
                         tracing::error!(key, panic = %panic_text(&panic), "call failed to start");
-                        state.shared.cluster.send(ClusterMsg::Ended(key));
+                        host.shared.cluster.send(ClusterMsg::Ended(key));
                     }
                 }
             }
@@ -352,7 +366,7 @@ impl Actor for CallShard {
                     state.missed(key, message);
                     return Ok(());
                 };
-                match catch_unwind(AssertUnwindSafe(|| call.handle(message))) {
+                match catch_unwind(AssertUnwindSafe(|| call.handle(message, host))) {
                     Ok(Flow::Goes) => {}
                     Ok(Flow::Stops) => state.leave(key),
                     Err(panic) => {
@@ -390,8 +404,8 @@ impl ShardState {
         if let Err(panic) = released {
             tracing::error!(key, panic = %panic_text(&panic), "call's DN not released");
         }
-        self.shared.wakeups.forget(key);
-        self.shared.cluster.send(ClusterMsg::Ended(key));
+        self.host.shared.wakeups.forget(key);
+        self.host.shared.cluster.send(ClusterMsg::Ended(key));
     }
 
     /// A message for call `key`, which is over: a SIP message is the edge's again; a request
@@ -437,8 +451,9 @@ impl HostedCall {
     /// Makes the call; an incoming one answers its INVITE at once, while a call the core
     /// places says nothing before the cluster wakes it, once the edge knows where its
     /// messages go.
-    fn start(handle: CallHandle, id: Arc<str>, start: Start, shared: Arc<Shared>) -> (Self, Flow) {
-        let local = shared.local(handle.key);
+    fn start(key: u64, id: Arc<str>, start: Start, host: &Host) -> (Self, Flow) {
+        let shared = &host.shared;
+        let local = shared.local(key);
         let (call, drive) = match start {
             Start::Incoming(new) => {
                 let call = Call::start(
@@ -475,20 +490,19 @@ impl HostedCall {
             Start::Restored(call) => (*call, true),
         };
         let mut hosted = HostedCall {
-            handle,
+            key,
             call,
             live: Live::new(&shared.live),
-            shared,
             wake_at: None,
         };
         let flow = match drive {
-            true => hosted.drive(),
+            true => hosted.drive(host),
             false => Flow::Goes,
         };
         (hosted, flow)
     }
 
-    fn handle(&mut self, message: CallMsg) -> Flow {
+    fn handle(&mut self, message: CallMsg, host: &Host) -> Flow {
         let now = Instant::now();
         let tenant_is = |hosted: &HostedCall, tenant: &str| tenant == hosted.call.tenant_name();
         match message {
@@ -514,7 +528,7 @@ impl HostedCall {
                 return Flow::Stops;
             }
             #[cfg(test)]
-            CallMsg::Panic => panic!("a bug in call {}", self.handle.key),
+            CallMsg::Panic => panic!("a bug in call {}", self.key),
             CallMsg::Wake => {
                 if self.wake_at.is_some_and(|at| at <= now) {
                     self.wake_at = None;
@@ -534,7 +548,7 @@ impl HostedCall {
                 };
                 // The events of the change go out before the answer, so that whoever waits
                 // for it finds them ahead of what it does next.
-                let flow = self.drive();
+                let flow = self.drive(host);
                 let _ = reply.send(outcome);
                 return flow;
             }
@@ -558,7 +572,7 @@ impl HostedCall {
                 } else {
                     Err(ControlError::NotFound(String::new()))
                 };
-                let flow = self.drive();
+                let flow = self.drive(host);
                 let _ = reply.send(outcome);
                 return flow;
             }
@@ -574,25 +588,25 @@ impl HostedCall {
                 } else {
                     Err(ControlError::NotFound(String::new()))
                 };
-                let flow = self.drive();
+                let flow = self.drive(host);
                 let _ = reply.send(outcome);
                 return flow;
             }
         }
-        self.drive()
+        self.drive(host)
     }
 
     /// An attended transfer from the agent's phone: the party of the agent's consultation
     /// call (the call whose leg has SIP Call-ID `replaces`) takes the agent's place in this
     /// call, as the desktop's CompleteTransfer does.
-    fn replace(&self, replaces: String, dn: String) {
+    fn replace(&self, replaces: String, dn: String, host: &Host) {
         let main = MainCall {
             tenant: self.call.tenant_name().to_owned(),
             call: self.call.id().to_owned(),
             thread: self.call.thread_id().to_owned(),
             dn,
         };
-        self.shared.cluster.send(ClusterMsg::Complete {
+        host.shared.cluster.send(ClusterMsg::Complete {
             main,
             consult: CallRef::SipCallId(replaces),
             conference: false,
@@ -602,16 +616,17 @@ impl HostedCall {
 
     /// Passes a route request or report to the node's routing sessions; without them (a
     /// node built without routing) a routing point's calls take their default destination.
-    fn to_ors(&self, to: ToOrs) {
-        let Some(ors) = &self.shared.ors else {
+    fn to_ors(&self, to: ToOrs, host: &Host) {
+        let Some(ors) = &host.shared.ors else {
             if let ToOrs::Request(_) = to {
                 let route = switchboard_routing::strategy::Route::Default;
-                self.handle.cast(CallMsg::Order(Order::Route(route)));
+                host.handle(self.key)
+                    .cast(CallMsg::Order(Order::Route(route)));
             }
             return;
         };
         match to {
-            ToOrs::Request(request) => ors.request(request, self.handle.inbox()),
+            ToOrs::Request(request) => ors.request(request, host.handle(self.key).inbox()),
             ToOrs::Report(report) => {
                 ors.report(self.call.tenant_name(), self.call.id().to_owned(), report)
             }
@@ -620,12 +635,13 @@ impl HostedCall {
 
     /// Carries out what the call asks and schedules its next wake-up; the call leaves its
     /// shard once it is over.
-    fn drive(&mut self) -> Flow {
-        if let Some(liveness) = &self.shared.liveness
+    fn drive(&mut self, host: &Host) -> Flow {
+        let shared = &host.shared;
+        if let Some(liveness) = &shared.liveness
             && liveness.blocked(Instant::now())
         {
             // Another node may run the call now: nothing goes out until the node knows.
-            liveness.park(self.handle.clone());
+            liveness.park(host.handle(self.key));
             return Flow::Goes;
         }
         while let Some(output) = self.call.poll_output() {
@@ -635,22 +651,22 @@ impl HostedCall {
                     dest,
                     bytes,
                 } => {
-                    if let Err(e) = self.shared.endpoint.send(transport, dest, bytes) {
+                    if let Err(e) = shared.endpoint.send(transport, dest, bytes) {
                         tracing::debug!(%dest, %transport, error = %e, "send failed");
                         self.call.transport_failed(dest, Instant::now());
                     }
                 }
                 Output::Locate { tenant, aor } => {
-                    let me = self.handle.clone();
-                    let bindings = self.shared.bindings.clone();
+                    let me = host.handle(self.key);
+                    let bindings = shared.bindings.clone();
                     tokio::spawn(async move {
                         let found = bindings.load(&tenant, &aor).await;
                         me.cast(CallMsg::Located(found));
                     });
                 }
-                Output::Event(event) => self.shared.call_threads.record(*event),
-                Output::Replace { replaces, dn } => self.replace(replaces, dn),
-                Output::Routing(to) => self.to_ors(to),
+                Output::Event(event) => shared.call_threads.record(*event),
+                Output::Replace { replaces, dn } => self.replace(replaces, dn, host),
+                Output::Routing(to) => self.to_ors(to, host),
             }
         }
         if self.call.has_ended() {
@@ -663,9 +679,7 @@ impl HostedCall {
             && self.wake_at.is_none_or(|at| next < at)
         {
             self.wake_at = Some(next);
-            self.shared
-                .wakeups
-                .at(self.handle.key, next, &self.handle.shard);
+            shared.wakeups.at(self.key, next, &host.me);
         }
         Flow::Goes
     }
