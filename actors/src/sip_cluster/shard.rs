@@ -191,39 +191,31 @@ pub(super) enum ShardMsg {
     To(u64, CallMsg),
 }
 
-impl From<ToCall<CallIn>> for ShardMsg {
-    fn from(to: ToCall<CallIn>) -> Self {
-        ShardMsg::To(to.key, CallMsg::In(to.message))
-    }
-}
-
-impl TryFrom<ShardMsg> for ToCall<CallIn> {
-    type Error = ();
-
-    fn try_from(message: ShardMsg) -> Result<Self, ()> {
-        match message {
-            ShardMsg::To(key, CallMsg::In(message)) => Ok(ToCall { key, message }),
-            _ => Err(()),
+/// The conversions by which a [`CallInbox`] of `$face` reaches its call as `CallMsg::$variant`
+/// (as [`crate::messages::wraps`] does for an actor's own messages).
+macro_rules! addressed {
+    (CallMsg :: $variant:ident ( $face:ty )) => {
+        impl From<ToCall<$face>> for ShardMsg {
+            fn from(to: ToCall<$face>) -> Self {
+                ShardMsg::To(to.key, CallMsg::$variant(to.message))
+            }
         }
-    }
-}
 
-impl From<ToCall<Order>> for ShardMsg {
-    fn from(to: ToCall<Order>) -> Self {
-        ShardMsg::To(to.key, CallMsg::Order(to.message))
-    }
-}
+        impl TryFrom<ShardMsg> for ToCall<$face> {
+            type Error = ();
 
-impl TryFrom<ShardMsg> for ToCall<Order> {
-    type Error = ();
-
-    fn try_from(message: ShardMsg) -> Result<Self, ()> {
-        match message {
-            ShardMsg::To(key, CallMsg::Order(message)) => Ok(ToCall { key, message }),
-            _ => Err(()),
+            fn try_from(message: ShardMsg) -> Result<Self, ()> {
+                match message {
+                    ShardMsg::To(key, CallMsg::$variant(message)) => Ok(ToCall { key, message }),
+                    _ => Err(()),
+                }
+            }
         }
-    }
+    };
 }
+
+addressed!(CallMsg::In(CallIn));
+addressed!(CallMsg::Order(Order));
 
 /// A wake-up for call `key` (see [`Shared::wakeups`]).
 pub(super) fn wake(key: u64) -> ShardMsg {

@@ -330,20 +330,21 @@ impl Actor for SipProxy {
             ProxyMsg::LocalAddrs(reply) => {
                 let _ = reply.send((state.endpoint.udp_addr(), state.endpoint.tcp_addr()));
             }
-            ProxyMsg::Route(CallRoute::Returned { key, message }) => {
+            ProxyMsg::Route(route) => {
                 // A message of a call that was over by the time it reached the call.
-                state.routes.ended(key);
-                let CallIn {
+                if let Some(CallIn {
                     message,
                     source,
                     transport,
-                } = message;
-                let new = state.outside_calls(message, source, transport, Instant::now(), &myself);
-                if let Some(new) = new {
-                    state.start_call(new).await;
+                }) = state.routes.apply(route)
+                {
+                    let now = Instant::now();
+                    let new = state.outside_calls(message, source, transport, now, &myself);
+                    if let Some(new) = new {
+                        state.start_call(new).await;
+                    }
                 }
             }
-            ProxyMsg::Route(route) => state.routes.apply(route),
         }
         Ok(())
     }

@@ -60,8 +60,9 @@ impl Routes {
         );
     }
 
-    /// What the cluster tells of its calls.
-    pub(super) fn apply(&mut self, route: CallRoute) {
+    /// What the cluster tells of its calls; a message handed back by a call that was over
+    /// is the edge's again, and returned.
+    pub(super) fn apply(&mut self, route: CallRoute) -> Option<CallIn> {
         match route {
             CallRoute::Placed { key, call } => {
                 self.by_key.insert(
@@ -90,8 +91,12 @@ impl Routes {
                     self.ended(key);
                 }
             }
-            CallRoute::Returned { key, .. } => self.ended(key),
+            CallRoute::Returned { key, message } => {
+                self.ended(key);
+                return Some(message);
+            }
         }
+        None
     }
 
     /// Call `key` is over (or its actor is gone): its messages are the edge's again.
