@@ -44,7 +44,7 @@ use crate::wakeups::Wakeups;
 use adopt::Adoption;
 use call::snapshot::CallSnapshot;
 use calls::Calls;
-use shard::{CallHandle, CallMsg, CallShard, ShardMsg, Shared, Start};
+use shard::{CallHandle, CallMsg, CallShard, ShardMsg, ShardRef, Shared, Start};
 
 /// The shards of calls of a node: the calls of one shard take turns, those of others run side
 /// by side on the other cores.
@@ -239,7 +239,7 @@ impl Actor for ClusterActor {
                     let args = (shared.clone(), routes.clone());
                     let (shard, _) =
                         Actor::spawn_linked(None, CallShard, args, myself.get_cell()).await?;
-                    shards.push(shard);
+                    shards.push(ShardRef::new(shard));
                 }
                 let starter = Arc::new(Starter {
                     shared,
@@ -296,7 +296,7 @@ impl Actor for ClusterActor {
                         if let Some(routes) = &state.routes {
                             let placed = CallRoute::Placed {
                                 key,
-                                call: call.inbox(),
+                                call: call.messages(),
                             };
                             let _ = routes.send_message(placed);
                         }
@@ -467,7 +467,7 @@ impl Actor for ClusterActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         for shard in state.starter.iter().flat_map(|s| &s.shards) {
-            shard.stop(None);
+            shard.actor.stop(None);
         }
         Ok(())
     }
@@ -614,7 +614,7 @@ impl ClusterState {
                             .iter()
                             .map(|l| ByteString::from(l.call_id.as_str()))
                             .collect(),
-                        call: call.inbox(),
+                        call: call.messages(),
                     };
                     let _ = routes.send_message(adopted);
                 }
@@ -771,7 +771,7 @@ struct Registered {
 struct Starter {
     shared: Arc<Shared>,
     /// The shards of calls; a call's number picks its shard.
-    shards: Vec<ActorRef<ShardMsg>>,
+    shards: Vec<Arc<ShardRef>>,
     /// The last call number given.
     keys: AtomicU64,
     started: mpsc::UnboundedSender<Registered>,
@@ -853,7 +853,7 @@ impl Starter {
             id: id.clone(),
             start: Box::new(start),
         };
-        shard.cast(begin).map_err(|e| {
+        shard.actor.cast(begin).map_err(|e| {
             tracing::error!(error = %e, "call not started: its shard is gone");
             ControlError::from(Refusal::NotStarted(e.to_string()))
         })?;
@@ -874,7 +874,7 @@ impl CallStarter for Starter {
             let registered = self.spawn(Start::Incoming(new))?;
             let started = Started {
                 key: registered.call.key,
-                call: registered.call.inbox(),
+                call: registered.call.messages(),
             };
             // The cluster reads it as it next works: no message wakes it for each call.
             let _ = self.started.send(registered);

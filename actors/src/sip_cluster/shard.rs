@@ -143,17 +143,41 @@ pub(super) enum CallMsg {
     },
 }
 
+/// A shard of calls as its calls are reached: its mailbox, and the doors the edge and `ors`
+/// take to it, each made once rather than for every call.
+#[derive(Debug)]
+pub(super) struct ShardRef {
+    pub(super) actor: ActorRef<ShardMsg>,
+    messages: DerivedActorRef<ToCall<CallIn>>,
+    orders: DerivedActorRef<ToCall<Order>>,
+}
+
+impl ShardRef {
+    pub(super) fn new(actor: ActorRef<ShardMsg>) -> Arc<Self> {
+        Arc::new(Self {
+            messages: actor.get_derived(),
+            orders: actor.get_derived(),
+            actor,
+        })
+    }
+}
+
 /// Call `key` of this node, in its shard. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(super) struct CallHandle {
     pub(super) key: u64,
-    pub(super) shard: ActorRef<ShardMsg>,
+    pub(super) shard: Arc<ShardRef>,
 }
 
 impl CallHandle {
     /// Hands the call `message` (lost only when its shard is gone: the node stops).
     pub(super) fn cast(&self, message: CallMsg) {
-        if self.shard.cast(ShardMsg::To(self.key, message)).is_err() {
+        if self
+            .shard
+            .actor
+            .cast(ShardMsg::To(self.key, message))
+            .is_err()
+        {
             tracing::debug!(key = self.key, "a message for a call whose shard is gone");
         }
     }
@@ -164,17 +188,17 @@ impl CallHandle {
         message: impl FnOnce(RpcReplyPort<T>) -> CallMsg,
     ) -> Result<T, ractor::RactorErr<ShardMsg>> {
         let key = self.key;
-        ractor::call!(self.shard, |reply| ShardMsg::To(key, message(reply)))
+        ractor::call!(self.shard.actor, |reply| ShardMsg::To(key, message(reply)))
     }
 
-    /// Where the call takes messages of type `T`, for the systems that hand it them.
-    pub(super) fn inbox<T>(&self) -> CallInbox<T>
-    where
-        T: ractor::Message,
-        ShardMsg: From<ToCall<T>>,
-        ToCall<T>: TryFrom<ShardMsg>,
-    {
-        CallInbox::new(self.key, self.shard.get_derived())
+    /// Where the edge hands the call its SIP messages.
+    pub(super) fn messages(&self) -> CallInbox<CallIn> {
+        CallInbox::new(self.key, self.shard.messages.clone())
+    }
+
+    /// Where the call's routing session sends its orders.
+    pub(super) fn orders(&self) -> CallInbox<Order> {
+        CallInbox::new(self.key, self.shard.orders.clone())
     }
 }
 
@@ -238,7 +262,7 @@ pub(super) struct ShardState {
 /// call's own later messages go).
 struct Host {
     shared: Arc<Shared>,
-    me: ActorRef<ShardMsg>,
+    me: Arc<ShardRef>,
 }
 
 impl Host {
@@ -322,7 +346,10 @@ impl Actor for CallShard {
         (shared, routes): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(ShardState {
-            host: Host { shared, me: myself },
+            host: Host {
+                shared,
+                me: ShardRef::new(myself),
+            },
             calls: HashMap::new(),
             routes,
         })
@@ -618,7 +645,7 @@ impl HostedCall {
             return;
         };
         match to {
-            ToOrs::Request(request) => ors.request(request, host.handle(self.key).inbox()),
+            ToOrs::Request(request) => ors.request(request, host.handle(self.key).orders()),
             ToOrs::Report(report) => {
                 ors.report(self.call.tenant_name(), self.call.id().to_owned(), report)
             }
@@ -671,7 +698,7 @@ impl HostedCall {
             && self.wake_at.is_none_or(|at| next < at)
         {
             self.wake_at = Some(next);
-            shared.wakeups.at(self.key, next, &host.me);
+            shared.wakeups.at(self.key, next, &host.me.actor);
         }
         Flow::Goes
     }
@@ -744,9 +771,10 @@ mod tests {
                 .cast(ShardMsg::Start { key, id, start })
                 .expect("start");
         }
+        let shard_ref = ShardRef::new(shard.clone());
         let call = |key| CallHandle {
             key,
-            shard: shard.clone(),
+            shard: shard_ref.clone(),
         };
         call(1).cast(CallMsg::Panic);
         let within = Duration::from_secs(5);
@@ -759,7 +787,7 @@ mod tests {
                 source: SBC.parse().expect("addr"),
                 transport: Transport::Udp,
             };
-            call(key).inbox().send(again).expect("sent");
+            call(key).messages().send(again).expect("sent");
         }
         let returned = tokio::time::timeout(within, edge_told.recv()).await;
         assert_eq!(returned.expect("in time"), Some(1));
