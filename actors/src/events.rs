@@ -114,7 +114,7 @@ pub fn new_event(
     at_ms: u64,
 ) -> Event {
     Event {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: crate::new_id(),
         tenant: tenant.to_owned(),
         topic: topic.to_owned(),
         key,

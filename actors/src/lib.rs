@@ -37,9 +37,41 @@ pub mod wakeups;
 
 pub use error::{Error, Result};
 
+/// A new identifier of an event or a call: a UUID of version 7 (its time first, so that ids
+/// sort roughly as they were made), whose random part comes from the pool the SIP tags draw
+/// on rather than from a system call each.
+pub fn new_id() -> String {
+    let random = switchboard_sip::random_bytes::<10>();
+    uuid::Builder::from_unix_timestamp_millis(unix_ms(), &random)
+        .into_uuid()
+        .to_string()
+}
+
 /// Milliseconds since the Unix epoch, the time stamps of bindings, nonces and events.
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_are_version_7_time_first_and_distinct() {
+        let before = super::unix_ms();
+        let ids: Vec<String> = (0..1000).map(|_| super::new_id()).collect();
+        let after = super::unix_ms();
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(uuid.get_version_num(), 7, "{id}");
+            let (secs, nanos) = uuid.get_timestamp().expect("a time").to_unix();
+            let ms = secs * 1000 + u64::from(nanos) / 1_000_000;
+            assert!(
+                (before..=after).contains(&ms),
+                "{id}: {ms} outside {before}..={after}"
+            );
+        }
+    }
 }

@@ -154,12 +154,7 @@ impl Response {
     /// Adds `;tag=` to the To header unless it has one (RFC 3261 8.2.6.2).
     pub fn with_to_tag(mut self, tag: &str) -> Self {
         if let Some(to) = self.headers.get(&HeaderName::To) {
-            let has_tag = self
-                .headers
-                .to()
-                .and_then(Result::ok)
-                .is_some_and(|t| t.tag().is_some());
-            if !has_tag {
+            if !self.headers.to_has_tag() {
                 let tagged = format!("{to};tag={tag}");
                 self.headers.set(HeaderName::To, tagged);
             }

@@ -34,6 +34,13 @@ fn os_fill(buf: &mut [u8]) {
     getrandom::fill(buf).expect("the operating system's random generator failed");
 }
 
+/// `N` random bytes, from the same pool as the tokens.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    fill(&mut bytes);
+    bytes
+}
+
 /// A random token of `2 * N` lowercase hex digits, for tags, keys and similar identifiers.
 pub fn token<const N: usize>() -> String {
     let mut bytes = [0u8; N];

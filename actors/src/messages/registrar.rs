@@ -87,21 +87,21 @@ impl Binding {
     }
 
     /// The binding as an event payload.
-    pub fn to_event(&self, now_ms: u64, reason: &str) -> BindingEvent {
+    pub fn into_event(self, now_ms: u64, reason: &str) -> BindingEvent {
         BindingEvent {
-            aor: self.aor.clone(),
-            dn: self.dn.clone(),
-            contact: self.contact.clone(),
             expires: if reason.is_empty() {
                 self.remaining(now_ms)
             } else {
                 0
             },
+            aor: self.aor,
+            dn: self.dn,
+            contact: self.contact,
             q: self.q.map_or(0, u32::from),
-            source: self.source.to_string(),
-            transport: self.transport.clone(),
-            user_agent: self.user_agent.clone().unwrap_or_default(),
-            call_id: self.call_id.clone(),
+            source: switchboard_sip::addr_text(self.source),
+            transport: self.transport,
+            user_agent: self.user_agent.unwrap_or_default(),
+            call_id: self.call_id,
             cseq: self.cseq,
             expires_at_ms: self.expires_at_ms as i64,
             reason: reason.to_owned(),
@@ -131,13 +131,8 @@ pub trait BindingStore: Send + Sync + 'static {
     /// Every binding of an address of record, expired ones included.
     fn load<'a>(&'a self, tenant: &'a str, aor: &'a str) -> StoreFuture<'a, Vec<Binding>>;
 
-    /// Writes a REGISTER's changes at once.
-    fn save<'a>(
-        &'a self,
-        tenant: &'a str,
-        aor: &'a str,
-        changes: &'a Changes,
-    ) -> StoreFuture<'a, ()>;
+    /// Writes a REGISTER's changes at once (the store keeps the bindings it is given).
+    fn save<'a>(&'a self, tenant: &'a str, aor: &'a str, changes: Changes) -> StoreFuture<'a, ()>;
 
     /// Removes up to `limit` bindings of a tenant that expired at or before `now_ms` and
     /// returns them; a binding is returned by one caller only, even with several nodes.

@@ -193,7 +193,7 @@ impl ShardState {
         if let Err(e) = self
             .config
             .store
-            .save(&tenant.name, &aor, &plan.changes)
+            .save(&tenant.name, &aor, plan.changes)
             .await
         {
             return unavailable(fail, &tenant.name, &aor, &e);
@@ -203,8 +203,8 @@ impl ShardState {
         {
             agents.registration(&tenant.name, &dn, !plan.after.is_empty());
         }
-        for (kind, binding) in &plan.events {
-            publish(&self.config.events, &tenant.name, *kind, binding, now_ms).await;
+        for (kind, binding) in plan.events {
+            publish(&self.config.events, &tenant.name, kind, binding, now_ms).await;
         }
         self.config.figures.registration(&tenant.name, true);
         logic::ok_response(&r.request, &plan.after, now_ms, &to_tag)
@@ -226,23 +226,30 @@ async fn publish(
     events: &EventSink,
     tenant: &str,
     kind: ChangeKind,
-    binding: &Binding,
+    binding: Binding,
     now_ms: u64,
 ) {
+    let aor = binding.aor.clone();
     let event = new_event(
         tenant,
         TOPIC_REGISTRAR,
-        format!("{tenant}:{}", binding.aor),
+        format!("{tenant}:{aor}"),
         kind.event_kind(),
-        Payload::Binding(binding.to_event(now_ms, kind.reason())),
+        Payload::Binding(binding.into_event(now_ms, kind.reason())),
         now_ms,
     );
     match events.publish(event).await {
         Ok(e) => {
-            tracing::debug!(tenant, aor = %binding.aor, kind = kind.event_kind(), seq = e, "binding event")
+            tracing::debug!(
+                tenant,
+                aor,
+                kind = kind.event_kind(),
+                seq = e,
+                "binding event"
+            )
         }
         Err(err) => {
-            tracing::warn!(tenant, aor = %binding.aor, error = %err, "binding event not stored");
+            tracing::warn!(tenant, aor, error = %err, "binding event not stored");
         }
     }
 }
@@ -316,7 +323,7 @@ impl Actor for Sweeper {
                     {
                         Ok(expired) => {
                             state.gone(&tenant.name, &expired).await;
-                            for b in &expired {
+                            for b in expired {
                                 tracing::info!(tenant = %tenant.name, aor = %b.aor,
                                     contact = %b.contact, "binding expired");
                                 publish(

@@ -71,12 +71,7 @@ impl BindingStore for RedisBindings {
         })
     }
 
-    fn save<'a>(
-        &'a self,
-        tenant: &'a str,
-        aor: &'a str,
-        changes: &'a Changes,
-    ) -> StoreFuture<'a, ()> {
+    fn save<'a>(&'a self, tenant: &'a str, aor: &'a str, changes: Changes) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             if changes.is_empty() {
                 return Ok(());

@@ -73,12 +73,7 @@ impl BindingStore for MemoryBindings {
         })
     }
 
-    fn save<'a>(
-        &'a self,
-        tenant: &'a str,
-        aor: &'a str,
-        changes: &'a Changes,
-    ) -> StoreFuture<'a, ()> {
+    fn save<'a>(&'a self, tenant: &'a str, aor: &'a str, changes: Changes) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let mut m = self.lock(tenant, aor);
             let Memory {
@@ -99,7 +94,7 @@ impl BindingStore for MemoryBindings {
                     expiry.remove(&(old.binding.expires_at_ms, old.place));
                 }
             }
-            for b in &changes.upserts {
+            for b in changes.upserts {
                 if let Some(h) = held.get_mut(&b.key) {
                     let was = h.binding.expires_at_ms;
                     if was != b.expires_at_ms
@@ -107,7 +102,7 @@ impl BindingStore for MemoryBindings {
                     {
                         expiry.insert((b.expires_at_ms, h.place), place);
                     }
-                    h.binding = b.clone();
+                    h.binding = b;
                     continue;
                 }
                 *last_place += 1;
@@ -117,11 +112,10 @@ impl BindingStore for MemoryBindings {
                     key: b.key.clone(),
                 };
                 expiry.insert((b.expires_at_ms, *last_place), place);
-                let binding = b.clone();
                 held.insert(
                     b.key.clone(),
                     Held {
-                        binding,
+                        binding: b,
                         place: *last_place,
                     },
                 );
@@ -237,7 +231,7 @@ mod tests {
             .save(
                 "demo",
                 aor,
-                &changes(
+                changes(
                     vec![binding(aor, "sip:a", 100), binding(aor, "sip:b", 300)],
                     &[],
                 ),
@@ -245,13 +239,13 @@ mod tests {
             .await
             .expect("save");
         store
-            .save("other", aor, &changes(vec![binding(aor, "sip:z", 50)], &[]))
+            .save("other", aor, changes(vec![binding(aor, "sip:z", 50)], &[]))
             .await
             .expect("save");
         assert_eq!(store.load("demo", aor).await.expect("load").len(), 2);
         // A refresh moves the binding's expiry: the sweep must not take it at the old time.
         store
-            .save("demo", aor, &changes(vec![binding(aor, "sip:a", 400)], &[]))
+            .save("demo", aor, changes(vec![binding(aor, "sip:a", 400)], &[]))
             .await
             .expect("refresh");
         let taken = store.take_expired("demo", 350, 10).await.expect("sweep");
@@ -263,7 +257,7 @@ mod tests {
         );
         assert_eq!(store.all("other").await.expect("all").len(), 1);
         store
-            .save("demo", aor, &changes(vec![], &["sip:a"]))
+            .save("demo", aor, changes(vec![], &["sip:a"]))
             .await
             .expect("remove");
         assert!(store.all("demo").await.expect("all").is_empty());

@@ -835,7 +835,7 @@ impl Starter {
             ),
             Start::Originate { .. } | Start::Restored(_) => ByteString::new(),
         };
-        let id: Arc<str> = uuid::Uuid::now_v7().to_string().into();
+        let id: Arc<str> = crate::new_id().into();
         self.spawn_as(key, id, call_id, start)
     }
 

@@ -8,7 +8,6 @@
 //! timers and buffers) took several times the room, in a table that kept growing.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, RandomState};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -16,11 +15,11 @@ use bytes::Bytes;
 use super::TxnId;
 
 pub(super) struct Answered {
+    /// By the transactions' fingerprints (two independent keyed hashes: no source can make two
+    /// keys meet).
     by_key: HashMap<u128, Bytes>,
     /// Fingerprints by the time they go, oldest first.
     order: VecDeque<(Instant, u128)>,
-    /// Two independent keyed hashes make the fingerprint: no source can make two keys meet.
-    hashers: (RandomState, RandomState),
 }
 
 impl Answered {
@@ -28,17 +27,12 @@ impl Answered {
         Answered {
             by_key: HashMap::new(),
             order: VecDeque::new(),
-            hashers: (RandomState::new(), RandomState::new()),
         }
-    }
-
-    fn fingerprint(&self, key: &TxnId) -> u128 {
-        (u128::from(self.hashers.0.hash_one(key)) << 64) | u128::from(self.hashers.1.hash_one(key))
     }
 
     /// Keeps `response` as the answer to `key`'s retransmissions until `until`.
     pub(super) fn insert(&mut self, key: &TxnId, response: Bytes, until: Instant) {
-        let fingerprint = self.fingerprint(key);
+        let fingerprint = key.fingerprint;
         if self.by_key.insert(fingerprint, response).is_none() {
             self.order.push_back((until, fingerprint));
         }
@@ -46,7 +40,7 @@ impl Answered {
 
     /// The answer a retransmission of `key`'s request gets.
     pub(super) fn get(&self, key: &TxnId) -> Option<&Bytes> {
-        self.by_key.get(&self.fingerprint(key))
+        self.by_key.get(&key.fingerprint)
     }
 
     /// Lets go of the answers whose time is over.
@@ -87,11 +81,11 @@ mod tests {
         let Ok(Message::Request(request)) = parse_datagram(Bytes::from(text)) else {
             panic!("a request");
         };
-        TxnId {
-            key: TransactionKey::for_request(&request).expect("key"),
-            source: std::net::SocketAddr::from(([10, 0, 0, 1], port)),
-            transport: Transport::Udp,
-        }
+        TxnId::new(
+            TransactionKey::for_request(&request).expect("key"),
+            std::net::SocketAddr::from(([10, 0, 0, 1], port)),
+            Transport::Udp,
+        )
     }
 
     #[test]

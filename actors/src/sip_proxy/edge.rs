@@ -146,7 +146,7 @@ fn invite_body_problem(request: &Request) -> Option<u16> {
 }
 
 fn has_to_tag(request: &Request) -> bool {
-    matches!(request.headers.to(), Some(Ok(to)) if to.tag().is_some())
+    request.headers.to_has_tag()
 }
 
 /// Whether a node that takes no new calls (its event spool past the high-water mark) answers
@@ -244,7 +244,7 @@ mod tests {
             Some(ALLOW)
         );
         assert!(
-            matches!(ok.headers.to(), Some(Ok(to)) if to.tag().is_some()),
+            ok.headers.to_has_tag(),
             "an answer of the edge carries its own To tag"
         );
         // To a user, known or not, in a domain served or not: alike.

@@ -27,6 +27,7 @@ pub mod ring;
 mod routes;
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -161,7 +162,7 @@ pub struct ProxyState {
     registrar: Router,
     core: Core,
     config: ProxyConfig,
-    transactions: HashMap<TxnId, Entry>,
+    transactions: TxnMap<Entry>,
     /// What the finished transactions over UDP answer their requests' retransmissions.
     answered: Answered,
     /// Transactions by next wake-up; the number tells apart equal instants.
@@ -183,7 +184,7 @@ pub struct ProxyState {
     /// (a CANCEL's with `;cancel` after it).
     relays: HashMap<String, Relay>,
     /// The relay of each INVITE server transaction, for its CANCEL.
-    relay_of: HashMap<TxnId, String>,
+    relay_of: TxnMap<String>,
     relay_timers: BTreeMap<(Instant, u64), String>,
     defence: Arc<Defence>,
 }
@@ -191,11 +192,64 @@ pub struct ProxyState {
 /// A server transaction as the edge knows it: RFC 3261's key, and the address the request
 /// came from. A branch is unique only per client, and a retransmission comes from the same
 /// address, so two clients that happen to pick the same branch do not meet.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// The key is hashed once, as it is made, into a 128-bit fingerprint under the process's
+/// random keys: the edge's tables of transactions hash that fingerprint alone, which no source
+/// can steer, and [`answered`] keeps only the fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnId {
+    fingerprint: u128,
     key: TransactionKey,
     source: SocketAddr,
     transport: Transport,
+}
+
+impl TxnId {
+    pub(crate) fn new(key: TransactionKey, source: SocketAddr, transport: Transport) -> Self {
+        static KEYS: OnceLock<(RandomState, RandomState)> = OnceLock::new();
+        let (a, b) = KEYS.get_or_init(|| (RandomState::new(), RandomState::new()));
+        let whole = (&key, source, transport);
+        let fingerprint = (u128::from(a.hash_one(whole)) << 64) | u128::from(b.hash_one(whole));
+        Self {
+            fingerprint,
+            key,
+            source,
+            transport,
+        }
+    }
+}
+
+impl Hash for TxnId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.fingerprint as u64);
+    }
+}
+
+/// Tables keyed by [`TxnId`]: its fingerprint is already a keyed hash, so it is used as it is.
+type TxnMap<V> = HashMap<TxnId, V, BuildHasherDefault<Fingerprint>>;
+
+/// The hasher of [`TxnMap`]: it passes on the fingerprint it is given.
+#[derive(Default)]
+struct Fingerprint(u64);
+
+impl Hasher for Fingerprint {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (by `TxnId`); anything else is folded in all the same.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 struct Entry {
@@ -265,7 +319,7 @@ impl Actor for SipProxy {
             forwarder,
             next_probe: Instant::now(),
             relays: HashMap::new(),
-            relay_of: HashMap::new(),
+            relay_of: TxnMap::default(),
             relay_timers: BTreeMap::new(),
             starter,
             routes: Routes::new(args.node),
@@ -279,7 +333,7 @@ impl Actor for SipProxy {
             directory: args.directory,
             registrar: args.registrar,
             config: args.config,
-            transactions: HashMap::new(),
+            transactions: TxnMap::default(),
             answered: Answered::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
@@ -479,11 +533,7 @@ impl ProxyState {
         myself: &ActorRef<ProxyMsg>,
     ) -> Option<NewDialog> {
         let key = TransactionKey::for_request(&request)?;
-        let key = TxnId {
-            key,
-            source,
-            transport,
-        };
+        let key = TxnId::new(key, source, transport);
         if let Some(entry) = self.transactions.get_mut(&key) {
             entry.txn.receive(&request, now);
             self.flush(&key);
@@ -497,12 +547,7 @@ impl ProxyState {
         }
         // A request within a dialog no call here has: its call may be one another node
         // ran, that this node adopts (or the cluster answers 481 once it knows).
-        let in_dialog = request.method != Method::Register
-            && request
-                .headers
-                .to()
-                .and_then(Result::ok)
-                .is_some_and(|t| t.tag().is_some());
+        let in_dialog = request.method != Method::Register && request.headers.to_has_tag();
         if in_dialog && let Some(starter) = &self.starter {
             let stray = CallIn {
                 message: Message::Request(request),
@@ -949,10 +994,7 @@ fn inbound_handler(
                 }
             }
             // A request outside any dialog: paid for by a source that has not authenticated.
-            Ok(Message::Request(r))
-                if r.method != Method::Ack
-                    && !matches!(r.headers.to(), Some(Ok(to)) if to.tag().is_some()) =>
-            {
+            Ok(Message::Request(r)) if r.method != Method::Ack && !r.headers.to_has_tag() => {
                 let credentials = r.headers.get(&HeaderName::Authorization).is_some()
                     || r.headers.get(&HeaderName::ProxyAuthorization).is_some();
                 if !defence.request(ip, credentials, inbound.received_at) {

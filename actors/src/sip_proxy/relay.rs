@@ -85,11 +85,7 @@ impl ProxyState {
                     matches!(request.method, Method::Cancel | Method::Ack) && !routed;
                 let relayed_invite = || {
                     let key = TransactionKey::for_request(&request)?.of_invite();
-                    let invite = TxnId {
-                        key,
-                        source,
-                        transport,
-                    };
+                    let invite = TxnId::new(key, source, transport);
                     let branch = self.relay_of.get(&invite)?.clone();
                     Some((invite, branch))
                 };

@@ -178,6 +178,13 @@ impl Headers {
         self.get(&HeaderName::To).map(NameAddr::parse)
     }
 
+    /// Whether the To header carries a tag (a request within a dialog, a response a UAS
+    /// tagged), read from its parameters without parsing its URI.
+    pub fn to_has_tag(&self) -> bool {
+        self.get(&HeaderName::To)
+            .is_some_and(|to| NameAddr::params_of(to).is_ok_and(|p| p.value("tag").is_some()))
+    }
+
     /// The Contact values, parsed.
     pub fn contacts(&self) -> impl Iterator<Item = Result<Contact, crate::InvalidSyntax>> + '_ {
         self.values(&HeaderName::Contact)

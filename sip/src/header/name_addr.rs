@@ -35,55 +35,65 @@ impl NameAddr {
 
     /// Parses one value (a multi-valued header split at its commas first).
     pub fn parse(text: &ByteString) -> Result<Self, InvalidSyntax> {
-        let what = InvalidSyntax("name-addr");
-        let s: &str = text;
-        let b = s.as_bytes();
-        let i = skip_ws(b, 0);
-        let (display, open) = match b.get(i) {
-            None => return Err(what),
-            Some(b'<') => (None, i),
-            Some(b'"') => {
-                let end = end_of_quoted(b, i).ok_or(what)?;
-                (Some(text.slice_ref(&s[i..end])), skip_ws(b, end))
-            }
-            Some(_) => {
-                // Tokens and whitespace up to a `<` make a display name; anything else is a
-                // bare addr-spec, whose URI ends where the header parameters begin.
-                let mut j = i;
-                while j < b.len() && (is_token(b[j]) || is_ws(b[j])) {
-                    j += 1;
-                }
-                if b.get(j) == Some(&b'<') && j > i {
-                    (Some(text.slice_ref(s[i..j].trim_end())), j)
-                } else {
-                    let end = s[i..].find(';').map_or(s.len(), |k| i + k);
-                    let uri_text = s[i..end].trim_end();
-                    // RFC 3261 20: outside brackets a URI cannot hold `,`, `?` or `;`.
-                    if uri_text.contains(['?', ',', ' ', '\t']) {
-                        return Err(what);
-                    }
-                    return Ok(Self {
-                        display: None,
-                        uri: Uri::parse(text, uri_text)?,
-                        params: Params::parse_header(text, &s[end..])?,
-                    });
-                }
-            }
-        };
-        if b.get(open) != Some(&b'<') {
-            return Err(what);
-        }
-        let close = open + s[open..].find('>').ok_or(what)?;
+        let (display, uri, params) = split(text)?;
         Ok(Self {
             display,
-            uri: Uri::parse(text, &s[open + 1..close])?,
-            params: Params::parse_header(text, &s[close + 1..])?,
+            uri: Uri::parse(text, uri)?,
+            params: Params::parse_header(text, params)?,
         })
+    }
+
+    /// The header parameters of one value, its URI left unparsed: what a check of a From or
+    /// To tag needs, at a fraction of [`NameAddr::parse`]'s cost.
+    pub fn params_of(text: &ByteString) -> Result<Params, InvalidSyntax> {
+        let (_, _, params) = split(text)?;
+        Params::parse_header(text, params)
     }
 
     pub fn tag(&self) -> Option<&str> {
         self.params.value("tag")
     }
+}
+
+/// A name-addr value's display name, the text of its URI, and the text of its header
+/// parameters.
+fn split(text: &ByteString) -> Result<(Option<ByteString>, &str, &str), InvalidSyntax> {
+    let what = InvalidSyntax("name-addr");
+    let s: &str = text;
+    let b = s.as_bytes();
+    let i = skip_ws(b, 0);
+    let (display, open) = match b.get(i) {
+        None => return Err(what),
+        Some(b'<') => (None, i),
+        Some(b'"') => {
+            let end = end_of_quoted(b, i).ok_or(what)?;
+            (Some(text.slice_ref(&s[i..end])), skip_ws(b, end))
+        }
+        Some(_) => {
+            // Tokens and whitespace up to a `<` make a display name; anything else is a bare
+            // addr-spec, whose URI ends where the header parameters begin.
+            let mut j = i;
+            while j < b.len() && (is_token(b[j]) || is_ws(b[j])) {
+                j += 1;
+            }
+            if b.get(j) == Some(&b'<') && j > i {
+                (Some(text.slice_ref(s[i..j].trim_end())), j)
+            } else {
+                let end = s[i..].find(';').map_or(s.len(), |k| i + k);
+                let uri = s[i..end].trim_end();
+                // RFC 3261 20: outside brackets a URI cannot hold `,`, `?` or `;`.
+                if uri.contains(['?', ',', ' ', '\t']) {
+                    return Err(what);
+                }
+                return Ok((None, uri, &s[end..]));
+            }
+        }
+    };
+    if b.get(open) != Some(&b'<') {
+        return Err(what);
+    }
+    let close = open + s[open..].find('>').ok_or(what)?;
+    Ok((display, &s[open + 1..close], &s[close + 1..]))
 }
 
 impl fmt::Display for NameAddr {
@@ -175,6 +185,32 @@ mod tests {
 
     fn contact(s: &str) -> Result<Contact, InvalidSyntax> {
         Contact::parse(&ByteString::from(s.to_owned()))
+    }
+
+    #[test]
+    fn params_of_finds_the_header_parameters_as_parse_does() {
+        let tag = |s: &str| {
+            NameAddr::params_of(&ByteString::from(s.to_owned()))
+                .map(|p| p.value("tag").map(str::to_owned))
+        };
+        for (value, expected) in [
+            ("<sip:1001@demo.local>;tag=abc", Some("abc")),
+            ("\"A <b>;tag=no\" <sip:1001@demo.local>", None),
+            ("\"A <b>\" <sip:1001@demo.local> ; TAG = x1", Some("x1")),
+            ("Bob <sip:bob@h;tag=uri-param>", None),
+            ("sip:1001@demo.local;tag=bare", Some("bare")),
+            ("sip:1001@demo.local", None),
+        ] {
+            assert_eq!(tag(value), Ok(expected.map(str::to_owned)), "{value}");
+            assert_eq!(
+                na(value).map(|n| n.tag().map(str::to_owned)),
+                Ok(expected.map(str::to_owned)),
+                "{value}"
+            );
+        }
+        for bad in ["", "<sip:a@b", "sip:a@b;", "<sip:a@b>x"] {
+            assert!(tag(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -138,7 +138,7 @@ impl Via {
         if rport_requested || elsewhere {
             let ip = match source.ip() {
                 IpAddr::V6(v6) => format!("[{v6}]"),
-                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V4(v4) => crate::uri::Dotted(v4).to_string(),
             };
             self.params.set("received", Some(ip.into()));
         }

@@ -114,11 +114,14 @@ impl TransactionKey {
 
 /// A Via's `host[:port]`, lower-cased, as transactions compare it.
 fn sent_by(via: &crate::header::Via) -> String {
-    let s = match via.port {
-        Some(p) => format!("{}:{p}", via.host),
-        None => via.host.to_string(),
-    };
-    s.to_ascii_lowercase()
+    use std::fmt::Write;
+    let mut s = String::with_capacity(48);
+    let _ = write!(s, "{}", via.host);
+    if let Some(p) = via.port {
+        let _ = write!(s, ":{p}");
+    }
+    s.make_ascii_lowercase();
+    s
 }
 
 /// A fresh RFC 3261 branch: the magic cookie and 96 random bits.
