@@ -155,7 +155,10 @@ impl Response {
     pub fn with_to_tag(mut self, tag: &str) -> Self {
         if let Some(to) = self.headers.get(&HeaderName::To) {
             if !self.headers.to_has_tag() {
-                let tagged = format!("{to};tag={tag}");
+                let mut tagged = String::with_capacity(to.len() + 5 + tag.len());
+                tagged.push_str(to);
+                tagged.push_str(";tag=");
+                tagged.push_str(tag);
                 self.headers.set(HeaderName::To, tagged);
             }
         }

@@ -470,7 +470,12 @@ impl fmt::Display for Dotted {
 /// written by [`Dotted`].
 pub fn addr_text(addr: std::net::SocketAddr) -> String {
     match addr {
-        std::net::SocketAddr::V4(v4) => format!("{}:{}", Dotted(*v4.ip()), v4.port()),
+        std::net::SocketAddr::V4(v4) => {
+            use std::fmt::Write;
+            let mut text = String::with_capacity(21);
+            let _ = write!(text, "{}:{}", Dotted(*v4.ip()), v4.port());
+            text
+        }
         v6 => v6.to_string(),
     }
 }

@@ -2,6 +2,7 @@
 //! the time (RFC 3261 10.3): who is asking (digest authentication), what they may change, and
 //! the bindings afterwards. The actor around it only loads, stores and sends.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use switchboard_sip::auth::{self, Checked, Guard, NonceCounts, NonceKey, Role};
@@ -309,15 +310,13 @@ pub fn plan(
 pub fn ok_response(request: &Request, after: &[Binding], now_ms: u64, to_tag: &str) -> Response {
     let mut response = Response::to_request(&request.headers, 200).with_to_tag(to_tag);
     for b in after {
-        response = response.with_header(
-            HeaderName::Contact,
-            format!(
-                "<{}>{};expires={}",
-                b.contact,
-                b.params,
-                b.remaining(now_ms)
-            ),
-        );
+        let mut contact = String::with_capacity(b.contact.len() + b.params.len() + 20);
+        contact.push('<');
+        contact.push_str(&b.contact);
+        contact.push('>');
+        contact.push_str(&b.params);
+        let _ = write!(contact, ";expires={}", b.remaining(now_ms));
+        response = response.with_header(HeaderName::Contact, contact);
     }
     response
 }
@@ -333,9 +332,11 @@ pub fn contact_key(uri: &Uri) -> String {
                 key.push_str(&escape_user(&user));
                 key.push('@');
             }
-            key.push_str(&u.host.to_string().to_ascii_lowercase());
+            let host = key.len();
+            let _ = write!(key, "{}", u.host);
+            key[host..].make_ascii_lowercase();
             if let Some(port) = u.port {
-                key.push_str(&format!(":{port}"));
+                let _ = write!(key, ":{port}");
             }
             if let Some(t) = u.transport() {
                 key.push_str(";transport=");

@@ -233,7 +233,7 @@ async fn publish(
     let event = new_event(
         tenant,
         TOPIC_REGISTRAR,
-        format!("{tenant}:{aor}"),
+        [tenant, ":", &aor].concat(),
         kind.event_kind(),
         Payload::Binding(binding.into_event(now_ms, kind.reason())),
         now_ms,

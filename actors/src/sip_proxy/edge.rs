@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use switchboard_sip::header::Via;
 use switchboard_sip::support::{self, ALLOW};
 use switchboard_sip::{HeaderName, Host, Method, Request, Response, Uri};
 
@@ -70,9 +71,15 @@ pub fn decide(request: &Request, directory: &Directory, core: &Core) -> Decision
         return respond(483);
     }
     // A request that carries this node's own Via has been here before.
-    let looped = request.headers.vias().skip(1).flatten().any(|via| {
-        core.hosts.iter().any(|h| h.matches(&via.host)) && via.port.unwrap_or(5060) == core.port
-    });
+    // (The top Via is the sender's: skipped before it is parsed.)
+    let looped = request
+        .headers
+        .values(&HeaderName::Via)
+        .skip(1)
+        .filter_map(|v| Via::parse(&v).ok())
+        .any(|via| {
+            core.hosts.iter().any(|h| h.matches(&via.host)) && via.port.unwrap_or(5060) == core.port
+        });
     if looped {
         return respond(482);
     }

@@ -172,7 +172,12 @@ impl Tenant {
 
     /// The address of record of a DN.
     pub fn aor(&self, dn: &str) -> String {
-        format!("sip:{dn}@{}", self.domain)
+        let mut aor = String::with_capacity(5 + dn.len() + self.domain.len());
+        aor.push_str("sip:");
+        aor.push_str(dn);
+        aor.push('@');
+        aor.push_str(&self.domain);
+        aor
     }
 
     /// The DN a phone registers as, if it is one that registers.

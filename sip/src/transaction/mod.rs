@@ -75,7 +75,12 @@ impl TransactionKey {
     /// The key of the server transaction a request belongs to; `None` when the request lacks
     /// what a key needs (the parser guarantees it does not).
     pub fn for_request(request: &Request) -> Option<Self> {
-        let via = request.headers.top_via()?.ok()?;
+        Self::for_request_with(request, &request.headers.top_via()?.ok()?)
+    }
+
+    /// [`TransactionKey::for_request`] with the request's top Via parsed already (it may
+    /// carry `received` and `rport` since: they are not part of the key).
+    pub fn for_request_with(request: &Request, via: &crate::header::Via) -> Option<Self> {
         let method = match &request.method {
             Method::Ack => Method::Invite,
             m => m.clone(),
@@ -83,7 +88,7 @@ impl TransactionKey {
         if via.has_rfc3261_branch() {
             return Some(TransactionKey::Branch {
                 branch: ByteString::from(via.branch()?.to_owned()),
-                sent_by: sent_by(&via),
+                sent_by: sent_by(via),
                 method,
             });
         }
