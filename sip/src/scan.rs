@@ -109,6 +109,11 @@ pub(crate) fn split_commas(s: &str) -> impl Iterator<Item = &str> {
         if done {
             return None;
         }
+        // Most values hold no comma at all: one value, found without the byte-by-byte scan.
+        if start == 0 && !b.contains(&b',') {
+            done = true;
+            return Some(s.trim_matches(|c| c == ' ' || c == '\t'));
+        }
         let mut i = start;
         let mut in_angle = false;
         while i < b.len() {
