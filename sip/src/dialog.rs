@@ -4,6 +4,8 @@
 //! routing), and how one received is checked (12.2.2). The B2BUA keeps one per leg. No I/O:
 //! the caller adds its Via (and Contact on target refreshes), and sends.
 
+use std::fmt::Write as _;
+
 use bytes::Bytes;
 use bytestring::ByteString;
 
@@ -356,7 +358,8 @@ fn contact_uri(h: &Headers) -> Result<Uri, InvalidSyntax> {
 /// A copy of `n` whose text is its own: printed and parsed again (it printed from a parse, so
 /// it parses).
 fn own_name_addr(n: &NameAddr) -> NameAddr {
-    let mut text = n.to_string();
+    let mut text = String::with_capacity(96);
+    let _ = write!(text, "{n}");
     text.shrink_to_fit();
     let mut own = NameAddr::parse(&ByteString::from(text)).unwrap_or_else(|_| n.clone());
     own.shrink_to_fit();
@@ -364,7 +367,9 @@ fn own_name_addr(n: &NameAddr) -> NameAddr {
 }
 
 fn own_uri(u: &Uri) -> Uri {
-    let mut own = Uri::parse_str(&u.to_string()).unwrap_or_else(|_| u.clone());
+    let mut text = String::with_capacity(96);
+    let _ = write!(text, "{u}");
+    let mut own = Uri::parse_str(&text).unwrap_or_else(|_| u.clone());
     own.shrink_to_fit();
     own
 }

@@ -410,17 +410,21 @@ impl fmt::Display for SipUri {
         if let Some(user) = &self.user {
             f.write_str(user)?;
             if let Some(p) = &self.password {
-                write!(f, ":{p}")?;
+                f.write_str(":")?;
+                f.write_str(p)?;
             }
             f.write_str("@")?;
         }
-        write!(f, "{}", self.host)?;
+        // Each part written straight through: `write!` costs a formatting pass per call.
+        fmt::Display::fmt(&self.host, f)?;
         if let Some(port) = self.port {
-            write!(f, ":{port}")?;
+            f.write_str(":")?;
+            fmt::Display::fmt(&port, f)?;
         }
-        write!(f, "{}", self.params)?;
+        fmt::Display::fmt(&self.params, f)?;
         if let Some(h) = &self.headers {
-            write!(f, "?{h}")?;
+            f.write_str("?")?;
+            fmt::Display::fmt(h, f)?;
         }
         Ok(())
     }

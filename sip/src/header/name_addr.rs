@@ -99,9 +99,13 @@ fn split(text: &ByteString) -> Result<(Option<ByteString>, &str, &str), InvalidS
 impl fmt::Display for NameAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(d) = &self.display {
-            write!(f, "{d} ")?;
+            f.write_str(d)?;
+            f.write_str(" ")?;
         }
-        write!(f, "<{}>{}", self.uri, self.params)
+        f.write_str("<")?;
+        fmt::Display::fmt(&self.uri, f)?;
+        f.write_str(">")?;
+        fmt::Display::fmt(&self.params, f)
     }
 }
 
