@@ -25,7 +25,7 @@ impl BindingStore for Stuck {
     fn load<'a>(&'a self, _: &'a str, _: &'a str) -> StoreFuture<'a, Vec<Binding>> {
         Box::pin(std::future::pending())
     }
-    fn save<'a>(&'a self, _: &'a str, _: &'a str, _: &'a Changes) -> StoreFuture<'a, ()> {
+    fn save<'a>(&'a self, _: &'a str, _: &'a str, _: Changes) -> StoreFuture<'a, ()> {
         Box::pin(std::future::pending())
     }
     fn take_expired<'a>(&'a self, _: &'a str, _: u64, _: usize) -> StoreFuture<'a, Vec<Binding>> {

@@ -153,14 +153,14 @@ impl Response {
 
     /// Adds `;tag=` to the To header unless it has one (RFC 3261 8.2.6.2).
     pub fn with_to_tag(mut self, tag: &str) -> Self {
-        if let Some(to) = self.headers.get(&HeaderName::To) {
-            if !self.headers.to_has_tag() {
-                let mut tagged = String::with_capacity(to.len() + 5 + tag.len());
-                tagged.push_str(to);
-                tagged.push_str(";tag=");
-                tagged.push_str(tag);
-                self.headers.set(HeaderName::To, tagged);
-            }
+        if let Some(to) = self.headers.get(&HeaderName::To)
+            && !self.headers.to_has_tag()
+        {
+            let mut tagged = String::with_capacity(to.len() + 5 + tag.len());
+            tagged.push_str(to);
+            tagged.push_str(";tag=");
+            tagged.push_str(tag);
+            self.headers.set(HeaderName::To, tagged);
         }
         self
     }
