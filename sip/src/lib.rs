@@ -28,4 +28,4 @@ pub use message::{Message, Method, Request, Response, reason_phrase};
 pub use params::{Param, Params};
 pub use parse::{Framer, FramingError, StreamItem, parse_datagram};
 pub use random::{hex, random_bytes, token};
-pub use uri::{Dotted, Host, SipUri, Uri, addr_text};
+pub use uri::{Host, SipUri, Uri, addr_text};

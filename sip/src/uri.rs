@@ -442,9 +442,10 @@ impl fmt::Display for Host {
 
 /// An IPv4 address in dotted decimal, written straight into the output: what std's `Display`
 /// for `Ipv4Addr` writes, at a tenth of its cost (it formats into a buffer for padding first),
-/// for the addresses every Via, received parameter and binding carries.
+/// for the addresses every Via, received parameter and binding carries. [`Host`]'s `Display`
+/// writes its IPv4 addresses with it.
 #[derive(Debug, Clone, Copy)]
-pub struct Dotted(pub Ipv4Addr);
+struct Dotted(Ipv4Addr);
 
 impl fmt::Display for Dotted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -470,14 +471,14 @@ impl fmt::Display for Dotted {
     }
 }
 
-/// A socket address as `Display` writes it (`1.2.3.4:5060`, `[::1]:5060`), the IPv4 part
-/// written by [`Dotted`].
+/// A socket address as `Display` writes it (`1.2.3.4:5060`, `[::1]:5060`), an IPv4 address
+/// written as [`Host`] writes it.
 pub fn addr_text(addr: std::net::SocketAddr) -> String {
     match addr {
         std::net::SocketAddr::V4(v4) => {
             use std::fmt::Write;
             let mut text = String::with_capacity(21);
-            let _ = write!(text, "{}:{}", Dotted(*v4.ip()), v4.port());
+            let _ = write!(text, "{}:{}", Host::Ipv4(*v4.ip()), v4.port());
             text
         }
         v6 => v6.to_string(),

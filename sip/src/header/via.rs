@@ -136,10 +136,7 @@ impl Via {
         let rport_requested = self.params.contains("rport");
         let elsewhere = self.host.ip() != Some(source.ip());
         if rport_requested || elsewhere {
-            let ip = match source.ip() {
-                IpAddr::V6(v6) => format!("[{v6}]"),
-                IpAddr::V4(v4) => crate::uri::Dotted(v4).to_string(),
-            };
+            let ip = Host::from(source.ip()).to_string();
             self.params.set("received", Some(ip.into()));
         }
         if rport_requested {
