@@ -358,18 +358,22 @@ fn contact_uri(h: &Headers) -> Result<Uri, InvalidSyntax> {
 /// A copy of `n` whose text is its own: printed and parsed again (it printed from a parse, so
 /// it parses).
 fn own_name_addr(n: &NameAddr) -> NameAddr {
-    let mut text = String::with_capacity(96);
-    let _ = write!(text, "{n}");
+    let mut text = printed(n);
     text.shrink_to_fit();
     let mut own = NameAddr::parse(&ByteString::from(text)).unwrap_or_else(|_| n.clone());
     own.shrink_to_fit();
     own
 }
 
-fn own_uri(u: &Uri) -> Uri {
+/// `value` as text, printed into a buffer sized once for an address.
+fn printed(value: &impl std::fmt::Display) -> String {
     let mut text = String::with_capacity(96);
-    let _ = write!(text, "{u}");
-    let mut own = Uri::parse_str(&text).unwrap_or_else(|_| u.clone());
+    let _ = write!(text, "{value}");
+    text
+}
+
+fn own_uri(u: &Uri) -> Uri {
+    let mut own = Uri::parse_str(&printed(u)).unwrap_or_else(|_| u.clone());
     own.shrink_to_fit();
     own
 }
