@@ -108,10 +108,10 @@ pub fn decide(request: &Request, directory: &Directory, core: &Core) -> Decision
         Method::Cancel => respond(481),
         // OPTIONS to a user is answered by the node, alike for every user and domain (it is
         // not forwarded: the capabilities are the node's, as its Allow header says).
-        Method::Options if !has_to_tag(request) => capabilities(),
-        Method::Invite if !has_to_tag(request) => Decision::NewCall,
+        Method::Options if !request.headers.to_has_tag() => capabilities(),
+        Method::Invite if !request.headers.to_has_tag() => Decision::NewCall,
         Method::Other(_) => respond_with(501, HeaderName::Allow, ALLOW.into()),
-        _ if has_to_tag(request) => respond(481),
+        _ if request.headers.to_has_tag() => respond(481),
         _ => respond_with(405, HeaderName::Allow, ALLOW.into()),
     }
 }
@@ -150,10 +150,6 @@ fn invite_body_problem(request: &Request) -> Option<u16> {
         return Some(406);
     }
     None
-}
-
-fn has_to_tag(request: &Request) -> bool {
-    request.headers.to_has_tag()
 }
 
 /// Whether a node that takes no new calls (its event spool past the high-water mark) answers

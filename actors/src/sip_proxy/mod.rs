@@ -236,12 +236,10 @@ struct Fingerprint(u64);
 
 impl Hasher for Fingerprint {
     fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used (by `TxnId`); anything else is folded in all the same.
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        // `TxnId` writes its fingerprint alone, through `write_u64`; any other bytes are folded
+        // in, so that the hasher stays a hasher.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
         }
     }
 
@@ -459,13 +457,13 @@ impl ProxyState {
                 return None;
             }
         };
-        let mut top_via = match &mut message {
+        let top_via = match &mut message {
             Message::Request(request) => stamp_top_via(request, source),
             Message::Response(_) => None,
         };
+        // A request the forwarder hands back keeps its Via as it was stamped.
         if self.forwarder.enabled() {
             message = self.forward(message, source, transport, received_at)?;
-            top_via = None;
         }
         // Every message of a call in progress goes to its call, which owns its transactions.
         if let Some((key, call)) = message

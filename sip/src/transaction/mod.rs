@@ -78,8 +78,8 @@ impl TransactionKey {
         Self::for_request_with(request, &request.headers.top_via()?.ok()?)
     }
 
-    /// [`TransactionKey::for_request`] with the request's top Via parsed already (it may
-    /// carry `received` and `rport` since: they are not part of the key).
+    /// [`TransactionKey::for_request`] with the request's top Via already parsed by the caller.
+    /// Parameters stamped on it since (`received`, `rport`) are not part of the key.
     pub fn for_request_with(request: &Request, via: &crate::header::Via) -> Option<Self> {
         let method = match &request.method {
             Method::Ack => Method::Invite,
