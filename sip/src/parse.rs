@@ -11,7 +11,7 @@ use bytestring::ByteString;
 use memchr::memchr_iter;
 
 use crate::error::{ParseError, ParseErrorKind};
-use crate::header::{CSeq, Contact, HeaderName, Headers, NameAddr, Via};
+use crate::header::{CSeq, Contact, HeaderName, Headers, NameAddr, Typed, Via};
 use crate::message::{Message, Method, Request, Response};
 use crate::scan::{is_word, is_ws, parse_delta_seconds, split_commas};
 use crate::uri::Uri;
@@ -315,13 +315,13 @@ impl RawHead {
         ParseError { kind, echo }
     }
 
-    fn into_message(self, body: Bytes) -> Result<Message, ParseError> {
+    fn into_message(mut self, body: Bytes) -> Result<Message, ParseError> {
         if self.is_request() {
             let checked = self.request_line().and_then(|line| {
                 if self.line_error {
                     return Err(ParseErrorKind::HeaderLine);
                 }
-                check_request(&line.0, &self.headers)?;
+                check_request(&line.0, &mut self.headers)?;
                 Ok(line)
             });
             match checked {
@@ -338,7 +338,8 @@ impl RawHead {
                 if self.line_error {
                     return Err(ParseErrorKind::HeaderLine);
                 }
-                check_common(&self.headers)?;
+                let (_, typed) = check_common(&self.headers)?;
+                self.headers.keep_typed(typed);
                 Ok(line)
             });
             match checked {
@@ -451,18 +452,19 @@ fn single<'a>(
     Ok(first)
 }
 
-/// The headers both requests and responses must carry, and carry well-formed.
-fn check_common(headers: &Headers) -> Result<CSeq, ParseErrorKind> {
-    let mut vias = 0;
+/// The headers both requests and responses must carry, and carry well-formed; with the views
+/// parsed on the way, for the headers to keep.
+fn check_common(headers: &Headers) -> Result<(CSeq, Typed), ParseErrorKind> {
+    let mut top_via = None;
     for via in headers.values(&HeaderName::Via) {
-        Via::parse(&via)?;
-        vias += 1;
+        let via = Via::parse(&via)?;
+        top_via.get_or_insert(via);
     }
-    if vias == 0 || headers.get_all(&HeaderName::Via).any(|v| v.is_empty()) {
+    if top_via.is_none() || headers.get_all(&HeaderName::Via).any(|v| v.is_empty()) {
         return Err(ParseErrorKind::Missing("Via"));
     }
-    NameAddr::parse(single(headers, &HeaderName::From, "From")?)?;
-    NameAddr::parse(single(headers, &HeaderName::To, "To")?)?;
+    let from = NameAddr::parse(single(headers, &HeaderName::From, "From")?)?;
+    let to = NameAddr::parse(single(headers, &HeaderName::To, "To")?)?;
     let call_id = single(headers, &HeaderName::CallId, "Call-ID")?;
     let valid_call_id = match call_id.split_once('@') {
         Some((a, b)) => is_words(a) && is_words(b),
@@ -471,15 +473,22 @@ fn check_common(headers: &Headers) -> Result<CSeq, ParseErrorKind> {
     if !valid_call_id {
         return Err(ParseErrorKind::Invalid(crate::InvalidSyntax("Call-ID")));
     }
-    Ok(CSeq::parse(single(headers, &HeaderName::CSeq, "CSeq")?)?)
+    let cseq = CSeq::parse(single(headers, &HeaderName::CSeq, "CSeq")?)?;
+    let typed = Typed {
+        top_via,
+        from: Some(from),
+        to: Some(to),
+        contacts: None,
+    };
+    Ok((cseq, typed))
 }
 
 fn is_words(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_word)
 }
 
-fn check_request(method: &Method, headers: &Headers) -> Result<(), ParseErrorKind> {
-    let cseq = check_common(headers)?;
+fn check_request(method: &Method, headers: &mut Headers) -> Result<(), ParseErrorKind> {
+    let (cseq, mut typed) = check_common(headers)?;
     if &cseq.method != method {
         return Err(ParseErrorKind::CSeqMethod);
     }
@@ -491,9 +500,10 @@ fn check_request(method: &Method, headers: &Headers) -> Result<(), ParseErrorKin
     if let Some(mf) = headers.max_forwards() {
         mf?;
     }
-    for contact in headers.values(&HeaderName::Contact) {
-        Contact::parse(&contact)?;
-    }
+    let contacts = headers
+        .values(&HeaderName::Contact)
+        .map(|c| Contact::parse(&c))
+        .collect::<Result<Vec<_>, _>>()?;
     if headers.count(&HeaderName::Contact) > 1
         && headers
             .values(&HeaderName::Contact)
@@ -521,6 +531,8 @@ fn check_request(method: &Method, headers: &Headers) -> Result<(), ParseErrorKin
             }
         }
     }
+    typed.contacts = Some(contacts);
+    headers.keep_typed(typed);
     Ok(())
 }
 
@@ -552,6 +564,53 @@ mod tests {
         assert_eq!(r.headers.len(), 8);
         assert_eq!(r.headers.call_id().map(|c| &**c), Some("reg1@127.0.0.1"));
         assert!(r.body.is_empty());
+    }
+
+    /// The views the parser keeps read as the headers' text does, before and after a change.
+    #[test]
+    fn kept_views_follow_the_headers_text() {
+        let Ok(Message::Request(mut r)) = msg(REGISTER) else {
+            panic!("expected a request");
+        };
+        let reparsed = |h: &Headers, name: &HeaderName| h.get(name).cloned().expect("header");
+        let h = &r.headers;
+        assert_eq!(
+            h.to().and_then(Result::ok),
+            NameAddr::parse(&reparsed(h, &HeaderName::To)).ok()
+        );
+        assert_eq!(
+            h.from().and_then(Result::ok),
+            NameAddr::parse(&reparsed(h, &HeaderName::From)).ok()
+        );
+        assert_eq!(
+            h.top_via().and_then(Result::ok),
+            Via::parse(&reparsed(h, &HeaderName::Via)).ok()
+        );
+        let contacts: Vec<_> = h.contacts().collect();
+        assert_eq!(
+            contacts,
+            [Contact::parse(&reparsed(h, &HeaderName::Contact))]
+        );
+
+        r.headers.set(HeaderName::To, "<sip:2002@demo.local>;tag=9");
+        r.headers
+            .replace_first(&HeaderName::From, "<sip:3003@demo.local>;tag=8");
+        r.headers
+            .push_front(HeaderName::Via, "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKtop");
+        r.headers.remove(&HeaderName::Contact);
+        let h = &r.headers;
+        let user = |n: Option<Result<NameAddr, _>>| match n.and_then(Result::ok).map(|n| n.uri) {
+            Some(Uri::Sip(u)) => u.user.map(|u| u.to_string()),
+            _ => None,
+        };
+        assert_eq!(user(h.to()).as_deref(), Some("2002"));
+        assert_eq!(user(h.from()).as_deref(), Some("3003"));
+        let top = h.top_via().and_then(Result::ok).expect("a top Via");
+        assert_eq!(top.branch(), Some("z9hG4bKtop"));
+        assert_eq!(h.contacts().count(), 0);
+
+        r.headers.push(HeaderName::Contact, "<sip:2002@10.0.0.2>");
+        assert_eq!(r.headers.contacts().count(), 1);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Header fields: the ordered list a message carries, and typed views of the headers the core
 //! reads (Via, From/To, Contact, CSeq, digest credentials, ...). A message keeps every header as
-//! text; a typed view is parsed from that text when asked for.
+//! text; a typed view is parsed from that text when asked for, except the views the parser
+//! made anyway while checking the message (top Via, From, To, Contact), which the headers keep
+//! until a header of that name changes.
 
 mod auth;
 mod cseq;
@@ -32,8 +34,31 @@ pub struct Header {
 }
 
 /// The headers of a message in their order on the wire.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<Header>);
+#[derive(Debug, Clone, Default)]
+pub struct Headers {
+    list: Vec<Header>,
+    /// The views the parser made while checking the message, so that the edge, the registrar
+    /// and the calls do not parse them again. Not part of the headers' value: two lists of the
+    /// same headers are equal whatever views they keep.
+    typed: Option<Box<Typed>>,
+}
+
+/// Typed views of headers, each as the text of its headers now reads.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Typed {
+    pub(crate) top_via: Option<Via>,
+    pub(crate) from: Option<NameAddr>,
+    pub(crate) to: Option<NameAddr>,
+    pub(crate) contacts: Option<Vec<Contact>>,
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Eq for Headers {}
 
 impl Headers {
     pub fn new() -> Self {
@@ -41,24 +66,52 @@ impl Headers {
     }
 
     pub fn with_capacity(n: usize) -> Self {
-        Self(Vec::with_capacity(n))
+        Self {
+            list: Vec::with_capacity(n),
+            typed: None,
+        }
+    }
+
+    /// Keeps the views the parser made of these headers' text.
+    pub(crate) fn keep_typed(&mut self, typed: Typed) {
+        self.typed = Some(Box::new(typed));
+    }
+
+    /// Drops the kept views of headers (a message stored for long keeps only its text).
+    pub fn forget_typed(&mut self) {
+        self.typed = None;
+    }
+
+    /// A header of this name changed: its kept view no longer reads as its text.
+    fn changed(&mut self, name: &HeaderName) {
+        let Some(typed) = &mut self.typed else {
+            return;
+        };
+        match name {
+            HeaderName::Via => typed.top_via = None,
+            HeaderName::From => typed.from = None,
+            HeaderName::To => typed.to = None,
+            HeaderName::Contact => typed.contacts = None,
+            _ => {}
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.list.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.list.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Header> {
-        self.0.iter()
+        self.list.iter()
     }
 
     /// Appends a header.
     pub fn push(&mut self, name: HeaderName, value: impl Into<ByteString>) {
-        self.0.push(Header {
+        self.changed(&name);
+        self.list.push(Header {
             name,
             value: value.into(),
         });
@@ -66,8 +119,9 @@ impl Headers {
 
     /// Puts a header before all others of its name (a new top Via, a Record-Route).
     pub fn push_front(&mut self, name: HeaderName, value: impl Into<ByteString>) {
-        let at = self.0.iter().position(|h| h.name == name).unwrap_or(0);
-        self.0.insert(
+        self.changed(&name);
+        let at = self.list.iter().position(|h| h.name == name).unwrap_or(0);
+        self.list.insert(
             at,
             Header {
                 name,
@@ -78,12 +132,13 @@ impl Headers {
 
     /// Replaces every header of this name by one with `value`, where the first one stood.
     pub fn set(&mut self, name: HeaderName, value: impl Into<ByteString>) {
+        self.changed(&name);
         let value = value.into();
-        match self.0.iter().position(|h| h.name == name) {
+        match self.list.iter().position(|h| h.name == name) {
             Some(at) => {
-                self.0[at].value = value;
+                self.list[at].value = value;
                 let mut i = 0;
-                self.0.retain(|h| {
+                self.list.retain(|h| {
                     let keep = i <= at || h.name != name;
                     i += 1;
                     keep
@@ -94,30 +149,33 @@ impl Headers {
     }
 
     pub fn remove(&mut self, name: &HeaderName) {
-        self.0.retain(|h| &h.name != name);
+        self.changed(name);
+        self.list.retain(|h| &h.name != name);
     }
 
     /// Replaces the value of the first header of this name only.
     pub fn replace_first(&mut self, name: &HeaderName, value: impl Into<ByteString>) {
-        if let Some(h) = self.0.iter_mut().find(|h| &h.name == name) {
+        self.changed(name);
+        if let Some(h) = self.list.iter_mut().find(|h| &h.name == name) {
             h.value = value.into();
         }
     }
 
     /// Removes the first header of this name (the top Via of a response being forwarded).
     pub fn remove_first(&mut self, name: &HeaderName) -> Option<ByteString> {
-        let at = self.0.iter().position(|h| &h.name == name)?;
-        Some(self.0.remove(at).value)
+        self.changed(name);
+        let at = self.list.iter().position(|h| &h.name == name)?;
+        Some(self.list.remove(at).value)
     }
 
     /// The first header of this name.
     pub fn get(&self, name: &HeaderName) -> Option<&ByteString> {
-        self.0.iter().find(|h| &h.name == name).map(|h| &h.value)
+        self.list.iter().find(|h| &h.name == name).map(|h| &h.value)
     }
 
     /// Every header of this name, in order.
     pub fn get_all<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a ByteString> {
-        self.0
+        self.list
             .iter()
             .filter(move |h| &h.name == name)
             .map(|h| &h.value)
@@ -159,6 +217,9 @@ impl Headers {
 
     /// The top Via, parsed.
     pub fn top_via(&self) -> Option<Result<Via, crate::InvalidSyntax>> {
+        if let Some(via) = self.typed.as_ref().and_then(|t| t.top_via.as_ref()) {
+            return Some(Ok(via.clone()));
+        }
         self.vias().next()
     }
 
@@ -171,10 +232,16 @@ impl Headers {
     }
 
     pub fn from(&self) -> Option<Result<NameAddr, crate::InvalidSyntax>> {
+        if let Some(from) = self.typed.as_ref().and_then(|t| t.from.as_ref()) {
+            return Some(Ok(from.clone()));
+        }
         self.get(&HeaderName::From).map(NameAddr::parse)
     }
 
     pub fn to(&self) -> Option<Result<NameAddr, crate::InvalidSyntax>> {
+        if let Some(to) = self.typed.as_ref().and_then(|t| t.to.as_ref()) {
+            return Some(Ok(to.clone()));
+        }
         self.get(&HeaderName::To).map(NameAddr::parse)
     }
 
@@ -187,8 +254,18 @@ impl Headers {
 
     /// The Contact values, parsed.
     pub fn contacts(&self) -> impl Iterator<Item = Result<Contact, crate::InvalidSyntax>> + '_ {
-        self.values(&HeaderName::Contact)
-            .map(|v| Contact::parse(&v))
+        let kept = self.typed.as_ref().and_then(|t| t.contacts.as_deref());
+        let parsed = match kept {
+            Some(_) => None,
+            None => Some(
+                self.values(&HeaderName::Contact)
+                    .map(|v| Contact::parse(&v)),
+            ),
+        };
+        kept.into_iter()
+            .flatten()
+            .map(|c| Ok(c.clone()))
+            .chain(parsed.into_iter().flatten())
     }
 
     pub fn max_forwards(&self) -> Option<Result<u8, crate::InvalidSyntax>> {
@@ -204,7 +281,7 @@ impl<'a> IntoIterator for &'a Headers {
     type IntoIter = std::slice::Iter<'a, Header>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.list.iter()
     }
 }
 
