@@ -31,7 +31,11 @@ impl Request {
 
 impl Response {
     pub fn write_to(&self, buf: &mut BytesMut) {
-        let _ = write!(buf, "SIP/2.0 {} {}\r\n", self.status, self.reason);
+        buf.put_slice(b"SIP/2.0 ");
+        buf.put_slice(itoa::Buffer::new().format(self.status).as_bytes());
+        buf.put_u8(b' ');
+        buf.put_slice(self.reason.as_bytes());
+        buf.put_slice(b"\r\n");
         write_rest(&self.headers, &self.body, buf);
     }
 
@@ -71,7 +75,7 @@ fn write_rest(headers: &Headers, body: &[u8], buf: &mut BytesMut) {
         buf.put_slice(h.name.as_str().as_bytes());
         buf.put_slice(b": ");
         if h.name == HeaderName::ContentLength {
-            let _ = write!(buf, "{}", body.len());
+            buf.put_slice(itoa::Buffer::new().format(body.len()).as_bytes());
         } else {
             buf.put_slice(h.value.as_bytes());
         }

@@ -384,14 +384,22 @@ fn hex(c: u8) -> Option<u8> {
 /// the same text.
 pub fn escape_user(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
+    push_escaped_user(&mut out, bytes);
+    out
+}
+
+/// Appends a user part as [`escape_user`] writes it.
+pub fn push_escaped_user(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &c in bytes {
         if is_user_char(c) && c != b'%' {
             out.push(c as char);
         } else {
-            out.push_str(&format!("%{c:02X}"));
+            out.push('%');
+            out.push(HEX[usize::from(c >> 4)] as char);
+            out.push(HEX[usize::from(c & 0xf)] as char);
         }
     }
-    out
 }
 
 impl fmt::Display for Uri {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use switchboard_sip::auth::{self, Checked, Guard, NonceCounts, NonceKey, Role};
 use switchboard_sip::header::Contact;
 use switchboard_sip::transport::Transport;
-use switchboard_sip::uri::{escape_user, unescape};
+use switchboard_sip::uri::{Host, push_escaped_user, unescape};
 use switchboard_sip::{HeaderName, Request, Response, Uri};
 
 use crate::messages::registrar::{Binding, Changes};
@@ -315,7 +315,8 @@ pub fn ok_response(request: &Request, after: &[Binding], now_ms: u64, to_tag: &s
         contact.push_str(&b.contact);
         contact.push('>');
         contact.push_str(&b.params);
-        let _ = write!(contact, ";expires={}", b.remaining(now_ms));
+        contact.push_str(";expires=");
+        contact.push_str(itoa::Buffer::new().format(b.remaining(now_ms)));
         response = response.with_header(HeaderName::Contact, contact);
     }
     response
@@ -327,20 +328,29 @@ pub fn ok_response(request: &Request, after: &[Binding], now_ms: u64, to_tag: &s
 pub fn contact_key(uri: &Uri) -> String {
     match uri {
         Uri::Sip(u) => {
-            let mut key = String::from(if u.secure { "sips:" } else { "sip:" });
+            let mut key = String::with_capacity(64);
+            key.push_str(if u.secure { "sips:" } else { "sip:" });
             if let Some(user) = u.user_unescaped() {
-                key.push_str(&escape_user(&user));
+                push_escaped_user(&mut key, &user);
                 key.push('@');
             }
             let host = key.len();
-            let _ = write!(key, "{}", u.host);
+            match &u.host {
+                Host::Domain(domain) => key.push_str(domain),
+                ip => {
+                    let _ = write!(key, "{ip}");
+                }
+            }
             key[host..].make_ascii_lowercase();
             if let Some(port) = u.port {
-                let _ = write!(key, ":{port}");
+                key.push(':');
+                key.push_str(itoa::Buffer::new().format(port));
             }
             if let Some(t) = u.transport() {
                 key.push_str(";transport=");
-                key.push_str(&t.to_ascii_lowercase());
+                let at = key.len();
+                key.push_str(t);
+                key[at..].make_ascii_lowercase();
             }
             key
         }
@@ -560,6 +570,15 @@ mod tests {
         assert_eq!(contact_key(&a), contact_key(&b));
         let c = Uri::parse_str("sip:user@example.com;transport=TCP").expect("uri");
         assert_ne!(contact_key(&b), contact_key(&c));
+        // The keys are stored (in Redis, across restarts): their form does not change.
+        let key = |s| contact_key(&Uri::parse_str(s).expect("uri"));
+        assert_eq!(key("sip:%75ser@EXAMPLE.com;lr"), "sip:user@example.com");
+        assert_eq!(
+            key("sips:a%20b@[::1]:5061;transport=TLS;x=y"),
+            "sips:a%20b@[::1]:5061;transport=tls"
+        );
+        assert_eq!(key("sip:U@10.0.0.1:5070"), "sip:U@10.0.0.1:5070");
+        assert_eq!(key("tel:+15551234"), "tel:+15551234");
     }
 
     #[test]
