@@ -19,7 +19,8 @@ use crate::tenant::{Directory, Tenant};
 /// Why a new call was not admitted, with the response that says so.
 #[derive(Debug)]
 pub struct Refusal {
-    pub response: Response,
+    /// Boxed: a refusal is the rare way out of admission, and the small one of its results.
+    pub response: Box<Response>,
     /// For the log: what was wrong, when it is worth saying.
     pub why: Option<Box<str>>,
     /// What it counts as against its source (a first challenge counts as nothing).
@@ -49,7 +50,7 @@ pub fn unserved(
     let stale = matches!(checked, Checked::Challenge { stale: true, .. });
     let response = Response::answering(&request.headers, role.status());
     Refusal {
-        response: guard.challenge(response, &UNSERVED_DIGEST, stale, now_ms),
+        response: Box::new(guard.challenge(response, &UNSERVED_DIGEST, stale, now_ms)),
         why: Some(format!("domain {domain:?} is not served here").into()),
         failure: Some(Failure::UnknownDomain),
     }
@@ -81,7 +82,7 @@ pub fn admit(
     now_ms: u64,
 ) -> Result<(Arc<Tenant>, Origin), Refusal> {
     let refuse = |status, why: Option<String>| Refusal {
-        response: Response::answering(&request.headers, status),
+        response: Box::new(Response::answering(&request.headers, status)),
         why: why.map(String::into_boxed_str),
         failure: None,
     };
@@ -212,7 +213,7 @@ fn phone(
             let response = Response::answering(&request.headers, 407);
             let algorithms = tenant.digest_for(from_user.as_deref());
             Err(Refusal {
-                response: guard.challenge(response, algorithms, stale, now_ms),
+                response: Box::new(guard.challenge(response, algorithms, stale, now_ms)),
                 why: rejected
                     .filter(|why| *why != Rejection::NotDigest)
                     .map(|why| format!("{why:?}").into()),
