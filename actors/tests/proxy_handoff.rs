@@ -109,5 +109,13 @@ async fn a_registrar_whose_store_hangs_costs_a_503_not_silence() {
         response.headers.get(&HeaderName::RetryAfter).map(|v| &**v),
         Some("5")
     );
+    // A response of its own to that request: a To tag of the edge's, the request's dialog
+    // and sequence copied.
+    assert!(response.headers.to_has_tag());
+    assert_eq!(response.headers.call_id().map(|v| &**v), Some("silent"));
+    assert_eq!(
+        response.headers.get(&HeaderName::CSeq).map(|v| &**v),
+        Some("1 REGISTER")
+    );
     proxy.stop(None);
 }

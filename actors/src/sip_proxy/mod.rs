@@ -172,7 +172,7 @@ pub struct ProxyState {
     timer_seq: u64,
     /// Requests handed on and not answered yet, by the time the proxy answers 503 itself,
     /// with their headers to answer with.
-    handed_on: BTreeMap<(Instant, u64), (TxnId, Headers)>,
+    handed_on: BTreeMap<(Instant, u64), (TxnId, Response)>,
     backlog: Arc<AtomicUsize>,
     /// Starts the calls this node runs (none for a proxy that forwards every call).
     starter: Option<Arc<dyn CallStarter>>,
@@ -611,7 +611,8 @@ impl ProxyState {
             }
             Decision::Register(tenant) => {
                 self.open(&key, &request);
-                let headers = request.headers.clone();
+                // The 503 should the registrar not answer: the five headers it copies, not all.
+                let fallback = Response::to_request(&request.headers, 503);
                 let register = RegisterRequest {
                     tenant,
                     request,
@@ -623,7 +624,7 @@ impl ProxyState {
                     let _ = proxy.cast(ProxyMsg::Reply { txn, response });
                 });
                 if self.registrar.register(register, reply).is_err() {
-                    self.reply(&key, &unavailable(&headers), now);
+                    self.reply(&key, &retry_later(fallback), now);
                     return None;
                 }
                 self.timer_seq += 1;
@@ -631,7 +632,7 @@ impl ProxyState {
                 if let Some(entry) = self.transactions.get_mut(&key) {
                     entry.handed_on = Some(deadline);
                 }
-                self.handed_on.insert(deadline, (key, headers));
+                self.handed_on.insert(deadline, (key, fallback));
             }
             Decision::NewCall => {
                 let load = self.starter.as_ref().map(|s| s.live());
@@ -880,12 +881,12 @@ impl ProxyState {
             if entry.key().0 > now {
                 break;
             }
-            let (key, headers) = entry.remove();
+            let (key, fallback) = entry.remove();
             tracing::warn!(source = %key.source, "registrar did not answer in time: 503");
             if let Some(entry) = self.transactions.get_mut(&key) {
                 entry.handed_on = None;
             }
-            self.reply(&key, &unavailable(&headers), now);
+            self.reply(&key, &retry_later(fallback), now);
         }
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > now {
@@ -965,7 +966,15 @@ fn ask_client_certificates(endpoint: &Endpoint, directory: &Arc<Directory>) {
 
 /// What the edge answers when the actor behind it cannot: try again shortly.
 fn unavailable(request: &Headers) -> Response {
-    Response::answering(request, 503).with_header(HeaderName::RetryAfter, "5")
+    retry_later(Response::to_request(request, 503))
+}
+
+/// A 503 made from a request's headers, completed as [`unavailable`] answers: with a To tag
+/// of its own (RFC 3261 8.2.6.2) and Retry-After.
+fn retry_later(response: Response) -> Response {
+    response
+        .with_to_tag(&switchboard_sip::token::<6>())
+        .with_header(HeaderName::RetryAfter, "5")
 }
 
 fn send(endpoint: &Endpoint, transport: Transport, dest: SocketAddr, bytes: Bytes) {
