@@ -13,7 +13,7 @@ use memchr::memchr_iter;
 use crate::error::{ParseError, ParseErrorKind};
 use crate::header::{CSeq, Contact, HeaderName, Headers, NameAddr, Typed, Via};
 use crate::message::{Message, Method, Request, Response};
-use crate::scan::{is_word, is_ws, parse_delta_seconds, split_commas};
+use crate::scan::{find_byte, is_word, is_ws, parse_delta_seconds, split_at_byte, split_commas};
 use crate::uri::Uri;
 
 /// Parses one datagram. Leading CRLFs are skipped, and bytes past Content-Length are ignored
@@ -263,7 +263,7 @@ impl RawHead {
                 continue;
             }
             flush(&mut current, &mut headers, &mut content_length);
-            let Some(colon) = line.find(':') else {
+            let Some(colon) = find_byte(line, b':') else {
                 line_error = true;
                 continue;
             };
@@ -356,9 +356,10 @@ impl RawHead {
 
     /// `Method SP Request-URI SP SIP-Version`, single spaces, nothing around.
     fn request_line(&self) -> Result<(Method, Uri), ParseErrorKind> {
-        let mut parts = self.start.split(' ');
-        let (Some(method), Some(uri), Some(version), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let parts = split_at_byte(&self.start, b' ')
+            .and_then(|(method, rest)| Some((method, split_at_byte(rest, b' ')?)));
+        let Some((method, (uri, version))) =
+            parts.filter(|(_, (_, v))| find_byte(v, b' ').is_none())
         else {
             return Err(ParseErrorKind::StartLine);
         };
@@ -375,9 +376,9 @@ impl RawHead {
     /// `SIP-Version SP Status-Code SP Reason-Phrase`; the reason may be empty.
     fn status_line(&self) -> Result<(u16, ByteString), ParseErrorKind> {
         let s: &str = &self.start;
-        let (version, rest) = s.split_once(' ').ok_or(ParseErrorKind::StartLine)?;
+        let (version, rest) = split_at_byte(s, b' ').ok_or(ParseErrorKind::StartLine)?;
         check_version(version)?;
-        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (code, reason) = split_at_byte(rest, b' ').unwrap_or((rest, ""));
         if code.len() != 3 || !code.bytes().all(|c| c.is_ascii_digit()) {
             return Err(ParseErrorKind::Status);
         }
@@ -466,7 +467,7 @@ fn check_common(headers: &Headers) -> Result<(CSeq, Typed), ParseErrorKind> {
     let from = NameAddr::parse(single(headers, &HeaderName::From, "From")?)?;
     let to = NameAddr::parse(single(headers, &HeaderName::To, "To")?)?;
     let call_id = single(headers, &HeaderName::CallId, "Call-ID")?;
-    let valid_call_id = match call_id.split_once('@') {
+    let valid_call_id = match split_at_byte(call_id, b'@') {
         Some((a, b)) => is_words(a) && is_words(b),
         None => is_words(call_id),
     };

@@ -1,6 +1,27 @@
 //! Character classes and small scanners of the RFC 3261 grammar (section 25.1), shared by the
 //! URI and header parsers.
 
+/// The index of the first `byte` (ASCII) in `s`: what `str::find` finds for that character,
+/// without its searcher's setup, which costs more than the search in the short texts (a URI, a
+/// header line) the parsers look into many times per message.
+#[inline]
+pub(crate) fn find_byte(s: &str, byte: u8) -> Option<usize> {
+    s.bytes().position(|c| c == byte)
+}
+
+/// The index of the first of two bytes (ASCII) in `s`, as [`find_byte`].
+#[inline]
+pub(crate) fn find_either(s: &str, a: u8, b: u8) -> Option<usize> {
+    s.bytes().position(|c| c == a || c == b)
+}
+
+/// `s` split around its first `byte` (ASCII), as `str::split_once` splits it.
+#[inline]
+pub(crate) fn split_at_byte(s: &str, byte: u8) -> Option<(&str, &str)> {
+    let at = find_byte(s, byte)?;
+    Some((&s[..at], &s[at + 1..]))
+}
+
 /// `token` characters: alphanum and `-.!%*_+`'~`.
 pub(crate) fn is_token(c: u8) -> bool {
     c.is_ascii_alphanumeric()

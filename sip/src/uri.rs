@@ -11,7 +11,7 @@ use bytestring::ByteString;
 
 use crate::error::InvalidSyntax;
 use crate::params::Params;
-use crate::scan::{is_escaped_with, is_unreserved};
+use crate::scan::{find_byte, find_either, is_escaped_with, is_unreserved, split_at_byte};
 
 const WHAT: InvalidSyntax = InvalidSyntax("URI");
 
@@ -131,14 +131,14 @@ impl SipUri {
     fn parse_parts(text: &ByteString, rest: &str, secure: bool) -> Result<Self, InvalidSyntax> {
         // The user part may hold `;`, `?` and `,` (RFC 4475 intmeth, semiuri), but never an
         // unescaped `@`, so the first `@` ends it.
-        let (userinfo, hostpart) = match rest.find('@') {
+        let (userinfo, hostpart) = match find_byte(rest, b'@') {
             Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
             None => (None, rest),
         };
         let (user, password) = match userinfo {
             None => (None, None),
             Some(ui) => {
-                let (user, password) = match ui.split_once(':') {
+                let (user, password) = match split_at_byte(ui, b':') {
                     Some((u, p)) => (u, Some(p)),
                     None => (ui, None),
                 };
@@ -154,16 +154,15 @@ impl SipUri {
             }
         };
         let (hostport, after) = if hostpart.starts_with('[') {
-            let close = hostpart.find(']').ok_or(WHAT)?;
-            let end = hostpart[close..]
-                .find([';', '?'])
-                .map_or(hostpart.len(), |i| close + i);
+            let close = find_byte(hostpart, b']').ok_or(WHAT)?;
+            let end =
+                find_either(&hostpart[close..], b';', b'?').map_or(hostpart.len(), |i| close + i);
             hostpart.split_at(end)
         } else {
-            hostpart.split_at(hostpart.find([';', '?']).unwrap_or(hostpart.len()))
+            hostpart.split_at(find_either(hostpart, b';', b'?').unwrap_or(hostpart.len()))
         };
         let (host, port) = split_host_port(hostport)?;
-        let (params, headers) = match after.find('?') {
+        let (params, headers) = match find_byte(after, b'?') {
             Some(q) => (&after[..q], Some(&after[q + 1..])),
             None => (after, None),
         };
@@ -202,7 +201,7 @@ impl SipUri {
 
 impl TelUri {
     fn parse_parts(text: &ByteString, rest: &str) -> Result<Self, InvalidSyntax> {
-        let (number, params) = rest.split_at(rest.find(';').unwrap_or(rest.len()));
+        let (number, params) = rest.split_at(find_byte(rest, b';').unwrap_or(rest.len()));
         let digits = number.strip_prefix('+').unwrap_or(number);
         let ok = !digits.is_empty()
             && digits.bytes().all(|c| {
@@ -292,7 +291,7 @@ fn parse_ipv6(s: &str) -> Option<Ipv6Addr> {
 }
 
 fn split_scheme(s: &str) -> Result<(&str, &str), InvalidSyntax> {
-    let (scheme, rest) = s.split_once(':').ok_or(WHAT)?;
+    let (scheme, rest) = split_at_byte(s, b':').ok_or(WHAT)?;
     let b = scheme.as_bytes();
     let ok = !b.is_empty()
         && b[0].is_ascii_alphabetic()
@@ -304,11 +303,11 @@ fn split_scheme(s: &str) -> Result<(&str, &str), InvalidSyntax> {
 /// Splits `host[:port]`, where host may be an IPv6 reference in brackets.
 pub(crate) fn split_host_port(s: &str) -> Result<(&str, Option<u16>), InvalidSyntax> {
     let (host, port) = if s.starts_with('[') {
-        let close = s.find(']').ok_or(WHAT)?;
+        let close = find_byte(s, b']').ok_or(WHAT)?;
         let (h, p) = s.split_at(close + 1);
         (h, (!p.is_empty()).then_some(p))
     } else {
-        match s.split_once(':') {
+        match split_at_byte(s, b':') {
             Some((h, p)) => (h, Some(p)),
             None => (s, None),
         }

@@ -6,7 +6,7 @@ use bytestring::ByteString;
 
 use crate::error::InvalidSyntax;
 use crate::params::Params;
-use crate::scan::{end_of_quoted, is_token, is_ws, parse_delta_seconds, skip_ws};
+use crate::scan::{end_of_quoted, find_byte, is_token, is_ws, parse_delta_seconds, skip_ws};
 use crate::uri::Uri;
 
 /// `[display-name] <uri>;params`, or a bare `uri;params`.
@@ -79,7 +79,7 @@ fn split(text: &ByteString) -> Result<(Option<ByteString>, &str, &str), InvalidS
             if b.get(j) == Some(&b'<') && j > i {
                 (Some(text.slice_ref(s[i..j].trim_end())), j)
             } else {
-                let end = s[i..].find(';').map_or(s.len(), |k| i + k);
+                let end = find_byte(&s[i..], b';').map_or(s.len(), |k| i + k);
                 let uri = s[i..end].trim_end();
                 // RFC 3261 20: outside brackets a URI cannot hold `,`, `?` or `;`.
                 if uri.contains(['?', ',', ' ', '\t']) {
@@ -92,7 +92,7 @@ fn split(text: &ByteString) -> Result<(Option<ByteString>, &str, &str), InvalidS
     if b.get(open) != Some(&b'<') {
         return Err(what);
     }
-    let close = open + s[open..].find('>').ok_or(what)?;
+    let close = open + find_byte(&s[open..], b'>').ok_or(what)?;
     Ok((display, &s[open + 1..close], &s[close + 1..]))
 }
 

@@ -7,7 +7,7 @@ use bytestring::ByteString;
 
 use crate::error::InvalidSyntax;
 use crate::params::Params;
-use crate::scan::{is_token, is_ws, skip_ws};
+use crate::scan::{find_byte, is_token, is_ws, skip_ws};
 use crate::uri::Host;
 
 const WHAT: InvalidSyntax = InvalidSyntax("Via");
@@ -71,7 +71,7 @@ impl Via {
         i = skip_ws(b, i);
         let host_start = i;
         if b.get(i) == Some(&b'[') {
-            i += s[i..].find(']').ok_or(WHAT)? + 1;
+            i += find_byte(&s[i..], b']').ok_or(WHAT)? + 1;
         } else {
             while i < b.len() && !is_ws(b[i]) && b[i] != b';' && b[i] != b':' {
                 i += 1;
