@@ -100,6 +100,13 @@ pub struct Entry {
     pub event: Event,
 }
 
+/// The reporter writes the entry's event as the stream holds it, without a copy.
+impl switchboard_kafka::Emitted for Entry {
+    fn event(&self) -> &Event {
+        &self.event
+    }
+}
+
 /// How many entries a stream keeps by default.
 pub const DEFAULT_STREAM_LENGTH: usize = 100_000;
 
@@ -184,7 +191,7 @@ impl EventSink {
             Streams::Memory(m) => {
                 let entry = m.publish(event);
                 if let Some(report) = &self.report {
-                    report.emit(entry.event.clone());
+                    report.emit_shared(entry.clone());
                 }
                 Ok(entry.event.seq)
             }

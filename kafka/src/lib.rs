@@ -157,8 +157,20 @@ pub struct Status {
     pub queued: u64,
 }
 
+/// An event as the reporter takes it: one of its own, or one shared with another holder (an
+/// entry of the node's streams in memory), so that handing it on copies nothing.
+pub trait Emitted: Send + Sync + 'static {
+    fn event(&self) -> &Event;
+}
+
+impl Emitted for Event {
+    fn event(&self) -> &Event {
+        self
+    }
+}
+
 enum Msg {
-    Event(Box<Event>),
+    Event(Arc<dyn Emitted>),
     Close(std::sync::mpsc::Sender<()>),
 }
 
@@ -268,6 +280,12 @@ impl Reporter {
     /// Hands an event on; never blocks. Events of other topics than the reporting ones are
     /// ignored.
     pub fn emit(&self, event: Event) {
+        self.emit_shared(Arc::new(event));
+    }
+
+    /// As [`Reporter::emit`], for an event another holder keeps as well.
+    pub fn emit_shared(&self, emitted: Arc<dyn Emitted>) {
+        let event = emitted.event();
         if Topic::named(&event.topic).is_none() {
             return;
         }
@@ -277,13 +295,14 @@ impl Reporter {
             self.shared.queued.fetch_sub(1, Ordering::AcqRel);
             self.shared.lose(
                 "the event writer is not keeping up (is the spool's disk answering?)",
-                &event,
+                event,
             );
             return;
         }
-        if let Err(mpsc::SendError(Msg::Event(event))) = self.tx.send(Msg::Event(Box::new(event))) {
+        if let Err(mpsc::SendError(Msg::Event(emitted))) = self.tx.send(Msg::Event(emitted)) {
             self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-            self.shared.lose("emitted after reporting stopped", &event);
+            self.shared
+                .lose("emitted after reporting stopped", emitted.event());
         }
     }
 
@@ -380,9 +399,9 @@ fn start_writer(
             let mut closing = None;
             while let Some(msg) = next {
                 match msg {
-                    Msg::Event(event) => {
+                    Msg::Event(emitted) => {
                         shared.queued.fetch_sub(1, Ordering::AcqRel);
-                        destination.take(&event, &shared);
+                        destination.take(emitted.event(), &shared);
                     }
                     Msg::Close(done) => {
                         closing = Some(done);
