@@ -7,6 +7,8 @@
 //! desktop's event stream does, see [`crate::feed`]) gives that order back exactly.
 
 use std::collections::{HashMap, VecDeque};
+
+use crate::FastMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -287,11 +289,11 @@ pub struct MemorySink {
 #[derive(Debug, Default)]
 struct MemoryStreams {
     /// By tenant, then topic.
-    streams: HashMap<String, HashMap<String, MemoryStream>>,
-    seqs: HashMap<String, u64>,
+    streams: FastMap<String, FastMap<String, MemoryStream>>,
+    seqs: FastMap<String, u64>,
     /// The last entry id given out, per tenant.
-    last: HashMap<String, EntryId>,
-    live: HashMap<String, broadcast::Sender<Arc<Entry>>>,
+    last: FastMap<String, EntryId>,
+    live: FastMap<String, broadcast::Sender<Arc<Entry>>>,
 }
 
 impl MemoryStreams {
@@ -302,7 +304,7 @@ impl MemoryStreams {
 
 /// A value of `map` at `key`, made on first use: the key is copied only then (a hot path
 /// looks up far more often than it inserts).
-fn at<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
+fn at<'m, V: Default>(map: &'m mut FastMap<String, V>, key: &str) -> &'m mut V {
     if !map.contains_key(key) {
         map.insert(key.to_owned(), V::default());
     }

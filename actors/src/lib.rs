@@ -37,6 +37,13 @@ pub mod wakeups;
 
 pub use error::{Error, Result};
 
+/// A hash map for the tables every request looks into (the streams in memory, the bindings in
+/// memory) keyed by text: foldhash, seeded at random per map, rather than std's SipHash, which
+/// cost several times the lookup itself on these short keys. Its keys are names the node's
+/// configuration allows (tenants, topics, DNs' addresses of record) and the contacts of
+/// authenticated phones, not text any source may choose.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// A new identifier of an event or a call: a UUID of version 7 (its time first, so that ids
 /// sort roughly as they were made), whose random part comes from the pool the SIP tags draw
 /// on rather than from a system call each.

@@ -6,8 +6,7 @@
 //! [`crate::supervisor`]) is found by its name: a message the old one can no longer take goes
 //! to the new one.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use ractor::{ActorRef, Message, MessagingErr};
@@ -54,9 +53,9 @@ impl<M: Message> Shards<M> {
 
     /// The number of the shard that handles `key`.
     pub(crate) fn pick(&self, key: impl Hash) -> usize {
-        let mut h = DefaultHasher::new();
-        key.hash(&mut h);
-        (h.finish() % self.refs.len() as u64) as usize
+        // A fixed hash, not a table's: the same key always picks the same shard.
+        let h = foldhash::fast::FixedState::default().hash_one(key);
+        (h % self.refs.len() as u64) as usize
     }
 
     /// Sends `message` to the shard that handles `key`.

@@ -1,9 +1,10 @@
 //! Bindings in memory: the [`BindingStore`] a node uses without Redis.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
+use crate::FastMap;
 use crate::messages::registrar::{Binding, BindingStore, Changes};
 use crate::store::StoreFuture;
 
@@ -28,7 +29,7 @@ impl Default for MemoryBindings {
 #[derive(Debug, Default)]
 struct Memory {
     /// By tenant, address of record, then contact key.
-    bindings: HashMap<String, HashMap<String, HashMap<String, Held>>>,
+    bindings: FastMap<String, FastMap<String, FastMap<String, Held>>>,
     /// Where each binding is held, by its expiry and a number unique in the shard: a refresh
     /// moves its entry without making another.
     expiry: BTreeMap<(u64, u64), Place>,
@@ -51,9 +52,8 @@ struct Place {
 
 impl MemoryBindings {
     fn lock(&self, tenant: &str, aor: &str) -> std::sync::MutexGuard<'_, Memory> {
-        let mut h = std::hash::DefaultHasher::new();
-        (tenant, aor).hash(&mut h);
-        lock(&self.shards[(h.finish() % self.shards.len() as u64) as usize])
+        let h = foldhash::fast::FixedState::default().hash_one((tenant, aor));
+        lock(&self.shards[(h % self.shards.len() as u64) as usize])
     }
 }
 
