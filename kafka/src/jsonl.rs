@@ -16,6 +16,8 @@ use crate::{Destination, Shared};
 pub(crate) struct JsonLines {
     path: PathBuf,
     out: BufWriter<File>,
+    /// The line being written, kept for the next.
+    line: Vec<u8>,
     unsynced: bool,
     /// A new file could not be made at the path after a rotation (said once).
     reopen_failed: bool,
@@ -29,6 +31,7 @@ impl JsonLines {
         Ok(JsonLines {
             path: path.to_owned(),
             out: BufWriter::with_capacity(256 * 1024, append_to(path)?),
+            line: Vec::with_capacity(1024),
             unsynced: false,
             reopen_failed: false,
         })
@@ -71,9 +74,10 @@ fn append_to(path: &Path) -> io::Result<File> {
 
 impl Destination for JsonLines {
     fn take(&mut self, event: &Event, shared: &Shared) {
-        let written = serde_json::to_writer(&mut self.out, &EventJson(event))
-            .map_err(std::io::Error::from)
-            .and_then(|()| self.out.write_all(b"\n"));
+        self.line.clear();
+        EventJson(event).write_to(&mut self.line);
+        self.line.push(b'\n');
+        let written = self.out.write_all(&self.line);
         match written {
             Ok(()) => {
                 self.unsynced = true;

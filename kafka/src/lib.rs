@@ -348,7 +348,7 @@ impl Reporter {
 /// An event as it goes to Kafka: its payload in the chosen format.
 pub fn encode(event: &Event, format: Format) -> Vec<u8> {
     match format {
-        Format::Json => serde_json::to_vec(&EventJson(event)).unwrap_or_default(),
+        Format::Json => EventJson(event).to_vec(),
         Format::Protobuf => event.encode_to_vec(),
     }
 }

@@ -2,192 +2,40 @@
 //! strings), and the flat field list a Redis stream entry holds: the envelope's fields side by
 //! side, readable with `XRANGE`, and the payload as one JSON field.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
-use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use crate::events::{AgentState, Binding, CallThread, Event, Party, Payload, RequestError};
 
-/// The payload in the protobuf JSON mapping, serialized straight from the event (no tree of
-/// values built first): `serde_json::to_writer(out, &PayloadJson(payload))`. Keys come in
-/// sorted order, as a `serde_json::Value` of the same payload prints them.
+/// The payload in the protobuf JSON mapping, written straight from the event (no tree of values
+/// built first). Keys come in sorted order, as a `serde_json::Value` of the same payload prints
+/// them, and strings are escaped as serde_json escapes them: the bytes are the tree's.
 pub struct PayloadJson<'a>(pub &'a Payload);
 
 /// The whole event in the protobuf JSON mapping (see [`PayloadJson`]).
 pub struct EventJson<'a>(pub &'a Event);
 
-/// A 64-bit integer as the protobuf JSON mapping writes it: a string.
-fn int64<S: Serializer>(n: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(n)
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct BindingJson<'a> {
-    aor: &'a str,
-    call_id: &'a str,
-    contact: &'a str,
-    cseq: u32,
-    dn: &'a str,
-    expires: u32,
-    #[serde(serialize_with = "int64")]
-    expires_at_ms: i64,
-    q: u32,
-    reason: &'a str,
-    source: &'a str,
-    transport: &'a str,
-    user_agent: &'a str,
-}
-
-#[derive(Serialize)]
-struct PartyJson<'a> {
-    dn: &'a str,
-    mode: &'a str,
-    role: &'a str,
-    uri: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CallJson<'a> {
-    ani: &'a str,
-    call_id: &'a str,
-    cause: &'a str,
-    dnis: &'a str,
-    #[serde(serialize_with = "int64")]
-    duration_ms: i64,
-    origin: &'a str,
-    parties: Vec<PartyJson<'a>>,
-    priority: u32,
-    queue: &'a str,
-    recording_id: &'a str,
-    recording_uri: &'a str,
-    routing_point: &'a str,
-    status: u32,
-    target: &'a str,
-    thread_id: &'a str,
-    treatment: &'a str,
-    user_data: BTreeMap<&'a str, &'a str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AgentJson<'a> {
-    agent_id: &'a str,
-    calls: &'a [String],
-    dn: &'a str,
-    dnd: bool,
-    in_service: bool,
-    monitor_mode: &'a str,
-    monitored_by: &'a str,
-    next_reason: &'a str,
-    next_state: &'a str,
-    next_work_mode: &'a str,
-    queues: &'a [String],
-    reason: &'a str,
-    state: &'a str,
-    work_mode: &'a str,
-    #[serde(serialize_with = "int64")]
-    wrap_up_until_ms: i64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ErrorJson<'a> {
-    agent_id: &'a str,
-    call_id: &'a str,
-    code: &'a str,
-    message: &'a str,
-    operation: &'a str,
-    reference_id: &'a str,
-}
-
-impl Serialize for PayloadJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl PayloadJson<'_> {
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut o = Object::open(out);
         match self.0 {
-            Payload::Binding(b) => BindingJson {
-                aor: &b.aor,
-                call_id: &b.call_id,
-                contact: &b.contact,
-                cseq: b.cseq,
-                dn: &b.dn,
-                expires: b.expires,
-                expires_at_ms: b.expires_at_ms,
-                q: b.q,
-                reason: &b.reason,
-                source: &b.source,
-                transport: &b.transport,
-                user_agent: &b.user_agent,
-            }
-            .serialize(s),
-            Payload::Call(c) => CallJson {
-                ani: &c.ani,
-                call_id: &c.call_id,
-                cause: &c.cause,
-                dnis: &c.dnis,
-                duration_ms: c.duration_ms,
-                origin: &c.origin,
-                parties: c
-                    .parties
-                    .iter()
-                    .map(|p| PartyJson {
-                        dn: &p.dn,
-                        mode: &p.mode,
-                        role: &p.role,
-                        uri: &p.uri,
-                    })
-                    .collect(),
-                priority: c.priority,
-                queue: &c.queue,
-                recording_id: &c.recording_id,
-                recording_uri: &c.recording_uri,
-                routing_point: &c.routing_point,
-                status: c.status,
-                target: &c.target,
-                thread_id: &c.thread_id,
-                treatment: &c.treatment,
-                user_data: c
-                    .user_data
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect(),
-            }
-            .serialize(s),
-            Payload::Agent(a) => AgentJson {
-                agent_id: &a.agent_id,
-                calls: &a.calls,
-                dn: &a.dn,
-                dnd: a.dnd,
-                in_service: a.in_service,
-                monitor_mode: &a.monitor_mode,
-                monitored_by: &a.monitored_by,
-                next_reason: &a.next_reason,
-                next_state: &a.next_state,
-                next_work_mode: &a.next_work_mode,
-                queues: &a.queues,
-                reason: &a.reason,
-                state: &a.state,
-                work_mode: &a.work_mode,
-                wrap_up_until_ms: a.wrap_up_until_ms,
-            }
-            .serialize(s),
-            Payload::Error(e) => ErrorJson {
-                agent_id: &e.agent_id,
-                call_id: &e.call_id,
-                code: &e.code,
-                message: &e.message,
-                operation: &e.operation,
-                reference_id: &e.reference_id,
-            }
-            .serialize(s),
+            Payload::Binding(b) => binding(&mut o, b),
+            Payload::Call(c) => call(&mut o, c),
+            Payload::Agent(a) => agent(&mut o, a),
+            Payload::Error(e) => error(&mut o, e),
         }
+        o.close();
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = Vec::with_capacity(256);
+        self.write_to(&mut out);
+        // Only whole UTF-8 text and ASCII went in.
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
-impl Serialize for EventJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl EventJson<'_> {
+    pub fn write_to(&self, out: &mut Vec<u8>) {
         let event = self.0;
         let payload = event.payload.as_ref().map(|p| {
             let name = match p {
@@ -198,25 +46,234 @@ impl Serialize for EventJson<'_> {
             };
             (name, PayloadJson(p))
         });
-        let mut map = s.serialize_map(None)?;
+        let mut o = Object::open(out);
         // In sorted order: "agent" comes before "atMs", the other payloads after it.
         if let Some((name @ "agent", p)) = &payload {
-            map.serialize_entry(name, p)?;
+            o.key(name);
+            p.write_to(o.out);
         }
-        map.serialize_entry("atMs", &event.at_ms.to_string())?;
+        o.int64("atMs", event.at_ms);
         if let Some((name, p)) = &payload
             && *name != "agent"
         {
-            map.serialize_entry(name, p)?;
+            o.key(name);
+            p.write_to(o.out);
         }
-        map.serialize_entry("id", &event.id)?;
-        map.serialize_entry("key", &event.key)?;
-        map.serialize_entry("kind", &event.kind)?;
-        map.serialize_entry("seq", &event.seq.to_string())?;
-        map.serialize_entry("tenant", &event.tenant)?;
-        map.serialize_entry("topic", &event.topic)?;
-        map.end()
+        o.str("id", &event.id);
+        o.str("key", &event.key);
+        o.str("kind", &event.kind);
+        o.key("seq");
+        o.out.push(b'"');
+        o.out
+            .extend_from_slice(itoa::Buffer::new().format(event.seq).as_bytes());
+        o.out.push(b'"');
+        o.str("tenant", &event.tenant);
+        o.str("topic", &event.topic);
+        o.close();
     }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        self.write_to(&mut out);
+        out
+    }
+}
+
+fn binding(o: &mut Object<'_>, b: &Binding) {
+    o.str("aor", &b.aor);
+    o.str("callId", &b.call_id);
+    o.str("contact", &b.contact);
+    o.number("cseq", b.cseq);
+    o.str("dn", &b.dn);
+    o.number("expires", b.expires);
+    o.int64("expiresAtMs", b.expires_at_ms);
+    o.number("q", b.q);
+    o.str("reason", &b.reason);
+    o.str("source", &b.source);
+    o.str("transport", &b.transport);
+    o.str("userAgent", &b.user_agent);
+}
+
+fn call(o: &mut Object<'_>, c: &CallThread) {
+    o.str("ani", &c.ani);
+    o.str("callId", &c.call_id);
+    o.str("cause", &c.cause);
+    o.str("dnis", &c.dnis);
+    o.int64("durationMs", c.duration_ms);
+    o.str("origin", &c.origin);
+    o.key("parties");
+    o.out.push(b'[');
+    for (i, p) in c.parties.iter().enumerate() {
+        if i > 0 {
+            o.out.push(b',');
+        }
+        let mut party = Object::open(o.out);
+        party.str("dn", &p.dn);
+        party.str("mode", &p.mode);
+        party.str("role", &p.role);
+        party.str("uri", &p.uri);
+        party.close();
+    }
+    o.out.push(b']');
+    o.number("priority", c.priority);
+    o.str("queue", &c.queue);
+    o.str("recordingId", &c.recording_id);
+    o.str("recordingUri", &c.recording_uri);
+    o.str("routingPoint", &c.routing_point);
+    o.number("status", c.status);
+    o.str("target", &c.target);
+    o.str("threadId", &c.thread_id);
+    o.str("treatment", &c.treatment);
+    o.key("userData");
+    let mut user_data: Vec<_> = c.user_data.iter().collect();
+    user_data.sort_unstable();
+    let mut data = Object::open(o.out);
+    for (k, v) in user_data {
+        data.key_text(k);
+        string(data.out, v);
+    }
+    data.close();
+}
+
+fn agent(o: &mut Object<'_>, a: &AgentState) {
+    o.str("agentId", &a.agent_id);
+    o.list("calls", &a.calls);
+    o.str("dn", &a.dn);
+    o.bool("dnd", a.dnd);
+    o.bool("inService", a.in_service);
+    o.str("monitorMode", &a.monitor_mode);
+    o.str("monitoredBy", &a.monitored_by);
+    o.str("nextReason", &a.next_reason);
+    o.str("nextState", &a.next_state);
+    o.str("nextWorkMode", &a.next_work_mode);
+    o.list("queues", &a.queues);
+    o.str("reason", &a.reason);
+    o.str("state", &a.state);
+    o.str("workMode", &a.work_mode);
+    o.int64("wrapUpUntilMs", a.wrap_up_until_ms);
+}
+
+fn error(o: &mut Object<'_>, e: &RequestError) {
+    o.str("agentId", &e.agent_id);
+    o.str("callId", &e.call_id);
+    o.str("code", &e.code);
+    o.str("message", &e.message);
+    o.str("operation", &e.operation);
+    o.str("referenceId", &e.reference_id);
+}
+
+/// A JSON object being written: its members in the order they are given.
+struct Object<'a> {
+    out: &'a mut Vec<u8>,
+    empty: bool,
+}
+
+impl<'a> Object<'a> {
+    fn open(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, empty: true }
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+
+    /// A member's name, one of the mapping's own (plain ASCII, nothing to escape).
+    fn key(&mut self, name: &str) {
+        debug_assert!(name.bytes().all(|c| c.is_ascii_alphanumeric()));
+        self.comma();
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    /// A member's name taken from data (a key of user data), escaped.
+    fn key_text(&mut self, name: &str) {
+        self.comma();
+        string(self.out, name);
+        self.out.push(b':');
+    }
+
+    fn comma(&mut self) {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+    }
+
+    fn str(&mut self, name: &str, value: &str) {
+        self.key(name);
+        string(self.out, value);
+    }
+
+    fn number(&mut self, name: &str, n: u32) {
+        self.key(name);
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    }
+
+    /// A 64-bit integer as the protobuf JSON mapping writes it: a string.
+    fn int64(&mut self, name: &str, n: i64) {
+        self.key(name);
+        self.out.push(b'"');
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        self.out.push(b'"');
+    }
+
+    fn bool(&mut self, name: &str, b: bool) {
+        self.key(name);
+        self.out
+            .extend_from_slice(if b { b"true" } else { b"false" });
+    }
+
+    fn list(&mut self, name: &str, items: &[String]) {
+        self.key(name);
+        self.out.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            string(self.out, item);
+        }
+        self.out.push(b']');
+    }
+}
+
+/// A JSON string, escaped as serde_json escapes it: `"` and `\\`, the control characters with
+/// their short escapes where JSON has one and `\u00XX` otherwise; everything else as it is.
+/// Runs that need no escape are copied whole.
+fn string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &c) in bytes.iter().enumerate() {
+        if c >= 0x20 && c != b'"' && c != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&bytes[run..i]);
+        run = i + 1;
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(c >> 4)],
+                HEX[usize::from(c & 0xf)],
+            ]),
+        }
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
 }
 
 /// The fields of a Redis stream entry for `event`, in order.
@@ -231,8 +288,7 @@ pub fn event_fields(event: &Event) -> Vec<(&'static str, String)> {
         ("kind", event.kind.clone()),
     ];
     if let Some(p) = &event.payload {
-        let json = serde_json::to_string(&PayloadJson(p)).unwrap_or_default();
-        fields.push(("payload", json));
+        fields.push(("payload", PayloadJson(p).to_text()));
     }
     fields
 }
@@ -470,7 +526,7 @@ mod tests {
 
     /// The event as the serializers print it, read back.
     fn printed(e: &Event) -> Value {
-        let text = serde_json::to_string(&EventJson(e)).expect("JSON");
+        let text = String::from_utf8(EventJson(e).to_vec()).expect("UTF-8");
         assert_eq!(
             text,
             event_json(e).to_string(),
@@ -588,6 +644,33 @@ mod tests {
         let back = event_from_fields(fields.iter().map(|(k, v)| (*k, v.as_str()))).expect("event");
         assert_eq!(back, e);
         assert_eq!(printed(&e)["agent"]["workMode"], "AfterCallWork");
+    }
+
+    /// Text that JSON must escape prints as serde_json prints it, in values and in user data's
+    /// keys alike.
+    #[test]
+    fn escapes_print_as_the_tree_does() {
+        let awkward = "q\"b\\s/\u{8}\u{c}\n\r\t\u{1}\u{1f}\u{7f} é ✓ 🎧 end";
+        let mut e = sample();
+        if let Some(Payload::Binding(b)) = &mut e.payload {
+            b.user_agent = awkward.into();
+            b.contact = format!("<{awkward}>");
+        }
+        e.key = awkward.into();
+        assert_eq!(printed(&e)["binding"]["userAgent"], awkward);
+        let call = Event {
+            topic: "voice-callthread".into(),
+            payload: Some(Payload::Call(CallThread {
+                user_data: [
+                    (awkward.to_owned(), awkward.to_owned()),
+                    ("a".to_owned(), String::new()),
+                ]
+                .into(),
+                ..Default::default()
+            })),
+            ..sample()
+        };
+        assert_eq!(printed(&call)["call"]["userData"][awkward], awkward);
     }
 
     #[test]
