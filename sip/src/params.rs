@@ -155,17 +155,24 @@ impl FromIterator<Param> for Params {
     }
 }
 
-impl fmt::Display for Params {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Params {
+    /// Writes the parameters as their `Display` prints them, into any writer.
+    pub fn write_into<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
         for p in &self.0 {
-            f.write_str(";")?;
-            f.write_str(&p.name)?;
+            w.write_str(";")?;
+            w.write_str(&p.name)?;
             if let Some(v) = &p.value {
-                f.write_str("=")?;
-                f.write_str(v)?;
+                w.write_str("=")?;
+                w.write_str(v)?;
             }
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_into(f)
     }
 }
 

@@ -2,7 +2,6 @@
 //! the time (RFC 3261 10.3): who is asking (digest authentication), what they may change, and
 //! the bindings afterwards. The actor around it only loads, stores and sends.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use switchboard_sip::auth::{self, Checked, Guard, NonceCounts, NonceKey, Role};
@@ -267,7 +266,7 @@ pub fn plan(
         let binding = Binding {
             aor: tenant.aor(dn),
             dn: dn.to_owned(),
-            contact: addr.uri.to_string(),
+            contact: addr.uri.to_text(),
             params: params.to_string(),
             key: key.clone(),
             q: contact.q(),
@@ -338,7 +337,7 @@ pub fn contact_key(uri: &Uri) -> String {
             match &u.host {
                 Host::Domain(domain) => key.push_str(domain),
                 ip => {
-                    let _ = write!(key, "{ip}");
+                    let _ = ip.write_into(&mut key);
                 }
             }
             key[host..].make_ascii_lowercase();

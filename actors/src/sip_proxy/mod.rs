@@ -27,7 +27,6 @@ pub mod ring;
 mod routes;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -929,7 +928,7 @@ fn stamp_top_via(request: &mut Request, source: SocketAddr) -> Option<Via> {
     // The top Via may share a header line with others; rewrite that line's first value.
     let line = request.headers.get(&HeaderName::Via).cloned()?;
     let mut value = String::with_capacity(line.len() + 40);
-    let _ = write!(value, "{via}");
+    let _ = via.write_into(&mut value);
     for r in switchboard_sip::header::split_values(&line).skip(1) {
         value.push_str(", ");
         value.push_str(r);

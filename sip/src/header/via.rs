@@ -136,28 +136,38 @@ impl Via {
         let rport_requested = self.params.contains("rport");
         let elsewhere = self.host.ip() != Some(source.ip());
         if rport_requested || elsewhere {
-            let ip = Host::from(source.ip()).to_string();
+            let mut ip = String::with_capacity(15);
+            let _ = Host::from(source.ip()).write_into(&mut ip);
             self.params.set("received", Some(ip.into()));
         }
         if rport_requested {
-            self.params
-                .set("rport", Some(source.port().to_string().into()));
+            let port = itoa::Buffer::new().format(source.port()).to_owned();
+            self.params.set("rport", Some(port.into()));
         }
         rport_requested || elsewhere
     }
 }
 
+impl Via {
+    /// Writes the Via as its `Display` prints it, into any writer (as [`Uri::write_into`]).
+    ///
+    /// [`Uri::write_into`]: crate::uri::Uri::write_into
+    pub fn write_into<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
+        w.write_str("SIP/2.0/")?;
+        w.write_str(&self.transport)?;
+        w.write_str(" ")?;
+        self.host.write_into(w)?;
+        if let Some(port) = self.port {
+            w.write_str(":")?;
+            w.write_str(itoa::Buffer::new().format(port))?;
+        }
+        self.params.write_into(w)
+    }
+}
+
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SIP/2.0/")?;
-        f.write_str(&self.transport)?;
-        f.write_str(" ")?;
-        fmt::Display::fmt(&self.host, f)?;
-        if let Some(port) = self.port {
-            f.write_str(":")?;
-            fmt::Display::fmt(&port, f)?;
-        }
-        fmt::Display::fmt(&self.params, f)
+        self.write_into(f)
     }
 }
 

@@ -119,11 +119,11 @@ impl TransactionKey {
 
 /// A Via's `host[:port]`, lower-cased, as transactions compare it.
 fn sent_by(via: &crate::header::Via) -> String {
-    use std::fmt::Write;
     let mut s = String::with_capacity(48);
-    let _ = write!(s, "{}", via.host);
+    let _ = via.host.write_into(&mut s);
     if let Some(p) = via.port {
-        let _ = write!(s, ":{p}");
+        s.push(':');
+        s.push_str(itoa::Buffer::new().format(p));
     }
     s.make_ascii_lowercase();
     s
