@@ -7,8 +7,6 @@
 //! desktop's event stream does, see [`crate::feed`]) gives that order back exactly.
 
 use std::collections::{HashMap, VecDeque};
-
-use crate::FastMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -20,6 +18,7 @@ use switchboard_proto::events::{Event, Payload};
 use switchboard_proto::{event_fields, event_from_fields};
 use tokio::sync::broadcast;
 
+use crate::FastMap;
 use crate::error::Result;
 use crate::keys::Keys;
 

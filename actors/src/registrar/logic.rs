@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use switchboard_sip::auth::{self, Checked, Guard, NonceCounts, NonceKey, Role};
 use switchboard_sip::header::Contact;
 use switchboard_sip::transport::Transport;
-use switchboard_sip::uri::{Host, push_escaped_user, unescape};
+use switchboard_sip::uri::{push_escaped_user, unescape};
 use switchboard_sip::{HeaderName, Request, Response, Uri};
 
 use crate::messages::registrar::{Binding, Changes};
@@ -334,12 +334,7 @@ pub fn contact_key(uri: &Uri) -> String {
                 key.push('@');
             }
             let host = key.len();
-            match &u.host {
-                Host::Domain(domain) => key.push_str(domain),
-                ip => {
-                    let _ = ip.write_into(&mut key);
-                }
-            }
+            let _ = u.host.write_into(&mut key);
             key[host..].make_ascii_lowercase();
             if let Some(port) = u.port {
                 key.push(':');

@@ -77,11 +77,6 @@ impl Headers {
         self.typed = Some(Box::new(typed));
     }
 
-    /// Drops the kept views of headers (a message stored for long keeps only its text).
-    pub fn forget_typed(&mut self) {
-        self.typed = None;
-    }
-
     /// A header of this name changed: its kept view no longer reads as its text.
     fn changed(&mut self, name: &HeaderName) {
         let Some(typed) = &mut self.typed else {
