@@ -631,7 +631,10 @@ async fn a_desktop_on_either_node_lists_holds_and_follows_a_call_running_on_the_
 
     let store = Store::db(48);
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = "[cluster]\nlease_ms = 3000\nlease_claim_ms = 100\n";
+    // Leases far longer than the test: B never adopts A's calls here, even when a loaded
+    // machine holds A's renewals back past a short lease (it did, once, at 3 s, and B then
+    // answered for the call A was about to lose).
+    let config = "[cluster]\nlease_ms = 30000\nlease_claim_ms = 100\n";
     let (a, b) = owner_then_other(&store, config);
     let port = support::free_port();
     register(&a, dir.path(), "1011", port);
