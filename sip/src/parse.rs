@@ -614,33 +614,6 @@ mod tests {
         assert_eq!(r.headers.contacts().count(), 1);
     }
 
-    /// A stamped top Via replaces the first value of its line and is kept as the new view; the
-    /// line's other values stay.
-    #[test]
-    fn a_set_top_via_is_written_and_kept() {
-        let text = REGISTER.replace(
-            "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK776;rport",
-            "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK776;rport, SIP/2.0/TCP p;branch=z9hG4bKp",
-        );
-        let Ok(Message::Request(mut r)) = msg(&text) else {
-            panic!("expected a request");
-        };
-        let mut via = r.headers.top_via().and_then(Result::ok).expect("a Via");
-        assert!(via.stamp_source("10.0.0.9:6000".parse().expect("addr")));
-        r.headers.set_top_via(via.clone());
-        assert_eq!(
-            r.headers.get(&HeaderName::Via).map(|v| &**v),
-            Some(
-                "SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK776;rport=6000;received=10.0.0.9, \
-                 SIP/2.0/TCP p;branch=z9hG4bKp"
-            )
-        );
-        assert_eq!(r.headers.top_via().and_then(Result::ok), Some(via.clone()));
-        let reparsed = r.headers.vias().next().and_then(Result::ok);
-        assert_eq!(reparsed, Some(via));
-        assert_eq!(r.headers.vias().count(), 2);
-    }
-
     #[test]
     fn folding_joins_with_one_space() {
         let m = msg(

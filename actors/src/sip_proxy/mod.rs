@@ -38,6 +38,7 @@ use bytestring::ByteString;
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
 use switchboard_sip::auth::Role;
 use switchboard_sip::auth::{NonceCounts, NonceKey};
+use switchboard_sip::header::Via;
 use switchboard_sip::transaction::{ServerEvent, ServerTransaction, TimerConfig, TransactionKey};
 use switchboard_sip::transport::{
     Endpoint, Gate, Inbound, InboundHandler, Transport, TransportConfig,
@@ -391,7 +392,7 @@ impl Actor for SipProxy {
                 }) = state.routes.apply(route)
                 {
                     let now = Instant::now();
-                    let new = state.outside_calls(message, source, transport, now, &myself);
+                    let new = state.outside_calls(message, None, source, transport, now, &myself);
                     if let Some(new) = new {
                         state.start_call(new).await;
                     }
@@ -455,9 +456,11 @@ impl ProxyState {
                 return None;
             }
         };
-        if let Message::Request(request) = &mut message {
-            stamp_top_via(request, source);
-        }
+        let top_via = match &mut message {
+            Message::Request(request) => stamp_top_via(request, source),
+            Message::Response(_) => None,
+        };
+        // A request the forwarder hands back keeps its Via as it was stamped.
         if self.forwarder.enabled() {
             message = self.forward(message, source, transport, received_at)?;
         }
@@ -481,14 +484,16 @@ impl ProxyState {
                 _ => return None,
             }
         }
-        self.outside_calls(message, source, transport, received_at, myself)
+        self.outside_calls(message, top_via, source, transport, received_at, myself)
     }
 
     /// Handles a message that no call of the node takes; a new call admitted is returned for
-    /// the caller to start.
+    /// the caller to start. `top_via` is a request's top Via as [`stamp_top_via`] left it, when
+    /// the caller has it.
     fn outside_calls(
         &mut self,
         message: Message,
+        top_via: Option<Via>,
         source: SocketAddr,
         transport: Transport,
         received_at: Instant,
@@ -515,7 +520,7 @@ impl ProxyState {
                 }
             }
             Message::Request(request) => {
-                return self.request(request, source, transport, received_at, myself);
+                return self.request(request, top_via, source, transport, received_at, myself);
             }
         }
         None
@@ -525,12 +530,17 @@ impl ProxyState {
     fn request(
         &mut self,
         mut request: Request,
+        top_via: Option<Via>,
         source: SocketAddr,
         transport: Transport,
         now: Instant,
         myself: &ActorRef<ProxyMsg>,
     ) -> Option<NewDialog> {
-        let key = TxnId::new(TransactionKey::for_request(&request)?, source, transport);
+        let key = match &top_via {
+            Some(via) => TransactionKey::for_request_with(&request, via)?,
+            None => TransactionKey::for_request(&request)?,
+        };
+        let key = TxnId::new(key, source, transport);
         if let Some(entry) = self.transactions.get_mut(&key) {
             entry.txn.receive(&request, now);
             self.flush(&key);
@@ -907,12 +917,24 @@ impl ProxyState {
 
 /// Notes the source address in the top Via (RFC 3261 18.2.1, RFC 3581), so responses carry
 /// `received` and `rport` back to a phone behind NAT.
-fn stamp_top_via(request: &mut Request, source: SocketAddr) {
-    if let Some(Ok(mut via)) = request.headers.top_via()
-        && via.stamp_source(source)
-    {
-        request.headers.set_top_via(via);
+/// Returns the top Via as it now reads.
+fn stamp_top_via(request: &mut Request, source: SocketAddr) -> Option<Via> {
+    let Some(Ok(mut via)) = request.headers.top_via() else {
+        return None;
+    };
+    if !via.stamp_source(source) {
+        return Some(via);
     }
+    // The top Via may share a header line with others; rewrite that line's first value.
+    let line = request.headers.get(&HeaderName::Via).cloned()?;
+    let mut value = String::with_capacity(line.len() + 40);
+    let _ = via.write_into(&mut value);
+    for r in switchboard_sip::header::split_values(&line).skip(1) {
+        value.push_str(", ");
+        value.push_str(r);
+    }
+    request.headers.replace_first(&HeaderName::Via, value);
+    Some(via)
 }
 
 /// What the registrar's answer counts as against its source: credentials refused (a

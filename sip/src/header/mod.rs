@@ -16,8 +16,6 @@ pub use name::HeaderName;
 pub use name_addr::{Contact, NameAddr};
 pub use via::{BRANCH_COOKIE, Via};
 
-use std::borrow::Cow;
-
 use bytestring::ByteString;
 
 use crate::scan::{parse_delta_seconds, split_commas};
@@ -214,32 +212,10 @@ impl Headers {
 
     /// The top Via, parsed.
     pub fn top_via(&self) -> Option<Result<Via, crate::InvalidSyntax>> {
-        self.top_via_view().map(|via| via.map(Cow::into_owned))
-    }
-
-    /// The top Via, the kept view itself when there is one, parsed otherwise.
-    pub(crate) fn top_via_view(&self) -> Option<Result<Cow<'_, Via>, crate::InvalidSyntax>> {
-        match self.typed.as_ref().and_then(|t| t.top_via.as_ref()) {
-            Some(via) => Some(Ok(Cow::Borrowed(via))),
-            None => self.vias().next().map(|via| via.map(Cow::Owned)),
+        if let Some(via) = self.typed.as_ref().and_then(|t| t.top_via.as_ref()) {
+            return Some(Ok(via.clone()));
         }
-    }
-
-    /// Rewrites the top Via (the first value of the first Via line; that line's other values
-    /// stay as they are) as `via` prints, and keeps `via` as its view: a Via stamped with the
-    /// source of its request, say, is not parsed again.
-    pub fn set_top_via(&mut self, via: Via) {
-        let Some(top) = self.list.iter_mut().find(|h| h.name == HeaderName::Via) else {
-            return;
-        };
-        let mut value = String::with_capacity(top.value.len() + 40);
-        let _ = via.write_into(&mut value);
-        for rest in split_values(&top.value).skip(1) {
-            value.push_str(", ");
-            value.push_str(rest);
-        }
-        top.value = value.into();
-        self.typed.get_or_insert_default().top_via = Some(via);
+        self.vias().next()
     }
 
     pub fn call_id(&self) -> Option<&ByteString> {

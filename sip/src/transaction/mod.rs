@@ -74,9 +74,13 @@ impl TransactionKey {
 
     /// The key of the server transaction a request belongs to; `None` when the request lacks
     /// what a key needs (the parser guarantees it does not).
-    /// Parameters stamped on the top Via (`received`, `rport`) are not part of the key.
     pub fn for_request(request: &Request) -> Option<Self> {
-        let via = request.headers.top_via_view()?.ok()?;
+        Self::for_request_with(request, &request.headers.top_via()?.ok()?)
+    }
+
+    /// [`TransactionKey::for_request`] with the request's top Via already parsed by the caller.
+    /// Parameters stamped on it since (`received`, `rport`) are not part of the key.
+    pub fn for_request_with(request: &Request, via: &crate::header::Via) -> Option<Self> {
         let method = match &request.method {
             Method::Ack => Method::Invite,
             m => m.clone(),
@@ -84,7 +88,7 @@ impl TransactionKey {
         if via.has_rfc3261_branch() {
             return Some(TransactionKey::Branch {
                 branch: ByteString::from(via.branch()?.to_owned()),
-                sent_by: sent_by(&via),
+                sent_by: sent_by(via),
                 method,
             });
         }
@@ -103,7 +107,7 @@ impl TransactionKey {
     /// The key of the client transaction a response belongs to: the branch of its top Via and
     /// the method of its CSeq (RFC 3261 17.1.3).
     pub fn for_response(response: &Response) -> Option<Self> {
-        let via = response.headers.top_via_view()?.ok()?;
+        let via = response.headers.top_via()?.ok()?;
         let cseq = response.headers.cseq()?.ok()?;
         Some(TransactionKey::Branch {
             branch: ByteString::from(via.branch()?.to_owned()),
