@@ -177,6 +177,13 @@ async fn a_call_adopted_on_its_timers_is_held_resumed_transferred_and_hung_up() 
             );
             peer.sender().answer(&offer, 200, Some(&sdp(port)));
         }
+        // The re-offer is over once both answers are acknowledged: a REFER sent before
+        // that finds the call between two sessions and is refused (NOTIFY 503), as it
+        // would be from a phone.
+        for (peer, who) in [(&sbc, "SBC"), (&p1001, "phone")] {
+            peer.request(asked, Method::Ack, Duration::from_secs(5))
+                .unwrap_or_else(|| panic!("the {who}'s answer to the {what} is acknowledged"));
+        }
     }
 
     assert!(
@@ -202,7 +209,7 @@ async fn a_call_adopted_on_its_timers_is_held_resumed_transferred_and_hung_up() 
     assert_eq!(accepted.status, 202);
     p1001
         .request(asked, Method::Bye, Duration::from_secs(5))
-        .expect("the transferring phone is hung up");
+        .unwrap_or_else(|| panic!("the transferring phone is hung up\n{}", adopter.log_text()));
     let rung = p1002
         .request(asked, Method::Invite, Duration::from_secs(5))
         .expect("1002 rings");
