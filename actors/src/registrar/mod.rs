@@ -15,6 +15,7 @@ pub use self::redis::RedisBindings;
 pub use logic::Policy;
 pub use store::MemoryBindings;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,8 +139,9 @@ impl Actor for Shard {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let RegisterJob(register, reply) = message;
-        reply(state.register(&register).await);
+        // Borrowed in place rather than moved out: a copy would sit in the future beside it.
+        let response = state.register(&message.0).await;
+        (message.1)(response);
         Ok(())
     }
 }
@@ -222,34 +224,39 @@ fn unavailable(
     fail(503).with_header(HeaderName::RetryAfter, "5")
 }
 
-async fn publish(
-    events: &EventSink,
-    tenant: &str,
+/// Publishes the event of a binding's change and logs how that went. The event is made
+/// before the future, which holds only its address of record and the write (see
+/// [`EventSink::publish`]).
+fn publish<'a>(
+    events: &'a EventSink,
+    tenant: &'a str,
     kind: ChangeKind,
     binding: Binding,
     now_ms: u64,
-) {
+) -> impl Future<Output = ()> + Send + 'a {
     let aor = binding.aor.clone();
-    let event = new_event(
+    let publishing = events.publish(new_event(
         tenant,
         TOPIC_REGISTRAR,
         [tenant, ":", &aor].concat(),
         kind.event_kind(),
         Payload::Binding(binding.into_event(now_ms, kind.reason())),
         now_ms,
-    );
-    match events.publish(event).await {
-        Ok(e) => {
-            tracing::debug!(
-                tenant,
-                aor,
-                kind = kind.event_kind(),
-                seq = e,
-                "binding event"
-            )
-        }
-        Err(err) => {
-            tracing::warn!(tenant, aor, error = %err, "binding event not stored");
+    ));
+    async move {
+        match publishing.await {
+            Ok(e) => {
+                tracing::debug!(
+                    tenant,
+                    aor,
+                    kind = kind.event_kind(),
+                    seq = e,
+                    "binding event"
+                )
+            }
+            Err(err) => {
+                tracing::warn!(tenant, aor, error = %err, "binding event not stored");
+            }
         }
     }
 }

@@ -357,47 +357,14 @@ impl Actor for SipProxy {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            ProxyMsg::Inbound(inbound) => {
-                state.backlog.fetch_sub(1, Ordering::Relaxed);
-                if let Some(new) = state.inbound(inbound, &myself) {
-                    state.start_call(new).await;
-                }
-            }
-            ProxyMsg::Reply { txn, response } => state.reply(&txn, &response, Instant::now()),
-            ProxyMsg::Tick => {
-                let now = Instant::now();
-                if state.forwarder.enabled() && now >= state.next_probe {
-                    state.next_probe = now + state.config.probe_interval;
-                    for hop in state.forwarder.probes() {
-                        send(&state.endpoint, hop.transport, hop.dest, hop.bytes);
-                    }
-                }
-                state.tick(now)
-            }
-            ProxyMsg::ConfigChanged(directory) => {
-                state.defence.directory_changed(directory.clone());
-                ask_client_certificates(&state.endpoint, &directory);
-                state.directory = directory;
-            }
-            ProxyMsg::LocalAddrs(reply) => {
-                let _ = reply.send((state.endpoint.udp_addr(), state.endpoint.tcp_addr()));
-            }
-            ProxyMsg::Route(route) => {
-                // A message of a call that was over by the time it reached the call.
-                if let Some(CallIn {
-                    message,
-                    source,
-                    transport,
-                }) = state.routes.apply(route)
-                {
-                    let now = Instant::now();
-                    let new = state.outside_calls(message, None, source, transport, now, &myself);
-                    if let Some(new) = new {
-                        state.start_call(new).await;
-                    }
-                }
-            }
+        // Everything but a call's start is done at once, outside this future: ractor moves
+        // a handler's whole future for every message, so what it holds across the wait costs
+        // every REGISTER and every answer too.
+        let starting = state
+            .handle_now(message, &myself)
+            .map(|new| Box::pin(state.start_call(new)));
+        if let Some(start) = starting {
+            start.await;
         }
         Ok(())
     }
@@ -418,6 +385,56 @@ impl ProxyState {
     /// Starts the call of a dialog-creating request the edge admitted, under the cluster; the
     /// call's later messages go to it from then on. A node whose calls cannot start answers
     /// 503.
+    /// Handles a message of the edge; a dialog-creating request it admitted comes back, for
+    /// [`ProxyState::start_call`].
+    fn handle_now(&mut self, message: ProxyMsg, myself: &ActorRef<ProxyMsg>) -> Option<NewDialog> {
+        match message {
+            ProxyMsg::Inbound(inbound) => {
+                self.backlog.fetch_sub(1, Ordering::Relaxed);
+                self.inbound(inbound, myself)
+            }
+            ProxyMsg::Reply { txn, response } => {
+                self.reply(&txn, &response, Instant::now());
+                None
+            }
+            ProxyMsg::Tick => {
+                let now = Instant::now();
+                if self.forwarder.enabled() && now >= self.next_probe {
+                    self.next_probe = now + self.config.probe_interval;
+                    for hop in self.forwarder.probes() {
+                        send(&self.endpoint, hop.transport, hop.dest, hop.bytes);
+                    }
+                }
+                self.tick(now);
+                None
+            }
+            ProxyMsg::ConfigChanged(directory) => {
+                self.defence.directory_changed(directory.clone());
+                ask_client_certificates(&self.endpoint, &directory);
+                self.directory = directory;
+                None
+            }
+            ProxyMsg::LocalAddrs(reply) => {
+                let _ = reply.send((self.endpoint.udp_addr(), self.endpoint.tcp_addr()));
+                None
+            }
+            ProxyMsg::Route(route) => {
+                // A message of a call that was over by the time it reached the call.
+                if let Some(CallIn {
+                    message,
+                    source,
+                    transport,
+                }) = self.routes.apply(route)
+                {
+                    let now = Instant::now();
+                    self.outside_calls(message, None, source, transport, now, myself)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
     async fn start_call(&mut self, new: NewDialog) {
         let headers = new.request.headers.clone();
         let (source, transport) = (new.source, new.transport);
