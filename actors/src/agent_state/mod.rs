@@ -124,7 +124,9 @@ impl Actor for Registry {
                 command,
                 reply,
             } => {
-                let actor = match state.agent(&myself, &tenant, &agent).await {
+                // The waits are boxed: held inline they made this future, which ractor moves
+                // whole for every message (a call's are the most), 4 KB.
+                let actor = match Box::pin(state.agent(&myself, &tenant, &agent)).await {
                     Ok(actor) => actor,
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -154,7 +156,7 @@ impl Actor for Registry {
                 tenant,
                 agent,
                 reply,
-            } => match state.agent(&myself, &tenant, &agent).await {
+            } => match Box::pin(state.agent(&myself, &tenant, &agent)).await {
                 Ok(actor) => {
                     let _ = actor.cast(AgentMsg::Status(reply));
                 }
@@ -199,7 +201,7 @@ impl Actor for Registry {
                 let loaded = match state.config.directory.by_name(&tenant).cloned() {
                     Some(t) => {
                         state.forget(&tenant);
-                        state.load(&myself, &t).await
+                        Box::pin(state.load(&myself, &t)).await
                     }
                     None => Ok(()),
                 };

@@ -149,7 +149,7 @@ impl ShardState {
         }
     }
 
-    async fn event(&mut self, e: CallEvent) {
+    async fn event(&mut self, e: Box<CallEvent>) {
         let state = self;
         let change = SnapshotChange {
             snapshot: e.snapshot.as_deref(),
@@ -178,9 +178,8 @@ impl ShardState {
         if let Some(agents) = &state.agents
             && !(e.dns.is_empty() && e.left.is_empty())
         {
-            agents
-                .call_changed(&tenant, &e.dns, &e.left, &call, kind.ends_call())
-                .await;
+            // Boxed, as it is large and only some events tell agent state.
+            Box::pin(agents.call_changed(&tenant, &e.dns, &e.left, &call, kind.ends_call())).await;
         }
         let key = format!("{}:{}", e.tenant, e.call.thread_id);
         let event = new_event(

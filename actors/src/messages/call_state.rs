@@ -129,7 +129,9 @@ pub struct CallEvent {
 /// What a call-state shard takes.
 #[derive(Debug)]
 pub enum CallStateMsg {
-    Event(CallEvent),
+    /// Boxed: an event is some 560 bytes, which the shard's future would otherwise hold twice
+    /// (ractor moves that future whole for every message).
+    Event(Box<CallEvent>),
     /// Call `call` left thread `thread` (of this shard) for another.
     Left {
         tenant: String,
@@ -163,7 +165,7 @@ impl CallThreads {
         let thread = event.call.thread_id.clone();
         if self
             .shards
-            .cast(&thread, CallStateMsg::Event(event))
+            .cast(&thread, CallStateMsg::Event(Box::new(event)))
             .is_err()
         {
             tracing::warn!("call state stopped: call event dropped");
