@@ -22,7 +22,7 @@ use tokio::net::UdpSocket;
 struct Stuck;
 
 impl BindingStore for Stuck {
-    fn load<'a>(&'a self, _: &'a str, _: &'a str) -> StoreFuture<'a, Vec<Binding>> {
+    fn load<'a>(&'a self, _: &'a str, _: &'a str) -> StoreFuture<'a, Vec<Arc<Binding>>> {
         Box::pin(std::future::pending())
     }
     fn save<'a>(&'a self, _: &'a str, _: &'a str, _: Changes) -> StoreFuture<'a, ()> {

@@ -112,7 +112,7 @@ impl Binding {
 /// The writes a REGISTER makes to the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
-    pub upserts: Vec<Binding>,
+    pub upserts: Vec<Arc<Binding>>,
     /// Keys of bindings to delete.
     pub removals: Vec<String>,
 }
@@ -128,8 +128,9 @@ impl Changes {
 /// its own; the registrar sees to it that one address of record is changed by one task at a
 /// time on a node.
 pub trait BindingStore: Send + Sync + 'static {
-    /// Every binding of an address of record, expired ones included.
-    fn load<'a>(&'a self, tenant: &'a str, aor: &'a str) -> StoreFuture<'a, Vec<Binding>>;
+    /// Every binding of an address of record, expired ones included. Shared with the store
+    /// where it keeps them in memory, so that a REGISTER copies no binding it keeps.
+    fn load<'a>(&'a self, tenant: &'a str, aor: &'a str) -> StoreFuture<'a, Vec<Arc<Binding>>>;
 
     /// Writes a REGISTER's changes at once (the store keeps the bindings it is given).
     fn save<'a>(&'a self, tenant: &'a str, aor: &'a str, changes: Changes) -> StoreFuture<'a, ()>;

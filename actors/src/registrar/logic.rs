@@ -3,6 +3,7 @@
 //! the bindings afterwards. The actor around it only loads, stores and sends.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use switchboard_sip::auth::{self, Checked, Guard, NonceCounts, NonceKey, Role};
 use switchboard_sip::header::Contact;
@@ -69,9 +70,9 @@ impl ChangeKind {
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// Every binding of the address of record afterwards.
-    pub after: Vec<Binding>,
+    pub after: Vec<Arc<Binding>>,
     pub changes: Changes,
-    pub events: Vec<(ChangeKind, Binding)>,
+    pub events: Vec<(ChangeKind, Arc<Binding>)>,
 }
 
 /// The request and where it came from.
@@ -163,7 +164,7 @@ pub fn plan(
     tenant: &Tenant,
     dn: &str,
     register: Register<'_>,
-    current: Vec<Binding>,
+    current: Vec<Arc<Binding>>,
     policy: &Policy,
     to_tag: &str,
 ) -> Result<Plan, Response> {
@@ -194,7 +195,7 @@ pub fn plan(
     // Bindings past their time are gone, whether or not the sweeper has taken them yet. Those
     // this request touches are reported expired here (the sweeper will not find them after
     // this write); the others are left to the sweeper, which reports them once.
-    let (mut after, mut stale): (Vec<Binding>, Vec<Binding>) =
+    let (mut after, mut stale): (Vec<Arc<Binding>>, Vec<Arc<Binding>>) =
         current.into_iter().partition(|b| b.expires_at_ms > now);
     // A binding of the same Call-ID may only change with a higher CSeq; the same CSeq is a
     // retransmission that got past the transaction layer, and changes nothing.
@@ -205,7 +206,7 @@ pub fn plan(
         if contacts.len() != 1 || header_expires != Some(0) {
             return Err(fail(400));
         }
-        if after.iter().any(out_of_order) {
+        if after.iter().any(|b| out_of_order(b)) {
             return Err(fail(500));
         }
         for b in stale.drain(..) {
@@ -263,7 +264,8 @@ pub fn plan(
         }
         let mut params = addr.params.clone();
         params.remove("expires");
-        let binding = Binding {
+        // Shared by the plan's lists, the store and the event: a REGISTER copies no binding.
+        let binding = Arc::new(Binding {
             aor: tenant.aor(dn),
             dn: dn.to_owned(),
             contact: addr.uri.to_text(),
@@ -279,7 +281,7 @@ pub fn plan(
                 .headers
                 .get(&HeaderName::UserAgent)
                 .map(|u| u.to_string()),
-        };
+        });
         let kind = match existing {
             Some(i) => {
                 after[i] = binding.clone();
@@ -306,7 +308,12 @@ pub fn plan(
 }
 
 /// The 200 to a REGISTER: every current binding with the seconds it has left.
-pub fn ok_response(request: &Request, after: &[Binding], now_ms: u64, to_tag: &str) -> Response {
+pub fn ok_response(
+    request: &Request,
+    after: &[Arc<Binding>],
+    now_ms: u64,
+    to_tag: &str,
+) -> Response {
     let mut response = Response::to_request(&request.headers, 200).with_to_tag(to_tag);
     for b in after {
         let mut contact = String::with_capacity(b.contact.len() + b.params.len() + 20);
@@ -397,7 +404,7 @@ mod tests {
         }
     }
 
-    fn run(request: &Request, current: &[Binding], now: u64) -> Result<Plan, Response> {
+    fn run(request: &Request, current: &[Arc<Binding>], now: u64) -> Result<Plan, Response> {
         plan(
             &tenant(),
             "1001",

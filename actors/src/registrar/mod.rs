@@ -205,11 +205,15 @@ impl ShardState {
         {
             agents.registration(&tenant.name, &dn, !plan.after.is_empty());
         }
+        // The answer first, so that an event's binding the store does not keep (Redis) is
+        // moved into it rather than copied.
+        let ok = logic::ok_response(&r.request, &plan.after, now_ms, &to_tag);
+        drop(plan.after);
         for (kind, binding) in plan.events {
             publish(&self.config.events, &tenant.name, kind, binding, now_ms).await;
         }
         self.config.figures.registration(&tenant.name, true);
-        logic::ok_response(&r.request, &plan.after, now_ms, &to_tag)
+        ok
     }
 }
 
@@ -231,7 +235,7 @@ fn publish<'a>(
     events: &'a EventSink,
     tenant: &'a str,
     kind: ChangeKind,
-    binding: Binding,
+    binding: Arc<Binding>,
     now_ms: u64,
 ) -> impl Future<Output = ()> + Send + 'a {
     let aor = binding.aor.clone();
@@ -240,7 +244,8 @@ fn publish<'a>(
         TOPIC_REGISTRAR,
         [tenant, ":", &aor].concat(),
         kind.event_kind(),
-        Payload::Binding(binding.into_event(now_ms, kind.reason())),
+        // A copy only of a binding the store keeps; one it let go of is moved.
+        Payload::Binding(Arc::unwrap_or_clone(binding).into_event(now_ms, kind.reason())),
         now_ms,
     ));
     async move {
@@ -337,7 +342,7 @@ impl Actor for Sweeper {
                                     &state.config.events,
                                     &tenant.name,
                                     ChangeKind::Expired,
-                                    b,
+                                    Arc::new(b),
                                     now_ms,
                                 )
                                 .await;

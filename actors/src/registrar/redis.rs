@@ -57,7 +57,7 @@ impl RedisBindings {
 }
 
 impl BindingStore for RedisBindings {
-    fn load<'a>(&'a self, tenant: &'a str, aor: &'a str) -> StoreFuture<'a, Vec<Binding>> {
+    fn load<'a>(&'a self, tenant: &'a str, aor: &'a str) -> StoreFuture<'a, Vec<Arc<Binding>>> {
         Box::pin(async move {
             let values: Vec<String> = query(
                 &self.conn,
@@ -66,7 +66,7 @@ impl BindingStore for RedisBindings {
             .await?;
             values
                 .iter()
-                .map(|v| serde_json::from_str(v).map_err(Into::into))
+                .map(|v| serde_json::from_str(v).map(Arc::new).map_err(Into::into))
                 .collect()
         })
     }
@@ -92,7 +92,7 @@ impl BindingStore for RedisBindings {
                 pipe.cmd("HSET")
                     .arg(&hash)
                     .arg(&b.key)
-                    .arg(serde_json::to_string(b)?)
+                    .arg(serde_json::to_string(&**b)?)
                     .ignore();
                 pipe.cmd("ZADD")
                     .arg(&expiry)

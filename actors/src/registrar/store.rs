@@ -38,7 +38,7 @@ struct Memory {
 
 #[derive(Debug)]
 struct Held {
-    binding: Binding,
+    binding: Arc<Binding>,
     /// Its number in `expiry`.
     place: u64,
 }
@@ -62,7 +62,7 @@ fn lock(shard: &Mutex<Memory>) -> std::sync::MutexGuard<'_, Memory> {
 }
 
 impl BindingStore for MemoryBindings {
-    fn load<'a>(&'a self, tenant: &'a str, aor: &'a str) -> StoreFuture<'a, Vec<Binding>> {
+    fn load<'a>(&'a self, tenant: &'a str, aor: &'a str) -> StoreFuture<'a, Vec<Arc<Binding>>> {
         Box::pin(async move {
             let m = self.lock(tenant, aor);
             Ok(m.bindings
@@ -162,7 +162,7 @@ impl BindingStore for MemoryBindings {
                     };
                     if let Some(held) = aors.get_mut(&aor) {
                         if let Some(h) = held.remove(&key) {
-                            taken.push(h.binding);
+                            taken.push(Arc::unwrap_or_clone(h.binding));
                         }
                         if held.is_empty() {
                             aors.remove(&aor);
@@ -187,7 +187,7 @@ impl BindingStore for MemoryBindings {
                         .get(tenant)
                         .into_iter()
                         .flat_map(|aors| aors.values())
-                        .flat_map(|b| b.values().map(|h| h.binding.clone())),
+                        .flat_map(|b| b.values().map(|h| Binding::clone(&h.binding))),
                 );
             }
             Ok(all)
@@ -218,7 +218,7 @@ mod tests {
 
     fn changes(upserts: Vec<Binding>, removals: &[&str]) -> Changes {
         Changes {
-            upserts,
+            upserts: upserts.into_iter().map(Arc::new).collect(),
             removals: removals.iter().map(|k| k.to_string()).collect(),
         }
     }

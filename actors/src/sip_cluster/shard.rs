@@ -679,7 +679,11 @@ impl HostedCall {
                     let me = host.handle(self.key);
                     let bindings = shared.bindings.clone();
                     tokio::spawn(async move {
-                        let found = bindings.load(&tenant, &aor).await;
+                        // The call keeps its own copies, as long as it rings them.
+                        let found = bindings
+                            .load(&tenant, &aor)
+                            .await
+                            .map(|found| found.into_iter().map(Arc::unwrap_or_clone).collect());
                         me.cast(CallMsg::Located(found));
                     });
                 }
