@@ -53,16 +53,20 @@ impl Params {
         self.get(name).is_some()
     }
 
-    /// Sets `name` to `value`, replacing an existing parameter of that name in place.
-    pub fn set(&mut self, name: impl Into<ByteString>, value: Option<ByteString>) {
-        let name = name.into();
+    /// Sets `name` to `value`, replacing an existing parameter of that name in place. Names
+    /// set are the protocol's own (`received`, `rport`, `branch`): a new one is kept without
+    /// a copy.
+    pub fn set(&mut self, name: &'static str, value: Option<ByteString>) {
         match self
             .0
             .iter_mut()
-            .find(|p| p.name.eq_ignore_ascii_case(&name))
+            .find(|p| p.name.eq_ignore_ascii_case(name))
         {
             Some(p) => p.value = value,
-            None => self.0.push(Param { name, value }),
+            None => self.0.push(Param {
+                name: ByteString::from_static(name),
+                value,
+            }),
         }
     }
 

@@ -136,15 +136,48 @@ impl Via {
         let rport_requested = self.params.contains("rport");
         let elsewhere = self.host.ip() != Some(source.ip());
         if rport_requested || elsewhere {
-            let mut ip = String::with_capacity(15);
+            // Printed on the stack, then copied once to its exact size.
+            let mut ip = StackText::default();
             let _ = Host::from(source.ip()).write_into(&mut ip);
-            self.params.set("received", Some(ip.into()));
+            self.params
+                .set("received", Some(ByteString::from(ip.as_str())));
         }
         if rport_requested {
             let port = itoa::Buffer::new().format(source.port()).to_owned();
             self.params.set("rport", Some(port.into()));
         }
         rport_requested || elsewhere
+    }
+}
+
+/// A short text printed on the stack (an address): [`fmt::Write`] without an allocation.
+struct StackText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        Self {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let room = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -246,5 +279,12 @@ mod tests {
         let mut v = via("SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bK1").expect("valid");
         v.stamp_source("203.0.113.7:5060".parse().expect("addr"));
         assert!(!v.params.contains("received"));
+        // A long IPv6 address, read back as the address it stamped.
+        let far = "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:5060";
+        let mut v = via("SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1;rport").expect("valid");
+        v.stamp_source(far.parse().expect("addr"));
+        let far: std::net::SocketAddr = far.parse().expect("addr");
+        assert_eq!(v.received(), Some(far.ip()));
+        assert_eq!(v.params.value("rport"), Some("5060"));
     }
 }
