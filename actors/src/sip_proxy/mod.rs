@@ -382,9 +382,6 @@ impl SipProxy {
 }
 
 impl ProxyState {
-    /// Starts the call of a dialog-creating request the edge admitted, under the cluster; the
-    /// call's later messages go to it from then on. A node whose calls cannot start answers
-    /// 503.
     /// Handles a message of the edge; a dialog-creating request it admitted comes back, for
     /// [`ProxyState::start_call`].
     fn handle_now(&mut self, message: ProxyMsg, myself: &ActorRef<ProxyMsg>) -> Option<NewDialog> {
@@ -435,6 +432,9 @@ impl ProxyState {
         }
     }
 
+    /// Starts the call of a dialog-creating request the edge admitted, under the cluster; the
+    /// call's later messages go to it from then on. A node whose calls cannot start answers
+    /// 503.
     async fn start_call(&mut self, new: NewDialog) {
         let headers = new.request.headers.clone();
         let (source, transport) = (new.source, new.transport);
