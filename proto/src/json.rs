@@ -62,11 +62,7 @@ impl EventJson<'_> {
         o.str("id", &event.id);
         o.str("key", &event.key);
         o.str("kind", &event.kind);
-        o.key("seq");
-        o.out.push(b'"');
-        o.out
-            .extend_from_slice(itoa::Buffer::new().format(event.seq).as_bytes());
-        o.out.push(b'"');
+        o.int64("seq", event.seq);
         o.str("tenant", &event.tenant);
         o.str("topic", &event.topic);
         o.close();
@@ -101,20 +97,14 @@ fn call(o: &mut Object<'_>, c: &CallThread) {
     o.str("dnis", &c.dnis);
     o.int64("durationMs", c.duration_ms);
     o.str("origin", &c.origin);
-    o.key("parties");
-    o.out.push(b'[');
-    for (i, p) in c.parties.iter().enumerate() {
-        if i > 0 {
-            o.out.push(b',');
-        }
-        let mut party = Object::open(o.out);
+    o.array("parties", &c.parties, |out, p| {
+        let mut party = Object::open(out);
         party.str("dn", &p.dn);
         party.str("mode", &p.mode);
         party.str("role", &p.role);
         party.str("uri", &p.uri);
         party.close();
-    }
-    o.out.push(b']');
+    });
     o.number("priority", c.priority);
     o.str("queue", &c.queue);
     o.str("recordingId", &c.recording_id);
@@ -213,7 +203,7 @@ impl<'a> Object<'a> {
     }
 
     /// A 64-bit integer as the protobuf JSON mapping writes it: a string.
-    fn int64(&mut self, name: &str, n: i64) {
+    fn int64(&mut self, name: &str, n: impl itoa::Integer) {
         self.key(name);
         self.out.push(b'"');
         self.out
@@ -227,14 +217,20 @@ impl<'a> Object<'a> {
             .extend_from_slice(if b { b"true" } else { b"false" });
     }
 
+    /// A list of strings.
     fn list(&mut self, name: &str, items: &[String]) {
+        self.array(name, items, |out, item| string(out, item));
+    }
+
+    /// An array, each item written by `item`.
+    fn array<T>(&mut self, name: &str, items: &[T], mut item: impl FnMut(&mut Vec<u8>, &T)) {
         self.key(name);
         self.out.push(b'[');
-        for (i, item) in items.iter().enumerate() {
+        for (i, each) in items.iter().enumerate() {
             if i > 0 {
                 self.out.push(b',');
             }
-            string(self.out, item);
+            item(self.out, each);
         }
         self.out.push(b']');
     }
