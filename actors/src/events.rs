@@ -153,8 +153,8 @@ enum Streams {
 /// An event on its way into the streams (see [`EventSink::publish`]): its number, or why
 /// it has none.
 pub enum Publishing<'a> {
-    /// Stored already (in memory); taken by the first poll.
-    Done(Option<Result<u64>>),
+    /// Stored already (in memory).
+    Done(std::future::Ready<Result<u64>>),
     /// Being written to Redis.
     Writing(Pin<Box<dyn Future<Output = Result<u64>> + Send + 'a>>),
 }
@@ -164,7 +164,7 @@ impl Future for Publishing<'_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut *self {
-            Publishing::Done(done) => Poll::Ready(done.take().expect("polled after completion")),
+            Publishing::Done(done) => Pin::new(done).poll(cx),
             Publishing::Writing(writing) => writing.as_mut().poll(cx),
         }
     }
@@ -222,7 +222,7 @@ impl EventSink {
                 if let Some(report) = &self.report {
                     report.emit_shared(entry.clone());
                 }
-                Publishing::Done(Some(Ok(entry.event.seq)))
+                Publishing::Done(std::future::ready(Ok(entry.event.seq)))
             }
             Streams::Redis(r) => Publishing::Writing(Box::pin(async move {
                 let stored = r.publish(&event).await;
