@@ -28,7 +28,12 @@ impl BindingStore for Stuck {
     fn save<'a>(&'a self, _: &'a str, _: &'a str, _: Changes) -> StoreFuture<'a, ()> {
         Box::pin(std::future::pending())
     }
-    fn take_expired<'a>(&'a self, _: &'a str, _: u64, _: usize) -> StoreFuture<'a, Vec<Binding>> {
+    fn take_expired<'a>(
+        &'a self,
+        _: &'a str,
+        _: u64,
+        _: usize,
+    ) -> StoreFuture<'a, Vec<Arc<Binding>>> {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
     fn all<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Vec<Binding>> {

@@ -128,8 +128,8 @@ impl Changes {
 /// its own; the registrar sees to it that one address of record is changed by one task at a
 /// time on a node.
 pub trait BindingStore: Send + Sync + 'static {
-    /// Every binding of an address of record, expired ones included. Shared with the store
-    /// where it keeps them in memory, so that a REGISTER copies no binding it keeps.
+    /// Every binding of an address of record, expired ones included. Bindings are handed out
+    /// shared with the store where it keeps them in memory, so that a REGISTER copies none.
     fn load<'a>(&'a self, tenant: &'a str, aor: &'a str) -> StoreFuture<'a, Vec<Arc<Binding>>>;
 
     /// Writes a REGISTER's changes at once (the store keeps the bindings it is given).
@@ -142,7 +142,7 @@ pub trait BindingStore: Send + Sync + 'static {
         tenant: &'a str,
         now_ms: u64,
         limit: usize,
-    ) -> StoreFuture<'a, Vec<Binding>>;
+    ) -> StoreFuture<'a, Vec<Arc<Binding>>>;
 
     /// Every binding of a tenant; for inspection and tests.
     fn all<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<Binding>>;

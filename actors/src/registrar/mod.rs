@@ -271,7 +271,7 @@ struct Sweeper;
 
 impl SweeperState {
     /// Tells agent state of the DNs whose last binding just expired.
-    async fn gone(&self, tenant: &str, expired: &[Binding]) {
+    async fn gone(&self, tenant: &str, expired: &[Arc<Binding>]) {
         let Some(agents) = &self.config.agents else {
             return;
         };
@@ -342,7 +342,7 @@ impl Actor for Sweeper {
                                     &state.config.events,
                                     &tenant.name,
                                     ChangeKind::Expired,
-                                    Arc::new(b),
+                                    b,
                                     now_ms,
                                 )
                                 .await;

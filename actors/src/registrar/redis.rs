@@ -129,7 +129,7 @@ impl BindingStore for RedisBindings {
         tenant: &'a str,
         now_ms: u64,
         limit: usize,
-    ) -> StoreFuture<'a, Vec<Binding>> {
+    ) -> StoreFuture<'a, Vec<Arc<Binding>>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
             let values: Vec<String> = self
@@ -142,7 +142,7 @@ impl BindingStore for RedisBindings {
                 .await?;
             values
                 .iter()
-                .map(|v| serde_json::from_str(v).map_err(Into::into))
+                .map(|v| serde_json::from_str(v).map(Arc::new).map_err(Into::into))
                 .collect()
         })
     }

@@ -135,7 +135,7 @@ impl BindingStore for MemoryBindings {
         tenant: &'a str,
         now_ms: u64,
         limit: usize,
-    ) -> StoreFuture<'a, Vec<Binding>> {
+    ) -> StoreFuture<'a, Vec<Arc<Binding>>> {
         Box::pin(async move {
             let mut taken = Vec::new();
             for shard in self.shards.iter() {
@@ -162,7 +162,7 @@ impl BindingStore for MemoryBindings {
                     };
                     if let Some(held) = aors.get_mut(&aor) {
                         if let Some(h) = held.remove(&key) {
-                            taken.push(Arc::unwrap_or_clone(h.binding));
+                            taken.push(h.binding);
                         }
                         if held.is_empty() {
                             aors.remove(&aor);
