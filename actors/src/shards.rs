@@ -53,9 +53,7 @@ impl<M: Message> Shards<M> {
 
     /// The number of the shard that handles `key`.
     pub(crate) fn pick(&self, key: impl Hash) -> usize {
-        // A fixed hash, not a table's: the same key always picks the same shard.
-        let h = foldhash::fast::FixedState::default().hash_one(key);
-        (h % self.refs.len() as u64) as usize
+        pick(key, self.refs.len())
     }
 
     /// Sends `message` to the shard that handles `key`.
@@ -85,6 +83,12 @@ impl<M: Message> Shards<M> {
             }
         }
     }
+}
+
+/// Which of `n` parts `key` belongs to, by a fixed hash rather than a table's seeded one: the
+/// same key always lands in the same part (a shard, a lock of a sharded table).
+pub(crate) fn pick(key: impl Hash, n: usize) -> usize {
+    (foldhash::fast::FixedState::default().hash_one(key) % n as u64) as usize
 }
 
 /// A number for a shard set's names, unique in the process (tests start several nodes).

@@ -1,7 +1,6 @@
 //! Bindings in memory: the [`BindingStore`] a node uses without Redis.
 
 use std::collections::BTreeMap;
-use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
 use crate::FastMap;
@@ -52,8 +51,7 @@ struct Place {
 
 impl MemoryBindings {
     fn lock(&self, tenant: &str, aor: &str) -> std::sync::MutexGuard<'_, Memory> {
-        let h = foldhash::fast::FixedState::default().hash_one((tenant, aor));
-        lock(&self.shards[(h % self.shards.len() as u64) as usize])
+        lock(&self.shards[crate::shards::pick((tenant, aor), self.shards.len())])
     }
 }
 
