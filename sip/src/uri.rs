@@ -439,11 +439,7 @@ impl SipUri {
             }
             w.write_str("@")?;
         }
-        self.host.write_into(w)?;
-        if let Some(port) = self.port {
-            w.write_str(":")?;
-            w.write_str(itoa::Buffer::new().format(port))?;
-        }
+        self.host.write_with_port(w, self.port)?;
         self.params.write_into(w)?;
         if let Some(h) = &self.headers {
             w.write_str("?")?;
@@ -480,6 +476,16 @@ impl Host {
             Host::Ipv6(a) => write!(w, "[{a}]"),
         }
     }
+
+    /// Writes `host[:port]`, as URIs, Vias and addresses carry it.
+    pub fn write_with_port<W: fmt::Write>(&self, w: &mut W, port: Option<u16>) -> fmt::Result {
+        self.write_into(w)?;
+        if let Some(port) = port {
+            w.write_str(":")?;
+            w.write_str(itoa::Buffer::new().format(port))?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for Host {
@@ -494,9 +500,7 @@ pub fn addr_text(addr: std::net::SocketAddr) -> String {
     match addr {
         std::net::SocketAddr::V4(v4) => {
             let mut text = String::with_capacity(21);
-            let _ = Host::Ipv4(*v4.ip()).write_into(&mut text);
-            text.push(':');
-            text.push_str(itoa::Buffer::new().format(v4.port()));
+            let _ = Host::Ipv4(*v4.ip()).write_with_port(&mut text, Some(v4.port()));
             text
         }
         v6 => v6.to_string(),

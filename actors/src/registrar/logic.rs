@@ -341,12 +341,8 @@ pub fn contact_key(uri: &Uri) -> String {
                 key.push('@');
             }
             let host = key.len();
-            let _ = u.host.write_into(&mut key);
+            let _ = u.host.write_with_port(&mut key, u.port);
             key[host..].make_ascii_lowercase();
-            if let Some(port) = u.port {
-                key.push(':');
-                key.push_str(itoa::Buffer::new().format(port));
-            }
             if let Some(t) = u.transport() {
                 key.push_str(";transport=");
                 let at = key.len();

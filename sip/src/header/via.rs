@@ -189,11 +189,7 @@ impl Via {
         w.write_str("SIP/2.0/")?;
         w.write_str(&self.transport)?;
         w.write_str(" ")?;
-        self.host.write_into(w)?;
-        if let Some(port) = self.port {
-            w.write_str(":")?;
-            w.write_str(itoa::Buffer::new().format(port))?;
-        }
+        self.host.write_with_port(w, self.port)?;
         self.params.write_into(w)
     }
 }

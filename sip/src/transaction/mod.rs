@@ -120,11 +120,7 @@ impl TransactionKey {
 /// A Via's `host[:port]`, lower-cased, as transactions compare it.
 fn sent_by(via: &crate::header::Via) -> String {
     let mut s = String::with_capacity(48);
-    let _ = via.host.write_into(&mut s);
-    if let Some(p) = via.port {
-        s.push(':');
-        s.push_str(itoa::Buffer::new().format(p));
-    }
+    let _ = via.host.write_with_port(&mut s, via.port);
     s.make_ascii_lowercase();
     s
 }
