@@ -148,6 +148,23 @@ impl Via {
         }
         rport_requested || elsewhere
     }
+
+    /// Writes the Via as its `Display` prints it, into any writer (as [`Uri::write_into`]).
+    ///
+    /// [`Uri::write_into`]: crate::uri::Uri::write_into
+    pub fn write_into<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
+        w.write_str("SIP/2.0/")?;
+        w.write_str(&self.transport)?;
+        w.write_str(" ")?;
+        self.host.write_with_port(w, self.port)?;
+        self.params.write_into(w)
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_into(f)
+    }
 }
 
 /// A short text printed on the stack (an address): [`fmt::Write`] without an allocation.
@@ -178,25 +195,6 @@ impl fmt::Write for StackText {
         room.copy_from_slice(s.as_bytes());
         self.len = end;
         Ok(())
-    }
-}
-
-impl Via {
-    /// Writes the Via as its `Display` prints it, into any writer (as [`Uri::write_into`]).
-    ///
-    /// [`Uri::write_into`]: crate::uri::Uri::write_into
-    pub fn write_into<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
-        w.write_str("SIP/2.0/")?;
-        w.write_str(&self.transport)?;
-        w.write_str(" ")?;
-        self.host.write_with_port(w, self.port)?;
-        self.params.write_into(w)
-    }
-}
-
-impl fmt::Display for Via {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.write_into(f)
     }
 }
 
